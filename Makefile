@@ -1,0 +1,60 @@
+# sessiond: install, demo and test. Every target is idempotent.
+#
+#   make demo   installs what it needs and runs sessiond in the foreground
+#   make test   installs what the tests need and runs them all
+
+PREFIX     ?= /opt/sessiond
+VENV       := $(PREFIX)/venv
+PY         := $(VENV)/bin/python
+BINDIR     ?= /usr/local/bin
+DEMO_PORT  ?= 4443
+DEMO_STATE ?= $(CURDIR)/var/demo
+PYTEST_ARGS ?=
+
+# Debian packages: the X server and demo apps, fonts for xterm, the venv
+# module, libXext for MIT-SHM capture, PAM, and the tools tests use.
+DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
+	libx11-6 libxext6 libpam0g libpam-modules passwd util-linux procps \
+	desktop-file-utils
+
+.PHONY: all install deps-debian venv demo test unit clean
+
+all: install
+
+deps-debian:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(PY):
+	/usr/bin/python3 -m venv $(VENV)
+
+venv: $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-build.txt -r requirements.txt -r requirements-test.txt
+
+# A real (non-editable) install into the venv: session users run this copy,
+# and the tests exercise exactly this layout.
+install: deps-debian venv
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall --no-build-isolation .
+	chmod -R a+rX $(PREFIX)
+	install -d $(BINDIR)
+	ln -sf $(VENV)/bin/sessiond $(BINDIR)/sessiond
+	ln -sf $(VENV)/bin/svclient $(BINDIR)/svclient
+	install -m 0644 conf/pam.d/sessiond /etc/pam.d/sessiond
+
+demo: install
+	$(PY) -m sessiond.demo --port $(DEMO_PORT) --state-dir $(DEMO_STATE) --apps $(CURDIR)/conf/apps
+
+# Tests run from the installed venv, with the checkout NOT on sys.path, so
+# they import the installed packages (tests/test_layout.py checks that).
+test: install
+	cd tests && SESSIOND_PREFIX=$(PREFIX) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: install
+	cd tests && SESSIOND_PREFIX=$(PREFIX) $(VENV)/bin/pytest -p no:cacheprovider -m "not integration" $(PYTEST_ARGS)
+
+clean:
+	rm -rf build *.egg-info var

@@ -1,0 +1,168 @@
+# The real sessiond the benchmark talks to, and the real users it logs in as.
+#
+# Why not tests/svtest.start_sessiond: the bench needs a 1920x1080 screen and
+# an extra apps directory (the redraw app), and sessiond's INI loader rejects
+# a duplicated [session] or [apps] section, so that helper's fixed config
+# cannot be extended. This module writes its own config and starts the
+# installed sessiond under the bench's Twisted reactor, so readiness is the
+# "listening" line arriving on sessiond's output (an event, not a poll).
+# Users come from svtest.create_user (the tests' helper, reused as is).
+"""BenchServer: start/stop the installed sessiond; bench users."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, error, protocol
+from twisted.python.failure import Failure
+
+TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+from svtest import LISTEN_RE, VENV_BIN, TestUser, create_user  # noqa: E402
+
+# Seconds sessiond may take to print its listening line.
+START_TIMEOUT_SECONDS = 20.0
+# Seconds sessiond gets to end its sessions on SIGTERM before SIGKILL.
+STOP_TIMEOUT_SECONDS = 15.0
+# Output kept in memory to find the listening line (it comes first).
+MAX_STARTUP_OUTPUT = 64 * 1024
+
+
+class _SessiondProcess(protocol.ProcessProtocol):
+    """Copies sessiond's output to a log file; fires when it listens."""
+
+    def __init__(self, log_path: str) -> None:
+        self.log = open(log_path, "wb")
+        self.listening: defer.Deferred[tuple[str, int]] = defer.Deferred()
+        self.ended: defer.Deferred[None] = defer.Deferred()
+        self._head = b""
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
+        self.log.write(data)
+        self.log.flush()
+        if self.listening.called or len(self._head) > MAX_STARTUP_OUTPUT:
+            return
+        self._head += data
+        match = LISTEN_RE.search(self._head.decode("utf-8", "replace"))
+        if match:
+            self.listening.callback((match.group(1), int(match.group(2))))
+
+    errReceived = outReceived  # noqa: N815 - Twisted name
+
+    def processEnded(self, reason: Failure) -> None:  # noqa: N802 - Twisted name
+        self.log.close()
+        if not self.listening.called:
+            self.listening.errback(RuntimeError(f"sessiond exited before listening: {reason.getErrorMessage()}"))
+        self.ended.callback(None)
+
+
+@dataclass
+class BenchServer:
+    """A running sessiond with the bench configuration."""
+
+    host: str
+    port: int
+    tmp: str
+    runtime_dir: str
+    log_path: str
+    _process: Any = field(repr=False)
+    _watcher: _SessiondProcess = field(repr=False)
+
+    def log(self) -> str:
+        """sessiond's output so far (for error reports)."""
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    async def stop(self, reactor: Any) -> None:
+        """SIGTERM (sessiond ends its sessions), SIGKILL after a grace period."""
+        if not self._watcher.ended.called:
+            try:
+                self._process.signalProcess("TERM")
+            except error.ProcessExitedAlready:
+                pass
+            killer = reactor.callLater(STOP_TIMEOUT_SECONDS, self._kill)
+            await self._watcher.ended
+            if killer.active():
+                killer.cancel()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    def _kill(self) -> None:
+        try:
+            self._process.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+
+
+def write_config(tmp: str, width: int, height: int, app_dirs: list[str]) -> tuple[str, str]:
+    """Write the bench sessiond.conf; returns (config path, runtime dir)."""
+    runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
+    config = os.path.join(tmp, "sessiond.conf")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {os.path.join(tmp, 'state')}\nruntime_dir = {runtime}\n"
+            f"[auth]\nfailure_delay = 0.3\n"
+            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
+            f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
+        )
+    return config, runtime
+
+
+async def start_sessiond(reactor: Any, tmp: str, width: int, height: int, app_dirs: list[str]) -> BenchServer:
+    """Start the installed sessiond; returns once it listens."""
+    config, runtime = write_config(tmp, width, height, app_dirs)
+    log_path = os.path.join(tmp, "sessiond.log")
+    watcher = _SessiondProcess(log_path)
+    sessiond = os.path.join(VENV_BIN, "sessiond")
+    process = reactor.spawnProcess(watcher, sessiond, [sessiond, "run", "--config", config], env=dict(os.environ))
+    watcher.listening.addTimeout(START_TIMEOUT_SECONDS, reactor)
+    try:
+        host, port = await watcher.listening
+    except Exception:
+        if not watcher.ended.called:
+            process.signalProcess("KILL")
+        raise
+    return BenchServer(host, port, tmp, runtime, log_path, process, watcher)
+
+
+class BenchUsers:
+    """Creates real users for the bench and removes them (even on failure)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.created: list[str] = []
+
+    def create(self, name: str) -> TestUser:
+        """A fresh user NAME with a random password (PAM checks it)."""
+        self.created.append(name)
+        return create_user(name, self.directory)
+
+    def remove_all(self) -> list[str]:
+        """Delete every created user; returns error lines (empty if clean).
+
+        Sessions should be gone already (sessiond ended them); a process a
+        user still owns is killed by its pid before the user is deleted.
+        """
+        problems = []
+        for name in self.created:
+            leftover = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout.split()
+            for pid in leftover:
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+            if leftover:
+                problems.append(f"{name}: killed {len(leftover)} leftover process(es) {' '.join(leftover)}")
+            done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
+            # userdel -r reports a missing mail spool with status 12; the user is gone anyway.
+            if done.returncode not in (0, 12):
+                problems.append(f"{name}: userdel failed: {done.stderr.strip()}")
+        self.created.clear()
+        return problems

@@ -1,0 +1,207 @@
+# svclient: the command-line thin client. Each command connects, logs in
+# (starting or resuming the user's session), does one thing and disconnects;
+# the session and its apps keep running on the server.
+"""svclient command line."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from typing import Any
+
+from client.keysyms import keysym_for_char, keysym_from_name
+from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
+from client.session import ConnectionEnded, RemoteError, SessionClient, connect
+from protocol.messages import ChannelKind
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+# Seconds svclient waits for any one server answer before giving up.
+DEFAULT_TIMEOUT = 30.0
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svclient", description="thin client for sessiond")
+    parser.add_argument("--server", required=True, help="HOST:PORT of sessiond")
+    parser.add_argument("--user", required=True, help="user name to log in as")
+    parser.add_argument("--password-file", help="file whose first line is the password "
+                        "(else $SVCLIENT_PASSWORD, else a prompt)")  # fmt: skip
+    parser.add_argument("--known-hosts", default=None, help=f"pinned certificates (default {default_path()})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("login", help="log in (start or resume the session) and print its id")
+    apps = sub.add_parser("apps", help="list the published applications")
+    apps.add_argument("--json", action="store_true")
+    launch = sub.add_parser("launch", help="launch an app; returns once its first frame has arrived")
+    launch.add_argument("app")
+    launch.add_argument("args", nargs="*", help="files or URLs for the app")
+    shot = sub.add_parser("screenshot", help="write the client's reconstructed screen as PNG")
+    shot.add_argument("file")
+    typ = sub.add_parser("type", help="type text into the focused window")
+    typ.add_argument("text")
+    key = sub.add_parser("key", help="press and release one key by X keysym name (Return, F1, a, 0xff0d)")
+    key.add_argument("keysym")
+    click = sub.add_parser("click", help="click at X Y")
+    click.add_argument("x", type=int)
+    click.add_argument("y", type=int)
+    click.add_argument("--button", type=int, default=1)
+    return parser
+
+
+def read_password(args: argparse.Namespace) -> str:
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as handle:
+                return handle.readline().rstrip("\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read password file {args.password_file}: {exc.strerror}") from exc
+    if "SVCLIENT_PASSWORD" in os.environ:
+        return os.environ["SVCLIENT_PASSWORD"]
+    if sys.stdin.isatty():
+        return getpass.getpass(f"password for {args.user}@{args.server}: ")
+    raise UsageError("no password: use --password-file, SVCLIENT_PASSWORD or a terminal prompt")
+
+
+def parse_server(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--server must be HOST:PORT, not {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_keysym(name: str) -> int:
+    if name.lower().startswith("0x"):
+        try:
+            return int(name, 16)
+        except ValueError as exc:
+            raise UsageError(f"bad keysym {name!r}") from exc
+    try:
+        return keysym_from_name(name)
+    except ValueError as exc:
+        raise UsageError(f"unknown keysym name {name!r} (use X names like Return, BackSpace, F1)") from exc
+
+
+async def with_timeout(reactor: Any, d: Any, seconds: float, what: str) -> Any:
+    from twisted.internet import defer
+
+    deferred = defer.ensureDeferred(d) if not isinstance(d, defer.Deferred) else d
+    deferred.addTimeout(seconds, reactor)
+    try:
+        return await deferred
+    except defer.TimeoutError as exc:
+        raise ConnectionEnded(24, f"timed out waiting for {what}") from exc
+
+
+async def run_command(reactor: Any, args: argparse.Namespace) -> int:
+    host, port = parse_server(args.server)
+    password = read_password(args)
+    known = KnownHosts(args.known_hosts or default_path())
+
+    def new_host(fp: str) -> None:
+        print(f"svclient: pinned the certificate of {host}:{port} (sha256 {fp}) in {known.path}", file=sys.stderr)
+
+    client: SessionClient = await with_timeout(reactor, connect(reactor, host, port, known, new_host),
+                                               args.timeout, "the server")  # fmt: skip
+    try:
+        result = await with_timeout(reactor, client.login(args.user, password), args.timeout, "login")
+        return await dispatch(reactor, client, args, result.session)
+    finally:
+        client.disconnect()
+
+
+async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace, session: str) -> int:
+    timeout = args.timeout
+    if args.command == "login":
+        print(session)
+    elif args.command == "apps":
+        listing = await with_timeout(reactor, client.list_apps(), timeout, "the app list")
+        if args.json:
+            print(json.dumps([{"id": a.id, "name": a.name, "comment": a.comment, "categories": list(a.categories),
+                               "icon": a.icon} for a in listing.apps], indent=2))  # fmt: skip
+        else:
+            for app in listing.apps:
+                print(f"{app.id}\t{app.name}\t{app.comment}")
+    elif args.command == "launch":
+        await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        result = await with_timeout(reactor, client.launch(args.app, tuple(args.args)), timeout, "the launch")
+        await with_timeout(reactor, client.next_frame(), timeout, "the first frame")
+        print(f"launched {args.app} (pid {result.pid}; {result.message})")
+    elif args.command == "screenshot":
+        await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        await with_timeout(reactor, client.next_frame(), timeout, "a frame")
+        assert client.framebuffer is not None  # set by DesktopSize before any frame
+        client.framebuffer.save_png(args.file)
+        print(f"wrote {args.file} ({client.framebuffer.width}x{client.framebuffer.height})")
+    elif args.command in ("type", "key", "click"):
+        await with_timeout(reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
+        if args.command == "type":
+            for char in args.text:
+                keysym = keysym_from_name("Return") if char == "\n" else keysym_for_char(char)
+                client.key(keysym, True)
+                client.key(keysym, False)
+        elif args.command == "key":
+            keysym = parse_keysym(args.keysym)
+            client.key(keysym, True)
+            client.key(keysym, False)
+        else:
+            client.pointer(args.x, args.y)
+            client.button(args.x, args.y, args.button, True)
+            client.button(args.x, args.y, args.button, False)
+        await with_timeout(reactor, client.sync(), timeout, "the input to be delivered")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from twisted.internet import defer, task
+
+    status = {"code": 0}
+
+    async def body(reactor: Any) -> None:
+        try:
+            status["code"] = await run_command(reactor, args)
+        except UsageError as exc:
+            print(f"svclient: {exc}", file=sys.stderr)
+            status["code"] = EXIT_USAGE
+        except HostKeyMismatch as exc:
+            print(f"svclient: {exc}", file=sys.stderr)
+            status["code"] = EXIT_CONNECT
+        except RemoteError as exc:
+            print(f"svclient: refused by the server: {exc}", file=sys.stderr)
+            status["code"] = EXIT_REFUSED
+        except ConnectionEnded as exc:
+            print(f"svclient: connection ended: {exc}", file=sys.stderr)
+            status["code"] = EXIT_REFUSED
+        except OSError as exc:
+            print(f"svclient: cannot connect to {args.server}: {exc}", file=sys.stderr)
+            status["code"] = EXIT_CONNECT
+        except Exception as exc:  # noqa: BLE001 - connection errors come as many types
+            from twisted.internet import error
+
+            if isinstance(exc, error.ConnectError):
+                print(f"svclient: cannot connect to {args.server}: {exc}", file=sys.stderr)
+                status["code"] = EXIT_CONNECT
+            else:
+                raise
+
+    def run(reactor: Any) -> Any:
+        return defer.ensureDeferred(body(reactor))
+
+    try:
+        task.react(run)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            return int(exc.code)
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

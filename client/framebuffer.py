@@ -1,0 +1,143 @@
+# The client's copy of the session screen.
+#
+# Why: Regions arrive from the network, so every one is untrusted input.
+# Before anything is decompressed or decoded, the rectangle must lie inside
+# the framebuffer and the announced decoded size must match w*h*3 (lz4's
+# stored size, the PNG/JPEG header size), so a small hostile message can
+# never make the client allocate or decode more than the region it claims.
+# The screen itself is a Pillow RGB image: pasting, screenshots and pixel
+# probes in tests all come for free.
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+
+import lz4.block
+from PIL import Image
+
+from protocol.limits import MAX_REGION_RAW_BYTES
+from protocol.messages import Encoding, Region
+
+# Largest framebuffer side (X11 coordinates are 16-bit; Xvfb caps at 32767).
+MAX_FRAMEBUFFER_SIDE = 32767
+BYTES_PER_PIXEL = 3
+FILL_BYTES = 3
+# lz4.block.compress(store_size=True) prefix: decoded size, u32 little-endian.
+_LZ4_SIZE = struct.Struct("<I")
+# What Pillow may raise on a corrupt file (besides its own OSError family).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+# Image file format Pillow must detect for each file-based encoding.
+_FILE_FORMATS = {Encoding.PNG: "PNG", Encoding.JPEG: "JPEG"}
+
+
+class RegionError(ValueError):
+    """A Region cannot be applied: out of bounds, wrong size or corrupt data."""
+
+
+def _check_size(width: int, height: int) -> None:
+    if not (1 <= width <= MAX_FRAMEBUFFER_SIDE and 1 <= height <= MAX_FRAMEBUFFER_SIDE):
+        raise RegionError(
+            f"framebuffer size {width}x{height} is out of range (1..{MAX_FRAMEBUFFER_SIDE} per side)"
+        )
+
+
+class Framebuffer:
+    """An RGB image of the remote screen, updated by applying Regions."""
+
+    def __init__(self, width: int, height: int) -> None:
+        _check_size(width, height)
+        self._image = Image.new("RGB", (width, height))
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return self._image.width
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return self._image.height
+
+    def resize(self, width: int, height: int) -> None:
+        """Change the size, keeping the overlapping top-left content (the
+        rest is black until the server repaints it)."""
+        _check_size(width, height)
+        new = Image.new("RGB", (width, height))
+        new.paste(self._image, (0, 0))
+        self._image = new
+
+    def apply(self, region: Region) -> None:
+        """Decode region and paste it; RegionError if it is invalid."""
+        x, y, w, h = region.x, region.y, region.w, region.h
+        if w < 1 or h < 1 or x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+            raise RegionError(
+                f"region {w}x{h}+{x}+{y} does not fit the {self.width}x{self.height} framebuffer"
+            )
+        try:
+            encoding = Encoding(region.encoding)
+        except ValueError:
+            raise RegionError(f"unknown region encoding {region.encoding!r}") from None
+        data = bytes(region.data)
+        if encoding is Encoding.FILL:
+            if len(data) != FILL_BYTES:
+                raise RegionError(f"FILL data must be {FILL_BYTES} bytes, got {len(data)}")
+            self._image.paste((data[0], data[1], data[2]), (x, y, x + w, y + h))
+            return
+        raw_size = w * h * BYTES_PER_PIXEL
+        if raw_size > MAX_REGION_RAW_BYTES:
+            raise RegionError(
+                f"region {w}x{h} decodes to {raw_size} bytes, over MAX_REGION_RAW_BYTES"
+            )
+        if encoding is Encoding.RAW_LZ4:
+            tile = self._decode_lz4(data, w, h, raw_size)
+        else:
+            tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])
+        self._image.paste(tile, (x, y))
+
+    @staticmethod
+    def _decode_lz4(data: bytes, w: int, h: int, raw_size: int) -> Image.Image:
+        if len(data) < _LZ4_SIZE.size:
+            raise RegionError("RAW_LZ4 data is shorter than its size prefix")
+        (stored,) = _LZ4_SIZE.unpack_from(data)
+        if stored != raw_size:
+            raise RegionError(f"RAW_LZ4 announces {stored} bytes, region {w}x{h} needs {raw_size}")
+        try:
+            raw = lz4.block.decompress(data)
+        except lz4.block.LZ4BlockError as exc:
+            raise RegionError(f"RAW_LZ4 data is corrupt: {exc}") from None
+        if len(raw) != raw_size:
+            raise RegionError(f"RAW_LZ4 decoded to {len(raw)} bytes, expected {raw_size}")
+        return Image.frombytes("RGB", (w, h), raw)
+
+    @staticmethod
+    def _decode_file(data: bytes, w: int, h: int, fmt: str) -> Image.Image:
+        try:
+            # Image.open only parses the header; nothing is decoded yet.
+            tile = Image.open(io.BytesIO(data), formats=[fmt])
+        except _DECODE_ERRORS as exc:
+            raise RegionError(f"{fmt} data is not a valid {fmt} image: {exc}") from None
+        if tile.size != (w, h):
+            raise RegionError(f"{fmt} image is {tile.size[0]}x{tile.size[1]}, region is {w}x{h}")
+        try:
+            tile.load()
+        except _DECODE_ERRORS as exc:
+            raise RegionError(f"{fmt} data is corrupt: {exc}") from None
+        return tile if tile.mode == "RGB" else tile.convert("RGB")
+
+    def image(self) -> Image.Image:
+        """A copy of the current screen as an RGB image."""
+        return self._image.copy()
+
+    def save_png(self, path: str | os.PathLike[str]) -> None:
+        """Write the current screen to path as PNG."""
+        self._image.save(path, "PNG")
+
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        """The (R, G, B) colour at (x, y)."""
+        if not (0 <= x < self.width and 0 <= y < self.height):
+            raise IndexError(f"pixel ({x}, {y}) is outside {self.width}x{self.height}")
+        r, g, b = self._image.getpixel((x, y))  # type: ignore[misc]
+        return (int(r), int(g), int(b))

@@ -1,0 +1,292 @@
+# The thin client's connection: TLS 1.3 with a pinned server certificate,
+# then HELLO, login, and the display/input channels. Each request returns a
+# Deferred; the framebuffer is reconstructed from the display channel and
+# every frame is acknowledged after it is drawn (that acknowledgement is
+# what paces the server).
+"""SessionClient: one connection to sessiond, Deferred-based."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives import serialization
+from twisted.internet import defer, interfaces, ssl
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from client.framebuffer import Framebuffer, RegionError
+from client.known_hosts import KnownHosts
+from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, MessageReceived, Role, frame_cost
+from protocol.errors import ReasonCode
+from protocol.limits import ALPN
+from protocol.messages import (
+    AppList,
+    AppListRequest,
+    Auth,
+    AuthResult,
+    Button,
+    ChannelKind,
+    Close,
+    DesktopSize,
+    Error,
+    FrameAck,
+    FrameEnd,
+    Hello,
+    Key,
+    Launch,
+    LaunchResult,
+    Message,
+    Pointer,
+    Region,
+    SessionInfo,
+    Sync,
+    SyncDone,
+    Wheel,
+)
+from sessiond.tls import fingerprint
+from sessiond.wire import FrameProtocol
+
+SOFTWARE = "svclient 0.1.0"
+CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
+DISPLAY = int(ChannelKind.DISPLAY)
+INPUT = int(ChannelKind.INPUT)
+
+
+class ConnectionEnded(Exception):
+    """The server closed the connection (code and message from its CLOSE)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        try:
+            name = ReasonCode(code).name
+        except ValueError:
+            name = str(code)
+        super().__init__(f"{message} ({name})" if message else name)
+        self.code = code
+        self.message = message
+
+
+class RemoteError(Exception):
+    """The server refused a request (login, launch)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@implementer(interfaces.IHandshakeListener)
+class SessionClient(FrameProtocol):
+    """Client side of the native protocol."""
+
+    role = Role.CLIENT
+
+    def __init__(self, server: str, known_hosts: KnownHosts, on_new_host: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.server = server
+        self.known_hosts = known_hosts
+        self.on_new_host = on_new_host
+        self.ready: defer.Deferred[Hello] = defer.Deferred()
+        self.ended: defer.Deferred[ConnectionEnded] = defer.Deferred()
+        self.framebuffer: Framebuffer | None = None
+        self.session_info: SessionInfo | None = None
+        self.last_frame = 0
+        self._waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]] = []
+        self._frame_waiters: list[defer.Deferred[int]] = []
+        self._channel_waiters: dict[int, defer.Deferred[None]] = {}
+        self._sync_seq = 0
+        self._end: ConnectionEnded | None = None
+
+    # -- TLS ---------------------------------------------------------------------
+    def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
+        cert = self.transport.getPeerCertificate()
+        if cert is None:
+            self._fail(ConnectionEnded(ReasonCode.PROTOCOL_ERROR, "the server sent no certificate"))
+            return
+        der = cert.to_cryptography().public_bytes(serialization.Encoding.DER)
+        try:
+            known = self.known_hosts.check(self.server, fingerprint(der))
+        except Exception as exc:  # HostKeyMismatch: refuse before sending anything
+            self._fail(exc)
+            return
+        if not known and self.on_new_host is not None:
+            self.on_new_host(fingerprint(der))
+        self._waiters.append((lambda m: isinstance(m, Hello), self.ready))
+        self.conn.hello(capabilities=CAPABILITIES, software=SOFTWARE)
+        self.flush()
+
+    def _fail(self, exc: Exception) -> None:
+        self._lost = True
+        self.transport.abortConnection()
+        self._error_all(exc)
+
+    # -- events --------------------------------------------------------------------
+    def event_received(self, event: object) -> None:
+        if isinstance(event, MessageReceived):
+            if event.channel == DISPLAY:
+                self._display(event.message)
+                self.conn.consumed(DISPLAY, frame_cost(event.message))
+            elif event.channel == INPUT:
+                self.conn.consumed(INPUT, frame_cost(event.message))
+                self._deliver(event.message)
+            else:
+                if isinstance(event.message, SessionInfo):
+                    self.session_info = event.message
+                self._deliver(event.message)
+        elif isinstance(event, ChannelOpened) and not event.by_peer:
+            waiter = self._channel_waiters.pop(event.channel, None)
+            if waiter is not None:
+                waiter.callback(None)
+        elif isinstance(event, ChannelClosed):
+            waiter = self._channel_waiters.pop(event.channel, None)
+            if waiter is not None:
+                waiter.errback(RemoteError(event.code, event.message or "channel refused"))
+
+    def _deliver(self, message: Message) -> None:
+        for index, (matches, d) in enumerate(self._waiters):
+            if matches(message):
+                del self._waiters[index]
+                d.callback(message)
+                return
+
+    def _display(self, message: Message) -> None:
+        if isinstance(message, DesktopSize):
+            if self.framebuffer is None:
+                self.framebuffer = Framebuffer(message.width, message.height)
+            else:
+                self.framebuffer.resize(message.width, message.height)
+        elif isinstance(message, Region):
+            if self.framebuffer is None:
+                self.close(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
+                return
+            try:
+                self.framebuffer.apply(message)
+            except RegionError as exc:
+                self.close(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
+        elif isinstance(message, FrameEnd):
+            self.last_frame = message.seq
+            self.conn.send(DISPLAY, FrameAck(seq=message.seq))
+            self.flush()
+            waiters, self._frame_waiters = self._frame_waiters, []
+            for d in waiters:
+                d.callback(message.seq)
+
+    def on_closed(self, event: ConnectionClosed) -> None:
+        self._end = ConnectionEnded(event.code, event.message)
+        self._error_all(self._end)
+
+    def on_lost(self, reason: Failure) -> None:
+        end = self._end or ConnectionEnded(ReasonCode.NORMAL, f"connection lost: {reason.getErrorMessage()}")
+        self._error_all(end)
+        if not self.ended.called:
+            self.ended.callback(end)
+
+    def _error_all(self, exc: Exception) -> None:
+        waiters = [d for _m, d in self._waiters] + self._frame_waiters + list(self._channel_waiters.values())
+        self._waiters, self._frame_waiters, self._channel_waiters = [], [], {}
+        if not self.ready.called and self.ready not in waiters:
+            waiters.append(self.ready)
+        for d in waiters:
+            if not d.called:
+                d.errback(exc)
+
+    # -- requests --------------------------------------------------------------------
+    def _request(self, message: Message, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
+        if self._end is not None:
+            return defer.fail(self._end)
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._waiters.append((matches, d))
+        self.conn.send(0, message)
+        self.flush()
+        return d
+
+    async def login(self, user: str, password: str) -> AuthResult:
+        """Log in with a password; starts or resumes the user's session."""
+        result: AuthResult = await self._request(
+            Auth(method="password", user=user, password=password),
+            lambda m: isinstance(m, (AuthResult, Close)),
+        )
+        if not result.ok:
+            raise RemoteError(result.code, result.message)
+        return result
+
+    async def list_apps(self) -> AppList:
+        return await self._request(AppListRequest(), lambda m: isinstance(m, AppList))  # type: ignore[no-any-return]
+
+    async def launch(self, app: str, args: tuple[str, ...] = (), request: int = 1) -> LaunchResult:
+        result: LaunchResult = await self._request(
+            Launch(request=request, app=app, args=args),
+            lambda m: isinstance(m, LaunchResult) and m.request == request or isinstance(m, Error),
+        )
+        if not result.ok:
+            raise RemoteError(result.code, result.message)
+        return result
+
+    async def open_channel(self, kind: ChannelKind) -> None:
+        d: defer.Deferred[None] = defer.Deferred()
+        self._channel_waiters[int(kind)] = d
+        self.conn.open_channel(int(kind), kind)
+        self.flush()
+        await d
+
+    def next_frame(self) -> defer.Deferred[int]:
+        """Fires with the sequence number of the next complete frame."""
+        if self._end is not None:
+            return defer.fail(self._end)
+        d: defer.Deferred[int] = defer.Deferred()
+        self._frame_waiters.append(d)
+        return d
+
+    def send_input(self, message: Message) -> None:
+        self.conn.send(INPUT, message)
+        self.flush()
+
+    def key(self, keysym: int, down: bool) -> None:
+        self.send_input(Key(keysym=keysym, down=down))
+
+    def pointer(self, x: int, y: int) -> None:
+        self.send_input(Pointer(x=x, y=y))
+
+    def button(self, x: int, y: int, button: int, down: bool) -> None:
+        self.send_input(Button(x=x, y=y, button=button, down=down))
+
+    def wheel(self, x: int, y: int, dx: int, dy: int) -> None:
+        self.send_input(Wheel(x=x, y=y, dx=dx, dy=dy))
+
+    async def sync(self) -> None:
+        """Wait until the session has injected every input sent so far."""
+        self._sync_seq += 1
+        seq = self._sync_seq
+        d = self._request_on_input(Sync(seq=seq), lambda m: isinstance(m, SyncDone) and m.seq == seq)
+        await d
+
+    def _request_on_input(self, message: Message, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._waiters.append((matches, d))
+        self.send_input(message)
+        return d
+
+    def disconnect(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
+def client_tls_options() -> ssl.CertificateOptions:
+    """TLS 1.3 only; certificate checked by pin in handshakeCompleted."""
+    return ssl.CertificateOptions(
+        verify=False,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_3,
+        acceptableProtocols=[ALPN.encode("ascii")],
+    )
+
+
+async def connect(reactor: Any, host: str, port: int, known_hosts: KnownHosts,
+                  on_new_host: Callable[[str], None] | None = None, timeout: float = 10.0) -> SessionClient:  # fmt: skip
+    """Connect, verify the pinned certificate, exchange HELLO."""
+    from twisted.internet.protocol import Factory
+
+    server = f"{host}:{port}"
+    client = SessionClient(server, known_hosts, on_new_host)
+    endpoint = wrapClientTLS(client_tls_options(), HostnameEndpoint(reactor, host, port, timeout=timeout))
+    await endpoint.connect(Factory.forProtocol(lambda: client))
+    await client.ready
+    return client

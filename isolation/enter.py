@@ -1,0 +1,302 @@
+# `python -m isolation.enter`: the privileged child that builds the sandbox.
+#
+# Why a separate process: sessiond is a long-running Twisted daemon holding
+# sockets, threads and secrets; forking it and calling unshare/setuid in the
+# child would inherit all of that. Instead sessiond spawns this small program
+# (argv only, no shell, a clean environment), writes one SandboxSpec on its
+# stdin and closes it. Running as root, this program creates the namespaces
+# and private mounts, drops every privilege, VERIFIES the drop from the
+# kernel's point of view, and execs the session program as the user with an
+# environment built only from the spec and the account. Any doubt ends the
+# start with a distinct exit status and one line on stderr:
+#   70 a privilege-drop check failed, 71 bad spec, 72 namespace/mount failed,
+#   127 the program could not be exec'd.
+# The system calls go through a SandboxOps object so the whole sequence can
+# be unit-tested with a recorder fake.
+"""Build the session sandbox from a spec on stdin, drop root, verify, exec."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import BinaryIO, Protocol, TextIO
+
+from isolation import linux
+from isolation.accounts import Account, AccountError, lookup_account
+from isolation.privcheck import DEFAULT_CHECKS, DropCheck, first_failure
+from isolation.spec import MAX_SPEC_BYTES, SandboxSpec, SpecError, from_json
+
+EXIT_DROP_FAILED = 70
+EXIT_BAD_SPEC = 71
+EXIT_SETUP_FAILED = 72
+EXIT_EXEC_FAILED = 127
+
+# Where per-user runtime directories live (XDG Base Directory / logind layout).
+RUNTIME_BASE = "/run/user"
+X11_SOCKET_DIR = "/tmp/.X11-unix"
+# tmpfs sizes: each mount's ceiling on RAM a session can pin until cgroups
+# (later issue) bound memory as a whole. Xvfb framebuffers live in SysV shm,
+# not here, so these can stay modest.
+TMP_TMPFS_SIZE = "1024m"
+SHM_TMPFS_SIZE = "512m"
+RUNTIME_TMPFS_SIZE = "64m"
+# Smallest uid enter.py re-checks against; the login policy (min_uid) is
+# sessiond's and was applied when the spec was built; here only "not root".
+ENTER_MIN_UID = 1
+# Read granularity for the spec on stdin.
+READ_CHUNK = 4096
+
+PROG = "isolation.enter"
+
+
+class SandboxOps(Protocol):
+    """The system operations enter needs; LinuxOps is the real one."""
+
+    def geteuid(self) -> int: ...
+    def unshare(self, flags: int) -> None: ...
+    def make_rprivate(self) -> None: ...
+    def mount_tmpfs(self, target: str, options: str) -> None: ...
+    def make_root_dir(self, path: str, mode: int) -> None: ...
+    def drop_bounding_set(self) -> None: ...
+    def clear_ambient_caps(self) -> None: ...
+    def setgroups(self, groups: Sequence[int]) -> None: ...
+    def setresgid(self, gid: int) -> None: ...
+    def setresuid(self, uid: int) -> None: ...
+    def clear_all_caps(self) -> None: ...
+    def set_no_new_privs(self) -> None: ...
+    def chdir(self, path: str) -> None: ...
+    def umask(self, mask: int) -> None: ...
+    def stdin_from_devnull(self) -> None: ...
+    def close_fds(self, keep: Sequence[int]) -> None: ...
+    def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
+
+
+class LinuxOps:
+    """SandboxOps on the real kernel (linux.py and os)."""
+
+    def geteuid(self) -> int:
+        return os.geteuid()
+
+    def unshare(self, flags: int) -> None:
+        linux.unshare(flags)
+
+    def make_rprivate(self) -> None:
+        linux.make_rprivate("/")
+
+    def mount_tmpfs(self, target: str, options: str) -> None:
+        linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
+
+    def make_root_dir(self, path: str, mode: int) -> None:
+        """Create `path` root-owned with `mode` unless it exists; refuse symlinks."""
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode):
+                raise OSError(f"{path} exists and is not a directory") from None
+            if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+                raise OSError(f"{path} is writable by group/other") from None
+            return
+        os.chown(path, 0, 0, follow_symlinks=False)
+        os.chmod(path, mode, follow_symlinks=False)
+
+    def drop_bounding_set(self) -> None:
+        linux.drop_bounding_set()
+
+    def clear_ambient_caps(self) -> None:
+        linux.clear_ambient_caps()
+
+    def setgroups(self, groups: Sequence[int]) -> None:
+        os.setgroups(list(groups))
+
+    def setresgid(self, gid: int) -> None:
+        os.setresgid(gid, gid, gid)
+
+    def setresuid(self, uid: int) -> None:
+        os.setresuid(uid, uid, uid)
+
+    def clear_all_caps(self) -> None:
+        linux.clear_all_caps()
+
+    def set_no_new_privs(self) -> None:
+        linux.set_no_new_privs()
+
+    def chdir(self, path: str) -> None:
+        os.chdir(path)
+
+    def umask(self, mask: int) -> None:
+        os.umask(mask)
+
+    def stdin_from_devnull(self) -> None:
+        null = os.open(os.devnull, os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
+
+    def close_fds(self, keep: Sequence[int]) -> None:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in keep:
+                # The listdir fd itself is in the list, already closed.
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        for fd in keep:
+            os.set_inheritable(fd, True)
+
+    def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        # A session of its own: the sandbox leaves sessiond's process group
+        # and controlling terminal, so a Ctrl-C aimed at sessiond (or a
+        # signal to its group) never reaches the user's session.
+        with contextlib.suppress(PermissionError):
+            os.setsid()
+        os.execve(path, list(argv), dict(env))
+
+
+class EnterFailure(Exception):
+    """Abort the start with `status` and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def read_spec(stdin: BinaryIO) -> SandboxSpec:
+    """Read stdin to EOF (at most MAX_SPEC_BYTES) and decode the spec."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stdin.read(READ_CHUNK)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > MAX_SPEC_BYTES:
+            raise EnterFailure(EXIT_BAD_SPEC, f"bad spec: more than {MAX_SPEC_BYTES} bytes")
+        chunks.append(chunk)
+    try:
+        return from_json(b"".join(chunks))
+    except SpecError as exc:
+        raise EnterFailure(EXIT_BAD_SPEC, f"bad spec: {exc}") from None
+
+
+def check_account(spec: SandboxSpec, lookup: Callable[..., Account]) -> None:
+    """Refuse a spec whose account differs from the account database now."""
+    try:
+        current = lookup(spec.account.name, min_uid=ENTER_MIN_UID)
+    except AccountError as exc:
+        raise EnterFailure(EXIT_BAD_SPEC, f"bad spec: {exc}") from None
+    if current != spec.account:
+        raise EnterFailure(
+            EXIT_BAD_SPEC,
+            f"bad spec: account {spec.account.name!r} does not match the account database",
+        )
+
+
+def runtime_dir(account: Account) -> str:
+    """XDG_RUNTIME_DIR for `account` inside the sandbox."""
+    return f"{RUNTIME_BASE}/{account.uid}"
+
+
+def build_mounts(ops: SandboxOps, spec: SandboxSpec) -> None:
+    """Unshare namespaces and lay out the private mounts (still root)."""
+    flags = 0
+    for name in spec.namespaces:
+        flags |= linux.NAMESPACE_FLAGS[name]
+    acc = spec.account
+    try:
+        ops.unshare(flags)
+        ops.make_rprivate()
+        if spec.private_tmp:
+            ops.mount_tmpfs("/tmp", f"mode=1777,size={TMP_TMPFS_SIZE}")
+            ops.make_root_dir(X11_SOCKET_DIR, 0o1777)
+            ops.mount_tmpfs("/dev/shm", f"mode=1777,size={SHM_TMPFS_SIZE}")
+        ops.make_root_dir(RUNTIME_BASE, 0o755)
+        ops.make_root_dir(runtime_dir(acc), 0o700)
+        ops.mount_tmpfs(
+            runtime_dir(acc),
+            f"mode=0700,uid={acc.uid},gid={acc.gid},size={RUNTIME_TMPFS_SIZE}",
+        )
+    except OSError as exc:
+        raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: {exc}") from None
+
+
+def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropCheck]) -> None:
+    """Drop to `account` with no capabilities and no_new_privs, then verify."""
+    steps: tuple[tuple[str, Callable[[], None]], ...] = (
+        ("clear ambient capabilities", ops.clear_ambient_caps),
+        ("drop capability bounding set", ops.drop_bounding_set),
+        ("setgroups", lambda: ops.setgroups(account.groups)),
+        ("setresgid", lambda: ops.setresgid(account.gid)),
+        ("setresuid", lambda: ops.setresuid(account.uid)),
+        ("clear capabilities", ops.clear_all_caps),
+        ("set no_new_privs", ops.set_no_new_privs),
+    )
+    for what, step in steps:
+        try:
+            step()
+        except OSError as exc:
+            raise EnterFailure(
+                EXIT_DROP_FAILED, f"privilege drop failed at {what}: {exc}"
+            ) from None
+    failed = first_failure(list(checks), account)
+    if failed is not None:
+        raise EnterFailure(EXIT_DROP_FAILED, f"privilege drop check failed: {failed}")
+
+
+def session_env(spec: SandboxSpec) -> dict[str, str]:
+    """The program's whole environment: the spec's env plus account fields."""
+    acc = spec.account
+    env = dict(spec.env)
+    env.update(
+        HOME=acc.home,
+        USER=acc.name,
+        LOGNAME=acc.name,
+        SHELL=acc.shell or "/bin/sh",
+        XDG_RUNTIME_DIR=runtime_dir(acc),
+    )
+    return env
+
+
+def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
+        checks: Sequence[DropCheck] = DEFAULT_CHECKS,
+        lookup: Callable[..., Account] = lookup_account) -> int:
+    """Do the whole start; returns an exit status (only if exec did not happen)."""
+    try:
+        spec = read_spec(stdin)
+        if ops.geteuid() != 0:
+            raise EnterFailure(EXIT_SETUP_FAILED, "must run as root (euid 0)")
+        check_account(spec, lookup)
+        build_mounts(ops, spec)
+        drop_privileges(ops, spec.account, checks)
+    except EnterFailure as failure:
+        stderr.write(f"{PROG}: {failure}\n")
+        stderr.flush()
+        return failure.status
+    workdir = spec.working_dir()
+    try:
+        ops.chdir(workdir)
+    except OSError as exc:
+        stderr.write(f"{PROG}: warning: cannot enter {workdir}: {exc.strerror}; using /\n")
+        stderr.flush()
+        ops.chdir("/")
+    ops.umask(0o077)
+    ops.stdin_from_devnull()
+    ops.close_fds(spec.keep_fds)
+    try:
+        ops.execve(spec.argv[0], spec.argv, session_env(spec))
+    except OSError as exc:
+        stderr.write(f"{PROG}: cannot execute {spec.argv[0]}: {exc.strerror}\n")
+        stderr.flush()
+        return EXIT_EXEC_FAILED
+    return 0  # only reachable with a fake execve
+
+
+def main() -> None:
+    """Entry point for `python -m isolation.enter`."""
+    sys.exit(run(sys.stdin.buffer, sys.stderr, LinuxOps()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+# The sans-IO connection: handshake and auth states, flow control and
+# priority scheduling over a ChannelTable, with no I/O and no event loop.
+#
+# Why sans-IO (h11/h2/wsproto): the same object runs under Twisted in sessiond,
+# under asyncio in the agent, in the svclient CLI and in memory in tests.
+# receive_data() never raises on peer input: a violation becomes our CLOSE
+# frame plus a ConnectionClosed event, and later input is ignored. Misuse by
+# our own code raises (ProtocolStateError and subclasses, ValueError).
+"""Connection: the protocol state machine over bytes in, events and bytes out."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Final
+
+from protocol.base import ChannelKind, Message, Sender
+from protocol.channel_table import (
+    ChannelTable,
+    default_accept_kind,
+    default_window_for,
+    reason_text,
+)
+from protocol.channels import ChannelPhase
+from protocol.control import (
+    ChannelClose,
+    ChannelOpen,
+    ChannelOpenOk,
+    Close,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+)
+from protocol.control_session import Auth, AuthResult
+from protocol.errors import (
+    ChannelNotOpenError,
+    ProtocolError,
+    ProtocolStateError,
+    ReasonCode,
+    SendBufferFull,
+)
+from protocol.events import (
+    ChannelClosed,
+    ChannelOpened,
+    ConnectionClosed,
+    Event,
+    MessageReceived,
+    WindowUpdated,
+)
+from protocol.frames import Frame, FrameDecoder, encode_frame
+from protocol.limits import HEADER_SIZE, MAX_QUEUED_PER_CHANNEL, PROTOCOL_VERSION
+from protocol.media import WindowUpdate
+from protocol.messages import MESSAGE_TYPES, decode_message
+
+__all__ = [
+    "Role",
+    "Connection",
+    "frame_cost",
+    "default_window_for",
+    "default_accept_kind",
+    "MessageReceived",
+    "ChannelOpened",
+    "ChannelClosed",
+    "WindowUpdated",
+    "ConnectionClosed",
+    "Event",
+    "ChannelNotOpenError",
+    "SendBufferFull",
+    "ProtocolStateError",
+]
+
+# Control messages allowed (either way) before the connection is authenticated.
+PRE_AUTH_TYPES: Final = frozenset(cls.TYPE for cls in (Hello, Auth, AuthResult, Ping, Pong, Error, Close))
+# Messages the Connection itself manages; the application uses these methods.
+_MANAGED: Final = {
+    ChannelOpen: "open_channel()",
+    ChannelOpenOk: "nothing (opens are accepted automatically)",
+    ChannelClose: "close_channel()",
+    WindowUpdate: "consumed() or grant()",
+}
+
+
+class Role(Enum):
+    """Which end of the connection we are: the client speaks HELLO first."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+def frame_cost(message: Message) -> int:
+    """Window cost of sending `message`: header plus payload bytes."""
+    return HEADER_SIZE + len(message.encode())
+
+
+class Connection:
+    """One end of a sessiond protocol connection (sans-IO)."""
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        window_for: Callable[[ChannelKind], int] | None = None,
+        accept_kind: Callable[[ChannelKind], bool] | None = None,
+    ) -> None:
+        self._role = role
+        self._own_sender = Sender.CLIENT if role is Role.CLIENT else Sender.SERVER
+        self._table = ChannelTable(window_for, accept_kind)
+        self._decoder = FrameDecoder()
+        self._control: deque[bytes] = deque()  # channel 0 frames and WINDOW_UPDATEs
+        self._control_queued = 0
+        self._closed = False
+        self._authenticated = False
+        self._hello_sent = False
+        self._peer_hello: Hello | None = None
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def role(self) -> Role:
+        """Our role."""
+        return self._role
+
+    @property
+    def closed(self) -> bool:
+        """True once CLOSE was sent or received; nothing more is sent or parsed."""
+        return self._closed
+
+    @property
+    def authenticated(self) -> bool:
+        """True once an AUTH_RESULT with ok=true was sent (server) or received (client)."""
+        return self._authenticated
+
+    @property
+    def peer_hello(self) -> Hello | None:
+        """The peer's HELLO, once received."""
+        return self._peer_hello
+
+    @property
+    def hello_sent(self) -> bool:
+        """True once our HELLO is queued."""
+        return self._hello_sent
+
+    def open_channels(self) -> dict[int, ChannelKind]:
+        """Usable channels (control included) and their kinds."""
+        return {0: ChannelKind.CONTROL, **self._table.open_kinds()}
+
+    def send_window(self, channel: int) -> int:
+        """Bytes that can still be queued on `channel` and sent without waiting.
+
+        Channel 0 is not flow-controlled: returns the room left in its queue.
+        Returns 0 for channels that are not open.
+        """
+        if channel == 0:
+            return max(0, MAX_QUEUED_PER_CHANNEL - self._control_queued)
+        state = self._table.get_open(channel)
+        return 0 if state is None else state.send_window()
+
+    def queued_bytes(self, channel: int) -> int:
+        """Bytes queued on `channel` and not yet returned by data_to_send()."""
+        if channel == 0:
+            return self._control_queued
+        state = self._table.get(channel)
+        return 0 if state is None else state.queued
+
+    # -- sending ------------------------------------------------------------
+
+    def hello(self, capabilities: Iterable[str], software: str) -> None:
+        """Queue our HELLO (client: first; server: after the client's HELLO)."""
+        self.send(0, Hello(PROTOCOL_VERSION, tuple(capabilities), software))
+
+    def send(self, channel: int, message: Message) -> None:
+        """Encode `message` and queue it on `channel`.
+
+        Raises ChannelNotOpenError, SendBufferFull, ProtocolStateError (wrong
+        state, direction or kind) or ValueError (payload too large, or the frame
+        costs more than half the initial window the peer granted on `channel`).
+        """
+        if self._closed:
+            raise ProtocolStateError("connection is closed")
+        if isinstance(message, Close):
+            self.close(message.code, message.message)
+            return
+        for managed, method in _MANAGED.items():
+            if isinstance(message, managed):
+                name = type(message).__name__
+                raise ProtocolStateError(f"{name} is managed by the Connection; use {method}")
+        self._check_may_send(channel, message)
+        frame = encode_frame(channel, message.TYPE, message.encode())
+        if channel == 0:
+            if self._control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
+                raise SendBufferFull("control channel send queue is full")
+            self._queue_control(frame)
+            if isinstance(message, Hello):
+                self._hello_sent = True
+            elif isinstance(message, AuthResult) and message.ok:
+                self._authenticated = True
+            return
+        state = self._table.get_open(channel)
+        if state is None:
+            raise ChannelNotOpenError(f"channel {channel} is not open")
+        if len(frame) > state.send_initial // 2:
+            # Credit returns in batches of half the window (consumed()), so a
+            # larger frame could wait forever for credit: refuse it up front.
+            raise ValueError(
+                f"a {len(frame)}-byte frame exceeds half the peer's "
+                f"{state.send_initial}-byte window on channel {channel}"
+            )
+        if state.queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
+            raise SendBufferFull(f"channel {channel} send queue is full")
+        state.enqueue(frame)
+
+    def _check_may_send(self, channel: int, message: Message) -> None:
+        name = type(message).__name__
+        if message.SENDER not in (Sender.ANY, self._own_sender):
+            raise ProtocolStateError(f"a {self._role.value} must not send {name}")
+        if isinstance(message, Hello):
+            if self._hello_sent:
+                raise ProtocolStateError("HELLO was already sent")
+            if self._role is Role.SERVER and self._peer_hello is None:
+                raise ProtocolStateError("a server sends HELLO after the client's HELLO")
+        elif not self._hello_sent:
+            raise ProtocolStateError("send HELLO first")
+        elif not self._authenticated and (channel != 0 or message.TYPE not in PRE_AUTH_TYPES):
+            raise ProtocolStateError(f"{name} needs an authenticated connection")
+        if channel == 0:
+            if message.KIND is not ChannelKind.CONTROL:
+                raise ProtocolStateError(f"{name} is not a control message")
+            return
+        state = self._table.get_open(channel)
+        if state is None:
+            raise ChannelNotOpenError(f"channel {channel} is not open")
+        if message.KIND is not state.kind:
+            raise ProtocolStateError(f"{name} cannot go on a {state.kind.name} channel")
+
+    def open_channel(self, channel: int, kind: ChannelKind) -> None:
+        """Send CHANNEL_OPEN granting window_for(kind); ChannelOpened follows
+        when the peer accepts, ChannelClosed(by_peer=True) if it refuses."""
+        if self._closed or not self._authenticated:
+            raise ProtocolStateError("channels open only once authenticated")
+        self._queue_control_message(self._table.open_local(channel, kind))
+
+    def close_channel(self, channel: int, code: int = 0, message: str = "") -> None:
+        """Send CHANNEL_CLOSE and drop what is queued on `channel`;
+        ChannelClosed(by_peer=False) follows when the peer answers."""
+        state = self._table.get(channel)
+        if self._closed or state is None:
+            raise ChannelNotOpenError(f"channel {channel} is not open")
+        if state.phase is not ChannelPhase.CLOSING:
+            self._queue_control_message(self._table.close_local(state, code, message))
+
+    def consumed(self, channel: int, nbytes: int) -> None:
+        """The application processed nbytes received on `channel`; credit goes
+        back in one WINDOW_UPDATE once half the initial window is consumed."""
+        state = self._table.get_open(channel)
+        if self._closed or state is None:
+            return
+        increment = state.consume(nbytes)
+        if increment:
+            self._queue_window_update(channel, increment)
+
+    def grant(self, channel: int, increment: int) -> None:
+        """Send a WINDOW_UPDATE of exactly `increment` now (relays passing credit)."""
+        state = self._table.get_open(channel)
+        if self._closed or state is None:
+            raise ChannelNotOpenError(f"channel {channel} is not open")
+        state.grant(increment)
+        self._queue_window_update(channel, increment)
+
+    def close(self, code: int, message: str) -> None:
+        """Queue CLOSE and enter the closed state (other queued data is dropped)."""
+        if self._closed:
+            return
+        self._enter_closed()
+        self._queue_control_message(Close(int(code), reason_text(message)))
+
+    def has_data_to_send(self) -> bool:
+        """True if data_to_send() would return at least one frame now."""
+        return bool(self._control) or any(len(st.queue[0]) <= st.send_credit for st in self._table.by_priority())
+
+    def data_to_send(self, max_bytes: int | None = None) -> bytes:
+        """Drain queued frames by priority, each only if the peer's credit covers it.
+
+        Stops before exceeding max_bytes, but returns at least one whole frame
+        if any is sendable and max_bytes > 0. Frames are never split.
+        """
+        if max_bytes is not None and max_bytes <= 0:
+            return b""
+        out = bytearray()
+
+        def fits(frame: bytes) -> bool:
+            return max_bytes is None or not out or len(out) + len(frame) <= max_bytes
+
+        while self._control:
+            frame = self._control[0]
+            if not fits(frame):
+                return bytes(out)
+            self._control.popleft()
+            self._control_queued -= len(frame)
+            out += frame
+        for state in self._table.by_priority():
+            while state.queue and len(state.queue[0]) <= state.send_credit:
+                frame = state.queue[0]
+                if not fits(frame):
+                    return bytes(out)
+                state.queue.popleft()
+                state.queued -= len(frame)
+                state.send_credit -= len(frame)
+                out += frame
+        return bytes(out)
+
+    # -- receiving ----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse received bytes; return events. Never raises on peer input."""
+        events: list[Event] = []
+        if self._closed:
+            return events
+        try:
+            self._decoder.append(data)
+            while not self._closed:
+                frame = self._decoder.next_frame()
+                if frame is None:
+                    break
+                self._handle_frame(frame, events)
+        except ProtocolError as exc:
+            self._enter_closed()
+            self._queue_control_message(Close(int(exc.code), reason_text(exc.detail)))
+            events.append(ConnectionClosed(int(exc.code), exc.detail, by_peer=False))
+        return events
+
+    def _handle_frame(self, frame: Frame, events: list[Event]) -> None:
+        if self._peer_hello is None:
+            first = {Hello.TYPE} if self._role is Role.SERVER else {Hello.TYPE, Close.TYPE}
+            if frame.channel != 0 or frame.type not in first:
+                raise ProtocolError(ReasonCode.HELLO_REQUIRED, "the first message must be HELLO")
+        if frame.channel == 0:
+            self._handle_control(frame, events)
+            return
+        if not self._authenticated:
+            raise ProtocolError(
+                ReasonCode.NOT_AUTHENTICATED,
+                f"data on channel {frame.channel} before authentication",
+            )
+        state = self._table.get(frame.channel)
+        if state is None or state.phase is ChannelPhase.OPENING:
+            raise ProtocolError(ReasonCode.CHANNEL_NOT_OPEN, f"channel {frame.channel} is not open")
+        if state.phase is ChannelPhase.CLOSING:
+            return  # in flight when we closed it; discarded
+        message = self._decode(state.kind, frame)
+        if isinstance(message, WindowUpdate):
+            state.add_send_credit(message.increment)
+            events.append(WindowUpdated(frame.channel, message.increment))
+            return
+        state.charge_received(HEADER_SIZE + len(frame.payload))
+        events.append(MessageReceived(frame.channel, state.kind, message))
+
+    def _decode(self, kind: ChannelKind, frame: Frame) -> Message:
+        """Check auth state and direction from the type code, then decode."""
+        cls = MESSAGE_TYPES[kind].get(frame.type)
+        if cls is not None:
+            if kind is ChannelKind.CONTROL and not self._authenticated and cls.TYPE not in PRE_AUTH_TYPES:
+                raise ProtocolError(
+                    ReasonCode.NOT_AUTHENTICATED,
+                    f"{cls.__name__} before authentication",
+                )
+            if cls.SENDER is self._own_sender:
+                raise ProtocolError(
+                    ReasonCode.UNEXPECTED_MESSAGE,
+                    f"only a {self._own_sender.value} sends {cls.__name__}",
+                )
+        return decode_message(kind, frame.type, frame.payload)
+
+    def _handle_control(self, frame: Frame, events: list[Event]) -> None:
+        message = self._decode(ChannelKind.CONTROL, frame)
+        if isinstance(message, Close):
+            self._enter_closed()
+            self._control.clear()
+            self._control_queued = 0
+            events.append(ConnectionClosed(message.code, message.message, by_peer=True))
+        elif isinstance(message, Hello):
+            if self._peer_hello is not None:
+                raise ProtocolError(ReasonCode.UNEXPECTED_HELLO, "HELLO was already received")
+            if message.version != PROTOCOL_VERSION:
+                raise ProtocolError(
+                    ReasonCode.VERSION_UNSUPPORTED,
+                    f"protocol version {message.version} is not supported " f"(this peer speaks {PROTOCOL_VERSION})",
+                )
+            self._peer_hello = message
+            events.append(MessageReceived(0, ChannelKind.CONTROL, message))
+        elif isinstance(message, ChannelOpen):
+            reply, opened = self._table.on_open(message)
+            self._queue_peer_reply(reply)
+            if opened is not None:
+                events.append(opened)
+        elif isinstance(message, ChannelOpenOk):
+            accepted = self._table.on_open_ok(message)
+            if accepted is not None:
+                events.append(accepted)
+        elif isinstance(message, ChannelClose):
+            answer, closed = self._table.on_close(message)
+            if answer is not None:
+                self._queue_peer_reply(answer)
+            if closed is not None:
+                events.append(closed)
+        else:
+            if isinstance(message, AuthResult) and message.ok:
+                self._authenticated = True
+            events.append(MessageReceived(0, ChannelKind.CONTROL, message))
+
+    # -- internals ----------------------------------------------------------
+
+    def _queue_control(self, frame: bytes) -> None:
+        self._control.append(frame)
+        self._control_queued += len(frame)
+
+    def _queue_control_message(self, message: Message) -> None:
+        self._queue_control(encode_frame(0, message.TYPE, message.encode()))
+
+    def _queue_window_update(self, channel: int, increment: int) -> None:
+        # WINDOW_UPDATE is not flow-controlled: it rides the control lane.
+        payload = WindowUpdate(increment).encode()
+        self._queue_control(encode_frame(channel, WindowUpdate.TYPE, payload))
+
+    def _queue_peer_reply(self, message: Message) -> None:
+        """Queue an automatic answer; a peer that makes us answer without
+        reading our output is closed instead of growing our queue."""
+        if self._control_queued > MAX_QUEUED_PER_CHANNEL:
+            raise ProtocolError(ReasonCode.LIMIT_EXCEEDED, "peer is not reading our control messages")
+        self._queue_control_message(message)
+
+    def _enter_closed(self) -> None:
+        self._closed = True
+        self._table.drop_all_queues()

@@ -1,0 +1,198 @@
+# The message catalogue: every message class, and dispatch by (kind, type).
+#
+# Why one module for dispatch: the decoder for untrusted payloads is a closed
+# table lookup (no getattr on names built from input, unlike conch), and
+# every failure below it becomes exactly one of two reason codes:
+# UNKNOWN_MESSAGE_TYPE or MALFORMED_MESSAGE.
+"""All protocol messages, encode_message() and decode_message()."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from protocol.base import (
+    KIND_PRIORITY,
+    RESERVED_KINDS,
+    ChannelKind,
+    Encoding,
+    Message,
+    Sender,
+)
+from protocol.control import (
+    ChannelClose,
+    ChannelOpen,
+    ChannelOpenOk,
+    Close,
+    ControlMessage,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+)
+from protocol.control_session import (
+    AppExited,
+    AppInfo,
+    AppList,
+    AppListRequest,
+    Auth,
+    AuthResult,
+    Launch,
+    LaunchResult,
+    SessionInfo,
+    SpawnApp,
+)
+from protocol.errors import ProtocolError, ReasonCode
+from protocol.media import (
+    DISPLAY_MESSAGES,
+    INPUT_MESSAGES,
+    Button,
+    DesktopSize,
+    FrameAck,
+    FrameEnd,
+    Key,
+    Pointer,
+    RefreshRequest,
+    Region,
+    Sync,
+    SyncDone,
+    Wheel,
+    WindowUpdate,
+)
+
+__all__ = [
+    "KIND_PRIORITY",
+    "RESERVED_KINDS",
+    "ChannelKind",
+    "Encoding",
+    "Message",
+    "Sender",
+    "ControlMessage",
+    "Hello",
+    "Auth",
+    "AuthResult",
+    "AppListRequest",
+    "AppInfo",
+    "AppList",
+    "Launch",
+    "LaunchResult",
+    "ChannelOpen",
+    "ChannelOpenOk",
+    "ChannelClose",
+    "Error",
+    "Close",
+    "Ping",
+    "Pong",
+    "SessionInfo",
+    "SpawnApp",
+    "AppExited",
+    "DesktopSize",
+    "Region",
+    "FrameEnd",
+    "FrameAck",
+    "RefreshRequest",
+    "Key",
+    "Pointer",
+    "Button",
+    "Wheel",
+    "Sync",
+    "SyncDone",
+    "WindowUpdate",
+    "MESSAGE_TYPES",
+    "MESSAGE_NAMES",
+    "encode_message",
+    "decode_message",
+]
+
+
+CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
+    Hello,
+    Auth,
+    AuthResult,
+    AppListRequest,
+    AppList,
+    Launch,
+    LaunchResult,
+    ChannelOpen,
+    ChannelOpenOk,
+    ChannelClose,
+    Error,
+    Close,
+    Ping,
+    Pong,
+    SessionInfo,
+    SpawnApp,
+    AppExited,
+)
+
+
+def _table(classes: tuple[type[Message], ...], generic: bool) -> dict[int, type[Message]]:
+    table = {cls.TYPE: cls for cls in classes}
+    if generic:
+        table[WindowUpdate.TYPE] = WindowUpdate
+    return table
+
+
+# (kind -> type code -> class). Reserved kinds know only WINDOW_UPDATE.
+MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
+    ChannelKind.CONTROL: _table(CONTROL_MESSAGES, generic=False),
+    ChannelKind.DISPLAY: _table(DISPLAY_MESSAGES, generic=True),
+    ChannelKind.INPUT: _table(INPUT_MESSAGES, generic=True),
+    **{kind: _table((), generic=True) for kind in sorted(RESERVED_KINDS)},
+}
+
+
+# Wire names of message types, as used in docs/protocol.md and tests/vectors.
+MESSAGE_NAMES: Final[dict[type[Message], str]] = {
+    Hello: "HELLO",
+    Auth: "AUTH",
+    AuthResult: "AUTH_RESULT",
+    AppListRequest: "APP_LIST_REQUEST",
+    AppList: "APP_LIST",
+    Launch: "LAUNCH",
+    LaunchResult: "LAUNCH_RESULT",
+    ChannelOpen: "CHANNEL_OPEN",
+    ChannelOpenOk: "CHANNEL_OPEN_OK",
+    ChannelClose: "CHANNEL_CLOSE",
+    Error: "ERROR",
+    Close: "CLOSE",
+    Ping: "PING",
+    Pong: "PONG",
+    SessionInfo: "SESSION_INFO",
+    SpawnApp: "SPAWN_APP",
+    AppExited: "APP_EXITED",
+    DesktopSize: "DESKTOP_SIZE",
+    Region: "REGION",
+    FrameEnd: "FRAME_END",
+    FrameAck: "FRAME_ACK",
+    RefreshRequest: "REFRESH_REQUEST",
+    Key: "KEY",
+    Pointer: "POINTER",
+    Button: "BUTTON",
+    Wheel: "WHEEL",
+    Sync: "SYNC",
+    SyncDone: "SYNC_DONE",
+    WindowUpdate: "WINDOW_UPDATE",
+}
+
+
+def encode_message(msg: Message) -> tuple[int, bytes]:
+    """Return (type code, payload) of a message."""
+    return msg.TYPE, msg.encode()
+
+
+def decode_message(kind: ChannelKind, type_: int, payload: bytes) -> Message:
+    """Decode a payload received on a channel of `kind`.
+
+    Raises ProtocolError(UNKNOWN_MESSAGE_TYPE) if the type code is not defined
+    for the kind, ProtocolError(MALFORMED_MESSAGE) if the payload is invalid.
+    """
+    cls = MESSAGE_TYPES.get(kind, {}).get(type_)
+    if cls is None:
+        raise ProtocolError(
+            ReasonCode.UNKNOWN_MESSAGE_TYPE,
+            f"type 0x{type_:02x} is not defined on a {kind.name} channel",
+        )
+    try:
+        return cls.decode(payload)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(ReasonCode.MALFORMED_MESSAGE, f"{cls.__name__}: {exc}") from exc

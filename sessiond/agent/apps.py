@@ -1,0 +1,95 @@
+# Starting and watching the session's applications. The argv comes from
+# sessiond (built from the server-side catalog, never from the client); the
+# agent only runs it, reports when its first window maps (so a client can
+# type into it right away), and reports when it exits.
+"""AppLauncher: app processes of one session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Callable
+
+from protocol.errors import ReasonCode
+from protocol.messages import AppExited, LaunchResult, SpawnApp
+
+# Apps running at once in one session (more is refused, not queued).
+MAX_APPS = 64
+
+
+class _Pending:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.mapped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+
+class AppLauncher:
+    """Spawns apps with the session environment and reports on them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, env: dict[str, str], *, launch_timeout: float,
+                 report: Callable[[LaunchResult | AppExited], None]) -> None:  # fmt: skip
+        self.loop = loop
+        self.env = env
+        self.launch_timeout = launch_timeout
+        self.report = report
+        self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self._waiting: list[_Pending] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, request: SpawnApp) -> None:
+        task = self.loop.create_task(self._run(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, request: SpawnApp) -> None:
+        if len(self.processes) >= MAX_APPS:
+            self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
+                                     message=f"at most {MAX_APPS} apps per session"))  # fmt: skip
+            return
+        cwd = request.cwd or self.env.get("HOME") or "/"
+        if not os.path.isdir(cwd):
+            cwd = self.env.get("HOME") or "/"
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *request.argv, cwd=cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.UNKNOWN_APP,
+                                     message=f"cannot start {request.argv[0]}: {exc.strerror}"))  # fmt: skip
+            return
+        self.processes[process.pid] = process
+        pending = _Pending(process.pid)
+        self._waiting.append(pending)
+        exited = self.loop.create_task(process.wait())
+        done, _ = await asyncio.wait({pending.mapped, exited}, timeout=self.launch_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        if pending in self._waiting:
+            self._waiting.remove(pending)
+        if exited in done and pending.mapped not in done:
+            self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.UNKNOWN_APP,
+                                     message=f"{request.app} exited with status {process.returncode} "
+                                             "before showing a window", pid=process.pid))  # fmt: skip
+        else:
+            message = "window mapped" if pending.mapped in done else "started; no window yet"
+            self.report(LaunchResult(request=request.request, ok=True, message=message, pid=process.pid))
+        status = await exited
+        self.processes.pop(process.pid, None)
+        self.report(AppExited(app=request.app, pid=process.pid, status=status))
+
+    def window_mapped(self, window: int, pid: int | None) -> None:
+        """A top-level window appeared: complete the matching launch."""
+        if not self._waiting:
+            return
+        match = next((p for p in self._waiting if p.pid == pid), None) or self._waiting[0]
+        self._waiting.remove(match)
+        if not match.mapped.done():
+            match.mapped.set_result(window)
+
+    def terminate_all(self) -> None:
+        for pid in list(self.processes):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass

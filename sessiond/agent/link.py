@@ -1,0 +1,71 @@
+# The agent's end of the link to sessiond: an asyncio Protocol driving a
+# protocol.Connection over the session's Unix socket. asyncio, not Twisted,
+# because this process exists once per session: the DESIGN memory budget
+# (<= 50 MiB per idle session) leaves no room for a second reactor stack.
+"""LinkProtocol: asyncio adapter between the socket and the agent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from protocol.connection import ConnectionClosed, Connection, Role
+
+if TYPE_CHECKING:
+    from sessiond.agent.main import Agent
+
+# Bytes written per transport.write while draining: lets priorities act.
+WRITE_CHUNK = 256 * 1024
+
+
+class LinkProtocol(asyncio.Protocol):
+    """One connection from sessiond; the agent accepts one at a time."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.conn = Connection(Role.SERVER)
+        self.transport: asyncio.Transport | None = None
+        self._paused = False
+        self.authenticated = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.agent.link_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.conn.receive_data(data):
+            if isinstance(event, ConnectionClosed):
+                self.agent.log(f"link closed: code {event.code} {event.message}")
+                break
+            if not self.conn.closed:
+                self.agent.handle_event(self, event)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.transport is None:
+            return
+        while not self._paused:
+            data = self.conn.data_to_send(WRITE_CHUNK)
+            if not data:
+                break
+            self.transport.write(data)
+        if self.conn.closed and self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self.flush()
+        self.agent.link_writable(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.agent.link_lost(self)
+
+    def drop(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None

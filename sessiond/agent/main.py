@@ -1,0 +1,304 @@
+# The session agent: runs as the user inside the session sandbox. It owns the
+# session's Xvfb and apps, turns X damage into display frames (capture only
+# what changed, encode per region, pace by client acknowledgements), injects
+# input through XTEST, manages focus (there is no window manager), and talks
+# to sessiond over one Unix socket with the frame protocol.
+"""Entry point and event loop of the per-session agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hmac
+import os
+import signal
+import sys
+import time
+
+from Xlib import display as xdisplay_mod
+from Xlib import error as XError  # noqa: N812 - python-xlib's module name
+
+from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, frame_cost
+from protocol.errors import ReasonCode
+from protocol.messages import (
+    AppExited,
+    Auth,
+    AuthResult,
+    Button,
+    ChannelKind,
+    DesktopSize,
+    FrameAck,
+    FrameEnd,
+    Hello,
+    Key,
+    LaunchResult,
+    Ping,
+    Pointer,
+    Pong,
+    RefreshRequest,
+    SpawnApp,
+    Sync,
+    SyncDone,
+    Wheel,
+)
+from sessiond.agent.apps import AppLauncher
+from sessiond.agent.damage import DamageTracker
+from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.link import LinkProtocol
+from sessiond.agent.windows import FocusManager
+from sessiond.agent.xinput import InputInjector
+from sessiond.agent.xserver import start_xvfb
+from sessiond.agent.xshm import ShmCapture
+
+SOFTWARE = "sessiond-agent 0.1.0"
+DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
+INPUT_CHANNEL = int(ChannelKind.INPUT)
+# Wait this long after the first damage before capturing, so one repaint
+# (glyph + cursor) goes out as one frame rather than two.
+FRAME_COALESCE_SECONDS = 0.002
+# Exit status when the agent finds itself privileged (fail closed).
+EXIT_PRIVILEGED = 70
+EXIT_START_FAILED = 73
+
+
+class Agent:
+    """Everything one session runs: X server, capture, input, apps, link."""
+
+    def __init__(self, args: argparse.Namespace, token: str) -> None:
+        self.args = args
+        self._token = token
+        self.loop = asyncio.get_running_loop()
+        self.link: LinkProtocol | None = None
+        self.session_id = os.environ.get("SESSIOND_SESSION_ID", "")
+        self.xserver = start_xvfb(args.width, args.height)
+        self.x = xdisplay_mod.Display(self.xserver.display)
+        self.capture = ShmCapture(self.xserver.display)
+        self.width, self.height = self.capture.width, self.capture.height
+        self.damage = DamageTracker(self.x)
+        self.focus = FocusManager(self.x, on_map=self._window_mapped)
+        self.injector = InputInjector(self.x)
+        self.encoder = RegionEncoder(jpeg_quality=args.jpeg_quality)
+        self.x.flush()
+        app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
+        app_env["DISPLAY"] = self.xserver.display
+        self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event)
+        self.stopped = asyncio.Event()
+        self.loop.add_reader(self.x.fileno(), self._x_readable)
+        # display pipeline state
+        self.display_open = False
+        self.frame_seq = 0
+        self.acked_seq = 0
+        self.last_frame_at = 0.0
+        self._frame_timer: asyncio.TimerHandle | None = None
+
+    def log(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    # -- X events ------------------------------------------------------------
+    def _x_readable(self) -> None:
+        try:
+            self._drain_x()
+        except XError.ConnectionClosedError as exc:
+            self.log(f"the session's X server went away ({exc}); ending the session")
+            self.loop.remove_reader(self.x.fileno())
+            self.stopped.set()
+            return
+        self.schedule_frame()
+
+    def _drain_x(self) -> None:
+        while self.x.pending_events():
+            event = self.x.next_event()
+            if not self.damage.handle_event(event) and not self.focus.handle_event(event):
+                self.injector.handle_event(event)  # MappingNotify: keyboard remapped
+        self.x.flush()
+
+    def _window_mapped(self, window: int, pid: int | None) -> None:
+        self.apps.window_mapped(window, pid)
+
+    # -- link ----------------------------------------------------------------
+    def link_connected(self, link: LinkProtocol) -> None:
+        if self.link is not None:
+            self.log("a new sessiond link replaces the previous one")
+            self.link.drop()
+        self.link = link
+        self.display_open = False
+
+    def link_lost(self, link: LinkProtocol) -> None:
+        if self.link is link:
+            self.link = None
+            self.display_open = False
+
+    def link_writable(self, link: LinkProtocol) -> None:
+        self.schedule_frame()
+
+    def handle_event(self, link: LinkProtocol, event: object) -> None:
+        if isinstance(event, MessageReceived):
+            if event.channel == 0:
+                self._control(link, event.message)
+            elif event.channel == DISPLAY_CHANNEL:
+                self._display_message(event.message)
+                link.conn.consumed(event.channel, frame_cost(event.message))
+            elif event.channel == INPUT_CHANNEL:
+                self._input_message(link, event.message)
+                link.conn.consumed(event.channel, frame_cost(event.message))
+        elif isinstance(event, ChannelOpened) and event.by_peer:
+            if event.channel == DISPLAY_CHANNEL and event.kind is ChannelKind.DISPLAY:
+                self._display_opened(link)
+        elif isinstance(event, ChannelClosed):
+            if event.channel == DISPLAY_CHANNEL:
+                self.display_open = False
+
+    def _control(self, link: LinkProtocol, message: object) -> None:
+        if isinstance(message, Hello):
+            link.conn.hello(capabilities=(), software=SOFTWARE)
+        elif isinstance(message, Auth):
+            ok = message.method == "link" and hmac.compare_digest(message.token.encode(), self._token.encode())
+            if ok:
+                link.authenticated = True
+                link.conn.send(0, AuthResult(ok=True, session=self.session_id))
+            else:
+                link.conn.send(0, AuthResult(ok=False, code=ReasonCode.AUTH_FAILED, message="bad link token"))
+                link.conn.close(ReasonCode.AUTH_FAILED, "bad link token")
+        elif isinstance(message, SpawnApp):
+            self.apps.spawn(message)
+        elif isinstance(message, Ping):
+            link.conn.send(0, Pong(token=message.token))
+
+    def _app_event(self, message: LaunchResult | AppExited) -> None:
+        if self.link is not None and self.link.authenticated:
+            self.link.conn.send(0, message)
+            self.link.flush()
+
+    # -- display ---------------------------------------------------------------
+    def _display_opened(self, link: LinkProtocol) -> None:
+        self.display_open = True
+        self.acked_seq = self.frame_seq
+        link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
+        self.damage.mark_all()
+        self.schedule_frame()
+
+    def _display_message(self, message: object) -> None:
+        if isinstance(message, FrameAck):
+            if self.acked_seq < message.seq <= self.frame_seq:
+                self.acked_seq = message.seq
+            self.schedule_frame()
+        elif isinstance(message, RefreshRequest):
+            self.damage.mark_all()
+            self.schedule_frame()
+
+    def schedule_frame(self) -> None:
+        """Arrange for a frame if there is damage and the client keeps up."""
+        if self._frame_timer is not None or not self.display_open or self.link is None:
+            return
+        if not self.damage.pending():
+            return
+        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+            return  # client is behind: damage keeps coalescing meanwhile
+        min_gap = 1.0 / self.args.max_fps
+        delay = max(FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - time.monotonic())
+        self._frame_timer = self.loop.call_later(delay, self._send_frame)
+
+    def _send_frame(self) -> None:
+        self._frame_timer = None
+        link = self.link
+        if link is None or not self.display_open:
+            return
+        self._drain_x()
+        rects = self.damage.take(self.width, self.height)
+        if not rects:
+            return
+        pixels = self.capture.capture()
+        for region in self.encoder.encode(pixels, self.capture.stride, rects, width=self.width):
+            link.conn.send(DISPLAY_CHANNEL, region)
+        self.frame_seq += 1
+        link.conn.send(DISPLAY_CHANNEL, FrameEnd(seq=self.frame_seq))
+        self.last_frame_at = time.monotonic()
+        link.flush()
+
+    # -- input -------------------------------------------------------------------
+    def _input_message(self, link: LinkProtocol, message: object) -> None:
+        injector = self.injector
+        if isinstance(message, Key):
+            injector.key(message.keysym, message.down)
+        elif isinstance(message, Pointer):
+            injector.pointer(message.x, message.y)
+        elif isinstance(message, Button):
+            if message.down:
+                self.focus.focus_at(message.x, message.y)
+            injector.button(message.x, message.y, message.button, message.down)
+        elif isinstance(message, Wheel):
+            injector.wheel(message.x, message.y, message.dx, message.dy)
+        elif isinstance(message, Sync):
+            injector.sync()
+            link.conn.send(INPUT_CHANNEL, SyncDone(seq=message.seq))
+        self.x.flush()
+
+    # -- shutdown ----------------------------------------------------------------
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.x.fileno())
+        self.apps.terminate_all()
+        if self.link is not None:
+            self.link.drop()
+        try:
+            self.capture.close()
+        finally:
+            self.xserver.stop()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sessiond-agent")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--jpeg-quality", type=int, default=75)
+    parser.add_argument("--max-fps", type=int, default=60)
+    parser.add_argument("--frames-in-flight", type=int, default=2)
+    parser.add_argument("--launch-timeout", type=float, default=20.0)
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, token: str) -> int:
+    agent = Agent(args, token)
+    stop = agent.stopped
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        agent.loop.add_signal_handler(signum, stop.set)
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    old_umask = os.umask(0o177)
+    try:
+        server = await agent.loop.create_unix_server(lambda: LinkProtocol(agent), path=args.socket)
+    finally:
+        os.umask(old_umask)
+    print("READY", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        agent.shutdown()
+        try:
+            os.unlink(args.socket)
+        except OSError:
+            pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    if os.geteuid() == 0 or os.getuid() == 0:
+        print("sessiond-agent: refusing to run as root", file=sys.stderr)
+        return EXIT_PRIVILEGED
+    token = os.environ.pop("SESSIOND_LINK_TOKEN", "")
+    if not token:
+        print("sessiond-agent: no link token in the environment", file=sys.stderr)
+        return EXIT_START_FAILED
+    args = parse_args(argv)
+    try:
+        return asyncio.run(run(args, token))
+    except Exception as exc:  # noqa: BLE001 - report start failures in one line
+        print(f"sessiond-agent: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

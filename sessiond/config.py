@@ -1,0 +1,161 @@
+# Configuration: one INI file with documented sections, over embedded
+# defaults. Unknown sections and keys are errors naming file, section and key,
+# so a typo never silently falls back to a default.
+"""Load and validate sessiond.conf."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
+
+
+class ConfigError(Exception):
+    """The configuration file is unreadable or contains an invalid entry."""
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if not lo <= number <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return number
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = float(value)
+        if not lo <= number <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return number
+
+    return parse
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("expected HOST:PORT")
+    return host.strip("[]"), _int(0, 65535)(port)
+
+
+def _path_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(":") if part.strip())
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(value.split())
+
+
+# section -> key -> (default, parser). This table is the documentation of
+# record; conf/sessiond.conf repeats it with comments.
+SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
+    "server": {
+        "listen": ("127.0.0.1:4443", _listen),
+        "state_dir": ("/var/lib/sessiond", str),
+        "runtime_dir": ("/run/sessiond", str),
+    },
+    "auth": {
+        "pam_service": ("sessiond", str),
+        "failure_delay": ("1.0", _float(0.0, 30.0)),
+        "max_failures": ("5", _int(1, 1000)),
+        "failure_window": ("300", _float(1.0, 86400.0)),
+        "min_uid": ("1000", _int(1, 2**31 - 1)),
+        "login_timeout": ("60", _float(1.0, 3600.0)),
+    },
+    "session": {
+        "width": ("1280", _int(64, 8192)),
+        "height": ("800", _int(64, 8192)),
+        "python": (DEFAULT_INSTALL_PREFIX + "/venv/bin/python", str),
+        "start_timeout": ("15", _float(1.0, 300.0)),
+        "path": ("/usr/local/bin:/usr/bin:/bin", str),
+        "lang": ("C.UTF-8", str),
+    },
+    "apps": {
+        "directories": ("/etc/sessiond/apps", _path_list),
+        "terminal": ("xterm -e", _words),
+        "launch_timeout": ("20", _float(1.0, 300.0)),
+    },
+    "display": {
+        "jpeg_quality": ("75", _int(10, 100)),
+        "max_fps": ("60", _int(1, 240)),
+        "frames_in_flight": ("2", _int(1, 16)),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Typed view of sessiond.conf; build it with load_config()."""
+
+    values: dict[str, dict[str, object]]
+    source: str
+
+    def get(self, section: str, key: str) -> object:
+        return self.values[section][key]
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return self.values["server"]["listen"]  # type: ignore[return-value]
+
+    @property
+    def state_dir(self) -> str:
+        return str(self.values["server"]["state_dir"])
+
+    @property
+    def runtime_dir(self) -> str:
+        return str(self.values["server"]["runtime_dir"])
+
+    def section(self, name: str) -> dict[str, object]:
+        return dict(self.values[name])
+
+
+def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | None = None) -> Config:
+    """Read PATH (or only the defaults when None), then apply OVERRIDES.
+
+    Raises ConfigError naming the file, section and key of any bad entry.
+    """
+    raw: dict[str, dict[str, str]] = {
+        section: {key: default for key, (default, _parser) in keys.items()}
+        for section, keys in SCHEMA.items()
+    }
+    source = "<defaults>"
+    if path is not None:
+        source = path
+        parser = configparser.ConfigParser(interpolation=None, default_section="\0no-default")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle, source=path)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        for section in parser.sections():
+            if section not in SCHEMA:
+                raise ConfigError(f"{path}: unknown section [{section}]")
+            for key, value in parser.items(section):
+                if key not in SCHEMA[section]:
+                    raise ConfigError(f"{path}: [{section}] unknown key {key!r}")
+                raw[section][key] = value
+    for section, keys in (overrides or {}).items():
+        for key, value in keys.items():
+            if section not in SCHEMA or key not in SCHEMA[section]:
+                raise ConfigError(f"override: unknown setting [{section}] {key}")
+            raw[section][key] = value
+    values: dict[str, dict[str, object]] = {}
+    for section, keys in SCHEMA.items():
+        values[section] = {}
+        for key, (_default, parse) in keys.items():
+            try:
+                values[section][key] = parse(raw[section][key].strip())
+            except ValueError as exc:
+                raise ConfigError(f"{source}: [{section}] {key} = {raw[section][key]!r}: {exc}") from exc
+    for section, key in (("server", "state_dir"), ("server", "runtime_dir")):
+        values[section][key] = os.path.abspath(str(values[section][key]))
+    values["apps"]["directories"] = tuple(os.path.abspath(d) for d in values["apps"]["directories"])  # type: ignore[union-attr]
+    return Config(values=values, source=source)

@@ -1,0 +1,270 @@
+# The client-facing side of sessiond: one ClientHandler per TLS connection.
+# It terminates the control channel itself (hello, PAM login, app list,
+# launch) and relays every other channel to the user's session through the
+# Session object. Client control messages are never forwarded to the agent:
+# only sessiond builds SpawnApp, from the server-side catalog.
+"""ClientHandler and GatewayFactory."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from apps.catalog import Catalog, UnknownApp
+from apps.exec_line import ExecError
+from isolation.accounts import AccountError, lookup_account
+from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, MessageReceived, Role, WindowUpdated
+from protocol.errors import ReasonCode
+from protocol.messages import (
+    AppInfo,
+    AppList,
+    AppListRequest,
+    Auth,
+    AuthResult,
+    Close,
+    Hello,
+    Launch,
+    LaunchResult,
+    Message,
+    Ping,
+    Pong,
+    SessionInfo,
+)
+from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
+from sessiond.sessions import ClientPeer, Session, SessionError, SessionSupervisor
+from sessiond.wire import FrameProtocol
+
+if TYPE_CHECKING:
+    from sessiond.config import Config
+
+log = Logger()
+
+SOFTWARE = "sessiond 0.1.0"
+CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
+# Files/URLs one launch may pass to an app.
+MAX_LAUNCH_ARGS = 64
+
+
+class ClientHandler(FrameProtocol, ClientPeer):
+    """One client connection: login, then relay to the user's session."""
+
+    role = Role.SERVER
+
+    def __init__(self, factory: GatewayFactory) -> None:
+        super().__init__()
+        self.factory = factory
+        self.session: Session | None = None
+        self.user = ""
+        self._authenticating = False
+        self._login_timer: Any = None
+
+    @property
+    def address(self) -> str:
+        peer = self.transport.getPeer()
+        return str(getattr(peer, "host", peer))
+
+    def on_connected(self) -> None:
+        timeout = float(self.factory.config.get("auth", "login_timeout"))  # type: ignore[arg-type]
+        self._login_timer = self.factory.reactor.callLater(timeout, self._login_timed_out)
+
+    def _login_timed_out(self) -> None:
+        if self.session is None:
+            self.close(ReasonCode.TIMEOUT, "no login within the time limit")
+
+    def on_lost(self, reason: Failure) -> None:
+        if self._login_timer is not None and self._login_timer.active():
+            self._login_timer.cancel()
+        if self.session is not None:
+            log.info("client {address} of {user} disconnected; session {session} keeps running",
+                     address=self.address, user=self.user, session=self.session.id)  # fmt: skip
+            self.session.detach(self)
+            self.session = None
+
+    def on_closed(self, event: ConnectionClosed) -> None:
+        if self.session is not None:
+            self.session.detach(self)
+            self.session = None
+
+    # -- events ----------------------------------------------------------------
+    def event_received(self, event: object) -> None:
+        if isinstance(event, MessageReceived):
+            if event.channel == 0:
+                self._control(event.message)
+            elif self.session is not None:
+                self.session.from_client(event.channel, event.message)
+        elif isinstance(event, ChannelOpened):
+            if event.by_peer and self.session is not None:
+                self.session.client_channel_opened(event.channel, event.kind)
+        elif isinstance(event, ChannelClosed):
+            if self.session is not None:
+                self.session.client_channel_closed(event.channel)
+        elif isinstance(event, WindowUpdated):
+            if self.session is not None:
+                self.session.client_granted(event.channel, event.increment)
+
+    def _control(self, message: Message) -> None:
+        if isinstance(message, Hello):
+            self.conn.hello(capabilities=CAPABILITIES, software=SOFTWARE)
+        elif isinstance(message, Auth):
+            self._auth(message)
+        elif isinstance(message, AppListRequest):
+            self._send(AppList(apps=tuple(_app_info(e) for e in self.factory.catalog.entries())))
+        elif isinstance(message, Launch):
+            self._launch(message)
+        elif isinstance(message, Ping):
+            self._send(Pong(token=message.token))
+        elif isinstance(message, Close):
+            pass
+        else:
+            self.close(ReasonCode.UNEXPECTED_MESSAGE, f"{type(message).__name__} is not accepted from a client")
+
+    def _send(self, message: Message) -> None:
+        if not self.conn.closed:
+            self.conn.send(0, message)
+            self.flush()
+
+    # -- login -----------------------------------------------------------------
+    def _auth(self, message: Auth) -> None:
+        if self._authenticating or self.session is not None:
+            self.close(ReasonCode.PROTOCOL_ERROR, "already logged in or logging in")
+            return
+        if message.method != "password":
+            self._refuse(ReasonCode.AUTH_FAILED, f"authentication method {message.method!r} is not supported")
+            return
+        limiter = self.factory.limiter
+        if limiter.blocked(self.address):
+            log.warn("login for {user} from {address} refused: too many failures", user=message.user,
+                     address=self.address)  # fmt: skip
+            self._refuse(ReasonCode.RATE_LIMITED, "too many failed logins from this address; try again later")
+            return
+        self._authenticating = True
+        d = self.factory.authenticator.authenticate(message.user, message.password)
+        d.addCallback(self._auth_checked)
+        d.addErrback(self._auth_crashed)
+
+    def _auth_checked(self, outcome: AuthOutcome) -> Any:
+        if not outcome.ok:
+            self.factory.limiter.record_failure(self.address)
+            log.info("login failed for {user} from {address}", user=outcome.user, address=self.address)
+            delay = float(self.factory.config.get("auth", "failure_delay"))  # type: ignore[arg-type]
+            d = delayed(self.factory.reactor, delay, outcome)
+            d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
+            return d
+        self.factory.limiter.record_success(self.address)
+        try:
+            account = lookup_account(outcome.user, min_uid=int(self.factory.config.get("auth", "min_uid")))  # type: ignore[call-overload]
+        except AccountError as exc:
+            self._refuse(ReasonCode.NOT_ENTITLED, str(exc))
+            return None
+        self.user = account.name
+        log.info("login ok for {user} from {address}", user=account.name, address=self.address)
+        d2 = self.factory.supervisor.get_or_start(account)
+        d2.addCallbacks(self._session_ready, self._session_failed)
+        return d2
+
+    def _auth_crashed(self, failure: Failure) -> None:
+        log.failure("authentication crashed", failure)
+        self._refuse(ReasonCode.INTERNAL_ERROR, "internal error during login")
+
+    def _refuse(self, code: int, message: str) -> None:
+        self._authenticating = False
+        if self._lost:
+            return
+        self._send(AuthResult(ok=False, code=code, message=message))
+        self.close(code, message)
+
+    def _session_ready(self, session: Session) -> None:
+        self._authenticating = False
+        if self._lost or self.conn.closed:
+            return
+        try:
+            session.attach(self)
+        except SessionError as exc:
+            self._refuse(ReasonCode.SESSION_UNAVAILABLE, str(exc))
+            return
+        self.session = session
+        if self._login_timer is not None and self._login_timer.active():
+            self._login_timer.cancel()
+        self._send(AuthResult(ok=True, user=self.user, session=session.id))
+        self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
+
+    def _session_failed(self, failure: Failure) -> None:
+        log.error("no session for {user}: {why}", user=self.user, why=failure.getErrorMessage())
+        self._refuse(ReasonCode.SESSION_UNAVAILABLE, f"the session could not start: {failure.getErrorMessage()}")
+
+    # -- apps ------------------------------------------------------------------
+    def _launch(self, message: Launch) -> None:
+        if self.session is None:
+            self.close(ReasonCode.NOT_AUTHENTICATED, "log in first")
+            return
+        catalog = self.factory.catalog
+        if len(message.args) > MAX_LAUNCH_ARGS:
+            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
+                                    message=f"at most {MAX_LAUNCH_ARGS} arguments"))  # fmt: skip
+            return
+        try:
+            argv = catalog.argv_for(message.app, message.args)
+        except UnknownApp:
+            log.info("{user} asked for unknown app {app}", user=self.user, app=message.app)
+            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.UNKNOWN_APP,
+                                    message=f"no published application {message.app!r}"))  # fmt: skip
+            return
+        except ExecError as exc:
+            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.MALFORMED_MESSAGE,
+                                    message=str(exc)))  # fmt: skip
+            return
+        entry = catalog.get(message.app)
+        cwd = entry.path if entry is not None else ""
+        log.info("{user} launches {app} in session {session}", user=self.user, app=message.app,
+                 session=self.session.id)  # fmt: skip
+        d = self.session.launch(message.app, argv, cwd)
+        d.addCallback(lambda result: self._send(dataclasses.replace(result, request=message.request)))
+
+    # -- ClientPeer ------------------------------------------------------------
+    def relay_to_client(self, channel: int, message: Message) -> None:
+        if not self.conn.closed and channel in self.conn.open_channels():
+            self.conn.send(channel, message)
+            self.flush()
+
+    def grant_to_client(self, channel: int, increment: int) -> None:
+        if not self.conn.closed and channel in self.conn.open_channels():
+            self.conn.grant(channel, increment)
+            self.flush()
+
+    def notify(self, message: Message) -> None:
+        self._send(message)
+
+    def take_over(self, reason: str) -> None:
+        self.session = None
+        self.close(ReasonCode.NORMAL, reason)
+
+
+def _app_info(entry: Any) -> AppInfo:
+    return AppInfo(id=entry.id, name=entry.name, comment=entry.comment, categories=tuple(entry.categories),
+                   icon=entry.icon)  # fmt: skip
+
+
+class GatewayFactory(protocol.Factory):
+    """Builds ClientHandlers sharing the supervisor, catalog and limiter."""
+
+    def __init__(self, config: Config, supervisor: SessionSupervisor, catalog: Catalog, reactor: Any,
+                 authenticator: PamAuthenticator | None = None) -> None:  # fmt: skip
+        self.config = config
+        self.supervisor = supervisor
+        self.catalog = catalog
+        self.reactor = reactor
+        self.authenticator = authenticator or PamAuthenticator(str(config.get("auth", "pam_service")))
+        self.limiter = FailureLimiter(int(config.get("auth", "max_failures")),  # type: ignore[call-overload]
+                                      float(config.get("auth", "failure_window")))  # type: ignore[arg-type]
+
+    def buildProtocol(self, addr: Any) -> ClientHandler:  # noqa: N802 - Twisted name
+        handler = ClientHandler(self)
+        handler.factory = self
+        return handler
+
+
+

@@ -1,0 +1,139 @@
+# Twisted adapter for the sans-IO protocol core: bytes from the transport go
+# into protocol.Connection, its events go to the subclass, and its outgoing
+# frames drain into the transport only while the transport is not pushing
+# back (IPushProducer), so the Connection's priority queues decide what goes
+# first when the network is the bottleneck. Used by sessiond (client
+# connections and agent links) and by the thin client.
+"""FrameProtocol: a Twisted Protocol driving a protocol.Connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import interfaces, protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from protocol.connection import Connection, ConnectionClosed, Role
+from protocol.errors import ReasonCode
+
+# Bytes handed to the transport per write while draining the Connection:
+# big enough to amortize TLS records, small enough to let priorities act.
+WRITE_CHUNK = 256 * 1024
+
+
+@implementer(interfaces.IPushProducer)
+class FrameProtocol(protocol.Protocol):
+    """Base class: subclasses implement event_received() and on_lost()."""
+
+    log = Logger()
+    role: Role = Role.SERVER
+
+    def __init__(self) -> None:
+        self.conn = Connection(self.role)
+        self._paused = False
+        self._lost = False
+        self._closing = False
+
+    # -- Twisted plumbing --------------------------------------------------
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted name
+        self.transport.registerProducer(self, True)
+        self.on_connected()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
+        if self._lost:
+            return
+        for event in self.conn.receive_data(data):
+            if self._lost:
+                break
+            if isinstance(event, ConnectionClosed):
+                self._handle_closed(event)
+                break
+            if not self.conn.closed:
+                # Events decoded before a violation in the same read are
+                # dropped once the Connection has closed: no reply can go out.
+                self.event_received(event)
+        self.flush()
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
+        if self._lost:
+            return
+        self._lost = True
+        try:
+            self.transport.unregisterProducer()
+        except Exception:  # noqa: BLE001 - transport may already be gone
+            pass
+        self.on_lost(reason)
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self._paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self._paused = False
+        self.flush()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self._paused = True
+
+    # -- API for subclasses ------------------------------------------------
+    def flush(self) -> None:
+        """Move queued frames to the transport while it accepts them."""
+        if self._lost or self.transport is None:
+            return
+        while not self._paused:
+            data = self.conn.data_to_send(WRITE_CHUNK)
+            if not data:
+                break
+            self.transport.write(data)
+        if self.conn.closed and not self._closing:
+            self._closing = True
+            self.transport.loseConnection()
+
+    def close(self, code: int, message: str) -> None:
+        """Send CLOSE with CODE and drop the connection once it is written."""
+        if not self.conn.closed:
+            self.log.info("closing connection: {code} {message}", code=ReasonCode(code).name, message=message)
+            self.conn.close(code, message)
+        self.flush()
+
+    def _handle_closed(self, event: ConnectionClosed) -> None:
+        if event.by_peer:
+            self.log.info("peer closed: {code} {message}", code=_code_name(event.code), message=event.message)
+        else:
+            self.log.warn(
+                "protocol violation from {peer}: {code} {message}",
+                peer=self.peer_description(),
+                code=_code_name(event.code),
+                message=event.message,
+            )
+        self.on_closed(event)
+        self.flush()
+        if event.by_peer and not self._closing:
+            self._closing = True
+            self.transport.loseConnection()
+
+    # -- hooks -------------------------------------------------------------
+    def peer_description(self) -> str:
+        peer: Any = self.transport.getPeer() if self.transport else None
+        host = getattr(peer, "host", None)
+        return f"{host}:{getattr(peer, 'port', '')}" if host else str(peer)
+
+    def on_connected(self) -> None:
+        """The transport is up (for TLS: possibly before the handshake)."""
+
+    def event_received(self, event: object) -> None:
+        """One protocol event (MessageReceived, ChannelOpened, ...)."""
+
+    def on_closed(self, event: ConnectionClosed) -> None:
+        """The protocol connection ended (by the peer or a violation)."""
+
+    def on_lost(self, reason: Failure) -> None:
+        """The transport is gone."""
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ReasonCode(code).name
+    except ValueError:
+        return str(code)

@@ -1,0 +1,30 @@
+"""Packaging for sessiond: the daemon, the session agent, the thin client.
+
+Installed into its own virtualenv (see Makefile), so the generic top-level
+package names (protocol, apps, client, isolation) cannot collide with
+anything else on the machine.
+"""
+
+from setuptools import setup
+
+setup(
+    name="sessiond",
+    version="0.1.0",
+    description="Session-virtualization application server for Linux",
+    python_requires=">=3.11",
+    packages=[
+        "protocol",
+        "sessiond",
+        "sessiond.agent",
+        "isolation",
+        "apps",
+        "client",
+    ],
+    install_requires=[line.strip() for line in open("requirements.txt") if line.strip() and not line.startswith("#")],
+    entry_points={
+        "console_scripts": [
+            "sessiond = sessiond.cli:main",
+            "svclient = client.cli:main",
+        ],
+    },
+)

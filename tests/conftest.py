@@ -1,0 +1,41 @@
+# Shared fixtures for integration tests; helpers live in svtest.py.
+"""Integration fixtures: users and a running sessiond."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Iterator
+
+import pytest
+
+from svtest import Server, TestUser, create_user, start_sessiond, stop_sessiond
+
+
+@pytest.fixture(scope="session")
+def user_factory() -> Iterator[object]:
+    """Creates real users (removed at the end) with passwords in 0600 files."""
+    if os.geteuid() != 0:
+        pytest.fail("integration tests must run as root (they create users); run `make test` as root")
+    directory = tempfile.mkdtemp(prefix="svt-users-")
+    created: list[str] = []
+
+    def make(name: str) -> TestUser:
+        user = create_user(name, directory)
+        created.append(name)
+        return user
+
+    yield make
+    for name in created:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sessiond_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond")))
+    yield server
+    stop_sessiond(server)

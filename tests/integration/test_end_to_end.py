@@ -1,0 +1,115 @@
+# The spine, end to end, with real components only: sessiond from the
+# installed venv, TLS 1.3, PAM against a user this test creates, the
+# sandboxed agent with its own Xvfb, a real xterm, and svclient. Assertions
+# are on what the user observes: the pixels in the client's screenshot.
+"""End-to-end: svclient launches xterm, types, and sees the pixels."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from PIL import Image
+
+from svtest import VENV_BIN, Server, TestUser, svclient
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+# xterm's default colour 1 (red3), used by the ANSI background 41.
+XTERM_RED = (205, 0, 0)
+PAINT_COMMAND = "printf '\\033[41m%1200s\\033[0m\\n' ''"
+# 1200 cells (15 rows of the 80x24 xterm) of the default 6x13 font.
+MIN_RED_PIXELS = 1200 * 6 * 13
+
+
+@pytest.fixture(scope="module")
+def alice(user_factory: object) -> TestUser:
+    return user_factory("svt-e2e-a")  # type: ignore[operator, no-any-return]
+
+
+def count_colour(path: str, colour: tuple[int, int, int]) -> int:
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 24) or []
+    return sum(count for count, value in colours if value == colour)
+
+
+def agent_pid(user: str) -> int:
+    out = subprocess.run(["pgrep", "-u", user, "-f", "sessiond.agent"], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 1, f"expected one agent for {user}, found {pids}"
+    return pids[0]
+
+
+def capture_inside_session(user: str, path: str) -> None:
+    """Capture the session's X screen from inside its mount namespace."""
+    pid = agent_pid(user)
+    script = (
+        "import os,sys\n"
+        "from Xlib import display, X\n"
+        "from PIL import Image\n"
+        "name = ':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:]\n"
+        "d = display.Display(name); root = d.screen().root; g = root.get_geometry()\n"
+        "raw = root.get_image(0, 0, g.width, g.height, X.ZPixmap, 0xffffffff).data\n"
+        "Image.frombytes('RGB', (g.width, g.height), raw, 'raw', 'BGRX').save(sys.stdout.buffer, 'PNG')\n"
+    )
+    # The session's /tmp is private, so the PNG comes back on stdout.
+    done = subprocess.run(["nsenter", "-t", str(pid), "-m", "--", os.path.join(VENV_BIN, "python"), "-c", script],
+                          capture_output=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    with open(path, "wb") as handle:
+        handle.write(done.stdout)
+
+
+def test_launch_type_and_see_pixels(sessiond_server: Server, alice: TestUser, tmp_path: object) -> None:
+    launched = svclient(sessiond_server, alice, "launch", "xterm")
+    assert launched.returncode == 0, launched.stderr + sessiond_server.log()
+    assert "launched xterm" in launched.stdout
+
+    typed = svclient(sessiond_server, alice, "type", PAINT_COMMAND)
+    assert typed.returncode == 0, typed.stderr
+    pressed = svclient(sessiond_server, alice, "key", "Return")
+    assert pressed.returncode == 0, pressed.stderr
+
+    shot = os.path.join(str(tmp_path), "client.png")
+    deadline = time.monotonic() + 15
+    red = 0
+    while time.monotonic() < deadline:
+        taken = svclient(sessiond_server, alice, "screenshot", shot)
+        assert taken.returncode == 0, taken.stderr
+        red = count_colour(shot, XTERM_RED)
+        if red >= MIN_RED_PIXELS:
+            break
+        time.sleep(0.2)
+    assert red >= MIN_RED_PIXELS, f"only {red} red pixels in the client's screenshot"
+
+    # The lossless path is pixel-exact: the client's framebuffer equals a
+    # capture taken inside the session (xterm's cursor does not blink).
+    inside = os.path.join(str(tmp_path), "inside.png")
+    capture_inside_session(alice.name, inside)
+    taken = svclient(sessiond_server, alice, "screenshot", shot)
+    assert taken.returncode == 0, taken.stderr
+    with Image.open(shot) as a, Image.open(inside) as b:
+        assert a.size == b.size
+        assert a.convert("RGB").tobytes() == b.convert("RGB").tobytes(), "client framebuffer differs from the session"
+
+
+def test_session_survives_disconnect(sessiond_server: Server, alice: TestUser) -> None:
+    first = svclient(sessiond_server, alice, "login")
+    second = svclient(sessiond_server, alice, "login")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.strip() == second.stdout.strip() != ""
+
+
+def test_apps_lists_demo_catalog(sessiond_server: Server, alice: TestUser) -> None:
+    listed = svclient(sessiond_server, alice, "apps")
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.split("\t")[0] == "xterm" for line in listed.stdout.splitlines())
+
+
+def test_unknown_app_is_refused(sessiond_server: Server, alice: TestUser) -> None:
+    refused = svclient(sessiond_server, alice, "launch", "no-such-app")
+    assert refused.returncode == 1
+    assert "no published application 'no-such-app'" in refused.stderr

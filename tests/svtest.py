@@ -1,0 +1,114 @@
+# Helpers for integration tests: real Linux users with real passwords
+# (checked by PAM), and a real sessiond started from the installed virtualenv
+# on a free port with a test configuration, driven by the installed svclient.
+"""Integration-test helpers (imported by conftest.py and tests)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+PREFIX = os.environ.get("SESSIOND_PREFIX", "/opt/sessiond")
+VENV_BIN = os.path.join(PREFIX, "venv", "bin")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LISTEN_RE = re.compile(r"sessiond listening on ([0-9.]+):(\d+)")
+
+
+@dataclass
+class TestUser:
+    """A Linux user created for a test, with its password in a 0600 file."""
+
+    __test__ = False
+    name: str
+    password: str
+    password_file: str
+
+
+def create_user(name: str, directory: str) -> TestUser:
+    subprocess.run(["userdel", "-r", name], capture_output=True)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+    password = secrets.token_urlsafe(12)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    path = os.path.join(directory, f"{name}.password")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    os.chmod(path, 0o600)
+    return TestUser(name, password, path)
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    process: subprocess.Popen[str]
+    log_path: str
+    state_dir: str
+    runtime_dir: str
+    known_hosts: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+def start_sessiond(tmp: str, extra: str = "") -> Server:
+    """Start the installed sessiond with a test config; wait until it listens."""
+    state = os.path.join(tmp, "state")
+    runtime = f"/run/sessiond-test-{secrets.token_hex(4)}"
+    config = os.path.join(tmp, "sessiond.conf")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {state}\nruntime_dir = {runtime}\n"
+            f"[auth]\nfailure_delay = 0.3\nmax_failures = 4\nfailure_window = 60\n"
+            f"[session]\nwidth = 1024\nheight = 768\npython = {VENV_BIN}/python\n"
+            f"[apps]\ndirectories = {REPO}/conf/apps\n{extra}"
+        )
+    log_path = os.path.join(tmp, "sessiond.log")
+    log = open(log_path, "w", encoding="utf-8")
+    process = subprocess.Popen([os.path.join(VENV_BIN, "sessiond"), "run", "--config", config],
+                               stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            match = LISTEN_RE.search(handle.read())
+        if match:
+            return Server(match.group(1), int(match.group(2)), process, log_path, state, runtime,
+                          os.path.join(tmp, "known_hosts"))  # fmt: skip
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    with open(log_path, encoding="utf-8", errors="replace") as handle:
+        raise RuntimeError(f"sessiond did not start:\n{handle.read()}")
+
+
+def stop_sessiond(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    shutil.rmtree(server.runtime_dir, ignore_errors=True)
+
+
+def svclient(server: Server, user: TestUser, *command: str, timeout: float = 60,
+             password_file: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run the installed svclient against SERVER as USER."""
+    argv = [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", user.name,
+            "--password-file", password_file or user.password_file, "--known-hosts", server.known_hosts,
+            *command]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,132 @@
+# The encoder's contract, checked through the client's decoder: lossless
+# encodings reproduce the captured pixels exactly, JPEG stays close, and
+# every Region respects MAX_REGION_RAW_BYTES.
+"""Unit tests for sessiond.agent.encoder (round trip via client.framebuffer)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from PIL import Image
+
+from client.framebuffer import Framebuffer
+from protocol.limits import MAX_REGION_RAW_BYTES
+from protocol.messages import Encoding
+from sessiond.agent.encoder import EncoderError, RegionEncoder, stripes
+
+STRIDE_PAD = 64  # bytes of row padding, like a real XImage may have
+
+
+def bgrx_frame(image: Image.Image) -> tuple[bytearray, int]:
+    """The BGRX buffer (with padded rows) a capture of `image` would give."""
+    w, h = image.size
+    stride = w * 4 + STRIDE_PAD
+    buf = bytearray(stride * h)
+    row = image.convert("RGBX").tobytes("raw", "BGRX")
+    for y in range(h):
+        buf[y * stride : y * stride + w * 4] = row[y * w * 4 : (y + 1) * w * 4]
+    return buf, stride
+
+
+def screen(w: int = 400, h: int = 300) -> Image.Image:
+    """A screen with a solid area, two-colour noise, and a smooth 'photo'."""
+    rng = random.Random(7)
+    image = Image.new("RGB", (w, h), (30, 60, 90))
+    noise = Image.new("RGB", (100, 100))
+    noise.putdata([rng.choice([(0, 0, 0), (255, 255, 255)]) for _ in range(100 * 100)])
+    image.paste(noise, (0, 0))
+    photo = Image.new("RGB", (200, 150))
+    photo.putdata([(x, y, (x + y) // 2 + rng.randrange(4)) for y in range(150) for x in range(200)])
+    image.paste(photo, (150, 120))
+    return image
+
+
+def roundtrip(encoder: RegionEncoder, image: Image.Image, rects: list[tuple[int, int, int, int]]):
+    buf, stride = bgrx_frame(image)
+    regions = encoder.encode(memoryview(buf), stride, rects)
+    fb = Framebuffer(*image.size)
+    for region in regions:
+        fb.apply(region)
+    return regions, fb.image()
+
+
+def test_solid_rect_is_fill() -> None:
+    regions, _ = roundtrip(RegionEncoder(), screen(), [(300, 0, 50, 40)])
+    assert [(r.encoding, r.data, r.w, r.h) for r in regions] == [(Encoding.FILL, bytes([30, 60, 90]), 50, 40)]
+
+
+def test_large_solid_rect_is_one_fill_without_striping() -> None:
+    image = Image.new("RGB", (1000, 400), (1, 2, 3))
+    regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 1000, 400)])
+    assert len(regions) == 1 and regions[0].encoding is Encoding.FILL
+    assert out.tobytes() == image.tobytes()
+
+
+def test_few_colour_noise_is_lossless_png_or_lz4_and_exact() -> None:
+    image = screen()
+    regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 100, 100)])
+    assert [r.encoding for r in regions] == [Encoding.PNG]  # palette PNG beats lz4 on noise
+    assert out.crop((0, 0, 100, 100)).tobytes() == image.crop((0, 0, 100, 100)).tobytes()
+
+
+def test_text_like_area_is_exact() -> None:
+    image = screen()
+    rect = (90, 90, 80, 50)  # straddles noise, background and photo corner
+    regions, out = roundtrip(RegionEncoder(), image, [rect])
+    assert all(r.encoding in (Encoding.RAW_LZ4, Encoding.PNG) for r in regions)
+    box = (90, 90, 170, 140)
+    assert out.crop(box).tobytes() == image.crop(box).tobytes()
+
+
+def test_many_colour_photo_is_jpeg_within_tolerance() -> None:
+    image = screen()
+    regions, out = roundtrip(RegionEncoder(jpeg_quality=90), image, [(150, 120, 200, 150)])
+    assert [r.encoding for r in regions] == [Encoding.JPEG]
+    box = (150, 120, 350, 270)
+    diffs = [abs(a - b) for a, b in zip(out.crop(box).tobytes(), image.crop(box).tobytes())]
+    assert sum(diffs) / len(diffs) < 4
+    assert max(diffs) < 48
+
+
+def test_lossless_only_encoder_never_uses_jpeg() -> None:
+    image = screen()
+    regions, out = roundtrip(RegionEncoder(allow_lossy=False), image, [(0, 0, 400, 300)])
+    assert Encoding.JPEG not in {r.encoding for r in regions}
+    assert out.tobytes() == image.tobytes()
+
+
+def test_big_rect_is_striped_within_limit_and_exact() -> None:
+    rng = random.Random(3)
+    w, h = 700, 600  # 1.26 MB of RGB: more than one Region
+    image = Image.frombytes("RGB", (w, h), bytes(rng.randrange(256) for _ in range(w * h * 3)))
+    regions, out = roundtrip(RegionEncoder(allow_lossy=False), image, [(0, 0, w, h)])
+    assert len(regions) >= 2
+    assert all(r.w * r.h * 3 <= MAX_REGION_RAW_BYTES for r in regions)
+    assert sum(r.w * r.h for r in regions) == w * h
+    assert out.tobytes() == image.tobytes()
+
+
+def test_stripes_cover_exactly_and_tile_wide_rows() -> None:
+    pieces = stripes((10, 20, 100, 7), max_bytes=3 * 40)  # 40 pixels per piece
+    assert all(pw * ph * 3 <= 120 for _, _, pw, ph in pieces)
+    covered = {(x + i, y + j) for x, y, pw, ph in pieces for i in range(pw) for j in range(ph)}
+    assert covered == {(x, y) for x in range(10, 110) for y in range(20, 27)}
+    assert len(covered) == sum(pw * ph for _, _, pw, ph in pieces)  # no overlap
+    assert stripes((0, 0, 5, 5)) == [(0, 0, 5, 5)]
+
+
+def test_rect_outside_buffer_is_refused() -> None:
+    buf, stride = bgrx_frame(Image.new("RGB", (10, 10)))
+    encoder = RegionEncoder()
+    for rect in [(5, 5, 10, 1), (0, 5, 1, 6), (-1, 0, 1, 1), (0, 0, 0, 1)]:
+        with pytest.raises(EncoderError):
+            encoder.encode(memoryview(buf), stride, [rect], width=10)
+    # Without the width, only the buffer itself bounds the rectangle.
+    with pytest.raises(EncoderError):
+        encoder.encode(memoryview(buf), stride, [(0, 0, stride // 4 + 1, 1)])
+
+
+def test_bad_quality_is_refused() -> None:
+    with pytest.raises(EncoderError):
+        RegionEncoder(jpeg_quality=0)
