@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 from protocol.base import ChannelKind, Message
 
@@ -60,4 +60,4 @@ class ConnectionClosed:
     by_peer: bool
 
 
-Event = Union[MessageReceived, ChannelOpened, ChannelClosed, WindowUpdated, ConnectionClosed]
+Event: TypeAlias = MessageReceived | ChannelOpened | ChannelClosed | WindowUpdated | ConnectionClosed

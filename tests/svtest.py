@@ -5,13 +5,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
+
+from protocol.frames import FrameDecoder, encode_frame
+from protocol.limits import ALPN
+from protocol.messages import Hello, encode_message
 
 PREFIX = os.environ.get("SESSIOND_PREFIX", "/opt/sessiond")
 VENV_BIN = os.path.join(PREFIX, "venv", "bin")
@@ -112,3 +119,50 @@ def svclient(server: Server, user: TestUser, *command: str, timeout: float = 60,
             "--password-file", password_file or user.password_file, "--known-hosts", server.known_hosts,
             *command]  # fmt: skip
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+# -- raw protocol access over real TLS (for tests of bad input and pacing) --
+
+def tls_connect(server: Server, *, max_version: ssl.TLSVersion | None = None) -> ssl.SSLSocket:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([ALPN])
+    if max_version is not None:
+        context.maximum_version = max_version
+    raw = socket.create_connection((server.host, server.port), timeout=10)
+    return context.wrap_socket(raw)
+
+
+def frame(channel: int, message: object) -> bytes:
+    type_, payload = encode_message(message)  # type: ignore[arg-type]
+    return encode_frame(channel, type_, payload)
+
+
+HELLO = frame(0, Hello(version=1, capabilities=(), software="test"))
+
+
+def read_close(sock: ssl.SSLSocket, decoder: FrameDecoder) -> tuple[int, str]:
+    """Read frames until the server's CLOSE; return (code, message)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for f in decoder.feed(data):
+            if f.channel == 0 and f.type == 0x0C:
+                body = json.loads(f.payload)
+                return body["code"], body["message"]
+    raise AssertionError("connection ended without a CLOSE frame")
+
+
+def wait_auth(sock: ssl.SSLSocket, decoder: FrameDecoder) -> bool:
+    """Read until AUTH_RESULT; return its ok field."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for f in decoder.feed(sock.recv(65536)):
+            if f.channel == 0 and f.type == 0x03:
+                return bool(json.loads(f.payload)["ok"])
+    raise AssertionError("no AUTH_RESULT")
+
+

@@ -7,20 +7,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import ssl
 import struct
 import time
 
 import pytest
 
-from svtest import Server, TestUser, start_sessiond, stop_sessiond, svclient
 from protocol.errors import ReasonCode
-from protocol.frames import FrameDecoder, encode_frame
-from protocol.limits import ALPN, MAX_FRAME_PAYLOAD
-from protocol.messages import Auth, ChannelKind, Hello, Key, encode_message
+from protocol.frames import FrameDecoder
+from protocol.limits import MAX_FRAME_PAYLOAD
+from protocol.messages import Auth, ChannelKind, Key
+from svtest import HELLO, Server, TestUser, frame, read_close, start_sessiond, stop_sessiond, svclient, tls_connect, wait_auth
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -30,51 +28,8 @@ def bob(user_factory: object) -> TestUser:
     return user_factory("svt-gw-b")  # type: ignore[operator, no-any-return]
 
 
-def tls_connect(server: Server, *, max_version: ssl.TLSVersion | None = None) -> ssl.SSLSocket:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols([ALPN])
-    if max_version is not None:
-        context.maximum_version = max_version
-    raw = socket.create_connection((server.host, server.port), timeout=10)
-    return context.wrap_socket(raw)
-
-
-def frame(channel: int, message: object) -> bytes:
-    type_, payload = encode_message(message)  # type: ignore[arg-type]
-    return encode_frame(channel, type_, payload)
-
-
-HELLO = frame(0, Hello(version=1, capabilities=(), software="test"))
-
-
-def read_close(sock: ssl.SSLSocket, decoder: FrameDecoder) -> tuple[int, str]:
-    """Read frames until the server's CLOSE; return (code, message)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        data = sock.recv(65536)
-        if not data:
-            break
-        for f in decoder.feed(data):
-            if f.channel == 0 and f.type == 0x0C:
-                body = json.loads(f.payload)
-                return body["code"], body["message"]
-    raise AssertionError("connection ended without a CLOSE frame")
-
-
 def login_frames(user: TestUser) -> bytes:
     return HELLO + frame(0, Auth(method="password", user=user.name, password=user.password))
-
-
-def wait_auth(sock: ssl.SSLSocket, decoder: FrameDecoder) -> bool:
-    """Read until AUTH_RESULT; return its ok field."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for f in decoder.feed(sock.recv(65536)):
-            if f.channel == 0 and f.type == 0x03:
-                return bool(json.loads(f.payload)["ok"])
-    raise AssertionError("no AUTH_RESULT")
 
 
 KEY_A = Key(keysym=0x61, down=True)

@@ -1,0 +1,69 @@
+"""sessiond.conf loading: defaults, types, and errors naming file/section/key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sessiond.config import ConfigError, load_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write(tmp_path: object, text: str) -> str:
+    path = os.path.join(str(tmp_path), "sessiond.conf")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None)
+    assert config.listen == ("127.0.0.1", 4443)
+    assert config.get("display", "frames_in_flight") == 2
+
+
+def test_shipped_config_matches_the_defaults() -> None:
+    shipped = load_config(os.path.join(REPO, "conf", "sessiond.conf"))
+    assert shipped.values == load_config(None).values
+
+
+def test_unknown_key_names_file_section_and_key(tmp_path: object) -> None:
+    path = write(tmp_path, "[server]\nlisen = 1.2.3.4:5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert path in str(info.value) and "[server]" in str(info.value) and "'lisen'" in str(info.value)
+
+
+def test_unknown_section_is_an_error(tmp_path: object) -> None:
+    path = write(tmp_path, "[servre]\nlisten = 1.2.3.4:5\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[servre\]"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text", [
+    "[server]\nlisten = nope\n",
+    "[server]\nlisten = 1.2.3.4:70000\n",
+    "[session]\nwidth = 10\n",
+    "[display]\nframes_in_flight = 0\n",
+    "[auth]\nfailure_delay = -1\n",
+])  # fmt: skip
+def test_bad_values_name_the_setting(tmp_path: object, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    section, key = text.split("\n")[0], text.split("\n")[1].split(" = ")[0]
+    assert section in str(info.value) and key in str(info.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: object) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(os.path.join(str(tmp_path), "absent.conf"))
+
+
+def test_overrides_apply_and_are_checked() -> None:
+    config = load_config(None, {"server": {"listen": "127.0.0.1:5000"}})
+    assert config.listen == ("127.0.0.1", 5000)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config(None, {"server": {"nope": "1"}})
