@@ -27,7 +27,7 @@ from protocol.control import ControlMessage, JsonObject, get
 AUTH_METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "password": ("user", "password"),
     "link": ("token",),
-    "resume": ("token",),  # reserved for resume tokens
+    "resume": ("user", "token"),  # a resume token from an earlier AUTH_RESULT
 }
 
 
@@ -79,6 +79,8 @@ class AuthResult(ControlMessage):
     session: str = ""
     code: int = 0
     message: str = ""
+    # A fresh single-use resume token (sent only on success; "" = none).
+    resume_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         check_bool("ok", self.ok)
@@ -86,24 +88,30 @@ class AuthResult(ControlMessage):
         check_str("session", self.session)
         check_json_int("code", self.code)
         check_str("message", self.message)
+        check_str("resume_token", self.resume_token)
 
     def to_json(self) -> JsonObject:
-        return {
+        obj: JsonObject = {
             "ok": self.ok,
             "user": self.user,
             "session": self.session,
             "code": self.code,
             "message": self.message,
         }
+        if self.resume_token:
+            obj["resume_token"] = self.resume_token
+        return obj
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> Self:
+        token = obj.get("resume_token", "")
         return cls(
             ok=check_bool("ok", get(obj, "ok")),
             user=check_str("user", get(obj, "user")),
             session=check_str("session", get(obj, "session")),
             code=check_json_int("code", get(obj, "code")),
             message=check_str("message", get(obj, "message")),
+            resume_token=check_str("resume_token", token),
         )
 
 
@@ -345,3 +353,18 @@ class AppExited(ControlMessage):
             pid=check_json_int("pid", get(obj, "pid")),
             status=check_json_int("status", get(obj, "status"), signed=True),
         )
+
+
+@dataclass(frozen=True)
+class Logoff(ControlMessage):
+    """End the user's session: every app in it is stopped (client -> server)."""
+
+    TYPE: ClassVar[int] = 0x12
+    SENDER: ClassVar[Sender] = Sender.CLIENT
+
+    def to_json(self) -> JsonObject:
+        return {}
+
+    @classmethod
+    def from_json(cls, obj: JsonObject) -> Self:
+        return cls()

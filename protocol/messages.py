@@ -38,6 +38,7 @@ from protocol.control_session import (
     AuthResult,
     Launch,
     LaunchResult,
+    Logoff,
     SessionInfo,
     SpawnApp,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "SessionInfo",
     "SpawnApp",
     "AppExited",
+    "Logoff",
     "DesktopSize",
     "Region",
     "FrameEnd",
@@ -122,6 +124,7 @@ CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
     SessionInfo,
     SpawnApp,
     AppExited,
+    Logoff,
 )
 
 
@@ -160,6 +163,7 @@ MESSAGE_NAMES: Final[dict[type[Message], str]] = {
     SessionInfo: "SESSION_INFO",
     SpawnApp: "SPAWN_APP",
     AppExited: "APP_EXITED",
+    Logoff: "LOGOFF",
     DesktopSize: "DESKTOP_SIZE",
     Region: "REGION",
     FrameEnd: "FRAME_END",
