@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # module, libXext for MIT-SHM capture, PAM, and the tools tests use.
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libpam0g libpam-modules passwd util-linux procps \
-	desktop-file-utils
+	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip
 
 .PHONY: all install deps-debian venv demo test unit clean
 
@@ -43,6 +43,7 @@ install: deps-debian venv
 	install -d $(BINDIR)
 	ln -sf $(VENV)/bin/sessiond $(BINDIR)/sessiond
 	ln -sf $(VENV)/bin/svclient $(BINDIR)/svclient
+	ln -sf $(VENV)/bin/sessionctl $(BINDIR)/sessionctl
 	install -m 0644 conf/pam.d/sessiond /etc/pam.d/sessiond
 
 demo: install

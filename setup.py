@@ -24,6 +24,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sessiond = sessiond.cli:main",
+            "sessionctl = sessiond.ctl:main",
             "svclient = client.cli:main",
         ],
     },

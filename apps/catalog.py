@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 from xdg.DesktopEntry import DesktopEntry
@@ -22,6 +22,7 @@ from xdg.Exceptions import Error as XdgError
 
 from apps.exec_line import ExecError, expand_exec, file_field_code, parse_exec
 from apps.keyfile_values import parse_boolean, split_list, unescape_string
+from apps.localize import LOCALIZED_KEYS, pick, split_localized_key
 
 DESKTOP_SUFFIX = ".desktop"
 DESKTOP_GROUP = "Desktop Entry"
@@ -64,6 +65,13 @@ class AppEntry:
     categories: tuple[str, ...]
     startup_wm_class: str
     source: str
+    # key -> locale -> value, for the keys in LOCALIZED_KEYS that have translations
+    translations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def localized(self, key: str, locale: str) -> str:
+        """Name, GenericName or Comment in ``locale`` (untranslated when none fits)."""
+        default = {"Name": self.name, "GenericName": self.generic_name, "Comment": self.comment}[key]
+        return pick(default, self.translations.get(key, {}), locale)
 
 
 class Catalog:
@@ -269,6 +277,7 @@ class Catalog:
             categories=items("Categories"),
             startup_wm_class=text("StartupWMClass"),
             source=source,
+            translations=_translations(desktop.content.get(DESKTOP_GROUP, {})),
         )
 
     def _try_exec_found(self, try_exec: str) -> bool:
@@ -278,6 +287,16 @@ class Catalog:
         if os.sep in try_exec:
             return False  # relative to what? sessiond's cwd means nothing here
         return shutil.which(try_exec, path=self._path_env) is not None
+
+
+def _translations(group: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The translated values of LOCALIZED_KEYS in a raw key-file group."""
+    found: dict[str, dict[str, str]] = {}
+    for raw_key, raw_value in group.items():
+        split = split_localized_key(raw_key)
+        if split is not None and split[0] in LOCALIZED_KEYS:
+            found.setdefault(split[0], {})[split[1]] = unescape_string(raw_value)
+    return found
 
 
 def _key_line(source: str, key: str) -> int | None:

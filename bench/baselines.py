@@ -55,7 +55,7 @@ def _read_display(read_fd: int) -> str:
     return ":" + data.split(b"\n", 1)[0].decode("ascii").strip()
 
 
-def bare_xterm_start(width: int, height: int) -> float:
+def bare_xterm_start(width: int, height: int, xterm_args: tuple[str, ...] = ()) -> float:
     """Seconds from starting a bare Xvfb until xterm's window is mapped and
     one XShm capture of the screen has been taken (the start-up floor)."""
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def bare_xterm_start(width: int, height: int) -> float:
         root = disp.screen().root
         root.change_attributes(event_mask=X.SubstructureNotifyMask)
         disp.sync()
-        xterm = subprocess.Popen(["xterm"], env={**os.environ, "DISPLAY": name},
+        xterm = subprocess.Popen(["xterm", *xterm_args], env={**os.environ, "DISPLAY": name},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         while True:  # blocks on the X connection until the map event arrives
             event = disp.next_event()

@@ -27,6 +27,8 @@ FONTS = ("6x13", "fixed")
 # Text line height and glyph width of 6x13, in pixels.
 LINE_HEIGHT = 13
 GLYPH_WIDTH = 6
+# ImageText8 carries at most 255 characters per request.
+MAX_TEXT_REQUEST = 255
 # Default repaint rate: the display pipeline's max_fps and DESIGN's target.
 DEFAULT_FPS = 60.0
 # Safety net: the app ends by itself even if nobody stops the session.
@@ -36,7 +38,7 @@ WORDS = (
     "session", "display", "region", "frame", "encode", "damage", "capture", "client", "server",
     "channel", "window", "keyboard", "pointer", "render", "scroll", "buffer", "socket", "token",
     "0x7f3a", "ok", "error:", "warning:", "/usr/lib", "--verbose", "[INFO]", "12.5ms", "=", "->",
-)
+)  # fmt: skip
 # Linear congruential generator constants (Numerical Recipes): cheap,
 # deterministic, good enough to make every line different.
 LCG_MULTIPLIER = 1664525
@@ -109,10 +111,10 @@ class ScrollingText:
     def _draw_line(self, row: int) -> None:
         y = row * LINE_HEIGHT
         self.window.fill_rectangle(self.clear_gc, 0, y, self.width, LINE_HEIGHT)
-        # ImageText8 sends at most 255 characters per request.
         text = text_line(self.next_line, self.columns)
-        for start in range(0, len(text), 255):
-            self.window.image_text(self.text_gc, start * GLYPH_WIDTH, y + LINE_HEIGHT - 3, text[start:start + 255])
+        for start in range(0, len(text), MAX_TEXT_REQUEST):
+            chunk = text[start : start + MAX_TEXT_REQUEST]
+            self.window.image_text(self.text_gc, start * GLYPH_WIDTH, y + LINE_HEIGHT - 3, chunk)
         self.next_line += 1
 
     def scroll(self) -> None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,8 @@ from svtest import LISTEN_RE, VENV_BIN, TestUser, create_user  # noqa: E402
 START_TIMEOUT_SECONDS = 20.0
 # Seconds sessiond gets to end its sessions on SIGTERM before SIGKILL.
 STOP_TIMEOUT_SECONDS = 15.0
+# Seconds to wait for killed leftover processes to disappear.
+KILL_WAIT_SECONDS = 5.0
 # Output kept in memory to find the listening line (it comes first).
 MAX_STARTUP_OUTPUT = 64 * 1024
 
@@ -76,6 +81,11 @@ class BenchServer:
     _process: Any = field(repr=False)
     _watcher: _SessiondProcess = field(repr=False)
 
+    @property
+    def pid(self) -> int:
+        """sessiond's process id."""
+        return int(self._process.pid)
+
     def log(self) -> str:
         """sessiond's output so far (for error reports)."""
         with open(self.log_path, encoding="utf-8", errors="replace") as handle:
@@ -103,11 +113,16 @@ class BenchServer:
 
 def write_config(tmp: str, width: int, height: int, app_dirs: list[str]) -> tuple[str, str]:
     """Write the bench sessiond.conf; returns (config path, runtime dir)."""
+    from sessiond.config import SCHEMA  # the installed copy: what this sessiond accepts
+
     runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")
+    # Sessions outlive a sessiond restart by default; the bench wants them gone.
+    on_stop = "on_stop = logoff\n" if "on_stop" in SCHEMA["server"] else ""
     with open(config, "w", encoding="utf-8") as handle:
         handle.write(
             f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {os.path.join(tmp, 'state')}\nruntime_dir = {runtime}\n"
+            f"{on_stop}"
             f"[auth]\nfailure_delay = 0.3\n"
             f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
@@ -152,17 +167,41 @@ class BenchUsers:
         """
         problems = []
         for name in self.created:
-            leftover = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout.split()
-            for pid in leftover:
-                try:
-                    os.kill(int(pid), 9)
-                except ProcessLookupError:
-                    pass
+            leftover = [int(p) for p in subprocess.run(["pgrep", "-u", name], capture_output=True,
+                                                       text=True).stdout.split()]  # fmt: skip
             if leftover:
-                problems.append(f"{name}: killed {len(leftover)} leftover process(es) {' '.join(leftover)}")
+                problems.append(f"{name}: killed {len(leftover)} leftover process(es) {leftover}")
+                kill_and_wait(leftover)
             done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
             # userdel -r reports a missing mail spool with status 12; the user is gone anyway.
             if done.returncode not in (0, 12):
                 problems.append(f"{name}: userdel failed: {done.stderr.strip()}")
         self.created.clear()
         return problems
+
+
+def kill_and_wait(pids: list[int]) -> None:
+    """SIGKILL each pid and wait (pidfd readiness) until it has exited."""
+    poller = select.poll()
+    fds = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        fds.append(fd)
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        poller.register(fd, select.POLLIN)
+    try:
+        waiting = set(fds)
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        while waiting and time.monotonic() < deadline:
+            for fd, _mask in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                waiting.discard(fd)
+                poller.unregister(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -15,6 +15,7 @@ from typing import Any
 from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
 from client.session import ConnectionEnded, RemoteError, SessionClient, connect
+from client.tokens import TokenStore, default_dir
 from protocol.messages import ChannelKind
 
 EXIT_REFUSED = 1
@@ -36,13 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "(else $SVCLIENT_PASSWORD, else a prompt)")  # fmt: skip
     parser.add_argument("--known-hosts", default=None, help=f"pinned certificates (default {default_path()})")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the server")
+    parser.add_argument("--token-dir", default=None, help=f"resume tokens (default {default_dir()})")
+    parser.add_argument("--no-resume", action="store_true", help="log in with the password even if a resume "
+                        "token is stored")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("login", help="log in (start or resume the session) and print its id")
+    sub.add_parser("logoff", help="end the session and every app in it")
     apps = sub.add_parser("apps", help="list the published applications")
     apps.add_argument("--json", action="store_true")
+    apps.add_argument("--locale", default=None, help="language of names and comments (default: $LC_ALL, "
+                      "$LC_MESSAGES or $LANG)")  # fmt: skip
     launch = sub.add_parser("launch", help="launch an app; returns once its first frame has arrived")
     launch.add_argument("app")
     launch.add_argument("args", nargs="*", help="files or URLs for the app")
+    launch.add_argument("--wait", action="store_true", help="then wait until the app exits and print its status")
+    icon = sub.add_parser("icon", help="save an app's icon as PNG")
+    icon.add_argument("app")
+    icon.add_argument("--size", type=int, default=48, help="width and height in pixels (8-256)")
+    icon.add_argument("-o", "--output", required=True, help="PNG file to write")
     shot = sub.add_parser("screenshot", help="write the client's reconstructed screen as PNG")
     shot.add_argument("file")
     typ = sub.add_parser("type", help="type text into the focused window")
@@ -77,6 +89,15 @@ def parse_server(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def client_locale() -> str:
+    """The user's message locale, as POSIX programs choose it (LC_ALL, LC_MESSAGES, LANG)."""
+    for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(variable, "")
+        if value:
+            return value
+    return ""
+
+
 def parse_keysym(name: str) -> int:
     if name.lower().startswith("0x"):
         try:
@@ -102,16 +123,33 @@ async def with_timeout(reactor: Any, d: Any, seconds: float, what: str) -> Any:
 
 async def run_command(reactor: Any, args: argparse.Namespace) -> int:
     host, port = parse_server(args.server)
-    password = read_password(args)
     known = KnownHosts(args.known_hosts or default_path())
+    tokens = TokenStore(args.token_dir or default_dir())
+    server = f"{host}:{port}"
 
     def new_host(fp: str) -> None:
-        print(f"svclient: pinned the certificate of {host}:{port} (sha256 {fp}) in {known.path}", file=sys.stderr)
+        print(f"svclient: pinned the certificate of {server} (sha256 {fp}) in {known.path}", file=sys.stderr)
 
-    client: SessionClient = await with_timeout(reactor, connect(reactor, host, port, known, new_host),
-                                               args.timeout, "the server")  # fmt: skip
+    async def connected() -> SessionClient:
+        return await with_timeout(reactor, connect(reactor, host, port, known, new_host), args.timeout,  # type: ignore[no-any-return]
+                                  "the server")  # fmt: skip
+
+    client = await connected()
+    token = None if args.no_resume else tokens.get(server, args.user)
+    result = None
+    if token is not None:
+        try:
+            result = await with_timeout(reactor, client.resume(args.user, token), args.timeout, "login")
+        except RemoteError:
+            tokens.delete(server, args.user)  # used or expired: fall back to the password
+            client.disconnect()
+            client = await connected()
     try:
-        result = await with_timeout(reactor, client.login(args.user, password), args.timeout, "login")
+        if result is None:
+            password = read_password(args)
+            result = await with_timeout(reactor, client.login(args.user, password), args.timeout, "login")
+        if result.resume_token:
+            tokens.put(server, args.user, result.resume_token)
         return await dispatch(reactor, client, args, result.session)
     finally:
         client.disconnect()
@@ -121,11 +159,16 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
     timeout = args.timeout
     if args.command == "login":
         print(session)
+    elif args.command == "logoff":
+        await with_timeout(reactor, client.logoff(), timeout, "the logoff")
+        print(f"logged off session {session}")
     elif args.command == "apps":
-        listing = await with_timeout(reactor, client.list_apps(), timeout, "the app list")
+        locale = args.locale if args.locale is not None else client_locale()
+        listing = await with_timeout(reactor, client.list_apps(locale), timeout, "the app list")
         if args.json:
             print(json.dumps([{"id": a.id, "name": a.name, "comment": a.comment, "categories": list(a.categories),
-                               "icon": a.icon} for a in listing.apps], indent=2))  # fmt: skip
+                               "icon": a.icon, "icon_available": bool(a.icon)} for a in listing.apps],
+                             indent=2, ensure_ascii=False))  # fmt: skip
         else:
             for app in listing.apps:
                 print(f"{app.id}\t{app.name}\t{app.comment}")
@@ -133,7 +176,18 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
         result = await with_timeout(reactor, client.launch(args.app, tuple(args.args)), timeout, "the launch")
         await with_timeout(reactor, client.next_frame(), timeout, "the first frame")
-        print(f"launched {args.app} (pid {result.pid}; {result.message})")
+        print(f"launched {args.app} (pid {result.pid}; {result.message})", flush=True)
+        if args.wait:
+            exited = await client.app_exited(result.pid)
+            print(f"{args.app} (pid {exited.pid}) exited with status {exited.status}")
+    elif args.command == "icon":
+        png = await with_timeout(reactor, client.icon(args.app, args.size), timeout, "the icon")
+        try:
+            with open(args.output, "wb") as handle:
+                handle.write(png)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror}") from exc
+        print(f"wrote {args.output} ({args.size}x{args.size} icon of {args.app}, {len(png)} bytes)")
     elif args.command == "screenshot":
         await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
         await with_timeout(reactor, client.next_frame(), timeout, "a frame")

@@ -21,6 +21,7 @@ from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, 
 from protocol.errors import ReasonCode
 from protocol.limits import ALPN
 from protocol.messages import (
+    AppExited,
     AppList,
     AppListRequest,
     Auth,
@@ -33,9 +34,12 @@ from protocol.messages import (
     FrameAck,
     FrameEnd,
     Hello,
+    Icon,
+    IconRequest,
     Key,
     Launch,
     LaunchResult,
+    Logoff,
     Message,
     Pointer,
     Region,
@@ -209,8 +213,45 @@ class SessionClient(FrameProtocol):
             raise RemoteError(result.code, result.message)
         return result
 
-    async def list_apps(self) -> AppList:
-        return await self._request(AppListRequest(), lambda m: isinstance(m, AppList))  # type: ignore[no-any-return]
+    async def resume(self, user: str, token: str) -> AuthResult:
+        """Log in with a resume token from an earlier login (single use)."""
+        result: AuthResult = await self._request(
+            Auth(method="resume", user=user, token=token),
+            lambda m: isinstance(m, (AuthResult, Close)),
+        )
+        if not result.ok:
+            raise RemoteError(result.code, result.message)
+        return result
+
+    async def logoff(self) -> None:
+        """End the session; returns once the server has closed the connection."""
+        self.conn.send(0, Logoff())
+        self.flush()
+        end = await self.ended
+        if end.code != ReasonCode.NORMAL:
+            raise end
+
+    async def list_apps(self, locale: str = "") -> AppList:
+        """The apps published to this user, names and comments in ``locale`` when translated."""
+        return await self._request(AppListRequest(locale=locale), lambda m: isinstance(m, AppList))  # type: ignore[no-any-return]
+
+    async def icon(self, app: str, size: int, request: int = 1) -> bytes:
+        """The PNG icon of ``app`` at ``size`` x ``size``; RemoteError if the server has none for us."""
+        answer: Icon = await self._request(
+            IconRequest(request=request, app=app, size=size),
+            lambda m: isinstance(m, Icon) and m.request == request,
+        )
+        if not answer.ok:
+            raise RemoteError(answer.code, answer.message)
+        return answer.png
+
+    def app_exited(self, pid: int) -> defer.Deferred[AppExited]:
+        """Fires with APP_EXITED once the app with ``pid`` (from its LAUNCH_RESULT) ends."""
+        if self._end is not None:
+            return defer.fail(self._end)
+        d: defer.Deferred[AppExited] = defer.Deferred()
+        self._waiters.append((lambda m: isinstance(m, AppExited) and m.pid == pid, d))
+        return d
 
     async def launch(self, app: str, args: tuple[str, ...] = (), request: int = 1) -> LaunchResult:
         result: LaunchResult = await self._request(
@@ -267,7 +308,7 @@ class SessionClient(FrameProtocol):
 
     def disconnect(self) -> None:
         if self.transport is not None:
-            self.transport.loseConnection()
+            self.drop()
 
 
 def client_tls_options() -> ssl.CertificateOptions:

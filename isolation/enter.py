@@ -7,7 +7,11 @@
 # stdin and closes it. Running as root, this program creates the namespaces
 # and private mounts, drops every privilege, VERIFIES the drop from the
 # kernel's point of view, and execs the session program as the user with an
-# environment built only from the spec and the account. Any doubt ends the
+# environment built only from the spec and the account. With a PID namespace
+# it forks first: this process stays outside as the sandbox's supervisor (the
+# pid sessiond tracks), the child joins the session cgroup, builds the sandbox
+# as PID 1's predecessor, drops privileges and forks once more: it stays as
+# the namespace's init (isolation/init.py), its child execs the agent. Any doubt ends the
 # start with a distinct exit status and one line on stderr:
 #   70 a privilege-drop check failed, 71 bad spec, 72 namespace/mount failed,
 #   127 the program could not be exec'd.
@@ -19,13 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
 import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO, Protocol, TextIO
 
-from isolation import linux
+from isolation import init, linux
 from isolation.accounts import Account, AccountError, lookup_account
+from isolation.cgroups import CgroupError, detect_backend
 from isolation.privcheck import DEFAULT_CHECKS, DropCheck, first_failure
 from isolation.spec import MAX_SPEC_BYTES, SandboxSpec, SpecError, from_json
 
@@ -37,8 +44,8 @@ EXIT_EXEC_FAILED = 127
 # Where per-user runtime directories live (XDG Base Directory / logind layout).
 RUNTIME_BASE = "/run/user"
 X11_SOCKET_DIR = "/tmp/.X11-unix"
-# tmpfs sizes: each mount's ceiling on RAM a session can pin until cgroups
-# (later issue) bound memory as a whole. Xvfb framebuffers live in SysV shm,
+# tmpfs sizes: each mount's ceiling on RAM a session can pin; the session
+# cgroup's memory limit (tmpfs pages are charged to it) bounds the total. Xvfb framebuffers live in SysV shm,
 # not here, so these can stay modest.
 TMP_TMPFS_SIZE = "1024m"
 SHM_TMPFS_SIZE = "512m"
@@ -57,7 +64,15 @@ class SandboxOps(Protocol):
 
     def geteuid(self) -> int: ...
     def unshare(self, flags: int) -> None: ...
+    def fork(self) -> int: ...
+    def supervise(self, child: int) -> int: ...
+    def run_init(self, agent: int) -> int: ...
+    def set_parent_death_signal(self) -> None: ...
+    def join_cgroup(self, session_id: str) -> None: ...
     def make_rprivate(self) -> None: ...
+    def mount_proc(self) -> None: ...
+    def set_hostname(self, name: str) -> None: ...
+    def loopback_up(self) -> None: ...
     def mount_tmpfs(self, target: str, options: str) -> None: ...
     def make_root_dir(self, path: str, mode: int) -> None: ...
     def drop_bounding_set(self) -> None: ...
@@ -77,14 +92,56 @@ class SandboxOps(Protocol):
 class LinuxOps:
     """SandboxOps on the real kernel (linux.py and os)."""
 
+    def __init__(self) -> None:
+        self.forwarder = init.SignalForwarder()
+
     def geteuid(self) -> int:
         return os.geteuid()
 
     def unshare(self, flags: int) -> None:
         linux.unshare(flags)
 
+    def fork(self) -> int:
+        # Handlers go in before the fork, so a SIGTERM from sessiond in the
+        # window before the wait loop is queued and forwarded, not lost.
+        if not self.forwarder.installed:
+            # Leave sessiond's process group first (see execve below).
+            with contextlib.suppress(PermissionError):
+                os.setsid()
+        self.forwarder.install()
+        pid = os.fork()
+        if pid == 0:
+            self.forwarder.forget()
+        return pid
+
+    def supervise(self, child: int) -> int:
+        self.forwarder.set_target(child)
+        return init.wait_for(child)
+
+    def run_init(self, agent: int) -> int:
+        self.forwarder.set_target(agent)
+        return init.reap_until(agent)
+
+    def set_parent_death_signal(self) -> None:
+        linux.set_parent_death_signal(signal.SIGKILL)
+
+    def join_cgroup(self, session_id: str) -> None:
+        try:
+            detect_backend().attach(session_id, 0)
+        except CgroupError as exc:
+            raise OSError(0, str(exc)) from None
+
     def make_rprivate(self) -> None:
         linux.make_rprivate("/")
+
+    def mount_proc(self) -> None:
+        linux.mount_proc("/proc")
+
+    def set_hostname(self, name: str) -> None:
+        socket.sethostname(name)
+
+    def loopback_up(self) -> None:
+        linux.interface_up("lo")
 
     def mount_tmpfs(self, target: str, options: str) -> None:
         linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
@@ -152,6 +209,10 @@ class LinuxOps:
         # signal to its group) never reaches the user's session.
         with contextlib.suppress(PermissionError):
             os.setsid()
+        # Python ignores SIGPIPE and SIGXFSZ; exec keeps ignored signals, and
+        # session programs (shells, pipelines) expect the defaults.
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(signum, signal.SIG_DFL)
         os.execve(path, list(argv), dict(env))
 
 
@@ -199,15 +260,30 @@ def runtime_dir(account: Account) -> str:
     return f"{RUNTIME_BASE}/{account.uid}"
 
 
-def build_mounts(ops: SandboxOps, spec: SandboxSpec) -> None:
-    """Unshare namespaces and lay out the private mounts (still root)."""
+def unshare_namespaces(ops: SandboxOps, spec: SandboxSpec) -> None:
+    """Create the spec's namespaces (pid applies to the next child)."""
     flags = 0
     for name in spec.namespaces:
         flags |= linux.NAMESPACE_FLAGS[name]
-    acc = spec.account
     try:
         ops.unshare(flags)
+    except OSError as exc:
+        raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: {exc}") from None
+
+
+def build_mounts(ops: SandboxOps, spec: SandboxSpec) -> None:
+    """Join the cgroup, lay out the private mounts, name the host, raise lo (still root)."""
+    acc = spec.account
+    try:
+        if spec.cgroup:
+            ops.join_cgroup(spec.session_id)
         ops.make_rprivate()
+        if "pid" in spec.namespaces:
+            ops.mount_proc()
+        if spec.hostname:
+            ops.set_hostname(spec.hostname)
+        if "net" in spec.namespaces:
+            ops.loopback_up()
         if spec.private_tmp:
             ops.mount_tmpfs("/tmp", f"mode=1777,size={TMP_TMPFS_SIZE}")
             ops.make_root_dir(X11_SOCKET_DIR, 0o1777)
@@ -259,6 +335,20 @@ def session_env(spec: SandboxSpec) -> dict[str, str]:
     return env
 
 
+def _fork(ops: SandboxOps) -> int:
+    try:
+        return ops.fork()
+    except OSError as exc:
+        raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: fork: {exc}") from None
+
+
+def _die_with_supervisor(ops: SandboxOps) -> None:
+    try:
+        ops.set_parent_death_signal()
+    except OSError as exc:
+        raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: {exc}") from None
+
+
 def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
         checks: Sequence[DropCheck] = DEFAULT_CHECKS,
         lookup: Callable[..., Account] = lookup_account) -> int:
@@ -268,8 +358,17 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
         if ops.geteuid() != 0:
             raise EnterFailure(EXIT_SETUP_FAILED, "must run as root (euid 0)")
         check_account(spec, lookup)
+        unshare_namespaces(ops, spec)
+        pid_ns = "pid" in spec.namespaces
+        if pid_ns:
+            child = _fork(ops)
+            if child != 0:
+                return ops.supervise(child)  # outside: wait, forward signals
+            _die_with_supervisor(ops)
         build_mounts(ops, spec)
         drop_privileges(ops, spec.account, checks)
+        if pid_ns:
+            _die_with_supervisor(ops)  # the credential change cleared it
     except EnterFailure as failure:
         stderr.write(f"{PROG}: {failure}\n")
         stderr.flush()
@@ -284,6 +383,14 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
     ops.umask(0o077)
     ops.stdin_from_devnull()
     ops.close_fds(spec.keep_fds)
+    if pid_ns:
+        try:
+            agent = _fork(ops)
+        except EnterFailure as failure:
+            stderr.write(f"{PROG}: {failure}\n")
+            return failure.status
+        if agent != 0:
+            return ops.run_init(agent)  # PID 1: reap, forward signals
     try:
         ops.execve(spec.argv[0], spec.argv, session_env(spec))
     except OSError as exc:

@@ -6,12 +6,15 @@
 # OSError with the real errno (never a silent -1). Keeping every ctypes call
 # in one small module makes the privileged surface easy to audit and lets
 # enter.py be unit-tested against a fake of this module's functions.
-"""Thin, checked ctypes bindings: unshare, mount, prctl, capset."""
+"""Thin, checked ctypes bindings: unshare, mount, prctl, capset; lo up."""
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import socket
+import struct
 
 # clone(2)/unshare(2) flags (linux/sched.h).
 CLONE_NEWNS = 0x00020000
@@ -20,9 +23,8 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-# Map of SandboxSpec namespace names to unshare flags. pid and net are listed
-# so the later isolation issue only has to allow them in spec.py (pid also
-# needs a fork after unshare, which enter.py does not do yet).
+# Map of SandboxSpec namespace names to unshare flags. "pid" takes effect for
+# the first child forked after unshare (enter.py forks for it).
 NAMESPACE_FLAGS = {
     "mount": CLONE_NEWNS,
     "ipc": CLONE_NEWIPC,
@@ -39,11 +41,20 @@ MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 
 # prctl(2) options (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# Network interface ioctls (linux/sockios.h) and flags (linux/if.h).
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+# struct ifreq: 16-byte name, then a union padded to 24 bytes.
+IFREQ_SIZE = 40
+IFNAMSIZ = 16
 
 # capset(2) ABI version with 64-bit capability sets (linux/capability.h).
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -156,3 +167,26 @@ def clear_all_caps() -> None:
 def set_no_new_privs() -> None:
     """Set no_new_privs: execve can never grant privileges again (setuid, fcaps)."""
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Ask the kernel to send `signum` to this process when its parent dies."""
+    prctl(PR_SET_PDEATHSIG, signum)
+
+
+def mount_proc(target: str = "/proc") -> None:
+    """Mount a fresh procfs for the caller's PID namespace on `target`."""
+    mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def interface_up(name: str = "lo") -> None:
+    """Set IFF_UP on interface `name` in the caller's network namespace."""
+    encoded = name.encode("ascii")
+    if not encoded or len(encoded) >= IFNAMSIZ:
+        raise OSError(0, f"invalid interface name {name!r}")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack(f"{IFNAMSIZ}sh", encoded, 0).ljust(IFREQ_SIZE, b"\0")
+        reply = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request)
+        flags = struct.unpack_from("h", reply, IFNAMSIZ)[0]
+        request = struct.pack(f"{IFNAMSIZ}sh", encoded, flags | IFF_UP).ljust(IFREQ_SIZE, b"\0")
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, request)

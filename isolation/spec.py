@@ -23,7 +23,8 @@ from typing import Any
 from isolation.accounts import MAX_USER_NAME_LEN, Account
 
 # Wire format version; bumped whenever a field is added or changes meaning.
-SPEC_VERSION = 1
+# 2: pid/net namespaces, hostname, cgroup.
+SPEC_VERSION = 2
 
 # A real spec is well under 4 KiB; 64 KiB also fits one default pipe buffer,
 # so the writer in sessiond never blocks on a child that died early.
@@ -39,6 +40,10 @@ MAX_KEEP_FDS = 16  # the agent needs one socket or pipe to sessiond, maybe two
 MAX_FD_NUMBER = 1023  # kept fds are low numbers handed over by the spawner
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A hostname for the session's UTS namespace: one or more RFC 1123 labels,
+# at most HOST_NAME_MAX (64) bytes.
+MAX_HOSTNAME_BYTES = 64
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 # Environment the session may receive from sessiond. Everything else (HOME,
@@ -51,14 +56,16 @@ ENV_ALLOWED = frozenset(
 ENV_ALLOWED_PREFIXES = ("LC_", "SESSIOND_")
 
 # Namespaces enter.py knows how to create. "mount" is mandatory: private /tmp,
-# /dev/shm and XDG_RUNTIME_DIR depend on it. pid and net come later.
-SUPPORTED_NAMESPACES = ("mount", "ipc", "uts")
+# /dev/shm and XDG_RUNTIME_DIR depend on it. "pid" makes enter fork (the child
+# is the namespace's init) and mount a fresh /proc; "net" gives the session a
+# network namespace with only its own loopback interface, brought up.
+SUPPORTED_NAMESPACES = ("mount", "ipc", "uts", "pid", "net")
 DEFAULT_NAMESPACES = ("mount", "ipc", "uts")
 
 _ACCOUNT_KEYS = frozenset({"name", "uid", "gid", "groups", "home", "shell"})
 _SPEC_KEYS = frozenset(
     {"version", "account", "session_id", "argv", "env", "private_tmp", "cwd",
-     "keep_fds", "namespaces"}
+     "keep_fds", "namespaces", "hostname", "cgroup"}
 )
 
 
@@ -127,6 +134,9 @@ class SandboxSpec:
     `cwd` empty means the account's home. `keep_fds` are descriptors (>= 3)
     the spawner passes and the program must inherit; all others are closed.
     `namespaces` lists the namespaces to unshare (see SUPPORTED_NAMESPACES).
+    `hostname` (needs "uts"; empty keeps the host's) is set in the session's
+    UTS namespace. `cgroup` true: the sandbox's first process joins the
+    session's cgroup (created by sessiond beforehand) before anything else.
     """
 
     account: Account
@@ -137,6 +147,8 @@ class SandboxSpec:
     cwd: str = ""
     keep_fds: tuple[int, ...] = ()
     namespaces: tuple[str, ...] = field(default=DEFAULT_NAMESPACES)
+    hostname: str = ""
+    cgroup: bool = False
 
     def __post_init__(self) -> None:
         _check_account(self.account)
@@ -150,6 +162,9 @@ class SandboxSpec:
             raise SpecError(f"cwd {cwd!r} is not an absolute path")
         self._check_keep_fds()
         self._check_namespaces()
+        self._check_hostname()
+        if not isinstance(self.cgroup, bool):
+            raise SpecError("cgroup must be true or false")
 
     def _check_argv(self) -> None:
         if not isinstance(self.argv, tuple) or not self.argv:
@@ -200,6 +215,15 @@ class SandboxSpec:
         if "mount" not in self.namespaces:
             raise SpecError("the mount namespace is mandatory")
 
+    def _check_hostname(self) -> None:
+        name = _check_text("hostname", self.hostname, limit=MAX_HOSTNAME_BYTES)
+        if not name:
+            return
+        if not HOSTNAME_RE.fullmatch(name):
+            raise SpecError(f"hostname {name!r} is not a valid host name")
+        if "uts" not in self.namespaces:
+            raise SpecError("a hostname needs the uts namespace (it would rename the host)")
+
     def working_dir(self) -> str:
         """The directory the program starts in: cwd, or the account's home."""
         return self.cwd or self.account.home
@@ -219,6 +243,8 @@ def to_json(spec: SandboxSpec) -> bytes:
         "cwd": spec.cwd,
         "keep_fds": list(spec.keep_fds),
         "namespaces": list(spec.namespaces),
+        "hostname": spec.hostname,
+        "cgroup": spec.cgroup,
     }
     data = json.dumps(doc, ensure_ascii=True, separators=(",", ":"), sort_keys=True).encode()
     if len(data) > MAX_SPEC_BYTES:
@@ -289,4 +315,6 @@ def from_json(data: bytes) -> SandboxSpec:
         cwd=doc["cwd"],
         keep_fds=tuple(_list("keep_fds", doc["keep_fds"])),
         namespaces=tuple(_list("namespaces", doc["namespaces"])),
+        hostname=doc["hostname"],
+        cgroup=doc["cgroup"],
     )

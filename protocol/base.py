@@ -37,8 +37,6 @@ class ChannelKind(IntEnum):
 # CHANNEL_CLOSE(CHANNEL_KIND_UNAVAILABLE) and the connection stays up.
 RESERVED_KINDS: frozenset[ChannelKind] = frozenset(
     {
-        ChannelKind.AUDIO_OUT,
-        ChannelKind.AUDIO_IN,
         ChannelKind.USB,
         ChannelKind.CLIPBOARD,
     }

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -19,6 +21,8 @@ from protocol.base import (
     U16_MAX,
     ChannelKind,
     Message,
+    Sender,
+    check_bool,
     check_int,
     check_json_int,
     check_str,
@@ -288,3 +292,101 @@ class Pong(ControlMessage):
     @classmethod
     def from_json(cls, obj: JsonObject) -> Self:
         return cls(token=check_json_int("token", get(obj, "token")))
+
+
+# -- application icons ---------------------------------------------------------
+# Icons travel on the control channel because they are rare, small and
+# answer a request; the PNG is base64 in the JSON object, bounded so that
+# the whole ICON frame stays under MAX_CONTROL_PAYLOAD.
+
+MAX_ICON_BASE64 = 60 * 1024  # base64 of a 45 KiB PNG; leaves 4 KiB of the 64 KiB frame for the rest
+
+
+@dataclass(frozen=True)
+class IconRequest(ControlMessage):
+    """Ask for the icon of a published app as a `size` x `size` PNG."""
+
+    TYPE: ClassVar[int] = 0x20
+    SENDER: ClassVar[Sender] = Sender.CLIENT
+    request: int
+    app: str
+    size: int
+
+    def __post_init__(self) -> None:
+        check_json_int("request", self.request)
+        check_str("app", self.app)
+        check_int("size", self.size, 1, U16_MAX)
+
+    def to_json(self) -> JsonObject:
+        return {"request": self.request, "app": self.app, "size": self.size}
+
+    @classmethod
+    def from_json(cls, obj: JsonObject) -> Self:
+        return cls(
+            request=check_json_int("request", get(obj, "request")),
+            app=check_str("app", get(obj, "app")),
+            size=check_int("size", get(obj, "size"), 1, U16_MAX),
+        )
+
+
+@dataclass(frozen=True)
+class Icon(ControlMessage):
+    """Answer to ICON_REQUEST: `data` is the base64 PNG when ok, else "" and a reason."""
+
+    TYPE: ClassVar[int] = 0x21
+    SENDER: ClassVar[Sender] = Sender.SERVER
+    request: int
+    app: str
+    size: int
+    ok: bool
+    data: str = ""
+    code: int = 0
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        check_json_int("request", self.request)
+        check_str("app", self.app)
+        check_int("size", self.size, 1, U16_MAX)
+        check_bool("ok", self.ok)
+        check_str("data", self.data)
+        if len(self.data) > MAX_ICON_BASE64:
+            raise ValueError(f"icon data of {len(self.data)} characters exceeds {MAX_ICON_BASE64}")
+        try:
+            base64.b64decode(self.data, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"icon data is not base64: {exc}") from exc
+        check_json_int("code", self.code)
+        check_str("message", self.message)
+
+    @classmethod
+    def with_png(cls, request: int, app: str, size: int, png: bytes) -> Self:
+        """A successful answer carrying ``png``."""
+        return cls(request=request, app=app, size=size, ok=True, data=base64.b64encode(png).decode("ascii"))
+
+    @property
+    def png(self) -> bytes:
+        """The PNG bytes (empty when not ok)."""
+        return base64.b64decode(self.data, validate=True)
+
+    def to_json(self) -> JsonObject:
+        return {
+            "request": self.request,
+            "app": self.app,
+            "size": self.size,
+            "ok": self.ok,
+            "data": self.data,
+            "code": self.code,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, obj: JsonObject) -> Self:
+        return cls(
+            request=check_json_int("request", get(obj, "request")),
+            app=check_str("app", get(obj, "app")),
+            size=check_int("size", get(obj, "size"), 1, U16_MAX),
+            ok=check_bool("ok", get(obj, "ok")),
+            data=check_str("data", get(obj, "data")),
+            code=check_json_int("code", get(obj, "code")),
+            message=check_str("message", get(obj, "message")),
+        )

@@ -117,16 +117,22 @@ class AuthResult(ControlMessage):
 
 @dataclass(frozen=True)
 class AppListRequest(ControlMessage):
-    """Ask for the published applications the user is entitled to."""
+    """Ask for the published applications the user is entitled to, with
+    names and comments in `locale` (a POSIX locale name; "" = untranslated)."""
 
     TYPE: ClassVar[int] = 0x04
+    locale: str = ""
+
+    def __post_init__(self) -> None:
+        check_str("locale", self.locale)
 
     def to_json(self) -> JsonObject:
-        return {}
+        return {"locale": self.locale} if self.locale else {}
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> Self:
-        return cls()
+        locale = obj.get("locale", "")
+        return cls(locale=check_str("locale", locale))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from protocol.control import (
     ControlMessage,
     Error,
     Hello,
+    Icon,
+    IconRequest,
     Ping,
     Pong,
 )
@@ -42,6 +44,7 @@ from protocol.control_session import (
     SessionInfo,
     SpawnApp,
 )
+from protocol.audio import AUDIO_IN_MESSAGES, AUDIO_OUT_MESSAGES, AudioData, AudioFormat, MicData, MicFormat
 from protocol.errors import ProtocolError, ReasonCode
 from protocol.media import (
     DISPLAY_MESSAGES,
@@ -86,6 +89,8 @@ __all__ = [
     "SessionInfo",
     "SpawnApp",
     "AppExited",
+    "IconRequest",
+    "Icon",
     "Logoff",
     "DesktopSize",
     "Region",
@@ -99,6 +104,10 @@ __all__ = [
     "Sync",
     "SyncDone",
     "WindowUpdate",
+    "AudioFormat",
+    "AudioData",
+    "MicFormat",
+    "MicData",
     "MESSAGE_TYPES",
     "MESSAGE_NAMES",
     "encode_message",
@@ -125,6 +134,8 @@ CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
     SpawnApp,
     AppExited,
     Logoff,
+    IconRequest,
+    Icon,
 )
 
 
@@ -140,6 +151,8 @@ MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
     ChannelKind.CONTROL: _table(CONTROL_MESSAGES, generic=False),
     ChannelKind.DISPLAY: _table(DISPLAY_MESSAGES, generic=True),
     ChannelKind.INPUT: _table(INPUT_MESSAGES, generic=True),
+    ChannelKind.AUDIO_OUT: _table(AUDIO_OUT_MESSAGES, generic=True),
+    ChannelKind.AUDIO_IN: _table(AUDIO_IN_MESSAGES, generic=True),
     **{kind: _table((), generic=True) for kind in sorted(RESERVED_KINDS)},
 }
 
@@ -163,6 +176,8 @@ MESSAGE_NAMES: Final[dict[type[Message], str]] = {
     SessionInfo: "SESSION_INFO",
     SpawnApp: "SPAWN_APP",
     AppExited: "APP_EXITED",
+    IconRequest: "ICON_REQUEST",
+    Icon: "ICON",
     Logoff: "LOGOFF",
     DesktopSize: "DESKTOP_SIZE",
     Region: "REGION",
@@ -176,6 +191,10 @@ MESSAGE_NAMES: Final[dict[type[Message], str]] = {
     Sync: "SYNC",
     SyncDone: "SYNC_DONE",
     WindowUpdate: "WINDOW_UPDATE",
+    AudioFormat: "AUDIO_FORMAT",
+    AudioData: "AUDIO_DATA",
+    MicFormat: "MIC_FORMAT",
+    MicData: "MIC_DATA",
 }
 
 

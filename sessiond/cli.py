@@ -61,8 +61,11 @@ def run(config_path: str | None, overrides: dict[str, dict[str, str]]) -> int:
     try:
         root.startService()
     except CannotListenError as exc:
-        host, port = config.listen
-        print(f"sessiond: cannot listen on {host}:{port}: {exc.socketError}", file=sys.stderr)
+        where = exc.interface if exc.interface else exc.port
+        if isinstance(where, bytes):
+            where = where.decode("utf-8", "replace")
+        print(f"sessiond: cannot listen on {where}: {exc.socketError} "
+              "(is another sessiond running, or the port in use?)", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     host, port = config.listen
     actual = root.listener._port.getHost().port  # type: ignore[attr-defined]

@@ -10,6 +10,11 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from isolation.limits import parse_cpu, parse_memory, parse_overrides, parse_pids
+from isolation.sandbox import NETWORK_MODES
+
+from apps.entitlements import parse_default, parse_rules
+
 DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
 
 
@@ -37,6 +42,15 @@ def _float(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
@@ -52,6 +66,26 @@ def _words(value: str) -> tuple[str, ...]:
     return tuple(value.split())
 
 
+def _network(value: str) -> str:
+    if value not in NETWORK_MODES:
+        raise ValueError(f"want one of {', '.join(NETWORK_MODES)}")
+    return value
+
+
+def _hostname(value: str) -> str:
+    from isolation.spec import HOSTNAME_RE, MAX_HOSTNAME_BYTES
+
+    if value and (len(value) > MAX_HOSTNAME_BYTES or not HOSTNAME_RE.fullmatch(value)):
+        raise ValueError("not a valid host name")
+    return value
+
+
+def _bool(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value == "true"
+
+
 # section -> key -> (default, parser). This table is the documentation of
 # record; conf/sessiond.conf repeats it with comments.
 SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
@@ -59,6 +93,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "listen": ("127.0.0.1:4443", _listen),
         "state_dir": ("/var/lib/sessiond", str),
         "runtime_dir": ("/run/sessiond", str),
+        "on_stop": ("keep", _choice("keep", "logoff")),
     },
     "auth": {
         "pam_service": ("sessiond", str),
@@ -67,6 +102,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "failure_window": ("300", _float(1.0, 86400.0)),
         "min_uid": ("1000", _int(1, 2**31 - 1)),
         "login_timeout": ("60", _float(1.0, 3600.0)),
+        "resume_token_lifetime": ("604800", _float(1.0, 365 * 86400.0)),
     },
     "session": {
         "width": ("1280", _int(64, 8192)),
@@ -75,11 +111,38 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "start_timeout": ("15", _float(1.0, 300.0)),
         "path": ("/usr/local/bin:/usr/bin:/bin", str),
         "lang": ("C.UTF-8", str),
+        "network": ("host", _network),
+        "hostname": ("", _hostname),
+        "memory_max": ("2G", parse_memory),
+        "pids_max": ("1024", parse_pids),
+        "cpu_max": ("100%", parse_cpu),
+    },
+    "limits": {
+        "users": ("", parse_overrides),
+        "groups": ("", parse_overrides),
     },
     "apps": {
         "directories": ("/etc/sessiond/apps", _path_list),
         "terminal": ("xterm -e", _words),
         "launch_timeout": ("20", _float(1.0, 300.0)),
+        "end_session_with_last_app": ("false", _bool),
+        "reload_interval": ("2", _float(0.1, 3600.0)),
+        "icon_theme": ("Adwaita", str),
+        "icon_dirs": ("/usr/local/share/icons:/usr/share/icons:/usr/share/pixmaps", _path_list),
+    },
+    "entitlements": {
+        "default": ("everyone", parse_default),
+        "rules": ("", parse_rules),
+    },
+    "policy": {
+        "idle_disconnect": ("0", _float(0.0, 365 * 86400.0)),
+        "idle_logoff": ("0", _float(0.0, 365 * 86400.0)),
+        "disconnected_logoff": ("0", _float(0.0, 365 * 86400.0)),
+        "check_interval": ("5", _float(0.05, 3600.0)),
+    },
+    "admin": {
+        "socket": ("", str),
+        "token_file": ("", str),
     },
     "display": {
         "jpeg_quality": ("75", _int(10, 100)),
@@ -157,5 +220,10 @@ def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | 
                 raise ConfigError(f"{source}: [{section}] {key} = {raw[section][key]!r}: {exc}") from exc
     for section, key in (("server", "state_dir"), ("server", "runtime_dir")):
         values[section][key] = os.path.abspath(str(values[section][key]))
+    admin = values["admin"]
+    admin["socket"] = os.path.abspath(str(admin["socket"])) if admin["socket"] else os.path.join(
+        str(values["server"]["runtime_dir"]), "control.sock")
+    admin["token_file"] = os.path.abspath(str(admin["token_file"])) if admin["token_file"] else os.path.join(
+        str(values["server"]["state_dir"]), "admin-token")
     values["apps"]["directories"] = tuple(os.path.abspath(d) for d in values["apps"]["directories"])  # type: ignore[union-attr]
     return Config(values=values, source=source)

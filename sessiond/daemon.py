@@ -10,11 +10,18 @@ from typing import Any
 
 from twisted.application import internet, service
 from twisted.logger import Logger
+from twisted.web import server
 
 from apps.catalog import Catalog
+from apps.reload import CatalogReloader
+from sessiond.admin import AdminOps, ControlFactory, ensure_admin_token, web_root
 from sessiond.auth import PamAuthenticator
 from sessiond.config import Config
 from sessiond.gateway import GatewayFactory
+from sessiond.metrics import Metrics
+from sessiond.policy import PolicyService
+from sessiond.portmux import MuxFactory
+from sessiond.registry import Registry
 from sessiond.sessions import SessionSupervisor
 from sessiond.tls import certificate_fingerprint, ensure_host_certificate, server_context_factory
 
@@ -22,10 +29,14 @@ log = Logger()
 
 
 class SupervisorService(service.Service):
-    """Ends every session when sessiond stops."""
+    """Re-adopts live sessions at start; on stop keeps or ends them ([server] on_stop)."""
 
     def __init__(self, supervisor: SessionSupervisor) -> None:
         self.supervisor = supervisor
+
+    def startService(self) -> None:  # noqa: N802 - Twisted name
+        super().startService()
+        self.supervisor.adopt_all()
 
     def stopService(self) -> Any:  # noqa: N802 - Twisted name
         super().stopService()
@@ -42,13 +53,25 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
         list(config.get("apps", "directories")),  # type: ignore[call-overload]
         terminal_argv=list(config.get("apps", "terminal")),  # type: ignore[call-overload]
     )
+    registry = Registry(config.state_dir)
+    metrics = Metrics()
     root = service.MultiService()
-    supervisor = SessionSupervisor(config, reactor)
+    supervisor = SessionSupervisor(config, reactor, registry)
     SupervisorService(supervisor).setServiceParent(root)
-    factory = GatewayFactory(config, supervisor, catalog, reactor, authenticator)
+    PolicyService(supervisor, registry, config.section("policy"), reactor=reactor).setServiceParent(root)
+    factory = GatewayFactory(config, supervisor, catalog, reactor, authenticator, metrics)
+    CatalogReloader(catalog, list(config.get("apps", "directories")),  # type: ignore[call-overload]
+                    interval=float(config.get("apps", "reload_interval")),  # type: ignore[arg-type]
+                    clock=reactor, on_reload=[factory.publisher.icons.clear]).setServiceParent(root)  # fmt: skip
+    ops = AdminOps(supervisor, registry, metrics)
+    site = server.Site(web_root(ops, ensure_admin_token(str(config.get("admin", "token_file")))))
+    site.displayTracebacks = False
     host, port = config.listen
-    listener = internet.SSLServer(port, factory, server_context_factory(key_path, cert_path), interface=host)
+    listener = internet.SSLServer(port, MuxFactory(factory, site), server_context_factory(key_path, cert_path),
+                                  interface=host)  # fmt: skip
     listener.setServiceParent(root)
+    control_path = str(config.get("admin", "socket"))
+    internet.UNIXServer(control_path, ControlFactory(ops), mode=0o600, wantPID=True).setServiceParent(root)
     root.supervisor = supervisor  # type: ignore[attr-defined]
     root.listener = listener  # type: ignore[attr-defined]
     return root, certificate_fingerprint(cert_path)

@@ -10,31 +10,38 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet import protocol
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from apps.catalog import Catalog, UnknownApp
 from apps.exec_line import ExecError
+from apps.icons import IconError
+from apps.publisher import AppPublisher, NotEntitled, PublishedApp, publisher_from_config
 from isolation.accounts import AccountError, lookup_account
 from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, MessageReceived, Role, WindowUpdated
 from protocol.errors import ReasonCode
 from protocol.messages import (
     AppInfo,
+    ChannelKind,
     AppList,
     AppListRequest,
     Auth,
     AuthResult,
     Close,
     Hello,
+    Icon,
+    IconRequest,
     Launch,
     LaunchResult,
+    Logoff,
     Message,
     Ping,
     Pong,
     SessionInfo,
 )
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
+from sessiond.metrics import Metrics
 from sessiond.sessions import ClientPeer, Session, SessionError, SessionSupervisor
 from sessiond.wire import FrameProtocol
 
@@ -61,6 +68,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self.user = ""
         self._authenticating = False
         self._login_timer: Any = None
+        self._method = ""
 
     @property
     def address(self) -> str:
@@ -81,6 +89,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self.session is not None:
             log.info("client {address} of {user} disconnected; session {session} keeps running",
                      address=self.address, user=self.user, session=self.session.id)  # fmt: skip
+            self.factory.registry.audit("disconnect", user=self.user, session=self.session.id, address=self.address)
             self.session.detach(self)
             self.session = None
 
@@ -95,6 +104,8 @@ class ClientHandler(FrameProtocol, ClientPeer):
             if event.channel == 0:
                 self._control(event.message)
             elif self.session is not None:
+                if event.kind is ChannelKind.INPUT:
+                    self.session.touch()
                 self.session.from_client(event.channel, event.message)
         elif isinstance(event, ChannelOpened):
             if event.by_peer and self.session is not None:
@@ -112,11 +123,16 @@ class ClientHandler(FrameProtocol, ClientPeer):
         elif isinstance(message, Auth):
             self._auth(message)
         elif isinstance(message, AppListRequest):
-            self._send(AppList(apps=tuple(_app_info(e) for e in self.factory.catalog.entries())))
+            apps = self.factory.publisher.listing(self.user, message.locale)
+            self._send(AppList(apps=tuple(_app_info(app) for app in apps)))
+        elif isinstance(message, IconRequest):
+            self._icon(message)
         elif isinstance(message, Launch):
             self._launch(message)
         elif isinstance(message, Ping):
             self._send(Pong(token=message.token))
+        elif isinstance(message, Logoff):
+            self._logoff()
         elif isinstance(message, Close):
             pass
         else:
@@ -132,7 +148,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self._authenticating or self.session is not None:
             self.close(ReasonCode.PROTOCOL_ERROR, "already logged in or logging in")
             return
-        if message.method != "password":
+        if message.method not in ("password", "resume"):
             self._refuse(ReasonCode.AUTH_FAILED, f"authentication method {message.method!r} is not supported")
             return
         limiter = self.factory.limiter
@@ -142,7 +158,13 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self._refuse(ReasonCode.RATE_LIMITED, "too many failed logins from this address; try again later")
             return
         self._authenticating = True
-        d = self.factory.authenticator.authenticate(message.user, message.password)
+        self._method = message.method
+        if message.method == "resume":
+            ok = self.factory.registry.redeem_token(message.user, message.token)
+            reason = "" if ok else "the resume token is invalid, used or expired; log in with your password"
+            d = defer.succeed(AuthOutcome(ok, message.user, reason))
+        else:
+            d = self.factory.authenticator.authenticate(message.user, message.password)
         d.addCallback(self._auth_checked)
         d.addErrback(self._auth_crashed)
 
@@ -150,6 +172,9 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if not outcome.ok:
             self.factory.limiter.record_failure(self.address)
             log.info("login failed for {user} from {address}", user=outcome.user, address=self.address)
+            self.factory.registry.audit("login_failed", user=outcome.user, address=self.address,
+                                        detail=f"method={self._method}")  # fmt: skip
+            self.factory.metrics.logins_failed += 1
             delay = float(self.factory.config.get("auth", "failure_delay"))  # type: ignore[arg-type]
             d = delayed(self.factory.reactor, delay, outcome)
             d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
@@ -162,6 +187,8 @@ class ClientHandler(FrameProtocol, ClientPeer):
             return None
         self.user = account.name
         log.info("login ok for {user} from {address}", user=account.name, address=self.address)
+        self.factory.registry.audit("login", user=account.name, address=self.address, detail=f"method={self._method}")
+        self.factory.metrics.logins_ok += 1
         d2 = self.factory.supervisor.get_or_start(account)
         d2.addCallbacks(self._session_ready, self._session_failed)
         return d2
@@ -171,6 +198,8 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._refuse(ReasonCode.INTERNAL_ERROR, "internal error during login")
 
     def _refuse(self, code: int, message: str) -> None:
+        if code == ReasonCode.RATE_LIMITED:
+            self.factory.registry.audit("login_rate_limited", address=self.address)
         self._authenticating = False
         if self._lost:
             return
@@ -181,15 +210,21 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._authenticating = False
         if self._lost or self.conn.closed:
             return
+        resumed = session.last_connect is not None
         try:
-            session.attach(self)
+            session.attach(self, self.address)
         except SessionError as exc:
             self._refuse(ReasonCode.SESSION_UNAVAILABLE, str(exc))
             return
         self.session = session
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
-        self._send(AuthResult(ok=True, user=self.user, session=session.id))
+        registry = self.factory.registry
+        registry.audit("reconnect" if resumed else "connect", user=self.user, session=session.id,
+                       address=self.address)  # fmt: skip
+        lifetime = float(self.factory.config.get("auth", "resume_token_lifetime"))  # type: ignore[arg-type]
+        token = registry.issue_token(self.user, lifetime)
+        self._send(AuthResult(ok=True, user=self.user, session=session.id, resume_token=token))
         self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
 
     def _session_failed(self, failure: Failure) -> None:
@@ -201,15 +236,24 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self.session is None:
             self.close(ReasonCode.NOT_AUTHENTICATED, "log in first")
             return
-        catalog = self.factory.catalog
         if len(message.args) > MAX_LAUNCH_ARGS:
             self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
                                     message=f"at most {MAX_LAUNCH_ARGS} arguments"))  # fmt: skip
             return
         try:
-            argv = catalog.argv_for(message.app, message.args)
+            plan = self.factory.publisher.plan_launch(self.user, message.app, message.args)
+        except NotEntitled as exc:
+            log.warn("{user} from {address} asked to launch {app}, which is not published to them",
+                     user=self.user, address=self.address, app=message.app)  # fmt: skip
+            self.factory.registry.audit("launch_refused", user=self.user, session=self.session.id,
+                                        address=self.address, detail=f"not entitled to {message.app}")  # fmt: skip
+            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.NOT_ENTITLED,
+                                    message=str(exc)))  # fmt: skip
+            return
         except UnknownApp:
             log.info("{user} asked for unknown app {app}", user=self.user, app=message.app)
+            self.factory.registry.audit("launch_refused", user=self.user, session=self.session.id,
+                                        address=self.address, detail=f"unknown app {message.app}")  # fmt: skip
             self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.UNKNOWN_APP,
                                     message=f"no published application {message.app!r}"))  # fmt: skip
             return
@@ -217,17 +261,46 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.MALFORMED_MESSAGE,
                                     message=str(exc)))  # fmt: skip
             return
-        entry = catalog.get(message.app)
-        cwd = entry.path if entry is not None else ""
+        argv, cwd = list(plan.argv), plan.cwd
         log.info("{user} launches {app} in session {session}", user=self.user, app=message.app,
                  session=self.session.id)  # fmt: skip
+        self.factory.registry.audit("launch", user=self.user, session=self.session.id, address=self.address,
+                                    detail=message.app)  # fmt: skip
         d = self.session.launch(message.app, argv, cwd)
         d.addCallback(lambda result: self._send(dataclasses.replace(result, request=message.request)))
+
+    def _icon(self, message: IconRequest) -> None:
+        def answer(png: bytes) -> None:
+            self._send(Icon.with_png(message.request, message.app, message.size, png))
+
+        def refuse(failure: Failure) -> None:
+            error = failure.trap(UnknownApp, NotEntitled, IconError)
+            code = {UnknownApp: ReasonCode.UNKNOWN_APP, NotEntitled: ReasonCode.NOT_ENTITLED}.get(
+                error, ReasonCode.UNKNOWN_APP)  # fmt: skip
+            self._send(Icon(request=message.request, app=message.app, size=message.size, ok=False, code=code,
+                            message=failure.getErrorMessage()))  # fmt: skip
+
+        d = self.factory.publisher.icon_png(self.user, message.app, message.size)
+        d.addCallbacks(answer, refuse)
+        d.addErrback(lambda failure: log.failure("icon request failed", failure))
+
+    def _logoff(self) -> None:
+        session = self.session
+        if session is None:
+            self.close(ReasonCode.NOT_AUTHENTICATED, "log in first")
+            return
+        log.info("{user} logs off session {session}", user=self.user, session=session.id)
+        self.factory.registry.audit("logoff", user=self.user, session=session.id, address=self.address)
+        self.session = None
+        session.detach(self)
+        session.terminate().addCallback(lambda _: self.close(ReasonCode.NORMAL, "logged off"))
 
     # -- ClientPeer ------------------------------------------------------------
     def relay_to_client(self, channel: int, message: Message) -> None:
         if not self.conn.closed and channel in self.conn.open_channels():
             self.conn.send(channel, message)
+            if channel == ChannelKind.DISPLAY:
+                self.factory.metrics.count_relayed(message)
             self.flush()
 
     def grant_to_client(self, channel: int, increment: int) -> None:
@@ -243,19 +316,23 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self.close(ReasonCode.NORMAL, reason)
 
 
-def _app_info(entry: Any) -> AppInfo:
-    return AppInfo(id=entry.id, name=entry.name, comment=entry.comment, categories=tuple(entry.categories),
-                   icon=entry.icon)  # fmt: skip
+def _app_info(app: PublishedApp) -> AppInfo:
+    return AppInfo(id=app.id, name=app.name, comment=app.comment, categories=tuple(app.categories),
+                   icon=app.icon)  # fmt: skip
 
 
 class GatewayFactory(protocol.Factory):
     """Builds ClientHandlers sharing the supervisor, catalog and limiter."""
 
     def __init__(self, config: Config, supervisor: SessionSupervisor, catalog: Catalog, reactor: Any,
-                 authenticator: PamAuthenticator | None = None) -> None:  # fmt: skip
+                 authenticator: PamAuthenticator | None = None, metrics: Metrics | None = None) -> None:  # fmt: skip
         self.config = config
+        self.registry = supervisor.registry
+        self.metrics = metrics or Metrics()
         self.supervisor = supervisor
         self.catalog = catalog
+        # Entitlements and icons over the catalog; the one place list, launch and icon are decided.
+        self.publisher: AppPublisher = publisher_from_config(catalog, config)
         self.reactor = reactor
         self.authenticator = authenticator or PamAuthenticator(str(config.get("auth", "pam_service")))
         self.limiter = FailureLimiter(int(config.get("auth", "max_failures")),  # type: ignore[call-overload]

@@ -13,6 +13,8 @@ import enum
 import json
 import os
 import secrets
+import signal as signals
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import defer, error, protocol
@@ -22,10 +24,14 @@ from twisted.python.failure import Failure
 
 from isolation.accounts import Account
 from isolation.launcher import enter_argv, enter_env, prepare_session_dir, remove_session_dir
-from isolation.spec import SandboxSpec, to_json
+from isolation.limits import limits_from_settings, resolve_limits
+from isolation.sandbox import CgroupError, Sandbox, create_sandbox, open_sandbox
+from isolation.spec import to_json
 from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, Role, WindowUpdated, frame_cost
 from protocol.errors import ReasonCode
 from protocol.messages import AppExited, Auth, AuthResult, ChannelKind, LaunchResult, Message, SpawnApp
+from sessiond.procwatch import PidWatcher, process_matches
+from sessiond.registry import Registry, SessionRecord
 from sessiond.wire import FrameProtocol
 
 if TYPE_CHECKING:
@@ -155,6 +161,8 @@ class AgentProcess(protocol.ProcessProtocol):
 class Session:
     """One user's session: agent process, link, attached client, channels."""
 
+    sandbox: Sandbox | None = None  # the session's cgroup (isolation.sandbox)
+
     def __init__(self, supervisor: SessionSupervisor, account: Account) -> None:
         self.supervisor = supervisor
         self.config = supervisor.config
@@ -176,6 +184,14 @@ class Session:
         self._client_channels: dict[int, ChannelKind] = {}
         self._pending: dict[int, list[Message]] = {}
         self.apps: dict[int, str] = {}
+        self.registry: Registry = supervisor.registry
+        self.created = time.time()
+        self.last_connect: float | None = None
+        self.last_disconnect: float | None = None
+        self.last_input = self.created
+        self.client_address = ""
+        self.agent_pid: int | None = None
+        self._watcher: PidWatcher | None = None
         self._terminating = False
         self._kill_timer: Any = None
         self._exit_waiters: list[defer.Deferred[None]] = []
@@ -185,6 +201,9 @@ class Session:
         self.reactor = reactor
         runtime = os.path.join(self.config.runtime_dir, "sessions")
         self.session_dir = prepare_session_dir(runtime, self.id, self.account)
+        self.registry.add_session(id=self.id, user=self.account.name, uid=self.account.uid, socket=self.socket_path,
+                                  session_dir=self.session_dir, link_token=self.link_token, width=self.width,
+                                  height=self.height)  # fmt: skip
         python = str(self.config.get("session", "python"))
         display = self.config.section("display")
         argv = (
@@ -202,18 +221,79 @@ class Session:
             "SESSIOND_LINK_TOKEN": self.link_token,
             "SESSIOND_SESSION_ID": self.id,
         }
-        spec = SandboxSpec(account=self.account, session_id=self.id, argv=argv, env=env)
+        settings = self.config.section("session")
+        overrides = self.config.section("limits")
+        limits = resolve_limits(limits_from_settings(settings), self.account,
+                                users=overrides["users"], groups=overrides["groups"])  # type: ignore[arg-type]
+        try:
+            self.sandbox = create_sandbox(self.id, limits)
+        except CgroupError as exc:
+            log.error("session {session}: cannot create its sandbox: {why}", session=self.id, why=str(exc))
+            self.set_state(SessionState.ENDING)
+            self._end()
+            return defer.fail(SessionError("the session sandbox could not be created; see the server log"))
+        spec = self.sandbox.spec(self.account, argv, env, network=str(settings["network"]),
+                                 hostname=str(settings["hostname"]))
         self.process = reactor.spawnProcess(
             AgentProcess(self), python, enter_argv(python), env=enter_env(), path="/",
             childFDs={0: "w", 1: "r", 2: "r"},
         )  # fmt: skip
         self.process.write(to_json(spec))
         self.process.closeStdin()
+        self.agent_pid = self.process.pid
         timeout = float(self.config.get("session", "start_timeout"))  # type: ignore[arg-type]
         self._start_timer = reactor.callLater(timeout, self._start_timed_out)
         log.info("session {session} starting for {user} (pid {pid})", session=self.id, user=self.account.name,
                  pid=self.process.pid)  # fmt: skip
         return self._started
+
+    def adopt(self, reactor: Any, record: SessionRecord) -> defer.Deferred[Session]:
+        """Take over a session a previous sessiond started (after a restart).
+
+        The agent must still be alive (pid, cmdline) and accept the stored
+        link token; otherwise the session is ended and its leftovers removed.
+        """
+        self.reactor = reactor
+        self.id, self.link_token, self.session_dir = record.id, record.link_token, record.session_dir
+        self.width, self.height, self.created = record.width, record.height, record.created
+        self.last_connect, self.last_disconnect = record.last_connect, record.last_disconnect
+        self.client_address = record.client_address
+        self.agent_pid = record.agent_pid
+        self.apps = {int(pid): app for pid, app in record.apps.items()}
+        timeout = float(self.config.get("session", "start_timeout"))  # type: ignore[arg-type]
+        self._start_timer = reactor.callLater(timeout, self._start_timed_out)
+        if self.agent_pid is None or not process_matches(self.agent_pid, self.account.uid, self.id):
+            reactor.callLater(0, self._fail_start, "its agent is no longer running")
+            return self._started
+        self._watcher = PidWatcher(reactor, self.agent_pid, lambda: self.agent_exited(None, None))
+        log.info("session {session} of {user}: re-adopting agent pid {pid}", session=self.id,
+                 user=self.account.name, pid=self.agent_pid)  # fmt: skip
+        self.agent_ready()
+        return self._started
+
+    def set_state(self, state: SessionState, **fields: Any) -> None:
+        """Change the state in memory and in the registry."""
+        self.state = state
+        self.registry.update_session(self.id, state=state.value, **fields)
+
+    def touch(self) -> None:
+        """The user did something (input): resets the idle timers."""
+        self.last_input = time.time()
+
+    def usage(self) -> tuple[int, float]:
+        """(memory bytes, CPU seconds) of the session's processes.
+
+        From the session's cgroup (which bills tmpfs, Xvfb and every app);
+        the agent's /proc process tree where there is no cgroup.
+        """
+        if self.sandbox is None and self.agent_pid is not None:
+            self.sandbox = open_sandbox(self.id)  # re-adopted after a restart
+        if self.sandbox is not None and not self.sandbox.destroyed:
+            used = self.sandbox.usage()
+            return used.memory_bytes, used.cpu_seconds
+        if self.agent_pid is None:
+            return 0, 0.0
+        return _tree_usage(self.agent_pid)
 
     @property
     def socket_path(self) -> str:
@@ -227,7 +307,7 @@ class Session:
     def link_ready(self, link: AgentLink) -> None:
         self.link = link
         if self.state is SessionState.STARTING:
-            self.state = SessionState.DISCONNECTED
+            self.set_state(SessionState.DISCONNECTED, agent_pid=self.agent_pid)
             if self._start_timer is not None and self._start_timer.active():
                 self._start_timer.cancel()
             log.info("session {session} ready for {user}", session=self.id, user=self.account.name)
@@ -239,7 +319,7 @@ class Session:
     def _fail_start(self, why: str) -> None:
         if self.state is SessionState.STARTING:
             log.error("session {session} failed to start: {why}", session=self.id, why=why)
-            self.state = SessionState.ENDING
+            self.set_state(SessionState.ENDING)
             self._started.errback(SessionError(why))
             self.terminate()
 
@@ -251,7 +331,7 @@ class Session:
             return defer.succeed(None)
         if not self._terminating:
             self._terminating = True
-            self.state = SessionState.ENDING
+            self.set_state(SessionState.ENDING)
             if self._signal("TERM"):
                 self._kill_timer = self.reactor.callLater(AGENT_STOP_GRACE, self._signal, "KILL")
             else:
@@ -262,12 +342,33 @@ class Session:
             self._fire_exit_waiters()
         return d
 
+    def release(self) -> None:
+        """sessiond is stopping but the session stays: drop the link quietly."""
+        self._terminating = True
+        if self.client is not None:
+            self.client.take_over("sessiond is restarting; reconnect to resume your session")
+            self.client = None
+        if self.link is not None and self.link.transport is not None:
+            self.link.drop()
+        if self.state is SessionState.ACTIVE:
+            self.set_state(SessionState.DISCONNECTED, last_disconnect=time.time())
+        if self._watcher is not None:
+            self._watcher.stop()
+
     def _signal(self, name: str) -> bool:
-        if self.process is None or self.process.pid is None:
+        if self.process is not None:
+            if self.process.pid is None:
+                return False
+            try:
+                self.process.signalProcess(name)
+            except error.ProcessExitedAlready:
+                return False
+            return True
+        if self.agent_pid is None or self._watcher is None:
             return False
         try:
-            self.process.signalProcess(name)
-        except error.ProcessExitedAlready:
+            os.kill(self.agent_pid, getattr(signals, f"SIG{name}"))
+        except ProcessLookupError:
             return False
         return True
 
@@ -296,7 +397,9 @@ class Session:
     def _end(self) -> None:
         if self.state is SessionState.ENDED:
             return
-        self.state = SessionState.ENDED
+        self.set_state(SessionState.ENDED, ended=time.time())
+        if self._watcher is not None:
+            self._watcher.stop()
         for d, _app in self._launches.values():
             d.callback(LaunchResult(request=0, ok=False, code=ReasonCode.SESSION_UNAVAILABLE,
                                     message="the session ended"))  # fmt: skip
@@ -305,13 +408,24 @@ class Session:
         if client is not None:
             client.take_over("the session ended")
         if self.link is not None:
-            self.link.transport.loseConnection()
+            self.link.drop()
         if self.session_dir:
             remove_session_dir(os.path.dirname(self.session_dir), self.id)
+        self._destroy_sandbox()
         self.supervisor.session_ended(self)
 
+    def _destroy_sandbox(self) -> None:
+        """Kill every process left in the session's cgroup and remove it."""
+        sandbox = self.sandbox if self.sandbox is not None else open_sandbox(self.id)
+        if sandbox is None:
+            return
+        try:
+            sandbox.destroy()
+        except CgroupError as exc:
+            log.error("session {session}: sandbox cleanup failed: {why}", session=self.id, why=str(exc))
+
     # -- clients ---------------------------------------------------------------
-    def attach(self, client: ClientPeer) -> None:
+    def attach(self, client: ClientPeer, address: str = "") -> None:
         """Make CLIENT the session's one connection (taking over any other)."""
         if self.state in (SessionState.ENDED, SessionState.ENDING) or self.link is None:
             raise SessionError("the session has ended")
@@ -320,14 +434,17 @@ class Session:
             self.detach(previous)
             previous.take_over("the session was opened from another connection")
         self.client = client
-        self.state = SessionState.ACTIVE
+        self.client_address = address
+        self.last_connect = self.last_input = time.time()
+        self.set_state(SessionState.ACTIVE, last_connect=self.last_connect, client_address=address)
 
     def detach(self, client: ClientPeer) -> None:
         if self.client is not client:
             return
         self.client = None
         if self.state is SessionState.ACTIVE:
-            self.state = SessionState.DISCONNECTED
+            self.last_disconnect = time.time()
+            self.set_state(SessionState.DISCONNECTED, last_disconnect=self.last_disconnect)
         for channel in list(self._client_channels):
             self.client_channel_closed(channel)
 
@@ -419,26 +536,71 @@ class Session:
             d, app = entry
             if result.ok:
                 self.apps[result.pid] = app
+                self.registry.update_session(self.id, apps={str(p): a for p, a in self.apps.items()})
             d.callback(result)
 
     def app_exited(self, message: AppExited) -> None:
-        self.apps.pop(message.pid, None)
+        if self.apps.pop(message.pid, None) is not None:
+            self.registry.update_session(self.id, apps={str(p): a for p, a in self.apps.items()})
         if self.client is not None:
             self.client.notify(message)
+        if not self.apps and not self._launches and self.config.get("apps", "end_session_with_last_app"):
+            log.info("session {session}: its last app exited; ending it", session=self.id)
+            self.terminate()
 
-    def describe(self) -> dict[str, object]:
-        return {"id": self.id, "user": self.account.name, "state": self.state.value,
-                "width": self.width, "height": self.height}  # fmt: skip
+    def describe(self, now: float | None = None) -> dict[str, object]:
+        """The admin view of this session (sessionctl, /admin/)."""
+        now = time.time() if now is None else now
+        memory, cpu = self.usage()
+        return {
+            "id": self.id, "user": self.account.name, "state": self.state.value,
+            "apps": sorted(set(self.apps.values())), "client_address": self.client_address,
+            "started": self.created, "last_connect": self.last_connect, "last_disconnect": self.last_disconnect,
+            "idle_seconds": round(max(0.0, now - self.last_input), 3), "memory_bytes": memory,
+            "cpu_seconds": round(cpu, 3), "width": self.width, "height": self.height, "agent_pid": self.agent_pid,
+        }  # fmt: skip
 
 
 class SessionSupervisor:
     """Owns every session; one per user (a second login resumes it)."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any, registry: Registry) -> None:
         self.config = config
         self.reactor = reactor
+        self.registry = registry
         self.sessions: dict[str, Session] = {}
         self._starting: dict[str, defer.Deferred[Session]] = {}
+
+    def adopt_all(self) -> defer.Deferred[object]:
+        """Re-adopt the live sessions a previous sessiond left (restart/crash)."""
+        from isolation.accounts import AccountError, lookup_account
+
+        waits = []
+        for record in self.registry.live_sessions():
+            try:
+                account = lookup_account(record.user, min_uid=1)
+            except AccountError as exc:
+                log.warn("session {session}: cannot re-adopt: {why}", session=record.id, why=str(exc))
+                self.registry.update_session(record.id, state=SessionState.ENDED.value, ended=time.time())
+                continue
+            session = Session(self, account)
+            self.sessions[account.name] = session
+            d = session.adopt(self.reactor, record)
+            self._starting[account.name] = d
+            d.addBoth(self._adopted, session)
+            waits.append(d)
+        return defer.DeferredList(waits, consumeErrors=True)
+
+    def _adopted(self, result: Any, session: Session) -> None:
+        self._starting.pop(session.account.name, None)
+        if isinstance(result, Failure):
+            self.registry.audit("adopt_failed", user=session.account.name, session=session.id,
+                                detail=result.getErrorMessage())  # fmt: skip
+        else:
+            self.registry.audit("adopted", user=session.account.name, session=session.id)
+
+    def by_id(self, session_id: str) -> Session | None:
+        return next((s for s in self.sessions.values() if s.id == session_id), None)
 
     def get_or_start(self, account: Account) -> defer.Deferred[Session]:
         """The user's running session, or a new one once its agent is up."""
@@ -470,8 +632,13 @@ class SessionSupervisor:
             del self.sessions[session.account.name]
 
     def stop_all(self) -> defer.Deferred[object]:
-        """Terminate every session; fires when all agents have exited."""
-        return defer.DeferredList([s.terminate() for s in list(self.sessions.values())])
+        """On a clean stop: log every session off, or leave them for the next
+        sessiond to re-adopt ([server] on_stop); fires when done."""
+        if self.config.get("server", "on_stop") == "logoff":
+            return defer.DeferredList([s.terminate() for s in list(self.sessions.values())])
+        for session in list(self.sessions.values()):
+            session.release()
+        return defer.succeed(None)
 
     def describe(self) -> str:
         return json.dumps([s.describe() for s in self.sessions.values()])
@@ -486,3 +653,29 @@ def _chain_to(d: defer.Deferred[Any]) -> Callable[[Any], Any]:
         return result
 
     return chain
+
+
+def _tree_usage(root_pid: int) -> tuple[int, float]:
+    """RSS bytes and CPU seconds of ROOT_PID and its descendants (/proc)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        stats[pid] = (int(fields[21]) * page, (int(fields[11]) + int(fields[12])) / tick)
+    memory, cpu, todo = 0, 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        rss, seconds = stats.get(pid, (0, 0.0))
+        memory, cpu = memory + rss, cpu + seconds
+        todo.extend(children.get(pid, ()))
+    return memory, cpu

@@ -87,5 +87,5 @@ def server_context_factory(key_path: str, cert_path: str) -> ssl.CertificateOpti
         privateKey=key,
         certificate=cert,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_3,
-        acceptableProtocols=[ALPN.encode("ascii")],
+        acceptableProtocols=[ALPN.encode("ascii"), b"http/1.1"],
     )

@@ -87,8 +87,17 @@ class FrameProtocol(protocol.Protocol):
                 break
             self.transport.write(data)
         if self.conn.closed and not self._closing:
-            self._closing = True
-            self.transport.loseConnection()
+            self.drop()
+
+    def drop(self) -> None:
+        """Close the transport (after writing what is queued in it)."""
+        if self._lost or self.transport is None:
+            return
+        # Unregister first: TLS defers its shutdown while a producer is
+        # registered, which would leave the connection half-open forever.
+        self._closing = True
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def close(self, code: int, message: str) -> None:
         """Send CLOSE with CODE and drop the connection once it is written."""
@@ -110,8 +119,7 @@ class FrameProtocol(protocol.Protocol):
         self.on_closed(event)
         self.flush()
         if event.by_peer and not self._closing:
-            self._closing = True
-            self.transport.loseConnection()
+            self.drop()
 
     # -- hooks -------------------------------------------------------------
     def peer_description(self) -> str:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from typing import Iterator
 
 import pytest
 
-from svtest import Server, TestUser, create_user, start_sessiond, stop_sessiond
+from svtest import Server, TestUser, create_user, remove_user, start_sessiond, stop_sessiond
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +28,7 @@ def user_factory() -> Iterator[object]:
 
     yield make
     for name in created:
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-        subprocess.run(["userdel", "-r", name], capture_output=True)
+        remove_user(name)
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -36,8 +36,17 @@ class TestUser:
     password_file: str
 
 
+def remove_user(name: str) -> None:
+    """Remove NAME and anything left running as it (a crashed earlier run)."""
+    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and subprocess.run(["pgrep", "-u", name], capture_output=True).returncode == 0:
+        time.sleep(0.05)
+    subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+
+
 def create_user(name: str, directory: str) -> TestUser:
-    subprocess.run(["userdel", "-r", name], capture_output=True)
+    remove_user(name)
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
     password = secrets.token_urlsafe(12)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
@@ -57,6 +66,7 @@ class Server:
     state_dir: str
     runtime_dir: str
     known_hosts: str
+    config: str
 
     @property
     def address(self) -> str:
@@ -70,29 +80,43 @@ class Server:
         return self.process.poll() is None
 
 
-def start_sessiond(tmp: str, extra: str = "") -> Server:
-    """Start the installed sessiond with a test config; wait until it listens."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int = 0,
+                   runtime: str | None = None) -> Server:  # fmt: skip
+    """Start the installed sessiond with a test config; wait until it listens.
+
+    Starting again with the same TMP, PORT and RUNTIME is a restart of the
+    same installation (same state directory, registry, certificate).
+    """
     state = os.path.join(tmp, "state")
-    runtime = f"/run/sessiond-test-{secrets.token_hex(4)}"
+    runtime = runtime or f"/run/sessiond-test-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")
     with open(config, "w", encoding="utf-8") as handle:
         handle.write(
-            f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {state}\nruntime_dir = {runtime}\n"
+            f"[server]\nlisten = 127.0.0.1:{port}\nstate_dir = {state}\nruntime_dir = {runtime}\n"
+            f"on_stop = {on_stop}\n"
             f"[auth]\nfailure_delay = 0.3\nmax_failures = 4\nfailure_window = 60\n"
             f"[session]\nwidth = 1024\nheight = 768\npython = {VENV_BIN}/python\n"
             f"[apps]\ndirectories = {REPO}/conf/apps\n{extra}"
         )
     log_path = os.path.join(tmp, "sessiond.log")
-    log = open(log_path, "w", encoding="utf-8")
+    log = open(log_path, "a", encoding="utf-8")
+    already = os.path.getsize(log_path)
     process = subprocess.Popen([os.path.join(VENV_BIN, "sessiond"), "run", "--config", config],
                                stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with open(log_path, encoding="utf-8", errors="replace") as handle:
+            handle.seek(already)
             match = LISTEN_RE.search(handle.read())
         if match:
             return Server(match.group(1), int(match.group(2)), process, log_path, state, runtime,
-                          os.path.join(tmp, "known_hosts"))  # fmt: skip
+                          os.path.join(tmp, "known_hosts"), config)  # fmt: skip
         if process.poll() is not None:
             break
         time.sleep(0.05)
@@ -112,12 +136,25 @@ def stop_sessiond(server: Server) -> None:
     shutil.rmtree(server.runtime_dir, ignore_errors=True)
 
 
+def sessionctl(server: Server, *command: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed sessionctl against SERVER's control socket."""
+    return subprocess.run([os.path.join(VENV_BIN, "sessionctl"), "--config", server.config, *command],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
 def svclient(server: Server, user: TestUser, *command: str, timeout: float = 60,
-             password_file: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """Run the installed svclient against SERVER as USER."""
+             password_file: str | None = None, resume: bool | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run the installed svclient against SERVER as USER.
+
+    Resume tokens are kept per server (svclient's default behaviour); an
+    explicit PASSWORD_FILE means "log in with this password" (no token).
+    """
     argv = [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", user.name,
             "--password-file", password_file or user.password_file, "--known-hosts", server.known_hosts,
-            *command]  # fmt: skip
+            "--token-dir", os.path.join(os.path.dirname(server.known_hosts), "tokens")]  # fmt: skip
+    if resume is False or (resume is None and password_file is not None):
+        argv.append("--no-resume")
+    argv.extend(command)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 

@@ -60,6 +60,9 @@ FRAME_COALESCE_SECONDS = 0.002
 # Exit status when the agent finds itself privileged (fail closed).
 EXIT_PRIVILEGED = 70
 EXIT_START_FAILED = 73
+# The agent's log in its session directory; truncated at start-up past this size.
+AGENT_LOG = "agent.log"
+MAX_AGENT_LOG_BYTES = 16 * 1024 * 1024
 
 
 class Agent:
@@ -85,6 +88,7 @@ class Agent:
         self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event)
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
+        self.loop.call_soon(self._x_readable)  # events read in during set-up
         # display pipeline state
         self.display_open = False
         self.frame_seq = 0
@@ -107,11 +111,18 @@ class Agent:
         self.schedule_frame()
 
     def _drain_x(self) -> None:
-        while self.x.pending_events():
-            event = self.x.next_event()
-            if not self.damage.handle_event(event) and not self.focus.handle_event(event):
-                self.injector.handle_event(event)  # MappingNotify: keyboard remapped
-        self.x.flush()
+        # python-xlib reads whatever the server sent into its own queue on
+        # every request and flush, after which the socket is no longer
+        # readable and add_reader stays silent: so drain until the queue is
+        # empty *after* the final flush, or an event can sit there unseen.
+        while True:
+            while self.x.pending_events():
+                event = self.x.next_event()
+                if not self.damage.handle_event(event) and not self.focus.handle_event(event):
+                    self.injector.handle_event(event)  # MappingNotify: keyboard remapped
+            self.x.flush()
+            if not self.x.pending_events():
+                return
 
     def _window_mapped(self, window: int, pid: int | None) -> None:
         self.apps.window_mapped(window, pid)
@@ -232,7 +243,7 @@ class Agent:
         elif isinstance(message, Sync):
             injector.sync()
             link.conn.send(INPUT_CHANNEL, SyncDone(seq=message.seq))
-        self.x.flush()
+        self._x_readable()  # flush, and pick up events the requests read in
 
     # -- shutdown ----------------------------------------------------------------
     def shutdown(self) -> None:
@@ -245,6 +256,21 @@ class Agent:
             self.capture.close()
         finally:
             self.xserver.stop()
+
+
+def _log_to_file(path: str) -> None:
+    """Send stdout/stderr (ours and the apps') to the session's log file.
+
+    After READY, sessiond no longer needs our output, and the agent must
+    outlive sessiond (restarts): writing to pipes whose reader is gone would
+    fail with EPIPE, so from here on output goes to a file in the session dir.
+    """
+    if os.path.exists(path) and os.path.getsize(path) > MAX_AGENT_LOG_BYTES:
+        os.truncate(path, 0)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -272,6 +298,7 @@ async def run(args: argparse.Namespace, token: str) -> int:
     finally:
         os.umask(old_umask)
     print("READY", flush=True)
+    _log_to_file(os.path.join(os.path.dirname(args.socket), AGENT_LOG))
     try:
         await stop.wait()
     finally:

@@ -246,3 +246,58 @@ def test_host_runtime_dir_is_not_the_users(users: tuple[Account, Account]) -> No
     # Created as an empty root-only mount point on the host; the user's files
     # only ever live in the sandbox's tmpfs.
     assert os.listdir(f"/run/user/{a.uid}") == []
+
+
+NS_PROBE = r"""
+import json, os, socket
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
+client = socket.create_connection(server.getsockname(), timeout=5)
+print(json.dumps({"pid": os.getpid(), "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+                  "ifs": [n for _, n in socket.if_nameindex()], "host": socket.gethostname(),
+                  "lo_flags": int(open("/sys/class/net/lo/flags").read(), 16) if os.path.exists("/sys/class/net/lo/flags") else None,
+                  "cgroup": open("/proc/self/cgroup").read()}), flush=True)
+"""
+
+
+def test_pid_net_uts_namespaces_and_cgroup(users: tuple[Account, Account]) -> None:
+    from isolation.limits import SessionLimits
+    from isolation.sandbox import create_sandbox
+
+    a, _ = users
+    sandbox = create_sandbox(f"it-ns-{uuid.uuid4().hex[:8]}", SessionLimits(pids=32))
+    try:
+        spec = sandbox.spec(a, (PYTHON, "-c", NS_PROBE), {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                            network="loopback", hostname="svt-box")
+        proc = spawn_sandboxed(spec, python=PYTHON, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+        assert proc.returncode == 0, err.decode()
+        seen = json.loads(out)
+        assert seen["pid"] == 2 and seen["procs"] == [1, 2]  # init and the program, nothing else
+        assert seen["ifs"] == ["lo"] and seen["host"] == "svt-box"
+        assert f"pids:/sessiond/{sandbox.session_id}" in seen["cgroup"]
+        assert sandbox.pids() == []  # everything exited with the program
+        with open(f"/sys/fs/cgroup/pids/sessiond/{sandbox.session_id}/pids.max") as handle:
+            assert handle.read().strip() == "32"
+    finally:
+        sandbox.destroy()
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/sessiond/{sandbox.session_id}")
+
+
+def test_kill_reaches_processes_that_escaped_the_process_tree(users: tuple[Account, Account]) -> None:
+    from isolation.limits import SessionLimits
+    from isolation.sandbox import create_sandbox
+
+    a, _ = users
+    sandbox = create_sandbox(f"it-kill-{uuid.uuid4().hex[:8]}", SessionLimits())
+    daemonize = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\nprint('ok', flush=True)\ntime.sleep(600)\n"
+    spec = sandbox.spec(a, (PYTHON, "-c", daemonize), {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    proc = spawn_sandboxed(spec, python=PYTHON, stdout=subprocess.PIPE)
+    try:
+        assert _readline(proc) == b"ok\n"
+        assert len(sandbox.pids()) == 3  # init, the program, its daemonized child
+        assert sandbox.kill() == 3
+        assert proc.wait(timeout=TIMEOUT_S) == 128 + 9  # the supervisor reports init's SIGKILL
+    finally:
+        sandbox.destroy()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -96,7 +96,11 @@ def test_env_names_refused(name: str) -> None:
         ({"keep_fds": (True,)}, "keep_fds"),
         ({"keep_fds": tuple(range(3, 4 + MAX_KEEP_FDS))}, "keep_fds"),
         ({"namespaces": ("ipc",)}, "mandatory"),
-        ({"namespaces": ("mount", "net")}, "not supported"),
+        ({"namespaces": ("mount", "user")}, "not supported"),
+            ({"hostname": "box", "namespaces": ("mount", "ipc")}, "uts namespace"),
+            ({"hostname": "-bad-"}, "not a valid host name"),
+            ({"hostname": "a" * 65}, "longer than"),
+            ({"cgroup": 1}, "cgroup"),
         ({"namespaces": ("mount", "mount")}, "duplicates"),
     ],
 )
@@ -130,6 +134,9 @@ def test_json_round_trip() -> None:
     data = to_json(spec)
     assert from_json(data) == spec
     assert to_json(from_json(data)) == data
+    full = make_spec(namespaces=("mount", "ipc", "uts", "pid", "net"), hostname="sess.example",
+                     cgroup=True)
+    assert from_json(to_json(full)) == full
 
 
 _ids = st.integers(min_value=1, max_value=2**31)
@@ -175,7 +182,7 @@ def _mutations() -> list[tuple[str, dict[str, Any]]]:
     doc["account"]["admin"] = True
     cases.append(("unknown key", doc))
     doc = _doc()
-    doc["version"] = 2
+    doc["version"] = 1  # the previous format: no hostname/cgroup
     cases.append(("version", doc))
     doc = _doc()
     doc["version"] = True

@@ -289,7 +289,7 @@ def test_open_channel_argument_and_limit_checks() -> None:
 
 def test_reserved_kind_is_refused_and_connection_stays_up() -> None:
     client, server = handshaken_pair()
-    client.open_channel(3, ChannelKind.AUDIO_OUT)
+    client.open_channel(3, ChannelKind.CLIPBOARD)
     assert pump(client, server) == []
     [closed] = pump(server, client)
     assert isinstance(closed, ChannelClosed) and closed.by_peer
@@ -410,7 +410,7 @@ def test_peer_making_us_answer_without_reading_is_closed(
 ) -> None:
     monkeypatch.setattr(connection_module, "MAX_QUEUED_PER_CHANNEL", 500)
     client, server = handshaken_pair()
-    refused_open = encode_frame(0, ChannelOpen.TYPE, ChannelOpen(3, ChannelKind.AUDIO_OUT, 10).encode())
+    refused_open = encode_frame(0, ChannelOpen.TYPE, ChannelOpen(3, ChannelKind.CLIPBOARD, 10).encode())
     events = server.receive_data(refused_open * 20)  # each one makes the server queue a CHANNEL_CLOSE
     last = events[-1]
     assert isinstance(last, ConnectionClosed) and not last.by_peer

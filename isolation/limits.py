@@ -1,0 +1,174 @@
+# Per-session resource limits: what they are, how config spells them, and
+# which apply to a given account.
+#
+# Why: one session must never starve the host or another session, so every
+# session's cgroup gets a memory, a pids and a CPU ceiling. Admins set
+# defaults in [session] and override them per user or per group in [limits];
+# this module parses those strings into one typed SessionLimits and resolves
+# the overrides for an account (user beats group beats default), so the
+# cgroup backends only ever see validated numbers.
+"""SessionLimits, config parsers for sizes / CPU shares, per-user and per-group overrides."""
+
+from __future__ import annotations
+
+import grp
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from isolation.accounts import Account
+
+# Below this a session cannot even start Python + Xvfb; a typo like "64" (bytes)
+# would otherwise produce a session that is OOM-killed at once.
+MIN_MEMORY_BYTES = 32 * 1024 * 1024
+# The agent, Xvfb, an app and a shell already need a few dozen tasks.
+MIN_PIDS = 16
+# Largest pids.max the kernel accepts (PID_MAX_LIMIT, 2^22).
+MAX_PIDS = 4 * 1024 * 1024
+# CPU quota as percent of one CPU: 1% .. 100 CPUs.
+MIN_CPU_PERCENT = 1
+MAX_CPU_PERCENT = 100 * 100
+# Overrides per [limits] key: far above any real policy, bounds parsing work.
+MAX_OVERRIDES = 1024
+
+UNLIMITED = "max"
+_SIZE_RE = re.compile(r"(\d+)([KMGT]?)(i?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_NAME_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}")
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Ceilings for one session's cgroup; None means no limit."""
+
+    memory_bytes: int | None = None
+    pids: int | None = None
+    cpu_percent: int | None = None
+
+
+def parse_memory(value: str) -> int | None:
+    """'2G', '512M', '1073741824' or 'max' -> bytes (None for max)."""
+    text = value.strip()
+    if text.lower() == UNLIMITED:
+        return None
+    match = _SIZE_RE.fullmatch(text)
+    if not match:
+        raise ValueError(f"memory size {value!r}: want a number with K/M/G/T or 'max'")
+    number = int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+    if number < MIN_MEMORY_BYTES:
+        raise ValueError(f"memory size {value!r} is below the minimum {MIN_MEMORY_BYTES >> 20}M")
+    return number
+
+
+def parse_pids(value: str) -> int | None:
+    """A task count or 'max'."""
+    text = value.strip()
+    if text.lower() == UNLIMITED:
+        return None
+    number = int(text)
+    if not MIN_PIDS <= number <= MAX_PIDS:
+        raise ValueError(f"pids limit {value!r} must be between {MIN_PIDS} and {MAX_PIDS} or 'max'")
+    return number
+
+
+def parse_cpu(value: str) -> int | None:
+    """'150%' (of one CPU) or 'max'."""
+    text = value.strip()
+    if text.lower() == UNLIMITED:
+        return None
+    if not text.endswith("%"):
+        raise ValueError(f"cpu limit {value!r}: want a percentage of one CPU such as 100% or 'max'")
+    number = int(text[:-1])
+    if not MIN_CPU_PERCENT <= number <= MAX_CPU_PERCENT:
+        raise ValueError(f"cpu limit {value!r} must be between {MIN_CPU_PERCENT}% and {MAX_CPU_PERCENT}%")
+    return number
+
+
+# Keys accepted in an override, with their parser and SessionLimits field.
+_FIELDS: dict[str, tuple[Callable[[str], int | None], str]] = {
+    "memory_max": (parse_memory, "memory_bytes"),
+    "pids_max": (parse_pids, "pids"),
+    "cpu_max": (parse_cpu, "cpu_percent"),
+}
+
+
+@dataclass(frozen=True)
+class LimitOverride:
+    """Settings for one user or group name: field name -> value (None = unlimited)."""
+
+    name: str
+    values: tuple[tuple[str, int | None], ...]
+
+    def apply(self, limits: SessionLimits) -> SessionLimits:
+        """`limits` with this override's fields replaced."""
+        changes: dict[str, int | None] = dict(self.values)
+        return replace(limits, **changes)  # type: ignore[arg-type]
+
+
+def parse_overrides(value: str) -> tuple[LimitOverride, ...]:
+    """'alice: memory_max=4G pids_max=2048; bob: cpu_max=50%' -> overrides.
+
+    Entries are separated by ';'. Each names a user or group, then a colon,
+    then KEY=VALUE words with KEY in memory_max, pids_max, cpu_max.
+    """
+    overrides: list[LimitOverride] = []
+    seen: set[str] = set()
+    for entry in value.split(";"):
+        if not entry.strip():
+            continue
+        name, sep, settings = entry.partition(":")
+        name = name.strip()
+        if not sep or not _NAME_RE.fullmatch(name):
+            raise ValueError(f"override {entry.strip()!r}: want NAME: key=value ...")
+        if name in seen:
+            raise ValueError(f"override for {name!r} appears twice")
+        seen.add(name)
+        values: dict[str, int | None] = {}
+        for word in settings.split():
+            key, eq, raw = word.partition("=")
+            if not eq or key not in _FIELDS:
+                raise ValueError(f"override for {name!r}: {word!r} is not one of "
+                                 f"{', '.join(sorted(_FIELDS))}=VALUE")
+            parse, field_name = _FIELDS[key]
+            values[field_name] = parse(raw)
+        if not values:
+            raise ValueError(f"override for {name!r} sets nothing")
+        overrides.append(LimitOverride(name, tuple(sorted(values.items()))))
+        if len(overrides) > MAX_OVERRIDES:
+            raise ValueError(f"more than {MAX_OVERRIDES} overrides")
+    return tuple(overrides)
+
+
+def _group_gid(name: str) -> int | None:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def resolve_limits(defaults: SessionLimits, account: Account,
+                   users: tuple[LimitOverride, ...] = (),
+                   groups: tuple[LimitOverride, ...] = (),
+                   group_gid: Callable[[str], int | None] = _group_gid) -> SessionLimits:
+    """The limits for `account`: defaults, then matching group overrides in
+    config order (later wins), then the user's own override."""
+    limits = defaults
+    member_of = set(account.groups) | {account.gid}
+    for override in groups:
+        gid = group_gid(override.name)
+        if gid is not None and gid in member_of:
+            limits = override.apply(limits)
+    for override in users:
+        if override.name == account.name:
+            limits = override.apply(limits)
+    return limits
+
+
+def limits_from_settings(settings: Mapping[str, object]) -> SessionLimits:
+    """SessionLimits from parsed [session] values memory_max, pids_max, cpu_max."""
+    def pick(key: str) -> int | None:
+        value = settings.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return SessionLimits(memory_bytes=pick("memory_max"), pids=pick("pids_max"),
+                         cpu_percent=pick("cpu_max"))

@@ -1,0 +1,145 @@
+# sessionctl: the admin's command line. It talks to sessiond over the
+# root-only Unix socket (JSON lines); plain sockets, no reactor, so it starts
+# fast. Every listing has --json.
+"""sessionctl command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+from sessiond.config import ConfigError, load_config
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NO_DAEMON = 3
+# Largest answer accepted from sessiond (a listing of many sessions, an audit log).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sessionctl", description="list and control sessiond sessions (root)")
+    parser.add_argument("--config", help="sessiond.conf, to find the control socket ([admin] socket)")
+    parser.add_argument("--socket", help="control socket path (overrides --config)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lst = sub.add_parser("list", help="list sessions")
+    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--user")
+    lst.add_argument("--state", help="starting, active, disconnected, ending")
+    show = sub.add_parser("show", help="show one session")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    for name, text in (("disconnect", "disconnect a session's client (the session keeps running)"),
+                       ("logoff", "end a session and every app in it")):  # fmt: skip
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("id")
+    audit = sub.add_parser("audit", help="show the audit log")
+    audit.add_argument("--since", help="ISO time (2026-11-26T10:00) or seconds since the epoch")
+    audit.add_argument("--json", action="store_true")
+    return parser
+
+
+def parse_since(value: str | None) -> float:
+    if not value:
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise SystemExit(f"sessionctl: --since {value!r} is neither an ISO time nor seconds") from exc
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+def request(path: str, obj: dict[str, Any]) -> Any:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(60)
+        sock.connect(path)
+        sock.sendall(json.dumps(obj).encode("utf-8") + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > MAX_ANSWER_BYTES:
+                raise RuntimeError("answer too large")
+    answer = json.loads(data)
+    if not answer.get("ok"):
+        raise LookupError(answer.get("error", "request failed"))
+    return answer["result"]
+
+
+def _time(value: float | None) -> str:
+    if not value:
+        return "-"
+    return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_sessions(rows: list[dict[str, Any]]) -> None:
+    header = ("ID", "USER", "STATE", "APPS", "CLIENT", "STARTED", "IDLE", "MEMORY", "CPU")
+    lines = [header] + [
+        (r["id"], r["user"], r["state"], ",".join(r["apps"]) or "-", r["client_address"] or "-",
+         _time(r["started"]), f"{r['idle_seconds']:.0f}s", f"{r['memory_bytes'] / 2**20:.1f}M",
+         f"{r['cpu_seconds']:.1f}s")  # fmt: skip
+        for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("sessionctl: must run as root (the control socket is root-only)", file=sys.stderr)
+        return EXIT_USAGE
+    path = args.socket
+    if not path:
+        try:
+            path = str(load_config(args.config).get("admin", "socket"))
+        except ConfigError as exc:
+            print(f"sessionctl: configuration error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    command: dict[str, Any] = {"command": args.command}
+    if args.command == "list":
+        command.update(user=args.user, state=args.state)
+    elif args.command in ("show", "disconnect", "logoff"):
+        command["id"] = args.id
+    elif args.command == "audit":
+        command["since"] = parse_since(args.since)
+    try:
+        result = request(path, command)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"sessionctl: sessiond is not running (no control socket at {path})", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    except LookupError as exc:
+        print(f"sessionctl: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2))
+    elif args.command == "list":
+        print_sessions(result)
+    elif args.command == "show":
+        for key, value in result.items():
+            print(f"{key}: {_time(value) if key in ('started', 'last_connect', 'last_disconnect') else value}")
+    elif args.command == "audit":
+        for entry in result:
+            print(f"{_time(entry['time'])}  {entry['event']:<26} user={entry['user'] or '-'} "
+                  f"session={entry['session'] or '-'} address={entry['address'] or '-'} {entry['detail']}")  # fmt: skip
+    else:
+        print(f"{args.command}: {args.id}: done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

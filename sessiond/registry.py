@@ -1,0 +1,191 @@
+# The session registry: SQLite in the state directory (WAL, one transaction
+# per change). It records every session and an append-only audit log, and
+# holds resume tokens (hashed) so that sessions and logins survive a sessiond
+# restart. SQLite calls are short and local, so they run on the reactor
+# thread; nothing here blocks on the network.
+"""Registry: sessions, audit log and resume tokens in SQLite."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+DB_FILE = "registry.sqlite3"
+# Resume tokens: 256 random bits, URL-safe text.
+RESUME_TOKEN_BYTES = 32
+# Live resume tokens kept per user; older ones are dropped first, so a client
+# that never reuses its token cannot grow the table.
+MAX_TOKENS_PER_USER = 16
+# Audit rows returned by one query at most.
+MAX_AUDIT_ROWS = 10_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    agent_pid INTEGER,
+    socket TEXT NOT NULL,
+    session_dir TEXT NOT NULL,
+    link_token TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    cgroup TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    last_connect REAL,
+    last_disconnect REAL,
+    client_address TEXT NOT NULL DEFAULT '',
+    apps TEXT NOT NULL DEFAULT '{}',
+    ended REAL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    event TEXT NOT NULL,
+    user TEXT NOT NULL DEFAULT '',
+    session TEXT NOT NULL DEFAULT '',
+    address TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS resume_tokens (
+    hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
+# Columns of `sessions` that callers may update.
+UPDATABLE = frozenset({"state", "agent_pid", "cgroup", "last_connect", "last_disconnect", "client_address",
+                       "apps", "ended"})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One row of the sessions table."""
+
+    id: str
+    user: str
+    uid: int
+    state: str
+    agent_pid: int | None
+    socket: str
+    session_dir: str
+    link_token: str
+    width: int
+    height: int
+    cgroup: str
+    created: float
+    last_connect: float | None
+    last_disconnect: float | None
+    client_address: str
+    apps: dict[str, str]
+    ended: float | None
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Registry:
+    """The registry database at STATE_DIR/registry.sqlite3 (mode 0600)."""
+
+    def __init__(self, state_dir: str, clock: Any = time.time) -> None:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        self.path = os.path.join(state_dir, DB_FILE)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        self.clock = clock
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- sessions ---------------------------------------------------------------
+    def add_session(self, *, id: str, user: str, uid: int, socket: str, session_dir: str, link_token: str,
+                    width: int, height: int) -> None:  # noqa: A002 - column name  # fmt: skip
+        with self.db:
+            self.db.execute(
+                "INSERT INTO sessions (id, user, uid, state, socket, session_dir, link_token, width, height, created)"
+                " VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?)",
+                (id, user, uid, socket, session_dir, link_token, width, height, self.clock()),
+            )
+
+    def update_session(self, session_id: str, **fields: Any) -> None:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if "apps" in fields:
+            fields["apps"] = json.dumps(fields["apps"], sort_keys=True)
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.db:
+            self.db.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", (*fields.values(), session_id))
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        row = self.db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return _record(row) if row else None
+
+    def live_sessions(self) -> list[SessionRecord]:
+        rows = self.db.execute("SELECT * FROM sessions WHERE state != 'ended' ORDER BY created").fetchall()
+        return [_record(row) for row in rows]
+
+    # -- audit ----------------------------------------------------------------------
+    def audit(self, event: str, *, user: str = "", session: str = "", address: str = "", detail: str = "") -> None:
+        """Append one audit entry (never updated or deleted)."""
+        with self.db:
+            self.db.execute("INSERT INTO audit (time, event, user, session, address, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                            (self.clock(), event, user, session, address, detail))  # fmt: skip
+
+    def audit_entries(self, since: float = 0.0, limit: int = MAX_AUDIT_ROWS) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM audit WHERE time >= ? ORDER BY seq LIMIT ?",
+                               (since, min(limit, MAX_AUDIT_ROWS))).fetchall()  # fmt: skip
+        return [dict(row) for row in rows]
+
+    # -- resume tokens --------------------------------------------------------------------
+    def issue_token(self, user: str, lifetime: float) -> str:
+        """A new random resume token for USER; only its hash is stored."""
+        token = secrets.token_urlsafe(RESUME_TOKEN_BYTES)
+        now = self.clock()
+        with self.db:
+            self.db.execute("DELETE FROM resume_tokens WHERE expires < ?", (now,))
+            self.db.execute("INSERT INTO resume_tokens (hash, user, created, expires) VALUES (?, ?, ?, ?)",
+                            (_hash(token), user, now, now + lifetime))  # fmt: skip
+            self.db.execute(
+                "DELETE FROM resume_tokens WHERE user = ? AND hash NOT IN "
+                "(SELECT hash FROM resume_tokens WHERE user = ? ORDER BY created DESC LIMIT ?)",
+                (user, user, MAX_TOKENS_PER_USER),
+            )
+        return token
+
+    def redeem_token(self, user: str, token: str) -> bool:
+        """True if TOKEN is a live token of USER; it is consumed either way."""
+        digest = _hash(token)
+        with self.db:
+            row = self.db.execute("SELECT user, expires FROM resume_tokens WHERE hash = ?", (digest,)).fetchone()
+            if row is None:
+                return False
+            self.db.execute("DELETE FROM resume_tokens WHERE hash = ?", (digest,))
+        return bool(row["user"] == user and row["expires"] >= self.clock())
+
+
+def _record(row: sqlite3.Row) -> SessionRecord:
+    values = dict(row)
+    values["apps"] = json.loads(values["apps"] or "{}")
+    return SessionRecord(**values)
+
+
+def rows_as_dicts(records: Iterable[SessionRecord]) -> list[dict[str, Any]]:
+    return [dict(r.__dict__) for r in records]
