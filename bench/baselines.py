@@ -22,54 +22,24 @@ import Xlib.display
 from PIL import Image
 from Xlib import X
 
+from sessiond.agent.xserver import start_xvfb
 from sessiond.agent.xshm import ShmCapture
 
-# Same server flags as the session agent's Xvfb (sessiond/agent/xserver.py),
-# so the floor differs from a session only by what sessiond adds.
-XVFB_FLAGS = ("-nolisten", "tcp", "-nolisten", "local", "-noreset", "-extension", "GLX", "-dpi", "96")
-# Longest "N\n" Xvfb writes on its -displayfd pipe.
-MAX_DISPLAYFD_BYTES = 16
-# Seconds Xvfb gets to exit on SIGTERM before SIGKILL.
-STOP_TIMEOUT_SECONDS = 2.0
 # zlib level of the naive server's PNG (fastest: the naive server's best case).
 NAIVE_PNG_LEVEL = 1
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _read_display(read_fd: int) -> str:
-    data = b""
-    while b"\n" not in data:
-        chunk = os.read(read_fd, MAX_DISPLAYFD_BYTES)
-        if not chunk or len(data) > MAX_DISPLAYFD_BYTES:
-            raise RuntimeError("Xvfb exited before reporting its display number")
-        data += chunk
-    return ":" + data.split(b"\n", 1)[0].decode("ascii").strip()
 
 
 def bare_xterm_start(width: int, height: int, xterm_args: tuple[str, ...] = ()) -> float:
     """Seconds from starting a bare Xvfb until xterm's window is mapped and
     one XShm capture of the screen has been taken (the start-up floor)."""
     started = time.perf_counter()
-    read_fd, write_fd = os.pipe()
-    argv = ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24", *XVFB_FLAGS]
-    xvfb = subprocess.Popen(argv, pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
+    # The agent's own start path (same Xvfb flags, -displayfd readiness), so
+    # the floor differs from a session only by what sessiond adds.
+    server = start_xvfb(width, height)
+    name = server.display
     xterm: subprocess.Popen[bytes] | None = None
     disp: Xlib.display.Display | None = None
     try:
-        try:
-            name = _read_display(read_fd)
-        finally:
-            os.close(read_fd)
         disp = Xlib.display.Display(name)
         root = disp.screen().root
         root.change_attributes(event_mask=X.SubstructureNotifyMask)
@@ -87,8 +57,9 @@ def bare_xterm_start(width: int, height: int, xterm_args: tuple[str, ...] = ()) 
         if disp is not None:
             disp.close()
         if xterm is not None:
-            _stop(xterm)
-        _stop(xvfb)
+            xterm.kill()
+            xterm.wait()
+        server.stop()
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,29 @@ def process_matches(pid: int, uid: int, session_id: str) -> bool:
     except OSError:
         return False
     return owner in (uid, 0) and (session_id in cmdline or "isolation.enter" in cmdline)
+
+
+def tree_usage(root_pid: int) -> tuple[int, float]:
+    """RSS bytes and CPU seconds of ROOT_PID and its descendants (/proc)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        stats[pid] = (int(fields[21]) * page, (int(fields[11]) + int(fields[12])) / tick)
+    memory, cpu, todo = 0, 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        rss, seconds = stats.get(pid, (0, 0.0))
+        memory, cpu = memory + rss, cpu + seconds
+        todo.extend(children.get(pid, ()))
+    return memory, cpu

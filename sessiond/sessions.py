@@ -27,22 +27,18 @@ from isolation.launcher import enter_argv, enter_env, prepare_session_dir, remov
 from isolation.limits import limits_from_settings, resolve_limits
 from isolation.sandbox import CgroupError, Sandbox, create_sandbox, open_sandbox
 from isolation.spec import to_json
-from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, Role, WindowUpdated, frame_cost
+from protocol.connection import frame_cost
 from protocol.errors import ReasonCode
-from protocol.messages import AppExited, Auth, AuthResult, ChannelKind, LaunchResult, Message, SpawnApp
-from sessiond.procwatch import PidWatcher, process_matches
+from protocol.messages import AppExited, ChannelKind, LaunchResult, Message, SpawnApp
+from sessiond.agent_link import AgentLink, AgentProcess
+from sessiond.procwatch import PidWatcher, process_matches, tree_usage
 from sessiond.registry import Registry, SessionRecord
-from sessiond.wire import FrameProtocol
 
 if TYPE_CHECKING:
     from sessiond.config import Config
 
 log = Logger()
 
-SOFTWARE = "sessiond 0.1.0"
-# Longest line the agent may print on stdout/stderr before it is cut; the
-# agent is the user's process, so its output is untrusted.
-MAX_AGENT_LINE = 4096
 # Client messages held while the agent-side channel is still opening; the
 # client's own window bounds this further.
 MAX_PENDING_PER_CHANNEL = 1024
@@ -78,84 +74,6 @@ class ClientPeer:
 
     def take_over(self, reason: str) -> None:
         raise NotImplementedError  # pragma: no cover - interface
-
-
-class AgentLink(FrameProtocol):
-    """sessiond's end of the Unix-socket link to one session agent."""
-
-    role = Role.CLIENT
-
-    def __init__(self, session: Session) -> None:
-        super().__init__()
-        self.session = session
-
-    def on_connected(self) -> None:
-        self.conn.hello(capabilities=(), software=SOFTWARE)
-        self.conn.send(0, Auth(method="link", token=self.session.link_token))
-        self.flush()
-
-    def event_received(self, event: object) -> None:
-        session = self.session
-        if isinstance(event, MessageReceived):
-            message = event.message
-            if event.channel != 0:
-                session.from_agent(event.channel, message)
-            elif isinstance(message, AuthResult):
-                if message.ok:
-                    session.link_ready(self)
-                else:
-                    self.close(ReasonCode.AUTH_FAILED, "agent refused the link token")
-            elif isinstance(message, LaunchResult):
-                session.launch_finished(message)
-            elif isinstance(message, AppExited):
-                session.app_exited(message)
-        elif isinstance(event, ChannelOpened) and not event.by_peer:
-            session.link_channel_opened(event.channel)
-        elif isinstance(event, ChannelClosed):
-            session.link_channel_closed(event.channel)
-        elif isinstance(event, WindowUpdated):
-            session.agent_granted(event.channel, event.increment)
-
-    def on_lost(self, reason: Failure) -> None:
-        self.session.link_lost(self)
-
-
-class AgentProcess(protocol.ProcessProtocol):
-    """Watches the agent process: READY on stdout, stderr to the log."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._out = b""
-        self._err = b""
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
-        self._out = self._lines(self._out + data, self._stdout_line)
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        self._err = self._lines(self._err + data, self._stderr_line)
-
-    def _lines(self, buffer: bytes, handler: Callable[[str], None]) -> bytes:
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            handler(line[:MAX_AGENT_LINE].decode("utf-8", "replace"))
-        if len(buffer) > MAX_AGENT_LINE:
-            handler(buffer[:MAX_AGENT_LINE].decode("utf-8", "replace"))
-            buffer = b""
-        return buffer
-
-    def _stdout_line(self, line: str) -> None:
-        if line == "READY":
-            self.session.agent_ready()
-        else:
-            log.info("agent {session}: {line}", session=self.session.id, line=line)
-
-    def _stderr_line(self, line: str) -> None:
-        log.info("agent {session} stderr: {line}", session=self.session.id, line=line)
-
-    def processEnded(self, reason: Failure) -> None:  # noqa: N802
-        status = getattr(reason.value, "exitCode", None)
-        signal = getattr(reason.value, "signal", None)
-        self.session.agent_exited(status, signal)
 
 
 class Session:
@@ -293,7 +211,7 @@ class Session:
             return used.memory_bytes, used.cpu_seconds
         if self.agent_pid is None:
             return 0, 0.0
-        return _tree_usage(self.agent_pid)
+        return tree_usage(self.agent_pid)
 
     @property
     def socket_path(self) -> str:
@@ -653,29 +571,3 @@ def _chain_to(d: defer.Deferred[Any]) -> Callable[[Any], Any]:
         return result
 
     return chain
-
-
-def _tree_usage(root_pid: int) -> tuple[int, float]:
-    """RSS bytes and CPU seconds of ROOT_PID and its descendants (/proc)."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, tuple[int, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    page = os.sysconf("SC_PAGE_SIZE")
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(name), int(fields[1])
-        children.setdefault(ppid, []).append(pid)
-        stats[pid] = (int(fields[21]) * page, (int(fields[11]) + int(fields[12])) / tick)
-    memory, cpu, todo = 0, 0.0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        rss, seconds = stats.get(pid, (0, 0.0))
-        memory, cpu = memory + rss, cpu + seconds
-        todo.extend(children.get(pid, ()))
-    return memory, cpu
