@@ -113,3 +113,28 @@ def test_unknown_app_is_refused(sessiond_server: Server, alice: TestUser) -> Non
     refused = svclient(sessiond_server, alice, "launch", "no-such-app")
     assert refused.returncode == 1
     assert "no published application 'no-such-app'" in refused.stderr
+
+
+def test_click_focuses_and_raises_the_window_under_the_pointer(sessiond_server: Server, user_factory: object,
+                                                               tmp_path: object) -> None:  # fmt: skip
+    """No window manager: the agent focuses new windows and the clicked one."""
+    frank = user_factory("svt-e2e-f")  # type: ignore[operator]
+    assert svclient(sessiond_server, frank, "launch", "xterm").returncode == 0
+    # xclock maps on top of xterm's top-left corner and takes the focus.
+    assert svclient(sessiond_server, frank, "launch", "xclock").returncode == 0
+    shot = os.path.join(str(tmp_path), "shot.png")
+    # Click inside xterm but outside xclock (xterm is 80x24 cells of 6x13).
+    clicked = svclient(sessiond_server, frank, "click", "300", "200")
+    assert clicked.returncode == 0, clicked.stderr
+    assert svclient(sessiond_server, frank, "type", PAINT_COMMAND).returncode == 0
+    assert svclient(sessiond_server, frank, "key", "Return").returncode == 0
+    deadline = time.monotonic() + 15
+    red = 0
+    while time.monotonic() < deadline and red < MIN_RED_PIXELS:
+        assert svclient(sessiond_server, frank, "screenshot", shot).returncode == 0
+        red = count_colour(shot, XTERM_RED)
+        time.sleep(0.2)
+    assert red >= MIN_RED_PIXELS, f"typing after the click did not reach xterm ({red} red pixels)"
+    # Raised: xterm's red block now covers the corner where xclock was.
+    with Image.open(shot) as image:
+        assert image.convert("RGB").getpixel((60, 60)) == XTERM_RED
