@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import struct
@@ -120,3 +121,37 @@ def test_changed_certificate_is_refused(sessiond_server: Server, bob: TestUser) 
     finally:
         with open(sessiond_server.known_hosts, "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
+
+
+def test_launch_argument_count_is_bounded(sessiond_server: Server, bob: TestUser) -> None:
+    from protocol.messages import Launch
+
+    with tls_connect(sessiond_server) as sock:
+        decoder = FrameDecoder()
+        sock.sendall(login_frames(bob))
+        assert wait_auth(sock, decoder)
+        too_many = tuple(f"/tmp/file{n}" for n in range(65))
+        sock.sendall(frame(0, Launch(request=9, app="xterm", args=too_many)))
+        deadline = time.monotonic() + 10
+        answer = None
+        while answer is None and time.monotonic() < deadline:
+            for f in decoder.feed(sock.recv(65536)):
+                if f.channel == 0 and f.type == 0x07:
+                    answer = json.loads(f.payload)
+    assert answer is not None and answer["ok"] is False and answer["request"] == 9
+    assert answer["code"] == ReasonCode.LIMIT_EXCEEDED and "at most 64" in answer["message"]
+
+
+def test_control_socket_refuses_oversized_requests(sessiond_server: Server) -> None:
+    import socket as socket_mod
+
+    from sessiond.admin import MAX_REQUEST_LINE
+
+    path = os.path.join(sessiond_server.runtime_dir, "control.sock")
+    with socket_mod.socket(socket_mod.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b"x" * (MAX_REQUEST_LINE + 10))
+        answer = sock.recv(65536)
+    assert json.loads(answer) == {"ok": False, "error": "request too long"}
+    assert sessiond_server.alive()
