@@ -12,10 +12,12 @@ DEMO_STATE ?= $(CURDIR)/var/demo
 PYTEST_ARGS ?=
 
 # Debian packages: the X server and demo apps, fonts for xterm, the venv
-# module, libXext for MIT-SHM capture, PAM, and the tools tests use.
+# module, libXext for MIT-SHM capture, PAM, and the tools tests use;
+# pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl).
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libpam0g libpam-modules passwd util-linux procps \
-	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip
+	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
+	pulseaudio pulseaudio-utils
 
 .PHONY: all install deps-debian venv demo test unit clean
 

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from client.audio_cli import AudioCommandError, add_audio_parser, run_audio
 from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
 from client.session import ConnectionEnded, RemoteError, SessionClient, connect
@@ -65,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     click.add_argument("x", type=int)
     click.add_argument("y", type=int)
     click.add_argument("--button", type=int, default=1)
+    usb = sub.add_parser("usb", help="USB redirection: list devices, share them into the session")
+    usb_sub = usb.add_subparsers(dest="usb_command", required=True)
+    usb_sub.add_parser("list", help="list this machine's USB devices and the built-in virtual ones")
+    share = usb_sub.add_parser("share", help="share devices into the session until Ctrl-C or --for SECONDS")
+    share.add_argument("devices", nargs="+", help="bus id, VID:PID or virtual:NAME (see usb list)")
+    share.add_argument("--for", dest="duration", type=float, default=0.0, help="stop sharing after SECONDS")
+    add_audio_parser(sub)
     return parser
 
 
@@ -122,6 +130,15 @@ async def with_timeout(reactor: Any, d: Any, seconds: float, what: str) -> Any:
 
 
 async def run_command(reactor: Any, args: argparse.Namespace) -> int:
+    if args.command == "usb":
+        from client.usb import UsbUsageError
+        from client.usb_share import usb_offline
+
+        try:
+            if usb_offline(args):
+                return 0
+        except UsbUsageError as exc:
+            raise UsageError(str(exc)) from exc
     host, port = parse_server(args.server)
     known = KnownHosts(args.known_hosts or default_path())
     tokens = TokenStore(args.token_dir or default_dir())
@@ -210,6 +227,15 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
             client.button(args.x, args.y, args.button, True)
             client.button(args.x, args.y, args.button, False)
         await with_timeout(reactor, client.sync(), timeout, "the input to be delivered")
+    elif args.command == "audio":
+        try:
+            return await run_audio(reactor, client, args)
+        except AudioCommandError as exc:
+            raise UsageError(str(exc)) from exc
+    elif args.command == "usb":
+        from client.usb_share import share_devices
+
+        return await share_devices(reactor, client, args.devices, args.duration, timeout)
     return 0
 
 

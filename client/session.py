@@ -28,7 +28,6 @@ from protocol.messages import (
     AuthResult,
     Button,
     ChannelKind,
-    Close,
     DesktopSize,
     Error,
     FrameAck,
@@ -55,6 +54,8 @@ SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
 DISPLAY = int(ChannelKind.DISPLAY)
 INPUT = int(ChannelKind.INPUT)
+AUDIO_OUT = int(ChannelKind.AUDIO_OUT)
+AUDIO_IN = int(ChannelKind.AUDIO_IN)
 
 
 class ConnectionEnded(Exception):
@@ -97,6 +98,8 @@ class SessionClient(FrameProtocol):
         self._waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]] = []
         self._frame_waiters: list[defer.Deferred[int]] = []
         self._channel_waiters: dict[int, defer.Deferred[None]] = {}
+        # channel -> handler of its messages (None: the channel closed); the handler's channel gets credit back.
+        self.channel_handlers: dict[int, Callable[[Message | None], None]] = {}
         self._sync_seq = 0
         self._end: ConnectionEnded | None = None
 
@@ -132,6 +135,9 @@ class SessionClient(FrameProtocol):
             elif event.channel == INPUT:
                 self.conn.consumed(INPUT, frame_cost(event.message))
                 self._deliver(event.message)
+            elif event.channel in self.channel_handlers:
+                self.channel_handlers[event.channel](event.message)
+                self.conn.consumed(event.channel, frame_cost(event.message))
             else:
                 if isinstance(event.message, SessionInfo):
                     self.session_info = event.message
@@ -141,6 +147,9 @@ class SessionClient(FrameProtocol):
             if waiter is not None:
                 waiter.callback(None)
         elif isinstance(event, ChannelClosed):
+            handler = self.channel_handlers.pop(event.channel, None)
+            if handler is not None:
+                handler(None)
             waiter = self._channel_waiters.pop(event.channel, None)
             if waiter is not None:
                 waiter.errback(RemoteError(event.code, event.message or "channel refused"))
@@ -205,20 +214,14 @@ class SessionClient(FrameProtocol):
 
     async def login(self, user: str, password: str) -> AuthResult:
         """Log in with a password; starts or resumes the user's session."""
-        result: AuthResult = await self._request(
-            Auth(method="password", user=user, password=password),
-            lambda m: isinstance(m, (AuthResult, Close)),
-        )
-        if not result.ok:
-            raise RemoteError(result.code, result.message)
-        return result
+        return await self._authenticate(Auth(method="password", user=user, password=password))
 
     async def resume(self, user: str, token: str) -> AuthResult:
         """Log in with a resume token from an earlier login (single use)."""
-        result: AuthResult = await self._request(
-            Auth(method="resume", user=user, token=token),
-            lambda m: isinstance(m, (AuthResult, Close)),
-        )
+        return await self._authenticate(Auth(method="resume", user=user, token=token))
+
+    async def _authenticate(self, auth: Auth) -> AuthResult:
+        result: AuthResult = await self._request(auth, lambda m: isinstance(m, AuthResult))
         if not result.ok:
             raise RemoteError(result.code, result.message)
         return result
@@ -268,6 +271,19 @@ class SessionClient(FrameProtocol):
         self.conn.open_channel(int(kind), kind)
         self.flush()
         await d
+
+    async def open_audio(self, handler: Callable[[Message | None], None]) -> None:
+        """Open audio-out; HANDLER gets AUDIO_FORMAT once capture runs, then AUDIO_DATA (None: closed)."""
+        self.channel_handlers[AUDIO_OUT] = handler
+        await self.open_channel(ChannelKind.AUDIO_OUT)
+
+    def send_mic(self, message: Message) -> bool:
+        """Queue a MIC_FORMAT/MIC_DATA on audio-in; False (dropped) if the session is not keeping up."""
+        if self.conn.send_window(AUDIO_IN) < frame_cost(message):
+            return False
+        self.conn.send(AUDIO_IN, message)
+        self.flush()
+        return True
 
     def next_frame(self) -> defer.Deferred[int]:
         """Fires with the sequence number of the next complete frame."""

@@ -37,7 +37,6 @@ class ChannelKind(IntEnum):
 # CHANNEL_CLOSE(CHANNEL_KIND_UNAVAILABLE) and the connection stays up.
 RESERVED_KINDS: frozenset[ChannelKind] = frozenset(
     {
-        ChannelKind.USB,
         ChannelKind.CLIPBOARD,
     }
 )

@@ -46,6 +46,7 @@ from protocol.control_session import (
 )
 from protocol.audio import AUDIO_IN_MESSAGES, AUDIO_OUT_MESSAGES, AudioData, AudioFormat, MicData, MicFormat
 from protocol.errors import ProtocolError, ReasonCode
+from protocol.usb import USB_MESSAGE_NAMES, USB_MESSAGES
 from protocol.media import (
     DISPLAY_MESSAGES,
     INPUT_MESSAGES,
@@ -153,6 +154,7 @@ MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
     ChannelKind.INPUT: _table(INPUT_MESSAGES, generic=True),
     ChannelKind.AUDIO_OUT: _table(AUDIO_OUT_MESSAGES, generic=True),
     ChannelKind.AUDIO_IN: _table(AUDIO_IN_MESSAGES, generic=True),
+    ChannelKind.USB: _table(USB_MESSAGES, generic=True),
     **{kind: _table((), generic=True) for kind in sorted(RESERVED_KINDS)},
 }
 
@@ -195,6 +197,7 @@ MESSAGE_NAMES: Final[dict[type[Message], str]] = {
     AudioData: "AUDIO_DATA",
     MicFormat: "MIC_FORMAT",
     MicData: "MIC_DATA",
+    **USB_MESSAGE_NAMES,
 }
 
 

@@ -14,6 +14,8 @@ from isolation.limits import parse_cpu, parse_memory, parse_overrides, parse_pid
 from isolation.sandbox import NETWORK_MODES
 
 from apps.entitlements import parse_default, parse_rules
+from sessiond.usb_policy import parse_principal_rules as _usb_principals
+from sessiond.usb_policy import parse_rules as _usb_rules
 
 DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
 
@@ -148,6 +150,14 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "jpeg_quality": ("75", _int(10, 100)),
         "max_fps": ("60", _int(1, 240)),
         "frames_in_flight": ("2", _int(1, 16)),
+    },
+    "usb": {
+        "enabled": ("true", _bool),
+        "allow": ("*", _usb_rules),
+        "deny": ("", _usb_rules),
+        "users": ("", _usb_principals),
+        "groups": ("", _usb_principals),
+        "recheck_interval": ("2", _float(0.1, 3600.0)),
     },
 }
 

@@ -33,6 +33,7 @@ from protocol.messages import AppExited, ChannelKind, LaunchResult, Message, Spa
 from sessiond.agent_link import AgentLink, AgentProcess
 from sessiond.procwatch import PidWatcher, process_matches, tree_usage
 from sessiond.registry import Registry, SessionRecord
+from sessiond.usb_policy import UsbGate, UsbPolicy, UsbPolicyWatcher
 
 if TYPE_CHECKING:
     from sessiond.config import Config
@@ -102,6 +103,7 @@ class Session:
         self._client_channels: dict[int, ChannelKind] = {}
         self._pending: dict[int, list[Message]] = {}
         self.apps: dict[int, str] = {}
+        self.usb = UsbGate(self, supervisor.usb_policy)  # device policy on the usb channel
         self.registry: Registry = supervisor.registry
         self.created = time.time()
         self.last_connect: float | None = None
@@ -377,6 +379,7 @@ class Session:
             self.link.flush()
 
     def client_channel_closed(self, channel: int) -> None:
+        self.usb.channel_closed(channel)
         self._client_channels.pop(channel, None)
         self._pending.pop(channel, None)
         if self.link is not None and channel in self._link_open:
@@ -398,6 +401,8 @@ class Session:
         self._link_open.discard(channel)
 
     def from_client(self, channel: int, message: Message) -> None:
+        if self._client_channels.get(channel) is ChannelKind.USB and not self.usb.from_client(channel, message):
+            return
         if channel in self._link_open:
             self._to_agent(channel, message)
             if self.link is not None:
@@ -415,6 +420,8 @@ class Session:
             self.link.conn.send(channel, message)
 
     def from_agent(self, channel: int, message: Message) -> None:
+        if self._client_channels.get(channel) is ChannelKind.USB and not self.usb.from_agent(channel, message):
+            return
         if self.client is not None and channel in self._client_channels:
             self.client.relay_to_client(channel, message)
         elif self.link is not None and channel in self._link_open:
@@ -423,12 +430,14 @@ class Session:
 
     def client_granted(self, channel: int, increment: int) -> None:
         """The client gave sessiond credit on CHANNEL: pass it to the agent."""
-        if self.link is not None and channel in self._link_open:
+        increment = self.usb.client_credit(channel, increment)
+        if increment and self.link is not None and channel in self._link_open:
             self.link.conn.grant(channel, increment)
             self.link.flush()
 
     def agent_granted(self, channel: int, increment: int) -> None:
-        if self.client is not None and channel in self._client_channels:
+        increment = self.usb.agent_credit(channel, increment)
+        if increment and self.client is not None and channel in self._client_channels:
             self.client.grant_to_client(channel, increment)
 
     # -- apps --------------------------------------------------------------------
@@ -488,6 +497,7 @@ class SessionSupervisor:
         self.registry = registry
         self.sessions: dict[str, Session] = {}
         self._starting: dict[str, defer.Deferred[Session]] = {}
+        self._usb_watcher = UsbPolicyWatcher(config, reactor, lambda: list(self.sessions.values()))
 
     def adopt_all(self) -> defer.Deferred[object]:
         """Re-adopt the live sessions a previous sessiond left (restart/crash)."""
@@ -516,6 +526,14 @@ class SessionSupervisor:
                                 detail=result.getErrorMessage())  # fmt: skip
         else:
             self.registry.audit("adopted", user=session.account.name, session=session.id)
+
+    def usb_policy(self) -> UsbPolicy:
+        """The USB device policy in force ([usb], reloaded while devices are shared)."""
+        return self._usb_watcher.current()
+
+    def usb_watch(self) -> None:
+        """A device is shared: keep watching the policy for changes."""
+        self._usb_watcher.ensure_running()
 
     def by_id(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions.values() if s.id == session_id), None)

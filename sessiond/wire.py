@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.internet import interfaces, protocol
@@ -38,6 +39,7 @@ class FrameProtocol(protocol.Protocol):
 
     # -- Twisted plumbing --------------------------------------------------
     def connectionMade(self) -> None:  # noqa: N802 - Twisted name
+        _no_delay(self.transport)
         self.transport.registerProducer(self, True)
         self.on_connected()
 
@@ -145,3 +147,15 @@ def _code_name(code: int) -> str:
         return ReasonCode(code).name
     except ValueError:
         return str(code)
+
+
+def _no_delay(transport: Any) -> None:
+    """TCP_NODELAY on the socket under TLS: our frames are already batched
+    per write, and Nagle would hold a keystroke or an acknowledgement back
+    behind an unacknowledged segment (tens of ms)."""
+    try:
+        sock = transport.getHandle()
+    except Exception:  # noqa: BLE001 - transports without a handle (tests, pipes)
+        return
+    if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

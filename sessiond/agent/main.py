@@ -43,9 +43,12 @@ from protocol.messages import (
     Wheel,
 )
 from sessiond.agent.apps import AppLauncher
+from sessiond.agent.audio import AudioService
+from sessiond.agent.audio_server import SoundServer
 from sessiond.agent.damage import DamageTracker
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.link import LinkProtocol
+from sessiond.agent.usb import UsbService
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
 from sessiond.agent.xserver import start_xvfb
@@ -60,6 +63,8 @@ FRAME_COALESCE_SECONDS = 0.002
 # Exit status when the agent finds itself privileged (fail closed).
 EXIT_PRIVILEGED = 70
 EXIT_START_FAILED = 73
+# X events handled per drain before the loop serves the link again.
+MAX_X_EVENTS_PER_DRAIN = 512
 # The agent's log in its session directory; truncated at start-up past this size.
 AGENT_LOG = "agent.log"
 MAX_AGENT_LOG_BYTES = 16 * 1024 * 1024
@@ -85,7 +90,11 @@ class Agent:
         self.x.flush()
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         app_env["DISPLAY"] = self.xserver.display
+        self.audio = AudioService(self.loop, SoundServer(), self.log)
+        app_env.update(self.audio.start(app_env))  # PULSE_SERVER: the session's own sound server
         self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event)
+        # USB/IP endpoint; listens only once the client opens a usb channel.
+        self.usb = UsbService(self.loop, self.log, os.environ.get("XDG_RUNTIME_DIR") or os.path.dirname(args.socket))
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
         self.loop.call_soon(self._x_readable)  # events read in during set-up
@@ -115,14 +124,19 @@ class Agent:
         # every request and flush, after which the socket is no longer
         # readable and add_reader stays silent: so drain until the queue is
         # empty *after* the final flush, or an event can sit there unseen.
-        while True:
-            while self.x.pending_events():
-                event = self.x.next_event()
-                if not self.damage.handle_event(event) and not self.focus.handle_event(event):
-                    self.injector.handle_event(event)  # MappingNotify: keyboard remapped
-            self.x.flush()
+        # Bounded, so a client drawing without pause cannot keep the loop
+        # here forever: what is left is picked up on the next loop turn.
+        for _ in range(MAX_X_EVENTS_PER_DRAIN):
             if not self.x.pending_events():
-                return
+                self.x.flush()
+                if not self.x.pending_events():
+                    return
+                continue
+            event = self.x.next_event()
+            if not self.damage.handle_event(event) and not self.focus.handle_event(event):
+                self.injector.handle_event(event)  # MappingNotify: keyboard remapped
+        self.x.flush()
+        self.loop.call_soon(self._x_readable)
 
     def _window_mapped(self, window: int, pid: int | None) -> None:
         self.apps.window_mapped(window, pid)
@@ -134,16 +148,21 @@ class Agent:
             self.link.drop()
         self.link = link
         self.display_open = False
+        self.audio.link_lost()
 
     def link_lost(self, link: LinkProtocol) -> None:
         if self.link is link:
             self.link = None
             self.display_open = False
+            self.audio.link_lost()
+            self.usb.reset()
 
     def link_writable(self, link: LinkProtocol) -> None:
         self.schedule_frame()
 
     def handle_event(self, link: LinkProtocol, event: object) -> None:
+        if self.usb.handles(link, event):
+            return
         if isinstance(event, MessageReceived):
             if event.channel == 0:
                 self._control(link, event.message)
@@ -153,10 +172,16 @@ class Agent:
             elif event.channel == INPUT_CHANNEL:
                 self._input_message(link, event.message)
                 link.conn.consumed(event.channel, frame_cost(event.message))
+            elif self.audio.handles(event.kind):
+                self.audio.message(link, event.channel, event.message)
+                link.conn.consumed(event.channel, frame_cost(event.message))
         elif isinstance(event, ChannelOpened) and event.by_peer:
             if event.channel == DISPLAY_CHANNEL and event.kind is ChannelKind.DISPLAY:
                 self._display_opened(link)
+            elif self.audio.handles(event.kind):
+                self.audio.channel_opened(link, event.channel, event.kind)
         elif isinstance(event, ChannelClosed):
+            self.audio.channel_closed(event.channel)
             if event.channel == DISPLAY_CHANNEL:
                 self.display_open = False
 
@@ -250,6 +275,8 @@ class Agent:
         with contextlib.suppress(Exception):
             self.loop.remove_reader(self.x.fileno())
         self.apps.terminate_all()
+        self.audio.stop()
+        self.usb.stop()
         if self.link is not None:
             self.link.drop()
         try:

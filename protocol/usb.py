@@ -1,0 +1,669 @@
+# The usb channel: USB/IP (the Linux kernel's protocol, docs.kernel.org
+# usb/usbip_protocol) carried byte-exact inside channel messages, plus the
+# three messages that announce, withdraw and report on shared devices.
+#
+# Why byte-exact USB/IP rather than a protocol of our own: the session side
+# must end in a real USB/IP peer (vhci-hcd through `usbip attach`, or Debian's
+# `usbip list`), so the agent only re-frames PDUs between its USB/IP socket
+# and the channel, and nothing is translated twice. Every PDU is checked here
+# structurally (version, command codes, directions, endpoint numbers, sizes
+# bounded before allocation, data length consistent with the header);
+# stateful checks (sequence numbers, connection ids, known devices) belong to
+# the two ends. Sans-IO: no sockets, no event loop.
+"""USB/IP PDUs (bounded codecs) and the usb channel's messages."""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
+
+from protocol.base import U8_MAX, U16_MAX, U32_MAX, ChannelKind, Message, Sender, check_int, check_str
+
+# -- USB/IP constants (kernel usbip_protocol.rst, tools/usb/usbip) ---------
+USBIP_VERSION = 0x0111
+USBIP_PORT = 3240
+OP_REQ_DEVLIST = 0x8005
+OP_REP_DEVLIST = 0x0005
+OP_REQ_IMPORT = 0x8003
+OP_REP_IMPORT = 0x0003
+ST_OK = 0
+ST_NA = 1  # "device not available" / generic failure in OP replies
+CMD_SUBMIT = 1
+CMD_UNLINK = 2
+RET_SUBMIT = 3
+RET_UNLINK = 4
+DIR_OUT = 0
+DIR_IN = 1
+PATH_SIZE = 256
+BUSID_SIZE = 32
+
+# -- limits -----------------------------------------------------------------
+# Largest URB data we carry: usb-storage's default max_sectors (240 x 512),
+# and the whole URB frame stays under half the 256 KiB default window.
+MAX_TRANSFER_BUFFER = 120 * 1024
+# ISO packet descriptors per URB (16 bytes each): bounds the descriptor table.
+MAX_ISO_PACKETS = 64
+# Interfaces per announced device: bNumInterfaces is a u8; real devices use few.
+MAX_INTERFACES = 32
+# USB endpoint numbers are 4 bits.
+MAX_ENDPOINT = 15
+# Devices one client may share into one session at once.
+MAX_DEVICES = 16
+# Concurrent USB/IP connections (importers/listers) per usb channel.
+MAX_CONNECTIONS = 16
+# URBs submitted and not yet returned, per USB/IP connection: bounds pending state.
+MAX_PENDING_URBS = 64
+# Bytes of human-readable text in DEVICE_STATUS.
+MAX_STATUS_TEXT = 256
+
+_COMMON = struct.Struct(">HHI")
+_DEVICE = struct.Struct(">256s32sIIIHHHBBBBBB")
+_INTERFACE = struct.Struct(">BBBx")
+_BASIC = struct.Struct(">IIIII")
+_CMD_SUBMIT = struct.Struct(">Iiiii8s")
+_RET_SUBMIT = struct.Struct(">iiiii8x")
+_UNLINK = struct.Struct(">I24x")
+_RET_UNLINK = struct.Struct(">i24x")
+_ISO = 16
+_U32 = struct.Struct(">I")
+URB_HEADER_SIZE = _BASIC.size + _CMD_SUBMIT.size  # 48
+OP_COMMON_SIZE = _COMMON.size  # 8
+DEVICE_SIZE = _DEVICE.size  # 312
+_BUSID_RE = re.compile(r"[A-Za-z0-9._:-]{1,31}")
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+
+
+def check_busid(busid: str) -> str:
+    """A USB/IP bus id: 1..31 ASCII characters of [A-Za-z0-9._:-]; else ValueError."""
+    if not isinstance(busid, str) or not _BUSID_RE.fullmatch(busid):
+        raise ValueError(f"bad bus id {busid!r}")
+    return busid
+
+
+def _cstring(raw: bytes, name: str) -> str:
+    """A NUL-padded ASCII field: text up to the first NUL, printable only."""
+    text = raw.split(b"\0", 1)[0]
+    if any(c < 0x20 or c > 0x7E for c in text):
+        raise ValueError(f"{name} is not printable ASCII")
+    return text.decode("ascii")
+
+
+def pack_op_common(code: int, status: int = ST_OK) -> bytes:
+    """The 8-byte header of every OP_* PDU."""
+    return _COMMON.pack(USBIP_VERSION, code, status)
+
+
+def parse_op_common(data: bytes) -> tuple[int, int]:
+    """(code, status) of an OP header; ValueError on a wrong version or length."""
+    if len(data) < _COMMON.size:
+        raise ValueError("OP header shorter than 8 bytes")
+    version, code, status = _COMMON.unpack_from(data)
+    if version != USBIP_VERSION:
+        raise ValueError(f"USB/IP version 0x{version:04x}, want 0x{USBIP_VERSION:04x}")
+    return code, status
+
+
+@dataclass(frozen=True)
+class UsbInterface:
+    """bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol of one interface."""
+
+    cls: int
+    subclass: int
+    protocol: int
+
+    def __post_init__(self) -> None:
+        for name in ("cls", "subclass", "protocol"):
+            check_int(name, getattr(self, name), 0, U8_MAX)
+
+
+@dataclass(frozen=True)
+class UsbDevice:
+    """struct usbip_usb_device (312 bytes) and its interfaces, as OP_REP_DEVLIST lists them."""
+
+    busid: str
+    id_vendor: int
+    id_product: int
+    interfaces: tuple[UsbInterface, ...]
+    path: str = ""
+    busnum: int = 1
+    devnum: int = 1
+    speed: int = 3  # USB_SPEED_HIGH
+    bcd_device: int = 0x0100
+    device_class: int = 0
+    device_subclass: int = 0
+    device_protocol: int = 0
+    configuration_value: int = 1
+    num_configurations: int = 1
+
+    def __post_init__(self) -> None:
+        check_busid(self.busid)
+        path = check_str("path", self.path)
+        if len(path) >= PATH_SIZE or any(ord(c) < 0x20 or ord(c) > 0x7E for c in path):
+            raise ValueError("path must be printable ASCII shorter than 256 bytes")
+        for name in ("busnum", "devnum", "speed"):
+            check_int(name, getattr(self, name), 0, U32_MAX)
+        for name in ("id_vendor", "id_product", "bcd_device"):
+            check_int(name, getattr(self, name), 0, U16_MAX)
+        for name in ("device_class", "device_subclass", "device_protocol", "configuration_value",
+                     "num_configurations"):  # fmt: skip
+            check_int(name, getattr(self, name), 0, U8_MAX)
+        if not isinstance(self.interfaces, tuple) or len(self.interfaces) > MAX_INTERFACES:
+            raise ValueError(f"at most {MAX_INTERFACES} interfaces")
+        if not all(isinstance(i, UsbInterface) for i in self.interfaces):
+            raise ValueError("interfaces must be UsbInterface")
+
+    @property
+    def vid_pid(self) -> str:
+        """"vvvv:pppp" in lower-case hex, as lsusb prints it."""
+        return f"{self.id_vendor:04x}:{self.id_product:04x}"
+
+    @property
+    def devid(self) -> int:
+        """The devid URB headers carry for this device: busnum << 16 | devnum."""
+        return (self.busnum << 16) | (self.devnum & 0xFFFF)
+
+    def classes(self) -> tuple[int, ...]:
+        """Every class the device presents: the device class if set, then each interface's."""
+        own = (self.device_class,) if self.device_class else ()
+        return own + tuple(i.cls for i in self.interfaces)
+
+    def pack(self, with_interfaces: bool = True) -> bytes:
+        """The 312-byte struct, followed by 4 bytes per interface when with_interfaces."""
+        head = _DEVICE.pack(self.path.encode("ascii"), self.busid.encode("ascii"), self.busnum, self.devnum,
+                            self.speed, self.id_vendor, self.id_product, self.bcd_device, self.device_class,
+                            self.device_subclass, self.device_protocol, self.configuration_value,
+                            self.num_configurations, len(self.interfaces))  # fmt: skip
+        if not with_interfaces:
+            return head
+        return head + b"".join(_INTERFACE.pack(i.cls, i.subclass, i.protocol) for i in self.interfaces)
+
+    @classmethod
+    def unpack(cls, data: bytes, with_interfaces: bool = True) -> Self:
+        """Parse exactly one device (plus its interfaces if with_interfaces); ValueError if invalid."""
+        if len(data) < _DEVICE.size:
+            raise ValueError("device record shorter than 312 bytes")
+        (path, busid, busnum, devnum, speed, vid, pid, bcd, dclass, dsub, dproto, conf, nconf,
+         nintf) = _DEVICE.unpack_from(data)  # fmt: skip
+        count = nintf if with_interfaces else 0
+        if nintf > MAX_INTERFACES:
+            raise ValueError(f"{nintf} interfaces exceed MAX_INTERFACES")
+        if len(data) != _DEVICE.size + count * _INTERFACE.size:
+            raise ValueError("device record length does not match bNumInterfaces")
+        interfaces = tuple(UsbInterface(*_INTERFACE.unpack_from(data, _DEVICE.size + n * _INTERFACE.size))
+                           for n in range(count))  # fmt: skip
+        device = cls(busid=_cstring(busid, "busid"), id_vendor=vid, id_product=pid, interfaces=interfaces,
+                     path=_cstring(path, "path"), busnum=busnum, devnum=devnum, speed=speed, bcd_device=bcd,
+                     device_class=dclass, device_subclass=dsub, device_protocol=dproto, configuration_value=conf,
+                     num_configurations=nconf)  # fmt: skip
+        if not with_interfaces and nintf:
+            # OP_REP_IMPORT carries the count but not the records.
+            object.__setattr__(device, "interfaces", tuple(UsbInterface(0, 0, 0) for _ in range(nintf)))
+        return device
+
+
+def pack_devlist_reply(devices: tuple[UsbDevice, ...] | list[UsbDevice]) -> bytes:
+    """A whole OP_REP_DEVLIST PDU."""
+    body = b"".join(d.pack() for d in devices)
+    return pack_op_common(OP_REP_DEVLIST) + _U32.pack(len(devices)) + body
+
+
+# -- URB PDUs -----------------------------------------------------------------
+def _check_basic(seqnum: int, devid: int, direction: int, ep: int) -> None:
+    check_int("seqnum", seqnum, 0, U32_MAX)
+    check_int("devid", devid, 0, U32_MAX)
+    check_int("direction", direction, DIR_OUT, DIR_IN)
+    check_int("ep", ep, 0, MAX_ENDPOINT)
+
+
+def _iso_count(number_of_packets: int) -> int:
+    """Descriptors that follow: number_of_packets, where 0 and -1 (0xffffffff) mean none."""
+    check_int("number_of_packets", number_of_packets, -1, MAX_ISO_PACKETS)
+    return max(0, number_of_packets)
+
+
+@dataclass(frozen=True)
+class CmdSubmit:
+    """USBIP_CMD_SUBMIT: a URB for the device (session -> client). OUT data travels with it."""
+
+    seqnum: int
+    devid: int
+    direction: int
+    ep: int
+    transfer_buffer_length: int
+    setup: bytes = bytes(8)
+    data: bytes = b""
+    transfer_flags: int = 0
+    start_frame: int = 0
+    number_of_packets: int = 0
+    interval: int = 0
+    iso: bytes = b""
+
+    def __post_init__(self) -> None:
+        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
+        check_int("transfer_flags", self.transfer_flags, 0, U32_MAX)
+        check_int("transfer_buffer_length", self.transfer_buffer_length, 0, MAX_TRANSFER_BUFFER)
+        check_int("start_frame", self.start_frame, _I32_MIN, _I32_MAX)
+        check_int("interval", self.interval, _I32_MIN, _I32_MAX)
+        if len(self.setup) != 8:
+            raise ValueError("setup must be 8 bytes")
+        want = self.transfer_buffer_length if self.direction == DIR_OUT else 0
+        if len(self.data) != want:
+            raise ValueError(f"CMD_SUBMIT carries {len(self.data)} data bytes, header says {want}")
+        if len(self.iso) != _iso_count(self.number_of_packets) * _ISO:
+            raise ValueError("iso descriptor bytes do not match number_of_packets")
+
+    def encode(self) -> bytes:
+        """The PDU bytes."""
+        return (_BASIC.pack(CMD_SUBMIT, self.seqnum, self.devid, self.direction, self.ep)
+                + _CMD_SUBMIT.pack(self.transfer_flags, self.transfer_buffer_length, self.start_frame,
+                                   self.number_of_packets, self.interval, bytes(self.setup))
+                + self.data + self.iso)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CmdUnlink:
+    """USBIP_CMD_UNLINK: cancel the pending CMD_SUBMIT `unlink_seqnum` (session -> client)."""
+
+    seqnum: int
+    devid: int
+    unlink_seqnum: int
+    direction: int = DIR_OUT
+    ep: int = 0
+
+    def __post_init__(self) -> None:
+        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
+        check_int("unlink_seqnum", self.unlink_seqnum, 0, U32_MAX)
+
+    def encode(self) -> bytes:
+        """The PDU bytes."""
+        return _BASIC.pack(CMD_UNLINK, self.seqnum, self.devid, self.direction, self.ep) + _UNLINK.pack(
+            self.unlink_seqnum)
+
+
+@dataclass(frozen=True)
+class RetSubmit:
+    """USBIP_RET_SUBMIT: a URB's result (client -> session). IN data travels with it."""
+
+    seqnum: int
+    status: int = 0
+    actual_length: int = 0
+    data: bytes = b""
+    devid: int = 0
+    direction: int = DIR_OUT
+    ep: int = 0
+    start_frame: int = 0
+    number_of_packets: int = 0
+    error_count: int = 0
+    iso: bytes = b""
+
+    def __post_init__(self) -> None:
+        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
+        check_int("status", self.status, _I32_MIN, _I32_MAX)
+        check_int("actual_length", self.actual_length, 0, MAX_TRANSFER_BUFFER)
+        check_int("start_frame", self.start_frame, _I32_MIN, _I32_MAX)
+        check_int("error_count", self.error_count, 0, MAX_ISO_PACKETS)
+        if len(self.data) not in (0, self.actual_length):
+            raise ValueError("RET_SUBMIT data must be empty (OUT) or actual_length bytes (IN)")
+        if len(self.iso) != _iso_count(self.number_of_packets) * _ISO:
+            raise ValueError("iso descriptor bytes do not match number_of_packets")
+
+    def encode(self) -> bytes:
+        """The PDU bytes."""
+        return (_BASIC.pack(RET_SUBMIT, self.seqnum, self.devid, self.direction, self.ep)
+                + _RET_SUBMIT.pack(self.status, self.actual_length, self.start_frame, self.number_of_packets,
+                                   self.error_count)
+                + self.data + self.iso)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RetUnlink:
+    """USBIP_RET_UNLINK: the result of a CMD_UNLINK (client -> session)."""
+
+    seqnum: int
+    status: int = 0
+    devid: int = 0
+    direction: int = DIR_OUT
+    ep: int = 0
+
+    def __post_init__(self) -> None:
+        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
+        check_int("status", self.status, _I32_MIN, _I32_MAX)
+
+    def encode(self) -> bytes:
+        """The PDU bytes."""
+        return _BASIC.pack(RET_UNLINK, self.seqnum, self.devid, self.direction, self.ep) + _RET_UNLINK.pack(
+            self.status)
+
+
+Command = CmdSubmit | CmdUnlink
+Return = RetSubmit | RetUnlink
+
+
+def command_length(header: bytes) -> int:
+    """Total PDU length of a command stream PDU given its 48-byte header; ValueError if invalid."""
+    if len(header) < URB_HEADER_SIZE:
+        raise ValueError("URB header shorter than 48 bytes")
+    command, _seq, _devid, direction, ep = _BASIC.unpack_from(header)
+    if command == CMD_UNLINK:
+        return URB_HEADER_SIZE
+    if command != CMD_SUBMIT:
+        raise ValueError(f"command {command} is not CMD_SUBMIT or CMD_UNLINK")
+    _flags, length, _start, packets, _interval, _setup = _CMD_SUBMIT.unpack_from(header, _BASIC.size)
+    check_int("direction", direction, DIR_OUT, DIR_IN)
+    check_int("transfer_buffer_length", length, 0, MAX_TRANSFER_BUFFER)
+    return URB_HEADER_SIZE + (length if direction == DIR_OUT else 0) + _iso_count(packets) * _ISO
+
+
+def return_length(header: bytes, direction: int) -> int:
+    """Total PDU length of a return PDU, given the direction of the URB it answers."""
+    if len(header) < URB_HEADER_SIZE:
+        raise ValueError("URB header shorter than 48 bytes")
+    command = _BASIC.unpack_from(header)[0]
+    if command == RET_UNLINK:
+        return URB_HEADER_SIZE
+    if command != RET_SUBMIT:
+        raise ValueError(f"command {command} is not RET_SUBMIT or RET_UNLINK")
+    _status, actual, _start, packets, _errors = _RET_SUBMIT.unpack_from(header, _BASIC.size)
+    check_int("actual_length", actual, 0, MAX_TRANSFER_BUFFER)
+    return URB_HEADER_SIZE + (actual if direction == DIR_IN else 0) + _iso_count(packets) * _ISO
+
+
+def parse_command(pdu: bytes) -> Command:
+    """Parse exactly one CMD_SUBMIT or CMD_UNLINK PDU; ValueError if invalid."""
+    if len(pdu) != command_length(pdu):
+        raise ValueError("command PDU length does not match its header")
+    command, seqnum, devid, direction, ep = _BASIC.unpack_from(pdu)
+    if command == CMD_UNLINK:
+        return CmdUnlink(seqnum, devid, _UNLINK.unpack_from(pdu, _BASIC.size)[0], direction, ep)
+    flags, length, start, packets, interval, setup = _CMD_SUBMIT.unpack_from(pdu, _BASIC.size)
+    data_end = URB_HEADER_SIZE + (length if direction == DIR_OUT else 0)
+    return CmdSubmit(seqnum, devid, direction, ep, length, setup, pdu[URB_HEADER_SIZE:data_end], flags, start,
+                     packets, interval, pdu[data_end:])  # fmt: skip
+
+
+def parse_return(pdu: bytes) -> Return:
+    """Parse exactly one RET_SUBMIT or RET_UNLINK PDU (data length taken from the PDU size)."""
+    if len(pdu) < URB_HEADER_SIZE:
+        raise ValueError("return PDU shorter than 48 bytes")
+    command, seqnum, devid, direction, ep = _BASIC.unpack_from(pdu)
+    if command == RET_UNLINK:
+        if len(pdu) != URB_HEADER_SIZE:
+            raise ValueError("RET_UNLINK must be 48 bytes")
+        return RetUnlink(seqnum, _RET_UNLINK.unpack_from(pdu, _BASIC.size)[0], devid, direction, ep)
+    if command != RET_SUBMIT:
+        raise ValueError(f"command {command} is not RET_SUBMIT or RET_UNLINK")
+    status, actual, start, packets, errors = _RET_SUBMIT.unpack_from(pdu, _BASIC.size)
+    iso_bytes = _iso_count(packets) * _ISO
+    data_end = len(pdu) - iso_bytes
+    if data_end < URB_HEADER_SIZE:
+        raise ValueError("RET_SUBMIT shorter than its iso descriptors")
+    return RetSubmit(seqnum, status, actual, pdu[URB_HEADER_SIZE:data_end], devid, direction, ep, start, packets,
+                     errors, pdu[data_end:])  # fmt: skip
+
+
+# -- usb channel messages ---------------------------------------------------------
+# Test vectors (tests/vectors/frames.json) describe nested values language-
+# neutrally: a device or PDU as a JSON object, bytes as hex. Messages accept
+# that form too, so one description builds and compares in every client.
+_PDU_CLASSES: dict[str, type[CmdSubmit | CmdUnlink | RetSubmit | RetUnlink]] = {
+    "CMD_SUBMIT": CmdSubmit, "CMD_UNLINK": CmdUnlink, "RET_SUBMIT": RetSubmit, "RET_UNLINK": RetUnlink,
+}  # fmt: skip
+
+
+def _as_device(value: object) -> UsbDevice:
+    if isinstance(value, dict):
+        fields = dict(value)
+        fields["interfaces"] = tuple(UsbInterface(*i) for i in fields.get("interfaces", ()))
+        return UsbDevice(**fields)
+    if not isinstance(value, UsbDevice):
+        raise ValueError("device must be a UsbDevice")
+    return value
+
+
+def _as_pdu(value: object) -> object:
+    if not isinstance(value, dict):
+        return value
+    fields = {k: bytes.fromhex(v) if k in ("data", "setup", "iso") else v for k, v in value.items()}
+    cls = _PDU_CLASSES.get(str(fields.pop("command", "")))
+    if cls is None:
+        raise ValueError("pdu needs a command: CMD_SUBMIT, CMD_UNLINK, RET_SUBMIT or RET_UNLINK")
+    return cls(**fields)
+
+
+def _conn_prefixed(payload: bytes, name: str) -> tuple[int, bytes]:
+    if len(payload) < _U32.size:
+        raise ValueError(f"{name} lacks its connection id")
+    return _U32.unpack_from(payload)[0], payload[_U32.size :]
+
+
+class UsbMessage(Message):
+    """Base of usb channel messages."""
+
+    KIND: ClassVar[ChannelKind | None] = ChannelKind.USB
+
+
+@dataclass(frozen=True)
+class DeviceAdd(UsbMessage):
+    """The client shares `device` (its OP_REP_DEVLIST record) into the session."""
+
+    TYPE: ClassVar[int] = 0x01
+    SENDER: ClassVar[Sender] = Sender.CLIENT
+    device: UsbDevice
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", _as_device(self.device))
+
+    def encode(self) -> bytes:
+        return self.device.pack()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        return cls(UsbDevice.unpack(payload))
+
+
+@dataclass(frozen=True)
+class DeviceRemove(UsbMessage):
+    """The client (or sessiond, enforcing policy) withdraws device `busid`."""
+
+    TYPE: ClassVar[int] = 0x02
+    SENDER: ClassVar[Sender] = Sender.CLIENT
+    busid: str
+
+    def __post_init__(self) -> None:
+        check_busid(self.busid)
+
+    def encode(self) -> bytes:
+        return self.busid.encode("ascii").ljust(BUSID_SIZE, b"\0")
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        if len(payload) != BUSID_SIZE:
+            raise ValueError("DEVICE_REMOVE payload must be 32 bytes")
+        return cls(_cstring(payload, "busid"))
+
+
+class DeviceState:
+    """Values of DEVICE_STATUS.status."""
+
+    OFFERED = 1  # listed in the session
+    REFUSED = 2  # not allowed by the server's policy; never offered
+    REVOKED = 3  # was offered; the policy changed and it is detached
+    REMOVED = 4  # withdrawn (by the client, or the session ended its use)
+    IMPORTED = 5  # a driver in the session imported it
+    ALL = (OFFERED, REFUSED, REVOKED, REMOVED, IMPORTED)
+
+
+@dataclass(frozen=True)
+class DeviceStatus(UsbMessage):
+    """What became of device `busid` (server -> client), with a reason for people."""
+
+    TYPE: ClassVar[int] = 0x03
+    SENDER: ClassVar[Sender] = Sender.SERVER
+    busid: str
+    status: int
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        check_busid(self.busid)
+        if self.status not in DeviceState.ALL:
+            raise ValueError(f"unknown device status {self.status}")
+        if len(check_str("text", self.text).encode("utf-8")) > MAX_STATUS_TEXT:
+            raise ValueError(f"text longer than {MAX_STATUS_TEXT} bytes")
+
+    def encode(self) -> bytes:
+        return self.busid.encode("ascii").ljust(BUSID_SIZE, b"\0") + bytes([self.status]) + self.text.encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        if len(payload) < BUSID_SIZE + 1:
+            raise ValueError("DEVICE_STATUS shorter than 33 bytes")
+        return cls(_cstring(payload[:BUSID_SIZE], "busid"), payload[BUSID_SIZE],
+                   payload[BUSID_SIZE + 1 :].decode("utf-8"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImportRequest(UsbMessage):
+    """USB/IP connection `conn` in the session sent OP_REQ_IMPORT for `busid` (server -> client)."""
+
+    TYPE: ClassVar[int] = 0x04
+    SENDER: ClassVar[Sender] = Sender.SERVER
+    conn: int
+    busid: str
+
+    def __post_init__(self) -> None:
+        check_int("conn", self.conn, 1, U32_MAX)
+        check_busid(self.busid)
+
+    def encode(self) -> bytes:
+        return _U32.pack(self.conn) + pack_op_common(OP_REQ_IMPORT) + self.busid.encode("ascii").ljust(
+            BUSID_SIZE, b"\0")
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        conn, pdu = _conn_prefixed(payload, "IMPORT_REQUEST")
+        if len(pdu) != OP_COMMON_SIZE + BUSID_SIZE or parse_op_common(pdu) != (OP_REQ_IMPORT, ST_OK):
+            raise ValueError("IMPORT_REQUEST must carry one OP_REQ_IMPORT")
+        return cls(conn, _cstring(pdu[OP_COMMON_SIZE:], "busid"))
+
+
+@dataclass(frozen=True)
+class ImportReply(UsbMessage):
+    """OP_REP_IMPORT for connection `conn` (client -> server): the device, or a failure status."""
+
+    TYPE: ClassVar[int] = 0x05
+    SENDER: ClassVar[Sender] = Sender.CLIENT
+    conn: int
+    status: int
+    device: UsbDevice | None = None
+
+    def __post_init__(self) -> None:
+        check_int("conn", self.conn, 1, U32_MAX)
+        check_int("status", self.status, 0, U32_MAX)
+        if self.device is not None:
+            object.__setattr__(self, "device", _as_device(self.device))
+        if (self.status == ST_OK) != (self.device is not None):
+            raise ValueError("a device goes with status 0, and only then")
+
+    def encode(self) -> bytes:
+        body = self.device.pack(with_interfaces=False) if self.device is not None else b""
+        return _U32.pack(self.conn) + pack_op_common(OP_REP_IMPORT, self.status) + body
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        conn, pdu = _conn_prefixed(payload, "IMPORT_REPLY")
+        code, status = parse_op_common(pdu)
+        if code != OP_REP_IMPORT:
+            raise ValueError("IMPORT_REPLY must carry one OP_REP_IMPORT")
+        if status != ST_OK:
+            if len(pdu) != OP_COMMON_SIZE:
+                raise ValueError("a failed OP_REP_IMPORT has no device")
+            return cls(conn, status)
+        return cls(conn, status, UsbDevice.unpack(pdu[OP_COMMON_SIZE:], with_interfaces=False))
+
+
+@dataclass(frozen=True)
+class UrbCommand(UsbMessage):
+    """A CMD_SUBMIT or CMD_UNLINK for connection `conn` (server -> client)."""
+
+    TYPE: ClassVar[int] = 0x06
+    SENDER: ClassVar[Sender] = Sender.SERVER
+    conn: int
+    pdu: CmdSubmit | CmdUnlink = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_int("conn", self.conn, 1, U32_MAX)
+        object.__setattr__(self, "pdu", _as_pdu(self.pdu))
+        if not isinstance(self.pdu, (CmdSubmit, CmdUnlink)):
+            raise ValueError("URB_COMMAND carries CMD_SUBMIT or CMD_UNLINK")
+
+    def encode(self) -> bytes:
+        return _U32.pack(self.conn) + self.pdu.encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        conn, pdu = _conn_prefixed(payload, "URB_COMMAND")
+        return cls(conn, parse_command(pdu))
+
+
+@dataclass(frozen=True)
+class UrbReturn(UsbMessage):
+    """A RET_SUBMIT or RET_UNLINK for connection `conn` (client -> server)."""
+
+    TYPE: ClassVar[int] = 0x07
+    SENDER: ClassVar[Sender] = Sender.CLIENT
+    conn: int
+    pdu: RetSubmit | RetUnlink = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_int("conn", self.conn, 1, U32_MAX)
+        object.__setattr__(self, "pdu", _as_pdu(self.pdu))
+        if not isinstance(self.pdu, (RetSubmit, RetUnlink)):
+            raise ValueError("URB_RETURN carries RET_SUBMIT or RET_UNLINK")
+
+    def encode(self) -> bytes:
+        return _U32.pack(self.conn) + self.pdu.encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        conn, pdu = _conn_prefixed(payload, "URB_RETURN")
+        return cls(conn, parse_return(pdu))
+
+
+@dataclass(frozen=True)
+class ConnClose(UsbMessage):
+    """USB/IP connection `conn` is over (either side; sessiond when it detaches a device)."""
+
+    TYPE: ClassVar[int] = 0x08
+    conn: int
+
+    def __post_init__(self) -> None:
+        check_int("conn", self.conn, 1, U32_MAX)
+
+    def encode(self) -> bytes:
+        return _U32.pack(self.conn)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        if len(payload) != _U32.size:
+            raise ValueError("CONN_CLOSE payload must be 4 bytes")
+        return cls(_U32.unpack(payload)[0])
+
+
+USB_MESSAGES: tuple[type[Message], ...] = (
+    DeviceAdd, DeviceRemove, DeviceStatus, ImportRequest, ImportReply, UrbCommand, UrbReturn, ConnClose,
+)  # fmt: skip
+USB_MESSAGE_NAMES: dict[type[Message], str] = {
+    DeviceAdd: "DEVICE_ADD", DeviceRemove: "DEVICE_REMOVE", DeviceStatus: "DEVICE_STATUS",
+    ImportRequest: "IMPORT_REQUEST", ImportReply: "IMPORT_REPLY", UrbCommand: "URB_COMMAND",
+    UrbReturn: "URB_RETURN", ConnClose: "CONN_CLOSE",
+}  # fmt: skip
