@@ -60,7 +60,7 @@ class AgentLink(FrameProtocol):
         elif isinstance(event, ChannelOpened) and not event.by_peer:
             session.link_channel_opened(event.channel)
         elif isinstance(event, ChannelClosed):
-            session.link_channel_closed(event.channel)
+            session.link_channel_closed(event.channel, event.code, event.message, by_agent=event.by_peer)
         elif isinstance(event, WindowUpdated):
             session.agent_granted(event.channel, event.increment)
 

@@ -308,6 +308,11 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self.conn.grant(channel, increment)
             self.flush()
 
+    def close_client_channel(self, channel: int, code: int, message: str) -> None:
+        if not self.conn.closed and channel in self.conn.open_channels():
+            self.conn.close_channel(channel, code, message)
+            self.flush()
+
     def notify(self, message: Message) -> None:
         self._send(message)
 

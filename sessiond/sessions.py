@@ -76,6 +76,9 @@ class ClientPeer:
     def take_over(self, reason: str) -> None:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def close_client_channel(self, channel: int, code: int, message: str) -> None:
+        raise NotImplementedError  # pragma: no cover - interface
+
 
 class Session:
     """One user's session: agent process, link, attached client, channels."""
@@ -397,8 +400,16 @@ class Session:
         if self.link is not None:
             self.link.flush()
 
-    def link_channel_closed(self, channel: int) -> None:
+    def link_channel_closed(self, channel: int, code: int = 0, message: str = "", by_agent: bool = False) -> None:
+        """The agent side of CHANNEL closed; if the agent closed it (audio
+        unavailable, a misbehaving usb peer), the client is told why."""
         self._link_open.discard(channel)
+        if by_agent and channel in self._client_channels:
+            self._client_channels.pop(channel, None)
+            self._pending.pop(channel, None)
+            self.usb.channel_closed(channel)
+            if self.client is not None:
+                self.client.close_client_channel(channel, code, message)
 
     def from_client(self, channel: int, message: Message) -> None:
         if self._client_channels.get(channel) is ChannelKind.USB and not self.usb.from_client(channel, message):

@@ -61,6 +61,9 @@ class RecorderClient:
     def take_over(self, reason: str) -> None:
         self.log.append(("client.take_over", reason))
 
+    def close_client_channel(self, channel: int, code: int, message: str) -> None:
+        self.log.append(("client.close", channel, code, message))
+
 
 @pytest.fixture()
 def session(tmp_path: object) -> tuple[Session, list[tuple[Any, ...]]]:
@@ -126,3 +129,16 @@ def test_pending_client_messages_are_bounded(session: tuple[Session, list[Any]],
         s.from_client(INPUT, Key(keysym=0x61 + n, down=True))
     s.link_channel_opened(INPUT)
     assert [entry[2].keysym for entry in log if entry[0] == "link.send"] == [0x61, 0x62, 0x63]
+
+
+def test_a_channel_the_agent_closes_is_closed_for_the_client_too(session: tuple[Session, list[Any]]) -> None:
+    s, log = session
+    s.attach(RecorderClient(log))  # type: ignore[arg-type]
+    s.client_channel_opened(DISPLAY, ChannelKind.DISPLAY)
+    s.link_channel_opened(DISPLAY)
+    log.clear()
+    s.link_channel_closed(DISPLAY, 20, "no display here", by_agent=True)
+    assert log == [("client.close", DISPLAY, 20, "no display here")]
+    log.clear()
+    s.link_channel_closed(DISPLAY, 0, "", by_agent=False)  # our own close being answered: nothing to tell
+    assert log == []
