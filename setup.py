@@ -24,7 +24,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sessiond = sessiond.cli:main",
-            "sessionctl = sessiond.ctl:main",
+            "sessionctl = sessiond.ctl:run",
             "svclient = client.cli:main",
         ],
     },

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
           f"--password-file {password_file} launch xterm")  # fmt: skip
     print("  stop with Ctrl-C", flush=True)
     overrides = {
-        "server": {"listen": f"127.0.0.1:{args.port}", "state_dir": state},
+        # Ctrl-C ends the demo's sessions too, so nothing keeps running.
+        "server": {"listen": f"127.0.0.1:{args.port}", "state_dir": state, "on_stop": "logoff"},
         "apps": {"directories": os.path.abspath(args.apps)},
     }  # fmt: skip
     return cli.run(None, overrides)
