@@ -17,9 +17,10 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
-	pulseaudio pulseaudio-utils
+	pulseaudio pulseaudio-utils \
+	chromium nodejs
 
-.PHONY: all install deps-debian venv demo test unit clean
+.PHONY: all install deps-debian venv demo test unit webtest clean
 
 all: install
 
@@ -53,8 +54,12 @@ demo: install
 
 # Tests run from the installed venv, with the checkout NOT on sys.path, so
 # they import the installed packages (tests/test_layout.py checks that).
-test: install
+test: install webtest
 	cd tests && SESSIOND_PREFIX=$(PREFIX) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The web client's JavaScript unit tests (node's built-in runner, no npm install).
+webtest:
+	node --test client/web/test/
 
 unit: install
 	cd tests && SESSIOND_PREFIX=$(PREFIX) $(VENV)/bin/pytest -p no:cacheprovider -m "not integration" $(PYTEST_ARGS)

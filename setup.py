@@ -20,6 +20,8 @@ setup(
         "apps",
         "client",
     ],
+    # The HTML5 client's files, served by sessiond (sessiond/web.py); its tests are not installed.
+    package_data={"client": ["web/*.html", "web/css/*.css", "web/js/*.js", "web/img/*.svg"]},
     install_requires=[line.strip() for line in open("requirements.txt") if line.strip() and not line.startswith("#")],
     entry_points={
         "console_scripts": [

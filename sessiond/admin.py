@@ -28,10 +28,20 @@ log = Logger()
 
 # Longest sessionctl request line; requests are tiny JSON objects.
 MAX_REQUEST_LINE = 64 * 1024
+# Ended sessions listed at most (newest first): the registry keeps history.
+MAX_LIST_ROWS = 100_000
 
 
 class AdminError(Exception):
-    """An admin request that cannot be carried out (unknown id, bad input)."""
+    """An admin request that cannot be carried out.
+
+    `code` is "unknown-id", "bad-request" or "refused" (valid but not
+    possible now, e.g. disconnecting a session that has no client).
+    """
+
+    def __init__(self, message: str, code: str = "bad-request") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AdminOps:
@@ -42,17 +52,22 @@ class AdminOps:
         self.registry = registry
         self.metrics = metrics
 
-    def list(self, user: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+    def list(self, user: str | None = None, state: str | None = None, include_ended: bool = False
+             ) -> list[dict[str, Any]]:  # fmt: skip
+        """Live sessions (from memory); with INCLUDE_ENDED also the ended
+        ones the registry remembers (newest first, at most MAX_LIST_ROWS)."""
         if state is not None and state not in {s.value for s in SessionState}:
             raise AdminError(f"unknown state {state!r} (one of: {', '.join(s.value for s in SessionState)})")
         now = time.time()
         rows = [s.describe(now) for s in self.supervisor.sessions.values()]
+        if include_ended or state == SessionState.ENDED.value:
+            rows += self.registry.ended_sessions(MAX_LIST_ROWS, user)
         return [r for r in rows if (user is None or r["user"] == user) and (state is None or r["state"] == state)]
 
     def _session(self, session_id: str) -> Any:
         session = self.supervisor.by_id(session_id)
         if session is None:
-            raise AdminError(f"no session with id {session_id!r} (see `sessionctl list`)")
+            raise AdminError(f"no session with id {session_id!r} (see `sessionctl list`)", "unknown-id")
         return session
 
     def show(self, session_id: str) -> dict[str, Any]:
@@ -62,7 +77,7 @@ class AdminOps:
         session = self._session(session_id)
         client = session.client
         if client is None:
-            raise AdminError(f"session {session_id} has no connected client")
+            raise AdminError(f"session {session_id} has no connected client", "refused")
         self.registry.audit("admin_disconnect", user=session.account.name, session=session.id, detail=actor)
         log.info("admin ({actor}) disconnects session {session}", actor=actor, session=session.id)
         session.detach(client)
@@ -108,20 +123,22 @@ class ControlProtocol(LineOnlyReceiver):
             if not isinstance(request, dict):
                 raise AdminError("request must be a JSON object")
             result = self._dispatch(request)
-        except (AdminError, ValueError) as exc:
-            self._answer({"ok": False, "error": str(exc)})
+        except AdminError as exc:
+            self._answer({"ok": False, "error": str(exc), "code": exc.code})
+            return
+        except ValueError as exc:
+            self._answer({"ok": False, "error": str(exc), "code": "bad-request"})
             return
         if hasattr(result, "addCallback"):
-            result.addCallbacks(lambda r: self._answer({"ok": True, "result": r}),
-                                lambda f: self._answer({"ok": False, "error": f.getErrorMessage()}))  # fmt: skip
+            result.addCallbacks(self._result, lambda f: self._answer({"ok": False, "error": f.getErrorMessage()}))
         else:
-            self._answer({"ok": True, "result": result})
+            self._result(result)
 
     def _dispatch(self, request: dict[str, Any]) -> Any:
         command = request.get("command")
         ops = self.ops
         if command == "list":
-            return ops.list(_opt_str(request, "user"), _opt_str(request, "state"))
+            return ops.list(_opt_str(request, "user"), _opt_str(request, "state"), request.get("all") is True)
         if command == "show":
             return ops.show(_req_str(request, "id"))
         if command == "disconnect":
@@ -137,6 +154,12 @@ class ControlProtocol(LineOnlyReceiver):
 
     def _answer(self, obj: dict[str, Any]) -> None:
         self.sendLine(json.dumps(obj).encode("utf-8"))
+
+    def _result(self, result: Any) -> None:
+        """Success: a status line, then the result as one compact JSON line
+        (sessionctl --json passes it through without re-encoding it)."""
+        self.sendLine(b'{"ok": true}')
+        self.sendLine(json.dumps(result, separators=(",", ":")).encode("utf-8"))
 
 
 def _opt_str(request: dict[str, Any], name: str) -> str | None:
@@ -218,7 +241,7 @@ class AdminResource(_Authed):
         args = {k.decode(): v[0].decode("utf-8", "replace") for k, v in request.args.items()}
         try:
             if parts == ["sessions"]:
-                return _json(request, self.ops.list(args.get("user"), args.get("state")))
+                return _json(request, self.ops.list(args.get("user"), args.get("state"), args.get("all") == "1"))
             if len(parts) == 2 and parts[0] == "sessions":
                 return _json(request, self.ops.show(parts[1]))
             if parts == ["audit"]:

@@ -127,7 +127,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "directories": ("/etc/sessiond/apps", _path_list),
         "terminal": ("xterm -e", _words),
         "launch_timeout": ("20", _float(1.0, 300.0)),
-        "end_session_with_last_app": ("false", _bool),
+        "end_session_with_last_app": ("true", _bool),
         "reload_interval": ("2", _float(0.1, 3600.0)),
         "icon_theme": ("Adwaita", str),
         "icon_dirs": ("/usr/local/share/icons:/usr/share/icons:/usr/share/pixmaps", _path_list),

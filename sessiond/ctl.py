@@ -13,11 +13,17 @@ import socket
 import sys
 from typing import Any
 
-from sessiond.config import ConfigError, load_config
+import configparser
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_DAEMON = 3
+# Where sessiond puts its control socket unless [admin] socket says otherwise
+# (the defaults of sessiond/config.py; read here without importing the
+# daemon's configuration module, which pulls in Twisted: sessionctl must
+# start fast).
+DEFAULT_RUNTIME_DIR = "/run/sessiond"
+CONTROL_SOCKET_NAME = "control.sock"
 # Largest answer accepted from sessiond (a listing of many sessions, an audit log).
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
@@ -30,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list sessions")
     lst.add_argument("--json", action="store_true")
     lst.add_argument("--user")
-    lst.add_argument("--state", help="starting, active, disconnected, ending")
+    lst.add_argument("--state", help="starting, active, disconnected, ending, ended")
+    lst.add_argument("--all", action="store_true", help="include ended sessions (history from the registry)")
     show = sub.add_parser("show", help="show one session")
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
@@ -42,6 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="ISO time (2026-11-26T10:00) or seconds since the epoch")
     audit.add_argument("--json", action="store_true")
     return parser
+
+
+def control_socket(config_path: str | None) -> str:
+    """The control socket named by CONFIG_PATH ([admin] socket, else
+    [server] runtime_dir/control.sock), or the default one."""
+    if config_path is None:
+        return os.path.join(DEFAULT_RUNTIME_DIR, CONTROL_SOCKET_NAME)
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0no-default")
+    with open(config_path, encoding="utf-8") as handle:
+        parser.read_file(handle, source=config_path)
+    socket_path = parser.get("admin", "socket", fallback="").strip()
+    if socket_path:
+        return os.path.abspath(socket_path)
+    runtime = parser.get("server", "runtime_dir", fallback="").strip() or DEFAULT_RUNTIME_DIR
+    return os.path.join(os.path.abspath(runtime), CONTROL_SOCKET_NAME)
 
 
 def parse_since(value: str | None) -> float:
@@ -60,23 +82,28 @@ def parse_since(value: str | None) -> float:
     return moment.timestamp()
 
 
-def request(path: str, obj: dict[str, Any]) -> Any:
+def request(path: str, obj: dict[str, Any]) -> bytes:
+    """Send one request; return the result as JSON text (raises RequestFailed)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(60)
         sock.connect(path)
         sock.sendall(json.dumps(obj).encode("utf-8") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > MAX_ANSWER_BYTES:
-                raise RuntimeError("answer too large")
-    answer = json.loads(data)
-    if not answer.get("ok"):
-        raise LookupError(answer.get("error", "request failed"))
-    return answer["result"]
+        reader = sock.makefile("rb")
+        status = json.loads(reader.readline(MAX_ANSWER_BYTES) or b'{"ok": false, "error": "no answer"}')
+        if not status.get("ok"):
+            raise RequestFailed(status.get("error", "request failed"), status.get("code", "refused"))
+        result = reader.readline(MAX_ANSWER_BYTES)
+        if not result.endswith(b"\n"):
+            raise RequestFailed("the answer was cut short or too large", "refused")
+        return result
+
+
+class RequestFailed(Exception):
+    """sessiond refused the request; `code` says why (unknown-id, bad-request, refused)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _time(value: float | None) -> str:
@@ -106,28 +133,30 @@ def main(argv: list[str] | None = None) -> int:
     path = args.socket
     if not path:
         try:
-            path = str(load_config(args.config).get("admin", "socket"))
-        except ConfigError as exc:
-            print(f"sessionctl: configuration error: {exc}", file=sys.stderr)
+            path = control_socket(args.config)
+        except (OSError, configparser.Error) as exc:
+            print(f"sessionctl: cannot read {args.config}: {exc}", file=sys.stderr)
             return EXIT_USAGE
     command: dict[str, Any] = {"command": args.command}
     if args.command == "list":
-        command.update(user=args.user, state=args.state)
+        command.update(user=args.user, state=args.state, all=args.all)
     elif args.command in ("show", "disconnect", "logoff"):
         command["id"] = args.id
     elif args.command == "audit":
         command["since"] = parse_since(args.since)
     try:
-        result = request(path, command)
+        raw = request(path, command)
     except (FileNotFoundError, ConnectionRefusedError):
         print(f"sessionctl: sessiond is not running (no control socket at {path})", file=sys.stderr)
         return EXIT_NO_DAEMON
-    except LookupError as exc:
+    except RequestFailed as exc:
         print(f"sessionctl: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if exc.code in ("unknown-id", "bad-request") else EXIT_FAILED
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=2))
-    elif args.command == "list":
+        sys.stdout.buffer.write(raw)  # sessiond's compact JSON, passed through
+        return 0
+    result = json.loads(raw)
+    if args.command == "list":
         print_sessions(result)
     elif args.command == "show":
         for key, value in result.items():

@@ -24,6 +24,7 @@ from sessiond.portmux import MuxFactory
 from sessiond.registry import Registry
 from sessiond.sessions import SessionSupervisor
 from sessiond.tls import certificate_fingerprint, ensure_host_certificate, server_context_factory
+from sessiond.web import install_web_client
 
 log = Logger()
 
@@ -64,7 +65,9 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
                     interval=float(config.get("apps", "reload_interval")),  # type: ignore[arg-type]
                     clock=reactor, on_reload=[factory.publisher.icons.clear]).setServiceParent(root)  # fmt: skip
     ops = AdminOps(supervisor, registry, metrics)
-    site = server.Site(web_root(ops, ensure_admin_token(str(config.get("admin", "token_file")))))
+    web = web_root(ops, ensure_admin_token(str(config.get("admin", "token_file"))))
+    install_web_client(web, factory, cert_path)  # /web/ and the /ws WebSocket (sessiond/web.py)
+    site = server.Site(web)
     site.displayTracebacks = False
     host, port = config.listen
     listener = internet.SSLServer(port, MuxFactory(factory, site), server_context_factory(key_path, cert_path),

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     ended REAL
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+CREATE INDEX IF NOT EXISTS sessions_state ON sessions(state, created);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -141,6 +142,24 @@ class Registry:
     def live_sessions(self) -> list[SessionRecord]:
         rows = self.db.execute("SELECT * FROM sessions WHERE state != 'ended' ORDER BY created").fetchall()
         return [_record(row) for row in rows]
+
+    def ended_sessions(self, limit: int, user: str | None = None) -> list[dict[str, Any]]:
+        """Ended sessions, newest first, as admin listing rows (a plain
+        tuple cursor and no dataclass per row: listings may be long)."""
+        query = ("SELECT id, user, state, apps, client_address, created, last_connect, last_disconnect, width, "
+                 "height, ended FROM sessions WHERE state = 'ended'" + (" AND user = ?" if user is not None else "")
+                 + " ORDER BY created DESC LIMIT ?")  # fmt: skip
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        params: tuple[Any, ...] = (user, limit) if user is not None else (limit,)
+        return [
+            {"id": sid, "user": name, "state": state, "apps": sorted(set(json.loads(apps).values())) if apps != "{}"
+             else [], "client_address": address, "started": created, "last_connect": connect,
+             "last_disconnect": disconnect, "idle_seconds": None, "memory_bytes": 0, "cpu_seconds": 0.0,
+             "width": width, "height": height, "agent_pid": None, "ended": ended}
+            for sid, name, state, apps, address, created, connect, disconnect, width, height, ended
+            in cursor.execute(query, params)
+        ]  # fmt: skip
 
     # -- audit ----------------------------------------------------------------------
     def audit(self, event: str, *, user: str = "", session: str = "", address: str = "", detail: str = "") -> None:

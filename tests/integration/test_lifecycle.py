@@ -174,7 +174,7 @@ def test_sessionctl_list_show_audit_and_errors(sessiond_server: Server, dave: Te
     table = sessionctl(sessiond_server, "list")
     assert table.returncode == 0 and str(row["id"]) in table.stdout and "MEMORY" in table.stdout
     unknown = sessionctl(sessiond_server, "show", "nope")
-    assert unknown.returncode == 1 and "no session with id 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "no session with id 'nope'" in unknown.stderr
     events = {e["event"] for e in json.loads(sessionctl(sessiond_server, "audit", "--json").stdout)}
     assert {"login", "connect", "reconnect", "launch", "disconnect"} <= events
     future = sessionctl(sessiond_server, "audit", "--since", "2999-01-01T00:00", "--json")
@@ -252,6 +252,9 @@ def test_user_logoff_ends_everything(sessiond_server: Server, erin: TestUser) ->
     assert processes_of(erin.name) == []
     again = svclient(sessiond_server, erin, "login")
     assert again.returncode == 0 and again.stdout.strip() != first
+    history = listing(sessiond_server, "--all", "--user", erin.name)
+    ended = [r for r in history if r["id"] == first]
+    assert len(ended) == 1 and ended[0]["state"] == "ended"
 
 
 def test_kill_9_sessiond_then_readopt(restartable: dict[str, object], dave: TestUser) -> None:

@@ -67,3 +67,12 @@ def test_overrides_apply_and_are_checked() -> None:
     assert config.listen == ("127.0.0.1", 5000)
     with pytest.raises(ConfigError, match="unknown setting"):
         load_config(None, {"server": {"nope": "1"}})
+
+
+def test_sessionctl_finds_the_same_control_socket_as_sessiond(tmp_path: object) -> None:
+    from sessiond.ctl import control_socket
+
+    assert control_socket(None) == load_config(None).get("admin", "socket")
+    for text in ("[server]\nruntime_dir = /run/x\n", "[admin]\nsocket = /run/y.sock\n", "[auth]\nmin_uid = 1000\n"):
+        path = write(tmp_path, text)
+        assert control_socket(path) == load_config(path).get("admin", "socket")

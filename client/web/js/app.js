@@ -1,0 +1,329 @@
+// The web client's pages and their flow: login, the launcher, the session
+// view, the status line, and reconnecting by itself after a network drop.
+//
+// Why this flow: a session outlives its connection, so losing the WebSocket
+// is not an error but a moment to reconnect with the single-use resume token
+// that the last AUTH_RESULT handed out. The token lives in sessionStorage
+// (this tab only, gone when the tab closes), never in a URL or a cookie, and
+// is replaced at every login. Everything that takes time shows in the status
+// line; everything that fails says what happened and what to do.
+
+import { SessionConnection } from './connection.js';
+import { Screen } from './display.js';
+import { InputBinding } from './input.js';
+import { Kind, Reason } from './protocol.js';
+
+const DISPLAY = 1;
+const INPUT = 2;
+// Icon size in CSS pixels, requested at the device's pixel ratio (servers serve 8..256).
+const ICON_CSS_PX = 48;
+const MAX_ICON_PX = 256;
+// Reconnect back-off: first retry quickly, then double up to a ceiling; give up after MAX_RECONNECTS.
+const RECONNECT_FIRST_MS = 300;
+const RECONNECT_MAX_MS = 8000;
+const MAX_RECONNECTS = 30;
+const STORE = { user: 'sessiond.user', token: 'sessiond.token', view: 'sessiond.view' };
+
+const $ = (id) => document.getElementById(id);
+const views = { login: $('login-view'), launcher: $('launcher-view'), session: $('session-view') };
+
+class WebClient {
+  constructor() {
+    this.conn = null;
+    this.apps = new Map();
+    this.requestId = 0;
+    this.launches = new Map();
+    this.reconnects = 0;
+    this.leaving = false;
+    this.authenticated = false;
+    this.method = '';
+    this.canvas = $('screen');
+    this.screen = null;
+    this.input = null;
+    this.firstFrameSeen = false;
+    $('login-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.login($('user').value.trim(), $('password').value);
+    });
+    $('show-apps').addEventListener('click', () => this.show('launcher'));
+    $('show-session').addEventListener('click', () => this.openSession());
+    $('logoff').addEventListener('click', () => this.logoff());
+    window.addEventListener('resize', () => this.fit());
+    this.canvas.addEventListener('desktopresize', () => this.fit());
+  }
+
+  start() {
+    const token = sessionStorage.getItem(STORE.token);
+    if (token) this.connect({ method: 'resume', user: sessionStorage.getItem(STORE.user) || '', token });
+    else this.showLogin('');
+  }
+
+  // -- views and status ------------------------------------------------------------
+  status(text, kind = '') {
+    const line = $('status');
+    line.textContent = text;
+    line.className = kind;
+  }
+
+  show(name) {
+    for (const [key, el] of Object.entries(views)) el.hidden = key !== name;
+    document.body.dataset.view = name;
+    $('show-apps').hidden = name !== 'session';
+    $('show-session').hidden = name !== 'launcher' || !this.conn?.isOpen(DISPLAY);
+    $('logoff').hidden = name === 'login';
+    if (name !== 'login') sessionStorage.setItem(STORE.view, name);
+    if (name === 'session') {
+      this.fit();
+      this.canvas.focus();
+    }
+  }
+
+  showLogin(error) {
+    this.show('login');
+    this.status(error ? 'Not logged in' : 'Please log in', error ? 'error' : '');
+    const box = $('login-error');
+    box.textContent = error;
+    box.hidden = !error;
+    $('login-button').disabled = false;
+    $('password').value = '';
+    $(sessionStorage.getItem(STORE.user) ? 'password' : 'user').focus();
+  }
+
+  /** Scale the canvas to the window, keeping its aspect ratio (the session's size is fixed at start). */
+  fit() {
+    const box = views.session.getBoundingClientRect();
+    const { width, height } = this.canvas;
+    if (!width || !height || !box.width || !box.height) return;
+    const scale = Math.min(box.width / width, box.height / height);
+    this.canvas.style.width = `${Math.floor(width * scale)}px`;
+    this.canvas.style.height = `${Math.floor(height * scale)}px`;
+  }
+
+  // -- connection --------------------------------------------------------------------
+  login(user, password) {
+    $('login-button').disabled = true;
+    sessionStorage.setItem(STORE.user, user);
+    sessionStorage.removeItem(STORE.view);
+    this.connect({ method: 'password', user, password });
+  }
+
+  connect(auth) {
+    this.method = auth.method;
+    this.authenticated = false;
+    this.status(this.reconnects ? 'Reconnecting…' : 'Connecting to the server…', 'busy');
+    const url = new URL('/ws', window.location.href);
+    url.protocol = url.protocol === 'http:' ? 'ws:' : 'wss:';
+    const conn = new SessionConnection(url.href, {
+      onOpen: () => {
+        this.status(auth.method === 'resume' ? 'Resuming your session…' : 'Logging in and starting your session…', 'busy');
+        conn.send(0, { name: 'AUTH', fields: auth });
+      },
+      onMessage: (channel, kind, message, cost) => this.onMessage(conn, channel, kind, message, cost),
+      onClose: (info) => this.onClose(conn, info),
+    });
+    this.conn = conn;
+    conn.connect();
+  }
+
+  onClose(conn, info) {
+    if (conn !== this.conn) return;
+    this.input?.releaseKeys();
+    if (this.leaving) {
+      this.leaving = false;
+      this.showLogin('');
+      this.status('Logged off');
+      return;
+    }
+    const fatal = [Reason.AUTH_FAILED, Reason.RATE_LIMITED, Reason.NOT_ENTITLED, Reason.SESSION_UNAVAILABLE];
+    if (info.byServer && fatal.includes(info.code)) return; // AUTH_RESULT already explained it
+    if (!sessionStorage.getItem(STORE.token)) {
+      this.showLogin(info.wasOpen ? `The connection ended: ${info.message || 'closed by the server'}.`
+        : `Cannot reach the server at ${window.location.host}. Check your network and try again.`);
+      return;
+    }
+    this.scheduleReconnect(info);
+  }
+
+  scheduleReconnect(info) {
+    if (this.reconnects >= MAX_RECONNECTS) {
+      this.showLogin(`Lost the connection to ${window.location.host} and could not get it back. Your session keeps running; log in to resume it.`);
+      return;
+    }
+    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** this.reconnects);
+    this.reconnects += 1;
+    const why = info.byServer && info.message ? info.message : 'connection lost';
+    this.status(`${why[0].toUpperCase()}${why.slice(1)}; reconnecting in ${(delay / 1000).toFixed(1)} s…`, 'busy');
+    setTimeout(() => {
+      const token = sessionStorage.getItem(STORE.token);
+      if (token) this.connect({ method: 'resume', user: sessionStorage.getItem(STORE.user) || '', token });
+      else this.showLogin('');
+    }, delay);
+  }
+
+  logoff() {
+    this.leaving = true;
+    sessionStorage.removeItem(STORE.token);
+    sessionStorage.removeItem(STORE.view);
+    this.status('Logging off…', 'busy');
+    if (!this.conn?.send(0, { name: 'LOGOFF', fields: {} })) this.conn?.drop();
+  }
+
+  // -- messages ------------------------------------------------------------------------
+  onMessage(conn, channel, kind, message, cost) {
+    if (conn !== this.conn) return;
+    if (kind === Kind.DISPLAY) {
+      this.screen.handle(message, () => conn.consumed(DISPLAY, cost));
+      return;
+    }
+    if (kind === Kind.INPUT) {
+      conn.consumed(INPUT, cost);
+      return;
+    }
+    const f = message.fields;
+    switch (message.name) {
+      case 'AUTH_RESULT':
+        this.onAuthResult(f);
+        break;
+      case 'APP_LIST':
+        this.showApps(f.apps);
+        break;
+      case 'ICON':
+        if (f.ok) this.setIcon(f.app, f.data);
+        break;
+      case 'LAUNCH_RESULT':
+        this.onLaunchResult(f);
+        break;
+      case 'CHANNEL_OPENED':
+        if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
+        break;
+      case 'CHANNEL_REFUSED':
+        if (f.channel === DISPLAY) this.status(`The session's display is unavailable: ${f.message}`, 'error');
+        break;
+      case 'ERROR':
+        this.status(f.message, 'error');
+        break;
+      default:
+        break;
+    }
+  }
+
+  onAuthResult(f) {
+    if (!f.ok) {
+      sessionStorage.removeItem(STORE.token);
+      const text = {
+        [Reason.AUTH_FAILED]: this.method === 'resume'
+          ? 'Your session is still running, but the automatic login expired; please log in again.'
+          : 'Wrong user name or password.',
+        [Reason.RATE_LIMITED]: 'Too many failed logins from this address; wait a minute and try again.',
+        [Reason.NOT_ENTITLED]: `This account may not use sessions: ${f.message}`,
+        [Reason.SESSION_UNAVAILABLE]: `Your session could not start: ${f.message}`,
+      }[f.code] || `Login refused: ${f.message}`;
+      this.showLogin(text);
+      return;
+    }
+    this.authenticated = true;
+    this.reconnects = 0;
+    if (f.resume_token) sessionStorage.setItem(STORE.token, f.resume_token);
+    sessionStorage.setItem(STORE.user, f.user);
+    this.status(`Logged in as ${f.user}`);
+    const lang = (navigator.language || '').replace('-', '_');
+    this.conn.send(0, { name: 'APP_LIST_REQUEST', fields: { locale: lang ? `${lang}.UTF-8` : '' } });
+    if (sessionStorage.getItem(STORE.view) === 'session') this.openSession();
+    else this.show('launcher');
+  }
+
+  showApps(apps) {
+    const list = $('apps');
+    list.replaceChildren();
+    this.apps.clear();
+    const size = Math.min(MAX_ICON_PX, Math.round(ICON_CSS_PX * (window.devicePixelRatio || 1)));
+    for (const app of apps) {
+      const item = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.title = app.comment;
+      button.dataset.app = app.id;
+      const icon = document.createElement('span');
+      icon.className = 'placeholder';
+      const name = document.createElement('span');
+      name.textContent = app.name;
+      button.append(icon, name);
+      button.addEventListener('click', () => this.launch(app));
+      item.append(button);
+      list.append(item);
+      this.apps.set(app.id, { app, button });
+      if (app.icon) {
+        this.requestId += 1;
+        this.conn.send(0, { name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
+      }
+    }
+    $('launcher-error').hidden = apps.length > 0;
+    $('launcher-error').textContent = apps.length ? '' : 'No applications are published to you.';
+  }
+
+  setIcon(appId, base64) {
+    const entry = this.apps.get(appId);
+    if (!entry) return;
+    const img = document.createElement('img');
+    img.alt = '';
+    img.src = `data:image/png;base64,${base64}`;
+    entry.button.firstChild.replaceWith(img);
+  }
+
+  launch(app) {
+    this.requestId += 1;
+    this.launches.set(this.requestId, app);
+    $('launcher-error').hidden = true;
+    this.status(`Launching ${app.name}…`, 'busy');
+    this.conn.send(0, { name: 'LAUNCH', fields: { request: this.requestId, app: app.id, args: [] } });
+  }
+
+  onLaunchResult(f) {
+    const app = this.launches.get(f.request);
+    this.launches.delete(f.request);
+    const name = app ? app.name : 'the application';
+    if (f.ok) {
+      this.status(`${name} is running`);
+      this.openSession();
+      return;
+    }
+    const text = {
+      [Reason.NOT_ENTITLED]: `You are not allowed to start ${name}.`,
+      [Reason.UNKNOWN_APP]: `${name} is no longer published; reload the page for the current list.`,
+    }[f.code] || `${name} could not start: ${f.message}`;
+    this.status(text, 'error');
+    const box = $('launcher-error');
+    box.textContent = text;
+    box.hidden = false;
+    this.show('launcher');
+  }
+
+  openSession() {
+    if (!this.conn.isOpen(DISPLAY)) {
+      this.firstFrameSeen = false;
+      this.screen = new Screen(this.canvas, {
+        onFrame: (seq) => this.onFrame(seq),
+        onError: (text) => this.status(text, 'error'),
+      });
+      this.input?.detach();
+      const conn = this.conn;
+      this.input = new InputBinding(this.canvas, (message) => conn.send(INPUT, message));
+      this.status('Opening the session display…', 'busy');
+      conn.openChannel(DISPLAY, Kind.DISPLAY);
+      conn.openChannel(INPUT, Kind.INPUT);
+    }
+    this.show('session');
+  }
+
+  onFrame(seq) {
+    this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });
+    this.canvas.dataset.frames = String(this.screen.frames);
+    if (!this.firstFrameSeen) {
+      this.firstFrameSeen = true;
+      this.canvas.dataset.firstFrameMs = String(Math.round(performance.now()));
+      this.status(`Connected as ${sessionStorage.getItem(STORE.user)}`);
+    }
+  }
+}
+
+new WebClient().start();

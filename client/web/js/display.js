@@ -1,0 +1,105 @@
+// The session's screen on a canvas: DESKTOP_SIZE, REGION (RAW_LZ4, PNG,
+// JPEG, FILL) and FRAME_END, drawn strictly in arrival order.
+//
+// Why a promise chain: PNG and JPEG decode asynchronously (createImageBitmap,
+// off the main thread), but a later region may cover an earlier one, so
+// decoding starts at once while drawing waits its turn. A frame is
+// acknowledged (FRAME_ACK) only once all its regions are on the canvas, and
+// the credit of each message is returned only once it is drawn: both are
+// what pace the server to what this browser can really show.
+
+import { Encoding } from './protocol.js';
+import { decompressSized } from './lz4.js';
+
+const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
+
+export class Screen {
+  /**
+   * @param {HTMLCanvasElement} canvas
+   * @param {{onFrame(seq: number): void, onError(message: string): void}} hooks
+   */
+  constructor(canvas, hooks) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d', { alpha: false });
+    this.hooks = hooks;
+    this.chain = Promise.resolve();
+    this.width = 0;
+    this.height = 0;
+    this.frames = 0;
+    this.failed = false;
+  }
+
+  /** Queue a display message; `done` runs once it has been applied (for credit). */
+  handle(message, done) {
+    const f = message.fields;
+    switch (message.name) {
+      case 'DESKTOP_SIZE':
+        this.then(() => this.resize(f.width, f.height), done);
+        break;
+      case 'REGION':
+        this.region(f, done);
+        break;
+      case 'FRAME_END':
+        this.then(() => {
+          this.frames += 1;
+          this.hooks.onFrame(f.seq);
+        }, done);
+        break;
+      default:
+        done();
+    }
+  }
+
+  then(step, done) {
+    this.chain = this.chain.then(step).catch((error) => this.fail(error)).finally(done);
+  }
+
+  fail(error) {
+    if (!this.failed) {
+      this.failed = true;
+      this.hooks.onError(`could not draw the session's screen: ${error.message || error}`);
+    }
+  }
+
+  resize(width, height) {
+    if (this.width === width && this.height === height) return;
+    this.width = width;
+    this.height = height;
+    this.canvas.width = width;
+    this.canvas.height = height;
+    this.ctx = this.canvas.getContext('2d', { alpha: false });
+    this.canvas.dispatchEvent(new Event('desktopresize'));
+  }
+
+  region(f, done) {
+    const { x, y, w, h, encoding, data } = f;
+    if (encoding === Encoding.FILL) {
+      this.then(() => {
+        this.ctx.fillStyle = `rgb(${data[0]}, ${data[1]}, ${data[2]})`;
+        this.ctx.fillRect(x, y, w, h);
+      }, done);
+    } else if (encoding === Encoding.RAW_LZ4) {
+      this.then(() => {
+        const rgb = decompressSized(data, w * h * 3);
+        const image = this.ctx.createImageData(w, h);
+        const rgba = image.data;
+        for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+          rgba[j] = rgb[i];
+          rgba[j + 1] = rgb[i + 1];
+          rgba[j + 2] = rgb[i + 2];
+          rgba[j + 3] = 255;
+        }
+        this.ctx.putImageData(image, x, y);
+      }, done);
+    } else {
+      // Copy out of the WebSocket buffer, then decode in parallel with earlier draws.
+      const decoded = createImageBitmap(new Blob([data.slice()], { type: MIME[encoding] }));
+      decoded.catch(() => {}); // reported through the chain, in order
+      this.then(async () => {
+        const bitmap = await decoded;
+        this.ctx.drawImage(bitmap, x, y, w, h);
+        bitmap.close();
+      }, done);
+    }
+  }
+}

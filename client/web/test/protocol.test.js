@@ -1,0 +1,101 @@
+// The JavaScript frame codec against the shared vectors (tests/vectors/frames.json):
+// every valid control, display and input message must encode to exactly its
+// payload and frame bytes and decode back to its fields; malformed display and
+// control payloads from the invalid streams must be refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  FrameDecoder, Kind, ProtocolError, decodeMessage, encodeFrame, encodeMessage, HEADER_SIZE,
+} from '../js/protocol.js';
+
+const VECTORS = JSON.parse(readFileSync(fileURLToPath(new URL('../../../tests/vectors/frames.json', import.meta.url)), 'utf8'));
+// Kinds the web client speaks (audio and USB are not in the browser yet).
+const WEB_KINDS = new Set([Kind.CONTROL, Kind.DISPLAY, Kind.INPUT]);
+const valid = VECTORS.filter((v) => v.message && WEB_KINDS.has(v.kind));
+
+const hex = (s) => Uint8Array.from(s.match(/../g) || [], (b) => parseInt(b, 16));
+const toHex = (bytes) => Buffer.from(bytes).toString('hex');
+
+function fieldsFromVector(vector) {
+  const fields = { ...vector.message.fields };
+  if (vector.message.name === 'REGION') fields.data = hex(fields.data);
+  return fields;
+}
+
+function comparable(fields) {
+  const out = { ...fields };
+  if (out.data instanceof Uint8Array) out.data = toHex(out.data);
+  return out;
+}
+
+test('the vectors cover every web message type', () => {
+  const names = new Set(valid.map((v) => v.message.name));
+  for (const name of ['HELLO', 'AUTH', 'AUTH_RESULT', 'APP_LIST', 'ICON', 'LAUNCH', 'REGION', 'FRAME_END',
+    'FRAME_ACK', 'KEY', 'POINTER', 'BUTTON', 'WHEEL', 'WINDOW_UPDATE', 'CLOSE']) {
+    assert.ok(names.has(name), `no vector for ${name}`);
+  }
+  assert.ok(valid.length >= 40, `only ${valid.length} vectors`);
+});
+
+for (const vector of valid) {
+  test(`encode ${vector.name}`, () => {
+    const [type, payload] = encodeMessage({ name: vector.message.name, fields: fieldsFromVector(vector) });
+    assert.equal(type, vector.type);
+    assert.equal(toHex(payload), vector.payload_hex);
+    assert.equal(toHex(encodeFrame(vector.channel, type, payload)), vector.frame_hex);
+  });
+
+  test(`decode ${vector.name}`, () => {
+    const [frame] = new FrameDecoder().push(hex(vector.frame_hex));
+    assert.equal(frame.channel, vector.channel);
+    assert.equal(frame.type, vector.type);
+    const message = decodeMessage(vector.kind, frame.type, frame.payload);
+    assert.equal(message.name, vector.message.name);
+    assert.deepEqual(comparable(message.fields), vector.message.fields);
+  });
+}
+
+test('frames split one byte at a time decode the same', () => {
+  const stream = hex(valid.map((v) => v.frame_hex).join(''));
+  const decoder = new FrameDecoder();
+  const frames = [];
+  for (const byte of stream) frames.push(...decoder.push(Uint8Array.of(byte)));
+  assert.equal(frames.length, valid.length);
+  frames.forEach((f, i) => assert.equal(toHex(f.payload), valid[i].payload_hex));
+  assert.equal(decoder.buffered, 0);
+});
+
+test('an oversize header is refused before its payload arrives', () => {
+  const vector = VECTORS.find((v) => v.name === 'oversize_frame_header_only');
+  const decoder = new FrameDecoder();
+  assert.throws(() => decoder.push(hex(vector.bytes_hex)), (e) => e instanceof ProtocolError && e.code === vector.expect_code);
+  const control = hex('0001000100000d00'); // 65537 bytes announced on channel 0
+  assert.throws(() => new FrameDecoder().push(control), (e) => e.code === 5);
+  assert.throws(() => new FrameDecoder().push(hex('0000000001000100')), (e) => e.code === 6); // channel 256
+});
+
+// Invalid streams whose last frame is a malformed display or control payload:
+// decoding that frame must fail with the vector's code.
+const PAYLOAD_CASES = ['region_zero_width', 'region_unknown_encoding', 'region_fill_wrong_length', 'region_too_large',
+  'region_lz4_size_mismatch', 'desktop_size_wrong_length', 'unknown_display_type', 'bad_json', 'json_not_object',
+  'json_bool_as_int', 'json_missing_field', 'json_invalid_utf8', 'unknown_control_type', 'window_update_zero',
+  'window_update_wrong_size'];
+for (const name of PAYLOAD_CASES) {
+  test(`refuses ${name}`, () => {
+    const vector = VECTORS.find((v) => v.name === name);
+    assert.ok(vector, `vector ${name} missing`);
+    const frames = new FrameDecoder().push(hex(vector.bytes_hex));
+    const last = frames[frames.length - 1];
+    const kind = last.channel === 0 ? Kind.CONTROL : last.channel === 1 ? Kind.DISPLAY : Kind.INPUT;
+    assert.throws(() => decodeMessage(kind, last.type, last.payload),
+      (e) => e instanceof ProtocolError && e.code === vector.expect_code, `${name}`);
+  });
+}
+
+test('the header is 8 bytes, big-endian', () => {
+  const frame = encodeFrame(2, 1, Uint8Array.of(0, 0, 0xff, 0x0d, 1));
+  assert.equal(HEADER_SIZE, 8);
+  assert.equal(toHex(frame), '00000005000201000000ff0d01');
+});

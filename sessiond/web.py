@@ -1,0 +1,267 @@
+# The HTTPS side for the HTML5 client: its static files with security
+# headers, and the WebSocket endpoint that carries the native protocol.
+#
+# Why this shape: browsers cannot choose the ALPN id "sessiond/1", so they land
+# on the HTTP/1.1 side of the shared TLS port (sessiond/portmux.py). There the
+# WebSocket at /ws carries exactly the frames of docs/protocol.md in binary
+# messages, and each WebSocket gets the very same gateway ClientHandler as a
+# native TLS connection, through WebSocketStream, an adapter that looks like a
+# byte transport (write = one binary message of whole frames). Login, rate
+# limits, entitlements and the channel relay are therefore shared, not
+# re-implemented. The static files are read once at start (a closed set of
+# names, so no path from a URL ever reaches the file system).
+"""Web client resources: static files, security headers, the /ws bridge."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from twisted.internet import address, interfaces, protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource
+from twisted.web.websocket import WebSocketResource, WebSocketTransport
+from wsproto.utilities import LocalProtocolError
+from zope.interface import implementer
+
+log = Logger()
+
+# Directory of the installed web client (client/web, next to client/__init__.py).
+WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "client", "web")
+# What we serve, by extension; anything else in client/web (tests, package.json) is not served.
+CONTENT_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+    ".svg": b"image/svg+xml",
+    ".png": b"image/png",
+    ".ico": b"image/x-icon",
+}
+# Subdirectories of client/web that are never served.
+PRIVATE_DIRS = frozenset({"test", "node_modules"})
+# Largest static file we load; the client is a few small modules.
+MAX_STATIC_FILE = 1024 * 1024
+# Scripts and styles only from our origin (no inline script); icons arrive as data: URLs;
+# the WebSocket goes to our own origin; nobody may frame us.
+CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+# HSTS lifetime when a CA-issued certificate is configured (one year).
+HSTS = b"max-age=31536000"
+INDEX = "index.html"
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    """One file of the web client, read at start."""
+
+    body: bytes
+    content_type: bytes
+    no_store: bool
+
+
+def load_static(directory: str = WEB_DIR) -> dict[str, StaticFile]:
+    """Read the servable files under DIRECTORY into {url path: StaticFile}."""
+    files: dict[str, StaticFile] = {}
+    for base, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in PRIVATE_DIRS and not d.startswith("."))
+        for name in sorted(names):
+            content_type = CONTENT_TYPES.get(os.path.splitext(name)[1])
+            path = os.path.join(base, name)
+            if content_type is None or os.path.getsize(path) > MAX_STATIC_FILE:
+                continue
+            with open(path, "rb") as handle:
+                body = handle.read()
+            rel = os.path.relpath(path, directory).replace(os.sep, "/")
+            files[rel] = StaticFile(body, content_type, no_store=rel == INDEX)
+    return files
+
+
+def is_self_signed(cert_path: str) -> bool:
+    """True if the certificate at CERT_PATH is its own issuer (sessiond's generated one)."""
+    with open(cert_path, "rb") as handle:
+        cert = x509.load_pem_x509_certificate(handle.read())
+    return cert.issuer == cert.subject
+
+
+def set_security_headers(request: Any, hsts: bool) -> None:
+    """Headers on every web client response."""
+    request.setHeader(b"content-security-policy", CSP)
+    request.setHeader(b"x-frame-options", b"DENY")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    request.setHeader(b"referrer-policy", b"no-referrer")
+    request.setHeader(b"cross-origin-opener-policy", b"same-origin")
+    if hsts:
+        request.setHeader(b"strict-transport-security", HSTS)
+
+
+class WebClientResource(resource.Resource):
+    """/web/...: the client's files from memory; /web/ is the single-page app."""
+
+    isLeaf = True
+
+    def __init__(self, files: dict[str, StaticFile], hsts: bool) -> None:
+        super().__init__()
+        self.files = files
+        self.hsts = hsts
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802 - twisted.web name
+        set_security_headers(request, self.hsts)
+        rel = "/".join(p.decode("utf-8", "replace") for p in request.postpath) or INDEX
+        found = self.files.get(rel)
+        if found is None:
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"not found\n"
+        request.setHeader(b"content-type", found.content_type)
+        # The login page is never stored; the modules are revalidated so an upgrade shows at once.
+        request.setHeader(b"cache-control", b"no-store" if found.no_store else b"no-cache")
+        return found.body
+
+    render_HEAD = render_GET
+
+
+class RedirectToClient(resource.Resource):
+    """/ sends browsers to the web client."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802
+        request.setResponseCode(302)
+        request.setHeader(b"location", b"/web/")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"see /web/\n"
+
+
+def same_origin(request: Any) -> bool:
+    """True unless the request carries an Origin that is not this server (cross-site WebSocket hijacking)."""
+    origin = request.getHeader(b"origin")
+    if origin is None:
+        return True  # not a browser; it authenticates like any native client
+    host = (request.getHeader(b"host") or b"").decode("latin-1").lower()
+    parts = urlsplit(origin.decode("latin-1"))
+    return parts.scheme == "https" and parts.netloc.lower() == host
+
+
+@implementer(interfaces.ITransport, interfaces.IConsumer)
+class WebSocketStream:
+    """What ClientHandler sees as its transport: bytes out become binary messages."""
+
+    def __init__(self, ws: WebSocketTransport, underlying: Any) -> None:
+        self.ws = ws
+        self.underlying = underlying  # the TLS transport, for addresses and back-pressure
+        self.disconnecting = False
+
+    def write(self, data: bytes) -> None:
+        # FrameProtocol writes only whole frames: one message per write.
+        if data and not self.disconnecting:
+            try:
+                self.ws.sendBytesMessage(data)
+            except LocalProtocolError:
+                # The browser's close arrived first; the TCP connection goes next.
+                # Raising here would unwind into the session relay (and the agent link).
+                self.disconnecting = True
+
+    def writeSequence(self, data: list[bytes]) -> None:  # noqa: N802 - Twisted name
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:  # noqa: N802
+        if not self.disconnecting:
+            self.disconnecting = True
+            self.ws.loseConnection()
+
+    def abortConnection(self) -> None:  # noqa: N802
+        self.disconnecting = True
+        self.underlying.abortConnection()
+
+    def getPeer(self) -> address.IAddress:  # noqa: N802
+        return self.underlying.getPeer()  # type: ignore[no-any-return]
+
+    def getHost(self) -> address.IAddress:  # noqa: N802
+        return self.underlying.getHost()  # type: ignore[no-any-return]
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        # The HTTP channel that carried the upgrade is still registered on the
+        # TLS transport; it reads nothing more, so the session's handler takes its place.
+        self.underlying.unregisterProducer()
+        self.ws.attachProducer(producer)
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        self.ws.detachProducer()
+
+
+class WebSocketBridge:
+    """One browser WebSocket driving one gateway ClientHandler."""
+
+    def __init__(self, handler: protocol.Protocol, request: Any) -> None:
+        self.handler = handler
+        self.request = request
+        self.ws: WebSocketTransport | None = None
+
+    def negotiationStarted(self, transport: WebSocketTransport) -> None:  # noqa: N802 - Twisted name
+        self.ws = transport
+
+    def negotiationFinished(self) -> None:  # noqa: N802
+        channel = self.request.channel
+        channel.setTimeout(None)  # the HTTP idle timeout must not cut a live session
+        if self.ws is not None:
+            self.handler.makeConnection(WebSocketStream(self.ws, channel.transport))  # type: ignore[arg-type]
+
+    def bytesMessageReceived(self, data: bytes | bytearray) -> None:  # noqa: N802
+        self.handler.dataReceived(bytes(data))
+
+    def textMessageReceived(self, message: str) -> None:  # noqa: N802
+        log.warn("text message on the sessiond WebSocket; closing (the protocol is binary)")
+        if self.ws is not None:
+            self.ws.loseConnection(1003)
+
+    def pongReceived(self, payload: bytes) -> None:  # noqa: N802
+        """Pongs are not used."""
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+        if self.handler.transport is not None:
+            self.handler.connectionLost(reason)
+
+
+class BridgeFactory:
+    """Builds a WebSocketBridge around a new gateway ClientHandler per WebSocket."""
+
+    def __init__(self, gateway: protocol.Factory) -> None:
+        self.gateway = gateway
+
+    def buildProtocol(self, request: Any) -> WebSocketBridge:  # noqa: N802
+        peer = request.channel.transport.getPeer()
+        handler = self.gateway.buildProtocol(peer)
+        if handler is None:
+            raise RuntimeError("the gateway refused the connection")
+        return WebSocketBridge(handler, request)
+
+
+class SessionSocketResource(WebSocketResource):
+    """/ws: the WebSocket endpoint; refuses cross-origin upgrades."""
+
+    def __init__(self, gateway: protocol.Factory, hsts: bool) -> None:
+        super().__init__(BridgeFactory(gateway))  # type: ignore[arg-type]
+        self.hsts = hsts
+
+    def render_GET(self, request: Any) -> bytes | int:  # noqa: N802
+        if not same_origin(request):
+            log.warn("refused a WebSocket from origin {origin}", origin=request.getHeader(b"origin"))
+            request.setResponseCode(403)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"cross-origin WebSocket refused\n"
+        return super().render_GET(request)
+
+
+def install_web_client(root: resource.Resource, gateway: protocol.Factory, cert_path: str,
+                       directory: str = WEB_DIR) -> None:  # fmt: skip
+    """Mount /, /web/ and /ws on ROOT (the Site root that also serves /admin and /metrics)."""
+    hsts = not is_self_signed(cert_path)
+    root.putChild(b"", RedirectToClient())
+    root.putChild(b"web", WebClientResource(load_static(directory), hsts))
+    root.putChild(b"ws", SessionSocketResource(gateway, hsts))
