@@ -204,8 +204,9 @@ class Bench:
         starters = [self.users.create(f"{USER_PREFIX}start-{i}") for i in range(args.startup_runs)]
         typist = self.users.create(f"{USER_PREFIX}echo")
         scroller = self.users.create(f"{USER_PREFIX}redraw")
+        display = {"frames_in_flight": args.frames_in_flight} if args.frames_in_flight else None
         self.server = await spine_server.start_sessiond(reactor, self.tmp, *SCREEN,
-                                                         [os.path.join(REPO, "conf", "apps"), apps])  # fmt: skip
+                                                         [os.path.join(REPO, "conf", "apps"), apps], display)  # fmt: skip
         host, port = self.server.host, self.server.port
         print(f"sessiond on {host}:{port}; start-up x{len(starters)} ...", file=sys.stderr, flush=True)
         startup = [
@@ -255,13 +256,14 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def header(load: float) -> str:
+def header(load: float, frames_in_flight: int | None = None) -> str:
     """Machine, date and load: other work on the machine skews every
     figure, so the report says how busy it was when the bench started."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"sessiond spine benchmark, {now}; nproc {os.cpu_count()}; {platform.machine()} "
             f"{platform.release()}; Python {platform.python_version()}; screen {SCREEN[0]}x{SCREEN[1]}, "
-            f"xterm {XTERM_ARGS[-1]}; load average at start {load:.2f}")  # fmt: skip
+            f"xterm {XTERM_ARGS[-1]}; load average at start {load:.2f}"
+            + (f"; frames_in_flight = {frames_in_flight} (not the default)" if frames_in_flight else ""))  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -271,6 +273,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redraw-seconds", type=float, default=DEFAULT_REDRAW_SECONDS)
     parser.add_argument("--save-screens", metavar="DIR", help="save the client's screen after the echo and "
                         "redraw workloads as PNG files in DIR (to check what was measured)")  # fmt: skip
+    parser.add_argument("--frames-in-flight", type=int, metavar="N", help="sessiond's [display] frames_in_flight "
+                        "for this run (default: the installed default); the header says when it is set")  # fmt: skip
     args = parser.parse_args(argv)
     if args.startup_runs < 1 or args.keystrokes < 2 or args.redraw_seconds <= 0:
         parser.error("--startup-runs >= 1, --keystrokes >= 2 and --redraw-seconds > 0 are required")
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(bench.cleanup()))
         try:
             table = await bench.run()
-            print(header(load))
+            print(header(load, args.frames_in_flight))
             print(table)
         except Exception as exc:  # noqa: BLE001 - one line, then the server log
             traceback.print_exc()

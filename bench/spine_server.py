@@ -111,8 +111,10 @@ class BenchServer:
             pass
 
 
-def write_config(tmp: str, width: int, height: int, app_dirs: list[str]) -> tuple[str, str]:
-    """Write the bench sessiond.conf; returns (config path, runtime dir)."""
+def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
+                 display: dict[str, int] | None = None) -> tuple[str, str]:  # fmt: skip
+    """Write the bench sessiond.conf; returns (config path, runtime dir).
+    DISPLAY overrides [display] keys (pacing experiments); None keeps the defaults."""
     from sessiond.config import SCHEMA  # the installed copy: what this sessiond accepts
 
     runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
@@ -127,12 +129,15 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str]) -> tupl
             f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
         )
+        if display:
+            handle.write("[display]\n" + "".join(f"{key} = {value}\n" for key, value in display.items()))
     return config, runtime
 
 
-async def start_sessiond(reactor: Any, tmp: str, width: int, height: int, app_dirs: list[str]) -> BenchServer:
+async def start_sessiond(reactor: Any, tmp: str, width: int, height: int, app_dirs: list[str],
+                         display: dict[str, int] | None = None) -> BenchServer:  # fmt: skip
     """Start the installed sessiond; returns once it listens."""
-    config, runtime = write_config(tmp, width, height, app_dirs)
+    config, runtime = write_config(tmp, width, height, app_dirs, display)
     log_path = os.path.join(tmp, "sessiond.log")
     watcher = _SessiondProcess(log_path)
     sessiond = os.path.join(VENV_BIN, "sessiond")

@@ -17,6 +17,7 @@ from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
 from client.session import ConnectionEnded, RemoteError, SessionClient, connect
 from client.tokens import TokenStore, default_dir
+from protocol.base import U16_MAX
 from protocol.messages import ChannelKind
 
 EXIT_REFUSED = 1
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     icon.add_argument("-o", "--output", required=True, help="PNG file to write")
     shot = sub.add_parser("screenshot", help="write the client's reconstructed screen as PNG")
     shot.add_argument("file")
+    resize = sub.add_parser("resize", help="resize the session's screen; prints the size the server set")
+    resize.add_argument("width", type=int)
+    resize.add_argument("height", type=int)
     typ = sub.add_parser("type", help="type text into the focused window")
     typ.add_argument("text")
     key = sub.add_parser("key", help="press and release one key by X keysym name (Return, F1, a, 0xff0d)")
@@ -211,6 +215,14 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         assert client.framebuffer is not None  # set by DesktopSize before any frame
         client.framebuffer.save_png(args.file)
         print(f"wrote {args.file} ({client.framebuffer.width}x{client.framebuffer.height})")
+    elif args.command == "resize":
+        if not (1 <= args.width <= U16_MAX and 1 <= args.height <= U16_MAX):
+            raise UsageError(f"width and height must be 1..{U16_MAX}")
+        await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        await with_timeout(reactor, client.next_frame(), timeout, "a frame")
+        size = await with_timeout(reactor, client.resize(args.width, args.height), timeout, "the resize")
+        await with_timeout(reactor, client.next_frame(), timeout, "a frame at the new size")
+        print(f"desktop is {size.width}x{size.height}")
     elif args.command in ("type", "key", "click"):
         await with_timeout(reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
         if args.command == "type":

@@ -42,6 +42,7 @@ from protocol.messages import (
     Message,
     Pointer,
     Region,
+    ResizeRequest,
     SessionInfo,
     Sync,
     SyncDone,
@@ -167,6 +168,7 @@ class SessionClient(FrameProtocol):
                 self.framebuffer = Framebuffer(message.width, message.height)
             else:
                 self.framebuffer.resize(message.width, message.height)
+            self._deliver(message)  # answers resize()
         elif isinstance(message, Region):
             if self.framebuffer is None:
                 self.close(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
@@ -291,6 +293,20 @@ class SessionClient(FrameProtocol):
             return defer.fail(self._end)
         d: defer.Deferred[int] = defer.Deferred()
         self._frame_waiters.append(d)
+        return d
+
+    def resize(self, width: int, height: int) -> defer.Deferred[DesktopSize]:
+        """Ask for a width x height desktop; fires with the server's DESKTOP_SIZE answer.
+
+        The display channel must be open and its first DESKTOP_SIZE received.
+        The server clamps the size, so the answer may differ from the request.
+        """
+        if self._end is not None:
+            return defer.fail(self._end)
+        d: defer.Deferred[DesktopSize] = defer.Deferred()
+        self._waiters.append((lambda m: isinstance(m, DesktopSize), d))
+        self.conn.send(DISPLAY, ResizeRequest(width=width, height=height))
+        self.flush()
         return d
 
     def send_input(self, message: Message) -> None:

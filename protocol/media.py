@@ -185,6 +185,34 @@ class RefreshRequest(Message):
 
 
 @dataclass(frozen=True)
+class ResizeRequest(Message):
+    """Ask for a width x height desktop (client -> server); answered by DESKTOP_SIZE.
+
+    The server clamps the size to what its X server supports, so the answer
+    may differ from the request.
+    """
+
+    TYPE: ClassVar[int] = 0x06
+    KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
+    SENDER: ClassVar[Sender] = Sender.CLIENT
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        check_int("width", self.width, 1, U16_MAX)
+        check_int("height", self.height, 1, U16_MAX)
+
+    def encode(self) -> bytes:
+        return _SIZE.pack(self.width, self.height)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse the payload; ValueError if invalid."""
+        _exact(payload, _SIZE.size, "RESIZE_REQUEST")
+        return cls(*_SIZE.unpack(payload))
+
+
+@dataclass(frozen=True)
 class Key(Message):
     """A key went down or up, by X keysym (client -> server)."""
 
@@ -335,6 +363,7 @@ DISPLAY_MESSAGES: tuple[type[Message], ...] = (
     FrameEnd,
     FrameAck,
     RefreshRequest,
+    ResizeRequest,
 )
 INPUT_MESSAGES: tuple[type[Message], ...] = (
     Key,

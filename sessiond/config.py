@@ -109,6 +109,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
     "session": {
         "width": ("1280", _int(64, 8192)),
         "height": ("800", _int(64, 8192)),
+        "max_width": ("3840", _int(64, 8192)),
+        "max_height": ("2160", _int(64, 8192)),
         "python": (DEFAULT_INSTALL_PREFIX + "/venv/bin/python", str),
         "start_timeout": ("15", _float(1.0, 300.0)),
         "path": ("/usr/local/bin:/usr/bin:/bin", str),

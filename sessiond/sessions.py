@@ -133,6 +133,8 @@ class Session:
             python, "-m", "sessiond.agent",
             "--socket", self.socket_path,
             "--width", str(self.width), "--height", str(self.height),
+            "--max-width", str(self.config.get("session", "max_width")),
+            "--max-height", str(self.config.get("session", "max_height")),
             "--jpeg-quality", str(display["jpeg_quality"]),
             "--max-fps", str(display["max_fps"]),
             "--frames-in-flight", str(display["frames_in_flight"]),

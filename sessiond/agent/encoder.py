@@ -4,14 +4,21 @@
 # A solid rectangle (cleared background, a selection bar) is 3 bytes (FILL).
 # A large rectangle with many colours is a photo or video still: JPEG is ten
 # times smaller and the eye does not mind (only when lossy is allowed).
-# Everything else is UI or text and must stay pixel-exact: raw RGB through
-# lz4 (1.3 ms per 1080p frame), or, for small few-colour areas such as a
-# typed glyph, a palette PNG when that is smaller.  No numpy: Pillow does the
-# pixel work in C, straight from the BGRX capture buffer.
+# Everything else is UI or text and must stay pixel-exact.  Text and flat UI
+# have few colours: up to PALETTE_MAX_COLOURS they go out as a 1-, 2-, 4- or
+# 8-bit palette PNG (like VNC Tight's two-colour rectangles) that this module
+# writes itself (filter 0, zlib level 1): a 1080p screen of terminal text is
+# ~60 kB this way against ~640 kB as raw+lz4, for ~2.5 ms per 1920x182
+# stripe.  Any other content is raw RGB through lz4 (1.3 ms per 1080p frame)
+# or, for small areas, a quantized palette PNG when that is smaller.  No
+# numpy: Pillow does the pixel work in C, straight from the BGRX capture
+# buffer.  Only standard PNG is written, so decoders need nothing new.
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Iterable
 
 import lz4.block
@@ -31,13 +38,33 @@ PHOTO_MIN_SIDE = 128
 PHOTO_MIN_COLOURS = 256
 # Downscale factor for the photo test sample (cheap: 1/16 of the pixels).
 PHOTO_SAMPLE_STEP = 4
-# Palette PNG is tried only up to this many pixels (PNG costs ~30x lz4 time).
+# Up to this many pixels, both PNG and lz4 are made and the smaller is sent,
+# and the quantizer fallback (for few colours that no single band tells
+# apart; it costs ~30x lz4 time) is tried.  Above it, an exact palette PNG
+# is sent as is: on 1080p text it is ~10x smaller than lz4.
 PNG_TRY_MAX_PIXELS = 32 * 1024
-# Palette PNG is tried only up to this many colours (quantizing costs grow
-# with the palette: ~1 ms per 10k pixels at 17 colours, ~6 ms at 256).
+# ... and only up to this many colours (quantizing costs grow with the
+# palette: ~1 ms per 10k pixels at 17 colours, ~6 ms at 256).
 PNG_MAX_COLOURS = 64
 # zlib level for PNG: 1 is ~3x faster than the default for a few % size.
 PNG_COMPRESS_LEVEL = 1
+# Index images up to this many bytes are deflated at the best level instead:
+# it costs microseconds there, and a keystroke's echo is that small.
+PNG_SMALL_BYTES = 4096
+PNG_SMALL_LEVEL = 9
+# Exact palette encoding (one index per colour, no quantizer) is tried up to
+# this many colours; above, the content is treated as non-palette.
+PALETTE_MAX_COLOURS = 256
+# Bits per index PNG allows for a palette, smallest first.
+PNG_BIT_DEPTHS = (1, 2, 4, 8)
+# PNG colour types: 0 greyscale (no palette chunk), 3 indexed.
+PNG_GREY = 0
+PNG_INDEXED = 3
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Bands of an image holding R, G and B: an RGB copy, or the capture itself
+# mapped without a copy as "RGBX" (its bytes are B, G, R, X).
+RGB_ORDER = (0, 1, 2)
+BGRX_ORDER = (2, 1, 0)
 JPEG_QUALITY_RANGE = (1, 95)
 
 
@@ -90,17 +117,48 @@ class RegionEncoder:
         for rect in rects:
             if width is not None and rect[0] + rect[2] > width:
                 raise EncoderError(f"rectangle {rect} extends past the screen width {width}")
-            image = self._crop(view, stride, rect)
-            fill = self._solid_colour(image)
-            if fill is not None:
-                # FILL has no decoded payload, so it needs no striping.
-                regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
-                continue
-            for piece in stripes(rect):
+            self._bounds(view, stride, rect)
+            pieces = stripes(rect)
+            if len(pieces) > 1 and self._probes_match(view, stride, rect):
+                # FILL has no decoded payload, so a solid area needs no striping.
+                fill = self._solid_colour(*self._bgrx_view(view, stride, rect))
+                if fill is not None:
+                    regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
+                    continue
+            for piece in pieces:
                 regions.append(self._encode_piece(view, stride, piece))
         return regions
 
+    @staticmethod
+    def _probes_match(view: memoryview, stride: int, rect: Rect) -> bool:
+        """True if the corner and centre pixels of rect share one colour, read
+        straight from the buffer: a cheap first test before a full scan."""
+        x, y, w, h = rect
+        probes = {
+            bytes(view[offset : offset + BYTES_PER_PIXEL_OUT])
+            for px, py in ((x, y), (x + w - 1, y + h - 1), (x + w // 2, y + h // 2))
+            for offset in (py * stride + px * BYTES_PER_PIXEL_IN,)
+        }
+        return len(probes) == 1
+
     def _crop(self, view: memoryview, stride: int, rect: Rect) -> Image.Image:
+        start, end = self._bounds(view, stride, rect)
+        return Image.frombuffer("RGB", rect[2:], view[start:end], "raw", "BGRX", stride, 1)
+
+    def _bgrx_view(self, view: memoryview, stride: int, rect: Rect) -> tuple[Image.Image, tuple[int, int, int]]:
+        """rect as a zero-copy image of the capture (bands B, G, R, X, so
+        colours come back in that order: see the returned RGB band order),
+        or an RGB copy where the rows do not fit a mapped buffer."""
+        start, _end = self._bounds(view, stride, rect)
+        x, y, w, h = rect
+        if start + h * stride <= len(view):
+            mapped = Image.frombuffer("RGBX", (w, h), view[start : start + h * stride], "raw", "RGBX", stride, 1)
+            return mapped, BGRX_ORDER
+        return self._crop(view, stride, rect), RGB_ORDER
+
+    @staticmethod
+    def _bounds(view: memoryview, stride: int, rect: Rect) -> tuple[int, int]:
+        """The buffer slice rect spans; EncoderError if it lies outside."""
         x, y, w, h = rect
         if x < 0 or y < 0 or w < 1 or h < 1 or x * BYTES_PER_PIXEL_IN + w * BYTES_PER_PIXEL_IN > stride:
             raise EncoderError(f"rectangle {rect} is outside the frame (stride {stride})")
@@ -108,11 +166,12 @@ class RegionEncoder:
         end = start + (h - 1) * stride + w * BYTES_PER_PIXEL_IN
         if end > len(view):
             raise EncoderError(f"rectangle {rect} is outside the frame buffer")
-        return Image.frombuffer("RGB", (w, h), view[start:end], "raw", "BGRX", stride, 1)
+        return start, end
 
     @staticmethod
-    def _solid_colour(image: Image.Image) -> bytes | None:
-        """The (R, G, B) bytes if every pixel has one colour, else None."""
+    def _solid_colour(image: Image.Image, order: tuple[int, int, int]) -> bytes | None:
+        """The (R, G, B) bytes if every pixel has one colour, else None
+        (`order`: the image's bands that hold R, G and B)."""
         w, h = image.size
         first = image.getpixel((0, 0))
         if first != image.getpixel((w - 1, h - 1)) or first != image.getpixel((w // 2, h // 2)):
@@ -121,7 +180,7 @@ class RegionEncoder:
         colours = image.getcolors(1)
         if colours is None:
             return None
-        return bytes(colours[0][1])
+        return bytes(colours[0][1][band] for band in order)
 
     def _is_photo(self, image: Image.Image) -> bool:
         w, h = image.size
@@ -132,19 +191,28 @@ class RegionEncoder:
 
     def _encode_piece(self, view: memoryview, stride: int, rect: Rect) -> Region:
         x, y, w, h = rect
-        image = self._crop(view, stride, rect)
-        fill = self._solid_colour(image)
+        # Fill and palette tests read the capture in place (saves ~0.35 ms per
+        # 1920x182 stripe); photo and lz4 need an RGB copy.
+        source, order = self._bgrx_view(view, stride, rect)
+        fill = self._solid_colour(source, order)
         if fill is not None:
             return Region(x, y, w, h, Encoding.FILL, fill)
-        if self._is_photo(image):
+        # At most PALETTE_MAX_COLOURS (>= PHOTO_MIN_COLOURS) colours is never a photo.
+        colours = source.getcolors(PALETTE_MAX_COLOURS)
+        png = exact_palette_png(source, colours, order) if colours is not None else None
+        small = w * h <= PNG_TRY_MAX_PIXELS
+        if png is not None and not small:
+            return Region(x, y, w, h, Encoding.PNG, png)
+        image = source if order == RGB_ORDER else self._crop(view, stride, rect)
+        if colours is None and self._is_photo(image):
             out = io.BytesIO()
             image.save(out, "JPEG", quality=self.jpeg_quality)
             return Region(x, y, w, h, Encoding.JPEG, out.getvalue())
         raw = lz4.block.compress(image.tobytes(), store_size=True)
-        if w * h <= PNG_TRY_MAX_PIXELS:
+        if png is None and small and colours is not None and len(colours) <= PNG_MAX_COLOURS:
             png = self._palette_png(image)
-            if png is not None and len(png) < len(raw):
-                return Region(x, y, w, h, Encoding.PNG, png)
+        if png is not None and len(png) < len(raw):
+            return Region(x, y, w, h, Encoding.PNG, png)
         return Region(x, y, w, h, Encoding.RAW_LZ4, raw)
 
     @staticmethod
@@ -165,3 +233,95 @@ class RegionEncoder:
         out = io.BytesIO()
         indexed.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL)
         return out.getvalue()
+
+
+def _bit_depth(count: int) -> int:
+    """Fewest PNG bits per index that can tell `count` values apart."""
+    for bits in PNG_BIT_DEPTHS:
+        if count <= 1 << bits:
+            return bits
+    raise EncoderError(f"{count} colours do not fit a PNG palette")
+
+
+def _grey_levels(rgbs: list[tuple[int, int, int]]) -> int | None:
+    """Bits per pixel of a greyscale PNG (no PLTE chunk, 18+ bytes less)
+    that holds exactly these colours, or None if they are not all such greys."""
+    if any(r != g or g != b for r, g, b in rgbs):
+        return None
+    for bits in PNG_BIT_DEPTHS:
+        step = 255 // ((1 << bits) - 1)
+        if all(r % step == 0 for r, _g, _b in rgbs):
+            return bits
+    return None
+
+
+def _key_channel(image: Image.Image, colours: list[tuple[int, ...]]) -> tuple[Image.Image, list[int]] | None:
+    """A one-channel image whose value identifies each colour (band tuples
+    as getcolors gives them) one to one, with each colour's value, or None.
+    Luminance goes first (black/white text and most UI tell apart there),
+    then each single band."""
+    probe = Image.new(image.mode, (len(colours), 1))
+    probe.putdata(colours)
+    keys = list(probe.convert("L").tobytes())
+    if len(set(keys)) == len(keys):
+        return image.convert("L"), keys
+    for band in range(3):
+        keys = [colour[band] for colour in colours]
+        if len(set(keys)) == len(keys):
+            return image.getchannel(band), keys
+    return None
+
+
+def exact_palette_png(
+    image: Image.Image, colours: list[tuple[int, tuple[int, ...]]], order: tuple[int, int, int] = RGB_ORDER
+) -> bytes | None:
+    """A pixel-exact PNG of an image with the given (count, colour) list
+    (from getcolors; `order`: the bands holding R, G and B), indexed through
+    a channel that tells the colours apart; None if no such channel exists.
+    Greys that fit 1/2/4/8-bit greyscale need no palette at all."""
+    tuples = [colour for _count, colour in colours]
+    rgbs = [(colour[order[0]], colour[order[1]], colour[order[2]]) for colour in tuples]
+    grey_bits = _grey_levels(rgbs)
+    lut = list(range(256))
+    if grey_bits is not None and grey_bits <= _bit_depth(len(rgbs)):
+        step = 255 // ((1 << grey_bits) - 1)
+        channel = image.getchannel(order[0])
+        lut = [value // step for value in range(256)]
+        bits, colour_type, palette = grey_bits, PNG_GREY, b""
+    else:
+        found = _key_channel(image, tuples)
+        if found is None:
+            return None
+        channel, keys = found
+        bits, colour_type = _bit_depth(len(rgbs)), PNG_INDEXED
+        palette = b"".join(bytes(rgb) for rgb in rgbs)
+        for index, key in enumerate(keys):
+            lut[key] = index
+    w, h = image.size
+    if bits == 1:
+        packed = channel.point(lut, "1").tobytes()  # Pillow's mode "1" packs 8 pixels a byte
+    else:
+        indexed = channel.point(lut) if lut != list(range(256)) else channel
+        if bits < 8:
+            indexed.putpalette(bytes(3 << bits))  # mode P, so Pillow packs P;2/P;4
+        packed = indexed.tobytes("raw", f"P;{bits}") if bits < 8 else indexed.tobytes()
+    return _write_png(w, h, packed, bits, colour_type, palette)
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def _write_png(w: int, h: int, packed: bytes, bits: int, colour_type: int, palette: bytes) -> bytes:
+    """A PNG of w x h indices packed `bits` per pixel (rows padded to a
+    byte): no filters (they win nothing on palette data), one IDAT, no
+    ancillary chunks."""
+    row_bytes = (w * bits + 7) // 8
+    rows = b"".join(b"\0" + packed[i : i + row_bytes] for i in range(0, row_bytes * h, row_bytes))
+    level = PNG_SMALL_LEVEL if len(rows) <= PNG_SMALL_BYTES else PNG_COMPRESS_LEVEL
+    header = struct.pack(">IIBBBBB", w, h, bits, colour_type, 0, 0, 0)
+    chunks = [PNG_SIGNATURE, _chunk(b"IHDR", header)]
+    if palette:
+        chunks.append(_chunk(b"PLTE", palette))
+    chunks += [_chunk(b"IDAT", zlib.compress(rows, level)), _chunk(b"IEND", b"")]
+    return b"".join(chunks)

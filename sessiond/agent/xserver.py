@@ -9,11 +9,21 @@
 # only way in is the Unix socket in the (session-private) /tmp/.X11-unix.
 # MIT-SHM stays enabled for fast capture; GLX is disabled because it loads
 # libLLVM (tens of MiB per session) and slows start-up.
+#
+# Resizable screens: Xvfb allocates its framebuffer once, for the size it is
+# started with, and paints all of it at start; RandR can then show any size
+# up to that.  So that a session started at 3840x2160 but shown at 1280x800
+# does not keep 28 MiB of pixels nobody sees, Xvfb is asked to put the
+# framebuffer in a SysV shared memory segment (-shmem), which the agent
+# attaches and punches holes into (madvise MADV_REMOVE) outside the shown
+# area after every resize; Xvfb repaints whatever becomes visible again.
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
+import re
 import signal
 import select
 import shutil
@@ -36,10 +46,90 @@ SUPPORTED_DEPTHS = (16, 24, 32)
 X11_SOCKET_DIR = "/tmp/.X11-unix"
 # prctl(2) option from linux/prctl.h.
 PR_SET_PDEATHSIG = 1
+# madvise(2) advice that frees shared-memory pages and their backing store;
+# shmctl(2) command that removes a segment once nobody has it attached.
+MADV_REMOVE = 9
+IPC_RMID = 0
+# Xvfb -shmem prints this on stderr before it is ready.
+SHMID_RE = re.compile(rb"screen 0 shmid (\d+)")
+# Where Linux lists SysV segments (we need the segment's size).
+SYSV_SHM_TABLE = "/proc/sysvipc/shm"
+# Bytes per pixel of a 24-bit-depth Xvfb framebuffer (32 bits per pixel).
+FRAMEBUFFER_BYTES_PER_PIXEL = 4
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class XServerError(RuntimeError):
     """The X server could not be started; the message says why and what to do."""
+
+
+class SharedFramebuffer:
+    """Xvfb's framebuffer segment (-shmem), attached to release unseen pixels.
+
+    The segment is marked for removal as soon as it is attached, so it goes
+    away with the last process using it even if both are killed.
+    """
+
+    def __init__(self, shmid: int, width: int, height: int) -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.shmat.argtypes, libc.shmat.restype = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int], ctypes.c_void_p
+        libc.shmdt.argtypes, libc.shmdt.restype = [ctypes.c_void_p], ctypes.c_int
+        libc.shmctl.argtypes, libc.shmctl.restype = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p], ctypes.c_int
+        libc.madvise.argtypes, libc.madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+        self._libc = libc
+        self.size = _segment_size(shmid)
+        self.stride = width * FRAMEBUFFER_BYTES_PER_PIXEL
+        self.max_height = height
+        # The segment holds an XWD header and colormap, then the pixels.
+        self.offset = self.size - self.stride * height
+        if self.offset < 0:
+            raise XServerError(f"Xvfb's framebuffer segment is {self.size} bytes, too small for {width}x{height}")
+        addr = libc.shmat(shmid, None, 0)
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            raise XServerError(f"cannot attach Xvfb's framebuffer: {os.strerror(ctypes.get_errno())}")
+        libc.shmctl(shmid, IPC_RMID, None)
+        self._addr: int | None = addr
+
+    def release_outside(self, width: int, height: int) -> int:
+        """Free the framebuffer pages outside the top-left width x height; return the bytes punched."""
+        if self._addr is None:
+            return 0
+        freed = 0
+        row_used = min(width, self.stride // FRAMEBUFFER_BYTES_PER_PIXEL) * FRAMEBUFFER_BYTES_PER_PIXEL
+        if self.stride - row_used >= 2 * PAGE_SIZE:  # else no whole page lies right of a row
+            for y in range(min(height, self.max_height)):
+                row = self.offset + y * self.stride
+                freed += self._punch(row + row_used, row + self.stride)
+        freed += self._punch(self.offset + min(height, self.max_height) * self.stride, self.size)
+        return freed
+
+    def _punch(self, start: int, end: int) -> int:
+        first = -(-start // PAGE_SIZE) * PAGE_SIZE
+        last = end // PAGE_SIZE * PAGE_SIZE
+        if last <= first or self._addr is None:
+            return 0
+        if self._libc.madvise(self._addr + first, last - first, MADV_REMOVE) != 0:
+            return 0  # best effort: the pixels stay resident, nothing breaks
+        return last - first
+
+    def close(self) -> None:
+        """Detach the segment; idempotent."""
+        if self._addr is not None:
+            self._libc.shmdt(self._addr)
+            self._addr = None
+
+
+def _segment_size(shmid: int) -> int:
+    try:
+        with open(SYSV_SHM_TABLE, encoding="ascii") as table:
+            next(table)  # column names
+            for line in table:
+                fields = line.split()
+                if len(fields) > 3 and fields[1] == str(shmid):
+                    return int(fields[3])
+    except (OSError, ValueError, StopIteration) as exc:
+        raise XServerError(f"cannot read {SYSV_SHM_TABLE}: {exc}") from exc
+    raise XServerError(f"Xvfb's framebuffer segment {shmid} is not in {SYSV_SHM_TABLE}")
 
 
 @dataclass
@@ -49,6 +139,12 @@ class XServer:
     process: subprocess.Popen[bytes]
     display: str
     _stderr: IO[bytes] | None = None
+    # Set when started with shared_framebuffer=True.
+    framebuffer: SharedFramebuffer | None = None
+
+    def release_outside(self, width: int, height: int) -> int:
+        """Free framebuffer memory outside the shown width x height (0 without a shared framebuffer)."""
+        return self.framebuffer.release_outside(width, height) if self.framebuffer is not None else 0
 
     @property
     def number(self) -> int:
@@ -70,6 +166,9 @@ class XServer:
         Idempotent: stopping an exited server only releases resources.
         """
         _terminate(self.process)
+        if self.framebuffer is not None:
+            self.framebuffer.close()
+            self.framebuffer = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -95,10 +194,12 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def xvfb_argv(width: int, height: int, depth: int, displayfd: int) -> list[str]:
+def xvfb_argv(width: int, height: int, depth: int, displayfd: int, shared_framebuffer: bool = False) -> list[str]:
     """The Xvfb command line (argv list) for one session screen."""
+    shared = ["-shmem"] if shared_framebuffer else []
     return [
         XVFB_BINARY,
+        *shared,
         "-displayfd", str(displayfd),
         "-screen", "0", f"{width}x{height}x{depth}",
         "-nolisten", "tcp",
@@ -149,10 +250,14 @@ def _read_display_number(read_fd: int, timeout: float) -> int:
 
 
 def start_xvfb(
-    width: int, height: int, *, depth: int = 24, timeout: float = 5.0
+    width: int, height: int, *, depth: int = 24, timeout: float = 5.0, shared_framebuffer: bool = False
 ) -> XServer:
     """Start Xvfb with one screen of width x height x depth and wait until it
     accepts connections.
+
+    With shared_framebuffer, the framebuffer lives in a shared segment that
+    the returned XServer can release parts of (release_outside), for screens
+    started at a maximum size and shown smaller through RandR.
 
     Returns the XServer; raises XServerError (naming Xvfb's own output) if
     Xvfb is missing, dies, or does not become ready within `timeout` seconds.
@@ -174,7 +279,7 @@ def start_xvfb(
     try:
         try:
             process = subprocess.Popen(
-                xvfb_argv(width, height, depth, write_fd),
+                xvfb_argv(width, height, depth, write_fd, shared_framebuffer),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -210,4 +315,21 @@ def start_xvfb(
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
-    return XServer(process=process, display=f":{number}", _stderr=stderr)
+    server = XServer(process=process, display=f":{number}", _stderr=stderr)
+    if shared_framebuffer:
+        try:
+            server.framebuffer = SharedFramebuffer(_framebuffer_shmid(stderr), width, height)
+        except XServerError:
+            server.stop()
+            raise
+    return server
+
+
+def _framebuffer_shmid(stderr: IO[bytes]) -> int:
+    """The segment id Xvfb -shmem printed (before it became ready)."""
+    stderr.seek(0)
+    match = SHMID_RE.search(stderr.read(MAX_STDERR_REPORT_BYTES))
+    stderr.seek(0, os.SEEK_END)
+    if match is None:
+        raise XServerError(f"{XVFB_BINARY} -shmem did not name its framebuffer segment")
+    return int(match.group(1))

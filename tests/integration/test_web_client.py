@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from svtest import Server, TestUser, start_sessiond, stop_sessiond
+from svtest import Server, TestUser, start_sessiond, stop_sessiond, svclient
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -42,6 +42,15 @@ COUNT_JS = """([r, g, b]) => {
   let n = 0;
   for (let i = 0; i < d.length; i += 4) if (d[i] === r && d[i + 1] === g && d[i + 2] === b) n++;
   return n;
+}"""
+
+
+# True once the session canvas has the size of the session view and is drawn 1:1 (no scaling).
+FOLLOWS_JS = """() => {
+  const c = document.getElementById('screen');
+  const box = document.getElementById('session-view').getBoundingClientRect();
+  return c.width === Math.floor(box.width) && c.height === Math.floor(box.height)
+    && c.getBoundingClientRect().width === c.width && c.getBoundingClientRect().height === c.height;
 }"""
 
 
@@ -99,7 +108,9 @@ def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: S
     xterm.click()
 
     page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
-    assert page.evaluate("document.getElementById('screen').width") == 1024
+    # The session takes the size of the page's session view (not the configured 1024x768), drawn 1:1.
+    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+    assert page.evaluate("document.getElementById('screen').width") == 1280
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected as')",
                            timeout=UI_TIMEOUT_MS)  # fmt: skip
     # xterm needs a moment to map; typing goes to the focused window under the pointer.
@@ -190,3 +201,27 @@ def test_security_headers_and_cross_origin_websocket(sessiond_server: Server) ->
     refused.read()
     assert refused.status == 403
     conn.close()
+
+
+def test_the_session_follows_the_browser_window(sessiond_server: Server, web_user: TestUser, browser: Any,
+                                                tmp_path: Any) -> None:  # fmt: skip
+    """Resizing the browser window resizes the session's X screen (RESIZE_REQUEST, debounced)."""
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    log_in(page, sessiond_server, web_user)
+    xterm = page.locator('#apps button[data-app="xterm"]')
+    xterm.wait_for(timeout=UI_TIMEOUT_MS)
+    xterm.click()
+    page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
+    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+    assert page.evaluate("document.getElementById('screen').width") == 1100
+
+    page.set_viewport_size({"width": 900, "height": 640})
+    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+    width, height = page.evaluate("[document.getElementById('screen').width, document.getElementById('screen').height]")
+    assert width == 900 and 500 < height < 640, (width, height)
+    page.close()
+    # The session itself has that size: another client, connecting afterwards, sees it.
+    shot = f"{tmp_path}/shot.png"
+    taken = svclient(sessiond_server, web_user, "screenshot", shot, password_file=web_user.password_file)
+    assert taken.returncode == 0, taken.stderr
+    assert f"({width}x{height})" in taken.stdout

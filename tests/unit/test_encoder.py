@@ -1,19 +1,21 @@
 # The encoder's contract, checked through the client's decoder: lossless
-# encodings reproduce the captured pixels exactly, JPEG stays close, and
-# every Region respects MAX_REGION_RAW_BYTES.
+# encodings reproduce the captured pixels exactly, JPEG stays close, every
+# Region respects MAX_REGION_RAW_BYTES, and few-colour content (text, flat
+# UI) goes out as the smallest exact palette PNG.
 """Unit tests for sessiond.agent.encoder (round trip via client.framebuffer)."""
 
 from __future__ import annotations
 
 import random
 
+import lz4.block
 import pytest
 from PIL import Image
 
 from client.framebuffer import Framebuffer
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding
-from sessiond.agent.encoder import EncoderError, RegionEncoder, stripes
+from sessiond.agent.encoder import EncoderError, RegionEncoder, exact_palette_png, stripes
 
 STRIDE_PAD = 64  # bytes of row padding, like a real XImage may have
 
@@ -130,3 +132,103 @@ def test_rect_outside_buffer_is_refused() -> None:
 def test_bad_quality_is_refused() -> None:
     with pytest.raises(EncoderError):
         RegionEncoder(jpeg_quality=0)
+
+
+# -- exact palette PNG (text and flat UI) ------------------------------------------
+
+
+def png_header(data: bytes) -> tuple[int, int, list[bytes]]:
+    """(bit depth, colour type, chunk tags) of a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    tags, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        tags.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return data[24], data[25], tags
+
+
+def palette_image(colours: list[tuple[int, int, int]], w: int, h: int, seed: int = 5) -> Image.Image:
+    rng = random.Random(seed)
+    image = Image.new("RGB", (w, h))
+    image.putdata([rng.choice(colours) for _ in range(w * h)])
+    return image
+
+
+def test_black_and_white_text_is_one_bit_grey_png_without_palette() -> None:
+    image = palette_image([(0, 0, 0), (255, 255, 255)], 400, 300)  # 120k px: lz4 is not tried
+    regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 400, 300)])
+    assert [r.encoding for r in regions] == [Encoding.PNG]
+    bits, colour_type, tags = png_header(regions[0].data)
+    assert (bits, colour_type) == (1, 0) and b"PLTE" not in tags
+    assert tags == [b"IHDR", b"IDAT", b"IEND"]
+    assert out.tobytes() == image.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("count", "bits"),
+    [(2, 1), (3, 2), (4, 2), (5, 4), (16, 4), (17, 8), (200, 8)],
+)
+def test_palette_png_uses_the_fewest_bits_and_is_exact(count: int, bits: int) -> None:
+    # Distinct luminance for every colour: red ramps up while blue ramps down.
+    colours = [(i, 40, 255 - i) for i in range(count)]
+    image = palette_image(colours, 300, 200, seed=count)
+    regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 300, 200)])
+    assert [r.encoding for r in regions] == [Encoding.PNG]
+    depth, colour_type, tags = png_header(regions[0].data)
+    assert (depth, colour_type) == (bits, 3) and b"PLTE" in tags
+    assert out.tobytes() == image.tobytes()
+
+
+def test_colours_with_equal_luminance_are_told_apart_by_a_colour_band() -> None:
+    # Pure red and the grey of the same luminance (76): only R separates them.
+    image = palette_image([(255, 0, 0), (76, 76, 76), (0, 0, 255)], 300, 200)
+    regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 300, 200)])
+    assert [r.encoding for r in regions] == [Encoding.PNG]
+    assert out.tobytes() == image.tobytes()
+
+
+def test_colours_no_band_tells_apart_fall_back_losslessly() -> None:
+    # L, R, G and B each map two of these colours to one value.
+    colours = [(0, 0, 0), (0, 1, 1), (1, 0, 0)]
+    image = palette_image(colours, 300, 200)
+    assert exact_palette_png(image, image.getcolors(256)) is None
+    regions, out = roundtrip(RegionEncoder(allow_lossy=False), image, [(0, 0, 300, 200)])
+    assert out.tobytes() == image.tobytes()
+
+
+def test_region_at_the_end_of_the_buffer_is_exact() -> None:
+    # The last rows right of x=0 cannot be mapped in place (the final row has
+    # no padding after it): the RGB-copy path must give the same pixels.
+    image = palette_image([(0, 0, 0), (250, 250, 250), (0, 128, 0)], 120, 90)
+    rect = (10, 60, 100, 30)
+    regions, out = roundtrip(RegionEncoder(), image, [rect])
+    box = (10, 60, 110, 90)
+    assert out.crop(box).tobytes() == image.crop(box).tobytes()
+
+
+def test_typed_glyph_is_a_small_png() -> None:
+    # One 6x13 glyph plus the moved block cursor, as xterm echoes a key.
+    image = Image.new("RGB", (12, 13), (255, 255, 255))
+    for x, y in [(1, 2), (2, 2), (3, 3), (1, 4), (4, 5), (2, 6), (3, 8), (1, 9), (4, 10)]:
+        image.putpixel((x, y), (0, 0, 0))
+    image.paste((0, 0, 0), (6, 0, 12, 13))
+    regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 12, 13)])
+    assert [r.encoding for r in regions] == [Encoding.PNG]
+    assert len(regions[0].data) <= 90  # signature, IHDR, IDAT, IEND: no palette for black/white
+    assert out.tobytes() == image.tobytes()
+
+
+def test_full_hd_text_screen_is_far_smaller_than_lz4() -> None:
+    rng = random.Random(11)
+    image = Image.new("RGB", (1920, 1080), (255, 255, 255))
+    glyphs = [palette_image([(0, 0, 0), (255, 255, 255)], 5, 9, seed=n) for n in range(64)]
+    for row in range(0, 1080 - 13, 13):
+        for col in range(0, rng.randrange(600, 1920) - 6, 6):
+            image.paste(rng.choice(glyphs), (col, row + 2))
+    regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 1920, 1080)])
+    assert {r.encoding for r in regions} == {Encoding.PNG}
+    assert all(r.w * r.h * 3 <= MAX_REGION_RAW_BYTES for r in regions)
+    raw_lz4 = sum(len(lz4.block.compress(image.crop((r.x, r.y, r.x + r.w, r.y + r.h)).tobytes())) for r in regions)
+    assert sum(len(r.data) for r in regions) * 4 < raw_lz4
+    assert out.tobytes() == image.tobytes()

@@ -75,7 +75,7 @@ def test_round_trip(kind: ChannelKind, message: Message) -> None:
 def test_every_message_class_is_named_and_dispatchable() -> None:
     classes = {cls for table in MESSAGE_TYPES.values() for cls in table.values()}
     assert classes == set(MESSAGE_NAMES)
-    assert len(classes) == 44  # 32 + AUDIO_FORMAT, AUDIO_DATA, MIC_FORMAT, MIC_DATA + 8 usb (protocol/usb.py)
+    assert len(classes) == 45  # 32 + AUDIO_FORMAT, AUDIO_DATA, MIC_FORMAT, MIC_DATA + 8 usb (protocol/usb.py) + RESIZE_REQUEST
 
 
 def test_control_json_is_canonical() -> None:
@@ -177,7 +177,7 @@ def test_malformed_binary_payloads(kind: ChannelKind, type_: int, payload: bytes
     [
         (ChannelKind.CONTROL, 0x00),
         (ChannelKind.CONTROL, 0xFF),
-        (ChannelKind.DISPLAY, 0x06),
+        (ChannelKind.DISPLAY, 0x07),
         (ChannelKind.USB, 0x09),
     ],
 )

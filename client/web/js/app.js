@@ -8,6 +8,7 @@
 // is replaced at every login. Everything that takes time shows in the status
 // line; everything that fails says what happened and what to do.
 
+import { AudioControls } from './audio-controls.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
 import { InputBinding } from './input.js';
@@ -23,6 +24,11 @@ const RECONNECT_FIRST_MS = 300;
 const RECONNECT_MAX_MS = 8000;
 const MAX_RECONNECTS = 30;
 const STORE = { user: 'sessiond.user', token: 'sessiond.token', view: 'sessiond.view' };
+// The session follows the window: RESIZE_REQUEST once the window has been still this long
+// (the server coalesces too, but a drag should not make it resize at every frame).
+const RESIZE_DEBOUNCE_MS = 150;
+// RESIZE_REQUEST carries u16 sides; the server clamps to what it supports.
+const MAX_SIDE = 65535;
 
 const $ = (id) => document.getElementById(id);
 const views = { login: $('login-view'), launcher: $('launcher-view'), session: $('session-view') };
@@ -41,6 +47,8 @@ class WebClient {
     this.screen = null;
     this.input = null;
     this.firstFrameSeen = false;
+    this.audio = new AudioControls($('speaker'), $('mic'), (text, kind) => this.status(text, kind));
+    window.sessiondAudio = this.audio; // tests and debugging read stats() and recentSamples() here
     $('login-form').addEventListener('submit', (event) => {
       event.preventDefault();
       this.login($('user').value.trim(), $('password').value);
@@ -48,7 +56,11 @@ class WebClient {
     $('show-apps').addEventListener('click', () => this.show('launcher'));
     $('show-session').addEventListener('click', () => this.openSession());
     $('logoff').addEventListener('click', () => this.logoff());
-    window.addEventListener('resize', () => this.fit());
+    this.resizeTimer = 0;
+    window.addEventListener('resize', () => {
+      this.fit();
+      this.requestResize();
+    });
     this.canvas.addEventListener('desktopresize', () => this.fit());
   }
 
@@ -71,9 +83,11 @@ class WebClient {
     $('show-apps').hidden = name !== 'session';
     $('show-session').hidden = name !== 'launcher' || !this.conn?.isOpen(DISPLAY);
     $('logoff').hidden = name === 'login';
+    this.audio.setVisible(name !== 'login');
     if (name !== 'login') sessionStorage.setItem(STORE.view, name);
     if (name === 'session') {
       this.fit();
+      this.requestResize();
       this.canvas.focus();
     }
   }
@@ -89,14 +103,31 @@ class WebClient {
     $(sessionStorage.getItem(STORE.user) ? 'password' : 'user').focus();
   }
 
-  /** Scale the canvas to the window, keeping its aspect ratio (the session's size is fixed at start). */
+  /** Draw the canvas 1:1 when the session fits the window, else scale it down (aspect kept). */
   fit() {
     const box = views.session.getBoundingClientRect();
     const { width, height } = this.canvas;
     if (!width || !height || !box.width || !box.height) return;
-    const scale = Math.min(box.width / width, box.height / height);
+    const scale = Math.min(1, box.width / width, box.height / height);
     this.canvas.style.width = `${Math.floor(width * scale)}px`;
     this.canvas.style.height = `${Math.floor(height * scale)}px`;
+  }
+
+  /** The session's size in CSS pixels that fills the session view. */
+  wantedSize() {
+    const box = views.session.getBoundingClientRect();
+    return { width: Math.min(MAX_SIDE, Math.floor(box.width)), height: Math.min(MAX_SIDE, Math.floor(box.height)) };
+  }
+
+  /** Ask the session to take the window's size, once the window has stopped changing. */
+  requestResize(delay = RESIZE_DEBOUNCE_MS) {
+    clearTimeout(this.resizeTimer);
+    this.resizeTimer = setTimeout(() => {
+      const { width, height } = this.wantedSize();
+      if (!this.conn?.isOpen(DISPLAY) || views.session.hidden || width < 1 || height < 1) return;
+      if (width === this.canvas.width && height === this.canvas.height) return;
+      this.conn.send(DISPLAY, { name: 'RESIZE_REQUEST', fields: { width, height } });
+    }, delay);
   }
 
   // -- connection --------------------------------------------------------------------
@@ -122,6 +153,7 @@ class WebClient {
       onClose: (info) => this.onClose(conn, info),
     });
     this.conn = conn;
+    this.audio.attach(conn);
     conn.connect();
   }
 
@@ -179,6 +211,8 @@ class WebClient {
       conn.consumed(INPUT, cost);
       return;
     }
+    if (this.audio.handle(conn, channel, kind, message, cost)) return;
+    if (this.audio.control(conn, message)) return; // CHANNEL_OPENED/REFUSED of audio channels
     const f = message.fields;
     switch (message.name) {
       case 'AUTH_RESULT':
@@ -195,6 +229,7 @@ class WebClient {
         break;
       case 'CHANNEL_OPENED':
         if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
+        if (f.channel === DISPLAY) this.requestResize(0);
         break;
       case 'CHANNEL_REFUSED':
         if (f.channel === DISPLAY) this.status(`The session's display is unavailable: ${f.message}`, 'error');
@@ -226,6 +261,7 @@ class WebClient {
     if (f.resume_token) sessionStorage.setItem(STORE.token, f.resume_token);
     sessionStorage.setItem(STORE.user, f.user);
     this.status(`Logged in as ${f.user}`);
+    this.audio.sessionReady();
     const lang = (navigator.language || '').replace('-', '_');
     this.conn.send(0, { name: 'APP_LIST_REQUEST', fields: { locale: lang ? `${lang}.UTF-8` : '' } });
     if (sessionStorage.getItem(STORE.view) === 'session') this.openSession();

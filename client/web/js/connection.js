@@ -117,6 +117,21 @@ export class SessionConnection {
     return this.channels.get(channel)?.phase === 'open';
   }
 
+  /** Bytes `channel` may send now without queueing (0 unless open with an empty queue). */
+  sendWindow(channel) {
+    const state = this.channels.get(channel);
+    return state?.phase === 'open' && !state.queue.length ? state.sendCredit : 0;
+  }
+
+  /** Send CHANNEL_CLOSE for `channel`; onMessage gets CHANNEL_REFUSED once the server answers. */
+  closeChannel(channel, code = 0, message = '') {
+    const state = this.channels.get(channel);
+    if (!state || state.phase === 'closing') return;
+    state.phase = 'closing';
+    state.queue = [];
+    this.send(0, { name: 'CHANNEL_CLOSE', fields: { channel, code, message } });
+  }
+
   /** The page processed `cost` bytes received on `channel`: return credit in half-window batches. */
   consumed(channel, cost) {
     const state = this.channels.get(channel);

@@ -1,6 +1,6 @@
 // The sessiond wire protocol (docs/protocol.md) in the browser: the 8-byte
 // frame header, an incremental bounded frame decoder, and the messages of the
-// control, display and input channels.
+// control, display, input and audio channels.
 //
 // Why a second implementation: the browser cannot run the Python package, so
 // this module speaks the same bytes and is checked against the same test
@@ -74,6 +74,19 @@ const MAX_JSON_INT = Number.MAX_SAFE_INTEGER;
 const CONTROL_BY_TYPE = new Map(CONTROL.map(([type, name, req, opt]) => [type, { type, name, req, opt: opt || {} }]));
 const CONTROL_BY_NAME = new Map(CONTROL.map(([type, name, req, opt]) => [name, { type, name, req, opt: opt || {} }]));
 
+// Audio (protocol/audio.py): FORMAT is codec B, channels B, frame_samples H, sample_rate I;
+// DATA is pts Q, capture_us Q, then the codec packet (1..MAX_AUDIO_PACKET bytes).
+export const AudioCodec = Object.freeze({ OPUS: 1 });
+// libopus's recommended packet buffer; the most channels and samples per frame (120 ms at 48 kHz).
+export const MAX_AUDIO_PACKET = 4000;
+export const MAX_AUDIO_CHANNELS = 2;
+export const MAX_FRAME_SAMPLES = 5760;
+// Opus decodes at these rates only (RFC 6716 section 2).
+export const OPUS_RATES = Object.freeze([8000, 12000, 16000, 24000, 48000]);
+const AUDIO_FORMAT_LAYOUT = [['codec', 'B'], ['channels', 'B'], ['frame_samples', 'H'], ['sample_rate', 'I']];
+const AUDIO_DATA = 'audio-data';
+const AUDIO_DATA_HEADER = 16;
+
 // Binary messages: [kind, type, name, layout]; layout is a list of [field, struct code]
 // with B=u8, H=u16, h=i16, I=u32, ?=u8 flag (0/1); REGION is special-cased.
 const BINARY = [
@@ -82,12 +95,17 @@ const BINARY = [
   [Kind.DISPLAY, 0x03, 'FRAME_END', [['seq', 'I']]],
   [Kind.DISPLAY, 0x04, 'FRAME_ACK', [['seq', 'I']]],
   [Kind.DISPLAY, 0x05, 'REFRESH_REQUEST', []],
+  [Kind.DISPLAY, 0x06, 'RESIZE_REQUEST', [['width', 'H'], ['height', 'H']]],
   [Kind.INPUT, 0x01, 'KEY', [['keysym', 'I'], ['down', '?']]],
   [Kind.INPUT, 0x02, 'POINTER', [['x', 'H'], ['y', 'H']]],
   [Kind.INPUT, 0x03, 'BUTTON', [['x', 'H'], ['y', 'H'], ['button', 'B'], ['down', '?']]],
   [Kind.INPUT, 0x04, 'WHEEL', [['x', 'H'], ['y', 'H'], ['dx', 'h'], ['dy', 'h']]],
   [Kind.INPUT, 0x05, 'SYNC', [['seq', 'I']]],
   [Kind.INPUT, 0x06, 'SYNC_DONE', [['seq', 'I']]],
+  [Kind.AUDIO_OUT, 0x01, 'AUDIO_FORMAT', AUDIO_FORMAT_LAYOUT],
+  [Kind.AUDIO_OUT, 0x02, 'AUDIO_DATA', AUDIO_DATA],
+  [Kind.AUDIO_IN, 0x01, 'MIC_FORMAT', AUDIO_FORMAT_LAYOUT],
+  [Kind.AUDIO_IN, 0x02, 'MIC_DATA', AUDIO_DATA],
 ];
 const SIZES = { B: 1, '?': 1, H: 2, h: 2, I: 4 };
 const BINARY_BY_TYPE = new Map(BINARY.map(([kind, type, name, layout]) => [`${kind}:${type}`, { kind, type, name, layout }]));
@@ -191,6 +209,8 @@ export function encodeMessage(message) {
   if (name === 'WINDOW_UPDATE') return [WINDOW_UPDATE, packFields([['increment', 'I']], fields)];
   const spec = BINARY_BY_NAME.get(name);
   if (!spec) throw new Error(`unknown message ${name}`);
+  if (spec.layout === AUDIO_DATA) return [spec.type, encodeAudioData(fields, name)];
+  if (spec.layout === AUDIO_FORMAT_LAYOUT) checkAudioFormat(fields, name);
   if (spec.layout === null) {
     const data = fields.data;
     const out = new Uint8Array(REGION_HEADER + data.length);
@@ -260,6 +280,50 @@ function decodeRegion(payload) {
   return fields;
 }
 
+function checkAudioFormat(fields, name) {
+  const bad = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `${name} ${what}`);
+  if (!Object.values(AudioCodec).includes(fields.codec)) throw bad(`codec ${fields.codec} is unknown`);
+  if (!(fields.channels >= 1 && fields.channels <= MAX_AUDIO_CHANNELS)) throw bad('channels must be 1 or 2');
+  if (!(fields.frame_samples >= 1 && fields.frame_samples <= MAX_FRAME_SAMPLES)) throw bad('frame_samples out of range');
+  if (!OPUS_RATES.includes(fields.sample_rate)) throw bad(`sample_rate ${fields.sample_rate} is not an Opus rate`);
+}
+
+// u64 fields (pts, capture_us) as Numbers: exact up to 2^53, which no sample counter or
+// microsecond clock reaches; larger values are refused rather than silently rounded.
+const U32 = 2 ** 32;
+
+function decodeAudioData(payload, name) {
+  if (payload.length < AUDIO_DATA_HEADER + 1) throw new ProtocolError(Reason.MALFORMED_MESSAGE, `${name} has no packet`);
+  if (payload.length > AUDIO_DATA_HEADER + MAX_AUDIO_PACKET) {
+    throw new ProtocolError(Reason.MALFORMED_MESSAGE, `${name} packet longer than MAX_AUDIO_PACKET`);
+  }
+  const view = new DataView(payload.buffer, payload.byteOffset, AUDIO_DATA_HEADER);
+  const u64 = (at) => {
+    const high = view.getUint32(at);
+    if (high >= 2 ** 21) throw new ProtocolError(Reason.MALFORMED_MESSAGE, `${name} timestamp beyond 2^53`);
+    return high * U32 + view.getUint32(at + 4);
+  };
+  return { pts: u64(0), capture_us: u64(8), packet: payload.subarray(AUDIO_DATA_HEADER) };
+}
+
+function encodeAudioData(fields, name) {
+  const { pts, capture_us: captureUs, packet } = fields;
+  for (const value of [pts, captureUs]) {
+    if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${name} pts and capture_us must be integers >= 0`);
+  }
+  if (!(packet instanceof Uint8Array) || packet.length < 1 || packet.length > MAX_AUDIO_PACKET) {
+    throw new Error(`${name} packet must be 1..${MAX_AUDIO_PACKET} bytes`);
+  }
+  const out = new Uint8Array(AUDIO_DATA_HEADER + packet.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, Math.floor(pts / U32));
+  view.setUint32(4, pts % U32);
+  view.setUint32(8, Math.floor(captureUs / U32));
+  view.setUint32(12, captureUs % U32);
+  out.set(packet, AUDIO_DATA_HEADER);
+  return out;
+}
+
 /** Decode a payload of `type` received on a channel of `kind` into {name, fields}. */
 export function decodeMessage(kind, type, payload) {
   if (kind === Kind.CONTROL) {
@@ -276,9 +340,11 @@ export function decodeMessage(kind, type, payload) {
   const spec = BINARY_BY_TYPE.get(`${kind}:${type}`);
   if (!spec) throw new ProtocolError(Reason.UNKNOWN_MESSAGE_TYPE, `type 0x${type.toString(16)} on kind ${kind}`);
   if (spec.layout === null) return { name: spec.name, fields: decodeRegion(payload) };
+  if (spec.layout === AUDIO_DATA) return { name: spec.name, fields: decodeAudioData(payload, spec.name) };
   const fields = unpackFields(spec.layout, payload, spec.name);
-  if (spec.name === 'DESKTOP_SIZE' && (fields.width < 1 || fields.height < 1)) {
-    throw new ProtocolError(Reason.MALFORMED_MESSAGE, 'DESKTOP_SIZE must be at least 1x1');
+  if (spec.layout === AUDIO_FORMAT_LAYOUT) checkAudioFormat(fields, spec.name);
+  if ((spec.name === 'DESKTOP_SIZE' || spec.name === 'RESIZE_REQUEST') && (fields.width < 1 || fields.height < 1)) {
+    throw new ProtocolError(Reason.MALFORMED_MESSAGE, `${spec.name} must be at least 1x1`);
   }
   return { name: spec.name, fields };
 }

@@ -33,7 +33,7 @@ function comparable(fields) {
 test('the vectors cover every web message type', () => {
   const names = new Set(valid.map((v) => v.message.name));
   for (const name of ['HELLO', 'AUTH', 'AUTH_RESULT', 'APP_LIST', 'ICON', 'LAUNCH', 'REGION', 'FRAME_END',
-    'FRAME_ACK', 'KEY', 'POINTER', 'BUTTON', 'WHEEL', 'WINDOW_UPDATE', 'CLOSE']) {
+    'FRAME_ACK', 'RESIZE_REQUEST', 'KEY', 'POINTER', 'BUTTON', 'WHEEL', 'WINDOW_UPDATE', 'CLOSE']) {
     assert.ok(names.has(name), `no vector for ${name}`);
   }
   assert.ok(valid.length >= 40, `only ${valid.length} vectors`);
