@@ -75,10 +75,10 @@ def tree_usage(root_pid: int) -> tuple[int, float]:
         pid, ppid = int(name), int(fields[1])
         children.setdefault(ppid, []).append(pid)
         stats[pid] = (int(fields[21]) * page, (int(fields[11]) + int(fields[12])) / tick)
-    memory, cpu, todo = 0, 0.0, [root_pid]
-    while todo:
-        pid = todo.pop()
+    memory, cpu, pending = 0, 0.0, [root_pid]
+    while pending:
+        pid = pending.pop()
         rss, seconds = stats.get(pid, (0, 0.0))
         memory, cpu = memory + rss, cpu + seconds
-        todo.extend(children.get(pid, ()))
+        pending.extend(children.get(pid, ()))
     return memory, cpu

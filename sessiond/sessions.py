@@ -15,7 +15,7 @@ import os
 import secrets
 import signal as signals
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -61,23 +61,18 @@ class SessionError(Exception):
     """A session could not be started or is gone."""
 
 
-class ClientPeer:
+class ClientPeer(Protocol):
     """What a Session needs from the attached client connection."""
 
-    def relay_to_client(self, channel: int, message: Message) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
+    def relay_to_client(self, channel: int, message: Message) -> None: ...
 
-    def grant_to_client(self, channel: int, increment: int) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
+    def grant_to_client(self, channel: int, increment: int) -> None: ...
 
-    def notify(self, message: Message) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
+    def notify(self, message: Message) -> None: ...
 
-    def take_over(self, reason: str) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
+    def take_over(self, reason: str) -> None: ...
 
-    def close_client_channel(self, channel: int, code: int, message: str) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
+    def close_client_channel(self, channel: int, code: int, message: str) -> None: ...
 
 
 class Session:
