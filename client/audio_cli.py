@@ -15,10 +15,9 @@ from typing import Any
 from twisted.internet import defer, task
 
 from client.audio import MAX_AUDIO_SECONDS, Player, Recorder, load_sound_file, mic_frames
-from client.session import ConnectionEnded, SessionClient
+from client.session import SessionClient, with_timeout
 from protocol.audio import AudioCodec, AudioFormat, MicData, MicFormat
 from protocol.base import ChannelKind, Message
-from protocol.errors import ReasonCode
 from sessiond.agent.audio_codec import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder
 
 # Seconds of microphone audio sent ahead of real time, absorbing scheduling
@@ -45,16 +44,6 @@ def add_audio_parser(sub: Any) -> None:
     record.add_argument("--seconds", type=float, required=True, help=f"length (at most {MAX_AUDIO_SECONDS})")
     mic = verbs.add_parser("mic", help="send a sound file (WAV, FLAC, Ogg...) as the session's microphone")
     mic.add_argument("file")
-
-
-async def with_timeout(reactor: Any, d: Any, seconds: float, what: str) -> Any:
-    """Await D, failing with a readable error after SECONDS."""
-    d = defer.ensureDeferred(d) if not isinstance(d, defer.Deferred) else d
-    d.addTimeout(seconds, reactor)
-    try:
-        return await d
-    except defer.TimeoutError as exc:
-        raise ConnectionEnded(ReasonCode.TIMEOUT, f"timed out waiting for {what}") from exc
 
 
 async def run_audio(reactor: Any, client: SessionClient, args: argparse.Namespace) -> int:

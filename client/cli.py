@@ -15,7 +15,7 @@ from typing import Any
 from client.audio_cli import AudioCommandError, add_audio_parser, run_audio
 from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
-from client.session import ConnectionEnded, RemoteError, SessionClient, connect
+from client.session import ConnectionEnded, RemoteError, SessionClient, connect, with_timeout
 from client.tokens import TokenStore, default_dir
 from protocol.base import U16_MAX
 from protocol.messages import ChannelKind
@@ -120,17 +120,6 @@ def parse_keysym(name: str) -> int:
         return keysym_from_name(name)
     except ValueError as exc:
         raise UsageError(f"unknown keysym name {name!r} (use X names like Return, BackSpace, F1)") from exc
-
-
-async def with_timeout(reactor: Any, d: Any, seconds: float, what: str) -> Any:
-    from twisted.internet import defer
-
-    deferred = defer.ensureDeferred(d) if not isinstance(d, defer.Deferred) else d
-    deferred.addTimeout(seconds, reactor)
-    try:
-        return await deferred
-    except defer.TimeoutError as exc:
-        raise ConnectionEnded(24, f"timed out waiting for {what}") from exc
 
 
 async def run_command(reactor: Any, args: argparse.Namespace) -> int:

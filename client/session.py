@@ -363,3 +363,14 @@ async def connect(reactor: Any, host: str, port: int, known_hosts: KnownHosts,
     await endpoint.connect(Factory.forProtocol(lambda: client))
     await client.ready
     return client
+
+
+async def with_timeout(reactor: Any, d: Any, seconds: float, what: str) -> Any:
+    """Await D (a Deferred or coroutine), failing with a readable
+    ConnectionEnded(TIMEOUT) after SECONDS."""
+    deferred = defer.ensureDeferred(d) if not isinstance(d, defer.Deferred) else d
+    deferred.addTimeout(seconds, reactor)
+    try:
+        return await deferred
+    except defer.TimeoutError as exc:
+        raise ConnectionEnded(ReasonCode.TIMEOUT, f"timed out waiting for {what}") from exc

@@ -71,12 +71,11 @@ class _SeqMessage(Message):
 
 
 @dataclass(frozen=True)
-class DesktopSize(Message):
-    """The session desktop is width x height pixels (server -> client)."""
+class _ScreenSize(Message):
+    """Base of the two width x height display messages (u16 each)."""
 
-    TYPE: ClassVar[int] = 0x01
+    NAME: ClassVar[str] = ""
     KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
-    SENDER: ClassVar[Sender] = Sender.SERVER
     width: int
     height: int
 
@@ -90,8 +89,17 @@ class DesktopSize(Message):
     @classmethod
     def decode(cls, payload: bytes) -> Self:
         """Parse the payload; ValueError if invalid."""
-        _exact(payload, _SIZE.size, "DESKTOP_SIZE")
+        _exact(payload, _SIZE.size, cls.NAME)
         return cls(*_SIZE.unpack(payload))
+
+
+@dataclass(frozen=True)
+class DesktopSize(_ScreenSize):
+    """The session desktop is width x height pixels (server -> client)."""
+
+    TYPE: ClassVar[int] = 0x01
+    NAME: ClassVar[str] = "DESKTOP_SIZE"
+    SENDER: ClassVar[Sender] = Sender.SERVER
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,7 @@ class RefreshRequest(Message):
 
 
 @dataclass(frozen=True)
-class ResizeRequest(Message):
+class ResizeRequest(_ScreenSize):
     """Ask for a width x height desktop (client -> server); answered by DESKTOP_SIZE.
 
     The server clamps the size to what its X server supports, so the answer
@@ -193,23 +201,8 @@ class ResizeRequest(Message):
     """
 
     TYPE: ClassVar[int] = 0x06
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
+    NAME: ClassVar[str] = "RESIZE_REQUEST"
     SENDER: ClassVar[Sender] = Sender.CLIENT
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        check_int("width", self.width, 1, U16_MAX)
-        check_int("height", self.height, 1, U16_MAX)
-
-    def encode(self) -> bytes:
-        return _SIZE.pack(self.width, self.height)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        _exact(payload, _SIZE.size, "RESIZE_REQUEST")
-        return cls(*_SIZE.unpack(payload))
 
 
 @dataclass(frozen=True)
