@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from typing import Callable
+from typing import Awaitable, Callable
 
 from protocol.errors import ReasonCode
 from protocol.messages import AppExited, LaunchResult, SpawnApp
@@ -28,11 +28,13 @@ class AppLauncher:
     """Spawns apps with the session environment and reports on them."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, env: dict[str, str], *, launch_timeout: float,
-                 report: Callable[[LaunchResult | AppExited], None]) -> None:  # fmt: skip
+                 report: Callable[[LaunchResult | AppExited], None],
+                 before_spawn: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
         self.loop = loop
         self.env = env
         self.launch_timeout = launch_timeout
         self.report = report
+        self.before_spawn = before_spawn
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self._waiting: list[_Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -47,6 +49,8 @@ class AppLauncher:
             self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
                                      message=f"at most {MAX_APPS} apps per session"))  # fmt: skip
             return
+        if self.before_spawn is not None:
+            await self.before_spawn()  # e.g. the session's sound server is up
         cwd = request.cwd or self.env.get("HOME") or "/"
         if not os.path.isdir(cwd):
             cwd = self.env.get("HOME") or "/"

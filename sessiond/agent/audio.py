@@ -159,6 +159,10 @@ class MicIn:
             os.close(self.fd)
 
 
+# Longest wait for the sound server before a launched app is started anyway.
+APP_WAIT_SECONDS = 2.0
+
+
 class AudioService:
     """The session's sound server plus, while a client has them open, the audio channels."""
 
@@ -176,14 +180,29 @@ class AudioService:
 
     def start(self, env: dict[str, str]) -> dict[str, str]:
         """Start the sound server in the background; returns the apps' extra environment."""
+        extra = self.prepare(env)
+        self.start_server()
+        return extra
+
+    def prepare(self, env: dict[str, str]) -> dict[str, str]:
+        """The apps' extra environment, without starting anything yet."""
         self.env = dict(env)
-        try:
-            self.server.start(env)
-        except (OSError, SoundServerError) as exc:
-            self.log(f"audio unavailable: {exc}")
-            return {}
         self.env.update(self.server.client_env())
         return self.server.client_env()
+
+    def start_server(self) -> None:
+        """Start the sound server in the background (the agent does this right
+        after READY, so PulseAudio's start-up is off the session's critical path)."""
+        try:
+            self.server.start(self.env)
+        except (OSError, SoundServerError) as exc:
+            self.log(f"audio unavailable: {exc}")
+
+    async def ready_for_apps(self) -> None:
+        """Wait (briefly) until apps can connect to the sound server; never fails:
+        an app started without sound is better than an app not started."""
+        with contextlib.suppress(SoundServerError):
+            await self.server.wait_ready_async(timeout=APP_WAIT_SECONDS)
 
     def handles(self, kind: ChannelKind) -> bool:
         """True for the kinds this service serves."""

@@ -106,8 +106,9 @@ class Agent:
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         app_env["DISPLAY"] = self.xserver.display
         self.audio = AudioService(self.loop, SoundServer(), self.log)
-        app_env.update(self.audio.start(app_env))  # PULSE_SERVER: the session's own sound server
-        self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event)
+        app_env.update(self.audio.prepare(app_env))  # PULSE_SERVER: the session's own sound server
+        self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event,
+                                before_spawn=self.audio.ready_for_apps)  # fmt: skip
         # USB/IP endpoint; listens only once the client opens a usb channel.
         self.usb = UsbService(self.loop, self.log, os.environ.get("XDG_RUNTIME_DIR") or os.path.dirname(args.socket))
         self.stopped = asyncio.Event()
@@ -376,6 +377,7 @@ async def run(args: argparse.Namespace, token: str) -> int:
     finally:
         os.umask(old_umask)
     print("READY", flush=True)
+    agent.audio.start_server()  # after READY: not on the session's start-up path
     _log_to_file(os.path.join(os.path.dirname(args.socket), AGENT_LOG))
     try:
         await stop.wait()
