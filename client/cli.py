@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     usb_sub.add_parser("list", help="list this machine's USB devices and the built-in virtual ones")
     share = usb_sub.add_parser("share", help="share devices into the session until Ctrl-C or --for SECONDS")
     share.add_argument("devices", nargs="+", help="bus id, VID:PID or virtual:NAME (see usb list)")
+    unshare = usb_sub.add_parser("unshare", help="take shared devices back (stops the svclient sharing them)")
+    unshare.add_argument("devices", nargs="+", help="the devices as given to usb share")
     share.add_argument("--for", dest="duration", type=float, default=0.0, help="stop sharing after SECONDS")
     add_audio_parser(sub)
     return parser

@@ -9,13 +9,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import signal
 import sys
 from typing import Any, TextIO
 
 from twisted.internet import defer
 
 from client.session import RemoteError, SessionClient
-from client.usb import UsbExporter, open_device
+from client.usb import UsbExporter, UsbUsageError, open_device
 from protocol.messages import ChannelKind, Message
 from protocol.usb import DeviceState, DeviceStatus
 
@@ -80,14 +84,67 @@ async def share_devices(reactor: Any, client: SessionClient, specs: list[str], d
     await answered
     if not offered:
         return 1
+    records = record_shares(specs)
     client.ended.addCallback(lambda end: None if finished.called else finished.callback(1))
     if duration > 0:
         timer = reactor.callLater(duration, lambda: None if finished.called else finished.callback(0))
         finished.addBoth(lambda r: (timer.cancel() if timer.active() else None, r)[1])
-    status = await finished
+    try:
+        status = await finished
+    finally:
+        forget_shares(records)
     for busid in list(exporter.devices):
         exporter.unshare(busid)
     return status
+
+
+# -- `usb unshare`: find the svclient that shares a device and stop it ---------
+def share_dir() -> str:
+    """Where running `usb share` processes record themselves (per user)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "svclient-usb")
+
+
+def _record_path(spec: str) -> str:
+    return os.path.join(share_dir(), hashlib.sha256(spec.encode("utf-8")).hexdigest()[:24])
+
+
+def record_shares(specs: list[str]) -> list[str]:
+    """Record this process as the sharer of SPECS; returns the record files."""
+    os.makedirs(share_dir(), mode=0o700, exist_ok=True)
+    paths = []
+    for spec in specs:
+        path = _record_path(spec)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n{spec}\n")
+        paths.append(path)
+    return paths
+
+
+def forget_shares(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def unshare(specs: list[str], out: TextIO = sys.stdout) -> None:
+    """Stop the `usb share` process sharing each of SPECS (the session then
+    loses the device, as when that process is interrupted)."""
+    for spec in specs:
+        path = _record_path(spec)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                pid = int(handle.readline())
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read().split(b"\0")
+        except (OSError, ValueError) as exc:
+            forget_shares([path])
+            raise UsbUsageError(f"{spec} is not shared by a running svclient") from exc
+        if b"share" not in cmdline or not any(b"svclient" in part or b"client.cli" in part for part in cmdline):
+            forget_shares([path])
+            raise UsbUsageError(f"{spec} is not shared by a running svclient")
+        os.kill(pid, signal.SIGTERM)
+        print(f"unshared {spec} (stopped svclient pid {pid})", file=out, flush=True)
 
 
 def usb_offline(args: Any, out: TextIO = sys.stdout) -> bool:
@@ -98,6 +155,9 @@ def usb_offline(args: Any, out: TextIO = sys.stdout) -> bool:
     if args.usb_command == "list":
         for device in list_local():
             print(f"{device.name}\t{device.vid_pid}\t{device.description}", file=out)
+        return True
+    if args.usb_command == "unshare":
+        unshare(args.devices, out)
         return True
     for index, spec in enumerate(args.devices, start=1):
         open_device(spec, index)  # UsbUsageError before we connect

@@ -185,3 +185,27 @@ def test_policy_change_detaches_an_imported_device(usb_server: Server, ursula: T
         with open(usb_server.config, "w", encoding="utf-8") as handle:
             handle.write(config)
         sharer.stop()
+
+
+def test_unshare_takes_the_device_back(usb_server: Server, ursula: TestUser) -> None:
+    sharer = Sharer(usb_server, ursula, "virtual:loopback")
+    try:
+        shared = sharer.line()
+        assert shared.startswith("shared vusb-1"), shared + sharer.line("stderr")
+        assert json.loads(driver(ursula, "list").stdout)[0]["busid"] == "vusb-1"
+        taken = subprocess.run([SVCLIENT, "--server", usb_server.address, "--user", ursula.name, "usb", "unshare",
+                                "virtual:loopback"], capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert taken.returncode == 0, taken.stderr
+        assert f"stopped svclient pid {sharer.process.pid}" in taken.stdout
+        sharer.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        listed = driver(ursula, "list")
+        while time.monotonic() < deadline and listed.returncode == 0 and json.loads(listed.stdout):
+            time.sleep(0.2)
+            listed = driver(ursula, "list")
+        assert listed.returncode != 0 or json.loads(listed.stdout) == [], listed.stdout
+        again = subprocess.run([SVCLIENT, "--server", usb_server.address, "--user", ursula.name, "usb", "unshare",
+                                "virtual:loopback"], capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert again.returncode == 2 and "not shared by a running svclient" in again.stderr
+    finally:
+        sharer.stop()
