@@ -42,6 +42,8 @@ def add_audio_parser(sub: Any) -> None:
     record = verbs.add_parser("record", help="record what the session plays into a WAV file")
     record.add_argument("file")
     record.add_argument("--seconds", type=float, required=True, help=f"length (at most {MAX_AUDIO_SECONDS})")
+    record.add_argument("--display", action="store_true",
+                        help="also receive the display and print its frame rate meanwhile")
     mic = verbs.add_parser("mic", help="send a sound file (WAV, FLAC, Ogg...) as the session's microphone")
     mic.add_argument("file")
 
@@ -49,7 +51,7 @@ def add_audio_parser(sub: Any) -> None:
 async def run_audio(reactor: Any, client: SessionClient, args: argparse.Namespace) -> int:
     """Run one audio command on a logged-in client."""
     if args.audio_command == "record":
-        return await record(reactor, client, args.file, args.seconds, args.timeout)
+        return await record(reactor, client, args.file, args.seconds, args.timeout, display=args.display)
     if args.audio_command == "mic":
         return await send_mic(reactor, client, args.file, args.timeout)
     return await play(reactor, client, args.seconds, args.timeout)
@@ -71,14 +73,45 @@ async def _open_stream(reactor: Any, client: SessionClient, sink: Recorder | Pla
     await with_timeout(reactor, started, timeout, "the session's sound capture to start")
 
 
-async def record(reactor: Any, client: SessionClient, path: str, seconds: float, timeout: float) -> int:
-    """`audio record FILE --seconds N`: N seconds of the session's sound into a WAV file."""
+class FrameCounter:
+    """Counts the display frames the client completes while it runs."""
+
+    def __init__(self, client: SessionClient) -> None:
+        self.client = client
+        self.frames = 0
+        self.running = False
+
+    def start(self) -> None:
+        """Count every frame from now on."""
+        self.running = True
+        self._wait()
+
+    def _wait(self) -> None:
+        self.client.next_frame().addCallbacks(self._frame, lambda _failure: None)
+
+    def _frame(self, _seq: int) -> None:
+        if self.running:
+            self.frames += 1
+            self._wait()
+
+
+async def record(reactor: Any, client: SessionClient, path: str, seconds: float, timeout: float,
+                 display: bool = False) -> int:  # fmt: skip
+    """`audio record FILE --seconds N [--display]`: N seconds of the session's sound into a WAV
+    file; with --display, the display's frame rate over the same seconds too."""
     try:
         recorder = Recorder(seconds)
     except ValueError as exc:
         raise AudioCommandError(str(exc)) from exc
+    counter = FrameCounter(client)
+    if display:  # the first (full) frame is not counted: only the steady state
+        await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        await with_timeout(reactor, client.next_frame(), timeout, "the first frame")
     await _open_stream(reactor, client, recorder, timeout)
+    if display:
+        counter.start()
     await task.deferLater(reactor, seconds + RECORD_TAIL_SECONDS, lambda: None)
+    counter.running = False
     try:
         recorder.write_wav(path)
     except OSError as exc:
@@ -86,6 +119,9 @@ async def record(reactor: Any, client: SessionClient, path: str, seconds: float,
     stream = recorder.stream
     print(f"recorded {seconds:g} s to {path} ({stream.packets} packets, {stream.wire_bytes} bytes on the wire, "
           f"jitter {stream.jitter.jitter * 1000:.1f} ms)")  # fmt: skip
+    if display:
+        window = seconds + RECORD_TAIL_SECONDS
+        print(f"display: {counter.frames} frames in {window:g} s ({counter.frames / window:.1f} fps)")
     return 0
 
 

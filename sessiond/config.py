@@ -152,6 +152,10 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "jpeg_quality": ("75", _int(10, 100)),
         "max_fps": ("60", _int(1, 240)),
         "frames_in_flight": ("2", _int(1, 16)),
+        "max_kbps": ("0", _int(0, 10_000_000)),
+    },
+    "audio": {
+        "max_kbps": ("0", _int(0, 10_000_000)),
     },
     "usb": {
         "enabled": ("true", _bool),

@@ -133,6 +133,8 @@ class Session:
             "--jpeg-quality", str(display["jpeg_quality"]),
             "--max-fps", str(display["max_fps"]),
             "--frames-in-flight", str(display["frames_in_flight"]),
+            "--display-max-kbps", str(display["max_kbps"]),
+            "--audio-max-kbps", str(self.config.get("audio", "max_kbps")),
             "--launch-timeout", str(self.config.get("apps", "launch_timeout")),
         )  # fmt: skip
         env = {

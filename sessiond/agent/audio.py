@@ -28,7 +28,9 @@ from protocol.audio import AudioCodec, AudioData, AudioFormat, MicData, MicForma
 from protocol.base import ChannelKind, Message
 from protocol.connection import frame_cost
 from protocol.errors import ReasonCode
+from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.audio_codec import CHANNELS, SAMPLE_RATE, frame_bytes
+from sessiond.agent.audio_privacy import MicSwitch, run_quietly
 from sessiond.agent.audio_server import SINK_NAME, SoundServer, SoundServerError
 
 if TYPE_CHECKING:
@@ -73,8 +75,9 @@ class AudioOut:
     """Frames, gates, encodes and sends the session's sound on one channel."""
 
     def __init__(self, link: Link, channel: int, encoder: OpusEncoder,
-                 clock: Callable[[], int] = monotonic_us) -> None:  # fmt: skip
+                 clock: Callable[[], int] = monotonic_us, cap: TokenBucket | None = None) -> None:  # fmt: skip
         self.link = link
+        self.cap = cap or TokenBucket(0)
         self.channel = channel
         self.encoder = encoder
         self.clock = clock
@@ -87,6 +90,7 @@ class AudioOut:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.dropped = 0
+        self.capped = 0
 
     def feed(self, pcm: bytes) -> None:
         """Add captured PCM; sends AUDIO_FORMAT first, then a packet per loud frame."""
@@ -121,6 +125,9 @@ class AudioOut:
         conn = self.link.conn
         if droppable and conn.send_window(self.channel) < frame_cost(message):
             self.dropped += 1  # the client is not keeping up: drop, never queue
+            return
+        if droppable and not self.cap.try_take(frame_cost(message)):
+            self.capped += 1  # over [audio] max_kbps: drop, never queue
             return
         conn.send(self.channel, message)
         if isinstance(message, AudioData):
@@ -167,8 +174,9 @@ class AudioService:
     """The session's sound server plus, while a client has them open, the audio channels."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, server: SoundServer,
-                 log: Callable[[str], None]) -> None:  # fmt: skip
+                 log: Callable[[str], None], max_kbps: int = 0) -> None:  # fmt: skip
         self.loop = loop
+        self.max_kbps = max_kbps
         self.server = server
         self.log = log
         self.out: AudioOut | None = None
@@ -177,6 +185,7 @@ class AudioService:
         self._mic_channel = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.env: dict[str, str] = {}
+        self.mic_switch = MicSwitch(lambda argv: run_quietly(argv, self.env), self._spawn, log)
 
     def start(self, env: dict[str, str]) -> dict[str, str]:
         """Start the sound server in the background; returns the apps' extra environment."""
@@ -230,7 +239,7 @@ class AudioService:
         from sessiond.agent.audio_codec import OpusEncoder  # noqa: PLC0415 - lazy: PyAV
 
         self.stop_out()
-        self.out = AudioOut(link, channel, OpusEncoder())
+        self.out = AudioOut(link, channel, OpusEncoder(), cap=TokenBucket(self.max_kbps))
         argv = ["parec", "--raw", "--format=s16le", f"--rate={SAMPLE_RATE}", f"--channels={CHANNELS}",
                 f"--latency-msec={CAPTURE_LATENCY_MS}", f"--device={SINK_NAME}.monitor"]  # fmt: skip
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
@@ -265,6 +274,8 @@ class AudioService:
         if self.mic is not None and isinstance(message, (MicFormat, MicData)):
             try:
                 self.mic.message(message)
+                if isinstance(message, MicFormat):
+                    self.mic_switch.set(True)  # a client sends: the session sees the mic on
             except ValueError as exc:
                 link.conn.close_channel(channel, ReasonCode.MALFORMED_MESSAGE, str(exc))
                 self.stop_mic()
@@ -290,10 +301,11 @@ class AudioService:
             self.loop.call_later(CAPTURE_STOP_GRACE, _kill_if_running, process)
 
     def stop_mic(self) -> None:
-        """Stop the microphone."""
+        """Stop the microphone (and show it off in the session)."""
         if self.mic is not None:
             self.mic.close()
             self.mic = None
+        self.mic_switch.set(False)
 
     def link_lost(self) -> None:
         """No client any more: nothing is captured or decoded."""

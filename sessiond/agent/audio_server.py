@@ -68,6 +68,8 @@ def server_script(pulse_dir: str, rate: int, channels: int) -> str:
         f"channels={channels} source_properties=device.description=Client-microphone\n"
         f"set-default-sink {SINK_NAME}\n"
         f"set-default-source {MIC_NAME}\n"
+        # Privacy: the mic is off until a client sends (audio_privacy.MicSwitch).
+        f"set-source-mute {MIC_NAME} 1\n"
     )
 
 

@@ -45,6 +45,7 @@ from protocol.messages import (
 )
 from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
+from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.audio_server import SoundServer
 from sessiond.agent.damage import DamageTracker
 from sessiond.agent.encoder import RegionEncoder
@@ -105,7 +106,7 @@ class Agent:
         self.x.flush()
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         app_env["DISPLAY"] = self.xserver.display
-        self.audio = AudioService(self.loop, SoundServer(), self.log)
+        self.audio = AudioService(self.loop, SoundServer(), self.log, max_kbps=args.audio_max_kbps)
         app_env.update(self.audio.prepare(app_env))  # PULSE_SERVER: the session's own sound server
         self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event,
                                 before_spawn=self.audio.ready_for_apps)  # fmt: skip
@@ -120,6 +121,7 @@ class Agent:
         self.acked_seq = 0
         self.last_frame_at = 0.0
         self._frame_timer: asyncio.TimerHandle | None = None
+        self.display_cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
 
     def log(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -277,7 +279,8 @@ class Agent:
         min_gap = 1.0 / self.args.max_fps
         now = time.monotonic()
         streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
-        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now)
+        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,
+                    self.display_cap.wait_seconds())  # fmt: skip
         self._frame_timer = self.loop.call_later(delay, self._send_frame)
 
     def _send_frame(self) -> None:
@@ -296,6 +299,7 @@ class Agent:
         pixels = self.capture.capture()
         for region in self.encoder.encode(pixels, self.capture.stride, rects, width=self.width):
             link.conn.send(DISPLAY_CHANNEL, region)
+            self.display_cap.charge(frame_cost(region))
         self.frame_seq += 1
         link.conn.send(DISPLAY_CHANNEL, FrameEnd(seq=self.frame_seq))
         self.last_frame_at = started
@@ -361,6 +365,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-fps", type=int, default=60)
     parser.add_argument("--frames-in-flight", type=int, default=2)
     parser.add_argument("--launch-timeout", type=float, default=20.0)
+    parser.add_argument("--display-max-kbps", type=int, default=0)  # 0: no cap
+    parser.add_argument("--audio-max-kbps", type=int, default=0)
     return parser.parse_args(argv)
 
 

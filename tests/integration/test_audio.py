@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from svtest import Server, TestUser, start_sessiond, stop_sessiond, svclient
+from svtest import VENV_BIN, Server, TestUser, start_sessiond, stop_sessiond, svclient
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -201,3 +201,49 @@ def test_another_users_session_cannot_reach_the_sound_server(server: Server, ali
     bobs = as_user_in(bob_agent, bob.name, "pactl", "-s", f"unix:/run/user/{pwd.getpwnam(bob.name).pw_uid}"
                       "/pulse/native", "info")  # fmt: skip
     assert bobs.returncode == 0 and "Default Sink: sessiond_out" in bobs.stdout, bobs.stderr
+
+
+def pactl_in_session(user: TestUser, *argv: str) -> subprocess.CompletedProcess[str]:
+    """pactl ARGV as the session's user, inside the session, against its sound server."""
+    socket_path = f"/run/user/{pwd.getpwnam(user.name).pw_uid}/pulse/native"
+    return as_user_in(session_pid(user.name, "sessiond.agent"), user.name, "pactl", "-s", f"unix:{socket_path}", *argv)
+
+
+def mic_muted(user: TestUser) -> str:
+    """`pactl get-source-mute sessiond_mic` in USER's session: "Mute: yes" or "Mute: no"."""
+    got = pactl_in_session(user, "get-source-mute", "sessiond_mic")
+    assert got.returncode == 0, got.stderr
+    return got.stdout.strip()
+
+
+def wait_for_mute(user: TestUser, state: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (now := mic_muted(user)) != state:
+        assert time.monotonic() < deadline, f"mic still {now!r}, expected {state!r}"
+        time.sleep(0.1)
+
+
+def test_session_sees_the_mic_muted_unless_a_client_sends(server: Server, alice: TestUser) -> None:
+    home = pwd.getpwnam(alice.name).pw_dir
+    tone = os.path.join(home, "tone-privacy.wav")
+    write_tone(tone, alice.name, 500, 4.0, channels=1)
+    assert mic_muted(alice) == "Mute: yes"
+    argv = [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", alice.name,
+            "--password-file", alice.password_file, "--known-hosts", server.known_hosts,
+            "--token-dir", os.path.join(os.path.dirname(server.known_hosts), "tokens"),
+            "audio", "mic", tone]  # fmt: skip
+    sender = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_mute(alice, "Mute: no", 3.0)
+        # Apps see it the usual way too.
+        listed = pactl_in_session(alice, "list", "sources")
+        mic_block = listed.stdout.split("Name: sessiond_mic", 1)[1].split("\nSource #", 1)[0]
+        assert "Mute: no" in mic_block, listed.stdout
+        assert sender.poll() is None, "the check ran after svclient had finished: not while it sent"
+        out, err = sender.communicate(timeout=30)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    assert sender.returncode == 0, err + server.log()
+    wait_for_mute(alice, "Mute: yes", 3.0)
