@@ -122,7 +122,25 @@ async def record(reactor: Any, client: SessionClient, path: str, seconds: float,
     if display:
         window = seconds + RECORD_TAIL_SECONDS
         print(f"display: {counter.frames} frames in {window:g} s ({counter.frames / window:.1f} fps)")
+    drift = clock_drift(client.clock_reports)
+    if drift is not None:
+        print(drift)
     return 0
+
+
+def clock_drift(reports: list[Any]) -> str | None:
+    """Audio and video clocks against the session's clock, from CLOCK_REPORTs."""
+    if len(reports) < 2:
+        return None
+    first, last = reports[0], reports[-1]
+    agent_s = (last.agent_us - first.agent_us) / 1e6
+    if agent_s <= 0 or last.audio_rate <= 0:
+        return None
+    audio_s = (last.audio_pts - first.audio_pts) / last.audio_rate
+    video_age_ms = (last.agent_us - last.frame_us) / 1000 if last.frame_us else float("nan")
+    return (f"clocks: audio drift {(audio_s - agent_s) * 1000:+.1f} ms over {agent_s:.1f} s of session time "
+            f"({len(reports)} reports); latest frame {last.frame_seq}, captured {video_age_ms:.1f} ms before the "
+            f"last report")
 
 
 async def play(reactor: Any, client: SessionClient, seconds: float, timeout: float) -> int:

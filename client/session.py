@@ -28,6 +28,7 @@ from protocol.messages import (
     AuthResult,
     Button,
     ChannelKind,
+    ClockReport,
     DesktopSize,
     Error,
     FrameAck,
@@ -54,6 +55,8 @@ from sessiond.wire import FrameProtocol
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
 DISPLAY = int(ChannelKind.DISPLAY)
+# CLOCK_REPORTs kept (one a second while audio-out is open).
+MAX_CLOCK_REPORTS = 3600
 INPUT = int(ChannelKind.INPUT)
 AUDIO_OUT = int(ChannelKind.AUDIO_OUT)
 AUDIO_IN = int(ChannelKind.AUDIO_IN)
@@ -102,6 +105,8 @@ class SessionClient(FrameProtocol):
         # channel -> handler of its messages (None: the channel closed); the handler's channel gets credit back.
         self.channel_handlers: dict[int, Callable[[Message | None], None]] = {}
         self._sync_seq = 0
+        # The session's latest CLOCK_REPORTs (audio/video clocks), newest last.
+        self.clock_reports: list[ClockReport] = []
         self._end: ConnectionEnded | None = None
 
     # -- TLS ---------------------------------------------------------------------
@@ -142,6 +147,9 @@ class SessionClient(FrameProtocol):
             else:
                 if isinstance(event.message, SessionInfo):
                     self.session_info = event.message
+                elif isinstance(event.message, ClockReport):
+                    self.clock_reports.append(event.message)
+                    del self.clock_reports[:-MAX_CLOCK_REPORTS]
                 self._deliver(event.message)
         elif isinstance(event, ChannelOpened) and not event.by_peer:
             waiter = self._channel_waiters.pop(event.channel, None)

@@ -374,3 +374,32 @@ class Logoff(ControlMessage):
     @classmethod
     def from_json(cls, obj: JsonObject) -> Self:
         return cls()
+
+
+@dataclass(frozen=True)
+class ClockReport(ControlMessage):
+    """The session's clocks, about once a second while audio-out is open, so a
+    client can measure audio/video drift: at agent time `agent_us` (monotonic
+    microseconds) the sound capture had reached sample `audio_pts` (at
+    `audio_rate` Hz), and the latest display frame `frame_seq` was captured at
+    agent time `frame_us` (server -> client)."""
+
+    TYPE: ClassVar[int] = 0x13
+    SENDER: ClassVar[Sender] = Sender.SERVER
+    agent_us: int
+    audio_pts: int
+    audio_rate: int
+    frame_seq: int
+    frame_us: int
+
+    def __post_init__(self) -> None:
+        for name in ("agent_us", "audio_pts", "audio_rate", "frame_seq", "frame_us"):
+            check_json_int(name, getattr(self, name))
+
+    def to_json(self) -> JsonObject:
+        return {name: getattr(self, name) for name in ("agent_us", "audio_pts", "audio_rate", "frame_seq", "frame_us")}
+
+    @classmethod
+    def from_json(cls, obj: JsonObject) -> Self:
+        return cls(**{name: check_json_int(name, get(obj, name))
+                      for name in ("agent_us", "audio_pts", "audio_rate", "frame_seq", "frame_us")})  # fmt: skip

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, Role, WindowUpdated
 from protocol.errors import ReasonCode
-from protocol.messages import AppExited, Auth, AuthResult, LaunchResult
+from protocol.messages import AppExited, Auth, AuthResult, ClockReport, LaunchResult
 from sessiond.wire import FrameProtocol
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class AgentLink(FrameProtocol):
                 session.launch_finished(message)
             elif isinstance(message, AppExited):
                 session.app_exited(message)
+            elif isinstance(message, ClockReport):
+                session.forward_to_client(message)
         elif isinstance(event, ChannelOpened) and not event.by_peer:
             session.link_channel_opened(event.channel)
         elif isinstance(event, ChannelClosed):

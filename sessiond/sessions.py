@@ -476,6 +476,11 @@ class Session:
                 self.registry.update_session(self.id, apps={str(p): a for p, a in self.apps.items()})
             d.callback(result)
 
+    def forward_to_client(self, message: Message) -> None:
+        """A control message from the agent meant for the client (CLOCK_REPORT)."""
+        if self.client is not None:
+            self.client.notify(message)
+
     def app_exited(self, message: AppExited) -> None:
         if self.apps.pop(message.pid, None) is not None:
             self.registry.update_session(self.id, apps={str(p): a for p, a in self.apps.items()})

@@ -92,6 +92,11 @@ class AudioOut:
         self.dropped = 0
         self.capped = 0
 
+    @property
+    def pts(self) -> int:
+        """Samples captured so far on this stream (the audio clock)."""
+        return self._pts
+
     def feed(self, pcm: bytes) -> None:
         """Add captured PCM; sends AUDIO_FORMAT first, then a packet per loud frame."""
         if not self.started:

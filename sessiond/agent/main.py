@@ -27,6 +27,7 @@ from protocol.messages import (
     AuthResult,
     Button,
     ChannelKind,
+    ClockReport,
     DesktopSize,
     FrameAck,
     FrameEnd,
@@ -73,6 +74,8 @@ STREAM_GAPS = 2
 # Exit status when the agent finds itself privileged (fail closed).
 EXIT_PRIVILEGED = 70
 EXIT_START_FAILED = 73
+# Seconds between CLOCK_REPORTs while a client listens to the session's sound.
+CLOCK_REPORT_SECONDS = 1.0
 # X events handled per drain before the loop serves the link again.
 MAX_X_EVENTS_PER_DRAIN = 512
 # The agent's log in its session directory; truncated at start-up past this size.
@@ -122,6 +125,8 @@ class Agent:
         self.last_frame_at = 0.0
         self._frame_timer: asyncio.TimerHandle | None = None
         self.display_cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
+        self.last_frame_us = 0
+        self.loop.call_later(CLOCK_REPORT_SECONDS, self._report_clocks)
 
     def log(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -220,6 +225,19 @@ class Agent:
         elif isinstance(message, Ping):
             link.conn.send(0, Pong(token=message.token))
 
+    def _report_clocks(self) -> None:
+        """While audio-out is open: the audio and video clocks against ours
+        (CLOCK_REPORT), so a client can measure their drift."""
+        self.loop.call_later(CLOCK_REPORT_SECONDS, self._report_clocks)
+        out = self.audio.out
+        link = self.link
+        if out is None or not out.started or link is None or not link.authenticated:
+            return
+        link.conn.send(0, ClockReport(agent_us=int(time.monotonic() * 1_000_000), audio_pts=out.pts,
+                                      audio_rate=out.encoder.sample_rate, frame_seq=self.frame_seq,
+                                      frame_us=self.last_frame_us))  # fmt: skip
+        link.flush()
+
     def _app_event(self, message: LaunchResult | AppExited) -> None:
         if self.link is not None and self.link.authenticated:
             self.link.conn.send(0, message)
@@ -303,6 +321,7 @@ class Agent:
         self.frame_seq += 1
         link.conn.send(DISPLAY_CHANNEL, FrameEnd(seq=self.frame_seq))
         self.last_frame_at = started
+        self.last_frame_us = int(started * 1_000_000)
         link.flush()
 
     # -- input -------------------------------------------------------------------

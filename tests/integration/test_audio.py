@@ -138,6 +138,12 @@ def test_record_hears_a_tone_played_in_the_session(server: Server, alice: TestUs
     assert purity(part, frequency(part)) > 0.9
     source = level_db([int(TONE_AMPLITUDE * math.sin(2 * math.pi * 440 * k / RATE)) for k in range(RATE)])
     assert abs(level_db(part) - source) <= 3, (level_db(part), source)
+    # CLOCK_REPORTs: the audio clock against the session's, so drift is measurable.
+    clocks = re.search(r"clocks: audio drift ([-+]\d+\.\d) ms over (\d+\.\d) s of session time \((\d+) reports\)",
+                       recorded.stdout)  # fmt: skip
+    assert clocks is not None, recorded.stdout
+    assert int(clocks.group(3)) >= 3 and float(clocks.group(2)) >= 2.0
+    assert abs(float(clocks.group(1))) < 200, recorded.stdout
 
 
 def test_silence_sends_almost_nothing(server: Server, alice: TestUser, tmp_path: object) -> None:

@@ -63,6 +63,7 @@ const CONTROL = [
   [0x10, 'SPAWN_APP', { request: 'int', app: 'str', argv: 'strs', cwd: 'str' }],
   [0x11, 'APP_EXITED', { app: 'str', pid: 'int', status: 'sint' }],
   [0x12, 'LOGOFF', {}],
+  [0x13, 'CLOCK_REPORT', { agent_us: 'int', audio_pts: 'int', audio_rate: 'int', frame_seq: 'int', frame_us: 'int' }],
   [0x20, 'ICON_REQUEST', { request: 'int', app: 'str', size: 'int' }],
   [0x21, 'ICON', { request: 'int', app: 'str', size: 'int', ok: 'bool', data: 'str', code: 'int', message: 'str' }],
 ];
