@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import os
@@ -119,21 +120,27 @@ def _stat_value(text: str, key: str) -> int:
     return 0
 
 
-class _Common:
+class _Common(abc.ABC):
     """Shared kill/remove logic; subclasses name directories and files."""
 
-    fs: CgroupFS
-    kill: Callable[[int, int], None]
-    sleep: Callable[[float], None]
+    def __init__(self, root: str, fs: CgroupFS | None, kill: Callable[[int, int], None],
+                 sleep: Callable[[float], None]) -> None:
+        self.root = root
+        self.fs: CgroupFS = fs or RealFS()
+        self.kill = kill
+        self.sleep = sleep
 
-    def dirs(self, session_id: str) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def dirs(self, session_id: str) -> list[str]:
+        """The session's cgroup directories, one per hierarchy."""
 
-    def procs_file(self, session_id: str) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def procs_file(self, session_id: str) -> str:
+        """The cgroup.procs file a process joins the session through."""
 
-    def _freeze(self, session_id: str, frozen: bool) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _freeze(self, session_id: str, frozen: bool) -> None:
+        """Freeze or thaw every process of the session."""
 
     def exists(self, session_id: str) -> bool:
         """True if the session's cgroup exists."""
@@ -200,10 +207,7 @@ class CgroupV1(_Common):
     def __init__(self, root: str = CGROUP_ROOT, fs: CgroupFS | None = None,
                  kill: Callable[[int, int], None] = os.kill,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.root = root
-        self.fs = fs or RealFS()
-        self.kill = kill
-        self.sleep = sleep
+        super().__init__(root, fs, kill, sleep)
         self.controllers = tuple(c for c in V1_CONTROLLERS
                                  if self.fs.exists(f"{root}/{c}/cgroup.procs"))
         missing = [c for c in V1_REQUIRED if c not in self.controllers]
@@ -273,10 +277,7 @@ class CgroupV2(_Common):
     def __init__(self, root: str = CGROUP_ROOT, fs: CgroupFS | None = None,
                  kill: Callable[[int, int], None] = os.kill,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.root = root
-        self.fs = fs or RealFS()
-        self.kill = kill
-        self.sleep = sleep
+        super().__init__(root, fs, kill, sleep)
         available = self.fs.read(f"{root}/cgroup.controllers").split()
         missing = [c for c in V2_REQUIRED if c not in available]
         if missing:
