@@ -24,6 +24,14 @@ PREFIX = os.environ.get("SESSIOND_PREFIX", "/opt/sessiond")
 VENV_BIN = os.path.join(PREFIX, "venv", "bin")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTEN_RE = re.compile(r"sessiond listening on ([0-9.]+):(\d+)")
+# Appended to every test user's name, so that two checkouts installed under
+# different prefixes can run their integration tests on one host at once.
+USER_SUFFIX = os.environ.get("SVTEST_USER_SUFFIX", "")
+
+
+def user_name(base: str) -> str:
+    """The Linux name of the test user BASE in this run (SVTEST_USER_SUFFIX appended)."""
+    return base + USER_SUFFIX
 
 
 @dataclass
@@ -46,6 +54,7 @@ def remove_user(name: str) -> None:
 
 
 def create_user(name: str, directory: str) -> TestUser:
+    name = user_name(name)
     remove_user(name)
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
     password = secrets.token_urlsafe(12)

@@ -22,6 +22,7 @@ import pytest
 from isolation.accounts import Account, lookup_account
 from isolation.launcher import enter_argv, enter_env, spawn_sandboxed
 from isolation.spec import SandboxSpec, to_json
+from svtest import VENV_BIN, user_name
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,8 +31,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("useradd") is None, reason="needs useradd"),
 ]
 
-PYTHON = "/opt/sessiond/venv/bin/python"
-USER_A, USER_B, GROUP = "svt-iso-a", "svt-iso-b", "svt-iso-g"
+PYTHON = os.path.join(VENV_BIN, "python")
+USER_A, USER_B, GROUP = user_name("svt-iso-a"), user_name("svt-iso-b"), user_name("svt-iso-g")
 # Generous bound for a sandbox start plus a tiny probe on a loaded 2-core VM.
 TIMEOUT_S = 60
 
