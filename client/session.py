@@ -49,8 +49,8 @@ from protocol.messages import (
     SyncDone,
     Wheel,
 )
-from sessiond.tls import fingerprint
-from sessiond.wire import FrameProtocol
+from transport.tls import fingerprint
+from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")

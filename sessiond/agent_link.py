@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, Role, WindowUpdated
 from protocol.errors import ReasonCode
 from protocol.messages import AppExited, Auth, AuthResult, ClockReport, LaunchResult
-from sessiond.wire import FrameProtocol
+from transport.twisted_wire import FrameProtocol
 
 if TYPE_CHECKING:
     from sessiond.sessions import Session

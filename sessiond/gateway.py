@@ -43,7 +43,7 @@ from protocol.messages import (
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
 from sessiond.metrics import Metrics
 from sessiond.sessions import ClientPeer, Session, SessionError, SessionSupervisor
-from sessiond.wire import FrameProtocol
+from transport.twisted_wire import FrameProtocol
 
 if TYPE_CHECKING:
     from sessiond.config import Config
