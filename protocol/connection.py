@@ -46,6 +46,7 @@ from protocol.events import (
     ChannelOpened,
     ConnectionClosed,
     Event,
+    FrameReceived,
     MessageReceived,
     WindowUpdated,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "default_window_for",
     "default_accept_kind",
     "MessageReceived",
+    "FrameReceived",
     "ChannelOpened",
     "ChannelClosed",
     "WindowUpdated",
@@ -74,7 +76,7 @@ __all__ = [
 # Control messages allowed (either way) before the connection is authenticated.
 PRE_AUTH_TYPES: Final = frozenset(cls.TYPE for cls in (Hello, Auth, AuthResult, Ping, Pong, Error, Close))
 # Messages the Connection itself manages; the application uses these methods.
-_MANAGED: Final = {
+_MANAGED: Final[dict[type[Message], str]] = {
     ChannelOpen: "open_channel()",
     ChannelOpenOk: "nothing (opens are accepted automatically)",
     ChannelClose: "close_channel()",
@@ -103,8 +105,15 @@ class Connection:
         *,
         window_for: Callable[[ChannelKind], int] | None = None,
         accept_kind: Callable[[ChannelKind], bool] | None = None,
+        relay: Callable[[ChannelKind, int], bool] | None = None,
     ) -> None:
+        """`window_for(kind)` is the initial window we grant a new channel,
+        `accept_kind(kind)` whether we accept the peer's open of that kind, and
+        `relay(kind, type_code)` whether frames of that type on a non-control
+        channel are reported undecoded as FrameReceived (for a relay that
+        passes them on with send_raw())."""
         self._role = role
+        self._relay = relay
         self._own_sender = Sender.CLIENT if role is Role.CLIENT else Sender.SERVER
         self._table = ChannelTable(window_for, accept_kind)
         self._decoder = FrameDecoder()
@@ -182,56 +191,83 @@ class Connection:
         if isinstance(message, Close):
             self.close(message.code, message.message)
             return
-        for managed, method in _MANAGED.items():
-            if isinstance(message, managed):
-                name = type(message).__name__
-                raise ProtocolStateError(f"{name} is managed by the Connection; use {method}")
-        self._check_may_send(channel, message)
-        frame = encode_frame(channel, message.TYPE, message.encode())
-        if channel == 0:
-            if self._control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
-                raise SendBufferFull("control channel send queue is full")
-            self._queue_control(frame)
-            if isinstance(message, Hello):
-                self._hello_sent = True
-            elif isinstance(message, AuthResult) and message.ok:
-                self._authenticated = True
+        self._check_may_send(channel, type(message))
+        payload = message.encode()
+        if channel != 0:
+            self._enqueue(channel, message.TYPE, payload)
             return
+        frame = encode_frame(channel, message.TYPE, payload)
+        if self._control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
+            raise SendBufferFull("control channel send queue is full")
+        self._queue_control(frame)
+        if isinstance(message, Hello):
+            self._hello_sent = True
+        elif isinstance(message, AuthResult) and message.ok:
+            self._authenticated = True
+
+    def send_raw(self, channel: int, type_: int, payload: bytes) -> None:
+        """Queue an already-encoded payload of type `type_` on `channel` (a relay
+        passing a FrameReceived on); the payload is copied once, into the frame.
+
+        The checks and exceptions are those of send() for a message of that
+        type on that channel's kind; a type code not defined for the kind, a
+        managed type (WINDOW_UPDATE) or the control channel (use send()) raise
+        ProtocolStateError.
+        """
+        if self._closed:
+            raise ProtocolStateError("connection is closed")
+        if not self._authenticated:
+            raise ProtocolStateError("raw frames need an authenticated connection")
+        if channel == 0:
+            raise ProtocolStateError("control messages are sent with send()")
         state = self._table.get_open(channel)
         if state is None:
             raise ChannelNotOpenError(f"channel {channel} is not open")
-        if len(frame) > state.send_initial // 2:
+        cls = MESSAGE_TYPES[state.kind].get(type_)
+        if cls is None:
+            raise ProtocolStateError(f"type {type_:#04x} is not defined on a {state.kind.name} channel")
+        self._check_may_send(channel, cls)
+        self._enqueue(channel, type_, payload)
+
+    def _enqueue(self, channel: int, type_: int, payload: bytes) -> None:
+        state = self._table.get_open(channel)
+        if state is None:
+            raise ChannelNotOpenError(f"channel {channel} is not open")
+        size = HEADER_SIZE + len(payload)
+        if size > state.send_initial // 2:
             # Credit returns in batches of half the window (consumed()), so a
             # larger frame could wait forever for credit: refuse it up front.
             raise ValueError(
-                f"a {len(frame)}-byte frame exceeds half the peer's "
-                f"{state.send_initial}-byte window on channel {channel}"
+                f"a {size}-byte frame exceeds half the peer's " f"{state.send_initial}-byte window on channel {channel}"
             )
-        if state.queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
+        if state.queued + size > MAX_QUEUED_PER_CHANNEL:
             raise SendBufferFull(f"channel {channel} send queue is full")
-        state.enqueue(frame)
+        state.enqueue(encode_frame(channel, type_, payload))
 
-    def _check_may_send(self, channel: int, message: Message) -> None:
-        name = type(message).__name__
-        if message.SENDER not in (Sender.ANY, self._own_sender):
+    def _check_may_send(self, channel: int, cls: type[Message]) -> None:
+        name = cls.__name__
+        method = _MANAGED.get(cls)
+        if method is not None:
+            raise ProtocolStateError(f"{name} is managed by the Connection; use {method}")
+        if cls.SENDER not in (Sender.ANY, self._own_sender):
             raise ProtocolStateError(f"a {self._role.value} must not send {name}")
-        if isinstance(message, Hello):
+        if cls is Hello:
             if self._hello_sent:
                 raise ProtocolStateError("HELLO was already sent")
             if self._role is Role.SERVER and self._peer_hello is None:
                 raise ProtocolStateError("a server sends HELLO after the client's HELLO")
         elif not self._hello_sent:
             raise ProtocolStateError("send HELLO first")
-        elif not self._authenticated and (channel != 0 or message.TYPE not in PRE_AUTH_TYPES):
+        elif not self._authenticated and (channel != 0 or cls.TYPE not in PRE_AUTH_TYPES):
             raise ProtocolStateError(f"{name} needs an authenticated connection")
         if channel == 0:
-            if message.KIND is not ChannelKind.CONTROL:
+            if cls.KIND is not ChannelKind.CONTROL:
                 raise ProtocolStateError(f"{name} is not a control message")
             return
         state = self._table.get_open(channel)
         if state is None:
             raise ChannelNotOpenError(f"channel {channel} is not open")
-        if message.KIND is not state.kind:
+        if cls.KIND is not state.kind:
             raise ProtocolStateError(f"{name} cannot go on a {state.kind.name} channel")
 
     def open_channel(self, channel: int, kind: ChannelKind) -> None:
@@ -348,28 +384,41 @@ class Connection:
             raise ProtocolError(ReasonCode.CHANNEL_NOT_OPEN, f"channel {frame.channel} is not open")
         if state.phase is ChannelPhase.CLOSING:
             return  # in flight when we closed it; discarded
-        message = self._decode(state.kind, frame)
+        cls = self._check_received_type(state.kind, frame.type)
+        wire_size = HEADER_SIZE + len(frame.payload)
+        if cls is not WindowUpdate and self._relay is not None and self._relay(state.kind, frame.type):
+            state.charge_received(wire_size)
+            events.append(FrameReceived(frame.channel, state.kind, frame.type, frame.payload, wire_size))
+            return
+        message = decode_message(state.kind, frame.type, frame.payload)
         if isinstance(message, WindowUpdate):
             state.add_send_credit(message.increment)
             events.append(WindowUpdated(frame.channel, message.increment))
             return
-        state.charge_received(HEADER_SIZE + len(frame.payload))
-        events.append(MessageReceived(frame.channel, state.kind, message))
+        state.charge_received(wire_size)
+        events.append(MessageReceived(frame.channel, state.kind, message, wire_size))
+
+    def _check_received_type(self, kind: ChannelKind, type_: int) -> type[Message]:
+        """The class of a received type code, after checking it is defined for
+        `kind`, allowed in our auth state and sent by the peer's role."""
+        cls = MESSAGE_TYPES[kind].get(type_)
+        if cls is None:
+            raise ProtocolError(
+                ReasonCode.UNKNOWN_MESSAGE_TYPE,
+                f"type 0x{type_:02x} is not defined on a {kind.name} channel",
+            )
+        if kind is ChannelKind.CONTROL and not self._authenticated and cls.TYPE not in PRE_AUTH_TYPES:
+            raise ProtocolError(ReasonCode.NOT_AUTHENTICATED, f"{cls.__name__} before authentication")
+        if cls.SENDER is self._own_sender:
+            raise ProtocolError(
+                ReasonCode.UNEXPECTED_MESSAGE,
+                f"only a {self._own_sender.value} sends {cls.__name__}",
+            )
+        return cls
 
     def _decode(self, kind: ChannelKind, frame: Frame) -> Message:
         """Check auth state and direction from the type code, then decode."""
-        cls = MESSAGE_TYPES[kind].get(frame.type)
-        if cls is not None:
-            if kind is ChannelKind.CONTROL and not self._authenticated and cls.TYPE not in PRE_AUTH_TYPES:
-                raise ProtocolError(
-                    ReasonCode.NOT_AUTHENTICATED,
-                    f"{cls.__name__} before authentication",
-                )
-            if cls.SENDER is self._own_sender:
-                raise ProtocolError(
-                    ReasonCode.UNEXPECTED_MESSAGE,
-                    f"only a {self._own_sender.value} sends {cls.__name__}",
-                )
+        self._check_received_type(kind, frame.type)
         return decode_message(kind, frame.type, frame.payload)
 
     def _handle_control(self, frame: Frame, events: list[Event]) -> None:
@@ -388,7 +437,7 @@ class Connection:
                     f"protocol version {message.version} is not supported " f"(this peer speaks {PROTOCOL_VERSION})",
                 )
             self._peer_hello = message
-            events.append(MessageReceived(0, ChannelKind.CONTROL, message))
+            events.append(MessageReceived(0, ChannelKind.CONTROL, message, HEADER_SIZE + len(frame.payload)))
         elif isinstance(message, ChannelOpen):
             reply, opened = self._table.on_open(message)
             self._queue_peer_reply(reply)
@@ -407,7 +456,7 @@ class Connection:
         else:
             if isinstance(message, AuthResult) and message.ok:
                 self._authenticated = True
-            events.append(MessageReceived(0, ChannelKind.CONTROL, message))
+            events.append(MessageReceived(0, ChannelKind.CONTROL, message, HEADER_SIZE + len(frame.payload)))
 
     # -- internals ----------------------------------------------------------
 

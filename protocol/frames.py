@@ -35,7 +35,7 @@ _U16_MAX: Final = 0xFFFF
 _U8_MAX: Final = 0xFF
 
 
-def encode_frame(channel: int, type_: int, payload: bytes, flags: int = 0) -> bytes:
+def encode_frame(channel: int, type_: int, payload: bytes | bytearray | memoryview, flags: int = 0) -> bytes:
     """Return header + payload; ValueError if a field is out of its wire range."""
     if not 0 <= channel <= _U16_MAX:
         raise ValueError(f"channel {channel} outside u16")
@@ -47,7 +47,8 @@ def encode_frame(channel: int, type_: int, payload: bytes, flags: int = 0) -> by
         raise ValueError(f"payload of {len(payload)} bytes exceeds MAX_FRAME_PAYLOAD")
     if channel == 0 and len(payload) > MAX_CONTROL_PAYLOAD:
         raise ValueError(f"control payload of {len(payload)} bytes exceeds MAX_CONTROL_PAYLOAD")
-    return HEADER.pack(len(payload), channel, type_, flags) + bytes(payload)
+    # join copies the payload exactly once, whatever bytes-like object it is.
+    return b"".join((HEADER.pack(len(payload), channel, type_, flags), payload))
 
 
 @dataclass(frozen=True)
