@@ -138,10 +138,10 @@ class AppPublisher:
 def publisher_from_config(catalog: Catalog, config: Any) -> AppPublisher:
     """Build the publisher from sessiond's Config ([apps] icons, [entitlements])."""
     entitlements = Entitlements(
-        config.get("entitlements", "rules"),
-        default_everyone=bool(config.get("entitlements", "default")),
+        config.entitlements.rules,
+        default_everyone=config.entitlements.default,
     )
-    icon_dirs = tuple(config.get("apps", "icon_dirs")) or DEFAULT_ICON_DIRS
-    icons = IconResolver(icon_dirs, theme=str(config.get("apps", "icon_theme")))
+    icon_dirs = tuple(config.apps.icon_dirs) or DEFAULT_ICON_DIRS
+    icons = IconResolver(icon_dirs, theme=config.apps.icon_theme)
     return AppPublisher(catalog, entitlements, icons)
 

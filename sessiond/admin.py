@@ -22,7 +22,8 @@ from twisted.web import resource, server
 
 from sessiond import metrics as metrics_mod
 from sessiond.registry import MAX_AUDIT_ROWS, Registry
-from sessiond.sessions import SessionState, SessionSupervisor
+from sessiond.lifecycle import SessionState
+from sessiond.supervisor import SessionSupervisor
 
 log = Logger()
 

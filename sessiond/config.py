@@ -1,21 +1,22 @@
 # Configuration: one INI file with documented sections, over embedded
 # defaults. Unknown sections and keys are errors naming file, section and key,
-# so a typo never silently falls back to a default.
+# so a typo never silently falls back to a default. SCHEMA is the whitelist
+# (default and parser per key); each section is then a frozen dataclass, so
+# callers read `config.session.width` as an int, checked by mypy.
 """Load and validate sessiond.conf."""
 
 from __future__ import annotations
 
 import configparser
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
-from isolation.limits import parse_cpu, parse_memory, parse_overrides, parse_pids
+from apps.entitlements import Rule, parse_default, parse_rules
+from isolation.limits import LimitOverride, parse_cpu, parse_memory, parse_overrides, parse_pids
 from isolation.sandbox import NETWORK_MODES
-
-from apps.entitlements import parse_default, parse_rules
-from sessiond.usb_policy import parse_principal_rules as _usb_principals
-from sessiond.usb_policy import parse_rules as _usb_rules
+from sessiond.usb_rules import parse_principal_rules as _usb_principals
+from sessiond.usb_rules import parse_rules as _usb_rules
 
 DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
 
@@ -169,29 +170,168 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
 
 
 @dataclass(frozen=True)
+class ServerSection:
+    """[server]"""
+
+    listen: tuple[str, int]
+    state_dir: str
+    runtime_dir: str
+    on_stop: str
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    """[auth]"""
+
+    pam_service: str
+    failure_delay: float
+    max_failures: int
+    failure_window: float
+    min_uid: int
+    login_timeout: float
+    resume_token_lifetime: float
+
+
+@dataclass(frozen=True)
+class SessionSection:
+    """[session]; memory_max, pids_max, cpu_max are None for "max"."""
+
+    width: int
+    height: int
+    max_width: int
+    max_height: int
+    python: str
+    start_timeout: float
+    path: str
+    lang: str
+    network: str
+    hostname: str
+    memory_max: int | None
+    pids_max: int | None
+    cpu_max: int | None
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    """[limits]: per-user and per-group overrides of the [session] limits."""
+
+    users: tuple[LimitOverride, ...]
+    groups: tuple[LimitOverride, ...]
+
+
+@dataclass(frozen=True)
+class AppsSection:
+    """[apps]"""
+
+    directories: tuple[str, ...]
+    terminal: tuple[str, ...]
+    launch_timeout: float
+    end_session_with_last_app: bool
+    reload_interval: float
+    icon_theme: str
+    icon_dirs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntitlementsSection:
+    """[entitlements]"""
+
+    default: bool
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    """[policy]: idle and disconnect timers in seconds (0: off)."""
+
+    idle_disconnect: float
+    idle_logoff: float
+    disconnected_logoff: float
+    check_interval: float
+
+
+@dataclass(frozen=True)
+class AdminSection:
+    """[admin]; both paths absolute once loaded."""
+
+    socket: str
+    token_file: str
+
+
+@dataclass(frozen=True)
+class DisplaySection:
+    """[display]"""
+
+    jpeg_quality: int
+    max_fps: int
+    frames_in_flight: int
+    max_kbps: int
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    """[audio]"""
+
+    max_kbps: int
+
+
+@dataclass(frozen=True)
+class UsbSection:
+    """[usb]"""
+
+    enabled: bool
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    users: dict[str, tuple[str, ...]]
+    groups: dict[str, tuple[str, ...]]
+    recheck_interval: float
+
+
+SECTION_TYPES: dict[str, type] = {
+    "server": ServerSection, "auth": AuthSection, "session": SessionSection, "limits": LimitsSection,
+    "apps": AppsSection, "entitlements": EntitlementsSection, "policy": PolicySection, "admin": AdminSection,
+    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Config:
     """Typed view of sessiond.conf; build it with load_config()."""
 
-    values: dict[str, dict[str, object]]
+    server: ServerSection
+    auth: AuthSection
+    session: SessionSection
+    limits: LimitsSection
+    apps: AppsSection
+    entitlements: EntitlementsSection
+    policy: PolicySection
+    admin: AdminSection
+    display: DisplaySection
+    audio: AudioSection
+    usb: UsbSection
     source: str
 
     def get(self, section: str, key: str) -> object:
-        return self.values[section][key]
+        """One value by name (for tools and tests; code reads the typed sections)."""
+        return getattr(getattr(self, section), key)
+
+    @property
+    def values(self) -> dict[str, dict[str, object]]:
+        """Every section as a dict (for comparisons)."""
+        return {name: {f.name: getattr(getattr(self, name), f.name) for f in fields(cls)}
+                for name, cls in SECTION_TYPES.items()}  # fmt: skip
 
     @property
     def listen(self) -> tuple[str, int]:
-        return self.values["server"]["listen"]  # type: ignore[return-value]
+        return self.server.listen
 
     @property
     def state_dir(self) -> str:
-        return str(self.values["server"]["state_dir"])
+        return self.server.state_dir
 
     @property
     def runtime_dir(self) -> str:
-        return str(self.values["server"]["runtime_dir"])
-
-    def section(self, name: str) -> dict[str, object]:
-        return dict(self.values[name])
+        return self.server.runtime_dir
 
 
 def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | None = None) -> Config:
@@ -241,5 +381,8 @@ def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | 
         str(values["server"]["runtime_dir"]), "control.sock")
     admin["token_file"] = os.path.abspath(str(admin["token_file"])) if admin["token_file"] else os.path.join(
         str(values["server"]["state_dir"]), "admin-token")
-    values["apps"]["directories"] = tuple(os.path.abspath(d) for d in values["apps"]["directories"])  # type: ignore[union-attr]
-    return Config(values=values, source=source)
+    directories = values["apps"]["directories"]
+    if isinstance(directories, tuple):
+        values["apps"]["directories"] = tuple(os.path.abspath(str(d)) for d in directories)
+    built = {name: cls(**values[name]) for name, cls in SECTION_TYPES.items()}
+    return Config(source=source, **built)

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hmac
@@ -52,6 +51,7 @@ from sessiond.agent.damage import DamageTracker
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
+from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
 from sessiond.agent.usb import UsbService
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
@@ -86,7 +86,7 @@ MAX_AGENT_LOG_BYTES = 16 * 1024 * 1024
 class Agent:
     """Everything one session runs: X server, capture, input, apps, link."""
 
-    def __init__(self, args: argparse.Namespace, token: str) -> None:
+    def __init__(self, args: AgentSettings, token: str) -> None:
         self.args = args
         self._token = token
         self.loop = asyncio.get_running_loop()
@@ -372,24 +372,12 @@ def _log_to_file(path: str) -> None:
     os.close(fd)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sessiond-agent")
-    parser.add_argument("--socket", required=True)
-    parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=800)
-    # The largest size a client may resize the screen to (Xvfb is started at it).
-    parser.add_argument("--max-width", type=int, default=3840)
-    parser.add_argument("--max-height", type=int, default=2160)
-    parser.add_argument("--jpeg-quality", type=int, default=75)
-    parser.add_argument("--max-fps", type=int, default=60)
-    parser.add_argument("--frames-in-flight", type=int, default=2)
-    parser.add_argument("--launch-timeout", type=float, default=20.0)
-    parser.add_argument("--display-max-kbps", type=int, default=0)  # 0: no cap
-    parser.add_argument("--audio-max-kbps", type=int, default=0)
-    return parser.parse_args(argv)
+def load_settings() -> AgentSettings:
+    """The settings sessiond serialized into our environment (sessiond.agent.settings)."""
+    return AgentSettings.from_json(os.environ.pop(SETTINGS_ENV, ""))
 
 
-async def run(args: argparse.Namespace, token: str) -> int:
+async def run(args: AgentSettings, token: str) -> int:
     agent = Agent(args, token)
     stop = agent.stopped
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -424,7 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("sessiond-agent: no link token in the environment", file=sys.stderr)
         return EXIT_START_FAILED
-    args = parse_args(argv)
+    try:
+        args = load_settings()
+    except SettingsError as exc:
+        print(f"sessiond-agent: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
     try:
         return asyncio.run(run(args, token))
     except Exception as exc:  # noqa: BLE001 - report start failures in one line
