@@ -46,6 +46,7 @@ class AudioCodec(IntEnum):
 class _Format(Message):
     """Codec, channels, frame size and sample rate of the stream that follows."""
 
+    MAX_PAYLOAD: ClassVar[int] = _FORMAT.size
     codec: AudioCodec
     channels: int
     frame_samples: int
@@ -75,6 +76,7 @@ class _Format(Message):
 class _Data(Message):
     """One codec packet at stream position `pts` (samples since the FORMAT)."""
 
+    MAX_PAYLOAD: ClassVar[int] = _DATA.size + MAX_AUDIO_PACKET
     pts: int
     capture_us: int
     packet: bytes

@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum, IntEnum
 from typing import ClassVar, Self
 
-from protocol.limits import MAX_JSON_INT
+from protocol.limits import MAX_FRAME_PAYLOAD, MAX_JSON_INT
 
 U8_MAX = 0xFF
 U16_MAX = 0xFFFF
@@ -77,6 +77,8 @@ class Message:
     # Channel kind the type code belongs to; None for generic (WINDOW_UPDATE).
     KIND: ClassVar[ChannelKind | None]
     SENDER: ClassVar[Sender] = Sender.ANY
+    # Largest payload encode() can return: bounds frames of this type from the header.
+    MAX_PAYLOAD: ClassVar[int] = MAX_FRAME_PAYLOAD
 
     def encode(self) -> bytes:
         """Return this message's payload bytes (frame header excluded)."""

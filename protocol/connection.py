@@ -51,9 +51,9 @@ from protocol.events import (
     WindowUpdated,
 )
 from protocol.frames import Frame, FrameDecoder, encode_frame
-from protocol.limits import HEADER_SIZE, MAX_QUEUED_PER_CHANNEL, PROTOCOL_VERSION
+from protocol.limits import HEADER_SIZE, MAX_CONTROL_PAYLOAD, MAX_QUEUED_PER_CHANNEL, MAX_WINDOW, PROTOCOL_VERSION
 from protocol.media import WindowUpdate
-from protocol.messages import MESSAGE_TYPES, decode_message
+from protocol.messages import MESSAGE_TYPES, decode_message, max_payload, min_window
 
 __all__ = [
     "Role",
@@ -115,8 +115,8 @@ class Connection:
         self._role = role
         self._relay = relay
         self._own_sender = Sender.CLIENT if role is Role.CLIENT else Sender.SERVER
-        self._table = ChannelTable(window_for, accept_kind)
-        self._decoder = FrameDecoder()
+        self._table = ChannelTable(window_for, accept_kind, lambda kind: min_window(kind, self._own_sender))
+        self._decoder = FrameDecoder(limit_for=self._payload_limit)
         self._control: deque[bytes] = deque()  # channel 0 frames and WINDOW_UPDATEs
         self._control_queued = 0
         self._closed = False
@@ -212,7 +212,9 @@ class Connection:
         The checks and exceptions are those of send() for a message of that
         type on that channel's kind; a type code not defined for the kind, a
         managed type (WINDOW_UPDATE) or the control channel (use send()) raise
-        ProtocolStateError.
+        ProtocolStateError, a payload longer than the type's MAX_PAYLOAD
+        ValueError. The payload itself is not validated: the relay trusts
+        the Connection that reported it as a FrameReceived.
         """
         if self._closed:
             raise ProtocolStateError("connection is closed")
@@ -227,6 +229,8 @@ class Connection:
         if cls is None:
             raise ProtocolStateError(f"type {type_:#04x} is not defined on a {state.kind.name} channel")
         self._check_may_send(channel, cls)
+        if len(payload) > cls.MAX_PAYLOAD:
+            raise ValueError(f"a {len(payload)}-byte {cls.__name__} payload exceeds its {cls.MAX_PAYLOAD}-byte bound")
         self._enqueue(channel, type_, payload)
 
     def _enqueue(self, channel: int, type_: int, payload: bytes) -> None:
@@ -296,8 +300,19 @@ class Connection:
         if increment:
             self._queue_window_update(channel, increment)
 
+    def grantable(self, channel: int) -> int:
+        """Credit we may still grant on `channel` without the peer's window
+        exceeding MAX_WINDOW (0 if the channel is not open): a relay passing
+        credit through clamps its grant() to this."""
+        state = self._table.get_open(channel)
+        if self._closed or state is None:
+            return 0
+        return max(0, MAX_WINDOW - state.recv_credit)
+
     def grant(self, channel: int, increment: int) -> None:
-        """Send a WINDOW_UPDATE of exactly `increment` now (relays passing credit)."""
+        """Send a WINDOW_UPDATE of exactly `increment` now (relays passing credit).
+
+        ValueError if increment is not in 1..grantable(channel)."""
         state = self._table.get_open(channel)
         if self._closed or state is None:
             raise ChannelNotOpenError(f"channel {channel} is not open")
@@ -365,6 +380,21 @@ class Connection:
             self._queue_control_message(Close(int(exc.code), reason_text(exc.detail)))
             events.append(ConnectionClosed(int(exc.code), exc.detail, by_peer=False))
         return events
+
+    def _payload_limit(self, channel: int) -> int:
+        """The FrameDecoder's header check: the largest payload `channel` may
+        carry now. Before authentication only channel 0 is readable; after,
+        an open (or closing) channel is bounded by its kind's largest message."""
+        if channel == 0:
+            return MAX_CONTROL_PAYLOAD
+        if self._peer_hello is None:
+            raise ProtocolError(ReasonCode.HELLO_REQUIRED, "the first message must be HELLO")
+        if not self._authenticated:
+            raise ProtocolError(ReasonCode.NOT_AUTHENTICATED, f"data on channel {channel} before authentication")
+        state = self._table.get(channel)
+        if state is None or state.phase is ChannelPhase.OPENING:
+            raise ProtocolError(ReasonCode.CHANNEL_NOT_OPEN, f"channel {channel} is not open")
+        return max_payload(state.kind)
 
     def _handle_frame(self, frame: Frame, events: list[Event]) -> None:
         if self._peer_hello is None:
@@ -444,7 +474,9 @@ class Connection:
             if opened is not None:
                 events.append(opened)
         elif isinstance(message, ChannelOpenOk):
-            accepted = self._table.on_open_ok(message)
+            close, accepted = self._table.on_open_ok(message)
+            if close is not None:
+                self._queue_peer_reply(close)
             if accepted is not None:
                 events.append(accepted)
         elif isinstance(message, ChannelClose):

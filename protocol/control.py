@@ -28,6 +28,7 @@ from protocol.base import (
     check_str,
     check_str_tuple,
 )
+from protocol.limits import MAX_CONTROL_PAYLOAD
 
 JsonObject = dict[str, object]
 
@@ -76,6 +77,7 @@ class ControlMessage(Message):
     """A message of the control channel: a JSON object on the wire."""
 
     KIND: ClassVar[ChannelKind | None] = ChannelKind.CONTROL
+    MAX_PAYLOAD: ClassVar[int] = MAX_CONTROL_PAYLOAD
 
     def to_json(self) -> JsonObject:
         """The JSON object this message encodes to."""

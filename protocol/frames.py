@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,15 +68,23 @@ class FrameDecoder:
     `feed()` is the one-call API. `append()` + `next_frame()` let a caller
     act on each frame before the next one is parsed (and so keep the frames
     that preceded a violation).
+
+    `limit_for(channel)`, if given, replaces the two fixed limits: it returns
+    the largest payload acceptable on `channel` now, or raises ProtocolError
+    to refuse the frame from its header alone (the Connection uses it to
+    refuse data channels before authentication and to bound each channel by
+    its kind).
     """
 
     def __init__(
         self,
         max_payload: int = MAX_FRAME_PAYLOAD,
         max_control_payload: int = MAX_CONTROL_PAYLOAD,
+        limit_for: Callable[[int], int] | None = None,
     ) -> None:
         self._max_payload = max_payload
         self._max_control_payload = min(max_control_payload, max_payload)
+        self._limit_for = limit_for
         self._buf = bytearray()
         self._pos = 0
 
@@ -102,14 +111,18 @@ class FrameDecoder:
         if available < HEADER_SIZE:
             return None
         length, channel, type_, flags = HEADER.unpack_from(self._buf, self._pos)
+        # Fixed bounds first (what any peer may announce), then the caller's
+        # bound for this channel in its current state.
         limit = self._max_control_payload if channel == 0 else self._max_payload
+        if length <= limit and channel > MAX_CHANNEL_ID:
+            raise ProtocolError(ReasonCode.UNKNOWN_CHANNEL, f"channel id {channel} > {MAX_CHANNEL_ID}")
+        if length <= limit and self._limit_for is not None:
+            limit = self._limit_for(channel)
         if length > limit:
             raise ProtocolError(
                 ReasonCode.FRAME_TOO_LARGE,
                 f"frame on channel {channel} announces {length} bytes, limit {limit}",
             )
-        if channel > MAX_CHANNEL_ID:
-            raise ProtocolError(ReasonCode.UNKNOWN_CHANNEL, f"channel id {channel} > {MAX_CHANNEL_ID}")
         if available < HEADER_SIZE + length:
             return None
         start = self._pos + HEADER_SIZE

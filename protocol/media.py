@@ -27,7 +27,7 @@ from protocol.base import (
     check_bool,
     check_int,
 )
-from protocol.limits import MAX_REGION_RAW_BYTES
+from protocol.limits import MAX_KEYSYM, MAX_REGION_RAW_BYTES
 
 _U32 = struct.Struct(">I")
 _SIZE = struct.Struct(">HH")
@@ -55,6 +55,7 @@ def _flag(value: int, name: str) -> bool:
 class _SeqMessage(Message):
     """Shared codec of messages whose payload is one u32 sequence number."""
 
+    MAX_PAYLOAD: ClassVar[int] = _U32.size
     seq: int
 
     def __post_init__(self) -> None:
@@ -76,6 +77,7 @@ class _ScreenSize(Message):
 
     NAME: ClassVar[str] = ""
     KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
+    MAX_PAYLOAD: ClassVar[int] = _SIZE.size
     width: int
     height: int
 
@@ -181,6 +183,7 @@ class RefreshRequest(Message):
     TYPE: ClassVar[int] = 0x05
     KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
     SENDER: ClassVar[Sender] = Sender.CLIENT
+    MAX_PAYLOAD: ClassVar[int] = 0
 
     def encode(self) -> bytes:
         return b""
@@ -212,11 +215,12 @@ class Key(Message):
     TYPE: ClassVar[int] = 0x01
     KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
     SENDER: ClassVar[Sender] = Sender.CLIENT
+    MAX_PAYLOAD: ClassVar[int] = _KEY.size
     keysym: int
     down: bool
 
     def __post_init__(self) -> None:
-        check_int("keysym", self.keysym, 0, U32_MAX)
+        check_int("keysym", self.keysym, 1, MAX_KEYSYM)
         check_bool("down", self.down)
 
     def encode(self) -> bytes:
@@ -237,6 +241,7 @@ class Pointer(Message):
     TYPE: ClassVar[int] = 0x02
     KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
     SENDER: ClassVar[Sender] = Sender.CLIENT
+    MAX_PAYLOAD: ClassVar[int] = _SIZE.size
     x: int
     y: int
 
@@ -261,6 +266,7 @@ class Button(Message):
     TYPE: ClassVar[int] = 0x03
     KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
     SENDER: ClassVar[Sender] = Sender.CLIENT
+    MAX_PAYLOAD: ClassVar[int] = _BUTTON.size
     x: int
     y: int
     button: int
@@ -290,6 +296,7 @@ class Wheel(Message):
     TYPE: ClassVar[int] = 0x04
     KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
     SENDER: ClassVar[Sender] = Sender.CLIENT
+    MAX_PAYLOAD: ClassVar[int] = _WHEEL.size
     x: int
     y: int
     dx: int
@@ -335,6 +342,7 @@ class WindowUpdate(Message):
 
     TYPE: ClassVar[int] = 0xFF
     KIND: ClassVar[ChannelKind | None] = None
+    MAX_PAYLOAD: ClassVar[int] = _U32.size
     increment: int
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ from protocol.control_session import (
 )
 from protocol.audio import AUDIO_IN_MESSAGES, AUDIO_OUT_MESSAGES, AudioData, AudioFormat, MicData, MicFormat
 from protocol.errors import ProtocolError, ReasonCode
+from protocol.limits import HEADER_SIZE, MIN_WINDOW_FRAMES
 from protocol.usb import USB_MESSAGE_NAMES, USB_MESSAGES
 from protocol.media import (
     DISPLAY_MESSAGES,
@@ -117,6 +118,8 @@ __all__ = [
     "MESSAGE_NAMES",
     "encode_message",
     "decode_message",
+    "max_payload",
+    "min_window",
 ]
 
 
@@ -206,6 +209,23 @@ MESSAGE_NAMES: Final[dict[type[Message], str]] = {
     MicData: "MIC_DATA",
     **USB_MESSAGE_NAMES,
 }
+
+
+def max_payload(kind: ChannelKind) -> int:
+    """Largest payload any message of `kind` encodes to: frames announcing more
+    are refused from their header once the channel's kind is known."""
+    return max(cls.MAX_PAYLOAD for cls in MESSAGE_TYPES[kind].values())
+
+
+def min_window(kind: ChannelKind, sender: Sender) -> int:
+    """Smallest initial window that lets `sender` send its largest message of
+    `kind`: MIN_WINDOW_FRAMES frames of it (0 if it sends nothing but credit)."""
+    frames = [
+        HEADER_SIZE + cls.MAX_PAYLOAD
+        for cls in MESSAGE_TYPES[kind].values()
+        if cls is not WindowUpdate and cls.SENDER in (Sender.ANY, sender)
+    ]
+    return MIN_WINDOW_FRAMES * max(frames, default=0)
 
 
 def encode_message(msg: Message) -> tuple[int, bytes]:

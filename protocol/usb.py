@@ -449,6 +449,7 @@ class DeviceAdd(UsbMessage):
     """The client shares `device` (its OP_REP_DEVLIST record) into the session."""
 
     TYPE: ClassVar[int] = 0x01
+    MAX_PAYLOAD: ClassVar[int] = DEVICE_SIZE + MAX_INTERFACES * _INTERFACE.size
     SENDER: ClassVar[Sender] = Sender.CLIENT
     device: UsbDevice
 
@@ -469,6 +470,7 @@ class DeviceRemove(UsbMessage):
     """The client (or sessiond, enforcing policy) withdraws device `busid`."""
 
     TYPE: ClassVar[int] = 0x02
+    MAX_PAYLOAD: ClassVar[int] = BUSID_SIZE
     SENDER: ClassVar[Sender] = Sender.CLIENT
     busid: str
 
@@ -502,6 +504,7 @@ class DeviceStatus(UsbMessage):
     """What became of device `busid` (server -> client), with a reason for people."""
 
     TYPE: ClassVar[int] = 0x03
+    MAX_PAYLOAD: ClassVar[int] = BUSID_SIZE + 1 + MAX_STATUS_TEXT
     SENDER: ClassVar[Sender] = Sender.SERVER
     busid: str
     status: int
@@ -531,6 +534,7 @@ class ImportRequest(UsbMessage):
     """USB/IP connection `conn` in the session sent OP_REQ_IMPORT for `busid` (server -> client)."""
 
     TYPE: ClassVar[int] = 0x04
+    MAX_PAYLOAD: ClassVar[int] = _U32.size + OP_COMMON_SIZE + BUSID_SIZE
     SENDER: ClassVar[Sender] = Sender.SERVER
     conn: int
     busid: str
@@ -557,6 +561,7 @@ class ImportReply(UsbMessage):
     """OP_REP_IMPORT for connection `conn` (client -> server): the device, or a failure status."""
 
     TYPE: ClassVar[int] = 0x05
+    MAX_PAYLOAD: ClassVar[int] = _U32.size + OP_COMMON_SIZE + DEVICE_SIZE
     SENDER: ClassVar[Sender] = Sender.CLIENT
     conn: int
     status: int
@@ -593,6 +598,7 @@ class UrbCommand(UsbMessage):
     """A CMD_SUBMIT or CMD_UNLINK for connection `conn` (server -> client)."""
 
     TYPE: ClassVar[int] = 0x06
+    MAX_PAYLOAD: ClassVar[int] = _U32.size + URB_HEADER_SIZE + MAX_TRANSFER_BUFFER + MAX_ISO_PACKETS * _ISO
     SENDER: ClassVar[Sender] = Sender.SERVER
     conn: int
     pdu: CmdSubmit | CmdUnlink = field(repr=False)
@@ -618,6 +624,7 @@ class UrbReturn(UsbMessage):
     """A RET_SUBMIT or RET_UNLINK for connection `conn` (client -> server)."""
 
     TYPE: ClassVar[int] = 0x07
+    MAX_PAYLOAD: ClassVar[int] = _U32.size + URB_HEADER_SIZE + MAX_TRANSFER_BUFFER + MAX_ISO_PACKETS * _ISO
     SENDER: ClassVar[Sender] = Sender.CLIENT
     conn: int
     pdu: RetSubmit | RetUnlink = field(repr=False)
@@ -643,6 +650,7 @@ class ConnClose(UsbMessage):
     """USB/IP connection `conn` is over (either side; sessiond when it detaches a device)."""
 
     TYPE: ClassVar[int] = 0x08
+    MAX_PAYLOAD: ClassVar[int] = _U32.size
     conn: int
 
     def __post_init__(self) -> None:

@@ -24,6 +24,12 @@ export const MAX_WINDOW = 2 ** 31 - 1;
 export const MAX_REGION_RAW_BYTES = 1024 * 1024;
 
 export const Kind = Object.freeze({ CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6 });
+// Largest payload of any message of each kind (protocol.messages.max_payload): a
+// reader that knows a channel's kind refuses a longer frame from its header
+// with FRAME_TOO_LARGE.
+export const KIND_MAX_PAYLOAD = Object.freeze({ 0: 65536, 1: 2097152, 2: 8, 3: 4016, 4: 4016, 5: 123956, 6: 4 });
+// X keysyms have the top three bits clear; 0 is NoSymbol.
+export const MAX_KEYSYM = 0x1fffffff;
 export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4 });
 export const WINDOW_UPDATE = 0xff;
 
@@ -344,6 +350,9 @@ export function decodeMessage(kind, type, payload) {
   if (spec.layout === AUDIO_DATA) return { name: spec.name, fields: decodeAudioData(payload, spec.name) };
   const fields = unpackFields(spec.layout, payload, spec.name);
   if (spec.layout === AUDIO_FORMAT_LAYOUT) checkAudioFormat(fields, spec.name);
+  if (spec.name === 'KEY' && (fields.keysym < 1 || fields.keysym > MAX_KEYSYM)) {
+    throw new ProtocolError(Reason.MALFORMED_MESSAGE, `KEY keysym ${fields.keysym} outside 1..${MAX_KEYSYM}`);
+  }
   if ((spec.name === 'DESKTOP_SIZE' || spec.name === 'RESIZE_REQUEST') && (fields.width < 1 || fields.height < 1)) {
     throw new ProtocolError(Reason.MALFORMED_MESSAGE, `${spec.name} must be at least 1x1`);
   }
