@@ -8,6 +8,13 @@
 # object. Only the few USB control messages that policy needs arrive decoded
 # and are handed to a filter (sessiond.usb_policy.UsbFilter).
 #
+# Frames FROM THE CLIENT are still validated (decoded and the result thrown
+# away) before their original bytes go on: the agent's link Connection would
+# close the whole link, and so end the session, on one malformed frame, so a
+# bad frame must be refused where it enters, costing only its channel. What
+# the agent sends (the user's own process, and the bulk of the bytes) is
+# never parsed here.
+#
 # Credit passes through hop by hop: what the client grants sessiond is
 # granted on to the agent (clamped with grantable() so sessiond never grants
 # above MAX_WINDOW), what the agent grants is granted on to the client; credit
@@ -31,8 +38,8 @@ from typing import Callable, Concatenate, Final, NamedTuple, ParamSpec, Protocol
 from twisted.logger import Logger
 
 from protocol.connection import Connection
-from protocol.errors import ProtocolStateError, ReasonCode
-from protocol.messages import ChannelKind, Message
+from protocol.errors import ProtocolError, ProtocolStateError, ReasonCode
+from protocol.messages import ChannelKind, Message, decode_message
 from protocol.usb import UrbCommand, UrbReturn
 
 log = Logger()
@@ -189,6 +196,12 @@ class ChannelRelay:
         kind = self._client_channels.get(channel)
         if kind is None:
             return  # closing: in flight when the channel went
+        if message is None:
+            try:
+                decode_message(kind, type_, payload)  # validation only: the original bytes go on
+            except ProtocolError as exc:
+                self.fail_channel(channel, exc.code, f"invalid message from the client: {exc.detail}")
+                return
         policy = self.filters.get(kind)
         if policy is not None and not policy.from_client(channel, type_, payload, message):
             self._credit_client(channel, wire_size)
