@@ -361,8 +361,8 @@ def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | 
                 if key not in SCHEMA[section]:
                     raise ConfigError(f"{path}: [{section}] unknown key {key!r}")
                 raw[section][key] = value
-    for section, keys in (overrides or {}).items():
-        for key, value in keys.items():
+    for section, given in (overrides or {}).items():
+        for key, value in given.items():
             if section not in SCHEMA or key not in SCHEMA[section]:
                 raise ConfigError(f"override: unknown setting [{section}] {key}")
             raw[section][key] = value

@@ -14,8 +14,6 @@ from __future__ import annotations
 import enum
 from typing import Any, Callable, Final
 
-from twisted.internet.interfaces import IDelayedCall
-
 
 class SessionState(enum.Enum):
     """Where a session is; stored in the registry by value."""
@@ -66,7 +64,7 @@ class Lifecycle:
                  state: SessionState = SessionState.STARTING) -> None:  # fmt: skip
         self.state = state
         self.on_change = on_change
-        self._start_timer: IDelayedCall | None = None
+        self._start_timer: Any = None  # an IDelayedCall
 
     @property
     def usable(self) -> bool:

@@ -96,7 +96,10 @@ class Held(NamedTuple):
     wire_size: int
 
 
-def _boundary(method: Callable[Concatenate[ChannelRelay, int, P], None]) -> Callable[Concatenate[ChannelRelay, int, P], None]:
+_Handler = Callable[Concatenate["ChannelRelay", int, P], None]
+
+
+def _boundary(method: _Handler[P]) -> _Handler[P]:
     """Catch the failure of one frame: it costs its channel, nothing more."""
 
     @functools.wraps(method)
@@ -273,7 +276,8 @@ class ChannelRelay:
             return
         before = client.conn.queued_bytes(channel)
         client.conn.send(channel, message)
-        self._owed_by_client[channel] = self._owed_by_client.get(channel, 0) + client.conn.queued_bytes(channel) - before
+        used = client.conn.queued_bytes(channel) - before
+        self._owed_by_client[channel] = self._owed_by_client.get(channel, 0) + used
         client.flush()
 
     def inject_to_agent(self, channel: int, message: Message) -> None:
@@ -283,7 +287,8 @@ class ChannelRelay:
             return
         before = link.conn.queued_bytes(channel)
         link.conn.send(channel, message)
-        self._owed_by_agent[channel] = self._owed_by_agent.get(channel, 0) + link.conn.queued_bytes(channel) - before
+        used = link.conn.queued_bytes(channel) - before
+        self._owed_by_agent[channel] = self._owed_by_agent.get(channel, 0) + used
         link.flush()
 
     def fail_channel(self, channel: int, code: int, why: str) -> None:

@@ -50,7 +50,7 @@ class SessionSupervisor:
                                              config.usb.recheck_interval, reactor, load_usb_policy,
                                              lambda: sum(s.usb.recheck() for s in list(self.sessions.values())))
 
-    def adopt_all(self) -> defer.Deferred[object]:
+    def adopt_all(self) -> defer.Deferred[Any]:
         """Re-adopt the live sessions a previous sessiond left (restart/crash)."""
         from isolation.accounts import AccountError, lookup_account
 
@@ -118,7 +118,7 @@ class SessionSupervisor:
         if self.sessions.get(session.account.name) is session:
             del self.sessions[session.account.name]
 
-    def stop_all(self) -> defer.Deferred[object]:
+    def stop_all(self) -> defer.Deferred[Any]:
         """On a clean stop: log every session off, or leave them for the next
         sessiond to re-adopt ([server] on_stop); fires when done."""
         if self.config.server.on_stop == "logoff":

@@ -107,9 +107,8 @@ class UsbFilter:
         return True
 
     def channel_closed(self, channel: int) -> None:
-        for table in (self.offered, self.conns):
-            for key in [k for k in table if k[0] == channel]:
-                del table[key]
+        self.offered = {key: device for key, device in self.offered.items() if key[0] != channel}
+        self.conns = {key: busid for key, busid in self.conns.items() if key[0] != channel}
 
     # -- policy changes --------------------------------------------------------------
     def recheck(self) -> int:

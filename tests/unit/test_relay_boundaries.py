@@ -55,7 +55,8 @@ def test_a_key_outside_the_x_keysym_range_costs_only_the_input_channel(wired: Wi
 def test_a_client_window_smaller_than_a_frame_is_refused_without_touching_the_session(wired: Wired) -> None:
     from protocol.control import ChannelOpen
 
-    wired.handler.dataReceived(encode_frame(0, ChannelOpen.TYPE, ChannelOpen(DISPLAY, ChannelKind.DISPLAY, 16).encode()))
+    tiny = ChannelOpen(DISPLAY, ChannelKind.DISPLAY, 16)  # a 16-byte window: smaller than any display frame
+    wired.handler.dataReceived(encode_frame(0, ChannelOpen.TYPE, tiny.encode()))
     wired.pump()
     assert wired.session_alive() and wired.client_alive()
     assert DISPLAY not in wired.agent.open_channels()  # never reached the agent
