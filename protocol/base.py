@@ -77,6 +77,8 @@ class Message:
     # Channel kind the type code belongs to; None for generic (WINDOW_UPDATE).
     KIND: ClassVar[ChannelKind | None]
     SENDER: ClassVar[Sender] = Sender.ANY
+    # Wire name (docs/protocol.md, tests/vectors).
+    NAME: ClassVar[str] = ""
     # Largest payload encode() can return: bounds frames of this type from the header.
     MAX_PAYLOAD: ClassVar[int] = MAX_FRAME_PAYLOAD
 

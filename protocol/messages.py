@@ -48,7 +48,7 @@ from protocol.control_session import (
 from protocol.audio import AUDIO_IN_MESSAGES, AUDIO_OUT_MESSAGES, AudioData, AudioFormat, MicData, MicFormat
 from protocol.errors import ProtocolError, ReasonCode
 from protocol.limits import HEADER_SIZE, MIN_WINDOW_FRAMES
-from protocol.usb import USB_MESSAGE_NAMES, USB_MESSAGES
+from protocol.usb import USB_MESSAGES
 from protocol.media import (
     DISPLAY_MESSAGES,
     INPUT_MESSAGES,
@@ -169,45 +169,7 @@ MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
 
 # Wire names of message types, as used in docs/protocol.md and tests/vectors.
 MESSAGE_NAMES: Final[dict[type[Message], str]] = {
-    Hello: "HELLO",
-    Auth: "AUTH",
-    AuthResult: "AUTH_RESULT",
-    AppListRequest: "APP_LIST_REQUEST",
-    AppList: "APP_LIST",
-    Launch: "LAUNCH",
-    LaunchResult: "LAUNCH_RESULT",
-    ChannelOpen: "CHANNEL_OPEN",
-    ChannelOpenOk: "CHANNEL_OPEN_OK",
-    ChannelClose: "CHANNEL_CLOSE",
-    Error: "ERROR",
-    Close: "CLOSE",
-    Ping: "PING",
-    Pong: "PONG",
-    SessionInfo: "SESSION_INFO",
-    SpawnApp: "SPAWN_APP",
-    AppExited: "APP_EXITED",
-    IconRequest: "ICON_REQUEST",
-    Icon: "ICON",
-    Logoff: "LOGOFF",
-    ClockReport: "CLOCK_REPORT",
-    DesktopSize: "DESKTOP_SIZE",
-    Region: "REGION",
-    FrameEnd: "FRAME_END",
-    FrameAck: "FRAME_ACK",
-    RefreshRequest: "REFRESH_REQUEST",
-    ResizeRequest: "RESIZE_REQUEST",
-    Key: "KEY",
-    Pointer: "POINTER",
-    Button: "BUTTON",
-    Wheel: "WHEEL",
-    Sync: "SYNC",
-    SyncDone: "SYNC_DONE",
-    WindowUpdate: "WINDOW_UPDATE",
-    AudioFormat: "AUDIO_FORMAT",
-    AudioData: "AUDIO_DATA",
-    MicFormat: "MIC_FORMAT",
-    MicData: "MIC_DATA",
-    **USB_MESSAGE_NAMES,
+    cls: cls.NAME for table in MESSAGE_TYPES.values() for cls in table.values()
 }
 
 

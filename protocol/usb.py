@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
-from typing import ClassVar, Self
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Final, Self
 
 from protocol.base import U8_MAX, U16_MAX, U32_MAX, ChannelKind, Message, Sender, check_int, check_str
+from protocol.schema import CSTR, CUSTOM, cstring, NESTED, TEXT, U8, U32, Declared, message, wire
 
 # -- USB/IP constants (kernel usbip_protocol.rst, tools/usb/usbip) ---------
 USBIP_VERSION = 0x0111
@@ -80,14 +83,6 @@ def check_busid(busid: str) -> str:
     if not isinstance(busid, str) or not _BUSID_RE.fullmatch(busid):
         raise ValueError(f"bad bus id {busid!r}")
     return busid
-
-
-def _cstring(raw: bytes, name: str) -> str:
-    """A NUL-padded ASCII field: text up to the first NUL, printable only."""
-    text = raw.split(b"\0", 1)[0]
-    if any(c < 0x20 or c > 0x7E for c in text):
-        raise ValueError(f"{name} is not printable ASCII")
-    return text.decode("ascii")
 
 
 def pack_op_common(code: int, status: int = ST_OK) -> bytes:
@@ -193,8 +188,8 @@ class UsbDevice:
             raise ValueError("device record length does not match bNumInterfaces")
         interfaces = tuple(UsbInterface(*_INTERFACE.unpack_from(data, _DEVICE.size + n * _INTERFACE.size))
                            for n in range(count))  # fmt: skip
-        device = cls(busid=_cstring(busid, "busid"), id_vendor=vid, id_product=pid, interfaces=interfaces,
-                     path=_cstring(path, "path"), busnum=busnum, devnum=devnum, speed=speed, bcd_device=bcd,
+        device = cls(busid=cstring(busid, "busid"), id_vendor=vid, id_product=pid, interfaces=interfaces,
+                     path=cstring(path, "path"), busnum=busnum, devnum=devnum, speed=speed, bcd_device=bcd,
                      device_class=dclass, device_subclass=dsub, device_protocol=dproto, configuration_value=conf,
                      num_configurations=nconf)  # fmt: skip
         if not with_interfaces and nintf:
@@ -438,23 +433,23 @@ def _conn_prefixed(payload: bytes, name: str) -> tuple[int, bytes]:
     return _U32.unpack_from(payload)[0], payload[_U32.size :]
 
 
-class UsbMessage(Message):
+class UsbMessage(Declared):
     """Base of usb channel messages."""
 
     KIND: ClassVar[ChannelKind | None] = ChannelKind.USB
 
 
-@dataclass(frozen=True)
+CONN: Final = U32.within(1, U32_MAX)  # a USB/IP connection id in the session
+BUSID: Final = CSTR(BUSID_SIZE, lambda value: check_busid(value))  # type: ignore[arg-type]
+DEVICE: Final = NESTED(_as_device, "device")
+_URB_MAX: Final = _U32.size + URB_HEADER_SIZE + MAX_TRANSFER_BUFFER + MAX_ISO_PACKETS * _ISO
+
+
+@message(0x01, "DEVICE_ADD", sender=Sender.CLIENT, codec=CUSTOM, max_payload=DEVICE_SIZE + MAX_INTERFACES * 4)
 class DeviceAdd(UsbMessage):
     """The client shares `device` (its OP_REP_DEVLIST record) into the session."""
 
-    TYPE: ClassVar[int] = 0x01
-    MAX_PAYLOAD: ClassVar[int] = DEVICE_SIZE + MAX_INTERFACES * _INTERFACE.size
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    device: UsbDevice
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "device", _as_device(self.device))
+    device: UsbDevice = wire(DEVICE)
 
     def encode(self) -> bytes:
         return self.device.pack()
@@ -465,27 +460,11 @@ class DeviceAdd(UsbMessage):
         return cls(UsbDevice.unpack(payload))
 
 
-@dataclass(frozen=True)
+@message(0x02, "DEVICE_REMOVE", sender=Sender.CLIENT)
 class DeviceRemove(UsbMessage):
     """The client (or sessiond, enforcing policy) withdraws device `busid`."""
 
-    TYPE: ClassVar[int] = 0x02
-    MAX_PAYLOAD: ClassVar[int] = BUSID_SIZE
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    busid: str
-
-    def __post_init__(self) -> None:
-        check_busid(self.busid)
-
-    def encode(self) -> bytes:
-        return self.busid.encode("ascii").ljust(BUSID_SIZE, b"\0")
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) != BUSID_SIZE:
-            raise ValueError("DEVICE_REMOVE payload must be 32 bytes")
-        return cls(_cstring(payload, "busid"))
+    busid: str = wire(BUSID)
 
 
 class DeviceState:
@@ -499,49 +478,22 @@ class DeviceState:
     ALL = (OFFERED, REFUSED, REVOKED, REMOVED, IMPORTED)
 
 
-@dataclass(frozen=True)
+@message(0x03, "DEVICE_STATUS", sender=Sender.SERVER)
 class DeviceStatus(UsbMessage):
     """What became of device `busid` (server -> client), with a reason for people."""
 
-    TYPE: ClassVar[int] = 0x03
-    MAX_PAYLOAD: ClassVar[int] = BUSID_SIZE + 1 + MAX_STATUS_TEXT
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    busid: str
-    status: int
-    text: str = ""
-
-    def __post_init__(self) -> None:
-        check_busid(self.busid)
-        if self.status not in DeviceState.ALL:
-            raise ValueError(f"unknown device status {self.status}")
-        if len(check_str("text", self.text).encode("utf-8")) > MAX_STATUS_TEXT:
-            raise ValueError(f"text longer than {MAX_STATUS_TEXT} bytes")
-
-    def encode(self) -> bytes:
-        return self.busid.encode("ascii").ljust(BUSID_SIZE, b"\0") + bytes([self.status]) + self.text.encode()
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) < BUSID_SIZE + 1:
-            raise ValueError("DEVICE_STATUS shorter than 33 bytes")
-        return cls(_cstring(payload[:BUSID_SIZE], "busid"), payload[BUSID_SIZE],
-                   payload[BUSID_SIZE + 1 :].decode("utf-8"))  # fmt: skip
+    busid: str = wire(BUSID)
+    status: int = wire(dataclasses.replace(U8, choices=frozenset(DeviceState.ALL)))
+    text: str = wire(TEXT(MAX_STATUS_TEXT), "")
 
 
-@dataclass(frozen=True)
+@message(0x04, "IMPORT_REQUEST", sender=Sender.SERVER, codec=CUSTOM,
+         max_payload=_U32.size + OP_COMMON_SIZE + BUSID_SIZE)  # fmt: skip
 class ImportRequest(UsbMessage):
     """USB/IP connection `conn` in the session sent OP_REQ_IMPORT for `busid` (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x04
-    MAX_PAYLOAD: ClassVar[int] = _U32.size + OP_COMMON_SIZE + BUSID_SIZE
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    conn: int
-    busid: str
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        check_busid(self.busid)
+    conn: int = wire(CONN)
+    busid: str = wire(BUSID)
 
     def encode(self) -> bytes:
         return _U32.pack(self.conn) + pack_op_common(OP_REQ_IMPORT) + self.busid.encode("ascii").ljust(
@@ -553,25 +505,20 @@ class ImportRequest(UsbMessage):
         conn, pdu = _conn_prefixed(payload, "IMPORT_REQUEST")
         if len(pdu) != OP_COMMON_SIZE + BUSID_SIZE or parse_op_common(pdu) != (OP_REQ_IMPORT, ST_OK):
             raise ValueError("IMPORT_REQUEST must carry one OP_REQ_IMPORT")
-        return cls(conn, _cstring(pdu[OP_COMMON_SIZE:], "busid"))
+        return cls(conn, cstring(pdu[OP_COMMON_SIZE:], "busid"))
 
 
-@dataclass(frozen=True)
+@message(0x05, "IMPORT_REPLY", sender=Sender.CLIENT, codec=CUSTOM,
+         max_payload=_U32.size + OP_COMMON_SIZE + DEVICE_SIZE)  # fmt: skip
 class ImportReply(UsbMessage):
     """OP_REP_IMPORT for connection `conn` (client -> server): the device, or a failure status."""
 
-    TYPE: ClassVar[int] = 0x05
-    MAX_PAYLOAD: ClassVar[int] = _U32.size + OP_COMMON_SIZE + DEVICE_SIZE
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    conn: int
-    status: int
-    device: UsbDevice | None = None
+    conn: int = wire(CONN)
+    status: int = wire(U32)
+    device: UsbDevice | None = wire(NESTED(lambda v: None if v is None else _as_device(v), "device?"), None)
 
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        check_int("status", self.status, 0, U32_MAX)
-        if self.device is not None:
-            object.__setattr__(self, "device", _as_device(self.device))
+    def check(self) -> None:
+        """A device goes with status 0, and only then."""
         if (self.status == ST_OK) != (self.device is not None):
             raise ValueError("a device goes with status 0, and only then")
 
@@ -593,21 +540,22 @@ class ImportReply(UsbMessage):
         return cls(conn, status, UsbDevice.unpack(pdu[OP_COMMON_SIZE:], with_interfaces=False))
 
 
-@dataclass(frozen=True)
+def _pdu_of(*types: type) -> Callable[[object], object]:
+    def convert(value: object) -> object:
+        pdu = _as_pdu(value)
+        if not isinstance(pdu, types):
+            raise ValueError(f"carries {' or '.join(t.__name__ for t in types)}")
+        return pdu
+
+    return convert
+
+
+@message(0x06, "URB_COMMAND", sender=Sender.SERVER, codec=CUSTOM, max_payload=_URB_MAX)
 class UrbCommand(UsbMessage):
     """A CMD_SUBMIT or CMD_UNLINK for connection `conn` (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x06
-    MAX_PAYLOAD: ClassVar[int] = _U32.size + URB_HEADER_SIZE + MAX_TRANSFER_BUFFER + MAX_ISO_PACKETS * _ISO
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    conn: int
-    pdu: CmdSubmit | CmdUnlink = field(repr=False)
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        object.__setattr__(self, "pdu", _as_pdu(self.pdu))
-        if not isinstance(self.pdu, (CmdSubmit, CmdUnlink)):
-            raise ValueError("URB_COMMAND carries CMD_SUBMIT or CMD_UNLINK")
+    conn: int = wire(CONN)
+    pdu: CmdSubmit | CmdUnlink = wire(NESTED(_pdu_of(CmdSubmit, CmdUnlink), "command-pdu"), repr=False)
 
     def encode(self) -> bytes:
         return _U32.pack(self.conn) + self.pdu.encode()
@@ -619,21 +567,12 @@ class UrbCommand(UsbMessage):
         return cls(conn, parse_command(pdu))
 
 
-@dataclass(frozen=True)
+@message(0x07, "URB_RETURN", sender=Sender.CLIENT, codec=CUSTOM, max_payload=_URB_MAX)
 class UrbReturn(UsbMessage):
     """A RET_SUBMIT or RET_UNLINK for connection `conn` (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x07
-    MAX_PAYLOAD: ClassVar[int] = _U32.size + URB_HEADER_SIZE + MAX_TRANSFER_BUFFER + MAX_ISO_PACKETS * _ISO
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    conn: int
-    pdu: RetSubmit | RetUnlink = field(repr=False)
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        object.__setattr__(self, "pdu", _as_pdu(self.pdu))
-        if not isinstance(self.pdu, (RetSubmit, RetUnlink)):
-            raise ValueError("URB_RETURN carries RET_SUBMIT or RET_UNLINK")
+    conn: int = wire(CONN)
+    pdu: RetSubmit | RetUnlink = wire(NESTED(_pdu_of(RetSubmit, RetUnlink), "return-pdu"), repr=False)
 
     def encode(self) -> bytes:
         return _U32.pack(self.conn) + self.pdu.encode()
@@ -645,33 +584,14 @@ class UrbReturn(UsbMessage):
         return cls(conn, parse_return(pdu))
 
 
-@dataclass(frozen=True)
+@message(0x08, "CONN_CLOSE")
 class ConnClose(UsbMessage):
     """USB/IP connection `conn` is over (either side; sessiond when it detaches a device)."""
 
-    TYPE: ClassVar[int] = 0x08
-    MAX_PAYLOAD: ClassVar[int] = _U32.size
-    conn: int
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-
-    def encode(self) -> bytes:
-        return _U32.pack(self.conn)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) != _U32.size:
-            raise ValueError("CONN_CLOSE payload must be 4 bytes")
-        return cls(_U32.unpack(payload)[0])
+    conn: int = wire(CONN)
 
 
 USB_MESSAGES: tuple[type[Message], ...] = (
     DeviceAdd, DeviceRemove, DeviceStatus, ImportRequest, ImportReply, UrbCommand, UrbReturn, ConnClose,
 )  # fmt: skip
-USB_MESSAGE_NAMES: dict[type[Message], str] = {
-    DeviceAdd: "DEVICE_ADD", DeviceRemove: "DEVICE_REMOVE", DeviceStatus: "DEVICE_STATUS",
-    ImportRequest: "IMPORT_REQUEST", ImportReply: "IMPORT_REPLY", UrbCommand: "URB_COMMAND",
-    UrbReturn: "URB_RETURN", ConnClose: "CONN_CLOSE",
-}  # fmt: skip
+USB_MESSAGE_NAMES: dict[type[Message], str] = {cls: cls.NAME for cls in USB_MESSAGES}  # type: ignore[attr-defined]

@@ -1,0 +1,107 @@
+"""The declarative message table: every field declared once, the generated
+web-client table and the docs' message rows match it, and the derived codecs
+keep their exact bytes and exceptions."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from protocol.base import ChannelKind
+from protocol.control import Ping
+from protocol.control_session import AppInfo, AppListRequest, AuthResult
+from protocol.export import doc_problems, js_module, main, message_rows
+from protocol.media import Key, Region
+from protocol.messages import MESSAGE_NAMES, MESSAGE_TYPES
+from protocol.schema import fields_of
+from protocol.usb import DeviceStatus
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+JS_TABLE = ROOT / "client" / "web" / "js" / "message-table.js"
+DOCS = ROOT / "docs" / "protocol.md"
+ALL = sorted({cls for table in MESSAGE_TYPES.values() for cls in table.values()}, key=lambda c: c.__name__)
+
+
+def test_committed_js_table_is_the_generated_one() -> None:
+    assert JS_TABLE.read_text(encoding="utf-8") == js_module(), "run: python -m protocol.export --js " + str(JS_TABLE)
+
+
+def test_export_writes_the_js_module(tmp_path: Path) -> None:
+    out = tmp_path / "table.js"
+    assert main(["--js", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == js_module()
+
+
+def test_docs_message_rows_match_the_table() -> None:
+    assert doc_problems(DOCS.read_text(encoding="utf-8")) == []
+    assert main(["--check-docs", str(DOCS)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("| 0x01 | KEY |", "| 0x09 | KEY |", "KEY: documented as 0x09"),
+        ("u16 x, u16 y, u8 button", "u16 x, u16 y, u8 knob", "BUTTON: the row does not mention 'u8 button'"),
+        ("| 0x0D | PING | both |", "| 0x0D | PING | client->server |", "PING: documented direction"),
+        ("`token` int (the PING's)", "`tok` int", "PONG: the row does not mention '`token`'"),
+        ("| 0x08 | CONN_CLOSE |", "| 0x08 | CONN_GONE |", "CONN_CLOSE: no row in the docs"),
+    ],
+)
+def test_docs_drift_is_detected(old: str, new: str, problem: str) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    assert old in text
+    problems = doc_problems(text.replace(old, new))
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_every_dataclass_field_is_declared() -> None:
+    for cls in ALL:
+        assert [f.name for f in dataclasses.fields(cls)] == [s.name for s in fields_of(cls)], cls
+    assert [s.name for s in fields_of(AppInfo)] == ["id", "name", "comment", "categories", "icon"]
+
+
+def test_names_and_rows_cover_every_type_once() -> None:
+    rows = message_rows()
+    assert len(rows) == len(ALL) == len(MESSAGE_NAMES)
+    assert {row["name"] for row in rows} == set(MESSAGE_NAMES.values())
+    for row in rows:
+        cls = next(c for c in ALL if c.NAME == row["name"])
+        assert (row["type"], row["max_payload"]) == (cls.TYPE, cls.MAX_PAYLOAD)
+        assert row["kind"] == (None if cls.KIND is None else int(cls.KIND))
+
+
+def test_struct_layouts_follow_the_declaration_order() -> None:
+    assert Key(0x61, True).encode() == b"\x00\x00\x00\x61\x01"
+    assert Region(1, 2, 3, 4, 4, b"\x01\x02\x03").encode() == bytes.fromhex("00010002000300040401 0203".replace(" ", ""))
+    status = DeviceStatus("1-1", 1, "ok")
+    assert status.encode() == b"1-1".ljust(32, b"\0") + b"\x01ok"
+    assert DeviceStatus.decode(status.encode()) == status
+    with pytest.raises(ValueError):
+        DeviceStatus("1-1", 9)
+    with pytest.raises(ValueError):
+        DeviceStatus.decode(b"1-1".ljust(32, b"\0") + b"\x01" + b"x" * 257)
+
+
+def test_omitted_when_empty_fields() -> None:
+    assert AppListRequest().to_json() == {}
+    assert AppListRequest.from_json({}) == AppListRequest()
+    assert "resume_token" not in AuthResult(True).to_json()
+    assert AuthResult.from_json({**AuthResult(True).to_json(), "resume_token": "t"}).resume_token == "t"
+    with pytest.raises(ValueError):
+        AuthResult.from_json({**AuthResult(True).to_json(), "resume_token": 5})
+
+
+def test_records_refuse_what_is_not_an_object() -> None:
+    with pytest.raises(ValueError):
+        AppInfo.from_json(["a"])
+    with pytest.raises(ValueError):
+        Ping.from_json({"token": True})
+
+
+def test_control_rows_bound_their_integers() -> None:
+    [open_row] = [r for r in message_rows() if r["name"] == "CHANNEL_OPEN"]
+    channel = open_row["fields"][0]
+    assert (channel["name"], channel["low"], channel["high"]) == ("channel", 0, 0xFFFF)
+    assert all(r["kind"] != int(ChannelKind.CONTROL) or r["max_payload"] == 65536 for r in message_rows())
