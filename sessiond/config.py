@@ -12,9 +12,23 @@ import os
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from apps.entitlements import Rule, parse_default, parse_rules
-from isolation.limits import LimitOverride, parse_cpu, parse_memory, parse_overrides, parse_pids
+from apps.entitlements import parse_default, parse_rules
+from isolation.limits import parse_cpu, parse_memory, parse_overrides, parse_pids
 from isolation.sandbox import NETWORK_MODES
+from sessiond.config_sections import (
+    SECTION_TYPES,
+    AdminSection,
+    AppsSection,
+    AudioSection,
+    AuthSection,
+    DisplaySection,
+    EntitlementsSection,
+    LimitsSection,
+    PolicySection,
+    ServerSection,
+    SessionSection,
+    UsbSection,
+)
 from sessiond.usb_rules import parse_principal_rules as _usb_principals
 from sessiond.usb_rules import parse_rules as _usb_rules
 
@@ -169,129 +183,18 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
 }
 
 
-@dataclass(frozen=True)
-class ServerSection:
-    """[server]"""
-
-    listen: tuple[str, int]
-    state_dir: str
-    runtime_dir: str
-    on_stop: str
-
-
-@dataclass(frozen=True)
-class AuthSection:
-    """[auth]"""
-
-    pam_service: str
-    failure_delay: float
-    max_failures: int
-    failure_window: float
-    min_uid: int
-    login_timeout: float
-    resume_token_lifetime: float
+def _check_sections() -> None:
+    """SCHEMA (the whitelist) and the section dataclasses must name the same keys, in order;
+    checked at import so a key added to one and not the other fails at once, by name."""
+    if list(SECTION_TYPES) != list(SCHEMA):
+        raise TypeError(f"config sections {list(SCHEMA)} != section types {list(SECTION_TYPES)}")
+    for name, cls in SECTION_TYPES.items():
+        keys, names = list(SCHEMA[name]), [f.name for f in fields(cls)]
+        if keys != names:
+            raise TypeError(f"[{name}] keys {keys} != fields of {cls.__name__} {names}")
 
 
-@dataclass(frozen=True)
-class SessionSection:
-    """[session]; memory_max, pids_max, cpu_max are None for "max"."""
-
-    width: int
-    height: int
-    max_width: int
-    max_height: int
-    python: str
-    start_timeout: float
-    path: str
-    lang: str
-    network: str
-    hostname: str
-    memory_max: int | None
-    pids_max: int | None
-    cpu_max: int | None
-
-
-@dataclass(frozen=True)
-class LimitsSection:
-    """[limits]: per-user and per-group overrides of the [session] limits."""
-
-    users: tuple[LimitOverride, ...]
-    groups: tuple[LimitOverride, ...]
-
-
-@dataclass(frozen=True)
-class AppsSection:
-    """[apps]"""
-
-    directories: tuple[str, ...]
-    terminal: tuple[str, ...]
-    launch_timeout: float
-    end_session_with_last_app: bool
-    reload_interval: float
-    icon_theme: str
-    icon_dirs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class EntitlementsSection:
-    """[entitlements]"""
-
-    default: bool
-    rules: tuple[Rule, ...]
-
-
-@dataclass(frozen=True)
-class PolicySection:
-    """[policy]: idle and disconnect timers in seconds (0: off)."""
-
-    idle_disconnect: float
-    idle_logoff: float
-    disconnected_logoff: float
-    check_interval: float
-
-
-@dataclass(frozen=True)
-class AdminSection:
-    """[admin]; both paths absolute once loaded."""
-
-    socket: str
-    token_file: str
-
-
-@dataclass(frozen=True)
-class DisplaySection:
-    """[display]"""
-
-    jpeg_quality: int
-    max_fps: int
-    frames_in_flight: int
-    max_kbps: int
-
-
-@dataclass(frozen=True)
-class AudioSection:
-    """[audio]"""
-
-    max_kbps: int
-
-
-@dataclass(frozen=True)
-class UsbSection:
-    """[usb]"""
-
-    enabled: bool
-    allow: tuple[str, ...]
-    deny: tuple[str, ...]
-    users: dict[str, tuple[str, ...]]
-    groups: dict[str, tuple[str, ...]]
-    recheck_interval: float
-
-
-SECTION_TYPES: dict[str, type] = {
-    "server": ServerSection, "auth": AuthSection, "session": SessionSection, "limits": LimitsSection,
-    "apps": AppsSection, "entitlements": EntitlementsSection, "policy": PolicySection, "admin": AdminSection,
-    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection,
-}  # fmt: skip
+_check_sections()
 
 
 @dataclass(frozen=True)
