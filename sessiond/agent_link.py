@@ -101,8 +101,9 @@ class AgentLink(FrameProtocol):
     def event_failed(self, event: object, exc: Exception) -> None:
         """One event from the agent failed: log it and close its channel; the link stays."""
         channel = getattr(event, "channel", 0)
-        log.failure("session {session}: handling {event} from the agent on channel {channel} failed",
-                    session=self.session.id, event=type(event).__name__, channel=channel)  # fmt: skip
+        log.failure("session {session} of {user}: handling {event} from the agent on channel {channel} failed",
+                    session=self.session.id, user=self.session.relay.user, event=type(event).__name__,
+                    channel=channel)  # fmt: skip
         if channel:
             self.session.relay.fail_channel(channel, ReasonCode.INTERNAL_ERROR, "internal error in the session relay")
 

@@ -270,23 +270,33 @@ class ChannelRelay:
 
     # -- for filters ---------------------------------------------------------------
     def inject_to_client(self, channel: int, message: Message) -> None:
-        """Send a message of sessiond's own to the client; the credit it returns is kept back."""
+        """Send a message of sessiond's own to the client; the credit it returns is kept back.
+        If it cannot be queued, the channel is closed with a reason."""
         client = self.client
         if client is None or channel not in client.conn.open_channels():
             return
         before = client.conn.queued_bytes(channel)
-        client.conn.send(channel, message)
+        try:
+            client.conn.send(channel, message)
+        except (ProtocolStateError, ValueError) as exc:
+            self.fail_channel(channel, ReasonCode.LIMIT_EXCEEDED, f"cannot send to the client: {exc}")
+            return
         used = client.conn.queued_bytes(channel) - before
         self._owed_by_client[channel] = self._owed_by_client.get(channel, 0) + used
         client.flush()
 
     def inject_to_agent(self, channel: int, message: Message) -> None:
-        """Send a message of sessiond's own to the agent; the credit it returns is kept back."""
+        """Send a message of sessiond's own to the agent; the credit it returns is kept back.
+        If it cannot be queued, the channel is closed with a reason."""
         link = self.link
         if link is None or channel not in self._link_open:
             return
         before = link.conn.queued_bytes(channel)
-        link.conn.send(channel, message)
+        try:
+            link.conn.send(channel, message)
+        except (ProtocolStateError, ValueError) as exc:
+            self.fail_channel(channel, ReasonCode.LIMIT_EXCEEDED, f"cannot send to the session: {exc}")
+            return
         used = link.conn.queued_bytes(channel) - before
         self._owed_by_agent[channel] = self._owed_by_agent.get(channel, 0) + used
         link.flush()

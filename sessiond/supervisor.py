@@ -48,7 +48,7 @@ class SessionSupervisor:
         self._starting: dict[str, defer.Deferred[Session]] = {}
         self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
                                              config.usb.recheck_interval, reactor, load_usb_policy,
-                                             lambda: sum(s.usb.recheck() for s in list(self.sessions.values())))
+                                             self.usb_recheck)
 
     def adopt_all(self) -> defer.Deferred[Any]:
         """Re-adopt the live sessions a previous sessiond left (restart/crash)."""
@@ -81,6 +81,18 @@ class SessionSupervisor:
     def usb_policy(self) -> UsbPolicy:
         """The USB device policy in force ([usb], reloaded while devices are shared)."""
         return self._usb_watcher.current()
+
+    def usb_recheck(self) -> int:
+        """Apply the current USB policy to every session; one session's failure is logged and
+        skipped, never stops the others or the watcher. Returns the devices detached."""
+        detached = 0
+        for session in list(self.sessions.values()):
+            try:
+                detached += session.usb.recheck()
+            except Exception:  # noqa: BLE001 - the error boundary of one session's re-check
+                log.failure("session {session} of {user}: USB policy re-check failed", session=session.id,
+                            user=session.account.name)  # fmt: skip
+        return detached
 
     def usb_watch(self) -> None:
         """A device is shared: keep watching the policy for changes."""

@@ -116,14 +116,12 @@ class UsbFilter:
         policy, detached = self.policy(), 0
         for (channel, busid), device in list(self.offered.items()):
             why = policy.refusal(device, self.user, self.groups())
-            if why is None:
-                continue
+            if why is None or self.offered.pop((channel, busid), None) is None:
+                continue  # allowed, or forgotten meanwhile (its channel failed while revoking another)
             detached += 1
-            del self.offered[(channel, busid)]
             self._audit("usb_revoked", why)
             for (ch, conn), owner in list(self.conns.items()):
-                if ch == channel and owner == busid:
-                    del self.conns[(ch, conn)]
+                if ch == channel and owner == busid and self.conns.pop((ch, conn), None) is not None:
                     self.relay.inject_to_agent(channel, ConnClose(conn))
                     self.relay.inject_to_client(channel, ConnClose(conn))
             self.relay.inject_to_agent(channel, DeviceRemove(busid))

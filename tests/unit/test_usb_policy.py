@@ -21,6 +21,7 @@ from protocol.usb import (
     UsbInterface,
 )
 from sessiond.config import ConfigError, load_config
+from sessiond.registry import Registry
 from sessiond.relay import ChannelRelay
 from sessiond.usb_policy import UsbFilter
 from sessiond.usb_rules import UsbPolicy, parse_principal_rules, parse_rules
@@ -163,3 +164,53 @@ def test_closing_the_channel_forgets_everything() -> None:
     g.from_agent(ConnClose(4))
     g.relay.client_channel_closed(USB)
     assert g.usb.offered == {} and g.usb.conns == {}
+
+
+def test_an_injection_that_cannot_be_queued_closes_the_channel_not_the_caller() -> None:
+    from protocol.errors import ReasonCode, SendBufferFull
+
+    g = Gated()
+    g.from_client(DeviceAdd(LOOP))
+    g.client.conn.fail_send = SendBufferFull("client is not reading")
+    g.policy = UsbPolicy(allow=("class:03",))
+    assert g.usb.recheck() == 1  # the revocation still happens on the agent side; nothing raises
+    assert ("client.close", USB, ReasonCode.LIMIT_EXCEEDED) in g.log
+    assert ("link.send", USB, DeviceRemove("vusb-1")) in g.log
+
+
+def test_one_sessions_failing_recheck_does_not_stop_the_others(tmp_path: Any) -> None:
+    from sessiond.supervisor import SessionSupervisor
+
+    supervisor = SessionSupervisor(load_config(None, {"server": {"state_dir": str(tmp_path)}}), None,
+                                   Registry(str(tmp_path)))  # fmt: skip
+
+    class Broken:
+        id, account = "s0", type("A", (), {"name": "mallory"})()
+
+        class usb:  # noqa: N801 - stands in for the attribute
+            @staticmethod
+            def recheck() -> int:
+                raise RuntimeError("bug")
+
+    class Fine:
+        id, account = "s1", type("A", (), {"name": "alice"})()
+
+        class usb:  # noqa: N801
+            @staticmethod
+            def recheck() -> int:
+                return 2
+
+    supervisor.sessions = {"mallory": Broken(), "alice": Fine()}  # type: ignore[dict-item]
+    assert supervisor.usb_recheck() == 2
+
+
+def test_revoking_two_devices_when_the_channel_fails_on_the_first() -> None:
+    from protocol.errors import SendBufferFull
+
+    g = Gated()
+    g.from_client(DeviceAdd(LOOP))
+    g.from_client(DeviceAdd(UsbDevice("vusb-4", 0x1209, 4, (UsbInterface(0xFF, 0, 0),))))
+    g.client.conn.fail_send = SendBufferFull("client is not reading")
+    g.policy = UsbPolicy(allow=("class:03",))
+    assert g.usb.recheck() == 1  # the channel closed while revoking the first: the second went with it
+    assert g.usb.offered == {}
