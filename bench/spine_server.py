@@ -115,12 +115,10 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
                  display: dict[str, int] | None = None) -> tuple[str, str]:  # fmt: skip
     """Write the bench sessiond.conf; returns (config path, runtime dir).
     DISPLAY overrides [display] keys (pacing experiments); None keeps the defaults."""
-    from sessiond.config import SCHEMA  # the installed copy: what this sessiond accepts
-
     runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")
     # Sessions outlive a sessiond restart by default; the bench wants them gone.
-    on_stop = "on_stop = logoff\n" if "on_stop" in SCHEMA["server"] else ""
+    on_stop = "on_stop = logoff\n"
     with open(config, "w", encoding="utf-8") as handle:
         handle.write(
             f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {os.path.join(tmp, 'state')}\nruntime_dir = {runtime}\n"
