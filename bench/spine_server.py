@@ -159,8 +159,9 @@ class BenchUsers:
 
     def create(self, name: str) -> TestUser:
         """A fresh user NAME with a random password (PAM checks it)."""
-        self.created.append(name)
-        return create_user(name, self.directory)
+        user = create_user(name, self.directory)  # the name may carry SVTEST_USER_SUFFIX
+        self.created.append(user.name)
+        return user
 
     def remove_all(self) -> list[str]:
         """Delete every created user; returns error lines (empty if clean).
