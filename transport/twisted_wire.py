@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from protocol.connection import Connection, ConnectionClosed, Role
-from protocol.errors import ReasonCode
+from protocol.errors import ProtocolStateError, ReasonCode
 
 # Bytes handed to the transport per write while draining the Connection:
 # big enough to amortize TLS records, small enough to let priorities act.
@@ -42,6 +42,7 @@ class FrameProtocol(protocol.Protocol):
         self._paused = False
         self._lost = False
         self._closing = False
+        self._closed_by_us = False
 
     # -- Twisted plumbing --------------------------------------------------
     def connectionMade(self) -> None:  # noqa: N802 - Twisted name
@@ -52,15 +53,19 @@ class FrameProtocol(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
         if self._lost:
             return
-        for event in self.conn.receive_data(data):
+        events = self.conn.receive_data(data)
+        # A peer that says something and then CLOSE in one read (a refusal
+        # and its reason, a LOGOFF and goodbye) is heard out. Events decoded
+        # before a violation, or after we closed, are dropped: no reply can
+        # go out.
+        heard_out = any(isinstance(e, ConnectionClosed) and e.by_peer for e in events)
+        for event in events:
             if self._lost:
                 break
             if isinstance(event, ConnectionClosed):
                 self._handle_closed(event)
                 break
-            if not self.conn.closed:
-                # Events decoded before a violation in the same read are
-                # dropped once the Connection has closed: no reply can go out.
+            if not self.conn.closed or (heard_out and not self._closed_by_us):
                 try:
                     self.event_received(event)
                 except Exception as exc:  # noqa: BLE001 - the error boundary of one event
@@ -68,6 +73,8 @@ class FrameProtocol(protocol.Protocol):
         self.flush()
 
     def _event_failed(self, event: object, exc: Exception) -> None:
+        if self.conn.closed and isinstance(exc, ProtocolStateError):
+            return  # a reply to a peer that has already closed: nothing to answer
         try:
             self.event_failed(event, exc)
         except Exception:  # noqa: BLE001 - a failing handler of a failure costs this connection only
@@ -121,6 +128,7 @@ class FrameProtocol(protocol.Protocol):
         """Send CLOSE with CODE and drop the connection once it is written."""
         if not self.conn.closed:
             self.log.info("closing connection: {code} {message}", code=ReasonCode(code).name, message=message)
+            self._closed_by_us = True
             self.conn.close(code, message)
         self.flush()
 

@@ -63,3 +63,47 @@ def test_a_failing_failure_handler_still_costs_only_the_connection() -> None:
     protocol.makeConnection(transport)
     protocol.dataReceived(hello_bytes())
     assert transport.disconnecting
+
+
+class Recorder(FrameProtocol):
+    role = Role.CLIENT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        self.closed_with: list[int] = []
+
+    def event_received(self, event: object) -> None:
+        self.seen.append(type(getattr(event, "message", event)).__name__)
+
+    def on_closed(self, event: ConnectionClosed) -> None:
+        self.closed_with.append(event.code)
+
+
+def test_what_the_peer_said_before_its_close_in_the_same_read_is_heard() -> None:
+    from protocol.messages import AuthResult
+
+    client, transport = Recorder(), StringTransport()
+    client.makeConnection(transport)
+    client.conn.hello(capabilities=(), software="test")
+    server = Connection(Role.SERVER)
+    server.receive_data(client.conn.data_to_send())
+    server.hello(capabilities=(), software="test")
+    server.send(0, AuthResult(ok=False, code=ReasonCode.AUTH_FAILED, message="the resume token is used"))
+    server.close(ReasonCode.AUTH_FAILED, "the resume token is used")
+    client.dataReceived(server.data_to_send())  # refusal and CLOSE arrive in one read
+    assert client.seen == ["Hello", "AuthResult"]
+    assert client.closed_with == [ReasonCode.AUTH_FAILED]
+
+
+def test_what_follows_a_violation_in_the_same_read_is_dropped() -> None:
+    from protocol.frames import encode_frame
+    from protocol.messages import Ping
+
+    server, transport = Recorder(), StringTransport()
+    server.role = Role.SERVER
+    server.conn = Connection(Role.SERVER)
+    server.makeConnection(transport)
+    ping = encode_frame(0, Ping.TYPE, Ping(token=1).encode())
+    server.dataReceived(ping)  # PING before HELLO: a violation
+    assert server.seen == [] and server.conn.closed
