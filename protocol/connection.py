@@ -56,21 +56,21 @@ from protocol.media import WindowUpdate
 from protocol.messages import MESSAGE_TYPES, decode_message, max_payload, min_window
 
 __all__ = [
-    "Role",
-    "Connection",
-    "frame_cost",
-    "default_window_for",
-    "default_accept_kind",
-    "MessageReceived",
-    "FrameReceived",
-    "ChannelOpened",
     "ChannelClosed",
-    "WindowUpdated",
+    "ChannelNotOpenError",
+    "ChannelOpened",
+    "Connection",
     "ConnectionClosed",
     "Event",
-    "ChannelNotOpenError",
-    "SendBufferFull",
+    "FrameReceived",
+    "MessageReceived",
     "ProtocolStateError",
+    "Role",
+    "SendBufferFull",
+    "WindowUpdated",
+    "default_accept_kind",
+    "default_window_for",
+    "frame_cost",
 ]
 
 # Control messages allowed (either way) before the connection is authenticated.

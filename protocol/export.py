@@ -21,7 +21,7 @@ from protocol.base import ChannelKind, Message, Sender
 from protocol.messages import MESSAGE_TYPES, max_payload
 from protocol.schema import CUSTOM, JSON, fields_of
 
-__all__ = ["message_rows", "js_module", "doc_problems", "DIRECTIONS"]
+__all__ = ["DIRECTIONS", "doc_problems", "js_module", "message_rows"]
 
 # How docs/protocol.md writes who may send a message.
 DIRECTIONS: dict[Sender, str] = {

@@ -36,7 +36,7 @@ from protocol.base import (
 )
 from protocol.limits import MAX_CONTROL_PAYLOAD, MAX_JSON_INT
 
-__all__ = ["Wire", "wire", "message", "record", "shared", "Declared", "Record", "FieldSpec", "fields_of", "JSON", "STRUCT", "CUSTOM"]
+__all__ = ["CUSTOM", "JSON", "STRUCT", "Declared", "FieldSpec", "Record", "Wire", "fields_of", "message", "record", "shared", "wire"]
 
 # Codecs a message may use.
 JSON: Final = "json"  # canonical JSON object of the fields (control channel)
@@ -84,27 +84,27 @@ STR: Final = Wire("str")
 STRS: Final = Wire("strs")
 
 
-def BYTES(max_len: int, min_len: int = 0) -> Wire:  # noqa: N802 - a type constructor of the vocabulary
+def BYTES(max_len: int, min_len: int = 0) -> Wire:
     """Opaque bytes: the rest of a binary payload."""
     return Wire("bytes", max_len=max_len, min_len=min_len)
 
 
-def TEXT(max_len: int) -> Wire:  # noqa: N802
+def TEXT(max_len: int) -> Wire:
     """UTF-8 text of at most max_len bytes: the rest of a binary payload."""
     return Wire("text", max_len=max_len)
 
 
-def CSTR(size: int, convert: Callable[[object], object]) -> Wire:  # noqa: N802
+def CSTR(size: int, convert: Callable[[object], object]) -> Wire:
     """NUL-padded printable ASCII in a fixed `size`-byte field, checked by `convert`."""
     return Wire("cstr", f"{size}s", max_len=size, convert=convert)
 
 
-def LIST(item: type[Any]) -> Wire:  # noqa: N802
+def LIST(item: type[Any]) -> Wire:
     """A JSON list of @record objects."""
     return Wire("list", item=item)
 
 
-def NESTED(convert: Callable[[object], object], name: str) -> Wire:  # noqa: N802
+def NESTED(convert: Callable[[object], object], name: str) -> Wire:
     """A structured value (built and checked by `convert`) that a custom codec packs."""
     return Wire(f"nested:{name}", convert=convert)
 
@@ -119,7 +119,7 @@ class FieldSpec:
     has_default: bool
 
 
-def wire(spec: Wire, default: Any = dataclasses.MISSING, *, omit_empty: bool = False, repr: bool = True) -> Any:
+def wire(spec: Wire, *, default: Any = dataclasses.MISSING, omit_empty: bool = False, repr: bool = True) -> Any:
     """Declare a message field travelling as `spec` (a dataclass field specifier)."""
     return dataclasses.field(default=default, repr=repr, metadata={"wire": spec, "omit_empty": omit_empty})
 
@@ -167,7 +167,7 @@ def _checker(spec: FieldSpec) -> Callable[[Any], None]:
         def check_bytes(obj: Any) -> None:
             value = getattr(obj, name)
             if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise ValueError(f"{name} must be bytes")
+                raise ValueError(f"{name} must be bytes")  # noqa: TRY004
             value = bytes(value)
             if not w.min_len <= len(value) <= w.max_len:
                 raise ValueError(f"{name} of {len(value)} bytes outside [{w.min_len}, {w.max_len}]")
@@ -238,7 +238,7 @@ def _install_json(cls: type[Any]) -> None:
     def from_json(klass: type[Any], obj: object) -> Any:
         """Build the value from a parsed JSON object; ValueError if invalid."""
         if not isinstance(obj, dict):
-            raise ValueError(f"{klass.__name__} must be a JSON object")
+            raise ValueError(f"{klass.__name__} must be a JSON object")  # noqa: TRY004
         values: dict[str, object] = {}
         for spec in specs:
             if spec.name in obj:
@@ -285,7 +285,8 @@ def _install_struct(cls: type[Any], name: str) -> int:
         if tail is None:
             return head
         rest = getattr(self, tail.name)
-        return head + (rest.encode("utf-8") if tail.wire.code == "text" else rest)
+        data: bytes = rest.encode("utf-8") if tail.wire.code == "text" else rest
+        return head + data
 
     def decode(klass: type[Any], payload: bytes) -> Any:
         size = layout.size

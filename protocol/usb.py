@@ -14,15 +14,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 from protocol.base import U8_MAX, U16_MAX, U32_MAX, ChannelKind, Message, Sender, check_int, check_str
-from protocol.schema import CSTR, CUSTOM, cstring, NESTED, TEXT, U8, U32, Declared, message, wire
+from protocol.schema import CSTR, CUSTOM, NESTED, TEXT, U8, U32, Declared, cstring, message, wire
 
 # -- USB/IP constants (kernel usbip_protocol.rst, tools/usb/usbip) ---------
 USBIP_VERSION = 0x0111
@@ -340,7 +340,7 @@ def command_length(header: bytes) -> int:
     """Total PDU length of a command stream PDU given its 48-byte header; ValueError if invalid."""
     if len(header) < URB_HEADER_SIZE:
         raise ValueError("URB header shorter than 48 bytes")
-    command, _seq, _devid, direction, ep = _BASIC.unpack_from(header)
+    command, _seq, _devid, direction, _ep = _BASIC.unpack_from(header)
     if command == CMD_UNLINK:
         return URB_HEADER_SIZE
     if command != CMD_SUBMIT:
@@ -413,14 +413,14 @@ def _as_device(value: object) -> UsbDevice:
         fields["interfaces"] = tuple(UsbInterface(*i) for i in fields.get("interfaces", ()))
         return UsbDevice(**fields)
     if not isinstance(value, UsbDevice):
-        raise ValueError("device must be a UsbDevice")
+        raise ValueError("device must be a UsbDevice")  # noqa: TRY004
     return value
 
 
 def _as_pdu(value: object) -> object:
     if not isinstance(value, dict):
         return value
-    fields = {k: bytes.fromhex(v) if k in ("data", "setup", "iso") else v for k, v in value.items()}
+    fields: dict[str, Any] = {k: bytes.fromhex(v) if k in ("data", "setup", "iso") else v for k, v in value.items()}
     cls = _PDU_CLASSES.get(str(fields.pop("command", "")))
     if cls is None:
         raise ValueError("pdu needs a command: CMD_SUBMIT, CMD_UNLINK, RET_SUBMIT or RET_UNLINK")
@@ -484,7 +484,7 @@ class DeviceStatus(UsbMessage):
 
     busid: str = wire(BUSID)
     status: int = wire(dataclasses.replace(U8, choices=frozenset(DeviceState.ALL)))
-    text: str = wire(TEXT(MAX_STATUS_TEXT), "")
+    text: str = wire(TEXT(MAX_STATUS_TEXT), default="")
 
 
 @message(0x04, "IMPORT_REQUEST", sender=Sender.SERVER, codec=CUSTOM,
@@ -515,7 +515,7 @@ class ImportReply(UsbMessage):
 
     conn: int = wire(CONN)
     status: int = wire(U32)
-    device: UsbDevice | None = wire(NESTED(lambda v: None if v is None else _as_device(v), "device?"), None)
+    device: UsbDevice | None = wire(NESTED(lambda v: None if v is None else _as_device(v), "device?"), default=None)
 
     def check(self) -> None:
         """A device goes with status 0, and only then."""
@@ -544,7 +544,7 @@ def _pdu_of(*types: type) -> Callable[[object], object]:
     def convert(value: object) -> object:
         pdu = _as_pdu(value)
         if not isinstance(pdu, types):
-            raise ValueError(f"carries {' or '.join(t.__name__ for t in types)}")
+            raise ValueError(f"carries {' or '.join(t.__name__ for t in types)}")  # noqa: TRY004
         return pdu
 
     return convert
@@ -594,4 +594,4 @@ class ConnClose(UsbMessage):
 USB_MESSAGES: tuple[type[Message], ...] = (
     DeviceAdd, DeviceRemove, DeviceStatus, ImportRequest, ImportReply, UrbCommand, UrbReturn, ConnClose,
 )  # fmt: skip
-USB_MESSAGE_NAMES: dict[type[Message], str] = {cls: cls.NAME for cls in USB_MESSAGES}  # type: ignore[attr-defined]
+USB_MESSAGE_NAMES: dict[type[Message], str] = {cls: cls.NAME for cls in USB_MESSAGES}
