@@ -36,7 +36,7 @@ def _field_row(cls: type[Any], name: str) -> dict[str, Any]:
     spec = next(s for s in fields_of(cls) if s.name == name)
     w = spec.wire
     row: dict[str, Any] = {"name": name, "wire": w.code}
-    if w.fmt and w.code not in ("flag", "cstr") or w.code in ("int", "sint"):
+    if w.is_int:
         row["low"], row["high"] = w.low, w.high
     if w.code in ("bytes", "text", "cstr"):
         row["min_len"], row["max_len"] = w.min_len, w.max_len

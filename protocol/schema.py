@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Self, TypeVar, dataclass_transform
 
@@ -44,6 +44,9 @@ STRUCT: Final = "struct"  # fixed fields in one big-endian struct, then an optio
 CUSTOM: Final = "custom"  # the class writes encode()/decode() (or to_json/from_json) itself
 
 
+_INT_CODES: Final = frozenset({"u8", "u16", "u32", "i16", "i32", "u64", "int", "sint"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Wire:
     """How one field travels: a vocabulary code, its struct code if it is a
@@ -63,6 +66,11 @@ class Wire:
     def within(self, low: int, high: int) -> Wire:
         """The same wire type with narrower bounds."""
         return dataclasses.replace(self, low=low, high=high)
+
+    @property
+    def is_int(self) -> bool:
+        """An integer (binary or JSON), checked against [low, high]."""
+        return self.code in _INT_CODES
 
     @property
     def is_tail(self) -> bool:
@@ -140,7 +148,7 @@ def _checker(spec: FieldSpec) -> Callable[[Any], None]:
     def setv(obj: Any, value: object) -> None:
         object.__setattr__(obj, name, value)
 
-    if w.fmt and w.code not in ("flag", "cstr") or w.code in ("int", "sint"):
+    if w.is_int:
         def check_number(obj: Any) -> None:
             value = check_int(name, getattr(obj, name), w.low, w.high)
             if w.choices is not None and value not in w.choices:
@@ -198,7 +206,7 @@ def _post_init(self: Any) -> None:
 
 
 def _to_json_value(w: Wire, value: Any) -> object:
-    if w.code in ("int", "sint") or w.fmt and w.code not in ("flag", "cstr"):
+    if w.is_int:
         return int(value)
     if w.code == "strs":
         return list(value)
@@ -214,7 +222,7 @@ def _from_json_value(spec: FieldSpec, value: object) -> object:
             raise ValueError(f"{name} must be a list")
         item: Any = w.item
         return tuple(item.from_json(v) for v in value)
-    if w.code in ("int", "sint") or w.fmt and w.code not in ("flag", "cstr"):
+    if w.is_int:
         return check_int(name, value, w.low, w.high)
     if w.code == "bool":
         return check_bool(name, value)
@@ -417,8 +425,3 @@ class Declared(Message):
 
     def check(self) -> None:
         """Rules across fields (the declared fields are already valid); ValueError if broken."""
-
-
-def field_names(cls: type[Any]) -> Sequence[str]:
-    """Names of the declared fields, in order."""
-    return [s.name for s in fields_of(cls)]
