@@ -391,8 +391,9 @@ def message(
     return apply
 
 
-class Record:
-    """Base of @record classes: a nested JSON value with derived checks and codec."""
+class Checked:
+    """Base of declared values that are not messages (a USB/IP PDU, an APP_LIST
+    entry): construction runs the field checks, then check()."""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = ()
     CHECKS: ClassVar[tuple[Callable[[Any], None], ...]] = ()
@@ -401,7 +402,11 @@ class Record:
         _post_init(self)
 
     def check(self) -> None:
-        """Rules across fields; ValueError if broken."""
+        """Rules across fields (the declared fields are already valid); ValueError if broken."""
+
+
+class Record(Checked):
+    """Base of @record classes: a nested JSON value with derived checks and codec."""
 
     def to_json(self) -> dict[str, object]:
         """The JSON object of this value (derived by @record)."""
