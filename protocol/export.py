@@ -3,8 +3,8 @@
 # Why generated: the web client used to carry its own hand-written copy of
 # every message's fields, and docs/protocol.md its own tables; both drifted
 # from the Python classes. `python -m protocol.export --js` writes
-# client/web/js/message-table.js from the declarations in protocol/schema.py
-# form, and a unit test fails when the committed file, or the message rows
+# client/web/js/message-table.js from the message declarations (vocabulary in
+# protocol/schema.py), and a unit test fails when the committed file, or the message rows
 # of docs/protocol.md, differ from what the table says.
 """Export the declared message table (JSON-able rows, a JS module, doc checks)."""
 

@@ -384,8 +384,10 @@ def message(
             declared.MAX_PAYLOAD = MAX_CONTROL_PAYLOAD
         elif codec == STRUCT:
             declared.MAX_PAYLOAD = _install_struct(declared, name)
-        else:
-            declared.MAX_PAYLOAD = max_payload or declared.MAX_PAYLOAD
+        elif max_payload:
+            declared.MAX_PAYLOAD = max_payload
+        elif declared.KIND is not ChannelKind.CONTROL:
+            raise TypeError(f"{name}: a custom binary codec must declare max_payload")
         return declared
 
     return apply

@@ -105,3 +105,22 @@ def test_control_rows_bound_their_integers() -> None:
     channel = open_row["fields"][0]
     assert (channel["name"], channel["low"], channel["high"]) == ("channel", 0, 0xFFFF)
     assert all(r["kind"] != int(ChannelKind.CONTROL) or r["max_payload"] == 65536 for r in message_rows())
+
+
+def test_a_custom_binary_codec_must_bound_its_payload() -> None:
+    from protocol.media import Declared
+    from protocol.schema import CUSTOM, U32, message, wire
+
+    with pytest.raises(TypeError, match="max_payload"):
+
+        @message(0x7E, "BOUNDLESS", kind=ChannelKind.INPUT, codec=CUSTOM)
+        class Boundless(Declared):
+            value: int = wire(U32)
+
+    @message(0x7E, "BOUNDED", kind=ChannelKind.INPUT, codec=CUSTOM, max_payload=4)
+    class Bounded(Declared):
+        value: int = wire(U32)
+
+    assert Bounded.MAX_PAYLOAD == 4 and Bounded(5).value == 5
+    with pytest.raises(ValueError):
+        Bounded(-1)
