@@ -10,37 +10,14 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
-from enum import Enum
-from typing import Final
 
-from protocol.base import ChannelKind, Message, Sender
-from protocol.channel_table import (
-    ChannelTable,
-    default_accept_kind,
-    default_window_for,
-    reason_text,
-)
+from protocol.base import ChannelKind, Message
+from protocol.channel_table import ChannelTable, default_accept_kind, default_window_for, reason_text
 from protocol.channels import ChannelPhase
-from protocol.control import (
-    ChannelClose,
-    ChannelOpen,
-    ChannelOpenOk,
-    Close,
-    Error,
-    Hello,
-    Ping,
-    Pong,
-)
-from protocol.control_session import Auth, AuthResult
-from protocol.errors import (
-    ChannelNotOpenError,
-    ProtocolError,
-    ProtocolStateError,
-    ReasonCode,
-    SendBufferFull,
-)
+from protocol.control import ChannelClose, ChannelOpen, ChannelOpenOk, Close, Hello
+from protocol.control_session import AuthResult
+from protocol.errors import ChannelNotOpenError, ProtocolError, ProtocolStateError, ReasonCode, SendBufferFull
 from protocol.events import (
     ChannelClosed,
     ChannelOpened,
@@ -54,46 +31,26 @@ from protocol.frames import Frame, FrameDecoder, encode_frame
 from protocol.limits import HEADER_SIZE, MAX_CONTROL_PAYLOAD, MAX_QUEUED_PER_CHANNEL, MAX_WINDOW, PROTOCOL_VERSION
 from protocol.media import WindowUpdate
 from protocol.messages import MESSAGE_TYPES, decode_message, max_payload, min_window
+from protocol.outbound import Outbound
+from protocol.rules import Role, check_may_send, check_received_type, frame_cost
 
 __all__ = [
-    "Role",
-    "Connection",
-    "frame_cost",
-    "default_window_for",
-    "default_accept_kind",
-    "MessageReceived",
-    "FrameReceived",
-    "ChannelOpened",
     "ChannelClosed",
-    "WindowUpdated",
+    "ChannelNotOpenError",
+    "ChannelOpened",
+    "Connection",
     "ConnectionClosed",
     "Event",
-    "ChannelNotOpenError",
-    "SendBufferFull",
+    "FrameReceived",
+    "MessageReceived",
     "ProtocolStateError",
+    "Role",
+    "SendBufferFull",
+    "WindowUpdated",
+    "default_accept_kind",
+    "default_window_for",
+    "frame_cost",
 ]
-
-# Control messages allowed (either way) before the connection is authenticated.
-PRE_AUTH_TYPES: Final = frozenset(cls.TYPE for cls in (Hello, Auth, AuthResult, Ping, Pong, Error, Close))
-# Messages the Connection itself manages; the application uses these methods.
-_MANAGED: Final[dict[type[Message], str]] = {
-    ChannelOpen: "open_channel()",
-    ChannelOpenOk: "nothing (opens are accepted automatically)",
-    ChannelClose: "close_channel()",
-    WindowUpdate: "consumed() or grant()",
-}
-
-
-class Role(Enum):
-    """Which end of the connection we are: the client speaks HELLO first."""
-
-    CLIENT = "client"
-    SERVER = "server"
-
-
-def frame_cost(message: Message) -> int:
-    """Window cost of sending `message`: header plus payload bytes."""
-    return HEADER_SIZE + len(message.encode())
 
 
 class Connection:
@@ -114,11 +71,9 @@ class Connection:
         passes them on with send_raw())."""
         self._role = role
         self._relay = relay
-        self._own_sender = Sender.CLIENT if role is Role.CLIENT else Sender.SERVER
-        self._table = ChannelTable(window_for, accept_kind, lambda kind: min_window(kind, self._own_sender))
+        self._table = ChannelTable(window_for, accept_kind, lambda kind: min_window(kind, role.sender))
         self._decoder = FrameDecoder(limit_for=self._payload_limit)
-        self._control: deque[bytes] = deque()  # channel 0 frames and WINDOW_UPDATEs
-        self._control_queued = 0
+        self._out = Outbound(self._table)
         self._closed = False
         self._authenticated = False
         self._hello_sent = False
@@ -162,14 +117,14 @@ class Connection:
         Returns 0 for channels that are not open.
         """
         if channel == 0:
-            return max(0, MAX_QUEUED_PER_CHANNEL - self._control_queued)
+            return max(0, MAX_QUEUED_PER_CHANNEL - self._out.control_queued)
         state = self._table.get_open(channel)
         return 0 if state is None else state.send_window()
 
     def queued_bytes(self, channel: int) -> int:
         """Bytes queued on `channel` and not yet returned by data_to_send()."""
         if channel == 0:
-            return self._control_queued
+            return self._out.control_queued
         state = self._table.get(channel)
         return 0 if state is None else state.queued
 
@@ -197,9 +152,9 @@ class Connection:
             self._enqueue(channel, message.TYPE, payload)
             return
         frame = encode_frame(channel, message.TYPE, payload)
-        if self._control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
+        if self._out.control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
             raise SendBufferFull("control channel send queue is full")
-        self._queue_control(frame)
+        self._out.queue_control(frame)
         if isinstance(message, Hello):
             self._hello_sent = True
         elif isinstance(message, AuthResult) and message.ok:
@@ -237,42 +192,19 @@ class Connection:
         state = self._table.get_open(channel)
         if state is None:
             raise ChannelNotOpenError(f"channel {channel} is not open")
-        size = HEADER_SIZE + len(payload)
-        if size > state.send_initial // 2:
-            # Credit returns in batches of half the window (consumed()), so a
-            # larger frame could wait forever for credit: refuse it up front.
-            raise ValueError(
-                f"a {size}-byte frame exceeds half the peer's " f"{state.send_initial}-byte window on channel {channel}"
-            )
-        if state.queued + size > MAX_QUEUED_PER_CHANNEL:
-            raise SendBufferFull(f"channel {channel} send queue is full")
-        state.enqueue(encode_frame(channel, type_, payload))
+        self._out.enqueue(state, type_, payload)
 
     def _check_may_send(self, channel: int, cls: type[Message]) -> None:
-        name = cls.__name__
-        method = _MANAGED.get(cls)
-        if method is not None:
-            raise ProtocolStateError(f"{name} is managed by the Connection; use {method}")
-        if cls.SENDER not in (Sender.ANY, self._own_sender):
-            raise ProtocolStateError(f"a {self._role.value} must not send {name}")
-        if cls is Hello:
-            if self._hello_sent:
-                raise ProtocolStateError("HELLO was already sent")
-            if self._role is Role.SERVER and self._peer_hello is None:
-                raise ProtocolStateError("a server sends HELLO after the client's HELLO")
-        elif not self._hello_sent:
-            raise ProtocolStateError("send HELLO first")
-        elif not self._authenticated and (channel != 0 or cls.TYPE not in PRE_AUTH_TYPES):
-            raise ProtocolStateError(f"{name} needs an authenticated connection")
-        if channel == 0:
-            if cls.KIND is not ChannelKind.CONTROL:
-                raise ProtocolStateError(f"{name} is not a control message")
-            return
-        state = self._table.get_open(channel)
-        if state is None:
-            raise ChannelNotOpenError(f"channel {channel} is not open")
-        if cls.KIND is not state.kind:
-            raise ProtocolStateError(f"{name} cannot go on a {state.kind.name} channel")
+        state = self._table.get_open(channel) if channel else None
+        check_may_send(
+            cls,
+            channel,
+            None if state is None else state.kind,
+            role=self._role,
+            hello_sent=self._hello_sent,
+            peer_hello_seen=self._peer_hello is not None,
+            authenticated=self._authenticated,
+        )
 
     def open_channel(self, channel: int, kind: ChannelKind) -> None:
         """Send CHANNEL_OPEN granting window_for(kind); ChannelOpened follows
@@ -328,7 +260,7 @@ class Connection:
 
     def has_data_to_send(self) -> bool:
         """True if data_to_send() would return at least one frame now."""
-        return bool(self._control) or any(len(st.queue[0]) <= st.send_credit for st in self._table.by_priority())
+        return self._out.has_data()
 
     def data_to_send(self, max_bytes: int | None = None) -> bytes:
         """Drain queued frames by priority, each only if the peer's credit covers it.
@@ -336,30 +268,7 @@ class Connection:
         Stops before exceeding max_bytes, but returns at least one whole frame
         if any is sendable and max_bytes > 0. Frames are never split.
         """
-        if max_bytes is not None and max_bytes <= 0:
-            return b""
-        out = bytearray()
-
-        def fits(frame: bytes) -> bool:
-            return max_bytes is None or not out or len(out) + len(frame) <= max_bytes
-
-        while self._control:
-            frame = self._control[0]
-            if not fits(frame):
-                return bytes(out)
-            self._control.popleft()
-            self._control_queued -= len(frame)
-            out += frame
-        for state in self._table.by_priority():
-            while state.queue and len(state.queue[0]) <= state.send_credit:
-                frame = state.queue[0]
-                if not fits(frame):
-                    return bytes(out)
-                state.queue.popleft()
-                state.queued -= len(frame)
-                state.send_credit -= len(frame)
-                out += frame
-        return bytes(out)
+        return self._out.drain(max_bytes)
 
     # -- receiving ----------------------------------------------------------
 
@@ -404,11 +313,7 @@ class Connection:
         if frame.channel == 0:
             self._handle_control(frame, events)
             return
-        if not self._authenticated:
-            raise ProtocolError(
-                ReasonCode.NOT_AUTHENTICATED,
-                f"data on channel {frame.channel} before authentication",
-            )
+        # _payload_limit() refused data before authentication from the header.
         state = self._table.get(frame.channel)
         if state is None or state.phase is ChannelPhase.OPENING:
             raise ProtocolError(ReasonCode.CHANNEL_NOT_OPEN, f"channel {frame.channel} is not open")
@@ -429,22 +334,7 @@ class Connection:
         events.append(MessageReceived(frame.channel, state.kind, message, wire_size))
 
     def _check_received_type(self, kind: ChannelKind, type_: int) -> type[Message]:
-        """The class of a received type code, after checking it is defined for
-        `kind`, allowed in our auth state and sent by the peer's role."""
-        cls = MESSAGE_TYPES[kind].get(type_)
-        if cls is None:
-            raise ProtocolError(
-                ReasonCode.UNKNOWN_MESSAGE_TYPE,
-                f"type 0x{type_:02x} is not defined on a {kind.name} channel",
-            )
-        if kind is ChannelKind.CONTROL and not self._authenticated and cls.TYPE not in PRE_AUTH_TYPES:
-            raise ProtocolError(ReasonCode.NOT_AUTHENTICATED, f"{cls.__name__} before authentication")
-        if cls.SENDER is self._own_sender:
-            raise ProtocolError(
-                ReasonCode.UNEXPECTED_MESSAGE,
-                f"only a {self._own_sender.value} sends {cls.__name__}",
-            )
-        return cls
+        return check_received_type(kind, type_, role=self._role, authenticated=self._authenticated)
 
     def _decode(self, kind: ChannelKind, frame: Frame) -> Message:
         """Check auth state and direction from the type code, then decode."""
@@ -455,8 +345,7 @@ class Connection:
         message = self._decode(ChannelKind.CONTROL, frame)
         if isinstance(message, Close):
             self._enter_closed()
-            self._control.clear()
-            self._control_queued = 0
+            self._out.clear_control()
             events.append(ConnectionClosed(message.code, message.message, by_peer=True))
         elif isinstance(message, Hello):
             if self._peer_hello is not None:
@@ -492,22 +381,18 @@ class Connection:
 
     # -- internals ----------------------------------------------------------
 
-    def _queue_control(self, frame: bytes) -> None:
-        self._control.append(frame)
-        self._control_queued += len(frame)
-
     def _queue_control_message(self, message: Message) -> None:
-        self._queue_control(encode_frame(0, message.TYPE, message.encode()))
+        self._out.queue_control(encode_frame(0, message.TYPE, message.encode()))
 
     def _queue_window_update(self, channel: int, increment: int) -> None:
         # WINDOW_UPDATE is not flow-controlled: it rides the control lane.
         payload = WindowUpdate(increment).encode()
-        self._queue_control(encode_frame(channel, WindowUpdate.TYPE, payload))
+        self._out.queue_control(encode_frame(channel, WindowUpdate.TYPE, payload))
 
     def _queue_peer_reply(self, message: Message) -> None:
         """Queue an automatic answer; a peer that makes us answer without
         reading our output is closed instead of growing our queue."""
-        if self._control_queued > MAX_QUEUED_PER_CHANNEL:
+        if self._out.control_queued > MAX_QUEUED_PER_CHANNEL:
             raise ProtocolError(ReasonCode.LIMIT_EXCEEDED, "peer is not reading our control messages")
         self._queue_control_message(message)
 

@@ -53,7 +53,7 @@ def load_json(payload: bytes) -> JsonObject:
     except RecursionError as exc:  # absurdly nested arrays; payload is bounded anyway
         raise ValueError("JSON nested too deeply") from exc
     if not isinstance(obj, dict):
-        raise ValueError("control payload must be a JSON object")
+        raise ValueError("control payload must be a JSON object")  # noqa: TRY004
     return obj
 
 
@@ -124,7 +124,7 @@ class ChannelClose(ControlMessage):
 
     channel: int = wire(CHANNEL)
     code: int = wire(JSON_INT)
-    message: str = wire(STR, "")
+    message: str = wire(STR, default="")
 
 
 @message(0x0B, "ERROR", codec=JSON)
@@ -133,7 +133,7 @@ class Error(ControlMessage):
 
     code: int = wire(JSON_INT)
     message: str = wire(STR)
-    request: int = wire(JSON_INT, 0)
+    request: int = wire(JSON_INT, default=0)
 
 
 @message(0x0C, "CLOSE", codec=JSON)
@@ -184,9 +184,9 @@ class Icon(ControlMessage):
     app: str = wire(STR)
     size: int = wire(ICON_SIZE)
     ok: bool = wire(BOOL)
-    data: str = wire(STR, "")
-    code: int = wire(JSON_INT, 0)
-    message: str = wire(STR, "")
+    data: str = wire(STR, default="")
+    code: int = wire(JSON_INT, default=0)
+    message: str = wire(STR, default="")
 
     def check(self) -> None:
         """`data` is base64 of at most MAX_ICON_BASE64 characters."""

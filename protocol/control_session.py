@@ -32,9 +32,9 @@ class Auth(ControlMessage):
     """Client credentials; `method` selects which other fields are sent."""
 
     method: str = wire(STR)
-    user: str = wire(STR, "")
-    password: str = wire(STR, "", repr=False)
-    token: str = wire(STR, "", repr=False)
+    user: str = wire(STR, default="")
+    password: str = wire(STR, default="", repr=False)
+    token: str = wire(STR, default="", repr=False)
 
     def to_json(self) -> JsonObject:
         """The method's fields, empty ones included (unknown methods: the non-empty ones)."""
@@ -65,12 +65,12 @@ class AuthResult(ControlMessage):
     """Outcome of AUTH; ok=true authenticates the connection."""
 
     ok: bool = wire(BOOL)
-    user: str = wire(STR, "")
-    session: str = wire(STR, "")
-    code: int = wire(JSON_INT, 0)
-    message: str = wire(STR, "")
+    user: str = wire(STR, default="")
+    session: str = wire(STR, default="")
+    code: int = wire(JSON_INT, default=0)
+    message: str = wire(STR, default="")
     # A fresh single-use resume token (sent only on success; "" = none).
-    resume_token: str = wire(STR, "", omit_empty=True, repr=False)
+    resume_token: str = wire(STR, default="", omit_empty=True, repr=False)
 
 
 @message(0x04, "APP_LIST_REQUEST", codec=JSON)
@@ -78,7 +78,7 @@ class AppListRequest(ControlMessage):
     """Ask for the published applications the user is entitled to, with
     names and comments in `locale` (a POSIX locale name; "" = untranslated)."""
 
-    locale: str = wire(STR, "", omit_empty=True)
+    locale: str = wire(STR, default="", omit_empty=True)
 
 
 @record
@@ -105,7 +105,7 @@ class Launch(ControlMessage):
 
     request: int = wire(JSON_INT)
     app: str = wire(STR)
-    args: tuple[str, ...] = wire(STRS, ())
+    args: tuple[str, ...] = wire(STRS, default=())
 
 
 @message(0x07, "LAUNCH_RESULT", sender=Sender.SERVER, codec=JSON)
@@ -114,9 +114,9 @@ class LaunchResult(ControlMessage):
 
     request: int = wire(JSON_INT)
     ok: bool = wire(BOOL)
-    code: int = wire(JSON_INT, 0)
-    message: str = wire(STR, "")
-    pid: int = wire(JSON_INT, 0)
+    code: int = wire(JSON_INT, default=0)
+    message: str = wire(STR, default="")
+    pid: int = wire(JSON_INT, default=0)
 
 
 @message(0x0F, "SESSION_INFO", sender=Sender.SERVER, codec=JSON)
@@ -137,7 +137,7 @@ class SpawnApp(ControlMessage):
     request: int = wire(JSON_INT)
     app: str = wire(STR)
     argv: tuple[str, ...] = wire(STRS)
-    cwd: str = wire(STR, "")
+    cwd: str = wire(STR, default="")
 
 
 @message(0x11, "APP_EXITED", codec=JSON)

@@ -3,8 +3,8 @@
 # Why generated: the web client used to carry its own hand-written copy of
 # every message's fields, and docs/protocol.md its own tables; both drifted
 # from the Python classes. `python -m protocol.export --js` writes
-# client/web/js/message-table.js from the declarations in protocol/schema.py
-# form, and a unit test fails when the committed file, or the message rows
+# client/web/js/message-table.js from the message declarations (vocabulary in
+# protocol/schema.py), and a unit test fails when the committed file, or the message rows
 # of docs/protocol.md, differ from what the table says.
 """Export the declared message table (JSON-able rows, a JS module, doc checks)."""
 
@@ -21,7 +21,7 @@ from protocol.base import ChannelKind, Message, Sender
 from protocol.messages import MESSAGE_TYPES, max_payload
 from protocol.schema import CUSTOM, JSON, fields_of
 
-__all__ = ["message_rows", "js_module", "doc_problems", "DIRECTIONS"]
+__all__ = ["DIRECTIONS", "doc_problems", "js_module", "message_rows"]
 
 # How docs/protocol.md writes who may send a message.
 DIRECTIONS: dict[Sender, str] = {
@@ -36,7 +36,7 @@ def _field_row(cls: type[Any], name: str) -> dict[str, Any]:
     spec = next(s for s in fields_of(cls) if s.name == name)
     w = spec.wire
     row: dict[str, Any] = {"name": name, "wire": w.code}
-    if w.fmt and w.code not in ("flag", "cstr") or w.code in ("int", "sint"):
+    if w.is_int:
         row["low"], row["high"] = w.low, w.high
     if w.code in ("bytes", "text", "cstr"):
         row["min_len"], row["max_len"] = w.min_len, w.max_len

@@ -23,7 +23,7 @@ from protocol.limits import (
     MAX_FRAME_PAYLOAD,
 )
 
-__all__ = ["Frame", "FrameDecoder", "encode_frame", "HEADER"]
+__all__ = ["HEADER", "Frame", "FrameDecoder", "encode_frame"]
 
 # u32 length, u16 channel, u8 type, u8 flags; network byte order.
 HEADER: Final = struct.Struct(">IHBB")

@@ -23,6 +23,10 @@ MAX_FRAME_PAYLOAD: Final = 2 * 1024 * 1024
 # Control messages are small JSON objects; an app list of a few hundred apps fits.
 MAX_CONTROL_PAYLOAD: Final = 64 * 1024
 
+# Other channels are bounded by their kind, from the frame header: the
+# largest payload any message of that kind encodes to, derived from the
+# message table (protocol.messages.max_payload; docs/protocol.md section 2).
+
 # Channel ids above this are refused: bounds the per-connection channel table.
 MAX_CHANNEL_ID: Final = 255
 

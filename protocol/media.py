@@ -40,6 +40,7 @@ class _SeqMessage(Declared):
 class _ScreenSize(Declared):
     """The two width x height display messages (u16 each, at least 1)."""
 
+    KIND: ClassVar[ChannelKind | None] = DISPLAY
     width: int = wire(SIDE)
     height: int = wire(SIDE)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Self, TypeVar, dataclass_transform
 
@@ -36,12 +36,15 @@ from protocol.base import (
 )
 from protocol.limits import MAX_CONTROL_PAYLOAD, MAX_JSON_INT
 
-__all__ = ["Wire", "wire", "message", "record", "shared", "Declared", "Record", "FieldSpec", "fields_of", "JSON", "STRUCT", "CUSTOM"]
+__all__ = ["CUSTOM", "JSON", "STRUCT", "Declared", "FieldSpec", "Record", "Wire", "fields_of", "message", "record", "shared", "wire"]
 
 # Codecs a message may use.
 JSON: Final = "json"  # canonical JSON object of the fields (control channel)
 STRUCT: Final = "struct"  # fixed fields in one big-endian struct, then an optional tail
 CUSTOM: Final = "custom"  # the class writes encode()/decode() (or to_json/from_json) itself
+
+
+_INT_CODES: Final = frozenset({"u8", "u16", "u32", "i16", "i32", "u64", "int", "sint"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,11 @@ class Wire:
         return dataclasses.replace(self, low=low, high=high)
 
     @property
+    def is_int(self) -> bool:
+        """An integer (binary or JSON), checked against [low, high]."""
+        return self.code in _INT_CODES
+
+    @property
     def is_tail(self) -> bool:
         """A variable-length binary field: the rest of the payload."""
         return self.code in ("bytes", "text")
@@ -84,27 +92,27 @@ STR: Final = Wire("str")
 STRS: Final = Wire("strs")
 
 
-def BYTES(max_len: int, min_len: int = 0) -> Wire:  # noqa: N802 - a type constructor of the vocabulary
+def BYTES(max_len: int, min_len: int = 0) -> Wire:
     """Opaque bytes: the rest of a binary payload."""
     return Wire("bytes", max_len=max_len, min_len=min_len)
 
 
-def TEXT(max_len: int) -> Wire:  # noqa: N802
+def TEXT(max_len: int) -> Wire:
     """UTF-8 text of at most max_len bytes: the rest of a binary payload."""
     return Wire("text", max_len=max_len)
 
 
-def CSTR(size: int, convert: Callable[[object], object]) -> Wire:  # noqa: N802
+def CSTR(size: int, convert: Callable[[object], object]) -> Wire:
     """NUL-padded printable ASCII in a fixed `size`-byte field, checked by `convert`."""
     return Wire("cstr", f"{size}s", max_len=size, convert=convert)
 
 
-def LIST(item: type[Any]) -> Wire:  # noqa: N802
+def LIST(item: type[Any]) -> Wire:
     """A JSON list of @record objects."""
     return Wire("list", item=item)
 
 
-def NESTED(convert: Callable[[object], object], name: str) -> Wire:  # noqa: N802
+def NESTED(convert: Callable[[object], object], name: str) -> Wire:
     """A structured value (built and checked by `convert`) that a custom codec packs."""
     return Wire(f"nested:{name}", convert=convert)
 
@@ -119,7 +127,7 @@ class FieldSpec:
     has_default: bool
 
 
-def wire(spec: Wire, default: Any = dataclasses.MISSING, *, omit_empty: bool = False, repr: bool = True) -> Any:
+def wire(spec: Wire, *, default: Any = dataclasses.MISSING, omit_empty: bool = False, repr: bool = True) -> Any:
     """Declare a message field travelling as `spec` (a dataclass field specifier)."""
     return dataclasses.field(default=default, repr=repr, metadata={"wire": spec, "omit_empty": omit_empty})
 
@@ -140,7 +148,7 @@ def _checker(spec: FieldSpec) -> Callable[[Any], None]:
     def setv(obj: Any, value: object) -> None:
         object.__setattr__(obj, name, value)
 
-    if w.fmt and w.code not in ("flag", "cstr") or w.code in ("int", "sint"):
+    if w.is_int:
         def check_number(obj: Any) -> None:
             value = check_int(name, getattr(obj, name), w.low, w.high)
             if w.choices is not None and value not in w.choices:
@@ -167,7 +175,7 @@ def _checker(spec: FieldSpec) -> Callable[[Any], None]:
         def check_bytes(obj: Any) -> None:
             value = getattr(obj, name)
             if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise ValueError(f"{name} must be bytes")
+                raise ValueError(f"{name} must be bytes")  # noqa: TRY004
             value = bytes(value)
             if not w.min_len <= len(value) <= w.max_len:
                 raise ValueError(f"{name} of {len(value)} bytes outside [{w.min_len}, {w.max_len}]")
@@ -198,7 +206,7 @@ def _post_init(self: Any) -> None:
 
 
 def _to_json_value(w: Wire, value: Any) -> object:
-    if w.code in ("int", "sint") or w.fmt and w.code not in ("flag", "cstr"):
+    if w.is_int:
         return int(value)
     if w.code == "strs":
         return list(value)
@@ -214,7 +222,7 @@ def _from_json_value(spec: FieldSpec, value: object) -> object:
             raise ValueError(f"{name} must be a list")
         item: Any = w.item
         return tuple(item.from_json(v) for v in value)
-    if w.code in ("int", "sint") or w.fmt and w.code not in ("flag", "cstr"):
+    if w.is_int:
         return check_int(name, value, w.low, w.high)
     if w.code == "bool":
         return check_bool(name, value)
@@ -238,7 +246,7 @@ def _install_json(cls: type[Any]) -> None:
     def from_json(klass: type[Any], obj: object) -> Any:
         """Build the value from a parsed JSON object; ValueError if invalid."""
         if not isinstance(obj, dict):
-            raise ValueError(f"{klass.__name__} must be a JSON object")
+            raise ValueError(f"{klass.__name__} must be a JSON object")  # noqa: TRY004
         values: dict[str, object] = {}
         for spec in specs:
             if spec.name in obj:
@@ -285,7 +293,8 @@ def _install_struct(cls: type[Any], name: str) -> int:
         if tail is None:
             return head
         rest = getattr(self, tail.name)
-        return head + (rest.encode("utf-8") if tail.wire.code == "text" else rest)
+        data: bytes = rest.encode("utf-8") if tail.wire.code == "text" else rest
+        return head + data
 
     def decode(klass: type[Any], payload: bytes) -> Any:
         size = layout.size
@@ -375,15 +384,18 @@ def message(
             declared.MAX_PAYLOAD = MAX_CONTROL_PAYLOAD
         elif codec == STRUCT:
             declared.MAX_PAYLOAD = _install_struct(declared, name)
-        else:
-            declared.MAX_PAYLOAD = max_payload or declared.MAX_PAYLOAD
+        elif max_payload:
+            declared.MAX_PAYLOAD = max_payload
+        elif declared.KIND is not ChannelKind.CONTROL:
+            raise TypeError(f"{name}: a custom binary codec must declare max_payload")
         return declared
 
     return apply
 
 
-class Record:
-    """Base of @record classes: a nested JSON value with derived checks and codec."""
+class Checked:
+    """Base of declared values that are not messages (a USB/IP PDU, an APP_LIST
+    entry): construction runs the field checks, then check()."""
 
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = ()
     CHECKS: ClassVar[tuple[Callable[[Any], None], ...]] = ()
@@ -392,7 +404,11 @@ class Record:
         _post_init(self)
 
     def check(self) -> None:
-        """Rules across fields; ValueError if broken."""
+        """Rules across fields (the declared fields are already valid); ValueError if broken."""
+
+
+class Record(Checked):
+    """Base of @record classes: a nested JSON value with derived checks and codec."""
 
     def to_json(self) -> dict[str, object]:
         """The JSON object of this value (derived by @record)."""
@@ -416,8 +432,3 @@ class Declared(Message):
 
     def check(self) -> None:
         """Rules across fields (the declared fields are already valid); ValueError if broken."""
-
-
-def field_names(cls: type[Any]) -> Sequence[str]:
-    """Names of the declared fields, in order."""
-    return [s.name for s in fields_of(cls)]

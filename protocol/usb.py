@@ -14,15 +14,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Self
 
-from protocol.base import U8_MAX, U16_MAX, U32_MAX, ChannelKind, Message, Sender, check_int, check_str
-from protocol.schema import CSTR, CUSTOM, cstring, NESTED, TEXT, U8, U32, Declared, message, wire
+from protocol.base import U32_MAX, ChannelKind, Message, Sender, check_int, check_str
+from protocol.schema import (
+    BYTES,
+    CSTR,
+    CUSTOM,
+    I32,
+    NESTED,
+    TEXT,
+    U8,
+    U16,
+    U32,
+    Checked,
+    Declared,
+    cstring,
+    message,
+    shared,
+    wire,
+)
 
 # -- USB/IP constants (kernel usbip_protocol.rst, tools/usb/usbip) ---------
 USBIP_VERSION = 0x0111
@@ -85,6 +100,9 @@ def check_busid(busid: str) -> str:
     return busid
 
 
+BUSID: Final = CSTR(BUSID_SIZE, lambda value: check_busid(value))  # type: ignore[arg-type]
+
+
 def pack_op_common(code: int, status: int = ST_OK) -> bytes:
     """The 8-byte header of every OP_* PDU."""
     return _COMMON.pack(USBIP_VERSION, code, status)
@@ -100,54 +118,48 @@ def parse_op_common(data: bytes) -> tuple[int, int]:
     return code, status
 
 
-@dataclass(frozen=True)
-class UsbInterface:
+@shared
+class UsbInterface(Checked):
     """bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol of one interface."""
 
-    cls: int
-    subclass: int
-    protocol: int
-
-    def __post_init__(self) -> None:
-        for name in ("cls", "subclass", "protocol"):
-            check_int(name, getattr(self, name), 0, U8_MAX)
+    cls: int = wire(U8)
+    subclass: int = wire(U8)
+    protocol: int = wire(U8)
 
 
-@dataclass(frozen=True)
-class UsbDevice:
+def _path(value: object) -> object:
+    path = check_str("path", value)
+    if len(path) >= PATH_SIZE or any(ord(c) < 0x20 or ord(c) > 0x7E for c in path):
+        raise ValueError("path must be printable ASCII shorter than 256 bytes")
+    return path
+
+
+def _interfaces(value: object) -> object:
+    if not isinstance(value, tuple) or len(value) > MAX_INTERFACES:
+        raise ValueError(f"at most {MAX_INTERFACES} interfaces")
+    if not all(isinstance(i, UsbInterface) for i in value):
+        raise ValueError("interfaces must be UsbInterface")
+    return value
+
+
+@shared
+class UsbDevice(Checked):
     """struct usbip_usb_device (312 bytes) and its interfaces, as OP_REP_DEVLIST lists them."""
 
-    busid: str
-    id_vendor: int
-    id_product: int
-    interfaces: tuple[UsbInterface, ...]
-    path: str = ""
-    busnum: int = 1
-    devnum: int = 1
-    speed: int = 3  # USB_SPEED_HIGH
-    bcd_device: int = 0x0100
-    device_class: int = 0
-    device_subclass: int = 0
-    device_protocol: int = 0
-    configuration_value: int = 1
-    num_configurations: int = 1
-
-    def __post_init__(self) -> None:
-        check_busid(self.busid)
-        path = check_str("path", self.path)
-        if len(path) >= PATH_SIZE or any(ord(c) < 0x20 or ord(c) > 0x7E for c in path):
-            raise ValueError("path must be printable ASCII shorter than 256 bytes")
-        for name in ("busnum", "devnum", "speed"):
-            check_int(name, getattr(self, name), 0, U32_MAX)
-        for name in ("id_vendor", "id_product", "bcd_device"):
-            check_int(name, getattr(self, name), 0, U16_MAX)
-        for name in ("device_class", "device_subclass", "device_protocol", "configuration_value",
-                     "num_configurations"):  # fmt: skip
-            check_int(name, getattr(self, name), 0, U8_MAX)
-        if not isinstance(self.interfaces, tuple) or len(self.interfaces) > MAX_INTERFACES:
-            raise ValueError(f"at most {MAX_INTERFACES} interfaces")
-        if not all(isinstance(i, UsbInterface) for i in self.interfaces):
-            raise ValueError("interfaces must be UsbInterface")
+    busid: str = wire(BUSID)
+    id_vendor: int = wire(U16)
+    id_product: int = wire(U16)
+    interfaces: tuple[UsbInterface, ...] = wire(NESTED(_interfaces, "interfaces"))
+    path: str = wire(CSTR(PATH_SIZE, _path), default="")
+    busnum: int = wire(U32, default=1)
+    devnum: int = wire(U32, default=1)
+    speed: int = wire(U32, default=3)  # USB_SPEED_HIGH
+    bcd_device: int = wire(U16, default=0x0100)
+    device_class: int = wire(U8, default=0)
+    device_subclass: int = wire(U8, default=0)
+    device_protocol: int = wire(U8, default=0)
+    configuration_value: int = wire(U8, default=1)
+    num_configurations: int = wire(U8, default=1)
 
     @property
     def vid_pid(self) -> str:
@@ -205,11 +217,12 @@ def pack_devlist_reply(devices: tuple[UsbDevice, ...] | list[UsbDevice]) -> byte
 
 
 # -- URB PDUs -----------------------------------------------------------------
-def _check_basic(seqnum: int, devid: int, direction: int, ep: int) -> None:
-    check_int("seqnum", seqnum, 0, U32_MAX)
-    check_int("devid", devid, 0, U32_MAX)
-    check_int("direction", direction, DIR_OUT, DIR_IN)
-    check_int("ep", ep, 0, MAX_ENDPOINT)
+DIRECTION: Final = U32.within(DIR_OUT, DIR_IN)
+ENDPOINT: Final = U32.within(0, MAX_ENDPOINT)
+ISO_PACKETS: Final = I32.within(-1, MAX_ISO_PACKETS)  # 0 and -1 (0xffffffff) mean none
+TRANSFER: Final = U32.within(0, MAX_TRANSFER_BUFFER)
+DATA: Final = BYTES(MAX_TRANSFER_BUFFER)
+ISO: Final = BYTES(MAX_ISO_PACKETS * _ISO)
 
 
 def _iso_count(number_of_packets: int) -> int:
@@ -218,31 +231,25 @@ def _iso_count(number_of_packets: int) -> int:
     return max(0, number_of_packets)
 
 
-@dataclass(frozen=True)
-class CmdSubmit:
+@shared
+class CmdSubmit(Checked):
     """USBIP_CMD_SUBMIT: a URB for the device (session -> client). OUT data travels with it."""
 
-    seqnum: int
-    devid: int
-    direction: int
-    ep: int
-    transfer_buffer_length: int
-    setup: bytes = bytes(8)
-    data: bytes = b""
-    transfer_flags: int = 0
-    start_frame: int = 0
-    number_of_packets: int = 0
-    interval: int = 0
-    iso: bytes = b""
+    seqnum: int = wire(U32)
+    devid: int = wire(U32)
+    direction: int = wire(DIRECTION)
+    ep: int = wire(ENDPOINT)
+    transfer_buffer_length: int = wire(TRANSFER)
+    setup: bytes = wire(BYTES(8, 8), default=bytes(8))
+    data: bytes = wire(DATA, default=b"")
+    transfer_flags: int = wire(U32, default=0)
+    start_frame: int = wire(I32, default=0)
+    number_of_packets: int = wire(ISO_PACKETS, default=0)
+    interval: int = wire(I32, default=0)
+    iso: bytes = wire(ISO, default=b"")
 
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("transfer_flags", self.transfer_flags, 0, U32_MAX)
-        check_int("transfer_buffer_length", self.transfer_buffer_length, 0, MAX_TRANSFER_BUFFER)
-        check_int("start_frame", self.start_frame, _I32_MIN, _I32_MAX)
-        check_int("interval", self.interval, _I32_MIN, _I32_MAX)
-        if len(self.setup) != 8:
-            raise ValueError("setup must be 8 bytes")
+    def check(self) -> None:
+        """OUT data is exactly transfer_buffer_length bytes (IN: none); iso matches number_of_packets."""
         want = self.transfer_buffer_length if self.direction == DIR_OUT else 0
         if len(self.data) != want:
             raise ValueError(f"CMD_SUBMIT carries {len(self.data)} data bytes, header says {want}")
@@ -257,19 +264,15 @@ class CmdSubmit:
                 + self.data + self.iso)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class CmdUnlink:
+@shared
+class CmdUnlink(Checked):
     """USBIP_CMD_UNLINK: cancel the pending CMD_SUBMIT `unlink_seqnum` (session -> client)."""
 
-    seqnum: int
-    devid: int
-    unlink_seqnum: int
-    direction: int = DIR_OUT
-    ep: int = 0
-
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("unlink_seqnum", self.unlink_seqnum, 0, U32_MAX)
+    seqnum: int = wire(U32)
+    devid: int = wire(U32)
+    unlink_seqnum: int = wire(U32)
+    direction: int = wire(DIRECTION, default=DIR_OUT)
+    ep: int = wire(ENDPOINT, default=0)
 
     def encode(self) -> bytes:
         """The PDU bytes."""
@@ -277,28 +280,24 @@ class CmdUnlink:
             self.unlink_seqnum)
 
 
-@dataclass(frozen=True)
-class RetSubmit:
+@shared
+class RetSubmit(Checked):
     """USBIP_RET_SUBMIT: a URB's result (client -> session). IN data travels with it."""
 
-    seqnum: int
-    status: int = 0
-    actual_length: int = 0
-    data: bytes = b""
-    devid: int = 0
-    direction: int = DIR_OUT
-    ep: int = 0
-    start_frame: int = 0
-    number_of_packets: int = 0
-    error_count: int = 0
-    iso: bytes = b""
+    seqnum: int = wire(U32)
+    status: int = wire(I32, default=0)
+    actual_length: int = wire(TRANSFER, default=0)
+    data: bytes = wire(DATA, default=b"")
+    devid: int = wire(U32, default=0)
+    direction: int = wire(DIRECTION, default=DIR_OUT)
+    ep: int = wire(ENDPOINT, default=0)
+    start_frame: int = wire(I32, default=0)
+    number_of_packets: int = wire(ISO_PACKETS, default=0)
+    error_count: int = wire(U32.within(0, MAX_ISO_PACKETS), default=0)
+    iso: bytes = wire(ISO, default=b"")
 
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("status", self.status, _I32_MIN, _I32_MAX)
-        check_int("actual_length", self.actual_length, 0, MAX_TRANSFER_BUFFER)
-        check_int("start_frame", self.start_frame, _I32_MIN, _I32_MAX)
-        check_int("error_count", self.error_count, 0, MAX_ISO_PACKETS)
+    def check(self) -> None:
+        """Data is empty (OUT) or actual_length bytes (IN); iso matches number_of_packets."""
         if len(self.data) not in (0, self.actual_length):
             raise ValueError("RET_SUBMIT data must be empty (OUT) or actual_length bytes (IN)")
         if len(self.iso) != _iso_count(self.number_of_packets) * _ISO:
@@ -312,19 +311,15 @@ class RetSubmit:
                 + self.data + self.iso)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RetUnlink:
+@shared
+class RetUnlink(Checked):
     """USBIP_RET_UNLINK: the result of a CMD_UNLINK (client -> session)."""
 
-    seqnum: int
-    status: int = 0
-    devid: int = 0
-    direction: int = DIR_OUT
-    ep: int = 0
-
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("status", self.status, _I32_MIN, _I32_MAX)
+    seqnum: int = wire(U32)
+    status: int = wire(I32, default=0)
+    devid: int = wire(U32, default=0)
+    direction: int = wire(DIRECTION, default=DIR_OUT)
+    ep: int = wire(ENDPOINT, default=0)
 
     def encode(self) -> bytes:
         """The PDU bytes."""
@@ -340,7 +335,7 @@ def command_length(header: bytes) -> int:
     """Total PDU length of a command stream PDU given its 48-byte header; ValueError if invalid."""
     if len(header) < URB_HEADER_SIZE:
         raise ValueError("URB header shorter than 48 bytes")
-    command, _seq, _devid, direction, ep = _BASIC.unpack_from(header)
+    command, _seq, _devid, direction, _ep = _BASIC.unpack_from(header)
     if command == CMD_UNLINK:
         return URB_HEADER_SIZE
     if command != CMD_SUBMIT:
@@ -413,14 +408,14 @@ def _as_device(value: object) -> UsbDevice:
         fields["interfaces"] = tuple(UsbInterface(*i) for i in fields.get("interfaces", ()))
         return UsbDevice(**fields)
     if not isinstance(value, UsbDevice):
-        raise ValueError("device must be a UsbDevice")
+        raise ValueError("device must be a UsbDevice")  # noqa: TRY004
     return value
 
 
 def _as_pdu(value: object) -> object:
     if not isinstance(value, dict):
         return value
-    fields = {k: bytes.fromhex(v) if k in ("data", "setup", "iso") else v for k, v in value.items()}
+    fields: dict[str, Any] = {k: bytes.fromhex(v) if k in ("data", "setup", "iso") else v for k, v in value.items()}
     cls = _PDU_CLASSES.get(str(fields.pop("command", "")))
     if cls is None:
         raise ValueError("pdu needs a command: CMD_SUBMIT, CMD_UNLINK, RET_SUBMIT or RET_UNLINK")
@@ -440,7 +435,6 @@ class UsbMessage(Declared):
 
 
 CONN: Final = U32.within(1, U32_MAX)  # a USB/IP connection id in the session
-BUSID: Final = CSTR(BUSID_SIZE, lambda value: check_busid(value))  # type: ignore[arg-type]
 DEVICE: Final = NESTED(_as_device, "device")
 _URB_MAX: Final = _U32.size + URB_HEADER_SIZE + MAX_TRANSFER_BUFFER + MAX_ISO_PACKETS * _ISO
 
@@ -484,7 +478,7 @@ class DeviceStatus(UsbMessage):
 
     busid: str = wire(BUSID)
     status: int = wire(dataclasses.replace(U8, choices=frozenset(DeviceState.ALL)))
-    text: str = wire(TEXT(MAX_STATUS_TEXT), "")
+    text: str = wire(TEXT(MAX_STATUS_TEXT), default="")
 
 
 @message(0x04, "IMPORT_REQUEST", sender=Sender.SERVER, codec=CUSTOM,
@@ -515,7 +509,7 @@ class ImportReply(UsbMessage):
 
     conn: int = wire(CONN)
     status: int = wire(U32)
-    device: UsbDevice | None = wire(NESTED(lambda v: None if v is None else _as_device(v), "device?"), None)
+    device: UsbDevice | None = wire(NESTED(lambda v: None if v is None else _as_device(v), "device?"), default=None)
 
     def check(self) -> None:
         """A device goes with status 0, and only then."""
@@ -544,7 +538,7 @@ def _pdu_of(*types: type) -> Callable[[object], object]:
     def convert(value: object) -> object:
         pdu = _as_pdu(value)
         if not isinstance(pdu, types):
-            raise ValueError(f"carries {' or '.join(t.__name__ for t in types)}")
+            raise ValueError(f"carries {' or '.join(t.__name__ for t in types)}")  # noqa: TRY004
         return pdu
 
     return convert
@@ -594,4 +588,4 @@ class ConnClose(UsbMessage):
 USB_MESSAGES: tuple[type[Message], ...] = (
     DeviceAdd, DeviceRemove, DeviceStatus, ImportRequest, ImportReply, UrbCommand, UrbReturn, ConnClose,
 )  # fmt: skip
-USB_MESSAGE_NAMES: dict[type[Message], str] = {cls: cls.NAME for cls in USB_MESSAGES}  # type: ignore[attr-defined]
+USB_MESSAGE_NAMES: dict[type[Message], str] = {cls: cls.NAME for cls in USB_MESSAGES}

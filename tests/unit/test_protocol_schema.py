@@ -8,14 +8,16 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from protocol.base import ChannelKind
+from protocol.base import ChannelKind, Message
 from protocol.control import Ping
 from protocol.control_session import AppInfo, AppListRequest, AuthResult
 from protocol.export import doc_problems, js_module, main, message_rows
 from protocol.media import Key, Region
 from protocol.messages import MESSAGE_NAMES, MESSAGE_TYPES
-from protocol.schema import fields_of
+from protocol.schema import FieldSpec, fields_of
 from protocol.usb import DeviceStatus
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -105,3 +107,66 @@ def test_control_rows_bound_their_integers() -> None:
     channel = open_row["fields"][0]
     assert (channel["name"], channel["low"], channel["high"]) == ("channel", 0, 0xFFFF)
     assert all(r["kind"] != int(ChannelKind.CONTROL) or r["max_payload"] == 65536 for r in message_rows())
+
+
+def test_a_custom_binary_codec_must_bound_its_payload() -> None:
+    from protocol.media import Declared
+    from protocol.schema import CUSTOM, U32, message, wire
+
+    with pytest.raises(TypeError, match="max_payload"):
+
+        @message(0x7E, "BOUNDLESS", kind=ChannelKind.INPUT, codec=CUSTOM)
+        class Boundless(Declared):
+            value: int = wire(U32)
+
+    @message(0x7E, "BOUNDED", kind=ChannelKind.INPUT, codec=CUSTOM, max_payload=4)
+    class Bounded(Declared):
+        value: int = wire(U32)
+
+    assert Bounded.MAX_PAYLOAD == 4 and Bounded(5).value == 5
+    with pytest.raises(ValueError):
+        Bounded(-1)
+
+
+def _strategy(spec: FieldSpec) -> st.SearchStrategy[object]:
+    w = spec.wire
+    if w.choices is not None or w.enum is not None:
+        return st.sampled_from(sorted(w.choices if w.choices is not None else [int(v) for v in w.enum or ()]))
+    if w.is_int:
+        # The edges, anything between, and the Opus rates (AUDIO_FORMAT's rule across fields).
+        rates = [r for r in (8000, 16000, 48000) if w.low <= r <= w.high]
+        return st.one_of(st.sampled_from([w.low, w.high, *rates]), st.integers(w.low, w.high))
+    if w.code in ("flag", "bool"):
+        return st.booleans()
+    if w.code == "str":
+        return st.text(max_size=20)
+    if w.code == "strs":
+        return st.lists(st.text(max_size=8), max_size=4).map(tuple)
+    if w.code == "bytes":
+        return st.binary(min_size=w.min_len, max_size=min(w.max_len, 64))
+    if w.code == "text":
+        return st.text(max_size=20).filter(lambda t: len(t.encode()) <= w.max_len)
+    if w.code == "cstr":
+        return st.from_regex(r"[A-Za-z0-9._:-]{1,31}", fullmatch=True)
+    if w.code == "list" and w.item is not None:
+        item = w.item
+        return st.lists(st.builds(item, *[_strategy(s) for s in fields_of(item)]), max_size=3).map(tuple)
+    raise AssertionError(f"no strategy for {w.code}")
+
+
+GENERIC = [cls for cls in ALL if getattr(cls, "CODEC", "") in ("json", "struct")]
+
+
+@pytest.mark.parametrize("cls", GENERIC, ids=lambda c: c.__name__)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(data=st.data())
+def test_declared_codecs_round_trip_any_valid_value(cls: type[Message], data: st.DataObject) -> None:
+    values = [data.draw(_strategy(spec), label=spec.name) for spec in fields_of(cls)]
+    try:
+        message = cls(*values)
+    except ValueError:
+        assume(False)  # a rule across fields (REGION's encodings, Opus rates)
+        return
+    payload = message.encode()
+    assert len(payload) <= cls.MAX_PAYLOAD
+    assert type(message).decode(payload) == message

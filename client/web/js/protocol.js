@@ -59,7 +59,10 @@ export class ProtocolError extends Error {
 // bytes tail.
 const byName = (fields) => Object.fromEntries(fields.map((f) => [f.name, f]));
 const CONTROL = MESSAGE_TABLE.filter((m) => m.kind === Kind.CONTROL).map((m) => ({
-  type: m.type, name: m.name, req: byName(m.fields.filter((f) => !f.optional)), opt: byName(m.fields.filter((f) => f.optional)),
+  type: m.type,
+  name: m.name,
+  req: byName(m.fields.filter((f) => !f.optional)),
+  opt: byName(m.fields.filter((f) => f.optional)),
 }));
 // AUTH sends exactly these fields per method (empty strings included); other methods send the non-empty ones.
 const AUTH_METHOD_FIELDS = { password: ['user', 'password'], link: ['token'], resume: ['user', 'token'] };
@@ -85,7 +88,8 @@ const SIZES = { B: 1, '?': 1, H: 2, h: 2, I: 4, Q: 8 };
 const BINARY = MESSAGE_TABLE.filter((m) => m.codec === 'struct' && WEB_BINARY_KINDS.includes(m.kind)).map((m) => {
   const fixed = m.fields.filter((f) => STRUCT_CODES[f.wire]);
   const size = fixed.reduce((n, f) => n + SIZES[STRUCT_CODES[f.wire]], 0);
-  return { kind: m.kind, type: m.type, name: m.name, fixed, size, tail: m.fields.find((f) => f.wire === 'bytes') || null };
+  const tail = m.fields.find((f) => f.wire === 'bytes') || null;
+  return { kind: m.kind, type: m.type, name: m.name, fixed, size, tail };
 });
 const BINARY_BY_TYPE = new Map(BINARY.map((spec) => [`${spec.kind}:${spec.type}`, spec]));
 const BINARY_BY_NAME = new Map(BINARY.map((spec) => [spec.name, spec]));
@@ -228,7 +232,9 @@ function checkStruct(spec, fields) {
   if (spec.tail) {
     const data = fields[spec.tail.name];
     if (!(data instanceof Uint8Array)) throw bad(`${spec.tail.name} must be bytes`);
-    if (data.length < spec.tail.min_len || data.length > spec.tail.max_len) throw bad(`${spec.tail.name} length out of range`);
+    if (data.length < spec.tail.min_len || data.length > spec.tail.max_len) {
+      throw bad(`${spec.tail.name} length out of range`);
+    }
   }
   const rule = RULES[spec.name];
   if (rule) rule(fields, bad);
