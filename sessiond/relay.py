@@ -30,7 +30,6 @@
 
 from __future__ import annotations
 
-import functools
 import struct
 from collections import deque
 from typing import Callable, Concatenate, Final, NamedTuple, ParamSpec, Protocol
@@ -102,8 +101,7 @@ _Handler = Callable[Concatenate["ChannelRelay", int, P], None]
 def _boundary(method: _Handler[P]) -> _Handler[P]:
     """Catch the failure of one frame: it costs its channel, nothing more."""
 
-    @functools.wraps(method)
-    def guarded(self: ChannelRelay, channel: int, *args: P.args, **kwargs: P.kwargs) -> None:
+    def guarded(self: ChannelRelay, channel: int, /, *args: P.args, **kwargs: P.kwargs) -> None:
         try:
             method(self, channel, *args, **kwargs)
         except Exception:  # noqa: BLE001 - the error boundary of one frame
@@ -111,6 +109,7 @@ def _boundary(method: _Handler[P]) -> _Handler[P]:
                         user=self.user, channel=channel)  # fmt: skip
             self.fail_channel(channel, ReasonCode.INTERNAL_ERROR, "internal error relaying this channel")
 
+    guarded.__name__, guarded.__doc__ = method.__name__, method.__doc__
     return guarded
 
 

@@ -38,7 +38,7 @@ from sessiond.relay import urb_conn
 from sessiond.usb_rules import UsbPolicy
 
 if TYPE_CHECKING:
-    from sessiond.config import UsbSection
+    from sessiond.config_sections import UsbSection
 
 log = Logger()
 
