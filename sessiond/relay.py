@@ -148,9 +148,6 @@ class ChannelRelay:
         for channel in list(self._client_channels):
             self.client_channel_closed(channel)
 
-    def link_channel_is_open(self, channel: int) -> bool:
-        return channel in self._link_open
-
     # -- channels ----------------------------------------------------------------
     @_boundary
     def client_channel_opened(self, channel: int, kind: ChannelKind) -> None:
