@@ -134,6 +134,25 @@ class SessionClient(FrameProtocol):
 
     # -- events --------------------------------------------------------------------
     def event_received(self, event: object) -> None:
+        """One event from the server, behind the client's error boundary: a
+        message the client cannot handle closes the connection with a reason
+        code (the server, or a man in the middle, is misbehaving); it never
+        raises into the reactor."""
+        try:
+            self._event(event)
+        except Exception as exc:  # noqa: BLE001 - the boundary of one message
+            what = type(getattr(event, "message", event)).__name__
+            self.refuse(ReasonCode.INTERNAL_ERROR, f"cannot handle {what}: {type(exc).__name__}: {exc}")
+
+    def refuse(self, code: ReasonCode, message: str) -> None:
+        """Close the connection because of what the server sent: CLOSE with
+        CODE goes out, and every waiter (and `ended`) sees ConnectionEnded(CODE)."""
+        if self._end is None:
+            self._end = ConnectionEnded(code, message)
+        self.close(code, message)
+        self._error_all(self._end)
+
+    def _event(self, event: object) -> None:
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
                 self._display(event.message)
@@ -172,19 +191,23 @@ class SessionClient(FrameProtocol):
 
     def _display(self, message: Message) -> None:
         if isinstance(message, DesktopSize):
-            if self.framebuffer is None:
-                self.framebuffer = Framebuffer(message.width, message.height)
-            else:
-                self.framebuffer.resize(message.width, message.height)
+            try:  # the size is checked (MAX_FRAMEBUFFER_SIDE) before anything is allocated
+                if self.framebuffer is None:
+                    self.framebuffer = Framebuffer(message.width, message.height)
+                else:
+                    self.framebuffer.resize(message.width, message.height)
+            except RegionError as exc:
+                self.refuse(ReasonCode.LIMIT_EXCEEDED, f"desktop size refused: {exc}")
+                return
             self._deliver(message)  # answers resize()
         elif isinstance(message, Region):
             if self.framebuffer is None:
-                self.close(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
+                self.refuse(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
                 return
             try:
                 self.framebuffer.apply(message)
             except RegionError as exc:
-                self.close(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
+                self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
         elif isinstance(message, FrameEnd):
             self.last_frame = message.seq
             self.conn.send(DISPLAY, FrameAck(seq=message.seq))
