@@ -21,7 +21,7 @@ import zlib
 import lz4.block
 from PIL import Image
 
-from media.region import BYTES_PER_PIXEL, FILL_BYTES, ImageHeaderError, header_size, raw_bytes
+from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
 from media.region import LZ4_SIZE_PREFIX as _LZ4_SIZE
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region

@@ -118,7 +118,7 @@ class SessionClient(FrameProtocol):
         der = cert.to_cryptography().public_bytes(serialization.Encoding.DER)
         try:
             known = self.known_hosts.check(self.server, fingerprint(der))
-        except Exception as exc:  # HostKeyMismatch: refuse before sending anything
+        except Exception as exc:  # noqa: BLE001 - HostKeyMismatch or a bad file: refuse before sending anything
             self._fail(exc)
             return
         if not known and self.on_new_host is not None:
@@ -384,7 +384,8 @@ def client_tls_options() -> ssl.CertificateOptions:
 
 
 async def connect(reactor: Any, host: str, port: int, known_hosts: KnownHosts,
-                  on_new_host: Callable[[str], None] | None = None, timeout: float = 10.0) -> SessionClient:  # fmt: skip
+                  on_new_host: Callable[[str], None] | None = None,
+                  timeout: float = 10.0) -> SessionClient:  # fmt: skip
     """Connect, verify the pinned certificate, exchange HELLO."""
     from twisted.internet.protocol import Factory
 

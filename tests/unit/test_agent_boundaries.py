@@ -11,7 +11,7 @@ import pytest
 
 from protocol.connection import MessageReceived
 from protocol.errors import ReasonCode
-from protocol.messages import Button, ChannelKind, FrameAck, Key, Pointer, Sync, SyncDone, Wheel
+from protocol.messages import ChannelKind, FrameAck, Key, Sync, SyncDone
 from protocol.audio import MicData
 from protocol.usb import OP_REQ_IMPORT, UrbReturn, RetSubmit, ConnClose, pack_op_common
 from sessiond.agent import xinput
