@@ -285,8 +285,8 @@ class AudioService:
                 link.conn.close_channel(channel, ReasonCode.MALFORMED_MESSAGE, str(exc))
                 self.stop_mic()
             except OSError as exc:
-                if exc.errno != errno.EPIPE:
-                    raise
+                if exc.errno != errno.EPIPE:  # the FIFO broke: this mic channel is over, the session is not
+                    link.conn.close_channel(channel, ReasonCode.INTERNAL_ERROR, f"microphone: {exc.strerror}")
                 self.stop_mic()
 
     def channel_closed(self, channel: int) -> None:

@@ -11,11 +11,43 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from protocol.errors import ReasonCode
 from protocol.limits import MAX_REASON_TEXT
+
+# Lines per second the agent writes about dropped messages: a client that
+# sends nothing but undroppable keys must not fill the session's disk with
+# agent.log (it is truncated only at start-up).
+MAX_DROP_LOG_LINES_PER_SECOND = 20
+
+
+class LogLimiter:
+    """A log callable that writes at most `per_second` lines per second and
+    then one line saying how many were suppressed."""
+
+    def __init__(self, log: Callable[[str], None], per_second: int = MAX_DROP_LOG_LINES_PER_SECOND,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self._log = log
+        self._per_second = per_second
+        self._clock = clock
+        self._window = clock()
+        self._written = 0
+        self._suppressed = 0
+
+    def __call__(self, text: str) -> None:
+        now = self._clock()
+        if now - self._window >= 1.0:
+            if self._suppressed:
+                self._log(f"({self._suppressed} more such lines suppressed)")
+            self._window, self._written, self._suppressed = now, 0, 0
+        if self._written < self._per_second:
+            self._written += 1
+            self._log(text)
+        else:
+            self._suppressed += 1
 
 
 class PeerViolation(Exception):

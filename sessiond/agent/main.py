@@ -43,7 +43,7 @@ from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.audio_server import SoundServer
-from sessiond.agent.boundary import guard
+from sessiond.agent.boundary import LogLimiter, guard
 from sessiond.agent.damage import DamageTracker
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.input_channel import InputChannel
@@ -101,7 +101,8 @@ class Agent:
         self.width, self.height = self.capture.width, self.capture.height
         self.damage = DamageTracker(self.x)
         self.focus = FocusManager(self.x, on_map=self._window_mapped)
-        self.injector = InputInjector(self.x, log=self.log)
+        self.drop_log = LogLimiter(self.log)  # dropped messages: bounded lines per second
+        self.injector = InputInjector(self.x, log=self.drop_log)
         self.input = InputChannel(self.injector, self.focus, self._reply_input)
         self.encoder = RegionEncoder(jpeg_quality=args.jpeg_quality)
         self.x.flush()
@@ -187,7 +188,7 @@ class Agent:
         the link or the session."""
         channel = getattr(event, "channel", 0)
         what = f"session {self.session_id or '-'}: {type(getattr(event, 'message', event)).__name__}"
-        guard(self.log, link.conn, channel, what, lambda: self._dispatch(link, event))
+        guard(self.drop_log, link.conn, channel, what, lambda: self._dispatch(link, event))
         if isinstance(event, MessageReceived) and self._credited(event):
             # Credit goes back whether or not the message could be handled.
             link.conn.consumed(event.channel, frame_cost(event.message))

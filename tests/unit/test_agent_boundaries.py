@@ -15,7 +15,8 @@ from protocol.messages import ChannelKind, FrameAck, Key, Sync, SyncDone
 from protocol.audio import MicData
 from protocol.usb import OP_REQ_IMPORT, UrbReturn, RetSubmit, ConnClose, pack_op_common
 from sessiond.agent import xinput
-from sessiond.agent.boundary import PeerViolation, guard
+from sessiond.agent.audio import AudioService, MicIn
+from sessiond.agent.boundary import MAX_DROP_LOG_LINES_PER_SECOND, LogLimiter, PeerViolation, guard
 from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.main import Agent
 from sessiond.agent.usb_server import UsbipPeer
@@ -199,7 +200,7 @@ def bare_agent(logged: list[str]) -> tuple[Agent, RecorderLink]:
     link = RecorderLink()
     agent.link = link  # type: ignore[assignment]
     agent.session_id = "s1"
-    agent.log = logged.append  # type: ignore[method-assign]
+    agent.log = agent.drop_log = logged.append  # type: ignore[method-assign, assignment]
     agent.usb = FakeUsb()  # type: ignore[assignment]
     agent.audio = FakeAudio()  # type: ignore[assignment]
     agent.input = InputChannel(RaisingInjector(), type("F", (), {"focus_at": lambda *a: None})(), agent._reply_input)
@@ -277,3 +278,36 @@ def test_an_unexpected_failure_on_the_usb_channel_closes_that_channel_only(tmp_p
     handled = service.handles(link, MessageReceived(USB, ChannelKind.USB, UrbReturn(peer.conn, RetSubmit(1))))  # type: ignore[arg-type]
     assert handled and [c[:2] for c in link.conn.closed_channels] == [(USB, ReasonCode.MALFORMED_MESSAGE)]
     asyncio.new_event_loop().close()
+
+
+def test_drop_logging_is_bounded_per_second() -> None:
+    lines: list[str] = []
+    now = [100.0]
+    log = LogLimiter(lines.append, clock=lambda: now[0])
+    for i in range(MAX_DROP_LOG_LINES_PER_SECOND + 5):
+        log(f"dropped {i}")
+    assert len(lines) == MAX_DROP_LOG_LINES_PER_SECOND
+    now[0] += 1.0
+    log("later")
+    assert lines[-2:] == ["(5 more such lines suppressed)", "later"]
+
+
+class FakeServer:
+    mic_fifo = "/nonexistent"
+
+
+def test_a_broken_microphone_fifo_closes_that_channel_only() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        service = AudioService(loop, FakeServer(), lambda text: None)  # type: ignore[arg-type]
+        bad_fd = 999_999  # no such descriptor: writing fails with EBADF, not the EPIPE of a reader gone
+        service.mic, service._mic_channel = MicIn(bad_fd, type("D", (), {"decode": lambda self, p: b"pcm"})()), 5
+        link = RecorderLink()
+        service.message(link, 5, MicData(0, 0, b"packet"))  # type: ignore[arg-type]
+        assert [c[:2] for c in link.conn.closed_channels] == [(5, ReasonCode.INTERNAL_ERROR)]
+        assert service.mic is None
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
