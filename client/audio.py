@@ -33,7 +33,7 @@ JITTER_FACTOR = 4
 JITTER_GAIN = 1 / 16
 
 
-class AudioStreamError(Exception):
+class AudioStreamError(ValueError):
     """The session's audio stream is unusable (bad format, undecodable packet)."""
 
 

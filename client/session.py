@@ -152,6 +152,20 @@ class SessionClient(FrameProtocol):
         self.close(code, message)
         self._error_all(self._end)
 
+    def _channel_failed(self, channel: int, exc: Exception) -> None:
+        """A channel's handler could not take a message (an undecodable audio
+        packet, a USB reply that breaks the rules): close that channel with a
+        reason code, and tell its handler it is closed (None)."""
+        code = ReasonCode.MALFORMED_MESSAGE if isinstance(exc, ValueError) else ReasonCode.INTERNAL_ERROR
+        text = f"{type(exc).__name__}: {exc}"
+        self.log.warn("closing channel {channel}: {code} {text}", channel=channel, code=code.name, text=text)
+        handler = self.channel_handlers.pop(channel, None)
+        if channel in self.conn.open_channels():
+            self.conn.close_channel(channel, code, text)
+            self.flush()
+        if handler is not None:
+            handler(None)
+
     def _event(self, event: object) -> None:
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
@@ -161,7 +175,10 @@ class SessionClient(FrameProtocol):
                 self.conn.consumed(INPUT, frame_cost(event.message))
                 self._deliver(event.message)
             elif event.channel in self.channel_handlers:
-                self.channel_handlers[event.channel](event.message)
+                try:
+                    self.channel_handlers[event.channel](event.message)
+                except Exception as exc:  # noqa: BLE001 - one channel's boundary: it costs that channel
+                    self._channel_failed(event.channel, exc)
                 self.conn.consumed(event.channel, frame_cost(event.message))
             else:
                 if isinstance(event.message, SessionInfo):

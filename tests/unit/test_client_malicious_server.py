@@ -25,10 +25,13 @@ from client.framebuffer import MAX_FRAMEBUFFER_SIDE, Framebuffer, RegionError
 from client.known_hosts import KnownHosts
 from client.session import ConnectionEnded, SessionClient
 from media.region import ImageHeaderError, header_size
-from protocol.connection import MessageReceived
+from client.audio import StreamDecoder
+from protocol.audio import AudioData
+from protocol.connection import ChannelClosed, MessageReceived
+from protocol.testing import handshaken_pair, open_pair_channel
 from protocol.errors import ReasonCode
 from protocol.limits import MAX_REGION_RAW_BYTES
-from protocol.messages import ChannelKind, DesktopSize, Encoding, Region
+from protocol.messages import ChannelKind, DesktopSize, Encoding, FrameEnd, Region
 
 DISPLAY = int(ChannelKind.DISPLAY)
 BOMB_SIDE = 20000
@@ -163,14 +166,33 @@ def test_a_bomb_region_closes_the_connection_with_a_reason(tmp_path: Any) -> Non
     assert f"{BOMB_SIDE}x{BOMB_SIDE}" in failures[0].value.message
 
 
-def test_an_unexpected_failure_in_a_handler_closes_with_a_reason_instead_of_raising(tmp_path: Any) -> None:
-    client, _transport = connected_client(tmp_path)
-
-    def broken(message: Any) -> None:
-        raise MemoryError("out of memory")
-
-    client.channel_handlers[9] = broken
+def test_an_unexpected_failure_in_the_client_closes_with_a_reason_instead_of_raising(tmp_path: Any) -> None:
+    client, _transport = connected_client(tmp_path)  # before HELLO: acknowledging a frame cannot work
     failures: list[Any] = []
     client.ready.addErrback(failures.append)
-    client.event_received(MessageReceived(9, ChannelKind.AUDIO_OUT, DesktopSize(1, 1)))
+    client.event_received(MessageReceived(DISPLAY, ChannelKind.DISPLAY, FrameEnd(1)))
     assert client.conn.closed and failures[0].value.code == ReasonCode.INTERNAL_ERROR
+
+
+def test_an_undecodable_audio_packet_closes_the_audio_channel_only(tmp_path: Any) -> None:
+    client = SessionClient("server:4443", KnownHosts(str(tmp_path / "known_hosts")))
+    client.conn, server = handshaken_pair()
+    transport = StringTransport()
+    client.makeConnection(transport)
+    channel = int(ChannelKind.AUDIO_OUT)
+    open_pair_channel(client.conn, server, channel, ChannelKind.AUDIO_OUT)
+    seen: list[Any] = []
+    stream = StreamDecoder()
+
+    def handler(message: Any) -> None:
+        seen.append(message)
+        if message is not None:
+            stream.handle(message, 0.0)
+
+    client.channel_handlers[channel] = handler
+    client.event_received(MessageReceived(channel, ChannelKind.AUDIO_OUT, AudioData(0, 0, b"\x00opus?")))
+    assert seen[-1] is None and channel not in client.channel_handlers  # its user is told: closed
+    assert not client.conn.closed
+    at_server = server.receive_data(transport.value())  # the CHANNEL_CLOSE the client wrote
+    closed = [e for e in at_server if isinstance(e, ChannelClosed)]
+    assert [(e.channel, e.code) for e in closed] == [(channel, ReasonCode.MALFORMED_MESSAGE)]
