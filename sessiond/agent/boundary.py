@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from protocol.errors import ReasonCode
@@ -67,7 +67,7 @@ class ChannelCloser(Protocol):
         """True once the connection is closed."""
         ...
 
-    def open_channels(self) -> dict[int, object]:
+    def open_channels(self) -> Mapping[int, object]:
         """Usable channels and their kinds."""
         ...
 
@@ -76,9 +76,12 @@ class ChannelCloser(Protocol):
         ...
 
 
-def guard(log: Callable[[str], None], conn: ChannelCloser, channel: int, what: str,
+def guard(log: Callable[[str], None], conn: ChannelCloser, channel: int, describe: str | Callable[[], str],
           handler: Callable[[], None]) -> bool:  # fmt: skip
     """Run the handler of one message; True if it completed.
+
+    `describe` names the message in log lines (a callable is called only
+    on failure, so the common case formats nothing).
 
     A PeerViolation closes `channel` (never the control channel 0, whose
     closing would end the link) with its reason code; any other exception
@@ -88,6 +91,7 @@ def guard(log: Callable[[str], None], conn: ChannelCloser, channel: int, what: s
         handler()
         return True
     except PeerViolation as exc:
+        what = describe() if callable(describe) else describe
         if channel == 0 or conn.closed or channel not in conn.open_channels():
             log(f"{what} on channel {channel}: {exc.detail}; dropped")
             return False
@@ -97,5 +101,6 @@ def guard(log: Callable[[str], None], conn: ChannelCloser, channel: int, what: s
         except Exception as close_exc:  # noqa: BLE001 - the boundary itself must not raise
             log(f"{what}: cannot close channel {channel}: {close_exc}")
     except Exception as exc:  # noqa: BLE001 - the boundary: one message, never the session
+        what = describe() if callable(describe) else describe
         log(f"{what} on channel {channel} failed and was dropped: {type(exc).__name__}: {exc}")
     return False

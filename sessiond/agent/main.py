@@ -187,8 +187,9 @@ class Agent:
         costs that message (or, for a peer violation, its channel), never
         the link or the session."""
         channel = getattr(event, "channel", 0)
-        what = f"session {self.session_id or '-'}: {type(getattr(event, 'message', event)).__name__}"
-        guard(self.drop_log, link.conn, channel, what, lambda: self._dispatch(link, event))
+        guard(self.drop_log, link.conn, channel,
+              lambda: f"session {self.session_id or '-'}: {type(getattr(event, 'message', event)).__name__}",
+              lambda: self._dispatch(link, event))  # fmt: skip
         if isinstance(event, MessageReceived) and self._credited(event):
             # Credit goes back whether or not the message could be handled.
             link.conn.consumed(event.channel, frame_cost(event.message))
