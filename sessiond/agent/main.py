@@ -24,31 +24,28 @@ from protocol.messages import (
     AppExited,
     Auth,
     AuthResult,
-    Button,
     ChannelKind,
     ClockReport,
     DesktopSize,
     FrameAck,
     FrameEnd,
     Hello,
-    Key,
     LaunchResult,
+    Message,
     Ping,
-    Pointer,
     Pong,
     RefreshRequest,
     ResizeRequest,
     SpawnApp,
-    Sync,
-    SyncDone,
-    Wheel,
 )
 from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.audio_server import SoundServer
+from sessiond.agent.boundary import LogLimiter, guard
 from sessiond.agent.damage import DamageTracker
 from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
@@ -104,7 +101,9 @@ class Agent:
         self.width, self.height = self.capture.width, self.capture.height
         self.damage = DamageTracker(self.x)
         self.focus = FocusManager(self.x, on_map=self._window_mapped)
-        self.injector = InputInjector(self.x)
+        self.drop_log = LogLimiter(self.log)  # dropped messages: bounded lines per second
+        self.injector = InputInjector(self.x, log=self.drop_log)
+        self.input = InputChannel(self.injector, self.focus, self._reply_input)
         self.encoder = RegionEncoder(jpeg_quality=args.jpeg_quality)
         self.x.flush()
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
@@ -184,6 +183,23 @@ class Agent:
         self.schedule_frame()
 
     def handle_event(self, link: LinkProtocol, event: object) -> None:
+        """One event from the link, behind the error boundary: a failure
+        costs that message (or, for a peer violation, its channel), never
+        the link or the session."""
+        channel = getattr(event, "channel", 0)
+        guard(self.drop_log, link.conn, channel,
+              lambda: f"session {self.session_id or '-'}: {type(getattr(event, 'message', event)).__name__}",
+              lambda: self._dispatch(link, event))  # fmt: skip
+        if isinstance(event, MessageReceived) and self._credited(event):
+            # Credit goes back whether or not the message could be handled.
+            link.conn.consumed(event.channel, frame_cost(event.message))
+
+    def _credited(self, event: MessageReceived) -> bool:
+        """True for the channels whose credit this loop returns (usb returns its own)."""
+        return event.channel in (DISPLAY_CHANNEL, INPUT_CHANNEL) or (
+            event.channel != 0 and self.audio.handles(event.kind))
+
+    def _dispatch(self, link: LinkProtocol, event: object) -> None:
         if self.usb.handles(link, event):
             return
         if isinstance(event, MessageReceived):
@@ -191,13 +207,13 @@ class Agent:
                 self._control(link, event.message)
             elif event.channel == DISPLAY_CHANNEL:
                 self._display_message(event.message)
-                link.conn.consumed(event.channel, frame_cost(event.message))
             elif event.channel == INPUT_CHANNEL:
-                self._input_message(link, event.message)
-                link.conn.consumed(event.channel, frame_cost(event.message))
+                try:
+                    self.input.message(event.message)
+                finally:
+                    self._x_readable()  # flush, and pick up events the requests read in
             elif self.audio.handles(event.kind):
                 self.audio.message(link, event.channel, event.message)
-                link.conn.consumed(event.channel, frame_cost(event.message))
         elif isinstance(event, ChannelOpened) and event.by_peer:
             if event.channel == DISPLAY_CHANNEL and event.kind is ChannelKind.DISPLAY:
                 self._display_opened(link)
@@ -325,22 +341,9 @@ class Agent:
         link.flush()
 
     # -- input -------------------------------------------------------------------
-    def _input_message(self, link: LinkProtocol, message: object) -> None:
-        injector = self.injector
-        if isinstance(message, Key):
-            injector.key(message.keysym, message.down)
-        elif isinstance(message, Pointer):
-            injector.pointer(message.x, message.y)
-        elif isinstance(message, Button):
-            if message.down:
-                self.focus.focus_at(message.x, message.y)
-            injector.button(message.x, message.y, message.button, message.down)
-        elif isinstance(message, Wheel):
-            injector.wheel(message.x, message.y, message.dx, message.dy)
-        elif isinstance(message, Sync):
-            injector.sync()
-            link.conn.send(INPUT_CHANNEL, SyncDone(seq=message.seq))
-        self._x_readable()  # flush, and pick up events the requests read in
+    def _reply_input(self, message: Message) -> None:
+        if self.link is not None:
+            self.link.conn.send(INPUT_CHANNEL, message)
 
     # -- shutdown ----------------------------------------------------------------
     def shutdown(self) -> None:

@@ -82,6 +82,9 @@ class UsbService:
                 except UsbChannelError as exc:
                     self.fail(str(exc))
                     return True
+                except Exception as exc:  # noqa: BLE001 - the usb channel's boundary: it costs this channel only
+                    self.fail(f"{type(event.message).__name__} could not be handled: {type(exc).__name__}: {exc}")
+                    return True
                 self._consume(frame_cost(event.message))
             return True
         if isinstance(event, ChannelClosed) and event.channel == self.channel and link is self.link:
