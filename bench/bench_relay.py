@@ -112,11 +112,13 @@ def report(old: str, new: str, runs: list[RealRun], micros: dict[str, list[dict[
              f"load average {os.getloadavg()[0]:.2f}; old = {old}, new = {new}", ""]  # fmt: skip
     rows = []
     for label, value in (
-        ("sessiond CPU ms per relayed MiB (redraw, real)", lambda p: med(r.cpu_ms_per_mib for r in runs if r.prefix == p)),
+        ("sessiond CPU ms per relayed MiB (redraw, real)",
+         lambda p: med(r.cpu_ms_per_mib for r in runs if r.prefix == p)),
         ("redraw frames/s at the client", lambda p: med(r.frames / r.seconds for r in runs if r.prefix == p)),
         ("relayed MB/s (both ways, TLS)", lambda p: med(r.relayed / r.seconds / 1e6 for r in runs if r.prefix == p)),
         ("root relay CPU ms per MiB (in-process)", lambda p: med(m["cpu_ms_per_mib"] for m in micros[p])),
-        ("peak extra bytes per 1 MiB frame (in-process)", lambda p: med(m["peak_extra_bytes_per_frame"] for m in micros[p])),
+        ("peak extra bytes per 1 MiB frame (in-process)",
+         lambda p: med(m["peak_extra_bytes_per_frame"] for m in micros[p])),
     ):  # fmt: skip
         a, b = value(old), value(new)
         rows.append((label, f"{a:.3g}", f"{b:.3g}", f"{b / a:.3g}x" if a else "n/a"))

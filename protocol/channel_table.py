@@ -139,7 +139,9 @@ class ChannelTable:
         if len(self._channels) >= MAX_OPEN_CHANNELS:
             raise ProtocolError(ReasonCode.LIMIT_EXCEEDED, f"more than {MAX_OPEN_CHANNELS} channels")
         if message.window < self._min_send_window(kind):
-            return ChannelClose(channel, int(ReasonCode.FLOW_CONTROL_ERROR), self._small_window(kind, message.window)), None
+            why = self._small_window(kind, message.window)
+            refusal = ChannelClose(channel, int(ReasonCode.FLOW_CONTROL_ERROR), why)
+            return refusal, None
         window = self._initial_window(kind)
         self._channels[channel] = ChannelState(
             channel,

@@ -95,7 +95,10 @@ def js_module() -> str:
     return "\n".join(lines)
 
 
-_ROW = re.compile(r"^\|(?: (?P<kind>[A-Z_]+|both) \|)? (?P<type>0x[0-9A-F]{2}) \| (?P<name>[A-Z_]+) \| (?P<dir>[^|]+) \| (?P<text>.*)\|$")
+_ROW = re.compile(
+    r"^\|(?: (?P<kind>[A-Z_]+|both) \|)? (?P<type>0x[0-9A-F]{2}) \| (?P<name>[A-Z_]+) "
+    r"\| (?P<dir>[^|]+) \| (?P<text>.*)\|$"
+)
 
 
 def doc_problems(markdown: str) -> list[str]:

@@ -49,7 +49,8 @@ class Outbound:
         size = HEADER_SIZE + len(payload)
         if size > state.send_initial // 2:
             raise ValueError(
-                f"a {size}-byte frame exceeds half the peer's {state.send_initial}-byte window on channel {state.channel}"
+                f"a {size}-byte frame exceeds half the peer's {state.send_initial}-byte window "
+                f"on channel {state.channel}"
             )
         if state.queued + size > MAX_QUEUED_PER_CHANNEL:
             raise SendBufferFull(f"channel {state.channel} send queue is full")

@@ -93,7 +93,8 @@ def check_received_type(kind: ChannelKind, type_: int, *, role: Role, authentica
     (UNEXPECTED_MESSAGE); ProtocolError otherwise."""
     cls = MESSAGE_TYPES[kind].get(type_)
     if cls is None:
-        raise ProtocolError(ReasonCode.UNKNOWN_MESSAGE_TYPE, f"type 0x{type_:02x} is not defined on a {kind.name} channel")
+        raise ProtocolError(ReasonCode.UNKNOWN_MESSAGE_TYPE,
+                            f"type 0x{type_:02x} is not defined on a {kind.name} channel")
     if kind is ChannelKind.CONTROL and not authenticated and cls.TYPE not in PRE_AUTH_TYPES:
         raise ProtocolError(ReasonCode.NOT_AUTHENTICATED, f"{cls.__name__} before authentication")
     if cls.SENDER is role.sender:

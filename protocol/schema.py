@@ -36,7 +36,10 @@ from protocol.base import (
 )
 from protocol.limits import MAX_CONTROL_PAYLOAD, MAX_JSON_INT
 
-__all__ = ["CUSTOM", "JSON", "STRUCT", "Declared", "FieldSpec", "Record", "Wire", "fields_of", "message", "record", "shared", "wire"]
+__all__ = [
+    "CUSTOM", "JSON", "STRUCT", "Declared", "FieldSpec", "Record", "Wire", "fields_of", "message", "record", "shared",
+    "wire",
+]  # fmt: skip
 
 # Codecs a message may use.
 JSON: Final = "json"  # canonical JSON object of the fields (control channel)
@@ -92,27 +95,27 @@ STR: Final = Wire("str")
 STRS: Final = Wire("strs")
 
 
-def BYTES(max_len: int, min_len: int = 0) -> Wire:
+def BYTES(max_len: int, min_len: int = 0) -> Wire:  # noqa: N802 - a wire type of the table's vocabulary
     """Opaque bytes: the rest of a binary payload."""
     return Wire("bytes", max_len=max_len, min_len=min_len)
 
 
-def TEXT(max_len: int) -> Wire:
+def TEXT(max_len: int) -> Wire:  # noqa: N802 - a wire type of the table's vocabulary
     """UTF-8 text of at most max_len bytes: the rest of a binary payload."""
     return Wire("text", max_len=max_len)
 
 
-def CSTR(size: int, convert: Callable[[object], object]) -> Wire:
+def CSTR(size: int, convert: Callable[[object], object]) -> Wire:  # noqa: N802 - a wire type of the table's vocabulary
     """NUL-padded printable ASCII in a fixed `size`-byte field, checked by `convert`."""
     return Wire("cstr", f"{size}s", max_len=size, convert=convert)
 
 
-def LIST(item: type[Any]) -> Wire:
+def LIST(item: type[Any]) -> Wire:  # noqa: N802 - a wire type of the table's vocabulary
     """A JSON list of @record objects."""
     return Wire("list", item=item)
 
 
-def NESTED(convert: Callable[[object], object], name: str) -> Wire:
+def NESTED(convert: Callable[[object], object], name: str) -> Wire:  # noqa: N802 - a wire type of the table's vocabulary
     """A structured value (built and checked by `convert`) that a custom codec packs."""
     return Wire(f"nested:{name}", convert=convert)
 

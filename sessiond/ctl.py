@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{_time(entry['time'])}  {entry['event']:<26} user={entry['user'] or '-'} "
                   f"session={entry['session'] or '-'} address={entry['address'] or '-'} {entry['detail']}")  # fmt: skip
     elif args.command == "revoke":
-        print(f"revoke: {result['user']}: {result['revoked']} resume token(s) revoked; the next login needs the password")
+        print(f"revoke: {result['user']}: {result['revoked']} resume token(s) revoked; "
+              "the next login needs the password")
     else:
         print(f"{args.command}: {args.id}: done")
     return 0

@@ -125,7 +125,7 @@ def _forbid_decode(monkeypatch: pytest.MonkeyPatch, kind: ChannelKind) -> None:
     def refuse(cls: type[Message], payload: bytes) -> Message:
         raise AssertionError(f"{cls.__name__}.decode called for a relayed frame")
 
-    for type_, cls in MESSAGE_TYPES[kind].items():
+    for _type, cls in MESSAGE_TYPES[kind].items():
         if cls is not WindowUpdate:
             monkeypatch.setattr(cls, "decode", classmethod(refuse))
 

@@ -76,7 +76,8 @@ def test_names_and_rows_cover_every_type_once() -> None:
 
 def test_struct_layouts_follow_the_declaration_order() -> None:
     assert Key(0x61, True).encode() == b"\x00\x00\x00\x61\x01"
-    assert Region(1, 2, 3, 4, 4, b"\x01\x02\x03").encode() == bytes.fromhex("00010002000300040401 0203".replace(" ", ""))
+    expected = bytes.fromhex("00010002000300040401 0203".replace(" ", ""))
+    assert Region(1, 2, 3, 4, 4, b"\x01\x02\x03").encode() == expected
     status = DeviceStatus("1-1", 1, "ok")
     assert status.encode() == b"1-1".ljust(32, b"\0") + b"\x01ok"
     assert DeviceStatus.decode(status.encode()) == status
