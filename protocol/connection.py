@@ -19,6 +19,7 @@ from protocol.control import ChannelClose, ChannelOpen, ChannelOpenOk, Close, He
 from protocol.control_session import AuthResult
 from protocol.errors import ChannelNotOpenError, ProtocolError, ProtocolStateError, ReasonCode, SendBufferFull
 from protocol.events import (
+    MessageRefused,
     ChannelClosed,
     ChannelOpened,
     ConnectionClosed,
@@ -43,6 +44,7 @@ __all__ = [
     "Event",
     "FrameReceived",
     "MessageReceived",
+    "MessageRefused",
     "ProtocolStateError",
     "Role",
     "SendBufferFull",
@@ -63,14 +65,25 @@ class Connection:
         window_for: Callable[[ChannelKind], int] | None = None,
         accept_kind: Callable[[ChannelKind], bool] | None = None,
         relay: Callable[[ChannelKind, int], bool] | None = None,
+        channel_errors: bool = False,
     ) -> None:
         """`window_for(kind)` is the initial window we grant a new channel,
         `accept_kind(kind)` whether we accept the peer's open of that kind, and
         `relay(kind, type_code)` whether frames of that type on a non-control
         channel are reported undecoded as FrameReceived (for a relay that
-        passes them on with send_raw())."""
+        passes them on with send_raw()).
+
+        With `channel_errors`, a message on a non-control channel whose
+        payload does not decode (MALFORMED_MESSAGE) costs that channel only:
+        it is closed with the reason and MessageRefused is reported, and the
+        connection goes on. That is the session agent's side of its link:
+        the relay in front of it forwards client frames without decoding
+        them, so one bad frame must not end the link and with it the session.
+        Framing, direction and flow-control violations still close the
+        connection."""
         self._role = role
         self._relay = relay
+        self._channel_errors = channel_errors
         self._table = ChannelTable(window_for, accept_kind, lambda kind: min_window(kind, role.sender))
         self._decoder = FrameDecoder(limit_for=self._payload_limit)
         self._out = Outbound(self._table)
@@ -325,7 +338,15 @@ class Connection:
             state.charge_received(wire_size)
             events.append(FrameReceived(frame.channel, state.kind, frame.type, frame.payload, wire_size))
             return
-        message = decode_message(state.kind, frame.type, frame.payload)
+        try:
+            message = decode_message(state.kind, frame.type, frame.payload)
+        except ProtocolError as exc:
+            if not self._channel_errors or cls is WindowUpdate or exc.code != ReasonCode.MALFORMED_MESSAGE:
+                raise
+            state.charge_received(wire_size)
+            self._queue_control_message(self._table.close_local(state, int(exc.code), exc.detail))
+            events.append(MessageRefused(frame.channel, state.kind, int(exc.code), exc.detail))
+            return
         if isinstance(message, WindowUpdate):
             state.add_send_credit(message.increment)
             events.append(WindowUpdated(frame.channel, message.increment))

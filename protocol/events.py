@@ -72,6 +72,19 @@ class WindowUpdated:
 
 
 @dataclass(frozen=True)
+class MessageRefused:
+    """A message on `channel` could not be decoded (`code`, `message` say why);
+    the Connection refused that channel: its CHANNEL_CLOSE carrying the same
+    code waits in data_to_send(), and ChannelClosed follows when the peer
+    answers. Reported only by a Connection built with channel_errors=True."""
+
+    channel: int
+    kind: ChannelKind
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
 class ConnectionClosed:
     """The connection is over: the peer sent CLOSE (by_peer), or it broke the
     protocol and our CLOSE frame now waits in data_to_send()."""
@@ -82,5 +95,6 @@ class ConnectionClosed:
 
 
 Event: TypeAlias = (
-    MessageReceived | FrameReceived | ChannelOpened | ChannelClosed | WindowUpdated | ConnectionClosed
+    MessageReceived | FrameReceived | ChannelOpened | ChannelClosed | WindowUpdated | MessageRefused
+    | ConnectionClosed
 )

@@ -8,12 +8,12 @@
 # object. Only the few USB control messages that policy needs arrive decoded
 # and are handed to a filter (sessiond.usb_policy.UsbFilter).
 #
-# Frames FROM THE CLIENT are still validated (decoded and the result thrown
-# away) before their original bytes go on: the agent's link Connection would
-# close the whole link, and so end the session, on one malformed frame, so a
-# bad frame must be refused where it enters, costing only its channel. What
-# the agent sends (the user's own process, and the bulk of the bytes) is
-# never parsed here.
+# Frames from the client are not parsed here either: their type, direction,
+# size and credit are checked by the client's Connection from the header; the
+# payload is the agent's to decode. The agent's end of the link is built with
+# channel_errors=True, so a payload that does not decode costs that channel
+# (the agent closes it with MALFORMED_MESSAGE, which is passed on to the
+# client here), never the link and so never the session.
 #
 # Credit passes through hop by hop: what the client grants sessiond is
 # granted on to the agent (clamped with grantable() so sessiond never grants
@@ -37,8 +37,8 @@ from typing import Callable, Concatenate, Final, NamedTuple, ParamSpec, Protocol
 from twisted.logger import Logger
 
 from protocol.connection import Connection
-from protocol.errors import ProtocolError, ProtocolStateError, ReasonCode
-from protocol.messages import ChannelKind, Message, decode_message
+from protocol.errors import ProtocolStateError, ReasonCode
+from protocol.messages import ChannelKind, Message
 from protocol.usb import UrbCommand, UrbReturn
 
 log = Logger()
@@ -195,12 +195,6 @@ class ChannelRelay:
         kind = self._client_channels.get(channel)
         if kind is None:
             return  # closing: in flight when the channel went
-        if message is None:
-            try:
-                decode_message(kind, type_, payload)  # validation only: the original bytes go on
-            except ProtocolError as exc:
-                self.fail_channel(channel, exc.code, f"invalid message from the client: {exc.detail}")
-                return
         policy = self.filters.get(kind)
         if policy is not None and not policy.from_client(channel, type_, payload, message):
             self._credit_client(channel, wire_size)

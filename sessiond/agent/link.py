@@ -45,7 +45,9 @@ class LinkProtocol(asyncio.Protocol):
 
     def __init__(self, agent: LinkOwner) -> None:
         self.agent = agent
-        self.conn = Connection(Role.SERVER)
+        # channel_errors: sessiond relays client frames undecoded, so a
+        # malformed one is first seen here; it costs its channel, not the link.
+        self.conn = Connection(Role.SERVER, channel_errors=True)
         self.transport: asyncio.Transport | None = None
         self._paused = False
         self.authenticated = False

@@ -18,7 +18,7 @@ import time
 from Xlib import display as xdisplay_mod
 from Xlib import error as XError  # noqa: N812 - python-xlib's module name
 
-from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, frame_cost
+from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, MessageRefused, frame_cost
 from protocol.errors import ReasonCode
 from protocol.messages import (
     AppExited,
@@ -175,6 +175,7 @@ class Agent:
     def link_lost(self, link: LinkProtocol) -> None:
         if self.link is link:
             self.link = None
+            self.injector.release_all()
             self.display_open = False
             self.audio.link_lost()
             self.usb.reset()
@@ -192,7 +193,7 @@ class Agent:
               lambda: self._dispatch(link, event))  # fmt: skip
         if isinstance(event, MessageReceived) and self._credited(event):
             # Credit goes back whether or not the message could be handled.
-            link.conn.consumed(event.channel, frame_cost(event.message))
+            link.conn.consumed(event.channel, event.wire_size)
 
     def _credited(self, event: MessageReceived) -> bool:
         """True for the channels whose credit this loop returns (usb returns its own)."""
@@ -219,8 +220,15 @@ class Agent:
                 self._display_opened(link)
             elif self.audio.handles(event.kind):
                 self.audio.channel_opened(link, event.channel, event.kind)
+        elif isinstance(event, MessageRefused):
+            self.drop_log(f"session {self.session_id or '-'}: refused a malformed message on channel "
+                          f"{event.channel} ({event.kind.name}): {event.message}; that channel is closed")  # fmt: skip
+            if event.channel == INPUT_CHANNEL:
+                self.injector.release_all()
         elif isinstance(event, ChannelClosed):
             self.audio.channel_closed(event.channel)
+            if event.channel == INPUT_CHANNEL:
+                self.injector.release_all()  # no key stays down (and auto-repeats) once its client is gone
             if event.channel == DISPLAY_CHANNEL:
                 self.display_open = False
                 self.resizes.cancel()

@@ -59,7 +59,7 @@ class Wired:
         self.client_events: list[Event] = []
         self.agent_events: list[Event] = []
         # The agent's end of the link.
-        self.agent = Connection(Role.SERVER, relay=agent_relay)
+        self.agent = Connection(Role.SERVER, relay=agent_relay, channel_errors=True)  # as the real agent link
         self.link = AgentLink(self.session)
         self.link_transport = StringTransport()
         self.link.makeConnection(self.link_transport)

@@ -2,10 +2,9 @@
 # (display REGION and FRAME_END, AUDIO_DATA, a USB/IP import and URBs both
 # ways, KEY) runs through the real ClientHandler, Session, ChannelRelay and
 # AgentLink, with the decode() and encode() of every relayed message class
-# counted. From the agent (the user's own process, and nearly all the bytes)
-# root decodes nothing and encodes nothing; from the client, root validates
-# each frame once (decode, result discarded, so a malformed frame costs its
-# channel instead of the agent link) and forwards the original bytes.
+# counted. In neither direction does root decode or encode any of them: it
+# forwards the original bytes; a malformed client frame is the agent's to
+# refuse (its link Connection closes that channel, not the link).
 """Root relays display, audio and URB frames without building message objects."""
 
 from __future__ import annotations
@@ -109,6 +108,6 @@ def test_a_realistic_exchange_builds_no_display_audio_or_urb_objects_in_root(tmp
         DISPLAY: [(Region.TYPE, region), (FrameEnd.TYPE, frame_end)] * 3, AUDIO: [(AudioData.TYPE, audio)] * 3,
         USB: [(UrbCommand.TYPE, command)] * 3}  # fmt: skip
     assert per_channel(wired.agent_events) == {USB: [(UrbReturn.TYPE, urb_return)] * 3, INPUT: [(Key.TYPE, key)] * 3}
-    # Nothing from the agent was parsed or re-encoded by root; nothing at all was re-encoded.
-    assert counts == {"UrbReturn.decode": 3, "Key.decode": 3}
+    # Nothing was parsed or re-encoded by root, in either direction.
+    assert counts == {}
     assert wired.session_alive() and wired.client_alive()
