@@ -1,0 +1,177 @@
+# Real etcd members for the farm tests: Debian's etcd binary in a temporary
+# data directory, on loopback ports picked free at start, a single member or
+# a cluster of three. Each member is our own child process, stopped by its
+# pid (and its data directory removed) when the test is done. Also a reactor
+# in a background thread, so that blocking pytest code can drive the
+# Twisted etcd client with blockingCallFromThread.
+"""Start/stop real etcd members on loopback; run Twisted code from tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Callable, Coroutine
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+# Seconds a member (or cluster) gets to become healthy.
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Member:
+    """One etcd member: its name, URLs, data dir and process."""
+
+    name: str
+    client_url: str
+    peer_url: str
+    data_dir: str
+    log_path: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class Cluster:
+    """A running etcd cluster of one or more members."""
+
+    members: list[Member]
+    root: str
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.client_url for m in self.members]
+
+    def start_member(self, member: Member, state: str = "new") -> None:
+        cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        argv = [ETCD, "--name", member.name, "--data-dir", member.data_dir,
+                "--listen-client-urls", member.client_url, "--advertise-client-urls", member.client_url,
+                "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
+                "--initial-cluster", cluster, "--initial-cluster-state", state,
+                "--initial-cluster-token", os.path.basename(self.root),
+                "--heartbeat-interval", "50", "--election-timeout", "500", *self.extra]  # fmt: skip
+        log = open(member.log_path, "ab")
+        member.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def stop_member(self, member: Member, sig: int = signal.SIGTERM) -> None:
+        if member.process is not None and member.process.poll() is None:
+            member.process.send_signal(sig)
+            try:
+                member.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                member.process.kill()
+                member.process.wait(timeout=10)
+
+    def wait_healthy(self, members: list[Member] | None = None, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        for member in members or self.members:
+            while True:
+                if not member.running():
+                    raise RuntimeError(f"etcd {member.name} exited:\n" + _tail(member.log_path))
+                try:
+                    with urllib.request.urlopen(member.client_url + "/health", timeout=1) as r:
+                        if b'"true"' in r.read():
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"etcd {member.name} not healthy in {timeout}s:\n" + _tail(member.log_path))
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        for member in self.members:
+            self.stop_member(member, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-2000:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def start_cluster(size: int = 1, extra: list[str] | None = None) -> Cluster:
+    """A fresh etcd cluster of SIZE members on loopback, healthy on return."""
+    root = tempfile.mkdtemp(prefix="svt-etcd-")
+    members = []
+    for i in range(size):
+        members.append(Member(name=f"m{i}", client_url=f"http://127.0.0.1:{free_port()}",
+                              peer_url=f"http://127.0.0.1:{free_port()}", data_dir=os.path.join(root, f"m{i}"),
+                              log_path=os.path.join(root, f"m{i}.log")))  # fmt: skip
+    cluster = Cluster(members, root, extra or [])
+    try:
+        for member in members:
+            cluster.start_member(member)
+        cluster.wait_healthy()
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+class ReactorThread:
+    """The global reactor running in a daemon thread for the whole test session."""
+
+    def __init__(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.thread = threading.Thread(target=lambda: reactor.run(installSignalHandlers=False), daemon=True)
+        self.thread.start()
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 60.0) -> Any:
+        """Run the coroutine MAKE() on the reactor and return its result (or raise its error)."""
+        from twisted.internet import defer, threads
+
+        def start() -> Any:
+            return defer.Deferred.fromCoroutine(make()).addTimeout(timeout, self.reactor)
+
+        return threads.blockingCallFromThread(self.reactor, start)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a plain function on the reactor thread and return its result."""
+        from twisted.internet import threads
+
+        return threads.blockingCallFromThread(self.reactor, fn, *args)
+
+
+_REACTOR: ReactorThread | None = None
+
+
+def reactor_thread() -> ReactorThread:
+    """The one ReactorThread of this test process (started on first use, stopped at exit)."""
+    global _REACTOR
+    if _REACTOR is None:
+        import atexit
+
+        _REACTOR = ReactorThread()
+        atexit.register(lambda: _REACTOR.reactor.callFromThread(_REACTOR.reactor.stop) if _REACTOR else None)
+    return _REACTOR
+
+
+def stop_process(pid: int) -> None:
+    """SIGKILL one of our own child processes by pid (ignored if gone)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
