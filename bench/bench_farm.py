@@ -13,20 +13,21 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from etcdtest import start_cluster  # noqa: E402
-from twisted.internet import task  # noqa: E402
+from etcdtest import start_cluster
+from twisted.internet import task
 
-from sessiond.farm import placement  # noqa: E402
-from sessiond.farm.directory import HostLoad, SessionPlacement  # noqa: E402
-from sessiond.farm.etcd_client import EtcdClient, EtcdSettings  # noqa: E402
-from sessiond.farm.etcd_codec import op_put, op_range  # noqa: E402
-from sessiond.farm.etcd_directory import EtcdDirectory  # noqa: E402
-from sessiond.farm.records import FarmKeys, session_record  # noqa: E402
+from sessiond.farm import placement
+from sessiond.farm.directory import HostLoad, SessionPlacement
+from sessiond.farm.etcd_client import EtcdClient, EtcdSettings
+from sessiond.farm.etcd_codec import op_put, op_range
+from sessiond.farm.etcd_directory import EtcdDirectory
+from sessiond.farm.records import FarmKeys, session_record
 
 HOSTS = ("h1", "h2", "h3")
 # etcd's default --max-txn-ops: puts are batched this many per transaction.
@@ -115,5 +116,4 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    task.react(lambda reactor: __import__("twisted.internet.defer", fromlist=["Deferred"]).Deferred.fromCoroutine(
-        main(reactor, args.sessions, args.rounds)))
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor, args.sessions, args.rounds)))

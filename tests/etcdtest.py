@@ -17,8 +17,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 # Seconds a member (or cluster) gets to become healthy.

@@ -51,6 +51,7 @@ class HostInfo:
     placed: int  # sessions counted in the directory (authoritative for capacity)
     draining: bool
     updated: float  # when the load was published (host clock)
+    fingerprint: str = ""  # SHA-256 of the host's TLS certificate, for redirects (docs/farm.md)
 
 
 @dataclass(frozen=True)

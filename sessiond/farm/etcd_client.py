@@ -8,17 +8,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.error import ConnectError, ConnectingCancelledError, TimeoutError as TxTimeoutError
+from twisted.internet.error import ConnectError, ConnectingCancelledError
+from twisted.internet.error import TimeoutError as TxTimeoutError
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from sessiond.farm import etcd_codec as codec
-from sessiond.farm.etcd_codec import (Compare, EtcdProtocolError, EtcdRequestError, EtcdUnavailable, RangeResult,
-                                      TxnResult, WatchEvent)  # fmt: skip
+from sessiond.farm.etcd_codec import (
+    Compare,
+    EtcdProtocolError,
+    EtcdRequestError,
+    EtcdUnavailable,
+    RangeResult,
+    TxnResult,  # fmt: skip
+    WatchEvent,
+)
 from sessiond.farm.etcd_http import AgentTransport, EtcdTLS, HttpTransport, Stream
 
 # Seconds one endpoint gets to answer one request before the next is tried.

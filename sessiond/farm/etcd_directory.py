@@ -15,21 +15,46 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from sessiond.farm import placement
-from sessiond.farm.directory import (Claim, FarmConflict, FarmFull, FarmUnavailable, HostInfo, HostLoad,
-                                     SessionPlacement)  # fmt: skip
+from sessiond.farm.directory import (
+    Claim,
+    FarmConflict,
+    FarmFull,
+    FarmUnavailable,
+    HostInfo,
+    HostLoad,
+    SessionPlacement,  # fmt: skip
+)
 from sessiond.farm.etcd_client import EtcdClient
-from sessiond.farm.etcd_codec import (Compare, EtcdError, EtcdLeaseNotFound, KeyValue, RangeResult, op_delete,
-                                      op_put, op_range)  # fmt: skip
+from sessiond.farm.etcd_codec import (
+    Compare,
+    EtcdError,
+    EtcdLeaseNotFound,
+    KeyValue,
+    RangeResult,
+    op_delete,
+    op_put,  # fmt: skip
+    op_range,
+)
 from sessiond.farm.hosts import LOAD_REFRESH_SECONDS, LeaseKeeper
-from sessiond.farm.records import (BadRecord, FarmKeys, check_host_id, check_user, host_record, parse_count,
-                                   parse_host, parse_session, session_record)  # fmt: skip
+from sessiond.farm.records import (
+    BadRecord,
+    FarmKeys,
+    check_host_id,
+    check_user,
+    host_record,
+    parse_count,
+    parse_host,  # fmt: skip
+    parse_session,
+    session_record,
+)
 
 # Claim attempts before giving up with FarmConflict (each lost race re-reads;
 # 9 simultaneous logins over 3 hosts settle in ~4 rounds).
@@ -53,8 +78,10 @@ class EtcdDirectory:
 
     def __init__(self, client: EtcdClient, *, host_id: str, advertise: str, clock: Any,
                  load_source: Callable[[], HostLoad], lease_ttl: int, keys: FarmKeys | None = None,
-                 on_reregistered: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+                 on_reregistered: Callable[[], Awaitable[None]] | None = None,
+                 fingerprint: str = "") -> None:  # fmt: skip
         self.client = client
+        self.fingerprint = fingerprint
         self.host_id = check_host_id(host_id)
         self.advertise = advertise
         self.clock = clock
@@ -75,7 +102,8 @@ class EtcdDirectory:
 
     async def _register(self) -> None:
         lease = await self.keeper.grant()
-        value = host_record(self.host_id, self.advertise, lease, self.load_source(), self.clock.seconds())
+        value = host_record(self.host_id, self.advertise, lease, self.load_source(), self.clock.seconds(),
+                            self.fingerprint)
         await self.client.txn([], [op_put(self.keys.host(self.host_id), value, lease),
                                    op_put(self.keys.count(self.host_id), b"0")])  # fmt: skip
         log.info("farm: host {host} registered under lease {lease:x}", host=self.host_id, lease=lease)
@@ -110,7 +138,8 @@ class EtcdDirectory:
         """Rewrite this host's record with LOAD (under the same lease)."""
         if self.keeper.lease == 0:
             return
-        value = host_record(self.host_id, self.advertise, self.keeper.lease, load, self.clock.seconds())
+        value = host_record(self.host_id, self.advertise, self.keeper.lease, load, self.clock.seconds(),
+                            self.fingerprint)
         try:
             await self.client.put(self.keys.host(self.host_id), value, self.keeper.lease)
         except EtcdLeaseNotFound:
@@ -307,8 +336,12 @@ class EtcdDirectory:
                 if not emptied.called and any(e.kind == "DELETE" or parse_count(e.kv) == 0 for e in events):
                     emptied.callback(None)
 
+            def ended(_result: object, emptied: defer.Deferred[None] = emptied) -> None:
+                if not emptied.called:  # the stream broke: re-read and re-watch
+                    emptied.callback(None)
+
             watch = self.client.watch(key, None, seen, start_revision=result.revision + 1)
-            watch.done.addBoth(lambda _r, emptied=emptied: None if emptied.called else emptied.callback(None))
+            watch.done.addBoth(ended)
             try:
                 await emptied
             finally:

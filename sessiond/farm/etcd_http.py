@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from twisted.internet import defer, protocol, ssl
 from twisted.internet.interfaces import IReactorTime
@@ -19,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS, IResponse
-from zope.interface import implementer
+from zope.interface import implementer  # type: ignore[import-untyped]
 
 from sessiond.farm.etcd_codec import MAX_RESPONSE_BYTES, EtcdProtocolError, LineSplitter
 
@@ -53,7 +54,7 @@ class EtcdTLSPolicy:
             with open(settings.cert_file, "rb") as f, open(settings.key_file, "rb") as k:
                 self.client = ssl.PrivateCertificate.loadPEM(f.read() + b"\n" + k.read())
 
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802 - Twisted interface
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
         """Client TLS options for one etcd endpoint."""
         return ssl.optionsForClientTLS(hostname.decode("ascii"), trustRoot=self.trust,
                                        clientCertificate=self.client)  # fmt: skip
@@ -87,7 +88,7 @@ class _BoundedBody(protocol.Protocol):
         self.size = 0
         self.failed = False
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         self.size += len(data)
         if self.failed:
             return
@@ -98,7 +99,7 @@ class _BoundedBody(protocol.Protocol):
             return
         self.parts.append(data)
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self.failed:
             return
         if reason.check(ResponseDone):
@@ -112,17 +113,17 @@ class _LineBody(protocol.Protocol):
         self.stream = stream
         self.splitter = LineSplitter()
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         try:
             for line in self.splitter.feed(data):
                 if self.stream.cancelled:
                     return
                 self.stream.on_line(line)
-        except Exception as exc:  # a bad line or a callback's error ends this stream only
+        except Exception as exc:  # noqa: BLE001 - a bad line or a callback's error ends this stream only
             self.stream.fail(Failure(exc))
             self.transport.stopProducing()  # type: ignore[union-attr]
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if reason.check(ResponseDone) or self.stream.cancelled:
             self.stream.finish()
         else:
@@ -171,14 +172,15 @@ class AgentTransport:
                                   **({"contextFactory": policy} if policy is not None else {}))  # fmt: skip
 
     def _request(self, agent: Agent, url: str, body: bytes) -> defer.Deferred[IResponse]:
-        return agent.request(b"POST", url.encode("ascii"), Headers(_HEADERS), FileBodyProducer(BytesIO(body)))
+        producer = FileBodyProducer(BytesIO(body))
+        return agent.request(b"POST", url.encode("ascii"), Headers(_HEADERS), producer)  # type: ignore[arg-type]
 
     def post(self, url: str, body: bytes, timeout: float) -> defer.Deferred[tuple[int, bytes]]:
         """POST with an overall TIMEOUT (connect, send and read)."""
 
         def read(response: IResponse) -> defer.Deferred[tuple[int, bytes]]:
             finished: defer.Deferred[bytes] = defer.Deferred()
-            response.deliverBody(_BoundedBody(finished, MAX_RESPONSE_BYTES))
+            response.deliverBody(_BoundedBody(finished, MAX_RESPONSE_BYTES))  # type: ignore[call-arg,misc]
             return finished.addCallback(lambda raw: (response.code, raw))
 
         d = self._request(self.agent, url, body).addCallback(read)
@@ -192,7 +194,7 @@ class AgentTransport:
             if stream.cancelled:
                 return
             stream.body = _LineBody(stream)
-            response.deliverBody(stream.body)
+            response.deliverBody(stream.body)  # type: ignore[call-arg,misc]
 
         stream.request = self._request(self.stream_agent, url, body)
         stream.request.addTimeout(CONNECT_TIMEOUT * 2, self.reactor)

@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.logger import Logger

@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from sessiond.farm.directory import HostInfo
 
@@ -48,7 +48,7 @@ def score(host: HostInfo, max_mem_available: int) -> float:
 def _tie_break(user: str, host_id: str) -> bytes:
     # Rendezvous order: placers racing with equal scores spread over hosts
     # instead of all colliding on the same one.
-    return hashlib.sha256(f"{user}\0{host_id}".encode("utf-8")).digest()
+    return hashlib.sha256(f"{user}\0{host_id}".encode()).digest()
 
 
 def rank(user: str, hosts: Sequence[HostInfo]) -> list[Choice]:

@@ -107,9 +107,10 @@ def _typed(value: Any, kind: type, key: bytes, name: str) -> Any:
     return value
 
 
-def host_record(host_id: str, advertise: str, lease: int, load: HostLoad, now: float) -> bytes:
+def host_record(host_id: str, advertise: str, lease: int, load: HostLoad, now: float, fingerprint: str = "") -> bytes:
     """The value of hosts/<host_id>."""
-    return dump({"host_id": host_id, "advertise": advertise, "lease": lease, "sessions": load.sessions,
+    return dump({"host_id": host_id, "advertise": advertise, "lease": lease, "fingerprint": fingerprint,
+                 "sessions": load.sessions,
                  "mem_available": load.mem_available, "cpu_load": load.cpu_load, "capacity": load.capacity,
                  "updated": now})  # fmt: skip
 
@@ -123,7 +124,8 @@ def parse_host(kv: KeyValue, placed: int, draining: bool) -> HostInfo:
                     capacity=_typed(r.get("capacity"), int, kv.key, "capacity"))  # fmt: skip
     return HostInfo(host_id=_typed(r.get("host_id"), str, kv.key, "host_id"),
                     advertise=_typed(r.get("advertise"), str, kv.key, "advertise"), lease=kv.lease, load=load,
-                    placed=placed, draining=draining, updated=_typed(r.get("updated"), float, kv.key, "updated"))  # fmt: skip
+                    placed=placed, draining=draining, updated=_typed(r.get("updated"), float, kv.key, "updated"),
+                    fingerprint=_typed(r.get("fingerprint", ""), str, kv.key, "fingerprint"))  # fmt: skip
 
 
 def session_record(p: SessionPlacement) -> bytes:

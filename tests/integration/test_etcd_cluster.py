@@ -7,7 +7,7 @@ import json
 import signal
 import time
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from etcdtest import Cluster, ReactorThread, reactor_thread, start_cluster

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from etcdtest import Cluster, ReactorThread, reactor_thread, start_cluster
@@ -83,7 +84,7 @@ def test_two_hosts_racing_for_one_user_make_exactly_one_claim(farm: Farm) -> Non
     a, b = farm.host("a", capacity=20), farm.host("b", capacity=20)
     for n in range(10):
         user = f"racer{n}"
-        results = concurrently(farm.rt, [lambda: a.place(user, f"A{n}"), lambda: b.place(user, f"B{n}")])
+        results = concurrently(farm.rt, [lambda u=user, n=n: a.place(u, f"A{n}"), lambda u=user, n=n: b.place(u, f"B{n}")])
         assert all(isinstance(r, Claim) for r in results), results
         assert sorted(r.existing for r in results) == [False, True]
         assert len({r.placement.session_id for r in results}) == 1  # both see the winner's session
@@ -134,7 +135,8 @@ def test_drain_stops_placements_and_reports_the_last_session_ending(farm: Farm) 
     assert placed == {"a"}
     assert {h.host_id: h.draining for h in farm.rt.run(a.hosts)} == {"a": False, "b": True}
     farm.rt.run(lambda: a.drain("b", False))
-    on_b = [u for i in range(4, 10) if (u := farm.rt.run(lambda i=i: a.place(f"d{i}", f"s{i}"))).placement.host_id == "b"]
+    later = [farm.rt.run(lambda i=i: a.place(f"d{i}", f"s{i}")) for i in range(4, 10)]
+    on_b = [c for c in later if c.placement.host_id == "b"]
     assert on_b
     farm.rt.run(lambda: a.drain("b"))
 

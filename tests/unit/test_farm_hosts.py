@@ -50,7 +50,8 @@ def test_an_expired_lease_triggers_reregistration() -> None:
 
 def test_ttl_below_the_minimum_is_refused() -> None:
     with pytest.raises(ValueError, match="minimum"):
-        LeaseKeeper(EtcdClient([E], FakeTransport()), MIN_LEASE_TTL - 1, task.Clock(), lambda: None)  # type: ignore[arg-type]
+        LeaseKeeper(EtcdClient([E], FakeTransport()), MIN_LEASE_TTL - 1, task.Clock(),
+                    lambda: None)  # type: ignore[arg-type]
 
 
 def test_a_detached_host_refuses_placement_without_asking_etcd() -> None:

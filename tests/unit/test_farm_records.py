@@ -6,8 +6,19 @@ import pytest
 
 from sessiond.farm.directory import HostLoad, SessionPlacement
 from sessiond.farm.etcd_codec import KeyValue
-from sessiond.farm.records import (MAX_RECORD_BYTES, MAX_USER_BYTES, BadRecord, FarmKeys, check_host_id, check_user,
-                                   host_record, parse_count, parse_host, parse_session, session_record)  # fmt: skip
+from sessiond.farm.records import (
+    MAX_RECORD_BYTES,
+    MAX_USER_BYTES,
+    BadRecord,
+    FarmKeys,
+    check_host_id,
+    check_user,
+    host_record,  # fmt: skip
+    parse_count,
+    parse_host,
+    parse_session,
+    session_record,
+)
 
 
 def kv(key: bytes, value: bytes, lease: int = 0) -> KeyValue:
@@ -36,8 +47,9 @@ def test_user_names_as_key_segments() -> None:
 
 
 def test_host_and_session_records_round_trip() -> None:
-    raw = host_record("a", "a:4443", 9, HostLoad(2, 1 << 30, 0.5, 8), 100.0)
+    raw = host_record("a", "a:4443", 9, HostLoad(2, 1 << 30, 0.5, 8), 100.0, "ab" * 32)
     info = parse_host(kv(b"/f/hosts/a", raw, lease=9), placed=3, draining=True)
+    assert info.fingerprint == "ab" * 32
     assert (info.host_id, info.lease, info.placed, info.draining, info.load.capacity) == ("a", 9, 3, True, 8)
     p = SessionPlacement("bob", "s1", "a", "a:4443", 9, 5.0, "live")
     assert parse_session(kv(b"k", session_record(p)), {"a": 9}) == p
