@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from etcdtest import start_cluster
-from twisted.internet import task
+from twisted.internet import defer, task
 
 from sessiond.farm import placement
 from sessiond.farm.directory import HostLoad, SessionPlacement
@@ -62,7 +62,7 @@ async def main(reactor: Any, sessions: int, rounds: int) -> None:
         client = EtcdClient.connect(reactor, EtcdSettings(tuple(cluster.endpoints)))
         keys = FarmKeys("/bench/")
         dirs = [EtcdDirectory(client, host_id=h, advertise=f"{h}:4443", clock=reactor, lease_ttl=30, keys=keys,
-                              load_source=lambda: HostLoad(0, 8 << 30, 0.2, sessions))  # fmt: skip
+                              load_source=lambda: HostLoad(0, 8 << 30, 0.2, sessions))
                 for h in HOSTS]
         for d in dirs:
             await d.start()
@@ -103,7 +103,7 @@ async def main(reactor: Any, sessions: int, rounds: int) -> None:
               f"sessions={sessions}  hosts={len(HOSTS)}  loadavg={os.getloadavg()[0]:.2f}")
         print(f"{'measure (ms)':<44} {'median':>8} {'p95':>8} {'base':>8} {'ratio':>8}")
         print(row("placement decision (read + score)", decision, base_read))
-        print(row("claim + release (2 read+txn) vs put+delete", claims, base_writes))
+        print(row("claim+release (5 round trips) vs put+delete (2)", claims, base_writes))
         print(row(f"list {sessions} sessions with state vs range", listing, base_list))
         for d in dirs:
             await d.stop()
