@@ -53,7 +53,7 @@ async def timed(fn: Callable[[], Awaitable[Any]], base: Callable[[], Awaitable[A
 def row(name: str, values: list[float], base: list[float]) -> str:
     med, bmed = statistics.median(values), statistics.median(base)
     p95 = sorted(values)[int(len(values) * 0.95) - 1]
-    return f"{name:<44} {med:8.3f} {p95:8.3f} {bmed:8.3f} {med / bmed:7.2f}x"
+    return f"{name:<48} {med:8.3f} {p95:8.3f} {bmed:8.3f} {med / bmed:7.2f}x"
 
 
 async def main(reactor: Any, sessions: int, rounds: int) -> None:
@@ -101,9 +101,9 @@ async def main(reactor: Any, sessions: int, rounds: int) -> None:
                                          rounds // 4)  # fmt: skip
         print(f"bench_farm  {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  "
               f"sessions={sessions}  hosts={len(HOSTS)}  loadavg={os.getloadavg()[0]:.2f}")
-        print(f"{'measure (ms)':<44} {'median':>8} {'p95':>8} {'base':>8} {'ratio':>8}")
+        print(f"{"measure (ms)":<48} {'median':>8} {'p95':>8} {'base':>8} {'ratio':>8}")
         print(row("placement decision (read + score)", decision, base_read))
-        print(row("claim+release (5 round trips) vs put+delete (2)", claims, base_writes))
+        print(row("claim+release (4 round trips) vs put+delete (2)", claims, base_writes))
         print(row(f"list {sessions} sessions with state vs range", listing, base_list))
         for d in dirs:
             await d.stop()

@@ -277,7 +277,8 @@ class EtcdDirectory:
             compares = [Compare(key, "MOD", "EQUAL", snap.session.mod_revision)]
             ops = [op_delete(key)]
             if current.state == "live":
-                count_rev, count = await self._count_revision(current.host_id)
+                count_rev = snap.count_revisions.get(current.host_id, 0)
+                count = next(h.placed for h in snap.hosts if h.host_id == current.host_id)
                 compares.append(Compare(self.keys.count(current.host_id), "MOD", "EQUAL", count_rev))
                 compares.append(Compare(self.keys.host(current.host_id), "LEASE", "EQUAL", current.lease))
                 ops.append(op_put(self.keys.count(current.host_id), b"%d" % max(0, count - 1)))
