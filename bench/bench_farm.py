@@ -101,7 +101,7 @@ async def main(reactor: Any, sessions: int, rounds: int) -> None:
                                          rounds // 4)  # fmt: skip
         print(f"bench_farm  {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  "
               f"sessions={sessions}  hosts={len(HOSTS)}  loadavg={os.getloadavg()[0]:.2f}")
-        print(f"{"measure (ms)":<48} {'median':>8} {'p95':>8} {'base':>8} {'ratio':>8}")
+        print(f"{'measure (ms)':<48} {'median':>8} {'p95':>8} {'base':>8} {'ratio':>8}")
         print(row("placement decision (read + score)", decision, base_read))
         print(row("claim+release (4 round trips) vs put+delete (2)", claims, base_writes))
         print(row(f"list {sessions} sessions with state vs range", listing, base_list))
