@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -55,6 +56,7 @@ class Cluster:
     members: list[Member]
     root: str
     extra: list[str] = field(default_factory=list)
+    tls: EtcdTestTLS | None = None
 
     @property
     def endpoints(self) -> list[str]:
@@ -88,7 +90,8 @@ class Cluster:
                 if not member.running():
                     raise RuntimeError(f"etcd {member.name} exited:\n" + _tail(member.log_path))
                 try:
-                    with urllib.request.urlopen(member.client_url + "/health", timeout=1) as r:
+                    context = self.tls.client_context() if self.tls else None
+                    with urllib.request.urlopen(member.client_url + "/health", timeout=1, context=context) as r:
                         if b'"true"' in r.read():
                             break
                 except OSError:
@@ -111,15 +114,84 @@ def _tail(path: str) -> str:
         return ""
 
 
-def start_cluster(size: int = 1, extra: list[str] | None = None) -> Cluster:
-    """A fresh etcd cluster of SIZE members on loopback, healthy on return."""
+@dataclass(frozen=True)
+class EtcdTestTLS:
+    """PEM files of a test CA, etcd's server certificate (IP SAN 127.0.0.1) and a client certificate."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+    def etcd_flags(self) -> list[str]:
+        return ["--cert-file", self.server_cert, "--key-file", self.server_key, "--trusted-ca-file", self.ca,
+                "--client-cert-auth"]  # fmt: skip
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca)
+        context.load_cert_chain(self.client_cert, self.client_key)
+        return context
+
+
+def make_tls(directory: str) -> EtcdTestTLS:
+    """A throwaway CA with one server and one client certificate, written under DIRECTORY."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[str, str]:
+        cert_path, key_path = os.path.join(directory, stem + ".pem"), os.path.join(directory, stem + "-key.pem")
+        with open(cert_path, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(key_path, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))  # fmt: skip
+        return cert_path, key_path
+
+    def issue(cn: str, subject_key: ec.EllipticCurvePrivateKey, issuer_key: ec.EllipticCurvePrivateKey,
+              ca: bool, usage: list[x509.ObjectIdentifier]) -> x509.Certificate:  # fmt: skip
+        builder = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name("svt etcd ca"))
+                   .public_key(subject_key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))  # fmt: skip
+        if not ca:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_cert, _ = write("ca", ca_key, issue("svt etcd ca", ca_key, ca_key, True, []))
+    usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    server = write("server", server_key, issue("127.0.0.1", server_key, ca_key, False, usage))
+    client = write("client", client_key, issue("sessiond", client_key, ca_key, False,
+                                               [ExtendedKeyUsageOID.CLIENT_AUTH]))  # fmt: skip
+    return EtcdTestTLS(ca_cert, server[0], server[1], client[0], client[1])
+
+
+def start_cluster(size: int = 1, extra: list[str] | None = None, tls: bool = False) -> Cluster:
+    """A fresh etcd cluster of SIZE members on loopback, healthy on return (TLS with client
+    certificates required on the client port when TLS is true)."""
     root = tempfile.mkdtemp(prefix="svt-etcd-")
     members = []
+    certs = make_tls(root) if tls else None
+    scheme = "https" if certs else "http"
     for i in range(size):
-        members.append(Member(name=f"m{i}", client_url=f"http://127.0.0.1:{free_port()}",
+        members.append(Member(name=f"m{i}", client_url=f"{scheme}://127.0.0.1:{free_port()}",
                               peer_url=f"http://127.0.0.1:{free_port()}", data_dir=os.path.join(root, f"m{i}"),
                               log_path=os.path.join(root, f"m{i}.log")))  # fmt: skip
-    cluster = Cluster(members, root, extra or [])
+    cluster = Cluster(members, root, (extra or []) + (certs.etcd_flags() if certs else []), certs)
     try:
         for member in members:
             cluster.start_member(member)

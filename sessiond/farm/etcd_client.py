@@ -12,11 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectingCancelledError
 from twisted.internet.error import TimeoutError as TxTimeoutError
 from twisted.logger import Logger
-from twisted.web.client import ResponseFailed, ResponseNeverReceived
+from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 
 from sessiond.farm import etcd_codec as codec
 from sessiond.farm.etcd_codec import (
@@ -36,6 +37,7 @@ REQUEST_TIMEOUT = 3.0
 MAX_ENDPOINTS = 16
 # Failures that mean "this endpoint did not answer"; the request moves on.
 _TRANSPORT_FAILURES = (ConnectError, ConnectingCancelledError, TxTimeoutError, ResponseFailed, ResponseNeverReceived,
+                       RequestTransmissionFailed, SSL.Error,
                        defer.CancelledError, defer.TimeoutError, ConnectionError)  # fmt: skip
 
 log = Logger()
@@ -197,7 +199,8 @@ class EtcdClient:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (defer.CancelledError, defer.TimeoutError, TxTimeoutError)):
         return "timed out"
-    if isinstance(exc, (ResponseFailed, ResponseNeverReceived)):
+    if isinstance(exc, (ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed)):
         inner = [r.getErrorMessage() for r in exc.reasons]
-        return "connection broke: " + ", ".join(inner)
+        tls = any("SSL" in text or "certificate" in text for text in inner)
+        return ("TLS failed: " if tls else "connection broke: ") + ", ".join(inner)
     return str(exc) or type(exc).__name__
