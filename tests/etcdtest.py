@@ -71,7 +71,8 @@ class Cluster:
                 "--initial-cluster-token", os.path.basename(self.root),
                 "--heartbeat-interval", "50", "--election-timeout", "500", *self.extra]  # fmt: skip
         log = open(member.log_path, "ab")
-        member.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        member.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads of ours fork
         log.close()
 
     def stop_member(self, member: Member, sig: int = signal.SIGTERM) -> None:
@@ -104,6 +105,14 @@ class Cluster:
         for member in self.members:
             self.stop_member(member, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    # A member must not outlive a test run that was killed before its cleanup ran.
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _tail(path: str) -> str:

@@ -52,6 +52,7 @@ class HostInfo:
     draining: bool
     updated: float  # when the load was published (host clock)
     fingerprint: str = ""  # SHA-256 of the host's TLS certificate, for redirects (docs/farm.md)
+    adopting: bool = False  # re-registered and still taking back its sessions: no placements yet
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ class _Snapshot:
     session: KeyValue | None
     hosts: list[HostInfo]
     count_revisions: dict[str, int]  # host id -> mod_revision of counts/<host> (0: absent)
+    host_revisions: dict[str, int]  # host id -> mod_revision of hosts/<host> (0: absent)
 
 
 class EtcdDirectory:
@@ -78,7 +79,7 @@ class EtcdDirectory:
 
     def __init__(self, client: EtcdClient, *, host_id: str, advertise: str, clock: Any,
                  load_source: Callable[[], HostLoad], lease_ttl: int, keys: FarmKeys | None = None,
-                 on_reregistered: Callable[[], Awaitable[None]] | None = None,
+                 on_registered: Callable[[], Awaitable[None]] | None = None,
                  fingerprint: str = "") -> None:  # fmt: skip
         self.client = client
         self.fingerprint = fingerprint
@@ -87,35 +88,45 @@ class EtcdDirectory:
         self.clock = clock
         self.load_source = load_source
         self.keys = keys or FarmKeys()
-        self.on_reregistered = on_reregistered
+        # Called after every registration (the first one included) to adopt() the sessions this
+        # host still runs; until it returns, the host record says "adopting" (see place()).
+        self.on_registered = on_registered
+        self.adopting = False
         self.keeper = LeaseKeeper(client, lease_ttl, clock, self._reregister)
         self._publisher: task.LoopingCall | None = None
 
     # -- membership --------------------------------------------------------------------
     async def start(self) -> None:
-        """Register under a new lease (count reset to 0), then keep it alive and publish load."""
+        """Register under a new lease (count reset to 0), adopt this host's sessions (on_registered),
+        then keep the lease alive and publish load."""
         await self._register()
         self.keeper.start()
         self._publisher = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self._publish_quietly()))
         self._publisher.clock = self.clock
         self._publisher.start(LOAD_REFRESH_SECONDS, now=False)
 
+    def _record(self, lease: int, load: HostLoad) -> bytes:
+        return host_record(self.host_id, self.advertise, lease, load, self.clock.seconds(), self.fingerprint,
+                           self.adopting)  # fmt: skip
+
     async def _register(self) -> None:
         lease = await self.keeper.grant()
-        value = host_record(self.host_id, self.advertise, lease, self.load_source(), self.clock.seconds(),
-                            self.fingerprint)
-        await self.client.txn([], [op_put(self.keys.host(self.host_id), value, lease),
-                                   op_put(self.keys.count(self.host_id), b"0")])  # fmt: skip
+        self.adopting = self.on_registered is not None
+        await self.client.txn([], [op_put(self.keys.host(self.host_id), self._record(lease, self.load_source()),
+                                          lease), op_put(self.keys.count(self.host_id), b"0")])  # fmt: skip
         log.info("farm: host {host} registered under lease {lease:x}", host=self.host_id, lease=lease)
+        if self.on_registered is not None:
+            try:
+                await self.on_registered()
+            finally:
+                self.adopting = False
+                await self.publish_load(self.load_source())
 
     async def _reregister(self) -> None:
         try:
             await self._register()
         except EtcdError as exc:
             log.warn("farm: re-registration failed ({error}); retried at the next keepalive", error=str(exc))
-            return
-        if self.on_reregistered is not None:
-            await self.on_reregistered()
 
     async def stop(self) -> None:
         """Stop publishing and keepalives, and revoke the lease (the host vanishes at once)."""
@@ -138,10 +149,9 @@ class EtcdDirectory:
         """Rewrite this host's record with LOAD (under the same lease)."""
         if self.keeper.lease == 0:
             return
-        value = host_record(self.host_id, self.advertise, self.keeper.lease, load, self.clock.seconds(),
-                            self.fingerprint)
         try:
-            await self.client.put(self.keys.host(self.host_id), value, self.keeper.lease)
+            await self.client.put(self.keys.host(self.host_id), self._record(self.keeper.lease, load),
+                                  self.keeper.lease)
         except EtcdLeaseNotFound:
             self.keeper.lease = 0
             await self._reregister()
@@ -177,8 +187,9 @@ class EtcdDirectory:
             [op_range(self.keys.session(user)), op_range(*self.keys.dir("hosts")),
              op_range(*self.keys.dir("counts")), op_range(*self.keys.dir("drain"))])  # fmt: skip
         revisions = {self.keys.tail(kv.key): kv.mod_revision for kv in counts.kvs}
+        host_revisions = {self.keys.tail(kv.key): kv.mod_revision for kv in hosts.kvs}
         return _Snapshot(revision, session.kvs[0] if session.kvs else None, self._hosts(hosts, counts, drains),
-                         revisions)
+                         revisions, host_revisions)
 
     def _placement(self, kv: KeyValue, hosts: list[HostInfo]) -> SessionPlacement | None:
         try:
@@ -221,18 +232,22 @@ class EtcdDirectory:
             current = self._placement(snap.session, snap.hosts) if snap.session else None
             if current is not None and current.state == "live":
                 return Claim(current, existing=current.session_id != session_id)
+            if current is not None and any(h.host_id == current.host_id and h.adopting for h in snap.hosts):
+                raise FarmConflict(f"host {current.host_id} restarted and is taking back its sessions; "
+                                   "try again in a few seconds")  # fmt: skip
             choice = placement.choose(user, snap.hosts)
             if choice is None:
                 raise FarmFull("no farm host can take a new session now (all full, draining or down)")
-            count_revision = snap.count_revisions.get(choice.host.host_id, 0)
-            won = await self._try_claim(user, session_id, choice.host, count_revision, snap.session, current)
+            won = await self._try_claim(user, session_id, choice.host, snap, current)
             if won is not None:
                 return won
             await task.deferLater(self.clock, random.uniform(0, CLAIM_BACKOFF_SECONDS * (attempt + 1)), lambda: None)
         raise FarmConflict(f"could not claim a session for {user} after {MAX_CLAIM_ATTEMPTS} attempts; try again")
 
-    async def _try_claim(self, user: str, session_id: str, host: HostInfo, count_revision: int,
-                         old_kv: KeyValue | None, old: SessionPlacement | None) -> Claim | None:  # fmt: skip
+    async def _try_claim(self, user: str, session_id: str, host: HostInfo, snap: _Snapshot,
+                         old: SessionPlacement | None) -> Claim | None:  # fmt: skip
+        old_kv = snap.session
+        count_revision = snap.count_revisions.get(host.host_id, 0)
         new = SessionPlacement(user=user, session_id=session_id, host_id=host.host_id, advertise=host.advertise,
                                lease=host.lease, claimed=self.clock.seconds(), state="live")  # fmt: skip
         key = self.keys.session(user)
@@ -247,8 +262,12 @@ class EtcdDirectory:
             if old is None:  # a corrupt record: replace it only if unchanged
                 compares.append(Compare(key, "MOD", "EQUAL", old_kv.mod_revision))
             else:
+                # The old host's record must be exactly as read (gone, or re-registered and done
+                # adopting): a host that re-registers meanwhile gets to adopt first.
                 compares += [Compare(key, "MOD", "EQUAL", old_kv.mod_revision),
-                             Compare(self.keys.host(old.host_id), "LEASE", "NOT_EQUAL", old.lease)]  # fmt: skip
+                             Compare(self.keys.host(old.host_id), "LEASE", "NOT_EQUAL", old.lease),
+                             Compare(self.keys.host(old.host_id), "MOD", "EQUAL",
+                                     snap.host_revisions.get(old.host_id, 0))]  # fmt: skip
                 success.append(op_put(self.keys.lost(user), session_record(old)))
         try:
             result = await self.client.txn(compares, success)

@@ -33,8 +33,8 @@ class Choice:
 
 
 def eligible(host: HostInfo) -> bool:
-    """A host that may take a new session: not draining, below its capacity."""
-    return not host.draining and host.load.capacity > 0 and host.placed < host.load.capacity
+    """A host that may take a new session: not draining or adopting, below its capacity."""
+    return not host.draining and not host.adopting and host.load.capacity > 0 and host.placed < host.load.capacity
 
 
 def score(host: HostInfo, max_mem_available: int) -> float:

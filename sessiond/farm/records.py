@@ -107,9 +107,11 @@ def _typed(value: Any, kind: type, key: bytes, name: str) -> Any:
     return value
 
 
-def host_record(host_id: str, advertise: str, lease: int, load: HostLoad, now: float, fingerprint: str = "") -> bytes:
+def host_record(host_id: str, advertise: str, lease: int, load: HostLoad, now: float, fingerprint: str = "",
+                adopting: bool = False) -> bytes:  # fmt: skip
     """The value of hosts/<host_id>."""
     return dump({"host_id": host_id, "advertise": advertise, "lease": lease, "fingerprint": fingerprint,
+                 "adopting": adopting,
                  "sessions": load.sessions,
                  "mem_available": load.mem_available, "cpu_load": load.cpu_load, "capacity": load.capacity,
                  "updated": now})  # fmt: skip
@@ -125,7 +127,8 @@ def parse_host(kv: KeyValue, placed: int, draining: bool) -> HostInfo:
     return HostInfo(host_id=_typed(r.get("host_id"), str, kv.key, "host_id"),
                     advertise=_typed(r.get("advertise"), str, kv.key, "advertise"), lease=kv.lease, load=load,
                     placed=placed, draining=draining, updated=_typed(r.get("updated"), float, kv.key, "updated"),
-                    fingerprint=_typed(r.get("fingerprint", ""), str, kv.key, "fingerprint"))  # fmt: skip
+                    fingerprint=_typed(r.get("fingerprint", ""), str, kv.key, "fingerprint"),
+                    adopting=_typed(r.get("adopting", False), bool, kv.key, "adopting"))  # fmt: skip
 
 
 def session_record(p: SessionPlacement) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 from etcdtest import Cluster, ReactorThread, reactor_thread, start_cluster
 from twisted.internet import defer, task
 
-from sessiond.farm.directory import Claim, FarmFull, FarmUnavailable, HostLoad
+from sessiond.farm.directory import Claim, FarmConflict, FarmFull, FarmUnavailable, HostLoad
 from sessiond.farm.etcd_client import EtcdClient, EtcdSettings
 from sessiond.farm.etcd_directory import EtcdDirectory
 from sessiond.farm.records import FarmKeys
@@ -207,3 +207,33 @@ def test_a_host_that_loses_etcd_refuses_placement(rt: ReactorThread) -> None:
     finally:
         farm.close()
         cluster.close()
+
+
+def test_a_restarting_host_adopts_before_anyone_may_replace_its_sessions(farm: Farm) -> None:
+    a, b = farm.host("a", capacity=5), farm.host("b", capacity=5)
+    farm.rt.run(lambda: b.drain("b"))
+    claim = farm.rt.run(lambda: a.place("kept", "s-kept"))
+    farm.rt.run(lambda: b.drain("b", False))
+    gate: defer.Deferred[None] = defer.Deferred()
+
+    async def adopt_local_sessions() -> None:
+        await gate
+        assert await a.adopt("kept", claim.placement.session_id)
+
+    a.on_registered = adopt_local_sessions
+    # A sessiond restart (wrapped in a list: blockingCallFromThread would wait on a bare Deferred).
+    (registering,) = farm.rt.call(lambda: [defer.Deferred.fromCoroutine(a._register())])
+    deadline = time.monotonic() + 5
+    while not any(h.adopting for h in farm.rt.run(b.hosts)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert farm.rt.run(lambda: b.lookup("kept")).state == "lost"
+    with pytest.raises(FarmConflict, match="restarted and is taking back its sessions"):
+        farm.rt.run(lambda: b.place("kept", "s-duplicate"))
+    assert farm.rt.run(lambda: b.place("newcomer", "s-new")).placement.host_id == "b"  # not on an adopting host
+    farm.rt.call(gate.callback, None)
+    while not farm.rt.call(lambda: registering.called):
+        time.sleep(0.05)
+    again = farm.rt.run(lambda: b.place("kept", "s-duplicate"))
+    assert again.existing and again.placement.session_id == "s-kept" and again.placement.host_id == "a"
+    assert not any(h.adopting for h in farm.rt.run(b.hosts))
