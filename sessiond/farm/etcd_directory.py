@@ -123,10 +123,8 @@ class EtcdDirectory:
                 await self.publish_load(self.load_source())
 
     async def _reregister(self) -> None:
-        try:
-            await self._register()
-        except EtcdError as exc:
-            log.warn("farm: re-registration failed ({error}); retried at the next keepalive", error=str(exc))
+        # Errors propagate to LeaseKeeper, which logs them and retries at its next tick.
+        await self._register()
 
     async def stop(self) -> None:
         """Stop publishing and keepalives, and revoke the lease (the host vanishes at once)."""
@@ -153,8 +151,7 @@ class EtcdDirectory:
             await self.client.put(self.keys.host(self.host_id), self._record(self.keeper.lease, load),
                                   self.keeper.lease)
         except EtcdLeaseNotFound:
-            self.keeper.lease = 0
-            await self._reregister()
+            self.keeper.mark_lost()  # the keepalive loop re-registers
 
     async def _publish_quietly(self) -> None:
         try:

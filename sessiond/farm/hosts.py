@@ -51,6 +51,7 @@ class LeaseKeeper:
         self.on_expired = on_expired
         self.lease = 0
         self.alive_until = 0.0  # host clock; before it the lease is certainly alive
+        self.lost = False  # the lease expired and has not been replaced yet
         self._loop: task.LoopingCall | None = None
 
     async def grant(self) -> int:
@@ -78,23 +79,39 @@ class LeaseKeeper:
             self._loop.stop()
         self._loop = None
 
+    def mark_lost(self) -> None:
+        """The lease is gone (etcd said so): not alive; the next tick re-registers."""
+        if self.lease:
+            log.warn("farm lease {lease:x} expired; this host re-registers", lease=self.lease)
+        self.lease = 0
+        self.alive_until = 0.0
+        self.lost = True
+
     async def renew(self) -> None:
-        """One keepalive; a lease found expired triggers on_expired (re-registration)."""
+        """One keepalive; a lost lease is replaced through on_expired, retried every tick until it works."""
         if self.lease == 0:
+            if self.lost:
+                await self._recover()
             return
         sent = self.clock.seconds()
         try:
             ttl = await self.client.keepalive(self.lease)
         except EtcdLeaseNotFound:
-            log.warn("farm lease {lease:x} expired; this host re-registers", lease=self.lease)
-            self.lease = 0
-            self.alive_until = 0.0
-            await self.on_expired()
+            self.mark_lost()
+            await self._recover()
             return
         except EtcdError as exc:
             log.warn("farm lease keepalive failed: {error}", error=str(exc))
             return
         self.alive_until = max(self.alive_until, sent + ttl * (1 - LIVENESS_MARGIN))
+
+    async def _recover(self) -> None:
+        try:
+            await self.on_expired()
+        except Exception:  # noqa: BLE001 - whatever fails, the keepalive loop must go on
+            log.failure("farm: re-registration failed; retried at the next keepalive")
+        if self.lease != 0:
+            self.lost = False
 
     async def revoke(self) -> None:
         """Revoke the lease now (a clean leave); errors are logged, the lease then simply expires."""

@@ -84,7 +84,8 @@ def test_two_hosts_racing_for_one_user_make_exactly_one_claim(farm: Farm) -> Non
     a, b = farm.host("a", capacity=20), farm.host("b", capacity=20)
     for n in range(10):
         user = f"racer{n}"
-        results = concurrently(farm.rt, [lambda u=user, n=n: a.place(u, f"A{n}"), lambda u=user, n=n: b.place(u, f"B{n}")])
+        results = concurrently(farm.rt, [lambda u=user, n=n: a.place(u, f"A{n}"),
+                                         lambda u=user, n=n: b.place(u, f"B{n}")])  # fmt: skip
         assert all(isinstance(r, Claim) for r in results), results
         assert sorted(r.existing for r in results) == [False, True]
         assert len({r.placement.session_id for r in results}) == 1  # both see the winner's session
@@ -204,6 +205,15 @@ def test_a_host_that_loses_etcd_refuses_placement(rt: ReactorThread) -> None:
         assert not rt.call(a.can_place)
         with pytest.raises(FarmUnavailable, match="lost contact with the farm directory"):
             rt.run(lambda: a.place("after", "s2"))
+        # etcd comes back: the keepalives resume (etcd renews leases on restart) and so do placements.
+        cluster.start_member(cluster.members[0])
+        cluster.wait_healthy()
+        deadline = time.monotonic() + TTL + 3
+        while not rt.call(a.can_place):
+            assert time.monotonic() < deadline, "placements did not resume after etcd came back"
+            time.sleep(0.1)
+        assert not rt.run(lambda: a.place("after", "s2")).existing
+        assert rt.run(lambda: a.lookup("before")).state == "live"
     finally:
         farm.close()
         cluster.close()
@@ -237,3 +247,25 @@ def test_a_restarting_host_adopts_before_anyone_may_replace_its_sessions(farm: F
     again = farm.rt.run(lambda: b.place("kept", "s-duplicate"))
     assert again.existing and again.placement.session_id == "s-kept" and again.placement.host_id == "a"
     assert not any(h.adopting for h in farm.rt.run(b.hosts))
+
+
+def test_a_host_whose_lease_was_lost_reregisters_and_adopts_by_itself(farm: Farm) -> None:
+    a, b = farm.host("a", capacity=5), farm.host("b", capacity=5)
+    farm.rt.run(lambda: b.drain("b"))
+    claim = farm.rt.run(lambda: a.place("survivor", "s-1"))
+    farm.rt.run(lambda: b.drain("b", False))
+    adopted: list[bool] = []
+
+    async def adopt_local_sessions() -> None:
+        adopted.append(await a.adopt("survivor", claim.placement.session_id))
+
+    a.on_registered = adopt_local_sessions
+    old = a.keeper.lease
+    farm.rt.run(lambda: b.client.revoke(old))  # the lease ends under the host's feet
+    deadline = time.monotonic() + TTL + 3
+    while not adopted:
+        assert time.monotonic() < deadline, "the host did not re-register within a TTL"
+        time.sleep(0.1)
+    assert adopted == [True] and a.keeper.lease not in (0, old) and farm.rt.call(a.can_place)
+    found = farm.rt.run(lambda: b.lookup("survivor"))
+    assert found.state == "live" and found.host_id == "a" and found.lease == a.keeper.lease

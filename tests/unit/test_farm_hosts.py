@@ -73,3 +73,28 @@ def test_local_load(tmp_path: object) -> None:
     assert read_mem_available(meminfo + ".missing") == 0
     load = local_load(3, 10)
     assert load.sessions == 3 and load.capacity == 10 and load.mem_available > 0 and load.cpu_load >= 0
+
+
+def test_a_failed_reregistration_is_retried_at_the_next_tick() -> None:
+    t, clock = FakeTransport(), task.Clock()
+    attempts: list[int] = []
+    k: LeaseKeeper
+
+    async def on_expired() -> None:
+        attempts.append(1)
+        await k.grant()  # etcd down on the first try: EtcdUnavailable; up on the second
+
+    k = LeaseKeeper(EtcdClient([E], t), 6, clock, on_expired)
+    t.script(E, {"ID": "42", "TTL": "6"})
+    result_of(k.grant())
+    k.start()
+    t.script(E, {"result": {"ID": "42"}})  # the keepalive finds the lease gone
+    clock.advance(2.0)
+    assert attempts == [1] and k.lost and not k.alive()
+    t.script(E, {"ID": "43", "TTL": "6"})
+    clock.advance(2.0)
+    assert attempts == [1, 1] and not k.lost and k.lease == 43 and k.alive()
+    t.script(E, {"result": {"ID": "43", "TTL": "6"}})
+    clock.advance(2.0)
+    assert k.alive() and t.calls[-1][1] == {"ID": "43"}
+    k.stop()
