@@ -245,12 +245,16 @@ class EtcdDirectory:
                          old: SessionPlacement | None) -> Claim | None:  # fmt: skip
         old_kv = snap.session
         count_revision = snap.count_revisions.get(host.host_id, 0)
+        own_lease = self.keeper.lease
+        if own_lease == 0:  # lost while we were reading (a LEASE compare with 0 would match a missing key)
+            self._refuse_if_detached()
         new = SessionPlacement(user=user, session_id=session_id, host_id=host.host_id, advertise=host.advertise,
                                lease=host.lease, claimed=self.clock.seconds(), state="live")  # fmt: skip
         key = self.keys.session(user)
         compares = [Compare(self.keys.host(host.host_id), "LEASE", "EQUAL", host.lease),
                     Compare(self.keys.drain(host.host_id), "VERSION", "EQUAL", 0),
-                    Compare(self.keys.host(self.host_id), "LEASE", "EQUAL", self.keeper.lease),
+                    Compare(self.keys.host(self.host_id), "LEASE", "EQUAL", own_lease),
+                    Compare(self.keys.host(self.host_id), "VERSION", "GREATER", 0),
                     Compare(self.keys.count(host.host_id), "MOD", "EQUAL", count_revision)]  # fmt: skip
         success = [op_put(key, session_record(new)), op_put(self.keys.count(host.host_id), b"%d" % (host.placed + 1))]
         if old_kv is None:
