@@ -19,15 +19,15 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from etcdtest import start_cluster
-from twisted.internet import defer, task
+from etcdtest import start_cluster  # noqa: E402 - after the sys.path line
+from twisted.internet import defer, task  # noqa: E402 - after the sys.path line
 
-from sessiond.farm import placement
-from sessiond.farm.directory import HostLoad, SessionPlacement
-from sessiond.farm.etcd_client import EtcdClient, EtcdSettings
-from sessiond.farm.etcd_codec import op_put, op_range
-from sessiond.farm.etcd_directory import EtcdDirectory
-from sessiond.farm.records import FarmKeys, session_record
+from sessiond.farm import placement  # noqa: E402 - after the sys.path line
+from sessiond.farm.directory import HostLoad, SessionPlacement  # noqa: E402 - after the sys.path line
+from sessiond.farm.etcd_client import EtcdClient, EtcdSettings  # noqa: E402 - after the sys.path line
+from sessiond.farm.etcd_codec import op_put, op_range  # noqa: E402 - after the sys.path line
+from sessiond.farm.etcd_directory import EtcdDirectory  # noqa: E402 - after the sys.path line
+from sessiond.farm.records import FarmKeys, session_record  # noqa: E402 - after the sys.path line
 
 HOSTS = ("h1", "h2", "h3")
 # etcd's default --max-txn-ops: puts are batched this many per transaction.

@@ -54,7 +54,7 @@ class EtcdTLSPolicy:
             with open(settings.cert_file, "rb") as f, open(settings.key_file, "rb") as k:
                 self.client = ssl.PrivateCertificate.loadPEM(f.read() + b"\n" + k.read())
 
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802 - Twisted's IPolicyForHTTPS
         """Client TLS options for one etcd endpoint."""
         return ssl.optionsForClientTLS(hostname.decode("ascii"), trustRoot=self.trust,
                                        clientCertificate=self.client)  # fmt: skip
@@ -88,7 +88,7 @@ class _BoundedBody(protocol.Protocol):
         self.size = 0
         self.failed = False
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's IProtocol
         self.size += len(data)
         if self.failed:
             return
@@ -99,7 +99,7 @@ class _BoundedBody(protocol.Protocol):
             return
         self.parts.append(data)
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802 - Twisted's IProtocol
         if self.failed:
             return
         if reason.check(ResponseDone):
@@ -113,7 +113,7 @@ class _LineBody(protocol.Protocol):
         self.stream = stream
         self.splitter = LineSplitter()
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's IProtocol
         try:
             for line in self.splitter.feed(data):
                 if self.stream.cancelled:
@@ -123,7 +123,7 @@ class _LineBody(protocol.Protocol):
             self.stream.fail(Failure(exc))
             self.transport.stopProducing()  # type: ignore[union-attr]
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802 - Twisted's IProtocol
         if reason.check(ResponseDone) or self.stream.cancelled:
             self.stream.finish()
         else:

@@ -15,7 +15,7 @@ class Producer:
     def __init__(self) -> None:
         self.stopped = False
 
-    def stopProducing(self) -> None:
+    def stopProducing(self) -> None:  # noqa: N802 - Twisted's IPushProducer
         self.stopped = True
 
 
