@@ -16,6 +16,7 @@ setup(
         "protocol",
         "sessiond",
         "sessiond.agent",
+        "sessiond.farm",
         "isolation",
         "apps",
         "client",
