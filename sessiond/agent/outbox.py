@@ -88,6 +88,10 @@ class OutboxWatcher:
             self._timer.cancel()
             self._timer = None
 
+    def forget(self, name: str) -> None:
+        """The client never took name (declined, or went away first): offer it again next time."""
+        self._offered.pop(name, None)
+
     def poll(self) -> list[str]:
         """Look once; offer what is complete and new; return the names offered."""
         if not self.policy.to_client:
