@@ -105,6 +105,10 @@ class SelectionServer:
         self.chunk_bytes = incr_chunk_bytes(display.display.info.max_request_length)
         self.incr_sent = 0  # completed INCR sends, for tests and metrics
 
+    def sends_in_progress(self) -> int:
+        """INCR sends waiting for their requestor."""
+        return len(self._incr)
+
     def own(self, selection: int, content: Mapping[str, bytes], timestamp: int) -> bool:
         """Become the owner of selection with content; False if the server gave it to someone else."""
         self._window.set_selection_owner(selection, timestamp)

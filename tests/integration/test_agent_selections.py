@@ -65,7 +65,7 @@ def run_with_service(xvfb: XServer, body: Callable[[SelectionService, asyncio.Qu
     async def main() -> None:
         events: asyncio.Queue[ClipboardChanged] = asyncio.Queue()
         service = SelectionService(asyncio.get_running_loop(), xvfb.display, policy or ClipboardPolicy(),
-                                   events.put_nowait, lambda text: None)  # fmt: skip
+                                   events.put_nowait, print)  # fmt: skip
         try:
             await body(service, events)
         finally:
@@ -256,3 +256,132 @@ def test_an_owner_that_never_answers_costs_a_bounded_wait(xvfb: XServer) -> None
         run_with_service(xvfb, body)
     finally:
         silent.close()
+
+
+# -- a hand-written requestor, for what xclip does not do --------------------------
+class RawRequestor:
+    """An X client that converts selections itself, polled without blocking the loop."""
+
+    def __init__(self, display_name: str) -> None:
+        self.display = Display(display_name)
+        self.window = self.display.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent, X.InputOnly,
+                                                               X.CopyFromParent,
+                                                               event_mask=X.PropertyChangeMask)  # fmt: skip
+        self.display.sync()
+
+    def atom(self, name: str) -> int:
+        return self.display.intern_atom(name)
+
+    async def next_event(self, type_: int, timeout: float = XCLIP_TIMEOUT_SECONDS) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while self.display.pending_events():
+                ev = self.display.next_event()
+                if ev.type == type_:
+                    return ev
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"no event {type_}")
+
+    async def convert(self, target: str, prop: str) -> Any:
+        self.window.convert_selection(self.atom("CLIPBOARD"), self.atom(target), self.atom(prop), X.CurrentTime)
+        self.display.flush()
+        return await self.next_event(X.SelectionNotify)
+
+    def close(self) -> None:
+        self.display.close()
+
+
+def test_multiple_and_timestamp_are_answered(xvfb: XServer) -> None:
+    async def body(service: SelectionService, events: asyncio.Queue[ClipboardChanged]) -> None:
+        service.set_local("CLIPBOARD", {TEXT_MIME: TEXT})
+        req = RawRequestor(xvfb.display)
+        try:
+            notify = await req.convert("TIMESTAMP", "STAMP")
+            stamp = req.window.get_full_property(notify.property, X.AnyPropertyType)
+            assert notify.property == req.atom("STAMP") and stamp.value[0] > 0
+            pairs = [req.atom("UTF8_STRING"), req.atom("P1"), req.atom("image/png"), req.atom("P2"),
+                     req.atom("STRING"), req.atom("P3")]  # fmt: skip
+            req.window.change_property(req.atom("PAIRS"), req.atom("ATOM_PAIR"), 32, pairs)
+            notify = await req.convert("MULTIPLE", "PAIRS")
+            assert notify.property == req.atom("PAIRS")
+            answered = list(req.window.get_full_property(req.atom("PAIRS"), X.AnyPropertyType).value)
+            assert answered[1] == req.atom("P1") and answered[3] == X.NONE  # no image held
+            assert req.window.get_full_property(req.atom("P1"), X.AnyPropertyType).value == TEXT
+            assert req.window.get_full_property(req.atom("P3"), X.AnyPropertyType).value.startswith(b"Gr\xfc\xdfe")
+            refused = await req.convert("image/png", "P4")
+            assert refused.property == X.NONE
+        finally:
+            req.close()
+    run_with_service(xvfb, body)
+
+
+def test_a_requestor_that_stops_reading_an_incr_transfer_is_dropped(xvfb: XServer,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from sessiond.agent import x_selection
+    monkeypatch.setattr(x_selection, "INCR_SEND_TIMEOUT_SECONDS", 0.5)
+    text = big_text(ONE_MIB)
+
+    async def body(service: SelectionService, events: asyncio.Queue[ClipboardChanged]) -> None:
+        service.set_local("CLIPBOARD", {TEXT_MIME: text})
+        req = RawRequestor(xvfb.display)
+        try:
+            notify = await req.convert("UTF8_STRING", "DATA")
+            head = req.window.get_property(notify.property, X.AnyPropertyType, 0, 1)
+            assert head.property_type == req.atom("INCR") and head.value[0] == len(text)
+            # ... and never deletes the property: the agent gives up, and others are served.
+            await asyncio.sleep(1.0)
+            assert service.server.sends_in_progress() == 0
+            assert await xclip_out(xvfb.display, "-selection", "clipboard") == text
+        finally:
+            req.close()
+    run_with_service(xvfb, body)
+
+
+# -- a real app: xterm ------------------------------------------------------------
+def test_xterm_pastes_what_we_own_and_what_it_selects_comes_back(xvfb: XServer, tmp_path: Any) -> None:
+    from sessiond.agent.windows import FocusManager
+    from sessiond.agent.xinput import InputInjector
+
+    shown = "shown in xterm: Grüße ÄÖÜ €"
+    pasted = "pasted: Ελληνικά 日本語 🎉 ok"
+    out = tmp_path / "pasted.txt"
+    env = {**os.environ, "DISPLAY": xvfb.display, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    script = 'printf "%s\\n" "$1"; stty -echo -icanon; head -c "$3" > "$2"; sleep 30'
+
+    async def body(service: SelectionService, events: asyncio.Queue[ClipboardChanged]) -> None:
+        agent = Display(xvfb.display)
+        focus = FocusManager(agent)
+        injector = InputInjector(agent)
+        proc = await asyncio.create_subprocess_exec(
+            "xterm", "-u8", "-geometry", "80x10+0+0", "-e", "sh", "-c", script, "sh", shown, str(out),
+            str(len(pasted.encode())),
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + XCLIP_TIMEOUT_SECONDS
+            while focus.focused is None and time.monotonic() < deadline:
+                agent.sync()
+                while agent.pending_events():
+                    focus.handle_event(agent.next_event())
+                await asyncio.sleep(0.05)
+            assert focus.focused is not None, "xterm never mapped a window"
+            await asyncio.sleep(0.5)  # the shell prints its line
+            # Triple-click selects the first line: xterm takes PRIMARY.
+            for _ in range(3):
+                injector.button(20, 8, 1, True)
+                injector.button(20, 8, 1, False)
+            injector.sync()
+            change = await next_change(events)
+            assert change.selection == "PRIMARY"
+            assert (await service.fetch("PRIMARY", TEXT_MIME)).rstrip(b"\n") == shown.encode()
+            # Our PRIMARY, middle-clicked into xterm: the shell writes the bytes that arrived.
+            service.set_local("PRIMARY", {TEXT_MIME: pasted.encode()})
+            injector.button(20, 60, 2, True)
+            injector.button(20, 60, 2, False)
+            injector.sync()
+            while time.monotonic() < deadline and not (out.exists() and len(out.read_bytes()) >= len(pasted.encode())):
+                await asyncio.sleep(0.05)
+            assert out.read_text(encoding="utf-8") == pasted
+        finally:
+            await stop(proc)
+            agent.close()
+    run_with_service(xvfb, body, ClipboardPolicy(primary_to_client=True))
