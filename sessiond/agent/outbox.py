@@ -80,6 +80,7 @@ class OutboxWatcher:
         def tick() -> None:
             self.poll()
             self._schedule(loop)
+
         self._timer = loop.call_later(OUTBOX_POLL_SECONDS, tick)
 
     def stop(self) -> None:

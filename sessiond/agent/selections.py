@@ -40,8 +40,8 @@ from sessiond.agent.x_selection_fetch import (
 SELECTIONS = ("CLIPBOARD", "PRIMARY")
 # X events handled per drain before the loop serves others (as main.py does).
 MAX_X_EVENTS_PER_DRAIN = 256
-# Target names read from one app's TARGETS answer (4 bytes each).
-MAX_TARGETS = 256
+# Target names read from one app's TARGETS answer (4 bytes each; office suites offer ~40).
+MAX_TARGETS = 1024
 # Property on our window appended to (zero bytes) to learn the server time.
 TIMESTAMP_PROPERTY = "_SESSIOND_TIMESTAMP"
 # X errors logged per connection before the log goes quiet (a hostile app can
@@ -89,8 +89,11 @@ class SelectionService:
         self._targets: dict[str, tuple[str, ...]] = {}  # the current owner's target names
         self._generation: dict[str, int] = dict.fromkeys(SELECTIONS, 0)
         self._deferred: list[Any] = []
-        mask = xfixes.XFixesSetSelectionOwnerNotifyMask | xfixes.XFixesSelectionWindowDestroyNotifyMask | \
-            xfixes.XFixesSelectionClientCloseNotifyMask
+        mask = (
+            xfixes.XFixesSetSelectionOwnerNotifyMask
+            | xfixes.XFixesSelectionWindowDestroyNotifyMask
+            | xfixes.XFixesSelectionClientCloseNotifyMask
+        )
         for atom in self._selection_atoms.values():
             self.x.xfixes_select_selection_input(self.window, atom, mask)
         self.x.sync()
@@ -181,7 +184,7 @@ class SelectionService:
         self._loop.call_soon(self._readable)
 
     def _dispatch(self, ev: Any) -> None:
-        if isinstance(ev, xfixes.SetSelectionOwnerNotify) or isinstance(ev, xfixes.SelectionNotify):
+        if isinstance(ev, xfixes.SelectionNotify):  # SetSelectionOwner, WindowDestroy, ClientClose
             self._owner_changed(ev)
         elif ev.type == X.SelectionRequest:
             self.server.handle_selection_request(ev)
@@ -189,9 +192,8 @@ class SelectionService:
             self.server.handle_selection_clear(ev)
         elif ev.type == X.SelectionNotify:
             self.fetcher.handle_selection_notify(ev)
-        elif ev.type == X.PropertyNotify:
-            if not self.fetcher.handle_property_notify(ev):
-                self.server.handle_property_notify(ev)
+        elif ev.type == X.PropertyNotify and not self.fetcher.handle_property_notify(ev):
+            self.server.handle_property_notify(ev)
 
     def _owner_changed(self, ev: Any) -> None:
         name = self._names.get(ev.selection)
@@ -241,7 +243,10 @@ class SelectionService:
         self.window.change_property(prop, Xatom.INTEGER, 32, [], mode=X.PropModeAppend)
         self.x.flush()
         while True:
-            ev = self.x.next_event()
+            try:
+                ev = self.x.next_event()
+            except xerror.ConnectionClosedError as exc:
+                raise SelectionUnavailable(f"the X connection closed ({exc})") from exc
             if ev.type == X.PropertyNotify and ev.window.id == self.window.id and ev.atom == prop:
                 return int(ev.time)
             self._deferred.append(ev)

@@ -52,8 +52,8 @@ def send_files(paths: list[str], runtime_dir: str) -> tuple[int, list[str]]:
                 socket.send_fds(sock, [request], fds)
                 reply = json.loads(sock.recv(MAX_REPLY_BYTES))
             except (OSError, ValueError) as exc:
-                return EXIT_USAGE, [f"sessiond-send: the session agent did not answer ({exc}); "
-                                    "is this a sessiond session?"]  # fmt: skip
+                why = f"the session agent did not answer ({exc}); is this a sessiond session?"
+                return EXIT_USAGE, [f"sessiond-send: {why}"]
     finally:
         for fd in fds:
             os.close(fd)

@@ -145,6 +145,7 @@ class SendSocketServer:
         def refuse(why: str) -> dict[str, Any]:
             os.close(fd)
             return {"name": name[:MAX_MESSAGE_CHARS], "ok": False, "message": why[:MAX_MESSAGE_CHARS]}
+
         if not self.policy.to_client:
             return refuse("sending files to the client is not allowed in this session")
         try:

@@ -145,7 +145,7 @@ class SelectionServer:
                     ok = self._answer_multiple(ev.requestor, prop, content, owned_at)
                 else:
                     ok = self._answer(ev.requestor, ev.target, prop, content, owned_at)
-        reply = xevent.SelectionNotify(time=ev.time, requestor=ev.requestor, selection=ev.selection,
+        reply = xevent.SelectionNotify(time=ev.time, requestor=ev.requestor.id, selection=ev.selection,
                                        target=ev.target, property=prop if ok else X.NONE)  # fmt: skip
         ev.requestor.send_event(reply, event_mask=0)
         return True
@@ -209,7 +209,7 @@ class SelectionServer:
         if send is None:
             return False
         send.timer.cancel()
-        chunk = send.data[send.offset:send.offset + self.chunk_bytes]
+        chunk = send.data[send.offset : send.offset + self.chunk_bytes]
         send.requestor.change_property(send.property, send.type_atom, 8, chunk)
         if not chunk:  # the zero-length property that ends the transfer is written
             self._finish((ev.window.id, ev.atom))

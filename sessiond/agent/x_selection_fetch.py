@@ -211,7 +211,9 @@ class SelectionFetcher:
     def _timed_out(self, conv: _Conversation) -> None:
         if self._active(conv.selection) is conv:
             with_incr = " during INCR" if conv.incr is not None else ""
-            self._fail(conv, SelectionTimeout(f"no answer from the owner within {SELECTION_TIMEOUT_SECONDS:g} s{with_incr}"))
+            self._fail(
+                conv, SelectionTimeout(f"no answer from the owner within {SELECTION_TIMEOUT_SECONDS:g} s{with_incr}")
+            )
 
     def _next(self, conv: _Conversation) -> None:
         if conv.timer is not None:

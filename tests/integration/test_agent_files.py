@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ import pytest
 from sessiond.agent import send_socket
 from sessiond.agent.clipboard_policy import FilePolicy
 from sessiond.agent.outbox import OutgoingFile
-from sessiond.agent.send_socket import MAX_REQUEST_BYTES, SendSocketServer, send_socket_path
+from sessiond.agent.send_socket import (
+    MAX_CONNECTIONS,
+    MAX_FILES_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    SendSocketServer,
+    send_socket_path,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +77,9 @@ def serve(tmp_path: Path, offers: Offers, policy: FilePolicy | None = None) -> A
                 await body(str(runtime), server)
             finally:
                 server.close()
+
         asyncio.run(main())
+
     return wrap
 
 
@@ -86,6 +95,7 @@ def test_sessiond_send_hands_the_files_over(tmp_path: Path) -> None:
         status, out = await run([SEND_COMMAND, str(one), str(two)], runtime)
         assert status == 0, out
         assert "report.pdf: offered to the client" in out
+
     got = {name: (size, source, hashlib.sha256(data).hexdigest()) for name, size, source, data in offers.received}
     assert got == {
         "report.pdf": (300_000, "send", hashlib.sha256(one.read_bytes()).hexdigest()),
@@ -133,6 +143,7 @@ def test_other_users_are_turned_away_even_through_an_open_socket() -> None:
             assert status == 2 and "did not answer" in out, out
             status, out = await run([SEND_COMMAND, str(path)], runtime)  # the owner still gets through
             assert status == 0, out
+
         assert [name for name, *_ in offers.received] == ["f.txt"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -140,7 +151,7 @@ def test_other_users_are_turned_away_even_through_an_open_socket() -> None:
 
 def test_malformed_oversized_and_silent_clients_cost_only_their_connection(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    monkeypatch.setattr(send_socket, "REQUEST_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(send_socket, "REQUEST_TIMEOUT_SECONDS", 1.0)
     path = tmp_path / "ok.txt"
     path.write_bytes(b"fine")
     offers = Offers()
@@ -160,16 +171,28 @@ def test_malformed_oversized_and_silent_clients_cost_only_their_connection(tmp_p
 
         fd = os.open(path, os.O_RDONLY)
         try:
+            too_many = json.dumps({"v": 1, "names": ["ok.txt"] * (MAX_FILES_PER_REQUEST + 1)}).encode()
+            assert "files" in json.loads(await exchange(too_many, [fd] * (MAX_FILES_PER_REQUEST + 1)))["error"]
             assert "malformed" in json.loads(await exchange(b"not json", [fd]))["error"]
             assert "malformed" in json.loads(await exchange(b'{"v":1,"names":["a","b"]}', [fd]))["error"]
             assert "larger than" in json.loads(await exchange(b"x" * (MAX_REQUEST_BYTES + 1), [fd]))["error"]
         finally:
             os.close(fd)
-        silent = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        silent.setblocking(False)
-        await loop.sock_connect(silent, server.path)
-        assert await asyncio.wait_for(loop.sock_recv(silent, 100), 5) == b""  # dropped after the timeout
-        silent.close()
+        silent = []
+        for _ in range(MAX_CONNECTIONS + 1):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, server.path)
+            silent.append(sock)
+        started = time.monotonic()
+        # One over the limit is closed at once; the others after the request timeout.
+        assert await asyncio.wait_for(loop.sock_recv(silent[-1], 100), 5) == b""
+        assert time.monotonic() - started < send_socket.REQUEST_TIMEOUT_SECONDS
+        for sock in silent[:-1]:
+            assert await asyncio.wait_for(loop.sock_recv(sock, 100), 5) == b""
+            sock.close()
+        silent[-1].close()
         status, out = await run([SEND_COMMAND, str(path)], runtime)
         assert status == 0, out
+
     assert [name for name, *_ in offers.received] == ["ok.txt"]

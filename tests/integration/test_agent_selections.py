@@ -62,6 +62,7 @@ def png_bytes() -> bytes:
 def run_with_service(xvfb: XServer, body: Callable[[SelectionService, asyncio.Queue[ClipboardChanged]], Awaitable[None]],
                      policy: ClipboardPolicy | None = None) -> None:  # fmt: skip
     """Run body(service, events) in a fresh loop with a SelectionService on xvfb."""
+
     async def main() -> None:
         events: asyncio.Queue[ClipboardChanged] = asyncio.Queue()
         service = SelectionService(asyncio.get_running_loop(), xvfb.display, policy or ClipboardPolicy(),
@@ -70,6 +71,7 @@ def run_with_service(xvfb: XServer, body: Callable[[SelectionService, asyncio.Qu
             await body(service, events)
         finally:
             service.close()
+
     asyncio.run(main())
 
 
@@ -122,6 +124,7 @@ def test_text_we_own_is_pasted_byte_exact(xvfb: XServer) -> None:
         # Our own ownership is never reported as new content.
         await asyncio.sleep(0.2)
         assert events.empty()
+
     run_with_service(xvfb, body)
 
 
@@ -135,6 +138,7 @@ def test_text_an_app_copies_is_noticed_and_fetched(xvfb: XServer, selection: str
             assert await service.fetch(selection.upper(), TEXT_MIME) == TEXT
         finally:
             await stop(proc)
+
     run_with_service(xvfb, body, ClipboardPolicy(primary_to_client=True))
 
 
@@ -151,6 +155,7 @@ def test_primary_stays_in_the_session_by_default(xvfb: XServer) -> None:
         finally:
             await stop(proc)
             await stop(clip)
+
     run_with_service(xvfb, body)
 
 
@@ -168,6 +173,7 @@ def test_png_an_app_copies_comes_back_identical(xvfb: XServer) -> None:
         # And the other way: a PNG the client sets is what an app reads.
         service.set_local("CLIPBOARD", {PNG_MIME: png})
         assert await xclip_out(xvfb.display, "-selection", "clipboard", "-t", PNG_MIME) == png
+
     run_with_service(xvfb, body)
 
 
@@ -184,6 +190,7 @@ def test_one_mib_of_text_round_trips_both_ways(xvfb: XServer) -> None:
             assert await service.fetch("CLIPBOARD", TEXT_MIME) == text
         finally:
             await stop(proc)
+
     run_with_service(xvfb, body)
 
 
@@ -199,6 +206,7 @@ def test_large_text_from_an_app_arrives_by_incr(xvfb: XServer) -> None:
             assert service.fetcher.incr_received == 1
         finally:
             await stop(proc)
+
     run_with_service(xvfb, body, ClipboardPolicy(max_text_bytes=8 * ONE_MIB))
 
 
@@ -221,6 +229,7 @@ def test_text_over_the_cap_is_refused(xvfb: XServer, size: int) -> None:
             await stop(proc)
         with pytest.raises(ClipboardRefused):
             service.set_local("CLIPBOARD", {TEXT_MIME: b"x" * (100 * 1024 + 1)})
+
     run_with_service(xvfb, body, ClipboardPolicy(max_text_bytes=100 * 1024))
 
 
@@ -240,6 +249,7 @@ def test_an_owner_that_never_answers_costs_a_bounded_wait(xvfb: XServer) -> None
                 now = time.monotonic()
                 gaps.append(now - last)
                 last = now
+
         tick = asyncio.create_task(ticker())
         started = time.monotonic()
         with pytest.raises(SelectionTimeout):
@@ -252,6 +262,7 @@ def test_an_owner_that_never_answers_costs_a_bounded_wait(xvfb: XServer) -> None
         # Our own paste works at once after that.
         service.set_local("CLIPBOARD", {TEXT_MIME: b"after"})
         assert await xclip_out(xvfb.display, "-selection", "clipboard") == b"after"
+
     try:
         run_with_service(xvfb, body)
     finally:
@@ -312,12 +323,14 @@ def test_multiple_and_timestamp_are_answered(xvfb: XServer) -> None:
             assert refused.property == X.NONE
         finally:
             req.close()
+
     run_with_service(xvfb, body)
 
 
 def test_a_requestor_that_stops_reading_an_incr_transfer_is_dropped(xvfb: XServer,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from sessiond.agent import x_selection
+
     monkeypatch.setattr(x_selection, "INCR_SEND_TIMEOUT_SECONDS", 0.5)
     text = big_text(ONE_MIB)
 
@@ -334,6 +347,7 @@ def test_a_requestor_that_stops_reading_an_incr_transfer_is_dropped(xvfb: XServe
             assert await xclip_out(xvfb.display, "-selection", "clipboard") == text
         finally:
             req.close()
+
     run_with_service(xvfb, body)
 
 
@@ -353,9 +367,22 @@ def test_xterm_pastes_what_we_own_and_what_it_selects_comes_back(xvfb: XServer, 
         focus = FocusManager(agent)
         injector = InputInjector(agent)
         proc = await asyncio.create_subprocess_exec(
-            "xterm", "-u8", "-geometry", "80x10+0+0", "-e", "sh", "-c", script, "sh", shown, str(out),
+            "xterm",
+            "-u8",
+            "-geometry",
+            "80x10+0+0",
+            "-e",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            shown,
+            str(out),
             str(len(pasted.encode())),
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + XCLIP_TIMEOUT_SECONDS
             while focus.focused is None and time.monotonic() < deadline:
@@ -384,4 +411,5 @@ def test_xterm_pastes_what_we_own_and_what_it_selects_comes_back(xvfb: XServer, 
         finally:
             await stop(proc)
             agent.close()
+
     run_with_service(xvfb, body, ClipboardPolicy(primary_to_client=True))

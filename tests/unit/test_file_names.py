@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 
 from sessiond.agent.clipboard_policy import FilePolicy
 from sessiond.agent.files import MAX_OPEN_INCOMING, IncomingFile, IncomingTransfers, TransferRefused, downloads_dir_fd
-from sessiond.agent.outbox import STABLE_POLLS, OutboxWatcher, OutgoingFile, file_open_for_writing
+from sessiond.agent import outbox
+from sessiond.agent.outbox import (
+    MAX_OUTBOX_ENTRIES,
+    STABLE_POLLS,
+    OutboxWatcher,
+    OutgoingFile,
+    file_open_for_writing,
+)
 from sessiond.agent.transfer_names import (
     DEFAULT_NAME,
     MAX_INCOMING_NAME_BYTES,
@@ -233,7 +240,39 @@ def test_a_file_open_for_writing_waits_and_an_inactive_or_refusing_client_gets_i
 
 def test_open_for_writing_sees_our_own_writer(tmp_path: Path) -> None:
     path = tmp_path / "f"
-    with open(path, "wb") as f:
+    with open(path, "wb"):
         st_ = os.stat(path)
         assert file_open_for_writing(st_.st_dev, st_.st_ino)
     assert not file_open_for_writing(st_.st_dev, st_.st_ino)
+
+
+def test_names_run_out_after_max_name_attempts(tmp_path: Path) -> None:
+    dir_fd = downloads_dir_fd(str(tmp_path), FilePolicy())
+    try:
+        for number in range(MAX_NAME_ATTEMPTS):
+            (tmp_path / "Downloads" / numbered_name("a.txt", number)).write_bytes(b"")
+        with pytest.raises(TransferRefused):
+            IncomingFile(dir_fd, "a.txt", 1, FilePolicy())
+        assert len(os.listdir(tmp_path / "Downloads")) == MAX_NAME_ATTEMPTS
+    finally:
+        os.close(dir_fd)
+
+
+def test_a_poll_looks_at_most_max_outbox_entries(tmp_path: Path) -> None:
+    offer = Recorder()
+    w = watcher(tmp_path, offer)
+    for i in range(MAX_OUTBOX_ENTRIES + 10):
+        (tmp_path / "Outbox" / f"f{i:04d}").write_bytes(b"x")
+    offered = []
+    for _ in range(STABLE_POLLS):
+        offered = w.poll()
+    assert len(offered) == MAX_OUTBOX_ENTRIES
+
+
+def test_too_many_descriptors_count_as_still_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    st_ = os.stat(path)
+    assert not file_open_for_writing(st_.st_dev, st_.st_ino)
+    monkeypatch.setattr(outbox, "MAX_PROC_FDS_SCANNED", 1)
+    assert file_open_for_writing(st_.st_dev, st_.st_ino)  # could not look at all: wait

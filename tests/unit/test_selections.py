@@ -31,7 +31,14 @@ from sessiond.agent.selection_targets import (
     target_to_fetch,
     utf8_to_latin1,
 )
-from sessiond.agent.x_selection import AtomCache, incr_chunk_bytes
+from sessiond.agent import x_selection_fetch
+from sessiond.agent.x_selection import (
+    MAX_MULTIPLE_PAIRS,
+    MAX_OUTGOING_INCR,
+    AtomCache,
+    SelectionServer,
+    incr_chunk_bytes,
+)
 from sessiond.agent.x_selection_fetch import (
     MAX_QUEUED_FETCHES,
     SelectionFetcher,
@@ -148,12 +155,12 @@ class FakeLoop:
 
     def __init__(self) -> None:
         self.real = asyncio.new_event_loop()
-        self.timers: list[tuple[float, Callable[..., None], tuple[Any, ...], "FakeHandle"]] = []
+        self.timers: list[tuple[float, Callable[..., None], tuple[Any, ...], FakeHandle]] = []
 
     def create_future(self) -> asyncio.Future[Any]:
         return self.real.create_future()
 
-    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> "FakeHandle":
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> FakeHandle:
         handle = FakeHandle()
         self.timers.append((delay, fn, args, handle))
         return handle
@@ -202,14 +209,14 @@ def answer(window: FakeWindow, prop: Prop) -> Event:
 
 
 def test_a_plain_answer_is_read_whole(rig: Any) -> None:
-    fetcher, window, loop, atoms = rig
+    fetcher, window, _, atoms = rig
     future = fetcher.fetch(1, atoms.atom("UTF8_STRING"), 1000)
     assert fetcher.handle_selection_notify(answer(window, Prop(atoms.atom("UTF8_STRING"), 8, b"hello")))
     assert future.result().data == b"hello"
 
 
 def test_an_answer_over_the_cap_is_never_read(rig: Any) -> None:
-    fetcher, window, loop, atoms = rig
+    fetcher, window, _, atoms = rig
     future = fetcher.fetch(1, atoms.atom("UTF8_STRING"), 100)
     fetcher.handle_selection_notify(answer(window, Prop(atoms.atom("UTF8_STRING"), 8, b"x" * 101)))
     with pytest.raises(SelectionTooLarge):
@@ -219,7 +226,7 @@ def test_an_answer_over_the_cap_is_never_read(rig: Any) -> None:
 
 
 def test_incr_over_the_cap_stops_at_the_announcement_or_the_chunk_that_crosses_it(rig: Any) -> None:
-    fetcher, window, loop, atoms = rig
+    fetcher, window, _, atoms = rig
     incr, utf8 = atoms.atom("INCR"), atoms.atom("UTF8_STRING")
     future = fetcher.fetch(1, utf8, 100)
     fetcher.handle_selection_notify(answer(window, Prop(incr, 32, [101])))
@@ -240,7 +247,7 @@ def test_incr_over_the_cap_stops_at_the_announcement_or_the_chunk_that_crosses_i
 
 
 def test_incr_chunks_are_joined(rig: Any) -> None:
-    fetcher, window, loop, atoms = rig
+    fetcher, window, _, atoms = rig
     incr, utf8 = atoms.atom("INCR"), atoms.atom("UTF8_STRING")
     future = fetcher.fetch(1, utf8, 1000)
     notify = answer(window, Prop(incr, 32, [6]))
@@ -269,7 +276,7 @@ def test_a_silent_owner_costs_one_timer_and_the_next_fetch_goes_ahead(rig: Any) 
 
 
 def test_a_refusal_and_a_queue_overflow_fail_cleanly(rig: Any) -> None:
-    fetcher, window, loop, atoms = rig
+    fetcher, window, _, atoms = rig
     first = fetcher.fetch(1, atoms.atom("TARGETS"), 100)
     queued = [fetcher.fetch(1, atoms.atom("TARGETS"), 100) for _ in range(MAX_QUEUED_FETCHES)]
     overflow = fetcher.fetch(1, atoms.atom("TARGETS"), 100)
@@ -282,3 +289,119 @@ def test_a_refusal_and_a_queue_overflow_fail_cleanly(rig: Any) -> None:
         first.result()
     fetcher.cancel_all()
     assert all(isinstance(f.exception(), SelectionUnavailable) for f in queued)
+
+
+def test_a_transfer_that_trickles_past_the_whole_transfer_limit_fails(rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fetcher, window, _, atoms = rig
+    incr, utf8 = atoms.atom("INCR"), atoms.atom("UTF8_STRING")
+    now = [1000.0]
+    monkeypatch.setattr(x_selection_fetch.time, "monotonic", lambda: now[0])
+    future = fetcher.fetch(1, utf8, 1000)
+    notify = answer(window, Prop(incr, 32, [6]))
+    fetcher.handle_selection_notify(notify)
+    now[0] += x_selection_fetch.MAX_FETCH_SECONDS + 1  # each step in time, the whole too slow
+    window.props[notify.property] = Prop(utf8, 8, b"abc")
+    fetcher.handle_property_notify(Event(PROPERTY_NOTIFY, window=window, atom=notify.property))
+    with pytest.raises(SelectionTimeout):
+        future.result()
+
+
+# -- the owner, with fakes ------------------------------------------------------------
+class FakeRequestor:
+    def __init__(self, wid: int) -> None:
+        self.id = wid
+        self.props: dict[int, tuple[int, int, Any]] = {}
+        self.sent: list[Any] = []
+
+    def change_property(self, prop: int, type_: int, fmt: int, data: Any) -> None:
+        self.props[prop] = (type_, fmt, data)
+
+    def change_attributes(self, event_mask: int) -> None:
+        pass
+
+    def send_event(self, ev: Any, event_mask: int = 0) -> None:
+        self.sent.append(ev)
+
+    def get_property(self, prop: int, type_: int, offset: int, length: int) -> Any:
+        type_atom, fmt, data = self.props[prop]
+        return Prop(type_atom, fmt, list(data)[: length])
+
+
+class OwnerDisplay(FakeDisplay):
+    def __init__(self, owner_id: int) -> None:
+        super().__init__()
+        self.owner_id = owner_id
+        self.display = type("D", (), {"info": type("I", (), {"max_request_length": 4096})()})()
+
+    def get_selection_owner(self, selection: int) -> int:
+        return self.owner_id
+
+
+class OwnerWindow:
+    id = 7
+
+    def set_selection_owner(self, selection: int, time: int) -> None:
+        pass
+
+
+def owner_rig() -> tuple[SelectionServer, AtomCache, FakeLoop]:
+    display = OwnerDisplay(OwnerWindow.id)
+    atoms = AtomCache(display)
+    loop = FakeLoop()
+    server = SelectionServer(display, atoms, OwnerWindow(), loop.call_later, lambda text: None)
+    return server, atoms, loop
+
+
+def request(atoms: AtomCache, requestor: FakeRequestor, target: str, prop: str, time: int = 0) -> Event:
+    ev = Event(30, requestor=requestor, selection=1, target=atoms.atom(target), property=atoms.atom(prop))
+    ev.owner = OwnerWindow()  # type: ignore[attr-defined]
+    ev.time = time  # type: ignore[attr-defined]
+    return ev
+
+
+def test_requests_older_than_our_ownership_are_refused() -> None:
+    server, atoms, loop = owner_rig()
+    server.own(1, {TEXT_MIME: b"hi"}, timestamp=500)
+    requestor = FakeRequestor(50)
+    server.handle_selection_request(request(atoms, requestor, "UTF8_STRING", "P", time=499))
+    server.handle_selection_request(request(atoms, requestor, "UTF8_STRING", "Q", time=501))
+    assert [ev.property for ev in requestor.sent] == [0, atoms.atom("Q")]
+    assert requestor.props[atoms.atom("Q")] == (atoms.atom("UTF8_STRING"), 8, b"hi")
+    loop.real.close()
+
+
+def test_incr_sends_are_bounded_and_step_on_each_delete() -> None:
+    server, atoms, loop = owner_rig()
+    data = bytes(range(256)) * (3 * server.chunk_bytes // 256 + 1)
+    server.own(1, {TEXT_MIME: data}, timestamp=1)
+    requestors = [FakeRequestor(100 + i) for i in range(MAX_OUTGOING_INCR + 1)]
+    for requestor in requestors:
+        server.handle_selection_request(request(atoms, requestor, "UTF8_STRING", "P"))
+    assert server.sends_in_progress() == MAX_OUTGOING_INCR
+    assert requestors[-1].sent[0].property == 0  # one too many: refused, the app may retry
+    first = requestors[0]
+    assert first.props[atoms.atom("P")][0] == atoms.atom("INCR")
+    received = b""
+    while True:
+        server.handle_property_notify(Event(PROPERTY_NOTIFY, window=first, atom=atoms.atom("P"), state=1))
+        chunk = first.props[atoms.atom("P")][2]
+        if not chunk:
+            break
+        assert len(chunk) <= server.chunk_bytes
+        received += chunk
+    assert received == data and server.incr_sent == 1
+    loop.real.close()
+
+
+def test_multiple_reads_at_most_max_multiple_pairs() -> None:
+    server, atoms, loop = owner_rig()
+    server.own(1, {TEXT_MIME: b"hi"}, timestamp=1)
+    requestor = FakeRequestor(60)
+    pairs = []
+    for i in range(MAX_MULTIPLE_PAIRS + 5):
+        pairs += [atoms.atom("UTF8_STRING"), atoms.atom(f"P{i}")]
+    requestor.change_property(atoms.atom("PAIRS"), atoms.atom("ATOM_PAIR"), 32, pairs)
+    server.handle_selection_request(request(atoms, requestor, "MULTIPLE", "PAIRS"))
+    assert atoms.atom(f"P{MAX_MULTIPLE_PAIRS - 1}") in requestor.props
+    assert atoms.atom(f"P{MAX_MULTIPLE_PAIRS}") not in requestor.props
+    loop.real.close()
