@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import asyncio
+import select
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,8 @@ MAX_X_EVENTS_PER_DRAIN = 256
 MAX_TARGETS = 1024
 # Property on our window appended to (zero bytes) to learn the server time.
 TIMESTAMP_PROPERTY = "_SESSIOND_TIMESTAMP"
+# The X server answers a property change at once; only a wedged server is slower.
+SERVER_TIME_TIMEOUT_SECONDS = 1.0
 # X errors logged per connection before the log goes quiet (a hostile app can
 # provoke one per request).
 MAX_LOGGED_X_ERRORS = 20
@@ -236,20 +240,29 @@ class SelectionService:
     def _server_time(self) -> int:
         """The server's current time, from the PropertyNotify of a zero-length append (ICCCM 2.1).
 
-        A round trip to the X server only (no app involved); other events
-        read meanwhile are kept for the next drain, in order.
+        A round trip to the X server only (no app involved), bounded by
+        SERVER_TIME_TIMEOUT_SECONDS; after that, CurrentTime (what many
+        apps use anyway).  Other events read meanwhile are kept for the
+        next drain, in order.
         """
         prop = self.atoms.atom(TIMESTAMP_PROPERTY)
         self.window.change_property(prop, Xatom.INTEGER, 32, [], mode=X.PropModeAppend)
         self.x.flush()
-        while True:
-            try:
-                ev = self.x.next_event()
-            except xerror.ConnectionClosedError as exc:
-                raise SelectionUnavailable(f"the X connection closed ({exc})") from exc
-            if ev.type == X.PropertyNotify and ev.window.id == self.window.id and ev.atom == prop:
-                return int(ev.time)
-            self._deferred.append(ev)
+        deadline = time.monotonic() + SERVER_TIME_TIMEOUT_SECONDS
+        try:
+            while True:
+                while self.x.pending_events():
+                    ev = self.x.next_event()
+                    if ev.type == X.PropertyNotify and ev.window.id == self.window.id and ev.atom == prop:
+                        return int(ev.time)
+                    self._deferred.append(ev)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._log("clipboard: no timestamp from the X server; taking the selection at CurrentTime")
+                    return X.CurrentTime
+                select.select([self._fd], [], [], remaining)
+        except xerror.ConnectionClosedError as exc:
+            raise SelectionUnavailable(f"the X connection closed ({exc})") from exc
 
     def _x_error(self, error: Any, request: Any = None) -> None:
         # Requestor windows vanish mid-transfer; such errors cost that transfer only.

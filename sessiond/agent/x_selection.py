@@ -194,7 +194,8 @@ class SelectionServer:
         if old is not None:
             old.timer.cancel()
         # Our event mask on the requestor's window: we see it delete the property.
-        requestor.change_attributes(event_mask=X.PropertyChangeMask)
+        if requestor.id != self._window.id:
+            requestor.change_attributes(event_mask=X.PropertyChangeMask)
         requestor.change_property(prop, self._atoms.atom("INCR"), 32, [len(data)])
         send = _IncrSend(requestor, prop, type_atom, data, 0, None)
         send.timer = self._call_later(INCR_SEND_TIMEOUT_SECONDS, lambda: self._abandon(key, send))
@@ -229,7 +230,9 @@ class SelectionServer:
     def _finish(self, key: tuple[int, int]) -> None:
         send = self._incr.pop(key)
         send.timer.cancel()
-        if not any(k[0] == key[0] for k in self._incr):
+        # Stop watching the requestor's properties -- never on our own window,
+        # whose PropertyChangeMask the requestor side and the timestamp need.
+        if key[0] != self._window.id and not any(k[0] == key[0] for k in self._incr):
             send.requestor.change_attributes(event_mask=0)
 
     def close(self) -> None:

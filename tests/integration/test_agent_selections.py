@@ -413,3 +413,29 @@ def test_xterm_pastes_what_we_own_and_what_it_selects_comes_back(xvfb: XServer, 
             agent.close()
 
     run_with_service(xvfb, body, ClipboardPolicy(primary_to_client=True))
+
+
+def test_fetching_what_we_own_ourselves_works_through_incr_and_leaves_us_working(xvfb: XServer) -> None:
+    text = big_text(ONE_MIB)
+
+    async def body(service: SelectionService, events: asyncio.Queue[ClipboardChanged]) -> None:
+        service.set_local("CLIPBOARD", {TEXT_MIME: text})
+        assert await service.fetch("CLIPBOARD", TEXT_MIME) == text  # we are owner and requestor
+        assert service.server.incr_sent == 1 and service.fetcher.incr_received == 1
+        service.set_local("CLIPBOARD", {TEXT_MIME: b"again"})  # needs our PropertyNotify still
+        assert await xclip_out(xvfb.display, "-selection", "clipboard") == b"again"
+
+    run_with_service(xvfb, body)
+
+
+def test_taking_a_selection_never_waits_long_for_the_server_time(xvfb: XServer) -> None:
+    from sessiond.agent.selections import SERVER_TIME_TIMEOUT_SECONDS
+
+    async def body(service: SelectionService, events: asyncio.Queue[ClipboardChanged]) -> None:
+        service.window.change_attributes(event_mask=0)  # no PropertyNotify will ever come
+        started = time.monotonic()
+        service.set_local("CLIPBOARD", {TEXT_MIME: b"anyway"})
+        assert time.monotonic() - started < SERVER_TIME_TIMEOUT_SECONDS + 1.0
+        assert await xclip_out(xvfb.display, "-selection", "clipboard") == b"anyway"
+
+    run_with_service(xvfb, body)

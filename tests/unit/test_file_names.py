@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sessiond.agent import outbox
 from sessiond.agent.clipboard_policy import FilePolicy
 from sessiond.agent.files import MAX_OPEN_INCOMING, IncomingFile, IncomingTransfers, TransferRefused, downloads_dir_fd
-from sessiond.agent import outbox
 from sessiond.agent.outbox import (
     MAX_OUTBOX_ENTRIES,
     STABLE_POLLS,

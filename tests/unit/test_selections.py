@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sessiond.agent import x_selection_fetch
 from sessiond.agent.clipboard_policy import (
     HARD_MAX_TEXT_BYTES,
     PNG_MIME,
@@ -31,7 +32,6 @@ from sessiond.agent.selection_targets import (
     target_to_fetch,
     utf8_to_latin1,
 )
-from sessiond.agent import x_selection_fetch
 from sessiond.agent.x_selection import (
     MAX_MULTIPLE_PAIRS,
     MAX_OUTGOING_INCR,
@@ -291,7 +291,9 @@ def test_a_refusal_and_a_queue_overflow_fail_cleanly(rig: Any) -> None:
     assert all(isinstance(f.exception(), SelectionUnavailable) for f in queued)
 
 
-def test_a_transfer_that_trickles_past_the_whole_transfer_limit_fails(rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_transfer_that_trickles_past_the_whole_transfer_limit_fails(
+    rig: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fetcher, window, _, atoms = rig
     incr, utf8 = atoms.atom("INCR"), atoms.atom("UTF8_STRING")
     now = [1000.0]
@@ -324,7 +326,7 @@ class FakeRequestor:
 
     def get_property(self, prop: int, type_: int, offset: int, length: int) -> Any:
         type_atom, fmt, data = self.props[prop]
-        return Prop(type_atom, fmt, list(data)[: length])
+        return Prop(type_atom, fmt, list(data)[:length])
 
 
 class OwnerDisplay(FakeDisplay):
