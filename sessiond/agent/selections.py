@@ -259,7 +259,7 @@ class SelectionService:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._log("clipboard: no timestamp from the X server; taking the selection at CurrentTime")
-                    return X.CurrentTime
+                    return int(X.CurrentTime)
                 select.select([self._fd], [], [], remaining)
         except xerror.ConnectionClosedError as exc:
             raise SelectionUnavailable(f"the X connection closed ({exc})") from exc
