@@ -91,5 +91,22 @@ def target_to_fetch(mime: str, target_names: Iterable[str]) -> str | None:
 
 
 def fetched_to_mime(target: str, data: bytes) -> bytes:
-    """Bytes an app gave for `target`, as the MIME type's bytes (STRING becomes UTF-8)."""
-    return latin1_to_utf8(data) if target == "STRING" else data
+    """Bytes an app gave for `target`, as the MIME type's bytes.
+
+    STRING becomes UTF-8; UTF-8 targets are made valid UTF-8 (an invalid
+    sequence becomes U+FFFD), so the client can always decode what it gets.
+    """
+    if target == "STRING":
+        return latin1_to_utf8(data)
+    if target in TEXT_TARGETS_FETCHED:
+        return data.decode("utf-8", errors="replace").encode("utf-8")
+    return data
+
+
+def is_utf8(data: bytes) -> bool:
+    """True if data is valid UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -28,8 +28,8 @@ from Xlib import display as xdisplay
 from Xlib import error as xerror
 from Xlib.ext import xfixes
 
-from sessiond.agent.clipboard_policy import ClipboardPolicy
-from sessiond.agent.selection_targets import fetched_to_mime, offered_mimes, target_to_fetch
+from sessiond.agent.clipboard_policy import TEXT_MIME, ClipboardPolicy
+from sessiond.agent.selection_targets import fetched_to_mime, is_utf8, offered_mimes, target_to_fetch
 from sessiond.agent.x_selection import AtomCache, SelectionServer
 from sessiond.agent.x_selection_fetch import (
     Fetched,
@@ -120,6 +120,8 @@ class SelectionService:
                 raise ClipboardRefused(f"{mime} is not an allowed clipboard type")
             if len(data) > cap:
                 raise ClipboardRefused(f"{mime} of {len(data)} bytes is larger than the limit of {cap}")
+            if mime == TEXT_MIME and not is_utf8(data):
+                raise ClipboardRefused("the text is not valid UTF-8")
             allowed[mime] = bytes(data)
         if not allowed:
             raise ClipboardRefused("no content")

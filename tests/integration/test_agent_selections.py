@@ -229,6 +229,8 @@ def test_text_over_the_cap_is_refused(xvfb: XServer, size: int) -> None:
             await stop(proc)
         with pytest.raises(ClipboardRefused):
             service.set_local("CLIPBOARD", {TEXT_MIME: b"x" * (100 * 1024 + 1)})
+        with pytest.raises(ClipboardRefused):
+            service.set_local("CLIPBOARD", {TEXT_MIME: b"not utf-8 \xff"})
 
     run_with_service(xvfb, body, ClipboardPolicy(max_text_bytes=100 * 1024))
 

@@ -27,6 +27,7 @@ from sessiond.agent.clipboard_policy import (
 from sessiond.agent.selection_targets import (
     convert_for_target,
     fetched_to_mime,
+    is_utf8,
     offered_mimes,
     served_targets,
     target_to_fetch,
@@ -73,6 +74,14 @@ def test_text_is_served_as_utf8_and_latin1_is_lossy_only_outside_latin1() -> Non
 def test_latin1_text_survives_string_both_ways(text: str) -> None:
     data = text.encode()
     assert fetched_to_mime("STRING", utf8_to_latin1(data)) == data
+
+
+def test_fetched_text_is_always_valid_utf8() -> None:
+    assert fetched_to_mime("UTF8_STRING", b"ok \xff\xfe end") == "ok \ufffd\ufffd end".encode()
+    assert fetched_to_mime("UTF8_STRING", "🎉".encode()) == "🎉".encode()
+    assert fetched_to_mime("STRING", b"\xe9") == "é".encode()
+    assert fetched_to_mime(PNG_MIME, b"\xff") == b"\xff"
+    assert is_utf8("日本".encode()) and not is_utf8(b"\xc3")
 
 
 def test_the_best_fetch_target_is_chosen() -> None:
