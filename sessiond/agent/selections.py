@@ -178,16 +178,27 @@ class SelectionService:
         # request, so drain until the queue is empty after the final flush.
         for _ in range(MAX_X_EVENTS_PER_DRAIN):
             if self._deferred:
-                self._dispatch(self._deferred.pop(0))
+                self._dispatch_guarded(self._deferred.pop(0))
                 continue
             if not self.x.pending_events():
                 self.x.flush()
                 if not self.x.pending_events():
                     return
                 continue
-            self._dispatch(self.x.next_event())
+            self._dispatch_guarded(self.x.next_event())
         self.x.flush()
         self._loop.call_soon(self._readable)
+
+    def _dispatch_guarded(self, ev: Any) -> None:
+        # Error boundary: one event's failure costs that conversation, never the loop.
+        try:
+            self._dispatch(ev)
+        except xerror.ConnectionClosedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged, bounded, and the next event is served
+            self._x_errors += 1
+            if self._x_errors <= MAX_LOGGED_X_ERRORS:
+                self._log(f"clipboard: failed to handle X event {getattr(ev, 'type', '?')}: {exc!r}")
 
     def _dispatch(self, ev: Any) -> None:
         if isinstance(ev, xfixes.SelectionNotify):  # SetSelectionOwner, WindowDestroy, ClientClose
@@ -229,11 +240,13 @@ class SelectionService:
             self._on_change(ClipboardChanged(name, mimes))
 
     async def _fetch_targets(self, name: str) -> tuple[str, ...]:
+        generation = self._generation[name]
         fetched = await self._fetch(name, self.atoms.atom("TARGETS"), MAX_TARGETS * 4)
         if fetched.format != 32:
             raise SelectionUnavailable("TARGETS answered in the wrong format")
         names = tuple(n for n in (self.atoms.name(a) for a in fetched.items[:MAX_TARGETS]) if n)
-        self._targets[name] = names
+        if generation == self._generation[name]:  # still the same owner: worth remembering
+            self._targets[name] = names
         return names
 
     def _fetch(self, name: str, target: int, cap: int) -> asyncio.Future[Fetched]:
