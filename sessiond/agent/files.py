@@ -59,9 +59,9 @@ class IncomingFile:
             raise TransferRefused(f"{size} bytes is more than the limit of {policy.max_file_bytes}")
         self.size = size
         self.received = 0
-        self._dir_fd = dir_fd
         self.name, self._fd = _create_exclusive(dir_fd, sanitise_name(name))
         self._identity = os.fstat(self._fd)
+        self._dir_fd = os.dup(dir_fd)  # ours until the transfer ends (abort unlinks through it)
         self.done = False
 
     def write(self, chunk: bytes) -> None:
@@ -92,6 +92,7 @@ class IncomingFile:
             os.fsync(self._fd)
         finally:
             os.close(self._fd)
+            os.close(self._dir_fd)
             self.done = True
         return self.name
 
@@ -103,10 +104,12 @@ class IncomingFile:
         os.close(self._fd)
         try:
             now = os.stat(self.name, dir_fd=self._dir_fd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (self._identity.st_dev, self._identity.st_ino):
+                os.unlink(self.name, dir_fd=self._dir_fd)
         except OSError:
-            return
-        if (now.st_dev, now.st_ino) == (self._identity.st_dev, self._identity.st_ino):
-            os.unlink(self.name, dir_fd=self._dir_fd)
+            pass  # already gone
+        finally:
+            os.close(self._dir_fd)
 
 
 def _create_exclusive(dir_fd: int, name: str) -> tuple[str, int]:
@@ -133,7 +136,6 @@ class IncomingTransfers:
         self._home = home
         self.policy = policy
         self._open: dict[int, IncomingFile] = {}
-        self._dir_fd: int | None = None
 
     def start(self, transfer_id: int, name: str, size: int) -> IncomingFile:
         """Begin a transfer (TransferRefused if over the limits or not allowed)."""
@@ -141,9 +143,13 @@ class IncomingTransfers:
             raise TransferRefused(f"transfer {transfer_id} is already in progress")
         if len(self._open) >= MAX_OPEN_INCOMING:
             raise TransferRefused(f"at most {MAX_OPEN_INCOMING} files may be received at once")
-        if self._dir_fd is None:
-            self._dir_fd = downloads_dir_fd(self._home, self.policy)
-        incoming = IncomingFile(self._dir_fd, name, size, self.policy)
+        # Opened per transfer: a ~/Downloads removed or replaced since the
+        # last one is found (or made) anew, never written into while deleted.
+        dir_fd = downloads_dir_fd(self._home, self.policy)
+        try:
+            incoming = IncomingFile(dir_fd, name, size, self.policy)
+        finally:
+            os.close(dir_fd)
         self._open[transfer_id] = incoming
         return incoming
 
@@ -178,8 +184,5 @@ class IncomingTransfers:
         self._open.clear()
 
     def close(self) -> None:
-        """abort_all, and release the directory fd."""
+        """The agent is stopping: abort_all."""
         self.abort_all()
-        if self._dir_fd is not None:
-            os.close(self._dir_fd)
-            self._dir_fd = None

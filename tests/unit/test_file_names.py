@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 import unicodedata
@@ -136,6 +137,23 @@ def test_abort_removes_the_partial_file_but_never_a_replacement(tmp_path: Path) 
     assert (tmp_path / "Downloads" / "big.bin").read_bytes() == b"theirs"
     assert incoming.done
     transfers.close()
+
+
+def test_a_downloads_directory_removed_between_transfers_is_made_anew(tmp_path: Path) -> None:
+    fds_before = len(os.listdir("/proc/self/fd"))
+    transfers = IncomingTransfers(str(tmp_path), FilePolicy())
+    transfers.start(1, "a", 1)
+    transfers.data(1, b"1")
+    transfers.end(1)
+    shutil.rmtree(tmp_path / "Downloads")
+    transfers.start(2, "b", 1)
+    transfers.data(2, b"2")
+    assert transfers.end(2) == "b"
+    assert (tmp_path / "Downloads" / "b").read_bytes() == b"2"
+    transfers.start(3, "c", 5)
+    transfers.close()  # aborts c
+    assert sorted(os.listdir(tmp_path / "Downloads")) == ["b"]
+    assert len(os.listdir("/proc/self/fd")) == fds_before  # no descriptor left behind
 
 
 def test_the_declared_size_bounds_the_data_and_the_policy_bounds_the_size(tmp_path: Path) -> None:
