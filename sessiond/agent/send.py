@@ -18,6 +18,7 @@ import socket
 import stat
 import sys
 
+from sessiond.agent.audio_server import runtime_dir
 from sessiond.agent.send_socket import MAX_FILES_PER_REQUEST, MAX_REQUEST_BYTES, PROTOCOL_VERSION, send_socket_path
 
 # How long to wait for the agent's answer.
@@ -29,8 +30,8 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def send_files(paths: list[str], runtime_dir: str) -> tuple[int, list[str]]:
-    """Hand paths to the agent; (exit status, lines to print)."""
+def send_files(paths: list[str], runtime: str) -> tuple[int, list[str]]:
+    """Hand paths to the agent listening in the runtime directory; (exit status, lines to print)."""
     fds: list[int] = []
     lines: list[str] = []
     try:
@@ -48,7 +49,7 @@ def send_files(paths: list[str], runtime_dir: str) -> tuple[int, list[str]]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
             sock.settimeout(REPLY_TIMEOUT_SECONDS)
             try:
-                sock.connect(send_socket_path(runtime_dir))
+                sock.connect(send_socket_path(runtime))
                 socket.send_fds(sock, [request], fds)
                 reply = json.loads(sock.recv(MAX_REPLY_BYTES))
             except (OSError, ValueError) as exc:
@@ -77,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.files) > MAX_FILES_PER_REQUEST:
         print(f"sessiond-send: at most {MAX_FILES_PER_REQUEST} files at once", file=sys.stderr)
         return EXIT_USAGE
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")
-    if not runtime_dir:
-        print("sessiond-send: XDG_RUNTIME_DIR is not set; run this inside a sessiond session", file=sys.stderr)
-        return EXIT_USAGE
-    status, lines = send_files(args.files, runtime_dir)
+    status, lines = send_files(args.files, runtime_dir())
     for line in lines:
         print(line, file=sys.stdout if status == EXIT_OK else sys.stderr)
     return status

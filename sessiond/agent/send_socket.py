@@ -50,7 +50,12 @@ _UCRED = struct.Struct("3i")  # pid, uid, gid
 
 
 def send_socket_path(runtime_dir: str) -> str:
-    """Where the socket lives in a session's runtime directory."""
+    """Where the socket lives in a session's runtime directory.
+
+    Both ends take that directory from audio_server.runtime_dir() (the
+    session's XDG_RUNTIME_DIR, else a private directory under /tmp), so
+    they agree even where XDG_RUNTIME_DIR is not set.
+    """
     return os.path.join(runtime_dir, SEND_SOCKET_NAME)
 
 
