@@ -18,7 +18,8 @@ DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
 	pulseaudio pulseaudio-utils \
-	chromium nodejs iproute2 etcd-server
+	chromium nodejs iproute2 etcd-server \
+	xclip
 
 .PHONY: all install deps-debian venv demo test unit lint webtest clean
 

@@ -31,6 +31,7 @@ setup(
             "sessiond = sessiond.cli:main",
             "sessionctl = sessiond.ctl:run",
             "svclient = client.cli:main",
+            "sessiond-send = sessiond.agent.send:main",
         ],
     },
 )
