@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 
 # Debian packages: the X server and demo apps, fonts for xterm, the venv
 # module, libXext for MIT-SHM capture, PAM, and the tools tests use;
-# pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl).
+# pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl);
+# etcd-server (the farm directory's tests start real members); xclip (clipboard tests).
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \

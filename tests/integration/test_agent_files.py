@@ -151,8 +151,8 @@ def test_other_users_are_turned_away_even_through_an_open_socket() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_malformed_oversized_and_silent_clients_cost_only_their_connection(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_malformed_oversized_and_silent_clients_cost_only_their_connection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setattr(send_socket, "REQUEST_TIMEOUT_SECONDS", 1.0)
     path = tmp_path / "ok.txt"
     path.write_bytes(b"fine")

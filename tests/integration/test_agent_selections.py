@@ -59,8 +59,10 @@ def png_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def run_with_service(xvfb: XServer, body: Callable[[SelectionService, asyncio.Queue[ClipboardChanged]], Awaitable[None]],
-                     policy: ClipboardPolicy | None = None) -> None:  # fmt: skip
+Body = Callable[[SelectionService, "asyncio.Queue[ClipboardChanged]"], Awaitable[None]]
+
+
+def run_with_service(xvfb: XServer, body: Body, policy: ClipboardPolicy | None = None) -> None:
     """Run body(service, events) in a fresh loop with a SelectionService on xvfb."""
 
     async def main() -> None:
@@ -77,8 +79,9 @@ def run_with_service(xvfb: XServer, body: Callable[[SelectionService, asyncio.Qu
 
 async def xclip_out(display: str, *args: str) -> bytes:
     """What `xclip -o ARGS` prints (fails the test on a non-zero exit or a hang)."""
-    proc = await asyncio.create_subprocess_exec("xclip", "-o", *args, env={**os.environ, "DISPLAY": display},
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        "xclip", "-o", *args, env={**os.environ, "DISPLAY": display},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
     try:
         out, err = await asyncio.wait_for(proc.communicate(), XCLIP_TIMEOUT_SECONDS)
     except TimeoutError:
@@ -329,8 +332,8 @@ def test_multiple_and_timestamp_are_answered(xvfb: XServer) -> None:
     run_with_service(xvfb, body)
 
 
-def test_a_requestor_that_stops_reading_an_incr_transfer_is_dropped(xvfb: XServer,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_requestor_that_stops_reading_an_incr_transfer_is_dropped(
+        xvfb: XServer, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from sessiond.agent import x_selection
 
     monkeypatch.setattr(x_selection, "INCR_SEND_TIMEOUT_SECONDS", 0.5)

@@ -289,3 +289,67 @@ def test_send_raw_refuses_a_payload_above_the_types_bound() -> None:
     client.send_raw(2, Key.TYPE, bytes(Key.MAX_PAYLOAD))
     with pytest.raises(ValueError, match="bound"):
         client.send_raw(2, Key.TYPE, bytes(Key.MAX_PAYLOAD + 1))
+
+
+# -- channel_errors: the agent's side of its link ------------------------------------
+
+
+def agent_pair(channel_errors: bool) -> tuple[Connection, Connection]:
+    """(sessiond's link end, the agent's end) after handshake; the link end relays everything."""
+    link = Connection(Role.CLIENT, relay=RELAY_ALL)
+    agent = Connection(Role.SERVER, channel_errors=channel_errors)
+    link.hello([], "sessiond")
+    pump(link, agent)
+    agent.hello([], "agent")
+    pump(agent, link)
+    link.send(0, Auth("link", token="t"))
+    pump(link, agent)
+    agent.send(0, AuthResult(True, session="s-1"))
+    pump(agent, link)
+    return link, agent
+
+
+def bad_key(keysym: int) -> bytes:
+    return keysym.to_bytes(4, "big") + b"\x01"
+
+
+def test_with_channel_errors_a_malformed_payload_costs_only_its_channel() -> None:
+    from protocol.connection import ChannelClosed, MessageRefused
+
+    link, agent = agent_pair(channel_errors=True)
+    open_pair_channel(link, agent, 2, ChannelKind.INPUT)
+    open_pair_channel(link, agent, 1, ChannelKind.DISPLAY)
+    link.send_raw(2, Key.TYPE, bad_key(0))  # relayed undecoded: the agent is the first to parse it
+    link.send_raw(2, Key.TYPE, Key(0x61, True).encode())  # in flight behind it: discarded
+    events = pump(link, agent)
+    assert [type(e) for e in events] == [MessageRefused]
+    refused = events[0]
+    assert (refused.channel, refused.kind, refused.code) == (2, ChannelKind.INPUT, ReasonCode.MALFORMED_MESSAGE)
+    assert not agent.closed and 2 not in agent.open_channels() and 1 in agent.open_channels()
+    back = pump(agent, link)  # the link end sees the agent close that channel, with the reason
+    assert [(e.channel, e.code, e.by_peer) for e in back if isinstance(e, ChannelClosed)] == [
+        (2, ReasonCode.MALFORMED_MESSAGE, True)]
+    confirm = pump(link, agent)
+    assert [(e.channel, e.by_peer) for e in confirm if isinstance(e, ChannelClosed)] == [(2, False)]
+    # The connection and its other channels go on; the channel can be opened again.
+    link.send(0, Ping(token=1))
+    assert any(isinstance(e, MessageReceived) and isinstance(e.message, Ping) for e in pump(link, agent))
+    open_pair_channel(link, agent, 2, ChannelKind.INPUT)
+    link.send(2, Key(0x62, True))
+    assert [e.message for e in pump(link, agent) if isinstance(e, MessageReceived)] == [Key(0x62, True)]
+
+
+def test_without_channel_errors_a_malformed_payload_closes_the_connection() -> None:
+    link, agent = agent_pair(channel_errors=False)
+    open_pair_channel(link, agent, 2, ChannelKind.INPUT)
+    link.send_raw(2, Key.TYPE, bad_key(0x20000000))
+    [event] = pump(link, agent)
+    assert isinstance(event, ConnectionClosed) and event.code == ReasonCode.MALFORMED_MESSAGE and agent.closed
+
+
+def test_channel_errors_keep_framing_and_direction_violations_fatal() -> None:
+    link, agent = agent_pair(channel_errors=True)
+    open_pair_channel(link, agent, 1, ChannelKind.DISPLAY)
+    # A REGION is the server's to send: the agent's peer sending one breaks the protocol, not a payload rule.
+    agent.receive_data(encode_frame(1, Region.TYPE, FILL.encode()))
+    assert agent.closed
