@@ -166,7 +166,7 @@ class WindowManager:
                 self.refused += 1
             return
         fields = self._read(top.id, override_redirect=True)
-        self.model.add(WindowInfo(id=top.id, geometry=top.geometry, **fields))
+        self.model.add(WindowInfo(id=top.id, geometry=_outer(top.geometry, top.border_width), **fields))
         self._publish()
 
     def _forget(self, window: int) -> None:
@@ -239,7 +239,7 @@ class WindowManager:
 
     def _on_configure_notify(self, ev: ConfigureNotify) -> None:
         if ev.window in self.model and not self.model.get(ev.window).managed:
-            self.model.set_geometry(ev.window, ev.geometry)
+            self.model.set_geometry(ev.window, _outer(ev.geometry, ev.border_width))
 
     def _on_property(self, ev: PropertyNotify) -> None:
         if ev.window not in self.model:
@@ -440,6 +440,11 @@ class WindowManager:
             return
         self._x.kill_client(window_id)
         self._x.flush()
+
+
+def _outer(geometry: Rect, border_width: int) -> Rect:
+    """An unmanaged window's box as the user sees it: border included."""
+    return Rect(geometry.x, geometry.y, geometry.width + 2 * border_width, geometry.height + 2 * border_width)
 
 
 def _pick(value: int | None, default: int) -> int:

@@ -237,7 +237,7 @@ def test_override_redirect_tracked_with_owner(h: Harness) -> None:
     h.open(2)
     assert h.wm.model.stacking[-1] == 50  # menus stay on top
     h.wm.handle(ConfigureNotify(50, Rect(30, 40, 80, 120), 1, True))
-    assert h.wm.model.get(50).geometry == Rect(30, 40, 80, 120)
+    assert h.wm.model.get(50).geometry == Rect(30, 40, 82, 122)  # the border is part of what shows
     h.wm.handle(UnmapNotify(50))
     assert 50 not in h.wm.model
 
