@@ -267,6 +267,7 @@ class ShmCapture:
             raise XShmError(f"X display {display} has depth {depth}; capture needs {REQUIRED_DEPTH}")
         width, height = x11.XDisplayWidth(dpy, screen), x11.XDisplayHeight(dpy, screen)
         self._segment = _Segment(self._lib, dpy, depth, width, height)
+        self._shminfo = self._segment.info  # the segment's id stays inspectable (tests check it is removed)
         self.width, self.height = width, height
         self.stride = self._segment.image.contents.bytes_per_line  # type: ignore[union-attr]
 
