@@ -5,15 +5,16 @@
 # 65535x65535 entry, size hints of 0 or 2**31.  The WM adapter reads each
 # property with a length limit (so the X connection never hands us more than
 # these bounds), and the pure functions here turn what was read into model
-# values, refusing or cutting anything out of range.  No Xlib import: unit
-# tests feed raw values directly.
-"""Pure decoders for WM_NAME, WM_CLASS, WM_NORMAL_HINTS, _NET_WM_ICON, window types and states."""
+# values, refusing or cutting anything out of range.  read_fields lists which
+# properties make up a window's metadata and reads each with its limit.  No
+# Xlib import: unit tests feed raw values directly, or through a fake backend.
+"""Bounded reading and pure decoding of WM_NAME, WM_CLASS, WM_NORMAL_HINTS, _NET_WM_ICON, types, states."""
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from sessiond.agent.window_model import (
     MAX_CLASS_BYTES,
@@ -22,8 +23,10 @@ from sessiond.agent.window_model import (
     Icon,
     SizeHints,
     WindowKind,
+    WindowModel,
     truncate_utf8,
 )
+from sessiond.agent.wm_backend import WmBackend
 
 # Bytes read of a title property: enough for MAX_TITLE_BYTES plus one partial
 # character; the rest of a longer title never leaves the X server.
@@ -138,9 +141,9 @@ def choose_icon(values: Sequence[int] | None, wanted: int = MAX_ICON_SIDE) -> Ic
         pixels = width * height
         if pos + 2 + pixels > count:
             break  # truncated by the read limit, or lying about its size
-        if width <= MAX_ICON_SIDE and height <= MAX_ICON_SIDE:
-            if best is None or abs(max(width, height) - wanted) < abs(max(best[0], best[1]) - wanted):
-                best = (width, height, pos + 2)
+        fits = width <= MAX_ICON_SIDE and height <= MAX_ICON_SIDE
+        if fits and (best is None or abs(max(width, height) - wanted) < abs(max(best[0], best[1]) - wanted)):
+            best = (width, height, pos + 2)
         pos += 2 + pixels
     if best is None:
         return None
@@ -173,3 +176,46 @@ def decorations_wanted(kind: WindowKind, motif_hints: Sequence[int] | None) -> b
     if motif_hints and len(motif_hints) >= MOTIF_HINTS_ITEMS - 2 and motif_hints[0] & MOTIF_HINTS_DECORATIONS:
         return motif_hints[2] != 0
     return True
+
+
+def read_fields(x: WmBackend, window: int, override_redirect: bool, model: WindowModel) -> dict[str, Any]:
+    """WindowInfo fields of window (plus "protocols", the WM_PROTOCOLS names).
+
+    transient_for only names windows the model holds; for an unmanaged window
+    without WM_TRANSIENT_FOR the owner is guessed from _NET_WM_PID.
+    """
+    transient = (x.get_cardinals(window, "WM_TRANSIENT_FOR", 1) or [0])[0]
+    transient = transient if transient != window and transient in model else 0
+    types = x.get_atoms(window, "_NET_WM_WINDOW_TYPE", MAX_ATOM_ITEMS)
+    kind = window_kind(types, override_redirect, transient)
+    states = set(x.get_atoms(window, "_NET_WM_STATE", MAX_ATOM_ITEMS))
+    protocols = frozenset(x.get_atoms(window, "WM_PROTOCOLS", MAX_ATOM_ITEMS))
+    pid = (x.get_cardinals(window, "_NET_WM_PID", 1) or [0])[0]
+    fields: dict[str, Any] = {
+        "kind": kind, "transient_for": transient, "pid": pid, "modal": "_NET_WM_STATE_MODAL" in states,
+        "polite_close": "WM_DELETE_WINDOW" in protocols, "protocols": protocols,
+        "title": decode_title(x.get_text(window, "_NET_WM_NAME", TITLE_READ_BYTES),
+                                    x.get_text(window, "WM_NAME", TITLE_READ_BYTES)),
+        "wm_class": decode_wm_class(x.get_text(window, "WM_CLASS", CLASS_READ_BYTES)),
+    }  # fmt: skip
+    if override_redirect:
+        fields["decorated"] = False
+        fields["managed"] = False
+        fields["transient_for"] = transient or owner_by_pid(model, pid)
+        return fields
+    fields["size_hints"] = decode_size_hints(
+        x.get_cardinals(window, "WM_NORMAL_HINTS", NORMAL_HINTS_ITEMS))
+    motif = x.get_cardinals(window, "_MOTIF_WM_HINTS", MOTIF_HINTS_ITEMS)
+    fields["decorated"] = decorations_wanted(kind, motif)
+    return fields
+
+
+def owner_by_pid(model: WindowModel, pid: int) -> int:
+    """For a menu/tooltip without WM_TRANSIENT_FOR: the focused window if it
+    belongs to the same process, else that process's topmost window, else 0."""
+    if not pid:
+        return 0
+    if model.focus and model.get(model.focus).pid == pid:
+        return model.focus
+    same = [w.id for w in model.windows() if w.managed and w.pid == pid]
+    return same[-1] if same else 0

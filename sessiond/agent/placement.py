@@ -1,17 +1,20 @@
-# Where a new window goes and what size it may have: pure geometry.
+# Where a window goes, what size it may have, what is stacked above what and
+# who gets the keyboard: pure rules over rectangles and the window model.
 #
-# Why: placement and size constraints are the part of a window manager users
-# notice ("every app opens on top of the last one", "the terminal resized to
-# half a character").  They are pure functions of rectangles and size hints,
-# so they are tested exhaustively without any display server, and the X WM and
-# a later Wayland compositor share them.
-"""Window placement (first free spot, centring on a parent) and size-hint constraints."""
+# Why: placement, size constraints, stacking and focus are the part of a
+# window manager users notice ("every app opens on top of the last one", "the
+# terminal resized to half a character", "the dialog hid behind its parent",
+# "the modal dialog lost the keyboard").  They are pure functions, tested
+# without any display server, and the X WM and a later Wayland compositor
+# share them.
+"""Placement, size-hint constraints, transient groups, raise order and focus rules."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Final
 
-from sessiond.agent.window_model import Rect, SizeHints
+from sessiond.agent.window_model import Rect, SizeHints, WindowKind, WindowModel, WindowState
 
 # Offset between windows stacked in a cascade when no free spot is left.
 CASCADE_STEP: Final = 32
@@ -111,3 +114,46 @@ def clamp_onto(x: int, y: int, width: int, height: int, screen: Rect) -> tuple[i
     x = min(x, screen.x + screen.width - width)
     y = min(y, screen.y + screen.height - height)
     return max(screen.x, x), max(screen.y, y)
+
+
+# -- stacking and focus ---------------------------------------------------------------
+def group(model: WindowModel, window: int) -> list[int]:
+    """window and its managed transients (recursively), in stacking order."""
+    order = model.stacking
+    members, frontier = [window], [window]
+    while frontier:
+        parent = frontier.pop()
+        kids = [w for w in order if w not in members and model.get(w).managed
+                and model.get(w).transient_for == parent]  # fmt: skip
+        members.extend(kids)
+        frontier.extend(kids)
+    return sorted(members, key=order.index)
+
+
+def raised(model: WindowModel, window: int) -> list[int]:
+    """The stacking order (bottom to top) after raising window: it and its
+    dialogs go above every other managed window, keeping their own order;
+    unmanaged windows (menus, tooltips) stay above all managed ones."""
+    members = group(model, window)
+    rest = [w for w in model.stacking if w not in members]
+    managed = [w for w in rest if model.get(w).managed]
+    unmanaged = [w for w in rest if not model.get(w).managed]
+    return managed + members + unmanaged
+
+
+def modal_for(model: WindowModel, window: int) -> int:
+    """The window that should get the keyboard when window is activated: its
+    topmost shown modal dialog (recursively), else window itself."""
+    for w in reversed(group(model, window)):
+        info = model.get(w)
+        if w != window and info.modal and info.state is not WindowState.MINIMIZED:
+            return modal_for(model, w)
+    return window
+
+
+def focus_candidate(model: WindowModel, focusable: Collection[WindowKind]) -> int:
+    """The topmost shown managed window of a focusable kind, 0 if none."""
+    for info in reversed(list(model.windows())):
+        if info.managed and info.kind in focusable and info.state is not WindowState.MINIMIZED:
+            return info.id
+    return 0

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
-from sessiond.agent import icccm, stacking
-from sessiond.agent.icccm_read import read_fields
+from sessiond.agent import ewmh, icccm, placement
+from sessiond.agent.ewmh import ICONIC_STATE, METADATA_PROPERTIES, NORMAL_STATE, SUPPORTED, WITHDRAWN_STATE
 from sessiond.agent.placement import MAX_COORDINATE, centre_on, clamp_onto, constrain_size, place
 from sessiond.agent.window_model import (
     CloseUnanswered,
@@ -47,27 +47,8 @@ from sessiond.agent.wm_backend import (
 
 # Seconds an app has to answer WM_DELETE_WINDOW before CloseUnanswered.
 CLOSE_GRACE_SECONDS: Final = 5.0
-# ICCCM WM_STATE values.
-WITHDRAWN_STATE: Final = 0
-NORMAL_STATE: Final = 1
-ICONIC_STATE: Final = 3
-# _NET_WM_STATE ClientMessage actions.
-NET_WM_STATE_REMOVE, NET_WM_STATE_ADD, NET_WM_STATE_TOGGLE = 0, 1, 2
 # Kinds that get the keyboard when they appear or are raised.
 FOCUSABLE: Final = frozenset({WindowKind.NORMAL, WindowKind.DIALOG, WindowKind.UTILITY})
-MAXIMIZED_ATOMS: Final = frozenset({"_NET_WM_STATE_MAXIMIZED_VERT", "_NET_WM_STATE_MAXIMIZED_HORZ"})
-# Properties whose change re-reads a window's metadata (the icon is read on its own).
-METADATA_PROPERTIES: Final = frozenset({
-    "WM_NAME", "_NET_WM_NAME", "WM_CLASS", "WM_TRANSIENT_FOR", "_NET_WM_WINDOW_TYPE",
-    "WM_PROTOCOLS", "WM_NORMAL_HINTS", "_MOTIF_WM_HINTS", "_NET_WM_STATE",
-})  # fmt: skip
-# What we advertise in _NET_SUPPORTED.
-SUPPORTED: Final = (
-    "_NET_SUPPORTED", "_NET_SUPPORTING_WM_CHECK", "_NET_ACTIVE_WINDOW", "_NET_CLIENT_LIST",
-    "_NET_CLIENT_LIST_STACKING", "_NET_CLOSE_WINDOW", "_NET_WM_NAME", "_NET_WM_ICON", "_NET_WM_PID",
-    "_NET_WM_WINDOW_TYPE", "_NET_WM_STATE", "_NET_WM_STATE_MODAL", "_NET_WM_STATE_HIDDEN",
-    "_NET_WM_STATE_MAXIMIZED_VERT", "_NET_WM_STATE_MAXIMIZED_HORZ",
-)
 
 
 class TimerHandle(Protocol):
@@ -126,7 +107,7 @@ class WindowManager:
 
     # -- managing windows -------------------------------------------------------------
     def _read(self, window: int, override_redirect: bool) -> dict[str, Any]:
-        fields = read_fields(self._x, window, override_redirect, self.model)
+        fields = icccm.read_fields(self._x, window, override_redirect, self.model)
         self._protocols[window] = fields.pop("protocols")
         return fields
 
@@ -148,7 +129,7 @@ class WindowManager:
         geometry = Rect(x, y, w, h)
         self._x.watch(top.id)
         self._x.configure(top.id, geometry, border_width=0)
-        self._x.set_property(top.id, "WM_STATE", "WM_STATE", [NORMAL_STATE, 0])
+        ewmh.set_wm_state(self._x, top.id, NORMAL_STATE)
         if not adopt:
             self._x.map(top.id)
         icon = icccm.choose_icon(self._x.get_cardinals(top.id, "_NET_WM_ICON", icccm.ICON_READ_ITEMS))
@@ -231,7 +212,7 @@ class WindowManager:
             return
         if ev.window in self.model:
             if self.model.get(ev.window).managed:
-                self._x.set_property(ev.window, "WM_STATE", "WM_STATE", [WITHDRAWN_STATE, 0])
+                ewmh.set_wm_state(self._x, ev.window, WITHDRAWN_STATE)
             self._forget(ev.window)
 
     def _on_destroy(self, ev: DestroyNotify) -> None:
@@ -252,50 +233,24 @@ class WindowManager:
             self.model.update(ev.window, **self._read(ev.window, not info.managed))
 
     def _on_client_message(self, ev: ClientMessage) -> None:
-        if ev.window not in self.model or not self.model.get(ev.window).managed:
-            return
-        data = ev.data
-        if ev.message_type == "_NET_ACTIVE_WINDOW":
-            self.raise_focus(ev.window)
-        elif ev.message_type == "_NET_CLOSE_WINDOW":
-            self.close(ev.window)
-        elif ev.message_type == "WM_CHANGE_STATE" and data[:1] == (ICONIC_STATE,):
-            self.minimize(ev.window)
-        elif ev.message_type == "_NET_WM_STATE" and len(data) >= 3:
-            self._net_wm_state_request(ev.window, data[0], {self._x.atom_name(a) for a in data[1:3] if a})
-
-    def _net_wm_state_request(self, window: int, action: int, atoms: set[str]) -> None:
-        info = self.model.get(window)
-        if atoms & MAXIMIZED_ATOMS:
-            on = info.state is WindowState.MAXIMIZED
-            want = {NET_WM_STATE_ADD: True, NET_WM_STATE_REMOVE: False}.get(action, not on)
-            if want != on:
-                self.maximize(window) if want else self.restore(window)
-        if "_NET_WM_STATE_HIDDEN" in atoms and action != NET_WM_STATE_REMOVE:
-            self.minimize(window)
-        if "_NET_WM_STATE_MODAL" in atoms:
-            want = {NET_WM_STATE_ADD: True, NET_WM_STATE_REMOVE: False}.get(action, not info.modal)
-            self.model.update(window, modal=want)
-            self._net_wm_state(window)
+        if ev.window in self.model and self.model.get(ev.window).managed:
+            info = self.model.get(ev.window)
+            if ewmh.client_message(ev, info, self, self._x.atom_name):
+                self.model.update(ev.window, modal=not info.modal)
+                ewmh.write_net_wm_state(self._x, self.model.get(ev.window))
 
     # -- stacking and focus ------------------------------------------------------------------
-    def _group(self, window: int) -> list[int]:
-        return stacking.group(self.model, window)
-
     def _raise(self, window: int) -> None:
         """Raise window with its dialogs above it; unmanaged windows stay on top."""
-        new = stacking.raised(self.model, window)
+        new = placement.raised(self.model, window)
         if new != list(self.model.stacking):
             self.model.restack(new)
             self._x.restack(new)
             self._publish()
 
-    def _modal_for(self, window: int) -> int:
-        return stacking.modal_for(self.model, window)
-
     def _focus_fallback(self) -> None:
-        top = stacking.focus_candidate(self.model, FOCUSABLE)
-        self._give_focus(self._modal_for(top) if top else 0)
+        top = placement.focus_candidate(self.model, FOCUSABLE)
+        self._give_focus(placement.modal_for(self.model, top) if top else 0)
 
     def _give_focus(self, window: int) -> None:
         self._x.set_focus(window)
@@ -305,20 +260,10 @@ class WindowManager:
         self._publish()
 
     def _publish(self) -> None:
-        """_NET_CLIENT_LIST(_STACKING) and _NET_ACTIVE_WINDOW on the root."""
-        stacking = [w for w in self.model.stacking if self.model.get(w).managed]
-        self._x.set_root_property("_NET_CLIENT_LIST", "WINDOW", list(self._client_list))
-        self._x.set_root_property("_NET_CLIENT_LIST_STACKING", "WINDOW", stacking)
-        self._x.set_root_property("_NET_ACTIVE_WINDOW", "WINDOW", [self.model.focus])
+        ewmh.publish(self._x, self.model, self._client_list)
 
     def _net_wm_state(self, window: int) -> None:
-        info = self.model.get(window)
-        atoms = ["_NET_WM_STATE_MODAL"] if info.modal else []
-        if info.state is WindowState.MINIMIZED:
-            atoms.append("_NET_WM_STATE_HIDDEN")
-        elif info.state is WindowState.MAXIMIZED:
-            atoms.extend(sorted(MAXIMIZED_ATOMS))
-        self._x.set_property(window, "_NET_WM_STATE", "ATOM", atoms)
+        ewmh.write_net_wm_state(self._x, self.model.get(window))
 
     # -- WindowRequests ---------------------------------------------------------------------
     def _managed(self, window_id: int) -> WindowInfo | None:
@@ -350,7 +295,7 @@ class WindowManager:
             self.restore(window_id)
             return
         self._raise(window_id)
-        target = self._modal_for(window_id)
+        target = placement.modal_for(self.model, window_id)
         if target != window_id:
             self._raise(target)
         self._give_focus(target)
@@ -360,15 +305,15 @@ class WindowManager:
         """Unmap a window and its dialogs (WM_STATE Iconic) until restored."""
         if self._managed(window_id) is None:
             return
-        for w in self._group(window_id):
+        for w in placement.group(self.model, window_id):
             if self.model.get(w).state is WindowState.MINIMIZED:
                 continue
             self._own_unmaps[w] = self._own_unmaps.get(w, 0) + 1
             self._x.unmap(w)
-            self._x.set_property(w, "WM_STATE", "WM_STATE", [ICONIC_STATE, 0])
+            ewmh.set_wm_state(self._x, w, ICONIC_STATE)
             self.model.update(w, state=WindowState.MINIMIZED)
             self._net_wm_state(w)
-        if self.model.focus in self._group(window_id):
+        if self.model.focus in placement.group(self.model, window_id):
             self._focus_fallback()
         self._x.flush()
 
@@ -393,10 +338,10 @@ class WindowManager:
         if info is None:
             return
         if info.state is WindowState.MINIMIZED:
-            for w in self._group(window_id):
+            for w in placement.group(self.model, window_id):
                 if self.model.get(w).state is WindowState.MINIMIZED:
                     self._x.map(w)
-                    self._x.set_property(w, "WM_STATE", "WM_STATE", [NORMAL_STATE, 0])
+                    ewmh.set_wm_state(self._x, w, NORMAL_STATE)
                     self.model.update(w, state=WindowState.MAXIMIZED if w in self._saved else WindowState.NORMAL)
                     self._net_wm_state(w)
         elif info.state is WindowState.MAXIMIZED:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -195,7 +196,7 @@ class XlibWmBackend:
 
     def restack(self, bottom_to_top: Sequence[int]) -> None:
         """Each window just above the one before it."""
-        for below, window in zip(bottom_to_top, bottom_to_top[1:]):
+        for below, window in itertools.pairwise(bottom_to_top):
             self._window(window).configure(sibling=below, stack_mode=X.Above, onerror=self._quiet())
 
     def map(self, window: int) -> None:

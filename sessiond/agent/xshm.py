@@ -258,6 +258,8 @@ class ShmCapture:
 
     def _setup(self, display: str) -> None:
         x11, xext, dpy = self._lib.x11, self._lib.xext, self._dpy
+        if dpy is None:
+            raise XShmError("set-up of a closed ShmCapture")
         if not xext.XShmQueryExtension(dpy):
             raise XShmError(f"X display {display} does not offer the MIT-SHM extension")
         screen = x11.XDefaultScreen(dpy)

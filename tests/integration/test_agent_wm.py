@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import Xlib.error
+from wm_harness import APP_TIMEOUT_SECONDS, RunningWm, start_app, stop_apps
 from Xlib import X, Xatom
 from Xlib.display import Display
 
@@ -20,7 +22,6 @@ from sessiond.agent.window_model import WindowKind, WindowState
 from sessiond.agent.wm_backend import WmSelectionError
 from sessiond.agent.x_wm import XlibWmBackend
 from sessiond.agent.xserver import XServer
-from wm_harness import APP_TIMEOUT_SECONDS, RunningWm, start_app, stop_apps
 
 pytestmark = pytest.mark.integration
 
@@ -156,10 +157,8 @@ def test_dialog_centred_above_parent_and_force_close(xvfb: XServer, wm: RunningW
                 app.sync()
         wm.wait_for(lambda: len(wm.wm.model) == 0, "the killed app's windows to go", APP_TIMEOUT_SECONDS)
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the connection was killed on purpose
             app.close()
-        except Exception:  # noqa: BLE001 - the connection was killed on purpose
-            pass
 
 
 def test_override_redirect_windows_are_tracked_not_managed(xvfb: XServer, wm: RunningWm) -> None:

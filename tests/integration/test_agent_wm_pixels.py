@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from wm_harness import RunningWm, start_app, stop_apps
 from Xlib import X
 from Xlib.display import Display
 from Xlib.ext import damage as xdamage
@@ -23,7 +24,6 @@ from sessiond.agent.composite import CompositeError, WindowPixels
 from sessiond.agent.damage import RootRegionDamage
 from sessiond.agent.xserver import XServer
 from sessiond.agent.xshm import CDisplay
-from wm_harness import RunningWm, start_app, stop_apps
 
 pytestmark = pytest.mark.integration
 

@@ -40,7 +40,7 @@ class RunningWm:
         self.timers.append(entry)
 
         class Handle:
-            def cancel(inner) -> None:  # noqa: N805 - tiny local handle
+            def cancel(inner) -> None:
                 if entry in self.timers:
                     self.timers.remove(entry)
 

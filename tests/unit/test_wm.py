@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import pytest
+from wm_fakes import FakeClock, FakeX
 
+from sessiond.agent.ewmh import ICONIC_STATE, NORMAL_STATE, WITHDRAWN_STATE
 from sessiond.agent.icccm import ICON_READ_ITEMS, TITLE_READ_BYTES
 from sessiond.agent.window_model import (
     MAX_ICON_SIDE,
@@ -23,7 +25,7 @@ from sessiond.agent.window_model import (
     WindowNew,
     WindowState,
 )
-from sessiond.agent.wm import CLOSE_GRACE_SECONDS, ICONIC_STATE, NORMAL_STATE, WITHDRAWN_STATE, WindowManager
+from sessiond.agent.wm import CLOSE_GRACE_SECONDS, WindowManager
 from sessiond.agent.wm_backend import (
     ClientMessage,
     ConfigureNotify,
@@ -35,8 +37,6 @@ from sessiond.agent.wm_backend import (
     UnmapNotify,
     WmSelectionError,
 )
-
-from wm_fakes import FakeClock, FakeX
 
 SCREEN = Rect(0, 0, 1280, 800)
 # xterm's WM_NORMAL_HINTS: min, inc 6x13, base 4x4 (flags PMinSize|PResizeInc|PBaseSize).

@@ -1,7 +1,7 @@
 # The X-agnostic parts of window management: the model's events and bounds,
 # placement and size-hint constraints (also by property), and the pure
 # ICCCM/EWMH decoders.
-"""Unit tests for sessiond.agent.{window_model,placement,icccm,stacking}."""
+"""Unit tests for sessiond.agent.{window_model,placement,icccm}."""
 
 from __future__ import annotations
 
