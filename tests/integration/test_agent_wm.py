@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import Xlib.error
 from wm_harness import APP_TIMEOUT_SECONDS, RunningWm, start_app, stop_apps
-from Xlib import X, Xatom
+from Xlib import XK, X, Xatom
 from Xlib.display import Display
 
 from sessiond.agent.window_model import WindowKind, WindowState
@@ -181,3 +181,27 @@ def test_override_redirect_windows_are_tracked_not_managed(xvfb: XServer, wm: Ru
         wm.wait_for(lambda: menu.id not in wm.wm.model, "the menu to go")
     finally:
         app.close()
+
+
+def test_xterm_popup_menu_is_tracked_above_and_goes(xvfb: XServer, wm: RunningWm, apps: list[Any]) -> None:
+    proc = start_app(["xterm", "-geometry", "40x10"], xvfb.display, apps)
+    term = wm.window_of(proc.pid)
+    g = term.geometry
+    user = Display(xvfb.display)
+    try:
+        control = user.keysym_to_keycode(XK.XK_Control_L)
+        user.xtest_fake_input(X.MotionNotify, x=g.x + g.width // 2, y=g.y + g.height // 2)
+        user.xtest_fake_input(X.KeyPress, control)
+        user.xtest_fake_input(X.ButtonPress, 1)
+        user.sync()
+        wm.wait_for(lambda: any(not w.managed for w in wm.wm.model.windows()), "xterm's Ctrl+click menu")
+        menu = next(w for w in wm.wm.model.windows() if not w.managed)
+        assert wm.wm.model.stacking[-1] == menu.id and not menu.decorated
+        assert menu.kind in (WindowKind.OVERRIDE_REDIRECT, WindowKind.MENU)
+        assert wm.wm.model.focus == term.id  # a menu never takes the keyboard
+        user.xtest_fake_input(X.ButtonRelease, 1)
+        user.xtest_fake_input(X.KeyRelease, control)
+        user.sync()
+        wm.wait_for(lambda: menu.id not in wm.wm.model, "the menu to go after the release")
+    finally:
+        user.close()

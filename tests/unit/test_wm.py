@@ -290,3 +290,38 @@ def test_move_resize_request_clamps(h: Harness) -> None:
     h.wm.move_resize(1, Rect(300, 200, 2**20, 0))
     g = h.wm.model.get(1).geometry
     assert (g.x, g.y) == (300, 200) and g.width <= SCREEN.width and g.height >= 17
+
+
+def test_client_messages_from_apps(h: Harness) -> None:
+    h.open(1)
+    h.open(2)
+    h.wm.handle(ClientMessage(2, "WM_CHANGE_STATE", (ICONIC_STATE, 0, 0, 0, 0)))
+    assert h.wm.model.get(2).state is WindowState.MINIMIZED
+    h.wm.handle(ClientMessage(2, "_NET_ACTIVE_WINDOW", (1, 0, 0, 0, 0)))
+    assert h.wm.model.get(2).state is WindowState.NORMAL and h.wm.model.focus == 2
+    h.wm.handle(ClientMessage(2, "_NET_WM_STATE", (2, 1, 2, 0, 0)))  # toggle maximized: on
+    assert h.wm.model.get(2).state is WindowState.MAXIMIZED
+    h.wm.handle(ClientMessage(2, "_NET_WM_STATE", (0, 1, 0, 0, 0)))  # remove: restored
+    assert h.wm.model.get(2).state is WindowState.NORMAL
+    h.wm.handle(ClientMessage(2, "_NET_WM_STATE", (1, 4, 0, 0, 0)))  # add modal
+    assert h.wm.model.get(2).modal and h.x.props[(2, "_NET_WM_STATE")] == ["_NET_WM_STATE_MODAL"]
+    h.wm.handle(ClientMessage(2, "_NET_WM_STATE", (1, 3, 0, 0, 0)))  # hidden
+    assert h.wm.model.get(2).state is WindowState.MINIMIZED
+    h.wm.handle(ClientMessage(999, "_NET_CLOSE_WINDOW", (0,)))  # a stranger: ignored
+    h.wm.handle(ClientMessage(1, "_NET_WM_STATE", ()))  # short data: ignored
+    assert not h.x.killed
+
+
+def test_configure_request_above_raises_without_focus(h: Harness) -> None:
+    h.open(1)
+    h.open(2)
+    h.wm.handle(ConfigureRequest(1, stack_mode="above"))
+    assert h.wm.model.stacking == (2, 1) and h.wm.model.focus == 2
+
+
+def test_map_request_of_minimized_window_restores_it(h: Harness) -> None:
+    h.open(1)
+    h.wm.minimize(1)
+    h.wm.handle(UnmapNotify(1))
+    h.wm.handle(MapRequest(1))
+    assert h.wm.model.get(1).state is WindowState.NORMAL and h.wm.model.focus == 1
