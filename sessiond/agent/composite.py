@@ -82,6 +82,7 @@ class _Window:
     border: int = 0
     notified: bool = False
     all_damaged: bool = True  # first capture, resize, refresh: send everything
+    hidden: bool = False  # not viewable (minimized): nothing to take until mapped again
 
 
 class WindowPixels:
@@ -149,6 +150,7 @@ class WindowPixels:
         if state is not None:
             self._release(state)
             state.all_damaged = True
+            state.hidden = False
 
     def drain(self) -> set[int]:
         """Read pending events; the tracked windows newly damaged since the last drain."""
@@ -175,18 +177,23 @@ class WindowPixels:
     def pending(self, window: int) -> bool:
         """True if the window has damage not yet taken."""
         state = self._windows.get(window)
-        return state is not None and (state.notified or state.all_damaged)
+        return state is not None and not state.hidden and (state.notified or state.all_damaged)
 
     def damaged(self) -> list[int]:
-        """Tracked windows with damage not yet taken."""
-        return [w for w, s in self._windows.items() if s.notified or s.all_damaged]
+        """Tracked, viewable windows with damage not yet taken."""
+        return [w for w, s in self._windows.items() if not s.hidden and (s.notified or s.all_damaged)]
 
     def take(self, window: int) -> list[Rect]:
         """The window's damaged rectangles since the last take(), relative to
         its top-left outer corner (border included), merged and clipped; the
         server-side damage is emptied.  [] if the window cannot be captured."""
         state = self._windows.get(window)
-        if state is None or not self._name_pixmap(window, state):
+        if state is None:
+            return []
+        if not self._name_pixmap(window, state):
+            # Unmapped (minimized) or gone: quiet until a MapNotify says otherwise,
+            # so a frame loop never spins on a window it cannot capture.
+            state.hidden, state.notified, state.all_damaged = True, False, True
             return []
         rects = state.damage.take(state.width, state.height, offset=state.border)
         if state.all_damaged:

@@ -232,3 +232,30 @@ def test_root_region_damage_for_desktop_mode(xvfb: XServer, apps: list[Any]) -> 
         app.close()
         root.close()
         display.close()
+
+
+def test_minimized_window_is_quiet_and_restored_whole(xvfb: XServer, seamless: Any) -> None:
+    wm, pixels = seamless
+    app = Display(xvfb.display)
+    try:
+        screen = app.screen()
+        win = screen.root.create_window(0, 0, 120, 90, 0, screen.root_depth, background_pixel=0x0000FF)
+        win.map()
+        app.sync()
+        wm.wait_for(lambda: win.id in wm.wm.model, "the window to be managed")
+        pixels.track(win.id)
+        pixels.drain()
+        g = wm.wm.model.get(win.id).geometry
+        assert pixels.take(win.id) == [(0, 0, g.width, g.height)]
+        wm.wm.minimize(win.id)
+        wm.pump()
+        pixels.changed(win.id)  # e.g. a client reconnects while it is minimized
+        pixels.drain()
+        assert pixels.take(win.id) == [] and win.id not in pixels.damaged()
+        wm.wm.restore(win.id)
+        wm.pump()
+        wm.wait_for(lambda: win.id in pixels.drain() or pixels.pending(win.id), "the re-map to be seen")
+        assert pixels.take(win.id) == [(0, 0, g.width, g.height)]
+        assert all_colour(pixels.capture(win.id, (0, 0, g.width, g.height)), (255, 0, 0))
+    finally:
+        app.close()
