@@ -13,6 +13,7 @@ from sessiond.agent import icccm
 from sessiond.agent.placement import MAX_PLACEMENT_WINDOWS, centre_on, constrain_size, place
 from sessiond.agent.window_model import (
     MAX_CLASS_BYTES,
+    MAX_ICON_SIDE,
     MAX_TITLE_BYTES,
     MAX_WINDOWS,
     FocusChanged,
@@ -152,3 +153,27 @@ def test_choose_icon_walks_safely() -> None:
     assert icccm.choose_icon([3, 3, 1, 2]) is None  # claims 9 pixels, has 2
     icon = icccm.choose_icon([1, 1, 0xFFFFFFFF, 2, 1, 0x01020304, 0x05060708])
     assert icon == Icon(2, 1, bytes([4, 3, 2, 1, 8, 7, 6, 5]))
+
+
+u32 = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(u32, st.integers(0, 300)), max_size=400))
+def test_property_icon_decoder_never_exceeds_bounds(values: list[int]) -> None:
+    icon = icccm.choose_icon(values)
+    if icon is not None:
+        assert 0 < icon.width <= MAX_ICON_SIDE and 0 < icon.height <= MAX_ICON_SIDE
+        assert len(icon.argb) == 4 * icon.width * icon.height
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(u32, max_size=20), st.integers(-(2**31), 2**31), st.integers(-(2**31), 2**31))
+def test_property_hinted_sizes_fit_the_screen(values: list[int], width: int, height: int) -> None:
+    hints = icccm.decode_size_hints(values)
+    w, h = constrain_size(width, height, hints, SCREEN.width, SCREEN.height)
+    assert 1 <= w <= SCREEN.width and 1 <= h <= SCREEN.height
+    # ICCCM: without a base size the minimum stands in for it.
+    base = hints.base_width or hints.min_width
+    if hints.width_inc > 1 and base < w < SCREEN.width and hints.max_width == 0 and hints.min_aspect is None:
+        assert (w - base) % hints.width_inc == 0
