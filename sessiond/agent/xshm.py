@@ -108,6 +108,15 @@ class _Libs:
         x11.XSync.argtypes, x11.XSync.restype = [vp, c_int], c_int
         x11.XFree.argtypes, x11.XFree.restype = [vp], c_int
         x11.XSetErrorHandler.argtypes, x11.XSetErrorHandler.restype = [_ERROR_HANDLER], vp
+        x11.XConnectionNumber.argtypes, x11.XConnectionNumber.restype = [vp], c_int
+        x11.XPending.argtypes, x11.XPending.restype = [vp], c_int
+        x11.XNextEvent.argtypes, x11.XNextEvent.restype = [vp, vp], c_int
+        x11.XFlush.argtypes, x11.XFlush.restype = [vp], c_int
+        x11.XSelectInput.argtypes, x11.XSelectInput.restype = [vp, c_ulong, ctypes.c_long], c_int
+        x11.XFreePixmap.argtypes, x11.XFreePixmap.restype = [vp, c_ulong], c_int
+        x11.XGetGeometry.argtypes = [vp, c_ulong, *[ctypes.POINTER(t) for t in (
+            c_ulong, c_int, c_int, c_uint, c_uint, c_uint, c_uint)]]  # fmt: skip
+        x11.XGetGeometry.restype = c_int
         xext.XShmQueryExtension.argtypes, xext.XShmQueryExtension.restype = [vp], c_int
         xext.XShmCreateImage.argtypes = [
             vp, vp, c_uint, c_int, vp, ctypes.POINTER(_XShmSegmentInfo), c_uint, c_uint,
@@ -137,6 +146,93 @@ class _Libs:
         return self.errors.pop(display, None)
 
 
+def libs() -> _Libs:
+    """The process-wide _Libs (loaded, and its error trap installed, on first use)."""
+    if ShmCapture._libs is None:
+        ShmCapture._libs = _Libs()
+    return ShmCapture._libs
+
+
+class _Segment:
+    """An XShm image over a private SysV segment of `size` bytes, attached to
+    the server.  The image's width/height are set per request by callers."""
+
+    def __init__(self, lib: _Libs, dpy: int, depth: int, width: int, height: int) -> None:
+        self._lib, self._dpy = lib, dpy
+        self.info = _XShmSegmentInfo()
+        self.image: ctypes._Pointer[_XImage] | None = None
+        self.view: memoryview | None = None
+        self._attached = False
+        x11, xext, libc = lib.x11, lib.xext, lib.libc
+        screen = x11.XDefaultScreen(dpy)
+        image = xext.XShmCreateImage(dpy, x11.XDefaultVisual(dpy, screen), depth, ZPIXMAP, None,
+                                     ctypes.byref(self.info), width, height)  # fmt: skip
+        if not image:
+            raise XShmError("XShmCreateImage failed")
+        self.image = image
+        img = image.contents
+        if img.bits_per_pixel != REQUIRED_BITS_PER_PIXEL or img.byte_order != 0:
+            self.close()
+            raise XShmError(
+                f"X image format is {img.bits_per_pixel} bpp (byte order {img.byte_order}); "
+                f"capture needs {REQUIRED_BITS_PER_PIXEL} bpp little-endian"
+            )
+        self.size = size = img.bytes_per_line * height
+        shmid = libc.shmget(IPC_PRIVATE, size, IPC_CREAT | SHM_MODE)
+        if shmid < 0:
+            err = ctypes.get_errno()
+            self.close()
+            raise XShmError(f"shmget of {size} bytes failed: {os.strerror(err)}")
+        self.info.shmid = shmid
+        addr = libc.shmat(shmid, None, 0)
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            err = ctypes.get_errno()
+            libc.shmctl(shmid, IPC_RMID, None)
+            self.close()
+            raise XShmError(f"shmat failed: {os.strerror(err)}")
+        self.info.shmaddr = addr
+        self.info.readOnly = 0
+        img.data = addr
+        lib.take_error(dpy)
+        ok = xext.XShmAttach(dpy, ctypes.byref(self.info))
+        x11.XSync(dpy, 0)
+        # The server has attached (or failed to): nothing else needs the id.
+        libc.shmctl(shmid, IPC_RMID, None)
+        error = lib.take_error(dpy)
+        if not ok or error is not None:
+            self.close()
+            raise XShmError(f"XShmAttach failed (X error {error}); is the X server local?")
+        self._attached = True
+        self.view = memoryview((ctypes.c_ubyte * size).from_address(addr)).cast("B")
+
+    def get(self, drawable: int, x: int, y: int) -> None:
+        """XShmGetImage of the image's current width x height at (x, y)."""
+        lib = self._lib
+        ok = lib.xext.XShmGetImage(self._dpy, drawable, self.image, x, y, ALL_PLANES)
+        error = lib.take_error(self._dpy)
+        if not ok or error is not None:
+            raise XShmError(f"XShmGetImage failed (X error {error})")
+
+    def close(self) -> None:
+        """Detach and free everything; idempotent."""
+        lib = self._lib
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+        if self._attached:
+            lib.xext.XShmDetach(self._dpy, ctypes.byref(self.info))
+            lib.x11.XSync(self._dpy, 0)
+            lib.take_error(self._dpy)
+            self._attached = False
+        if self.info.shmaddr:
+            lib.libc.shmdt(self.info.shmaddr)
+            self.info.shmaddr = None
+        if self.image is not None:
+            self.image.contents.data = None
+            lib.x11.XFree(ctypes.cast(self.image, ctypes.c_void_p))
+            self.image = None
+
+
 class ShmCapture:
     """Captures the whole root window of `display` into shared memory.
 
@@ -147,19 +243,13 @@ class ShmCapture:
     _libs: _Libs | None = None
 
     def __init__(self, display: str) -> None:
-        if ShmCapture._libs is None:
-            ShmCapture._libs = _Libs()
-        self._lib = ShmCapture._libs
-        self._dpy: int | None = None
-        self._image: ctypes._Pointer[_XImage] | None = None
-        self._shminfo = _XShmSegmentInfo()
-        self._attached = False
-        self._view: memoryview | None = None
+        self._lib = libs()
+        self._segment: _Segment | None = None
         x11 = self._lib.x11
         dpy = x11.XOpenDisplay(display.encode())
         if not dpy:
             raise XShmError(f"cannot open X display {display!r}")
-        self._dpy = dpy
+        self._dpy: int | None = dpy
         try:
             self._setup(display)
         except BaseException:
@@ -167,8 +257,9 @@ class ShmCapture:
             raise
 
     def _setup(self, display: str) -> None:
-        lib, x11, xext, libc = self._lib, self._lib.x11, self._lib.xext, self._lib.libc
-        dpy = self._dpy
+        x11, xext, dpy = self._lib.x11, self._lib.xext, self._dpy
+        if dpy is None:
+            raise XShmError("set-up of a closed ShmCapture")
         if not xext.XShmQueryExtension(dpy):
             raise XShmError(f"X display {display} does not offer the MIT-SHM extension")
         screen = x11.XDefaultScreen(dpy)
@@ -177,78 +268,27 @@ class ShmCapture:
         if depth != REQUIRED_DEPTH:
             raise XShmError(f"X display {display} has depth {depth}; capture needs {REQUIRED_DEPTH}")
         width, height = x11.XDisplayWidth(dpy, screen), x11.XDisplayHeight(dpy, screen)
-        image = xext.XShmCreateImage(
-            dpy, x11.XDefaultVisual(dpy, screen), depth, ZPIXMAP, None,
-            ctypes.byref(self._shminfo), width, height,
-        )
-        if not image:
-            raise XShmError("XShmCreateImage failed")
-        self._image = image
-        img = image.contents
-        if img.bits_per_pixel != REQUIRED_BITS_PER_PIXEL or img.byte_order != 0:
-            raise XShmError(
-                f"X image format is {img.bits_per_pixel} bpp (byte order {img.byte_order}); "
-                f"capture needs {REQUIRED_BITS_PER_PIXEL} bpp little-endian"
-            )
-        self.width, self.height, self.stride = width, height, img.bytes_per_line
-        size = img.bytes_per_line * height
-        shmid = libc.shmget(IPC_PRIVATE, size, IPC_CREAT | SHM_MODE)
-        if shmid < 0:
-            err = ctypes.get_errno()
-            raise XShmError(f"shmget of {size} bytes failed: {os.strerror(err)}")
-        self._shminfo.shmid = shmid
-        addr = libc.shmat(shmid, None, 0)
-        if addr is None or addr == ctypes.c_void_p(-1).value:
-            err = ctypes.get_errno()
-            libc.shmctl(shmid, IPC_RMID, None)
-            raise XShmError(f"shmat failed: {os.strerror(err)}")
-        self._shminfo.shmaddr = addr
-        self._shminfo.readOnly = 0
-        img.data = addr
-        lib.take_error(dpy)
-        ok = xext.XShmAttach(dpy, ctypes.byref(self._shminfo))
-        x11.XSync(dpy, 0)
-        # The server has attached (or failed to): nothing else needs the id.
-        libc.shmctl(shmid, IPC_RMID, None)
-        error = lib.take_error(dpy)
-        if not ok or error is not None:
-            raise XShmError(f"XShmAttach failed (X error {error}); is the X server local?")
-        self._attached = True
-        array = (ctypes.c_ubyte * size).from_address(addr)
-        self._view = memoryview(array).cast("B")
+        self._segment = _Segment(self._lib, dpy, depth, width, height)
+        self._shminfo = self._segment.info  # the segment's id stays inspectable (tests check it is removed)
+        self.width, self.height = width, height
+        self.stride = self._segment.image.contents.bytes_per_line  # type: ignore[union-attr]
 
     def capture(self) -> memoryview:
         """Fetch the whole root window into the shared buffer and return it."""
-        if self._view is None or self._dpy is None or self._image is None:
+        segment = self._segment
+        if segment is None or segment.view is None:
             raise XShmError("capture on a closed ShmCapture")
-        lib = self._lib
-        ok = lib.xext.XShmGetImage(self._dpy, self._root, self._image, 0, 0, ALL_PLANES)
-        error = lib.take_error(self._dpy)
-        if not ok or error is not None:
-            raise XShmError(f"XShmGetImage failed (X error {error})")
-        return self._view
+        segment.get(self._root, 0, 0)
+        return segment.view
 
     def close(self) -> None:
         """Detach the segment and close the X connection; idempotent."""
-        lib = self._lib
-        if self._view is not None:
-            self._view.release()
-            self._view = None
-        if self._dpy is not None and self._attached:
-            lib.xext.XShmDetach(self._dpy, ctypes.byref(self._shminfo))
-            lib.x11.XSync(self._dpy, 0)
-            lib.take_error(self._dpy)
-            self._attached = False
-        if self._shminfo.shmaddr:
-            lib.libc.shmdt(self._shminfo.shmaddr)
-            self._shminfo.shmaddr = None
-        if self._image is not None:
-            self._image.contents.data = None
-            lib.x11.XFree(ctypes.cast(self._image, ctypes.c_void_p))
-            self._image = None
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
         if self._dpy is not None:
-            lib.x11.XCloseDisplay(self._dpy)
-            lib.errors.pop(self._dpy, None)
+            self._lib.x11.XCloseDisplay(self._dpy)
+            self._lib.errors.pop(self._dpy, None)
             self._dpy = None
 
     def __enter__(self) -> ShmCapture:
@@ -262,3 +302,96 @@ class ShmCapture:
             self.close()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
+
+
+# Largest rectangle one ShmRegionCapture fetches: a 4K screen.  The segment is
+# this big, but Linux gives shared memory pages only when touched, so what it
+# costs is the largest rectangle actually captured.
+MAX_CAPTURE_PIXELS = 3840 * 2160
+
+
+class CDisplay:
+    """A C Xlib connection for the pixel path (MIT-SHM, Composite, Damage, XFixes).
+
+    python-xlib has neither MIT-SHM nor XFixes regions, so capture and damage
+    live on this connection, with their own events (fileno() for the loop).
+    X errors are recorded by the process-wide trap, never fatal.
+    """
+
+    def __init__(self, display: str) -> None:
+        self.lib = libs()
+        dpy = self.lib.x11.XOpenDisplay(display.encode())
+        if not dpy:
+            raise XShmError(f"cannot open X display {display!r}")
+        self.ptr: int = dpy
+        self.name = display
+        self.root = int(self.lib.x11.XRootWindow(dpy, self.lib.x11.XDefaultScreen(dpy)))
+
+    def fileno(self) -> int:
+        """The connection's socket (readable when events arrive)."""
+        return int(self.lib.x11.XConnectionNumber(self.ptr))
+
+    def sync(self) -> int | None:
+        """Round trip; returns the X error code of a failed request since the last check."""
+        self.lib.x11.XSync(self.ptr, 0)
+        return self.lib.take_error(self.ptr)
+
+    def flush(self) -> None:
+        """Send queued requests."""
+        self.lib.x11.XFlush(self.ptr)
+
+    def take_error(self) -> int | None:
+        """The X error code recorded since the last call, if any."""
+        return self.lib.take_error(self.ptr)
+
+    def geometry(self, drawable: int) -> tuple[int, int, int, int] | None:
+        """(width, height, border_width, depth) of a drawable, None if it is gone."""
+        root, x, y = ctypes.c_ulong(), ctypes.c_int(), ctypes.c_int()
+        w, h, border, depth = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+        ok = self.lib.x11.XGetGeometry(self.ptr, drawable, *map(ctypes.byref, (root, x, y, w, h, border, depth)))
+        if not ok or self.take_error() is not None:
+            return None
+        return w.value, h.value, border.value, depth.value
+
+    def close(self) -> None:
+        """Close the connection (server-side objects of it go too); idempotent."""
+        if self.ptr:
+            self.lib.x11.XCloseDisplay(self.ptr)
+            self.lib.errors.pop(self.ptr, None)
+            self.ptr = 0
+
+
+class ShmRegionCapture:
+    """Captures any rectangle of any drawable (a window pixmap, the root) of
+    depth 24 or 32 into one shared segment of max_pixels * 4 bytes.
+
+    capture() returns a BGRX memoryview with a stride of width * 4, valid
+    until the next capture() or close().
+    """
+
+    def __init__(self, display: CDisplay, max_pixels: int = MAX_CAPTURE_PIXELS) -> None:
+        if not display.lib.xext.XShmQueryExtension(display.ptr):
+            raise XShmError(f"X display {display.name} does not offer the MIT-SHM extension")
+        self._display = display
+        self.max_pixels = max_pixels
+        # One column of max_pixels rows: bytes_per_line is 4, the segment max_pixels * 4.
+        self._segment: _Segment | None = _Segment(display.lib, display.ptr, REQUIRED_DEPTH, 1, max_pixels)
+
+    def capture(self, drawable: int, x: int, y: int, width: int, height: int) -> memoryview:
+        """The width x height pixels at (x, y) of drawable; XShmError if the
+        rectangle is empty, larger than max_pixels, or outside the drawable."""
+        segment = self._segment
+        if segment is None or segment.view is None or segment.image is None:
+            raise XShmError("capture on a closed ShmRegionCapture")
+        if width <= 0 or height <= 0 or width * height > self.max_pixels:
+            raise XShmError(f"cannot capture {width}x{height}: 1..{self.max_pixels} pixels per capture")
+        img = segment.image.contents
+        img.width, img.height, img.bytes_per_line = width, height, width * 4
+        segment.get(drawable, x, y)
+        return segment.view[: width * height * 4]
+
+    def close(self) -> None:
+        """Free the segment (the CDisplay stays open); idempotent."""
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
