@@ -12,11 +12,12 @@ DEMO_STATE ?= $(CURDIR)/var/demo
 PYTEST_ARGS ?=
 
 # Debian packages: the X server and demo apps, fonts for xterm, the venv
-# module, libXext for MIT-SHM capture, PAM, and the tools tests use;
+# module, libXext for MIT-SHM capture, libXdamage/libXfixes/libXcomposite for
+# per-window capture (ctypes), PAM, and the tools tests use;
 # pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl);
 # etcd-server (the farm directory's tests start real members); xclip (clipboard tests).
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
-	libx11-6 libxext6 libpam0g libpam-modules passwd util-linux procps \
+	libx11-6 libxext6 libxdamage1 libxfixes3 libxcomposite1 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
 	pulseaudio pulseaudio-utils \
 	chromium nodejs iproute2 etcd-server \

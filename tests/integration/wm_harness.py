@@ -40,7 +40,7 @@ class RunningWm:
         self.timers.append(entry)
 
         class Handle:
-            def cancel(inner) -> None:
+            def cancel(inner) -> None:  # noqa: N805 - `self` is the harness the timer belongs to
                 if entry in self.timers:
                     self.timers.remove(entry)
 

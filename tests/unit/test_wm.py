@@ -93,7 +93,8 @@ def test_map_request_manages_maps_and_focuses(h: Harness) -> None:
     assert h.x.props[(10, "WM_STATE")] == [NORMAL_STATE, 0]
     (new,) = h.of(WindowNew)
     info = new.window  # type: ignore[attr-defined]
-    assert (info.title, info.wm_class, info.pid, info.kind) == ("Terminal ✓", ("xterm", "XTerm"), 4242, WindowKind.NORMAL)
+    expected = ("Terminal ✓", ("xterm", "XTerm"), 4242, WindowKind.NORMAL)
+    assert (info.title, info.wm_class, info.pid, info.kind) == expected
     assert info.polite_close and info.decorated and info.managed
     assert h.x.focus == 10 and h.wm.model.focus == 10
     assert h.x.root["_NET_ACTIVE_WINDOW"] == [10] and h.x.root["_NET_CLIENT_LIST"] == [10]
