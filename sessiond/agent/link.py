@@ -69,10 +69,10 @@ class LinkProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         while not self._paused:
-            data = self.conn.data_to_send(WRITE_CHUNK)
-            if not data:
+            pieces = self.conn.data_to_send_pieces(WRITE_CHUNK)
+            if not pieces:
                 break
-            self.transport.write(data)
+            self.transport.writelines(pieces)
         if self.conn.closed and self.transport is not None:
             self.transport.close()
             self.transport = None
