@@ -21,6 +21,7 @@ from sessiond.gateway import GatewayFactory
 from sessiond.metrics import Metrics
 from sessiond.policy import PolicyService
 from sessiond.portmux import MuxFactory
+from sessiond.preauth import LISTEN_BACKLOG, PreauthTracker, limits_from_config
 from sessiond.registry import Registry
 from sessiond.sessions import SessionSupervisor
 from sessiond.tls import certificate_fingerprint, ensure_host_certificate, server_context_factory
@@ -70,8 +71,9 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     site = server.Site(web)
     site.displayTracebacks = False
     host, port = config.listen
-    listener = internet.SSLServer(port, MuxFactory(factory, site), server_context_factory(key_path, cert_path),
-                                  interface=host)  # fmt: skip
+    mux = MuxFactory(factory, site, PreauthTracker(reactor, limits_from_config(config)))
+    listener = internet.SSLServer(port, mux, server_context_factory(key_path, cert_path), interface=host,
+                                  backlog=LISTEN_BACKLOG)  # fmt: skip
     listener.setServiceParent(root)
     control_path = str(config.get("admin", "socket"))
     internet.UNIXServer(control_path, ControlFactory(ops), mode=0o600, wantPID=True).setServiceParent(root)

