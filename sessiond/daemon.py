@@ -10,11 +10,10 @@ from typing import Any
 
 from twisted.application import internet, service
 from twisted.logger import Logger
-from twisted.web import server
 
 from apps.catalog import Catalog
 from apps.reload import CatalogReloader
-from sessiond.admin import AdminOps, ControlFactory, ensure_admin_token, web_root
+from sessiond.admin import AdminOps, ControlFactory, GuardedSite, ensure_admin_token, web_root
 from sessiond.auth import PamAuthenticator
 from sessiond.config import Config
 from sessiond.gateway import GatewayFactory
@@ -66,10 +65,10 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
                     interval=float(config.get("apps", "reload_interval")),  # type: ignore[arg-type]
                     clock=reactor, on_reload=[factory.publisher.icons.clear]).setServiceParent(root)  # fmt: skip
     ops = AdminOps(supervisor, registry, metrics)
-    web = web_root(ops, ensure_admin_token(str(config.get("admin", "token_file"))))
+    token = ensure_admin_token(str(config.get("admin", "token_file")))
+    web = web_root(ops, token)
     install_web_client(web, factory, cert_path)  # /web/ and the /ws WebSocket (sessiond/web.py)
-    site = server.Site(web)
-    site.displayTracebacks = False
+    site = GuardedSite(web, token)  # bodies judged from the headers first (sessiond/admin.py)
     host, port = config.listen
     mux = MuxFactory(factory, site, PreauthTracker(reactor, limits_from_config(config)))
     listener = internet.SSLServer(port, mux, server_context_factory(key_path, cert_path), interface=host,

@@ -135,3 +135,28 @@ def test_endless_websocket_fragments_are_closed_with_1009(server: Server) -> Non
     assert code == WS_MESSAGE_TOO_BIG
     assert server.alive()
     assert rss_kib(server.process.pid) - rss_before < 32 * 1024
+
+
+def test_anonymous_chunked_admin_post_is_refused_before_the_body(server: Server) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = context.wrap_socket(socket.create_connection((server.host, server.port), timeout=10))
+    rss_before = rss_kib(server.process.pid)
+    sock.sendall(b"POST /admin/sessions/x/logoff HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 401 "), "refused from the headers, before any body byte"
+    chunk = b"%x\r\n%s\r\n" % (65536, b"\0" * 65536)
+    sent = 0
+    try:
+        for _ in range(1024):  # 64 MiB
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except (OSError, ssl.SSLError):
+        pass  # cut by the server
+    finally:
+        sock.close()
+    grown = rss_kib(server.process.pid) - rss_before
+    print(f"sent {sent >> 20} MiB of body after the 401; sessiond RSS grew {grown} KiB")
+    assert grown < 8 * 1024
+    assert server.alive()
