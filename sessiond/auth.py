@@ -1,4 +1,6 @@
-# Password authentication through PAM, and the per-address failure limiter.
+# Password authentication through PAM, and the limiter against guessing (per
+# address: one attempt in flight, counted when it starts; per account: an
+# exponential backoff, so many addresses gain nothing against one user).
 # PAM calls block (pam_unix reads /etc/shadow, other modules may hit the
 # network), so they run in Twisted's thread pool; the failure delay is a
 # reactor timer, never a sleeping thread.
@@ -24,6 +26,15 @@ MAX_PASSWORD_LEN = 1024
 # Addresses remembered by the limiter; the oldest is forgotten beyond this,
 # so a flood of source addresses cannot grow memory without bound.
 MAX_TRACKED_ADDRESSES = 10_000
+# Accounts remembered by the per-user backoff (the least recently tried is forgotten beyond this).
+MAX_TRACKED_USERS = 10_000
+# Unsuccessful attempts on one account (from anywhere) before the backoff starts,
+# the first wait, and the longest.
+USER_FREE_ATTEMPTS = 5
+USER_BACKOFF_BASE = 2.0
+USER_BACKOFF_MAX = 300.0
+# An attempt whose answer never came (a crashed PAM call) stops blocking its address after this.
+IN_FLIGHT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -56,21 +67,41 @@ class PamAuthenticator:
         return threads.deferToThread(self._check, self.service, user, password)
 
 
+@dataclass
+class _UserRecord:
+    """Login attempts against one account that have not succeeded yet."""
+
+    attempts: int
+    last: float
+
+
 class FailureLimiter:
-    """Refuse logins from an address after MAX_FAILURES within WINDOW seconds."""
+    """Throttles password guessing per source address and per account.
+
+    Per address: at most one attempt in flight, and each attempt counts as a
+    failure from the moment it starts (a success takes back only its own
+    user's failures), so MAX_FAILURES within WINDOW seconds is a hard cap on
+    PAM calls. Per account: after USER_FREE_ATTEMPTS unsuccessful attempts,
+    from anywhere, the next must wait an exponential backoff from the last,
+    so spreading guesses over many addresses gains nothing against one user.
+    """
 
     def __init__(self, max_failures: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_failures = max_failures
         self.window = window
         self._clock = clock
-        self._failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+        # address -> start times and users of recent unsuccessful attempts.
+        self._failures: collections.OrderedDict[str, collections.deque[tuple[float, str]]] = (
+            collections.OrderedDict())  # fmt: skip
+        self._in_flight: dict[str, float] = {}
+        self._users: collections.OrderedDict[str, _UserRecord] = collections.OrderedDict()
 
-    def _recent(self, address: str) -> collections.deque[float]:
+    def _recent(self, address: str) -> collections.deque[tuple[float, str]]:
         now = self._clock()
         stamps = self._failures.get(address)
         if stamps is None:
             return collections.deque()
-        while stamps and now - stamps[0] > self.window:
+        while stamps and now - stamps[0][0] > self.window:
             stamps.popleft()
         if not stamps:
             del self._failures[address]
@@ -80,19 +111,64 @@ class FailureLimiter:
         """True if ADDRESS has used up its failures for now."""
         return len(self._recent(address)) >= self.max_failures
 
-    def record_failure(self, address: str) -> None:
+    def user_wait(self, user: str) -> float:
+        """Seconds before USER may be tried again (0 if now)."""
+        record = self._users.get(user)
+        if record is None or record.attempts < USER_FREE_ATTEMPTS:
+            return 0.0
+        backoff = min(USER_BACKOFF_BASE * 2 ** (record.attempts - USER_FREE_ATTEMPTS), USER_BACKOFF_MAX)
+        return max(0.0, record.last + backoff - self._clock())
+
+    def begin(self, address: str, user: str) -> str | None:
+        """Start one attempt by ADDRESS for USER: None if allowed (it is counted
+        now), else why it is refused."""
+        now = self._clock()
+        started = self._in_flight.get(address)
+        if started is not None and now - started < IN_FLIGHT_TIMEOUT:
+            return "another login from this address is in progress; try again in a moment"
+        if self.blocked(address):
+            return "too many failed logins from this address; try again later"
+        wait = self.user_wait(user)
+        if wait > 0:
+            return f"too many failed logins for this user; try again in {wait:.0f} s"
+        self._in_flight[address] = now
+        self.record_failure(address, user)
+        record = self._users.pop(user, None) or _UserRecord(0, now)
+        record.attempts += 1
+        record.last = now
+        self._users[user] = record
+        while len(self._users) > MAX_TRACKED_USERS:
+            self._users.popitem(last=False)
+        return None
+
+    def finish(self, address: str, user: str, ok: bool) -> None:
+        """The attempt begun by ADDRESS for USER has its answer."""
+        self._in_flight.pop(address, None)
+        if ok:
+            self.record_success(address, user)
+
+    def record_failure(self, address: str, user: str = "") -> None:
+        """Count one unsuccessful attempt by ADDRESS (begin() does this itself)."""
         stamps = self._recent(address)
         if address not in self._failures:
             self._failures[address] = stamps
         self._failures.move_to_end(address)
-        stamps.append(self._clock())
+        stamps.append((self._clock(), user))
         while len(stamps) > self.max_failures:
             stamps.popleft()
         while len(self._failures) > MAX_TRACKED_ADDRESSES:
             self._failures.popitem(last=False)
 
-    def record_success(self, address: str) -> None:
-        self._failures.pop(address, None)
+    def record_success(self, address: str, user: str = "") -> None:
+        """USER logged in from ADDRESS: forget USER's failures, and only theirs."""
+        stamps = self._failures.get(address)
+        if stamps is not None:
+            kept = collections.deque(stamp for stamp in stamps if stamp[1] != user)
+            if kept:
+                self._failures[address] = kept
+            else:
+                del self._failures[address]
+        self._users.pop(user, None)
 
 
 def delayed(reactor: IReactorTime, seconds: float, value: AuthOutcome) -> defer.Deferred[AuthOutcome]:

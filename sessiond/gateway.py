@@ -152,11 +152,11 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if message.method not in ("password", "resume"):
             self._refuse(ReasonCode.AUTH_FAILED, f"authentication method {message.method!r} is not supported")
             return
-        limiter = self.factory.limiter
-        if limiter.blocked(self.address):
-            log.warn("login for {user} from {address} refused: too many failures", user=message.user,
-                     address=self.address)  # fmt: skip
-            self._refuse(ReasonCode.RATE_LIMITED, "too many failed logins from this address; try again later")
+        refusal = self.factory.limiter.begin(self.address, message.user)  # counted from here on
+        if refusal is not None:
+            log.warn("login for {user} from {address} refused: {why}", user=message.user,
+                     address=self.address, why=refusal)  # fmt: skip
+            self._refuse(ReasonCode.RATE_LIMITED, refusal)
             return
         self._authenticating = True
         self._method = message.method
@@ -171,7 +171,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
 
     def _auth_checked(self, outcome: AuthOutcome) -> Any:
         if not outcome.ok:
-            self.factory.limiter.record_failure(self.address)
+            self.factory.limiter.finish(self.address, outcome.user, ok=False)
             log.info("login failed for {user} from {address}", user=outcome.user, address=self.address)
             self.factory.registry.audit("login_failed", user=outcome.user, address=self.address,
                                         detail=f"method={self._method}")  # fmt: skip
@@ -180,7 +180,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             d = delayed(self.factory.reactor, delay, outcome)
             d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
             return d
-        self.factory.limiter.record_success(self.address)
+        self.factory.limiter.finish(self.address, outcome.user, ok=True)
         preauth_authenticated(self.transport)  # the pre-auth grace and caps no longer apply
         try:
             account = lookup_account(outcome.user, min_uid=int(self.factory.config.get("auth", "min_uid")))  # type: ignore[call-overload]

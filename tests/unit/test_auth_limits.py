@@ -58,3 +58,95 @@ def test_oversized_credentials_never_reach_pam() -> None:
         authenticator.authenticate(user, password).addCallback(results.append)
     assert calls == []
     assert [r.ok for r in results] == [False] * 4
+
+
+# -- issue 12 item 5: attempts counted when they start, one in flight per
+# address, no cross-user clearing, per-user backoff (fake clock throughout).
+
+def test_one_attempt_in_flight_per_address_counted_when_it_starts() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(5, 300.0, clock)
+    assert limiter.begin("10.0.0.1", "alice") is None
+    # 200 connections that send AUTH before PAM answers: none reaches PAM.
+    refusals = [limiter.begin("10.0.0.1", "alice") for _ in range(200)]
+    assert all(r is not None and "in progress" in r for r in refusals)
+    assert limiter.begin("10.0.0.2", "bob") is None, "other addresses are not held up"
+    assert len(limiter._recent("10.0.0.1")) == 1  # noqa: SLF001 - counted at the start
+    limiter.finish("10.0.0.1", "alice", ok=False)
+    attempts = 1
+    while limiter.begin("10.0.0.1", f"u{attempts}") is None:
+        limiter.finish("10.0.0.1", f"u{attempts}", ok=False)
+        attempts += 1
+    assert attempts == 5, "max_failures is a hard cap on PAM calls per address"
+
+
+def test_a_success_for_one_user_never_clears_another_users_failures() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(5, 300.0, clock)
+    for _round in range(3):
+        for _ in range(4):
+            assert limiter.begin("6.6.6.6", "victim") is None or limiter.blocked("6.6.6.6")
+            limiter.finish("6.6.6.6", "victim", ok=False)
+        # the attacker's own account logs in fine...
+        if limiter.begin("6.6.6.6", "attacker") is None:
+            limiter.finish("6.6.6.6", "attacker", ok=True)
+    # ...but the victim's failures still block the address.
+    assert limiter.blocked("6.6.6.6")
+    assert limiter.begin("6.6.6.6", "victim") is not None
+
+
+def test_a_success_clears_that_users_own_failures() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(5, 300.0, clock)
+    for _ in range(3):
+        assert limiter.begin("1.2.3.4", "carol") is None
+        limiter.finish("1.2.3.4", "carol", ok=False)
+    assert limiter.begin("1.2.3.4", "carol") is None
+    limiter.finish("1.2.3.4", "carol", ok=True)
+    assert len(limiter._recent("1.2.3.4")) == 0  # noqa: SLF001
+    assert limiter.user_wait("carol") == 0.0
+
+
+def test_per_user_backoff_stops_a_distributed_guesser() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(5, 300.0, clock)
+    tried = 0
+    # One guess from each of 1000 addresses, as fast as possible, against one account.
+    for n in range(1000):
+        address = f"10.{n // 250}.{n % 250}.1"
+        if limiter.begin(address, "victim") is None:
+            limiter.finish(address, "victim", ok=False)
+            tried += 1
+    assert tried == auth.USER_FREE_ATTEMPTS, "no more guesses than one address would get"
+    wait = limiter.user_wait("victim")
+    assert 0 < wait <= auth.USER_BACKOFF_BASE
+    clock.now += wait
+    assert limiter.begin("10.9.9.9", "victim") is None
+    limiter.finish("10.9.9.9", "victim", ok=False)
+    assert limiter.user_wait("victim") == 2 * auth.USER_BACKOFF_BASE, "the wait doubles"
+    clock.now += 10_000
+    for _ in range(30):
+        limiter.begin("10.9.9.8", "victim")
+        limiter.finish("10.9.9.8", "victim", ok=False)
+        clock.now += 10_000
+    assert limiter.user_wait("victim") <= auth.USER_BACKOFF_MAX
+    assert limiter.user_wait("someone-else") == 0.0
+
+
+def test_a_lost_answer_frees_the_address_after_the_in_flight_timeout() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(5, 300.0, clock)
+    assert limiter.begin("a", "u") is None
+    clock.now += auth.IN_FLIGHT_TIMEOUT - 1
+    assert limiter.begin("a", "u") is not None
+    clock.now += 2
+    assert limiter.begin("a", "u") is None
+
+
+def test_tracked_users_are_bounded(monkeypatch: object) -> None:
+    monkeypatch.setattr(auth, "MAX_TRACKED_USERS", 10)  # type: ignore[attr-defined]
+    limiter = FailureLimiter(1000, 60.0, Clock())
+    for n in range(25):
+        assert limiter.begin(f"addr{n}", f"user{n}") is None
+        limiter.finish(f"addr{n}", f"user{n}", ok=False)
+    assert len(limiter._users) == 10  # noqa: SLF001 - the bound under test
