@@ -250,12 +250,32 @@ class WebSocketBridge:
             transport._bytesBuffer = _FragmentSink(self._fragment, self._message_end, b"")  # type: ignore[attr-defined]
         if hasattr(transport, "_textBuffer"):
             transport._textBuffer = _FragmentSink(self._text_fragment, lambda: None, "")  # type: ignore[attr-defined]
+        # The upgraded HTTP channel hands every read to the wire protocol's
+        # dataReceived; wsproto raises on input after a close (ours or the
+        # peer's), which would escape into the reactor. Guard that door.
+        channel = getattr(self.request, "channel", None)
+        deliver = getattr(channel, "dataReceived", None)
+        if deliver is not None and getattr(deliver, "__self__", None) is transport:
+            channel.dataReceived = self._guarded(deliver)
 
     def negotiationFinished(self) -> None:  # noqa: N802
         channel = self.request.channel
         channel.setTimeout(None)  # the HTTP idle timeout must not cut a live session
         if self.ws is not None:
             self.handler.makeConnection(WebSocketStream(self.ws, channel.transport))  # type: ignore[arg-type]
+
+    def _guarded(self, deliver: Any) -> Any:
+        def received(data: bytes) -> None:
+            if self.closing:
+                return  # after our close nothing more is parsed
+            try:
+                deliver(data)
+            except LocalProtocolError as exc:
+                log.info("WebSocket input after the close ({why}); dropping the connection", why=exc)
+                self.closing = True
+                self.request.channel.transport.abortConnection()
+
+        return received
 
     def _fragment(self, data: bytes | bytearray) -> None:
         """Part of a binary message: counted against MAX_WS_MESSAGE, then decoded."""

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from twisted.web._websocket_impl import _WebSocketWireProtocol, serverBootstrap
 from wsproto import ConnectionType
 from wsproto.connection import Connection
-from wsproto.events import BytesMessage, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.frame_protocol import Opcode
 
 from sessiond import web
@@ -42,6 +42,7 @@ class Recorder:
 class Channel:
     def __init__(self, transport: StringTransport) -> None:
         self.transport = transport
+        self.dataReceived: Any = None
 
     def setTimeout(self, value: Any) -> None:  # noqa: N802
         pass
@@ -59,6 +60,8 @@ def wired() -> tuple[web.WebSocketBridge, Recorder, _WebSocketWireProtocol[Any],
     bridge = web.WebSocketBridge(handler, Request(transport))  # type: ignore[arg-type]
     wire: _WebSocketWireProtocol[Any] = _WebSocketWireProtocol(Connection(ConnectionType.SERVER), serverBootstrap,
                                                                bridge)  # fmt: skip
+    request = bridge.request
+    request.channel.dataReceived = wire.dataReceived  # as HTTPChannel._protocolUpgradeForWebsockets does
     wire.makeConnection(transport)
     bridge.negotiationFinished()
     return bridge, handler, wire, transport, Connection(ConnectionType.CLIENT)
@@ -128,3 +131,18 @@ def test_nothing_is_decoded_after_the_handler_closed() -> None:
     handler.transport.loseConnection()
     wire.dataReceived(client.send(BytesMessage(b"b", message_finished=True)))
     assert handler.chunks == [1]
+
+
+def test_input_after_a_close_is_dropped_not_raised() -> None:
+    # Found by tests/fuzz (websocket target): after our 1003 close, a frame with
+    # a reserved opcode made wsproto raise LocalProtocolError out of dataReceived.
+    bridge, handler, wire, transport, client = wired()
+    channel = bridge.request.channel
+    channel.dataReceived(client.send(TextMessage("x")))
+    assert close_code(transport) == web.WS_UNSUPPORTED_DATA
+    channel.dataReceived(bytes([0x8B, 0x80, 0, 0, 0, 0]))  # FIN + opcode 0xB, masked, empty
+    # And after the peer's own close handshake, more input is dropped too.
+    bridge2, _h, _w, transport2, client2 = wired()
+    bridge2.request.channel.dataReceived(client2.send(CloseConnection(1000)))
+    bridge2.request.channel.dataReceived(bytes([0x82, 0x81, 0, 0, 0, 0, 1]))
+    assert transport2.disconnecting
