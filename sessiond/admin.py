@@ -22,12 +22,12 @@ import socket
 import struct
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 
 from sessiond import metrics as metrics_mod
 from sessiond.registry import MAX_AUDIT_ROWS, Registry
@@ -44,8 +44,8 @@ MAX_LIST_ROWS = 100_000
 MAX_REQUEST_BODY = 4 * 1024
 # Seconds a refused connection may take to read our answer before it is cut.
 REFUSE_LINGER = 2.0
-# Path prefixes that need the admin token.
-TOKEN_PATHS = (b"/admin", b"/metrics")
+# First path segments (as twisted.web routes them) that need the admin token.
+TOKEN_ROOTS = frozenset({b"admin", b"metrics"})
 
 
 class AdminError(Exception):
@@ -242,6 +242,15 @@ class _Authed(resource.Resource):
         return _json(request, {"error": "admin token required (Authorization: Bearer ...)"}, 401)
 
 
+def first_segment(raw_path: bytes) -> bytes:
+    """The first segment of a request target, unquoted the way twisted.web routes it
+    (an absolute-form target "https://host/admin/..." counts by its path)."""
+    path = raw_path.split(b"?", 1)[0]
+    if b"://" in path:
+        path = b"/" + path.split(b"://", 1)[1].partition(b"/")[2]
+    return unquote_to_bytes(path.split(b"/")[1]) if path.count(b"/") else b""
+
+
 class GuardedRequest(server.Request):
     """A request whose body is judged from the headers before it is read."""
 
@@ -249,10 +258,10 @@ class GuardedRequest(server.Request):
     _body_bytes = 0
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted name
-        path = urlsplit(getattr(self.channel, "_path", b"") or b"").path  # known once the headers are in
+        raw_path = getattr(self.channel, "_path", b"") or b""  # known once the headers are in
         token = getattr(self.channel.site, "admin_token", None)
         has_body = length is None or length > 0
-        if has_body and token is not None and path.startswith(TOKEN_PATHS) and not token_matches(
+        if has_body and token is not None and first_segment(raw_path) in TOKEN_ROOTS and not token_matches(
                 self.requestHeaders.getRawHeaders(b"authorization", [None])[0], token):  # fmt: skip
             self._refuse(401, b"Unauthorized", b"www-authenticate: Bearer realm=\"sessiond admin\"\r\n")
         elif length is not None and length > MAX_REQUEST_BODY:
@@ -292,9 +301,25 @@ def _abort(transport: Any) -> None:
         pass
 
 
-class GuardedSite(server.Site):
-    """The TLS port's HTTP side: GuardedRequests, no tracebacks."""
+class GuardedChannel(http.HTTPChannel):
+    """HTTPChannel that parses nothing once it is closing.
 
+    Found by tests/fuzz (admin_http): after a malformed request line Twisted
+    answers 400 and closes, but over TLS more reads still arrive, and an
+    empty line then ended "the headers" of no request (AttributeError in
+    allHeadersReceived, logged as an unhandled error).
+    """
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
+        if self.transport is not None and self.transport.disconnecting:
+            return
+        super().dataReceived(data)
+
+
+class GuardedSite(server.Site):
+    """The TLS port's HTTP side: GuardedChannels and GuardedRequests, no tracebacks."""
+
+    protocol = GuardedChannel
     requestFactory = GuardedRequest
     displayTracebacks = False
 

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.testing import StringTransport
 from twisted.web import resource
 
-from sessiond.admin import MAX_REQUEST_BODY, GuardedRequest, GuardedSite
+from sessiond.admin import MAX_REQUEST_BODY, GuardedRequest, GuardedSite, first_segment
 
 TOKEN = "s3cret-token"
 
@@ -49,7 +49,7 @@ def test_anonymous_chunked_post_to_admin_is_refused_before_its_body() -> None:
     channel.dataReceived(b"POST /admin/sessions/x/logoff HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 401 "), "answered from the headers alone"
     assert transport.disconnecting
-    request = channel._channel.requests[-1]
+    request = getattr(channel, "_channel", channel).requests[-1]
     for _ in range(1024):  # 64 MiB of chunks
         channel.dataReceived(chunk(b"\0" * 65536))
     assert request.content.getvalue() == b"", "nothing of the body was kept"
@@ -96,3 +96,25 @@ def test_authorized_small_body_and_plain_gets_still_work() -> None:
 
 def test_the_site_makes_guarded_requests() -> None:
     assert GuardedSite(Recorder(), TOKEN).requestFactory is GuardedRequest
+
+
+def test_the_token_check_sees_paths_as_twisted_routes_them() -> None:
+    assert first_segment(b"/admin/sessions?x=1") == b"admin"
+    assert first_segment(b"/%61dmin/sessions") == b"admin"
+    assert first_segment(b"https://host:1/metrics") == b"metrics"
+    assert first_segment(b"/web/") == b"web" and first_segment(b"*") == b""
+    # Found by tests/fuzz (admin_http): non-ASCII bytes in the target raised
+    # UnicodeDecodeError out of gotLength.
+    assert first_segment(b"/admin/\x8d\x9a") == b"admin"
+    channel, transport, _ = connect()
+    channel.dataReceived(b"POST /%61dmin/\x8d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 401 ")
+
+
+def test_nothing_is_parsed_after_a_bad_request_line() -> None:
+    # Found by tests/fuzz (admin_http): a bad request line got 400 and a close,
+    # but a later read with an empty line raised AttributeError in Twisted.
+    channel, transport, _ = connect()
+    channel.dataReceived(b"GET\x01 /admin/x Authorization: Bearer t\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 400 ")
+    channel.dataReceived(b"\r\n")
