@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--artifacts", default=os.getcwd(), help="where a crashing input is written")
     args = parser.parse_args()
     corpus = tempfile.mkdtemp(prefix=f"fuzz-{args.target}-")
-    for index, seed in enumerate(seeds()):
+    for index, seed in enumerate(seeds() + targets._target_seeds().get(args.target, [])):
         with open(os.path.join(corpus, f"seed-{index:04d}"), "wb") as handle:
             handle.write(seed[:MAX_LEN])
     target = targets.TARGETS[args.target]

@@ -349,6 +349,30 @@ def admin_http(data: bytes) -> None:
     _raise_logged()
 
 
+def _target_seeds() -> dict[str, list[bytes]]:
+    """Valid inputs of the targets whose formats the shared vectors do not cover."""
+    import io  # noqa: PLC0415
+
+    import lz4.block  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    from isolation.accounts import Account  # noqa: PLC0415
+    from isolation.spec import SandboxSpec, to_json  # noqa: PLC0415
+
+    account = Account(name="alice", uid=1500, gid=1500, groups=(27, 1500), home="/home/alice", shell="/bin/bash")
+    spec = SandboxSpec(account=account, session_id="s-1_A", argv=("/usr/bin/agent", "--fd", "3"),
+                       env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})  # fmt: skip
+    tiles = []
+    for fmt, encoding in (("PNG", 1), ("JPEG", 2)):
+        out = io.BytesIO()
+        Image.new("RGB", (8, 4), (200, 10, 10)).save(out, fmt)
+        tiles.append(bytes([0, 0, 0, 0, 7, 3, encoding, 1]) + out.getvalue())
+    raw = lz4.block.compress(b"\x10" * (8 * 4 * 3), store_size=True)
+    tiles.append(bytes([0, 0, 0, 0, 7, 3, 0, 1]) + raw)
+    tiles.append(bytes([0, 0, 5, 5, 7, 3, 3, 1]) + b"\x01\x02\x03")
+    return {"sandbox_spec": [to_json(spec)], "framebuffer": tiles}
+
+
 TARGETS: dict[str, Target] = {
     "frame_decoder": frame_decoder,
     "connection_server_fresh": _connection_target(Role.SERVER, 0),
