@@ -6,6 +6,8 @@
 PREFIX     ?= /opt/sessiond
 VENV       := $(PREFIX)/venv
 PY         := $(VENV)/bin/python
+# The TLS scanner for the tests, in a venv of its own (requirements-sslyze.txt says why).
+SSLYZE_PY  := $(PREFIX)/sslyze-venv/bin/python
 BINDIR     ?= /usr/local/bin
 DEMO_PORT  ?= 4443
 DEMO_STATE ?= $(CURDIR)/var/demo
@@ -20,7 +22,7 @@ DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	pulseaudio pulseaudio-utils \
 	chromium nodejs iproute2
 
-.PHONY: all install deps-debian venv demo test unit webtest clean
+.PHONY: all install deps-debian venv sslyze demo test unit webtest clean
 
 all: install
 
@@ -38,6 +40,12 @@ $(PY):
 venv: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-build.txt -r requirements.txt -r requirements-test.txt
 
+$(SSLYZE_PY):
+	/usr/bin/python3 -m venv $(PREFIX)/sslyze-venv
+
+sslyze: $(SSLYZE_PY)
+	$(SSLYZE_PY) -m pip install -q --disable-pip-version-check -r requirements-sslyze.txt
+
 # A real (non-editable) install into the venv: session users run this copy,
 # and the tests exercise exactly this layout.
 install: deps-debian venv
@@ -54,7 +62,7 @@ demo: install
 
 # Tests run from the installed venv, with the checkout NOT on sys.path, so
 # they import the installed packages (tests/test_layout.py checks that).
-test: install webtest
+test: install webtest sslyze
 	cd tests && SESSIOND_PREFIX=$(PREFIX) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # The web client's JavaScript unit tests (node's built-in runner, no npm install).
