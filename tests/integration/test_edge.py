@@ -8,15 +8,19 @@
 
 from __future__ import annotations
 
-import os
+import json
 import socket
 import ssl
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flood import close_all, closed_by_server, open_flood, rss_kib, still_open
-from svtest import HELLO, Server, TestUser, create_user, remove_user, start_sessiond, stop_sessiond, svclient
+from protocol.frames import FrameDecoder
+from protocol.messages import Auth, Ping
+from svtest import (HELLO, Server, TestUser, create_user, frame, remove_user, start_sessiond, stop_sessiond, svclient,
+                    tls_connect)  # fmt: skip
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 
@@ -67,6 +71,51 @@ def test_a_flood_of_idle_connections_does_not_stop_a_login(server: Server, user:
     finally:
         close_all(socks)
     assert server.alive()
+
+
+def pong_after_grace(send: Any, recv: Any, user: TestUser) -> bool:
+    """Log in over SEND/RECV, outlive the grace, and check the connection still answers PING."""
+    decoder = FrameDecoder()
+    send(HELLO + frame(0, Auth("password", user=user.name, password=user.password)))
+    deadline = time.monotonic() + 30
+    authed = False
+    while not authed and time.monotonic() < deadline:
+        for f in decoder.feed(recv()):
+            if f.channel == 0 and f.type == 0x03:
+                assert json.loads(f.payload)["ok"], f.payload
+                authed = True
+    time.sleep(GRACE + 1.5)
+    send(frame(0, Ping(token=42)))
+    while time.monotonic() < deadline:
+        data = recv()
+        if not data:
+            return False
+        for f in decoder.feed(data):
+            if f.channel == 0 and f.type == 0x0E:
+                return True
+    return False
+
+
+def test_a_logged_in_connection_outlives_the_grace(server: Server, user: TestUser) -> None:
+    sock = tls_connect(server)
+    try:
+        assert pong_after_grace(sock.sendall, lambda: sock.recv(65536), user), "native: cut by the pre-auth timer"
+    finally:
+        sock.close()
+
+
+def test_a_logged_in_websocket_outlives_the_grace(server: Server, user: TestUser) -> None:
+    sock, ws = websocket(server)
+
+    def recv() -> bytes:
+        data = sock.recv(65536)
+        ws.receive_data(data or None)
+        return b"".join(bytes(e.data) for e in ws.events() if isinstance(e, BytesMessage)) if data else b""
+
+    try:
+        assert pong_after_grace(lambda b: sock.sendall(ws.send(BytesMessage(b))), recv, user), "WebSocket: cut"
+    finally:
+        sock.close()
 
 
 def test_the_per_source_cap_holds_and_the_newest_gets_in(tmp_path: object, user: TestUser) -> None:
