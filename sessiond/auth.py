@@ -33,8 +33,9 @@ MAX_TRACKED_USERS = 10_000
 USER_FREE_ATTEMPTS = 5
 USER_BACKOFF_BASE = 2.0
 USER_BACKOFF_MAX = 300.0
-# An attempt whose answer never came (a crashed PAM call) stops blocking its address after this.
-IN_FLIGHT_TIMEOUT = 60.0
+# Logins from one address waiting for the one in flight; past this they are refused.
+# (Many users behind one NAT address log in one after another, not refused.)
+MAX_WAITING_PER_ADDRESS = 64
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class AuthOutcome:
     ok: bool
     user: str
     reason: str = ""
+    # Refused by the guessing limits before anything was checked (RATE_LIMITED).
+    limited: bool = False
 
 
 def _pam_check(service: str, user: str, password: str) -> AuthOutcome:
@@ -78,7 +81,8 @@ class _UserRecord:
 class FailureLimiter:
     """Throttles password guessing per source address and per account.
 
-    Per address: at most one attempt in flight, and each attempt counts as a
+    Per address: at most one attempt in flight (the others wait their turn,
+    up to MAX_WAITING_PER_ADDRESS), and each attempt counts as a
     failure from the moment it starts (a success takes back only its own
     user's failures), so MAX_FAILURES within WINDOW seconds is a hard cap on
     PAM calls. Per account: after USER_FREE_ATTEMPTS unsuccessful attempts,
@@ -93,7 +97,9 @@ class FailureLimiter:
         # address -> start times and users of recent unsuccessful attempts.
         self._failures: collections.OrderedDict[str, collections.deque[tuple[float, str]]] = (
             collections.OrderedDict())  # fmt: skip
-        self._in_flight: dict[str, float] = {}
+        # Addresses with an attempt in flight, and the attempts waiting behind it.
+        self._in_flight: set[str] = set()
+        self._waiting: dict[str, collections.deque[Callable[[], None]]] = {}
         self._users: collections.OrderedDict[str, _UserRecord] = collections.OrderedDict()
 
     def _recent(self, address: str) -> collections.deque[tuple[float, str]]:
@@ -120,18 +126,15 @@ class FailureLimiter:
         return max(0.0, record.last + backoff - self._clock())
 
     def begin(self, address: str, user: str) -> str | None:
-        """Start one attempt by ADDRESS for USER: None if allowed (it is counted
-        now), else why it is refused."""
+        """Check and count one attempt by ADDRESS for USER: None if allowed (it
+        is counted as a failure from now until finish() says otherwise), else
+        why it is refused."""
         now = self._clock()
-        started = self._in_flight.get(address)
-        if started is not None and now - started < IN_FLIGHT_TIMEOUT:
-            return "another login from this address is in progress; try again in a moment"
         if self.blocked(address):
             return "too many failed logins from this address; try again later"
         wait = self.user_wait(user)
         if wait > 0:
             return f"too many failed logins for this user; try again in {wait:.0f} s"
-        self._in_flight[address] = now
         self.record_failure(address, user)
         record = self._users.pop(user, None) or _UserRecord(0, now)
         record.attempts += 1
@@ -143,9 +146,54 @@ class FailureLimiter:
 
     def finish(self, address: str, user: str, ok: bool) -> None:
         """The attempt begun by ADDRESS for USER has its answer."""
-        self._in_flight.pop(address, None)
         if ok:
             self.record_success(address, user)
+
+    def attempt(self, address: str, user: str, check: Callable[[], defer.Deferred[AuthOutcome]]
+                ) -> defer.Deferred[AuthOutcome]:  # fmt: skip
+        """Run CHECK (the PAM call or token check) for USER from ADDRESS once
+        no other attempt from ADDRESS is in flight; begin() decides at that
+        moment. Fires with CHECK's outcome, or a `limited` one if refused."""
+        waiting = self._waiting.setdefault(address, collections.deque())
+        if len(waiting) >= MAX_WAITING_PER_ADDRESS:
+            return defer.succeed(AuthOutcome(False, user, "too many logins waiting from this address; try again",
+                                             limited=True))  # fmt: skip
+        result: defer.Deferred[AuthOutcome] = defer.Deferred()
+
+        def start() -> None:
+            refusal = self.begin(address, user)
+            if refusal is not None:
+                self._next(address)
+                result.callback(AuthOutcome(False, user, refusal, limited=True))
+                return
+            d = defer.maybeDeferred(check)
+
+            def answered(outcome: AuthOutcome) -> AuthOutcome:
+                self.finish(address, user, outcome.ok)
+                return outcome
+
+            d.addCallback(answered)
+            d.addBoth(self._pass_turn, address)
+            d.chainDeferred(result)
+
+        waiting.append(start)
+        if address not in self._in_flight:
+            self._next(address)
+        return result
+
+    def _pass_turn(self, value: object, address: str) -> object:
+        self._next(address)
+        return value
+
+    def _next(self, address: str) -> None:
+        """Start the next waiting attempt of ADDRESS, if any."""
+        self._in_flight.discard(address)
+        waiting = self._waiting.get(address)
+        if not waiting:
+            self._waiting.pop(address, None)
+            return
+        self._in_flight.add(address)
+        waiting.popleft()()
 
     def record_failure(self, address: str, user: str = "") -> None:
         """Count one unsuccessful attempt by ADDRESS (begin() does this itself)."""

@@ -152,26 +152,28 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if message.method not in ("password", "resume"):
             self._refuse(ReasonCode.AUTH_FAILED, f"authentication method {message.method!r} is not supported")
             return
-        refusal = self.factory.limiter.begin(self.address, message.user)  # counted from here on
-        if refusal is not None:
-            log.warn("login for {user} from {address} refused: {why}", user=message.user,
-                     address=self.address, why=refusal)  # fmt: skip
-            self._refuse(ReasonCode.RATE_LIMITED, refusal)
-            return
         self._authenticating = True
         self._method = message.method
-        if message.method == "resume":
-            ok = self.factory.registry.redeem_token(message.user, message.token)
-            reason = "" if ok else "the resume token is invalid, used or expired; log in with your password"
-            d = defer.succeed(AuthOutcome(ok, message.user, reason))
-        else:
-            d = self.factory.authenticator.authenticate(message.user, message.password)
+
+        def check() -> defer.Deferred[AuthOutcome]:
+            if message.method == "resume":
+                ok = self.factory.registry.redeem_token(message.user, message.token)
+                reason = "" if ok else "the resume token is invalid, used or expired; log in with your password"
+                return defer.succeed(AuthOutcome(ok, message.user, reason))
+            return self.factory.authenticator.authenticate(message.user, message.password)
+
+        # One attempt in flight per address, counted when it starts (sessiond/auth.py).
+        d = self.factory.limiter.attempt(self.address, message.user, check)
         d.addCallback(self._auth_checked)
         d.addErrback(self._auth_crashed)
 
     def _auth_checked(self, outcome: AuthOutcome) -> Any:
+        if outcome.limited:
+            log.warn("login for {user} from {address} refused: {why}", user=outcome.user, address=self.address,
+                     why=outcome.reason)  # fmt: skip
+            self._refuse(ReasonCode.RATE_LIMITED, outcome.reason)
+            return None
         if not outcome.ok:
-            self.factory.limiter.finish(self.address, outcome.user, ok=False)
             log.info("login failed for {user} from {address}", user=outcome.user, address=self.address)
             self.factory.registry.audit("login_failed", user=outcome.user, address=self.address,
                                         detail=f"method={self._method}")  # fmt: skip
@@ -180,7 +182,6 @@ class ClientHandler(FrameProtocol, ClientPeer):
             d = delayed(self.factory.reactor, delay, outcome)
             d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
             return d
-        self.factory.limiter.finish(self.address, outcome.user, ok=True)
         preauth_authenticated(self.transport)  # the pre-auth grace and caps no longer apply
         try:
             account = lookup_account(outcome.user, min_uid=int(self.factory.config.get("auth", "min_uid")))  # type: ignore[call-overload]

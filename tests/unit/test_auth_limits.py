@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from twisted.internet import defer
+
 from sessiond import auth
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator
 
@@ -66,18 +68,56 @@ def test_oversized_credentials_never_reach_pam() -> None:
 def test_one_attempt_in_flight_per_address_counted_when_it_starts() -> None:
     clock = Clock()
     limiter = FailureLimiter(5, 300.0, clock)
-    assert limiter.begin("10.0.0.1", "alice") is None
-    # 200 connections that send AUTH before PAM answers: none reaches PAM.
-    refusals = [limiter.begin("10.0.0.1", "alice") for _ in range(200)]
-    assert all(r is not None and "in progress" in r for r in refusals)
-    assert limiter.begin("10.0.0.2", "bob") is None, "other addresses are not held up"
-    assert len(limiter._recent("10.0.0.1")) == 1  # noqa: SLF001 - counted at the start
-    limiter.finish("10.0.0.1", "alice", ok=False)
-    attempts = 1
-    while limiter.begin("10.0.0.1", f"u{attempts}") is None:
-        limiter.finish("10.0.0.1", f"u{attempts}", ok=False)
-        attempts += 1
-    assert attempts == 5, "max_failures is a hard cap on PAM calls per address"
+    pam_calls: list[defer.Deferred[AuthOutcome]] = []
+
+    def check() -> defer.Deferred[AuthOutcome]:
+        pam_calls.append(defer.Deferred())
+        return pam_calls[-1]
+
+    results: list[AuthOutcome] = []
+    # 200 connections from one address send AUTH before PAM answers.
+    for _ in range(200):
+        limiter.attempt("10.0.0.1", "alice", check).addCallback(results.append)
+    assert len(pam_calls) == 1, "one attempt in flight per address"
+    assert len(limiter._recent("10.0.0.1")) == 1  # noqa: SLF001 - counted when it started
+    refused_at_once = [r for r in results if r.limited]
+    assert len(refused_at_once) == 200 - 1 - auth.MAX_WAITING_PER_ADDRESS, "the queue is bounded"
+    bob: list[defer.Deferred[AuthOutcome]] = []
+    limiter.attempt("10.0.0.2", "bob", lambda: bob.append(defer.Deferred()) or bob[-1])
+    assert len(bob) == 1, "other addresses are not held up"
+    while not pam_calls[-1].called:
+        pam_calls[-1].callback(AuthOutcome(False, "alice", "wrong"))
+    assert len(pam_calls) == 5, "max_failures is a hard cap on PAM calls per address"
+    assert len(results) == 200
+    assert sum(not r.limited for r in results) == 5 and sum(r.limited for r in results) == 195
+
+
+def test_logins_behind_one_address_wait_their_turn_and_all_succeed() -> None:
+    limiter = FailureLimiter(4, 300.0, Clock())
+    pam_calls: list[defer.Deferred[AuthOutcome]] = []
+    results: list[AuthOutcome] = []
+    for n in range(20):  # 20 users behind one NAT address, all at once
+        user = f"user{n}"
+
+        def check(user: str = user) -> defer.Deferred[AuthOutcome]:
+            pam_calls.append(defer.Deferred())
+            pam_calls[-1].addCallback(lambda _: AuthOutcome(True, user))
+            return pam_calls[-1]
+
+        limiter.attempt("192.0.2.1", user, check).addCallback(results.append)
+    while len(results) < 20:
+        assert sum(not d.called for d in pam_calls) == 1
+        [d for d in pam_calls if not d.called][0].callback(None)
+    assert all(r.ok for r in results) and len(pam_calls) == 20
+
+
+def test_a_crashed_check_passes_the_turn_on() -> None:
+    limiter = FailureLimiter(5, 300.0, Clock())
+    errors: list[object] = []
+    limiter.attempt("a", "u", lambda: defer.fail(RuntimeError("pam died"))).addErrback(errors.append)
+    results: list[AuthOutcome] = []
+    limiter.attempt("a", "u", lambda: defer.succeed(AuthOutcome(True, "u"))).addCallback(results.append)
+    assert len(errors) == 1 and results and results[0].ok
 
 
 def test_a_success_for_one_user_never_clears_another_users_failures() -> None:
@@ -131,16 +171,6 @@ def test_per_user_backoff_stops_a_distributed_guesser() -> None:
         clock.now += 10_000
     assert limiter.user_wait("victim") <= auth.USER_BACKOFF_MAX
     assert limiter.user_wait("someone-else") == 0.0
-
-
-def test_a_lost_answer_frees_the_address_after_the_in_flight_timeout() -> None:
-    clock = Clock()
-    limiter = FailureLimiter(5, 300.0, clock)
-    assert limiter.begin("a", "u") is None
-    clock.now += auth.IN_FLIGHT_TIMEOUT - 1
-    assert limiter.begin("a", "u") is not None
-    clock.now += 2
-    assert limiter.begin("a", "u") is None
 
 
 def test_tracked_users_are_bounded(monkeypatch: object) -> None:

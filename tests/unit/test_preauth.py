@@ -114,7 +114,7 @@ def test_hook_finds_the_ticket_through_tls_and_websocket_transports() -> None:
 
 def test_config_keys_and_defaults() -> None:
     limits = limits_from_config(load_config(None))
-    assert limits == PreauthLimits(60.0, 256, 16)
+    assert limits == PreauthLimits(60.0, 512, 64)
     custom = load_config(None, {"server": {"login_grace": "2.5", "max_unauthenticated": "1000",
                                            "max_unauthenticated_per_source": "20"}})  # fmt: skip
     assert limits_from_config(custom) == PreauthLimits(2.5, 1000, 20)
