@@ -120,3 +120,32 @@ def test_config_keys_and_defaults() -> None:
     assert limits_from_config(custom) == PreauthLimits(2.5, 1000, 20)
 
 
+
+
+def test_portmux_takes_a_ticket_at_accept_and_gives_it_back() -> None:
+    from twisted.internet.testing import StringTransport  # noqa: PLC0415
+    from twisted.internet.address import IPv4Address  # noqa: PLC0415
+    from twisted.internet.protocol import Factory, Protocol  # noqa: PLC0415
+
+    from sessiond.portmux import MuxFactory  # noqa: PLC0415
+
+    t, clock = tracker(grace=5.0)
+    mux = MuxFactory(Factory.forProtocol(Protocol), Factory.forProtocol(Protocol), t)
+    addr = IPv4Address("TCP", "127.0.0.9", 5000)
+    proto = mux.buildProtocol(addr)
+    transport = StringTransport(peerAddress=addr)
+    aborted: list[bool] = []
+    transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+    proto.makeConnection(transport)
+    assert t.count("127.0.0.9") == 1, "counted from accept, before any TLS"
+    proto.handshakeCompleted()
+    proto.dataReceived(b"GET / HTTP/1.1\r\n")
+    assert proto.preauth is not None and proto.preauth.level == SPOKE
+    proto.connectionLost()
+    assert len(t) == 0
+    silent = mux.buildProtocol(addr)
+    quiet = StringTransport(peerAddress=addr)
+    quiet.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+    silent.makeConnection(quiet)
+    clock.advance(5.0)
+    assert aborted == [True], "the silent one is aborted by the grace timer"
