@@ -22,7 +22,7 @@ DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	pulseaudio pulseaudio-utils \
 	chromium nodejs iproute2
 
-.PHONY: all install deps-debian venv sslyze demo test unit webtest clean
+.PHONY: all install deps-debian venv sslyze demo test unit lint webtest clean
 
 all: install
 
@@ -62,8 +62,15 @@ demo: install
 
 # Tests run from the installed venv, with the checkout NOT on sys.path, so
 # they import the installed packages (tests/test_layout.py checks that).
-test: install webtest sslyze
+test: install lint webtest sslyze
 	cd tests && SESSIOND_PREFIX=$(PREFIX) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Static checks, seconds: ruff on the whole tree (rules in pyproject.toml),
+# mypy --strict on the parts that must stay fully typed. The import
+# boundaries are a unit test (tests/unit/test_import_boundaries.py).
+lint: venv
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/mypy --strict --cache-dir=/dev/null protocol/ isolation/ media/
 
 # The web client's JavaScript unit tests (node's built-in runner, no npm install).
 webtest:

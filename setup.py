@@ -19,6 +19,8 @@ setup(
         "isolation",
         "apps",
         "client",
+        "transport",
+        "media",
     ],
     # The HTML5 client's files, served by sessiond (sessiond/web.py); its tests are not installed.
     package_data={"client": ["web/*.html", "web/css/*.css", "web/js/*.js", "web/img/*.svg"]},

@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
 from apps.catalog import AppEntry, Catalog, UnknownApp
 from apps.entitlements import Entitlements, Principal, principal_for
+from apps.icon_renders import IconRenderQueue
 from apps.icons import DEFAULT_ICON_DIRS, IconError, IconResolver, render_png
 
 LISTING_ICON_SIZE = 48  # the size "icon available" is decided at: the common launcher size
@@ -61,13 +62,14 @@ class AppPublisher:
         icons: IconResolver | None = None,
         *,
         principal_of: Callable[[str], Principal] = principal_for,
-        run_in_thread: Callable[..., defer.Deferred[Any]] = threads.deferToThread,
+        run_in_thread: Callable[..., defer.Deferred[Any]] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.catalog = catalog
         self.entitlements = entitlements if entitlements is not None else Entitlements()
         self.icons = icons if icons is not None else IconResolver()
         self._principal_of = principal_of
-        self._run_in_thread = run_in_thread
+        self._renders = IconRenderQueue(render_png, run_in_thread=run_in_thread, clock=clock)
 
     def listing(self, user: str, locale: str = "") -> list[PublishedApp]:
         """The apps ``user`` is entitled to, localized to ``locale``, sorted by shown name."""
@@ -93,9 +95,12 @@ class AppPublisher:
         """PNG of the app's icon at ``size``; fails with UnknownApp, NotEntitled or IconError.
 
         The file is found in the calling thread (cached lookups); decoding
-        and resizing run in a worker thread so the reactor never stalls.
+        and resizing run in the icon pool (apps.icon_renders: coalesced per
+        file and size, bounded, never on the threads that run PAM), and each
+        user's requests are rate-limited (IconRateLimited).
         """
         try:
+            self._renders.admit(user)
             self.icons.check_size(size)
             entry = self._entitled_entry(user, app_id)
             path = self.icons.find(entry.icon, size) if entry.icon else None
@@ -106,7 +111,7 @@ class AppPublisher:
             return defer.fail(error)
         if cached is not None:
             return defer.succeed(cached)
-        d = self._run_in_thread(render_png, path, size)
+        d = self._renders.render(path, size)
 
         def store(data: bytes) -> bytes:
             self.icons.store(path, size, data)
@@ -138,10 +143,10 @@ class AppPublisher:
 def publisher_from_config(catalog: Catalog, config: Any) -> AppPublisher:
     """Build the publisher from sessiond's Config ([apps] icons, [entitlements])."""
     entitlements = Entitlements(
-        config.get("entitlements", "rules"),
-        default_everyone=bool(config.get("entitlements", "default")),
+        config.entitlements.rules,
+        default_everyone=config.entitlements.default,
     )
-    icon_dirs = tuple(config.get("apps", "icon_dirs")) or DEFAULT_ICON_DIRS
-    icons = IconResolver(icon_dirs, theme=str(config.get("apps", "icon_theme")))
+    icon_dirs = tuple(config.apps.icon_dirs) or DEFAULT_ICON_DIRS
+    icons = IconResolver(icon_dirs, theme=config.apps.icon_theme)
     return AppPublisher(catalog, entitlements, icons)
 

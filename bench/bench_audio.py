@@ -38,7 +38,7 @@ from client.known_hosts import KnownHosts
 from protocol.audio import AudioCodec, AudioData, MicData, MicFormat
 from protocol.base import ChannelKind, Message
 from protocol.connection import frame_cost
-from sessiond.agent.audio_codec import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, frame_bytes
+from media.opus import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, frame_bytes
 from spine_server import BenchUsers, start_sessiond
 from spine_workloads import open_session, within
 

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<44} {ms(results[key]):>10}   floor TLS connect+HELLO {ms(results['floor'])}   "
               f"ratio {ours / floor:.2f}x   target 150 ms")
     print(f"{'sessionctl list --json --all (' + str(rows) + ' rows)':<44} {ms(full):>10}   "
-          f"baseline same command, 1 live row {ms(empty)}   ratio {statistics.median(full) / statistics.median(empty):.2f}x"
+          f"baseline same command, 1 live row {ms(empty)}   "
+          f"ratio {statistics.median(full) / statistics.median(empty):.2f}x"
           f"   target 200 ms")
     return 0
 

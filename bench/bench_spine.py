@@ -178,7 +178,8 @@ def report(startup: list[StartupRun], typed: EchoResult, scroll: RedrawResult) -
                  f"changed area per echo {med(typed.changed_area):.0f} px")  # fmt: skip
     lines.append(f"redraw: {scroll.frames} frames, down {_size(scroll.bytes.down / scroll.seconds)}/s, "
                  f"up {_size(scroll.bytes.up / scroll.seconds)}/s; CPU (% of one core): "
-                 + ", ".join(f"{label} {share:.0f}" for label, share in sorted(scroll.cpu.items(), key=lambda item: -item[1])
+                 + ", ".join(f"{label} {share:.0f}"
+                             for label, share in sorted(scroll.cpu.items(), key=lambda item: -item[1])
                              if share >= MIN_CPU_SHARE_SHOWN))  # fmt: skip
     return "\n".join(lines)
 
@@ -205,8 +206,8 @@ class Bench:
         typist = self.users.create(f"{USER_PREFIX}echo")
         scroller = self.users.create(f"{USER_PREFIX}redraw")
         display = {"frames_in_flight": args.frames_in_flight} if args.frames_in_flight else None
-        self.server = await spine_server.start_sessiond(reactor, self.tmp, *SCREEN,
-                                                         [os.path.join(REPO, "conf", "apps"), apps], display)  # fmt: skip
+        app_dirs = [os.path.join(REPO, "conf", "apps"), apps]
+        self.server = await spine_server.start_sessiond(reactor, self.tmp, *SCREEN, app_dirs, display)
         host, port = self.server.host, self.server.port
         print(f"sessiond on {host}:{port}; start-up x{len(starters)} ...", file=sys.stderr, flush=True)
         startup = [

@@ -115,12 +115,10 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
                  display: dict[str, int] | None = None) -> tuple[str, str]:  # fmt: skip
     """Write the bench sessiond.conf; returns (config path, runtime dir).
     DISPLAY overrides [display] keys (pacing experiments); None keeps the defaults."""
-    from sessiond.config import SCHEMA  # the installed copy: what this sessiond accepts
-
     runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")
     # Sessions outlive a sessiond restart by default; the bench wants them gone.
-    on_stop = "on_stop = logoff\n" if "on_stop" in SCHEMA["server"] else ""
+    on_stop = "on_stop = logoff\n"
     with open(config, "w", encoding="utf-8") as handle:
         handle.write(
             f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {os.path.join(tmp, 'state')}\nruntime_dir = {runtime}\n"
@@ -161,8 +159,9 @@ class BenchUsers:
 
     def create(self, name: str) -> TestUser:
         """A fresh user NAME with a random password (PAM checks it)."""
-        self.created.append(name)
-        return create_user(name, self.directory)
+        user = create_user(name, self.directory)  # the name may carry SVTEST_USER_SUFFIX
+        self.created.append(user.name)
+        return user
 
     def remove_all(self) -> list[str]:
         """Delete every created user; returns error lines (empty if clean).

@@ -19,7 +19,7 @@ from typing import Any
 from protocol.audio import AudioData, AudioFormat
 from protocol.base import Message
 from protocol.connection import frame_cost
-from sessiond.agent.audio_codec import CHANNELS, FRAME_SAMPLES, SAMPLE_BYTES, SAMPLE_RATE, OpusDecoder, frame_bytes
+from media.opus import CHANNELS, FRAME_SAMPLES, SAMPLE_BYTES, SAMPLE_RATE, OpusDecoder, frame_bytes
 
 # Longest `audio record` / `audio mic` file: bounds the client's memory (~55 MiB of PCM).
 MAX_AUDIO_SECONDS = 300
@@ -33,7 +33,7 @@ JITTER_FACTOR = 4
 JITTER_GAIN = 1 / 16
 
 
-class AudioStreamError(Exception):
+class AudioStreamError(ValueError):
     """The session's audio stream is unusable (bad format, undecodable packet)."""
 
 

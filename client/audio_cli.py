@@ -18,7 +18,7 @@ from client.audio import MAX_AUDIO_SECONDS, Player, Recorder, load_sound_file, m
 from client.session import SessionClient, with_timeout
 from protocol.audio import AudioCodec, AudioFormat, MicData, MicFormat
 from protocol.base import ChannelKind, Message
-from sessiond.agent.audio_codec import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder
+from media.opus import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder
 
 # Seconds of microphone audio sent ahead of real time, absorbing scheduling
 # hiccups on either side without adding noticeable delay.

@@ -3,8 +3,11 @@
 # Why: Regions arrive from the network, so every one is untrusted input.
 # Before anything is decompressed or decoded, the rectangle must lie inside
 # the framebuffer and the announced decoded size must match w*h*3 (lz4's
-# stored size, the PNG/JPEG header size), so a small hostile message can
-# never make the client allocate or decode more than the region it claims.
+# stored size, the PNG/JPEG header size read by media.region before Pillow
+# sees the file), so a small hostile message can never make the client
+# allocate or decode more than the region it claims.  The screen itself is
+# bounded too: a DESKTOP_SIZE past MAX_FRAMEBUFFER_SIDE is refused before
+# the image is allocated.
 # The screen itself is a Pillow RGB image: pasting, screenshots and pixel
 # probes in tests all come for free.
 
@@ -18,17 +21,20 @@ import zlib
 import lz4.block
 from PIL import Image
 
+from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
+from media.region import LZ4_SIZE_PREFIX as _LZ4_SIZE
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
 
-# Largest framebuffer side (X11 coordinates are 16-bit; Xvfb caps at 32767).
-MAX_FRAMEBUFFER_SIDE = 32767
-BYTES_PER_PIXEL = 3
-FILL_BYTES = 3
-# lz4.block.compress(store_size=True) prefix: decoded size, u32 little-endian.
-_LZ4_SIZE = struct.Struct("<I")
-# What Pillow may raise on a corrupt file (besides its own OSError family).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+# Largest desktop side the client accepts: the largest screen a server can
+# be configured for ([session] max_width / max_height <= 8192).  An 8192 x
+# 8192 RGB framebuffer is 192 MiB; a DESKTOP_SIZE of 0x7fff x 0x7fff would
+# have been 3 GiB.
+MAX_FRAMEBUFFER_SIDE = 8192
+# What Pillow may raise on a corrupt file (besides its own OSError family);
+# DecompressionBombError only if a header slipped past media.region.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error,
+                  Image.DecompressionBombError)  # fmt: skip
 # Image file format Pillow must detect for each file-based encoding.
 _FILE_FORMATS = {Encoding.PNG: "PNG", Encoding.JPEG: "JPEG"}
 
@@ -86,7 +92,7 @@ class Framebuffer:
                 raise RegionError(f"FILL data must be {FILL_BYTES} bytes, got {len(data)}")
             self._image.paste((data[0], data[1], data[2]), (x, y, x + w, y + h))
             return
-        raw_size = w * h * BYTES_PER_PIXEL
+        raw_size = raw_bytes(w, h)
         if raw_size > MAX_REGION_RAW_BYTES:
             raise RegionError(
                 f"region {w}x{h} decodes to {raw_size} bytes, over MAX_REGION_RAW_BYTES"
@@ -114,6 +120,14 @@ class Framebuffer:
 
     @staticmethod
     def _decode_file(data: bytes, w: int, h: int, fmt: str) -> Image.Image:
+        # The header's size first, read without Pillow: Image.open itself
+        # reacts to a huge declared size (DecompressionBombError).
+        try:
+            declared = header_size(data, fmt)
+        except (ImageHeaderError, struct.error) as exc:
+            raise RegionError(f"{fmt} data is not a valid {fmt} image: {exc}") from None
+        if declared != (w, h):
+            raise RegionError(f"{fmt} image is {declared[0]}x{declared[1]}, region is {w}x{h}")
         try:
             # Image.open only parses the header; nothing is decoded yet.
             tile = Image.open(io.BytesIO(data), formats=[fmt])

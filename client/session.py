@@ -49,8 +49,8 @@ from protocol.messages import (
     SyncDone,
     Wheel,
 )
-from sessiond.tls import fingerprint
-from sessiond.wire import FrameProtocol
+from transport.tls import fingerprint
+from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
@@ -118,7 +118,7 @@ class SessionClient(FrameProtocol):
         der = cert.to_cryptography().public_bytes(serialization.Encoding.DER)
         try:
             known = self.known_hosts.check(self.server, fingerprint(der))
-        except Exception as exc:  # HostKeyMismatch: refuse before sending anything
+        except Exception as exc:  # noqa: BLE001 - HostKeyMismatch or a bad file: refuse before sending anything
             self._fail(exc)
             return
         if not known and self.on_new_host is not None:
@@ -134,6 +134,39 @@ class SessionClient(FrameProtocol):
 
     # -- events --------------------------------------------------------------------
     def event_received(self, event: object) -> None:
+        """One event from the server, behind the client's error boundary: a
+        message the client cannot handle closes the connection with a reason
+        code (the server, or a man in the middle, is misbehaving); it never
+        raises into the reactor."""
+        try:
+            self._event(event)
+        except Exception as exc:  # noqa: BLE001 - the boundary of one message
+            what = type(getattr(event, "message", event)).__name__
+            self.refuse(ReasonCode.INTERNAL_ERROR, f"cannot handle {what}: {type(exc).__name__}: {exc}")
+
+    def refuse(self, code: ReasonCode, message: str) -> None:
+        """Close the connection because of what the server sent: CLOSE with
+        CODE goes out, and every waiter (and `ended`) sees ConnectionEnded(CODE)."""
+        if self._end is None:
+            self._end = ConnectionEnded(code, message)
+        self.close(code, message)
+        self._error_all(self._end)
+
+    def _channel_failed(self, channel: int, exc: Exception) -> None:
+        """A channel's handler could not take a message (an undecodable audio
+        packet, a USB reply that breaks the rules): close that channel with a
+        reason code, and tell its handler it is closed (None)."""
+        code = ReasonCode.MALFORMED_MESSAGE if isinstance(exc, ValueError) else ReasonCode.INTERNAL_ERROR
+        text = f"{type(exc).__name__}: {exc}"
+        self.log.warn("closing channel {channel}: {code} {text}", channel=channel, code=code.name, text=text)
+        handler = self.channel_handlers.pop(channel, None)
+        if channel in self.conn.open_channels():
+            self.conn.close_channel(channel, code, text)
+            self.flush()
+        if handler is not None:
+            handler(None)
+
+    def _event(self, event: object) -> None:
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
                 self._display(event.message)
@@ -142,7 +175,10 @@ class SessionClient(FrameProtocol):
                 self.conn.consumed(INPUT, frame_cost(event.message))
                 self._deliver(event.message)
             elif event.channel in self.channel_handlers:
-                self.channel_handlers[event.channel](event.message)
+                try:
+                    self.channel_handlers[event.channel](event.message)
+                except Exception as exc:  # noqa: BLE001 - one channel's boundary: it costs that channel
+                    self._channel_failed(event.channel, exc)
                 self.conn.consumed(event.channel, frame_cost(event.message))
             else:
                 if isinstance(event.message, SessionInfo):
@@ -172,19 +208,23 @@ class SessionClient(FrameProtocol):
 
     def _display(self, message: Message) -> None:
         if isinstance(message, DesktopSize):
-            if self.framebuffer is None:
-                self.framebuffer = Framebuffer(message.width, message.height)
-            else:
-                self.framebuffer.resize(message.width, message.height)
+            try:  # the size is checked (MAX_FRAMEBUFFER_SIDE) before anything is allocated
+                if self.framebuffer is None:
+                    self.framebuffer = Framebuffer(message.width, message.height)
+                else:
+                    self.framebuffer.resize(message.width, message.height)
+            except RegionError as exc:
+                self.refuse(ReasonCode.LIMIT_EXCEEDED, f"desktop size refused: {exc}")
+                return
             self._deliver(message)  # answers resize()
         elif isinstance(message, Region):
             if self.framebuffer is None:
-                self.close(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
+                self.refuse(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
                 return
             try:
                 self.framebuffer.apply(message)
             except RegionError as exc:
-                self.close(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
+                self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
         elif isinstance(message, FrameEnd):
             self.last_frame = message.seq
             self.conn.send(DISPLAY, FrameAck(seq=message.seq))
@@ -361,7 +401,8 @@ def client_tls_options() -> ssl.CertificateOptions:
 
 
 async def connect(reactor: Any, host: str, port: int, known_hosts: KnownHosts,
-                  on_new_host: Callable[[str], None] | None = None, timeout: float = 10.0) -> SessionClient:  # fmt: skip
+                  on_new_host: Callable[[str], None] | None = None,
+                  timeout: float = 10.0) -> SessionClient:  # fmt: skip
     """Connect, verify the pinned certificate, exchange HELLO."""
     from twisted.internet.protocol import Factory
 

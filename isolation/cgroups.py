@@ -112,6 +112,30 @@ def _pid_list(text: str) -> list[int]:
     return [int(word) for word in text.split()]
 
 
+def pidfd_kill(pid: int, still_member: Callable[[int], bool]) -> bool:
+    """SIGKILL `pid` through a pidfd, only if it is still in the session's cgroup.
+
+    Without a freezer the cgroup's pid list can go stale before the kill: the
+    process may exit and its pid be reused by someone else's process. Opening
+    a pidfd pins the process the pid names now; checking membership after
+    that, then signalling through the fd, kills exactly a process of the
+    session or nothing. Returns True if a signal was sent.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if not still_member(pid):
+            return False
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _stat_value(text: str, key: str) -> int:
     for line in text.splitlines():
         name, _sep, value = line.partition(" ")
@@ -124,10 +148,12 @@ class _Common(abc.ABC):
     """Shared kill/remove logic; subclasses name directories and files."""
 
     def __init__(self, root: str, fs: CgroupFS | None, kill: Callable[[int, int], None],
-                 sleep: Callable[[float], None]) -> None:
+                 sleep: Callable[[float], None],
+                 checked_kill: Callable[[int, Callable[[int], bool]], bool] = pidfd_kill) -> None:
         self.root = root
         self.fs: CgroupFS = fs or RealFS()
         self.kill = kill
+        self.checked_kill = checked_kill
         self.sleep = sleep
 
     @abc.abstractmethod
@@ -141,6 +167,10 @@ class _Common(abc.ABC):
     @abc.abstractmethod
     def _freeze(self, session_id: str, frozen: bool) -> None:
         """Freeze or thaw every process of the session."""
+
+    @abc.abstractmethod
+    def can_freeze(self, session_id: str) -> bool:
+        """True if _freeze really stops the session's processes (else kill by pidfd)."""
 
     def exists(self, session_id: str) -> bool:
         """True if the session's cgroup exists."""
@@ -163,16 +193,24 @@ class _Common(abc.ABC):
         """SIGKILL every process in the cgroup until it is empty; returns how many.
 
         The cgroup is frozen while its pids are read and killed, so nothing
-        can fork between the read and the kill.
+        can fork between the read and the kill. Where there is no freezer
+        (v1 without the freezer hierarchy), each pid is pinned with a pidfd
+        and checked to still be in the cgroup before the kill, so a reused
+        pid never costs an unrelated process.
         """
         check_session_id(session_id)
         if not self.exists(session_id):
             return 0
         killed = 0
+        frozen = self.can_freeze(session_id)
+        member = lambda pid: pid in self.pids(session_id)  # noqa: E731 - read afresh per kill
         for _sweep in range(MAX_KILL_SWEEPS):
             self._freeze(session_id, True)
             pids = self.pids(session_id)
             for pid in pids:
+                if not frozen:  # the list may be stale: pin each process, re-check, then kill
+                    killed += self.checked_kill(pid, member)
+                    continue
                 with contextlib.suppress(ProcessLookupError):
                     self.kill(pid, signal.SIGKILL)
                     killed += 1
@@ -206,8 +244,9 @@ class CgroupV1(_Common):
 
     def __init__(self, root: str = CGROUP_ROOT, fs: CgroupFS | None = None,
                  kill: Callable[[int, int], None] = os.kill,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        super().__init__(root, fs, kill, sleep)
+                 sleep: Callable[[float], None] = time.sleep,
+                 checked_kill: Callable[[int, Callable[[int], bool]], bool] = pidfd_kill) -> None:
+        super().__init__(root, fs, kill, sleep, checked_kill)
         self.controllers = tuple(c for c in V1_CONTROLLERS
                                  if self.fs.exists(f"{root}/{c}/cgroup.procs"))
         missing = [c for c in V1_REQUIRED if c not in self.controllers]
@@ -246,6 +285,9 @@ class CgroupV1(_Common):
         except OSError as exc:
             raise CgroupError(f"cannot create the cgroup of session {session_id}: {exc}") from None
 
+    def can_freeze(self, session_id: str) -> bool:
+        return "freezer" in self.controllers
+
     def _freeze(self, session_id: str, frozen: bool) -> None:
         if "freezer" not in self.controllers:
             return
@@ -276,8 +318,9 @@ class CgroupV2(_Common):
 
     def __init__(self, root: str = CGROUP_ROOT, fs: CgroupFS | None = None,
                  kill: Callable[[int, int], None] = os.kill,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        super().__init__(root, fs, kill, sleep)
+                 sleep: Callable[[float], None] = time.sleep,
+                 checked_kill: Callable[[int, Callable[[int], bool]], bool] = pidfd_kill) -> None:
+        super().__init__(root, fs, kill, sleep, checked_kill)
         available = self.fs.read(f"{root}/cgroup.controllers").split()
         missing = [c for c in V2_REQUIRED if c not in available]
         if missing:
@@ -312,6 +355,10 @@ class CgroupV2(_Common):
                 self.fs.write(f"{directory}/cpu.max", f"{quota} {CPU_PERIOD_US}")
         except OSError as exc:
             raise CgroupError(f"cannot create the cgroup of session {session_id}: {exc}") from None
+
+    def can_freeze(self, session_id: str) -> bool:
+        directory = self._dir(session_id)
+        return self.fs.exists(f"{directory}/cgroup.kill") or self.fs.exists(f"{directory}/cgroup.freeze")
 
     def _freeze(self, session_id: str, frozen: bool) -> None:
         directory = self._dir(session_id)

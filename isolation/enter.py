@@ -48,6 +48,9 @@ X11_SOCKET_DIR = "/tmp/.X11-unix"
 # cgroup's memory limit (tmpfs pages are charged to it) bounds the total. Xvfb framebuffers live in SysV shm,
 # not here, so these can stay modest.
 TMP_TMPFS_SIZE = "1024m"
+# /var/tmp is private like /tmp (files there are meant to survive a reboot, not
+# to be shared between sessions); it shares /tmp's ceiling.
+VAR_TMP_DIR = "/var/tmp"
 SHM_TMPFS_SIZE = "512m"
 RUNTIME_TMPFS_SIZE = "64m"
 # Smallest uid enter.py re-checks against; the login policy (min_uid) is
@@ -288,6 +291,8 @@ def build_mounts(ops: SandboxOps, spec: SandboxSpec) -> None:
             ops.mount_tmpfs("/tmp", f"mode=1777,size={TMP_TMPFS_SIZE}")
             ops.make_root_dir(X11_SOCKET_DIR, 0o1777)
             ops.mount_tmpfs("/dev/shm", f"mode=1777,size={SHM_TMPFS_SIZE}")
+            ops.make_root_dir(VAR_TMP_DIR, 0o1777)
+            ops.mount_tmpfs(VAR_TMP_DIR, f"mode=1777,size={TMP_TMPFS_SIZE}")
         ops.make_root_dir(RUNTIME_BASE, 0o755)
         ops.make_root_dir(runtime_dir(acc), 0o700)
         ops.mount_tmpfs(

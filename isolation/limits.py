@@ -102,7 +102,7 @@ class LimitOverride:
     def apply(self, limits: SessionLimits) -> SessionLimits:
         """`limits` with this override's fields replaced."""
         changes: dict[str, int | None] = dict(self.values)
-        return replace(limits, **changes)  # type: ignore[arg-type]
+        return replace(limits, **changes)
 
 
 def parse_overrides(value: str) -> tuple[LimitOverride, ...]:

@@ -119,7 +119,7 @@ def first_failure(checks: tuple[DropCheck, ...] | list[DropCheck],
     for check in checks:
         try:
             ok = check.verify(account)
-        except Exception:  # any surprise means "not verified"
+        except Exception:  # noqa: BLE001 - any surprise means "not verified"
             ok = False
         if ok is not True:
             return check.name

@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
+import dataclasses
 from enum import IntEnum
-from typing import ClassVar, Self
+from typing import Final
 
-from protocol.base import ChannelKind, Message, Sender, check_int
+from protocol.base import ChannelKind, Message, Sender
+from protocol.schema import BYTES, U8, U16, U32, U64, Declared, message, shared, wire
 
 # Largest codec packet in one DATA message: libopus's recommended output
 # buffer (a 120 ms packet at the highest bitrate fits).
@@ -32,8 +32,8 @@ MAX_FRAME_SAMPLES = 5760
 # pts and capture times are u64 on the wire (a sample counter never wraps in practice).
 U64_MAX = 2**64 - 1
 
-_FORMAT = struct.Struct(">BBHI")
-_DATA = struct.Struct(">QQ")
+OUT: Final = ChannelKind.AUDIO_OUT
+IN: Final = ChannelKind.AUDIO_IN
 
 
 class AudioCodec(IntEnum):
@@ -42,100 +42,48 @@ class AudioCodec(IntEnum):
     OPUS = 1
 
 
-@dataclass(frozen=True)
-class _Format(Message):
+@shared
+class _Format(Declared):
     """Codec, channels, frame size and sample rate of the stream that follows."""
 
-    codec: AudioCodec
-    channels: int
-    frame_samples: int
-    sample_rate: int
+    codec: AudioCodec = wire(dataclasses.replace(U8, enum=AudioCodec))
+    channels: int = wire(U8.within(1, MAX_AUDIO_CHANNELS))
+    frame_samples: int = wire(U16.within(1, MAX_FRAME_SAMPLES))
+    sample_rate: int = wire(U32.within(1, U32.high))
 
-    def __post_init__(self) -> None:
-        check_int("codec", self.codec, 0, 255)
-        object.__setattr__(self, "codec", AudioCodec(self.codec))
-        check_int("channels", self.channels, 1, MAX_AUDIO_CHANNELS)
-        check_int("frame_samples", self.frame_samples, 1, MAX_FRAME_SAMPLES)
-        check_int("sample_rate", self.sample_rate, 1, 2**32 - 1)
+    def check(self) -> None:
+        """Opus streams use one of the Opus rates."""
         if self.codec is AudioCodec.OPUS and self.sample_rate not in OPUS_RATES:
             raise ValueError(f"sample_rate={self.sample_rate} is not an Opus rate {sorted(OPUS_RATES)}")
 
-    def encode(self) -> bytes:
-        return _FORMAT.pack(self.codec, self.channels, self.frame_samples, self.sample_rate)
 
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse an 8-byte payload; ValueError if invalid."""
-        if len(payload) != _FORMAT.size:
-            raise ValueError(f"{cls.__name__} payload must be {_FORMAT.size} bytes, got {len(payload)}")
-        return cls(*_FORMAT.unpack(payload))
-
-
-@dataclass(frozen=True)
-class _Data(Message):
+@shared
+class _Data(Declared):
     """One codec packet at stream position `pts` (samples since the FORMAT)."""
 
-    pts: int
-    capture_us: int
-    packet: bytes
-
-    def __post_init__(self) -> None:
-        check_int("pts", self.pts, 0, U64_MAX)
-        check_int("capture_us", self.capture_us, 0, U64_MAX)
-        if not isinstance(self.packet, (bytes, bytearray, memoryview)):
-            raise ValueError("packet must be bytes")
-        object.__setattr__(self, "packet", bytes(self.packet))
-        if not 1 <= len(self.packet) <= MAX_AUDIO_PACKET:
-            raise ValueError(f"packet of {len(self.packet)} bytes outside [1, {MAX_AUDIO_PACKET}]")
-
-    def encode(self) -> bytes:
-        return _DATA.pack(self.pts, self.capture_us) + self.packet
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) < _DATA.size:
-            raise ValueError(f"{cls.__name__} payload shorter than its {_DATA.size}-byte header")
-        if len(payload) > _DATA.size + MAX_AUDIO_PACKET:
-            raise ValueError(f"{cls.__name__} packet longer than MAX_AUDIO_PACKET")
-        pts, capture_us = _DATA.unpack_from(payload)
-        return cls(pts, capture_us, payload[_DATA.size :])
+    pts: int = wire(U64)
+    capture_us: int = wire(U64)
+    packet: bytes = wire(BYTES(MAX_AUDIO_PACKET, 1))
 
 
-@dataclass(frozen=True)
+@message(0x01, "AUDIO_FORMAT", kind=OUT, sender=Sender.SERVER)
 class AudioFormat(_Format):
     """The session's sound stream starts now, in this format (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x01
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.AUDIO_OUT
-    SENDER: ClassVar[Sender] = Sender.SERVER
 
-
-@dataclass(frozen=True)
+@message(0x02, "AUDIO_DATA", kind=OUT, sender=Sender.SERVER)
 class AudioData(_Data):
     """A packet of the session's sound; silent stretches are not sent (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x02
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.AUDIO_OUT
-    SENDER: ClassVar[Sender] = Sender.SERVER
 
-
-@dataclass(frozen=True)
+@message(0x01, "MIC_FORMAT", kind=IN, sender=Sender.CLIENT)
 class MicFormat(_Format):
     """The client's microphone stream starts now, in this format (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x01
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.AUDIO_IN
-    SENDER: ClassVar[Sender] = Sender.CLIENT
 
-
-@dataclass(frozen=True)
+@message(0x02, "MIC_DATA", kind=IN, sender=Sender.CLIENT)
 class MicData(_Data):
     """A packet of the client's microphone (client -> server)."""
-
-    TYPE: ClassVar[int] = 0x02
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.AUDIO_IN
-    SENDER: ClassVar[Sender] = Sender.CLIENT
 
 
 AUDIO_OUT_MESSAGES: tuple[type[Message], ...] = (AudioFormat, AudioData)

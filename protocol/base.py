@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum, IntEnum
 from typing import ClassVar, Self
 
-from protocol.limits import MAX_JSON_INT
+from protocol.limits import MAX_FRAME_PAYLOAD, MAX_JSON_INT
 
 U8_MAX = 0xFF
 U16_MAX = 0xFFFF
@@ -77,6 +77,10 @@ class Message:
     # Channel kind the type code belongs to; None for generic (WINDOW_UPDATE).
     KIND: ClassVar[ChannelKind | None]
     SENDER: ClassVar[Sender] = Sender.ANY
+    # Wire name (docs/protocol.md, tests/vectors).
+    NAME: ClassVar[str] = ""
+    # Largest payload encode() can return: bounds frames of this type from the header.
+    MAX_PAYLOAD: ClassVar[int] = MAX_FRAME_PAYLOAD
 
     def encode(self) -> bytes:
         """Return this message's payload bytes (frame header excluded)."""
@@ -88,10 +92,13 @@ class Message:
         raise NotImplementedError
 
 
+# The checks raise ValueError even for a value of the wrong type (ruff's
+# TRY004 is silenced where they do): ValueError is the one signal a decoder
+# turns into MALFORMED_MESSAGE, and callers catch exactly that.
 def check_int(name: str, value: object, low: int, high: int) -> int:
     """Return value if it is an int (not bool) within [low, high], else ValueError."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__}")  # noqa: TRY004
     if not low <= value <= high:
         raise ValueError(f"{name}={value} outside [{low}, {high}]")
     return value
@@ -105,14 +112,14 @@ def check_json_int(name: str, value: object, *, signed: bool = False) -> int:
 def check_bool(name: str, value: object) -> bool:
     """Return value if it is a bool, else ValueError."""
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a boolean, got {type(value).__name__}")
+        raise ValueError(f"{name} must be a boolean, got {type(value).__name__}")  # noqa: TRY004
     return value
 
 
 def check_str(name: str, value: object) -> str:
     """Return value if it is a str encodable as UTF-8 (no lone surrogates)."""
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")  # noqa: TRY004
     value.encode("utf-8")  # UnicodeEncodeError is a ValueError
     return value
 
@@ -120,5 +127,5 @@ def check_str(name: str, value: object) -> str:
 def check_str_tuple(name: str, value: object) -> tuple[str, ...]:
     """Return a list/tuple of strings as a tuple, else ValueError."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"{name} must be a list of strings")
+        raise ValueError(f"{name} must be a list of strings")  # noqa: TRY004
     return tuple(check_str(f"{name}[]", item) for item in value)

@@ -53,8 +53,12 @@ class ChannelTable:
         self,
         window_for: Callable[[ChannelKind], int] | None = None,
         accept_kind: Callable[[ChannelKind], bool] | None = None,
+        min_send_window: Callable[[ChannelKind], int] | None = None,
     ) -> None:
+        """min_send_window(kind) is the smallest initial window the peer may
+        grant us on a channel of `kind` (see protocol.messages.min_window)."""
         self._window_for = window_for or default_window_for
+        self._min_send_window = min_send_window or (lambda kind: 0)
         self._accept_kind = accept_kind or default_accept_kind
         self._channels: dict[int, ChannelState] = {}
 
@@ -134,6 +138,10 @@ class ChannelTable:
             return refusal, None
         if len(self._channels) >= MAX_OPEN_CHANNELS:
             raise ProtocolError(ReasonCode.LIMIT_EXCEEDED, f"more than {MAX_OPEN_CHANNELS} channels")
+        if message.window < self._min_send_window(kind):
+            why = self._small_window(kind, message.window)
+            refusal = ChannelClose(channel, int(ReasonCode.FLOW_CONTROL_ERROR), why)
+            return refusal, None
         window = self._initial_window(kind)
         self._channels[channel] = ChannelState(
             channel,
@@ -144,11 +152,12 @@ class ChannelTable:
         )
         return ChannelOpenOk(channel, window), ChannelOpened(channel, kind, by_peer=True)
 
-    def on_open_ok(self, message: ChannelOpenOk) -> ChannelOpened | None:
-        """The peer accepted our open: the channel becomes OPEN."""
+    def on_open_ok(self, message: ChannelOpenOk) -> tuple[ChannelClose | None, ChannelOpened | None]:
+        """The peer accepted our open: the channel becomes OPEN, unless the
+        window it grants is too small, then we close it: (close or None, event or None)."""
         state = self._channels.get(message.channel)
         if state is not None and state.phase is ChannelPhase.CLOSING:
-            return None  # we closed it before the answer arrived
+            return None, None  # we closed it before the answer arrived
         if state is None or state.phase is not ChannelPhase.OPENING:
             raise ProtocolError(
                 ReasonCode.UNEXPECTED_MESSAGE,
@@ -159,9 +168,12 @@ class ChannelTable:
                 ReasonCode.FLOW_CONTROL_ERROR,
                 f"initial window {message.window} > MAX_WINDOW",
             )
+        if message.window < self._min_send_window(state.kind):
+            text = self._small_window(state.kind, message.window)
+            return self.close_local(state, int(ReasonCode.FLOW_CONTROL_ERROR), text), None
         state.phase = ChannelPhase.OPEN
         state.send_credit = state.send_initial = message.window
-        return ChannelOpened(message.channel, state.kind, by_peer=False)
+        return None, ChannelOpened(message.channel, state.kind, by_peer=False)
 
     def on_close(self, message: ChannelClose) -> tuple[ChannelClose | None, ChannelClosed | None]:
         """The peer closed, refused or confirmed a close: (answer or None, event or None)."""
@@ -176,6 +188,9 @@ class ChannelTable:
             answer = ChannelClose(message.channel, message.code, reason_text(message.message))
         event = ChannelClosed(message.channel, message.code, message.message, by_peer=True)
         return answer, event
+
+    def _small_window(self, kind: ChannelKind, window: int) -> str:
+        return f"initial window {window} < {self._min_send_window(kind)}, the least a {kind.name} channel needs"
 
     def _initial_window(self, kind: ChannelKind) -> int:
         return check_int("window_for()", self._window_for(kind), 0, MAX_WINDOW)

@@ -10,88 +10,49 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
-from enum import Enum
-from typing import Final
 
-from protocol.base import ChannelKind, Message, Sender
-from protocol.channel_table import (
-    ChannelTable,
-    default_accept_kind,
-    default_window_for,
-    reason_text,
-)
+from protocol.base import ChannelKind, Message
+from protocol.channel_table import ChannelTable, default_accept_kind, default_window_for, reason_text
 from protocol.channels import ChannelPhase
-from protocol.control import (
-    ChannelClose,
-    ChannelOpen,
-    ChannelOpenOk,
-    Close,
-    Error,
-    Hello,
-    Ping,
-    Pong,
-)
-from protocol.control_session import Auth, AuthResult
-from protocol.errors import (
-    ChannelNotOpenError,
-    ProtocolError,
-    ProtocolStateError,
-    ReasonCode,
-    SendBufferFull,
-)
+from protocol.control import ChannelClose, ChannelOpen, ChannelOpenOk, Close, Hello
+from protocol.control_session import AuthResult
+from protocol.errors import ChannelNotOpenError, ProtocolError, ProtocolStateError, ReasonCode, SendBufferFull
 from protocol.events import (
+    MessageRefused,
     ChannelClosed,
     ChannelOpened,
     ConnectionClosed,
     Event,
+    FrameReceived,
     MessageReceived,
     WindowUpdated,
 )
 from protocol.frames import Frame, FrameDecoder, encode_frame
-from protocol.limits import HEADER_SIZE, MAX_QUEUED_PER_CHANNEL, PROTOCOL_VERSION
+from protocol.limits import HEADER_SIZE, MAX_CONTROL_PAYLOAD, MAX_QUEUED_PER_CHANNEL, MAX_WINDOW, PROTOCOL_VERSION
 from protocol.media import WindowUpdate
-from protocol.messages import MESSAGE_TYPES, decode_message
+from protocol.messages import MESSAGE_TYPES, decode_message, max_payload, min_window
+from protocol.outbound import Outbound
+from protocol.rules import Role, check_may_send, check_received_type, frame_cost
 
 __all__ = [
-    "Role",
-    "Connection",
-    "frame_cost",
-    "default_window_for",
-    "default_accept_kind",
-    "MessageReceived",
-    "ChannelOpened",
     "ChannelClosed",
-    "WindowUpdated",
+    "ChannelNotOpenError",
+    "ChannelOpened",
+    "Connection",
     "ConnectionClosed",
     "Event",
-    "ChannelNotOpenError",
-    "SendBufferFull",
+    "FrameReceived",
+    "MessageReceived",
+    "MessageRefused",
     "ProtocolStateError",
+    "Role",
+    "SendBufferFull",
+    "WindowUpdated",
+    "default_accept_kind",
+    "default_window_for",
+    "frame_cost",
 ]
-
-# Control messages allowed (either way) before the connection is authenticated.
-PRE_AUTH_TYPES: Final = frozenset(cls.TYPE for cls in (Hello, Auth, AuthResult, Ping, Pong, Error, Close))
-# Messages the Connection itself manages; the application uses these methods.
-_MANAGED: Final = {
-    ChannelOpen: "open_channel()",
-    ChannelOpenOk: "nothing (opens are accepted automatically)",
-    ChannelClose: "close_channel()",
-    WindowUpdate: "consumed() or grant()",
-}
-
-
-class Role(Enum):
-    """Which end of the connection we are: the client speaks HELLO first."""
-
-    CLIENT = "client"
-    SERVER = "server"
-
-
-def frame_cost(message: Message) -> int:
-    """Window cost of sending `message`: header plus payload bytes."""
-    return HEADER_SIZE + len(message.encode())
 
 
 class Connection:
@@ -103,13 +64,29 @@ class Connection:
         *,
         window_for: Callable[[ChannelKind], int] | None = None,
         accept_kind: Callable[[ChannelKind], bool] | None = None,
+        relay: Callable[[ChannelKind, int], bool] | None = None,
+        channel_errors: bool = False,
     ) -> None:
+        """`window_for(kind)` is the initial window we grant a new channel,
+        `accept_kind(kind)` whether we accept the peer's open of that kind, and
+        `relay(kind, type_code)` whether frames of that type on a non-control
+        channel are reported undecoded as FrameReceived (for a relay that
+        passes them on with send_raw()).
+
+        With `channel_errors`, a message on a non-control channel whose
+        payload does not decode (MALFORMED_MESSAGE) costs that channel only:
+        it is closed with the reason and MessageRefused is reported, and the
+        connection goes on. That is the session agent's side of its link:
+        the relay in front of it forwards client frames without decoding
+        them, so one bad frame must not end the link and with it the session.
+        Framing, direction and flow-control violations still close the
+        connection."""
         self._role = role
-        self._own_sender = Sender.CLIENT if role is Role.CLIENT else Sender.SERVER
-        self._table = ChannelTable(window_for, accept_kind)
-        self._decoder = FrameDecoder()
-        self._control: deque[bytes] = deque()  # channel 0 frames and WINDOW_UPDATEs
-        self._control_queued = 0
+        self._relay = relay
+        self._channel_errors = channel_errors
+        self._table = ChannelTable(window_for, accept_kind, lambda kind: min_window(kind, role.sender))
+        self._decoder = FrameDecoder(limit_for=self._payload_limit)
+        self._out = Outbound(self._table)
         self._closed = False
         self._authenticated = False
         self._hello_sent = False
@@ -153,14 +130,14 @@ class Connection:
         Returns 0 for channels that are not open.
         """
         if channel == 0:
-            return max(0, MAX_QUEUED_PER_CHANNEL - self._control_queued)
+            return max(0, MAX_QUEUED_PER_CHANNEL - self._out.control_queued)
         state = self._table.get_open(channel)
         return 0 if state is None else state.send_window()
 
     def queued_bytes(self, channel: int) -> int:
         """Bytes queued on `channel` and not yet returned by data_to_send()."""
         if channel == 0:
-            return self._control_queued
+            return self._out.control_queued
         state = self._table.get(channel)
         return 0 if state is None else state.queued
 
@@ -182,57 +159,65 @@ class Connection:
         if isinstance(message, Close):
             self.close(message.code, message.message)
             return
-        for managed, method in _MANAGED.items():
-            if isinstance(message, managed):
-                name = type(message).__name__
-                raise ProtocolStateError(f"{name} is managed by the Connection; use {method}")
-        self._check_may_send(channel, message)
-        frame = encode_frame(channel, message.TYPE, message.encode())
-        if channel == 0:
-            if self._control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
-                raise SendBufferFull("control channel send queue is full")
-            self._queue_control(frame)
-            if isinstance(message, Hello):
-                self._hello_sent = True
-            elif isinstance(message, AuthResult) and message.ok:
-                self._authenticated = True
+        self._check_may_send(channel, type(message))
+        payload = message.encode()
+        if channel != 0:
+            self._enqueue(channel, message.TYPE, payload)
             return
-        state = self._table.get_open(channel)
-        if state is None:
-            raise ChannelNotOpenError(f"channel {channel} is not open")
-        if len(frame) > state.send_initial // 2:
-            # Credit returns in batches of half the window (consumed()), so a
-            # larger frame could wait forever for credit: refuse it up front.
-            raise ValueError(
-                f"a {len(frame)}-byte frame exceeds half the peer's "
-                f"{state.send_initial}-byte window on channel {channel}"
-            )
-        if state.queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
-            raise SendBufferFull(f"channel {channel} send queue is full")
-        state.enqueue(frame)
-
-    def _check_may_send(self, channel: int, message: Message) -> None:
-        name = type(message).__name__
-        if message.SENDER not in (Sender.ANY, self._own_sender):
-            raise ProtocolStateError(f"a {self._role.value} must not send {name}")
+        frame = encode_frame(channel, message.TYPE, payload)
+        if self._out.control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
+            raise SendBufferFull("control channel send queue is full")
+        self._out.queue_control(frame)
         if isinstance(message, Hello):
-            if self._hello_sent:
-                raise ProtocolStateError("HELLO was already sent")
-            if self._role is Role.SERVER and self._peer_hello is None:
-                raise ProtocolStateError("a server sends HELLO after the client's HELLO")
-        elif not self._hello_sent:
-            raise ProtocolStateError("send HELLO first")
-        elif not self._authenticated and (channel != 0 or message.TYPE not in PRE_AUTH_TYPES):
-            raise ProtocolStateError(f"{name} needs an authenticated connection")
+            self._hello_sent = True
+        elif isinstance(message, AuthResult) and message.ok:
+            self._authenticated = True
+
+    def send_raw(self, channel: int, type_: int, payload: bytes) -> None:
+        """Queue an already-encoded payload of type `type_` on `channel` (a relay
+        passing a FrameReceived on); the payload is copied once, into the frame.
+
+        The checks and exceptions are those of send() for a message of that
+        type on that channel's kind; a type code not defined for the kind, a
+        managed type (WINDOW_UPDATE) or the control channel (use send()) raise
+        ProtocolStateError, a payload longer than the type's MAX_PAYLOAD
+        ValueError. The payload itself is not validated: the relay trusts
+        the Connection that reported it as a FrameReceived.
+        """
+        if self._closed:
+            raise ProtocolStateError("connection is closed")
+        if not self._authenticated:
+            raise ProtocolStateError("raw frames need an authenticated connection")
         if channel == 0:
-            if message.KIND is not ChannelKind.CONTROL:
-                raise ProtocolStateError(f"{name} is not a control message")
-            return
+            raise ProtocolStateError("control messages are sent with send()")
         state = self._table.get_open(channel)
         if state is None:
             raise ChannelNotOpenError(f"channel {channel} is not open")
-        if message.KIND is not state.kind:
-            raise ProtocolStateError(f"{name} cannot go on a {state.kind.name} channel")
+        cls = MESSAGE_TYPES[state.kind].get(type_)
+        if cls is None:
+            raise ProtocolStateError(f"type {type_:#04x} is not defined on a {state.kind.name} channel")
+        self._check_may_send(channel, cls)
+        if len(payload) > cls.MAX_PAYLOAD:
+            raise ValueError(f"a {len(payload)}-byte {cls.__name__} payload exceeds its {cls.MAX_PAYLOAD}-byte bound")
+        self._enqueue(channel, type_, payload)
+
+    def _enqueue(self, channel: int, type_: int, payload: bytes) -> None:
+        state = self._table.get_open(channel)
+        if state is None:
+            raise ChannelNotOpenError(f"channel {channel} is not open")
+        self._out.enqueue(state, type_, payload)
+
+    def _check_may_send(self, channel: int, cls: type[Message]) -> None:
+        state = self._table.get_open(channel) if channel else None
+        check_may_send(
+            cls,
+            channel,
+            None if state is None else state.kind,
+            role=self._role,
+            hello_sent=self._hello_sent,
+            peer_hello_seen=self._peer_hello is not None,
+            authenticated=self._authenticated,
+        )
 
     def open_channel(self, channel: int, kind: ChannelKind) -> None:
         """Send CHANNEL_OPEN granting window_for(kind); ChannelOpened follows
@@ -260,8 +245,19 @@ class Connection:
         if increment:
             self._queue_window_update(channel, increment)
 
+    def grantable(self, channel: int) -> int:
+        """Credit we may still grant on `channel` without the peer's window
+        exceeding MAX_WINDOW (0 if the channel is not open): a relay passing
+        credit through clamps its grant() to this."""
+        state = self._table.get_open(channel)
+        if self._closed or state is None:
+            return 0
+        return max(0, MAX_WINDOW - state.recv_credit)
+
     def grant(self, channel: int, increment: int) -> None:
-        """Send a WINDOW_UPDATE of exactly `increment` now (relays passing credit)."""
+        """Send a WINDOW_UPDATE of exactly `increment` now (relays passing credit).
+
+        ValueError if increment is not in 1..grantable(channel)."""
         state = self._table.get_open(channel)
         if self._closed or state is None:
             raise ChannelNotOpenError(f"channel {channel} is not open")
@@ -277,7 +273,7 @@ class Connection:
 
     def has_data_to_send(self) -> bool:
         """True if data_to_send() would return at least one frame now."""
-        return bool(self._control) or any(len(st.queue[0]) <= st.send_credit for st in self._table.by_priority())
+        return self._out.has_data()
 
     def data_to_send(self, max_bytes: int | None = None) -> bytes:
         """Drain queued frames by priority, each only if the peer's credit covers it.
@@ -285,30 +281,7 @@ class Connection:
         Stops before exceeding max_bytes, but returns at least one whole frame
         if any is sendable and max_bytes > 0. Frames are never split.
         """
-        if max_bytes is not None and max_bytes <= 0:
-            return b""
-        out = bytearray()
-
-        def fits(frame: bytes) -> bool:
-            return max_bytes is None or not out or len(out) + len(frame) <= max_bytes
-
-        while self._control:
-            frame = self._control[0]
-            if not fits(frame):
-                return bytes(out)
-            self._control.popleft()
-            self._control_queued -= len(frame)
-            out += frame
-        for state in self._table.by_priority():
-            while state.queue and len(state.queue[0]) <= state.send_credit:
-                frame = state.queue[0]
-                if not fits(frame):
-                    return bytes(out)
-                state.queue.popleft()
-                state.queued -= len(frame)
-                state.send_credit -= len(frame)
-                out += frame
-        return bytes(out)
+        return self._out.drain(max_bytes)
 
     # -- receiving ----------------------------------------------------------
 
@@ -330,6 +303,21 @@ class Connection:
             events.append(ConnectionClosed(int(exc.code), exc.detail, by_peer=False))
         return events
 
+    def _payload_limit(self, channel: int) -> int:
+        """The FrameDecoder's header check: the largest payload `channel` may
+        carry now. Before authentication only channel 0 is readable; after,
+        an open (or closing) channel is bounded by its kind's largest message."""
+        if channel == 0:
+            return MAX_CONTROL_PAYLOAD
+        if self._peer_hello is None:
+            raise ProtocolError(ReasonCode.HELLO_REQUIRED, "the first message must be HELLO")
+        if not self._authenticated:
+            raise ProtocolError(ReasonCode.NOT_AUTHENTICATED, f"data on channel {channel} before authentication")
+        state = self._table.get(channel)
+        if state is None or state.phase is ChannelPhase.OPENING:
+            raise ProtocolError(ReasonCode.CHANNEL_NOT_OPEN, f"channel {channel} is not open")
+        return max_payload(state.kind)
+
     def _handle_frame(self, frame: Frame, events: list[Event]) -> None:
         if self._peer_hello is None:
             first = {Hello.TYPE} if self._role is Role.SERVER else {Hello.TYPE, Close.TYPE}
@@ -338,46 +326,47 @@ class Connection:
         if frame.channel == 0:
             self._handle_control(frame, events)
             return
-        if not self._authenticated:
-            raise ProtocolError(
-                ReasonCode.NOT_AUTHENTICATED,
-                f"data on channel {frame.channel} before authentication",
-            )
+        # _payload_limit() refused data before authentication from the header.
         state = self._table.get(frame.channel)
         if state is None or state.phase is ChannelPhase.OPENING:
             raise ProtocolError(ReasonCode.CHANNEL_NOT_OPEN, f"channel {frame.channel} is not open")
         if state.phase is ChannelPhase.CLOSING:
             return  # in flight when we closed it; discarded
-        message = self._decode(state.kind, frame)
+        cls = self._check_received_type(state.kind, frame.type)
+        wire_size = HEADER_SIZE + len(frame.payload)
+        if cls is not WindowUpdate and self._relay is not None and self._relay(state.kind, frame.type):
+            state.charge_received(wire_size)
+            events.append(FrameReceived(frame.channel, state.kind, frame.type, frame.payload, wire_size))
+            return
+        try:
+            message = decode_message(state.kind, frame.type, frame.payload)
+        except ProtocolError as exc:
+            if not self._channel_errors or cls is WindowUpdate or exc.code != ReasonCode.MALFORMED_MESSAGE:
+                raise
+            state.charge_received(wire_size)
+            self._queue_control_message(self._table.close_local(state, int(exc.code), exc.detail))
+            events.append(MessageRefused(frame.channel, state.kind, int(exc.code), exc.detail))
+            return
         if isinstance(message, WindowUpdate):
             state.add_send_credit(message.increment)
             events.append(WindowUpdated(frame.channel, message.increment))
             return
-        state.charge_received(HEADER_SIZE + len(frame.payload))
-        events.append(MessageReceived(frame.channel, state.kind, message))
+        state.charge_received(wire_size)
+        events.append(MessageReceived(frame.channel, state.kind, message, wire_size))
+
+    def _check_received_type(self, kind: ChannelKind, type_: int) -> type[Message]:
+        return check_received_type(kind, type_, role=self._role, authenticated=self._authenticated)
 
     def _decode(self, kind: ChannelKind, frame: Frame) -> Message:
         """Check auth state and direction from the type code, then decode."""
-        cls = MESSAGE_TYPES[kind].get(frame.type)
-        if cls is not None:
-            if kind is ChannelKind.CONTROL and not self._authenticated and cls.TYPE not in PRE_AUTH_TYPES:
-                raise ProtocolError(
-                    ReasonCode.NOT_AUTHENTICATED,
-                    f"{cls.__name__} before authentication",
-                )
-            if cls.SENDER is self._own_sender:
-                raise ProtocolError(
-                    ReasonCode.UNEXPECTED_MESSAGE,
-                    f"only a {self._own_sender.value} sends {cls.__name__}",
-                )
+        self._check_received_type(kind, frame.type)
         return decode_message(kind, frame.type, frame.payload)
 
     def _handle_control(self, frame: Frame, events: list[Event]) -> None:
         message = self._decode(ChannelKind.CONTROL, frame)
         if isinstance(message, Close):
             self._enter_closed()
-            self._control.clear()
-            self._control_queued = 0
+            self._out.clear_control()
             events.append(ConnectionClosed(message.code, message.message, by_peer=True))
         elif isinstance(message, Hello):
             if self._peer_hello is not None:
@@ -388,14 +377,16 @@ class Connection:
                     f"protocol version {message.version} is not supported " f"(this peer speaks {PROTOCOL_VERSION})",
                 )
             self._peer_hello = message
-            events.append(MessageReceived(0, ChannelKind.CONTROL, message))
+            events.append(MessageReceived(0, ChannelKind.CONTROL, message, HEADER_SIZE + len(frame.payload)))
         elif isinstance(message, ChannelOpen):
             reply, opened = self._table.on_open(message)
             self._queue_peer_reply(reply)
             if opened is not None:
                 events.append(opened)
         elif isinstance(message, ChannelOpenOk):
-            accepted = self._table.on_open_ok(message)
+            close, accepted = self._table.on_open_ok(message)
+            if close is not None:
+                self._queue_peer_reply(close)
             if accepted is not None:
                 events.append(accepted)
         elif isinstance(message, ChannelClose):
@@ -407,26 +398,22 @@ class Connection:
         else:
             if isinstance(message, AuthResult) and message.ok:
                 self._authenticated = True
-            events.append(MessageReceived(0, ChannelKind.CONTROL, message))
+            events.append(MessageReceived(0, ChannelKind.CONTROL, message, HEADER_SIZE + len(frame.payload)))
 
     # -- internals ----------------------------------------------------------
 
-    def _queue_control(self, frame: bytes) -> None:
-        self._control.append(frame)
-        self._control_queued += len(frame)
-
     def _queue_control_message(self, message: Message) -> None:
-        self._queue_control(encode_frame(0, message.TYPE, message.encode()))
+        self._out.queue_control(encode_frame(0, message.TYPE, message.encode()))
 
     def _queue_window_update(self, channel: int, increment: int) -> None:
         # WINDOW_UPDATE is not flow-controlled: it rides the control lane.
         payload = WindowUpdate(increment).encode()
-        self._queue_control(encode_frame(channel, WindowUpdate.TYPE, payload))
+        self._out.queue_control(encode_frame(channel, WindowUpdate.TYPE, payload))
 
     def _queue_peer_reply(self, message: Message) -> None:
         """Queue an automatic answer; a peer that makes us answer without
         reading our output is closed instead of growing our queue."""
-        if self._control_queued > MAX_QUEUED_PER_CHANNEL:
+        if self._out.control_queued > MAX_QUEUED_PER_CHANNEL:
             raise ProtocolError(ReasonCode.LIMIT_EXCEEDED, "peer is not reading our control messages")
         self._queue_control_message(message)
 

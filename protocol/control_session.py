@@ -4,24 +4,17 @@
 # Why apart from control.py: these are the messages the application layers
 # (gateway, broker, agent) act on, while control.py holds the JSON codec and
 # the link-level messages the Connection itself manages. Same rules: canonical
-# JSON, strict field types, unknown fields ignored.
+# JSON, strict field types, unknown fields ignored; each message is declared
+# once (protocol/schema.py derives checks and codec).
 """Control messages for auth, apps, launch and session info."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import Final, Self
 
-from protocol.base import (
-    U16_MAX,
-    Sender,
-    check_bool,
-    check_int,
-    check_json_int,
-    check_str,
-    check_str_tuple,
-)
+from protocol.base import U16_MAX, Sender, check_str
 from protocol.control import ControlMessage, JsonObject, get
+from protocol.schema import BOOL, CUSTOM, JSON, JSON_INT, JSON_SINT, LIST, STR, STRS, Record, message, record, wire
 
 # AUTH methods and the fields each one requires on the wire.
 AUTH_METHOD_FIELDS: dict[str, tuple[str, ...]] = {
@@ -31,22 +24,20 @@ AUTH_METHOD_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+SCREEN: Final = JSON_INT.within(0, U16_MAX)  # SESSION_INFO width and height
+
+
+@message(0x02, "AUTH", sender=Sender.CLIENT, codec=CUSTOM)
 class Auth(ControlMessage):
     """Client credentials; `method` selects which other fields are sent."""
 
-    TYPE: ClassVar[int] = 0x02
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    method: str
-    user: str = ""
-    password: str = field(default="", repr=False)
-    token: str = field(default="", repr=False)
-
-    def __post_init__(self) -> None:
-        for name in ("method", "user", "password", "token"):
-            check_str(name, getattr(self, name))
+    method: str = wire(STR)
+    user: str = wire(STR, default="")
+    password: str = wire(STR, default="", repr=False)
+    token: str = wire(STR, default="", repr=False)
 
     def to_json(self) -> JsonObject:
+        """The method's fields, empty ones included (unknown methods: the non-empty ones)."""
         obj: JsonObject = {"method": self.method}
         names = AUTH_METHOD_FIELDS.get(self.method)
         for name in names if names is not None else ("user", "password", "token"):
@@ -57,6 +48,7 @@ class Auth(ControlMessage):
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> Self:
+        """The method's fields are required; other string fields are kept."""
         method = check_str("method", get(obj, "method"))
         required = AUTH_METHOD_FIELDS.get(method, ())
         values: dict[str, str] = {}
@@ -68,315 +60,101 @@ class Auth(ControlMessage):
         return cls(method=method, **values)
 
 
-@dataclass(frozen=True)
+@message(0x03, "AUTH_RESULT", sender=Sender.SERVER, codec=JSON)
 class AuthResult(ControlMessage):
     """Outcome of AUTH; ok=true authenticates the connection."""
 
-    TYPE: ClassVar[int] = 0x03
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    ok: bool
-    user: str = ""
-    session: str = ""
-    code: int = 0
-    message: str = ""
+    ok: bool = wire(BOOL)
+    user: str = wire(STR, default="")
+    session: str = wire(STR, default="")
+    code: int = wire(JSON_INT, default=0)
+    message: str = wire(STR, default="")
     # A fresh single-use resume token (sent only on success; "" = none).
-    resume_token: str = field(default="", repr=False)
-
-    def __post_init__(self) -> None:
-        check_bool("ok", self.ok)
-        check_str("user", self.user)
-        check_str("session", self.session)
-        check_json_int("code", self.code)
-        check_str("message", self.message)
-        check_str("resume_token", self.resume_token)
-
-    def to_json(self) -> JsonObject:
-        obj: JsonObject = {
-            "ok": self.ok,
-            "user": self.user,
-            "session": self.session,
-            "code": self.code,
-            "message": self.message,
-        }
-        if self.resume_token:
-            obj["resume_token"] = self.resume_token
-        return obj
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        token = obj.get("resume_token", "")
-        return cls(
-            ok=check_bool("ok", get(obj, "ok")),
-            user=check_str("user", get(obj, "user")),
-            session=check_str("session", get(obj, "session")),
-            code=check_json_int("code", get(obj, "code")),
-            message=check_str("message", get(obj, "message")),
-            resume_token=check_str("resume_token", token),
-        )
+    resume_token: str = wire(STR, default="", omit_empty=True, repr=False)
 
 
-@dataclass(frozen=True)
+@message(0x04, "APP_LIST_REQUEST", codec=JSON)
 class AppListRequest(ControlMessage):
     """Ask for the published applications the user is entitled to, with
     names and comments in `locale` (a POSIX locale name; "" = untranslated)."""
 
-    TYPE: ClassVar[int] = 0x04
-    locale: str = ""
-
-    def __post_init__(self) -> None:
-        check_str("locale", self.locale)
-
-    def to_json(self) -> JsonObject:
-        return {"locale": self.locale} if self.locale else {}
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        locale = obj.get("locale", "")
-        return cls(locale=check_str("locale", locale))
+    locale: str = wire(STR, default="", omit_empty=True)
 
 
-@dataclass(frozen=True)
-class AppInfo:
+@record
+class AppInfo(Record):
     """One published application in an APP_LIST."""
 
-    id: str
-    name: str
-    comment: str
-    categories: tuple[str, ...]
-    icon: str
-
-    def __post_init__(self) -> None:
-        for name in ("id", "name", "comment", "icon"):
-            check_str(name, getattr(self, name))
-        object.__setattr__(self, "categories", check_str_tuple("categories", self.categories))
-
-    def to_json(self) -> JsonObject:
-        """The JSON object of this entry."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "comment": self.comment,
-            "categories": list(self.categories),
-            "icon": self.icon,
-        }
-
-    @classmethod
-    def from_json(cls, obj: object) -> AppInfo:
-        """Build an entry from a JSON value; ValueError if invalid."""
-        if not isinstance(obj, dict):
-            raise ValueError("apps[] entries must be objects")
-        return cls(
-            id=check_str("id", get(obj, "id")),
-            name=check_str("name", get(obj, "name")),
-            comment=check_str("comment", get(obj, "comment")),
-            categories=check_str_tuple("categories", get(obj, "categories")),
-            icon=check_str("icon", get(obj, "icon")),
-        )
+    id: str = wire(STR)
+    name: str = wire(STR)
+    comment: str = wire(STR)
+    categories: tuple[str, ...] = wire(STRS)
+    icon: str = wire(STR)
 
 
-@dataclass(frozen=True)
+@message(0x05, "APP_LIST", sender=Sender.SERVER, codec=JSON)
 class AppList(ControlMessage):
     """The applications the user may launch."""
 
-    TYPE: ClassVar[int] = 0x05
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    apps: tuple[AppInfo, ...]
-
-    def __post_init__(self) -> None:
-        apps = self.apps
-        if not isinstance(apps, (list, tuple)) or not all(isinstance(a, AppInfo) for a in apps):
-            raise ValueError("apps must be a sequence of AppInfo")
-        object.__setattr__(self, "apps", tuple(apps))
-
-    def to_json(self) -> JsonObject:
-        return {"apps": [app.to_json() for app in self.apps]}
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        apps = get(obj, "apps")
-        if not isinstance(apps, list):
-            raise ValueError("apps must be a list")
-        return cls(apps=tuple(AppInfo.from_json(a) for a in apps))
+    apps: tuple[AppInfo, ...] = wire(LIST(AppInfo))
 
 
-@dataclass(frozen=True)
+@message(0x06, "LAUNCH", sender=Sender.CLIENT, codec=JSON)
 class Launch(ControlMessage):
     """Start a published application; answered by LAUNCH_RESULT with the same request."""
 
-    TYPE: ClassVar[int] = 0x06
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    request: int
-    app: str
-    args: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        check_json_int("request", self.request)
-        check_str("app", self.app)
-        object.__setattr__(self, "args", check_str_tuple("args", self.args))
-
-    def to_json(self) -> JsonObject:
-        return {"request": self.request, "app": self.app, "args": list(self.args)}
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        return cls(
-            request=check_json_int("request", get(obj, "request")),
-            app=check_str("app", get(obj, "app")),
-            args=check_str_tuple("args", get(obj, "args")),
-        )
+    request: int = wire(JSON_INT)
+    app: str = wire(STR)
+    args: tuple[str, ...] = wire(STRS, default=())
 
 
-@dataclass(frozen=True)
+@message(0x07, "LAUNCH_RESULT", sender=Sender.SERVER, codec=JSON)
 class LaunchResult(ControlMessage):
     """Outcome of LAUNCH."""
 
-    TYPE: ClassVar[int] = 0x07
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    request: int
-    ok: bool
-    code: int = 0
-    message: str = ""
-    pid: int = 0
-
-    def __post_init__(self) -> None:
-        check_json_int("request", self.request)
-        check_bool("ok", self.ok)
-        check_json_int("code", self.code)
-        check_str("message", self.message)
-        check_json_int("pid", self.pid)
-
-    def to_json(self) -> JsonObject:
-        return {
-            "request": self.request,
-            "ok": self.ok,
-            "code": self.code,
-            "message": self.message,
-            "pid": self.pid,
-        }
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        return cls(
-            request=check_json_int("request", get(obj, "request")),
-            ok=check_bool("ok", get(obj, "ok")),
-            code=check_json_int("code", get(obj, "code")),
-            message=check_str("message", get(obj, "message")),
-            pid=check_json_int("pid", get(obj, "pid")),
-        )
+    request: int = wire(JSON_INT)
+    ok: bool = wire(BOOL)
+    code: int = wire(JSON_INT, default=0)
+    message: str = wire(STR, default="")
+    pid: int = wire(JSON_INT, default=0)
 
 
-@dataclass(frozen=True)
+@message(0x0F, "SESSION_INFO", sender=Sender.SERVER, codec=JSON)
 class SessionInfo(ControlMessage):
     """The session the connection is attached to and its desktop size."""
 
-    TYPE: ClassVar[int] = 0x0F
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    session: str
-    user: str
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        check_str("session", self.session)
-        check_str("user", self.user)
-        check_int("width", self.width, 0, U16_MAX)
-        check_int("height", self.height, 0, U16_MAX)
-
-    def to_json(self) -> JsonObject:
-        return {
-            "session": self.session,
-            "user": self.user,
-            "width": self.width,
-            "height": self.height,
-        }
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        return cls(
-            session=check_str("session", get(obj, "session")),
-            user=check_str("user", get(obj, "user")),
-            width=check_int("width", get(obj, "width"), 0, U16_MAX),
-            height=check_int("height", get(obj, "height"), 0, U16_MAX),
-        )
+    session: str = wire(STR)
+    user: str = wire(STR)
+    width: int = wire(SCREEN)
+    height: int = wire(SCREEN)
 
 
-@dataclass(frozen=True)
+@message(0x10, "SPAWN_APP", codec=JSON)
 class SpawnApp(ControlMessage):
     """sessiond -> agent: run argv in the session (refused by the application
     layer on any connection that is not a sessiond-agent link)."""
 
-    TYPE: ClassVar[int] = 0x10
-    request: int
-    app: str
-    argv: tuple[str, ...]
-    cwd: str = ""
-
-    def __post_init__(self) -> None:
-        check_json_int("request", self.request)
-        check_str("app", self.app)
-        object.__setattr__(self, "argv", check_str_tuple("argv", self.argv))
-        check_str("cwd", self.cwd)
-
-    def to_json(self) -> JsonObject:
-        return {
-            "request": self.request,
-            "app": self.app,
-            "argv": list(self.argv),
-            "cwd": self.cwd,
-        }
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        return cls(
-            request=check_json_int("request", get(obj, "request")),
-            app=check_str("app", get(obj, "app")),
-            argv=check_str_tuple("argv", get(obj, "argv")),
-            cwd=check_str("cwd", get(obj, "cwd")),
-        )
+    request: int = wire(JSON_INT)
+    app: str = wire(STR)
+    argv: tuple[str, ...] = wire(STRS)
+    cwd: str = wire(STR, default="")
 
 
-@dataclass(frozen=True)
+@message(0x11, "APP_EXITED", codec=JSON)
 class AppExited(ControlMessage):
     """An application process ended with `status` (negative: killed by signal)."""
 
-    TYPE: ClassVar[int] = 0x11
-    app: str
-    pid: int
-    status: int
-
-    def __post_init__(self) -> None:
-        check_str("app", self.app)
-        check_json_int("pid", self.pid)
-        check_json_int("status", self.status, signed=True)
-
-    def to_json(self) -> JsonObject:
-        return {"app": self.app, "pid": self.pid, "status": self.status}
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        return cls(
-            app=check_str("app", get(obj, "app")),
-            pid=check_json_int("pid", get(obj, "pid")),
-            status=check_json_int("status", get(obj, "status"), signed=True),
-        )
+    app: str = wire(STR)
+    pid: int = wire(JSON_INT)
+    status: int = wire(JSON_SINT)
 
 
-@dataclass(frozen=True)
+@message(0x12, "LOGOFF", sender=Sender.CLIENT, codec=JSON)
 class Logoff(ControlMessage):
     """End the user's session: every app in it is stopped (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x12
-    SENDER: ClassVar[Sender] = Sender.CLIENT
 
-    def to_json(self) -> JsonObject:
-        return {}
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        return cls()
-
-
-@dataclass(frozen=True)
+@message(0x13, "CLOCK_REPORT", sender=Sender.SERVER, codec=JSON)
 class ClockReport(ControlMessage):
     """The session's clocks, about once a second while audio-out is open, so a
     client can measure audio/video drift: at agent time `agent_us` (monotonic
@@ -384,22 +162,8 @@ class ClockReport(ControlMessage):
     `audio_rate` Hz), and the latest display frame `frame_seq` was captured at
     agent time `frame_us` (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x13
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    agent_us: int
-    audio_pts: int
-    audio_rate: int
-    frame_seq: int
-    frame_us: int
-
-    def __post_init__(self) -> None:
-        for name in ("agent_us", "audio_pts", "audio_rate", "frame_seq", "frame_us"):
-            check_json_int(name, getattr(self, name))
-
-    def to_json(self) -> JsonObject:
-        return {name: getattr(self, name) for name in ("agent_us", "audio_pts", "audio_rate", "frame_seq", "frame_us")}
-
-    @classmethod
-    def from_json(cls, obj: JsonObject) -> Self:
-        return cls(**{name: check_json_int(name, get(obj, name))
-                      for name in ("agent_us", "audio_pts", "audio_rate", "frame_seq", "frame_us")})  # fmt: skip
+    agent_us: int = wire(JSON_INT)
+    audio_pts: int = wire(JSON_INT)
+    audio_rate: int = wire(JSON_INT)
+    frame_seq: int = wire(JSON_INT)
+    frame_us: int = wire(JSON_INT)

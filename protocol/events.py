@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from protocol.base import ChannelKind, Message
@@ -15,11 +15,32 @@ from protocol.base import ChannelKind, Message
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """The peer sent `message` on `channel` (of `kind`)."""
+    """The peer sent `message` on `channel` (of `kind`).
+
+    wire_size is the frame's header + payload bytes: the credit it used, which
+    the application hands back with consumed() without re-encoding anything.
+    """
 
     channel: int
     kind: ChannelKind
     message: Message
+    wire_size: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class FrameReceived:
+    """A frame of a relayed (kind, type) on `channel`, handed over undecoded.
+
+    The Connection checked auth, channel state, type code, direction and flow
+    control; `payload` is the frame's payload exactly as received and
+    wire_size (header + payload) the credit it used.
+    """
+
+    channel: int
+    kind: ChannelKind
+    type: int
+    payload: bytes
+    wire_size: int
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,19 @@ class WindowUpdated:
 
 
 @dataclass(frozen=True)
+class MessageRefused:
+    """A message on `channel` could not be decoded (`code`, `message` say why);
+    the Connection refused that channel: its CHANNEL_CLOSE carrying the same
+    code waits in data_to_send(), and ChannelClosed follows when the peer
+    answers. Reported only by a Connection built with channel_errors=True."""
+
+    channel: int
+    kind: ChannelKind
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
 class ConnectionClosed:
     """The connection is over: the peer sent CLOSE (by_peer), or it broke the
     protocol and our CLOSE frame now waits in data_to_send()."""
@@ -60,4 +94,7 @@ class ConnectionClosed:
     by_peer: bool
 
 
-Event: TypeAlias = MessageReceived | ChannelOpened | ChannelClosed | WindowUpdated | ConnectionClosed
+Event: TypeAlias = (
+    MessageReceived | FrameReceived | ChannelOpened | ChannelClosed | WindowUpdated | MessageRefused
+    | ConnectionClosed
+)

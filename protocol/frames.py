@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,7 +23,7 @@ from protocol.limits import (
     MAX_FRAME_PAYLOAD,
 )
 
-__all__ = ["Frame", "FrameDecoder", "encode_frame", "HEADER"]
+__all__ = ["HEADER", "Frame", "FrameDecoder", "encode_frame"]
 
 # u32 length, u16 channel, u8 type, u8 flags; network byte order.
 HEADER: Final = struct.Struct(">IHBB")
@@ -35,7 +36,7 @@ _U16_MAX: Final = 0xFFFF
 _U8_MAX: Final = 0xFF
 
 
-def encode_frame(channel: int, type_: int, payload: bytes, flags: int = 0) -> bytes:
+def encode_frame(channel: int, type_: int, payload: bytes | bytearray | memoryview, flags: int = 0) -> bytes:
     """Return header + payload; ValueError if a field is out of its wire range."""
     if not 0 <= channel <= _U16_MAX:
         raise ValueError(f"channel {channel} outside u16")
@@ -47,7 +48,8 @@ def encode_frame(channel: int, type_: int, payload: bytes, flags: int = 0) -> by
         raise ValueError(f"payload of {len(payload)} bytes exceeds MAX_FRAME_PAYLOAD")
     if channel == 0 and len(payload) > MAX_CONTROL_PAYLOAD:
         raise ValueError(f"control payload of {len(payload)} bytes exceeds MAX_CONTROL_PAYLOAD")
-    return HEADER.pack(len(payload), channel, type_, flags) + bytes(payload)
+    # join copies the payload exactly once, whatever bytes-like object it is.
+    return b"".join((HEADER.pack(len(payload), channel, type_, flags), payload))
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,23 @@ class FrameDecoder:
     `feed()` is the one-call API. `append()` + `next_frame()` let a caller
     act on each frame before the next one is parsed (and so keep the frames
     that preceded a violation).
+
+    `limit_for(channel)`, if given, replaces the two fixed limits: it returns
+    the largest payload acceptable on `channel` now, or raises ProtocolError
+    to refuse the frame from its header alone (the Connection uses it to
+    refuse data channels before authentication and to bound each channel by
+    its kind).
     """
 
     def __init__(
         self,
         max_payload: int = MAX_FRAME_PAYLOAD,
         max_control_payload: int = MAX_CONTROL_PAYLOAD,
+        limit_for: Callable[[int], int] | None = None,
     ) -> None:
         self._max_payload = max_payload
         self._max_control_payload = min(max_control_payload, max_payload)
+        self._limit_for = limit_for
         self._buf = bytearray()
         self._pos = 0
 
@@ -101,14 +111,18 @@ class FrameDecoder:
         if available < HEADER_SIZE:
             return None
         length, channel, type_, flags = HEADER.unpack_from(self._buf, self._pos)
+        # Fixed bounds first (what any peer may announce), then the caller's
+        # bound for this channel in its current state.
         limit = self._max_control_payload if channel == 0 else self._max_payload
+        if length <= limit and channel > MAX_CHANNEL_ID:
+            raise ProtocolError(ReasonCode.UNKNOWN_CHANNEL, f"channel id {channel} > {MAX_CHANNEL_ID}")
+        if length <= limit and self._limit_for is not None:
+            limit = self._limit_for(channel)
         if length > limit:
             raise ProtocolError(
                 ReasonCode.FRAME_TOO_LARGE,
                 f"frame on channel {channel} announces {length} bytes, limit {limit}",
             )
-        if channel > MAX_CHANNEL_ID:
-            raise ProtocolError(ReasonCode.UNKNOWN_CHANNEL, f"channel id {channel} > {MAX_CHANNEL_ID}")
         if available < HEADER_SIZE + length:
             return None
         start = self._pos + HEADER_SIZE

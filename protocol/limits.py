@@ -23,6 +23,10 @@ MAX_FRAME_PAYLOAD: Final = 2 * 1024 * 1024
 # Control messages are small JSON objects; an app list of a few hundred apps fits.
 MAX_CONTROL_PAYLOAD: Final = 64 * 1024
 
+# Other channels are bounded by their kind, from the frame header: the
+# largest payload any message of that kind encodes to, derived from the
+# message table (protocol.messages.max_payload; docs/protocol.md section 2).
+
 # Channel ids above this are refused: bounds the per-connection channel table.
 MAX_CHANNEL_ID: Final = 255
 
@@ -34,6 +38,11 @@ DEFAULT_WINDOW: Final = 256 * 1024
 
 # Initial credit for display channels: a few full frames in flight at 1080p.
 DISPLAY_WINDOW: Final = 8 * 1024 * 1024
+
+# A window must hold two of the largest frames its holder may send on the
+# channel's kind: credit returns in batches of half the window (consumed()),
+# so a smaller one could stall a sender for good. Opens below it are refused.
+MIN_WINDOW_FRAMES: Final = 2
 
 # Largest credit a window may hold (HTTP/2's bound): keeps counters in i32 range.
 MAX_WINDOW: Final = 2**31 - 1
@@ -53,6 +62,10 @@ MAX_JSON_INT: Final = 2**53 - 1
 # Characters of free text kept in a CLOSE/CHANNEL_CLOSE we generate: reason
 # texts are for humans and logs, never bulk data.
 MAX_REASON_TEXT: Final = 256
+
+# Largest X keysym (X11 protocol: the top three bits of a KEYSYM are zero);
+# 0 is NoSymbol, never a key. KEY refuses both at decode and construction.
+MAX_KEYSYM: Final = 0x1FFF_FFFF
 
 # TLS ALPN protocol id selecting the native protocol on the shared port.
 ALPN: Final = "sessiond/1"

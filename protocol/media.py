@@ -5,128 +5,66 @@
 # struct.unpack and checked for exact length. A REGION's pixel data is kept as
 # opaque bytes: decoding pixels is the display pipeline's job, but its size is
 # bounded here (MAX_REGION_RAW_BYTES, and the lz4 size prefix is checked
-# against w*h*3 before anyone decompresses it).
+# against w*h*3 before anyone decompresses it). Each message is declared once
+# (protocol/schema.py derives checks, struct layout and bounds).
 """Display and input messages (fixed binary layouts) and WINDOW_UPDATE."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
-from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar, Final
 
-from protocol.base import (
-    I16_MAX,
-    I16_MIN,
-    U8_MAX,
-    U16_MAX,
-    U32_MAX,
-    ChannelKind,
-    Encoding,
-    Message,
-    Sender,
-    check_bool,
-    check_int,
-)
-from protocol.limits import MAX_REGION_RAW_BYTES
+from protocol.base import ChannelKind, Encoding, Message, Sender
+from protocol.limits import MAX_FRAME_PAYLOAD, MAX_KEYSYM, MAX_REGION_RAW_BYTES
+from protocol.schema import BYTES, FLAG, I16, U8, U16, U32, Declared, message, shared, wire
 
-_U32 = struct.Struct(">I")
-_SIZE = struct.Struct(">HH")
-_REGION = struct.Struct(">HHHHB")
-_KEY = struct.Struct(">IB")
-_BUTTON = struct.Struct(">HHBB")
-_WHEEL = struct.Struct(">HHhh")
 # lz4.block.compress(..., store_size=True) prefixes the uncompressed size, u32 little-endian.
 _LZ4_SIZE = struct.Struct("<I")
 _FILL_BYTES = 3
+_REGION_HEADER = 9  # x, y, w, h (u16 each) and the encoding (u8)
+
+DISPLAY: Final = ChannelKind.DISPLAY
+INPUT: Final = ChannelKind.INPUT
+SIDE: Final = U16.within(1, U16.high)  # a width or height of at least one pixel
 
 
-def _exact(payload: bytes, size: int, name: str) -> None:
-    if len(payload) != size:
-        raise ValueError(f"{name} payload must be {size} bytes, got {len(payload)}")
+@shared
+class _SeqMessage(Declared):
+    """Messages whose payload is one u32 sequence number."""
+
+    seq: int = wire(U32)
 
 
-def _flag(value: int, name: str) -> bool:
-    if value not in (0, 1):
-        raise ValueError(f"{name} must be 0 or 1, got {value}")
-    return value == 1
+@shared
+class _ScreenSize(Declared):
+    """The two width x height display messages (u16 each, at least 1)."""
+
+    KIND: ClassVar[ChannelKind | None] = DISPLAY
+    width: int = wire(SIDE)
+    height: int = wire(SIDE)
 
 
-@dataclass(frozen=True)
-class _SeqMessage(Message):
-    """Shared codec of messages whose payload is one u32 sequence number."""
-
-    seq: int
-
-    def __post_init__(self) -> None:
-        check_int("seq", self.seq, 0, U32_MAX)
-
-    def encode(self) -> bytes:
-        return _U32.pack(self.seq)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse a 4-byte payload; ValueError if invalid."""
-        _exact(payload, _U32.size, cls.__name__)
-        return cls(_U32.unpack(payload)[0])
-
-
-@dataclass(frozen=True)
-class _ScreenSize(Message):
-    """Base of the two width x height display messages (u16 each)."""
-
-    NAME: ClassVar[str] = ""
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        check_int("width", self.width, 1, U16_MAX)
-        check_int("height", self.height, 1, U16_MAX)
-
-    def encode(self) -> bytes:
-        return _SIZE.pack(self.width, self.height)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        _exact(payload, _SIZE.size, cls.NAME)
-        return cls(*_SIZE.unpack(payload))
-
-
-@dataclass(frozen=True)
+@message(0x01, "DESKTOP_SIZE", kind=DISPLAY, sender=Sender.SERVER)
 class DesktopSize(_ScreenSize):
     """The session desktop is width x height pixels (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x01
-    NAME: ClassVar[str] = "DESKTOP_SIZE"
-    SENDER: ClassVar[Sender] = Sender.SERVER
 
-
-@dataclass(frozen=True)
-class Region(Message):
+@message(0x02, "REGION", kind=DISPLAY, sender=Sender.SERVER)
+class Region(Declared):
     """An updated rectangle and its encoded pixels (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x02
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    HEADER_SIZE: ClassVar[int] = _REGION.size
-    x: int
-    y: int
-    w: int
-    h: int
-    encoding: Encoding
-    data: bytes
+    HEADER_SIZE: ClassVar[int] = _REGION_HEADER
+    x: int = wire(U16)
+    y: int = wire(U16)
+    w: int = wire(SIDE)
+    h: int = wire(SIDE)
+    encoding: Encoding = wire(dataclasses.replace(U8, enum=Encoding))
+    data: bytes = wire(BYTES(MAX_FRAME_PAYLOAD - _REGION_HEADER))
 
-    def __post_init__(self) -> None:
-        check_int("x", self.x, 0, U16_MAX)
-        check_int("y", self.y, 0, U16_MAX)
-        check_int("w", self.w, 1, U16_MAX)
-        check_int("h", self.h, 1, U16_MAX)
-        check_int("encoding", self.encoding, 0, U8_MAX)
-        object.__setattr__(self, "encoding", Encoding(self.encoding))
-        if not isinstance(self.data, (bytes, bytearray, memoryview)):
-            raise ValueError("data must be bytes")
-        object.__setattr__(self, "data", bytes(self.data))
+    def check(self) -> None:
+        """FILL is 3 bytes; other encodings are bounded by MAX_REGION_RAW_BYTES,
+        and RAW_LZ4's size prefix must be w*h*3."""
         if self.encoding is Encoding.FILL:
             if len(self.data) != _FILL_BYTES:
                 raise ValueError("FILL data must be 3 bytes (R, G, B)")
@@ -144,55 +82,23 @@ class Region(Message):
         """Bytes of the decoded RGB24 pixels: w*h*3."""
         return self.w * self.h * 3
 
-    def encode(self) -> bytes:
-        return _REGION.pack(self.x, self.y, self.w, self.h, self.encoding) + self.data
 
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) < _REGION.size:
-            raise ValueError("REGION payload shorter than its header")
-        x, y, w, h, encoding = _REGION.unpack_from(payload)
-        return cls(x, y, w, h, encoding, payload[_REGION.size :])
-
-
-@dataclass(frozen=True)
+@message(0x03, "FRAME_END", kind=DISPLAY, sender=Sender.SERVER)
 class FrameEnd(_SeqMessage):
     """The regions since the previous FRAME_END form frame `seq` (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x03
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
-    SENDER: ClassVar[Sender] = Sender.SERVER
 
-
-@dataclass(frozen=True)
+@message(0x04, "FRAME_ACK", kind=DISPLAY, sender=Sender.CLIENT)
 class FrameAck(_SeqMessage):
     """The client has drawn frame `seq` (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x04
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
-    SENDER: ClassVar[Sender] = Sender.CLIENT
 
-
-@dataclass(frozen=True)
-class RefreshRequest(Message):
+@message(0x05, "REFRESH_REQUEST", kind=DISPLAY, sender=Sender.CLIENT)
+class RefreshRequest(Declared):
     """Ask for a full frame (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x05
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.DISPLAY
-    SENDER: ClassVar[Sender] = Sender.CLIENT
 
-    def encode(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the (empty) payload; ValueError if not empty."""
-        _exact(payload, 0, "REFRESH_REQUEST")
-        return cls()
-
-
-@dataclass(frozen=True)
+@message(0x06, "RESIZE_REQUEST", kind=DISPLAY, sender=Sender.CLIENT)
 class ResizeRequest(_ScreenSize):
     """Ask for a width x height desktop (client -> server); answered by DESKTOP_SIZE.
 
@@ -200,154 +106,59 @@ class ResizeRequest(_ScreenSize):
     may differ from the request.
     """
 
-    TYPE: ClassVar[int] = 0x06
-    NAME: ClassVar[str] = "RESIZE_REQUEST"
-    SENDER: ClassVar[Sender] = Sender.CLIENT
 
-
-@dataclass(frozen=True)
-class Key(Message):
+@message(0x01, "KEY", kind=INPUT, sender=Sender.CLIENT)
+class Key(Declared):
     """A key went down or up, by X keysym (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x01
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    keysym: int
-    down: bool
-
-    def __post_init__(self) -> None:
-        check_int("keysym", self.keysym, 0, U32_MAX)
-        check_bool("down", self.down)
-
-    def encode(self) -> bytes:
-        return _KEY.pack(self.keysym, int(self.down))
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        _exact(payload, _KEY.size, "KEY")
-        keysym, down = _KEY.unpack(payload)
-        return cls(keysym, _flag(down, "down"))
+    keysym: int = wire(U32.within(1, MAX_KEYSYM))
+    down: bool = wire(FLAG)
 
 
-@dataclass(frozen=True)
-class Pointer(Message):
+@message(0x02, "POINTER", kind=INPUT, sender=Sender.CLIENT)
+class Pointer(Declared):
     """The pointer moved to (x, y) (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x02
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    x: int
-    y: int
-
-    def __post_init__(self) -> None:
-        check_int("x", self.x, 0, U16_MAX)
-        check_int("y", self.y, 0, U16_MAX)
-
-    def encode(self) -> bytes:
-        return _SIZE.pack(self.x, self.y)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        _exact(payload, _SIZE.size, "POINTER")
-        return cls(*_SIZE.unpack(payload))
+    x: int = wire(U16)
+    y: int = wire(U16)
 
 
-@dataclass(frozen=True)
-class Button(Message):
+@message(0x03, "BUTTON", kind=INPUT, sender=Sender.CLIENT)
+class Button(Declared):
     """Mouse button 1..255 went down or up at (x, y) (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x03
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    x: int
-    y: int
-    button: int
-    down: bool
-
-    def __post_init__(self) -> None:
-        check_int("x", self.x, 0, U16_MAX)
-        check_int("y", self.y, 0, U16_MAX)
-        check_int("button", self.button, 1, U8_MAX)
-        check_bool("down", self.down)
-
-    def encode(self) -> bytes:
-        return _BUTTON.pack(self.x, self.y, self.button, int(self.down))
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        _exact(payload, _BUTTON.size, "BUTTON")
-        x, y, button, down = _BUTTON.unpack(payload)
-        return cls(x, y, button, _flag(down, "down"))
+    x: int = wire(U16)
+    y: int = wire(U16)
+    button: int = wire(U8.within(1, U8.high))
+    down: bool = wire(FLAG)
 
 
-@dataclass(frozen=True)
-class Wheel(Message):
+@message(0x04, "WHEEL", kind=INPUT, sender=Sender.CLIENT)
+class Wheel(Declared):
     """Scroll by (dx, dy) steps at (x, y); +dy scrolls down (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x04
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    x: int
-    y: int
-    dx: int
-    dy: int
-
-    def __post_init__(self) -> None:
-        check_int("x", self.x, 0, U16_MAX)
-        check_int("y", self.y, 0, U16_MAX)
-        check_int("dx", self.dx, I16_MIN, I16_MAX)
-        check_int("dy", self.dy, I16_MIN, I16_MAX)
-
-    def encode(self) -> bytes:
-        return _WHEEL.pack(self.x, self.y, self.dx, self.dy)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        _exact(payload, _WHEEL.size, "WHEEL")
-        return cls(*_WHEEL.unpack(payload))
+    x: int = wire(U16)
+    y: int = wire(U16)
+    dx: int = wire(I16)
+    dy: int = wire(I16)
 
 
-@dataclass(frozen=True)
+@message(0x05, "SYNC", kind=INPUT, sender=Sender.CLIENT)
 class Sync(_SeqMessage):
     """Ask for SYNC_DONE once all earlier input is injected (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x05
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
-    SENDER: ClassVar[Sender] = Sender.CLIENT
 
-
-@dataclass(frozen=True)
+@message(0x06, "SYNC_DONE", kind=INPUT, sender=Sender.SERVER)
 class SyncDone(_SeqMessage):
     """All input before SYNC `seq` has been injected (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x06
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.INPUT
-    SENDER: ClassVar[Sender] = Sender.SERVER
 
-
-@dataclass(frozen=True)
-class WindowUpdate(Message):
+@message(0xFF, "WINDOW_UPDATE")
+class WindowUpdate(Declared):
     """Grant the peer `increment` more bytes of credit on this channel (any channel but 0)."""
 
-    TYPE: ClassVar[int] = 0xFF
     KIND: ClassVar[ChannelKind | None] = None
-    increment: int
-
-    def __post_init__(self) -> None:
-        check_int("increment", self.increment, 1, U32_MAX)
-
-    def encode(self) -> bytes:
-        return _U32.pack(self.increment)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse a 4-byte payload; ValueError if invalid."""
-        _exact(payload, _U32.size, "WINDOW_UPDATE")
-        return cls(_U32.unpack(payload)[0])
+    increment: int = wire(U32.within(1, U32.high))
 
 
 DISPLAY_MESSAGES: tuple[type[Message], ...] = (

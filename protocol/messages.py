@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from protocol.audio import AUDIO_IN_MESSAGES, AUDIO_OUT_MESSAGES, AudioData, AudioFormat, MicData, MicFormat
 from protocol.base import (
     KIND_PRIORITY,
     RESERVED_KINDS,
@@ -45,9 +46,8 @@ from protocol.control_session import (
     SessionInfo,
     SpawnApp,
 )
-from protocol.audio import AUDIO_IN_MESSAGES, AUDIO_OUT_MESSAGES, AudioData, AudioFormat, MicData, MicFormat
 from protocol.errors import ProtocolError, ReasonCode
-from protocol.usb import USB_MESSAGE_NAMES, USB_MESSAGES
+from protocol.limits import HEADER_SIZE, MIN_WINDOW_FRAMES
 from protocol.media import (
     DISPLAY_MESSAGES,
     INPUT_MESSAGES,
@@ -65,58 +65,61 @@ from protocol.media import (
     Wheel,
     WindowUpdate,
 )
+from protocol.usb import USB_MESSAGES
 
 __all__ = [
     "KIND_PRIORITY",
+    "MESSAGE_NAMES",
+    "MESSAGE_TYPES",
     "RESERVED_KINDS",
-    "ChannelKind",
-    "Encoding",
-    "Message",
-    "Sender",
-    "ControlMessage",
-    "Hello",
-    "Auth",
-    "AuthResult",
-    "AppListRequest",
+    "AppExited",
     "AppInfo",
     "AppList",
-    "Launch",
-    "LaunchResult",
+    "AppListRequest",
+    "AudioData",
+    "AudioFormat",
+    "Auth",
+    "AuthResult",
+    "Button",
+    "ChannelClose",
+    "ChannelKind",
     "ChannelOpen",
     "ChannelOpenOk",
-    "ChannelClose",
-    "Error",
+    "ClockReport",
     "Close",
+    "ControlMessage",
+    "DesktopSize",
+    "Encoding",
+    "Error",
+    "FrameAck",
+    "FrameEnd",
+    "Hello",
+    "Icon",
+    "IconRequest",
+    "Key",
+    "Launch",
+    "LaunchResult",
+    "Logoff",
+    "Message",
+    "MicData",
+    "MicFormat",
     "Ping",
+    "Pointer",
     "Pong",
+    "RefreshRequest",
+    "Region",
+    "ResizeRequest",
+    "Sender",
     "SessionInfo",
     "SpawnApp",
-    "AppExited",
-    "IconRequest",
-    "Icon",
-    "Logoff",
-    "ClockReport",
-    "DesktopSize",
-    "Region",
-    "FrameEnd",
-    "FrameAck",
-    "RefreshRequest",
-    "ResizeRequest",
-    "Key",
-    "Pointer",
-    "Button",
-    "Wheel",
     "Sync",
     "SyncDone",
+    "Wheel",
     "WindowUpdate",
-    "AudioFormat",
-    "AudioData",
-    "MicFormat",
-    "MicData",
-    "MESSAGE_TYPES",
-    "MESSAGE_NAMES",
-    "encode_message",
     "decode_message",
+    "encode_message",
+    "max_payload",
+    "min_window",
 ]
 
 
@@ -166,46 +169,25 @@ MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
 
 # Wire names of message types, as used in docs/protocol.md and tests/vectors.
 MESSAGE_NAMES: Final[dict[type[Message], str]] = {
-    Hello: "HELLO",
-    Auth: "AUTH",
-    AuthResult: "AUTH_RESULT",
-    AppListRequest: "APP_LIST_REQUEST",
-    AppList: "APP_LIST",
-    Launch: "LAUNCH",
-    LaunchResult: "LAUNCH_RESULT",
-    ChannelOpen: "CHANNEL_OPEN",
-    ChannelOpenOk: "CHANNEL_OPEN_OK",
-    ChannelClose: "CHANNEL_CLOSE",
-    Error: "ERROR",
-    Close: "CLOSE",
-    Ping: "PING",
-    Pong: "PONG",
-    SessionInfo: "SESSION_INFO",
-    SpawnApp: "SPAWN_APP",
-    AppExited: "APP_EXITED",
-    IconRequest: "ICON_REQUEST",
-    Icon: "ICON",
-    Logoff: "LOGOFF",
-    ClockReport: "CLOCK_REPORT",
-    DesktopSize: "DESKTOP_SIZE",
-    Region: "REGION",
-    FrameEnd: "FRAME_END",
-    FrameAck: "FRAME_ACK",
-    RefreshRequest: "REFRESH_REQUEST",
-    ResizeRequest: "RESIZE_REQUEST",
-    Key: "KEY",
-    Pointer: "POINTER",
-    Button: "BUTTON",
-    Wheel: "WHEEL",
-    Sync: "SYNC",
-    SyncDone: "SYNC_DONE",
-    WindowUpdate: "WINDOW_UPDATE",
-    AudioFormat: "AUDIO_FORMAT",
-    AudioData: "AUDIO_DATA",
-    MicFormat: "MIC_FORMAT",
-    MicData: "MIC_DATA",
-    **USB_MESSAGE_NAMES,
+    cls: cls.NAME for table in MESSAGE_TYPES.values() for cls in table.values()
 }
+
+
+def max_payload(kind: ChannelKind) -> int:
+    """Largest payload any message of `kind` encodes to: frames announcing more
+    are refused from their header once the channel's kind is known."""
+    return max(cls.MAX_PAYLOAD for cls in MESSAGE_TYPES[kind].values())
+
+
+def min_window(kind: ChannelKind, sender: Sender) -> int:
+    """Smallest initial window that lets `sender` send its largest message of
+    `kind`: MIN_WINDOW_FRAMES frames of it (0 if it sends nothing but credit)."""
+    frames = [
+        HEADER_SIZE + cls.MAX_PAYLOAD
+        for cls in MESSAGE_TYPES[kind].values()
+        if cls is not WindowUpdate and cls.SENDER in (Sender.ANY, sender)
+    ]
+    return MIN_WINDOW_FRAMES * max(frames, default=0)
 
 
 def encode_message(msg: Message) -> tuple[int, bytes]:

@@ -14,12 +14,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
-from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, Self
 
-from protocol.base import U8_MAX, U16_MAX, U32_MAX, ChannelKind, Message, Sender, check_int, check_str
+from protocol.base import U32_MAX, ChannelKind, Message, Sender, check_int, check_str
+from protocol.schema import (
+    BYTES,
+    CSTR,
+    CUSTOM,
+    I32,
+    NESTED,
+    TEXT,
+    U8,
+    U16,
+    U32,
+    Checked,
+    Declared,
+    cstring,
+    message,
+    shared,
+    wire,
+)
 
 # -- USB/IP constants (kernel usbip_protocol.rst, tools/usb/usbip) ---------
 USBIP_VERSION = 0x0111
@@ -82,12 +100,7 @@ def check_busid(busid: str) -> str:
     return busid
 
 
-def _cstring(raw: bytes, name: str) -> str:
-    """A NUL-padded ASCII field: text up to the first NUL, printable only."""
-    text = raw.split(b"\0", 1)[0]
-    if any(c < 0x20 or c > 0x7E for c in text):
-        raise ValueError(f"{name} is not printable ASCII")
-    return text.decode("ascii")
+BUSID: Final = CSTR(BUSID_SIZE, lambda value: check_busid(value))  # type: ignore[arg-type]
 
 
 def pack_op_common(code: int, status: int = ST_OK) -> bytes:
@@ -105,54 +118,48 @@ def parse_op_common(data: bytes) -> tuple[int, int]:
     return code, status
 
 
-@dataclass(frozen=True)
-class UsbInterface:
+@shared
+class UsbInterface(Checked):
     """bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol of one interface."""
 
-    cls: int
-    subclass: int
-    protocol: int
-
-    def __post_init__(self) -> None:
-        for name in ("cls", "subclass", "protocol"):
-            check_int(name, getattr(self, name), 0, U8_MAX)
+    cls: int = wire(U8)
+    subclass: int = wire(U8)
+    protocol: int = wire(U8)
 
 
-@dataclass(frozen=True)
-class UsbDevice:
+def _path(value: object) -> object:
+    path = check_str("path", value)
+    if len(path) >= PATH_SIZE or any(ord(c) < 0x20 or ord(c) > 0x7E for c in path):
+        raise ValueError("path must be printable ASCII shorter than 256 bytes")
+    return path
+
+
+def _interfaces(value: object) -> object:
+    if not isinstance(value, tuple) or len(value) > MAX_INTERFACES:
+        raise ValueError(f"at most {MAX_INTERFACES} interfaces")
+    if not all(isinstance(i, UsbInterface) for i in value):
+        raise ValueError("interfaces must be UsbInterface")
+    return value
+
+
+@shared
+class UsbDevice(Checked):
     """struct usbip_usb_device (312 bytes) and its interfaces, as OP_REP_DEVLIST lists them."""
 
-    busid: str
-    id_vendor: int
-    id_product: int
-    interfaces: tuple[UsbInterface, ...]
-    path: str = ""
-    busnum: int = 1
-    devnum: int = 1
-    speed: int = 3  # USB_SPEED_HIGH
-    bcd_device: int = 0x0100
-    device_class: int = 0
-    device_subclass: int = 0
-    device_protocol: int = 0
-    configuration_value: int = 1
-    num_configurations: int = 1
-
-    def __post_init__(self) -> None:
-        check_busid(self.busid)
-        path = check_str("path", self.path)
-        if len(path) >= PATH_SIZE or any(ord(c) < 0x20 or ord(c) > 0x7E for c in path):
-            raise ValueError("path must be printable ASCII shorter than 256 bytes")
-        for name in ("busnum", "devnum", "speed"):
-            check_int(name, getattr(self, name), 0, U32_MAX)
-        for name in ("id_vendor", "id_product", "bcd_device"):
-            check_int(name, getattr(self, name), 0, U16_MAX)
-        for name in ("device_class", "device_subclass", "device_protocol", "configuration_value",
-                     "num_configurations"):  # fmt: skip
-            check_int(name, getattr(self, name), 0, U8_MAX)
-        if not isinstance(self.interfaces, tuple) or len(self.interfaces) > MAX_INTERFACES:
-            raise ValueError(f"at most {MAX_INTERFACES} interfaces")
-        if not all(isinstance(i, UsbInterface) for i in self.interfaces):
-            raise ValueError("interfaces must be UsbInterface")
+    busid: str = wire(BUSID)
+    id_vendor: int = wire(U16)
+    id_product: int = wire(U16)
+    interfaces: tuple[UsbInterface, ...] = wire(NESTED(_interfaces, "interfaces"))
+    path: str = wire(CSTR(PATH_SIZE, _path), default="")
+    busnum: int = wire(U32, default=1)
+    devnum: int = wire(U32, default=1)
+    speed: int = wire(U32, default=3)  # USB_SPEED_HIGH
+    bcd_device: int = wire(U16, default=0x0100)
+    device_class: int = wire(U8, default=0)
+    device_subclass: int = wire(U8, default=0)
+    device_protocol: int = wire(U8, default=0)
+    configuration_value: int = wire(U8, default=1)
+    num_configurations: int = wire(U8, default=1)
 
     @property
     def vid_pid(self) -> str:
@@ -193,8 +200,8 @@ class UsbDevice:
             raise ValueError("device record length does not match bNumInterfaces")
         interfaces = tuple(UsbInterface(*_INTERFACE.unpack_from(data, _DEVICE.size + n * _INTERFACE.size))
                            for n in range(count))  # fmt: skip
-        device = cls(busid=_cstring(busid, "busid"), id_vendor=vid, id_product=pid, interfaces=interfaces,
-                     path=_cstring(path, "path"), busnum=busnum, devnum=devnum, speed=speed, bcd_device=bcd,
+        device = cls(busid=cstring(busid, "busid"), id_vendor=vid, id_product=pid, interfaces=interfaces,
+                     path=cstring(path, "path"), busnum=busnum, devnum=devnum, speed=speed, bcd_device=bcd,
                      device_class=dclass, device_subclass=dsub, device_protocol=dproto, configuration_value=conf,
                      num_configurations=nconf)  # fmt: skip
         if not with_interfaces and nintf:
@@ -210,11 +217,12 @@ def pack_devlist_reply(devices: tuple[UsbDevice, ...] | list[UsbDevice]) -> byte
 
 
 # -- URB PDUs -----------------------------------------------------------------
-def _check_basic(seqnum: int, devid: int, direction: int, ep: int) -> None:
-    check_int("seqnum", seqnum, 0, U32_MAX)
-    check_int("devid", devid, 0, U32_MAX)
-    check_int("direction", direction, DIR_OUT, DIR_IN)
-    check_int("ep", ep, 0, MAX_ENDPOINT)
+DIRECTION: Final = U32.within(DIR_OUT, DIR_IN)
+ENDPOINT: Final = U32.within(0, MAX_ENDPOINT)
+ISO_PACKETS: Final = I32.within(-1, MAX_ISO_PACKETS)  # 0 and -1 (0xffffffff) mean none
+TRANSFER: Final = U32.within(0, MAX_TRANSFER_BUFFER)
+DATA: Final = BYTES(MAX_TRANSFER_BUFFER)
+ISO: Final = BYTES(MAX_ISO_PACKETS * _ISO)
 
 
 def _iso_count(number_of_packets: int) -> int:
@@ -223,31 +231,25 @@ def _iso_count(number_of_packets: int) -> int:
     return max(0, number_of_packets)
 
 
-@dataclass(frozen=True)
-class CmdSubmit:
+@shared
+class CmdSubmit(Checked):
     """USBIP_CMD_SUBMIT: a URB for the device (session -> client). OUT data travels with it."""
 
-    seqnum: int
-    devid: int
-    direction: int
-    ep: int
-    transfer_buffer_length: int
-    setup: bytes = bytes(8)
-    data: bytes = b""
-    transfer_flags: int = 0
-    start_frame: int = 0
-    number_of_packets: int = 0
-    interval: int = 0
-    iso: bytes = b""
+    seqnum: int = wire(U32)
+    devid: int = wire(U32)
+    direction: int = wire(DIRECTION)
+    ep: int = wire(ENDPOINT)
+    transfer_buffer_length: int = wire(TRANSFER)
+    setup: bytes = wire(BYTES(8, 8), default=bytes(8))
+    data: bytes = wire(DATA, default=b"")
+    transfer_flags: int = wire(U32, default=0)
+    start_frame: int = wire(I32, default=0)
+    number_of_packets: int = wire(ISO_PACKETS, default=0)
+    interval: int = wire(I32, default=0)
+    iso: bytes = wire(ISO, default=b"")
 
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("transfer_flags", self.transfer_flags, 0, U32_MAX)
-        check_int("transfer_buffer_length", self.transfer_buffer_length, 0, MAX_TRANSFER_BUFFER)
-        check_int("start_frame", self.start_frame, _I32_MIN, _I32_MAX)
-        check_int("interval", self.interval, _I32_MIN, _I32_MAX)
-        if len(self.setup) != 8:
-            raise ValueError("setup must be 8 bytes")
+    def check(self) -> None:
+        """OUT data is exactly transfer_buffer_length bytes (IN: none); iso matches number_of_packets."""
         want = self.transfer_buffer_length if self.direction == DIR_OUT else 0
         if len(self.data) != want:
             raise ValueError(f"CMD_SUBMIT carries {len(self.data)} data bytes, header says {want}")
@@ -262,19 +264,15 @@ class CmdSubmit:
                 + self.data + self.iso)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class CmdUnlink:
+@shared
+class CmdUnlink(Checked):
     """USBIP_CMD_UNLINK: cancel the pending CMD_SUBMIT `unlink_seqnum` (session -> client)."""
 
-    seqnum: int
-    devid: int
-    unlink_seqnum: int
-    direction: int = DIR_OUT
-    ep: int = 0
-
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("unlink_seqnum", self.unlink_seqnum, 0, U32_MAX)
+    seqnum: int = wire(U32)
+    devid: int = wire(U32)
+    unlink_seqnum: int = wire(U32)
+    direction: int = wire(DIRECTION, default=DIR_OUT)
+    ep: int = wire(ENDPOINT, default=0)
 
     def encode(self) -> bytes:
         """The PDU bytes."""
@@ -282,28 +280,24 @@ class CmdUnlink:
             self.unlink_seqnum)
 
 
-@dataclass(frozen=True)
-class RetSubmit:
+@shared
+class RetSubmit(Checked):
     """USBIP_RET_SUBMIT: a URB's result (client -> session). IN data travels with it."""
 
-    seqnum: int
-    status: int = 0
-    actual_length: int = 0
-    data: bytes = b""
-    devid: int = 0
-    direction: int = DIR_OUT
-    ep: int = 0
-    start_frame: int = 0
-    number_of_packets: int = 0
-    error_count: int = 0
-    iso: bytes = b""
+    seqnum: int = wire(U32)
+    status: int = wire(I32, default=0)
+    actual_length: int = wire(TRANSFER, default=0)
+    data: bytes = wire(DATA, default=b"")
+    devid: int = wire(U32, default=0)
+    direction: int = wire(DIRECTION, default=DIR_OUT)
+    ep: int = wire(ENDPOINT, default=0)
+    start_frame: int = wire(I32, default=0)
+    number_of_packets: int = wire(ISO_PACKETS, default=0)
+    error_count: int = wire(U32.within(0, MAX_ISO_PACKETS), default=0)
+    iso: bytes = wire(ISO, default=b"")
 
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("status", self.status, _I32_MIN, _I32_MAX)
-        check_int("actual_length", self.actual_length, 0, MAX_TRANSFER_BUFFER)
-        check_int("start_frame", self.start_frame, _I32_MIN, _I32_MAX)
-        check_int("error_count", self.error_count, 0, MAX_ISO_PACKETS)
+    def check(self) -> None:
+        """Data is empty (OUT) or actual_length bytes (IN); iso matches number_of_packets."""
         if len(self.data) not in (0, self.actual_length):
             raise ValueError("RET_SUBMIT data must be empty (OUT) or actual_length bytes (IN)")
         if len(self.iso) != _iso_count(self.number_of_packets) * _ISO:
@@ -317,19 +311,15 @@ class RetSubmit:
                 + self.data + self.iso)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RetUnlink:
+@shared
+class RetUnlink(Checked):
     """USBIP_RET_UNLINK: the result of a CMD_UNLINK (client -> session)."""
 
-    seqnum: int
-    status: int = 0
-    devid: int = 0
-    direction: int = DIR_OUT
-    ep: int = 0
-
-    def __post_init__(self) -> None:
-        _check_basic(self.seqnum, self.devid, self.direction, self.ep)
-        check_int("status", self.status, _I32_MIN, _I32_MAX)
+    seqnum: int = wire(U32)
+    status: int = wire(I32, default=0)
+    devid: int = wire(U32, default=0)
+    direction: int = wire(DIRECTION, default=DIR_OUT)
+    ep: int = wire(ENDPOINT, default=0)
 
     def encode(self) -> bytes:
         """The PDU bytes."""
@@ -345,7 +335,7 @@ def command_length(header: bytes) -> int:
     """Total PDU length of a command stream PDU given its 48-byte header; ValueError if invalid."""
     if len(header) < URB_HEADER_SIZE:
         raise ValueError("URB header shorter than 48 bytes")
-    command, _seq, _devid, direction, ep = _BASIC.unpack_from(header)
+    command, _seq, _devid, direction, _ep = _BASIC.unpack_from(header)
     if command == CMD_UNLINK:
         return URB_HEADER_SIZE
     if command != CMD_SUBMIT:
@@ -418,14 +408,14 @@ def _as_device(value: object) -> UsbDevice:
         fields["interfaces"] = tuple(UsbInterface(*i) for i in fields.get("interfaces", ()))
         return UsbDevice(**fields)
     if not isinstance(value, UsbDevice):
-        raise ValueError("device must be a UsbDevice")
+        raise ValueError("device must be a UsbDevice")  # noqa: TRY004
     return value
 
 
 def _as_pdu(value: object) -> object:
     if not isinstance(value, dict):
         return value
-    fields = {k: bytes.fromhex(v) if k in ("data", "setup", "iso") else v for k, v in value.items()}
+    fields: dict[str, Any] = {k: bytes.fromhex(v) if k in ("data", "setup", "iso") else v for k, v in value.items()}
     cls = _PDU_CLASSES.get(str(fields.pop("command", "")))
     if cls is None:
         raise ValueError("pdu needs a command: CMD_SUBMIT, CMD_UNLINK, RET_SUBMIT or RET_UNLINK")
@@ -438,22 +428,22 @@ def _conn_prefixed(payload: bytes, name: str) -> tuple[int, bytes]:
     return _U32.unpack_from(payload)[0], payload[_U32.size :]
 
 
-class UsbMessage(Message):
+class UsbMessage(Declared):
     """Base of usb channel messages."""
 
     KIND: ClassVar[ChannelKind | None] = ChannelKind.USB
 
 
-@dataclass(frozen=True)
+CONN: Final = U32.within(1, U32_MAX)  # a USB/IP connection id in the session
+DEVICE: Final = NESTED(_as_device, "device")
+_URB_MAX: Final = _U32.size + URB_HEADER_SIZE + MAX_TRANSFER_BUFFER + MAX_ISO_PACKETS * _ISO
+
+
+@message(0x01, "DEVICE_ADD", sender=Sender.CLIENT, codec=CUSTOM, max_payload=DEVICE_SIZE + MAX_INTERFACES * 4)
 class DeviceAdd(UsbMessage):
     """The client shares `device` (its OP_REP_DEVLIST record) into the session."""
 
-    TYPE: ClassVar[int] = 0x01
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    device: UsbDevice
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "device", _as_device(self.device))
+    device: UsbDevice = wire(DEVICE)
 
     def encode(self) -> bytes:
         return self.device.pack()
@@ -464,26 +454,11 @@ class DeviceAdd(UsbMessage):
         return cls(UsbDevice.unpack(payload))
 
 
-@dataclass(frozen=True)
+@message(0x02, "DEVICE_REMOVE", sender=Sender.CLIENT)
 class DeviceRemove(UsbMessage):
     """The client (or sessiond, enforcing policy) withdraws device `busid`."""
 
-    TYPE: ClassVar[int] = 0x02
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    busid: str
-
-    def __post_init__(self) -> None:
-        check_busid(self.busid)
-
-    def encode(self) -> bytes:
-        return self.busid.encode("ascii").ljust(BUSID_SIZE, b"\0")
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) != BUSID_SIZE:
-            raise ValueError("DEVICE_REMOVE payload must be 32 bytes")
-        return cls(_cstring(payload, "busid"))
+    busid: str = wire(BUSID)
 
 
 class DeviceState:
@@ -497,47 +472,22 @@ class DeviceState:
     ALL = (OFFERED, REFUSED, REVOKED, REMOVED, IMPORTED)
 
 
-@dataclass(frozen=True)
+@message(0x03, "DEVICE_STATUS", sender=Sender.SERVER)
 class DeviceStatus(UsbMessage):
     """What became of device `busid` (server -> client), with a reason for people."""
 
-    TYPE: ClassVar[int] = 0x03
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    busid: str
-    status: int
-    text: str = ""
-
-    def __post_init__(self) -> None:
-        check_busid(self.busid)
-        if self.status not in DeviceState.ALL:
-            raise ValueError(f"unknown device status {self.status}")
-        if len(check_str("text", self.text).encode("utf-8")) > MAX_STATUS_TEXT:
-            raise ValueError(f"text longer than {MAX_STATUS_TEXT} bytes")
-
-    def encode(self) -> bytes:
-        return self.busid.encode("ascii").ljust(BUSID_SIZE, b"\0") + bytes([self.status]) + self.text.encode()
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) < BUSID_SIZE + 1:
-            raise ValueError("DEVICE_STATUS shorter than 33 bytes")
-        return cls(_cstring(payload[:BUSID_SIZE], "busid"), payload[BUSID_SIZE],
-                   payload[BUSID_SIZE + 1 :].decode("utf-8"))  # fmt: skip
+    busid: str = wire(BUSID)
+    status: int = wire(dataclasses.replace(U8, choices=frozenset(DeviceState.ALL)))
+    text: str = wire(TEXT(MAX_STATUS_TEXT), default="")
 
 
-@dataclass(frozen=True)
+@message(0x04, "IMPORT_REQUEST", sender=Sender.SERVER, codec=CUSTOM,
+         max_payload=_U32.size + OP_COMMON_SIZE + BUSID_SIZE)  # fmt: skip
 class ImportRequest(UsbMessage):
     """USB/IP connection `conn` in the session sent OP_REQ_IMPORT for `busid` (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x04
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    conn: int
-    busid: str
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        check_busid(self.busid)
+    conn: int = wire(CONN)
+    busid: str = wire(BUSID)
 
     def encode(self) -> bytes:
         return _U32.pack(self.conn) + pack_op_common(OP_REQ_IMPORT) + self.busid.encode("ascii").ljust(
@@ -549,24 +499,20 @@ class ImportRequest(UsbMessage):
         conn, pdu = _conn_prefixed(payload, "IMPORT_REQUEST")
         if len(pdu) != OP_COMMON_SIZE + BUSID_SIZE or parse_op_common(pdu) != (OP_REQ_IMPORT, ST_OK):
             raise ValueError("IMPORT_REQUEST must carry one OP_REQ_IMPORT")
-        return cls(conn, _cstring(pdu[OP_COMMON_SIZE:], "busid"))
+        return cls(conn, cstring(pdu[OP_COMMON_SIZE:], "busid"))
 
 
-@dataclass(frozen=True)
+@message(0x05, "IMPORT_REPLY", sender=Sender.CLIENT, codec=CUSTOM,
+         max_payload=_U32.size + OP_COMMON_SIZE + DEVICE_SIZE)  # fmt: skip
 class ImportReply(UsbMessage):
     """OP_REP_IMPORT for connection `conn` (client -> server): the device, or a failure status."""
 
-    TYPE: ClassVar[int] = 0x05
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    conn: int
-    status: int
-    device: UsbDevice | None = None
+    conn: int = wire(CONN)
+    status: int = wire(U32)
+    device: UsbDevice | None = wire(NESTED(lambda v: None if v is None else _as_device(v), "device?"), default=None)
 
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        check_int("status", self.status, 0, U32_MAX)
-        if self.device is not None:
-            object.__setattr__(self, "device", _as_device(self.device))
+    def check(self) -> None:
+        """A device goes with status 0, and only then."""
         if (self.status == ST_OK) != (self.device is not None):
             raise ValueError("a device goes with status 0, and only then")
 
@@ -588,20 +534,22 @@ class ImportReply(UsbMessage):
         return cls(conn, status, UsbDevice.unpack(pdu[OP_COMMON_SIZE:], with_interfaces=False))
 
 
-@dataclass(frozen=True)
+def _pdu_of(*types: type) -> Callable[[object], object]:
+    def convert(value: object) -> object:
+        pdu = _as_pdu(value)
+        if not isinstance(pdu, types):
+            raise ValueError(f"carries {' or '.join(t.__name__ for t in types)}")  # noqa: TRY004
+        return pdu
+
+    return convert
+
+
+@message(0x06, "URB_COMMAND", sender=Sender.SERVER, codec=CUSTOM, max_payload=_URB_MAX)
 class UrbCommand(UsbMessage):
     """A CMD_SUBMIT or CMD_UNLINK for connection `conn` (server -> client)."""
 
-    TYPE: ClassVar[int] = 0x06
-    SENDER: ClassVar[Sender] = Sender.SERVER
-    conn: int
-    pdu: CmdSubmit | CmdUnlink = field(repr=False)
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        object.__setattr__(self, "pdu", _as_pdu(self.pdu))
-        if not isinstance(self.pdu, (CmdSubmit, CmdUnlink)):
-            raise ValueError("URB_COMMAND carries CMD_SUBMIT or CMD_UNLINK")
+    conn: int = wire(CONN)
+    pdu: CmdSubmit | CmdUnlink = wire(NESTED(_pdu_of(CmdSubmit, CmdUnlink), "command-pdu"), repr=False)
 
     def encode(self) -> bytes:
         return _U32.pack(self.conn) + self.pdu.encode()
@@ -613,20 +561,12 @@ class UrbCommand(UsbMessage):
         return cls(conn, parse_command(pdu))
 
 
-@dataclass(frozen=True)
+@message(0x07, "URB_RETURN", sender=Sender.CLIENT, codec=CUSTOM, max_payload=_URB_MAX)
 class UrbReturn(UsbMessage):
     """A RET_SUBMIT or RET_UNLINK for connection `conn` (client -> server)."""
 
-    TYPE: ClassVar[int] = 0x07
-    SENDER: ClassVar[Sender] = Sender.CLIENT
-    conn: int
-    pdu: RetSubmit | RetUnlink = field(repr=False)
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-        object.__setattr__(self, "pdu", _as_pdu(self.pdu))
-        if not isinstance(self.pdu, (RetSubmit, RetUnlink)):
-            raise ValueError("URB_RETURN carries RET_SUBMIT or RET_UNLINK")
+    conn: int = wire(CONN)
+    pdu: RetSubmit | RetUnlink = wire(NESTED(_pdu_of(RetSubmit, RetUnlink), "return-pdu"), repr=False)
 
     def encode(self) -> bytes:
         return _U32.pack(self.conn) + self.pdu.encode()
@@ -638,32 +578,14 @@ class UrbReturn(UsbMessage):
         return cls(conn, parse_return(pdu))
 
 
-@dataclass(frozen=True)
+@message(0x08, "CONN_CLOSE")
 class ConnClose(UsbMessage):
     """USB/IP connection `conn` is over (either side; sessiond when it detaches a device)."""
 
-    TYPE: ClassVar[int] = 0x08
-    conn: int
-
-    def __post_init__(self) -> None:
-        check_int("conn", self.conn, 1, U32_MAX)
-
-    def encode(self) -> bytes:
-        return _U32.pack(self.conn)
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse the payload; ValueError if invalid."""
-        if len(payload) != _U32.size:
-            raise ValueError("CONN_CLOSE payload must be 4 bytes")
-        return cls(_U32.unpack(payload)[0])
+    conn: int = wire(CONN)
 
 
 USB_MESSAGES: tuple[type[Message], ...] = (
     DeviceAdd, DeviceRemove, DeviceStatus, ImportRequest, ImportReply, UrbCommand, UrbReturn, ConnClose,
 )  # fmt: skip
-USB_MESSAGE_NAMES: dict[type[Message], str] = {
-    DeviceAdd: "DEVICE_ADD", DeviceRemove: "DEVICE_REMOVE", DeviceStatus: "DEVICE_STATUS",
-    ImportRequest: "IMPORT_REQUEST", ImportReply: "IMPORT_REPLY", UrbCommand: "URB_COMMAND",
-    UrbReturn: "URB_RETURN", ConnClose: "CONN_CLOSE",
-}  # fmt: skip
+USB_MESSAGE_NAMES: dict[type[Message], str] = {cls: cls.NAME for cls in USB_MESSAGES}

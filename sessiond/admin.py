@@ -31,7 +31,8 @@ from twisted.web import http, resource, server
 
 from sessiond import metrics as metrics_mod
 from sessiond.registry import MAX_AUDIT_ROWS, Registry
-from sessiond.sessions import SessionState, SessionSupervisor
+from sessiond.lifecycle import SessionState
+from sessiond.supervisor import SessionSupervisor
 
 log = Logger()
 
@@ -104,7 +105,15 @@ class AdminOps:
         session = self._session(session_id)
         self.registry.audit("admin_logoff", user=session.account.name, session=session.id, detail=actor)
         log.info("admin ({actor}) logs off session {session}", actor=actor, session=session.id)
+        self.registry.revoke_tokens(session.account.name)  # a logoff also ends every way back in
         return session.terminate().addCallback(lambda _: {"id": session.id, "state": session.state.value})
+
+    def revoke(self, user: str, actor: str) -> dict[str, Any]:
+        """Invalidate every resume token of USER: their next login needs the password (and PAM)."""
+        count = self.registry.revoke_tokens(user)
+        self.registry.audit("tokens_revoked", user=user, detail=f"{actor}: {count} token(s)")
+        log.info("admin ({actor}) revokes {count} resume token(s) of {user}", actor=actor, count=count, user=user)
+        return {"user": user, "revoked": count}
 
     def audit(self, since: float = 0.0) -> list[dict[str, Any]]:
         return self.registry.audit_entries(since, MAX_AUDIT_ROWS)
@@ -161,6 +170,8 @@ class ControlProtocol(LineOnlyReceiver):
             return ops.disconnect(_req_str(request, "id"), "sessionctl")
         if command == "logoff":
             return ops.logoff(_req_str(request, "id"), "sessionctl")
+        if command == "revoke":
+            return ops.revoke(_req_str(request, "user"), "sessionctl")
         if command == "audit":
             since = request.get("since", 0)
             if not isinstance(since, (int, float)) or isinstance(since, bool):

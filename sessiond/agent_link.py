@@ -2,23 +2,28 @@
 # stderr to the log until it switches to its own log file) and the
 # Unix-socket link speaking the frame protocol, on which sessiond is the
 # CLIENT role and authenticates with the session's link token.
-"""AgentLink and AgentProcess."""
+#
+# The link's Connection relays display, input, audio and URB frames
+# undecoded (sessiond.relay.relayed); only control messages and the USB
+# control messages policy needs are decoded. A failure handling one event
+# from the agent costs that channel (closed for the client with a reason),
+# never the link: losing the link ends the user's session.
+"""AgentLink, AgentProcess and the LinkOwner they report to."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, Role, WindowUpdated
+from protocol.connection import ChannelClosed, ChannelOpened, Connection, MessageReceived, Role, WindowUpdated
 from protocol.errors import ReasonCode
-from protocol.messages import AppExited, Auth, AuthResult, ClockReport, LaunchResult
-from sessiond.wire import FrameProtocol
-
-if TYPE_CHECKING:
-    from sessiond.sessions import Session
+from protocol.events import FrameReceived
+from protocol.messages import AppExited, Auth, AuthResult, ClockReport, LaunchResult, Message
+from sessiond.relay import ChannelRelay, relayed
+from transport.twisted_wire import FrameProtocol
 
 log = Logger()
 
@@ -28,14 +33,39 @@ SOFTWARE = "sessiond 0.1.0"
 MAX_AGENT_LINE = 4096
 
 
+class LinkOwner(Protocol):
+    """What the link and the process watcher report to (a Session)."""
+
+    id: str
+    link_token: str
+    relay: ChannelRelay
+
+    def agent_ready(self) -> None: ...
+
+    def agent_exited(self, status: int | None, signal: int | None) -> None: ...
+
+    def link_ready(self, link: AgentLink) -> None: ...
+
+    def link_lost(self, link: AgentLink) -> None: ...
+
+    def launch_finished(self, result: LaunchResult) -> None: ...
+
+    def app_exited(self, message: AppExited) -> None: ...
+
+    def forward_to_client(self, message: Message) -> None: ...
+
+
 class AgentLink(FrameProtocol):
     """sessiond's end of the Unix-socket link to one session agent."""
 
     role = Role.CLIENT
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: LinkOwner) -> None:
         super().__init__()
         self.session = session
+
+    def make_connection(self) -> Connection:
+        return Connection(self.role, relay=relayed)
 
     def on_connected(self) -> None:
         self.conn.hello(capabilities=(), software=SOFTWARE)
@@ -43,11 +73,13 @@ class AgentLink(FrameProtocol):
         self.flush()
 
     def event_received(self, event: object) -> None:
-        session = self.session
-        if isinstance(event, MessageReceived):
+        session, relay = self.session, self.session.relay
+        if isinstance(event, FrameReceived):
+            relay.from_agent(event.channel, event.type, event.payload, None, event.wire_size)
+        elif isinstance(event, MessageReceived):
             message = event.message
             if event.channel != 0:
-                session.from_agent(event.channel, message)
+                relay.from_agent(event.channel, message.TYPE, b"", message, event.wire_size)
             elif isinstance(message, AuthResult):
                 if message.ok:
                     session.link_ready(self)
@@ -60,11 +92,20 @@ class AgentLink(FrameProtocol):
             elif isinstance(message, ClockReport):
                 session.forward_to_client(message)
         elif isinstance(event, ChannelOpened) and not event.by_peer:
-            session.link_channel_opened(event.channel)
+            relay.link_channel_opened(event.channel)
         elif isinstance(event, ChannelClosed):
-            session.link_channel_closed(event.channel, event.code, event.message, by_agent=event.by_peer)
+            relay.link_channel_closed(event.channel, event.code, event.message, by_agent=event.by_peer)
         elif isinstance(event, WindowUpdated):
-            session.agent_granted(event.channel, event.increment)
+            relay.agent_granted(event.channel, event.increment)
+
+    def event_failed(self, event: object, exc: Exception) -> None:
+        """One event from the agent failed: log it and close its channel; the link stays."""
+        channel = getattr(event, "channel", 0)
+        log.failure("session {session} of {user}: handling {event} from the agent on channel {channel} failed",
+                    session=self.session.id, user=self.session.relay.user, event=type(event).__name__,
+                    channel=channel)  # fmt: skip
+        if channel:
+            self.session.relay.fail_channel(channel, ReasonCode.INTERNAL_ERROR, "internal error in the session relay")
 
     def on_lost(self, reason: Failure) -> None:
         self.session.link_lost(self)
@@ -73,7 +114,7 @@ class AgentLink(FrameProtocol):
 class AgentProcess(protocol.ProcessProtocol):
     """Watches the agent process: READY on stdout, stderr to the log."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: LinkOwner) -> None:
         self.session = session
         self._out = b""
         self._err = b""

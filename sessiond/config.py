@@ -1,21 +1,36 @@
 # Configuration: one INI file with documented sections, over embedded
 # defaults. Unknown sections and keys are errors naming file, section and key,
-# so a typo never silently falls back to a default.
+# so a typo never silently falls back to a default. SCHEMA is the whitelist
+# (default and parser per key); each section is then a frozen dataclass, so
+# callers read `config.session.width` as an int, checked by mypy.
 """Load and validate sessiond.conf."""
 
 from __future__ import annotations
 
 import configparser
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
+from apps.entitlements import parse_default, parse_rules
 from isolation.limits import parse_cpu, parse_memory, parse_overrides, parse_pids
 from isolation.sandbox import NETWORK_MODES
-
-from apps.entitlements import parse_default, parse_rules
-from sessiond.usb_policy import parse_principal_rules as _usb_principals
-from sessiond.usb_policy import parse_rules as _usb_rules
+from sessiond.config_sections import (
+    SECTION_TYPES,
+    AdminSection,
+    AppsSection,
+    AudioSection,
+    AuthSection,
+    DisplaySection,
+    EntitlementsSection,
+    LimitsSection,
+    PolicySection,
+    ServerSection,
+    SessionSection,
+    UsbSection,
+)
+from sessiond.usb_rules import parse_principal_rules as _usb_principals
+from sessiond.usb_rules import parse_rules as _usb_rules
 
 DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
 
@@ -172,30 +187,58 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
 }
 
 
+def _check_sections() -> None:
+    """SCHEMA (the whitelist) and the section dataclasses must name the same keys, in order;
+    checked at import so a key added to one and not the other fails at once, by name."""
+    if list(SECTION_TYPES) != list(SCHEMA):
+        raise TypeError(f"config sections {list(SCHEMA)} != section types {list(SECTION_TYPES)}")
+    for name, cls in SECTION_TYPES.items():
+        keys, names = list(SCHEMA[name]), [f.name for f in fields(cls)]
+        if keys != names:
+            raise TypeError(f"[{name}] keys {keys} != fields of {cls.__name__} {names}")
+
+
+_check_sections()
+
+
 @dataclass(frozen=True)
 class Config:
     """Typed view of sessiond.conf; build it with load_config()."""
 
-    values: dict[str, dict[str, object]]
+    server: ServerSection
+    auth: AuthSection
+    session: SessionSection
+    limits: LimitsSection
+    apps: AppsSection
+    entitlements: EntitlementsSection
+    policy: PolicySection
+    admin: AdminSection
+    display: DisplaySection
+    audio: AudioSection
+    usb: UsbSection
     source: str
 
     def get(self, section: str, key: str) -> object:
-        return self.values[section][key]
+        """One value by name (for tools and tests; code reads the typed sections)."""
+        return getattr(getattr(self, section), key)
+
+    @property
+    def values(self) -> dict[str, dict[str, object]]:
+        """Every section as a dict (for comparisons)."""
+        return {name: {f.name: getattr(getattr(self, name), f.name) for f in fields(cls)}
+                for name, cls in SECTION_TYPES.items()}  # fmt: skip
 
     @property
     def listen(self) -> tuple[str, int]:
-        return self.values["server"]["listen"]  # type: ignore[return-value]
+        return self.server.listen
 
     @property
     def state_dir(self) -> str:
-        return str(self.values["server"]["state_dir"])
+        return self.server.state_dir
 
     @property
     def runtime_dir(self) -> str:
-        return str(self.values["server"]["runtime_dir"])
-
-    def section(self, name: str) -> dict[str, object]:
-        return dict(self.values[name])
+        return self.server.runtime_dir
 
 
 def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | None = None) -> Config:
@@ -225,8 +268,8 @@ def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | 
                 if key not in SCHEMA[section]:
                     raise ConfigError(f"{path}: [{section}] unknown key {key!r}")
                 raw[section][key] = value
-    for section, keys in (overrides or {}).items():
-        for key, value in keys.items():
+    for section, given in (overrides or {}).items():
+        for key, value in given.items():
             if section not in SCHEMA or key not in SCHEMA[section]:
                 raise ConfigError(f"override: unknown setting [{section}] {key}")
             raw[section][key] = value
@@ -245,5 +288,8 @@ def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | 
         str(values["server"]["runtime_dir"]), "control.sock")
     admin["token_file"] = os.path.abspath(str(admin["token_file"])) if admin["token_file"] else os.path.join(
         str(values["server"]["state_dir"]), "admin-token")
-    values["apps"]["directories"] = tuple(os.path.abspath(d) for d in values["apps"]["directories"])  # type: ignore[union-attr]
-    return Config(values=values, source=source)
+    directories = values["apps"]["directories"]
+    if isinstance(directories, tuple):
+        values["apps"]["directories"] = tuple(os.path.abspath(str(d)) for d in directories)
+    built = {name: cls(**values[name]) for name, cls in SECTION_TYPES.items()}
+    return Config(source=source, **built)

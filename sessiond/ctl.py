@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("logoff", "end a session and every app in it")):  # fmt: skip
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("id")
+    revoke = sub.add_parser("revoke", help="invalidate a user's resume tokens (their next login needs the password)")
+    revoke.add_argument("user")
+    revoke.add_argument("--json", action="store_true")
     audit = sub.add_parser("audit", help="show the audit log")
     audit.add_argument("--since", help="ISO time (2026-11-26T10:00) or seconds since the epoch")
     audit.add_argument("--json", action="store_true")
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         command.update(user=args.user, state=args.state, all=args.all)
     elif args.command in ("show", "disconnect", "logoff"):
         command["id"] = args.id
+    elif args.command == "revoke":
+        command["user"] = args.user
     elif args.command == "audit":
         command["since"] = parse_since(args.since)
     try:
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         for entry in result:
             print(f"{_time(entry['time'])}  {entry['event']:<26} user={entry['user'] or '-'} "
                   f"session={entry['session'] or '-'} address={entry['address'] or '-'} {entry['detail']}")  # fmt: skip
+    elif args.command == "revoke":
+        print(f"revoke: {result['user']}: {result['revoked']} resume token(s) revoked; "
+              "the next login needs the password")
     else:
         print(f"{args.command}: {args.id}: done")
     return 0

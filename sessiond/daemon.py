@@ -22,7 +22,7 @@ from sessiond.policy import PolicyService
 from sessiond.portmux import MuxFactory
 from sessiond.preauth import LISTEN_BACKLOG, PreauthTracker, limits_from_config
 from sessiond.registry import Registry
-from sessiond.sessions import SessionSupervisor
+from sessiond.supervisor import SessionSupervisor
 from sessiond.tls import certificate_fingerprint, ensure_host_certificate, server_context_factory
 from sessiond.web import install_web_client
 
@@ -51,21 +51,20 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     os.makedirs(config.runtime_dir, mode=0o755, exist_ok=True)
     key_path, cert_path = ensure_host_certificate(config.state_dir)
     catalog = Catalog(
-        list(config.get("apps", "directories")),  # type: ignore[call-overload]
-        terminal_argv=list(config.get("apps", "terminal")),  # type: ignore[call-overload]
+        list(config.apps.directories),
+        terminal_argv=list(config.apps.terminal),
     )
     registry = Registry(config.state_dir)
     metrics = Metrics()
     root = service.MultiService()
     supervisor = SessionSupervisor(config, reactor, registry)
     SupervisorService(supervisor).setServiceParent(root)
-    PolicyService(supervisor, registry, config.section("policy"), reactor=reactor).setServiceParent(root)
+    PolicyService(supervisor, registry, config.policy, reactor=reactor).setServiceParent(root)
     factory = GatewayFactory(config, supervisor, catalog, reactor, authenticator, metrics)
-    CatalogReloader(catalog, list(config.get("apps", "directories")),  # type: ignore[call-overload]
-                    interval=float(config.get("apps", "reload_interval")),  # type: ignore[arg-type]
+    CatalogReloader(catalog, list(config.apps.directories), interval=config.apps.reload_interval,
                     clock=reactor, on_reload=[factory.publisher.icons.clear]).setServiceParent(root)  # fmt: skip
     ops = AdminOps(supervisor, registry, metrics)
-    token = ensure_admin_token(str(config.get("admin", "token_file")))
+    token = ensure_admin_token(config.admin.token_file)
     web = web_root(ops, token)
     install_web_client(web, factory, cert_path)  # /web/ and the /ws WebSocket (sessiond/web.py)
     site = GuardedSite(web, token)  # bodies judged from the headers first (sessiond/admin.py)
@@ -74,7 +73,7 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     listener = internet.SSLServer(port, mux, server_context_factory(key_path, cert_path), interface=host,
                                   backlog=LISTEN_BACKLOG)  # fmt: skip
     listener.setServiceParent(root)
-    control_path = str(config.get("admin", "socket"))
+    control_path = config.admin.socket
     internet.UNIXServer(control_path, ControlFactory(ops), mode=0o600, wantPID=True).setServiceParent(root)
     root.supervisor = supervisor  # type: ignore[attr-defined]
     root.listener = listener  # type: ignore[attr-defined]

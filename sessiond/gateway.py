@@ -1,8 +1,11 @@
 # The client-facing side of sessiond: one ClientHandler per TLS connection.
 # It terminates the control channel itself (hello, PAM login, app list,
 # launch) and relays every other channel to the user's session through the
-# Session object. Client control messages are never forwarded to the agent:
-# only sessiond builds SpawnApp, from the server-side catalog.
+# session's ChannelRelay; display, input, audio and URB frames arrive
+# undecoded (sessiond.relay.relayed). Client control messages are never
+# forwarded to the agent: only sessiond builds SpawnApp, from the server-side
+# catalog. A failure handling one message costs that channel (closed with a
+# reason code) or, on the control channel, this connection; never the session.
 """ClientHandler and GatewayFactory."""
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from apps.exec_line import ExecError
 from apps.icons import IconError
 from apps.publisher import AppPublisher, NotEntitled, PublishedApp, publisher_from_config
 from isolation.accounts import AccountError, lookup_account
-from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, MessageReceived, Role, WindowUpdated
+from protocol.connection import (
+    ChannelClosed,
+    ChannelOpened,
+    Connection,
+    ConnectionClosed,
+    MessageReceived,
+    Role,
+    WindowUpdated,
+)
+from protocol.events import FrameReceived
 from protocol.errors import ReasonCode
 from protocol.messages import (
     AppInfo,
@@ -42,9 +54,12 @@ from protocol.messages import (
 )
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
 from sessiond.metrics import Metrics
+from protocol.media import FrameEnd
 from sessiond.preauth import authenticated as preauth_authenticated
-from sessiond.sessions import ClientPeer, Session, SessionError, SessionSupervisor
-from sessiond.wire import FrameProtocol
+from sessiond.relay import relayed
+from sessiond.sessions import ClientPeer, Session, SessionError
+from sessiond.supervisor import SessionSupervisor
+from transport.twisted_wire import FrameProtocol
 
 if TYPE_CHECKING:
     from sessiond.config import Config
@@ -71,13 +86,16 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._login_timer: Any = None
         self._method = ""
 
+    def make_connection(self) -> Connection:
+        return Connection(self.role, relay=relayed)
+
     @property
     def address(self) -> str:
         peer = self.transport.getPeer()
         return str(getattr(peer, "host", peer))
 
     def on_connected(self) -> None:
-        timeout = float(self.factory.config.get("auth", "login_timeout"))  # type: ignore[arg-type]
+        timeout = self.factory.config.auth.login_timeout
         self._login_timer = self.factory.reactor.callLater(timeout, self._login_timed_out)
 
     def _login_timed_out(self) -> None:
@@ -101,22 +119,41 @@ class ClientHandler(FrameProtocol, ClientPeer):
 
     # -- events ----------------------------------------------------------------
     def event_received(self, event: object) -> None:
-        if isinstance(event, MessageReceived):
-            if event.channel == 0:
-                self._control(event.message)
-            elif self.session is not None:
-                if event.kind is ChannelKind.INPUT:
-                    self.session.touch()
-                self.session.from_client(event.channel, event.message)
+        if isinstance(event, MessageReceived) and event.channel == 0:
+            self._control(event.message)
+            return
+        session = self.session
+        if session is None:
+            return
+        relay = session.relay
+        if isinstance(event, FrameReceived):
+            if event.kind is ChannelKind.INPUT:
+                session.touch()
+            relay.from_client(event.channel, event.type, event.payload, None, event.wire_size)
+        elif isinstance(event, MessageReceived):
+            relay.from_client(event.channel, event.message.TYPE, b"", event.message, event.wire_size)
         elif isinstance(event, ChannelOpened):
-            if event.by_peer and self.session is not None:
-                self.session.client_channel_opened(event.channel, event.kind)
+            if event.by_peer:
+                relay.client_channel_opened(event.channel, event.kind)
         elif isinstance(event, ChannelClosed):
-            if self.session is not None:
-                self.session.client_channel_closed(event.channel)
+            relay.client_channel_closed(event.channel)
         elif isinstance(event, WindowUpdated):
-            if self.session is not None:
-                self.session.client_granted(event.channel, event.increment)
+            relay.client_granted(event.channel, event.increment)
+
+    def event_failed(self, event: object, exc: Exception) -> None:
+        """One message failed: a data channel is closed with a reason, a control failure closes this
+        connection; the session keeps running either way."""
+        channel = getattr(event, "channel", 0)
+        session = self.session
+        log.failure("client {address} of {user}: handling {event} on channel {channel} failed",
+                    address=self.address, user=self.user, event=type(event).__name__, channel=channel,
+                    session=session.id if session is not None else "")  # fmt: skip
+        if channel and session is not None:
+            session.relay.fail_channel(channel, ReasonCode.INTERNAL_ERROR, "internal error handling this channel")
+        elif channel and channel in self.conn.open_channels() and not self.conn.closed:
+            self.conn.close_channel(channel, ReasonCode.INTERNAL_ERROR, "internal error handling this channel")
+        else:
+            self.close(ReasonCode.INTERNAL_ERROR, "internal error handling a control message")
 
     def _control(self, message: Message) -> None:
         if isinstance(message, Hello):
@@ -178,13 +215,13 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self.factory.registry.audit("login_failed", user=outcome.user, address=self.address,
                                         detail=f"method={self._method}")  # fmt: skip
             self.factory.metrics.logins_failed += 1
-            delay = float(self.factory.config.get("auth", "failure_delay"))  # type: ignore[arg-type]
+            delay = self.factory.config.auth.failure_delay
             d = delayed(self.factory.reactor, delay, outcome)
             d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
             return d
         preauth_authenticated(self.transport)  # the pre-auth grace and caps no longer apply
         try:
-            account = lookup_account(outcome.user, min_uid=int(self.factory.config.get("auth", "min_uid")))  # type: ignore[call-overload]
+            account = lookup_account(outcome.user, min_uid=self.factory.config.auth.min_uid)
         except AccountError as exc:
             self._refuse(ReasonCode.NOT_ENTITLED, str(exc))
             return None
@@ -225,7 +262,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         registry = self.factory.registry
         registry.audit("reconnect" if resumed else "connect", user=self.user, session=session.id,
                        address=self.address)  # fmt: skip
-        lifetime = float(self.factory.config.get("auth", "resume_token_lifetime"))  # type: ignore[arg-type]
+        lifetime = self.factory.config.auth.resume_token_lifetime
         token = registry.issue_token(self.user, lifetime)
         self._send(AuthResult(ok=True, user=self.user, session=session.id, resume_token=token))
         self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
@@ -299,22 +336,9 @@ class ClientHandler(FrameProtocol, ClientPeer):
         session.terminate().addCallback(lambda _: self.close(ReasonCode.NORMAL, "logged off"))
 
     # -- ClientPeer ------------------------------------------------------------
-    def relay_to_client(self, channel: int, message: Message) -> None:
-        if not self.conn.closed and channel in self.conn.open_channels():
-            self.conn.send(channel, message)
-            if channel == ChannelKind.DISPLAY:
-                self.factory.metrics.count_relayed(message)
-            self.flush()
-
-    def grant_to_client(self, channel: int, increment: int) -> None:
-        if not self.conn.closed and channel in self.conn.open_channels():
-            self.conn.grant(channel, increment)
-            self.flush()
-
-    def close_client_channel(self, channel: int, code: int, message: str) -> None:
-        if not self.conn.closed and channel in self.conn.open_channels():
-            self.conn.close_channel(channel, code, message)
-            self.flush()
+    def count_relayed(self, channel: int, type_: int, wire_size: int) -> None:
+        if channel == ChannelKind.DISPLAY:
+            self.factory.metrics.count_relayed(type_ == FrameEnd.TYPE, wire_size)
 
     def notify(self, message: Message) -> None:
         self._send(message)
@@ -342,9 +366,8 @@ class GatewayFactory(protocol.Factory):
         # Entitlements and icons over the catalog; the one place list, launch and icon are decided.
         self.publisher: AppPublisher = publisher_from_config(catalog, config)
         self.reactor = reactor
-        self.authenticator = authenticator or PamAuthenticator(str(config.get("auth", "pam_service")))
-        self.limiter = FailureLimiter(int(config.get("auth", "max_failures")),  # type: ignore[call-overload]
-                                      float(config.get("auth", "failure_window")))  # type: ignore[arg-type]
+        self.authenticator = authenticator or PamAuthenticator(config.auth.pam_service)
+        self.limiter = FailureLimiter(config.auth.max_failures, config.auth.failure_window)
 
     def buildProtocol(self, addr: Any) -> ClientHandler:  # noqa: N802 - Twisted name
         handler = ClientHandler(self)

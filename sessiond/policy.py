@@ -13,7 +13,9 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from sessiond.registry import Registry
-from sessiond.sessions import SessionState, SessionSupervisor
+from sessiond.config import PolicySection
+from sessiond.lifecycle import SessionState
+from sessiond.supervisor import SessionSupervisor
 
 log = Logger()
 
@@ -21,14 +23,14 @@ log = Logger()
 class PolicyService(service.Service):
     """Applies idle_disconnect, idle_logoff and disconnected_logoff."""
 
-    def __init__(self, supervisor: SessionSupervisor, registry: Registry, policy: dict[str, object],
+    def __init__(self, supervisor: SessionSupervisor, registry: Registry, policy: PolicySection,
                  clock: Callable[[], float] = time.time, reactor: Any = None) -> None:  # fmt: skip
         self.supervisor = supervisor
         self.registry = registry
-        self.idle_disconnect = float(policy["idle_disconnect"])  # type: ignore[arg-type]
-        self.idle_logoff = float(policy["idle_logoff"])  # type: ignore[arg-type]
-        self.disconnected_logoff = float(policy["disconnected_logoff"])  # type: ignore[arg-type]
-        self.interval = float(policy["check_interval"])  # type: ignore[arg-type]
+        self.idle_disconnect = policy.idle_disconnect
+        self.idle_logoff = policy.idle_logoff
+        self.disconnected_logoff = policy.disconnected_logoff
+        self.interval = policy.check_interval
         self.clock = clock
         self._loop = task.LoopingCall(self.check)
         if reactor is not None:

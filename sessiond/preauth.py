@@ -50,11 +50,8 @@ class PreauthLimits:
 
 def limits_from_config(config: Config) -> PreauthLimits:
     """The one place the pre-auth settings are read from the configuration."""
-    return PreauthLimits(
-        grace=float(config.get("server", "login_grace")),  # type: ignore[arg-type]
-        max_total=int(config.get("server", "max_unauthenticated")),  # type: ignore[call-overload]
-        max_per_source=int(config.get("server", "max_unauthenticated_per_source")),  # type: ignore[call-overload]
-    )
+    server = config.server
+    return PreauthLimits(server.login_grace, server.max_unauthenticated, server.max_unauthenticated_per_source)
 
 
 @dataclass(eq=False)

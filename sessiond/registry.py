@@ -174,14 +174,21 @@ class Registry:
         return [dict(row) for row in rows]
 
     # -- resume tokens --------------------------------------------------------------------
-    def issue_token(self, user: str, lifetime: float) -> str:
-        """A new random resume token for USER; only its hash is stored."""
+    def issue_token(self, user: str, lifetime: float, not_after: float | None = None) -> str:
+        """A new random resume token for USER; only its hash is stored.
+
+        It expires LIFETIME seconds from now, or at NOT_AFTER if that is
+        sooner: a token issued on a resume inherits the expiry of the token it
+        replaces, so a chain of resumes ends LIFETIME after the last password
+        login, however often it is renewed.
+        """
         token = secrets.token_urlsafe(RESUME_TOKEN_BYTES)
         now = self.clock()
+        expires = now + lifetime if not_after is None else min(now + lifetime, not_after)
         with self.db:
             self.db.execute("DELETE FROM resume_tokens WHERE expires < ?", (now,))
             self.db.execute("INSERT INTO resume_tokens (hash, user, created, expires) VALUES (?, ?, ?, ?)",
-                            (_hash(token), user, now, now + lifetime))  # fmt: skip
+                            (_hash(token), user, now, expires))  # fmt: skip
             self.db.execute(
                 "DELETE FROM resume_tokens WHERE user = ? AND hash NOT IN "
                 "(SELECT hash FROM resume_tokens WHERE user = ? ORDER BY created DESC LIMIT ?)",
@@ -189,15 +196,23 @@ class Registry:
             )
         return token
 
-    def redeem_token(self, user: str, token: str) -> bool:
-        """True if TOKEN is a live token of USER; it is consumed either way."""
+    def redeem_token(self, user: str, token: str) -> float | None:
+        """If TOKEN is a live token of USER, its absolute expiry (to hand on
+        to the next token), else None; it is consumed either way."""
         digest = _hash(token)
         with self.db:
             row = self.db.execute("SELECT user, expires FROM resume_tokens WHERE hash = ?", (digest,)).fetchone()
             if row is None:
-                return False
+                return None
             self.db.execute("DELETE FROM resume_tokens WHERE hash = ?", (digest,))
-        return bool(row["user"] == user and row["expires"] >= self.clock())
+        if row["user"] != user or row["expires"] < self.clock():
+            return None
+        return float(row["expires"])
+
+    def revoke_tokens(self, user: str) -> int:
+        """Delete every resume token of USER (logoff, admin logoff, `sessionctl revoke`); returns how many."""
+        with self.db:
+            return int(self.db.execute("DELETE FROM resume_tokens WHERE user = ?", (user,)).rowcount)
 
 
 def _record(row: sqlite3.Row) -> SessionRecord:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import socket
 
@@ -18,16 +17,12 @@ from OpenSSL import crypto
 from twisted.internet import ssl
 
 from protocol.limits import ALPN
+from transport.tls import fingerprint
 
 KEY_FILE = "host-key.pem"
 CERT_FILE = "host-cert.pem"
 # Ten years: the certificate is pinned by fingerprint, not trusted by expiry.
 CERT_LIFETIME = datetime.timedelta(days=3650)
-
-
-def fingerprint(der: bytes) -> str:
-    """SHA-256 fingerprint of a DER certificate, as colon-free lowercase hex."""
-    return hashlib.sha256(der).hexdigest()
 
 
 def ensure_host_certificate(state_dir: str) -> tuple[str, str]:

@@ -23,7 +23,7 @@ def user_factory() -> Iterator[object]:
 
     def make(name: str) -> TestUser:
         user = create_user(name, directory)
-        created.append(name)
+        created.append(user.name)  # the suffixed name (SVTEST_USER_SUFFIX) is the one to remove
         return user
 
     yield make

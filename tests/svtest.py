@@ -152,8 +152,8 @@ def sessionctl(server: Server, *command: str) -> subprocess.CompletedProcess[str
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
-def svclient(server: Server, user: TestUser, *command: str, timeout: float = 60,
-             password_file: str | None = None, resume: bool | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def svclient(server: Server, user: TestUser, *command: str, timeout: float = 60, password_file: str | None = None,
+             resume: bool | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Run the installed svclient against SERVER as USER.
 
     Resume tokens are kept per server (svclient's default behaviour); an

@@ -13,7 +13,7 @@ import pytest
 
 from svtest import PREFIX, VENV_BIN
 
-PACKAGES = ("protocol", "sessiond", "sessiond.agent", "isolation", "apps", "client")
+PACKAGES = ("protocol", "sessiond", "sessiond.agent", "isolation", "apps", "client", "transport")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

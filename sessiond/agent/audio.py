@@ -29,12 +29,12 @@ from protocol.base import ChannelKind, Message
 from protocol.connection import frame_cost
 from protocol.errors import ReasonCode
 from sessiond.agent.audio_bandwidth import TokenBucket
-from sessiond.agent.audio_codec import CHANNELS, SAMPLE_RATE, frame_bytes
+from media.opus import CHANNELS, SAMPLE_RATE, frame_bytes
 from sessiond.agent.audio_privacy import MicSwitch, run_quietly
 from sessiond.agent.audio_server import SINK_NAME, SoundServer, SoundServerError
 
 if TYPE_CHECKING:
-    from sessiond.agent.audio_codec import OpusDecoder, OpusEncoder
+    from media.opus import OpusDecoder, OpusEncoder
 
 # A frame whose every sample is within +-SILENCE_PEAK (about -66 dBFS) is silence.
 SILENCE_PEAK = 16
@@ -241,7 +241,7 @@ class AudioService:
                 link.flush()
 
     async def _open_out(self, link: Link, channel: int) -> None:
-        from sessiond.agent.audio_codec import OpusEncoder  # noqa: PLC0415 - lazy: PyAV
+        from media.opus import OpusEncoder  # noqa: PLC0415 - lazy: PyAV
 
         self.stop_out()
         self.out = AudioOut(link, channel, OpusEncoder(), cap=TokenBucket(self.max_kbps))
@@ -267,7 +267,7 @@ class AudioService:
             self.log(f"sound capture ended (status {await process.wait()})")
 
     def _open_mic(self, channel: int) -> None:
-        from sessiond.agent.audio_codec import OpusDecoder  # noqa: PLC0415 - lazy: PyAV
+        from media.opus import OpusDecoder  # noqa: PLC0415 - lazy: PyAV
 
         self.stop_mic()
         fd = os.open(self.server.mic_fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -285,8 +285,8 @@ class AudioService:
                 link.conn.close_channel(channel, ReasonCode.MALFORMED_MESSAGE, str(exc))
                 self.stop_mic()
             except OSError as exc:
-                if exc.errno != errno.EPIPE:
-                    raise
+                if exc.errno != errno.EPIPE:  # the FIFO broke: this mic channel is over, the session is not
+                    link.conn.close_channel(channel, ReasonCode.INTERNAL_ERROR, f"microphone: {exc.strerror}")
                 self.stop_mic()
 
     def channel_closed(self, channel: int) -> None:

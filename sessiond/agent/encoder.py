@@ -24,13 +24,14 @@ from collections.abc import Iterable
 import lz4.block
 from PIL import Image
 
+from media.region import BYTES_PER_PIXEL as BYTES_PER_PIXEL_OUT  # RGB24 on the wire
+from media.region import PNG_SIGNATURE
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
 
 Rect = tuple[int, int, int, int]
 
 BYTES_PER_PIXEL_IN = 4  # BGRX capture buffer
-BYTES_PER_PIXEL_OUT = 3  # RGB24 on the wire
 # A region smaller than this in either side is never treated as a photo:
 # JPEG's 8x8/16x16 blocks and headers win nothing on small areas.
 PHOTO_MIN_SIDE = 128
@@ -60,7 +61,6 @@ PNG_BIT_DEPTHS = (1, 2, 4, 8)
 # PNG colour types: 0 greyscale (no palette chunk), 3 indexed.
 PNG_GREY = 0
 PNG_INDEXED = 3
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Bands of an image holding R, G and B: an RGB copy, or the capture itself
 # mapped without a copy as "RGBX" (its bytes are B, G, R, X).
 RGB_ORDER = (0, 1, 2)

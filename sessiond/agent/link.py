@@ -7,23 +7,47 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from protocol.connection import ConnectionClosed, Connection, Role
-
-if TYPE_CHECKING:
-    from sessiond.agent.main import Agent
 
 # Bytes written per transport.write while draining: lets priorities act.
 WRITE_CHUNK = 256 * 1024
 
 
+class LinkOwner(Protocol):
+    """What the link needs of the agent (sessiond.agent.main.Agent); a
+    Protocol rather than an import, so link and main do not import each other."""
+
+    def log(self, text: str) -> None:
+        """Write one line to the agent's log."""
+        ...
+
+    def link_connected(self, link: LinkProtocol) -> None:
+        """A sessiond link connected."""
+        ...
+
+    def link_lost(self, link: LinkProtocol) -> None:
+        """A sessiond link went away."""
+        ...
+
+    def link_writable(self, link: LinkProtocol) -> None:
+        """The link's socket drained: more may be sent."""
+        ...
+
+    def handle_event(self, link: LinkProtocol, event: object) -> None:
+        """One protocol event from the link (behind the agent's error boundary)."""
+        ...
+
+
 class LinkProtocol(asyncio.Protocol):
     """One connection from sessiond; the agent accepts one at a time."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: LinkOwner) -> None:
         self.agent = agent
-        self.conn = Connection(Role.SERVER)
+        # channel_errors: sessiond relays client frames undecoded, so a
+        # malformed one is first seen here; it costs its channel, not the link.
+        self.conn = Connection(Role.SERVER, channel_errors=True)
         self.transport: asyncio.Transport | None = None
         self._paused = False
         self.authenticated = False

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hmac
@@ -19,39 +18,37 @@ import time
 from Xlib import display as xdisplay_mod
 from Xlib import error as XError  # noqa: N812 - python-xlib's module name
 
-from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, frame_cost
+from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, MessageRefused, frame_cost
 from protocol.errors import ReasonCode
 from protocol.messages import (
     AppExited,
     Auth,
     AuthResult,
-    Button,
     ChannelKind,
     ClockReport,
     DesktopSize,
     FrameAck,
     FrameEnd,
     Hello,
-    Key,
     LaunchResult,
+    Message,
     Ping,
-    Pointer,
     Pong,
     RefreshRequest,
     ResizeRequest,
     SpawnApp,
-    Sync,
-    SyncDone,
-    Wheel,
 )
 from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.audio_server import SoundServer
+from sessiond.agent.boundary import LogLimiter, guard
 from sessiond.agent.damage import DamageTracker
 from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
+from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
 from sessiond.agent.usb import UsbService
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
@@ -86,7 +83,7 @@ MAX_AGENT_LOG_BYTES = 16 * 1024 * 1024
 class Agent:
     """Everything one session runs: X server, capture, input, apps, link."""
 
-    def __init__(self, args: argparse.Namespace, token: str) -> None:
+    def __init__(self, args: AgentSettings, token: str) -> None:
         self.args = args
         self._token = token
         self.loop = asyncio.get_running_loop()
@@ -104,7 +101,9 @@ class Agent:
         self.width, self.height = self.capture.width, self.capture.height
         self.damage = DamageTracker(self.x)
         self.focus = FocusManager(self.x, on_map=self._window_mapped)
-        self.injector = InputInjector(self.x)
+        self.drop_log = LogLimiter(self.log)  # dropped messages: bounded lines per second
+        self.injector = InputInjector(self.x, log=self.drop_log)
+        self.input = InputChannel(self.injector, self.focus, self._reply_input)
         self.encoder = RegionEncoder(jpeg_quality=args.jpeg_quality)
         self.x.flush()
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
@@ -176,6 +175,7 @@ class Agent:
     def link_lost(self, link: LinkProtocol) -> None:
         if self.link is link:
             self.link = None
+            self.injector.release_all()
             self.display_open = False
             self.audio.link_lost()
             self.usb.reset()
@@ -184,6 +184,23 @@ class Agent:
         self.schedule_frame()
 
     def handle_event(self, link: LinkProtocol, event: object) -> None:
+        """One event from the link, behind the error boundary: a failure
+        costs that message (or, for a peer violation, its channel), never
+        the link or the session."""
+        channel = getattr(event, "channel", 0)
+        guard(self.drop_log, link.conn, channel,
+              lambda: f"session {self.session_id or '-'}: {type(getattr(event, 'message', event)).__name__}",
+              lambda: self._dispatch(link, event))  # fmt: skip
+        if isinstance(event, MessageReceived) and self._credited(event):
+            # Credit goes back whether or not the message could be handled.
+            link.conn.consumed(event.channel, event.wire_size)
+
+    def _credited(self, event: MessageReceived) -> bool:
+        """True for the channels whose credit this loop returns (usb returns its own)."""
+        return event.channel in (DISPLAY_CHANNEL, INPUT_CHANNEL) or (
+            event.channel != 0 and self.audio.handles(event.kind))
+
+    def _dispatch(self, link: LinkProtocol, event: object) -> None:
         if self.usb.handles(link, event):
             return
         if isinstance(event, MessageReceived):
@@ -191,20 +208,27 @@ class Agent:
                 self._control(link, event.message)
             elif event.channel == DISPLAY_CHANNEL:
                 self._display_message(event.message)
-                link.conn.consumed(event.channel, frame_cost(event.message))
             elif event.channel == INPUT_CHANNEL:
-                self._input_message(link, event.message)
-                link.conn.consumed(event.channel, frame_cost(event.message))
+                try:
+                    self.input.message(event.message)
+                finally:
+                    self._x_readable()  # flush, and pick up events the requests read in
             elif self.audio.handles(event.kind):
                 self.audio.message(link, event.channel, event.message)
-                link.conn.consumed(event.channel, frame_cost(event.message))
         elif isinstance(event, ChannelOpened) and event.by_peer:
             if event.channel == DISPLAY_CHANNEL and event.kind is ChannelKind.DISPLAY:
                 self._display_opened(link)
             elif self.audio.handles(event.kind):
                 self.audio.channel_opened(link, event.channel, event.kind)
+        elif isinstance(event, MessageRefused):
+            self.drop_log(f"session {self.session_id or '-'}: refused a malformed message on channel "
+                          f"{event.channel} ({event.kind.name}): {event.message}; that channel is closed")  # fmt: skip
+            if event.channel == INPUT_CHANNEL:
+                self.injector.release_all()
         elif isinstance(event, ChannelClosed):
             self.audio.channel_closed(event.channel)
+            if event.channel == INPUT_CHANNEL:
+                self.injector.release_all()  # no key stays down (and auto-repeats) once its client is gone
             if event.channel == DISPLAY_CHANNEL:
                 self.display_open = False
                 self.resizes.cancel()
@@ -325,22 +349,9 @@ class Agent:
         link.flush()
 
     # -- input -------------------------------------------------------------------
-    def _input_message(self, link: LinkProtocol, message: object) -> None:
-        injector = self.injector
-        if isinstance(message, Key):
-            injector.key(message.keysym, message.down)
-        elif isinstance(message, Pointer):
-            injector.pointer(message.x, message.y)
-        elif isinstance(message, Button):
-            if message.down:
-                self.focus.focus_at(message.x, message.y)
-            injector.button(message.x, message.y, message.button, message.down)
-        elif isinstance(message, Wheel):
-            injector.wheel(message.x, message.y, message.dx, message.dy)
-        elif isinstance(message, Sync):
-            injector.sync()
-            link.conn.send(INPUT_CHANNEL, SyncDone(seq=message.seq))
-        self._x_readable()  # flush, and pick up events the requests read in
+    def _reply_input(self, message: Message) -> None:
+        if self.link is not None:
+            self.link.conn.send(INPUT_CHANNEL, message)
 
     # -- shutdown ----------------------------------------------------------------
     def shutdown(self) -> None:
@@ -372,24 +383,12 @@ def _log_to_file(path: str) -> None:
     os.close(fd)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sessiond-agent")
-    parser.add_argument("--socket", required=True)
-    parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=800)
-    # The largest size a client may resize the screen to (Xvfb is started at it).
-    parser.add_argument("--max-width", type=int, default=3840)
-    parser.add_argument("--max-height", type=int, default=2160)
-    parser.add_argument("--jpeg-quality", type=int, default=75)
-    parser.add_argument("--max-fps", type=int, default=60)
-    parser.add_argument("--frames-in-flight", type=int, default=2)
-    parser.add_argument("--launch-timeout", type=float, default=20.0)
-    parser.add_argument("--display-max-kbps", type=int, default=0)  # 0: no cap
-    parser.add_argument("--audio-max-kbps", type=int, default=0)
-    return parser.parse_args(argv)
+def load_settings() -> AgentSettings:
+    """The settings sessiond serialized into our environment (sessiond.agent.settings)."""
+    return AgentSettings.from_json(os.environ.pop(SETTINGS_ENV, ""))
 
 
-async def run(args: argparse.Namespace, token: str) -> int:
+async def run(args: AgentSettings, token: str) -> int:
     agent = Agent(args, token)
     stop = agent.stopped
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -424,7 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("sessiond-agent: no link token in the environment", file=sys.stderr)
         return EXIT_START_FAILED
-    args = parse_args(argv)
+    try:
+        args = load_settings()
+    except SettingsError as exc:
+        print(f"sessiond-agent: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
     try:
         return asyncio.run(run(args, token))
     except Exception as exc:  # noqa: BLE001 - report start failures in one line

@@ -19,7 +19,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, WindowUpdated, frame_cost
+from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, WindowUpdated
 from protocol.errors import ReasonCode, SendBufferFull
 from protocol.messages import ChannelKind, Message
 from protocol.usb import (
@@ -82,7 +82,10 @@ class UsbService:
                 except UsbChannelError as exc:
                     self.fail(str(exc))
                     return True
-                self._consume(frame_cost(event.message))
+                except Exception as exc:  # noqa: BLE001 - the usb channel's boundary: it costs this channel only
+                    self.fail(f"{type(event.message).__name__} could not be handled: {type(exc).__name__}: {exc}")
+                    return True
+                self._consume(event.wire_size)
             return True
         if isinstance(event, ChannelClosed) and event.channel == self.channel and link is self.link:
             self.reset()

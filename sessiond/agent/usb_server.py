@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from protocol.usb import (
     DIR_IN,
@@ -42,15 +43,40 @@ from protocol.usb import (
     parse_op_common,
 )
 
-if TYPE_CHECKING:
-    from sessiond.agent.usb import UsbService
 
+
+class PeerHost(Protocol):
+    """What a peer needs of sessiond.agent.usb.UsbService; a Protocol rather
+    than an import, so usb and usb_server do not import each other."""
+
+    devices: dict[str, Any]
+    log: Callable[[str], None]
+
+    def register(self, peer: UsbipPeer) -> int | None:
+        """A connection id for an importing peer, or None."""
+        ...
+
+    def unregister(self, conn: int) -> None:
+        """Forget an importing peer."""
+        ...
+
+    def send(self, message: Any) -> bool:
+        """Send on the usb channel; False if there is none or it is full."""
+        ...
+
+    def congested(self) -> bool:
+        """True while the usb channel has too much queued."""
+        ...
+
+    def fail(self, why: str) -> None:
+        """Close the usb channel because the client broke a rule."""
+        ...
 
 
 class UsbipPeer(asyncio.Protocol):
     """States: op (awaiting OP_REQ_*), importing (asked the client), attached (URBs flow), closed."""
 
-    def __init__(self, service: UsbService) -> None:
+    def __init__(self, service: PeerHost) -> None:
         self.service = service
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -70,10 +96,16 @@ class UsbipPeer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        self._parse_guarded()
+
+    def _parse_guarded(self) -> None:
+        """Parse what the peer sent, inside the peer's guard: whatever is
+        malformed (and however parsing was started -- new bytes, the
+        client's import reply, credit) costs this USB/IP connection only."""
         try:
             self._parse()
-        except ValueError as exc:
-            self.service.log(f"usb: bad USB/IP input from a session peer: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the boundary of one USB/IP connection
+            self.service.log(f"usb: bad USB/IP input from a session peer: {type(exc).__name__}: {exc}")
             self.disconnect(notify=True)
 
     def _parse(self) -> None:
@@ -133,7 +165,7 @@ class UsbipPeer(asyncio.Protocol):
         self.devid = reply.device.devid
         self.state = "attached"
         self._write(reply.encode()[4:])  # the OP_REP_IMPORT PDU, byte for byte
-        self._parse()
+        self._parse_guarded()
 
     def _command(self, pdu: CmdSubmit | CmdUnlink) -> None:
         if pdu.devid != self.devid:
@@ -182,7 +214,7 @@ class UsbipPeer(asyncio.Protocol):
                 and len(self.pending) + len(self.unlinks) < MAX_PENDING_URBS):  # fmt: skip
             self._paused = False
             self.transport.resume_reading()
-            self._parse()
+            self._parse_guarded()
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None:

@@ -8,9 +8,16 @@
 # keyboard lacks (e.g. 'ä', '€' on the default US map) are bound on the fly
 # to spare keycodes, rotating through several so that a client still
 # processing the previous remap does not see the new symbol.
+#
+# Why nothing here raises for client input: every value comes from the
+# network, and one bad key must never end the session.  An event that
+# cannot be injected (keysym outside the X range, every spare keycode held,
+# an out-of-range button) is logged and dropped; coordinates are clamped to
+# what X can carry.  Methods return False for a dropped event, for tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import Xlib.display
@@ -41,6 +48,8 @@ WHEEL_UP, WHEEL_DOWN, WHEEL_LEFT, WHEEL_RIGHT = 4, 5, 6, 7
 MAX_WHEEL_STEPS = 64
 # Highest pointer button number XTEST accepts in the core protocol.
 MAX_BUTTON = 255
+# X coordinates are INT16 on the wire: larger values are clamped to this.
+MAX_COORD = 32767
 
 SHIFT_KEYSYMS = frozenset({XK.XK_Shift_L, XK.XK_Shift_R})
 # ISO_Level3_Shift (AltGr); python-xlib's XK only loads it with the xkb group.
@@ -49,7 +58,15 @@ LEVEL3_KEYSYMS = frozenset({ISO_LEVEL3_SHIFT})
 
 
 class InputError(ValueError):
-    """A client input event is invalid (bad button, out-of-range value)."""
+    """The X server cannot take injected input at all (no XTEST)."""
+
+
+def _ignore(_text: str) -> None:
+    """Default log of an injector: discard."""
+
+
+def _clamp(value: int) -> int:
+    return min(max(int(value), 0), MAX_COORD)
 
 
 def _is_function_keysym(keysym: int) -> bool:
@@ -75,15 +92,18 @@ def _has_case(keysym: int) -> bool:
 class InputInjector:
     """Injects client keyboard and pointer events into one X display."""
 
-    def __init__(self, display: Xlib.display.Display) -> None:
+    def __init__(self, display: Xlib.display.Display, log: Callable[[str], None] = _ignore) -> None:
         if not display.has_extension("XTEST"):
             raise InputError("the X server has no XTEST extension")
         self._display = display
+        self._log = log
         self._min_keycode = display.display.info.min_keycode
         self._max_keycode = display.display.info.max_keycode
         self._keymap: list[list[int]] = []
         self._spares: list[int] = []
-        self._next_spare = 0
+        # spare keycode -> when it was last bound (a counter): reuse the oldest.
+        self._spare_used: dict[int, int] = {}
+        self._binds = 0
         # keysym -> keycode for keys the client holds down (press used it).
         self._pressed: dict[int, int] = {}
         self.refresh_mapping()
@@ -149,16 +169,17 @@ class InputInjector:
                 found.append((keycode, shift, level3))
         return found
 
-    def _bind_spare(self, keysym: int) -> int:
-        """Bind keysym to a spare keycode not held down; return the keycode."""
+    def _bind_spare(self, keysym: int) -> int | None:
+        """Bind keysym to the least recently bound spare keycode not held
+        down; None (and the key is refused) when every spare is held."""
         held = set(self._pressed.values())
-        for _ in range(len(self._spares)):
-            keycode = self._spares[self._next_spare % len(self._spares)]
-            self._next_spare += 1
-            if keycode not in held:
-                break
-        else:
-            raise InputError(f"no spare keycode free to type keysym {keysym:#x}")
+        free = [kc for kc in self._spares if kc not in held]
+        if not free:
+            self._log(f"input: dropped keysym {keysym:#x}: all {len(self._spares)} spare keycodes are held down")
+            return None
+        keycode = min(free, key=lambda kc: self._spare_used.get(kc, -1))
+        self._binds += 1
+        self._spare_used[keycode] = self._binds
         width = len(self._row(keycode))
         row = [keysym, keysym] + [X.NoSymbol] * max(0, width - 2)
         self._display.change_keyboard_mapping(keycode, [row[:width]])
@@ -170,25 +191,30 @@ class InputInjector:
     def _held(self, keysyms: frozenset[int]) -> list[int]:
         return [kc for ks, kc in self._pressed.items() if ks in keysyms]
 
-    def key(self, keysym: int, down: bool) -> None:
-        """Press or release the key that types `keysym`."""
+    def key(self, keysym: int, down: bool) -> bool:
+        """Press or release the key that types `keysym`; False if dropped."""
         if not 0 < keysym <= KEYSYM_MAX:
-            raise InputError(f"keysym {keysym:#x} is out of range")
+            self._log(f"input: dropped keysym {keysym:#x}: outside the X keysym range 1..{KEYSYM_MAX:#x}")
+            return False
         if not down:
             keycode = self._pressed.pop(keysym, None)
-            if keycode is not None:
-                xtest.fake_input(self._display, X.KeyRelease, keycode)
-                self._display.flush()
-            return
+            if keycode is None:
+                return False
+            xtest.fake_input(self._display, X.KeyRelease, keycode)
+            self._display.flush()
+            return True
         if keysym in self._pressed:  # auto-repeat: press again, same keycode
             xtest.fake_input(self._display, X.KeyPress, self._pressed[keysym])
             self._display.flush()
-            return
+            return True
         held_shift = self._held(SHIFT_KEYSYMS)
         held_level3 = self._held(LEVEL3_KEYSYMS)
         choices = self._candidates(keysym)
         if not choices:
-            choices = [(self._bind_spare(keysym), None, None)]
+            spare = self._bind_spare(keysym)
+            if spare is None:
+                return False
+            choices = [(spare, None, None)]
 
         def cost(choice: tuple[int, bool | None, bool | None]) -> int:
             _, shift, level3 = choice
@@ -206,6 +232,7 @@ class InputInjector:
             xtest.fake_input(self._display, X.KeyRelease if press else X.KeyPress, kc)
         self._pressed[keysym] = keycode
         self._display.flush()
+        return True
 
     def _adjust(self, want: bool | None, held: list[int], modifier: int) -> list[tuple[int, bool]]:
         """Modifier presses/releases that make the state match `want`."""
@@ -213,8 +240,9 @@ class InputInjector:
             return []
         if want:
             keycode = self._keycode_of(modifier)
-            if keycode is None:
-                raise InputError(f"the keyboard has no key for modifier keysym {modifier:#x}")
+            if keycode is None:  # the key goes out at the level the client holds
+                self._log(f"input: the keyboard has no key for modifier keysym {modifier:#x}")
+                return []
             return [(keycode, True)]
         return [(kc, False) for kc in held]
 
@@ -225,29 +253,33 @@ class InputInjector:
 
     # -- pointer ----------------------------------------------------------
 
-    def pointer(self, x: int, y: int) -> None:
-        """Move the pointer to root coordinates (x, y)."""
-        xtest.fake_input(self._display, X.MotionNotify, 0, x=int(x), y=int(y))
+    def pointer(self, x: int, y: int) -> bool:
+        """Move the pointer to root coordinates (x, y), clamped to 0..MAX_COORD."""
+        xtest.fake_input(self._display, X.MotionNotify, 0, x=_clamp(x), y=_clamp(y))
         self._display.flush()
+        return True
 
-    def button(self, x: int, y: int, button: int, down: bool) -> None:
-        """Move to (x, y), then press or release pointer button `button`."""
+    def button(self, x: int, y: int, button: int, down: bool) -> bool:
+        """Move to (x, y), then press or release pointer button `button`; False if dropped."""
         if not 1 <= button <= MAX_BUTTON:
-            raise InputError(f"pointer button {button} is out of range 1..{MAX_BUTTON}")
-        xtest.fake_input(self._display, X.MotionNotify, 0, x=int(x), y=int(y))
+            self._log(f"input: dropped pointer button {button}: outside 1..{MAX_BUTTON}")
+            return False
+        xtest.fake_input(self._display, X.MotionNotify, 0, x=_clamp(x), y=_clamp(y))
         xtest.fake_input(self._display, X.ButtonPress if down else X.ButtonRelease, button)
         self._display.flush()
+        return True
 
-    def wheel(self, x: int, y: int, dx: int, dy: int) -> None:
+    def wheel(self, x: int, y: int, dx: int, dy: int) -> bool:
         """Scroll at (x, y): dy > 0 scrolls down, dx > 0 scrolls right; one
         press+release of button 4/5/6/7 per step (at most MAX_WHEEL_STEPS)."""
-        xtest.fake_input(self._display, X.MotionNotify, 0, x=int(x), y=int(y))
-        for steps, negative, positive in ((dy, WHEEL_UP, WHEEL_DOWN), (dx, WHEEL_LEFT, WHEEL_RIGHT)):
+        xtest.fake_input(self._display, X.MotionNotify, 0, x=_clamp(x), y=_clamp(y))
+        for steps, negative, positive in ((int(dy), WHEEL_UP, WHEEL_DOWN), (int(dx), WHEEL_LEFT, WHEEL_RIGHT)):
             button = positive if steps > 0 else negative
             for _ in range(min(abs(steps), MAX_WHEEL_STEPS)):
                 xtest.fake_input(self._display, X.ButtonPress, button)
                 xtest.fake_input(self._display, X.ButtonRelease, button)
         self._display.flush()
+        return True
 
     def sync(self) -> None:
         """Wait until the X server has processed everything sent so far."""

@@ -35,9 +35,9 @@ from protocol.frames import FrameDecoder
 from protocol.messages import MESSAGE_TYPES, Region, decode_message, encode_message
 from protocol.testing import handshaken_pair, open_pair_channel
 from sessiond import admin, web
-from sessiond.agent.audio_codec import OpusDecoder
+from media.opus import OpusDecoder
 from sessiond.agent.usb_server import UsbipPeer
-from sessiond.wire import FrameProtocol
+from transport.twisted_wire import FrameProtocol
 
 Target = Callable[[bytes], None]
 KINDS = sorted(MESSAGE_TYPES, key=int)
@@ -117,8 +117,9 @@ def usb_codecs(data: bytes) -> None:
     if not data:
         return
     pdu = data[1:]
-    for parse in (usb.parse_op_common, usb.command_length, usb.parse_command, usb.parse_return,
-                  lambda b: usb.return_length(b, data[0] & 1), lambda b: usb.check_busid(b.decode("latin-1"))):  # fmt: skip
+    parsers = (usb.parse_op_common, usb.command_length, usb.parse_command, usb.parse_return,
+               lambda b: usb.return_length(b, data[0] & 1), lambda b: usb.check_busid(b.decode("latin-1")))
+    for parse in parsers:
         try:
             parse(pdu)
         except ValueError:

@@ -22,7 +22,7 @@ from client.keysyms import keysym_for_char
 from sessiond.agent import xserver
 from sessiond.agent.damage import DamageTracker
 from sessiond.agent.windows import FocusManager
-from sessiond.agent.xinput import InputInjector
+from sessiond.agent.xinput import MAX_SPARE_KEYCODES, InputInjector
 from sessiond.agent.xserver import XServer, XServerError, start_xvfb
 from sessiond.agent.xshm import ShmCapture
 
@@ -256,6 +256,34 @@ def test_release_uses_the_press_keycode(key_window: Any) -> None:
     assert len(set(pressed)) == 3
     assert released == pressed
     assert not any(agent.query_keymap())
+
+
+def test_input_the_session_cannot_take_is_dropped_and_typing_goes_on(key_window: Any) -> None:
+    # What a hostile or broken client can send through the protocol's bounds
+    # (keysym u32, coordinates u16, button u8, wheel i16), against a real X
+    # server: nothing raises, nothing stays pressed, the next key types.
+    app, window, _injector, agent = key_window
+    logged: list[str] = []
+    injector = InputInjector(agent, log=logged.append)
+    for keysym in (0, 0x20000000, 0xFFFFFFFF):
+        assert injector.key(keysym, True) is False
+        assert injector.key(keysym, False) is False
+    held = [0x01000000 + 0x3B1 + i for i in range(20)]  # 20 distinct keysyms the keymap lacks
+    taken = [injector.key(ks, True) for ks in held]
+    assert taken.count(True) == len(injector._spares) <= MAX_SPARE_KEYCODES and not all(taken)
+    assert injector.pointer(65535, 65535) and injector.wheel(65535, 65535, -32768, 32767)
+    assert injector.button(65535, 0, 0, True) is False and injector.button(0, 0, 256, True) is False
+    for ks in held:
+        injector.key(ks, False)
+    injector.sync()
+    assert not any(agent.query_keymap())
+    drain(app)
+    for ch in "ok":
+        injector.key(keysym_for_char(ch), True)
+        injector.key(keysym_for_char(ch), False)
+    injector.sync()
+    assert [ks for ks, _ in _typed(app, window, drain(app))] == [ord("o"), ord("k")]
+    assert len(logged) == 6 + 20 - len(injector._spares) + 2
 
 
 def test_typing_into_xterm(xvfb: XServer, connect: Any, tmp_path: Any) -> None:

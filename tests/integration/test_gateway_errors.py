@@ -19,7 +19,8 @@ from protocol.errors import ReasonCode
 from protocol.frames import FrameDecoder
 from protocol.limits import MAX_FRAME_PAYLOAD
 from protocol.messages import Auth, ChannelKind, Key
-from svtest import HELLO, Server, TestUser, frame, read_close, start_sessiond, stop_sessiond, svclient, tls_connect, wait_auth
+from svtest import (HELLO, Server, TestUser, frame, read_close, start_sessiond, stop_sessiond, svclient, tls_connect,
+                    wait_auth)
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

@@ -255,7 +255,8 @@ server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
 client = socket.create_connection(server.getsockname(), timeout=5)
 print(json.dumps({"pid": os.getpid(), "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
                   "ifs": [n for _, n in socket.if_nameindex()], "host": socket.gethostname(),
-                  "lo_flags": int(open("/sys/class/net/lo/flags").read(), 16) if os.path.exists("/sys/class/net/lo/flags") else None,
+                  "lo_flags": (int(open("/sys/class/net/lo/flags").read(), 16)
+                               if os.path.exists("/sys/class/net/lo/flags") else None),
                   "cgroup": open("/proc/self/cgroup").read()}), flush=True)
 """
 
@@ -290,7 +291,8 @@ def test_kill_reaches_processes_that_escaped_the_process_tree(users: tuple[Accou
 
     a, _ = users
     sandbox = create_sandbox(f"it-kill-{uuid.uuid4().hex[:8]}", SessionLimits())
-    daemonize = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\nprint('ok', flush=True)\ntime.sleep(600)\n"
+    daemonize = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\n"
+                 "print('ok', flush=True)\ntime.sleep(600)\n")
     spec = sandbox.spec(a, (PYTHON, "-c", daemonize), {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
     proc = spawn_sandboxed(spec, python=PYTHON, stdout=subprocess.PIPE)
     try:

@@ -64,6 +64,7 @@ for n in range(10):
         s.close()
 print(json.dumps({"pids": pids, "owners": owners, "abstract": abstract,
                   "tmp": os.path.exists(f"/tmp/{marker}"), "shm": os.path.exists(f"/dev/shm/{marker}"),
+                  "var_tmp": os.path.exists(f"/var/tmp/{marker}"),
                   "hostname": socket.gethostname()}))
 """
 
@@ -166,13 +167,15 @@ def test_b_cannot_see_signal_or_ptrace_a(two: tuple[Server, dict[str, str]]) -> 
 def test_b_cannot_reach_a_display_tmp_or_shm(two: tuple[Server, dict[str, str]]) -> None:
     _server, ids = two
     marker = f"svt-marker-{os.getpid()}"
-    write = f"open('/tmp/{marker}','w').write('a'); open('/dev/shm/{marker}','w').write('a'); print('{{}}')"
+    write = (f"open('/tmp/{marker}','w').write('a'); open('/dev/shm/{marker}','w').write('a'); "
+             f"open('/var/tmp/{marker}','w').write('a'); print('{{}}')")
     as_user(ids["a"], ["/usr/bin/python3", "-c", write], agent_of(ids[ids["a"]]))
     seen_a = as_user(ids["a"], ["/usr/bin/python3", "-c", INSIDE_PROBE, marker], agent_of(ids[ids["a"]]))
-    assert seen_a["tmp"] and seen_a["shm"]  # the marker is really there, inside A
+    assert seen_a["tmp"] and seen_a["shm"] and seen_a["var_tmp"]  # the marker is really there, inside A
     seen_b = as_user(ids["b"], ["/usr/bin/python3", "-c", INSIDE_PROBE, marker], agent_of(ids[ids["b"]]))
-    assert not seen_b["tmp"] and not seen_b["shm"]
-    assert not os.path.exists(f"/tmp/{marker}") and not os.path.exists(f"/dev/shm/{marker}")
+    assert not seen_b["tmp"] and not seen_b["shm"] and not seen_b["var_tmp"]
+    for shared in ("/tmp", "/dev/shm", "/var/tmp"):
+        assert not os.path.exists(f"{shared}/{marker}"), shared
     # network = host: no X server has an abstract socket anyone could reach
     assert set(seen_b["abstract"]) == {"ECONNREFUSED"}  # type: ignore[arg-type]
     with open("/proc/net/unix") as handle:

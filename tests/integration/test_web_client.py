@@ -119,7 +119,8 @@ def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: S
     page.keyboard.type(PAINT_COMMAND)
     page.keyboard.press("Enter")
     red = wait_for_red(page, MIN_RED_PIXELS)
-    assert red >= MIN_RED_PIXELS, f"only {red} red pixels on the canvas; console: {console}\n{sessiond_server.log()[-3000:]}"
+    assert red >= MIN_RED_PIXELS, (f"only {red} red pixels on the canvas; console: {console}\n"
+                                   f"{sessiond_server.log()[-3000:]}")
 
     # The resume token is in sessionStorage, never in the URL.
     token = page.evaluate("sessionStorage.getItem('sessiond.token')")

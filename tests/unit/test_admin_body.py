@@ -18,7 +18,7 @@ TOKEN = "s3cret-token"
 
 
 class Recorder(resource.Resource):
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - twisted.web name
 
     def __init__(self) -> None:
         super().__init__()
@@ -28,7 +28,7 @@ class Recorder(resource.Resource):
         self.bodies.append(request.content.read())
         return b"done"
 
-    render_GET = render_POST
+    render_GET = render_POST  # noqa: N815 - twisted.web name
 
 
 def connect() -> tuple[Any, StringTransport, Recorder]:

@@ -13,7 +13,7 @@ from protocol.audio import AudioData, AudioFormat
 from protocol.connection import frame_cost
 from sessiond.agent.audio import AudioOut
 from sessiond.agent.audio_bandwidth import BURST_SECONDS, MAX_KBPS, MIN_BURST_BYTES, TokenBucket
-from sessiond.agent.audio_codec import FRAME_SAMPLES, OpusEncoder
+from media.opus import FRAME_SAMPLES, OpusEncoder
 
 
 class FakeClock:

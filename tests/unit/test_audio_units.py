@@ -22,7 +22,7 @@ from protocol.frames import encode_frame
 from protocol.messages import decode_message
 from protocol.testing import handshaken_pair, open_pair_channel, pump
 from sessiond.agent.audio import HANGOVER_FRAMES, AudioOut, MicIn, is_silent
-from sessiond.agent.audio_codec import FRAME_SAMPLES, OpusDecoder, OpusEncoder, frame_bytes
+from media.opus import FRAME_SAMPLES, OpusDecoder, OpusEncoder, frame_bytes
 
 FRAME = frame_bytes()
 

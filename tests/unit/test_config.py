@@ -76,3 +76,19 @@ def test_sessionctl_finds_the_same_control_socket_as_sessiond(tmp_path: object) 
     for text in ("[server]\nruntime_dir = /run/x\n", "[admin]\nsocket = /run/y.sock\n", "[auth]\nmin_uid = 1000\n"):
         path = write(tmp_path, text)
         assert control_socket(path) == load_config(path).get("admin", "socket")
+
+
+def test_sections_are_typed_dataclasses_matching_the_whitelist() -> None:
+    import dataclasses
+
+    from sessiond.config import SCHEMA, SECTION_TYPES
+
+    assert list(SECTION_TYPES) == list(SCHEMA)
+    for name, cls in SECTION_TYPES.items():
+        assert [f.name for f in dataclasses.fields(cls)] == list(SCHEMA[name]), name
+    config = load_config(None, {"session": {"width": "1024"}, "apps": {"end_session_with_last_app": "false"}})
+    assert config.session.width == 1024 and isinstance(config.session.width, int)
+    assert config.apps.end_session_with_last_app is False
+    assert config.admin.socket == config.get("admin", "socket")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.session.width = 1  # type: ignore[misc]

@@ -115,6 +115,60 @@ def test_kill_all_freezes_kills_thaws_until_empty_then_remove() -> None:
     assert not any("/sessiond/s1" in d for d in fs.dirs)
 
 
+def test_without_a_freezer_each_pid_is_pinned_and_rechecked_before_the_kill() -> None:
+    # v1 without the freezer hierarchy: the pid list can go stale, so every kill goes
+    # through the checked (pidfd) path, which re-reads membership; a pid that left the
+    # cgroup (exited, possibly reused by another process) is not signalled.
+    fs = FakeFS({f"/cg/{c}/cgroup.procs": "" for c in V1_CONTROLLERS if c != "freezer"})
+    plain: list[int] = []
+    checked: list[tuple[int, bool]] = []
+    procs = "/cg/pids/sessiond/s1/cgroup.procs"
+
+    def checked_kill(pid: int, still_member: object) -> bool:
+        member = still_member(pid)  # type: ignore[operator]
+        checked.append((pid, member))
+        if member:  # the process dies: it leaves the cgroup
+            fs.files[procs] = "\n".join(p for p in fs.files[procs].split() if p != str(pid))
+        return bool(member)
+
+    backend = CgroupV1("/cg", fs, kill=lambda pid, _sig: plain.append(pid), sleep=lambda _s: None,
+                       checked_kill=checked_kill)  # fmt: skip
+    backend.create("s1", SessionLimits())
+    fs.files[procs] = "20\n21\n"
+    real_read = fs.read
+    reads = {"n": 0}
+
+    def read(path: str) -> str:
+        if path == procs:
+            reads["n"] += 1
+            if reads["n"] == 2:  # right after the list was read, 21 exits (its pid may be reused)
+                fs.files[procs] = "20\n"
+        return real_read(path)
+
+    fs.read = read  # type: ignore[method-assign]
+    assert backend.kill_all("s1") == 1
+    assert plain == []
+    assert checked == [(20, True), (21, False)]
+    assert not any(p.endswith("freezer.state") for p, _t in fs.writes)
+
+
+def test_pidfd_kill_spares_a_process_that_left_the_cgroup() -> None:
+    import subprocess
+
+    from isolation.cgroups import pidfd_kill
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert pidfd_kill(child.pid, lambda _pid: False) is False
+        assert child.poll() is None  # not a member any more: untouched
+        assert pidfd_kill(child.pid, lambda _pid: True) is True
+        assert child.wait(timeout=10) == -signal.SIGKILL
+        assert pidfd_kill(child.pid, lambda _pid: True) is False  # reaped: nothing to kill
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_kill_all_gives_up_on_immortal_processes() -> None:
     fs = v1_fs()
     backend = CgroupV1("/cg", fs, kill=lambda _p, _s: None, sleep=lambda _s: None)

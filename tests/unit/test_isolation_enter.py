@@ -129,6 +129,8 @@ def test_success_sequence_and_exact_env() -> None:
         ("mount_tmpfs", "/tmp", "mode=1777,size=1024m"),
         ("make_root_dir", "/tmp/.X11-unix", 0o1777),
         ("mount_tmpfs", "/dev/shm", "mode=1777,size=512m"),
+        ("make_root_dir", "/var/tmp", 0o1777),
+        ("mount_tmpfs", "/var/tmp", "mode=1777,size=1024m"),
         ("make_root_dir", "/run/user", 0o755),
         ("make_root_dir", "/run/user/1500", 0o700),
         ("mount_tmpfs", "/run/user/1500", "mode=0700,uid=1500,gid=1500,size=64m"),

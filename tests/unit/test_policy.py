@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessiond.policy import PolicyService
-from sessiond.sessions import SessionState
+from sessiond.config import PolicySection
+from sessiond.lifecycle import SessionState
 
 
 @dataclass
@@ -58,7 +59,7 @@ class FakeSupervisor:
 def service(supervisor: FakeSupervisor, registry: FakeRegistry, now: float, **policy: float) -> PolicyService:
     values = {"idle_disconnect": 0.0, "idle_logoff": 0.0, "disconnected_logoff": 0.0, "check_interval": 1.0}
     values.update(policy)
-    return PolicyService(supervisor, registry, values, clock=lambda: now)  # type: ignore[arg-type]
+    return PolicyService(supervisor, registry, PolicySection(**values), clock=lambda: now)  # type: ignore[arg-type]
 
 
 def test_idle_disconnect_detaches_only_after_the_limit() -> None:

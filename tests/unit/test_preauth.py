@@ -101,7 +101,7 @@ def test_hook_finds_the_ticket_through_tls_and_websocket_transports() -> None:
         preauth = conn.ticket
 
     class Tls:
-        wrappedProtocol = Mux()
+        wrappedProtocol = Mux()  # noqa: N815 - Twisted's name
 
     class Stream:
         underlying = Tls()

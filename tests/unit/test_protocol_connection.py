@@ -27,6 +27,7 @@ from protocol.limits import (
     HEADER_SIZE,
     MAX_OPEN_CHANNELS,
     MAX_QUEUED_PER_CHANNEL,
+    MAX_FRAME_PAYLOAD,
     MAX_WINDOW,
 )
 from protocol.messages import (
@@ -47,7 +48,10 @@ from protocol.messages import (
     Ping,
     Pong,
     Region,
+    Sender,
+    SyncDone,
     WindowUpdate,
+    min_window,
 )
 from protocol.testing import handshaken_pair, open_pair_channel, pump
 
@@ -104,32 +108,38 @@ def test_full_session_hello_auth_display_and_window_replenishment() -> None:
 
 def test_send_beyond_window_is_queued_not_sent() -> None:
     client, server = handshaken_pair(window_for=lambda kind: 100)
-    open_pair_channel(client, server, 1, ChannelKind.DISPLAY)
-    cost = frame_cost(FILL)  # 20 bytes
-    for _ in range(7):
-        server.send(1, FILL)
-    assert server.queued_bytes(1) == 7 * cost
-    assert server.send_window(1) == 0
-    assert len(pump(server, client)) == 5  # 100 bytes of credit
-    assert server.queued_bytes(1) == 2 * cost
+    open_pair_channel(client, server, 2, ChannelKind.INPUT)
+    cost = frame_cost(SyncDone(1))  # 12 bytes
+    for seq in range(10):
+        server.send(2, SyncDone(seq))
+    assert server.queued_bytes(2) == 10 * cost
+    assert server.send_window(2) == 0
+    assert len(pump(server, client)) == 8  # 100 bytes of credit
+    assert server.queued_bytes(2) == 2 * cost
     assert server.data_to_send() == b""
-    client.consumed(1, 5 * cost)  # >= half of 100: WINDOW_UPDATE(100)
-    assert pump(client, server) == [WindowUpdated(1, 100)]
+    client.consumed(2, 8 * cost)  # >= half of 100: WINDOW_UPDATE(96)
+    assert pump(client, server) == [WindowUpdated(2, 8 * cost)]
     assert len(pump(server, client)) == 2
-    assert server.send_window(1) == 100 - 2 * cost
+    assert server.send_window(2) == 100 - 2 * cost
 
 
-def test_frame_larger_than_half_the_peer_window_is_refused() -> None:
-    client, server = handshaken_pair(window_for=lambda kind: 100)
+def test_every_frame_fits_half_of_any_window_the_peer_may_grant() -> None:
+    # The smallest window a peer may grant on a display channel holds two of
+    # the largest REGION frames, so send() never has to refuse one.
+    window = min_window(ChannelKind.DISPLAY, Sender.SERVER)
+    assert window == 2 * (HEADER_SIZE + MAX_FRAME_PAYLOAD)
+    client, server = handshaken_pair(window_for=lambda kind: window)
     open_pair_channel(client, server, 1, ChannelKind.DISPLAY)
-    server.send(1, Region(0, 0, 1, 1, Encoding.PNG, bytes(50 - 17)))  # exactly half: fine
+    largest = Region(0, 0, 1, 1, Encoding.PNG, bytes(MAX_FRAME_PAYLOAD - Region.HEADER_SIZE))
+    server.send(1, largest)
+    server.send(1, largest)
+    assert len(pump(server, client)) == 2
     with pytest.raises(ValueError):
-        server.send(1, Region(0, 0, 1, 1, Encoding.PNG, bytes(51 - 17)))
-    assert server.queued_bytes(1) == 50
+        server.send(1, Region(0, 0, 1, 1, Encoding.PNG, bytes(MAX_FRAME_PAYLOAD)))
 
 
 def test_send_buffer_full() -> None:
-    client, server = handshaken_pair(window_for=lambda kind: 2_100_000)
+    client, server = handshaken_pair(window_for=lambda kind: 4_200_000)
     open_pair_channel(client, server, 1, ChannelKind.DISPLAY)
     big = Region(0, 0, 500, 500, Encoding.PNG, bytes(1_000_000))
     count = MAX_QUEUED_PER_CHANNEL // frame_cost(big)
@@ -138,8 +148,8 @@ def test_send_buffer_full() -> None:
     with pytest.raises(SendBufferFull):
         server.send(1, big)
     assert server.queued_bytes(1) == count * frame_cost(big)
-    assert len(pump(server, client)) == 2  # credit for two frames only
-    assert server.queued_bytes(1) == (count - 2) * frame_cost(big)
+    assert len(pump(server, client)) == 4  # credit for four frames only
+    assert server.queued_bytes(1) == (count - 4) * frame_cost(big)
 
 
 def test_priority_order_control_input_display() -> None:
@@ -361,8 +371,8 @@ def test_grant_sends_exact_increment_and_is_bounded() -> None:
 
 def test_consumed_ignores_more_than_received() -> None:
     client, server = handshaken_pair(window_for=lambda kind: 100)
-    open_pair_channel(client, server, 1, ChannelKind.DISPLAY)
-    server.send(1, FrameEnd(1))
+    open_pair_channel(client, server, 1, ChannelKind.INPUT)
+    server.send(1, SyncDone(1))
     pump(server, client)
     client.consumed(1, 10_000)
     assert pump(client, server) == []  # only 12 bytes were received: below half the window
@@ -431,12 +441,12 @@ def test_oversize_control_message_is_refused_on_send() -> None:
 
 
 def test_has_data_to_send_tracks_credit() -> None:
-    client, server = handshaken_pair(window_for=lambda kind: 40)
-    open_pair_channel(client, server, 1, ChannelKind.DISPLAY)
+    client, server = handshaken_pair(window_for=lambda kind: 32)
+    open_pair_channel(client, server, 1, ChannelKind.INPUT)
     assert not server.has_data_to_send()
-    server.send(1, FILL)  # 20 bytes
-    server.send(1, FILL)
-    server.send(1, FILL)
+    server.send(1, SyncDone(1))  # 12 bytes
+    server.send(1, SyncDone(2))
+    server.send(1, SyncDone(3))
     assert server.has_data_to_send()
     pump(server, client)
-    assert server.queued_bytes(1) == 20 and not server.has_data_to_send()
+    assert server.queued_bytes(1) == 12 and not server.has_data_to_send()

@@ -92,3 +92,22 @@ def test_live_tokens_per_user_are_bounded(reg: Registry, monkeypatch: pytest.Mon
     assert count == 3
     assert not reg.redeem_token("alice", tokens[0])
     assert reg.redeem_token("alice", tokens[-1])
+
+
+def test_a_resume_chain_ends_a_lifetime_after_the_password_login(reg: Registry) -> None:
+    clock = reg.clock
+    first = reg.issue_token("alice", lifetime=100)  # password login at t0
+    expires = reg.redeem_token("alice", first)
+    assert expires is not None
+    clock.now += 60  # type: ignore[attr-defined]
+    second = reg.issue_token("alice", lifetime=100, not_after=expires)  # renewed on a resume at t0+60
+    clock.now += 50  # type: ignore[attr-defined]  # t0+110: past the chain's end, although the second token is only 50 s old
+    assert reg.redeem_token("alice", second) is None
+
+
+def test_revoke_removes_every_token_of_one_user(reg: Registry) -> None:
+    tokens = [reg.issue_token("alice", lifetime=60) for _ in range(3)]
+    other = reg.issue_token("bob", lifetime=60)
+    assert reg.revoke_tokens("alice") == 3
+    assert all(reg.redeem_token("alice", t) is None for t in tokens)
+    assert reg.redeem_token("bob", other) is not None

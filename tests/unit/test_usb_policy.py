@@ -1,4 +1,4 @@
-"""Server-side USB policy: rules, the per-session gate (recorder fakes), credit bookkeeping, re-check."""
+"""Server-side USB policy: rules, the per-session filter in the relay (recorder fakes), credit, re-check."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 
-from isolation.accounts import Account
-from protocol.connection import frame_cost
 from protocol.messages import ChannelKind
 from protocol.usb import (
     ConnClose,
@@ -18,14 +16,16 @@ from protocol.usb import (
     ImportRequest,
     UrbCommand,
     CmdUnlink,
+    ImportReply,
     UsbDevice,
     UsbInterface,
 )
 from sessiond.config import ConfigError, load_config
 from sessiond.registry import Registry
-from sessiond.sessions import Session, SessionState, SessionSupervisor
-from sessiond.usb_policy import UsbPolicy, parse_principal_rules, parse_rules
-from test_session_relay import RecorderClient, RecorderLink
+from sessiond.relay import ChannelRelay
+from sessiond.usb_policy import UsbFilter
+from sessiond.usb_rules import UsbPolicy, parse_principal_rules, parse_rules
+from test_session_relay import RecorderEnd
 
 USB = int(ChannelKind.USB)
 LOOP = UsbDevice("vusb-1", 0x1209, 1, (UsbInterface(0xFF, 0, 0),))
@@ -60,68 +60,157 @@ def test_decisions() -> None:
     assert "disabled" in (UsbPolicy(enabled=False).refusal(LOOP, "bob", ()) or "")
 
 
-@pytest.fixture()
-def gated(tmp_path: Any) -> tuple[Session, list[tuple[Any, ...]], dict[str, UsbPolicy]]:
-    config = load_config(None, {"server": {"state_dir": str(tmp_path)}, "usb": {"deny": "class:08"}})
-    supervisor = SessionSupervisor(config, reactor=None, registry=Registry(str(tmp_path)))
-    current = {"policy": supervisor.usb_policy()}
-    supervisor.usb_policy = lambda: current["policy"]  # type: ignore[method-assign]
-    s = Session(supervisor, Account("alice", 1000, 1000, (1000,), "/home/alice", "/bin/sh"))
-    supervisor.registry.add_session(id=s.id, user="alice", uid=1000, socket="x", session_dir="x", link_token="t",
-                                    width=1, height=1)  # fmt: skip
-    log: list[tuple[Any, ...]] = []
-    s.link = RecorderLink(log)  # type: ignore[assignment]
-    s.state = SessionState.DISCONNECTED
-    s.attach(RecorderClient(log))  # type: ignore[arg-type]
-    s.client_channel_opened(USB, ChannelKind.USB)
-    s.link_channel_opened(USB)
-    log.clear()
-    return s, log, current
+class Gated:
+    """A relay with a UsbFilter on its usb channel, between recorder ends."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[Any, ...]] = []
+        self.audits: list[str] = []
+        self.shared = 0
+        self.policy = UsbPolicy(deny=("class:08",))
+        self.relay = ChannelRelay("s1", "alice")
+        self.usb = UsbFilter(self.relay, lambda: self.policy, "alice", lambda: (), self._audit, self._shared)
+        self.relay.filters[ChannelKind.USB] = self.usb
+        self.client, self.link = RecorderEnd("client", self.log), RecorderEnd("link", self.log)
+        self.relay.link_up(self.link)  # type: ignore[arg-type]
+        self.relay.attach(self.client)  # type: ignore[arg-type]
+        self.client.conn.channels[USB] = ChannelKind.USB
+        self.relay.client_channel_opened(USB, ChannelKind.USB)
+        self.relay.link_channel_opened(USB)
+        self.log.clear()
+
+    def _audit(self, event: str, detail: str) -> None:
+        self.audits.append(event)
+
+    def _shared(self) -> None:
+        self.shared += 1
+
+    def from_client(self, message: Any) -> None:
+        self.relay.from_client(USB, message.TYPE, b"", message, 8 + len(message.encode()))
+
+    def from_agent(self, message: Any) -> None:
+        self.relay.from_agent(USB, message.TYPE, b"", message, 8 + len(message.encode()))
 
 
-def test_forbidden_device_never_reaches_the_agent(gated: Any) -> None:
-    s, log, _ = gated
+def cost(message: Any) -> int:
+    return 8 + len(message.encode())
+
+
+def test_forbidden_device_never_reaches_the_agent() -> None:
+    g = Gated()
+    log = g.log
     add = DeviceAdd(STORAGE)
-    s.from_client(USB, add)
-    assert [entry[0] for entry in log] == ["client.grant", "client.send"]
-    assert log[0] == ("client.grant", USB, frame_cost(add))  # its credit comes straight back
-    status = log[1][2]
+    g.from_client(add)
+    assert [entry[0] for entry in log] == ["client.send", "client.grant"]
+    assert log[1] == ("client.grant", USB, cost(add))  # its credit comes straight back
+    status = log[0][2]
     assert isinstance(status, DeviceStatus) and status.status == DeviceState.REFUSED
     assert "class:08" in status.text
     # The client's WINDOW_UPDATE for our injected status is not passed on to the agent...
-    s.client_granted(USB, frame_cost(status))
+    g.relay.client_granted(USB, cost(status))
     assert len(log) == 2
     # ...but anything beyond it is.
-    s.client_granted(USB, 100)
+    g.relay.client_granted(USB, 100)
     assert log[-1] == ("link.grant", USB, 100)
-    assert "usb_refused" in [e["event"] for e in s.registry.audit_entries()]
+    assert g.audits == ["usb_refused"]
 
 
-def test_allowed_device_then_policy_change_detaches_it(gated: Any) -> None:
-    s, log, current = gated
-    s.from_client(USB, DeviceAdd(LOOP))
-    s.from_agent(USB, ImportRequest(4, "vusb-1"))
-    assert [entry[0] for entry in log] == ["link.send", "client.send"]
+def test_allowed_device_then_policy_change_detaches_it() -> None:
+    g = Gated()
+    log = g.log
+    g.from_client(DeviceAdd(LOOP))
+    g.from_agent(ImportRequest(4, "vusb-1"))
+    assert [entry[0] for entry in log] == ["link.send", "client.send"] and g.shared == 1
     log.clear()
-    current["policy"] = UsbPolicy(allow=("class:03",))
-    assert s.usb.recheck() == 1
-    sent = [(who, type(m).__name__) for who, _ch, m in [(e[0], e[1], e[2]) for e in log]]
+    g.policy = UsbPolicy(allow=("class:03",))
+    assert g.usb.recheck() == 1
+    sent = [(e[0], type(e[2]).__name__) for e in log]
     assert sent == [("link.send", "ConnClose"), ("client.send", "ConnClose"), ("link.send", "DeviceRemove"),
                     ("client.send", "DeviceStatus")]  # fmt: skip
     assert log[-1][2].status == DeviceState.REVOKED
     log.clear()
-    # Traffic for the detached device is dropped in both directions, credit returned.
-    command = UrbCommand(4, CmdUnlink(1, LOOP.devid, 1))
-    s.from_agent(USB, command)
-    assert log == [("link.grant", USB, frame_cost(command))]
-    assert s.usb.recheck() == 0
+    # Traffic for the detached device is dropped in both directions, credit returned; the URB is never decoded.
+    command = UrbCommand(4, CmdUnlink(1, LOOP.devid, 1)).encode()
+    g.relay.from_agent(USB, UrbCommand.TYPE, command, None, 8 + len(command))
+    assert log == [("link.grant", USB, 8 + len(command))]
+    assert g.usb.recheck() == 0
 
 
-def test_closing_the_channel_forgets_everything(gated: Any) -> None:
-    s, log, _ = gated
-    s.from_client(USB, DeviceAdd(LOOP))
-    s.from_agent(USB, ImportRequest(4, "vusb-1"))
-    s.from_client(USB, DeviceRemove("vusb-1"))
-    s.from_agent(USB, ConnClose(4))
-    s.client_channel_closed(USB)
-    assert s.usb.offered == {} and s.usb.conns == {}
+def test_urbs_of_a_granted_connection_pass_raw() -> None:
+    g = Gated()
+    g.from_client(DeviceAdd(LOOP))
+    g.from_agent(ImportRequest(4, "vusb-1"))
+    g.log.clear()
+    command = UrbCommand(4, CmdUnlink(1, LOOP.devid, 1)).encode()
+    g.relay.from_agent(USB, UrbCommand.TYPE, command, None, 8 + len(command))
+    assert g.log == [("client.raw", USB, UrbCommand.TYPE, command)]
+    g.log.clear()
+    g.relay.from_agent(USB, UrbCommand.TYPE, b"\0\0", None, 10)  # too short to name a connection: dropped
+    assert g.log == [("link.grant", USB, 10)]
+
+
+def test_a_reply_for_an_unknown_connection_is_dropped() -> None:
+    g = Gated()
+    reply = ImportReply(9, 0, LOOP)
+    g.from_client(reply)
+    assert g.log == [("client.grant", USB, cost(reply))]
+
+
+def test_closing_the_channel_forgets_everything() -> None:
+    g = Gated()
+    g.from_client(DeviceAdd(LOOP))
+    g.from_agent(ImportRequest(4, "vusb-1"))
+    g.from_client(DeviceRemove("vusb-1"))
+    g.from_agent(ConnClose(4))
+    g.relay.client_channel_closed(USB)
+    assert g.usb.offered == {} and g.usb.conns == {}
+
+
+def test_an_injection_that_cannot_be_queued_closes_the_channel_not_the_caller() -> None:
+    from protocol.errors import ReasonCode, SendBufferFull
+
+    g = Gated()
+    g.from_client(DeviceAdd(LOOP))
+    g.client.conn.fail_send = SendBufferFull("client is not reading")
+    g.policy = UsbPolicy(allow=("class:03",))
+    assert g.usb.recheck() == 1  # the revocation still happens on the agent side; nothing raises
+    assert ("client.close", USB, ReasonCode.LIMIT_EXCEEDED) in g.log
+    assert ("link.send", USB, DeviceRemove("vusb-1")) in g.log
+
+
+def test_one_sessions_failing_recheck_does_not_stop_the_others(tmp_path: Any) -> None:
+    from sessiond.supervisor import SessionSupervisor
+
+    supervisor = SessionSupervisor(load_config(None, {"server": {"state_dir": str(tmp_path)}}), None,
+                                   Registry(str(tmp_path)))  # fmt: skip
+
+    class Broken:
+        id, account = "s0", type("A", (), {"name": "mallory"})()
+
+        class usb:  # noqa: N801 - stands in for the attribute
+            @staticmethod
+            def recheck() -> int:
+                raise RuntimeError("bug")
+
+    class Fine:
+        id, account = "s1", type("A", (), {"name": "alice"})()
+
+        class usb:  # noqa: N801
+            @staticmethod
+            def recheck() -> int:
+                return 2
+
+    supervisor.sessions = {"mallory": Broken(), "alice": Fine()}  # type: ignore[dict-item]
+    assert supervisor.usb_recheck() == 2
+
+
+def test_revoking_two_devices_when_the_channel_fails_on_the_first() -> None:
+    from protocol.errors import SendBufferFull
+
+    g = Gated()
+    g.from_client(DeviceAdd(LOOP))
+    g.from_client(DeviceAdd(UsbDevice("vusb-4", 0x1209, 4, (UsbInterface(0xFF, 0, 0),))))
+    g.client.conn.fail_send = SendBufferFull("client is not reading")
+    g.policy = UsbPolicy(allow=("class:03",))
+    assert g.usb.recheck() == 1  # the channel closed while revoking the first: the second went with it
+    assert g.usb.offered == {}

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
-  FrameDecoder, Kind, ProtocolError, decodeMessage, encodeFrame, encodeMessage, HEADER_SIZE,
+  FrameDecoder, Kind, KIND_MAX_PAYLOAD, MAX_KEYSYM, MESSAGE_TABLE, ProtocolError, Reason, decodeMessage, encodeFrame,
+  encodeMessage, HEADER_SIZE,
 } from '../js/protocol.js';
 
 const VECTORS = JSON.parse(readFileSync(fileURLToPath(new URL('../../../tests/vectors/frames.json', import.meta.url)), 'utf8'));
@@ -98,4 +99,31 @@ test('the header is 8 bytes, big-endian', () => {
   const frame = encodeFrame(2, 1, Uint8Array.of(0, 0, 0xff, 0x0d, 1));
   assert.equal(HEADER_SIZE, 8);
   assert.equal(toHex(frame), '00000005000201000000ff0d01');
+});
+
+test('a frame longer than its kind carries is refused from the header (audio_data_packet_too_long)', () => {
+  const vector = VECTORS.find((v) => v.name === 'audio_data_packet_too_long');
+  const frames = new FrameDecoder().push(hex(vector.bytes_hex));
+  const last = frames[frames.length - 1];
+  assert.equal(vector.expect_code, Reason.FRAME_TOO_LARGE);
+  assert.equal(last.payload.length, KIND_MAX_PAYLOAD[Kind.AUDIO_OUT] + 1);
+});
+
+test('KEY keysyms outside 1..MAX_KEYSYM are malformed', () => {
+  for (const keysym of [0, MAX_KEYSYM + 1]) {
+    const payload = Uint8Array.of(keysym >>> 24, (keysym >>> 16) & 0xff, (keysym >>> 8) & 0xff, keysym & 0xff, 1);
+    assert.throws(() => decodeMessage(Kind.INPUT, 0x01, payload), (e) => e.code === Reason.MALFORMED_MESSAGE);
+  }
+  assert.equal(decodeMessage(Kind.INPUT, 0x01, Uint8Array.of(0x1f, 0xff, 0xff, 0xff, 0)).fields.keysym, MAX_KEYSYM);
+});
+
+test('the codec takes bounds from the generated message table', () => {
+  const open = (channel) => encodeMessage({ name: 'CHANNEL_OPEN', fields: { channel, kind: 1, window: 1 } });
+  assert.equal(toHex(open(65535)[1]), toHex(new TextEncoder().encode('{"channel":65535,"kind":1,"window":1}')));
+  assert.throws(() => open(65536), (e) => e instanceof ProtocolError && e.code === Reason.MALFORMED_MESSAGE);
+  const row = MESSAGE_TABLE.find((m) => m.name === 'BUTTON');
+  assert.deepEqual(row.fields.map((f) => f.name), ['x', 'y', 'button', 'down']);
+  const buttonZero = Uint8Array.of(0, 1, 0, 2, 0, 1); // button 0 is below the table's low bound of 1
+  assert.throws(() => decodeMessage(Kind.INPUT, row.type, buttonZero), (e) => e.code === Reason.MALFORMED_MESSAGE);
+  assert.equal(KIND_MAX_PAYLOAD[Kind.INPUT], 8);
 });

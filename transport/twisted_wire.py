@@ -3,7 +3,13 @@
 # frames drain into the transport only while the transport is not pushing
 # back (IPushProducer), so the Connection's priority queues decide what goes
 # first when the network is the bottleneck. Used by sessiond (client
-# connections and agent links) and by the thin client.
+# connections and agent links) and by the thin client, so it lives outside
+# both (transport/ may import protocol/ and Twisted only).
+#
+# Error boundary: a failure while handling ONE event is caught here and handed
+# to event_failed(), whose default closes only this connection with
+# INTERNAL_ERROR; an exception never unwinds out of dataReceived into Twisted
+# (which would drop the transport and, for an agent link, end the session).
 """FrameProtocol: a Twisted Protocol driving a protocol.Connection."""
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from protocol.connection import Connection, ConnectionClosed, Role
-from protocol.errors import ReasonCode
+from protocol.errors import ProtocolStateError, ReasonCode
 
 # Bytes handed to the transport per write while draining the Connection:
 # big enough to amortize TLS records, small enough to let priorities act.
@@ -32,10 +38,11 @@ class FrameProtocol(protocol.Protocol):
     role: Role = Role.SERVER
 
     def __init__(self) -> None:
-        self.conn = Connection(self.role)
+        self.conn = self.make_connection()
         self._paused = False
         self._lost = False
         self._closing = False
+        self._closed_by_us = False
 
     # -- Twisted plumbing --------------------------------------------------
     def connectionMade(self) -> None:  # noqa: N802 - Twisted name
@@ -46,17 +53,33 @@ class FrameProtocol(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
         if self._lost:
             return
-        for event in self.conn.receive_data(data):
+        events = self.conn.receive_data(data)
+        # A peer that says something and then CLOSE in one read (a refusal
+        # and its reason, a LOGOFF and goodbye) is heard out. Events decoded
+        # before a violation, or after we closed, are dropped: no reply can
+        # go out.
+        heard_out = any(isinstance(e, ConnectionClosed) and e.by_peer for e in events)
+        for event in events:
             if self._lost:
                 break
             if isinstance(event, ConnectionClosed):
                 self._handle_closed(event)
                 break
-            if not self.conn.closed:
-                # Events decoded before a violation in the same read are
-                # dropped once the Connection has closed: no reply can go out.
-                self.event_received(event)
+            if not self.conn.closed or (heard_out and not self._closed_by_us):
+                try:
+                    self.event_received(event)
+                except Exception as exc:  # noqa: BLE001 - the error boundary of one event
+                    self._event_failed(event, exc)
         self.flush()
+
+    def _event_failed(self, event: object, exc: Exception) -> None:
+        if self.conn.closed and isinstance(exc, ProtocolStateError):
+            return  # a reply to a peer that has already closed: nothing to answer
+        try:
+            self.event_failed(event, exc)
+        except Exception:  # noqa: BLE001 - a failing handler of a failure costs this connection only
+            self.log.failure("handling a failed event failed; closing the connection")
+            self.close(ReasonCode.INTERNAL_ERROR, "internal error")
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
         if self._lost:
@@ -105,6 +128,7 @@ class FrameProtocol(protocol.Protocol):
         """Send CLOSE with CODE and drop the connection once it is written."""
         if not self.conn.closed:
             self.log.info("closing connection: {code} {message}", code=ReasonCode(code).name, message=message)
+            self._closed_by_us = True
             self.conn.close(code, message)
         self.flush()
 
@@ -128,6 +152,15 @@ class FrameProtocol(protocol.Protocol):
         peer: Any = self.transport.getPeer() if self.transport else None
         host = getattr(peer, "host", None)
         return f"{host}:{getattr(peer, 'port', '')}" if host else str(peer)
+
+    def make_connection(self) -> Connection:
+        """The sans-IO Connection this protocol drives (subclasses add relay predicates)."""
+        return Connection(self.role)
+
+    def event_failed(self, event: object, exc: Exception) -> None:
+        """Handling EVENT raised EXC: log it and close this connection (override to cost less)."""
+        self.log.failure("failed to handle {event}; closing the connection", event=type(event).__name__)
+        self.close(ReasonCode.INTERNAL_ERROR, "internal error handling a message")
 
     def on_connected(self) -> None:
         """The transport is up (for TLS: possibly before the handshake)."""

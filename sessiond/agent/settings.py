@@ -1,0 +1,93 @@
+# The settings sessiond hands a session agent, typed once and shared by
+# both ends: sessiond builds them from its config, serializes them to JSON in
+# the agent's environment (SESSIOND_AGENT_SETTINGS, carried by the sandbox
+# spec like the link token), and the agent parses them back here. One
+# definition, so the two sides cannot disagree about names, types or
+# defaults the way a hand-built argv and a separate argparse could.
+#
+# This module imports nothing from the daemon, so the agent may import it.
+"""AgentSettings and its JSON form."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final
+
+# The environment variable that carries the settings to the agent.
+SETTINGS_ENV: Final = "SESSIOND_AGENT_SETTINGS"
+# Largest serialized settings accepted (the spec bounds env values at 4 KiB).
+MAX_SETTINGS_BYTES: Final = 4096
+_MAX_SIDE: Final = 8192
+_MAX_KBPS: Final = 10_000_000
+
+
+class SettingsError(ValueError):
+    """The serialized settings are malformed or out of range."""
+
+
+def _int(data: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    value = data[name]
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise SettingsError(f"{name} must be an integer between {lo} and {hi}")
+    return value
+
+
+def _float(data: dict[str, Any], name: str, lo: float, hi: float) -> float:
+    value = data[name]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise SettingsError(f"{name} must be a number between {lo} and {hi}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What one session agent runs with (from [session], [display], [audio], [apps])."""
+
+    socket: str  # the link's Unix socket, in the session directory
+    width: int = 1280
+    height: int = 800
+    max_width: int = 3840  # the largest size a client may resize the screen to (Xvfb starts at it)
+    max_height: int = 2160
+    jpeg_quality: int = 75
+    max_fps: int = 60
+    frames_in_flight: int = 2
+    launch_timeout: float = 20.0
+    display_max_kbps: int = 0  # 0: no cap
+    audio_max_kbps: int = 0
+
+    def to_json(self) -> str:
+        """The compact JSON form sessiond puts in the agent's environment."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AgentSettings:
+        """Parse and check TEXT; SettingsError naming the bad field otherwise."""
+        if len(text.encode()) > MAX_SETTINGS_BYTES:
+            raise SettingsError(f"agent settings exceed {MAX_SETTINGS_BYTES} bytes")
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SettingsError(f"agent settings are not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError("agent settings must be a JSON object")
+        names = {f.name for f in fields(cls)}
+        unknown, missing = set(data) - names, names - set(data)
+        if unknown or missing:
+            raise SettingsError(f"agent settings: unknown {sorted(unknown)}, missing {sorted(missing)}")
+        socket = data["socket"]
+        if not isinstance(socket, str) or not socket.startswith("/") or len(socket) > 4096:
+            raise SettingsError("socket must be an absolute path")
+        return cls(
+            socket=socket,
+            width=_int(data, "width", 64, _MAX_SIDE),
+            height=_int(data, "height", 64, _MAX_SIDE),
+            max_width=_int(data, "max_width", 64, _MAX_SIDE),
+            max_height=_int(data, "max_height", 64, _MAX_SIDE),
+            jpeg_quality=_int(data, "jpeg_quality", 10, 100),
+            max_fps=_int(data, "max_fps", 1, 240),
+            frames_in_flight=_int(data, "frames_in_flight", 1, 16),
+            launch_timeout=_float(data, "launch_timeout", 1.0, 300.0),
+            display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
+            audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
+        )

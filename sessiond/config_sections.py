@@ -1,0 +1,140 @@
+# The typed sections of sessiond.conf: one frozen dataclass per section,
+# field for field the keys of config.SCHEMA (the whitelist with defaults and
+# parsers), checked against it when config is imported. Callers read
+# `config.session.width` as an int, and mypy checks every read.
+"""The section dataclasses of Config and SECTION_TYPES."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apps.entitlements import Rule
+from isolation.limits import LimitOverride
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    """[server]"""
+
+    listen: tuple[str, int]
+    state_dir: str
+    runtime_dir: str
+    on_stop: str
+    login_grace: float
+    max_unauthenticated: int
+    max_unauthenticated_per_source: int
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    """[auth]"""
+
+    pam_service: str
+    failure_delay: float
+    max_failures: int
+    failure_window: float
+    min_uid: int
+    login_timeout: float
+    resume_token_lifetime: float
+
+
+@dataclass(frozen=True)
+class SessionSection:
+    """[session]; memory_max, pids_max, cpu_max are None for "max"."""
+
+    width: int
+    height: int
+    max_width: int
+    max_height: int
+    python: str
+    start_timeout: float
+    path: str
+    lang: str
+    network: str
+    hostname: str
+    memory_max: int | None
+    pids_max: int | None
+    cpu_max: int | None
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    """[limits]: per-user and per-group overrides of the [session] limits."""
+
+    users: tuple[LimitOverride, ...]
+    groups: tuple[LimitOverride, ...]
+
+
+@dataclass(frozen=True)
+class AppsSection:
+    """[apps]"""
+
+    directories: tuple[str, ...]
+    terminal: tuple[str, ...]
+    launch_timeout: float
+    end_session_with_last_app: bool
+    reload_interval: float
+    icon_theme: str
+    icon_dirs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntitlementsSection:
+    """[entitlements]"""
+
+    default: bool
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    """[policy]: idle and disconnect timers in seconds (0: off)."""
+
+    idle_disconnect: float
+    idle_logoff: float
+    disconnected_logoff: float
+    check_interval: float
+
+
+@dataclass(frozen=True)
+class AdminSection:
+    """[admin]; both paths absolute once loaded."""
+
+    socket: str
+    token_file: str
+
+
+@dataclass(frozen=True)
+class DisplaySection:
+    """[display]"""
+
+    jpeg_quality: int
+    max_fps: int
+    frames_in_flight: int
+    max_kbps: int
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    """[audio]"""
+
+    max_kbps: int
+
+
+@dataclass(frozen=True)
+class UsbSection:
+    """[usb]"""
+
+    enabled: bool
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    users: dict[str, tuple[str, ...]]
+    groups: dict[str, tuple[str, ...]]
+    recheck_interval: float
+
+
+SECTION_TYPES: dict[str, type] = {
+    "server": ServerSection, "auth": AuthSection, "session": SessionSection, "limits": LimitsSection,
+    "apps": AppsSection, "entitlements": EntitlementsSection, "policy": PolicySection, "admin": AdminSection,
+    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection,
+}  # fmt: skip

@@ -1,0 +1,136 @@
+# Starting, watching and signalling one session's agent process.
+#
+# The agent's settings are a typed AgentSettings (sessiond.agent.settings)
+# serialized into the sandbox spec's environment, next to the link token;
+# isolation.enter owns the privileged spawn. An agent sessiond spawned is its
+# child (Twisted's process transport signals it); an agent it re-adopts after
+# a restart is not, so it is held by a pidfd opened at adoption and every
+# signal goes through that pidfd, never a bare pid that may have been reused.
+"""agent_settings(), AgentHandle: spawn, adopt, signal, usage and cleanup."""
+
+from __future__ import annotations
+
+import signal as signals
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet import error, protocol
+from twisted.logger import Logger
+
+from isolation.accounts import Account
+from isolation.launcher import enter_argv, enter_env
+from isolation.limits import limits_from_settings, resolve_limits
+from isolation.sandbox import CgroupError, Sandbox, create_sandbox, open_sandbox
+from isolation.spec import to_json
+from sessiond.agent.settings import SETTINGS_ENV, AgentSettings
+from sessiond.procwatch import PidWatcher, process_matches, tree_usage
+
+if TYPE_CHECKING:
+    from sessiond.config import Config
+
+log = Logger()
+
+
+def agent_settings(config: Config, socket: str, width: int, height: int) -> AgentSettings:
+    """The agent's settings from sessiond's config."""
+    return AgentSettings(
+        socket=socket, width=width, height=height,
+        max_width=config.session.max_width, max_height=config.session.max_height,
+        jpeg_quality=config.display.jpeg_quality, max_fps=config.display.max_fps,
+        frames_in_flight=config.display.frames_in_flight, launch_timeout=config.apps.launch_timeout,
+        display_max_kbps=config.display.max_kbps, audio_max_kbps=config.audio.max_kbps,
+    )  # fmt: skip
+
+
+class AgentHandle:
+    """One session's agent process: spawned here, or adopted by pidfd after a restart."""
+
+    def __init__(self, session_id: str, account: Account) -> None:
+        self.session_id = session_id
+        self.account = account
+        self.pid: int | None = None
+        self.sandbox: Sandbox | None = None  # the session's cgroup (isolation.sandbox)
+        self._process: Any = None  # Twisted process transport, when we spawned it
+        self._watcher: PidWatcher | None = None  # pidfd, when adopted
+
+    def spawn(self, reactor: Any, config: Config, settings: AgentSettings, env: dict[str, str],
+              process_protocol: protocol.ProcessProtocol) -> None:  # fmt: skip
+        """Create the sandbox and start the agent in it; CgroupError if the sandbox cannot be made."""
+        limits = resolve_limits(limits_from_settings({"memory_max": config.session.memory_max,
+                                                      "pids_max": config.session.pids_max,
+                                                      "cpu_max": config.session.cpu_max}), self.account,
+                                users=config.limits.users, groups=config.limits.groups)  # fmt: skip
+        self.sandbox = create_sandbox(self.session_id, limits)
+        python = config.session.python
+        argv = (python, "-m", "sessiond.agent")
+        env = {**env, SETTINGS_ENV: settings.to_json()}
+        spec = self.sandbox.spec(self.account, argv, env, network=config.session.network,
+                                 hostname=config.session.hostname)  # fmt: skip
+        self._process = reactor.spawnProcess(process_protocol, python, enter_argv(python), env=enter_env(),
+                                             path="/", childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
+        self._process.write(to_json(spec))
+        self._process.closeStdin()
+        self.pid = self._process.pid
+
+    def adopt(self, reactor: Any, pid: int | None, on_exit: Callable[[], None]) -> bool:
+        """Hold the agent a previous sessiond started, by pidfd; False if it is gone or not ours."""
+        if pid is None:
+            return False
+        try:
+            watcher = PidWatcher(reactor, pid, on_exit)
+        except OSError:
+            return False
+        # Checked after the pidfd is open: the pidfd pins this very process.
+        if not process_matches(pid, self.account.uid, self.session_id):
+            watcher.stop()
+            return False
+        self._watcher, self.pid = watcher, pid
+        return True
+
+    def signal(self, name: str) -> bool:
+        """Send SIG<NAME> to the agent; False if there is no agent to signal."""
+        if self._process is not None:
+            if self._process.pid is None:
+                return False
+            try:
+                self._process.signalProcess(name)
+            except error.ProcessExitedAlready:
+                return False
+            return True
+        if self._watcher is None or self._watcher.fd < 0:
+            return False
+        try:
+            signals.pidfd_send_signal(self._watcher.fd, getattr(signals, f"SIG{name}"))
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+
+    def usage(self) -> tuple[int, float]:
+        """(memory bytes, CPU seconds) from the session's cgroup, or the agent's process tree."""
+        if self.sandbox is None and self.pid is not None:
+            self.sandbox = open_sandbox(self.session_id)  # re-adopted after a restart
+        if self.sandbox is not None and not self.sandbox.destroyed:
+            used = self.sandbox.usage()
+            return used.memory_bytes, used.cpu_seconds
+        if self.pid is None:
+            return 0, 0.0
+        return tree_usage(self.pid)
+
+    def destroy_sandbox(self) -> None:
+        """Kill every process left in the session's cgroup and remove it."""
+        sandbox = self.sandbox if self.sandbox is not None else open_sandbox(self.session_id)
+        if sandbox is None:
+            return
+        try:
+            sandbox.destroy()
+        except CgroupError as exc:
+            log.error("session {session}: sandbox cleanup failed: {why}", session=self.session_id, why=str(exc))
+
+
+def session_env(config: Config, link_token: str, session_id: str) -> dict[str, str]:
+    """The agent's environment (allow-listed again by the sandbox spec)."""
+    return {"PATH": config.session.path, "LANG": config.session.lang, "SESSIOND_LINK_TOKEN": link_token,
+            "SESSIOND_SESSION_ID": session_id}  # fmt: skip

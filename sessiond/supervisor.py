@@ -1,0 +1,154 @@
+# The session supervisor: one session per user (a second login resumes it),
+# started on demand, re-adopted after a sessiond restart, and ended or left
+# running when sessiond stops ([server] on_stop). It also owns the USB
+# policy in force, reloaded while devices are shared, and re-checks every
+# session's USB filter when it changes.
+"""SessionSupervisor."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from isolation.accounts import Account
+from sessiond.registry import Registry
+from sessiond.sessions import Session, SessionState
+from sessiond.usb_policy import policy_from_config
+from sessiond.usb_rules import UsbPolicy, UsbPolicyWatcher
+
+if TYPE_CHECKING:
+    from sessiond.config import Config
+
+log = Logger()
+
+
+def load_usb_policy(path: str) -> UsbPolicy:
+    """The [usb] policy of the config file at PATH; ValueError if the file is invalid."""
+    from sessiond.config import ConfigError, load_config
+
+    try:
+        return policy_from_config(load_config(path).usb)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+class SessionSupervisor:
+    """Owns every session; one per user (a second login resumes it)."""
+
+    def __init__(self, config: Config, reactor: Any, registry: Registry) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.registry = registry
+        self.sessions: dict[str, Session] = {}
+        self._starting: dict[str, defer.Deferred[Session]] = {}
+        self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
+                                             config.usb.recheck_interval, reactor, load_usb_policy,
+                                             self.usb_recheck)
+
+    def adopt_all(self) -> defer.Deferred[Any]:
+        """Re-adopt the live sessions a previous sessiond left (restart/crash)."""
+        from isolation.accounts import AccountError, lookup_account
+
+        waits = []
+        for record in self.registry.live_sessions():
+            try:
+                account = lookup_account(record.user, min_uid=1)
+            except AccountError as exc:
+                log.warn("session {session}: cannot re-adopt: {why}", session=record.id, why=str(exc))
+                self.registry.update_session(record.id, state=SessionState.ENDED.value, ended=time.time())
+                continue
+            session = Session(self, account, record.id)
+            self.sessions[account.name] = session
+            d = session.adopt(self.reactor, record)
+            self._starting[account.name] = d
+            d.addBoth(self._adopted, session)
+            waits.append(d)
+        return defer.DeferredList(waits, consumeErrors=True)
+
+    def _adopted(self, result: Any, session: Session) -> None:
+        self._starting.pop(session.account.name, None)
+        if isinstance(result, Failure):
+            self.registry.audit("adopt_failed", user=session.account.name, session=session.id,
+                                detail=result.getErrorMessage())  # fmt: skip
+        else:
+            self.registry.audit("adopted", user=session.account.name, session=session.id)
+
+    def usb_policy(self) -> UsbPolicy:
+        """The USB device policy in force ([usb], reloaded while devices are shared)."""
+        return self._usb_watcher.current()
+
+    def usb_recheck(self) -> int:
+        """Apply the current USB policy to every session; one session's failure is logged and
+        skipped, never stops the others or the watcher. Returns the devices detached."""
+        detached = 0
+        for session in list(self.sessions.values()):
+            try:
+                detached += session.usb.recheck()
+            except Exception:  # noqa: BLE001 - the error boundary of one session's re-check
+                log.failure("session {session} of {user}: USB policy re-check failed", session=session.id,
+                            user=session.account.name)  # fmt: skip
+        return detached
+
+    def usb_watch(self) -> None:
+        """A device is shared: keep watching the policy for changes."""
+        self._usb_watcher.ensure_running()
+
+    def by_id(self, session_id: str) -> Session | None:
+        return next((s for s in self.sessions.values() if s.id == session_id), None)
+
+    def get_or_start(self, account: Account) -> defer.Deferred[Session]:
+        """The user's running session, or a new one once its agent is up."""
+        existing = self.sessions.get(account.name)
+        if existing is not None and existing.state in (SessionState.ACTIVE, SessionState.DISCONNECTED) \
+                and existing.link is not None:
+            return defer.succeed(existing)
+        waiting = self._starting.get(account.name)
+        if waiting is not None:
+            d: defer.Deferred[Session] = defer.Deferred()
+            waiting.addBoth(_chain_to(d))
+            return d
+        session = Session(self, account)
+        self.sessions[account.name] = session
+        started = session.start(self.reactor)
+        self._starting[account.name] = started
+
+        def done(result: Any) -> Any:
+            self._starting.pop(account.name, None)
+            return result
+
+        started.addBoth(done)
+        out: defer.Deferred[Session] = defer.Deferred()
+        started.addBoth(_chain_to(out))
+        return out
+
+    def session_ended(self, session: Session) -> None:
+        if self.sessions.get(session.account.name) is session:
+            del self.sessions[session.account.name]
+
+    def stop_all(self) -> defer.Deferred[Any]:
+        """On a clean stop: log every session off, or leave them for the next
+        sessiond to re-adopt ([server] on_stop); fires when done."""
+        if self.config.server.on_stop == "logoff":
+            return defer.DeferredList([s.terminate() for s in list(self.sessions.values())])
+        for session in list(self.sessions.values()):
+            session.release()
+        return defer.succeed(None)
+
+    def describe(self) -> str:
+        return json.dumps([s.describe() for s in self.sessions.values()])
+
+
+def _chain_to(d: defer.Deferred[Any]) -> Callable[[Any], Any]:
+    def chain(result: Any) -> Any:
+        if isinstance(result, Failure):
+            d.errback(result)
+            return None
+        d.callback(result)
+        return result
+
+    return chain

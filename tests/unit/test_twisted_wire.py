@@ -1,0 +1,109 @@
+# The Twisted adapter is the outermost error boundary: an exception while
+# handling one event never unwinds out of dataReceived into Twisted (which
+# would drop the transport without a word); by default it costs only this
+# connection, closed with INTERNAL_ERROR, and a subclass may cost less.
+"""transport.twisted_wire.FrameProtocol: the per-event error boundary."""
+
+from __future__ import annotations
+
+from twisted.internet.testing import StringTransport
+
+from protocol.connection import Connection, ConnectionClosed, Role
+from protocol.errors import ReasonCode
+from transport.twisted_wire import FrameProtocol
+
+
+class Broken(FrameProtocol):
+    role = Role.SERVER
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[str] = []
+
+    def event_received(self, event: object) -> None:
+        raise RuntimeError("handler bug")
+
+
+class Forgiving(Broken):
+    def event_failed(self, event: object, exc: Exception) -> None:
+        self.failed.append(type(exc).__name__)
+
+
+def hello_bytes() -> bytes:
+    client = Connection(Role.CLIENT)
+    client.hello(capabilities=(), software="test")
+    return client.data_to_send()
+
+
+def test_a_failing_handler_closes_only_this_connection_with_internal_error() -> None:
+    protocol, transport = Broken(), StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(hello_bytes())  # must not raise
+    assert transport.disconnecting
+    peer = Connection(Role.CLIENT)
+    peer.hello(capabilities=(), software="test")
+    closed = [e for e in peer.receive_data(transport.value()) if isinstance(e, ConnectionClosed)]
+    assert [c.code for c in closed] == [ReasonCode.INTERNAL_ERROR]
+
+
+def test_a_subclass_may_cost_less_than_the_connection() -> None:
+    protocol, transport = Forgiving(), StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(hello_bytes())
+    assert protocol.failed == ["RuntimeError"]
+    assert not transport.disconnecting and not protocol.conn.closed
+
+
+def test_a_failing_failure_handler_still_costs_only_the_connection() -> None:
+    class Worse(Broken):
+        def event_failed(self, event: object, exc: Exception) -> None:
+            raise ValueError("and the handler of the failure fails too")
+
+    protocol, transport = Worse(), StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(hello_bytes())
+    assert transport.disconnecting
+
+
+class Recorder(FrameProtocol):
+    role = Role.CLIENT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        self.closed_with: list[int] = []
+
+    def event_received(self, event: object) -> None:
+        self.seen.append(type(getattr(event, "message", event)).__name__)
+
+    def on_closed(self, event: ConnectionClosed) -> None:
+        self.closed_with.append(event.code)
+
+
+def test_what_the_peer_said_before_its_close_in_the_same_read_is_heard() -> None:
+    from protocol.messages import AuthResult
+
+    client, transport = Recorder(), StringTransport()
+    client.makeConnection(transport)
+    client.conn.hello(capabilities=(), software="test")
+    server = Connection(Role.SERVER)
+    server.receive_data(client.conn.data_to_send())
+    server.hello(capabilities=(), software="test")
+    server.send(0, AuthResult(ok=False, code=ReasonCode.AUTH_FAILED, message="the resume token is used"))
+    server.close(ReasonCode.AUTH_FAILED, "the resume token is used")
+    client.dataReceived(server.data_to_send())  # refusal and CLOSE arrive in one read
+    assert client.seen == ["Hello", "AuthResult"]
+    assert client.closed_with == [ReasonCode.AUTH_FAILED]
+
+
+def test_what_follows_a_violation_in_the_same_read_is_dropped() -> None:
+    from protocol.frames import encode_frame
+    from protocol.messages import Ping
+
+    server, transport = Recorder(), StringTransport()
+    server.role = Role.SERVER
+    server.conn = Connection(Role.SERVER)
+    server.makeConnection(transport)
+    ping = encode_frame(0, Ping.TYPE, Ping(token=1).encode())
+    server.dataReceived(ping)  # PING before HELLO: a violation
+    assert server.seen == [] and server.conn.closed
