@@ -55,6 +55,7 @@ from protocol.messages import (
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
 from sessiond.metrics import Metrics
 from protocol.media import FrameEnd
+from sessiond.preauth import authenticated as preauth_authenticated
 from sessiond.relay import relayed
 from sessiond.sessions import ClientPeer, Session, SessionError
 from sessiond.supervisor import SessionSupervisor
@@ -188,26 +189,28 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if message.method not in ("password", "resume"):
             self._refuse(ReasonCode.AUTH_FAILED, f"authentication method {message.method!r} is not supported")
             return
-        limiter = self.factory.limiter
-        if limiter.blocked(self.address):
-            log.warn("login for {user} from {address} refused: too many failures", user=message.user,
-                     address=self.address)  # fmt: skip
-            self._refuse(ReasonCode.RATE_LIMITED, "too many failed logins from this address; try again later")
-            return
         self._authenticating = True
         self._method = message.method
-        if message.method == "resume":
-            ok = self.factory.registry.redeem_token(message.user, message.token)
-            reason = "" if ok else "the resume token is invalid, used or expired; log in with your password"
-            d = defer.succeed(AuthOutcome(ok, message.user, reason))
-        else:
-            d = self.factory.authenticator.authenticate(message.user, message.password)
+
+        def check() -> defer.Deferred[AuthOutcome]:
+            if message.method == "resume":
+                ok = self.factory.registry.redeem_token(message.user, message.token)
+                reason = "" if ok else "the resume token is invalid, used or expired; log in with your password"
+                return defer.succeed(AuthOutcome(ok, message.user, reason))
+            return self.factory.authenticator.authenticate(message.user, message.password)
+
+        # One attempt in flight per address, counted when it starts (sessiond/auth.py).
+        d = self.factory.limiter.attempt(self.address, message.user, check)
         d.addCallback(self._auth_checked)
         d.addErrback(self._auth_crashed)
 
     def _auth_checked(self, outcome: AuthOutcome) -> Any:
+        if outcome.limited:
+            log.warn("login for {user} from {address} refused: {why}", user=outcome.user, address=self.address,
+                     why=outcome.reason)  # fmt: skip
+            self._refuse(ReasonCode.RATE_LIMITED, outcome.reason)
+            return None
         if not outcome.ok:
-            self.factory.limiter.record_failure(self.address)
             log.info("login failed for {user} from {address}", user=outcome.user, address=self.address)
             self.factory.registry.audit("login_failed", user=outcome.user, address=self.address,
                                         detail=f"method={self._method}")  # fmt: skip
@@ -216,7 +219,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             d = delayed(self.factory.reactor, delay, outcome)
             d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
             return d
-        self.factory.limiter.record_success(self.address)
+        preauth_authenticated(self.transport)  # the pre-auth grace and caps no longer apply
         try:
             account = lookup_account(outcome.user, min_uid=self.factory.config.auth.min_uid)
         except AccountError as exc:
