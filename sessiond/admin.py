@@ -331,8 +331,8 @@ class GuardedSite(server.Site):
     """The TLS port's HTTP side: GuardedChannels and GuardedRequests, no tracebacks."""
 
     protocol = GuardedChannel
-    requestFactory = GuardedRequest
-    displayTracebacks = False
+    requestFactory = GuardedRequest  # noqa: N815 - Twisted name
+    displayTracebacks = False  # noqa: N815 - Twisted name
 
     def __init__(self, root: resource.Resource, admin_token: str) -> None:
         super().__init__(root)
@@ -349,7 +349,7 @@ def _json(request: Any, obj: Any, code: int = 200) -> bytes:
 class AdminResource(_Authed):
     """/admin/sessions[/ID[/disconnect|/logoff]] and /admin/audit."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802 - twisted.web name
         if not self._authorized(request):
@@ -389,7 +389,7 @@ class AdminResource(_Authed):
 
 
 class MetricsResource(_Authed):
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802
         if not self._authorized(request):

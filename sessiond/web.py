@@ -118,7 +118,7 @@ def set_security_headers(request: Any, hsts: bool) -> None:
 class WebClientResource(resource.Resource):
     """/web/...: the client's files from memory; /web/ is the single-page app."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
     def __init__(self, files: dict[str, StaticFile], hsts: bool) -> None:
         super().__init__()
@@ -138,13 +138,13 @@ class WebClientResource(resource.Resource):
         request.setHeader(b"cache-control", b"no-store" if found.no_store else b"no-cache")
         return found.body
 
-    render_HEAD = render_GET
+    render_HEAD = render_GET  # noqa: N815 - Twisted's method name
 
 
 class RedirectToClient(resource.Resource):
     """/ sends browsers to the web client."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802
         request.setResponseCode(302)
