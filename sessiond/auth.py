@@ -18,6 +18,8 @@ from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from sessiond.pam_account import AccountVerdict, account_check
+
 log = Logger()
 
 # Longest user name / password accepted before PAM is even asked.
@@ -60,14 +62,32 @@ def _pam_check(service: str, user: str, password: str) -> AuthOutcome:
 class PamAuthenticator:
     """Check a user name and password against PAM service SERVICE."""
 
-    def __init__(self, service: str, check: Callable[[str, str, str], AuthOutcome] = _pam_check) -> None:
+    def __init__(self, service: str, check: Callable[[str, str, str], AuthOutcome] = _pam_check,
+                 account: Callable[[str, str], AccountVerdict] = account_check) -> None:  # fmt: skip
         self.service = service
         self._check = check
+        self._account = account
 
     def authenticate(self, user: str, password: str) -> defer.Deferred[AuthOutcome]:
         if not user or len(user) > MAX_USERNAME_LEN or len(password) > MAX_PASSWORD_LEN or "\0" in user + password:
             return defer.succeed(AuthOutcome(False, user, "wrong user name or password"))
         return threads.deferToThread(self._check, self.service, user, password)
+
+    def account_allowed(self, user: str) -> defer.Deferred[AuthOutcome]:
+        """PAM's account stage alone (expired, locked, outside allowed hours...):
+        what a resume login runs, since it presents no password."""
+        if not user or len(user) > MAX_USERNAME_LEN or "\0" in user:
+            return defer.succeed(AuthOutcome(False, user, "unknown user"))
+
+        def check() -> AuthOutcome:
+            verdict = self._account(self.service, user)
+            if verdict.allowed:
+                return AuthOutcome(True, user)
+            log.info("PAM account stage refused {user}: {reason}", user=user, reason=verdict.reason)
+            why = f"this account may not log in now ({verdict.reason}); ask your administrator"
+            return AuthOutcome(False, user, why)
+
+        return threads.deferToThread(check)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from apps.catalog import Catalog, UnknownApp
 from apps.exec_line import ExecError
+from apps.icon_renders import IconRateLimited
 from apps.icons import IconError
 from apps.publisher import AppPublisher, NotEntitled, PublishedApp, publisher_from_config
 from isolation.accounts import AccountError, lookup_account
@@ -85,6 +86,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._authenticating = False
         self._login_timer: Any = None
         self._method = ""
+        self._chain_expires: float | None = None  # a resume's token chain end (None: a password login)
 
     def make_connection(self) -> Connection:
         return Connection(self.role, relay=relayed)
@@ -194,9 +196,15 @@ class ClientHandler(FrameProtocol, ClientPeer):
 
         def check() -> defer.Deferred[AuthOutcome]:
             if message.method == "resume":
-                ok = self.factory.registry.redeem_token(message.user, message.token)
-                reason = "" if ok else "the resume token is invalid, used or expired; log in with your password"
-                return defer.succeed(AuthOutcome(ok, message.user, reason))
+                expires = self.factory.registry.redeem_token(message.user, message.token)
+                if expires is None:
+                    reason = "the resume token is invalid, used or expired; log in with your password"
+                    return defer.succeed(AuthOutcome(False, message.user, reason))
+                # The token's replacement ends no later than it would have (the chain
+                # ends a lifetime after the password login), and the account must
+                # still pass PAM's account stage.
+                self._chain_expires = expires
+                return self.factory.authenticator.account_allowed(message.user)
             return self.factory.authenticator.authenticate(message.user, message.password)
 
         # One attempt in flight per address, counted when it starts (sessiond/auth.py).
@@ -263,7 +271,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         registry.audit("reconnect" if resumed else "connect", user=self.user, session=session.id,
                        address=self.address)  # fmt: skip
         lifetime = self.factory.config.auth.resume_token_lifetime
-        token = registry.issue_token(self.user, lifetime)
+        token = registry.issue_token(self.user, lifetime, not_after=self._chain_expires)
         self._send(AuthResult(ok=True, user=self.user, session=session.id, resume_token=token))
         self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
 
@@ -314,9 +322,9 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self._send(Icon.with_png(message.request, message.app, message.size, png))
 
         def refuse(failure: Failure) -> None:
-            error = failure.trap(UnknownApp, NotEntitled, IconError)
-            code = {UnknownApp: ReasonCode.UNKNOWN_APP, NotEntitled: ReasonCode.NOT_ENTITLED}.get(
-                error, ReasonCode.UNKNOWN_APP)  # fmt: skip
+            error = failure.trap(UnknownApp, NotEntitled, IconRateLimited, IconError)
+            code = {UnknownApp: ReasonCode.UNKNOWN_APP, NotEntitled: ReasonCode.NOT_ENTITLED,
+                    IconRateLimited: ReasonCode.LIMIT_EXCEEDED}.get(error, ReasonCode.UNKNOWN_APP)  # fmt: skip
             self._send(Icon(request=message.request, app=message.app, size=message.size, ok=False, code=code,
                             message=failure.getErrorMessage()))  # fmt: skip
 
@@ -331,6 +339,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             return
         log.info("{user} logs off session {session}", user=self.user, session=session.id)
         self.factory.registry.audit("logoff", user=self.user, session=session.id, address=self.address)
+        self.factory.registry.revoke_tokens(self.user)  # logged off: no token brings anyone back in
         self.session = None
         session.detach(self)
         session.terminate().addCallback(lambda _: self.close(ReasonCode.NORMAL, "logged off"))
