@@ -79,6 +79,7 @@ class Session:
         self.config = supervisor.config
         self.registry: Registry = supervisor.registry
         self.account = account
+        self.uid = account.uid  # the only uid the agent link may be served by (SO_PEERCRED)
         self.id = session_id or secrets.token_hex(8)
         self.link_token = secrets.token_urlsafe(32)
         self.lifecycle = Lifecycle(self._state_changed)
