@@ -49,8 +49,9 @@ def test_stray_connections_to_the_agent_socket_cost_nothing(sessiond_server: Ser
     # 2. the session's own user: refused by the agent (SO_PEERCRED), the session goes on.
     probe = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
              "s.settimeout(5); print('eof' if s.recv(100) == b'' else 'data')")  # fmt: skip
-    done = subprocess.run(["setpriv", f"--reuid={lina.name}", f"--regid={lina.name}", "--init-groups",
-                           "/usr/bin/python3", "-c", probe, path], capture_output=True, text=True, timeout=30)  # fmt: skip
+    as_lina = ["setpriv", f"--reuid={lina.name}", f"--regid={lina.name}", "--init-groups"]
+    done = subprocess.run([*as_lina, "/usr/bin/python3", "-c", probe, path], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
     assert done.stdout.strip() == "eof" or "Permission denied" in done.stderr, done.stdout + done.stderr
     still_works(sessiond_server, lina, session)
     assert sessiond_server.alive()
