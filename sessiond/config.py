@@ -23,6 +23,7 @@ from sessiond.config_sections import (
     AuthSection,
     DisplaySection,
     EntitlementsSection,
+    FarmSection,
     LimitsSection,
     PolicySection,
     ServerSection,
@@ -94,6 +95,36 @@ def _hostname(value: str) -> str:
 
     if value and (len(value) > MAX_HOSTNAME_BYTES or not HOSTNAME_RE.fullmatch(value)):
         raise ValueError("not a valid host name")
+    return value
+
+
+def _etcd(value: str) -> tuple[str, ...]:
+    from sessiond.farm.etcd_client import parse_endpoints
+
+    return parse_endpoints(value) if value else ()
+
+
+def _host_id(value: str) -> str:
+    from sessiond.farm.records import check_host_id
+
+    return check_host_id(value) if value else ""
+
+
+def _advertise(value: str) -> str:
+    if value:
+        _listen(value)
+    return value
+
+
+def _lease_ttl(value: str) -> int:
+    from sessiond.farm.hosts import MIN_LEASE_TTL
+
+    return _int(MIN_LEASE_TTL, 3600)(value)
+
+
+def _prefix(value: str) -> str:
+    if not value.startswith("/") or not value.endswith("/") or "//" in value:
+        raise ValueError("must start and end with / (e.g. /sessiond/farm/)")
     return value
 
 
@@ -184,6 +215,18 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "groups": ("", _usb_principals),
         "recheck_interval": ("2", _float(0.1, 3600.0)),
     },
+    # docs/farm.md: no etcd endpoint, no farm (the single-host registry, as before).
+    "farm": {
+        "etcd": ("", _etcd),
+        "host_id": ("", _host_id),
+        "advertise": ("", _advertise),
+        "capacity": ("50", _int(1, 100_000)),
+        "lease_ttl": ("10", _lease_ttl),
+        "etcd_ca": ("", str),
+        "etcd_cert": ("", str),
+        "etcd_key": ("", str),
+        "prefix": ("/sessiond/farm/", _prefix),
+    },
 }
 
 
@@ -216,6 +259,7 @@ class Config:
     display: DisplaySection
     audio: AudioSection
     usb: UsbSection
+    farm: FarmSection
     source: str
 
     def get(self, section: str, key: str) -> object:
@@ -239,6 +283,32 @@ class Config:
     @property
     def runtime_dir(self) -> str:
         return self.server.runtime_dir
+
+
+def _check_farm(source: str, farm: dict[str, object]) -> None:
+    """A farm needs an address for clients and a host id (the host name by default); https
+    endpoints need the CA; the TLS files become absolute paths."""
+    import socket
+
+    from sessiond.farm.records import check_host_id
+
+    if not farm["etcd"]:
+        return
+    if not farm["advertise"]:
+        raise ConfigError(f"{source}: [farm] advertise = HOST:PORT is required with etcd (where clients are sent)")
+    if not farm["host_id"]:
+        try:
+            farm["host_id"] = check_host_id(socket.gethostname())
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [farm] host_id: not set and {exc}") from exc
+    endpoints = farm["etcd"]
+    if isinstance(endpoints, tuple) and endpoints[0].startswith("https://") and not farm["etcd_ca"]:
+        raise ConfigError(f"{source}: [farm] etcd_ca is required for https etcd endpoints")
+    if bool(farm["etcd_cert"]) != bool(farm["etcd_key"]):
+        raise ConfigError(f"{source}: [farm] etcd_cert and etcd_key go together")
+    for key in ("etcd_ca", "etcd_cert", "etcd_key"):
+        if farm[key]:
+            farm[key] = os.path.abspath(str(farm[key]))
 
 
 def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | None = None) -> Config:
@@ -291,5 +361,6 @@ def load_config(path: str | None = None, overrides: dict[str, dict[str, str]] | 
     directories = values["apps"]["directories"]
     if isinstance(directories, tuple):
         values["apps"]["directories"] = tuple(os.path.abspath(str(d)) for d in directories)
+    _check_farm(source, values["farm"])
     built = {name: cls(**values[name]) for name, cls in SECTION_TYPES.items()}
     return Config(source=source, **built)

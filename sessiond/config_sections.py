@@ -133,8 +133,28 @@ class UsbSection:
     recheck_interval: float
 
 
+@dataclass(frozen=True)
+class FarmSection:
+    """[farm] (docs/farm.md); ETCD empty: a single host on its own registry."""
+
+    etcd: tuple[str, ...]
+    host_id: str
+    advertise: str
+    capacity: int
+    lease_ttl: int
+    etcd_ca: str
+    etcd_cert: str
+    etcd_key: str
+    prefix: str
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this host is part of a farm (any etcd endpoint given)."""
+        return bool(self.etcd)
+
+
 SECTION_TYPES: dict[str, type] = {
     "server": ServerSection, "auth": AuthSection, "session": SessionSection, "limits": LimitsSection,
     "apps": AppsSection, "entitlements": EntitlementsSection, "policy": PolicySection, "admin": AdminSection,
-    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection,
+    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection, "farm": FarmSection,
 }  # fmt: skip

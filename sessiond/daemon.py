@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from twisted.application import internet, service
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from apps.catalog import Catalog
@@ -16,6 +17,7 @@ from apps.reload import CatalogReloader
 from sessiond.admin import AdminOps, ControlFactory, GuardedSite, ensure_admin_token, web_root
 from sessiond.auth import PamAuthenticator
 from sessiond.config import Config
+from sessiond.farm.service import DirectoryService, build_directory
 from sessiond.gateway import GatewayFactory
 from sessiond.metrics import Metrics
 from sessiond.policy import PolicyService
@@ -34,10 +36,25 @@ class SupervisorService(service.Service):
 
     def __init__(self, supervisor: SessionSupervisor) -> None:
         self.supervisor = supervisor
+        self._adopted: defer.Deferred[Any] | None = None
 
     def startService(self) -> None:  # noqa: N802 - Twisted name
         super().startService()
-        self.supervisor.adopt_all()
+        self._adopted = self.supervisor.adopt_all()
+
+    def adopted(self) -> defer.Deferred[None]:
+        """Fires (never fails) once the sessions a previous sessiond left are re-adopted."""
+        d: defer.Deferred[None] = defer.Deferred()
+        if self._adopted is None:
+            d.callback(None)
+            return d
+
+        def fire(result: Any) -> Any:
+            d.callback(None)
+            return result
+
+        self._adopted.addBoth(fire)
+        return d
 
     def stopService(self) -> Any:  # noqa: N802 - Twisted name
         super().stopService()
@@ -57,8 +74,15 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     registry = Registry(config.state_dir)
     metrics = Metrics()
     root = service.MultiService()
+    fingerprint = certificate_fingerprint(cert_path)
     supervisor = SessionSupervisor(config, reactor, registry)
-    SupervisorService(supervisor).setServiceParent(root)
+    supervising = SupervisorService(supervisor)
+    supervising.setServiceParent(root)
+    directory = build_directory(config.farm, reactor, registry, lambda: len(supervisor.sessions), fingerprint,
+                                on_registered=supervisor.adopt_farm_sessions)  # fmt: skip
+    supervisor.directory = directory
+    # After the supervisor in the tree: stopped first, so the lease is revoked before sessions are released.
+    DirectoryService(directory, supervising.adopted, reactor).setServiceParent(root)
     PolicyService(supervisor, registry, config.policy, reactor=reactor).setServiceParent(root)
     factory = GatewayFactory(config, supervisor, catalog, reactor, authenticator, metrics)
     CatalogReloader(catalog, list(config.apps.directories), interval=config.apps.reload_interval,
@@ -77,4 +101,5 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     internet.UNIXServer(control_path, ControlFactory(ops), mode=0o600, wantPID=True).setServiceParent(root)
     root.supervisor = supervisor  # type: ignore[attr-defined]
     root.listener = listener  # type: ignore[attr-defined]
-    return root, certificate_fingerprint(cert_path)
+    root.directory = directory  # type: ignore[attr-defined]
+    return root, fingerprint

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from isolation.accounts import Account
+from sessiond.farm.directory import FarmDirectory
 from sessiond.registry import Registry
 from sessiond.sessions import Session, SessionState
 from sessiond.usb_policy import policy_from_config
@@ -46,6 +47,8 @@ class SessionSupervisor:
         self.registry = registry
         self.sessions: dict[str, Session] = {}
         self._starting: dict[str, defer.Deferred[Session]] = {}
+        # The session directory (sessiond/farm/): set by the daemon; None in tests of the supervisor alone.
+        self.directory: FarmDirectory | None = None
         self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
                                              config.usb.recheck_interval, reactor, load_usb_policy,
                                              self.usb_recheck)
@@ -77,6 +80,23 @@ class SessionSupervisor:
                                 detail=result.getErrorMessage())  # fmt: skip
         else:
             self.registry.audit("adopted", user=session.account.name, session=session.id)
+
+    async def adopt_farm_sessions(self) -> None:
+        """This host (re-)registered in the farm: take back each session it runs. One replaced
+        meanwhile (the user got a new session elsewhere) is audited and logged off."""
+        if self.directory is None:
+            return
+        for name, session in list(self.sessions.items()):
+            try:
+                kept = await self.directory.adopt(name, session.id)
+            except Exception as exc:  # noqa: BLE001 - one session's failure must not stop the others
+                log.warn("farm: cannot adopt session {session} of {user}: {why}", session=session.id, user=name,
+                         why=str(exc))  # fmt: skip
+                continue
+            if not kept:
+                self.registry.audit("farm_duplicate", user=name, session=session.id,
+                                    detail="replaced in the farm while this host was cut off")  # fmt: skip
+                session.terminate()
 
     def usb_policy(self) -> UsbPolicy:
         """The USB device policy in force ([usb], reloaded while devices are shared)."""

@@ -92,3 +92,31 @@ def test_sections_are_typed_dataclasses_matching_the_whitelist() -> None:
     assert config.admin.socket == config.get("admin", "socket")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.session.width = 1  # type: ignore[misc]
+
+
+def test_farm_absent_means_a_single_host() -> None:
+    farm = load_config(None).farm
+    assert not farm.enabled and farm.etcd == ()
+
+
+def test_farm_section_is_parsed(tmp_path: object) -> None:
+    path = write(tmp_path, "[farm]\netcd = http://10.0.0.1:2379, http://10.0.0.2:2379\nhost_id = a1\n"
+                           "advertise = 10.0.0.9:4443\ncapacity = 3\nlease_ttl = 4\n")  # fmt: skip
+    farm = load_config(path).farm
+    assert farm.enabled and farm.etcd == ("http://10.0.0.1:2379", "http://10.0.0.2:2379")
+    assert (farm.host_id, farm.advertise, farm.capacity, farm.lease_ttl) == ("a1", "10.0.0.9:4443", 3, 4)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("etcd = ftp://x:1\nadvertise = a:1\n", "etcd"),
+    ("etcd = http://x:1\n", "advertise"),
+    ("etcd = http://x:1\nadvertise = a:1\nhost_id = -bad\n", "host_id"),
+    ("etcd = http://x:1\nadvertise = a:1\nlease_ttl = 1\n", "lease_ttl"),
+    ("etcd = https://x:1\nadvertise = a:1\n", "etcd_ca"),
+    ("etcd = http://x:1\nadvertise = a:1\netcd_cert = /c\n", "etcd_key"),
+    ("prefix = nope\n", "prefix"),
+])  # fmt: skip
+def test_farm_errors_name_the_key(tmp_path: object, text: str, words: str) -> None:
+    path = write(tmp_path, "[farm]\n" + text)
+    with pytest.raises(ConfigError, match=words):
+        load_config(path)
