@@ -21,6 +21,7 @@ AUTH_METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "password": ("user", "password"),
     "link": ("token",),
     "resume": ("user", "token"),  # a resume token from an earlier AUTH_RESULT
+    "ticket": ("user", "token"),  # a farm redirect's ticket from an earlier AUTH_RESULT (docs/farm.md)
 }
 
 
@@ -71,6 +72,12 @@ class AuthResult(ControlMessage):
     message: str = wire(STR, default="")
     # A fresh single-use resume token (sent only on success; "" = none).
     resume_token: str = wire(STR, default="", omit_empty=True, repr=False)
+    # A farm redirect (docs/farm.md; sent with ok=false): the HOST:PORT holding the session, a
+    # single-use ticket for AUTH method "ticket" there, and that host's certificate fingerprint
+    # (SHA-256, hex) vouched for by this host. All "" otherwise.
+    redirect: str = wire(STR, default="", omit_empty=True)
+    ticket: str = wire(STR, default="", omit_empty=True, repr=False)
+    fingerprint: str = wire(STR, default="", omit_empty=True)
 
 
 @message(0x04, "APP_LIST_REQUEST", codec=JSON)

@@ -59,7 +59,9 @@ from protocol.media import FrameEnd
 from sessiond.preauth import authenticated as preauth_authenticated
 from sessiond.relay import relayed
 from sessiond.sessions import ClientPeer, Session, SessionError
-from sessiond.supervisor import SessionSupervisor
+from sessiond.farm.directory import FarmError
+from sessiond.farm.login import redirect_result, ticket_valid
+from sessiond.supervisor import Redirect, SessionSupervisor
 from transport.twisted_wire import FrameProtocol
 
 if TYPE_CHECKING:
@@ -188,7 +190,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self._authenticating or self.session is not None:
             self.close(ReasonCode.PROTOCOL_ERROR, "already logged in or logging in")
             return
-        if message.method not in ("password", "resume"):
+        if message.method not in ("password", "resume", "ticket"):
             self._refuse(ReasonCode.AUTH_FAILED, f"authentication method {message.method!r} is not supported")
             return
         self._authenticating = True
@@ -205,12 +207,19 @@ class ClientHandler(FrameProtocol, ClientPeer):
                 # still pass PAM's account stage.
                 self._chain_expires = expires
                 return self.factory.authenticator.account_allowed(message.user)
+            if message.method == "ticket":
+                return defer.Deferred.fromCoroutine(self._ticket(message.user, message.token))
             return self.factory.authenticator.authenticate(message.user, message.password)
 
         # One attempt in flight per address, counted when it starts (sessiond/auth.py).
         d = self.factory.limiter.attempt(self.address, message.user, check)
         d.addCallback(self._auth_checked)
         d.addErrback(self._auth_crashed)
+
+    async def _ticket(self, user: str, ticket: str) -> AuthOutcome:
+        if not await ticket_valid(self.factory.supervisor.directory, user, ticket):
+            return AuthOutcome(False, user, "the redirect ticket is invalid, used or expired; log in again")
+        return await self.factory.authenticator.account_allowed(user)  # type: ignore[no-any-return]
 
     def _auth_checked(self, outcome: AuthOutcome) -> Any:
         if outcome.limited:
@@ -254,10 +263,14 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._send(AuthResult(ok=False, code=code, message=message))
         self.close(code, message)
 
-    def _session_ready(self, session: Session) -> None:
+    def _session_ready(self, session: Session | Redirect) -> Any:
+        if isinstance(session, Redirect):
+            d = defer.Deferred.fromCoroutine(redirect_result(self.factory.supervisor.directory, session))
+            d.addCallbacks(self._redirect, self._session_failed)
+            return d
         self._authenticating = False
         if self._lost or self.conn.closed:
-            return
+            return None
         resumed = session.last_connect is not None
         try:
             session.attach(self, self.address)
@@ -272,11 +285,23 @@ class ClientHandler(FrameProtocol, ClientPeer):
                        address=self.address)  # fmt: skip
         lifetime = self.factory.config.auth.resume_token_lifetime
         token = registry.issue_token(self.user, lifetime, not_after=self._chain_expires)
-        self._send(AuthResult(ok=True, user=self.user, session=session.id, resume_token=token))
+        notice, session.notice = session.notice, ""
+        self._send(AuthResult(ok=True, user=self.user, session=session.id, message=notice, resume_token=token))
         self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
+
+    def _redirect(self, result: AuthResult) -> None:
+        self._authenticating = False
+        self.factory.registry.audit("farm_redirect", user=self.user, session=result.session, address=self.address,
+                                    detail=result.redirect)  # fmt: skip
+        if not self._lost:
+            self._send(result)
+            self.close(ReasonCode.NORMAL, "redirected")
 
     def _session_failed(self, failure: Failure) -> None:
         log.error("no session for {user}: {why}", user=self.user, why=failure.getErrorMessage())
+        if failure.check(FarmError):
+            self._refuse(ReasonCode.SESSION_UNAVAILABLE, failure.getErrorMessage())
+            return
         self._refuse(ReasonCode.SESSION_UNAVAILABLE, f"the session could not start: {failure.getErrorMessage()}")
 
     # -- apps ------------------------------------------------------------------

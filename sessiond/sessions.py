@@ -82,6 +82,8 @@ class Session:
         self.account = account
         self.uid = account.uid  # the only uid the agent link may be served by (SO_PEERCRED)
         self.id = session_id or secrets.token_hex(8)
+        # Said to the user with the first AUTH_RESULT of this session (a farm's "your session was lost").
+        self.notice = ""
         self.link_token = secrets.token_urlsafe(32)
         self.lifecycle = Lifecycle(self._state_changed)
         self.agent = AgentHandle(self.id, account)

@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import defer
@@ -38,6 +40,16 @@ def load_usb_policy(path: str) -> UsbPolicy:
         raise ValueError(str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """The user's session is (or was just placed) on another host of the farm."""
+
+    user: str
+    session_id: str
+    host_id: str
+    advertise: str  # HOST:PORT of that host
+
+
 class SessionSupervisor:
     """Owns every session; one per user (a second login resumes it)."""
 
@@ -46,7 +58,7 @@ class SessionSupervisor:
         self.reactor = reactor
         self.registry = registry
         self.sessions: dict[str, Session] = {}
-        self._starting: dict[str, defer.Deferred[Session]] = {}
+        self._starting: dict[str, defer.Deferred[Any]] = {}
         # The session directory (sessiond/farm/): set by the daemon; None in tests of the supervisor alone.
         self.directory: FarmDirectory | None = None
         self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
@@ -121,34 +133,76 @@ class SessionSupervisor:
     def by_id(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions.values() if s.id == session_id), None)
 
-    def get_or_start(self, account: Account) -> defer.Deferred[Session]:
-        """The user's running session, or a new one once its agent is up."""
+    def get_or_start(self, account: Account) -> defer.Deferred[Session | Redirect]:
+        """The user's running session, or a new one once its agent is up; in a farm, a Redirect
+        when the directory places (or finds) the user's session on another host.
+
+        Errors: FarmUnavailable (this host is cut off from etcd: no new placements),
+        FarmFull, FarmConflict, and whatever stops a session from starting.
+        """
         existing = self.sessions.get(account.name)
         if existing is not None and existing.state in (SessionState.ACTIVE, SessionState.DISCONNECTED) \
                 and existing.link is not None:
             return defer.succeed(existing)
         waiting = self._starting.get(account.name)
         if waiting is not None:
-            d: defer.Deferred[Session] = defer.Deferred()
+            d: defer.Deferred[Session | Redirect] = defer.Deferred()
             waiting.addBoth(_chain_to(d))
             return d
-        session = Session(self, account)
-        self.sessions[account.name] = session
-        started = session.start(self.reactor)
+        if self.directory is None:
+            started = self._start(account, Session(self, account))
+        else:
+            started = defer.Deferred.fromCoroutine(self._place_and_start(account, self.directory))
         self._starting[account.name] = started
 
         def done(result: Any) -> Any:
-            self._starting.pop(account.name, None)
+            if self._starting.get(account.name) is started:
+                del self._starting[account.name]
             return result
 
         started.addBoth(done)
-        out: defer.Deferred[Session] = defer.Deferred()
+        out: defer.Deferred[Session | Redirect] = defer.Deferred()
         started.addBoth(_chain_to(out))
         return out
 
+    def _start(self, account: Account, session: Session) -> defer.Deferred[Any]:
+        self.sessions[account.name] = session
+        return session.start(self.reactor)
+
+    async def _place_and_start(self, account: Account, directory: FarmDirectory) -> Session | Redirect:
+        claim = await directory.place(account.name, secrets.token_hex(8))
+        placement = claim.placement
+        if placement.host_id != directory.host_id:
+            log.info("farm: {user}'s session {session} is on {host}: redirecting", user=account.name,
+                     session=placement.session_id, host=placement.host_id)  # fmt: skip
+            return Redirect(account.name, placement.session_id, placement.host_id, placement.advertise)
+        session = Session(self, account, placement.session_id)
+        if claim.replaced_lost is not None:
+            lost = claim.replaced_lost
+            session.notice = (f"Your previous session ({lost.session_id}) was on host {lost.host_id}, which "
+                              f"stopped answering; it is lost. This is a new session.")  # fmt: skip
+            self.registry.audit("farm_replaced_lost", user=account.name, session=session.id,
+                                detail=f"lost {lost.session_id} on {lost.host_id}")  # fmt: skip
+        try:
+            return await self._start(account, session)  # type: ignore[no-any-return]
+        except BaseException:
+            await self._release(account.name, session.id)
+            raise
+
+    async def _release(self, user: str, session_id: str) -> None:
+        if self.directory is None:
+            return
+        try:
+            await self.directory.release(user, session_id)
+        except Exception as exc:  # noqa: BLE001 - the key stays until this host's lease ends
+            log.warn("farm: could not release session {session} of {user}: {why}", session=session_id, user=user,
+                     why=str(exc))  # fmt: skip
+
     def session_ended(self, session: Session) -> None:
+        """SESSION has ended: forget it and free its key (and this host's slot) in the directory."""
         if self.sessions.get(session.account.name) is session:
             del self.sessions[session.account.name]
+        defer.Deferred.fromCoroutine(self._release(session.account.name, session.id))
 
     def stop_all(self) -> defer.Deferred[Any]:
         """On a clean stop: log every session off, or leave them for the next
