@@ -15,7 +15,8 @@ from typing import Any
 from client.audio_cli import AudioCommandError, add_audio_parser, run_audio
 from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
-from client.session import ConnectionEnded, RemoteError, SessionClient, connect, with_timeout
+from client.redirect import follow
+from client.session import ConnectionEnded, Redirected, RemoteError, SessionClient, connect, with_timeout
 from client.tokens import TokenStore, default_dir
 from protocol.base import U16_MAX
 from protocol.messages import ChannelKind
@@ -149,17 +150,26 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
     client = await connected()
     token = None if args.no_resume else tokens.get(server, args.user)
     result = None
-    if token is not None:
-        try:
-            result = await with_timeout(reactor, client.resume(args.user, token), args.timeout, "login")
-        except RemoteError:
-            tokens.delete(server, args.user)  # used or expired: fall back to the password
-            client.disconnect()
-            client = await connected()
     try:
+        if token is not None:
+            try:
+                result = await with_timeout(reactor, client.resume(args.user, token), args.timeout, "login")
+            except Redirected:
+                raise
+            except RemoteError:
+                tokens.delete(server, args.user)  # used or expired: fall back to the password
+                client.disconnect()
+                client = await connected()
         if result is None:
             password = read_password(args)
             result = await with_timeout(reactor, client.login(args.user, password), args.timeout, "login")
+    except Redirected as redirect:
+        # A farm host sent us to the host of our session (docs/farm.md): one hop, its certificate vouched for.
+        client.disconnect()
+        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout)
+    try:
+        if result.message:
+            print(f"svclient: {result.message}", file=sys.stderr)
         if result.resume_token:
             tokens.put(server, args.user, result.resume_token)
         return await dispatch(reactor, client, args, result.session)

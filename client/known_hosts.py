@@ -64,3 +64,11 @@ class KnownHosts:
         if pinned != fingerprint:
             raise HostKeyMismatch(server, pinned, fingerprint, self.path)
         return True
+
+    def vouch(self, server: str, fingerprint: str) -> None:
+        """Pin FINGERPRINT for SERVER on the word of a host already pinned (a farm redirect).
+
+        Raises HostKeyMismatch if SERVER is pinned to another fingerprint: a pin is never
+        replaced silently, whoever vouches.
+        """
+        self.check(server, fingerprint.lower())

@@ -83,6 +83,15 @@ class RemoteError(Exception):
         self.code = code
 
 
+class Redirected(RemoteError):
+    """AUTH_RESULT sent the client to another host of the farm (client/redirect.py follows it);
+    code that does not follow redirects sees a RemoteError with the server's message."""
+
+    def __init__(self, result: AuthResult) -> None:
+        super().__init__(result.code, result.message or f"redirected to {result.redirect}")
+        self.result = result
+
+
 @implementer(interfaces.IHandshakeListener)
 class SessionClient(FrameProtocol):
     """Client side of the native protocol."""
@@ -270,8 +279,15 @@ class SessionClient(FrameProtocol):
         """Log in with a resume token from an earlier login (single use)."""
         return await self._authenticate(Auth(method="resume", user=user, token=token))
 
+    async def ticket(self, user: str, ticket: str) -> AuthResult:
+        """Log in with a farm redirect's ticket (client/redirect.py; single use)."""
+        return await self._authenticate(Auth(method="ticket", user=user, token=ticket))
+
     async def _authenticate(self, auth: Auth) -> AuthResult:
+        """AUTH_RESULT on success; RemoteError on refusal, Redirected when a farm sends us on."""
         result: AuthResult = await self._request(auth, lambda m: isinstance(m, AuthResult))
+        if not result.ok and result.redirect:
+            raise Redirected(result)
         if not result.ok:
             raise RemoteError(result.code, result.message)
         return result
