@@ -172,6 +172,8 @@ class ControlProtocol(LineOnlyReceiver):
             return ops.logoff(_req_str(request, "id"), "sessionctl")
         if command == "revoke":
             return ops.revoke(_req_str(request, "user"), "sessionctl")
+        if command in ("hosts", "farm-list", "drain"):
+            return _farm(ops, command, request)
         if command == "audit":
             since = request.get("since", 0)
             if not isinstance(since, (int, float)) or isinstance(since, bool):
@@ -187,6 +189,23 @@ class ControlProtocol(LineOnlyReceiver):
         (sessionctl --json passes it through without re-encoding it)."""
         self.sendLine(b'{"ok": true}')
         self.sendLine(json.dumps(result, separators=(",", ":")).encode("utf-8"))
+
+
+def _farm(ops: AdminOps, command: str, request: dict[str, Any]) -> Any:
+    """hosts, farm-list and drain (sessiond/farm/admin_ops.py); a Deferred."""
+    from twisted.internet import defer
+
+    from sessiond.farm.admin_ops import FarmAdmin
+
+    if ops.supervisor.directory is None:
+        raise AdminError("no session directory (sessiond is starting)")
+    farm = FarmAdmin(ops.supervisor.directory, ops.supervisor.reactor)
+    if command == "hosts":
+        return defer.Deferred.fromCoroutine(farm.hosts())
+    if command == "farm-list":
+        return defer.Deferred.fromCoroutine(farm.sessions())
+    return defer.Deferred.fromCoroutine(farm.drain(_req_str(request, "host"), request.get("undo") is True,
+                                                   request.get("wait") is True))  # fmt: skip
 
 
 def _opt_str(request: dict[str, Any], name: str) -> str | None:
@@ -347,7 +366,7 @@ def _json(request: Any, obj: Any, code: int = 200) -> bytes:
 
 
 class AdminResource(_Authed):
-    """/admin/sessions[/ID[/disconnect|/logoff]] and /admin/audit."""
+    """/admin/sessions[/ID[/disconnect|/logoff]], /admin/audit, /admin/hosts and /admin/farm/sessions."""
 
     isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
@@ -363,6 +382,12 @@ class AdminResource(_Authed):
                 return _json(request, self.ops.show(parts[1]))
             if parts == ["audit"]:
                 return _json(request, self.ops.audit(float(args.get("since", "0"))))
+            if parts in (["hosts"], ["farm", "sessions"]):
+                d = _farm(self.ops, "hosts" if parts == ["hosts"] else "farm-list", {})
+                d.addCallbacks(lambda rows: request.write(_json(request, rows)),
+                               lambda f: request.write(_json(request, {"error": f.getErrorMessage()}, 503)))
+                d.addBoth(lambda _: request.finish())
+                return server.NOT_DONE_YET  # type: ignore[no-any-return]
         except (AdminError, ValueError) as exc:
             return _json(request, {"error": str(exc)}, 404 if "no session" in str(exc) else 400)
         return _json(request, {"error": "not found"}, 404)

@@ -38,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--user")
     lst.add_argument("--state", help="starting, active, disconnected, ending, ended")
     lst.add_argument("--all", action="store_true", help="include ended sessions (history from the registry)")
+    lst.add_argument("--farm", action="store_true", help="every session of the farm with its host (docs/farm.md)")
+    hosts = sub.add_parser("hosts", help="hosts of the farm with their load and state")
+    hosts.add_argument("--json", action="store_true")
+    drain = sub.add_parser("drain", help="stop new sessions on HOST and wait until its last session ended")
+    drain.add_argument("host")
+    drain.add_argument("--undo", action="store_true", help="take new sessions again")
+    drain.add_argument("--no-wait", action="store_true", help="return at once")
+    drain.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="show one session")
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
@@ -85,10 +93,10 @@ def parse_since(value: str | None) -> float:
     return moment.timestamp()
 
 
-def request(path: str, obj: dict[str, Any]) -> bytes:
-    """Send one request; return the result as JSON text (raises RequestFailed)."""
+def request(path: str, obj: dict[str, Any], timeout: float | None = 60) -> bytes:
+    """Send one request; return the result as JSON text (raises RequestFailed). TIMEOUT None: wait."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(60)
+        sock.settimeout(timeout)
         sock.connect(path)
         sock.sendall(json.dumps(obj).encode("utf-8") + b"\n")
         reader = sock.makefile("rb")
@@ -113,6 +121,14 @@ def _time(value: float | None) -> str:
     if not value:
         return "-"
     return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Aligned columns under HEADER."""
+    lines = [header, *rows]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip())
 
 
 def print_sessions(rows: list[dict[str, Any]]) -> None:
@@ -141,16 +157,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sessionctl: cannot read {args.config}: {exc}", file=sys.stderr)
             return EXIT_USAGE
     command: dict[str, Any] = {"command": args.command}
-    if args.command == "list":
+    if args.command == "list" and args.farm:
+        command = {"command": "farm-list"}
+    elif args.command == "list":
         command.update(user=args.user, state=args.state, all=args.all)
+    elif args.command == "drain":
+        command.update(host=args.host, undo=args.undo, wait=not (args.undo or args.no_wait))
     elif args.command in ("show", "disconnect", "logoff"):
         command["id"] = args.id
     elif args.command == "revoke":
         command["user"] = args.user
     elif args.command == "audit":
         command["since"] = parse_since(args.since)
+    waits = args.command == "drain" and command["wait"]
+    if waits:
+        print(f"drain: {args.host} takes no new sessions; waiting for its last session to end", file=sys.stderr)
     try:
-        raw = request(path, command)
+        raw = request(path, command, None if waits else 60)
     except (FileNotFoundError, ConnectionRefusedError):
         print(f"sessionctl: sessiond is not running (no control socket at {path})", file=sys.stderr)
         return EXIT_NO_DAEMON
@@ -161,8 +184,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.buffer.write(raw)  # sessiond's compact JSON, passed through
         return 0
     result = json.loads(raw)
-    if args.command == "list":
+    if args.command == "list" and args.farm:
+        print_table(("USER", "SESSION", "HOST", "ADDRESS", "STATE", "CLAIMED"),
+                    [(r["user"], r["session_id"], r["host_id"], r["advertise"] or "-", r["state"], _time(r["claimed"]))
+                     for r in result])  # fmt: skip
+    elif args.command == "list":
         print_sessions(result)
+    elif args.command == "hosts":
+        print_table(("HOST", "ADDRESS", "STATE", "SESSIONS", "CAPACITY", "CPU", "MEM FREE"),
+                    [(r["host_id"] + (" *" if r["this"] else ""), r["advertise"] or "-", r["state"], r["placed"],
+                      r["load"]["capacity"], f"{r['load']['cpu_load']:.2f}",
+                      f"{r['load']['mem_available'] / 2**30:.1f}G") for r in result])  # fmt: skip
+    elif args.command == "drain":
+        if "drained_at" in result:
+            print(f"drain: {result['host']}: its last session ended at {_time(result['drained_at'])}")
+        else:
+            print(f"drain: {result['host']}: {'draining' if result['draining'] else 'taking new sessions again'}")
     elif args.command == "show":
         for key, value in result.items():
             print(f"{key}: {_time(value) if key in ('started', 'last_connect', 'last_disconnect') else value}")

@@ -150,3 +150,33 @@ def test_killed_host_sessions_are_lost_and_replaced_elsewhere(tmp_path: object, 
 
 def _ended(server: Server, session: str) -> bool:
     return any(session in line and ("ended" in line or "exited" in line) for line in server.log().splitlines())
+
+
+def test_admin_hosts_farm_list_and_drain(farm: dict[str, Server], user_factory: object) -> None:
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from svtest import sessionctl
+
+    user = user_factory("farmd")  # type: ignore[operator]
+    session = login(farm["a"], user)
+    [home] = holder(farm, session)
+    hosts = json.loads(sessionctl(farm["c"], "hosts", "--json").stdout)
+    assert sorted(h["host_id"] for h in hosts) == list(HOSTS) and all(h["state"] == "ok" for h in hosts)
+    assert {h["host_id"]: h["placed"] for h in hosts}[home] == 1
+    rows = json.loads(sessionctl(farm["c"], "list", "--farm", "--json").stdout)
+    found = [(r["user"], r["session_id"], r["host_id"], r["state"]) for r in rows]
+    assert found == [(user.name, session, home, "live")]
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(sessionctl, farm["a"], "drain", home)
+        wait_for(lambda: any(h["state"] == "draining" for h in json.loads(sessionctl(farm["a"], "hosts", "--json")
+                                                                         .stdout)), 10, "the drain")  # fmt: skip
+        other = user_factory("farme")  # type: ignore[operator]
+        placed = login(farm[home], other)  # through the draining host: placed elsewhere
+        assert holder(farm, placed) not in ([], [home])
+        assert not waiting.done()  # home still has a session
+        svclient(farm[home], user, "logoff", resume=False)
+        drained = waiting.result(timeout=30)
+    assert drained.returncode == 0 and "last session ended" in drained.stdout, drained.stderr
+    assert sessionctl(farm["a"], "drain", home, "--undo").returncode == 0
+    svclient(farm[holder(farm, placed)[0]], other, "logoff", resume=False)
