@@ -60,6 +60,7 @@ from sessiond.preauth import authenticated as preauth_authenticated
 from sessiond.relay import relayed
 from sessiond.sessions import ClientPeer, Session, SessionError
 from sessiond.farm.directory import FarmError
+from sessiond.farm.etcd_codec import EtcdError
 from sessiond.farm.login import redirect_result, ticket_valid
 from sessiond.supervisor import Redirect, SessionSupervisor
 from transport.twisted_wire import FrameProtocol
@@ -217,7 +218,11 @@ class ClientHandler(FrameProtocol, ClientPeer):
         d.addErrback(self._auth_crashed)
 
     async def _ticket(self, user: str, ticket: str) -> AuthOutcome:
-        if not await ticket_valid(self.factory.supervisor.directory, user, ticket):
+        try:
+            valid = await ticket_valid(self.factory.supervisor.directory, user, ticket)
+        except EtcdError as exc:  # the ticket cannot be checked: a clear refusal, not an internal error
+            return AuthOutcome(False, user, f"the redirect ticket cannot be checked now ({exc}); log in again")
+        if not valid:
             return AuthOutcome(False, user, "the redirect ticket is invalid, used or expired; log in again")
         return await self.factory.authenticator.account_allowed(user)  # type: ignore[no-any-return]
 

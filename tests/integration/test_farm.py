@@ -36,27 +36,110 @@ def etcd() -> Iterator[Cluster]:
     cluster.close()
 
 
-def start_host(tmp: str, etcd: Cluster, name: str, capacity: int = 3) -> Server:
+class Link:
+    """A TCP forwarder standing for one host's network link to etcd; cut() is the link going down
+    (listener and every open connection closed, new connections refused)."""
+
+    def __init__(self, target: str) -> None:
+        import socket
+        import threading
+
+        host, port = target.rsplit("//", 1)[1].split(":")
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open: list[object] = []
+        self.up = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while self.up:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                return
+            upstream = socket.create_connection(self.target)
+            self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: object, b: object) -> None:
+        try:
+            while data := a.recv(65536):  # type: ignore[attr-defined]
+                b.sendall(data)  # type: ignore[attr-defined]
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()  # type: ignore[attr-defined]
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        import socket
+
+        self.up = False
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
+        except OSError:
+            pass
+        self.listener.close()
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+                s.close()  # type: ignore[attr-defined]
+            except OSError:
+                pass
+
+
+def start_host(tmp: str, etcd: Cluster, name: str, capacity: int = 3, endpoints: str = "") -> Server:
     address = ADDRESS[name]
     port = _free_port(address)
-    farm = (f"[farm]\netcd = {','.join(etcd.endpoints)}\nhost_id = {name}\nadvertise = {address}:{port}\n"
+    farm = (f"[farm]\netcd = {endpoints or ','.join(etcd.endpoints)}\nhost_id = {name}\nadvertise = {address}:{port}\n"
             f"capacity = {capacity}\nlease_ttl = {LEASE_TTL}\nprefix = /{os.path.basename(tmp)}/\n")  # fmt: skip
     return start_sessiond(os.path.join(tmp, name), extra=farm, port=port, host=address)
 
 
 @pytest.fixture
-def farm(tmp_path: object, etcd: Cluster) -> Iterator[dict[str, Server]]:
-    tmp = str(tmp_path)
+def link(etcd: Cluster) -> Iterator[Link]:
+    """Host b's link to etcd."""
+    forwarder = Link(etcd.endpoints[0])
+    yield forwarder
+    forwarder.cut()
+
+
+def _farm(tmp: str, etcd: Cluster, link: Link | None) -> Iterator[dict[str, Server]]:
     servers: dict[str, Server] = {}
     try:
         for name in HOSTS:
             os.makedirs(os.path.join(tmp, name))
-            servers[name] = start_host(tmp, etcd, name)
+            endpoints = link.url if link is not None and name == "b" else ""
+            servers[name] = start_host(tmp, etcd, name, endpoints=endpoints)
         wait_for(lambda: all("registered under lease" in s.log() for s in servers.values()), 20, "hosts to join")
         yield servers
     finally:
         for server in servers.values():
             stop_sessiond(server)
+
+
+@pytest.fixture
+def farm(tmp_path: object, etcd: Cluster) -> Iterator[dict[str, Server]]:
+    """Three hosts on one etcd."""
+    yield from _farm(str(tmp_path), etcd, None)
+
+
+@pytest.fixture
+def farm_b_linked(tmp_path: object, etcd: Cluster, link: Link) -> Iterator[dict[str, Server]]:
+    """Three hosts; b reaches etcd only through LINK."""
+    yield from _farm(str(tmp_path), etcd, link)
 
 
 def wait_for(check: object, seconds: float, what: str) -> None:
@@ -180,3 +263,28 @@ def test_admin_hosts_farm_list_and_drain(farm: dict[str, Server], user_factory: 
     assert drained.returncode == 0 and "last session ended" in drained.stdout, drained.stderr
     assert sessionctl(farm["a"], "drain", home, "--undo").returncode == 0
     svclient(farm[holder(farm, placed)[0]], other, "logoff", resume=False)
+
+
+def test_host_cut_off_from_etcd_refuses_placements_and_keeps_its_session(
+        farm_b_linked: dict[str, Server], link: Link, user_factory: object) -> None:  # fmt: skip
+    from svtest import sessionctl
+
+    farm = farm_b_linked
+    for name in ("a", "c"):
+        assert sessionctl(farm["b"], "drain", name, "--no-wait").returncode == 0
+    user = user_factory("farmc")  # type: ignore[operator]
+    session = login(farm["b"], user)
+    assert holder(farm, session) == ["b"]
+    for name in ("a", "c"):
+        assert sessionctl(farm["b"], "drain", name, "--undo").returncode == 0
+    link.cut()
+    cut = time.monotonic()
+    newcomer = user_factory("farmn")  # type: ignore[operator]
+    refused = svclient(farm["b"], newcomer, "login", resume=False)
+    assert refused.returncode != 0 and "etcd" in refused.stderr, refused.stderr  # a clear refusal, no session
+    assert time.monotonic() - cut < LEASE_TTL + 10
+    again = svclient(farm["b"], user, "screenshot", os.path.join(os.path.dirname(farm["b"].config), "s.png"),
+                     resume=False)  # fmt: skip
+    assert again.returncode == 0, again.stderr  # the connected session goes on, pixels and all
+    assert "1024x768" in again.stdout
+    svclient(farm["b"], user, "logoff", resume=False)
