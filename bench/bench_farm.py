@@ -111,9 +111,31 @@ async def main(reactor: Any, sessions: int, rounds: int) -> None:
         cluster.close()
 
 
+async def logins(reactor: Any, runs: int) -> None:
+    """Login -> first frame through the farm (redirect + ticket) against a single host (bench/farm_logins.py)."""
+    from farm_logins import farm_logins
+
+    cluster = start_cluster(1)
+    try:
+        out = await farm_logins(reactor, cluster.endpoints, runs)
+    finally:
+        cluster.close()
+    print(f"bench_farm --logins  {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  runs={runs}")
+    print(f"{'measure (ms)':<48} {'median':>8} {'p95':>8} {'base':>8} {'ratio':>8}")
+    ms = {key: [v * 1000 for v in values] for key, values in out.items()}
+    print(row("login -> first frame via redirect vs single host", ms["farm"], ms["single"]))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--logins", type=int, default=0, help="also: N logins -> first frame through a farm (root)")
     args = parser.parse_args()
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor, args.sessions, args.rounds)))
+
+    async def everything(reactor: Any) -> None:
+        await main(reactor, args.sessions, args.rounds)
+        if args.logins:
+            await logins(reactor, args.logins)
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(everything(reactor)))
