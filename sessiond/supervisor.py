@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from isolation.accounts import Account
-from sessiond.farm.directory import FarmDirectory
+from sessiond.farm.directory import FarmConflict, FarmDirectory
 from sessiond.registry import Registry
 from sessiond.sessions import Session, SessionState
 from sessiond.usb_policy import policy_from_config
@@ -176,6 +176,10 @@ class SessionSupervisor:
             log.info("farm: {user}'s session {session} is on {host}: redirecting", user=account.name,
                      session=placement.session_id, host=placement.host_id)  # fmt: skip
             return Redirect(account.name, placement.session_id, placement.host_id, placement.advertise)
+        held = self.sessions.get(account.name)
+        if claim.existing and held is not None and held.id == placement.session_id:
+            # Still ours but not usable (ending, or its agent is gone): never a second Session under its id.
+            raise FarmConflict("your previous session is still ending; log in again in a moment")
         session = Session(self, account, placement.session_id)
         if claim.replaced_lost is not None:
             lost = claim.replaced_lost

@@ -10,7 +10,7 @@ from twisted.internet import defer
 
 from isolation.accounts import Account
 from sessiond.config import load_config
-from sessiond.farm.directory import Claim, FarmUnavailable, SessionPlacement
+from sessiond.farm.directory import Claim, FarmConflict, FarmUnavailable, SessionPlacement
 from sessiond.registry import Registry
 from sessiond.sessions import Session
 from sessiond.supervisor import Redirect, SessionSupervisor
@@ -133,3 +133,17 @@ def test_session_end_releases_and_a_replaced_session_is_ended(tmp_path: Any, mon
     result(defer.Deferred.fromCoroutine(supervisor.adopt_farm_sessions()))
     assert ended == [session]
     assert any(e["event"] == "farm_duplicate" for e in supervisor.registry.audit_entries())
+
+
+def test_a_session_still_ending_is_not_started_twice(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    supervisor, directory, started = make(tmp_path, monkeypatch)
+    session = result(supervisor.get_or_start(ALICE))  # never linked: not usable, as while ending
+    directory.answer = lambda sid: Claim(placement(session.id, "a"), existing=True)
+    failure = result(supervisor.get_or_start(ALICE))
+    assert failure.check(FarmConflict) and "ending" in failure.getErrorMessage() and started == [session]
+
+
+def test_a_claim_here_without_a_session_starts_it_under_its_id(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    supervisor, directory, _started = make(tmp_path, monkeypatch)
+    directory.answer = lambda sid: Claim(placement("abandoned", "a"), existing=True)  # a redirect never followed
+    assert result(supervisor.get_or_start(ALICE)).id == "abandoned"
