@@ -41,8 +41,6 @@ MAX_CLIP_BYTES: Final = 64 * 1024 * 1024
 MAX_FILE_BYTES: Final = 2**40
 # A file name on the wire, before sanitising (names are sanitised on receipt).
 MAX_FILE_NAME_BYTES: Final = 1024
-# Mime codes one CLIP_OFFER may list.
-MAX_OFFER_MIMES: Final = 4
 
 _ID: Final = struct.Struct(">I")
 
@@ -61,7 +59,22 @@ class Mime(IntEnum):
     PNG = 2  # image/png
 
 
-_MIME_CODES: Final = frozenset(int(m) for m in Mime)
+
+
+def mime_bit(mime: Mime) -> int:
+    """The bit of `mime` in CLIP_OFFER's mask (TEXT 1, PNG 2)."""
+    return 1 << (int(mime) - 1)
+
+
+def mime_mask(mimes: tuple[Mime, ...] | list[Mime]) -> int:
+    """CLIP_OFFER's mask of these types."""
+    mask = 0
+    for mime in mimes:
+        mask |= mime_bit(mime)
+    return mask
+
+
+ALL_MIMES: Final = 3  # every bit a known Mime has
 MIME_NAMES: Final = {Mime.TEXT: "text/plain;charset=utf-8", Mime.PNG: "image/png"}
 
 
@@ -97,22 +110,16 @@ class ClipMessage(Declared):
 
 @message(0x01, "CLIP_OFFER")
 class ClipOffer(ClipMessage):
-    """The sender's `selection` now holds content of the listed mime codes (1..4 bytes)."""
+    """The sender's `selection` now holds content of the types in the `mimes` bit mask."""
 
     selection: Selection = wire(_SELECTION)
     serial: int = wire(U32)
-    mimes: bytes = wire(BYTES(MAX_OFFER_MIMES, min_len=1))
-
-    def check(self) -> None:
-        """Each listed type is a known Mime."""
-        for code in self.mimes:
-            if code not in _MIME_CODES:
-                raise ValueError(f"unknown mime code {code}")
+    mimes: int = wire(U8.within(1, ALL_MIMES))
 
     @property
     def mime_list(self) -> tuple[Mime, ...]:
         """The offered types."""
-        return tuple(Mime(code) for code in self.mimes)
+        return tuple(mime for mime in Mime if self.mimes & mime_bit(mime))
 
 
 @message(0x02, "CLIP_REQUEST")

@@ -21,14 +21,17 @@ from sessiond.config_sections import (
     AppsSection,
     AudioSection,
     AuthSection,
+    ClipboardSection,
     DisplaySection,
     EntitlementsSection,
+    FilesSection,
     LimitsSection,
     PolicySection,
     ServerSection,
     SessionSection,
     UsbSection,
 )
+from sessiond.transfer_config import CLIPBOARD_KEYS, FILES_KEYS, home_dir_name, overrides_of, parse_types
 from sessiond.usb_rules import parse_principal_rules as _usb_principals
 from sessiond.usb_rules import parse_rules as _usb_rules
 
@@ -180,6 +183,26 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "groups": ("", _usb_principals),
         "recheck_interval": ("2", _float(0.1, 3600.0)),
     },
+    "clipboard": {
+        "to_client": ("true", _bool),
+        "from_client": ("true", _bool),
+        "primary_to_client": ("false", _bool),
+        "primary_from_client": ("true", _bool),
+        "max_text_bytes": ("4194304", CLIPBOARD_KEYS["max_text_bytes"]),
+        "max_image_bytes": ("33554432", CLIPBOARD_KEYS["max_image_bytes"]),
+        "types": ("text/plain;charset=utf-8 image/png", parse_types),
+        "users": ("", overrides_of(CLIPBOARD_KEYS)),
+        "groups": ("", overrides_of(CLIPBOARD_KEYS)),
+    },
+    "files": {
+        "to_client": ("true", _bool),
+        "from_client": ("true", _bool),
+        "max_file_bytes": ("4294967296", FILES_KEYS["max_file_bytes"]),
+        "downloads_dir": ("Downloads", home_dir_name),
+        "outbox_dir": ("Outbox", home_dir_name),
+        "users": ("", overrides_of(FILES_KEYS)),
+        "groups": ("", overrides_of(FILES_KEYS)),
+    },
 }
 
 
@@ -212,6 +235,8 @@ class Config:
     display: DisplaySection
     audio: AudioSection
     usb: UsbSection
+    clipboard: ClipboardSection
+    files: FilesSection
     source: str
 
     def get(self, section: str, key: str) -> object:

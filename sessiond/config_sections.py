@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from apps.entitlements import Rule
 from isolation.limits import LimitOverride
@@ -130,8 +131,37 @@ class UsbSection:
     recheck_interval: float
 
 
+@dataclass(frozen=True)
+class ClipboardSection:
+    """[clipboard]: directions, sizes and types of clipboard content; users/groups override them."""
+
+    to_client: bool
+    from_client: bool
+    primary_to_client: bool
+    primary_from_client: bool
+    max_text_bytes: int
+    max_image_bytes: int
+    types: frozenset[str]
+    users: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    groups: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
+@dataclass(frozen=True)
+class FilesSection:
+    """[files]: directions and size of file transfer, and where files go; users/groups override."""
+
+    to_client: bool
+    from_client: bool
+    max_file_bytes: int
+    downloads_dir: str
+    outbox_dir: str
+    users: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    groups: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
 SECTION_TYPES: dict[str, type] = {
     "server": ServerSection, "auth": AuthSection, "session": SessionSection, "limits": LimitsSection,
     "apps": AppsSection, "entitlements": EntitlementsSection, "policy": PolicySection, "admin": AdminSection,
-    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection,
+    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection, "clipboard": ClipboardSection,
+    "files": FilesSection,
 }  # fmt: skip

@@ -49,6 +49,7 @@ from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
+from sessiond.agent.transfers import TransferService
 from sessiond.agent.usb import UsbService
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
@@ -114,6 +115,7 @@ class Agent:
                                 before_spawn=self.audio.ready_for_apps)  # fmt: skip
         # USB/IP endpoint; listens only once the client opens a usb channel.
         self.usb = UsbService(self.loop, self.log, os.environ.get("XDG_RUNTIME_DIR") or os.path.dirname(args.socket))
+        self.transfers = TransferService(self.loop, self.xserver.display, args, self.log)  # clipboard, files
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
         self.loop.call_soon(self._x_readable)  # events read in during set-up
@@ -179,9 +181,11 @@ class Agent:
             self.display_open = False
             self.audio.link_lost()
             self.usb.reset()
+            self.transfers.link_lost()
 
     def link_writable(self, link: LinkProtocol) -> None:
         self.schedule_frame()
+        self.transfers.writable()
 
     def handle_event(self, link: LinkProtocol, event: object) -> None:
         """One event from the link, behind the error boundary: a failure
@@ -201,7 +205,7 @@ class Agent:
             event.channel != 0 and self.audio.handles(event.kind))
 
     def _dispatch(self, link: LinkProtocol, event: object) -> None:
-        if self.usb.handles(link, event):
+        if self.usb.handles(link, event) or self.transfers.handles(link, event):
             return
         if isinstance(event, MessageReceived):
             if event.channel == 0:
@@ -360,6 +364,7 @@ class Agent:
         self.apps.terminate_all()
         self.audio.stop()
         self.usb.stop()
+        self.transfers.stop()
         if self.link is not None:
             self.link.drop()
         try:

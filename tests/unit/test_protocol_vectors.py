@@ -35,7 +35,7 @@ def build(description: dict[str, Any]) -> Message:
     for key, value in description["fields"].items():
         if key == "apps":
             value = tuple(AppInfo(**{**app, "categories": tuple(app["categories"])}) for app in value)
-        elif key == "data" and cls in (Region, ClipData, FileData) or key in ("packet", "mimes"):
+        elif key == "data" and cls in (Region, ClipData, FileData) or key == "packet":
             value = bytes.fromhex(value)
         elif isinstance(value, list):
             value = tuple(value)
