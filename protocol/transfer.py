@@ -165,6 +165,13 @@ class ClipError(ClipMessage):
     text: str = wire(TEXT(MAX_REASON_TEXT))
 
 
+@message(0x07, "CLIP_DONE")
+class ClipDone(ClipMessage):
+    """The receiver took the content of offer `serial` (the session owns the selection now)."""
+
+    serial: int = wire(U32)
+
+
 @shared
 class FileMessage(Declared):
     """Every message of the files channel names its transfer by a u32 id the offering side chose."""
@@ -223,7 +230,9 @@ class FileCancel(FileMessage):
     text: str = wire(TEXT(MAX_REASON_TEXT))
 
 
-CLIPBOARD_MESSAGES: tuple[type[Message], ...] = (ClipOffer, ClipRequest, ClipBegin, ClipData, ClipEnd, ClipError)
+CLIPBOARD_MESSAGES: tuple[type[Message], ...] = (
+    ClipOffer, ClipRequest, ClipBegin, ClipData, ClipEnd, ClipError, ClipDone,
+)  # fmt: skip
 FILES_MESSAGES: tuple[type[Message], ...] = (FileOffer, FileAccept, FileData, FileEnd, FileDone, FileCancel)
 # Sent raw by sessiond (counted, never decoded).
 RAW_TYPES: Final = {CLIPBOARD: frozenset({ClipData.TYPE}), FILES: frozenset({FileData.TYPE})}

@@ -25,6 +25,7 @@ from protocol.transfer import (
     MIME_NAMES,
     ClipBegin,
     ClipData,
+    ClipDone,
     ClipEnd,
     ClipError,
     ClipOffer,
@@ -209,6 +210,9 @@ class ClipboardChannel:
                 self.selections.set_local("PRIMARY", incoming.content)  # middle-click pastes it too
         except ClipboardRefused as exc:
             self._error(end.serial, TransferError.REFUSED, str(exc))
+            return
+        if self.sender is not None:
+            self.sender.send(ClipDone(end.serial))
 
     # -- helpers --------------------------------------------------------------------
     def _refuse(self, serial: int, code: TransferError, text: str) -> None:
