@@ -123,7 +123,8 @@ def test_xterm_selection_is_read_back(server: Server, carol: TestUser) -> None:
     # are made with XTEST from inside the session.
     clicks = ("import os\nfrom Xlib import X, display\nfrom Xlib.ext import xtest\n"
               "d = display.Display(os.environ['DISPLAY'])\nxtest.fake_input(d, X.MotionNotify, x=40, y=8)\n"
-              "for _ in range(3):\n    xtest.fake_input(d, X.ButtonPress, 1)\n    xtest.fake_input(d, X.ButtonRelease, 1)\n"
+              "for _ in range(3):\n    xtest.fake_input(d, X.ButtonPress, 1)\n"
+              "    xtest.fake_input(d, X.ButtonRelease, 1)\n"
               "d.sync()\n")  # fmt: skip
     done = in_session(carol, os.path.join(VENV_BIN, "python"), "-c", clicks)
     assert done.returncode == 0, done.stderr  # type: ignore[union-attr]
