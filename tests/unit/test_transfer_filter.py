@@ -63,7 +63,8 @@ def test_text_from_the_client_passes_and_is_audited_without_content() -> None:
     assert f.from_client(CH, 3, b"", ClipBegin(Selection.CLIPBOARD, 5, Mime.TEXT, len(secret)))
     assert f.from_client(CH, *raw(ClipData(5, secret)), None)
     assert f.from_client(CH, 5, b"", ClipEnd(5))
-    assert audit == [("clipboard_from_client", f"selection=CLIPBOARD type=text/plain;charset=utf-8 bytes={len(secret)}")]
+    detail = f"selection=CLIPBOARD type=text/plain;charset=utf-8 bytes={len(secret)}"
+    assert audit == [("clipboard_from_client", detail)]
     assert not relay.to_client and not relay.to_agent
 
 
