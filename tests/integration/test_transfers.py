@@ -198,3 +198,22 @@ def test_audit_records_each_transfer(server: Server, carol: TestUser, rita: Test
     assert TEXT not in details  # never the content
     refused = [e for e in audit_events(server, rita) if e["event"] in ("clipboard_refused",)]
     assert refused, audit_events(server, rita)
+
+
+def test_an_upload_cut_off_leaves_no_partial_file(server: Server, carol: TestUser, tmp_path: object) -> None:
+    source = os.path.join(str(tmp_path), "cut-off.bin")
+    with open(source, "wb") as handle:
+        handle.truncate(1024 * 1024 * 1024)  # sparse: long enough to be cut off mid-way
+    downloads = os.path.join(pwd.getpwnam(carol.name).pw_dir, "Downloads")
+    argv = [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", carol.name, "--password-file",
+            carol.password_file, "--known-hosts", server.known_hosts, "--no-resume", "files", "put", source]  # fmt: skip
+    upload = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        partial = os.path.join(downloads, "cut-off.bin")
+        assert wait_for(lambda: os.path.exists(partial) and os.path.getsize(partial) > 0, 30), "the upload never began"
+    finally:
+        upload.kill()
+        upload.wait()
+    assert wait_for(lambda: not os.path.exists(partial), 10), "the partial file stayed in ~/Downloads"
+    events = [e for e in audit_events(server, carol) if e["event"] == "file_aborted"]
+    assert events and "cut-off.bin" in str(events[-1]["detail"])
