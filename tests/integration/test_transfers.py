@@ -205,8 +205,9 @@ def test_an_upload_cut_off_leaves_no_partial_file(server: Server, carol: TestUse
     with open(source, "wb") as handle:
         handle.truncate(1024 * 1024 * 1024)  # sparse: long enough to be cut off mid-way
     downloads = os.path.join(pwd.getpwnam(carol.name).pw_dir, "Downloads")
-    argv = [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", carol.name, "--password-file",
-            carol.password_file, "--known-hosts", server.known_hosts, "--no-resume", "files", "put", source]  # fmt: skip
+    argv = [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", carol.name,
+            "--password-file", carol.password_file, "--known-hosts", server.known_hosts, "--no-resume",
+            "files", "put", source]  # fmt: skip
     upload = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         partial = os.path.join(downloads, "cut-off.bin")
