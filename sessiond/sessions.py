@@ -28,7 +28,7 @@ from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
 from sessiond.relay import ChannelRelay, Endpoint
 from sessiond.spawn import AgentHandle, CgroupError, agent_settings, session_env
-from sessiond.transfer_config import resolve_clipboard, resolve_files
+from sessiond.transfer_config import files_under_clipboard, resolve_clipboard, resolve_files
 from sessiond.transfer_filter import ClipboardFilter, FilesFilter
 from sessiond.usb_policy import UsbFilter
 from sessiond.usb_rules import UsbPolicy
@@ -90,7 +90,7 @@ class Session:
                              supervisor.usb_watch)  # fmt: skip
         self.relay.filters[ChannelKind.USB] = self.usb
         self.clipboard_policy = resolve_clipboard(self.config.clipboard, account)
-        self.file_policy = resolve_files(self.config.files, account)
+        self.file_policy = files_under_clipboard(resolve_files(self.config.files, account), self.clipboard_policy)
         self.relay.filters[ChannelKind.CLIPBOARD] = ClipboardFilter(self.relay, lambda: self.clipboard_policy,
                                                                     account.name, self._audit)  # fmt: skip
         self.relay.filters[ChannelKind.FILES] = FilesFilter(self.relay, lambda: self.file_policy, account.name,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import grp
 import re
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from isolation.accounts import Account
@@ -164,6 +164,14 @@ def resolve_files(section: FilesSection, account: Account | None,
     v = _resolve(section, FILES_KEYS, account, group_gid)
     return FilePolicy(to_client=v["to_client"], from_client=v["from_client"], max_file_bytes=v["max_file_bytes"],
                       downloads_dir=section.downloads_dir, outbox_dir=section.outbox_dir)  # fmt: skip
+
+
+def files_under_clipboard(files: FilePolicy, clipboard: ClipboardPolicy) -> FilePolicy:
+    """Files to the client only if the clipboard to the client is open too: an admin who
+    closes [clipboard] to_client means "nothing leaves", and a file is the easy way around."""
+    if clipboard.to_client or not files.to_client:
+        return files
+    return replace(files, to_client=False)
 
 
 def policy_fields(policy: ClipboardPolicy | FilePolicy) -> dict[str, object]:

@@ -30,10 +30,10 @@ RESTRICTED = "svt-cw-r"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # PRIMARY goes to the client here (off by default) so xterm's mouse selection can be read back;
-    # one user may not copy anything out of the session, by clipboard or by file.
+    # one user may not copy anything out of the session: [clipboard] to_client=false closes
+    # PRIMARY and files to the client too.
     restricted = user_name(RESTRICTED)
-    extra = (f"[clipboard]\nprimary_to_client = true\nusers = {restricted}: to_client=false\n"
-             f"[files]\nusers = {restricted}: to_client=false\n")  # fmt: skip
+    extra = f"[clipboard]\nprimary_to_client = true\nusers = {restricted}: to_client=false\n"
     server = start_sessiond(str(tmp_path_factory.mktemp("transfers")), extra=extra)
     yield server
     stop_sessiond(server)

@@ -9,7 +9,12 @@ from sessiond.agent.clipboard_policy import HARD_MAX_TEXT_BYTES, PNG_MIME, TEXT_
 from sessiond.agent.settings import AgentSettings
 from sessiond.config import ConfigError, load_config
 from sessiond.spawn import agent_settings
-from sessiond.transfer_config import MAX_TRANSFER_OVERRIDES, resolve_clipboard, resolve_files
+from sessiond.transfer_config import (
+    MAX_TRANSFER_OVERRIDES,
+    files_under_clipboard,
+    resolve_clipboard,
+    resolve_files,
+)
 
 ALICE = Account("alice", 1000, 1000, (2000,), "/home/alice", "/bin/sh")
 GROUPS = {"staff": 2000, "other": 3000}
@@ -65,3 +70,12 @@ def test_the_resolved_policy_reaches_the_agent_settings() -> None:
     parsed = AgentSettings.from_json(settings.to_json())
     assert not parsed.clip_to_client and parsed.clip_from_client
     assert parsed.files_to_client and not parsed.files_from_client
+
+
+def test_closing_the_clipboard_to_the_client_closes_files_to_it_too() -> None:
+    config = load_config(overrides={"clipboard": {"to_client": "false"}})
+    files = files_under_clipboard(resolve_files(config.files, ALICE), resolve_clipboard(config.clipboard, ALICE))
+    assert not files.to_client and files.from_client
+    open_config = load_config()
+    clip = resolve_clipboard(open_config.clipboard, ALICE)
+    assert files_under_clipboard(resolve_files(open_config.files, ALICE), clip).to_client
