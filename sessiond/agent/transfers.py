@@ -95,14 +95,14 @@ class TransferService:
         if isinstance(event, ChannelOpened):
             if event.kind not in (ChannelKind.CLIPBOARD, ChannelKind.FILES) or not event.by_peer:
                 return False
-            end = self.clipboard if event.kind is ChannelKind.CLIPBOARD else self.files
-            if end.channel:
+            opening = self.clipboard if event.kind is ChannelKind.CLIPBOARD else self.files
+            if opening.channel:
                 why = f"one {event.kind.name} channel per session"
                 link.conn.close_channel(event.channel, ReasonCode.CHANNEL_IN_USE, why)
                 link.flush()
                 return True
             self.link = link
-            end.opened(link, event.channel)
+            opening.opened(link, event.channel)
             self.outbox.active = bool(self.files.channel)
             return True
         end = self._end_of(getattr(event, "channel", 0))
