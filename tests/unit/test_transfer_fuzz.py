@@ -40,3 +40,37 @@ def test_raw_data_of_any_bytes_is_a_yes_or_no(payload: bytes, from_client: bool)
     for f, type_ in ((clip, ClipData.TYPE), (files, FileData.TYPE)):
         hook = f.from_client if from_client else f.from_agent
         assert hook(6, type_, payload, None) is False  # nothing announced it
+
+
+def test_every_transfer_bound_is_refused_one_past_it() -> None:
+    import struct
+
+    from protocol.messages import max_payload
+    from protocol.transfer import (
+        CLIP_CHUNK_BYTES,
+        FILE_CHUNK_BYTES,
+        MAX_CLIP_BYTES,
+        MAX_FILE_BYTES,
+        MAX_FILE_NAME_BYTES,
+        ClipBegin,
+        FileOffer,
+    )
+
+    def refused(kind: ChannelKind, type_: int, payload: bytes) -> bool:
+        try:
+            decode_message(kind, type_, payload)
+        except ProtocolError as exc:
+            return exc.code == ReasonCode.MALFORMED_MESSAGE
+        return False
+
+    clip, files = ChannelKind.CLIPBOARD, ChannelKind.FILES
+    assert not refused(clip, ClipBegin.TYPE, struct.pack(">BIBI", 0, 1, 1, MAX_CLIP_BYTES))
+    assert refused(clip, ClipBegin.TYPE, struct.pack(">BIBI", 0, 1, 1, MAX_CLIP_BYTES + 1))
+    assert not refused(files, FileOffer.TYPE, struct.pack(">IQ", 1, MAX_FILE_BYTES) + b"a" * MAX_FILE_NAME_BYTES)
+    assert refused(files, FileOffer.TYPE, struct.pack(">IQ", 1, MAX_FILE_BYTES + 1) + b"a")
+    assert refused(files, FileOffer.TYPE, struct.pack(">IQ", 1, 1) + b"a" * (MAX_FILE_NAME_BYTES + 1))
+    assert refused(clip, ClipData.TYPE, struct.pack(">I", 1) + b"x" * (CLIP_CHUNK_BYTES + 1))
+    assert refused(clip, ClipData.TYPE, struct.pack(">I", 1))  # an empty chunk
+    assert refused(files, FileData.TYPE, struct.pack(">IQ", 1, 0) + b"x" * (FILE_CHUNK_BYTES + 1))
+    assert max_payload(clip) == 4 + CLIP_CHUNK_BYTES  # frames announcing more are refused from the header
+    assert max_payload(files) == 12 + FILE_CHUNK_BYTES
