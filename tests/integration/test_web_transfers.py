@@ -102,3 +102,36 @@ def test_sessiond_send_becomes_a_browser_download(page: Any, wendy: TestUser) ->
     assert download.suggested_filename == "made in session.dat"
     with open(download.path(), "rb") as handle:
         assert hashlib.sha256(handle.read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_a_withheld_clipboard_is_said_and_the_paste_box_works(sessiond_server: Server, user_factory: Any,
+                                                              page: Any) -> None:  # fmt: skip
+    # A browser context without clipboard permissions, for a user of its own.
+    wendy = user_factory("svt-cw-x")
+    browser = page.context.browser
+    origin = f"https://{sessiond_server.host}:{sessiond_server.port}"
+    context = browser.new_context(ignore_https_errors=True)
+    try:
+        other = context.new_page()
+        other.goto(f"{origin}/web/")
+        other.fill("#user", wendy.name)
+        other.fill("#password", wendy.password)
+        other.click("#login-button")
+        other.locator("#clip-paste").wait_for(timeout=UI_TIMEOUT_MS)
+        other.wait_for_timeout(1000)
+        other.click("#clip-paste")
+        other.locator("#clip-paste-box").wait_for(timeout=UI_TIMEOUT_MS)
+        assert "did not let the page read your clipboard" in status(other)
+        text = "typed where the API was withheld ✓"
+        other.evaluate("""(t) => {
+          const data = new DataTransfer();
+          data.setData('text/plain', t);
+          const box = document.getElementById('clip-paste-box');
+          box.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+        }""", text)  # fmt: skip
+        other.wait_for_function("() => document.getElementById('status').textContent.startsWith('Pasted')",
+                                timeout=UI_TIMEOUT_MS)  # fmt: skip
+        read = in_session(wendy, "xclip", "-o", "-selection", "clipboard")
+        assert read.stdout.decode() == text  # type: ignore[union-attr]
+    finally:
+        context.close()

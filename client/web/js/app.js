@@ -51,8 +51,9 @@ class WebClient {
     this.firstFrameSeen = false;
     this.audio = new AudioControls($('speaker'), $('mic'), (text, kind) => this.status(text, kind));
     window.sessiondAudio = this.audio; // tests and debugging read stats() and recentSamples() here
-    this.transfers = [new ClipboardBridge($('clip-copy'), $('clip-paste'), (text, kind) => this.status(text, kind)),
-      new FileBridge(document.body, (text, kind) => this.status(text, kind))];
+    const say = (text, kind) => this.status(text, kind);
+    this.transfers = [new ClipboardBridge($('clip-copy'), $('clip-paste'), say, $('clip-paste-box')),
+      new FileBridge(document.body, say)]; // clipboard.js, files.js
     $('login-form').addEventListener('submit', (event) => {
       event.preventDefault();
       this.login($('user').value.trim(), $('password').value);

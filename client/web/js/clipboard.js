@@ -9,8 +9,8 @@
 //
 // Device -> session: "Paste into session" reads the device clipboard
 // (navigator.clipboard.read/readText where granted) and sends it eagerly
-// (CLIP_OFFER, CLIP_BEGIN/DATA/END per type); a paste event on the page does
-// the same where the API is withheld. The session answers CLIP_DONE once it
+// (CLIP_OFFER, CLIP_BEGIN/DATA/END per type); where the API is withheld, a
+// paste box appears and its paste event does the same. The session answers CLIP_DONE once it
 // owns the selection, or CLIP_ERROR (policy, size), and the user is told.
 
 export const CLIPBOARD_CHANNEL = 6;
@@ -24,10 +24,12 @@ const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8');
 
 export class ClipboardBridge {
-  /** copyButton / pasteButton: page buttons; status(text, kind) reports to the user. */
-  constructor(copyButton, pasteButton, status) {
+  /** copyButton / pasteButton: page buttons; pasteBox: a textarea shown where the browser withholds
+   * the clipboard (the canvas takes every key, so Ctrl+V needs a place of its own); status(text, kind). */
+  constructor(copyButton, pasteButton, status, pasteBox = null) {
     this.copyButton = copyButton;
     this.pasteButton = pasteButton;
+    this.pasteBox = pasteBox;
     this.status = status;
     this.conn = null;
     this.incoming = null; // {serial, mime, size, chunks, got}
@@ -166,7 +168,11 @@ export class ClipboardBridge {
       }
     } catch (err) {
       this.status(`The browser did not let the page read your clipboard (${err?.name || 'refused'}); `
-        + 'press Ctrl+V (or Cmd+V) on this page to paste into the session', 'error');
+        + 'press Ctrl+V (or Cmd+V) in the box next to "Paste into session"', 'error');
+      if (this.pasteBox) {
+        this.pasteBox.hidden = false;
+        this.pasteBox.focus();
+      }
     }
   }
 
@@ -175,6 +181,7 @@ export class ClipboardBridge {
     const text = event.clipboardData.getData('text/plain');
     if (!text) return;
     event.preventDefault();
+    if (this.pasteBox) this.pasteBox.hidden = true;
     this.sendContent({ [MIME.TEXT]: utf8.encode(text) }, `${text.length} characters`);
   }
 

@@ -43,16 +43,17 @@ function bridge() {
   const statuses = [];
   const copy = new FakeButton();
   const paste = new FakeButton();
-  const b = new ClipboardBridge(copy, paste, (text, kind) => statuses.push({ text, kind }));
+  const box = Object.assign(new FakeButton(), { focus() { this.focused = true; } });
+  const b = new ClipboardBridge(copy, paste, (text, kind) => statuses.push({ text, kind }), box);
   const conn = new FakeConn();
   b.attach(conn);
-  return { b, conn, statuses, copy };
+  return { b, conn, statuses, copy, box };
 }
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 test('a withheld clipboard read is reported, not silent', async () => {
-  const { b, conn, statuses } = bridge();
+  const { b, conn, statuses, box } = bridge();
   const saved = clipboard.readText;
   clipboard.readText = async () => { throw Object.assign(new Error('denied'), { name: 'NotAllowedError' }); };
   delete clipboard.read;
@@ -61,6 +62,8 @@ test('a withheld clipboard read is reported, not silent', async () => {
   assert.equal(conn.sent.length, 0);
   assert.equal(statuses.at(-1).kind, 'error');
   assert.match(statuses.at(-1).text, /did not let the page read your clipboard.*Ctrl\+V/);
+  assert.equal(box.hidden, false);
+  assert.ok(box.focused);
 });
 
 test('a withheld clipboard write shows "Copy from session", which writes on click', async () => {
