@@ -12,22 +12,29 @@
 # stripe.  Any other content is raw RGB through lz4 (1.3 ms per 1080p frame)
 # or, for small areas, a quantized palette PNG when that is smaller.  No
 # numpy: Pillow does the pixel work in C, straight from the BGRX capture
-# buffer.  Only standard PNG is written, so decoders need nothing new.
+# buffer.  Exact palettes go out as PALETTE regions (media/palette.py: the
+# same packed indices as the PNG, without its ~70 bytes of chunks), so an
+# echoed glyph costs tens of bytes.  Given a surface name, the encoder also
+# remembers what it sent of that surface (sessiond/agent/scroll.py) and sends
+# unchanged rows not at all and scrolled rows as one COPY.
 
 from __future__ import annotations
 
 import io
 import struct
 import zlib
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
 
 import lz4.block
 from PIL import Image
 
 from media.region import BYTES_PER_PIXEL as BYTES_PER_PIXEL_OUT  # RGB24 on the wire
+from media import palette as palette_codec
 from media.region import PNG_SIGNATURE
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
+from sessiond.agent.scroll import SurfaceHistory
 
 Rect = tuple[int, int, int, int]
 
@@ -66,6 +73,10 @@ PNG_INDEXED = 3
 RGB_ORDER = (0, 1, 2)
 BGRX_ORDER = (2, 1, 0)
 JPEG_QUALITY_RANGE = (1, 95)
+# Surfaces whose last content is remembered (the desktop, or one per
+# window): each costs its pixels (8 MiB at 1080p); the least recently
+# encoded is forgotten past this, and simply gets no COPY next time.
+MAX_SURFACES = 32
 
 
 class EncoderError(ValueError):
@@ -95,8 +106,28 @@ class RegionEncoder:
             raise EncoderError(f"jpeg_quality {jpeg_quality} is outside {low}..{high}")
         self.jpeg_quality = jpeg_quality
         self.allow_lossy = allow_lossy
+        self._surfaces: OrderedDict[Hashable, SurfaceHistory] = OrderedDict()
         # Load the PNG/JPEG codecs now, not on the first (latency-critical) frame.
         Image.preinit()
+
+    def forget(self, surface: Hashable | None = None) -> None:
+        """Drop what was sent of `surface` (all surfaces if None): call it
+        whenever the client's copy is unknown -- a new client, a refresh, a
+        resize -- so that no COPY reads pixels the client does not have."""
+        if surface is None:
+            self._surfaces.clear()
+        else:
+            self._surfaces.pop(surface, None)
+
+    def _history(self, surface: Hashable, width: int, height: int, stride: int) -> SurfaceHistory:
+        history = self._surfaces.get(surface)
+        if history is None or not history.fits(width, height, stride):
+            history = SurfaceHistory(width, height, stride)
+            self._surfaces[surface] = history
+            while len(self._surfaces) > MAX_SURFACES:
+                self._surfaces.popitem(last=False)
+        self._surfaces.move_to_end(surface)
+        return history
 
     def encode(
         self,
@@ -105,29 +136,56 @@ class RegionEncoder:
         rects: Iterable[Rect],
         *,
         width: int | None = None,
+        height: int | None = None,
+        surface: Hashable | None = None,
     ) -> list[Region]:
         """Encode each (x, y, w, h) of the BGRX buffer (`stride` bytes per
         row); large rectangles come back as several striped Regions.
+
+        With `surface` (any name: "desktop", a window id), rectangles are
+        relative to that surface -- the buffer is its pixels, `width` x
+        `height` (default: the whole stride and buffer) -- and the encoder
+        sends only what the client's copy lacks: COPY regions for rows that
+        scrolled, nothing for unchanged rows.  The regions must then reach
+        the client in order; call forget() when they did not.
 
         A rectangle outside the buffer (or right of `width`, the screen
         width, when given) raises EncoderError.
         """
         view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
         regions: list[Region] = []
+        history = None
+        if surface is not None:
+            history = self._history(surface, width if width is not None else stride // BYTES_PER_PIXEL_IN,
+                                    height if height is not None else len(view) // stride, stride)  # fmt: skip
         for rect in rects:
             if width is not None and rect[0] + rect[2] > width:
                 raise EncoderError(f"rectangle {rect} extends past the screen width {width}")
             self._bounds(view, stride, rect)
-            pieces = stripes(rect)
-            if len(pieces) > 1 and self._probes_match(view, stride, rect):
-                # FILL has no decoded payload, so a solid area needs no striping.
-                fill = self._solid_colour(*self._bgrx_view(view, stride, rect))
-                if fill is not None:
-                    regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
-                    continue
-            for piece in pieces:
-                regions.append(self._encode_piece(view, stride, piece))
+            if history is None:
+                self._encode_rect(view, stride, rect, regions)
+                continue
+            if rect[1] + rect[3] > history.height:
+                raise EncoderError(f"rectangle {rect} extends past the surface height {history.height}")
+            plan = history.plan(view, rect)
+            for (x, y, w, h), src_x, src_y in plan.copies:
+                regions.append(Region(x, y, w, h, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
+            for piece in plan.rects:
+                self._encode_rect(view, stride, piece, regions)
+            history.remember(view, rect)
         return regions
+
+    def _encode_rect(self, view: memoryview, stride: int, rect: Rect, regions: list[Region]) -> None:
+        """Append the Regions of one rectangle (striped if large) to regions."""
+        pieces = stripes(rect)
+        if len(pieces) > 1 and self._probes_match(view, stride, rect):
+            # FILL has no decoded payload, so a solid area needs no striping.
+            fill = self._solid_colour(*self._bgrx_view(view, stride, rect))
+            if fill is not None:
+                regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
+                return
+        for piece in pieces:
+            regions.append(self._encode_piece(view, stride, piece))
 
     @staticmethod
     def _probes_match(view: memoryview, stride: int, rect: Rect) -> bool:
@@ -199,8 +257,12 @@ class RegionEncoder:
             return Region(x, y, w, h, Encoding.FILL, fill)
         # At most PALETTE_MAX_COLOURS (>= PHOTO_MIN_COLOURS) colours is never a photo.
         colours = source.getcolors(PALETTE_MAX_COLOURS)
-        png = exact_palette_png(source, colours, order) if colours is not None else None
         small = w * h <= PNG_TRY_MAX_PIXELS
+        if colours is not None:
+            compact = exact_palette(source, colours, order)
+            if compact is not None:
+                return Region(x, y, w, h, Encoding.PALETTE, compact)
+        png = exact_palette_png(source, colours, order) if colours is not None else None
         if png is not None and not small:
             return Region(x, y, w, h, Encoding.PNG, png)
         image = source if order == RGB_ORDER else self._crop(view, stride, rect)
@@ -298,14 +360,40 @@ def exact_palette_png(
         for index, key in enumerate(keys):
             lut[key] = index
     w, h = image.size
-    if bits == 1:
-        packed = channel.point(lut, "1").tobytes()  # Pillow's mode "1" packs 8 pixels a byte
-    else:
-        indexed = channel.point(lut) if lut != list(range(256)) else channel
-        if bits < 8:
-            indexed.putpalette(bytes(3 << bits))  # mode P, so Pillow packs P;2/P;4
-        packed = indexed.tobytes("raw", f"P;{bits}") if bits < 8 else indexed.tobytes()
+    packed = _pack(channel, lut, bits)
     return _write_png(w, h, packed, bits, colour_type, palette)
+
+
+def exact_palette(
+    image: Image.Image, colours: list[tuple[int, tuple[int, ...]]], order: tuple[int, int, int] = RGB_ORDER
+) -> bytes | None:
+    """PALETTE region data (media/palette.py) of an image with the given
+    (count, colour) list, pixel-exact; None if no channel tells the colours
+    apart (then exact_palette_png may still manage greys)."""
+    tuples = [colour for _count, colour in colours]
+    found = _key_channel(image, tuples)
+    if found is None:
+        return None
+    channel, keys = found
+    bits = palette_codec.bits_for(len(tuples))
+    lut = [0] * 256
+    for index, key in enumerate(keys):
+        lut[key] = index
+    packed = _pack(channel, lut, bits)
+    rgbs = b"".join(bytes((colour[order[0]], colour[order[1]], colour[order[2]])) for colour in tuples)
+    w, h = image.size
+    return palette_codec.encode(w, h, bits, rgbs, packed)
+
+
+def _pack(channel: Image.Image, lut: list[int], bits: int) -> bytes:
+    """The channel's values mapped through lut, packed `bits` a pixel, rows padded to a byte."""
+    if bits == 1:
+        return channel.point(lut, "1").tobytes()  # Pillow's mode "1" packs 8 pixels a byte
+    indexed = channel.point(lut) if lut != list(range(256)) else channel
+    if bits < 8:
+        indexed.putpalette(bytes(3 << bits))  # mode P, so Pillow packs P;2/P;4
+        return indexed.tobytes("raw", f"P;{bits}")
+    return indexed.tobytes()
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:

@@ -1,0 +1,143 @@
+# What the client already has of a surface, and how little of a damaged
+# rectangle must be sent given that: unchanged rows nothing, rows that moved
+# up or down a COPY, the rest as ordinary regions.
+#
+# Why: a scrolling terminal damages its whole text area every frame, but all
+# rows but a few new ones are already on the client, shifted.  Sending a
+# copy-rectangle (as VNC's CopyRect and xpra's scroll encoding do) and only
+# the new rows cuts a scroll frame from the whole area to a few rows.
+#
+# Exactness: SurfaceHistory keeps the bytes it last sent of every pixel, and
+# rows are compared as bytes (dict lookups hash them, equality confirms), so
+# a COPY is only ever emitted for rows that are byte-identical at the source
+# -- never a wrong frame from a hash collision.  The history equals the
+# client's copy as long as every planned region reaches the client in order
+# and is lossless; a JPEG region is copied as the client holds it (the eye
+# does not mind, as it did not mind the JPEG).  The caller must forget a
+# surface whenever the client's copy of it is unknown (a new client, a
+# refresh, a resize): plan() then sends everything.
+"""SurfaceHistory: unchanged / scrolled / new rows of a rectangle against what was sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+Rect = tuple[int, int, int, int]
+
+BYTES_PER_PIXEL = 4  # BGRX, as the capture buffer
+# A run of fewer rows moved by the same shift is re-sent instead of copied:
+# a COPY costs a region header, and a short match is often a coincidence of
+# blank or repeated rows.
+MIN_SCROLL_ROWS = 4
+# Rows to re-send closer than this are sent as one region (a header each is
+# dearer than re-sending a few unchanged rows between them).
+MERGE_GAP_ROWS = 2
+# A row that occurs more often than this in the previous content (blank
+# lines, rules) votes for no shift: it would match any.
+MAX_ROW_REPEATS = 1
+
+
+@dataclass
+class Plan:
+    """How to bring the client's copy of a rectangle up to date: apply
+    `copies` (dest rect, source x, source y) in order, then send `rects`."""
+
+    copies: list[tuple[Rect, int, int]] = field(default_factory=list)
+    rects: list[Rect] = field(default_factory=list)
+
+
+class SurfaceHistory:
+    """The pixels last sent of one width x height surface (BGRX rows of
+    `stride` bytes, as the caller's buffer)."""
+
+    def __init__(self, width: int, height: int, stride: int) -> None:
+        self.width = width
+        self.height = height
+        self.stride = stride
+        self.pixels = bytearray(stride * height)
+        # Until a whole frame of the surface was sent, the client's copy is
+        # unknown and plan() sends every damaged rectangle whole.
+        self.known = False
+
+    def fits(self, width: int, height: int, stride: int) -> bool:
+        """True if the history has this surface's geometry."""
+        return (self.width, self.height, self.stride) == (width, height, stride)
+
+    def _rows(self, view: memoryview | bytearray, rect: Rect) -> list[bytes]:
+        x, y, w, h = rect
+        start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
+        stride = self.stride
+        return [bytes(view[row * stride + start : row * stride + start + length]) for row in range(y, y + h)]
+
+    def plan(self, view: memoryview, rect: Rect) -> Plan:
+        """What to send for `rect` of `view` (the surface now, same geometry)
+        so that the client's copy equals it; does not update the history."""
+        x, y, w, h = rect
+        if not self.known:
+            return Plan(rects=[rect])
+        current = self._rows(view, rect)
+        previous = self._rows(self.pixels, rect)
+        changed = [cur != prev for cur, prev in zip(current, previous, strict=True)]
+        if not any(changed):
+            return Plan()
+        copied = [False] * h
+        copies: list[tuple[Rect, int, int]] = []
+        shift = _best_shift(current, previous, changed)
+        if shift:
+            runs = _runs([0 <= i + shift < h and current[i] == previous[i + shift] for i in range(h)])
+            runs = [run for run in runs if run[1] - run[0] >= MIN_SCROLL_ROWS]
+            # Content moved up (shift > 0): copy top run first, so no run's
+            # source has been overwritten by an earlier run's destination.
+            for start, end in runs if shift > 0 else reversed(runs):
+                copies.append(((x, y + start, w, end - start), x, y + start + shift))
+                copied[start:end] = [True] * (end - start)
+        send = [changed[i] and not copied[i] for i in range(h)]
+        rects = [(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)]
+        return Plan(copies=copies, rects=rects)
+
+    def remember(self, view: memoryview, rect: Rect) -> None:
+        """Record that the client now holds `rect` as it is in `view`; the
+        history is known once a rectangle covered the whole surface."""
+        x, y, w, h = rect
+        if rect == (0, 0, self.width, self.height):
+            self.known = True
+        start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
+        stride = self.stride
+        for row in range(y, y + h):
+            offset = row * stride + start
+            self.pixels[offset : offset + length] = view[offset : offset + length]
+
+
+def _best_shift(current: list[bytes], previous: list[bytes], changed: list[bool]) -> int:
+    """The row shift d (current row i == previous row i + d) that most
+    changed rows agree on, or 0 if none reaches MIN_SCROLL_ROWS."""
+    counts = Counter(previous)
+    index = {row: i for i, row in enumerate(previous) if counts[row] <= MAX_ROW_REPEATS}
+    votes: Counter[int] = Counter()
+    for i, row in enumerate(current):
+        if changed[i]:
+            j = index.get(row)
+            if j is not None:
+                votes[j - i] += 1
+    if not votes:
+        return 0
+    shift, count = votes.most_common(1)[0]
+    return shift if count >= MIN_SCROLL_ROWS else 0
+
+
+def _runs(flags: list[bool], merge_gap: int = 0) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in flags; runs separated by at most
+    merge_gap False entries are joined."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if runs and start - runs[-1][1] <= merge_gap:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((start, i))
+            start = None
+    return runs
