@@ -37,6 +37,7 @@ from protocol.messages import (
     Icon,
     IconRequest,
     Key,
+    KeyTap,
     Launch,
     LaunchResult,
     Logoff,
@@ -363,6 +364,10 @@ class SessionClient(FrameProtocol):
 
     def key(self, keysym: int, down: bool) -> None:
         self.send_input(Key(keysym=keysym, down=down))
+
+    def tap(self, keysym: int) -> None:
+        """Press and release a key in one KEY_TAP message."""
+        self.send_input(KeyTap(keysym=keysym))
 
     def pointer(self, x: int, y: int) -> None:
         self.send_input(Pointer(x=x, y=y))

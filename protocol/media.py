@@ -158,6 +158,14 @@ class SyncDone(_SeqMessage):
     """All input before SYNC `seq` has been injected (server -> client)."""
 
 
+@message(0x07, "KEY_TAP", kind=INPUT, sender=Sender.CLIENT)
+class KeyTap(Declared):
+    """A key was pressed and released, by X keysym (client -> server): one
+    message instead of two KEYs where the client knows both (typed text)."""
+
+    keysym: int = wire(U32.within(1, MAX_KEYSYM))
+
+
 @message(0xFF, "WINDOW_UPDATE")
 class WindowUpdate(Declared):
     """Grant the peer `increment` more bytes of credit on this channel (any channel but 0)."""
@@ -181,4 +189,5 @@ INPUT_MESSAGES: tuple[type[Message], ...] = (
     Wheel,
     Sync,
     SyncDone,
+    KeyTap,
 )
