@@ -54,7 +54,8 @@ from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
-CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
+CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
+                "input.keysym", "input.key-tap")
 DISPLAY = int(ChannelKind.DISPLAY)
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
