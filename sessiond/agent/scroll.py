@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 Rect = tuple[int, int, int, int]
@@ -36,6 +36,11 @@ MERGE_GAP_ROWS = 2
 # A row that occurs more often than this in the previous content (blank
 # lines, rules) votes for no shift: it would match any.
 MAX_ROW_REPEATS = 1
+# Column spans whose rows are kept as bytes objects between frames (the rows
+# sent last time are the rows compared against next time, and a bytes object
+# hashes once): this halves the work of a scroll frame.  Each costs one more
+# copy of the span's pixels, so only the most recently damaged are kept.
+MAX_ROW_SPANS = 2
 
 
 @dataclass
@@ -56,6 +61,9 @@ class SurfaceHistory:
         self.height = height
         self.stride = stride
         self.pixels = bytearray(stride * height)
+        # (x, w) -> the sent rows of that column span (None: not cached).
+        self._spans: OrderedDict[tuple[int, int], list[bytes | None]] = OrderedDict()
+        self._planned: tuple[Rect, list[bytes]] | None = None  # the rows plan() just read
         # Until a whole frame of the surface was sent, the client's copy is
         # unknown and plan() sends every damaged rectangle whole.
         self.known = False
@@ -70,14 +78,31 @@ class SurfaceHistory:
         stride = self.stride
         return [bytes(view[row * stride + start : row * stride + start + length]) for row in range(y, y + h)]
 
+    def _previous(self, rect: Rect) -> list[bytes]:
+        """The rows of rect as sent, from the span cache where it has them."""
+        x, y, w, h = rect
+        cached = self._spans.get((x, w))
+        if cached is None:
+            return self._rows(self.pixels, rect)
+        rows = cached[y : y + h]
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing:
+            start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
+            for i in missing:
+                offset = (y + i) * self.stride + start
+                rows[i] = bytes(self.pixels[offset : offset + length])
+        return rows  # type: ignore[return-value]  # every None was filled
+
     def plan(self, view: memoryview, rect: Rect) -> Plan:
         """What to send for `rect` of `view` (the surface now, same geometry)
         so that the client's copy equals it; does not update the history."""
         x, y, w, h = rect
+        self._planned = None
         if not self.known:
             return Plan(rects=[rect])
         current = self._rows(view, rect)
-        previous = self._rows(self.pixels, rect)
+        self._planned = (rect, current)
+        previous = self._previous(rect)
         changed = [cur != prev for cur, prev in zip(current, previous, strict=True)]
         if not any(changed):
             return Plan()
@@ -107,6 +132,28 @@ class SurfaceHistory:
         for row in range(y, y + h):
             offset = row * stride + start
             self.pixels[offset : offset + length] = view[offset : offset + length]
+        self._remember_rows(rect)
+
+    def _remember_rows(self, rect: Rect) -> None:
+        """Keep the rows plan() read for rect's span; forget cached rows of
+        other spans that rect overlaps (their pixels changed)."""
+        x, y, w, h = rect
+        for (span_x, span_w), rows in self._spans.items():
+            if (span_x, span_w) != (x, w) and span_x < x + w and x < span_x + span_w:
+                rows[y : y + h] = [None] * h
+        planned, self._planned = self._planned, None
+        if planned is None or planned[0] != rect:
+            cached = self._spans.get((x, w))
+            if cached is not None:
+                cached[y : y + h] = [None] * h
+            return
+        cached = self._spans.get((x, w))
+        if cached is None:
+            cached = self._spans[(x, w)] = [None] * self.height
+            while len(self._spans) > MAX_ROW_SPANS:
+                self._spans.popitem(last=False)
+        self._spans.move_to_end((x, w))
+        cached[y : y + h] = planned[1]
 
 
 def _best_shift(current: list[bytes], previous: list[bytes], changed: list[bool]) -> int:
