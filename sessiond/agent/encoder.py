@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -34,7 +35,7 @@ from media import palette as palette_codec
 from media.region import PNG_SIGNATURE
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
-from sessiond.agent.scroll import SurfaceHistory
+from sessiond.agent.scroll import Source, SurfaceHistory
 
 Rect = tuple[int, int, int, int]
 
@@ -119,10 +120,10 @@ class RegionEncoder:
         else:
             self._surfaces.pop(surface, None)
 
-    def _history(self, surface: Hashable, width: int, height: int, stride: int) -> SurfaceHistory:
+    def _history(self, surface: Hashable, width: int, height: int) -> SurfaceHistory:
         history = self._surfaces.get(surface)
-        if history is None or not history.fits(width, height, stride):
-            history = SurfaceHistory(width, height, stride)
+        if history is None or not history.fits(width, height):
+            history = SurfaceHistory(width, height)
             self._surfaces[surface] = history
             while len(self._surfaces) > MAX_SURFACES:
                 self._surfaces.popitem(last=False)
@@ -138,54 +139,70 @@ class RegionEncoder:
         width: int | None = None,
         height: int | None = None,
         surface: Hashable | None = None,
+        origin: tuple[int, int] = (0, 0),
     ) -> list[Region]:
         """Encode each (x, y, w, h) of the BGRX buffer (`stride` bytes per
         row); large rectangles come back as several striped Regions.
 
+        `origin`: where the buffer's first pixel lies in the rectangles'
+        coordinates (a capture of just one damaged rectangle of a window is
+        passed with origin = that rectangle's corner); Regions are in the
+        rectangles' coordinates.
+
         With `surface` (any name: "desktop", a window id), rectangles are
-        relative to that surface -- the buffer is its pixels, `width` x
-        `height` (default: the whole stride and buffer) -- and the encoder
-        sends only what the client's copy lacks: COPY regions for rows that
-        scrolled, nothing for unchanged rows.  The regions must then reach
-        the client in order; call forget() when they did not.
+        relative to that `width` x `height` surface (default: the buffer's
+        stride and rows), and the encoder sends only what the client's copy
+        lacks: COPY regions for rows that scrolled, nothing for unchanged
+        rows.  The regions must then reach the client in order; call
+        forget() when they did not.
 
         A rectangle outside the buffer (or right of `width`, the screen
         width, when given) raises EncoderError.
         """
         view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
         regions: list[Region] = []
+        ox, oy = origin
         history = None
         if surface is not None:
             history = self._history(surface, width if width is not None else stride // BYTES_PER_PIXEL_IN,
-                                    height if height is not None else len(view) // stride, stride)  # fmt: skip
+                                    height if height is not None else len(view) // stride)  # fmt: skip
+        source = Source(view, stride, origin)
         for rect in rects:
-            if width is not None and rect[0] + rect[2] > width:
+            x, y, w, h = rect
+            if width is not None and x + w > width:
                 raise EncoderError(f"rectangle {rect} extends past the screen width {width}")
-            self._bounds(view, stride, rect)
+            self._bounds(view, stride, (x - ox, y - oy, w, h))
             if history is None:
-                self._encode_rect(view, stride, rect, regions)
+                self._encode_rect(view, stride, rect, origin, regions)
                 continue
-            if rect[1] + rect[3] > history.height:
+            if y + h > history.height:
                 raise EncoderError(f"rectangle {rect} extends past the surface height {history.height}")
-            plan = history.plan(view, rect)
-            for (x, y, w, h), src_x, src_y in plan.copies:
-                regions.append(Region(x, y, w, h, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
+            plan = history.plan(source, rect)
+            for (cx, cy, cw, ch), src_x, src_y in plan.copies:
+                regions.append(Region(cx, cy, cw, ch, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
             for piece in plan.rects:
-                self._encode_rect(view, stride, piece, regions)
-            history.remember(view, rect)
+                self._encode_rect(view, stride, piece, origin, regions)
+            history.remember(source, rect)
         return regions
 
-    def _encode_rect(self, view: memoryview, stride: int, rect: Rect, regions: list[Region]) -> None:
-        """Append the Regions of one rectangle (striped if large) to regions."""
-        pieces = stripes(rect)
-        if len(pieces) > 1 and self._probes_match(view, stride, rect):
+    def _encode_rect(self, view: memoryview, stride: int, rect: Rect, origin: tuple[int, int],
+                     regions: list[Region]) -> None:  # fmt: skip
+        """Append the Regions of one rectangle (striped if large; rect and
+        Regions in surface coordinates, the buffer at `origin`) to regions."""
+        ox, oy = origin
+        local = (rect[0] - ox, rect[1] - oy, rect[2], rect[3])
+        pieces = stripes(local)
+        if len(pieces) > 1 and self._probes_match(view, stride, local):
             # FILL has no decoded payload, so a solid area needs no striping.
-            fill = self._solid_colour(*self._bgrx_view(view, stride, rect))
+            fill = self._solid_colour(*self._bgrx_view(view, stride, local))
             if fill is not None:
                 regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
                 return
         for piece in pieces:
-            regions.append(self._encode_piece(view, stride, piece))
+            region = self._encode_piece(view, stride, piece)
+            if origin != (0, 0):
+                region = dataclasses.replace(region, x=region.x + ox, y=region.y + oy)
+            regions.append(region)
 
     @staticmethod
     def _probes_match(view: memoryview, stride: int, rect: Rect) -> bool:

@@ -52,15 +52,34 @@ class Plan:
     rects: list[Rect] = field(default_factory=list)
 
 
-class SurfaceHistory:
-    """The pixels last sent of one width x height surface (BGRX rows of
-    `stride` bytes, as the caller's buffer)."""
+@dataclass(frozen=True)
+class Source:
+    """Where the caller's BGRX buffer lies on the surface: row `stride` bytes,
+    its first pixel at surface point `origin` (a capture of one damaged
+    rectangle of a window, or the whole surface at (0, 0))."""
 
-    def __init__(self, width: int, height: int, stride: int) -> None:
+    view: memoryview
+    stride: int
+    origin: tuple[int, int] = (0, 0)
+
+    def rows(self, rect: Rect) -> list[bytes]:
+        """The rows of rect (surface coordinates) as bytes."""
+        x, y, w, h = rect
+        ox, oy = self.origin
+        start, length, stride = (x - ox) * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL, self.stride
+        view = self.view
+        return [bytes(view[row * stride + start : row * stride + start + length]) for row in range(y - oy, y - oy + h)]
+
+
+class SurfaceHistory:
+    """The pixels last sent of one width x height surface (kept as BGRX
+    rows of width * 4 bytes)."""
+
+    def __init__(self, width: int, height: int) -> None:
         self.width = width
         self.height = height
-        self.stride = stride
-        self.pixels = bytearray(stride * height)
+        self.stride = width * BYTES_PER_PIXEL
+        self.pixels = bytearray(self.stride * height)
         # (x, w) -> the sent rows of that column span (None: not cached).
         self._spans: OrderedDict[tuple[int, int], list[bytes | None]] = OrderedDict()
         self._planned: tuple[Rect, list[bytes]] | None = None  # the rows plan() just read
@@ -68,22 +87,16 @@ class SurfaceHistory:
         # unknown and plan() sends every damaged rectangle whole.
         self.known = False
 
-    def fits(self, width: int, height: int, stride: int) -> bool:
-        """True if the history has this surface's geometry."""
-        return (self.width, self.height, self.stride) == (width, height, stride)
-
-    def _rows(self, view: memoryview | bytearray, rect: Rect) -> list[bytes]:
-        x, y, w, h = rect
-        start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
-        stride = self.stride
-        return [bytes(view[row * stride + start : row * stride + start + length]) for row in range(y, y + h)]
+    def fits(self, width: int, height: int) -> bool:
+        """True if the history has this surface's size."""
+        return (self.width, self.height) == (width, height)
 
     def _previous(self, rect: Rect) -> list[bytes]:
         """The rows of rect as sent, from the span cache where it has them."""
         x, y, w, h = rect
         cached = self._spans.get((x, w))
         if cached is None:
-            return self._rows(self.pixels, rect)
+            return Source(memoryview(self.pixels), self.stride).rows(rect)
         rows = cached[y : y + h]
         missing = [i for i, row in enumerate(rows) if row is None]
         if missing:
@@ -93,14 +106,15 @@ class SurfaceHistory:
                 rows[i] = bytes(self.pixels[offset : offset + length])
         return rows  # type: ignore[return-value]  # every None was filled
 
-    def plan(self, view: memoryview, rect: Rect) -> Plan:
-        """What to send for `rect` of `view` (the surface now, same geometry)
-        so that the client's copy equals it; does not update the history."""
+    def plan(self, source: Source, rect: Rect) -> Plan:
+        """What to send for `rect` (surface coordinates, inside the surface
+        and inside `source`) so that the client's copy equals the source;
+        does not update the history."""
         x, y, w, h = rect
         self._planned = None
         if not self.known:
             return Plan(rects=[rect])
-        current = self._rows(view, rect)
+        current = source.rows(rect)
         self._planned = (rect, current)
         previous = self._previous(rect)
         changed = [cur != prev for cur, prev in zip(current, previous, strict=True)]
@@ -121,17 +135,19 @@ class SurfaceHistory:
         rects = [(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)]
         return Plan(copies=copies, rects=rects)
 
-    def remember(self, view: memoryview, rect: Rect) -> None:
-        """Record that the client now holds `rect` as it is in `view`; the
+    def remember(self, source: Source, rect: Rect) -> None:
+        """Record that the client now holds `rect` as it is in `source`; the
         history is known once a rectangle covered the whole surface."""
         x, y, w, h = rect
         if rect == (0, 0, self.width, self.height):
             self.known = True
+        ox, oy = source.origin
         start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
-        stride = self.stride
+        src_start = (x - ox) * BYTES_PER_PIXEL
         for row in range(y, y + h):
-            offset = row * stride + start
-            self.pixels[offset : offset + length] = view[offset : offset + length]
+            offset = row * self.stride + start
+            src = (row - oy) * source.stride + src_start
+            self.pixels[offset : offset + length] = source.view[src : src + length]
         self._remember_rows(rect)
 
     def _remember_rows(self, rect: Rect) -> None:

@@ -133,8 +133,8 @@ def test_surfaces_are_bounded_and_a_new_geometry_starts_afresh() -> None:
     for n in range(MAX_SURFACES + 5):
         encoder.encode(memoryview(small), 16, [(0, 0, 4, 4)], surface=n)
     assert len(encoder._surfaces) == MAX_SURFACES
-    history = SurfaceHistory(4, 4, 16)
-    assert history.fits(4, 4, 16) and not history.fits(4, 5, 16)
+    history = SurfaceHistory(4, 4)
+    assert history.fits(4, 4) and not history.fits(4, 5)
 
 
 def test_copy_region_is_checked_by_the_client() -> None:
@@ -183,3 +183,26 @@ def test_palette_decoder_refuses_bad_data(data: bytes, message: str) -> None:
     fb = Framebuffer(4, 4)
     with pytest.raises(RegionError):
         fb.apply(Region(0, 0, 2, 2, Encoding.PALETTE, data))
+
+
+def test_a_capture_of_just_the_damaged_rectangle_scrolls_like_the_whole_surface() -> None:
+    """The seamless frame loop captures only a window's damaged rectangle:
+    passed with origin = its corner, the encoder plans against the window's
+    history and sends Regions in window coordinates."""
+    rng = random.Random(9)
+    first = text_rows(rng, 64, 30)
+    box = (6, 10, 50, 80)
+    second = scrolled(first, 12, rng, box)
+    encoder, fb = RegionEncoder(allow_lossy=False), Framebuffer(64, 120)
+    send(encoder, fb, first, [(0, 0, 64, 120)], surface="window 7")
+    x, y, w, h = box
+    only_box = second.crop((x, y, x + w, y + h))
+    regions = encoder.encode(memoryview(bgrx(only_box)), w * 4, [box], width=64, height=120,
+                             surface="window 7", origin=(x, y))  # fmt: skip
+    for region in regions:
+        fb.apply(region)
+    assert [r.encoding for r in regions][0] is Encoding.COPY
+    assert fb.image().tobytes() == second.tobytes()
+    # Without a surface, origin still places the Regions.
+    plain = RegionEncoder().encode(memoryview(bgrx(only_box)), w * 4, [box], origin=(x, y))
+    assert min(r.x for r in plain) == x and min(r.y for r in plain) == y
