@@ -35,7 +35,7 @@ from media import palette as palette_codec
 from media.region import PNG_SIGNATURE
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
-from sessiond.agent.scroll import Source, SurfaceHistory
+from sessiond.agent.scroll import MAX_ROW_SPANS, Source, SurfaceHistory
 
 Rect = tuple[int, int, int, int]
 
@@ -75,13 +75,22 @@ RGB_ORDER = (0, 1, 2)
 BGRX_ORDER = (2, 1, 0)
 JPEG_QUALITY_RANGE = (1, 95)
 # Surfaces whose last content is remembered (the desktop, or one per
-# window): each costs its pixels (8 MiB at 1080p); the least recently
-# encoded is forgotten past this, and simply gets no COPY next time.
+# window): each costs its pixels (8 MiB at 1080p) and up to MAX_ROW_SPANS
+# more copies as cached rows; the least recently encoded is forgotten past
+# either bound, and simply gets no COPY next time.  A surface that alone
+# exceeds the byte budget (past a 4K screen) is never remembered.
 MAX_SURFACES = 32
+MAX_HISTORY_BYTES = 96 * 1024 * 1024
 
 
 class EncoderError(ValueError):
     """A rectangle lies outside the captured buffer or parameters are invalid."""
+
+
+def history_bytes(width: int, height: int) -> int:
+    """What remembering a width x height surface may cost at most: its
+    pixels and MAX_ROW_SPANS cached copies of them."""
+    return width * height * BYTES_PER_PIXEL_IN * (1 + MAX_ROW_SPANS)
 
 
 def stripes(rect: Rect, max_bytes: int = MAX_REGION_RAW_BYTES) -> list[Rect]:
@@ -120,14 +129,22 @@ class RegionEncoder:
         else:
             self._surfaces.pop(surface, None)
 
-    def _history(self, surface: Hashable, width: int, height: int) -> SurfaceHistory:
+    def _history(self, surface: Hashable, width: int, height: int) -> SurfaceHistory | None:
+        """The history of surface (made afresh if new or resized), or None
+        if a surface of this size would exceed MAX_HISTORY_BYTES alone."""
         history = self._surfaces.get(surface)
-        if history is None or not history.fits(width, height):
-            history = SurfaceHistory(width, height)
-            self._surfaces[surface] = history
-            while len(self._surfaces) > MAX_SURFACES:
-                self._surfaces.popitem(last=False)
-        self._surfaces.move_to_end(surface)
+        if history is not None and history.fits(width, height):
+            self._surfaces.move_to_end(surface)
+            return history
+        self._surfaces.pop(surface, None)
+        cost = history_bytes(width, height)
+        if cost > MAX_HISTORY_BYTES:
+            return None  # checked before allocating: no COPY for this surface
+        while self._surfaces and (len(self._surfaces) >= MAX_SURFACES or
+                                  sum(history_bytes(h.width, h.height) for h in self._surfaces.values()) + cost
+                                  > MAX_HISTORY_BYTES):  # fmt: skip
+            self._surfaces.popitem(last=False)
+        history = self._surfaces[surface] = SurfaceHistory(width, height)
         return history
 
     def encode(

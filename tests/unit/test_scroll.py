@@ -18,7 +18,7 @@ from PIL import Image
 from client.framebuffer import Framebuffer, RegionError
 from media import palette
 from protocol.messages import Encoding, Region
-from sessiond.agent.encoder import MAX_SURFACES, RegionEncoder
+from sessiond.agent.encoder import MAX_HISTORY_BYTES, MAX_SURFACES, RegionEncoder, history_bytes
 from sessiond.agent.scroll import MIN_SCROLL_ROWS, SurfaceHistory
 
 COLOURS = [(0, 0, 0), (255, 255, 255), (200, 30, 30), (30, 200, 30)]
@@ -135,6 +135,28 @@ def test_surfaces_are_bounded_and_a_new_geometry_starts_afresh() -> None:
     assert len(encoder._surfaces) == MAX_SURFACES
     history = SurfaceHistory(4, 4)
     assert history.fits(4, 4) and not history.fits(4, 5)
+
+
+def test_remembered_bytes_are_bounded_and_a_surface_past_the_budget_is_never_remembered() -> None:
+    encoder = RegionEncoder()
+    # A surface whose history alone crosses the budget: refused before allocation.
+    side = 1
+    while history_bytes(side * 64, 1024) <= MAX_HISTORY_BYTES:
+        side += 1
+    wide, fits = side * 64, (side - 1) * 64
+    assert history_bytes(fits, 1024) <= MAX_HISTORY_BYTES < history_bytes(wide, 1024)
+    row = bytearray(wide * 4 * 2)
+    for _ in range(2):
+        regions = encoder.encode(memoryview(row), wide * 4, [(0, 0, wide, 2)], width=wide, height=1024,
+                                 surface="huge")  # fmt: skip
+        assert regions  # sent whole both times: nothing was remembered
+    assert "huge" not in encoder._surfaces
+    # Surfaces that fit one by one but not together: the oldest are forgotten.
+    encoder.encode(memoryview(bytearray(fits * 4)), fits * 4, [(0, 0, fits, 1)], width=fits, height=1024,
+                   surface="first")  # fmt: skip
+    encoder.encode(memoryview(bytearray(fits * 4)), fits * 4, [(0, 0, fits, 1)], width=fits, height=1024,
+                   surface="second")  # fmt: skip
+    assert list(encoder._surfaces) == ["second"]
 
 
 def test_copy_region_is_checked_by_the_client() -> None:
