@@ -30,9 +30,12 @@ BYTES_PER_PIXEL = 4  # BGRX, as the capture buffer
 # a COPY costs a region header, and a short match is often a coincidence of
 # blank or repeated rows.
 MIN_SCROLL_ROWS = 4
-# Rows to re-send closer than this are sent as one region (a header each is
-# dearer than re-sending a few unchanged rows between them).
-MERGE_GAP_ROWS = 2
+# Rows to re-send closer than this are sent as one region: a region costs a
+# header and, in the browser, an asynchronous decode and a draw of its own,
+# while unchanged rows between two changed ones (the blank rows between text
+# lines: a terminal's new screenful would be one region per line otherwise)
+# deflate to almost nothing.
+MERGE_GAP_ROWS = 32
 # A row that occurs more often than this in the previous content (blank
 # lines, rules) votes for no shift: it would match any.
 MAX_ROW_REPEATS = 1

@@ -58,22 +58,32 @@ export async function decodePalette(data, w, h) {
   else if (packing === PACK_ZLIB) rows = await inflateExact(rest.slice(), size);
   else throw new PaletteError(`unknown PALETTE packing ${packing}`);
   if (rows.length !== size) throw new PaletteError(`PALETTE has ${rows.length} bytes of indices, the region needs ${size}`);
+  // One 32-bit word per pixel (R, G, B, A in memory order on little-endian
+  // machines, which every browser runs on), the palette looked up per index.
   const rgba = new Uint8ClampedArray(w * h * 4);
+  const out = new Uint32Array(rgba.buffer);
+  const colours = new Uint32Array(count);
+  for (let i = 0; i < count; i += 1) {
+    const c = 2 + 3 * i;
+    colours[i] = (0xff000000 | (data[c + 2] << 16) | (data[c + 1] << 8) | data[c]) >>> 0;
+  }
   const mask = (1 << bits) - 1;
-  const perByte = 8 / bits;
   let j = 0;
   for (let y = 0; y < h; y += 1) {
-    const row = y * rowBytes;
+    let p = y * rowBytes;
+    let shift = 8 - bits;
+    let byte = rows[p];
     for (let x = 0; x < w; x += 1) {
-      const byte = rows[row + Math.floor(x / perByte)];
-      const index = (byte >> (8 - bits - (x % perByte) * bits)) & mask;
+      const index = (byte >> shift) & mask;
       if (index >= count) throw new PaletteError(`PALETTE index ${index} is past its ${count} colours`);
-      const c = 2 + 3 * index;
-      rgba[j] = data[c];
-      rgba[j + 1] = data[c + 1];
-      rgba[j + 2] = data[c + 2];
-      rgba[j + 3] = 255;
-      j += 4;
+      out[j] = colours[index];
+      j += 1;
+      shift -= bits;
+      if (shift < 0) {
+        shift = 8 - bits;
+        p += 1;
+        byte = rows[p];
+      }
     }
   }
   return rgba;
