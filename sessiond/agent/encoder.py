@@ -12,9 +12,10 @@
 # stripe.  Any other content is raw RGB through lz4 (1.3 ms per 1080p frame)
 # or, for small areas, a quantized palette PNG when that is smaller.  No
 # numpy: Pillow does the pixel work in C, straight from the BGRX capture
-# buffer.  Exact palettes go out as PALETTE regions (media/palette.py: the
-# same packed indices as the PNG, without its ~70 bytes of chunks), so an
-# echoed glyph costs tens of bytes.  Given a surface name, the encoder also
+# buffer.  Small exact palettes go out as PALETTE regions (media/palette.py:
+# the same packed indices as the PNG, without its ~70 bytes of chunks), so an
+# echoed glyph costs tens of bytes; large ones stay PNG, which browsers
+# decode off their main thread.  Given a surface name, the encoder also
 # remembers what it sent of that surface (sessiond/agent/scroll.py) and sends
 # unchanged rows not at all and scrolled rows as one COPY.
 
@@ -292,7 +293,9 @@ class RegionEncoder:
         # At most PALETTE_MAX_COLOURS (>= PHOTO_MIN_COLOURS) colours is never a photo.
         colours = source.getcolors(PALETTE_MAX_COLOURS)
         small = w * h <= PNG_TRY_MAX_PIXELS
-        if colours is not None:
+        if colours is not None and small:
+            # Large areas stay PNG: browsers decode PNG off the main thread
+            # (createImageBitmap), and PNG's chunks are nothing there.
             compact = exact_palette(source, colours, order)
             if compact is not None:
                 return Region(x, y, w, h, Encoding.PALETTE, compact)
