@@ -221,12 +221,9 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         if args.command == "type":
             for char in args.text:
                 keysym = keysym_from_name("Return") if char == "\n" else keysym_for_char(char)
-                client.key(keysym, True)
-                client.key(keysym, False)
+                client.tap(keysym)  # one KEY_TAP, not a KEY down and a KEY up
         elif args.command == "key":
-            keysym = parse_keysym(args.keysym)
-            client.key(keysym, True)
-            client.key(keysym, False)
+            client.tap(parse_keysym(args.keysym))
         else:
             client.pointer(args.x, args.y)
             client.button(args.x, args.y, args.button, True)

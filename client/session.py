@@ -45,6 +45,7 @@ from protocol.messages import (
     Icon,
     IconRequest,
     Key,
+    KeyTap,
     Launch,
     LaunchResult,
     Logoff,
@@ -61,7 +62,8 @@ from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
-CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
+CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
+                "input.keysym", "input.key-tap")
 DISPLAY = int(ChannelKind.DISPLAY)
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
@@ -377,6 +379,10 @@ class SessionClient(FrameProtocol):
 
     def key(self, keysym: int, down: bool) -> None:
         self.send_input(Key(keysym=keysym, down=down))
+
+    def tap(self, keysym: int) -> None:
+        """Press and release a key in one KEY_TAP message."""
+        self.send_input(KeyTap(keysym=keysym))
 
     def pointer(self, x: int, y: int) -> None:
         self.send_input(Pointer(x=x, y=y))

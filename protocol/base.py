@@ -58,6 +58,8 @@ class Encoding(IntEnum):
     PNG = 2
     JPEG = 3
     FILL = 4
+    COPY = 5
+    PALETTE = 6
 
 
 class Sender(Enum):

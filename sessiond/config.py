@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Callable
 
 from apps.entitlements import parse_default, parse_rules
-from isolation.limits import parse_cpu, parse_memory, parse_overrides, parse_pids
+from isolation.limits import parse_cpu, parse_cpu_weight, parse_memory, parse_overrides, parse_pids
 from isolation.sandbox import NETWORK_MODES
 from sessiond.config_sections import (
     SECTION_TYPES,
@@ -141,7 +141,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "hostname": ("", _hostname),
         "memory_max": ("2G", parse_memory),
         "pids_max": ("1024", parse_pids),
-        "cpu_max": ("100%", parse_cpu),
+        "cpu_max": ("max", parse_cpu),
+        "cpu_weight": ("100", parse_cpu_weight),
     },
     "limits": {
         "users": ("", parse_overrides),

@@ -41,7 +41,7 @@ class AuthSection:
 
 @dataclass(frozen=True)
 class SessionSection:
-    """[session]; memory_max, pids_max, cpu_max are None for "max"."""
+    """[session]; memory_max, pids_max, cpu_max are None for "max"; cpu_weight 1..10000."""
 
     width: int
     height: int
@@ -56,6 +56,7 @@ class SessionSection:
     memory_max: int | None
     pids_max: int | None
     cpu_max: int | None
+    cpu_weight: int
 
 
 @dataclass(frozen=True)

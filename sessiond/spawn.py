@@ -67,7 +67,8 @@ class AgentHandle:
         """Create the sandbox and start the agent in it; CgroupError if the sandbox cannot be made."""
         limits = resolve_limits(limits_from_settings({"memory_max": config.session.memory_max,
                                                       "pids_max": config.session.pids_max,
-                                                      "cpu_max": config.session.cpu_max}), self.account,
+                                                      "cpu_max": config.session.cpu_max,
+                                                      "cpu_weight": config.session.cpu_weight}), self.account,
                                 users=config.limits.users, groups=config.limits.groups)  # fmt: skip
         self.sandbox = create_sandbox(self.session_id, limits)
         python = config.session.python

@@ -59,6 +59,8 @@ from sessiond.agent.xshm import ShmCapture
 SOFTWARE = "sessiond-agent 0.1.0"
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 INPUT_CHANNEL = int(ChannelKind.INPUT)
+# The encoder's name for the root window's pixels (scroll history, COPY).
+DESKTOP_SURFACE = "desktop"
 # Wait this long after the first damage before capturing, so one repaint
 # (glyph + cursor) goes out as one frame rather than two.  xterm's glyph and
 # cursor damage arrive together: 0.5 ms kept every bench echo whole (156 px)
@@ -284,6 +286,7 @@ class Agent:
         self.display_open = True
         self.acked_seq = self.frame_seq
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
+        self.encoder.forget()  # a new client's copy is unknown: no COPY until a full frame
         self.damage.mark_all()
         self.schedule_frame()
 
@@ -293,6 +296,7 @@ class Agent:
                 self.acked_seq = message.seq
             self.schedule_frame()
         elif isinstance(message, RefreshRequest):
+            self.encoder.forget()
             self.damage.mark_all()
             self.schedule_frame()
         elif isinstance(message, ResizeRequest):
@@ -319,6 +323,7 @@ class Agent:
         # first); everything after this answer is drawn at the new size.
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
         link.flush()
+        self.encoder.forget()
         self.damage.mark_all()
         self.schedule_frame()
 
@@ -351,7 +356,9 @@ class Agent:
         if not rects:
             return
         pixels = self.capture.capture()
-        for region in self.encoder.encode(pixels, self.capture.stride, rects, width=self.width):
+        regions = self.encoder.encode(pixels, self.capture.stride, rects, width=self.width, height=self.height,
+                                      surface=DESKTOP_SURFACE)  # fmt: skip
+        for region in regions:
             link.conn.send(DISPLAY_CHANNEL, region)
             self.display_cap.charge(frame_cost(region))
         self.frame_seq += 1

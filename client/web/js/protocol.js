@@ -27,13 +27,13 @@ export const MAX_CHANNEL_ID = 255;
 export const DEFAULT_WINDOW = 256 * 1024;
 export const DISPLAY_WINDOW = 8 * 1024 * 1024;
 export const MAX_WINDOW = 2 ** 31 - 1;
-// Largest w*h*3 of one REGION (except FILL).
+// Largest w*h*3 of one REGION (except FILL and COPY).
 export const MAX_REGION_RAW_BYTES = 1024 * 1024;
 
 export const Kind = Object.freeze({ CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6, FILES: 8 });
 // X keysyms have the top three bits clear; 0 is NoSymbol.
 export const MAX_KEYSYM = 0x1fffffff;
-export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4 });
+export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4, COPY: 5, PALETTE: 6 });
 export const WINDOW_UPDATE = 0xff;
 
 export const Reason = Object.freeze({
@@ -248,6 +248,8 @@ function checkStruct(spec, fields) {
 function checkRegion({ w, h, encoding, data }, bad) {
   if (encoding === Encoding.FILL) {
     if (data.length !== 3) throw bad('FILL data must be 3 bytes');
+  } else if (encoding === Encoding.COPY) {
+    if (data.length !== 4) throw bad('COPY data must be 4 bytes');
   } else if (w * h * 3 > MAX_REGION_RAW_BYTES) {
     throw bad('exceeds MAX_REGION_RAW_BYTES');
   } else if (encoding === Encoding.RAW_LZ4) {
