@@ -132,6 +132,11 @@ class CountingTransport(StringTransport):
         self.writes += 1
         super().write(data)
 
+    def writeSequence(self, data: list[bytes]) -> None:  # noqa: N802 - Twisted name
+        """One call, one TLS record (TLSMemoryBIOProtocol joins the pieces and writes once)."""
+        self.writes += 1
+        StringTransport.write(self, b"".join(data))
+
 
 def test_replies_to_one_read_leave_in_one_write_and_a_flush_outside_a_read_is_immediate() -> None:
     from protocol.messages import Ping, Pong
