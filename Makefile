@@ -58,6 +58,7 @@ install: deps-debian venv
 	ln -sf $(VENV)/bin/sessiond $(BINDIR)/sessiond
 	ln -sf $(VENV)/bin/svclient $(BINDIR)/svclient
 	ln -sf $(VENV)/bin/sessionctl $(BINDIR)/sessionctl
+	ln -sf $(VENV)/bin/sessiond-send $(BINDIR)/sessiond-send
 	install -m 0644 conf/pam.d/sessiond /etc/pam.d/sessiond
 
 demo: install

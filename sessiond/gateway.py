@@ -71,7 +71,8 @@ if TYPE_CHECKING:
 log = Logger()
 
 SOFTWARE = "sessiond 0.1.0"
-CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
+CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
+                "input.keysym", "input.key-tap")
 # Files/URLs one launch may pass to an app.
 MAX_LAUNCH_ARGS = 64
 

@@ -29,6 +29,8 @@ from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
 from sessiond.relay import ChannelRelay, Endpoint
 from sessiond.spawn import AgentHandle, CgroupError, agent_settings, session_env
+from sessiond.transfer_config import files_under_clipboard, resolve_clipboard, resolve_files
+from sessiond.transfer_filter import ClipboardFilter, FilesFilter
 from sessiond.usb_policy import UsbFilter
 from sessiond.usb_rules import UsbPolicy
 
@@ -91,6 +93,12 @@ class Session:
         self.usb = UsbFilter(self.relay, supervisor.usb_policy, account.name, self._group_names, self._audit,
                              supervisor.usb_watch)  # fmt: skip
         self.relay.filters[ChannelKind.USB] = self.usb
+        self.clipboard_policy = resolve_clipboard(self.config.clipboard, account)
+        self.file_policy = files_under_clipboard(resolve_files(self.config.files, account), self.clipboard_policy)
+        self.relay.filters[ChannelKind.CLIPBOARD] = ClipboardFilter(self.relay, lambda: self.clipboard_policy,
+                                                                    account.name, self._audit)  # fmt: skip
+        self.relay.filters[ChannelKind.FILES] = FilesFilter(self.relay, lambda: self.file_policy, account.name,
+                                                            self._audit)  # fmt: skip
         self.width, self.height = self.config.session.width, self.config.session.height
         self.session_dir = ""
         self.reactor: Any = None
@@ -130,7 +138,8 @@ class Session:
         self.registry.add_session(id=self.id, user=self.account.name, uid=self.account.uid, socket=self.socket_path,
                                   session_dir=self.session_dir, link_token=self.link_token, width=self.width,
                                   height=self.height)  # fmt: skip
-        settings = agent_settings(self.config, self.socket_path, self.width, self.height)
+        settings = agent_settings(self.config, self.socket_path, self.width, self.height, self.clipboard_policy,
+                                  self.file_policy)  # fmt: skip
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
         try:
             self.agent.spawn(reactor, self.config, settings, session_env(self.config, self.link_token, self.id),

@@ -49,6 +49,7 @@ from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
+from sessiond.agent.transfers import TransferService
 from sessiond.agent.usb import UsbService
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
@@ -58,6 +59,8 @@ from sessiond.agent.xshm import ShmCapture
 SOFTWARE = "sessiond-agent 0.1.0"
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 INPUT_CHANNEL = int(ChannelKind.INPUT)
+# The encoder's name for the root window's pixels (scroll history, COPY).
+DESKTOP_SURFACE = "desktop"
 # Wait this long after the first damage before capturing, so one repaint
 # (glyph + cursor) goes out as one frame rather than two.  xterm's glyph and
 # cursor damage arrive together: 0.5 ms kept every bench echo whole (156 px)
@@ -114,6 +117,7 @@ class Agent:
                                 before_spawn=self.audio.ready_for_apps)  # fmt: skip
         # USB/IP endpoint; listens only once the client opens a usb channel.
         self.usb = UsbService(self.loop, self.log, os.environ.get("XDG_RUNTIME_DIR") or os.path.dirname(args.socket))
+        self.transfers = TransferService(self.loop, self.xserver.display, args, self.log)  # clipboard, files
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
         self.loop.call_soon(self._x_readable)  # events read in during set-up
@@ -186,9 +190,11 @@ class Agent:
             self.display_open = False
             self.audio.link_lost()
             self.usb.reset()
+            self.transfers.link_lost()
 
     def link_writable(self, link: LinkProtocol) -> None:
         self.schedule_frame()
+        self.transfers.writable()
 
     def handle_event(self, link: LinkProtocol, event: object) -> None:
         """One event from the link, behind the error boundary: a failure
@@ -208,7 +214,7 @@ class Agent:
             event.channel != 0 and self.audio.handles(event.kind))
 
     def _dispatch(self, link: LinkProtocol, event: object) -> None:
-        if self.usb.handles(link, event):
+        if self.usb.handles(link, event) or self.transfers.handles(link, event):
             return
         if isinstance(event, MessageReceived):
             if event.channel == 0:
@@ -280,6 +286,7 @@ class Agent:
         self.display_open = True
         self.acked_seq = self.frame_seq
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
+        self.encoder.forget()  # a new client's copy is unknown: no COPY until a full frame
         self.damage.mark_all()
         self.schedule_frame()
 
@@ -289,6 +296,7 @@ class Agent:
                 self.acked_seq = message.seq
             self.schedule_frame()
         elif isinstance(message, RefreshRequest):
+            self.encoder.forget()
             self.damage.mark_all()
             self.schedule_frame()
         elif isinstance(message, ResizeRequest):
@@ -315,6 +323,7 @@ class Agent:
         # first); everything after this answer is drawn at the new size.
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
         link.flush()
+        self.encoder.forget()
         self.damage.mark_all()
         self.schedule_frame()
 
@@ -347,7 +356,9 @@ class Agent:
         if not rects:
             return
         pixels = self.capture.capture()
-        for region in self.encoder.encode(pixels, self.capture.stride, rects, width=self.width):
+        regions = self.encoder.encode(pixels, self.capture.stride, rects, width=self.width, height=self.height,
+                                      surface=DESKTOP_SURFACE)  # fmt: skip
+        for region in regions:
             link.conn.send(DISPLAY_CHANNEL, region)
             self.display_cap.charge(frame_cost(region))
         self.frame_seq += 1
@@ -368,6 +379,7 @@ class Agent:
         self.apps.terminate_all()
         self.audio.stop()
         self.usb.stop()
+        self.transfers.stop()
         if self.link is not None:
             self.link.drop()
         try:

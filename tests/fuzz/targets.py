@@ -112,6 +112,83 @@ def messages(data: bytes) -> None:
         raise AssertionError(f"{type(message).__name__} does not survive a round trip")
 
 
+# -- clipboard and files: sessiond's filters and the agent's files channel ---------------------
+class _NullRelay:
+    def inject_to_client(self, channel: int, message: Any) -> None:
+        pass
+
+    def inject_to_agent(self, channel: int, message: Any) -> None:
+        pass
+
+
+class _NullLink:
+    """The agent's link as FilesChannel sees it: sends are dropped, the queue is always short."""
+
+    class conn:  # noqa: N801 - stands for the link's Connection attribute
+        closed = False
+
+        @staticmethod
+        def send(channel: int, message: Any) -> None:
+            pass
+
+        @staticmethod
+        def queued_bytes(channel: int) -> int:
+            return 0
+
+        @staticmethod
+        def open_channels() -> dict[int, Any]:
+            return {8: None}
+
+    def flush(self) -> None:
+        pass
+
+
+def transfers(data: bytes) -> None:
+    """A stream of clipboard/files frames (byte: kind+direction, byte: type, byte: length, payload)
+    through sessiond's filters, and the files messages into the agent's FilesChannel."""
+    from sessiond.agent.clipboard_policy import ClipboardPolicy, FilePolicy  # noqa: PLC0415
+    from sessiond.agent.files import IncomingTransfers  # noqa: PLC0415
+    from sessiond.agent.files_channel import FilesChannel  # noqa: PLC0415
+    from sessiond.relay import relayed  # noqa: PLC0415
+    from sessiond.transfer_filter import ClipboardFilter, FilesFilter  # noqa: PLC0415
+
+    def audit(event: str, detail: str) -> None:
+        pass
+
+    clip = ClipboardFilter(_NullRelay(), lambda: ClipboardPolicy(max_text_bytes=100), "u", audit)
+    files = FilesFilter(_NullRelay(), lambda: FilePolicy(max_file_bytes=1000), "u", audit)
+    with tempfile.TemporaryDirectory() as home:
+        channel = FilesChannel(IncomingTransfers(home, FilePolicy(max_file_bytes=1000)), lambda text: None,
+                               lambda f: None)  # fmt: skip
+        channel.opened(_NullLink(), 8)  # type: ignore[arg-type]
+        at = 0
+        while at + 3 <= len(data):
+            head, type_, length = data[at], data[at + 1], data[at + 2]
+            payload = data[at + 3 : at + 3 + length]
+            at += 3 + length
+            kind = ChannelKind.CLIPBOARD if head & 1 else ChannelKind.FILES
+            message = None
+            if not relayed(kind, type_):
+                try:
+                    message = decode_message(kind, type_, payload)
+                except ProtocolError:
+                    continue
+            f = clip if kind is ChannelKind.CLIPBOARD else files
+            hook = f.from_client if head & 2 else f.from_agent
+            if not isinstance(hook(int(kind), type_, payload, message), bool):
+                raise AssertionError("a filter answered something else than True or False")
+            if kind is ChannelKind.FILES and message is None and relayed(kind, type_):
+                try:
+                    message = decode_message(kind, type_, payload)
+                except ProtocolError:
+                    continue
+            if kind is ChannelKind.FILES and message is not None and head & 2:
+                channel.message(message)
+        channel.close()
+        clip.channel_closed(6)
+        files.channel_closed(8)
+
+
 # -- USB/IP -------------------------------------------------------------------------------
 def usb_codecs(data: bytes) -> None:
     if not data:
@@ -384,6 +461,7 @@ TARGETS: dict[str, Target] = {
     "connection_client_channels": _connection_target(Role.CLIENT, 2),
     "messages": messages,
     "usb_codecs": usb_codecs,
+    "transfers": transfers,
     "usb_peer": usb_peer,
     "framebuffer": framebuffer,
     "opus_mic": opus_mic,

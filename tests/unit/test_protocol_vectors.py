@@ -11,6 +11,7 @@ import pytest
 
 from protocol.connection import Connection, ConnectionClosed, Role
 from protocol.frames import Frame, FrameDecoder
+from protocol.transfer import ClipData, FileData
 from protocol.messages import (
     MESSAGE_NAMES,
     AppInfo,
@@ -34,7 +35,7 @@ def build(description: dict[str, Any]) -> Message:
     for key, value in description["fields"].items():
         if key == "apps":
             value = tuple(AppInfo(**{**app, "categories": tuple(app["categories"])}) for app in value)
-        elif key == "data" and cls is Region or key == "packet":
+        elif key == "data" and cls in (Region, ClipData, FileData) or key == "packet":
             value = bytes.fromhex(value)
         elif isinstance(value, list):
             value = tuple(value)
