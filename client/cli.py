@@ -168,6 +168,7 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
     except Redirected as redirect:
         # A farm host sent us to the host of our session (docs/farm.md): one hop, its certificate vouched for.
         client.disconnect()
+        print(f"svclient: {redirect}", file=sys.stderr)  # the host the session is on (and any notice)
         client, result, server = await follow(reactor, redirect, args.user, known, args.timeout)
     try:
         if result.message:

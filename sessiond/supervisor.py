@@ -48,6 +48,7 @@ class Redirect:
     session_id: str
     host_id: str
     advertise: str  # HOST:PORT of that host
+    notice: str = ""  # what happened, for the user (a lost session replaced by this placement)
 
 
 class SessionSupervisor:
@@ -172,21 +173,23 @@ class SessionSupervisor:
     async def _place_and_start(self, account: Account, directory: FarmDirectory) -> Session | Redirect:
         claim = await directory.place(account.name, secrets.token_hex(8))
         placement = claim.placement
+        notice = ""
+        if claim.replaced_lost is not None:
+            lost = claim.replaced_lost
+            notice = (f"Your previous session ({lost.session_id}) was on host {lost.host_id}, which "
+                      f"stopped answering; it is lost. This is a new session.")  # fmt: skip
+            self.registry.audit("farm_replaced_lost", user=account.name, session=placement.session_id,
+                                detail=f"lost {lost.session_id} on {lost.host_id}")  # fmt: skip
         if placement.host_id != directory.host_id:
             log.info("farm: {user}'s session {session} is on {host}: redirecting", user=account.name,
                      session=placement.session_id, host=placement.host_id)  # fmt: skip
-            return Redirect(account.name, placement.session_id, placement.host_id, placement.advertise)
+            return Redirect(account.name, placement.session_id, placement.host_id, placement.advertise, notice)
         held = self.sessions.get(account.name)
         if claim.existing and held is not None and held.id == placement.session_id:
             # Still ours but not usable (ending, or its agent is gone): never a second Session under its id.
             raise FarmConflict("your previous session is still ending; log in again in a moment")
         session = Session(self, account, placement.session_id)
-        if claim.replaced_lost is not None:
-            lost = claim.replaced_lost
-            session.notice = (f"Your previous session ({lost.session_id}) was on host {lost.host_id}, which "
-                              f"stopped answering; it is lost. This is a new session.")  # fmt: skip
-            self.registry.audit("farm_replaced_lost", user=account.name, session=session.id,
-                                detail=f"lost {lost.session_id} on {lost.host_id}")  # fmt: skip
+        session.notice = notice
         try:
             return await self._start(account, session)  # type: ignore[no-any-return]
         except BaseException:

@@ -35,7 +35,8 @@ async def redirect_result(directory: FarmDirectory | None, redirect: Redirect) -
                               "log in again in a few seconds")  # fmt: skip
     ticket = await issue_ticket(etcd.client, etcd.keys, redirect.user, redirect.host_id, redirect.session_id)
     return AuthResult(ok=False, user=redirect.user, session=redirect.session_id, code=ReasonCode.SESSION_UNAVAILABLE,
-                      message=f"your session is on host {redirect.host_id} ({host.advertise})",
+                      message=(redirect.notice + " " if redirect.notice else "")
+                      + f"Your session is on host {redirect.host_id} ({host.advertise}).",
                       redirect=host.advertise, ticket=ticket, fingerprint=host.fingerprint)  # fmt: skip
 
 

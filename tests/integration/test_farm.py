@@ -172,7 +172,8 @@ def test_login_through_another_host_reaches_the_session(farm: dict[str, Server],
     assert again.stdout.strip() == session  # the same session, served by the host holding it
     assert holder(farm, session) == [home]
     # The holder's certificate came vouched for by the first host: pinned without a notice.
-    assert farm[home].address not in again.stderr
+    assert f"pinned the certificate of {farm[home].address}" not in again.stderr
+    assert f"on host {home}" in again.stderr  # svclient says where the session is
     assert "redirecting" in farm[other].log()
     svclient(farm[home], user, "logoff", resume=False)
 

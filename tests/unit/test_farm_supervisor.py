@@ -147,3 +147,11 @@ def test_a_claim_here_without_a_session_starts_it_under_its_id(tmp_path: Any, mo
     supervisor, directory, _started = make(tmp_path, monkeypatch)
     directory.answer = lambda sid: Claim(placement("abandoned", "a"), existing=True)  # a redirect never followed
     assert result(supervisor.get_or_start(ALICE)).id == "abandoned"
+
+
+def test_a_lost_session_replaced_elsewhere_sends_the_notice(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    supervisor, directory, _started = make(tmp_path, monkeypatch)
+    lost = placement("old", "b", "lost")
+    directory.answer = lambda sid: Claim(placement(sid, "c"), existing=False, replaced_lost=lost)
+    redirect = result(supervisor.get_or_start(ALICE))
+    assert isinstance(redirect, Redirect) and "host b" in redirect.notice and "lost" in redirect.notice
