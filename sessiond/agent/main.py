@@ -94,6 +94,7 @@ class Agent:
         self.desktop: DesktopSource | None = None
         self.seamless: Seamless | None = None
         self.focus: FocusManager | None = None
+        self.windows_channel: int | None = None  # the open windows channel (seamless)
         if args.mode == "seamless":
             self.seamless = Seamless(self.loop, self.x, self.xserver.display, Rect(0, 0, self.width, self.height),
                                      self.log, self._window_new)  # fmt: skip
@@ -186,6 +187,7 @@ class Agent:
             self.link.drop()
         self.link = link
         self.display.closed()
+        self.windows_channel = None
         if self.seamless is not None:
             self.seamless.channel_closed()
         self.audio.link_lost()
@@ -195,6 +197,7 @@ class Agent:
             self.link = None
             self.injector.release_all()
             self.display.closed()
+            self.windows_channel = None
             if self.seamless is not None:
                 self.seamless.channel_closed()
             self.audio.link_lost()
@@ -256,7 +259,8 @@ class Agent:
             if event.channel == DISPLAY_CHANNEL:
                 self.display.closed()
                 self.resizes.cancel()
-            if event.kind is ChannelKind.WINDOWS and self.seamless is not None:
+            if event.channel == self.windows_channel and self.seamless is not None:
+                self.windows_channel = None
                 self.seamless.channel_closed()
 
     def _control(self, link: LinkProtocol, message: object) -> None:
@@ -318,6 +322,7 @@ class Agent:
         if self.seamless is None:
             link.conn.close_channel(channel, int(ReasonCode.CHANNEL_KIND_UNAVAILABLE), "the session is in desktop mode")
             return
+        self.windows_channel = channel
         self.seamless.channel_opened(lambda message: link.conn.send(channel, message))
         link.flush()
 
