@@ -355,9 +355,7 @@ class Agent:
         # first); everything after this answer is drawn at the new size.
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
         link.flush()
-        if self.desktop is not None:
-            self.desktop.mark_all()
-        self.schedule_frame()
+        self.display.refresh()
 
     # -- input -------------------------------------------------------------------
     def _reply_input(self, message: Message) -> None:
