@@ -93,6 +93,7 @@ class SessionClient(WindowsMixin, FrameProtocol):
     """Client side of the native protocol."""
 
     role = Role.CLIENT
+    remote_error = RemoteError
 
     def __init__(self, server: str, known_hosts: KnownHosts, on_new_host: Callable[[str], None] | None = None) -> None:
         super().__init__()

@@ -43,6 +43,8 @@ class WindowsMixin:
     _waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]]
     _replay_waiter: defer.Deferred[Any] | None
     _end: Exception | None
+    # The exception a refused windows channel raises (session.RemoteError).
+    remote_error: Callable[[int, str], Exception]
 
     if TYPE_CHECKING:  # provided by SessionClient / FrameProtocol (never defined here: MRO)
 
@@ -72,7 +74,7 @@ class WindowsMixin:
         waiter, self._replay_waiter = self._replay_waiter, None
         if waiter is not None and not waiter.called:
             self._waiters = [(m, d) for m, d in self._waiters if d is not waiter]
-            waiter.errback(_remote_error()(ReasonCode.CHANNEL_KIND_UNAVAILABLE, "the session has no windows channel"))
+            waiter.errback(self.remote_error(ReasonCode.CHANNEL_KIND_UNAVAILABLE, "the session has no windows channel"))
 
     def window_event(self, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
         """Fires with the next windows-channel message that `matches`."""
@@ -133,8 +135,3 @@ class WindowsMixin:
         self.send_input(WindowWheel(window, x, y, dx, dy))
 
 
-
-def _remote_error() -> Any:
-    from client.session import RemoteError  # session.py imports this module
-
-    return RemoteError
