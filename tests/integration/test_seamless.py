@@ -30,7 +30,7 @@ from protocol.windows import (
     WindowRestore,
 )
 from seamless_client import SeamlessClient
-from svtest import VENV_BIN, Server, TestUser, sessionctl
+from svtest import VENV_BIN, Server, TestUser, sessionctl, svclient
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -294,3 +294,14 @@ def test_close_ends_xcalc(session: Any) -> None:
     exited = client.wait(lambda m: isinstance(m, AppExited) and m.pid == xcalc_pid, 15)
     assert exited.app == "xcalc"
     client.pump_until(lambda: win.id not in client.windows.windows, 10)
+
+
+def test_svclient_windows_lists_what_the_session_shows(session: Any, sessiond_server: Server, sam: TestUser) -> None:
+    # Last: a second client takes the session over from the module's client.
+    term = session.client.window_of("xterm")
+    listed = svclient(sessiond_server, sam, "windows", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    assert rows[term.id]["app"] == "xterm" and rows[term.id]["state"] == "normal"
+    assert (rows[term.id]["x"], rows[term.id]["y"], rows[term.id]["width"]) == (term.x, term.y, term.width)
+
