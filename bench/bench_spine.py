@@ -67,7 +67,8 @@ DEFAULT_KEYSTROKES = 60
 DEFAULT_REDRAW_SECONDS = 5.0
 # Where the redraw app is copied so session users can run it (a session's
 # /tmp is private, /opt is visible inside the sandbox).
-SHARED_APP_DIR = "/opt/sessiond/bench"
+# Under the prefix being measured (SESSIOND_PREFIX), so benches of two prefixes never share it.
+SHARED_APP_DIR = os.path.join(spine_server.PREFIX, "bench")
 REDRAW_APP_ID = "sessiond-bench-redraw"
 XTERM_APP_ID = "sessiond-bench-xterm"
 # Repaint rate asked of the redraw app: the display pipeline's max_fps.

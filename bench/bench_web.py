@@ -37,7 +37,7 @@ DEFAULT_MOVE_SECONDS = 5.0
 MOVER_FPS = 60
 MOVER_APP_ID = "sessiond-bench-mover"
 # Sessions have a private /tmp: the app goes where the session user can read it.
-SHARED_APP_DIR = "/opt/sessiond/bench-web"
+SHARED_APP_DIR = os.path.join(os.environ.get("SESSIOND_PREFIX", "/opt/sessiond"), "bench-web")
 USER = "svb-web"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",

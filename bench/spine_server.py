@@ -29,7 +29,7 @@ TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
-from svtest import LISTEN_RE, VENV_BIN, TestUser, create_user  # noqa: E402
+from svtest import LISTEN_RE, PREFIX, VENV_BIN, TestUser, create_user  # noqa: E402, F401 - PREFIX: for the benches
 
 # Seconds sessiond may take to print its listening line.
 START_TIMEOUT_SECONDS = 20.0

@@ -215,8 +215,11 @@ async def echo(reactor: Any, client: SessionClient, proxy: CountingProxy, keystr
         changed = ScreenChange(fb)
         counted: ByteCount = proxy.count()
         sent = time.perf_counter()
-        client.key(keysym, True)
-        client.key(keysym, False)
+        if hasattr(client, "tap"):
+            client.tap(keysym)  # one KEY_TAP where the client has it (issue 15)
+        else:
+            client.key(keysym, True)
+            client.key(keysym, False)
         try:
             shown: float | None = await frame_where(reactor, client, changed, f"the echo of keystroke {index}",
                                                     ECHO_TIMEOUT_SECONDS)  # fmt: skip

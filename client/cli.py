@@ -17,6 +17,7 @@ from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
 from client.session import ConnectionEnded, RemoteError, SessionClient, connect, with_timeout
 from client.tokens import TokenStore, default_dir
+from client.transfer_cli import TransferFailed, add_transfer_parsers, run_transfer
 from protocol.base import U16_MAX
 from protocol.messages import ChannelKind
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     unshare.add_argument("devices", nargs="+", help="the devices as given to usb share")
     share.add_argument("--for", dest="duration", type=float, default=0.0, help="stop sharing after SECONDS")
     add_audio_parser(sub)
+    add_transfer_parsers(sub)
     return parser
 
 
@@ -233,12 +235,9 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         if args.command == "type":
             for char in args.text:
                 keysym = keysym_from_name("Return") if char == "\n" else keysym_for_char(char)
-                client.key(keysym, True)
-                client.key(keysym, False)
+                client.tap(keysym)  # one KEY_TAP, not a KEY down and a KEY up
         elif args.command == "key":
-            keysym = parse_keysym(args.keysym)
-            client.key(keysym, True)
-            client.key(keysym, False)
+            client.tap(parse_keysym(args.keysym))
         else:
             client.pointer(args.x, args.y)
             client.button(args.x, args.y, args.button, True)
@@ -249,6 +248,12 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
             return await run_audio(reactor, client, args)
         except AudioCommandError as exc:
             raise UsageError(str(exc)) from exc
+    elif args.command in ("clipboard", "files"):
+        try:
+            return await run_transfer(reactor, client, args)
+        except TransferFailed as exc:
+            print(f"svclient: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
     elif args.command == "usb":
         from client.usb_share import share_devices
 

@@ -1,5 +1,8 @@
 # The client's copy of the session screen.
 #
+# COPY regions move pixels the client already has (a scroll); PALETTE
+# regions are media/palette.py's compact few-colour bitmaps.
+#
 # Why: Regions arrive from the network, so every one is untrusted input.
 # Before anything is decompressed or decoded, the rectangle must lie inside
 # the framebuffer and the announced decoded size must match w*h*3 (lz4's
@@ -21,6 +24,7 @@ import zlib
 import lz4.block
 from PIL import Image
 
+from media import palette
 from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
 from media.region import LZ4_SIZE_PREFIX as _LZ4_SIZE
 from protocol.limits import MAX_REGION_RAW_BYTES
@@ -92,6 +96,9 @@ class Framebuffer:
                 raise RegionError(f"FILL data must be {FILL_BYTES} bytes, got {len(data)}")
             self._image.paste((data[0], data[1], data[2]), (x, y, x + w, y + h))
             return
+        if encoding is Encoding.COPY:
+            self._copy(data, x, y, w, h)
+            return
         raw_size = raw_bytes(w, h)
         if raw_size > MAX_REGION_RAW_BYTES:
             raise RegionError(
@@ -99,9 +106,24 @@ class Framebuffer:
             )
         if encoding is Encoding.RAW_LZ4:
             tile = self._decode_lz4(data, w, h, raw_size)
+        elif encoding is Encoding.PALETTE:
+            try:
+                tile = palette.decode(data, w, h)
+            except palette.PaletteError as exc:
+                raise RegionError(str(exc)) from None
         else:
             tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])
         self._image.paste(tile, (x, y))
+
+    def _copy(self, data: bytes, x: int, y: int, w: int, h: int) -> None:
+        """COPY: the w x h rectangle at the source point, as it is now, to (x, y)."""
+        if len(data) != palette.COPY_SOURCE.size:
+            raise RegionError(f"COPY data must be {palette.COPY_SOURCE.size} bytes, got {len(data)}")
+        src_x, src_y = palette.COPY_SOURCE.unpack(data)
+        if src_x + w > self.width or src_y + h > self.height:
+            raise RegionError(f"COPY source {w}x{h}+{src_x}+{src_y} is outside the framebuffer")
+        # crop() copies, so an overlapping destination reads the old pixels.
+        self._image.paste(self._image.crop((src_x, src_y, src_x + w, src_y + h)), (x, y))
 
     @staticmethod
     def _decode_lz4(data: bytes, w: int, h: int, raw_size: int) -> Image.Image:

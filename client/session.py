@@ -20,7 +20,15 @@ from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
 from client.window_client import WindowsMixin
 from client.windows import WindowTable
-from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, MessageReceived, Role, frame_cost
+from protocol.connection import (
+    ChannelClosed,
+    ChannelOpened,
+    ConnectionClosed,
+    MessageReceived,
+    Role,
+    WindowUpdated,
+    frame_cost,
+)
 from protocol.errors import ReasonCode
 from protocol.limits import ALPN
 from protocol.messages import (
@@ -40,6 +48,7 @@ from protocol.messages import (
     Icon,
     IconRequest,
     Key,
+    KeyTap,
     Launch,
     LaunchResult,
     Logoff,
@@ -57,7 +66,8 @@ from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
-CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "input.keysym")
+CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
+                "input.keysym", "input.key-tap")
 DISPLAY = int(ChannelKind.DISPLAY)
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
@@ -112,6 +122,8 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self._channel_waiters: dict[int, defer.Deferred[None]] = {}
         # channel -> handler of its messages (None: the channel closed); the handler's channel gets credit back.
         self.channel_handlers: dict[int, Callable[[Message | None], None]] = {}
+        # channel -> called when the server grants credit on it (paced senders: file upload).
+        self.credit_handlers: dict[int, Callable[[], None]] = {}
         self._sync_seq = 0
         # The session's latest CLOCK_REPORTs (audio/video clocks), newest last.
         self.clock_reports: list[ClockReport] = []
@@ -195,6 +207,10 @@ class SessionClient(WindowsMixin, FrameProtocol):
                     self.clock_reports.append(event.message)
                     del self.clock_reports[:-MAX_CLOCK_REPORTS]
                 self._deliver(event.message)
+        elif isinstance(event, WindowUpdated):
+            on_credit = self.credit_handlers.get(event.channel)
+            if on_credit is not None:
+                on_credit()
         elif isinstance(event, ChannelOpened) and not event.by_peer:
             waiter = self._channel_waiters.pop(event.channel, None)
             if waiter is not None:
@@ -383,6 +399,10 @@ class SessionClient(WindowsMixin, FrameProtocol):
 
     def key(self, keysym: int, down: bool) -> None:
         self.send_input(Key(keysym=keysym, down=down))
+
+    def tap(self, keysym: int) -> None:
+        """Press and release a key in one KEY_TAP message."""
+        self.send_input(KeyTap(keysym=keysym))
 
     def pointer(self, x: int, y: int) -> None:
         self.send_input(Pointer(x=x, y=y))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from isolation.limits import SessionLimits
+from isolation.limits import SessionLimits, cpu_shares
 from isolation.spec import check_session_id
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -278,8 +278,9 @@ class CgroupV1(_Common):
                     self.fs.write(f"{memory}/memory.memsw.limit_in_bytes", str(limits.memory_bytes))
             if limits.pids is not None:
                 self.fs.write(f"{self._dir('pids', session_id)}/pids.max", str(limits.pids))
+            cpu = self._dir("cpu", session_id)
+            self.fs.write(f"{cpu}/cpu.shares", str(cpu_shares(limits.cpu_weight)))
             if limits.cpu_percent is not None:
-                cpu = self._dir("cpu", session_id)
                 self.fs.write(f"{cpu}/cpu.cfs_period_us", str(CPU_PERIOD_US))
                 self.fs.write(f"{cpu}/cpu.cfs_quota_us", str(CPU_PERIOD_US * limits.cpu_percent // 100))
         except OSError as exc:
@@ -350,6 +351,7 @@ class CgroupV2(_Common):
                 self.fs.write(f"{directory}/memory.swap.max", "0")
             if limits.pids is not None:
                 self.fs.write(f"{directory}/pids.max", str(limits.pids))
+            self.fs.write(f"{directory}/cpu.weight", str(limits.cpu_weight))
             if limits.cpu_percent is not None:
                 quota = CPU_PERIOD_US * limits.cpu_percent // 100
                 self.fs.write(f"{directory}/cpu.max", f"{quota} {CPU_PERIOD_US}")

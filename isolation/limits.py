@@ -2,7 +2,8 @@
 # which apply to a given account.
 #
 # Why: one session must never starve the host or another session, so every
-# session's cgroup gets a memory, a pids and a CPU ceiling. Admins set
+# session's cgroup gets a memory and a pids ceiling and a CPU weight (an
+# equal share of every core when sessions compete; an optional hard cap). Admins set
 # defaults in [session] and override them per user or per group in [limits];
 # this module parses those strings into one typed SessionLimits and resolves
 # the overrides for an account (user beats group beats default), so the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import grp
 import re
+from typing import Any
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -28,6 +30,12 @@ MAX_PIDS = 4 * 1024 * 1024
 # CPU quota as percent of one CPU: 1% .. 100 CPUs.
 MIN_CPU_PERCENT = 1
 MAX_CPU_PERCENT = 100 * 100
+# CPU weight, on cgroup v2's cpu.weight scale (v1 cpu.shares = weight * 1024 / 100).
+# Every session gets DEFAULT_CPU_WEIGHT unless configured: idle cores are
+# used, and busy sessions share the CPUs equally.
+MIN_CPU_WEIGHT = 1
+MAX_CPU_WEIGHT = 10_000
+DEFAULT_CPU_WEIGHT = 100
 # Overrides per [limits] key: far above any real policy, bounds parsing work.
 MAX_OVERRIDES = 1024
 
@@ -44,6 +52,7 @@ class SessionLimits:
     memory_bytes: int | None = None
     pids: int | None = None
     cpu_percent: int | None = None
+    cpu_weight: int = DEFAULT_CPU_WEIGHT
 
 
 def parse_memory(value: str) -> int | None:
@@ -84,11 +93,28 @@ def parse_cpu(value: str) -> int | None:
     return number
 
 
+def parse_cpu_weight(value: str) -> int:
+    """A relative CPU weight, MIN_CPU_WEIGHT..MAX_CPU_WEIGHT (100 = an equal share)."""
+    text = value.strip()
+    if not text.isdigit():
+        raise ValueError(f"cpu weight {value!r}: want a whole number such as 100")
+    number = int(text)
+    if not MIN_CPU_WEIGHT <= number <= MAX_CPU_WEIGHT:
+        raise ValueError(f"cpu weight {value!r} must be between {MIN_CPU_WEIGHT} and {MAX_CPU_WEIGHT}")
+    return number
+
+
+def cpu_shares(weight: int) -> int:
+    """cgroup v1 cpu.shares for a v2-scale weight (100 -> 1024, the kernel's default)."""
+    return max(2, weight * 1024 // DEFAULT_CPU_WEIGHT)
+
+
 # Keys accepted in an override, with their parser and SessionLimits field.
 _FIELDS: dict[str, tuple[Callable[[str], int | None], str]] = {
     "memory_max": (parse_memory, "memory_bytes"),
     "pids_max": (parse_pids, "pids"),
     "cpu_max": (parse_cpu, "cpu_percent"),
+    "cpu_weight": (parse_cpu_weight, "cpu_weight"),
 }
 
 
@@ -101,7 +127,8 @@ class LimitOverride:
 
     def apply(self, limits: SessionLimits) -> SessionLimits:
         """`limits` with this override's fields replaced."""
-        changes: dict[str, int | None] = dict(self.values)
+        # Each value comes from its field's own parser (_FIELDS), so its type fits.
+        changes: dict[str, Any] = dict(self.values)
         return replace(limits, **changes)
 
 
@@ -109,7 +136,7 @@ def parse_overrides(value: str) -> tuple[LimitOverride, ...]:
     """'alice: memory_max=4G pids_max=2048; bob: cpu_max=50%' -> overrides.
 
     Entries are separated by ';'. Each names a user or group, then a colon,
-    then KEY=VALUE words with KEY in memory_max, pids_max, cpu_max.
+    then KEY=VALUE words with KEY in memory_max, pids_max, cpu_max, cpu_weight.
     """
     overrides: list[LimitOverride] = []
     seen: set[str] = set()
@@ -165,10 +192,12 @@ def resolve_limits(defaults: SessionLimits, account: Account,
 
 
 def limits_from_settings(settings: Mapping[str, object]) -> SessionLimits:
-    """SessionLimits from parsed [session] values memory_max, pids_max, cpu_max."""
+    """SessionLimits from parsed [session] values memory_max, pids_max, cpu_max, cpu_weight."""
     def pick(key: str) -> int | None:
         value = settings.get(key)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
+    weight = pick("cpu_weight")
     return SessionLimits(memory_bytes=pick("memory_max"), pids=pick("pids_max"),
-                         cpu_percent=pick("cpu_max"))
+                         cpu_percent=pick("cpu_max"),
+                         cpu_weight=DEFAULT_CPU_WEIGHT if weight is None else weight)

@@ -32,17 +32,14 @@ class ChannelKind(IntEnum):
     USB = 5
     CLIPBOARD = 6
     WINDOWS = 7
+    FILES = 8  # 9 XPRA (other branches)
 
 
 # Kinds defined but not implemented in version 1: opening one is refused with
 # CHANNEL_CLOSE(CHANNEL_KIND_UNAVAILABLE) and the connection stays up.
-RESERVED_KINDS: frozenset[ChannelKind] = frozenset(
-    {
-        ChannelKind.CLIPBOARD,
-    }
-)
+RESERVED_KINDS: frozenset[ChannelKind] = frozenset()
 
-# Send priority per kind, lower first (control, input, audio and windows, display, clipboard, usb).
+# Send priority per kind, lower first (control, input, audio and windows, display, clipboard, usb, files).
 KIND_PRIORITY: dict[ChannelKind, int] = {
     ChannelKind.CONTROL: 0,
     ChannelKind.INPUT: 1,
@@ -52,6 +49,7 @@ KIND_PRIORITY: dict[ChannelKind, int] = {
     ChannelKind.DISPLAY: 3,
     ChannelKind.CLIPBOARD: 4,
     ChannelKind.USB: 5,
+    ChannelKind.FILES: 6,
 }
 
 
@@ -62,6 +60,8 @@ class Encoding(IntEnum):
     PNG = 2
     JPEG = 3
     FILL = 4
+    COPY = 5
+    PALETTE = 6
 
 
 class Sender(Enum):

@@ -51,7 +51,7 @@ MAX_WINDOW: Final = 2**31 - 1
 # stops reading never makes us buffer without bound.
 MAX_QUEUED_PER_CHANNEL: Final = 16 * 1024 * 1024
 
-# Largest w*h*3 of one REGION (except FILL): bounds a receiver's decode buffer;
+# Largest w*h*3 of one REGION (except FILL and COPY): bounds a receiver's decode buffer;
 # senders stripe larger rectangles.
 MAX_REGION_RAW_BYTES: Final = 1024 * 1024
 

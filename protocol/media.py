@@ -22,6 +22,7 @@ from protocol.schema import BYTES, FLAG, I16, U8, U16, U32, Declared, message, s
 # lz4.block.compress(..., store_size=True) prefixes the uncompressed size, u32 little-endian.
 _LZ4_SIZE = struct.Struct("<I")
 _FILL_BYTES = 3
+_COPY_BYTES = 4  # source x, y (u16 each)
 _REGION_HEADER = 9  # x, y, w, h (u16 each) and the encoding (u8)
 
 DISPLAY: Final = ChannelKind.DISPLAY
@@ -63,11 +64,15 @@ class Region(Declared):
     data: bytes = wire(BYTES(MAX_FRAME_PAYLOAD - _REGION_HEADER))
 
     def check(self) -> None:
-        """FILL is 3 bytes; other encodings are bounded by MAX_REGION_RAW_BYTES,
-        and RAW_LZ4's size prefix must be w*h*3."""
+        """FILL is 3 bytes, COPY 4; other encodings are bounded by
+        MAX_REGION_RAW_BYTES, and RAW_LZ4's size prefix must be w*h*3."""
         if self.encoding is Encoding.FILL:
             if len(self.data) != _FILL_BYTES:
                 raise ValueError("FILL data must be 3 bytes (R, G, B)")
+            return
+        if self.encoding is Encoding.COPY:
+            if len(self.data) != _COPY_BYTES:
+                raise ValueError("COPY data must be 4 bytes (source x, y)")
             return
         if self.raw_size > MAX_REGION_RAW_BYTES:
             raise ValueError(f"region {self.w}x{self.h} exceeds MAX_REGION_RAW_BYTES; stripe it")
@@ -153,6 +158,14 @@ class SyncDone(_SeqMessage):
     """All input before SYNC `seq` has been injected (server -> client)."""
 
 
+@message(0x07, "KEY_TAP", kind=INPUT, sender=Sender.CLIENT)
+class KeyTap(Declared):
+    """A key was pressed and released, by X keysym (client -> server): one
+    message instead of two KEYs where the client knows both (typed text)."""
+
+    keysym: int = wire(U32.within(1, MAX_KEYSYM))
+
+
 @message(0xFF, "WINDOW_UPDATE")
 class WindowUpdate(Declared):
     """Grant the peer `increment` more bytes of credit on this channel (any channel but 0)."""
@@ -176,4 +189,5 @@ INPUT_MESSAGES: tuple[type[Message], ...] = (
     Wheel,
     Sync,
     SyncDone,
+    KeyTap,
 )

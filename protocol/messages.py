@@ -56,6 +56,7 @@ from protocol.media import (
     FrameAck,
     FrameEnd,
     Key,
+    KeyTap,
     Pointer,
     RefreshRequest,
     Region,
@@ -65,6 +66,7 @@ from protocol.media import (
     Wheel,
     WindowUpdate,
 )
+from protocol.transfer import CLIPBOARD_MESSAGES, FILES_MESSAGES
 from protocol.usb import USB_MESSAGES
 from protocol.windows import DISPLAY_WINDOW_MESSAGES, INPUT_WINDOW_MESSAGES, WINDOWS_MESSAGES
 from protocol.windows_admin import WindowList, WindowListRequest
@@ -99,6 +101,7 @@ __all__ = [
     "Icon",
     "IconRequest",
     "Key",
+    "KeyTap",
     "Launch",
     "LaunchResult",
     "Logoff",
@@ -168,6 +171,8 @@ MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
     ChannelKind.AUDIO_IN: _table(AUDIO_IN_MESSAGES, generic=True),
     ChannelKind.USB: _table(USB_MESSAGES, generic=True),
     ChannelKind.WINDOWS: _table(WINDOWS_MESSAGES, generic=True),
+    ChannelKind.CLIPBOARD: _table(CLIPBOARD_MESSAGES, generic=True),
+    ChannelKind.FILES: _table(FILES_MESSAGES, generic=True),
     **{kind: _table((), generic=True) for kind in sorted(RESERVED_KINDS)},
 }
 

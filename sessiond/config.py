@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Callable
 
 from apps.entitlements import parse_default, parse_rules
-from isolation.limits import parse_cpu, parse_memory, parse_overrides, parse_pids
+from isolation.limits import parse_cpu, parse_cpu_weight, parse_memory, parse_overrides, parse_pids
 from isolation.sandbox import NETWORK_MODES
 from sessiond.config_sections import (
     SECTION_TYPES,
@@ -21,14 +21,17 @@ from sessiond.config_sections import (
     AppsSection,
     AudioSection,
     AuthSection,
+    ClipboardSection,
     DisplaySection,
     EntitlementsSection,
+    FilesSection,
     LimitsSection,
     PolicySection,
     ServerSection,
     SessionSection,
     UsbSection,
 )
+from sessiond.transfer_config import CLIPBOARD_KEYS, FILES_KEYS, home_dir_name, overrides_of, parse_types
 from sessiond.usb_rules import parse_principal_rules as _usb_principals
 from sessiond.usb_rules import parse_rules as _usb_rules
 
@@ -111,6 +114,10 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "state_dir": ("/var/lib/sessiond", str),
         "runtime_dir": ("/run/sessiond", str),
         "on_stop": ("keep", _choice("keep", "logoff")),
+        # Pre-auth phase (sessiond/preauth.py): seconds from accept to login, and caps.
+        "login_grace": ("60", _float(0.1, 3600.0)),
+        "max_unauthenticated": ("512", _int(1, 100_000)),
+        "max_unauthenticated_per_source": ("64", _int(1, 100_000)),
     },
     "auth": {
         "pam_service": ("sessiond", str),
@@ -134,7 +141,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "hostname": ("", _hostname),
         "memory_max": ("2G", parse_memory),
         "pids_max": ("1024", parse_pids),
-        "cpu_max": ("100%", parse_cpu),
+        "cpu_max": ("max", parse_cpu),
+        "cpu_weight": ("100", parse_cpu_weight),
         "mode": ("seamless", _choice("seamless", "desktop")),
     },
     "limits": {
@@ -181,6 +189,26 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "groups": ("", _usb_principals),
         "recheck_interval": ("2", _float(0.1, 3600.0)),
     },
+    "clipboard": {
+        "to_client": ("true", _bool),
+        "from_client": ("true", _bool),
+        "primary_to_client": ("false", _bool),
+        "primary_from_client": ("true", _bool),
+        "max_text_bytes": ("4194304", CLIPBOARD_KEYS["max_text_bytes"]),
+        "max_image_bytes": ("33554432", CLIPBOARD_KEYS["max_image_bytes"]),
+        "types": ("text/plain;charset=utf-8 image/png", parse_types),
+        "users": ("", overrides_of(CLIPBOARD_KEYS)),
+        "groups": ("", overrides_of(CLIPBOARD_KEYS)),
+    },
+    "files": {
+        "to_client": ("true", _bool),
+        "from_client": ("true", _bool),
+        "max_file_bytes": ("4294967296", FILES_KEYS["max_file_bytes"]),
+        "downloads_dir": ("Downloads", home_dir_name),
+        "outbox_dir": ("Outbox", home_dir_name),
+        "users": ("", overrides_of(FILES_KEYS)),
+        "groups": ("", overrides_of(FILES_KEYS)),
+    },
 }
 
 
@@ -213,6 +241,8 @@ class Config:
     display: DisplaySection
     audio: AudioSection
     usb: UsbSection
+    clipboard: ClipboardSection
+    files: FilesSection
     source: str
 
     def get(self, section: str, key: str) -> object:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from apps.entitlements import Rule
 from isolation.limits import LimitOverride
@@ -20,6 +21,9 @@ class ServerSection:
     state_dir: str
     runtime_dir: str
     on_stop: str
+    login_grace: float
+    max_unauthenticated: int
+    max_unauthenticated_per_source: int
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class AuthSection:
 
 @dataclass(frozen=True)
 class SessionSection:
-    """[session]; memory_max, pids_max, cpu_max are None for "max"."""
+    """[session]; memory_max, pids_max, cpu_max are None for "max"; cpu_weight 1..10000."""
 
     width: int
     height: int
@@ -52,6 +56,7 @@ class SessionSection:
     memory_max: int | None
     pids_max: int | None
     cpu_max: int | None
+    cpu_weight: int
     mode: str  # "seamless": each app window is a client window; "desktop": one screen
 
 
@@ -131,8 +136,37 @@ class UsbSection:
     recheck_interval: float
 
 
+@dataclass(frozen=True)
+class ClipboardSection:
+    """[clipboard]: directions, sizes and types of clipboard content; users/groups override them."""
+
+    to_client: bool
+    from_client: bool
+    primary_to_client: bool
+    primary_from_client: bool
+    max_text_bytes: int
+    max_image_bytes: int
+    types: frozenset[str]
+    users: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    groups: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
+@dataclass(frozen=True)
+class FilesSection:
+    """[files]: directions and size of file transfer, and where files go; users/groups override."""
+
+    to_client: bool
+    from_client: bool
+    max_file_bytes: int
+    downloads_dir: str
+    outbox_dir: str
+    users: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    groups: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
 SECTION_TYPES: dict[str, type] = {
     "server": ServerSection, "auth": AuthSection, "session": SessionSection, "limits": LimitsSection,
     "apps": AppsSection, "entitlements": EntitlementsSection, "policy": PolicySection, "admin": AdminSection,
-    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection,
+    "display": DisplaySection, "audio": AudioSection, "usb": UsbSection, "clipboard": ClipboardSection,
+    "files": FilesSection,
 }  # fmt: skip

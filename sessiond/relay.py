@@ -39,6 +39,7 @@ from twisted.logger import Logger
 from protocol.connection import Connection
 from protocol.errors import ProtocolStateError, ReasonCode
 from protocol.messages import ChannelKind, Message
+from protocol.transfer import RAW_TYPES
 from protocol.usb import UrbCommand, UrbReturn
 
 log = Logger()
@@ -59,7 +60,11 @@ P = ParamSpec("P")
 
 def relayed(kind: ChannelKind, type_: int) -> bool:
     """The relay predicate: True for frames sessiond forwards without decoding."""
-    return kind in PASS_THROUGH_KINDS or (kind is ChannelKind.USB and type_ in USB_RAW_TYPES)
+    if kind in PASS_THROUGH_KINDS:
+        return True
+    if kind is ChannelKind.USB:
+        return type_ in USB_RAW_TYPES
+    return type_ in RAW_TYPES.get(kind, ())  # CLIP_DATA, FILE_DATA: counted by the filter, never decoded
 
 
 def urb_conn(payload: bytes) -> int | None:

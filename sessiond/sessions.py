@@ -19,6 +19,7 @@ from twisted.internet import defer, protocol
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.logger import Logger
 
+from apps.entitlements import principal_for
 from isolation.accounts import Account
 from isolation.launcher import prepare_session_dir, remove_session_dir
 from protocol.errors import ReasonCode
@@ -29,6 +30,8 @@ from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
 from sessiond.relay import ChannelRelay, Endpoint
 from sessiond.spawn import AgentHandle, CgroupError, agent_settings, session_env
+from sessiond.transfer_config import files_under_clipboard, resolve_clipboard, resolve_files
+from sessiond.transfer_filter import ClipboardFilter, FilesFilter
 from sessiond.usb_policy import UsbFilter
 from sessiond.usb_rules import UsbPolicy
 
@@ -80,6 +83,7 @@ class Session:
         self.config = supervisor.config
         self.registry: Registry = supervisor.registry
         self.account = account
+        self.uid = account.uid  # the only uid the agent link may be served by (SO_PEERCRED)
         self.id = session_id or secrets.token_hex(8)
         self.link_token = secrets.token_urlsafe(32)
         self.lifecycle = Lifecycle(self._state_changed)
@@ -88,6 +92,12 @@ class Session:
         self.usb = UsbFilter(self.relay, supervisor.usb_policy, account.name, self._group_names, self._audit,
                              supervisor.usb_watch)  # fmt: skip
         self.relay.filters[ChannelKind.USB] = self.usb
+        self.clipboard_policy = resolve_clipboard(self.config.clipboard, account)
+        self.file_policy = files_under_clipboard(resolve_files(self.config.files, account), self.clipboard_policy)
+        self.relay.filters[ChannelKind.CLIPBOARD] = ClipboardFilter(self.relay, lambda: self.clipboard_policy,
+                                                                    account.name, self._audit)  # fmt: skip
+        self.relay.filters[ChannelKind.FILES] = FilesFilter(self.relay, lambda: self.file_policy, account.name,
+                                                            self._audit)  # fmt: skip
         self.width, self.height = self.config.session.width, self.config.session.height
         self.session_dir = ""
         self.reactor: Any = None
@@ -128,7 +138,8 @@ class Session:
         self.registry.add_session(id=self.id, user=self.account.name, uid=self.account.uid, socket=self.socket_path,
                                   session_dir=self.session_dir, link_token=self.link_token, width=self.width,
                                   height=self.height)  # fmt: skip
-        settings = agent_settings(self.config, self.socket_path, self.width, self.height)
+        settings = agent_settings(self.config, self.socket_path, self.width, self.height, self.clipboard_policy,
+                                  self.file_policy)  # fmt: skip
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
         try:
             self.agent.spawn(reactor, self.config, settings, session_env(self.config, self.link_token, self.id),
@@ -363,15 +374,10 @@ class Session:
         }  # fmt: skip
 
     def _group_names(self) -> tuple[str, ...]:
-        import grp
-
-        names = []
-        for gid in self.account.groups:
-            try:
-                names.append(grp.getgrgid(gid).gr_name)
-            except KeyError:
-                continue
-        return tuple(names)
+        """The user's groups as the system says NOW (NSS), not as they were at
+        login: a user removed from a group loses its USB rights at the next
+        check, as entitlements do (apps.entitlements.principal_for)."""
+        return tuple(sorted(principal_for(self.account.name).groups))
 
     def _audit(self, event: str, detail: str) -> None:
         self.registry.audit(event, user=self.account.name, session=self.id, detail=detail)

@@ -21,6 +21,7 @@ from isolation.launcher import enter_argv, enter_env
 from isolation.limits import limits_from_settings, resolve_limits
 from isolation.sandbox import CgroupError, Sandbox, create_sandbox, open_sandbox
 from isolation.spec import to_json
+from sessiond.agent.clipboard_policy import ClipboardPolicy, FilePolicy
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings
 from sessiond.procwatch import PidWatcher, process_matches, tree_usage
 
@@ -30,14 +31,23 @@ if TYPE_CHECKING:
 log = Logger()
 
 
-def agent_settings(config: Config, socket: str, width: int, height: int) -> AgentSettings:
-    """The agent's settings from sessiond's config."""
+def agent_settings(config: Config, socket: str, width: int, height: int,
+                   clipboard: ClipboardPolicy | None = None, files: FilePolicy | None = None) -> AgentSettings:
+    """The agent's settings from sessiond's config and the user's resolved transfer policy."""
+    clipboard = clipboard or ClipboardPolicy()
+    files = files or FilePolicy()
     return AgentSettings(
         socket=socket, width=width, height=height,
         max_width=config.session.max_width, max_height=config.session.max_height,
         jpeg_quality=config.display.jpeg_quality, max_fps=config.display.max_fps,
         frames_in_flight=config.display.frames_in_flight, launch_timeout=config.apps.launch_timeout,
         display_max_kbps=config.display.max_kbps, audio_max_kbps=config.audio.max_kbps,
+        clip_to_client=clipboard.to_client, clip_from_client=clipboard.from_client,
+        clip_primary_to_client=clipboard.primary_to_client, clip_primary_from_client=clipboard.primary_from_client,
+        clip_max_text_bytes=clipboard.max_text_bytes, clip_max_image_bytes=clipboard.max_image_bytes,
+        clip_types=" ".join(sorted(clipboard.allowed_mimes)), files_to_client=files.to_client,
+        files_from_client=files.from_client, files_max_bytes=files.max_file_bytes,
+        files_downloads_dir=files.downloads_dir, files_outbox_dir=files.outbox_dir,
         mode=config.session.mode,
     )  # fmt: skip
 
@@ -58,7 +68,8 @@ class AgentHandle:
         """Create the sandbox and start the agent in it; CgroupError if the sandbox cannot be made."""
         limits = resolve_limits(limits_from_settings({"memory_max": config.session.memory_max,
                                                       "pids_max": config.session.pids_max,
-                                                      "cpu_max": config.session.cpu_max}), self.account,
+                                                      "cpu_max": config.session.cpu_max,
+                                                      "cpu_weight": config.session.cpu_weight}), self.account,
                                 users=config.limits.users, groups=config.limits.groups)  # fmt: skip
         self.sandbox = create_sandbox(self.session_id, limits)
         python = config.session.python

@@ -6,6 +6,12 @@
 # connections and agent links) and by the thin client, so it lives outside
 # both (transport/ may import protocol/ and Twisted only).
 #
+# One write per read: every reply to the events of one read (acknowledgements,
+# credit returns, input answers) leaves in one transport.write -- one TLS
+# record -- because a flush() asked for while those events are handled waits
+# for the flush that ends dataReceived.  A keystroke's echo frame and its
+# FRAME_ACK + WINDOW_UPDATE no longer cost a record each.
+#
 # Error boundary: a failure while handling ONE event is caught here and handed
 # to event_failed(), whose default closes only this connection with
 # INTERNAL_ERROR; an exception never unwinds out of dataReceived into Twisted
@@ -43,6 +49,7 @@ class FrameProtocol(protocol.Protocol):
         self._lost = False
         self._closing = False
         self._closed_by_us = False
+        self._receiving = False  # inside dataReceived: flush() waits for its end
 
     # -- Twisted plumbing --------------------------------------------------
     def connectionMade(self) -> None:  # noqa: N802 - Twisted name
@@ -59,17 +66,21 @@ class FrameProtocol(protocol.Protocol):
         # before a violation, or after we closed, are dropped: no reply can
         # go out.
         heard_out = any(isinstance(e, ConnectionClosed) and e.by_peer for e in events)
-        for event in events:
-            if self._lost:
-                break
-            if isinstance(event, ConnectionClosed):
-                self._handle_closed(event)
-                break
-            if not self.conn.closed or (heard_out and not self._closed_by_us):
-                try:
-                    self.event_received(event)
-                except Exception as exc:  # noqa: BLE001 - the error boundary of one event
-                    self._event_failed(event, exc)
+        self._receiving = True
+        try:
+            for event in events:
+                if self._lost:
+                    break
+                if isinstance(event, ConnectionClosed):
+                    self._handle_closed(event)
+                    break
+                if not self.conn.closed or (heard_out and not self._closed_by_us):
+                    try:
+                        self.event_received(event)
+                    except Exception as exc:  # noqa: BLE001 - the error boundary of one event
+                        self._event_failed(event, exc)
+        finally:
+            self._receiving = False
         self.flush()
 
     def _event_failed(self, event: object, exc: Exception) -> None:
@@ -103,14 +114,22 @@ class FrameProtocol(protocol.Protocol):
 
     # -- API for subclasses ------------------------------------------------
     def flush(self) -> None:
-        """Move queued frames to the transport while it accepts them."""
+        """Move queued frames to the transport while it accepts them (while
+        the events of a read are handled: once they all are, in one write)."""
+        if self._receiving:
+            return
+        self._flush_now()
+
+    def _flush_now(self) -> None:
         if self._lost or self.transport is None:
             return
         while not self._paused:
-            data = self.conn.data_to_send(WRITE_CHUNK)
-            if not data:
+            # Pieces, not one joined buffer: a relayed payload goes to the
+            # transport as the object it arrived in (TLS joins once to encrypt).
+            pieces = self.conn.data_to_send_pieces(WRITE_CHUNK)
+            if not pieces:
                 break
-            self.transport.write(data)
+            self.transport.writeSequence(pieces)
         if self.conn.closed and not self._closing:
             self.drop()
 
@@ -143,7 +162,7 @@ class FrameProtocol(protocol.Protocol):
                 message=event.message,
             )
         self.on_closed(event)
-        self.flush()
+        self._flush_now()  # before drop(): a closing transport takes no more writes
         if event.by_peer and not self._closing:
             self.drop()
 

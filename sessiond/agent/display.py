@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,6 +29,9 @@ from sessiond.agent.settings import AgentSettings
 from sessiond.agent.xshm import CDisplay, ShmCapture, XShmError
 
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
+# The encoder's name for the root window's pixels (scroll history, COPY);
+# a window's surface is its id.
+DESKTOP_SURFACE = "desktop"
 # Wait this long after the first damage before capturing, so one repaint
 # (glyph + cursor) goes out as one frame rather than two.  xterm's glyph and
 # cursor damage arrive together: 0.5 ms kept every bench echo whole (156 px)
@@ -104,7 +106,8 @@ class DesktopSource:
         if not rects:
             return []
         pixels = self.capture.capture()
-        return list(encoder.encode(pixels, self.capture.stride, rects, width=width))
+        return list(encoder.encode(pixels, self.capture.stride, rects, width=width, height=height,
+                                   surface=DESKTOP_SURFACE))  # fmt: skip
 
     def close(self) -> None:
         """Release the shared segment and the damage connection."""
@@ -122,15 +125,20 @@ class WindowSource:
         self.pixels = pixels
         self.log = log
         self.tracked: set[int] = set()
+        # Windows whose client copy is unknown (new, gone, resent whole): the
+        # encoder forgets what it sent of them before the next frame.
+        self.unknown: set[int] = set()
 
     def track(self, window: int) -> None:
         """Start capturing a window (a new window: sent whole first)."""
         self.pixels.track(window)
         self.tracked.add(window)
+        self.unknown.add(window)
 
     def untrack(self, window: int) -> None:
         """Stop capturing a window (destroyed)."""
         self.tracked.discard(window)
+        self.unknown.add(window)
         self.pixels.untrack(window)
 
     def pending(self) -> bool:
@@ -145,18 +153,22 @@ class WindowSource:
     def frame(self, encoder: RegionEncoder) -> list[Message]:
         """WINDOW_TARGET and the REGIONs of each damaged window, window-relative."""
         out: list[Message] = []
+        for window in self.unknown:
+            encoder.forget(window)
+        self.unknown.clear()
         for window in self.pixels.damaged():
             try:
                 rects = self.pixels.take(window)
                 if not rects:
                     continue
                 width, height = self.pixels.size(window)
+                if rects == [(0, 0, width, height)]:
+                    encoder.forget(window)  # sent whole: maybe a new pixmap, a resize, a new client
                 regions: list[Message] = []
                 for rect in rects:
                     view = self.pixels.capture(window, rect)
-                    x0, y0, w, h = rect
-                    for region in encoder.encode(view, w * 4, [(0, 0, w, h)]):
-                        regions.append(dataclasses.replace(region, x=region.x + x0, y=region.y + y0))
+                    regions.extend(encoder.encode(view, rect[2] * 4, [rect], width=width, height=height,
+                                                  surface=window, origin=(rect[0], rect[1])))  # fmt: skip
             except (DamageError, XShmError) as exc:  # the window went away meanwhile
                 self.log(f"window {window:#x} not captured: {exc}")
                 continue
@@ -195,6 +207,7 @@ class DisplayPipeline:
 
     def refresh(self) -> None:
         """Everything goes out in the next frame, which is sent even if empty."""
+        self.encoder.forget()
         self.source.mark_all()
         self._owed = True
         self.schedule()
@@ -203,6 +216,7 @@ class DisplayPipeline:
         """A client opened the display channel: everything goes out."""
         self.open = True
         self.acked_seq = self.frame_seq
+        self.encoder.forget()  # a new client's copy is unknown: no COPY until a full frame
         self.source.mark_all()
         self._owed = True
         self.schedule()
@@ -218,6 +232,7 @@ class DisplayPipeline:
                 self.acked_seq = message.seq
             self.schedule()
         elif isinstance(message, RefreshRequest):
+            self.encoder.forget()
             self.source.mark_all()
             self._owed = True
             self.schedule()

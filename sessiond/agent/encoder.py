@@ -12,22 +12,35 @@
 # stripe.  Any other content is raw RGB through lz4 (1.3 ms per 1080p frame)
 # or, for small areas, a quantized palette PNG when that is smaller.  No
 # numpy: Pillow does the pixel work in C, straight from the BGRX capture
-# buffer.  Only standard PNG is written, so decoders need nothing new.
+# buffer.  Small exact palettes go out as PALETTE regions (media/palette.py:
+# the same packed indices as the PNG, without its ~70 bytes of chunks), so an
+# echoed glyph costs tens of bytes; large ones stay PNG, which browsers
+# decode off their main thread.  Given a surface name, the encoder also
+# remembers what it sent of that surface (sessiond/agent/scroll.py) and sends
+# unchanged rows not at all and scrolled rows as one COPY.
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import struct
-import zlib
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
 
 import lz4.block
 from PIL import Image
 
 from media.region import BYTES_PER_PIXEL as BYTES_PER_PIXEL_OUT  # RGB24 on the wire
-from media.region import PNG_SIGNATURE
+from media import palette as palette_codec
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
+from sessiond.agent.palette_png import (
+    BGRX_ORDER,
+    PNG_COMPRESS_LEVEL,
+    RGB_ORDER,
+    exact_palette,
+    exact_palette_png,
+)
+from sessiond.agent.scroll import MAX_ROW_SPANS, Source, SurfaceHistory
 
 Rect = tuple[int, int, int, int]
 
@@ -47,29 +60,27 @@ PNG_TRY_MAX_PIXELS = 32 * 1024
 # ... and only up to this many colours (quantizing costs grow with the
 # palette: ~1 ms per 10k pixels at 17 colours, ~6 ms at 256).
 PNG_MAX_COLOURS = 64
-# zlib level for PNG: 1 is ~3x faster than the default for a few % size.
-PNG_COMPRESS_LEVEL = 1
-# Index images up to this many bytes are deflated at the best level instead:
-# it costs microseconds there, and a keystroke's echo is that small.
-PNG_SMALL_BYTES = 4096
-PNG_SMALL_LEVEL = 9
 # Exact palette encoding (one index per colour, no quantizer) is tried up to
 # this many colours; above, the content is treated as non-palette.
 PALETTE_MAX_COLOURS = 256
-# Bits per index PNG allows for a palette, smallest first.
-PNG_BIT_DEPTHS = (1, 2, 4, 8)
-# PNG colour types: 0 greyscale (no palette chunk), 3 indexed.
-PNG_GREY = 0
-PNG_INDEXED = 3
-# Bands of an image holding R, G and B: an RGB copy, or the capture itself
-# mapped without a copy as "RGBX" (its bytes are B, G, R, X).
-RGB_ORDER = (0, 1, 2)
-BGRX_ORDER = (2, 1, 0)
 JPEG_QUALITY_RANGE = (1, 95)
+# Surfaces whose last content is remembered (the desktop, or one per
+# window): each costs its pixels (8 MiB at 1080p) and up to MAX_ROW_SPANS
+# more copies as cached rows; the least recently encoded is forgotten past
+# either bound, and simply gets no COPY next time.  A surface that alone
+# exceeds the byte budget (past a 4K screen) is never remembered.
+MAX_SURFACES = 32
+MAX_HISTORY_BYTES = 96 * 1024 * 1024
 
 
 class EncoderError(ValueError):
     """A rectangle lies outside the captured buffer or parameters are invalid."""
+
+
+def history_bytes(width: int, height: int) -> int:
+    """What remembering a width x height surface may cost at most: its
+    pixels and MAX_ROW_SPANS cached copies of them."""
+    return width * height * BYTES_PER_PIXEL_IN * (1 + MAX_ROW_SPANS)
 
 
 def stripes(rect: Rect, max_bytes: int = MAX_REGION_RAW_BYTES) -> list[Rect]:
@@ -95,8 +106,36 @@ class RegionEncoder:
             raise EncoderError(f"jpeg_quality {jpeg_quality} is outside {low}..{high}")
         self.jpeg_quality = jpeg_quality
         self.allow_lossy = allow_lossy
+        self._surfaces: OrderedDict[Hashable, SurfaceHistory] = OrderedDict()
         # Load the PNG/JPEG codecs now, not on the first (latency-critical) frame.
         Image.preinit()
+
+    def forget(self, surface: Hashable | None = None) -> None:
+        """Drop what was sent of `surface` (all surfaces if None): call it
+        whenever the client's copy is unknown -- a new client, a refresh, a
+        resize -- so that no COPY reads pixels the client does not have."""
+        if surface is None:
+            self._surfaces.clear()
+        else:
+            self._surfaces.pop(surface, None)
+
+    def _history(self, surface: Hashable, width: int, height: int) -> SurfaceHistory | None:
+        """The history of surface (made afresh if new or resized), or None
+        if a surface of this size would exceed MAX_HISTORY_BYTES alone."""
+        history = self._surfaces.get(surface)
+        if history is not None and history.fits(width, height):
+            self._surfaces.move_to_end(surface)
+            return history
+        self._surfaces.pop(surface, None)
+        cost = history_bytes(width, height)
+        if cost > MAX_HISTORY_BYTES:
+            return None  # checked before allocating: no COPY for this surface
+        while self._surfaces and (len(self._surfaces) >= MAX_SURFACES or
+                                  sum(history_bytes(h.width, h.height) for h in self._surfaces.values()) + cost
+                                  > MAX_HISTORY_BYTES):  # fmt: skip
+            self._surfaces.popitem(last=False)
+        history = self._surfaces[surface] = SurfaceHistory(width, height)
+        return history
 
     def encode(
         self,
@@ -105,29 +144,72 @@ class RegionEncoder:
         rects: Iterable[Rect],
         *,
         width: int | None = None,
+        height: int | None = None,
+        surface: Hashable | None = None,
+        origin: tuple[int, int] = (0, 0),
     ) -> list[Region]:
         """Encode each (x, y, w, h) of the BGRX buffer (`stride` bytes per
         row); large rectangles come back as several striped Regions.
+
+        `origin`: where the buffer's first pixel lies in the rectangles'
+        coordinates (a capture of just one damaged rectangle of a window is
+        passed with origin = that rectangle's corner); Regions are in the
+        rectangles' coordinates.
+
+        With `surface` (any name: "desktop", a window id), rectangles are
+        relative to that `width` x `height` surface (default: the buffer's
+        stride and rows), and the encoder sends only what the client's copy
+        lacks: COPY regions for rows that scrolled, nothing for unchanged
+        rows.  The regions must then reach the client in order; call
+        forget() when they did not.
 
         A rectangle outside the buffer (or right of `width`, the screen
         width, when given) raises EncoderError.
         """
         view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
         regions: list[Region] = []
+        ox, oy = origin
+        history = None
+        if surface is not None:
+            history = self._history(surface, width if width is not None else stride // BYTES_PER_PIXEL_IN,
+                                    height if height is not None else len(view) // stride)  # fmt: skip
+        source = Source(view, stride, origin)
         for rect in rects:
-            if width is not None and rect[0] + rect[2] > width:
+            x, y, w, h = rect
+            if width is not None and x + w > width:
                 raise EncoderError(f"rectangle {rect} extends past the screen width {width}")
-            self._bounds(view, stride, rect)
-            pieces = stripes(rect)
-            if len(pieces) > 1 and self._probes_match(view, stride, rect):
-                # FILL has no decoded payload, so a solid area needs no striping.
-                fill = self._solid_colour(*self._bgrx_view(view, stride, rect))
-                if fill is not None:
-                    regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
-                    continue
-            for piece in pieces:
-                regions.append(self._encode_piece(view, stride, piece))
+            self._bounds(view, stride, (x - ox, y - oy, w, h))
+            if history is None:
+                self._encode_rect(view, stride, rect, origin, regions)
+                continue
+            if y + h > history.height:
+                raise EncoderError(f"rectangle {rect} extends past the surface height {history.height}")
+            plan = history.plan(source, rect)
+            for (cx, cy, cw, ch), src_x, src_y in plan.copies:
+                regions.append(Region(cx, cy, cw, ch, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
+            for piece in plan.rects:
+                self._encode_rect(view, stride, piece, origin, regions)
+            history.remember(source, rect)
         return regions
+
+    def _encode_rect(self, view: memoryview, stride: int, rect: Rect, origin: tuple[int, int],
+                     regions: list[Region]) -> None:  # fmt: skip
+        """Append the Regions of one rectangle (striped if large; rect and
+        Regions in surface coordinates, the buffer at `origin`) to regions."""
+        ox, oy = origin
+        local = (rect[0] - ox, rect[1] - oy, rect[2], rect[3])
+        pieces = stripes(local)
+        if len(pieces) > 1 and self._probes_match(view, stride, local):
+            # FILL has no decoded payload, so a solid area needs no striping.
+            fill = self._solid_colour(*self._bgrx_view(view, stride, local))
+            if fill is not None:
+                regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
+                return
+        for piece in pieces:
+            region = self._encode_piece(view, stride, piece)
+            if origin != (0, 0):
+                region = dataclasses.replace(region, x=region.x + ox, y=region.y + oy)
+            regions.append(region)
 
     @staticmethod
     def _probes_match(view: memoryview, stride: int, rect: Rect) -> bool:
@@ -199,8 +281,14 @@ class RegionEncoder:
             return Region(x, y, w, h, Encoding.FILL, fill)
         # At most PALETTE_MAX_COLOURS (>= PHOTO_MIN_COLOURS) colours is never a photo.
         colours = source.getcolors(PALETTE_MAX_COLOURS)
-        png = exact_palette_png(source, colours, order) if colours is not None else None
         small = w * h <= PNG_TRY_MAX_PIXELS
+        if colours is not None and small:
+            # Large areas stay PNG: browsers decode PNG off the main thread
+            # (createImageBitmap), and PNG's chunks are nothing there.
+            compact = exact_palette(source, colours, order)
+            if compact is not None:
+                return Region(x, y, w, h, Encoding.PALETTE, compact)
+        png = exact_palette_png(source, colours, order) if colours is not None else None
         if png is not None and not small:
             return Region(x, y, w, h, Encoding.PNG, png)
         image = source if order == RGB_ORDER else self._crop(view, stride, rect)
@@ -233,95 +321,3 @@ class RegionEncoder:
         out = io.BytesIO()
         indexed.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL)
         return out.getvalue()
-
-
-def _bit_depth(count: int) -> int:
-    """Fewest PNG bits per index that can tell `count` values apart."""
-    for bits in PNG_BIT_DEPTHS:
-        if count <= 1 << bits:
-            return bits
-    raise EncoderError(f"{count} colours do not fit a PNG palette")
-
-
-def _grey_levels(rgbs: list[tuple[int, int, int]]) -> int | None:
-    """Bits per pixel of a greyscale PNG (no PLTE chunk, 18+ bytes less)
-    that holds exactly these colours, or None if they are not all such greys."""
-    if any(r != g or g != b for r, g, b in rgbs):
-        return None
-    for bits in PNG_BIT_DEPTHS:
-        step = 255 // ((1 << bits) - 1)
-        if all(r % step == 0 for r, _g, _b in rgbs):
-            return bits
-    return None
-
-
-def _key_channel(image: Image.Image, colours: list[tuple[int, ...]]) -> tuple[Image.Image, list[int]] | None:
-    """A one-channel image whose value identifies each colour (band tuples
-    as getcolors gives them) one to one, with each colour's value, or None.
-    Luminance goes first (black/white text and most UI tell apart there),
-    then each single band."""
-    probe = Image.new(image.mode, (len(colours), 1))
-    probe.putdata(colours)
-    keys = list(probe.convert("L").tobytes())
-    if len(set(keys)) == len(keys):
-        return image.convert("L"), keys
-    for band in range(3):
-        keys = [colour[band] for colour in colours]
-        if len(set(keys)) == len(keys):
-            return image.getchannel(band), keys
-    return None
-
-
-def exact_palette_png(
-    image: Image.Image, colours: list[tuple[int, tuple[int, ...]]], order: tuple[int, int, int] = RGB_ORDER
-) -> bytes | None:
-    """A pixel-exact PNG of an image with the given (count, colour) list
-    (from getcolors; `order`: the bands holding R, G and B), indexed through
-    a channel that tells the colours apart; None if no such channel exists.
-    Greys that fit 1/2/4/8-bit greyscale need no palette at all."""
-    tuples = [colour for _count, colour in colours]
-    rgbs = [(colour[order[0]], colour[order[1]], colour[order[2]]) for colour in tuples]
-    grey_bits = _grey_levels(rgbs)
-    lut = list(range(256))
-    if grey_bits is not None and grey_bits <= _bit_depth(len(rgbs)):
-        step = 255 // ((1 << grey_bits) - 1)
-        channel = image.getchannel(order[0])
-        lut = [value // step for value in range(256)]
-        bits, colour_type, palette = grey_bits, PNG_GREY, b""
-    else:
-        found = _key_channel(image, tuples)
-        if found is None:
-            return None
-        channel, keys = found
-        bits, colour_type = _bit_depth(len(rgbs)), PNG_INDEXED
-        palette = b"".join(bytes(rgb) for rgb in rgbs)
-        for index, key in enumerate(keys):
-            lut[key] = index
-    w, h = image.size
-    if bits == 1:
-        packed = channel.point(lut, "1").tobytes()  # Pillow's mode "1" packs 8 pixels a byte
-    else:
-        indexed = channel.point(lut) if lut != list(range(256)) else channel
-        if bits < 8:
-            indexed.putpalette(bytes(3 << bits))  # mode P, so Pillow packs P;2/P;4
-        packed = indexed.tobytes("raw", f"P;{bits}") if bits < 8 else indexed.tobytes()
-    return _write_png(w, h, packed, bits, colour_type, palette)
-
-
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-
-def _write_png(w: int, h: int, packed: bytes, bits: int, colour_type: int, palette: bytes) -> bytes:
-    """A PNG of w x h indices packed `bits` per pixel (rows padded to a
-    byte): no filters (they win nothing on palette data), one IDAT, no
-    ancillary chunks."""
-    row_bytes = (w * bits + 7) // 8
-    rows = b"".join(b"\0" + packed[i : i + row_bytes] for i in range(0, row_bytes * h, row_bytes))
-    level = PNG_SMALL_LEVEL if len(rows) <= PNG_SMALL_BYTES else PNG_COMPRESS_LEVEL
-    header = struct.pack(">IIBBBBB", w, h, bits, colour_type, 0, 0, 0)
-    chunks = [PNG_SIGNATURE, _chunk(b"IHDR", header)]
-    if palette:
-        chunks.append(_chunk(b"PLTE", palette))
-    chunks += [_chunk(b"IDAT", zlib.compress(rows, level)), _chunk(b"IEND", b"")]
-    return b"".join(chunks)

@@ -18,7 +18,7 @@ import os
 import stat
 
 from sessiond.agent.clipboard_policy import FilePolicy
-from sessiond.agent.transfer_names import candidate_names, sanitise_name
+from media.transfer_names import candidate_names, sanitise_name
 
 # Mode of a ~/Downloads the agent has to create.
 DOWNLOADS_DIR_MODE = 0o700

@@ -49,6 +49,7 @@ from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
+from sessiond.agent.transfers import TransferService
 from sessiond.agent.usb import UsbService
 from sessiond.agent.seamless import Seamless
 from sessiond.agent.window_model import Rect, WindowInfo
@@ -117,6 +118,7 @@ class Agent:
                                 before_spawn=self.audio.ready_for_apps)  # fmt: skip
         # USB/IP endpoint; listens only once the client opens a usb channel.
         self.usb = UsbService(self.loop, self.log, os.environ.get("XDG_RUNTIME_DIR") or os.path.dirname(args.socket))
+        self.transfers = TransferService(self.loop, self.xserver.display, args, self.log)  # clipboard, files
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
         self.loop.call_soon(self._x_readable)  # events read in during set-up
@@ -189,8 +191,15 @@ class Agent:
 
     # -- link ----------------------------------------------------------------
     def link_connected(self, link: LinkProtocol) -> None:
+        """A connection reached the socket: it becomes the link only once it
+        authenticates (link_authenticated), so a stray connection never costs
+        the working link."""
+
+    def link_authenticated(self, link: LinkProtocol) -> None:
+        if self.link is link:
+            return
         if self.link is not None:
-            self.log("a new sessiond link replaces the previous one")
+            self.log("a new, authenticated sessiond link replaces the previous one")
             self.link.drop()
         self.link = link
         self.display.closed()
@@ -209,9 +218,11 @@ class Agent:
                 self.seamless.channel_closed()
             self.audio.link_lost()
             self.usb.reset()
+            self.transfers.link_lost()
 
     def link_writable(self, link: LinkProtocol) -> None:
         self.schedule_frame()
+        self.transfers.writable()
 
     def handle_event(self, link: LinkProtocol, event: object) -> None:
         """One event from the link, behind the error boundary: a failure
@@ -231,7 +242,7 @@ class Agent:
             event.channel != 0 and (self.audio.handles(event.kind) or event.kind is ChannelKind.WINDOWS))
 
     def _dispatch(self, link: LinkProtocol, event: object) -> None:
-        if self.usb.handles(link, event):
+        if self.usb.handles(link, event) or self.transfers.handles(link, event):
             return
         if isinstance(event, MessageReceived):
             if event.channel == 0:
@@ -277,6 +288,7 @@ class Agent:
             ok = message.method == "link" and hmac.compare_digest(message.token.encode(), self._token.encode())
             if ok:
                 link.authenticated = True
+                self.link_authenticated(link)
                 link.conn.send(0, AuthResult(ok=True, session=self.session_id))
             else:
                 link.conn.send(0, AuthResult(ok=False, code=ReasonCode.AUTH_FAILED, message="bad link token"))
@@ -376,6 +388,7 @@ class Agent:
         self.apps.terminate_all()
         self.audio.stop()
         self.usb.stop()
+        self.transfers.stop()
         if self.link is not None:
             self.link.drop()
         for source in (self.seamless, self.desktop):

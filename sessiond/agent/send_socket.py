@@ -32,7 +32,7 @@ from typing import Any
 
 from sessiond.agent.clipboard_policy import FilePolicy
 from sessiond.agent.outbox import OfferFile, OutgoingFile
-from sessiond.agent.transfer_names import UnusableName, sanitise_name
+from media.transfer_names import UnusableName, sanitise_name
 
 SEND_SOCKET_NAME = "sessiond-send.sock"
 PROTOCOL_VERSION = 1

@@ -22,6 +22,9 @@ _MAX_SIDE: Final = 8192
 _MAX_KBPS: Final = 10_000_000
 # [session] mode values.
 SESSION_MODES: Final = ("seamless", "desktop")
+_MAX_CLIP_BYTES: Final = 64 * 1024 * 1024
+_MAX_FILE_BYTES: Final = 2**40
+_MAX_STR: Final = 255
 
 
 class SettingsError(ValueError):
@@ -40,6 +43,20 @@ def _float(data: dict[str, Any], name: str, lo: float, hi: float) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
         raise SettingsError(f"{name} must be a number between {lo} and {hi}")
     return float(value)
+
+
+def _bool(data: dict[str, Any], name: str) -> bool:
+    value = data[name]
+    if not isinstance(value, bool):
+        raise SettingsError(f"{name} must be true or false")
+    return value
+
+
+def _str(data: dict[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str) or len(value) > _MAX_STR or "\0" in value:
+        raise SettingsError(f"{name} must be a string of at most {_MAX_STR} characters")
+    return value
 
 
 def _mode(data: dict[str, Any]) -> str:
@@ -65,6 +82,20 @@ class AgentSettings:
     display_max_kbps: int = 0  # 0: no cap
     audio_max_kbps: int = 0
     mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
+    # [clipboard] and [files] as sessiond resolved them for this user (sessiond
+    # enforces them in the relay; the agent applies them again).
+    clip_to_client: bool = True
+    clip_from_client: bool = True
+    clip_primary_to_client: bool = False
+    clip_primary_from_client: bool = True
+    clip_max_text_bytes: int = 4 * 1024 * 1024
+    clip_max_image_bytes: int = 32 * 1024 * 1024
+    clip_types: str = "text/plain;charset=utf-8 image/png"
+    files_to_client: bool = True
+    files_from_client: bool = True
+    files_max_bytes: int = 4 * 1024 * 1024 * 1024
+    files_downloads_dir: str = "Downloads"
+    files_outbox_dir: str = "Outbox"
 
     def to_json(self) -> str:
         """The compact JSON form sessiond puts in the agent's environment."""
@@ -101,4 +132,16 @@ class AgentSettings:
             display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
             mode=_mode(data),
+            clip_to_client=_bool(data, "clip_to_client"),
+            clip_from_client=_bool(data, "clip_from_client"),
+            clip_primary_to_client=_bool(data, "clip_primary_to_client"),
+            clip_primary_from_client=_bool(data, "clip_primary_from_client"),
+            clip_max_text_bytes=_int(data, "clip_max_text_bytes", 0, _MAX_CLIP_BYTES),
+            clip_max_image_bytes=_int(data, "clip_max_image_bytes", 0, _MAX_CLIP_BYTES),
+            clip_types=_str(data, "clip_types"),
+            files_to_client=_bool(data, "files_to_client"),
+            files_from_client=_bool(data, "files_from_client"),
+            files_max_bytes=_int(data, "files_max_bytes", 0, _MAX_FILE_BYTES),
+            files_downloads_dir=_str(data, "files_downloads_dir"),
+            files_outbox_dir=_str(data, "files_outbox_dir"),
         )

@@ -24,6 +24,7 @@ CGROUP = "/sys/fs/cgroup"
 # A's per-user override: small enough that the hog and the fork bomb hit it fast.
 A_MEMORY = 300 << 20
 A_PIDS = 64
+A_CPU_WEIGHT = 200  # twice the default share; B keeps the default 100
 POLL_S = 0.1
 WAIT_S = 30.0
 
@@ -114,7 +115,7 @@ def wait_for(predicate: object, what: str) -> None:
 def two(user_factory: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
     a: TestUser = user_factory("svt-sbx-a")  # type: ignore[operator]
     b: TestUser = user_factory("svt-sbx-b")  # type: ignore[operator]
-    extra = f"[limits]\nusers = {a.name}: memory_max={A_MEMORY} pids_max={A_PIDS}\n"
+    extra = f"[limits]\nusers = {a.name}: memory_max={A_MEMORY} pids_max={A_PIDS} cpu_weight={A_CPU_WEIGHT}\n"
     server = start_sessiond(str(tmp_path_factory.mktemp("sbx")), extra=extra)
     try:
         ids = {}
@@ -221,6 +222,20 @@ def test_fork_bomb_stops_at_a_pids_limit_and_b_is_unaffected(two: tuple[Server, 
     launched = svclient(server, users["b"], "launch", "xterm")
     assert launched.returncode == 0, launched.stderr
     assert len(session_pids(ids[ids["b"]])) > b_before
+
+
+def test_cpu_is_shared_by_weight_and_not_capped_by_default(two: tuple[Server, dict[str, str]]) -> None:
+    """The kernel holds each session's weight (v1 cpu.shares = weight * 1024 / 100)
+    and no CFS quota: a session alone may use every idle core."""
+    _server, ids = two
+
+    def read(session: str, name: str) -> str:
+        with open(f"{cgroup_dir('cpu', session)}/{name}") as handle:
+            return handle.read().strip()
+
+    a, b = ids[ids["a"]], ids[ids["b"]]
+    assert (read(a, "cpu.shares"), read(b, "cpu.shares")) == (str(A_CPU_WEIGHT * 1024 // 100), "1024")
+    assert read(a, "cpu.cfs_quota_us") == read(b, "cpu.cfs_quota_us") == "-1"
 
 
 def test_logoff_of_a_leaves_nothing_and_b_lives_on(two: tuple[Server, dict[str, str]]) -> None:

@@ -1,7 +1,8 @@
 # The encoder's contract, checked through the client's decoder: lossless
 # encodings reproduce the captured pixels exactly, JPEG stays close, every
 # Region respects MAX_REGION_RAW_BYTES, and few-colour content (text, flat
-# UI) goes out as the smallest exact palette PNG.
+# UI) goes out as the smallest exact palette: PALETTE regions (the PNG writer
+# is still checked on its own).
 """Unit tests for sessiond.agent.encoder (round trip via client.framebuffer)."""
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def test_large_solid_rect_is_one_fill_without_striping() -> None:
 def test_few_colour_noise_is_lossless_png_or_lz4_and_exact() -> None:
     image = screen()
     regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 100, 100)])
-    assert [r.encoding for r in regions] == [Encoding.PNG]  # palette PNG beats lz4 on noise
+    assert [r.encoding for r in regions] == [Encoding.PALETTE]  # a palette beats lz4 on noise
     assert out.crop((0, 0, 100, 100)).tobytes() == image.crop((0, 0, 100, 100)).tobytes()
 
 
@@ -76,7 +77,7 @@ def test_text_like_area_is_exact() -> None:
     image = screen()
     rect = (90, 90, 80, 50)  # straddles noise, background and photo corner
     regions, out = roundtrip(RegionEncoder(), image, [rect])
-    assert all(r.encoding in (Encoding.RAW_LZ4, Encoding.PNG) for r in regions)
+    assert all(r.encoding in (Encoding.RAW_LZ4, Encoding.PNG, Encoding.PALETTE) for r in regions)
     box = (90, 90, 170, 140)
     assert out.crop(box).tobytes() == image.crop(box).tobytes()
 
@@ -158,7 +159,7 @@ def palette_image(colours: list[tuple[int, int, int]], w: int, h: int, seed: int
 def test_black_and_white_text_is_one_bit_grey_png_without_palette() -> None:
     image = palette_image([(0, 0, 0), (255, 255, 255)], 400, 300)  # 120k px: lz4 is not tried
     regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 400, 300)])
-    assert [r.encoding for r in regions] == [Encoding.PNG]
+    assert [r.encoding for r in regions] == [Encoding.PNG]  # large: PNG, decoded off a browser's main thread
     bits, colour_type, tags = png_header(regions[0].data)
     assert (bits, colour_type) == (1, 0) and b"PLTE" not in tags
     assert tags == [b"IHDR", b"IDAT", b"IEND"]
@@ -177,6 +178,9 @@ def test_palette_png_uses_the_fewest_bits_and_is_exact(count: int, bits: int) ->
     assert [r.encoding for r in regions] == [Encoding.PNG]
     depth, colour_type, tags = png_header(regions[0].data)
     assert (depth, colour_type) == (bits, 3) and b"PLTE" in tags
+    # A small area of the same colours is a PALETTE of the same depth.
+    small, _ = roundtrip(RegionEncoder(), image, [(0, 0, 100, 100)])
+    assert [r.encoding for r in small] == [Encoding.PALETTE] and small[0].data[:2] == bytes([bits, count - 1])
     assert out.tobytes() == image.tobytes()
 
 
@@ -207,15 +211,17 @@ def test_region_at_the_end_of_the_buffer_is_exact() -> None:
     assert out.crop(box).tobytes() == image.crop(box).tobytes()
 
 
-def test_typed_glyph_is_a_small_png() -> None:
+def test_typed_glyph_costs_tens_of_bytes() -> None:
     # One 6x13 glyph plus the moved block cursor, as xterm echoes a key.
     image = Image.new("RGB", (12, 13), (255, 255, 255))
     for x, y in [(1, 2), (2, 2), (3, 3), (1, 4), (4, 5), (2, 6), (3, 8), (1, 9), (4, 10)]:
         image.putpixel((x, y), (0, 0, 0))
     image.paste((0, 0, 0), (6, 0, 12, 13))
     regions, out = roundtrip(RegionEncoder(), image, [(0, 0, 12, 13)])
-    assert [r.encoding for r in regions] == [Encoding.PNG]
-    assert len(regions[0].data) <= 90  # signature, IHDR, IDAT, IEND: no palette for black/white
+    assert [r.encoding for r in regions] == [Encoding.PALETTE]
+    # 2 header bytes, 6 of colours, 1 packing byte, 13 rows of 2 bytes; the
+    # grey PNG of the same glyph was 90 bytes.
+    assert len(regions[0].data) <= 40
     assert out.tobytes() == image.tobytes()
 
 

@@ -29,7 +29,7 @@ from sessiond.agent.outbox import (
     OutgoingFile,
     file_open_for_writing,
 )
-from sessiond.agent.transfer_names import (
+from media.transfer_names import (
     DEFAULT_NAME,
     MAX_INCOMING_NAME_BYTES,
     MAX_NAME_ATTEMPTS,

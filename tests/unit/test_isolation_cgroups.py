@@ -10,7 +10,12 @@ from isolation.accounts import Account
 from isolation.cgroups import CgroupError, CgroupV1, CgroupV2, detect_backend
 from isolation.limits import (
     SessionLimits,
+    DEFAULT_CPU_WEIGHT,
+    MAX_CPU_WEIGHT,
+    MIN_CPU_WEIGHT,
+    limits_from_settings,
     parse_cpu,
+    parse_cpu_weight,
     parse_memory,
     parse_overrides,
     parse_pids,
@@ -78,9 +83,36 @@ def test_v1_unlimited_writes_no_limit_and_attach_joins_every_hierarchy() -> None
     backend = CgroupV1("/cg", fs)
     backend.create("s1", SessionLimits())
     assert not [w for w in fs.writes if "max" in w[0] or "limit" in w[0] or "quota" in w[0]]
+    # No hard cap, but an explicit equal share: the kernel's default weight.
+    assert ("/cg/cpu/sessiond/s1/cpu.shares", "1024") in fs.writes
     backend.attach("s1", 0)
     assert sorted(p for p, t in fs.writes if t == "0") == sorted(
         f"/cg/{c}/sessiond/s1/cgroup.procs" for c in V1_CONTROLLERS)
+
+
+def test_cpu_weight_is_written_on_both_versions_and_scaled_for_v1_shares() -> None:
+    fs = v1_fs()
+    CgroupV1("/cg", fs).create("s1", SessionLimits(cpu_weight=250))
+    assert ("/cg/cpu/sessiond/s1/cpu.shares", "2560") in fs.writes
+    CgroupV1("/cg", fs).create("s3", SessionLimits(cpu_weight=MIN_CPU_WEIGHT))
+    assert ("/cg/cpu/sessiond/s3/cpu.shares", "10") in fs.writes
+    v2 = FakeFS({"/cg/cgroup.controllers": "cpu memory pids\n"})
+    CgroupV2("/cg", v2, kill=lambda _p, _s: None, sleep=lambda _s: None).create("s2", SessionLimits())
+    assert ("/cg/sessiond/s2/cpu.weight", "100") in v2.writes
+    assert not [w for w in v2.writes if w[0].endswith("cpu.max")]
+
+
+def test_cpu_weight_bounds_and_overrides() -> None:
+    assert parse_cpu_weight("100") == 100
+    assert parse_cpu_weight(str(MAX_CPU_WEIGHT)) == MAX_CPU_WEIGHT
+    for bad in ("0", str(MAX_CPU_WEIGHT + 1), "50%", "-1", "max"):
+        with pytest.raises(ValueError):
+            parse_cpu_weight(bad)
+    account = Account("alice", 1500, 1500, (1500,), "/home/alice", "/bin/sh")
+    users = parse_overrides("alice: cpu_weight=300 cpu_max=150%")
+    limits = resolve_limits(SessionLimits(), account, users)
+    assert (limits.cpu_weight, limits.cpu_percent) == (300, 150)
+    assert limits_from_settings({"cpu_max": None}).cpu_weight == DEFAULT_CPU_WEIGHT
 
 
 def test_v1_missing_required_controller_is_refused() -> None:

@@ -72,7 +72,8 @@ EXPECTED_MAX = {
     ChannelKind.AUDIO_OUT: 16 + 4000,  # AUDIO_DATA with the largest packet
     ChannelKind.AUDIO_IN: 16 + 4000,
     ChannelKind.USB: USB_MAX,  # URB_COMMAND / URB_RETURN with the largest transfer and iso table
-    ChannelKind.CLIPBOARD: 4,  # only WINDOW_UPDATE in version 1
+    ChannelKind.CLIPBOARD: 4 + 64 * 1024,  # CLIP_DATA: serial and a 64 KiB chunk
+    ChannelKind.FILES: 12 + 64 * 1024,  # FILE_DATA: id, offset and a 64 KiB chunk
     ChannelKind.WINDOWS: 8 + 96 * 1024,  # WINDOW_ICON with the largest PNG
 }
 

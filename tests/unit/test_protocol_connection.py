@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import protocol.channel_table as channel_table_module
 import protocol.connection as connection_module
 from protocol.connection import (
     ChannelClosed,
@@ -20,7 +21,7 @@ from protocol.connection import (
     frame_cost,
 )
 from protocol.errors import ReasonCode
-from protocol.frames import FrameDecoder, encode_frame
+from protocol.frames import FrameDecoder, encode_frame, frame_header
 from protocol.limits import (
     DEFAULT_WINDOW,
     DISPLAY_WINDOW,
@@ -195,7 +196,7 @@ def test_priority_order_over_every_kind() -> None:
     for kind in order:  # lowest priority queued first
         state = client._table.get(int(kind))  # noqa: SLF001
         assert state is not None
-        state.enqueue(encode_frame(int(kind), 0x7E, b""))
+        state.enqueue(frame_header(int(kind), 0x7E, 0), b"")
     client.send(0, Ping(1))
     channels = [frame.channel for frame in FrameDecoder().feed(client.data_to_send())]
     # control, input, audio-out, audio-in, display, clipboard, usb
@@ -297,7 +298,9 @@ def test_open_channel_argument_and_limit_checks() -> None:
     assert len(server.open_channels()) == MAX_OPEN_CHANNELS + 1
 
 
-def test_reserved_kind_is_refused_and_connection_stays_up() -> None:
+def test_reserved_kind_is_refused_and_connection_stays_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No kind is reserved in version 1 any more; the mechanism stays for the next one.
+    monkeypatch.setattr(channel_table_module, "RESERVED_KINDS", frozenset({ChannelKind.CLIPBOARD}))
     client, server = handshaken_pair()
     client.open_channel(3, ChannelKind.CLIPBOARD)
     assert pump(client, server) == []
@@ -419,6 +422,7 @@ def test_peer_making_us_answer_without_reading_is_closed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(connection_module, "MAX_QUEUED_PER_CHANNEL", 500)
+    monkeypatch.setattr(channel_table_module, "RESERVED_KINDS", frozenset({ChannelKind.CLIPBOARD}))
     client, server = handshaken_pair()
     refused_open = encode_frame(0, ChannelOpen.TYPE, ChannelOpen(3, ChannelKind.CLIPBOARD, 10).encode())
     events = server.receive_data(refused_open * 20)  # each one makes the server queue a CHANNEL_CLOSE

@@ -107,3 +107,57 @@ def test_what_follows_a_violation_in_the_same_read_is_dropped() -> None:
     ping = encode_frame(0, Ping.TYPE, Ping(token=1).encode())
     server.dataReceived(ping)  # PING before HELLO: a violation
     assert server.seen == [] and server.conn.closed
+
+
+class Answering(FrameProtocol):
+    """Answers every PING with a PONG and flushes after each, as handlers do."""
+
+    role = Role.SERVER
+
+    def event_received(self, event: object) -> None:
+        from protocol.connection import MessageReceived
+        from protocol.messages import Ping, Pong
+
+        if isinstance(event, MessageReceived) and isinstance(event.message, Ping):
+            self.conn.send(0, Pong(token=event.message.token))
+            self.flush()
+
+
+class CountingTransport(StringTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:  # noqa: N802 - Twisted name
+        """One call, one TLS record (TLSMemoryBIOProtocol joins the pieces and writes once)."""
+        self.writes += 1
+        StringTransport.write(self, b"".join(data))
+
+
+def test_replies_to_one_read_leave_in_one_write_and_a_flush_outside_a_read_is_immediate() -> None:
+    from protocol.messages import Ping, Pong
+
+    server, transport = Answering(), CountingTransport()
+    server.makeConnection(transport)
+    client = Connection(Role.CLIENT)
+    client.hello(capabilities=(), software="test")
+    server.dataReceived(client.data_to_send())
+    server.conn.hello(capabilities=(), software="test")
+    server.flush()
+    client.receive_data(transport.value())
+    transport.clear()
+    transport.writes = 0
+    for token in range(5):
+        client.send(0, Ping(token=token))
+    server.dataReceived(client.data_to_send())  # five PINGs in one read
+    assert transport.writes == 1  # one TLS record, not five
+    events = client.receive_data(transport.value())
+    pongs = [e.message.token for e in events if isinstance(getattr(e, "message", None), Pong)]
+    assert pongs == list(range(5))
+    server.conn.send(0, Pong(token=9))
+    server.flush()
+    assert transport.writes == 2

@@ -53,7 +53,8 @@ def test_only_client_files_are_loaded(tmp_path: Any) -> None:
 
 def test_installed_client_is_complete() -> None:
     files = web.load_static()
-    for name in ("index.html", "css/app.css", "js/app.js", "js/protocol.js", "js/lz4.js", "js/keysyms.js"):
+    for name in ("index.html", "css/app.css", "js/app.js", "js/protocol.js", "js/lz4.js", "js/palette.js",
+                 "js/keysyms.js"):
         assert name in files, name
     assert not any(name.startswith("test/") for name in files)
     # No inline script: the CSP forbids it, so the page must not need it.

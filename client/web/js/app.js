@@ -9,6 +9,8 @@
 // line; everything that fails says what happened and what to do.
 
 import { AudioControls } from './audio-controls.js';
+import { ClipboardBridge } from './clipboard.js';
+import { FileBridge } from './files.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
 import { InputBinding } from './input.js';
@@ -49,6 +51,9 @@ class WebClient {
     this.firstFrameSeen = false;
     this.audio = new AudioControls($('speaker'), $('mic'), (text, kind) => this.status(text, kind));
     window.sessiondAudio = this.audio; // tests and debugging read stats() and recentSamples() here
+    const say = (text, kind) => this.status(text, kind);
+    this.transfers = [new ClipboardBridge($('clip-copy'), $('clip-paste'), say, $('clip-paste-box')),
+      new FileBridge(document.body, say)]; // clipboard.js, files.js
     $('login-form').addEventListener('submit', (event) => {
       event.preventDefault();
       this.login($('user').value.trim(), $('password').value);
@@ -84,6 +89,7 @@ class WebClient {
     $('show-session').hidden = name !== 'launcher' || !this.conn?.isOpen(DISPLAY);
     $('logoff').hidden = name === 'login';
     this.audio.setVisible(name !== 'login');
+    this.transfers[0].setVisible(name !== 'login');
     if (name !== 'login') sessionStorage.setItem(STORE.view, name);
     if (name === 'session') {
       this.fit();
@@ -154,6 +160,7 @@ class WebClient {
     });
     this.conn = conn;
     this.audio.attach(conn);
+    for (const t of this.transfers) t.attach(conn);
     conn.connect();
   }
 
@@ -213,6 +220,7 @@ class WebClient {
     }
     if (this.audio.handle(conn, channel, kind, message, cost)) return;
     if (this.audio.control(conn, message)) return; // CHANNEL_OPENED/REFUSED of audio channels
+    if (this.transfers.some((t) => t.handle(conn, channel, kind, message, cost) || t.control(conn, message))) return;
     const f = message.fields;
     switch (message.name) {
       case 'AUTH_RESULT':
@@ -262,6 +270,7 @@ class WebClient {
     sessionStorage.setItem(STORE.user, f.user);
     this.status(`Logged in as ${f.user}`);
     this.audio.sessionReady();
+    for (const t of this.transfers) t.sessionReady();
     const lang = (navigator.language || '').replace('-', '_');
     this.conn.send(0, { name: 'APP_LIST_REQUEST', fields: { locale: lang ? `${lang}.UTF-8` : '' } });
     if (sessionStorage.getItem(STORE.view) === 'session') this.openSession();

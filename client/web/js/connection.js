@@ -7,6 +7,9 @@
 // has been processed), or the server stops sending. The page tells us when it
 // has processed a frame (consumed()), which for the display is after drawing,
 // so a slow browser slows the session's frame rate instead of queueing.
+// Frames sent in one task (a FRAME_ACK and the credit it returns, a key and
+// its SYNC) leave in one WebSocket message -- one TLS record -- at the end
+// of the task: the gateway reads one or more whole frames per message.
 
 import {
   DEFAULT_WINDOW, DISPLAY_WINDOW, FrameDecoder, HEADER_SIZE, Kind, PROTOCOL_VERSION, ProtocolError, Reason,
@@ -14,7 +17,9 @@ import {
 } from './protocol.js';
 
 export const SOFTWARE = 'sessiond-web 0.1.0';
-export const CAPABILITIES = ['display.raw-lz4', 'display.png', 'display.jpeg', 'display.fill', 'input.keysym'];
+export const CAPABILITIES = [
+  'display.raw-lz4', 'display.png', 'display.jpeg', 'display.fill', 'display.copy', 'display.palette', 'input.keysym',
+];
 // CHANNEL_CLOSE code for kinds this client does not offer (audio, usb, clipboard).
 const CHANNEL_KIND_UNAVAILABLE = 20;
 // A WebSocket that neither opens nor fails within this time counts as unreachable.
@@ -36,6 +41,32 @@ export class SessionConnection {
     this.channels = new Map(); // id -> {kind, phase, sendCredit, initialRecv, unacked, queue}
     this.closeInfo = null;
     this.opened = false;
+    this.pending = []; // frames written in this task, sent together at its end
+  }
+
+  /** Queue a frame for the WebSocket; all frames of one task go in one message. */
+  write(frame) {
+    this.pending.push(frame);
+    if (this.pending.length === 1) queueMicrotask(() => this.flushWrites());
+  }
+
+  /** Send the frames written so far, as one WebSocket message. */
+  flushWrites() {
+    const frames = this.pending;
+    if (!frames.length) return;
+    this.pending = [];
+    if (!this.ws || this.ws.readyState !== 1) return;
+    if (frames.length === 1) {
+      this.ws.send(frames[0]);
+      return;
+    }
+    const joined = new Uint8Array(frames.reduce((total, f) => total + f.length, 0));
+    let offset = 0;
+    for (const f of frames) {
+      joined.set(f, offset);
+      offset += f.length;
+    }
+    this.ws.send(joined);
   }
 
   connect() {
@@ -82,6 +113,7 @@ export class SessionConnection {
   close(code, message) {
     if (!this.ws) return;
     this.send(0, { name: 'CLOSE', fields: { code, message } });
+    this.flushWrites(); // CLOSE (and what preceded it) before the socket closes
     this.closeInfo = { code, message, byServer: false };
     this.ws.close();
   }
@@ -91,7 +123,7 @@ export class SessionConnection {
     const [type, payload] = encodeMessage(message);
     const frame = encodeFrame(channel, type, payload);
     if (channel === 0 || type === WINDOW_UPDATE) {
-      this.ws.send(frame);
+      this.write(frame);
       return true;
     }
     const state = this.channels.get(channel);
@@ -102,7 +134,7 @@ export class SessionConnection {
       return true;
     }
     state.sendCredit -= frame.length;
-    this.ws.send(frame);
+    this.write(frame);
     return true;
   }
 
@@ -175,7 +207,7 @@ export class SessionConnection {
     while (state.queue.length && state.queue[0].length <= state.sendCredit && this.ws) {
       const frame = state.queue.shift();
       state.sendCredit -= frame.length;
-      this.ws.send(frame);
+      this.write(frame);
     }
   }
 

@@ -1,5 +1,6 @@
 // The session's screen on a canvas: DESKTOP_SIZE, REGION (RAW_LZ4, PNG,
-// JPEG, FILL) and FRAME_END, drawn strictly in arrival order.
+// JPEG, FILL, COPY, PALETTE) and FRAME_END, drawn strictly in arrival order
+// (a COPY reads the canvas as every earlier region left it).
 //
 // Why a promise chain: PNG and JPEG decode asynchronously (createImageBitmap,
 // off the main thread), but a later region may cover an earlier one, so
@@ -10,6 +11,7 @@
 
 import { Encoding } from './protocol.js';
 import { decompressSized } from './lz4.js';
+import { applyCopy, decodePalette } from './palette.js';
 
 const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
 
@@ -77,6 +79,17 @@ export class Screen {
       this.then(() => {
         this.ctx.fillStyle = `rgb(${data[0]}, ${data[1]}, ${data[2]})`;
         this.ctx.fillRect(x, y, w, h);
+      }, done);
+    } else if (encoding === Encoding.COPY) {
+      this.then(() => applyCopy(this.ctx, this.width, this.height, f), done);
+    } else if (encoding === Encoding.PALETTE) {
+      // Unpack (and inflate) at once; draw in turn.
+      const decoded = decodePalette(data.slice(), w, h);
+      decoded.catch(() => {}); // reported through the chain, in order
+      this.then(async () => {
+        const image = this.ctx.createImageData(w, h);
+        image.data.set(await decoded);
+        this.ctx.putImageData(image, x, y);
       }, done);
     } else if (encoding === Encoding.RAW_LZ4) {
       this.then(() => {

@@ -27,13 +27,13 @@ export const MAX_CHANNEL_ID = 255;
 export const DEFAULT_WINDOW = 256 * 1024;
 export const DISPLAY_WINDOW = 8 * 1024 * 1024;
 export const MAX_WINDOW = 2 ** 31 - 1;
-// Largest w*h*3 of one REGION (except FILL).
+// Largest w*h*3 of one REGION (except FILL and COPY).
 export const MAX_REGION_RAW_BYTES = 1024 * 1024;
 
-export const Kind = Object.freeze({ CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6 });
+export const Kind = Object.freeze({ CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6, FILES: 8 });
 // X keysyms have the top three bits clear; 0 is NoSymbol.
 export const MAX_KEYSYM = 0x1fffffff;
-export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4 });
+export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4, COPY: 5, PALETTE: 6 });
 export const WINDOW_UPDATE = 0xff;
 
 export const Reason = Object.freeze({
@@ -82,13 +82,13 @@ export const OPUS_RATES = Object.freeze([8000, 12000, 16000, 24000, 48000]);
 
 // Binary messages of the kinds the web client speaks (USB is not in the browser);
 // WINDOW_UPDATE (kind null) is valid on every kind but control.
-const WEB_BINARY_KINDS = [Kind.DISPLAY, Kind.INPUT, Kind.AUDIO_OUT, Kind.AUDIO_IN, null];
+const WEB_BINARY_KINDS = [Kind.DISPLAY, Kind.INPUT, Kind.AUDIO_OUT, Kind.AUDIO_IN, Kind.CLIPBOARD, Kind.FILES, null];
 const STRUCT_CODES = { u8: 'B', flag: '?', u16: 'H', i16: 'h', u32: 'I', u64: 'Q' };
 const SIZES = { B: 1, '?': 1, H: 2, h: 2, I: 4, Q: 8 };
 const BINARY = MESSAGE_TABLE.filter((m) => m.codec === 'struct' && WEB_BINARY_KINDS.includes(m.kind)).map((m) => {
   const fixed = m.fields.filter((f) => STRUCT_CODES[f.wire]);
   const size = fixed.reduce((n, f) => n + SIZES[STRUCT_CODES[f.wire]], 0);
-  const tail = m.fields.find((f) => f.wire === 'bytes') || null;
+  const tail = m.fields.find((f) => f.wire === 'bytes' || f.wire === 'text') || null;
   return { kind: m.kind, type: m.type, name: m.name, fixed, size, tail };
 });
 const BINARY_BY_TYPE = new Map(BINARY.map((spec) => [`${spec.kind}:${spec.type}`, spec]));
@@ -191,7 +191,8 @@ export function encodeMessage(message) {
   const spec = BINARY_BY_NAME.get(name);
   if (!spec) throw new Error(`unknown message ${name}`);
   checkStruct(spec, fields);
-  const tail = spec.tail ? fields[spec.tail.name] : new Uint8Array(0);
+  const tailValue = spec.tail ? fields[spec.tail.name] : new Uint8Array(0);
+  const tail = typeof tailValue === 'string' ? utf8.encode(tailValue) : tailValue;
   const out = new Uint8Array(spec.size + tail.length);
   const view = new DataView(out.buffer);
   let at = 0;
@@ -229,7 +230,11 @@ function checkStruct(spec, fields) {
       throw bad(`${field.name}=${value} is not one of ${field.choices}`);
     }
   }
-  if (spec.tail) {
+  if (spec.tail && spec.tail.wire === 'text') {
+    const text = fields[spec.tail.name];
+    if (typeof text !== 'string') throw bad(`${spec.tail.name} must be a string`);
+    if (utf8.encode(text).length > spec.tail.max_len) throw bad(`${spec.tail.name} too long`);
+  } else if (spec.tail) {
     const data = fields[spec.tail.name];
     if (!(data instanceof Uint8Array)) throw bad(`${spec.tail.name} must be bytes`);
     if (data.length < spec.tail.min_len || data.length > spec.tail.max_len) {
@@ -243,6 +248,8 @@ function checkStruct(spec, fields) {
 function checkRegion({ w, h, encoding, data }, bad) {
   if (encoding === Encoding.FILL) {
     if (data.length !== 3) throw bad('FILL data must be 3 bytes');
+  } else if (encoding === Encoding.COPY) {
+    if (data.length !== 4) throw bad('COPY data must be 4 bytes');
   } else if (w * h * 3 > MAX_REGION_RAW_BYTES) {
     throw bad('exceeds MAX_REGION_RAW_BYTES');
   } else if (encoding === Encoding.RAW_LZ4) {
@@ -286,7 +293,13 @@ function decodeStruct(spec, payload) {
     fields[field.name] = value;
     at += SIZES[code];
   }
-  if (spec.tail) fields[spec.tail.name] = payload.subarray(spec.size);
+  if (spec.tail && spec.tail.wire === 'text') {
+    try {
+      fields[spec.tail.name] = strictUtf8.decode(payload.subarray(spec.size));
+    } catch {
+      throw bad(`${spec.tail.name} is not UTF-8`);
+    }
+  } else if (spec.tail) fields[spec.tail.name] = payload.subarray(spec.size);
   checkStruct(spec, fields);
   return fields;
 }

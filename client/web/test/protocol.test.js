@@ -13,7 +13,7 @@ import {
 
 const VECTORS = JSON.parse(readFileSync(fileURLToPath(new URL('../../../tests/vectors/frames.json', import.meta.url)), 'utf8'));
 // Kinds the web client speaks (audio and USB are not in the browser yet).
-const WEB_KINDS = new Set([Kind.CONTROL, Kind.DISPLAY, Kind.INPUT]);
+const WEB_KINDS = new Set([Kind.CONTROL, Kind.DISPLAY, Kind.INPUT, Kind.CLIPBOARD, Kind.FILES]);
 const valid = VECTORS.filter((v) => v.message && WEB_KINDS.has(v.kind));
 
 const hex = (s) => Uint8Array.from(s.match(/../g) || [], (b) => parseInt(b, 16));
@@ -21,7 +21,7 @@ const toHex = (bytes) => Buffer.from(bytes).toString('hex');
 
 function fieldsFromVector(vector) {
   const fields = { ...vector.message.fields };
-  if (vector.message.name === 'REGION') fields.data = hex(fields.data);
+  if (['REGION', 'CLIP_DATA', 'FILE_DATA'].includes(vector.message.name)) fields.data = hex(fields.data);
   return fields;
 }
 
@@ -34,7 +34,8 @@ function comparable(fields) {
 test('the vectors cover every web message type', () => {
   const names = new Set(valid.map((v) => v.message.name));
   for (const name of ['HELLO', 'AUTH', 'AUTH_RESULT', 'APP_LIST', 'ICON', 'LAUNCH', 'REGION', 'FRAME_END',
-    'FRAME_ACK', 'RESIZE_REQUEST', 'KEY', 'POINTER', 'BUTTON', 'WHEEL', 'WINDOW_UPDATE', 'CLOSE']) {
+    'FRAME_ACK', 'RESIZE_REQUEST', 'KEY', 'POINTER', 'BUTTON', 'WHEEL', 'WINDOW_UPDATE', 'CLOSE', 'CLIP_OFFER',
+    'CLIP_DATA', 'CLIP_ERROR', 'CLIP_DONE', 'FILE_OFFER', 'FILE_DATA', 'FILE_DONE', 'FILE_CANCEL']) {
     assert.ok(names.has(name), `no vector for ${name}`);
   }
   assert.ok(valid.length >= 40, `only ${valid.length} vectors`);

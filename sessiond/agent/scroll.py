@@ -1,0 +1,209 @@
+# What the client already has of a surface, and how little of a damaged
+# rectangle must be sent given that: unchanged rows nothing, rows that moved
+# up or down a COPY, the rest as ordinary regions.
+#
+# Why: a scrolling terminal damages its whole text area every frame, but all
+# rows but a few new ones are already on the client, shifted.  Sending a
+# copy-rectangle (as VNC's CopyRect and xpra's scroll encoding do) and only
+# the new rows cuts a scroll frame from the whole area to a few rows.
+#
+# Exactness: SurfaceHistory keeps the bytes it last sent of every pixel, and
+# rows are compared as bytes (dict lookups hash them, equality confirms), so
+# a COPY is only ever emitted for rows that are byte-identical at the source
+# -- never a wrong frame from a hash collision.  The history equals the
+# client's copy as long as every planned region reaches the client in order
+# and is lossless; a JPEG region is copied as the client holds it (the eye
+# does not mind, as it did not mind the JPEG).  The caller must forget a
+# surface whenever the client's copy of it is unknown (a new client, a
+# refresh, a resize): plan() then sends everything.
+"""SurfaceHistory: unchanged / scrolled / new rows of a rectangle against what was sent."""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+Rect = tuple[int, int, int, int]
+
+BYTES_PER_PIXEL = 4  # BGRX, as the capture buffer
+# A run of fewer rows moved by the same shift is re-sent instead of copied:
+# a COPY costs a region header, and a short match is often a coincidence of
+# blank or repeated rows.
+MIN_SCROLL_ROWS = 4
+# Rows to re-send closer than this are sent as one region: a region costs a
+# header and, in the browser, an asynchronous decode and a draw of its own,
+# while unchanged rows between two changed ones (the blank rows between text
+# lines: a terminal's new screenful would be one region per line otherwise)
+# deflate to almost nothing.
+MERGE_GAP_ROWS = 32
+# A row that occurs more often than this in the previous content (blank
+# lines, rules) votes for no shift: it would match any.
+MAX_ROW_REPEATS = 1
+# Column spans whose rows are kept as bytes objects between frames (the rows
+# sent last time are the rows compared against next time, and a bytes object
+# hashes once): this halves the work of a scroll frame.  Each costs one more
+# copy of the span's pixels, so only the most recently damaged are kept.
+MAX_ROW_SPANS = 2
+
+
+@dataclass
+class Plan:
+    """How to bring the client's copy of a rectangle up to date: apply
+    `copies` (dest rect, source x, source y) in order, then send `rects`."""
+
+    copies: list[tuple[Rect, int, int]] = field(default_factory=list)
+    rects: list[Rect] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the caller's BGRX buffer lies on the surface: row `stride` bytes,
+    its first pixel at surface point `origin` (a capture of one damaged
+    rectangle of a window, or the whole surface at (0, 0))."""
+
+    view: memoryview
+    stride: int
+    origin: tuple[int, int] = (0, 0)
+
+    def rows(self, rect: Rect) -> list[bytes]:
+        """The rows of rect (surface coordinates) as bytes."""
+        x, y, w, h = rect
+        ox, oy = self.origin
+        start, length, stride = (x - ox) * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL, self.stride
+        view = self.view
+        return [bytes(view[row * stride + start : row * stride + start + length]) for row in range(y - oy, y - oy + h)]
+
+
+class SurfaceHistory:
+    """The pixels last sent of one width x height surface (kept as BGRX
+    rows of width * 4 bytes)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width = width
+        self.height = height
+        self.stride = width * BYTES_PER_PIXEL
+        self.pixels = bytearray(self.stride * height)
+        # (x, w) -> the sent rows of that column span (None: not cached).
+        self._spans: OrderedDict[tuple[int, int], list[bytes | None]] = OrderedDict()
+        self._planned: tuple[Rect, list[bytes]] | None = None  # the rows plan() just read
+        # Until a whole frame of the surface was sent, the client's copy is
+        # unknown and plan() sends every damaged rectangle whole.
+        self.known = False
+
+    def fits(self, width: int, height: int) -> bool:
+        """True if the history has this surface's size."""
+        return (self.width, self.height) == (width, height)
+
+    def _previous(self, rect: Rect) -> list[bytes]:
+        """The rows of rect as sent, from the span cache where it has them."""
+        x, y, w, h = rect
+        cached = self._spans.get((x, w))
+        if cached is None:
+            return Source(memoryview(self.pixels), self.stride).rows(rect)
+        rows = cached[y : y + h]
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing:
+            start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
+            for i in missing:
+                offset = (y + i) * self.stride + start
+                rows[i] = bytes(self.pixels[offset : offset + length])
+        return rows  # type: ignore[return-value]  # every None was filled
+
+    def plan(self, source: Source, rect: Rect) -> Plan:
+        """What to send for `rect` (surface coordinates, inside the surface
+        and inside `source`) so that the client's copy equals the source;
+        does not update the history."""
+        x, y, w, h = rect
+        self._planned = None
+        if not self.known:
+            return Plan(rects=[rect])
+        current = source.rows(rect)
+        self._planned = (rect, current)
+        previous = self._previous(rect)
+        changed = [cur != prev for cur, prev in zip(current, previous, strict=True)]
+        if not any(changed):
+            return Plan()
+        copied = [False] * h
+        copies: list[tuple[Rect, int, int]] = []
+        shift = _best_shift(current, previous, changed)
+        if shift:
+            runs = _runs([0 <= i + shift < h and current[i] == previous[i + shift] for i in range(h)])
+            runs = [run for run in runs if run[1] - run[0] >= MIN_SCROLL_ROWS]
+            # Content moved up (shift > 0): copy top run first, so no run's
+            # source has been overwritten by an earlier run's destination.
+            for start, end in runs if shift > 0 else reversed(runs):
+                copies.append(((x, y + start, w, end - start), x, y + start + shift))
+                copied[start:end] = [True] * (end - start)
+        send = [changed[i] and not copied[i] for i in range(h)]
+        rects = [(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)]
+        return Plan(copies=copies, rects=rects)
+
+    def remember(self, source: Source, rect: Rect) -> None:
+        """Record that the client now holds `rect` as it is in `source`; the
+        history is known once a rectangle covered the whole surface."""
+        x, y, w, h = rect
+        if rect == (0, 0, self.width, self.height):
+            self.known = True
+        ox, oy = source.origin
+        start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
+        src_start = (x - ox) * BYTES_PER_PIXEL
+        for row in range(y, y + h):
+            offset = row * self.stride + start
+            src = (row - oy) * source.stride + src_start
+            self.pixels[offset : offset + length] = source.view[src : src + length]
+        self._remember_rows(rect)
+
+    def _remember_rows(self, rect: Rect) -> None:
+        """Keep the rows plan() read for rect's span; forget cached rows of
+        other spans that rect overlaps (their pixels changed)."""
+        x, y, w, h = rect
+        for (span_x, span_w), rows in self._spans.items():
+            if (span_x, span_w) != (x, w) and span_x < x + w and x < span_x + span_w:
+                rows[y : y + h] = [None] * h
+        planned, self._planned = self._planned, None
+        if planned is None or planned[0] != rect:
+            cached = self._spans.get((x, w))
+            if cached is not None:
+                cached[y : y + h] = [None] * h
+            return
+        cached = self._spans.get((x, w))
+        if cached is None:
+            cached = self._spans[(x, w)] = [None] * self.height
+            while len(self._spans) > MAX_ROW_SPANS:
+                self._spans.popitem(last=False)
+        self._spans.move_to_end((x, w))
+        cached[y : y + h] = planned[1]
+
+
+def _best_shift(current: list[bytes], previous: list[bytes], changed: list[bool]) -> int:
+    """The row shift d (current row i == previous row i + d) that most
+    changed rows agree on, or 0 if none reaches MIN_SCROLL_ROWS."""
+    counts = Counter(previous)
+    index = {row: i for i, row in enumerate(previous) if counts[row] <= MAX_ROW_REPEATS}
+    votes: Counter[int] = Counter()
+    for i, row in enumerate(current):
+        if changed[i]:
+            j = index.get(row)
+            if j is not None:
+                votes[j - i] += 1
+    if not votes:
+        return 0
+    shift, count = votes.most_common(1)[0]
+    return shift if count >= MIN_SCROLL_ROWS else 0
+
+
+def _runs(flags: list[bool], merge_gap: int = 0) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in flags; runs separated by at most
+    merge_gap False entries are joined."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if runs and start - runs[-1][1] <= merge_gap:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((start, i))
+            start = None
+    return runs
