@@ -2,7 +2,8 @@
 # then HELLO, login, and the display/input channels. Each request returns a
 # Deferred; the framebuffer is reconstructed from the display channel and
 # every frame is acknowledged after it is drawn (that acknowledgement is
-# what paces the server).
+# what paces the server). In seamless mode the windows channel describes the
+# session's windows and client.windows keeps one framebuffer per window.
 """SessionClient: one connection to sessiond, Deferred-based."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from zope.interface import implementer
 
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
+from client.window_client import WindowsMixin
+from client.windows import WindowTable
 from protocol.connection import (
     ChannelClosed,
     ChannelOpened,
@@ -58,6 +61,7 @@ from protocol.messages import (
     SyncDone,
     Wheel,
 )
+from protocol.windows import WindowTarget
 from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
 
@@ -70,6 +74,7 @@ MAX_CLOCK_REPORTS = 3600
 INPUT = int(ChannelKind.INPUT)
 AUDIO_OUT = int(ChannelKind.AUDIO_OUT)
 AUDIO_IN = int(ChannelKind.AUDIO_IN)
+WINDOWS = int(ChannelKind.WINDOWS)
 
 
 class ConnectionEnded(Exception):
@@ -103,10 +108,11 @@ class Redirected(RemoteError):
 
 
 @implementer(interfaces.IHandshakeListener)
-class SessionClient(FrameProtocol):
+class SessionClient(WindowsMixin, FrameProtocol):
     """Client side of the native protocol."""
 
     role = Role.CLIENT
+    remote_error = RemoteError
 
     def __init__(self, server: str, known_hosts: KnownHosts, on_new_host: Callable[[str], None] | None = None) -> None:
         super().__init__()
@@ -116,6 +122,8 @@ class SessionClient(FrameProtocol):
         self.ready: defer.Deferred[Hello] = defer.Deferred()
         self.ended: defer.Deferred[ConnectionEnded] = defer.Deferred()
         self.framebuffer: Framebuffer | None = None
+        self.windows = WindowTable()
+        self._replay_waiter: defer.Deferred[Any] | None = None
         self.session_info: SessionInfo | None = None
         self.last_frame = 0
         self._waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]] = []
@@ -242,7 +250,18 @@ class SessionClient(FrameProtocol):
                 self.refuse(ReasonCode.LIMIT_EXCEEDED, f"desktop size refused: {exc}")
                 return
             self._deliver(message)  # answers resize()
+        elif isinstance(message, WindowTarget):
+            try:
+                self.windows.target(message)
+            except RegionError as exc:
+                self.refuse(ReasonCode.LIMIT_EXCEEDED, f"window size refused: {exc}")
         elif isinstance(message, Region):
+            try:
+                if self.windows.region(message):
+                    return
+            except RegionError as exc:
+                self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad window region: {exc}")
+                return
             if self.framebuffer is None:
                 self.refuse(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
                 return
@@ -251,6 +270,7 @@ class SessionClient(FrameProtocol):
             except RegionError as exc:
                 self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
         elif isinstance(message, FrameEnd):
+            self.windows.frame_end()
             self.last_frame = message.seq
             self.conn.send(DISPLAY, FrameAck(seq=message.seq))
             self.flush()

@@ -31,19 +31,21 @@ class ChannelKind(IntEnum):
     AUDIO_IN = 4
     USB = 5
     CLIPBOARD = 6
-    FILES = 8  # 7 is WINDOWS, 9 XPRA (other branches)
+    WINDOWS = 7
+    FILES = 8  # 9 XPRA (other branches)
 
 
 # Kinds defined but not implemented in version 1: opening one is refused with
 # CHANNEL_CLOSE(CHANNEL_KIND_UNAVAILABLE) and the connection stays up.
 RESERVED_KINDS: frozenset[ChannelKind] = frozenset()
 
-# Send priority per kind, lower first (control, input, audio, display, clipboard, usb, files).
+# Send priority per kind, lower first (control, input, audio and windows, display, clipboard, usb, files).
 KIND_PRIORITY: dict[ChannelKind, int] = {
     ChannelKind.CONTROL: 0,
     ChannelKind.INPUT: 1,
     ChannelKind.AUDIO_OUT: 2,
     ChannelKind.AUDIO_IN: 2,
+    ChannelKind.WINDOWS: 2,
     ChannelKind.DISPLAY: 3,
     ChannelKind.CLIPBOARD: 4,
     ChannelKind.USB: 5,

@@ -174,6 +174,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "pids_max": ("1024", parse_pids),
         "cpu_max": ("max", parse_cpu),
         "cpu_weight": ("100", parse_cpu_weight),
+        "mode": ("seamless", _choice("seamless", "desktop")),
     },
     "limits": {
         "users": ("", parse_overrides),

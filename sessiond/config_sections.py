@@ -57,6 +57,7 @@ class SessionSection:
     pids_max: int | None
     cpu_max: int | None
     cpu_weight: int
+    mode: str  # "seamless": each app window is a client window; "desktop": one screen
 
 
 @dataclass(frozen=True)

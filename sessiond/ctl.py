@@ -202,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"drain: {result['host']}: {'draining' if result['draining'] else 'taking new sessions again'}")
     elif args.command == "show":
         for key, value in result.items():
+            if key == "windows":
+                continue
             print(f"{key}: {_time(value) if key in ('started', 'last_connect', 'last_disconnect') else value}")
+        for window in result.get("windows", []):
+            print(f"window {window['id']:#x}: {window['app'] or '-'} {window['state']} {window['geometry']} "
+                  f"{window['title']!r}")
     elif args.command == "audit":
         for entry in result:
             print(f"{_time(entry['time'])}  {entry['event']:<26} user={entry['user'] or '-'} "

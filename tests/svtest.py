@@ -96,14 +96,19 @@ def free_port() -> int:
 
 
 def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int = 0,
-                   runtime: str | None = None, server: str = "", host: str = "127.0.0.1") -> Server:  # fmt: skip
+                   runtime: str | None = None, server: str = "", host: str = "127.0.0.1",
+                   session: str = "") -> Server:  # fmt: skip
     """Start the installed sessiond with a test config; wait until it listens.
 
     Starting again with the same TMP, PORT and RUNTIME is a restart of the
     same installation (same state directory, registry, certificate).
     SERVER is appended to the [server] section (key = value lines); HOST is the
     address to listen on (farm tests use several 127.0.0.x).
+    SESSION: more [session] lines (e.g. "mode = desktop\n"); without it,
+    $SVTEST_MODE (seamless or desktop) runs a whole suite in that mode.
     """
+    if not session and os.environ.get("SVTEST_MODE"):
+        session = f"mode = {os.environ['SVTEST_MODE']}\n"
     state = os.path.join(tmp, "state")
     runtime = runtime or f"/run/sessiond-test-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")
@@ -112,7 +117,7 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
             f"[server]\nlisten = {host}:{port}\nstate_dir = {state}\nruntime_dir = {runtime}\n"
             f"on_stop = {on_stop}\n{server}"
             f"[auth]\nfailure_delay = 0.3\nmax_failures = 4\nfailure_window = 60\n"
-            f"[session]\nwidth = 1024\nheight = 768\npython = {VENV_BIN}/python\n"
+            f"[session]\nwidth = 1024\nheight = 768\npython = {VENV_BIN}/python\n{session}"
             f"[apps]\ndirectories = {REPO}/conf/apps\n{extra}"
         )
     log_path = os.path.join(tmp, "sessiond.log")

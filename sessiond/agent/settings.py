@@ -20,6 +20,8 @@ SETTINGS_ENV: Final = "SESSIOND_AGENT_SETTINGS"
 MAX_SETTINGS_BYTES: Final = 4096
 _MAX_SIDE: Final = 8192
 _MAX_KBPS: Final = 10_000_000
+# [session] mode values.
+SESSION_MODES: Final = ("seamless", "desktop")
 _MAX_CLIP_BYTES: Final = 64 * 1024 * 1024
 _MAX_FILE_BYTES: Final = 2**40
 _MAX_STR: Final = 255
@@ -57,6 +59,13 @@ def _str(data: dict[str, Any], name: str) -> str:
     return value
 
 
+def _mode(data: dict[str, Any]) -> str:
+    value = data["mode"]
+    if value not in SESSION_MODES:
+        raise SettingsError(f"mode must be one of {', '.join(SESSION_MODES)}")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """What one session agent runs with (from [session], [display], [audio], [apps])."""
@@ -72,6 +81,7 @@ class AgentSettings:
     launch_timeout: float = 20.0
     display_max_kbps: int = 0  # 0: no cap
     audio_max_kbps: int = 0
+    mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
     # [clipboard] and [files] as sessiond resolved them for this user (sessiond
     # enforces them in the relay; the agent applies them again).
     clip_to_client: bool = True
@@ -121,6 +131,7 @@ class AgentSettings:
             launch_timeout=_float(data, "launch_timeout", 1.0, 300.0),
             display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
+            mode=_mode(data),
             clip_to_client=_bool(data, "clip_to_client"),
             clip_from_client=_bool(data, "clip_from_client"),
             clip_primary_to_client=_bool(data, "clip_primary_to_client"),
