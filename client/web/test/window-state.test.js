@@ -112,7 +112,7 @@ test('size hints: increments snap down from the base, min and max clamp', () => 
   const hints = { base_width: 4, base_height: 4, width_inc: 6, height_inc: 13, min_width: 10, min_height: 17, max_width: 400, max_height: 0 };
   assert.deepEqual(constrainSize(hints, 300, 320), { width: 298, height: 316 }); // 4 + 49*6, 4 + 24*13
   assert.deepEqual(constrainSize(hints, 489, 320), { width: 400, height: 316 }); // clamped to max, still 4 + k*6
-  assert.deepEqual(constrainSize(hints, 1, 1), { width: 16, height: 17 });
+  assert.deepEqual(constrainSize(hints, 1, 1), { width: 10, height: 17 }); // the minimum, on the grid
   assert.deepEqual(constrainSize({}, 0, -5), { width: 1, height: 1 });
   assert.deepEqual(constrainSize({ max_width: 100, max_height: 50 }, 300, 300), { width: 100, height: 50 });
 });
