@@ -12,10 +12,14 @@ import { AudioControls } from './audio-controls.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
 import { InputBinding } from './input.js';
-import { Kind, Reason } from './protocol.js';
+import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
+import { TITLE_HEIGHT, WindowsView } from './windows.js';
 
 const DISPLAY = 1;
 const INPUT = 2;
+const WINDOWS = 7;
+// Seamless mode needs a server whose message table has the windows channel.
+const HAS_WINDOWS = String(Kind.WINDOWS) in KIND_MAX_PAYLOAD;
 // Icon size in CSS pixels, requested at the device's pixel ratio (servers serve 8..256).
 const ICON_CSS_PX = 48;
 const MAX_ICON_PX = 256;
@@ -44,6 +48,14 @@ class WebClient {
     this.authenticated = false;
     this.method = '';
     this.canvas = $('screen');
+    this.desktop = $('desktop');
+    this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
+    this.windows = new WindowsView(this.desktop, $('taskbar'), {
+      request: (name, fields) => this.conn?.isOpen(WINDOWS) && this.conn.send(WINDOWS, { name, fields }),
+      appIcon: (appId) => this.apps.get(appId)?.button.querySelector('img')?.src ?? null,
+      onLastClosed: () => this.show('launcher'),
+    });
+    window.sessiondWindows = this.windows; // tests and debugging read the mirrored state here
     this.screen = null;
     this.input = null;
     this.firstFrameSeen = false;
@@ -56,6 +68,9 @@ class WebClient {
     $('show-apps').addEventListener('click', () => this.show('launcher'));
     $('show-session').addEventListener('click', () => this.openSession());
     $('logoff').addEventListener('click', () => this.logoff());
+    $('taskbar').addEventListener('click', () => {
+      if (document.body.dataset.view === 'launcher') this.show('session');
+    });
     this.resizeTimer = 0;
     window.addEventListener('resize', () => {
       this.fit();
@@ -85,10 +100,11 @@ class WebClient {
     $('logoff').hidden = name === 'login';
     this.audio.setVisible(name !== 'login');
     if (name !== 'login') sessionStorage.setItem(STORE.view, name);
+    $('taskbar').hidden = name === 'login' || this.windows.state.taskbar().length === 0;
     if (name === 'session') {
       this.fit();
       this.requestResize();
-      this.canvas.focus();
+      (this.mode === 'seamless' ? this.desktop : this.canvas).focus();
     }
   }
 
@@ -105,6 +121,7 @@ class WebClient {
 
   /** Draw the canvas 1:1 when the session fits the window, else scale it down (aspect kept). */
   fit() {
+    if (this.mode === 'seamless') return; // windows sit 1:1 on the desktop
     const box = views.session.getBoundingClientRect();
     const { width, height } = this.canvas;
     if (!width || !height || !box.width || !box.height) return;
@@ -115,7 +132,7 @@ class WebClient {
 
   /** The session's size in CSS pixels that fills the session view. */
   wantedSize() {
-    const box = views.session.getBoundingClientRect();
+    const box = (this.mode === 'seamless' ? this.desktop : views.session).getBoundingClientRect();
     return { width: Math.min(MAX_SIDE, Math.floor(box.width)), height: Math.min(MAX_SIDE, Math.floor(box.height)) };
   }
 
@@ -211,6 +228,14 @@ class WebClient {
       conn.consumed(INPUT, cost);
       return;
     }
+    if (kind === Kind.WINDOWS) {
+      if (!this.windows.handle(message)) {
+        this.screen.handle(message, () => conn.consumed(WINDOWS, cost)); // per-window pixels
+        return;
+      }
+      conn.consumed(WINDOWS, cost);
+      return;
+    }
     if (this.audio.handle(conn, channel, kind, message, cost)) return;
     if (this.audio.control(conn, message)) return; // CHANNEL_OPENED/REFUSED of audio channels
     const f = message.fields;
@@ -230,9 +255,11 @@ class WebClient {
       case 'CHANNEL_OPENED':
         if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
         if (f.channel === DISPLAY) this.requestResize(0);
+        if (f.channel === WINDOWS) this.setMode('seamless');
         break;
       case 'CHANNEL_REFUSED':
         if (f.channel === DISPLAY) this.status(`The session's display is unavailable: ${f.message}`, 'error');
+        if (f.channel === WINDOWS) this.setMode('desktop');
         break;
       case 'ERROR':
         this.status(f.message, 'error');
@@ -340,15 +367,45 @@ class WebClient {
       this.screen = new Screen(this.canvas, {
         onFrame: (seq) => this.onFrame(seq),
         onError: (text) => this.status(text, 'error'),
+        contextFor: (id) => this.windows.contextFor(id),
       });
-      this.input?.detach();
-      const conn = this.conn;
-      this.input = new InputBinding(this.canvas, (message) => conn.send(INPUT, message));
+      this.windows.reset(); // the windows channel replays every window
       this.status('Opening the session display…', 'busy');
-      conn.openChannel(DISPLAY, Kind.DISPLAY);
-      conn.openChannel(INPUT, Kind.INPUT);
+      this.conn.openChannel(DISPLAY, Kind.DISPLAY);
+      this.conn.openChannel(INPUT, Kind.INPUT);
+      if (HAS_WINDOWS) this.conn.openChannel(WINDOWS, Kind.WINDOWS);
+      else this.setMode('desktop');
     }
     this.show('session');
+  }
+
+  /** Seamless (windows on the desktop element) or desktop (one canvas): input follows the mode. */
+  setMode(mode) {
+    this.mode = mode;
+    document.body.dataset.mode = mode;
+    this.canvas.hidden = mode === 'seamless';
+    this.desktop.hidden = mode !== 'seamless';
+    this.input?.detach();
+    const conn = this.conn;
+    const send = (message) => conn.send(INPUT, message);
+    if (mode === 'seamless') {
+      this.input = new InputBinding(this.desktop, send, { position: (event) => this.desktopPosition(event) });
+      this.desktop.style.top = `${TITLE_HEIGHT}px`;
+      this.requestResize(0);
+    } else {
+      this.input = new InputBinding(this.canvas, send);
+      this.fit();
+    }
+  }
+
+  /** Session coordinates of a pointer event in seamless mode: the desktop's CSS pixels, clamped. */
+  desktopPosition(event) {
+    const rect = this.desktop.getBoundingClientRect();
+    const w = this.canvas.width || 1;
+    const h = this.canvas.height || 1;
+    const x = Math.floor(event.clientX - rect.left);
+    const y = Math.floor(event.clientY - rect.top);
+    return { x: Math.min(Math.max(x, 0), w - 1), y: Math.min(Math.max(y, 0), h - 1) };
   }
 
   onFrame(seq) {

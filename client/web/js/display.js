@@ -16,7 +16,10 @@ const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
 export class Screen {
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {{onFrame(seq: number): void, onError(message: string): void}} hooks
+   * @param {{onFrame(seq: number): void, onError(message: string): void,
+   *          contextFor?(window: number): CanvasRenderingContext2D|null}} hooks
+   *   contextFor: seamless mode, where a region tagged with a window id is drawn
+   *   (relative to that window's top-left corner); null drops it (window gone)
    */
   constructor(canvas, hooks) {
     this.canvas = canvas;
@@ -37,6 +40,7 @@ export class Screen {
         this.then(() => this.resize(f.width, f.height), done);
         break;
       case 'REGION':
+      case 'WINDOW_REGION':
         this.region(f, done);
         break;
       case 'FRAME_END':
@@ -71,17 +75,28 @@ export class Screen {
     this.canvas.dispatchEvent(new Event('desktopresize'));
   }
 
+  /** The context a region goes to: the desktop canvas, or its window's (looked up when drawn). */
+  target(f) {
+    const id = f.window ?? 0;
+    if (!id || !this.hooks.contextFor) return this.ctx;
+    return this.hooks.contextFor(id);
+  }
+
   region(f, done) {
     const { x, y, w, h, encoding, data } = f;
     if (encoding === Encoding.FILL) {
       this.then(() => {
-        this.ctx.fillStyle = `rgb(${data[0]}, ${data[1]}, ${data[2]})`;
-        this.ctx.fillRect(x, y, w, h);
+        const ctx = this.target(f);
+        if (!ctx) return;
+        ctx.fillStyle = `rgb(${data[0]}, ${data[1]}, ${data[2]})`;
+        ctx.fillRect(x, y, w, h);
       }, done);
     } else if (encoding === Encoding.RAW_LZ4) {
       this.then(() => {
+        const ctx = this.target(f);
+        if (!ctx) return;
         const rgb = decompressSized(data, w * h * 3);
-        const image = this.ctx.createImageData(w, h);
+        const image = ctx.createImageData(w, h);
         const rgba = image.data;
         for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
           rgba[j] = rgb[i];
@@ -89,7 +104,7 @@ export class Screen {
           rgba[j + 2] = rgb[i + 2];
           rgba[j + 3] = 255;
         }
-        this.ctx.putImageData(image, x, y);
+        ctx.putImageData(image, x, y);
       }, done);
     } else {
       // Copy out of the WebSocket buffer, then decode in parallel with earlier draws.
@@ -97,7 +112,8 @@ export class Screen {
       decoded.catch(() => {}); // reported through the chain, in order
       this.then(async () => {
         const bitmap = await decoded;
-        this.ctx.drawImage(bitmap, x, y, w, h);
+        const ctx = this.target(f);
+        if (ctx) ctx.drawImage(bitmap, x, y, w, h);
         bitmap.close();
       }, done);
     }

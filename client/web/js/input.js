@@ -22,12 +22,15 @@ const X_BUTTONS = [1, 2, 3, 8, 9];
 
 export class InputBinding {
   /**
-   * @param {HTMLCanvasElement} canvas
+   * @param {HTMLElement} canvas the session canvas, or in seamless mode the desktop element
    * @param {(message: {name: string, fields: object}) => void} send
+   * @param {{position?(event: MouseEvent): {x: number, y: number}}} [options] seamless mode
+   *   maps a page position to session coordinates itself (windows sit 1:1 on the desktop)
    */
-  constructor(canvas, send) {
+  constructor(canvas, send, options = {}) {
     this.canvas = canvas;
     this.send = send;
+    this.mapPosition = options.position ?? null;
     this.keys = new KeyTracker();
     this.pendingMove = null;
     this.wheel = { x: 0, y: 0 };
@@ -49,6 +52,7 @@ export class InputBinding {
 
   /** Session coordinates of a mouse event, clamped to the screen. */
   position(event) {
+    if (this.mapPosition) return this.mapPosition(event);
     const rect = this.canvas.getBoundingClientRect();
     const w = this.canvas.width || 1;
     const h = this.canvas.height || 1;

@@ -30,7 +30,7 @@ export const MAX_WINDOW = 2 ** 31 - 1;
 // Largest w*h*3 of one REGION (except FILL).
 export const MAX_REGION_RAW_BYTES = 1024 * 1024;
 
-export const Kind = Object.freeze({ CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6 });
+export const Kind = Object.freeze({ CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6, WINDOWS: 7 });
 // X keysyms have the top three bits clear; 0 is NoSymbol.
 export const MAX_KEYSYM = 0x1fffffff;
 export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4 });
