@@ -94,7 +94,8 @@ export function windowFromFields(f, previous = null) {
     width: Math.max(1, int(f.width, previous?.width ?? 1)),
     height: Math.max(1, int(f.height, previous?.height ?? 1)),
   };
-  const hintSource = f.size_hints ?? f.hints ?? f;
+  const HINT_NAMES = ['min_width', 'min_height', 'max_width', 'max_height', 'base_width', 'base_height', 'width_inc', 'height_inc'];
+  const hintSource = f.size_hints ?? f.hints ?? (HINT_NAMES.some((n) => n in f) ? f : null);
   return {
     id: f.id ?? f.window,
     ...rect,
@@ -104,7 +105,7 @@ export function windowFromFields(f, previous = null) {
     title: String(f.title ?? previous?.title ?? '').slice(0, MAX_TITLE_CHARS),
     wmClass: f.wm_class ?? previous?.wmClass ?? '',
     appId: String(f.app_id ?? previous?.appId ?? ''),
-    hints: normalizeHints(hintSource),
+    hints: hintSource ? normalizeHints(hintSource) : previous?.hints ?? normalizeHints({}),
     modal: Boolean(f.modal ?? previous?.modal ?? false),
     decorated: Boolean(f.decorated ?? previous?.decorated ?? managed),
     state: String(f.state ?? previous?.state ?? 'normal'),

@@ -117,6 +117,7 @@ export class WindowsView {
     button('sv-close', 'Close', () => this.hooks.request(Request.CLOSE, { id }));
     view.force = el('button', 'sv-force', { type: 'button', hidden: '' });
     view.force.textContent = 'Not responding: force close';
+    view.force.addEventListener('pointerdown', (e) => e.stopPropagation()); // not a title-bar drag
     view.force.addEventListener('click', () => this.hooks.request(Request.FORCE_CLOSE, { id }));
     bar.append(icon, title, view.force, buttons);
     bar.addEventListener('pointerdown', (e) => this.startDrag(e, id, 'move'));

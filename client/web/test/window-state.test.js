@@ -64,6 +64,8 @@ test('geometry updates move the copy; unknown ids are ignored', () => {
   const s = twoApps();
   s.apply(msg('WINDOW_GEOMETRY', { id: 22, x: 800, y: 200, width: 226, height: 290 }));
   assert.deepEqual([s.get(22).x, s.get(22).y], [800, 200]);
+  s.apply(msg('WINDOW_GEOMETRY', { id: 11, x: 3, y: 4, width: 490, height: 329 }));
+  assert.equal(s.get(11).hints.incH, 13, 'a geometry update keeps the size hints');
   const out = s.apply(msg('WINDOW_GEOMETRY', { id: 5, x: 1, y: 1, width: 1, height: 1 }));
   assert.deepEqual(out.changed, []);
 });
