@@ -31,6 +31,7 @@ class ChannelKind(IntEnum):
     AUDIO_IN = 4
     USB = 5
     CLIPBOARD = 6
+    WINDOWS = 7
 
 
 # Kinds defined but not implemented in version 1: opening one is refused with
@@ -41,12 +42,13 @@ RESERVED_KINDS: frozenset[ChannelKind] = frozenset(
     }
 )
 
-# Send priority per kind, lower first (control, input, audio, display, clipboard, usb).
+# Send priority per kind, lower first (control, input, audio and windows, display, clipboard, usb).
 KIND_PRIORITY: dict[ChannelKind, int] = {
     ChannelKind.CONTROL: 0,
     ChannelKind.INPUT: 1,
     ChannelKind.AUDIO_OUT: 2,
     ChannelKind.AUDIO_IN: 2,
+    ChannelKind.WINDOWS: 2,
     ChannelKind.DISPLAY: 3,
     ChannelKind.CLIPBOARD: 4,
     ChannelKind.USB: 5,

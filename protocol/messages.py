@@ -66,6 +66,7 @@ from protocol.media import (
     WindowUpdate,
 )
 from protocol.usb import USB_MESSAGES
+from protocol.windows import DISPLAY_WINDOW_MESSAGES, INPUT_WINDOW_MESSAGES, WINDOWS_MESSAGES
 
 __all__ = [
     "KIND_PRIORITY",
@@ -158,11 +159,12 @@ def _table(classes: tuple[type[Message], ...], generic: bool) -> dict[int, type[
 # (kind -> type code -> class). Reserved kinds know only WINDOW_UPDATE.
 MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
     ChannelKind.CONTROL: _table(CONTROL_MESSAGES, generic=False),
-    ChannelKind.DISPLAY: _table(DISPLAY_MESSAGES, generic=True),
-    ChannelKind.INPUT: _table(INPUT_MESSAGES, generic=True),
+    ChannelKind.DISPLAY: _table(DISPLAY_MESSAGES + DISPLAY_WINDOW_MESSAGES, generic=True),
+    ChannelKind.INPUT: _table(INPUT_MESSAGES + INPUT_WINDOW_MESSAGES, generic=True),
     ChannelKind.AUDIO_OUT: _table(AUDIO_OUT_MESSAGES, generic=True),
     ChannelKind.AUDIO_IN: _table(AUDIO_IN_MESSAGES, generic=True),
     ChannelKind.USB: _table(USB_MESSAGES, generic=True),
+    ChannelKind.WINDOWS: _table(WINDOWS_MESSAGES, generic=True),
     **{kind: _table((), generic=True) for kind in sorted(RESERVED_KINDS)},
 }
 

@@ -68,11 +68,12 @@ USB_MAX = 4 + 48 + MAX_TRANSFER_BUFFER + 16 * MAX_ISO_PACKETS
 EXPECTED_MAX = {
     ChannelKind.CONTROL: MAX_CONTROL_PAYLOAD,
     ChannelKind.DISPLAY: MAX_FRAME_PAYLOAD,
-    ChannelKind.INPUT: 8,  # WHEEL
+    ChannelKind.INPUT: 12,  # WINDOW_WHEEL
     ChannelKind.AUDIO_OUT: 16 + 4000,  # AUDIO_DATA with the largest packet
     ChannelKind.AUDIO_IN: 16 + 4000,
     ChannelKind.USB: USB_MAX,  # URB_COMMAND / URB_RETURN with the largest transfer and iso table
     ChannelKind.CLIPBOARD: 4,  # only WINDOW_UPDATE in version 1
+    ChannelKind.WINDOWS: 8 + 96 * 1024,  # WINDOW_ICON with the largest PNG
 }
 
 
@@ -286,4 +287,5 @@ def test_relay_is_bounded_by_the_kind_too() -> None:
     client.send(2, Key(5, True))
     [event] = pump(client, server)
     assert isinstance(event, FrameReceived) and not isinstance(event, MessageReceived)
-    assert closed_code(server.receive_data(header(9, 2, Key.TYPE))) == ReasonCode.FRAME_TOO_LARGE
+    too_large = header(max_payload(ChannelKind.INPUT) + 1, 2, Key.TYPE)
+    assert closed_code(server.receive_data(too_large)) == ReasonCode.FRAME_TOO_LARGE

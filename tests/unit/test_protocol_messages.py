@@ -176,7 +176,7 @@ def test_malformed_binary_payloads(kind: ChannelKind, type_: int, payload: bytes
     [
         (ChannelKind.CONTROL, 0x00),
         (ChannelKind.CONTROL, 0xFF),
-        (ChannelKind.DISPLAY, 0x07),
+        (ChannelKind.DISPLAY, 0x10),
         (ChannelKind.USB, 0x09),
     ],
 )

@@ -155,7 +155,13 @@ def _strategy(spec: FieldSpec) -> st.SearchStrategy[object]:
     raise AssertionError(f"no strategy for {w.code}")
 
 
-GENERIC = [cls for cls in ALL if getattr(cls, "CODEC", "") in ("json", "struct")]
+# WINDOW_NEW/WINDOW_METADATA take kind and state from a closed set of strings:
+# round-tripped with their own strategy in test_protocol_windows.py.
+GENERIC = [
+    cls
+    for cls in ALL
+    if getattr(cls, "CODEC", "") in ("json", "struct") and cls.NAME not in ("WINDOW_NEW", "WINDOW_METADATA")
+]
 
 
 @pytest.mark.parametrize("cls", GENERIC, ids=lambda c: c.__name__)

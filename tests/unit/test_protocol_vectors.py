@@ -34,7 +34,7 @@ def build(description: dict[str, Any]) -> Message:
     for key, value in description["fields"].items():
         if key == "apps":
             value = tuple(AppInfo(**{**app, "categories": tuple(app["categories"])}) for app in value)
-        elif key == "data" and cls is Region or key == "packet":
+        elif key == "data" and cls is Region or key in ("packet", "png"):
             value = bytes.fromhex(value)
         elif isinstance(value, list):
             value = tuple(value)
