@@ -98,7 +98,7 @@ def test_page_windows_title_bar_drag_moves_by_the_pointer(harness: Any) -> None:
     after = box(page, '.sv-window[data-window="22"]')
     assert (after["x"] - before["x"], after["y"] - before["y"]) == (300, 200)
     moves = [r["fields"] for r in page.evaluate("harness.requests") if r["name"] == "WINDOW_MOVE_RESIZE"]
-    assert moves == [{"id": 22, "x": 800, "y": 200, "width": 226, "height": 290}], moves
+    assert moves == [{"window": 22, "x": 800, "y": 200, "width": 226, "height": 290}], moves
     shot(page, "harness-moved")
 
 
@@ -111,7 +111,7 @@ def test_page_windows_corner_resize_snaps_to_the_hints(harness: Any) -> None:
     page.mouse.move(x + 100, y + 50, steps=8)
     page.mouse.up()
     last = [r["fields"] for r in page.evaluate("harness.requests") if r["name"] == "WINDOW_MOVE_RESIZE"][-1]
-    assert last["id"] == 11 and (last["x"], last["y"]) == (0, 0)
+    assert last["window"] == 11 and (last["x"], last["y"]) == (0, 0)
     assert (last["width"] - 4) % 6 == 0 and (last["height"] - 4) % 13 == 0, last
     assert 484 + 94 <= last["width"] <= 484 + 100 and 316 + 39 <= last["height"] <= 316 + 52, last
     page.wait_for_function("document.querySelector('.sv-window[data-window=\"11\"] canvas').width === %d" % last["width"])
@@ -122,7 +122,7 @@ def test_page_windows_corner_resize_snaps_to_the_hints(harness: Any) -> None:
 def test_page_windows_click_raises_and_focuses(harness: Any) -> None:
     page = harness
     page.mouse.click(100, TITLE_HEIGHT + 150)  # inside xterm's canvas (the desktop starts below a title bar)
-    raised = [r["fields"]["id"] for r in page.evaluate("harness.requests") if r["name"] == "WINDOW_RAISE"]
+    raised = [r["fields"]["window"] for r in page.evaluate("harness.requests") if r["name"] == "WINDOW_RAISE"]
     assert raised == [11]
     assert page.locator('.sv-window[data-window="11"]').evaluate("e => e.classList.contains('sv-focused')")
     z11 = int(page.locator('.sv-window[data-window="11"]').evaluate("e => e.style.zIndex"))
@@ -177,7 +177,7 @@ def test_page_windows_menu_undecorated_on_top_dialog_above_parent(harness: Any) 
     assert page.locator('.sv-task[data-window="44"]').count() == 0, "a dialog travels with its parent"
     # Picking the parent gives the keyboard to its modal dialog.
     page.click('.sv-task[data-window="11"]')
-    raised = [r["fields"]["id"] for r in page.evaluate("harness.requests") if r["name"] == "WINDOW_RAISE"]
+    raised = [r["fields"]["window"] for r in page.evaluate("harness.requests") if r["name"] == "WINDOW_RAISE"]
     assert raised[-1] == 44
     shot(page, "harness-menu-dialog")
     page.evaluate("harness.destroy(55)")

@@ -229,10 +229,7 @@ class WebClient {
       return;
     }
     if (kind === Kind.WINDOWS) {
-      if (!this.windows.handle(message)) {
-        this.screen.handle(message, () => conn.consumed(WINDOWS, cost)); // per-window pixels
-        return;
-      }
+      this.windows.handle(message);
       conn.consumed(WINDOWS, cost);
       return;
     }
@@ -367,7 +364,7 @@ class WebClient {
       this.screen = new Screen(this.canvas, {
         onFrame: (seq) => this.onFrame(seq),
         onError: (text) => this.status(text, 'error'),
-        contextFor: (id) => this.windows.contextFor(id),
+        targetFor: (id, width, height) => this.windows.target(id, width, height),
       });
       this.windows.reset(); // the windows channel replays every window
       this.status('Opening the session display…', 'busy');
@@ -389,7 +386,7 @@ class WebClient {
     const conn = this.conn;
     const send = (message) => conn.send(INPUT, message);
     if (mode === 'seamless') {
-      this.input = new InputBinding(this.desktop, send, { position: (event) => this.desktopPosition(event) });
+      this.input = new InputBinding(this.desktop, send, { position: (event) => this.windows.pointerTarget(event) });
       this.desktop.style.top = `${TITLE_HEIGHT}px`;
       this.requestResize(0);
     } else {
@@ -398,15 +395,6 @@ class WebClient {
     }
   }
 
-  /** Session coordinates of a pointer event in seamless mode: the desktop's CSS pixels, clamped. */
-  desktopPosition(event) {
-    const rect = this.desktop.getBoundingClientRect();
-    const w = this.canvas.width || 1;
-    const h = this.canvas.height || 1;
-    const x = Math.floor(event.clientX - rect.left);
-    const y = Math.floor(event.clientY - rect.top);
-    return { x: Math.min(Math.max(x, 0), w - 1), y: Math.min(Math.max(y, 0), h - 1) };
-  }
 
   onFrame(seq) {
     this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });

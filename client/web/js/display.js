@@ -17,9 +17,10 @@ export class Screen {
   /**
    * @param {HTMLCanvasElement} canvas
    * @param {{onFrame(seq: number): void, onError(message: string): void,
-   *          contextFor?(window: number): CanvasRenderingContext2D|null}} hooks
-   *   contextFor: seamless mode, where a region tagged with a window id is drawn
-   *   (relative to that window's top-left corner); null drops it (window gone)
+   *          targetFor?(window: number, width: number, height: number): CanvasRenderingContext2D|null}} hooks
+   *   targetFor: seamless mode, the buffer of a window named by WINDOW_TARGET (made
+   *   width x height); the REGIONs up to the next target or FRAME_END are drawn on it,
+   *   relative to the window's top-left corner; null drops them (window gone)
    */
   constructor(canvas, hooks) {
     this.canvas = canvas;
@@ -30,6 +31,7 @@ export class Screen {
     this.height = 0;
     this.frames = 0;
     this.failed = false;
+    this.current = null; // WINDOW_TARGET's context until FRAME_END (null: the desktop canvas)
   }
 
   /** Queue a display message; `done` runs once it has been applied (for credit). */
@@ -40,11 +42,16 @@ export class Screen {
         this.then(() => this.resize(f.width, f.height), done);
         break;
       case 'REGION':
-      case 'WINDOW_REGION':
         this.region(f, done);
+        break;
+      case 'WINDOW_TARGET':
+        this.then(() => {
+          this.current = f.window && this.hooks.targetFor ? { ctx: this.hooks.targetFor(f.window, f.width, f.height) } : null;
+        }, done);
         break;
       case 'FRAME_END':
         this.then(() => {
+          this.current = null;
           this.frames += 1;
           this.hooks.onFrame(f.seq);
         }, done);
@@ -75,25 +82,23 @@ export class Screen {
     this.canvas.dispatchEvent(new Event('desktopresize'));
   }
 
-  /** The context a region goes to: the desktop canvas, or its window's (looked up when drawn). */
-  target(f) {
-    const id = f.window ?? 0;
-    if (!id || !this.hooks.contextFor) return this.ctx;
-    return this.hooks.contextFor(id);
+  /** The context a region goes to: the desktop canvas, or the window WINDOW_TARGET named. */
+  target() {
+    return this.current ? this.current.ctx : this.ctx;
   }
 
   region(f, done) {
     const { x, y, w, h, encoding, data } = f;
     if (encoding === Encoding.FILL) {
       this.then(() => {
-        const ctx = this.target(f);
+        const ctx = this.target();
         if (!ctx) return;
         ctx.fillStyle = `rgb(${data[0]}, ${data[1]}, ${data[2]})`;
         ctx.fillRect(x, y, w, h);
       }, done);
     } else if (encoding === Encoding.RAW_LZ4) {
       this.then(() => {
-        const ctx = this.target(f);
+        const ctx = this.target();
         if (!ctx) return;
         const rgb = decompressSized(data, w * h * 3);
         const image = ctx.createImageData(w, h);
@@ -112,7 +117,7 @@ export class Screen {
       decoded.catch(() => {}); // reported through the chain, in order
       this.then(async () => {
         const bitmap = await decoded;
-        const ctx = this.target(f);
+        const ctx = this.target();
         if (ctx) ctx.drawImage(bitmap, x, y, w, h);
         bitmap.close();
       }, done);

@@ -61,6 +61,12 @@ export class InputBinding {
     return { x: Math.min(Math.max(x, 0), w - 1), y: Math.min(Math.max(y, 0), h - 1) };
   }
 
+  /** POINTER/BUTTON/WHEEL, or their WINDOW_ forms when the position names a window (seamless mode). */
+  pointerSend(name, fields) {
+    if (!fields) return; // seamless mode, over no window: the session has nothing there
+    this.send({ name: fields.window === undefined ? name : `WINDOW_${name}`, fields });
+  }
+
   releaseKeys() {
     for (const [keysym, down] of this.keys.releaseAll()) this.send({ name: 'KEY', fields: { keysym, down } });
   }
@@ -72,7 +78,7 @@ export class InputBinding {
       if (this.pendingMove === null) {
         this.pendingMove = requestAnimationFrame(() => {
           this.pendingMove = null;
-          this.send({ name: 'POINTER', fields: this.last });
+          this.pointerSend('POINTER', this.last);
         });
       }
     });
@@ -85,8 +91,8 @@ export class InputBinding {
         c.setPointerCapture?.(event.pointerId);
       }
       this.last = this.position(event);
-      this.send({ name: 'POINTER', fields: this.last });
-      this.send({ name: 'BUTTON', fields: { ...this.last, button: xbutton, down } });
+      this.pointerSend('POINTER', this.last);
+      if (this.last) this.pointerSend('BUTTON', { ...this.last, button: xbutton, down });
     };
     this.on(c, 'pointerdown', button(true));
     this.on(c, 'pointerup', button(false));
@@ -115,6 +121,7 @@ export class InputBinding {
     if (dx === 0 && dy === 0) return;
     this.wheel.x -= dx;
     this.wheel.y -= dy;
-    this.send({ name: 'WHEEL', fields: { ...this.position(event), dx, dy } });
+    const at = this.position(event);
+    if (at) this.pointerSend('WHEEL', { ...at, dx, dy });
   }
 }

@@ -82,7 +82,7 @@ export const OPUS_RATES = Object.freeze([8000, 12000, 16000, 24000, 48000]);
 
 // Binary messages of the kinds the web client speaks (USB is not in the browser);
 // WINDOW_UPDATE (kind null) is valid on every kind but control.
-const WEB_BINARY_KINDS = [Kind.DISPLAY, Kind.INPUT, Kind.AUDIO_OUT, Kind.AUDIO_IN, null];
+const WEB_BINARY_KINDS = [Kind.DISPLAY, Kind.INPUT, Kind.AUDIO_OUT, Kind.AUDIO_IN, Kind.WINDOWS, null];
 const STRUCT_CODES = { u8: 'B', flag: '?', u16: 'H', i16: 'h', u32: 'I', u64: 'Q' };
 const SIZES = { B: 1, '?': 1, H: 2, h: 2, I: 4, Q: 8 };
 const BINARY = MESSAGE_TABLE.filter((m) => m.codec === 'struct' && WEB_BINARY_KINDS.includes(m.kind)).map((m) => {
@@ -93,6 +93,15 @@ const BINARY = MESSAGE_TABLE.filter((m) => m.codec === 'struct' && WEB_BINARY_KI
 });
 const BINARY_BY_TYPE = new Map(BINARY.map((spec) => [`${spec.kind}:${spec.type}`, spec]));
 const BINARY_BY_NAME = new Map(BINARY.map((spec) => [spec.name, spec]));
+// JSON messages outside the control channel (the windows channel's WINDOW_NEW / WINDOW_METADATA).
+const CHANNEL_JSON = MESSAGE_TABLE.filter((m) => m.codec === 'json' && m.kind !== Kind.CONTROL && m.kind !== null)
+  .map((m) => ({ kind: m.kind, type: m.type, name: m.name, req: byName(m.fields.filter((f) => !f.optional)),
+    opt: byName(m.fields.filter((f) => f.optional)), max: m.max_payload }));
+const CHANNEL_JSON_BY_TYPE = new Map(CHANNEL_JSON.map((spec) => [`${spec.kind}:${spec.type}`, spec]));
+const CHANNEL_JSON_BY_NAME = new Map(CHANNEL_JSON.map((spec) => [spec.name, spec]));
+// WINDOW_RESTACK: a list of u32 window ids (4n bytes), each non-zero, at most MAX_WINDOWS of them.
+export const MAX_WINDOWS = 256;
+const RESTACK = MESSAGE_TABLE.find((m) => m.name === 'WINDOW_RESTACK') || null;
 
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -188,6 +197,9 @@ export function encodeMessage(message) {
   const { name, fields = {} } = message;
   const control = CONTROL_BY_NAME.get(name);
   if (control) return [control.type, utf8.encode(canonicalJson(controlWireObject(control, fields)))];
+  const json = CHANNEL_JSON_BY_NAME.get(name);
+  if (json) return [json.type, utf8.encode(canonicalJson(controlWireObject(json, fields)))];
+  if (RESTACK && name === RESTACK.name) return [RESTACK.type, encodeRestack(fields.order)];
   const spec = BINARY_BY_NAME.get(name);
   if (!spec) throw new Error(`unknown message ${name}`);
   checkStruct(spec, fields);
@@ -299,9 +311,37 @@ export function decodeMessage(kind, type, payload) {
     const fields = pick(parseJsonObject(payload), spec.req, spec.opt, spec.name === 'AUTH');
     return { name: spec.name, fields };
   }
+  const json = CHANNEL_JSON_BY_TYPE.get(`${kind}:${type}`);
+  if (json) return { name: json.name, fields: pick(parseJsonObject(payload), json.req, json.opt) };
+  if (RESTACK && kind === RESTACK.kind && type === RESTACK.type) {
+    return { name: RESTACK.name, fields: { order: decodeRestack(payload) } };
+  }
   const spec = BINARY_BY_TYPE.get(`${kind}:${type}`) || BINARY_BY_TYPE.get(`null:${type}`);
   if (!spec) throw new ProtocolError(Reason.UNKNOWN_MESSAGE_TYPE, `type 0x${type.toString(16)} on kind ${kind}`);
   return { name: spec.name, fields: decodeStruct(spec, payload) };
+}
+
+function checkWindowIds(ids) {
+  const bad = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `WINDOW_RESTACK ${what}`);
+  if (!Array.isArray(ids) || ids.length > MAX_WINDOWS) throw bad(`lists more than ${MAX_WINDOWS} windows`);
+  for (const id of ids) if (!Number.isInteger(id) || id < 1 || id >= U32) throw bad(`window id ${id} out of range`);
+}
+
+function encodeRestack(ids) {
+  checkWindowIds(ids);
+  const out = new Uint8Array(4 * ids.length);
+  const view = new DataView(out.buffer);
+  ids.forEach((id, i) => view.setUint32(4 * i, id));
+  return out;
+}
+
+function decodeRestack(payload) {
+  if (payload.length % 4) throw new ProtocolError(Reason.MALFORMED_MESSAGE, 'WINDOW_RESTACK length is not 4n');
+  if (payload.length > 4 * MAX_WINDOWS) throw new ProtocolError(Reason.MALFORMED_MESSAGE, 'WINDOW_RESTACK too long');
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
+  const ids = Array.from({ length: payload.length / 4 }, (_, i) => view.getUint32(4 * i));
+  checkWindowIds(ids);
+  return ids;
 }
 
 /** Header + payload of one frame. */

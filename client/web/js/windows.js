@@ -47,6 +47,48 @@ export class WindowsView {
     this.state = new WindowState();
     this.views = new Map(); // id -> {frame, title, icon, canvas, ctx, task, drag}
     this.iconUrls = new Map();
+    this.iconPng = new Map();
+    this.pending = new Map(); // id -> canvas: pixels for a window whose WINDOW_NEW has not come yet
+    this.grab = 0; // the window a pressed button belongs to (X's implicit grab), until release
+    const release = () => setTimeout(() => { this.grab = 0; }, 0); // after input.js mapped the release
+    desktop.addEventListener('pointerup', release);
+    desktop.addEventListener('pointercancel', release);
+  }
+
+  /**
+   * Where a pointer event goes in seamless mode: {window, x, y} relative to the window's
+   * content, or null over no window's content (nothing is sent). While a button is held
+   * the window it was pressed on keeps the pointer, as X's implicit grab does.
+   */
+  pointerTarget(event) {
+    let id = this.grab;
+    if (!id) {
+      const hit = document.elementFromPoint(event.clientX, event.clientY)?.closest?.('.sv-content');
+      const frame = hit?.parentElement;
+      id = frame ? Number(frame.dataset.window) : 0;
+      if (id && event.type === 'pointerdown') this.grab = id;
+    }
+    const view = this.views.get(id);
+    if (!view) return null;
+    const rect = view.canvas.getBoundingClientRect();
+    const sx = view.canvas.width / (rect.width || 1);
+    const sy = view.canvas.height / (rect.height || 1);
+    const clamp16 = (v) => Math.max(-32768, Math.min(32767, Math.floor(v)));
+    return { window: id, x: clamp16((event.clientX - rect.left) * sx), y: clamp16((event.clientY - rect.top) * sy) };
+  }
+
+  /** The context WINDOW_TARGET's regions are drawn on, its buffer made `width` x `height` first. */
+  target(id, width, height) {
+    const view = this.views.get(id);
+    if (!view) {
+      if (!this.pending.has(id) && this.pending.size >= 64) return null; // bounded: a target for a window never announced
+      const canvas = this.pending.get(id) ?? document.createElement('canvas');
+      if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
+      this.pending.set(id, canvas);
+      return canvas.getContext('2d', { alpha: false });
+    }
+    if (view.canvas.width !== width || view.canvas.height !== height) this.resizeCanvas(view, width, height);
+    return view.ctx;
   }
 
   /** A windows-channel message; true if it was one. */
@@ -60,11 +102,6 @@ export class WindowsView {
   /** Forget every window (a new connection replays them all). */
   reset() {
     this.render(this.state.apply({ type: 'reset', fields: {} }));
-  }
-
-  /** The 2D context regions of window `id` are drawn on (null: not ours). */
-  contextFor(id) {
-    return this.views.get(id)?.ctx ?? null;
   }
 
   render(out) {
@@ -81,9 +118,11 @@ export class WindowsView {
   create(id) {
     const w = this.state.get(id);
     const frame = el('div', 'sv-window', { 'data-window': String(id), 'data-kind': w.kind });
-    const canvas = el('canvas', 'sv-content');
-    canvas.width = w.width;
-    canvas.height = w.height;
+    const pending = this.pending.get(id);
+    this.pending.delete(id);
+    const canvas = pending ?? el('canvas');
+    canvas.className = 'sv-content';
+    if (!pending) Object.assign(canvas, { width: w.width, height: w.height });
     const view = { frame, canvas, ctx: canvas.getContext('2d', { alpha: false }), drag: null, bar: null };
     if (w.decorated && w.managed) this.decorate(view, id);
     frame.append(canvas);
@@ -109,16 +148,16 @@ export class WindowsView {
       buttons.append(b);
       return b;
     };
-    button('sv-min', 'Minimize', () => this.hooks.request(Request.MINIMIZE, { id }));
+    button('sv-min', 'Minimize', () => this.hooks.request(Request.MINIMIZE, { window: id }));
     view.maxButton = button('sv-max', 'Maximize', () => {
       const max = this.state.get(id)?.state === 'maximized';
-      this.hooks.request(max ? Request.RESTORE : Request.MAXIMIZE, { id });
+      this.hooks.request(max ? Request.RESTORE : Request.MAXIMIZE, { window: id });
     });
-    button('sv-close', 'Close', () => this.hooks.request(Request.CLOSE, { id }));
+    button('sv-close', 'Close', () => this.hooks.request(Request.CLOSE, { window: id }));
     view.force = el('button', 'sv-force', { type: 'button', hidden: '' });
     view.force.textContent = 'Not responding: force close';
     view.force.addEventListener('pointerdown', (e) => e.stopPropagation()); // not a title-bar drag
-    view.force.addEventListener('click', () => this.hooks.request(Request.FORCE_CLOSE, { id }));
+    view.force.addEventListener('click', () => this.hooks.request(Request.FORCE_CLOSE, { window: id }));
     bar.append(icon, title, view.force, buttons);
     bar.addEventListener('pointerdown', (e) => this.startDrag(e, id, 'move'));
     bar.addEventListener('dblclick', () => view.maxButton.click());
@@ -132,6 +171,8 @@ export class WindowsView {
   }
 
   remove(id) {
+    this.pending.delete(id);
+    if (this.grab === id) this.grab = 0;
     const view = this.views.get(id);
     if (!view) return;
     view.frame.remove();
@@ -143,12 +184,15 @@ export class WindowsView {
 
   update(id) {
     const w = this.state.get(id);
+    if (this.iconUrls.has(id) && this.state.icons.get(id)?.png !== this.iconPng.get(id)) {
+      URL.revokeObjectURL(this.iconUrls.get(id));
+      this.iconUrls.delete(id);
+    }
     const view = this.views.get(id);
     if (!w || !view) return;
     view.frame.hidden = !this.state.visible(id);
     view.frame.dataset.state = w.state;
     if (!view.drag) this.place(view, w);
-    if (w.width !== view.canvas.width || w.height !== view.canvas.height) this.resizeCanvas(view, w.width, w.height);
     if (view.title) {
       view.title.textContent = w.title;
       view.frame.setAttribute('aria-label', w.title);
@@ -202,7 +246,7 @@ export class WindowsView {
     const target = this.state.focusTarget(id);
     const top = this.state.order[this.state.order.length - 1];
     if (this.state.focus === target && top === target) return;
-    this.hooks.request(Request.RAISE, { id: target });
+    this.hooks.request(Request.RAISE, { window: target });
   }
 
   startDrag(event, id, edge) {
@@ -233,7 +277,7 @@ export class WindowsView {
       clearTimeout(drag.timer);
       view.drag = null;
       view.frame.classList.remove('sv-dragging');
-      if (drag.rect) this.hooks.request(Request.MOVE_RESIZE, { id, ...drag.rect });
+      if (drag.rect) this.hooks.request(Request.MOVE_RESIZE, { window: id, ...drag.rect });
       const now = this.state.get(id);
       if (now && !drag.rect) this.place(view, now);
     };
@@ -247,7 +291,7 @@ export class WindowsView {
     clearTimeout(drag.timer);
     if (force || now - drag.sent >= RESIZE_SEND_MS) {
       drag.sent = now;
-      this.hooks.request(Request.MOVE_RESIZE, { id, ...drag.rect });
+      this.hooks.request(Request.MOVE_RESIZE, { window: id, ...drag.rect });
     } else {
       drag.timer = setTimeout(() => this.sendResize(id, drag, true), RESIZE_SEND_MS);
     }
@@ -257,9 +301,10 @@ export class WindowsView {
     const url = this.iconUrls.get(id);
     if (url) return url;
     const icon = this.state.icons.get(id);
-    if (icon?.data instanceof Uint8Array && icon.data.length) {
-      const made = URL.createObjectURL(new Blob([icon.data.slice()], { type: 'image/png' }));
+    if (icon?.png instanceof Uint8Array && icon.png.length) {
+      const made = URL.createObjectURL(new Blob([icon.png.slice()], { type: 'image/png' }));
       this.iconUrls.set(id, made);
+      this.iconPng.set(id, icon.png);
       return made;
     }
     const w = this.state.get(id);
@@ -279,8 +324,8 @@ export class WindowsView {
       b.classList.toggle('sv-minimized', w.state === 'minimized');
       b.setAttribute('aria-pressed', String(w.state !== 'minimized'));
       b.addEventListener('click', () => {
-        if (this.state.get(w.id)?.state === 'minimized') this.hooks.request(Request.RESTORE, { id: w.id });
-        this.hooks.request(Request.RAISE, { id: this.state.focusTarget(w.id) });
+        if (this.state.get(w.id)?.state === 'minimized') this.hooks.request(Request.RESTORE, { window: w.id });
+        this.hooks.request(Request.RAISE, { window: this.state.focusTarget(w.id) });
       });
       return b;
     });

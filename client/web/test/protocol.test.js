@@ -13,7 +13,7 @@ import {
 
 const VECTORS = JSON.parse(readFileSync(fileURLToPath(new URL('../../../tests/vectors/frames.json', import.meta.url)), 'utf8'));
 // Kinds the web client speaks (audio and USB are not in the browser yet).
-const WEB_KINDS = new Set([Kind.CONTROL, Kind.DISPLAY, Kind.INPUT]);
+const WEB_KINDS = new Set([Kind.CONTROL, Kind.DISPLAY, Kind.INPUT, Kind.WINDOWS]);
 const valid = VECTORS.filter((v) => v.message && WEB_KINDS.has(v.kind));
 
 const hex = (s) => Uint8Array.from(s.match(/../g) || [], (b) => parseInt(b, 16));
@@ -22,12 +22,14 @@ const toHex = (bytes) => Buffer.from(bytes).toString('hex');
 function fieldsFromVector(vector) {
   const fields = { ...vector.message.fields };
   if (vector.message.name === 'REGION') fields.data = hex(fields.data);
+  if (vector.message.name === 'WINDOW_ICON') fields.png = hex(fields.png);
   return fields;
 }
 
 function comparable(fields) {
   const out = { ...fields };
   if (out.data instanceof Uint8Array) out.data = toHex(out.data);
+  if (out.png instanceof Uint8Array) out.png = toHex(out.png);
   return out;
 }
 
@@ -125,5 +127,5 @@ test('the codec takes bounds from the generated message table', () => {
   assert.deepEqual(row.fields.map((f) => f.name), ['x', 'y', 'button', 'down']);
   const buttonZero = Uint8Array.of(0, 1, 0, 2, 0, 1); // button 0 is below the table's low bound of 1
   assert.throws(() => decodeMessage(Kind.INPUT, row.type, buttonZero), (e) => e.code === Reason.MALFORMED_MESSAGE);
-  assert.equal(KIND_MAX_PAYLOAD[Kind.INPUT], 8);
+  assert.equal(KIND_MAX_PAYLOAD[Kind.INPUT], 12); // WINDOW_WHEEL
 });
