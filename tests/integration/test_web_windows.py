@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
+import pwd
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,8 +81,10 @@ def harness(browser: Any, web_root_url: str) -> Iterator[Any]:
     page.wait_for_selector("body[data-ready]")
     page.evaluate("""() => {
       harness.open({id: 11, x: 0, y: 0, width: 484, height: 316, title: 'xterm', app_id: 'xterm', colour: '#000',
-                    size_hints: {base_width: 4, base_height: 4, width_inc: 6, height_inc: 13, min_width: 10, min_height: 17}});
-      harness.open({id: 22, x: 500, y: 0, width: 226, height: 290, title: 'Calculator', app_id: 'xcalc', colour: '#c33'});
+                    size_hints: {base_width: 4, base_height: 4, width_inc: 6, height_inc: 13,
+                                 min_width: 10, min_height: 17}});
+      harness.open({id: 22, x: 500, y: 0, width: 226, height: 290, title: 'Calculator', app_id: 'xcalc',
+                    colour: '#c33'});
     }""")
     yield page
     assert not errors, errors
@@ -114,7 +120,8 @@ def test_page_windows_corner_resize_snaps_to_the_hints(harness: Any) -> None:
     assert last["window"] == 11 and (last["x"], last["y"]) == (0, 0)
     assert (last["width"] - 4) % 6 == 0 and (last["height"] - 4) % 13 == 0, last
     assert 484 + 94 <= last["width"] <= 484 + 100 and 316 + 39 <= last["height"] <= 316 + 52, last
-    page.wait_for_function("document.querySelector('.sv-window[data-window=\"11\"] canvas').width === %d" % last["width"])
+    width_js = "document.querySelector('.sv-window[data-window=\"11\"] canvas').width === %d"
+    page.wait_for_function(width_js % last["width"])
     content = box(page, '.sv-window[data-window="11"] canvas')
     assert (content["width"], content["height"]) == (last["width"], last["height"])
 
@@ -169,7 +176,9 @@ def test_page_windows_menu_undecorated_on_top_dialog_above_parent(harness: Any) 
       harness.open({id: 55, x: 60, y: 60, width: 140, height: 180, kind: 'override-redirect', managed: false,
                     transient_for: 11, colour: '#aa3'});
     }""")
-    z = {i: int(page.locator(f'.sv-window[data-window="{i}"]').evaluate("e => e.style.zIndex")) for i in (11, 22, 44, 55)}
+    z = {
+        i: int(page.locator(f'.sv-window[data-window="{i}"]').evaluate("e => e.style.zIndex")) for i in (11, 22, 44, 55)
+    }
     assert z[55] > z[44] > z[11] and z[55] > z[22], z
     assert page.locator('.sv-window[data-window="55"] .sv-titlebar').count() == 0
     menu = box(page, '.sv-window[data-window="55"]')
@@ -182,3 +191,270 @@ def test_page_windows_menu_undecorated_on_top_dialog_above_parent(harness: Any) 
     shot(page, "harness-menu-dialog")
     page.evaluate("harness.destroy(55)")
     assert page.locator('.sv-window[data-window="55"]').count() == 0
+
+
+# -- the real session ------------------------------------------------------------------------------
+
+UI_TIMEOUT_MS = 30_000
+# Lists the session's mapped top-level windows as JSON {id: [x, y, width, height, wm_class, mapped]}, from inside
+# its mount namespace (the agent is the WM and does not reparent, so root's children are the app windows).
+XQUERY = (
+    "import json,os\n"
+    "from Xlib import display, X\n"
+    "name = ':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:]\n"
+    "d = display.Display(name); root = d.screen().root; out = {}\n"
+    "for w in root.query_tree().children:\n"
+    "    a = w.get_attributes()\n"
+    "    if a.override_redirect: continue\n"
+    "    cls = w.get_wm_class()\n"
+    "    if not cls: continue\n"
+    "    g = w.get_geometry(); t = w.translate_coords(root, 0, 0)\n"
+    "    out[w.id] = [-t.x, -t.y, g.width, g.height, cls[1], a.map_state == X.IsViewable]\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def agent_pid(user: str) -> int:
+    out = subprocess.run(["pgrep", "-u", user, "-f", "sessiond.agent"], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 1, f"expected one agent for {user}, found {pids}"
+    return pids[0]
+
+
+def session_windows(user: str) -> dict[int, list[Any]]:
+    """The X server's own view of the session's top-level windows."""
+    from svtest import VENV_BIN  # noqa: PLC0415 (only the session tests need the installed venv)
+
+    done = subprocess.run(["nsenter", "-t", str(agent_pid(user)), "-m", "--", os.path.join(VENV_BIN, "python"),
+                           "-c", XQUERY], capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {int(k): v for k, v in json.loads(done.stdout).items()}
+
+
+def by_class(user: str, wm_class: str) -> list[Any]:
+    found = [v for v in session_windows(user).values() if v[4] == wm_class]
+    assert len(found) == 1, f"{wm_class}: {found}"
+    return found[0]  # type: ignore[no-any-return]
+
+
+def page_rect(page: Any, title_part: str) -> tuple[int, int, int, int]:
+    """A window's content rectangle on the page, in desktop (session) coordinates."""
+    return tuple(page.evaluate("""(part) => {
+      const d = document.getElementById('desktop').getBoundingClientRect();
+      const f = [...document.querySelectorAll('.sv-window')]
+        .find((w) => (w.getAttribute('aria-label') || '').includes(part));
+      if (!f) return null;
+      const r = f.querySelector('canvas').getBoundingClientRect();
+      return [Math.round(r.left - d.left), Math.round(r.top - d.top), Math.round(r.width), Math.round(r.height)];
+    }""", title_part))  # fmt: skip
+
+
+def frame(page: Any, title_part: str) -> Any:
+    return page.locator(f'.sv-window[aria-label*="{title_part}"]')
+
+
+def wait_until(check: Any, timeout: float = 15.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
+
+
+def type_line(page: Any, text: str) -> None:
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+
+
+@pytest.fixture(scope="module")
+def seamless_user(user_factory: Any) -> Any:
+    return user_factory("svt-webwin")
+
+
+@pytest.fixture(scope="module")
+def seamless(sessiond_server: Any, seamless_user: Any, browser: Any) -> Iterator[Any]:
+    """A logged-in page with XTerm and XCalc launched from the launcher."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"https://{sessiond_server.host}:{sessiond_server.port}/web/")
+    page.fill("#user", seamless_user.name)
+    page.fill("#password", seamless_user.password)
+    page.click("#login-button")
+    for app, title in (("xterm", "xterm"), ("xcalc", "Calculator")):
+        if not page.locator(f'#apps button[data-app="{app}"]').is_visible():
+            page.click("#show-apps")
+        page.click(f'#apps button[data-app="{app}"]', timeout=UI_TIMEOUT_MS)
+        frame(page, title).wait_for(timeout=UI_TIMEOUT_MS)
+    page.wait_for_timeout(1000)  # both apps have drawn
+    yield page
+    page.close()
+
+
+pytest_root = pytest.mark.root
+
+
+@pytest_root
+def test_two_apps_open_side_by_side_where_the_session_has_them(seamless: Any, seamless_user: Any) -> None:
+    page = seamless
+    shot(page, "session-two-apps")
+    assert page.evaluate("document.body.dataset.mode") == "seamless"
+    term, calc = page_rect(page, "xterm"), page_rect(page, "Calculator")
+    overlap_x = min(term[0] + term[2], calc[0] + calc[2]) - max(term[0], calc[0])
+    overlap_y = min(term[1] + term[3], calc[1] + calc[3]) - max(term[1], calc[1])
+    assert overlap_x <= 0 or overlap_y <= 0, (term, calc)
+    assert list(term) == by_class(seamless_user.name, "XTerm")[:4]
+    assert list(calc) == by_class(seamless_user.name, "XCalc")[:4]
+    assert page.locator(".sv-task").count() == 2
+
+
+@pytest_root
+def test_drag_xcalc_title_bar_moves_it_on_the_page_and_in_the_session(seamless: Any, seamless_user: Any) -> None:
+    page = seamless
+    before = page_rect(page, "Calculator")
+    x_before = by_class(seamless_user.name, "XCalc")
+    bar = box(page, '.sv-window[aria-label*="Calculator"] .sv-title')
+    x, y = bar["x"] + 10, bar["y"] + bar["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 300, y + 200, steps=10)
+    page.mouse.up()
+    after = page_rect(page, "Calculator")
+    assert (after[0] - before[0], after[1] - before[1]) == (300, 200)
+    moved = wait_until(lambda: (v := by_class(seamless_user.name, "XCalc"))[:2] != x_before[:2] and v,
+                       what="xcalc to move in the session")  # fmt: skip
+    assert (moved[0] - x_before[0], moved[1] - x_before[1]) == (300, 200)
+    page.wait_for_timeout(300)
+    assert page_rect(page, "Calculator") == after, "the server's answer kept the page's copy where it was dropped"
+    shot(page, "session-xcalc-moved")
+
+
+@pytest_root
+def test_resize_xterm_from_its_corner_changes_rows_and_columns(seamless: Any, seamless_user: Any) -> None:
+    page = seamless
+    home = pwd.getpwnam(seamless_user.name).pw_dir
+    out = os.path.join(home, "stty.txt")
+    page.mouse.click(*centre(page, "xterm"))
+    type_line(page, "stty size > ~/stty.txt")
+    before = wait_until(lambda: os.path.exists(out) and open(out).read().split(), what="stty size")
+    os.unlink(out)
+    corner = box(page, '.sv-window[aria-label*="xterm"] .sv-edge-se')
+    x, y = corner["x"] + corner["width"] / 2, corner["y"] + corner["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 120, y + 130, steps=10)
+    page.mouse.up()
+    page.wait_for_timeout(1000)
+    page.mouse.click(*centre(page, "xterm"))
+    type_line(page, "stty size > ~/stty.txt")
+    after = wait_until(lambda: os.path.exists(out) and open(out).read().split(), what="stty size after")
+    rows, cols = int(after[0]) - int(before[0]), int(after[1]) - int(before[1])
+    assert rows >= 8 and cols >= 18, (before, after)  # 130 px / 13 px rows, 120 px / 6 px columns, roughly
+    assert list(page_rect(page, "xterm")) == by_class(seamless_user.name, "XTerm")[:4]
+    shot(page, "session-xterm-resized")
+
+
+def centre(page: Any, title_part: str) -> tuple[float, float]:
+    b = box(page, f'.sv-window[aria-label*="{title_part}"] canvas')
+    return b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+
+
+def canvas_png(page: Any, title_part: str) -> str:
+    return str(page.locator(f'.sv-window[aria-label*="{title_part}"] canvas').evaluate("c => c.toDataURL()"))
+
+
+@pytest_root
+def test_typing_goes_to_the_clicked_window_only(seamless: Any, seamless_user: Any) -> None:
+    page = seamless
+    out = os.path.join(pwd.getpwnam(seamless_user.name).pw_dir, "focused.txt")
+    calc_before = canvas_png(page, "Calculator")
+    page.mouse.click(*centre(page, "xterm"))
+    assert frame(page, "xterm").evaluate("e => e.classList.contains('sv-focused')") or page.wait_for_selector(
+        '.sv-window.sv-focused[aria-label*="xterm"]', timeout=5000
+    )
+    type_line(page, "echo focused > ~/focused.txt")
+    assert wait_until(lambda: os.path.exists(out) and open(out).read(), what="the echo") == "focused\n"
+    page.wait_for_timeout(500)
+    assert canvas_png(page, "Calculator") == calc_before, "xcalc's display changed while typing into xterm"
+
+
+@pytest_root
+def test_minimize_then_restore_from_the_taskbar(seamless: Any, seamless_user: Any) -> None:
+    page = seamless
+    page.click('.sv-window[aria-label*="Calculator"] .sv-min')
+    frame(page, "Calculator").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
+    wait_until(lambda: not by_class(seamless_user.name, "XCalc")[5], what="xcalc unmapped")
+    shot(page, "session-minimized")
+    page.click('.sv-task:has-text("Calculator")')
+    frame(page, "Calculator").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    wait_until(lambda: by_class(seamless_user.name, "XCalc")[5], what="xcalc mapped again")
+
+
+@pytest_root
+def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(seamless: Any) -> None:
+    page = seamless
+    x, y = centre(page, "xterm")
+    page.mouse.move(x, y)
+    page.keyboard.down("Control")
+    page.mouse.down()
+    menu = page.locator('.sv-window:not([data-kind="normal"]):not(:has(.sv-titlebar))')
+    menu.first.wait_for(timeout=UI_TIMEOUT_MS)
+    shot(page, "session-menu")
+    m = menu.first.bounding_box()
+    page.mouse.up()
+    page.keyboard.up("Control")
+    assert m is not None and abs(m["x"] - x) < 40 and abs(m["y"] - y) < 40, (m, x, y)
+    menu.first.wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+
+
+@pytest_root
+def test_xmessage_dialog_appears_above_xterm(seamless: Any) -> None:
+    page = seamless
+    page.mouse.click(*centre(page, "xterm"))
+    type_line(page, "xmessage -title sv-dialog 'hello from a dialog' &")
+    dialog = frame(page, "sv-dialog")
+    dialog.wait_for(timeout=UI_TIMEOUT_MS)
+    z = lambda t: int(frame(page, t).evaluate("e => e.style.zIndex"))  # noqa: E731
+    assert z("sv-dialog") > z("xterm")
+    shot(page, "session-dialog")
+    page.click('.sv-window[aria-label*="sv-dialog"] .sv-close')
+    dialog.wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+
+
+@pytest_root
+def test_every_window_comes_back_where_it_was_after_a_drop(seamless: Any, sessiond_server: Any) -> None:
+    page = seamless
+    page.click('.sv-window[aria-label*="Calculator"] .sv-min')
+    frame(page, "Calculator").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
+    layout = page.evaluate("""() => [...document.querySelectorAll('.sv-window')].map((w) =>
+      [w.getAttribute('aria-label'), w.style.left, w.style.top, w.querySelector('canvas').width,
+       w.querySelector('canvas').height, w.style.zIndex, w.hidden])""")
+    killed = subprocess.run(["ss", "-K", "dst", sessiond_server.host, "dport", "=", str(sessiond_server.port)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert killed.returncode == 0, killed.stderr
+    page.wait_for_function("document.getElementById('status').textContent.includes('econnect')", timeout=UI_TIMEOUT_MS)
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected as')",
+                           timeout=UI_TIMEOUT_MS)  # fmt: skip
+    page.wait_for_timeout(1000)
+    again = page.evaluate("""() => [...document.querySelectorAll('.sv-window')].map((w) =>
+      [w.getAttribute('aria-label'), w.style.left, w.style.top, w.querySelector('canvas').width,
+       w.querySelector('canvas').height, w.style.zIndex, w.hidden])""")
+    assert sorted(again) == sorted(layout)
+    shot(page, "session-after-drop")
+    page.click('.sv-task:has-text("Calculator")')
+    frame(page, "Calculator").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+
+
+@pytest_root
+def test_xcalc_close_button_ends_xcalc_and_the_last_window_shows_the_launcher(seamless: Any,
+                                                                              seamless_user: Any) -> None:  # fmt: skip
+    page = seamless
+    page.click('.sv-window[aria-label*="Calculator"] .sv-close')
+    frame(page, "Calculator").wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+    wait_until(lambda: subprocess.run(["pgrep", "-u", seamless_user.name, "-x", "xcalc"]).returncode == 1,
+               what="xcalc to exit")  # fmt: skip
+    page.mouse.click(*centre(page, "xterm"))
+    type_line(page, "exit")
+    page.wait_for_selector("#launcher-view:not([hidden])", timeout=UI_TIMEOUT_MS)
+    assert page.locator(".sv-window").count() == 0
