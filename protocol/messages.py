@@ -67,6 +67,7 @@ from protocol.media import (
 )
 from protocol.usb import USB_MESSAGES
 from protocol.windows import DISPLAY_WINDOW_MESSAGES, INPUT_WINDOW_MESSAGES, WINDOWS_MESSAGES
+from protocol.windows_admin import WindowList, WindowListRequest
 
 __all__ = [
     "KIND_PRIORITY",
@@ -146,6 +147,8 @@ CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
     ClockReport,
     IconRequest,
     Icon,
+    WindowListRequest,
+    WindowList,
 )
 
 

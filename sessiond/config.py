@@ -135,6 +135,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "memory_max": ("2G", parse_memory),
         "pids_max": ("1024", parse_pids),
         "cpu_max": ("100%", parse_cpu),
+        "mode": ("seamless", _choice("seamless", "desktop")),
     },
     "limits": {
         "users": ("", parse_overrides),

@@ -52,6 +52,7 @@ class SessionSection:
     memory_max: int | None
     pids_max: int | None
     cpu_max: int | None
+    mode: str  # "seamless": each app window is a client window; "desktop": one screen
 
 
 @dataclass(frozen=True)

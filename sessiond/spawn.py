@@ -38,6 +38,7 @@ def agent_settings(config: Config, socket: str, width: int, height: int) -> Agen
         jpeg_quality=config.display.jpeg_quality, max_fps=config.display.max_fps,
         frames_in_flight=config.display.frames_in_flight, launch_timeout=config.apps.launch_timeout,
         display_max_kbps=config.display.max_kbps, audio_max_kbps=config.audio.max_kbps,
+        mode=config.session.mode,
     )  # fmt: skip
 
 

@@ -19,8 +19,9 @@ MAX_APPS = 64
 
 
 class _Pending:
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, app: str) -> None:
         self.pid = pid
+        self.app = app
         self.mapped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
 
@@ -37,6 +38,7 @@ class AppLauncher:
         self.before_spawn = before_spawn
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self._waiting: list[_Pending] = []
+        self._apps: dict[int, str] = {}  # pid -> app id of the launch (seamless windows carry it)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, request: SpawnApp) -> None:
@@ -64,7 +66,8 @@ class AppLauncher:
                                      message=f"cannot start {request.argv[0]}: {exc.strerror}"))  # fmt: skip
             return
         self.processes[process.pid] = process
-        pending = _Pending(process.pid)
+        self._apps[process.pid] = request.app
+        pending = _Pending(process.pid, request.app)
         self._waiting.append(pending)
         exited = self.loop.create_task(process.wait())
         done, _ = await asyncio.wait({pending.mapped, exited}, timeout=self.launch_timeout,
@@ -80,16 +83,23 @@ class AppLauncher:
             self.report(LaunchResult(request=request.request, ok=True, message=message, pid=process.pid))
         status = await exited
         self.processes.pop(process.pid, None)
+        self._apps.pop(process.pid, None)
         self.report(AppExited(app=request.app, pid=process.pid, status=status))
 
-    def window_mapped(self, window: int, pid: int | None) -> None:
-        """A top-level window appeared: complete the matching launch."""
+    def window_mapped(self, window: int, pid: int | None) -> str:
+        """A top-level window appeared: complete the matching launch; the app
+        id of that launch ("" if no launch was waiting)."""
         if not self._waiting:
-            return
+            return ""
         match = next((p for p in self._waiting if p.pid == pid), None) or self._waiting[0]
         self._waiting.remove(match)
         if not match.mapped.done():
             match.mapped.set_result(window)
+        return match.app
+
+    def app_of(self, pid: int) -> str:
+        """The app id launched as process `pid` ("" if unknown)."""
+        return self._apps.get(pid, "")
 
     def terminate_all(self) -> None:
         for pid in list(self.processes):

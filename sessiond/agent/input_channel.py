@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from protocol.messages import Button, Key, Message, Pointer, Sync, SyncDone, Wheel
+from protocol.windows import WindowButton, WindowPointer, WindowWheel
 
 
 class Injector(Protocol):
@@ -49,12 +50,27 @@ class Focus(Protocol):
         ...
 
 
+class WindowInput(Protocol):
+    """What InputChannel needs for window-relative input (seamless mode)."""
+
+    def origin(self, window: int) -> tuple[int, int] | None:
+        """Screen position of the window's top-left corner; None if not shown."""
+        ...
+
+    def pressed(self, window: int) -> None:
+        """A button went down in the window: raise and focus it."""
+        ...
+
+
 class InputChannel:
     """Turns input messages into X input; `reply` sends SYNC_DONE back."""
 
-    def __init__(self, injector: Injector, focus: Focus, reply: Callable[[Message], None]) -> None:
+    def __init__(self, injector: Injector, focus: Focus, reply: Callable[[Message], None],
+                 windows: WindowInput | None = None) -> None:  # fmt: skip
+        """windows: translates WINDOW_POINTER/BUTTON/WHEEL (None: they are dropped)."""
         self.injector = injector
         self.focus = focus
+        self.windows = windows
         self.reply = reply
         self.dropped = 0
 
@@ -74,8 +90,28 @@ class InputChannel:
             done = injector.button(message.x, message.y, message.button, message.down)
         elif isinstance(message, Wheel):
             done = injector.wheel(message.x, message.y, message.dx, message.dy)
+        elif isinstance(message, (WindowPointer, WindowButton, WindowWheel)):
+            done = self._window_input(message)
         elif isinstance(message, Sync):
             injector.sync()
             self.reply(SyncDone(seq=message.seq))
         if not done:
             self.dropped += 1
+
+    def _window_input(self, message: WindowPointer | WindowButton | WindowWheel) -> bool:
+        """Window-relative input at the window's current place; dropped for a
+        window that is gone or minimized, or a point off the X screen."""
+        origin = self.windows.origin(message.window) if self.windows is not None else None
+        if origin is None:
+            return False
+        x, y = origin[0] + message.x, origin[1] + message.y
+        if not (0 <= x <= 0xFFFF and 0 <= y <= 0xFFFF):
+            return False
+        injector = self.injector
+        if isinstance(message, WindowPointer):
+            return injector.pointer(x, y)
+        if isinstance(message, WindowButton):
+            if message.down and self.windows is not None:
+                self.windows.pressed(message.window)
+            return injector.button(x, y, message.button, message.down)
+        return injector.wheel(x, y, message.dx, message.dy)

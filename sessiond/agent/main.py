@@ -1,8 +1,11 @@
 # The session agent: runs as the user inside the session sandbox. It owns the
 # session's Xvfb and apps, turns X damage into display frames (capture only
 # what changed, encode per region, pace by client acknowledgements), injects
-# input through XTEST, manages focus (there is no window manager), and talks
-# to sessiond over one Unix socket with the frame protocol.
+# input through XTEST, and talks to sessiond over one Unix socket with the
+# frame protocol. In seamless mode (the default) it is also the session's
+# window manager and captures each window on its own (seamless.py); in
+# desktop mode it captures the root and only manages focus (windows.py). The
+# frame pacing lives in display.py.
 """Entry point and event loop of the per-session agent."""
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from Xlib import display as xdisplay_mod
 from Xlib import error as XError  # noqa: N812 - python-xlib's module name
 
-from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, MessageRefused, frame_cost
+from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, MessageRefused
 from protocol.errors import ReasonCode
 from protocol.messages import (
     AppExited,
@@ -27,47 +30,35 @@ from protocol.messages import (
     ChannelKind,
     ClockReport,
     DesktopSize,
-    FrameAck,
-    FrameEnd,
     Hello,
     LaunchResult,
     Message,
     Ping,
     Pong,
-    RefreshRequest,
     ResizeRequest,
     SpawnApp,
 )
+from protocol.windows import WINDOW_REQUESTS
+from protocol.windows_admin import WindowList, WindowListRequest, WindowSummary
 from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
-from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.audio_server import SoundServer
 from sessiond.agent.boundary import LogLimiter, guard
-from sessiond.agent.damage import DamageTracker
-from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.display import DesktopSource, DisplayPipeline
 from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
 from sessiond.agent.usb import UsbService
+from sessiond.agent.seamless import Seamless
+from sessiond.agent.window_model import Rect, WindowInfo
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
 from sessiond.agent.xserver import start_xvfb
-from sessiond.agent.xshm import ShmCapture
 
 SOFTWARE = "sessiond-agent 0.1.0"
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 INPUT_CHANNEL = int(ChannelKind.INPUT)
-# Wait this long after the first damage before capturing, so one repaint
-# (glyph + cursor) goes out as one frame rather than two.  xterm's glyph and
-# cursor damage arrive together: 0.5 ms kept every bench echo whole (156 px)
-# and cut keystroke -> repaint by ~1 ms against 2 ms.
-FRAME_COALESCE_SECONDS = 0.0005
-# Damage within this many max_fps gaps of the previous frame's start is part
-# of a stream (scrolling, video): it piled up while that frame was made, so
-# it goes out without the coalescing wait (dead time in every ~20 ms 1080p
-# frame otherwise).
-STREAM_GAPS = 2
 # Exit status when the agent finds itself privileged (fail closed).
 EXIT_PRIVILEGED = 70
 EXIT_START_FAILED = 73
@@ -97,14 +88,24 @@ class Agent:
         self.screen = ScreenResizer(self.x, max_width, max_height)
         self.xserver.release_outside(*self.screen.set_size(args.width, args.height))
         self.resizes = ResizeCoalescer(self._resize, self.loop.call_later)
-        self.capture = ShmCapture(self.xserver.display)
-        self.width, self.height = self.capture.width, self.capture.height
-        self.damage = DamageTracker(self.x)
-        self.focus = FocusManager(self.x, on_map=self._window_mapped)
+        self.width, self.height = self.screen.size()
         self.drop_log = LogLimiter(self.log)  # dropped messages: bounded lines per second
         self.injector = InputInjector(self.x, log=self.drop_log)
-        self.input = InputChannel(self.injector, self.focus, self._reply_input)
-        self.encoder = RegionEncoder(jpeg_quality=args.jpeg_quality)
+        self.desktop: DesktopSource | None = None
+        self.seamless: Seamless | None = None
+        self.focus: FocusManager | None = None
+        if args.mode == "seamless":
+            self.seamless = Seamless(self.loop, self.x, self.xserver.display, Rect(0, 0, self.width, self.height),
+                                     self.log, self._window_new)  # fmt: skip
+            self.loop.add_reader(self.seamless.fileno(), self._pixels_readable)
+            self.input = InputChannel(self.injector, self.seamless, self._reply_input, windows=self.seamless)
+            self.display = DisplayPipeline(self.loop, args, self.seamless.source, lambda: self.link, self._drain_x)
+        else:
+            self.desktop = DesktopSource(self.xserver.display, self.x)
+            self.width, self.height = self.desktop.size
+            self.focus = FocusManager(self.x, on_map=self._window_mapped)
+            self.input = InputChannel(self.injector, self.focus, self._reply_input)
+            self.display = DisplayPipeline(self.loop, args, self.desktop, lambda: self.link, self._drain_x)
         self.x.flush()
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         app_env["DISPLAY"] = self.xserver.display
@@ -117,14 +118,6 @@ class Agent:
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
         self.loop.call_soon(self._x_readable)  # events read in during set-up
-        # display pipeline state
-        self.display_open = False
-        self.frame_seq = 0
-        self.acked_seq = 0
-        self.last_frame_at = 0.0
-        self._frame_timer: asyncio.TimerHandle | None = None
-        self.display_cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
-        self.last_frame_us = 0
         self.loop.call_later(CLOCK_REPORT_SECONDS, self._report_clocks)
 
     def log(self, text: str) -> None:
@@ -155,13 +148,36 @@ class Agent:
                     return
                 continue
             event = self.x.next_event()
-            if not self.damage.handle_event(event) and not self.focus.handle_event(event):
+            if self.seamless is not None:
+                handled = self.seamless.handle_x_event(event)
+            else:
+                handled = self._desktop_event(event)
+            if not handled:
                 self.injector.handle_event(event)  # MappingNotify: keyboard remapped
         self.x.flush()
         self.loop.call_soon(self._x_readable)
 
+    def _desktop_event(self, event: object) -> bool:
+        if self.desktop is not None and self.desktop.handle_event(event):
+            return True
+        return self.focus is not None and self.focus.handle_event(event)
+
     def _window_mapped(self, window: int, pid: int | None) -> None:
         self.apps.window_mapped(window, pid)
+
+    def _window_new(self, info: WindowInfo) -> str:
+        """Seamless: a window appeared; complete its launch, return its app id."""
+        if not info.managed:  # a menu or tooltip completes no launch
+            return self.apps.app_of(info.pid)
+        return self.apps.window_mapped(info.id, info.pid or None) or self.apps.app_of(info.pid)
+
+    def _pixels_readable(self) -> None:
+        if self.seamless is not None and self.seamless.pixels_readable():
+            self.schedule_frame()
+
+    def schedule_frame(self) -> None:
+        """Arrange for a frame if there is damage and the client keeps up."""
+        self.display.schedule()
 
     # -- link ----------------------------------------------------------------
     def link_connected(self, link: LinkProtocol) -> None:
@@ -169,14 +185,18 @@ class Agent:
             self.log("a new sessiond link replaces the previous one")
             self.link.drop()
         self.link = link
-        self.display_open = False
+        self.display.closed()
+        if self.seamless is not None:
+            self.seamless.channel_closed()
         self.audio.link_lost()
 
     def link_lost(self, link: LinkProtocol) -> None:
         if self.link is link:
             self.link = None
             self.injector.release_all()
-            self.display_open = False
+            self.display.closed()
+            if self.seamless is not None:
+                self.seamless.channel_closed()
             self.audio.link_lost()
             self.usb.reset()
 
@@ -198,7 +218,7 @@ class Agent:
     def _credited(self, event: MessageReceived) -> bool:
         """True for the channels whose credit this loop returns (usb returns its own)."""
         return event.channel in (DISPLAY_CHANNEL, INPUT_CHANNEL) or (
-            event.channel != 0 and self.audio.handles(event.kind))
+            event.channel != 0 and (self.audio.handles(event.kind) or event.kind is ChannelKind.WINDOWS))
 
     def _dispatch(self, link: LinkProtocol, event: object) -> None:
         if self.usb.handles(link, event):
@@ -213,11 +233,15 @@ class Agent:
                     self.input.message(event.message)
                 finally:
                     self._x_readable()  # flush, and pick up events the requests read in
+            elif event.kind is ChannelKind.WINDOWS:
+                self._windows_message(event.message)
             elif self.audio.handles(event.kind):
                 self.audio.message(link, event.channel, event.message)
         elif isinstance(event, ChannelOpened) and event.by_peer:
             if event.channel == DISPLAY_CHANNEL and event.kind is ChannelKind.DISPLAY:
                 self._display_opened(link)
+            elif event.kind is ChannelKind.WINDOWS:
+                self._windows_opened(link, event.channel)
             elif self.audio.handles(event.kind):
                 self.audio.channel_opened(link, event.channel, event.kind)
         elif isinstance(event, MessageRefused):
@@ -230,8 +254,10 @@ class Agent:
             if event.channel == INPUT_CHANNEL:
                 self.injector.release_all()  # no key stays down (and auto-repeats) once its client is gone
             if event.channel == DISPLAY_CHANNEL:
-                self.display_open = False
+                self.display.closed()
                 self.resizes.cancel()
+            if event.kind is ChannelKind.WINDOWS and self.seamless is not None:
+                self.seamless.channel_closed()
 
     def _control(self, link: LinkProtocol, message: object) -> None:
         if isinstance(message, Hello):
@@ -248,6 +274,16 @@ class Agent:
             self.apps.spawn(message)
         elif isinstance(message, Ping):
             link.conn.send(0, Pong(token=message.token))
+        elif isinstance(message, WindowListRequest):
+            link.conn.send(0, self._window_list(message.request))
+
+    def _window_list(self, request: int) -> WindowList:
+        """A summary of the session's windows for sessiond (sessionctl show)."""
+        if self.seamless is None:
+            return WindowList(request=request, mode="desktop", windows=(), total=0)
+        rows, total = self.seamless.summary()
+        windows = tuple(WindowSummary(**row) for row in rows)  # type: ignore[arg-type]
+        return WindowList(request=request, mode="seamless", windows=windows, total=total)
 
     def _report_clocks(self) -> None:
         """While audio-out is open: the audio and video clocks against ours
@@ -258,8 +294,8 @@ class Agent:
         if out is None or not out.started or link is None or not link.authenticated:
             return
         link.conn.send(0, ClockReport(agent_us=int(time.monotonic() * 1_000_000), audio_pts=out.pts,
-                                      audio_rate=out.encoder.sample_rate, frame_seq=self.frame_seq,
-                                      frame_us=self.last_frame_us))  # fmt: skip
+                                      audio_rate=out.encoder.sample_rate, frame_seq=self.display.frame_seq,
+                                      frame_us=self.display.last_frame_us))  # fmt: skip
         link.flush()
 
     def _app_event(self, message: LaunchResult | AppExited) -> None:
@@ -269,22 +305,26 @@ class Agent:
 
     # -- display ---------------------------------------------------------------
     def _display_opened(self, link: LinkProtocol) -> None:
-        self.display_open = True
-        self.acked_seq = self.frame_seq
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
-        self.damage.mark_all()
-        self.schedule_frame()
+        self.display.opened()
 
     def _display_message(self, message: object) -> None:
-        if isinstance(message, FrameAck):
-            if self.acked_seq < message.seq <= self.frame_seq:
-                self.acked_seq = message.seq
-            self.schedule_frame()
-        elif isinstance(message, RefreshRequest):
-            self.damage.mark_all()
-            self.schedule_frame()
-        elif isinstance(message, ResizeRequest):
+        if isinstance(message, ResizeRequest):
             self.resizes.request(message.width, message.height)
+        else:
+            self.display.message(message)
+
+    def _windows_opened(self, link: LinkProtocol, channel: int) -> None:
+        if self.seamless is None:
+            link.conn.close_channel(channel, int(ReasonCode.CHANNEL_KIND_UNAVAILABLE), "the session is in desktop mode")
+            return
+        self.seamless.channel_opened(lambda message: link.conn.send(channel, message))
+        link.flush()
+
+    def _windows_message(self, message: Message) -> None:
+        if self.seamless is not None and isinstance(message, WINDOW_REQUESTS):
+            self.seamless.request(message)
+            self._x_readable()  # the WM's requests read events in: handle them now
 
     def _resize(self, width: int, height: int) -> None:
         """Resize the X screen (clamped), re-create the capture, answer DESKTOP_SIZE."""
@@ -295,58 +335,24 @@ class Agent:
             size = self.screen.size()
         if size != (self.width, self.height):
             self.xserver.release_outside(*size)  # pixels outside the screen are never shown
-            # The shared segment is sized for the old root; XShmGetImage of a
-            # root smaller or larger than the image fails, so start afresh.
-            self.capture.close()
-            self.capture = ShmCapture(self.xserver.display)
-            self.width, self.height = self.capture.width, self.capture.height
+            self.width, self.height = size
+            if self.desktop is not None:
+                # The shared segment is sized for the old root; XShmGetImage of a
+                # root smaller or larger than the image fails, so start afresh.
+                self.desktop.recreate()
+                self.width, self.height = self.desktop.size
+            if self.seamless is not None:
+                self.seamless.resized(*size)
         link = self.link
-        if link is None or not self.display_open:
+        if link is None or not self.display.open:
             return
         # Frames already sent stay valid (they fit the old size and arrive
         # first); everything after this answer is drawn at the new size.
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
         link.flush()
-        self.damage.mark_all()
+        if self.desktop is not None:
+            self.desktop.mark_all()
         self.schedule_frame()
-
-    def schedule_frame(self) -> None:
-        """Arrange for a frame if there is damage and the client keeps up."""
-        if self._frame_timer is not None or not self.display_open or self.link is None:
-            return
-        if not self.damage.pending():
-            return
-        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
-            return  # client is behind: damage keeps coalescing meanwhile
-        min_gap = 1.0 / self.args.max_fps
-        now = time.monotonic()
-        streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
-        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,
-                    self.display_cap.wait_seconds())  # fmt: skip
-        self._frame_timer = self.loop.call_later(delay, self._send_frame)
-
-    def _send_frame(self) -> None:
-        self._frame_timer = None
-        # max_fps paces frame starts: counting the gap from the end of the
-        # previous frame added a whole gap after every encode (measured:
-        # ~18 ms encode + 16.7 ms gap = 28 fps at 1080p).
-        started = time.monotonic()
-        link = self.link
-        if link is None or not self.display_open:
-            return
-        self._drain_x()
-        rects = self.damage.take(self.width, self.height)
-        if not rects:
-            return
-        pixels = self.capture.capture()
-        for region in self.encoder.encode(pixels, self.capture.stride, rects, width=self.width):
-            link.conn.send(DISPLAY_CHANNEL, region)
-            self.display_cap.charge(frame_cost(region))
-        self.frame_seq += 1
-        link.conn.send(DISPLAY_CHANNEL, FrameEnd(seq=self.frame_seq))
-        self.last_frame_at = started
-        self.last_frame_us = int(started * 1_000_000)
-        link.flush()
 
     # -- input -------------------------------------------------------------------
     def _reply_input(self, message: Message) -> None:
@@ -362,8 +368,14 @@ class Agent:
         self.usb.stop()
         if self.link is not None:
             self.link.drop()
+        if self.seamless is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.seamless.fileno())
         try:
-            self.capture.close()
+            if self.seamless is not None:
+                self.seamless.close()
+            if self.desktop is not None:
+                self.desktop.close()
         finally:
             self.xserver.stop()
 

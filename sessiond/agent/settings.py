@@ -20,6 +20,8 @@ SETTINGS_ENV: Final = "SESSIOND_AGENT_SETTINGS"
 MAX_SETTINGS_BYTES: Final = 4096
 _MAX_SIDE: Final = 8192
 _MAX_KBPS: Final = 10_000_000
+# [session] mode values.
+SESSION_MODES: Final = ("seamless", "desktop")
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,13 @@ def _float(data: dict[str, Any], name: str, lo: float, hi: float) -> float:
     return float(value)
 
 
+def _mode(data: dict[str, Any]) -> str:
+    value = data["mode"]
+    if value not in SESSION_MODES:
+        raise SettingsError(f"mode must be one of {', '.join(SESSION_MODES)}")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """What one session agent runs with (from [session], [display], [audio], [apps])."""
@@ -55,6 +64,7 @@ class AgentSettings:
     launch_timeout: float = 20.0
     display_max_kbps: int = 0  # 0: no cap
     audio_max_kbps: int = 0
+    mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
 
     def to_json(self) -> str:
         """The compact JSON form sessiond puts in the agent's environment."""
@@ -90,4 +100,5 @@ class AgentSettings:
             launch_timeout=_float(data, "launch_timeout", 1.0, 300.0),
             display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
+            mode=_mode(data),
         )

@@ -205,8 +205,8 @@ def bare_agent(logged: list[str]) -> tuple[Agent, RecorderLink]:
     agent.audio = FakeAudio()  # type: ignore[assignment]
     agent.input = InputChannel(RaisingInjector(), type("F", (), {"focus_at": lambda *a: None})(), agent._reply_input)
     agent._x_readable = lambda: None  # type: ignore[method-assign]
-    agent.acked_seq = agent.frame_seq = 0
-    agent.schedule_frame = lambda: (_ for _ in ()).throw(RuntimeError("display broke"))  # type: ignore[method-assign]
+    agent.seamless = None
+    agent.display = type("D", (), {"message": lambda self, m: (_ for _ in ()).throw(RuntimeError("display broke"))})()  # type: ignore[assignment]
     return agent, link
 
 

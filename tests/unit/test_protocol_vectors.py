@@ -11,6 +11,7 @@ import pytest
 
 from protocol.connection import Connection, ConnectionClosed, Role
 from protocol.frames import Frame, FrameDecoder
+from protocol.windows_admin import WindowSummary
 from protocol.messages import (
     MESSAGE_NAMES,
     AppInfo,
@@ -34,6 +35,8 @@ def build(description: dict[str, Any]) -> Message:
     for key, value in description["fields"].items():
         if key == "apps":
             value = tuple(AppInfo(**{**app, "categories": tuple(app["categories"])}) for app in value)
+        elif key == "windows":
+            value = tuple(WindowSummary(**row) for row in value)
         elif key == "data" and cls is Region or key in ("packet", "png"):
             value = bytes.fromhex(value)
         elif isinstance(value, list):

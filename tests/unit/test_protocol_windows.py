@@ -123,3 +123,17 @@ def test_window_target_zero_is_the_desktop() -> None:
     assert WindowTarget.decode(WindowTarget(0, 1920, 1080).encode()) == WindowTarget(0, 1920, 1080)
     with pytest.raises(ValueError, match="width"):
         WindowTarget(5, 0, 10)
+
+
+def test_window_list_round_trips_and_is_bounded() -> None:
+    from protocol.windows_admin import MAX_LISTED_TITLE, MAX_LISTED_WINDOWS, WindowList, WindowSummary
+
+    row = WindowSummary(id=1, app="xterm", title="t" * MAX_LISTED_TITLE, x=-1, y=2, width=3, height=4,
+                        state="minimized", kind="normal")  # fmt: skip
+    full = WindowList(request=1, mode="seamless", windows=(row,) * MAX_LISTED_WINDOWS, total=300)
+    assert WindowList.decode(full.encode()) == full
+    with pytest.raises(ValueError, match="more than"):
+        WindowList(request=1, mode="seamless", windows=(row,) * (MAX_LISTED_WINDOWS + 1), total=300)
+    with pytest.raises(ValueError, match="at most"):
+        WindowSummary(id=1, app="", title="t" * (MAX_LISTED_TITLE + 1), x=0, y=0, width=1, height=1,
+                      state="normal", kind="normal")  # fmt: skip

@@ -1,0 +1,235 @@
+# The agent's display pipeline: frame pacing, and where a frame's pixels
+# come from (the whole screen in desktop mode, each window in seamless mode).
+#
+# Why apart from main.py: the pacing rules (coalesce a repaint, stream without
+# waiting, at most frames_in_flight unacknowledged, the [display] max_kbps
+# bucket) are the same for both modes, and only the source of damage and
+# pixels differs. A source answers pending()/mark_all() and turns its damage
+# into the messages of one frame; the pipeline decides when and sends them.
+# Seamless frames are WINDOW_TARGET + that window's REGIONs, per damaged
+# window, in window coordinates (protocol/windows.py); a window that vanished
+# between damage and capture is skipped, never an error of the frame.
+"""DisplayPipeline (pacing, FRAME_END/ACK), DesktopSource and WindowSource."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from protocol.connection import frame_cost
+from protocol.messages import ChannelKind, FrameAck, FrameEnd, Message, RefreshRequest
+from protocol.windows import WindowTarget
+from sessiond.agent.audio_bandwidth import TokenBucket
+from sessiond.agent.composite import WindowPixels
+from sessiond.agent.damage import DamageError, DamageTracker
+from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.settings import AgentSettings
+from sessiond.agent.xshm import ShmCapture, XShmError
+
+DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
+# Wait this long after the first damage before capturing, so one repaint
+# (glyph + cursor) goes out as one frame rather than two.  xterm's glyph and
+# cursor damage arrive together: 0.5 ms kept every bench echo whole (156 px)
+# and cut keystroke -> repaint by ~1 ms against 2 ms.
+FRAME_COALESCE_SECONDS = 0.0005
+# Damage within this many max_fps gaps of the previous frame's start is part
+# of a stream (scrolling, video): it piled up while that frame was made, so
+# it goes out without the coalescing wait (dead time in every ~20 ms 1080p
+# frame otherwise).
+STREAM_GAPS = 2
+
+
+class FrameSource(Protocol):
+    """Where frames come from: damage bookkeeping and encoded pixels."""
+
+    def pending(self) -> bool:
+        """True if something changed since the last frame."""
+        ...
+
+    def mark_all(self) -> None:
+        """Send everything in the next frame (new client, refresh, resize)."""
+        ...
+
+    def frame(self, encoder: RegionEncoder) -> list[Message]:
+        """The display messages of one frame (FRAME_END excluded); [] if nothing changed."""
+        ...
+
+
+class DesktopSource:
+    """Desktop mode: the root window, damage from DamageTracker, one MIT-SHM capture."""
+
+    def __init__(self, display: str, x: Any) -> None:
+        self.capture = ShmCapture(display)
+        self.damage = DamageTracker(x)
+        self._display = display
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The captured screen's size."""
+        return self.capture.width, self.capture.height
+
+    def handle_event(self, event: object) -> bool:
+        """Feed a python-xlib event; True if it was damage."""
+        return self.damage.handle_event(event)
+
+    def pending(self) -> bool:
+        """True if the screen has damage."""
+        return self.damage.pending()
+
+    def mark_all(self) -> None:
+        """The whole screen goes out next."""
+        self.damage.mark_all()
+
+    def recreate(self) -> None:
+        """The root changed size: a new shared segment of the new size."""
+        self.capture.close()
+        self.capture = ShmCapture(self._display)
+
+    def frame(self, encoder: RegionEncoder) -> list[Message]:
+        """The damaged rectangles of the screen, encoded."""
+        width, height = self.size
+        rects = self.damage.take(width, height)
+        if not rects:
+            return []
+        pixels = self.capture.capture()
+        return list(encoder.encode(pixels, self.capture.stride, rects, width=width))
+
+    def close(self) -> None:
+        """Release the shared segment."""
+        self.capture.close()
+
+
+class WindowSource:
+    """Seamless mode: each tracked window's own pixels (composite.WindowPixels)."""
+
+    def __init__(self, pixels: WindowPixels, log: Callable[[str], None]) -> None:
+        self.pixels = pixels
+        self.log = log
+        self.tracked: set[int] = set()
+
+    def track(self, window: int) -> None:
+        """Start capturing a window (a new window: sent whole first)."""
+        self.pixels.track(window)
+        self.tracked.add(window)
+
+    def untrack(self, window: int) -> None:
+        """Stop capturing a window (destroyed)."""
+        self.tracked.discard(window)
+        self.pixels.untrack(window)
+
+    def pending(self) -> bool:
+        """True if some viewable tracked window has damage."""
+        return bool(self.pixels.damaged())
+
+    def mark_all(self) -> None:
+        """Every window goes out whole next (a client connected or asked to refresh)."""
+        for window in self.tracked:
+            self.pixels.changed(window)
+
+    def frame(self, encoder: RegionEncoder) -> list[Message]:
+        """WINDOW_TARGET and the REGIONs of each damaged window, window-relative."""
+        out: list[Message] = []
+        for window in self.pixels.damaged():
+            try:
+                rects = self.pixels.take(window)
+                if not rects:
+                    continue
+                width, height = self.pixels.size(window)
+                regions: list[Message] = []
+                for rect in rects:
+                    view = self.pixels.capture(window, rect)
+                    x0, y0, w, h = rect
+                    for region in encoder.encode(view, w * 4, [(0, 0, w, h)]):
+                        regions.append(dataclasses.replace(region, x=region.x + x0, y=region.y + y0))
+            except (DamageError, XShmError) as exc:  # the window went away meanwhile
+                self.log(f"window {window:#x} not captured: {exc}")
+                continue
+            out.append(WindowTarget(window, width, height))
+            out.extend(regions)
+        self.pixels.drain()
+        return out
+
+    def close(self) -> None:
+        """Undo the redirection and close the pixel connection."""
+        self.pixels.close()
+
+
+class DisplayPipeline:
+    """Frame pacing of the display channel over one FrameSource."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, args: AgentSettings, source: FrameSource,
+                 link: Callable[[], Any], before_frame: Callable[[], None]) -> None:  # fmt: skip
+        self.loop = loop
+        self.args = args
+        self.source = source
+        self._link = link  # the current LinkProtocol or None
+        self._before_frame = before_frame  # drain X events so damage is current
+        self.encoder = RegionEncoder(jpeg_quality=args.jpeg_quality)
+        self.open = False
+        self.frame_seq = 0
+        self.acked_seq = 0
+        self.last_frame_at = 0.0
+        self.last_frame_us = 0
+        self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
+        self._timer: asyncio.TimerHandle | None = None
+
+    def opened(self) -> None:
+        """A client opened the display channel: everything goes out."""
+        self.open = True
+        self.acked_seq = self.frame_seq
+        self.source.mark_all()
+        self.schedule()
+
+    def closed(self) -> None:
+        """The display channel closed (or the link went)."""
+        self.open = False
+
+    def message(self, message: object) -> None:
+        """FRAME_ACK and REFRESH_REQUEST (RESIZE_REQUEST is the agent's)."""
+        if isinstance(message, FrameAck):
+            if self.acked_seq < message.seq <= self.frame_seq:
+                self.acked_seq = message.seq
+            self.schedule()
+        elif isinstance(message, RefreshRequest):
+            self.source.mark_all()
+            self.schedule()
+
+    def schedule(self) -> None:
+        """Arrange for a frame if there is damage and the client keeps up."""
+        if self._timer is not None or not self.open or self._link() is None:
+            return
+        if not self.source.pending():
+            return
+        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+            return  # client is behind: damage keeps coalescing meanwhile
+        min_gap = 1.0 / self.args.max_fps
+        now = time.monotonic()
+        streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
+        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,
+                    self.cap.wait_seconds())  # fmt: skip
+        self._timer = self.loop.call_later(delay, self._send_frame)
+
+    def _send_frame(self) -> None:
+        self._timer = None
+        # max_fps paces frame starts: counting the gap from the end of the
+        # previous frame added a whole gap after every encode (measured:
+        # ~18 ms encode + 16.7 ms gap = 28 fps at 1080p).
+        started = time.monotonic()
+        link = self._link()
+        if link is None or not self.open:
+            return
+        self._before_frame()
+        messages = self.source.frame(self.encoder)
+        if not messages:
+            return
+        for message in messages:
+            link.conn.send(DISPLAY_CHANNEL, message)
+            self.cap.charge(frame_cost(message))
+        self.frame_seq += 1
+        link.conn.send(DISPLAY_CHANNEL, FrameEnd(seq=self.frame_seq))
+        self.last_frame_at = started
+        self.last_frame_us = int(started * 1_000_000)
+        link.flush()
