@@ -6,6 +6,8 @@
 PREFIX     ?= /opt/sessiond
 VENV       := $(PREFIX)/venv
 PY         := $(VENV)/bin/python
+# The TLS scanner for the tests, in a venv of its own (requirements-sslyze.txt says why).
+SSLYZE_PY  := $(PREFIX)/sslyze-venv/bin/python
 BINDIR     ?= /usr/local/bin
 DEMO_PORT  ?= 4443
 DEMO_STATE ?= $(CURDIR)/var/demo
@@ -23,7 +25,7 @@ DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	chromium nodejs iproute2 etcd-server \
 	xclip
 
-.PHONY: all install deps-debian venv demo test unit lint webtest clean
+.PHONY: all install deps-debian venv sslyze demo test unit lint webtest clean
 
 all: install
 
@@ -41,6 +43,12 @@ $(PY):
 venv: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-build.txt -r requirements.txt -r requirements-test.txt
 
+$(SSLYZE_PY):
+	/usr/bin/python3 -m venv $(PREFIX)/sslyze-venv
+
+sslyze: $(SSLYZE_PY)
+	$(SSLYZE_PY) -m pip install -q --disable-pip-version-check -r requirements-sslyze.txt
+
 # A real (non-editable) install into the venv: session users run this copy,
 # and the tests exercise exactly this layout.
 install: deps-debian venv
@@ -57,7 +65,7 @@ demo: install
 
 # Tests run from the installed venv, with the checkout NOT on sys.path, so
 # they import the installed packages (tests/test_layout.py checks that).
-test: install lint webtest
+test: install lint webtest sslyze
 	cd tests && SESSIOND_PREFIX=$(PREFIX) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Static checks, seconds: ruff on the whole tree (rules in pyproject.toml),

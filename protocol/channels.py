@@ -47,7 +47,10 @@ class ChannelState:
         self.recv_credit = recv_window  # credit the peer has left
         self.recv_unconsumed = 0  # received, not yet reported by consumed()
         self.recv_pending = 0  # consumed, not yet granted back
-        self.queue: deque[bytes] = deque()
+        # Frames waiting for credit, each as (header, payload): a large payload
+        # (a relayed REGION) is never joined to its header here; the writer
+        # hands both pieces to the transport (Connection.data_to_send_pieces).
+        self.queue: deque[tuple[bytes, bytes]] = deque()
         self.queued = 0
         self.close_code = 0
         self.close_message = ""
@@ -94,10 +97,17 @@ class ChannelState:
             raise ValueError(f"channel {self.channel}: grant would exceed MAX_WINDOW")
         self.recv_credit += increment
 
-    def enqueue(self, frame: bytes) -> None:
-        """Queue an encoded frame for sending."""
-        self.queue.append(frame)
-        self.queued += len(frame)
+    def enqueue(self, header: bytes, payload: bytes) -> None:
+        """Queue a frame (its header and its payload) for sending."""
+        self.queue.append((header, payload))
+        self.queued += len(header) + len(payload)
+
+    def head_size(self) -> int:
+        """Wire size of the first queued frame (0 if none)."""
+        if not self.queue:
+            return 0
+        header, payload = self.queue[0]
+        return len(header) + len(payload)
 
     def drop_queue(self) -> None:
         """Discard everything not yet sent (channel closing)."""

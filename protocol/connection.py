@@ -283,6 +283,12 @@ class Connection:
         """
         return self._out.drain(max_bytes)
 
+    def data_to_send_pieces(self, max_bytes: int | None = None) -> list[bytes]:
+        """data_to_send() without joining: the frames as queued (headers and
+        payloads as separate pieces), for a writer with writev/writeSequence,
+        so a relayed payload is not copied into a joined buffer on its way out."""
+        return self._out.drain_pieces(max_bytes)
+
     # -- receiving ----------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:

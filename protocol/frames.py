@@ -36,20 +36,26 @@ _U16_MAX: Final = 0xFFFF
 _U8_MAX: Final = 0xFF
 
 
-def encode_frame(channel: int, type_: int, payload: bytes | bytearray | memoryview, flags: int = 0) -> bytes:
-    """Return header + payload; ValueError if a field is out of its wire range."""
+def frame_header(channel: int, type_: int, length: int, flags: int = 0) -> bytes:
+    """The 8-byte header of a frame with a LENGTH-byte payload; ValueError if
+    a field is out of its wire range or the payload too large for the channel."""
     if not 0 <= channel <= _U16_MAX:
         raise ValueError(f"channel {channel} outside u16")
     if not 0 <= type_ <= _U8_MAX:
         raise ValueError(f"type {type_} outside u8")
     if not 0 <= flags <= _U8_MAX:
         raise ValueError(f"flags {flags} outside u8")
-    if len(payload) > MAX_FRAME_PAYLOAD:
-        raise ValueError(f"payload of {len(payload)} bytes exceeds MAX_FRAME_PAYLOAD")
-    if channel == 0 and len(payload) > MAX_CONTROL_PAYLOAD:
-        raise ValueError(f"control payload of {len(payload)} bytes exceeds MAX_CONTROL_PAYLOAD")
+    if length > MAX_FRAME_PAYLOAD:
+        raise ValueError(f"payload of {length} bytes exceeds MAX_FRAME_PAYLOAD")
+    if channel == 0 and length > MAX_CONTROL_PAYLOAD:
+        raise ValueError(f"control payload of {length} bytes exceeds MAX_CONTROL_PAYLOAD")
+    return HEADER.pack(length, channel, type_, flags)
+
+
+def encode_frame(channel: int, type_: int, payload: bytes | bytearray | memoryview, flags: int = 0) -> bytes:
+    """Return header + payload; ValueError if a field is out of its wire range."""
     # join copies the payload exactly once, whatever bytes-like object it is.
-    return b"".join((HEADER.pack(len(payload), channel, type_, flags), payload))
+    return b"".join((frame_header(channel, type_, len(payload), flags), payload))
 
 
 @dataclass(frozen=True)

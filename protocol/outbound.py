@@ -14,7 +14,7 @@ from collections import deque
 from protocol.channel_table import ChannelTable
 from protocol.channels import ChannelState
 from protocol.errors import SendBufferFull
-from protocol.frames import encode_frame
+from protocol.frames import frame_header
 from protocol.limits import HEADER_SIZE, MAX_QUEUED_PER_CHANNEL
 
 __all__ = ["Outbound"]
@@ -54,37 +54,48 @@ class Outbound:
             )
         if state.queued + size > MAX_QUEUED_PER_CHANNEL:
             raise SendBufferFull(f"channel {state.channel} send queue is full")
-        state.enqueue(encode_frame(state.channel, type_, payload))
+        # The payload is kept as the caller's object (bytes: immutable), not
+        # copied into a joined frame; bytearray/memoryview are copied once.
+        state.enqueue(frame_header(state.channel, type_, len(payload)), bytes(payload))
 
     def has_data(self) -> bool:
         """True if drain() would return at least one frame now."""
-        return bool(self._control) or any(len(st.queue[0]) <= st.send_credit for st in self._table.by_priority())
+        return bool(self._control) or any(st.head_size() <= st.send_credit for st in self._table.by_priority())
 
     def drain(self, max_bytes: int | None = None) -> bytes:
-        """Frames by priority, each only if the peer's credit covers it; stops
-        before exceeding max_bytes but returns at least one whole frame if any
-        is sendable and max_bytes > 0."""
-        if max_bytes is not None and max_bytes <= 0:
-            return b""
-        out = bytearray()
+        """drain_pieces(), joined: one copy of everything returned."""
+        return b"".join(self.drain_pieces(max_bytes))
 
-        def fits(frame: bytes) -> bool:
-            return max_bytes is None or not out or len(out) + len(frame) <= max_bytes
+    def drain_pieces(self, max_bytes: int | None = None) -> list[bytes]:
+        """Frames by priority, each only if the peer's credit covers it, as the
+        pieces they are queued in (a frame may be a header and its payload);
+        stops before exceeding max_bytes but returns at least one whole frame
+        if any is sendable and max_bytes > 0. Frames are never split."""
+        if max_bytes is not None and max_bytes <= 0:
+            return []
+        out: list[bytes] = []
+        total = 0
+
+        def fits(size: int) -> bool:
+            return max_bytes is None or not out or total + size <= max_bytes
 
         while self._control:
             frame = self._control[0]
-            if not fits(frame):
-                return bytes(out)
+            if not fits(len(frame)):
+                return out
             self._control.popleft()
             self.control_queued -= len(frame)
-            out += frame
+            out.append(frame)
+            total += len(frame)
         for state in self._table.by_priority():
-            while state.queue and len(state.queue[0]) <= state.send_credit:
-                frame = state.queue[0]
-                if not fits(frame):
-                    return bytes(out)
-                state.queue.popleft()
-                state.queued -= len(frame)
-                state.send_credit -= len(frame)
-                out += frame
-        return bytes(out)
+            while state.queue and (size := state.head_size()) <= state.send_credit:
+                if not fits(size):
+                    return out
+                header, payload = state.queue.popleft()
+                state.queued -= size
+                state.send_credit -= size
+                out.append(header)
+                if payload:
+                    out.append(payload)
+                total += size
+        return out

@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+import socket
+import struct
+
+from typing import Any, Callable, Protocol
 
 from twisted.internet import protocol
 from twisted.logger import Logger
@@ -33,11 +36,24 @@ SOFTWARE = "sessiond 0.1.0"
 MAX_AGENT_LINE = 4096
 
 
+def peer_uid(transport: Any) -> int | None:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED,
+    from the kernel: what it was when it connect()ed or listen()ed), or None."""
+    try:
+        sock = transport.getHandle()
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
 class LinkOwner(Protocol):
     """What the link and the process watcher report to (a Session)."""
 
     id: str
     link_token: str
+    uid: int
     relay: ChannelRelay
 
     def agent_ready(self) -> None: ...
@@ -60,14 +76,25 @@ class AgentLink(FrameProtocol):
 
     role = Role.CLIENT
 
-    def __init__(self, session: LinkOwner) -> None:
+    def __init__(self, session: LinkOwner, credentials: Callable[[Any], int | None] = peer_uid) -> None:
         super().__init__()
         self.session = session
+        self._peer_uid = credentials  # tests on in-memory transports pass their own
 
     def make_connection(self) -> Connection:
         return Connection(self.role, relay=relayed)
 
     def on_connected(self) -> None:
+        # The socket lives in a directory the session user owns: they could put
+        # something else there (a symlink to another user's agent socket). The
+        # kernel says who listens at the other end; only the session's own
+        # user will do, before a token is sent or anything is believed.
+        uid = self._peer_uid(self.transport)
+        if uid != self.session.uid:
+            log.error("session {session}: the agent socket is served by uid {uid}, not the session's uid "
+                      "{expected}; refusing the link", session=self.session.id, uid=uid, expected=self.session.uid)
+            self.drop()
+            return
         self.conn.hello(capabilities=(), software=SOFTWARE)
         self.conn.send(0, Auth(method="link", token=self.session.link_token))
         self.flush()

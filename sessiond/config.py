@@ -111,6 +111,10 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "state_dir": ("/var/lib/sessiond", str),
         "runtime_dir": ("/run/sessiond", str),
         "on_stop": ("keep", _choice("keep", "logoff")),
+        # Pre-auth phase (sessiond/preauth.py): seconds from accept to login, and caps.
+        "login_grace": ("60", _float(0.1, 3600.0)),
+        "max_unauthenticated": ("512", _int(1, 100_000)),
+        "max_unauthenticated_per_source": ("64", _int(1, 100_000)),
     },
     "auth": {
         "pam_service": ("sessiond", str),

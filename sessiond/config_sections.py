@@ -20,6 +20,9 @@ class ServerSection:
     state_dir: str
     runtime_dir: str
     on_stop: str
+    login_grace: float
+    max_unauthenticated: int
+    max_unauthenticated_per_source: int
 
 
 @dataclass(frozen=True)

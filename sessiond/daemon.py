@@ -10,17 +10,17 @@ from typing import Any
 
 from twisted.application import internet, service
 from twisted.logger import Logger
-from twisted.web import server
 
 from apps.catalog import Catalog
 from apps.reload import CatalogReloader
-from sessiond.admin import AdminOps, ControlFactory, ensure_admin_token, web_root
+from sessiond.admin import AdminOps, ControlFactory, GuardedSite, ensure_admin_token, web_root
 from sessiond.auth import PamAuthenticator
 from sessiond.config import Config
 from sessiond.gateway import GatewayFactory
 from sessiond.metrics import Metrics
 from sessiond.policy import PolicyService
 from sessiond.portmux import MuxFactory
+from sessiond.preauth import LISTEN_BACKLOG, PreauthTracker, limits_from_config
 from sessiond.registry import Registry
 from sessiond.supervisor import SessionSupervisor
 from sessiond.tls import certificate_fingerprint, ensure_host_certificate, server_context_factory
@@ -64,13 +64,14 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     CatalogReloader(catalog, list(config.apps.directories), interval=config.apps.reload_interval,
                     clock=reactor, on_reload=[factory.publisher.icons.clear]).setServiceParent(root)  # fmt: skip
     ops = AdminOps(supervisor, registry, metrics)
-    web = web_root(ops, ensure_admin_token(config.admin.token_file))
+    token = ensure_admin_token(config.admin.token_file)
+    web = web_root(ops, token)
     install_web_client(web, factory, cert_path)  # /web/ and the /ws WebSocket (sessiond/web.py)
-    site = server.Site(web)
-    site.displayTracebacks = False
+    site = GuardedSite(web, token)  # bodies judged from the headers first (sessiond/admin.py)
     host, port = config.listen
-    listener = internet.SSLServer(port, MuxFactory(factory, site), server_context_factory(key_path, cert_path),
-                                  interface=host)  # fmt: skip
+    mux = MuxFactory(factory, site, PreauthTracker(reactor, limits_from_config(config)))
+    listener = internet.SSLServer(port, mux, server_context_factory(key_path, cert_path), interface=host,
+                                  backlog=LISTEN_BACKLOG)  # fmt: skip
     listener.setServiceParent(root)
     control_path = config.admin.socket
     internet.UNIXServer(control_path, ControlFactory(ops), mode=0o600, wantPID=True).setServiceParent(root)

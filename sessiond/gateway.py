@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from apps.catalog import Catalog, UnknownApp
 from apps.exec_line import ExecError
+from apps.icon_renders import IconRateLimited
 from apps.icons import IconError
 from apps.publisher import AppPublisher, NotEntitled, PublishedApp, publisher_from_config
 from isolation.accounts import AccountError, lookup_account
@@ -55,6 +56,7 @@ from protocol.messages import (
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
 from sessiond.metrics import Metrics
 from protocol.media import FrameEnd
+from sessiond.preauth import authenticated as preauth_authenticated
 from sessiond.relay import relayed
 from sessiond.sessions import ClientPeer, Session, SessionError
 from sessiond.supervisor import SessionSupervisor
@@ -84,6 +86,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._authenticating = False
         self._login_timer: Any = None
         self._method = ""
+        self._chain_expires: float | None = None  # a resume's token chain end (None: a password login)
 
     def make_connection(self) -> Connection:
         return Connection(self.role, relay=relayed)
@@ -188,26 +191,34 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if message.method not in ("password", "resume"):
             self._refuse(ReasonCode.AUTH_FAILED, f"authentication method {message.method!r} is not supported")
             return
-        limiter = self.factory.limiter
-        if limiter.blocked(self.address):
-            log.warn("login for {user} from {address} refused: too many failures", user=message.user,
-                     address=self.address)  # fmt: skip
-            self._refuse(ReasonCode.RATE_LIMITED, "too many failed logins from this address; try again later")
-            return
         self._authenticating = True
         self._method = message.method
-        if message.method == "resume":
-            ok = self.factory.registry.redeem_token(message.user, message.token)
-            reason = "" if ok else "the resume token is invalid, used or expired; log in with your password"
-            d = defer.succeed(AuthOutcome(ok, message.user, reason))
-        else:
-            d = self.factory.authenticator.authenticate(message.user, message.password)
+
+        def check() -> defer.Deferred[AuthOutcome]:
+            if message.method == "resume":
+                expires = self.factory.registry.redeem_token(message.user, message.token)
+                if expires is None:
+                    reason = "the resume token is invalid, used or expired; log in with your password"
+                    return defer.succeed(AuthOutcome(False, message.user, reason))
+                # The token's replacement ends no later than it would have (the chain
+                # ends a lifetime after the password login), and the account must
+                # still pass PAM's account stage.
+                self._chain_expires = expires
+                return self.factory.authenticator.account_allowed(message.user)
+            return self.factory.authenticator.authenticate(message.user, message.password)
+
+        # One attempt in flight per address, counted when it starts (sessiond/auth.py).
+        d = self.factory.limiter.attempt(self.address, message.user, check)
         d.addCallback(self._auth_checked)
         d.addErrback(self._auth_crashed)
 
     def _auth_checked(self, outcome: AuthOutcome) -> Any:
+        if outcome.limited:
+            log.warn("login for {user} from {address} refused: {why}", user=outcome.user, address=self.address,
+                     why=outcome.reason)  # fmt: skip
+            self._refuse(ReasonCode.RATE_LIMITED, outcome.reason)
+            return None
         if not outcome.ok:
-            self.factory.limiter.record_failure(self.address)
             log.info("login failed for {user} from {address}", user=outcome.user, address=self.address)
             self.factory.registry.audit("login_failed", user=outcome.user, address=self.address,
                                         detail=f"method={self._method}")  # fmt: skip
@@ -216,7 +227,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             d = delayed(self.factory.reactor, delay, outcome)
             d.addCallback(lambda o: self._refuse(ReasonCode.AUTH_FAILED, o.reason))
             return d
-        self.factory.limiter.record_success(self.address)
+        preauth_authenticated(self.transport)  # the pre-auth grace and caps no longer apply
         try:
             account = lookup_account(outcome.user, min_uid=self.factory.config.auth.min_uid)
         except AccountError as exc:
@@ -260,7 +271,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         registry.audit("reconnect" if resumed else "connect", user=self.user, session=session.id,
                        address=self.address)  # fmt: skip
         lifetime = self.factory.config.auth.resume_token_lifetime
-        token = registry.issue_token(self.user, lifetime)
+        token = registry.issue_token(self.user, lifetime, not_after=self._chain_expires)
         self._send(AuthResult(ok=True, user=self.user, session=session.id, resume_token=token))
         self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
 
@@ -311,9 +322,9 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self._send(Icon.with_png(message.request, message.app, message.size, png))
 
         def refuse(failure: Failure) -> None:
-            error = failure.trap(UnknownApp, NotEntitled, IconError)
-            code = {UnknownApp: ReasonCode.UNKNOWN_APP, NotEntitled: ReasonCode.NOT_ENTITLED}.get(
-                error, ReasonCode.UNKNOWN_APP)  # fmt: skip
+            error = failure.trap(UnknownApp, NotEntitled, IconRateLimited, IconError)
+            code = {UnknownApp: ReasonCode.UNKNOWN_APP, NotEntitled: ReasonCode.NOT_ENTITLED,
+                    IconRateLimited: ReasonCode.LIMIT_EXCEEDED}.get(error, ReasonCode.UNKNOWN_APP)  # fmt: skip
             self._send(Icon(request=message.request, app=message.app, size=message.size, ok=False, code=code,
                             message=failure.getErrorMessage()))  # fmt: skip
 
@@ -328,6 +339,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             return
         log.info("{user} logs off session {session}", user=self.user, session=session.id)
         self.factory.registry.audit("logoff", user=self.user, session=session.id, address=self.address)
+        self.factory.registry.revoke_tokens(self.user)  # logged off: no token brings anyone back in
         self.session = None
         session.detach(self)
         session.terminate().addCallback(lambda _: self.close(ReasonCode.NORMAL, "logged off"))

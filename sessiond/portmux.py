@@ -3,16 +3,22 @@
 # client) for everything else. The choice is made from the negotiated ALPN
 # once the handshake is done (when the first bytes arrive), never by sniffing
 # the bytes themselves.
+#
+# It is also where every connection is accepted, so the pre-auth tracker
+# (sessiond/preauth.py) gets its ticket here: the grace timer runs from accept,
+# through the TLS handshake and HTTP, until the gateway reports a login.
 """ALPN-based protocol selection on the shared TLS port."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import protocol
+from twisted.internet import interfaces, protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from protocol.limits import ALPN
+from sessiond.preauth import SPOKE, TLS_DONE, PreauthTracker, Ticket
 
 NATIVE = ALPN.encode("ascii")
 HTTP = b"http/1.1"
@@ -20,6 +26,7 @@ HTTP = b"http/1.1"
 OFFERED = (NATIVE, HTTP)
 
 
+@implementer(interfaces.IHandshakeListener)
 class MuxProtocol(protocol.Protocol):
     """Hands the connection to the native or the HTTP protocol on first data."""
 
@@ -27,8 +34,21 @@ class MuxProtocol(protocol.Protocol):
         self.factory = factory
         self.addr = addr
         self.inner: protocol.Protocol | None = None
+        self.preauth: Ticket | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted name
+        tracker = self.factory.preauth
+        if tracker is not None:
+            source = str(getattr(self.addr, "host", self.addr))
+            self.preauth = tracker.admit(source, self.transport.abortConnection)
+
+    def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
+        if self.preauth is not None:
+            self.preauth.progress(TLS_DONE)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
+        if self.preauth is not None:
+            self.preauth.progress(SPOKE)
         if self.inner is None:
             negotiated = getattr(self.transport, "negotiatedProtocol", None)
             chosen = self.factory.native if negotiated == NATIVE else self.factory.http
@@ -41,6 +61,8 @@ class MuxProtocol(protocol.Protocol):
         self.inner.dataReceived(data)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
+        if self.preauth is not None:
+            self.preauth.closed()
         if self.inner is not None:
             self.inner.connectionLost(reason)
 
@@ -48,9 +70,11 @@ class MuxProtocol(protocol.Protocol):
 class MuxFactory(protocol.Factory):
     """Factory for MuxProtocol over a native and an HTTP factory."""
 
-    def __init__(self, native: protocol.Factory, http: protocol.Factory) -> None:
+    def __init__(self, native: protocol.Factory, http: protocol.Factory,
+                 preauth: PreauthTracker | None = None) -> None:  # fmt: skip
         self.native = native
         self.http = http
+        self.preauth = preauth
 
     def buildProtocol(self, addr: Any) -> MuxProtocol:  # noqa: N802
         return MuxProtocol(self, addr)

@@ -19,6 +19,7 @@ from twisted.internet import defer, protocol
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.logger import Logger
 
+from apps.entitlements import principal_for
 from isolation.accounts import Account
 from isolation.launcher import prepare_session_dir, remove_session_dir
 from protocol.errors import ReasonCode
@@ -79,6 +80,7 @@ class Session:
         self.config = supervisor.config
         self.registry: Registry = supervisor.registry
         self.account = account
+        self.uid = account.uid  # the only uid the agent link may be served by (SO_PEERCRED)
         self.id = session_id or secrets.token_hex(8)
         self.link_token = secrets.token_urlsafe(32)
         self.lifecycle = Lifecycle(self._state_changed)
@@ -360,15 +362,10 @@ class Session:
         }  # fmt: skip
 
     def _group_names(self) -> tuple[str, ...]:
-        import grp
-
-        names = []
-        for gid in self.account.groups:
-            try:
-                names.append(grp.getgrgid(gid).gr_name)
-            except KeyError:
-                continue
-        return tuple(names)
+        """The user's groups as the system says NOW (NSS), not as they were at
+        login: a user removed from a group loses its USB rights at the next
+        check, as entitlements do (apps.entitlements.principal_for)."""
+        return tuple(sorted(principal_for(self.account.name).groups))
 
     def _audit(self, event: str, detail: str) -> None:
         self.registry.audit(event, user=self.account.name, session=self.id, detail=detail)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from twisted.logger import Logger
@@ -33,8 +34,16 @@ from protocol.usb import (
     ImportRequest,
     UrbReturn,
     UsbDevice,
+    UsbInterface,
 )
 from sessiond.relay import urb_conn
+from sessiond.usb_descriptors import (
+    DT_DEVICE,
+    MAX_WATCHED_REQUESTS,
+    answer_of,
+    declared_classes,
+    descriptor_request,
+)
 from sessiond.usb_rules import UsbPolicy
 
 if TYPE_CHECKING:
@@ -71,11 +80,15 @@ class UsbFilter:
         self.on_shared = on_shared  # a device is shared: start watching the policy
         self.offered: dict[tuple[int, str], UsbDevice] = {}  # (channel, busid) -> device
         self.conns: dict[tuple[int, int], str] = {}  # (channel, conn) -> busid
+        self.watched: dict[tuple[int, int, int], int] = {}  # (channel, conn, seqnum) -> descriptor type
 
     # -- RelayFilter ---------------------------------------------------------------
     def from_client(self, channel: int, type_: int, payload: bytes, message: Message | None) -> bool:
-        if message is None:  # URB_RETURN, raw: only its connection id matters here
-            return type_ == UrbReturn.TYPE and (channel, urb_conn(payload) or 0) in self.conns
+        if message is None:  # URB_RETURN, raw: its connection id, and descriptors the session asked for
+            conn = urb_conn(payload) or 0
+            if type_ != UrbReturn.TYPE or (channel, conn) not in self.conns:
+                return False
+            return not self.watched or self._check_answer(channel, payload)
         if isinstance(message, DeviceAdd):
             device = message.device
             why = self.policy().refusal(device, self.user, self.groups())
@@ -96,7 +109,15 @@ class UsbFilter:
 
     def from_agent(self, channel: int, type_: int, payload: bytes, message: Message | None) -> bool:
         if message is None:  # URB_COMMAND, raw
-            return (channel, urb_conn(payload) or 0) in self.conns
+            if (channel, urb_conn(payload) or 0) not in self.conns:
+                return False
+            asked = descriptor_request(payload)
+            if asked is not None:
+                conn, seqnum, kind = asked
+                if len(self.watched) >= MAX_WATCHED_REQUESTS:
+                    del self.watched[next(iter(self.watched))]
+                self.watched[(channel, conn, seqnum)] = kind
+            return True
         if isinstance(message, ImportRequest):
             if (channel, message.busid) not in self.offered:
                 self.relay.inject_to_agent(channel, ConnClose(message.conn))
@@ -109,6 +130,52 @@ class UsbFilter:
     def channel_closed(self, channel: int) -> None:
         self.offered = {key: device for key, device in self.offered.items() if key[0] != channel}
         self.conns = {key: busid for key, busid in self.conns.items() if key[0] != channel}
+        self.watched = {key: kind for key, kind in self.watched.items() if key[0] != channel}
+
+    # -- what the device really is ---------------------------------------------------
+    def _check_answer(self, channel: int, payload: bytes) -> bool:
+        """A URB_RETURN the filter may be waiting for: if it answers a watched
+        GET_DESCRIPTOR, the classes it declares must be ones the client
+        declared, and allowed; else the device is revoked and the answer dropped."""
+        answer = answer_of(payload)
+        if answer is None:
+            return True
+        conn, seqnum, data = answer
+        kind = self.watched.pop((channel, conn, seqnum), None)
+        busid = self.conns.get((channel, conn))
+        device = self.offered.get((channel, busid)) if busid is not None else None
+        if kind is None or busid is None or device is None:
+            return True
+        real = declared_classes(kind, data)
+        claimed = set(device.classes()) | {0}
+        hidden = sorted(set(real) - claimed)
+        if hidden:
+            why = (f"USB device {device.vid_pid} declared class(es) "
+                   f"{', '.join(f'{c:02x}' for c in sorted(claimed - {0})) or '00'} but its descriptors say "
+                   f"{', '.join(f'{c:02x}' for c in hidden)}")  # fmt: skip
+            self._revoke(channel, busid, why)
+            return False
+        if kind == DT_DEVICE:
+            actual = dataclasses.replace(device, device_class=real[0]) if real else device
+        else:
+            actual = dataclasses.replace(device, interfaces=tuple(UsbInterface(c, 0, 0) for c in real[:32]))
+        why_not = self.policy().refusal(actual, self.user, self.groups())
+        if why_not is not None:
+            self._revoke(channel, busid, why_not)
+            return False
+        return True
+
+    def _revoke(self, channel: int, busid: str, why: str) -> None:
+        """Withdraw one offered device: its USB/IP connections closed on both sides, the client told why."""
+        if self.offered.pop((channel, busid), None) is None:
+            return
+        self._audit("usb_revoked", why)
+        for (ch, conn), owner in list(self.conns.items()):
+            if ch == channel and owner == busid and self.conns.pop((ch, conn), None) is not None:
+                self.relay.inject_to_agent(channel, ConnClose(conn))
+                self.relay.inject_to_client(channel, ConnClose(conn))
+        self.relay.inject_to_agent(channel, DeviceRemove(busid))
+        self.relay.inject_to_client(channel, DeviceStatus(busid, DeviceState.REVOKED, why))
 
     # -- policy changes --------------------------------------------------------------
     def recheck(self) -> int:
@@ -116,16 +183,10 @@ class UsbFilter:
         policy, detached = self.policy(), 0
         for (channel, busid), device in list(self.offered.items()):
             why = policy.refusal(device, self.user, self.groups())
-            if why is None or self.offered.pop((channel, busid), None) is None:
+            if why is None or (channel, busid) not in self.offered:
                 continue  # allowed, or forgotten meanwhile (its channel failed while revoking another)
             detached += 1
-            self._audit("usb_revoked", why)
-            for (ch, conn), owner in list(self.conns.items()):
-                if ch == channel and owner == busid and self.conns.pop((ch, conn), None) is not None:
-                    self.relay.inject_to_agent(channel, ConnClose(conn))
-                    self.relay.inject_to_client(channel, ConnClose(conn))
-            self.relay.inject_to_agent(channel, DeviceRemove(busid))
-            self.relay.inject_to_client(channel, DeviceStatus(busid, DeviceState.REVOKED, why))
+            self._revoke(channel, busid, why)
         return detached
 
     def _audit(self, event: str, detail: str) -> None:

@@ -10,6 +10,14 @@
 # limits, entitlements and the channel relay are therefore shared, not
 # re-implemented. The static files are read once at start (a closed set of
 # names, so no path from a URL ever reaches the file system).
+#
+# Message reassembly: twisted.web.websocket joins a message's fragments by
+# copying (quadratic) and without a bound. The native protocol is a byte
+# stream, so nothing needs whole messages: the bridge swaps Twisted's buffers
+# for ones that hand each fragment straight to the handler's frame decoder
+# (linear, and the decoder's own limits apply from the first header), and it
+# closes with 1009 a message longer than one frame header plus
+# MAX_FRAME_PAYLOAD, the most any well-formed single frame needs.
 """Web client resources: static files, security headers, the /ws bridge."""
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from twisted.web import resource
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 from wsproto.utilities import LocalProtocolError
 from zope.interface import implementer
+
+from protocol.limits import HEADER_SIZE, MAX_FRAME_PAYLOAD
 
 log = Logger()
 
@@ -54,6 +64,11 @@ CSP = (
 # HSTS lifetime when a CA-issued certificate is configured (one year).
 HSTS = b"max-age=31536000"
 INDEX = "index.html"
+# Longest WebSocket message (all its fragments): one frame header + the largest payload.
+MAX_WS_MESSAGE = HEADER_SIZE + MAX_FRAME_PAYLOAD
+# RFC 6455 close codes we send.
+WS_UNSUPPORTED_DATA = 1003
+WS_MESSAGE_TOO_BIG = 1009
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,7 @@ def set_security_headers(request: Any, hsts: bool) -> None:
 class WebClientResource(resource.Resource):
     """/web/...: the client's files from memory; /web/ is the single-page app."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
     def __init__(self, files: dict[str, StaticFile], hsts: bool) -> None:
         super().__init__()
@@ -123,13 +138,13 @@ class WebClientResource(resource.Resource):
         request.setHeader(b"cache-control", b"no-store" if found.no_store else b"no-cache")
         return found.body
 
-    render_HEAD = render_GET
+    render_HEAD = render_GET  # noqa: N815 - Twisted's method name
 
 
 class RedirectToClient(resource.Resource):
     """/ sends browsers to the web client."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802
         request.setResponseCode(302)
@@ -195,6 +210,27 @@ class WebSocketStream:
         self.ws.detachProducer()
 
 
+class _FragmentSink:
+    """Stands in for Twisted's reassembly buffer: each fragment goes to the bridge.
+
+    Twisted calls add() per wsproto data event and done() when the message is
+    finished, then delivers done()'s value as the whole message; we return an
+    empty value, which the bridge ignores.
+    """
+
+    def __init__(self, on_data: Any, on_end: Any, empty: bytes | str) -> None:
+        self._on_data = on_data
+        self._on_end = on_end
+        self._empty = empty
+
+    def add(self, new: bytes | bytearray | str) -> None:
+        self._on_data(new)
+
+    def done(self) -> bytes | str:
+        self._on_end()
+        return self._empty
+
+
 class WebSocketBridge:
     """One browser WebSocket driving one gateway ClientHandler."""
 
@@ -202,9 +238,25 @@ class WebSocketBridge:
         self.handler = handler
         self.request = request
         self.ws: WebSocketTransport | None = None
+        self.closing = False
+        # Bytes of the binary message now arriving (reset when it finishes).
+        self.message_bytes = 0
 
     def negotiationStarted(self, transport: WebSocketTransport) -> None:  # noqa: N802 - Twisted name
         self.ws = transport
+        # Twisted's wire protocol keeps one buffer per message kind; replace
+        # them so no message is ever joined in memory (see the module header).
+        if hasattr(transport, "_bytesBuffer"):
+            transport._bytesBuffer = _FragmentSink(self._fragment, self._message_end, b"")  # type: ignore[attr-defined]
+        if hasattr(transport, "_textBuffer"):
+            transport._textBuffer = _FragmentSink(self._text_fragment, lambda: None, "")  # type: ignore[attr-defined]
+        # The upgraded HTTP channel hands every read to the wire protocol's
+        # dataReceived; wsproto raises on input after a close (ours or the
+        # peer's), which would escape into the reactor. Guard that door.
+        channel = getattr(self.request, "channel", None)
+        deliver = getattr(channel, "dataReceived", None)
+        if deliver is not None and getattr(deliver, "__self__", None) is transport:
+            channel.dataReceived = self._guarded(deliver)
 
     def negotiationFinished(self) -> None:  # noqa: N802
         channel = self.request.channel
@@ -212,18 +264,68 @@ class WebSocketBridge:
         if self.ws is not None:
             self.handler.makeConnection(WebSocketStream(self.ws, channel.transport))  # type: ignore[arg-type]
 
-    def bytesMessageReceived(self, data: bytes | bytearray) -> None:  # noqa: N802
+    def _guarded(self, deliver: Any) -> Any:
+        def received(data: bytes) -> None:
+            if self.closing:
+                return  # after our close nothing more is parsed
+            try:
+                deliver(data)
+            except LocalProtocolError as exc:
+                log.info("WebSocket input after the close ({why}); dropping the connection", why=exc)
+                self.closing = True
+                self.request.channel.transport.abortConnection()
+
+        return received
+
+    def _fragment(self, data: bytes | bytearray) -> None:
+        """Part of a binary message: counted against MAX_WS_MESSAGE, then decoded."""
+        stream = self.handler.transport
+        if self.closing or not data or getattr(stream, "disconnecting", False):
+            return  # after a close nothing more is decoded
+        self.message_bytes += len(data)
+        if self.message_bytes > MAX_WS_MESSAGE:
+            log.warn("WebSocket message over {limit} bytes; closing", limit=MAX_WS_MESSAGE)
+            self._close(WS_MESSAGE_TOO_BIG)
+            return
         self.handler.dataReceived(bytes(data))
 
-    def textMessageReceived(self, message: str) -> None:  # noqa: N802
-        log.warn("text message on the sessiond WebSocket; closing (the protocol is binary)")
+    def _message_end(self) -> None:
+        self.message_bytes = 0
+
+    def _text_fragment(self, data: Any) -> None:
+        self.textMessageReceived("")
+
+    def _close(self, code: int) -> None:
+        if self.closing:
+            return
+        self.closing = True
         if self.ws is not None:
-            self.ws.loseConnection(1003)
+            try:
+                # TLS defers its shutdown while a producer is registered (sessiond/wire.py).
+                self.ws.detachProducer()
+            except Exception:  # noqa: BLE001 - none registered yet
+                pass
+            try:
+                self.ws.loseConnection(code)
+            except LocalProtocolError:
+                pass  # the browser closed first
+
+    def bytesMessageReceived(self, data: bytes | bytearray) -> None:  # noqa: N802
+        """A whole message (only when Twisted's own buffer is in place): one fragment."""
+        if data:
+            self._fragment(data)
+            self._message_end()
+
+    def textMessageReceived(self, message: str) -> None:  # noqa: N802
+        if not self.closing:
+            log.warn("text message on the sessiond WebSocket; closing (the protocol is binary)")
+        self._close(WS_UNSUPPORTED_DATA)
 
     def pongReceived(self, payload: bytes) -> None:  # noqa: N802
         """Pongs are not used."""
 
     def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+        self.closing = True
         if self.handler.transport is not None:
             self.handler.connectionLost(reason)
 

@@ -107,10 +107,12 @@ class FrameProtocol(protocol.Protocol):
         if self._lost or self.transport is None:
             return
         while not self._paused:
-            data = self.conn.data_to_send(WRITE_CHUNK)
-            if not data:
+            # Pieces, not one joined buffer: a relayed payload goes to the
+            # transport as the object it arrived in (TLS joins once to encrypt).
+            pieces = self.conn.data_to_send_pieces(WRITE_CHUNK)
+            if not pieces:
                 break
-            self.transport.write(data)
+            self.transport.writeSequence(pieces)
         if self.conn.closed and not self._closing:
             self.drop()
 

@@ -7,12 +7,28 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import Any, Protocol
 
 from protocol.connection import ConnectionClosed, Connection, Role
 
+# sessiond runs as root: the only peer the agent accepts on its link socket.
+SESSIOND_UID = 0
 # Bytes written per transport.write while draining: lets priorities act.
 WRITE_CHUNK = 256 * 1024
+
+
+def peer_uid(transport: Any) -> int | None:
+    """The connecting process's uid from the kernel (SO_PEERCRED), or None."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return int(struct.unpack("3i", creds)[1])
 
 
 class LinkOwner(Protocol):
@@ -54,6 +70,13 @@ class LinkProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        # Only root (sessiond) may drive the agent: the kernel's word for who connected.
+        uid = peer_uid(transport)
+        if uid != SESSIOND_UID:
+            self.agent.log(f"refused a link connection from uid {uid}: only sessiond (uid 0) may connect")
+            transport.close()
+            self.transport = None
+            return
         self.agent.link_connected(self)
 
     def data_received(self, data: bytes) -> None:
@@ -69,10 +92,10 @@ class LinkProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         while not self._paused:
-            data = self.conn.data_to_send(WRITE_CHUNK)
-            if not data:
+            pieces = self.conn.data_to_send_pieces(WRITE_CHUNK)
+            if not pieces:
                 break
-            self.transport.write(data)
+            self.transport.writelines(pieces)
         if self.conn.closed and self.transport is not None:
             self.transport.close()
             self.transport = None

@@ -181,8 +181,15 @@ class Agent:
 
     # -- link ----------------------------------------------------------------
     def link_connected(self, link: LinkProtocol) -> None:
+        """A connection reached the socket: it becomes the link only once it
+        authenticates (link_authenticated), so a stray connection never costs
+        the working link."""
+
+    def link_authenticated(self, link: LinkProtocol) -> None:
+        if self.link is link:
+            return
         if self.link is not None:
-            self.log("a new sessiond link replaces the previous one")
+            self.log("a new, authenticated sessiond link replaces the previous one")
             self.link.drop()
         self.link = link
         self.display.closed()
@@ -266,6 +273,7 @@ class Agent:
             ok = message.method == "link" and hmac.compare_digest(message.token.encode(), self._token.encode())
             if ok:
                 link.authenticated = True
+                self.link_authenticated(link)
                 link.conn.send(0, AuthResult(ok=True, session=self.session_id))
             else:
                 link.conn.send(0, AuthResult(ok=False, code=ReasonCode.AUTH_FAILED, message="bad link token"))

@@ -60,7 +60,7 @@ class Wired:
         self.agent_events: list[Event] = []
         # The agent's end of the link.
         self.agent = Connection(Role.SERVER, relay=agent_relay, channel_errors=True)  # as the real agent link
-        self.link = AgentLink(self.session)
+        self.link = AgentLink(self.session, credentials=lambda _transport: self.session.uid)
         self.link_transport = StringTransport()
         self.link.makeConnection(self.link_transport)
         self._to_agent()

@@ -20,7 +20,7 @@ from protocol.connection import (
     frame_cost,
 )
 from protocol.errors import ReasonCode
-from protocol.frames import FrameDecoder, encode_frame
+from protocol.frames import FrameDecoder, encode_frame, frame_header
 from protocol.limits import (
     DEFAULT_WINDOW,
     DISPLAY_WINDOW,
@@ -195,7 +195,7 @@ def test_priority_order_over_every_kind() -> None:
     for kind in order:  # lowest priority queued first
         state = client._table.get(int(kind))  # noqa: SLF001
         assert state is not None
-        state.enqueue(encode_frame(int(kind), 0x7E, b""))
+        state.enqueue(frame_header(int(kind), 0x7E, 0), b"")
     client.send(0, Ping(1))
     channels = [frame.channel for frame in FrameDecoder().feed(client.data_to_send())]
     # control, input, audio-out, audio-in, display, clipboard, usb

@@ -19,6 +19,10 @@ from protocol.usb import (
     ImportReply,
     UsbDevice,
     UsbInterface,
+    CmdSubmit,
+    RetSubmit,
+    UrbReturn,
+    DIR_IN,
 )
 from sessiond.config import ConfigError, load_config
 from sessiond.registry import Registry
@@ -214,3 +218,80 @@ def test_revoking_two_devices_when_the_channel_fails_on_the_first() -> None:
     g.policy = UsbPolicy(allow=("class:03",))
     assert g.usb.recheck() == 1  # the channel closed while revoking the first: the second went with it
     assert g.usb.offered == {}
+
+
+# -- the device's own descriptors, not the client's word (issue 12 item 9) ----------------
+
+LIAR = UsbDevice("vusb-3", 0x1209, 3, (UsbInterface(0xFF, 0, 0),))  # declared vendor-specific...
+
+
+def config_descriptor(interface_class: int) -> bytes:
+    """A configuration descriptor with one interface of INTERFACE_CLASS and one endpoint."""
+    interface = bytes([9, 4, 0, 0, 1, interface_class, 6, 0x50, 0])
+    endpoint = bytes([7, 5, 0x81, 2, 0, 2, 0])
+    total = 9 + len(interface) + len(endpoint)
+    return bytes([9, 2, total & 0xFF, total >> 8, 1, 1, 0, 0x80, 50]) + interface + endpoint
+
+
+def get_config(seqnum: int) -> bytes:
+    setup = bytes([0x80, 6, 0, 2, 0, 0, 255, 0])  # GET_DESCRIPTOR(CONFIGURATION), 255 bytes
+    return UrbCommand(4, CmdSubmit(seqnum, LIAR.devid, DIR_IN, 0, 255, setup=setup)).encode()
+
+
+def answer(seqnum: int, data: bytes) -> bytes:
+    return UrbReturn(4, RetSubmit(seqnum, 0, len(data), data)).encode()
+
+
+def shared_liar(g: Gated) -> None:
+    g.from_client(DeviceAdd(LIAR))
+    g.from_agent(ImportRequest(4, "vusb-3"))
+    g.log.clear()
+
+
+def test_a_device_whose_descriptors_contradict_its_declaration_is_revoked() -> None:
+    g = Gated()  # deny = class:08
+    shared_liar(g)
+    command = get_config(7)
+    g.relay.from_agent(USB, UrbCommand.TYPE, command, None, 8 + len(command))
+    assert g.log == [("client.raw", USB, UrbCommand.TYPE, command)]  # the request itself passes, unread
+    g.log.clear()
+    reply = answer(7, config_descriptor(8))  # ...but it is mass storage
+    g.relay.from_client(USB, UrbReturn.TYPE, reply, None, 8 + len(reply))
+    sent = [(e[0], type(e[2]).__name__) for e in g.log if e[0].endswith(".send")]
+    assert sent == [("link.send", "ConnClose"), ("client.send", "ConnClose"), ("link.send", "DeviceRemove"),
+                    ("client.send", "DeviceStatus")]  # fmt: skip
+    assert not any(e[0] == "link.raw" for e in g.log)  # the session never saw the descriptor
+    status = [e[2] for e in g.log if e[0] == "client.send"][-1]
+    assert status.status == DeviceState.REVOKED and "descriptors say 08" in status.text
+    assert g.audits[-1] == "usb_revoked"
+
+
+def test_descriptors_that_match_the_declaration_pass_untouched() -> None:
+    g = Gated()
+    shared_liar(g)
+    command = get_config(8)
+    g.relay.from_agent(USB, UrbCommand.TYPE, command, None, 8 + len(command))
+    reply = answer(8, config_descriptor(0xFF))
+    g.log.clear()
+    g.relay.from_client(USB, UrbReturn.TYPE, reply, None, 8 + len(reply))
+    assert g.log == [("link.raw", USB, UrbReturn.TYPE, reply)]
+
+
+def test_a_declared_class_the_policy_denies_is_refused_on_its_descriptors_too() -> None:
+    g = Gated()
+    g.policy = UsbPolicy(deny=("class:03",))
+    shared_liar(g)
+    command = get_config(9)
+    g.relay.from_agent(USB, UrbCommand.TYPE, command, None, 8 + len(command))
+    g.log.clear()
+    reply = answer(9, config_descriptor(3))  # HID, hidden behind 0xff
+    g.relay.from_client(USB, UrbReturn.TYPE, reply, None, 8 + len(reply))
+    assert any(e[0] == "client.send" and type(e[2]).__name__ == "DeviceStatus" for e in g.log)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\x09\x02", b"\x00\x04" * 50, b"\x09\x04\x00\x00\x01",
+                                  bytes([2, 4]) * 200])
+def test_truncated_or_malformed_descriptors_never_raise(data: bytes) -> None:
+    from sessiond.usb_descriptors import DT_CONFIGURATION, declared_classes
+
+    assert isinstance(declared_classes(DT_CONFIGURATION, data), tuple)
