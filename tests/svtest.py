@@ -96,12 +96,13 @@ def free_port() -> int:
 
 
 def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int = 0,
-                   runtime: str | None = None, server: str = "") -> Server:  # fmt: skip
+                   runtime: str | None = None, server: str = "", session: str = "") -> Server:  # fmt: skip
     """Start the installed sessiond with a test config; wait until it listens.
 
     Starting again with the same TMP, PORT and RUNTIME is a restart of the
     same installation (same state directory, registry, certificate).
-    SERVER is appended to the [server] section (key = value lines).
+    SERVER is appended to the [server] section (key = value lines), SESSION
+    to the [session] section (e.g. "mode = desktop\n").
     """
     state = os.path.join(tmp, "state")
     runtime = runtime or f"/run/sessiond-test-{secrets.token_hex(4)}"
@@ -111,7 +112,7 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
             f"[server]\nlisten = 127.0.0.1:{port}\nstate_dir = {state}\nruntime_dir = {runtime}\n"
             f"on_stop = {on_stop}\n{server}"
             f"[auth]\nfailure_delay = 0.3\nmax_failures = 4\nfailure_window = 60\n"
-            f"[session]\nwidth = 1024\nheight = 768\npython = {VENV_BIN}/python\n"
+            f"[session]\nwidth = 1024\nheight = 768\npython = {VENV_BIN}/python\n{session}"
             f"[apps]\ndirectories = {REPO}/conf/apps\n{extra}"
         )
     log_path = os.path.join(tmp, "sessiond.log")
