@@ -239,18 +239,22 @@ def by_class(user: str, wm_class: str) -> list[Any]:
 
 def page_rect(page: Any, title_part: str) -> tuple[int, int, int, int]:
     """A window's content rectangle on the page, in desktop (session) coordinates."""
-    return tuple(page.evaluate("""(part) => {
+    return tuple(page.evaluate("""(selector) => {
       const d = document.getElementById('desktop').getBoundingClientRect();
-      const f = [...document.querySelectorAll('.sv-window')]
-        .find((w) => (w.getAttribute('aria-label') || '').includes(part));
+      const f = document.querySelector(selector);
       if (!f) return null;
       const r = f.querySelector('canvas').getBoundingClientRect();
       return [Math.round(r.left - d.left), Math.round(r.top - d.top), Math.round(r.width), Math.round(r.height)];
-    }""", title_part))  # fmt: skip
+    }""", sel(title_part)))  # fmt: skip
 
 
-def frame(page: Any, title_part: str) -> Any:
-    return page.locator(f'.sv-window[aria-label*="{title_part}"]')
+def sel(key: str) -> str:
+    """A window's element: by the app that launched it, else by a part of its title."""
+    return f'.sv-window[data-app="{key}"]' if key in ("xterm", "xcalc") else f'.sv-window[aria-label*="{key}"]'
+
+
+def frame(page: Any, key: str) -> Any:
+    return page.locator(sel(key))
 
 
 def wait_until(check: Any, timeout: float = 15.0, what: str = "") -> Any:
@@ -282,11 +286,20 @@ def seamless(sessiond_server: Any, seamless_user: Any, browser: Any) -> Iterator
     page.fill("#user", seamless_user.name)
     page.fill("#password", seamless_user.password)
     page.click("#login-button")
-    for app, title in (("xterm", "xterm"), ("xcalc", "Calculator")):
-        if not page.locator(f'#apps button[data-app="{app}"]').is_visible():
-            page.click("#show-apps")
+    page.locator('#apps button[data-app="xterm"]').wait_for(timeout=UI_TIMEOUT_MS)
+    for app, title in (("xterm", "xterm"), ("xcalc", "xcalc")):
+        if page.locator("#launcher-view").is_hidden():
+            page.click("#show-apps")  # the launcher stays reachable while apps run
         page.click(f'#apps button[data-app="{app}"]', timeout=UI_TIMEOUT_MS)
-        frame(page, title).wait_for(timeout=UI_TIMEOUT_MS)
+        try:
+            frame(page, title).wait_for(timeout=UI_TIMEOUT_MS)
+        except playwright_sync.Error as error:
+            shot(page, f"launch-{app}-failed")
+            windows = page.evaluate(
+                "[...document.querySelectorAll('.sv-window')].map((w) => w.outerHTML.slice(0, 300))"
+            )
+            status = page.evaluate("document.getElementById('status').textContent")
+            raise AssertionError(f"{app}: {windows} status {status!r}\n{sessiond_server.log()[-3000:]}") from error
     page.wait_for_timeout(1000)  # both apps have drawn
     yield page
     page.close()
@@ -300,7 +313,7 @@ def test_two_apps_open_side_by_side_where_the_session_has_them(seamless: Any, se
     page = seamless
     shot(page, "session-two-apps")
     assert page.evaluate("document.body.dataset.mode") == "seamless"
-    term, calc = page_rect(page, "xterm"), page_rect(page, "Calculator")
+    term, calc = page_rect(page, "xterm"), page_rect(page, "xcalc")
     overlap_x = min(term[0] + term[2], calc[0] + calc[2]) - max(term[0], calc[0])
     overlap_y = min(term[1] + term[3], calc[1] + calc[3]) - max(term[1], calc[1])
     assert overlap_x <= 0 or overlap_y <= 0, (term, calc)
@@ -312,21 +325,21 @@ def test_two_apps_open_side_by_side_where_the_session_has_them(seamless: Any, se
 @pytest_root
 def test_drag_xcalc_title_bar_moves_it_on_the_page_and_in_the_session(seamless: Any, seamless_user: Any) -> None:
     page = seamless
-    before = page_rect(page, "Calculator")
+    before = page_rect(page, "xcalc")
     x_before = by_class(seamless_user.name, "XCalc")
-    bar = box(page, '.sv-window[aria-label*="Calculator"] .sv-title')
+    bar = box(page, '.sv-window[data-app="xcalc"] .sv-title')
     x, y = bar["x"] + 10, bar["y"] + bar["height"] / 2
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x + 300, y + 200, steps=10)
     page.mouse.up()
-    after = page_rect(page, "Calculator")
+    after = page_rect(page, "xcalc")
     assert (after[0] - before[0], after[1] - before[1]) == (300, 200)
     moved = wait_until(lambda: (v := by_class(seamless_user.name, "XCalc"))[:2] != x_before[:2] and v,
                        what="xcalc to move in the session")  # fmt: skip
     assert (moved[0] - x_before[0], moved[1] - x_before[1]) == (300, 200)
     page.wait_for_timeout(300)
-    assert page_rect(page, "Calculator") == after, "the server's answer kept the page's copy where it was dropped"
+    assert page_rect(page, "xcalc") == after, "the server's answer kept the page's copy where it was dropped"
     shot(page, "session-xcalc-moved")
 
 
@@ -339,7 +352,7 @@ def test_resize_xterm_from_its_corner_changes_rows_and_columns(seamless: Any, se
     type_line(page, "stty size > ~/stty.txt")
     before = wait_until(lambda: os.path.exists(out) and open(out).read().split(), what="stty size")
     os.unlink(out)
-    corner = box(page, '.sv-window[aria-label*="xterm"] .sv-edge-se')
+    corner = box(page, '.sv-window[data-app="xterm"] .sv-edge-se')
     x, y = corner["x"] + corner["width"] / 2, corner["y"] + corner["height"] / 2
     page.mouse.move(x, y)
     page.mouse.down()
@@ -356,38 +369,38 @@ def test_resize_xterm_from_its_corner_changes_rows_and_columns(seamless: Any, se
 
 
 def centre(page: Any, title_part: str) -> tuple[float, float]:
-    b = box(page, f'.sv-window[aria-label*="{title_part}"] canvas')
+    b = box(page, f"{sel(title_part)} canvas")
     return b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
 
 
 def canvas_png(page: Any, title_part: str) -> str:
-    return str(page.locator(f'.sv-window[aria-label*="{title_part}"] canvas').evaluate("c => c.toDataURL()"))
+    return str(page.locator(f"{sel(title_part)} canvas").evaluate("c => c.toDataURL()"))
 
 
 @pytest_root
 def test_typing_goes_to_the_clicked_window_only(seamless: Any, seamless_user: Any) -> None:
     page = seamless
     out = os.path.join(pwd.getpwnam(seamless_user.name).pw_dir, "focused.txt")
-    calc_before = canvas_png(page, "Calculator")
+    calc_before = canvas_png(page, "xcalc")
     page.mouse.click(*centre(page, "xterm"))
     assert frame(page, "xterm").evaluate("e => e.classList.contains('sv-focused')") or page.wait_for_selector(
-        '.sv-window.sv-focused[aria-label*="xterm"]', timeout=5000
+        '.sv-window.sv-focused[data-app="xterm"]', timeout=5000
     )
     type_line(page, "echo focused > ~/focused.txt")
     assert wait_until(lambda: os.path.exists(out) and open(out).read(), what="the echo") == "focused\n"
     page.wait_for_timeout(500)
-    assert canvas_png(page, "Calculator") == calc_before, "xcalc's display changed while typing into xterm"
+    assert canvas_png(page, "xcalc") == calc_before, "xcalc's display changed while typing into xterm"
 
 
 @pytest_root
 def test_minimize_then_restore_from_the_taskbar(seamless: Any, seamless_user: Any) -> None:
     page = seamless
-    page.click('.sv-window[aria-label*="Calculator"] .sv-min')
-    frame(page, "Calculator").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
+    page.click('.sv-window[data-app="xcalc"] .sv-min')
+    frame(page, "xcalc").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
     wait_until(lambda: not by_class(seamless_user.name, "XCalc")[5], what="xcalc unmapped")
     shot(page, "session-minimized")
-    page.click('.sv-task:has-text("Calculator")')
-    frame(page, "Calculator").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    page.click('.sv-task[data-app="xcalc"]')
+    frame(page, "xcalc").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
     wait_until(lambda: by_class(seamless_user.name, "XCalc")[5], what="xcalc mapped again")
 
 
@@ -425,8 +438,8 @@ def test_xmessage_dialog_appears_above_xterm(seamless: Any) -> None:
 @pytest_root
 def test_every_window_comes_back_where_it_was_after_a_drop(seamless: Any, sessiond_server: Any) -> None:
     page = seamless
-    page.click('.sv-window[aria-label*="Calculator"] .sv-min')
-    frame(page, "Calculator").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
+    page.click('.sv-window[data-app="xcalc"] .sv-min')
+    frame(page, "xcalc").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
     layout = page.evaluate("""() => [...document.querySelectorAll('.sv-window')].map((w) =>
       [w.getAttribute('aria-label'), w.style.left, w.style.top, w.querySelector('canvas').width,
        w.querySelector('canvas').height, w.style.zIndex, w.hidden])""")
@@ -442,16 +455,16 @@ def test_every_window_comes_back_where_it_was_after_a_drop(seamless: Any, sessio
        w.querySelector('canvas').height, w.style.zIndex, w.hidden])""")
     assert sorted(again) == sorted(layout)
     shot(page, "session-after-drop")
-    page.click('.sv-task:has-text("Calculator")')
-    frame(page, "Calculator").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    page.click('.sv-task[data-app="xcalc"]')
+    frame(page, "xcalc").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
 
 
 @pytest_root
 def test_xcalc_close_button_ends_xcalc_and_the_last_window_shows_the_launcher(seamless: Any,
                                                                               seamless_user: Any) -> None:  # fmt: skip
     page = seamless
-    page.click('.sv-window[aria-label*="Calculator"] .sv-close')
-    frame(page, "Calculator").wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+    page.click('.sv-window[data-app="xcalc"] .sv-close')
+    frame(page, "xcalc").wait_for(state="detached", timeout=UI_TIMEOUT_MS)
     wait_until(lambda: subprocess.run(["pgrep", "-u", seamless_user.name, "-x", "xcalc"]).returncode == 1,
                what="xcalc to exit")  # fmt: skip
     page.mouse.click(*centre(page, "xterm"))

@@ -192,6 +192,7 @@ export class WindowsView {
     if (!w || !view) return;
     view.frame.hidden = !this.state.visible(id);
     view.frame.dataset.state = w.state;
+    view.frame.dataset.app = w.appId;
     if (!view.drag) this.place(view, w);
     if (view.title) {
       view.title.textContent = w.title;
@@ -314,7 +315,7 @@ export class WindowsView {
   renderTaskbar() {
     const items = this.state.taskbar();
     const buttons = items.map((w) => {
-      const b = el('button', 'sv-task', { type: 'button', 'data-window': String(w.id), title: w.title });
+      const b = el('button', 'sv-task', { type: 'button', 'data-window': String(w.id), 'data-app': w.appId, title: w.title });
       const src = this.iconOf(w.id);
       if (src) b.append(el('img', '', { alt: '', src }));
       const label = el('span');
