@@ -57,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     icon.add_argument("app")
     icon.add_argument("--size", type=int, default=48, help="width and height in pixels (8-256)")
     icon.add_argument("-o", "--output", required=True, help="PNG file to write")
-    shot = sub.add_parser("screenshot", help="write the client's reconstructed screen as PNG")
+    shot = sub.add_parser("screenshot", help="write the client's reconstructed screen as PNG "
+                          "(seamless mode: the windows composed in stacking order)")  # fmt: skip
     shot.add_argument("file")
+    wins = sub.add_parser("windows", help="list the session's windows (seamless mode), bottom to top")
+    wins.add_argument("--json", action="store_true")
     resize = sub.add_parser("resize", help="resize the session's screen; prints the size the server set")
     resize.add_argument("width", type=int)
     resize.add_argument("height", type=int)
@@ -201,11 +204,22 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
             raise UsageError(f"cannot write {args.output}: {exc.strerror}") from exc
         print(f"wrote {args.output} ({args.size}x{args.size} icon of {args.app}, {len(png)} bytes)")
     elif args.command == "screenshot":
+        await open_windows(reactor, client, timeout)
         await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
         await with_timeout(reactor, client.next_frame(), timeout, "a frame")
-        assert client.framebuffer is not None  # set by DesktopSize before any frame
-        client.framebuffer.save_png(args.file)
-        print(f"wrote {args.file} ({client.framebuffer.width}x{client.framebuffer.height})")
+        image = client.screen_image()
+        image.save(args.file, "PNG")
+        print(f"wrote {args.file} ({image.width}x{image.height})")
+    elif args.command == "windows":
+        if not await open_windows(reactor, client, timeout):
+            raise UsageError("the session is in desktop mode: it has no separate windows")
+        rows = client.windows.listing()
+        if args.json:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            for row in rows:
+                print(f"{row['id']:#x}\t{row['app'] or '-'}\t{row['state']}\t"
+                      f"{row['width']}x{row['height']}+{row['x']}+{row['y']}\t{row['title']}")
     elif args.command == "resize":
         if not (1 <= args.width <= U16_MAX and 1 <= args.height <= U16_MAX):
             raise UsageError(f"width and height must be 1..{U16_MAX}")
@@ -240,6 +254,15 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
 
         return await share_devices(reactor, client, args.devices, args.duration, timeout)
     return 0
+
+
+async def open_windows(reactor: Any, client: SessionClient, timeout: float) -> bool:
+    """Open the windows channel if the session has one; False in desktop mode."""
+    try:
+        await with_timeout(reactor, client.open_windows(), timeout, "the windows channel")
+    except RemoteError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

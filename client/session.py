@@ -2,7 +2,8 @@
 # then HELLO, login, and the display/input channels. Each request returns a
 # Deferred; the framebuffer is reconstructed from the display channel and
 # every frame is acknowledged after it is drawn (that acknowledgement is
-# what paces the server).
+# what paces the server). In seamless mode the windows channel describes the
+# session's windows and client.windows keeps one framebuffer per window.
 """SessionClient: one connection to sessiond, Deferred-based."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zope.interface import implementer
 
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
+from client.windows import WindowTable
 from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, MessageReceived, Role, frame_cost
 from protocol.errors import ReasonCode
 from protocol.limits import ALPN
@@ -49,6 +51,20 @@ from protocol.messages import (
     SyncDone,
     Wheel,
 )
+from protocol.windows import (
+    WindowButton,
+    WindowClose,
+    WindowFocus,
+    WindowForceClose,
+    WindowMaximize,
+    WindowMinimize,
+    WindowMoveResize,
+    WindowPointer,
+    WindowRaise,
+    WindowRestore,
+    WindowTarget,
+    WindowWheel,
+)
 from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
 
@@ -60,6 +76,7 @@ MAX_CLOCK_REPORTS = 3600
 INPUT = int(ChannelKind.INPUT)
 AUDIO_OUT = int(ChannelKind.AUDIO_OUT)
 AUDIO_IN = int(ChannelKind.AUDIO_IN)
+WINDOWS = int(ChannelKind.WINDOWS)
 
 
 class ConnectionEnded(Exception):
@@ -97,6 +114,8 @@ class SessionClient(FrameProtocol):
         self.ready: defer.Deferred[Hello] = defer.Deferred()
         self.ended: defer.Deferred[ConnectionEnded] = defer.Deferred()
         self.framebuffer: Framebuffer | None = None
+        self.windows = WindowTable()
+        self._replay_waiter: defer.Deferred[Any] | None = None
         self.session_info: SessionInfo | None = None
         self.last_frame = 0
         self._waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]] = []
@@ -217,7 +236,18 @@ class SessionClient(FrameProtocol):
                 self.refuse(ReasonCode.LIMIT_EXCEEDED, f"desktop size refused: {exc}")
                 return
             self._deliver(message)  # answers resize()
+        elif isinstance(message, WindowTarget):
+            try:
+                self.windows.target(message)
+            except RegionError as exc:
+                self.refuse(ReasonCode.LIMIT_EXCEEDED, f"window size refused: {exc}")
         elif isinstance(message, Region):
+            try:
+                if self.windows.region(message):
+                    return
+            except RegionError as exc:
+                self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad window region: {exc}")
+                return
             if self.framebuffer is None:
                 self.refuse(ReasonCode.UNEXPECTED_MESSAGE, "region before desktop size")
                 return
@@ -226,6 +256,7 @@ class SessionClient(FrameProtocol):
             except RegionError as exc:
                 self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
         elif isinstance(message, FrameEnd):
+            self.windows.frame_end()
             self.last_frame = message.seq
             self.conn.send(DISPLAY, FrameAck(seq=message.seq))
             self.flush()
@@ -335,6 +366,72 @@ class SessionClient(FrameProtocol):
         self.flush()
         return True
 
+    async def open_windows(self) -> None:
+        """Open the windows channel; returns once the server has replayed
+        every window (its replay ends with WINDOW_FOCUS); changes keep
+        arriving in client.windows. RemoteError in desktop mode."""
+        self.channel_handlers[WINDOWS] = self._window_message
+        replayed = self.window_event(lambda m: isinstance(m, WindowFocus))
+        self._replay_waiter = replayed
+        await self.open_channel(ChannelKind.WINDOWS)
+        await replayed
+
+    def _window_message(self, message: Message | None) -> None:
+        self.windows.message(message)
+        if message is not None:
+            self._deliver(message)
+            return
+        waiter, self._replay_waiter = self._replay_waiter, None
+        if waiter is not None and not waiter.called:
+            self._waiters = [(m, d) for m, d in self._waiters if d is not waiter]
+            waiter.errback(RemoteError(ReasonCode.CHANNEL_KIND_UNAVAILABLE, "the session has no windows channel"))
+
+    def window_event(self, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
+        """Fires with the next windows-channel message that `matches`."""
+        if self._end is not None:
+            return defer.fail(self._end)
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._waiters.append((matches, d))
+        return d
+
+    def window_request(self, message: Message) -> None:
+        """Send a window request (move/resize, raise, minimize, ...)."""
+        self.conn.send(WINDOWS, message)
+        self.flush()
+
+    def move_resize(self, window: int, x: int, y: int, width: int, height: int) -> None:
+        """Ask to move/resize a window (screen pixels)."""
+        self.window_request(WindowMoveResize(window, x, y, width, height))
+
+    def raise_window(self, window: int) -> None:
+        """Raise and focus a window."""
+        self.window_request(WindowRaise(window))
+
+    def minimize(self, window: int) -> None:
+        """Minimize a window."""
+        self.window_request(WindowMinimize(window))
+
+    def maximize(self, window: int) -> None:
+        """Maximize a window."""
+        self.window_request(WindowMaximize(window))
+
+    def restore(self, window: int) -> None:
+        """Restore a minimized or maximized window."""
+        self.window_request(WindowRestore(window))
+
+    def close_window(self, window: int, force: bool = False) -> None:
+        """Ask the app to close a window (force: disconnect it)."""
+        self.window_request(WindowForceClose(window) if force else WindowClose(window))
+
+    def screen_image(self) -> Any:
+        """The session's screen as an RGB image: the desktop framebuffer, or
+        in seamless mode the windows composed in stacking order."""
+        if self.framebuffer is None:
+            raise ValueError("no DESKTOP_SIZE received yet")
+        if self.windows.seamless:
+            return self.windows.compose(self.framebuffer.width, self.framebuffer.height)
+        return self.framebuffer.image()
+
     def next_frame(self) -> defer.Deferred[int]:
         """Fires with the sequence number of the next complete frame."""
         if self._end is not None:
@@ -372,6 +469,18 @@ class SessionClient(FrameProtocol):
 
     def wheel(self, x: int, y: int, dx: int, dy: int) -> None:
         self.send_input(Wheel(x=x, y=y, dx=dx, dy=dy))
+
+    def window_pointer(self, window: int, x: int, y: int) -> None:
+        """Move the pointer to (x, y) of a window."""
+        self.send_input(WindowPointer(window, x, y))
+
+    def window_button(self, window: int, x: int, y: int, button: int, down: bool) -> None:
+        """Press/release a button at (x, y) of a window (a press raises and focuses it)."""
+        self.send_input(WindowButton(window, x, y, button, down))
+
+    def window_wheel(self, window: int, x: int, y: int, dx: int, dy: int) -> None:
+        """Scroll at (x, y) of a window."""
+        self.send_input(WindowWheel(window, x, y, dx, dy))
 
     async def sync(self) -> None:
         """Wait until the session has injected every input sent so far."""

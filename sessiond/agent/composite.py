@@ -201,6 +201,14 @@ class WindowPixels:
         state.notified = state.all_damaged = False
         return rects
 
+    def size(self, window: int) -> tuple[int, int]:
+        """The window's pixel buffer (border included) as of its last take():
+        what the client's copy of the window must hold."""
+        state = self._windows.get(window)
+        if state is None or not state.pixmap:
+            raise DamageError(f"window {window:#x} is not tracked or not viewable")
+        return state.width, state.height
+
     def capture(self, window: int, rect: Rect) -> memoryview:
         """BGRX pixels of rect (from take()) of the window's own pixmap, covered
         or not; stride rect width * 4; valid until the next capture().

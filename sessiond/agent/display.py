@@ -175,12 +175,23 @@ class DisplayPipeline:
         self.last_frame_us = 0
         self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
         self._timer: asyncio.TimerHandle | None = None
+        # A frame is owed even if nothing is damaged (a client connected or
+        # asked for a refresh while no window has pixels: it still gets its
+        # FRAME_END, so "wait for a frame" never hangs on an empty session).
+        self._owed = False
+
+    def refresh(self) -> None:
+        """Everything goes out in the next frame, which is sent even if empty."""
+        self.source.mark_all()
+        self._owed = True
+        self.schedule()
 
     def opened(self) -> None:
         """A client opened the display channel: everything goes out."""
         self.open = True
         self.acked_seq = self.frame_seq
         self.source.mark_all()
+        self._owed = True
         self.schedule()
 
     def closed(self) -> None:
@@ -195,13 +206,14 @@ class DisplayPipeline:
             self.schedule()
         elif isinstance(message, RefreshRequest):
             self.source.mark_all()
+            self._owed = True
             self.schedule()
 
     def schedule(self) -> None:
         """Arrange for a frame if there is damage and the client keeps up."""
         if self._timer is not None or not self.open or self._link() is None:
             return
-        if not self.source.pending():
+        if not self.source.pending() and not self._owed:
             return
         if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
             return  # client is behind: damage keeps coalescing meanwhile
@@ -223,8 +235,9 @@ class DisplayPipeline:
             return
         self._before_frame()
         messages = self.source.frame(self.encoder)
-        if not messages:
+        if not messages and not self._owed:
             return
+        self._owed = False
         for message in messages:
             link.conn.send(DISPLAY_CHANNEL, message)
             self.cap.charge(frame_cost(message))

@@ -94,6 +94,7 @@ class Agent:
         self.desktop: DesktopSource | None = None
         self.seamless: Seamless | None = None
         self.focus: FocusManager | None = None
+        self.windows_channel: int | None = None  # the open windows channel (seamless)
         if args.mode == "seamless":
             self.seamless = Seamless(self.loop, self.x, self.xserver.display, Rect(0, 0, self.width, self.height),
                                      self.log, self._window_new)  # fmt: skip
@@ -193,6 +194,7 @@ class Agent:
             self.link.drop()
         self.link = link
         self.display.closed()
+        self.windows_channel = None
         if self.seamless is not None:
             self.seamless.channel_closed()
         self.audio.link_lost()
@@ -202,6 +204,7 @@ class Agent:
             self.link = None
             self.injector.release_all()
             self.display.closed()
+            self.windows_channel = None
             if self.seamless is not None:
                 self.seamless.channel_closed()
             self.audio.link_lost()
@@ -263,7 +266,8 @@ class Agent:
             if event.channel == DISPLAY_CHANNEL:
                 self.display.closed()
                 self.resizes.cancel()
-            if event.kind is ChannelKind.WINDOWS and self.seamless is not None:
+            if event.channel == self.windows_channel and self.seamless is not None:
+                self.windows_channel = None
                 self.seamless.channel_closed()
 
     def _control(self, link: LinkProtocol, message: object) -> None:
@@ -326,6 +330,7 @@ class Agent:
         if self.seamless is None:
             link.conn.close_channel(channel, int(ReasonCode.CHANNEL_KIND_UNAVAILABLE), "the session is in desktop mode")
             return
+        self.windows_channel = channel
         self.seamless.channel_opened(lambda message: link.conn.send(channel, message))
         link.flush()
 
@@ -358,9 +363,7 @@ class Agent:
         # first); everything after this answer is drawn at the new size.
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
         link.flush()
-        if self.desktop is not None:
-            self.desktop.mark_all()
-        self.schedule_frame()
+        self.display.refresh()
 
     # -- input -------------------------------------------------------------------
     def _reply_input(self, message: Message) -> None:

@@ -53,7 +53,18 @@ def capture_inside_session(user: str, path: str) -> None:
         "name = ':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:]\n"
         "d = display.Display(name); root = d.screen().root; g = root.get_geometry()\n"
         "raw = root.get_image(0, 0, g.width, g.height, X.ZPixmap, 0xffffffff).data\n"
-        "Image.frombytes('RGB', (g.width, g.height), raw, 'raw', 'BGRX').save(sys.stdout.buffer, 'PNG')\n"
+        "screen = Image.frombytes('RGB', (g.width, g.height), raw, 'raw', 'BGRX')\n"
+        # Seamless mode: the agent (the WM) redirects windows, so the root
+        # shows nothing; compose each viewable window's own pixels in stacking
+        # order, as the client does.
+        "if d.get_selection_owner(d.intern_atom('WM_S0')) != X.NONE:\n"
+        "    screen = Image.new('RGB', (g.width, g.height))\n"
+        "    for w in root.query_tree().children:\n"
+        "        if w.get_attributes().map_state != X.IsViewable: continue\n"
+        "        wg = w.get_geometry(); b = wg.border_width\n"
+        "        data = w.get_image(0, 0, wg.width, wg.height, X.ZPixmap, 0xffffffff).data\n"
+        "        screen.paste(Image.frombytes('RGB', (wg.width, wg.height), data, 'raw', 'BGRX'), (wg.x + b, wg.y + b))\n"
+        "screen.save(sys.stdout.buffer, 'PNG')\n"
     )
     # The session's /tmp is private, so the PNG comes back on stdout.
     done = subprocess.run(["nsenter", "-t", str(pid), "-m", "--", os.path.join(VENV_BIN, "python"), "-c", script],
