@@ -412,12 +412,15 @@ def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(seamless: Any)
     page.keyboard.down("Control")
     page.mouse.down()
     menu = page.locator(".sv-window:not(:has(.sv-titlebar))")
-    menu.first.wait_for(timeout=UI_TIMEOUT_MS)
-    shot(page, "session-menu")
+    try:
+        menu.first.wait_for(timeout=UI_TIMEOUT_MS)
+    finally:
+        shot(page, "session-menu")
     m = menu.first.bounding_box()
     page.mouse.up()
     page.keyboard.up("Control")
-    assert m is not None and abs(m["x"] - x) < 40 and abs(m["y"] - y) < 40, (m, x, y)
+    # xterm centres its menu on the pointer horizontally, its top just above it.
+    assert m is not None and m["x"] <= x <= m["x"] + m["width"] and abs(m["y"] - y) < 40, (m, x, y)
     menu.first.wait_for(state="detached", timeout=UI_TIMEOUT_MS)
 
 

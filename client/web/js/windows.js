@@ -325,6 +325,7 @@ export class WindowsView {
       b.classList.toggle('sv-minimized', w.state === 'minimized');
       b.setAttribute('aria-pressed', String(w.state !== 'minimized'));
       b.addEventListener('click', () => {
+        this.desktop.focus({ preventScroll: true }); // the keyboard goes to the session, not this button
         if (this.state.get(w.id)?.state === 'minimized') this.hooks.request(Request.RESTORE, { window: w.id });
         this.hooks.request(Request.RAISE, { window: this.state.focusTarget(w.id) });
       });
