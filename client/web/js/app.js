@@ -12,6 +12,7 @@ import { AudioControls } from './audio-controls.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
 import { InputBinding } from './input.js';
+import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
 import { TITLE_HEIGHT, WindowsView } from './windows.js';
 
@@ -52,7 +53,7 @@ class WebClient {
     this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
     this.windows = new WindowsView(this.desktop, $('taskbar'), {
       request: (name, fields) => this.conn?.isOpen(WINDOWS) && this.conn.send(WINDOWS, { name, fields }),
-      appIcon: (appId) => this.apps.get(appId)?.button.querySelector('img')?.src ?? null,
+      appIcon: (appId) => appIconUrl(this.apps.get(appId)),
       onLastClosed: () => this.show('launcher'),
     });
     window.sessiondWindows = this.windows; // tests and debugging read the mirrored state here
@@ -244,7 +245,7 @@ class WebClient {
         this.showApps(f.apps);
         break;
       case 'ICON':
-        if (f.ok) this.setIcon(f.app, f.data);
+        if (f.ok && this.apps.has(f.app)) setAppIcon(this.apps.get(f.app), f.data);
         break;
       case 'LAUNCH_RESULT':
         this.onLaunchResult(f);
@@ -293,41 +294,15 @@ class WebClient {
   }
 
   showApps(apps) {
-    const list = $('apps');
-    list.replaceChildren();
-    this.apps.clear();
+    this.apps = renderApps($('apps'), apps, (app) => this.launch(app));
     const size = Math.min(MAX_ICON_PX, Math.round(ICON_CSS_PX * (window.devicePixelRatio || 1)));
     for (const app of apps) {
-      const item = document.createElement('li');
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.title = app.comment;
-      button.dataset.app = app.id;
-      const icon = document.createElement('span');
-      icon.className = 'placeholder';
-      const name = document.createElement('span');
-      name.textContent = app.name;
-      button.append(icon, name);
-      button.addEventListener('click', () => this.launch(app));
-      item.append(button);
-      list.append(item);
-      this.apps.set(app.id, { app, button });
-      if (app.icon) {
-        this.requestId += 1;
-        this.conn.send(0, { name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
-      }
+      if (!app.icon) continue;
+      this.requestId += 1;
+      this.conn.send(0, { name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
     }
     $('launcher-error').hidden = apps.length > 0;
     $('launcher-error').textContent = apps.length ? '' : 'No applications are published to you.';
-  }
-
-  setIcon(appId, base64) {
-    const entry = this.apps.get(appId);
-    if (!entry) return;
-    const img = document.createElement('img');
-    img.alt = '';
-    img.src = `data:image/png;base64,${base64}`;
-    entry.button.firstChild.replaceWith(img);
   }
 
   launch(app) {
