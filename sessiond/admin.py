@@ -32,6 +32,7 @@ from twisted.web import http, resource, server
 from sessiond import metrics as metrics_mod
 from sessiond.registry import MAX_AUDIT_ROWS, Registry
 from sessiond.lifecycle import SessionState
+from sessiond.session_windows import windows_view
 from sessiond.supervisor import SessionSupervisor
 
 log = Logger()
@@ -87,8 +88,14 @@ class AdminOps:
             raise AdminError(f"no session with id {session_id!r} (see `sessionctl list`)", "unknown-id")
         return session
 
-    def show(self, session_id: str) -> dict[str, Any]:
-        return self._session(session_id).describe()  # type: ignore[no-any-return]
+    def show(self, session_id: str) -> Any:
+        """The session's description with its windows (asked of the agent:
+        a Deferred firing with the dict)."""
+        session = self._session(session_id)
+        from twisted.internet import reactor
+
+        asked = session.window_lister.request(session.link, session.reactor or reactor)
+        return asked.addCallback(lambda answer: {**session.describe(), **windows_view(answer)})
 
     def disconnect(self, session_id: str, actor: str) -> dict[str, Any]:
         session = self._session(session_id)
@@ -346,12 +353,23 @@ def _json(request: Any, obj: Any, code: int = 200) -> bytes:
     return json.dumps(obj, indent=1).encode("utf-8") + b"\n"
 
 
+def _later(request: Any, d: Any) -> Any:
+    """Answer with the JSON of what Deferred `d` fires with (NOT_DONE_YET now)."""
+
+    def done(result: Any) -> None:
+        request.write(_json(request, result))
+        request.finish()
+
+    d.addCallback(done)
+    return server.NOT_DONE_YET
+
+
 class AdminResource(_Authed):
     """/admin/sessions[/ID[/disconnect|/logoff]] and /admin/audit."""
 
     isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
-    def render_GET(self, request: Any) -> bytes:  # noqa: N802 - twisted.web name
+    def render_GET(self, request: Any) -> Any:  # noqa: N802 - twisted.web name
         if not self._authorized(request):
             return self._deny(request)
         parts = [p.decode("utf-8", "replace") for p in request.postpath if p]
@@ -360,7 +378,7 @@ class AdminResource(_Authed):
             if parts == ["sessions"]:
                 return _json(request, self.ops.list(args.get("user"), args.get("state"), args.get("all") == "1"))
             if len(parts) == 2 and parts[0] == "sessions":
-                return _json(request, self.ops.show(parts[1]))
+                return _later(request, self.ops.show(parts[1]))
             if parts == ["audit"]:
                 return _json(request, self.ops.audit(float(args.get("since", "0"))))
         except (AdminError, ValueError) as exc:

@@ -25,7 +25,9 @@ from protocol.connection import ChannelClosed, ChannelOpened, Connection, Messag
 from protocol.errors import ReasonCode
 from protocol.events import FrameReceived
 from protocol.messages import AppExited, Auth, AuthResult, ClockReport, LaunchResult, Message
+from protocol.windows_admin import WindowList
 from sessiond.relay import ChannelRelay, relayed
+from sessiond.session_windows import WindowLister
 from transport.twisted_wire import FrameProtocol
 
 log = Logger()
@@ -69,6 +71,9 @@ class LinkOwner(Protocol):
     def app_exited(self, message: AppExited) -> None: ...
 
     def forward_to_client(self, message: Message) -> None: ...
+
+    @property
+    def window_lister(self) -> WindowLister: ...
 
 
 class AgentLink(FrameProtocol):
@@ -118,6 +123,8 @@ class AgentLink(FrameProtocol):
                 session.app_exited(message)
             elif isinstance(message, ClockReport):
                 session.forward_to_client(message)
+            elif isinstance(message, WindowList):
+                session.window_lister.answered(message)
         elif isinstance(event, ChannelOpened) and not event.by_peer:
             relay.link_channel_opened(event.channel)
         elif isinstance(event, ChannelClosed):

@@ -165,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         print_sessions(result)
     elif args.command == "show":
         for key, value in result.items():
+            if key == "windows":
+                continue
             print(f"{key}: {_time(value) if key in ('started', 'last_connect', 'last_disconnect') else value}")
+        for window in result.get("windows", []):
+            print(f"window {window['id']:#x}: {window['app'] or '-'} {window['state']} {window['geometry']} "
+                  f"{window['title']!r}")
     elif args.command == "audit":
         for entry in result:
             print(f"{_time(entry['time'])}  {entry['event']:<26} user={entry['user'] or '-'} "

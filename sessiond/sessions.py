@@ -24,6 +24,7 @@ from isolation.accounts import Account
 from isolation.launcher import prepare_session_dir, remove_session_dir
 from protocol.errors import ReasonCode
 from protocol.messages import AppExited, ChannelKind, LaunchResult, Message, SpawnApp
+from sessiond.session_windows import WindowLister
 from sessiond.agent_link import AgentLink, AgentProcess
 from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
@@ -106,6 +107,7 @@ class Session:
         self._released = False
         self._kill_timer: Any = None
         self._exit_waiters: list[defer.Deferred[None]] = []
+        self.window_lister = WindowLister()
 
     @property
     def state(self) -> SessionState:
@@ -251,6 +253,7 @@ class Session:
         if self.link is link:
             self.link = None
             self.relay.link_down()
+            self.window_lister.cancel_all()
             if not self.lifecycle.over and not self._released:
                 log.warn("session {session}: lost the link to its agent; ending the session", session=self.id)
                 self.terminate()

@@ -14,7 +14,18 @@ from typing import Any
 from client.framebuffer import Framebuffer
 from client.windows import ClientWindow, WindowTable
 from protocol.connection import Connection, MessageReceived, Role
-from protocol.messages import Auth, AuthResult, ChannelKind, DesktopSize, FrameAck, FrameEnd, Launch, LaunchResult, Message, Region
+from protocol.messages import (
+    Auth,
+    AuthResult,
+    ChannelKind,
+    DesktopSize,
+    FrameAck,
+    FrameEnd,
+    Launch,
+    LaunchResult,
+    Message,
+    Region,
+)
 from protocol.windows import WindowTarget
 from svtest import Server, TestUser, tls_connect
 

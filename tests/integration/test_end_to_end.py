@@ -63,7 +63,8 @@ def capture_inside_session(user: str, path: str) -> None:
         "        if w.get_attributes().map_state != X.IsViewable: continue\n"
         "        wg = w.get_geometry(); b = wg.border_width\n"
         "        data = w.get_image(0, 0, wg.width, wg.height, X.ZPixmap, 0xffffffff).data\n"
-        "        screen.paste(Image.frombytes('RGB', (wg.width, wg.height), data, 'raw', 'BGRX'), (wg.x + b, wg.y + b))\n"
+        "        tile = Image.frombytes('RGB', (wg.width, wg.height), data, 'raw', 'BGRX')\n"
+        "        screen.paste(tile, (wg.x + b, wg.y + b))\n"
         "screen.save(sys.stdout.buffer, 'PNG')\n"
     )
     # The session's /tmp is private, so the PNG comes back on stdout.

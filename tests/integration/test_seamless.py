@@ -155,8 +155,9 @@ def test_resizing_xterm_changes_its_rows_and_columns(session: Any, sam: TestUser
     client.send(INPUT, WindowButton(win.id, 20, 20, 1, False))
     type_text(client, "stty size > ~/size1\n")
     before = read_home_file(sam, "size1")
+    width0 = win.width  # (win follows the server's geometry as it arrives)
     client.send(WINDOWS, WindowMoveResize(win.id, win.x, win.y, win.width + 200, win.height + 130))
-    client.wait(lambda m: isinstance(m, WindowGeometry) and m.window == win.id and m.width > win.width)
+    client.wait(lambda m: isinstance(m, WindowGeometry) and m.window == win.id and m.width > width0)
     type_text(client, "stty size > ~/size2\n")
     after = read_home_file(sam, "size2")
     rows0, cols0 = map(int, before.split())
@@ -234,7 +235,6 @@ def test_covered_window_keeps_its_own_pixels(session: Any) -> None:
 
 
 def test_sessionctl_show_lists_the_windows(session: Any, sessiond_server: Server, sam: TestUser) -> None:
-    client = session.client
     shown = sessionctl(sessiond_server, "list")
     assert shown.returncode == 0, shown.stderr
     session_id = next(line.split()[0] for line in shown.stdout.splitlines() if sam.name in line)
