@@ -15,8 +15,10 @@
 // nothing here touches the DOM or the network.
 
 import { KIND_MAX_PAYLOAD, MESSAGE_TABLE } from './message-table.js';
+import { MAX_WINDOWS, decodeWindowIds, encodeWindowIds } from './window-ids.js';
 
-export { KIND_MAX_PAYLOAD, MESSAGE_TABLE };
+export { KIND_MAX_PAYLOAD, MAX_WINDOWS, MESSAGE_TABLE };
+const restackError = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `WINDOW_RESTACK ${what}`);
 export const PROTOCOL_VERSION = 1;
 export const HEADER_SIZE = 8;
 // Bounds what we buffer for one frame (same limits as protocol/limits.py).
@@ -99,8 +101,7 @@ const CHANNEL_JSON = MESSAGE_TABLE.filter((m) => m.codec === 'json' && m.kind !=
     opt: byName(m.fields.filter((f) => f.optional)), max: m.max_payload }));
 const CHANNEL_JSON_BY_TYPE = new Map(CHANNEL_JSON.map((spec) => [`${spec.kind}:${spec.type}`, spec]));
 const CHANNEL_JSON_BY_NAME = new Map(CHANNEL_JSON.map((spec) => [spec.name, spec]));
-// WINDOW_RESTACK: a list of u32 window ids (4n bytes), each non-zero, at most MAX_WINDOWS of them.
-export const MAX_WINDOWS = 256;
+// WINDOW_RESTACK: a list of u32 window ids (window-ids.js).
 const RESTACK = MESSAGE_TABLE.find((m) => m.name === 'WINDOW_RESTACK') || null;
 
 const utf8 = new TextEncoder();
@@ -199,7 +200,7 @@ export function encodeMessage(message) {
   if (control) return [control.type, utf8.encode(canonicalJson(controlWireObject(control, fields)))];
   const json = CHANNEL_JSON_BY_NAME.get(name);
   if (json) return [json.type, utf8.encode(canonicalJson(controlWireObject(json, fields)))];
-  if (RESTACK && name === RESTACK.name) return [RESTACK.type, encodeRestack(fields.order)];
+  if (RESTACK && name === RESTACK.name) return [RESTACK.type, encodeWindowIds(fields.order, restackError)];
   const spec = BINARY_BY_NAME.get(name);
   if (!spec) throw new Error(`unknown message ${name}`);
   checkStruct(spec, fields);
@@ -314,34 +315,11 @@ export function decodeMessage(kind, type, payload) {
   const json = CHANNEL_JSON_BY_TYPE.get(`${kind}:${type}`);
   if (json) return { name: json.name, fields: pick(parseJsonObject(payload), json.req, json.opt) };
   if (RESTACK && kind === RESTACK.kind && type === RESTACK.type) {
-    return { name: RESTACK.name, fields: { order: decodeRestack(payload) } };
+    return { name: RESTACK.name, fields: { order: decodeWindowIds(payload, restackError) } };
   }
   const spec = BINARY_BY_TYPE.get(`${kind}:${type}`) || BINARY_BY_TYPE.get(`null:${type}`);
   if (!spec) throw new ProtocolError(Reason.UNKNOWN_MESSAGE_TYPE, `type 0x${type.toString(16)} on kind ${kind}`);
   return { name: spec.name, fields: decodeStruct(spec, payload) };
-}
-
-function checkWindowIds(ids) {
-  const bad = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `WINDOW_RESTACK ${what}`);
-  if (!Array.isArray(ids) || ids.length > MAX_WINDOWS) throw bad(`lists more than ${MAX_WINDOWS} windows`);
-  for (const id of ids) if (!Number.isInteger(id) || id < 1 || id >= U32) throw bad(`window id ${id} out of range`);
-}
-
-function encodeRestack(ids) {
-  checkWindowIds(ids);
-  const out = new Uint8Array(4 * ids.length);
-  const view = new DataView(out.buffer);
-  ids.forEach((id, i) => view.setUint32(4 * i, id));
-  return out;
-}
-
-function decodeRestack(payload) {
-  if (payload.length % 4) throw new ProtocolError(Reason.MALFORMED_MESSAGE, 'WINDOW_RESTACK length is not 4n');
-  if (payload.length > 4 * MAX_WINDOWS) throw new ProtocolError(Reason.MALFORMED_MESSAGE, 'WINDOW_RESTACK too long');
-  const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
-  const ids = Array.from({ length: payload.length / 4 }, (_, i) => view.getUint32(4 * i));
-  checkWindowIds(ids);
-  return ids;
 }
 
 /** Header + payload of one frame. */
