@@ -444,6 +444,51 @@ def test_xmessage_dialog_appears_above_xterm(seamless: Any) -> None:
     dialog.wait_for(state="detached", timeout=UI_TIMEOUT_MS)
 
 
+# A dialog of xterm's (WM_TRANSIENT_FOR, _NET_WM_WINDOW_TYPE_DIALOG) made inside the session; it lives until killed.
+TRANSIENT = (
+    "import os,sys,time\n"
+    "from Xlib import display, X, Xatom\n"
+    "name = ':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:]\n"
+    "d = display.Display(name); s = d.screen()\n"
+    "w = s.root.create_window(0, 0, 240, 90, 0, s.root_depth, X.InputOutput, X.CopyFromParent,"
+    " background_pixel=s.white_pixel)\n"
+    "w.set_wm_name('sv-transient'); w.set_wm_class('svdialog', 'SvDialog')\n"
+    "w.set_wm_transient_for(d.create_resource_object('window', int(sys.argv[1])))\n"
+    "w.change_property(d.intern_atom('_NET_WM_WINDOW_TYPE'), Xatom.ATOM, 32,"
+    " [d.intern_atom('_NET_WM_WINDOW_TYPE_DIALOG')])\n"
+    "w.map(); d.flush(); time.sleep(120)\n"
+)
+
+
+@pytest_root
+def test_a_transient_dialog_opens_above_its_parent_centred_and_leaves_with_its_app(
+    seamless: Any, seamless_user: Any
+) -> None:
+    from svtest import VENV_BIN  # noqa: PLC0415
+
+    page = seamless
+    xterm_id = next(k for k, v in session_windows(seamless_user.name).items() if v[4] == "XTerm")
+    app = subprocess.Popen(["nsenter", "-t", str(agent_pid(seamless_user.name)), "-m", "--",
+                            os.path.join(VENV_BIN, "python"), "-c", TRANSIENT, str(xterm_id)])  # fmt: skip
+    try:
+        dialog = frame(page, "sv-transient")
+        dialog.wait_for(timeout=UI_TIMEOUT_MS)
+        shot(page, "session-transient")
+        assert dialog.get_attribute("data-kind") == "dialog"
+        assert dialog.locator(".sv-titlebar").count() == 1
+        z = lambda key: int(frame(page, key).evaluate("e => e.style.zIndex"))  # noqa: E731
+        assert z("sv-transient") > z("xterm")
+        d, p = page_rect(page, "sv-transient"), page_rect(page, "xterm")
+        assert abs((d[0] + d[2] / 2) - (p[0] + p[2] / 2)) <= 2 and abs((d[1] + d[3] / 2) - (p[1] + p[3] / 2)) <= 2
+        assert page.locator(".sv-task").count() == 2, "a dialog travels with its parent, not on the taskbar"
+    finally:
+        app.kill()
+        app.wait()
+    wait_until(lambda: all(v[4] != "SvDialog" for v in session_windows(seamless_user.name).values()),
+               what="the dialog to leave the X server")  # fmt: skip
+    frame(page, "sv-transient").wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+
+
 @pytest_root
 def test_every_window_comes_back_where_it_was_after_a_drop(seamless: Any, sessiond_server: Any) -> None:
     page = seamless
