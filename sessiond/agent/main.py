@@ -173,6 +173,10 @@ class Agent:
         return self.apps.window_mapped(info.id, info.pid or None) or self.apps.app_of(info.pid)
 
     def _pixels_readable(self) -> None:
+        # A window's structure change reaches both connections; python-xlib
+        # may already hold its copy in its queue, where the socket's
+        # readability no longer announces it: drain that queue too.
+        self._x_readable()
         if self.seamless is not None and self.seamless.pixels_readable():
             self.schedule_frame()
 

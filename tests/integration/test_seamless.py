@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -119,6 +120,11 @@ def session(sessiond_server: Server, sam: TestUser) -> Any:
     state = Session(client, xterm.pid, xcalc.pid)
     yield state
     state.client.close()
+    for log in glob.glob(os.path.join(sessiond_server.runtime_dir, "sessions", "*", "agent.log")):
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+        if text.strip():  # the agent logs only trouble: show it with the test output
+            print(f"{log}:\n{text[-8000:]}")
 
 
 def test_two_apps_open_side_by_side(session: Any, sam: TestUser) -> None:
@@ -196,6 +202,44 @@ def test_xterm_ctrl_click_menu_is_an_unmanaged_window_above_its_owner(session: A
         client.send(INPUT, WindowButton(win.id, 40, 40, 1, False))
         client.send(INPUT, Key(XK_CONTROL_L, False))
     client.pump_until(lambda: menu.id not in client.windows.windows, 10)
+
+
+# A real X client inside the session opens a dialog transient for a window
+# (what an app's "Save as" does); it stays until its stdin closes.
+_DIALOG = (
+    "import os, sys\n"
+    "from Xlib import display, X, Xatom\n"
+    "d = display.Display(':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:])\n"
+    "w = d.screen().root.create_window(0, 0, 200, 80, 0, X.CopyFromParent)\n"
+    "w.set_wm_transient_for(d.create_resource_object('window', int(sys.argv[1])))\n"
+    "w.change_property(d.intern_atom('_NET_WM_WINDOW_TYPE'), Xatom.ATOM, 32,\n"
+    "                  [d.intern_atom('_NET_WM_WINDOW_TYPE_DIALOG')])\n"
+    "w.set_wm_name('A dialog'); w.map(); d.flush()\n"
+    "print(w.id, flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def test_transient_dialog_opens_centred_above_its_parent(session: Any, sam: TestUser) -> None:
+    client = session.client
+    parent = client.window_of("xterm")
+    dialog_app = subprocess.Popen(["nsenter", "-t", str(agent_pid(sam.name)), "-m", "--",
+                                   os.path.join(VENV_BIN, "python"), "-c", _DIALOG, str(parent.id)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert dialog_app.stdout is not None
+        dialog_id = int(dialog_app.stdout.readline())
+        new = client.wait(lambda m: isinstance(m, WindowNew) and m.id == dialog_id)
+        assert new.kind == "dialog" and new.transient_for == parent.id and new.title == "A dialog"
+        assert abs((new.x + new.width // 2) - (parent.x + parent.width // 2)) <= 1
+        assert abs((new.y + new.height // 2) - (parent.y + parent.height // 2)) <= 1
+        client.pump(0.3)
+        assert client.windows.order.index(dialog_id) > client.windows.order.index(parent.id)
+        inside = inside_windows(sam.name)
+        assert inside[dialog_id]["viewable"] and inside[dialog_id]["stack"] > inside[parent.id]["stack"]
+    finally:
+        dialog_app.communicate(timeout=10)
+    client.pump_until(lambda: dialog_id not in client.windows.windows, 10)
 
 
 def test_reconnect_restores_every_window(session: Any, sessiond_server: Server, sam: TestUser) -> None:
