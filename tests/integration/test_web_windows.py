@@ -523,5 +523,10 @@ def test_xcalc_close_button_ends_xcalc_and_the_last_window_shows_the_launcher(se
                what="xcalc to exit")  # fmt: skip
     page.mouse.click(*centre(page, "xterm"))
     type_line(page, "exit")
-    page.wait_for_selector("#launcher-view:not([hidden])", timeout=UI_TIMEOUT_MS)
+    try:
+        page.wait_for_selector("#launcher-view:not([hidden])", timeout=UI_TIMEOUT_MS)
+    except playwright_sync.Error as error:
+        shot(page, "session-last-closed-failed")
+        left = page.evaluate("[...document.querySelectorAll('.sv-window')].map((w) => w.outerHTML.slice(0, 200))")
+        raise AssertionError(f"windows left on the page: {left}") from error
     assert page.locator(".sv-window").count() == 0
