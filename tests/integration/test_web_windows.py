@@ -231,6 +231,24 @@ def session_windows(user: str) -> dict[int, list[Any]]:
     return {int(k): v for k, v in json.loads(done.stdout).items()}
 
 
+MENUS = (
+    "import os\n"
+    "from Xlib import display, X\n"
+    "d = display.Display(':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:])\n"
+    "print([hex(w.id) for w in d.screen().root.query_tree().children"
+    " if w.get_attributes().override_redirect and w.get_attributes().map_state == X.IsViewable])\n"
+)
+
+
+def mapped_menus(user: str) -> str:
+    """The session's mapped override-redirect windows (for a failure message)."""
+    from svtest import VENV_BIN  # noqa: PLC0415
+
+    done = subprocess.run(["nsenter", "-t", str(agent_pid(user)), "-m", "--", os.path.join(VENV_BIN, "python"),
+                           "-c", MENUS], capture_output=True, text=True, timeout=30)  # fmt: skip
+    return done.stdout.strip() or done.stderr.strip()
+
+
 def by_class(user: str, wm_class: str) -> list[Any]:
     found = [v for v in session_windows(user).values() if v[4] == wm_class]
     assert len(found) == 1, f"{wm_class}: {found}"
@@ -405,7 +423,7 @@ def test_minimize_then_restore_from_the_taskbar(seamless: Any, seamless_user: An
 
 
 @pytest_root
-def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(seamless: Any) -> None:
+def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(seamless: Any, seamless_user: Any) -> None:
     page = seamless
     x, y = centre(page, "xterm")
     page.mouse.move(x, y)
@@ -421,7 +439,10 @@ def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(seamless: Any)
     page.keyboard.up("Control")
     # xterm centres its menu on the pointer horizontally, its top just above it.
     assert m is not None and m["x"] <= x <= m["x"] + m["width"] and abs(m["y"] - y) < 40, (m, x, y)
-    menu.first.wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+    try:
+        menu.first.wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+    except playwright_sync.Error as error:
+        raise AssertionError(f"menu still on the page; mapped in X: {mapped_menus(seamless_user.name)}") from error
 
 
 @pytest_root

@@ -230,6 +230,9 @@ class WebClient {
       return;
     }
     if (kind === Kind.WINDOWS) {
+      // A seamless server starts every windows channel with its replay (at least WINDOW_RESTACK and
+      // WINDOW_FOCUS); a desktop-mode server accepts the open and closes the channel, sending nothing.
+      if (this.mode !== 'seamless') this.setMode('seamless');
       this.windows.handle(message);
       conn.consumed(WINDOWS, cost);
       return;
@@ -253,11 +256,10 @@ class WebClient {
       case 'CHANNEL_OPENED':
         if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
         if (f.channel === DISPLAY) this.requestResize(0);
-        if (f.channel === WINDOWS) this.setMode('seamless');
         break;
       case 'CHANNEL_REFUSED':
         if (f.channel === DISPLAY) this.status(`The session's display is unavailable: ${f.message}`, 'error');
-        if (f.channel === WINDOWS) this.setMode('desktop');
+        if (f.channel === WINDOWS && this.mode !== 'desktop') this.setMode('desktop');
         break;
       case 'ERROR':
         this.status(f.message, 'error');
@@ -342,11 +344,13 @@ class WebClient {
         targetFor: (id, width, height) => this.windows.target(id, width, height),
       });
       this.windows.reset(); // the windows channel replays every window
+      // Input for this connection, in the mode we last saw (first time: desktop); the windows
+      // channel's replay switches to seamless, its refusal back to desktop.
+      this.setMode(HAS_WINDOWS ? this.mode : 'desktop');
       this.status('Opening the session display…', 'busy');
       this.conn.openChannel(DISPLAY, Kind.DISPLAY);
       this.conn.openChannel(INPUT, Kind.INPUT);
       if (HAS_WINDOWS) this.conn.openChannel(WINDOWS, Kind.WINDOWS);
-      else this.setMode('desktop');
     }
     this.show('session');
   }
@@ -367,6 +371,7 @@ class WebClient {
     } else {
       this.input = new InputBinding(this.canvas, send);
       this.fit();
+      this.requestResize(0); // the session fills the whole view again
     }
   }
 

@@ -124,6 +124,7 @@ export class WindowState {
     this.focus = 0;
     this.icons = new Map();
     this.unanswered = new Set();
+    this.replayAfter = null; // after a reset: 'had' / 'none' managed windows before it, until the replay ends
   }
 
   get(id) {
@@ -235,11 +236,18 @@ export class WindowState {
         this.icons.clear();
         this.unanswered.clear();
         this.focus = 0;
+        this.replayAfter = hadManaged ? 'had' : 'none';
         return out; // a reconnect: the replay follows, the launcher must not flash
       default:
         break;
     }
     out.lastClosed = hadManaged && this.taskbar().length === 0;
+    if (event.type === 'focus' && this.replayAfter) {
+      // WINDOW_FOCUS ends a replay: windows that closed while we were away (the last app
+      // exited during a drop) show the launcher as if we had seen them go.
+      out.lastClosed = this.replayAfter === 'had' && this.taskbar().length === 0;
+      this.replayAfter = null;
+    }
     return out;
   }
 }

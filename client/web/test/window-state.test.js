@@ -129,3 +129,18 @@ test('resize from a corner keeps the opposite corner; move clamps to X coordinat
   assert.deepEqual(moveRect(start, 300, 200), { x: 400, y: 300, width: 200, height: 100 });
   assert.equal(moveRect(start, -1e9, 0).x, -32768);
 });
+
+test('a replay without the windows we had (the last app exited during a drop) says the last one closed', () => {
+  const s = twoApps();
+  s.apply({ type: 'reset', fields: {} });
+  s.apply(msg('WINDOW_RESTACK', { order: [] }));
+  assert.equal(s.apply(msg('WINDOW_FOCUS', { window: 0 })).lastClosed, true);
+  assert.equal(s.apply(msg('WINDOW_FOCUS', { window: 0 })).lastClosed, false, 'only the replay\'s focus');
+  const fresh = new WindowState(); // a first connection with no windows yet: not a close
+  fresh.apply({ type: 'reset', fields: {} });
+  assert.equal(fresh.apply(msg('WINDOW_FOCUS', { window: 0 })).lastClosed, false);
+  const back = twoApps(); // a replay that brings the windows back: not a close
+  back.apply({ type: 'reset', fields: {} });
+  back.apply(msg('WINDOW_NEW', xterm));
+  assert.equal(back.apply(msg('WINDOW_FOCUS', { window: 11 })).lastClosed, false);
+});
