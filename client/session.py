@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
+from client.window_client import WindowsMixin
 from client.windows import WindowTable
 from protocol.connection import ChannelClosed, ChannelOpened, ConnectionClosed, MessageReceived, Role, frame_cost
 from protocol.errors import ReasonCode
@@ -51,20 +52,7 @@ from protocol.messages import (
     SyncDone,
     Wheel,
 )
-from protocol.windows import (
-    WindowButton,
-    WindowClose,
-    WindowFocus,
-    WindowForceClose,
-    WindowMaximize,
-    WindowMinimize,
-    WindowMoveResize,
-    WindowPointer,
-    WindowRaise,
-    WindowRestore,
-    WindowTarget,
-    WindowWheel,
-)
+from protocol.windows import WindowTarget
 from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
 
@@ -101,10 +89,11 @@ class RemoteError(Exception):
 
 
 @implementer(interfaces.IHandshakeListener)
-class SessionClient(FrameProtocol):
+class SessionClient(WindowsMixin, FrameProtocol):
     """Client side of the native protocol."""
 
     role = Role.CLIENT
+    remote_error = RemoteError
 
     def __init__(self, server: str, known_hosts: KnownHosts, on_new_host: Callable[[str], None] | None = None) -> None:
         super().__init__()
@@ -366,72 +355,6 @@ class SessionClient(FrameProtocol):
         self.flush()
         return True
 
-    async def open_windows(self) -> None:
-        """Open the windows channel; returns once the server has replayed
-        every window (its replay ends with WINDOW_FOCUS); changes keep
-        arriving in client.windows. RemoteError in desktop mode."""
-        self.channel_handlers[WINDOWS] = self._window_message
-        replayed = self.window_event(lambda m: isinstance(m, WindowFocus))
-        self._replay_waiter = replayed
-        await self.open_channel(ChannelKind.WINDOWS)
-        await replayed
-
-    def _window_message(self, message: Message | None) -> None:
-        self.windows.message(message)
-        if message is not None:
-            self._deliver(message)
-            return
-        waiter, self._replay_waiter = self._replay_waiter, None
-        if waiter is not None and not waiter.called:
-            self._waiters = [(m, d) for m, d in self._waiters if d is not waiter]
-            waiter.errback(RemoteError(ReasonCode.CHANNEL_KIND_UNAVAILABLE, "the session has no windows channel"))
-
-    def window_event(self, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
-        """Fires with the next windows-channel message that `matches`."""
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[Any] = defer.Deferred()
-        self._waiters.append((matches, d))
-        return d
-
-    def window_request(self, message: Message) -> None:
-        """Send a window request (move/resize, raise, minimize, ...)."""
-        self.conn.send(WINDOWS, message)
-        self.flush()
-
-    def move_resize(self, window: int, x: int, y: int, width: int, height: int) -> None:
-        """Ask to move/resize a window (screen pixels)."""
-        self.window_request(WindowMoveResize(window, x, y, width, height))
-
-    def raise_window(self, window: int) -> None:
-        """Raise and focus a window."""
-        self.window_request(WindowRaise(window))
-
-    def minimize(self, window: int) -> None:
-        """Minimize a window."""
-        self.window_request(WindowMinimize(window))
-
-    def maximize(self, window: int) -> None:
-        """Maximize a window."""
-        self.window_request(WindowMaximize(window))
-
-    def restore(self, window: int) -> None:
-        """Restore a minimized or maximized window."""
-        self.window_request(WindowRestore(window))
-
-    def close_window(self, window: int, force: bool = False) -> None:
-        """Ask the app to close a window (force: disconnect it)."""
-        self.window_request(WindowForceClose(window) if force else WindowClose(window))
-
-    def screen_image(self) -> Any:
-        """The session's screen as an RGB image: the desktop framebuffer, or
-        in seamless mode the windows composed in stacking order."""
-        if self.framebuffer is None:
-            raise ValueError("no DESKTOP_SIZE received yet")
-        if self.windows.seamless:
-            return self.windows.compose(self.framebuffer.width, self.framebuffer.height)
-        return self.framebuffer.image()
-
     def next_frame(self) -> defer.Deferred[int]:
         """Fires with the sequence number of the next complete frame."""
         if self._end is not None:
@@ -469,18 +392,6 @@ class SessionClient(FrameProtocol):
 
     def wheel(self, x: int, y: int, dx: int, dy: int) -> None:
         self.send_input(Wheel(x=x, y=y, dx=dx, dy=dy))
-
-    def window_pointer(self, window: int, x: int, y: int) -> None:
-        """Move the pointer to (x, y) of a window."""
-        self.send_input(WindowPointer(window, x, y))
-
-    def window_button(self, window: int, x: int, y: int, button: int, down: bool) -> None:
-        """Press/release a button at (x, y) of a window (a press raises and focuses it)."""
-        self.send_input(WindowButton(window, x, y, button, down))
-
-    def window_wheel(self, window: int, x: int, y: int, dx: int, dy: int) -> None:
-        """Scroll at (x, y) of a window."""
-        self.send_input(WindowWheel(window, x, y, dx, dy))
 
     async def sync(self) -> None:
         """Wait until the session has injected every input sent so far."""

@@ -35,7 +35,7 @@ DISPLAY, INPUT, WINDOWS = int(ChannelKind.DISPLAY), int(ChannelKind.INPUT), int(
 class SeamlessClient:
     """A logged-in client with the windows, display and input channels open."""
 
-    def __init__(self, server: Server, user: TestUser, *, display: bool = True) -> None:
+    def __init__(self, server: Server, user: TestUser, *, display: bool = True, windows: bool = True) -> None:
         self.sock: ssl.SSLSocket = tls_connect(server)
         self.sock.settimeout(0.2)
         self.conn = Connection(Role.CLIENT)
@@ -44,12 +44,13 @@ class SeamlessClient:
         self.messages: list[Message] = []  # every windows/control message, in order
         self.frames = 0
         self.display_bytes = 0  # display-channel bytes received (header + payload)
+        self.windows_bytes = 0  # windows-channel bytes received
         self.conn.hello(capabilities=(), software="seamless test")
         password = open(user.password_file, encoding="utf-8").read().strip()
         self.conn.send(0, Auth(method="password", user=user.name, password=password))
         result = self.wait(lambda m: isinstance(m, AuthResult), 30)
         assert result.ok, result
-        channels = (WINDOWS, INPUT, DISPLAY) if display else (WINDOWS, INPUT)
+        channels = tuple(c for c, want in ((WINDOWS, windows), (INPUT, True), (DISPLAY, display)) if want)
         for channel in channels:
             self.conn.open_channel(channel, ChannelKind(channel))
         self.pump_until(lambda: all(c in self.conn.open_channels() for c in channels), 10)
@@ -95,6 +96,7 @@ class SeamlessClient:
                 self.conn.send(DISPLAY, FrameAck(message.seq))
         else:
             if channel == WINDOWS:
+                self.windows_bytes += event.wire_size
                 self.windows.message(message)
             self.messages.append(message)
         if channel != 0:
