@@ -168,6 +168,17 @@ def test_page_windows_close_asks_then_offers_force(harness: Any) -> None:
     assert page.locator("#taskbar").is_hidden()
 
 
+def test_page_windows_icon_from_window_icon_on_bar_and_taskbar(harness: Any) -> None:
+    page = harness
+    bar_icon = page.locator('.sv-window[data-window="22"] .sv-icon')
+    assert bar_icon.get_attribute("src") is None, "no icon before WINDOW_ICON (no launcher icon in the harness)"
+    page.evaluate("harness.icon(22, '#0f0')")
+    page.wait_for_function("document.querySelector('.sv-window[data-window=\"22\"] .sv-icon').naturalWidth === 16")
+    assert bar_icon.get_attribute("src").startswith("blob:")
+    assert page.locator('.sv-task[data-window="22"] img').get_attribute("src") == bar_icon.get_attribute("src")
+    shot(page, "harness-icon")
+
+
 def test_page_windows_menu_undecorated_on_top_dialog_above_parent(harness: Any) -> None:
     page = harness
     page.evaluate("""() => {
