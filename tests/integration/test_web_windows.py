@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from svtest import VENV_BIN, sessionctl
+
 pytestmark = [pytest.mark.integration]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -234,8 +236,6 @@ def agent_pid(user: str) -> int:
 
 def session_windows(user: str) -> dict[int, list[Any]]:
     """The X server's own view of the session's top-level windows."""
-    from svtest import VENV_BIN  # noqa: PLC0415 (only the session tests need the installed venv)
-
     done = subprocess.run(["nsenter", "-t", str(agent_pid(user)), "-m", "--", os.path.join(VENV_BIN, "python"),
                            "-c", XQUERY], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -253,8 +253,6 @@ MENUS = (
 
 def mapped_menus(user: str) -> str:
     """The session's mapped override-redirect windows (for a failure message)."""
-    from svtest import VENV_BIN  # noqa: PLC0415
-
     done = subprocess.run(["nsenter", "-t", str(agent_pid(user)), "-m", "--", os.path.join(VENV_BIN, "python"),
                            "-c", MENUS], capture_output=True, text=True, timeout=30)  # fmt: skip
     return done.stdout.strip() or done.stderr.strip()
@@ -434,7 +432,9 @@ def test_minimize_then_restore_from_the_taskbar(seamless: Any, seamless_user: An
 
 
 @pytest_root
-def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(seamless: Any, seamless_user: Any) -> None:
+def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(
+    seamless: Any, seamless_user: Any, sessiond_server: Any
+) -> None:
     page = seamless
     x, y = centre(page, "xterm")
     page.mouse.move(x, y)
@@ -453,7 +453,11 @@ def test_xterm_ctrl_click_menu_appears_at_the_pointer_undecorated(seamless: Any,
     try:
         menu.first.wait_for(state="detached", timeout=UI_TIMEOUT_MS)
     except playwright_sync.Error as error:
-        raise AssertionError(f"menu still on the page; mapped in X: {mapped_menus(seamless_user.name)}") from error
+        listed = sessionctl(sessiond_server, "list").stdout
+        session_id = next((line.split()[0] for line in listed.splitlines() if seamless_user.name in line), "")
+        agent = sessionctl(sessiond_server, "show", session_id).stdout
+        raise AssertionError(f"menu still on the page; mapped in X: {mapped_menus(seamless_user.name)}; "
+                             f"the agent's model: {agent}") from error  # fmt: skip
 
 
 @pytest_root
@@ -496,8 +500,6 @@ TRANSIENT = (
 def test_a_transient_dialog_opens_above_its_parent_centred_and_leaves_with_its_app(
     seamless: Any, seamless_user: Any
 ) -> None:
-    from svtest import VENV_BIN  # noqa: PLC0415
-
     page = seamless
     xterm_id = next(k for k, v in session_windows(seamless_user.name).items() if v[4] == "XTerm")
     app = subprocess.Popen(["nsenter", "-t", str(agent_pid(seamless_user.name)), "-m", "--",
