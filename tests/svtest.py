@@ -101,9 +101,12 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
 
     Starting again with the same TMP, PORT and RUNTIME is a restart of the
     same installation (same state directory, registry, certificate).
-    SERVER is appended to the [server] section (key = value lines), SESSION
-    to the [session] section (e.g. "mode = desktop\n").
+    SERVER is appended to the [server] section (key = value lines); SESSION
+    adds [session] lines (e.g. "mode = desktop\n"); without it,
+    $SVTEST_MODE (seamless or desktop) runs a whole suite in that mode.
     """
+    if not session and os.environ.get("SVTEST_MODE"):
+        session = f"mode = {os.environ['SVTEST_MODE']}\n"
     state = os.path.join(tmp, "state")
     runtime = runtime or f"/run/sessiond-test-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")

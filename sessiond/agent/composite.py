@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-from sessiond.agent.damage import DamageError, DamageEvents, Rect, RegionDamage
+from sessiond.agent.damage import DamageError, DamageEvents, Rect, RegionDamage, merge_rects
 from sessiond.agent.window_model import MAX_WINDOWS
 from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CDisplay, ShmRegionCapture
 
@@ -83,6 +83,7 @@ class _Window:
     notified: bool = False
     all_damaged: bool = True  # first capture, resize, refresh: send everything
     hidden: bool = False  # not viewable (minimized): nothing to take until mapped again
+    carry: list[Rect] = field(default_factory=list)  # app damage kept aside across a move
 
 
 class WindowPixels:
@@ -174,6 +175,25 @@ class WindowPixels:
         events.sizes.clear()
         return fresh
 
+    def begin_move(self, window: int) -> None:
+        """A pure move of `window` is about to be requested: set the damage
+        the app made so far aside, so end_move() drops only what the move adds."""
+        state = self._windows.get(window)
+        if state is not None and state.pixmap and not state.all_damaged:
+            state.carry.extend(state.damage.take(state.width, state.height, offset=state.border))
+
+    def end_move(self, window: int) -> None:
+        """The X server has processed the move (the caller synced its own
+        connection). The Damage extension reports a moved window as wholly
+        damaged (for compositors that repaint the screen); the client moves its
+        own copy, so that damage is dropped and the window is not re-sent.
+        App drawing between begin_move() and the server's handling of the move
+        (a round trip) would be dropped with it."""
+        state = self._windows.get(window)
+        if state is not None and state.pixmap and not state.all_damaged:
+            state.damage.take(state.width, state.height, offset=state.border)
+            state.notified = bool(state.carry)
+
     def pending(self, window: int) -> bool:
         """True if the window has damage not yet taken."""
         state = self._windows.get(window)
@@ -196,6 +216,9 @@ class WindowPixels:
             state.hidden, state.notified, state.all_damaged = True, False, True
             return []
         rects = state.damage.take(state.width, state.height, offset=state.border)
+        if state.carry:
+            rects = merge_rects(state.carry + rects, state.width, state.height)
+            state.carry = []
         if state.all_damaged:
             rects = [(0, 0, state.width, state.height)]
         state.notified = state.all_damaged = False

@@ -24,10 +24,10 @@ from protocol.messages import ChannelKind, FrameAck, FrameEnd, Message, RefreshR
 from protocol.windows import WindowTarget
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
-from sessiond.agent.damage import DamageError, DamageTracker
+from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.settings import AgentSettings
-from sessiond.agent.xshm import ShmCapture, XShmError
+from sessiond.agent.xshm import CDisplay, ShmCapture, XShmError
 
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 # Wait this long after the first damage before capturing, so one repaint
@@ -59,21 +59,29 @@ class FrameSource(Protocol):
 
 
 class DesktopSource:
-    """Desktop mode: the root window, damage from DamageTracker, one MIT-SHM capture."""
+    """Desktop mode: the root window, its damage as an XFixes region fetched
+    once per frame (damage.RootRegionDamage, on a C Xlib connection of its
+    own: a flooding app costs one event per frame, not one per rectangle),
+    one MIT-SHM capture of the damaged rectangles."""
 
-    def __init__(self, display: str, x: Any) -> None:
+    def __init__(self, display: str) -> None:
         self.capture = ShmCapture(display)
-        self.damage = DamageTracker(x)
+        self.cdisplay = CDisplay(display)
+        self.damage = RootRegionDamage(self.cdisplay)
         self._display = display
+
+    def fileno(self) -> int:
+        """The damage connection's socket (readable: the root was damaged)."""
+        return self.damage.fileno()
+
+    def drain(self) -> bool:
+        """Read the damage connection; True if the root has new damage."""
+        return self.damage.drain()
 
     @property
     def size(self) -> tuple[int, int]:
         """The captured screen's size."""
         return self.capture.width, self.capture.height
-
-    def handle_event(self, event: object) -> bool:
-        """Feed a python-xlib event; True if it was damage."""
-        return self.damage.handle_event(event)
 
     def pending(self) -> bool:
         """True if the screen has damage."""
@@ -92,14 +100,19 @@ class DesktopSource:
         """The damaged rectangles of the screen, encoded."""
         width, height = self.size
         rects = self.damage.take(width, height)
+        self.damage.drain()  # the take's round trip may have read events in
         if not rects:
             return []
         pixels = self.capture.capture()
         return list(encoder.encode(pixels, self.capture.stride, rects, width=width))
 
     def close(self) -> None:
-        """Release the shared segment."""
-        self.capture.close()
+        """Release the shared segment and the damage connection."""
+        try:
+            self.capture.close()
+            self.damage.close()
+        finally:
+            self.cdisplay.close()
 
 
 class WindowSource:

@@ -102,7 +102,8 @@ class Agent:
             self.input = InputChannel(self.injector, self.seamless, self._reply_input, windows=self.seamless)
             self.display = DisplayPipeline(self.loop, args, self.seamless.source, lambda: self.link, self._drain_x)
         else:
-            self.desktop = DesktopSource(self.xserver.display, self.x)
+            self.desktop = DesktopSource(self.xserver.display)
+            self.loop.add_reader(self.desktop.fileno(), self._desktop_damage)
             self.width, self.height = self.desktop.size
             self.focus = FocusManager(self.x, on_map=self._window_mapped)
             self.input = InputChannel(self.injector, self.focus, self._reply_input)
@@ -159,9 +160,11 @@ class Agent:
         self.loop.call_soon(self._x_readable)
 
     def _desktop_event(self, event: object) -> bool:
-        if self.desktop is not None and self.desktop.handle_event(event):
-            return True
         return self.focus is not None and self.focus.handle_event(event)
+
+    def _desktop_damage(self) -> None:
+        if self.desktop is not None and self.desktop.drain():
+            self.schedule_frame()
 
     def _window_mapped(self, window: int, pid: int | None) -> None:
         self.apps.window_mapped(window, pid)
@@ -383,9 +386,10 @@ class Agent:
         self.usb.stop()
         if self.link is not None:
             self.link.drop()
-        if self.seamless is not None:
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(self.seamless.fileno())
+        for source in (self.seamless, self.desktop):
+            if source is not None:
+                with contextlib.suppress(Exception):
+                    self.loop.remove_reader(source.fileno())
         try:
             if self.seamless is not None:
                 self.seamless.close()

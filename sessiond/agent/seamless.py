@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.messages import Message
+from protocol.windows import WindowMoveResize
 from protocol.windows_admin import MAX_LISTED_TITLE, MAX_LISTED_WINDOWS
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError
@@ -49,6 +50,7 @@ class Seamless:
         self._send: Callable[[Message], None] | None = None  # the open windows channel
         # Redirect first, so no window is ever drawn only onto the root.
         self.source = WindowSource(WindowPixels(display), log)
+        self.x = x
         self.wm_x = XlibWmBackend(x)
         self.wm = WindowManager(self.wm_x, screen, self._event, loop.call_later)
         self.wm.start()  # WmSelectionError: another WM runs; the session fails to start
@@ -107,10 +109,24 @@ class Seamless:
         self._send = None
 
     def request(self, message: Message) -> bool:
-        """One client request; False if ignored (unknown window, not a request)."""
+        """One client request; False if ignored (unknown window, not a request).
+        A pure move costs no pixels: its damage is dropped (WindowPixels.end_move)."""
+        moving = self._pure_move(message)
+        if moving:
+            self.source.pixels.begin_move(message.window)  # type: ignore[attr-defined]
         done = apply_request(self.wm, message)
         self.wm_x.flush()
+        if moving:
+            self.x.sync()  # the server has moved the window (and damaged it) once this returns
+            self.source.pixels.end_move(message.window)  # type: ignore[attr-defined]
         return done
+
+    def _pure_move(self, message: Message) -> bool:
+        if not isinstance(message, WindowMoveResize) or message.window not in self.wm.model:
+            return False
+        info = self.wm.model.get(message.window)
+        same_size = (info.geometry.width, info.geometry.height) == (message.width, message.height)
+        return info.managed and info.state is WindowState.NORMAL and same_size
 
     # -- input ------------------------------------------------------------------
     def origin(self, window: int) -> tuple[int, int] | None:
