@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from svtest import VENV_BIN, sessionctl
+from svtest import VENV_BIN, sessionctl, start_sessiond, stop_sessiond
 
 pytestmark = [pytest.mark.integration]
 
@@ -298,6 +298,14 @@ def wait_until(check: Any, timeout: float = 15.0, what: str = "") -> Any:
 def type_line(page: Any, text: str) -> None:
     page.keyboard.type(text)
     page.keyboard.press("Enter")
+
+
+@pytest.fixture(scope="module")
+def sessiond_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Seamless mode whatever $SVTEST_MODE says (desktop mode: test_web_client.py)."""
+    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond")), session="mode = seamless\n")
+    yield server
+    stop_sessiond(server)
 
 
 @pytest.fixture(scope="module")
