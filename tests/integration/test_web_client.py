@@ -55,6 +55,14 @@ FOLLOWS_JS = """() => {
 
 
 @pytest.fixture(scope="module")
+def sessiond_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Desktop mode: these tests check the one-canvas client (seamless mode: test_web_windows.py)."""
+    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond")), session="mode = desktop\n")
+    yield server
+    stop_sessiond(server)
+
+
+@pytest.fixture(scope="module")
 def web_user(user_factory: Any) -> TestUser:
     return user_factory("svt-web-a")  # type: ignore[no-any-return]
 

@@ -14,10 +14,15 @@ import { FileBridge } from './files.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
 import { InputBinding } from './input.js';
-import { Kind, Reason } from './protocol.js';
+import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
+import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
+import { TITLE_HEIGHT, WindowsView } from './windows.js';
 
 const DISPLAY = 1;
 const INPUT = 2;
+const WINDOWS = 7;
+// Seamless mode needs a server whose message table has the windows channel.
+const HAS_WINDOWS = String(Kind.WINDOWS) in KIND_MAX_PAYLOAD;
 // Icon size in CSS pixels, requested at the device's pixel ratio (servers serve 8..256).
 const ICON_CSS_PX = 48;
 const MAX_ICON_PX = 256;
@@ -46,6 +51,14 @@ class WebClient {
     this.authenticated = false;
     this.method = '';
     this.canvas = $('screen');
+    this.desktop = $('desktop');
+    this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
+    this.windows = new WindowsView(this.desktop, $('taskbar'), {
+      request: (name, fields) => this.conn?.isOpen(WINDOWS) && this.conn.send(WINDOWS, { name, fields }),
+      appIcon: (appId) => appIconUrl(this.apps.get(appId)),
+      onLastClosed: () => this.show('launcher'),
+    });
+    window.sessiondWindows = this.windows; // tests and debugging read the mirrored state here
     this.screen = null;
     this.input = null;
     this.firstFrameSeen = false;
@@ -61,6 +74,9 @@ class WebClient {
     $('show-apps').addEventListener('click', () => this.show('launcher'));
     $('show-session').addEventListener('click', () => this.openSession());
     $('logoff').addEventListener('click', () => this.logoff());
+    $('taskbar').addEventListener('click', () => {
+      if (document.body.dataset.view === 'launcher') this.show('session');
+    });
     this.resizeTimer = 0;
     window.addEventListener('resize', () => {
       this.fit();
@@ -91,10 +107,11 @@ class WebClient {
     this.audio.setVisible(name !== 'login');
     this.transfers[0].setVisible(name !== 'login');
     if (name !== 'login') sessionStorage.setItem(STORE.view, name);
+    $('taskbar').hidden = name === 'login' || this.windows.state.taskbar().length === 0;
     if (name === 'session') {
       this.fit();
       this.requestResize();
-      this.canvas.focus();
+      (this.mode === 'seamless' ? this.desktop : this.canvas).focus();
     }
   }
 
@@ -111,6 +128,7 @@ class WebClient {
 
   /** Draw the canvas 1:1 when the session fits the window, else scale it down (aspect kept). */
   fit() {
+    if (this.mode === 'seamless') return; // windows sit 1:1 on the desktop
     const box = views.session.getBoundingClientRect();
     const { width, height } = this.canvas;
     if (!width || !height || !box.width || !box.height) return;
@@ -121,7 +139,7 @@ class WebClient {
 
   /** The session's size in CSS pixels that fills the session view. */
   wantedSize() {
-    const box = views.session.getBoundingClientRect();
+    const box = (this.mode === 'seamless' ? this.desktop : views.session).getBoundingClientRect();
     return { width: Math.min(MAX_SIDE, Math.floor(box.width)), height: Math.min(MAX_SIDE, Math.floor(box.height)) };
   }
 
@@ -218,6 +236,14 @@ class WebClient {
       conn.consumed(INPUT, cost);
       return;
     }
+    if (kind === Kind.WINDOWS) {
+      // A seamless server starts every windows channel with its replay (at least WINDOW_RESTACK and
+      // WINDOW_FOCUS); a desktop-mode server accepts the open and closes the channel, sending nothing.
+      if (this.mode !== 'seamless') this.setMode('seamless');
+      this.windows.handle(message);
+      conn.consumed(WINDOWS, cost);
+      return;
+    }
     if (this.audio.handle(conn, channel, kind, message, cost)) return;
     if (this.audio.control(conn, message)) return; // CHANNEL_OPENED/REFUSED of audio channels
     if (this.transfers.some((t) => t.handle(conn, channel, kind, message, cost) || t.control(conn, message))) return;
@@ -230,7 +256,7 @@ class WebClient {
         this.showApps(f.apps);
         break;
       case 'ICON':
-        if (f.ok) this.setIcon(f.app, f.data);
+        if (f.ok && this.apps.has(f.app)) setAppIcon(this.apps.get(f.app), f.data);
         break;
       case 'LAUNCH_RESULT':
         this.onLaunchResult(f);
@@ -241,6 +267,7 @@ class WebClient {
         break;
       case 'CHANNEL_REFUSED':
         if (f.channel === DISPLAY) this.status(`The session's display is unavailable: ${f.message}`, 'error');
+        if (f.channel === WINDOWS && this.mode !== 'desktop') this.setMode('desktop');
         break;
       case 'ERROR':
         this.status(f.message, 'error');
@@ -278,41 +305,15 @@ class WebClient {
   }
 
   showApps(apps) {
-    const list = $('apps');
-    list.replaceChildren();
-    this.apps.clear();
+    this.apps = renderApps($('apps'), apps, (app) => this.launch(app));
     const size = Math.min(MAX_ICON_PX, Math.round(ICON_CSS_PX * (window.devicePixelRatio || 1)));
     for (const app of apps) {
-      const item = document.createElement('li');
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.title = app.comment;
-      button.dataset.app = app.id;
-      const icon = document.createElement('span');
-      icon.className = 'placeholder';
-      const name = document.createElement('span');
-      name.textContent = app.name;
-      button.append(icon, name);
-      button.addEventListener('click', () => this.launch(app));
-      item.append(button);
-      list.append(item);
-      this.apps.set(app.id, { app, button });
-      if (app.icon) {
-        this.requestId += 1;
-        this.conn.send(0, { name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
-      }
+      if (!app.icon) continue;
+      this.requestId += 1;
+      this.conn.send(0, { name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
     }
     $('launcher-error').hidden = apps.length > 0;
     $('launcher-error').textContent = apps.length ? '' : 'No applications are published to you.';
-  }
-
-  setIcon(appId, base64) {
-    const entry = this.apps.get(appId);
-    if (!entry) return;
-    const img = document.createElement('img');
-    img.alt = '';
-    img.src = `data:image/png;base64,${base64}`;
-    entry.button.firstChild.replaceWith(img);
   }
 
   launch(app) {
@@ -349,16 +350,40 @@ class WebClient {
       this.screen = new Screen(this.canvas, {
         onFrame: (seq) => this.onFrame(seq),
         onError: (text) => this.status(text, 'error'),
+        targetFor: (id, width, height) => this.windows.target(id, width, height),
       });
-      this.input?.detach();
-      const conn = this.conn;
-      this.input = new InputBinding(this.canvas, (message) => conn.send(INPUT, message));
+      this.windows.reset(); // the windows channel replays every window
+      // Input for this connection, in the mode we last saw (first time: desktop); the windows
+      // channel's replay switches to seamless, its refusal back to desktop.
+      this.setMode(HAS_WINDOWS ? this.mode : 'desktop');
       this.status('Opening the session display…', 'busy');
-      conn.openChannel(DISPLAY, Kind.DISPLAY);
-      conn.openChannel(INPUT, Kind.INPUT);
+      this.conn.openChannel(DISPLAY, Kind.DISPLAY);
+      this.conn.openChannel(INPUT, Kind.INPUT);
+      if (HAS_WINDOWS) this.conn.openChannel(WINDOWS, Kind.WINDOWS);
     }
     this.show('session');
   }
+
+  /** Seamless (windows on the desktop element) or desktop (one canvas): input follows the mode. */
+  setMode(mode) {
+    this.mode = mode;
+    document.body.dataset.mode = mode;
+    this.canvas.hidden = mode === 'seamless';
+    this.desktop.hidden = mode !== 'seamless';
+    this.input?.detach();
+    const conn = this.conn;
+    const send = (message) => conn.send(INPUT, message);
+    if (mode === 'seamless') {
+      this.input = new InputBinding(this.desktop, send, { position: (event) => this.windows.pointerTarget(event) });
+      this.desktop.style.top = `${TITLE_HEIGHT}px`;
+      this.requestResize(0);
+    } else {
+      this.input = new InputBinding(this.canvas, send);
+      this.fit();
+      this.requestResize(0); // the session fills the whole view again
+    }
+  }
+
 
   onFrame(seq) {
     this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });

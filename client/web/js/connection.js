@@ -140,7 +140,8 @@ export class SessionConnection {
 
   /** Ask the server to open `channel` of `kind`; onMessage gets CHANNEL_OPENED or CHANNEL_REFUSED. */
   openChannel(channel, kind) {
-    const window = kind === Kind.DISPLAY ? DISPLAY_WINDOW : DEFAULT_WINDOW;
+    // The windows channel may carry per-window pixels: it gets the display's window.
+    const window = kind === Kind.DISPLAY || kind === Kind.WINDOWS ? DISPLAY_WINDOW : DEFAULT_WINDOW;
     this.channels.set(channel, { kind, phase: 'opening', sendCredit: 0, initialRecv: window, unacked: 0, queue: [] });
     this.send(0, { name: 'CHANNEL_OPEN', fields: { channel, kind, window } });
   }

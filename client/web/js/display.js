@@ -18,7 +18,11 @@ const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
 export class Screen {
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {{onFrame(seq: number): void, onError(message: string): void}} hooks
+   * @param {{onFrame(seq: number): void, onError(message: string): void,
+   *          targetFor?(window: number, width: number, height: number): CanvasRenderingContext2D|null}} hooks
+   *   targetFor: seamless mode, the buffer of a window named by WINDOW_TARGET (made
+   *   width x height); the REGIONs up to the next target or FRAME_END are drawn on it,
+   *   relative to the window's top-left corner; null drops them (window gone)
    */
   constructor(canvas, hooks) {
     this.canvas = canvas;
@@ -29,6 +33,7 @@ export class Screen {
     this.height = 0;
     this.frames = 0;
     this.failed = false;
+    this.current = null; // WINDOW_TARGET's context until FRAME_END (null: the desktop canvas)
   }
 
   /** Queue a display message; `done` runs once it has been applied (for credit). */
@@ -41,8 +46,14 @@ export class Screen {
       case 'REGION':
         this.region(f, done);
         break;
+      case 'WINDOW_TARGET':
+        this.then(() => {
+          this.current = f.window && this.hooks.targetFor ? { ctx: this.hooks.targetFor(f.window, f.width, f.height) } : null;
+        }, done);
+        break;
       case 'FRAME_END':
         this.then(() => {
+          this.current = null;
           this.frames += 1;
           this.hooks.onFrame(f.seq);
         }, done);
@@ -73,12 +84,19 @@ export class Screen {
     this.canvas.dispatchEvent(new Event('desktopresize'));
   }
 
+  /** The context a region goes to: the desktop canvas, or the window WINDOW_TARGET named. */
+  target() {
+    return this.current ? this.current.ctx : this.ctx;
+  }
+
   region(f, done) {
     const { x, y, w, h, encoding, data } = f;
     if (encoding === Encoding.FILL) {
       this.then(() => {
-        this.ctx.fillStyle = `rgb(${data[0]}, ${data[1]}, ${data[2]})`;
-        this.ctx.fillRect(x, y, w, h);
+        const ctx = this.target();
+        if (!ctx) return;
+        ctx.fillStyle = `rgb(${data[0]}, ${data[1]}, ${data[2]})`;
+        ctx.fillRect(x, y, w, h);
       }, done);
     } else if (encoding === Encoding.COPY) {
       this.then(() => applyCopy(this.ctx, this.width, this.height, f), done);
@@ -93,8 +111,10 @@ export class Screen {
       }, done);
     } else if (encoding === Encoding.RAW_LZ4) {
       this.then(() => {
+        const ctx = this.target();
+        if (!ctx) return;
         const rgb = decompressSized(data, w * h * 3);
-        const image = this.ctx.createImageData(w, h);
+        const image = ctx.createImageData(w, h);
         const rgba = image.data;
         for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
           rgba[j] = rgb[i];
@@ -102,7 +122,7 @@ export class Screen {
           rgba[j + 2] = rgb[i + 2];
           rgba[j + 3] = 255;
         }
-        this.ctx.putImageData(image, x, y);
+        ctx.putImageData(image, x, y);
       }, done);
     } else {
       // Copy out of the WebSocket buffer, then decode in parallel with earlier draws.
@@ -110,7 +130,8 @@ export class Screen {
       decoded.catch(() => {}); // reported through the chain, in order
       this.then(async () => {
         const bitmap = await decoded;
-        this.ctx.drawImage(bitmap, x, y, w, h);
+        const ctx = this.target();
+        if (ctx) ctx.drawImage(bitmap, x, y, w, h);
         bitmap.close();
       }, done);
     }

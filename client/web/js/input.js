@@ -22,12 +22,15 @@ const X_BUTTONS = [1, 2, 3, 8, 9];
 
 export class InputBinding {
   /**
-   * @param {HTMLCanvasElement} canvas
+   * @param {HTMLElement} canvas the session canvas, or in seamless mode the desktop element
    * @param {(message: {name: string, fields: object}) => void} send
+   * @param {{position?(event: MouseEvent): {x: number, y: number}}} [options] seamless mode
+   *   maps a page position to session coordinates itself (windows sit 1:1 on the desktop)
    */
-  constructor(canvas, send) {
+  constructor(canvas, send, options = {}) {
     this.canvas = canvas;
     this.send = send;
+    this.mapPosition = options.position ?? null;
     this.keys = new KeyTracker();
     this.pendingMove = null;
     this.wheel = { x: 0, y: 0 };
@@ -49,12 +52,19 @@ export class InputBinding {
 
   /** Session coordinates of a mouse event, clamped to the screen. */
   position(event) {
+    if (this.mapPosition) return this.mapPosition(event);
     const rect = this.canvas.getBoundingClientRect();
     const w = this.canvas.width || 1;
     const h = this.canvas.height || 1;
     const x = Math.floor(((event.clientX - rect.left) * w) / (rect.width || 1));
     const y = Math.floor(((event.clientY - rect.top) * h) / (rect.height || 1));
     return { x: Math.min(Math.max(x, 0), w - 1), y: Math.min(Math.max(y, 0), h - 1) };
+  }
+
+  /** POINTER/BUTTON/WHEEL, or their WINDOW_ forms when the position names a window (seamless mode). */
+  pointerSend(name, fields) {
+    if (!fields) return; // seamless mode, over no window: the session has nothing there
+    this.send({ name: fields.window === undefined ? name : `WINDOW_${name}`, fields });
   }
 
   releaseKeys() {
@@ -68,7 +78,7 @@ export class InputBinding {
       if (this.pendingMove === null) {
         this.pendingMove = requestAnimationFrame(() => {
           this.pendingMove = null;
-          this.send({ name: 'POINTER', fields: this.last });
+          this.pointerSend('POINTER', this.last);
         });
       }
     });
@@ -81,8 +91,8 @@ export class InputBinding {
         c.setPointerCapture?.(event.pointerId);
       }
       this.last = this.position(event);
-      this.send({ name: 'POINTER', fields: this.last });
-      this.send({ name: 'BUTTON', fields: { ...this.last, button: xbutton, down } });
+      this.pointerSend('POINTER', this.last);
+      if (this.last) this.pointerSend('BUTTON', { ...this.last, button: xbutton, down });
     };
     this.on(c, 'pointerdown', button(true));
     this.on(c, 'pointerup', button(false));
@@ -111,6 +121,7 @@ export class InputBinding {
     if (dx === 0 && dy === 0) return;
     this.wheel.x -= dx;
     this.wheel.y -= dy;
-    this.send({ name: 'WHEEL', fields: { ...this.position(event), dx, dy } });
+    const at = this.position(event);
+    if (at) this.pointerSend('WHEEL', { ...at, dx, dy });
   }
 }

@@ -15,8 +15,10 @@
 // nothing here touches the DOM or the network.
 
 import { KIND_MAX_PAYLOAD, MESSAGE_TABLE } from './message-table.js';
+import { MAX_WINDOWS, decodeWindowIds, encodeWindowIds } from './window-ids.js';
 
-export { KIND_MAX_PAYLOAD, MESSAGE_TABLE };
+export { KIND_MAX_PAYLOAD, MAX_WINDOWS, MESSAGE_TABLE };
+const restackError = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `WINDOW_RESTACK ${what}`);
 export const PROTOCOL_VERSION = 1;
 export const HEADER_SIZE = 8;
 // Bounds what we buffer for one frame (same limits as protocol/limits.py).
@@ -30,7 +32,9 @@ export const MAX_WINDOW = 2 ** 31 - 1;
 // Largest w*h*3 of one REGION (except FILL and COPY).
 export const MAX_REGION_RAW_BYTES = 1024 * 1024;
 
-export const Kind = Object.freeze({ CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6, FILES: 8 });
+export const Kind = Object.freeze({
+  CONTROL: 0, DISPLAY: 1, INPUT: 2, AUDIO_OUT: 3, AUDIO_IN: 4, USB: 5, CLIPBOARD: 6, WINDOWS: 7, FILES: 8,
+});
 // X keysyms have the top three bits clear; 0 is NoSymbol.
 export const MAX_KEYSYM = 0x1fffffff;
 export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4, COPY: 5, PALETTE: 6 });
@@ -82,7 +86,9 @@ export const OPUS_RATES = Object.freeze([8000, 12000, 16000, 24000, 48000]);
 
 // Binary messages of the kinds the web client speaks (USB is not in the browser);
 // WINDOW_UPDATE (kind null) is valid on every kind but control.
-const WEB_BINARY_KINDS = [Kind.DISPLAY, Kind.INPUT, Kind.AUDIO_OUT, Kind.AUDIO_IN, Kind.CLIPBOARD, Kind.FILES, null];
+const WEB_BINARY_KINDS = [
+  Kind.DISPLAY, Kind.INPUT, Kind.AUDIO_OUT, Kind.AUDIO_IN, Kind.CLIPBOARD, Kind.WINDOWS, Kind.FILES, null,
+];
 const STRUCT_CODES = { u8: 'B', flag: '?', u16: 'H', i16: 'h', u32: 'I', u64: 'Q' };
 const SIZES = { B: 1, '?': 1, H: 2, h: 2, I: 4, Q: 8 };
 const BINARY = MESSAGE_TABLE.filter((m) => m.codec === 'struct' && WEB_BINARY_KINDS.includes(m.kind)).map((m) => {
@@ -93,6 +99,14 @@ const BINARY = MESSAGE_TABLE.filter((m) => m.codec === 'struct' && WEB_BINARY_KI
 });
 const BINARY_BY_TYPE = new Map(BINARY.map((spec) => [`${spec.kind}:${spec.type}`, spec]));
 const BINARY_BY_NAME = new Map(BINARY.map((spec) => [spec.name, spec]));
+// JSON messages outside the control channel (the windows channel's WINDOW_NEW / WINDOW_METADATA).
+const CHANNEL_JSON = MESSAGE_TABLE.filter((m) => m.codec === 'json' && m.kind !== Kind.CONTROL && m.kind !== null)
+  .map((m) => ({ kind: m.kind, type: m.type, name: m.name, req: byName(m.fields.filter((f) => !f.optional)),
+    opt: byName(m.fields.filter((f) => f.optional)), max: m.max_payload }));
+const CHANNEL_JSON_BY_TYPE = new Map(CHANNEL_JSON.map((spec) => [`${spec.kind}:${spec.type}`, spec]));
+const CHANNEL_JSON_BY_NAME = new Map(CHANNEL_JSON.map((spec) => [spec.name, spec]));
+// WINDOW_RESTACK: a list of u32 window ids (window-ids.js).
+const RESTACK = MESSAGE_TABLE.find((m) => m.name === 'WINDOW_RESTACK') || null;
 
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -188,6 +202,9 @@ export function encodeMessage(message) {
   const { name, fields = {} } = message;
   const control = CONTROL_BY_NAME.get(name);
   if (control) return [control.type, utf8.encode(canonicalJson(controlWireObject(control, fields)))];
+  const json = CHANNEL_JSON_BY_NAME.get(name);
+  if (json) return [json.type, utf8.encode(canonicalJson(controlWireObject(json, fields)))];
+  if (RESTACK && name === RESTACK.name) return [RESTACK.type, encodeWindowIds(fields.order, restackError)];
   const spec = BINARY_BY_NAME.get(name);
   if (!spec) throw new Error(`unknown message ${name}`);
   checkStruct(spec, fields);
@@ -311,6 +328,11 @@ export function decodeMessage(kind, type, payload) {
     if (!spec) throw new ProtocolError(Reason.UNKNOWN_MESSAGE_TYPE, `control type 0x${type.toString(16)}`);
     const fields = pick(parseJsonObject(payload), spec.req, spec.opt, spec.name === 'AUTH');
     return { name: spec.name, fields };
+  }
+  const json = CHANNEL_JSON_BY_TYPE.get(`${kind}:${type}`);
+  if (json) return { name: json.name, fields: pick(parseJsonObject(payload), json.req, json.opt) };
+  if (RESTACK && kind === RESTACK.kind && type === RESTACK.type) {
+    return { name: RESTACK.name, fields: { order: decodeWindowIds(payload, restackError) } };
   }
   const spec = BINARY_BY_TYPE.get(`${kind}:${type}`) || BINARY_BY_TYPE.get(`null:${type}`);
   if (!spec) throw new ProtocolError(Reason.UNKNOWN_MESSAGE_TYPE, `type 0x${type.toString(16)} on kind ${kind}`);

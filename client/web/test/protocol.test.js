@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
-  FrameDecoder, Kind, KIND_MAX_PAYLOAD, MAX_KEYSYM, MESSAGE_TABLE, ProtocolError, Reason, decodeMessage, encodeFrame,
+  FrameDecoder, Kind, KIND_MAX_PAYLOAD, MAX_KEYSYM, MAX_WINDOWS, MESSAGE_TABLE, ProtocolError, Reason, decodeMessage, encodeFrame,
   encodeMessage, HEADER_SIZE,
 } from '../js/protocol.js';
 
 const VECTORS = JSON.parse(readFileSync(fileURLToPath(new URL('../../../tests/vectors/frames.json', import.meta.url)), 'utf8'));
 // Kinds the web client speaks (audio and USB are not in the browser yet).
-const WEB_KINDS = new Set([Kind.CONTROL, Kind.DISPLAY, Kind.INPUT, Kind.CLIPBOARD, Kind.FILES]);
+const WEB_KINDS = new Set([Kind.CONTROL, Kind.DISPLAY, Kind.INPUT, Kind.CLIPBOARD, Kind.WINDOWS, Kind.FILES]);
 const valid = VECTORS.filter((v) => v.message && WEB_KINDS.has(v.kind));
 
 const hex = (s) => Uint8Array.from(s.match(/../g) || [], (b) => parseInt(b, 16));
@@ -22,12 +22,14 @@ const toHex = (bytes) => Buffer.from(bytes).toString('hex');
 function fieldsFromVector(vector) {
   const fields = { ...vector.message.fields };
   if (['REGION', 'CLIP_DATA', 'FILE_DATA'].includes(vector.message.name)) fields.data = hex(fields.data);
+  if (vector.message.name === 'WINDOW_ICON') fields.png = hex(fields.png);
   return fields;
 }
 
 function comparable(fields) {
   const out = { ...fields };
   if (out.data instanceof Uint8Array) out.data = toHex(out.data);
+  if (out.png instanceof Uint8Array) out.png = toHex(out.png);
   return out;
 }
 
@@ -126,5 +128,22 @@ test('the codec takes bounds from the generated message table', () => {
   assert.deepEqual(row.fields.map((f) => f.name), ['x', 'y', 'button', 'down']);
   const buttonZero = Uint8Array.of(0, 1, 0, 2, 0, 1); // button 0 is below the table's low bound of 1
   assert.throws(() => decodeMessage(Kind.INPUT, row.type, buttonZero), (e) => e.code === Reason.MALFORMED_MESSAGE);
-  assert.equal(KIND_MAX_PAYLOAD[Kind.INPUT], 8);
+  assert.equal(KIND_MAX_PAYLOAD[Kind.INPUT], 12); // WINDOW_WHEEL
+});
+
+test('WINDOW_RESTACK: at most MAX_WINDOWS ids, none 0, a whole number of u32s', () => {
+  const restack = MESSAGE_TABLE.find((m) => m.name === 'WINDOW_RESTACK');
+  const ids = (n) => {
+    const out = new Uint8Array(4 * n);
+    for (let i = 0; i < n; i += 1) new DataView(out.buffer).setUint32(4 * i, i + 1);
+    return out;
+  };
+  const refused = (payload) => assert.throws(() => decodeMessage(Kind.WINDOWS, restack.type, payload),
+    (e) => e instanceof ProtocolError && e.code === Reason.MALFORMED_MESSAGE);
+  assert.equal(decodeMessage(Kind.WINDOWS, restack.type, ids(MAX_WINDOWS)).fields.order.length, MAX_WINDOWS);
+  refused(ids(MAX_WINDOWS + 1));
+  refused(Uint8Array.of(0, 0, 0, 0));
+  refused(Uint8Array.of(0, 0, 0, 1, 0));
+  assert.throws(() => encodeMessage({ name: 'WINDOW_RESTACK', fields: { order: [0] } }), ProtocolError);
+  assert.deepEqual(decodeMessage(Kind.WINDOWS, restack.type, new Uint8Array(0)).fields.order, []);
 });
