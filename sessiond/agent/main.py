@@ -149,6 +149,7 @@ class Agent:
             if not self.x.pending_events():
                 self.x.flush()
                 if not self.x.pending_events():
+                    self._flush_link()
                     return
                 continue
             event = self.x.next_event()
@@ -159,7 +160,14 @@ class Agent:
             if not handled:
                 self.injector.handle_event(event)  # MappingNotify: keyboard remapped
         self.x.flush()
+        self._flush_link()
         self.loop.call_soon(self._x_readable)
+
+    def _flush_link(self) -> None:
+        """Send what the X events queued (window events: a menu that closed
+        damages no other window, so no frame would carry its WINDOW_DESTROY)."""
+        if self.link is not None:
+            self.link.flush()
 
     def _desktop_event(self, event: object) -> bool:
         return self.focus is not None and self.focus.handle_event(event)
