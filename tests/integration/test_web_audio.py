@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from svtest import Server, TestUser
+from svtest import Server, TestUser, start_sessiond, stop_sessiond
 from test_audio import LOUD, RATE, first_channel, frequency, purity, write_tone
 from test_web_client import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, log_in
 
@@ -36,6 +36,14 @@ TONE_SECONDS = 2.0
 ANALYSER_TOLERANCE_HZ = 6
 # A sample louder than this (of 32767) in the session's mic recording is the browser's beep, not silence.
 MIC_LOUD = 1000
+
+
+@pytest.fixture(scope="module")
+def sessiond_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Desktop mode: these tests drive xterm through the one-canvas page (seamless: test_web_windows.py)."""
+    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond")), session="mode = desktop\n")
+    yield server
+    stop_sessiond(server)
 
 
 @pytest.fixture(scope="module")
