@@ -137,8 +137,8 @@ class WindowTable:
         return True
 
     def frame_end(self) -> None:
-        """A frame ended: the next frame starts on the desktop."""
-        self._target = 0
+        """A frame ended. The target lasts across frames (the server sends
+        WINDOW_TARGET only when the window or its size changes)."""
 
     # -- views -----------------------------------------------------------------------
     def stacked(self) -> list[ClientWindow]:

@@ -6,7 +6,8 @@
 # bucket) are the same for both modes, and only the source of damage and
 # pixels differs. A source answers pending()/mark_all() and turns its damage
 # into the messages of one frame; the pipeline decides when and sends them.
-# Seamless frames are WINDOW_TARGET + that window's REGIONs, per damaged
+# Seamless frames are WINDOW_TARGET (when the window changes; it lasts across
+# frames) + that window's REGIONs, per damaged
 # window, in window coordinates (protocol/windows.py); a window that vanished
 # between damage and capture is skipped, never an error of the frame.
 """DisplayPipeline (pacing, FRAME_END/ACK), DesktopSource and WindowSource."""
@@ -128,6 +129,10 @@ class WindowSource:
         # Windows whose client copy is unknown (new, gone, resent whole): the
         # encoder forgets what it sent of them before the next frame.
         self.unknown: set[int] = set()
+        # The WINDOW_TARGET in force at the client (it lasts across frames):
+        # a frame that goes on with the same window and size sends none, so an
+        # echoed keystroke costs no more than in desktop mode. None: unknown.
+        self.sent_target: tuple[int, int, int] | None = None
 
     def track(self, window: int) -> None:
         """Start capturing a window (a new window: sent whole first)."""
@@ -137,6 +142,8 @@ class WindowSource:
 
     def untrack(self, window: int) -> None:
         """Stop capturing a window (destroyed)."""
+        if self.sent_target is not None and self.sent_target[0] == window:
+            self.sent_target = None  # its id may come back for another window
         self.tracked.discard(window)
         self.unknown.add(window)
         self.pixels.untrack(window)
@@ -147,6 +154,7 @@ class WindowSource:
 
     def mark_all(self) -> None:
         """Every window goes out whole next (a client connected or asked to refresh)."""
+        self.sent_target = None  # a new display channel starts on the desktop
         for window in self.tracked:
             self.pixels.changed(window)
 
@@ -172,7 +180,9 @@ class WindowSource:
             except (DamageError, XShmError) as exc:  # the window went away meanwhile
                 self.log(f"window {window:#x} not captured: {exc}")
                 continue
-            out.append(WindowTarget(window, width, height))
+            if self.sent_target != (window, width, height):
+                out.append(WindowTarget(window, width, height))
+                self.sent_target = (window, width, height)
             out.extend(regions)
         self.pixels.drain()
         return out

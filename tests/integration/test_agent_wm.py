@@ -90,7 +90,10 @@ def test_xterm_resize_honours_its_size_increments(xvfb: XServer, wm: RunningWm, 
     proc = start_app(["xterm", "-xrm", "XTerm*allowWindowOps: true", "-geometry", "40x10", "-e", "sh", "-c", script],
                      xvfb.display, apps)  # fmt: skip
     window = wm.window_of(proc.pid)
-    hints = window.size_hints
+    # Xt may map the window before it has written its final WM_NORMAL_HINTS: the
+    # WM follows the PropertyNotify, so wait for the character cell to arrive.
+    wm.wait_for(lambda: wm.wm.model.get(window.id).size_hints.width_inc > 1, "xterm's size increments")
+    hints = wm.wm.model.get(window.id).size_hints
     assert hints.width_inc > 1 and hints.height_inc > 1  # xterm's character cell
     wm.wait_for(size_file.exists, "xterm's stty size")
     assert size_file.read_text().split() == ["30", "100"]

@@ -157,12 +157,21 @@ def test_window_frames_are_targeted_and_window_relative() -> None:
     assert target == WindowTarget(0x10, 40, 30) and (region.x, region.y, region.w, region.h) == (5, 7, 3, 2)
     # A covered window does not change when another one moves: nothing to send.
     assert source.frame(RegionEncoder()) == [] and not source.pending()
+    # The target lasts across frames: more damage in the same window sends no new one...
+    pixels.dirty[0x10] = [(6, 7, 3, 2)]
+    [again] = source.frame(RegionEncoder())
+    assert isinstance(again, Region) and (again.x, again.y) == (6, 7)
+    # ...until a new client (mark_all: a display channel opened, or a refresh) starts on the desktop.
+    source.mark_all()
+    assert source.frame(RegionEncoder())[0] == WindowTarget(0x10, 40, 30)
     client = WindowTable()
     client.message(WindowNew(**_new(0x10)))
     client.target(WindowTarget(0x10, 40, 30))
     assert client.region(region)
     client.frame_end()
-    assert not client.region(region)  # after FRAME_END regions are the desktop's again
+    assert client.region(again)  # after FRAME_END the target is still in force
+    client.target(WindowTarget(0, 1, 1))
+    assert not client.region(again)  # the desktop's again
 
 
 def _new(wid: int, **changes: Any) -> dict[str, Any]:

@@ -33,7 +33,7 @@ export class Screen {
     this.height = 0;
     this.frames = 0;
     this.failed = false;
-    this.current = null; // WINDOW_TARGET's context until FRAME_END (null: the desktop canvas)
+    this.current = null; // the window WINDOW_TARGET named, until the next one (null: the desktop canvas)
   }
 
   /** Queue a display message; `done` runs once it has been applied (for credit). */
@@ -47,13 +47,14 @@ export class Screen {
         this.region(f, done);
         break;
       case 'WINDOW_TARGET':
+        // In force until the next WINDOW_TARGET, across frames (the server sends
+        // one only when the window or its size changes).
         this.then(() => {
-          this.current = f.window && this.hooks.targetFor ? { ctx: this.hooks.targetFor(f.window, f.width, f.height) } : null;
+          this.current = f.window && this.hooks.targetFor ? { window: f.window, width: f.width, height: f.height } : null;
         }, done);
         break;
       case 'FRAME_END':
         this.then(() => {
-          this.current = null;
           this.frames += 1;
           this.hooks.onFrame(f.seq);
         }, done);
@@ -86,7 +87,9 @@ export class Screen {
 
   /** The context a region goes to: the desktop canvas, or the window WINDOW_TARGET named. */
   target() {
-    return this.current ? this.current.ctx : this.ctx;
+    if (!this.current) return this.ctx;
+    const { window, width, height } = this.current;
+    return this.hooks.targetFor(window, width, height); // looked up each time: a canvas may have been rebuilt
   }
 
   region(f, done) {
