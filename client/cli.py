@@ -20,6 +20,7 @@ from client.session import ConnectionEnded, Redirected, RemoteError, SessionClie
 from client.tokens import TokenStore, default_dir
 from client.transfer_cli import TransferFailed, add_transfer_parsers, run_transfer
 from protocol.base import U16_MAX
+from protocol.errors import ReasonCode
 from protocol.messages import ChannelKind
 
 EXIT_REFUSED = 1
@@ -203,7 +204,7 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
     elif args.command == "launch":
         await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
         result = await with_timeout(reactor, client.launch(args.app, tuple(args.args)), timeout, "the launch")
-        await with_timeout(reactor, client.next_frame(), timeout, "the first frame")
+        await first_frame_after_launch(reactor, client, timeout)
         print(f"launched {args.app} (pid {result.pid}; {result.message})", flush=True)
         if args.wait:
             exited = await client.app_exited(result.pid)
@@ -279,6 +280,23 @@ async def open_windows(reactor: Any, client: SessionClient, timeout: float) -> b
     except RemoteError:
         return False
     return True
+
+
+# How long `launch` waits for the app's frame before asking for a refresh: the
+# frame with the new window can overtake LAUNCH_RESULT, and a static app (a
+# clock, a dialog) draws nothing more after it.
+LAUNCH_FRAME_GRACE_SECONDS = 2.0
+
+
+async def first_frame_after_launch(reactor: Any, client: SessionClient, timeout: float) -> None:
+    """Return once a frame showing the launched app's window has arrived."""
+    try:
+        await with_timeout(reactor, client.next_frame(), min(timeout, LAUNCH_FRAME_GRACE_SECONDS), "the first frame")
+    except ConnectionEnded as exc:
+        if exc.code != ReasonCode.TIMEOUT:
+            raise
+        client.refresh()  # the window is mapped (LAUNCH_RESULT says so): a refresh sends it
+        await with_timeout(reactor, client.next_frame(), timeout, "the first frame")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,7 @@ from protocol.messages import (
     Logoff,
     Message,
     Pointer,
+    RefreshRequest,
     Region,
     ResizeRequest,
     SessionInfo,
@@ -386,6 +387,12 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.conn.send(AUDIO_IN, message)
         self.flush()
         return True
+
+    def refresh(self) -> None:
+        """Ask the session to send everything on screen again (REFRESH_REQUEST)."""
+        if DISPLAY in self.conn.open_channels():
+            self.conn.send(DISPLAY, RefreshRequest())
+            self.flush()
 
     def next_frame(self) -> defer.Deferred[int]:
         """Fires with the sequence number of the next complete frame."""
