@@ -15,7 +15,7 @@ from __future__ import annotations
 import grp
 import re
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from isolation.accounts import Account
@@ -132,13 +132,17 @@ class LimitOverride:
         return replace(limits, **changes)
 
 
-def parse_overrides(value: str) -> tuple[LimitOverride, ...]:
-    """'alice: memory_max=4G pids_max=2048; bob: cpu_max=50%' -> overrides.
+def split_overrides(value: str, keys: Iterable[str],
+                    limit: int = MAX_OVERRIDES) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The grammar every per-user/per-group override key shares:
+    'alice: k1=v1 k2=v2; @staff: k1=v3' -> [(name, [(key, raw value), ...]), ...].
 
-    Entries are separated by ';'. Each names a user or group, then a colon,
-    then KEY=VALUE words with KEY in memory_max, pids_max, cpu_max, cpu_weight.
+    Entries are separated by ';'; each names a user or group (a plain name),
+    a colon, then KEY=VALUE words with KEY among `keys`. A name may appear
+    once, an entry must set something, and there are at most `limit` entries.
     """
-    overrides: list[LimitOverride] = []
+    allowed = set(keys)
+    found: list[tuple[str, list[tuple[str, str]]]] = []
     seen: set[str] = set()
     for entry in value.split(";"):
         if not entry.strip():
@@ -150,19 +154,30 @@ def parse_overrides(value: str) -> tuple[LimitOverride, ...]:
         if name in seen:
             raise ValueError(f"override for {name!r} appears twice")
         seen.add(name)
-        values: dict[str, int | None] = {}
+        pairs: list[tuple[str, str]] = []
         for word in settings.split():
             key, eq, raw = word.partition("=")
-            if not eq or key not in _FIELDS:
-                raise ValueError(f"override for {name!r}: {word!r} is not one of "
-                                 f"{', '.join(sorted(_FIELDS))}=VALUE")
+            if not eq or key not in allowed:
+                raise ValueError(f"override for {name!r}: {word!r} is not one of {', '.join(sorted(allowed))}=VALUE")
+            pairs.append((key, raw))
+        if not pairs:
+            raise ValueError(f"override for {name!r} sets nothing")
+        found.append((name, pairs))
+        if len(found) > limit:
+            raise ValueError(f"more than {limit} overrides")
+    return found
+
+
+def parse_overrides(value: str) -> tuple[LimitOverride, ...]:
+    """'alice: memory_max=4G pids_max=2048; bob: cpu_max=50%' -> overrides
+    (KEY in memory_max, pids_max, cpu_max, cpu_weight)."""
+    overrides: list[LimitOverride] = []
+    for name, pairs in split_overrides(value, _FIELDS):
+        values: dict[str, int | None] = {}
+        for key, raw in pairs:
             parse, field_name = _FIELDS[key]
             values[field_name] = parse(raw)
-        if not values:
-            raise ValueError(f"override for {name!r} sets nothing")
         overrides.append(LimitOverride(name, tuple(sorted(values.items()))))
-        if len(overrides) > MAX_OVERRIDES:
-            raise ValueError(f"more than {MAX_OVERRIDES} overrides")
     return tuple(overrides)
 
 

@@ -21,6 +21,7 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from isolation.accounts import Account
+from isolation.limits import split_overrides
 from sessiond.agent.clipboard_policy import (
     HARD_MAX_IMAGE_BYTES,
     HARD_MAX_TEXT_BYTES,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 MAX_TRANSFER_OVERRIDES: Final = 256
 # The largest max_file_bytes config accepts (1 TiB, the protocol's MAX_FILE_BYTES).
 MAX_FILE_BYTES_CONFIG: Final = 2**40
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}")
 _DIR_RE: Final = re.compile(r"[^/\0][^\0]{0,254}")
 
 TYPE_ALIASES: Final = {"text": TEXT_MIME, "image": PNG_MIME}
@@ -99,28 +99,9 @@ def overrides_of(keys: dict[str, Callable[[str], object]]) -> Callable[[str], tu
     """A parser of 'alice: to_client=false max_text_bytes=1024; bob: ...' with KEY among `keys`."""
     def parse(value: str) -> tuple[Override, ...]:
         found: list[Override] = []
-        seen: set[str] = set()
-        for entry in value.split(";"):
-            if not entry.strip():
-                continue
-            name, sep, words = entry.partition(":")
-            name = name.strip()
-            if not sep or not _NAME_RE.fullmatch(name):
-                raise ValueError(f"override {entry.strip()!r}: want NAME: key=value ...")
-            if name in seen:
-                raise ValueError(f"override for {name!r} appears twice")
-            seen.add(name)
-            values: list[tuple[str, Any]] = []
-            for word in words.split():
-                key, eq, raw = word.partition("=")
-                if not eq or key not in keys:
-                    raise ValueError(f"override for {name!r}: {word!r} is not one of {', '.join(keys)}=VALUE")
-                values.append((key, keys[key](raw.replace(",", " ") if key == "types" else raw)))
-            if not values:
-                raise ValueError(f"override for {name!r} sets nothing")
-            found.append((name, tuple(values)))
-            if len(found) > MAX_TRANSFER_OVERRIDES:
-                raise ValueError(f"more than {MAX_TRANSFER_OVERRIDES} overrides")
+        for name, pairs in split_overrides(value, keys, MAX_TRANSFER_OVERRIDES):
+            values = tuple((key, keys[key](raw.replace(",", " ") if key == "types" else raw)) for key, raw in pairs)
+            found.append((name, values))
         return tuple(found)
     return parse
 
