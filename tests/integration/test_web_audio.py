@@ -25,7 +25,7 @@ from test_web_client import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, log_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright_sync  # noqa: E402 - pinned in requirements-test.txt
 
 # Sound may start without a gesture in tests; the fake capture device answers getUserMedia without a prompt.
 AUDIO_ARGS = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",

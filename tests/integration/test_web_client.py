@@ -20,7 +20,7 @@ from svtest import Server, TestUser, start_sessiond, stop_sessiond, svclient
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright_sync  # noqa: E402 - pinned in requirements-test.txt
 
 CHROMIUM = "/usr/bin/chromium"
 # As root chromium needs --no-sandbox; the network is closed, so no background traffic;

@@ -21,7 +21,7 @@ from svtest import VENV_BIN, Server, TestUser
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright_sync  # noqa: E402 - pinned in requirements-test.txt
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -28,7 +28,7 @@ from svtest import VENV_BIN, sessionctl, start_sessiond, stop_sessiond
 
 pytestmark = [pytest.mark.integration]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright_sync  # noqa: E402 - pinned in requirements-test.txt
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
