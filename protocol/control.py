@@ -64,10 +64,10 @@ def get(obj: JsonObject, name: str) -> object:
     return obj[name]
 
 
-class ControlMessage(Declared):
-    """A message of the control channel: a JSON object on the wire."""
+class JsonMessage(Declared):
+    """A message that is one canonical JSON object on the wire (to_json and
+    from_json are derived by @message from the declared fields)."""
 
-    KIND: ClassVar[ChannelKind | None] = ChannelKind.CONTROL
     MAX_PAYLOAD: ClassVar[int] = MAX_CONTROL_PAYLOAD
 
     def to_json(self) -> JsonObject:
@@ -87,6 +87,12 @@ class ControlMessage(Declared):
     def decode(cls, payload: bytes) -> Self:
         """Parse a payload; ValueError if it is not a valid message of this type."""
         return cls.from_json(load_json(payload))
+
+
+class ControlMessage(JsonMessage):
+    """A message of the control channel."""
+
+    KIND: ClassVar[ChannelKind | None] = ChannelKind.CONTROL
 
 
 CHANNEL: Final = JSON_INT.within(0, U16_MAX)  # channel ids in control messages

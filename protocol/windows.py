@@ -19,8 +19,7 @@ import struct
 from typing import ClassVar, Final, Self
 
 from protocol.base import I16_MAX, I16_MIN, U16_MAX, U32_MAX, ChannelKind, Message, Sender
-from protocol.control import dump_json, load_json
-from protocol.limits import MAX_CONTROL_PAYLOAD
+from protocol.control import JsonMessage
 from protocol.schema import (
     BOOL,
     BYTES,
@@ -77,29 +76,10 @@ def _check_text(name: str, value: str, limit: int) -> None:
         raise ValueError(f"{name} longer than {limit} bytes")
 
 
-class _JsonWindowMessage(Declared):
+class _JsonWindowMessage(JsonMessage):
     """A windows-channel message carried as canonical JSON (metadata: rare, textual)."""
 
     KIND: ClassVar[ChannelKind | None] = WINDOWS
-    MAX_PAYLOAD: ClassVar[int] = MAX_CONTROL_PAYLOAD
-
-    def to_json(self) -> dict[str, object]:
-        """The JSON object of this message (derived by @message)."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_json(cls, obj: dict[str, object]) -> Self:
-        """Build from a parsed JSON object (derived by @message)."""
-        raise NotImplementedError
-
-    def encode(self) -> bytes:
-        """Canonical JSON payload."""
-        return dump_json(self.to_json())
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Self:
-        """Parse a payload; ValueError if it is not a valid message of this type."""
-        return cls.from_json(load_json(payload))
 
 
 @shared
