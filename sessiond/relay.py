@@ -269,33 +269,25 @@ class ChannelRelay:
         """Send a message of sessiond's own to the client; the credit it returns is kept back.
         If it cannot be queued, the channel is closed with a reason."""
         client = self.client
-        if client is None or channel not in client.conn.open_channels():
-            return
-        before = client.conn.queued_bytes(channel)
-        try:
-            client.conn.send(channel, message)
-        except (ProtocolStateError, ValueError) as exc:
-            self.fail_channel(channel, ReasonCode.LIMIT_EXCEEDED, f"cannot send to the client: {exc}")
-            return
-        used = client.conn.queued_bytes(channel) - before
-        self._owed_by_client[channel] = self._owed_by_client.get(channel, 0) + used
-        client.flush()
+        if client is not None and channel in client.conn.open_channels():
+            self._inject(client, channel, message, self._owed_by_client, "the client")
 
     def inject_to_agent(self, channel: int, message: Message) -> None:
         """Send a message of sessiond's own to the agent; the credit it returns is kept back.
         If it cannot be queued, the channel is closed with a reason."""
         link = self.link
-        if link is None or channel not in self._link_open:
-            return
-        before = link.conn.queued_bytes(channel)
+        if link is not None and channel in self._link_open:
+            self._inject(link, channel, message, self._owed_by_agent, "the session")
+
+    def _inject(self, end: Endpoint, channel: int, message: Message, owed: dict[int, int], whom: str) -> None:
+        before = end.conn.queued_bytes(channel)
         try:
-            link.conn.send(channel, message)
+            end.conn.send(channel, message)
         except (ProtocolStateError, ValueError) as exc:
-            self.fail_channel(channel, ReasonCode.LIMIT_EXCEEDED, f"cannot send to the session: {exc}")
+            self.fail_channel(channel, ReasonCode.LIMIT_EXCEEDED, f"cannot send to {whom}: {exc}")
             return
-        used = link.conn.queued_bytes(channel) - before
-        self._owed_by_agent[channel] = self._owed_by_agent.get(channel, 0) + used
-        link.flush()
+        owed[channel] = owed.get(channel, 0) + end.conn.queued_bytes(channel) - before
+        end.flush()
 
     def fail_channel(self, channel: int, code: int, why: str) -> None:
         """Close CHANNEL on both sides with a reason for the client; never raises."""
