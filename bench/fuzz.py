@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--artifacts", default=None, help="where crashing inputs are kept")
     args = parser.parse_args()
     artifacts = args.artifacts or tempfile.mkdtemp(prefix="sessiond-fuzz-")
+    os.makedirs(artifacts, exist_ok=True)
     names = args.targets or target_names()
     print(f"{'target':28} {'inputs':>10} {'inputs/s':>9} {'cov':>6} {'ft':>6}  result")
     crashed = 0
