@@ -282,9 +282,10 @@ async def open_windows(reactor: Any, client: SessionClient, timeout: float) -> b
     return True
 
 
-# How long `launch` waits for the app's frame before asking for a refresh: the
-# frame with the new window can overtake LAUNCH_RESULT, and a static app (a
-# clock, a dialog) draws nothing more after it.
+# How long `launch` waits for the app's frame before asking for a refresh.  The
+# agent sends LAUNCH_RESULT before the first frame showing the window, but a
+# launch answered "started; no window yet" (the window mapped after the
+# agent's launch timeout) may already have drawn everything it will draw.
 LAUNCH_FRAME_GRACE_SECONDS = 2.0
 
 
