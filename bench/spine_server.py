@@ -124,7 +124,9 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
             f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {os.path.join(tmp, 'state')}\nruntime_dir = {runtime}\n"
             f"{on_stop}"
             f"[auth]\nfailure_delay = 0.3\n"
-            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
+            # the workloads read the client's desktop framebuffer (seamless mode,
+            # the default since issue 13, has one surface per window instead)
+            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\nmode = desktop\n"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
         )
         if display:

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO, Protocol, TextIO
 
-from isolation import init, linux
+from isolation import init, landlock, linux
 from isolation.accounts import Account, AccountError, lookup_account
 from isolation.cgroups import CgroupError, detect_backend
 from isolation.privcheck import DEFAULT_CHECKS, DropCheck, first_failure
@@ -85,6 +85,7 @@ class SandboxOps(Protocol):
     def setresuid(self, uid: int) -> None: ...
     def clear_all_caps(self) -> None: ...
     def set_no_new_privs(self) -> None: ...
+    def scope_abstract_sockets(self) -> bool: ...
     def chdir(self, path: str) -> None: ...
     def umask(self, mask: int) -> None: ...
     def stdin_from_devnull(self) -> None: ...
@@ -183,6 +184,9 @@ class LinuxOps:
 
     def set_no_new_privs(self) -> None:
         linux.set_no_new_privs()
+
+    def scope_abstract_sockets(self) -> bool:
+        return landlock.scope_abstract_unix_sockets()
 
     def chdir(self, path: str) -> None:
         os.chdir(path)
@@ -303,8 +307,10 @@ def build_mounts(ops: SandboxOps, spec: SandboxSpec) -> None:
         raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: {exc}") from None
 
 
-def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropCheck]) -> None:
-    """Drop to `account` with no capabilities and no_new_privs, then verify."""
+def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropCheck]) -> bool:
+    """Drop to `account` with no capabilities and no_new_privs, verify, then
+    scope abstract sockets and signals (isolation/landlock.py); False if the
+    kernel cannot scope."""
     steps: tuple[tuple[str, Callable[[], None]], ...] = (
         ("clear ambient capabilities", ops.clear_ambient_caps),
         ("drop capability bounding set", ops.drop_bounding_set),
@@ -324,6 +330,10 @@ def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropChec
     failed = first_failure(list(checks), account)
     if failed is not None:
         raise EnterFailure(EXIT_DROP_FAILED, f"privilege drop check failed: {failed}")
+    try:
+        return ops.scope_abstract_sockets()
+    except OSError as exc:
+        raise EnterFailure(EXIT_DROP_FAILED, f"Landlock scoping failed: {exc}") from None
 
 
 def session_env(spec: SandboxSpec) -> dict[str, str]:
@@ -371,7 +381,9 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
                 return ops.supervise(child)  # outside: wait, forward signals
             _die_with_supervisor(ops)
         build_mounts(ops, spec)
-        drop_privileges(ops, spec.account, checks)
+        if not drop_privileges(ops, spec.account, checks) and "net" not in spec.namespaces:
+            stderr.write(f"{PROG}: warning: no Landlock scoping (Linux < 6.12): the session shares the "
+                         "host's abstract Unix sockets (docs/security.md)\n")  # fmt: skip
         if pid_ns:
             _die_with_supervisor(ops)  # the credential change cleared it
     except EnterFailure as failure:
