@@ -251,6 +251,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "etcd_cert": ("", str),
         "etcd_key": ("", str),
         "prefix": ("/sessiond/farm/", _prefix),
+        "ticket_ttl": ("30", _int(2, 600)),
     },
 }
 

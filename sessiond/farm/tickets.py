@@ -30,12 +30,13 @@ def _key(keys: FarmKeys, ticket: str) -> bytes:
     return (keys.prefix + "tickets/" + hashlib.sha256(ticket.encode("utf-8")).hexdigest()).encode("utf-8")
 
 
-async def issue_ticket(client: EtcdClient, keys: FarmKeys, user: str, host_id: str, session_id: str) -> str:
-    """A fresh single-use ticket for USER to log in on HOST_ID (where SESSION_ID lives)."""
+async def issue_ticket(client: EtcdClient, keys: FarmKeys, user: str, host_id: str, session_id: str,
+                       ttl: int = TICKET_TTL) -> str:  # fmt: skip
+    """A fresh single-use ticket for USER to log in on HOST_ID (where SESSION_ID lives), for TTL seconds."""
     record = json.dumps({"user": check_user(user), "host": check_host_id(host_id), "session": session_id},
                         separators=(",", ":")).encode("utf-8")  # fmt: skip
     ticket = secrets.token_urlsafe(32)
-    lease, _ttl = await client.grant(TICKET_TTL)
+    lease, _ttl = await client.grant(ttl)
     await client.put(_key(keys, ticket), record, lease)
     return ticket
 
