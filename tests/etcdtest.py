@@ -213,6 +213,23 @@ def start_cluster(size: int = 1, extra: list[str] | None = None, tls: bool = Fal
     return cluster
 
 
+def leader_url(cluster: Cluster) -> str:
+    """The client URL of the cluster's current leader (as the members report it)."""
+    import json
+
+    ids = {}
+    leader = None
+    for member in cluster.members:
+        if not member.running():
+            continue
+        req = urllib.request.Request(member.client_url + "/v3/maintenance/status", data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=2) as r:
+            status = json.load(r)
+        ids[status["header"]["member_id"]] = member.client_url
+        leader = status["leader"]
+    return ids[leader]
+
+
 class ReactorThread:
     """The global reactor running in a daemon thread for the whole test session."""
 

@@ -33,6 +33,8 @@ class Farm:
     etcd: Cluster
     servers: dict[str, Server] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    lease_ttl: int = LEASE_TTL
+    endpoints: list[str] = field(default_factory=list)  # etcd endpoints in the hosts' order (default: ETCD's)
 
     def __getitem__(self, name: str) -> Server:
         return self.servers[name]
@@ -42,8 +44,8 @@ class Farm:
         ns = self.net.namespaces[name]
         # Inside a fresh namespace of our own every port is free: pick one, keep it across restarts.
         port = self.ports.setdefault(name, random.randrange(20000, 60000))
-        farm = (f"[farm]\netcd = {','.join(self.etcd.endpoints)}\nhost_id = {name}\n"
-                f"advertise = {ns.address}:{port}\ncapacity = {capacity}\nlease_ttl = {LEASE_TTL}\n"
+        farm = (f"[farm]\netcd = {','.join(self.endpoints or self.etcd.endpoints)}\nhost_id = {name}\n"
+                f"advertise = {ns.address}:{port}\ncapacity = {capacity}\nlease_ttl = {self.lease_ttl}\n"
                 f"ticket_ttl = {TICKET_TTL}\nprefix = /{os.path.basename(self.tmp)}/\n")  # fmt: skip
         state = os.path.join(self.tmp, name)
         os.makedirs(state, exist_ok=True)
