@@ -35,6 +35,7 @@ class Farm:
     ports: dict[str, int] = field(default_factory=dict)
     lease_ttl: int = LEASE_TTL
     endpoints: list[str] = field(default_factory=list)  # etcd endpoints in the hosts' order (default: ETCD's)
+    session: str = ""  # more [session] lines for every host
 
     def __getitem__(self, name: str) -> Server:
         return self.servers[name]
@@ -49,7 +50,8 @@ class Farm:
                 f"ticket_ttl = {TICKET_TTL}\nprefix = /{os.path.basename(self.tmp)}/\n")  # fmt: skip
         state = os.path.join(self.tmp, name)
         os.makedirs(state, exist_ok=True)
-        server = start_sessiond(state, extra=farm, port=port, host=ns.address, wrap=tuple(ns.exec_prefix()))
+        server = start_sessiond(state, extra=farm, port=port, host=ns.address, wrap=tuple(ns.exec_prefix()),
+                                session=self.session)  # fmt: skip
         self.servers[name] = server
         return server
 

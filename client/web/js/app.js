@@ -13,6 +13,7 @@ import { ClipboardBridge } from './clipboard.js';
 import { FileBridge } from './files.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
+import { firstAuth, redirectUrl, refusalText } from './login.js';
 import { InputBinding } from './input.js';
 import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
@@ -86,8 +87,8 @@ class WebClient {
   }
 
   start() {
-    const token = sessionStorage.getItem(STORE.token);
-    if (token) this.connect({ method: 'resume', user: sessionStorage.getItem(STORE.user) || '', token });
+    const auth = firstAuth(window.location, window.history, sessionStorage, STORE); // login.js
+    if (auth) this.connect(auth);
     else this.showLogin('');
   }
 
@@ -278,17 +279,16 @@ class WebClient {
   }
 
   onAuthResult(f) {
+    // The session is on another farm host: go to that host's page with the ticket (one hop only).
+    const there = !f.ok && this.method === 'password' && f.redirect ? redirectUrl(f.redirect, f.user, f.ticket) : null;
+    if (there) {
+      this.status(`${f.message} Going there…`, 'busy');
+      window.location.assign(there);
+      return;
+    }
     if (!f.ok) {
       sessionStorage.removeItem(STORE.token);
-      const text = {
-        [Reason.AUTH_FAILED]: this.method === 'resume'
-          ? 'Your session is still running, but the automatic login expired; please log in again.'
-          : 'Wrong user name or password.',
-        [Reason.RATE_LIMITED]: 'Too many failed logins from this address; wait a minute and try again.',
-        [Reason.NOT_ENTITLED]: `This account may not use sessions: ${f.message}`,
-        [Reason.SESSION_UNAVAILABLE]: `Your session could not start: ${f.message}`,
-      }[f.code] || `Login refused: ${f.message}`;
-      this.showLogin(text);
+      this.showLogin(refusalText(f, this.method));
       return;
     }
     this.authenticated = true;
@@ -383,7 +383,6 @@ class WebClient {
       this.requestResize(0); // the session fills the whole view again
     }
   }
-
 
   onFrame(seq) {
     this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });
