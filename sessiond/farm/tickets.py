@@ -18,8 +18,11 @@ from sessiond.farm.etcd_client import EtcdClient
 from sessiond.farm.etcd_codec import Compare, RangeResult, op_delete, op_range
 from sessiond.farm.records import FarmKeys, check_host_id, check_user
 
-# Seconds a ticket stays redeemable (the client reconnects at once; etcd's lease floor is ~2 s).
+# Seconds a ticket stays redeemable (the client reconnects at once; etcd's lease floor is ~2 s):
+# the default and the bounds of [farm] ticket_ttl.
 TICKET_TTL = 30
+MIN_TICKET_TTL = 2
+MAX_TICKET_TTL = 600
 # Length of a ticket as the client sees it (URL-safe base64 of 32 random bytes).
 TICKET_CHARS = 43
 # Largest ticket record accepted back from etcd.
