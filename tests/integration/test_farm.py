@@ -150,6 +150,7 @@ def test_admin_hosts_farm_list_and_drain(farm: Farm, user_factory: object) -> No
 
 def test_host_cut_off_from_etcd_refuses_placements_and_keeps_its_session(farm: Farm, net: FarmNet,
                                                                         user_factory: object) -> None:  # fmt: skip
+    from seamless_client import SeamlessClient
     from svtest import sessionctl
 
     for name in ("a", "c"):
@@ -159,12 +160,18 @@ def test_host_cut_off_from_etcd_refuses_placements_and_keeps_its_session(farm: F
     assert farm.holder(session) == ["b"]
     for name in ("a", "c"):
         assert sessionctl(farm["b"], "drain", name, "--undo").returncode == 0
+    connected = SeamlessClient(farm["b"], user)  # the user's client, connected before the cut
     net.namespaces["b"].cut_etcd(net.etcd_address)  # b's route to etcd only: its clients still reach it
     cut = time.monotonic()
     newcomer = user_factory("farmn")  # type: ignore[operator]
     refused = svclient(farm["b"], newcomer, "login", resume=False)
     assert refused.returncode != 0 and "etcd" in refused.stderr, refused.stderr  # a clear refusal, no session
     assert time.monotonic() - cut < LEASE_TTL + 10
+    # The connected client goes on over the same connection, well past the lease: it starts an app and sees it.
+    connected.pump_until(lambda: time.monotonic() - cut > LEASE_TTL + 1, LEASE_TTL + 5)
+    assert connected.launch("xterm", 1).ok
+    assert connected.window_of("xterm", 30) is not None
+    connected.close()
     again = svclient(farm["b"], user, "screenshot", os.path.join(os.path.dirname(farm["b"].config), "s.png"),
                      resume=False)  # fmt: skip
     assert again.returncode == 0, again.stderr  # the connected session goes on, pixels and all
