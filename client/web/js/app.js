@@ -13,7 +13,7 @@ import { ClipboardBridge } from './clipboard.js';
 import { FileBridge } from './files.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
-import { firstAuth, redirectUrl, refusalText } from './login.js';
+import { firstAuth, loggedInText, redirectTarget, refusalText } from './login.js';
 import { InputBinding } from './input.js';
 import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
@@ -51,6 +51,7 @@ class WebClient {
     this.leaving = false;
     this.authenticated = false;
     this.method = '';
+    this.notice = '';
     this.canvas = $('screen');
     this.desktop = $('desktop');
     this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
@@ -87,9 +88,9 @@ class WebClient {
   }
 
   start() {
-    const auth = firstAuth(window.location, window.history, sessionStorage, STORE); // login.js
-    if (auth) this.connect(auth);
-    else this.showLogin('');
+    const { auth, notice } = firstAuth(window.location, window.history, sessionStorage, STORE); // login.js
+    this.notice = notice; // what the host that sent us here said (a lost session, where we are)
+    return auth ? this.connect(auth) : this.showLogin('');
   }
 
   // -- views and status ------------------------------------------------------------
@@ -279,8 +280,7 @@ class WebClient {
   }
 
   onAuthResult(f) {
-    // The session is on another farm host: go to that host's page with the ticket (one hop only).
-    const there = !f.ok && this.method === 'password' && f.redirect ? redirectUrl(f.redirect, f.user, f.ticket) : null;
+    const there = redirectTarget(f, this.method); // the session is on another farm host: go there (login.js)
     if (there) {
       this.status(`${f.message} Going there…`, 'busy');
       window.location.assign(there);
@@ -295,7 +295,8 @@ class WebClient {
     this.reconnects = 0;
     if (f.resume_token) sessionStorage.setItem(STORE.token, f.resume_token);
     sessionStorage.setItem(STORE.user, f.user);
-    this.status(`Logged in as ${f.user}`);
+    this.notice = f.message || this.notice; // e.g. "your previous session on host B was lost"
+    this.status(loggedInText('Logged in', f.user, this.notice));
     this.audio.sessionReady();
     for (const t of this.transfers) t.sessionReady();
     const lang = (navigator.language || '').replace('-', '_');
@@ -390,7 +391,8 @@ class WebClient {
     if (!this.firstFrameSeen) {
       this.firstFrameSeen = true;
       this.canvas.dataset.firstFrameMs = String(Math.round(performance.now()));
-      this.status(`Connected as ${sessionStorage.getItem(STORE.user)}`);
+      this.status(loggedInText('Connected', sessionStorage.getItem(STORE.user), this.notice));
+      this.notice = ''; // said once
     }
   }
 }

@@ -22,27 +22,38 @@ import { Reason } from './protocol.js';
 // The fragment keys; the target page takes both or neither.
 export const USER_KEY = 'farm-user';
 export const TICKET_KEY = 'farm-ticket';
+export const NOTICE_KEY = 'farm-notice';
 // A ticket as the server makes it: URL-safe base64 of 32 bytes (sessiond/farm/tickets.py).
 const TICKET_RE = /^[A-Za-z0-9_-]{43}$/;
 // HOST:PORT as a farm host advertises itself: a DNS name or IPv4 address, or [IPv6].
 const ADDRESS_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$/;
 // Longest user name put into the fragment (the server's own limit is lower).
 const MAX_USER = 256;
+// Longest notice carried to the other host's page (what the redirecting host said: a lost
+// session, where the session is); longer ones are cut.
+export const MAX_NOTICE = 1000;
 
 /**
- * The URL of the web client on the host named by an AUTH_RESULT redirect, with the user and
- * ticket in its fragment; null when the redirect is malformed (then the message is shown instead).
+ * The URL of the web client on the host named by an AUTH_RESULT redirect, with the user, ticket
+ * and NOTICE (the redirect's message) in its fragment; null when the redirect is malformed (then
+ * the message is shown here instead).
  */
-export function redirectUrl(redirect, user, ticket) {
+export function redirectUrl(redirect, user, ticket, notice = '') {
   const match = ADDRESS_RE.exec(String(redirect || ''));
   if (!match || Number(match[1]) < 1 || Number(match[1]) > 65535) return null;
   if (!TICKET_RE.test(String(ticket || '')) || !user || String(user).length > MAX_USER) return null;
   const fragment = new URLSearchParams({ [USER_KEY]: user, [TICKET_KEY]: ticket });
+  if (notice) fragment.set(NOTICE_KEY, String(notice).slice(0, MAX_NOTICE));
   return `https://${redirect}/web/#${fragment}`;
 }
 
+/** Where AUTH_RESULT F sends a login made with METHOD: only a password login follows (one hop). */
+export function redirectTarget(f, method) {
+  return !f.ok && method === 'password' && f.redirect ? redirectUrl(f.redirect, f.user, f.ticket, f.message) : null;
+}
+
 /**
- * The {user, ticket} a redirect left in this page's fragment, or null. The fragment is removed
+ * The {user, ticket, notice} a redirect left in this page's fragment, or null. The fragment is removed
  * from the address bar and the history entry before anything else happens (single use).
  */
 export function takeTicket(location, history) {
@@ -53,21 +64,27 @@ export function takeTicket(location, history) {
   const user = params.get(USER_KEY) || '';
   const ticket = params.get(TICKET_KEY) || '';
   if (!user || user.length > MAX_USER || !TICKET_RE.test(ticket)) return null;
-  return { user, ticket };
+  return { user, ticket, notice: (params.get(NOTICE_KEY) || '').slice(0, MAX_NOTICE) };
 }
 
 /**
- * The first AUTH of this page: a redirect's ticket left in the fragment (removed at once), else the
- * resume token of this tab (STORE names the sessionStorage keys), else null (show the login form).
+ * The first AUTH of this page and what to tell the user once logged in: a redirect's ticket left in
+ * the fragment (removed at once) with the redirecting host's notice, else the resume token of this
+ * tab (STORE names the sessionStorage keys), else a null auth (show the login form).
  */
 export function firstAuth(location, history, storage, store) {
   const arrival = takeTicket(location, history);
   if (arrival) {
     storage.setItem(store.user, arrival.user);
-    return { method: 'ticket', user: arrival.user, token: arrival.ticket };
+    return { auth: { method: 'ticket', user: arrival.user, token: arrival.ticket }, notice: arrival.notice };
   }
   const token = storage.getItem(store.token);
-  return token ? { method: 'resume', user: storage.getItem(store.user) || '', token } : null;
+  return { auth: token ? { method: 'resume', user: storage.getItem(store.user) || '', token } : null, notice: '' };
+}
+
+/** The status line once logged in as USER: with what the server (or the redirecting host) said. */
+export function loggedInText(verb, user, notice) {
+  return notice ? `${verb} as ${user}. ${notice}` : `${verb} as ${user}`;
 }
 
 /** What the login page says when AUTH_RESULT F refused a login made with METHOD. */

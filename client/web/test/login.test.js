@@ -3,7 +3,10 @@
 // address bar before using it (single use, never left in history).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TICKET_KEY, USER_KEY, firstAuth, redirectUrl, refusalText, takeTicket } from '../js/login.js';
+import {
+  MAX_NOTICE, NOTICE_KEY, TICKET_KEY, USER_KEY,
+  firstAuth, loggedInText, redirectTarget, redirectUrl, refusalText, takeTicket,
+} from '../js/login.js';
 import { Reason } from '../js/protocol.js';
 
 const TICKET = 'A'.repeat(20) + '-_' + 'z'.repeat(21); // 43 URL-safe characters
@@ -60,8 +63,9 @@ test('the target page takes the ticket and clears it from the address bar first'
   const history = new FakeHistory();
   const hash = `#${new URLSearchParams({ [USER_KEY]: 'alice', [TICKET_KEY]: TICKET })}`;
   const storage = new FakeStorage({ t: 'old-token' });
-  const auth = firstAuth({ hash, pathname: '/web/', search: '' }, history, storage, STORE);
+  const { auth, notice } = firstAuth({ hash, pathname: '/web/', search: '' }, history, storage, STORE);
   assert.deepEqual(auth, { method: 'ticket', user: 'alice', token: TICKET });
+  assert.equal(notice, '');
   assert.deepEqual(history.urls, ['/web/']);
   assert.equal(storage.getItem('u'), 'alice');
 });
@@ -73,8 +77,8 @@ test('a bad fragment is still cleared and falls back to the resume token or the 
   assert.deepEqual(history.urls, ['/web/']);
   const storage = new FakeStorage({ u: 'bob', t: 'tok' });
   assert.deepEqual(firstAuth({ hash: '', pathname: '/web/', search: '' }, history, storage, STORE),
-    { method: 'resume', user: 'bob', token: 'tok' });
-  assert.equal(firstAuth({ hash: '#x', pathname: '/web/', search: '' }, history, new FakeStorage(), STORE), null);
+    { auth: { method: 'resume', user: 'bob', token: 'tok' }, notice: '' });
+  assert.equal(firstAuth({ hash: '#x', pathname: '/web/', search: '' }, history, new FakeStorage(), STORE).auth, null);
   assert.equal(history.urls.length, 1); // no ticket key: the fragment is not ours to touch
 });
 
@@ -84,4 +88,25 @@ test('refusals say what happened, by method', () => {
   assert.match(refusalText(failed, 'resume'), /automatic login expired/);
   assert.equal(refusalText(failed, 'ticket'), `Login refused: ${failed.message}`);
   assert.match(refusalText({ code: Reason.SESSION_UNAVAILABLE, message: 'full' }, 'password'), /could not start: full/);
+});
+
+test('the redirecting host\'s message travels along (bounded) and is said once logged in', () => {
+  const said = 'Your previous session (s1) was on host b, which stopped answering; it is lost. This is a new session.';
+  const url = new URL(redirectUrl('h:1', 'alice', TICKET, said));
+  const history = new FakeHistory();
+  const { notice } = firstAuth({ hash: url.hash, pathname: '/web/', search: '' }, history, new FakeStorage(), STORE);
+  assert.equal(notice, said);
+  assert.equal(loggedInText('Connected', 'alice', notice), `Connected as alice. ${said}`);
+  assert.equal(loggedInText('Connected', 'alice', ''), 'Connected as alice');
+  const long = new URL(redirectUrl('h:1', 'alice', TICKET, 'x'.repeat(MAX_NOTICE + 50)));
+  assert.equal(new URLSearchParams(long.hash.slice(1)).get(NOTICE_KEY).length, MAX_NOTICE);
+});
+
+test('only a password login follows a redirect: one hop, never from a ticket or resume login', () => {
+  const f = { ok: false, code: Reason.SESSION_UNAVAILABLE, user: 'alice', redirect: 'h:1', ticket: TICKET, message: 'm' };
+  assert.equal(new URL(redirectTarget(f, 'password')).host, 'h:1');
+  assert.equal(redirectTarget(f, 'ticket'), null);
+  assert.equal(redirectTarget(f, 'resume'), null);
+  assert.equal(redirectTarget({ ...f, redirect: '' }, 'password'), null);
+  assert.equal(redirectTarget({ ...f, ok: true }, 'password'), null);
 });
