@@ -125,6 +125,12 @@ def _lease_ttl(value: str) -> int:
     return _int(MIN_LEASE_TTL, 3600)(value)
 
 
+def _ticket_ttl(value: str) -> int:
+    from sessiond.farm.tickets import MAX_TICKET_TTL, MIN_TICKET_TTL
+
+    return _int(MIN_TICKET_TTL, MAX_TICKET_TTL)(value)
+
+
 def _prefix(value: str) -> str:
     if not value.startswith("/") or not value.endswith("/") or "//" in value:
         raise ValueError("must start and end with / (e.g. /sessiond/farm/)")
@@ -251,6 +257,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "etcd_cert": ("", str),
         "etcd_key": ("", str),
         "prefix": ("/sessiond/farm/", _prefix),
+        "ticket_ttl": ("30", _ticket_ttl),
     },
 }
 

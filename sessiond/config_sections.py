@@ -177,6 +177,7 @@ class FarmSection:
     etcd_cert: str
     etcd_key: str
     prefix: str
+    ticket_ttl: int
 
     @property
     def enabled(self) -> bool:

@@ -79,7 +79,8 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     supervising = SupervisorService(supervisor)
     supervising.setServiceParent(root)
     directory = build_directory(config.farm, reactor, registry, lambda: len(supervisor.sessions), fingerprint,
-                                on_registered=supervisor.adopt_farm_sessions)  # fmt: skip
+                                on_registered=supervisor.adopt_farm_sessions,
+                                busy_users=supervisor.busy_users)  # fmt: skip
     supervisor.directory = directory
     # After the supervisor in the tree: stopped first, so the lease is revoked before sessions are released.
     DirectoryService(directory, supervising.adopted, reactor).setServiceParent(root)

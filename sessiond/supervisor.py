@@ -131,6 +131,10 @@ class SessionSupervisor:
         """A device is shared: keep watching the policy for changes."""
         self._usb_watcher.ensure_running()
 
+    def busy_users(self) -> set[str]:
+        """Users with a session on this host, running or starting."""
+        return set(self.sessions) | set(self._starting)
+
     def by_id(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions.values() if s.id == session_id), None)
 

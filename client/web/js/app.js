@@ -13,6 +13,7 @@ import { ClipboardBridge } from './clipboard.js';
 import { FileBridge } from './files.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
+import { firstAuth, loggedInText, redirectTarget, refusalText } from './login.js';
 import { InputBinding } from './input.js';
 import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
@@ -50,6 +51,7 @@ class WebClient {
     this.leaving = false;
     this.authenticated = false;
     this.method = '';
+    this.notice = '';
     this.canvas = $('screen');
     this.desktop = $('desktop');
     this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
@@ -86,9 +88,9 @@ class WebClient {
   }
 
   start() {
-    const token = sessionStorage.getItem(STORE.token);
-    if (token) this.connect({ method: 'resume', user: sessionStorage.getItem(STORE.user) || '', token });
-    else this.showLogin('');
+    const { auth, notice } = firstAuth(window.location, window.history, sessionStorage, STORE); // login.js
+    this.notice = notice; // what the host that sent us here said (a lost session, where we are)
+    return auth ? this.connect(auth) : this.showLogin('');
   }
 
   // -- views and status ------------------------------------------------------------
@@ -278,24 +280,23 @@ class WebClient {
   }
 
   onAuthResult(f) {
+    const there = redirectTarget(f, this.method); // the session is on another farm host: go there (login.js)
+    if (there) {
+      this.status(`${f.message} Going there…`, 'busy');
+      window.location.assign(there);
+      return;
+    }
     if (!f.ok) {
       sessionStorage.removeItem(STORE.token);
-      const text = {
-        [Reason.AUTH_FAILED]: this.method === 'resume'
-          ? 'Your session is still running, but the automatic login expired; please log in again.'
-          : 'Wrong user name or password.',
-        [Reason.RATE_LIMITED]: 'Too many failed logins from this address; wait a minute and try again.',
-        [Reason.NOT_ENTITLED]: `This account may not use sessions: ${f.message}`,
-        [Reason.SESSION_UNAVAILABLE]: `Your session could not start: ${f.message}`,
-      }[f.code] || `Login refused: ${f.message}`;
-      this.showLogin(text);
+      this.showLogin(refusalText(f, this.method));
       return;
     }
     this.authenticated = true;
     this.reconnects = 0;
     if (f.resume_token) sessionStorage.setItem(STORE.token, f.resume_token);
     sessionStorage.setItem(STORE.user, f.user);
-    this.status(`Logged in as ${f.user}`);
+    this.notice = f.message || this.notice; // e.g. "your previous session on host B was lost"
+    this.status(loggedInText('Logged in', f.user, this.notice));
     this.audio.sessionReady();
     for (const t of this.transfers) t.sessionReady();
     const lang = (navigator.language || '').replace('-', '_');
@@ -384,14 +385,14 @@ class WebClient {
     }
   }
 
-
   onFrame(seq) {
     this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });
     this.canvas.dataset.frames = String(this.screen.frames);
     if (!this.firstFrameSeen) {
       this.firstFrameSeen = true;
       this.canvas.dataset.firstFrameMs = String(Math.round(performance.now()));
-      this.status(`Connected as ${sessionStorage.getItem(STORE.user)}`);
+      this.status(loggedInText('Connected', sessionStorage.getItem(STORE.user), this.notice));
+      this.notice = ''; // said once
     }
   }
 }
