@@ -129,7 +129,8 @@ def measure(daemon_pid: int, name: str) -> Measurement:
     tree = _children()
     result = Measurement(name, daemon=pss_bytes(daemon_pid))
     for child in tree.get(daemon_pid, []):
-        if "isolation.enter" not in _cmdline(child):
+        cmdline = _cmdline(child)
+        if "isolation.enter" not in cmdline and "isolation/init.py" not in cmdline:
             continue
         below = tree.get(child, [])
         if not below:  # a warm slot: spawned, waiting for its user

@@ -123,11 +123,19 @@ class LinuxOps:
 
     def supervise(self, child: int) -> int:
         self.forwarder.set_target(child)
-        return init.wait_for(child)
+        return self._become_waiter(init.SUPERVISE, child, lambda: init.wait_for(child))
 
     def run_init(self, agent: int) -> int:
         self.forwarder.set_target(agent)
-        return init.reap_until(agent)
+        return self._become_waiter(init.INIT, agent, lambda: init.reap_until(agent))
+
+    def _become_waiter(self, role: str, child: int, wait_here: Callable[[], int]) -> int:
+        """Exec init.py's loop in a minimal interpreter (see isolation/init.py: it keeps
+        none of this process's memory); if that exec fails, wait in this process."""
+        argv = init.waiter_argv(role, child)
+        with contextlib.suppress(OSError):
+            os.execv(argv[0], argv)
+        return wait_here()
 
     def set_parent_death_signal(self) -> None:
         linux.set_parent_death_signal(signal.SIGKILL)

@@ -176,3 +176,50 @@ def test_the_agent_loads_without_openssl(entry: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SESSIOND_LINK_TOKEN"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == ["None", "True"], done.stderr
+
+
+WAITER_PARENT = """
+import os, signal, sys, time
+from isolation import init
+child = os.fork()
+if child == 0:
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(5))
+    print("ready", flush=True)
+    time.sleep(60)
+    os._exit(1)
+argv = init.waiter_argv(sys.argv[1], child)
+os.execv(argv[0], argv)
+"""
+
+
+def _catches_sigterm(pid: int) -> bool:
+    if b"init.py" not in open(f"/proc/{pid}/cmdline", "rb").read():
+        return False
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        caught = int(next(line for line in handle if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (15 - 1)))
+
+
+@pytest.mark.parametrize("role", [init_role for init_role in ("supervise", "init")])
+def test_the_exec_d_waiter_forwards_sigterm_and_exits_with_the_childs_status(role: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", WAITER_PARENT, role], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        deadline = 400
+        while deadline and not _catches_sigterm(proc.pid):
+            subprocess.run(["sleep", "0.05"], check=True)  # exec'd, but its handler is not in yet
+            deadline -= 1
+        cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")
+        assert cmdline[1:3] == [b"-I", b"-S"] and cmdline[4] == role.encode()
+        proc.send_signal(15)
+        assert proc.wait(timeout=30) == 5
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_waiter_refuses_other_arguments() -> None:
+    from isolation import init
+
+    done = subprocess.run(init.waiter_argv("supervise", 1)[:-2] + ["run", "x"], capture_output=True, text=True)
+    assert done.returncode == init.EXIT_USAGE and "usage" in done.stderr
