@@ -223,3 +223,27 @@ def test_the_waiter_refuses_other_arguments() -> None:
 
     done = subprocess.run(init.waiter_argv("supervise", 1)[:-2] + ["run", "x"], capture_output=True, text=True)
     assert done.returncode == init.EXIT_USAGE and "usage" in done.stderr
+
+
+def _run_agent_in_process(as_nobody: bool) -> subprocess.CompletedProcess[str]:
+    script = ("import os, sys\nfrom isolation import zygote\n"
+              "zygote.run_in_process([sys.executable, '-m', 'sessiond.agent'], {'PATH': '/usr/bin:/bin'})\n")
+    env = {**os.environ, "SESSIOND_LINK_TOKEN": "from-the-parent"}
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
+    return subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          cwd="/")  # fmt: skip
+
+
+def test_the_agent_run_in_process_gets_only_the_session_environment() -> None:
+    """run_in_process does what execve of `python -m sessiond.agent` would: the agent sees only
+    the session's environment (here without a link token, so it stops with 73)."""
+    done = _run_agent_in_process(as_nobody=os.geteuid() == 0)
+    assert done.returncode == 73, done.stderr
+    assert "no link token" in done.stderr, "the parent's environment reached the agent"
+
+
+def test_the_agent_run_in_process_still_refuses_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("run the tests as root: the agent's own root check needs root to be seen")
+    done = _run_agent_in_process(as_nobody=False)
+    assert done.returncode == 70 and "refusing to run as root" in done.stderr, done.stderr
