@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -104,7 +105,8 @@ def test_a_warm_slot_serves_one_login_as_that_user_and_the_pool_refills(server: 
     slot = wait_for_slot(server)
     assert uids(slot) == {0}, "a waiting slot is the root sandbox entry, as before a cold start"
     for user in (alice, bob):
-        assert not os.popen(f"pgrep -u {user.name}").read().strip(), "a user's process exists before login"
+        before = subprocess.run(["pgrep", "-u", user.name], capture_output=True, text=True)
+        assert not before.stdout.strip(), "a user's process exists before login"
 
     launched = svclient(server, alice, "launch", "xterm")
     assert launched.returncode == 0, launched.stderr + server.log()

@@ -200,7 +200,7 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(caught & (1 << (15 - 1)))
 
 
-@pytest.mark.parametrize("role", [init_role for init_role in ("supervise", "init")])
+@pytest.mark.parametrize("role", ["supervise", "init"])
 def test_the_exec_d_waiter_forwards_sigterm_and_exits_with_the_childs_status(role: str) -> None:
     proc = subprocess.Popen([sys.executable, "-c", WAITER_PARENT, role], stdout=subprocess.PIPE, text=True)
     try:
