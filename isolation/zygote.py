@@ -1,19 +1,19 @@
 # The agent zygote: the sandbox entry with the agent's code already loaded.
 #
-# Why: a session's first three processes (the root supervisor, the
-# namespace's init and the agent) used to be two interpreters: enter's, which
-# the init shares copy-on-write, and a fresh `python -m sessiond.agent` that
-# imports the whole display pipeline again (~22 MiB PSS, a few hundred ms on
-# a busy host). With `isolation.enter --zygote`, the root entry imports the
-# agent's modules before it reads its spec, freezes the garbage collector
-# (gc.freeze: the collector never writes to those objects, so their pages
-# stay shared after fork), and after the privilege drop the agent runs in
-# the forked process instead of being exec'd: supervisor, init and agent
-# share one interpreter image. A warm slot (sessiond.warm_pool) is such a
-# zygote spawned before any user logged in, blocked on reading its spec.
+# Why: without it, every session starts a fresh `python -m sessiond.agent`
+# that imports the whole display pipeline again (a few hundred ms on a busy
+# host) after the sandbox entry has already started one interpreter. With
+# `isolation.enter --zygote`, the root entry imports the agent's modules
+# before it reads its spec, freezes the garbage collector (gc.freeze: the
+# collector never writes to those objects, so their pages stay shared with
+# the forks), and after the privilege drop the agent runs in the forked
+# process instead of being exec'd. (The supervisor and the init then exec a
+# minimal wait loop, isolation/init.py, so they keep none of it.) A warm slot
+# (sessiond.warm_pool) is such a zygote spawned before any user logged in,
+# blocked on reading its spec.
 #
-# What runs as root in a zygote is the import of root-owned code (the same
-# modules sessiond itself imports) and nothing else: no user, no client and
+# What runs as root in a zygote is the import of root-owned code (from the
+# installation sessiond itself runs from) and nothing else: no user, no client and
 # no agent code path runs before the drop is verified (isolation.enter), and
 # the agent is started only when the spec asks for exactly
 # `<this interpreter> -m sessiond.agent`; any other program is exec'd as
