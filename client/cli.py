@@ -242,6 +242,9 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         size = await with_timeout(reactor, client.resize(args.width, args.height), timeout, "the resize")
         await with_timeout(reactor, client.next_frame(), timeout, "a frame at the new size")
         print(f"desktop is {size.width}x{size.height}")
+        if size.width < args.width or size.height < args.height:
+            print(f"svclient: asked for {args.width}x{args.height}, larger than this session allows; the server "
+                  f"capped it at {size.width}x{size.height} (its [session] max_width/max_height)", file=sys.stderr)
     elif args.command in ("type", "key", "click"):
         await with_timeout(reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
         if args.command == "type":

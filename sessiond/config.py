@@ -37,6 +37,9 @@ from sessiond.usb_rules import parse_principal_rules as _usb_principals
 from sessiond.usb_rules import parse_rules as _usb_rules
 
 DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
+# Warm sandboxes kept ready ([session] warm_pool): each idle one costs a few
+# MiB of root memory (docs/admin.md), so a typo cannot pin gigabytes.
+MAX_WARM_POOL = 64
 
 
 class ConfigError(Exception):
@@ -168,8 +171,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
     "session": {
         "width": ("1280", _int(64, 8192)),
         "height": ("800", _int(64, 8192)),
-        "max_width": ("3840", _int(64, 8192)),
-        "max_height": ("2160", _int(64, 8192)),
+        "max_width": ("2560", _int(64, 8192)),
+        "max_height": ("1440", _int(64, 8192)),
         "python": (DEFAULT_INSTALL_PREFIX + "/venv/bin/python", str),
         "start_timeout": ("15", _float(1.0, 300.0)),
         "path": ("/usr/local/bin:/usr/bin:/bin", str),
@@ -181,6 +184,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "cpu_max": ("max", parse_cpu),
         "cpu_weight": ("100", parse_cpu_weight),
         "mode": ("seamless", _choice("seamless", "desktop")),
+        "zygote": ("true", _bool),
+        "warm_pool": ("0", _int(0, MAX_WARM_POOL)),
     },
     "limits": {
         "users": ("", parse_overrides),
@@ -217,6 +222,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
     },
     "audio": {
         "max_kbps": ("0", _int(0, 10_000_000)),
+        "sound_server": ("on_demand", _choice("on_demand", "eager")),
     },
     "usb": {
         "enabled": ("true", _bool),

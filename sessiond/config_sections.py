@@ -58,6 +58,8 @@ class SessionSection:
     cpu_max: int | None
     cpu_weight: int
     mode: str  # "seamless": each app window is a client window; "desktop": one screen
+    zygote: bool  # the sandbox entry preloads the agent and runs it without exec (isolation.zygote)
+    warm_pool: int  # sandboxes started ahead of logins (sessiond.warm_pool); 0 = none
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class AudioSection:
     """[audio]"""
 
     max_kbps: int
+    sound_server: str  # "on_demand": PulseAudio starts on first use; "eager": at session start
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ class SupervisorService(service.Service):
     def startService(self) -> None:  # noqa: N802 - Twisted name
         super().startService()
         self._adopted = self.supervisor.adopt_all()
+        self.supervisor.warm_pool.start()
 
     def adopted(self) -> defer.Deferred[None]:
         """Fires (never fails) once the sessions a previous sessiond left are re-adopted."""
@@ -58,6 +59,7 @@ class SupervisorService(service.Service):
 
     def stopService(self) -> Any:  # noqa: N802 - Twisted name
         super().stopService()
+        self.supervisor.warm_pool.stop()
         return self.supervisor.stop_all()
 
 
