@@ -130,7 +130,8 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
             f"[auth]\nfailure_delay = 0.3\n"
             # the workloads read the client's desktop framebuffer (seamless mode,
             # the default since issue 13, has one surface per window instead)
-            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\nmode = desktop\n{session_extra}"
+            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
+            f"mode = desktop\n{session_extra}"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
         )
         if display:
