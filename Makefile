@@ -23,7 +23,7 @@ DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
 	pulseaudio pulseaudio-utils \
 	chromium nodejs iproute2 etcd-server \
-	xclip
+	xclip ffmpeg
 
 .PHONY: all install deps-debian venv sslyze demo test unit lint webtest clean
 
