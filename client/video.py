@@ -36,6 +36,8 @@ ALIGN_SLACK_H = 64
 # One thread: frame threading would hold frames back (latency) and each
 # thread allocates its own pictures.
 DECODER_THREADS = 1
+# Threads of the YUV -> RGB conversion of a decoded picture (~1/3 of a frame's cost).
+CONVERT_THREADS = 2
 
 
 class VideoDecodeError(ValueError):
@@ -104,7 +106,7 @@ class VideoDecoders:
             raise VideoDecodeError(f"H264 picture is {frame.width}x{frame.height}, the stream is {w}x{h}")
         stream.frames += 1
         self.frames += 1
-        image = frame.to_image()
+        image = frame.to_image(threads=CONVERT_THREADS)
         return image if image.size == (w, h) else image.crop((0, 0, w, h))
 
     @staticmethod

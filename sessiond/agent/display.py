@@ -131,7 +131,7 @@ class DesktopSource:
             x, y, w, h = rect
             rows = Image.frombuffer("RGBX", (stride // 4, h), pixels[y * stride : (y + h) * stride], "raw", "RGBX",
                                     stride, 1)  # fmt: skip
-            return rows.crop((x, 0, x + w, h))
+            return rows if (x, w) == (0, stride // 4) else rows.crop((x, 0, x + w, h))  # full rows: no copy
 
         def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
             return encode_rects(encoder, lossless, pixels, stride, pieces, width=width, height=height,
@@ -258,6 +258,8 @@ class DisplayPipeline:
         self.last_frame_us = 0
         self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
         self._timer: asyncio.TimerHandle | None = None
+        # Apart from _timer: a refinement wake-up must never delay a frame that damage asks for.
+        self._wake_timer: asyncio.TimerHandle | None = None
         # A frame is owed even if nothing is damaged (a client connected or
         # asked for a refresh while no window has pixels: it still gets its
         # FRAME_END, so "wait for a frame" never hangs on an empty session).
@@ -321,8 +323,8 @@ class DisplayPipeline:
             return
         if not self.source.pending() and not self._owed:
             due = self.video.next_due_in() if self.video is not None else None
-            if due is not None:  # wake up to refine a video that stopped changing
-                self._timer = self.loop.call_later(due + 0.001, self._wake)
+            if due is not None and self._wake_timer is None:  # wake up to refine a video that stopped changing
+                self._wake_timer = self.loop.call_later(due + 0.001, self._wake)
             return
         if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
             return  # client is behind: damage keeps coalescing meanwhile
@@ -334,7 +336,7 @@ class DisplayPipeline:
         self._timer = self.loop.call_later(delay, self._send_frame)
 
     def _wake(self) -> None:
-        self._timer = None
+        self._wake_timer = None
         self.schedule()
 
     def _send_frame(self) -> None:

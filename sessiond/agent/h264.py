@@ -99,10 +99,13 @@ class H264Encoder:
                 self._context = self._open()
             frame = av.VideoFrame(self.coded[0], self.coded[1], "bgr0")
             plane = frame.planes[0]
-            padded = Image.new("RGBX", (plane.line_size // BYTES_PER_PIXEL, self.coded[1]))
-            padded.paste(image, (0, 0))
-            plane.update(padded.tobytes())
-            packets = self._context.encode(frame.reformat(format="yuv420p"))
+            if plane.line_size == self.width * BYTES_PER_PIXEL and self.coded == image.size:
+                plane.update(image.tobytes())  # rows already as the plane lays them out: one copy
+            else:
+                padded = Image.new("RGBX", (plane.line_size // BYTES_PER_PIXEL, self.coded[1]))
+                padded.paste(image, (0, 0))
+                plane.update(padded.tobytes())
+            packets = self._context.encode(frame.reformat(format="yuv420p", threads=THREADS))
         except (av.FFmpegError, ValueError) as exc:
             self._context = None
             raise H264Error(f"H.264 encode failed: {exc}") from None

@@ -6,7 +6,8 @@
 # and as lossless far more; H.264 sends the difference between frames, ~12
 # kB a frame at 3 Mbit/s.  But H.264 is lossy and a still screen must end
 # pixel-exact, so a stream lives only while its area keeps changing: after
-# IDLE_SECONDS without damage there the area is sent once more through the
+# about three of its frame intervals without damage there (idle_after(): 0.2
+# to 1 s) the area is sent once more through the
 # ordinary lossless path (PALETTE/PNG/RAW_LZ4, never JPEG) and the stream
 # ends (an END unit frees the client's decoder).
 #
@@ -42,12 +43,19 @@ Rect = tuple[int, int, int, int]
 MIN_PIXELS = 256 * 144
 # Frames in a row with about the same large area damaged before a stream starts.
 START_FRAMES = 6
-# Two counted frames further apart than this are not "in a row".
-GAP_SECONDS = 0.25
+# Two counted frames further apart than this are not "in a row" (a loaded
+# machine's player may manage only a few frames a second).
+GAP_SECONDS = 0.5
 # Intersection over union of two frames' areas for "about the same area".
 OVERLAP = 0.8
-# Without damage in its area for this long, a stream is refined losslessly and ends.
+# Without damage in its area for IDLE_FRAMES of its own frame intervals (at
+# least IDLE_SECONDS, at most IDLE_MAX_SECONDS), a stream is refined
+# losslessly and ends: a slow player must not be refined between frames.
 IDLE_SECONDS = 0.2
+IDLE_FRAMES = 3
+IDLE_MAX_SECONDS = 1.0
+# Weight of the newest gap in a stream's frame interval (moving average).
+INTERVAL_WEIGHT = 0.25
 # The picture test: more distinct colours than this in a sample of the area.
 PHOTO_COLOURS = 256
 PHOTO_SAMPLE_STEP = 8
@@ -111,8 +119,14 @@ class VideoStream:
     rect: Rect
     encoder: H264Encoder
     last_damage_at: float
+    interval: float = 0.0  # moving average of the gaps between damaged frames
     frames: int = 0
     sent_bytes: int = field(default=0)
+
+
+def idle_after(stream: VideoStream) -> float:
+    """Seconds without damage after which the stream is refined and ends."""
+    return min(IDLE_MAX_SECONDS, max(IDLE_SECONDS, IDLE_FRAMES * stream.interval))
 
 
 class VideoRegions:
@@ -156,14 +170,14 @@ class VideoRegions:
     def due(self, surface: Hashable) -> bool:
         """True if the surface's stream has been idle long enough to refine."""
         stream = self.streams.get(surface)
-        return stream is not None and self.clock() - stream.last_damage_at >= IDLE_SECONDS
+        return stream is not None and self.clock() - stream.last_damage_at >= idle_after(stream)
 
     def next_due_in(self) -> float | None:
         """Seconds until the next stream becomes due (0 if one is), None if none streams."""
         if not self.streams:
             return None
         now = self.clock()
-        return max(0.0, min(s.last_damage_at + IDLE_SECONDS - now for s in self.streams.values()))
+        return max(0.0, min(s.last_damage_at + idle_after(s) - now for s in self.streams.values()))
 
     def _free_id(self) -> int | None:
         used = {stream.stream_id for stream in self.streams.values()}
@@ -227,7 +241,11 @@ class VideoRegions:
             else:
                 rest.append(rect)
         if hit:
-            stream.last_damage_at = self.clock()
+            now = self.clock()
+            gap = now - stream.last_damage_at
+            old = stream.interval
+            stream.interval = gap if not old else old + INTERVAL_WEIGHT * (gap - old)
+            stream.last_damage_at = now
         return hit, rest
 
     def encode(self, stream: VideoStream, image: Image.Image) -> Region | None:

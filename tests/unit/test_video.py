@@ -294,3 +294,23 @@ def test_reset_makes_the_next_unit_a_keyframe() -> None:
     video.reset()
     (region,) = run(video, surface, clock, 1, [(0, 0, 320, 240)])[0]
     assert parse(region.data, region.w, region.h).key
+
+
+def test_a_slow_player_is_not_refined_between_its_frames() -> None:
+    """At 3 frames a second the gap between frames is no pause: refinement
+    waits about three of the stream's own frame intervals (at most 1 s)."""
+    clock = Clock()
+    video = VideoRegions(clock)
+    video.enabled = True
+    surface = Surface(320, 240)
+    area = [(0, 0, 320, 240)]
+    for n in range(START_FRAMES + 4):
+        clock.now += 0.34
+        surface.picture = noise(320, 240, n)
+        regions = surface.frame(video, area)
+        if n >= START_FRAMES:
+            assert [r.encoding for r in regions] == [Encoding.H264]  # never an END in between
+    clock.now += 0.5
+    assert not video.due("desktop")
+    clock.now += 0.6
+    assert video.due("desktop")
