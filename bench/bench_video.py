@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 import spine_server  # noqa: E402  (also puts tests/ on sys.path)
+import video_codecs  # noqa: E402
 from svtest import HELLO, Server, frame, start_sessiond, stop_sessiond, tls_connect, wait_auth  # noqa: E402
 
 from client.framebuffer import Framebuffer  # noqa: E402
@@ -153,7 +154,7 @@ def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: fl
     try:
         sock.sendall(HELLO + frame(0, Auth(method="password", user=user.name, password=user.password)))
         if not wait_auth(sock, FrameDecoder()):
-            raise RuntimeError(f"login of {user.name} failed")
+            raise RuntimeError(f"login of {user.name} failed:\n{server.log()[-2000:]}")
         opening = (frame(0, ChannelOpen(channel=DISPLAY, kind=DISPLAY, window=DISPLAY_WINDOW))
                    + frame(0, ChannelOpen(channel=INPUT, kind=INPUT, window=1 << 16)))  # fmt: skip
         if h264:
@@ -183,10 +184,33 @@ def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: fl
         sock.close()
 
 
+def codec_table(count: int) -> None:
+    """The codecs alone, in this process (bench/video_codecs.py), for each source."""
+    print(
+        f"# codecs alone, {count} frames of {SCREEN[0]}x{SCREEN[1]} per source, medians, load={os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'source':<8} {'path':<7} {'agent ms':>9} {'client ms':>10} {'max fps':>8} {'kB/frame':>9} {'Mbit/s@30':>10}"
+    )
+    for source, graph in SOURCES.items():
+        frames = video_codecs.lavfi_frames(graph.format(w=SCREEN[0], h=SCREEN[1], fps=VIDEO_FPS, seconds=60), count)
+        figures = {
+            "stills": video_codecs.stills_figures(frames, *SCREEN),
+            "h264": video_codecs.h264_figures(frames, *SCREEN),
+        }
+        for path, fig in figures.items():
+            print(f"{source:<8} {path:<7} {fig.encode_ms:9.1f} {fig.decode_ms:10.1f} {fig.fps():8.1f} "
+                  f"{fig.frame_bytes / 1000:9.1f} {fig.mbit(VIDEO_FPS):10.2f}")  # fmt: skip
+        s, h = figures["stills"], figures["h264"]
+        fps_ratio, bytes_ratio = h.fps() / s.fps(), h.frame_bytes / s.frame_bytes
+        print(f"{source:<8} ratio h264/stills: max fps {fps_ratio:.2f}x, bytes {bytes_ratio:.3f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured seconds per variant")
     parser.add_argument("--source", choices=sorted(SOURCES), default="testsrc", help="the lavfi video played")
+    parser.add_argument("--codec-frames", type=int, default=40, help="frames of the in-process codec table (0: skip)")
     args = parser.parse_args()
     if shutil.which("ffplay") is None:
         print("ffplay is missing: apt-get install ffmpeg (the Makefile's DEB_PACKAGES)", file=sys.stderr)
@@ -219,6 +243,9 @@ def main() -> int:
     print(f"ratio h264/stills: fps {fps_ratio:.2f}x, Mbit/s {mbit_ratio:.3f}x;"
           f" h264 fps / source fps {hf / VIDEO_FPS:.2f}; goal >= 30 fps at <= 4 Mbit/s: "
           f"{'met' if hf >= 30 and hm <= 4 else 'not met'}")  # fmt: skip
+    if args.codec_frames:  # after the live run: PyAV's lavfi in this process upset the logins that follow it
+        print()
+        codec_table(args.codec_frames)
     return 0
 
 
