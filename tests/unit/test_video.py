@@ -314,3 +314,36 @@ def test_a_slow_player_is_not_refined_between_its_frames() -> None:
     assert not video.due("desktop")
     clock.now += 0.6
     assert video.due("desktop")
+
+
+def test_a_unit_past_max_video_payload_ends_the_stream_losslessly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent never sends a unit the client would refuse: past the bound,
+    the stream ends and its area goes out through the exact path."""
+    clock = Clock()
+    video = VideoRegions(clock)
+    video.enabled = True
+    surface = Surface(320, 240)
+    area = [(0, 0, 320, 240)]
+    run(video, surface, clock, START_FRAMES + 1, area)
+    assert video.streams
+    monkeypatch.setattr(video_mod, "MAX_VIDEO_PAYLOAD", 16)
+    surface.rest.clear()
+    (end, *rest) = run(video, surface, clock, 1, area)[0]
+    assert parse(end.data, end.w, end.h).end and rest
+    assert surface.rest == [([(0, 0, 320, 240)], True)]
+    assert not video.streams
+
+
+def test_set_bitrate_restarts_running_streams_with_a_keyframe() -> None:
+    clock = Clock()
+    video = VideoRegions(clock)
+    video.enabled = True
+    surface = Surface(320, 240)
+    run(video, surface, clock, START_FRAMES + 2, [(0, 0, 320, 240)])
+    video.set_bitrate(1_500_000)
+    assert video.bitrate == 1_500_000
+    (region,) = run(video, surface, clock, 1, [(0, 0, 320, 240)])[0]
+    assert parse(region.data, region.w, region.h).key
+    assert video.streams["desktop"].encoder.bitrate == 1_500_000
+    with pytest.raises(H264Error):
+        video.set_bitrate(10)
