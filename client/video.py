@@ -33,9 +33,10 @@ from protocol.video import VideoError, coded_size, parse
 # picture (16 px) plus its edge, measured: up to 1.28x at 200 x 130.
 ALIGN_SLACK_W = 32
 ALIGN_SLACK_H = 64
-# One thread: frame threading would hold frames back (latency) and each
-# thread allocates its own pictures.
-DECODER_THREADS = 1
+# Slice threads only: the agent's encoder cuts each picture into that many
+# slices, decoded in parallel; frame threading would hold frames back
+# (latency) and allocate pictures per thread.
+DECODER_THREADS = 2
 # Threads of the YUV -> RGB conversion of a decoded picture (~1/3 of a frame's cost).
 CONVERT_THREADS = 2
 
@@ -113,5 +114,6 @@ class VideoDecoders:
     def _open(w: int, h: int) -> av.VideoCodecContext:
         context = av.CodecContext.create("h264", "r")
         context.thread_count = DECODER_THREADS
+        context.thread_type = "SLICE"
         context.options = {"max_pixels": str(max_pixels(w, h))}
         return context
