@@ -6,7 +6,7 @@
 # canvas shows the pattern's saturated colours); once the input ends (ffplay
 # keeps its last picture) the lossless refinement makes the canvas equal,
 # byte for byte, to the session's root window read inside the session.
-"""Web client: H264 through WebCodecs, then the exact still frame."""
+"""Web client: H264 through WebCodecs, then the exact still frame (desktop and seamless mode)."""
 
 from __future__ import annotations
 
@@ -148,4 +148,89 @@ def test_chromium_decodes_h264_then_shows_the_exact_still(sessiond_server: Serve
     if not equal:
         Image.frombytes("RGB", (width, height), canvas).save(os.path.join(str(tmp_path), "canvas.png"))
     assert equal, f"the canvas differs from the session's still frame (see {tmp_path}); console: {console}"
+    page.close()
+
+
+# Seamless mode: the video is a window of its own on the page (a canvas per window).
+WINDOW_RGB_JS = """() => {
+  for (const c of document.querySelectorAll('.sv-window canvas')) {
+    if (c.width !== 640 || c.height !== 360) continue;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const rgb = new Uint8Array(c.width * c.height * 3);
+    for (let i = 0, j = 0; i < d.length; i += 4, j += 3) {
+      rgb[j] = d[i]; rgb[j + 1] = d[i + 1]; rgb[j + 2] = d[i + 2];
+    }
+    let s = '';
+    for (let i = 0; i < rgb.length; i += 0x8000) s += String.fromCharCode.apply(null, rgb.subarray(i, i + 0x8000));
+    return [Number(c.closest('.sv-window').dataset.window), btoa(s)];
+  }
+  return null;
+}"""
+WINDOW_CAPTURE = (
+    "import os,sys\n"
+    "from Xlib import display, X\n"
+    "from PIL import Image\n"
+    "name = ':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:]\n"
+    "d = display.Display(name); w = d.create_resource_object('window', int(sys.argv[1])); g = w.get_geometry()\n"
+    "raw = w.get_image(0, 0, g.width, g.height, X.ZPixmap, 0xffffffff).data\n"
+    "Image.frombytes('RGB', (g.width, g.height), raw, 'raw', 'BGRX').save(sys.stdout.buffer, 'PNG')\n"
+)
+
+
+@pytest.fixture(scope="module")
+def seamless_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond-seamless")), session="mode = seamless\n")
+    yield server
+    stop_sessiond(server)
+
+
+@pytest.fixture(scope="module")
+def window_user(user_factory: Any) -> TestUser:
+    return user_factory("svt-webvid-s")  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(shutil.which("ffplay") is None, reason="ffplay (Debian ffmpeg) is in the Makefile's DEB_PACKAGES")
+def test_seamless_window_decodes_h264_then_shows_the_exact_still(seamless_server: Server, window_user: TestUser,
+                                                                 browser: Any, tmp_path: Any) -> None:  # fmt: skip
+    page = browser.new_page(viewport={"width": 1024, "height": 700})
+    log_in(page, seamless_server, window_user)
+    xterm = page.locator('#apps button[data-app="xterm"]')
+    xterm.wait_for(timeout=UI_TIMEOUT_MS)
+    xterm.click()
+    # The desktop canvas is hidden in seamless mode; it still carries the counters.
+    page.wait_for_selector("#screen[data-video-codecs='1']", state="attached", timeout=UI_TIMEOUT_MS)
+    page.locator(".sv-window canvas").first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.wait_for_timeout(1500)
+    page.locator(".sv-window canvas").first.click(position={"x": 50, "y": 50})
+    page.keyboard.type(PLAY_COMMAND)
+    page.keyboard.press("Enter")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and video_frames(page) < 10:
+        page.wait_for_timeout(200)
+    assert video_frames(page) >= 10, "Chromium decoded no H.264 into the video's window"
+    last, still_since = video_frames(page), time.monotonic()
+    while time.monotonic() - still_since < 2.0 and time.monotonic() < deadline + 60:
+        page.wait_for_timeout(250)
+        if video_frames(page) != last:
+            last, still_since = video_frames(page), time.monotonic()
+    found = page.evaluate(WINDOW_RGB_JS)
+    assert found is not None, "no 640x360 window canvas on the page"
+    window = found[0]
+    done = subprocess.run(["nsenter", "-t", str(agent_pid(window_user.name)), "-m", "--",
+                           os.path.join(VENV_BIN, "python"), "-c", WINDOW_CAPTURE, str(window)],
+                          capture_output=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    path = os.path.join(str(tmp_path), "window.png")
+    with open(path, "wb") as handle:
+        handle.write(done.stdout)
+    with Image.open(path) as image:
+        session = image.convert("RGB").tobytes()
+    equal = False
+    for _ in range(40):
+        found = page.evaluate(WINDOW_RGB_JS)
+        if found is not None and base64.b64decode(found[1]) == session:
+            equal = True
+            break
+        page.wait_for_timeout(250)
+    assert equal, "the video window's canvas differs from the window's still frame in the session"
     page.close()
