@@ -17,13 +17,14 @@ PYTEST_ARGS ?=
 # module, libXext for MIT-SHM capture, libXdamage/libXfixes/libXcomposite for
 # per-window capture (ctypes), PAM, and the tools tests use;
 # pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl);
-# etcd-server (the farm directory's tests start real members); xclip (clipboard tests).
+# etcd-server (the farm directory's tests start real members); xclip (clipboard tests);
+# ffmpeg (ffplay plays the lavfi test video of the video-region tests and bench_video.py).
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libxdamage1 libxfixes3 libxcomposite1 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
 	pulseaudio pulseaudio-utils \
 	chromium nodejs iproute2 etcd-server \
-	xclip
+	xclip ffmpeg
 
 .PHONY: all install deps-debian venv sslyze demo test unit lint webtest clean
 

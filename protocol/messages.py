@@ -63,6 +63,7 @@ from protocol.media import (
     ResizeRequest,
     Sync,
     SyncDone,
+    VideoCaps,
     Wheel,
     WindowUpdate,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "SpawnApp",
     "Sync",
     "SyncDone",
+    "VideoCaps",
     "Wheel",
     "WindowUpdate",
     "decode_message",

@@ -18,6 +18,7 @@ import { InputBinding } from './input.js';
 import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
 import { TITLE_HEIGHT, WindowsView } from './windows.js';
+import { CODEC_H264, h264Supported } from './video.js';
 
 const DISPLAY = 1;
 const INPUT = 2;
@@ -266,6 +267,7 @@ class WebClient {
       case 'CHANNEL_OPENED':
         if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
         if (f.channel === DISPLAY) this.requestResize(0);
+        if (f.channel === DISPLAY) this.announceVideo();
         break;
       case 'CHANNEL_REFUSED':
         if (f.channel === DISPLAY) this.status(`The session's display is unavailable: ${f.message}`, 'error');
@@ -345,9 +347,19 @@ class WebClient {
     this.show('launcher');
   }
 
+  /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills). */
+  announceVideo() {
+    this.videoCodecs ??= h264Supported().then((ok) => (ok ? CODEC_H264 : 0));
+    this.videoCodecs.then((codecs) => {
+      this.canvas.dataset.videoCodecs = String(codecs);
+      if (codecs && this.conn?.isOpen(DISPLAY)) this.conn.send(DISPLAY, { name: 'VIDEO_CAPS', fields: { codecs } });
+    });
+  }
+
   openSession() {
     if (!this.conn.isOpen(DISPLAY)) {
       this.firstFrameSeen = false;
+      this.screen?.video.close();
       this.screen = new Screen(this.canvas, {
         onFrame: (seq) => this.onFrame(seq),
         onError: (text) => this.status(text, 'error'),
@@ -388,6 +400,7 @@ class WebClient {
   onFrame(seq) {
     this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });
     this.canvas.dataset.frames = String(this.screen.frames);
+    this.canvas.dataset.videoFrames = String(this.screen.video.frames);
     if (!this.firstFrameSeen) {
       this.firstFrameSeen = true;
       this.canvas.dataset.firstFrameMs = String(Math.round(performance.now()));
