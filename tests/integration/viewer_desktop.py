@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -20,6 +21,11 @@ from typing import Any
 
 from PIL import Image
 
+# Display numbers tried (at random, each claimed by the guard before use): Xvfb
+# -displayfd alone always answers 0 here (no lock files), the number every
+# other test's -nolisten-local Xvfb also takes, unlinking the previous socket.
+DISPLAY_RANGE = (200, 60000)
+MAX_ATTEMPTS = 20
 # The client screen: bigger than the session's 1024x768, so every session window fits.
 SCREEN = (1280, 1024)
 
@@ -30,31 +36,39 @@ class ClientDesktop:
     def __init__(self, width: int = SCREEN[0], height: int = SCREEN[1]) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.guard: socket.socket | None = None
-        for _attempt in range(8):
-            read_fd, write_fd = os.pipe()
-            xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24",
-                                     "-nolisten", "tcp", "-nolisten", "local", "-noreset"],
-                                    pass_fds=[write_fd], stderr=subprocess.DEVNULL)  # fmt: skip
-            os.close(write_fd)
-            number = os.read(read_fd, 16).decode().strip()
-            os.close(read_fd)
-            self.processes.append(xvfb)
+        for _attempt in range(MAX_ATTEMPTS):
+            number = secrets.randbelow(DISPLAY_RANGE[1] - DISPLAY_RANGE[0]) + DISPLAY_RANGE[0]
             guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 guard.bind(f"\0/tmp/.X11-unix/X{number}")
             except OSError:
-                guard.close()  # someone holds that abstract name: keep this Xvfb so the next picks another
+                guard.close()  # an X server (or another guard) holds that number
                 continue
-            self.guard, self.display = guard, f":{number}"
-            self.xvfb = xvfb
+            if os.path.exists(f"/tmp/.X11-unix/X{number}"):
+                guard.close()
+                continue
+            read_fd, write_fd = os.pipe()
+            xvfb = subprocess.Popen(["Xvfb", f":{number}", "-displayfd", str(write_fd), "-screen", "0",
+                                     f"{width}x{height}x24", "-nolisten", "tcp", "-nolisten", "local", "-noreset"],
+                                    pass_fds=[write_fd], stderr=subprocess.DEVNULL)  # fmt: skip
+            os.close(write_fd)
+            raw = b""
+            while not raw.endswith(b"\n"):  # Xvfb writes the number, then "\n": close only after both
+                chunk = os.read(read_fd, 16)
+                if not chunk:
+                    break
+                raw += chunk
+            os.close(read_fd)
+            if raw.strip() != str(number).encode():
+                xvfb.kill()
+                xvfb.wait()
+                guard.close()
+                continue
+            self.guard, self.display, self.xvfb = guard, f":{number}", xvfb
+            self.processes.append(xvfb)
             break
         else:
-            self.stop()
-            raise RuntimeError("no X display number with a free abstract socket")
-        for other in self.processes[:-1]:
-            other.kill()
-            other.wait()
-        self.processes = [self.xvfb]
+            raise RuntimeError("found no free X display number")
         self.env = dict(os.environ, DISPLAY=self.display)
         self.env.pop("QT_QPA_PLATFORM", None)
         self.processes.append(subprocess.Popen(["openbox"], env=self.env, stdout=subprocess.DEVNULL,

@@ -1,0 +1,284 @@
+# `svclient view` end to end with real components only: a real sessiond
+# (seamless mode, real xterm and xcalc), the installed svclient view on a
+# client-side Xvfb running openbox, driven with xdotool and inspected with
+# xwininfo/import as a user's desktop would be, and the session inspected from
+# inside (python-xlib in the session's namespaces), never through a second
+# protocol client: a second login would take the session over from the viewer.
+"""svclient view: windows, pixels, move, resize, typing, close, popups, reconnect, errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image, ImageChops
+
+from svtest import VENV_BIN, Server, TestUser
+from test_seamless import agent_pid, read_home_file
+from viewer_desktop import ClientDesktop
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+# Runs inside the session: its top-level windows (title, geometry, override-redirect), and
+# optionally the pixels of one window (base64 RGB), as the session's own X server has them.
+_INSIDE = (
+    "import base64, json, os, sys\n"
+    "from Xlib import display, X\n"
+    "d = display.Display(':' + sorted(os.listdir('/tmp/.X11-unix'))[0][1:])\n"
+    "want = int(sys.argv[1])\n"
+    "out = []\n"
+    "for w in d.screen().root.query_tree().children:\n"
+    "    a = w.get_attributes(); g = w.get_geometry()\n"
+    "    name = w.get_full_text_property(d.intern_atom('_NET_WM_NAME')) or w.get_wm_name() or ''\n"
+    "    row = {'id': w.id, 'x': g.x, 'y': g.y, 'width': g.width, 'height': g.height, 'title': name,\n"
+    "           'viewable': a.map_state == X.IsViewable, 'override': bool(a.override_redirect)}\n"
+    "    if w.id == want:\n"
+    "        raw = w.get_image(0, 0, g.width, g.height, X.ZPixmap, 0xffffffff).data\n"
+    "        row['bgrx'] = base64.b64encode(raw).decode()\n"
+    "    out.append(row)\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def inside(user: TestUser, pixels_of: int = 0) -> list[dict[str, Any]]:
+    """The session's viewable top-level windows, queried inside the session."""
+    import json
+
+    done = subprocess.run(["nsenter", "-t", str(agent_pid(user.name)), "-m", "--", os.path.join(VENV_BIN, "python"),
+                           "-c", _INSIDE, str(pixels_of)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [w for w in json.loads(done.stdout) if w["viewable"]]
+
+
+def session_window(user: TestUser, title: str) -> dict[str, Any]:
+    """The session's viewable window titled TITLE."""
+    rows = [w for w in inside(user) if w["title"] == title]
+    assert len(rows) == 1, f"expected one {title!r} window in the session, have {inside(user)}"
+    return rows[0]
+
+
+def xterm_title(user: TestUser) -> str:
+    """The session's xterm title (the shell sets it to user@host: dir)."""
+    titles = [w["title"] for w in inside(user) if not w["override"] and w["title"] != "Calculator"]
+    assert len(titles) == 1, titles
+    return str(titles[0])
+
+
+def session_pixels(user: TestUser, window: int) -> Image.Image:
+    """A session window's pixels read from the session's X server (GetImage)."""
+    row = next(w for w in inside(user, window) if w["id"] == window)
+    raw = base64.b64decode(row["bgrx"])
+    return Image.frombytes("RGB", (row["width"], row["height"]), raw, "raw", "BGRX")
+
+
+def viewer_argv(server: Server, user: TestUser, *extra: str, password_file: str | None = None) -> list[str]:
+    """The installed `svclient ... view` command line for USER."""
+    return [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", user.name,
+            "--password-file", password_file or user.password_file, "--known-hosts", server.known_hosts,
+            "--token-dir", os.path.join(os.path.dirname(server.known_hosts), "tokens-view"),
+            *(["--no-resume"] if password_file else []), "view", *extra]  # fmt: skip
+
+
+class Viewer:
+    """A running `svclient view` on the client desktop; its stderr in a file."""
+
+    def __init__(self, desktop: ClientDesktop, argv: list[str], log: str) -> None:
+        self.log_path = log
+        self.process = subprocess.Popen(argv, env=desktop.env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(2)  # Ctrl+C
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+@pytest.fixture(scope="module")
+def vic(user_factory: Any) -> TestUser:
+    return user_factory("svt-view")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def desktop() -> Iterator[ClientDesktop]:
+    desk = ClientDesktop()
+    yield desk
+    desk.stop()
+
+
+@pytest.fixture(scope="module")
+def viewer(sessiond_server: Server, vic: TestUser, desktop: ClientDesktop, tmp_path_factory: Any) -> Iterator[Viewer]:
+    """svclient view with xterm and xcalc launched, both shown locally."""
+    log = str(tmp_path_factory.mktemp("viewer") / "viewer.log")
+    view = Viewer(desktop, viewer_argv(sessiond_server, vic, "--launch", "xterm", "--launch", "xcalc"), log)
+    try:
+        desktop.window("Calculator", 60)
+        desktop.window(xterm_title(vic), 60)
+    except AssertionError:
+        view.stop()
+        raise AssertionError(f"the viewer showed no windows:\n{view.log()}\n{sessiond_server.log()[-3000:]}") from None
+    yield view
+    print(view.log())
+    view.stop()
+
+
+# -- errors: one line, no traceback ------------------------------------------------------
+def _run_view(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_no_local_display_is_one_line(sessiond_server: Server, vic: TestUser) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = _run_view(viewer_argv(sessiond_server, vic), env)
+    assert done.returncode == 3
+    assert done.stderr.strip() == "svclient: no local display: DISPLAY is not set (the viewer needs an X or " \
+                                  "Wayland desktop)"  # fmt: skip
+    done = _run_view(viewer_argv(sessiond_server, vic), dict(env, QT_QPA_PLATFORM="nosuchplatform"))
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    assert "Qt platform 'nosuchplatform' is not available" in done.stderr
+
+
+def test_unreachable_and_wrong_password_are_one_line(sessiond_server: Server, vic: TestUser,
+                                                     desktop: ClientDesktop, tmp_path: Any) -> None:  # fmt: skip
+    argv = viewer_argv(sessiond_server, vic)
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    unreachable = [a if a != sessiond_server.address else f"127.0.0.1:{closed_port}" for a in argv]
+    done = _run_view(unreachable, desktop.env)
+    assert done.returncode == 3, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"svclient: cannot connect to 127.0.0.1:{closed_port}"), lines
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    done = _run_view(viewer_argv(sessiond_server, vic, password_file=str(wrong)), desktop.env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "svclient: refused by the server:" in done.stderr
+
+
+# -- the windows ----------------------------------------------------------------------------
+def test_two_local_windows_with_the_session_titles(viewer: Viewer, desktop: ClientDesktop, vic: TestUser) -> None:
+    titles = sorted(w["title"] for w in inside(vic) if not w["override"])
+    assert titles == sorted(["Calculator", xterm_title(vic)]), titles
+    for title in titles:
+        assert len(desktop.windows_named(title)) == 1
+
+
+def _wait_same_pixels(desktop: ClientDesktop, vic: TestUser, title: str, tmp: Any) -> None:
+    local_id = desktop.window(title)
+    session_id = session_window(vic, title)["id"]
+    last = ""
+
+    def same() -> bool:
+        nonlocal last
+        local = desktop.capture(local_id, str(tmp / f"{title}.png"))
+        remote = session_pixels(vic, session_id)
+        if local.size != remote.size:
+            last = f"local {local.size} vs session {remote.size}"
+            return False
+        box = ImageChops.difference(local, remote).getbbox()
+        last = f"pixels differ in {box}"
+        return box is None
+
+    desktop.wait_for(same, 30, f"the local {title} to show the session's pixels ({last})")
+
+
+def test_local_pixels_are_the_session_pixels(viewer: Viewer, desktop: ClientDesktop, vic: TestUser,
+                                             tmp_path: Any) -> None:  # fmt: skip
+    # Exact equality: the viewer paints the session's lossless regions 1:1 (no scaling, no lossy codec here).
+    _wait_same_pixels(desktop, vic, "Calculator", tmp_path)
+    _wait_same_pixels(desktop, vic, xterm_title(vic), tmp_path)
+
+
+def test_windowmove_moves_the_window_in_the_session(viewer: Viewer, desktop: ClientDesktop, vic: TestUser) -> None:
+    local = desktop.window("Calculator")
+    before = session_window(vic, "Calculator")
+    desktop.run("xdotool", "windowmove", str(local), str(before["x"] + 150), str(before["y"] + 120))
+
+    def moved() -> bool:
+        geo = desktop.geometry(local)
+        now = session_window(vic, "Calculator")
+        return (now["x"], now["y"]) == (geo["x"], geo["y"]) and now["x"] != before["x"]
+
+    desktop.wait_for(moved, 30, "the session's xcalc to follow the local move")
+
+
+def _type(desktop: ClientDesktop, window: int, text: str) -> None:
+    done = desktop.run("xdotool", "type", "--window", str(window), "--delay", "30", text)
+    assert done.returncode == 0, done.stderr
+    desktop.run("xdotool", "key", "--window", str(window), "Return")
+
+
+def test_typing_and_windowsize_change_stty_size(viewer: Viewer, desktop: ClientDesktop, vic: TestUser) -> None:
+    title = xterm_title(vic)
+    term = desktop.window(title)
+    _type(desktop, term, "stty size > ~/vsize1")
+    rows0, cols0 = map(int, read_home_file(vic, "vsize1", 30).split())
+    geo = desktop.geometry(term)
+    desktop.run("xdotool", "windowsize", str(term), str(geo["width"] + 160), str(geo["height"] + 100))
+    desktop.wait_for(lambda: session_window(vic, title)["width"] > geo["width"] + 100, 30,
+                     "the session's xterm to grow")  # fmt: skip
+    _type(desktop, term, "stty size > ~/vsize2")
+    rows1, cols1 = map(int, read_home_file(vic, "vsize2", 30).split())
+    assert rows1 > rows0 and cols1 > cols0, ((rows0, cols0), (rows1, cols1))
+
+
+def test_ctrl_click_menu_is_a_local_override_redirect_popup(viewer: Viewer, desktop: ClientDesktop,
+                                                            vic: TestUser) -> None:  # fmt: skip
+    term = desktop.window(xterm_title(vic))
+    geo = desktop.geometry(term)
+    px, py = geo["x"] + geo["width"] // 2, geo["y"] + geo["height"] // 2
+    desktop.run("xdotool", "mousemove", str(px), str(py))
+    desktop.run("xdotool", "keydown", "ctrl", "mousedown", "1")
+    try:
+        popups = desktop.wait_for(desktop.override_redirect_windows, 30, "an override-redirect popup")
+        near = [p for p in popups if abs(p["x"] - px) < 200 and abs(p["y"] - py) < 200]
+        assert near, (popups, (px, py))
+    finally:
+        desktop.run("xdotool", "mouseup", "1", "keyup", "ctrl")
+    desktop.wait_for(lambda: not desktop.override_redirect_windows(), 30, "the popup to close")
+
+
+def test_killed_connection_comes_back(viewer: Viewer, desktop: ClientDesktop, sessiond_server: Server,
+                                      vic: TestUser) -> None:  # fmt: skip
+    killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", str(sessiond_server.port)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert killed.returncode == 0, killed.stderr
+    desktop.wait_for(lambda: "reconnected" in viewer.log(), 60, "the viewer to reconnect")
+    assert "connection lost" in viewer.log()
+    title = xterm_title(vic)
+    assert len(desktop.windows_named(title)) == 1 and len(desktop.windows_named("Calculator")) == 1
+    _type(desktop, desktop.window(title), "echo back > ~/vback")
+    assert read_home_file(vic, "vback", 30) == "back"
+
+
+def test_closing_local_xcalc_ends_it_in_the_session(viewer: Viewer, desktop: ClientDesktop, vic: TestUser) -> None:
+    from Xlib import X, display, protocol
+
+    local = desktop.window("Calculator")
+    d = display.Display(desktop.display)
+    window = d.create_resource_object("window", local)
+    delete = d.intern_atom("WM_DELETE_WINDOW")
+    event = protocol.event.ClientMessage(window=window, client_type=d.intern_atom("WM_PROTOCOLS"),
+                                         data=(32, [delete, X.CurrentTime, 0, 0, 0]))  # fmt: skip
+    window.send_event(event, event_mask=0)
+    d.flush()
+    d.close()
+    desktop.wait_for(lambda: all(w["title"] != "Calculator" for w in inside(vic)), 30, "xcalc to end in the session")
+    desktop.wait_for(lambda: not desktop.windows_named("Calculator"), 30, "the local xcalc window to go")
+    gone = subprocess.run(["pgrep", "-u", vic.name, "-x", "xcalc"], capture_output=True)
+    assert gone.returncode == 1
+    assert len(desktop.windows_named(xterm_title(vic))) == 1
