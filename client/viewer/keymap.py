@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from client.keysyms import keysym_for_char
 
+# X keysyms of the modifier keys (Shift_L .. Hyper_R).
+MODIFIERS = (0xFFE1, 0xFFEE)
+
 
 class KeyTranslator:
     """Translates one window's key events; remembers the keys held down."""
@@ -45,7 +48,10 @@ class KeyTranslator:
             return []
         keysym = self._held.pop(qt_key or self._keysym(native_keysym, text), 0)
         if not keysym:
-            keysym = self._keysym(native_keysym, text)
+            # Shift released first: ">" comes back up as "." (another Qt key). Release the
+            # latest held non-modifier key instead of leaving ">" down in the session.
+            plain = [k for k, sym in self._held.items() if not MODIFIERS[0] <= sym <= MODIFIERS[1]]
+            keysym = self._held.pop(plain[-1]) if plain else self._keysym(native_keysym, text)
         return [(keysym, False)] if keysym else []
 
     def release_all(self) -> list[tuple[int, bool]]:

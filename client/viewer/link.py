@@ -27,6 +27,7 @@ from client.cli import EXIT_REFUSED, UsageError, describe_failure, open_session,
 from client.session import ConnectionEnded, RemoteError, SessionClient, with_timeout
 from client.viewer.damage import DamageCollector, Patch, Snapshot, snapshot_of
 from protocol.messages import ChannelKind, Message
+from protocol.windows import WindowFocus
 
 WINDOWS = int(ChannelKind.WINDOWS)
 # How long the viewer keeps trying to get a lost connection back.
@@ -35,6 +36,13 @@ RECONNECT_GIVE_UP_SECONDS = 300.0
 RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY = 0.5, 5.0
 # Size of the launcher's app icons (pixels, the server scales).
 ICON_SIZE = 48
+# Keys typed into a window the session has not focused wait (at most this long)
+# for its WINDOW_FOCUS: the session's window manager and its key injection are
+# separate X connections, so keys sent right behind a raise could reach the
+# previously focused app.
+FOCUS_WAIT_SECONDS = 0.5
+# Keys held back while waiting for focus (more are dropped: a stuck session must not grow the queue).
+MAX_HELD_KEYS = 256
 
 
 class LinkEvents(Protocol):
@@ -66,6 +74,8 @@ class ViewerLink:
         self.player: Player | None = None
         self._stopping = False
         self._request = 0
+        self._held_keys: list[tuple[int, bool]] = []
+        self._focus_wait: Any = None
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
 
     # -- thread plumbing -----------------------------------------------------------
@@ -104,6 +114,39 @@ class ViewerLink:
             getattr(client, method)(*args)
         except Exception as exc:  # noqa: BLE001 - one request's boundary (e.g. channel not open yet)
             self.events.status(f"{method} failed: {exc}", False)
+
+    def key(self, window: int, keysym: int, down: bool) -> None:
+        """Send a key to WINDOW (from any thread): the session focuses it first."""
+        self.reactor.callFromThread(self._key, window, keysym, down)
+
+    def _key(self, window: int, keysym: int, down: bool) -> None:
+        client = self.client
+        if client is None or getattr(client, "_end", None) is not None:
+            return
+        if not self.seamless or window == 0 or client.windows.focus == window:
+            if not self._held_keys:
+                client.key(keysym, down)
+                return
+        if self._focus_wait is None:
+            client.raise_window(window)
+            wanted = window
+
+            def focused(message: Message) -> bool:
+                return isinstance(message, WindowFocus) and message.window == wanted
+
+            self._focus_wait = client.window_event(focused)
+            self._focus_wait.addTimeout(FOCUS_WAIT_SECONDS, self.reactor)
+            self._focus_wait.addBoth(self._release_keys)
+        if len(self._held_keys) < MAX_HELD_KEYS:
+            self._held_keys.append((keysym, down))
+
+    def _release_keys(self, _result: object) -> None:
+        self._focus_wait = None
+        held, self._held_keys = self._held_keys, []
+        client = self.client
+        if client is not None and getattr(client, "_end", None) is None:
+            for keysym, down in held:
+                client.key(keysym, down)
 
     def take_patches(self) -> list[Patch]:
         """Pixels waiting for the GUI (GUI thread)."""

@@ -54,6 +54,8 @@ class Sender(Protocol):
 
     def call(self, method: str, *args: object) -> None: ...
 
+    def key(self, window: int, keysym: int, down: bool) -> None: ...
+
 
 class SessionWindow(QWidget):
     """A local top-level window showing session window `state.id`."""
@@ -246,7 +248,6 @@ class SessionWindow(QWidget):
             self.link.call("wheel", x, y, -dx, -dy)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt name
-        self._focus_in_session()
         self._send_keys(self.keys.press(event.key(), event.nativeVirtualKey(), event.text(),
                                         event.modifiers().value, event.isAutoRepeat()))  # fmt: skip
 
@@ -263,4 +264,4 @@ class SessionWindow(QWidget):
 
     def _send_keys(self, events: list[tuple[int, bool]]) -> None:
         for keysym, down in events:
-            self.link.call("key", keysym, down)
+            self.link.key(self.id, keysym, down)

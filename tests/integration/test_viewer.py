@@ -180,6 +180,8 @@ def test_two_local_windows_with_the_session_titles(viewer: Viewer, desktop: Clie
 def _wait_same_pixels(desktop: ClientDesktop, vic: TestUser, title: str, tmp: Any) -> None:
     local_id = desktop.window(title)
     session_id = session_window(vic, title)["id"]
+    # On top locally, so that no neighbour's frame border covers its edge in the capture.
+    desktop.run("xdotool", "windowactivate", "--sync", str(local_id))
     last = ""
 
     def same() -> bool:
@@ -190,10 +192,15 @@ def _wait_same_pixels(desktop: ClientDesktop, vic: TestUser, title: str, tmp: An
             last = f"local {local.size} vs session {remote.size}"
             return False
         box = ImageChops.difference(local, remote).getbbox()
+        if box is not None:
+            remote.save(str(tmp / f"{title}-session.png"))
         last = f"pixels differ in {box}"
         return box is None
 
-    desktop.wait_for(same, 30, f"the local {title} to show the session's pixels ({last})")
+    try:
+        desktop.wait_for(same, 30, f"the local {title} to show the session's pixels")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last} (images in {tmp})") from None
 
 
 def test_local_pixels_are_the_session_pixels(viewer: Viewer, desktop: ClientDesktop, vic: TestUser,
@@ -217,7 +224,12 @@ def test_windowmove_moves_the_window_in_the_session(viewer: Viewer, desktop: Cli
 
 
 def _type(desktop: ClientDesktop, window: int, text: str) -> None:
-    done = desktop.run("xdotool", "type", "--window", str(window), "--delay", "30", text)
+    # Qt gives key events to its active window whatever window XSendEvent named, as a user's
+    # keyboard does: activate the window first (openbox focuses and raises it).
+    # Typed through XTEST like a real keyboard (Shift really pressed for ">" and "~"); a synthetic
+    # XSendEvent carries Shift only in its state field, which the plain key map does not turn into Shift.
+    desktop.run("xdotool", "windowactivate", "--sync", str(window))
+    done = desktop.run("xdotool", "type", "--delay", "30", text)
     assert done.returncode == 0, done.stderr
     desktop.run("xdotool", "key", "--window", str(window), "Return")
 

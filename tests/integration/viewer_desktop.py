@@ -137,6 +137,8 @@ class ClientDesktop:
             info = self.run("xwininfo", "-id", str(wid), "-wm").stdout + self.run("xwininfo", "-id", str(wid)).stdout
             if "Override Redirect State: yes" in info and "Map State: IsViewable" in info:
                 geo = self.geometry(wid)
+                if geo["width"] < 8 or geo["height"] < 8:  # openbox's own 1x1 helper windows
+                    continue
                 geo["id"] = wid
                 found.append(geo)
         return found
