@@ -9,10 +9,8 @@
 from __future__ import annotations
 
 import base64
-import io
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
