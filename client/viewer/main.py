@@ -59,7 +59,7 @@ def check_display(environ: dict[str, str] | None = None, plugins: str | None = N
 
         try:
             display.Display(env["DISPLAY"]).close()
-        except (error.DisplayError, error.ConnectionClosedError, OSError) as exc:
+        except (error.DisplayError, error.ConnectionClosedError, OSError, ValueError, OverflowError) as exc:
             raise NoDisplay(f"cannot open the local display {env['DISPLAY']}: {exc}") from None
     return platform
 
