@@ -86,7 +86,7 @@ def viewer_argv(server: Server, user: TestUser, *extra: str, password_file: str 
 class Viewer:
     """A running `svclient view` on the client desktop; its stderr in a file."""
 
-    def __init__(self, desktop: ClientDesktop, argv: list[str], log: str) -> None:
+    def __init__(self, desktop: ClientDesktop | ClientDesktopEnv, argv: list[str], log: str) -> None:
         self.log_path = log
         self.process = subprocess.Popen(argv, env=desktop.env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
@@ -292,3 +292,71 @@ def test_closing_local_xcalc_ends_it_in_the_session(viewer: Viewer, desktop: Cli
     gone = subprocess.run(["pgrep", "-u", vic.name, "-x", "xcalc"], capture_output=True)
     assert gone.returncode == 1
     assert len(desktop.windows_named(xterm_title(vic))) == 1
+
+
+def test_ctrl_c_disconnects_and_leaves_the_session_running(viewer: Viewer, desktop: ClientDesktop,
+                                                            vic: TestUser) -> None:  # fmt: skip
+    assert viewer.stop() == 0, viewer.log()
+    desktop.wait_for(lambda: not desktop.windows_named(xterm_title(vic)), 30, "the local windows to go")
+    assert subprocess.run(["pgrep", "-u", vic.name, "-x", "xterm"], capture_output=True).returncode == 0
+    assert "Traceback" not in viewer.log()
+
+
+def test_hidpi_scale_2_doubles_every_session_pixel(sessiond_server: Server, vic: TestUser, desktop: ClientDesktop,
+                                                   tmp_path: Any) -> None:  # fmt: skip
+    title = xterm_title(vic)
+    desktop.wait_for(lambda: not desktop.windows_named(title), 30, "the first viewer's windows to go")
+    env = dict(desktop.env, QT_SCALE_FACTOR="2")
+    view = Viewer(ClientDesktopEnv(desktop, env), viewer_argv(sessiond_server, vic), str(tmp_path / "hidpi.log"))
+    try:
+        local_id = desktop.window(title, 60)
+        session_id = session_window(vic, title)["id"]
+        desktop.run("xdotool", "windowactivate", "--sync", str(local_id))
+        last = ""
+
+        def doubled() -> bool:
+            nonlocal last
+            remote = session_pixels(vic, session_id)
+            local = desktop.capture(local_id, str(tmp_path / "hidpi.png"))
+            want = remote.resize((remote.width * 2, remote.height * 2), Image.Resampling.NEAREST)
+            if local.size != want.size:
+                last = f"local {local.size}, session x2 {want.size}"
+                return False
+            box = ImageChops.difference(local, want).getbbox()
+            last = f"differ in {box}"
+            return box is None
+
+        try:
+            desktop.wait_for(doubled, 30, "the local xterm to be the session's pixels doubled")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {last}\n{view.log()}") from None
+    finally:
+        assert view.stop() == 0, view.log()
+
+
+def test_launcher_lists_the_apps_and_closing_it_disconnects(sessiond_server: Server, vic: TestUser,
+                                                            desktop: ClientDesktop, tmp_path: Any) -> None:  # fmt: skip
+    from Xlib import X, display, protocol
+
+    view = Viewer(desktop, viewer_argv(sessiond_server, vic), str(tmp_path / "launcher.log"))
+    try:
+        launcher = desktop.window(f"sessiond apps - {vic.name}@{sessiond_server.address}", 60)
+        desktop.window(xterm_title(vic), 60)  # the session's windows are shown too
+        d = display.Display(desktop.display)
+        window = d.create_resource_object("window", launcher)
+        event = protocol.event.ClientMessage(window=window, client_type=d.intern_atom("WM_PROTOCOLS"),
+                                             data=(32, [d.intern_atom("WM_DELETE_WINDOW"), X.CurrentTime, 0, 0, 0]))  # fmt: skip
+        window.send_event(event, event_mask=0)
+        d.flush()
+        d.close()
+        assert view.process.wait(timeout=30) == 0, view.log()
+    finally:
+        view.stop()
+    assert subprocess.run(["pgrep", "-u", vic.name, "-x", "xterm"], capture_output=True).returncode == 0
+
+
+class ClientDesktopEnv:
+    """A ClientDesktop seen with another environment (e.g. QT_SCALE_FACTOR)."""
+
+    def __init__(self, desktop: ClientDesktop, env: dict[str, str]) -> None:
+        self.env = env
