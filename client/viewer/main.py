@@ -55,7 +55,7 @@ def check_display(environ: dict[str, str] | None = None, plugins: str | None = N
     if platform == "xcb":
         if not env.get("DISPLAY"):
             raise NoDisplay("no local display: DISPLAY is not set")
-        from Xlib import display, error
+        from Xlib import display, error  # type: ignore[import-untyped]
 
         try:
             display.Display(env["DISPLAY"]).close()

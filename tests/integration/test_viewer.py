@@ -221,6 +221,19 @@ def test_windowmove_moves_the_window_in_the_session(viewer: Viewer, desktop: Cli
     desktop.wait_for(moved, 30, "the session's xcalc to follow the local move")
 
 
+def wm_delete(desktop: ClientDesktop, local: int) -> None:
+    """Close a local window as a window manager does (WM_DELETE_WINDOW)."""
+    from Xlib import X, display, protocol
+
+    d = display.Display(desktop.display)
+    window = d.create_resource_object("window", local)
+    event = protocol.event.ClientMessage(window=window, client_type=d.intern_atom("WM_PROTOCOLS"),
+                                         data=(32, [d.intern_atom("WM_DELETE_WINDOW"), X.CurrentTime, 0, 0, 0]))  # fmt: skip
+    window.send_event(event, event_mask=0)
+    d.flush()
+    d.close()
+
+
 def _type(desktop: ClientDesktop, window: int, text: str) -> None:
     # Qt gives key events to its active window whatever window XSendEvent named, as a user's
     # keyboard does: activate the window first (openbox focuses and raises it).
@@ -276,17 +289,7 @@ def test_killed_connection_comes_back(viewer: Viewer, desktop: ClientDesktop, se
 
 
 def test_closing_local_xcalc_ends_it_in_the_session(viewer: Viewer, desktop: ClientDesktop, vic: TestUser) -> None:
-    from Xlib import X, display, protocol
-
-    local = desktop.window("Calculator")
-    d = display.Display(desktop.display)
-    window = d.create_resource_object("window", local)
-    delete = d.intern_atom("WM_DELETE_WINDOW")
-    event = protocol.event.ClientMessage(window=window, client_type=d.intern_atom("WM_PROTOCOLS"),
-                                         data=(32, [delete, X.CurrentTime, 0, 0, 0]))  # fmt: skip
-    window.send_event(event, event_mask=0)
-    d.flush()
-    d.close()
+    wm_delete(desktop, desktop.window("Calculator"))
     desktop.wait_for(lambda: all(w["title"] != "Calculator" for w in inside(vic)), 30, "xcalc to end in the session")
     desktop.wait_for(lambda: not desktop.windows_named("Calculator"), 30, "the local xcalc window to go")
     gone = subprocess.run(["pgrep", "-u", vic.name, "-x", "xcalc"], capture_output=True)
@@ -336,19 +339,11 @@ def test_hidpi_scale_2_doubles_every_session_pixel(sessiond_server: Server, vic:
 
 def test_launcher_lists_the_apps_and_closing_it_disconnects(sessiond_server: Server, vic: TestUser,
                                                             desktop: ClientDesktop, tmp_path: Any) -> None:  # fmt: skip
-    from Xlib import X, display, protocol
-
     view = Viewer(desktop, viewer_argv(sessiond_server, vic), str(tmp_path / "launcher.log"))
     try:
         launcher = desktop.window(f"sessiond apps - {vic.name}@{sessiond_server.address}", 60)
         desktop.window(xterm_title(vic), 60)  # the session's windows are shown too
-        d = display.Display(desktop.display)
-        window = d.create_resource_object("window", launcher)
-        event = protocol.event.ClientMessage(window=window, client_type=d.intern_atom("WM_PROTOCOLS"),
-                                             data=(32, [d.intern_atom("WM_DELETE_WINDOW"), X.CurrentTime, 0, 0, 0]))  # fmt: skip
-        window.send_event(event, event_mask=0)
-        d.flush()
-        d.close()
+        wm_delete(desktop, launcher)
         assert view.process.wait(timeout=30) == 0, view.log()
     finally:
         view.stop()
