@@ -227,8 +227,9 @@ def wm_delete(desktop: ClientDesktop, local: int) -> None:
 
     d = display.Display(desktop.display)
     window = d.create_resource_object("window", local)
+    delete = d.intern_atom("WM_DELETE_WINDOW")
     event = protocol.event.ClientMessage(window=window, client_type=d.intern_atom("WM_PROTOCOLS"),
-                                         data=(32, [d.intern_atom("WM_DELETE_WINDOW"), X.CurrentTime, 0, 0, 0]))  # fmt: skip
+                                         data=(32, [delete, X.CurrentTime, 0, 0, 0]))  # fmt: skip
     window.send_event(event, event_mask=0)
     d.flush()
     d.close()
