@@ -230,7 +230,7 @@ class ViewerLink:
         client.refresh()
         if args.audio:
             await self._open_audio(client)
-        if first and self.seamless:
+        if first:
             for app in args.launch:
                 await self._launch(app)
             if not args.launch:

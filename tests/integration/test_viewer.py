@@ -356,3 +356,24 @@ class ClientDesktopEnv:
 
     def __init__(self, desktop: ClientDesktop, env: dict[str, str]) -> None:
         self.env = env
+
+
+def test_desktop_mode_session_is_one_local_window(tmp_path_factory: Any, user_factory: Any,
+                                                  desktop: ClientDesktop) -> None:  # fmt: skip
+    from svtest import start_sessiond, stop_sessiond
+
+    server = start_sessiond(str(tmp_path_factory.mktemp("desktop-mode")), session="mode = desktop\n")
+    user = user_factory("svt-view-d")
+    view = Viewer(desktop, viewer_argv(server, user, "--desktop", "--launch", "xterm"),
+                  str(tmp_path_factory.mktemp("desktop-view") / "view.log"))  # fmt: skip
+    try:
+        local = desktop.window(f"{user.name}@{server.address}", 60)
+        geo = desktop.geometry(local)
+        assert (geo["width"], geo["height"]) == (1024, 768)  # the session's screen ([session] width/height)
+        path = str(tmp_path_factory.mktemp("desktop-shot") / "desk.png")
+        # xterm's white window on the session's black desktop: both colours show in the one local window
+        both = {(0, 0, 0), (255, 255, 255)}
+        desktop.wait_for(lambda: both <= set(desktop.capture(local, path).get_flattened_data()), 60, "xterm on the desktop")
+    finally:
+        assert view.stop() == 0, view.log()
+        stop_sessiond(server)
