@@ -373,7 +373,8 @@ def test_desktop_mode_session_is_one_local_window(tmp_path_factory: Any, user_fa
         path = str(tmp_path_factory.mktemp("desktop-shot") / "desk.png")
         # xterm's white window on the session's black desktop: both colours show in the one local window
         both = {(0, 0, 0), (255, 255, 255)}
-        desktop.wait_for(lambda: both <= set(desktop.capture(local, path).get_flattened_data()), 60, "xterm on the desktop")
+        desktop.wait_for(lambda: both <= set(desktop.capture(local, path).get_flattened_data()), 60,
+                         "xterm on the desktop")  # fmt: skip
     finally:
         assert view.stop() == 0, view.log()
         stop_sessiond(server)
