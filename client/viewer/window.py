@@ -89,7 +89,8 @@ class SessionWindow(QWidget):
 
     @staticmethod
     def _flags(state: WindowState) -> Qt.WindowType:
-        flags = Qt.WindowType.Window
+        # Qt writes WM_TRANSIENT_FOR only for dialog-type windows.
+        flags = Qt.WindowType.Dialog if state.transient_for and state.managed else Qt.WindowType.Window
         if not state.managed:  # menus, tooltips: override-redirect, placed by the session
             flags |= Qt.WindowType.FramelessWindowHint | Qt.WindowType.BypassWindowManagerHint
         elif not state.decorated:

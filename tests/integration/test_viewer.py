@@ -298,6 +298,27 @@ def test_closing_local_xcalc_ends_it_in_the_session(viewer: Viewer, desktop: Cli
     assert len(desktop.windows_named(xterm_title(vic))) == 1
 
 
+def test_transient_dialog_is_transient_for_the_local_parent(viewer: Viewer, desktop: ClientDesktop,
+                                                            vic: TestUser) -> None:  # fmt: skip
+    from test_seamless import _DIALOG
+
+    title = xterm_title(vic)
+    parent_local = desktop.window(title)
+    parent = session_window(vic, title)["id"]
+    dialog_app = subprocess.Popen(["nsenter", "-t", str(agent_pid(vic.name)), "-m", "--",
+                                   os.path.join(VENV_BIN, "python"), "-c", _DIALOG, str(parent)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert dialog_app.stdout is not None
+        dialog_app.stdout.readline()
+        local = desktop.window("A dialog", 30)
+        hint = desktop.run("xprop", "-id", str(local), "WM_TRANSIENT_FOR").stdout
+        assert hint.strip().endswith(hex(parent_local)), (hint, hex(parent_local))
+    finally:
+        dialog_app.communicate(timeout=10)
+    desktop.wait_for(lambda: not desktop.windows_named("A dialog"), 30, "the local dialog to go")
+
+
 def test_ctrl_c_disconnects_and_leaves_the_session_running(viewer: Viewer, desktop: ClientDesktop,
                                                             vic: TestUser) -> None:  # fmt: skip
     assert viewer.stop() == 0, viewer.log()
