@@ -167,6 +167,18 @@ def test_unreachable_and_wrong_password_are_one_line(sessiond_server: Server, vi
     assert "svclient: refused by the server:" in done.stderr
 
 
+def test_changed_certificate_is_one_line(sessiond_server: Server, vic: TestUser, desktop: ClientDesktop,
+                                         tmp_path: Any) -> None:  # fmt: skip
+    pinned = tmp_path / "known_hosts"
+    pinned.write_text(f"{sessiond_server.address} {'ab' * 32}\n")
+    argv = viewer_argv(sessiond_server, vic)
+    argv[argv.index("--known-hosts") + 1] = str(pinned)
+    done = _run_view(argv, desktop.env)
+    assert done.returncode == 3, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "has CHANGED" in lines[0] and "ab" * 32 in lines[0], lines
+
+
 # -- the windows ----------------------------------------------------------------------------
 def test_two_local_windows_with_the_session_titles(viewer: Viewer, desktop: ClientDesktop, vic: TestUser) -> None:
     titles = sorted(w["title"] for w in inside(vic) if not w["override"])
