@@ -34,6 +34,8 @@ WINDOWS = int(ChannelKind.WINDOWS)
 RECONNECT_GIVE_UP_SECONDS = 300.0
 # Pause between reconnect attempts: doubled from the first up to the last.
 RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY = 0.5, 5.0
+# How long stop() waits for the reactor thread to end.
+STOP_WAIT_SECONDS = 5.0
 # Size of the launcher's app icons (pixels, the server scales).
 ICON_SIZE = 48
 # Keys typed into a window the session has not focused wait (at most this long)
@@ -92,7 +94,11 @@ class ViewerLink:
         if not self._thread.is_alive():
             return
         self.reactor.callFromThread(self._shutdown)
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=STOP_WAIT_SECONDS)
+
+    def alive(self) -> bool:
+        """True while the reactor thread runs (stop() could not end it in time)."""
+        return self._thread.is_alive()
 
     def _shutdown(self) -> None:
         self._stopping = True

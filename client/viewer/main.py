@@ -91,4 +91,11 @@ def run_viewer(args: argparse.Namespace) -> int:
     ui.start()
     code = app.exec()
     ui.stop()
-    return ui.exit_code or code
+    code = ui.exit_code or code
+    if ui.link.alive():
+        # The reactor is stuck (a blocking call, a dead peer): its thread pool's non-daemon
+        # threads would keep the process alive after the user closed it. Leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
