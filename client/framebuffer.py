@@ -179,6 +179,10 @@ class Framebuffer:
         """A copy of the current screen as an RGB image."""
         return self._image.copy()
 
+    def crop(self, x: int, y: int, w: int, h: int) -> Image.Image:
+        """A copy of the w x h rectangle at (x, y), clipped to the framebuffer."""
+        return self._image.crop((x, y, min(x + w, self.width), min(y + h, self.height)))
+
     def save_png(self, path: str | os.PathLike[str]) -> None:
         """Write the current screen to path as PNG."""
         self._image.save(path, "PNG")

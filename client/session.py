@@ -137,6 +137,8 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.channel_handlers: dict[int, Callable[[Message | None], None]] = {}
         # channel -> called when the server grants credit on it (paced senders: file upload).
         self.credit_handlers: dict[int, Callable[[], None]] = {}
+        # Called with every display-channel message once it is applied (the viewer's damage tracking).
+        self.display_observers: list[Callable[[Message], None]] = []
         self._sync_seq = 0
         # The session's latest CLOCK_REPORTs (audio/video clocks), newest last.
         self.clock_reports: list[ClockReport] = []
@@ -205,6 +207,8 @@ class SessionClient(WindowsMixin, FrameProtocol):
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
                 self._display(event.message)
+                for observer in self.display_observers:  # after the message is applied (client/viewer)
+                    observer(event.message)
                 self.conn.consumed(DISPLAY, frame_cost(event.message))
             elif event.channel == INPUT:
                 self.conn.consumed(INPUT, frame_cost(event.message))
