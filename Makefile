@@ -17,13 +17,18 @@ PYTEST_ARGS ?=
 # module, libXext for MIT-SHM capture, libXdamage/libXfixes/libXcomposite for
 # per-window capture (ctypes), PAM, and the tools tests use;
 # pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl);
-# etcd-server (the farm directory's tests start real members); xclip (clipboard tests).
+# etcd-server (the farm directory's tests start real members); xclip (clipboard tests);
+# the native viewer's Qt xcb platform plugin needs the libxcb-*/libxkbcommon-x11/GL libs,
+# its keyboard tests set a German layout (x11-xkb-utils) and type with xdotool.
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libxdamage1 libxfixes3 libxcomposite1 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
 	pulseaudio pulseaudio-utils \
 	chromium nodejs iproute2 etcd-server \
-	xclip
+	xclip \
+	libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-render-util0 \
+	libxcb-image0 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xfixes0 libxcb-xkb1 \
+	libegl1 libgl1 libfontconfig1 libdbus-1-3 x11-xkb-utils xdotool
 
 .PHONY: all install deps-debian venv sslyze demo test unit lint webtest clean
 
@@ -41,7 +46,8 @@ $(PY):
 	/usr/bin/python3 -m venv $(VENV)
 
 venv: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-build.txt -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-build.txt -r requirements.txt -r requirements-test.txt \
+		-r requirements-viewer.txt
 
 $(SSLYZE_PY):
 	/usr/bin/python3 -m venv $(PREFIX)/sslyze-venv

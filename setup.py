@@ -20,6 +20,7 @@ setup(
         "isolation",
         "apps",
         "client",
+        "client.viewer",
         "transport",
         "media",
     ],
