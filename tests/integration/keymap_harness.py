@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFocusEvent, QKeyEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -26,6 +26,7 @@ class KeyWindow(QWidget):
         self.translator = KeyTranslator()
         self.setWindowTitle("keymap-harness")
         self.resize(200, 100)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # else it never has focus, nor loses it
 
     def _report(self, kind: str, event: QKeyEvent | None, sent: list[tuple[int, bool]]) -> None:
         record: dict[str, object] = {"kind": kind, "sent": sent}
@@ -51,14 +52,25 @@ class KeyWindow(QWidget):
 
 
 def main() -> None:
-    """Show the window, say "ready" with its X window id once it is mapped."""
+    """Show the windows; say "ready" with their X ids once the key window has the focus."""
     app = QApplication(sys.argv)
+    other = QWidget()  # somewhere for the focus to go (focus-out test)
+    other.setWindowTitle("keymap-harness-other")
+    # Qt gives a shown window the focus itself when no window manager does;
+    # this one must never take it from the key window on its own.
+    other.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating)
+    other.resize(100, 100)
+    other.move(300, 0)
+    other.show()
     window = KeyWindow()
     window.show()
     window.activateWindow()
 
     def ready() -> None:
-        print(json.dumps({"kind": "ready", "window": int(window.winId())}), flush=True)
+        if not window.isActiveWindow():  # Qt's own activation still to come: wait for it
+            QTimer.singleShot(50, ready)
+            return
+        print(json.dumps({"kind": "ready", "window": int(window.winId()), "other": int(other.winId())}), flush=True)
 
     QTimer.singleShot(0, ready)
     sys.exit(app.exec())
