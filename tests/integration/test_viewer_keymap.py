@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import queue
 import subprocess
 import threading
@@ -21,7 +22,9 @@ from typing import Any
 
 import pytest
 
-from svtest import VENV_BIN
+from protocol.messages import Key
+from seamless_client import INPUT, SeamlessClient
+from svtest import VENV_BIN, Server, svclient
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +37,13 @@ AT, EACUTE, EURO_SIGN = ord("@"), 0xE9, 0x20AC
 
 def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
     """A client-side Xvfb on a display it picks itself (-displayfd); -noreset
-    keeps the layout set below when the last client disconnects."""
+    keeps the layout set below when the last client disconnects.  -nolisten
+    local: a session's agent runs its own Xvfb with the same number in a
+    private /tmp, and libxcb tries the abstract socket first; ours must not
+    be the one it finds there."""
     read_end, write_end = os.pipe()
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-noreset", "-nolisten", "tcp",
-                             "-screen", "0", "640x480x24"], pass_fds=(write_end,),
+                             "-nolisten", "local", "-screen", "0", "640x480x24"], pass_fds=(write_end,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
@@ -179,3 +185,38 @@ def test_focus_out_releases_held_modifiers(harness: Harness) -> None:
     harness.xdotool("keyup", "shift", "ctrl")
     # Back in the window, nothing is held: a plain key goes out alone.
     assert harness.type("b") == [(ord("b"), True), (ord("b"), False)]
+
+
+# -- end to end: the events a German keyboard produced, typed into a session --
+
+@pytest.mark.root
+def test_german_keys_type_into_the_sessions_xterm(harness: Harness, sessiond_server: Server,
+                                                  user_factory: Any) -> None:  # fmt: skip
+    user = user_factory("kbde")
+    launched = svclient(sessiond_server, user, "launch", "xterm")
+    assert launched.returncode == 0, launched.stderr + sessiond_server.log()
+    out = os.path.join(pwd.getpwnam(user.name).pw_dir, "typed.txt")
+    typed = svclient(sessiond_server, user, "type", f"cat > {out}\n")
+    assert typed.returncode == 0, typed.stderr
+    # What the viewer would send for these keys on a German keyboard...
+    sent = harness.type("ISO_Level3_Shift+q", "dead_acute", "e", "shift+a", "Return", "ctrl+d")
+    assert (AT, True) in sent and (EACUTE, True) in sent
+    # ...sent as the viewer sends it, KEY down/up on the input channel.
+    client = SeamlessClient(sessiond_server, user, display=False, windows=False)
+    try:
+        for keysym, down in sent:
+            client.send(INPUT, Key(keysym=keysym, down=down))
+        client.pump(0.2)
+    finally:
+        client.close()
+    # cat wrote the line and ended on Ctrl+D (a shortcut that reached the tty).
+    deadline = time.monotonic() + WAIT
+    text = b""
+    while time.monotonic() < deadline:
+        if os.path.exists(out):
+            with open(out, "rb") as handle:
+                text = handle.read()
+            if text.endswith(b"\n"):
+                break
+        time.sleep(0.2)
+    assert text.decode("utf-8") == "@\u00e9A\n", text
