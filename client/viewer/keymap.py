@@ -44,15 +44,14 @@ FUNCTION_KEYSYM_MAX = 0xFFFF
 # Dead keysyms (dead_grave 0xfe50 .. dead_greek 0xfe8c and later additions).
 DEAD_KEYSYM_MIN = 0xFE50
 DEAD_KEYSYM_MAX = 0xFE93
-# Qt::Key_Dead_Grave .. the last Qt dead key.
+# Qt::Key_Dead_Grave; Qt's dead keys follow X's order from there.
 QT_DEAD_MIN = 0x01001250
-QT_DEAD_MAX = 0x0100126F
 # Keys the local layout consumes to choose a level or a lock state; the
 # session's injector chooses its own level, so these are never sent.
-# ISO_Level2/3/5 Shift/Latch/Lock, ISO_Group_*, Mode_switch, Multi_key,
+# ISO_Lock, ISO_Level2/3/5 Shift/Latch/Lock, ISO_Group_*, Mode_switch, Multi_key,
 # Caps_Lock, Shift_Lock, Num_Lock.
 LOCAL_ONLY_KEYSYMS = frozenset({
-    0xFE02, 0xFE03, 0xFE04, 0xFE05, 0xFE11, 0xFE12, 0xFE13,  # ISO_Level{2,3,5}_*
+    0xFE01, 0xFE02, 0xFE03, 0xFE04, 0xFE05, 0xFE11, 0xFE12, 0xFE13,  # ISO_Lock, ISO_Level{2,3,5}_*
     0xFE06, 0xFE07, 0xFE08, 0xFE09, 0xFE0A, 0xFE0B, 0xFE0C, 0xFE0D, 0xFE0E, 0xFE0F,  # groups
     0xFF7E, 0xFF20, 0xFFE5, 0xFFE6, 0xFF7F,  # Mode_switch, Multi_key, Caps/Shift/Num_Lock
 })

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from client.viewer.keymap import MAX_HELD_KEYS, QT_CONTROL, QT_SHIFT, KeyTranslator
 
@@ -186,3 +188,61 @@ def test_held_keys_are_bounded() -> None:
     assert translator.press(0, 0x01000100 + MAX_HELD_KEYS, chr(0x100 + MAX_HELD_KEYS), 0, False,
                             scan_code=MAX_HELD_KEYS + 1) == []  # fmt: skip
     assert len(translator.release_all()) == MAX_HELD_KEYS
+
+
+# Keys a random sequence is drawn from: (qt_key, native keysym, text, modifier bit it holds).
+KEYS = [
+    (KEY_SHIFT, SHIFT_L, "", QT_SHIFT), (KEY_CONTROL, CONTROL_L, "", QT_CONTROL),
+    (KEY_ALTGR, ISO_LEVEL3_SHIFT, "", 0), (KEY_DEAD_ACUTE, DEAD_ACUTE, "", 0),
+    (0x41, ord("a"), "a", 0), (0x45, ord("e"), "e", 0), (0x31, ord("1"), "1", 0), (0x20, 0x20, " ", 0),
+    (KEY_F5, 0xFFC2, "", 0), (KEY_CAPSLOCK, 0xFFE5, "", 0), (0, 0, "", 0),
+]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, len(KEYS) - 1), st.booleans(), st.booleans()),
+                max_size=60))  # fmt: skip
+def test_every_key_sent_down_is_released_exactly_once(steps: list[tuple[bool, int, bool, bool]]) -> None:
+    # Whatever order keys go down and up in (repeats, lost releases, scan
+    # codes or not), the session never gets a release for a key that is not
+    # down, and after release_all nothing is down.
+    translator = KeyTranslator()
+    down: set[int] = set()
+    mods = 0
+    for press, index, repeat, with_scan in steps:
+        key, native, text, bit = KEYS[index]
+        mods = mods | bit if press else mods & ~bit
+        call = translator.press if press else translator.release
+        for keysym, is_down in call(key, native, text, mods, repeat, scan_code=index + 8 if with_scan else 0):
+            if is_down:
+                down.add(keysym)
+            else:
+                assert keysym in down, f"release of {keysym:#x} that is not down"
+                down.discard(keysym)
+    for keysym, is_down in translator.release_all():
+        assert not is_down and keysym in down
+        down.discard(keysym)
+    assert down == set()
+
+
+@given(st.lists(st.integers(0, len(KEYS) - 1), max_size=30), st.randoms(use_true_random=False))
+def test_with_scan_codes_releasing_every_key_leaves_nothing_down(order: list[int], rnd: object) -> None:
+    # A real keyboard: each key goes down at most once, then all come up in
+    # some other order; with scan codes every release pairs with its press.
+    translator = KeyTranslator()
+    pressed = list(dict.fromkeys(order))
+    down: set[int] = set()
+    mods = 0
+    for index in pressed:
+        key, native, text, bit = KEYS[index]
+        mods |= bit
+        for keysym, is_down in translator.press(key, native, text, mods, False, scan_code=index + 8):
+            (down.add if is_down else down.discard)(keysym)  # a dead key's accent is a tap
+    releases = list(pressed)
+    rnd.shuffle(releases)  # type: ignore[attr-defined]
+    for index in releases:
+        key, native, text, bit = KEYS[index]
+        mods &= ~bit
+        for keysym, is_down in translator.release(key, native, text, mods, False, scan_code=index + 8):
+            assert not is_down and keysym in down
+            down.discard(keysym)
+    assert down == set() and translator.held_keysyms == []
