@@ -220,3 +220,35 @@ def test_german_keys_type_into_the_sessions_xterm(harness: Harness, sessiond_ser
                 break
         time.sleep(0.2)
     assert text.decode("utf-8") == "@\u00e9A\n", text
+
+
+@pytest.mark.root
+def test_a_key_held_in_the_session_types_once_until_the_viewer_repeats_it(sessiond_server: Server,
+                                                                          user_factory: Any) -> None:  # fmt: skip
+    # The viewer sends the local repeats itself (test_a_held_key_repeats...):
+    # the session's X server must not repeat on top of them.
+    user = user_factory("kbrp")
+    launched = svclient(sessiond_server, user, "launch", "xterm")
+    assert launched.returncode == 0, launched.stderr + sessiond_server.log()
+    out = os.path.join(pwd.getpwnam(user.name).pw_dir, "held.txt")
+    assert svclient(sessiond_server, user, "type", f"cat > {out}\n").returncode == 0
+    client = SeamlessClient(sessiond_server, user, display=False, windows=False)
+    try:
+        client.send(INPUT, Key(keysym=ord("x"), down=True))
+        client.pump(2.0)  # longer than any X server's repeat delay (660 ms by default)
+        for keysym, down in [(ord("x"), False), (ord("y"), True), (ord("y"), True), (ord("y"), False),
+                             (AT, True), (AT, True), (AT, False), (0xFF0D, True), (0xFF0D, False)]:  # fmt: skip
+            client.send(INPUT, Key(keysym=keysym, down=down))
+        client.pump(0.2)
+    finally:
+        client.close()
+    deadline = time.monotonic() + WAIT
+    text = b""
+    while time.monotonic() < deadline and not text.endswith(b"\n"):
+        if os.path.exists(out):
+            with open(out, "rb") as handle:
+                text = handle.read()
+        time.sleep(0.2)
+    # One x for the held key; each repeated press typed its character again,
+    # '@' with the Shift it needs on the session's US keyboard.
+    assert text == b"xyy@@\n"
