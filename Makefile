@@ -21,6 +21,7 @@ PYTEST_ARGS ?=
 # ffmpeg (ffplay plays the lavfi test video of the video-region tests and bench_video.py).
 # svclient view's Qt xcb platform (what libqxcb.so and Qt6Gui/XcbQpa link that
 # Debian does not install by default), and openbox + xdotool for its tests.
+# x11-xkb-utils: the viewer's keyboard tests set a German layout (setxkbmap).
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libxdamage1 libxfixes3 libxcomposite1 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
@@ -30,7 +31,7 @@ DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libxcb-cursor0 libxkbcommon-x11-0 libxkbcommon0 libxcb-icccm4 libxcb-keysyms1 libxcb-render-util0 \
 	libxcb-image0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1 libxcb-glx0 \
 	libx11-xcb1 libegl1 libgl1 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3 \
-	openbox xdotool
+	libxcb-xinerama0 x11-xkb-utils openbox xdotool
 
 .PHONY: all install deps-debian venv sslyze demo test unit lint webtest clean
 

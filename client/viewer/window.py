@@ -21,6 +21,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QColor,
     QFocusEvent,
+    QGuiApplication,
     QIcon,
     QImage,
     QKeyEvent,
@@ -68,7 +69,8 @@ class SessionWindow(QWidget):
         self.state = state
         self.session_focus = 0
         self.stale = False
-        self.keys = KeyTranslator()
+        # nativeVirtualKey() is the X keysym only on X11 (xcb)
+        self.keys = KeyTranslator(native_is_keysym=QGuiApplication.platformName() == "xcb")
         self._sent: tuple[int, int, int, int] | None = None
         self._applying = False
         self._wheel = [0, 0]
@@ -250,11 +252,13 @@ class SessionWindow(QWidget):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt name
         self._send_keys(self.keys.press(event.key(), event.nativeVirtualKey(), event.text(),
-                                        event.modifiers().value, event.isAutoRepeat()))  # fmt: skip
+                                        event.modifiers().value, event.isAutoRepeat(),
+                                        scan_code=event.nativeScanCode()))  # fmt: skip
 
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt name
         self._send_keys(self.keys.release(event.key(), event.nativeVirtualKey(), event.text(),
-                                          event.modifiers().value, event.isAutoRepeat()))  # fmt: skip
+                                          event.modifiers().value, event.isAutoRepeat(),
+                                          scan_code=event.nativeScanCode()))  # fmt: skip
 
     def focusOutEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt name
         self._send_keys(self.keys.release_all())

@@ -203,10 +203,11 @@ class InputInjector:
             xtest.fake_input(self._display, X.KeyRelease, keycode)
             self._display.flush()
             return True
-        if keysym in self._pressed:  # auto-repeat: press again, same keycode
-            xtest.fake_input(self._display, X.KeyPress, self._pressed[keysym])
-            self._display.flush()
-            return True
+        if keysym in self._pressed:
+            # Auto-repeat: release, then press as new (with its Shift/AltGr
+            # again); Xvfb runs without server-side repeat (-r) and drops a
+            # press of a key that is already down.
+            xtest.fake_input(self._display, X.KeyRelease, self._pressed.pop(keysym))
         held_shift = self._held(SHIFT_KEYSYMS)
         held_level3 = self._held(LEVEL3_KEYSYMS)
         choices = self._candidates(keysym)

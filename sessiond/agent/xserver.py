@@ -205,6 +205,9 @@ def xvfb_argv(width: int, height: int, depth: int, displayfd: int, shared_frameb
         "-nolisten", "tcp",
         "-nolisten", "local",
         "-noreset",
+        # No server-side key repeat: clients send their own repeated presses
+        # (the user's local repeat rate); Xvfb would repeat a held XTEST key too.
+        "-r",
         "-extension", "GLX",
         "-dpi", "96",
     ]
