@@ -3,7 +3,7 @@
 #
 # Why apart from main.py: the pacing rules (coalesce a repaint, stream without
 # waiting, at most frames_in_flight unacknowledged, the [display] max_kbps
-# bucket) are the same for both modes, and only the source of damage and
+# bucket, FRAME_END's ack_now, the link estimate) are the same for both modes, and only the source of damage and
 # pixels differs. A source answers pending()/mark_all() and turns its damage
 # into the messages of one frame; the pipeline decides when and sends them.
 # Seamless frames are WINDOW_TARGET (when the window changes; it lasts across
@@ -26,6 +26,7 @@ from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.xshm import CDisplay, ShmCapture, XShmError
 
@@ -209,6 +210,14 @@ class DisplayPipeline:
         self.last_frame_at = 0.0
         self.last_frame_us = 0
         self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
+        # RTT and drain rate of the client's link, from FRAME_END -> FRAME_ACK
+        # (always measured; it paces and sets quality only with [display] adaptive).
+        self.link_estimate = LinkEstimate()
+        self.adaptive = args.display_adaptive
+        # The last frame sent asked for its ack at once (FRAME_END ack_now): only
+        # then may the pipeline wait for an ack beyond the frame window (a held
+        # ack would otherwise never come).
+        self._last_ack_now = True
         self._timer: asyncio.TimerHandle | None = None
         # A frame is owed even if nothing is damaged (a client connected or
         # asked for a refresh while no window has pixels: it still gets its
@@ -226,6 +235,8 @@ class DisplayPipeline:
         """A client opened the display channel: everything goes out."""
         self.open = True
         self.acked_seq = self.frame_seq
+        self.link_estimate.reset()
+        self._last_ack_now = True
         self.encoder.forget()  # a new client's copy is unknown: no COPY until a full frame
         self.source.mark_all()
         self._owed = True
@@ -240,6 +251,7 @@ class DisplayPipeline:
         if isinstance(message, FrameAck):
             if self.acked_seq < message.seq <= self.frame_seq:
                 self.acked_seq = message.seq
+                self.link_estimate.frame_acked(message.seq)
             self.schedule()
         elif isinstance(message, RefreshRequest):
             self.encoder.forget()
@@ -255,7 +267,11 @@ class DisplayPipeline:
             return
         if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
             return  # client is behind: damage keeps coalescing meanwhile
+        if self._link_full():
+            return  # a round trip of bytes is in flight: more would only queue
         min_gap = 1.0 / self.args.max_fps
+        if self.adaptive:
+            min_gap = max(min_gap, self.link_estimate.frame_gap())
         now = time.monotonic()
         streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
         delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,
@@ -272,15 +288,41 @@ class DisplayPipeline:
         if link is None or not self.open:
             return
         self._before_frame()
+        if self.adaptive:
+            self.encoder.jpeg_quality = self.link_estimate.jpeg_quality(self.args.jpeg_quality)
         messages = self.source.frame(self.encoder)
         if not messages and not self._owed:
             return
         self._owed = False
+        size = 0
         for message in messages:
             link.conn.send(DISPLAY_CHANNEL, message)
-            self.cap.charge(frame_cost(message))
+            cost = frame_cost(message)
+            self.cap.charge(cost)
+            size += cost
         self.frame_seq += 1
-        link.conn.send(DISPLAY_CHANNEL, FrameEnd(seq=self.frame_seq))
+        ack_now = self._ack_now(size)
+        end = FrameEnd(seq=self.frame_seq, ack_now=ack_now)
+        link.conn.send(DISPLAY_CHANNEL, end)
+        size += frame_cost(end)
+        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
+        self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
+        self._last_ack_now = ack_now
         self.last_frame_at = started
         self.last_frame_us = int(started * 1_000_000)
         link.flush()
+
+    def _link_full(self) -> bool:
+        """Adaptive: the bytes in flight reach a round trip of the link, and
+        the client was told to ack the last frame at once."""
+        return self.adaptive and self._last_ack_now and self.link_estimate.budget_full()
+
+    def _ack_now(self, size: int) -> bool:
+        """FRAME_END ack_now for the frame about to end (already counted in
+        frame_seq): True if no further frame will go until it is acknowledged
+        (frame window or byte budget full), or the RTT estimate wants a sample."""
+        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+            return True
+        if self.adaptive and self.link_estimate.budget_full(size):
+            return True
+        return self.link_estimate.wants_sample()

@@ -80,6 +80,7 @@ class AgentSettings:
     frames_in_flight: int = 2
     launch_timeout: float = 20.0
     display_max_kbps: int = 0  # 0: no cap
+    display_adaptive: bool = True  # [display] adaptive: pace and set quality from the link estimate
     audio_max_kbps: int = 0
     mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
     # [clipboard] and [files] as sessiond resolved them for this user (sessiond
@@ -130,6 +131,7 @@ class AgentSettings:
             frames_in_flight=_int(data, "frames_in_flight", 1, 16),
             launch_timeout=_float(data, "launch_timeout", 1.0, 300.0),
             display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
+            display_adaptive=_bool(data, "display_adaptive"),
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
             mode=_mode(data),
             clip_to_client=_bool(data, "clip_to_client"),
