@@ -124,7 +124,8 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
             f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {os.path.join(tmp, 'state')}\nruntime_dir = {runtime}\n"
             f"{on_stop}"
             f"[auth]\nfailure_delay = 0.3\n"
-            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
+            # desktop: the workloads read the whole screen (client.framebuffer); seamless is the default now
+            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\nmode = desktop\n"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
         )
         if display:

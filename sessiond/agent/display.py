@@ -292,6 +292,7 @@ class DisplayPipeline:
             self.encoder.jpeg_quality = self.link_estimate.jpeg_quality(self.args.jpeg_quality)
         messages = self.source.frame(self.encoder)
         if not messages and not self._owed:
+            self.schedule()  # damage the capture's round trip read in (see the end)
             return
         self._owed = False
         size = 0
@@ -311,6 +312,10 @@ class DisplayPipeline:
         self.last_frame_at = started
         self.last_frame_us = int(started * 1_000_000)
         link.flush()
+        # Damage that arrived during the capture was read off the socket by
+        # its round trip, so the socket will not announce it: schedule now.
+        # (Every frame's FRAME_ACK used to do this; a held ack does not.)
+        self.schedule()
 
     def _link_full(self) -> bool:
         """Adaptive: the bytes in flight reach a round trip of the link, and

@@ -11,9 +11,10 @@
 #     client acknowledged at once (FRAME_END ack_now=1); a held ack
 #     (ack_now=0) says nothing about the round trip.
 #   - drain rate: bytes acknowledged per second since the frame was sent, the
-#     largest sample in RATE_WINDOW_SECONDS; samples of frames sent by an
-#     idle pipeline (typing, not streaming) are app-limited and only count when
-#     they raise the estimate, so an idle link does not look like a slow one.
+#     largest sample in RATE_WINDOW_SECONDS, from frames sent while the
+#     pipeline was streaming; a frame sent by an idle pipeline (typing) says
+#     how fast we typed, not how fast the link is, so it is no sample (an
+#     idle link must not look like a slow one).
 # From those: keep at most rate x (RTT + QUEUE_TARGET_SECONDS) bytes in
 # flight (a keystroke's echo never queues behind seconds of scroll), space
 # frames no closer than the link drains them, lower JPEG quality while frames
@@ -138,8 +139,8 @@ class LinkEstimate:
         self._last_rtt_at = now
         elapsed = now - last.delivered_time_at_send
         if elapsed >= MIN_SAMPLE_SECONDS:
-            rate = (self.delivered - last.delivered_at_send) / elapsed
-            if not last.app_limited or rate > (self.bandwidth or 0.0):
+            if not last.app_limited:
+                rate = (self.delivered - last.delivered_at_send) / elapsed
                 self._add(self._rate, now, rate, RATE_WINDOW_SECONDS)
         self._adjust_quality(now)
 

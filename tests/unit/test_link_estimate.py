@@ -221,3 +221,35 @@ def test_adaptive_budget_asks_for_the_ack_when_a_round_trip_of_bytes_is_in_fligh
     assert 1 <= len(ends) <= int(budget // 30_000) + 1  # stopped by bytes, long before the 8-frame window
     assert ends[-1].ack_now
     assert pipeline.link_estimate.in_flight_bytes >= budget
+
+
+def test_typing_alone_gives_no_bandwidth_estimate_so_nothing_is_throttled() -> None:
+    clock = Clock()
+    est = LinkEstimate(clock)
+    for seq in range(1, 20):  # echoes from an idle pipeline, acked at once
+        clock.now += 0.5
+        est.frame_sent(seq, 90, ack_now=True, app_limited=True)
+        clock.now += 0.040
+        est.frame_acked(seq)
+    assert est.rtt == pytest.approx(0.040)
+    assert est.bandwidth is None and est.budget() is None and est.frame_gap() == 0.0
+    assert est.jpeg_quality(75) == 75
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_damage_read_during_a_capture_gets_its_frame_without_any_ack(adaptive: bool) -> None:
+    """The capture's round trip reads damage events off the socket, so nothing
+    announces them: the pipeline must schedule itself after each frame (it
+    used to rely on every frame's ack, which a client may now hold)."""
+    loop, link = FakeLoop(), Link()
+    settings = AgentSettings(socket="/x", frames_in_flight=2, display_adaptive=adaptive)
+    pipeline = DisplayPipeline(loop, settings, FloodSource(100), lambda: link, lambda: None)  # type: ignore[arg-type]
+    pipeline.opened()
+    for _ in range(50):  # no damage events, no schedule() from outside: only acks the server asked for
+        if not loop.calls:
+            break
+        loop.calls.pop(0)()
+        ends = [m for m in link.conn.sent if isinstance(m, FrameEnd)]
+        if ends and ends[-1].ack_now and pipeline.acked_seq < ends[-1].seq:
+            pipeline.message(FrameAck(ends[-1].seq))
+    assert len([m for m in link.conn.sent if isinstance(m, FrameEnd)]) >= 40
