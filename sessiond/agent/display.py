@@ -270,8 +270,6 @@ class DisplayPipeline:
         if self._link_full():
             return  # a round trip of bytes is in flight: more would only queue
         min_gap = 1.0 / self.args.max_fps
-        if self.adaptive:
-            min_gap = max(min_gap, self.link_estimate.frame_gap())
         now = time.monotonic()
         streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
         delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,

@@ -43,18 +43,16 @@ MAX_SAMPLES = 256
 # Ask for an immediate ack when the newest RTT sample is older than this,
 # so the estimate follows a link that changes while the user only types.
 RTT_SAMPLE_MAX_AGE = 2.0
-# Queueing allowed beyond one round trip of bytes: the typing budget is RTT + 10 ms.
+# Bytes in flight: BUDGET_GAIN round trips of the drain rate (BBR's cwnd gain:
+# the rate is measured through this very budget, and with a gain of 1 it would
+# settle far below the link; with 2 the estimate climbs until the link is
+# full) plus QUEUE_TARGET_SECONDS of queue (the typing budget is RTT + 10 ms).
+BUDGET_GAIN = 2.0
 QUEUE_TARGET_SECONDS = 0.010
 # Never hold back the first bytes: one small frame always goes.
 MIN_BUDGET_BYTES = 16 * 1024
 # A rate sample needs at least this much time between its two ends.
 MIN_SAMPLE_SECONDS = 0.001
-# Frames are spaced at the drain rate x this (a little faster, so the
-# estimate can discover that the link got faster).
-PACING_GAIN = 1.25
-# Frames are never spaced further apart than this by the pacing (a stale low
-# estimate must not stall the display; the frame window still bounds what is sent).
-MAX_FRAME_GAP = 0.25
 # Weight of the newest frame in the frame-size average.
 FRAME_BYTES_WEIGHT = 0.25
 # JPEG quality: lowered while a frame takes longer than 1/TARGET_FPS to
@@ -175,12 +173,12 @@ class LinkEstimate:
 
     # -- what the pipeline does with it -----------------------------------------------
     def budget(self) -> float | None:
-        """Bytes that may be in flight: one round trip of the drain rate plus
-        QUEUE_TARGET_SECONDS (None: unknown, no byte limit)."""
+        """Bytes that may be in flight: BUDGET_GAIN round trips of the drain
+        rate plus QUEUE_TARGET_SECONDS of it (None: unknown, no byte limit)."""
         rtt, rate = self.rtt, self.bandwidth
         if rtt is None or rate is None:
             return None
-        return max(float(MIN_BUDGET_BYTES), rate * (rtt + QUEUE_TARGET_SECONDS))
+        return max(float(MIN_BUDGET_BYTES), rate * (BUDGET_GAIN * rtt + QUEUE_TARGET_SECONDS))
 
     def budget_full(self, extra: int = 0) -> bool:
         """True if the bytes in flight (plus `extra` about to be sent) reach the budget."""
@@ -190,13 +188,6 @@ class LinkEstimate:
     def wants_sample(self) -> bool:
         """True if the next frame should ask for an immediate ack (RTT sample stale)."""
         return self.clock() - self._last_rtt_at > RTT_SAMPLE_MAX_AGE
-
-    def frame_gap(self) -> float:
-        """Seconds between frame starts so frames leave no faster than the link drains them."""
-        rate = self.bandwidth
-        if rate is None or rate <= 0 or self.frame_bytes == 0:
-            return 0.0
-        return min(MAX_FRAME_GAP, self.frame_bytes / (rate * PACING_GAIN))
 
     def _adjust_quality(self, now: float) -> None:
         rate = self.bandwidth

@@ -84,6 +84,18 @@ def red_pixels(client: SessionClient) -> int:
     return sum(count for count, colour in colours or [] if colour[:3] == RED)
 
 
+def count_bytes(client: SessionClient) -> None:
+    """client.bytes_received: protocol bytes received (after TLS), counted from now."""
+    client.bytes_received = 0  # type: ignore[attr-defined]
+    original = client.dataReceived
+
+    def counting(data: bytes) -> None:
+        client.bytes_received += len(data)  # type: ignore[attr-defined]
+        original(data)
+
+    client.dataReceived = counting  # type: ignore[method-assign]
+
+
 def type_text(client: SessionClient, text: str) -> None:
     """Type TEXT, one KEY_TAP per character."""
     for ch in text:
@@ -104,7 +116,8 @@ async def typing(reactor: Any, client: SessionClient, keystrokes: int) -> list[f
         sent = time.perf_counter()
         client.tap(keysym_for_char("abcdefghij"[index % 10]))
         try:
-            shown = await frame_where(reactor, client, lambda: screen_of(client) != before, "an echo", ECHO_TIMEOUT)
+            shown = await frame_where(reactor, client, lambda before=before: screen_of(client) != before,  # type: ignore[misc]
+                                      "an echo", ECHO_TIMEOUT)  # fmt: skip
             latencies.append(shown - sent)
         except RuntimeError:
             latencies.append(None)
@@ -121,17 +134,20 @@ async def flood(reactor: Any, client: SessionClient, seconds: float) -> dict[str
     type_text(client, FLOOD)
     started = time.perf_counter()
     frames = 0
+    received = client.bytes_received
     while time.perf_counter() - started < seconds:
         await within(reactor, client.next_frame(), "a frame of the flood", STEP_SECONDS)
         frames += 1
     elapsed = time.perf_counter() - started
+    received = client.bytes_received - received
     interrupted = time.perf_counter()
     client.key(CONTROL_L, True)
     client.tap(keysym_for_char("c"))
     client.key(CONTROL_L, False)
     type_text(client, PAINT)
     shown = await frame_where(reactor, client, lambda: red_pixels(client) >= MIN_RED_PIXELS, "the red block")
-    return {"flood_frames": frames, "flood_seconds": elapsed, "red_after_seconds": shown - interrupted,
+    return {"flood_frames": frames, "flood_seconds": elapsed, "flood_bytes": received,
+            "red_after_seconds": shown - interrupted,
             "red_pixels": red_pixels(client)}  # fmt: skip
 
 
@@ -141,6 +157,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         password = handle.read().strip()
     client: SessionClient = await within(reactor, connect(reactor, host, int(port), KnownHosts(args.known_hosts)),
                                          "the server")  # fmt: skip
+    count_bytes(client)
     try:
         await within(reactor, client.login(args.user, password), "login")
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")

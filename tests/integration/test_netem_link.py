@@ -59,7 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, link: NetemLink) -> Iterato
 def run_client(link: NetemLink, server: Server, user: Any, tmp_path: Any, *extra: str) -> dict[str, Any]:
     argv = link.inside([os.path.join(VENV_BIN, "python"), DRIVER, "--server", f"{server.host}:{server.port}",
                         "--user", user.name, "--password-file", user.password_file,
-                        "--known-hosts", str(tmp_path / "known_hosts"), "--keystrokes", str(KEYSTROKES), *extra])  # fmt: skip
+                        "--known-hosts", str(tmp_path / "known_hosts"), "--keystrokes", str(KEYSTROKES),
+                        *extra])  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result from the client (rc {done.returncode}): {done.stderr[-3000:]}"
@@ -72,6 +73,7 @@ def test_typing_echoes_and_a_flood_scroll_stays_responsive(link: NetemLink, serv
                                                            tmp_path: Any) -> None:  # fmt: skip
     user = user_factory("svt-netem")
     result = run_client(link, server, user, tmp_path, "--flood-seconds", str(FLOOD_SECONDS))
+    print(f"slow link: {result}")  # shown with -s: echo latencies, flood frames, red delay
     echoes = result["echo_seconds"]
     assert len(echoes) == KEYSTROKES and None not in echoes, f"echoes that never came: {echoes}"
     fps = result["flood_frames"] / result["flood_seconds"]
