@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way delay (RTT is twice this)")
     parser.add_argument("--rate-mbit", type=float, default=10.0)
     parser.add_argument("--loss-percent", type=float, default=1.0)
-    parser.add_argument("--frames-in-flight", type=int, help="[display] frames_in_flight (default: the installed default)")
+    parser.add_argument("--frames-in-flight", type=int, help="[display] frames_in_flight (default: installed)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_netem: run as root (it creates a namespace, users and sessiond)", file=sys.stderr)
