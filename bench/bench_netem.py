@@ -23,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -40,6 +41,7 @@ from svtest import VENV_BIN, create_user, remove_user, start_sessiond, stop_sess
 DRIVER = os.path.join(REPO, "tests", "integration", "netem_client.py")
 DEFAULT_KEYSTROKES = 30
 DEFAULT_FLOOD_SECONDS = 10.0
+DEFAULT_VIDEO_SECONDS = 10.0
 # TCP round trips through the link for the RTT baseline.
 PING_ROUNDS = 30
 PING_CODE = """
@@ -87,7 +89,9 @@ def run_mode(link: NetemLink, tmp: str, adaptive: bool, args: argparse.Namespace
         argv = link.inside([os.path.join(VENV_BIN, "python"), DRIVER, "--server", f"{server.host}:{server.port}",
                             "--user", user.name, "--password-file", user.password_file, "--known-hosts",
                             os.path.join(mode_dir, "known_hosts"), "--keystrokes", str(args.keystrokes),
-                            "--flood-seconds", str(args.flood_seconds)])  # fmt: skip
+                            "--flood-seconds", str(args.flood_seconds), "--video-seconds",
+                            str(args.video_seconds), "--save-screen",
+                            os.path.join(tmp, f"failed-{adaptive}.png")])  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         result: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": done.stderr[-2000:]}
@@ -106,9 +110,9 @@ def _ms(seconds: float) -> str:
 def report(rtt: float, on: dict[str, Any], off: dict[str, Any]) -> str:
     """The table: per mode, typing latency (median, p90, vs RTT), scroll fps, red delay; ratios on/off."""
 
-    def typing(result: dict[str, Any]) -> tuple[float, float, int]:
-        arrived = sorted(v for v in result["echo_seconds"] if v is not None)
-        missed = len(result["echo_seconds"]) - len(arrived)
+    def typing(result: dict[str, Any], key: str = "echo_seconds") -> tuple[float, float, int]:
+        arrived = sorted(v for v in result[key] if v is not None)
+        missed = len(result[key]) - len(arrived)
         p90 = arrived[int(0.9 * (len(arrived) - 1))] if arrived else float("inf")
         return (statistics.median(arrived) if arrived else float("inf")), p90, missed
 
@@ -119,6 +123,20 @@ def report(rtt: float, on: dict[str, Any], off: dict[str, Any]) -> str:
                  f"{med_on / med_off:.2f}"))  # fmt: skip
     rows.append(("typing echo, p90 / missed", f"{_ms(p90_on)} / {miss_on}", f"{_ms(p90_off)} / {miss_off}",
                  f"{p90_on / p90_off:.2f}"))  # fmt: skip
+    if "video_frames" in on and "video_frames" in off:
+        (vmed_on, vp90_on, vmiss_on), (vmed_off, vp90_off, vmiss_off) = (typing(r, "video_echo_seconds")
+                                                                         for r in (on, off))  # fmt: skip
+        rows.append(("typing echo while a video plays beside xterm, median",
+                     f"{_ms(vmed_on)} (RTT + {_ms(vmed_on - rtt)})", f"{_ms(vmed_off)} (RTT + {_ms(vmed_off - rtt)})",
+                     f"{vmed_on / vmed_off:.2f}"))  # fmt: skip
+        rows.append(("  ... p90 / missed", f"{_ms(vp90_on)} / {vmiss_on}", f"{_ms(vp90_off)} / {vmiss_off}",
+                     f"{vp90_on / vp90_off:.2f}"))  # fmt: skip
+        vfps_on, vfps_off = (r["video_frames"] / r["video_seconds"] for r in (on, off))
+        rows.append(("video 480x360 (testsrc + noise, 30 fps), frames/s", f"{vfps_on:.1f}", f"{vfps_off:.1f}",
+                     f"{vfps_on / vfps_off:.2f}"))  # fmt: skip
+        vk_on, vk_off = (r["video_bytes"] / r["video_seconds"] / 1000 for r in (on, off))
+        rows.append(("video, kB/s received (link: 1250 kB/s)", f"{vk_on:.0f}", f"{vk_off:.0f}",
+                     f"{vk_on / vk_off:.2f}"))  # fmt: skip
     fps_on, fps_off = (r["flood_frames"] / r["flood_seconds"] for r in (on, off))
     rows.append(("flood scroll, frames/s at 10 Mbit/s (goal >= 20)", f"{fps_on:.1f}", f"{fps_off:.1f}",
                  f"{fps_on / fps_off:.2f}"))  # fmt: skip
@@ -137,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keystrokes", type=int, default=DEFAULT_KEYSTROKES)
     parser.add_argument("--flood-seconds", type=float, default=DEFAULT_FLOOD_SECONDS)
+    parser.add_argument("--video-seconds", type=float, default=DEFAULT_VIDEO_SECONDS)
+    parser.add_argument("--off-first", action="store_true", help="run adaptive off before on")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way delay (RTT is twice this)")
     parser.add_argument("--rate-mbit", type=float, default=10.0)
     parser.add_argument("--loss-percent", type=float, default=1.0)
@@ -149,10 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="svbench-netem-")
     with NetemLink(args.delay_ms, args.rate_mbit, args.loss_percent) as link:
         rtt = link_rtt(link)
-        print(f"link RTT {_ms(rtt)}; adaptive on ...", file=sys.stderr, flush=True)
-        on = run_mode(link, tmp, True, args)
-        print("adaptive off ...", file=sys.stderr, flush=True)
-        off = run_mode(link, tmp, False, args)
+        print(f"link RTT {_ms(rtt)}", file=sys.stderr, flush=True)
+        results = {}
+        for adaptive in (False, True) if args.off_first else (True, False):
+            print(f"adaptive {'on' if adaptive else 'off'} ...", file=sys.stderr, flush=True)
+            results[adaptive] = run_mode(link, tmp, adaptive, args)
+        on, off = results[True], results[False]
+    shutil.rmtree(tmp, ignore_errors=True)  # kept on failure: the client's screen is saved there
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"sessiond slow-link benchmark, {now}; nproc {os.cpu_count()}; link {2 * args.delay_ms:.0f} ms RTT, "
           f"{args.rate_mbit:g} Mbit/s, {args.loss_percent:g}% loss each way (user-space TUN emulation); "

@@ -266,8 +266,10 @@ class DisplayPipeline:
         if not self.source.pending() and not self._owed:
             return
         if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+            self.link_estimate.waited()
             return  # client is behind: damage keeps coalescing meanwhile
         if self._link_full():
+            self.link_estimate.waited()
             return  # a round trip of bytes is in flight: more would only queue
         min_gap = 1.0 / self.args.max_fps
         now = time.monotonic()

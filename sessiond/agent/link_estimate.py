@@ -56,8 +56,9 @@ MIN_SAMPLE_SECONDS = 0.001
 # Weight of the newest frame in the frame-size average.
 FRAME_BYTES_WEIGHT = 0.25
 # JPEG quality: lowered while a frame takes longer than 1/TARGET_FPS to
-# drain, raised back when it takes less than half of that; at most one step
-# per QUALITY_ADJUST_SECONDS, never below MIN_JPEG_QUALITY.
+# drain and the pipeline had to wait for acks (the link is the limit),
+# raised back when it takes less than half of that; at most one step per
+# QUALITY_ADJUST_SECONDS, never below MIN_JPEG_QUALITY.
 TARGET_FPS = 20.0
 MIN_JPEG_QUALITY = 30
 QUALITY_STEP = 10
@@ -107,6 +108,7 @@ class LinkEstimate:
         self.frame_bytes = 0.0
         self.quality_scale = 1.0
         self._quality_at = -QUALITY_ADJUST_SECONDS
+        self._waited = False  # the pipeline waited for an ack since the last quality step
 
     # -- measurement ------------------------------------------------------------------
     def frame_sent(self, seq: int, size: int, ack_now: bool, app_limited: bool) -> None:
@@ -189,12 +191,20 @@ class LinkEstimate:
         """True if the next frame should ask for an immediate ack (RTT sample stale)."""
         return self.clock() - self._last_rtt_at > RTT_SAMPLE_MAX_AGE
 
+    def waited(self) -> None:
+        """The pipeline had damage but waited for an ack (frame window or byte
+        budget full): the link or the client, not the encoder, set the pace."""
+        self._waited = True
+
     def _adjust_quality(self, now: float) -> None:
         rate = self.bandwidth
         if rate is None or rate <= 0 or now - self._quality_at < QUALITY_ADJUST_SECONDS:
             return
         drain = self.frame_bytes / rate
-        if drain > 1.0 / TARGET_FPS:
+        waited, self._waited = self._waited, False
+        # Lower only when the link set the pace: a busy encoder or CPU makes
+        # frames slow too, and smaller frames would not make them faster.
+        if drain > 1.0 / TARGET_FPS and waited:
             self.quality_scale = max(0.0, self.quality_scale - QUALITY_STEP / 100)
         elif drain < 0.5 / TARGET_FPS:
             self.quality_scale = min(1.0, self.quality_scale + QUALITY_STEP / 200)

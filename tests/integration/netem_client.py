@@ -38,6 +38,14 @@ RED = (205, 0, 0)
 PAINT = "printf '\\033[41m%600s\\033[0m\\n' ''\n"
 MIN_RED_PIXELS = 600 * 6 * 13 // 2
 FLOOD = "seq 100000000\n"
+# A video beside xterm (ffplay's test pattern with temporal noise: every
+# pixel changes every frame, many colours, so JPEG at ~tens of kB a frame,
+# more than the 10 Mbit/s link carries at 30 fps), in the right part of the 1024x768 screen; xterm's 80x24 cells
+# (484x316 px) stay uncovered, so typed letters can be seen while it plays.
+VIDEO = ("ffplay -loglevel quiet -an -noborder -left 520 -top 0 -f lavfi "
+         "-i testsrc=size=480x360:rate=30,noise=alls=30:allf=t &\n")
+VIDEO_BOX = (520, 0, 1000, 360)
+XTERM_BOX = (0, 0, 484, 316)
 CONTROL_L = 0xFFE3
 
 
@@ -102,21 +110,28 @@ def type_text(client: SessionClient, text: str) -> None:
         client.tap(keysym_for_char(ch))
 
 
-def screen_of(client: SessionClient) -> bytes:
+def screen_of(client: SessionClient, box: tuple[int, int, int, int] | None = None) -> bytes:
     fb = client.framebuffer
-    return fb.image().tobytes() if fb is not None else b""
+    if fb is None:
+        return b""
+    image = fb.image()
+    return (image.crop(box) if box else image).tobytes()
 
 
-async def typing(reactor: Any, client: SessionClient, keystrokes: int) -> list[float | None]:
-    """Seconds from each letter typed at the prompt to the frame showing it (None: missed)."""
+async def typing(reactor: Any, client: SessionClient, keystrokes: int,
+                 box: tuple[int, int, int, int] | None = None, quiet: bool = True) -> list[float | None]:  # fmt: skip
+    """Seconds from each letter typed at the prompt to the frame showing it
+    within BOX (None: missed); QUIET: wait for an idle screen first."""
     latencies: list[float | None] = []
-    await wait_quiet(reactor, client)
+    if quiet:
+        await wait_quiet(reactor, client)
     for index in range(keystrokes):
-        before = screen_of(client)
+        before = screen_of(client, box)
         sent = time.perf_counter()
         client.tap(keysym_for_char("abcdefghij"[index % 10]))
         try:
-            shown = await frame_where(reactor, client, lambda before=before: screen_of(client) != before,  # type: ignore[misc]
+            shown = await frame_where(reactor, client,
+                                      lambda before=before: screen_of(client, box) != before,  # type: ignore[misc]
                                       "an echo", ECHO_TIMEOUT)  # fmt: skip
             latencies.append(shown - sent)
         except RuntimeError:
@@ -124,8 +139,41 @@ async def typing(reactor: Any, client: SessionClient, keystrokes: int) -> list[f
         await task.deferLater(reactor, TYPING_GAP, lambda: None)
     for _ in range(keystrokes):
         client.tap(0xFF08)  # BackSpace: leave the prompt empty for the flood
-    await wait_quiet(reactor, client)
+    if quiet:
+        await wait_quiet(reactor, client)
     return latencies
+
+
+def click(client: SessionClient, x: int, y: int) -> None:
+    client.pointer(x, y)
+    client.button(x, y, 1, True)
+    client.button(x, y, 1, False)
+
+
+def colours_in(client: SessionClient, box: tuple[int, int, int, int]) -> int:
+    fb = client.framebuffer
+    colours = fb.image().crop(box).getcolors(1 << 16) if fb is not None else None
+    return len(colours) if colours is not None else 1 << 16
+
+
+async def video(reactor: Any, client: SessionClient, seconds: float, keystrokes: int) -> dict[str, Any]:
+    """Play a test video beside xterm for SECONDS: frames and bytes received,
+    and the echo of letters typed into xterm meanwhile (the link is busy)."""
+    type_text(client, VIDEO)
+    await frame_where(reactor, client, lambda: colours_in(client, VIDEO_BOX) > 64, "the video on screen")
+    started = time.perf_counter()
+    received = client.bytes_received
+    frames = 0
+    while time.perf_counter() - started < seconds:
+        await within(reactor, client.next_frame(), "a frame of the video", STEP_SECONDS)
+        frames += 1
+    elapsed = time.perf_counter() - started
+    received = client.bytes_received - received
+    click(client, 100, 100)  # the keyboard follows the click to xterm (ffplay's window may have taken it)
+    echoes = await typing(reactor, client, keystrokes, box=XTERM_BOX, quiet=False)
+    type_text(client, "kill %1\n")
+    await wait_quiet(reactor, client)
+    return {"video_frames": frames, "video_seconds": elapsed, "video_bytes": received, "video_echo_seconds": echoes}
 
 
 async def flood(reactor: Any, client: SessionClient, seconds: float) -> dict[str, float]:
@@ -166,9 +214,15 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         await within(reactor, client.launch("xterm"), "the launch of xterm")
         await wait_quiet(reactor, client)
         result: dict[str, Any] = {"echo_seconds": await typing(reactor, client, args.keystrokes)}
+        if args.video_seconds > 0:
+            result.update(await video(reactor, client, args.video_seconds, args.keystrokes))
         if args.flood_seconds > 0:
             result.update(await flood(reactor, client, args.flood_seconds))
         return result
+    except Exception:
+        if args.save_screen and client.framebuffer is not None:
+            client.framebuffer.save_png(args.save_screen)
+        raise
     finally:
         client.disconnect()
 
@@ -181,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--known-hosts", required=True)
     parser.add_argument("--keystrokes", type=int, default=10)
     parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument("--video-seconds", type=float, default=0.0)
+    parser.add_argument("--save-screen", metavar="PNG", help="save the client's screen here if the run fails")
     parser.add_argument("--ack-every-frame", action="store_true", help="ack every frame at once (baseline)")
     args = parser.parse_args(argv)
     out: dict[str, Any] = {}

@@ -94,6 +94,13 @@ def test_budget_full_counts_bytes_in_flight_and_has_a_floor() -> None:
 def test_jpeg_quality_falls_on_a_slow_link_and_recovers_on_a_fast_one() -> None:
     clock = Clock()
     slow = link_of(200_000.0, 0.040, clock, frames=60, size=60_000)  # 0.3 s per frame
+    assert slow.jpeg_quality(75) == 75  # the pipeline never waited for an ack: the encoder set the pace
+    slow = LinkEstimate(clock)
+    for seq in range(1, 61):  # the same link, with the pipeline waiting for each ack
+        slow.frame_sent(seq, 60_000, ack_now=True, app_limited=seq == 1)
+        slow.waited()
+        clock.now += 60_000 / 200_000.0 + 0.040
+        slow.frame_acked(seq)
     assert slow.jpeg_quality(75) < 75
     assert slow.jpeg_quality(75) >= le.MIN_JPEG_QUALITY
     clock2 = Clock()
