@@ -86,9 +86,13 @@ def test_budget_full_counts_bytes_in_flight_and_has_a_floor() -> None:
     clock = Clock()
     est = link_of(10_000.0, 0.040, clock, size=2_000)  # a very slow link
     assert est.budget() == le.MIN_BUDGET_BYTES
-    est.frame_sent(100, le.MIN_BUDGET_BYTES - 10, ack_now=False, app_limited=False)
-    assert not est.budget_full()
-    assert est.budget_full(extra=10)
+    big = link_of(10_000.0, 0.040, Clock(), size=20_000)
+    assert big.budget() == pytest.approx(le.MIN_BUDGET_FRAMES * big.frame_bytes)  # two average frames
+    est.frame_sent(100, 4_000, ack_now=False, app_limited=False)
+    budget = est.budget()
+    assert budget == le.MIN_BUDGET_BYTES
+    assert not est.budget_full(extra=budget - 4_000 - 1)
+    assert est.budget_full(extra=budget - 4_000)
 
 
 def test_jpeg_quality_falls_on_a_slow_link_and_recovers_on_a_fast_one() -> None:
@@ -214,7 +218,7 @@ def test_adaptive_budget_asks_for_the_ack_when_a_round_trip_of_bytes_is_in_fligh
     settings = AgentSettings(socket="/x", frames_in_flight=8, display_adaptive=True)
     pipeline = DisplayPipeline(loop, settings, FloodSource(30_000), lambda: link, lambda: None)  # type: ignore[arg-type]
     clock = Clock()
-    pipeline.link_estimate = link_of(10e6 / 8, 0.040, clock)  # budget ~112 kB: four 30 kB frames
+    pipeline.link_estimate = link_of(10e6 / 8, 0.040, clock, size=20_000)  # budget ~112 kB: four 30 kB frames
     pipeline.opened = lambda: None  # type: ignore[method-assign]
     pipeline.open = True
     pipeline._owed = True
