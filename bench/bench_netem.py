@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_netem: run as root (it creates a namespace, users and sessiond)", file=sys.stderr)
         return 2
+    if args.video_seconds > 0 and shutil.which("ffplay") is None:
+        print("bench_netem: no ffplay (Debian package ffmpeg): the video workload is skipped", file=sys.stderr)
+        args.video_seconds = 0.0
     load = os.getloadavg()[0]
     tmp = tempfile.mkdtemp(prefix="svbench-netem-")
     with NetemLink(args.delay_ms, args.rate_mbit, args.loss_percent) as link:
