@@ -134,8 +134,9 @@ def _size(count: float) -> str:
     return f"{count:.0f} B"
 
 
-def report(startup: list[StartupRun], typed: EchoResult, scroll: RedrawResult) -> str:
-    """The results table (medians; ratio = ours / baseline)."""
+def report(startup: list[StartupRun], typed: EchoResult, scroll: RedrawResult, typed_each: EchoResult) -> str:
+    """The results table (medians; ratio = ours / baseline). typed_each: the
+    same typing with every frame acked at once (the acknowledgement baseline)."""
     med = statistics.median
     rows: list[tuple[str, str, str, str]] = []
     ours_start, base_start = med(r.first_frame for r in startup), med(r.baseline for r in startup)
@@ -145,6 +146,12 @@ def report(startup: list[StartupRun], typed: EchoResult, scroll: RedrawResult) -
     naive_bytes = med(p.size for p in typed.naive_png)
     rows.append((f"bytes per echoed keystroke (n={len(per_key)})", f"{med(per_key):.0f} B",
                  f"{_size(naive_bytes)} naive PNG", _ratio(med(per_key), naive_bytes)))  # fmt: skip
+    up, up_each = med(typed.bytes_up), med(typed_each.bytes_up)
+    rows.append(("keystroke bytes up, acks held for the next key", f"{up:.0f} B",
+                 f"{up_each:.0f} B every frame acked at once", _ratio(up, up_each)))  # fmt: skip
+    down, down_each = med(typed.bytes_down), med(typed_each.bytes_down)
+    rows.append(("keystroke bytes down, acks held for the next key", f"{down:.0f} B",
+                 f"{down_each:.0f} B every frame acked at once", _ratio(down, down_each)))  # fmt: skip
     naive_encode = med(p.seconds for p in typed.naive_png)
     # A missed echo counts as infinitely late, so the median stays honest.
     latency = med(math.inf if value is None else value for value in typed.latency)
@@ -220,6 +227,12 @@ class Bench:
         client = await open_session(reactor, "127.0.0.1", pport, self.known, typist, XTERM_APP_ID,
                                     lambda c: xterm_visible(c.framebuffer))  # fmt: skip
         self.clients.append(client)
+        # Baseline of the acknowledgement: every frame acked at once in its own
+        # record (clients before FRAME_END's ack_now); then the same typing with
+        # acks held for the next keystroke (the default).
+        client.hold_acks = False
+        typed_each = await echo(reactor, client, self.proxy, args.keystrokes)
+        client.hold_acks = True
         typed = await echo(reactor, client, self.proxy, args.keystrokes)
         self.save_screen(client, "echo.png")
         client.disconnect()
@@ -230,7 +243,7 @@ class Bench:
         self.save_screen(client, "redraw.png")
         watched = [os.getpid(), self.server.pid, *user_pids(scroller.name)]
         scroll = await redraw(reactor, client, self.proxy, args.redraw_seconds, watched)
-        return report(startup, typed, scroll)
+        return report(startup, typed, scroll, typed_each)
 
     def save_screen(self, client: SessionClient, name: str) -> None:
         """Write the client's framebuffer to --save-screens DIR/NAME."""

@@ -2,7 +2,9 @@
 # then HELLO, login, and the display/input channels. Each request returns a
 # Deferred; the framebuffer is reconstructed from the display channel and
 # every frame is acknowledged after it is drawn (that acknowledgement is
-# what paces the server). In seamless mode the windows channel describes the
+# what paces the server): at once when FRAME_END says ack_now, else held
+# and sent with the next write (a keystroke), in the same TLS record; acks
+# are cumulative, so one answers every frame before it. In seamless mode the windows channel describes the
 # session's windows and client.windows keeps one framebuffer per window.
 """SessionClient: one connection to sessiond, Deferred-based."""
 
@@ -130,6 +132,10 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self._replay_waiter: defer.Deferred[Any] | None = None
         self.session_info: SessionInfo | None = None
         self.last_frame = 0
+        # A FRAME_ACK the server let us hold (FRAME_END ack_now=0): it goes with the next write.
+        self._held_ack: int | None = None
+        # False: ack every frame at once, as clients did before ack_now (bench baseline).
+        self.hold_acks = True
         self._waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]] = []
         self._frame_waiters: list[defer.Deferred[int]] = []
         self._channel_waiters: dict[int, defer.Deferred[None]] = {}
@@ -282,7 +288,11 @@ class SessionClient(WindowsMixin, FrameProtocol):
         elif isinstance(message, FrameEnd):
             self.windows.frame_end()
             self.last_frame = message.seq
-            self.conn.send(DISPLAY, FrameAck(seq=message.seq))
+            if message.ack_now or not self.hold_acks:
+                self._held_ack = None
+                self.conn.send(DISPLAY, FrameAck(seq=message.seq))
+            else:
+                self._held_ack = message.seq
             self.flush()
             waiters, self._frame_waiters = self._frame_waiters, []
             for d in waiters:
@@ -427,6 +437,17 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.conn.send(DISPLAY, ResizeRequest(width=width, height=height))
         self.flush()
         return d
+
+    def flush(self) -> None:
+        """Write what is queued; a held FRAME_ACK rides along with anything else written."""
+        if self._held_ack is not None and not self.conn.closed and self.conn.has_data_to_send():
+            self._send_held_ack()
+        super().flush()
+
+    def _send_held_ack(self) -> None:
+        seq, self._held_ack = self._held_ack, None
+        if seq is not None and DISPLAY in self.conn.open_channels():
+            self.conn.send(DISPLAY, FrameAck(seq=seq))
 
     def send_input(self, message: Message) -> None:
         self.conn.send(INPUT, message)

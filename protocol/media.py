@@ -95,7 +95,17 @@ class Region(Declared):
 
 @message(0x03, "FRAME_END", kind=DISPLAY, sender=Sender.SERVER)
 class FrameEnd(_SeqMessage):
-    """The regions since the previous FRAME_END form frame `seq` (server -> client)."""
+    """The regions since the previous FRAME_END form frame `seq` (server -> client).
+
+    `ack_now`: the server sends no further frame until this one is
+    acknowledged (its window of frames or bytes in flight is full, or it
+    wants a fresh round-trip sample), so FRAME_ACK must go at once. When
+    false the client may hold the acknowledgement and send it with its next
+    write (a KEY_TAP, a WINDOW_UPDATE); acks are cumulative, so one FRAME_ACK
+    answers every frame up to its seq.
+    """
+
+    ack_now: bool = wire(FLAG, default=True)
 
 
 @message(0x04, "FRAME_ACK", kind=DISPLAY, sender=Sender.CLIENT)

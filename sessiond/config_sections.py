@@ -117,6 +117,7 @@ class DisplaySection:
     max_fps: int
     frames_in_flight: int
     max_kbps: int
+    adaptive: bool
 
 
 @dataclass(frozen=True)

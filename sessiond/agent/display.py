@@ -3,7 +3,7 @@
 #
 # Why apart from main.py: the pacing rules (coalesce a repaint, stream without
 # waiting, at most frames_in_flight unacknowledged, the [display] max_kbps
-# bucket) are the same for both modes, and only the source of damage and
+# bucket, FRAME_END's ack_now, the link estimate) are the same for both modes, and only the source of damage and
 # pixels differs. A source answers pending()/mark_all() and turns its damage
 # into the messages of one frame; the pipeline decides when and sends them.
 # Seamless frames are WINDOW_TARGET (when the window changes; it lasts across
@@ -28,6 +28,8 @@ from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
+from sessiond.agent.h264 import DEFAULT_BITRATE
+from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.video import VideoRegions, video_frame
 from sessiond.agent.xshm import CDisplay, ShmCapture, XShmError
@@ -36,6 +38,9 @@ DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 # The encoder's name for the root window's pixels (scroll history, COPY);
 # a window's surface is its id.
 DESKTOP_SURFACE = "desktop"
+# Adaptive video: a new link-derived bitrate is applied only when it differs
+# from the streams' by more than this factor (each change costs a keyframe).
+VIDEO_BITRATE_STEP = 1.25
 # Wait this long after the first damage before capturing, so one repaint
 # (glyph + cursor) goes out as one frame rather than two.  xterm's glyph and
 # cursor damage arrive together: 0.5 ms kept every bench echo whole (156 px)
@@ -257,6 +262,14 @@ class DisplayPipeline:
         self.last_frame_at = 0.0
         self.last_frame_us = 0
         self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
+        # RTT and drain rate of the client's link, from FRAME_END -> FRAME_ACK
+        # (always measured; it paces and sets quality only with [display] adaptive).
+        self.link_estimate = LinkEstimate()
+        self.adaptive = args.display_adaptive
+        # The last frame sent asked for its ack at once (FRAME_END ack_now): only
+        # then may the pipeline wait for an ack beyond the frame window (a held
+        # ack would otherwise never come).
+        self._last_ack_now = True
         self._timer: asyncio.TimerHandle | None = None
         # Apart from _timer: a refinement wake-up must never delay a frame that damage asks for.
         self._wake_timer: asyncio.TimerHandle | None = None
@@ -288,6 +301,8 @@ class DisplayPipeline:
             self.video.enabled = False
         self.open = True
         self.acked_seq = self.frame_seq
+        self.link_estimate.reset()
+        self._last_ack_now = True
         self.encoder.forget()  # a new client's copy is unknown: no COPY until a full frame
         self.source.mark_all()
         self._owed = True
@@ -302,6 +317,7 @@ class DisplayPipeline:
         if isinstance(message, FrameAck):
             if self.acked_seq < message.seq <= self.frame_seq:
                 self.acked_seq = message.seq
+                self.link_estimate.frame_acked(message.seq)
             self.schedule()
         elif isinstance(message, VideoCaps):
             if self.video is not None:
@@ -327,7 +343,11 @@ class DisplayPipeline:
                 self._wake_timer = self.loop.call_later(due + 0.001, self._wake)
             return
         if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+            self.link_estimate.waited()
             return  # client is behind: damage keeps coalescing meanwhile
+        if self._link_full():
+            self.link_estimate.waited()
+            return  # a round trip of bytes is in flight: more would only queue
         min_gap = 1.0 / self.args.max_fps
         now = time.monotonic()
         streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
@@ -349,17 +369,58 @@ class DisplayPipeline:
         if link is None or not self.open:
             return
         self._before_frame()
+        if self.adaptive:
+            self.encoder.jpeg_quality = self.link_estimate.jpeg_quality(self.args.jpeg_quality)
+            self._adapt_video_bitrate()
         messages = self.source.frame(self.encoder)
         if not messages and not self._owed:
+            self.schedule()  # damage the capture's round trip read in (see the end)
             return
         self._owed = False
+        size = 0
         for message in messages:
             link.conn.send(DISPLAY_CHANNEL, message)
-            self.cap.charge(frame_cost(message))
+            cost = frame_cost(message)
+            self.cap.charge(cost)
+            size += cost
         self.frame_seq += 1
-        link.conn.send(DISPLAY_CHANNEL, FrameEnd(seq=self.frame_seq))
+        ack_now = self._ack_now(size)
+        end = FrameEnd(seq=self.frame_seq, ack_now=ack_now)
+        link.conn.send(DISPLAY_CHANNEL, end)
+        size += frame_cost(end)
+        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
+        self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
+        self._last_ack_now = ack_now
         self.last_frame_at = started
         self.last_frame_us = int(started * 1_000_000)
         link.flush()
-        if self.video is not None and self.video.streams:
-            self.schedule()  # a stream that stops changing is refined without new damage
+        # Damage that arrived during the capture was read off the socket by
+        # its round trip, so the socket will not announce it: schedule now.
+        # (Every frame's FRAME_ACK used to do this; a held ack does not.)
+        self.schedule()
+
+    def _adapt_video_bitrate(self) -> None:
+        """Video streams follow the link's measured rate, up to the encoder's
+        default; only a change past VIDEO_BITRATE_STEP is applied (each one
+        restarts the streams with a keyframe)."""
+        video = self.video
+        if video is None or self.link_estimate.bandwidth is None:
+            return
+        target = min(DEFAULT_BITRATE, self.link_estimate.target_bitrate())
+        if max(target, video.bitrate) > VIDEO_BITRATE_STEP * min(target, video.bitrate):
+            video.set_bitrate(target)
+
+    def _link_full(self) -> bool:
+        """Adaptive: the bytes in flight reach a round trip of the link, and
+        the client was told to ack the last frame at once."""
+        return self.adaptive and self._last_ack_now and self.link_estimate.budget_full()
+
+    def _ack_now(self, size: int) -> bool:
+        """FRAME_END ack_now for the frame about to end (already counted in
+        frame_seq): True if no further frame will go until it is acknowledged
+        (frame window or byte budget full), or the RTT estimate wants a sample."""
+        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+            return True
+        if self.adaptive and self.link_estimate.budget_full(size):
+            return True
+        return self.link_estimate.wants_sample()

@@ -80,6 +80,7 @@ class AgentSettings:
     frames_in_flight: int = 2
     launch_timeout: float = 20.0
     display_max_kbps: int = 0  # 0: no cap
+    display_adaptive: bool = True  # [display] adaptive: pace and set quality from the link estimate
     audio_max_kbps: int = 0
     sound_server_on_demand: bool = True  # [audio] sound_server = on_demand (sessiond.agent.audio_server)
     mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
@@ -131,6 +132,7 @@ class AgentSettings:
             frames_in_flight=_int(data, "frames_in_flight", 1, 16),
             launch_timeout=_float(data, "launch_timeout", 1.0, 300.0),
             display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
+            display_adaptive=_bool(data, "display_adaptive"),
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
             sound_server_on_demand=_bool(data, "sound_server_on_demand"),
             mode=_mode(data),

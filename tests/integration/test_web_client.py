@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import ssl
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -75,6 +76,32 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+# The frame header (protocol/frames.py) and the input channel's KEY and KEY_TAP types.
+FRAME_HEADER = struct.Struct(">IHBB")
+KEY_TYPE, KEY_TAP_TYPE = 0x01, 0x07
+
+
+class SentFrames:
+    """(channel, type, payload length) of every frame the page sent on its WebSocket
+    (one WebSocket message may carry several frames)."""
+
+    def __init__(self, page: Any) -> None:
+        self.frames: list[tuple[int, int, int]] = []
+        page.on("websocket", lambda ws: ws.on("framesent", self._sent))
+
+    def _sent(self, payload: Any) -> None:
+        data = payload if isinstance(payload, bytes) else b""
+        offset = 0
+        while offset + FRAME_HEADER.size <= len(data):
+            length, channel, type_, _flags = FRAME_HEADER.unpack_from(data, offset)
+            self.frames.append((channel, type_, length))
+            offset += FRAME_HEADER.size + length
+
+    def count(self, type_: int, length: int) -> int:
+        """Frames of this type and payload length on a channel other than control."""
+        return sum(1 for channel, t, n in self.frames if channel != 0 and t == type_ and n == length)
+
+
 def url(server: Server, path: str = "/web/") -> str:
     return f"https://{server.host}:{server.port}{path}"
 
@@ -106,6 +133,7 @@ def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: S
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     console: list[str] = []
     page.on("console", lambda msg: console.append(msg.text))
+    sent = SentFrames(page)
     log_in(page, sessiond_server, web_user)
 
     # The launcher lists xterm with its icon (ICON answered as a PNG data: URL).
@@ -129,6 +157,9 @@ def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: S
     red = wait_for_red(page, MIN_RED_PIXELS)
     assert red >= MIN_RED_PIXELS, (f"only {red} red pixels on the canvas; console: {console}\n"
                                    f"{sessiond_server.log()[-3000:]}")
+    # Typed text went out as KEY_TAPs (one 4-byte message per character), not KEY down + up pairs.
+    taps, keys = sent.count(KEY_TAP_TYPE, 4), sent.count(KEY_TYPE, 5)
+    assert taps >= len(PAINT_COMMAND) + 1 and keys == 0, f"{taps} KEY_TAP and {keys} KEY frames for the command"
 
     # The resume token is in sessionStorage, never in the URL.
     token = page.evaluate("sessionStorage.getItem('sessiond.token')")

@@ -207,12 +207,12 @@ def test_max_bytes_never_splits_frames_but_always_sends_one() -> None:
     client, server = handshaken_pair()
     open_pair_channel(client, server, 1, ChannelKind.DISPLAY)
     for seq in range(3):
-        server.send(1, FrameEnd(seq))  # 12 bytes each
+        server.send(1, FrameEnd(seq))  # 13 bytes each
     assert server.data_to_send(0) == b""
     first = server.data_to_send(1)
-    assert len(first) == 12
-    assert len(server.data_to_send(23)) == 12
-    assert len(server.data_to_send(100)) == 12
+    assert len(first) == 13
+    assert len(server.data_to_send(25)) == 13
+    assert len(server.data_to_send(100)) == 13
     assert server.data_to_send() == b""
 
 
@@ -432,7 +432,7 @@ def test_peer_making_us_answer_without_reading_is_closed(
 
 
 def test_frame_cost() -> None:
-    assert frame_cost(FrameEnd(1)) == HEADER_SIZE + 4
+    assert frame_cost(FrameEnd(1)) == HEADER_SIZE + 5
     assert frame_cost(Pong(1)) == HEADER_SIZE + len(b'{"token":1}')
 
 

@@ -196,7 +196,7 @@ def test_credit_for_injected_frames_is_kept_back(wired: Any) -> None:
     open_both(relay, client, DISPLAY, ChannelKind.DISPLAY)
     relay.inject_to_client(DISPLAY, FrameEnd(7))
     log.clear()
-    relay.client_granted(DISPLAY, 12)  # the client returns the credit our own frame used
+    relay.client_granted(DISPLAY, 13)  # the client returns the credit our own frame used
     assert log == []
     relay.client_granted(DISPLAY, 100)
     assert log == [("link.grant", DISPLAY, 100)]

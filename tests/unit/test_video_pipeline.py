@@ -10,7 +10,7 @@ from typing import Any
 
 from protocol.messages import Encoding, FrameAck, FrameEnd, Region, VideoCaps
 from sessiond.agent.display import DisplayPipeline
-from sessiond.agent.h264 import H264Encoder
+from sessiond.agent.h264 import DEFAULT_BITRATE, H264Encoder
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.video import VideoRegions, VideoStream
 
@@ -96,3 +96,29 @@ def test_a_refinement_wakeup_never_delays_damage() -> None:
 def ack_all(link: FakeLink) -> FrameAck:
     """The FRAME_ACK of every frame sent (so frames_in_flight never holds the test back)."""
     return FrameAck(seq=max((m.seq for m in link.conn.sent if isinstance(m, FrameEnd)), default=0))
+
+
+class StubEstimate:
+    """A link estimate with a fixed rate (LinkEstimate's derivation has its own tests)."""
+
+    def __init__(self, bandwidth: float | None, bitrate: int) -> None:
+        self.bandwidth = bandwidth
+        self.bitrate = bitrate
+
+    def target_bitrate(self) -> int:
+        return self.bitrate
+
+
+def test_video_bitrate_follows_the_link_in_steps_up_to_the_encoder_default() -> None:
+    async def run() -> list[int]:
+        source = VideoSource()
+        pipeline = pipeline_with(source, FakeLink())
+        seen = []
+        for bandwidth, target in ((None, 500_000), (1e5, 1_000_000), (1e5, 1_100_000), (1e7, 40_000_000)):
+            pipeline.link_estimate = StubEstimate(bandwidth, target)  # type: ignore[assignment]
+            pipeline._adapt_video_bitrate()
+            seen.append(source.video.bitrate)
+        return seen
+
+    # unknown link: the default; 1 Mbit/s applied; +10 % is below the step; a fast link: capped
+    assert asyncio.run(run()) == [DEFAULT_BITRATE, 1_000_000, 1_000_000, DEFAULT_BITRATE]

@@ -361,7 +361,7 @@ class WebClient {
       this.firstFrameSeen = false;
       this.screen?.video.close();
       this.screen = new Screen(this.canvas, {
-        onFrame: (seq) => this.onFrame(seq),
+        onFrame: (seq, ackNow) => this.onFrame(seq, ackNow),
         onError: (text) => this.status(text, 'error'),
         targetFor: (id, width, height) => this.windows.target(id, width, height),
       });
@@ -397,8 +397,15 @@ class WebClient {
     }
   }
 
-  onFrame(seq) {
-    this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });
+  /** A frame is drawn: ack it at once if the server waits for it, else with our next write (a keystroke). */
+  onFrame(seq, ackNow) {
+    const ack = { name: 'FRAME_ACK', fields: { seq } };
+    if (ackNow) {
+      this.conn.held.delete(DISPLAY);
+      this.conn.send(DISPLAY, ack);
+    } else {
+      this.conn.hold(DISPLAY, ack);
+    }
     this.canvas.dataset.frames = String(this.screen.frames);
     this.canvas.dataset.videoFrames = String(this.screen.video.frames);
     if (!this.firstFrameSeen) {

@@ -42,6 +42,23 @@ export class SessionConnection {
     this.closeInfo = null;
     this.opened = false;
     this.pending = []; // frames written in this task, sent together at its end
+    this.held = new Map(); // channel -> a message that waits for the next write (a FRAME_ACK)
+  }
+
+  /**
+   * Keep `message` for `channel` until something else is written, then send it
+   * in the same WebSocket message (one per channel: a newer one replaces it).
+   * For cumulative acknowledgements the server lets us delay (FRAME_END ack_now 0).
+   */
+  hold(channel, message) {
+    this.held.set(channel, message);
+  }
+
+  /** Send the held messages now (the server waits for them). */
+  releaseHeld() {
+    const held = [...this.held];
+    this.held.clear();
+    for (const [channel, message] of held) this.send(channel, message);
   }
 
   /** Queue a frame for the WebSocket; all frames of one task go in one message. */
@@ -52,8 +69,9 @@ export class SessionConnection {
 
   /** Send the frames written so far, as one WebSocket message. */
   flushWrites() {
+    if (!this.pending.length) return;
+    if (this.held.size) this.releaseHeld(); // held acks ride along with what goes anyway
     const frames = this.pending;
-    if (!frames.length) return;
     this.pending = [];
     if (!this.ws || this.ws.readyState !== 1) return;
     if (frames.length === 1) {

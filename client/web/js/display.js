@@ -19,7 +19,7 @@ const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
 export class Screen {
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {{onFrame(seq: number): void, onError(message: string): void,
+   * @param {{onFrame(seq: number, ackNow: boolean): void, onError(message: string): void,
    *          targetFor?(window: number, width: number, height: number): CanvasRenderingContext2D|null}} hooks
    *   targetFor: seamless mode, the buffer of a window named by WINDOW_TARGET (made
    *   width x height); the REGIONs up to the next target or FRAME_END are drawn on it,
@@ -58,7 +58,7 @@ export class Screen {
       case 'FRAME_END':
         this.then(() => {
           this.frames += 1;
-          this.hooks.onFrame(f.seq);
+          this.hooks.onFrame(f.seq, f.ack_now);
         }, done);
         break;
       default:

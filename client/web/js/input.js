@@ -6,7 +6,10 @@
 // through the canvas' on-screen rectangle; pointer moves are coalesced to one
 // per animation frame; wheel deltas (pixels, lines or pages) accumulate into
 // whole X wheel steps; keys are sent by keysym (keysyms.js) and the browser's
-// own shortcuts are suppressed while the canvas has the focus.
+// own shortcuts are suppressed while the canvas has the focus. A typing key
+// (a character, Enter, Backspace ... without Control/Alt/Meta) goes out as one
+// KEY_TAP on its keydown (its keyup sends nothing): half the input messages
+// of typed text; held keys and modifiers stay KEY down/up.
 
 import { KeyTracker } from './keysyms.js';
 
@@ -100,6 +103,11 @@ export class InputBinding {
     this.on(c, 'wheel', (event) => this.onWheel(event), { passive: false });
     this.on(c, 'keydown', (event) => {
       event.preventDefault();
+      const tapped = this.keys.tap(event);
+      if (tapped !== null) {
+        this.send({ name: 'KEY_TAP', fields: { keysym: tapped } });
+        return;
+      }
       for (const [keysym, down] of this.keys.press(event)) this.send({ name: 'KEY', fields: { keysym, down } });
     });
     this.on(c, 'keyup', (event) => {

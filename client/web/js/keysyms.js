@@ -69,9 +69,41 @@ export function keysymForEvent(event) {
  * Remembers which keysym each physical key went down with, so the release
  * matches the press even if Shift or AltGr changed in between.
  */
+// Named keys that type like characters: pressed and released by one KEY_TAP
+// (auto-repeat repeats the tap). Arrows and other named keys stay down/up.
+const TYPING_KEYS = new Set(['Enter', 'Tab', 'Backspace', 'Escape', 'Delete']);
+
+/**
+ * A key press that types (a character, or Enter/Tab/Backspace/Escape/Delete,
+ * with no Control, Alt or Meta held): the browser already knows what it
+ * means, so press and release travel as one KEY_TAP. Held modifiers and
+ * shortcuts keep KEY down/up, so the session sees them held.
+ */
+export function isTypingEvent(event) {
+  if (event.ctrlKey || event.altKey || event.metaKey) return false;
+  const { key } = event;
+  if (typeof key !== 'string' || Object.hasOwn(MODIFIER_KEYS, key) || key === 'AltGraph') return false;
+  return TYPING_KEYS.has(key) || [...key].length === 1;
+}
+
 export class KeyTracker {
   constructor() {
     this.down = new Map();
+    this.tapped = new Set(); // slots whose press went out as a KEY_TAP: their keyup sends nothing
+  }
+
+  /**
+   * Key down of a typing key (isTypingEvent) that is not held as a KEY down:
+   * the keysym to send as one KEY_TAP, or null (send press()/release() instead).
+   */
+  tap(event) {
+    if (!isTypingEvent(event)) return null;
+    const slot = event.code || event.key;
+    if (this.down.has(slot)) return null; // went down as a KEY: its release must follow as a KEY
+    const keysym = keysymForEvent(event);
+    if (keysym === null) return null;
+    this.tapped.add(slot);
+    return keysym;
   }
 
   /** Key down: [keysym] to send, or [] to send nothing. Auto-repeat repeats the press. */
@@ -90,6 +122,7 @@ export class KeyTracker {
   /** Key up: [[keysym, false]] for the key's press, or [] if it was never sent. */
   release(event) {
     const slot = event.code || event.key;
+    if (this.tapped.delete(slot) && !this.down.has(slot)) return [];
     const keysym = this.down.get(slot);
     if (keysym === undefined) return [];
     this.down.delete(slot);
@@ -100,6 +133,7 @@ export class KeyTracker {
   releaseAll() {
     const out = [...this.down.values()].map((keysym) => [keysym, false]);
     this.down.clear();
+    this.tapped.clear();
     return out;
   }
 }

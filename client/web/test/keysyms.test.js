@@ -97,3 +97,40 @@ test('releaseAll lets go of every held key (focus lost)', () => {
   assert.deepEqual(keys.releaseAll(), [[0xffe3, false], [0x63, false]]);
   assert.deepEqual(keys.releaseAll(), []);
 });
+
+test('typed characters and typing keys go out as one KEY_TAP; their keyup sends nothing', () => {
+  const keys = new KeyTracker();
+  assert.equal(keys.tap({ key: 'a', code: 'KeyA' }), 0x61);
+  assert.deepEqual(keys.release({ key: 'a', code: 'KeyA' }), []);
+  assert.equal(keys.tap({ key: 'Enter', code: 'Enter' }), 0xff0d);
+  assert.equal(keys.tap({ key: 'Enter', code: 'Enter', repeat: true }), 0xff0d); // auto-repeat repeats the tap
+  assert.deepEqual(keys.release({ key: 'Enter', code: 'Enter' }), []);
+  assert.equal(keys.tap({ key: '€', code: 'KeyE' }), 0x10020ac);
+});
+
+test('modifiers, shortcuts and named keys are not taps: they stay KEY down/up', () => {
+  const keys = new KeyTracker();
+  assert.equal(keys.tap({ key: 'Shift', code: 'ShiftLeft', shiftKey: true }), null);
+  assert.equal(keys.tap({ key: 'Control', code: 'ControlLeft', ctrlKey: true }), null);
+  assert.equal(keys.tap({ key: 'c', code: 'KeyC', ctrlKey: true }), null);
+  assert.equal(keys.tap({ key: 'x', code: 'KeyX', altKey: true }), null);
+  assert.equal(keys.tap({ key: 'ArrowLeft', code: 'ArrowLeft' }), null);
+  assert.equal(keys.tap({ key: 'AltGraph', code: 'AltRight' }), null);
+  assert.equal(keys.tap({ key: 'Dead', code: 'Equal' }), null);
+});
+
+test('Shift held as a KEY, then a shifted letter tapped: Shift is released as a KEY, the letter not', () => {
+  const keys = new KeyTracker();
+  const sent = [...keys.press({ key: 'Shift', code: 'ShiftLeft' })];
+  assert.equal(keys.tap({ key: 'A', code: 'KeyA', shiftKey: true }), 0x41);
+  sent.push(...keys.release({ key: 'A', code: 'KeyA' }), ...keys.release({ key: 'Shift', code: 'ShiftLeft' }));
+  assert.deepEqual(sent, [[0xffe1, true], [0xffe1, false]]);
+});
+
+test('a key that went down as a KEY (with Control) is released as a KEY, even if tapped since', () => {
+  const keys = new KeyTracker();
+  assert.deepEqual(keys.press({ key: 'c', code: 'KeyC', ctrlKey: true }), [[0x63, true]]);
+  assert.equal(keys.tap({ key: 'c', code: 'KeyC' }), null); // held as a KEY: no tap in between
+  assert.deepEqual(keys.release({ key: 'c', code: 'KeyC' }), [[0x63, false]]);
+  assert.deepEqual(keys.releaseAll(), []);
+});
