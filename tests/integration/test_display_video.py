@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 
@@ -108,7 +107,6 @@ class VideoViewer(Viewer):
                 self.after_end.append(Encoding(message.encoding))
 
 
-@pytest.mark.skipif(shutil.which("ffplay") is None, reason="ffplay (Debian ffmpeg) is in the Makefile's DEB_PACKAGES")
 def test_video_goes_h264_then_the_still_is_exact(sessiond_server: Server, vera: TestUser, tmp_path: object) -> None:
     sock = tls_connect(sessiond_server)
     sock.sendall(HELLO + frame(0, Auth(method="password", user=vera.name, password=vera.password)))

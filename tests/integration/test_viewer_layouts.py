@@ -3,7 +3,7 @@
 # keymap_harness.py (its key events go through KeyTranslator), and xdotool
 # typing into it through XTEST as a user's keyboard would.  Assertions are on
 # the (keysym, down) events the translator produced, which are exactly what
-# the viewer sends to the session; test_viewer_keymap_session.py then types
+# the viewer sends to the session; the last two tests of this module type
 # such events into a real session's xterm.
 """KeyTranslator behind a real PySide6 window, German layout, xdotool keys."""
 

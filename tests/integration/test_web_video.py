@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -97,7 +96,6 @@ def video_frames(page: Any) -> int:
     return int(page.evaluate("Number(document.getElementById('screen').dataset.videoFrames || 0)"))
 
 
-@pytest.mark.skipif(shutil.which("ffplay") is None, reason="ffplay (Debian ffmpeg) is in the Makefile's DEB_PACKAGES")
 def test_chromium_decodes_h264_then_shows_the_exact_still(sessiond_server: Server, viewer_user: TestUser,
                                                          browser: Any, tmp_path: Any) -> None:  # fmt: skip
     page = browser.new_page(viewport={"width": 1024, "height": 700})
@@ -189,7 +187,6 @@ def window_user(user_factory: Any) -> TestUser:
     return user_factory("svt-webvid-s")  # type: ignore[no-any-return]
 
 
-@pytest.mark.skipif(shutil.which("ffplay") is None, reason="ffplay (Debian ffmpeg) is in the Makefile's DEB_PACKAGES")
 def test_seamless_window_decodes_h264_then_shows_the_exact_still(seamless_server: Server, window_user: TestUser,
                                                                  browser: Any, tmp_path: Any) -> None:  # fmt: skip
     page = browser.new_page(viewport={"width": 1024, "height": 700})

@@ -14,7 +14,6 @@ import pytest
 
 from client.framebuffer import Framebuffer
 from client.viewer.damage import MAX_PATCH_RECTS, MAX_PENDING_PATCHES, DamageCollector, snapshot_of
-from client.viewer.keymap import KeyTranslator
 from client.viewer.main import NoDisplay, check_display
 from client.windows import WindowTable
 from protocol.base import Encoding
@@ -130,25 +129,6 @@ def test_desktop_mode_snapshot_is_one_window_the_size_of_the_screen() -> None:
     assert [(w.id, w.title, w.width, w.height) for w in snap.windows] == [(0, "me@host", 320, 200)]
 
 
-def test_keys_go_down_and_up_and_focus_out_releases_what_is_held() -> None:
-    keys = KeyTranslator()
-    assert keys.press(0x41, 0x61, "a", 0, False) == [(0x61, True)]
-    assert keys.press(0x01000020, 0xFFE1, "", 0, False) == [(0xFFE1, True)]
-    assert keys.press(0x41, 0x61, "a", 0, True) == [(0x61, True)]  # auto-repeat repeats the press
-    assert keys.release(0x41, 0x61, "a", 0, True) == []  # ... and its synthetic release sends nothing
-    assert keys.release(0x41, 0x61, "a", 0, False) == [(0x61, False)]
-    assert keys.release_all() == [(0xFFE1, False)]
-    assert keys.release_all() == []
-
-
-def test_a_shifted_key_released_after_shift_releases_what_went_down() -> None:
-    keys = KeyTranslator()
-    keys.press(0x01000020, 0xFFE1, "", 0, False)
-    assert keys.press(0x3E, 0x3E, ">", 0, False) == [(0x3E, True)]
-    assert keys.release(0x01000020, 0xFFE1, "", 0, False) == [(0xFFE1, False)]
-    assert keys.release(0x2E, 0x2E, ".", 0, False) == [(0x3E, False)]  # not "." up with ">" left down
-
-
 def test_no_display_is_reported_not_crashed(tmp_path: Any) -> None:
     with pytest.raises(NoDisplay, match="DISPLAY is not set"):
         check_display({}, str(tmp_path))
@@ -160,7 +140,6 @@ def test_no_display_is_reported_not_crashed(tmp_path: Any) -> None:
 
 
 def test_a_display_that_does_not_answer_is_one_line() -> None:
-    pytest.importorskip("PySide6")
     with pytest.raises(NoDisplay, match="cannot open the local display"):
         check_display({"DISPLAY": f":{os.getpid() % 1000 + 58000}"})
     with pytest.raises(NoDisplay, match="cannot open the local display"):
