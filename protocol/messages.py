@@ -70,6 +70,7 @@ from protocol.transfer import CLIPBOARD_MESSAGES, FILES_MESSAGES
 from protocol.usb import USB_MESSAGES
 from protocol.windows import DISPLAY_WINDOW_MESSAGES, INPUT_WINDOW_MESSAGES, WINDOWS_MESSAGES
 from protocol.windows_admin import WindowList, WindowListRequest
+from protocol.xpra import XPRA_MESSAGES, XpraData
 
 __all__ = [
     "KIND_PRIORITY",
@@ -121,6 +122,7 @@ __all__ = [
     "SyncDone",
     "Wheel",
     "WindowUpdate",
+    "XpraData",
     "decode_message",
     "encode_message",
     "max_payload",
@@ -173,6 +175,7 @@ MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
     ChannelKind.WINDOWS: _table(WINDOWS_MESSAGES, generic=True),
     ChannelKind.CLIPBOARD: _table(CLIPBOARD_MESSAGES, generic=True),
     ChannelKind.FILES: _table(FILES_MESSAGES, generic=True),
+    ChannelKind.XPRA: _table(XPRA_MESSAGES, generic=True),
     **{kind: _table((), generic=True) for kind in sorted(RESERVED_KINDS)},
 }
 
