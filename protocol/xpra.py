@@ -8,20 +8,25 @@
 # chunk, so a reader knows from the frame header what it will buffer; the
 # stream itself is reassembled by the xpra peers. A chunk is never empty:
 # an empty DATA carries nothing and would only cost a frame header.
-"""XPRA_DATA: one chunk of the opaque xpra stream, in either direction."""
+# XPRA_VERSION, sent by the agent before any data, names the session's xpra
+# server version, so a client can refuse to start an xpra client that
+# cannot talk to it, with a message naming both versions.
+"""XPRA_VERSION and XPRA_DATA: the session's xpra version, then the opaque xpra stream."""
 
 from __future__ import annotations
 
 from typing import Final
 
 from protocol.base import ChannelKind, Message, Sender
-from protocol.schema import BYTES, Declared, message, wire
+from protocol.schema import BYTES, TEXT, Declared, message, wire
 
 # Largest chunk of the xpra stream in one frame: the size one read of a Unix
 # socket returns at most on the bridges, and small enough that two frames
 # fit the default window many times over (a keystroke never waits long
 # behind a bulk chunk on the same channel).
 MAX_XPRA_CHUNK: Final = 64 * 1024
+# Bytes of a version string ("6.5.5-r0"): xpra's own are far shorter.
+MAX_XPRA_VERSION: Final = 64
 
 
 @message(0x01, "XPRA_DATA", kind=ChannelKind.XPRA, sender=Sender.ANY)
@@ -31,4 +36,11 @@ class XpraData(Declared):
     data: bytes = wire(BYTES(MAX_XPRA_CHUNK, 1))
 
 
-XPRA_MESSAGES: tuple[type[Message], ...] = (XpraData,)
+@message(0x02, "XPRA_VERSION", kind=ChannelKind.XPRA, sender=Sender.SERVER)
+class XpraVersion(Declared):
+    """The session's xpra server version, first on the channel (server -> client)."""
+
+    version: str = wire(TEXT(MAX_XPRA_VERSION))
+
+
+XPRA_MESSAGES: tuple[type[Message], ...] = (XpraData, XpraVersion)
