@@ -112,6 +112,10 @@ class XpraBridge:
     def from_channel(self, message: Message | None) -> None:
         """A message on the xpra channel; None: the channel closed."""
         if message is None:
+            if not self.server_version.called:  # refused or failed before it started: say so, don't wait
+                self.server_version.errback(XpraUsageError(
+                    "the session closed the xpra channel: its display is not xpra or its xpra server is not "
+                    "running (the server's log says why)"))
             self.end("the session closed the xpra channel")
         elif isinstance(message, XpraVersion):
             if not self.server_version.called:
@@ -193,8 +197,9 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
     private = tempfile.mkdtemp(prefix="svclient-xpra-")  # mode 0700
     sock = os.path.join(private, "xpra.sock")
     port = reactor.listenUNIX(sock, protocol.Factory.forProtocol(lambda: _LocalSide(bridge)), mode=0o600)
-    # Ctrl+C stops the reactor: the private directory goes with it.
-    reactor.addSystemEventTrigger("before", "shutdown", shutil.rmtree, private, True)
+    # Ctrl+C stops the reactor: the socket and the private directory go with it.
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.maybeDeferred(port.stopListening).addBoth(
+        lambda _: shutil.rmtree(private, ignore_errors=True)))
     process = _ClientProcess()
     extra = [a for a in args.xpra_args if a != "--"]
     argv = [path, "attach", f"socket://{sock}", "--reconnect=no", *extra]
@@ -209,7 +214,7 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
             child.signalProcess(signal.SIGTERM)
         code = await process.ended
     finally:
-        await port.stopListening()
+        await defer.maybeDeferred(port.stopListening)
         shutil.rmtree(private, ignore_errors=True)
     print(f"svclient: detached ({bridge.done.result if bridge.done.called else 'ended'}; xpra exited with "
           f"status {code}); the session keeps running", flush=True)

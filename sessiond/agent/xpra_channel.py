@@ -26,8 +26,9 @@ from protocol.limits import HEADER_SIZE
 from protocol.messages import ChannelKind
 from protocol.xpra import MAX_XPRA_CHUNK, XpraData, XpraVersion
 
-# Bytes one socket read may return: one chunk, so a read is one frame.
-READ_SIZE = MAX_XPRA_CHUNK
+# Seconds a refused connection to a starting xpra server is retried, and how often.
+CONNECT_PATIENCE = 60.0
+CONNECT_RETRY = 0.2
 
 
 class Link(Protocol):
@@ -79,14 +80,25 @@ class XpraBridge:
         self._held_credit = 0  # received bytes written to a socket over its high-water mark
         self._reading_paused = False
 
-    async def connect(self, path: str, version: str) -> None:
-        """Connect to the server socket, then announce the version; close the channel on failure."""
+    async def connect(self, path: str, version: str, patience: float = CONNECT_PATIENCE) -> None:
+        """Connect to the server socket, then announce the version; close the channel on failure.
+
+        xpra creates its socket before it accepts on it (it sets up the display
+        first): a refused connection is retried for `patience` seconds."""
         loop = asyncio.get_running_loop()
-        try:
-            _transport, side = await loop.create_unix_connection(lambda: _SocketSide(self), path)
-        except OSError as exc:
-            self.close(ReasonCode.INTERNAL_ERROR, f"the session's xpra server is not reachable: {exc.strerror}")
-            return
+        deadline = loop.time() + patience
+        while True:
+            try:
+                _transport, side = await loop.create_unix_connection(lambda: _SocketSide(self), path)
+                break
+            except (ConnectionRefusedError, FileNotFoundError) as exc:
+                if loop.time() >= deadline or self.closed:
+                    self.close(ReasonCode.INTERNAL_ERROR, f"the session's xpra server is not reachable: {exc.strerror}")
+                    return
+                await asyncio.sleep(CONNECT_RETRY)
+            except OSError as exc:
+                self.close(ReasonCode.INTERNAL_ERROR, f"the session's xpra server is not reachable: {exc.strerror}")
+                return
         if self.closed:
             side.transport.close()  # type: ignore[union-attr]
             return
@@ -141,6 +153,7 @@ class XpraBridge:
         if self.closed:
             return
         self.closed = True
+        self.log(f"xpra: channel {self.channel} closed: {why}")
         if self.channel in self.link.conn.open_channels():
             self.link.conn.close_channel(self.channel, code, why)
             self.link.flush()
@@ -191,6 +204,7 @@ class XpraChannels:
         return True
 
     def _opened(self, link: Link, channel: int) -> None:
+        self.log(f"xpra: channel {channel} opened by the client")
         if self.socket_path is None:
             link.conn.close_channel(channel, ReasonCode.CHANNEL_KIND_UNAVAILABLE,
                                     "this session's display is not xpra ([session] display)")  # fmt: skip
@@ -207,10 +221,17 @@ class XpraChannels:
         task.add_done_callback(self._tasks.discard)
 
     async def _connect(self, bridge: XpraBridge) -> None:
-        if self.ready is not None and not await self.ready():
-            bridge.close(ReasonCode.INTERNAL_ERROR, "the session's xpra server is not running (see the agent log)")
+        try:
+            if self.ready is not None and not await self.ready():
+                bridge.close(ReasonCode.INTERNAL_ERROR, "the session's xpra server is not running (see the agent log)")
+                return
+            await bridge.connect(str(self.socket_path), self.version())
+        except Exception as exc:  # noqa: BLE001 - the boundary of this channel: a task's error is otherwise lost
+            self.log(f"xpra: cannot connect channel {bridge.channel}: {type(exc).__name__}: {exc}")
+            bridge.close(ReasonCode.INTERNAL_ERROR, f"cannot reach the session's xpra server: {exc}")
             return
-        await bridge.connect(str(self.socket_path), self.version())
+        if not bridge.closed:
+            self.log(f"xpra: channel {bridge.channel} connected to {self.socket_path}")
 
     def link_lost(self) -> None:
         """The sessiond link went away: the xpra connection ends with it (xpra keeps the session)."""

@@ -52,8 +52,8 @@ _FIXED_OPTIONS: Final = (
     "--html=off", "--http=no", "--ssl=off", "--ssh-upgrade=no", "--rfb-upgrade=0", "--websocket-upgrade=no",
     "--audio=no", "--speaker=off", "--microphone=off", "--pulseaudio=no", "--av-sync=no",
     "--webcam=no", "--printing=no", "--file-transfer=no", "--open-files=no", "--open-url=no",
-    "--notifications=no", "--systemd-run=no", "--start-via-proxy=no", "--mmap=no",
-    "--start-new-commands=no", "--commands=no", "--control=no", "--shell=no",
+    "--notifications=no", "--systemd-run=no", "--start-via-proxy=no",
+    "--start-new-commands=no", "--commands=no", "--shell=no",
     "--xsettings=no", "--system-tray=no", "--sharing=no", "--lock=no", "--input-method=none",
     "--exit-with-children=no", "--exit-with-client=no", "--remote-logging=no", "--auth=none",
 )  # fmt: skip

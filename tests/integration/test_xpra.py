@@ -44,9 +44,10 @@ def wait_for(predicate: object, what: str, timeout: float = WAIT_S) -> object:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def windows_named(display: str, name: str) -> list[str]:
-    done = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name], capture_output=True, text=True,
-                          env={**os.environ, "DISPLAY": display}, timeout=30)  # fmt: skip
+def windows_of_class(display: str, wm_class: str) -> list[str]:
+    """Visible top-level windows of WM_CLASS on DISPLAY (xpra's client copies the app's class)."""
+    done = subprocess.run(["xdotool", "search", "--onlyvisible", "--class", wm_class], capture_output=True,
+                          text=True, env={**os.environ, "DISPLAY": display}, timeout=30)  # fmt: skip
     return done.stdout.split()
 
 
@@ -114,7 +115,7 @@ def test_xterm_is_a_local_window_typing_works_sandbox_holds_and_reattach_shows_i
     display = client_display.display
     process = attach(xpra_server, a, display, "--launch", "xterm")
     try:
-        windows = wait_for(lambda: windows_named(display, "xterm"), "xterm on the client display")
+        windows = wait_for(lambda: windows_of_class(display, "xterm"), "xterm on the client display")
         assert process.poll() is None
         # A command typed into the local window runs in the session (as the user, in its home).
         marker = f"typed-{os.getpid()}"
@@ -171,12 +172,12 @@ def test_xterm_is_a_local_window_typing_works_sandbox_holds_and_reattach_shows_i
 
     # Ctrl+C detached: the window is gone from the client, the session runs on.
     assert "session keeps running" in out, out
-    wait_for(lambda: not windows_named(display, "xterm"), "the window to go with the client")
+    wait_for(lambda: not windows_of_class(display, "xterm"), "the window to go with the client")
     assert a.name in sessionctl(xpra_server, "list").stdout
     # Attach again (no launch): the same xterm comes back.
     again = attach(xpra_server, a, display)
     try:
-        wait_for(lambda: windows_named(display, "xterm"), "xterm again after re-attaching")
+        wait_for(lambda: windows_of_class(display, "xterm"), "xterm again after re-attaching")
     finally:
         detach(again)
     logoff = svclient(xpra_server, a, "logoff")

@@ -175,7 +175,11 @@ def test_a_missing_server_closes_the_channel_with_a_reason() -> None:
     link, client = open_pair(window=1 << 20)
 
     async def scenario() -> None:
-        channels = XpraChannels("/nonexistent/xpra.sock", version=lambda: "6.5.5", log=lambda _t: None)
+        async def gave_up() -> bool:  # XpraServer.wait_ready() after the server failed to start
+            return False
+
+        channels = XpraChannels("/nonexistent/xpra.sock", version=lambda: "6.5.5", log=lambda _t: None,
+                                ready=gave_up)  # fmt: skip
         channels.handles(link, ChannelOpened(XPRA, ChannelKind.XPRA, by_peer=True))
         for _ in range(20):
             await asyncio.sleep(0)
@@ -184,7 +188,7 @@ def test_a_missing_server_closes_the_channel_with_a_reason() -> None:
     asyncio.run(scenario())
     closed = [e for e in client.receive_data(link.conn.data_to_send()) if hasattr(e, "code")]
     assert [(e.channel, e.code) for e in closed] == [(XPRA, ReasonCode.INTERNAL_ERROR)]
-    assert "not reachable" in closed[0].message
+    assert "not running" in closed[0].message
 
 
 # -- svclient's version check ----------------------------------------------------------------
