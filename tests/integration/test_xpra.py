@@ -189,3 +189,15 @@ def test_missing_local_client_is_said_before_login(xpra_server: Server, user_fac
     done = svclient(xpra_server, user, "xpra", "--xpra-command", "/nonexistent/xpra")
     assert done.returncode != 0
     assert "no local xpra client" in done.stderr and "pip install xpra" in done.stderr, done.stderr
+
+
+def test_an_incompatible_local_client_is_refused_naming_both_versions(xpra_server: Server,
+                                                                       user_factory: object) -> None:  # fmt: skip
+    debian = "/usr/bin/xpra"  # Debian 12's xpra 3.1.3, when installed (the peer harness installs it)
+    if not os.access(debian, os.X_OK):
+        pytest.skip("Debian's xpra is not installed")
+    user: TestUser = user_factory("svt-xp-e")  # type: ignore[operator]
+    done = svclient(xpra_server, user, "xpra", "--xpra-command", debian)
+    assert done.returncode != 0
+    assert "3.1" in done.stderr and "6.5.5" in done.stderr and "cannot attach" in done.stderr, done.stderr
+    assert svclient(xpra_server, user, "logoff").returncode == 0
