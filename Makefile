@@ -21,13 +21,20 @@ XPRA_DEB_PACKAGES := libx11-dev libxtst-dev libxcomposite-dev libxdamage-dev lib
 # module, libXext for MIT-SHM capture, libXdamage/libXfixes/libXcomposite for
 # per-window capture (ctypes), PAM, and the tools tests use;
 # pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl);
-# etcd-server (the farm directory's tests start real members); xclip (clipboard tests).
+# etcd-server (the farm directory's tests start real members); xclip (clipboard tests);
+# ffmpeg (ffplay plays the lavfi test video of the video-region tests and bench_video.py).
+# svclient view's Qt xcb platform (what libqxcb.so and Qt6Gui/XcbQpa link that
+# Debian does not install by default), and openbox + xdotool for its tests.
 DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libxdamage1 libxfixes3 libxcomposite1 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
 	pulseaudio pulseaudio-utils \
 	chromium nodejs iproute2 etcd-server \
-	xclip \
+	xclip ffmpeg \
+	libxcb-cursor0 libxkbcommon-x11-0 libxkbcommon0 libxcb-icccm4 libxcb-keysyms1 libxcb-render-util0 \
+	libxcb-image0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1 libxcb-glx0 \
+	libx11-xcb1 libegl1 libgl1 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3 \
+	openbox xdotool \
 	$(XPRA_DEB_PACKAGES)
 
 .PHONY: all install deps-debian venv sslyze xpra demo test unit lint webtest clean
@@ -46,7 +53,8 @@ $(PY):
 	/usr/bin/python3 -m venv $(VENV)
 
 venv: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-build.txt -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-build.txt -r requirements.txt -r requirements-test.txt \
+		-r requirements-viewer.txt
 
 $(SSLYZE_PY):
 	/usr/bin/python3 -m venv $(PREFIX)/sslyze-venv

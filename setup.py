@@ -20,12 +20,16 @@ setup(
         "isolation",
         "apps",
         "client",
+        "client.viewer",
         "transport",
         "media",
     ],
     # The HTML5 client's files, served by sessiond (sessiond/web.py); its tests are not installed.
     package_data={"client": ["web/*.html", "web/css/*.css", "web/js/*.js", "web/img/*.svg"]},
     install_requires=[line.strip() for line in open("requirements.txt") if line.strip() and not line.startswith("#")],
+    # svclient view (client/viewer/): Qt 6, an optional extra (make install puts it in the venv).
+    extras_require={"viewer": [line.strip() for line in open("requirements-viewer.txt")
+                               if line.strip() and not line.startswith("#")]},
     entry_points={
         "console_scripts": [
             "sessiond = sessiond.cli:main",

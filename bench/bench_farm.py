@@ -130,8 +130,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--logins", type=int, default=0, help="also: N logins -> first frame through a farm (root)")
+    parser.add_argument("--logins", type=int, default=8 if os.geteuid() == 0 else 0,
+                        help="N logins -> first frame through a farm vs a single host (root; default 8 as root, "
+                             "0 otherwise)")  # fmt: skip
     args = parser.parse_args()
+    if not args.logins:
+        print("bench_farm: login -> first frame skipped (needs root: it creates a user and starts sessiond hosts)")
 
     async def everything(reactor: Any) -> None:
         await main(reactor, args.sessions, args.rounds)

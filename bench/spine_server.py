@@ -112,9 +112,13 @@ class BenchServer:
 
 
 def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
-                 display: dict[str, int] | None = None) -> tuple[str, str]:  # fmt: skip
+                 display: dict[str, int] | None = None,
+                 extra: dict[str, dict[str, str]] | None = None) -> tuple[str, str]:  # fmt: skip
     """Write the bench sessiond.conf; returns (config path, runtime dir).
-    DISPLAY overrides [display] keys (pacing experiments); None keeps the defaults."""
+    DISPLAY overrides [display] keys (pacing experiments); None keeps the defaults.
+    EXTRA adds keys per section ([session] keys join the bench's own [session])."""
+    extra = {name: dict(keys) for name, keys in (extra or {}).items()}
+    session_extra = "".join(f"{key} = {value}\n" for key, value in extra.pop("session", {}).items())
     runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")
     # Sessions outlive a sessiond restart by default; the bench wants them gone.
@@ -124,18 +128,24 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
             f"[server]\nlisten = 127.0.0.1:0\nstate_dir = {os.path.join(tmp, 'state')}\nruntime_dir = {runtime}\n"
             f"{on_stop}"
             f"[auth]\nfailure_delay = 0.3\n"
+            # the workloads read the client's desktop framebuffer (seamless mode,
+            # the default since issue 13, has one surface per window instead)
             f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
+            f"mode = desktop\n{session_extra}"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
         )
         if display:
             handle.write("[display]\n" + "".join(f"{key} = {value}\n" for key, value in display.items()))
+        for name, keys in extra.items():
+            handle.write(f"[{name}]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items()))
     return config, runtime
 
 
 async def start_sessiond(reactor: Any, tmp: str, width: int, height: int, app_dirs: list[str],
-                         display: dict[str, int] | None = None) -> BenchServer:  # fmt: skip
-    """Start the installed sessiond; returns once it listens."""
-    config, runtime = write_config(tmp, width, height, app_dirs, display)
+                         display: dict[str, int] | None = None,
+                         extra: dict[str, dict[str, str]] | None = None) -> BenchServer:  # fmt: skip
+    """Start the installed sessiond; returns once it listens (EXTRA: see write_config)."""
+    config, runtime = write_config(tmp, width, height, app_dirs, display, extra)
     log_path = os.path.join(tmp, "sessiond.log")
     watcher = _SessiondProcess(log_path)
     sessiond = os.path.join(VENV_BIN, "sessiond")

@@ -88,7 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_audio_parser(sub)
     add_transfer_parsers(sub)
     add_xpra_parser(sub)
+    add_view_parser(sub)
     return parser
+
+
+def add_view_parser(sub: Any) -> None:
+    """`svclient view`: the native viewer (client/viewer/, docs/viewer.md)."""
+    view = sub.add_parser("view", help="show the session's windows as native windows (needs PySide6)")
+    view.add_argument("--launch", action="append", default=[], metavar="APP_ID",
+                      help="launch APP_ID once connected (repeatable); without it a launcher window lists the apps")
+    view.add_argument("--desktop", action="store_true", help="show the whole session screen in one window")
+    view.add_argument("--audio", action="store_true", help="play the session's sound on the local sound server")
 
 
 def read_password(args: argparse.Namespace) -> str:
@@ -148,6 +158,17 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
             args.local_xpra = local_xpra(args)
         except XpraUsageError as exc:
             raise UsageError(str(exc)) from exc
+    client, result, server = await open_session(reactor, args)
+    try:
+        return await dispatch(reactor, client, args, result.session)
+    finally:
+        client.disconnect()
+
+
+async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionClient, Any, str]:
+    """Connect and log in as the command line says (resume token first, then
+    the password; a farm redirect followed); the new resume token is stored.
+    Returns the client, its AUTH_RESULT and the HOST:PORT it is connected to."""
     host, port = parse_server(args.server)
     known = KnownHosts(args.known_hosts or default_path())
     tokens = TokenStore(args.token_dir or default_dir())
@@ -181,14 +202,11 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
         client.disconnect()
         print(f"svclient: {redirect}", file=sys.stderr)  # the host the session is on (and any notice)
         client, result, server = await follow(reactor, redirect, args.user, known, args.timeout)
-    try:
-        if result.message:
-            print(f"svclient: {result.message}", file=sys.stderr)
-        if result.resume_token:
-            tokens.put(server, args.user, result.resume_token)
-        return await dispatch(reactor, client, args, result.session)
-    finally:
-        client.disconnect()
+    if result.message:
+        print(f"svclient: {result.message}", file=sys.stderr)
+    if result.resume_token:
+        tokens.put(server, args.user, result.resume_token)
+    return client, result, server
 
 
 async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace, session: str) -> int:
@@ -249,6 +267,9 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         size = await with_timeout(reactor, client.resize(args.width, args.height), timeout, "the resize")
         await with_timeout(reactor, client.next_frame(), timeout, "a frame at the new size")
         print(f"desktop is {size.width}x{size.height}")
+        if size.width < args.width or size.height < args.height:
+            print(f"svclient: asked for {args.width}x{args.height}, larger than this session allows; the server "
+                  f"capped it at {size.width}x{size.height} (its [session] max_width/max_height)", file=sys.stderr)
     elif args.command in ("type", "key", "click"):
         await with_timeout(reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
         if args.command == "type":
@@ -294,9 +315,10 @@ async def open_windows(reactor: Any, client: SessionClient, timeout: float) -> b
     return True
 
 
-# How long `launch` waits for the app's frame before asking for a refresh: the
-# frame with the new window can overtake LAUNCH_RESULT, and a static app (a
-# clock, a dialog) draws nothing more after it.
+# How long `launch` waits for the app's frame before asking for a refresh.  The
+# agent sends LAUNCH_RESULT before the first frame showing the window, but a
+# launch answered "started; no window yet" (the window mapped after the
+# agent's launch timeout) may already have drawn everything it will draw.
 LAUNCH_FRAME_GRACE_SECONDS = 2.0
 
 
@@ -311,38 +333,44 @@ async def first_frame_after_launch(reactor: Any, client: SessionClient, timeout:
         await with_timeout(reactor, client.next_frame(), timeout, "the first frame")
 
 
+def describe_failure(exc: Exception, server: str) -> tuple[str, int] | None:
+    """The one-line message and exit status for an expected failure of a
+    command (None: a bug, let it raise)."""
+    from twisted.internet import error
+
+    if isinstance(exc, UsageError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, HostKeyMismatch):
+        return str(exc), EXIT_CONNECT
+    if isinstance(exc, RemoteError):
+        return f"refused by the server: {exc}", EXIT_REFUSED
+    if isinstance(exc, ConnectionEnded):
+        return f"connection ended: {exc}", EXIT_REFUSED
+    if isinstance(exc, (OSError, error.ConnectError)):
+        return f"cannot connect to {server}: {exc}", EXIT_CONNECT
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from twisted.internet import defer, task
 
     status = {"code": 0}
 
+    if args.command == "view":
+        from client.viewer.main import run_viewer
+
+        return run_viewer(args)
+
     async def body(reactor: Any) -> None:
         try:
             status["code"] = await run_command(reactor, args)
-        except UsageError as exc:
-            print(f"svclient: {exc}", file=sys.stderr)
-            status["code"] = EXIT_USAGE
-        except HostKeyMismatch as exc:
-            print(f"svclient: {exc}", file=sys.stderr)
-            status["code"] = EXIT_CONNECT
-        except RemoteError as exc:
-            print(f"svclient: refused by the server: {exc}", file=sys.stderr)
-            status["code"] = EXIT_REFUSED
-        except ConnectionEnded as exc:
-            print(f"svclient: connection ended: {exc}", file=sys.stderr)
-            status["code"] = EXIT_REFUSED
-        except OSError as exc:
-            print(f"svclient: cannot connect to {args.server}: {exc}", file=sys.stderr)
-            status["code"] = EXIT_CONNECT
-        except Exception as exc:  # noqa: BLE001 - connection errors come as many types
-            from twisted.internet import error
-
-            if isinstance(exc, error.ConnectError):
-                print(f"svclient: cannot connect to {args.server}: {exc}", file=sys.stderr)
-                status["code"] = EXIT_CONNECT
-            else:
+        except Exception as exc:  # noqa: BLE001 - describe_failure knows the expected kinds
+            failure = describe_failure(exc, args.server)
+            if failure is None:
                 raise
+            print(f"svclient: {failure[0]}", file=sys.stderr)
+            status["code"] = failure[1]
 
     def run(reactor: Any) -> Any:
         return defer.ensureDeferred(body(reactor))

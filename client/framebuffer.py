@@ -1,5 +1,7 @@
 # The client's copy of the session screen.
 #
+# H264 regions go through client/video.py (one decoder per stream id).
+#
 # COPY regions move pixels the client already has (a scroll); PALETTE
 # regions are media/palette.py's compact few-colour bitmaps.
 #
@@ -27,6 +29,7 @@ from PIL import Image
 from media import palette
 from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
 from media.region import LZ4_SIZE_PREFIX as _LZ4_SIZE
+from client.video import VideoDecodeError, VideoDecoders
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
 
@@ -60,6 +63,7 @@ class Framebuffer:
     def __init__(self, width: int, height: int) -> None:
         _check_size(width, height)
         self._image = Image.new("RGB", (width, height))
+        self.video = VideoDecoders()
 
     @property
     def width(self) -> int:
@@ -98,6 +102,14 @@ class Framebuffer:
             return
         if encoding is Encoding.COPY:
             self._copy(data, x, y, w, h)
+            return
+        if encoding is Encoding.H264:
+            try:
+                picture = self.video.decode(data, w, h)
+            except VideoDecodeError as exc:
+                raise RegionError(str(exc)) from None
+            if picture is not None:
+                self._image.paste(picture, (x, y))
             return
         raw_size = raw_bytes(w, h)
         if raw_size > MAX_REGION_RAW_BYTES:
@@ -166,6 +178,10 @@ class Framebuffer:
     def image(self) -> Image.Image:
         """A copy of the current screen as an RGB image."""
         return self._image.copy()
+
+    def crop(self, x: int, y: int, w: int, h: int) -> Image.Image:
+        """A copy of the w x h rectangle at (x, y), clipped to the framebuffer."""
+        return self._image.crop((x, y, min(x + w, self.width), min(y + h, self.height)))
 
     def save_png(self, path: str | os.PathLike[str]) -> None:
         """Write the current screen to path as PNG."""

@@ -60,6 +60,7 @@ from protocol.messages import (
     SessionInfo,
     Sync,
     SyncDone,
+    VideoCaps,
     Wheel,
 )
 from protocol.windows import WindowTarget
@@ -70,6 +71,8 @@ SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
                 "input.keysym", "input.key-tap")
 DISPLAY = int(ChannelKind.DISPLAY)
+# VIDEO_CAPS bit: this client decodes H264 regions (client/video.py).
+VIDEO_H264 = 0x01
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
 INPUT = int(ChannelKind.INPUT)
@@ -134,10 +137,14 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.channel_handlers: dict[int, Callable[[Message | None], None]] = {}
         # channel -> called when the server grants credit on it (paced senders: file upload).
         self.credit_handlers: dict[int, Callable[[], None]] = {}
+        # Called with every display-channel message once it is applied (the viewer's damage tracking).
+        self.display_observers: list[Callable[[Message], None]] = []
         self._sync_seq = 0
         # The session's latest CLOCK_REPORTs (audio/video clocks), newest last.
         self.clock_reports: list[ClockReport] = []
         self._end: ConnectionEnded | None = None
+        # VIDEO_CAPS bits sent when the display channel opens (0: no video, stills only).
+        self.video_codecs = VIDEO_H264
 
     # -- TLS ---------------------------------------------------------------------
     def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
@@ -200,6 +207,8 @@ class SessionClient(WindowsMixin, FrameProtocol):
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
                 self._display(event.message)
+                for observer in self.display_observers:  # after the message is applied (client/viewer)
+                    observer(event.message)
                 self.conn.consumed(DISPLAY, frame_cost(event.message))
             elif event.channel == INPUT:
                 self.conn.consumed(INPUT, frame_cost(event.message))
@@ -374,6 +383,9 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.conn.open_channel(int(kind), kind)
         self.flush()
         await d
+        if kind is ChannelKind.DISPLAY and self.video_codecs:
+            self.conn.send(DISPLAY, VideoCaps(codecs=self.video_codecs))  # H264 regions welcome
+            self.flush()
 
     async def open_audio(self, handler: Callable[[Message | None], None]) -> None:
         """Open audio-out; HANDLER gets AUDIO_FORMAT once capture runs, then AUDIO_DATA (None: closed)."""

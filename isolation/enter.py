@@ -16,7 +16,9 @@
 #   70 a privilege-drop check failed, 71 bad spec, 72 namespace/mount failed,
 #   127 the program could not be exec'd.
 # The system calls go through a SandboxOps object so the whole sequence can
-# be unit-tested with a recorder fake.
+# be unit-tested with a recorder fake. With --zygote (isolation/zygote.py)
+# the agent's code is imported before the spec is read and the agent runs in
+# the forked process instead of being exec'd.
 """Build the session sandbox from a spec on stdin, drop root, verify, exec."""
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO, Protocol, TextIO
 
-from isolation import init, linux
+from isolation import init, landlock, linux, zygote
 from isolation.accounts import Account, AccountError, lookup_account
 from isolation.cgroups import CgroupError, detect_backend
 from isolation.privcheck import DEFAULT_CHECKS, DropCheck, first_failure
@@ -85,6 +87,7 @@ class SandboxOps(Protocol):
     def setresuid(self, uid: int) -> None: ...
     def clear_all_caps(self) -> None: ...
     def set_no_new_privs(self) -> None: ...
+    def scope_abstract_sockets(self) -> bool: ...
     def chdir(self, path: str) -> None: ...
     def umask(self, mask: int) -> None: ...
     def stdin_from_devnull(self) -> None: ...
@@ -95,8 +98,10 @@ class SandboxOps(Protocol):
 class LinuxOps:
     """SandboxOps on the real kernel (linux.py and os)."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_process_agent: bool = False) -> None:
         self.forwarder = init.SignalForwarder()
+        # A zygote (isolation.zygote) runs the agent here instead of exec'ing it.
+        self.in_process_agent = in_process_agent
 
     def geteuid(self) -> int:
         return os.geteuid()
@@ -119,11 +124,19 @@ class LinuxOps:
 
     def supervise(self, child: int) -> int:
         self.forwarder.set_target(child)
-        return init.wait_for(child)
+        return self._become_waiter(init.SUPERVISE, child, lambda: init.wait_for(child))
 
     def run_init(self, agent: int) -> int:
         self.forwarder.set_target(agent)
-        return init.reap_until(agent)
+        return self._become_waiter(init.INIT, agent, lambda: init.reap_until(agent))
+
+    def _become_waiter(self, role: str, child: int, wait_here: Callable[[], int]) -> int:
+        """Exec init.py's loop in a minimal interpreter (see isolation/init.py: it keeps
+        none of this process's memory); if that exec fails, wait in this process."""
+        argv = init.waiter_argv(role, child)
+        with contextlib.suppress(OSError):
+            os.execv(argv[0], argv)
+        return wait_here()
 
     def set_parent_death_signal(self) -> None:
         linux.set_parent_death_signal(signal.SIGKILL)
@@ -184,6 +197,9 @@ class LinuxOps:
     def set_no_new_privs(self) -> None:
         linux.set_no_new_privs()
 
+    def scope_abstract_sockets(self) -> bool:
+        return landlock.scope_abstract_unix_sockets()
+
     def chdir(self, path: str) -> None:
         os.chdir(path)
 
@@ -212,6 +228,9 @@ class LinuxOps:
         # signal to its group) never reaches the user's session.
         with contextlib.suppress(PermissionError):
             os.setsid()
+        if self.in_process_agent and zygote.runs_in_process(argv):
+            zygote.run_in_process(argv, env)  # exits with the agent's status
+            sys.exit(0)
         # Python ignores SIGPIPE and SIGXFSZ; exec keeps ignored signals, and
         # session programs (shells, pipelines) expect the defaults.
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):
@@ -303,8 +322,10 @@ def build_mounts(ops: SandboxOps, spec: SandboxSpec) -> None:
         raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: {exc}") from None
 
 
-def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropCheck]) -> None:
-    """Drop to `account` with no capabilities and no_new_privs, then verify."""
+def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropCheck]) -> bool:
+    """Drop to `account` with no capabilities and no_new_privs, verify, then
+    scope abstract sockets and signals (isolation/landlock.py); False if the
+    kernel cannot scope."""
     steps: tuple[tuple[str, Callable[[], None]], ...] = (
         ("clear ambient capabilities", ops.clear_ambient_caps),
         ("drop capability bounding set", ops.drop_bounding_set),
@@ -324,6 +345,10 @@ def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropChec
     failed = first_failure(list(checks), account)
     if failed is not None:
         raise EnterFailure(EXIT_DROP_FAILED, f"privilege drop check failed: {failed}")
+    try:
+        return ops.scope_abstract_sockets()
+    except OSError as exc:
+        raise EnterFailure(EXIT_DROP_FAILED, f"Landlock scoping failed: {exc}") from None
 
 
 def session_env(spec: SandboxSpec) -> dict[str, str]:
@@ -371,7 +396,9 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
                 return ops.supervise(child)  # outside: wait, forward signals
             _die_with_supervisor(ops)
         build_mounts(ops, spec)
-        drop_privileges(ops, spec.account, checks)
+        if not drop_privileges(ops, spec.account, checks) and "net" not in spec.namespaces:
+            stderr.write(f"{PROG}: warning: no Landlock scoping (Linux < 6.12): the session shares the "
+                         "host's abstract Unix sockets (docs/security.md)\n")  # fmt: skip
         if pid_ns:
             _die_with_supervisor(ops)  # the credential change cleared it
     except EnterFailure as failure:
@@ -405,9 +432,16 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
     return 0  # only reachable with a fake execve
 
 
-def main() -> None:
-    """Entry point for `python -m isolation.enter`."""
-    sys.exit(run(sys.stdin.buffer, sys.stderr, LinuxOps()))
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point for `python -m isolation.enter [--zygote]`."""
+    options = list(sys.argv[1:] if argv is None else argv)
+    if options not in ([], [zygote.ZYGOTE_FLAG]):
+        sys.stderr.write(f"{PROG}: usage: python -m isolation.enter [{zygote.ZYGOTE_FLAG}] < spec.json\n")
+        sys.exit(EXIT_BAD_SPEC)
+    in_process_agent = bool(options)
+    if in_process_agent:
+        zygote.preload()  # before the spec: a warm slot waits here with the agent's code loaded
+    sys.exit(run(sys.stdin.buffer, sys.stderr, LinuxOps(in_process_agent)))
 
 
 if __name__ == "__main__":

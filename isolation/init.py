@@ -12,15 +12,28 @@
 #    exits, init exits, and the kernel kills whatever is left in the namespace.
 # The agent is not PID 1 itself because PID 1 ignores default-action signals,
 # must reap arbitrary orphans, and the agent's SIGTERM handler only exists once
-# its event loop runs; a forked Python init shares its pages copy-on-write
-# with the supervisor, so it costs about 1 MiB of PSS.
-"""SignalForwarder, supervisor wait and init reaper loop for PID-namespace sandboxes."""
+# its event loop runs.
+#
+# Memory: both loops would otherwise keep the whole entry process alive (and,
+# with a zygote, the whole preloaded agent: isolation/zygote.py), twice. So
+# once the child to wait for exists, each of them execs this very file as a
+# script in a fresh, minimal interpreter (`python -I -S init.py supervise|init
+# PID`: no site, no user paths, only os and signal): ~3.8 MiB PSS each. The
+# cost is a window of a few milliseconds, right after the exec and before the
+# handlers are back, in which a forwarded signal is not forwarded: SIGTERM
+# then ends the supervisor at once (the init and the agent die with it, by
+# their parent-death signal) or, sent to the init (PID 1 ignores signals it
+# has no handler for), is lost and sessiond's SIGKILL after its grace period
+# ends the session instead. Only the start of a session is exposed to it.
+"""SignalForwarder, supervisor wait and init reaper loop for PID-namespace sandboxes;
+run as a script, the same loops in a minimal interpreter (waiter_argv)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import sys
 from types import FrameType
 
 # Signals that mean "end the session politely"; passed down the chain.
@@ -86,3 +99,32 @@ def reap_until(agent: int) -> int:
             return SIGNAL_EXIT_BASE + signal.SIGKILL  # agent vanished unseen
         if pid == agent:
             return exit_code(status)
+
+
+# The two roles this file takes when run as a script.
+SUPERVISE = "supervise"
+INIT = "init"
+# Exit status when the script is run with arguments it does not know.
+EXIT_USAGE = 71
+
+
+def waiter_argv(role: str, child: int) -> list[str]:
+    """argv that runs this file's loop for ROLE on CHILD in a minimal interpreter
+    (isolated: no environment, no site, no user or current directory on its path)."""
+    return [sys.executable, "-I", "-S", os.path.abspath(__file__), role, str(child)]
+
+
+def main(argv: list[str]) -> int:
+    """`init.py supervise|init PID`: forward the signals to PID and wait (init: reap all) for it."""
+    if len(argv) != 2 or argv[0] not in (SUPERVISE, INIT) or not argv[1].isdigit():
+        sys.stderr.write("usage: init.py supervise|init PID\n")
+        return EXIT_USAGE
+    child = int(argv[1])
+    forwarder = SignalForwarder()
+    forwarder.install()
+    forwarder.set_target(child)
+    return wait_for(child) if argv[0] == SUPERVISE else reap_until(child)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

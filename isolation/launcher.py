@@ -23,6 +23,7 @@ from typing import IO
 import isolation
 from isolation.accounts import Account
 from isolation.spec import SandboxSpec, check_session_id, to_json
+from isolation.zygote import ZYGOTE_FLAG
 
 # PATH for the root child; it only needs to find nothing (argv[0] and the
 # session program are absolute), so keep it to root-owned system dirs.
@@ -38,11 +39,12 @@ class LauncherError(Exception):
     """The host-side layout for a session cannot be created safely."""
 
 
-def enter_argv(python: str) -> list[str]:
-    """argv that runs the privileged sandbox entry with interpreter `python`."""
+def enter_argv(python: str, zygote: bool = False) -> list[str]:
+    """argv that runs the privileged sandbox entry with interpreter `python`
+    (ZYGOTE: with the agent preloaded, see isolation.zygote)."""
     if not os.path.isabs(python):
         raise ValueError(f"python interpreter {python!r} must be an absolute path")
-    return [python, "-m", "isolation.enter"]
+    return [python, "-m", "isolation.enter", *((ZYGOTE_FLAG,) if zygote else ())]
 
 
 def package_root() -> str:

@@ -67,6 +67,7 @@ class Encoding(IntEnum):
     FILL = 4
     COPY = 5
     PALETTE = 6
+    H264 = 7  # a frame of a video stream (protocol/video.py, docs/protocol.md section 7a)
 
 
 class Sender(Enum):

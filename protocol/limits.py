@@ -55,6 +55,22 @@ MAX_QUEUED_PER_CHANNEL: Final = 16 * 1024 * 1024
 # senders stripe larger rectangles.
 MAX_REGION_RAW_BYTES: Final = 1024 * 1024
 
+# Video streams (REGION encoding H264) a server may keep open per display
+# channel: each costs the client one H.264 decoder (tens of MiB at 1080p).
+MAX_VIDEO_STREAMS: Final = 4
+
+# Largest side of a video stream's rectangle (its coded size rounds w and h up
+# to even): a 2560 x 1600 decoder picture is ~6 MiB of YUV, and a client
+# allocates nothing for a stream before its REGION header passed this check.
+MAX_VIDEO_SIDE: Final = 2560
+
+# Largest w*h of a video stream's rectangle (2560 x 1600).
+MAX_VIDEO_PIXELS: Final = 2560 * 1600
+
+# Largest encoded H.264 access unit in one REGION: a 1080p keyframe at the
+# default bitrate is ~100-300 kB; anything past this is refused unparsed.
+MAX_VIDEO_PAYLOAD: Final = 1024 * 1024
+
 # Largest integer a JSON control field may carry: JavaScript clients represent
 # integers exactly only up to 2**53 - 1.
 MAX_JSON_INT: Final = 2**53 - 1

@@ -15,6 +15,7 @@ import dataclasses
 import struct
 from typing import ClassVar, Final
 
+from protocol import video
 from protocol.base import ChannelKind, Encoding, Message, Sender
 from protocol.limits import MAX_FRAME_PAYLOAD, MAX_KEYSYM, MAX_REGION_RAW_BYTES
 from protocol.schema import BYTES, FLAG, I16, U8, U16, U32, Declared, message, shared, wire
@@ -64,7 +65,8 @@ class Region(Declared):
     data: bytes = wire(BYTES(MAX_FRAME_PAYLOAD - _REGION_HEADER))
 
     def check(self) -> None:
-        """FILL is 3 bytes, COPY 4; other encodings are bounded by
+        """FILL is 3 bytes, COPY 4; H264 is bounded by protocol/video.py
+        (MAX_VIDEO_SIDE, MAX_VIDEO_PIXELS, MAX_VIDEO_PAYLOAD); other encodings by
         MAX_REGION_RAW_BYTES, and RAW_LZ4's size prefix must be w*h*3."""
         if self.encoding is Encoding.FILL:
             if len(self.data) != _FILL_BYTES:
@@ -73,6 +75,9 @@ class Region(Declared):
         if self.encoding is Encoding.COPY:
             if len(self.data) != _COPY_BYTES:
                 raise ValueError("COPY data must be 4 bytes (source x, y)")
+            return
+        if self.encoding is Encoding.H264:
+            video.parse(self.data, self.w, self.h)  # VideoError is a ValueError
             return
         if self.raw_size > MAX_REGION_RAW_BYTES:
             raise ValueError(f"region {self.w}x{self.h} exceeds MAX_REGION_RAW_BYTES; stripe it")
@@ -110,6 +115,15 @@ class ResizeRequest(_ScreenSize):
     The server clamps the size to what its X server supports, so the answer
     may differ from the request.
     """
+
+
+@message(0x08, "VIDEO_CAPS", kind=DISPLAY, sender=Sender.CLIENT)
+class VideoCaps(Declared):
+    """The client decodes these video encodings (client -> server, after the
+    display channel opens): u8 bit mask, bit 0 H264.  Without it the server
+    sends no H264 regions (JPEG/PNG only)."""
+
+    codecs: int = wire(U8)
 
 
 @message(0x01, "KEY", kind=INPUT, sender=Sender.CLIENT)
@@ -181,6 +195,7 @@ DISPLAY_MESSAGES: tuple[type[Message], ...] = (
     FrameAck,
     RefreshRequest,
     ResizeRequest,
+    VideoCaps,
 )
 INPUT_MESSAGES: tuple[type[Message], ...] = (
     Key,

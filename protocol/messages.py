@@ -63,6 +63,7 @@ from protocol.media import (
     ResizeRequest,
     Sync,
     SyncDone,
+    VideoCaps,
     Wheel,
     WindowUpdate,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "SpawnApp",
     "Sync",
     "SyncDone",
+    "VideoCaps",
     "Wheel",
     "WindowUpdate",
     "XpraData",

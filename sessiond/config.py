@@ -38,6 +38,9 @@ from sessiond.usb_rules import parse_principal_rules as _usb_principals
 from sessiond.usb_rules import parse_rules as _usb_rules
 
 DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
+# Warm sandboxes kept ready ([session] warm_pool): each idle one costs a few
+# MiB of root memory (docs/admin.md), so a typo cannot pin gigabytes.
+MAX_WARM_POOL = 64
 
 
 class ConfigError(Exception):
@@ -126,6 +129,12 @@ def _lease_ttl(value: str) -> int:
     return _int(MIN_LEASE_TTL, 3600)(value)
 
 
+def _ticket_ttl(value: str) -> int:
+    from sessiond.farm.tickets import MAX_TICKET_TTL, MIN_TICKET_TTL
+
+    return _int(MIN_TICKET_TTL, MAX_TICKET_TTL)(value)
+
+
 def _prefix(value: str) -> str:
     if not value.startswith("/") or not value.endswith("/") or "//" in value:
         raise ValueError("must start and end with / (e.g. /sessiond/farm/)")
@@ -163,8 +172,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
     "session": {
         "width": ("1280", _int(64, 8192)),
         "height": ("800", _int(64, 8192)),
-        "max_width": ("3840", _int(64, 8192)),
-        "max_height": ("2160", _int(64, 8192)),
+        "max_width": ("2560", _int(64, 8192)),
+        "max_height": ("1440", _int(64, 8192)),
         "python": (DEFAULT_INSTALL_PREFIX + "/venv/bin/python", str),
         "start_timeout": ("15", _float(1.0, 300.0)),
         "path": ("/usr/local/bin:/usr/bin:/bin", str),
@@ -181,6 +190,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "display_users": ("", parse_display_overrides),
         "display_groups": ("", parse_display_overrides),
         "xpra": (DEFAULT_INSTALL_PREFIX + "/xpra-venv/bin/xpra", str),
+        "zygote": ("true", _bool),
+        "warm_pool": ("0", _int(0, MAX_WARM_POOL)),
     },
     "limits": {
         "users": ("", parse_overrides),
@@ -217,6 +228,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
     },
     "audio": {
         "max_kbps": ("0", _int(0, 10_000_000)),
+        "sound_server": ("on_demand", _choice("on_demand", "eager")),
     },
     "usb": {
         "enabled": ("true", _bool),
@@ -257,6 +269,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "etcd_cert": ("", str),
         "etcd_key": ("", str),
         "prefix": ("/sessiond/farm/", _prefix),
+        "ticket_ttl": ("30", _ticket_ttl),
     },
 }
 

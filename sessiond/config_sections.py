@@ -62,6 +62,8 @@ class SessionSection:
     display_users: tuple[tuple[str, str], ...]  # per-user overrides of display
     display_groups: tuple[tuple[str, str], ...]
     xpra: str  # the xpra executable sessions run (its own venv under the prefix)
+    zygote: bool  # the sandbox entry preloads the agent and runs it without exec (isolation.zygote)
+    warm_pool: int  # sandboxes started ahead of logins (sessiond.warm_pool); 0 = none
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class AudioSection:
     """[audio]"""
 
     max_kbps: int
+    sound_server: str  # "on_demand": PulseAudio starts on first use; "eager": at session start
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class FarmSection:
     etcd_cert: str
     etcd_key: str
     prefix: str
+    ticket_ttl: int
 
     @property
     def enabled(self) -> bool:

@@ -41,6 +41,7 @@ class SupervisorService(service.Service):
     def startService(self) -> None:  # noqa: N802 - Twisted name
         super().startService()
         self._adopted = self.supervisor.adopt_all()
+        self.supervisor.warm_pool.start()
 
     def adopted(self) -> defer.Deferred[None]:
         """Fires (never fails) once the sessions a previous sessiond left are re-adopted."""
@@ -58,6 +59,7 @@ class SupervisorService(service.Service):
 
     def stopService(self) -> Any:  # noqa: N802 - Twisted name
         super().stopService()
+        self.supervisor.warm_pool.stop()
         return self.supervisor.stop_all()
 
 
@@ -79,7 +81,8 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     supervising = SupervisorService(supervisor)
     supervising.setServiceParent(root)
     directory = build_directory(config.farm, reactor, registry, lambda: len(supervisor.sessions), fingerprint,
-                                on_registered=supervisor.adopt_farm_sessions)  # fmt: skip
+                                on_registered=supervisor.adopt_farm_sessions,
+                                busy_users=supervisor.busy_users)  # fmt: skip
     supervisor.directory = directory
     # After the supervisor in the tree: stopped first, so the lease is revoked before sessions are released.
     DirectoryService(directory, supervising.adopted, reactor).setServiceParent(root)

@@ -55,7 +55,9 @@ def process_matches(pid: int, uid: int, session_id: str) -> bool:
         owner = os.stat(f"/proc/{pid}").st_uid
     except OSError:
         return False
-    return owner in (uid, 0) and (session_id in cmdline or "isolation.enter" in cmdline)
+    # The supervisor has exec'd isolation/init.py's wait loop (isolation/init.py).
+    entry = "isolation.enter" in cmdline or "isolation/init.py supervise" in cmdline
+    return owner in (uid, 0) and (session_id in cmdline or entry)
 
 
 def tree_usage(root_pid: int) -> tuple[int, float]:

@@ -38,6 +38,7 @@ from sessiond.usb_rules import UsbPolicy
 
 if TYPE_CHECKING:
     from sessiond.config import Config
+    from sessiond.warm_pool import WarmSlot
 
 log = Logger()
 
@@ -64,6 +65,8 @@ class SessionHost(Protocol):
     def usb_watch(self) -> None: ...
 
     def session_ended(self, session: Session) -> None: ...
+
+    def warm_slot(self) -> WarmSlot | None: ...
 
 
 class ClientPeer(Endpoint, Protocol):
@@ -146,15 +149,16 @@ class Session:
         settings = agent_settings(self.config, self.socket_path, self.width, self.height, self.clipboard_policy,
                                   self.file_policy, self.display)  # fmt: skip
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
+        slot = self.supervisor.warm_slot()
         try:
             self.agent.spawn(reactor, self.config, settings, session_env(self.config, self.link_token, self.id),
-                             AgentProcess(self))  # fmt: skip
+                             AgentProcess(self), slot)  # fmt: skip
         except CgroupError as exc:
             log.error("session {session}: cannot create its sandbox: {why}", session=self.id, why=str(exc))
             self._fail_start("the session sandbox could not be created; see the server log")
             return self._started
-        log.info("session {session} starting for {user} (pid {pid})", session=self.id, user=self.account.name,
-                 pid=self.agent.pid)  # fmt: skip
+        log.info("session {session} starting for {user} (pid {pid}{warm})", session=self.id, user=self.account.name,
+                 pid=self.agent.pid, warm=", warm sandbox" if slot is not None else "")  # fmt: skip
         return self._started
 
     def adopt(self, reactor: Any, record: SessionRecord) -> defer.Deferred[Session]:

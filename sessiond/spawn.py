@@ -27,6 +27,7 @@ from sessiond.procwatch import PidWatcher, process_matches, tree_usage
 
 if TYPE_CHECKING:
     from sessiond.config import Config
+    from sessiond.warm_pool import WarmSlot
 
 log = Logger()
 
@@ -44,6 +45,7 @@ def agent_settings(config: Config, socket: str, width: int, height: int,
         jpeg_quality=config.display.jpeg_quality, max_fps=config.display.max_fps,
         frames_in_flight=config.display.frames_in_flight, launch_timeout=config.apps.launch_timeout,
         display_max_kbps=config.display.max_kbps, audio_max_kbps=config.audio.max_kbps,
+        sound_server_on_demand=config.audio.sound_server == "on_demand",
         clip_to_client=clipboard.to_client, clip_from_client=clipboard.from_client,
         clip_primary_to_client=clipboard.primary_to_client, clip_primary_from_client=clipboard.primary_from_client,
         clip_max_text_bytes=clipboard.max_text_bytes, clip_max_image_bytes=clipboard.max_image_bytes,
@@ -66,21 +68,31 @@ class AgentHandle:
         self._watcher: PidWatcher | None = None  # pidfd, when adopted
 
     def spawn(self, reactor: Any, config: Config, settings: AgentSettings, env: dict[str, str],
-              process_protocol: protocol.ProcessProtocol) -> None:  # fmt: skip
-        """Create the sandbox and start the agent in it; CgroupError if the sandbox cannot be made."""
+              process_protocol: protocol.ProcessProtocol, slot: WarmSlot | None = None) -> None:  # fmt: skip
+        """Create the sandbox and start the agent in it; CgroupError if the sandbox cannot be made.
+        SLOT: a warm zygote (sessiond.warm_pool) that gets the spec instead of a new process."""
         limits = resolve_limits(limits_from_settings({"memory_max": config.session.memory_max,
                                                       "pids_max": config.session.pids_max,
                                                       "cpu_max": config.session.cpu_max,
                                                       "cpu_weight": config.session.cpu_weight}), self.account,
                                 users=config.limits.users, groups=config.limits.groups)  # fmt: skip
-        self.sandbox = create_sandbox(self.session_id, limits)
+        try:
+            self.sandbox = create_sandbox(self.session_id, limits)
+        except CgroupError:
+            if slot is not None:
+                slot.discard()
+            raise
         python = config.session.python
         argv = (python, "-m", "sessiond.agent")
         env = {**env, SETTINGS_ENV: settings.to_json()}
         spec = self.sandbox.spec(self.account, argv, env, network=config.session.network,
                                  hostname=config.session.hostname)  # fmt: skip
-        self._process = reactor.spawnProcess(process_protocol, python, enter_argv(python), env=enter_env(),
-                                             path="/", childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
+        if slot is not None:
+            self._process = slot.claim(process_protocol)
+        else:
+            entry = enter_argv(python, config.session.zygote)
+            self._process = reactor.spawnProcess(process_protocol, python, entry, env=enter_env(), path="/",
+                                                 childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
         self._process.write(to_json(spec))
         self._process.closeStdin()
         self.pid = self._process.pid

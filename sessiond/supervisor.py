@@ -23,6 +23,7 @@ from sessiond.registry import Registry
 from sessiond.sessions import Session, SessionState
 from sessiond.usb_policy import policy_from_config
 from sessiond.usb_rules import UsbPolicy, UsbPolicyWatcher
+from sessiond.warm_pool import WarmPool, WarmSlot
 
 if TYPE_CHECKING:
     from sessiond.config import Config
@@ -62,6 +63,10 @@ class SessionSupervisor:
         self._starting: dict[str, defer.Deferred[Any]] = {}
         # The session directory (sessiond/farm/): set by the daemon; None in tests of the supervisor alone.
         self.directory: FarmDirectory | None = None
+        # Sandboxes started ahead of logins ([session] warm_pool; started by SupervisorService).
+        # A warm slot is a zygote: no pool without [session] zygote.
+        self.warm_pool = WarmPool(reactor, config.session.python,
+                                  config.session.warm_pool if config.session.zygote else 0)
         self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
                                              config.usb.recheck_interval, reactor, load_usb_policy,
                                              self.usb_recheck)
@@ -130,6 +135,14 @@ class SessionSupervisor:
     def usb_watch(self) -> None:
         """A device is shared: keep watching the policy for changes."""
         self._usb_watcher.ensure_running()
+
+    def busy_users(self) -> set[str]:
+        """Users with a session on this host, running or starting."""
+        return set(self.sessions) | set(self._starting)
+
+    def warm_slot(self) -> WarmSlot | None:
+        """A warm sandbox for a new session, or None (pool off, empty, or still refilling)."""
+        return self.warm_pool.claim()
 
     def by_id(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions.values() if s.id == session_id), None)

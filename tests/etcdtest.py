@@ -27,10 +27,10 @@ ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 START_TIMEOUT = 20.0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free right now."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port on ADDRESS free right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
@@ -189,15 +189,17 @@ def make_tls(directory: str) -> EtcdTestTLS:
     return EtcdTestTLS(ca_cert, server[0], server[1], client[0], client[1])
 
 
-def start_cluster(size: int = 1, extra: list[str] | None = None, tls: bool = False) -> Cluster:
-    """A fresh etcd cluster of SIZE members on loopback, healthy on return (TLS with client
-    certificates required on the client port when TLS is true)."""
+def start_cluster(size: int = 1, extra: list[str] | None = None, tls: bool = False,
+                  address: str = "127.0.0.1") -> Cluster:  # fmt: skip
+    """A fresh etcd cluster of SIZE members, healthy on return (TLS with client certificates
+    required on the client port when TLS is true). Clients reach it on ADDRESS (a host-side
+    address of the farm tests' namespaces, tests/netns.py); peers talk on loopback."""
     root = tempfile.mkdtemp(prefix="svt-etcd-")
     members = []
     certs = make_tls(root) if tls else None
     scheme = "https" if certs else "http"
     for i in range(size):
-        members.append(Member(name=f"m{i}", client_url=f"{scheme}://127.0.0.1:{free_port()}",
+        members.append(Member(name=f"m{i}", client_url=f"{scheme}://{address}:{free_port(address)}",
                               peer_url=f"http://127.0.0.1:{free_port()}", data_dir=os.path.join(root, f"m{i}"),
                               log_path=os.path.join(root, f"m{i}.log")))  # fmt: skip
     cluster = Cluster(members, root, (extra or []) + (certs.etcd_flags() if certs else []), certs)
@@ -209,6 +211,23 @@ def start_cluster(size: int = 1, extra: list[str] | None = None, tls: bool = Fal
         cluster.close()
         raise
     return cluster
+
+
+def leader_url(cluster: Cluster) -> str:
+    """The client URL of the cluster's current leader (as the members report it)."""
+    import json
+
+    ids = {}
+    leader = None
+    for member in cluster.members:
+        if not member.running():
+            continue
+        req = urllib.request.Request(member.client_url + "/v3/maintenance/status", data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=2) as r:
+            status = json.load(r)
+        ids[status["header"]["member_id"]] = member.client_url
+        leader = status["leader"]
+    return ids[leader]
 
 
 class ReactorThread:

@@ -97,7 +97,7 @@ def free_port() -> int:
 
 def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int = 0,
                    runtime: str | None = None, server: str = "", host: str = "127.0.0.1",
-                   session: str = "") -> Server:  # fmt: skip
+                   session: str = "", wrap: tuple[str, ...] = ()) -> Server:  # fmt: skip
     """Start the installed sessiond with a test config; wait until it listens.
 
     Starting again with the same TMP, PORT and RUNTIME is a restart of the
@@ -106,6 +106,7 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
     address to listen on (farm tests use several 127.0.0.x).
     SESSION: more [session] lines (e.g. "mode = desktop\n"); without it,
     $SVTEST_MODE (seamless or desktop) runs a whole suite in that mode.
+    WRAP: argv prefix, e.g. `ip netns exec NS` to run the host in a network namespace.
     """
     if not session and os.environ.get("SVTEST_MODE"):
         session = f"mode = {os.environ['SVTEST_MODE']}\n"
@@ -123,7 +124,7 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
     log_path = os.path.join(tmp, "sessiond.log")
     log = open(log_path, "a", encoding="utf-8")
     already = os.path.getsize(log_path)
-    process = subprocess.Popen([os.path.join(VENV_BIN, "sessiond"), "run", "--config", config],
+    process = subprocess.Popen([*wrap, os.path.join(VENV_BIN, "sessiond"), "run", "--config", config],
                                stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

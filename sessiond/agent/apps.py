@@ -19,9 +19,10 @@ MAX_APPS = 64
 
 
 class _Pending:
-    def __init__(self, pid: int, app: str) -> None:
+    def __init__(self, pid: int, app: str, request: int) -> None:
         self.pid = pid
         self.app = app
+        self.request = request
         self.mapped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
 
@@ -67,20 +68,22 @@ class AppLauncher:
             return
         self.processes[process.pid] = process
         self._apps[process.pid] = request.app
-        pending = _Pending(process.pid, request.app)
+        pending = _Pending(process.pid, request.app, request.request)
         self._waiting.append(pending)
         exited = self.loop.create_task(process.wait())
         done, _ = await asyncio.wait({pending.mapped, exited}, timeout=self.launch_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
         if pending in self._waiting:
             self._waiting.remove(pending)
-        if exited in done and pending.mapped not in done:
+        if pending.mapped.done():
+            pass  # window_mapped reported it, ahead of the window's first frame
+        elif exited in done:
             self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.UNKNOWN_APP,
                                      message=f"{request.app} exited with status {process.returncode} "
                                              "before showing a window", pid=process.pid))  # fmt: skip
         else:
-            message = "window mapped" if pending.mapped in done else "started; no window yet"
-            self.report(LaunchResult(request=request.request, ok=True, message=message, pid=process.pid))
+            self.report(LaunchResult(request=request.request, ok=True, message="started; no window yet",
+                                     pid=process.pid))  # fmt: skip
         status = await exited
         self.processes.pop(process.pid, None)
         self._apps.pop(process.pid, None)
@@ -88,13 +91,16 @@ class AppLauncher:
 
     def window_mapped(self, window: int, pid: int | None) -> str:
         """A top-level window appeared: complete the matching launch; the app
-        id of that launch ("" if no launch was waiting)."""
+        id of that launch ("" if no launch was waiting).  LAUNCH_RESULT is
+        reported here, synchronously, so it leaves before any frame that
+        shows the window: a client may wait for a frame after it."""
         if not self._waiting:
             return ""
         match = next((p for p in self._waiting if p.pid == pid), None) or self._waiting[0]
         self._waiting.remove(match)
         if not match.mapped.done():
             match.mapped.set_result(window)
+            self.report(LaunchResult(request=match.request, ok=True, message="window mapped", pid=match.pid))
         return match.app
 
     def app_of(self, pid: int) -> str:

@@ -179,8 +179,9 @@ class AudioService:
     """The session's sound server plus, while a client has them open, the audio channels."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, server: SoundServer,
-                 log: Callable[[str], None], max_kbps: int = 0) -> None:  # fmt: skip
+                 log: Callable[[str], None], max_kbps: int = 0, on_demand: bool = False) -> None:  # fmt: skip
         self.loop = loop
+        self.on_demand = on_demand  # [audio] sound_server = on_demand: start on first use (audio_server.py)
         self.max_kbps = max_kbps
         self.server = server
         self.log = log
@@ -206,7 +207,24 @@ class AudioService:
 
     def start_server(self) -> None:
         """Start the sound server in the background (the agent does this right
-        after READY, so PulseAudio's start-up is off the session's critical path)."""
+        after READY, so PulseAudio's start-up is off the session's critical path);
+        on demand, only listen on its socket and start it on the first connection."""
+        if self.on_demand and self.server.listener is None and not self.server.started:
+            try:
+                listener = self.server.listen()
+            except OSError as exc:
+                self.log(f"audio unavailable: cannot listen on {self.server.socket_path}: {exc}")
+                return
+            self.loop.add_reader(listener.fileno(), self._activate)
+            return
+        self._activate()
+
+    def _activate(self) -> None:
+        """Start the server now (idempotent): something connected, or a client opened audio."""
+        if self.server.listener is not None:
+            self.loop.remove_reader(self.server.listener.fileno())
+        if self.server.started:
+            return
         try:
             self.server.start(self.env)
         except (OSError, SoundServerError) as exc:
@@ -214,7 +232,10 @@ class AudioService:
 
     async def ready_for_apps(self) -> None:
         """Wait (briefly) until apps can connect to the sound server; never fails:
-        an app started without sound is better than an app not started."""
+        an app started without sound is better than an app not started. On
+        demand the socket already listens: an app's connection starts the server."""
+        if self.server.listener is not None and not self.server.started:
+            return
         with contextlib.suppress(SoundServerError):
             await self.server.wait_ready_async(timeout=APP_WAIT_SECONDS)
 
@@ -228,6 +249,8 @@ class AudioService:
 
     async def _open(self, link: Link, channel: int, kind: ChannelKind) -> None:
         try:
+            if self.server.listener is not None:
+                self._activate()
             await self.server.wait_ready_async()
             if kind is ChannelKind.AUDIO_OUT:
                 await self._open_out(link, channel)
@@ -322,6 +345,9 @@ class AudioService:
         self.link_lost()
         for task in list(self._tasks):
             task.cancel()
+        if self.server.listener is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.server.listener.fileno())
         self.server.stop()
 
     def _spawn(self, coro: Any) -> None:

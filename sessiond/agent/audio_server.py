@@ -9,12 +9,18 @@
 # no D-Bus, no X11 publishing, no state written to the user's home. Apps find
 # it through PULSE_SERVER (which also disables client autospawn).
 #
-# Why at session start rather than on the first audio channel: apps connect
-# to the sound server when they start and most never retry, so an app
-# launched before a client opened audio would stay silent forever. Cost,
-# measured here: ~16 ms (in the background, READY is not delayed) and ~6 MiB
-# PSS (1.2 MiB of it private). The Opus codec and the capture process start
-# only while a client has the audio channel open.
+# When it starts (`[audio] sound_server`): apps connect to the sound server
+# when they start and most never retry, so the socket must exist before any
+# app runs. on_demand (the default): the agent creates and listens on the
+# server's socket itself (listen()) and starts PulseAudio only when something
+# connects to it or a client opens an audio channel, handing it the listening
+# socket by systemd-style socket activation (LISTEN_FDS/LISTEN_PID, fd 3;
+# PulseAudio's native protocol module takes an inherited socket whose path
+# matches). An app that connects first waits in the socket's backlog for the
+# ~16 ms the server takes to start, and is then served. A session that never
+# plays sound never pays PulseAudio's ~4 MiB PSS. eager: started at session
+# start (after READY), as before. The Opus codec and the capture process
+# start only while a client has the audio channel open.
 """SoundServer: start, probe and stop the session's PulseAudio."""
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -40,6 +47,12 @@ START_TIMEOUT = 5.0
 STOP_GRACE = 2.0
 # Poll interval while waiting for the socket (start-up takes ~16 ms).
 START_POLL = 0.005
+# Connections that may wait on the socket before the server accepts them.
+LISTEN_BACKLOG = 64
+# Runs the server with the listening socket (its stdin) as fd 3 and
+# LISTEN_PID set to its own pid, as socket activation wants; a constant
+# script, the argv follows as "$@".
+ACTIVATE_SCRIPT = 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@" 3<&0 </dev/null'
 
 
 class SoundServerError(Exception):
@@ -83,6 +96,7 @@ class SoundServer:
         self.rate = rate
         self.channels = channels
         self.process: subprocess.Popen[bytes] | None = None
+        self.listener: socket.socket | None = None  # on demand: the socket we hold until the server runs
 
     @property
     def address(self) -> str:
@@ -98,15 +112,39 @@ class SoundServer:
             "PULSE_STATE_PATH": os.path.join(self.pulse_dir, "state"),
         }
 
-    def start(self, env: dict[str, str]) -> None:
-        """Start the server without waiting for it (see wait_ready)."""
-        binary = shutil.which(PULSEAUDIO, path=env.get("PATH"))
-        if binary is None:
-            raise SoundServerError("pulseaudio is not installed (Debian package pulseaudio); audio is unavailable")
+    def _prepare_dir(self) -> None:
         os.makedirs(self.pulse_dir, mode=0o700, exist_ok=True)
         for stale in (self.socket_path, self.mic_fifo):
             if os.path.lexists(stale):
                 os.unlink(stale)
+
+    def listen(self) -> socket.socket:
+        """On demand: create and listen on the server's socket now; start() hands it over."""
+        self._prepare_dir()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.socket_path)
+            listener.listen(LISTEN_BACKLOG)
+        except OSError:
+            listener.close()
+            raise
+        listener.setblocking(False)
+        self.listener = listener
+        return listener
+
+    @property
+    def started(self) -> bool:
+        """True once start() ran (the server may still be coming up)."""
+        return self.process is not None
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start the server without waiting for it (see wait_ready); with a
+        listening socket (listen()), the server takes that socket over."""
+        binary = shutil.which(PULSEAUDIO, path=env.get("PATH"))
+        if binary is None:
+            raise SoundServerError("pulseaudio is not installed (Debian package pulseaudio); audio is unavailable")
+        if self.listener is None:
+            self._prepare_dir()
         script = os.path.join(self.pulse_dir, "session.pa")
         with open(script, "w", encoding="utf-8") as handle:
             handle.write(server_script(self.pulse_dir, self.rate, self.channels))
@@ -116,9 +154,13 @@ class SoundServer:
                 # avoids memfd/SHM segments (and PulseAudio's memfd fallback warnings).
                 "--disable-shm=yes",
                 "-n", "-F", script]  # fmt: skip
+        stdin: int | socket.socket = subprocess.DEVNULL
+        if self.listener is not None:
+            argv = ["/bin/sh", "-c", ACTIVATE_SCRIPT, "sh", *argv]
+            stdin = self.listener
         # Its own log file: the agent's stderr is a pipe to sessiond only until READY.
         with open(os.path.join(self.pulse_dir, LOG_NAME), "ab") as log:
-            self.process = subprocess.Popen(argv, env={**env, **self.client_env()}, stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(argv, env={**env, **self.client_env()}, stdin=stdin,
                                             stdout=log, stderr=log, start_new_session=True)  # fmt: skip
 
     async def wait_ready_async(self, timeout: float = START_TIMEOUT) -> None:
@@ -132,8 +174,8 @@ class SoundServer:
             await asyncio.sleep(START_POLL)
 
     def ready(self) -> bool:
-        """True once the server's socket and the microphone FIFO exist."""
-        return os.path.exists(self.socket_path) and os.path.exists(self.mic_fifo)
+        """True once the server runs with its socket and the microphone FIFO."""
+        return self.started and os.path.exists(self.socket_path) and os.path.exists(self.mic_fifo)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Block until ready (used by tools and tests; the agent polls ready())."""
@@ -150,7 +192,10 @@ class SoundServer:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after STOP_GRACE)."""
+        """Stop the server (SIGTERM, then SIGKILL after STOP_GRACE) and close our socket."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return

@@ -1,11 +1,11 @@
 # Which parts of the screen (or of a window) changed since the last frame (XDamage).
 #
 # Why: the display pipeline captures and encodes only what changed.  Two
-# trackers live here.  DamageTracker (python-xlib, today's desktop pipeline)
-# receives every drawn rectangle as an event (DamageReportRawRectangles): a
-# flooding xterm makes 13.5k of them per second, ~26 us of Python each, even
-# with no client attached (MACHINE-NOTES, issue 15).  RegionDamage and
-# RootRegionDamage (ctypes, on a CDisplay) ask for DamageReportNonEmpty: the
+# trackers live here, RegionDamage (a window) and RootRegionDamage (the
+# desktop).  Raw-rectangle reporting (one event per drawn rectangle) cost
+# a flooding xterm 13.5k events per second, ~26 us of Python each, even
+# with no client attached (MACHINE-NOTES, issue 15).  So both trackers
+# (ctypes, on a CDisplay) ask for DamageReportNonEmpty: the
 # server sends ONE event when a drawable's damage goes from empty to
 # non-empty and accumulates everything after it as a region; once per frame
 # the region is moved into an XFixes region and fetched (DamageSubtract +
@@ -21,10 +21,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from collections.abc import Iterable
-from typing import Any
-
-import Xlib.display
-from Xlib.ext import damage as xdamage
 
 from sessiond.agent.xshm import CDisplay
 
@@ -32,9 +28,6 @@ Rect = tuple[int, int, int, int]
 
 # Most rectangles one frame may carry; beyond this, rows merge into bands.
 MAX_RECTS = 32
-# Raw rectangles buffered before they are merged eagerly (bounds memory and
-# keeps merge_rects' quadratic pass cheap when a client draws many tiny bits).
-MAX_PENDING_RECTS = 256
 
 
 class DamageError(RuntimeError):
@@ -112,67 +105,6 @@ def merge_rects(rects: Iterable[Rect], width: int, height: int) -> list[Rect]:
             box = _union(box, rect)
         merged = [box]
     return sorted(merged, key=lambda r: (r[1], r[0]))
-
-
-class DamageTracker:
-    """Accumulates XDamage rectangles of the root window between frames."""
-
-    def __init__(self, display: Xlib.display.Display) -> None:
-        if not display.has_extension(xdamage.extname):
-            raise DamageError("the X server has no DAMAGE extension")
-        self._display = display
-        # Must precede damage_create, or the server rejects the request and
-        # python-xlib mis-decodes the error (MACHINE-NOTES).  python-xlib
-        # 0.33 always asks for version 1.1 and takes no arguments.
-        display.damage_query_version()
-        self._event_type = display.query_extension(xdamage.extname).first_event + (
-            xdamage.DamageNotifyCode
-        )
-        root = display.screen().root
-        self._damage = root.damage_create(xdamage.DamageReportRawRectangles)
-        self._rects: list[Rect] = []
-        self._all = False
-        # Screen size used for eager merges; refreshed by take().
-        geometry = root.get_geometry()
-        self._size = (geometry.width, geometry.height)
-
-    def handle_event(self, ev: Any) -> bool:
-        """Accumulate ev if it is a DamageNotify for our damage object."""
-        if getattr(ev, "type", None) != self._event_type:
-            return False
-        if getattr(ev, "damage", self._damage) != self._damage:
-            return False
-        area = ev.area
-        self._rects.append((area.x, area.y, area.width, area.height))
-        if len(self._rects) > MAX_PENDING_RECTS:
-            self._rects = merge_rects(self._rects, *self._size)
-        return True
-
-    def pending(self) -> bool:
-        """True if some damage has accumulated since the last take()."""
-        return self._all or bool(self._rects)
-
-    def mark_all(self) -> None:
-        """Treat the whole screen as damaged (new client, resize, refresh)."""
-        self._all = True
-
-    def take(self, width: int, height: int) -> list[Rect]:
-        """Return the merged damage clipped to width x height and clear it."""
-        self._size = (width, height)
-        if self._all:
-            result = [(0, 0, width, height)] if width > 0 and height > 0 else []
-        else:
-            result = merge_rects(self._rects, width, height)
-        self._rects = []
-        self._all = False
-        # Empty the server-side region so it cannot grow complex over time;
-        # raw-rectangle reporting does not depend on it.
-        self._display.damage_subtract(self._damage)
-        return result
-
-    def close(self) -> None:
-        """Destroy the server-side damage object."""
-        self._display.damage_destroy(self._damage)
 
 
 # -- region damage (ctypes: libXdamage + libXfixes) ----------------------------------

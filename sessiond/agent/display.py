@@ -20,13 +20,16 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from protocol.connection import frame_cost
-from protocol.messages import ChannelKind, FrameAck, FrameEnd, Message, RefreshRequest
+from PIL import Image
+
+from protocol.messages import ChannelKind, FrameAck, FrameEnd, Message, RefreshRequest, Region, VideoCaps
 from protocol.windows import WindowTarget
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
-from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.encoder import Rect, RegionEncoder
 from sessiond.agent.settings import AgentSettings
+from sessiond.agent.video import VideoRegions, video_frame
 from sessiond.agent.xshm import CDisplay, ShmCapture, XShmError
 
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
@@ -43,6 +46,19 @@ FRAME_COALESCE_SECONDS = 0.0005
 # it goes out without the coalescing wait (dead time in every ~20 ms 1080p
 # frame otherwise).
 STREAM_GAPS = 2
+# VIDEO_CAPS bit: the client decodes H264 regions.
+CODEC_H264 = 0x01
+
+
+def encode_rects(encoder: RegionEncoder, lossless: bool, buf: memoryview | bytes, stride: int,
+                 rects: list[Rect], **kwargs: Any) -> list[Region]:  # fmt: skip
+    """encoder.encode(), never lossy if `lossless` (a video's refinement)."""
+    saved = encoder.allow_lossy
+    encoder.allow_lossy = saved and not lossless
+    try:
+        return encoder.encode(buf, stride, rects, **kwargs)
+    finally:
+        encoder.allow_lossy = saved
 
 
 class FrameSource(Protocol):
@@ -72,6 +88,7 @@ class DesktopSource:
         self.cdisplay = CDisplay(display)
         self.damage = RootRegionDamage(self.cdisplay)
         self._display = display
+        self.video = VideoRegions(time.monotonic)
 
     def fileno(self) -> int:
         """The damage connection's socket (readable: the root was damaged)."""
@@ -88,7 +105,7 @@ class DesktopSource:
 
     def pending(self) -> bool:
         """True if the screen has damage."""
-        return self.damage.pending()
+        return self.damage.pending() or self.video.due(DESKTOP_SURFACE)
 
     def mark_all(self) -> None:
         """The whole screen goes out next."""
@@ -96,6 +113,7 @@ class DesktopSource:
 
     def recreate(self) -> None:
         """The root changed size: a new shared segment of the new size."""
+        self.video.forget()
         self.capture.close()
         self.capture = ShmCapture(self._display)
 
@@ -104,11 +122,23 @@ class DesktopSource:
         width, height = self.size
         rects = self.damage.take(width, height)
         self.damage.drain()  # the take's round trip may have read events in
-        if not rects:
+        if not rects and not self.video.due(DESKTOP_SURFACE):
             return []
         pixels = self.capture.capture()
-        return list(encoder.encode(pixels, self.capture.stride, rects, width=width, height=height,
-                                   surface=DESKTOP_SURFACE))  # fmt: skip
+        stride = self.capture.stride
+
+        def crop(rect: Rect) -> Image.Image:
+            x, y, w, h = rect
+            rows = Image.frombuffer("RGBX", (stride // 4, h), pixels[y * stride : (y + h) * stride], "raw", "RGBX",
+                                    stride, 1)  # fmt: skip
+            return rows if (x, w) == (0, stride // 4) else rows.crop((x, 0, x + w, h))  # full rows: no copy
+
+        def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
+            return encode_rects(encoder, lossless, pixels, stride, pieces, width=width, height=height,
+                                surface=DESKTOP_SURFACE)  # fmt: skip
+
+        return list(video_frame(self.video, DESKTOP_SURFACE, rects, (width, height), crop, rest,
+                                lambda: encoder.forget(DESKTOP_SURFACE)))  # fmt: skip
 
     def close(self) -> None:
         """Release the shared segment and the damage connection."""
@@ -133,6 +163,7 @@ class WindowSource:
         # a frame that goes on with the same window and size sends none, so an
         # echoed keystroke costs no more than in desktop mode. None: unknown.
         self.sent_target: tuple[int, int, int] | None = None
+        self.video = VideoRegions(time.monotonic)
 
     def track(self, window: int) -> None:
         """Start capturing a window (a new window: sent whole first)."""
@@ -146,11 +177,12 @@ class WindowSource:
             self.sent_target = None  # its id may come back for another window
         self.tracked.discard(window)
         self.unknown.add(window)
+        self.video.forget(window)
         self.pixels.untrack(window)
 
     def pending(self) -> bool:
-        """True if some viewable tracked window has damage."""
-        return bool(self.pixels.damaged())
+        """True if some viewable tracked window has damage (or a video to refine)."""
+        return bool(self.pixels.damaged()) or any(self.video.due(window) for window in self.video.streams)
 
     def mark_all(self) -> None:
         """Every window goes out whole next (a client connected or asked to refresh)."""
@@ -164,19 +196,17 @@ class WindowSource:
         for window in self.unknown:
             encoder.forget(window)
         self.unknown.clear()
-        for window in self.pixels.damaged():
+        damaged = list(self.pixels.damaged())
+        idle = [window for window in self.video.streams if window not in damaged and self.video.due(window)]
+        for window in damaged + idle:
             try:
-                rects = self.pixels.take(window)
-                if not rects:
+                rects = self.pixels.take(window) if window in damaged else []
+                if not rects and window not in idle:
                     continue
                 width, height = self.pixels.size(window)
                 if rects == [(0, 0, width, height)]:
                     encoder.forget(window)  # sent whole: maybe a new pixmap, a resize, a new client
-                regions: list[Message] = []
-                for rect in rects:
-                    view = self.pixels.capture(window, rect)
-                    regions.extend(encoder.encode(view, rect[2] * 4, [rect], width=width, height=height,
-                                                  surface=window, origin=(rect[0], rect[1])))  # fmt: skip
+                regions: list[Message] = list(self._window_frame(encoder, window, rects, width, height))
             except (DamageError, XShmError) as exc:  # the window went away meanwhile
                 self.log(f"window {window:#x} not captured: {exc}")
                 continue
@@ -186,6 +216,24 @@ class WindowSource:
             out.extend(regions)
         self.pixels.drain()
         return out
+
+    def _window_frame(self, encoder: RegionEncoder, window: int, rects: list[Rect], width: int,
+                      height: int) -> list[Region]:  # fmt: skip
+        """One window's regions (video or stills), window-relative."""
+
+        def crop(rect: Rect) -> Image.Image:
+            view = self.pixels.capture(window, rect)
+            return Image.frombytes("RGBX", (rect[2], rect[3]), bytes(view), "raw", "RGBX", rect[2] * 4, 1)
+
+        def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
+            regions: list[Region] = []
+            for rect in pieces:
+                view = self.pixels.capture(window, rect)
+                regions.extend(encode_rects(encoder, lossless, view, rect[2] * 4, [rect], width=width, height=height,
+                                            surface=window, origin=(rect[0], rect[1])))  # fmt: skip
+            return regions
+
+        return video_frame(self.video, window, rects, (width, height), crop, rest, lambda: encoder.forget(window))
 
     def close(self) -> None:
         """Undo the redirection and close the pixel connection."""
@@ -210,6 +258,8 @@ class DisplayPipeline:
         self.last_frame_us = 0
         self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
         self._timer: asyncio.TimerHandle | None = None
+        # Apart from _timer: a refinement wake-up must never delay a frame that damage asks for.
+        self._wake_timer: asyncio.TimerHandle | None = None
         # A frame is owed even if nothing is damaged (a client connected or
         # asked for a refresh while no window has pixels: it still gets its
         # FRAME_END, so "wait for a frame" never hangs on an empty session).
@@ -217,13 +267,25 @@ class DisplayPipeline:
 
     def refresh(self) -> None:
         """Everything goes out in the next frame, which is sent even if empty."""
+        if self.video is not None:
+            self.video.reset()
         self.encoder.forget()
         self.source.mark_all()
         self._owed = True
         self.schedule()
 
+    @property
+    def video(self) -> VideoRegions | None:
+        """The source's video streams (the adaptive-quality module sets
+        video.set_bitrate()); None for a source without video."""
+        video = getattr(self.source, "video", None)
+        return video if isinstance(video, VideoRegions) else None
+
     def opened(self) -> None:
         """A client opened the display channel: everything goes out."""
+        if self.video is not None:
+            self.video.forget()  # the new client has no decoders and has not sent VIDEO_CAPS yet
+            self.video.enabled = False
         self.open = True
         self.acked_seq = self.frame_seq
         self.encoder.forget()  # a new client's copy is unknown: no COPY until a full frame
@@ -241,7 +303,15 @@ class DisplayPipeline:
             if self.acked_seq < message.seq <= self.frame_seq:
                 self.acked_seq = message.seq
             self.schedule()
+        elif isinstance(message, VideoCaps):
+            if self.video is not None:
+                self.video.enabled = bool(message.codecs & CODEC_H264)
+                if not self.video.enabled and self.video.streams:
+                    self.video.forget()
+                    self.refresh()
         elif isinstance(message, RefreshRequest):
+            if self.video is not None:
+                self.video.reset()
             self.encoder.forget()
             self.source.mark_all()
             self._owed = True
@@ -252,6 +322,9 @@ class DisplayPipeline:
         if self._timer is not None or not self.open or self._link() is None:
             return
         if not self.source.pending() and not self._owed:
+            due = self.video.next_due_in() if self.video is not None else None
+            if due is not None and self._wake_timer is None:  # wake up to refine a video that stopped changing
+                self._wake_timer = self.loop.call_later(due + 0.001, self._wake)
             return
         if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
             return  # client is behind: damage keeps coalescing meanwhile
@@ -261,6 +334,10 @@ class DisplayPipeline:
         delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,
                     self.cap.wait_seconds())  # fmt: skip
         self._timer = self.loop.call_later(delay, self._send_frame)
+
+    def _wake(self) -> None:
+        self._wake_timer = None
+        self.schedule()
 
     def _send_frame(self) -> None:
         self._timer = None
@@ -284,3 +361,5 @@ class DisplayPipeline:
         self.last_frame_at = started
         self.last_frame_us = int(started * 1_000_000)
         link.flush()
+        if self.video is not None and self.video.streams:
+            self.schedule()  # a stream that stops changing is refined without new damage

@@ -114,7 +114,8 @@ class Agent:
         self.x.flush()
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         app_env["DISPLAY"] = self.xserver.display
-        self.audio = AudioService(self.loop, SoundServer(), self.log, max_kbps=args.audio_max_kbps)
+        self.audio = AudioService(self.loop, SoundServer(), self.log, max_kbps=args.audio_max_kbps,
+                                  on_demand=args.sound_server_on_demand)  # fmt: skip
         app_env.update(self.audio.prepare(app_env))  # PULSE_SERVER: the session's own sound server
         self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event,
                                 before_spawn=self.audio.ready_for_apps)  # fmt: skip
@@ -377,6 +378,9 @@ class Agent:
 
     def _resize(self, width: int, height: int) -> None:
         """Resize the X screen (clamped), re-create the capture, answer DESKTOP_SIZE."""
+        if width > self.screen.max_width or height > self.screen.max_height:
+            self.log(f"a client asked for a {width}x{height} screen; this session's largest is "
+                     f"{self.screen.max_width}x{self.screen.max_height} ([session] max_width/max_height); clamped")
         try:
             size = self.screen.set_size(width, height)
         except (ScreenError, XError.XError) as exc:
@@ -479,7 +483,7 @@ async def run(args: AgentSettings, token: str) -> int:
     finally:
         os.umask(old_umask)
     print("READY", flush=True)
-    agent.audio.start_server()  # after READY: not on the session's start-up path
+    agent.audio.start_server()  # after READY: not on the session's start-up path (on demand: only its socket)
     if agent.xpra is not None:
         agent.xpra.start()  # after READY too: the first XPRA channel waits for its socket
     _log_to_file(os.path.join(os.path.dirname(args.socket), AGENT_LOG))

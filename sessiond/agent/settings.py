@@ -90,6 +90,7 @@ class AgentSettings:
     launch_timeout: float = 20.0
     display_max_kbps: int = 0  # 0: no cap
     audio_max_kbps: int = 0
+    sound_server_on_demand: bool = True  # [audio] sound_server = on_demand (sessiond.agent.audio_server)
     mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
     # [clipboard] and [files] as sessiond resolved them for this user (sessiond
     # enforces them in the relay; the agent applies them again).
@@ -142,6 +143,7 @@ class AgentSettings:
             launch_timeout=_float(data, "launch_timeout", 1.0, 300.0),
             display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
+            sound_server_on_demand=_bool(data, "sound_server_on_demand"),
             mode=_mode(data),
             clip_to_client=_bool(data, "clip_to_client"),
             clip_from_client=_bool(data, "clip_from_client"),

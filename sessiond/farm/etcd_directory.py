@@ -23,6 +23,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from sessiond.farm import placement
+from sessiond.farm.abandoned import AbandonedClaims
 from sessiond.farm.directory import (
     Claim,
     FarmConflict,
@@ -44,6 +45,7 @@ from sessiond.farm.etcd_codec import (
     op_range,
 )
 from sessiond.farm.hosts import LOAD_REFRESH_SECONDS, LeaseKeeper
+from sessiond.farm.tickets import TICKET_TTL
 from sessiond.farm.records import (
     BadRecord,
     FarmKeys,
@@ -80,8 +82,10 @@ class EtcdDirectory:
     def __init__(self, client: EtcdClient, *, host_id: str, advertise: str, clock: Any,
                  load_source: Callable[[], HostLoad], lease_ttl: int, keys: FarmKeys | None = None,
                  on_registered: Callable[[], Awaitable[None]] | None = None,
-                 fingerprint: str = "") -> None:  # fmt: skip
+                 fingerprint: str = "", ticket_ttl: int = TICKET_TTL) -> None:  # fmt: skip
         self.client = client
+        self.ticket_ttl = ticket_ttl  # seconds a redirect ticket to this farm's hosts stays redeemable
+        self.abandoned: AbandonedClaims | None = None  # set by service.build_directory
         self.fingerprint = fingerprint
         self.host_id = check_host_id(host_id)
         self.advertise = advertise
@@ -104,6 +108,8 @@ class EtcdDirectory:
         self._publisher = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self._publish_quietly()))
         self._publisher.clock = self.clock
         self._publisher.start(LOAD_REFRESH_SECONDS, now=False)
+        if self.abandoned is not None:
+            self.abandoned.start()
 
     def _record(self, lease: int, load: HostLoad) -> bytes:
         return host_record(self.host_id, self.advertise, lease, load, self.clock.seconds(), self.fingerprint,
@@ -130,6 +136,8 @@ class EtcdDirectory:
         """Stop publishing and keepalives, and revoke the lease (the host vanishes at once)."""
         if self._publisher is not None and self._publisher.running:
             self._publisher.stop()
+        if self.abandoned is not None:
+            self.abandoned.stop()
         self.keeper.stop()
         await self.keeper.revoke()
 
@@ -286,13 +294,16 @@ class EtcdDirectory:
         _, (result,) = await self._read([op_range(key)])
         return result.kvs[0] if result.kvs else None
 
-    async def release(self, user: str, session_id: str) -> bool:
-        """Free USER's session key and its host's slot (if the record still names SESSION_ID)."""
+    async def release(self, user: str, session_id: str, revision: int = 0) -> bool:
+        """Free USER's session key and its host's slot (if the record still names SESSION_ID and,
+        with REVISION, was not rewritten since that revision: see abandoned.py)."""
         key = self.keys.session(check_user(user))
         for _ in range(MAX_CLAIM_ATTEMPTS):
             snap = await self._snapshot(user)
             current = self._placement(snap.session, snap.hosts) if snap.session else None
             if snap.session is None or current is None or current.session_id != session_id:
+                return False
+            if revision and snap.session.mod_revision != revision:
                 return False
             compares = [Compare(key, "MOD", "EQUAL", snap.session.mod_revision)]
             ops = [op_delete(key)]

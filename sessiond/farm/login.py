@@ -33,7 +33,8 @@ async def redirect_result(directory: FarmDirectory | None, redirect: Redirect) -
     if host is None or not host.fingerprint:
         raise FarmUnavailable(f"host {redirect.host_id}, which holds your session, is not answering; "
                               "log in again in a few seconds")  # fmt: skip
-    ticket = await issue_ticket(etcd.client, etcd.keys, redirect.user, redirect.host_id, redirect.session_id)
+    ticket = await issue_ticket(etcd.client, etcd.keys, redirect.user, redirect.host_id, redirect.session_id,
+                                etcd.ticket_ttl)  # fmt: skip
     return AuthResult(ok=False, user=redirect.user, session=redirect.session_id, code=ReasonCode.SESSION_UNAVAILABLE,
                       message=(redirect.notice + " " if redirect.notice else "")
                       + f"Your session is on host {redirect.host_id} ({host.advertise}).",
@@ -45,4 +46,7 @@ async def ticket_valid(directory: FarmDirectory | None, user: str, ticket: str) 
     etcd = _etcd(directory)
     if etcd is None:
         return False
-    return await redeem_ticket(etcd.client, etcd.keys, user, ticket, etcd.host_id)
+    valid = await redeem_ticket(etcd.client, etcd.keys, user, ticket, etcd.host_id)
+    if valid and etcd.abandoned is not None:
+        etcd.abandoned.redeemed(user)  # the session starts in a moment: not an abandoned claim
+    return valid

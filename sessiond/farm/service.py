@@ -28,8 +28,13 @@ START_RETRY_SECONDS = 5.0
 
 
 def build_directory(farm: FarmSection, reactor: Any, registry: Registry, sessions: Callable[[], int],
-                    fingerprint: str, on_registered: Callable[[], Any] | None = None) -> FarmDirectory:  # fmt: skip
-    """The directory [farm] asks for: etcd with endpoints, else this host's registry alone."""
+                    fingerprint: str, on_registered: Callable[[], Any] | None = None,
+                    busy_users: Callable[[], set[str]] | None = None) -> FarmDirectory:  # fmt: skip
+    """The directory [farm] asks for: etcd with endpoints, else this host's registry alone.
+
+    BUSY_USERS: users with a session running or starting on this host (for the
+    sweep that releases claims whose redirected client never came, abandoned.py).
+    """
 
     def load() -> HostLoad:
         return local_load(sessions(), farm.capacity)
@@ -46,9 +51,15 @@ def build_directory(farm: FarmSection, reactor: Any, registry: Registry, session
 
     tls = EtcdTLS(farm.etcd_ca, farm.etcd_cert, farm.etcd_key) if farm.etcd_ca else None
     client = EtcdClient.connect(reactor, EtcdSettings(farm.etcd, tls))
-    return EtcdDirectory(client, host_id=farm.host_id, advertise=farm.advertise, clock=reactor,
-                         load_source=load, lease_ttl=farm.lease_ttl, keys=FarmKeys(farm.prefix),
-                         on_registered=on_registered, fingerprint=fingerprint)  # fmt: skip
+    directory = EtcdDirectory(client, host_id=farm.host_id, advertise=farm.advertise, clock=reactor,
+                              load_source=load, lease_ttl=farm.lease_ttl, keys=FarmKeys(farm.prefix),
+                              on_registered=on_registered, fingerprint=fingerprint,
+                              ticket_ttl=farm.ticket_ttl)  # fmt: skip
+    if busy_users is not None:
+        from sessiond.farm.abandoned import AbandonedClaims
+
+        directory.abandoned = AbandonedClaims(directory, busy_users, float(farm.ticket_ttl))
+    return directory
 
 
 class DirectoryService(service.Service):

@@ -18,8 +18,11 @@ from sessiond.farm.etcd_client import EtcdClient
 from sessiond.farm.etcd_codec import Compare, RangeResult, op_delete, op_range
 from sessiond.farm.records import FarmKeys, check_host_id, check_user
 
-# Seconds a ticket stays redeemable (the client reconnects at once; etcd's lease floor is ~2 s).
+# Seconds a ticket stays redeemable (the client reconnects at once; etcd's lease floor is ~2 s):
+# the default and the bounds of [farm] ticket_ttl.
 TICKET_TTL = 30
+MIN_TICKET_TTL = 2
+MAX_TICKET_TTL = 600
 # Length of a ticket as the client sees it (URL-safe base64 of 32 random bytes).
 TICKET_CHARS = 43
 # Largest ticket record accepted back from etcd.
@@ -30,12 +33,13 @@ def _key(keys: FarmKeys, ticket: str) -> bytes:
     return (keys.prefix + "tickets/" + hashlib.sha256(ticket.encode("utf-8")).hexdigest()).encode("utf-8")
 
 
-async def issue_ticket(client: EtcdClient, keys: FarmKeys, user: str, host_id: str, session_id: str) -> str:
-    """A fresh single-use ticket for USER to log in on HOST_ID (where SESSION_ID lives)."""
+async def issue_ticket(client: EtcdClient, keys: FarmKeys, user: str, host_id: str, session_id: str,
+                       ttl: int = TICKET_TTL) -> str:  # fmt: skip
+    """A fresh single-use ticket for USER to log in on HOST_ID (where SESSION_ID lives), for TTL seconds."""
     record = json.dumps({"user": check_user(user), "host": check_host_id(host_id), "session": session_id},
                         separators=(",", ":")).encode("utf-8")  # fmt: skip
     ticket = secrets.token_urlsafe(32)
-    lease, _ttl = await client.grant(TICKET_TTL)
+    lease, _ttl = await client.grant(ttl)
     await client.put(_key(keys, ticket), record, lease)
     return ticket
 

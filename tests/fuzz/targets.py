@@ -26,6 +26,7 @@ from apps.catalog import Catalog, EntryRejectedError
 from apps.exec_line import expand_exec, parse_exec
 from apps.keyfile_values import parse_boolean, split_list, unescape_string
 from client.framebuffer import Framebuffer
+from client.video import VideoDecodeError, VideoDecoders
 from isolation.spec import from_json
 from protocol import usb
 from protocol.base import ChannelKind, Encoding
@@ -278,6 +279,20 @@ def framebuffer(data: bytes) -> None:
         pass
 
 
+_video = VideoDecoders()  # kept across inputs: a stream's state is what a later unit hits
+
+
+def video(data: bytes) -> None:
+    """H264 REGION payloads from a (malicious) server (docs/protocol.md 7a): bytes
+    0-1 size the region, the rest is the payload (stream id, flags, access unit)."""
+    if len(data) < 2:
+        return
+    try:
+        _video.decode(data[2:], 16 + data[0] % 96, 16 + data[1] % 64)
+    except VideoDecodeError:
+        pass
+
+
 _opus: dict[int, OpusDecoder] = {}
 
 
@@ -464,6 +479,7 @@ TARGETS: dict[str, Target] = {
     "transfers": transfers,
     "usb_peer": usb_peer,
     "framebuffer": framebuffer,
+    "video": video,
     "opus_mic": opus_mic,
     "sandbox_spec": sandbox_spec,
     "desktop_exec": desktop_exec,

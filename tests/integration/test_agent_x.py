@@ -20,7 +20,6 @@ from Xlib.display import Display
 
 from client.keysyms import keysym_for_char
 from sessiond.agent import xserver
-from sessiond.agent.damage import DamageTracker
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import MAX_SPARE_KEYCODES, InputInjector
 from sessiond.agent.xserver import XServer, XServerError, start_xvfb
@@ -151,30 +150,6 @@ def test_shm_capture_matches_get_image(xvfb: XServer, connect: Any) -> None:
     with open("/proc/sysvipc/shm", encoding="ascii") as handle:
         ids = [line.split()[1] for line in handle.readlines()[1:]]
     assert str(shmid) not in ids
-
-
-# -- damage -------------------------------------------------------------
-
-
-def test_damage_reports_drawn_rectangle(connect: Any) -> None:
-    agent, app = connect(), connect()
-    tracker = DamageTracker(agent)
-    drain(agent)
-    assert not tracker.pending()
-    fill(app, app.screen().root, 0x00FF00, (10, 20, 30, 40))
-    handled = [tracker.handle_event(ev) for ev in drain(agent)]
-    assert any(handled)
-    assert tracker.pending()
-    assert tracker.take(640, 480) == [(10, 20, 30, 40)]
-    assert not tracker.pending()
-    tracker.mark_all()
-    assert tracker.take(640, 480) == [(0, 0, 640, 480)]
-    # Two separate draws stay separate; clipping applies.
-    fill(app, app.screen().root, 0x0000FF, (600, 460, 100, 100))
-    fill(app, app.screen().root, 0x0000FF, (0, 0, 5, 5))
-    for ev in drain(agent):
-        tracker.handle_event(ev)
-    assert tracker.take(640, 480) == [(0, 0, 5, 5), (600, 460, 40, 20)]
 
 
 # -- xinput -------------------------------------------------------------

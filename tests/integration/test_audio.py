@@ -253,3 +253,28 @@ def test_session_sees_the_mic_muted_unless_a_client_sends(server: Server, alice:
             sender.wait()
     assert sender.returncode == 0, err + server.log()
     wait_for_mute(alice, "Mute: yes", 3.0)
+
+
+def test_an_app_that_plays_before_any_client_listens_starts_the_sound_server(server: Server,
+                                                                            user_factory: object) -> None:
+    """[audio] sound_server = on_demand (the default): no PulseAudio until something uses it,
+    and an app's connection, before any audio channel, starts it and is served."""
+    carol: TestUser = user_factory("svt-aud-c")  # type: ignore[operator]
+    launched = svclient(server, carol, "launch", "xterm")
+    assert launched.returncode == 0, launched.stderr + server.log()
+    assert subprocess.run(["pgrep", "-u", carol.name, "-x", "pulseaudio"], capture_output=True).returncode == 1, \
+        "the sound server runs although nothing used it"
+    home = pwd.getpwnam(carol.name).pw_dir
+    tone = os.path.join(home, "tone660.wav")
+    write_tone(tone, carol.name, 660, 8.0)
+    typed = svclient(server, carol, "type", f"paplay {tone}\n")
+    assert typed.returncode == 0, typed.stderr
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pgrep", "-u", carol.name, "-x", "pulseaudio"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "paplay's connection did not start the sound server\n" + server.log()
+        time.sleep(0.1)
+    out = os.path.join(home, "recorded660.wav")
+    recorded = svclient(server, carol, "audio", "record", out, "--seconds", "3")
+    assert recorded.returncode == 0, recorded.stderr + server.log()
+    part = loud_part(read_wav(out))
+    assert abs(frequency(part) - 660) <= 3, frequency(part)

@@ -3,14 +3,12 @@ changes nothing for claims, lookups or host leases."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from etcdtest import Cluster, ReactorThread, reactor_thread, start_cluster
+from etcdtest import Cluster, ReactorThread, leader_url, reactor_thread, start_cluster
 from twisted.internet import defer
 
 from sessiond.farm.directory import Claim, HostLoad
@@ -29,18 +27,6 @@ def cluster() -> Iterator[Cluster]:
     c = start_cluster(3)
     yield c
     c.close()
-
-
-def leader_url(cluster: Cluster) -> str:
-    ids = {}
-    leader = None
-    for member in cluster.members:
-        req = urllib.request.Request(member.client_url + "/v3/maintenance/status", data=b"{}", method="POST")
-        with urllib.request.urlopen(req, timeout=2) as r:
-            status = json.load(r)
-        ids[status["header"]["member_id"]] = member.client_url
-        leader = status["leader"]
-    return ids[leader]
 
 
 def test_stopping_one_of_three_members_changes_nothing(cluster: Cluster) -> None:

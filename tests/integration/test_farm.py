@@ -1,176 +1,63 @@
-# A farm of three real sessiond hosts on one real etcd. The hosts listen on
-# their own loopback addresses (127.0.0.2-4), not yet in network namespaces
-# (docs/farm.md says what remains), and run real sessions (Xvfb, PAM users).
-# Users log in with the installed svclient, which follows the farm's redirect.
-"""Integration: placement, redirect with ticket, one session per user, host loss."""
+# A farm of three real sessiond hosts on one real etcd. Each host runs in its
+# own network namespace with its own address on a veth pair (tests/netns.py);
+# etcd and the clients stay on the host side. The hosts run real sessions
+# (Xvfb, PAM users); users log in with the installed svclient, which follows
+# the farm's redirect. Cutting a host off from etcd removes its route to etcd
+# inside its namespace while its clients' link stays up.
+"""Integration: placement, redirect with ticket, one session per user, host loss, abandoned redirects."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 from etcdtest import Cluster, start_cluster
-from svtest import Server, start_sessiond, stop_sessiond, svclient
-
-HOSTS = ("a", "b", "c")
-ADDRESS = {"a": "127.0.0.2", "b": "127.0.0.3", "c": "127.0.0.4"}
-LEASE_TTL = 3
-
-
-def _free_port(address: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
+from farmtest import HOSTS, LEASE_TTL, TICKET_TTL, Farm, ended, login, wait_for
+from netns import FarmNet, make_farm_net
+from svtest import svclient
 
 
 @pytest.fixture(scope="module")
-def etcd() -> Iterator[Cluster]:
-    cluster = start_cluster(1)
+def net() -> Iterator[FarmNet]:
+    farm_net = make_farm_net(HOSTS)
+    try:
+        yield farm_net
+    finally:
+        farm_net.close()
+
+
+@pytest.fixture(scope="module")
+def etcd(net: FarmNet) -> Iterator[Cluster]:
+    cluster = start_cluster(1, address=net.etcd_address)
     yield cluster
     cluster.close()
 
 
-class Link:
-    """A TCP forwarder standing for one host's network link to etcd; cut() is the link going down
-    (listener and every open connection closed, new connections refused)."""
-
-    def __init__(self, target: str) -> None:
-        import socket
-        import threading
-
-        host, port = target.rsplit("//", 1)[1].split(":")
-        self.target = (host, int(port))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.open: list[object] = []
-        self.up = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while self.up:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up:
-                client.close()
-                return
-            upstream = socket.create_connection(self.target)
-            self.open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(a: object, b: object) -> None:
-        try:
-            while data := a.recv(65536):  # type: ignore[attr-defined]
-                b.sendall(data)  # type: ignore[attr-defined]
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.close()  # type: ignore[attr-defined]
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        import socket
-
-        self.up = False
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
-        except OSError:
-            pass
-        self.listener.close()
-        for s in self.open:
-            try:
-                s.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
-                s.close()  # type: ignore[attr-defined]
-            except OSError:
-                pass
-
-
-def start_host(tmp: str, etcd: Cluster, name: str, capacity: int = 3, endpoints: str = "") -> Server:
-    address = ADDRESS[name]
-    port = _free_port(address)
-    farm = (f"[farm]\netcd = {endpoints or ','.join(etcd.endpoints)}\nhost_id = {name}\nadvertise = {address}:{port}\n"
-            f"capacity = {capacity}\nlease_ttl = {LEASE_TTL}\nprefix = /{os.path.basename(tmp)}/\n")  # fmt: skip
-    return start_sessiond(os.path.join(tmp, name), extra=farm, port=port, host=address)
-
-
 @pytest.fixture
-def link(etcd: Cluster) -> Iterator[Link]:
-    """Host b's link to etcd."""
-    forwarder = Link(etcd.endpoints[0])
-    yield forwarder
-    forwarder.cut()
-
-
-def _farm(tmp: str, etcd: Cluster, link: Link | None) -> Iterator[dict[str, Server]]:
-    servers: dict[str, Server] = {}
+def farm(tmp_path: object, net: FarmNet, etcd: Cluster) -> Iterator[Farm]:
+    """Three hosts, each in its namespace, on one etcd."""
+    f = Farm(str(tmp_path), net, etcd)
     try:
-        for name in HOSTS:
-            os.makedirs(os.path.join(tmp, name))
-            endpoints = link.url if link is not None and name == "b" else ""
-            servers[name] = start_host(tmp, etcd, name, endpoints=endpoints)
-        wait_for(lambda: all("registered under lease" in s.log() for s in servers.values()), 20, "hosts to join")
-        yield servers
+        f.start()
+        yield f
     finally:
-        for server in servers.values():
-            stop_sessiond(server)
+        f.stop()
+        for ns in net.namespaces.values():
+            ns.restore_etcd(net.etcd_address)
 
 
-@pytest.fixture
-def farm(tmp_path: object, etcd: Cluster) -> Iterator[dict[str, Server]]:
-    """Three hosts on one etcd."""
-    yield from _farm(str(tmp_path), etcd, None)
-
-
-@pytest.fixture
-def farm_b_linked(tmp_path: object, etcd: Cluster, link: Link) -> Iterator[dict[str, Server]]:
-    """Three hosts; b reaches etcd only through LINK."""
-    yield from _farm(str(tmp_path), etcd, link)
-
-
-def wait_for(check: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def holder(farm: dict[str, Server], session: str) -> list[str]:
-    """The hosts whose log shows SESSION starting (exactly one when all is well)."""
-    return [name for name, server in farm.items() if f"session {session} starting" in server.log()]
-
-
-def login(server: Server, user: object) -> str:
-    out = svclient(server, user, "login", resume=False)  # type: ignore[arg-type]
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
-def test_login_through_another_host_reaches_the_session(farm: dict[str, Server], user_factory: object) -> None:
+def test_login_through_another_host_reaches_the_session(farm: Farm, user_factory: object) -> None:
     user = user_factory("farmr")  # type: ignore[operator]
     session = login(farm["a"], user)
-    [home] = holder(farm, session)
+    [home] = farm.holder(session)
     other = next(name for name in HOSTS if name != home)
     again = svclient(farm[other], user, "login", resume=False)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == session  # the same session, served by the host holding it
-    assert holder(farm, session) == [home]
+    assert farm.holder(session) == [home]
     # The holder's certificate came vouched for by the first host: pinned without a notice.
     assert f"pinned the certificate of {farm[home].address}" not in again.stderr
     assert f"on host {home}" in again.stderr  # svclient says where the session is
@@ -178,22 +65,22 @@ def test_login_through_another_host_reaches_the_session(farm: dict[str, Server],
     svclient(farm[home], user, "logoff", resume=False)
 
 
-def test_logins_through_one_host_spread_by_load_within_capacity(farm: dict[str, Server], user_factory: object) -> None:
+def test_logins_through_one_host_spread_by_load_within_capacity(farm: Farm, user_factory: object) -> None:
     users = [user_factory(f"farm{i}") for i in range(9)]  # type: ignore[operator]
     sessions = [login(farm["a"], user) for user in users]
     try:
-        where = [holder(farm, sid) for sid in sessions]
+        where = [farm.holder(sid) for sid in sessions]
         assert all(len(h) == 1 for h in where), where
         counts = {name: sum(1 for h in where if h == [name]) for name in HOSTS}
         assert counts == {"a": 3, "b": 3, "c": 3}  # capacity 3 each: none above it, all used
         refused = svclient(farm["a"], user_factory("farmx"), "login", resume=False)  # type: ignore[operator]
         assert refused.returncode != 0 and "full" in refused.stderr, refused.stderr
     finally:
-        for user, h in zip(users, [holder(farm, sid) for sid in sessions]):
+        for user, h in zip(users, [farm.holder(sid) for sid in sessions]):
             svclient(farm[h[0]], user, "logoff", resume=False)
 
 
-def test_simultaneous_logins_through_two_hosts_give_one_session(farm: dict[str, Server], user_factory: object) -> None:
+def test_simultaneous_logins_through_two_hosts_give_one_session(farm: Farm, user_factory: object) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     user = user_factory("farms")  # type: ignore[operator]
@@ -203,15 +90,14 @@ def test_simultaneous_logins_through_two_hosts_give_one_session(farm: dict[str, 
     sessions = {r.stdout.strip() for r in results}
     assert len(sessions) == 1
     [session] = sessions
-    assert len(holder(farm, session)) == 1
-    svclient(farm[holder(farm, session)[0]], user, "logoff", resume=False)
+    assert len(farm.holder(session)) == 1
+    svclient(farm[farm.holder(session)[0]], user, "logoff", resume=False)
 
 
-def test_killed_host_sessions_are_lost_and_replaced_elsewhere(tmp_path: object, farm: dict[str, Server],
-                                                              etcd: Cluster, user_factory: object) -> None:  # fmt: skip
+def test_killed_host_sessions_are_lost_and_replaced_elsewhere(farm: Farm, user_factory: object) -> None:
     user = user_factory("farmk")  # type: ignore[operator]
     session = login(farm["a"], user)
-    [home] = holder(farm, session)
+    [home] = farm.holder(session)
     os.kill(farm[home].process.pid, signal.SIGKILL)
     farm[home].process.wait()
     killed = time.monotonic()
@@ -224,19 +110,15 @@ def test_killed_host_sessions_are_lost_and_replaced_elsewhere(tmp_path: object, 
     assert out.returncode == 0, out.stderr
     assert time.monotonic() - killed < LEASE_TTL + 3
     new = out.stdout.strip()
-    assert new != session and holder(farm, new) not in ([], [home])
+    assert new != session and farm.holder(new) not in ([], [home])
     assert f"host {home}" in out.stderr and "lost" in out.stderr  # the message says what happened
-    svclient(farm[holder(farm, new)[0]], user, "logoff", resume=False)
+    svclient(farm[farm.holder(new)[0]], user, "logoff", resume=False)
     # The killed host comes back: its old session was replaced, so it is ended, not adopted twice.
-    farm[home] = start_host(str(tmp_path), etcd, home)
-    wait_for(lambda: _ended(farm[home], session), 30, "the replaced session to end")
+    farm.start_host(home)
+    wait_for(lambda: ended(farm[home], session), 30, "the replaced session to end")
 
 
-def _ended(server: Server, session: str) -> bool:
-    return any(session in line and ("ended" in line or "exited" in line) for line in server.log().splitlines())
-
-
-def test_admin_hosts_farm_list_and_drain(farm: dict[str, Server], user_factory: object) -> None:
+def test_admin_hosts_farm_list_and_drain(farm: Farm, user_factory: object) -> None:
     import json
     from concurrent.futures import ThreadPoolExecutor
 
@@ -244,7 +126,7 @@ def test_admin_hosts_farm_list_and_drain(farm: dict[str, Server], user_factory: 
 
     user = user_factory("farmd")  # type: ignore[operator]
     session = login(farm["a"], user)
-    [home] = holder(farm, session)
+    [home] = farm.holder(session)
     hosts = json.loads(sessionctl(farm["c"], "hosts", "--json").stdout)
     assert sorted(h["host_id"] for h in hosts) == list(HOSTS) and all(h["state"] == "ok" for h in hosts)
     assert {h["host_id"]: h["placed"] for h in hosts}[home] == 1
@@ -257,35 +139,82 @@ def test_admin_hosts_farm_list_and_drain(farm: dict[str, Server], user_factory: 
                                                                          .stdout)), 10, "the drain")  # fmt: skip
         other = user_factory("farme")  # type: ignore[operator]
         placed = login(farm[home], other)  # through the draining host: placed elsewhere
-        assert holder(farm, placed) not in ([], [home])
+        assert farm.holder(placed) not in ([], [home])
         assert not waiting.done()  # home still has a session
         svclient(farm[home], user, "logoff", resume=False)
         drained = waiting.result(timeout=30)
     assert drained.returncode == 0 and "last session ended" in drained.stdout, drained.stderr
     assert sessionctl(farm["a"], "drain", home, "--undo").returncode == 0
-    svclient(farm[holder(farm, placed)[0]], other, "logoff", resume=False)
+    svclient(farm[farm.holder(placed)[0]], other, "logoff", resume=False)
 
 
-def test_host_cut_off_from_etcd_refuses_placements_and_keeps_its_session(
-        farm_b_linked: dict[str, Server], link: Link, user_factory: object) -> None:  # fmt: skip
+def test_host_cut_off_from_etcd_refuses_placements_and_keeps_its_session(farm: Farm, net: FarmNet,
+                                                                        user_factory: object) -> None:  # fmt: skip
+    from seamless_client import SeamlessClient
     from svtest import sessionctl
 
-    farm = farm_b_linked
     for name in ("a", "c"):
         assert sessionctl(farm["b"], "drain", name, "--no-wait").returncode == 0
     user = user_factory("farmc")  # type: ignore[operator]
     session = login(farm["b"], user)
-    assert holder(farm, session) == ["b"]
+    assert farm.holder(session) == ["b"]
     for name in ("a", "c"):
         assert sessionctl(farm["b"], "drain", name, "--undo").returncode == 0
-    link.cut()
+    connected = SeamlessClient(farm["b"], user)  # the user's client, connected before the cut
+    net.namespaces["b"].cut_etcd(net.etcd_address)  # b's route to etcd only: its clients still reach it
     cut = time.monotonic()
     newcomer = user_factory("farmn")  # type: ignore[operator]
     refused = svclient(farm["b"], newcomer, "login", resume=False)
     assert refused.returncode != 0 and "etcd" in refused.stderr, refused.stderr  # a clear refusal, no session
     assert time.monotonic() - cut < LEASE_TTL + 10
+    # The connected client goes on over the same connection, well past the lease: it starts an app and sees it.
+    connected.pump_until(lambda: time.monotonic() - cut > LEASE_TTL + 1, LEASE_TTL + 5)
+    assert connected.launch("xterm", 1).ok
+    assert connected.window_of("xterm", 30) is not None
+    connected.close()
     again = svclient(farm["b"], user, "screenshot", os.path.join(os.path.dirname(farm["b"].config), "s.png"),
                      resume=False)  # fmt: skip
     assert again.returncode == 0, again.stderr  # the connected session goes on, pixels and all
     assert "1024x768" in again.stdout
     svclient(farm["b"], user, "logoff", resume=False)
+
+
+def test_abandoned_redirect_releases_the_claim(farm: Farm, user_factory: object) -> None:
+    """A client sent from a to b that never arrives: once its ticket has expired, b frees the key and
+    the slot, and the user's next login works (a fresh session, not a redirect to a ghost)."""
+    import json
+
+    from protocol.control_session import Auth
+    from protocol.frames import FrameDecoder
+    from svtest import HELLO, frame, sessionctl, tls_connect
+
+    for name in ("a", "c"):
+        assert sessionctl(farm["a"], "drain", name, "--no-wait").returncode == 0
+    user = user_factory("farmz")  # type: ignore[operator]
+    sock = tls_connect(farm["a"])  # a client that reads the redirect and goes away
+    sock.sendall(HELLO + frame(0, Auth(method="password", user=user.name, password=user.password)))
+    decoder, result = FrameDecoder(), None
+    while result is None:
+        for f in decoder.feed(sock.recv(65536)):
+            if f.channel == 0 and f.type == 0x03:
+                result = json.loads(f.payload)
+    sock.close()
+    assert not result["ok"] and result["redirect"] == farm["b"].address and result["ticket"]
+
+    def placed_on_b() -> int:
+        hosts = json.loads(sessionctl(farm["a"], "hosts", "--json").stdout)
+        return int({h["host_id"]: h["placed"] for h in hosts}["b"])
+
+    assert placed_on_b() == 1  # claimed on b before the client was sent there
+    rows = json.loads(sessionctl(farm["a"], "list", "--farm", "--json").stdout)
+    assert [(r["user"], r["session_id"], r["host_id"]) for r in rows] == [(user.name, result["session"], "b")]
+    released = time.monotonic()
+    wait_for(lambda: placed_on_b() == 0, 5 * TICKET_TTL + 10, "b to release the abandoned claim")
+    assert time.monotonic() - released >= TICKET_TTL  # not before the ticket could have been used
+    assert json.loads(sessionctl(farm["a"], "list", "--farm", "--json").stdout) == []
+    assert "the client never came" in farm["b"].log()
+    for name in ("a", "c"):
+        assert sessionctl(farm["a"], "drain", name, "--undo").returncode == 0
+    session = login(farm["a"], user)  # not stuck: a new session somewhere
+    assert session != result["session"] and len(farm.holder(session)) == 1
+    farm.logoff(user, session)

@@ -61,9 +61,8 @@ def test_two_simultaneous_redeems_one_wins(rt: ReactorThread, etcd: Cluster) -> 
         assert sorted(rt.run(both)) == [False, True]
 
 
-def test_an_unused_ticket_expires(rt: ReactorThread, etcd: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tickets, "TICKET_TTL", 2)
+def test_an_unused_ticket_expires(rt: ReactorThread, etcd: Cluster) -> None:
     c = client(rt, etcd)
-    ticket = rt.run(lambda: tickets.issue_ticket(c, KEYS, "carol", "b", "s3"))
+    ticket = rt.run(lambda: tickets.issue_ticket(c, KEYS, "carol", "b", "s3", ttl=tickets.MIN_TICKET_TTL))
     time.sleep(4)
     assert not rt.run(lambda: tickets.redeem_ticket(c, KEYS, "carol", ticket, "b"))

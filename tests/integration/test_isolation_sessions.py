@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -177,10 +179,42 @@ def test_b_cannot_reach_a_display_tmp_or_shm(two: tuple[Server, dict[str, str]])
     assert not seen_b["tmp"] and not seen_b["shm"] and not seen_b["var_tmp"]
     for shared in ("/tmp", "/dev/shm", "/var/tmp"):
         assert not os.path.exists(f"{shared}/{marker}"), shared
-    # network = host: no X server has an abstract socket anyone could reach
-    assert set(seen_b["abstract"]) == {"ECONNREFUSED"}  # type: ignore[arg-type]
-    with open("/proc/net/unix") as handle:
-        assert "@/tmp/.X11-unix" not in handle.read()
+    # network = host: no session's X server has an abstract socket anyone could reach
+    listening = subprocess.run(["ss", "-xlpH"], capture_output=True, text=True, check=True).stdout
+    session_pids_all = set(session_pids(ids[ids["a"]])) | set(session_pids(ids[ids["b"]]))
+    abstract_owners = {int(pid) for line in listening.splitlines() if "@/tmp/.X11-unix" in line
+                       for pid in re.findall(r"pid=(\d+)", line)}  # fmt: skip
+    assert not abstract_owners & session_pids_all, listening
+
+
+def test_apps_cannot_connect_to_abstract_sockets_bound_outside_the_session(
+        two: tuple[Server, dict[str, str]]) -> None:  # fmt: skip
+    """Anyone on the host may bind "\\0/tmp/.X11-unix/X<N>", and X clients try that name
+    before the socket file, so an impostor could receive a session's X connections.
+    Landlock scoping (isolation/landlock.py) keeps the session's processes off every
+    abstract socket bound outside it: the shell in B's xterm gets EPERM, the impostor
+    nothing."""
+    server, ids = two
+    name = f"sessiond-test-impostor-{os.getpid()}"
+    home = pwd.getpwnam(ids["b"]).pw_dir
+    result = os.path.join(home, f"{name}.out")
+    impostor = socket.socket(socket.AF_UNIX)
+    try:
+        impostor.bind(f"\0{name}")
+        impostor.listen(8)
+        impostor.setblocking(False)
+        probe = (f"python3 -c \"import socket, errno; r = socket.socket(socket.AF_UNIX).connect_ex(chr(0) + "
+                 f"'{name}'); open('{result}', 'w').write(errno.errorcode[r] if r else 'connected')\"")  # fmt: skip
+        typed = svclient(server, server.users["b"], "type", probe)  # type: ignore[attr-defined]
+        assert typed.returncode == 0, typed.stderr
+        assert svclient(server, server.users["b"], "key", "Return").returncode == 0  # type: ignore[attr-defined]
+        wait_for(lambda: os.path.exists(result), "the probe typed into B's xterm")
+        with open(result) as handle:
+            assert handle.read() == "EPERM"
+        with pytest.raises(BlockingIOError):
+            impostor.accept()
+    finally:
+        impostor.close()
 
 
 def test_memory_hog_dies_in_a_and_b_keeps_working(two: tuple[Server, dict[str, str]]) -> None:

@@ -24,7 +24,7 @@ PAINT_COMMAND = "printf '\\033[41m%1200s\\033[0m\\n' ''"
 # 1200 cells (15 rows of the 80x24 xterm) of the default 6x13 font.
 MIN_RED_PIXELS = 1200 * 6 * 13
 # The [session] max_width/max_height defaults (the test config sets neither).
-DEFAULT_MAX = (3840, 2160)
+DEFAULT_MAX = (2560, 1440)
 MIN_SIDE = 64
 
 
@@ -116,6 +116,9 @@ def test_resize_is_clamped_and_can_grow_back(sessiond_server: Server, rita: Test
     assert resize(sessiond_server, rita, 10, 5) == (MIN_SIDE, MIN_SIDE)
     assert screenshot_size(sessiond_server, rita, shot) == (MIN_SIDE, MIN_SIDE)
     assert resize(sessiond_server, rita, 65535, 65535) == DEFAULT_MAX
+    capped = svclient(sessiond_server, rita, "resize", "3840", "2160")
+    assert capped.returncode == 0 and f"desktop is {DEFAULT_MAX[0]}x{DEFAULT_MAX[1]}" in capped.stdout
+    assert f"capped it at {DEFAULT_MAX[0]}x{DEFAULT_MAX[1]}" in capped.stderr, capped.stderr
     assert json.loads(inside_session(rita.name, SCREEN_AND_WINDOWS))["screen"] == list(DEFAULT_MAX)
     assert resize(sessiond_server, rita, 1280, 720) == (1280, 720)
     assert screenshot_size(sessiond_server, rita, shot) == (1280, 720)

@@ -44,6 +44,9 @@ class Host:
     def session_ended(self, session: Session) -> None:
         self.ended.append(session)
 
+    def warm_slot(self) -> None:
+        return None
+
 
 class Wired:
     """A ready session with an attached client; client/agent are the remote Connections."""

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from sessiond.config import ConfigError, load_config
+from sessiond.farm.tickets import MAX_TICKET_TTL, MIN_TICKET_TTL
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -105,6 +106,8 @@ def test_farm_section_is_parsed(tmp_path: object) -> None:
     farm = load_config(path).farm
     assert farm.enabled and farm.etcd == ("http://10.0.0.1:2379", "http://10.0.0.2:2379")
     assert (farm.host_id, farm.advertise, farm.capacity, farm.lease_ttl) == ("a1", "10.0.0.9:4443", 3, 4)
+    assert farm.ticket_ttl == 30
+    assert load_config(write(tmp_path, f"[farm]\nticket_ttl = {MAX_TICKET_TTL}\n")).farm.ticket_ttl == MAX_TICKET_TTL
 
 
 @pytest.mark.parametrize(("text", "words"), [
@@ -115,6 +118,8 @@ def test_farm_section_is_parsed(tmp_path: object) -> None:
     ("etcd = https://x:1\nadvertise = a:1\n", "etcd_ca"),
     ("etcd = http://x:1\nadvertise = a:1\netcd_cert = /c\n", "etcd_key"),
     ("prefix = nope\n", "prefix"),
+    (f"ticket_ttl = {MIN_TICKET_TTL - 1}\n", "ticket_ttl"),
+    (f"ticket_ttl = {MAX_TICKET_TTL + 1}\n", "ticket_ttl"),
 ])  # fmt: skip
 def test_farm_errors_name_the_key(tmp_path: object, text: str, words: str) -> None:
     path = write(tmp_path, "[farm]\n" + text)

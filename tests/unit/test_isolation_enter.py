@@ -41,9 +41,10 @@ def make_spec(**changes: Any) -> SandboxSpec:
 class RecorderOps:
     """Records every call; fails the named one with OSError if asked."""
 
-    def __init__(self, euid: int = 0, fail: str = "", fail_path: str = "") -> None:
+    def __init__(self, euid: int = 0, fail: str = "", fail_path: str = "", scoped: bool = True) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.euid = euid
+        self.scoped = scoped
         self.fail = fail
         self.fail_path = fail_path
 
@@ -90,6 +91,10 @@ class RecorderOps:
 
     def set_no_new_privs(self) -> None:
         self._rec("set_no_new_privs")
+
+    def scope_abstract_sockets(self) -> bool:
+        self._rec("scope_abstract_sockets")
+        return self.scoped
 
     def chdir(self, path: str) -> None:
         self._rec("chdir", path)
@@ -141,6 +146,7 @@ def test_success_sequence_and_exact_env() -> None:
         ("setresuid", 1500),
         ("clear_all_caps",),
         ("set_no_new_privs",),
+        ("scope_abstract_sockets",),
         ("chdir", "/home/alice"),
         ("umask", 0o077),
         ("stdin_from_devnull",),
@@ -183,6 +189,25 @@ def test_raising_drop_check_counts_as_failure() -> None:
     assert status == 70
     assert "NoNewPrivs is 1" in err
     assert "execve" not in ops.names()
+
+
+def test_failing_landlock_scoping_exits_70_after_the_drop_and_never_execs() -> None:
+    ops = RecorderOps(fail="scope_abstract_sockets")
+    status, err = enter(to_json(make_spec()), ops)
+    assert status == 70
+    assert err.startswith("isolation.enter: Landlock scoping failed:")
+    assert ops.names().index("scope_abstract_sockets") > ops.names().index("set_no_new_privs")
+    assert "execve" not in ops.names()
+
+
+def test_a_kernel_without_scoping_is_named_in_the_log_unless_the_session_has_its_own_network() -> None:
+    status, err = enter(to_json(make_spec()), RecorderOps(scoped=False))
+    assert status == 0
+    assert "no Landlock scoping" in err and "abstract Unix sockets" in err
+    with_net = RecorderOps(scoped=False)
+    with_net.loopback_up = lambda: with_net._rec("loopback_up")  # type: ignore[attr-defined]
+    status, err = enter(to_json(make_spec(namespaces=("mount", "ipc", "uts", "net"))), with_net)
+    assert (status, err) == (0, "")
 
 
 @pytest.mark.parametrize("step", ["clear_ambient_caps", "drop_bounding_set", "setgroups",

@@ -74,8 +74,8 @@ def test_child_joins_cgroup_first_then_mounts_drops_and_becomes_init() -> None:
     assert names.index("mount_proc") < names.index("setresuid")
     assert ("set_hostname", "box") in ops.calls and "loopback_up" in names
     # parent-death signal re-armed after the credential change, before the agent fork
-    drop = names.index("set_no_new_privs")
-    assert names[drop + 1] == "set_parent_death_signal"
+    drop = names.index("scope_abstract_sockets")
+    assert names[drop - 1] == "set_no_new_privs" and names[drop + 1] == "set_parent_death_signal"
     assert names[-2:] == ["fork", "run_init"] and ops.calls[-1] == ("run_init", 77)
     assert "execve" not in names
 

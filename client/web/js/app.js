@@ -13,10 +13,12 @@ import { ClipboardBridge } from './clipboard.js';
 import { FileBridge } from './files.js';
 import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
+import { firstAuth, loggedInText, redirectTarget, refusalText } from './login.js';
 import { InputBinding } from './input.js';
 import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
 import { TITLE_HEIGHT, WindowsView } from './windows.js';
+import { CODEC_H264, h264Supported } from './video.js';
 
 const DISPLAY = 1;
 const INPUT = 2;
@@ -50,6 +52,7 @@ class WebClient {
     this.leaving = false;
     this.authenticated = false;
     this.method = '';
+    this.notice = '';
     this.canvas = $('screen');
     this.desktop = $('desktop');
     this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
@@ -86,9 +89,9 @@ class WebClient {
   }
 
   start() {
-    const token = sessionStorage.getItem(STORE.token);
-    if (token) this.connect({ method: 'resume', user: sessionStorage.getItem(STORE.user) || '', token });
-    else this.showLogin('');
+    const { auth, notice } = firstAuth(window.location, window.history, sessionStorage, STORE); // login.js
+    this.notice = notice; // what the host that sent us here said (a lost session, where we are)
+    return auth ? this.connect(auth) : this.showLogin('');
   }
 
   // -- views and status ------------------------------------------------------------
@@ -264,6 +267,7 @@ class WebClient {
       case 'CHANNEL_OPENED':
         if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
         if (f.channel === DISPLAY) this.requestResize(0);
+        if (f.channel === DISPLAY) this.announceVideo();
         break;
       case 'CHANNEL_REFUSED':
         if (f.channel === DISPLAY) this.status(`The session's display is unavailable: ${f.message}`, 'error');
@@ -278,24 +282,23 @@ class WebClient {
   }
 
   onAuthResult(f) {
+    const there = redirectTarget(f, this.method); // the session is on another farm host: go there (login.js)
+    if (there) {
+      this.status(`${f.message} Going there…`, 'busy');
+      window.location.assign(there);
+      return;
+    }
     if (!f.ok) {
       sessionStorage.removeItem(STORE.token);
-      const text = {
-        [Reason.AUTH_FAILED]: this.method === 'resume'
-          ? 'Your session is still running, but the automatic login expired; please log in again.'
-          : 'Wrong user name or password.',
-        [Reason.RATE_LIMITED]: 'Too many failed logins from this address; wait a minute and try again.',
-        [Reason.NOT_ENTITLED]: `This account may not use sessions: ${f.message}`,
-        [Reason.SESSION_UNAVAILABLE]: `Your session could not start: ${f.message}`,
-      }[f.code] || `Login refused: ${f.message}`;
-      this.showLogin(text);
+      this.showLogin(refusalText(f, this.method));
       return;
     }
     this.authenticated = true;
     this.reconnects = 0;
     if (f.resume_token) sessionStorage.setItem(STORE.token, f.resume_token);
     sessionStorage.setItem(STORE.user, f.user);
-    this.status(`Logged in as ${f.user}`);
+    this.notice = f.message || this.notice; // e.g. "your previous session on host B was lost"
+    this.status(loggedInText('Logged in', f.user, this.notice));
     this.audio.sessionReady();
     for (const t of this.transfers) t.sessionReady();
     const lang = (navigator.language || '').replace('-', '_');
@@ -344,9 +347,19 @@ class WebClient {
     this.show('launcher');
   }
 
+  /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills). */
+  announceVideo() {
+    this.videoCodecs ??= h264Supported().then((ok) => (ok ? CODEC_H264 : 0));
+    this.videoCodecs.then((codecs) => {
+      this.canvas.dataset.videoCodecs = String(codecs);
+      if (codecs && this.conn?.isOpen(DISPLAY)) this.conn.send(DISPLAY, { name: 'VIDEO_CAPS', fields: { codecs } });
+    });
+  }
+
   openSession() {
     if (!this.conn.isOpen(DISPLAY)) {
       this.firstFrameSeen = false;
+      this.screen?.video.close();
       this.screen = new Screen(this.canvas, {
         onFrame: (seq) => this.onFrame(seq),
         onError: (text) => this.status(text, 'error'),
@@ -384,14 +397,15 @@ class WebClient {
     }
   }
 
-
   onFrame(seq) {
     this.conn.send(DISPLAY, { name: 'FRAME_ACK', fields: { seq } });
     this.canvas.dataset.frames = String(this.screen.frames);
+    this.canvas.dataset.videoFrames = String(this.screen.video.frames);
     if (!this.firstFrameSeen) {
       this.firstFrameSeen = true;
       this.canvas.dataset.firstFrameMs = String(Math.round(performance.now()));
-      this.status(`Connected as ${sessionStorage.getItem(STORE.user)}`);
+      this.status(loggedInText('Connected', sessionStorage.getItem(STORE.user), this.notice));
+      this.notice = ''; // said once
     }
   }
 }

@@ -1,5 +1,5 @@
 // The session's screen on a canvas: DESKTOP_SIZE, REGION (RAW_LZ4, PNG,
-// JPEG, FILL, COPY, PALETTE) and FRAME_END, drawn strictly in arrival order
+// JPEG, FILL, COPY, PALETTE, H264 through video.js) and FRAME_END, drawn strictly in arrival order
 // (a COPY reads the canvas as every earlier region left it).
 //
 // Why a promise chain: PNG and JPEG decode asynchronously (createImageBitmap,
@@ -12,6 +12,7 @@
 import { Encoding } from './protocol.js';
 import { decompressSized } from './lz4.js';
 import { applyCopy, decodePalette } from './palette.js';
+import { VideoStreams } from './video.js';
 
 const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
 
@@ -34,6 +35,7 @@ export class Screen {
     this.frames = 0;
     this.failed = false;
     this.current = null; // the window WINDOW_TARGET named, until the next one (null: the desktop canvas)
+    this.video = hooks.video || new VideoStreams(); // H264 streams of this display channel
   }
 
   /** Queue a display message; `done` runs once it has been applied (for credit). */
@@ -103,6 +105,23 @@ export class Screen {
       }, done);
     } else if (encoding === Encoding.COPY) {
       this.then(() => applyCopy(this.ctx, this.width, this.height, f), done);
+    } else if (encoding === Encoding.H264) {
+      // Parsed and bounded now (a bad header fails the region in turn), decoded
+      // at once; the frame is drawn when its turn comes.
+      let decoded;
+      try {
+        decoded = this.video.decode(data.slice(), w, h);
+      } catch (error) {
+        decoded = Promise.reject(error);
+      }
+      decoded.catch(() => {}); // reported through the chain, in order
+      this.then(async () => {
+        const frame = await decoded;
+        if (!frame) return; // END
+        const ctx = this.target();
+        if (ctx) ctx.drawImage(frame, 0, 0, w, h, x, y, w, h);
+        frame.close();
+      }, done);
     } else if (encoding === Encoding.PALETTE) {
       // Unpack (and inflate) at once; draw in turn.
       const decoded = decodePalette(data.slice(), w, h);

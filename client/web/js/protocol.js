@@ -14,6 +14,7 @@
 // bounds, unknown fields ignored). Messages are plain objects {name, fields};
 // nothing here touches the DOM or the network.
 
+import { parseUnit } from './video.js';
 import { KIND_MAX_PAYLOAD, MESSAGE_TABLE } from './message-table.js';
 import { MAX_WINDOWS, decodeWindowIds, encodeWindowIds } from './window-ids.js';
 
@@ -37,7 +38,7 @@ export const Kind = Object.freeze({
 });
 // X keysyms have the top three bits clear; 0 is NoSymbol.
 export const MAX_KEYSYM = 0x1fffffff;
-export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4, COPY: 5, PALETTE: 6 });
+export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4, COPY: 5, PALETTE: 6, H264: 7 });
 export const WINDOW_UPDATE = 0xff;
 
 export const Reason = Object.freeze({
@@ -267,6 +268,12 @@ function checkRegion({ w, h, encoding, data }, bad) {
     if (data.length !== 3) throw bad('FILL data must be 3 bytes');
   } else if (encoding === Encoding.COPY) {
     if (data.length !== 4) throw bad('COPY data must be 4 bytes');
+  } else if (encoding === Encoding.H264) {
+    try {
+      parseUnit(data, w, h);
+    } catch (error) {
+      throw bad(error.message);
+    }
   } else if (w * h * 3 > MAX_REGION_RAW_BYTES) {
     throw bad('exceeds MAX_REGION_RAW_BYTES');
   } else if (encoding === Encoding.RAW_LZ4) {

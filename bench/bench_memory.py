@@ -1,0 +1,244 @@
+# Memory of one idle session, process by process, against a baseline
+# measured in the same run.
+#
+# Why PSS: a session's processes share pages with each other (the sandbox's
+# supervisor, init and a zygote-forked agent share one interpreter image) and
+# with the rest of the host (libc, Python's own code); RSS counts a shared
+# page once per process and so over-counts, USS ignores what the session
+# really pins. PSS (/proc/PID/smaps_rollup) splits each shared page between
+# its users, so the figures add up to what the host pays.
+#
+# Each configuration gets a fresh sessiond (the installed one, under
+# SESSIOND_PREFIX) with the bench's [session] screen plus the configuration's
+# keys; one user logs in, opens display and input (a client stays attached),
+# and after SETTLE_SECONDS every process of the session is measured: the
+# root supervisor sessiond spawned, the session's init, the agent, Xvfb,
+# PulseAudio if running, and the daemon itself. Idle warm-pool slots (a
+# spawned sandbox entry with no session yet) are listed on their own.
+# The baseline is the settings before issue 15 (3840x2160 maximum screen,
+# sound server at session start, no zygote); "ours" is the installed defaults.
+# Run as root:  SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_memory.py
+"""Per-process PSS of an idle session and of sessiond: baseline settings vs ours."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, task
+
+import spine_server
+from client.known_hosts import KnownHosts
+from protocol.messages import ChannelKind
+from spine_server import BenchUsers
+from spine_workloads import connect, within
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+SCREEN = (1920, 1080)
+# Seconds the session idles (client attached) before it is measured.
+SETTLE_SECONDS = 4.0
+USER_PREFIX = "svm-"
+# Settings as they were before issue 15's memory work (the baseline).
+BASELINE = "session.max_width=3840,session.max_height=2160,audio.sound_server=eager,session.zygote=false"
+# Both configurations: a network namespace per session, so the session's X
+# client cannot reach an X server some other program on this host listens
+# with on the (host-wide) abstract socket of the same display number.
+COMMON = "session.network=loopback"
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def parse_settings(text: str) -> dict[str, dict[str, str]]:
+    """'section.key=value,...' as {section: {key: value}}."""
+    sections: dict[str, dict[str, str]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        section, _, key = name.partition(".")
+        if not key or not _:
+            raise ValueError(f"setting {item!r}: want section.key=value")
+        sections.setdefault(section, {})[key] = value
+    return sections
+
+
+def pss_bytes(pid: int) -> int:
+    """The process's proportional set size, or 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * KIB
+    except OSError:
+        pass
+    return 0
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(name))
+    return tree
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "?"
+
+
+@dataclass
+class Measurement:
+    """PSS per labelled process of one configuration."""
+
+    name: str
+    daemon: int = 0
+    session: dict[str, int] = field(default_factory=dict)
+    warm_slots: list[int] = field(default_factory=list)
+
+    @property
+    def session_total(self) -> int:
+        """Every per-session process together."""
+        return sum(self.session.values())
+
+
+def measure(daemon_pid: int, name: str) -> Measurement:
+    """Label and measure sessiond's process tree."""
+    tree = _children()
+    result = Measurement(name, daemon=pss_bytes(daemon_pid))
+    for child in tree.get(daemon_pid, []):
+        cmdline = _cmdline(child)
+        if "isolation.enter" not in cmdline and "isolation/init.py" not in cmdline:
+            continue
+        below = tree.get(child, [])
+        if not below:  # a warm slot: spawned, waiting for its user
+            result.warm_slots.append(pss_bytes(child))
+            continue
+        result.session["sandbox supervisor (root)"] = pss_bytes(child)
+        for init in below:
+            result.session["sandbox init"] = result.session.get("sandbox init", 0) + pss_bytes(init)
+            for agent in tree.get(init, []):
+                result.session["agent"] = result.session.get("agent", 0) + pss_bytes(agent)
+                stack = list(tree.get(agent, []))
+                while stack:
+                    pid = stack.pop()
+                    label = _comm(pid)
+                    result.session[label] = result.session.get(label, 0) + pss_bytes(pid)
+                    stack.extend(tree.get(pid, []))
+    return result
+
+
+async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
+                         settings: dict[str, dict[str, str]]) -> Measurement:  # fmt: skip
+    """Start sessiond with SETTINGS, attach one idle client, measure, stop."""
+    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps")],
+                                               extra=settings)  # fmt: skip
+    client = None
+    try:
+        user = users.create(f"{USER_PREFIX}{name[:6]}")
+        client = await within(reactor, connect(reactor, server.host, server.port, known), "the server")
+        await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
+        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
+        await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+        await task.deferLater(reactor, SETTLE_SECONDS, lambda: None)
+        return measure(server.pid, name)
+    except Exception:
+        print(f"--- sessiond log of {name} (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        if client is not None:
+            client.disconnect()
+        await within(reactor, server.stop(reactor), "sessiond to stop", 30)
+
+
+def _mib(value: int) -> str:
+    return f"{value / MIB:.1f}"
+
+
+def report(base: Measurement, ours: Measurement) -> str:
+    """PSS per process (MiB), both configurations side by side."""
+    labels = list(dict.fromkeys([*base.session, *ours.session]))
+    rows = [(label, _mib(base.session.get(label, 0)), _mib(ours.session.get(label, 0))) for label in labels]
+    rows.append(("= per session", _mib(base.session_total), _mib(ours.session_total)))
+    rows.append(("sessiond (daemon)", _mib(base.daemon), _mib(ours.daemon)))
+    for config in (base, ours):
+        if config.warm_slots:
+            rows.append((f"idle warm slot ({config.name}, each)", *(
+                (_mib(max(config.warm_slots)), "") if config is base else ("", _mib(max(config.warm_slots))))))
+    head = ("process (PSS, MiB)", f"baseline: {base.name}", f"ours: {ours.name}")
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(3)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(head)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    ratio = ours.session_total / base.session_total if base.session_total else float("nan")
+    lines.append(f"per-session ratio ours/baseline: {ratio:.2f}x")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--baseline", default=BASELINE, help=f"settings of the baseline (default {BASELINE!r})")
+    parser.add_argument("--ours", default="", help="settings of ours (default: the installed defaults)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_memory: run as root (it creates users and starts sessiond)", file=sys.stderr)
+        return 2
+    configs = [(name, parse_settings(f"{COMMON},{text}")) for name, text in (("baseline", args.baseline),
+                                                                          ("ours", args.ours))]
+    status = {"code": 0}
+
+    async def body(reactor: Any) -> None:
+        tmp = tempfile.mkdtemp(prefix="svmem-")
+        users = BenchUsers(tmp)
+        known = KnownHosts(os.path.join(tmp, "known_hosts"))
+        try:
+            results = [await measure_config(reactor, tmp, users, known, name, settings)
+                       for name, settings in configs]  # fmt: skip
+            print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]}, idle {SETTLE_SECONDS:.0f} s with "
+                  f"a client attached; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+            print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
+            print(report(*results))
+        except Exception as exc:  # noqa: BLE001 - one line and the traceback
+            traceback.print_exc()
+            print(f"bench_memory: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status["code"] = 1
+        finally:
+            for problem in users.remove_all():
+                print(f"bench_memory: cleanup: {problem}", file=sys.stderr)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            return int(exc.code)
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

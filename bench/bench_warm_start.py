@@ -1,0 +1,168 @@
+# Login -> first frame with and without the warm pool, in one run.
+#
+# Three configurations of the installed sessiond, each on a fresh daemon
+# with the bench's 1920x1080 screen, each logging in RUNS new users one
+# after another (connect + TLS + PAM + new session + launch xterm, until
+# the client has a frame showing the xterm; bench/spine_workloads.py):
+#   cold, exec    [session] zygote = false: the entry execs a new agent
+#                 interpreter (how sessions started before issue 15);
+#   cold, zygote  the defaults: the entry preloads the agent and forks it;
+#   warm pool     warm_pool = 1: the login claims a zygote spawned earlier.
+# Before each warm login the bench waits until the pool has refilled (the
+# slot is waiting with its imports done), as it would on a server between
+# logins; a login that finds the pool empty starts cold, which is what the
+# cold rows measure. Ratios are against the first row, measured minutes
+# apart on the same cores. Run as root:
+#   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_warm_start.py
+"""Start-up benchmark: login -> first frame, cold (exec / zygote) vs warm pool."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any
+
+from twisted.internet import defer, task
+
+import spine_server
+from bench_memory import parse_settings
+from bench_spine import REPO, SHARED_APP_DIR, XTERM_APP_ID, publish_bench_apps
+from client.known_hosts import KnownHosts
+from spine_server import BenchUsers
+from spine_workloads import StartupRun, startup_once
+
+SCREEN = (1920, 1080)
+DEFAULT_RUNS = 5
+USER_PREFIX = "svw-"
+# Seconds the bench waits for a refilled warm slot before a warm login.
+REFILL_TIMEOUT = 30.0
+# As in bench_memory, a network namespace per session (spine_server already
+# runs desktop mode, which its first-frame probe needs).
+COMMON = "session.network=loopback"
+CONFIGS = (
+    ("cold, exec (zygote = false)", "session.zygote=false"),
+    ("cold, zygote (defaults)", ""),
+    ("warm pool (warm_pool = 1)", "session.warm_pool=1"),
+)
+
+
+def waiting_slots(daemon: int) -> int:
+    """How many of DAEMON's children are zygotes that no session claimed yet."""
+    parents: dict[int, int] = {}
+    zygotes = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        parents[int(name)] = ppid
+        if ppid == daemon and b"--zygote" in cmdline:
+            zygotes.append(int(name))
+    busy = set(parents.values())
+    return sum(1 for pid in zygotes if pid not in busy)
+
+
+async def wait_for_slot(reactor: Any, daemon: int) -> None:
+    deadline = time.monotonic() + REFILL_TIMEOUT
+    while waiting_slots(daemon) == 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the warm pool did not refill")
+        await task.deferLater(reactor, 0.1, lambda: None)
+    await task.deferLater(reactor, 1.0, lambda: None)  # its imports done, as between real logins
+
+
+async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts, index: int,
+                  settings: str, runs: int) -> list[StartupRun]:  # fmt: skip
+    """RUNS logins of new users on a fresh sessiond with SETTINGS."""
+    extra = parse_settings(f"{COMMON},{settings}")
+    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), apps],
+                                               extra=extra)  # fmt: skip
+    results = []
+    try:
+        for run in range(runs):
+            user = users.create(f"{USER_PREFIX}{index}-{run}")
+            if "warm_pool" in settings:
+                await wait_for_slot(reactor, server.pid)
+            else:
+                await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
+            results.append(await startup_once(reactor, server.host, server.port, known, user, XTERM_APP_ID, *SCREEN,
+                                              with_baseline=False))  # fmt: skip
+    except Exception:
+        print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        await server.stop(reactor)
+    return results
+
+
+def report(rows: list[tuple[str, list[StartupRun]]]) -> str:
+    """Medians per configuration; ratio against the first row."""
+    med = statistics.median
+    base = med(r.first_frame - r.connected for r in rows[0][1])
+    head = ("configuration", "login -> first frame", "login -> logged in", "ratio")
+    table = []
+    for name, runs in rows:
+        first = med(r.first_frame - r.connected for r in runs)
+        login = med(r.logged_in - r.connected for r in runs)
+        table.append((f"{name} (n={len(runs)})", f"{first * 1000:.0f} ms", f"{login * 1000:.0f} ms",
+                      f"{first / base:.2f}x"))  # fmt: skip
+    widths = [max(len(row[i]) for row in [head, *table]) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(head)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in table]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="logins per configuration")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_warm_start: run as root (it creates users and starts sessiond)", file=sys.stderr)
+        return 2
+    status = {"code": 0}
+    load = os.getloadavg()[0]
+
+    async def body(reactor: Any) -> None:
+        tmp = tempfile.mkdtemp(prefix="svwarm-")
+        users = BenchUsers(tmp)
+        known = KnownHosts(os.path.join(tmp, "known_hosts"))
+        try:
+            apps = publish_bench_apps(tmp)
+            rows = []
+            for index, (name, settings) in enumerate(CONFIGS):
+                print(f"{name} x{args.runs} ...", file=sys.stderr, flush=True)
+                rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs)))
+            print(f"sessiond warm-start benchmark; login (after TLS connect) -> first frame with xterm, "
+                  f"{SCREEN[0]}x{SCREEN[1]}; load average at start {load:.2f}")  # fmt: skip
+            print(report(rows))
+        except Exception as exc:  # noqa: BLE001 - one line and the traceback
+            traceback.print_exc()
+            print(f"bench_warm_start: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status["code"] = 1
+        finally:
+            for problem in users.remove_all():
+                print(f"bench_warm_start: cleanup: {problem}", file=sys.stderr)
+            shutil.rmtree(SHARED_APP_DIR, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            return int(exc.code)
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+# The native client's H.264 decoders: one per video stream of the display
+# channel (docs/protocol.md section 7a), through PyAV's bundled FFmpeg.
+#
+# Why bounded this carefully: the H.264 bytes come from the server and an
+# H.264 decoder allocates what the stream's SPS announces, not what the
+# REGION says.  So before anything is decoded: the REGION header is checked
+# (protocol/video.py: stream id < MAX_VIDEO_STREAMS, w and h within
+# MAX_VIDEO_SIDE / MAX_VIDEO_PIXELS, the unit within MAX_VIDEO_PAYLOAD);
+# at most MAX_VIDEO_STREAMS decoders exist (one per id); each decoder is
+# opened with FFmpeg's max_pixels set to the stream's coded size plus
+# the decoder's macroblock and edge alignment, so an SPS announcing a larger
+# picture fails inside FFmpeg before its buffers are allocated; and a
+# decoded picture of any other size than the stream's is refused.
+#
+# Decoder rules: a KEY unit replaces any decoder of its id with a new one
+# for the region's w x h; a non-KEY unit must continue a stream of the same
+# w x h (else it is an error); END frees the decoder.  A frame whose unit
+# yields no picture (it should not happen with zerolatency) leaves the
+# framebuffer as it was.
+"""VideoDecoders: H264 regions to RGB tiles, per stream id, within bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import av
+from PIL import Image
+
+from protocol.limits import MAX_VIDEO_STREAMS
+from protocol.video import VideoError, coded_size, parse
+
+# max_pixels slack over the coded size: FFmpeg checks the macroblock-aligned
+# picture (16 px) plus its edge, measured: up to 1.28x at 200 x 130.
+ALIGN_SLACK_W = 32
+ALIGN_SLACK_H = 64
+# Slice threads only: the agent's encoder cuts each picture into that many
+# slices, decoded in parallel; frame threading would hold frames back
+# (latency) and allocate pictures per thread.
+DECODER_THREADS = 2
+# Threads of the YUV -> RGB conversion of a decoded picture (~1/3 of a frame's cost).
+CONVERT_THREADS = 2
+
+
+class VideoDecodeError(ValueError):
+    """An H264 region cannot be applied."""
+
+
+def max_pixels(w: int, h: int) -> int:
+    """FFmpeg's max_pixels for a stream of w x h."""
+    cw, ch = coded_size(w, h)
+    return (cw + ALIGN_SLACK_W) * (ch + ALIGN_SLACK_H)
+
+
+@dataclass
+class _Stream:
+    size: tuple[int, int]
+    context: av.VideoCodecContext
+    frames: int = 0
+
+
+class VideoDecoders:
+    """The decoders of one display channel's video streams."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, _Stream] = {}
+        self.frames = 0  # pictures decoded, all streams (tests, stats)
+
+    @property
+    def open_streams(self) -> int:
+        """How many decoders exist now."""
+        return len(self._streams)
+
+    def reset(self) -> None:
+        """Free every decoder (new channel, new desktop size)."""
+        self._streams.clear()
+
+    def decode(self, payload: bytes, w: int, h: int) -> Image.Image | None:
+        """The w x h RGB picture of an H264 region, or None for END (or a
+        unit without a picture); VideoDecodeError if it is invalid."""
+        try:
+            unit = parse(payload, w, h)
+        except VideoError as exc:
+            raise VideoDecodeError(str(exc)) from None
+        if unit.end:
+            self._streams.pop(unit.stream, None)
+            return None
+        stream = self._streams.get(unit.stream)
+        if unit.key:
+            self._streams.pop(unit.stream, None)
+            if len(self._streams) >= MAX_VIDEO_STREAMS:  # cannot happen with ids < MAX: kept as a guard
+                raise VideoDecodeError("too many video streams")
+            stream = self._streams[unit.stream] = _Stream((w, h), self._open(w, h))
+        elif stream is None:
+            raise VideoDecodeError(f"H264 unit continues stream {unit.stream}, which has no KEY")
+        elif stream.size != (w, h):
+            raise VideoDecodeError(f"H264 unit of {w}x{h} continues a stream of {stream.size[0]}x{stream.size[1]}")
+        try:
+            frames = stream.context.decode(av.Packet(unit.data))
+        except (av.FFmpegError, ValueError) as exc:
+            self._streams.pop(unit.stream, None)
+            raise VideoDecodeError(f"H264 data does not decode: {exc}") from None
+        if not frames:
+            return None
+        frame = frames[-1]
+        if (frame.width, frame.height) != coded_size(w, h):
+            self._streams.pop(unit.stream, None)
+            raise VideoDecodeError(f"H264 picture is {frame.width}x{frame.height}, the stream is {w}x{h}")
+        stream.frames += 1
+        self.frames += 1
+        image = frame.to_image(threads=CONVERT_THREADS)
+        return image if image.size == (w, h) else image.crop((0, 0, w, h))
+
+    @staticmethod
+    def _open(w: int, h: int) -> av.VideoCodecContext:
+        context = av.CodecContext.create("h264", "r")
+        context.thread_count = DECODER_THREADS
+        context.thread_type = "SLICE"
+        context.options = {"max_pixels": str(max_pixels(w, h))}
+        return context

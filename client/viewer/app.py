@@ -1,0 +1,135 @@
+# The GUI thread's half of the viewer: a bridge QObject whose signals carry
+# the link's events from the reactor thread (queued connections: emitted
+# there, delivered here), and ViewerUi, which keeps one SessionWindow per
+# session window in step with the snapshots: created in stacking order,
+# transient dialogs given their parent (WM_TRANSIENT_FOR), unmanaged windows
+# (menus) shown override-redirect, destroyed windows closed.
+"""Bridge (reactor -> Qt signals) and ViewerUi (the windows and the launcher)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QApplication
+
+from client.viewer.damage import Snapshot
+from client.viewer.launcher import Launcher
+from client.viewer.link import ViewerLink
+from client.viewer.window import SessionWindow
+
+
+class Bridge(QObject):
+    """LinkEvents as Qt signals (safe to call from the reactor thread)."""
+
+    windows = Signal(object)
+    pixels = Signal()
+    status_line = Signal(str, bool)
+    done = Signal(str, int)
+    apps = Signal(object)
+
+    def windows_changed(self, snapshot: Snapshot) -> None:
+        """The session's windows changed."""
+        self.windows.emit(snapshot)
+
+    def pixels_ready(self) -> None:
+        """Patches wait in link.take_patches()."""
+        self.pixels.emit()
+
+    def status(self, text: str, stale: bool) -> None:
+        """A line for the user; stale: the windows no longer follow the session."""
+        self.status_line.emit(text, stale)
+
+    def finished(self, message: str, code: int) -> None:
+        """The viewer must end (with MESSAGE on stderr, exit CODE)."""
+        self.done.emit(message, code)
+
+    def apps_listed(self, apps: list[tuple[str, str, str, bytes]]) -> None:
+        """The published apps, for the launcher."""
+        self.apps.emit(apps)
+
+
+class ViewerUi:
+    """The local windows of one viewer."""
+
+    def __init__(self, app: QApplication, args: Any) -> None:
+        self.app = app
+        self.args = args
+        self.bridge = Bridge()
+        self.link = ViewerLink(args, self.bridge)
+        self.windows: dict[int, SessionWindow] = {}
+        self.launcher: Launcher | None = None
+        self.had_windows = False
+        self.exit_code = 0
+        self.bridge.windows.connect(self.on_windows)
+        self.bridge.pixels.connect(self.on_pixels)
+        self.bridge.status_line.connect(self.on_status)
+        self.bridge.done.connect(self.on_done)
+        self.bridge.apps.connect(self.on_apps)
+
+    def start(self) -> None:
+        """Connect (the reactor thread starts)."""
+        self.link.start()
+
+    def stop(self) -> None:
+        """Disconnect, leaving the session running."""
+        self.link.stop()
+
+    def on_windows(self, snapshot: Snapshot) -> None:
+        """Bring the local windows in step with SNAPSHOT."""
+        live = {state.id for state in snapshot.windows}
+        for window_id in [w for w in self.windows if w not in live]:
+            self.windows.pop(window_id).deleteLater()
+        for state in snapshot.windows:
+            window = self.windows.get(state.id)
+            if window is None:
+                window = SessionWindow(self.link, state, snapshot.seamless)
+                self.windows[state.id] = window
+                parent = self.windows.get(state.transient_for)
+                if parent is not None and state.managed:
+                    window.winId()
+                    handle = window.windowHandle()
+                    if handle is not None and parent.windowHandle() is not None:
+                        handle.setTransientParent(parent.windowHandle())
+                if state.state == "minimized":
+                    window.showMinimized()
+                else:
+                    window.show()
+                window.set_stale(False)
+            else:
+                window.apply_state(state)
+                window.set_stale(False)
+            window.session_focus = snapshot.focus
+        if self.windows:
+            self.had_windows = True
+        elif self.had_windows and self.args.launch:
+            self.on_done("the session has no windows left", 0)
+
+    def on_pixels(self) -> None:
+        """Paint the waiting patches."""
+        for patch in self.link.take_patches():
+            window = self.windows.get(patch.window)
+            if window is not None:
+                window.apply_patch(patch)
+
+    def on_status(self, text: str, stale: bool) -> None:
+        """Tell the user; shade or unshade the windows."""
+        print(f"svclient: {text}", file=sys.stderr, flush=True)
+        for window in self.windows.values():
+            window.set_stale(stale)
+
+    def on_done(self, message: str, code: int) -> None:
+        """End the viewer."""
+        if message:
+            print(f"svclient: {message}", file=sys.stderr, flush=True)
+        self.exit_code = code
+        self.app.exit(code)
+
+    def on_apps(self, apps: list[tuple[str, str, str, bytes]]) -> None:
+        """Show the launcher."""
+        if self.launcher is None:
+            self.launcher = Launcher(f"sessiond apps - {self.args.user}@{self.args.server}", self.link.launch,
+                                     lambda: self.on_done("", 0))  # fmt: skip
+        self.launcher.set_apps(apps)
+        self.launcher.show()

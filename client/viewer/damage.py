@@ -1,0 +1,176 @@
+# What the GUI thread gets from the reactor thread: plain, immutable records
+# (a window's state, a rectangle of pixels as RGB bytes). The client library
+# decodes regions on the reactor thread; at each FRAME_END the collector here
+# crops the rectangles the frame changed out of the window's framebuffer and
+# queues them for the GUI, which only copies them into its QImage and repaints
+# those rectangles. Nothing from the PIL images crosses the thread boundary.
+#
+# Why coalescing: the GUI can fall behind a flooding app. Patches for a window
+# pile up at most MAX_PENDING_PATCHES deep; past that they are replaced by
+# one patch of the whole window, so memory stays bounded by the windows' size.
+"""DamageCollector and the records shared between the reactor and the GUI."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from client.framebuffer import Framebuffer
+from protocol.messages import DesktopSize, FrameEnd, Message, Region
+from protocol.windows import WindowTarget
+
+# Rectangles of one window in one frame sent separately; more go as their bounding box.
+MAX_PATCH_RECTS = 16
+# Patches waiting for the GUI per window; more are replaced by one whole-window patch.
+MAX_PENDING_PATCHES = 64
+# The desktop (desktop mode) has window id 0, as on the wire.
+DESKTOP = 0
+
+
+@dataclass(frozen=True)
+class Patch:
+    """RGB pixels of a rectangle of a window whose buffer is fb_width x fb_height."""
+
+    window: int
+    fb_width: int
+    fb_height: int
+    x: int
+    y: int
+    w: int
+    h: int
+    rgb: bytes
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """One session window as the GUI shows it (a copy of client.windows' record)."""
+
+    id: int
+    title: str
+    app: str
+    kind: str
+    managed: bool
+    transient_for: int
+    x: int
+    y: int
+    width: int
+    height: int
+    state: str
+    decorated: bool
+    icon_png: bytes = b""
+    close_unanswered: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every window bottom to top, and which has the session's focus."""
+
+    windows: tuple[WindowState, ...]
+    focus: int
+    seamless: bool
+
+
+def snapshot_of(client: Any, title: str) -> Snapshot:
+    """The client's windows now; in desktop mode one window (id 0) named TITLE."""
+    if not client.windows.seamless:
+        fb = client.framebuffer
+        width, height = (fb.width, fb.height) if fb is not None else (640, 480)
+        desk = WindowState(DESKTOP, title, "", "normal", True, 0, 0, 0, width, height, "normal", True)
+        return Snapshot((desk,), DESKTOP, False)
+    rows = []
+    for win in client.windows.stacked():
+        info = win.info
+        rows.append(WindowState(win.id, info.title, info.app_id, info.kind, info.managed, info.transient_for,
+                                win.x, win.y, win.width, win.height, info.state, info.decorated,
+                                win.icon_png, win.close_unanswered))  # fmt: skip
+    return Snapshot(tuple(rows), client.windows.focus, True)
+
+
+def _bounding(rects: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    x0 = min(r[0] for r in rects)
+    y0 = min(r[1] for r in rects)
+    x1 = max(r[0] + r[2] for r in rects)
+    y1 = max(r[1] + r[3] for r in rects)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+class DamageCollector:
+    """A display observer of SessionClient: rectangles changed per window,
+    turned into Patches at FRAME_END; `notify` is called (reactor thread)
+    when patches become available after the GUI took the previous ones."""
+
+    def __init__(self, client: Any, notify: Callable[[], None], on_desktop_size: Callable[[], None]) -> None:
+        self.client = client
+        self.notify = notify
+        self.on_desktop_size = on_desktop_size
+        self._target = DESKTOP
+        self._damage: dict[int, list[tuple[int, int, int, int]]] = {}
+        self._lock = threading.Lock()
+        self._pending: dict[int, list[Patch]] = {}
+        self._notified = False
+        self.frames = 0
+
+    def __call__(self, message: Message) -> None:
+        if isinstance(message, WindowTarget):
+            self._target = message.window
+        elif isinstance(message, Region):
+            self._damage.setdefault(self._target, []).append((message.x, message.y, message.w, message.h))
+        elif isinstance(message, DesktopSize):
+            self._target = DESKTOP
+            self._damage[DESKTOP] = [(0, 0, message.width, message.height)]
+            self.on_desktop_size()
+        elif isinstance(message, FrameEnd):
+            self.frames += 1
+            self._flush()
+
+    def _framebuffer(self, window: int) -> Framebuffer | None:
+        if window == DESKTOP:
+            return self.client.framebuffer  # type: ignore[no-any-return]
+        win = self.client.windows.windows.get(window)
+        return win.framebuffer if win is not None else None
+
+    def _flush(self) -> None:
+        damage, self._damage = self._damage, {}
+        ready: dict[int, list[Patch]] = {}
+        for window, rects in damage.items():
+            fb = self._framebuffer(window)
+            if fb is None:
+                continue
+            if len(rects) > MAX_PATCH_RECTS:
+                rects = [_bounding(rects)]
+            ready[window] = [self._patch(window, fb, rect) for rect in rects]
+        if not ready:
+            return
+        with self._lock:
+            for window, patches in ready.items():
+                queue = self._pending.setdefault(window, [])
+                queue.extend(p for p in patches if p.w > 0 and p.h > 0)
+                if len(queue) > MAX_PENDING_PATCHES:
+                    fb = self._framebuffer(window)
+                    if fb is not None:
+                        self._pending[window] = [self._patch(window, fb, (0, 0, fb.width, fb.height))]
+            wake, self._notified = not self._notified, True
+        if wake:
+            self.notify()
+
+    @staticmethod
+    def _patch(window: int, fb: Framebuffer, rect: tuple[int, int, int, int]) -> Patch:
+        x, y, w, h = rect
+        tile = fb.crop(x, y, w, h)
+        return Patch(window, fb.width, fb.height, x, y, tile.width, tile.height, tile.tobytes())
+
+    def take(self) -> list[Patch]:
+        """Every waiting patch, oldest first (GUI thread)."""
+        with self._lock:
+            pending, self._pending, self._notified = self._pending, {}, False
+        return [patch for patches in pending.values() for patch in patches]
+
+    def refresh_all(self) -> None:
+        """Queue every known window whole (after a reconnect)."""
+        windows = [DESKTOP, *self.client.windows.windows]
+        for window in windows:
+            fb = self._framebuffer(window)
+            if fb is not None:
+                self._damage[window] = [(0, 0, fb.width, fb.height)]
+        self._flush()

@@ -1,0 +1,293 @@
+# The viewer's connection, on a Twisted reactor in a worker thread: Qt owns
+# the main thread (and Python's signal handling), Twisted owns the socket.
+# Logging in is svclient's own (client.cli.open_session: resume token, then
+# password file/env/prompt, known_hosts pinning, farm redirects), so the
+# viewer behaves like every other subcommand.
+#
+# Everything the GUI asks for crosses with reactor.callFromThread; everything
+# the GUI must learn goes out through LinkEvents, whose implementation (the Qt
+# bridge) turns each call into a queued Qt signal. A connection that drops
+# without the server's CLOSE (network loss, a killed socket) is retried with
+# the resume token the last login stored, the windows shown stale meanwhile;
+# a CLOSE from the server (logoff, the session opened elsewhere, a refusal)
+# ends the viewer with the server's reason.
+"""ViewerLink: connect, log in, keep the session's windows flowing, reconnect."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from typing import Any, Protocol
+
+from twisted.internet import defer
+
+from client.audio import Player
+from client.cli import EXIT_REFUSED, UsageError, describe_failure, open_session, open_windows
+from client.session import ConnectionEnded, RemoteError, SessionClient, with_timeout
+from client.viewer.damage import DamageCollector, Patch, Snapshot, snapshot_of
+from protocol.messages import ChannelKind, Message
+from protocol.windows import WindowFocus
+
+WINDOWS = int(ChannelKind.WINDOWS)
+# How long the viewer keeps trying to get a lost connection back.
+RECONNECT_GIVE_UP_SECONDS = 300.0
+# Pause between reconnect attempts: doubled from the first up to the last.
+RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY = 0.5, 5.0
+# How long stop() waits for the reactor thread to end.
+STOP_WAIT_SECONDS = 5.0
+# Size of the launcher's app icons (pixels, the server scales).
+ICON_SIZE = 48
+# Keys typed into a window the session has not focused wait (at most this long)
+# for its WINDOW_FOCUS: the session's window manager and its key injection are
+# separate X connections, so keys sent right behind a raise could reach the
+# previously focused app.
+FOCUS_WAIT_SECONDS = 0.5
+# Keys held back while waiting for focus (more are dropped: a stuck session must not grow the queue).
+MAX_HELD_KEYS = 256
+
+
+class LinkEvents(Protocol):
+    """What the link tells the GUI; every method is called on the reactor thread."""
+
+    def windows_changed(self, snapshot: Snapshot) -> None: ...
+
+    def pixels_ready(self) -> None: ...
+
+    def status(self, text: str, stale: bool) -> None: ...
+
+    def finished(self, message: str, code: int) -> None: ...
+
+    def apps_listed(self, apps: list[tuple[str, str, str, bytes]]) -> None: ...
+
+
+class ViewerLink:
+    """The session connection; start() runs it, stop() ends it (session kept)."""
+
+    def __init__(self, args: argparse.Namespace, events: LinkEvents) -> None:
+        from twisted.internet import reactor
+
+        self.args = args
+        self.events = events
+        self.reactor: Any = reactor
+        self.client: SessionClient | None = None
+        self.seamless = False
+        self.collector: DamageCollector | None = None
+        self.player: Player | None = None
+        self._stopping = False
+        self._request = 0
+        self._held_keys: list[tuple[int, bool]] = []
+        self._focus_wait: Any = None
+        self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
+
+    # -- thread plumbing -----------------------------------------------------------
+    def start(self) -> None:
+        """Run the reactor thread and connect."""
+        self.reactor.callWhenRunning(lambda: defer.ensureDeferred(self._main()))
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.reactor.run(installSignalHandlers=False)
+
+    def stop(self) -> None:
+        """Disconnect (the session keeps running) and end the reactor thread."""
+        if not self._thread.is_alive():
+            return
+        self.reactor.callFromThread(self._shutdown)
+        self._thread.join(timeout=STOP_WAIT_SECONDS)
+
+    def alive(self) -> bool:
+        """True while the reactor thread runs (stop() could not end it in time)."""
+        return self._thread.is_alive()
+
+    def _shutdown(self) -> None:
+        self._stopping = True
+        if self.player is not None:
+            self.player.close()
+        if self.client is not None:
+            self.client.disconnect()
+        self.reactor.callLater(0.05, self.reactor.stop)
+
+    def call(self, method: str, *args: Any) -> None:
+        """Call a SessionClient method on the reactor thread (dropped while disconnected)."""
+        self.reactor.callFromThread(self._call, method, args)
+
+    def _call(self, method: str, args: tuple[Any, ...]) -> None:
+        client = self.client
+        if client is None or client.transport is None or getattr(client, "_end", None) is not None:
+            return
+        try:
+            getattr(client, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - one request's boundary (e.g. channel not open yet)
+            self.events.status(f"{method} failed: {exc}", False)
+
+    def key(self, window: int, keysym: int, down: bool) -> None:
+        """Send a key to WINDOW (from any thread): the session focuses it first."""
+        self.reactor.callFromThread(self._key, window, keysym, down)
+
+    def _key(self, window: int, keysym: int, down: bool) -> None:
+        client = self.client
+        if client is None or getattr(client, "_end", None) is not None:
+            return
+        if not self.seamless or window == 0 or client.windows.focus == window:
+            if not self._held_keys:
+                client.key(keysym, down)
+                return
+        if self._focus_wait is None:
+            client.raise_window(window)
+            wanted = window
+
+            def focused(message: Message) -> bool:
+                return isinstance(message, WindowFocus) and message.window == wanted
+
+            self._focus_wait = client.window_event(focused)
+            self._focus_wait.addTimeout(FOCUS_WAIT_SECONDS, self.reactor)
+            self._focus_wait.addBoth(self._release_keys)
+        if len(self._held_keys) < MAX_HELD_KEYS:
+            self._held_keys.append((keysym, down))
+
+    def _release_keys(self, _result: object) -> None:
+        self._focus_wait = None
+        held, self._held_keys = self._held_keys, []
+        client = self.client
+        if client is not None and getattr(client, "_end", None) is None:
+            for keysym, down in held:
+                client.key(keysym, down)
+
+    def take_patches(self) -> list[Patch]:
+        """Pixels waiting for the GUI (GUI thread)."""
+        return self.collector.take() if self.collector is not None else []
+
+    def launch(self, app: str) -> None:
+        """Launch APP in the session (from any thread)."""
+        self.reactor.callFromThread(lambda: defer.ensureDeferred(self._launch(app)))
+
+    # -- the connection ------------------------------------------------------------
+    async def _main(self) -> None:
+        try:
+            await self._connect(first=True)
+            while not self._stopping:
+                client = self.client
+                if client is None:
+                    break
+                end = await client.ended
+                if self._stopping:
+                    break
+                if getattr(client, "_end", None) is not None:  # the server's CLOSE: no reconnect
+                    self._finish(f"connection ended: {end}", 0 if end.code == 0 else EXIT_REFUSED)
+                    return
+                await self._reconnect(end)
+        except Exception as exc:  # noqa: BLE001 - every failure ends the viewer with one line
+            failure = describe_failure(exc, self.args.server)
+            if failure is None:
+                failure = (f"internal error: {type(exc).__name__}: {exc}", EXIT_REFUSED)
+            self._finish(*failure)
+
+    def _finish(self, message: str, code: int) -> None:
+        if not self._stopping:
+            self.events.finished(message, code)
+
+    async def _reconnect(self, end: ConnectionEnded) -> None:
+        self.events.status(f"connection lost ({end}); reconnecting", True)
+        deadline = time.monotonic() + RECONNECT_GIVE_UP_SECONDS
+        delay = RECONNECT_FIRST_DELAY
+        while not self._stopping:
+            await self._sleep(delay)
+            try:
+                await self._connect(first=False)
+            except (RemoteError, UsageError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - unreachable for now: try again
+                if describe_failure(exc, self.args.server) is None or time.monotonic() > deadline:
+                    raise
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            self.events.status("reconnected", False)
+            return
+
+    def _sleep(self, seconds: float) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        self.reactor.callLater(seconds, d.callback, None)
+        return d
+
+    async def _connect(self, first: bool) -> None:
+        args, timeout = self.args, self.args.timeout
+        client, _result, server = await open_session(self.reactor, args)
+        if self._stopping:
+            client.disconnect()
+            return
+        self.client = client
+        title = f"{args.user}@{server}"
+        collector = DamageCollector(client, self.events.pixels_ready, lambda: self._windows_changed(client, title))
+        self.collector = collector
+        client.display_observers.append(collector)
+        self.seamless = not args.desktop and await open_windows(self.reactor, client, timeout)
+        if self.seamless:
+            inner = client.channel_handlers[WINDOWS]
+
+            def on_window_message(message: Message | None) -> None:
+                inner(message)
+                self._windows_changed(client, title)
+
+            client.channel_handlers[WINDOWS] = on_window_message
+            self._windows_changed(client, title)
+        await with_timeout(self.reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
+        await with_timeout(self.reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        client.refresh()
+        if args.audio:
+            await self._open_audio(client)
+        if first:
+            for app in args.launch:
+                await self._launch(app)
+            if not args.launch:
+                await self._list_apps(client)
+
+    def _windows_changed(self, client: SessionClient, title: str) -> None:
+        if client is self.client:
+            self.events.windows_changed(snapshot_of(client, title))
+
+    async def _launch(self, app: str) -> None:
+        client = self.client
+        if client is None:
+            return
+        self._request += 1
+        try:
+            result = await with_timeout(self.reactor, client.launch(app, (), self._request), self.args.timeout,
+                                        "the launch")  # fmt: skip
+        except (RemoteError, ConnectionEnded) as exc:
+            self.events.status(f"cannot launch {app}: {exc}", False)
+            return
+        self.events.status(f"launched {app} (pid {result.pid})", False)
+
+    async def _list_apps(self, client: SessionClient) -> None:
+        listing = await with_timeout(self.reactor, client.list_apps(), self.args.timeout, "the app list")
+        apps: list[tuple[str, str, str, bytes]] = []
+        for number, app in enumerate(listing.apps, start=1):
+            png = b""
+            if app.icon:
+                try:
+                    png = await with_timeout(self.reactor, client.icon(app.id, ICON_SIZE, number), self.args.timeout,
+                                             "an icon")  # fmt: skip
+                except RemoteError:
+                    png = b""
+            apps.append((app.id, app.name, app.comment, png))
+        self.events.apps_listed(apps)
+
+    async def _open_audio(self, client: SessionClient) -> None:
+        why = Player.available()
+        if why is not None:
+            self.events.status(f"no sound: {why}", False)
+            return
+        if self.player is None:
+            self.player = Player()
+        player = self.player
+
+        def handler(message: Message | None) -> None:
+            if message is not None:
+                player.handle(message, time.monotonic())
+
+        try:
+            await with_timeout(self.reactor, client.open_audio(handler), self.args.timeout, "the audio channel")
+        except (RemoteError, ConnectionEnded) as exc:
+            self.events.status(f"no sound: {exc}", False)
+

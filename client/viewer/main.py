@@ -1,0 +1,101 @@
+# Entry point of `svclient view`. Everything that can make the viewer fail
+# before a window appears is checked first and reported in one line, without
+# a traceback and before any password prompt: PySide6 missing, no local
+# display (DISPLAY unset or not answering), a Qt platform plugin that is
+# absent or cannot load its libraries (Qt itself would abort the process).
+# Then Qt runs the main thread and the link its reactor thread; Ctrl+C and
+# closing the launcher disconnect, leaving the session running.
+"""run_viewer: checks, then the Qt event loop with the link's reactor thread."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+from typing import cast
+
+from client.cli import EXIT_CONNECT, EXIT_USAGE
+
+# How often (ms) the Qt loop lets Python run its signal handlers (Ctrl+C).
+SIGNAL_POLL_MS = 200
+
+
+class NoDisplay(Exception):
+    """The viewer cannot show windows here; the message says why."""
+
+
+def _plugin_dir() -> str:
+    import PySide6
+
+    return os.path.join(os.path.dirname(PySide6.__file__), "Qt", "plugins", "platforms")
+
+
+def check_display(environ: dict[str, str] | None = None, plugins: str | None = None) -> str:
+    """The Qt platform to use; NoDisplay if it cannot work here."""
+    env = os.environ if environ is None else environ
+    platform = (env.get("QT_QPA_PLATFORM") or "").split(";")[0].split(":")[0]
+    if not platform:
+        if env.get("DISPLAY"):
+            platform = "xcb"
+        elif env.get("WAYLAND_DISPLAY"):
+            platform = "wayland"
+        else:
+            raise NoDisplay("no local display: DISPLAY is not set (the viewer needs an X or Wayland desktop)")
+    directory = plugins if plugins is not None else _plugin_dir()
+    path = os.path.join(directory, f"libq{platform}.so")
+    if not os.path.exists(path):
+        known = sorted(n[4:-3] for n in os.listdir(directory) if n.startswith("libq") and n.endswith(".so"))
+        raise NoDisplay(f"Qt platform {platform!r} is not available (QT_QPA_PLATFORM); have: {', '.join(known)}")
+    try:
+        ctypes.CDLL(path)
+    except OSError as exc:
+        raise NoDisplay(f"the Qt {platform} platform cannot load: {exc}") from None
+    if platform == "xcb":
+        if not env.get("DISPLAY"):
+            raise NoDisplay("no local display: DISPLAY is not set")
+        from Xlib import display, error  # type: ignore[import-untyped]
+
+        try:
+            display.Display(env["DISPLAY"]).close()
+        except (error.DisplayError, error.ConnectionClosedError, OSError, ValueError, OverflowError) as exc:
+            raise NoDisplay(f"cannot open the local display {env['DISPLAY']}: {exc}") from None
+    return platform
+
+
+def run_viewer(args: argparse.Namespace) -> int:
+    """Run the viewer until Ctrl+C, the launcher closes or the session ends."""
+    try:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+    except ImportError as exc:
+        print(f"svclient: the viewer needs PySide6 (pip install 'sessiond[viewer]'): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_display()
+    except NoDisplay as exc:
+        print(f"svclient: {exc}", file=sys.stderr)
+        return EXIT_CONNECT
+    from client.viewer.app import ViewerUi
+
+    app = cast(QApplication, QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "svclient"]))
+    app.setApplicationName("svclient")
+    app.setQuitOnLastWindowClosed(False)
+    ui = ViewerUi(app, args)
+    signal.signal(signal.SIGINT, lambda *_: app.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: app.exit(0))
+    poll = QTimer()
+    poll.timeout.connect(lambda: None)  # wakes Python so the handlers above run
+    poll.start(SIGNAL_POLL_MS)
+    ui.start()
+    code = app.exec()
+    ui.stop()
+    code = ui.exit_code or code
+    if ui.link.alive():
+        # The reactor is stuck (a blocking call, a dead peer): its thread pool's non-daemon
+        # threads would keep the process alive after the user closed it. Leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -1,0 +1,268 @@
+# One session window as one local top-level window. It keeps a QImage of the
+# window's pixels at the session's size and paints only what changed
+# (update(rect) per patch); painting maps session pixels 1:1 to logical
+# pixels, so with an integer QT_SCALE_FACTOR each session pixel becomes an
+# exact N x N block (nearest-neighbour, no blur); docs/viewer.md says why.
+#
+# Geometry is synchronised both ways without echo: a change the session
+# makes (a move it initiates, a size its hints constrain) is applied here; a
+# change the local window manager makes is sent as WINDOW_MOVE_RESIZE; the
+# session's answer to our own request is recognised (it equals what we sent)
+# and not applied again, so a window manager that offsets windows for its
+# decorations cannot make the two sides chase each other.
+"""SessionWindow: a QWidget showing one session window, forwarding its input."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from PySide6.QtCore import QEvent, QRect, QRectF, Qt, QTimer
+from PySide6.QtGui import (
+    QCloseEvent,
+    QColor,
+    QFocusEvent,
+    QIcon,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QMoveEvent,
+    QPainter,
+    QPaintEvent,
+    QPixmap,
+    QResizeEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QWidget
+
+from client.viewer.damage import DESKTOP, Patch, WindowState
+from client.viewer.keymap import KeyTranslator
+
+# Qt mouse buttons -> X button numbers.
+BUTTONS = {Qt.MouseButton.LeftButton: 1, Qt.MouseButton.MiddleButton: 2, Qt.MouseButton.RightButton: 3,
+           Qt.MouseButton.BackButton: 8, Qt.MouseButton.ForwardButton: 9}  # fmt: skip
+# Qt's angle delta per wheel notch.
+WHEEL_NOTCH = 120
+# Milliseconds local geometry changes are gathered before one request goes out.
+GEOMETRY_SETTLE_MS = 40
+# Shade over a stale window (connection lost), and the colour of not-yet-drawn pixels.
+STALE_SHADE = QColor(0, 0, 0, 110)
+UNDRAWN = QColor(48, 48, 48)
+
+
+class Sender(Protocol):
+    """Where a window sends input and requests (ViewerLink.call)."""
+
+    def call(self, method: str, *args: object) -> None: ...
+
+    def key(self, window: int, keysym: int, down: bool) -> None: ...
+
+
+class SessionWindow(QWidget):
+    """A local top-level window showing session window `state.id`."""
+
+    def __init__(self, link: Sender, state: WindowState, seamless: bool) -> None:
+        super().__init__(None, self._flags(state))
+        self.link = link
+        self.id = state.id
+        self.seamless = seamless
+        self.state = state
+        self.session_focus = 0
+        self.stale = False
+        self.keys = KeyTranslator()
+        self._sent: tuple[int, int, int, int] | None = None
+        self._applying = False
+        self._wheel = [0, 0]
+        self._icon_png = b""
+        self.image = QImage(max(1, state.width), max(1, state.height), QImage.Format.Format_RGB888)
+        self.image.fill(UNDRAWN)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus if state.managed else Qt.FocusPolicy.NoFocus)
+        if not state.managed:
+            self.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating)
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(GEOMETRY_SETTLE_MS)
+        self._settle.timeout.connect(self._send_geometry)
+        self.apply_state(state, first=True)
+
+    @staticmethod
+    def _flags(state: WindowState) -> Qt.WindowType:
+        # Qt writes WM_TRANSIENT_FOR only for dialog-type windows.
+        flags = Qt.WindowType.Dialog if state.transient_for and state.managed else Qt.WindowType.Window
+        if not state.managed:  # menus, tooltips: override-redirect, placed by the session
+            flags |= Qt.WindowType.FramelessWindowHint | Qt.WindowType.BypassWindowManagerHint
+        elif not state.decorated:
+            flags |= Qt.WindowType.FramelessWindowHint
+        return flags
+
+    # -- session -> local ------------------------------------------------------------
+    def apply_state(self, state: WindowState, first: bool = False) -> None:
+        """Take the session's record of the window: title, icon, geometry, state."""
+        self.state = state
+        self.setWindowTitle(state.title or state.app or "session window")
+        if state.icon_png and state.icon_png != self._icon_png:
+            pixmap = QPixmap()
+            if pixmap.loadFromData(state.icon_png, "PNG"):
+                self.setWindowIcon(QIcon(pixmap))
+            self._icon_png = state.icon_png
+        self._applying = True
+        try:
+            remote = (state.x, state.y, state.width, state.height)
+            if first:
+                self.setGeometry(*remote)
+            elif remote != self._sent:
+                g = self.geometry()
+                if (state.x, state.y) != (g.x(), g.y()) and (self._sent is None or self._sent[:2] != remote[:2]):
+                    self.move(state.x, state.y) if not state.managed else self.setGeometry(QRect(*remote))
+                if (state.width, state.height) != (g.width(), g.height()):
+                    self.resize(state.width, state.height)
+            if state.state == "minimized" and self.isVisible() and not self.isMinimized():
+                self.showMinimized()
+            elif state.state != "minimized" and self.isMinimized():
+                self.showNormal()
+        finally:
+            self._applying = False
+
+    def apply_patch(self, patch: Patch) -> None:
+        """Copy a patch into the image and repaint that rectangle."""
+        if (patch.fb_width, patch.fb_height) != (self.image.width(), self.image.height()):
+            grown = QImage(patch.fb_width, patch.fb_height, QImage.Format.Format_RGB888)
+            grown.fill(UNDRAWN)
+            with QPainter(grown) as painter:
+                painter.drawImage(0, 0, self.image)
+            self.image = grown
+            self.update()
+        tile = QImage(patch.rgb, patch.w, patch.h, patch.w * 3, QImage.Format.Format_RGB888)
+        with QPainter(self.image) as painter:
+            painter.drawImage(patch.x, patch.y, tile)
+        self.update(QRect(patch.x, patch.y, patch.w, patch.h))
+
+    def set_stale(self, stale: bool) -> None:
+        """Shade the window while the connection is lost."""
+        if stale != self.stale:
+            self.stale = stale
+            self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt name
+        rect = event.rect()
+        with QPainter(self) as painter:
+            if self.devicePixelRatioF() % 1:  # a fractional scale: smooth rather than uneven pixels
+                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.fillRect(rect, UNDRAWN)
+            painter.drawImage(QRectF(rect), self.image, QRectF(rect))
+            if self.stale:
+                painter.fillRect(rect, STALE_SHADE)
+
+    # -- local -> session ------------------------------------------------------------
+    def moveEvent(self, event: QMoveEvent) -> None:  # noqa: N802 - Qt name
+        self._geometry_changed()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt name
+        self._geometry_changed()
+
+    def _geometry_changed(self) -> None:
+        if not self._applying and self.isVisible() and self.state.managed:
+            self._settle.start()
+
+    def _send_geometry(self) -> None:
+        if self.isMinimized() or self.stale:
+            return
+        g = self.geometry()
+        rect = (g.x(), g.y(), g.width(), g.height())
+        if rect == (self.state.x, self.state.y, self.state.width, self.state.height):
+            return
+        self._sent = rect
+        if self.seamless:
+            self.link.call("move_resize", self.id, *rect)
+        else:
+            self.link.call("resize", g.width(), g.height())
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt name
+        if event.type() == QEvent.Type.WindowStateChange and self.seamless and not self._applying:
+            if self.isMinimized() and self.state.state != "minimized":
+                self.link.call("minimize", self.id)
+            elif not self.isMinimized() and self.state.state == "minimized":
+                self.link.call("restore", self.id)
+        elif event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            self._focus_in_session()
+        super().changeEvent(event)
+
+    def _focus_in_session(self) -> None:
+        if self.seamless and self.state.managed and self.session_focus != self.id:
+            self.session_focus = self.id
+            self.link.call("raise_window", self.id)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
+        """Closing asks the app (WM_DELETE_WINDOW); a second close of an
+        app that did not answer disconnects it."""
+        event.ignore()
+        if self.seamless:
+            self.link.call("close_window", self.id, self.state.close_unanswered)
+
+    def _pos(self, event: QMouseEvent | QWheelEvent) -> tuple[int, int]:
+        p = event.position()
+        return max(0, int(p.x())), max(0, int(p.y()))
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt name
+        x, y = self._pos(event)
+        if self.id == DESKTOP and not self.seamless:
+            self.link.call("pointer", x, y)
+        else:
+            self.link.call("window_pointer", self.id, x, y)
+
+    def _button(self, event: QMouseEvent, down: bool) -> None:
+        button = BUTTONS.get(event.button())
+        if button is None:
+            return
+        x, y = self._pos(event)
+        if self.seamless:
+            if down:
+                self.session_focus = self.id  # a press raises and focuses the window in the session
+            self.link.call("window_button", self.id, x, y, button, down)
+        else:
+            self.link.call("button", x, y, button, down)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt name
+        self._button(event, True)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt name
+        self._button(event, False)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt name
+        self._button(event, True)  # X wants the second press as a press
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt name
+        delta = event.angleDelta()
+        self._wheel[0] += delta.x()
+        self._wheel[1] += delta.y()
+        dx, dy = int(self._wheel[0] / WHEEL_NOTCH), int(self._wheel[1] / WHEEL_NOTCH)
+        if not dx and not dy:
+            return
+        self._wheel[0] -= dx * WHEEL_NOTCH
+        self._wheel[1] -= dy * WHEEL_NOTCH
+        x, y = self._pos(event)
+        if self.seamless:  # Qt: positive is away from the user (up); the wire: +dy scrolls down
+            self.link.call("window_wheel", self.id, x, y, -dx, -dy)
+        else:
+            self.link.call("wheel", x, y, -dx, -dy)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt name
+        self._send_keys(self.keys.press(event.key(), event.nativeVirtualKey(), event.text(),
+                                        event.modifiers().value, event.isAutoRepeat()))  # fmt: skip
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt name
+        self._send_keys(self.keys.release(event.key(), event.nativeVirtualKey(), event.text(),
+                                          event.modifiers().value, event.isAutoRepeat()))  # fmt: skip
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt name
+        self._send_keys(self.keys.release_all())
+        super().focusOutEvent(event)
+
+    def focusNextPrevChild(self, next: bool) -> bool:  # noqa: N802, A002 - Qt names
+        return False  # Tab belongs to the session's app, not to Qt's focus chain
+
+    def _send_keys(self, events: list[tuple[int, bool]]) -> None:
+        for keysym, down in events:
+            self.link.key(self.id, keysym, down)

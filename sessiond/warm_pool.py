@@ -1,0 +1,166 @@
+# Warm sandboxes: agent zygotes started before anyone logs in.
+#
+# Why: most of a session's start-up before its first frame is the sandbox
+# entry's interpreter starting and the agent importing its display pipeline;
+# none of that depends on who logs in. With `[session] warm_pool = N`,
+# sessiond keeps N `python -m isolation.enter --zygote` processes spawned
+# ahead of time (isolation/zygote.py): each has the agent's code loaded and
+# is blocked reading its spec on stdin. A login claims one and writes the
+# same spec a cold start would write (account, session id, cgroup, private
+# mounts); the entry then does everything as for a cold start: account
+# re-check, namespaces, cgroup, fresh tmpfs mounts, privilege drop and its
+# verification, and the agent. So:
+#  - a slot is never shared: it reads exactly one spec, for one user, and is
+#    gone from the pool the moment it is claimed (a new one is spawned);
+#  - a slot never runs anything as a user before its claim, and nothing the
+#    session sees (/tmp, /dev/shm, /run/user/UID, its cgroup) exists before it;
+#  - what waits is root running only imports of root-owned code, the same
+#    privilege and code as a cold start's entry before it reads its spec.
+# A slot that dies unclaimed is replaced after a delay that doubles up to
+# RESPAWN_MAX_SECONDS, so a broken interpreter cannot make sessiond spin.
+"""WarmSlot (one waiting zygote) and WarmPool (keeps N of them ready)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import error, protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from isolation.launcher import enter_argv, enter_env
+
+log = Logger()
+
+# First delay before replacing a slot that died unclaimed; doubled per death in a row.
+RESPAWN_MIN_SECONDS = 1.0
+RESPAWN_MAX_SECONDS = 60.0
+# Output an unclaimed slot may produce that is kept for the log (it should produce none).
+MAX_UNCLAIMED_OUTPUT = 4096
+
+
+class WarmSlot(protocol.ProcessProtocol):
+    """One spawned zygote waiting for its spec; once claimed, its output and
+    exit go to the claiming session's process protocol."""
+
+    def __init__(self, pool: WarmPool) -> None:
+        self.pool = pool
+        self.owner: protocol.ProcessProtocol | None = None
+        self.ended = False
+        self._unclaimed_output = b""
+
+    @property
+    def pid(self) -> int | None:
+        """The zygote's pid (the sandbox supervisor once claimed)."""
+        return None if self.transport is None else self.transport.pid  # type: ignore[attr-defined]
+
+    def claim(self, owner: protocol.ProcessProtocol) -> Any:
+        """Hand this slot to OWNER (a session's AgentProcess); returns the process transport."""
+        self.owner = owner
+        owner.makeConnection(self.transport)
+        return self.transport
+
+    def discard(self) -> None:
+        """A claimed slot that will not be used (its sandbox could not be made): kill it quietly."""
+        self.owner = self.owner or protocol.ProcessProtocol()
+        if self.transport is not None and not self.ended:
+            try:
+                self.transport.signalProcess("KILL")  # type: ignore[attr-defined]
+            except error.ProcessExitedAlready:
+                pass
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
+        if self.owner is not None:
+            self.owner.outReceived(data)
+        else:
+            self._keep(data)
+
+    def errReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
+        if self.owner is not None:
+            self.owner.errReceived(data)
+        else:
+            self._keep(data)
+
+    def _keep(self, data: bytes) -> None:
+        room = MAX_UNCLAIMED_OUTPUT - len(self._unclaimed_output)
+        if room > 0:
+            self._unclaimed_output += data[:room]
+
+    def processEnded(self, reason: Failure) -> None:  # noqa: N802 - Twisted name
+        self.ended = True
+        if self.owner is not None:
+            self.owner.processEnded(reason)
+        else:
+            self.pool.slot_died(self, reason, self._unclaimed_output.decode("utf-8", "replace").strip())
+
+
+class WarmPool:
+    """Keeps SIZE warm slots spawned; claim() hands one out and spawns its replacement."""
+
+    def __init__(self, reactor: Any, python: str, size: int) -> None:
+        self.reactor = reactor
+        self.python = python
+        self.size = size
+        self.idle: list[WarmSlot] = []
+        self.running = False
+        self._delay = RESPAWN_MIN_SECONDS
+        self._refill: Any = None  # IDelayedCall of a pending refill
+
+    def start(self) -> None:
+        """Spawn slots up to the pool's size."""
+        self.running = True
+        self.fill()
+
+    def fill(self) -> None:
+        """Spawn slots until SIZE are waiting (nothing once stopped)."""
+        self._refill = None
+        while self.running and len(self.idle) < self.size:
+            slot = WarmSlot(self)
+            try:
+                self.reactor.spawnProcess(slot, self.python, enter_argv(self.python, zygote=True), env=enter_env(),
+                                          path="/", childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
+            except OSError as exc:
+                log.error("warm pool: cannot spawn a sandbox: {why}", why=str(exc))
+                self._schedule_refill()
+                return
+            self.idle.append(slot)
+
+    def claim(self) -> WarmSlot | None:
+        """A waiting slot (removed from the pool), or None if none is ready; the pool refills."""
+        while self.idle:
+            slot = self.idle.pop(0)
+            if not slot.ended and slot.transport is not None:
+                self._delay = RESPAWN_MIN_SECONDS  # a slot lived until used: spawning works
+                if self.running and self._refill is None:
+                    self._refill = self.reactor.callLater(0, self.fill)
+                return slot
+        return None
+
+    def slot_died(self, slot: WarmSlot, reason: Failure, output: str) -> None:
+        """An unclaimed slot exited: log it and replace it after the back-off delay."""
+        if slot in self.idle:
+            self.idle.remove(slot)
+        if not self.running:
+            return
+        log.warn("warm pool: a waiting sandbox exited ({why}){output}; replacing it in {delay:.0f} s",
+                 why=reason.getErrorMessage(), output=f": {output}" if output else "", delay=self._delay)  # fmt: skip
+        self._schedule_refill()
+
+    def _schedule_refill(self) -> None:
+        if self.running and self._refill is None:
+            self._refill = self.reactor.callLater(self._delay, self.fill)
+            self._delay = min(self._delay * 2, RESPAWN_MAX_SECONDS)
+
+    def stop(self) -> None:
+        """Stop refilling and end every waiting slot (they hold no session)."""
+        self.running = False
+        if self._refill is not None and self._refill.active():
+            self._refill.cancel()
+        self._refill = None
+        idle, self.idle = self.idle, []
+        for slot in idle:
+            if slot.transport is not None and not slot.ended:
+                try:
+                    slot.transport.signalProcess("KILL")  # type: ignore[attr-defined]
+                except error.ProcessExitedAlready:
+                    pass

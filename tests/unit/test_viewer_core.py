@@ -1,0 +1,167 @@
+# The viewer's Qt-free parts: what crosses from the reactor thread to the GUI
+# (DamageCollector's patches, their bound), the minimal key translator, and the
+# checks that turn "no display" into one line. The client's window table and
+# framebuffers are the real ones; only the connection is absent.
+"""client.viewer: damage patches, coalescing bound, keys, display checks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from client.framebuffer import Framebuffer
+from client.viewer.damage import MAX_PATCH_RECTS, MAX_PENDING_PATCHES, DamageCollector, snapshot_of
+from client.viewer.keymap import KeyTranslator
+from client.viewer.main import NoDisplay, check_display
+from client.windows import WindowTable
+from protocol.base import Encoding
+from protocol.messages import FrameEnd, Region
+from protocol.windows import WindowFocus, WindowNew, WindowTarget
+
+
+@dataclass
+class FakeClient:
+    """What DamageCollector reads from a SessionClient."""
+
+    windows: WindowTable = field(default_factory=WindowTable)
+    framebuffer: Framebuffer | None = None
+
+
+def window_new(window: int, title: str = "t", width: int = 40, height: int = 20) -> WindowNew:
+    return WindowNew(id=window, x=10, y=20, width=width, height=height, kind="normal", managed=True, transient_for=0,
+                     title=title, app_id="xterm", wm_class=("xterm", "XTerm"), modal=False, decorated=True,
+                     state="normal", polite_close=True, min_width=1, min_height=1, max_width=0, max_height=0,
+                     base_width=0, base_height=0, width_inc=1, height_inc=1)  # fmt: skip
+
+
+def fill(x: int, y: int, w: int, h: int, rgb: tuple[int, int, int]) -> Region:
+    return Region(x=x, y=y, w=w, h=h, encoding=Encoding.FILL, data=bytes(rgb))
+
+
+def drive(client: FakeClient, collector: DamageCollector, message: Any) -> None:
+    """What SessionClient does: apply the message, then tell the observers."""
+    if isinstance(message, WindowTarget):
+        client.windows.target(message)
+    elif isinstance(message, Region):
+        client.windows.region(message)
+    collector(message)
+
+
+def make(window: int = 5) -> tuple[FakeClient, DamageCollector, list[int]]:
+    client = FakeClient()
+    client.windows.message(window_new(window))
+    wakes: list[int] = []
+    collector = DamageCollector(client, lambda: wakes.append(1), lambda: None)
+    return client, collector, wakes
+
+
+def test_frame_end_turns_changed_rectangles_into_rgb_patches() -> None:
+    client, collector, wakes = make()
+    drive(client, collector, WindowTarget(window=5, width=40, height=20))
+    drive(client, collector, fill(2, 3, 4, 2, (255, 0, 0)))
+    assert collector.take() == [] and not wakes  # nothing before FRAME_END
+    drive(client, collector, FrameEnd(seq=1))
+    patches = collector.take()
+    assert len(wakes) == 1 and len(patches) == 1
+    patch = patches[0]
+    assert (patch.window, patch.fb_width, patch.fb_height) == (5, 40, 20)
+    assert (patch.x, patch.y, patch.w, patch.h) == (2, 3, 4, 2)
+    assert patch.rgb == bytes((255, 0, 0)) * 8
+
+
+def test_the_gui_is_woken_once_until_it_takes_the_patches() -> None:
+    client, collector, wakes = make()
+    drive(client, collector, WindowTarget(window=5, width=40, height=20))
+    for seq in range(3):
+        drive(client, collector, fill(seq, 0, 1, 1, (1, 2, 3)))
+        drive(client, collector, FrameEnd(seq=seq))
+    assert len(wakes) == 1 and len(collector.take()) == 3
+    drive(client, collector, fill(0, 0, 1, 1, (1, 2, 3)))
+    drive(client, collector, FrameEnd(seq=9))
+    assert len(wakes) == 2
+
+
+def test_many_rectangles_in_one_frame_go_as_their_bounding_box() -> None:
+    client, collector, _ = make()
+    drive(client, collector, WindowTarget(window=5, width=40, height=20))
+    for i in range(MAX_PATCH_RECTS + 1):
+        drive(client, collector, fill(i, i % 10, 1, 1, (9, 9, 9)))
+    drive(client, collector, FrameEnd(seq=1))
+    (patch,) = collector.take()
+    assert (patch.x, patch.y, patch.w, patch.h) == (0, 0, MAX_PATCH_RECTS + 1, 10)
+
+
+def test_pending_patches_past_the_bound_become_one_whole_window_patch() -> None:
+    client, collector, _ = make()
+    drive(client, collector, WindowTarget(window=5, width=40, height=20))
+    for seq in range(MAX_PENDING_PATCHES + 1):
+        drive(client, collector, fill(seq % 40, 0, 1, 1, (seq % 256, 0, 0)))
+        drive(client, collector, FrameEnd(seq=seq))
+    (patch,) = collector.take()  # the GUI fell behind: one patch of the whole, current window
+    assert (patch.x, patch.y, patch.w, patch.h) == (0, 0, 40, 20)
+    assert len(patch.rgb) == 40 * 20 * 3
+
+
+def test_regions_of_an_unknown_window_make_no_patch() -> None:
+    client, collector, wakes = make()
+    drive(client, collector, WindowTarget(window=99, width=10, height=10))
+    drive(client, collector, fill(0, 0, 1, 1, (1, 1, 1)))
+    drive(client, collector, FrameEnd(seq=1))
+    assert collector.take() == [] and not wakes
+
+
+def test_snapshot_copies_the_window_table() -> None:
+    client, _collector, _ = make()
+    client.windows.message(window_new(6, "second"))
+    client.windows.message(WindowFocus(window=6))
+    snap = snapshot_of(client, "me@host")
+    assert snap.seamless and snap.focus == 6
+    assert [(w.id, w.title, w.x, w.y, w.width, w.height) for w in snap.windows] == [(5, "t", 10, 20, 40, 20),
+                                                                                   (6, "second", 10, 20, 40, 20)]
+
+
+def test_desktop_mode_snapshot_is_one_window_the_size_of_the_screen() -> None:
+    client = FakeClient(framebuffer=Framebuffer(320, 200))
+    snap = snapshot_of(client, "me@host")
+    assert not snap.seamless
+    assert [(w.id, w.title, w.width, w.height) for w in snap.windows] == [(0, "me@host", 320, 200)]
+
+
+def test_keys_go_down_and_up_and_focus_out_releases_what_is_held() -> None:
+    keys = KeyTranslator()
+    assert keys.press(0x41, 0x61, "a", 0, False) == [(0x61, True)]
+    assert keys.press(0x01000020, 0xFFE1, "", 0, False) == [(0xFFE1, True)]
+    assert keys.press(0x41, 0x61, "a", 0, True) == [(0x61, True)]  # auto-repeat repeats the press
+    assert keys.release(0x41, 0x61, "a", 0, True) == []  # ... and its synthetic release sends nothing
+    assert keys.release(0x41, 0x61, "a", 0, False) == [(0x61, False)]
+    assert keys.release_all() == [(0xFFE1, False)]
+    assert keys.release_all() == []
+
+
+def test_a_shifted_key_released_after_shift_releases_what_went_down() -> None:
+    keys = KeyTranslator()
+    keys.press(0x01000020, 0xFFE1, "", 0, False)
+    assert keys.press(0x3E, 0x3E, ">", 0, False) == [(0x3E, True)]
+    assert keys.release(0x01000020, 0xFFE1, "", 0, False) == [(0xFFE1, False)]
+    assert keys.release(0x2E, 0x2E, ".", 0, False) == [(0x3E, False)]  # not "." up with ">" left down
+
+
+def test_no_display_is_reported_not_crashed(tmp_path: Any) -> None:
+    with pytest.raises(NoDisplay, match="DISPLAY is not set"):
+        check_display({}, str(tmp_path))
+    with pytest.raises(NoDisplay, match="'nosuch' is not available"):
+        check_display({"QT_QPA_PLATFORM": "nosuch"}, str(tmp_path))
+    (tmp_path / "libqbroken.so").write_bytes(b"not an ELF file")
+    with pytest.raises(NoDisplay, match="cannot load"):
+        check_display({"QT_QPA_PLATFORM": "broken"}, str(tmp_path))
+
+
+def test_a_display_that_does_not_answer_is_one_line() -> None:
+    pytest.importorskip("PySide6")
+    with pytest.raises(NoDisplay, match="cannot open the local display"):
+        check_display({"DISPLAY": f":{os.getpid() % 1000 + 58000}"})
+    with pytest.raises(NoDisplay, match="cannot open the local display"):
+        check_display({"DISPLAY": ":99999"})  # past the TCP port range: still one line
