@@ -13,6 +13,10 @@ DEMO_PORT  ?= 4443
 DEMO_STATE ?= $(CURDIR)/var/demo
 PYTEST_ARGS ?=
 
+# Headers to build xpra (requirements-xpra.txt) from source: X11 extensions,
+# GTK3 and GObject introspection for its client, lz4 and xxhash for its wire.
+XPRA_DEB_PACKAGES := libx11-dev libxtst-dev libxcomposite-dev libxdamage-dev libxfixes-dev libxkbfile-dev \
+	libxrandr-dev libxres-dev libxi-dev liblz4-dev libxxhash-dev libgtk-3-dev libgirepository1.0-dev libcairo2-dev
 # Debian packages: the X server and demo apps, fonts for xterm, the venv
 # module, libXext for MIT-SHM capture, libXdamage/libXfixes/libXcomposite for
 # per-window capture (ctypes), PAM, and the tools tests use;
@@ -31,9 +35,10 @@ DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libxcb-cursor0 libxkbcommon-x11-0 libxkbcommon0 libxcb-icccm4 libxcb-keysyms1 libxcb-render-util0 \
 	libxcb-image0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1 libxcb-glx0 \
 	libx11-xcb1 libegl1 libgl1 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3 \
-	libxcb-xinerama0 x11-xkb-utils openbox xdotool
+	libxcb-xinerama0 x11-xkb-utils openbox xdotool \
+	$(XPRA_DEB_PACKAGES)
 
-.PHONY: all install deps-debian venv sslyze demo test unit lint webtest clean
+.PHONY: all install deps-debian venv sslyze xpra demo test unit lint webtest clean
 
 all: install
 
@@ -58,9 +63,15 @@ $(SSLYZE_PY):
 sslyze: $(SSLYZE_PY)
 	$(SSLYZE_PY) -m pip install -q --disable-pip-version-check -r requirements-sslyze.txt
 
+# xpra for sessions with [session] display = xpra, in its own venv (docs/xpra.md).
+# Optional: a failed build warns and the install goes on. The first build takes
+# minutes; the wheel is cached under /var/cache/sessiond/wheels after that.
+xpra: deps-debian
+	sh conf/xpra/install-xpra $(PREFIX) requirements-xpra.txt conf/xpra
+
 # A real (non-editable) install into the venv: session users run this copy,
 # and the tests exercise exactly this layout.
-install: deps-debian venv
+install: deps-debian venv xpra
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall --no-build-isolation .
 	chmod -R a+rX $(PREFIX)
 	install -d $(BINDIR)

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from client.audio_cli import AudioCommandError, add_audio_parser, run_audio
+from client.xpra_cli import XpraUsageError, add_xpra_parser, local_xpra, run_xpra
 from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
 from client.redirect import follow
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     share.add_argument("--for", dest="duration", type=float, default=0.0, help="stop sharing after SECONDS")
     add_audio_parser(sub)
     add_transfer_parsers(sub)
+    add_xpra_parser(sub)
     add_view_parser(sub)
     return parser
 
@@ -150,6 +152,11 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
             if usb_offline(args):
                 return 0
         except UsbUsageError as exc:
+            raise UsageError(str(exc)) from exc
+    if args.command == "xpra":
+        try:  # before the login: a missing or unusable local client is said at once
+            args.local_xpra = local_xpra(args)
+        except XpraUsageError as exc:
             raise UsageError(str(exc)) from exc
     client, result, server = await open_session(reactor, args)
     try:
@@ -287,6 +294,11 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         except TransferFailed as exc:
             print(f"svclient: {exc}", file=sys.stderr)
             return EXIT_REFUSED
+    elif args.command == "xpra":
+        try:
+            return await run_xpra(reactor, client, args, args.local_xpra)
+        except XpraUsageError as exc:
+            raise UsageError(str(exc)) from exc
     elif args.command == "usb":
         from client.usb_share import share_devices
 

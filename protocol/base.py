@@ -32,14 +32,18 @@ class ChannelKind(IntEnum):
     USB = 5
     CLIPBOARD = 6
     WINDOWS = 7
-    FILES = 8  # 9 XPRA (other branches)
+    FILES = 8
+    XPRA = 9
 
 
 # Kinds defined but not implemented in version 1: opening one is refused with
 # CHANNEL_CLOSE(CHANNEL_KIND_UNAVAILABLE) and the connection stays up.
 RESERVED_KINDS: frozenset[ChannelKind] = frozenset()
 
-# Send priority per kind, lower first (control, input, audio and windows, display, clipboard, usb, files).
+# Send priority per kind, lower first (control, input, audio and windows, display and xpra,
+# clipboard, usb, files). XPRA ranks with DISPLAY: its one stream mixes the user's keystrokes
+# and pixels (it cannot be split by priority), so bulk USB or file transfer must not stall it,
+# and sessiond's own input channel still goes first.
 KIND_PRIORITY: dict[ChannelKind, int] = {
     ChannelKind.CONTROL: 0,
     ChannelKind.INPUT: 1,
@@ -50,6 +54,7 @@ KIND_PRIORITY: dict[ChannelKind, int] = {
     ChannelKind.CLIPBOARD: 4,
     ChannelKind.USB: 5,
     ChannelKind.FILES: 6,
+    ChannelKind.XPRA: 3,
 }
 
 

@@ -71,6 +71,7 @@ from protocol.transfer import CLIPBOARD_MESSAGES, FILES_MESSAGES
 from protocol.usb import USB_MESSAGES
 from protocol.windows import DISPLAY_WINDOW_MESSAGES, INPUT_WINDOW_MESSAGES, WINDOWS_MESSAGES
 from protocol.windows_admin import WindowList, WindowListRequest
+from protocol.xpra import XPRA_MESSAGES, XpraData
 
 __all__ = [
     "KIND_PRIORITY",
@@ -123,6 +124,7 @@ __all__ = [
     "VideoCaps",
     "Wheel",
     "WindowUpdate",
+    "XpraData",
     "decode_message",
     "encode_message",
     "max_payload",
@@ -175,6 +177,7 @@ MESSAGE_TYPES: Final[dict[ChannelKind, dict[int, type[Message]]]] = {
     ChannelKind.WINDOWS: _table(WINDOWS_MESSAGES, generic=True),
     ChannelKind.CLIPBOARD: _table(CLIPBOARD_MESSAGES, generic=True),
     ChannelKind.FILES: _table(FILES_MESSAGES, generic=True),
+    ChannelKind.XPRA: _table(XPRA_MESSAGES, generic=True),
     **{kind: _table((), generic=True) for kind in sorted(RESERVED_KINDS)},
 }
 

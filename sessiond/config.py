@@ -32,6 +32,7 @@ from sessiond.config_sections import (
     SessionSection,
     UsbSection,
 )
+from sessiond.display_config import parse_display, parse_display_overrides
 from sessiond.transfer_config import CLIPBOARD_KEYS, FILES_KEYS, home_dir_name, overrides_of, parse_types
 from sessiond.usb_rules import parse_principal_rules as _usb_principals
 from sessiond.usb_rules import parse_rules as _usb_rules
@@ -184,6 +185,11 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "cpu_max": ("max", parse_cpu),
         "cpu_weight": ("100", parse_cpu_weight),
         "mode": ("seamless", _choice("seamless", "desktop")),
+        # docs/xpra.md: "native" (sessiond's display) or "xpra" (an xpra server in the sandbox).
+        "display": ("native", parse_display),
+        "display_users": ("", parse_display_overrides),
+        "display_groups": ("", parse_display_overrides),
+        "xpra": (DEFAULT_INSTALL_PREFIX + "/xpra-venv/bin/xpra", str),
         "zygote": ("true", _bool),
         "warm_pool": ("0", _int(0, MAX_WARM_POOL)),
     },

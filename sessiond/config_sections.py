@@ -58,6 +58,10 @@ class SessionSection:
     cpu_max: int | None
     cpu_weight: int
     mode: str  # "seamless": each app window is a client window; "desktop": one screen
+    display: str  # "native" (sessiond's display) or "xpra" (sessiond.display_config)
+    display_users: tuple[tuple[str, str], ...]  # per-user overrides of display
+    display_groups: tuple[tuple[str, str], ...]
+    xpra: str  # the xpra executable sessions run (its own venv under the prefix)
     zygote: bool  # the sandbox entry preloads the agent and runs it without exec (isolation.zygote)
     warm_pool: int  # sandboxes started ahead of logins (sessiond.warm_pool); 0 = none
 

@@ -132,11 +132,11 @@ def print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
 
 
 def print_sessions(rows: list[dict[str, Any]]) -> None:
-    header = ("ID", "USER", "STATE", "APPS", "CLIENT", "STARTED", "IDLE", "MEMORY", "CPU")
+    header = ("ID", "USER", "STATE", "DISPLAY", "APPS", "CLIENT", "STARTED", "IDLE", "MEMORY", "CPU")
     lines = [header] + [
-        (r["id"], r["user"], r["state"], ",".join(r["apps"]) or "-", r["client_address"] or "-",
-         _time(r["started"]), f"{r['idle_seconds']:.0f}s", f"{r['memory_bytes'] / 2**20:.1f}M",
-         f"{r['cpu_seconds']:.1f}s")  # fmt: skip
+        (r["id"], r["user"], r["state"], r.get("display") or "-", ",".join(r["apps"]) or "-",
+         r["client_address"] or "-", _time(r["started"]), f"{r['idle_seconds']:.0f}s",
+         f"{r['memory_bytes'] / 2**20:.1f}M", f"{r['cpu_seconds']:.1f}s")  # fmt: skip
         for r in rows
     ]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]

@@ -49,8 +49,9 @@ log = Logger()
 MAX_PENDING_PER_CHANNEL: Final = 1024
 # Kinds whose every frame passes through undecoded.
 # WINDOWS: the agent is the window manager and needs no policy from root.
+# XPRA: the user's xpra stream; root never parses it (only its frame headers).
 PASS_THROUGH_KINDS: Final = frozenset({ChannelKind.DISPLAY, ChannelKind.INPUT, ChannelKind.AUDIO_OUT,
-                                        ChannelKind.AUDIO_IN, ChannelKind.WINDOWS})  # fmt: skip
+                                        ChannelKind.AUDIO_IN, ChannelKind.WINDOWS, ChannelKind.XPRA})  # fmt: skip
 # USB frames that pass through undecoded (the rest are policy's).
 USB_RAW_TYPES: Final = frozenset({UrbCommand.TYPE, UrbReturn.TYPE})
 _CONN_ID = struct.Struct(">I")

@@ -30,6 +30,7 @@ from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
 from sessiond.relay import ChannelRelay, Endpoint
 from sessiond.spawn import AgentHandle, CgroupError, agent_settings, session_env
+from sessiond.display_config import resolve_display
 from sessiond.transfer_config import files_under_clipboard, resolve_clipboard, resolve_files
 from sessiond.transfer_filter import ClipboardFilter, FilesFilter
 from sessiond.usb_policy import UsbFilter
@@ -98,6 +99,8 @@ class Session:
                              supervisor.usb_watch)  # fmt: skip
         self.relay.filters[ChannelKind.USB] = self.usb
         self.clipboard_policy = resolve_clipboard(self.config.clipboard, account)
+        session = self.config.session
+        self.display = resolve_display(session.display, session.display_users, session.display_groups, account)
         self.file_policy = files_under_clipboard(resolve_files(self.config.files, account), self.clipboard_policy)
         self.relay.filters[ChannelKind.CLIPBOARD] = ClipboardFilter(self.relay, lambda: self.clipboard_policy,
                                                                     account.name, self._audit)  # fmt: skip
@@ -144,7 +147,7 @@ class Session:
                                   session_dir=self.session_dir, link_token=self.link_token, width=self.width,
                                   height=self.height)  # fmt: skip
         settings = agent_settings(self.config, self.socket_path, self.width, self.height, self.clipboard_policy,
-                                  self.file_policy)  # fmt: skip
+                                  self.file_policy, self.display)  # fmt: skip
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
         slot = self.supervisor.warm_slot()
         try:
@@ -377,6 +380,7 @@ class Session:
             "started": self.created, "last_connect": self.last_connect, "last_disconnect": self.last_disconnect,
             "idle_seconds": round(max(0.0, now - self.last_input), 3), "memory_bytes": memory,
             "cpu_seconds": round(cpu, 3), "width": self.width, "height": self.height, "agent_pid": self.agent.pid,
+            "display": self.display,
         }  # fmt: skip
 
     def _group_names(self) -> tuple[str, ...]:

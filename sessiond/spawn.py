@@ -33,8 +33,10 @@ log = Logger()
 
 
 def agent_settings(config: Config, socket: str, width: int, height: int,
-                   clipboard: ClipboardPolicy | None = None, files: FilePolicy | None = None) -> AgentSettings:
-    """The agent's settings from sessiond's config and the user's resolved transfer policy."""
+                   clipboard: ClipboardPolicy | None = None, files: FilePolicy | None = None,
+                   display: str = "native") -> AgentSettings:  # fmt: skip
+    """The agent's settings from sessiond's config and the user's resolved transfer
+    policy and display (sessiond.display_config.resolve_display)."""
     clipboard = clipboard or ClipboardPolicy()
     files = files or FilePolicy()
     return AgentSettings(
@@ -50,7 +52,7 @@ def agent_settings(config: Config, socket: str, width: int, height: int,
         clip_types=" ".join(sorted(clipboard.allowed_mimes)), files_to_client=files.to_client,
         files_from_client=files.from_client, files_max_bytes=files.max_file_bytes,
         files_downloads_dir=files.downloads_dir, files_outbox_dir=files.outbox_dir,
-        mode=config.session.mode,
+        mode=config.session.mode, display=display, xpra=config.session.xpra if display == "xpra" else "",
     )  # fmt: skip
 
 

@@ -55,6 +55,8 @@ from sessiond.agent.seamless import Seamless
 from sessiond.agent.window_model import Rect, WindowInfo
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
+from sessiond.agent.xpra_channel import XpraChannels
+from sessiond.agent.xpra_server import XPRA_DIR, XPRA_SOCKET, XpraServer, xpra_argv, xpra_env
 from sessiond.agent.xserver import start_xvfb
 
 SOFTWARE = "sessiond-agent 0.1.0"
@@ -96,7 +98,7 @@ class Agent:
         self.seamless: Seamless | None = None
         self.focus: FocusManager | None = None
         self.windows_channel: int | None = None  # the open windows channel (seamless)
-        if args.mode == "seamless":
+        if args.mode == "seamless" and args.display != "xpra":  # with xpra, xpra is the window manager
             self.seamless = Seamless(self.loop, self.x, self.xserver.display, Rect(0, 0, self.width, self.height),
                                      self.log, self._window_new)  # fmt: skip
             self.loop.add_reader(self.seamless.fileno(), self._pixels_readable)
@@ -120,6 +122,19 @@ class Agent:
         # USB/IP endpoint; listens only once the client opens a usb channel.
         self.usb = UsbService(self.loop, self.log, os.environ.get("XDG_RUNTIME_DIR") or os.path.dirname(args.socket))
         self.transfers = TransferService(self.loop, self.xserver.display, args, self.log)  # clipboard, files
+        self.xpra: XpraServer | None = None
+        runtime = os.path.dirname(args.socket)  # the session's private runtime directory
+        if args.display == "xpra":
+            argv = xpra_argv(args.xpra, self.xserver.display, runtime, to_client=args.clip_to_client,
+                             from_client=args.clip_from_client)  # fmt: skip
+            conf_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(args.xpra))), "etc", "xpra")
+            self.xpra = XpraServer(self.loop, argv, xpra_env(app_env, self.xserver.display, runtime, conf_dir),
+                                   self.log)  # fmt: skip
+        xpra = self.xpra
+        self.xpra_channels = XpraChannels(
+            os.path.join(runtime, XPRA_DIR, XPRA_SOCKET) if xpra is not None else None,
+            version=lambda: xpra_version(args.xpra), log=self.log,
+            ready=(lambda: xpra.wait_ready()) if xpra is not None else None)  # fmt: skip
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
         self.loop.call_soon(self._x_readable)  # events read in during set-up
@@ -228,6 +243,7 @@ class Agent:
             self.audio.link_lost()
             self.usb.reset()
             self.transfers.link_lost()
+            self.xpra_channels.link_lost()
 
     def link_writable(self, link: LinkProtocol) -> None:
         self.schedule_frame()
@@ -251,7 +267,8 @@ class Agent:
             event.channel != 0 and (self.audio.handles(event.kind) or event.kind is ChannelKind.WINDOWS))
 
     def _dispatch(self, link: LinkProtocol, event: object) -> None:
-        if self.usb.handles(link, event) or self.transfers.handles(link, event):
+        if self.usb.handles(link, event) or self.transfers.handles(link, event) or self.xpra_channels.handles(
+                link, event):  # fmt: skip
             return
         if isinstance(event, MessageReceived):
             if event.channel == 0:
@@ -398,6 +415,8 @@ class Agent:
         with contextlib.suppress(Exception):
             self.loop.remove_reader(self.x.fileno())
         self.apps.terminate_all()
+        if self.xpra is not None:
+            self.xpra.stop()
         self.audio.stop()
         self.usb.stop()
         self.transfers.stop()
@@ -414,6 +433,21 @@ class Agent:
                 self.desktop.close()
         finally:
             self.xserver.stop()
+
+
+def xpra_version(xpra: str) -> str:
+    """The version of the xpra package next to `xpra` ("6.5.5"), read from its
+    venv's metadata without running it; "" if unknown."""
+    from importlib import metadata  # noqa: PLC0415 - only xpra sessions need it
+
+    venv_lib = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(xpra))), "lib")
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(venv_lib):
+            site = os.path.join(venv_lib, entry, "site-packages")
+            for dist in metadata.distributions(path=[site]):
+                if dist.metadata["Name"] == "xpra":
+                    return str(dist.version)
+    return ""
 
 
 def _log_to_file(path: str) -> None:
@@ -450,6 +484,8 @@ async def run(args: AgentSettings, token: str) -> int:
         os.umask(old_umask)
     print("READY", flush=True)
     agent.audio.start_server()  # after READY: not on the session's start-up path (on demand: only its socket)
+    if agent.xpra is not None:
+        agent.xpra.start()  # after READY too: the first XPRA channel waits for its socket
     _log_to_file(os.path.join(os.path.dirname(args.socket), AGENT_LOG))
     try:
         await stop.wait()

@@ -22,6 +22,8 @@ _MAX_SIDE: Final = 8192
 _MAX_KBPS: Final = 10_000_000
 # [session] mode values.
 SESSION_MODES: Final = ("seamless", "desktop")
+# [session] display values (sessiond.display_config.DISPLAYS; repeated: the agent imports nothing of the daemon).
+SESSION_DISPLAYS: Final = ("native", "xpra")
 _MAX_CLIP_BYTES: Final = 64 * 1024 * 1024
 _MAX_FILE_BYTES: Final = 2**40
 _MAX_STR: Final = 255
@@ -66,6 +68,13 @@ def _mode(data: dict[str, Any]) -> str:
     return str(value)
 
 
+def _display(data: dict[str, Any]) -> str:
+    value = data["display"]
+    if value not in SESSION_DISPLAYS:
+        raise SettingsError(f"display must be one of {', '.join(SESSION_DISPLAYS)}")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """What one session agent runs with (from [session], [display], [audio], [apps])."""
@@ -98,6 +107,8 @@ class AgentSettings:
     files_max_bytes: int = 4 * 1024 * 1024 * 1024
     files_downloads_dir: str = "Downloads"
     files_outbox_dir: str = "Outbox"
+    display: str = "native"  # [session] display as resolved for this user: "native" or "xpra"
+    xpra: str = ""  # the xpra executable (display = xpra)
 
     def to_json(self) -> str:
         """The compact JSON form sessiond puts in the agent's environment."""
@@ -148,4 +159,6 @@ class AgentSettings:
             files_max_bytes=_int(data, "files_max_bytes", 0, _MAX_FILE_BYTES),
             files_downloads_dir=_str(data, "files_downloads_dir"),
             files_outbox_dir=_str(data, "files_outbox_dir"),
+            display=_display(data),
+            xpra=_str(data, "xpra"),
         )

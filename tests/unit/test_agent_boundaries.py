@@ -203,6 +203,7 @@ def bare_agent(logged: list[str]) -> tuple[Agent, RecorderLink]:
     agent.log = agent.drop_log = logged.append  # type: ignore[method-assign, assignment]
     agent.usb = FakeUsb()  # type: ignore[assignment]
     agent.transfers = FakeUsb()  # type: ignore[assignment]
+    agent.xpra_channels = FakeUsb()  # type: ignore[assignment]
     agent.audio = FakeAudio()  # type: ignore[assignment]
     agent.input = InputChannel(RaisingInjector(), type("F", (), {"focus_at": lambda *a: None})(), agent._reply_input)
     agent._x_readable = lambda: None  # type: ignore[method-assign]

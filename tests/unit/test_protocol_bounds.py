@@ -75,6 +75,7 @@ EXPECTED_MAX = {
     ChannelKind.CLIPBOARD: 4 + 64 * 1024,  # CLIP_DATA: serial and a 64 KiB chunk
     ChannelKind.FILES: 12 + 64 * 1024,  # FILE_DATA: id, offset and a 64 KiB chunk
     ChannelKind.WINDOWS: 8 + 96 * 1024,  # WINDOW_ICON with the largest PNG
+    ChannelKind.XPRA: 64 * 1024,  # XPRA_DATA: one 64 KiB chunk of the opaque stream
 }
 
 

@@ -13,6 +13,7 @@ from protocol.connection import Connection, ConnectionClosed, Role
 from protocol.frames import Frame, FrameDecoder
 from protocol.windows_admin import WindowSummary
 from protocol.transfer import ClipData, FileData
+from protocol.xpra import XpraData
 from protocol.messages import (
     MESSAGE_NAMES,
     AppInfo,
@@ -38,7 +39,7 @@ def build(description: dict[str, Any]) -> Message:
             value = tuple(AppInfo(**{**app, "categories": tuple(app["categories"])}) for app in value)
         elif key == "windows":
             value = tuple(WindowSummary(**row) for row in value)
-        elif key == "data" and cls in (Region, ClipData, FileData) or key in ("packet", "png"):
+        elif key == "data" and cls in (Region, ClipData, FileData, XpraData) or key in ("packet", "png"):
             value = bytes.fromhex(value)
         elif isinstance(value, list):
             value = tuple(value)

@@ -87,7 +87,9 @@ export const MESSAGE_TABLE = Object.freeze([
   {"codec": "struct", "fields": [{"high": 4294967295, "low": 0, "name": "id", "optional": false, "wire": "u32"}], "kind": 8, "max_payload": 4, "name": "FILE_END", "sender": "any", "type": 4},
   {"codec": "struct", "fields": [{"high": 4294967295, "low": 0, "name": "id", "optional": false, "wire": "u32"}, {"high": 1099511627776, "low": 0, "name": "size", "optional": false, "wire": "u64"}, {"max_len": 1024, "min_len": 0, "name": "name", "optional": false, "wire": "text"}], "kind": 8, "max_payload": 1036, "name": "FILE_DONE", "sender": "any", "type": 5},
   {"codec": "struct", "fields": [{"high": 4294967295, "low": 0, "name": "id", "optional": false, "wire": "u32"}, {"choices": [1, 2, 3, 4, 5, 6, 7, 8], "high": 255, "low": 0, "name": "code", "optional": false, "wire": "u8"}, {"max_len": 256, "min_len": 0, "name": "text", "optional": false, "wire": "text"}], "kind": 8, "max_payload": 261, "name": "FILE_CANCEL", "sender": "any", "type": 6},
+  {"codec": "struct", "fields": [{"max_len": 65536, "min_len": 1, "name": "data", "optional": false, "wire": "bytes"}], "kind": 9, "max_payload": 65536, "name": "XPRA_DATA", "sender": "any", "type": 1},
+  {"codec": "struct", "fields": [{"max_len": 64, "min_len": 0, "name": "version", "optional": false, "wire": "text"}], "kind": 9, "max_payload": 64, "name": "XPRA_VERSION", "sender": "server", "type": 2},
 ]);
 
 /** Largest payload of any message of each channel kind. */
-export const KIND_MAX_PAYLOAD = Object.freeze({"0": 65536, "1": 2097152, "2": 12, "3": 4016, "4": 4016, "5": 123956, "6": 65540, "7": 98312, "8": 65548});
+export const KIND_MAX_PAYLOAD = Object.freeze({"0": 65536, "1": 2097152, "2": 12, "3": 4016, "4": 4016, "5": 123956, "6": 65540, "7": 98312, "8": 65548, "9": 65536});

@@ -1,0 +1,46 @@
+# The xpra channel: an opaque byte stream between the user's local xpra
+# client (bridged by svclient) and the session's xpra server (bridged by the
+# agent).
+#
+# Why one message with nothing but bytes: sessiond never parses xpra packets
+# (they are the user's data, and xpra's own packet format is not ours to
+# validate in root). The only structure the wire needs is a bound on one
+# chunk, so a reader knows from the frame header what it will buffer; the
+# stream itself is reassembled by the xpra peers. A chunk is never empty:
+# an empty DATA carries nothing and would only cost a frame header.
+# XPRA_VERSION, sent by the agent before any data, names the session's xpra
+# server version, so a client can refuse to start an xpra client that
+# cannot talk to it, with a message naming both versions.
+"""XPRA_VERSION and XPRA_DATA: the session's xpra version, then the opaque xpra stream."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from protocol.base import ChannelKind, Message, Sender
+from protocol.schema import BYTES, TEXT, Declared, message, wire
+
+# Largest chunk of the xpra stream in one frame: the size one read of a Unix
+# socket returns at most on the bridges, and small enough that two frames
+# fit the default window many times over (a keystroke never waits long
+# behind a bulk chunk on the same channel).
+MAX_XPRA_CHUNK: Final = 64 * 1024
+# Bytes of a version string ("6.5.5-r0"): xpra's own are far shorter.
+MAX_XPRA_VERSION: Final = 64
+
+
+@message(0x01, "XPRA_DATA", kind=ChannelKind.XPRA, sender=Sender.ANY)
+class XpraData(Declared):
+    """The next bytes of the xpra stream (1..MAX_XPRA_CHUNK), either direction."""
+
+    data: bytes = wire(BYTES(MAX_XPRA_CHUNK, 1))
+
+
+@message(0x02, "XPRA_VERSION", kind=ChannelKind.XPRA, sender=Sender.SERVER)
+class XpraVersion(Declared):
+    """The session's xpra server version, first on the channel (server -> client)."""
+
+    version: str = wire(TEXT(MAX_XPRA_VERSION))
+
+
+XPRA_MESSAGES: tuple[type[Message], ...] = (XpraData, XpraVersion)
