@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 import spine_server
 from bench_spine import REPO, SCREEN, SHARED_APP_DIR, XTERM_APP_ID, publish_bench_apps
 from client.known_hosts import KnownHosts
-from spine_server import BenchUsers
+from spine_server import BenchUsers, run_bench
 from spine_workloads import XTERM_ARGS, StartupRun, startup_once, within
 
 DEFAULT_USERS = 20
@@ -49,11 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_logins: run as root (it creates users and starts sessiond)", file=sys.stderr)
         return 2
-    status = {"code": 0}
 
-    async def body(reactor: Any) -> None:
-        tmp = tempfile.mkdtemp(prefix="svbench-logins-")
-        users = BenchUsers(tmp)
+    async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
         server = None
         try:
             apps = publish_bench_apps(tmp)
@@ -81,25 +76,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"all done in {wall:.2f} s")  # fmt: skip
             print(f"ratio median(concurrent) / alone: {statistics.median(firsts) / single.first_frame:.2f}x "
                   f"(the {len(runs)} sessions share 2 cores: the floor is about {len(runs) / 2:.0f}x)")  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - report, then clean up
-            print(f"bench_logins: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        except Exception:
             if server is not None:
                 print(server.log()[-3000:], file=sys.stderr)
-            status["code"] = 1
+            raise
         finally:
             if server is not None:
                 await within(reactor, server.stop(reactor), "sessiond to stop", 60)
-            for problem in users.remove_all():
-                print(f"bench_logins: cleanup: {problem}", file=sys.stderr)
-            shutil.rmtree(SHARED_APP_DIR, ignore_errors=True)
-            shutil.rmtree(tmp, ignore_errors=True)
 
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            return int(exc.code)
-    return status["code"]
+    return run_bench("bench_logins", "svbench-logins-", work, remove=(SHARED_APP_DIR,))
 
 
 if __name__ == "__main__":

@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import task
 
 import spine_server
 from client.known_hosts import KnownHosts
 from protocol.messages import ChannelKind
-from spine_server import BenchUsers
+from spine_server import BenchUsers, run_bench
 from spine_workloads import connect, within
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -210,35 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configs = [(name, parse_settings(f"{COMMON},{text}")) for name, text in (("baseline", args.baseline),
                                                                           ("ours", args.ours))]
-    status = {"code": 0}
 
-    async def body(reactor: Any) -> None:
-        tmp = tempfile.mkdtemp(prefix="svmem-")
-        users = BenchUsers(tmp)
+    async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
-        try:
-            results = [await measure_config(reactor, tmp, users, known, name, settings)
-                       for name, settings in configs]  # fmt: skip
-            print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]}, idle {SETTLE_SECONDS:.0f} s with "
-                  f"a client attached; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-            print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
-            print(report(*results))
-        except Exception as exc:  # noqa: BLE001 - one line and the traceback
-            traceback.print_exc()
-            print(f"bench_memory: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status["code"] = 1
-        finally:
-            for problem in users.remove_all():
-                print(f"bench_memory: cleanup: {problem}", file=sys.stderr)
-            shutil.rmtree(tmp, ignore_errors=True)
+        results = [await measure_config(reactor, tmp, users, known, name, settings) for name, settings in configs]
+        print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]}, idle {SETTLE_SECONDS:.0f} s with "
+              f"a client attached; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
+        print(report(*results))
 
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            return int(exc.code)
-    return status["code"]
-
+    return run_bench("bench_memory", "svmem-", work)
 
 if __name__ == "__main__":
     sys.exit(main())

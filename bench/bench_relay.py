@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import spine_server
 from bench_spine import REDRAW_APP_ID, REPO, SCREEN, SHARED_APP_DIR, publish_bench_apps, redraw_visible
 from byte_proxy import CountingProxy
 from client.known_hosts import KnownHosts
-from spine_server import BenchUsers
+from spine_server import BenchUsers, run_bench
 from spine_workloads import cpu_seconds, open_session, within
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -142,37 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_relay: run as root (it creates a user and starts sessiond)", file=sys.stderr)
         return 2
     micros = {p: [micro(p) for _ in range(3)] for p in (args.old, args.new)}
-    status = {"code": 0}
 
-    async def body(reactor: Any) -> None:
-        tmp = tempfile.mkdtemp(prefix="svbench-relay-")
-        users = BenchUsers(tmp)
-        try:
-            apps = publish_bench_apps(tmp)
-            user = users.create("svb-relay")
-            runs: list[RealRun] = []
-            for index in range(args.runs):
-                order = (args.old, args.new) if index % 2 == 0 else (args.new, args.old)
-                for prefix in order:
-                    print(f"redraw run {index + 1}/{args.runs} on {prefix} ...", file=sys.stderr, flush=True)
-                    runs.append(await real_run(reactor, prefix, tmp, apps, user, args.seconds))
-            print(report(args.old, args.new, runs, micros))
-        except Exception as exc:  # noqa: BLE001 - report and clean up
-            print(f"bench_relay: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status["code"] = 1
-        finally:
-            for problem in users.remove_all():
-                print(f"bench_relay: cleanup: {problem}", file=sys.stderr)
-            shutil.rmtree(SHARED_APP_DIR, ignore_errors=True)
-            shutil.rmtree(tmp, ignore_errors=True)
+    async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
+        apps = publish_bench_apps(tmp)
+        user = users.create("svb-relay")
+        runs: list[RealRun] = []
+        for index in range(args.runs):
+            order = (args.old, args.new) if index % 2 == 0 else (args.new, args.old)
+            for prefix in order:
+                print(f"redraw run {index + 1}/{args.runs} on {prefix} ...", file=sys.stderr, flush=True)
+                runs.append(await real_run(reactor, prefix, tmp, apps, user, args.seconds))
+        print(report(args.old, args.new, runs, micros))
 
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            return int(exc.code)
-    return status["code"]
-
+    return run_bench("bench_relay", "svbench-relay-", work, remove=(SHARED_APP_DIR,))
 
 if __name__ == "__main__":
     sys.exit(main())

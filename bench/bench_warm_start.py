@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import traceback
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import task
 
 import spine_server
 from bench_memory import parse_settings
 from bench_spine import REPO, SHARED_APP_DIR, XTERM_APP_ID, publish_bench_apps
 from client.known_hosts import KnownHosts
-from spine_server import BenchUsers
+from spine_server import BenchUsers, run_bench
 from spine_workloads import StartupRun, startup_once
 
 SCREEN = (1920, 1080)
@@ -130,39 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_warm_start: run as root (it creates users and starts sessiond)", file=sys.stderr)
         return 2
-    status = {"code": 0}
     load = os.getloadavg()[0]
 
-    async def body(reactor: Any) -> None:
-        tmp = tempfile.mkdtemp(prefix="svwarm-")
-        users = BenchUsers(tmp)
+    async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
-        try:
-            apps = publish_bench_apps(tmp)
-            rows = []
-            for index, (name, settings) in enumerate(CONFIGS):
-                print(f"{name} x{args.runs} ...", file=sys.stderr, flush=True)
-                rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs)))
-            print(f"sessiond warm-start benchmark; login (after TLS connect) -> first frame with xterm, "
-                  f"{SCREEN[0]}x{SCREEN[1]}; load average at start {load:.2f}")  # fmt: skip
-            print(report(rows))
-        except Exception as exc:  # noqa: BLE001 - one line and the traceback
-            traceback.print_exc()
-            print(f"bench_warm_start: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status["code"] = 1
-        finally:
-            for problem in users.remove_all():
-                print(f"bench_warm_start: cleanup: {problem}", file=sys.stderr)
-            shutil.rmtree(SHARED_APP_DIR, ignore_errors=True)
-            shutil.rmtree(tmp, ignore_errors=True)
+        apps = publish_bench_apps(tmp)
+        rows = []
+        for index, (name, settings) in enumerate(CONFIGS):
+            print(f"{name} x{args.runs} ...", file=sys.stderr, flush=True)
+            rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs)))
+        print(f"sessiond warm-start benchmark; login (after TLS connect) -> first frame with xterm, "
+              f"{SCREEN[0]}x{SCREEN[1]}; load average at start {load:.2f}")  # fmt: skip
+        print(report(rows))
 
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            return int(exc.code)
-    return status["code"]
-
+    return run_bench("bench_warm_start", "svwarm-", work, remove=(SHARED_APP_DIR,))
 
 if __name__ == "__main__":
     sys.exit(main())

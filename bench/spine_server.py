@@ -18,11 +18,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, error, protocol, task
 from twisted.python.failure import Failure
 
 TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
@@ -192,6 +195,37 @@ class BenchUsers:
                 problems.append(f"{name}: userdel failed: {done.stderr.strip()}")
         self.created.clear()
         return problems
+
+
+def run_bench(name: str, tmp_prefix: str, work: Callable[[Any, str, BenchUsers], Awaitable[None]],
+              remove: tuple[str, ...] = ()) -> int:  # fmt: skip
+    """Run WORK(reactor, tmp, users) under Twisted's reactor with a fresh
+    temporary directory and bench users; if it raises, print the traceback and
+    one "NAME: FAILED" line.  Either way the users, the directories in REMOVE
+    and the temporary directory are removed.  Returns the exit status."""
+    status = {"code": 0}
+
+    async def body(reactor: Any) -> None:
+        tmp = tempfile.mkdtemp(prefix=tmp_prefix)
+        users = BenchUsers(tmp)
+        try:
+            await work(reactor, tmp, users)
+        except Exception as exc:  # noqa: BLE001 - one line and the traceback, then clean up
+            traceback.print_exc()
+            print(f"{name}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status["code"] = 1
+        finally:
+            for problem in users.remove_all():
+                print(f"{name}: cleanup: {problem}", file=sys.stderr)
+            for directory in (*remove, tmp):
+                shutil.rmtree(directory, ignore_errors=True)
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            return int(exc.code)
+    return status["code"]
 
 
 def kill_and_wait(pids: list[int]) -> None:
