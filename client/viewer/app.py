@@ -97,6 +97,9 @@ class ViewerUi:
                 else:
                     window.show()
                 window.set_stale(False)
+                # Its pixels may have come before this window existed here
+                # (on_pixels drops patches of unknown windows): ask again.
+                self.link.repaint(state.id)
             else:
                 window.apply_state(state)
                 window.set_stale(False)

@@ -166,9 +166,9 @@ class DamageCollector:
             pending, self._pending, self._notified = self._pending, {}, False
         return [patch for patches in pending.values() for patch in patches]
 
-    def refresh_all(self) -> None:
-        """Queue every known window whole (after a reconnect)."""
-        windows = [DESKTOP, *self.client.windows.windows]
+    def refresh(self, windows: list[int]) -> None:
+        """Queue WINDOWS whole (reactor thread): a window the GUI has just
+        created, whose earlier patches found no local window to go to."""
         for window in windows:
             fb = self._framebuffer(window)
             if fb is not None:

@@ -154,6 +154,10 @@ class ViewerLink:
             for keysym, down in held:
                 client.key(keysym, down)
 
+    def repaint(self, window: int) -> None:
+        """Send WINDOW's whole current picture to the GUI again (from any thread)."""
+        self.reactor.callFromThread(lambda: self.collector.refresh([window]) if self.collector is not None else None)
+
     def take_patches(self) -> list[Patch]:
         """Pixels waiting for the GUI (GUI thread)."""
         return self.collector.take() if self.collector is not None else []

@@ -297,7 +297,11 @@ def test_launcher_lists_the_apps_and_closing_it_disconnects(sessiond_server: Ser
         launcher = desktop.window(f"sessiond apps - {vic.name}@{sessiond_server.address}", 60)
         desktop.window(xterm_title(vic), 60)  # the session's windows are shown too
         wm_delete(desktop, launcher)
-        assert view.process.wait(timeout=30) == 0, view.log()
+        try:
+            status = view.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the viewer still runs 30 s after its launcher closed:\n{view.log()}") from None
+        assert status == 0, view.log()
         assert "Traceback" not in view.log()
     finally:
         view.stop()
