@@ -44,9 +44,9 @@ SETTLE_SECONDS = 4.0
 USER_PREFIX = "svm-"
 # Settings as they were before issue 15's memory work (the baseline).
 BASELINE = "session.max_width=3840,session.max_height=2160,audio.sound_server=eager,session.zygote=false"
-# Both configurations: a network namespace per session, so the session's X
-# client cannot reach an X server some other program on this host listens
-# with on the (host-wide) abstract socket of the same display number.
+# Both configurations: a network namespace per session (chosen before
+# Landlock scoping kept sessions off host abstract sockets; kept so the
+# figures compare with the first runs, docs/admin.md).
 COMMON = "session.network=loopback"
 KIB = 1024
 MIB = 1024 * 1024

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from protocol.base import ChannelKind
 from protocol.connection import Connection, Role
@@ -46,3 +47,30 @@ def open_pair_channel(client: Connection, server: Connection, channel: int, kind
     client.open_channel(channel, kind)
     pump(client, server)
     pump(server, client)
+
+
+class RecordingTransport:
+    """An asyncio-style transport that keeps what is written (for the
+    asyncio protocols of the agent and client: USB/IP peers, listers)."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        """Record DATA."""
+        self.written += data
+
+    def close(self) -> None:
+        """Mark the transport closed."""
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> Any:
+        """No extra information (peer credentials, sockets) in memory."""
+        return None
+
+    def pause_reading(self) -> None:
+        """Flow control is a no-op in memory."""
+
+    def resume_reading(self) -> None:
+        """Flow control is a no-op in memory."""

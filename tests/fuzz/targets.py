@@ -34,7 +34,7 @@ from protocol.connection import Connection, Role
 from protocol.errors import ProtocolError
 from protocol.frames import FrameDecoder
 from protocol.messages import MESSAGE_TYPES, Region, decode_message, encode_message
-from protocol.testing import handshaken_pair, open_pair_channel
+from protocol.testing import RecordingTransport, handshaken_pair, open_pair_channel
 from sessiond import admin, web
 from media.opus import OpusDecoder
 from sessiond.agent.usb_server import UsbipPeer
@@ -231,34 +231,13 @@ class _UsbService:
         return False
 
 
-class _AsyncioTransport:
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 _DEVICE = usb.UsbDevice("1-1", 0x1234, 0x5678, (usb.UsbInterface(8, 6, 80),))
 
 
 def usb_peer(data: bytes) -> None:
     """The agent's USB/IP peer (input from a process in the session); byte 0: attached or not."""
     peer = UsbipPeer(_UsbService(_DEVICE))  # type: ignore[arg-type]
-    peer.connection_made(_AsyncioTransport())
+    peer.connection_made(RecordingTransport())
     if data[:1] == b"\1":
         peer.state, peer.conn, peer.busid, peer.devid = "attached", 7, "1-1", 0x10001
     for piece in _chunks(data):

@@ -7,6 +7,7 @@ from typing import Any
 
 from protocol.connection import ChannelOpened, MessageReceived
 from protocol.messages import ChannelKind, Message
+from protocol.testing import RecordingTransport
 from protocol.usb import (
     DIR_IN,
     DIR_OUT,
@@ -58,27 +59,6 @@ class FakeLink:
         pass
 
 
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def setup(tmp_path: Any) -> tuple[UsbService, FakeLink, UsbExporter, list[DeviceStatus]]:
     loop = asyncio.new_event_loop()
     service = UsbService(loop, lambda text: None, str(tmp_path))
@@ -103,14 +83,14 @@ def test_listing_import_and_bulk_echo(tmp_path: Any) -> None:
     service, link, exporter, statuses = setup(tmp_path)
     assert [(s.busid, s.status) for s in statuses] == [("vusb-1", DeviceState.OFFERED)]
     lister = UsbipPeer(service)
-    lister.connection_made(FakeTransport())
+    lister.connection_made(RecordingTransport())
     transport = lister.transport
     lister.data_received(pack_op_common(OP_REQ_DEVLIST))
     assert transport is not None and transport.written[:12] == bytes.fromhex("0111000500000000" "00000001")  # type: ignore[attr-defined]
     assert b"vusb-1" in transport.written and transport.closed  # type: ignore[attr-defined]
 
     peer = UsbipPeer(service)
-    fake = FakeTransport()
+    fake = RecordingTransport()
     peer.connection_made(fake)
     peer.data_received(pack_op_common(OP_REQ_IMPORT) + b"vusb-1".ljust(32, b"\0"))
     pump(link, exporter)
@@ -131,7 +111,7 @@ def test_listing_import_and_bulk_echo(tmp_path: Any) -> None:
 def test_a_return_for_no_pending_urb_closes_the_usb_channel_only(tmp_path: Any) -> None:
     service, link, _exporter, _ = setup(tmp_path)
     peer = UsbipPeer(service)
-    peer.connection_made(FakeTransport())
+    peer.connection_made(RecordingTransport())
     peer.data_received(pack_op_common(OP_REQ_IMPORT) + b"vusb-1".ljust(32, b"\0"))
     conn = link.conn.sent[-1].conn  # type: ignore[attr-defined]
     service.handles(link, MessageReceived(USB, ChannelKind.USB, UrbReturn(conn, RetSubmit(99))))  # type: ignore[arg-type]
@@ -142,7 +122,7 @@ def test_a_return_for_no_pending_urb_closes_the_usb_channel_only(tmp_path: Any) 
 def test_a_peer_using_another_devid_is_cut_off(tmp_path: Any) -> None:
     service, link, exporter, _ = setup(tmp_path)
     peer = UsbipPeer(service)
-    fake = FakeTransport()
+    fake = RecordingTransport()
     peer.connection_made(fake)
     peer.data_received(pack_op_common(OP_REQ_IMPORT) + b"vusb-1".ljust(32, b"\0"))
     pump(link, exporter)
