@@ -22,7 +22,8 @@ from sessiond.agent.main import Agent
 from sessiond.agent.usb_server import UsbipPeer
 from sessiond.agent.xinput import KEYSYM_MAX, MAX_COORD, MAX_SPARE_KEYCODES, MAX_WHEEL_STEPS, InputInjector
 
-from unit.test_usb_endpoints import USB, FakeTransport, pump, setup
+from protocol.testing import RecordingTransport
+from unit.test_usb_endpoints import USB, pump, setup
 
 MIN_KEYCODE, MAX_KEYCODE = 8, 40
 INPUT = int(ChannelKind.INPUT)
@@ -252,7 +253,7 @@ def test_a_peer_violation_closes_that_channel_with_its_code() -> None:
 def test_a_malformed_command_buffered_during_import_costs_that_usb_connection_only(tmp_path: Any) -> None:
     service, link, exporter, _ = setup(tmp_path)
     peer = UsbipPeer(service)
-    fake = FakeTransport()
+    fake = RecordingTransport()
     peer.connection_made(fake)
     garbage = b"\xde\xad\xbe\xef" * 12  # a 48-byte header of no known command, queued behind the import
     peer.data_received(pack_op_common(OP_REQ_IMPORT) + b"vusb-1".ljust(32, b"\0") + garbage)
@@ -269,7 +270,7 @@ def test_a_malformed_command_buffered_during_import_costs_that_usb_connection_on
 def test_an_unexpected_failure_on_the_usb_channel_closes_that_channel_only(tmp_path: Any) -> None:
     service, link, exporter, _ = setup(tmp_path)
     peer = UsbipPeer(service)
-    peer.connection_made(FakeTransport())
+    peer.connection_made(RecordingTransport())
     peer.data_received(pack_op_common(OP_REQ_IMPORT) + b"vusb-1".ljust(32, b"\0"))
     pump(link, exporter)
 
