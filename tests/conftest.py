@@ -1,4 +1,5 @@
-# Shared fixtures for integration tests; helpers live in svtest.py.
+# Shared fixtures for integration tests (helpers live in svtest.py), and the
+# Hypothesis profile every test directory uses.
 """Integration fixtures: users and a running sessiond."""
 
 from __future__ import annotations
@@ -9,8 +10,15 @@ import tempfile
 from typing import Iterator
 
 import pytest
+from hypothesis import settings
 
 from svtest import Server, TestUser, create_user, remove_user, start_sessiond, stop_sessiond
+
+# Property tests check what an input does, never how fast: Hypothesis's default
+# 200 ms deadline per example is a timing assertion, and a loaded 2-core CI
+# machine legitimately exceeds it (test_file_names flaked that way under load).
+settings.register_profile("sessiond", deadline=None)
+settings.load_profile("sessiond")
 
 
 @pytest.fixture(scope="session")
