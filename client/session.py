@@ -51,6 +51,7 @@ from protocol.messages import (
     IconRequest,
     Key,
     KeyTap,
+    KeyTapAck,
     Launch,
     LaunchResult,
     Logoff,
@@ -62,19 +63,25 @@ from protocol.messages import (
     SessionInfo,
     Sync,
     SyncDone,
+    Tile,
     VideoCaps,
     Wheel,
 )
+from protocol.media import ACK_LOW_MODULO
+from media.tile import TileColours, TileError, unfold
 from protocol.windows import WindowTarget
 from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
-                "input.keysym", "input.key-tap")
+                "input.keysym", "input.key-tap", "display.tile")
 DISPLAY = int(ChannelKind.DISPLAY)
 # VIDEO_CAPS bit: this client decodes H264 regions (client/video.py).
 VIDEO_H264 = 0x01
+VIDEO_TILE = 0x02  # VIDEO_CAPS bit: TILE frames welcome (media/tile.py unfolds them)
+# Largest keysym KEY_TAP_ACK carries (u16); others go as KEY_TAP + FRAME_ACK.
+KEY_TAP_ACK_MAX_KEYSYM = 0xFFFF
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
 INPUT = int(ChannelKind.INPUT)
@@ -150,7 +157,10 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.clock_reports: list[ClockReport] = []
         self._end: ConnectionEnded | None = None
         # VIDEO_CAPS bits sent when the display channel opens (0: no video, stills only).
-        self.video_codecs = VIDEO_H264
+        self.video_codecs = VIDEO_H264 | VIDEO_TILE
+        # The last TILE's colours; False: taps never carry the held ack (bench baseline).
+        self._tile_colours = TileColours()
+        self.compact_keys = True
 
     # -- TLS ---------------------------------------------------------------------
     def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
@@ -212,9 +222,10 @@ class SessionClient(WindowsMixin, FrameProtocol):
     def _event(self, event: object) -> None:
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
-                self._display(event.message)
-                for observer in self.display_observers:  # after the message is applied (client/viewer)
-                    observer(event.message)
+                for message in self._unfold(event.message):
+                    self._display(message)
+                    for observer in self.display_observers:  # after the message is applied (client/viewer)
+                        observer(message)
                 self.conn.consumed(DISPLAY, frame_cost(event.message))
             elif event.channel == INPUT:
                 self.conn.consumed(INPUT, frame_cost(event.message))
@@ -254,6 +265,16 @@ class SessionClient(WindowsMixin, FrameProtocol):
                 del self._waiters[index]
                 d.callback(message)
                 return
+
+    def _unfold(self, message: Message) -> tuple[Message, ...]:
+        """A TILE as the REGION and FRAME_END it stands for (media/tile.py)."""
+        if not isinstance(message, Tile):
+            return (message,)
+        try:
+            return unfold(message, self._tile_colours, self.last_frame)
+        except TileError as exc:
+            self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad tile: {exc}")
+            return ()
 
     def _display(self, message: Message) -> None:
         if isinstance(message, DesktopSize):
@@ -393,6 +414,8 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.conn.open_channel(int(kind), kind)
         self.flush()
         await d
+        if kind is ChannelKind.DISPLAY:
+            self._tile_colours.reset()
         if kind is ChannelKind.DISPLAY and self.video_codecs:
             self.conn.send(DISPLAY, VideoCaps(codecs=self.video_codecs))  # H264 regions welcome
             self.flush()
@@ -457,8 +480,13 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.send_input(Key(keysym=keysym, down=down))
 
     def tap(self, keysym: int) -> None:
-        """Press and release a key in one KEY_TAP message."""
-        self.send_input(KeyTap(keysym=keysym))
+        """Press and release a key in one KEY_TAP message (KEY_TAP_ACK with the held FRAME_ACK in it)."""
+        held = self._held_ack
+        if held is not None and self.compact_keys and keysym <= KEY_TAP_ACK_MAX_KEYSYM:
+            self._held_ack = None
+            self.send_input(KeyTapAck(ack=held % ACK_LOW_MODULO, keysym=keysym))
+        else:
+            self.send_input(KeyTap(keysym=keysym))
 
     def pointer(self, x: int, y: int) -> None:
         self.send_input(Pointer(x=x, y=y))

@@ -7,7 +7,7 @@
 // vectors (tests/vectors/frames.json) by client/web/test/protocol.test.js.
 // The messages themselves are not written here: message-table.js, generated
 // from the Python declarations, lists every type with its fields and bounds,
-// and this module's codec reads it (only REGION's and the audio formats'
+// and this module's codec reads it (only REGION's, TILE's and the audio formats'
 // cross-field rules are spelled out below). Like the Python decoder, it
 // checks every length from the header before buffering a payload, and
 // decodes control JSON strictly (listed fields with their JSON types and
@@ -283,12 +283,22 @@ function checkRegion({ w, h, encoding, data }, bad) {
   }
 }
 
+// TILE (protocol/media.py Tile.check): area, exact data length, pad bits 0.
+export const TILE_MAX_PIXELS = 1024;
+function checkTile({ w, h, form, data }, bad) {
+  if (w * h > TILE_MAX_PIXELS) throw bad('exceeds TILE_MAX_PIXELS');
+  const need = Math.ceil((w * h) / 8) + (form & 0x02 ? 6 : 0);
+  if (data.length !== need) throw bad(`needs ${need} bytes of data, got ${data.length}`);
+  const pad = (8 - ((w * h) % 8)) % 8;
+  if (pad && data[data.length - 1] & ((1 << pad) - 1)) throw bad('pad bits must be 0');
+}
+
 function checkAudioFormat(fields, bad) {
   if (!OPUS_RATES.includes(fields.sample_rate)) throw bad(`sample_rate ${fields.sample_rate} is not an Opus rate`);
 }
 
 // Rules across fields that the table cannot say (protocol/media.py Region.check, audio.py _Format.check).
-const RULES = { REGION: checkRegion, AUDIO_FORMAT: checkAudioFormat, MIC_FORMAT: checkAudioFormat };
+const RULES = { REGION: checkRegion, TILE: checkTile, AUDIO_FORMAT: checkAudioFormat, MIC_FORMAT: checkAudioFormat };
 
 function decodeStruct(spec, payload) {
   const bad = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `${spec.name} ${what}`);

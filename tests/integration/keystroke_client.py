@@ -1,0 +1,102 @@
+# The client side of the keystroke-path test (test_keystroke_tile.py), as
+# its own process with its own reactor: the real client library
+# (client/session.py) logs in over TLS, launches xterm, types a few letters
+# one at a time and waits for each echo, as a user does. It counts the
+# TILE frames it received and the KEY_TAP_ACKs it sent (the compact
+# keystroke path of issue 15), saves its framebuffer -- built only from
+# what this connection received, never refreshed -- as a PNG and prints
+# one JSON object. Synchronisation is by frames only.
+"""Keystroke path client: type letters, count TILE / KEY_TAP_ACK, save the screen (prints JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from twisted.internet import defer, task
+
+from client.keysyms import keysym_for_char
+from client.known_hosts import KnownHosts
+from client.session import SessionClient, connect
+from netem_client import ECHO_TIMEOUT, TYPING_GAP, frame_where, screen_of, wait_quiet, within
+from protocol.connection import MessageReceived
+from protocol.messages import ChannelKind, KeyTapAck, Message, Tile
+
+
+def count_compact(client: SessionClient, counts: dict[str, int]) -> None:
+    """counts["tiles"]: TILEs received; counts["key_tap_acks"]: KEY_TAP_ACKs sent."""
+    event, send = client._event, client.conn.send
+
+    def on_event(ev: object) -> None:
+        if isinstance(ev, MessageReceived) and isinstance(ev.message, Tile):
+            counts["tiles"] += 1
+        event(ev)
+
+    def on_send(channel: int, message: Message) -> None:
+        if isinstance(message, KeyTapAck):
+            counts["key_tap_acks"] += 1
+        send(channel, message)
+
+    client._event = on_event  # type: ignore[method-assign]
+    client.conn.send = on_send  # type: ignore[method-assign]
+
+
+async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    host, _, port = args.server.rpartition(":")
+    with open(args.password_file, encoding="utf-8") as handle:
+        password = handle.read().strip()
+    client: SessionClient = await within(reactor, connect(reactor, host, int(port), KnownHosts(args.known_hosts)),
+                                         "the server")  # fmt: skip
+    counts = {"tiles": 0, "key_tap_acks": 0}
+    try:
+        await within(reactor, client.login(args.user, password), "login")
+        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
+        await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+        await within(reactor, client.launch("xterm"), "the launch of xterm")
+        await wait_quiet(reactor, client)
+        count_compact(client, counts)
+        echoed = 0
+        for char in args.text:
+            before = screen_of(client)
+            client.tap(keysym_for_char(char))
+            try:
+                await frame_where(reactor, client, lambda before=before: screen_of(client) != before,  # type: ignore[misc]
+                                  f"the echo of {char!r}", ECHO_TIMEOUT)  # fmt: skip
+                echoed += 1
+            except RuntimeError:
+                pass
+            await task.deferLater(reactor, TYPING_GAP, lambda: None)
+        await wait_quiet(reactor, client)
+        if client.framebuffer is not None:
+            client.framebuffer.save_png(args.save_screen)
+        return {**counts, "echoed": echoed}
+    finally:
+        client.disconnect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", required=True, help="HOST:PORT")
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--password-file", required=True)
+    parser.add_argument("--known-hosts", required=True)
+    parser.add_argument("--text", default="typed")
+    parser.add_argument("--save-screen", required=True, metavar="PNG", help="the client's screen at the end")
+    args = parser.parse_args(argv)
+    out: dict[str, Any] = {}
+
+    async def body(reactor: Any) -> None:
+        try:
+            out.update(await run(reactor, args))
+        except Exception as exc:  # noqa: BLE001 - reported as JSON to the test
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        print(json.dumps(out), flush=True)
+
+    task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
+    return 0  # not reached: react() exits
+
+
+if __name__ == "__main__":
+    sys.exit(main())
