@@ -89,6 +89,14 @@ def set_compact(client: SessionClient, on: bool) -> None:
     client.flush()
 
 
+def negotiated(client: SessionClient) -> str:
+    """The TLS version and cipher suite the client's connection negotiated."""
+    handle = client.transport.getHandle() if client.transport is not None else None
+    if handle is None or not hasattr(handle, "get_cipher_name"):
+        return "unknown"
+    return f"{handle.get_protocol_version_name()} {handle.get_cipher_name()}"
+
+
 def desktop_entry(name: str, exec_line: str) -> str:
     """A bench-only .desktop entry."""
     return (
@@ -225,6 +233,7 @@ class Bench:
         self.proxy: CountingProxy | None = None
         self.clients: list[SessionClient] = []
         self.breakdown: list[tuple[str, MessageTally, EchoResult]] = []
+        self.cipher = "unknown"
         self._cleaned = False
 
     async def run(self) -> str:
@@ -262,6 +271,7 @@ class Bench:
         tally_new = MessageTally(client)
         typed = await echo(reactor, client, self.proxy, args.keystrokes, tally_new)
         self.breakdown = [("previous encoding", tally_old, typed_old), ("TILE + KEY_TAP_ACK", tally_new, typed)]
+        self.cipher = negotiated(client)
         self.save_screen(client, "echo.png")
         client.disconnect()
         print(f"full-screen redraw {args.redraw_seconds:.0f} s ...", file=sys.stderr, flush=True)
@@ -275,7 +285,7 @@ class Bench:
 
     def breakdown_text(self) -> str:
         """Frames and TLS records of one keystroke, previous encoding and now."""
-        lines = []
+        lines = [f"TLS of the echo connection: {self.cipher}"]
         for label, tally, result in self.breakdown:
             lines.append(f"keystroke breakdown, {label}:")
             lines.append(tally.table(result.records_down, result.records_up, result.bytes_down, result.bytes_up))

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from client.frame_acks import VIDEO_TILE, FrameAcks
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
 from client.window_client import WindowsMixin
@@ -44,14 +45,11 @@ from protocol.messages import (
     ClockReport,
     DesktopSize,
     Error,
-    FrameAck,
     FrameEnd,
     Hello,
     Icon,
     IconRequest,
     Key,
-    KeyTap,
-    KeyTapAck,
     Launch,
     LaunchResult,
     Logoff,
@@ -63,12 +61,9 @@ from protocol.messages import (
     SessionInfo,
     Sync,
     SyncDone,
-    Tile,
     VideoCaps,
     Wheel,
 )
-from protocol.media import ACK_LOW_MODULO
-from media.tile import TileColours, TileError, unfold
 from protocol.windows import WindowTarget
 from transport.tls import fingerprint
 from transport.twisted_wire import FrameProtocol
@@ -79,9 +74,6 @@ CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill"
 DISPLAY = int(ChannelKind.DISPLAY)
 # VIDEO_CAPS bit: this client decodes H264 regions (client/video.py).
 VIDEO_H264 = 0x01
-VIDEO_TILE = 0x02  # VIDEO_CAPS bit: TILE frames welcome (media/tile.py unfolds them)
-# Largest keysym KEY_TAP_ACK carries (u16); others go as KEY_TAP + FRAME_ACK.
-KEY_TAP_ACK_MAX_KEYSYM = 0xFFFF
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
 INPUT = int(ChannelKind.INPUT)
@@ -121,7 +113,7 @@ class Redirected(RemoteError):
 
 
 @implementer(interfaces.IHandshakeListener)
-class SessionClient(WindowsMixin, FrameProtocol):
+class SessionClient(WindowsMixin, FrameAcks, FrameProtocol):
     """Client side of the native protocol."""
 
     role = Role.CLIENT
@@ -139,10 +131,6 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self._replay_waiter: defer.Deferred[Any] | None = None
         self.session_info: SessionInfo | None = None
         self.last_frame = 0
-        # A FRAME_ACK the server let us hold (FRAME_END ack_now=0): it goes with the next write.
-        self._held_ack: int | None = None
-        # False: ack every frame at once, as clients did before ack_now (bench baseline).
-        self.hold_acks = True
         self._waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]] = []
         self._frame_waiters: list[defer.Deferred[int]] = []
         self._channel_waiters: dict[int, defer.Deferred[None]] = {}
@@ -158,9 +146,6 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self._end: ConnectionEnded | None = None
         # VIDEO_CAPS bits sent when the display channel opens (0: no video, stills only).
         self.video_codecs = VIDEO_H264 | VIDEO_TILE
-        # The last TILE's colours; False: taps never carry the held ack (bench baseline).
-        self._tile_colours = TileColours()
-        self.compact_keys = True
 
     # -- TLS ---------------------------------------------------------------------
     def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
@@ -266,16 +251,6 @@ class SessionClient(WindowsMixin, FrameProtocol):
                 d.callback(message)
                 return
 
-    def _unfold(self, message: Message) -> tuple[Message, ...]:
-        """A TILE as the REGION and FRAME_END it stands for (media/tile.py)."""
-        if not isinstance(message, Tile):
-            return (message,)
-        try:
-            return unfold(message, self._tile_colours, self.last_frame)
-        except TileError as exc:
-            self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad tile: {exc}")
-            return ()
-
     def _display(self, message: Message) -> None:
         if isinstance(message, DesktopSize):
             try:  # the size is checked (MAX_FRAMEBUFFER_SIDE) before anything is allocated
@@ -308,12 +283,7 @@ class SessionClient(WindowsMixin, FrameProtocol):
                 self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
         elif isinstance(message, FrameEnd):
             self.windows.frame_end()
-            self.last_frame = message.seq
-            if message.ack_now or not self.hold_acks:
-                self._held_ack = None
-                self.conn.send(DISPLAY, FrameAck(seq=message.seq))
-            else:
-                self._held_ack = message.seq
+            self._frame_ended(message)
             self.flush()
             waiters, self._frame_waiters = self._frame_waiters, []
             for d in waiters:
@@ -415,7 +385,7 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.flush()
         await d
         if kind is ChannelKind.DISPLAY:
-            self._tile_colours.reset()
+            self.display_opened()
         if kind is ChannelKind.DISPLAY and self.video_codecs:
             self.conn.send(DISPLAY, VideoCaps(codecs=self.video_codecs))  # H264 regions welcome
             self.flush()
@@ -461,32 +431,12 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.flush()
         return d
 
-    def flush(self) -> None:
-        """Write what is queued; a held FRAME_ACK rides along with anything else written."""
-        if self._held_ack is not None and not self.conn.closed and self.conn.has_data_to_send():
-            self._send_held_ack()
-        super().flush()
-
-    def _send_held_ack(self) -> None:
-        seq, self._held_ack = self._held_ack, None
-        if seq is not None and DISPLAY in self.conn.open_channels():
-            self.conn.send(DISPLAY, FrameAck(seq=seq))
-
     def send_input(self, message: Message) -> None:
         self.conn.send(INPUT, message)
         self.flush()
 
     def key(self, keysym: int, down: bool) -> None:
         self.send_input(Key(keysym=keysym, down=down))
-
-    def tap(self, keysym: int) -> None:
-        """Press and release a key in one KEY_TAP message (KEY_TAP_ACK with the held FRAME_ACK in it)."""
-        held = self._held_ack
-        if held is not None and self.compact_keys and keysym <= KEY_TAP_ACK_MAX_KEYSYM:
-            self._held_ack = None
-            self.send_input(KeyTapAck(ack=held % ACK_LOW_MODULO, keysym=keysym))
-        else:
-            self.send_input(KeyTap(keysym=keysym))
 
     def pointer(self, x: int, y: int) -> None:
         self.send_input(Pointer(x=x, y=y))

@@ -1,4 +1,4 @@
-# The client side of the keystroke-path test (test_keystroke_tile.py), as
+# The client side of the keystroke-path test (test_typed_tiles.py), as
 # its own process with its own reactor: the real client library
 # (client/session.py) logs in over TLS, launches xterm, types a few letters
 # one at a time and waits for each echo, as a user does. It counts the
@@ -11,16 +11,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import task
 
 from client.keysyms import keysym_for_char
 from client.known_hosts import KnownHosts
 from client.session import SessionClient, connect
-from netem_client import ECHO_TIMEOUT, TYPING_GAP, frame_where, screen_of, wait_quiet, within
+from netem_client import ECHO_TIMEOUT, TYPING_GAP, frame_where, login_parser, react_json, screen_of, wait_quiet, within
 from protocol.connection import MessageReceived
 from protocol.messages import ChannelKind, KeyTapAck, Message, Tile
 
@@ -77,25 +76,10 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--server", required=True, help="HOST:PORT")
-    parser.add_argument("--user", required=True)
-    parser.add_argument("--password-file", required=True)
-    parser.add_argument("--known-hosts", required=True)
+    parser = login_parser(__doc__)
     parser.add_argument("--text", default="typed")
     parser.add_argument("--save-screen", required=True, metavar="PNG", help="the client's screen at the end")
-    args = parser.parse_args(argv)
-    out: dict[str, Any] = {}
-
-    async def body(reactor: Any) -> None:
-        try:
-            out.update(await run(reactor, args))
-        except Exception as exc:  # noqa: BLE001 - reported as JSON to the test
-            out["error"] = f"{type(exc).__name__}: {exc}"
-        print(json.dumps(out), flush=True)
-
-    task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    return 0  # not reached: react() exits
+    return react_json(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,16 @@ def log_in(page: Any, server: Server, user: TestUser) -> None:
     page.click("#login-button")
 
 
+def open_xterm(page: Any, server: Server, user: TestUser) -> None:
+    """Log in, launch xterm from the launcher, wait until the canvas follows the page."""
+    log_in(page, server, user)
+    xterm = page.locator('#apps button[data-app="xterm"]')
+    xterm.wait_for(timeout=UI_TIMEOUT_MS)
+    xterm.click()
+    page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
+    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+
+
 def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: Server, web_user: TestUser,
                                                               browser: Any) -> None:  # fmt: skip
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -248,12 +258,7 @@ def test_the_session_follows_the_browser_window(sessiond_server: Server, web_use
                                                 tmp_path: Any) -> None:  # fmt: skip
     """Resizing the browser window resizes the session's X screen (RESIZE_REQUEST, debounced)."""
     page = browser.new_page(viewport={"width": 1100, "height": 800})
-    log_in(page, sessiond_server, web_user)
-    xterm = page.locator('#apps button[data-app="xterm"]')
-    xterm.wait_for(timeout=UI_TIMEOUT_MS)
-    xterm.click()
-    page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
-    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+    open_xterm(page, sessiond_server, web_user)
     assert page.evaluate("document.getElementById('screen').width") == 1100
 
     page.set_viewport_size({"width": 900, "height": 640})

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from client.framebuffer import Framebuffer
-from client.known_hosts import KnownHosts
 from client.session import SessionClient
 from media import palette as palette_codec
 from media.tile import TileColours, TileError, palette_to_tile, tile_to_palette, unfold
@@ -40,9 +39,9 @@ from protocol.messages import (
     Tile,
     decode_message,
 )
-from protocol.testing import handshaken_pair, open_pair_channel
 from protocol.windows import WindowTarget
 from sessiond.agent.tiles import TileFolder, ack_from_low
+from test_client_held_ack import paired_client, written
 
 DISPLAY, INPUT = int(ChannelKind.DISPLAY), int(ChannelKind.INPUT)
 BLACK_WHITE = b"\x00\x00\x00\xff\xff\xff"
@@ -194,28 +193,9 @@ def test_key_tap_ack_bounds() -> None:
 
 
 # -- client: unfolding and the ack in the tap ----------------------------------------------
-def paired_client(tmp_path: Any) -> tuple[SessionClient, Any, Any]:
-    from twisted.internet.testing import StringTransport
-
-    client = SessionClient("server:4443", KnownHosts(str(tmp_path / "known_hosts")))
-    client.conn, server = handshaken_pair()
-    transport = StringTransport()
-    client.makeConnection(transport)
-    open_pair_channel(client.conn, server, DISPLAY, ChannelKind.DISPLAY)
-    open_pair_channel(client.conn, server, INPUT, ChannelKind.INPUT)
-    transport.clear()
-    return client, server, transport
-
-
 def receive(client: SessionClient, message: Any) -> None:
     client.event_received(MessageReceived(DISPLAY, ChannelKind.DISPLAY, message))
     client.flush()
-
-
-def written(server: Any, transport: Any) -> list[Any]:
-    events = server.receive_data(transport.value())
-    transport.clear()
-    return [e.message for e in events if isinstance(e, MessageReceived)]
 
 
 def test_client_draws_a_tile_exactly_as_the_region_it_stands_for(tmp_path: Any) -> None:

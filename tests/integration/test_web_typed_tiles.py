@@ -4,7 +4,7 @@
 # frame ack inside the keystroke's message), echoes come down as TILE
 # frames (counted from the WebSocket's received bytes), and the canvas --
 # read back from the page as a lossless PNG -- ends byte-identical to a
-# capture taken inside the session. The native client: test_keystroke_tile.py.
+# capture taken inside the session. The native client: test_typed_tiles.py.
 """Web client: typed letters arrive as TILE frames and the canvas is pixel-exact."""
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from protocol.frames import FrameDecoder
 from svtest import Server, TestUser
 from test_end_to_end import capture_inside_session
 from test_web_client import (  # noqa: F401 - fixtures: browser, sessiond_server (desktop mode), web_user
-    FOLLOWS_JS,
     KEY_TAP_ACK_TYPE,
     UI_TIMEOUT_MS,
     SentFrames,
     browser,
-    log_in,
+    open_xterm,
     sessiond_server,
     web_user,
 )
@@ -70,12 +69,7 @@ def test_typed_letters_arrive_as_tiles_and_the_canvas_is_pixel_exact(
     page = browser.new_page(viewport={"width": 1024, "height": 700})
     sent = SentFrames(page)
     received = ReceivedTiles(page)
-    log_in(page, sessiond_server, web_user)
-    xterm = page.locator('#apps button[data-app="xterm"]')
-    xterm.wait_for(timeout=UI_TIMEOUT_MS)
-    xterm.click()
-    page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
-    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+    open_xterm(page, sessiond_server, web_user)
     page.wait_for_timeout(1500)  # xterm maps and draws its prompt
     page.locator("#screen").click(position={"x": 100, "y": 100})
     page.wait_for_timeout(500)

@@ -4,7 +4,7 @@
 # the keystroke's own message), each echo comes down as one TILE, and the
 # client's framebuffer -- built only from what its one connection received,
 # never refreshed -- ends byte-identical to a capture taken inside the
-# session. The browser's side of the same path: test_web_keystroke_tile.py.
+# session. The browser's side of the same path: test_web_typed_tiles.py.
 """TILE and KEY_TAP_ACK in a real session: the typed text reaches the client pixel-exact."""
 
 from __future__ import annotations
