@@ -18,7 +18,7 @@ from typing import ClassVar, Final
 from protocol import video
 from protocol.base import ChannelKind, Encoding, Message, Sender
 from protocol.limits import MAX_FRAME_PAYLOAD, MAX_KEYSYM, MAX_REGION_RAW_BYTES
-from protocol.schema import BYTES, FLAG, I16, U8, U16, U32, Declared, message, shared, wire
+from protocol.schema import BYTES, CUSTOM, FLAG, I16, U8, U16, U32, Declared, message, shared, wire
 
 # lz4.block.compress(..., store_size=True) prefixes the uncompressed size, u32 little-endian.
 _LZ4_SIZE = struct.Struct("<I")
@@ -151,6 +151,9 @@ TILE_FORM_BITS: Final = TILE_ACK_NOW | TILE_COLOURS
 # flight are far fewer ([display] frames_in_flight <= 16), so the receiver
 # finds the one seq in flight that ends with them.
 ACK_LOW_MODULO: Final = 0x100
+# KEY_TAP_ACK: u8 ack + a keysym of one byte (below KEYSYM_ONE_BYTE) or two.
+KEYSYM_ONE_BYTE: Final = 0x100
+KEY_TAP_ACK_MAX_PAYLOAD: Final = 3
 
 
 def tile_bits_bytes(w: int, h: int) -> int:
@@ -253,14 +256,31 @@ class KeyTap(Declared):
     keysym: int = wire(U32.within(1, MAX_KEYSYM))
 
 
-@message(0x0B, "KEY_TAP_ACK", kind=INPUT, sender=Sender.CLIENT)
+@message(0x0B, "KEY_TAP_ACK", kind=INPUT, sender=Sender.CLIENT, codec=CUSTOM, max_payload=KEY_TAP_ACK_MAX_PAYLOAD)
 class KeyTapAck(Declared):
     """KEY_TAP of a keysym up to 0xFFFF with the held FRAME_ACK in it (client ->
-    server): `ack` is the acknowledged seq modulo ACK_LOW_MODULO; the server
-    acks the frame in flight whose seq ends so (none: ignored)."""
+    server): u8 `ack`, the acknowledged seq modulo ACK_LOW_MODULO (the server
+    acks the frame in flight whose seq ends so; none: ignored), then the
+    keysym in one byte if it is below 0x100 (Latin-1, what is typed most),
+    else in two (big-endian); a two-byte form of a keysym below 0x100 is
+    malformed, so every tap has one encoding."""
 
     ack: int = wire(U8)
     keysym: int = wire(U16.within(1, U16.high))
+
+    def encode(self) -> bytes:
+        """ack, then the keysym in as few bytes as it needs (1 or 2)."""
+        return bytes((self.ack,)) + self.keysym.to_bytes(1 if self.keysym < KEYSYM_ONE_BYTE else 2, "big")
+
+    @classmethod
+    def decode(cls, payload: bytes) -> KeyTapAck:
+        """2 or 3 bytes; the 3-byte form only for a keysym of 0x100 or more."""
+        if len(payload) not in (2, KEY_TAP_ACK_MAX_PAYLOAD):
+            raise ValueError(f"KEY_TAP_ACK payload must be 2 or 3 bytes, got {len(payload)}")
+        keysym = int.from_bytes(payload[1:], "big")
+        if len(payload) == KEY_TAP_ACK_MAX_PAYLOAD and keysym < KEYSYM_ONE_BYTE:
+            raise ValueError("KEY_TAP_ACK sends a keysym below 0x100 in one byte")
+        return cls(payload[0], keysym)
 
 
 @message(0xFF, "WINDOW_UPDATE")

@@ -182,8 +182,14 @@ def test_ack_from_low_finds_the_frame_in_flight() -> None:
     assert ack_from_low(1, 0, ACK_LOW_MODULO) is None  # a window of 256 in flight would be ambiguous
 
 
-def test_key_tap_ack_bounds() -> None:
+def test_key_tap_ack_bounds_and_its_one_byte_keysym() -> None:
     assert KeyTapAck(255, 0xFFFF).encode() == b"\xff\xff\xff"
+    assert KeyTapAck(7, 0x61).encode() == b"\x07a"  # Latin-1: one byte
+    assert KeyTapAck(7, 0x100).encode() == b"\x07\x01\x00"
+    assert decode_message(ChannelKind.INPUT, KeyTapAck.TYPE, b"\x07a") == KeyTapAck(7, 0x61)
+    for bad in (b"\x07", b"\x07\x00a", b"\x07\x00", b"\x07\x01\x00\x00"):  # short, non-minimal, 0, long
+        with pytest.raises(ProtocolError):
+            decode_message(ChannelKind.INPUT, KeyTapAck.TYPE, bad)
     with pytest.raises(ValueError):
         KeyTapAck(256, 0x61)
     with pytest.raises(ValueError):

@@ -17,6 +17,7 @@
 import { parseUnit } from './video.js';
 import { KIND_MAX_PAYLOAD, MESSAGE_TABLE } from './message-table.js';
 import { MAX_WINDOWS, decodeWindowIds, encodeWindowIds } from './window-ids.js';
+import { decodeKeyTapAck, encodeKeyTapAck } from './tile.js';
 
 export { KIND_MAX_PAYLOAD, MAX_WINDOWS, MESSAGE_TABLE };
 const restackError = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `WINDOW_RESTACK ${what}`);
@@ -108,6 +109,9 @@ const CHANNEL_JSON_BY_TYPE = new Map(CHANNEL_JSON.map((spec) => [`${spec.kind}:$
 const CHANNEL_JSON_BY_NAME = new Map(CHANNEL_JSON.map((spec) => [spec.name, spec]));
 // WINDOW_RESTACK: a list of u32 window ids (window-ids.js).
 const RESTACK = MESSAGE_TABLE.find((m) => m.name === 'WINDOW_RESTACK') || null;
+// KEY_TAP_ACK: u8 ack, a keysym of 1 or 2 bytes (tile.js).
+const TAP_ACK = MESSAGE_TABLE.find((m) => m.name === 'KEY_TAP_ACK') || null;
+const tapAckError = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `KEY_TAP_ACK ${what}`);
 
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -206,6 +210,7 @@ export function encodeMessage(message) {
   const json = CHANNEL_JSON_BY_NAME.get(name);
   if (json) return [json.type, utf8.encode(canonicalJson(controlWireObject(json, fields)))];
   if (RESTACK && name === RESTACK.name) return [RESTACK.type, encodeWindowIds(fields.order, restackError)];
+  if (TAP_ACK && name === TAP_ACK.name) return [TAP_ACK.type, encodeKeyTapAck(fields, tapAckError)];
   const spec = BINARY_BY_NAME.get(name);
   if (!spec) throw new Error(`unknown message ${name}`);
   checkStruct(spec, fields);
@@ -350,6 +355,9 @@ export function decodeMessage(kind, type, payload) {
   if (json) return { name: json.name, fields: pick(parseJsonObject(payload), json.req, json.opt) };
   if (RESTACK && kind === RESTACK.kind && type === RESTACK.type) {
     return { name: RESTACK.name, fields: { order: decodeWindowIds(payload, restackError) } };
+  }
+  if (TAP_ACK && kind === TAP_ACK.kind && type === TAP_ACK.type) {
+    return { name: TAP_ACK.name, fields: decodeKeyTapAck(payload, tapAckError) };
   }
   const spec = BINARY_BY_TYPE.get(`${kind}:${type}`) || BINARY_BY_TYPE.get(`null:${type}`);
   if (!spec) throw new ProtocolError(Reason.UNKNOWN_MESSAGE_TYPE, `type 0x${type.toString(16)} on kind ${kind}`);

@@ -81,3 +81,23 @@ export function withHeldAck(message, held, display) {
   held.delete(display);
   return { name: 'KEY_TAP_ACK', fields: { ack: ack.fields.seq % ACK_LOW_MODULO, keysym: message.fields.keysym } };
 }
+
+// KEY_TAP_ACK's wire form (protocol/media.py KeyTapAck): u8 ack, then the keysym in one byte
+// if it is below KEYSYM_ONE_BYTE, else in two (big-endian); never two for a one-byte keysym.
+export const KEYSYM_ONE_BYTE = 0x100;
+
+/** The KEY_TAP_ACK payload of {ack, keysym}; throws bad(what) if a field is out of range. */
+export function encodeKeyTapAck({ ack, keysym }, bad) {
+  if (!Number.isInteger(ack) || ack < 0 || ack >= ACK_LOW_MODULO) throw bad(`ack=${ack} outside [0, 255]`);
+  if (!Number.isInteger(keysym) || keysym < 1 || keysym > KEY_TAP_ACK_MAX_KEYSYM) throw bad(`keysym=${keysym} outside [1, 65535]`);
+  return keysym < KEYSYM_ONE_BYTE ? new Uint8Array([ack, keysym]) : new Uint8Array([ack, keysym >> 8, keysym & 0xff]);
+}
+
+/** {ack, keysym} of a KEY_TAP_ACK payload; throws bad(what) unless it is 2 bytes, or 3 for a keysym >= 0x100. */
+export function decodeKeyTapAck(payload, bad) {
+  if (payload.length !== 2 && payload.length !== 3) throw bad(`payload must be 2 or 3 bytes, got ${payload.length}`);
+  const keysym = payload.length === 2 ? payload[1] : (payload[1] << 8) | payload[2];
+  if (payload.length === 3 && keysym < KEYSYM_ONE_BYTE) throw bad('sends a keysym below 0x100 in one byte');
+  if (keysym < 1) throw bad('keysym=0 outside [1, 65535]');
+  return { ack: payload[0], keysym };
+}

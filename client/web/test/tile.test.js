@@ -67,4 +67,9 @@ test('a held FRAME_ACK rides in the next KEY_TAP as KEY_TAP_ACK (seq mod 256), o
   const [type, payload] = encodeMessage({ name: 'KEY_TAP_ACK', fields: { ack: 43, keysym: 97 } });
   assert.equal(type, 0x0b);
   assert.equal(Buffer.from(payload).toString('hex'), vector('key_tap_ack').payload_hex);
+  const [, twoBytes] = encodeMessage({ name: 'KEY_TAP_ACK', fields: { ack: 44, keysym: 0xff0d } });
+  assert.equal(Buffer.from(twoBytes).toString('hex'), vector('key_tap_ack_two_byte_keysym').payload_hex);
+  assert.throws(() => decodeMessage(Kind.INPUT, 0x0b, new Uint8Array([7, 0, 0x61])), ProtocolError); // not minimal
+  assert.throws(() => decodeMessage(Kind.INPUT, 0x0b, new Uint8Array([7])), ProtocolError);
+  assert.deepEqual(decodeMessage(Kind.INPUT, 0x0b, new Uint8Array([7, 0x61])).fields, { ack: 7, keysym: 0x61 });
 });
