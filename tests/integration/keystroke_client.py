@@ -17,11 +17,20 @@ from typing import Any
 from twisted.internet import task
 
 from client.keysyms import keysym_for_char
-from client.known_hosts import KnownHosts
-from client.session import SessionClient, connect
-from netem_client import ECHO_TIMEOUT, TYPING_GAP, frame_where, login_parser, react_json, screen_of, wait_quiet, within
+from client.session import SessionClient
+from netem_client import (
+    ECHO_TIMEOUT,
+    TYPING_GAP,
+    frame_where,
+    logged_in,
+    login_parser,
+    react_json,
+    screen_of,
+    wait_quiet,
+    within,
+)
 from protocol.connection import MessageReceived
-from protocol.messages import ChannelKind, KeyTapAck, Message, Tile
+from protocol.messages import KeyTapAck, Message, Tile
 
 
 def count_compact(client: SessionClient, counts: dict[str, int]) -> None:
@@ -43,16 +52,9 @@ def count_compact(client: SessionClient, counts: dict[str, int]) -> None:
 
 
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
-    host, _, port = args.server.rpartition(":")
-    with open(args.password_file, encoding="utf-8") as handle:
-        password = handle.read().strip()
-    client: SessionClient = await within(reactor, connect(reactor, host, int(port), KnownHosts(args.known_hosts)),
-                                         "the server")  # fmt: skip
+    client = await logged_in(reactor, args)
     counts = {"tiles": 0, "key_tap_acks": 0}
     try:
-        await within(reactor, client.login(args.user, password), "login")
-        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
-        await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
         await within(reactor, client.launch("xterm"), "the launch of xterm")
         await wait_quiet(reactor, client)
         count_compact(client, counts)

@@ -199,17 +199,27 @@ async def flood(reactor: Any, client: SessionClient, seconds: float) -> dict[str
             "red_pixels": red_pixels(client)}  # fmt: skip
 
 
-async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+async def logged_in(reactor: Any, args: argparse.Namespace) -> SessionClient:
+    """A client connected to --server, logged in, with display and input open."""
     host, _, port = args.server.rpartition(":")
     with open(args.password_file, encoding="utf-8") as handle:
         password = handle.read().strip()
     client: SessionClient = await within(reactor, connect(reactor, host, int(port), KnownHosts(args.known_hosts)),
                                          "the server")  # fmt: skip
-    count_bytes(client)
     try:
         await within(reactor, client.login(args.user, password), "login")
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
         await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+    except BaseException:
+        client.disconnect()
+        raise
+    return client
+
+
+async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    client = await logged_in(reactor, args)
+    count_bytes(client)
+    try:
         client.hold_acks = not args.ack_every_frame
         await within(reactor, client.launch("xterm"), "the launch of xterm")
         await wait_quiet(reactor, client)
