@@ -322,10 +322,8 @@ class DisplayPipeline:
                 self.acked_seq = message.seq
                 self.link_estimate.frame_acked(message.seq)
             self.schedule()
-        elif isinstance(message, KeyTapAck):  # the key itself is the input channel's
-            seq = ack_from_low(message.ack, self.acked_seq, self.frame_seq)
-            if seq is not None:
-                self.message(FrameAck(seq=seq))
+        elif isinstance(message, KeyTapAck) and (seq := ack_from_low(message.ack, self.acked_seq, self.frame_seq)):
+            self.message(FrameAck(seq=seq))  # the ack a tap carried (the key is the input channel's)
         elif isinstance(message, VideoCaps):
             self.tiles.enabled = bool(message.codecs & CODEC_TILE)
             if self.video is not None:

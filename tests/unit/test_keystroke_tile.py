@@ -37,11 +37,15 @@ from protocol.messages import (
     KeyTapAck,
     Region,
     Tile,
+    VideoCaps,
     decode_message,
 )
 from protocol.windows import WindowTarget
-from sessiond.agent.tiles import TileFolder, ack_from_low
+from sessiond.agent.display import DisplayPipeline
+from sessiond.agent.settings import AgentSettings
+from sessiond.agent.tiles import CODEC_TILE, TileFolder, ack_from_low
 from test_client_held_ack import paired_client, written
+from test_link_estimate import FakeLoop, Link
 
 DISPLAY, INPUT = int(ChannelKind.DISPLAY), int(ChannelKind.INPUT)
 BLACK_WHITE = b"\x00\x00\x00\xff\xff\xff"
@@ -244,3 +248,36 @@ def test_client_acks_a_tile_with_ack_now_at_once(tmp_path: Any) -> None:
     assert written(server, transport) == [FrameAck(8)]
     image = client.framebuffer.image() if client.framebuffer else Image.new("RGB", (1, 1))
     assert image.getpixel((0, 0)) == (0, 0, 0) and image.getpixel((7, 0)) == (255, 255, 255)
+
+
+# -- the agent's pipeline: TILE out, KEY_TAP_ACK's ack in ----------------------------------------
+class EchoSource:
+    """Every frame is one 12x13 two-colour echo."""
+
+    def pending(self) -> bool:
+        return True
+
+    def mark_all(self) -> None:
+        pass
+
+    def frame(self, encoder: Any) -> list[Any]:
+        return [palette_region(6, 0, 12, 13)]
+
+
+def test_pipeline_sends_tiles_after_video_caps_and_takes_the_ack_of_a_tap() -> None:
+    loop, link = FakeLoop(), Link()
+    settings = AgentSettings(socket="/x", frames_in_flight=4, display_adaptive=False)
+    pipeline = DisplayPipeline(loop, settings, EchoSource(), lambda: link, lambda: None)  # type: ignore[arg-type]
+    pipeline.opened()
+    pipeline.message(VideoCaps(codecs=CODEC_TILE))
+    for _ in range(3):
+        loop.calls.pop(0)()
+    first, *rest = link.conn.sent[1:]
+    assert isinstance(link.conn.sent[0], Region) and isinstance(first, FrameEnd)  # the seq goes once explicitly
+    assert [type(m) for m in rest] == [Tile, Tile] and pipeline.frame_seq == 3
+    pipeline.message(KeyTapAck(ack=2, keysym=0x61))
+    assert pipeline.acked_seq == 2
+    pipeline.message(KeyTapAck(ack=9, keysym=0x61))  # no frame in flight ends so: ignored
+    assert pipeline.acked_seq == 2
+    pipeline.opened()  # a new display channel: no TILE until it asks again
+    assert not pipeline.tiles.enabled
