@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import Any
 
+from PIL import Image
 from twisted.internet import task
 
 from client.keysyms import keysym_for_char
@@ -25,7 +26,6 @@ from netem_client import (
     logged_in,
     login_parser,
     react_json,
-    screen_of,
     wait_quiet,
     within,
 )
@@ -51,27 +51,43 @@ def count_compact(client: SessionClient, counts: dict[str, int]) -> None:
     client.conn.send = on_send  # type: ignore[method-assign]
 
 
+def screen(client: SessionClient, seamless: bool) -> Image.Image | None:
+    """What the client shows: its framebuffer, or (seamless) its windows composed on the screen."""
+    fb = client.framebuffer
+    if fb is None:
+        return None
+    return client.windows.compose(fb.width, fb.height) if seamless else fb.image()
+
+
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     client = await logged_in(reactor, args)
     counts = {"tiles": 0, "key_tap_acks": 0}
     try:
+        if args.seamless:
+            await within(reactor, client.open_windows(), "the windows channel")
         await within(reactor, client.launch("xterm"), "the launch of xterm")
         await wait_quiet(reactor, client)
         count_compact(client, counts)
         echoed = 0
+
+        def shown() -> bytes:
+            image = screen(client, args.seamless)
+            return image.tobytes() if image is not None else b""
+
         for char in args.text:
-            before = screen_of(client)
+            before = shown()
             client.tap(keysym_for_char(char))
             try:
-                await frame_where(reactor, client, lambda before=before: screen_of(client) != before,  # type: ignore[misc]
+                await frame_where(reactor, client, lambda before=before: shown() != before,  # type: ignore[misc]
                                   f"the echo of {char!r}", ECHO_TIMEOUT)  # fmt: skip
                 echoed += 1
             except RuntimeError:
                 pass
             await task.deferLater(reactor, TYPING_GAP, lambda: None)
         await wait_quiet(reactor, client)
-        if client.framebuffer is not None:
-            client.framebuffer.save_png(args.save_screen)
+        final = screen(client, args.seamless)
+        if final is not None:
+            final.save(args.save_screen, "PNG")
         return {**counts, "echoed": echoed}
     finally:
         client.disconnect()
@@ -80,6 +96,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = login_parser(__doc__)
     parser.add_argument("--text", default="typed")
+    parser.add_argument("--seamless", action="store_true", help="open the windows channel; the screen is the windows")
     parser.add_argument("--save-screen", required=True, metavar="PNG", help="the client's screen at the end")
     return react_json(run, parser.parse_args(argv))
 

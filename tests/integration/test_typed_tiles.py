@@ -4,7 +4,8 @@
 # the keystroke's own message), each echo comes down as one TILE, and the
 # client's framebuffer -- built only from what its one connection received,
 # never refreshed -- ends byte-identical to a capture taken inside the
-# session. The browser's side of the same path: test_web_typed_tiles.py.
+# session, in desktop mode and in seamless mode (windows composed). The
+# browser's side of the same path: test_web_typed_tiles.py.
 """TILE and KEY_TAP_ACK in a real session: the typed text reaches the client pixel-exact."""
 
 from __future__ import annotations
@@ -27,20 +28,26 @@ DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keystroke_cli
 TEXT = "typed"
 
 
-@pytest.fixture(scope="module")
-def desktop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond")), session="mode = desktop\n")
-    yield server
+@pytest.fixture(scope="module", params=["desktop", "seamless"])
+def mode_server(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:  # fmt: skip
+    """sessiond in desktop mode (one framebuffer) and in seamless mode (a buffer per window)."""
+    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond")), session=f"mode = {request.param}\n")
+    yield server, request.param
     stop_sessiond(server)
 
 
-def test_typed_letters_arrive_as_tiles_and_the_client_is_pixel_exact(desktop_server: Server, user_factory: Any,
-                                                                      tmp_path: Any) -> None:  # fmt: skip
-    user = user_factory("svt-tile-n")
+def test_typed_letters_arrive_as_tiles_and_the_client_is_pixel_exact(
+    mode_server: tuple[Server, str], user_factory: Any, tmp_path: Any
+) -> None:
+    desktop_server, mode = mode_server
+    seamless = mode == "seamless"
+    user = user_factory("svt-tile-s" if seamless else "svt-tile-n")
     shot = str(tmp_path / "client.png")
     argv = [os.path.join(VENV_BIN, "python"), DRIVER, "--server", f"{desktop_server.host}:{desktop_server.port}",
             "--user", user.name, "--password-file", user.password_file, "--known-hosts",
-            str(tmp_path / "known_hosts"), "--text", TEXT, "--save-screen", shot]  # fmt: skip
+            str(tmp_path / "known_hosts"), "--text", TEXT, "--save-screen", shot,
+            *(["--seamless"] if seamless else [])]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result from the client (rc {done.returncode}): {done.stderr[-3000:]}"
