@@ -37,8 +37,10 @@ from twisted.internet import defer, task
 
 import spine_server
 from byte_proxy import CountingProxy
+from keystroke_tally import MessageTally
 from client.known_hosts import KnownHosts
-from client.session import SessionClient
+from client.session import VIDEO_TILE, SessionClient
+from protocol.messages import ChannelKind, VideoCaps
 from spine_server import BenchServer, BenchUsers
 from spine_workloads import (
     ECHO_TIMEOUT_SECONDS,
@@ -76,6 +78,23 @@ REDRAW_APP_FPS = 60
 USER_PREFIX = "svb-"
 # CPU shares (% of one core) below this are left out of the report.
 MIN_CPU_SHARE_SHOWN = 0.5
+
+
+def set_compact(client: SessionClient, on: bool) -> None:
+    """TILE frames (VIDEO_CAPS bit, sent again now) and KEY_TAP_ACK on or off:
+    off is the previous keystroke encoding, the baseline of issue 15."""
+    client.compact_keys = on
+    client.video_codecs = client.video_codecs | VIDEO_TILE if on else client.video_codecs & ~VIDEO_TILE
+    client.conn.send(int(ChannelKind.DISPLAY), VideoCaps(codecs=client.video_codecs))
+    client.flush()
+
+
+def negotiated(client: SessionClient) -> str:
+    """The TLS version and cipher suite the client's connection negotiated."""
+    handle = client.transport.getHandle() if client.transport is not None else None
+    if handle is None or not hasattr(handle, "get_cipher_name"):
+        return "unknown"
+    return f"{handle.get_protocol_version_name()} {handle.get_cipher_name()}"
 
 
 def desktop_entry(name: str, exec_line: str) -> str:
@@ -134,9 +153,11 @@ def _size(count: float) -> str:
     return f"{count:.0f} B"
 
 
-def report(startup: list[StartupRun], typed: EchoResult, scroll: RedrawResult, typed_each: EchoResult) -> str:
+def report(startup: list[StartupRun], typed: EchoResult, scroll: RedrawResult, typed_each: EchoResult,
+           typed_old: EchoResult) -> str:  # fmt: skip
     """The results table (medians; ratio = ours / baseline). typed_each: the
-    same typing with every frame acked at once (the acknowledgement baseline)."""
+    same typing with every frame acked at once (the acknowledgement baseline);
+    typed_old: with acks held but the previous encoding (no TILE, no KEY_TAP_ACK)."""
     med = statistics.median
     rows: list[tuple[str, str, str, str]] = []
     ours_start, base_start = med(r.first_frame for r in startup), med(r.baseline for r in startup)
@@ -146,6 +167,12 @@ def report(startup: list[StartupRun], typed: EchoResult, scroll: RedrawResult, t
     naive_bytes = med(p.size for p in typed.naive_png)
     rows.append((f"bytes per echoed keystroke (n={len(per_key)})", f"{med(per_key):.0f} B",
                  f"{_size(naive_bytes)} naive PNG", _ratio(med(per_key), naive_bytes)))  # fmt: skip
+    for label, ours, base in (("down", typed.bytes_down, typed_old.bytes_down),
+                              ("up", typed.bytes_up, typed_old.bytes_up)):  # fmt: skip
+        rows.append((f"keystroke bytes {label}, TILE + KEY_TAP_ACK",
+                     f"{med(ours):.0f} B (mean {statistics.fmean(ours):.1f})",
+                     f"{med(base):.0f} B (mean {statistics.fmean(base):.1f}) previous encoding",
+                     _ratio(med(ours), med(base))))  # fmt: skip
     up, up_each = med(typed.bytes_up), med(typed_each.bytes_up)
     rows.append(("keystroke bytes up, acks held for the next key", f"{up:.0f} B",
                  f"{up_each:.0f} B every frame acked at once", _ratio(up, up_each)))  # fmt: skip
@@ -205,6 +232,8 @@ class Bench:
         self.server: BenchServer | None = None
         self.proxy: CountingProxy | None = None
         self.clients: list[SessionClient] = []
+        self.breakdown: list[tuple[str, MessageTally, EchoResult]] = []
+        self.cipher = "unknown"
         self._cleaned = False
 
     async def run(self) -> str:
@@ -231,9 +260,18 @@ class Bench:
         # record (clients before FRAME_END's ack_now); then the same typing with
         # acks held for the next keystroke (the default).
         client.hold_acks = False
+        set_compact(client, False)
         typed_each = await echo(reactor, client, self.proxy, args.keystrokes)
         client.hold_acks = True
-        typed = await echo(reactor, client, self.proxy, args.keystrokes)
+        # The previous encoding (REGION + FRAME_END down, KEY_TAP + FRAME_ACK up),
+        # then TILE + KEY_TAP_ACK, on the same session (issue 15).
+        tally_old = MessageTally(client)
+        typed_old = await echo(reactor, client, self.proxy, args.keystrokes, tally_old)
+        set_compact(client, True)
+        tally_new = MessageTally(client)
+        typed = await echo(reactor, client, self.proxy, args.keystrokes, tally_new)
+        self.breakdown = [("previous encoding", tally_old, typed_old), ("TILE + KEY_TAP_ACK", tally_new, typed)]
+        self.cipher = negotiated(client)
         self.save_screen(client, "echo.png")
         client.disconnect()
         print(f"full-screen redraw {args.redraw_seconds:.0f} s ...", file=sys.stderr, flush=True)
@@ -243,7 +281,15 @@ class Bench:
         self.save_screen(client, "redraw.png")
         watched = [os.getpid(), self.server.pid, *user_pids(scroller.name)]
         scroll = await redraw(reactor, client, self.proxy, args.redraw_seconds, watched)
-        return report(startup, typed, scroll, typed_each)
+        return report(startup, typed, scroll, typed_each, typed_old) + "\n" + self.breakdown_text()
+
+    def breakdown_text(self) -> str:
+        """Frames and TLS records of one keystroke, previous encoding and now."""
+        lines = [f"TLS of the echo connection: {self.cipher}"]
+        for label, tally, result in self.breakdown:
+            lines.append(f"keystroke breakdown, {label}:")
+            lines.append(tally.table(result.records_down, result.records_up, result.bytes_down, result.bytes_up))
+        return "\n".join(lines)
 
     def save_screen(self, client: SessionClient, name: str) -> None:
         """Write the client's framebuffer to --save-screens DIR/NAME."""

@@ -6,7 +6,9 @@
 # The proxy forwards bytes unchanged and adds them up per direction. It runs
 # in the bench's own reactor and sets TCP_NODELAY on both legs, so it adds a
 # loopback hop but never a Nagle delay of its own. Counts are TCP payload
-# bytes (no IP/TCP headers), as the budget table's peer figures are.
+# bytes (no IP/TCP headers), as the budget table's peer figures are. It also
+# counts TLS records per direction (from their 5-byte headers; the proxy
+# sees only ciphertext), which is what the 22-byte per-record cost follows.
 """CountingProxy: forwards one or more TCP connections and counts bytes."""
 
 from __future__ import annotations
@@ -22,12 +24,45 @@ from twisted.python.failure import Failure
 MAX_EARLY_BYTES = 1024 * 1024
 
 
+# TLS record header: content type, legacy version (2), length (2).
+TLS_RECORD_HEADER = 5
+
+
+class RecordScanner:
+    """Counts TLS records in one direction of a stream, across chunk boundaries."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self._skip = 0  # bytes of the current record's body still to pass
+        self._head = b""  # part of a record header seen so far
+
+    def feed(self, data: bytes) -> None:
+        """Scan the next chunk of the stream."""
+        pos = 0
+        while pos < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - pos)
+                self._skip -= step
+                pos += step
+                continue
+            need = TLS_RECORD_HEADER - len(self._head)
+            self._head += data[pos : pos + need]
+            pos += need
+            if len(self._head) == TLS_RECORD_HEADER:
+                self.records += 1
+                self._skip = int.from_bytes(self._head[3:5], "big")
+                self._head = b""
+
+
 @dataclass(frozen=True)
 class ByteCount:
-    """Bytes forwarded so far: up = client to server, down = server to client."""
+    """Bytes forwarded so far: up = client to server, down = server to client;
+    and the TLS records they made."""
 
     up: int
     down: int
+    up_records: int = 0
+    down_records: int = 0
 
     @property
     def total(self) -> int:
@@ -35,7 +70,8 @@ class ByteCount:
         return self.up + self.down
 
     def __sub__(self, other: ByteCount) -> ByteCount:
-        return ByteCount(self.up - other.up, self.down - other.down)
+        return ByteCount(self.up - other.up, self.down - other.down, self.up_records - other.up_records,
+                         self.down_records - other.down_records)  # fmt: skip
 
 
 class _Backend(protocol.Protocol):
@@ -50,6 +86,7 @@ class _Backend(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
         self.front.proxy.down += len(data)
+        self.front.down_records.feed(data)
         self.front.transport.write(data)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
@@ -62,6 +99,9 @@ class _Front(protocol.Protocol):
     def __init__(self, proxy: CountingProxy) -> None:
         self.proxy = proxy
         self.backend: _Backend | None = None
+        self.up_records = RecordScanner()
+        self.down_records = RecordScanner()
+        proxy.fronts.append(self)
         self._early: list[bytes] = []
         self._early_size = 0
 
@@ -81,6 +121,7 @@ class _Front(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted name
         self.proxy.up += len(data)
+        self.up_records.feed(data)
         if self.backend is None:
             self._early_size += len(data)
             if self._early_size > MAX_EARLY_BYTES:
@@ -104,6 +145,7 @@ class CountingProxy(protocol.ServerFactory):
         self.target_port = target_port
         self.up = 0
         self.down = 0
+        self.fronts: list[_Front] = []
         self._port: Any = None
 
     def listen(self) -> int:
@@ -116,7 +158,8 @@ class CountingProxy(protocol.ServerFactory):
 
     def count(self) -> ByteCount:
         """Bytes forwarded so far, both directions."""
-        return ByteCount(self.up, self.down)
+        return ByteCount(self.up, self.down, sum(f.up_records.records for f in self.fronts),
+                         sum(f.down_records.records for f in self.fronts))  # fmt: skip
 
     async def close(self) -> None:
         """Stop listening (open connections end with their peers)."""

@@ -172,6 +172,8 @@ class EchoResult:
 
     bytes_up: list[int] = field(default_factory=list)
     bytes_down: list[int] = field(default_factory=list)
+    records_up: list[int] = field(default_factory=list)
+    records_down: list[int] = field(default_factory=list)
     latency: list[float | None] = field(default_factory=list)
     naive_png: list[PngFrame] = field(default_factory=list)
     changed_area: list[int] = field(default_factory=list)
@@ -201,15 +203,20 @@ class ScreenChange:
         return (x1 - x0) * (y1 - y0)
 
 
-async def echo(reactor: Any, client: SessionClient, proxy: CountingProxy, keystrokes: int) -> EchoResult:
+async def echo(reactor: Any, client: SessionClient, proxy: CountingProxy, keystrokes: int,
+               tally: Any = None) -> EchoResult:  # fmt: skip
     """Type KEYSTROKES letters at xterm's prompt; measure each echo: the
     first frame after the key that changes the screen (nothing else moves:
-    xterm's cursor does not blink)."""
+    xterm's cursor does not blink). TALLY (keystroke_tally.MessageTally):
+    the frames of each keystroke by name."""
     result = EchoResult()
     await wait_quiet(reactor, client)
     fb = client.framebuffer
     if fb is None:
         raise BenchError("no framebuffer after the xterm launch")
+    if tally is not None:
+        tally.take()  # what came before the first key is not a keystroke's
+        tally.samples.clear()
     for index in range(keystrokes):
         keysym = keysym_for_char(ECHO_ALPHABET[index % len(ECHO_ALPHABET)])
         changed = ScreenChange(fb)
@@ -232,6 +239,10 @@ async def echo(reactor: Any, client: SessionClient, proxy: CountingProxy, keystr
         used = proxy.count() - counted
         result.bytes_up.append(used.up)
         result.bytes_down.append(used.down)
+        result.records_up.append(used.up_records)
+        result.records_down.append(used.down_records)
+        if tally is not None:
+            tally.take()
     return result
 
 

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from client.frame_acks import VIDEO_TILE, FrameAcks
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
 from client.window_client import WindowsMixin
@@ -44,13 +45,11 @@ from protocol.messages import (
     ClockReport,
     DesktopSize,
     Error,
-    FrameAck,
     FrameEnd,
     Hello,
     Icon,
     IconRequest,
     Key,
-    KeyTap,
     Launch,
     LaunchResult,
     Logoff,
@@ -71,7 +70,7 @@ from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
-                "input.keysym", "input.key-tap")
+                "input.keysym", "input.key-tap", "display.tile")
 DISPLAY = int(ChannelKind.DISPLAY)
 # VIDEO_CAPS bit: this client decodes H264 regions (client/video.py).
 VIDEO_H264 = 0x01
@@ -114,7 +113,7 @@ class Redirected(RemoteError):
 
 
 @implementer(interfaces.IHandshakeListener)
-class SessionClient(WindowsMixin, FrameProtocol):
+class SessionClient(WindowsMixin, FrameAcks, FrameProtocol):
     """Client side of the native protocol."""
 
     role = Role.CLIENT
@@ -132,10 +131,6 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self._replay_waiter: defer.Deferred[Any] | None = None
         self.session_info: SessionInfo | None = None
         self.last_frame = 0
-        # A FRAME_ACK the server let us hold (FRAME_END ack_now=0): it goes with the next write.
-        self._held_ack: int | None = None
-        # False: ack every frame at once, as clients did before ack_now (bench baseline).
-        self.hold_acks = True
         self._waiters: list[tuple[Callable[[Message], bool], defer.Deferred[Any]]] = []
         self._frame_waiters: list[defer.Deferred[int]] = []
         self._channel_waiters: dict[int, defer.Deferred[None]] = {}
@@ -150,7 +145,7 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.clock_reports: list[ClockReport] = []
         self._end: ConnectionEnded | None = None
         # VIDEO_CAPS bits sent when the display channel opens (0: no video, stills only).
-        self.video_codecs = VIDEO_H264
+        self.video_codecs = VIDEO_H264 | VIDEO_TILE
 
     # -- TLS ---------------------------------------------------------------------
     def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
@@ -212,9 +207,10 @@ class SessionClient(WindowsMixin, FrameProtocol):
     def _event(self, event: object) -> None:
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
-                self._display(event.message)
-                for observer in self.display_observers:  # after the message is applied (client/viewer)
-                    observer(event.message)
+                for message in self._unfold(event.message):
+                    self._display(message)
+                    for observer in self.display_observers:  # after the message is applied (client/viewer)
+                        observer(message)
                 self.conn.consumed(DISPLAY, frame_cost(event.message))
             elif event.channel == INPUT:
                 self.conn.consumed(INPUT, frame_cost(event.message))
@@ -287,12 +283,7 @@ class SessionClient(WindowsMixin, FrameProtocol):
                 self.refuse(ReasonCode.MALFORMED_MESSAGE, f"bad region: {exc}")
         elif isinstance(message, FrameEnd):
             self.windows.frame_end()
-            self.last_frame = message.seq
-            if message.ack_now or not self.hold_acks:
-                self._held_ack = None
-                self.conn.send(DISPLAY, FrameAck(seq=message.seq))
-            else:
-                self._held_ack = message.seq
+            self._frame_ended(message)
             self.flush()
             waiters, self._frame_waiters = self._frame_waiters, []
             for d in waiters:
@@ -393,6 +384,8 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.conn.open_channel(int(kind), kind)
         self.flush()
         await d
+        if kind is ChannelKind.DISPLAY:
+            self.display_opened()
         if kind is ChannelKind.DISPLAY and self.video_codecs:
             self.conn.send(DISPLAY, VideoCaps(codecs=self.video_codecs))  # H264 regions welcome
             self.flush()
@@ -438,27 +431,12 @@ class SessionClient(WindowsMixin, FrameProtocol):
         self.flush()
         return d
 
-    def flush(self) -> None:
-        """Write what is queued; a held FRAME_ACK rides along with anything else written."""
-        if self._held_ack is not None and not self.conn.closed and self.conn.has_data_to_send():
-            self._send_held_ack()
-        super().flush()
-
-    def _send_held_ack(self) -> None:
-        seq, self._held_ack = self._held_ack, None
-        if seq is not None and DISPLAY in self.conn.open_channels():
-            self.conn.send(DISPLAY, FrameAck(seq=seq))
-
     def send_input(self, message: Message) -> None:
         self.conn.send(INPUT, message)
         self.flush()
 
     def key(self, keysym: int, down: bool) -> None:
         self.send_input(Key(keysym=keysym, down=down))
-
-    def tap(self, keysym: int) -> None:
-        """Press and release a key in one KEY_TAP message."""
-        self.send_input(KeyTap(keysym=keysym))
 
     def pointer(self, x: int, y: int) -> None:
         self.send_input(Pointer(x=x, y=y))

@@ -18,7 +18,7 @@ from typing import ClassVar, Final
 from protocol import video
 from protocol.base import ChannelKind, Encoding, Message, Sender
 from protocol.limits import MAX_FRAME_PAYLOAD, MAX_KEYSYM, MAX_REGION_RAW_BYTES
-from protocol.schema import BYTES, FLAG, I16, U8, U16, U32, Declared, message, shared, wire
+from protocol.schema import BYTES, CUSTOM, FLAG, I16, U8, U16, U32, Declared, message, shared, wire
 
 # lz4.block.compress(..., store_size=True) prefixes the uncompressed size, u32 little-endian.
 _LZ4_SIZE = struct.Struct("<I")
@@ -130,10 +130,76 @@ class ResizeRequest(_ScreenSize):
 @message(0x08, "VIDEO_CAPS", kind=DISPLAY, sender=Sender.CLIENT)
 class VideoCaps(Declared):
     """The client decodes these video encodings (client -> server, after the
-    display channel opens): u8 bit mask, bit 0 H264.  Without it the server
-    sends no H264 regions (JPEG/PNG only)."""
+    display channel opens): u8 bit mask, bit 0 H264, bit 1 TILE.  Without it
+    the server sends no H264 regions (JPEG/PNG only) and no TILE."""
 
     codecs: int = wire(U8)
+
+
+# TILE: a frame of one small two-colour region (an echoed glyph and the
+# cursor), the region's header, colours and bits and the frame's end in one
+# message (docs/protocol.md section 7b).  Sides are at most TILE_MAX_SIDE and
+# the area TILE_MAX_PIXELS, so the bits are at most TILE_MAX_BITS_BYTES.
+TILE_MAX_SIDE: Final = 64
+TILE_MAX_PIXELS: Final = 1024
+TILE_MAX_BITS_BYTES: Final = (TILE_MAX_PIXELS + 7) // 8
+TILE_COLOURS_BYTES: Final = 6  # two colours, R, G, B each
+TILE_ACK_NOW: Final = 0x01  # form bit: FRAME_END's ack_now
+TILE_COLOURS: Final = 0x02  # form bit: the two colours travel (else the previous TILE's)
+TILE_FORM_BITS: Final = TILE_ACK_NOW | TILE_COLOURS
+# KEY_TAP_ACK carries the low bits of the acknowledged frame's seq: frames in
+# flight are far fewer ([display] frames_in_flight <= 16), so the receiver
+# finds the one seq in flight that ends with them.
+ACK_LOW_MODULO: Final = 0x100
+# KEY_TAP_ACK: u8 ack + a keysym of one byte (below KEYSYM_ONE_BYTE) or two.
+KEYSYM_ONE_BYTE: Final = 0x100
+KEY_TAP_ACK_MAX_PAYLOAD: Final = 3
+
+
+def tile_bits_bytes(w: int, h: int) -> int:
+    """Bytes of a w x h TILE's bits: one bit a pixel, rows not padded."""
+    return (w * h + 7) // 8
+
+
+@message(0x09, "TILE", kind=DISPLAY, sender=Sender.SERVER)
+class Tile(Declared):
+    """A whole frame of one w x h two-colour region at (x, y) of the current
+    target (server -> client): FRAME_END with seq = the previous frame's + 1
+    and ack_now = form bit 0.  Form bit 1: the data starts with the two
+    colours (R, G, B each); without it the previous TILE's colours apply
+    (the first TILE of a display channel carries them).  Then the w*h pixels,
+    one bit each (1: the second colour), most significant bit first, rows
+    not padded; the pad bits of the last byte are 0.  Sent only to a client
+    that set VIDEO_CAPS bit 1."""
+
+    x: int = wire(U16)
+    y: int = wire(U16)
+    w: int = wire(U8.within(1, TILE_MAX_SIDE))
+    h: int = wire(U8.within(1, TILE_MAX_SIDE))
+    form: int = wire(U8.within(0, TILE_FORM_BITS))
+    data: bytes = wire(BYTES(TILE_COLOURS_BYTES + TILE_MAX_BITS_BYTES))
+
+    def check(self) -> None:
+        """Area at most TILE_MAX_PIXELS; data exactly the colours (if sent) and
+        the bits; pad bits 0."""
+        if self.w * self.h > TILE_MAX_PIXELS:
+            raise ValueError(f"TILE {self.w}x{self.h} exceeds TILE_MAX_PIXELS")
+        need = tile_bits_bytes(self.w, self.h) + (TILE_COLOURS_BYTES if self.has_colours else 0)
+        if len(self.data) != need:
+            raise ValueError(f"TILE {self.w}x{self.h} needs {need} bytes of data, got {len(self.data)}")
+        pad = -(self.w * self.h) % 8
+        if pad and self.data[-1] & ((1 << pad) - 1):
+            raise ValueError("TILE pad bits must be 0")
+
+    @property
+    def ack_now(self) -> bool:
+        """FRAME_END's ack_now for this frame."""
+        return bool(self.form & TILE_ACK_NOW)
+
+    @property
+    def has_colours(self) -> bool:
+        """The data starts with the two colours."""
+        return bool(self.form & TILE_COLOURS)
 
 
 @message(0x01, "KEY", kind=INPUT, sender=Sender.CLIENT)
@@ -190,6 +256,33 @@ class KeyTap(Declared):
     keysym: int = wire(U32.within(1, MAX_KEYSYM))
 
 
+@message(0x0B, "KEY_TAP_ACK", kind=INPUT, sender=Sender.CLIENT, codec=CUSTOM, max_payload=KEY_TAP_ACK_MAX_PAYLOAD)
+class KeyTapAck(Declared):
+    """KEY_TAP of a keysym up to 0xFFFF with the held FRAME_ACK in it (client ->
+    server): u8 `ack`, the acknowledged seq modulo ACK_LOW_MODULO (the server
+    acks the frame in flight whose seq ends so; none: ignored), then the
+    keysym in one byte if it is below 0x100 (Latin-1, what is typed most),
+    else in two (big-endian); a two-byte form of a keysym below 0x100 is
+    malformed, so every tap has one encoding."""
+
+    ack: int = wire(U8)
+    keysym: int = wire(U16.within(1, U16.high))
+
+    def encode(self) -> bytes:
+        """ack, then the keysym in as few bytes as it needs (1 or 2)."""
+        return bytes((self.ack,)) + self.keysym.to_bytes(1 if self.keysym < KEYSYM_ONE_BYTE else 2, "big")
+
+    @classmethod
+    def decode(cls, payload: bytes) -> KeyTapAck:
+        """2 or 3 bytes; the 3-byte form only for a keysym of 0x100 or more."""
+        if len(payload) not in (2, KEY_TAP_ACK_MAX_PAYLOAD):
+            raise ValueError(f"KEY_TAP_ACK payload must be 2 or 3 bytes, got {len(payload)}")
+        keysym = int.from_bytes(payload[1:], "big")
+        if len(payload) == KEY_TAP_ACK_MAX_PAYLOAD and keysym < KEYSYM_ONE_BYTE:
+            raise ValueError("KEY_TAP_ACK sends a keysym below 0x100 in one byte")
+        return cls(payload[0], keysym)
+
+
 @message(0xFF, "WINDOW_UPDATE")
 class WindowUpdate(Declared):
     """Grant the peer `increment` more bytes of credit on this channel (any channel but 0)."""
@@ -206,6 +299,7 @@ DISPLAY_MESSAGES: tuple[type[Message], ...] = (
     RefreshRequest,
     ResizeRequest,
     VideoCaps,
+    Tile,
 )
 INPUT_MESSAGES: tuple[type[Message], ...] = (
     Key,
@@ -215,4 +309,5 @@ INPUT_MESSAGES: tuple[type[Message], ...] = (
     Sync,
     SyncDone,
     KeyTap,
+    KeyTapAck,
 )

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from protocol.connection import frame_cost
 from PIL import Image
 
-from protocol.messages import ChannelKind, FrameAck, FrameEnd, Message, RefreshRequest, Region, VideoCaps
+from protocol.messages import ChannelKind, FrameAck, FrameEnd, KeyTapAck, Message, RefreshRequest, Region, VideoCaps
 from protocol.windows import WindowTarget
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
@@ -31,6 +31,7 @@ from sessiond.agent.encoder import Rect, RegionEncoder
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
+from sessiond.agent.tiles import CODEC_TILE, TileFolder, ack_from_low
 from sessiond.agent.video import VideoRegions, video_frame
 from sessiond.agent.xshm import CDisplay, ShmCapture, XShmError
 
@@ -277,6 +278,7 @@ class DisplayPipeline:
         # asked for a refresh while no window has pixels: it still gets its
         # FRAME_END, so "wait for a frame" never hangs on an empty session).
         self._owed = False
+        self.tiles = TileFolder()  # one-region frames as TILE (client's VIDEO_CAPS bit 1)
 
     def refresh(self) -> None:
         """Everything goes out in the next frame, which is sent even if empty."""
@@ -300,6 +302,7 @@ class DisplayPipeline:
             self.video.forget()  # the new client has no decoders and has not sent VIDEO_CAPS yet
             self.video.enabled = False
         self.open = True
+        self.tiles.reset()
         self.acked_seq = self.frame_seq
         self.link_estimate.reset()
         self._last_ack_now = True
@@ -319,7 +322,10 @@ class DisplayPipeline:
                 self.acked_seq = message.seq
                 self.link_estimate.frame_acked(message.seq)
             self.schedule()
+        elif isinstance(message, KeyTapAck) and (seq := ack_from_low(message.ack, self.acked_seq, self.frame_seq)):
+            self.message(FrameAck(seq=seq))  # the ack a tap carried (the key is the input channel's)
         elif isinstance(message, VideoCaps):
+            self.tiles.enabled = bool(message.codecs & CODEC_TILE)
             if self.video is not None:
                 self.video.enabled = bool(message.codecs & CODEC_H264)
                 if not self.video.enabled and self.video.streams:
@@ -377,17 +383,14 @@ class DisplayPipeline:
             self.schedule()  # damage the capture's round trip read in (see the end)
             return
         self._owed = False
+        self.frame_seq += 1
+        ack_now = self._ack_now(sum(frame_cost(message) for message in messages))
         size = 0
-        for message in messages:
+        for message in self.tiles.frame(messages, FrameEnd(seq=self.frame_seq, ack_now=ack_now)):
             link.conn.send(DISPLAY_CHANNEL, message)
             cost = frame_cost(message)
             self.cap.charge(cost)
             size += cost
-        self.frame_seq += 1
-        ack_now = self._ack_now(size)
-        end = FrameEnd(seq=self.frame_seq, ack_now=ack_now)
-        link.conn.send(DISPLAY_CHANNEL, end)
-        size += frame_cost(end)
         streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
         self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
         self._last_ack_now = ack_now

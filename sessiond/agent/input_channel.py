@@ -1,4 +1,4 @@
-# The agent's handler of the input channel: KEY, KEY_TAP, POINTER, BUTTON,
+# The agent's handler of the input channel: KEY, KEY_TAP(_ACK), POINTER, BUTTON,
 # WHEEL and SYNC from the client, injected into the session's X server.
 #
 # Why its own object: the input channel is one kind with one owner (the
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from protocol.messages import Button, Key, KeyTap, Message, Pointer, Sync, SyncDone, Wheel
+from protocol.messages import Button, Key, KeyTap, KeyTapAck, Message, Pointer, Sync, SyncDone, Wheel
 from protocol.windows import WindowButton, WindowPointer, WindowWheel
 
 
@@ -82,7 +82,7 @@ class InputChannel:
             done = injector.key(message.keysym, message.down)
             if not done and not message.down:
                 done = True  # releasing a key that is not held is a no-op, not a drop
-        elif isinstance(message, KeyTap):
+        elif isinstance(message, (KeyTap, KeyTapAck)):
             done = injector.key(message.keysym, True)
             if done:
                 injector.key(message.keysym, False)

@@ -31,6 +31,7 @@ from protocol.messages import (
     ClockReport,
     DesktopSize,
     Hello,
+    KeyTapAck,
     LaunchResult,
     Message,
     Ping,
@@ -276,6 +277,8 @@ class Agent:
             elif event.channel == DISPLAY_CHANNEL:
                 self._display_message(event.message)
             elif event.channel == INPUT_CHANNEL:
+                if isinstance(event.message, KeyTapAck):
+                    self._display_message(event.message)  # the frame ack it carries
                 try:
                     self.input.message(event.message)
                 finally:

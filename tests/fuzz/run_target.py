@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.join(os.path.dirname(HERE), "vectors", "frames.json")
 APPS_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "conf", "apps")
 # The project's packages: their code is instrumented for coverage.
-PACKAGES = ["protocol", "sessiond", "client", "apps", "isolation", "targets"]
+PACKAGES = ["protocol", "sessiond", "client", "apps", "isolation", "media", "targets", "tile_target"]
 # Longest input libFuzzer makes; the decoders' interesting bounds are in headers.
 MAX_LEN = 8192
 

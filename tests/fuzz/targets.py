@@ -39,6 +39,7 @@ from sessiond import admin, web
 from media.opus import OpusDecoder
 from sessiond.agent.usb_server import UsbipPeer
 from transport.twisted_wire import FrameProtocol
+from tile_target import tile
 
 Target = Callable[[bytes], None]
 KINDS = sorted(MESSAGE_TYPES, key=int)
@@ -464,4 +465,5 @@ TARGETS: dict[str, Target] = {
     "desktop_exec": desktop_exec,
     "websocket": websocket,
     "admin_http": admin_http,
+    "tile": tile,
 }

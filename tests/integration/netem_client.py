@@ -199,17 +199,27 @@ async def flood(reactor: Any, client: SessionClient, seconds: float) -> dict[str
             "red_pixels": red_pixels(client)}  # fmt: skip
 
 
-async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+async def logged_in(reactor: Any, args: argparse.Namespace) -> SessionClient:
+    """A client connected to --server, logged in, with display and input open."""
     host, _, port = args.server.rpartition(":")
     with open(args.password_file, encoding="utf-8") as handle:
         password = handle.read().strip()
     client: SessionClient = await within(reactor, connect(reactor, host, int(port), KnownHosts(args.known_hosts)),
                                          "the server")  # fmt: skip
-    count_bytes(client)
     try:
         await within(reactor, client.login(args.user, password), "login")
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
         await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+    except BaseException:
+        client.disconnect()
+        raise
+    return client
+
+
+async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    client = await logged_in(reactor, args)
+    count_bytes(client)
+    try:
         client.hold_acks = not args.ack_every_frame
         await within(reactor, client.launch("xterm"), "the launch of xterm")
         await wait_quiet(reactor, client)
@@ -227,23 +237,33 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         client.disconnect()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def login_parser(description: str | None) -> argparse.ArgumentParser:
+    """A parser with the login arguments: --server HOST:PORT, --user, --password-file, --known-hosts."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--server", required=True, help="HOST:PORT")
     parser.add_argument("--user", required=True)
     parser.add_argument("--password-file", required=True)
     parser.add_argument("--known-hosts", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = login_parser(__doc__)
     parser.add_argument("--keystrokes", type=int, default=10)
     parser.add_argument("--flood-seconds", type=float, default=10.0)
     parser.add_argument("--video-seconds", type=float, default=0.0)
     parser.add_argument("--save-screen", metavar="PNG", help="save the client's screen here if the run fails")
     parser.add_argument("--ack-every-frame", action="store_true", help="ack every frame at once (baseline)")
-    args = parser.parse_args(argv)
+    return react_json(run, parser.parse_args(argv))
+
+
+def react_json(run_fn: Callable[[Any, argparse.Namespace], Any], args: argparse.Namespace) -> int:
+    """Run RUN_FN(reactor, args) in a reactor and print its dict (or {"error": ...}) as one JSON line."""
     out: dict[str, Any] = {}
 
     async def body(reactor: Any) -> None:
         try:
-            out.update(await run(reactor, args))
+            out.update(await run_fn(reactor, args))
         except Exception as exc:  # noqa: BLE001 - reported as JSON to the test
             out["error"] = f"{type(exc).__name__}: {exc}"
         print(json.dumps(out), flush=True)

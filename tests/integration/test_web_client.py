@@ -76,9 +76,9 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-# The frame header (protocol/frames.py) and the input channel's KEY and KEY_TAP types.
+# The frame header (protocol/frames.py) and the input channel's KEY, KEY_TAP and KEY_TAP_ACK types.
 FRAME_HEADER = struct.Struct(">IHBB")
-KEY_TYPE, KEY_TAP_TYPE = 0x01, 0x07
+KEY_TYPE, KEY_TAP_TYPE, KEY_TAP_ACK_TYPE = 0x01, 0x07, 0x0B
 
 
 class SentFrames:
@@ -128,6 +128,16 @@ def log_in(page: Any, server: Server, user: TestUser) -> None:
     page.click("#login-button")
 
 
+def open_xterm(page: Any, server: Server, user: TestUser) -> None:
+    """Log in, launch xterm from the launcher, wait until the canvas follows the page."""
+    log_in(page, server, user)
+    xterm = page.locator('#apps button[data-app="xterm"]')
+    xterm.wait_for(timeout=UI_TIMEOUT_MS)
+    xterm.click()
+    page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
+    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+
+
 def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: Server, web_user: TestUser,
                                                               browser: Any) -> None:  # fmt: skip
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -157,8 +167,10 @@ def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: S
     red = wait_for_red(page, MIN_RED_PIXELS)
     assert red >= MIN_RED_PIXELS, (f"only {red} red pixels on the canvas; console: {console}\n"
                                    f"{sessiond_server.log()[-3000:]}")
-    # Typed text went out as KEY_TAPs (one 4-byte message per character), not KEY down + up pairs.
-    taps, keys = sent.count(KEY_TAP_TYPE, 4), sent.count(KEY_TYPE, 5)
+    # Typed text went out as KEY_TAPs (one 4-byte message per character, or a 2- or 3-byte
+    # KEY_TAP_ACK carrying the held frame ack), not KEY down + up pairs.
+    taps = sent.count(KEY_TAP_TYPE, 4) + sent.count(KEY_TAP_ACK_TYPE, 2) + sent.count(KEY_TAP_ACK_TYPE, 3)
+    keys = sent.count(KEY_TYPE, 5)
     assert taps >= len(PAINT_COMMAND) + 1 and keys == 0, f"{taps} KEY_TAP and {keys} KEY frames for the command"
 
     # The resume token is in sessionStorage, never in the URL.
@@ -247,12 +259,7 @@ def test_the_session_follows_the_browser_window(sessiond_server: Server, web_use
                                                 tmp_path: Any) -> None:  # fmt: skip
     """Resizing the browser window resizes the session's X screen (RESIZE_REQUEST, debounced)."""
     page = browser.new_page(viewport={"width": 1100, "height": 800})
-    log_in(page, sessiond_server, web_user)
-    xterm = page.locator('#apps button[data-app="xterm"]')
-    xterm.wait_for(timeout=UI_TIMEOUT_MS)
-    xterm.click()
-    page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
-    page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
+    open_xterm(page, sessiond_server, web_user)
     assert page.evaluate("document.getElementById('screen').width") == 1100
 
     page.set_viewport_size({"width": 900, "height": 640})

@@ -47,6 +47,7 @@ def test_ack_now_is_answered_at_once(tmp_path: Any) -> None:
 
 def test_held_acks_ride_on_the_next_input_in_one_write(tmp_path: Any) -> None:
     client, server, transport = paired_client(tmp_path)
+    client.compact_keys = False  # the previous form: KEY_TAP + FRAME_ACK (KEY_TAP_ACK: test_keystroke_tile.py)
     frame_end(client, 1, ack_now=False)
     frame_end(client, 2, ack_now=False)
     assert transport.value() == b""  # nothing written for the held acks

@@ -23,7 +23,7 @@ NAMES = [
     "frame_decoder", "connection_server_fresh", "connection_server_authed", "connection_server_channels",
     "connection_client_fresh", "connection_client_authed", "connection_client_channels", "messages",
     "transfers", "usb_codecs", "usb_peer", "framebuffer", "opus_mic", "sandbox_spec", "desktop_exec", "websocket",
-    "admin_http", "video",
+    "admin_http", "video", "tile",
 ]  # fmt: skip
 
 

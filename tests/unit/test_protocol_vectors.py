@@ -21,6 +21,7 @@ from protocol.messages import (
     Close,
     Message,
     Region,
+    Tile,
     decode_message,
 )
 
@@ -39,7 +40,7 @@ def build(description: dict[str, Any]) -> Message:
             value = tuple(AppInfo(**{**app, "categories": tuple(app["categories"])}) for app in value)
         elif key == "windows":
             value = tuple(WindowSummary(**row) for row in value)
-        elif key == "data" and cls in (Region, ClipData, FileData, XpraData) or key in ("packet", "png"):
+        elif key == "data" and cls in (Region, Tile, ClipData, FileData, XpraData) or key in ("packet", "png"):
             value = bytes.fromhex(value)
         elif isinstance(value, list):
             value = tuple(value)

@@ -19,6 +19,7 @@ import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
 import { TITLE_HEIGHT, WindowsView } from './windows.js';
 import { CODEC_H264, h264Supported } from './video.js';
+import { CODEC_TILE, withHeldAck } from './tile.js';
 
 const DISPLAY = 1;
 const INPUT = 2;
@@ -347,12 +348,12 @@ class WebClient {
     this.show('launcher');
   }
 
-  /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills). */
+  /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills); TILE frames always. */
   announceVideo() {
-    this.videoCodecs ??= h264Supported().then((ok) => (ok ? CODEC_H264 : 0));
+    this.videoCodecs ??= h264Supported().then((ok) => (ok ? CODEC_H264 : 0) | CODEC_TILE);
     this.videoCodecs.then((codecs) => {
       this.canvas.dataset.videoCodecs = String(codecs);
-      if (codecs && this.conn?.isOpen(DISPLAY)) this.conn.send(DISPLAY, { name: 'VIDEO_CAPS', fields: { codecs } });
+      if (this.conn?.isOpen(DISPLAY)) this.conn.send(DISPLAY, { name: 'VIDEO_CAPS', fields: { codecs } });
     });
   }
 
@@ -385,7 +386,7 @@ class WebClient {
     this.desktop.hidden = mode !== 'seamless';
     this.input?.detach();
     const conn = this.conn;
-    const send = (message) => conn.send(INPUT, message);
+    const send = (message) => conn.send(INPUT, withHeldAck(message, conn.held, DISPLAY));
     if (mode === 'seamless') {
       this.input = new InputBinding(this.desktop, send, { position: (event) => this.windows.pointerTarget(event) });
       this.desktop.style.top = `${TITLE_HEIGHT}px`;

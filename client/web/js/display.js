@@ -1,5 +1,6 @@
 // The session's screen on a canvas: DESKTOP_SIZE, REGION (RAW_LZ4, PNG,
-// JPEG, FILL, COPY, PALETTE, H264 through video.js) and FRAME_END, drawn strictly in arrival order
+// JPEG, FILL, COPY, PALETTE, H264 through video.js), FRAME_END and TILE (a
+// one-region frame, unfolded by tile.js), drawn strictly in arrival order
 // (a COPY reads the canvas as every earlier region left it).
 //
 // Why a promise chain: PNG and JPEG decode asynchronously (createImageBitmap,
@@ -13,6 +14,7 @@ import { Encoding } from './protocol.js';
 import { decompressSized } from './lz4.js';
 import { applyCopy, decodePalette } from './palette.js';
 import { VideoStreams } from './video.js';
+import { TileUnfolder } from './tile.js';
 
 const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
 
@@ -36,6 +38,8 @@ export class Screen {
     this.failed = false;
     this.current = null; // the window WINDOW_TARGET named, until the next one (null: the desktop canvas)
     this.video = hooks.video || new VideoStreams(); // H264 streams of this display channel
+    this.tiles = new TileUnfolder(); // TILE frames: the last colours (a display channel each)
+    this.lastSeq = 0; // seq of the last frame, known on arrival (a TILE's is this + 1)
   }
 
   /** Queue a display message; `done` runs once it has been applied (for credit). */
@@ -56,14 +60,33 @@ export class Screen {
         }, done);
         break;
       case 'FRAME_END':
-        this.then(() => {
-          this.frames += 1;
-          this.hooks.onFrame(f.seq, f.ack_now);
-        }, done);
+        this.lastSeq = f.seq;
+        this.frameEnd(f.seq, f.ack_now, done);
         break;
+      case 'TILE': {
+        // A whole frame: its PALETTE region, then its FRAME_END (seq: the previous + 1).
+        let unfolded;
+        try {
+          unfolded = this.tiles.unfold(f, this.lastSeq);
+        } catch (error) {
+          this.then(() => Promise.reject(error), done);
+          break;
+        }
+        this.lastSeq = unfolded.seq;
+        this.region(unfolded.region, () => {});
+        this.frameEnd(unfolded.seq, unfolded.ackNow, done);
+        break;
+      }
       default:
         done();
     }
+  }
+
+  frameEnd(seq, ackNow, done) {
+    this.then(() => {
+      this.frames += 1;
+      this.hooks.onFrame(seq, ackNow);
+    }, done);
   }
 
   then(step, done) {
@@ -127,9 +150,12 @@ export class Screen {
       const decoded = decodePalette(data.slice(), w, h);
       decoded.catch(() => {}); // reported through the chain, in order
       this.then(async () => {
-        const image = this.ctx.createImageData(w, h);
-        image.data.set(await decoded);
-        this.ctx.putImageData(image, x, y);
+        const pixels = await decoded;
+        const ctx = this.target();
+        if (!ctx) return;
+        const image = ctx.createImageData(w, h);
+        image.data.set(pixels);
+        ctx.putImageData(image, x, y);
       }, done);
     } else if (encoding === Encoding.RAW_LZ4) {
       this.then(() => {

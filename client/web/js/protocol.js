@@ -7,7 +7,7 @@
 // vectors (tests/vectors/frames.json) by client/web/test/protocol.test.js.
 // The messages themselves are not written here: message-table.js, generated
 // from the Python declarations, lists every type with its fields and bounds,
-// and this module's codec reads it (only REGION's and the audio formats'
+// and this module's codec reads it (only REGION's, TILE's and the audio formats'
 // cross-field rules are spelled out below). Like the Python decoder, it
 // checks every length from the header before buffering a payload, and
 // decodes control JSON strictly (listed fields with their JSON types and
@@ -17,6 +17,7 @@
 import { parseUnit } from './video.js';
 import { KIND_MAX_PAYLOAD, MESSAGE_TABLE } from './message-table.js';
 import { MAX_WINDOWS, decodeWindowIds, encodeWindowIds } from './window-ids.js';
+import { decodeKeyTapAck, encodeKeyTapAck } from './tile.js';
 
 export { KIND_MAX_PAYLOAD, MAX_WINDOWS, MESSAGE_TABLE };
 const restackError = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `WINDOW_RESTACK ${what}`);
@@ -108,6 +109,9 @@ const CHANNEL_JSON_BY_TYPE = new Map(CHANNEL_JSON.map((spec) => [`${spec.kind}:$
 const CHANNEL_JSON_BY_NAME = new Map(CHANNEL_JSON.map((spec) => [spec.name, spec]));
 // WINDOW_RESTACK: a list of u32 window ids (window-ids.js).
 const RESTACK = MESSAGE_TABLE.find((m) => m.name === 'WINDOW_RESTACK') || null;
+// KEY_TAP_ACK: u8 ack, a keysym of 1 or 2 bytes (tile.js).
+const TAP_ACK = MESSAGE_TABLE.find((m) => m.name === 'KEY_TAP_ACK') || null;
+const tapAckError = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `KEY_TAP_ACK ${what}`);
 
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -206,6 +210,7 @@ export function encodeMessage(message) {
   const json = CHANNEL_JSON_BY_NAME.get(name);
   if (json) return [json.type, utf8.encode(canonicalJson(controlWireObject(json, fields)))];
   if (RESTACK && name === RESTACK.name) return [RESTACK.type, encodeWindowIds(fields.order, restackError)];
+  if (TAP_ACK && name === TAP_ACK.name) return [TAP_ACK.type, encodeKeyTapAck(fields, tapAckError)];
   const spec = BINARY_BY_NAME.get(name);
   if (!spec) throw new Error(`unknown message ${name}`);
   checkStruct(spec, fields);
@@ -283,12 +288,22 @@ function checkRegion({ w, h, encoding, data }, bad) {
   }
 }
 
+// TILE (protocol/media.py Tile.check): area, exact data length, pad bits 0.
+export const TILE_MAX_PIXELS = 1024;
+function checkTile({ w, h, form, data }, bad) {
+  if (w * h > TILE_MAX_PIXELS) throw bad('exceeds TILE_MAX_PIXELS');
+  const need = Math.ceil((w * h) / 8) + (form & 0x02 ? 6 : 0);
+  if (data.length !== need) throw bad(`needs ${need} bytes of data, got ${data.length}`);
+  const pad = (8 - ((w * h) % 8)) % 8;
+  if (pad && data[data.length - 1] & ((1 << pad) - 1)) throw bad('pad bits must be 0');
+}
+
 function checkAudioFormat(fields, bad) {
   if (!OPUS_RATES.includes(fields.sample_rate)) throw bad(`sample_rate ${fields.sample_rate} is not an Opus rate`);
 }
 
 // Rules across fields that the table cannot say (protocol/media.py Region.check, audio.py _Format.check).
-const RULES = { REGION: checkRegion, AUDIO_FORMAT: checkAudioFormat, MIC_FORMAT: checkAudioFormat };
+const RULES = { REGION: checkRegion, TILE: checkTile, AUDIO_FORMAT: checkAudioFormat, MIC_FORMAT: checkAudioFormat };
 
 function decodeStruct(spec, payload) {
   const bad = (what) => new ProtocolError(Reason.MALFORMED_MESSAGE, `${spec.name} ${what}`);
@@ -340,6 +355,9 @@ export function decodeMessage(kind, type, payload) {
   if (json) return { name: json.name, fields: pick(parseJsonObject(payload), json.req, json.opt) };
   if (RESTACK && kind === RESTACK.kind && type === RESTACK.type) {
     return { name: RESTACK.name, fields: { order: decodeWindowIds(payload, restackError) } };
+  }
+  if (TAP_ACK && kind === TAP_ACK.kind && type === TAP_ACK.type) {
+    return { name: TAP_ACK.name, fields: decodeKeyTapAck(payload, tapAckError) };
   }
   const spec = BINARY_BY_TYPE.get(`${kind}:${type}`) || BINARY_BY_TYPE.get(`null:${type}`);
   if (!spec) throw new ProtocolError(Reason.UNKNOWN_MESSAGE_TYPE, `type 0x${type.toString(16)} on kind ${kind}`);

@@ -21,7 +21,7 @@ const toHex = (bytes) => Buffer.from(bytes).toString('hex');
 
 function fieldsFromVector(vector) {
   const fields = { ...vector.message.fields };
-  if (['REGION', 'CLIP_DATA', 'FILE_DATA'].includes(vector.message.name)) fields.data = hex(fields.data);
+  if (['REGION', 'TILE', 'CLIP_DATA', 'FILE_DATA'].includes(vector.message.name)) fields.data = hex(fields.data);
   if (vector.message.name === 'WINDOW_ICON') fields.png = hex(fields.png);
   return fields;
 }
@@ -36,7 +36,7 @@ function comparable(fields) {
 test('the vectors cover every web message type', () => {
   const names = new Set(valid.map((v) => v.message.name));
   for (const name of ['HELLO', 'AUTH', 'AUTH_RESULT', 'APP_LIST', 'ICON', 'LAUNCH', 'REGION', 'FRAME_END',
-    'FRAME_ACK', 'RESIZE_REQUEST', 'KEY', 'POINTER', 'BUTTON', 'WHEEL', 'WINDOW_UPDATE', 'CLOSE', 'CLIP_OFFER',
+    'FRAME_ACK', 'TILE', 'KEY_TAP_ACK', 'RESIZE_REQUEST', 'KEY', 'POINTER', 'BUTTON', 'WHEEL', 'WINDOW_UPDATE', 'CLOSE', 'CLIP_OFFER',
     'CLIP_DATA', 'CLIP_ERROR', 'CLIP_DONE', 'FILE_OFFER', 'FILE_DATA', 'FILE_DONE', 'FILE_CANCEL']) {
     assert.ok(names.has(name), `no vector for ${name}`);
   }
