@@ -1,14 +1,16 @@
 # Builds sessiond's service tree from a Config in one place, with explicit
 # injection points for tests (reactor, authenticator): a MultiService holding
-# the session supervisor and the TLS listener.
+# the session supervisor and the TLS listener. Its listeners are ListenService
+# rather than twisted.application.internet's, whose module also builds the
+# reconnecting-client state machines (automat; about 1 MiB of the daemon).
 """The sessiond service tree."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
-from twisted.application import internet, service
+from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -29,6 +31,24 @@ from sessiond.tls import certificate_fingerprint, ensure_host_certificate, serve
 from sessiond.web import install_web_client
 
 log = Logger()
+
+
+class ListenService(service.Service):
+    """Listens while running: LISTEN() returns the port at start; stopping stops listening."""
+
+    def __init__(self, listen: Callable[[], Any]) -> None:
+        self._listen = listen
+        self._port: Any = None
+
+    def startService(self) -> None:  # noqa: N802 - Twisted name
+        super().startService()
+        if self._port is None:
+            self._port = self._listen()  # CannotListenError reaches the caller (sessiond/cli.py)
+
+    def stopService(self) -> Any:  # noqa: N802 - Twisted name
+        super().stopService()
+        port, self._port = self._port, None
+        return None if port is None else port.stopListening()
 
 
 class SupervisorService(service.Service):
@@ -97,11 +117,12 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     site = GuardedSite(web, token)  # bodies judged from the headers first (sessiond/admin.py)
     host, port = config.listen
     mux = MuxFactory(factory, site, PreauthTracker(reactor, limits_from_config(config)))
-    listener = internet.SSLServer(port, mux, server_context_factory(key_path, cert_path), interface=host,
-                                  backlog=LISTEN_BACKLOG)  # fmt: skip
+    context = server_context_factory(key_path, cert_path)
+    listener = ListenService(lambda: reactor.listenSSL(port, mux, context, backlog=LISTEN_BACKLOG, interface=host))
     listener.setServiceParent(root)
     control_path = config.admin.socket
-    internet.UNIXServer(control_path, ControlFactory(ops), mode=0o600, wantPID=True).setServiceParent(root)
+    ListenService(lambda: reactor.listenUNIX(control_path, ControlFactory(ops), mode=0o600, wantPID=True)
+                  ).setServiceParent(root)  # fmt: skip
     root.supervisor = supervisor  # type: ignore[attr-defined]
     root.listener = listener  # type: ignore[attr-defined]
     root.directory = directory  # type: ignore[attr-defined]

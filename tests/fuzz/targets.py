@@ -35,7 +35,7 @@ from protocol.errors import ProtocolError
 from protocol.frames import FrameDecoder
 from protocol.messages import MESSAGE_TYPES, Region, decode_message, encode_message
 from protocol.testing import RecordingTransport, handshaken_pair, open_pair_channel
-from sessiond import admin, web
+from sessiond import admin, web_socket
 from media.opus import OpusDecoder
 from sessiond.agent.usb_server import UsbipPeer
 from transport.twisted_wire import FrameProtocol
@@ -352,7 +352,7 @@ def websocket(data: bytes) -> None:
     transport = StringTransport()
     transport.registerProducer(_Handler(), True)  # the HTTP channel that carried the upgrade
     channel = _Channel(transport)
-    bridge = web.WebSocketBridge(_Handler(), _Request(channel))  # type: ignore[arg-type]
+    bridge = web_socket.WebSocketBridge(_Handler(), _Request(channel))  # type: ignore[arg-type]
     wire: Any = _WebSocketWireProtocol(WsConnection(ConnectionType.SERVER), serverBootstrap, bridge)
     channel.dataReceived = wire.dataReceived  # what HTTPChannel._protocolUpgradeForWebsockets does
     wire.makeConnection(transport)
