@@ -12,7 +12,10 @@
 # slot is waiting with its imports done), as it would on a server between
 # logins; a login that finds the pool empty starts cold, which is what the
 # cold rows measure. Ratios are against the first row, measured minutes
-# apart on the same cores. Run as root:
+# apart on the same cores. A second table breaks each login into its steps
+# (client and server time stamps, bench/startup_breakdown.py), next to what
+# is not sessiond's: one PAM authentication, Xvfb's start, xterm's own
+# exec -> first map + capture, measured alone in the same run. Run as root:
 #   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_warm_start.py
 """Start-up benchmark: login -> first frame, cold (exec / zygote) vs warm pool."""
 
@@ -32,7 +35,7 @@ from bench_memory import parse_settings
 from bench_spine import REPO, SHARED_APP_DIR, XTERM_APP_ID, publish_bench_apps
 from client.known_hosts import KnownHosts
 from spine_server import BenchUsers, run_bench
-from spine_workloads import StartupRun, startup_once
+from startup_breakdown import breakdown_table, floors, pam_seconds, server_marks, timed_login
 
 SCREEN = (1920, 1080)
 DEFAULT_RUNS = 5
@@ -80,8 +83,9 @@ async def wait_for_slot(reactor: Any, daemon: int) -> None:
 
 
 async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts, index: int,
-                  settings: str, runs: int) -> list[StartupRun]:  # fmt: skip
-    """RUNS logins of new users on a fresh sessiond with SETTINGS."""
+                  settings: str, runs: int) -> list[dict[str, float]]:  # fmt: skip
+    """RUNS logins of new users on a fresh sessiond with SETTINGS: each login's
+    time stamps, client's and server's (startup_breakdown.STEPS)."""
     extra = parse_settings(f"{COMMON},{settings}")
     server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), apps],
                                                extra=extra)  # fmt: skip
@@ -93,8 +97,8 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
                 await wait_for_slot(reactor, server.pid)
             else:
                 await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
-            results.append(await startup_once(reactor, server.host, server.port, known, user, XTERM_APP_ID, *SCREEN,
-                                              with_baseline=False))  # fmt: skip
+            login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID)
+            results.append({**login.marks, **server_marks(server.log(), user.name)})
     except Exception:
         print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
         raise
@@ -103,15 +107,15 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
     return results
 
 
-def report(rows: list[tuple[str, list[StartupRun]]]) -> str:
+def report(rows: list[tuple[str, list[dict[str, float]]]]) -> str:
     """Medians per configuration; ratio against the first row."""
     med = statistics.median
-    base = med(r.first_frame - r.connected for r in rows[0][1])
+    base = med(r["first frame"] - r["tls done"] for r in rows[0][1])
     head = ("configuration", "login -> first frame", "login -> logged in", "ratio")
     table = []
     for name, runs in rows:
-        first = med(r.first_frame - r.connected for r in runs)
-        login = med(r.logged_in - r.connected for r in runs)
+        first = med(r["first frame"] - r["tls done"] for r in runs)
+        login = med(r["auth result"] - r["tls done"] for r in runs)
         table.append((f"{name} (n={len(runs)})", f"{first * 1000:.0f} ms", f"{login * 1000:.0f} ms",
                       f"{first / base:.2f}x"))  # fmt: skip
     widths = [max(len(row[i]) for row in [head, *table]) for i in range(4)]
@@ -136,9 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         for index, (name, settings) in enumerate(CONFIGS):
             print(f"{name} x{args.runs} ...", file=sys.stderr, flush=True)
             rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs)))
+        floor_user = users.create(f"{USER_PREFIX}floor")
+        pam = statistics.median(pam_seconds(floor_user) for _ in range(args.runs))
+        parts = [floors(*SCREEN) for _ in range(args.runs)]
+        xvfb, xterm = (statistics.median(part[i] for part in parts) for i in range(2))
         print(f"sessiond warm-start benchmark; login (after TLS connect) -> first frame with xterm, "
               f"{SCREEN[0]}x{SCREEN[1]}; load average at start {load:.2f}")  # fmt: skip
         print(report(rows))
+        print()
+        print(breakdown_table(rows))
+        print(f"not sessiond's, measured alone (median of {args.runs}): one PAM authentication {pam * 1000:.0f} ms; "
+              f"Xvfb start {xvfb * 1000:.0f} ms; xterm exec -> first map + one capture {xterm * 1000:.0f} ms")
 
     return run_bench("bench_warm_start", "svwarm-", work, remove=(SHARED_APP_DIR,))
 
