@@ -9,6 +9,12 @@
 # run, Xvfb was ready, the agent was set up (bench/startup_breakdown.py reads
 # the line). Wall-clock times, because the daemon, the agent and a client on
 # the same host share that clock.
+#
+# The imports below are what the agent would otherwise import lazily while it
+# sets up (python-xlib loads its connection code and extension modules at the
+# first Display(); Pillow its image plugins at the first encode): here they
+# happen when the agent's code is loaded, so in a zygote or a warm slot
+# before the fork, not on the login's critical path (isolation/zygote.py).
 """StartupMarks (the start-up line) and log_to_file()."""
 
 from __future__ import annotations
@@ -16,6 +22,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+
+import Xlib.support.unix_connect  # noqa: F401 - see the header
+import Xlib.xauth  # noqa: F401
+from PIL import BmpImagePlugin, GifImagePlugin, ImageChops, JpegImagePlugin, PngImagePlugin  # noqa: F401
+from PIL import PpmImagePlugin  # noqa: F401
+from Xlib.ext import composite, damage, randr, record, res, screensaver, security, shape, xinerama  # noqa: F401
+from Xlib.ext import xinput  # noqa: F401
 
 # The agent's log in its session directory; truncated at start-up past this size.
 AGENT_LOG = "agent.log"
