@@ -15,7 +15,9 @@
 # apart on the same cores. A second table breaks each login into its steps
 # (client and server time stamps, bench/startup_breakdown.py), next to what
 # is not sessiond's: one PAM authentication, Xvfb's start, xterm's own
-# exec -> first map + capture, measured alone in the same run. Run as root:
+# exec -> first map + capture, measured alone in the same run. With
+# --baseline-prefix a warm pool of another installation runs first (the
+# ratios' baseline); --warm-only skips the cold rows. Run as root:
 #   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_warm_start.py
 """Start-up benchmark: login -> first frame, cold (exec / zygote) vs warm pool."""
 
@@ -83,12 +85,13 @@ async def wait_for_slot(reactor: Any, daemon: int) -> None:
 
 
 async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts, index: int,
-                  settings: str, runs: int) -> list[dict[str, float]]:  # fmt: skip
+                  settings: str, runs: int, venv_bin: str = spine_server.VENV_BIN
+                  ) -> list[dict[str, float]]:  # fmt: skip
     """RUNS logins of new users on a fresh sessiond with SETTINGS: each login's
     time stamps, client's and server's (startup_breakdown.STEPS)."""
     extra = parse_settings(f"{COMMON},{settings}")
     server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), apps],
-                                               extra=extra)  # fmt: skip
+                                               extra=extra, venv_bin=venv_bin)  # fmt: skip
     results = []
     try:
         for run in range(runs):
@@ -127,6 +130,10 @@ def report(rows: list[tuple[str, list[dict[str, float]]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="logins per configuration")
+    parser.add_argument("--baseline-prefix", default="",
+                        help="also run the warm pool from another installation (e.g. an earlier commit installed "
+                             "with make install PREFIX=...), first, as the ratios' baseline")  # fmt: skip
+    parser.add_argument("--warm-only", action="store_true", help="skip the two cold configurations")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_warm_start: run as root (it creates users and starts sessiond)", file=sys.stderr)
@@ -137,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
         apps = publish_bench_apps(tmp)
         rows = []
-        for index, (name, settings) in enumerate(CONFIGS):
+        configs = [(name, settings, spine_server.VENV_BIN) for name, settings in CONFIGS
+                   if not args.warm_only or "warm_pool" in settings]  # fmt: skip
+        if args.baseline_prefix:
+            configs.insert(0, (f"warm pool, {args.baseline_prefix}", CONFIGS[-1][1],
+                               os.path.join(args.baseline_prefix, "venv", "bin")))  # fmt: skip
+        for index, (name, settings, venv_bin) in enumerate(configs):
             print(f"{name} x{args.runs} ...", file=sys.stderr, flush=True)
-            rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs)))
+            rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs, venv_bin)))
         floor_user = users.create(f"{USER_PREFIX}floor")
         pam = statistics.median(pam_seconds(floor_user) for _ in range(args.runs))
         parts = [floors(*SCREEN) for _ in range(args.runs)]
