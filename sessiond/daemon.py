@@ -2,7 +2,8 @@
 # injection points for tests (reactor, authenticator): a MultiService holding
 # the session supervisor and the TLS listener. Its listeners are ListenService
 # rather than twisted.application.internet's, whose module also builds the
-# reconnecting-client state machines (automat; about 1 MiB of the daemon).
+# reconnecting-client state machines (automat; about 1 MiB of the daemon),
+# and its HTTP site is built with the first HTTP connection (SiteOnFirstUse).
 """The sessiond service tree."""
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import os
 from typing import Any, Callable
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 from apps.catalog import Catalog
 from apps.reload import CatalogReloader
-from sessiond.admin import AdminOps, ControlFactory, GuardedSite, ensure_admin_token, web_root
+from sessiond.admin import AdminOps, ControlFactory, ensure_admin_token, web_root
 from sessiond.auth import PamAuthenticator
 from sessiond.config import Config
 from sessiond.farm.service import DirectoryService, build_directory
@@ -49,6 +50,23 @@ class ListenService(service.Service):
         super().stopService()
         port, self._port = self._port, None
         return None if port is None else port.stopListening()
+
+
+class SiteOnFirstUse(protocol.Factory):
+    """The TLS port's HTTP side, built (sessiond/admin_site.py, twisted.web.server) with the
+    first HTTP connection; RESOURCES is its root resource and TOKEN the admin token."""
+
+    def __init__(self, resources: Any, token: str) -> None:
+        self.resources = resources
+        self.token = token
+        self.site: protocol.Factory | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted name
+        if self.site is None:
+            from sessiond.admin_site import GuardedSite
+
+            self.site = GuardedSite(self.resources, self.token)
+        return self.site.buildProtocol(addr)
 
 
 class SupervisorService(service.Service):
@@ -114,7 +132,7 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     token = ensure_admin_token(config.admin.token_file)
     web = web_root(ops, token)
     install_web_client(web, factory, cert_path)  # /web/ and the /ws WebSocket (sessiond/web.py)
-    site = GuardedSite(web, token)  # bodies judged from the headers first (sessiond/admin.py)
+    site = SiteOnFirstUse(web, token)  # bodies judged from the headers first (sessiond/admin_site.py)
     host, port = config.listen
     mux = MuxFactory(factory, site, PreauthTracker(reactor, limits_from_config(config)))
     context = server_context_factory(key_path, cert_path)

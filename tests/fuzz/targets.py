@@ -35,7 +35,7 @@ from protocol.errors import ProtocolError
 from protocol.frames import FrameDecoder
 from protocol.messages import MESSAGE_TYPES, Region, decode_message, encode_message
 from protocol.testing import RecordingTransport, handshaken_pair, open_pair_channel
-from sessiond import admin, web_socket
+from sessiond import admin, admin_site, web_socket
 from media.opus import OpusDecoder
 from sessiond.agent.usb_server import UsbipPeer
 from transport.twisted_wire import FrameProtocol
@@ -411,7 +411,7 @@ class _TcpLikeTransport(StringTransport):
 
 def admin_http(data: bytes) -> None:
     """Raw HTTP on the TLS port's HTTP side: /admin, /metrics, anything, bodies."""
-    site = admin.GuardedSite(admin.web_root(_Ops(), TOKEN), TOKEN)  # type: ignore[arg-type]
+    site = admin_site.GuardedSite(admin.web_root(_Ops(), TOKEN), TOKEN)  # type: ignore[arg-type]
     channel = site.buildProtocol(None)
     transport = _TcpLikeTransport()
     channel.makeConnection(transport)

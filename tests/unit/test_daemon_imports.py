@@ -2,7 +2,8 @@
 # daemon <= 40 MiB). Features that are off, or not used yet, must not cost
 # their imports: the farm's etcd client (an HTTP client stack) without
 # [farm] etcd, Pillow until an icon is rendered, the WebSocket stack (wsproto,
-# h11) until a browser opens /ws, twisted.application.internet (its automat
+# h11) until a browser opens /ws, the HTTP site (twisted.web.server) until
+# someone speaks HTTP on the port, twisted.application.internet (its automat
 # reconnect machinery). This test builds the service tree of the default
 # configuration in a fresh interpreter and fails if any of them is loaded, so
 # a top-level import re-added anywhere on the daemon's path is caught.
@@ -29,6 +30,8 @@ LAZY_MODULES = (
     "sessiond.web_socket",
     "twisted.application.internet",
     "automat",
+    "twisted.web.server",
+    "sessiond.admin_site",
 )
 # Seconds the child interpreter may take (imports only; a loaded machine is slow).
 CHILD_TIMEOUT = 120
@@ -72,5 +75,17 @@ def test_the_probe_sees_a_lazy_module_once_it_is_used(tmp_path: object) -> None:
     # The check can fail: rendering an icon loads Pillow, and the first /ws request the WebSocket stack.
     render = ("import apps.icons\ntry:\n    apps.icons.render_png(sys.executable, 16)\n"
               "except apps.icons.IconError:\n    pass\nimport sessiond.web_socket")  # not an image: after the import
-    modules = loaded_modules(str(tmp_path), render)
-    assert {"PIL", "wsproto", "sessiond.web_socket"} <= set(offenders(modules))
+    http = "\nfrom twisted.web import resource\nfrom sessiond.daemon import SiteOnFirstUse\n" \
+           "SiteOnFirstUse(resource.Resource(), 'token').buildProtocol(None)"  # the first HTTP connection
+    modules = loaded_modules(str(tmp_path), render + http)
+    assert {"PIL", "wsproto", "sessiond.web_socket", "twisted.web.server", "sessiond.admin_site"} <= set(
+        offenders(modules))
+
+
+def test_admin_answers_later_with_twisted_web_value() -> None:
+    # sessiond.admin spells NOT_DONE_YET itself so as not to import twisted.web.server.
+    from twisted.web.server import NOT_DONE_YET
+
+    from sessiond import admin
+
+    assert admin.NOT_DONE_YET == NOT_DONE_YET
