@@ -1,9 +1,9 @@
 # Login -> first frame with and without the warm pool, in one run.
 #
 # Three configurations of the installed sessiond, each on a fresh daemon
-# with the bench's 1920x1080 screen, each logging in RUNS new users one
-# after another (connect + TLS + PAM + new session + launch xterm, until
-# the client has a frame showing the xterm; bench/spine_workloads.py):
+# with the bench's 1920x1080 screen, all running at once and logged into in
+# turn, RUNS new users each (connect + TLS + PAM + new session + launch
+# xterm, until the client has a frame showing the xterm):
 #   cold, exec    [session] zygote = false: the entry execs a new agent
 #                 interpreter (how sessions started before issue 15);
 #   cold, zygote  the defaults: the entry preloads the agent and forks it;
@@ -11,9 +11,9 @@
 # Before each warm login the bench waits until the pool has refilled (the
 # slot is waiting with its imports done), as it would on a server between
 # logins; a login that finds the pool empty starts cold, which is what the
-# cold rows measure. Ratios are against the first row, measured minutes
-# apart on the same cores. A second table breaks each login into its steps
-# (client and server time stamps, bench/startup_breakdown.py), next to what
+# cold rows measure. Ratios are against the first row; the turns spread a
+# change of load over every row. A second table breaks each login into its
+# steps (client and server time stamps, bench/startup_breakdown.py), next to what
 # is not sessiond's: one PAM authentication, Xvfb's start, xterm's own
 # exec -> first map + capture, measured alone in the same run. With
 # --baseline-prefix a warm pool of another installation runs first (the
@@ -84,29 +84,42 @@ async def wait_for_slot(reactor: Any, daemon: int) -> None:
     await task.deferLater(reactor, 1.0, lambda: None)  # its imports done, as between real logins
 
 
-async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts, index: int,
-                  settings: str, runs: int, venv_bin: str = spine_server.VENV_BIN
-                  ) -> list[dict[str, float]]:  # fmt: skip
-    """RUNS logins of new users on a fresh sessiond with SETTINGS: each login's
-    time stamps, client's and server's (startup_breakdown.STEPS)."""
-    extra = parse_settings(f"{COMMON},{settings}")
-    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), apps],
-                                               extra=extra, venv_bin=venv_bin)  # fmt: skip
-    results = []
+async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts,
+                  configs: list[tuple[str, str, str]], runs: int) -> list[list[dict[str, float]]]:  # fmt: skip
+    """RUNS logins of new users on each of CONFIGS (name, settings, venv bin),
+    one fresh sessiond each, all running at once and logged into in turn
+    (run 1 on each, then run 2 on each, ...), so that a change of the host's
+    load during the bench falls on every configuration alike. Per
+    configuration: each login's time stamps, client's and server's
+    (startup_breakdown.STEPS)."""
+    servers = []
+    results: list[list[dict[str, float]]] = [[] for _ in configs]
     try:
+        for index, (_name, settings, venv_bin) in enumerate(configs):
+            home = os.path.join(tmp, f"config-{index}")  # its own state dir, certificate and config
+            os.makedirs(home)
+            extra = parse_settings(f"{COMMON},{settings}")
+            servers.append(await spine_server.start_sessiond(reactor, home, *SCREEN,
+                                                             [os.path.join(REPO, "conf", "apps"), apps],
+                                                             extra=extra, venv_bin=venv_bin))  # fmt: skip
         for run in range(runs):
-            user = users.create(f"{USER_PREFIX}{index}-{run}")
-            if "warm_pool" in settings:
-                await wait_for_slot(reactor, server.pid)
-            else:
-                await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
-            login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID)
-            results.append({**login.marks, **server_marks(server.log(), user.name)})
+            for index, (name, settings, _venv) in enumerate(configs):
+                server = servers[index]
+                print(f"{name}: login {run + 1} of {runs}", file=sys.stderr, flush=True)
+                user = users.create(f"{USER_PREFIX}{index}-{run}")
+                if "warm_pool" in settings:
+                    await wait_for_slot(reactor, server.pid)
+                else:
+                    await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
+                login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID)
+                results[index].append({**login.marks, **server_marks(server.log(), user.name)})
     except Exception:
-        print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
+        for server in servers:
+            print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
         raise
     finally:
-        await server.stop(reactor)
+        for server in servers:
+            await server.stop(reactor)
     return results
 
 
@@ -143,15 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
         apps = publish_bench_apps(tmp)
-        rows = []
         configs = [(name, settings, spine_server.VENV_BIN) for name, settings in CONFIGS
                    if not args.warm_only or "warm_pool" in settings]  # fmt: skip
         if args.baseline_prefix:
             configs.insert(0, (f"warm pool, {args.baseline_prefix}", CONFIGS[-1][1],
                                os.path.join(args.baseline_prefix, "venv", "bin")))  # fmt: skip
-        for index, (name, settings, venv_bin) in enumerate(configs):
-            print(f"{name} x{args.runs} ...", file=sys.stderr, flush=True)
-            rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs, venv_bin)))
+        measured = await measure(reactor, tmp, apps, users, known, configs, args.runs)
+        rows = [(name, runs) for (name, _settings, _venv), runs in zip(configs, measured)]
         floor_user = users.create(f"{USER_PREFIX}floor")
         pam = statistics.median(pam_seconds(floor_user) for _ in range(args.runs))
         parts = [floors(*SCREEN) for _ in range(args.runs)]
