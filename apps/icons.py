@@ -20,10 +20,13 @@ import io
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from PIL import Image
 from xdg.Exceptions import Error as XdgError
 from xdg.IconTheme import IconTheme
+
+if TYPE_CHECKING:  # Pillow (~1 MiB in the daemon) loads with the first icon rendered, in render_png
+    from PIL import Image
 
 DEFAULT_ICON_DIRS = ("/usr/local/share/icons", "/usr/share/icons", "/usr/share/pixmaps")
 DEFAULT_THEME = "hicolor"
@@ -219,6 +222,8 @@ def _size_distance(theme: IconTheme, subdir: str, size: int) -> int:
 
 def render_png(path: str, size: int) -> bytes:
     """Decode a PNG/XPM file and return it as a ``size`` x ``size`` RGBA PNG, centred."""
+    from PIL import Image
+
     try:
         length = os.stat(path).st_size
     except OSError as error:

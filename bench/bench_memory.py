@@ -17,6 +17,9 @@
 # spawned sandbox entry with no session yet) are listed on their own.
 # The baseline is the settings before issue 15 (3840x2160 maximum screen,
 # sound server at session start, no zygote); "ours" is the installed defaults.
+# With --baseline-prefix the baseline runs another installation instead (for
+# the daemon's own memory: e.g. main installed elsewhere, --baseline '' so
+# both run their defaults and only the code differs).
 # Run as root:  SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_memory.py
 """Per-process PSS of an idle session and of sessiond: baseline settings vs ours."""
 
@@ -64,16 +67,22 @@ def parse_settings(text: str) -> dict[str, dict[str, str]]:
     return sections
 
 
-def pss_bytes(pid: int) -> int:
-    """The process's proportional set size, or 0 once it is gone."""
+def rollup_bytes(pid: int, *fields: str) -> int:
+    """The sum of FIELDS of /proc/PID/smaps_rollup (e.g. "Pss:"), or 0 once it is gone."""
+    total = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * KIB
+                if line.startswith(fields):
+                    total += int(line.split()[1]) * KIB
     except OSError:
         pass
-    return 0
+    return total
+
+
+def pss_bytes(pid: int) -> int:
+    """The process's proportional set size, or 0 once it is gone."""
+    return rollup_bytes(pid, "Pss:")
 
 
 def _children() -> dict[int, list[int]]:
@@ -112,6 +121,7 @@ class Measurement:
 
     name: str
     daemon: int = 0
+    daemon_private: int = 0  # USS: what only the daemon maps (freed if it exits); sharing cannot lower it
     session: dict[str, int] = field(default_factory=dict)
     warm_slots: list[int] = field(default_factory=list)
 
@@ -124,7 +134,8 @@ class Measurement:
 def measure(daemon_pid: int, name: str) -> Measurement:
     """Label and measure sessiond's process tree."""
     tree = _children()
-    result = Measurement(name, daemon=pss_bytes(daemon_pid))
+    result = Measurement(name, daemon=pss_bytes(daemon_pid),
+                         daemon_private=rollup_bytes(daemon_pid, "Private_Clean:", "Private_Dirty:"))  # fmt: skip
     for child in tree.get(daemon_pid, []):
         cmdline = _cmdline(child)
         if "isolation.enter" not in cmdline and "isolation/init.py" not in cmdline:
@@ -148,10 +159,11 @@ def measure(daemon_pid: int, name: str) -> Measurement:
 
 
 async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
-                         settings: dict[str, dict[str, str]]) -> Measurement:  # fmt: skip
-    """Start sessiond with SETTINGS, attach one idle client, measure, stop."""
+                         settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN
+                         ) -> Measurement:  # fmt: skip
+    """Start sessiond (of the installation at VENV_BIN) with SETTINGS, attach one idle client, measure, stop."""
     server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps")],
-                                               extra=settings)  # fmt: skip
+                                               extra=settings, venv_bin=venv_bin)  # fmt: skip
     client = None
     try:
         user = users.create(f"{USER_PREFIX}{name[:6]}")
@@ -180,6 +192,7 @@ def report(base: Measurement, ours: Measurement) -> str:
     rows = [(label, _mib(base.session.get(label, 0)), _mib(ours.session.get(label, 0))) for label in labels]
     rows.append(("= per session", _mib(base.session_total), _mib(ours.session_total)))
     rows.append(("sessiond (daemon)", _mib(base.daemon), _mib(ours.daemon)))
+    rows.append(("sessiond (daemon), private (USS)", _mib(base.daemon_private), _mib(ours.daemon_private)))
     for config in (base, ours):
         if config.warm_slots:
             rows.append((f"idle warm slot ({config.name}, each)", *(
@@ -190,6 +203,8 @@ def report(base: Measurement, ours: Measurement) -> str:
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     ratio = ours.session_total / base.session_total if base.session_total else float("nan")
     lines.append(f"per-session ratio ours/baseline: {ratio:.2f}x")
+    daemon_ratio = ours.daemon / base.daemon if base.daemon else float("nan")
+    lines.append(f"daemon ratio ours/baseline: {daemon_ratio:.2f}x")
     return "\n".join(lines)
 
 
@@ -197,6 +212,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", default=BASELINE, help=f"settings of the baseline (default {BASELINE!r})")
     parser.add_argument("--ours", default="", help="settings of ours (default: the installed defaults)")
+    parser.add_argument("--baseline-prefix", default="",
+                        help="run the baseline from another installation (e.g. main's checkout installed "
+                             "with make install PREFIX=...), to compare code rather than settings")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -205,15 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_memory: run as root (it creates users and starts sessiond)", file=sys.stderr)
         return 2
-    configs = [(name, parse_settings(f"{COMMON},{text}")) for name, text in (("baseline", args.baseline),
-                                                                          ("ours", args.ours))]
+    base_bin = os.path.join(args.baseline_prefix, "venv", "bin") if args.baseline_prefix else spine_server.VENV_BIN
+    configs = [(name, parse_settings(f"{COMMON},{text}"), venv) for name, text, venv in (
+        ("baseline", args.baseline, base_bin), ("ours", args.ours, spine_server.VENV_BIN))]
 
     async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
-        results = [await measure_config(reactor, tmp, users, known, name, settings) for name, settings in configs]
+        results = [await measure_config(reactor, tmp, users, known, name, settings, venv)
+                   for name, settings, venv in configs]  # fmt: skip
         print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]}, idle {SETTLE_SECONDS:.0f} s with "
               f"a client attached; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
+        print(f"baseline installation: {os.path.dirname(base_bin)}; ours: {os.path.dirname(spine_server.VENV_BIN)}")
         print(report(*results))
 
     return run_bench("bench_memory", "svmem-", work)

@@ -1,9 +1,9 @@
 # Login -> first frame with and without the warm pool, in one run.
 #
 # Three configurations of the installed sessiond, each on a fresh daemon
-# with the bench's 1920x1080 screen, each logging in RUNS new users one
-# after another (connect + TLS + PAM + new session + launch xterm, until
-# the client has a frame showing the xterm; bench/spine_workloads.py):
+# with the bench's 1920x1080 screen, all running at once and logged into in
+# turn, RUNS new users each (connect + TLS + PAM + new session + launch
+# xterm, until the client has a frame showing the xterm):
 #   cold, exec    [session] zygote = false: the entry execs a new agent
 #                 interpreter (how sessions started before issue 15);
 #   cold, zygote  the defaults: the entry preloads the agent and forks it;
@@ -11,8 +11,13 @@
 # Before each warm login the bench waits until the pool has refilled (the
 # slot is waiting with its imports done), as it would on a server between
 # logins; a login that finds the pool empty starts cold, which is what the
-# cold rows measure. Ratios are against the first row, measured minutes
-# apart on the same cores. Run as root:
+# cold rows measure. Ratios are against the first row; the turns spread a
+# change of load over every row. A second table breaks each login into its
+# steps (client and server time stamps, bench/startup_breakdown.py), next to what
+# is not sessiond's: one PAM authentication, Xvfb's start, xterm's own
+# exec -> first map + capture, measured alone in the same run. With
+# --baseline-prefix a warm pool of another installation runs first (the
+# ratios' baseline); --warm-only skips the cold rows. Run as root:
 #   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_warm_start.py
 """Start-up benchmark: login -> first frame, cold (exec / zygote) vs warm pool."""
 
@@ -32,7 +37,7 @@ from bench_memory import parse_settings
 from bench_spine import REPO, SHARED_APP_DIR, XTERM_APP_ID, publish_bench_apps
 from client.known_hosts import KnownHosts
 from spine_server import BenchUsers, run_bench
-from spine_workloads import StartupRun, startup_once
+from startup_breakdown import breakdown_table, floors, pam_seconds, server_marks, timed_login
 
 SCREEN = (1920, 1080)
 DEFAULT_RUNS = 5
@@ -79,39 +84,54 @@ async def wait_for_slot(reactor: Any, daemon: int) -> None:
     await task.deferLater(reactor, 1.0, lambda: None)  # its imports done, as between real logins
 
 
-async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts, index: int,
-                  settings: str, runs: int) -> list[StartupRun]:  # fmt: skip
-    """RUNS logins of new users on a fresh sessiond with SETTINGS."""
-    extra = parse_settings(f"{COMMON},{settings}")
-    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), apps],
-                                               extra=extra)  # fmt: skip
-    results = []
+async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts,
+                  configs: list[tuple[str, str, str]], runs: int) -> list[list[dict[str, float]]]:  # fmt: skip
+    """RUNS logins of new users on each of CONFIGS (name, settings, venv bin),
+    one fresh sessiond each, all running at once and logged into in turn
+    (run 1 on each, then run 2 on each, ...), so that a change of the host's
+    load during the bench falls on every configuration alike. Per
+    configuration: each login's time stamps, client's and server's
+    (startup_breakdown.STEPS)."""
+    servers = []
+    results: list[list[dict[str, float]]] = [[] for _ in configs]
     try:
+        for index, (_name, settings, venv_bin) in enumerate(configs):
+            home = os.path.join(tmp, f"config-{index}")  # its own state dir, certificate and config
+            os.makedirs(home)
+            extra = parse_settings(f"{COMMON},{settings}")
+            servers.append(await spine_server.start_sessiond(reactor, home, *SCREEN,
+                                                             [os.path.join(REPO, "conf", "apps"), apps],
+                                                             extra=extra, venv_bin=venv_bin))  # fmt: skip
         for run in range(runs):
-            user = users.create(f"{USER_PREFIX}{index}-{run}")
-            if "warm_pool" in settings:
-                await wait_for_slot(reactor, server.pid)
-            else:
-                await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
-            results.append(await startup_once(reactor, server.host, server.port, known, user, XTERM_APP_ID, *SCREEN,
-                                              with_baseline=False))  # fmt: skip
+            for index, (name, settings, _venv) in enumerate(configs):
+                server = servers[index]
+                print(f"{name}: login {run + 1} of {runs}", file=sys.stderr, flush=True)
+                user = users.create(f"{USER_PREFIX}{index}-{run}")
+                if "warm_pool" in settings:
+                    await wait_for_slot(reactor, server.pid)
+                else:
+                    await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
+                login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID)
+                results[index].append({**login.marks, **server_marks(server.log(), user.name)})
     except Exception:
-        print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
+        for server in servers:
+            print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
         raise
     finally:
-        await server.stop(reactor)
+        for server in servers:
+            await server.stop(reactor)
     return results
 
 
-def report(rows: list[tuple[str, list[StartupRun]]]) -> str:
+def report(rows: list[tuple[str, list[dict[str, float]]]]) -> str:
     """Medians per configuration; ratio against the first row."""
     med = statistics.median
-    base = med(r.first_frame - r.connected for r in rows[0][1])
+    base = med(r["first frame"] - r["tls done"] for r in rows[0][1])
     head = ("configuration", "login -> first frame", "login -> logged in", "ratio")
     table = []
     for name, runs in rows:
-        first = med(r.first_frame - r.connected for r in runs)
-        login = med(r.logged_in - r.connected for r in runs)
+        first = med(r["first frame"] - r["tls done"] for r in runs)
+        login = med(r["auth result"] - r["tls done"] for r in runs)
         table.append((f"{name} (n={len(runs)})", f"{first * 1000:.0f} ms", f"{login * 1000:.0f} ms",
                       f"{first / base:.2f}x"))  # fmt: skip
     widths = [max(len(row[i]) for row in [head, *table]) for i in range(4)]
@@ -123,6 +143,10 @@ def report(rows: list[tuple[str, list[StartupRun]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="logins per configuration")
+    parser.add_argument("--baseline-prefix", default="",
+                        help="also run the warm pool from another installation (e.g. an earlier commit installed "
+                             "with make install PREFIX=...), first, as the ratios' baseline")  # fmt: skip
+    parser.add_argument("--warm-only", action="store_true", help="skip the two cold configurations")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_warm_start: run as root (it creates users and starts sessiond)", file=sys.stderr)
@@ -132,13 +156,24 @@ def main(argv: list[str] | None = None) -> int:
     async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
         apps = publish_bench_apps(tmp)
-        rows = []
-        for index, (name, settings) in enumerate(CONFIGS):
-            print(f"{name} x{args.runs} ...", file=sys.stderr, flush=True)
-            rows.append((name, await measure(reactor, tmp, apps, users, known, index, settings, args.runs)))
+        configs = [(name, settings, spine_server.VENV_BIN) for name, settings in CONFIGS
+                   if not args.warm_only or "warm_pool" in settings]  # fmt: skip
+        if args.baseline_prefix:
+            configs.insert(0, (f"warm pool, {args.baseline_prefix}", CONFIGS[-1][1],
+                               os.path.join(args.baseline_prefix, "venv", "bin")))  # fmt: skip
+        measured = await measure(reactor, tmp, apps, users, known, configs, args.runs)
+        rows = [(name, runs) for (name, _settings, _venv), runs in zip(configs, measured)]
+        floor_user = users.create(f"{USER_PREFIX}floor")
+        pam = statistics.median(pam_seconds(floor_user) for _ in range(args.runs))
+        parts = [floors(*SCREEN) for _ in range(args.runs)]
+        xvfb, xterm = (statistics.median(part[i] for part in parts) for i in range(2))
         print(f"sessiond warm-start benchmark; login (after TLS connect) -> first frame with xterm, "
               f"{SCREEN[0]}x{SCREEN[1]}; load average at start {load:.2f}")  # fmt: skip
         print(report(rows))
+        print()
+        print(breakdown_table(rows))
+        print(f"not sessiond's, measured alone (median of {args.runs}): one PAM authentication {pam * 1000:.0f} ms; "
+              f"Xvfb start {xvfb * 1000:.0f} ms; xterm exec -> first map + one capture {xterm * 1000:.0f} ms")
 
     return run_bench("bench_warm_start", "svwarm-", work, remove=(SHARED_APP_DIR,))
 

@@ -116,10 +116,12 @@ class BenchServer:
 
 def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
                  display: dict[str, int] | None = None,
-                 extra: dict[str, dict[str, str]] | None = None) -> tuple[str, str]:  # fmt: skip
+                 extra: dict[str, dict[str, str]] | None = None,
+                 venv_bin: str = VENV_BIN) -> tuple[str, str]:  # fmt: skip
     """Write the bench sessiond.conf; returns (config path, runtime dir).
     DISPLAY overrides [display] keys (pacing experiments); None keeps the defaults.
-    EXTRA adds keys per section ([session] keys join the bench's own [session])."""
+    EXTRA adds keys per section ([session] keys join the bench's own [session]).
+    VENV_BIN: the installation whose python the sessions run."""
     extra = {name: dict(keys) for name, keys in (extra or {}).items()}
     session_extra = "".join(f"{key} = {value}\n" for key, value in extra.pop("session", {}).items())
     runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
@@ -133,7 +135,7 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
             f"[auth]\nfailure_delay = 0.3\n"
             # the workloads read the client's desktop framebuffer (seamless mode,
             # the default since issue 13, has one surface per window instead)
-            f"[session]\nwidth = {width}\nheight = {height}\npython = {VENV_BIN}/python\n"
+            f"[session]\nwidth = {width}\nheight = {height}\npython = {venv_bin}/python\n"
             f"mode = desktop\n{session_extra}"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
         )
@@ -146,12 +148,14 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
 
 async def start_sessiond(reactor: Any, tmp: str, width: int, height: int, app_dirs: list[str],
                          display: dict[str, int] | None = None,
-                         extra: dict[str, dict[str, str]] | None = None) -> BenchServer:  # fmt: skip
-    """Start the installed sessiond; returns once it listens (EXTRA: see write_config)."""
-    config, runtime = write_config(tmp, width, height, app_dirs, display, extra)
+                         extra: dict[str, dict[str, str]] | None = None, venv_bin: str = VENV_BIN
+                         ) -> BenchServer:  # fmt: skip
+    """Start the installed sessiond; returns once it listens (EXTRA, VENV_BIN: see write_config;
+    another VENV_BIN runs another installation, e.g. a baseline checkout)."""
+    config, runtime = write_config(tmp, width, height, app_dirs, display, extra, venv_bin)
     log_path = os.path.join(tmp, "sessiond.log")
     watcher = _SessiondProcess(log_path)
-    sessiond = os.path.join(VENV_BIN, "sessiond")
+    sessiond = os.path.join(venv_bin, "sessiond")
     process = reactor.spawnProcess(watcher, sessiond, [sessiond, "run", "--config", config], env=dict(os.environ))
     watcher.listening.addTimeout(START_TIMEOUT_SECONDS, reactor)
     try:

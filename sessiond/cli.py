@@ -12,6 +12,8 @@ import sys
 from sessiond.config import ConfigError, load_config
 
 EXIT_USAGE = 2
+# Log time stamps: RFC 3339 with microseconds (bench/bench_warm_start.py reads them).
+LOG_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +58,9 @@ def run(config_path: str | None, overrides: dict[str, dict[str, str]]) -> int:
 
     from sessiond.daemon import build_service
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    # Milliseconds in the time stamps: a login's steps (PAM, sandbox, agent, launch) take tens of them.
+    observer = textFileLogObserver(sys.stdout, timeFormat=LOG_TIME_FORMAT)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     root, fingerprint = build_service(config, reactor)
     try:
         root.startService()

@@ -106,15 +106,19 @@ def _hostname(value: str) -> str:
 
 
 def _etcd(value: str) -> tuple[str, ...]:
+    if not value:  # no farm: its modules (an HTTP client, TLS endpoints) stay unloaded
+        return ()
     from sessiond.farm.etcd_client import parse_endpoints
 
-    return parse_endpoints(value) if value else ()
+    return parse_endpoints(value)
 
 
 def _host_id(value: str) -> str:
+    if not value:
+        return ""
     from sessiond.farm.records import check_host_id
 
-    return check_host_id(value) if value else ""
+    return check_host_id(value)
 
 
 def _advertise(value: str) -> str:

@@ -1,20 +1,23 @@
 # Builds sessiond's service tree from a Config in one place, with explicit
 # injection points for tests (reactor, authenticator): a MultiService holding
-# the session supervisor and the TLS listener.
+# the session supervisor and the TLS listener. Its listeners are ListenService
+# rather than twisted.application.internet's, whose module also builds the
+# reconnecting-client state machines (automat; about 1 MiB of the daemon),
+# and its HTTP site is built with the first HTTP connection (SiteOnFirstUse).
 """The sessiond service tree."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
-from twisted.application import internet, service
-from twisted.internet import defer
+from twisted.application import service
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 from apps.catalog import Catalog
 from apps.reload import CatalogReloader
-from sessiond.admin import AdminOps, ControlFactory, GuardedSite, ensure_admin_token, web_root
+from sessiond.admin import AdminOps, ControlFactory, ensure_admin_token, web_root
 from sessiond.auth import PamAuthenticator
 from sessiond.config import Config
 from sessiond.farm.service import DirectoryService, build_directory
@@ -29,6 +32,41 @@ from sessiond.tls import certificate_fingerprint, ensure_host_certificate, serve
 from sessiond.web import install_web_client
 
 log = Logger()
+
+
+class ListenService(service.Service):
+    """Listens while running: LISTEN() returns the port at start; stopping stops listening."""
+
+    def __init__(self, listen: Callable[[], Any]) -> None:
+        self._listen = listen
+        self._port: Any = None
+
+    def startService(self) -> None:  # noqa: N802 - Twisted name
+        super().startService()
+        if self._port is None:
+            self._port = self._listen()  # CannotListenError reaches the caller (sessiond/cli.py)
+
+    def stopService(self) -> Any:  # noqa: N802 - Twisted name
+        super().stopService()
+        port, self._port = self._port, None
+        return None if port is None else port.stopListening()
+
+
+class SiteOnFirstUse(protocol.Factory):
+    """The TLS port's HTTP side, built (sessiond/admin_site.py, twisted.web.server) with the
+    first HTTP connection; RESOURCES is its root resource and TOKEN the admin token."""
+
+    def __init__(self, resources: Any, token: str) -> None:
+        self.resources = resources
+        self.token = token
+        self.site: protocol.Factory | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted name
+        if self.site is None:
+            from sessiond.admin_site import GuardedSite
+
+            self.site = GuardedSite(self.resources, self.token)
+        return self.site.buildProtocol(addr)
 
 
 class SupervisorService(service.Service):
@@ -94,14 +132,15 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     token = ensure_admin_token(config.admin.token_file)
     web = web_root(ops, token)
     install_web_client(web, factory, cert_path)  # /web/ and the /ws WebSocket (sessiond/web.py)
-    site = GuardedSite(web, token)  # bodies judged from the headers first (sessiond/admin.py)
+    site = SiteOnFirstUse(web, token)  # bodies judged from the headers first (sessiond/admin_site.py)
     host, port = config.listen
     mux = MuxFactory(factory, site, PreauthTracker(reactor, limits_from_config(config)))
-    listener = internet.SSLServer(port, mux, server_context_factory(key_path, cert_path), interface=host,
-                                  backlog=LISTEN_BACKLOG)  # fmt: skip
+    context = server_context_factory(key_path, cert_path)
+    listener = ListenService(lambda: reactor.listenSSL(port, mux, context, backlog=LISTEN_BACKLOG, interface=host))
     listener.setServiceParent(root)
     control_path = config.admin.socket
-    internet.UNIXServer(control_path, ControlFactory(ops), mode=0o600, wantPID=True).setServiceParent(root)
+    ListenService(lambda: reactor.listenUNIX(control_path, ControlFactory(ops), mode=0o600, wantPID=True)
+                  ).setServiceParent(root)  # fmt: skip
     root.supervisor = supervisor  # type: ignore[attr-defined]
     root.listener = listener  # type: ignore[attr-defined]
     root.directory = directory  # type: ignore[attr-defined]

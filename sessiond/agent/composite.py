@@ -32,10 +32,10 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from dataclasses import dataclass, field
 from typing import Final
 
+from sessiond.agent.clibs import library_path
 from sessiond.agent.damage import DamageError, DamageEvents, Rect, RegionDamage, merge_rects
 from sessiond.agent.window_model import MAX_WINDOWS
 from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CDisplay, ShmRegionCapture
@@ -55,7 +55,7 @@ class _CompositeLib:
     loaded: _CompositeLib | None = None
 
     def __init__(self) -> None:
-        path = ctypes.util.find_library("Xcomposite")
+        path = library_path("Xcomposite")
         if not path:
             raise CompositeError("libXcomposite not found; install libxcomposite1")
         lib = self.lib = ctypes.CDLL(path)

@@ -19,9 +19,9 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Iterable
 
+from sessiond.agent.clibs import library_path
 from sessiond.agent.xshm import CDisplay
 
 Rect = tuple[int, int, int, int]
@@ -156,7 +156,7 @@ class _DamageLibs:
     loaded: _DamageLibs | None = None
 
     def __init__(self) -> None:
-        names = {lib: ctypes.util.find_library(lib) for lib in ("Xdamage", "Xfixes")}
+        names = {lib: library_path(lib) for lib in ("Xdamage", "Xfixes")}
         missing = [lib for lib, path in names.items() if not path]
         if missing:
             raise DamageError(f"lib{' and lib'.join(missing)} not found; install libxdamage1 and libxfixes3")

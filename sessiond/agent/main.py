@@ -50,6 +50,7 @@ from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
+from sessiond.agent.startup import AGENT_LOG, StartupMarks, log_to_file
 from sessiond.agent.transfers import TransferService
 from sessiond.agent.usb import UsbService
 from sessiond.agent.seamless import Seamless
@@ -70,16 +71,14 @@ EXIT_START_FAILED = 73
 CLOCK_REPORT_SECONDS = 1.0
 # X events handled per drain before the loop serves the link again.
 MAX_X_EVENTS_PER_DRAIN = 512
-# The agent's log in its session directory; truncated at start-up past this size.
-AGENT_LOG = "agent.log"
-MAX_AGENT_LOG_BYTES = 16 * 1024 * 1024
 
 
 class Agent:
     """Everything one session runs: X server, capture, input, apps, link."""
 
-    def __init__(self, args: AgentSettings, token: str) -> None:
+    def __init__(self, args: AgentSettings, token: str, marks: StartupMarks | None = None) -> None:
         self.args = args
+        self.marks = marks or StartupMarks()
         self._token = token
         self.loop = asyncio.get_running_loop()
         self.link: LinkProtocol | None = None
@@ -88,6 +87,7 @@ class Agent:
         max_width, max_height = max(args.width, args.max_width), max(args.height, args.max_height)
         resizable = (max_width, max_height) != (args.width, args.height)
         self.xserver = start_xvfb(max_width, max_height, shared_framebuffer=resizable)
+        self.marks.mark("Xvfb ready")
         self.x = xdisplay_mod.Display(self.xserver.display)
         self.screen = ScreenResizer(self.x, max_width, max_height)
         self.xserver.release_outside(*self.screen.set_size(args.width, args.height))
@@ -453,28 +453,13 @@ def xpra_version(xpra: str) -> str:
     return ""
 
 
-def _log_to_file(path: str) -> None:
-    """Send stdout/stderr (ours and the apps') to the session's log file.
-
-    After READY, sessiond no longer needs our output, and the agent must
-    outlive sessiond (restarts): writing to pipes whose reader is gone would
-    fail with EPIPE, so from here on output goes to a file in the session dir.
-    """
-    if os.path.exists(path) and os.path.getsize(path) > MAX_AGENT_LOG_BYTES:
-        os.truncate(path, 0)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
 def load_settings() -> AgentSettings:
     """The settings sessiond serialized into our environment (sessiond.agent.settings)."""
     return AgentSettings.from_json(os.environ.pop(SETTINGS_ENV, ""))
 
 
-async def run(args: AgentSettings, token: str) -> int:
-    agent = Agent(args, token)
+async def run(args: AgentSettings, token: str, marks: StartupMarks | None = None) -> int:
+    agent = Agent(args, token, marks)
     stop = agent.stopped
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         agent.loop.add_signal_handler(signum, stop.set)
@@ -485,11 +470,13 @@ async def run(args: AgentSettings, token: str) -> int:
         server = await agent.loop.create_unix_server(lambda: LinkProtocol(agent), path=args.socket)
     finally:
         os.umask(old_umask)
+    agent.marks.mark("set up")
+    agent.marks.report()
     print("READY", flush=True)
     agent.audio.start_server()  # after READY: not on the session's start-up path (on demand: only its socket)
     if agent.xpra is not None:
         agent.xpra.start()  # after READY too: the first XPRA channel waits for its socket
-    _log_to_file(os.path.join(os.path.dirname(args.socket), AGENT_LOG))
+    log_to_file(os.path.join(os.path.dirname(args.socket), AGENT_LOG))
     try:
         await stop.wait()
     finally:
@@ -503,6 +490,7 @@ async def run(args: AgentSettings, token: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    marks = StartupMarks()
     if os.geteuid() == 0 or os.getuid() == 0:
         print("sessiond-agent: refusing to run as root", file=sys.stderr)
         return EXIT_PRIVILEGED
@@ -516,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sessiond-agent: {exc}", file=sys.stderr)
         return EXIT_START_FAILED
     try:
-        return asyncio.run(run(args, token))
+        return asyncio.run(run(args, token, marks))
     except Exception as exc:  # noqa: BLE001 - report start failures in one line
         print(f"sessiond-agent: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_START_FAILED

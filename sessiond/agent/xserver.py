@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 import signal
@@ -32,6 +31,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import IO
+
+from sessiond.agent.clibs import library_path
 
 XVFB_BINARY = "Xvfb"
 # Largest display number line we accept from the pipe ("65535\n" fits).
@@ -71,7 +72,7 @@ class SharedFramebuffer:
     """
 
     def __init__(self, shmid: int, width: int, height: int) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(library_path("c"), use_errno=True)
         libc.shmat.argtypes, libc.shmat.restype = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int], ctypes.c_void_p
         libc.shmdt.argtypes, libc.shmdt.restype = [ctypes.c_void_p], ctypes.c_int
         libc.shmctl.argtypes, libc.shmctl.restype = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p], ctypes.c_int

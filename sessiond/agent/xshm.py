@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+
+from sessiond.agent.clibs import library_path
 
 # IPC constants from <sys/ipc.h> / <sys/shm.h> (Linux).
 IPC_PRIVATE = 0
@@ -86,15 +87,15 @@ class _Libs:
     """
 
     def __init__(self) -> None:
-        x11_name = ctypes.util.find_library("X11")
-        xext_name = ctypes.util.find_library("Xext")
+        x11_name = library_path("X11")
+        xext_name = library_path("Xext")
         if not x11_name or not xext_name:
             raise XShmError(
                 "libX11/libXext not found; install libx11-6 and libxext6"
             )
         self.x11 = ctypes.CDLL(x11_name)
         self.xext = ctypes.CDLL(xext_name)
-        self.libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.libc = ctypes.CDLL(library_path("c"), use_errno=True)
         x11, xext, libc = self.x11, self.xext, self.libc
         vp, c_int, c_uint, c_ulong = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
         x11.XOpenDisplay.argtypes, x11.XOpenDisplay.restype = [ctypes.c_char_p], vp

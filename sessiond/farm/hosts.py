@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from sessiond.farm.directory import HostLoad
-from sessiond.farm.etcd_client import EtcdClient
 from sessiond.farm.etcd_codec import EtcdError, EtcdLeaseNotFound
+
+if TYPE_CHECKING:  # the client itself (an HTTP stack) loads only with [farm] etcd (service.py)
+    from sessiond.farm.etcd_client import EtcdClient
 
 # Lease TTL in seconds when [farm] lease_ttl is not set: a dead host's users
 # wait at most this long (plus the keepalive period) before their sessions

@@ -7,15 +7,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from protocol.control_session import AuthResult
 from protocol.errors import ReasonCode
 from sessiond.farm.directory import FarmDirectory, FarmUnavailable
-from sessiond.farm.etcd_directory import EtcdDirectory
+from sessiond.farm.local import LocalDirectory
 from sessiond.farm.tickets import issue_ticket, redeem_ticket
 from sessiond.supervisor import Redirect
 
+if TYPE_CHECKING:
+    from sessiond.farm.etcd_directory import EtcdDirectory
+
 
 def _etcd(directory: FarmDirectory | None) -> EtcdDirectory | None:
+    if directory is None or isinstance(directory, LocalDirectory):
+        return None  # not a farm: the etcd modules (an HTTP client stack) stay unloaded
+    from sessiond.farm.etcd_directory import EtcdDirectory
+
     return directory if isinstance(directory, EtcdDirectory) else None
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from typing import TYPE_CHECKING
 
-from sessiond.farm.etcd_client import EtcdClient
 from sessiond.farm.etcd_codec import Compare, RangeResult, op_delete, op_range
 from sessiond.farm.records import FarmKeys, check_host_id, check_user
+
+if TYPE_CHECKING:  # the client itself (an HTTP stack) loads only with [farm] etcd (service.py)
+    from sessiond.farm.etcd_client import EtcdClient
 
 # Seconds a ticket stays redeemable (the client reconnects at once; etcd's lease floor is ~2 s):
 # the default and the bounds of [farm] ticket_ttl.

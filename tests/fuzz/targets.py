@@ -35,7 +35,7 @@ from protocol.errors import ProtocolError
 from protocol.frames import FrameDecoder
 from protocol.messages import MESSAGE_TYPES, Region, decode_message, encode_message
 from protocol.testing import RecordingTransport, handshaken_pair, open_pair_channel
-from sessiond import admin, web
+from sessiond import admin, admin_site, web_socket
 from media.opus import OpusDecoder
 from sessiond.agent.usb_server import UsbipPeer
 from transport.twisted_wire import FrameProtocol
@@ -353,7 +353,7 @@ def websocket(data: bytes) -> None:
     transport = StringTransport()
     transport.registerProducer(_Handler(), True)  # the HTTP channel that carried the upgrade
     channel = _Channel(transport)
-    bridge = web.WebSocketBridge(_Handler(), _Request(channel))  # type: ignore[arg-type]
+    bridge = web_socket.WebSocketBridge(_Handler(), _Request(channel))  # type: ignore[arg-type]
     wire: Any = _WebSocketWireProtocol(WsConnection(ConnectionType.SERVER), serverBootstrap, bridge)
     channel.dataReceived = wire.dataReceived  # what HTTPChannel._protocolUpgradeForWebsockets does
     wire.makeConnection(transport)
@@ -412,7 +412,7 @@ class _TcpLikeTransport(StringTransport):
 
 def admin_http(data: bytes) -> None:
     """Raw HTTP on the TLS port's HTTP side: /admin, /metrics, anything, bodies."""
-    site = admin.GuardedSite(admin.web_root(_Ops(), TOKEN), TOKEN)  # type: ignore[arg-type]
+    site = admin_site.GuardedSite(admin.web_root(_Ops(), TOKEN), TOKEN)  # type: ignore[arg-type]
     channel = site.buildProtocol(None)
     transport = _TcpLikeTransport()
     channel.makeConnection(transport)

@@ -3,7 +3,7 @@
 # GuardedSite: an anonymous POST to /admin/ gets 401 at once and its chunked
 # body is never stored; bodies over MAX_REQUEST_BODY get 413, declared or
 # counted as chunks arrive; an authorized small request still works.
-"""sessiond.admin.GuardedSite: 401/413 before the body."""
+"""sessiond.admin_site.GuardedSite: 401/413 before the body."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.testing import StringTransport
 from twisted.web import resource
 
-from sessiond.admin import MAX_REQUEST_BODY, GuardedRequest, GuardedSite, first_segment
+from sessiond.admin_site import MAX_REQUEST_BODY, GuardedRequest, GuardedSite, first_segment
 
 TOKEN = "s3cret-token"
 

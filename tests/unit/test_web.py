@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web.test.requesthelper import DummyRequest
 from wsproto.utilities import LocalProtocolError
 
-from sessiond import web
+from sessiond import web, web_socket
 from sessiond.tls import ensure_host_certificate
 
 
@@ -107,7 +107,7 @@ def test_same_origin_check() -> None:
 
 
 def test_cross_origin_upgrade_is_refused() -> None:
-    resource = web.SessionSocketResource(gateway=None, hsts=False)  # type: ignore[arg-type]
+    resource = web_socket.SessionSocketResource(gateway=None, hsts=False)  # type: ignore[arg-type]
     request = origin_request(b"https://evil.example")
     assert resource.render_GET(request) == b"cross-origin WebSocket refused\n"
     assert request.responseCode == 403
@@ -196,7 +196,7 @@ class FakeHandler:
 def test_bridge_runs_a_handler_over_the_websocket() -> None:
     handler, ws, request = FakeHandler(), FakeWebSocket(), DummyRequest([])
     request.channel = FakeChannel()
-    bridge = web.WebSocketBridge(handler, request)  # type: ignore[arg-type]
+    bridge = web_socket.WebSocketBridge(handler, request)  # type: ignore[arg-type]
     bridge.negotiationStarted(ws)  # type: ignore[arg-type]
     bridge.negotiationFinished()
     assert request.channel.timeout is None, "the HTTP idle timeout must be off"
@@ -219,7 +219,7 @@ def test_bridge_runs_a_handler_over_the_websocket() -> None:
 def test_text_messages_close_the_websocket() -> None:
     handler, ws, request = FakeHandler(), FakeWebSocket(), DummyRequest([])
     request.channel = FakeChannel()
-    bridge = web.WebSocketBridge(handler, request)  # type: ignore[arg-type]
+    bridge = web_socket.WebSocketBridge(handler, request)  # type: ignore[arg-type]
     bridge.negotiationStarted(ws)  # type: ignore[arg-type]
     bridge.negotiationFinished()
     bridge.textMessageReceived("hello")
@@ -238,7 +238,7 @@ def test_writes_after_the_browser_closed_are_dropped_not_raised() -> None:
     # Regression: the relay writes to the client from the agent link's event
     # handler; an exception here ended the user's session on a page reload.
     ws = ClosedWebSocket()
-    stream = web.WebSocketStream(ws, FakeTransport())  # type: ignore[arg-type]
+    stream = web_socket.WebSocketStream(ws, FakeTransport())  # type: ignore[arg-type]
     stream.write(b"frame")
     assert stream.disconnecting
     stream.write(b"frame")

@@ -3,7 +3,7 @@
 # FIN=0 fragments is closed with 1009 once it passes one frame header +
 # MAX_FRAME_PAYLOAD, and fragments reach the handler one by one as they arrive
 # (never joined by copying), so 8 MiB of them cost one pass over the bytes.
-"""sessiond.web: bounded, streaming reassembly of WebSocket messages."""
+"""sessiond.web_socket: bounded, streaming reassembly of WebSocket messages."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.frame_protocol import Opcode
 
-from sessiond import web
+from sessiond import web, web_socket
 
 FRAGMENT = 64 * 1024
 
@@ -53,11 +53,11 @@ class Request:
         self.channel = Channel(transport)
 
 
-def wired() -> tuple[web.WebSocketBridge, Recorder, _WebSocketWireProtocol[Any], StringTransport, Connection]:
+def wired() -> tuple[web_socket.WebSocketBridge, Recorder, _WebSocketWireProtocol[Any], StringTransport, Connection]:
     """A bridge behind Twisted's real wire protocol, and a wsproto client to talk to it."""
     transport = StringTransport()
     handler = Recorder()
-    bridge = web.WebSocketBridge(handler, Request(transport))  # type: ignore[arg-type]
+    bridge = web_socket.WebSocketBridge(handler, Request(transport))  # type: ignore[arg-type]
     wire: _WebSocketWireProtocol[Any] = _WebSocketWireProtocol(Connection(ConnectionType.SERVER), serverBootstrap,
                                                                bridge)  # fmt: skip
     request = bridge.request

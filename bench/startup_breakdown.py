@@ -1,0 +1,180 @@
+# Where a login's time goes, step by step, in one run.
+#
+# Why wall-clock time stamps from two sides: the client sees connect (TLS),
+# AUTH_RESULT, the display channel, the launch reply and the first frame; the
+# server's log (milliseconds since sessiond/cli.py's LOG_TIME_FORMAT) shows
+# when PAM said yes ("login ok"), when the sandbox was spawned or a warm slot
+# claimed ("starting"), when the agent's link came up ("ready") and when the
+# launch request arrived ("launches"); the agent's own start-up line (logged
+# by sessiond as the agent's stderr, sessiond/agent/startup.py) adds when its
+# code began to run, when Xvfb was ready and when it was set up. Client and
+# server run on this host, so
+# one clock orders them. What is not ours is measured on its own next to it:
+# one PAM authentication of the same user (pam_unix's password hash), and the
+# bare floor of Xvfb's start and of xterm from exec to its first map and one
+# capture, without sessiond (bench/baselines.py's method, split in two).
+"""timed_login(), server_marks(), floors() and the breakdown table."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pam
+import Xlib.display
+from twisted.internet import defer
+from Xlib import X
+
+from client.known_hosts import KnownHosts
+from protocol.messages import ChannelKind
+from sessiond.agent.startup import STARTUP_PREFIX
+from sessiond.agent.xserver import start_xvfb
+from sessiond.agent.xshm import ShmCapture
+from spine_server import TestUser
+from spine_workloads import XTERM_ARGS, connect, frame_where, within, xterm_visible
+
+# The sessiond log lines that mark a login's server-side steps ({user} is filled in).
+SERVER_MARKS = (
+    ("pam ok", r"login ok for {user} from"),
+    ("spawned", r"session \S+ starting for {user} "),
+    ("agent ready", r"session \S+ ready for {user}$"),
+    ("launch asked", r"{user} launches "),
+)
+# The agent's start-up line as sessiond logs it: session id, then "name TIME (+N ms)" items.
+AGENT_LINE = re.compile(r"agent (\S+) stderr: " + re.escape(STARTUP_PREFIX) + r" (.*)$")
+AGENT_ITEM = re.compile(r"([A-Za-z][A-Za-z ]*?) (\d+\.\d+) \(")
+# A sessiond log line: its time stamp, then the text.
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d{4}) \[[^]]*\] (.*)$")
+# The PAM service sessiond authenticates with (conf/pam.d/sessiond).
+PAM_SERVICE = "sessiond"
+
+
+@dataclass
+class TimedLogin:
+    """Wall-clock time stamps (time.time()) of one login's steps, by name."""
+
+    marks: dict[str, float] = field(default_factory=dict)
+
+
+async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, user: TestUser, app: str) -> TimedLogin:
+    """One new session of USER launching APP (an xterm), time-stamping each client-side step."""
+    run = TimedLogin()
+    run.marks["connect"] = time.time()
+    client = await within(reactor, connect(reactor, host, port, known), "the server")
+    try:
+        run.marks["tls done"] = time.time()
+        await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
+        run.marks["auth result"] = time.time()
+        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
+        run.marks["display open"] = time.time()
+        shown = defer.ensureDeferred(frame_where(reactor, client, lambda: xterm_visible(client.framebuffer),
+                                                 "xterm's first frame"))  # fmt: skip
+        await within(reactor, client.launch(app), f"launch of {app}")
+        run.marks["launched"] = time.time()
+        await shown
+        run.marks["first frame"] = time.time()
+    finally:
+        client.disconnect()
+    return run
+
+
+def server_marks(log_text: str, user: str) -> dict[str, float]:
+    """The SERVER_MARKS of USER's login found in sessiond's log, as wall-clock times."""
+    found: dict[str, float] = {}
+    patterns = [(name, re.compile(pattern.format(user=re.escape(user)))) for name, pattern in SERVER_MARKS]
+    session = re.compile(r"session (\S+) starting for " + re.escape(user) + " ")
+    session_id = None
+    for line in log_text.splitlines():
+        match = LOG_LINE.match(line)
+        if match is None:
+            continue
+        text = match.group(2)
+        for name, pattern in patterns:
+            if name not in found and pattern.search(text):
+                found[name] = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+        started = session.search(text)
+        if started and session_id is None:
+            session_id = started.group(1)
+        agent = AGENT_LINE.search(text)
+        if agent and agent.group(1) == session_id:
+            found.update({f"agent: {name}": float(at) for name, at in AGENT_ITEM.findall(agent.group(2))})
+    return found
+
+
+def pam_seconds(user: TestUser) -> float:
+    """One PAM authentication of USER through sessiond's service (the password hash is most of it)."""
+    handle = pam.pam()
+    started = time.perf_counter()
+    if not handle.authenticate(user.name, user.password, service=PAM_SERVICE, resetcreds=False):
+        raise RuntimeError(f"PAM refused {user.name}: {handle.reason}")
+    return time.perf_counter() - started
+
+
+def floors(width: int, height: int) -> tuple[float, float]:
+    """(Xvfb start to ready, xterm exec to first map + one capture): the floor without sessiond."""
+    started = time.perf_counter()
+    server = start_xvfb(width, height)
+    xvfb = time.perf_counter() - started
+    xterm: subprocess.Popen[bytes] | None = None
+    disp = Xlib.display.Display(server.display)
+    try:
+        disp.screen().root.change_attributes(event_mask=X.SubstructureNotifyMask)
+        disp.sync()
+        started = time.perf_counter()
+        xterm = subprocess.Popen(["xterm", *XTERM_ARGS], env={**os.environ, "DISPLAY": server.display},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        while True:  # blocks on the X connection until the map event arrives
+            event = disp.next_event()
+            if event.type == X.MapNotify and not event.override:
+                break
+        with ShmCapture(server.display) as capture:
+            capture.capture()
+        return xvfb, time.perf_counter() - started
+    finally:
+        disp.close()
+        if xterm is not None:
+            xterm.kill()
+            xterm.wait()
+        server.stop()
+
+
+# The steps of the table: (label, from mark, to mark); marks of both sides merged.
+STEPS = (
+    ("TLS connect + handshake", "connect", "tls done"),
+    ("AUTH -> PAM ok (PAM's hash)", "tls done", "pam ok"),
+    ("PAM ok -> sandbox spawned/claimed", "pam ok", "spawned"),
+    ("spawned -> agent code runs (sandbox entry, fork/exec)", "spawned", "agent: agent main"),
+    ("agent code runs -> Xvfb ready", "agent: agent main", "agent: Xvfb ready"),
+    ("Xvfb ready -> agent set up (X set-up, services)", "agent: Xvfb ready", "agent: set up"),
+    ("agent set up -> link up at sessiond", "agent: set up", "agent ready"),
+    ("= spawned -> agent link up", "spawned", "agent ready"),
+    ("agent up -> AUTH_RESULT at client", "agent ready", "auth result"),
+    ("display channel open (round trip)", "auth result", "display open"),
+    ("LAUNCH -> at sessiond", "display open", "launch asked"),
+    ("at sessiond -> launch reply at client", "launch asked", "launched"),
+    ("launch reply -> first frame with xterm", "launched", "first frame"),
+    ("= login (after TLS) -> first frame", "tls done", "first frame"),
+    ("= connect -> first frame (TLS included)", "connect", "first frame"),
+)
+
+
+def breakdown_table(rows: list[tuple[str, list[dict[str, float]]]]) -> str:
+    """Median milliseconds per step (rows: configuration name, marks of each login)."""
+    head = ["step (median ms)", *(name for name, _ in rows)]
+    table = []
+    for label, start, end in STEPS:
+        cells = [label]
+        for _name, runs in rows:
+            spans = [run[end] - run[start] for run in runs if start in run and end in run]
+            cells.append(f"{statistics.median(spans) * 1000:.0f}" if spans else "-")
+        table.append(cells)
+    widths = [max(len(row[i]) for row in [head, *table]) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(head)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in table]
+    return "\n".join(lines)
