@@ -97,7 +97,7 @@ def free_port() -> int:
 
 def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int = 0,
                    runtime: str | None = None, server: str = "", host: str = "127.0.0.1",
-                   session: str = "", wrap: tuple[str, ...] = ()) -> Server:  # fmt: skip
+                   session: str = "", wrap: tuple[str, ...] = (), apps: str = "") -> Server:  # fmt: skip
     """Start the installed sessiond with a test config; wait until it listens.
 
     Starting again with the same TMP, PORT and RUNTIME is a restart of the
@@ -107,6 +107,7 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
     SESSION: more [session] lines (e.g. "mode = desktop\n"); without it,
     $SVTEST_MODE (seamless or desktop) runs a whole suite in that mode.
     WRAP: argv prefix, e.g. `ip netns exec NS` to run the host in a network namespace.
+    APPS: the catalog directories ([apps] directories; default the repository's conf/apps).
     """
     if not session and os.environ.get("SVTEST_MODE"):
         session = f"mode = {os.environ['SVTEST_MODE']}\n"
@@ -119,7 +120,7 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
             f"on_stop = {on_stop}\n{server}"
             f"[auth]\nfailure_delay = 0.3\nmax_failures = 4\nfailure_window = 60\n"
             f"[session]\nwidth = 1024\nheight = 768\npython = {VENV_BIN}/python\n{session}"
-            f"[apps]\ndirectories = {REPO}/conf/apps\n{extra}"
+            f"[apps]\ndirectories = {apps or REPO + '/conf/apps'}\n{extra}"
         )
     log_path = os.path.join(tmp, "sessiond.log")
     log = open(log_path, "a", encoding="utf-8")

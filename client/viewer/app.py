@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication
 
-from client.viewer.damage import Snapshot
+from client.viewer.damage import TRACE_ENV, LatencyTrace, Patch, Snapshot
 from client.viewer.launcher import Launcher
 from client.viewer.link import ViewerLink
 from client.viewer.window import SessionWindow
@@ -57,7 +58,8 @@ class ViewerUi:
         self.app = app
         self.args = args
         self.bridge = Bridge()
-        self.link = ViewerLink(args, self.bridge)
+        self.trace = LatencyTrace(os.environ.get(TRACE_ENV) or None)
+        self.link = ViewerLink(args, self.bridge, self.trace)
         self.windows: dict[int, SessionWindow] = {}
         self.launcher: Launcher | None = None
         self.had_windows = False
@@ -94,6 +96,8 @@ class ViewerUi:
                         handle.setTransientParent(parent.windowHandle())
                 if state.state == "minimized":
                     window.showMinimized()
+                elif state.state == "maximized" and state.managed:
+                    window.showMaximized()
                 else:
                     window.show()
                 window.set_stale(False)
@@ -111,10 +115,14 @@ class ViewerUi:
 
     def on_pixels(self) -> None:
         """Paint the waiting patches."""
+        self.trace.mark("woke")
+        by_window: dict[int, list[Patch]] = {}
         for patch in self.link.take_patches():
-            window = self.windows.get(patch.window)
+            by_window.setdefault(patch.window, []).append(patch)
+        for window_id, patches in by_window.items():
+            window = self.windows.get(window_id)
             if window is not None:
-                window.apply_patch(patch)
+                window.apply_patches(patches)
 
     def on_status(self, text: str, stale: bool) -> None:
         """Tell the user; shade or unshade the windows."""
@@ -130,9 +138,11 @@ class ViewerUi:
         self.app.exit(code)
 
     def on_apps(self, apps: list[tuple[str, str, str, bytes]]) -> None:
-        """Show the launcher."""
+        """Show the launcher, or bring its list up to date."""
         if self.launcher is None:
             self.launcher = Launcher(f"sessiond apps - {self.args.user}@{self.args.server}", self.link.launch,
                                      lambda: self.on_done("", 0))  # fmt: skip
-        self.launcher.set_apps(apps)
-        self.launcher.show()
+            self.launcher.set_apps(apps)
+            self.launcher.show()
+        else:
+            self.launcher.set_apps(apps)

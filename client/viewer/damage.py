@@ -8,11 +8,18 @@
 # Why coalescing: the GUI can fall behind a flooding app. Patches for a window
 # pile up at most MAX_PENDING_PATCHES deep; past that they are replaced by
 # one patch of the whole window, so memory stays bounded by the windows' size.
-"""DamageCollector and the records shared between the reactor and the GUI."""
+#
+# LatencyTrace: the moments of the keystroke -> repaint path (Qt key event,
+# KEY sent, FRAME_END received, GUI woken, window painted), recorded only when
+# SVCLIENT_VIEWER_TRACE names a file, so bench/bench_viewer.py can split the
+# viewer's own time from the library's in one run (time.monotonic is one clock
+# for every process of the machine).
+"""DamageCollector, LatencyTrace and the records shared between the reactor and the GUI."""
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,6 +33,30 @@ MAX_PATCH_RECTS = 16
 MAX_PENDING_PATCHES = 64
 # The desktop (desktop mode) has window id 0, as on the wire.
 DESKTOP = 0
+# Environment variable naming the file a LatencyTrace writes when the viewer ends.
+TRACE_ENV = "SVCLIENT_VIEWER_TRACE"
+# Moments a trace keeps at most (a bench runs a few hundred keystrokes and frames).
+MAX_TRACE_MARKS = 100_000
+
+
+class LatencyTrace:
+    """Named moments (time.monotonic), kept in memory and written by close();
+    a no-op unless PATH is given."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.marks: list[tuple[str, float]] = []
+
+    def mark(self, what: str) -> None:
+        """Record WHAT now (any thread; list.append is atomic)."""
+        if self.path is not None and len(self.marks) < MAX_TRACE_MARKS:
+            self.marks.append((what, time.monotonic()))
+
+    def close(self) -> None:
+        """Write the marks, one "name seconds" line each."""
+        if self.path is not None:
+            with open(self.path, "w", encoding="ascii") as handle:
+                handle.writelines(f"{what} {moment:.6f}\n" for what, moment in self.marks)
 
 
 @dataclass(frozen=True)
@@ -100,8 +131,10 @@ class DamageCollector:
     turned into Patches at FRAME_END; `notify` is called (reactor thread)
     when patches become available after the GUI took the previous ones."""
 
-    def __init__(self, client: Any, notify: Callable[[], None], on_desktop_size: Callable[[], None]) -> None:
+    def __init__(self, client: Any, notify: Callable[[], None], on_desktop_size: Callable[[], None],
+                 trace: LatencyTrace | None = None) -> None:  # fmt: skip
         self.client = client
+        self.trace = trace if trace is not None else LatencyTrace(None)
         self.notify = notify
         self.on_desktop_size = on_desktop_size
         self._target = DESKTOP
@@ -121,6 +154,7 @@ class DamageCollector:
             self._damage[DESKTOP] = [(0, 0, message.width, message.height)]
             self.on_desktop_size()
         elif isinstance(message, FrameEnd):
+            self.trace.mark("frame")
             self.frames += 1
             self._flush()
 

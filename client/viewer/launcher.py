@@ -1,7 +1,8 @@
 # The launcher: what `svclient view` shows when no --launch names an app. One
 # row per published app (icon, name, comment); activating a row launches it
 # in the session. Closing the launcher closes the viewer (the session and
-# its apps keep running, as with Ctrl+C).
+# its apps keep running, as with Ctrl+C). The list follows the server's
+# catalog while it is shown (client/viewer/apps.py polls it).
 """Launcher: the published apps, launched with a double click or Enter."""
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Launcher(QWidget):
         self.resize(*LAUNCHER_SIZE)
 
     def set_apps(self, apps: list[tuple[str, str, str, bytes]]) -> None:
-        """Show APPS: (id, name, comment, PNG icon or b"")."""
+        """Show APPS: (id, name, comment, PNG icon or b""); the selected app stays selected."""
+        current = self.list.currentItem()
+        selected = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
         self.list.clear()
         for app_id, name, comment, png in apps:
             item = QListWidgetItem(name or app_id)
@@ -43,8 +46,9 @@ class Launcher(QWidget):
             if png and pixmap.loadFromData(png, "PNG"):
                 item.setIcon(QIcon(pixmap))
             self.list.addItem(item)
+        ids = [app[0] for app in apps]
         if self.list.count():
-            self.list.setCurrentRow(0)
+            self.list.setCurrentRow(ids.index(selected) if selected in ids else 0)
 
     def _activated(self, item: QListWidgetItem) -> None:
         self.launch(str(item.data(Qt.ItemDataRole.UserRole)))

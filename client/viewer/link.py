@@ -25,7 +25,8 @@ from twisted.internet import defer
 from client.audio import Player
 from client.cli import EXIT_REFUSED, UsageError, describe_failure, open_session, open_windows
 from client.session import ConnectionEnded, RemoteError, SessionClient, with_timeout
-from client.viewer.damage import DamageCollector, Patch, Snapshot, snapshot_of
+from client.viewer.apps import AppRow, AppsWatch
+from client.viewer.damage import DamageCollector, LatencyTrace, Patch, Snapshot, snapshot_of
 from protocol.messages import ChannelKind, Message
 from protocol.windows import WindowFocus
 
@@ -36,8 +37,6 @@ RECONNECT_GIVE_UP_SECONDS = 300.0
 RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY = 0.5, 5.0
 # How long stop() waits for the reactor thread to end.
 STOP_WAIT_SECONDS = 5.0
-# Size of the launcher's app icons (pixels, the server scales).
-ICON_SIZE = 48
 # Keys typed into a window the session has not focused wait (at most this long)
 # for its WINDOW_FOCUS: the session's window manager and its key injection are
 # separate X connections, so keys sent right behind a raise could reach the
@@ -64,11 +63,12 @@ class LinkEvents(Protocol):
 class ViewerLink:
     """The session connection; start() runs it, stop() ends it (session kept)."""
 
-    def __init__(self, args: argparse.Namespace, events: LinkEvents) -> None:
+    def __init__(self, args: argparse.Namespace, events: LinkEvents, trace: LatencyTrace | None = None) -> None:
         from twisted.internet import reactor
 
         self.args = args
         self.events = events
+        self.trace = trace if trace is not None else LatencyTrace(None)
         self.reactor: Any = reactor
         self.client: SessionClient | None = None
         self.seamless = False
@@ -78,6 +78,8 @@ class ViewerLink:
         self._request = 0
         self._held_keys: list[tuple[int, bool]] = []
         self._focus_wait: Any = None
+        self.apps = AppsWatch(self.reactor, lambda: self.client, args.timeout, self._apps_shown)
+        self._apps_listed = False
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
 
     # -- thread plumbing -----------------------------------------------------------
@@ -102,6 +104,7 @@ class ViewerLink:
 
     def _shutdown(self) -> None:
         self._stopping = True
+        self.apps.stop()
         if self.player is not None:
             self.player.close()
         if self.client is not None:
@@ -131,6 +134,7 @@ class ViewerLink:
             return
         if not self.seamless or window == 0 or client.windows.focus == window:
             if not self._held_keys:
+                self.trace.mark("sent")  # before encoding: the library's part includes it, as in bench_spine
                 client.key(keysym, down)
                 return
         if self._focus_wait is None:
@@ -153,6 +157,17 @@ class ViewerLink:
         if client is not None and getattr(client, "_end", None) is None:
             for keysym, down in held:
                 client.key(keysym, down)
+
+    def close(self, window: int, force: bool) -> None:
+        """Ask WINDOW's app to close it, or (FORCE) disconnect the app (from any thread)."""
+        self.reactor.callFromThread(self._close, window, force)
+
+    def _close(self, window: int, force: bool) -> None:
+        client = self.client
+        win = client.windows.windows.get(window) if client is not None else None
+        if win is not None and not force:
+            win.close_unanswered = False  # set again only by this request's own WINDOW_CLOSE_UNANSWERED
+        self._call("close_window", (window, force))
 
     def repaint(self, window: int) -> None:
         """Send WINDOW's whole current picture to the GUI again (from any thread)."""
@@ -222,7 +237,8 @@ class ViewerLink:
             return
         self.client = client
         title = f"{args.user}@{server}"
-        collector = DamageCollector(client, self.events.pixels_ready, lambda: self._windows_changed(client, title))
+        collector = DamageCollector(client, self.events.pixels_ready, lambda: self._windows_changed(client, title),
+                                    self.trace)  # fmt: skip
         self.collector = collector
         client.display_observers.append(collector)
         self.seamless = not args.desktop and await open_windows(self.reactor, client, timeout)
@@ -244,7 +260,8 @@ class ViewerLink:
             for app in args.launch:
                 await self._launch(app)
             if not args.launch:
-                await self._list_apps(client)
+                await self.apps.first()
+                self.apps.start()
 
     def _windows_changed(self, client: SessionClient, title: str) -> None:
         if client is self.client:
@@ -263,18 +280,10 @@ class ViewerLink:
             return
         self.events.status(f"launched {app} (pid {result.pid})", False)
 
-    async def _list_apps(self, client: SessionClient) -> None:
-        listing = await with_timeout(self.reactor, client.list_apps(), self.args.timeout, "the app list")
-        apps: list[tuple[str, str, str, bytes]] = []
-        for number, app in enumerate(listing.apps, start=1):
-            png = b""
-            if app.icon:
-                try:
-                    png = await with_timeout(self.reactor, client.icon(app.id, ICON_SIZE, number), self.args.timeout,
-                                             "an icon")  # fmt: skip
-                except RemoteError:
-                    png = b""
-            apps.append((app.id, app.name, app.comment, png))
+    def _apps_shown(self, apps: list[AppRow]) -> None:
+        if self._apps_listed:
+            self.events.status(f"the published apps changed: {', '.join(app[0] for app in apps) or 'none'}", False)
+        self._apps_listed = True
         self.events.apps_listed(apps)
 
     async def _open_audio(self, client: SessionClient) -> None:

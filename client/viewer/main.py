@@ -91,6 +91,7 @@ def run_viewer(args: argparse.Namespace) -> int:
     ui.start()
     code = app.exec()
     ui.stop()
+    ui.trace.close()
     code = ui.exit_code or code
     if ui.link.alive():
         # The reactor is stuck (a blocking call, a dead peer): its thread pool's non-daemon

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from PySide6.QtCore import QEvent, QRect, QRectF, Qt, QTimer
@@ -30,12 +31,13 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPixmap,
+    QRegion,
     QResizeEvent,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QMessageBox, QWidget
 
-from client.viewer.damage import DESKTOP, Patch, WindowState
+from client.viewer.damage import DESKTOP, LatencyTrace, Patch, WindowState
 from client.viewer.keymap import KeyTranslator
 
 # Qt mouse buttons -> X button numbers.
@@ -48,6 +50,13 @@ GEOMETRY_SETTLE_MS = 40
 # Shade over a stale window (connection lost), and the colour of not-yet-drawn pixels.
 STALE_SHADE = QColor(0, 0, 0, 110)
 UNDRAWN = QColor(48, 48, 48)
+# Seconds the session's window state is not applied locally after the local one changed, unless
+# the session answers with the state asked for first (older messages must not undo the change).
+STATE_ANSWER_SECONDS = 2.0
+# Title of the dialog shown when an app does not answer a close ("... - window title").
+NOT_RESPONDING_TITLE = "Not responding"
+FORCE_CLOSE_TEXT = ("Force close disconnects the app from the session: unsaved work in it may be lost. "
+                    "Wait leaves it open; closing the window again asks the app again.")  # fmt: skip
 
 
 class Sender(Protocol):
@@ -56,6 +65,11 @@ class Sender(Protocol):
     def call(self, method: str, *args: object) -> None: ...
 
     def key(self, window: int, keysym: int, down: bool) -> None: ...
+
+    def close(self, window: int, force: bool) -> None: ...
+
+    @property
+    def trace(self) -> LatencyTrace: ...
 
 
 class SessionWindow(QWidget):
@@ -75,6 +89,9 @@ class SessionWindow(QWidget):
         self._applying = False
         self._wheel = [0, 0]
         self._icon_png = b""
+        self._close_asked = False  # the user closed it and the app has not answered yet
+        self._pending_state: tuple[str, float] | None = None  # a state we asked for, until answered
+        self.not_responding: QMessageBox | None = None
         self.image = QImage(max(1, state.width), max(1, state.height), QImage.Format.Format_RGB888)
         self.image.fill(UNDRAWN)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -114,32 +131,63 @@ class SessionWindow(QWidget):
             remote = (state.x, state.y, state.width, state.height)
             if first:
                 self.setGeometry(*remote)
-            elif remote != self._sent:
+            elif remote != self._sent and not self.isMaximized() and state.state != "maximized":
+                # (a maximized window's local size is the local window manager's: see _send_geometry)
                 g = self.geometry()
                 if (state.x, state.y) != (g.x(), g.y()) and (self._sent is None or self._sent[:2] != remote[:2]):
                     self.move(state.x, state.y) if not state.managed else self.setGeometry(QRect(*remote))
                 if (state.width, state.height) != (g.width(), g.height()):
                     self.resize(state.width, state.height)
-            if state.state == "minimized" and self.isVisible() and not self.isMinimized():
+            pending = self._pending_state
+            if pending is not None and (state.state == pending[0] or time.monotonic() > pending[1]):
+                self._pending_state = pending = None
+            if pending is not None:
+                pass  # the session has not yet answered our own minimize/maximize/restore: no echo
+            elif state.state == "minimized" and self.isVisible() and not self.isMinimized():
                 self.showMinimized()
-            elif state.state != "minimized" and self.isMinimized():
+            elif state.state == "maximized" and self.isVisible() and not self.isMaximized():
+                self.showMaximized()
+            elif state.state == "normal" and (self.isMinimized() or self.isMaximized()):
+                maximized = self.isMaximized()
                 self.showNormal()
+                if maximized and state.managed:
+                    # The local window manager restores the size it saved, which may be one the session
+                    # sent on its way to maximized: the session's restored geometry is the one.
+                    self.setGeometry(QRect(*remote))
+            if state.close_unanswered and self._close_asked:
+                self._close_asked = False
+                self._ask_force_close()
         finally:
             self._applying = False
 
-    def apply_patch(self, patch: Patch) -> None:
-        """Copy a patch into the image and repaint that rectangle."""
-        if (patch.fb_width, patch.fb_height) != (self.image.width(), self.image.height()):
-            grown = QImage(patch.fb_width, patch.fb_height, QImage.Format.Format_RGB888)
-            grown.fill(UNDRAWN)
-            with QPainter(grown) as painter:
-                painter.drawImage(0, 0, self.image)
-            self.image = grown
-            self.update()
-        tile = QImage(patch.rgb, patch.w, patch.h, patch.w * 3, QImage.Format.Format_RGB888)
-        with QPainter(self.image) as painter:
-            painter.drawImage(patch.x, patch.y, tile)
-        self.update(QRect(patch.x, patch.y, patch.w, patch.h))
+    def apply_patches(self, patches: list[Patch]) -> None:
+        """Copy PATCHES into the image and paint the rectangles they changed now
+        (repaint, not update: no wait for another turn of the event loop)."""
+        changed = QRegion()
+        for patch in patches:
+            if (patch.fb_width, patch.fb_height) != (self.image.width(), self.image.height()):
+                grown = QImage(patch.fb_width, patch.fb_height, QImage.Format.Format_RGB888)
+                grown.fill(UNDRAWN)
+                with QPainter(grown) as painter:
+                    painter.drawImage(0, 0, self.image)
+                self.image = grown
+                changed = QRegion(self.rect())
+            self._copy(patch)
+            changed += QRect(patch.x, patch.y, patch.w, patch.h)
+        self.link.trace.mark("copied")
+        if self.isVisible() and not self.isMinimized():
+            self.repaint(changed)
+
+    def _copy(self, patch: Patch) -> None:
+        # Row by row into the image's own memory: no QImage wrapper, no QPainter, no conversion.
+        stride, row = self.image.bytesPerLine(), patch.w * 3
+        if patch.x + patch.w > self.image.width() or patch.y + patch.h > self.image.height():
+            return  # the collector crops to the buffer it announced; never write past the image
+        bits = self.image.bits()
+        offset = patch.y * stride + patch.x * 3
+        for line in range(patch.h):
+            bits[offset : offset + row] = patch.rgb[line * row : (line + 1) * row]
+            offset += stride
 
     def set_stale(self, stale: bool) -> None:
         """Shade the window while the connection is lost."""
@@ -148,14 +196,17 @@ class SessionWindow(QWidget):
             self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt name
+        self.link.trace.mark("paint")
         rect = event.rect()
         with QPainter(self) as painter:
             if self.devicePixelRatioF() % 1:  # a fractional scale: smooth rather than uneven pixels
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            painter.fillRect(rect, UNDRAWN)
+            if not self.image.rect().contains(rect):  # only where the session's pixels do not reach
+                painter.fillRect(rect, UNDRAWN)
             painter.drawImage(QRectF(rect), self.image, QRectF(rect))
             if self.stale:
                 painter.fillRect(rect, STALE_SHADE)
+        self.link.trace.mark("painted")
 
     # -- local -> session ------------------------------------------------------------
     def moveEvent(self, event: QMoveEvent) -> None:  # noqa: N802 - Qt name
@@ -169,7 +220,9 @@ class SessionWindow(QWidget):
             self._settle.start()
 
     def _send_geometry(self) -> None:
-        if self.isMinimized() or self.stale:
+        # Maximized: the session was sent WINDOW_MAXIMIZE and sizes the window to its own screen;
+        # sending the local size would make it a normal window again (docs/windows.md).
+        if self.isMinimized() or self.isMaximized() or self.stale:
             return
         g = self.geometry()
         rect = (g.x(), g.y(), g.width(), g.height())
@@ -183,13 +236,24 @@ class SessionWindow(QWidget):
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt name
         if event.type() == QEvent.Type.WindowStateChange and self.seamless and not self._applying:
-            if self.isMinimized() and self.state.state != "minimized":
-                self.link.call("minimize", self.id)
-            elif not self.isMinimized() and self.state.state == "minimized":
-                self.link.call("restore", self.id)
+            self._local_state_changed()
         elif event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
             self._focus_in_session()
         super().changeEvent(event)
+
+    def _local_state_changed(self) -> None:
+        local = "minimized" if self.isMinimized() else "maximized" if self.isMaximized() else "normal"
+        remote = self.state.state
+        if local == remote or not self.state.managed:
+            return
+        if local == "minimized":
+            method = "minimize"
+        elif local == "maximized" and remote == "normal":
+            method = "maximize"
+        else:  # back to normal, or un-minimized (the session restores what it had)
+            method = "restore"
+        self._pending_state = (local, time.monotonic() + STATE_ANSWER_SECONDS)
+        self.link.call(method, self.id)
 
     def _focus_in_session(self) -> None:
         if self.seamless and self.state.managed and self.session_focus != self.id:
@@ -197,11 +261,39 @@ class SessionWindow(QWidget):
             self.link.call("raise_window", self.id)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
-        """Closing asks the app (WM_DELETE_WINDOW); a second close of an
-        app that did not answer disconnects it."""
+        """Closing asks the app (WM_DELETE_WINDOW). If the app does not answer,
+        a local dialog offers to force it; closing again meanwhile forces."""
         event.ignore()
-        if self.seamless:
-            self.link.call("close_window", self.id, self.state.close_unanswered)
+        if not self.seamless:
+            return
+        if self.not_responding is not None and self.not_responding.isVisible():
+            self._force_close()
+            return
+        self._close_asked = True
+        self.link.close(self.id, False)
+
+    def _ask_force_close(self) -> None:
+        if self.not_responding is None:
+            box = QMessageBox(self)
+            box.setIcon(QMessageBox.Icon.Warning)
+            box.setModal(False)
+            force = box.addButton("&Force close", QMessageBox.ButtonRole.DestructiveRole)
+            wait = box.addButton("&Wait", QMessageBox.ButtonRole.RejectRole)
+            box.setDefaultButton(wait)
+            box.setEscapeButton(wait)
+            force.clicked.connect(self._force_close)
+            self.not_responding = box
+        name = self.state.title or self.state.app or "the window"
+        self.not_responding.setWindowTitle(f"{NOT_RESPONDING_TITLE} - {name}")
+        self.not_responding.setText(f"\u201c{name}\u201d did not close when asked.")
+        self.not_responding.setInformativeText(FORCE_CLOSE_TEXT)
+        self.not_responding.show()
+        self.not_responding.raise_()
+
+    def _force_close(self) -> None:
+        if self.not_responding is not None:
+            self.not_responding.hide()
+        self.link.close(self.id, True)
 
     def _pos(self, event: QMouseEvent | QWheelEvent) -> tuple[int, int]:
         p = event.position()
@@ -251,6 +343,7 @@ class SessionWindow(QWidget):
             self.link.call("wheel", x, y, -dx, -dy)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt name
+        self.link.trace.mark("key")
         self._send_keys(self.keys.press(event.key(), event.nativeVirtualKey(), event.text(),
                                         event.modifiers().value, event.isAutoRepeat(),
                                         scan_code=event.nativeScanCode()))  # fmt: skip

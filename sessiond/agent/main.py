@@ -371,7 +371,11 @@ class Agent:
             link.conn.close_channel(channel, int(ReasonCode.CHANNEL_KIND_UNAVAILABLE), "the session is in desktop mode")
             return
         self.windows_channel = channel
-        self.seamless.channel_opened(lambda message: link.conn.send(channel, message))
+        def send(message: Message) -> None:
+            link.conn.send(channel, message)
+            self.loop.call_soon(link.flush)  # a timer's event (WINDOW_CLOSE_UNANSWERED) has no flush behind it
+
+        self.seamless.channel_opened(send)
         link.flush()
 
     def _windows_message(self, message: Message) -> None:

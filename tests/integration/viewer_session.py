@@ -1,15 +1,19 @@
 # Helpers of the viewer tests (test_viewer.py): the session seen from inside
 # (python-xlib in the session's namespaces: titles, geometry, GetImage pixels),
 # the viewer as a process on the client desktop, and the user's actions on it
-# (WM_DELETE_WINDOW, typing into an activated window).
-"""Viewer test helpers: inside(), session_window(), Viewer, wm_delete(), type_into()."""
+# (WM_DELETE_WINDOW, typing into an activated window); and GatedProxy, a
+# TCP forwarder in front of sessiond whose door a test shuts to hold a
+# reconnecting viewer offline for as long as it looks at it.
+"""Viewer test helpers: inside(), session_window(), Viewer, wm_delete(), type_into(), GatedProxy."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import socket
 import subprocess
+import threading
 from typing import Any
 
 from PIL import Image
@@ -128,3 +132,72 @@ class ClientDesktopEnv:
 
     def __init__(self, desktop: ClientDesktop, env: dict[str, str]) -> None:
         self.env = env
+
+
+# Seconds the proxy's accept loop waits before looking at its stop flag again.
+PROXY_POLL_SECONDS = 0.1
+
+
+class GatedProxy:
+    """127.0.0.1:PORT forwarded to sessiond. While shut(), a new connection is
+    accepted by the kernel but answered by nobody (a network that is down: the
+    viewer's TLS handshake waits); open() lets it through."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(PROXY_POLL_SECONDS)
+        self.port = self.listener.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self._door = threading.Event()
+        self._door.set()
+        self._stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def shut(self) -> None:
+        """Hold every new connection unanswered."""
+        self._door.clear()
+
+    def open(self) -> None:
+        """Forward the held and the new connections."""
+        self._door.set()
+
+    def stop(self) -> None:
+        """Stop accepting (connections already forwarded end with their peers)."""
+        self._stopping = True
+        self._door.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                client, _peer = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+
+    def _forward(self, client: socket.socket) -> None:
+        self._door.wait()
+        try:
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+        self._pump(client, server)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (sink, source):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        source.close()

@@ -144,3 +144,42 @@ def test_a_display_that_does_not_answer_is_one_line() -> None:
         check_display({"DISPLAY": f":{os.getpid() % 1000 + 58000}"})
     with pytest.raises(NoDisplay, match="cannot open the local display"):
         check_display({"DISPLAY": ":99999"})  # past the TCP port range: still one line
+
+
+def test_latency_trace_records_only_when_named_and_writes_on_close(tmp_path: Any) -> None:
+    from client.viewer.damage import MAX_TRACE_MARKS, LatencyTrace
+
+    off = LatencyTrace(None)
+    off.mark("key")
+    off.close()
+    assert off.marks == []
+    path = tmp_path / "trace"
+    on = LatencyTrace(str(path))
+    for _ in range(MAX_TRACE_MARKS + 5):
+        on.mark("frame")
+    on.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == MAX_TRACE_MARKS and lines[0].startswith("frame ")
+
+
+def test_bench_splits_a_keystroke_into_library_and_viewer_time(tmp_path: Any) -> None:
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+    try:
+        import bench_viewer
+    finally:
+        sys.path.pop(0)
+    # One keystroke at t=10 s: key event +0.5 ms, sent +1 ms, frame +6 ms, woke +6.2, copied +6.3,
+    # paint +6.4, painted +6.5, damage +7; a second keystroke whose repaint never came.
+    marks = {"key": [10.0005, 20.0005], "sent": [10.001, 20.001], "frame": [10.006], "woke": [10.0062],
+             "copied": [10.0063], "paint": [10.0064], "painted": [10.0065]}  # fmt: skip
+    trace = tmp_path / "trace"
+    trace.write_text("".join(f"{name} {t:.6f}\n" for name, times in marks.items() for t in times))
+    rows = bench_viewer.keystroke_paths([10.0, 20.0], bench_viewer.read_trace(str(trace)), [10.007, 30.0])
+    figures = bench_viewer.latency_figures(rows)
+    assert figures["latency_n"] == 1
+    assert figures["latency_ms"] == pytest.approx(7.0, abs=1e-3)
+    assert figures["library_part_ms"] == pytest.approx(5.0, abs=1e-3)
+    assert figures["viewer_own_ms"] == pytest.approx(0.5 + 1.0, abs=1e-3)  # key->sent + frame->damage
+    assert figures["not_library_ms"] == pytest.approx(2.0, abs=1e-3)

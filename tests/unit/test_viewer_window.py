@@ -1,0 +1,165 @@
+# The viewer's SessionWindow in a real Qt (PySide6, the offscreen platform: no
+# X server), driven the way ViewerUi drives it and with a recorder in place of
+# the link: patches are painted before apply_patches returns (no wait for
+# another turn of the event loop, which is latency), the stale shade darkens
+# the pixels and goes again, an app that does not answer a close gets the
+# "not responding" choice, and maximize goes both ways without echo.
+"""SessionWindow under Qt offscreen: paint, stale shade, force-close dialog, maximize."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from client.viewer.damage import LatencyTrace, Patch, WindowState
+
+pytest.importorskip("PySide6")
+
+
+@dataclass
+class RecordingLink:
+    """What SessionWindow calls on ViewerLink, recorded."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    closes: list[tuple[int, bool]] = field(default_factory=list)
+    trace: LatencyTrace = field(default_factory=lambda: LatencyTrace("unused: never closed"))
+
+    def call(self, method: str, *args: object) -> None:
+        self.calls.append((method, *args))
+
+    def key(self, window: int, keysym: int, down: bool) -> None:
+        self.calls.append(("key", window, keysym, down))
+
+    def close(self, window: int, force: bool) -> None:
+        self.closes.append((window, force))
+
+
+@pytest.fixture(scope="module")
+def qt() -> Any:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication(["test_viewer_window"])
+
+
+def state(**changes: Any) -> WindowState:
+    base = WindowState(7, "Stubborn", "stub", "normal", True, 0, 40, 30, 64, 48, "normal", True)
+    return replace(base, **changes)
+
+
+def make(qt: Any, **changes: Any) -> tuple[Any, RecordingLink]:
+    from client.viewer.window import SessionWindow
+
+    link = RecordingLink()
+    window = SessionWindow(link, state(**changes), True)
+    window.show()
+    settle(qt)
+    link.calls.clear()
+    return window, link
+
+
+def settle(qt: Any, seconds: float = 0.15) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        qt.processEvents()
+        time.sleep(0.01)
+
+
+def pixel(window: Any, x: int, y: int) -> tuple[int, int, int]:
+    colour = window.grab().toImage().pixelColor(x, y)
+    return colour.red(), colour.green(), colour.blue()
+
+
+def test_patches_are_painted_before_apply_patches_returns(qt: Any) -> None:
+    window, link = make(qt)
+    link.trace.marks.clear()
+    window.apply_patches([Patch(7, 64, 48, 2, 1, 4, 3, bytes((250, 10, 20)) * 12)])
+    assert [name for name, _ in link.trace.marks] == ["copied", "paint", "painted"]
+    assert window.image.pixelColor(5, 3).getRgb()[:3] == (250, 10, 20)
+    assert window.image.pixelColor(6, 3).getRgb()[:3] == (48, 48, 48)  # outside the patch: not drawn yet
+    assert pixel(window, 2, 1) == (250, 10, 20)
+
+
+def test_a_patch_past_the_image_is_not_written(qt: Any) -> None:
+    window, _link = make(qt)
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((9, 9, 9)) * 64 * 48)])
+    window._copy(Patch(7, 64, 48, 62, 46, 4, 4, bytes((200, 0, 0)) * 16))  # 2 px too wide and too tall
+    assert window.image.pixelColor(63, 47).getRgb()[:3] == (9, 9, 9)
+
+
+def test_stale_shade_darkens_the_window_until_it_is_current_again(qt: Any) -> None:
+    window, _link = make(qt)
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((255, 255, 255)) * 64 * 48)])
+    assert pixel(window, 10, 10) == (255, 255, 255)
+    window.set_stale(True)
+    shaded = pixel(window, 10, 10)
+    assert all(140 <= c <= 150 for c in shaded), shaded  # white under black at alpha 110/255
+    window.set_stale(False)
+    assert pixel(window, 10, 10) == (255, 255, 255)
+
+
+def test_an_unanswered_close_offers_force_close(qt: Any) -> None:
+    window, link = make(qt)
+    window.close()
+    assert link.closes == [(7, False)] and window.not_responding is None
+    window.apply_state(state(close_unanswered=True))
+    box = window.not_responding
+    assert box is not None and box.isVisible()
+    assert box.windowTitle() == "Not responding - Stubborn"
+    window.close()  # closing again while asked: force
+    assert link.closes[-1] == (7, True) and not box.isVisible()
+
+
+def test_wait_leaves_the_app_and_the_next_close_asks_again(qt: Any) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    window, link = make(qt)
+    window.close()
+    window.apply_state(state(close_unanswered=True))
+    box = window.not_responding
+    assert box is not None
+    wait = next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.RejectRole)
+    wait.click()
+    settle(qt)
+    assert not box.isVisible() and link.closes == [(7, False)]
+    window.apply_state(state(close_unanswered=True, title="Stubborn 2"))  # no new close asked: no dialog
+    assert not box.isVisible()
+    window.close()
+    assert link.closes == [(7, False), (7, False)]
+    window.apply_state(state(close_unanswered=True))
+    assert box.isVisible()
+    force = next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole)
+    force.click()
+    assert link.closes[-1] == (7, True)
+
+
+def test_session_maximize_and_restore_are_mirrored_without_echo(qt: Any) -> None:
+    window, link = make(qt)
+    window.apply_state(state(state="maximized", x=0, y=0, width=1024, height=768))
+    settle(qt)
+    assert window.isMaximized()
+    window.apply_state(state())
+    settle(qt)
+    assert not window.isMaximized() and not window.isMinimized()
+    assert [c for c in link.calls if c[0] in ("maximize", "restore", "minimize", "move_resize")] == []
+
+
+def test_local_maximize_is_sent_as_maximize_not_as_a_size(qt: Any) -> None:
+    window, link = make(qt)
+    window.showMaximized()
+    settle(qt)
+    assert ("maximize", 7) in link.calls
+    window.apply_state(state())  # a message the session sent before it had our maximize: no echo
+    settle(qt)
+    assert window.isMaximized()
+    window.apply_state(state(state="maximized", x=0, y=0, width=1024, height=768))
+    settle(qt)
+    assert [c for c in link.calls if c[0] == "move_resize"] == []  # a size would un-maximize it in the session
+    link.calls.clear()
+    window.showNormal()
+    settle(qt)
+    assert link.calls[0] == ("restore", 7)
