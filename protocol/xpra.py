@@ -11,14 +11,20 @@
 # XPRA_VERSION, sent by the agent before any data, names the session's xpra
 # server version, so a client can refuse to start an xpra client that
 # cannot talk to it, with a message naming both versions.
-"""XPRA_VERSION and XPRA_DATA: the session's xpra version, then the opaque xpra stream."""
+# USER_ACTIVITY (control channel, agent -> sessiond only): the user's input
+# in an xpra session reaches the X server through xpra, never through
+# sessiond's input channel, so the agent reports that the X server had input
+# (its idle time, from the X server, not from the stream) and sessiond's idle
+# policies see an xpra user as active (docs/xpra.md, "Idle policies").
+"""XPRA_VERSION, XPRA_DATA and USER_ACTIVITY: the xpra version, the opaque stream, input seen."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from protocol.base import ChannelKind, Message, Sender
-from protocol.schema import BYTES, TEXT, Declared, message, wire
+from protocol.base import U32_MAX, ChannelKind, Message, Sender
+from protocol.control import ControlMessage
+from protocol.schema import BYTES, JSON, JSON_INT, TEXT, Declared, message, wire
 
 # Largest chunk of the xpra stream in one frame: the size one read of a Unix
 # socket returns at most on the bridges, and small enough that two frames
@@ -41,6 +47,14 @@ class XpraVersion(Declared):
     """The session's xpra server version, first on the channel (server -> client)."""
 
     version: str = wire(TEXT(MAX_XPRA_VERSION))
+
+
+@message(0x32, "USER_ACTIVITY", sender=Sender.SERVER, codec=JSON)
+class UserActivity(ControlMessage):
+    """agent -> sessiond: the session's X server had user input `idle_ms`
+    milliseconds ago (refused on any connection that is not a link)."""
+
+    idle_ms: int = wire(JSON_INT.within(0, U32_MAX))
 
 
 XPRA_MESSAGES: tuple[type[Message], ...] = (XpraData, XpraVersion)

@@ -30,7 +30,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 # Seconds to wait for the server's socket after starting it.
 XPRA_START_TIMEOUT: Final = 60.0
@@ -43,6 +43,13 @@ XPRA_DIR: Final = "xpra"
 XPRA_SOCKET: Final = "xpra.sock"
 # xpra's configuration directories: only this one (see the header).
 CONF_ENV: Final = ("XPRA_SYSTEM_CONF_DIRS", "XPRA_DEFAULT_CONF_DIRS", "XPRA_USER_CONF_DIRS")
+# The refresh rates (Hz) xpra may assume of a client's screen. xpra paces a
+# window's updates to the rate the client reports; a screen that reports none
+# or a bogus one (Xvfb, Xvnc and nested X servers say 0 Hz) became 5 Hz, so
+# the second damage of a keystroke (xterm's cursor) waited up to 200 ms and
+# typing lagged (docs/xpra.md, "Measured"). The floor is xpra's own default
+# for a client that says nothing.
+REFRESH_RATE_RANGE: Final = "50-144"
 
 # Off in every session: network listeners and discovery, side channels,
 # and features whose data would bypass sessiond's policies and audit.
@@ -57,6 +64,14 @@ _FIXED_OPTIONS: Final = (
     "--xsettings=no", "--system-tray=no", "--sharing=no", "--lock=no", "--input-method=none",
     "--exit-with-children=no", "--exit-with-client=no", "--remote-logging=no", "--auth=none",
 )  # fmt: skip
+
+
+class Companion(Protocol):
+    """What runs alongside the server (sessiond.agent.x_activity.IdleWatch)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def clipboard_direction(to_client: bool, from_client: bool) -> str:
@@ -79,6 +94,7 @@ def xpra_argv(xpra: str, display: str, runtime_dir: str, *, to_client: bool, fro
         f"--bind={os.path.join(sock_dir, XPRA_SOCKET)}", f"--socket-dirs={sock_dir}", f"--socket-dir={sock_dir}",
         f"--log-dir={sock_dir}", f"--sessions-dir={sock_dir}",
         f"--clipboard={'no' if direction == 'disabled' else 'yes'}", f"--clipboard-direction={direction}",
+        f"--refresh-rate={REFRESH_RATE_RANGE}",
     ]  # fmt: skip
 
 
@@ -96,8 +112,10 @@ class XpraServer:
     times) if it exits while the session runs."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, argv: list[str], env: dict[str, str],
-                 log: Callable[[str], None]) -> None:  # fmt: skip
+                 log: Callable[[str], None], watch: Companion | None = None) -> None:  # fmt: skip
+        """watch: started and stopped with the server (the IdleWatch of the session's input through xpra)."""
         self.loop = loop
+        self.watch = watch
         self.argv = argv
         self.env = env
         self.log = log
@@ -113,6 +131,8 @@ class XpraServer:
         os.makedirs(os.path.dirname(self.socket), mode=0o700, exist_ok=True)
         os.chmod(os.path.dirname(self.socket), 0o700)
         self._task = self.loop.create_task(self._supervise())
+        if self.watch is not None:
+            self.watch.start()
 
     @property
     def ready(self) -> bool:
@@ -154,6 +174,8 @@ class XpraServer:
     def stop(self) -> None:
         """Terminate the server (its process group), then kill it after XPRA_STOP_GRACE."""
         self._stopping = True
+        if self.watch is not None:
+            self.watch.stop()
         if self._task is not None:
             self._task.cancel()
         process = self.process
