@@ -11,7 +11,7 @@
 # Ends: the local client exiting (Ctrl+C detaches it; the session keeps
 # running) closes the channel; the channel closing (logoff, the server's
 # xpra ending) closes the local socket, and the local client exits.
-"""run_xpra(): the xpra channel bridged to a local xpra client."""
+"""run_xpra(): the xpra channel bridged to a local xpra client; display_unless_beside() for svclient launch."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ from typing import Any
 
 from twisted.internet import defer, protocol
 
-from client.session import SessionClient, with_timeout
+from client.session import RemoteError, SessionClient, with_timeout
 from protocol.connection import frame_cost
+from protocol.errors import ReasonCode
 from protocol.messages import ChannelKind, Message
 from protocol.xpra import MAX_XPRA_CHUNK, XpraData, XpraVersion
 
@@ -241,3 +242,15 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
     if by_itself and (note := exit_note(code, local_version, server_version)):
         print(note, file=sys.stderr, flush=True)
     return 0
+
+
+async def display_unless_beside(reactor: Any, client: SessionClient, timeout: float) -> bool:
+    """Open the display; False if the session is open on another connection (an attached xpra
+    client): this one then only launches, beside it (protocol.xpra.LAUNCH_BESIDE)."""
+    try:
+        await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+    except RemoteError as exc:
+        if exc.code != ReasonCode.CHANNEL_KIND_UNAVAILABLE:
+            raise
+        return False
+    return True

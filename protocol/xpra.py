@@ -26,6 +26,12 @@ from protocol.base import U32_MAX, ChannelKind, Message, Sender
 from protocol.control import ControlMessage
 from protocol.schema import BYTES, JSON, JSON_INT, TEXT, Declared, message, wire
 
+# HELLO capability of a client that only launches apps (svclient launch):
+# when another connection holds the user's session (an attached xpra client),
+# sessiond does not take the session over for it; it launches beside it and
+# refuses it channels (CHANNEL_KIND_UNAVAILABLE). Without another connection
+# it is an ordinary login.
+LAUNCH_BESIDE: Final = "launch.beside"
 # Largest chunk of the xpra stream in one frame: the size one read of a Unix
 # socket returns at most on the bridges, and small enough that two frames
 # fit the default window many times over (a keystroke never waits long

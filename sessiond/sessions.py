@@ -303,6 +303,8 @@ class Session:
         if not self.lifecycle.usable or self.link is None:
             raise SessionError("the session has ended")
         previous = self.client
+        if previous is not None and getattr(client, "beside", False):
+            return  # a launcher (protocol.xpra.LAUNCH_BESIDE): the attached client keeps the session
         if previous is not None and previous is not client:
             self.detach(previous)
             previous.take_over("the session was opened from another connection")

@@ -61,6 +61,7 @@ class IdleWatch:
             return
         self._last = self.loop.time()
         self._timer = self.loop.call_later(self.poll, self._tick)
+        self.log(f"idle watch: input on {self.display_name} counts as activity (looked at every {self.poll:g} s)")
 
     def idle_ms(self) -> int:
         """Milliseconds since the X server's last input event (from any device, XTEST included)."""

@@ -18,28 +18,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from sessiond.agent.xserver import XServer, start_xvfb
+from sessiond.agent.xserver import XServer
 from svtest import Server, TestUser, free_port, sessionctl, start_sessiond, stop_sessiond, svclient
+from test_warm_pool import served_by, wait_for_slot
+import test_xpra
 from test_xpra import WAIT_S, XPRA, attach, detach, wait_for, windows_of_class
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
+client_display = test_xpra.client_display  # the client-side Xvfb fixture
 
 # Seconds without input before [policy] idle_disconnect fires: long against
 # the agent's activity poll (2 s) and the typing gaps below, so that typing
-# keeps the session even on a loaded machine.
-IDLE_S = 15
-# Typing through xpra for this long (twice the idle limit), a key every TYPE_GAP_S.
-TYPE_FOR_S = 2 * IDLE_S
+# keeps the session even on a loaded machine, and long enough for the xpra
+# client to show the first window (the idle clock starts at the attach).
+IDLE_S = 40
+# Typing through xpra for this long (past the idle limit), a key every TYPE_GAP_S.
+TYPE_FOR_S = IDLE_S + 15
 TYPE_GAP_S = 2.0
-
-
-@pytest.fixture
-def client_display() -> Iterator[XServer]:
-    display = start_xvfb(1280, 800)
-    try:
-        yield display
-    finally:
-        display.stop()
 
 
 @pytest.fixture
@@ -64,6 +59,13 @@ def row_of(server: Server, user: TestUser) -> dict[str, object]:
 
 def audit_events(server: Server) -> list[str]:
     return [e["event"] for e in json.loads(sessionctl(server, "audit", "--json").stdout)]
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    """Detach if still running; the output either way."""
+    if process.poll() is None:
+        return detach(process)
+    return process.stdout.read() if process.stdout else ""
 
 
 def type_on(display: str, window: str, text: str) -> None:
@@ -94,7 +96,7 @@ def test_typing_through_xpra_keeps_the_session_and_no_input_disconnects_it(
         # Now the user stops typing: xpra's own traffic (pings) must not count as input.
         process.wait(timeout=IDLE_S + WAIT_S)
     finally:
-        out = detach(process)
+        out = finish(process)
     assert row_of(server, user)["state"] == "disconnected", out
     assert "policy_idle_disconnect" in audit_events(server)
     assert svclient(server, user, "logoff").returncode == 0
@@ -116,7 +118,7 @@ def test_kill_9_of_sessiond_then_the_readopted_xpra_session_shows_the_same_windo
         # The client loses its connection; the session (agent, xpra, xterm) lives on.
         process.wait(timeout=WAIT_S)
     finally:
-        detach(process)
+        finish(process)
     wait_for(lambda: not windows_of_class(display, "xterm"), "the window to go with the client")
     # Restarted with a config that no longer says xpra: the session still runs xpra and says so.
     second = start_sessiond(tmp, port=port, runtime=runtime)
@@ -142,21 +144,19 @@ def test_svclient_launch_while_attached_shows_the_app_in_the_xpra_client(
     display = client_display.display
     process = attach(server, user, display)  # no app yet: an empty session
     try:
-        wait_for(lambda: "attached" in subprocess.run(["cat", f"/proc/{process.pid}/status"],
-                                                      capture_output=True, text=True).stdout or True, "svclient")
         wait_for(lambda: row_of(server, user).get("state") == "active", "the xpra client to attach")
-        # From another terminal (another connection of the same user): it takes over the session's
-        # one connection, as every second connection does; the launch goes through the entitlement check.
-        launched = svclient(server, user, "--no-resume", "launch", "xcalc")
+        # From another terminal: a second connection of the same user launches beside the attached
+        # xpra client (protocol.xpra.LAUNCH_BESIDE) instead of taking the session over; entitlements apply.
+        launched = svclient(server, user, "launch", "xcalc", resume=False)
         assert launched.returncode == 0, launched.stderr
-        process.wait(timeout=WAIT_S)  # taken over: the first xpra client is detached
+        assert "it shows in the client the session is open in" in launched.stdout, launched.stdout
+        wait_for(lambda: windows_of_class(display, "xcalc"), "xcalc in the attached xpra client")
+        assert process.poll() is None  # still attached: not taken over
+        refused = svclient(server, user, "launch", "not-published", resume=False)
+        assert refused.returncode != 0 and process.poll() is None
     finally:
-        detach(process)
-    again = attach(server, user, display)
-    try:
-        wait_for(lambda: windows_of_class(display, "xcalc"), "xcalc in the re-attached xpra client")
-    finally:
-        detach(again)
+        out = detach(process)
+    assert "taken over" not in out and "opened from another connection" not in out, out
     assert svclient(server, user, "logoff").returncode == 0
 
 
@@ -165,7 +165,7 @@ def test_a_warm_sandbox_serves_an_xpra_login(
     server = start_sessiond(str(tmp_path), session=xpra_session(str(tmp_path), extra_session="zygote = true\n"
                                                                                             "warm_pool = 1\n"))
     servers.append(server)
-    wait_for(lambda: "warm" in server.log(), "the warm pool to fill")
+    wait_for_slot(server)
     user: TestUser = user_factory("svt-xw-a")  # type: ignore[operator]
     display = client_display.display
     process = attach(server, user, display, "--launch", "xterm")
@@ -174,5 +174,5 @@ def test_a_warm_sandbox_serves_an_xpra_login(
         assert row_of(server, user)["display"] == "xpra"
     finally:
         detach(process)
-    assert "warm sandbox" in server.log(), server.log()
+    assert served_by(server, user)[1], server.log()  # the login took the waiting warm sandbox
     assert svclient(server, user, "logoff").returncode == 0

@@ -118,3 +118,26 @@ def test_a_client_cannot_send_user_activity() -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011 - refused at the sender: it is a server's message
         client.send(0, UserActivity(idle_ms=0))
     del server
+
+
+class Peer:
+    def __init__(self, beside: bool = False) -> None:
+        self.beside = beside
+        self.taken_over: list[str] = []
+
+    def take_over(self, reason: str) -> None:
+        self.taken_over.append(reason)
+
+
+def test_a_launcher_beside_an_attached_client_does_not_take_the_session_over() -> None:
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from sessiond.sessions import Session  # noqa: PLC0415
+
+    session = Session.__new__(Session)
+    attached = Peer()
+    session.client = attached  # type: ignore[assignment]
+    session.link = object()  # type: ignore[assignment]
+    session.lifecycle = SimpleNamespace(usable=True)  # type: ignore[assignment]
+    Session.attach(session, Peer(beside=True))  # type: ignore[arg-type]
+    assert session.client is attached and attached.taken_over == []
