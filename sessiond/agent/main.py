@@ -54,7 +54,6 @@ from sessiond.agent.usb import UsbService
 from sessiond.agent.seamless import Seamless
 from sessiond.agent.window_model import Rect, WindowInfo
 from sessiond.agent.windows import FocusManager
-from sessiond.agent.x_activity import IdleWatch
 from sessiond.agent.xinput import InputInjector
 from sessiond.agent.xpra_channel import XpraChannels
 from sessiond.agent.xpra_server import XPRA_DIR, XPRA_SOCKET, XpraServer, xpra_argv, xpra_env
@@ -130,7 +129,7 @@ class Agent:
                              from_client=args.clip_from_client)  # fmt: skip
             conf_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(args.xpra))), "etc", "xpra")
             self.xpra = XpraServer(self.loop, argv, xpra_env(app_env, self.xserver.display, runtime, conf_dir),
-                                   self.log, IdleWatch(self.loop, self.xserver.display, lambda: self.link, self.log))
+                                   self.log, link=lambda: self.link)  # fmt: skip
         xpra = self.xpra
         self.xpra_channels = XpraChannels(
             os.path.join(runtime, XPRA_DIR, XPRA_SOCKET) if xpra is not None else None,

@@ -18,6 +18,10 @@
 # the one directory given here (not /etc/xpra of a distribution package,
 # not the user's ~/.config/xpra, which could turn a listener back on).
 #
+# Input: the user's keys reach the X server through xpra, not sessiond's
+# input channel; an IdleWatch (sessiond.agent.x_activity) runs with the
+# server and reports them to sessiond's idle policies.
+#
 # Sound: sessiond carries it (the session's one PulseAudio, Opus on the
 # audio channels); xpra runs with audio off, so there is never a second
 # sound server in the session.
@@ -30,7 +34,9 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Any, Final
+
+from sessiond.agent.x_activity import IdleWatch
 
 # Seconds to wait for the server's socket after starting it.
 XPRA_START_TIMEOUT: Final = 60.0
@@ -64,14 +70,6 @@ _FIXED_OPTIONS: Final = (
     "--xsettings=no", "--system-tray=no", "--sharing=no", "--lock=no", "--input-method=none",
     "--exit-with-children=no", "--exit-with-client=no", "--remote-logging=no", "--auth=none",
 )  # fmt: skip
-
-
-class Companion(Protocol):
-    """What runs alongside the server (sessiond.agent.x_activity.IdleWatch)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 def clipboard_direction(to_client: bool, from_client: bool) -> str:
@@ -112,10 +110,10 @@ class XpraServer:
     times) if it exits while the session runs."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, argv: list[str], env: dict[str, str],
-                 log: Callable[[str], None], watch: Companion | None = None) -> None:  # fmt: skip
-        """watch: started and stopped with the server (the IdleWatch of the session's input through xpra)."""
+                 log: Callable[[str], None], link: Callable[[], Any] | None = None) -> None:  # fmt: skip
+        """link: the agent's current link, for the IdleWatch that runs with the server (None: no watch)."""
         self.loop = loop
-        self.watch = watch
+        self.watch = IdleWatch(loop, env["DISPLAY"], link, log) if link is not None else None
         self.argv = argv
         self.env = env
         self.log = log
