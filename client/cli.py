@@ -13,16 +13,17 @@ import sys
 from typing import Any
 
 from client.audio_cli import AudioCommandError, add_audio_parser, run_audio
-from client.xpra_cli import XpraUsageError, add_xpra_parser, local_xpra, run_xpra
+from client.xpra_cli import XpraUsageError, add_xpra_parser, display_unless_beside, local_xpra, run_xpra
 from client.keysyms import keysym_for_char, keysym_from_name
 from client.known_hosts import HostKeyMismatch, KnownHosts, default_path
 from client.redirect import follow
-from client.session import ConnectionEnded, Redirected, RemoteError, SessionClient, connect, with_timeout
+from client.session import CAPABILITIES, ConnectionEnded, Redirected, RemoteError, SessionClient, connect, with_timeout
 from client.tokens import TokenStore, default_dir
 from client.transfer_cli import TransferFailed, add_transfer_parsers, run_transfer
 from protocol.base import U16_MAX
 from protocol.errors import ReasonCode
 from protocol.messages import ChannelKind
+from protocol.xpra import LAUNCH_BESIDE
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -178,8 +179,9 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
         print(f"svclient: pinned the certificate of {server} (sha256 {fp}) in {known.path}", file=sys.stderr)
 
     async def connected() -> SessionClient:
-        return await with_timeout(reactor, connect(reactor, host, port, known, new_host), args.timeout,  # type: ignore[no-any-return]
-                                  "the server")  # fmt: skip
+        said = (*CAPABILITIES, LAUNCH_BESIDE) if args.command == "launch" else CAPABILITIES
+        return await with_timeout(reactor, connect(reactor, host, port, known, new_host, capabilities=said),  # type: ignore[no-any-return]
+                                  args.timeout, "the server")  # fmt: skip
 
     client = await connected()
     token = None if args.no_resume else tokens.get(server, args.user)
@@ -227,11 +229,13 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
             for app in listing.apps:
                 print(f"{app.id}\t{app.name}\t{app.comment}")
     elif args.command == "launch":
-        await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        shown = await display_unless_beside(reactor, client, timeout)
         result = await with_timeout(reactor, client.launch(args.app, tuple(args.args)), timeout, "the launch")
-        await first_frame_after_launch(reactor, client, timeout)
-        print(f"launched {args.app} (pid {result.pid}; {result.message})", flush=True)
-        if args.wait:
+        if shown:
+            await first_frame_after_launch(reactor, client, timeout)
+        print(f"launched {args.app} (pid {result.pid}; {result.message}"
+              f"{'' if shown else '; it shows in the client the session is open in'})", flush=True)
+        if args.wait and shown:  # beside another connection, APP_EXITED goes to that one
             exited = await client.app_exited(result.pid)
             print(f"{args.app} (pid {exited.pid}) exited with status {exited.status}")
     elif args.command == "icon":

@@ -118,6 +118,7 @@ class SessionClient(WindowsMixin, FrameAcks, FrameProtocol):
 
     role = Role.CLIENT
     remote_error = RemoteError
+    capabilities: tuple[str, ...] = CAPABILITIES  # said in HELLO (svclient launch adds LAUNCH_BESIDE)
 
     def __init__(self, server: str, known_hosts: KnownHosts, on_new_host: Callable[[str], None] | None = None) -> None:
         super().__init__()
@@ -162,7 +163,7 @@ class SessionClient(WindowsMixin, FrameAcks, FrameProtocol):
         if not known and self.on_new_host is not None:
             self.on_new_host(fingerprint(der))
         self._waiters.append((lambda m: isinstance(m, Hello), self.ready))
-        self.conn.hello(capabilities=CAPABILITIES, software=SOFTWARE)
+        self.conn.hello(capabilities=self.capabilities, software=SOFTWARE)
         self.flush()
 
     def _fail(self, exc: Exception) -> None:
@@ -475,13 +476,14 @@ def client_tls_options() -> ssl.CertificateOptions:
 
 
 async def connect(reactor: Any, host: str, port: int, known_hosts: KnownHosts,
-                  on_new_host: Callable[[str], None] | None = None,
-                  timeout: float = 10.0) -> SessionClient:  # fmt: skip
-    """Connect, verify the pinned certificate, exchange HELLO."""
+                  on_new_host: Callable[[str], None] | None = None, timeout: float = 10.0,
+                  capabilities: tuple[str, ...] = CAPABILITIES) -> SessionClient:  # fmt: skip
+    """Connect, verify the pinned certificate, exchange HELLO (saying `capabilities`)."""
     from twisted.internet.protocol import Factory
 
     server = f"{host}:{port}"
     client = SessionClient(server, known_hosts, on_new_host)
+    client.capabilities = capabilities
     endpoint = wrapClientTLS(client_tls_options(), HostnameEndpoint(reactor, host, port, timeout=timeout))
     await endpoint.connect(Factory.forProtocol(lambda: client))
     await client.ready

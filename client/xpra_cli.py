@@ -11,7 +11,7 @@
 # Ends: the local client exiting (Ctrl+C detaches it; the session keeps
 # running) closes the channel; the channel closing (logoff, the server's
 # xpra ending) closes the local socket, and the local client exits.
-"""run_xpra(): the xpra channel bridged to a local xpra client."""
+"""run_xpra(): the xpra channel bridged to a local xpra client; display_unless_beside() for svclient launch."""
 
 from __future__ import annotations
 
@@ -21,13 +21,15 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from typing import Any
 
 from twisted.internet import defer, protocol
 
-from client.session import SessionClient, with_timeout
+from client.session import RemoteError, SessionClient, with_timeout
 from protocol.connection import frame_cost
+from protocol.errors import ReasonCode
 from protocol.messages import ChannelKind, Message
 from protocol.xpra import MAX_XPRA_CHUNK, XpraData, XpraVersion
 
@@ -40,6 +42,7 @@ MIN_CLIENT_MAJOR = 4
 VERSION_TIMEOUT = 30.0
 INSTALL_HINT = ("install xpra 4.0 or later (e.g. `pip install xpra`, or your system's xpra package), "
                 "or name it with --xpra-command PATH")  # fmt: skip
+LOCAL_GONE = "the local xpra client disconnected"
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -79,6 +82,21 @@ def compatible(client_version: str, server_version: str) -> bool:
     if client is None or server is None:
         return True  # unknown: let xpra's own handshake decide
     return int(client.group(1)) >= MIN_CLIENT_MAJOR or int(server.group(1)) < MIN_CLIENT_MAJOR
+
+
+def check_compatible(path: str, client_version: str, server_version: str) -> None:
+    """XpraUsageError naming both versions if the local client cannot attach to the session's server."""
+    if not compatible(client_version, server_version):
+        raise XpraUsageError(f"your xpra client {client_version} ({path}) cannot attach to the session's xpra "
+                             f"server {server_version}: install xpra {MIN_CLIENT_MAJOR}.0 or later")  # fmt: skip
+
+
+def exit_note(code: int, client_version: str, server_version: str) -> str:
+    """What svclient says when the local client ended with `code` (its handshake may have refused the server)."""
+    if code == 0:
+        return ""
+    return (f"svclient: your xpra client {client_version} exited with status {code}; the session's xpra server "
+            f"is {server_version} (if xpra said the versions cannot talk, {INSTALL_HINT})")
 
 
 class _LocalSide(protocol.Protocol):
@@ -155,7 +173,7 @@ class XpraBridge:
 
     def local_lost(self, side: _LocalSide) -> None:
         if side is self.local:
-            self.end("the local xpra client disconnected")
+            self.end(LOCAL_GONE)
 
     def end(self, why: str) -> None:
         """End both sides (idempotent)."""
@@ -190,10 +208,11 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
     client.credit_handlers[XPRA] = bridge.credit
     await with_timeout(reactor, client.open_channel(ChannelKind.XPRA), args.timeout, "the xpra channel")
     server_version = await with_timeout(reactor, bridge.server_version, args.timeout, "the xpra server")
-    if not compatible(local_version, server_version):
+    try:
+        check_compatible(path, local_version, server_version)
+    except XpraUsageError:
         bridge.end("incompatible xpra client")
-        raise XpraUsageError(f"your xpra client {local_version} ({path}) cannot attach to the session's xpra "
-                             f"server {server_version}: install xpra {MIN_CLIENT_MAJOR}.0 or later")  # fmt: skip
+        raise
     private = tempfile.mkdtemp(prefix="svclient-xpra-")  # mode 0700
     sock = os.path.join(private, "xpra.sock")
     port = reactor.listenUNIX(sock, protocol.Factory.forProtocol(lambda: _LocalSide(bridge)), mode=0o600)
@@ -209,6 +228,8 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
     try:
         ended = defer.DeferredList([process.ended, bridge.done], fireOnOneCallback=True, consumeErrors=True)
         await ended
+        # The client ended on its own (not because the session closed the channel): its status is its verdict.
+        by_itself = process.ended.called or bridge.done.result == LOCAL_GONE
         bridge.end("detached")
         if not process.ended.called:
             child.signalProcess(signal.SIGTERM)
@@ -218,4 +239,18 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
         shutil.rmtree(private, ignore_errors=True)
     print(f"svclient: detached ({bridge.done.result if bridge.done.called else 'ended'}; xpra exited with "
           f"status {code}); the session keeps running", flush=True)
+    if by_itself and (note := exit_note(code, local_version, server_version)):
+        print(note, file=sys.stderr, flush=True)
     return 0
+
+
+async def display_unless_beside(reactor: Any, client: SessionClient, timeout: float) -> bool:
+    """Open the display; False if the session is open on another connection (an attached xpra
+    client): this one then only launches, beside it (protocol.xpra.LAUNCH_BESIDE)."""
+    try:
+        await with_timeout(reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+    except RemoteError as exc:
+        if exc.code != ReasonCode.CHANNEL_KIND_UNAVAILABLE:
+            raise
+        return False
+    return True

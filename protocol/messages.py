@@ -73,7 +73,7 @@ from protocol.transfer import CLIPBOARD_MESSAGES, FILES_MESSAGES
 from protocol.usb import USB_MESSAGES
 from protocol.windows import DISPLAY_WINDOW_MESSAGES, INPUT_WINDOW_MESSAGES, WINDOWS_MESSAGES
 from protocol.windows_admin import WindowList, WindowListRequest
-from protocol.xpra import XPRA_MESSAGES, XpraData
+from protocol.xpra import XPRA_MESSAGES, UserActivity, XpraData
 
 __all__ = [
     "KIND_PRIORITY",
@@ -125,6 +125,7 @@ __all__ = [
     "Sync",
     "SyncDone",
     "Tile",
+    "UserActivity",
     "VideoCaps",
     "Wheel",
     "WindowUpdate",
@@ -160,6 +161,7 @@ CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
     Icon,
     WindowListRequest,
     WindowList,
+    UserActivity,
 )
 
 

@@ -11,15 +11,27 @@
 # XPRA_VERSION, sent by the agent before any data, names the session's xpra
 # server version, so a client can refuse to start an xpra client that
 # cannot talk to it, with a message naming both versions.
-"""XPRA_VERSION and XPRA_DATA: the session's xpra version, then the opaque xpra stream."""
+# USER_ACTIVITY (control channel, agent -> sessiond only): the user's input
+# in an xpra session reaches the X server through xpra, never through
+# sessiond's input channel, so the agent reports that the X server had input
+# (its idle time, from the X server, not from the stream) and sessiond's idle
+# policies see an xpra user as active (docs/xpra.md, "Idle policies").
+"""XPRA_VERSION, XPRA_DATA and USER_ACTIVITY: the xpra version, the opaque stream, input seen."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from protocol.base import ChannelKind, Message, Sender
-from protocol.schema import BYTES, TEXT, Declared, message, wire
+from protocol.base import U32_MAX, ChannelKind, Message, Sender
+from protocol.control import ControlMessage
+from protocol.schema import BYTES, JSON, JSON_INT, TEXT, Declared, message, wire
 
+# HELLO capability of a client that only launches apps (svclient launch):
+# when another connection holds the user's session (an attached xpra client),
+# sessiond does not take the session over for it; it launches beside it and
+# refuses it channels (CHANNEL_KIND_UNAVAILABLE). Without another connection
+# it is an ordinary login.
+LAUNCH_BESIDE: Final = "launch.beside"
 # Largest chunk of the xpra stream in one frame: the size one read of a Unix
 # socket returns at most on the bridges, and small enough that two frames
 # fit the default window many times over (a keystroke never waits long
@@ -41,6 +53,14 @@ class XpraVersion(Declared):
     """The session's xpra server version, first on the channel (server -> client)."""
 
     version: str = wire(TEXT(MAX_XPRA_VERSION))
+
+
+@message(0x32, "USER_ACTIVITY", sender=Sender.SERVER, codec=JSON)
+class UserActivity(ControlMessage):
+    """agent -> sessiond: the session's X server had user input `idle_ms`
+    milliseconds ago (refused on any connection that is not a link)."""
+
+    idle_ms: int = wire(JSON_INT.within(0, U32_MAX))
 
 
 XPRA_MESSAGES: tuple[type[Message], ...] = (XpraData, XpraVersion)

@@ -26,6 +26,7 @@ from protocol.errors import ReasonCode
 from protocol.events import FrameReceived
 from protocol.messages import AppExited, Auth, AuthResult, ClockReport, LaunchResult, Message
 from protocol.windows_admin import WindowList
+from protocol.xpra import UserActivity
 from sessiond.relay import ChannelRelay, relayed
 from sessiond.session_windows import WindowLister
 from transport.twisted_wire import FrameProtocol
@@ -71,6 +72,8 @@ class LinkOwner(Protocol):
     def app_exited(self, message: AppExited) -> None: ...
 
     def forward_to_client(self, message: Message) -> None: ...
+
+    def touch(self, idle: float = 0.0) -> None: ...
 
     @property
     def window_lister(self) -> WindowLister: ...
@@ -125,6 +128,8 @@ class AgentLink(FrameProtocol):
                 session.forward_to_client(message)
             elif isinstance(message, WindowList):
                 session.window_lister.answered(message)
+            elif isinstance(message, UserActivity):  # input through xpra (sessiond.agent.x_activity)
+                session.touch(message.idle_ms / 1000)
         elif isinstance(event, ChannelOpened) and not event.by_peer:
             relay.link_channel_opened(event.channel)
         elif isinstance(event, ChannelClosed):

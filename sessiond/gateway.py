@@ -31,6 +31,7 @@ from protocol.connection import (
     MessageReceived,
     Role,
     WindowUpdated,
+    default_accept_kind,
 )
 from protocol.events import FrameReceived
 from protocol.errors import ReasonCode
@@ -63,6 +64,7 @@ from sessiond.farm.directory import FarmError
 from sessiond.farm.etcd_codec import EtcdError
 from sessiond.farm.login import redirect_result, ticket_valid
 from sessiond.supervisor import Redirect, SessionSupervisor
+from protocol.xpra import LAUNCH_BESIDE
 from transport.twisted_wire import FrameProtocol
 
 if TYPE_CHECKING:
@@ -92,8 +94,9 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._method = ""
         self._chain_expires: float | None = None  # a resume's token chain end (None: a password login)
 
-    def make_connection(self) -> Connection:
-        return Connection(self.role, relay=relayed)
+    def make_connection(self) -> Connection:  # no channels for a launcher beside the session's connection
+        return Connection(self.role, relay=relayed, accept_kind=lambda kind: default_accept_kind(kind) and (
+            self.session is None or self.session.client is self))  # (protocol.xpra.LAUNCH_BESIDE)
 
     @property
     def address(self) -> str:
@@ -129,7 +132,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self._control(event.message)
             return
         session = self.session
-        if session is None:
+        if session is None or session.client is not self:  # (a launcher beside the session's connection)
             return
         relay = session.relay
         if isinstance(event, FrameReceived):
@@ -163,6 +166,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
 
     def _control(self, message: Message) -> None:
         if isinstance(message, Hello):
+            self.beside = LAUNCH_BESIDE in message.capabilities  # launches only: never takes a session over
             self.conn.hello(capabilities=CAPABILITIES, software=SOFTWARE)
         elif isinstance(message, Auth):
             self._auth(message)
@@ -413,6 +417,3 @@ class GatewayFactory(protocol.Factory):
         handler = ClientHandler(self)
         handler.factory = self
         return handler
-
-
-

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_disconnect REAL,
     client_address TEXT NOT NULL DEFAULT '',
     apps TEXT NOT NULL DEFAULT '{}',
-    ended REAL
+    ended REAL,
+    display TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
 CREATE INDEX IF NOT EXISTS sessions_state ON sessions(state, created);
@@ -90,6 +91,7 @@ class SessionRecord:
     client_address: str
     apps: dict[str, str]
     ended: float | None
+    display: str = ""  # what the session runs (native, xpra); "" in rows from before it was recorded
 
 
 def _hash(token: str) -> str:
@@ -111,18 +113,21 @@ class Registry:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        # A registry from before `display` was recorded: sessions it holds may be re-adopted.
+        if "display" not in {row[1] for row in self.db.execute("PRAGMA table_info(sessions)")}:
+            self.db.execute("ALTER TABLE sessions ADD COLUMN display TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
 
     # -- sessions ---------------------------------------------------------------
     def add_session(self, *, id: str, user: str, uid: int, socket: str, session_dir: str, link_token: str,
-                    width: int, height: int) -> None:  # noqa: A002 - column name  # fmt: skip
+                    width: int, height: int, display: str = "") -> None:  # noqa: A002 - column name  # fmt: skip
         with self.db:
             self.db.execute(
-                "INSERT INTO sessions (id, user, uid, state, socket, session_dir, link_token, width, height, created)"
-                " VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?)",
-                (id, user, uid, socket, session_dir, link_token, width, height, self.clock()),
+                "INSERT INTO sessions (id, user, uid, state, socket, session_dir, link_token, width, height, created,"
+                " display) VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?)",
+                (id, user, uid, socket, session_dir, link_token, width, height, self.clock(), display),
             )
 
     def update_session(self, session_id: str, **fields: Any) -> None:

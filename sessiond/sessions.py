@@ -145,7 +145,7 @@ class Session:
         self.session_dir = prepare_session_dir(runtime, self.id, self.account)
         self.registry.add_session(id=self.id, user=self.account.name, uid=self.account.uid, socket=self.socket_path,
                                   session_dir=self.session_dir, link_token=self.link_token, width=self.width,
-                                  height=self.height)  # fmt: skip
+                                  height=self.height, display=self.display)  # fmt: skip
         settings = agent_settings(self.config, self.socket_path, self.width, self.height, self.clipboard_policy,
                                   self.file_policy, self.display)  # fmt: skip
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
@@ -172,6 +172,7 @@ class Session:
         self.width, self.height, self.created = record.width, record.height, record.created
         self.last_connect, self.last_disconnect = record.last_connect, record.last_disconnect
         self.client_address = record.client_address
+        self.display = record.display or self.display  # what its agent runs, not what the config now says
         self.apps = {int(pid): app for pid, app in record.apps.items()}
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
         if not self.agent.adopt(reactor, record.agent_pid, lambda: self.agent_exited(None, None)):
@@ -302,6 +303,8 @@ class Session:
         if not self.lifecycle.usable or self.link is None:
             raise SessionError("the session has ended")
         previous = self.client
+        if previous is not None and getattr(client, "beside", False):
+            return  # a launcher (protocol.xpra.LAUNCH_BESIDE): the attached client keeps the session
         if previous is not None and previous is not client:
             self.detach(previous)
             previous.take_over("the session was opened from another connection")
@@ -321,9 +324,9 @@ class Session:
             self.lifecycle.fire(LifecycleEvent.DETACH)
         self.relay.detach()
 
-    def touch(self) -> None:
-        """The user did something (input): resets the idle timers."""
-        self.last_input = time.time()
+    def touch(self, idle: float = 0.0) -> None:
+        """The user did something (input) `idle` seconds ago: resets the idle timers."""
+        self.last_input = max(self.last_input, time.time() - idle)
 
     # -- apps --------------------------------------------------------------------
     def launch(self, app: str, argv: list[str], cwd: str) -> defer.Deferred[LaunchResult]:

@@ -130,7 +130,7 @@ class Agent:
                              from_client=args.clip_from_client)  # fmt: skip
             conf_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(args.xpra))), "etc", "xpra")
             self.xpra = XpraServer(self.loop, argv, xpra_env(app_env, self.xserver.display, runtime, conf_dir),
-                                   self.log)  # fmt: skip
+                                   self.log, link=lambda: self.link)  # fmt: skip
         xpra = self.xpra
         self.xpra_channels = XpraChannels(
             os.path.join(runtime, XPRA_DIR, XPRA_SOCKET) if xpra is not None else None,

@@ -18,6 +18,10 @@
 # the one directory given here (not /etc/xpra of a distribution package,
 # not the user's ~/.config/xpra, which could turn a listener back on).
 #
+# Input: the user's keys reach the X server through xpra, not sessiond's
+# input channel; an IdleWatch (sessiond.agent.x_activity) runs with the
+# server and reports them to sessiond's idle policies.
+#
 # Sound: sessiond carries it (the session's one PulseAudio, Opus on the
 # audio channels); xpra runs with audio off, so there is never a second
 # sound server in the session.
@@ -30,7 +34,9 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
+
+from sessiond.agent.x_activity import IdleWatch
 
 # Seconds to wait for the server's socket after starting it.
 XPRA_START_TIMEOUT: Final = 60.0
@@ -43,6 +49,13 @@ XPRA_DIR: Final = "xpra"
 XPRA_SOCKET: Final = "xpra.sock"
 # xpra's configuration directories: only this one (see the header).
 CONF_ENV: Final = ("XPRA_SYSTEM_CONF_DIRS", "XPRA_DEFAULT_CONF_DIRS", "XPRA_USER_CONF_DIRS")
+# The refresh rates (Hz) xpra may assume of a client's screen. xpra paces a
+# window's updates to the rate the client reports; a screen that reports none
+# or a bogus one (Xvfb, Xvnc and nested X servers say 0 Hz) became 5 Hz, so
+# the second damage of a keystroke (xterm's cursor) waited up to 200 ms and
+# typing lagged (docs/xpra.md, "Measured"). The floor is xpra's own default
+# for a client that says nothing.
+REFRESH_RATE_RANGE: Final = "50-144"
 
 # Off in every session: network listeners and discovery, side channels,
 # and features whose data would bypass sessiond's policies and audit.
@@ -79,6 +92,7 @@ def xpra_argv(xpra: str, display: str, runtime_dir: str, *, to_client: bool, fro
         f"--bind={os.path.join(sock_dir, XPRA_SOCKET)}", f"--socket-dirs={sock_dir}", f"--socket-dir={sock_dir}",
         f"--log-dir={sock_dir}", f"--sessions-dir={sock_dir}",
         f"--clipboard={'no' if direction == 'disabled' else 'yes'}", f"--clipboard-direction={direction}",
+        f"--refresh-rate={REFRESH_RATE_RANGE}",
     ]  # fmt: skip
 
 
@@ -96,8 +110,10 @@ class XpraServer:
     times) if it exits while the session runs."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, argv: list[str], env: dict[str, str],
-                 log: Callable[[str], None]) -> None:  # fmt: skip
+                 log: Callable[[str], None], link: Callable[[], Any] | None = None) -> None:  # fmt: skip
+        """link: the agent's current link, for the IdleWatch that runs with the server (None: no watch)."""
         self.loop = loop
+        self.watch = IdleWatch(loop, env["DISPLAY"], link, log) if link is not None else None
         self.argv = argv
         self.env = env
         self.log = log
@@ -113,6 +129,8 @@ class XpraServer:
         os.makedirs(os.path.dirname(self.socket), mode=0o700, exist_ok=True)
         os.chmod(os.path.dirname(self.socket), 0o700)
         self._task = self.loop.create_task(self._supervise())
+        if self.watch is not None:
+            self.watch.start()
 
     @property
     def ready(self) -> bool:
@@ -154,6 +172,8 @@ class XpraServer:
     def stop(self) -> None:
         """Terminate the server (its process group), then kill it after XPRA_STOP_GRACE."""
         self._stopping = True
+        if self.watch is not None:
+            self.watch.stop()
         if self._task is not None:
             self._task.cancel()
         process = self.process

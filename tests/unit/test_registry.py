@@ -111,3 +111,19 @@ def test_revoke_removes_every_token_of_one_user(reg: Registry) -> None:
     assert reg.revoke_tokens("alice") == 3
     assert all(reg.redeem_token("alice", t) is None for t in tokens)
     assert reg.redeem_token("bob", other) is not None
+
+
+def test_a_session_keeps_the_display_it_started_with_also_in_an_older_registry(tmp_path: object) -> None:
+    # A re-adopted session reports what its agent runs (issue 17), not what the config now says.
+    state = str(tmp_path)
+    old = sqlite3.connect(os.path.join(state, registry_mod.DB_FILE))
+    old.executescript(registry_mod.SCHEMA.replace(",\n    display TEXT NOT NULL DEFAULT ''", ""))
+    old.close()
+    reg = Registry(state, clock=Clock())
+    add(reg, "before")  # a row as an older sessiond wrote it: no display
+    reg.add_session(id="s2", user="bob", uid=1001, socket="/s", session_dir="/d", link_token="t", width=1, height=1,
+                    display="xpra")  # fmt: skip
+    again = Registry(state, clock=Clock())
+    before, s2 = again.session("before"), again.session("s2")
+    assert before is not None and before.display == ""
+    assert s2 is not None and s2.display == "xpra"

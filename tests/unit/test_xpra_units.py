@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from client.xpra_cli import compatible
+from client.xpra_cli import XpraUsageError, check_compatible, compatible, exit_note
 from isolation.accounts import Account
 from protocol.connection import ChannelOpened, Connection, MessageReceived, Role, WindowUpdated
 from protocol.testing import handshaken_pair, open_pair_channel
@@ -21,7 +21,7 @@ from protocol.messages import ChannelKind
 from protocol.xpra import MAX_XPRA_CHUNK, XpraData
 from sessiond.agent.settings import AgentSettings, SettingsError
 from sessiond.agent.xpra_channel import XpraBridge, XpraChannels
-from sessiond.agent.xpra_server import CONF_ENV, clipboard_direction, xpra_argv, xpra_env
+from sessiond.agent.xpra_server import CONF_ENV, REFRESH_RATE_RANGE, clipboard_direction, xpra_argv, xpra_env
 from sessiond.display_config import parse_display, parse_display_overrides, resolve_display
 
 XPRA = int(ChannelKind.XPRA)
@@ -68,6 +68,13 @@ def test_xpra_listens_only_on_its_unix_socket_in_the_runtime_dir() -> None:
                 "--use-display=yes", "--start-new-commands=no", "--file-transfer=no", "--printing=no"):  # fmt: skip
         assert off in argv
     assert "--clipboard-direction=to-client" in argv
+
+
+def test_a_client_screen_reporting_no_refresh_rate_does_not_slow_typing() -> None:
+    # xpra paces updates to the client's reported rate; Xvfb-like screens report 0 Hz (5 Hz after clamping).
+    argv = xpra_argv("/opt/x/bin/xpra", ":5", "/run/s/abc", to_client=True, from_client=True)
+    rates = [a.split("=", 1)[1] for a in argv if a.startswith("--refresh-rate=")]
+    assert rates == [REFRESH_RATE_RANGE] and int(REFRESH_RATE_RANGE.split("-")[0]) >= 50  # noqa: PLR2004
 
 
 @pytest.mark.parametrize(("to_client", "from_client", "direction"), [
@@ -198,3 +205,16 @@ def test_version_check_names_what_cannot_attach() -> None:
     assert compatible("4.4.6", "6.5.5")
     assert not compatible("3.1.3", "6.5.5")
     assert compatible("xpra v6.5.5-r0", "")  # unknown server version: xpra's handshake decides
+
+
+def test_an_incompatible_client_is_refused_naming_both_versions() -> None:
+    with pytest.raises(XpraUsageError) as refused:
+        check_compatible("/usr/bin/xpra", "3.1.3", "7.0.1-r2")
+    assert "3.1.3" in str(refused.value) and "7.0.1-r2" in str(refused.value) and "/usr/bin/xpra" in str(refused.value)
+    check_compatible("/x/xpra", "4.0", "6.5.5")  # allowed: xpra's own handshake decides
+
+
+def test_a_client_that_exits_with_an_error_is_named_with_the_server_version() -> None:
+    note = exit_note(1, "5.0.9", "6.5.5-r0")
+    assert "5.0.9" in note and "6.5.5-r0" in note and "status 1" in note
+    assert exit_note(0, "5.0.9", "6.5.5-r0") == ""
