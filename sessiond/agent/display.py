@@ -2,7 +2,7 @@
 # come from (the whole screen in desktop mode, each window in seamless mode).
 #
 # Why apart from main.py: the pacing rules (coalesce a repaint, stream without
-# waiting, at most frames_in_flight unacknowledged, the [display] max_kbps
+# waiting, at most a frame window unacknowledged (frame_window.py), the [display] max_kbps
 # bucket, FRAME_END's ack_now, the link estimate) are the same for both modes, and only the source of damage and
 # pixels differs. A source answers pending()/mark_all() and turns its damage
 # into the messages of one frame; the pipeline decides when and sends them.
@@ -28,6 +28,7 @@ from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
+from sessiond.agent.frame_window import FrameWindow
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
@@ -266,6 +267,8 @@ class DisplayPipeline:
         # (always measured; it paces and sets quality only with [display] adaptive).
         self.link_estimate = LinkEstimate()
         self.adaptive = args.display_adaptive
+        # The frame window (widened on long round trips with adaptive) and which frame asks for its ack.
+        self.window = FrameWindow(self.link_estimate, args.frames_in_flight, args.max_fps, self.adaptive)
         # The last frame sent asked for its ack at once (FRAME_END ack_now): only
         # then may the pipeline wait for an ack beyond the frame window (a held
         # ack would otherwise never come).
@@ -342,10 +345,10 @@ class DisplayPipeline:
             if due is not None and self._wake_timer is None:  # wake up to refine a video that stopped changing
                 self._wake_timer = self.loop.call_later(due + 0.001, self._wake)
             return
-        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+        if self.window.full(self.frame_seq - self.acked_seq):
             self.link_estimate.waited()
             return  # client is behind: damage keeps coalescing meanwhile
-        if self._link_full():
+        if self.window.link_full(self._last_ack_now):
             self.link_estimate.waited()
             return  # a round trip of bytes is in flight: more would only queue
         min_gap = 1.0 / self.args.max_fps
@@ -384,7 +387,7 @@ class DisplayPipeline:
             self.cap.charge(cost)
             size += cost
         self.frame_seq += 1
-        ack_now = self._ack_now(size)
+        ack_now = self.window.ack_now(self.frame_seq - self.acked_seq, size)
         end = FrameEnd(seq=self.frame_seq, ack_now=ack_now)
         link.conn.send(DISPLAY_CHANNEL, end)
         size += frame_cost(end)
@@ -409,18 +412,3 @@ class DisplayPipeline:
         target = min(DEFAULT_BITRATE, self.link_estimate.target_bitrate())
         if max(target, video.bitrate) > VIDEO_BITRATE_STEP * min(target, video.bitrate):
             video.set_bitrate(target)
-
-    def _link_full(self) -> bool:
-        """Adaptive: the bytes in flight reach a round trip of the link, and
-        the client was told to ack the last frame at once."""
-        return self.adaptive and self._last_ack_now and self.link_estimate.budget_full()
-
-    def _ack_now(self, size: int) -> bool:
-        """FRAME_END ack_now for the frame about to end (already counted in
-        frame_seq): True if no further frame will go until it is acknowledged
-        (frame window or byte budget full), or the RTT estimate wants a sample."""
-        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
-            return True
-        if self.adaptive and self.link_estimate.budget_full(size):
-            return True
-        return self.link_estimate.wants_sample()

@@ -218,7 +218,7 @@ def test_adaptive_budget_asks_for_the_ack_when_a_round_trip_of_bytes_is_in_fligh
     settings = AgentSettings(socket="/x", frames_in_flight=8, display_adaptive=True)
     pipeline = DisplayPipeline(loop, settings, FloodSource(30_000), lambda: link, lambda: None)  # type: ignore[arg-type]
     clock = Clock()
-    pipeline.link_estimate = link_of(10e6 / 8, 0.040, clock, size=20_000)  # budget ~112 kB: four 30 kB frames
+    pipeline.link_estimate = pipeline.window.estimate = link_of(10e6 / 8, 0.040, clock, size=20_000)  # budget ~112 kB
     pipeline.opened = lambda: None  # type: ignore[method-assign]
     pipeline.open = True
     pipeline._owed = True

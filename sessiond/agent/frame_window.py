@@ -1,0 +1,98 @@
+# How many display frames may be unacknowledged at once, and which frame
+# asks the client to acknowledge at once (FRAME_END ack_now), per link.
+#
+# Why a window that widens: the pipeline sends a frame only while fewer than
+# `window` frames await their FRAME_ACK, so it delivers at most `window`
+# frames per round trip. `[display] frames_in_flight` (default 2) is plenty on
+# a LAN, but on a 40 ms link (plus the client's decode) two frames per round
+# trip is ~13 frames/s of scroll however small the frames are. With
+# `[display] adaptive`, once the link estimate knows the round trip and the
+# drain rate, the window grows to the frames max_fps needs to fill one round
+# trip, as long as that many average frames fit the estimate's byte budget
+# (about two round trips of the drain rate: the bandwidth-delay product with
+# BBR's gain). MAX_FRAME_WINDOW is the hard bound whatever the estimate says,
+# so the frames queued anywhere between agent and client stay bounded; the
+# byte budget itself still stops a frame that would overfill the link.
+#
+# Why ack_now at half a widened window: a client holds an ack the server did
+# not ask for until its next write. Asked only at the frame that fills the
+# window, a wide window would be a burst, then a whole round trip of silence;
+# asked from half the window on, acks come back while frames still go, so
+# the stream keeps flowing. At the configured window (2) the old rule stays:
+# ask only when the window is full, so one echoed keystroke's ack rides on
+# the next keystroke (one TLS record up per key).
+"""FrameWindow: the frame window (widened by the link estimate) and when to ask for an ack."""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from sessiond.agent.link_estimate import LinkEstimate
+
+# Hard bound of the widened window: never more frames unacknowledged than
+# this because of the estimate (an admin's larger frames_in_flight stays
+# theirs). 8 frames hold 60 frames/s through ~115 ms of round trip.
+MAX_FRAME_WINDOW: Final = 8
+# A widened window asks for an immediate ack from this share of it on.
+ACK_SHARE: Final = 0.5
+
+
+def widened_window(configured: int, rtt: float | None, rate: float | None, budget: float | None,
+                   frame_bytes: float, max_fps: float) -> int:  # fmt: skip
+    """Frames that may be unacknowledged: enough for `max_fps` through one
+    `rtt`, plus the one being acknowledged, if `budget` bytes hold that many
+    `frame_bytes` frames; never below `configured`, never above
+    max(configured, MAX_FRAME_WINDOW). Unknown link (None), or a round trip
+    shorter than the configured window's frames at max_fps: `configured`."""
+    if rtt is None or rate is None or budget is None or rtt * max_fps < configured:
+        return configured
+    wanted = math.ceil(rtt * max_fps) + 1
+    fits = int(budget // max(frame_bytes, 1.0))
+    return max(configured, min(wanted, fits, MAX_FRAME_WINDOW))
+
+
+def ack_threshold(window: int, configured: int) -> int:
+    """Unacknowledged frames (this one included) from which a frame asks for
+    an immediate ack: the full window at the configured size, half a widened
+    one (at least 2, so a lone keystroke's echo is never asked)."""
+    if window <= configured:
+        return window
+    return max(2, math.ceil(window * ACK_SHARE))
+
+
+class FrameWindow:
+    """The display pipeline's window over one link estimate."""
+
+    def __init__(self, estimate: LinkEstimate, configured: int, max_fps: float, adaptive: bool) -> None:
+        self.estimate = estimate
+        self.configured = configured
+        self.max_fps = max_fps
+        self.adaptive = adaptive
+
+    def size(self) -> int:
+        """The window now: configured, widened with [display] adaptive."""
+        if not self.adaptive:
+            return self.configured
+        est = self.estimate
+        return widened_window(self.configured, est.rtt, est.bandwidth, est.budget(), est.frame_bytes, self.max_fps)
+
+    def full(self, unacked: int) -> bool:
+        """True if `unacked` frames fill the window (no frame may go)."""
+        return unacked >= self.size()
+
+    def link_full(self, last_ack_now: bool) -> bool:
+        """Adaptive: the bytes in flight reach the budget, and the client was
+        told to ack the last frame at once (else its held ack never comes)."""
+        return self.adaptive and last_ack_now and self.estimate.budget_full()
+
+    def ack_now(self, unacked: int, size: int) -> bool:
+        """FRAME_END ack_now for a frame of `size` bytes, `unacked` frames
+        counted with it: True if the window or the byte budget is (half) full
+        after it, or the RTT estimate wants a sample."""
+        window = self.size()
+        if unacked >= ack_threshold(window, self.configured):
+            return True
+        if self.adaptive and self.estimate.budget_full(size):
+            return True
+        return self.estimate.wants_sample()
