@@ -387,11 +387,11 @@ class DisplayPipeline:
             self.cap.charge(cost)
             size += cost
         self.frame_seq += 1
-        ack_now = self.window.ack_now(self.frame_seq - self.acked_seq, size)
+        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
+        ack_now = self.window.ack_now(self.frame_seq - self.acked_seq, size, streaming or self._more_damage())
         end = FrameEnd(seq=self.frame_seq, ack_now=ack_now)
         link.conn.send(DISPLAY_CHANNEL, end)
         size += frame_cost(end)
-        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
         self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
         self._last_ack_now = ack_now
         self.last_frame_at = started
@@ -401,6 +401,15 @@ class DisplayPipeline:
         # its round trip, so the socket will not announce it: schedule now.
         # (Every frame's FRAME_ACK used to do this; a held ack does not.)
         self.schedule()
+
+    def _more_damage(self) -> bool:
+        """True if damage came in while this frame was made (another frame
+        follows at once: a scroll on a busy machine, where frames are further
+        apart than STREAM_GAPS but still back to back)."""
+        drain = getattr(self.source, "drain", None)  # desktop: read the damage connection now
+        if drain is not None:
+            drain()
+        return self.source.pending()
 
     def _adapt_video_bitrate(self) -> None:
         """Video streams follow the link's measured rate, up to the encoder's

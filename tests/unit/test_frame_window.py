@@ -116,5 +116,11 @@ def test_a_client_holding_every_ack_never_stalls_a_widened_window_nor_exceeds_th
     ends, most = run_slow_client(adaptive=True, delay_steps=int(rtt * 60), rtt=rtt)
     assert most <= MAX_FRAME_WINDOW
     assert len(ends) >= 400 // (int(rtt * 60) + 1)  # kept going: every wait was announced by ack_now
-    # A lone frame is never asked for its ack (the keystroke's ack rides on the next key).
-    assert not ends[0].ack_now or ends[0].seq > 1
+
+
+def test_streaming_frames_ask_for_their_ack_and_a_lone_echo_does_not() -> None:
+    clock = Clock()
+    window = FrameWindow(measured_link(0.010, clock), 2, 60, adaptive=True)
+    assert window.ack_now(1, 100, streaming=True)  # a scroll: the next frame must not wait for a held ack
+    assert not window.ack_now(1, 100, streaming=False)  # an echo: its ack rides on the next key
+    assert window.ack_now(2, 100, streaming=False)  # the window is full: the server waits for this ack
