@@ -28,7 +28,7 @@ from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
-from sessiond.agent.frame_window import FrameWindow
+from sessiond.agent.frame_window import FrameWindow, frame_slot
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
@@ -261,6 +261,7 @@ class DisplayPipeline:
         self.frame_seq = 0
         self.acked_seq = 0
         self.last_frame_at = 0.0
+        self._slot = 0.0  # the max_fps slot of the last frame (frame_window.frame_slot)
         self.last_frame_us = 0
         self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
         # RTT and drain rate of the client's link, from FRAME_END -> FRAME_ACK
@@ -354,7 +355,7 @@ class DisplayPipeline:
         min_gap = 1.0 / self.args.max_fps
         now = time.monotonic()
         streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
-        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,
+        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self._slot + min_gap - now,
                     self.cap.wait_seconds())  # fmt: skip
         self._timer = self.loop.call_later(delay, self._send_frame)
 
@@ -395,6 +396,7 @@ class DisplayPipeline:
         self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
         self._last_ack_now = ack_now
         self.last_frame_at = started
+        self._slot = frame_slot(self._slot, started, 1.0 / self.args.max_fps)
         self.last_frame_us = int(started * 1_000_000)
         link.flush()
         # Damage that arrived during the capture was read off the socket by

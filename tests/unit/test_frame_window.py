@@ -10,7 +10,14 @@ import pytest
 
 from protocol.media import FrameAck, FrameEnd
 from sessiond.agent.display import DisplayPipeline
-from sessiond.agent.frame_window import MAX_FRAME_WINDOW, FrameWindow, ack_threshold, widened_window
+from sessiond.agent.frame_window import (
+    MAX_CATCH_UP_GAPS,
+    MAX_FRAME_WINDOW,
+    FrameWindow,
+    ack_threshold,
+    frame_slot,
+    widened_window,
+)
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
 from test_link_estimate import Clock, FakeLoop, FloodSource, Link
@@ -124,3 +131,20 @@ def test_streaming_frames_ask_for_their_ack_and_a_lone_echo_does_not() -> None:
     assert window.ack_now(1, 100, streaming=True)  # a scroll: the next frame must not wait for a held ack
     assert not window.ack_now(1, 100, streaming=False)  # an echo: its ack rides on the next key
     assert window.ack_now(2, 100, streaming=False)  # the window is full: the server waits for this ack
+
+
+def test_a_late_frame_lets_the_next_start_early_but_never_bursts() -> None:
+    gap = 1 / 60
+    assert frame_slot(1.0, 1.0 + gap, gap) == pytest.approx(1.0 + gap)  # on time
+    # 3 ms late: the slot stays nominal, so the next frame may start 3 ms early.
+    assert frame_slot(1.0, 1.0 + gap + 0.003, gap) == pytest.approx(1.0 + gap)
+    # Idle for a second: the next frame waits a whole gap less MAX_CATCH_UP_GAPS, no burst.
+    slot = frame_slot(1.0, 2.0, gap)
+    assert 2.0 - gap < slot + gap and slot + gap - 2.0 == pytest.approx((1 - MAX_CATCH_UP_GAPS) * gap)
+    # Frames at a steady 16.7 ms + 2 ms of jitter each still fill 60 slots a second.
+    slot, start, frames = 0.0, 0.0, 0
+    while start < 1.0:
+        start = max(start, slot + gap) + 0.002  # the timer fires 2 ms late
+        slot = frame_slot(slot, start, gap)
+        frames += 1
+    assert frames >= 58
