@@ -226,3 +226,27 @@ def test_nodelay_gives_up_past_the_wrapper_bound_and_ignores_unix_sockets() -> N
     _no_delay(FakeTls(FakeTcp(unix)))
     _no_delay(StringTransport())  # no handle at all: nothing to do, no error
     assert deep.options == {} and unix.options == {}
+
+
+class HandledStringTransport(StringTransport):
+    """A TCP transport in memory whose handle is a recording socket."""
+
+    def __init__(self, sock: FakeTcpSocket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def getHandle(self) -> FakeTcpSocket:  # noqa: N802 - Twisted name
+        return self.sock
+
+
+def test_nodelay_reaches_the_socket_under_twisteds_own_tls_transport() -> None:
+    from twisted.internet import protocol, ssl
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    sock = FakeTcpSocket()
+    factory = TLSMemoryBIOFactory(ssl.optionsForClientTLS("example.invalid"), True,
+                                  protocol.Factory.forProtocol(protocol.Protocol))  # fmt: skip
+    tls = factory.buildProtocol(None)
+    tls.makeConnection(HandledStringTransport(sock))
+    _no_delay(tls)  # what FrameProtocol.connectionMade gets as its transport under TLS
+    assert sock.options == {NODELAY: 1}
