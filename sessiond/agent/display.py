@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from protocol.connection import frame_cost
 from PIL import Image
@@ -28,7 +28,7 @@ from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
-from sessiond.agent.frame_window import FrameWindow, frame_slot
+from sessiond.agent.frame_window import FrameSource, FrameWindow, frame_slot, send_ahead
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
@@ -67,22 +67,6 @@ def encode_rects(encoder: RegionEncoder, lossless: bool, buf: memoryview | bytes
         encoder.allow_lossy = saved
 
 
-class FrameSource(Protocol):
-    """Where frames come from: damage bookkeeping and encoded pixels."""
-
-    def pending(self) -> bool:
-        """True if something changed since the last frame."""
-        ...
-
-    def mark_all(self) -> None:
-        """Send everything in the next frame (new client, refresh, resize)."""
-        ...
-
-    def frame(self, encoder: RegionEncoder) -> list[Message]:
-        """The display messages of one frame (FRAME_END excluded); [] if nothing changed."""
-        ...
-
-
 class DesktopSource:
     """Desktop mode: the root window, its damage as an XFixes region fetched
     once per frame (damage.RootRegionDamage, on a C Xlib connection of its
@@ -95,6 +79,8 @@ class DesktopSource:
         self.damage = RootRegionDamage(self.cdisplay)
         self._display = display
         self.video = VideoRegions(time.monotonic)
+        # Set by the pipeline per frame: sends small damage as a frame of its own, first (None: no room).
+        self.ahead: Callable[[list[Region]], None] | None = None
 
     def fileno(self) -> int:
         """The damage connection's socket (readable: the root was damaged)."""
@@ -143,6 +129,7 @@ class DesktopSource:
             return encode_rects(encoder, lossless, pixels, stride, pieces, width=width, height=height,
                                 surface=DESKTOP_SURFACE)  # fmt: skip
 
+        rects = send_ahead(self.ahead, rects, rest)
         return list(video_frame(self.video, DESKTOP_SURFACE, rects, (width, height), crop, rest,
                                 lambda: encoder.forget(DESKTOP_SURFACE)))  # fmt: skip
 
@@ -376,11 +363,27 @@ class DisplayPipeline:
         if self.adaptive:
             self.encoder.jpeg_quality = self.link_estimate.jpeg_quality(self.args.jpeg_quality)
             self._adapt_video_bitrate()
+        if hasattr(self.source, "ahead"):  # small damage may go out first (frame_window.split_ahead)
+            room = self.window.room_ahead(self.frame_seq - self.acked_seq)
+            self.source.ahead = (lambda first: self._emit(link, first, False, True)) if room else None
         messages = self.source.frame(self.encoder)
         if not messages and not self._owed:
             self.schedule()  # damage the capture's round trip read in (see the end)
             return
         self._owed = False
+        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
+        self._emit(link, messages, streaming, streaming or self._more_damage())
+        self.last_frame_at = started
+        self._slot = frame_slot(self._slot, started, 1.0 / self.args.max_fps)
+        self.last_frame_us = int(started * 1_000_000)
+        # Damage that arrived during the capture was read off the socket by
+        # its round trip, so the socket will not announce it: schedule now.
+        # (Every frame's FRAME_ACK used to do this; a held ack does not.)
+        self.schedule()
+
+    def _emit(self, link: Any, messages: list[Message], streaming: bool, busy: bool) -> None:
+        """One frame out: its messages, FRAME_END (ack_now at once if `busy`,
+        another frame follows), flushed; counted by the cap and the estimate."""
         size = 0
         for message in messages:
             link.conn.send(DISPLAY_CHANNEL, message)
@@ -388,21 +391,13 @@ class DisplayPipeline:
             self.cap.charge(cost)
             size += cost
         self.frame_seq += 1
-        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
-        ack_now = self.window.ack_now(self.frame_seq - self.acked_seq, size, streaming or self._more_damage())
+        ack_now = self.window.ack_now(self.frame_seq - self.acked_seq, size, busy)
         end = FrameEnd(seq=self.frame_seq, ack_now=ack_now)
         link.conn.send(DISPLAY_CHANNEL, end)
         size += frame_cost(end)
         self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
         self._last_ack_now = ack_now
-        self.last_frame_at = started
-        self._slot = frame_slot(self._slot, started, 1.0 / self.args.max_fps)
-        self.last_frame_us = int(started * 1_000_000)
         link.flush()
-        # Damage that arrived during the capture was read off the socket by
-        # its round trip, so the socket will not announce it: schedule now.
-        # (Every frame's FRAME_ACK used to do this; a held ack does not.)
-        self.schedule()
 
     def _more_damage(self) -> bool:
         """True if damage came in while this frame was made (another frame

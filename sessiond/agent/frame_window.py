@@ -24,14 +24,32 @@
 # the stream), and a widened window asks from its half on. A lone frame from
 # an idle pipeline (a typed key's echo) is held unless the configured window
 # is full, so its ack rides on the next keystroke (one TLS record up per key).
-"""FrameWindow: the frame window (widened by the link estimate) and when to ask for an ack."""
+#
+# Why small damage goes ahead (split_ahead): a typed key's echo (a glyph and
+# the cursor, ~150 pixels) damaged together with a big region (a video beside
+# the terminal) waited in the same frame for the big region's encode (JPEG or
+# H.264, tens of ms) and then behind its bytes on the link, and clients paint
+# at FRAME_END: on the emulated 40 ms link typing while a video played took
+# RTT + 64-100 ms. Split off, the echo is encoded first (a PALETTE of tens of
+# bytes), ended and flushed at once, and the big region follows in the next
+# frame: only when the window has room for both frames (it stays the bound),
+# for at most AHEAD_MAX_RECTS rectangles of at most AHEAD_MAX_PIXELS, and when
+# the rest is big enough (AHEAD_MIN_REST_PIXELS) to be worth a FRAME_END.
+"""FrameWindow: the frame window (widened by the link estimate), when to ask
+for an ack, and which small damage goes out ahead of a big frame."""
 
 from __future__ import annotations
 
 import math
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Protocol, TypeVar
 
+from protocol.messages import Message
+from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.link_estimate import LinkEstimate
+
+Rect = tuple[int, int, int, int]
+R = TypeVar("R")
 
 # Hard bound of the widened window: never more frames unacknowledged than
 # this because of the estimate (an admin's larger frames_in_flight stays
@@ -39,6 +57,13 @@ from sessiond.agent.link_estimate import LinkEstimate
 MAX_FRAME_WINDOW: Final = 8
 # A widened window asks for an immediate ack from this share of it on.
 ACK_SHARE: Final = 0.5
+# Split-ahead (see the header): a rectangle this small may go ahead (64 x 64
+# holds a word of glyphs and the cursor), at most this many of them, only if
+# the rest is at least this big, and only with room for both frames.
+AHEAD_MAX_PIXELS: Final = 64 * 64
+AHEAD_MAX_RECTS: Final = 4
+AHEAD_MIN_REST_PIXELS: Final = 128 * 128
+AHEAD_FRAMES: Final = 2
 # A frame that started late (timer, a busy machine) lets the next one start
 # this share of a max_fps gap early, so a stream keeps max_fps on average:
 # paced from each late start, a 60 frames/s scroll showed ~55.
@@ -93,6 +118,10 @@ class FrameWindow:
         est = self.estimate
         return widened_window(self.configured, est.rtt, est.bandwidth, est.budget(), est.frame_bytes, self.max_fps)
 
+    def room_ahead(self, unacked: int) -> bool:
+        """True if the window holds both frames of a split (split_ahead) now."""
+        return self.size() - unacked >= AHEAD_FRAMES
+
     def full(self, unacked: int) -> bool:
         """True if `unacked` frames fill the window (no frame may go)."""
         return unacked >= self.size()
@@ -115,3 +144,47 @@ class FrameWindow:
         if self.adaptive and self.estimate.budget_full(size):
             return True
         return self.estimate.wants_sample()
+
+
+def _area(rect: Rect) -> int:
+    return rect[2] * rect[3]
+
+
+def split_ahead(rects: list[Rect]) -> tuple[list[Rect], list[Rect]]:
+    """(ahead, rest): the small rectangles that go out first in a frame of
+    their own, and the others; ([], rects) when no split is worth it."""
+    small = [rect for rect in rects if _area(rect) <= AHEAD_MAX_PIXELS]
+    rest = [rect for rect in rects if _area(rect) > AHEAD_MAX_PIXELS]
+    if not small or len(small) > AHEAD_MAX_RECTS or sum(_area(rect) for rect in rest) < AHEAD_MIN_REST_PIXELS:
+        return [], rects
+    return small, rest
+
+
+def send_ahead(ahead: Callable[[list[R]], None] | None, rects: list[Rect],
+               encode: Callable[[list[Rect], bool], list[R]]) -> list[Rect]:  # fmt: skip
+    """Through `ahead` (None: no room), the small rectangles of `rects`
+    encoded (lossless) as a frame of their own; returns the rest."""
+    if ahead is None:
+        return rects
+    first, rest = split_ahead(rects)
+    if first:
+        ahead(encode(first, False))
+    return rest
+
+
+class FrameSource(Protocol):
+    """Where frames come from: damage bookkeeping and encoded pixels (the
+    display pipeline's sources; one with an `ahead` attribute gets the
+    pipeline's split-ahead sender there before each frame, see send_ahead)."""
+
+    def pending(self) -> bool:
+        """True if something changed since the last frame."""
+        ...
+
+    def mark_all(self) -> None:
+        """Send everything in the next frame (new client, refresh, resize)."""
+        ...
+
+    def frame(self, encoder: RegionEncoder) -> list[Message]:
+        """The display messages of one frame (FRAME_END excluded); [] if nothing changed."""
+        ...

@@ -6,16 +6,23 @@ client that holds every ack it may."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from protocol.media import FrameAck, FrameEnd
+from protocol.base import Encoding
+from protocol.media import FrameAck, FrameEnd, Region
 from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.frame_window import (
+    AHEAD_MAX_PIXELS,
+    AHEAD_MAX_RECTS,
     MAX_CATCH_UP_GAPS,
     MAX_FRAME_WINDOW,
     FrameWindow,
     ack_threshold,
     frame_slot,
+    send_ahead,
+    split_ahead,
     widened_window,
 )
 from sessiond.agent.link_estimate import LinkEstimate
@@ -148,3 +155,66 @@ def test_a_late_frame_lets_the_next_start_early_but_never_bursts() -> None:
         slot = frame_slot(slot, start, gap)
         frames += 1
     assert frames >= 58
+
+
+# -- small damage ahead of a big frame -------------------------------------------------------
+ECHO = (10, 20, 12, 13)  # a glyph and the cursor
+VIDEO = (520, 0, 480, 360)
+
+
+def test_an_echo_beside_a_big_region_goes_ahead_and_alone_it_does_not() -> None:
+    assert split_ahead([ECHO, VIDEO]) == ([ECHO], [VIDEO])
+    assert split_ahead([ECHO]) == ([], [ECHO])  # nothing big to wait for
+    assert split_ahead([VIDEO]) == ([], [VIDEO])
+    assert split_ahead([ECHO, (0, 0, 100, 100)]) == ([], [ECHO, (0, 0, 100, 100)])  # the rest is small too
+
+
+def test_more_small_rectangles_than_the_bound_are_not_typing() -> None:
+    many = [(i * 20, 0, 10, 10) for i in range(AHEAD_MAX_RECTS + 1)]
+    assert split_ahead([*many, VIDEO]) == ([], [*many, VIDEO])
+    edge = (0, 0, 64, AHEAD_MAX_PIXELS // 64)
+    assert split_ahead([edge, VIDEO])[0] == [edge]
+    assert split_ahead([(0, 0, 65, AHEAD_MAX_PIXELS // 64), VIDEO])[0] == []
+
+
+class AheadSource:
+    """A source with the pipeline's split-ahead hook: each frame damages the
+    echo and a big region; the echo goes through `ahead` when it is set."""
+
+    def __init__(self) -> None:
+        self.ahead: Any = None
+        self.damaged = True
+
+    def pending(self) -> bool:
+        return self.damaged
+
+    def mark_all(self) -> None:
+        pass
+
+    def frame(self, encoder: Any) -> list[Any]:
+        rest = send_ahead(self.ahead, [ECHO, VIDEO], lambda rects, _lossless: [Region(*r, Encoding.PALETTE, b"e")
+                                                                                for r in rects])  # fmt: skip
+        return [Region(*r, Encoding.JPEG, b"\0" * 5000) for r in rest]
+
+
+def test_the_echo_is_a_frame_of_its_own_before_the_big_one_and_the_window_holds() -> None:
+    loop, link = FakeLoop(), Link()
+    settings = AgentSettings(socket="/x", frames_in_flight=2, display_adaptive=False)
+    source = AheadSource()
+    pipeline = DisplayPipeline(loop, settings, source, lambda: link, lambda: None)  # type: ignore[arg-type]
+    pipeline.opened()
+    loop.calls.pop(0)()
+    sent = link.conn.sent
+    ends = [i for i, m in enumerate(sent) if isinstance(m, FrameEnd)]
+    assert len(ends) == 2  # two frames: the echo, then the big region
+    first = sent[: ends[0]]
+    assert [m.encoding for m in first if isinstance(m, Region)] == [Encoding.PALETTE]
+    assert [m.encoding for m in sent[ends[0] + 1 : ends[1]] if isinstance(m, Region)] == [Encoding.JPEG]
+    assert sent[ends[0]].ack_now  # another frame follows at once
+    # The window (2) is now full: the next frame has no room for a split and waits for an ack.
+    assert pipeline.frame_seq - pipeline.acked_seq == 2
+    pipeline.message(FrameAck(1))
+    loop.calls.pop(0)()
+    later = [m for m in link.conn.sent[ends[1] + 1 :] if isinstance(m, (Region, FrameEnd))]
+    assert [type(m).__name__ for m in later] == ["Region", "Region", "FrameEnd"]  # one frame: no room for two
+    assert pipeline.frame_seq - pipeline.acked_seq <= 2
