@@ -177,19 +177,13 @@ def test_more_small_rectangles_than_the_bound_are_not_typing() -> None:
     assert split_ahead([(0, 0, 65, AHEAD_MAX_PIXELS // 64), VIDEO])[0] == []
 
 
-class AheadSource:
+class AheadSource(FloodSource):
     """A source with the pipeline's split-ahead hook: each frame damages the
     echo and a big region; the echo goes through `ahead` when it is set."""
 
     def __init__(self) -> None:
+        super().__init__(5000)
         self.ahead: Any = None
-        self.damaged = True
-
-    def pending(self) -> bool:
-        return self.damaged
-
-    def mark_all(self) -> None:
-        pass
 
     def frame(self, encoder: Any) -> list[Any]:
         rest = send_ahead(self.ahead, [ECHO, VIDEO], lambda rects, _lossless: [Region(*r, Encoding.PALETTE, b"e")
