@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +43,8 @@ DRIVER = os.path.join(REPO, "tests", "integration", "netem_client.py")
 DEFAULT_KEYSTROKES = 30
 DEFAULT_FLOOD_SECONDS = 10.0
 DEFAULT_VIDEO_SECONDS = 10.0
+# The link's queue is sampled this often while a client runs.
+QUEUE_SAMPLE_SECONDS = 0.25
 # TCP round trips through the link for the RTT baseline.
 PING_ROUNDS = 30
 PING_CODE = """
@@ -77,6 +80,37 @@ def link_rtt(link: NetemLink) -> float:
     return float(done.stdout.strip())
 
 
+class QueueSampler(threading.Thread):
+    """The link's server -> client queue (packets waiting for the wire),
+    sampled every QUEUE_SAMPLE_SECONDS while a client runs."""
+
+    def __init__(self, link: NetemLink) -> None:
+        super().__init__(daemon=True)
+        self.link = link
+        self.samples: list[tuple[float, int, int]] = []  # (monotonic time, packets, bytes)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(QUEUE_SAMPLE_SECONDS):
+            depth = self.link.queue_depth()
+            if depth is not None:
+                self.samples.append((time.monotonic(), depth[0], depth[1]))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=10)
+
+    def during(self, start: float, end: float) -> dict[str, float]:
+        """Queue depth between START and END: max, mean of the first and of the second half (bytes, packets)."""
+        inside = [(at, packets, size) for at, packets, size in self.samples if start <= at <= end]
+        middle = (start + end) / 2
+        first = [size for at, _, size in inside if at < middle] or [0]
+        second = [size for at, _, size in inside if at >= middle] or [0]
+        return {"samples": len(inside), "max_packets": max((p for _, p, _ in inside), default=0),
+                "max_bytes": max((b for _, _, b in inside), default=0),
+                "first_half_bytes": statistics.mean(first), "second_half_bytes": statistics.mean(second)}
+
+
 def run_mode(link: NetemLink, tmp: str, adaptive: bool, args: argparse.Namespace) -> dict[str, Any]:
     """One sessiond with [display] adaptive = ADAPTIVE, one new user, one client run."""
     mode_dir = tempfile.mkdtemp(prefix=f"adaptive-{adaptive}-", dir=tmp)
@@ -92,11 +126,18 @@ def run_mode(link: NetemLink, tmp: str, adaptive: bool, args: argparse.Namespace
                             "--flood-seconds", str(args.flood_seconds), "--video-seconds",
                             str(args.video_seconds), "--save-screen",
                             os.path.join(tmp, f"failed-{adaptive}.png")])  # fmt: skip
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        sampler = QueueSampler(link)
+        sampler.start()
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        finally:
+            sampler.stop()
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         result: dict[str, Any] = json.loads(lines[-1]) if lines else {"error": done.stderr[-2000:]}
         if "error" in result:
             raise RuntimeError(f"adaptive={adaptive}: {result['error']}\n{server.log()[-2000:]}")
+        if "flood_started_at" in result:
+            result["flood_queue"] = sampler.during(result["flood_started_at"], result["flood_ended_at"])
         return result
     finally:
         stop_sessiond(server)
@@ -143,6 +184,13 @@ def report(rtt: float, on: dict[str, Any], off: dict[str, Any]) -> str:
     kbps_on, kbps_off = (r["flood_bytes"] / r["flood_seconds"] / 1000 for r in (on, off))
     rows.append(("flood scroll, kB/s received (protocol bytes)", f"{kbps_on:.0f}", f"{kbps_off:.0f}",
                  f"{kbps_on / kbps_off:.2f}"))  # fmt: skip
+    q_on, q_off = on.get("flood_queue"), off.get("flood_queue")
+    if q_on and q_off:
+        def queue(q: dict[str, float]) -> str:
+            return (f"max {q['max_bytes'] / 1000:.1f} kB ({q['max_packets']:.0f} pkts); "
+                    f"mean {q['first_half_bytes'] / 1000:.1f} -> {q['second_half_bytes'] / 1000:.1f} kB")
+        rows.append(("flood: link queue server->client (1st -> 2nd half)", queue(q_on), queue(q_off),
+                     f"{(q_on['max_bytes'] + 1) / (q_off['max_bytes'] + 1):.2f}"))  # fmt: skip
     red_on, red_off = on["red_after_seconds"], off["red_after_seconds"]
     rows.append(("Ctrl+C in the flood -> red block on screen", _ms(red_on), _ms(red_off), f"{red_on / red_off:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

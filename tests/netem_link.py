@@ -12,6 +12,8 @@
 # real TCP over it (loss means real retransmissions, the rate a real
 # bottleneck queue). Only our own namespace and a private /30 are involved;
 # loopback and every other interface are untouched, and down() removes it all.
+# queue_depth() asks the forwarder (SIGUSR1) how many packets and bytes wait
+# in each direction: a sender that paces by the link keeps it from growing.
 # Needs root. `python netem_link.py --serve ...` is the forwarder process.
 """NetemLink: a namespace behind an emulated delay/rate/loss link; commands run inside it."""
 
@@ -41,6 +43,8 @@ QUEUE_LIMIT = 1000
 MAX_PACKET = 65536
 # Seconds the forwarder may take to report that the link is up.
 READY_SECONDS = 15.0
+# Seconds the forwarder may take to answer a queue-depth question.
+DEPTH_ANSWER_SECONDS = 2.0
 # ioctl and flags of /dev/net/tun (linux/if_tun.h).
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
@@ -74,6 +78,7 @@ class _Wire:
     def __init__(self, delay: float, rate_bps: float, loss: float) -> None:
         self.delay, self.rate_bps, self.loss = delay, rate_bps, loss
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.queued_bytes = 0
         self.free_at = 0.0
         self.dropped = 0
 
@@ -83,12 +88,21 @@ class _Wire:
             return
         self.free_at = max(now, self.free_at) + len(packet) * 8 / self.rate_bps
         self.queue.append((self.free_at + self.delay, packet))
+        self.queued_bytes += len(packet)
 
     def due(self, now: float) -> list[bytes]:
         out = []
         while self.queue and self.queue[0][0] <= now:
             out.append(self.queue.popleft()[1])
+            self.queued_bytes -= len(out[-1])
         return out
+
+    def waiting(self, now: float) -> tuple[int, int]:
+        """(packets, bytes) still to be serialised onto the wire: the bottleneck
+        queue, without the packets only in flight for the link's delay."""
+        packets = sum(1 for due, _ in self.queue if due - self.delay > now)
+        size = sum(len(packet) for due, packet in self.queue if due - self.delay > now)
+        return packets, size
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -106,9 +120,15 @@ def serve(args: argparse.Namespace) -> int:
     other = {host_fd: ns_fd, ns_fd: host_fd}
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    asked: list[bool] = []
+    signal.signal(signal.SIGUSR1, lambda *_: asked.append(True))
     print("ready", flush=True)
     while not stopping:
         now = time.monotonic()
+        if asked:
+            asked.clear()
+            down, up = wires[host_fd].waiting(now), wires[ns_fd].waiting(now)
+            print(f"depth {down[0]} {down[1]} {up[0]} {up[1]}", flush=True)
         for source, wire in wires.items():
             for packet in wire.due(now):
                 try:
@@ -169,6 +189,20 @@ class NetemLink:
             self.down()
             raise RuntimeError(f"the link forwarder did not start: {line!r}")
         return self
+
+    def queue_depth(self) -> tuple[int, int, int, int] | None:
+        """Packets and bytes waiting for the wire: (host -> namespace packets,
+        bytes, namespace -> host packets, bytes); None if the forwarder did not answer."""
+        forwarder = self._forwarder
+        if forwarder is None or forwarder.stdout is None:
+            return None
+        forwarder.send_signal(signal.SIGUSR1)
+        ready, _, _ = select.select([forwarder.stdout], [], [], DEPTH_ANSWER_SECONDS)
+        fields = forwarder.stdout.readline().split() if ready else []
+        if len(fields) != 5 or fields[0] != "depth":
+            return None
+        down_packets, down_bytes, up_packets, up_bytes = (int(field) for field in fields[1:])
+        return down_packets, down_bytes, up_packets, up_bytes
 
     def inside(self, argv: Sequence[str]) -> list[str]:
         """ARGV run inside the namespace."""

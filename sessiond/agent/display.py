@@ -2,7 +2,7 @@
 # come from (the whole screen in desktop mode, each window in seamless mode).
 #
 # Why apart from main.py: the pacing rules (coalesce a repaint, stream without
-# waiting, at most frames_in_flight unacknowledged, the [display] max_kbps
+# waiting, at most a frame window unacknowledged (frame_window.py), the [display] max_kbps
 # bucket, FRAME_END's ack_now, the link estimate) are the same for both modes, and only the source of damage and
 # pixels differs. A source answers pending()/mark_all() and turns its damage
 # into the messages of one frame; the pipeline decides when and sends them.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from protocol.connection import frame_cost
 from PIL import Image
@@ -28,6 +28,7 @@ from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
+from sessiond.agent.frame_window import FrameSource, FrameWindow, frame_slot, send_ahead
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
@@ -67,22 +68,6 @@ def encode_rects(encoder: RegionEncoder, lossless: bool, buf: memoryview | bytes
         encoder.allow_lossy = saved
 
 
-class FrameSource(Protocol):
-    """Where frames come from: damage bookkeeping and encoded pixels."""
-
-    def pending(self) -> bool:
-        """True if something changed since the last frame."""
-        ...
-
-    def mark_all(self) -> None:
-        """Send everything in the next frame (new client, refresh, resize)."""
-        ...
-
-    def frame(self, encoder: RegionEncoder) -> list[Message]:
-        """The display messages of one frame (FRAME_END excluded); [] if nothing changed."""
-        ...
-
-
 class DesktopSource:
     """Desktop mode: the root window, its damage as an XFixes region fetched
     once per frame (damage.RootRegionDamage, on a C Xlib connection of its
@@ -95,6 +80,8 @@ class DesktopSource:
         self.damage = RootRegionDamage(self.cdisplay)
         self._display = display
         self.video = VideoRegions(time.monotonic)
+        # Set by the pipeline per frame: sends small damage as a frame of its own, first (None: no room).
+        self.ahead: Callable[[list[Region]], None] | None = None
 
     def fileno(self) -> int:
         """The damage connection's socket (readable: the root was damaged)."""
@@ -143,6 +130,7 @@ class DesktopSource:
             return encode_rects(encoder, lossless, pixels, stride, pieces, width=width, height=height,
                                 surface=DESKTOP_SURFACE)  # fmt: skip
 
+        rects = send_ahead(self.ahead, rects, rest)
         return list(video_frame(self.video, DESKTOP_SURFACE, rects, (width, height), crop, rest,
                                 lambda: encoder.forget(DESKTOP_SURFACE)))  # fmt: skip
 
@@ -261,12 +249,15 @@ class DisplayPipeline:
         self.frame_seq = 0
         self.acked_seq = 0
         self.last_frame_at = 0.0
+        self._slot = 0.0  # the max_fps slot of the last frame (frame_window.frame_slot)
         self.last_frame_us = 0
         self.cap = TokenBucket(args.display_max_kbps)  # [display] max_kbps: frames wait, never split
         # RTT and drain rate of the client's link, from FRAME_END -> FRAME_ACK
         # (always measured; it paces and sets quality only with [display] adaptive).
         self.link_estimate = LinkEstimate()
         self.adaptive = args.display_adaptive
+        # The frame window (widened on long round trips with adaptive) and which frame asks for its ack.
+        self.window = FrameWindow(self.link_estimate, args.frames_in_flight, args.max_fps, self.adaptive)
         # The last frame sent asked for its ack at once (FRAME_END ack_now): only
         # then may the pipeline wait for an ack beyond the frame window (a held
         # ack would otherwise never come).
@@ -348,16 +339,16 @@ class DisplayPipeline:
             if due is not None and self._wake_timer is None:  # wake up to refine a video that stopped changing
                 self._wake_timer = self.loop.call_later(due + 0.001, self._wake)
             return
-        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
+        if self.window.full(self.frame_seq - self.acked_seq):
             self.link_estimate.waited()
             return  # client is behind: damage keeps coalescing meanwhile
-        if self._link_full():
+        if self.window.link_full(self._last_ack_now):
             self.link_estimate.waited()
             return  # a round trip of bytes is in flight: more would only queue
         min_gap = 1.0 / self.args.max_fps
         now = time.monotonic()
         streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
-        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self.last_frame_at + min_gap - now,
+        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self._slot + min_gap - now,
                     self.cap.wait_seconds())  # fmt: skip
         self._timer = self.loop.call_later(delay, self._send_frame)
 
@@ -378,29 +369,49 @@ class DisplayPipeline:
         if self.adaptive:
             self.encoder.jpeg_quality = self.link_estimate.jpeg_quality(self.args.jpeg_quality)
             self._adapt_video_bitrate()
+        if hasattr(self.source, "ahead"):  # small damage may go out first (frame_window.split_ahead)
+            room = self.window.room_ahead(self.frame_seq - self.acked_seq)
+            self.source.ahead = (lambda first: self._emit(link, first, False, True)) if room else None
         messages = self.source.frame(self.encoder)
         if not messages and not self._owed:
             self.schedule()  # damage the capture's round trip read in (see the end)
             return
         self._owed = False
+        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
+        self._emit(link, messages, streaming, streaming or self._more_damage())
+        self.last_frame_at = started
+        self._slot = frame_slot(self._slot, started, 1.0 / self.args.max_fps)
+        self.last_frame_us = int(started * 1_000_000)
+        # Damage that arrived during the capture was read off the socket by
+        # its round trip, so the socket will not announce it: schedule now.
+        # (Every frame's FRAME_ACK used to do this; a held ack does not.)
+        self.schedule()
+
+    def _emit(self, link: Any, messages: list[Message], streaming: bool, busy: bool) -> None:
+        """One frame out: its messages and FRAME_END (ack_now at once if `busy`:
+        another frame follows), folded into one TILE when it is a lone small
+        glyph (tiles.py), flushed; counted by the cap and the estimate."""
         self.frame_seq += 1
-        ack_now = self._ack_now(sum(frame_cost(message) for message in messages))
+        ack_now = self.window.ack_now(self.frame_seq - self.acked_seq,
+                                      sum(frame_cost(message) for message in messages), busy)  # fmt: skip
         size = 0
         for message in self.tiles.frame(messages, FrameEnd(seq=self.frame_seq, ack_now=ack_now)):
             link.conn.send(DISPLAY_CHANNEL, message)
             cost = frame_cost(message)
             self.cap.charge(cost)
             size += cost
-        streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
         self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
         self._last_ack_now = ack_now
-        self.last_frame_at = started
-        self.last_frame_us = int(started * 1_000_000)
         link.flush()
-        # Damage that arrived during the capture was read off the socket by
-        # its round trip, so the socket will not announce it: schedule now.
-        # (Every frame's FRAME_ACK used to do this; a held ack does not.)
-        self.schedule()
+
+    def _more_damage(self) -> bool:
+        """True if damage came in while this frame was made (another frame
+        follows at once: a scroll on a busy machine, where frames are further
+        apart than STREAM_GAPS but still back to back)."""
+        drain = getattr(self.source, "drain", None)  # desktop: read the damage connection now
+        if drain is not None:
+            drain()
+        return self.source.pending()
 
     def _adapt_video_bitrate(self) -> None:
         """Video streams follow the link's measured rate, up to the encoder's
@@ -412,18 +423,3 @@ class DisplayPipeline:
         target = min(DEFAULT_BITRATE, self.link_estimate.target_bitrate())
         if max(target, video.bitrate) > VIDEO_BITRATE_STEP * min(target, video.bitrate):
             video.set_bitrate(target)
-
-    def _link_full(self) -> bool:
-        """Adaptive: the bytes in flight reach a round trip of the link, and
-        the client was told to ack the last frame at once."""
-        return self.adaptive and self._last_ack_now and self.link_estimate.budget_full()
-
-    def _ack_now(self, size: int) -> bool:
-        """FRAME_END ack_now for the frame about to end (already counted in
-        frame_seq): True if no further frame will go until it is acknowledged
-        (frame window or byte budget full), or the RTT estimate wants a sample."""
-        if self.frame_seq - self.acked_seq >= self.args.frames_in_flight:
-            return True
-        if self.adaptive and self.link_estimate.budget_full(size):
-            return True
-        return self.link_estimate.wants_sample()

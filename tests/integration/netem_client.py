@@ -23,7 +23,7 @@ from twisted.internet import defer, task
 from client.keysyms import keysym_for_char
 from client.known_hosts import KnownHosts
 from client.session import SessionClient, connect
-from protocol.messages import ChannelKind
+from protocol.messages import ChannelKind, Encoding, FrameAck, Region
 
 # Seconds any one step may take before the run fails (generous: a loaded machine).
 STEP_SECONDS = 60.0
@@ -47,6 +47,10 @@ VIDEO = ("ffplay -loglevel quiet -an -noborder -left 520 -top 0 -f lavfi "
 VIDEO_BOX = (520, 0, 1000, 360)
 XTERM_BOX = (0, 0, 484, 316)
 CONTROL_L = 0xFFE3
+# Lines printed a few milliseconds apart, so most frames move the text by a
+# few lines (a COPY) and the frame window is what limits the frame rate.
+SCROLL = "for i in $(seq 1 2000); do echo line $i $RANDOM; sleep 0.002; done\n"
+SCROLL_SECONDS = 6.0
 
 
 async def within(reactor: Any, awaitable: Any, what: str, seconds: float = STEP_SECONDS) -> Any:
@@ -181,12 +185,14 @@ async def flood(reactor: Any, client: SessionClient, seconds: float) -> dict[str
     received meanwhile and seconds from Ctrl+C to the red on screen."""
     type_text(client, FLOOD)
     started = time.perf_counter()
+    started_at = time.monotonic()  # the bench samples the link's queue meanwhile (same clock)
     frames = 0
     received = client.bytes_received
     while time.perf_counter() - started < seconds:
         await within(reactor, client.next_frame(), "a frame of the flood", STEP_SECONDS)
         frames += 1
     elapsed = time.perf_counter() - started
+    ended_at = time.monotonic()
     received = client.bytes_received - received
     interrupted = time.perf_counter()
     client.key(CONTROL_L, True)
@@ -195,8 +201,47 @@ async def flood(reactor: Any, client: SessionClient, seconds: float) -> dict[str
     type_text(client, PAINT)
     shown = await frame_where(reactor, client, lambda: red_pixels(client) >= MIN_RED_PIXELS, "the red block")
     return {"flood_frames": frames, "flood_seconds": elapsed, "flood_bytes": received,
-            "red_after_seconds": shown - interrupted,
+            "flood_started_at": started_at, "flood_ended_at": ended_at, "red_after_seconds": shown - interrupted,
             "red_pixels": red_pixels(client)}  # fmt: skip
+
+
+async def scroll_check(reactor: Any, client: SessionClient, png: str, link_rtt: float) -> dict[str, Any]:
+    """Scroll paced lines (so most frames are a COPY and a few new rows), let
+    the screen settle and save it to PNG (the test compares it with the
+    session's). Also a lower bound of the server's frame window: a frame that
+    arrives at t was sent before t - link_rtt / 2, when the server could know
+    at most the acks this client sent before t - link_rtt; the frames between
+    that ack and this frame were all unacknowledged at once."""
+    acks: list[tuple[float, int]] = []
+    send = client.conn.send
+
+    def recording_send(channel: int, message: Any) -> None:
+        if isinstance(message, FrameAck):
+            acks.append((time.monotonic(), message.seq))
+        send(channel, message)
+
+    copies = 0
+
+    def count_copies(message: Any) -> None:
+        nonlocal copies
+        copies += isinstance(message, Region) and message.encoding == Encoding.COPY
+
+    client.conn.send = recording_send  # type: ignore[method-assign]
+    client.display_observers.append(count_copies)
+    widest = 0
+    type_text(client, SCROLL)
+    started = time.perf_counter()
+    while time.perf_counter() - started < SCROLL_SECONDS:
+        seq = await within(reactor, client.next_frame(), "a frame of the scroll", STEP_SECONDS)
+        arrived = time.monotonic()
+        known = max((acked for at, acked in acks if at <= arrived - link_rtt), default=0)
+        widest = max(widest, seq - known)
+    await wait_quiet(reactor, client)
+    client.display_observers.remove(count_copies)
+    client.conn.send = send  # type: ignore[method-assign]
+    if client.framebuffer is not None:
+        client.framebuffer.save_png(png)
+    return {"scroll_copies": copies, "scroll_window_at_least": widest}
 
 
 async def logged_in(reactor: Any, args: argparse.Namespace) -> SessionClient:
@@ -228,6 +273,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
             result.update(await video(reactor, client, args.video_seconds, args.keystrokes))
         if args.flood_seconds > 0:
             result.update(await flood(reactor, client, args.flood_seconds))
+        if args.scroll_screen:
+            result.update(await scroll_check(reactor, client, args.scroll_screen, args.link_rtt))
         return result
     except Exception:
         if args.save_screen and client.framebuffer is not None:
@@ -254,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-seconds", type=float, default=0.0)
     parser.add_argument("--save-screen", metavar="PNG", help="save the client's screen here if the run fails")
     parser.add_argument("--ack-every-frame", action="store_true", help="ack every frame at once (baseline)")
+    parser.add_argument("--scroll-screen", metavar="PNG", help="scroll paced lines, then save the screen here")
+    parser.add_argument("--link-rtt", type=float, default=0.040, help="the link's least round trip, seconds")
     return react_json(run, parser.parse_args(argv))
 
 

@@ -14,6 +14,10 @@
 #     than the link carries (10 Mbit/s); a display that queued instead of
 #     pacing by acknowledgements would have tens of seconds of frames queued
 #     after FLOOD_SECONDS, and the red would come only after them.
+#   - scrolling paced lines after the frame window widened for the long
+#     round trip (sessiond/agent/frame_window.py) leaves the client's screen,
+#     built only from the regions it received (COPY among them), byte-
+#     identical to the session's own screen.
 # The bounds are many times what a correct run takes (well under 2 s for the
 # red on this machine), so load on a shared machine does not fail the test.
 """Typing echo and a flood scroll over an emulated slow link."""
@@ -27,9 +31,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from netem_link import NetemLink
 from svtest import VENV_BIN, Server, start_sessiond, stop_sessiond
+from test_end_to_end import capture_inside_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -40,6 +46,12 @@ FLOOD_SECONDS = 10.0
 RED_BOUND_SECONDS = 8.0
 # The flood must keep the screen moving: at least this many frames per second on average.
 MIN_FLOOD_FPS = 2.0
+# The link's least round trip (20 ms each way): what the client's lower bound of the server's window assumes.
+LINK_RTT = 0.040
+# [display] frames_in_flight by default: a window seen wider than this was widened.
+CONFIGURED_WINDOW = 2
+# The paced scroll must be sent mostly as copies: at least this many COPY regions.
+MIN_COPIES = 5
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +91,21 @@ def test_typing_echoes_and_a_flood_scroll_stays_responsive(link: NetemLink, serv
     fps = result["flood_frames"] / result["flood_seconds"]
     assert fps >= MIN_FLOOD_FPS, f"the flood scroll stalled: {result}"
     assert result["red_after_seconds"] <= RED_BOUND_SECONDS, f"the display lagged behind a queue: {result}"
+
+
+def test_a_scroll_through_a_widened_window_leaves_the_client_screen_exact(link: NetemLink, server: Server,
+                                                                          user_factory: Any,
+                                                                          tmp_path: Any) -> None:  # fmt: skip
+    user = user_factory("svt-netem-w")
+    client_png = str(tmp_path / "client.png")
+    result = run_client(link, server, user, tmp_path, "--flood-seconds", "0", "--scroll-screen", client_png,
+                        "--link-rtt", str(LINK_RTT))  # fmt: skip
+    print(f"slow link scroll: {result}")
+    assert result["scroll_window_at_least"] > CONFIGURED_WINDOW, f"the frame window never widened: {result}"
+    assert result["scroll_copies"] >= MIN_COPIES, f"the scroll was not copied: {result}"
+    inside = str(tmp_path / "inside.png")
+    capture_inside_session(user.name, inside)
+    with Image.open(client_png) as client_screen, Image.open(inside) as session_screen:
+        assert client_screen.size == session_screen.size
+        assert client_screen.convert("RGB").tobytes() == session_screen.convert("RGB").tobytes(), \
+            "the client's screen differs from the session's after scrolling through a widened window"

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet.testing import StringTransport
 
 from protocol.connection import Connection, ConnectionClosed, Role
 from protocol.errors import ReasonCode
-from transport.twisted_wire import FrameProtocol
+from transport.twisted_wire import MAX_TRANSPORT_WRAPPERS, FrameProtocol, _no_delay
 
 
 class Broken(FrameProtocol):
@@ -161,3 +163,90 @@ def test_replies_to_one_read_leave_in_one_write_and_a_flush_outside_a_read_is_im
     server.conn.send(0, Pong(token=9))
     server.flush()
     assert transport.writes == 2
+
+
+# -- TCP_NODELAY under TLS --------------------------------------------------------------------
+class FakeTcpSocket:
+    """A socket that records its options."""
+
+    def __init__(self, family: int = socket.AF_INET) -> None:
+        self.family = family
+        self.options: dict[tuple[int, int], int] = {}
+
+    def setsockopt(self, level: int, name: int, value: int) -> None:
+        self.options[(level, name)] = value
+
+
+class FakeTcp:
+    """A TCP transport: its handle is the socket."""
+
+    def __init__(self, sock: FakeTcpSocket) -> None:
+        self.sock = sock
+
+    def getHandle(self) -> FakeTcpSocket:  # noqa: N802 - Twisted name
+        return self.sock
+
+
+class FakeTls:
+    """Twisted's TLS transport as _no_delay sees it: getHandle() is the
+    OpenSSL connection (no socket family), the TCP transport is under it."""
+
+    def __init__(self, under: object) -> None:
+        self.transport = under
+
+    def getHandle(self) -> object:  # noqa: N802 - Twisted name
+        return object()
+
+    def __getattr__(self, name: str) -> object:  # ProtocolWrapper delegates unknown names down
+        return getattr(self.transport, name)
+
+
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_nodelay_is_set_on_the_tcp_socket_under_tls() -> None:
+    sock = FakeTcpSocket()
+    _no_delay(FakeTls(FakeTcp(sock)))
+    assert sock.options == {NODELAY: 1}
+
+
+def test_nodelay_walks_a_tls_and_a_multiplexer_wrapper_and_plain_tcp_still_works() -> None:
+    wrapped, plain = FakeTcpSocket(), FakeTcpSocket(socket.AF_INET6)
+    _no_delay(FakeTls(FakeTls(FakeTcp(wrapped))))
+    _no_delay(FakeTcp(plain))
+    assert wrapped.options == {NODELAY: 1} and plain.options == {NODELAY: 1}
+
+
+def test_nodelay_gives_up_past_the_wrapper_bound_and_ignores_unix_sockets() -> None:
+    deep, unix = FakeTcpSocket(), FakeTcpSocket(socket.AF_UNIX)
+    transport: object = FakeTcp(deep)
+    for _ in range(MAX_TRANSPORT_WRAPPERS):
+        transport = FakeTls(transport)
+    _no_delay(transport)
+    _no_delay(FakeTls(FakeTcp(unix)))
+    _no_delay(StringTransport())  # no handle at all: nothing to do, no error
+    assert deep.options == {} and unix.options == {}
+
+
+class HandledStringTransport(StringTransport):
+    """A TCP transport in memory whose handle is a recording socket."""
+
+    def __init__(self, sock: FakeTcpSocket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def getHandle(self) -> FakeTcpSocket:  # noqa: N802 - Twisted name
+        return self.sock
+
+
+def test_nodelay_reaches_the_socket_under_twisteds_own_tls_transport() -> None:
+    from twisted.internet import protocol, ssl
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    sock = FakeTcpSocket()
+    factory = TLSMemoryBIOFactory(ssl.optionsForClientTLS("example.invalid"), True,
+                                  protocol.Factory.forProtocol(protocol.Protocol))  # fmt: skip
+    tls = factory.buildProtocol(None)
+    tls.makeConnection(HandledStringTransport(sock))
+    _no_delay(tls)  # what FrameProtocol.connectionMade gets as its transport under TLS
+    assert sock.options == {NODELAY: 1}
