@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from protocol.connection import frame_cost
-from PIL import Image
 
 from protocol.messages import ChannelKind, FrameAck, FrameEnd, Message, RefreshRequest, Region, VideoCaps
 from protocol.windows import WindowTarget
@@ -129,20 +128,17 @@ class DesktopSource:
         self.damage.drain()  # the take's round trip may have read events in
         if not rects and not self.video.due(DESKTOP_SURFACE):
             return []
+        started = time.perf_counter()
         pixels = self.capture.capture()
+        self.video.note(DESKTOP_SURFACE, "capture", time.perf_counter() - started)
         stride = self.capture.stride
-
-        def crop(rect: Rect) -> Image.Image:
-            x, y, w, h = rect
-            rows = Image.frombuffer("RGBX", (stride // 4, h), pixels[y * stride : (y + h) * stride], "raw", "RGBX",
-                                    stride, 1)  # fmt: skip
-            return rows if (x, w) == (0, stride // 4) else rows.crop((x, 0, x + w, h))  # full rows: no copy
 
         def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
             return encode_rects(encoder, lossless, pixels, stride, pieces, width=width, height=height,
                                 surface=DESKTOP_SURFACE)  # fmt: skip
 
-        return list(video_frame(self.video, DESKTOP_SURFACE, rects, (width, height), crop, rest,
+        return list(video_frame(self.video, DESKTOP_SURFACE, rects, (width, height),
+                                lambda rect: (pixels, stride, rect[0], rect[1]), rest,
                                 lambda: encoder.forget(DESKTOP_SURFACE)))  # fmt: skip
 
     def close(self) -> None:
@@ -226,10 +222,6 @@ class WindowSource:
                       height: int) -> list[Region]:  # fmt: skip
         """One window's regions (video or stills), window-relative."""
 
-        def crop(rect: Rect) -> Image.Image:
-            view = self.pixels.capture(window, rect)
-            return Image.frombytes("RGBX", (rect[2], rect[3]), bytes(view), "raw", "RGBX", rect[2] * 4, 1)
-
         def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
             regions: list[Region] = []
             for rect in pieces:
@@ -238,7 +230,9 @@ class WindowSource:
                                             surface=window, origin=(rect[0], rect[1])))  # fmt: skip
             return regions
 
-        return video_frame(self.video, window, rects, (width, height), crop, rest, lambda: encoder.forget(window))
+        return video_frame(self.video, window, rects, (width, height),
+                           lambda rect: (self.pixels.capture(window, rect), rect[2] * 4, 0, 0), rest,
+                           lambda: encoder.forget(window))  # fmt: skip
 
     def close(self) -> None:
         """Undo the redirection and close the pixel connection."""

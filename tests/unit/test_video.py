@@ -183,9 +183,9 @@ class Surface:
         self.rest: list[tuple[list[tuple[int, int, int, int]], bool]] = []
         self.forgotten = 0
 
-    def crop(self, rect: tuple[int, int, int, int]) -> Image.Image:
-        x, y, w, h = rect
-        return self.picture.crop((x, y, x + w, y + h))
+    def pixels(self, rect: tuple[int, int, int, int]) -> tuple[bytes, int, int, int]:
+        """The whole picture's buffer, read in place at the rectangle's corner."""
+        return self.picture.tobytes(), self.size[0] * 4, rect[0], rect[1]
 
     def encode_rest(self, rects: list[tuple[int, int, int, int]], lossless: bool) -> list[Region]:
         self.rest.append((rects, lossless))
@@ -195,7 +195,7 @@ class Surface:
         self.forgotten += 1
 
     def frame(self, video: VideoRegions, rects: list[tuple[int, int, int, int]]) -> list[Region]:
-        return video_frame(video, "desktop", rects, self.size, self.crop, self.encode_rest, self.forget)
+        return video_frame(video, "desktop", rects, self.size, self.pixels, self.encode_rest, self.forget)
 
 
 def run(video: VideoRegions, surface: Surface, clock: Clock, frames: int, rects: list[tuple[int, int, int, int]],
@@ -279,7 +279,7 @@ def test_streams_per_connection_are_bounded(monkeypatch: pytest.MonkeyPatch) -> 
         clock.now += 1 / 30
         for index, surface in enumerate(surfaces):
             surface.picture = noise(64, 64, index + int(clock.now * 30))
-            video_frame(video, index, [(0, 0, 64, 64)], surface.size, surface.crop, surface.encode_rest,
+            video_frame(video, index, [(0, 0, 64, 64)], surface.size, surface.pixels, surface.encode_rest,
                         surface.forget)  # fmt: skip
     assert len(video.streams) == MAX_VIDEO_STREAMS
     assert sorted(s.stream_id for s in video.streams.values()) == list(range(MAX_VIDEO_STREAMS))
