@@ -31,7 +31,7 @@ sys.path.insert(0, BENCH_DIR)
 import spine_server  # noqa: E402  (also puts tests/ on sys.path)
 import svtest  # noqa: E402
 import video_codecs  # noqa: E402
-from video_cpu import AgentLogs, CpuSample, agent_stages  # noqa: E402
+from video_cpu import AgentLogs, CpuSample, PlayerStatus, agent_stages  # noqa: E402
 from svtest import HELLO, Server, frame, start_sessiond, stop_sessiond, tls_connect, wait_auth  # noqa: E402
 
 from client.framebuffer import Framebuffer  # noqa: E402
@@ -63,6 +63,8 @@ DISPLAY = int(ChannelKind.DISPLAY)
 INPUT = int(ChannelKind.INPUT)
 DISPLAY_WINDOW = 8 << 20
 START_TIMEOUT = 60.0
+# ffplay's -stats status lines go here, in the session's private /tmp.
+PLAYER_STATUS = "/tmp/bench-video-ffplay.log"
 # lavfi sources: testsrc (the workload: bars, a counter and a moving
 # gradient; most rows stay the same from frame to frame) and motion (the same
 # pattern with its hue turning, so every pixel changes every frame, as in a
@@ -84,6 +86,7 @@ class Watch:
     decode_seconds: float = 0.0  # the client's H264 decode + paste
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group (video_cpu)
     stages: dict[str, float] = field(default_factory=dict)  # the agent's ms/frame per stage (its log)
+    shown: tuple[float, int] | None = None  # frames the player showed and dropped meanwhile
 
 
 class Viewer:
@@ -181,7 +184,8 @@ def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: fl
         graph = SOURCES[source].format(w=size[0], h=size[1], fps=VIDEO_FPS, seconds=duration)
         sock.sendall(
             frame(INPUT, Pointer(40, 40))
-            + keys(f"exec ffplay -loglevel error -an -noborder -left 0 -top 0 -f lavfi '{graph}'\n")
+            + keys(f"exec ffplay -stats -loglevel error -an -noborder -left 0 -top 0 -f lavfi '{graph}'"
+                   f" 2>{PLAYER_STATUS}\n")
         )
         while not viewer.video_seen and time.monotonic() < deadline:
             viewer.pump(0.5)
@@ -190,10 +194,13 @@ def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: fl
         viewer.pump(WARMUP_SECONDS)
         viewer.counting = watch = Watch()
         cpu, logs = CpuSample(user.name, server.process.pid), AgentLogs(server.runtime_dir)
+        player = PlayerStatus(user.name, PLAYER_STATUS, VIDEO_FPS)
         logs.mark()
+        player.mark()
         cpu.start()
         viewer.pump(seconds)
         watch.cpu = cpu.stop()
+        watch.shown = player.shown()
         watch.stages = agent_stages(logs.since_mark())[0]
         return watch
     finally:
@@ -304,14 +311,16 @@ def main() -> int:
           f"kernel={platform.release()}  load={os.getloadavg()[0]:.2f}  screen={SCREEN[0]}x{SCREEN[1]}  "
           f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured"
           + (", H264 not decoded by the client" if args.no_decode else ""))  # fmt: skip
-    print(f"{'path':<8} {'fps':>6} {'Mbit/s':>8} {'kB/frame':>9}  bytes by encoding")
+    print(f"{'path':<10} {'fps':>6} {'shown/s':>8} {'Mbit/s':>8} {'kB/frame':>9}  bytes by encoding"
+          "   (shown/s: frames the player showed, not dropped)")  # fmt: skip
     rows = {}
     for variant, watch in results.items():
         fps = watch.frames / args.seconds
         mbit = watch.bytes * 8 / args.seconds / 1e6
         rows[variant] = (fps, mbit)
         per = watch.bytes / max(1, watch.frames) / 1000
-        print(f"{variant:<8} {fps:6.1f} {mbit:8.2f} {per:9.1f}  {dict(sorted(watch.by_encoding.items()))}")
+        shown = f"{watch.shown[0] / args.seconds:8.1f}" if watch.shown is not None else f"{'n/a':>8}"
+        print(f"{variant:<10} {fps:6.1f} {shown} {mbit:8.2f} {per:9.1f}  {dict(sorted(watch.by_encoding.items()))}")
     if "h264-base" in rows:
         (bf, bm), (hf, hm) = rows["h264-base"], rows["h264"]
         print(f"ratio h264/h264-base: fps {hf / bf if bf else float('inf'):.2f}x, Mbit/s {hm / bm if bm else 0:.3f}x")

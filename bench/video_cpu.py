@@ -5,16 +5,21 @@
 # the "video stream" report lines it writes to its agent.log in the session
 # directory (sessiond/agent/video_stats.py).
 #
+# The player's own rate (frames it showed, not dropped) is read from
+# ffplay's -stats status line, which it writes to a file in the session's
+# private /tmp (reached as root through /proc/PID/root).
+#
 # Why: on a 2-core machine shared with the player, Xvfb and other work, the
 # frame rate is bounded by whichever share runs out first; ms per frame per
 # process says which, where a frame rate alone cannot.
-"""CpuSample (per-process CPU over a window), AgentLogs and agent_stages (the agent's per-stage ms/frame)."""
+"""CpuSample (per-process CPU), AgentLogs + agent_stages (the agent's ms/frame), PlayerStatus (frames shown)."""
 
 from __future__ import annotations
 
 import glob
 import os
 import pwd
+import re
 import resource
 from dataclasses import dataclass
 
@@ -134,3 +139,41 @@ class AgentLogs:
                 handle.seek(self._marks.get(path, 0))
                 text.append(handle.read())
         return "".join(text)
+
+
+# ffplay's status line: "<master clock> M-V: <diff> fd= <dropped> aq= ..." (also "A-V", "M-A", "V-").
+_STATUS = re.compile(rb"(-?[0-9.]+) (?:M-V|A-V|M-A|V-):\s*-?[0-9.]+ fd=\s*(\d+)")
+
+
+class PlayerStatus:
+    """Frames the player showed between mark() and shown() (its clock at
+    `fps` frames a second, less the frames it dropped)."""
+
+    def __init__(self, user: str, path: str, fps: int) -> None:
+        self.user, self.path, self.fps = user, path, fps
+        self._first: tuple[float, int] | None = None
+
+    def _status(self) -> tuple[float, int] | None:
+        pids = [pid for pid, name in _processes(pwd.getpwnam(self.user).pw_uid).items() if name == "ffplay"]
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/root{self.path}", "rb") as handle:
+                    handle.seek(max(0, os.fstat(handle.fileno()).st_size - 4096))
+                    found = _STATUS.findall(handle.read())
+            except OSError:
+                continue
+            if found:
+                return float(found[-1][0]), int(found[-1][1])
+        return None
+
+    def mark(self) -> None:
+        """Read the player's clock and drop count now."""
+        self._first = self._status()
+
+    def shown(self) -> tuple[float, int] | None:
+        """(frames shown, frames dropped) since mark(), None if the status cannot be read."""
+        last = self._status()
+        if self._first is None or last is None:
+            return None
+        dropped = last[1] - self._first[1]
+        return (last[0] - self._first[0]) * self.fps - dropped, dropped

@@ -257,6 +257,17 @@ class VideoRegions:
             stream.last_damage_at = now
         return hit, rest
 
+    def covering(self, surface: Hashable, rects: list[Rect], size: tuple[int, int]) -> Rect | None:
+        """The surface's stream rectangle if it is part of the w x h `size`
+        and holds every damaged rectangle (the frame needs no other pixels,
+        so only that area need be captured); else None."""
+        stream = self.streams.get(surface)
+        if stream is None or not rects or stream.rect == (0, 0, *size):
+            return None
+        if intersect(stream.rect, (0, 0, *size)) != stream.rect:
+            return None
+        return stream.rect if all(intersect(rect, stream.rect) == rect for rect in rects) else None
+
     def note(self, surface: Hashable, stage: str, seconds: float) -> None:
         """Count time spent for the surface's stream (if it has one) in a stage outside this module."""
         stream = self.streams.get(surface)

@@ -347,3 +347,23 @@ def test_set_bitrate_restarts_running_streams_with_a_keyframe() -> None:
     assert video.streams["desktop"].encoder.bitrate == 1_500_000
     with pytest.raises(H264Error):
         video.set_bitrate(10)
+
+
+def test_covering_names_the_stream_area_only_when_it_holds_all_damage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(video_mod, "MIN_PIXELS", 16)
+    monkeypatch.setattr(video_mod, "PHOTO_SAMPLE_STEP", 1)
+    clock = Clock()
+    video = VideoRegions(clock)
+    video.enabled = True
+    surface = Surface(64, 64)
+    rect = (8, 8, 48, 40)
+    for _ in range(START_FRAMES):
+        clock.now += 0.03
+        surface.picture = noise(64, 64, int(clock.now * 100))
+        surface.frame(video, [rect])
+    assert "desktop" in video.streams
+    assert video.covering("desktop", [rect, (10, 10, 4, 4)], (64, 64)) == rect  # only the video changed
+    assert video.covering("desktop", [rect, (0, 0, 4, 4)], (64, 64)) is None  # damage outside it too
+    assert video.covering("desktop", [], (64, 64)) is None  # nothing to capture for (a refinement: the full path)
+    assert video.covering("desktop", [rect], (40, 40)) is None  # the screen shrank under the stream
+    assert video.covering("elsewhere", [rect], (64, 64)) is None
