@@ -266,12 +266,14 @@ def print_cpu(results: dict[str, Watch], seconds: float) -> None:
         print(f"{variant:<10} " + " ".join(f"{cell:>11}" for cell in cells))
     print("\n# wall ms per encoded frame: the agent's stages (its 'video stream' reports), the client's H264 decode")
     stages = ["capture", "detect", "convert", "encode"]
-    print(f"{'path':<10} " + " ".join(f"{name:>8}" for name in stages) + f" {'decode':>8}")
+    print(f"{'path':<10} " + " ".join(f"{name:>8}" for name in stages) + f" {'decode':>8} {'kbit/s':>7}  "
+          "(kbit/s: the encoder's lowest target: adaptive quality lowers it when acks come slowly)")  # fmt: skip
     for variant, watch in results.items():
         if not watch.video_units:
             continue
         agent = " ".join(f"{watch.stages[name]:8.2f}" if name in watch.stages else f"{'n/a':>8}" for name in stages)
-        print(f"{variant:<10} {agent} {watch.decode_seconds * 1000 / watch.video_units:8.2f}")
+        kbps = f"{watch.stages['kbps']:7.0f}" if "kbps" in watch.stages else f"{'n/a':>7}"
+        print(f"{variant:<10} {agent} {watch.decode_seconds * 1000 / watch.video_units:8.2f} {kbps}")
 
 
 def main() -> int:
@@ -284,6 +286,7 @@ def main() -> int:
         help="the client does not decode H264 regions (what the agent sends when the client keeps up)",
     )
     parser.add_argument("--codec-frames", type=int, default=40, help="frames of the in-process codec table (0: skip)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times (median)")
     parser.add_argument("--size", default=f"{SCREEN[0]}x{SCREEN[1]}", help="WxH of the video (a window on the desktop)")
     parser.add_argument(
         "--baseline-prefix",
@@ -299,18 +302,27 @@ def main() -> int:
         variants.insert(1, ("h264-base", True, args.baseline_prefix))
     tmp = tempfile.mkdtemp(prefix="bench-video-")
     users = spine_server.BenchUsers(tmp)
-    results: dict[str, Watch] = {}
+    rounds: dict[str, list[Watch]] = {variant: [] for variant, _, _ in variants}
     try:
-        for index, (variant, h264, prefix) in enumerate(variants):
-            results[variant] = run_variant(tmp, users, index, prefix, h264, args, size)
+        for turn in range(args.rounds):  # each round in another order: a load that comes and goes hits all alike
+            for step in range(len(variants)):
+                variant, h264, prefix = variants[(step + turn) % len(variants)]
+                index = turn * len(variants) + step
+                rounds[variant].append(run_variant(tmp, users, index, prefix, h264, args, size))
     finally:
         for problem in users.remove_all():
             print("cleanup:", problem, file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"# bench_video  {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  "
           f"kernel={platform.release()}  load={os.getloadavg()[0]:.2f}  screen={SCREEN[0]}x{SCREEN[1]}  "
-          f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured"
+          f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured, "
+          f"median of {args.rounds} round(s)"
           + (", H264 not decoded by the client" if args.no_decode else ""))  # fmt: skip
+    # Each variant's median round by frames received (all its figures from that round).
+    results = {variant: sorted(runs, key=lambda w: w.frames)[len(runs) // 2] for variant, runs in rounds.items()}
+    if args.rounds > 1:
+        print("fps per round: " + "; ".join(f"{variant} " + " ".join(f"{w.frames / args.seconds:.1f}" for w in watches)
+                                            for variant, watches in rounds.items()))  # fmt: skip
     print(f"{'path':<10} {'fps':>6} {'shown/s':>8} {'Mbit/s':>8} {'kB/frame':>9}  bytes by encoding"
           "   (shown/s: frames the player showed, not dropped)")  # fmt: skip
     rows = {}

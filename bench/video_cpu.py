@@ -104,17 +104,21 @@ class CpuSample:
 
 def agent_stages(log_text: str) -> tuple[dict[str, float], int]:
     """The agent's ms/frame per stage over the report lines in log_text
-    (weighted by each report's frames), and the frames they cover."""
+    (weighted by each report's frames), plus "kbps": the lowest target
+    bitrate they name; and the frames they cover."""
     totals = dict.fromkeys(STAGES, 0.0)
-    frames = 0
+    frames, kbps = 0, None
     for line in log_text.splitlines():
         report = parse_report(line)
         if report is None:
             continue
+        kbps = report.kbps if kbps is None else min(kbps, report.kbps)
         frames += report.frames
         for stage in STAGES:
             totals[stage] += report.ms_per_frame.get(stage, 0.0) * report.frames
-    return ({stage: total / frames for stage, total in totals.items()} if frames else {}), frames
+    if not frames:
+        return {}, 0
+    return {**{stage: total / frames for stage, total in totals.items()}, "kbps": float(kbps or 0)}, frames
 
 
 class AgentLogs:

@@ -294,7 +294,7 @@ class VideoRegions:
         stream.sent_bytes += len(unit)
         if stream.stats is not None:
             stream.stats.frame(len(unit))
-            stream.stats.tick(stream.stream_id)
+            stream.stats.tick(stream.stream_id, stream.encoder.bitrate)
         x, y, w, h = stream.rect
         return Region(x, y, w, h, Encoding.H264, pack(stream.stream_id, unit, key=key))
 
@@ -305,7 +305,7 @@ class VideoRegions:
             return None
         stream.encoder.close()
         if stream.stats is not None:
-            stream.stats.tick(stream.stream_id, final=True)
+            stream.stats.tick(stream.stream_id, stream.encoder.bitrate, final=True)
         x, y, w, h = stream.rect
         return stream, Region(x, y, w, h, Encoding.H264, pack(stream.stream_id, b"", end=True))
 

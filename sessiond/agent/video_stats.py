@@ -27,7 +27,7 @@ STAGES = ("capture", "detect", "convert", "encode")
 _PREFIX = "video stream"
 _LINE = re.compile(
     _PREFIX + r" (?P<stream>\d+) (?P<w>\d+)x(?P<h>\d+): (?P<frames>\d+) frames in (?P<seconds>[0-9.]+) s, "
-    r"(?P<bytes>\d+) bytes; ms/frame (?P<stages>.*)$"
+    r"(?P<bytes>\d+) bytes, target (?P<kbps>\d+) kbit/s; ms/frame (?P<stages>.*)$"
 )
 
 
@@ -59,23 +59,24 @@ class StreamStats:
         self.frames += 1
         self.bytes += unit_bytes
 
-    def tick(self, stream_id: int, final: bool = False) -> None:
-        """Write the report line if REPORT_SECONDS passed (or `final`) and
-        frames were sent; then start afresh."""
+    def tick(self, stream_id: int, bitrate: int, final: bool = False) -> None:
+        """Write the report line (with the encoder's target `bitrate`) if
+        REPORT_SECONDS passed (or `final`) and frames were sent; then start afresh."""
         now = self.clock()
         if not final and now - self.started < REPORT_SECONDS:
             return
         if self.frames:
-            self.log(format_report(stream_id, self.size, self.frames, now - self.started, self.bytes, self.seconds))
+            self.log(format_report(stream_id, self.size, self.frames, now - self.started, self.bytes, bitrate,
+                                   self.seconds))  # fmt: skip
         self.started, self.frames, self.bytes, self.seconds = now, 0, 0, {}
 
 
-def format_report(stream_id: int, size: tuple[int, int], frames: int, seconds: float, sent: int,
+def format_report(stream_id: int, size: tuple[int, int], frames: int, seconds: float, sent: int, bitrate: int,
                   stages: dict[str, float]) -> str:  # fmt: skip
     """The log line of one report (parse_report() reads it back)."""
     per_frame = " ".join(f"{name} {stages.get(name, 0.0) * 1000 / max(1, frames):.2f}" for name in STAGES)
-    return f"{_PREFIX} {stream_id} {size[0]}x{size[1]}: {frames} frames in {seconds:.2f} s, {sent} bytes; " \
-        f"ms/frame {per_frame}"  # fmt: skip
+    return f"{_PREFIX} {stream_id} {size[0]}x{size[1]}: {frames} frames in {seconds:.2f} s, {sent} bytes, " \
+        f"target {bitrate // 1000} kbit/s; ms/frame {per_frame}"  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Report:
     frames: int
     seconds: float
     bytes: int
+    kbps: int  # the encoder's target bitrate (adaptive quality lowers it on a slow link)
     ms_per_frame: dict[str, float]
 
 
@@ -102,4 +104,4 @@ def parse_report(line: str) -> Report | None:
     except ValueError:
         return None
     return Report(int(match["stream"]), (int(match["w"]), int(match["h"])), int(match["frames"]),
-                  float(match["seconds"]), int(match["bytes"]), stages)  # fmt: skip
+                  float(match["seconds"]), int(match["bytes"]), int(match["kbps"]), stages)  # fmt: skip

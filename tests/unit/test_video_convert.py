@@ -103,10 +103,10 @@ def test_the_converter_writes_only_the_coded_frame_it_owns() -> None:
 
 def test_the_report_line_reads_back_as_written() -> None:
     seconds = {"capture": 0.020, "detect": 0.001, "convert": 0.040, "encode": 0.100}
-    line = "2026-12-06 [agent] " + format_report(2, (1920, 1080), 10, 5.01, 60_000, seconds)
+    line = "2026-12-06 [agent] " + format_report(2, (1920, 1080), 10, 5.01, 60_000, 2_500_000, seconds)
     report = parse_report(line)
     assert report is not None
-    assert (report.stream, report.size, report.frames, report.bytes) == (2, (1920, 1080), 10, 60_000)
+    assert (report.stream, report.size, report.frames, report.bytes, report.kbps) == (2, (1920, 1080), 10, 60_000, 2500)
     assert report.ms_per_frame == {"capture": 2.0, "detect": 0.1, "convert": 4.0, "encode": 10.0}
     assert parse_report("video stream 1 1x1: garbage") is None
     assert parse_report("an unrelated line") is None
@@ -121,14 +121,14 @@ def test_a_stream_reports_every_report_seconds_and_when_it_ends() -> None:
             stats.add(stage, 0.001)
         stats.frame(100)
         now[0] += REPORT_SECONDS / 2
-        stats.tick(0)
+        stats.tick(0, 3_000_000)
     assert len(lines) == 1  # at the second tick, REPORT_SECONDS in
     first = parse_report(lines[0])
     assert first is not None and first.frames == 2 and first.ms_per_frame["encode"] == pytest.approx(1.0)
-    stats.tick(0, final=True)
+    stats.tick(0, 3_000_000, final=True)
     last = parse_report(lines[-1])
     assert len(lines) == 2 and last is not None and last.frames == 1
-    stats.tick(0, final=True)
+    stats.tick(0, 3_000_000, final=True)
     assert len(lines) == 2  # nothing sent since: no line
 
 
