@@ -242,7 +242,8 @@ def run_variant(tmp: str, users: spine_server.BenchUsers, index: int, prefix: st
     installed = svtest.VENV_BIN
     svtest.VENV_BIN = os.path.join(prefix, "venv", "bin")  # start_sessiond runs sessiond from here
     try:
-        server = start_sessiond(directory, session="mode = desktop\n")
+        server = start_sessiond(directory, session="mode = desktop\n",
+                                extra="[display]\nadaptive = false\n" if args.no_adaptive else "")  # fmt: skip
     finally:
         svtest.VENV_BIN = installed
     try:
@@ -266,14 +267,21 @@ def print_cpu(results: dict[str, Watch], seconds: float) -> None:
         print(f"{variant:<10} " + " ".join(f"{cell:>11}" for cell in cells))
     print("\n# wall ms per encoded frame: the agent's stages (its 'video stream' reports), the client's H264 decode")
     stages = ["capture", "detect", "convert", "encode"]
-    print(f"{'path':<10} " + " ".join(f"{name:>8}" for name in stages) + f" {'decode':>8} {'kbit/s':>7}  "
+    print(f"{'path':<10} " + " ".join(f"{name:>8}" for name in stages) + f" {'decode':>8} {'kbit/s':>7} {'keys':>5}  "
           "(kbit/s: the encoder's lowest target: adaptive quality lowers it when acks come slowly)")  # fmt: skip
     for variant, watch in results.items():
         if not watch.video_units:
             continue
         agent = " ".join(f"{watch.stages[name]:8.2f}" if name in watch.stages else f"{'n/a':>8}" for name in stages)
-        kbps = f"{watch.stages['kbps']:7.0f}" if "kbps" in watch.stages else f"{'n/a':>7}"
+        kbps = f"{watch.stages['kbps']:7.0f} {watch.stages['keys']:5.0f}" if "kbps" in watch.stages else f"{'n/a':>13}"
         print(f"{variant:<10} {agent} {watch.decode_seconds * 1000 / watch.video_units:8.2f} {kbps}")
+
+
+def shown_ratio(watch: Watch | None, fps: float, seconds: float) -> str:
+    """", / frames the player showed R" (R: the share of the player's frames received), or ""."""
+    if watch is None or watch.shown is None or watch.shown[0] <= 0:
+        return ""
+    return f", / frames the player showed {fps * seconds / watch.shown[0]:.2f}"
 
 
 def main() -> int:
@@ -286,6 +294,11 @@ def main() -> int:
         help="the client does not decode H264 regions (what the agent sends when the client keeps up)",
     )
     parser.add_argument("--codec-frames", type=int, default=40, help="frames of the in-process codec table (0: skip)")
+    parser.add_argument(
+        "--no-adaptive",
+        action="store_true",
+        help="[display] adaptive = false: the encoder keeps its bitrate whatever the acks say",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times (median)")
     parser.add_argument("--size", default=f"{SCREEN[0]}x{SCREEN[1]}", help="WxH of the video (a window on the desktop)")
     parser.add_argument(
@@ -316,7 +329,7 @@ def main() -> int:
     print(f"# bench_video  {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  "
           f"kernel={platform.release()}  load={os.getloadavg()[0]:.2f}  screen={SCREEN[0]}x{SCREEN[1]}  "
           f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured, "
-          f"median of {args.rounds} round(s)"
+          f"median of {args.rounds} round(s)" + (", [display] adaptive = false" if args.no_adaptive else "")
           + (", H264 not decoded by the client" if args.no_decode else ""))  # fmt: skip
     # Each variant's median round by frames received (all its figures from that round).
     results = {variant: sorted(runs, key=lambda w: w.frames)[len(runs) // 2] for variant, runs in rounds.items()}
@@ -339,7 +352,8 @@ def main() -> int:
     (sf, sm), (hf, hm) = rows["stills"], rows["h264"]
     fps_ratio, mbit_ratio = (hf / sf if sf else float("inf")), (hm / sm if sm else float("inf"))
     print(f"ratio h264/stills: fps {fps_ratio:.2f}x, Mbit/s {mbit_ratio:.3f}x;"
-          f" h264 fps / source fps {hf / VIDEO_FPS:.2f}; goal >= 30 fps at <= 4 Mbit/s: "
+          f" h264 fps / source fps {hf / VIDEO_FPS:.2f}{shown_ratio(results.get('h264'), hf, args.seconds)};"
+          " goal >= 30 fps at <= 4 Mbit/s: "
           f"{'met' if hf >= 30 and hm <= 4 else 'not met'}")  # fmt: skip
     print_cpu(results, args.seconds)
     if args.codec_frames:  # after the live run: PyAV's lavfi in this process upset the logins that follow it

@@ -105,20 +105,23 @@ class CpuSample:
 def agent_stages(log_text: str) -> tuple[dict[str, float], int]:
     """The agent's ms/frame per stage over the report lines in log_text
     (weighted by each report's frames), plus "kbps": the lowest target
-    bitrate they name; and the frames they cover."""
+    bitrate they name, and "keys": the keyframes among the frames; and the
+    frames they cover."""
     totals = dict.fromkeys(STAGES, 0.0)
-    frames, kbps = 0, None
+    frames, keys, kbps = 0, 0, None
     for line in log_text.splitlines():
         report = parse_report(line)
         if report is None:
             continue
         kbps = report.kbps if kbps is None else min(kbps, report.kbps)
         frames += report.frames
+        keys += report.keys
         for stage in STAGES:
             totals[stage] += report.ms_per_frame.get(stage, 0.0) * report.frames
     if not frames:
         return {}, 0
-    return {**{stage: total / frames for stage, total in totals.items()}, "kbps": float(kbps or 0)}, frames
+    per_frame = {stage: total / frames for stage, total in totals.items()}
+    return {**per_frame, "kbps": float(kbps or 0), "keys": float(keys)}, frames
 
 
 class AgentLogs:

@@ -293,7 +293,7 @@ class VideoRegions:
         stream.frames += 1
         stream.sent_bytes += len(unit)
         if stream.stats is not None:
-            stream.stats.frame(len(unit))
+            stream.stats.frame(len(unit), key)
             stream.stats.tick(stream.stream_id, stream.encoder.bitrate)
         x, y, w, h = stream.rect
         return Region(x, y, w, h, Encoding.H264, pack(stream.stream_id, unit, key=key))

@@ -26,7 +26,8 @@ REPORT_SECONDS = 5.0
 STAGES = ("capture", "detect", "convert", "encode")
 _PREFIX = "video stream"
 _LINE = re.compile(
-    _PREFIX + r" (?P<stream>\d+) (?P<w>\d+)x(?P<h>\d+): (?P<frames>\d+) frames in (?P<seconds>[0-9.]+) s, "
+    _PREFIX + r" (?P<stream>\d+) (?P<w>\d+)x(?P<h>\d+): (?P<frames>\d+) frames \((?P<keys>\d+) key\) in "
+    r"(?P<seconds>[0-9.]+) s, "
     r"(?P<bytes>\d+) bytes, target (?P<kbps>\d+) kbit/s; ms/frame (?P<stages>.*)$"
 )
 
@@ -44,6 +45,7 @@ class StreamStats:
     log: Callable[[str], None] = _stderr
     started: float = 0.0
     frames: int = 0
+    keys: int = 0
     bytes: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -54,9 +56,10 @@ class StreamStats:
         """Count `seconds` spent in `stage` (one of STAGES)."""
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
-    def frame(self, unit_bytes: int) -> None:
-        """One access unit of unit_bytes went out."""
+    def frame(self, unit_bytes: int, key: bool) -> None:
+        """One access unit of unit_bytes went out (a keyframe if `key`)."""
         self.frames += 1
+        self.keys += key
         self.bytes += unit_bytes
 
     def tick(self, stream_id: int, bitrate: int, final: bool = False) -> None:
@@ -66,17 +69,18 @@ class StreamStats:
         if not final and now - self.started < REPORT_SECONDS:
             return
         if self.frames:
-            self.log(format_report(stream_id, self.size, self.frames, now - self.started, self.bytes, bitrate,
-                                   self.seconds))  # fmt: skip
-        self.started, self.frames, self.bytes, self.seconds = now, 0, 0, {}
+            self.log(format_report(stream_id, self.size, (self.frames, self.keys), now - self.started, self.bytes,
+                                   bitrate, self.seconds))  # fmt: skip
+        self.started, self.frames, self.keys, self.bytes, self.seconds = now, 0, 0, 0, {}
 
 
-def format_report(stream_id: int, size: tuple[int, int], frames: int, seconds: float, sent: int, bitrate: int,
-                  stages: dict[str, float]) -> str:  # fmt: skip
-    """The log line of one report (parse_report() reads it back)."""
+def format_report(stream_id: int, size: tuple[int, int], counts: tuple[int, int], seconds: float, sent: int,
+                  bitrate: int, stages: dict[str, float]) -> str:  # fmt: skip
+    """The log line of one report (counts: frames, keyframes among them; parse_report() reads it back)."""
+    frames = counts[0]
     per_frame = " ".join(f"{name} {stages.get(name, 0.0) * 1000 / max(1, frames):.2f}" for name in STAGES)
-    return f"{_PREFIX} {stream_id} {size[0]}x{size[1]}: {frames} frames in {seconds:.2f} s, {sent} bytes, " \
-        f"target {bitrate // 1000} kbit/s; ms/frame {per_frame}"  # fmt: skip
+    return f"{_PREFIX} {stream_id} {size[0]}x{size[1]}: {frames} frames ({counts[1]} key) in {seconds:.2f} s, " \
+        f"{sent} bytes, target {bitrate // 1000} kbit/s; ms/frame {per_frame}"  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class Report:
     stream: int
     size: tuple[int, int]
     frames: int
+    keys: int
     seconds: float
     bytes: int
     kbps: int  # the encoder's target bitrate (adaptive quality lowers it on a slow link)
@@ -103,5 +108,5 @@ def parse_report(line: str) -> Report | None:
         stages = {name: float(value) for name, value in zip(words[::2], words[1::2])}
     except ValueError:
         return None
-    return Report(int(match["stream"]), (int(match["w"]), int(match["h"])), int(match["frames"]),
+    return Report(int(match["stream"]), (int(match["w"]), int(match["h"])), int(match["frames"]), int(match["keys"]),
                   float(match["seconds"]), int(match["bytes"]), int(match["kbps"]), stages)  # fmt: skip

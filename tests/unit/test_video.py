@@ -268,12 +268,18 @@ def test_small_or_wandering_damage_is_not_video() -> None:
         assert not h264(surface.frame(video, [((n % 2) * 320, 0, 320, 240)]))
 
 
-def test_streams_per_connection_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_videos(monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, VideoRegions]:
+    """A clock and enabled VideoRegions that take 64 x 64 noise for a video."""
     monkeypatch.setattr(video_mod, "MIN_PIXELS", 16)
     monkeypatch.setattr(video_mod, "PHOTO_SAMPLE_STEP", 1)
     clock = Clock()
     video = VideoRegions(clock)
     video.enabled = True
+    return clock, video
+
+
+def test_streams_per_connection_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, video = small_videos(monkeypatch)
     surfaces = [Surface(64, 64) for _ in range(MAX_VIDEO_STREAMS + 2)]
     for _ in range(START_FRAMES + 1):
         clock.now += 1 / 30
@@ -350,11 +356,7 @@ def test_set_bitrate_restarts_running_streams_with_a_keyframe() -> None:
 
 
 def test_covering_names_the_stream_area_only_when_it_holds_all_damage(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(video_mod, "MIN_PIXELS", 16)
-    monkeypatch.setattr(video_mod, "PHOTO_SAMPLE_STEP", 1)
-    clock = Clock()
-    video = VideoRegions(clock)
-    video.enabled = True
+    clock, video = small_videos(monkeypatch)
     surface = Surface(64, 64)
     rect = (8, 8, 48, 40)
     for _ in range(START_FRAMES):

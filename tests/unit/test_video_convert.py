@@ -103,10 +103,11 @@ def test_the_converter_writes_only_the_coded_frame_it_owns() -> None:
 
 def test_the_report_line_reads_back_as_written() -> None:
     seconds = {"capture": 0.020, "detect": 0.001, "convert": 0.040, "encode": 0.100}
-    line = "2026-12-06 [agent] " + format_report(2, (1920, 1080), 10, 5.01, 60_000, 2_500_000, seconds)
+    line = "2026-12-06 [agent] " + format_report(2, (1920, 1080), (10, 1), 5.01, 60_000, 2_500_000, seconds)
     report = parse_report(line)
     assert report is not None
-    assert (report.stream, report.size, report.frames, report.bytes, report.kbps) == (2, (1920, 1080), 10, 60_000, 2500)
+    assert (report.stream, report.size, report.frames, report.keys) == (2, (1920, 1080), 10, 1)
+    assert (report.bytes, report.kbps) == (60_000, 2500)
     assert report.ms_per_frame == {"capture": 2.0, "detect": 0.1, "convert": 4.0, "encode": 10.0}
     assert parse_report("video stream 1 1x1: garbage") is None
     assert parse_report("an unrelated line") is None
@@ -119,7 +120,7 @@ def test_a_stream_reports_every_report_seconds_and_when_it_ends() -> None:
     for _ in range(3):
         for stage in STAGES:
             stats.add(stage, 0.001)
-        stats.frame(100)
+        stats.frame(100, key=False)
         now[0] += REPORT_SECONDS / 2
         stats.tick(0, 3_000_000)
     assert len(lines) == 1  # at the second tick, REPORT_SECONDS in
