@@ -1,16 +1,19 @@
 # Benchmark of video regions: a 1080p test video (ffmpeg's lavfi testsrc,
-# played full screen by ffplay) in a real session, watched by the native
-# client library (client.framebuffer decodes every region, H.264 through
-# PyAV), once announcing H264 (VIDEO_CAPS) and once not (the previous
-# path: JPEG/PNG/lossless stills), in the same run, on the same machine.
+# played by ffplay, full screen or --size) in a real session, watched by the
+# native client library (client.framebuffer decodes every region, H.264
+# through client.video), once announcing H264 (VIDEO_CAPS) and once not (the
+# stills path: JPEG/PNG/lossless), and with --baseline-prefix the H.264
+# variant once more on another installation (the previous path), in the
+# same run, on the same machine; --rounds repeats them in rotating order.
 #
 # Why these figures: the issue's goal is >= 30 fps at <= 4 Mbit/s for the
-# video workload, against what the stills path costs. Frames per second are
-# the frames (FRAME_END with at least one region) the client received and
-# drew; Mbit/s is every byte of the display channel's payloads over the same
-# seconds. The source's own rate (VIDEO_FPS) is the ceiling. Ratios are
-# H.264 / stills. Run as root (it creates two users):
-#   cd /work/main && make install && /opt/sessiond/venv/bin/python bench/bench_video.py
+# video workload. Frames per second are the frames (FRAME_END with at least
+# one region) the client received and drew; Mbit/s is every byte of the
+# display channel's payloads over the same seconds; the player's own rate
+# (frames shown, from ffplay -stats) is the ceiling. Where the time goes:
+# CPU per process (video_cpu.py) and the agent's per-stage report lines
+# (sessiond/agent/video_stats.py). Run as root (it creates users):
+#   make install && SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_video.py
 """Video bench: fps and Mbit/s of a 1080p test video, H.264 against stills."""
 
 from __future__ import annotations
