@@ -135,6 +135,7 @@ class DesktopSource:
         else:  # only a video (not full screen) changed: capture just its area, 1/9 of the screen for 640x360
             self.area = self.area or ShmRegionCapture(self.cdisplay)
             pixels, stride, origin = self.area.capture(self.cdisplay.root, *area), area[2] * 4, (area[0], area[1])
+            self.damage.drain()  # on the damage connection: its round trip may have read damage in
         self.video.note(DESKTOP_SURFACE, "capture", time.perf_counter() - started)
 
         def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
@@ -236,9 +237,8 @@ class WindowSource:
                                             surface=window, origin=(rect[0], rect[1])))  # fmt: skip
             return regions
 
-        return video_frame(self.video, window, rects, (width, height),
-                           lambda rect: (self.pixels.capture(window, rect), rect[2] * 4, 0, 0), rest,
-                           lambda: encoder.forget(window))  # fmt: skip
+        return video_frame(self.video, window, rects, (width, height), lambda rect: (self.pixels.capture(window, rect),
+                           rect[2] * 4, 0, 0), rest, lambda: encoder.forget(window))  # fmt: skip
 
     def close(self) -> None:
         """Undo the redirection and close the pixel connection."""
