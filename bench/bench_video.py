@@ -334,8 +334,8 @@ def main() -> int:
           f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured, "
           f"median of {args.rounds} round(s)" + (", [display] adaptive = false" if args.no_adaptive else "")
           + (", H264 not decoded by the client" if args.no_decode else ""))  # fmt: skip
-    # Each variant's median round by frames received (all its figures from that round).
-    results = {variant: sorted(runs, key=lambda w: w.frames)[len(runs) // 2] for variant, runs in rounds.items()}
+    # Each variant's median round by frames received (the lower one of an even count; all figures from it).
+    results = {variant: sorted(runs, key=lambda w: w.frames)[(len(runs) - 1) // 2] for variant, runs in rounds.items()}
     if args.rounds > 1:
         print("fps per round: " + "; ".join(f"{variant} " + " ".join(f"{w.frames / args.seconds:.1f}" for w in watches)
                                             for variant, watches in rounds.items()))  # fmt: skip
