@@ -8,8 +8,9 @@
 # bitrate, the one knob an adaptive-quality module turns (set_bitrate()).
 # An infinite GOP: keyframes only when the stream starts or is reset, since
 # the transport is reliable and in order and intra frames cost ~10x.
-# The pixels reach x264 through media/swscale.py: converted in place from the capture
-# buffer into one reused frame (PyAV's copying path only as a fallback).
+# The pixels reach x264 through media/swscale.py: converted in place from
+# the capture buffer into one reused frame (PyAV's copying path only as a
+# fallback).
 """H264Encoder: BGRX rectangles in, Annex B access units out."""
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Any
 import av
 from PIL import Image
 
-from protocol.video import coded_size
 from media import swscale
 from media.swscale import YuvConverter, check_inside
+from protocol.video import coded_size
 
 # libx264's fastest preset: ~8 ms a 1080p frame on one loaded core.
 PRESET = "ultrafast"
