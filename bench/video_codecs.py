@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 from PIL import Image
@@ -31,6 +31,7 @@ class CodecFigures:
     encode_ms: float
     decode_ms: float
     frame_bytes: float
+    stages: dict[str, float] = field(default_factory=dict)  # the encoder's own split (H.264)
 
     def fps(self) -> float:
         """Frames a second the slower side sustains (agent and client run in parallel)."""
@@ -63,15 +64,21 @@ def _median(values: list[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
-def h264_figures(frames: list[bytes], width: int, height: int) -> CodecFigures:
-    """H.264 through the agent's encoder and the client's decoder."""
-    encoder, decoders = H264Encoder(width, height), VideoDecoders()
+def h264_figures(frames: list[bytes], width: int, height: int, in_place: bool = True) -> CodecFigures:
+    """H.264 through the agent's encoder and the client's decoder; in_place:
+    the conversions of media/swscale.py, else the first path's copies
+    (Image.tobytes + plane.update + reformat, and VideoFrame.to_image)."""
+    encoder, decoders = H264Encoder(width, height, direct=in_place), VideoDecoders()
+    decoders.in_place = in_place
     screen = Image.new("RGB", (width, height))
-    enc, dec, sizes = [], [], []
+    enc, dec, sizes, stages = [], [], [], {"convert": [], "encode": []}
     for index, data in enumerate(frames):
         t0 = time.perf_counter()
-        image = Image.frombuffer("RGBX", (width, height), data, "raw", "RGBX", 0, 1)
-        unit = pack(0, encoder.encode(image), key=index == 0)
+        if in_place:
+            unit = encoder.encode_pixels(data, width * 4, 0, 0)
+        else:
+            unit = encoder.encode(Image.frombuffer("RGBX", (width, height), data, "raw", "RGBX", 0, 1))
+        unit = pack(0, unit, key=index == 0)
         t1 = time.perf_counter()
         picture = decoders.decode(unit, width, height)
         if picture is not None:
@@ -81,7 +88,11 @@ def h264_figures(frames: list[bytes], width: int, height: int) -> CodecFigures:
             enc.append((t1 - t0) * 1000)
             dec.append((t2 - t1) * 1000)
             sizes.append(len(unit) + 9 + HEADER)
-    return CodecFigures(_median(enc), _median(dec), sum(sizes) / len(sizes))
+            for stage, seconds in encoder.stages.items():
+                stages[stage].append(seconds * 1000)
+        encoder.stages.clear()
+    return CodecFigures(_median(enc), _median(dec), sum(sizes) / len(sizes),
+                        {stage: _median(values) for stage, values in stages.items()})  # fmt: skip
 
 
 def stills_figures(frames: list[bytes], width: int, height: int, jpeg_quality: int = 75) -> CodecFigures:

@@ -27,8 +27,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image
 
@@ -36,8 +38,13 @@ from protocol.limits import MAX_VIDEO_PAYLOAD, MAX_VIDEO_STREAMS
 from protocol.messages import Encoding, Region
 from protocol.video import VideoError, check_rect, pack
 from sessiond.agent.h264 import DEFAULT_BITRATE, H264Encoder, H264Error, check_bitrate
+from sessiond.agent.video_stats import StreamStats
 
 Rect = tuple[int, int, int, int]
+# Where a surface rectangle's pixels lie: (buffer, stride, x, y), BGRX rows
+# of `stride` bytes with the rectangle's top-left at pixel (x, y) -- the
+# MIT-SHM capture itself, so the encoder reads it in place.
+Pixels = tuple[Any, int, int, int]
 
 # A damaged rectangle smaller than this (pixels) is never a video.
 MIN_PIXELS = 256 * 144
@@ -122,6 +129,7 @@ class VideoStream:
     interval: float = 0.0  # moving average of the gaps between damaged frames
     frames: int = 0
     sent_bytes: int = field(default=0)
+    stats: StreamStats | None = None  # per-stage times, reported to the log
 
 
 def idle_after(stream: VideoStream) -> float:
@@ -223,6 +231,7 @@ class VideoRegions:
             return None
         self._watch.pop(surface, None)
         stream = VideoStream(stream_id, surface, clipped, H264Encoder(clipped[2], clipped[3], self._bitrate), now)
+        stream.stats = StreamStats(self.clock, clipped[2:])
         self.streams[surface] = stream
         return stream
 
@@ -248,19 +257,44 @@ class VideoRegions:
             stream.last_damage_at = now
         return hit, rest
 
-    def encode(self, stream: VideoStream, image: Image.Image) -> Region | None:
-        """The H264 region of the stream's area (image: RGBX-mode BGRX bytes
-        of exactly that area); None if the encoder failed or the unit would
-        exceed MAX_VIDEO_PAYLOAD (the caller then ends the stream)."""
+    def covering(self, surface: Hashable, rects: list[Rect], size: tuple[int, int]) -> Rect | None:
+        """The surface's stream rectangle if it is part of the w x h `size`
+        and holds every damaged rectangle (the frame needs no other pixels,
+        so only that area need be captured); else None."""
+        stream = self.streams.get(surface)
+        if stream is None or not rects or stream.rect == (0, 0, *size):
+            return None
+        if intersect(stream.rect, (0, 0, *size)) != stream.rect:
+            return None
+        return stream.rect if all(intersect(rect, stream.rect) == rect for rect in rects) else None
+
+    def note(self, surface: Hashable, stage: str, seconds: float) -> None:
+        """Count time spent for the surface's stream (if it has one) in a stage outside this module."""
+        stream = self.streams.get(surface)
+        if stream is not None and stream.stats is not None:
+            stream.stats.add(stage, seconds)
+
+    def encode(self, stream: VideoStream, where: Pixels) -> Region | None:
+        """The H264 region of the stream's area, read from `where`; None if
+        the encoder failed or the unit would exceed MAX_VIDEO_PAYLOAD (the
+        caller then ends the stream)."""
         key = stream.encoder.needs_key
         try:
-            unit = stream.encoder.encode(image)
+            unit = stream.encoder.encode_pixels(*where)
         except H264Error:
             return None
+        finally:
+            if stream.stats is not None:
+                for stage, seconds in stream.encoder.stages.items():
+                    stream.stats.add(stage, seconds)
+            stream.encoder.stages.clear()
         if not unit or len(unit) > MAX_VIDEO_PAYLOAD:
             return None
         stream.frames += 1
         stream.sent_bytes += len(unit)
+        if stream.stats is not None:
+            stream.stats.frame(len(unit), key)
+            stream.stats.tick(stream.stream_id, stream.encoder.bitrate)
         x, y, w, h = stream.rect
         return Region(x, y, w, h, Encoding.H264, pack(stream.stream_id, unit, key=key))
 
@@ -270,20 +304,32 @@ class VideoRegions:
         if stream is None:
             return None
         stream.encoder.close()
+        if stream.stats is not None:
+            stream.stats.tick(stream.stream_id, stream.encoder.bitrate, final=True)
         x, y, w, h = stream.rect
         return stream, Region(x, y, w, h, Encoding.H264, pack(stream.stream_id, b"", end=True))
 
 
+def image_of(where: Pixels, w: int, h: int) -> Image.Image:
+    """The w x h rectangle at `where` as an RGBX-mode image of BGRX bytes
+    (full rows of the buffer are not copied)."""
+    buffer, stride, x, y = where
+    rows = Image.frombuffer("RGBX", (stride // 4, h), memoryview(buffer).cast("B")[y * stride : (y + h) * stride],
+                            "raw", "RGBX", stride, 1)  # fmt: skip
+    return rows if (x, w) == (0, stride // 4) else rows.crop((x, 0, x + w, h))
+
+
 def video_frame(video: VideoRegions, surface: Hashable, rects: list[Rect], size: tuple[int, int],
-                crop: Callable[[Rect], Image.Image],
+                pixels: Callable[[Rect], Pixels],
                 encode_rest: Callable[[list[Rect], bool], list[Region]],
                 forget: Callable[[], None]) -> list[Region]:  # fmt: skip
     """The regions of one frame of `surface`: its stream's H264 unit (or the
     stream's end and its lossless refinement), then the other damaged
-    rectangles through `encode_rest(rects, lossless)`.  `crop(rect)`: the
-    surface's pixels there (RGBX-mode image of BGRX bytes); `forget()`: drop
-    the encoder's history of the surface (the client's copy of the stream
-    area is lossy and not what the history says)."""
+    rectangles through `encode_rest(rects, lossless)`.  `pixels(rect)`:
+    where the surface's pixels of rect lie (BGRX); `forget()`: drop the
+    encoder's history of the surface (the client's copy of the stream area
+    is lossy and not what the history says)."""
+    started = time.perf_counter()
     out: list[Region] = []
     stream = video.streams.get(surface)
     if stream is not None and intersect(stream.rect, (0, 0, size[0], size[1])) != stream.rect:
@@ -293,7 +339,7 @@ def video_frame(video: VideoRegions, surface: Hashable, rects: list[Rect], size:
         forget()
         stream = None
     if stream is None and rects:
-        stream = video.observe(surface, rects, size, crop)
+        stream = video.observe(surface, rects, size, lambda rect: image_of(pixels(rect), rect[2], rect[3]))
         if stream is not None:
             forget()
     if stream is None:
@@ -301,7 +347,11 @@ def video_frame(video: VideoRegions, surface: Hashable, rects: list[Rect], size:
     hit, rects = video.split(surface, rects)
     refine = False
     if hit:
-        region = video.encode(stream, crop(stream.rect))
+        detected = time.perf_counter()
+        video.note(surface, "detect", detected - started)
+        where = pixels(stream.rect)  # a window's capture (the desktop's is taken before, whole)
+        video.note(surface, "capture", time.perf_counter() - detected)
+        region = video.encode(stream, where)
         if region is not None:
             out.append(region)
         else:

@@ -183,9 +183,9 @@ class Surface:
         self.rest: list[tuple[list[tuple[int, int, int, int]], bool]] = []
         self.forgotten = 0
 
-    def crop(self, rect: tuple[int, int, int, int]) -> Image.Image:
-        x, y, w, h = rect
-        return self.picture.crop((x, y, x + w, y + h))
+    def pixels(self, rect: tuple[int, int, int, int]) -> tuple[bytes, int, int, int]:
+        """The whole picture's buffer, read in place at the rectangle's corner."""
+        return self.picture.tobytes(), self.size[0] * 4, rect[0], rect[1]
 
     def encode_rest(self, rects: list[tuple[int, int, int, int]], lossless: bool) -> list[Region]:
         self.rest.append((rects, lossless))
@@ -195,7 +195,7 @@ class Surface:
         self.forgotten += 1
 
     def frame(self, video: VideoRegions, rects: list[tuple[int, int, int, int]]) -> list[Region]:
-        return video_frame(video, "desktop", rects, self.size, self.crop, self.encode_rest, self.forget)
+        return video_frame(video, "desktop", rects, self.size, self.pixels, self.encode_rest, self.forget)
 
 
 def run(video: VideoRegions, surface: Surface, clock: Clock, frames: int, rects: list[tuple[int, int, int, int]],
@@ -268,18 +268,24 @@ def test_small_or_wandering_damage_is_not_video() -> None:
         assert not h264(surface.frame(video, [((n % 2) * 320, 0, 320, 240)]))
 
 
-def test_streams_per_connection_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_videos(monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, VideoRegions]:
+    """A clock and enabled VideoRegions that take 64 x 64 noise for a video."""
     monkeypatch.setattr(video_mod, "MIN_PIXELS", 16)
     monkeypatch.setattr(video_mod, "PHOTO_SAMPLE_STEP", 1)
     clock = Clock()
     video = VideoRegions(clock)
     video.enabled = True
+    return clock, video
+
+
+def test_streams_per_connection_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, video = small_videos(monkeypatch)
     surfaces = [Surface(64, 64) for _ in range(MAX_VIDEO_STREAMS + 2)]
     for _ in range(START_FRAMES + 1):
         clock.now += 1 / 30
         for index, surface in enumerate(surfaces):
             surface.picture = noise(64, 64, index + int(clock.now * 30))
-            video_frame(video, index, [(0, 0, 64, 64)], surface.size, surface.crop, surface.encode_rest,
+            video_frame(video, index, [(0, 0, 64, 64)], surface.size, surface.pixels, surface.encode_rest,
                         surface.forget)  # fmt: skip
     assert len(video.streams) == MAX_VIDEO_STREAMS
     assert sorted(s.stream_id for s in video.streams.values()) == list(range(MAX_VIDEO_STREAMS))
@@ -347,3 +353,19 @@ def test_set_bitrate_restarts_running_streams_with_a_keyframe() -> None:
     assert video.streams["desktop"].encoder.bitrate == 1_500_000
     with pytest.raises(H264Error):
         video.set_bitrate(10)
+
+
+def test_covering_names_the_stream_area_only_when_it_holds_all_damage(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, video = small_videos(monkeypatch)
+    surface = Surface(64, 64)
+    rect = (8, 8, 48, 40)
+    for _ in range(START_FRAMES):
+        clock.now += 0.03
+        surface.picture = noise(64, 64, int(clock.now * 100))
+        surface.frame(video, [rect])
+    assert "desktop" in video.streams
+    assert video.covering("desktop", [rect, (10, 10, 4, 4)], (64, 64)) == rect  # only the video changed
+    assert video.covering("desktop", [rect, (0, 0, 4, 4)], (64, 64)) is None  # damage outside it too
+    assert video.covering("desktop", [], (64, 64)) is None  # nothing to capture for (a refinement: the full path)
+    assert video.covering("desktop", [rect], (40, 40)) is None  # the screen shrank under the stream
+    assert video.covering("elsewhere", [rect], (64, 64)) is None
