@@ -105,25 +105,31 @@ def desktop_entry(name: str, exec_line: str) -> str:
     )
 
 
-def publish_bench_apps(tmp: str) -> str:
-    """Copy redraw_app.py where sessions can read it and write the bench's
-    .desktop entries (redraw app, xterm at the budget table's size) into a
-    new apps directory, which is returned."""
+def publish_apps(tmp: str, scripts: tuple[str, ...], entries: dict[str, tuple[str, str]]) -> str:
+    """Copy the bench SCRIPTS where sessions can read them (SHARED_APP_DIR) and
+    write ENTRIES (app id -> (name, Exec line)) as .desktop files into a new
+    apps directory, which is returned."""
     os.makedirs(SHARED_APP_DIR, mode=0o755, exist_ok=True)
-    script = os.path.join(SHARED_APP_DIR, "redraw_app.py")
-    shutil.copyfile(os.path.join(BENCH_DIR, "redraw_app.py"), script)
-    os.chmod(script, 0o644)
+    for name in scripts:
+        script = os.path.join(SHARED_APP_DIR, name)
+        shutil.copyfile(os.path.join(BENCH_DIR, name), script)
+        os.chmod(script, 0o644)
     apps = os.path.join(tmp, "apps")
     os.makedirs(apps, mode=0o755)
-    python = os.path.join(spine_server.VENV_BIN, "python")
-    entries = {
-        REDRAW_APP_ID: desktop_entry("Bench redraw", f"{python} {script} --fps {REDRAW_APP_FPS}"),
-        XTERM_APP_ID: desktop_entry("Bench xterm", " ".join(("xterm", *XTERM_ARGS))),
-    }
-    for app_id, text in entries.items():
+    for app_id, (name, exec_line) in entries.items():
         with open(os.path.join(apps, f"{app_id}.desktop"), "w", encoding="utf-8") as handle:
-            handle.write(text)
+            handle.write(desktop_entry(name, exec_line))
     return apps
+
+
+def publish_bench_apps(tmp: str) -> str:
+    """The redraw app and xterm at the budget table's size (publish_apps)."""
+    python = os.path.join(spine_server.VENV_BIN, "python")
+    script = os.path.join(SHARED_APP_DIR, "redraw_app.py")
+    return publish_apps(tmp, ("redraw_app.py",), {
+        REDRAW_APP_ID: ("Bench redraw", f"{python} {script} --fps {REDRAW_APP_FPS}"),
+        XTERM_APP_ID: ("Bench xterm", " ".join(("xterm", *XTERM_ARGS))),
+    })
 
 
 def redraw_visible(client: SessionClient) -> bool:

@@ -55,6 +55,8 @@ REDRAW_WARMUP_SECONDS = 1.0
 ECHO_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
 
+# The bench's own programs inside a session, by script name, and their labels.
+BENCH_SCRIPTS = {b"redraw_app.py": "redraw app", b"scroll_feed.py": "scroll feeder"}
 # Clock ticks per second of /proc/PID/stat's utime and stime.
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # /proc/PID/stat fields (0-based, after the ")" of comm) of utime and stime.
@@ -113,15 +115,18 @@ async def wait_quiet(reactor: Any, client: SessionClient) -> None:
 
 
 async def open_session(reactor: Any, host: str, port: int, known: KnownHosts, user: TestUser,
-                       app: str, ready: Callable[[SessionClient], bool]) -> SessionClient:  # fmt: skip
-    """Connect, log in, open display and input, launch APP, wait for READY."""
+                       app: str | None, ready: Callable[[SessionClient], bool]) -> SessionClient:  # fmt: skip
+    """Connect, log in, open display and input, launch APP (None: attach to
+    what the session already runs), wait for READY."""
     client: SessionClient = await within(reactor, connect(reactor, host, port, known), "the server")
     try:
         await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
         await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
-        shown = defer.ensureDeferred(frame_where(reactor, client, lambda: ready(client), f"{app} on screen"))
-        await within(reactor, client.launch(app), f"launch of {app}")
+        what = f"{app or 'the session'} on screen"
+        shown = defer.ensureDeferred(frame_where(reactor, client, lambda: ready(client), what))
+        if app is not None:
+            await within(reactor, client.launch(app), f"launch of {app}")
         await shown
     except BaseException:
         client.disconnect()
@@ -260,8 +265,11 @@ def process_label(pid: int) -> str:
         return "gone"
     if b"sessiond.agent" in argv:
         return "agent"
-    if any(arg.endswith(b"redraw_app.py") for arg in argv):
-        return "redraw app"
+    if any(arg.endswith(b"isolation/init.py") for arg in argv):
+        return "sandbox init"
+    for script, label in BENCH_SCRIPTS.items():  # a python running it, not an xterm -e naming it
+        if comm.startswith("python") and any(arg.endswith(script) for arg in argv):
+            return label
     if any(arg.endswith(b"/sessiond") for arg in argv):
         return "sessiond"
     return comm
@@ -283,14 +291,39 @@ def user_pids(user: str) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def cpu_shares(pids: list[int], before: dict[int, float], seconds: float) -> dict[str, float]:
-    """CPU use per process label over SECONDS, in % of one core."""
-    shares: dict[str, float] = {}
+def cpu_used(pids: list[int], before: dict[int, float]) -> dict[str, float]:
+    """CPU seconds per process label since BEFORE (pid -> cpu_seconds then)."""
+    used: dict[str, float] = {}
     for pid in pids:
         label = process_label(pid)
-        used = cpu_seconds(pid) - before.get(pid, 0.0)
-        shares[label] = shares.get(label, 0.0) + 100.0 * used / seconds
-    return shares
+        used[label] = used.get(label, 0.0) + cpu_seconds(pid) - before.get(pid, 0.0)
+    return used
+
+
+def cpu_shares(pids: list[int], before: dict[int, float], seconds: float) -> dict[str, float]:
+    """CPU use per process label over SECONDS, in % of one core."""
+    return {label: 100.0 * used / seconds for label, used in cpu_used(pids, before).items()}
+
+
+class FrameCounter:
+    """Counts the client's complete frames (FrameEnds) from now until stop()."""
+
+    def __init__(self, client: SessionClient) -> None:
+        self.frames = 0
+        self._counting = True
+        self._task = defer.ensureDeferred(self._count(client))
+        self._task.addErrback(lambda f: f.trap(defer.CancelledError))
+
+    async def _count(self, client: SessionClient) -> None:
+        while self._counting:
+            await client.next_frame()
+            self.frames += 1
+
+    def stop(self) -> int:
+        """Stop counting; returns the frames counted."""
+        self._counting = False
+        self._task.cancel()
+        return self.frames
 
 
 # -- 3. full-screen redraw ----------------------------------------------------------
@@ -315,24 +348,12 @@ async def redraw(reactor: Any, client: SessionClient, proxy: CountingProxy, seco
     """Count frames and bytes for SECONDS while the redraw app scrolls, and
     the CPU the WATCHED processes use meanwhile."""
     await task.deferLater(reactor, REDRAW_WARMUP_SECONDS, lambda: None)
-    frames = 0
-    counting = True
-
-    async def count() -> None:
-        nonlocal frames
-        while counting:
-            await client.next_frame()
-            frames += 1
-
-    counter = defer.ensureDeferred(count())
-    counter.addErrback(lambda f: f.trap(defer.CancelledError))
+    counter = FrameCounter(client)
     cpu_before = {pid: cpu_seconds(pid) for pid in watched}
     start_bytes, start = proxy.count(), time.perf_counter()
     await task.deferLater(reactor, seconds, lambda: None)
-    used, elapsed, counted = proxy.count() - start_bytes, time.perf_counter() - start, frames
+    used, elapsed, counted = proxy.count() - start_bytes, time.perf_counter() - start, counter.stop()
     cpu = cpu_shares(watched, cpu_before, elapsed)
-    counting = False
-    counter.cancel()
     samples = []
     for index in range(NAIVE_REDRAW_SAMPLES):
         await within(reactor, client.next_frame(), f"naive sample frame {index}")

@@ -1,0 +1,265 @@
+# The peer table's scroll workload in the project's own bench (issue 15):
+# a 1920x1080 session, `xterm -geometry 180x50` at 0,0, and 5 s of
+# deterministic log-like text, every line different, pushed through the
+# xterm by scroll_feed.py. It prints frames/s and kB/s down at the client
+# (the real client library through the counting TLS proxy), lines/s the
+# xterm got through, and the CPU seconds of each process (client, sessiond,
+# agent, Xvfb, xterm, the feeder) and of all of them.
+#
+# Baseline, measured in the same run on the same session: the same xterm
+# and text with NO client attached (the client disconnects; the session
+# lives on). That is the upper bound of lines/s and the CPU of the session
+# alone; the ratios (with client / without) say what serving a client costs.
+# Each window follows a warm-up round. Nothing here gates anything.
+# Run as root after `make install` (it creates a user):
+#   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_scroll.py
+"""Scroll through xterm: frames/s, kB/s, lines/s, CPU-s, with vs without a client."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+
+import spine_server
+from bench_spine import REPO, SCREEN, SHARED_APP_DIR, USER_PREFIX, header, publish_apps
+from byte_proxy import ByteCount, CountingProxy
+from client.known_hosts import KnownHosts
+from client.session import SessionClient
+from scroll_feed import MAX_RESULT_LINE, parse_result
+from spine_workloads import XTERM_ARGS, FrameCounter, cpu_seconds, cpu_used, open_session, user_pids, within
+from spine_workloads import xterm_visible
+
+SCROLL_APP_ID = "sessiond-bench-scroll"
+# The peer table's window; and the warm-up round before each window.
+DEFAULT_SECONDS = 5.0
+WARMUP_SECONDS = 1.0
+# A round's answer may come this much later than its length before the bench gives up.
+ROUND_GRACE_SECONDS = 30.0
+# Pairs of windows (with a client, then without), alternated so load changes hit both.
+DEFAULT_PAIRS = 2
+# A baseline CPU time below this (seconds) is idle: no ratio is printed against it.
+MIN_BASE_CPU = 0.05
+# FIFO names in SHARED_APP_DIR (visible inside the session's sandbox).
+GO_FIFO, RESULT_FIFO = "scroll-go", "scroll-result"
+
+
+@dataclass
+class ScrollRun:
+    """One measured window: what the feeder wrote, what the client got, CPU per process."""
+
+    lines: int
+    seconds: float
+    frames: int
+    bytes: ByteCount
+    cpu: dict[str, float]
+
+    @property
+    def lines_per_s(self) -> float:
+        """Lines the xterm got through per second."""
+        return self.lines / self.seconds
+
+    @property
+    def fps(self) -> float:
+        """Complete frames per second at the client (0 without one)."""
+        return self.frames / self.seconds
+
+    @property
+    def kb_down_per_s(self) -> float:
+        """kB/s server -> client, TLS included (0 without a client)."""
+        return self.bytes.down / self.seconds / 1000
+
+
+def mean_run(runs: list[ScrollRun]) -> ScrollRun:
+    """The mean window of RUNS (lines, seconds, frames, bytes, CPU per process)."""
+    n = len(runs)
+    if n == 0:
+        raise ValueError("no windows to average")
+    cpu: dict[str, float] = {}
+    for one in runs:
+        for label, used in one.cpu.items():
+            cpu[label] = cpu.get(label, 0.0) + used / n
+    up, down = sum(one.bytes.up for one in runs), sum(one.bytes.down for one in runs)
+    return ScrollRun(round(sum(one.lines for one in runs) / n), sum(one.seconds for one in runs) / n,
+                     round(sum(one.frames for one in runs) / n), ByteCount(up // n, down // n), cpu)
+
+
+class _LineReader:
+    """Reactor reader of one line from a non-blocking FIFO descriptor."""
+
+    def __init__(self, reactor: Any, fd: int) -> None:
+        self.reactor, self.fd, self.buffer = reactor, fd, b""
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted name
+        return "scroll-result"
+
+    def doRead(self) -> None:  # noqa: N802 - Twisted name
+        try:
+            self.buffer += os.read(self.fd, MAX_RESULT_LINE)
+        except BlockingIOError:
+            return
+        line, newline, _rest = self.buffer.partition(b"\n")
+        if newline or len(self.buffer) > MAX_RESULT_LINE:
+            self.reactor.removeReader(self)
+            self.done.callback(line)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted name
+        pass
+
+
+class ScrollFifos:
+    """The bench's ends of the feeder's FIFOs, held read-write so no open blocks."""
+
+    def __init__(self, reactor: Any, user: str) -> None:
+        self.reactor = reactor
+        entry = pwd.getpwnam(user)
+        self.fds: list[int] = []
+        for name in (GO_FIFO, RESULT_FIFO):
+            path = os.path.join(SHARED_APP_DIR, name)
+            if os.path.lexists(path):  # left by an interrupted run
+                os.unlink(path)
+            os.mkfifo(path, 0o600)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+            self.fds.append(os.open(path, os.O_RDWR | os.O_NONBLOCK))
+
+    async def round(self, seconds: float) -> tuple[int, float]:
+        """Have the feeder scroll for SECONDS; (lines, seconds) it reports."""
+        reader = _LineReader(self.reactor, self.fds[1])
+        os.write(self.fds[0], f"{seconds}\n".encode("ascii"))
+        self.reactor.addReader(reader)
+        try:
+            line = await within(self.reactor, reader.done, "the scroll feeder", seconds + ROUND_GRACE_SECONDS)
+        finally:
+            self.reactor.removeReader(reader)
+        return parse_result(line)
+
+    def close(self) -> None:
+        """Tell the feeder to stop and close the bench's ends."""
+        os.write(self.fds[0], b"stop\n")
+        for fd in self.fds:
+            os.close(fd)
+
+
+async def measure(fifos: ScrollFifos, seconds: float, client: SessionClient | None, proxy: CountingProxy,
+                  watched: list[int]) -> ScrollRun:  # fmt: skip
+    """A warm-up round, then one window of SECONDS: lines, frames, bytes, CPU."""
+    await fifos.round(WARMUP_SECONDS)
+    counter = FrameCounter(client) if client is not None else None
+    before = {pid: cpu_seconds(pid) for pid in watched}
+    start = proxy.count()
+    lines, took = await fifos.round(seconds)
+    used = proxy.count() - start
+    frames = counter.stop() if counter is not None else 0
+    return ScrollRun(lines, took, frames, used, cpu_used(watched, before))
+
+
+def report(with_client: list[ScrollRun], without: list[ScrollRun]) -> str:
+    """Rows: with a client, without (the baseline), ratio; means of the windows."""
+    ours, base = mean_run(with_client), mean_run(without)
+
+    def ratio(a: float, b: float, floor: float = 0.0) -> str:
+        return f"{a / b:.3g}x" if b > floor else "n/a"
+
+    rows = [("frames/s at the client", f"{ours.fps:.1f}", "no client", "n/a"),
+            ("kB/s down (TLS)", f"{ours.kb_down_per_s:.0f}", "no client", "n/a"),
+            ("lines/s through the xterm", f"{ours.lines_per_s:.0f}", f"{base.lines_per_s:.0f}",
+             ratio(ours.lines_per_s, base.lines_per_s))]  # fmt: skip
+    labels = sorted(set(ours.cpu) | set(base.cpu), key=lambda label: -ours.cpu.get(label, 0.0))
+    for label in labels:
+        a, b = ours.cpu.get(label, 0.0), base.cpu.get(label, 0.0)
+        rows.append((f"CPU-s {label}", f"{a:.2f}", f"{b:.2f}", ratio(a, b, MIN_BASE_CPU)))
+    a, b = sum(ours.cpu.values()), sum(base.cpu.values())
+    rows.append(("CPU-s all", f"{a:.2f}", f"{b:.2f}", ratio(a, b)))
+    rows.append(("CPU-s all per 1000 lines", f"{1000 * a / max(ours.lines, 1):.3f}",
+                 f"{1000 * b / max(base.lines, 1):.3f}",
+                 ratio(a / max(ours.lines, 1), b / max(base.lines, 1))))  # fmt: skip
+    head = ("scroll workload", "with client", "without (baseline)", "ratio")
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in [head, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"means of {len(with_client)} + {len(without)} windows of {ours.seconds:.2f} s; lines/s of "
+                 f"each window: with client {', '.join(f'{one.lines_per_s:.0f}' for one in with_client)}; "
+                 f"without {', '.join(f'{one.lines_per_s:.0f}' for one in without)}; with client "
+                 f"{ours.frames} frames, up {ours.bytes.up / ours.seconds / 1000:.1f} kB/s")  # fmt: skip
+    return "\n".join(lines)
+
+
+def has_screen(client: SessionClient) -> bool:
+    """Attached again: any frame will do (the xterm is already scrolling text)."""
+    return client.framebuffer is not None
+
+
+def shows_xterm(client: SessionClient) -> bool:
+    """The xterm just launched is on the client's screen."""
+    return xterm_visible(client.framebuffer)
+
+
+async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: float, pairs: int) -> None:
+    """Start sessiond, launch the scroll xterm; PAIRS times: measure with a
+    client attached, disconnect, measure without (then attach again)."""
+    load = os.getloadavg()[0]
+    python = os.path.join(spine_server.VENV_BIN, "python")
+    go, result = (os.path.join(SHARED_APP_DIR, name) for name in (GO_FIFO, RESULT_FIFO))
+    feeder = os.path.join(SHARED_APP_DIR, "scroll_feed.py")
+    apps = publish_apps(tmp, ("scroll_feed.py",), {SCROLL_APP_ID: (
+        "Bench scroll", " ".join(("xterm", *XTERM_ARGS, "-e", python, feeder, "--go", go, "--result", result)))})
+    user = users.create(f"{USER_PREFIX}scroll")
+    fifos = ScrollFifos(reactor, user.name)
+    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), apps])
+    proxy = CountingProxy(reactor, server.host, server.port)
+    port = proxy.listen()
+    known = KnownHosts(os.path.join(tmp, "known_hosts"))
+    with_client: list[ScrollRun] = []
+    without: list[ScrollRun] = []
+    try:
+        for pair in range(pairs):
+            # The first attach launches the xterm; later ones find it running.
+            app, ready = (None, has_screen) if pair else (SCROLL_APP_ID, shows_xterm)
+            client = await open_session(reactor, "127.0.0.1", port, known, user, app, ready)
+            watched = [os.getpid(), server.pid, *user_pids(user.name)]
+            print(f"pair {pair + 1}/{pairs}: scroll {seconds:.0f} s with the client ...", file=sys.stderr, flush=True)
+            with_client.append(await measure(fifos, seconds, client, proxy, watched))
+            client.disconnect()
+            print(f"pair {pair + 1}/{pairs}: scroll {seconds:.0f} s without a client ...", file=sys.stderr, flush=True)
+            without.append(await measure(fifos, seconds, None, proxy, watched))
+        print(header(load) + f"; scroll windows of {seconds:.1f} s, each after {WARMUP_SECONDS:.1f} s warm-up")
+        print(report(with_client, without))
+    except Exception:
+        print("--- sessiond log (tail) ---\n" + server.log()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        fifos.close()
+        await proxy.close()
+        await within(reactor, server.stop(reactor), "sessiond to stop", 30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured window (s)")
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="with/without windows, alternated")
+    args = parser.parse_args(argv)
+    if not 0 < args.seconds <= 60 or not 1 <= args.pairs <= 10:
+        parser.error("--seconds must be in (0, 60] and --pairs in [1, 10]")
+    if os.geteuid() != 0:
+        print("bench_scroll: run as root (it creates a user and starts sessiond)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    code = spine_server.run_bench("bench_scroll", "svscroll-",
+                                  lambda reactor, tmp, users: run(reactor, tmp, users, args.seconds, args.pairs),
+                                  (SHARED_APP_DIR,))  # fmt: skip
+    print(f"bench_scroll: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
