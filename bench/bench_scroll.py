@@ -23,7 +23,7 @@ import pwd
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import defer
 
@@ -33,6 +33,7 @@ from byte_proxy import ByteCount, CountingProxy
 from client.known_hosts import KnownHosts
 from client.session import SessionClient
 from scroll_feed import MAX_RESULT_LINE, parse_result
+from scroll_viewer import CLIENT_SCREEN, ClientDesktop, ViewerClient
 from spine_workloads import XTERM_ARGS, FrameCounter, cpu_seconds, cpu_used, open_session, user_pids, within
 from spine_workloads import xterm_visible
 
@@ -150,47 +151,56 @@ class ScrollFifos:
             os.close(fd)
 
 
-async def measure(fifos: ScrollFifos, seconds: float, client: SessionClient | None, proxy: CountingProxy,
-                  watched: list[int]) -> ScrollRun:  # fmt: skip
-    """A warm-up round, then one window of SECONDS: lines, frames, bytes, CPU."""
+async def measure(fifos: ScrollFifos, seconds: float, proxy: CountingProxy, watched: list[int],
+                  client: SessionClient | None = None, viewer: ViewerClient | None = None) -> ScrollRun:  # fmt: skip
+    """A warm-up round, then one window of SECONDS: lines, frames, bytes, CPU of
+    WATCHED (and of the VIEWER's processes). Frames: CLIENT's FrameEnds, or the
+    VIEWER's repaints, or none (no client attached)."""
     await fifos.round(WARMUP_SECONDS)
     counter = FrameCounter(client) if client is not None else None
-    before = {pid: cpu_seconds(pid) for pid in watched}
-    start = proxy.count()
+    extra = viewer.pids() if viewer is not None else {}
+    before = {pid: cpu_seconds(pid) for pid in [*watched, *extra]}
+    start, begun = proxy.count(), time.monotonic()
     lines, took = await fifos.round(seconds)
-    used = proxy.count() - start
-    frames = counter.stop() if counter is not None else 0
-    return ScrollRun(lines, took, frames, used, cpu_used(watched, before))
+    used, ended = proxy.count() - start, time.monotonic()
+    cpu = cpu_used(watched, before)
+    for pid, label in extra.items():
+        cpu[label] = cpu.get(label, 0.0) + cpu_seconds(pid) - before[pid]
+    frames = counter.stop() if counter is not None else viewer.repaints(begun, ended) if viewer is not None else 0
+    return ScrollRun(lines, took, frames, used, cpu)
 
 
-def report(with_client: list[ScrollRun], without: list[ScrollRun]) -> str:
-    """Rows: with a client, without (the baseline), ratio; means of the windows."""
-    ours, base = mean_run(with_client), mean_run(without)
+def report(clients: list[tuple[str, list[ScrollRun]]], without: list[ScrollRun]) -> str:
+    """One column per client (means of its windows) with its ratio to the
+    baseline, then the baseline: the same scroll with no client attached."""
+    ours = [(name, mean_run(runs)) for name, runs in clients if runs]
+    base = mean_run(without)
 
     def ratio(a: float, b: float, floor: float = 0.0) -> str:
         return f"{a / b:.3g}x" if b > floor else "n/a"
 
-    rows = [("frames/s at the client", f"{ours.fps:.1f}", "no client", "n/a"),
-            ("kB/s down (TLS)", f"{ours.kb_down_per_s:.0f}", "no client", "n/a"),
-            ("lines/s through the xterm", f"{ours.lines_per_s:.0f}", f"{base.lines_per_s:.0f}",
-             ratio(ours.lines_per_s, base.lines_per_s))]  # fmt: skip
-    labels = sorted(set(ours.cpu) | set(base.cpu), key=lambda label: -ours.cpu.get(label, 0.0))
-    for label in labels:
-        a, b = ours.cpu.get(label, 0.0), base.cpu.get(label, 0.0)
-        rows.append((f"CPU-s {label}", f"{a:.2f}", f"{b:.2f}", ratio(a, b, MIN_BASE_CPU)))
-    a, b = sum(ours.cpu.values()), sum(base.cpu.values())
-    rows.append(("CPU-s all", f"{a:.2f}", f"{b:.2f}", ratio(a, b)))
-    rows.append(("CPU-s all per 1000 lines", f"{1000 * a / max(ours.lines, 1):.3f}",
-                 f"{1000 * b / max(base.lines, 1):.3f}",
-                 ratio(a / max(ours.lines, 1), b / max(base.lines, 1))))  # fmt: skip
-    head = ("scroll workload", "with client", "without (baseline)", "ratio")
-    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in [head, *rows]]
+    def row(label: str, value: Callable[[ScrollRun], float], fmt: str, floor: float = 0.0,
+            baseline: str | None = None) -> list[str]:  # fmt: skip
+        cells = [label]
+        for _name, run in ours:
+            cells += [format(value(run), fmt), "n/a" if baseline else ratio(value(run), value(base), floor)]
+        return [*cells, baseline or format(value(base), fmt)]
+
+    rows = [row("frames/s at the client", lambda r: r.fps, ".1f", baseline="no client"),
+            row("kB/s down (TLS)", lambda r: r.kb_down_per_s, ".0f", baseline="no client"),
+            row("lines/s through the xterm", lambda r: r.lines_per_s, ".0f")]
+    labels = {label for _name, run in ours for label in run.cpu} | set(base.cpu)
+    for label in sorted(labels, key=lambda name: -max(run.cpu.get(name, 0.0) for _n, run in [*ours, ("", base)])):
+        rows.append(row(f"CPU-s {label}", lambda r, name=label: r.cpu.get(name, 0.0), ".2f", MIN_BASE_CPU))
+    rows.append(row("CPU-s all", lambda r: sum(r.cpu.values()), ".2f"))
+    rows.append(row("CPU-s all per 1000 lines", lambda r: 1000 * sum(r.cpu.values()) / max(r.lines, 1), ".3f"))
+    head = ["scroll workload", *(cell for name, _run in ours for cell in (f"with {name}", "ratio")), "no client"]
+    widths = [max(len(cells[i]) for cells in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip() for cells in [head, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"means of {len(with_client)} + {len(without)} windows of {ours.seconds:.2f} s; lines/s of "
-                 f"each window: with client {', '.join(f'{one.lines_per_s:.0f}' for one in with_client)}; "
-                 f"without {', '.join(f'{one.lines_per_s:.0f}' for one in without)}; with client "
-                 f"{ours.frames} frames, up {ours.bytes.up / ours.seconds / 1000:.1f} kB/s")  # fmt: skip
+    each = "; ".join(f"{name} {', '.join(f'{one.lines_per_s:.0f}' for one in runs)}"
+                     for name, runs in [*clients, ("no client", without)] if runs)  # fmt: skip
+    lines.append(f"means of windows of {base.seconds:.2f} s, each after a warm-up; lines/s of each window: {each}")
     return "\n".join(lines)
 
 
@@ -204,9 +214,11 @@ def shows_xterm(client: SessionClient) -> bool:
     return xterm_visible(client.framebuffer)
 
 
-async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: float, pairs: int) -> None:
-    """Start sessiond, launch the scroll xterm; PAIRS times: measure with a
-    client attached, disconnect, measure without (then attach again)."""
+async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: float, pairs: int,
+              with_viewer: bool) -> None:  # fmt: skip
+    """Start sessiond, launch the scroll xterm; PAIRS times: a window with the
+    library attached, one without a client, and (WITH_VIEWER) one with the
+    native viewer attached, then one more without."""
     load = os.getloadavg()[0]
     python = os.path.join(spine_server.VENV_BIN, "python")
     go, result = (os.path.join(SHARED_APP_DIR, name) for name in (GO_FIFO, RESULT_FIFO))
@@ -219,26 +231,46 @@ async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: f
     proxy = CountingProxy(reactor, server.host, server.port)
     port = proxy.listen()
     known = KnownHosts(os.path.join(tmp, "known_hosts"))
-    with_client: list[ScrollRun] = []
+    desktop = ClientDesktop(*CLIENT_SCREEN) if with_viewer else None
+    library: list[ScrollRun] = []
+    viewed: list[ScrollRun] = []
     without: list[ScrollRun] = []
+
+    def step(pair: int, what: str) -> None:
+        print(f"pair {pair + 1}/{pairs}: scroll {seconds:.0f} s {what} ...", file=sys.stderr, flush=True)
+
     try:
         for pair in range(pairs):
             # The first attach launches the xterm; later ones find it running.
             app, ready = (None, has_screen) if pair else (SCROLL_APP_ID, shows_xterm)
             client = await open_session(reactor, "127.0.0.1", port, known, user, app, ready)
             watched = [os.getpid(), server.pid, *user_pids(user.name)]
-            print(f"pair {pair + 1}/{pairs}: scroll {seconds:.0f} s with the client ...", file=sys.stderr, flush=True)
-            with_client.append(await measure(fifos, seconds, client, proxy, watched))
+            step(pair, "with the client library")
+            library.append(await measure(fifos, seconds, proxy, watched, client=client))
             client.disconnect()
-            print(f"pair {pair + 1}/{pairs}: scroll {seconds:.0f} s without a client ...", file=sys.stderr, flush=True)
-            without.append(await measure(fifos, seconds, None, proxy, watched))
-        print(header(load) + f"; scroll windows of {seconds:.1f} s, each after {WARMUP_SECONDS:.1f} s warm-up")
-        print(report(with_client, without))
+            step(pair, "without a client")
+            without.append(await measure(fifos, seconds, proxy, watched))
+            if desktop is None:
+                continue
+            viewer = await ViewerClient.start(reactor, desktop, port, user, tmp)
+            try:
+                step(pair, "with the native viewer")
+                # The bench process only relays bytes here: it is not the client.
+                viewed.append(await measure(fifos, seconds, proxy, watched[1:], viewer=viewer))
+            finally:
+                await viewer.stop(reactor)
+            step(pair, "without a client")
+            without.append(await measure(fifos, seconds, proxy, watched))
+        print(header(load, title="sessiond scroll benchmark")
+              + f"; scroll windows of {seconds:.1f} s, each after {WARMUP_SECONDS:.1f} s warm-up")
+        print(report([("library", library), ("viewer", viewed)], without))
     except Exception:
         print("--- sessiond log (tail) ---\n" + server.log()[-4000:], file=sys.stderr)
         raise
     finally:
         fifos.close()
+        if desktop is not None:
+            desktop.stop()
         await proxy.close()
         await within(reactor, server.stop(reactor), "sessiond to stop", 30)
 
@@ -247,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured window (s)")
     parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="with/without windows, alternated")
+    parser.add_argument("--no-viewer", action="store_true", help="measure the client library only")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 60 or not 1 <= args.pairs <= 10:
         parser.error("--seconds must be in (0, 60] and --pairs in [1, 10]")
@@ -254,9 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_scroll: run as root (it creates a user and starts sessiond)", file=sys.stderr)
         return 2
     started = time.monotonic()
-    code = spine_server.run_bench("bench_scroll", "svscroll-",
-                                  lambda reactor, tmp, users: run(reactor, tmp, users, args.seconds, args.pairs),
-                                  (SHARED_APP_DIR,))  # fmt: skip
+    code = spine_server.run_bench("bench_scroll", "svscroll-", lambda reactor, tmp, users: run(
+        reactor, tmp, users, args.seconds, args.pairs, not args.no_viewer), (SHARED_APP_DIR,))
     print(f"bench_scroll: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return code
 

@@ -323,11 +323,11 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def header(load: float, frames_in_flight: int | None = None) -> str:
+def header(load: float, frames_in_flight: int | None = None, title: str = "sessiond spine benchmark") -> str:
     """Machine, date and load: other work on the machine skews every
     figure, so the report says how busy it was when the bench started."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"sessiond spine benchmark, {now}; nproc {os.cpu_count()}; {platform.machine()} "
+    return (f"{title}, {now}; nproc {os.cpu_count()}; {platform.machine()} "
             f"{platform.release()}; Python {platform.python_version()}; screen {SCREEN[0]}x{SCREEN[1]}, "
             f"xterm {XTERM_ARGS[-1]}; load average at start {load:.2f}"
             + (f"; frames_in_flight = {frames_in_flight} (not the default)" if frames_in_flight else ""))  # fmt: skip

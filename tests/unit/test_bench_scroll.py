@@ -72,12 +72,18 @@ def test_report_averages_the_windows_and_gives_ratios_against_no_client() -> Non
     mean = bench_scroll.mean_run(ours)
     assert (mean.lines, mean.frames, mean.bytes.down) == (75000, 150, 4_000_000)
     assert mean.cpu == {"Xvfb": 1.5, "agent": 1.5}
-    rows = {line.split("  ")[0]: line.split() for line in bench_scroll.report(ours, base).splitlines()}
-    assert rows["lines/s through the xterm"][-3:] == ["15000", "30000", "0.5x"]
-    assert rows["frames/s at the client"][-4:] == ["30.0", "no", "client", "n/a"]
-    assert rows["kB/s down (TLS)"][-4] == "800"
-    assert rows["CPU-s Xvfb"][-3:] == ["1.50", "3.00", "0.5x"]
-    assert rows["CPU-s agent"][-1] == "n/a"  # the session alone runs no agent work: no ratio
-    assert rows["CPU-s all"][-3:] == ["3.00", "3.00", "0.998x"]
+    viewer = [window(60000, 150, 2_000_000, {"Xvfb": 2.0, "client's Xvfb": 0.5})]
+    text = bench_scroll.report([("library", ours), ("viewer", viewer)], base)
+    rows = {line.split("  ")[0]: line.split() for line in text.splitlines()}
+    assert rows["scroll workload"][2:] == ["with", "library", "ratio", "with", "viewer", "ratio", "no", "client"]
+    assert rows["lines/s through the xterm"][-5:] == ["15000", "0.5x", "12000", "0.4x", "30000"]
+    assert rows["frames/s at the client"][-6:] == ["30.0", "n/a", "30.0", "n/a", "no", "client"]
+    assert rows["kB/s down (TLS)"][3:5] == ["800", "n/a"]
+    assert rows["CPU-s Xvfb"][-5:] == ["1.50", "0.5x", "2.00", "0.667x", "3.00"]
+    assert rows["CPU-s agent"][-5:] == ["1.50", "n/a", "0.00", "n/a", "0.01"]  # idle baseline: no ratio
+    assert rows["CPU-s client's Xvfb"][-5:] == ["0.00", "n/a", "0.50", "n/a", "0.00"]
+    assert rows["CPU-s all"][-5:] == ["3.00", "0.998x", "2.50", "0.832x", "3.00"]
+    # a client that was not measured (no viewer) gets no column
+    assert "viewer" not in bench_scroll.report([("library", ours), ("viewer", [])], base).splitlines()[0]
     with pytest.raises(ValueError):
         bench_scroll.mean_run([])
