@@ -78,7 +78,8 @@ class ViewerLink:
         self._request = 0
         self._held_keys: list[tuple[int, bool]] = []
         self._focus_wait: Any = None
-        self.apps = AppsWatch(self.reactor, lambda: self.client, args.timeout, self._apps_shown)
+        self.apps = AppsWatch(self.reactor, lambda: self.client, args.timeout, self._apps_shown,
+                              lambda text: self.events.status(text, False))  # fmt: skip
         self._apps_listed = False
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
 
@@ -260,8 +261,10 @@ class ViewerLink:
             for app in args.launch:
                 await self._launch(app)
             if not args.launch:
+                self.apps.start()  # armed before the first list: a notice during it is not lost
                 await self.apps.first()
-                self.apps.start()
+        else:
+            self.apps.reconnected()
 
     def _windows_changed(self, client: SessionClient, title: str) -> None:
         if client is self.client:

@@ -288,5 +288,6 @@ def test_launcher_follows_the_catalog_without_reconnecting(server: Server, proxy
         desktop.wait_for(lambda: view.log().count("the published apps changed") >= 2, 60,
                          "the viewer to hear the app was withdrawn")  # fmt: skip
         assert "connection lost" not in view.log() and "Traceback" not in view.log()
+        assert "does not announce app changes" not in view.log()  # told by APPS_CHANGED, not found by polling
     finally:
         assert view.stop() == 0, view.log()
