@@ -205,8 +205,23 @@ def test_stale_shade_while_offline_then_the_session_pixels(viewer: Viewer, deskt
         raise AssertionError(f"{exc}: {last['why']} ({tmp_path})") from None
 
 
+def fills_when_maximized(desktop: ClientDesktop, user: TestUser, title: str, path: str) -> None:
+    """The local maximized window shows the session window's pixels over its whole area: the same size
+    (the session's screen was fitted to it), the same pixels, no undrawn grey beyond them."""
+    last = {"why": ""}
+
+    def fills() -> bool:
+        last["why"] = _compare(desktop, user, title, path, False)
+        return not last["why"]
+
+    try:
+        desktop.wait_for(fills, 30, "the maximized local window to show the session's pixels all over")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last['why']} ({path})") from None
+
+
 def test_session_maximize_and_restore_are_mirrored_locally(viewer: Viewer, desktop: ClientDesktop,
-                                                           vis: TestUser) -> None:  # fmt: skip
+                                                           vis: TestUser, tmp_path: Any) -> None:  # fmt: skip
     title = xterm_title(vis)
     local = desktop.window(title)
     before = session_window(vis, title)
@@ -214,6 +229,7 @@ def test_session_maximize_and_restore_are_mirrored_locally(viewer: Viewer, deskt
     assert not locally_maximized(desktop, local)
     net_wm_state_in_session(vis, remote, 1)
     desktop.wait_for(lambda: locally_maximized(desktop, local), 30, "the local xterm to be maximized")
+    fills_when_maximized(desktop, vis, title, str(tmp_path / "maximized.png"))
     net_wm_state_in_session(vis, remote, 0)
     desktop.wait_for(lambda: not locally_maximized(desktop, local), 30, "the local xterm to be restored")
     geometry = (before["x"], before["y"], before["width"], before["height"])
@@ -223,7 +239,8 @@ def test_session_maximize_and_restore_are_mirrored_locally(viewer: Viewer, deskt
     assert (now["x"], now["y"], now["width"], now["height"]) == geometry, (before, now)
 
 
-def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: ClientDesktop, vis: TestUser) -> None:
+def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: ClientDesktop, vis: TestUser,
+                                                      tmp_path: Any) -> None:  # fmt: skip
     title = xterm_title(vis)
     local = desktop.window(title)
     before = session_window(vis, title)
@@ -233,6 +250,7 @@ def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: C
     grown = session_window(vis, title)
     assert grown["width"] > before["width"] and grown["height"] > before["height"], (before, grown)
     assert locally_maximized(desktop, local)
+    fills_when_maximized(desktop, vis, title, str(tmp_path / "maximized.png"))
     net_wm_state_local(desktop, local, 0)
     desktop.wait_for(lambda: not any(a in net_wm_state_in_session(vis, before["id"], -1) for a in MAXIMIZED), 30,
                      "the session's xterm to be restored")  # fmt: skip
