@@ -274,8 +274,10 @@ class ViewerLink:
         await with_timeout(self.reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
         await with_timeout(self.reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
         client.refresh()
-        self._screen_asked = None  # a new connection: ask again (another client may have resized it)
-        self._fit_screen(self.local_screen)
+        # A new connection: ask again (another client may have resized it), for the last size asked (a local
+        # maximized window's) or else the local screen's.
+        wanted, self._screen_asked = self._screen_asked or self.local_screen, None
+        self._fit_screen(wanted)
         if args.audio:
             await self._open_audio(client)
         if first:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops
 
-from svtest import REPO, VENV_BIN, Server, TestUser, start_sessiond, stop_sessiond
+from svtest import VENV_BIN, Server, TestUser, copy_catalog, start_sessiond, stop_sessiond
 from test_seamless import agent_pid
 from viewer_desktop import ClientDesktop
 from viewer_session import (
@@ -100,10 +99,7 @@ def locally_maximized(desktop: ClientDesktop, window: int) -> bool:
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: Any) -> str:
     """A catalog directory this module may edit (a copy of conf/apps)."""
-    directory = str(tmp_path_factory.mktemp("apps"))
-    for name in os.listdir(os.path.join(REPO, "conf", "apps")):
-        shutil.copy(os.path.join(REPO, "conf", "apps", name), directory)
-    return directory
+    return copy_catalog(str(tmp_path_factory.mktemp("apps")))
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +236,7 @@ def test_session_maximize_and_restore_are_mirrored_locally(viewer: Viewer, deskt
 
 
 def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: ClientDesktop, vis: TestUser,
-                                                      tmp_path: Any) -> None:  # fmt: skip
+                                                      proxy: GatedProxy, tmp_path: Any) -> None:  # fmt: skip
     title = xterm_title(vis)
     local = desktop.window(title)
     before = session_window(vis, title)
@@ -251,6 +247,13 @@ def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: C
     assert grown["width"] > before["width"] and grown["height"] > before["height"], (before, grown)
     assert locally_maximized(desktop, local)
     fills_when_maximized(desktop, vis, title, str(tmp_path / "maximized.png"))
+    # After a reconnect the session's screen is asked for the maximized window's size again, not the whole screen's.
+    reconnects = viewer.log().count("reconnected")
+    killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", str(proxy.port)], capture_output=True,
+                            text=True)  # fmt: skip
+    assert killed.returncode == 0, killed.stderr
+    desktop.wait_for(lambda: viewer.log().count("reconnected") > reconnects, 60, "the viewer to reconnect")
+    fills_when_maximized(desktop, vis, title, str(tmp_path / "reconnected.png"))
     net_wm_state_local(desktop, local, 0)
     desktop.wait_for(lambda: not any(a in net_wm_state_in_session(vis, before["id"], -1) for a in MAXIMIZED), 30,
                      "the session's xterm to be restored")  # fmt: skip

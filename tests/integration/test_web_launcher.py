@@ -10,20 +10,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from svtest import REPO, Server, TestUser, start_sessiond, stop_sessiond
+from svtest import Server, TestUser, copy_catalog, start_sessiond, stop_sessiond
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-from playwright import sync_api as playwright_sync  # noqa: E402 - pinned in requirements-test.txt
+import test_web_client  # noqa: E402
+from test_web_client import UI_TIMEOUT_MS, log_in  # noqa: E402
 
-from test_web_client import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, log_in  # noqa: E402
+browser = test_web_client.browser  # the same module-scoped chromium fixture
 
 FRAME_HEADER = struct.Struct(">IHBB")
 APP_LIST_REQUEST, APPS_CHANGED = 0x04, 0x14  # control types (docs/protocol.md section 6)
@@ -68,10 +68,7 @@ class ControlFrames:
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: Any) -> str:
     """A catalog directory this module may edit (a copy of conf/apps)."""
-    directory = str(tmp_path_factory.mktemp("apps"))
-    for name in os.listdir(os.path.join(REPO, "conf", "apps")):
-        shutil.copy(os.path.join(REPO, "conf", "apps", name), directory)
-    return directory
+    return copy_catalog(str(tmp_path_factory.mktemp("apps")))
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +77,6 @@ def server(tmp_path_factory: Any, catalog: str) -> Iterator[Server]:
                              session="mode = seamless\n")  # fmt: skip
     yield started
     stop_sessiond(started)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_the_launcher_follows_the_catalog_without_reconnecting(server: Server, catalog: str, browser: Any,

@@ -3,8 +3,10 @@
 # after a reconnect); with an older server it asks every APPS_POLL_SECONDS.
 # Either way it tells the GUI only of a list that changed, fetches an icon
 # only for a new app (or a changed icon name), and sits out while the
-# connection is down. A recorder client and a task.Clock: no sleeps, no sockets.
-"""AppsWatch: notices, the old-server poll, diffing, icon cache, reconnect gaps."""
+# connection is down. Also what the viewer asks of the session's screen
+# (ViewerLink.fit_screen): once per size, seamless mode only. Recorder clients
+# and a task.Clock: no sleeps, no sockets.
+"""AppsWatch: notices, the old-server poll, diffing, icon cache, reconnect gaps; the screen fit."""
 
 from __future__ import annotations
 
@@ -162,3 +164,33 @@ def test_a_failed_poll_is_skipped_not_fatal() -> None:
     client.apps.append(app("xcalc", "XCalc"))
     clock.advance(APPS_POLL_SECONDS)
     assert [row[0] for row in shown[-1]] == ["xterm", "xcalc"] and watch.polls == 2
+
+
+class ScreenClient:
+    """The part of SessionClient that ViewerLink.fit_screen uses: the screen's size and resize()."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.framebuffer = types.SimpleNamespace(width=width, height=height)
+        self.transport = object()
+        self.resized: list[tuple[int, int]] = []
+
+    def resize(self, width: int, height: int) -> defer.Deferred[None]:
+        self.resized.append((width, height))
+        return defer.fail(ConnectionEnded(ReasonCode.NORMAL, "no answer: the connection went"))
+
+
+def test_the_session_screen_is_asked_once_per_size_and_only_in_seamless_mode() -> None:
+    import argparse
+
+    from client.viewer.link import ViewerLink
+
+    link = ViewerLink(argparse.Namespace(timeout=5.0), events=None)  # type: ignore[arg-type]
+    client = ScreenClient(1280, 1024)
+    link.client = client  # type: ignore[assignment]
+    link._fit_screen((1280, 1000))
+    assert client.resized == []  # desktop mode: the window's own size is sent instead
+    link.seamless = True
+    link._fit_screen((1280, 1024))  # the size it has
+    link._fit_screen((1280, 1000))  # a local maximized window's
+    link._fit_screen((1280, 1000))  # asked already (the answer may be clamped): not again
+    assert client.resized == [(1280, 1000)]  # (the failed answer was swallowed, not logged as unhandled)
