@@ -290,7 +290,7 @@ def main() -> int:
         parser.add_argument(name, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw:
-        args.no_resume, args.timeout = True, 30.0
+        args.no_resume, args.timeout, args.command = True, 30.0, "bench"  # (client.cli.open_session reads command)
         raw_client(args)
         return 0
     sys.path[:0] = [os.path.join(REPO, "tests"), os.path.join(REPO, "tests", "integration")]

@@ -32,12 +32,14 @@ from protocol.connection import (
     WindowUpdated,
     frame_cost,
 )
+from protocol.control_session import APPS_CHANGED_CAPABILITY
 from protocol.errors import ReasonCode
 from protocol.limits import ALPN
 from protocol.messages import (
     AppExited,
     AppList,
     AppListRequest,
+    AppsChanged,
     Auth,
     AuthResult,
     Button,
@@ -70,7 +72,7 @@ from transport.twisted_wire import FrameProtocol
 
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
-                "input.keysym", "input.key-tap", "display.tile")
+                "input.keysym", "input.key-tap", "display.tile", APPS_CHANGED_CAPABILITY)
 DISPLAY = int(ChannelKind.DISPLAY)
 # VIDEO_CAPS bit: this client decodes H264 regions (client/video.py).
 VIDEO_H264 = 0x01
@@ -361,6 +363,10 @@ class SessionClient(WindowsMixin, FrameAcks, FrameProtocol):
         if not answer.ok:
             raise RemoteError(answer.code, answer.message)
         return answer.png
+
+    def apps_changed(self) -> defer.Deferred[AppsChanged]:
+        """Fires at the server's next APPS_CHANGED: list_apps() would answer differently now."""
+        return self.window_event(lambda m: isinstance(m, AppsChanged))  # (any message the client delivers)
 
     def app_exited(self, pid: int) -> defer.Deferred[AppExited]:
         """Fires with APP_EXITED once the app with ``pid`` (from its LAUNCH_RESULT) ends."""

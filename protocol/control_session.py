@@ -26,6 +26,8 @@ AUTH_METHOD_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 SCREEN: Final = JSON_INT.within(0, U16_MAX)  # SESSION_INFO width and height
+# HELLO capability: this side sends (server) or understands (client) APPS_CHANGED.
+APPS_CHANGED_CAPABILITY: Final = "apps.changed"
 
 
 @message(0x02, "AUTH", sender=Sender.CLIENT, codec=CUSTOM)
@@ -104,6 +106,13 @@ class AppList(ControlMessage):
     """The applications the user may launch."""
 
     apps: tuple[AppInfo, ...] = wire(LIST(AppInfo))
+
+
+@message(0x14, "APPS_CHANGED", sender=Sender.SERVER, codec=JSON)
+class AppsChanged(ControlMessage):
+    """The apps the user may launch changed since the last APP_LIST (an admin
+    edited the catalog): ask again with APP_LIST_REQUEST. Sent only to clients
+    that said APPS_CHANGED_CAPABILITY in HELLO, coalesced (sessiond/app_notices.py)."""
 
 
 @message(0x06, "LAUNCH", sender=Sender.CLIENT, codec=JSON)

@@ -126,8 +126,9 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     DirectoryService(directory, supervising.adopted, reactor).setServiceParent(root)
     PolicyService(supervisor, registry, config.policy, reactor=reactor).setServiceParent(root)
     factory = GatewayFactory(config, supervisor, catalog, reactor, authenticator, metrics)
-    CatalogReloader(catalog, list(config.apps.directories), interval=config.apps.reload_interval,
-                    clock=reactor, on_reload=[factory.publisher.icons.clear]).setServiceParent(root)  # fmt: skip
+    CatalogReloader(catalog, list(config.apps.directories), interval=config.apps.reload_interval, clock=reactor,
+                    on_reload=[factory.publisher.icons.clear, factory.app_notices.catalog_reloaded]  # (app_notices.py)
+                    ).setServiceParent(root)  # fmt: skip
     ops = AdminOps(supervisor, registry, metrics)
     token = ensure_admin_token(config.admin.token_file)
     web = web_root(ops, token)

@@ -21,7 +21,7 @@ from apps.catalog import Catalog, UnknownApp
 from apps.exec_line import ExecError
 from apps.icon_renders import IconRateLimited
 from apps.icons import IconError
-from apps.publisher import AppPublisher, NotEntitled, PublishedApp, publisher_from_config
+from apps.publisher import AppPublisher, NotEntitled, publisher_from_config
 from isolation.accounts import AccountError, lookup_account
 from protocol.connection import (
     ChannelClosed,
@@ -35,10 +35,9 @@ from protocol.connection import (
 )
 from protocol.events import FrameReceived
 from protocol.errors import ReasonCode
+from protocol.control_session import APPS_CHANGED_CAPABILITY
 from protocol.messages import (
-    AppInfo,
     ChannelKind,
-    AppList,
     AppListRequest,
     Auth,
     AuthResult,
@@ -54,6 +53,7 @@ from protocol.messages import (
     Pong,
     SessionInfo,
 )
+from sessiond.app_notices import AppNotices
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
 from sessiond.metrics import Metrics
 from protocol.media import FrameEnd
@@ -74,7 +74,7 @@ log = Logger()
 
 SOFTWARE = "sessiond 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
-                "input.keysym", "input.key-tap")
+                "input.keysym", "input.key-tap", APPS_CHANGED_CAPABILITY)
 # Files/URLs one launch may pass to an app.
 MAX_LAUNCH_ARGS = 64
 
@@ -93,6 +93,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._login_timer: Any = None
         self._method = ""
         self._chain_expires: float | None = None  # a resume's token chain end (None: a password login)
+        self.apps_notices = False  # the client understands APPS_CHANGED
 
     def make_connection(self) -> Connection:  # no channels for a launcher beside the session's connection
         return Connection(self.role, relay=relayed, accept_kind=lambda kind: default_accept_kind(kind) and (
@@ -112,6 +113,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             self.close(ReasonCode.TIMEOUT, "no login within the time limit")
 
     def on_lost(self, reason: Failure) -> None:
+        self.factory.app_notices.forget(self)
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         if self.session is not None:
@@ -167,12 +169,12 @@ class ClientHandler(FrameProtocol, ClientPeer):
     def _control(self, message: Message) -> None:
         if isinstance(message, Hello):
             self.beside = LAUNCH_BESIDE in message.capabilities  # launches only: never takes a session over
+            self.apps_notices = APPS_CHANGED_CAPABILITY in message.capabilities  # (sessiond/app_notices.py)
             self.conn.hello(capabilities=CAPABILITIES, software=SOFTWARE)
         elif isinstance(message, Auth):
             self._auth(message)
         elif isinstance(message, AppListRequest):
-            apps = self.factory.publisher.listing(self.user, message.locale)
-            self._send(AppList(apps=tuple(_app_info(app) for app in apps)))
+            self._send(self.factory.app_notices.answer(self, self.user, message.locale, self.apps_notices))
         elif isinstance(message, IconRequest):
             self._icon(message)
         elif isinstance(message, Launch):
@@ -392,11 +394,6 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self.close(ReasonCode.NORMAL, reason)
 
 
-def _app_info(app: PublishedApp) -> AppInfo:
-    return AppInfo(id=app.id, name=app.name, comment=app.comment, categories=tuple(app.categories),
-                   icon=app.icon)  # fmt: skip
-
-
 class GatewayFactory(protocol.Factory):
     """Builds ClientHandlers sharing the supervisor, catalog and limiter."""
 
@@ -409,6 +406,7 @@ class GatewayFactory(protocol.Factory):
         self.catalog = catalog
         # Entitlements and icons over the catalog; the one place list, launch and icon are decided.
         self.publisher: AppPublisher = publisher_from_config(catalog, config)
+        self.app_notices = AppNotices(self.publisher, reactor)  # APP_LIST answers, APPS_CHANGED on reloads
         self.reactor = reactor
         self.authenticator = authenticator or PamAuthenticator(config.auth.pam_service)
         self.limiter = FailureLimiter(config.auth.max_failures, config.auth.failure_window)

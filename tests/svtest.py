@@ -143,6 +143,13 @@ def start_sessiond(tmp: str, extra: str = "", on_stop: str = "logoff", port: int
         raise RuntimeError(f"sessiond did not start:\n{handle.read()}")
 
 
+def copy_catalog(directory: str) -> str:
+    """A catalog DIRECTORY a test may edit while sessiond runs: a copy of conf/apps (start_sessiond(apps=...))."""
+    for name in os.listdir(os.path.join(REPO, "conf", "apps")):
+        shutil.copy(os.path.join(REPO, "conf", "apps", name), directory)
+    return directory
+
+
 def stop_sessiond(server: Server) -> None:
     if server.process.poll() is None:
         server.process.terminate()

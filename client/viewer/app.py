@@ -72,6 +72,10 @@ class ViewerUi:
 
     def start(self) -> None:
         """Connect (the reactor thread starts)."""
+        screen = self.app.primaryScreen()
+        if screen is not None:  # the session's screen takes the local free area (ViewerLink.fit_screen)
+            area = screen.availableGeometry()
+            self.link.local_screen = (area.width(), area.height())
         self.link.start()
 
     def stop(self) -> None:

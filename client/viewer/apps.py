@@ -2,13 +2,18 @@
 #
 # Admins publish and withdraw apps by editing the catalog directories while
 # sessiond runs (apps/reload.py re-reads them within its reload_interval);
-# users expect the launcher to follow without reconnecting. The server does
-# not push APP_LIST (it answers APP_LIST_REQUEST, as the web client asks at
-# login), so the viewer asks again every APPS_POLL_SECONDS while it shows the
-# launcher: one small JSON request, answered from the server's catalog in
-# memory. Icons are fetched only for an app that is new or whose icon name
-# changed, and the GUI hears only of a list that differs from the last one.
-"""AppsWatch: the published apps for the launcher, polled and diffed."""
+# users expect the launcher to follow without reconnecting. A server that
+# says `apps.changed` in its HELLO sends APPS_CHANGED when this user's list
+# changed (sessiond/app_notices.py): the viewer then asks again, and asks
+# nothing otherwise. After a reconnect it asks once (a notice sent while the
+# connection was down is lost) and follows the new connection.
+#
+# An older server never sends the notice: for it alone the viewer keeps a
+# slow poll (APPS_POLL_SECONDS), because a farm being upgraded host by host
+# mixes both and a launcher that silently stops following would be worse.
+# Icons are fetched only for an app that is new or whose icon name changed,
+# and the GUI hears only of a list that differs from the last one.
+"""AppsWatch: the published apps for the launcher, followed and diffed."""
 
 from __future__ import annotations
 
@@ -18,10 +23,10 @@ from typing import Any
 from twisted.internet import defer, task
 
 from client.session import ConnectionEnded, RemoteError, SessionClient, with_timeout
+from protocol.control_session import APPS_CHANGED_CAPABILITY
 
-# Seconds between two APP_LIST_REQUESTs while the launcher is shown (the server re-reads
-# its catalog every [apps] reload_interval, 2 s by default: a change shows within both).
-APPS_POLL_SECONDS = 3.0
+# Seconds between two APP_LIST_REQUESTs, only with a server that does not send APPS_CHANGED.
+APPS_POLL_SECONDS = 10.0
 # Size of the launcher's app icons (pixels, the server scales).
 ICON_SIZE = 48
 
@@ -29,21 +34,31 @@ ICON_SIZE = 48
 AppRow = tuple[str, str, str, bytes]
 
 
+def announces_changes(client: SessionClient) -> bool:
+    """True if the server said in its HELLO that it sends APPS_CHANGED."""
+    hello = client.conn.peer_hello
+    return hello is not None and APPS_CHANGED_CAPABILITY in hello.capabilities
+
+
 class AppsWatch:
-    """Lists the apps now (first()) and then every APPS_POLL_SECONDS (start());
-    `shown` gets the rows whenever they differ from the last ones it got."""
+    """Follows the apps (start(), then first() lists them now; reconnected() after a
+    new connection); `shown` gets the rows whenever they differ from the last ones it got."""
 
     def __init__(self, reactor: Any, client: Callable[[], SessionClient | None], timeout: float,
-                 shown: Callable[[list[AppRow]], None]) -> None:  # fmt: skip
+                 shown: Callable[[list[AppRow]], None], note: Callable[[str], None] = lambda _text: None
+                 ) -> None:  # fmt: skip
         self.reactor = reactor
         self.client = client
         self.timeout = timeout
         self.shown = shown
+        self.note = note
         self._icons: dict[tuple[str, str], bytes] = {}  # (app id, icon name) -> PNG
         self._last: list[AppRow] | None = None
         self._loop: task.LoopingCall | None = None
+        self._following = False
         self._request = 0
-        self.polls = 0
+        self.polls = 0  # lists asked by the slow poll
+        self.notices = 0  # APPS_CHANGED heard
 
     async def first(self) -> None:
         """List the apps now (errors go to the caller: the viewer cannot start without them)."""
@@ -52,27 +67,60 @@ class AppsWatch:
             await self._list(client)
 
     def start(self) -> None:
-        """Poll from now on (reactor thread)."""
-        if self._loop is None:
-            self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self._poll()))
-            self._loop.clock = self.reactor
-            self._loop.start(APPS_POLL_SECONDS, now=False)
+        """Follow the list from now on (reactor thread)."""
+        self._following = True
+        client = self.client()
+        if client is not None:
+            self._follow(client)
+
+    def reconnected(self) -> None:
+        """A new connection: ask once (changes while away were not heard), then follow it."""
+        client = self.client()
+        if self._following and client is not None:
+            self._follow(client)
+            defer.ensureDeferred(self._refresh())
 
     def stop(self) -> None:
-        """No more polls."""
+        """Stop following."""
+        self._following = False
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
 
-    async def _poll(self) -> None:
+    def _follow(self, client: SessionClient) -> None:
+        if announces_changes(client):
+            if self._loop is not None and self._loop.running:
+                self._loop.stop()
+            self._loop = None
+            self._arm(client)
+        elif self._loop is None:
+            self.note(f"the server does not announce app changes; asking every {APPS_POLL_SECONDS:g} s")
+            self._loop = task.LoopingCall(self._poll)
+            self._loop.clock = self.reactor
+            self._loop.start(APPS_POLL_SECONDS, now=False)
+
+    def _arm(self, client: SessionClient) -> None:
+        def changed(_message: object) -> None:
+            if self._following and client is self.client():
+                self.notices += 1
+                self._arm(client)  # before asking: the server sends the next notice after our request
+                defer.ensureDeferred(self._refresh())
+
+        # The connection ending fails the wait; reconnected() arms one on the next connection.
+        client.apps_changed().addCallbacks(changed, lambda _failure: None)
+
+    def _poll(self) -> defer.Deferred[None]:
         self.polls += 1
+        return defer.ensureDeferred(self._refresh())
+
+    async def _refresh(self) -> None:
         client = self.client()
         if client is None or client.transport is None or getattr(client, "_end", None) is not None:
-            return  # reconnecting: the next poll after it asks
+            return  # reconnecting: reconnected() asks again
         try:
             await self._list(client)
         except (RemoteError, ConnectionEnded):
-            return  # the connection is going (or slow): the next poll asks again
+            return  # the connection is going (or slow): the next notice, poll or reconnect asks again
 
     async def _list(self, client: SessionClient) -> None:
         listing = await with_timeout(self.reactor, client.list_apps(), self.timeout, "the app list")

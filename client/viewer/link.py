@@ -78,8 +78,13 @@ class ViewerLink:
         self._request = 0
         self._held_keys: list[tuple[int, bool]] = []
         self._focus_wait: Any = None
-        self.apps = AppsWatch(self.reactor, lambda: self.client, args.timeout, self._apps_shown)
+        self.apps = AppsWatch(self.reactor, lambda: self.client, args.timeout, self._apps_shown,
+                              lambda text: self.events.status(text, False))  # fmt: skip
         self._apps_listed = False
+        # The local screen's free area (set by the GUI before start()): the session's screen is asked
+        # to take it, so that placement and maximize in the session match the local desktop.
+        self.local_screen: tuple[int, int] | None = None
+        self._screen_asked: tuple[int, int] | None = None
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
 
     # -- thread plumbing -----------------------------------------------------------
@@ -173,6 +178,21 @@ class ViewerLink:
         """Send WINDOW's whole current picture to the GUI again (from any thread)."""
         self.reactor.callFromThread(lambda: self.collector.refresh([window]) if self.collector is not None else None)
 
+    def fit_screen(self, width: int, height: int) -> None:
+        """Ask the session for a WIDTH x HEIGHT screen (from any thread): the size of a local
+        maximized window, so the session's maximized windows fill it (seamless mode only)."""
+        self.reactor.callFromThread(self._fit_screen, (width, height))
+
+    def _fit_screen(self, size: tuple[int, int] | None) -> None:
+        client = self.client
+        if not self.seamless or size is None or client is None or client.transport is None:
+            return
+        fb = client.framebuffer
+        if size == self._screen_asked or (fb is not None and size == (fb.width, fb.height)):
+            return  # asked already (the session may clamp it: [session] max_width/max_height)
+        self._screen_asked = size
+        client.resize(*size).addErrback(lambda _failure: None)  # DESKTOP_SIZE answers; a lost one is re-asked
+
     def take_patches(self) -> list[Patch]:
         """Pixels waiting for the GUI (GUI thread)."""
         return self.collector.take() if self.collector is not None else []
@@ -254,14 +274,20 @@ class ViewerLink:
         await with_timeout(self.reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
         await with_timeout(self.reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
         client.refresh()
+        # A new connection: ask again (another client may have resized it), for the last size asked (a local
+        # maximized window's) or else the local screen's.
+        wanted, self._screen_asked = self._screen_asked or self.local_screen, None
+        self._fit_screen(wanted)
         if args.audio:
             await self._open_audio(client)
         if first:
             for app in args.launch:
                 await self._launch(app)
             if not args.launch:
+                self.apps.start()  # armed before the first list: a notice during it is not lost
                 await self.apps.first()
-                self.apps.start()
+        else:
+            self.apps.reconnected()
 
     def _windows_changed(self, client: SessionClient, title: str) -> None:
         if client is self.client:

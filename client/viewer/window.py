@@ -68,6 +68,8 @@ class Sender(Protocol):
 
     def close(self, window: int, force: bool) -> None: ...
 
+    def fit_screen(self, width: int, height: int) -> None: ...
+
     @property
     def trace(self) -> LatencyTrace: ...
 
@@ -220,8 +222,11 @@ class SessionWindow(QWidget):
             self._settle.start()
 
     def _send_geometry(self) -> None:
-        # Maximized: the session was sent WINDOW_MAXIMIZE and sizes the window to its own screen;
-        # sending the local size would make it a normal window again (docs/windows.md).
+        # Maximized: the session sizes the window to its own screen; sending the local size would make
+        # it a normal window again (docs/windows.md). The session's screen is asked to take this
+        # window's size instead, so the session's maximized window fills the local one.
+        if self.isMaximized() and self.seamless and self.state.managed and not self.stale:
+            self.link.fit_screen(self.width(), self.height())
         if self.isMinimized() or self.isMaximized() or self.stale:
             return
         g = self.geometry()
@@ -235,6 +240,8 @@ class SessionWindow(QWidget):
             self.link.call("resize", g.width(), g.height())
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt name
+        if event.type() == QEvent.Type.WindowStateChange and self.isMaximized():
+            self._settle.start()  # maximized here, by either side: fit the session's screen to it
         if event.type() == QEvent.Type.WindowStateChange and self.seamless and not self._applying:
             self._local_state_changed()
         elif event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from typing import Final
 
@@ -58,6 +59,31 @@ def constrain_size(width: int, height: int, hints: SizeHints, max_width: int = M
     while h < min_h and h + inc_h <= max(min_h, hi_h):
         h += inc_h
     return _clamp(w, MIN_WINDOW_SIDE, max_width), _clamp(h, MIN_WINDOW_SIDE, max_height)
+
+
+def maximized(screen: Rect, hints: SizeHints) -> Rect:
+    """A maximized window's geometry: the whole screen, bounded only by the app's
+    min and max size. Increments and aspect are not honoured (as GNOME and KDE
+    do): a terminal fills the screen and pads the part-cell left over, so a
+    client showing the screen's size shows the window's pixels everywhere."""
+    free = dataclasses.replace(hints, width_inc=1, height_inc=1, min_aspect=None, max_aspect=None)
+    w, h = constrain_size(screen.width, screen.height, free, screen.width, screen.height)
+    return Rect(screen.x, screen.y, w, h)
+
+
+def outer(geometry: Rect, border_width: int) -> Rect:
+    """An unmanaged window's box as the user sees it: border included."""
+    return Rect(geometry.x, geometry.y, geometry.width + 2 * border_width, geometry.height + 2 * border_width)
+
+
+def pick(value: int | None, default: int) -> int:
+    """VALUE, or DEFAULT when a request left it out (None)."""
+    return default if value is None else value
+
+
+def coord(value: int) -> int:
+    """A position clamped to X's 16-bit coordinate range."""
+    return max(-MAX_COORDINATE, min(MAX_COORDINATE, value))
 
 
 def _aspect(w: int, h: int, hints: SizeHints) -> tuple[int, int]:

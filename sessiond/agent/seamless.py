@@ -157,8 +157,8 @@ class Seamless:
                 return
 
     def resized(self, width: int, height: int) -> None:
-        """The screen changed size: placement and maximize use the new one."""
-        self.wm.screen = Rect(0, 0, width, height)
+        """The screen changed size: placement and maximize use the new one, maximized windows fill it."""
+        self.wm.set_screen(Rect(0, 0, width, height))
 
     def summary(self) -> tuple[list[dict[str, object]], int]:
         """(up to MAX_LISTED_WINDOWS managed windows, total windows) for sessiond (WINDOW_LIST)."""

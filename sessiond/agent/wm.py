@@ -21,7 +21,8 @@ from typing import Any, Final, Protocol
 
 from sessiond.agent import ewmh, icccm, placement
 from sessiond.agent.ewmh import ICONIC_STATE, METADATA_PROPERTIES, NORMAL_STATE, SUPPORTED, WITHDRAWN_STATE
-from sessiond.agent.placement import MAX_COORDINATE, centre_on, clamp_onto, constrain_size, place
+from sessiond.agent.placement import centre_on, clamp_onto, constrain_size, maximized, place
+from sessiond.agent.placement import coord as _coord, outer as _outer, pick as _pick
 from sessiond.agent.window_model import (
     CloseUnanswered,
     Rect,
@@ -265,6 +266,16 @@ class WindowManager:
     def _net_wm_state(self, window: int) -> None:
         ewmh.write_net_wm_state(self._x, self.model.get(window))
 
+    def set_screen(self, screen: Rect) -> None:
+        """The screen changed size: placement uses the new one, maximized windows fill it."""
+        self.screen = screen
+        for info in list(self.model.windows()):
+            new = maximized(screen, info.size_hints)
+            if info.managed and info.state is WindowState.MAXIMIZED and new != info.geometry:
+                self._x.configure(info.id, new)
+                self.model.set_geometry(info.id, new)
+        self._x.flush()
+
     # -- WindowRequests ---------------------------------------------------------------------
     def _managed(self, window_id: int) -> WindowInfo | None:
         info = self.model.get(window_id)  # UnknownWindowError for a stranger
@@ -318,14 +329,12 @@ class WindowManager:
         self._x.flush()
 
     def maximize(self, window_id: int) -> None:
-        """Resize a window to the screen (as far as its hints allow) and raise it."""
+        """Resize a window to the screen (within its min/max size: placement.maximized) and raise it."""
         info = self._managed(window_id)
         if info is None or info.state is not WindowState.NORMAL:
             return
         self._saved[window_id] = info.geometry
-        w, h = constrain_size(self.screen.width, self.screen.height, info.size_hints,
-                              self.screen.width, self.screen.height)  # fmt: skip
-        new = Rect(self.screen.x, self.screen.y, w, h)
+        new = maximized(self.screen, info.size_hints)
         self._x.configure(window_id, new)
         self.model.set_geometry(window_id, new)
         self.model.update(window_id, state=WindowState.MAXIMIZED)
@@ -385,17 +394,3 @@ class WindowManager:
             return
         self._x.kill_client(window_id)
         self._x.flush()
-
-
-def _outer(geometry: Rect, border_width: int) -> Rect:
-    """An unmanaged window's box as the user sees it: border included."""
-    return Rect(geometry.x, geometry.y, geometry.width + 2 * border_width, geometry.height + 2 * border_width)
-
-
-def _pick(value: int | None, default: int) -> int:
-    return default if value is None else value
-
-
-def _coord(value: int) -> int:
-    """A position clamped to X's 16-bit coordinate range."""
-    return max(-MAX_COORDINATE, min(MAX_COORDINATE, value))

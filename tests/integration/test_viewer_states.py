@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops
 
-from svtest import REPO, VENV_BIN, Server, TestUser, start_sessiond, stop_sessiond
+from svtest import VENV_BIN, Server, TestUser, copy_catalog, start_sessiond, stop_sessiond
 from test_seamless import agent_pid
 from viewer_desktop import ClientDesktop
 from viewer_session import (
@@ -100,10 +99,7 @@ def locally_maximized(desktop: ClientDesktop, window: int) -> bool:
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: Any) -> str:
     """A catalog directory this module may edit (a copy of conf/apps)."""
-    directory = str(tmp_path_factory.mktemp("apps"))
-    for name in os.listdir(os.path.join(REPO, "conf", "apps")):
-        shutil.copy(os.path.join(REPO, "conf", "apps", name), directory)
-    return directory
+    return copy_catalog(str(tmp_path_factory.mktemp("apps")))
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +201,23 @@ def test_stale_shade_while_offline_then_the_session_pixels(viewer: Viewer, deskt
         raise AssertionError(f"{exc}: {last['why']} ({tmp_path})") from None
 
 
+def fills_when_maximized(desktop: ClientDesktop, user: TestUser, title: str, path: str) -> None:
+    """The local maximized window shows the session window's pixels over its whole area: the same size
+    (the session's screen was fitted to it), the same pixels, no undrawn grey beyond them."""
+    last = {"why": ""}
+
+    def fills() -> bool:
+        last["why"] = _compare(desktop, user, title, path, False)
+        return not last["why"]
+
+    try:
+        desktop.wait_for(fills, 30, "the maximized local window to show the session's pixels all over")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last['why']} ({path})") from None
+
+
 def test_session_maximize_and_restore_are_mirrored_locally(viewer: Viewer, desktop: ClientDesktop,
-                                                           vis: TestUser) -> None:  # fmt: skip
+                                                           vis: TestUser, tmp_path: Any) -> None:  # fmt: skip
     title = xterm_title(vis)
     local = desktop.window(title)
     before = session_window(vis, title)
@@ -214,6 +225,7 @@ def test_session_maximize_and_restore_are_mirrored_locally(viewer: Viewer, deskt
     assert not locally_maximized(desktop, local)
     net_wm_state_in_session(vis, remote, 1)
     desktop.wait_for(lambda: locally_maximized(desktop, local), 30, "the local xterm to be maximized")
+    fills_when_maximized(desktop, vis, title, str(tmp_path / "maximized.png"))
     net_wm_state_in_session(vis, remote, 0)
     desktop.wait_for(lambda: not locally_maximized(desktop, local), 30, "the local xterm to be restored")
     geometry = (before["x"], before["y"], before["width"], before["height"])
@@ -223,7 +235,8 @@ def test_session_maximize_and_restore_are_mirrored_locally(viewer: Viewer, deskt
     assert (now["x"], now["y"], now["width"], now["height"]) == geometry, (before, now)
 
 
-def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: ClientDesktop, vis: TestUser) -> None:
+def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: ClientDesktop, vis: TestUser,
+                                                      proxy: GatedProxy, tmp_path: Any) -> None:  # fmt: skip
     title = xterm_title(vis)
     local = desktop.window(title)
     before = session_window(vis, title)
@@ -233,6 +246,14 @@ def test_local_maximize_and_restore_reach_the_session(viewer: Viewer, desktop: C
     grown = session_window(vis, title)
     assert grown["width"] > before["width"] and grown["height"] > before["height"], (before, grown)
     assert locally_maximized(desktop, local)
+    fills_when_maximized(desktop, vis, title, str(tmp_path / "maximized.png"))
+    # After a reconnect the session's screen is asked for the maximized window's size again, not the whole screen's.
+    reconnects = viewer.log().count("reconnected")
+    killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", str(proxy.port)], capture_output=True,
+                            text=True)  # fmt: skip
+    assert killed.returncode == 0, killed.stderr
+    desktop.wait_for(lambda: viewer.log().count("reconnected") > reconnects, 60, "the viewer to reconnect")
+    fills_when_maximized(desktop, vis, title, str(tmp_path / "reconnected.png"))
     net_wm_state_local(desktop, local, 0)
     desktop.wait_for(lambda: not any(a in net_wm_state_in_session(vis, before["id"], -1) for a in MAXIMIZED), 30,
                      "the session's xterm to be restored")  # fmt: skip
@@ -288,5 +309,6 @@ def test_launcher_follows_the_catalog_without_reconnecting(server: Server, proxy
         desktop.wait_for(lambda: view.log().count("the published apps changed") >= 2, 60,
                          "the viewer to hear the app was withdrawn")  # fmt: skip
         assert "connection lost" not in view.log() and "Traceback" not in view.log()
+        assert "does not announce app changes" not in view.log()  # told by APPS_CHANGED, not found by polling
     finally:
         assert view.stop() == 0, view.log()

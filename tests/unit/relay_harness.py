@@ -13,11 +13,15 @@ from typing import Any, Callable
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
+from apps.catalog import Catalog
+from apps.entitlements import Principal
+from apps.publisher import AppPublisher
 from isolation.accounts import Account
 from protocol.connection import Connection, Role
 from protocol.events import Event
 from protocol.messages import AuthResult, ChannelKind
 from sessiond.agent_link import AgentLink
+from sessiond.app_notices import AppNotices
 from sessiond.config import load_config
 from sessiond.gateway import ClientHandler
 from sessiond.lifecycle import SessionState
@@ -52,7 +56,8 @@ class Wired:
     """A ready session with an attached client; client/agent are the remote Connections."""
 
     def __init__(self, state_dir: str, client_relay: Callable[[ChannelKind, int], bool] | None = None,
-                 agent_relay: Callable[[ChannelKind, int], bool] | None = None) -> None:  # fmt: skip
+                 agent_relay: Callable[[ChannelKind, int], bool] | None = None, capabilities: tuple[str, ...] = (),
+                 apps: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.clock = task.Clock()
         host = Host(state_dir)
         self.session = Session(host, Account("alice", 1000, 1000, (1000,), "/home/alice", "/bin/sh"))
@@ -71,13 +76,18 @@ class Wired:
         self.agent.send(0, AuthResult(ok=True))
         self._to_link()
         # The client's end of its TLS connection.
+        # The catalog of the .desktop directories APPS, everything entitled to everyone.
+        self.catalog = Catalog(list(apps))
+        publisher = AppPublisher(self.catalog, principal_of=lambda user: Principal(user, frozenset()))
+        self.app_notices = AppNotices(publisher, self.clock)
         factory = types.SimpleNamespace(config=host.config, reactor=self.clock, registry=host.registry,
-                                        metrics=Metrics())  # fmt: skip
+                                        metrics=Metrics(), publisher=publisher,
+                                        app_notices=self.app_notices)  # fmt: skip
         self.handler = ClientHandler(factory)  # type: ignore[arg-type]
         self.client_transport = StringTransport()
         self.handler.makeConnection(self.client_transport)
         self.client = Connection(Role.CLIENT, relay=client_relay)
-        self.client.hello(capabilities=(), software="fake client")
+        self.client.hello(capabilities=capabilities, software="fake client")
         self._to_handler()
         self.handler.conn.send(0, AuthResult(ok=True, user="alice", session=self.session.id))
         self.handler.flush()

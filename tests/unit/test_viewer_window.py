@@ -37,6 +37,9 @@ class RecordingLink:
     def close(self, window: int, force: bool) -> None:
         self.closes.append((window, force))
 
+    def fit_screen(self, width: int, height: int) -> None:
+        self.calls.append(("fit_screen", width, height))
+
 
 @pytest.fixture(scope="module")
 def qt() -> Any:
@@ -159,6 +162,8 @@ def test_local_maximize_is_sent_as_maximize_not_as_a_size(qt: Any) -> None:
     window.apply_state(state(state="maximized", x=0, y=0, width=1024, height=768))
     settle(qt)
     assert [c for c in link.calls if c[0] == "move_resize"] == []  # a size would un-maximize it in the session
+    # the session's screen is asked to take the maximized window's size instead
+    assert link.calls[-1] == ("fit_screen", window.width(), window.height())
     link.calls.clear()
     window.showNormal()
     settle(qt)

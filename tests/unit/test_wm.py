@@ -262,9 +262,22 @@ def test_maximize_and_restore(h: Harness) -> None:
     h.wm.handle(ClientMessage(1, "_NET_WM_STATE", (1, 1, 2, 0, 0)))
     g = h.wm.model.get(1).geometry
     assert h.wm.model.get(1).state is WindowState.MAXIMIZED and (g.x, g.y) == (0, 0)
-    assert SCREEN.width - 6 < g.width <= SCREEN.width and (g.width - 4) % 6 == 0
+    assert (g.width, g.height) == (SCREEN.width, SCREEN.height)  # the whole screen: cell increments not honoured
     h.wm.restore(1)
     assert h.wm.model.get(1).geometry == before and h.wm.model.get(1).state is WindowState.NORMAL
+
+
+def test_a_screen_resize_refits_maximized_windows_only(h: Harness) -> None:
+    h.open(1, 300, 200, cards={"WM_NORMAL_HINTS": XTERM_HINTS})
+    h.open(2, 300, 200)
+    before = h.wm.model.get(1).geometry
+    h.wm.maximize(1)
+    normal = h.wm.model.get(2).geometry
+    h.wm.set_screen(Rect(0, 0, 1601, 1177))
+    assert h.wm.model.get(1).geometry == Rect(0, 0, 1601, 1177) and h.wm.model.get(2).geometry == normal
+    assert h.wm.screen == Rect(0, 0, 1601, 1177)
+    h.wm.restore(1)
+    assert h.wm.model.get(1).state is WindowState.NORMAL and h.wm.model.get(1).geometry == before
 
 
 def test_client_withdraw_and_property_change(h: Harness) -> None:

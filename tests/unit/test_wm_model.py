@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessiond.agent import icccm
-from sessiond.agent.placement import MAX_PLACEMENT_WINDOWS, centre_on, constrain_size, place
+from sessiond.agent.placement import MAX_PLACEMENT_WINDOWS, centre_on, constrain_size, maximized, place
 from sessiond.agent.window_model import (
     MAX_CLASS_BYTES,
     MAX_ICON_SIDE,
@@ -91,6 +91,15 @@ def test_constrain_size_xterm_like() -> None:
     assert constrain_size(5000, 5000, SizeHints(), 1280, 800) == (1280, 800)
     square = SizeHints(min_aspect=(1, 1), max_aspect=(1, 1))
     assert constrain_size(300, 200, square) == (200, 200)
+
+
+def test_maximized_fills_the_screen_within_min_and_max_only() -> None:
+    screen = Rect(0, 0, 1601, 1177)
+    xterm = SizeHints(min_width=10, min_height=17, base_width=4, base_height=4, width_inc=6, height_inc=13)
+    assert maximized(screen, xterm) == screen  # increments are not honoured: the app pads the rest
+    assert maximized(screen, SizeHints(min_aspect=(1, 1), max_aspect=(1, 1))) == screen
+    assert maximized(screen, SizeHints(max_width=500, max_height=400)) == Rect(0, 0, 500, 400)
+    assert maximized(Rect(0, 0, 300, 200), SizeHints(min_width=640, min_height=480)) == Rect(0, 0, 300, 200)
 
 
 @settings(max_examples=200, deadline=None)

@@ -8,6 +8,7 @@
 // is replaced at every login. Everything that takes time shows in the status
 // line; everything that fails says what happened and what to do.
 
+import { PublishedApps } from './app-list.js';
 import { AudioControls } from './audio-controls.js';
 import { ClipboardBridge } from './clipboard.js';
 import { FileBridge } from './files.js';
@@ -26,13 +27,11 @@ const INPUT = 2;
 const WINDOWS = 7;
 // Seamless mode needs a server whose message table has the windows channel.
 const HAS_WINDOWS = String(Kind.WINDOWS) in KIND_MAX_PAYLOAD;
-// Icon size in CSS pixels, requested at the device's pixel ratio (servers serve 8..256).
-const ICON_CSS_PX = 48;
-const MAX_ICON_PX = 256;
 // Reconnect back-off: first retry quickly, then double up to a ceiling; give up after MAX_RECONNECTS.
 const RECONNECT_FIRST_MS = 300;
 const RECONNECT_MAX_MS = 8000;
 const MAX_RECONNECTS = 30;
+const NO_APPS = 'No applications are published to you.';
 const STORE = { user: 'sessiond.user', token: 'sessiond.token', view: 'sessiond.view' };
 // The session follows the window: RESIZE_REQUEST once the window has been still this long
 // (the server coalesces too, but a drag should not make it resize at every frame).
@@ -46,7 +45,13 @@ const views = { login: $('login-view'), launcher: $('launcher-view'), session: $
 class WebClient {
   constructor() {
     this.conn = null;
-    this.apps = new Map();
+    this.apps = new PublishedApps({ // app-list.js: the launcher follows the server's catalog
+      send: (message) => this.conn?.send(0, message),
+      render: (apps) => renderApps($('apps'), apps, (app) => this.launch(app)),
+      setIcon: setAppIcon,
+      shown: (apps) => this.showApps(apps),
+      pixelRatio: () => window.devicePixelRatio || 1,
+    });
     this.requestId = 0;
     this.launches = new Map();
     this.reconnects = 0;
@@ -59,7 +64,7 @@ class WebClient {
     this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
     this.windows = new WindowsView(this.desktop, $('taskbar'), {
       request: (name, fields) => this.conn?.isOpen(WINDOWS) && this.conn.send(WINDOWS, { name, fields }),
-      appIcon: (appId) => appIconUrl(this.apps.get(appId)),
+      appIcon: (appId) => appIconUrl(this.apps.entry(appId)),
       onLastClosed: () => this.show('launcher'),
     });
     window.sessiondWindows = this.windows; // tests and debugging read the mirrored state here
@@ -251,16 +256,11 @@ class WebClient {
     if (this.audio.handle(conn, channel, kind, message, cost)) return;
     if (this.audio.control(conn, message)) return; // CHANNEL_OPENED/REFUSED of audio channels
     if (this.transfers.some((t) => t.handle(conn, channel, kind, message, cost) || t.control(conn, message))) return;
+    if (this.apps.handle(message)) return; // APP_LIST, ICON, APPS_CHANGED
     const f = message.fields;
     switch (message.name) {
       case 'AUTH_RESULT':
         this.onAuthResult(f);
-        break;
-      case 'APP_LIST':
-        this.showApps(f.apps);
-        break;
-      case 'ICON':
-        if (f.ok && this.apps.has(f.app)) setAppIcon(this.apps.get(f.app), f.data);
         break;
       case 'LAUNCH_RESULT':
         this.onLaunchResult(f);
@@ -303,21 +303,16 @@ class WebClient {
     this.audio.sessionReady();
     for (const t of this.transfers) t.sessionReady();
     const lang = (navigator.language || '').replace('-', '_');
-    this.conn.send(0, { name: 'APP_LIST_REQUEST', fields: { locale: lang ? `${lang}.UTF-8` : '' } });
+    this.apps.request(lang ? `${lang}.UTF-8` : ''); // again at every resume: changes while away are seen
     if (sessionStorage.getItem(STORE.view) === 'session') this.openSession();
     else this.show('launcher');
   }
 
+  /** After each list: say so when it is empty (a launch's error stays until the next launch). */
   showApps(apps) {
-    this.apps = renderApps($('apps'), apps, (app) => this.launch(app));
-    const size = Math.min(MAX_ICON_PX, Math.round(ICON_CSS_PX * (window.devicePixelRatio || 1)));
-    for (const app of apps) {
-      if (!app.icon) continue;
-      this.requestId += 1;
-      this.conn.send(0, { name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
-    }
-    $('launcher-error').hidden = apps.length > 0;
-    $('launcher-error').textContent = apps.length ? '' : 'No applications are published to you.';
+    const box = $('launcher-error');
+    if (apps.length === 0) [box.textContent, box.hidden] = [NO_APPS, false];
+    else if (box.textContent === NO_APPS) [box.textContent, box.hidden] = ['', true];
   }
 
   launch(app) {
@@ -339,8 +334,9 @@ class WebClient {
     }
     const text = {
       [Reason.NOT_ENTITLED]: `You are not allowed to start ${name}.`,
-      [Reason.UNKNOWN_APP]: `${name} is no longer published; reload the page for the current list.`,
+      [Reason.UNKNOWN_APP]: `${name} is no longer published.`,
     }[f.code] || `${name} could not start: ${f.message}`;
+    if (f.code === Reason.UNKNOWN_APP) this.apps.request(); // the list catches up (app-list.js)
     this.status(text, 'error');
     const box = $('launcher-error');
     box.textContent = text;

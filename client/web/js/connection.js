@@ -15,10 +15,12 @@ import {
   DEFAULT_WINDOW, DISPLAY_WINDOW, FrameDecoder, HEADER_SIZE, Kind, PROTOCOL_VERSION, ProtocolError, Reason,
   WINDOW_UPDATE, decodeMessage, encodeFrame, encodeMessage,
 } from './protocol.js';
+import { APPS_CHANGED_CAPABILITY } from './app-list.js';
 
 export const SOFTWARE = 'sessiond-web 0.1.0';
 export const CAPABILITIES = [
   'display.raw-lz4', 'display.png', 'display.jpeg', 'display.fill', 'display.copy', 'display.palette', 'input.keysym',
+  APPS_CHANGED_CAPABILITY, // the launcher follows the catalog (app-list.js)
 ];
 // CHANNEL_CLOSE code for kinds this client does not offer (audio, usb, clipboard).
 const CHANNEL_KIND_UNAVAILABLE = 20;
