@@ -43,6 +43,7 @@ from protocol.control_session import (
     Launch,
     LaunchResult,
     Logoff,
+    SessionAttached,
     SessionInfo,
     SpawnApp,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "Region",
     "ResizeRequest",
     "Sender",
+    "SessionAttached",
     "SessionInfo",
     "SpawnApp",
     "Sync",
@@ -157,6 +159,7 @@ CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
     AppExited,
     Logoff,
     ClockReport,
+    SessionAttached,
     IconRequest,
     Icon,
     WindowListRequest,

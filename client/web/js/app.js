@@ -15,7 +15,8 @@ import { SessionConnection } from './connection.js';
 import { Screen } from './display.js';
 import { firstAuth, loggedInText, redirectTarget, refusalText } from './login.js';
 import { InputBinding } from './input.js';
-import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
+import { appIconUrl } from './launcher.js';
+import { AppLauncher, iconSize } from './launches.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
 import { TITLE_HEIGHT, WindowsView } from './windows.js';
 import { CODEC_H264, h264Supported } from './video.js';
@@ -26,9 +27,6 @@ const INPUT = 2;
 const WINDOWS = 7;
 // Seamless mode needs a server whose message table has the windows channel.
 const HAS_WINDOWS = String(Kind.WINDOWS) in KIND_MAX_PAYLOAD;
-// Icon size in CSS pixels, requested at the device's pixel ratio (servers serve 8..256).
-const ICON_CSS_PX = 48;
-const MAX_ICON_PX = 256;
 // Reconnect back-off: first retry quickly, then double up to a ceiling; give up after MAX_RECONNECTS.
 const RECONNECT_FIRST_MS = 300;
 const RECONNECT_MAX_MS = 8000;
@@ -46,9 +44,6 @@ const views = { login: $('login-view'), launcher: $('launcher-view'), session: $
 class WebClient {
   constructor() {
     this.conn = null;
-    this.apps = new Map();
-    this.requestId = 0;
-    this.launches = new Map();
     this.reconnects = 0;
     this.leaving = false;
     this.authenticated = false;
@@ -59,7 +54,7 @@ class WebClient {
     this.mode = 'desktop'; // 'seamless' once the server opens the windows channel
     this.windows = new WindowsView(this.desktop, $('taskbar'), {
       request: (name, fields) => this.conn?.isOpen(WINDOWS) && this.conn.send(WINDOWS, { name, fields }),
-      appIcon: (appId) => appIconUrl(this.apps.get(appId)),
+      appIcon: (appId) => appIconUrl(this.launcher.apps.get(appId)),
       onLastClosed: () => this.show('launcher'),
     });
     window.sessiondWindows = this.windows; // tests and debugging read the mirrored state here
@@ -69,6 +64,8 @@ class WebClient {
     this.audio = new AudioControls($('speaker'), $('mic'), (text, kind) => this.status(text, kind));
     window.sessiondAudio = this.audio; // tests and debugging read stats() and recentSamples() here
     const say = (text, kind) => this.status(text, kind);
+    this.launcher = new AppLauncher({ list: $('apps'), error: $('launcher-error'), notice: $('xpra-notice') },
+      (message) => this.conn?.send(0, message), say); // launches.js: the grid, launches, xpra sessions
     this.transfers = [new ClipboardBridge($('clip-copy'), $('clip-paste'), say, $('clip-paste-box')),
       new FileBridge(document.body, say)]; // clipboard.js, files.js
     $('login-form').addEventListener('submit', (event) => {
@@ -108,8 +105,9 @@ class WebClient {
     $('show-apps').hidden = name !== 'session';
     $('show-session').hidden = name !== 'launcher' || !this.conn?.isOpen(DISPLAY);
     $('logoff').hidden = name === 'login';
-    this.audio.setVisible(name !== 'login');
-    this.transfers[0].setVisible(name !== 'login');
+    const media = name !== 'login' && !this.launcher.xpra; // an xpra client has its own sound and clipboard
+    this.audio.setVisible(media);
+    this.transfers[0].setVisible(media);
     if (name !== 'login') sessionStorage.setItem(STORE.view, name);
     $('taskbar').hidden = name === 'login' || this.windows.state.taskbar().length === 0;
     if (name === 'session') {
@@ -257,13 +255,17 @@ class WebClient {
         this.onAuthResult(f);
         break;
       case 'APP_LIST':
-        this.showApps(f.apps);
+        this.launcher.showApps(f.apps, iconSize(window.devicePixelRatio));
         break;
       case 'ICON':
-        if (f.ok && this.apps.has(f.app)) setAppIcon(this.apps.get(f.app), f.data);
+        this.launcher.showIcon(f);
         break;
       case 'LAUNCH_RESULT':
-        this.onLaunchResult(f);
+        if (this.launcher.launched(f) === 'session') this.openSession();
+        else this.show('launcher');
+        break;
+      case 'SESSION_ATTACHED':
+        this.launcher.setAttached(f.attached);
         break;
       case 'CHANNEL_OPENED':
         if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
@@ -300,52 +302,15 @@ class WebClient {
     sessionStorage.setItem(STORE.user, f.user);
     this.notice = f.message || this.notice; // e.g. "your previous session on host B was lost"
     this.status(loggedInText('Logged in', f.user, this.notice));
-    this.audio.sessionReady();
-    for (const t of this.transfers) t.sessionReady();
+    this.launcher.sessionReady(f.display, f.user, window.location.host); // xpra: this page only launches
+    if (!this.launcher.xpra) {
+      this.audio.sessionReady();
+      for (const t of this.transfers) t.sessionReady();
+    }
     const lang = (navigator.language || '').replace('-', '_');
-    this.conn.send(0, { name: 'APP_LIST_REQUEST', fields: { locale: lang ? `${lang}.UTF-8` : '' } });
-    if (sessionStorage.getItem(STORE.view) === 'session') this.openSession();
+    this.launcher.requestApps(lang ? `${lang}.UTF-8` : '');
+    if (sessionStorage.getItem(STORE.view) === 'session' && !this.launcher.xpra) this.openSession();
     else this.show('launcher');
-  }
-
-  showApps(apps) {
-    this.apps = renderApps($('apps'), apps, (app) => this.launch(app));
-    const size = Math.min(MAX_ICON_PX, Math.round(ICON_CSS_PX * (window.devicePixelRatio || 1)));
-    for (const app of apps) {
-      if (!app.icon) continue;
-      this.requestId += 1;
-      this.conn.send(0, { name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
-    }
-    $('launcher-error').hidden = apps.length > 0;
-    $('launcher-error').textContent = apps.length ? '' : 'No applications are published to you.';
-  }
-
-  launch(app) {
-    this.requestId += 1;
-    this.launches.set(this.requestId, app);
-    $('launcher-error').hidden = true;
-    this.status(`Launching ${app.name}…`, 'busy');
-    this.conn.send(0, { name: 'LAUNCH', fields: { request: this.requestId, app: app.id, args: [] } });
-  }
-
-  onLaunchResult(f) {
-    const app = this.launches.get(f.request);
-    this.launches.delete(f.request);
-    const name = app ? app.name : 'the application';
-    if (f.ok) {
-      this.status(`${name} is running`);
-      this.openSession();
-      return;
-    }
-    const text = {
-      [Reason.NOT_ENTITLED]: `You are not allowed to start ${name}.`,
-      [Reason.UNKNOWN_APP]: `${name} is no longer published; reload the page for the current list.`,
-    }[f.code] || `${name} could not start: ${f.message}`;
-    this.status(text, 'error');
-    const box = $('launcher-error');
-    box.textContent = text;
-    box.hidden = false;
-    this.show('launcher');
   }
 
   /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills); TILE frames always. */

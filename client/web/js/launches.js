@@ -1,0 +1,143 @@
+// Launching from the page: the published apps (APP_LIST, their ICONs), the
+// LAUNCH requests and what their results say, and the page as a launcher for
+// a session whose display is xpra.
+//
+// Why the xpra mode: an xpra session's windows are drawn by the user's own
+// xpra client (`svclient xpra`), never by this page, and the server keeps
+// this page beside that client instead of taking the session from it (HELLO
+// capability launch.beside-xpra; AUTH_RESULT says display "xpra";
+// SESSION_ATTACHED says whether an xpra client is attached now). So in such a
+// session the page stays on the launcher, says where the windows are, and a
+// launch leaves the page where it is: the app opens in the xpra client, or
+// once one attaches. The grid itself (buttons, icons) is launcher.js.
+
+import { renderApps, setAppIcon } from './launcher.js';
+import { Reason } from './protocol.js';
+
+// AUTH_RESULT's display of such a session (connection.js says the HELLO capability).
+export const XPRA_DISPLAY = 'xpra';
+// Icon size in CSS pixels, requested at the device's pixel ratio (servers serve 8..256).
+export const ICON_CSS_PX = 48;
+export const MAX_ICON_PX = 256;
+
+/** The pixel size to request icons at on a screen of PIXEL_RATIO device pixels per CSS pixel. */
+export function iconSize(pixelRatio) {
+  return Math.min(MAX_ICON_PX, Math.max(1, Math.round(ICON_CSS_PX * (pixelRatio || 1))));
+}
+
+/** The command that attaches an xpra client to this session, for USER on the server at HOST (this page's). */
+export function attachCommand(host, user) {
+  return `svclient --server ${host} --user ${user} xpra`;
+}
+
+/** What the launcher says in an xpra session: ATTACHED true, false, or null before the server said. */
+export function xpraNotice(attached, command) {
+  const where = 'This session shows its windows in your xpra client, not on this page.';
+  if (attached === true) return `${where} An xpra client is attached now: apps you start here open in it.`;
+  const attach = `To see them, attach one from a terminal: ${command}`;
+  if (attached === false) {
+    return `${where} No xpra client is attached now: apps you start here run in the session and appear once you attach one. ${attach}`;
+  }
+  return `${where} ${attach}`;
+}
+
+/** The status line once NAME started in an xpra session (ATTACHED as the server last said). */
+export function launchedBesideText(name, attached) {
+  return attached === true ? `${name} is running: it opens in your xpra client`
+    : `${name} is running in your session: it appears once you attach an xpra client`;
+}
+
+/** What a refused launch of NAME says, from its LAUNCH_RESULT F. */
+export function refusedText(name, f) {
+  return {
+    [Reason.NOT_ENTITLED]: `You are not allowed to start ${name}.`,
+    [Reason.UNKNOWN_APP]: `${name} is no longer published; reload the page for the current list.`,
+  }[f.code] || `${name} could not start: ${f.message}`;
+}
+
+/**
+ * The launcher's data and requests. `elements`: {list, error, notice} (the grid, its error line and
+ * the xpra notice); `send(message)` sends on the control channel; `say(text, kind)` sets the status line.
+ */
+export class AppLauncher {
+  constructor(elements, send, say, render = renderApps, setIcon = setAppIcon) {
+    this.elements = elements;
+    this.send = send;
+    this.say = say;
+    this.render = render;
+    this.setIcon = setIcon;
+    this.apps = new Map(); // app id -> {app, button} (launcher.js)
+    this.requestId = 0;
+    this.launches = new Map(); // LAUNCH request -> app
+    this.xpra = false;
+    this.attached = null;
+    this.command = '';
+  }
+
+  /** After each successful AUTH_RESULT: the session's display decides the mode (HOST: this page's). */
+  sessionReady(display, user, host) {
+    this.xpra = display === XPRA_DISPLAY;
+    this.attached = null;
+    this.command = attachCommand(host, user);
+    this.showNotice();
+  }
+
+  /** SESSION_ATTACHED: whether an xpra client holds the session now. */
+  setAttached(attached) {
+    this.attached = Boolean(attached);
+    this.showNotice();
+  }
+
+  showNotice() {
+    const box = this.elements.notice;
+    box.hidden = !this.xpra;
+    box.textContent = this.xpra ? xpraNotice(this.attached, this.command) : '';
+    box.dataset.attached = this.attached === null ? '' : String(this.attached);
+  }
+
+  /** Ask for the published apps, names in LOCALE (a POSIX locale name, "" = untranslated). */
+  requestApps(locale) {
+    this.send({ name: 'APP_LIST_REQUEST', fields: { locale } });
+  }
+
+  /** APP_LIST: draw the grid, ask for each app's icon at SIZE pixels. */
+  showApps(apps, size) {
+    this.apps = this.render(this.elements.list, apps, (app) => this.launch(app));
+    for (const app of apps) {
+      if (!app.icon) continue;
+      this.requestId += 1;
+      this.send({ name: 'ICON_REQUEST', fields: { request: this.requestId, app: app.id, size } });
+    }
+    this.elements.error.hidden = apps.length > 0;
+    this.elements.error.textContent = apps.length ? '' : 'No applications are published to you.';
+  }
+
+  /** ICON: put it on its app's button. */
+  showIcon(f) {
+    if (f.ok && this.apps.has(f.app)) this.setIcon(this.apps.get(f.app), f.data);
+  }
+
+  launch(app) {
+    this.requestId += 1;
+    this.launches.set(this.requestId, app);
+    this.elements.error.hidden = true;
+    this.say(`Launching ${app.name}…`, 'busy');
+    this.send({ name: 'LAUNCH', fields: { request: this.requestId, app: app.id, args: [] } });
+  }
+
+  /** LAUNCH_RESULT: the view to show next, 'session' (the app's windows are on this page) or 'launcher'. */
+  launched(f) {
+    const app = this.launches.get(f.request);
+    this.launches.delete(f.request);
+    const name = app ? app.name : 'the application';
+    if (f.ok) {
+      this.say(this.xpra ? launchedBesideText(name, this.attached) : `${name} is running`);
+      return this.xpra ? 'launcher' : 'session';
+    }
+    const text = refusedText(name, f);
+    this.say(text, 'error');
+    this.elements.error.textContent = text;
+    this.elements.error.hidden = false;
+    return 'launcher';
+  }
+}

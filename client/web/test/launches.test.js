@@ -1,0 +1,134 @@
+// Launching from the page: in a session whose display is xpra the page stays
+// on the launcher, says where the windows are (and whether an xpra client is
+// attached), and a launch says where the app opens; elsewhere a launch opens
+// the session view as before. The grid's DOM (launcher.js) is replaced by a
+// recorder, so these run without a browser.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  AppLauncher, MAX_ICON_PX, XPRA_DISPLAY, attachCommand, iconSize, launchedBesideText, refusedText, xpraNotice,
+} from '../js/launches.js';
+import { CAPABILITIES } from '../js/connection.js';
+import { Reason } from '../js/protocol.js';
+
+const APPS = [
+  { id: 'xcalc', name: 'XCalc', comment: 'calculator', categories: [], icon: 'xcalc' },
+  { id: 'xterm', name: 'XTerm', comment: 'terminal', categories: [], icon: '' },
+];
+
+function element() {
+  return { hidden: true, textContent: '', dataset: {} };
+}
+
+function launcherWithRecorders() {
+  const sent = [];
+  const said = [];
+  const elements = { list: element(), error: element(), notice: element() };
+  const render = (list, apps, onLaunch) => new Map(apps.map((app) => [app.id, { app, onLaunch }]));
+  const icons = [];
+  const launcher = new AppLauncher(elements, (m) => sent.push(m), (text, kind = '') => said.push([text, kind]), render,
+    (entry, data) => icons.push([entry.app.id, data]));
+  return { launcher, sent, said, elements, icons };
+}
+
+test('the web client says it cannot show an xpra display in its HELLO', () => {
+  assert.ok(CAPABILITIES.includes('launch.beside-xpra'));
+});
+
+test('in an xpra session the notice says where the windows are and how to attach a client', () => {
+  const { launcher, elements } = launcherWithRecorders();
+  launcher.sessionReady(XPRA_DISPLAY, 'alice', 'host.example:8443');
+  assert.equal(launcher.xpra, true);
+  assert.equal(elements.notice.hidden, false);
+  assert.match(elements.notice.textContent, /xpra client, not on this page/);
+  assert.ok(elements.notice.textContent.includes('svclient --server host.example:8443 --user alice xpra'));
+  launcher.setAttached(true);
+  assert.match(elements.notice.textContent, /attached now: apps you start here open in it/);
+  assert.equal(elements.notice.dataset.attached, 'true');
+  launcher.setAttached(false);
+  assert.match(elements.notice.textContent, /No xpra client is attached now/);
+  assert.match(elements.notice.textContent, /appear once you attach one/);
+  assert.equal(elements.notice.dataset.attached, 'false');
+});
+
+test('in a native session (or from an older server without display) there is no notice', () => {
+  for (const display of ['native', '', undefined]) {
+    const { launcher, elements } = launcherWithRecorders();
+    elements.notice.hidden = false;
+    launcher.sessionReady(display, 'alice', 'h:1');
+    assert.equal(launcher.xpra, false);
+    assert.equal(elements.notice.hidden, true);
+    assert.equal(elements.notice.textContent, '');
+  }
+});
+
+test('a launch in an xpra session stays on the launcher and says where the app opens', () => {
+  const { launcher, sent, said } = launcherWithRecorders();
+  launcher.sessionReady(XPRA_DISPLAY, 'alice', 'h:1');
+  launcher.setAttached(true);
+  launcher.showApps(APPS, 48);
+  launcher.apps.get('xcalc').onLaunch(APPS[0]);
+  const launch = sent.find((m) => m.name === 'LAUNCH');
+  assert.deepEqual(launch.fields, { request: launch.fields.request, app: 'xcalc', args: [] });
+  assert.equal(launcher.launched({ request: launch.fields.request, ok: true, code: 0, message: '', pid: 7 }), 'launcher');
+  assert.deepEqual(said.at(-1), ['XCalc is running: it opens in your xpra client', '']);
+  launcher.setAttached(false);
+  launcher.launch(APPS[0]);
+  const again = sent.at(-1).fields.request;
+  assert.equal(launcher.launched({ request: again, ok: true, code: 0, message: '', pid: 8 }), 'launcher');
+  assert.match(said.at(-1)[0], /appears once you attach an xpra client/);
+});
+
+test('a launch in a native session opens the session view', () => {
+  const { launcher, sent } = launcherWithRecorders();
+  launcher.sessionReady('native', 'alice', 'h:1');
+  launcher.launch(APPS[1]);
+  const request = sent.at(-1).fields.request;
+  assert.equal(launcher.launched({ request, ok: true, code: 0, message: '', pid: 9 }), 'session');
+});
+
+test('a refused launch shows why on the launcher, in either mode', () => {
+  for (const display of [XPRA_DISPLAY, 'native']) {
+    const { launcher, sent, said, elements } = launcherWithRecorders();
+    launcher.sessionReady(display, 'alice', 'h:1');
+    launcher.launch(APPS[0]);
+    const request = sent.at(-1).fields.request;
+    const view = launcher.launched({ request, ok: false, code: Reason.NOT_ENTITLED, message: 'no', pid: 0 });
+    assert.equal(view, 'launcher');
+    assert.equal(elements.error.hidden, false);
+    assert.equal(elements.error.textContent, 'You are not allowed to start XCalc.');
+    assert.deepEqual(said.at(-1), ['You are not allowed to start XCalc.', 'error']);
+  }
+});
+
+test('icons are requested only for apps that have one, and land on their button', () => {
+  const { launcher, sent, icons } = launcherWithRecorders();
+  launcher.showApps(APPS, 96);
+  const requests = sent.filter((m) => m.name === 'ICON_REQUEST');
+  assert.equal(requests.length, 1);
+  assert.deepEqual({ app: requests[0].fields.app, size: requests[0].fields.size }, { app: 'xcalc', size: 96 });
+  launcher.showIcon({ ok: true, app: 'xcalc', data: 'UE5H' });
+  launcher.showIcon({ ok: true, app: 'gone', data: 'UE5H' });
+  launcher.showIcon({ ok: false, app: 'xcalc', data: '' });
+  assert.deepEqual(icons, [['xcalc', 'UE5H']]);
+});
+
+test('an empty app list says so', () => {
+  const { launcher, elements } = launcherWithRecorders();
+  launcher.showApps([], 48);
+  assert.equal(elements.error.hidden, false);
+  assert.equal(elements.error.textContent, 'No applications are published to you.');
+});
+
+test('texts and sizes', () => {
+  assert.equal(iconSize(1), 48);
+  assert.equal(iconSize(2), 96);
+  assert.equal(iconSize(undefined), 48);
+  assert.equal(iconSize(100), MAX_ICON_PX);
+  assert.equal(attachCommand('[::1]:9', 'bob'), 'svclient --server [::1]:9 --user bob xpra');
+  assert.match(xpraNotice(null, 'CMD'), /CMD$/);
+  assert.match(launchedBesideText('A', null), /appears once you attach/);
+  assert.equal(refusedText('A', { code: Reason.UNKNOWN_APP, message: '' }),
+    'A is no longer published; reload the page for the current list.');
+  assert.equal(refusedText('A', { code: 99, message: 'boom' }), 'A could not start: boom');
+});
