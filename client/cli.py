@@ -178,8 +178,9 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
     def new_host(fp: str) -> None:
         print(f"svclient: pinned the certificate of {server} (sha256 {fp}) in {known.path}", file=sys.stderr)
 
+    said = (*CAPABILITIES, LAUNCH_BESIDE) if args.command == "launch" else CAPABILITIES
+
     async def connected() -> SessionClient:
-        said = (*CAPABILITIES, LAUNCH_BESIDE) if args.command == "launch" else CAPABILITIES
         return await with_timeout(reactor, connect(reactor, host, port, known, new_host, capabilities=said),  # type: ignore[no-any-return]
                                   args.timeout, "the server")  # fmt: skip
 
@@ -203,7 +204,7 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
         # A farm host sent us to the host of our session (docs/farm.md): one hop, its certificate vouched for.
         client.disconnect()
         print(f"svclient: {redirect}", file=sys.stderr)  # the host the session is on (and any notice)
-        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout)
+        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout, said)
     if result.message:
         print(f"svclient: {result.message}", file=sys.stderr)
     if result.resume_token:
@@ -235,7 +236,7 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
             await first_frame_after_launch(reactor, client, timeout)
         print(f"launched {args.app} (pid {result.pid}; {result.message}"
               f"{'' if shown else '; it shows in the client the session is open in'})", flush=True)
-        if args.wait and shown:  # beside another connection, APP_EXITED goes to that one
+        if args.wait:  # beside another connection too: sessiond tells its launchers (sessiond.launching)
             exited = await client.app_exited(result.pid)
             print(f"{args.app} (pid {exited.pid}) exited with status {exited.status}")
     elif args.command == "icon":
