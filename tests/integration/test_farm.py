@@ -220,8 +220,8 @@ def test_abandoned_redirect_releases_the_claim(farm: Farm, user_factory: object)
     farm.logoff(user, session)
 
 
-def test_svclient_launch_through_another_host_launches_beside_the_connected_client(farm: Farm,
-                                                                                   user_factory: object) -> None:  # fmt: skip
+def test_svclient_launch_through_another_host_launches_beside_the_connected_client(
+        farm: Farm, user_factory: object) -> None:  # fmt: skip
     """The redirected login of `svclient launch` still says launch.beside: the user's connected client on
     the session's host keeps the session and shows the app (issue 17: an attached xpra client)."""
     from seamless_client import SeamlessClient
