@@ -161,7 +161,7 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
     client, result, server = await open_session(reactor, args)
     try:
-        return await dispatch(reactor, client, args, result.session)
+        return await dispatch(reactor, client, args, result.session, result.display)
     finally:
         client.disconnect()
 
@@ -212,7 +212,8 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
     return client, result, server
 
 
-async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace, session: str) -> int:
+async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace, session: str,
+                   display: str = "") -> int:
     timeout = args.timeout
     if args.command == "login":
         print(session)
@@ -234,8 +235,10 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         result = await with_timeout(reactor, client.launch(args.app, tuple(args.args)), timeout, "the launch")
         if shown:
             await first_frame_after_launch(reactor, client, timeout)
-        print(f"launched {args.app} (pid {result.pid}; {result.message}"
-              f"{'' if shown else '; it shows in the client the session is open in'})", flush=True)
+        where = ("your xpra client, now or once one attaches" if display == "xpra"
+                 else "the client the session is open in")  # fmt: skip
+        print(f"launched {args.app} (pid {result.pid}; {result.message}{'' if shown else f'; it shows in {where}'})",
+              flush=True)  # fmt: skip
         if args.wait:  # beside another connection too: sessiond tells its launchers (sessiond.launching)
             exited = await client.app_exited(result.pid)
             print(f"{args.app} (pid {exited.pid}) exited with status {exited.status}")
