@@ -23,6 +23,7 @@ from sessiond.agent.xserver import XServer
 from svtest import Server, TestUser, sessionctl, start_sessiond, stop_sessiond, svclient
 import test_xpra
 from test_web_client import UI_TIMEOUT_MS, browser, log_in  # noqa: F401 - browser is a fixture
+from test_web_windows import shot
 from test_xpra import WAIT_S, XPRA, attach, detach, wait_for, windows_of_class
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -80,6 +81,7 @@ def test_the_web_page_launches_xcalc_into_the_attached_xpra_client(
         assert "shows its windows in your xpra client" in text and "attached now" in text, text
         assert page.evaluate("document.body.dataset.view") == "launcher"
         assert page.locator("#speaker").is_hidden() and page.locator("#clip-paste").is_hidden()
+        shot(page, "xpra-launcher-attached")
         assert process.poll() is None, "logging in on the page detached the xpra client"
         # Launch xcalc from the page: it appears in the xpra client, which stays attached.
         page.click('#apps button[data-app="xcalc"]')
@@ -97,6 +99,7 @@ def test_the_web_page_launches_xcalc_into_the_attached_xpra_client(
         assert "No xpra client is attached now" in text and f"--user {user.name} xpra" in text, text
         page.click('#apps button[data-app="xterm"]')
         assert "appears once you attach an xpra client" in status_line(page, "XTerm is running")
+        shot(page, "xpra-launcher-detached")
         assert row_of(server, user)["state"] == "disconnected"
         # Attaching again shows both apps; the page is told, not taken over.
         process = attach(server, user, display)

@@ -30,21 +30,29 @@ export function attachCommand(host, user) {
   return `svclient --server ${host} --user ${user} xpra`;
 }
 
-/** What the launcher says in an xpra session: ATTACHED true, false, or null before the server said. */
-export function xpraNotice(attached, command) {
+/**
+ * What the launcher says in an xpra session: ATTACHED true, false, or null before the server said;
+ * `command` is shown after the text (as code) unless a client is attached.
+ */
+export function xpraNotice(attached) {
   const where = 'This session shows its windows in your xpra client, not on this page.';
-  if (attached === true) return `${where} An xpra client is attached now: apps you start here open in it.`;
-  const attach = `To see them, attach one from a terminal: ${command}`;
-  if (attached === false) {
-    return `${where} No xpra client is attached now: apps you start here run in the session and appear once you attach one. ${attach}`;
-  }
-  return `${where} ${attach}`;
+  if (attached === true) return { text: `${where} An xpra client is attached now: apps you start here open in it.`, command: false };
+  const attach = 'To see them, attach one from a terminal:';
+  const now = attached === false ? ' No xpra client is attached now: apps you start here run in the session and appear once you attach one.' : '';
+  return { text: `${where}${now} ${attach} `, command: true };
 }
 
 /** The status line once NAME started in an xpra session (ATTACHED as the server last said). */
 export function launchedBesideText(name, attached) {
   return attached === true ? `${name} is running: it opens in your xpra client`
     : `${name} is running in your session: it appears once you attach an xpra client`;
+}
+
+/** TEXT as a <code> element (the page's; tests pass their own). */
+function codeOf(text) {
+  const code = document.createElement('code');
+  code.textContent = text;
+  return code;
 }
 
 /** What a refused launch of NAME says, from its LAUNCH_RESULT F. */
@@ -60,8 +68,9 @@ export function refusedText(name, f) {
  * the xpra notice); `send(message)` sends on the control channel; `say(text, kind)` sets the status line.
  */
 export class AppLauncher {
-  constructor(elements, send, say, render = renderApps, setIcon = setAppIcon) {
+  constructor(elements, send, say, render = renderApps, setIcon = setAppIcon, codeElement = codeOf) {
     this.elements = elements;
+    this.codeElement = codeElement;
     this.send = send;
     this.say = say;
     this.render = render;
@@ -91,7 +100,9 @@ export class AppLauncher {
   showNotice() {
     const box = this.elements.notice;
     box.hidden = !this.xpra;
-    box.textContent = this.xpra ? xpraNotice(this.attached, this.command) : '';
+    const notice = this.xpra ? xpraNotice(this.attached) : { text: '', command: false };
+    box.textContent = notice.text;
+    if (notice.command) box.append(this.codeElement(this.command));
     box.dataset.attached = this.attached === null ? '' : String(this.attached);
   }
 

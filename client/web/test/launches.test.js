@@ -16,8 +16,16 @@ const APPS = [
   { id: 'xterm', name: 'XTerm', comment: 'terminal', categories: [], icon: '' },
 ];
 
+// Enough of an element for the launcher: text, hidden, dataset, and append() of a fake <code>.
 function element() {
-  return { hidden: true, textContent: '', dataset: {} };
+  return {
+    hidden: true,
+    dataset: {},
+    text: '',
+    get textContent() { return this.text; },
+    set textContent(value) { this.text = String(value); },
+    append(child) { this.text += child.text; },
+  };
 }
 
 function launcherWithRecorders() {
@@ -27,7 +35,7 @@ function launcherWithRecorders() {
   const render = (list, apps, onLaunch) => new Map(apps.map((app) => [app.id, { app, onLaunch }]));
   const icons = [];
   const launcher = new AppLauncher(elements, (m) => sent.push(m), (text, kind = '') => said.push([text, kind]), render,
-    (entry, data) => icons.push([entry.app.id, data]));
+    (entry, data) => icons.push([entry.app.id, data]), (text) => ({ text: `<code>${text}</code>` }));
   return { launcher, sent, said, elements, icons };
 }
 
@@ -41,13 +49,14 @@ test('in an xpra session the notice says where the windows are and how to attach
   assert.equal(launcher.xpra, true);
   assert.equal(elements.notice.hidden, false);
   assert.match(elements.notice.textContent, /xpra client, not on this page/);
-  assert.ok(elements.notice.textContent.includes('svclient --server host.example:8443 --user alice xpra'));
+  assert.ok(elements.notice.textContent.endsWith('<code>svclient --server host.example:8443 --user alice xpra</code>'));
   launcher.setAttached(true);
   assert.match(elements.notice.textContent, /attached now: apps you start here open in it/);
+  assert.ok(!elements.notice.textContent.includes('<code>'));
   assert.equal(elements.notice.dataset.attached, 'true');
   launcher.setAttached(false);
   assert.match(elements.notice.textContent, /No xpra client is attached now/);
-  assert.match(elements.notice.textContent, /appear once you attach one/);
+  assert.match(elements.notice.textContent, /appear once you attach one\. To see them, attach one from a terminal: <code>svclient/);
   assert.equal(elements.notice.dataset.attached, 'false');
 });
 
@@ -126,7 +135,10 @@ test('texts and sizes', () => {
   assert.equal(iconSize(undefined), 48);
   assert.equal(iconSize(100), MAX_ICON_PX);
   assert.equal(attachCommand('[::1]:9', 'bob'), 'svclient --server [::1]:9 --user bob xpra');
-  assert.match(xpraNotice(null, 'CMD'), /CMD$/);
+  assert.deepEqual(xpraNotice(null), {
+    text: 'This session shows its windows in your xpra client, not on this page. To see them, attach one from a terminal: ',
+    command: true,
+  });
   assert.match(launchedBesideText('A', null), /appears once you attach/);
   assert.equal(refusedText('A', { code: Reason.UNKNOWN_APP, message: '' }),
     'A is no longer published; reload the page for the current list.');
