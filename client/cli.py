@@ -161,7 +161,7 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
     client, result, server = await open_session(reactor, args)
     try:
-        return await dispatch(reactor, client, args, result.session)
+        return await dispatch(reactor, client, args, result.session, result.display)
     finally:
         client.disconnect()
 
@@ -178,8 +178,9 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
     def new_host(fp: str) -> None:
         print(f"svclient: pinned the certificate of {server} (sha256 {fp}) in {known.path}", file=sys.stderr)
 
+    said = (*CAPABILITIES, LAUNCH_BESIDE) if args.command == "launch" else CAPABILITIES
+
     async def connected() -> SessionClient:
-        said = (*CAPABILITIES, LAUNCH_BESIDE) if args.command == "launch" else CAPABILITIES
         return await with_timeout(reactor, connect(reactor, host, port, known, new_host, capabilities=said),  # type: ignore[no-any-return]
                                   args.timeout, "the server")  # fmt: skip
 
@@ -203,7 +204,7 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
         # A farm host sent us to the host of our session (docs/farm.md): one hop, its certificate vouched for.
         client.disconnect()
         print(f"svclient: {redirect}", file=sys.stderr)  # the host the session is on (and any notice)
-        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout)
+        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout, said)
     if result.message:
         print(f"svclient: {result.message}", file=sys.stderr)
     if result.resume_token:
@@ -211,7 +212,8 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
     return client, result, server
 
 
-async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace, session: str) -> int:
+async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace, session: str,
+                   display: str = "") -> int:
     timeout = args.timeout
     if args.command == "login":
         print(session)
@@ -233,9 +235,11 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         result = await with_timeout(reactor, client.launch(args.app, tuple(args.args)), timeout, "the launch")
         if shown:
             await first_frame_after_launch(reactor, client, timeout)
-        print(f"launched {args.app} (pid {result.pid}; {result.message}"
-              f"{'' if shown else '; it shows in the client the session is open in'})", flush=True)
-        if args.wait and shown:  # beside another connection, APP_EXITED goes to that one
+        where = ("your xpra client, now or once one attaches" if display == "xpra"
+                 else "the client the session is open in")  # fmt: skip
+        print(f"launched {args.app} (pid {result.pid}; {result.message}{'' if shown else f'; it shows in {where}'})",
+              flush=True)  # fmt: skip
+        if args.wait:  # beside another connection too: sessiond tells its launchers (sessiond.launching)
             exited = await client.app_exited(result.pid)
             print(f"{args.app} (pid {exited.pid}) exited with status {exited.status}")
     elif args.command == "icon":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from client.session import Redirected, RemoteError, connect, with_timeout
+from client.session import CAPABILITIES, Redirected, RemoteError, connect, with_timeout
 from protocol.control_session import AuthResult
 
 if TYPE_CHECKING:
@@ -37,9 +37,10 @@ def parse_redirect(result: AuthResult) -> tuple[str, int, str]:
     return match.group(1) or match.group(2), int(match.group(3)), fingerprint
 
 
-async def follow(reactor: Any, redirect: Redirected, user: str, known: KnownHosts,
-                 timeout: float = 10.0) -> tuple[SessionClient, AuthResult, str]:  # fmt: skip
-    """Connect to the redirect's host (its vouched fingerprint pinned) and log in with the ticket.
+async def follow(reactor: Any, redirect: Redirected, user: str, known: KnownHosts, timeout: float = 10.0,
+                 capabilities: tuple[str, ...] = CAPABILITIES) -> tuple[SessionClient, AuthResult, str]:  # fmt: skip
+    """Connect to the redirect's host (its vouched fingerprint pinned) and log in with the ticket,
+    saying the same HELLO CAPABILITIES as to the first host (svclient launch: LAUNCH_BESIDE).
 
     Returns (client, AUTH_RESULT, "HOST:PORT"). A second redirect raises RemoteError.
     """
@@ -49,7 +50,8 @@ async def follow(reactor: Any, redirect: Redirected, user: str, known: KnownHost
         raise RemoteError(redirect.code, str(exc)) from exc
     server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     known.vouch(server, fingerprint)
-    client: SessionClient = await with_timeout(reactor, connect(reactor, host, port, known, timeout=timeout),
+    client: SessionClient = await with_timeout(reactor, connect(reactor, host, port, known, timeout=timeout,
+                                                                capabilities=capabilities),
                                                timeout, "the redirected server")  # fmt: skip
     try:
         result: AuthResult = await with_timeout(reactor, client.ticket(user, redirect.result.ticket), timeout,

@@ -80,6 +80,8 @@ class AuthResult(ControlMessage):
     redirect: str = wire(STR, default="", omit_empty=True)
     ticket: str = wire(STR, default="", omit_empty=True, repr=False)
     fingerprint: str = wire(STR, default="", omit_empty=True)
+    # The session's display on success ("native", "xpra": sessiond.display_config); "" otherwise.
+    display: str = wire(STR, default="", omit_empty=True)
 
 
 @message(0x04, "APP_LIST_REQUEST", codec=JSON)
@@ -183,3 +185,12 @@ class ClockReport(ControlMessage):
     audio_rate: int = wire(JSON_INT)
     frame_seq: int = wire(JSON_INT)
     frame_us: int = wire(JSON_INT)
+
+
+@message(0x15, "SESSION_ATTACHED", sender=Sender.SERVER, codec=JSON)
+class SessionAttached(ControlMessage):
+    """To a connection that launches beside the session's connection (protocol.xpra.LAUNCH_BESIDE):
+    whether a client holds the session now (an attached xpra client shows its windows); sent after
+    AUTH_RESULT and whenever that changes (server -> client)."""
+
+    attached: bool = wire(BOOL)

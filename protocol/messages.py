@@ -44,6 +44,7 @@ from protocol.control_session import (
     Launch,
     LaunchResult,
     Logoff,
+    SessionAttached,
     SessionInfo,
     SpawnApp,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "Region",
     "ResizeRequest",
     "Sender",
+    "SessionAttached",
     "SessionInfo",
     "SpawnApp",
     "Sync",
@@ -160,6 +162,7 @@ CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
     AppExited,
     Logoff,
     ClockReport,
+    SessionAttached,
     IconRequest,
     Icon,
     WindowListRequest,

@@ -30,8 +30,15 @@ from protocol.schema import BYTES, JSON, JSON_INT, TEXT, Declared, message, wire
 # when another connection holds the user's session (an attached xpra client),
 # sessiond does not take the session over for it; it launches beside it and
 # refuses it channels (CHANNEL_KIND_UNAVAILABLE). Without another connection
-# it is an ordinary login.
+# it is an ordinary login, except in an xpra session (below).
 LAUNCH_BESIDE: Final = "launch.beside"
+# HELLO capability of a client that cannot show an xpra display (the web
+# client): in a session whose display is xpra it is a launcher beside the
+# session's connection whether or not one is attached (it never holds the
+# session), and is told whether one is (SESSION_ATTACHED). In other sessions
+# it is an ordinary client. A LAUNCH_BESIDE client is the same in an xpra
+# session: nothing there is shown to it.
+LAUNCH_BESIDE_XPRA: Final = "launch.beside-xpra"
 # Largest chunk of the xpra stream in one frame: the size one read of a Unix
 # socket returns at most on the bridges, and small enough that two frames
 # fit the default window many times over (a keystroke never waits long

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, protocol
@@ -18,7 +17,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from apps.catalog import Catalog, UnknownApp
-from apps.exec_line import ExecError
 from apps.icon_renders import IconRateLimited
 from apps.icons import IconError
 from apps.publisher import AppPublisher, NotEntitled, publisher_from_config
@@ -46,15 +44,16 @@ from protocol.messages import (
     Icon,
     IconRequest,
     Launch,
-    LaunchResult,
     Logoff,
     Message,
     Ping,
     Pong,
+    SessionAttached,
     SessionInfo,
 )
 from sessiond.app_notices import AppNotices
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
+from sessiond.launching import LaunchersFull, beside_login, launch_app
 from sessiond.metrics import Metrics
 from protocol.media import FrameEnd
 from sessiond.preauth import authenticated as preauth_authenticated
@@ -64,7 +63,6 @@ from sessiond.farm.directory import FarmError
 from sessiond.farm.etcd_codec import EtcdError
 from sessiond.farm.login import redirect_result, ticket_valid
 from sessiond.supervisor import Redirect, SessionSupervisor
-from protocol.xpra import LAUNCH_BESIDE
 from transport.twisted_wire import FrameProtocol
 
 if TYPE_CHECKING:
@@ -75,8 +73,6 @@ log = Logger()
 SOFTWARE = "sessiond 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
                 "input.keysym", "input.key-tap", APPS_CHANGED_CAPABILITY)
-# Files/URLs one launch may pass to an app.
-MAX_LAUNCH_ARGS = 64
 
 
 class ClientHandler(FrameProtocol, ClientPeer):
@@ -94,10 +90,12 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._method = ""
         self._chain_expires: float | None = None  # a resume's token chain end (None: a password login)
         self.apps_notices = False  # the client understands APPS_CHANGED
+        self.capabilities: tuple[str, ...] = ()  # said in the client's HELLO
+        self.beside = False  # launches beside the session's connection, never holds it (sessiond.launching)
 
     def make_connection(self) -> Connection:  # no channels for a launcher beside the session's connection
         return Connection(self.role, relay=relayed, accept_kind=lambda kind: default_accept_kind(kind) and (
-            self.session is None or self.session.client is self))  # (protocol.xpra.LAUNCH_BESIDE)
+            self.session is None or self.session.client is self))  # (sessiond.launching)
 
     @property
     def address(self) -> str:
@@ -117,9 +115,11 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         if self.session is not None:
-            log.info("client {address} of {user} disconnected; session {session} keeps running",
-                     address=self.address, user=self.user, session=self.session.id)  # fmt: skip
-            self.factory.registry.audit("disconnect", user=self.user, session=self.session.id, address=self.address)
+            if not self.beside:  # a launcher never connected the session: audited by its launches
+                log.info("client {address} of {user} disconnected; session {session} keeps running",
+                         address=self.address, user=self.user, session=self.session.id)  # fmt: skip
+                self.factory.registry.audit("disconnect", user=self.user, session=self.session.id,
+                                            address=self.address)  # fmt: skip
             self.session.detach(self)
             self.session = None
 
@@ -168,7 +168,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
 
     def _control(self, message: Message) -> None:
         if isinstance(message, Hello):
-            self.beside = LAUNCH_BESIDE in message.capabilities  # launches only: never takes a session over
+            self.capabilities = message.capabilities  # LAUNCH_BESIDE: launches only (sessiond.launching)
             self.apps_notices = APPS_CHANGED_CAPABILITY in message.capabilities  # (sessiond/app_notices.py)
             self.conn.hello(capabilities=CAPABILITIES, software=SOFTWARE)
         elif isinstance(message, Auth):
@@ -284,22 +284,28 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self._lost or self.conn.closed:
             return None
         resumed = session.last_connect is not None
+        self.beside = beside_login(self.capabilities, session.display, session.client is not None)
         try:
             session.attach(self, self.address)
-        except SessionError as exc:
-            self._refuse(ReasonCode.SESSION_UNAVAILABLE, str(exc))
+        except (SessionError, LaunchersFull) as exc:
+            code = ReasonCode.LIMIT_EXCEEDED if isinstance(exc, LaunchersFull) else ReasonCode.SESSION_UNAVAILABLE
+            self._refuse(code, str(exc))
             return
         self.session = session
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         registry = self.factory.registry
-        registry.audit("reconnect" if resumed else "connect", user=self.user, session=session.id,
-                       address=self.address)  # fmt: skip
+        if not self.beside:  # a launcher's login is audited as "login", then by its launches
+            registry.audit("reconnect" if resumed else "connect", user=self.user, session=session.id,
+                           address=self.address)  # fmt: skip
         lifetime = self.factory.config.auth.resume_token_lifetime
         token = registry.issue_token(self.user, lifetime, not_after=self._chain_expires)
         notice, session.notice = session.notice, ""
-        self._send(AuthResult(ok=True, user=self.user, session=session.id, message=notice, resume_token=token))
+        self._send(AuthResult(ok=True, user=self.user, session=session.id, message=notice, resume_token=token,
+                              display=session.display))  # fmt: skip
         self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
+        if self.beside:
+            self._send(SessionAttached(attached=session.client is not None))
 
     def _redirect(self, result: AuthResult) -> None:
         self._authenticating = False
@@ -321,38 +327,8 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self.session is None:
             self.close(ReasonCode.NOT_AUTHENTICATED, "log in first")
             return
-        if len(message.args) > MAX_LAUNCH_ARGS:
-            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
-                                    message=f"at most {MAX_LAUNCH_ARGS} arguments"))  # fmt: skip
-            return
-        try:
-            plan = self.factory.publisher.plan_launch(self.user, message.app, message.args)
-        except NotEntitled as exc:
-            log.warn("{user} from {address} asked to launch {app}, which is not published to them",
-                     user=self.user, address=self.address, app=message.app)  # fmt: skip
-            self.factory.registry.audit("launch_refused", user=self.user, session=self.session.id,
-                                        address=self.address, detail=f"not entitled to {message.app}")  # fmt: skip
-            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.NOT_ENTITLED,
-                                    message=str(exc)))  # fmt: skip
-            return
-        except UnknownApp:
-            log.info("{user} asked for unknown app {app}", user=self.user, app=message.app)
-            self.factory.registry.audit("launch_refused", user=self.user, session=self.session.id,
-                                        address=self.address, detail=f"unknown app {message.app}")  # fmt: skip
-            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.UNKNOWN_APP,
-                                    message=f"no published application {message.app!r}"))  # fmt: skip
-            return
-        except ExecError as exc:
-            self._send(LaunchResult(request=message.request, ok=False, code=ReasonCode.MALFORMED_MESSAGE,
-                                    message=str(exc)))  # fmt: skip
-            return
-        argv, cwd = list(plan.argv), plan.cwd
-        log.info("{user} launches {app} in session {session}", user=self.user, app=message.app,
-                 session=self.session.id)  # fmt: skip
-        self.factory.registry.audit("launch", user=self.user, session=self.session.id, address=self.address,
-                                    detail=message.app)  # fmt: skip
-        d = self.session.launch(message.app, argv, cwd)
-        d.addCallback(lambda result: self._send(dataclasses.replace(result, request=message.request)))
+        launch_app(self.factory.publisher, self.factory.registry, self.session, self.user, self.address, message,
+                   self._send)  # fmt: skip
 
     def _icon(self, message: IconRequest) -> None:
         def answer(png: bytes) -> None:

@@ -4,8 +4,9 @@
 # Lifecycle (sessiond.lifecycle, the state machine), its AgentHandle
 # (sessiond.spawn: spawn, adoption by pidfd, signals), its ChannelRelay
 # (sessiond.relay: routing and credit between client and agent) with the USB
-# policy plugged in as a filter. What stays here is the glue: attach and
-# detach, start and end, the app launches the control channel carries.
+# policy plugged in as a filter, its apps part (sessiond.launching: launches,
+# running apps, the connections launching beside the attached client). What
+# stays here is the glue: attach and detach, start and end.
 """Session (one user's session) and what it needs from its host."""
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from apps.entitlements import principal_for
 from isolation.accounts import Account
 from isolation.launcher import prepare_session_dir, remove_session_dir
 from protocol.errors import ReasonCode
-from protocol.messages import AppExited, ChannelKind, LaunchResult, Message, SpawnApp
+from protocol.messages import ChannelKind, LaunchResult, Message
 from sessiond.session_windows import WindowLister
 from sessiond.agent_link import AgentLink, AgentProcess
+from sessiond.launching import Launchers, SessionApps
 from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
 from sessiond.relay import ChannelRelay, Endpoint
@@ -44,8 +46,6 @@ log = Logger()
 
 # Seconds an agent gets to stop its Xvfb and apps after SIGTERM.
 AGENT_STOP_GRACE = 5.0
-# Launches in flight per session.
-MAX_PENDING_LAUNCHES = 16
 
 __all__ = ["Session", "SessionHost", "SessionState", "SessionError", "ClientPeer"]
 
@@ -79,7 +79,7 @@ class ClientPeer(Endpoint, Protocol):
     def count_relayed(self, channel: int, type_: int, wire_size: int) -> None: ...
 
 
-class Session:
+class Session(SessionApps):
     """One user's session: lifecycle, agent, link, attached client and relay."""
 
     def __init__(self, supervisor: SessionHost, account: Account, session_id: str | None = None) -> None:
@@ -111,6 +111,7 @@ class Session:
         self.reactor: Any = None
         self.link: AgentLink | None = None
         self.client: ClientPeer | None = None
+        self.launchers = Launchers()  # connections launching beside the client (sessiond.launching)
         self._started: defer.Deferred[Session] = defer.Deferred()
         self._next_request = 1
         self._launches: dict[int, tuple[defer.Deferred[LaunchResult], str]] = {}
@@ -290,6 +291,7 @@ class Session:
         self.relay.client = None
         if client is not None:
             client.take_over("the session ended")
+        self.launchers.end("the session ended")
         if self.link is not None:
             self.link.drop()
         if self.session_dir:
@@ -299,12 +301,14 @@ class Session:
 
     # -- clients ---------------------------------------------------------------
     def attach(self, client: ClientPeer, address: str = "") -> None:
-        """Make CLIENT the session's one connection (taking over any other)."""
+        """Make CLIENT the session's one connection (taking over any other), or one of its
+        launchers if it launches beside it (sessiond.launching: LaunchersFull past the limit)."""
         if not self.lifecycle.usable or self.link is None:
             raise SessionError("the session has ended")
+        if getattr(client, "beside", False):
+            self.launchers.add(client)  # the attached client (if any) keeps the session
+            return
         previous = self.client
-        if previous is not None and getattr(client, "beside", False):
-            return  # a launcher (protocol.xpra.LAUNCH_BESIDE): the attached client keeps the session
         if previous is not None and previous is not client:
             self.detach(previous)
             previous.take_over("the session was opened from another connection")
@@ -314,59 +318,22 @@ class Session:
         self.client_address = address
         self.last_connect = self.last_input = time.time()
         self.lifecycle.fire(LifecycleEvent.ATTACH)
+        self.launchers.holder_changed(True)
 
     def detach(self, client: ClientPeer) -> None:
         if self.client is not client:
+            self.launchers.discard(client)
             return
         self.client = None
         if self.state is SessionState.ACTIVE:
             self.last_disconnect = time.time()
             self.lifecycle.fire(LifecycleEvent.DETACH)
         self.relay.detach()
+        self.launchers.holder_changed(False)
 
     def touch(self, idle: float = 0.0) -> None:
         """The user did something (input) `idle` seconds ago: resets the idle timers."""
         self.last_input = max(self.last_input, time.time() - idle)
-
-    # -- apps --------------------------------------------------------------------
-    def launch(self, app: str, argv: list[str], cwd: str) -> defer.Deferred[LaunchResult]:
-        """Ask the agent to start ARGV; fires with the agent's LaunchResult."""
-        if self.link is None:
-            return defer.succeed(LaunchResult(request=0, ok=False, code=ReasonCode.SESSION_UNAVAILABLE,
-                                              message="the session is not running"))  # fmt: skip
-        if len(self._launches) >= MAX_PENDING_LAUNCHES:
-            return defer.succeed(LaunchResult(request=0, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
-                                              message="too many launches in progress"))  # fmt: skip
-        request = self._next_request
-        self._next_request += 1
-        d: defer.Deferred[LaunchResult] = defer.Deferred()
-        self._launches[request] = (d, app)
-        self.link.conn.send(0, SpawnApp(request=request, app=app, argv=tuple(argv), cwd=cwd))
-        self.link.flush()
-        return d
-
-    def launch_finished(self, result: LaunchResult) -> None:
-        entry = self._launches.pop(result.request, None)
-        if entry is not None:
-            d, app = entry
-            if result.ok:
-                self.apps[result.pid] = app
-                self.registry.update_session(self.id, apps={str(p): a for p, a in self.apps.items()})
-            d.callback(result)
-
-    def forward_to_client(self, message: Message) -> None:
-        """A control message from the agent meant for the client (CLOCK_REPORT)."""
-        if self.client is not None:
-            self.client.notify(message)
-
-    def app_exited(self, message: AppExited) -> None:
-        if self.apps.pop(message.pid, None) is not None:
-            self.registry.update_session(self.id, apps={str(p): a for p, a in self.apps.items()})
-        if self.client is not None:
-            self.client.notify(message)
-        if not self.apps and not self._launches and self.config.apps.end_session_with_last_app:
-            log.info("session {session}: its last app exited; ending it", session=self.id)
-            self.terminate()
 
     # -- views -----------------------------------------------------------------
     def usage(self) -> tuple[int, float]:

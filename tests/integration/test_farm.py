@@ -218,3 +218,22 @@ def test_abandoned_redirect_releases_the_claim(farm: Farm, user_factory: object)
     session = login(farm["a"], user)  # not stuck: a new session somewhere
     assert session != result["session"] and len(farm.holder(session)) == 1
     farm.logoff(user, session)
+
+
+def test_svclient_launch_through_another_host_launches_beside_the_connected_client(
+        farm: Farm, user_factory: object) -> None:  # fmt: skip
+    """The redirected login of `svclient launch` still says launch.beside: the user's connected client on
+    the session's host keeps the session and shows the app (issue 17: an attached xpra client)."""
+    from seamless_client import SeamlessClient
+
+    user = user_factory("farml")  # type: ignore[operator]
+    session = login(farm["a"], user)
+    [home] = farm.holder(session)
+    other = next(name for name in HOSTS if name != home)
+    connected = SeamlessClient(farm[home], user)  # holds the session
+    launched = svclient(farm[other], user, "launch", "xterm", resume=False)
+    assert launched.returncode == 0, launched.stderr
+    assert "it shows in the client the session is open in" in launched.stdout, launched.stdout
+    assert connected.window_of("xterm", 30) is not None  # still connected (not taken over): it shows xterm
+    connected.close()
+    farm.logoff(user, session)

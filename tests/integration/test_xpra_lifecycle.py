@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from sessiond.agent.xserver import XServer
-from svtest import Server, TestUser, free_port, sessionctl, start_sessiond, stop_sessiond, svclient
+from svtest import VENV_BIN, Server, TestUser, free_port, sessionctl, start_sessiond, stop_sessiond, svclient
 from test_warm_pool import served_by, wait_for_slot
 import test_xpra
 from test_xpra import WAIT_S, XPRA, attach, detach, wait_for, windows_of_class
@@ -55,6 +55,12 @@ def xpra_session(tmp: str, **kwargs: object) -> str:
 def row_of(server: Server, user: TestUser) -> dict[str, object]:
     rows = json.loads(sessionctl(server, "list", "--json", "--user", user.name).stdout or "[]")
     return rows[0] if rows else {}
+
+
+def svclient_argv(server: Server, user: TestUser, *command: str) -> list[str]:
+    """svclient as svtest.svclient runs it (password login), for a process the test watches."""
+    return [os.path.join(VENV_BIN, "svclient"), "--server", server.address, "--user", user.name, "--password-file",
+            user.password_file, "--known-hosts", server.known_hosts, "--no-resume", *command]
 
 
 def audit_events(server: Server) -> list[str]:
@@ -142,16 +148,26 @@ def test_svclient_launch_while_attached_shows_the_app_in_the_xpra_client(
     servers.append(server)
     user: TestUser = user_factory("svt-xl-a")  # type: ignore[operator]
     display = client_display.display
-    process = attach(server, user, display)  # no app yet: an empty session
+    process = attach(server, user, display, "--launch", "xterm")  # xterm keeps the session when xcalc exits
     try:
-        wait_for(lambda: row_of(server, user).get("state") == "active", "the xpra client to attach")
+        wait_for(lambda: windows_of_class(display, "xterm"), "xterm in the xpra client")
         # From another terminal: a second connection of the same user launches beside the attached
         # xpra client (protocol.xpra.LAUNCH_BESIDE) instead of taking the session over; entitlements apply.
-        launched = svclient(server, user, "launch", "xcalc", resume=False)
-        assert launched.returncode == 0, launched.stderr
-        assert "it shows in the client the session is open in" in launched.stdout, launched.stdout
+        # With --wait it waits beside the attached client too: sessiond tells launchers of app exits.
+        launcher = subprocess.Popen(svclient_argv(server, user, "launch", "--wait", "xcalc"), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
         wait_for(lambda: windows_of_class(display, "xcalc"), "xcalc in the attached xpra client")
         assert process.poll() is None  # still attached: not taken over
+        assert launcher.poll() is None  # waiting for xcalc to exit
+        session = str(row_of(server, user)["id"])
+        for pid in test_xpra.session_pids(session):
+            if os.path.basename(test_xpra.cmdline(pid).split(" ")[0]) == "xcalc":
+                os.kill(pid, signal.SIGTERM)
+        out, err = launcher.communicate(timeout=WAIT_S)
+        assert launcher.returncode == 0, err
+        assert "it shows in your xpra client, now or once one attaches" in out, out
+        assert "xcalc (pid" in out and "exited with status" in out, out
+        assert process.poll() is None
         refused = svclient(server, user, "launch", "not-published", resume=False)
         assert refused.returncode != 0 and process.poll() is None
     finally:

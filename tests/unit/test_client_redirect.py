@@ -47,3 +47,31 @@ def test_vouched_fingerprint_is_pinned_and_never_replaces_a_pin(tmp_path: object
     assert known.check("10.0.0.2:4443", FP)  # pinned: a later connection is known, no new-host notice
     with pytest.raises(HostKeyMismatch):
         known.vouch("10.0.0.2:4443", "cd" * 32)
+
+
+def test_the_redirected_login_says_the_same_capabilities(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """svclient launch keeps launch.beside on the host the farm sends it to (else it would take the
+    session over from the xpra client attached there)."""
+    from twisted.internet import defer, task  # noqa: PLC0415
+
+    import client.redirect  # noqa: PLC0415
+    from protocol.xpra import LAUNCH_BESIDE  # noqa: PLC0415
+
+    said: list[tuple[str, ...]] = []
+
+    class Client:
+        async def ticket(self, user: str, ticket: str) -> AuthResult:
+            return AuthResult(ok=True, user=user, session="s-1")
+
+    async def connect(*_args: object, capabilities: tuple[str, ...] = (), **_kwargs: object) -> Client:
+        said.append(capabilities)
+        return Client()
+
+    monkeypatch.setattr(client.redirect, "connect", connect)
+    known = KnownHosts(os.path.join(str(tmp_path), "known_hosts"))
+    caps = ("display.png", LAUNCH_BESIDE)
+    d = defer.ensureDeferred(client.redirect.follow(task.Clock(), Redirected(redirect()), "alice", known, 5.0, caps))
+    result = []
+    d.addCallback(result.append)
+    assert result and result[0][1].ok and result[0][2] == "10.0.0.2:4443"
+    assert said == [caps]

@@ -132,6 +132,7 @@ class Peer:
 def test_a_launcher_beside_an_attached_client_does_not_take_the_session_over() -> None:
     from types import SimpleNamespace  # noqa: PLC0415
 
+    from sessiond.launching import Launchers  # noqa: PLC0415
     from sessiond.sessions import Session  # noqa: PLC0415
 
     session = Session.__new__(Session)
@@ -139,5 +140,8 @@ def test_a_launcher_beside_an_attached_client_does_not_take_the_session_over() -
     session.client = attached  # type: ignore[assignment]
     session.link = object()  # type: ignore[assignment]
     session.lifecycle = SimpleNamespace(usable=True)  # type: ignore[assignment]
-    Session.attach(session, Peer(beside=True))  # type: ignore[arg-type]
+    session.launchers = Launchers()
+    launcher = Peer(beside=True)
+    Session.attach(session, launcher)  # type: ignore[arg-type]
     assert session.client is attached and attached.taken_over == []
+    assert len(session.launchers) == 1  # told about attaches and exits (sessiond.launching)

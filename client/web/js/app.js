@@ -17,6 +17,7 @@ import { Screen } from './display.js';
 import { firstAuth, loggedInText, redirectTarget, refusalText } from './login.js';
 import { InputBinding } from './input.js';
 import { appIconUrl, renderApps, setAppIcon } from './launcher.js';
+import { AppLauncher } from './launches.js';
 import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
 import { TITLE_HEIGHT, WindowsView } from './windows.js';
 import { CODEC_H264, h264Supported } from './video.js';
@@ -47,13 +48,11 @@ class WebClient {
     this.conn = null;
     this.apps = new PublishedApps({ // app-list.js: the launcher follows the server's catalog
       send: (message) => this.conn?.send(0, message),
-      render: (apps) => renderApps($('apps'), apps, (app) => this.launch(app)),
+      render: (apps) => renderApps($('apps'), apps, (app) => this.launcher.launch(app)),
       setIcon: setAppIcon,
       shown: (apps) => this.showApps(apps),
       pixelRatio: () => window.devicePixelRatio || 1,
     });
-    this.requestId = 0;
-    this.launches = new Map();
     this.reconnects = 0;
     this.leaving = false;
     this.authenticated = false;
@@ -74,6 +73,8 @@ class WebClient {
     this.audio = new AudioControls($('speaker'), $('mic'), (text, kind) => this.status(text, kind));
     window.sessiondAudio = this.audio; // tests and debugging read stats() and recentSamples() here
     const say = (text, kind) => this.status(text, kind);
+    this.launcher = new AppLauncher({ error: $('launcher-error'), notice: $('xpra-notice') },
+      (message) => this.conn?.send(0, message), say, () => this.apps.request()); // launches.js: launches, xpra sessions
     this.transfers = [new ClipboardBridge($('clip-copy'), $('clip-paste'), say, $('clip-paste-box')),
       new FileBridge(document.body, say)]; // clipboard.js, files.js
     $('login-form').addEventListener('submit', (event) => {
@@ -113,8 +114,9 @@ class WebClient {
     $('show-apps').hidden = name !== 'session';
     $('show-session').hidden = name !== 'launcher' || !this.conn?.isOpen(DISPLAY);
     $('logoff').hidden = name === 'login';
-    this.audio.setVisible(name !== 'login');
-    this.transfers[0].setVisible(name !== 'login');
+    const media = name !== 'login' && !this.launcher.xpra; // an xpra client has its own sound and clipboard
+    this.audio.setVisible(media);
+    this.transfers[0].setVisible(media);
     if (name !== 'login') sessionStorage.setItem(STORE.view, name);
     $('taskbar').hidden = name === 'login' || this.windows.state.taskbar().length === 0;
     if (name === 'session') {
@@ -263,7 +265,11 @@ class WebClient {
         this.onAuthResult(f);
         break;
       case 'LAUNCH_RESULT':
-        this.onLaunchResult(f);
+        if (this.launcher.launched(f) === 'session') this.openSession();
+        else this.show('launcher');
+        break;
+      case 'SESSION_ATTACHED':
+        this.launcher.setAttached(f.attached);
         break;
       case 'CHANNEL_OPENED':
         if (f.channel === DISPLAY && !this.firstFrameSeen) this.status('Waiting for the first picture…', 'busy');
@@ -300,11 +306,14 @@ class WebClient {
     sessionStorage.setItem(STORE.user, f.user);
     this.notice = f.message || this.notice; // e.g. "your previous session on host B was lost"
     this.status(loggedInText('Logged in', f.user, this.notice));
-    this.audio.sessionReady();
-    for (const t of this.transfers) t.sessionReady();
+    this.launcher.sessionReady(f.display, f.user, window.location.host); // xpra: this page only launches
+    if (!this.launcher.xpra) {
+      this.audio.sessionReady();
+      for (const t of this.transfers) t.sessionReady();
+    }
     const lang = (navigator.language || '').replace('-', '_');
     this.apps.request(lang ? `${lang}.UTF-8` : ''); // again at every resume: changes while away are seen
-    if (sessionStorage.getItem(STORE.view) === 'session') this.openSession();
+    if (sessionStorage.getItem(STORE.view) === 'session' && !this.launcher.xpra) this.openSession();
     else this.show('launcher');
   }
 
@@ -313,35 +322,6 @@ class WebClient {
     const box = $('launcher-error');
     if (apps.length === 0) [box.textContent, box.hidden] = [NO_APPS, false];
     else if (box.textContent === NO_APPS) [box.textContent, box.hidden] = ['', true];
-  }
-
-  launch(app) {
-    this.requestId += 1;
-    this.launches.set(this.requestId, app);
-    $('launcher-error').hidden = true;
-    this.status(`Launching ${app.name}…`, 'busy');
-    this.conn.send(0, { name: 'LAUNCH', fields: { request: this.requestId, app: app.id, args: [] } });
-  }
-
-  onLaunchResult(f) {
-    const app = this.launches.get(f.request);
-    this.launches.delete(f.request);
-    const name = app ? app.name : 'the application';
-    if (f.ok) {
-      this.status(`${name} is running`);
-      this.openSession();
-      return;
-    }
-    const text = {
-      [Reason.NOT_ENTITLED]: `You are not allowed to start ${name}.`,
-      [Reason.UNKNOWN_APP]: `${name} is no longer published.`,
-    }[f.code] || `${name} could not start: ${f.message}`;
-    if (f.code === Reason.UNKNOWN_APP) this.apps.request(); // the list catches up (app-list.js)
-    this.status(text, 'error');
-    const box = $('launcher-error');
-    box.textContent = text;
-    box.hidden = false;
-    this.show('launcher');
   }
 
   /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills); TILE frames always. */

@@ -18,9 +18,12 @@ import {
 import { APPS_CHANGED_CAPABILITY } from './app-list.js';
 
 export const SOFTWARE = 'sessiond-web 0.1.0';
+// launch.beside-xpra (protocol/xpra.py): this page cannot show an xpra display, so in an xpra session
+// it only launches, beside the user's xpra client (launches.js).
 export const CAPABILITIES = [
   'display.raw-lz4', 'display.png', 'display.jpeg', 'display.fill', 'display.copy', 'display.palette', 'input.keysym',
   APPS_CHANGED_CAPABILITY, // the launcher follows the catalog (app-list.js)
+  'launch.beside-xpra',
 ];
 // CHANNEL_CLOSE code for kinds this client does not offer (audio, usb, clipboard).
 const CHANNEL_KIND_UNAVAILABLE = 20;
