@@ -7,15 +7,16 @@
 # messages, each WebSocket driving the very same gateway ClientHandler as a
 # native TLS connection (sessiond/web_socket.py, imported with the first /ws
 # request so that an idle daemon does not carry wsproto and h11). The static
-# files are read once at start (a closed set of names, so no path from a URL
-# ever reaches the file system).
+# files are read once, with the first request for /web/ (a closed set of
+# names, so no path from a URL ever reaches the file system; ~0.2 MiB a
+# daemon no browser has used does not hold).
 """Web client resources: static files, security headers, the /ws bridge."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -100,14 +101,24 @@ def set_security_headers(request: Any, hsts: bool) -> None:
 
 
 class WebClientResource(resource.Resource):
-    """/web/...: the client's files from memory; /web/ is the single-page app."""
+    """/web/...: the client's files from memory; /web/ is the single-page app.
+
+    FILES is the files, or a function returning them, called with the first request.
+    """
 
     isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
-    def __init__(self, files: dict[str, StaticFile], hsts: bool) -> None:
+    def __init__(self, files: dict[str, StaticFile] | Callable[[], dict[str, StaticFile]], hsts: bool) -> None:
         super().__init__()
-        self.files = files
+        self._files = files
         self.hsts = hsts
+
+    @property
+    def files(self) -> dict[str, StaticFile]:
+        """The servable files, read on first use."""
+        if callable(self._files):
+            self._files = self._files()
+        return self._files
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802 - twisted.web name
         set_security_headers(request, self.hsts)
@@ -174,5 +185,5 @@ def install_web_client(root: resource.Resource, gateway: protocol.Factory, cert_
     """Mount /, /web/ and /ws on ROOT (the Site root that also serves /admin and /metrics)."""
     hsts = not is_self_signed(cert_path)
     root.putChild(b"", RedirectToClient())
-    root.putChild(b"web", WebClientResource(load_static(directory), hsts))
+    root.putChild(b"web", WebClientResource(lambda: load_static(directory), hsts))
     root.putChild(b"ws", LazySocketResource(gateway, hsts))

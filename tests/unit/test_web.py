@@ -88,6 +88,22 @@ def test_unknown_and_private_paths_are_404(tmp_path: Any) -> None:
         assert body == b"not found\n"
 
 
+def test_files_are_read_with_the_first_request(tmp_path: Any) -> None:
+    # An idle daemon does not hold the client's files (issue 15); the first GET reads them, once.
+    reads: list[str] = []
+    tree = make_tree(tmp_path)
+
+    def load() -> dict[str, web.StaticFile]:
+        reads.append(tree)
+        return web.load_static(tree)
+
+    resource = web.WebClientResource(load, hsts=False)
+    assert reads == []
+    assert get(resource)[1] == b"<html>"
+    assert get(resource, b"js", b"app.js")[1] == b"export {}"
+    assert reads == [tree]
+
+
 def origin_request(origin: bytes | None, host: bytes = b"example.org:4443") -> DummyRequest:
     request = DummyRequest([])
     request.requestHeaders.setRawHeaders(b"host", [host])
