@@ -86,7 +86,7 @@ def test_web_login_through_a_reaches_the_session_on_b(farm: Farm, user_factory: 
     # The user sees their session's pixels, drawn by host b.
     xterm.click()
     page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected as')",
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Connected as')",
                            timeout=UI_TIMEOUT_MS)  # fmt: skip
     # The page says what the redirecting host said: where the session is.
     assert "on host b" in page.evaluate("document.getElementById('status').textContent")

@@ -157,7 +157,7 @@ def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: S
     # The session takes the size of the page's session view (not the configured 1024x768), drawn 1:1.
     page.wait_for_function(FOLLOWS_JS, timeout=UI_TIMEOUT_MS)
     assert page.evaluate("document.getElementById('screen').width") == 1280
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected as')",
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Connected as')",
                            timeout=UI_TIMEOUT_MS)  # fmt: skip
     # xterm needs a moment to map; typing goes to the focused window under the pointer.
     page.wait_for_timeout(1500)
@@ -183,11 +183,11 @@ def test_login_launch_type_and_see_pixels_then_survive_a_drop(sessiond_server: S
     killed = subprocess.run(["ss", "-K", "dst", sessiond_server.host, "dport", "=", str(sessiond_server.port)],
                             capture_output=True, text=True)  # fmt: skip
     assert killed.returncode == 0, killed.stderr
-    page.wait_for_function("document.getElementById('status').textContent.includes('econnect')",
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('econnect')",
                            timeout=UI_TIMEOUT_MS)  # fmt: skip
     back = wait_for_red(page, MIN_RED_PIXELS)
     assert back >= MIN_RED_PIXELS, f"after the drop only {back} red pixels; console: {console}"
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected as')",
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Connected as')",
                            timeout=UI_TIMEOUT_MS)  # fmt: skip
     assert page.evaluate("sessionStorage.getItem('sessiond.token')") not in (None, token), "token not rotated"
     assert page.evaluate("document.body.dataset.view") == "session"

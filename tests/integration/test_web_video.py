@@ -108,7 +108,7 @@ def test_chromium_decodes_h264_then_shows_the_exact_still(sessiond_server: Serve
     xterm.wait_for(timeout=UI_TIMEOUT_MS)
     xterm.click()
     page.wait_for_selector("#screen[data-frames]", timeout=UI_TIMEOUT_MS)
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected as')",
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Connected as')",
                            timeout=UI_TIMEOUT_MS)  # fmt: skip
     # This Chromium's WebCodecs decodes H.264, so the page announced it (VIDEO_CAPS).
     page.wait_for_function(ANNOUNCED_H264_JS, timeout=UI_TIMEOUT_MS)
