@@ -45,7 +45,8 @@ from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
 from sessiond.agent.audio_server import SoundServer
 from sessiond.agent.boundary import LogLimiter, guard
-from sessiond.agent.display import DesktopSource, DisplayPipeline
+from sessiond.agent.display import DisplayPipeline
+from sessiond.agent.frame_sources import DesktopSource
 from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
