@@ -7,7 +7,7 @@
 # windows channel (window_wire.py). Those three must agree on which windows
 # exist: a new window is tracked for pixels and announced, a destroyed one
 # untracked and announced, a (re)connecting client gets the whole model
-# replayed. main.py only routes X events, link events and input here.
+# replayed. main.py only routes X events here, link_events.py link events and input.
 """Seamless: WindowManager + WindowSource + the windows channel of one agent."""
 
 from __future__ import annotations
