@@ -1,6 +1,7 @@
 # The thin client's connection: TLS 1.3 with a pinned server certificate,
 # then HELLO, login, and the display/input channels. Each request returns a
-# Deferred; the framebuffer is reconstructed from the display channel and
+# Deferred (the requests and their errors: session_requests.py); the
+# framebuffer is reconstructed from the display channel and
 # every frame is acknowledged after it is drawn (that acknowledgement is
 # what paces the server): at once when FRAME_END says ack_now, else held
 # and sent with the next write (a keystroke), in the same TLS record; acks
@@ -21,6 +22,8 @@ from zope.interface import implementer
 from client.frame_acks import VIDEO_TILE, FrameAcks
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
+from client.session_requests import DISPLAY, INPUT, ConnectionEnded, RemoteError, SessionRequests
+from client.session_requests import Redirected as Redirected  # re-exported: callers import it from here
 from client.window_client import WindowsMixin
 from client.windows import WindowTable
 from protocol.connection import (
@@ -36,35 +39,14 @@ from protocol.control_session import APPS_CHANGED_CAPABILITY
 from protocol.errors import ReasonCode
 from protocol.limits import ALPN
 from protocol.messages import (
-    AppExited,
-    AppList,
-    AppListRequest,
-    AppsChanged,
-    Auth,
-    AuthResult,
-    Button,
     ChannelKind,
     ClockReport,
     DesktopSize,
-    Error,
     FrameEnd,
     Hello,
-    Icon,
-    IconRequest,
-    Key,
-    Launch,
-    LaunchResult,
-    Logoff,
     Message,
-    Pointer,
-    RefreshRequest,
     Region,
-    ResizeRequest,
     SessionInfo,
-    Sync,
-    SyncDone,
-    VideoCaps,
-    Wheel,
 )
 from protocol.windows import WindowTarget
 from transport.tls import fingerprint
@@ -73,49 +55,15 @@ from transport.twisted_wire import FrameProtocol
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
                 "input.keysym", "input.key-tap", "display.tile", APPS_CHANGED_CAPABILITY)
-DISPLAY = int(ChannelKind.DISPLAY)
 # VIDEO_CAPS bit: this client decodes H264 regions (client/video.py).
 VIDEO_H264 = 0x01
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
-INPUT = int(ChannelKind.INPUT)
-AUDIO_OUT = int(ChannelKind.AUDIO_OUT)
-AUDIO_IN = int(ChannelKind.AUDIO_IN)
 WINDOWS = int(ChannelKind.WINDOWS)
 
 
-class ConnectionEnded(Exception):
-    """The server closed the connection (code and message from its CLOSE)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        try:
-            name = ReasonCode(code).name
-        except ValueError:
-            name = str(code)
-        super().__init__(f"{message} ({name})" if message else name)
-        self.code = code
-        self.message = message
-
-
-class RemoteError(Exception):
-    """The server refused a request (login, launch)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Redirected(RemoteError):
-    """AUTH_RESULT sent the client to another host of the farm (client/redirect.py follows it);
-    code that does not follow redirects sees a RemoteError with the server's message."""
-
-    def __init__(self, result: AuthResult) -> None:
-        super().__init__(result.code, result.message or f"redirected to {result.redirect}")
-        self.result = result
-
-
 @implementer(interfaces.IHandshakeListener)
-class SessionClient(WindowsMixin, FrameAcks, FrameProtocol):
+class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
     """Client side of the native protocol."""
 
     role = Role.CLIENT
@@ -310,166 +258,6 @@ class SessionClient(WindowsMixin, FrameAcks, FrameProtocol):
         for d in waiters:
             if not d.called:
                 d.errback(exc)
-
-    # -- requests --------------------------------------------------------------------
-    def _request(self, message: Message, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[Any] = defer.Deferred()
-        self._waiters.append((matches, d))
-        self.conn.send(0, message)
-        self.flush()
-        return d
-
-    async def login(self, user: str, password: str) -> AuthResult:
-        """Log in with a password; starts or resumes the user's session."""
-        return await self._authenticate(Auth(method="password", user=user, password=password))
-
-    async def resume(self, user: str, token: str) -> AuthResult:
-        """Log in with a resume token from an earlier login (single use)."""
-        return await self._authenticate(Auth(method="resume", user=user, token=token))
-
-    async def ticket(self, user: str, ticket: str) -> AuthResult:
-        """Log in with a farm redirect's ticket (client/redirect.py; single use)."""
-        return await self._authenticate(Auth(method="ticket", user=user, token=ticket))
-
-    async def _authenticate(self, auth: Auth) -> AuthResult:
-        """AUTH_RESULT on success; RemoteError on refusal, Redirected when a farm sends us on."""
-        result: AuthResult = await self._request(auth, lambda m: isinstance(m, AuthResult))
-        if not result.ok and result.redirect:
-            raise Redirected(result)
-        if not result.ok:
-            raise RemoteError(result.code, result.message)
-        return result
-
-    async def logoff(self) -> None:
-        """End the session; returns once the server has closed the connection."""
-        self.conn.send(0, Logoff())
-        self.flush()
-        end = await self.ended
-        if end.code != ReasonCode.NORMAL:
-            raise end
-
-    async def list_apps(self, locale: str = "") -> AppList:
-        """The apps published to this user, names and comments in ``locale`` when translated."""
-        return await self._request(AppListRequest(locale=locale), lambda m: isinstance(m, AppList))  # type: ignore[no-any-return]
-
-    async def icon(self, app: str, size: int, request: int = 1) -> bytes:
-        """The PNG icon of ``app`` at ``size`` x ``size``; RemoteError if the server has none for us."""
-        answer: Icon = await self._request(
-            IconRequest(request=request, app=app, size=size),
-            lambda m: isinstance(m, Icon) and m.request == request,
-        )
-        if not answer.ok:
-            raise RemoteError(answer.code, answer.message)
-        return answer.png
-
-    def apps_changed(self) -> defer.Deferred[AppsChanged]:
-        """Fires at the server's next APPS_CHANGED: list_apps() would answer differently now."""
-        return self.window_event(lambda m: isinstance(m, AppsChanged))  # (any message the client delivers)
-
-    def app_exited(self, pid: int) -> defer.Deferred[AppExited]:
-        """Fires with APP_EXITED once the app with ``pid`` (from its LAUNCH_RESULT) ends."""
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[AppExited] = defer.Deferred()
-        self._waiters.append((lambda m: isinstance(m, AppExited) and m.pid == pid, d))
-        return d
-
-    async def launch(self, app: str, args: tuple[str, ...] = (), request: int = 1) -> LaunchResult:
-        result: LaunchResult = await self._request(
-            Launch(request=request, app=app, args=args),
-            lambda m: isinstance(m, LaunchResult) and m.request == request or isinstance(m, Error),
-        )
-        if not result.ok:
-            raise RemoteError(result.code, result.message)
-        return result
-
-    async def open_channel(self, kind: ChannelKind) -> None:
-        d: defer.Deferred[None] = defer.Deferred()
-        self._channel_waiters[int(kind)] = d
-        self.conn.open_channel(int(kind), kind)
-        self.flush()
-        await d
-        if kind is ChannelKind.DISPLAY:
-            self.display_opened()
-        if kind is ChannelKind.DISPLAY and self.video_codecs:
-            self.conn.send(DISPLAY, VideoCaps(codecs=self.video_codecs))  # H264 regions welcome
-            self.flush()
-
-    async def open_audio(self, handler: Callable[[Message | None], None]) -> None:
-        """Open audio-out; HANDLER gets AUDIO_FORMAT once capture runs, then AUDIO_DATA (None: closed)."""
-        self.channel_handlers[AUDIO_OUT] = handler
-        await self.open_channel(ChannelKind.AUDIO_OUT)
-
-    def send_mic(self, message: Message) -> bool:
-        """Queue a MIC_FORMAT/MIC_DATA on audio-in; False (dropped) if the session is not keeping up."""
-        if self.conn.send_window(AUDIO_IN) < frame_cost(message):
-            return False
-        self.conn.send(AUDIO_IN, message)
-        self.flush()
-        return True
-
-    def refresh(self) -> None:
-        """Ask the session to send everything on screen again (REFRESH_REQUEST)."""
-        if DISPLAY in self.conn.open_channels():
-            self.conn.send(DISPLAY, RefreshRequest())
-            self.flush()
-
-    def next_frame(self) -> defer.Deferred[int]:
-        """Fires with the sequence number of the next complete frame."""
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[int] = defer.Deferred()
-        self._frame_waiters.append(d)
-        return d
-
-    def resize(self, width: int, height: int) -> defer.Deferred[DesktopSize]:
-        """Ask for a width x height desktop; fires with the server's DESKTOP_SIZE answer.
-
-        The display channel must be open and its first DESKTOP_SIZE received.
-        The server clamps the size, so the answer may differ from the request.
-        """
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[DesktopSize] = defer.Deferred()
-        self._waiters.append((lambda m: isinstance(m, DesktopSize), d))
-        self.conn.send(DISPLAY, ResizeRequest(width=width, height=height))
-        self.flush()
-        return d
-
-    def send_input(self, message: Message) -> None:
-        self.conn.send(INPUT, message)
-        self.flush()
-
-    def key(self, keysym: int, down: bool) -> None:
-        self.send_input(Key(keysym=keysym, down=down))
-
-    def pointer(self, x: int, y: int) -> None:
-        self.send_input(Pointer(x=x, y=y))
-
-    def button(self, x: int, y: int, button: int, down: bool) -> None:
-        self.send_input(Button(x=x, y=y, button=button, down=down))
-
-    def wheel(self, x: int, y: int, dx: int, dy: int) -> None:
-        self.send_input(Wheel(x=x, y=y, dx=dx, dy=dy))
-
-    async def sync(self) -> None:
-        """Wait until the session has injected every input sent so far."""
-        self._sync_seq += 1
-        seq = self._sync_seq
-        d = self._request_on_input(Sync(seq=seq), lambda m: isinstance(m, SyncDone) and m.seq == seq)
-        await d
-
-    def _request_on_input(self, message: Message, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
-        d: defer.Deferred[Any] = defer.Deferred()
-        self._waiters.append((matches, d))
-        self.send_input(message)
-        return d
-
-    def disconnect(self) -> None:
-        if self.transport is not None:
-            self.drop()
 
 
 def client_tls_options() -> ssl.CertificateOptions:

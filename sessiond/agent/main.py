@@ -5,49 +5,31 @@
 # frame protocol. In seamless mode (the default) it is also the session's
 # window manager and captures each window on its own (seamless.py); in
 # desktop mode it captures the root and only manages focus (windows.py). The
-# frame pacing lives in display.py.
+# frame pacing lives in display.py, the link's channel dispatch in
+# link_events.py.
 """Entry point and event loop of the per-session agent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import os
 import signal
 import sys
-import time
 
 from Xlib import display as xdisplay_mod
 from Xlib import error as XError  # noqa: N812 - python-xlib's module name
 
-from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, MessageRefused
-from protocol.errors import ReasonCode
-from protocol.messages import (
-    AppExited,
-    Auth,
-    AuthResult,
-    ChannelKind,
-    ClockReport,
-    DesktopSize,
-    Hello,
-    KeyTapAck,
-    LaunchResult,
-    Message,
-    Ping,
-    Pong,
-    ResizeRequest,
-    SpawnApp,
-)
-from protocol.windows import WINDOW_REQUESTS
-from protocol.windows_admin import WindowList, WindowListRequest, WindowSummary
+from protocol.messages import DesktopSize, Message
 from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
 from sessiond.agent.audio_server import SoundServer
-from sessiond.agent.boundary import LogLimiter, guard
-from sessiond.agent.display import DesktopSource, DisplayPipeline
+from sessiond.agent.boundary import LogLimiter
+from sessiond.agent.display import DisplayPipeline
+from sessiond.agent.frame_sources import DesktopSource
 from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
+from sessiond.agent.link_events import CLOCK_REPORT_SECONDS, DISPLAY_CHANNEL, INPUT_CHANNEL, LinkEvents
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
 from sessiond.agent.startup import AGENT_LOG, StartupMarks, log_to_file
@@ -58,22 +40,17 @@ from sessiond.agent.window_model import Rect, WindowInfo
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
 from sessiond.agent.xpra_channel import XpraChannels
-from sessiond.agent.xpra_server import XPRA_DIR, XPRA_SOCKET, XpraServer, xpra_argv, xpra_env
+from sessiond.agent.xpra_server import XPRA_DIR, XPRA_SOCKET, XpraServer, xpra_argv, xpra_env, xpra_version
 from sessiond.agent.xserver import start_xvfb
 
-SOFTWARE = "sessiond-agent 0.1.0"
-DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
-INPUT_CHANNEL = int(ChannelKind.INPUT)
 # Exit status when the agent finds itself privileged (fail closed).
 EXIT_PRIVILEGED = 70
 EXIT_START_FAILED = 73
-# Seconds between CLOCK_REPORTs while a client listens to the session's sound.
-CLOCK_REPORT_SECONDS = 1.0
 # X events handled per drain before the loop serves the link again.
 MAX_X_EVENTS_PER_DRAIN = 512
 
 
-class Agent:
+class Agent(LinkEvents):
     """Everything one session runs: X server, capture, input, apps, link."""
 
     def __init__(self, args: AgentSettings, token: str, marks: StartupMarks | None = None) -> None:
@@ -214,175 +191,7 @@ class Agent:
         """Arrange for a frame if there is damage and the client keeps up."""
         self.display.schedule()
 
-    # -- link ----------------------------------------------------------------
-    def link_connected(self, link: LinkProtocol) -> None:
-        """A connection reached the socket: it becomes the link only once it
-        authenticates (link_authenticated), so a stray connection never costs
-        the working link."""
-
-    def link_authenticated(self, link: LinkProtocol) -> None:
-        if self.link is link:
-            return
-        if self.link is not None:
-            self.log("a new, authenticated sessiond link replaces the previous one")
-            self.link.drop()
-        self.link = link
-        self.display.closed()
-        self.windows_channel = None
-        if self.seamless is not None:
-            self.seamless.channel_closed()
-        self.audio.link_lost()
-
-    def link_lost(self, link: LinkProtocol) -> None:
-        if self.link is link:
-            self.link = None
-            self.injector.release_all()
-            self.display.closed()
-            self.windows_channel = None
-            if self.seamless is not None:
-                self.seamless.channel_closed()
-            self.audio.link_lost()
-            self.usb.reset()
-            self.transfers.link_lost()
-            self.xpra_channels.link_lost()
-
-    def link_writable(self, link: LinkProtocol) -> None:
-        self.schedule_frame()
-        self.transfers.writable()
-
-    def handle_event(self, link: LinkProtocol, event: object) -> None:
-        """One event from the link, behind the error boundary: a failure
-        costs that message (or, for a peer violation, its channel), never
-        the link or the session."""
-        channel = getattr(event, "channel", 0)
-        guard(self.drop_log, link.conn, channel,
-              lambda: f"session {self.session_id or '-'}: {type(getattr(event, 'message', event)).__name__}",
-              lambda: self._dispatch(link, event))  # fmt: skip
-        if isinstance(event, MessageReceived) and self._credited(event):
-            # Credit goes back whether or not the message could be handled.
-            link.conn.consumed(event.channel, event.wire_size)
-
-    def _credited(self, event: MessageReceived) -> bool:
-        """True for the channels whose credit this loop returns (usb returns its own)."""
-        return event.channel in (DISPLAY_CHANNEL, INPUT_CHANNEL) or (
-            event.channel != 0 and (self.audio.handles(event.kind) or event.kind is ChannelKind.WINDOWS))
-
-    def _dispatch(self, link: LinkProtocol, event: object) -> None:
-        if self.usb.handles(link, event) or self.transfers.handles(link, event) or self.xpra_channels.handles(
-                link, event):  # fmt: skip
-            return
-        if isinstance(event, MessageReceived):
-            if event.channel == 0:
-                self._control(link, event.message)
-            elif event.channel == DISPLAY_CHANNEL:
-                self._display_message(event.message)
-            elif event.channel == INPUT_CHANNEL:
-                if isinstance(event.message, KeyTapAck):
-                    self._display_message(event.message)  # the frame ack it carries
-                try:
-                    self.input.message(event.message)
-                finally:
-                    self._x_readable()  # flush, and pick up events the requests read in
-            elif event.kind is ChannelKind.WINDOWS:
-                self._windows_message(event.message)
-            elif self.audio.handles(event.kind):
-                self.audio.message(link, event.channel, event.message)
-        elif isinstance(event, ChannelOpened) and event.by_peer:
-            if event.channel == DISPLAY_CHANNEL and event.kind is ChannelKind.DISPLAY:
-                self._display_opened(link)
-            elif event.kind is ChannelKind.WINDOWS:
-                self._windows_opened(link, event.channel)
-            elif self.audio.handles(event.kind):
-                self.audio.channel_opened(link, event.channel, event.kind)
-        elif isinstance(event, MessageRefused):
-            self.drop_log(f"session {self.session_id or '-'}: refused a malformed message on channel "
-                          f"{event.channel} ({event.kind.name}): {event.message}; that channel is closed")  # fmt: skip
-            if event.channel == INPUT_CHANNEL:
-                self.injector.release_all()
-        elif isinstance(event, ChannelClosed):
-            self.audio.channel_closed(event.channel)
-            if event.channel == INPUT_CHANNEL:
-                self.injector.release_all()  # no key stays down (and auto-repeats) once its client is gone
-            if event.channel == DISPLAY_CHANNEL:
-                self.display.closed()
-                self.resizes.cancel()
-            if event.channel == self.windows_channel and self.seamless is not None:
-                self.windows_channel = None
-                self.seamless.channel_closed()
-
-    def _control(self, link: LinkProtocol, message: object) -> None:
-        if isinstance(message, Hello):
-            link.conn.hello(capabilities=(), software=SOFTWARE)
-        elif isinstance(message, Auth):
-            ok = message.method == "link" and hmac.compare_digest(message.token.encode(), self._token.encode())
-            if ok:
-                link.authenticated = True
-                self.link_authenticated(link)
-                link.conn.send(0, AuthResult(ok=True, session=self.session_id))
-            else:
-                link.conn.send(0, AuthResult(ok=False, code=ReasonCode.AUTH_FAILED, message="bad link token"))
-                link.conn.close(ReasonCode.AUTH_FAILED, "bad link token")
-        elif isinstance(message, SpawnApp):
-            self.apps.spawn(message)
-        elif isinstance(message, Ping):
-            link.conn.send(0, Pong(token=message.token))
-        elif isinstance(message, WindowListRequest):
-            link.conn.send(0, self._window_list(message.request))
-
-    def _window_list(self, request: int) -> WindowList:
-        """A summary of the session's windows for sessiond (sessionctl show)."""
-        if self.seamless is None:
-            return WindowList(request=request, mode="desktop", windows=(), total=0)
-        rows, total = self.seamless.summary()
-        windows = tuple(WindowSummary(**row) for row in rows)  # type: ignore[arg-type]
-        return WindowList(request=request, mode="seamless", windows=windows, total=total)
-
-    def _report_clocks(self) -> None:
-        """While audio-out is open: the audio and video clocks against ours
-        (CLOCK_REPORT), so a client can measure their drift."""
-        self.loop.call_later(CLOCK_REPORT_SECONDS, self._report_clocks)
-        out = self.audio.out
-        link = self.link
-        if out is None or not out.started or link is None or not link.authenticated:
-            return
-        link.conn.send(0, ClockReport(agent_us=int(time.monotonic() * 1_000_000), audio_pts=out.pts,
-                                      audio_rate=out.encoder.sample_rate, frame_seq=self.display.frame_seq,
-                                      frame_us=self.display.last_frame_us))  # fmt: skip
-        link.flush()
-
-    def _app_event(self, message: LaunchResult | AppExited) -> None:
-        if self.link is not None and self.link.authenticated:
-            self.link.conn.send(0, message)
-            self.link.flush()
-
     # -- display ---------------------------------------------------------------
-    def _display_opened(self, link: LinkProtocol) -> None:
-        link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
-        self.display.opened()
-
-    def _display_message(self, message: object) -> None:
-        if isinstance(message, ResizeRequest):
-            self.resizes.request(message.width, message.height)
-        else:
-            self.display.message(message)
-
-    def _windows_opened(self, link: LinkProtocol, channel: int) -> None:
-        if self.seamless is None:
-            link.conn.close_channel(channel, int(ReasonCode.CHANNEL_KIND_UNAVAILABLE), "the session is in desktop mode")
-            return
-        self.windows_channel = channel
-        def send(message: Message) -> None:
-            link.conn.send(channel, message)
-            self.loop.call_soon(link.flush)  # a timer's event (WINDOW_CLOSE_UNANSWERED) has no flush behind it
-
-        self.seamless.channel_opened(send)
-        link.flush()
-
-    def _windows_message(self, message: Message) -> None:
-        if self.seamless is not None and isinstance(message, WINDOW_REQUESTS):
-            self.seamless.request(message)
-            self._x_readable()  # the WM's requests read events in: handle them now
-
     def _resize(self, width: int, height: int) -> None:
         """Resize the X screen (clamped), re-create the capture, answer DESKTOP_SIZE."""
         if width > self.screen.max_width or height > self.screen.max_height:
@@ -440,21 +249,6 @@ class Agent:
                 self.desktop.close()
         finally:
             self.xserver.stop()
-
-
-def xpra_version(xpra: str) -> str:
-    """The version of the xpra package next to `xpra` ("6.5.5"), read from its
-    venv's metadata without running it; "" if unknown."""
-    from importlib import metadata  # noqa: PLC0415 - only xpra sessions need it
-
-    venv_lib = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(xpra))), "lib")
-    with contextlib.suppress(OSError):
-        for entry in os.listdir(venv_lib):
-            site = os.path.join(venv_lib, entry, "site-packages")
-            for dist in metadata.distributions(path=[site]):
-                if dist.metadata["Name"] == "xpra":
-                    return str(dist.version)
-    return ""
 
 
 def load_settings() -> AgentSettings:

@@ -3,11 +3,11 @@
 #
 # Why one object: in seamless mode the agent is the session's X window
 # manager (wm.py on x_wm.py), captures each window on its own (composite.py
-# through display.WindowSource) and tells the client about windows on the
+# through frame_sources.WindowSource) and tells the client about windows on the
 # windows channel (window_wire.py). Those three must agree on which windows
 # exist: a new window is tracked for pixels and announced, a destroyed one
 # untracked and announced, a (re)connecting client gets the whole model
-# replayed. main.py only routes X events, link events and input here.
+# replayed. main.py only routes X events here, link_events.py link events and input.
 """Seamless: WindowManager + WindowSource + the windows channel of one agent."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from protocol.windows import WindowMoveResize
 from protocol.windows_admin import MAX_LISTED_TITLE, MAX_LISTED_WINDOWS
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError
-from sessiond.agent.display import WindowSource
+from sessiond.agent.frame_sources import WindowSource
 from sessiond.agent.window_model import (
     Rect,
     UnknownWindowError,

@@ -4,7 +4,7 @@
 # (AgentSettings), and takes the link events of the clipboard and files
 # channels (open, messages, credit, close).
 #
-# Why a module of its own: main.py's dispatch stays a few hook lines
+# Why a module of its own: the agent's dispatch (link_events.py) stays a few hook lines
 # (handles / writable / link_lost / stop), as UsbService does, so the
 # seamless-windows work on main.py and this work do not collide.
 #

@@ -188,3 +188,18 @@ class XpraServer:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def xpra_version(xpra: str) -> str:
+    """The version of the xpra package next to `xpra` ("6.5.5"), read from its
+    venv's metadata without running it; "" if unknown."""
+    from importlib import metadata  # noqa: PLC0415 - only xpra sessions need it
+
+    venv_lib = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(xpra))), "lib")
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(venv_lib):
+            site = os.path.join(venv_lib, entry, "site-packages")
+            for dist in metadata.distributions(path=[site]):
+                if dist.metadata["Name"] == "xpra":
+                    return str(dist.version)
+    return ""

@@ -27,7 +27,8 @@ from protocol.windows import (
     WindowTarget,
     WindowWheel,
 )
-from sessiond.agent.display import DisplayPipeline, WindowSource
+from sessiond.agent.display import DisplayPipeline
+from sessiond.agent.frame_sources import WindowSource
 from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.window_model import (
