@@ -50,6 +50,7 @@ from sessiond.agent.link_estimate import LinkEstimate
 
 Rect = tuple[int, int, int, int]
 R = TypeVar("R")
+K = TypeVar("K")
 
 # Hard bound of the widened window: never more frames unacknowledged than
 # this because of the estimate (an admin's larger frames_in_flight stays
@@ -153,11 +154,25 @@ def _area(rect: Rect) -> int:
 def split_ahead(rects: list[Rect]) -> tuple[list[Rect], list[Rect]]:
     """(ahead, rest): the small rectangles that go out first in a frame of
     their own, and the others; ([], rects) when no split is worth it."""
-    small = [rect for rect in rects if _area(rect) <= AHEAD_MAX_PIXELS]
-    rest = [rect for rect in rects if _area(rect) > AHEAD_MAX_PIXELS]
-    if not small or len(small) > AHEAD_MAX_RECTS or sum(_area(rect) for rect in rest) < AHEAD_MIN_REST_PIXELS:
-        return [], rects
-    return small, rest
+    ahead, rest = split_ahead_by({0: rects})
+    return ahead.get(0, []), rest.get(0, [])
+
+
+def split_ahead_by(damage: dict[K, list[Rect]]) -> tuple[dict[K, list[Rect]], dict[K, list[Rect]]]:
+    """split_ahead over the rectangles of several surfaces together (seamless:
+    an echo in one window, a video in another): (ahead, rest) by surface,
+    ({}, damage) when no split is worth it."""
+    small = [(key, rect) for key, rects in damage.items() for rect in rects if _area(rect) <= AHEAD_MAX_PIXELS]
+    big = [(key, rect) for key, rects in damage.items() for rect in rects if _area(rect) > AHEAD_MAX_PIXELS]
+    if not small or len(small) > AHEAD_MAX_RECTS or sum(_area(rect) for _, rect in big) < AHEAD_MIN_REST_PIXELS:
+        return {}, damage
+    ahead: dict[K, list[Rect]] = {}
+    rest: dict[K, list[Rect]] = {key: [] for key in damage}
+    for key, rect in small:
+        ahead.setdefault(key, []).append(rect)
+    for key, rect in big:
+        rest[key].append(rect)
+    return ahead, rest
 
 
 def send_ahead(ahead: Callable[[list[R]], None] | None, rects: list[Rect],
@@ -169,6 +184,19 @@ def send_ahead(ahead: Callable[[list[R]], None] | None, rects: list[Rect],
     first, rest = split_ahead(rects)
     if first:
         ahead(encode(first, False))
+    return rest
+
+
+def send_ahead_by(ahead: Callable[[list[R]], None] | None, damage: dict[K, list[Rect]],
+                  encode: Callable[[K, list[Rect]], list[R]]) -> dict[K, list[Rect]]:  # fmt: skip
+    """send_ahead over several surfaces (seamless windows): the small
+    rectangles of all of them, each surface's encoded by `encode`, as one
+    frame through `ahead`; returns each surface's rest."""
+    if ahead is None:
+        return damage
+    first, rest = split_ahead_by(damage)
+    if first:
+        ahead([item for key, rects in first.items() for item in encode(key, rects)])
     return rest
 
 
