@@ -35,6 +35,14 @@
 # frame: only when the window has room for both frames (it stays the bound),
 # for at most AHEAD_MAX_RECTS rectangles of at most AHEAD_MAX_PIXELS, and when
 # the rest is big enough (AHEAD_MIN_REST_PIXELS) to be worth a FRAME_END.
+# Seamless mode splits the same way over all damaged windows together
+# (split_ahead_by: the echo of xterm ahead of a video in ffplay's window).
+#
+# Why a key skips the max_fps slot (frame_delay): while a video streams, the
+# echo of a key that came during a frame's encode was damaged right after it,
+# and waited for the next max_fps slot (up to a 60 frames/s gap) on top of
+# the encode. Within ECHO_SECONDS of a key the next frame goes as soon as the
+# echo's coalescing wait allows; with split-ahead the echo leads that frame.
 """FrameWindow: the frame window (widened by the link estimate), when to ask
 for an ack, and which small damage goes out ahead of a big frame."""
 
@@ -69,6 +77,10 @@ AHEAD_FRAMES: Final = 2
 # this share of a max_fps gap early, so a stream keeps max_fps on average:
 # paced from each late start, a 60 frames/s scroll showed ~55.
 MAX_CATCH_UP_GAPS: Final = 0.5
+# A frame that starts within this long of a key from the client skips the
+# max_fps slot (frame_delay): xterm's echo is damaged ~1 ms after the key,
+# more on a busy machine; the window and the max_kbps bucket still hold.
+ECHO_SECONDS: Final = 0.030
 
 
 def widened_window(configured: int, rtt: float | None, rate: float | None, budget: float | None,
@@ -92,6 +104,19 @@ def frame_slot(previous: float, started: float, gap: float) -> float:
     pipeline, or one far behind, does not burst to catch up)."""
     nominal = previous + gap
     return nominal if started - nominal <= MAX_CATCH_UP_GAPS * gap else started - MAX_CATCH_UP_GAPS * gap
+
+
+def frame_delay(now: float, slot: float, gap: float, streaming: bool, typed_at: float, coalesce: float,
+                cap_wait: float) -> float:  # fmt: skip
+    """Seconds until the next frame: the coalescing wait (none while
+    streaming), the next max_fps slot after `slot`, and the max_kbps bucket's
+    wait. Within ECHO_SECONDS of a key that came after the last frame's slot
+    started (`typed_at`) the slot is skipped, so an echo damaged while a video
+    frame was encoded goes out at once rather than up to a whole gap later
+    (the video's next frame then paces from it)."""
+    if typed_at > slot and now - typed_at < ECHO_SECONDS:
+        return max(coalesce, cap_wait)
+    return max(0.0 if streaming else coalesce, slot + gap - now, cap_wait)
 
 
 def ack_threshold(window: int, configured: int) -> int:

@@ -31,7 +31,6 @@ from protocol.messages import (
     ClockReport,
     DesktopSize,
     Hello,
-    KeyTapAck,
     LaunchResult,
     Message,
     Ping,
@@ -277,8 +276,7 @@ class Agent:
             elif event.channel == DISPLAY_CHANNEL:
                 self._display_message(event.message)
             elif event.channel == INPUT_CHANNEL:
-                if isinstance(event.message, KeyTapAck):
-                    self._display_message(event.message)  # the frame ack it carries
+                self.display.typed(event.message)  # a tap's frame ack; a key's echo skips the max_fps slot
                 try:
                     self.input.message(event.message)
                 finally:

@@ -2,17 +2,21 @@
 display.WindowSource): a typed key's echo in one window goes out as a frame
 of its own before a big region of another window (a video), with its own
 WINDOW_TARGET, only when the frame window has room; the window targets the
-client ends up with are right for every region."""
+client ends up with are right for every region. And a key's echo skips the
+max_fps slot a streaming video's next frame waits for (frame_delay)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from protocol.media import FrameAck, FrameEnd, Region
+import pytest
+
+from protocol.media import FrameAck, FrameEnd, KeyTap, Region
 from protocol.windows import WindowTarget
+from sessiond.agent import display
 from sessiond.agent.display import DisplayPipeline, WindowSource
 from sessiond.agent.encoder import Rect
-from sessiond.agent.frame_window import AHEAD_MAX_RECTS, split_ahead_by
+from sessiond.agent.frame_window import AHEAD_MAX_RECTS, ECHO_SECONDS, frame_delay, split_ahead_by
 from sessiond.agent.settings import AgentSettings
 from test_link_estimate import FakeLoop, Link
 
@@ -121,3 +125,69 @@ def test_without_room_for_two_frames_the_echo_rides_in_the_one_frame() -> None:
     pipeline.schedule()
     loop.calls.pop(0)()
     assert frames(link.conn.sent)[2:] == [[(TERM, ECHO)], [(PLAYER, VIDEO)]]
+
+
+# -- a key's echo skips the max_fps slot ------------------------------------------------------
+GAP = 1 / 60
+
+
+def test_a_key_after_the_last_slot_skips_the_next_slot_for_a_while() -> None:
+    # Streaming, 4 ms after the last slot: 12.7 ms to the next one.
+    assert frame_delay(4.004, 4.0, GAP, True, 0.0, 0.0005, 0.0) == pytest.approx(GAP - 0.004)
+    # A key came 1 ms ago: only the coalescing wait (and the bucket) remain.
+    assert frame_delay(4.004, 4.0, GAP, True, 4.003, 0.0005, 0.0) == 0.0005
+    assert frame_delay(4.004, 4.0, GAP, True, 4.003, 0.0005, 0.020) == 0.020  # max_kbps still holds
+    # A key older than ECHO_SECONDS, or from before the last slot (its echo went), paces as before.
+    assert frame_delay(4.003 + ECHO_SECONDS, 4.0, GAP, True, 4.003, 0.0005, 0.0) == 0.0  # the slot has passed
+    assert frame_delay(4.004, 4.0, GAP, True, 4.0 + 0.003 - ECHO_SECONDS, 0.0005, 0.0) == pytest.approx(GAP - 0.004)
+    assert frame_delay(4.004, 4.0, GAP, True, 3.999, 0.0005, 0.0) == pytest.approx(GAP - 0.004)
+
+
+class TimedLoop(FakeLoop):
+    """FakeLoop that records each timer's delay and honours cancel()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+
+    def call_later(self, delay: float, fn: Any) -> Any:
+        self.delays.append(delay)
+        self.calls.append(fn)
+        return Handle(self, fn)
+
+
+class Handle:
+    def __init__(self, loop: TimedLoop, fn: Any) -> None:
+        self.loop, self.fn = loop, fn
+
+    def cancel(self) -> None:
+        self.loop.calls.remove(self.fn)
+
+
+def test_an_echo_damaged_while_a_frame_waits_for_its_slot_goes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: now[0])
+    loop, link, pixels = TimedLoop(), Link(), FakePixels()
+    settings = AgentSettings(socket="/x", frames_in_flight=4, display_adaptive=False)
+    source = WindowSource(pixels, lambda _line: None)  # type: ignore[arg-type]
+    pipeline = DisplayPipeline(loop, settings, source, lambda: link, lambda: None)  # type: ignore[arg-type]
+    pipeline.opened()
+    pixels.damage = {PLAYER: [VIDEO]}
+    loop.calls.pop(0)()  # a video frame at t = 100 (its encode ends 5 ms later)
+    now[0] += 0.005
+    pixels.damage = {PLAYER: [VIDEO]}
+    pipeline.schedule()
+    waits = pipeline._slot + GAP - now[0]
+    assert waits > 0.001 and loop.delays[-1] == pytest.approx(waits)  # the video's next frame waits for its slot
+    pipeline.typed(KeyTap(keysym=0x61))  # a key came during the encode
+    now[0] += 0.001
+    pixels.damage[TERM] = [ECHO]  # xterm's echo, 1 ms later
+    pipeline.schedule()
+    assert loop.delays[-1] == pytest.approx(0.0005) and len(loop.calls) == 1  # re-armed sooner, once
+    loop.calls.pop(0)()
+    assert frames(link.conn.sent)[1:] == [[(TERM, ECHO)], [(PLAYER, VIDEO)]]  # the echo first, at once
+    # The next video frame paces as before.
+    now[0] += 0.002
+    pixels.damage = {PLAYER: [VIDEO]}
+    pipeline.schedule()
+    assert loop.delays[-1] == pytest.approx(pipeline._slot + GAP - now[0]) and loop.delays[-1] > 0.001
