@@ -21,15 +21,14 @@ from typing import Any
 
 from protocol.connection import frame_cost
 
-from protocol.messages import (ChannelKind, FrameAck, FrameEnd, Key, KeyTap, KeyTapAck, Message, RefreshRequest, Region,
-                               VideoCaps)
+from protocol.messages import ChannelKind, FrameAck, FrameEnd, KeyTapAck, Message, RefreshRequest, Region, VideoCaps
+from protocol.messages import Key, KeyTap
 from protocol.windows import WindowTarget
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
-from sessiond.agent.frame_window import (FrameSource, FrameWindow, frame_delay, frame_slot, send_ahead,
-                                         send_ahead_by)
+from sessiond.agent.frame_window import FrameSource, FrameWindow, frame_delay, frame_slot, send_ahead, send_ahead_by
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings

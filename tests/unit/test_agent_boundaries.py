@@ -210,7 +210,7 @@ def bare_agent(logged: list[str]) -> tuple[Agent, RecorderLink]:
     agent._x_readable = lambda: None  # type: ignore[method-assign]
     agent.seamless = None
     agent.display = type("D", (), {"message": lambda self, m: (_ for _ in ()).throw(RuntimeError("display broke")),
-                                   "typed": lambda self, m: None})()  # type: ignore[assignment]
+                                   "typed": lambda self, m: None})()  # type: ignore[assignment]  # fmt: skip
     return agent, link
 
 
