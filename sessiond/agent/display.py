@@ -16,10 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.connection import frame_cost
-from protocol.messages import ChannelKind, FrameAck, FrameEnd, KeyTapAck, Message, RefreshRequest, VideoCaps
+from protocol.messages import (
+    ChannelKind,
+    FrameAck,
+    FrameEnd,
+    Key,
+    KeyTap,
+    KeyTapAck,
+    Message,
+    RefreshRequest,
+    VideoCaps,
+)
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.encoder import RegionEncoder
-from sessiond.agent.frame_window import FrameSource, FrameWindow, frame_slot
+from sessiond.agent.frame_window import FrameSource, FrameWindow, frame_delay, frame_slot
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
@@ -73,6 +83,7 @@ class DisplayPipeline:
         # ack would otherwise never come).
         self._last_ack_now = True
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = self._typed_at = 0.0  # when _timer fires; when the client last sent a key
         # Apart from _timer: a refinement wake-up must never delay a frame that damage asks for.
         self._wake_timer: asyncio.TimerHandle | None = None
         # A frame is owed even if nothing is damaged (a client connected or
@@ -116,6 +127,13 @@ class DisplayPipeline:
         """The display channel closed (or the link went)."""
         self.open = False
 
+    def typed(self, message: object) -> None:
+        """An input message: a key's echo skips the next max_fps slot (frame_delay); a tap's held ack counts."""
+        if isinstance(message, (Key, KeyTap, KeyTapAck)):
+            self._typed_at = time.monotonic()
+        if isinstance(message, KeyTapAck):
+            self.message(message)
+
     def message(self, message: object) -> None:
         """FRAME_ACK and REFRESH_REQUEST (RESIZE_REQUEST is the agent's)."""
         if isinstance(message, FrameAck):
@@ -142,7 +160,7 @@ class DisplayPipeline:
 
     def schedule(self) -> None:
         """Arrange for a frame if there is damage and the client keeps up."""
-        if self._timer is not None or not self.open or self._link() is None:
+        if (self._timer is not None and self._typed_at <= self._slot) or not self.open or self._link() is None:
             return
         if not self.source.pending() and not self._owed:
             due = self.video.next_due_in() if self.video is not None else None
@@ -158,9 +176,13 @@ class DisplayPipeline:
         min_gap = 1.0 / self.args.max_fps
         now = time.monotonic()
         streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
-        delay = max(0.0 if streaming else FRAME_COALESCE_SECONDS, self._slot + min_gap - now,
-                    self.cap.wait_seconds())  # fmt: skip
-        self._timer = self.loop.call_later(delay, self._send_frame)
+        delay = frame_delay(now, self._slot, min_gap, streaming, self._typed_at, FRAME_COALESCE_SECONDS,
+                            self.cap.wait_seconds())  # fmt: skip
+        if self._timer is not None:  # armed for a later slot before a key's echo came: re-arm sooner
+            if now + delay >= self._timer_due:
+                return
+            self._timer.cancel()
+        self._timer, self._timer_due = self.loop.call_later(delay, self._send_frame), now + delay
 
     def _wake(self) -> None:
         self._wake_timer = None

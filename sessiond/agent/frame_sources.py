@@ -23,7 +23,7 @@ from protocol.windows import WindowTarget
 from sessiond.agent.composite import WindowPixels
 from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
-from sessiond.agent.frame_window import send_ahead
+from sessiond.agent.frame_window import send_ahead, send_ahead_by
 from sessiond.agent.video import VideoRegions, video_frame
 from sessiond.agent.xshm import CDisplay, ShmCapture, ShmRegionCapture, XShmError
 
@@ -137,6 +137,8 @@ class WindowSource:
         # echoed keystroke costs no more than in desktop mode. None: unknown.
         self.sent_target: tuple[int, int, int] | None = None
         self.video = VideoRegions(time.monotonic)
+        # Set by the pipeline per frame: sends small damage as a frame of its own, first (None: no room).
+        self.ahead: Callable[[list[Message]], None] | None = None
 
     def track(self, window: int) -> None:
         """Start capturing a window (a new window: sent whole first)."""
@@ -165,33 +167,44 @@ class WindowSource:
 
     def frame(self, encoder: RegionEncoder) -> list[Message]:
         """WINDOW_TARGET and the REGIONs of each damaged window, window-relative."""
-        out: list[Message] = []
         for window in self.unknown:
             encoder.forget(window)
         self.unknown.clear()
         damaged = list(self.pixels.damaged())
         idle = [window for window in self.video.streams if window not in damaged and self.video.due(window)]
-        for window in damaged + idle:
+        taken: dict[int, list[Rect]] = {}
+        for window in damaged:
             try:
-                rects = self.pixels.take(window) if window in damaged else []
-                if not rects and window not in idle:
-                    continue
-                width, height = self.pixels.size(window)
-                if rects == [(0, 0, width, height)]:
-                    encoder.forget(window)  # sent whole: maybe a new pixmap, a resize, a new client
-                regions: list[Message] = list(self._window_frame(encoder, window, rects, width, height))
+                taken[window] = self.pixels.take(window)
             except (DamageError, XShmError) as exc:  # the window went away meanwhile
                 self.log(f"window {window:#x} not captured: {exc}")
-                continue
-            if self.sent_target != (window, width, height):
-                out.append(WindowTarget(window, width, height))
-                self.sent_target = (window, width, height)
-            out.extend(regions)
+        taken = send_ahead_by(self.ahead, taken, lambda window, rects: self._window(encoder, window, rects, True))
+        out: list[Message] = []
+        for window in damaged + idle:
+            rects = taken.get(window, [])
+            if rects or window in idle:
+                out.extend(self._window(encoder, window, rects, False))
         self.pixels.drain()
         return out
 
+    def _window(self, encoder: RegionEncoder, window: int, rects: list[Rect], ahead: bool) -> list[Message]:
+        """WINDOW_TARGET (if another is in force) and one window's REGIONs; [] if it went away.
+        `ahead`: small damage sent first, as stills (frame_window.send_ahead_by)."""
+        try:
+            width, height = self.pixels.size(window)
+            if rects == [(0, 0, width, height)]:
+                encoder.forget(window)  # sent whole: maybe a new pixmap, a resize, a new client
+            regions: list[Message] = list(self._window_frame(encoder, window, rects, width, height, ahead))
+        except (DamageError, XShmError) as exc:  # the window went away meanwhile
+            self.log(f"window {window:#x} not captured: {exc}")
+            return []
+        if self.sent_target == (window, width, height):
+            return regions
+        self.sent_target = (window, width, height)
+        return [WindowTarget(window, width, height), *regions]
+
     def _window_frame(self, encoder: RegionEncoder, window: int, rects: list[Rect], width: int,
-                      height: int) -> list[Region]:  # fmt: skip
+                      height: int, ahead: bool = False) -> list[Region]:  # fmt: skip
         """One window's regions (video or stills), window-relative."""
 
         def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
@@ -202,6 +215,8 @@ class WindowSource:
                                             surface=window, origin=(rect[0], rect[1])))  # fmt: skip
             return regions
 
+        if ahead:
+            return rest(rects, False)
         return video_frame(self.video, window, rects, (width, height), lambda rect: (self.pixels.capture(window, rect),
                            rect[2] * 4, 0, 0), rest, lambda: encoder.forget(window))  # fmt: skip
 

@@ -35,6 +35,14 @@
 # frame: only when the window has room for both frames (it stays the bound),
 # for at most AHEAD_MAX_RECTS rectangles of at most AHEAD_MAX_PIXELS, and when
 # the rest is big enough (AHEAD_MIN_REST_PIXELS) to be worth a FRAME_END.
+# Seamless mode splits the same way over all damaged windows together
+# (split_ahead_by: the echo of xterm ahead of a video in ffplay's window).
+#
+# Why a key skips the max_fps slot (frame_delay): while a video streams, the
+# echo of a key that came during a frame's encode was damaged right after it,
+# and waited for the next max_fps slot (up to a 60 frames/s gap) on top of
+# the encode. Within ECHO_SECONDS of a key the next frame goes as soon as the
+# echo's coalescing wait allows; with split-ahead the echo leads that frame.
 """FrameWindow: the frame window (widened by the link estimate), when to ask
 for an ack, and which small damage goes out ahead of a big frame."""
 
@@ -50,6 +58,7 @@ from sessiond.agent.link_estimate import LinkEstimate
 
 Rect = tuple[int, int, int, int]
 R = TypeVar("R")
+K = TypeVar("K")
 
 # Hard bound of the widened window: never more frames unacknowledged than
 # this because of the estimate (an admin's larger frames_in_flight stays
@@ -68,6 +77,10 @@ AHEAD_FRAMES: Final = 2
 # this share of a max_fps gap early, so a stream keeps max_fps on average:
 # paced from each late start, a 60 frames/s scroll showed ~55.
 MAX_CATCH_UP_GAPS: Final = 0.5
+# A frame that starts within this long of a key from the client skips the
+# max_fps slot (frame_delay): xterm's echo is damaged ~1 ms after the key,
+# more on a busy machine; the window and the max_kbps bucket still hold.
+ECHO_SECONDS: Final = 0.030
 
 
 def widened_window(configured: int, rtt: float | None, rate: float | None, budget: float | None,
@@ -91,6 +104,19 @@ def frame_slot(previous: float, started: float, gap: float) -> float:
     pipeline, or one far behind, does not burst to catch up)."""
     nominal = previous + gap
     return nominal if started - nominal <= MAX_CATCH_UP_GAPS * gap else started - MAX_CATCH_UP_GAPS * gap
+
+
+def frame_delay(now: float, slot: float, gap: float, streaming: bool, typed_at: float, coalesce: float,
+                cap_wait: float) -> float:  # fmt: skip
+    """Seconds until the next frame: the coalescing wait (none while
+    streaming), the next max_fps slot after `slot`, and the max_kbps bucket's
+    wait. Within ECHO_SECONDS of a key that came after the last frame's slot
+    started (`typed_at`) the slot is skipped, so an echo damaged while a video
+    frame was encoded goes out at once rather than up to a whole gap later
+    (the video's next frame then paces from it)."""
+    if typed_at > slot and now - typed_at < ECHO_SECONDS:
+        return max(coalesce, cap_wait)
+    return max(0.0 if streaming else coalesce, slot + gap - now, cap_wait)
 
 
 def ack_threshold(window: int, configured: int) -> int:
@@ -153,11 +179,25 @@ def _area(rect: Rect) -> int:
 def split_ahead(rects: list[Rect]) -> tuple[list[Rect], list[Rect]]:
     """(ahead, rest): the small rectangles that go out first in a frame of
     their own, and the others; ([], rects) when no split is worth it."""
-    small = [rect for rect in rects if _area(rect) <= AHEAD_MAX_PIXELS]
-    rest = [rect for rect in rects if _area(rect) > AHEAD_MAX_PIXELS]
-    if not small or len(small) > AHEAD_MAX_RECTS or sum(_area(rect) for rect in rest) < AHEAD_MIN_REST_PIXELS:
-        return [], rects
-    return small, rest
+    ahead, rest = split_ahead_by({0: rects})
+    return ahead.get(0, []), rest.get(0, [])
+
+
+def split_ahead_by(damage: dict[K, list[Rect]]) -> tuple[dict[K, list[Rect]], dict[K, list[Rect]]]:
+    """split_ahead over the rectangles of several surfaces together (seamless:
+    an echo in one window, a video in another): (ahead, rest) by surface,
+    ({}, damage) when no split is worth it."""
+    small = [(key, rect) for key, rects in damage.items() for rect in rects if _area(rect) <= AHEAD_MAX_PIXELS]
+    big = [(key, rect) for key, rects in damage.items() for rect in rects if _area(rect) > AHEAD_MAX_PIXELS]
+    if not small or len(small) > AHEAD_MAX_RECTS or sum(_area(rect) for _, rect in big) < AHEAD_MIN_REST_PIXELS:
+        return {}, damage
+    ahead: dict[K, list[Rect]] = {}
+    rest: dict[K, list[Rect]] = {key: [] for key in damage}
+    for key, rect in small:
+        ahead.setdefault(key, []).append(rect)
+    for key, rect in big:
+        rest[key].append(rect)
+    return ahead, rest
 
 
 def send_ahead(ahead: Callable[[list[R]], None] | None, rects: list[Rect],
@@ -169,6 +209,19 @@ def send_ahead(ahead: Callable[[list[R]], None] | None, rects: list[Rect],
     first, rest = split_ahead(rects)
     if first:
         ahead(encode(first, False))
+    return rest
+
+
+def send_ahead_by(ahead: Callable[[list[R]], None] | None, damage: dict[K, list[Rect]],
+                  encode: Callable[[K, list[Rect]], list[R]]) -> dict[K, list[Rect]]:  # fmt: skip
+    """send_ahead over several surfaces (seamless windows): the small
+    rectangles of all of them, each surface's encoded by `encode`, as one
+    frame through `ahead`; returns each surface's rest."""
+    if ahead is None:
+        return damage
+    first, rest = split_ahead_by(damage)
+    if first:
+        ahead([item for key, rects in first.items() for item in encode(key, rects)])
     return rest
 
 

@@ -25,7 +25,6 @@ from protocol.messages import (
     ClockReport,
     DesktopSize,
     Hello,
-    KeyTapAck,
     LaunchResult,
     Message,
     Ping,
@@ -147,8 +146,7 @@ class LinkEvents:
             elif event.channel == DISPLAY_CHANNEL:
                 self._display_message(event.message)
             elif event.channel == INPUT_CHANNEL:
-                if isinstance(event.message, KeyTapAck):
-                    self._display_message(event.message)  # the frame ack it carries
+                self.display.typed(event.message)  # a tap's frame ack; a key's echo skips the max_fps slot
                 try:
                     self.input.message(event.message)
                 finally:

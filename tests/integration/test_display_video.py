@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -21,7 +22,7 @@ from PIL import Image
 from client.framebuffer import Framebuffer
 from protocol.frames import Frame, FrameDecoder
 from protocol.messages import Auth, ChannelKind, ChannelOpen, Encoding, Launch, Region, VideoCaps, decode_message
-from protocol.windows import WindowTarget
+from protocol.windows import WindowButton, WindowTarget
 from protocol.video import parse
 from svtest import VENV_BIN, HELLO, Server, TestUser, frame, tls_connect, wait_auth
 from test_display_scroll import DISPLAY, DISPLAY_WINDOW, INPUT, Viewer, keys
@@ -107,9 +108,10 @@ class VideoViewer(Viewer):
                 self.after_end.append(Encoding(message.encoding))
 
 
-def test_video_goes_h264_then_the_still_is_exact(sessiond_server: Server, vera: TestUser, tmp_path: object) -> None:
-    sock = tls_connect(sessiond_server)
-    sock.sendall(HELLO + frame(0, Auth(method="password", user=vera.name, password=vera.password)))
+def xterm_viewer(server: Server, user: TestUser) -> VideoViewer:
+    """A VideoViewer logged in as `user`, with xterm launched and its first frames settled."""
+    sock = tls_connect(server)
+    sock.sendall(HELLO + frame(0, Auth(method="password", user=user.name, password=user.password)))
     assert wait_auth(sock, FrameDecoder())
     sock.sendall(frame(0, ChannelOpen(channel=DISPLAY, kind=int(ChannelKind.DISPLAY), window=DISPLAY_WINDOW))
                  + frame(0, ChannelOpen(channel=INPUT, kind=int(ChannelKind.INPUT), window=1 << 16))
@@ -121,6 +123,23 @@ def test_video_goes_h264_then_the_still_is_exact(sessiond_server: Server, vera: 
         viewer.pump(0.5)
     assert viewer.launched, "xterm did not start"
     viewer.settle()
+    return viewer
+
+
+def assert_window_exact(viewer: VideoViewer, user: TestUser, window: int, path: str) -> Image.Image:
+    """The client's copy of `window` is byte-identical to the window inside the session; returns it."""
+    capture_window(user.name, window, path)
+    with Image.open(path) as window_pixels:
+        still = window_pixels.convert("RGB")
+    assert viewer.windows[window].image().tobytes() == still.tobytes(), (
+        f"the client's copy of window {window:#x} differs from the session"
+    )
+    return still
+
+
+def test_video_goes_h264_then_the_still_is_exact(sessiond_server: Server, vera: TestUser, tmp_path: object) -> None:
+    viewer = xterm_viewer(sessiond_server, vera)
+    sock = viewer.sock
     assert not viewer.units, "H264 before any video played"
 
     sock.sendall(keys(PLAY_COMMAND))
@@ -140,13 +159,37 @@ def test_video_goes_h264_then_the_still_is_exact(sessiond_server: Server, vera: 
     assert len(videos) == 1, (
         f"no single 640x360 window among {[(w, f.width, f.height) for w, f in viewer.windows.items()]}"
     )
-    inside = os.path.join(str(tmp_path), "inside.png")
-    capture_window(vera.name, videos[0], inside)
-    with Image.open(inside) as window_pixels:
-        still = window_pixels.convert("RGB")
+    still = assert_window_exact(viewer, vera, videos[0], os.path.join(str(tmp_path), "inside.png"))
     colours = still.getcolors(4096)
     assert colours is None or len(colours) > 64, "the last video picture is not on screen"
-    assert viewer.windows[videos[0]].image().tobytes() == still.tobytes(), (
-        "the client's copy of the video window differs from the session after the video stopped"
-    )
     sock.close()
+
+
+def test_typing_into_xterm_while_a_video_plays_leaves_both_windows_exact(
+        sessiond_server: Server, user_factory: Any, tmp_path: object) -> None:  # fmt: skip
+    # Each echo may go out ahead of the video's frame, as a frame of its own
+    # with xterm's WINDOW_TARGET (frame_window.send_ahead_by): the client must
+    # still end with both windows exactly as the session shows them.
+    tess = user_factory("svt-video-t")
+    viewer = xterm_viewer(sessiond_server, tess)
+    (term,) = viewer.windows
+    viewer.sock.sendall(keys(PLAY_COMMAND.replace("duration=6", "duration=8").rstrip("\n") + " &\n"))
+    deadline = time.monotonic() + 60
+    while not viewer.units and time.monotonic() < deadline:
+        viewer.pump(0.5)
+    assert viewer.units, "the video did not start"
+    click = [WindowButton(term, 20, 20, 1, True), WindowButton(term, 20, 20, 1, False)]
+    viewer.sock.sendall(b"".join(frame(INPUT, message) for message in click))  # the keyboard back to xterm
+    typed = "echo typed while a video played"
+    for letter in typed:
+        viewer.sock.sendall(keys(letter))
+        viewer.pump(0.1)
+    inter_frames = [unit for unit in viewer.units if not unit[1]]
+    viewer.settle(quiet=2.5, limit=90)
+    assert len(inter_frames) >= 10, "the video did not play while keys were typed"
+    videos = [w for w, fb in viewer.windows.items() if (fb.width, fb.height) == (640, 360)]
+    assert len(videos) == 1, [(w, f.width, f.height) for w, f in viewer.windows.items()]
+    assert_window_exact(viewer, tess, videos[0], os.path.join(str(tmp_path), "video.png"))
+    shown = assert_window_exact(viewer, tess, term, os.path.join(str(tmp_path), "xterm.png"))
+    assert len(shown.getcolors(1 << 16) or []) > 1, "xterm shows nothing"
+    viewer.sock.close()

@@ -175,7 +175,8 @@ def test_page_windows_icon_from_window_icon_on_bar_and_taskbar(harness: Any) -> 
     bar_icon = page.locator('.sv-window[data-window="22"] .sv-icon')
     assert bar_icon.get_attribute("src") is None, "no icon before WINDOW_ICON (no launcher icon in the harness)"
     page.evaluate("harness.icon(22, '#0f0')")
-    page.wait_for_function("() => document.querySelector('.sv-window[data-window=\"22\"] .sv-icon').naturalWidth === 16")
+    page.wait_for_function(
+        "() => document.querySelector('.sv-window[data-window=\"22\"] .sv-icon').naturalWidth === 16")
     assert bar_icon.get_attribute("src").startswith("blob:")
     assert page.locator('.sv-task[data-window="22"] img').get_attribute("src") == bar_icon.get_attribute("src")
     shot(page, "harness-icon")

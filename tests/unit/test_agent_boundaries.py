@@ -209,7 +209,8 @@ def bare_agent(logged: list[str]) -> tuple[Agent, RecorderLink]:
     agent.input = InputChannel(RaisingInjector(), type("F", (), {"focus_at": lambda *a: None})(), agent._reply_input)
     agent._x_readable = lambda: None  # type: ignore[method-assign]
     agent.seamless = None
-    agent.display = type("D", (), {"message": lambda self, m: (_ for _ in ()).throw(RuntimeError("display broke"))})()  # type: ignore[assignment]
+    agent.display = type("D", (), {"message": lambda self, m: (_ for _ in ()).throw(RuntimeError("display broke")),
+                                   "typed": lambda self, m: None})()  # type: ignore[assignment]  # fmt: skip
     return agent, link
 
 
