@@ -172,9 +172,13 @@ CONTROL_MESSAGES: Final[tuple[type[Message], ...]] = (
 
 
 def _table(classes: tuple[type[Message], ...], generic: bool) -> dict[int, type[Message]]:
-    table = {cls.TYPE: cls for cls in classes}
-    if generic:
-        table[WindowUpdate.TYPE] = WindowUpdate
+    """Type code -> class for one channel kind; two classes with one code are a
+    declaration error (a dict would keep the last and make the other undecodable)."""
+    table: dict[int, type[Message]] = {}
+    for cls in (*classes, *((WindowUpdate,) if generic else ())):
+        if cls.TYPE in table:
+            raise TypeError(f"{cls.NAME} and {table[cls.TYPE].NAME} share type code {cls.TYPE:#04x}")
+        table[cls.TYPE] = cls
     return table
 
 

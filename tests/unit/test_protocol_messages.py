@@ -77,6 +77,15 @@ def test_every_message_class_is_named_and_dispatchable() -> None:
     assert classes == set(MESSAGE_NAMES)
 
 
+def test_two_messages_with_one_type_code_on_one_kind_are_refused() -> None:
+    from protocol import messages  # noqa: PLC0415 - the table builder itself
+
+    with pytest.raises(TypeError, match="share type code 0x01"):
+        messages._table((Hello, Hello), generic=False)  # noqa: SLF001 - the declaration check
+    control = messages._table(messages.CONTROL_MESSAGES, generic=False)  # noqa: SLF001
+    assert len(control) == len(messages.CONTROL_MESSAGES)
+
+
 def test_control_json_is_canonical() -> None:
     assert Hello(1, ("é",), "s").encode() == '{"capabilities":["é"],"software":"s","version":1}'.encode()
     assert Auth("password", user="u", password="p").encode() == b'{"method":"password","password":"p","user":"u"}'
