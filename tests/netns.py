@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import subprocess
@@ -25,6 +26,10 @@ NSENTER = "/usr/bin/nsenter"
 # 10.231.<block + i>.0/24 per host, 10.231.<block + 7>.1 for etcd; a random block per run so that
 # a stale run's leftovers or another checkout's run do not collide.
 SUBNET_PREFIX = "10.231"
+# Farm nets made by this process so far: part of each net's tag, so a module's
+# links never meet those of an earlier module (a namespace deleted by name
+# lives on, with its veth, until its last process exits).
+_NETS_MADE = itertools.count()
 
 
 def ip(*args: str, netns: str = "") -> None:
@@ -77,7 +82,7 @@ class FarmNet:
 
 def make_farm_net(hosts: tuple[str, ...]) -> FarmNet:
     """One namespace per name in HOSTS (lo up, one veth to the host side, a route to etcd's address)."""
-    tag = f"{os.getpid() % 0xFFFF:04x}"
+    tag = f"{os.getpid() % 0xFFFF:04x}{next(_NETS_MADE) % 0x100:02x}"  # link names stay <= 15 bytes
     block = random.randrange(8, 240, 8)
     net = FarmNet(tag, f"{SUBNET_PREFIX}.{block + 7}.1")
     try:

@@ -26,18 +26,20 @@ def test_demo_creates_user_serves_and_stops_cleanly(tmp_path: object) -> None:
         existed = False
     state = os.path.join(str(tmp_path), "demo")
     port = free_port()
-    demo = subprocess.Popen([os.path.join(VENV_BIN, "python"), "-m", "sessiond.demo", "--port", str(port),
-                             "--state-dir", state, "--apps", os.path.join(REPO, "conf", "apps")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    # Its output goes to a file, not a pipe: nobody reads a pipe after the start-up lines, and the
+    # daemon's log filled one (64 KiB) under load, so the demo blocked writing and never stopped.
+    log_path = os.path.join(str(tmp_path), "demo.log")
+    with open(log_path, "w", encoding="utf-8") as log:
+        demo = subprocess.Popen([os.path.join(VENV_BIN, "python"), "-m", "sessiond.demo", "--port", str(port),
+                                 "--state-dir", state, "--apps", os.path.join(REPO, "conf", "apps")],
+                                stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        lines: list[str] = []
+        output = ""
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and demo.stdout is not None:
-            line = demo.stdout.readline()
-            lines.append(line)
-            if "sessiond listening on" in line or not line:
-                break
-        output = "".join(lines)
+        while time.monotonic() < deadline and demo.poll() is None and "sessiond listening on" not in output:
+            time.sleep(0.2)
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                output = handle.read()
         assert f"127.0.0.1:{port}" in output and "svdemo" in output, output
         password_file = os.path.join(state, "demo-password")
         assert f"password file: {password_file}" in output
@@ -50,7 +52,11 @@ def test_demo_creates_user_serves_and_stops_cleanly(tmp_path: object) -> None:
         listed = subprocess.run([*client, "apps"], capture_output=True, text=True, timeout=60)
         assert "xterm" in listed.stdout
         demo.send_signal(signal.SIGINT)  # Ctrl-C
-        assert demo.wait(timeout=20) == 0
+        try:
+            assert demo.wait(timeout=20) == 0
+        except subprocess.TimeoutExpired:
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                raise AssertionError(f"the demo did not stop within 20 s of Ctrl-C:\n{handle.read()[-4000:]}") from None
         left = subprocess.run(["pgrep", "-u", "svdemo"], capture_output=True, text=True).stdout.split()
         assert left == [], f"processes of svdemo still running: {left}"
     finally:

@@ -271,6 +271,9 @@ def test_hidpi_scale_2_doubles_every_session_pixel(sessiond_server: Server, vic:
 
         def doubled() -> bool:
             nonlocal last
+            # On top of the launcher, which may appear (and take the top) after the activation above:
+            # the capture reads the screen, so an overlapping window would be in it.
+            desktop.run("xdotool", "windowactivate", str(local_id))
             remote = session_pixels(vic, session_id)
             local = desktop.capture(local_id, str(tmp_path / "hidpi.png"))
             want = remote.resize((remote.width * 2, remote.height * 2), Image.Resampling.NEAREST)
