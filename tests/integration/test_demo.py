@@ -18,6 +18,13 @@ from svtest import REPO, VENV_BIN, free_port, remove_user
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as at a terminal: a test run started in the background (`cmd &` in a script) inherits
+    SIGINT ignored, Python then keeps it ignored and Twisted installs no handler, so the demo never
+    saw the test's Ctrl-C (it failed so in two clean-clone runs, never at a terminal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_demo_creates_user_serves_and_stops_cleanly(tmp_path: object) -> None:
     existed = True
     try:
@@ -32,7 +39,8 @@ def test_demo_creates_user_serves_and_stops_cleanly(tmp_path: object) -> None:
     with open(log_path, "w", encoding="utf-8") as log:
         demo = subprocess.Popen([os.path.join(VENV_BIN, "python"), "-m", "sessiond.demo", "--port", str(port),
                                  "--state-dir", state, "--apps", os.path.join(REPO, "conf", "apps")],
-                                stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                                stdout=log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_default_sigint)  # fmt: skip
     try:
         output = ""
         deadline = time.monotonic() + 30
