@@ -17,8 +17,6 @@ import pytest
 
 from client.viewer.damage import LatencyTrace, Patch, WindowState
 
-pytest.importorskip("PySide6")
-
 
 @dataclass
 class RecordingLink:
