@@ -75,6 +75,16 @@ def capture_inside_session(user: str, path: str) -> None:
         handle.write(done.stdout)
 
 
+def assert_png_is_the_session(user: str, client_png: str, after: str) -> None:
+    """The client's screen saved at CLIENT_PNG has exactly the session's pixels (captured inside it)."""
+    inside = client_png + ".session.png"
+    capture_inside_session(user, inside)
+    with Image.open(client_png) as client_screen, Image.open(inside) as session_screen:
+        assert client_screen.size == session_screen.size
+        assert client_screen.convert("RGB").tobytes() == session_screen.convert("RGB").tobytes(), \
+            f"the client's screen differs from the session's {after}"
+
+
 def test_launch_type_and_see_pixels(sessiond_server: Server, alice: TestUser, tmp_path: object) -> None:
     launched = svclient(sessiond_server, alice, "launch", "xterm")
     assert launched.returncode == 0, launched.stderr + sessiond_server.log()

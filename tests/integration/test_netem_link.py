@@ -31,11 +31,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from netem_link import NetemLink
 from svtest import VENV_BIN, Server, start_sessiond, stop_sessiond
-from test_end_to_end import capture_inside_session
+from test_end_to_end import assert_png_is_the_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -103,9 +102,4 @@ def test_a_scroll_through_a_widened_window_leaves_the_client_screen_exact(link: 
     print(f"slow link scroll: {result}")
     assert result["scroll_window_at_least"] > CONFIGURED_WINDOW, f"the frame window never widened: {result}"
     assert result["scroll_copies"] >= MIN_COPIES, f"the scroll was not copied: {result}"
-    inside = str(tmp_path / "inside.png")
-    capture_inside_session(user.name, inside)
-    with Image.open(client_png) as client_screen, Image.open(inside) as session_screen:
-        assert client_screen.size == session_screen.size
-        assert client_screen.convert("RGB").tobytes() == session_screen.convert("RGB").tobytes(), \
-            "the client's screen differs from the session's after scrolling through a widened window"
+    assert_png_is_the_session(user.name, client_png, "after scrolling through a widened window")

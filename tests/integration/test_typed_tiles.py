@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from svtest import VENV_BIN, Server, start_sessiond, stop_sessiond
-from test_end_to_end import capture_inside_session
+from test_end_to_end import assert_png_is_the_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -58,9 +57,4 @@ def test_typed_letters_arrive_as_tiles_and_the_client_is_pixel_exact(
     assert result["tiles"] >= len(TEXT) - 1, f"too few TILE frames: {result}"
     assert result["key_tap_acks"] >= 1, f"no keystroke carried its ack: {result}"
 
-    inside = str(tmp_path / "inside.png")
-    capture_inside_session(user.name, inside)
-    with Image.open(shot) as client_screen, Image.open(inside) as session_screen:
-        assert client_screen.size == session_screen.size
-        assert client_screen.convert("RGB").tobytes() == session_screen.convert("RGB").tobytes(), \
-            "the client's framebuffer differs from the session after typing"
+    assert_png_is_the_session(user.name, shot, "after typing")
