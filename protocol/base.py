@@ -68,6 +68,7 @@ class Encoding(IntEnum):
     COPY = 5
     PALETTE = 6
     H264 = 7  # a frame of a video stream (protocol/video.py, docs/protocol.md section 7a)
+    GLYPHS = 8  # text as a grid of cached glyph cells (docs/protocol.md section 7c)
 
 
 class Sender(Enum):

@@ -130,10 +130,29 @@ class ResizeRequest(_ScreenSize):
 @message(0x08, "VIDEO_CAPS", kind=DISPLAY, sender=Sender.CLIENT)
 class VideoCaps(Declared):
     """The client decodes these video encodings (client -> server, after the
-    display channel opens): u8 bit mask, bit 0 H264, bit 1 TILE.  Without it
-    the server sends no H264 regions (JPEG/PNG only) and no TILE."""
+    display channel opens): u8 bit mask, bit 0 H264, bit 1 TILE, bit 2
+    GLYPHS.  Without it the server sends no H264 regions (JPEG/PNG only),
+    no TILE and no GLYPHS regions."""
 
     codecs: int = wire(U8)
+
+
+# GLYPHS regions (docs/protocol.md section 7c): text as a grid of cells,
+# each cell a glyph bitmap kept in a per-display-channel cache of
+# GLYPH_SLOTS slots.  A cell is at most GLYPH_MAX_SIDE pixels a side (its
+# bits at most GLYPH_MAX_BITS_BYTES); one region names at most
+# GLYPH_MAX_USED distinct slots (its cells are u8 indices into that list).
+# The client's cache is thus at most GLYPH_SLOTS * GLYPH_MAX_BITS_BYTES
+# (512 KiB) of bits.
+GLYPH_MAX_SIDE: Final = 32
+GLYPH_MAX_BITS_BYTES: Final = (GLYPH_MAX_SIDE * GLYPH_MAX_SIDE + 7) // 8
+GLYPH_SLOTS: Final = 4096
+GLYPH_MAX_USED: Final = 256
+GLYPH_HEADER_BYTES: Final = 8  # u8 cell w, u8 cell h, two colours (R, G, B each)
+# VIDEO_CAPS bits (the client's display capabilities).
+CAPS_H264: Final = 0x01
+CAPS_TILE: Final = 0x02
+CAPS_GLYPHS: Final = 0x04
 
 
 # TILE: a frame of one small two-colour region (an echoed glyph and the

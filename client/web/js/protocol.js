@@ -39,7 +39,7 @@ export const Kind = Object.freeze({
 });
 // X keysyms have the top three bits clear; 0 is NoSymbol.
 export const MAX_KEYSYM = 0x1fffffff;
-export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4, COPY: 5, PALETTE: 6, H264: 7 });
+export const Encoding = Object.freeze({ RAW_LZ4: 1, PNG: 2, JPEG: 3, FILL: 4, COPY: 5, PALETTE: 6, H264: 7, GLYPHS: 8 });
 export const WINDOW_UPDATE = 0xff;
 
 export const Reason = Object.freeze({
