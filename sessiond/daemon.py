@@ -28,7 +28,7 @@ from sessiond.portmux import MuxFactory
 from sessiond.preauth import LISTEN_BACKLOG, PreauthTracker, limits_from_config
 from sessiond.registry import Registry
 from sessiond.supervisor import SessionSupervisor
-from sessiond.tls import certificate_fingerprint, ensure_host_certificate, server_context_factory
+from sessiond.tls import certificate_fingerprint, ensure_host_certificate_forked, server_context_factory
 from sessiond.web import install_web_client
 
 log = Logger()
@@ -106,7 +106,7 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     """Return (service tree, host certificate fingerprint)."""
     os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
     os.makedirs(config.runtime_dir, mode=0o755, exist_ok=True)
-    key_path, cert_path = ensure_host_certificate(config.state_dir)
+    key_path, cert_path = ensure_host_certificate_forked(config.state_dir)  # before any thread starts
     catalog = Catalog(
         list(config.apps.directories),
         terminal_argv=list(config.apps.terminal),

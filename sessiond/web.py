@@ -9,11 +9,15 @@
 # request so that an idle daemon does not carry wsproto and h11). The static
 # files are read once, with the first request for /web/ (a closed set of
 # names, so no path from a URL ever reaches the file system; ~0.2 MiB a
-# daemon no browser has used does not hold).
+# daemon no browser has used does not hold). Whether to send HSTS (only with
+# a CA-issued certificate) is decided with the first request too: it parses
+# the certificate with cryptography's x509, whose Rust code would otherwise
+# stay resident in every idle daemon (~0.7 MiB, sessiond/tls.py).
 """Web client resources: static files, security headers, the /ws bridge."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -103,15 +107,24 @@ def set_security_headers(request: Any, hsts: bool) -> None:
 class WebClientResource(resource.Resource):
     """/web/...: the client's files from memory; /web/ is the single-page app.
 
-    FILES is the files, or a function returning them, called with the first request.
+    FILES is the files, or a function returning them, called with the first request;
+    HSTS whether to send Strict-Transport-Security, or a function deciding it (likewise).
     """
 
     isLeaf = True  # noqa: N815 - Twisted's Resource attribute
 
-    def __init__(self, files: dict[str, StaticFile] | Callable[[], dict[str, StaticFile]], hsts: bool) -> None:
+    def __init__(self, files: dict[str, StaticFile] | Callable[[], dict[str, StaticFile]],
+                 hsts: bool | Callable[[], bool]) -> None:  # fmt: skip
         super().__init__()
         self._files = files
-        self.hsts = hsts
+        self._hsts = hsts
+
+    @property
+    def hsts(self) -> bool:
+        """Whether responses carry HSTS, decided on first use."""
+        if callable(self._hsts):
+            self._hsts = self._hsts()
+        return self._hsts
 
     @property
     def files(self) -> dict[str, StaticFile]:
@@ -165,7 +178,7 @@ class LazySocketResource(resource.Resource):
 
     isLeaf = True  # noqa: N815 - twisted.web name
 
-    def __init__(self, gateway: protocol.Factory, hsts: bool) -> None:
+    def __init__(self, gateway: protocol.Factory, hsts: Callable[[], bool]) -> None:
         super().__init__()
         self.gateway = gateway
         self.hsts = hsts
@@ -176,14 +189,14 @@ class LazySocketResource(resource.Resource):
         if self._real is None:
             from sessiond.web_socket import SessionSocketResource
 
-            self._real = SessionSocketResource(self.gateway, self.hsts)
+            self._real = SessionSocketResource(self.gateway, self.hsts())
         return self._real.render(request)
 
 
 def install_web_client(root: resource.Resource, gateway: protocol.Factory, cert_path: str,
                        directory: str = WEB_DIR) -> None:  # fmt: skip
     """Mount /, /web/ and /ws on ROOT (the Site root that also serves /admin and /metrics)."""
-    hsts = not is_self_signed(cert_path)
+    hsts = functools.cache(lambda: not is_self_signed(cert_path))  # with the first request (see the header)
     root.putChild(b"", RedirectToClient())
     root.putChild(b"web", WebClientResource(lambda: load_static(directory), hsts))
     root.putChild(b"ws", LazySocketResource(gateway, hsts))
