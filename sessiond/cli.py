@@ -57,6 +57,7 @@ def run(config_path: str | None, overrides: dict[str, dict[str, str]]) -> int:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from sessiond.daemon import build_service
+    from sessiond.startup_pages import RELEASE_DELAY_SECONDS, release_startup_pages
 
     # Milliseconds in the time stamps: a login's steps (PAM, sandbox, agent, launch) take tens of them.
     observer = textFileLogObserver(sys.stdout, timeFormat=LOG_TIME_FORMAT)
@@ -75,6 +76,8 @@ def run(config_path: str | None, overrides: dict[str, dict[str, str]]) -> int:
     actual = root.listener._port.getHost().port  # type: ignore[attr-defined]
     print(f"sessiond listening on {host}:{actual} (TLS 1.3, certificate sha256 {fingerprint})", flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
+    # cryptography's extension: what only start-up used goes back to the system (sessiond/startup_pages.py)
+    reactor.callLater(RELEASE_DELAY_SECONDS, release_startup_pages)
     reactor.run()  # type: ignore[attr-defined]
     return 0
 
