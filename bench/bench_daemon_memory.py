@@ -23,8 +23,9 @@
 # PSS divides a shared page between the processes that map it, so a bench
 # client run from the same installation as a daemon lowers that daemon's
 # figure (they share cryptography's pages). Run this bench from a third
-# interpreter (e.g. another installation's venv with PYTHONPATH at this
-# checkout); it prints a warning otherwise.
+# interpreter (e.g. another installation's venv); it prints a warning
+# otherwise, and also when any other process (a test run from the same
+# installation) maps a daemon's copy of the extension while it is measured.
 # The daemons get the bench's environment without PYTHONPATH: with it, both
 # would run this checkout's code rather than their installation's.
 # Run as root:
@@ -110,7 +111,13 @@ async def measure_daemon(reactor: Any, tmp: str, users: BenchUsers, known: Known
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
         await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
         await task.deferLater(reactor, settle, lambda: None)
-        return {"idle": idle, "session": smaps_figures(server.pid)}
+        figures = {"idle": idle, "session": smaps_figures(server.pid)}
+        sharers = rust_extension_sharers(server.pid)
+        if sharers:
+            print(f"bench_daemon_memory: WARNING: {name}: processes {sharers} map the daemon's copy of "
+                  f"{RUST_EXTENSION}; its PSS is lower and fewer of its pages can be released",
+                  file=sys.stderr)  # fmt: skip
+        return figures
     except Exception:
         print(f"--- sessiond log of {name} (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
         raise
@@ -118,6 +125,24 @@ async def measure_daemon(reactor: Any, tmp: str, users: BenchUsers, known: Known
         if client is not None:
             client.disconnect()
         await within(reactor, server.stop(reactor), "sessiond to stop", 30)
+
+
+def rust_extension_sharers(pid: int) -> list[int]:
+    """Other processes that map the file of cryptography's extension that process PID maps."""
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as handle:
+            paths = {line.split(None, 5)[5].strip() for line in handle if line.rstrip().endswith("/" + RUST_EXTENSION)}
+    except OSError:
+        return []
+    sharers = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/maps", encoding="utf-8", errors="replace") as handle:
+                if int(name) != pid and any(line.split(None, 5)[-1].strip() in paths for line in handle):
+                    sharers.append(int(name))
+        except (OSError, IndexError):
+            continue
+    return sharers
 
 
 def cache_rust_extension(venv_bin: str) -> None:
