@@ -46,11 +46,10 @@ from twisted.internet import task
 
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout, not PYTHONPATH
 import spine_server  # noqa: E402 - after the path
-from bench_memory import COMMON, REPO, SCREEN, parse_settings  # noqa: E402
+from bench_memory import COMMON, REPO, SCREEN, attach_idle_client, parse_settings  # noqa: E402
 from client.known_hosts import KnownHosts  # noqa: E402
-from protocol.messages import ChannelKind  # noqa: E402
 from spine_server import BenchUsers, run_bench  # noqa: E402
-from spine_workloads import connect, within  # noqa: E402
+from spine_workloads import within  # noqa: E402
 
 # Seconds a daemon idles before each measurement.
 SETTLE_SECONDS = 4.0
@@ -105,11 +104,8 @@ async def measure_daemon(reactor: Any, tmp: str, users: BenchUsers, known: Known
     try:
         await task.deferLater(reactor, settle, lambda: None)
         idle = smaps_figures(server.pid)
-        user = users.create(f"{USER_PREFIX}{name[:1]}{name.rpartition('-')[2]}")
-        client = await within(reactor, connect(reactor, server.host, server.port, known), "the server")
-        await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
-        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
-        await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+        client = await attach_idle_client(reactor, server, users, known,
+                                          f"{USER_PREFIX}{name[:1]}{name.rpartition('-')[2]}")  # fmt: skip
         await task.deferLater(reactor, settle, lambda: None)
         figures = {"idle": idle, "session": smaps_figures(server.pid)}
         sharers = rust_extension_sharers(server.pid)

@@ -158,6 +158,21 @@ def measure(daemon_pid: int, name: str) -> Measurement:
     return result
 
 
+async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, users: BenchUsers, known: KnownHosts,
+                             user_name: str) -> Any:  # fmt: skip
+    """A new user USER_NAME logged in to SERVER with display and input open (an idle session's client)."""
+    user = users.create(user_name)
+    client = await within(reactor, connect(reactor, server.host, server.port, known), "the server")
+    try:
+        await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
+        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
+        await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+    except Exception:
+        client.disconnect()
+        raise
+    return client
+
+
 async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
                          settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN
                          ) -> Measurement:  # fmt: skip
@@ -166,11 +181,7 @@ async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: Known
                                                extra=settings, venv_bin=venv_bin)  # fmt: skip
     client = None
     try:
-        user = users.create(f"{USER_PREFIX}{name[:6]}")
-        client = await within(reactor, connect(reactor, server.host, server.port, known), "the server")
-        await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
-        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
-        await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+        client = await attach_idle_client(reactor, server, users, known, f"{USER_PREFIX}{name[:6]}")
         await task.deferLater(reactor, SETTLE_SECONDS, lambda: None)
         return measure(server.pid, name)
     except Exception:
