@@ -115,7 +115,8 @@ class GlyphEncoder:
             return None
         tried = self._tried.get(surface)
         area = rect[2] * rect[3]
-        if tried is not None and self._clock() - tried[0] < DETECT_RETRY_SECONDS and area < DETECT_RETRY_GROWTH * tried[1]:
+        recent = tried is not None and self._clock() - tried[0] < DETECT_RETRY_SECONDS
+        if recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1]:
             return None
         grid = None
         index = _index_image(image, order)
