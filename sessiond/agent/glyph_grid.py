@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Final
 
@@ -104,7 +105,7 @@ def _profile(index: Image.Image, vertical: bool) -> list[float]:
     width, height = index.size
     floats = index.convert("F")
     size = (1, height) if vertical else (width, 1)
-    return list(floats.resize(size, Image.Resampling.BOX).getdata())
+    return list(array("f", floats.resize(size, Image.Resampling.BOX).tobytes()))
 
 
 def _periods(profile: list[float]) -> tuple[int, list[int]] | None:
