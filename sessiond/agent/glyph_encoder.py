@@ -101,11 +101,15 @@ class GlyphEncoder:
         if inner is None:
             return None
         ix, iy, iw, ih = inner
-        cells_image = image.crop((ix - x, iy - y, ix - x + iw, iy - y + ih))
-        index = _index_image(cells_image, order, self._background.get(surface))
+        box = (ix - x, iy - y, ix - x + iw, iy - y + ih)
+        background = self._background.get(surface)
+        # Usually the whole rectangle has the two colours: index it in place, crop the 1-byte result.
+        index = _index_image(image, order, background) or _index_image(image.crop(box), order, background)
         if index is None:
             return None
         bits, colours = index
+        if bits.size != (iw, ih):
+            bits = bits.crop(box)
         self._grids.move_to_end(surface)
         regions = self._stripes(bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
@@ -156,7 +160,15 @@ class GlyphEncoder:
         start = 0
         rows = len(cells) // columns
         while start < rows:
-            end, distinct = start, dict.fromkeys(cells[start * columns : (start + 1) * columns])
+            end = min(rows, start + max_rows)
+            distinct = dict.fromkeys(cells[start * columns : end * columns])
+            if len(distinct) <= GLYPH_MAX_USED:  # the usual case: all rows that fit one region
+                stripe = (ix, iy + start * ch, iw, (end - start) * ch)
+                regions.append(self._region(cells[start * columns : end * columns], list(distinct), colours, grid,
+                                            stripe, surface, other))  # fmt: skip
+                start = end
+                continue
+            distinct = dict.fromkeys(cells[start * columns : (start + 1) * columns])
             if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
                 regions.append(other((ix, iy + start * ch, iw, ch)))
                 start += 1

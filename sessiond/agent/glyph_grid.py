@@ -93,10 +93,12 @@ def cut(index: Image.Image, cell_w: int, cell_h: int) -> list[bytes]:
     row-major, each as its column-major bytes."""
     width, height = index.size
     size = cell_w * cell_h
+    # Transposed once: each band of cell_h rows is then a column strip.
+    transposed = index.transpose(Image.Transpose.TRANSPOSE)
+    pieces = [slice(at, at + size) for at in range(0, width * cell_h, size)]
     cells: list[bytes] = []
     for top in range(0, height, cell_h):
-        band = index.crop((0, top, width, top + cell_h)).transpose(Image.Transpose.TRANSPOSE).tobytes()
-        cells += [band[at : at + size] for at in range(0, len(band), size)]
+        cells += map(transposed.crop((top, 0, top + cell_h, width)).tobytes().__getitem__, pieces)
     return cells
 
 

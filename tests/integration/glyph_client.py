@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 from client.known_hosts import KnownHosts
 from client.session import SessionClient, connect
-from twisted.internet import defer
-
-from netem_client import STEP_SECONDS, login_parser, react_json, type_text, wait_quiet, within
+from netem_client import login_parser, react_json, type_text, wait_quiet, within
 from protocol.connection import MessageReceived, frame_cost
 from protocol.media import CAPS_GLYPHS
 from protocol.messages import ChannelKind, Encoding, Region
@@ -68,19 +65,6 @@ def count_regions(client: SessionClient, counts: dict[str, int], sizes: dict[str
     client._event = on_event  # type: ignore[method-assign]
 
 
-async def idle(reactor: Any, client: SessionClient) -> None:
-    """Return once no frame has arrived for DONE_SECONDS."""
-    deadline = time.monotonic() + STEP_SECONDS
-    while time.monotonic() < deadline:
-        d = client.next_frame()
-        d.addTimeout(DONE_SECONDS, reactor)
-        try:
-            await d
-        except defer.TimeoutError:
-            return
-    raise RuntimeError("the screen never went idle")
-
-
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     client = await logged_in(reactor, args)
     counts: dict[str, int] = {}
@@ -94,7 +78,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         count_regions(client, counts, sizes)
         type_text(client, SCROLL)
         await within(reactor, client.next_frame(), "the first frame of the scroll")
-        await idle(reactor, client)
+        await wait_quiet(reactor, client, DONE_SECONDS)
         fb = client.framebuffer
         if fb is not None:
             screen = client.windows.compose(fb.width, fb.height) if args.seamless else fb.image()

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from svtest import VENV_BIN, Server, start_sessiond, stop_sessiond
+from svtest import VENV_BIN, Server
 from test_end_to_end import assert_png_is_the_session
+import test_typed_tiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -29,15 +29,8 @@ DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "glyph_client.
 # Bytes with GLYPHS against without, for the same scroll: measured ~0.1-0.2;
 # bytes depend on how many frames the scroll took, hence the wide margin.
 MAX_BYTES_RATIO = 0.6
-
-
-@pytest.fixture(scope="module", params=["desktop", "seamless"])
-def mode_server(request: pytest.FixtureRequest,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:  # fmt: skip
-    """sessiond in desktop mode (one framebuffer) and in seamless mode (a buffer per window)."""
-    server = start_sessiond(str(tmp_path_factory.mktemp("sessiond")), session=f"mode = {request.param}\n")
-    yield server, request.param
-    stop_sessiond(server)
+# sessiond in desktop mode and in seamless mode, as the TILE test has it.
+mode_server = test_typed_tiles.mode_server
 
 
 def _scroll(server: Server, user: Any, tmp_path: Any, name: str, seamless: bool, glyphs: bool) -> dict[str, Any]:

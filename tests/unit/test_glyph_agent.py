@@ -22,16 +22,17 @@ from sessiond.agent.glyph_cache import SlotMirror
 from sessiond.agent.glyph_encoder import GLYPH_MIN_CELLS, GlyphEncoder
 from sessiond.agent.glyph_grid import Grid, cut, detect, margins
 from sessiond.agent.settings import AgentSettings
+from unit.test_seamless_wiring import EmptySource
 
 WORDS = ("error", "info", "connection", "GET", "/api/v1/items", "200", "404", "ms", "user=alice", "took", "[ok]")
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
 
-def terminal(columns: int, rows: int, at: tuple[int, int] = (2, 2), size: tuple[int, int] | None = None,
-             seed: int = 3, back: tuple[int, int, int] = WHITE, ink: tuple[int, int, int] = BLACK) -> Image.Image:  # fmt: skip
+def terminal(columns: int, rows: int, at: tuple[int, int] = (2, 2), seed: int = 3,
+             back: tuple[int, int, int] = WHITE, ink: tuple[int, int, int] = BLACK) -> Image.Image:  # fmt: skip
     """Log-like text in Pillow's bitmap font (6x11 glyphs) on 6x13 cells, like an xterm."""
     font = ImageFont.load_default_imagefont()
-    image = Image.new("RGB", size or (at[0] * 2 + columns * 6, at[1] * 2 + rows * 13), back)
+    image = Image.new("RGB", (at[0] * 2 + columns * 6, at[1] * 2 + rows * 13), back)
     draw = ImageDraw.Draw(image)
     rng = random.Random(seed)
     for row in range(rows):
@@ -211,21 +212,10 @@ def test_a_region_never_names_more_than_glyph_max_used_glyphs() -> None:
 
 
 # -- the pipeline ------------------------------------------------------------------------------
-class _Source:
-    def pending(self) -> bool:
-        return False
-
-    def mark_all(self) -> None:
-        pass
-
-    def frame(self, encoder: Any) -> list[Any]:
-        return []
-
-
 @pytest.mark.parametrize("configured", [True, False])
 def test_video_caps_bit_2_turns_glyphs_on_if_configured_and_a_new_channel_resets(configured: bool) -> None:
     settings = AgentSettings(socket="/x", display_glyphs=configured)
-    pipeline = DisplayPipeline(None, settings, _Source(), lambda: None, lambda: None)  # type: ignore[arg-type]
+    pipeline = DisplayPipeline(None, settings, EmptySource(), lambda: None, lambda: None)  # type: ignore[arg-type]
     pipeline.opened()
     pipeline.message(VideoCaps(codecs=0x03))
     assert not pipeline.encoder.glyphs.enabled
