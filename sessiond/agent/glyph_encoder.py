@@ -107,11 +107,11 @@ class GlyphEncoder:
         index = _index_image(image, order, background) or _index_image(image.crop(box), order, background)
         if index is None:
             return None
-        bits, colours = index
-        if bits.size != (iw, ih):
-            bits = bits.crop(box)
+        keys, colours, to_bits = index
+        if keys.size != (iw, ih):
+            keys = keys.crop(box)
         self._grids.move_to_end(surface)
-        regions = self._stripes(bits, colours, grid, inner, surface, other)
+        regions = self._stripes(keys, to_bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
 
     def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
@@ -124,14 +124,15 @@ class GlyphEncoder:
             return None
         grid = None
         index = _index_image(image, order)
+        ink = _bits(index) if index is not None else None
         # Where the minority colour is (a terminal on a root of the other
         # colour), oriented again by the majority there: the text's background.
-        box = index[0].getbbox() if index is not None else None
+        box = ink.getbbox() if ink is not None else None
         if box is not None:
             text = image.crop(box)
             index = _index_image(text, order)
             if index is not None:
-                grid = detect(index[0], (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
+                grid = detect(_bits(index), (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
                 self._background[surface] = index[1][:3]
         if grid is None:
             self._tried[surface] = (self._clock(), area)
@@ -147,49 +148,43 @@ class GlyphEncoder:
             self._background.pop(dropped, None)
         return grid
 
-    def _stripes(self, bits: Image.Image, colours: bytes, grid: Grid, inner: Rect, surface: Hashable,
-                 other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
+    def _stripes(self, keys: Image.Image, to_bits: bytes, colours: bytes, grid: Grid, inner: Rect,
+                 surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
         """Whole rows of cells gathered into regions under MAX_REGION_RAW_BYTES
         and GLYPH_MAX_USED distinct glyphs; each GLYPHS or, if that loses, `other`."""
         ix, iy, iw, _ih = inner
         cw, ch = grid.cell_w, grid.cell_h
         columns = iw // cw
-        cells = cut(bits, cw, ch)
+        cells = cut(keys, cw, ch)
+        rows = len(cells) // columns
         max_rows = max(1, MAX_REGION_RAW_BYTES // (iw * ch * _BYTES_PER_PIXEL))
         regions: list[Region] = []
         start = 0
-        rows = len(cells) // columns
         while start < rows:
             end = min(rows, start + max_rows)
-            distinct = dict.fromkeys(cells[start * columns : end * columns])
-            if len(distinct) <= GLYPH_MAX_USED:  # the usual case: all rows that fit one region
-                stripe = (ix, iy + start * ch, iw, (end - start) * ch)
-                regions.append(self._region(cells[start * columns : end * columns], list(distinct), colours, grid,
-                                            stripe, surface, other))  # fmt: skip
-                start = end
-                continue
-            distinct = dict.fromkeys(cells[start * columns : (start + 1) * columns])
-            if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
-                regions.append(other((ix, iy + start * ch, iw, ch)))
-                start += 1
-                continue
-            end = start + 1
-            while end < rows and end - start < max_rows:
-                more = dict.fromkeys(cells[end * columns : (end + 1) * columns])
-                if len(distinct.keys() | more.keys()) > GLYPH_MAX_USED:
-                    break
-                distinct.update(more)
-                end += 1
+            distinct = dict.fromkeys(cells[start * columns : end * columns])  # usually all rows that fit one region
+            if len(distinct) > GLYPH_MAX_USED:  # else as many rows as stay within GLYPH_MAX_USED glyphs
+                end, distinct = start + 1, dict.fromkeys(cells[start * columns : (start + 1) * columns])
+                while end < start + max_rows and end < rows and len(distinct) <= GLYPH_MAX_USED:
+                    more = dict.fromkeys(cells[end * columns : (end + 1) * columns])
+                    if len(distinct.keys() | more.keys()) > GLYPH_MAX_USED:
+                        break
+                    distinct.update(more)
+                    end += 1
             stripe = (ix, iy + start * ch, iw, (end - start) * ch)
-            regions.append(self._region(cells[start * columns : end * columns], list(distinct), colours, grid,
-                                        stripe, surface, other))  # fmt: skip
+            if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
+                regions.append(other(stripe))
+            else:
+                regions.append(self._region(cells[start * columns : end * columns], list(distinct), to_bits,
+                                            colours, grid, stripe, surface, other))  # fmt: skip
             start = end
         return regions
 
-    def _region(self, cells: list[bytes], distinct: list[bytes], colours: bytes, grid: Grid, stripe: Rect,
-                surface: Hashable, other: Callable[[Rect], Region]) -> Region:  # fmt: skip
+    def _region(self, cells: list[bytes], distinct: list[bytes], to_bits: bytes, colours: bytes, grid: Grid,
+                stripe: Rect, surface: Hashable, other: Callable[[Rect], Region]) -> Region:  # fmt: skip
+        """One stripe's region: `cells` in the key channel's values (`to_bits` maps them to 0/1)."""
         cw, ch = grid.cell_w, grid.cell_h
-        assignment = self.mirror.assign(cw, ch, distinct)
+        assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in distinct])
         position = {cell: number for number, cell in enumerate(distinct)}
         indices = bytes(map(position.__getitem__, cells))
         defs = [(slot, glyphs.pack_cell(key[2], cw, ch)) for slot, key in assignment.new]
@@ -214,10 +209,12 @@ class GlyphEncoder:
 
 
 def _index_image(image: Image.Image, order: tuple[int, int, int],
-                 background: bytes | None = None) -> tuple[Image.Image, bytes] | None:  # fmt: skip
-    """(0/1 'L' image, colour 0 + colour 1 as R, G, B) of an image of
-    exactly two colours, colour 0 `background` if it is one of them, else
-    the commoner; None if not two colours."""
+                 background: bytes | None = None) -> tuple[Image.Image, bytes, bytes] | None:  # fmt: skip
+    """(key channel, colour 0 + colour 1 as R, G, B, the translation of the
+    channel's two values to 0/1) of an image of exactly two colours, colour
+    0 `background` if it is one of them, else the commoner; None if not two
+    colours.  Cells are cut from the channel as it is (no per-pixel mapping);
+    only each distinct cell is translated to its glyph bits."""
     colours = image.getcolors(2)
     if colours is None or len(colours) != 2:
         return None
@@ -230,8 +227,11 @@ def _index_image(image: Image.Image, order: tuple[int, int, int],
     band = next((band for band in range(3) if back[order[band]] != ink[order[band]]), None)
     if band is None:  # the same R, G, B (the capture's padding byte differs)
         return None
-    lut = [0] * 256
-    lut[ink[order[band]]] = 1
-    bits = image.getchannel(order[band]).point(lut)
+    keys = bytes((back[order[band]], ink[order[band]]))
     rgb = bytes((back[order[0]], back[order[1]], back[order[2]], ink[order[0]], ink[order[1]], ink[order[2]]))
-    return bits, rgb
+    return image.getchannel(order[band]), rgb, bytes.maketrans(keys, b"\x00\x01")
+
+
+def _bits(index: tuple[Image.Image, bytes, bytes]) -> Image.Image:
+    """The 0/1 image (1: colour 1) of an _index_image result."""
+    return index[0].point(list(index[2]))

@@ -235,3 +235,19 @@ def test_grow_only_for_large_rectangles_of_a_surface_with_a_grid() -> None:
     assert glyphs.grow("w", (5, 5, 12, 13), 500, 500) == (5, 5, 12, 13)  # an echo stays as it is
     glyphs.enabled = False
     assert glyphs.grow("w", (5, 5, 200, 200), 500, 500) == (5, 5, 200, 200)
+
+
+def test_a_row_of_more_than_glyph_max_used_glyphs_goes_the_old_way() -> None:
+    rng = random.Random(11)
+    columns = GLYPH_MAX_USED + 44
+    image = Image.new("1", (columns * 4, 8))
+    image.putdata([rng.getrandbits(1) for _ in range(columns * 4 * 8)])
+    rgb = image.convert("RGB")
+    encoder = _glyph_encoder()
+    encoder.glyphs._grids["desktop"] = Grid(4, 4, 0, 0)
+    regions = _encode(encoder, rgb)
+    assert Encoding.GLYPHS not in {r.encoding for r in regions} and len(encoder.glyphs.mirror) == 0
+    fb = Framebuffer(*rgb.size)
+    for region in regions:
+        fb.apply(region)
+    assert fb.image().tobytes() == rgb.tobytes()
