@@ -18,8 +18,7 @@ from protocol.media import CAPS_GLYPHS, GLYPH_MAX_USED, VideoCaps
 from protocol.messages import Encoding, Region
 from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.encoder import RegionEncoder
-from sessiond.agent.glyph_cache import SlotMirror
-from sessiond.agent.glyph_encoder import GLYPH_MIN_CELLS, GlyphEncoder
+from sessiond.agent.glyph_encoder import GLYPH_MIN_CELLS, GlyphEncoder, SlotMirror
 from sessiond.agent.glyph_grid import Grid, cut, detect, margins
 from sessiond.agent.settings import AgentSettings
 from unit.test_seamless_wiring import EmptySource
