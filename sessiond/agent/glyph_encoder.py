@@ -204,7 +204,7 @@ class GlyphEncoder:
         recent = tried is not None and self._clock() - tried[0] < DETECT_RETRY_SECONDS
         if recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1]:
             return None
-        grid = None
+        grid, background = None, b""
         index = _index_image(image, order)
         ink = _bits(index) if index is not None else None
         # Where the minority colour is (a terminal on a root of the other
@@ -215,7 +215,7 @@ class GlyphEncoder:
             index = _index_image(text, order)
             if index is not None:
                 grid = detect(_bits(index), (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
-                self._background[surface] = index[1][:3]
+                background = index[1][:3]
         if grid is None:
             self._tried[surface] = (self._clock(), area)
             if len(self._tried) > MAX_GRIDS:
@@ -223,6 +223,7 @@ class GlyphEncoder:
             return None
         self._tried.pop(surface, None)
         self._grids[surface] = grid
+        self._background[surface] = background
         self._misses[surface] = 0
         while len(self._grids) > MAX_GRIDS:
             dropped, _grid = self._grids.popitem(last=False)
@@ -287,6 +288,7 @@ class GlyphEncoder:
         if self._misses[surface] >= MAX_MISSES:
             self._grids.pop(surface, None)
             self._misses.pop(surface, None)
+            self._background.pop(surface, None)
             self._tried[surface] = (self._clock(), 1 << 62)  # no retry before DETECT_RETRY_SECONDS
 
 

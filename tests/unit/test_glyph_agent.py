@@ -250,3 +250,17 @@ def test_a_row_of_more_than_glyph_max_used_glyphs_goes_the_old_way() -> None:
     for region in regions:
         fb.apply(region)
     assert fb.image().tobytes() == rgb.tobytes()
+
+
+def test_what_the_encoder_keeps_per_surface_is_bounded() -> None:
+    from sessiond.agent import glyph_encoder
+
+    glyphs = GlyphEncoder(clock=lambda: 0.0)
+    text = terminal(80, 24)
+    noise = Image.effect_noise(text.size, 64).convert("1").convert("RGB")  # two colours, no grid
+    for surface in range(glyph_encoder.MAX_GRIDS * 2):
+        for image in (text, noise):
+            glyphs._detect(image, (0, 1, 2), (0, 0, *image.size), surface)
+    assert len(glyphs._grids) == glyph_encoder.MAX_GRIDS
+    assert len(glyphs._background) <= glyph_encoder.MAX_GRIDS and len(glyphs._misses) <= glyph_encoder.MAX_GRIDS
+    assert len(glyphs._tried) <= glyph_encoder.MAX_GRIDS + 1
