@@ -88,6 +88,8 @@ class SlotMirror:
         self._size = slots
         self._slot_of: OrderedDict[GlyphKey, int] = OrderedDict()
         self._free: list[int] = []
+        # Definitions committed since begin(), while one is open: undo() forgets them.
+        self._journal: list[tuple[int, GlyphKey]] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -135,6 +137,26 @@ class SlotMirror:
             self._slot_of[key] = slot
         for key in assignment.keys:
             self._slot_of.move_to_end(key)
+        if self._journal is not None:
+            self._journal += assignment.new
+
+    def begin(self) -> None:
+        """Regions made from now on may be dropped unsent: keep their definitions (see undo)."""
+        self._journal = []
+
+    def end(self) -> None:
+        """Those regions were sent (or undone)."""
+        self._journal = None
+
+    def undo(self) -> None:
+        """The regions since begin() were not sent: forget the glyphs they
+        defined (their slots become free; whatever the client holds there is
+        unknown, which is safe: a slot is always defined before it is used)."""
+        for slot, key in reversed(self._journal or []):
+            if self._slot_of.get(key) == slot:
+                del self._slot_of[key]
+                self._free.append(slot)
+        self._journal = None
 
 
 class GlyphEncoder:

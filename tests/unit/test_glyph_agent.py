@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from client.framebuffer import Framebuffer
 from protocol.limits import MAX_REGION_RAW_BYTES
@@ -264,3 +264,51 @@ def test_what_the_encoder_keeps_per_surface_is_bounded() -> None:
     assert len(glyphs._grids) == glyph_encoder.MAX_GRIDS
     assert len(glyphs._background) <= glyph_encoder.MAX_GRIDS and len(glyphs._misses) <= glyph_encoder.MAX_GRIDS
     assert len(glyphs._tried) <= glyph_encoder.MAX_GRIDS + 1
+
+
+def test_the_mirror_forgets_definitions_of_regions_dropped_unsent() -> None:
+    mirror = SlotMirror()
+    mirror.commit(mirror.assign(6, 13, [b"kept"]))
+    mirror.begin()
+    mirror.commit(mirror.assign(6, 13, [b"kept", b"lost"]))
+    mirror.undo()
+    mirror.end()
+    assert mirror.slot((6, 13, b"kept")) == 0 and mirror.slot((6, 13, b"lost")) is None
+    assert mirror.assign(6, 13, [b"next"]).slots == [1]  # the undone slot is free again
+    mirror.begin()
+    mirror.commit(mirror.assign(6, 13, [b"sent"]))
+    mirror.end()
+    mirror.undo()  # nothing open: nothing undone
+    assert mirror.slot((6, 13, b"sent")) == 1
+
+
+def test_a_window_that_goes_away_mid_frame_leaves_no_glyphs_in_the_mirror() -> None:
+    from sessiond.agent.damage import DamageError
+    from sessiond.agent.frame_sources import WindowSource
+
+    text = terminal(80, 24)
+    raw = bgrx(text)
+
+    class Pixels:
+        fail = False
+
+        def size(self, window: int) -> tuple[int, int]:
+            return text.size
+
+        def capture(self, window: int, rect: tuple[int, int, int, int]) -> bytes:
+            if self.fail and rect[1] > 0:
+                raise DamageError("gone")
+            x, y, w, h = rect
+            return b"".join(raw[(y + row) * text.size[0] * 4 + x * 4:][: w * 4] for row in range(h))
+
+    pixels = Pixels()
+    source = WindowSource(pixels, lambda _line: None)  # type: ignore[arg-type]
+    encoder = _glyph_encoder()
+    whole = [(0, 0, *text.size)]
+    assert any(isinstance(m, Region) and m.encoding is Encoding.GLYPHS
+               for m in source._window(encoder, 7, whole, False))  # fmt: skip
+    known, made = len(encoder.glyphs.mirror), encoder.glyphs.sent
+    raw = bgrx(ImageOps.invert(text))  # inverted: every glyph new; the top half is encoded, then the capture fails
+    pixels.fail = True
+    assert source._window(encoder, 7, [(0, 0, text.size[0], 160), (0, 160, text.size[0], 160)], False) == []
+    assert encoder.glyphs.sent > made and len(encoder.glyphs.mirror) == known
