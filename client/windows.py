@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from client.framebuffer import Framebuffer
+from client.framebuffer import Framebuffer, RegionError
+from media import glyphs
+from media.glyphs import GlyphCache
+from protocol.base import Encoding
 from protocol.messages import Message, Region
 from protocol.windows import (
     MAX_WINDOWS,
@@ -68,6 +71,8 @@ class WindowTable:
     windows: dict[int, ClientWindow] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
     focus: int = 0
+    # The display channel's glyph cache (GLYPHS regions), shared by every window's framebuffer.
+    glyph_cache: GlyphCache = field(default_factory=GlyphCache)
     # True once the server spoke on the windows channel (seamless mode).
     seamless: bool = False
     _target: int = 0
@@ -123,7 +128,7 @@ class WindowTable:
         if win is None:
             return  # destroyed meanwhile (or not announced yet): its regions are dropped
         if win.framebuffer is None:
-            win.framebuffer = Framebuffer(message.width, message.height)
+            win.framebuffer = Framebuffer(message.width, message.height, self.glyph_cache)
         elif (win.framebuffer.width, win.framebuffer.height) != (message.width, message.height):
             win.framebuffer.resize(message.width, message.height)
 
@@ -134,6 +139,11 @@ class WindowTable:
         win = self.windows.get(self._target)
         if win is not None and win.framebuffer is not None:
             win.framebuffer.apply(region)  # RegionError if it does not fit the announced buffer
+        elif region.encoding == Encoding.GLYPHS:  # pixels dropped, but later regions may use its glyphs
+            try:
+                glyphs.decode_cells(bytes(region.data), region.w, region.h, self.glyph_cache)
+            except glyphs.GlyphError as exc:
+                raise RegionError(str(exc)) from None
         return True
 
     def frame_end(self) -> None:
