@@ -133,6 +133,11 @@ class ChannelRelay:
         self.on_sent = on_sent
         self._client_channels: dict[int, ChannelKind] = {}
         self._link_open: set[int] = set()
+        # Channels sessiond asked the agent to close and the agent has not yet
+        # confirmed: the link's channel table still holds them, so a client
+        # opening the same number again (a takeover reuses channel ids within
+        # milliseconds) waits for the confirmation instead of failing "in use".
+        self._link_closing: set[int] = set()
         self._pending: dict[int, deque[Held]] = {}
         # Credit the peer will return for frames sessiond injected, not to pass on.
         self._owed_by_client: dict[int, int] = {}
@@ -145,6 +150,7 @@ class ChannelRelay:
     def link_down(self) -> None:
         self.link = None
         self._link_open.clear()
+        self._link_closing.clear()
 
     def attach(self, client: Endpoint) -> None:
         self.client = client
@@ -162,7 +168,7 @@ class ChannelRelay:
             return
         self._client_channels[channel] = kind
         self._pending[channel] = deque()
-        if channel not in self._link_open:
+        if channel not in self._link_open and channel not in self._link_closing:
             self.link.conn.open_channel(channel, kind)
             self.link.flush()
 
@@ -171,6 +177,7 @@ class ChannelRelay:
         self._forget(channel)
         if self.link is not None and channel in self._link_open:
             self._link_open.discard(channel)
+            self._link_closing.add(channel)
             self.link.conn.close_channel(channel)
             self.link.flush()
 
@@ -181,6 +188,7 @@ class ChannelRelay:
             return
         if channel not in self._client_channels:
             self._link_open.discard(channel)
+            self._link_closing.add(channel)
             self.link.conn.close_channel(channel)
         for held in self._pending.pop(channel, deque()):
             if not self._to_agent(channel, held):
@@ -191,9 +199,15 @@ class ChannelRelay:
     def link_channel_closed(self, channel: int, code: int = 0, message: str = "", by_agent: bool = False) -> None:
         """The agent side of CHANNEL closed; if the agent closed it, the client is told why."""
         self._link_open.discard(channel)
+        reopen = channel in self._link_closing and not by_agent
+        self._link_closing.discard(channel)
         if by_agent and channel in self._client_channels:
             self._forget(channel)
             self._close_client_channel(channel, code, message)
+        elif reopen and self.link is not None and channel in self._client_channels:
+            # The client opened this number again while our close was in flight.
+            self.link.conn.open_channel(channel, self._client_channels[channel])
+            self.link.flush()
 
     # -- frames and credit -----------------------------------------------------------
     @_boundary

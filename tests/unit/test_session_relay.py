@@ -147,6 +147,25 @@ def test_pending_client_frames_are_bounded_and_their_credit_returned(wired: Any,
     assert [Key.decode(e[3]).keysym for e in log if e[0] == "link.raw"] == [0x61, 0x62, 0x63]
 
 
+def test_a_channel_reopened_while_its_close_is_in_flight_opens_once_the_agent_confirms(wired: Any) -> None:
+    # A takeover: the old client's channels close on the link, and the new
+    # client opens the same numbers milliseconds later, before the agent has
+    # answered; the link's channel table still holds them (CLOSING).
+    relay, client, _link, log = wired
+    open_both(relay, client, DISPLAY, ChannelKind.DISPLAY)
+    relay.client_channel_closed(DISPLAY)
+    assert log[-1] == ("link.close", DISPLAY, 0)
+    log.clear()
+    client.conn.channels[DISPLAY] = ChannelKind.DISPLAY
+    relay.client_channel_opened(DISPLAY, ChannelKind.DISPLAY)
+    relay.from_client(DISPLAY, FrameEnd.TYPE, b"\0\0\0\1", None, 12)  # held until the agent side opens
+    assert log == []  # no second open while the close is in flight ("channel is in use")
+    relay.link_channel_closed(DISPLAY, 0, "", by_agent=False)  # the agent confirms the close
+    assert log == [("link.open", DISPLAY)]
+    relay.link_channel_opened(DISPLAY)
+    assert log[-1] == ("link.raw", DISPLAY, FrameEnd.TYPE, b"\0\0\0\1")
+
+
 def test_a_channel_the_agent_closes_is_closed_for_the_client_too(wired: Any) -> None:
     relay, client, _link, log = wired
     open_both(relay, client, DISPLAY, ChannelKind.DISPLAY)
