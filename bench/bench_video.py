@@ -22,8 +22,10 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,6 +78,24 @@ SOURCES = {
     "testsrc": "testsrc=size={w}x{h}:rate={fps}:duration={seconds}",
     "motion": "testsrc=size={w}x{h}:rate={fps}:duration={seconds},hue=H=t*3",
 }
+
+
+# --load N: N processes that burn CPU (a Python busy loop each, normal
+# priority, not pinned) from before the session starts until it stops, so
+# "under load" means the same thing in every run and for every variant.
+BURN = "while True: pass"
+
+
+def start_load(count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` CPU-burning processes (stop_load() ends them)."""
+    return [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(count)]
+
+
+def stop_load(burners: list[subprocess.Popen[bytes]]) -> None:
+    """End the processes start_load() started (by their own pid)."""
+    for burner in burners:
+        burner.send_signal(signal.SIGKILL)
+        burner.wait()
 
 
 @dataclass
@@ -242,6 +262,15 @@ def run_variant(tmp: str, users: spine_server.BenchUsers, index: int, prefix: st
     """One live measurement on a sessiond of the installation at `prefix`."""
     directory = os.path.join(tmp, str(index))
     os.makedirs(directory)
+    burners = start_load(args.load)
+    try:
+        return _run_variant(directory, users, index, prefix, h264, args, size)
+    finally:
+        stop_load(burners)
+
+
+def _run_variant(directory: str, users: spine_server.BenchUsers, index: int, prefix: str, h264: bool,
+                 args: argparse.Namespace, size: tuple[int, ...]) -> Watch:  # fmt: skip
     installed = svtest.VENV_BIN
     svtest.VENV_BIN = os.path.join(prefix, "venv", "bin")  # start_sessiond runs sessiond from here
     try:
@@ -303,6 +332,10 @@ def main() -> int:
         help="[display] adaptive = false: the encoder keeps its bitrate whatever the acks say",
     )
     parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times (median)")
+    parser.add_argument("--load", type=int, default=0,
+                        help="run N CPU-burning processes (normal priority) during each variant: a loaded machine")
+    parser.add_argument("--variants", default="stills,h264-base,h264",
+                        help="comma-separated variants to run (stills, h264-base, h264)")
     parser.add_argument("--size", default=f"{SCREEN[0]}x{SCREEN[1]}", help="WxH of the video (a window on the desktop)")
     parser.add_argument(
         "--baseline-prefix",
@@ -316,6 +349,7 @@ def main() -> int:
     variants = [("stills", False, svtest.PREFIX), ("h264", True, svtest.PREFIX)]
     if args.baseline_prefix:
         variants.insert(1, ("h264-base", True, args.baseline_prefix))
+    variants = [v for v in variants if v[0] in args.variants.split(",")]
     tmp = tempfile.mkdtemp(prefix="bench-video-")
     users = spine_server.BenchUsers(tmp)
     rounds: dict[str, list[Watch]] = {variant: [] for variant, _, _ in variants}
@@ -332,7 +366,8 @@ def main() -> int:
     print(f"# bench_video  {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  "
           f"kernel={platform.release()}  load={os.getloadavg()[0]:.2f}  screen={SCREEN[0]}x{SCREEN[1]}  "
           f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured, "
-          f"median of {args.rounds} round(s)" + (", [display] adaptive = false" if args.no_adaptive else "")
+          f"median of {args.rounds} round(s), load +{args.load} burners"
+          + (", [display] adaptive = false" if args.no_adaptive else "")
           + (", H264 not decoded by the client" if args.no_decode else ""))  # fmt: skip
     # Each variant's median round by frames received (the lower one of an even count; all figures from it).
     results = {variant: sorted(runs, key=lambda w: w.frames)[(len(runs) - 1) // 2] for variant, runs in rounds.items()}
@@ -349,9 +384,12 @@ def main() -> int:
         per = watch.bytes / max(1, watch.frames) / 1000
         shown = f"{watch.shown[0] / args.seconds:8.1f}" if watch.shown is not None else f"{'n/a':>8}"
         print(f"{variant:<10} {fps:6.1f} {shown} {mbit:8.2f} {per:9.1f}  {dict(sorted(watch.by_encoding.items()))}")
-    if "h264-base" in rows:
+    if "h264-base" in rows and "h264" in rows:
         (bf, bm), (hf, hm) = rows["h264-base"], rows["h264"]
         print(f"ratio h264/h264-base: fps {hf / bf if bf else float('inf'):.2f}x, Mbit/s {hm / bm if bm else 0:.3f}x")
+    if "stills" not in rows or "h264" not in rows:
+        print_cpu(results, args.seconds)
+        return 0
     (sf, sm), (hf, hm) = rows["stills"], rows["h264"]
     fps_ratio, mbit_ratio = (hf / sf if sf else float("inf")), (hm / sm if sm else float("inf"))
     print(f"ratio h264/stills: fps {fps_ratio:.2f}x, Mbit/s {mbit_ratio:.3f}x;"
