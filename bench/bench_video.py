@@ -116,9 +116,10 @@ class Viewer:
     """A raw connection that draws every region (client.framebuffer), acks
     frames and returns credit, counting frames and bytes when asked to."""
 
-    def __init__(self, sock: ssl.SSLSocket, decode_video: bool = True) -> None:
+    def __init__(self, sock: ssl.SSLSocket, decode_video: bool = True, banded: bool = True) -> None:
         self.sock = sock
         self.decode_video = decode_video
+        self.banded = banded  # client.video converts and pastes only changed rows (off: the previous client)
         self.decoder = FrameDecoder()
         self.fb: Framebuffer | None = None
         self.counting: Watch | None = None
@@ -151,6 +152,7 @@ class Viewer:
                 if isinstance(message, DesktopSize):
                     self.size = (message.width, message.height)
                     self.fb = Framebuffer(message.width, message.height)
+                    self.fb.video.banded = self.banded
                 elif isinstance(message, Region) and self.fb is not None:
                     started = time.perf_counter()
                     if self.decode_video or message.encoding is not Encoding.H264:
@@ -185,7 +187,7 @@ def keys(text: str) -> bytes:
 
 
 def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: float, source: str,
-            decode_video: bool = True, size: tuple[int, int] = SCREEN) -> Watch:  # fmt: skip
+            decode_video: bool = True, size: tuple[int, int] = SCREEN, banded: bool = True) -> Watch:  # fmt: skip
     """Play the video in user's session and watch it for `seconds`."""
     sock = tls_connect(server)
     try:
@@ -198,7 +200,7 @@ def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: fl
             opening += frame(DISPLAY, VideoCaps(codecs=1))
         launch = frame(0, Launch(request=1, app="xterm", args=()))
         sock.sendall(opening + frame(DISPLAY, ResizeRequest(*SCREEN)) + launch)
-        viewer = Viewer(sock, decode_video)
+        viewer = Viewer(sock, decode_video, banded)
         deadline = time.monotonic() + START_TIMEOUT
         while (not viewer.launched or viewer.size != SCREEN) and time.monotonic() < deadline:
             viewer.pump(0.5)
@@ -280,7 +282,8 @@ def _run_variant(directory: str, users: spine_server.BenchUsers, index: int, pre
         svtest.VENV_BIN = installed
     try:
         user = users.create(f"svb-video-{index}")
-        return measure(server, user, h264, args.seconds, args.source, not args.no_decode, (size[0], size[1]))
+        return measure(server, user, h264, args.seconds, args.source, not args.no_decode, (size[0], size[1]),
+                       banded=prefix != args.baseline_prefix)  # the baseline's client: every row, as before
     finally:
         stop_sessiond(server)
 

@@ -147,12 +147,12 @@ def reads_in_place(buffer: Any, stride: int, offset: int, width: int, height: in
     return offset + (height - 1) * stride + _align(width, SOURCE_GROUP) * BGRX_BYTES <= _size(buffer)
 
 
-def library_context(width: int, height: int, threads: int) -> int:
-    """A BGRX -> yuv420p SwsContext of width x height (free_context() frees it); OSError if unavailable."""
+def library_context(width: int, height: int, threads: int, source: str = BGRX_FORMAT, target: str = YUV_FORMAT) -> int:
+    """A source -> target SwsContext of width x height (free_context() frees it); OSError if unavailable."""
     library = _library()
     if library is None:
         raise OSError("the bundled libswscale is unavailable")
-    return library.context(width, height, BGRX_FORMAT, YUV_FORMAT, threads)
+    return library.context(width, height, source, target, threads)
 
 
 def free_context(context: int) -> None:
@@ -162,10 +162,11 @@ def free_context(context: int) -> None:
         library.sws.sws_freeContext(context)
 
 
-def scale_rows(context: int, source: int, stride: int, rows: int, targets: list[int], strides: list[int]) -> None:
-    """Convert `rows` BGRX rows at address `source` into the planes at `targets`; ValueError if fewer came out."""
+def scale_rows(context: int, sources: list[int], source_strides: list[int], rows: int, targets: list[int],
+               strides: list[int]) -> None:  # fmt: skip
+    """Convert `rows` rows of the planes at `sources` into the planes at `targets`; ValueError if fewer came out."""
     library = _library()
-    if library is None or library.scale(context, [source], [stride], rows, targets, strides) != rows:
+    if library is None or library.scale(context, sources, source_strides, rows, targets, strides) != rows:
         raise ValueError(f"libswscale did not convert {rows} rows")
 
 

@@ -56,6 +56,38 @@ def _libc() -> Any:
 _LIBC = _libc()
 
 
+class BandGate:
+    """Whether a frame is converted whole (most of its bands changed) and
+    when comparing stops: for PROBE_FRAMES after FULL_STREAK whole frames."""
+
+    def __init__(self, bands: int, streak: int = FULL_STREAK) -> None:
+        self.bands, self.streak = bands, streak
+        self._streak = 0  # whole frames in a row
+        self._pause = 0  # frames left without comparing
+
+    @property
+    def pausing(self) -> bool:
+        """True while comparing is off."""
+        return self._pause > 0
+
+    def paused(self) -> bool:
+        """True while comparing is off (counting this frame as one of the pause)."""
+        if self._pause:
+            self._pause -= 1
+            return True
+        return False
+
+    def whole(self, changed: int) -> bool:
+        """Count a compared frame with `changed` bands; True if it goes whole."""
+        if changed <= WHOLE_SHARE * self.bands:
+            self._streak = 0
+            return False
+        self._streak += 1
+        if self._streak >= self.streak:
+            self._streak, self._pause = 0, PROBE_FRAMES
+        return True
+
+
 class BandYuvConverter:
     """Like swscale.YuvConverter (same frame, same pixels), but converting
     only the bands of rows that differ from the previous call's."""
@@ -77,8 +109,7 @@ class BandYuvConverter:
         self._scratch_at = [ctypes.addressof(ctypes.c_char.from_buffer(buffer)) for buffer in self._scratch]
         self._keep = [size * rows for size, rows in sizes]  # bytes of a band per plane
         self.banded = height % 2 == 0  # see the header: odd heights are converted whole
-        self._streak = 0  # whole frames in a row
-        self._pause = 0  # frames left without comparing
+        self.gate = BandGate(self.bands)
         self.converted_bands = 0  # bands converted by the last call (tests, stats)
 
     @property
@@ -91,22 +122,18 @@ class BandYuvConverter:
         `buffer` (BGRX rows of `stride` bytes); ValueError if it lies outside."""
         offset = check_inside(buffer, stride, (x, y, self.width, self.height))
         in_place = swscale.reads_in_place(buffer, stride, offset, self.width, self.height)
-        if self._pause or not self.banded or not in_place:
-            self._pause = max(0, self._pause - 1)
+        if self.gate.paused() or not self.banded or not in_place:
             return self._convert_whole(buffer, stride, x, y)
         address, anchor = swscale.address_of(buffer)
         start = address + offset
         changed = [band for band in range(self.bands) if not self._known or self._differs(start, stride, band)]
-        if len(changed) > WHOLE_SHARE * self.bands:
-            self._streak += 1
-            if self._streak >= FULL_STREAK:  # every frame changes everywhere: stop comparing for a while
-                self._streak, self._pause = 0, PROBE_FRAMES
+        if self.gate.whole(len(changed)):
+            if self.gate.pausing:  # every frame changes everywhere: no copy kept for a while
                 del anchor
                 return self._convert_whole(buffer, stride, x, y)
             self._whole.convert(buffer, stride, x, y)
             self.converted_bands = self.bands
         else:
-            self._streak = 0
             for band in changed:
                 self._convert_band(start, stride, band)
             self.converted_bands = len(changed)
@@ -151,11 +178,11 @@ class BandYuvConverter:
         if band == self.bands - 1:  # the picture's own last rows: as the whole conversion writes them
             if self._last is None:
                 raise ValueError("convert on a closed converter")
-            swscale.scale_rows(self._last, source, stride, rows, targets, strides)
+            swscale.scale_rows(self._last, [source], [stride], rows, targets, strides)
             return
         if self._band is None:
             raise ValueError("convert on a closed converter")
-        swscale.scale_rows(self._band, source, stride, rows + EDGE_ROWS, self._scratch_at, strides)
+        swscale.scale_rows(self._band, [source], [stride], rows + EDGE_ROWS, self._scratch_at, strides)
         for target, scratch, size in zip(targets, self._scratch_at, self._keep):
             ctypes.memmove(target, scratch, size)
 

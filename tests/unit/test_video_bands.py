@@ -2,16 +2,26 @@
 # whole-frame conversion's frame byte for byte (in place, at an offset,
 # with a stride, with a short last band), converts only the bands that
 # changed, and stops comparing while every frame changes everywhere.
-# Real libswscale from PyAV's wheel.
+# The client's side (media/rgb_bands.py, client.video, client.framebuffer):
+# the RGB of only the changed bands is the whole conversion's, and a
+# framebuffer pasting only changed rows ends equal to one pasting every
+# picture whole, also when something else painted over the video between
+# two pictures.  Real libswscale, libx264 and FFmpeg from PyAV's wheel.
 from __future__ import annotations
 
 import random
 
+import av
 import pytest
 
+from client.framebuffer import Framebuffer
 from media import yuv_bands
-from media.swscale import YuvConverter
+from media.rgb_bands import WHOLE_STREAK, BandRgbConverter
+from media.swscale import RgbConverter, YuvConverter
 from media.yuv_bands import BAND_ROWS, FULL_STREAK, PROBE_FRAMES, BandYuvConverter
+from protocol.messages import Encoding, Region
+from protocol.video import coded_size, pack
+from sessiond.agent.h264 import H264Encoder
 
 
 def noise(size: int, seed: int) -> bytearray:
@@ -114,3 +124,77 @@ def test_a_rectangle_outside_the_buffer_is_refused() -> None:
 
 def test_bands_start_on_even_rows() -> None:
     assert BAND_ROWS % 2 == 0 and yuv_bands.WHOLE_SHARE < 1
+
+
+def rgb_rows(data: bytearray, stride: int, width: int, height: int) -> list[bytes]:
+    return [bytes(data[row * stride : row * stride + width * 3]) for row in range(height)]
+
+
+@pytest.mark.parametrize("size", [(96, 72), (61, 38), (40, 37)])
+def test_rgb_of_changed_bands_only_is_the_whole_conversion(size: tuple[int, int]) -> None:
+    width, height = size
+    frame = av.VideoFrame(*coded_size(width, height), "yuv420p")
+    rng = random.Random(8)
+    for plane in frame.planes:
+        plane.update(rng.randbytes(plane.buffer_size))
+    bands, whole = BandRgbConverter(width, height), RgbConverter(width, height)
+    for index in range(4):
+        plane = frame.planes[index % 3]
+        data = bytearray(bytes(plane))
+        at = rng.randrange(len(data) - 8)
+        data[at : at + 8] = rng.randbytes(8)
+        plane.update(bytes(data))
+        got = rgb_rows(bands.convert(frame), bands.stride, width, height)
+        assert got == rgb_rows(whole.convert(frame), whole.stride, width, height), f"picture {index}"
+        spans = bands.changed_rows()
+        if index and bands.banded:  # one small change: one band (two if it straddles), never all
+            assert sum(rows for _, rows in spans) <= 2 * BAND_ROWS
+            changed_row = at // plane.line_size * (1 if index % 3 == 0 else 2)
+            assert any(first <= changed_row < first + rows for first, rows in spans)
+
+
+def test_rgb_stops_comparing_while_every_picture_changes_everywhere() -> None:
+    frame = av.VideoFrame(64, 64, "yuv420p")
+    converter = BandRgbConverter(64, 64)
+    rng = random.Random(9)
+    for _ in range(WHOLE_STREAK + 1):
+        for plane in frame.planes:
+            plane.update(rng.randbytes(plane.buffer_size))
+        converter.convert(frame)
+    converter.convert(frame)  # unchanged, but comparing is paused: reported whole
+    assert converter.changed_rows() == [(0, 64)]
+
+
+def pictures(count: int, width: int, height: int) -> list[bytes]:
+    """BGRX frames where a moving block changes a few rows of a smooth background."""
+    base = bytearray()
+    for y in range(height):
+        for x in range(width):
+            base += bytes(((x * 3) % 256, (y * 5) % 256, (x + y) % 256, 0))
+    out = []
+    for index in range(count):
+        frame = bytearray(base)
+        top = (index * 7) % (height - 8)
+        for y in range(top, top + 8):
+            frame[(y * width + 10) * 4 : (y * width + 30) * 4] = bytes((index * 40 % 256, 90, 200, 0)) * 20
+        out.append(bytes(frame))
+    return out
+
+
+def test_a_framebuffer_pasting_changed_rows_ends_equal_to_one_pasting_whole() -> None:
+    width, height, x, y = 96, 160, 8, 16
+    encoder = H264Encoder(width, height, bitrate=4_000_000)
+    banded, whole = Framebuffer(128, 192), Framebuffer(128, 192)
+    whole.video.banded = False
+    fill = Region(x + 4, y + 100, 20, 10, Encoding.FILL, bytes((255, 0, 0)))
+    moving = pictures(30, width, height)
+    for index, data in enumerate(moving + [moving[-1]] * 20):  # then a still picture: nothing changes
+        unit = pack(0, encoder.encode_pixels(data, width * 4, 0, 0), key=index == 0)
+        if index == 45:
+            assert banded.video.changed_rows == []  # the still picture: no rows were pasted
+        for fb in (banded, whole):
+            if index == 45:
+                fb.apply(fill)  # painted over the video: the next picture must repaint it
+            fb.apply(Region(x, y, width, height, Encoding.H264, unit))
+        assert banded.image().tobytes() == whole.image().tobytes(), f"picture {index}"
+    assert banded.image().getpixel((x + 10, y + 105)) != (255, 0, 0)  # the video painted over the FILL again
