@@ -300,8 +300,9 @@ def print_cpu(results: dict[str, Watch], seconds: float) -> None:
         cells = (f"{watch.cpu.get(name, 0.0) * 100 / seconds:4.0f}%/{watch.cpu.get(name, 0.0) * 1000 / frames:5.1f}"
                  for name in names)  # fmt: skip
         print(f"{variant:<10} " + " ".join(f"{cell:>11}" for cell in cells))
-    print("\n# wall ms per encoded frame: the agent's stages (its 'video stream' reports), the client's H264 decode")
-    stages = ["capture", "detect", "convert", "encode"]
+    print("\n# wall ms per encoded frame: the agent's stages (its 'video stream' reports; cpu: the agent's CPU per"
+          " frame, all threads), the client's H264 decode")
+    stages = ["capture", "detect", "convert", "encode", "send", "cpu"]
     print(f"{'path':<10} " + " ".join(f"{name:>8}" for name in stages) + f" {'decode':>8} {'kbit/s':>7} {'keys':>5}  "
           "(kbit/s: the encoder's lowest target: adaptive quality lowers it when acks come slowly)")  # fmt: skip
     for variant, watch in results.items():
