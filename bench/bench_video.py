@@ -5,6 +5,10 @@
 # stills path: JPEG/PNG/lossless), and with --baseline-prefix the H.264
 # variant once more on another installation (the previous path), in the
 # same run, on the same machine; --rounds repeats them in rotating order.
+# --load N runs N CPU-burning processes (normal priority) through each
+# variant, so "under load" is the same load in every run; --variants picks
+# variants.  The baseline variant's client converts and pastes every row
+# (client.video's banded path off), as the previous client did.
 #
 # Why these figures: the issue's goal is >= 30 fps at <= 4 Mbit/s for the
 # video workload. Frames per second are the frames (FRAME_END with at least
@@ -14,6 +18,7 @@
 # CPU per process (video_cpu.py) and the agent's per-stage report lines
 # (sessiond/agent/video_stats.py). Run as root (it creates users):
 #   make install && SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_video.py
+#   ... bench/bench_video.py --baseline-prefix /opt/main --variants h264-base,h264 --rounds 5 --load 3
 """Video bench: fps and Mbit/s of a 1080p test video, H.264 against stills."""
 
 from __future__ import annotations
