@@ -151,7 +151,5 @@ class BandRgbConverter:
     def close(self) -> None:
         """Free the conversion contexts; idempotent."""
         self._whole.close()
-        for context in (self._band, self._last):
-            if context is not None:
-                swscale.free_context(context)
+        swscale.free_contexts(self._band, self._last)
         self._band = self._last = None

@@ -148,18 +148,19 @@ def reads_in_place(buffer: Any, stride: int, offset: int, width: int, height: in
 
 
 def library_context(width: int, height: int, threads: int, source: str = BGRX_FORMAT, target: str = YUV_FORMAT) -> int:
-    """A source -> target SwsContext of width x height (free_context() frees it); OSError if unavailable."""
+    """A source -> target SwsContext of width x height (free_contexts() frees it); OSError if unavailable."""
     library = _library()
     if library is None:
         raise OSError("the bundled libswscale is unavailable")
     return library.context(width, height, source, target, threads)
 
 
-def free_context(context: int) -> None:
-    """Free a library_context()."""
+def free_contexts(*contexts: int | None) -> None:
+    """Free each library_context() given (None: nothing)."""
     library = _library()
-    if library is not None:
-        library.sws.sws_freeContext(context)
+    for context in contexts:
+        if library is not None and context is not None:
+            library.sws.sws_freeContext(context)
 
 
 def scale_rows(context: int, sources: list[int], source_strides: list[int], rows: int, targets: list[int],
