@@ -27,10 +27,8 @@ import argparse
 import os
 import platform
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,8 @@ sys.path.insert(0, BENCH_DIR)
 import spine_server  # noqa: E402  (also puts tests/ on sys.path)
 import svtest  # noqa: E402
 import video_codecs  # noqa: E402
-from video_cpu import AgentLogs, CpuSample, PlayerStatus, agent_stages  # noqa: E402
+from cpu_load import start_load, stop_load  # noqa: E402
+from video_cpu import AgentLogs, CpuSample, PlayerStatus, agent_stages, shown_ratio  # noqa: E402
 from svtest import HELLO, Server, frame, start_sessiond, stop_sessiond, tls_connect, wait_auth  # noqa: E402
 
 from client.framebuffer import Framebuffer  # noqa: E402
@@ -83,24 +82,6 @@ SOURCES = {
     "testsrc": "testsrc=size={w}x{h}:rate={fps}:duration={seconds}",
     "motion": "testsrc=size={w}x{h}:rate={fps}:duration={seconds},hue=H=t*3",
 }
-
-
-# --load N: N processes that burn CPU (a Python busy loop each, normal
-# priority, not pinned) from before the session starts until it stops, so
-# "under load" means the same thing in every run and for every variant.
-BURN = "while True: pass"
-
-
-def start_load(count: int) -> list[subprocess.Popen[bytes]]:
-    """`count` CPU-burning processes (stop_load() ends them)."""
-    return [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(count)]
-
-
-def stop_load(burners: list[subprocess.Popen[bytes]]) -> None:
-    """End the processes start_load() started (by their own pid)."""
-    for burner in burners:
-        burner.send_signal(signal.SIGKILL)
-        burner.wait()
 
 
 @dataclass
@@ -269,7 +250,7 @@ def run_variant(tmp: str, users: spine_server.BenchUsers, index: int, prefix: st
     """One live measurement on a sessiond of the installation at `prefix`."""
     directory = os.path.join(tmp, str(index))
     os.makedirs(directory)
-    burners = start_load(args.load)
+    burners = start_load(args.load, args.load_in_sessions)
     try:
         return _run_variant(directory, users, index, prefix, h264, args, size)
     finally:
@@ -318,13 +299,6 @@ def print_cpu(results: dict[str, Watch], seconds: float) -> None:
         print(f"{variant:<10} {agent} {watch.decode_seconds * 1000 / watch.video_units:8.2f} {kbps}")
 
 
-def shown_ratio(watch: Watch | None, fps: float, seconds: float) -> str:
-    """", / frames the player showed R" (R: the share of the player's frames received), or ""."""
-    if watch is None or watch.shown is None or watch.shown[0] <= 0:
-        return ""
-    return f", / frames the player showed {fps * seconds / watch.shown[0]:.2f}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured seconds per variant")
@@ -343,6 +317,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times (median)")
     parser.add_argument("--load", type=int, default=0,
                         help="run N CPU-burning processes (normal priority) during each variant: a loaded machine")
+    parser.add_argument("--load-in-sessions", action="store_true",
+                        help="the --load processes run in a cgroup beside the sessions' (another session's work)")
     parser.add_argument("--variants", default="stills,h264-base,h264",
                         help="comma-separated variants to run (stills, h264-base, h264)")
     parser.add_argument("--size", default=f"{SCREEN[0]}x{SCREEN[1]}", help="WxH of the video (a window on the desktop)")
@@ -376,6 +352,7 @@ def main() -> int:
           f"kernel={platform.release()}  load={os.getloadavg()[0]:.2f}  screen={SCREEN[0]}x{SCREEN[1]}  "
           f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured, "
           f"median of {args.rounds} round(s), load +{args.load} burners"
+          + (" (in a cgroup beside the sessions)" if args.load_in_sessions and args.load else "")
           + (", [display] adaptive = false" if args.no_adaptive else "")
           + (", H264 not decoded by the client" if args.no_decode else ""))  # fmt: skip
     # Each variant's median round by frames received (the lower one of an even count; all figures from it).
@@ -396,20 +373,23 @@ def main() -> int:
     if "h264-base" in rows and "h264" in rows:
         (bf, bm), (hf, hm) = rows["h264-base"], rows["h264"]
         print(f"ratio h264/h264-base: fps {hf / bf if bf else float('inf'):.2f}x, Mbit/s {hm / bm if bm else 0:.3f}x")
-    if "stills" not in rows or "h264" not in rows:
-        print_cpu(results, args.seconds)
-        return 0
-    (sf, sm), (hf, hm) = rows["stills"], rows["h264"]
-    fps_ratio, mbit_ratio = (hf / sf if sf else float("inf")), (hm / sm if sm else float("inf"))
-    print(f"ratio h264/stills: fps {fps_ratio:.2f}x, Mbit/s {mbit_ratio:.3f}x;"
-          f" h264 fps / source fps {hf / VIDEO_FPS:.2f}{shown_ratio(results.get('h264'), hf, args.seconds)};"
-          " goal >= 30 fps at <= 4 Mbit/s: "
-          f"{'met' if hf >= 30 and hm <= 4 else 'not met'}")  # fmt: skip
+    if "stills" in rows and "h264" in rows:
+        print_stills_ratio(rows, results, args.seconds)
     print_cpu(results, args.seconds)
     if args.codec_frames:  # after the live run: PyAV's lavfi in this process upset the logins that follow it
         print()
         codec_table(args.codec_frames)
     return 0
+
+
+def print_stills_ratio(rows: dict[str, tuple[float, float]], results: dict[str, Watch], seconds: float) -> None:
+    """H.264 against stills, and the issue's goal."""
+    (sf, sm), (hf, hm) = rows["stills"], rows["h264"]
+    fps_ratio, mbit_ratio = (hf / sf if sf else float("inf")), (hm / sm if sm else float("inf"))
+    print(f"ratio h264/stills: fps {fps_ratio:.2f}x, Mbit/s {mbit_ratio:.3f}x;"
+          f" h264 fps / source fps {hf / VIDEO_FPS:.2f}{shown_ratio(results.get('h264'), hf, seconds)};"
+          " goal >= 30 fps at <= 4 Mbit/s: "
+          f"{'met' if hf >= 30 and hm <= 4 else 'not met'}")  # fmt: skip
 
 
 if __name__ == "__main__":

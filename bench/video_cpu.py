@@ -22,6 +22,7 @@ import pwd
 import re
 import resource
 from dataclasses import dataclass
+from typing import Any
 
 from sessiond.agent.video_stats import CPU, STAGES, parse_report
 
@@ -186,3 +187,10 @@ class PlayerStatus:
             return None
         dropped = last[1] - self._first[1]
         return (last[0] - self._first[0]) * self.fps - dropped, dropped
+
+
+def shown_ratio(watch: Any, fps: float, seconds: float) -> str:
+    """", / frames the player showed R" (R: the share of the player's frames received), or ""."""
+    if watch is None or watch.shown is None or watch.shown[0] <= 0:
+        return ""
+    return f", / frames the player showed {fps * seconds / watch.shown[0]:.2f}"
