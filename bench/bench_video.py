@@ -5,6 +5,10 @@
 # stills path: JPEG/PNG/lossless), and with --baseline-prefix the H.264
 # variant once more on another installation (the previous path), in the
 # same run, on the same machine; --rounds repeats them in rotating order.
+# --load N runs N CPU-burning processes (normal priority) through each
+# variant, so "under load" is the same load in every run; --variants picks
+# variants.  The baseline variant's client converts and pastes every row
+# (client.video's banded path off), as the previous client did.
 #
 # Why these figures: the issue's goal is >= 30 fps at <= 4 Mbit/s for the
 # video workload. Frames per second are the frames (FRAME_END with at least
@@ -14,6 +18,7 @@
 # CPU per process (video_cpu.py) and the agent's per-stage report lines
 # (sessiond/agent/video_stats.py). Run as root (it creates users):
 #   make install && SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_video.py
+#   ... bench/bench_video.py --baseline-prefix /opt/main --variants h264-base,h264 --rounds 5 --load 3
 """Video bench: fps and Mbit/s of a 1080p test video, H.264 against stills."""
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ sys.path.insert(0, BENCH_DIR)
 import spine_server  # noqa: E402  (also puts tests/ on sys.path)
 import svtest  # noqa: E402
 import video_codecs  # noqa: E402
-from video_cpu import AgentLogs, CpuSample, PlayerStatus, agent_stages  # noqa: E402
+from cpu_load import start_load, stop_load  # noqa: E402
+from video_cpu import AgentLogs, CpuSample, PlayerStatus, agent_stages, shown_ratio  # noqa: E402
 from svtest import HELLO, Server, frame, start_sessiond, stop_sessiond, tls_connect, wait_auth  # noqa: E402
 
 from client.framebuffer import Framebuffer  # noqa: E402
@@ -96,9 +102,10 @@ class Viewer:
     """A raw connection that draws every region (client.framebuffer), acks
     frames and returns credit, counting frames and bytes when asked to."""
 
-    def __init__(self, sock: ssl.SSLSocket, decode_video: bool = True) -> None:
+    def __init__(self, sock: ssl.SSLSocket, decode_video: bool = True, banded: bool = True) -> None:
         self.sock = sock
         self.decode_video = decode_video
+        self.banded = banded  # client.video converts and pastes only changed rows (off: the previous client)
         self.decoder = FrameDecoder()
         self.fb: Framebuffer | None = None
         self.counting: Watch | None = None
@@ -131,6 +138,7 @@ class Viewer:
                 if isinstance(message, DesktopSize):
                     self.size = (message.width, message.height)
                     self.fb = Framebuffer(message.width, message.height)
+                    self.fb.video.banded = self.banded
                 elif isinstance(message, Region) and self.fb is not None:
                     started = time.perf_counter()
                     if self.decode_video or message.encoding is not Encoding.H264:
@@ -165,7 +173,7 @@ def keys(text: str) -> bytes:
 
 
 def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: float, source: str,
-            decode_video: bool = True, size: tuple[int, int] = SCREEN) -> Watch:  # fmt: skip
+            decode_video: bool = True, size: tuple[int, int] = SCREEN, banded: bool = True) -> Watch:  # fmt: skip
     """Play the video in user's session and watch it for `seconds`."""
     sock = tls_connect(server)
     try:
@@ -178,7 +186,7 @@ def measure(server: Server, user: spine_server.TestUser, h264: bool, seconds: fl
             opening += frame(DISPLAY, VideoCaps(codecs=1))
         launch = frame(0, Launch(request=1, app="xterm", args=()))
         sock.sendall(opening + frame(DISPLAY, ResizeRequest(*SCREEN)) + launch)
-        viewer = Viewer(sock, decode_video)
+        viewer = Viewer(sock, decode_video, banded)
         deadline = time.monotonic() + START_TIMEOUT
         while (not viewer.launched or viewer.size != SCREEN) and time.monotonic() < deadline:
             viewer.pump(0.5)
@@ -242,6 +250,15 @@ def run_variant(tmp: str, users: spine_server.BenchUsers, index: int, prefix: st
     """One live measurement on a sessiond of the installation at `prefix`."""
     directory = os.path.join(tmp, str(index))
     os.makedirs(directory)
+    burners = start_load(args.load, args.load_in_sessions)
+    try:
+        return _run_variant(directory, users, index, prefix, h264, args, size)
+    finally:
+        stop_load(burners)
+
+
+def _run_variant(directory: str, users: spine_server.BenchUsers, index: int, prefix: str, h264: bool,
+                 args: argparse.Namespace, size: tuple[int, ...]) -> Watch:  # fmt: skip
     installed = svtest.VENV_BIN
     svtest.VENV_BIN = os.path.join(prefix, "venv", "bin")  # start_sessiond runs sessiond from here
     try:
@@ -251,7 +268,8 @@ def run_variant(tmp: str, users: spine_server.BenchUsers, index: int, prefix: st
         svtest.VENV_BIN = installed
     try:
         user = users.create(f"svb-video-{index}")
-        return measure(server, user, h264, args.seconds, args.source, not args.no_decode, (size[0], size[1]))
+        return measure(server, user, h264, args.seconds, args.source, not args.no_decode, (size[0], size[1]),
+                       banded=prefix != args.baseline_prefix)  # the baseline's client: every row, as before
     finally:
         stop_sessiond(server)
 
@@ -268,8 +286,9 @@ def print_cpu(results: dict[str, Watch], seconds: float) -> None:
         cells = (f"{watch.cpu.get(name, 0.0) * 100 / seconds:4.0f}%/{watch.cpu.get(name, 0.0) * 1000 / frames:5.1f}"
                  for name in names)  # fmt: skip
         print(f"{variant:<10} " + " ".join(f"{cell:>11}" for cell in cells))
-    print("\n# wall ms per encoded frame: the agent's stages (its 'video stream' reports), the client's H264 decode")
-    stages = ["capture", "detect", "convert", "encode"]
+    print("\n# wall ms per encoded frame: the agent's stages (its 'video stream' reports; cpu: the agent's CPU per"
+          " frame, all threads), the client's H264 decode")
+    stages = ["capture", "detect", "convert", "encode", "send", "cpu"]
     print(f"{'path':<10} " + " ".join(f"{name:>8}" for name in stages) + f" {'decode':>8} {'kbit/s':>7} {'keys':>5}  "
           "(kbit/s: the encoder's lowest target: adaptive quality lowers it when acks come slowly)")  # fmt: skip
     for variant, watch in results.items():
@@ -278,13 +297,6 @@ def print_cpu(results: dict[str, Watch], seconds: float) -> None:
         agent = " ".join(f"{watch.stages[name]:8.2f}" if name in watch.stages else f"{'n/a':>8}" for name in stages)
         kbps = f"{watch.stages['kbps']:7.0f} {watch.stages['keys']:5.0f}" if "kbps" in watch.stages else f"{'n/a':>13}"
         print(f"{variant:<10} {agent} {watch.decode_seconds * 1000 / watch.video_units:8.2f} {kbps}")
-
-
-def shown_ratio(watch: Watch | None, fps: float, seconds: float) -> str:
-    """", / frames the player showed R" (R: the share of the player's frames received), or ""."""
-    if watch is None or watch.shown is None or watch.shown[0] <= 0:
-        return ""
-    return f", / frames the player showed {fps * seconds / watch.shown[0]:.2f}"
 
 
 def main() -> int:
@@ -303,6 +315,12 @@ def main() -> int:
         help="[display] adaptive = false: the encoder keeps its bitrate whatever the acks say",
     )
     parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times (median)")
+    parser.add_argument("--load", type=int, default=0,
+                        help="run N CPU-burning processes (normal priority) during each variant: a loaded machine")
+    parser.add_argument("--load-in-sessions", action="store_true",
+                        help="the --load processes run in a cgroup beside the sessions' (another session's work)")
+    parser.add_argument("--variants", default="stills,h264-base,h264",
+                        help="comma-separated variants to run (stills, h264-base, h264)")
     parser.add_argument("--size", default=f"{SCREEN[0]}x{SCREEN[1]}", help="WxH of the video (a window on the desktop)")
     parser.add_argument(
         "--baseline-prefix",
@@ -316,6 +334,7 @@ def main() -> int:
     variants = [("stills", False, svtest.PREFIX), ("h264", True, svtest.PREFIX)]
     if args.baseline_prefix:
         variants.insert(1, ("h264-base", True, args.baseline_prefix))
+    variants = [v for v in variants if v[0] in args.variants.split(",")]
     tmp = tempfile.mkdtemp(prefix="bench-video-")
     users = spine_server.BenchUsers(tmp)
     rounds: dict[str, list[Watch]] = {variant: [] for variant, _, _ in variants}
@@ -332,7 +351,9 @@ def main() -> int:
     print(f"# bench_video  {time.strftime('%Y-%m-%d %H:%M:%S')}  nproc={os.cpu_count()}  "
           f"kernel={platform.release()}  load={os.getloadavg()[0]:.2f}  screen={SCREEN[0]}x{SCREEN[1]}  "
           f"source={args.source} {args.size} {VIDEO_FPS} fps, {args.seconds:.0f} s measured, "
-          f"median of {args.rounds} round(s)" + (", [display] adaptive = false" if args.no_adaptive else "")
+          f"median of {args.rounds} round(s), load +{args.load} burners"
+          + (" (in a cgroup beside the sessions)" if args.load_in_sessions and args.load else "")
+          + (", [display] adaptive = false" if args.no_adaptive else "")
           + (", H264 not decoded by the client" if args.no_decode else ""))  # fmt: skip
     # Each variant's median round by frames received (the lower one of an even count; all figures from it).
     results = {variant: sorted(runs, key=lambda w: w.frames)[(len(runs) - 1) // 2] for variant, runs in rounds.items()}
@@ -349,20 +370,26 @@ def main() -> int:
         per = watch.bytes / max(1, watch.frames) / 1000
         shown = f"{watch.shown[0] / args.seconds:8.1f}" if watch.shown is not None else f"{'n/a':>8}"
         print(f"{variant:<10} {fps:6.1f} {shown} {mbit:8.2f} {per:9.1f}  {dict(sorted(watch.by_encoding.items()))}")
-    if "h264-base" in rows:
+    if "h264-base" in rows and "h264" in rows:
         (bf, bm), (hf, hm) = rows["h264-base"], rows["h264"]
         print(f"ratio h264/h264-base: fps {hf / bf if bf else float('inf'):.2f}x, Mbit/s {hm / bm if bm else 0:.3f}x")
-    (sf, sm), (hf, hm) = rows["stills"], rows["h264"]
-    fps_ratio, mbit_ratio = (hf / sf if sf else float("inf")), (hm / sm if sm else float("inf"))
-    print(f"ratio h264/stills: fps {fps_ratio:.2f}x, Mbit/s {mbit_ratio:.3f}x;"
-          f" h264 fps / source fps {hf / VIDEO_FPS:.2f}{shown_ratio(results.get('h264'), hf, args.seconds)};"
-          " goal >= 30 fps at <= 4 Mbit/s: "
-          f"{'met' if hf >= 30 and hm <= 4 else 'not met'}")  # fmt: skip
+    if "stills" in rows and "h264" in rows:
+        print_stills_ratio(rows, results, args.seconds)
     print_cpu(results, args.seconds)
     if args.codec_frames:  # after the live run: PyAV's lavfi in this process upset the logins that follow it
         print()
         codec_table(args.codec_frames)
     return 0
+
+
+def print_stills_ratio(rows: dict[str, tuple[float, float]], results: dict[str, Watch], seconds: float) -> None:
+    """H.264 against stills, and the issue's goal."""
+    (sf, sm), (hf, hm) = rows["stills"], rows["h264"]
+    fps_ratio, mbit_ratio = (hf / sf if sf else float("inf")), (hm / sm if sm else float("inf"))
+    print(f"ratio h264/stills: fps {fps_ratio:.2f}x, Mbit/s {mbit_ratio:.3f}x;"
+          f" h264 fps / source fps {hf / VIDEO_FPS:.2f}{shown_ratio(results.get('h264'), hf, seconds)};"
+          " goal >= 30 fps at <= 4 Mbit/s: "
+          f"{'met' if hf >= 30 and hm <= 4 else 'not met'}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ import pwd
 import re
 import resource
 from dataclasses import dataclass
+from typing import Any
 
-from sessiond.agent.video_stats import STAGES, parse_report
+from sessiond.agent.video_stats import CPU, STAGES, parse_report
 
 TICK = os.sysconf("SC_CLK_TCK")
 # The agent is the session's Python process (/proc/PID/comm "python3", "python3.13", ...).
@@ -107,7 +108,8 @@ def agent_stages(log_text: str) -> tuple[dict[str, float], int]:
     (weighted by each report's frames), plus "kbps": the lowest target
     bitrate they name, and "keys": the keyframes among the frames; and the
     frames they cover."""
-    totals = dict.fromkeys(STAGES, 0.0)
+    totals = dict.fromkeys((*STAGES, CPU), 0.0)
+    seen: set[str] = set()  # an older agent's lines lack some (its table shows n/a)
     frames, keys, kbps = 0, 0, None
     for line in log_text.splitlines():
         report = parse_report(line)
@@ -116,11 +118,12 @@ def agent_stages(log_text: str) -> tuple[dict[str, float], int]:
         kbps = report.kbps if kbps is None else min(kbps, report.kbps)
         frames += report.frames
         keys += report.keys
-        for stage in STAGES:
+        for stage in totals:
             totals[stage] += report.ms_per_frame.get(stage, 0.0) * report.frames
+        seen.update(report.ms_per_frame)
     if not frames:
         return {}, 0
-    per_frame = {stage: total / frames for stage, total in totals.items()}
+    per_frame = {stage: total / frames for stage, total in totals.items() if stage in seen}
     return {**per_frame, "kbps": float(kbps or 0), "keys": float(keys)}, frames
 
 
@@ -184,3 +187,10 @@ class PlayerStatus:
             return None
         dropped = last[1] - self._first[1]
         return (last[0] - self._first[0]) * self.fps - dropped, dropped
+
+
+def shown_ratio(watch: Any, fps: float, seconds: float) -> str:
+    """", / frames the player showed R" (R: the share of the player's frames received), or ""."""
+    if watch is None or watch.shown is None or watch.shown[0] <= 0:
+        return ""
+    return f", / frames the player showed {fps * seconds / watch.shown[0]:.2f}"

@@ -59,6 +59,11 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
+def _touches(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """True if two rectangles overlap."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
 class Framebuffer:
     """An RGB image of the remote screen, updated by applying Regions."""
 
@@ -68,6 +73,10 @@ class Framebuffer:
         self.video = VideoDecoders()
         # The display channel's glyph cache (GLYPHS regions), shared with its other framebuffers.
         self.glyph_cache = glyphs.GlyphCache() if glyph_cache is None else glyph_cache
+        # Video areas (x, y, w, h) whose pixels are the stream's last picture:
+        # the next picture pastes only its changed rows there; any other
+        # region that touches one (or a resize) makes it paste whole again.
+        self._video_areas: set[tuple[int, int, int, int]] = set()
 
     @property
     def width(self) -> int:
@@ -86,6 +95,7 @@ class Framebuffer:
         new = Image.new("RGB", (width, height))
         new.paste(self._image, (0, 0))
         self._image = new
+        self._video_areas.clear()
 
     def apply(self, region: Region) -> None:
         """Decode region and paste it; RegionError if it is invalid."""
@@ -99,6 +109,8 @@ class Framebuffer:
         except ValueError:
             raise RegionError(f"unknown region encoding {region.encoding!r}") from None
         data = bytes(region.data)
+        if encoding is not Encoding.H264:  # painted over: a video area there pastes whole next time
+            self._video_areas = {a for a in self._video_areas if not _touches(a, (x, y, w, h))}
         if encoding is Encoding.FILL:
             if len(data) != FILL_BYTES:
                 raise RegionError(f"FILL data must be {FILL_BYTES} bytes, got {len(data)}")
@@ -108,12 +120,7 @@ class Framebuffer:
             self._copy(data, x, y, w, h)
             return
         if encoding is Encoding.H264:
-            try:
-                picture = self.video.decode(data, w, h)
-            except VideoDecodeError as exc:
-                raise RegionError(str(exc)) from None
-            if picture is not None:
-                self._image.paste(picture, (x, y))
+            self._paste_video(data, x, y, w, h)
             return
         raw_size = raw_bytes(w, h)
         if raw_size > MAX_REGION_RAW_BYTES:
@@ -135,6 +142,25 @@ class Framebuffer:
         else:
             tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])
         self._image.paste(tile, (x, y))
+
+    def _paste_video(self, data: bytes, x: int, y: int, w: int, h: int) -> None:
+        """H264: decode, paste the rows that changed (all if the area was painted over)."""
+        area = (x, y, w, h)
+        try:
+            picture = self.video.decode(data, w, h)
+        except VideoDecodeError as exc:
+            self._video_areas.discard(area)
+            raise RegionError(str(exc)) from None
+        if picture is None:
+            self._video_areas.discard(area)
+            return
+        spans = self.video.changed_rows
+        if spans is None or area not in self._video_areas or spans == [(0, h)]:
+            self._image.paste(picture, (x, y))
+        else:
+            for first, rows in spans:
+                self._image.paste(picture.crop((0, first, w, first + rows)), (x, y + first))
+        self._video_areas = {a for a in self._video_areas if not _touches(a, area)} | {area}
 
     def _copy(self, data: bytes, x: int, y: int, w: int, h: int) -> None:
         """COPY: the w x h rectangle at the source point, as it is now, to (x, y)."""

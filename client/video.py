@@ -20,7 +20,10 @@
 #
 # The decoded picture becomes RGB through media/swscale.py (in place, into
 # one buffer per stream, cropped to w x h by the conversion itself):
-# VideoFrame.to_image cost 11 ms of a 16 ms 1080p frame.
+# VideoFrame.to_image cost 11 ms of a 16 ms 1080p frame.  Only the bands
+# of rows that differ from the stream's previous picture are converted
+# (media/rgb_bands.py), and changed_rows says which, so the caller pastes
+# only those.
 """VideoDecoders: H264 regions to RGB tiles, per stream id, within bounds."""
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import av
 from PIL import Image
 
 from media import swscale
-from media.swscale import RgbConverter
+from media.rgb_bands import BandRgbConverter
 from protocol.limits import MAX_VIDEO_STREAMS
 from protocol.video import VideoError, coded_size, parse
 
@@ -62,7 +65,7 @@ class _Stream:
     size: tuple[int, int]
     context: av.VideoCodecContext
     frames: int = 0
-    rgb: RgbConverter | None = None  # made at the first picture (None without libswscale)
+    rgb: BandRgbConverter | None = None  # made at the first picture (None without libswscale)
 
 
 class VideoDecoders:
@@ -73,6 +76,10 @@ class VideoDecoders:
         self.frames = 0  # pictures decoded, all streams (tests, stats)
         # Pictures to RGB in place (media/swscale.py), else PyAV's to_image (benches compare both).
         self.in_place = swscale.available()
+        # Only the rows that changed are converted (media/rgb_bands.py); the benches turn it off to compare.
+        self.banded = True
+        # (first row, rows) of the last picture that may differ from the stream's previous one; None: all.
+        self.changed_rows: list[tuple[int, int]] | None = None
 
     @property
     def open_streams(self) -> int:
@@ -118,10 +125,13 @@ class VideoDecoders:
             raise VideoDecodeError(f"H264 picture is {frame.width}x{frame.height}, the stream is {w}x{h}")
         stream.frames += 1
         self.frames += 1
+        self.changed_rows = None
         if self.in_place and frame.format.name == swscale.YUV_FORMAT:
             if stream.rgb is None:
-                stream.rgb = RgbConverter(w, h)
+                stream.rgb = BandRgbConverter(w, h)
+                stream.rgb.banded = stream.rgb.banded and self.banded
             rgb = stream.rgb.convert(frame)  # rewritten by the stream's next picture: the caller pastes it first
+            self.changed_rows = stream.rgb.changed_rows()
             return Image.frombuffer("RGB", (w, h), rgb, "raw", "RGB", stream.rgb.stride, 1)
         image = frame.to_image(threads=CONVERT_THREADS)
         return image if image.size == (w, h) else image.crop((0, 0, w, h))

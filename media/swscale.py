@@ -74,14 +74,14 @@ class _Swscale:
         avutil.av_get_pix_fmt.argtypes, avutil.av_get_pix_fmt.restype = [ctypes.c_char_p], c_int
         self.sws, self.avutil = sws, avutil
 
-    def context(self, width: int, height: int, source: str, target: str) -> int:
+    def context(self, width: int, height: int, source: str, target: str, threads: int = CONVERT_THREADS) -> int:
         """A set-up SwsContext for width x height source -> target; OSError if refused."""
         sws, avutil = self.sws, self.avutil
         options = {
             "srcw": width, "srch": height, "dstw": width, "dsth": height,
             "src_format": avutil.av_get_pix_fmt(source.encode()),
             "dst_format": avutil.av_get_pix_fmt(target.encode()),
-            "sws_flags": SWS_POINT, "threads": CONVERT_THREADS,
+            "sws_flags": SWS_POINT, "threads": threads,
         }  # fmt: skip
         context = sws.sws_alloc_context()
         if not context:
@@ -141,6 +141,41 @@ def check_inside(buffer: Any, stride: int, rect: tuple[int, int, int, int]) -> i
     return offset
 
 
+def reads_in_place(buffer: Any, stride: int, offset: int, width: int, height: int) -> bool:
+    """True if libswscale may read the width x height rectangle at byte
+    `offset` of `buffer` where it lies (whole SOURCE_GROUPs fit: see above)."""
+    return offset + (height - 1) * stride + _align(width, SOURCE_GROUP) * BGRX_BYTES <= _size(buffer)
+
+
+def library_context(width: int, height: int, threads: int, source: str = BGRX_FORMAT, target: str = YUV_FORMAT) -> int:
+    """A source -> target SwsContext of width x height (free_contexts() frees it); OSError if unavailable."""
+    library = _library()
+    if library is None:
+        raise OSError("the bundled libswscale is unavailable")
+    return library.context(width, height, source, target, threads)
+
+
+def free_contexts(*contexts: int | None) -> None:
+    """Free each library_context() given (None: nothing)."""
+    library = _library()
+    for context in contexts:
+        if library is not None and context is not None:
+            library.sws.sws_freeContext(context)
+
+
+def scale_rows(context: int, sources: list[int], source_strides: list[int], rows: int, targets: list[int],
+               strides: list[int]) -> None:  # fmt: skip
+    """Convert `rows` rows of the planes at `sources` into the planes at `targets`; ValueError if fewer came out."""
+    library = _library()
+    if library is None or library.scale(context, sources, source_strides, rows, targets, strides) != rows:
+        raise ValueError(f"libswscale did not convert {rows} rows")
+
+
+def address_of(buffer: Any) -> tuple[int, Any]:
+    """(address of buffer's first byte, the object that keeps it alive: hold it while the address is used)."""
+    return _address(buffer)
+
+
 def _address(buffer: Any) -> tuple[int, Any]:
     """(address of buffer's first byte, the object that keeps it alive)."""
     if isinstance(buffer, bytes):
@@ -196,7 +231,7 @@ class YuvConverter(_Converter):
         `buffer` (BGRX rows of `stride` bytes); ValueError if it lies outside."""
         offset = check_inside(buffer, stride, (x, y, self.width, self.height))
         row = self.width * BGRX_BYTES
-        if offset + (self.height - 1) * stride + _align(self.width, SOURCE_GROUP) * BGRX_BYTES > _size(buffer):
+        if not reads_in_place(buffer, stride, offset, self.width, self.height):
             view = memoryview(buffer).cast("B")  # a narrow rectangle at the buffer's end: rows into a padded copy
             padded_stride = _align(row, SOURCE_GROUP * BGRX_BYTES)
             padded = bytearray(padded_stride * self.height)

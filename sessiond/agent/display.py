@@ -214,7 +214,10 @@ class DisplayPipeline:
             return
         self._owed = False
         streaming = started - self.last_frame_at < STREAM_GAPS / self.args.max_fps
-        self._emit(link, messages, streaming, streaming or self._more_damage())
+        busy, sending = streaming or self._more_damage(), time.perf_counter()
+        self._emit(link, messages, streaming, busy)
+        if self.video is not None and self.video.streams:  # video_stats' "send" stage
+            self.video.note_sent(messages, time.perf_counter() - sending)
         self.last_frame_at = started
         self._slot = frame_slot(self._slot, started, 1.0 / self.args.max_fps)
         self.last_frame_us = int(started * 1_000_000)

@@ -9,8 +9,9 @@
 # An infinite GOP: keyframes only when the stream starts or is reset, since
 # the transport is reliable and in order and intra frames cost ~10x.
 # The pixels reach x264 through media/swscale.py: converted in place from
-# the capture buffer into one reused frame (PyAV's copying path only as a
-# fallback).
+# the capture buffer into one reused frame, only the bands of rows that
+# changed since the last frame (media/yuv_bands.py; PyAV's copying path only
+# as a fallback).
 """H264Encoder: BGRX rectangles in, Annex B access units out."""
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import av
 from PIL import Image
 
 from media import swscale
-from media.swscale import YuvConverter, check_inside
+from media.swscale import check_inside
+from media.yuv_bands import BandYuvConverter
 from protocol.video import coded_size
 
 # libx264's fastest preset: ~8 ms a 1080p frame on one loaded core.
@@ -63,7 +65,7 @@ class H264Encoder:
         self._context: av.VideoCodecContext | None = None
         # Convert in place through the bundled libswscale (media/swscale.py), else PyAV's copying path.
         self.direct = swscale.available() if direct is None else direct
-        self._converter: YuvConverter | None = None
+        self._converter: BandYuvConverter | None = None
         self._pts = 0  # the next frame's timestamp, in 1 / NOMINAL_FPS
         # Seconds spent per stage since the owner last reset it ("convert", "encode").
         self.stages: dict[str, float] = {}
@@ -135,7 +137,7 @@ class H264Encoder:
         """The rectangle as a yuv420p frame of the coded size."""
         if self.direct:
             if self._converter is None:
-                self._converter = YuvConverter(self.width, self.height, self.coded)
+                self._converter = BandYuvConverter(self.width, self.height, self.coded)
             return self._converter.convert(buffer, stride, x, y)
         # PyAV's path (no bundled libswscale): the rectangle's rows into a
         # bgr0 frame, then PyAV's conversion into a new yuv420p frame.

@@ -274,6 +274,14 @@ class VideoRegions:
         if stream is not None and stream.stats is not None:
             stream.stats.add(stage, seconds)
 
+    def note_sent(self, messages: list[Any], seconds: float) -> None:
+        """Count the send of a frame's messages for the streams whose units it carried."""
+        for message in messages:
+            if isinstance(message, Region) and message.encoding == Encoding.H264:
+                for stream in self.streams.values():
+                    if stream.stats is not None and (stream.rect[0], stream.rect[1]) == (message.x, message.y):
+                        stream.stats.add("send", seconds)
+
     def encode(self, stream: VideoStream, where: Pixels) -> Region | None:
         """The H264 region of the stream's area, read from `where`; None if
         the encoder failed or the unit would exceed MAX_VIDEO_PAYLOAD (the

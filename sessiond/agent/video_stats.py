@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Seconds between two report lines of a running stream.
 REPORT_SECONDS = 5.0
 # The stages, in pipeline order: the MIT-SHM capture of the frame, the
-# detection and bookkeeping of video_frame(), the BGRX -> YUV conversion
-# and x264's encode.
-STAGES = ("capture", "detect", "convert", "encode")
+# detection and bookkeeping of video_frame(), the BGRX -> YUV conversion,
+# x264's encode, and the send of the frame's messages to the link.  After
+# them each line also names "cpu": the agent process's CPU (all threads) per
+# frame over the report's seconds, whatever it was spent on.
+STAGES = ("capture", "detect", "convert", "encode", "send")
+CPU = "cpu"
 _PREFIX = "video stream"
 _LINE = re.compile(
     _PREFIX + r" (?P<stream>\d+) (?P<w>\d+)x(?P<h>\d+): (?P<frames>\d+) frames \((?P<keys>\d+) key\) in "
@@ -48,9 +52,11 @@ class StreamStats:
     keys: int = 0
     bytes: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_started: float = 0.0
 
     def __post_init__(self) -> None:
         self.started = self.clock()
+        self.cpu_started = time.process_time()
 
     def add(self, stage: str, seconds: float) -> None:
         """Count `seconds` spent in `stage` (one of STAGES)."""
@@ -68,17 +74,20 @@ class StreamStats:
         now = self.clock()
         if not final and now - self.started < REPORT_SECONDS:
             return
+        cpu = time.process_time()
         if self.frames:
             self.log(format_report(stream_id, self.size, (self.frames, self.keys), now - self.started, self.bytes,
-                                   bitrate, self.seconds))  # fmt: skip
+                                   bitrate, {**self.seconds, CPU: cpu - self.cpu_started}))  # fmt: skip
         self.started, self.frames, self.keys, self.bytes, self.seconds = now, 0, 0, 0, {}
+        self.cpu_started = cpu
 
 
 def format_report(stream_id: int, size: tuple[int, int], counts: tuple[int, int], seconds: float, sent: int,
                   bitrate: int, stages: dict[str, float]) -> str:  # fmt: skip
     """The log line of one report (counts: frames, keyframes among them; parse_report() reads it back)."""
     frames = counts[0]
-    per_frame = " ".join(f"{name} {stages.get(name, 0.0) * 1000 / max(1, frames):.2f}" for name in STAGES)
+    names = STAGES + ((CPU,) if CPU in stages else ())
+    per_frame = " ".join(f"{name} {stages.get(name, 0.0) * 1000 / max(1, frames):.2f}" for name in names)
     return f"{_PREFIX} {stream_id} {size[0]}x{size[1]}: {frames} frames ({counts[1]} key) in {seconds:.2f} s, " \
         f"{sent} bytes, target {bitrate // 1000} kbit/s; ms/frame {per_frame}"  # fmt: skip
 

@@ -17,7 +17,8 @@ from client.video import VideoDecoders
 from protocol.video import pack
 from media import swscale
 from sessiond.agent.h264 import H264Encoder, H264Error
-from sessiond.agent.video import image_of
+from protocol.messages import Encoding, Region
+from sessiond.agent.video import VideoRegions, VideoStream, image_of
 from sessiond.agent.video_stats import REPORT_SECONDS, STAGES, StreamStats, format_report, parse_report
 from media.swscale import RGB_ROW_ALIGN, RGB_TAIL, RgbConverter, YuvConverter
 
@@ -102,13 +103,14 @@ def test_the_converter_writes_only_the_coded_frame_it_owns() -> None:
 
 
 def test_the_report_line_reads_back_as_written() -> None:
-    seconds = {"capture": 0.020, "detect": 0.001, "convert": 0.040, "encode": 0.100}
+    seconds = {"capture": 0.020, "detect": 0.001, "convert": 0.040, "encode": 0.100, "send": 0.005, "cpu": 0.3}
     line = "2026-12-06 [agent] " + format_report(2, (1920, 1080), (10, 1), 5.01, 60_000, 2_500_000, seconds)
     report = parse_report(line)
     assert report is not None
     assert (report.stream, report.size, report.frames, report.keys) == (2, (1920, 1080), 10, 1)
     assert (report.bytes, report.kbps) == (60_000, 2500)
-    assert report.ms_per_frame == {"capture": 2.0, "detect": 0.1, "convert": 4.0, "encode": 10.0}
+    assert report.ms_per_frame == {"capture": 2.0, "detect": 0.1, "convert": 4.0, "encode": 10.0, "send": 0.5,
+                                   "cpu": 30.0}  # fmt: skip
     assert parse_report("video stream 1 1x1: garbage") is None
     assert parse_report("an unrelated line") is None
 
@@ -126,6 +128,7 @@ def test_a_stream_reports_every_report_seconds_and_when_it_ends() -> None:
     assert len(lines) == 1  # at the second tick, REPORT_SECONDS in
     first = parse_report(lines[0])
     assert first is not None and first.frames == 2 and first.ms_per_frame["encode"] == pytest.approx(1.0)
+    assert first.ms_per_frame["cpu"] >= 0  # the process's CPU per frame over the report
     stats.tick(0, 3_000_000, final=True)
     last = parse_report(lines[-1])
     assert len(lines) == 2 and last is not None and last.frames == 1
@@ -166,3 +169,14 @@ def test_rgb_conversion_crops_the_coded_picture_into_a_padded_buffer() -> None:
     assert mean_error(picture.tobytes(), rgb_of(source, 61 * 4, (0, 0, 61, 37))) < 4
     with pytest.raises(ValueError):
         RgbConverter(64, 37).convert(frame)  # wider than the frame: refused, never read past it
+
+
+def test_the_send_of_a_frame_counts_for_the_stream_whose_unit_it_carried() -> None:
+    video = VideoRegions(lambda: 0.0)
+    stream = VideoStream(0, "desktop", (16, 8, 64, 48), H264Encoder(64, 48), 0.0)
+    stream.stats = StreamStats(lambda: 0.0, (64, 48), lambda line: None)
+    video.streams["desktop"] = stream
+    unit = Region(16, 8, 64, 48, Encoding.H264, pack(0, b"\x00\x00\x01", key=True))
+    video.note_sent([Region(0, 0, 4, 4, Encoding.FILL, b"\x00\x00\x00")], 0.5)  # no unit of the stream: not counted
+    video.note_sent([unit], 0.002)
+    assert stream.stats.seconds == {"send": 0.002}
