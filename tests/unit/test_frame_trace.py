@@ -125,3 +125,18 @@ def test_timeline_chains_a_press_not_its_release_and_drops_broken_chains() -> No
     assert figures["agent: notify -> frame starts (coalescing wait)"] == pytest.approx(0.1)
     assert figures["total KEY sent -> painted"] == pytest.approx(7.0)
     assert timeline.stage_medians([])["n"] == 0
+
+
+def test_sessiond_passes_the_trace_switch_to_the_agent_only_when_on(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Any) -> None:  # fmt: skip
+    from sessiond.config import load_config
+    from sessiond.spawn import session_env
+
+    config = load_config(None, {"server": {"state_dir": str(tmp_path)}})
+    monkeypatch.delenv(TRACE_ENV, raising=False)
+    assert TRACE_ENV not in session_env(config, "token", "s1")
+    monkeypatch.setenv(TRACE_ENV, "0")
+    assert TRACE_ENV not in session_env(config, "token", "s1")
+    monkeypatch.setenv(TRACE_ENV, "1")
+    env = session_env(config, "token", "s1")
+    assert env[TRACE_ENV] == "1" and env["SESSIOND_LINK_TOKEN"] == "token"
