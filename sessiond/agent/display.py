@@ -45,10 +45,11 @@ VIDEO_BITRATE_STEP = 1.25
 # before its capture: none. The X server writes the damage notify to the agent
 # only once it has run the whole batch of requests the app flushed (xterm's
 # glyph and cursor come in one), and the frame's damage fetch is a round trip
-# after that, so an echo is whole without a wait (40 of 40 bench_viewer echoes
-# one frame, as with the old wait). The old 0.5 ms was never 0.5 ms: asyncio's
+# after that, so an echo is whole without a wait (traced: never more frames
+# than keystrokes, bench/README.md). The old 0.5 ms was never 0.5 ms: asyncio's
 # epoll timeout has a resolution of 1 ms and rounds up, so it cost a median
-# 1.1 ms of every keystroke -> repaint (bench/keystroke_timeline.py).
+# 1.2 ms of every keystroke -> repaint (bench/keystroke_timeline.py). An app
+# that flushes one repaint in several batches may now send it as two frames.
 FRAME_COALESCE_SECONDS = 0.0
 # Damage within this many max_fps gaps of the previous frame's start is part
 # of a stream (scrolling, video): it piled up while that frame was made, so
