@@ -25,8 +25,10 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -283,6 +285,14 @@ def viewer_run(desktop: Any, argv: list[str], tmp: str) -> dict[str, Any]:
                 view.wait()
 
 
+def keep_agent_logs(runtime_dir: str, tmp: str) -> list[str]:
+    """Copies of the agents' logs (their FrameTrace marks) out of RUNTIME_DIR, which stop_sessiond removes."""
+    kept = []
+    for index, path in enumerate(sorted(glob.glob(os.path.join(runtime_dir, "**", "agent.log"), recursive=True))):
+        kept.append(shutil.copy(path, os.path.join(tmp, f"agent-{index}.log")))
+    return kept
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
@@ -314,9 +324,13 @@ def main() -> int:
         library = json.loads(raw.stdout.strip().splitlines()[-1]) if raw.stdout.strip() else {}
     finally:
         desktop.stop()
+        agent_logs = keep_agent_logs(server.runtime_dir, tmp)
         stop_sessiond(server)
         remove_user(user.name)
     report(viewer, library)
+    if os.environ.get("SESSIOND_FRAME_TRACE") == "1":  # the agent's marks too: one timeline per keystroke
+        subprocess.run([sys.executable, os.path.join(BENCH_DIR, "keystroke_timeline.py"), "--first", str(KEYSTROKES),
+                        os.path.join(tmp, "viewer-trace"), *agent_logs], check=False)  # fmt: skip
     print(json.dumps({"viewer": viewer, "library": library}))
     return 0
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import signal as signals
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -22,6 +23,7 @@ from isolation.limits import limits_from_settings, resolve_limits
 from isolation.sandbox import CgroupError, Sandbox, create_sandbox, open_sandbox
 from isolation.spec import to_json
 from sessiond.agent.clipboard_policy import ClipboardPolicy, FilePolicy
+from sessiond.agent.frame_trace import TRACE_ENV as FRAME_TRACE_ENV
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings
 from sessiond.procwatch import PidWatcher, process_matches, tree_usage
 
@@ -159,5 +161,8 @@ class AgentHandle:
 
 def session_env(config: Config, link_token: str, session_id: str) -> dict[str, str]:
     """The agent's environment (allow-listed again by the sandbox spec)."""
-    return {"PATH": config.session.path, "LANG": config.session.lang, "SESSIOND_LINK_TOKEN": link_token,
-            "SESSIOND_SESSION_ID": session_id}  # fmt: skip
+    env = {"PATH": config.session.path, "LANG": config.session.lang, "SESSIOND_LINK_TOKEN": link_token,
+           "SESSIOND_SESSION_ID": session_id}  # fmt: skip
+    if os.environ.get(FRAME_TRACE_ENV) == "1":  # the display pipeline's timeline (sessiond/agent/frame_trace.py)
+        env[FRAME_TRACE_ENV] = "1"
+    return env

@@ -30,6 +30,7 @@ from protocol.messages import (
 )
 from sessiond.agent.audio_bandwidth import TokenBucket
 from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.frame_trace import FrameTrace
 from sessiond.agent.frame_window import FrameSource, FrameWindow, frame_delay, frame_slot
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
@@ -41,16 +42,23 @@ DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 # Adaptive video: a new link-derived bitrate is applied only when it differs
 # from the streams' by more than this factor (each change costs a keyframe).
 VIDEO_BITRATE_STEP = 1.25
-# Wait this long after the first damage before capturing, so one repaint
-# (glyph + cursor) goes out as one frame rather than two.  xterm's glyph and
-# cursor damage arrive together: 0.5 ms kept every bench echo whole (156 px)
-# and cut keystroke -> repaint by ~1 ms against 2 ms.
-FRAME_COALESCE_SECONDS = 0.0005
+# How long a frame from an idle pipeline waits after the first damage
+# before its capture: none. The X server writes the damage notify to the agent
+# only once it has run the whole batch of requests the app flushed (xterm's
+# glyph and cursor come in one), and the frame's damage fetch is a round trip
+# after that, so an echo is whole without a wait (traced: never more frames
+# than keystrokes, bench/README.md). The old 0.5 ms was never 0.5 ms: asyncio's
+# epoll timeout has a resolution of 1 ms and rounds up, so it cost a median
+# 1.2 ms of every keystroke -> repaint (bench/keystroke_timeline.py). An app
+# that flushes one repaint in several batches may now send it as two frames.
+FRAME_COALESCE_SECONDS = 0.0
 # Damage within this many max_fps gaps of the previous frame's start is part
 # of a stream (scrolling, video): it piled up while that frame was made, so
 # it goes out without the coalescing wait (dead time in every ~20 ms 1080p
 # frame otherwise).
 STREAM_GAPS = 2
+# How often a FrameTrace that is on writes its marks (frame_trace.py).
+TRACE_FLUSH_SECONDS = 1.0
 # VIDEO_CAPS bit: the client decodes H264 regions.
 CODEC_H264 = 0x01
 
@@ -92,6 +100,9 @@ class DisplayPipeline:
         # FRAME_END, so "wait for a frame" never hangs on an empty session).
         self._owed = False
         self.tiles = TileFolder()  # one-region frames as TILE (client's VIDEO_CAPS bit 1)
+        self.trace = FrameTrace()  # SESSIOND_FRAME_TRACE=1: key, notify, frame, encoded, out (frame_trace.py)
+        if self.trace.enabled:
+            self.loop.call_later(TRACE_FLUSH_SECONDS, self._flush_trace)
 
     def refresh(self) -> None:
         """Everything goes out in the next frame, which is sent even if empty."""
@@ -134,6 +145,7 @@ class DisplayPipeline:
         """An input message: a key's echo skips the next max_fps slot (frame_delay); a tap's held ack counts."""
         if isinstance(message, (Key, KeyTap, KeyTapAck)):
             self._typed_at = time.monotonic()
+            self.trace.mark("key")
         if isinstance(message, KeyTapAck):
             self.message(message)
 
@@ -201,6 +213,7 @@ class DisplayPipeline:
         link = self._link()
         if link is None or not self.open:
             return
+        self.trace.mark("frame")
         self._before_frame()
         if self.adaptive:
             self.encoder.jpeg_quality = self.link_estimate.jpeg_quality(self.args.jpeg_quality)
@@ -209,6 +222,7 @@ class DisplayPipeline:
             room = self.window.room_ahead(self.frame_seq - self.acked_seq)
             self.source.ahead = (lambda first: self._emit(link, first, False, True)) if room else None
         messages = self.source.frame(self.encoder)
+        self.trace.mark("encoded")
         if not messages and not self._owed:
             self.schedule()  # damage the capture's round trip read in (see the end)
             return
@@ -242,6 +256,7 @@ class DisplayPipeline:
         self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)
         self._last_ack_now = ack_now
         link.flush()
+        self.trace.mark("out")
 
     def _more_damage(self) -> bool:
         """True if damage came in while this frame was made (another frame
@@ -251,6 +266,10 @@ class DisplayPipeline:
         if drain is not None:
             drain()
         return self.source.pending()
+
+    def _flush_trace(self) -> None:
+        self.trace.flush()
+        self.loop.call_later(TRACE_FLUSH_SECONDS, self._flush_trace)
 
     def _adapt_video_bitrate(self) -> None:
         """Video streams follow the link's measured rate, up to the encoder's

@@ -168,6 +168,7 @@ class Agent(LinkEvents):
 
     def _desktop_damage(self) -> None:
         if self.desktop is not None and self.desktop.drain():
+            self.display.trace.mark("notify")
             self.schedule_frame()
 
     def _window_mapped(self, window: int, pid: int | None) -> None:
@@ -185,6 +186,7 @@ class Agent(LinkEvents):
         # readability no longer announces it: drain that queue too.
         self._x_readable()
         if self.seamless is not None and self.seamless.pixels_readable():
+            self.display.trace.mark("notify")
             self.schedule_frame()
 
     def schedule_frame(self) -> None:

@@ -184,7 +184,7 @@ def test_an_echo_damaged_while_a_frame_waits_for_its_slot_goes_at_once(monkeypat
     now[0] += 0.001
     pixels.damage[TERM] = [ECHO]  # xterm's echo, 1 ms later
     pipeline.schedule()
-    assert loop.delays[-1] == pytest.approx(0.0005) and len(loop.calls) == 1  # re-armed sooner, once
+    assert loop.delays[-1] == display.FRAME_COALESCE_SECONDS and len(loop.calls) == 1  # re-armed sooner, once
     loop.calls.pop(0)()
     assert frames(link.conn.sent)[1:] == [[(TERM, ECHO)], [(PLAYER, VIDEO)]]  # the echo first, at once
     # The next video frame paces as before.
