@@ -1,0 +1,162 @@
+// The web client's GLYPHS decoder (glyphs.js) against regions built here by
+// hand from docs/protocol.md §7c (zlib streams from node's zlib): the exact
+// pixels, slots defined by one region and reused by later ones, a new cache
+// per display channel, and every error the spec lists -- each of which
+// leaves the cache as it was.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { deflateSync } from 'node:zlib';
+import { GLYPH_MAX_USED, GLYPH_SLOTS, GlyphCache, GlyphError } from '../js/glyphs.js';
+
+const WHITE = [255, 255, 255];
+const INK = [10, 20, 30];
+
+/** A cell's bits, row after row, MSB first, pad bits 0 (rows: strings of '#' and '.'). */
+function bitsOf(rows) {
+  const flat = rows.join('');
+  const out = new Uint8Array(Math.ceil(flat.length / 8));
+  for (let n = 0; n < flat.length; n += 1) if (flat[n] === '#') out[n >> 3] |= 0x80 >> (n & 7);
+  return out;
+}
+
+const be16 = (v) => [v >> 8, v & 0xff];
+
+/** The inflated body of a region: definitions [[slot, bits]], used slots, indices. */
+function body(defs, used, indices) {
+  return Uint8Array.from([
+    ...be16(defs.length),
+    ...defs.flatMap(([slot, bits]) => [...be16(slot), ...bits]),
+    ...be16(used.length),
+    ...used.flatMap(be16),
+    ...indices,
+  ]);
+}
+
+/** GLYPHS region data: header, then `stream` (default: the deflated body). */
+function region({ cell = [3, 2], colours = [WHITE, INK], defs = [], used = [], indices = [], stream } = {}) {
+  const z = stream ?? deflateSync(body(defs, used, indices));
+  return Uint8Array.from([...cell, ...colours[0], ...colours[1], ...z]);
+}
+
+// Two 3x2 glyphs: a bar and a dot (6 bits: one byte, two pad bits).
+const BAR = ['###', '...'];
+const DOT = ['.#.', '...'];
+
+/** The RGB of each pixel, row by row, as '#' (INK) and '.' (WHITE) strings. */
+function picture(rgba, w) {
+  const rows = [];
+  for (let i = 0; i < rgba.length; i += 4) {
+    const px = [rgba[i], rgba[i + 1], rgba[i + 2]].join();
+    assert.equal(rgba[i + 3], 255);
+    const char = px === INK.join() ? '#' : px === WHITE.join() ? '.' : '?';
+    if ((i / 4) % w === 0) rows.push('');
+    rows[rows.length - 1] += char;
+  }
+  return rows;
+}
+
+async function decode(cache, data, w, h) {
+  return cache.draw(await cache.inflate(data, w, h), w, h);
+}
+
+test('a region defines two slots and paints its cells with them, row-major', async () => {
+  const cache = new GlyphCache();
+  const data = region({ defs: [[7, bitsOf(BAR)], [4095, bitsOf(DOT)]], used: [4095, 7], indices: [1, 0, 0, 0, 1, 1] });
+  const rgba = await decode(cache, data, 9, 4);
+  assert.deepEqual(picture(rgba, 9), ['###.#..#.', '.........', '.#.######', '.........']);
+  assert.equal(cache.regions, 1);
+});
+
+test('colour 0 paints the 0 bits, colour 1 the 1 bits, per region', async () => {
+  const cache = new GlyphCache();
+  const data = region({ colours: [INK, WHITE], defs: [[0, bitsOf(BAR)]], used: [0], indices: [0] });
+  assert.deepEqual(picture(await decode(cache, data, 3, 2), 3), ['...', '###']);
+});
+
+test('a later region reuses slots without defining them, and a slot can be redefined', async () => {
+  const cache = new GlyphCache();
+  await decode(cache, region({ defs: [[1, bitsOf(BAR)], [2, bitsOf(DOT)]], used: [1], indices: [0, 0] }), 6, 2);
+  const reuse = region({ used: [2, 1], indices: [0, 1] });
+  assert.deepEqual(picture(await decode(cache, reuse, 6, 2), 6), ['.#.###', '......']);
+  const redefine = region({ defs: [[1, bitsOf(['#..', '..#'])]], used: [1], indices: [0] });
+  assert.deepEqual(picture(await decode(cache, redefine, 3, 2), 3), ['#..', '..#']);
+  assert.deepEqual(picture(await decode(cache, region({ used: [1], indices: [0] }), 3, 2), 3), ['#..', '..#']);
+});
+
+test('a new display channel starts with every slot empty', async () => {
+  const first = new GlyphCache();
+  await decode(first, region({ defs: [[3, bitsOf(BAR)]], used: [3], indices: [0] }), 3, 2);
+  await assert.rejects(decode(new GlyphCache(), region({ used: [3], indices: [0] }), 3, 2), GlyphError);
+});
+
+test('regions inflated out of order still see the cache in their draw order', async () => {
+  const cache = new GlyphCache();
+  const define = cache.inflate(region({ defs: [[5, bitsOf(DOT)]], used: [5], indices: [0] }), 3, 2);
+  const reuse = cache.inflate(region({ used: [5], indices: [0, 0] }), 3, 4);
+  const second = await reuse; // inflated first, drawn second
+  cache.draw(await define, 3, 2);
+  assert.deepEqual(picture(cache.draw(second, 3, 4), 3), ['.#.', '...', '.#.', '...']);
+});
+
+test('cells of the largest side and of one pixel decode exactly', async () => {
+  const big = Array.from({ length: 32 }, (_, y) => Array.from({ length: 32 }, (_, x) => ((x + y) % 3 ? '.' : '#')).join(''));
+  const cache = new GlyphCache();
+  const rgba = await decode(cache, region({ cell: [32, 32], defs: [[9, bitsOf(big)]], used: [9], indices: [0, 0] }), 64, 32);
+  assert.deepEqual(picture(rgba, 64), big.map((row) => row + row));
+  const one = region({ cell: [1, 1], defs: [[0, [0x80]], [1, [0]]], used: [0, 1], indices: [0, 1, 1, 0] });
+  assert.deepEqual(picture(await decode(cache, one, 2, 2), 2), ['#.', '.#']);
+});
+
+test('the glyph limits: slot GLYPH_SLOTS - 1 and GLYPH_MAX_USED slots are accepted', async () => {
+  const cache = new GlyphCache();
+  const defs = Array.from({ length: GLYPH_MAX_USED }, (_, i) => [GLYPH_SLOTS - 1 - i, [i % 2 ? 0x80 : 0]]);
+  const used = defs.map(([slot]) => slot);
+  const indices = used.map((_, i) => i);
+  const rgba = await decode(cache, region({ cell: [1, 1], defs, used, indices }), GLYPH_MAX_USED, 1);
+  assert.equal(picture(rgba, GLYPH_MAX_USED)[0], '.#'.repeat(GLYPH_MAX_USED / 2));
+});
+
+// Every error of §7c, each checked on a cache that holds slot 1 (BAR, 3x2) and slot 2 (a 2x2 glyph).
+const zStream = (defs, used, indices) => deflateSync(body(defs, used, indices));
+const ERRORS = [
+  ['data shorter than the header', { says: /shorter than its header/, raw: [3, 2, 0, 0, 0] }],
+  ['a cell width of 0', { says: /outside 1\.\.32/, cell: [0, 2], used: [1], indices: [0] }],
+  ['a cell side past GLYPH_MAX_SIDE', { says: /outside 1\.\.32/, cell: [33, 2], used: [1], indices: [0], w: 33 }],
+  ['a cell that does not divide w', { says: /does not divide/, cell: [3, 2], used: [1], indices: [0], w: 4 }],
+  ['a cell that does not divide h', { says: /does not divide/, cell: [3, 2], used: [1], indices: [0], h: 3 }],
+  ['a corrupt zlib stream', { says: /corrupt/, stream: [0x78, 0x9c, 1, 2, 3, 4, 5] }],
+  ['no zlib stream', { says: /corrupt/, stream: [] }],
+  ['a stream cut short', { says: /corrupt/, stream: zStream([], [1], [0]).subarray(0, 8) }],
+  ['bytes after the zlib stream', { says: /bytes after its zlib stream/, stream: [...zStream([], [1], [0]), 0] }],
+  ['a stream that inflates past its counts', { says: /inflates past/, stream: zStream([], [1], [0, 0]) }],
+  ['a stream that inflates short of its counts', { says: /its counts say/, stream: zStream([], [1], []), w: 6 }],
+  ['a stream inflating far past any count (a bomb)', { says: /inflates past/, stream: deflateSync(new Uint8Array(1 << 20)) }],
+  ['more definitions than cells', { says: /defines 2 glyphs in 1 cells/, defs: [[3, bitsOf(BAR)], [4, bitsOf(BAR)]], used: [1], indices: [0] }],
+  ['a definition at GLYPH_SLOTS', { says: /defines slot 4096/, defs: [[GLYPH_SLOTS, bitsOf(BAR)]], used: [1], indices: [0] }],
+  ['pad bits set', { says: /pad bits/, defs: [[3, [0xe1]]], used: [3], indices: [0] }],
+  ['used_count 0', { says: /uses 0 slots/, used: [], indices: [0] }],
+  ['used_count past GLYPH_MAX_USED', { says: /uses 257 slots/, used: new Array(GLYPH_MAX_USED + 1).fill(1), indices: [0] }],
+  ['a used slot that is empty', { says: /slot 99, which holds no glyph/, used: [99], indices: [0] }],
+  ['a used slot at GLYPH_SLOTS', { says: /slot 4096, which holds no glyph/, used: [GLYPH_SLOTS], indices: [0] }],
+  ['a used slot of another cell size', { says: /a 2x2 glyph/, used: [2], indices: [0] }],
+  ['an index at used_count', { says: /index 1 is past/, used: [1], indices: [1] }],
+];
+
+for (const [name, c] of ERRORS) {
+  test(`GLYPHS refuses ${name}, and the cache is unchanged`, async () => {
+    const cache = new GlyphCache();
+    await decode(cache, region({ defs: [[1, bitsOf(BAR)]], used: [1], indices: [0] }), 3, 2);
+    await decode(cache, region({ cell: [2, 2], defs: [[2, bitsOf(['##', '#.'])]], used: [2], indices: [0] }), 2, 2);
+    const before = [...cache.slots];
+    const data = c.raw ? Uint8Array.from(c.raw) : region({ ...c, stream: c.stream && Uint8Array.from(c.stream) });
+    await assert.rejects(decode(cache, data, c.w ?? 3, c.h ?? 2), (error) => error instanceof GlyphError && c.says.test(error.message));
+    assert.deepEqual(cache.slots, before);
+    assert.equal(cache.regions, 2);
+  });
+}
+
+test('a failed region that defined a slot leaves it undefined for the next region', async () => {
+  const cache = new GlyphCache();
+  await assert.rejects(decode(cache, region({ defs: [[6, bitsOf(BAR)]], used: [6], indices: [1] }), 3, 2), GlyphError);
+  await assert.rejects(decode(cache, region({ used: [6], indices: [0] }), 3, 2), GlyphError);
+});
