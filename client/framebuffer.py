@@ -3,7 +3,9 @@
 # H264 regions go through client/video.py (one decoder per stream id).
 #
 # COPY regions move pixels the client already has (a scroll); PALETTE
-# regions are media/palette.py's compact few-colour bitmaps.
+# regions are media/palette.py's compact few-colour bitmaps; GLYPHS regions
+# (media/glyphs.py) draw cells from the display channel's glyph cache, which
+# the desktop's and every window's framebuffer share.
 #
 # Why: Regions arrive from the network, so every one is untrusted input.
 # Before anything is decompressed or decoded, the rectangle must lie inside
@@ -26,7 +28,7 @@ import zlib
 import lz4.block
 from PIL import Image
 
-from media import palette
+from media import glyphs, palette
 from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
 from media.region import LZ4_SIZE_PREFIX as _LZ4_SIZE
 from client.video import VideoDecodeError, VideoDecoders
@@ -60,10 +62,12 @@ def _check_size(width: int, height: int) -> None:
 class Framebuffer:
     """An RGB image of the remote screen, updated by applying Regions."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, glyph_cache: glyphs.GlyphCache | None = None) -> None:
         _check_size(width, height)
         self._image = Image.new("RGB", (width, height))
         self.video = VideoDecoders()
+        # The display channel's glyph cache (GLYPHS regions), shared with its other framebuffers.
+        self.glyph_cache = glyphs.GlyphCache() if glyph_cache is None else glyph_cache
 
     @property
     def width(self) -> int:
@@ -122,6 +126,11 @@ class Framebuffer:
             try:
                 tile = palette.decode(data, w, h)
             except palette.PaletteError as exc:
+                raise RegionError(str(exc)) from None
+        elif encoding is Encoding.GLYPHS:
+            try:
+                tile = glyphs.decode(data, w, h, self.glyph_cache)
+            except glyphs.GlyphError as exc:
                 raise RegionError(str(exc)) from None
         else:
             tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])

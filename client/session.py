@@ -38,6 +38,7 @@ from protocol.connection import (
 from protocol.control_session import APPS_CHANGED_CAPABILITY
 from protocol.errors import ReasonCode
 from protocol.limits import ALPN
+from protocol.media import CAPS_GLYPHS
 from protocol.messages import (
     ChannelKind,
     ClockReport,
@@ -96,7 +97,12 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         self.clock_reports: list[ClockReport] = []
         self._end: ConnectionEnded | None = None
         # VIDEO_CAPS bits sent when the display channel opens (0: no video, stills only).
-        self.video_codecs = VIDEO_H264 | VIDEO_TILE
+        self.video_codecs = VIDEO_H264 | VIDEO_TILE | CAPS_GLYPHS
+
+    def display_opened(self) -> None:
+        """A new display channel: its glyph cache starts empty (and no TILE colours are known)."""
+        super().display_opened()
+        self.windows.glyph_cache.reset()
 
     # -- TLS ---------------------------------------------------------------------
     def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
@@ -206,7 +212,7 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         if isinstance(message, DesktopSize):
             try:  # the size is checked (MAX_FRAMEBUFFER_SIDE) before anything is allocated
                 if self.framebuffer is None:
-                    self.framebuffer = Framebuffer(message.width, message.height)
+                    self.framebuffer = Framebuffer(message.width, message.height, self.windows.glyph_cache)
                 else:
                     self.framebuffer.resize(message.width, message.height)
             except RegionError as exc:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from client.framebuffer import Framebuffer
+from media.glyphs import GlyphCache
 from protocol.messages import Message, Region
 from protocol.windows import (
     MAX_WINDOWS,
@@ -68,6 +69,8 @@ class WindowTable:
     windows: dict[int, ClientWindow] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
     focus: int = 0
+    # The display channel's glyph cache (GLYPHS regions), shared by every window's framebuffer.
+    glyph_cache: GlyphCache = field(default_factory=GlyphCache)
     # True once the server spoke on the windows channel (seamless mode).
     seamless: bool = False
     _target: int = 0
@@ -123,7 +126,7 @@ class WindowTable:
         if win is None:
             return  # destroyed meanwhile (or not announced yet): its regions are dropped
         if win.framebuffer is None:
-            win.framebuffer = Framebuffer(message.width, message.height)
+            win.framebuffer = Framebuffer(message.width, message.height, self.glyph_cache)
         elif (win.framebuffer.width, win.framebuffer.height) != (message.width, message.height):
             win.framebuffer.resize(message.width, message.height)
 
