@@ -1,12 +1,47 @@
-// The web client's GLYPHS decoder (glyphs.js) against regions built here by
-// hand from docs/protocol.md §7c (zlib streams from node's zlib): the exact
-// pixels, slots defined by one region and reused by later ones, a new cache
-// per display channel, and every error the spec lists -- each of which
-// leaves the cache as it was.
+// The web client's GLYPHS decoder (glyphs.js) against the shared vectors
+// made by the server's codec (tests/vectors/glyphs.json: steps on one
+// cache, each the exact RGB or an error; the REGION in frames.json), and
+// against regions built here by hand from docs/protocol.md §7c (zlib
+// streams from node's zlib): the exact pixels, slots defined by one region
+// and reused by later ones, a new cache per display channel, and every
+// error the spec lists -- each of which leaves the cache as it was.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { GLYPH_MAX_USED, GLYPH_SLOTS, GlyphCache, GlyphError } from '../js/glyphs.js';
+import { decodeMessage, Kind } from '../js/protocol.js';
+
+const load = (path) => JSON.parse(readFileSync(fileURLToPath(new URL(path, import.meta.url)), 'utf8'));
+const VECTORS = load('../../../tests/vectors/glyphs.json');
+const FRAMES = load('../../../tests/vectors/frames.json');
+const hex = (s) => Uint8Array.from(s.match(/../g) || [], (b) => parseInt(b, 16));
+const rgbHex = (rgba) => Buffer.from(rgba.filter((_, i) => i % 4 !== 3)).toString('hex');
+
+for (const v of VECTORS) {
+  test(`shared GLYPHS vector ${v.name}`, async () => {
+    const cache = new GlyphCache();
+    for (const step of v.steps) {
+      const decoded = decode(cache, hex(step.data_hex), step.w, step.h);
+      if (step.error) {
+        const before = [...cache.slots];
+        await assert.rejects(decoded, GlyphError, step.error);
+        assert.deepEqual(cache.slots, before, 'a refused region changed the cache');
+      } else {
+        assert.equal(rgbHex(await decoded), step.rgb_hex);
+      }
+    }
+  });
+}
+
+test('the shared REGION GLYPHS frame decodes through the codec to its vector pixels', async () => {
+  const v = FRAMES.find((f) => f.name === 'region_glyphs');
+  const region = decodeMessage(Kind.DISPLAY, v.type, hex(v.payload_hex)).fields;
+  assert.deepEqual([region.x, region.y, region.w, region.h, region.encoding], [8, 26, 6, 4, 8]);
+  const same = VECTORS.find((g) => g.name === 'define_and_use').steps[0];
+  assert.equal(rgbHex(await decode(new GlyphCache(), region.data, region.w, region.h)), same.rgb_hex);
+});
 
 const WHITE = [255, 255, 255];
 const INK = [10, 20, 30];
