@@ -1,0 +1,111 @@
+# Terminal text as GLYPHS regions in the browser (docs/protocol.md section
+# 7c): Debian's chromium (headless, Playwright) runs the web client, which
+# announces GLYPHS in VIDEO_CAPS, against the installed sessiond in desktop
+# mode. An xterm in the session scrolls a few hundred distinct lines; the
+# agent sends the text as GLYPHS regions (counted on the page's WebSocket),
+# the page draws every one of them (its canvas's data-glyph-regions) with no
+# error on the status line, and the canvas -- read back as a lossless PNG --
+# ends byte-identical to a capture taken inside the session.
+"""Web client: scrolling terminal text arrives as GLYPHS regions and the canvas is pixel-exact."""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from protocol.frames import FrameDecoder
+from svtest import Server, TestUser
+from test_end_to_end import capture_inside_session
+from test_web_client import (  # noqa: F401 - fixtures: browser, sessiond_server (desktop mode), web_user
+    UI_TIMEOUT_MS,
+    browser,
+    open_xterm,
+    sessiond_server,
+    web_user,
+)
+from test_web_typed_tiles import canvas
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+DISPLAY_CHANNEL = 1
+REGION_TYPE = 0x02
+GLYPHS_ENCODING = 8
+# REGION's fixed fields: x, y, w, h (u16 each), encoding (u8).
+REGION_HEAD = struct.Struct(">HHHHB")
+# Distinct lines, enough to scroll xterm's 24 rows many times over.
+SCROLL_COMMAND = "seq -f 'glyph line %g: The quick brown fox jumps over the lazy dog 0123456789' 1 300"
+GLYPH_REGIONS_JS = "() => Number(document.getElementById('screen').dataset.glyphRegions || 0)"
+FRAMES_JS = "() => Number(document.getElementById('screen').dataset.frames || 0)"
+STATUS_JS = "() => document.getElementById('status').textContent"
+# How long the page must show no new frame to count as settled, and the most to wait for it.
+QUIET_SECONDS = 2.0
+SETTLE_SECONDS = 90.0
+
+
+class ReceivedGlyphs:
+    """GLYPHS REGIONs on the display channel among what the page's WebSocket
+    received (a frame may span WebSocket messages: one stream decoder)."""
+
+    def __init__(self, page: Any) -> None:
+        self.decoder = FrameDecoder()
+        self.regions = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._received))
+
+    def _received(self, payload: Any) -> None:
+        if isinstance(payload, bytes):
+            for item in self.decoder.feed(payload):
+                if item.channel == DISPLAY_CHANNEL and item.type == REGION_TYPE and len(item.payload) >= REGION_HEAD.size:
+                    self.regions += REGION_HEAD.unpack_from(item.payload)[4] == GLYPHS_ENCODING
+
+
+def wait_until_settled(page: Any) -> None:
+    """Until the page has drawn no new frame for QUIET_SECONDS (xterm's cursor does not blink)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    frames, since = page.evaluate(FRAMES_JS), time.monotonic()
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        now = page.evaluate(FRAMES_JS)
+        if now != frames:
+            frames, since = now, time.monotonic()
+        elif time.monotonic() - since >= QUIET_SECONDS:
+            return
+    raise AssertionError(f"the page kept drawing for {SETTLE_SECONDS} s")
+
+
+def test_scrolling_text_arrives_as_glyphs_and_the_canvas_is_pixel_exact(
+    sessiond_server: Server,  # noqa: F811 - the fixtures imported above
+    web_user: TestUser,  # noqa: F811
+    browser: Any,  # noqa: F811
+    tmp_path: Any,
+) -> None:
+    page = browser.new_page(viewport={"width": 1024, "height": 700})
+    received = ReceivedGlyphs(page)
+    open_xterm(page, sessiond_server, web_user)
+    page.wait_for_function("() => (Number(document.getElementById('screen').dataset.videoCodecs) & 4) === 4",
+                           timeout=UI_TIMEOUT_MS)  # fmt: skip
+    page.wait_for_timeout(1500)  # xterm maps and draws its prompt
+    page.locator("#screen").click(position={"x": 100, "y": 100})
+    page.keyboard.type(SCROLL_COMMAND)
+    wait_until_settled(page)
+    before = page.evaluate(GLYPH_REGIONS_JS)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(500)
+    wait_until_settled(page)
+
+    drawn = page.evaluate(GLYPH_REGIONS_JS)
+    status = page.evaluate(STATUS_JS)
+    assert "could not draw" not in status, status
+    assert drawn > before, f"the page drew {drawn} GLYPHS regions, {before} before the text scrolled"
+    assert drawn == received.regions, f"{received.regions} GLYPHS regions received, {drawn} drawn"
+    inside = str(tmp_path / "inside.png")
+    capture_inside_session(web_user.name, inside)
+    shown = canvas(page)
+    with Image.open(inside) as session_screen:
+        assert shown.size == session_screen.size
+        assert shown.tobytes() == session_screen.convert("RGB").tobytes(), \
+            "the canvas differs from the session after the text scrolled"
+    page.close()
