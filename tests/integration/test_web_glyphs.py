@@ -58,7 +58,9 @@ class ReceivedGlyphs:
     def _received(self, payload: Any) -> None:
         if isinstance(payload, bytes):
             for item in self.decoder.feed(payload):
-                if item.channel == DISPLAY_CHANNEL and item.type == REGION_TYPE and len(item.payload) >= REGION_HEAD.size:
+                if item.channel != DISPLAY_CHANNEL or item.type != REGION_TYPE:
+                    continue
+                if len(item.payload) >= REGION_HEAD.size:
                     self.regions += REGION_HEAD.unpack_from(item.payload)[4] == GLYPHS_ENCODING
 
 
