@@ -10,14 +10,12 @@
 
 from __future__ import annotations
 
-import struct
 import time
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from protocol.frames import FrameDecoder
 from svtest import Server, TestUser
 from test_end_to_end import capture_inside_session
 from test_web_client import (  # noqa: F401 - fixtures: browser, sessiond_server (desktop mode), web_user
@@ -27,41 +25,21 @@ from test_web_client import (  # noqa: F401 - fixtures: browser, sessiond_server
     sessiond_server,
     web_user,
 )
-from test_web_typed_tiles import canvas
+from test_web_typed_tiles import FRAMES_JS, ReceivedDisplay, canvas
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-DISPLAY_CHANNEL = 1
 REGION_TYPE = 0x02
 GLYPHS_ENCODING = 8
-# REGION's fixed fields: x, y, w, h (u16 each), encoding (u8).
-REGION_HEAD = struct.Struct(">HHHHB")
+# REGION's encoding follows x, y, w, h (u16 each).
+REGION_ENCODING_AT = 8
 # Distinct lines, enough to scroll xterm's 24 rows many times over.
 SCROLL_COMMAND = "seq -f 'glyph line %g: The quick brown fox jumps over the lazy dog 0123456789' 1 300"
 GLYPH_REGIONS_JS = "() => Number(document.getElementById('screen').dataset.glyphRegions || 0)"
-FRAMES_JS = "() => Number(document.getElementById('screen').dataset.frames || 0)"
 STATUS_JS = "() => document.getElementById('status').textContent"
 # How long the page must show no new frame to count as settled, and the most to wait for it.
 QUIET_SECONDS = 2.0
 SETTLE_SECONDS = 90.0
-
-
-class ReceivedGlyphs:
-    """GLYPHS REGIONs on the display channel among what the page's WebSocket
-    received (a frame may span WebSocket messages: one stream decoder)."""
-
-    def __init__(self, page: Any) -> None:
-        self.decoder = FrameDecoder()
-        self.regions = 0
-        page.on("websocket", lambda ws: ws.on("framereceived", self._received))
-
-    def _received(self, payload: Any) -> None:
-        if isinstance(payload, bytes):
-            for item in self.decoder.feed(payload):
-                if item.channel != DISPLAY_CHANNEL or item.type != REGION_TYPE:
-                    continue
-                if len(item.payload) >= REGION_HEAD.size:
-                    self.regions += REGION_HEAD.unpack_from(item.payload)[4] == GLYPHS_ENCODING
 
 
 def wait_until_settled(page: Any) -> None:
@@ -85,7 +63,7 @@ def test_scrolling_text_arrives_as_glyphs_and_the_canvas_is_pixel_exact(
     tmp_path: Any,
 ) -> None:
     page = browser.new_page(viewport={"width": 1024, "height": 700})
-    received = ReceivedGlyphs(page)
+    received = ReceivedDisplay(page)
     open_xterm(page, sessiond_server, web_user)
     page.wait_for_function("() => (Number(document.getElementById('screen').dataset.videoCodecs) & 4) === 4",
                            timeout=UI_TIMEOUT_MS)  # fmt: skip
@@ -102,7 +80,8 @@ def test_scrolling_text_arrives_as_glyphs_and_the_canvas_is_pixel_exact(
     status = page.evaluate(STATUS_JS)
     assert "could not draw" not in status, status
     assert drawn > before, f"the page drew {drawn} GLYPHS regions, {before} before the text scrolled"
-    assert drawn == received.regions, f"{received.regions} GLYPHS regions received, {drawn} drawn"
+    sent = [payload[REGION_ENCODING_AT] for t, payload in received.frames if t == REGION_TYPE].count(GLYPHS_ENCODING)
+    assert drawn == sent, f"{sent} GLYPHS regions received, {drawn} drawn"
     inside = str(tmp_path / "inside.png")
     capture_inside_session(web_user.name, inside)
     shown = canvas(page)

@@ -16,6 +16,8 @@
 // pixels in the region's two colours, written as 32-bit words into the
 // RGBA buffer (a 180x50 screen of 6x13 cells is 700 k pixels a frame).
 
+import { MAX_REGION_RAW_BYTES } from './protocol.js';
+
 // protocol/media.py: GLYPH_MAX_SIDE, GLYPH_SLOTS, GLYPH_MAX_USED, GLYPH_HEADER_BYTES, CAPS_GLYPHS.
 export const GLYPH_MAX_SIDE = 32;
 export const GLYPH_SLOTS = 4096;
@@ -130,6 +132,7 @@ export class GlyphCache {
     if (cellW < 1 || cellW > GLYPH_MAX_SIDE || cellH < 1 || cellH > GLYPH_MAX_SIDE) {
       throw new GlyphError(`GLYPHS cell ${cellW}x${cellH} is outside 1..${GLYPH_MAX_SIDE}`);
     }
+    if (!(w >= 1 && h >= 1 && w * h * 3 <= MAX_REGION_RAW_BYTES)) throw new GlyphError(`GLYPHS region ${w}x${h} is out of bounds`);
     if (w % cellW || h % cellH) throw new GlyphError(`GLYPHS cell ${cellW}x${cellH} does not divide ${w}x${h}`);
     const colours = [rgbaWord(data, 2), rgbaWord(data, 5)];
     const cells = (w / cellW) * (h / cellH);

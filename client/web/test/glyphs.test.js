@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { GLYPH_MAX_USED, GLYPH_SLOTS, GlyphCache, GlyphError } from '../js/glyphs.js';
-import { decodeMessage, Kind } from '../js/protocol.js';
+import { decodeMessage, Kind, MAX_REGION_RAW_BYTES } from '../js/protocol.js';
 
 const load = (path) => JSON.parse(readFileSync(fileURLToPath(new URL(path, import.meta.url)), 'utf8'));
 const VECTORS = load('../../../tests/vectors/glyphs.json');
@@ -142,6 +142,15 @@ test('cells of the largest side and of one pixel decode exactly', async () => {
   assert.deepEqual(picture(await decode(cache, one, 2, 2), 2), ['#.', '.#']);
 });
 
+test('a region of MAX_REGION_RAW_BYTES is accepted', async () => {
+  const side = Math.floor(Math.sqrt(MAX_REGION_RAW_BYTES / 3)); // 591 x 591 one-pixel cells
+  const data = region({ cell: [1, 1], defs: [[0, [0x80]]], used: [0], indices: new Array(side * side).fill(0) });
+  const rgba = await decode(new GlyphCache(), data, side, side);
+  assert.equal(rgba.length, side * side * 4);
+  assert.deepEqual([...rgba.subarray(-4)], [...INK, 255]);
+  await assert.rejects(decode(new GlyphCache(), data, side, side + 1), /out of bounds/);
+});
+
 test('the glyph limits: slot GLYPH_SLOTS - 1 and GLYPH_MAX_USED slots are accepted', async () => {
   const cache = new GlyphCache();
   const defs = Array.from({ length: GLYPH_MAX_USED }, (_, i) => [GLYPH_SLOTS - 1 - i, [i % 2 ? 0x80 : 0]]);
@@ -159,6 +168,8 @@ const ERRORS = [
   ['a cell side past GLYPH_MAX_SIDE', { says: /outside 1\.\.32/, cell: [33, 2], used: [1], indices: [0], w: 33 }],
   ['a cell that does not divide w', { says: /does not divide/, cell: [3, 2], used: [1], indices: [0], w: 4 }],
   ['a cell that does not divide h', { says: /does not divide/, cell: [3, 2], used: [1], indices: [0], h: 3 }],
+  ['a region past MAX_REGION_RAW_BYTES', { says: /out of bounds/, cell: [1, 1], used: [1], indices: [0], w: 1, h: 349526 }],
+  ['an empty region', { says: /out of bounds/, used: [1], indices: [], w: 0 }],
   ['a corrupt zlib stream', { says: /corrupt/, stream: [0x78, 0x9c, 1, 2, 3, 4, 5] }],
   ['no zlib stream', { says: /corrupt/, stream: [] }],
   ['a stream cut short', { says: /corrupt/, stream: zStream([], [1], [0]).subarray(0, 8) }],
