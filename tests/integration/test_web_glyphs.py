@@ -14,10 +14,9 @@ import time
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from svtest import Server, TestUser
-from test_end_to_end import capture_inside_session
+from test_end_to_end import assert_png_is_the_session
 from test_web_client import (  # noqa: F401 - fixtures: browser, sessiond_server (desktop mode), web_user
     UI_TIMEOUT_MS,
     browser,
@@ -82,11 +81,7 @@ def test_scrolling_text_arrives_as_glyphs_and_the_canvas_is_pixel_exact(
     assert drawn > before, f"the page drew {drawn} GLYPHS regions, {before} before the text scrolled"
     sent = [payload[REGION_ENCODING_AT] for t, payload in received.frames if t == REGION_TYPE].count(GLYPHS_ENCODING)
     assert drawn == sent, f"{sent} GLYPHS regions received, {drawn} drawn"
-    inside = str(tmp_path / "inside.png")
-    capture_inside_session(web_user.name, inside)
-    shown = canvas(page)
-    with Image.open(inside) as session_screen:
-        assert shown.size == session_screen.size
-        assert shown.tobytes() == session_screen.convert("RGB").tobytes(), \
-            "the canvas differs from the session after the text scrolled"
+    shown = str(tmp_path / "canvas.png")
+    canvas(page).save(shown)
+    assert_png_is_the_session(web_user.name, shown, "after the text scrolled")
     page.close()
