@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { deflateSync } from 'node:zlib';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { GLYPH_MAX_USED, GLYPH_SLOTS, GlyphCache, GlyphError } from '../js/glyphs.js';
 import { decodeMessage, Kind, MAX_REGION_RAW_BYTES } from '../js/protocol.js';
 
@@ -205,4 +205,35 @@ test('a failed region that defined a slot leaves it undefined for the next regio
   const cache = new GlyphCache();
   await assert.rejects(decode(cache, region({ defs: [[6, bitsOf(BAR)]], used: [6], indices: [1] }), 3, 2), GlyphError);
   await assert.rejects(decode(cache, region({ used: [6], indices: [0] }), 3, 2), GlyphError);
+});
+
+test('mutated regions (their bytes, or their inflated bodies) decode or are refused with GlyphError', async () => {
+  let seed = 12345;
+  const random = (n) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const sources = VECTORS.flatMap((v) => v.steps.filter((s) => !s.error));
+  let refused = 0;
+  for (let round = 0; round < 400; round += 1) {
+    const step = sources[random(sources.length)];
+    let data = hex(step.data_hex);
+    if (round % 2) {
+      // The inflated body, mutated and deflated again: the checks after inflating.
+      const inner = inflateSync(data.subarray(8));
+      for (let n = 1 + random(3); n > 0; n -= 1) inner[random(inner.length)] ^= 1 << random(8);
+      data = Uint8Array.from([...data.subarray(0, 8), ...deflateSync(inner)]);
+    } else {
+      for (let n = 1 + random(3); n > 0; n -= 1) data[random(data.length)] ^= 1 << random(8);
+    }
+    const cache = new GlyphCache();
+    try {
+      const rgba = await decode(cache, data, step.w, step.h);
+      assert.equal(rgba.length, step.w * step.h * 4);
+    } catch (error) {
+      assert.ok(error instanceof GlyphError, `${step.data_hex}: ${error.stack}`);
+      refused += 1;
+    }
+  }
+  assert.ok(refused > 0 && refused < 400, `${refused} of 400 refused`);
 });
