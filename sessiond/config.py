@@ -230,6 +230,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "frames_in_flight": ("2", _int(1, 16)),
         "max_kbps": ("0", _int(0, 10_000_000)),
         "adaptive": ("true", _bool),
+        "glyphs": ("true", _bool),
     },
     "audio": {
         "max_kbps": ("0", _int(0, 10_000_000)),

@@ -122,6 +122,7 @@ class DisplaySection:
     frames_in_flight: int
     max_kbps: int
     adaptive: bool
+    glyphs: bool
 
 
 @dataclass(frozen=True)

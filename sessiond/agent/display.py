@@ -35,6 +35,7 @@ from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.tiles import CODEC_TILE, TileFolder, ack_from_low
 from sessiond.agent.video import VideoRegions
+from protocol.media import CAPS_GLYPHS
 
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 # Adaptive video: a new link-derived bitrate is applied only when it differs
@@ -115,6 +116,8 @@ class DisplayPipeline:
             self.video.enabled = False
         self.open = True
         self.tiles.reset()
+        self.encoder.glyphs.reset()  # the new client's glyph cache is empty; off until its VIDEO_CAPS
+        self.encoder.glyphs.enabled = False
         self.acked_seq = self.frame_seq
         self.link_estimate.reset()
         self._last_ack_now = True
@@ -145,6 +148,7 @@ class DisplayPipeline:
             self.message(FrameAck(seq=seq))  # the ack a tap carried (the key is the input channel's)
         elif isinstance(message, VideoCaps):
             self.tiles.enabled = bool(message.codecs & CODEC_TILE)
+            self.encoder.glyphs.enabled = self.args.display_glyphs and bool(message.codecs & CAPS_GLYPHS)
             if self.video is not None:
                 self.video.enabled = bool(message.codecs & CODEC_H264)
                 if not self.video.enabled and self.video.streams:

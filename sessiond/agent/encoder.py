@@ -17,7 +17,9 @@
 # echoed glyph costs tens of bytes; large ones stay PNG, which browsers
 # decode off their main thread.  Given a surface name, the encoder also
 # remembers what it sent of that surface (sessiond/agent/scroll.py) and sends
-# unchanged rows not at all and scrolled rows as one COPY.
+# unchanged rows not at all and scrolled rows as one COPY.  For a client
+# that decodes them, the whole text cells of a rectangle go out as GLYPHS
+# (glyph_encoder.py: cached glyphs, one byte a cell), the rest as above.
 
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from sessiond.agent.palette_png import (
     exact_palette,
     exact_palette_png,
 )
+from sessiond.agent.glyph_encoder import GlyphEncoder
 from sessiond.agent.scroll import MAX_ROW_SPANS, Source, SurfaceHistory
 
 Rect = tuple[int, int, int, int]
@@ -107,6 +110,7 @@ class RegionEncoder:
         self.jpeg_quality = jpeg_quality
         self.allow_lossy = allow_lossy
         self._surfaces: OrderedDict[Hashable, SurfaceHistory] = OrderedDict()
+        self.glyphs = GlyphEncoder()  # off until the display channel's client asks (VIDEO_CAPS bit 2)
         # Load the PNG/JPEG codecs now, not on the first (latency-critical) frame.
         Image.preinit()
 
@@ -180,7 +184,7 @@ class RegionEncoder:
                 raise EncoderError(f"rectangle {rect} extends past the screen width {width}")
             self._bounds(view, stride, (x - ox, y - oy, w, h))
             if history is None:
-                self._encode_rect(view, stride, rect, origin, regions)
+                self._encode_rect(view, stride, rect, origin, regions, surface)
                 continue
             if y + h > history.height:
                 raise EncoderError(f"rectangle {rect} extends past the surface height {history.height}")
@@ -188,16 +192,26 @@ class RegionEncoder:
             for (cx, cy, cw, ch), src_x, src_y in plan.copies:
                 regions.append(Region(cx, cy, cw, ch, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
             for piece in plan.rects:
-                self._encode_rect(view, stride, piece, origin, regions)
+                self._encode_rect(view, stride, piece, origin, regions, surface)
             history.remember(source, rect)
         return regions
 
     def _encode_rect(self, view: memoryview, stride: int, rect: Rect, origin: tuple[int, int],
-                     regions: list[Region]) -> None:  # fmt: skip
+                     regions: list[Region], surface: Hashable | None = None) -> None:  # fmt: skip
         """Append the Regions of one rectangle (striped if large; rect and
-        Regions in surface coordinates, the buffer at `origin`) to regions."""
+        Regions in surface coordinates, the buffer at `origin`) to regions;
+        of a named surface, its whole text cells as GLYPHS if the client takes them."""
         ox, oy = origin
         local = (rect[0] - ox, rect[1] - oy, rect[2], rect[3])
+        if surface is not None and self.glyphs.enabled:
+            image, order = self._bgrx_view(view, stride, local)
+            split = self.glyphs.encode(image, order, rect, surface, lambda part: self._moved(
+                self._encode_piece(view, stride, (part[0] - ox, part[1] - oy, part[2], part[3])), origin))
+            if split is not None:
+                regions.extend(split[0])
+                for part in split[1]:
+                    self._encode_rect(view, stride, part, origin, regions)
+                return
         pieces = stripes(local)
         if len(pieces) > 1 and self._probes_match(view, stride, local):
             # FILL has no decoded payload, so a solid area needs no striping.
@@ -206,10 +220,14 @@ class RegionEncoder:
                 regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
                 return
         for piece in pieces:
-            region = self._encode_piece(view, stride, piece)
-            if origin != (0, 0):
-                region = dataclasses.replace(region, x=region.x + ox, y=region.y + oy)
-            regions.append(region)
+            regions.append(self._moved(self._encode_piece(view, stride, piece), origin))
+
+    @staticmethod
+    def _moved(region: Region, origin: tuple[int, int]) -> Region:
+        """A region of the buffer in surface coordinates (the buffer lies at origin)."""
+        if origin == (0, 0):
+            return region
+        return dataclasses.replace(region, x=region.x + origin[0], y=region.y + origin[1])
 
     @staticmethod
     def _probes_match(view: memoryview, stride: int, rect: Rect) -> bool:

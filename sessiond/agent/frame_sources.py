@@ -209,7 +209,8 @@ class WindowSource:
 
         def rest(pieces: list[Rect], lossless: bool) -> list[Region]:
             regions: list[Region] = []
-            for rect in pieces:
+            for piece in pieces:
+                rect = encoder.glyphs.grow(window, piece, width, height)  # whole text cells (GLYPHS)
                 view = self.pixels.capture(window, rect)
                 regions.extend(encode_rects(encoder, lossless, view, rect[2] * 4, [rect], width=width, height=height,
                                             surface=window, origin=(rect[0], rect[1])))  # fmt: skip

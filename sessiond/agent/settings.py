@@ -90,6 +90,7 @@ class AgentSettings:
     launch_timeout: float = 20.0
     display_max_kbps: int = 0  # 0: no cap
     display_adaptive: bool = True  # [display] adaptive: pace and set quality from the link estimate
+    display_glyphs: bool = True  # [display] glyphs: text as GLYPHS regions for clients that take them
     audio_max_kbps: int = 0
     sound_server_on_demand: bool = True  # [audio] sound_server = on_demand (sessiond.agent.audio_server)
     mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
@@ -144,6 +145,7 @@ class AgentSettings:
             launch_timeout=_float(data, "launch_timeout", 1.0, 300.0),
             display_max_kbps=_int(data, "display_max_kbps", 0, _MAX_KBPS),
             display_adaptive=_bool(data, "display_adaptive"),
+            display_glyphs=_bool(data, "display_glyphs"),
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
             sound_server_on_demand=_bool(data, "sound_server_on_demand"),
             mode=_mode(data),

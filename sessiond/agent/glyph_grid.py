@@ -1,0 +1,154 @@
+# Finding the grid of text cells in a two-colour area of a surface, and
+# cutting rectangles along it (GLYPHS regions, docs/protocol.md 7c).
+#
+# Why from the content: desktop mode has no window to ask for resize
+# increments, and a terminal's cell is whatever its font makes it.
+# Monospace text leaves some columns of every cell (the gap between glyphs)
+# and some rows (above capitals, below descenders) nearly blank, so folding
+# the area's ink profile by the right period shows a phase with (almost) no
+# ink, and no shorter period does.  The few phases that are nearly blank are
+# then tried for real: the one that makes the fewest distinct cells wins.
+# A wrong grid costs only bytes (every grid is exact), and the GLYPHS
+# encoder falls back to PALETTE/PNG when it does not pay.
+#
+# Cells are cut without numpy: a band of cell_h rows of the 0/1 index
+# image, transposed, is its cells one after another in tobytes() (column
+# major, cell_w * cell_h bytes each), so one slice per cell is all Python
+# does per cell.
+"""Grid detection (cell size and phase) and cell cutting of 0/1 index images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import Image
+
+from protocol.media import GLYPH_MAX_SIDE
+
+Rect = tuple[int, int, int, int]
+
+# Smallest cell side looked for (a 4-pixel font is not text anyone reads).
+GRID_MIN_SIDE: Final = 4
+# The area must span this many cells of a candidate period each way.
+GRID_MIN_CELLS: Final = 3
+# A period counts as text if its emptiest phase has at most this share of
+# the mean ink per phase; periods within GRID_TIE of the best, the
+# shortest wins (multiples of the true period score the same).
+GRID_MAX_SCORE: Final = 0.35
+GRID_TIE: Final = 0.03
+# Phases tried per axis (the emptiest ones) when choosing by distinct cells.
+GRID_PHASES_TRIED: Final = 3
+# Bands of cells sampled when comparing phases (bounds the detection's cost).
+GRID_SAMPLE_BANDS: Final = 12
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Cells of cell_w x cell_h whose corners lie at (phase_x + i*cell_w,
+    phase_y + j*cell_h) of the surface (0 <= phase < cell side)."""
+
+    cell_w: int
+    cell_h: int
+    phase_x: int
+    phase_y: int
+
+    def snap(self, rect: Rect) -> Rect | None:
+        """The largest rectangle of whole cells inside rect (None if none)."""
+        x, y, w, h = rect
+        left = x + (self.phase_x - x) % self.cell_w
+        top = y + (self.phase_y - y) % self.cell_h
+        right = left + (x + w - left) // self.cell_w * self.cell_w
+        bottom = top + (y + h - top) // self.cell_h * self.cell_h
+        if right <= left or bottom <= top:
+            return None
+        return left, top, right - left, bottom - top
+
+    def grow(self, rect: Rect, width: int, height: int) -> Rect:
+        """rect grown to whole cells, clipped to the width x height surface."""
+        x, y, w, h = rect
+        left = x - (x - self.phase_x) % self.cell_w
+        top = y - (y - self.phase_y) % self.cell_h
+        right = x + w + (self.phase_x - x - w) % self.cell_w
+        bottom = y + h + (self.phase_y - y - h) % self.cell_h
+        left, top, right, bottom = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
+        return left, top, right - left, bottom - top
+
+
+def margins(outer: Rect, inner: Rect) -> list[Rect]:
+    """The parts of outer not in inner (inner inside outer): top and bottom
+    full width, left and right beside inner."""
+    ox, oy, ow, oh = outer
+    ix, iy, iw, ih = inner
+    parts = [(ox, oy, ow, iy - oy), (ox, iy + ih, ow, oy + oh - iy - ih),
+             (ox, iy, ix - ox, ih), (ix + iw, iy, ox + ow - ix - iw, ih)]  # fmt: skip
+    return [part for part in parts if part[2] > 0 and part[3] > 0]
+
+
+def cut(index: Image.Image, cell_w: int, cell_h: int) -> list[bytes]:
+    """The cells of a 0/1 'L' image whose sides are multiples of the cell,
+    row-major, each as its column-major bytes."""
+    width, height = index.size
+    size = cell_w * cell_h
+    cells: list[bytes] = []
+    for top in range(0, height, cell_h):
+        band = index.crop((0, top, width, top + cell_h)).transpose(Image.Transpose.TRANSPOSE).tobytes()
+        cells += [band[at : at + size] for at in range(0, len(band), size)]
+    return cells
+
+
+def _profile(index: Image.Image, vertical: bool) -> list[float]:
+    """Mean ink per column (or per row when vertical) of a 0/1 image."""
+    width, height = index.size
+    floats = index.convert("F")
+    size = (1, height) if vertical else (width, 1)
+    return list(floats.resize(size, Image.Resampling.BOX).getdata())
+
+
+def _periods(profile: list[float]) -> tuple[int, list[int]] | None:
+    """(period, its phases emptiest first) of a text-like ink profile, or None."""
+    total = sum(profile)
+    if total <= 0:
+        return None
+    scored: list[tuple[float, int, list[float]]] = []
+    for period in range(GRID_MIN_SIDE, min(GLYPH_MAX_SIDE, len(profile) // GRID_MIN_CELLS) + 1):
+        usable = len(profile) // period * period
+        folded = [sum(profile[phase:usable:period]) for phase in range(period)]
+        mean = sum(folded) / period
+        if mean > 0:
+            scored.append((min(folded) / mean, period, folded))
+    if not scored:
+        return None
+    best = min(score for score, _p, _f in scored)
+    if best > GRID_MAX_SCORE:
+        return None
+    _score, period, folded = min((item for item in scored if item[0] <= best + GRID_TIE), key=lambda item: item[1])
+    # A cell starts just after an empty column/row: the gap ends each cell.
+    order = sorted(range(period), key=lambda phase: folded[phase])
+    return period, [(phase + 1) % period for phase in order[:GRID_PHASES_TRIED]]
+
+
+def detect(index: Image.Image, origin: tuple[int, int]) -> Grid | None:
+    """The grid of the text in a 0/1 'L' image (1: the minority colour)
+    lying at `origin` of its surface; None if it does not look like text."""
+    columns = _periods(_profile(index, vertical=False))
+    rows = _periods(_profile(index, vertical=True))
+    if columns is None or rows is None:
+        return None
+    (cell_w, phases_x), (cell_h, phases_y) = columns, rows
+    width, height = index.size
+    best: tuple[float, int, int] | None = None
+    for phase_y in phases_y:
+        bands = min(GRID_SAMPLE_BANDS, (height - phase_y) // cell_h)
+        for phase_x in phases_x:
+            cols = (width - phase_x) // cell_w
+            if bands < 1 or cols < 1:
+                continue
+            sample = index.crop((phase_x, phase_y, phase_x + cols * cell_w, phase_y + bands * cell_h))
+            distinct = len(set(cut(sample, cell_w, cell_h))) / (cols * bands)
+            if best is None or distinct < best[0]:
+                best = (distinct, phase_x, phase_y)
+    if best is None:
+        return None
+    _share, phase_x, phase_y = best
+    return Grid(cell_w, cell_h, (origin[0] + phase_x) % cell_w, (origin[1] + phase_y) % cell_h)
