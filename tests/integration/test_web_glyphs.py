@@ -1,7 +1,7 @@
 # Terminal text as GLYPHS regions in the browser (docs/protocol.md section
 # 7c): Debian's chromium (headless, Playwright) runs the web client, which
 # announces GLYPHS in VIDEO_CAPS, against the installed sessiond in desktop
-# mode. An xterm in the session scrolls a few hundred distinct lines; the
+# mode. An xterm in the session scrolls 300 distinct lines in 30 bursts; the
 # agent sends the text as GLYPHS regions (counted on the page's WebSocket),
 # the page draws every one of them (its canvas's data-glyph-regions) with no
 # error on the status line, and the canvas -- read back as a lossless PNG --
@@ -32,8 +32,10 @@ REGION_TYPE = 0x02
 GLYPHS_ENCODING = 8
 # REGION's encoding follows x, y, w, h (u16 each).
 REGION_ENCODING_AT = 8
-# Distinct lines, enough to scroll xterm's 24 rows many times over.
-SCROLL_COMMAND = "seq -f 'glyph line %g: The quick brown fox jumps over the lazy dog 0123456789' 1 300"
+# Distinct lines in bursts (many frames, later ones reusing the glyphs earlier ones defined),
+# enough to scroll xterm's 24 rows many times over.
+SCROLL_COMMAND = ("for b in $(seq 30); do seq -f \"burst $b line %g: The quick brown fox jumps over the lazy dog\""
+                  " 1 10; sleep 0.1; done")
 GLYPH_REGIONS_JS = "() => Number(document.getElementById('screen').dataset.glyphRegions || 0)"
 STATUS_JS = "() => document.getElementById('status').textContent"
 # How long the page must show no new frame to count as settled, and the most to wait for it.
