@@ -130,7 +130,13 @@ export class Screen {
         ctx.fillRect(x, y, w, h);
       }, done);
     } else if (encoding === Encoding.COPY) {
-      this.then(() => applyCopy(this.ctx, this.width, this.height, f), done);
+      this.then(() => {
+        // Within the surface the regions go to: the desktop, or WINDOW_TARGET's window buffer.
+        const ctx = this.target();
+        if (!ctx) return;
+        const [width, height] = this.current ? [this.current.width, this.current.height] : [this.width, this.height];
+        applyCopy(ctx, width, height, f);
+      }, done);
     } else if (encoding === Encoding.H264) {
       // Parsed and bounded now (a bad header fails the region in turn), decoded
       // at once; the frame is drawn when its turn comes.
