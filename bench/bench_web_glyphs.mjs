@@ -3,7 +3,8 @@
 // run: a 180x50 xterm of 6x13 cells (1080x650 px) full of new text every
 // frame, striped into regions under MAX_REGION_RAW_BYTES as the server
 // stripes them (24 cell rows, 24, 2). It prints the wire bytes of a screen
-// and the milliseconds to decode it (inflate + pixels; median of --rounds).
+// and the milliseconds to decode it (inflate + pixels; median of --rounds),
+// as this process's CPU time (steadier on a loaded machine) and elapsed.
 //
 // Why a node bench: the decoders are plain JS over typed arrays and node's
 // DecompressionStream, so their cost is measured here without a browser;
@@ -81,39 +82,49 @@ const glyphFrames = screens.map((text) => stripes.map(([a, b]) => glyphsRegion(t
 const paletteFrames = screens.map((text) => stripes.map(([a, b]) => paletteRegion(text, a, b)));
 const sizeOf = (frame) => frame.reduce((n, d) => n + d.length, 0);
 
-async function timeGlyphs(cache) {
+/** {wall, cpu}: milliseconds per screen of `run`, elapsed and this process's CPU (every thread). */
+async function timed(run) {
   const start = performance.now();
+  const cpu = process.cpuUsage();
+  await run();
+  const used = process.cpuUsage(cpu);
+  return { wall: (performance.now() - start) / FRAMES, cpu: (used.user + used.system) / 1000 / FRAMES };
+}
+
+async function timeGlyphs(cache) {
   for (let f = 0; f < FRAMES; f += 1) {
     const frame = glyphFrames[f % glyphFrames.length];
     const pending = frame.map((data, i) => cache.inflate(data, COLS * CW, (stripes[i][1] - stripes[i][0]) * CH));
     for (let i = 0; i < frame.length; i += 1) cache.draw(await pending[i], COLS * CW, (stripes[i][1] - stripes[i][0]) * CH);
   }
-  return (performance.now() - start) / FRAMES;
 }
 
 async function timePalette() {
-  const start = performance.now();
   for (let f = 0; f < FRAMES; f += 1) {
     const frame = paletteFrames[f % paletteFrames.length];
     const pending = frame.map((data, i) => decodePalette(data, COLS * CW, (stripes[i][1] - stripes[i][0]) * CH));
     for (const p of pending) await p;
   }
-  return (performance.now() - start) / FRAMES;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const cache = new GlyphCache();
 await timeGlyphs(cache); // the first frame defines the glyphs; warm both paths
 await timePalette();
-const glyphMs = [];
-const paletteMs = [];
+const glyphRuns = [];
+const paletteRuns = [];
 for (let r = 0; r < ROUNDS; r += 1) {
-  paletteMs.push(await timePalette());
-  glyphMs.push(await timeGlyphs(cache));
+  paletteRuns.push(await timed(timePalette));
+  glyphRuns.push(await timed(() => timeGlyphs(cache)));
 }
-const g = median(glyphMs);
-const p = median(paletteMs);
+const line = (what) => {
+  const g = glyphRuns.map((run) => run[what]);
+  const p = paletteRuns.map((run) => run[what]);
+  const all = (xs) => xs.map((x) => x.toFixed(2)).join(' ');
+  return `GLYPHS ${median(g).toFixed(2)} [${all(g)}], PALETTE ${median(p).toFixed(2)} [${all(p)}], GLYPHS/PALETTE ${(median(g) / median(p)).toFixed(2)}`;
+};
 console.log(`node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}, ${FRAMES} frames x ${ROUNDS} rounds`);
 console.log(`screen ${COLS}x${ROWS} cells of ${CW}x${CH} (${COLS * CW}x${ROWS * CH} px) in ${stripes.length} regions, new text each frame`);
 console.log(`bytes per screen: GLYPHS ${sizeOf(glyphFrames[1])} (first, defining ${GLYPHS} glyphs: ${sizeOf(glyphFrames[0])}), PALETTE ${sizeOf(paletteFrames[1])}`);
-console.log(`ms per screen (median): GLYPHS ${g.toFixed(2)} [${glyphMs.map((x) => x.toFixed(2)).join(' ')}], PALETTE ${p.toFixed(2)} [${paletteMs.map((x) => x.toFixed(2)).join(' ')}], GLYPHS/PALETTE ${(g / p).toFixed(2)}`);
+console.log(`CPU ms per screen (median): ${line('cpu')}`);
+console.log(`wall ms per screen (median): ${line('wall')}`);
