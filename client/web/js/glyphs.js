@@ -102,7 +102,7 @@ async function inflateStream(stream, cells, bitsBytes) {
   }
   out = out.subarray(0, filled);
   const n = stream.length;
-  const trailer = n >= 4 ? ((stream[n - 4] << 24) | (stream[n - 3] << 16) | (stream[n - 2] << 8) | stream[n - 1]) >>> 0 : -1;
+  const trailer = n >= 4 ? new DataView(stream.buffer, stream.byteOffset + n - 4, 4).getUint32(0) : -1;
   if (trailer !== adler32(out)) throw new GlyphError('GLYPHS data has bytes after its zlib stream');
   return out;
 }
@@ -132,7 +132,9 @@ export class GlyphCache {
     if (cellW < 1 || cellW > GLYPH_MAX_SIDE || cellH < 1 || cellH > GLYPH_MAX_SIDE) {
       throw new GlyphError(`GLYPHS cell ${cellW}x${cellH} is outside 1..${GLYPH_MAX_SIDE}`);
     }
-    if (!(w >= 1 && h >= 1 && w * h * 3 <= MAX_REGION_RAW_BYTES)) throw new GlyphError(`GLYPHS region ${w}x${h} is out of bounds`);
+    if (!(w >= 1 && h >= 1 && w * h * 3 <= MAX_REGION_RAW_BYTES)) {
+      throw new GlyphError(`GLYPHS region ${w}x${h} is out of bounds`);
+    }
     if (w % cellW || h % cellH) throw new GlyphError(`GLYPHS cell ${cellW}x${cellH} does not divide ${w}x${h}`);
     const colours = [rgbaWord(data, 2), rgbaWord(data, 5)];
     const cells = (w / cellW) * (h / cellH);
@@ -148,14 +150,15 @@ export class GlyphCache {
     const columns = w / cellW;
     const cells = columns * (h / cellH);
     const bitsBytes = glyphBitsBytes(cellW, cellH);
-    const defined = readDefinitions(body, cellW, cellH, bitsBytes);
-    const usedAt = 2 + defined.length * (2 + bitsBytes);
+    const { newCount, defined } = readDefinitions(body, cellW, cellH, bitsBytes);
+    const usedAt = 2 + newCount * (2 + bitsBytes);
     const usedCount = u16(body, usedAt);
+    if (usedCount < 1 || usedCount > GLYPH_MAX_USED) throw new GlyphError(`GLYPHS uses ${usedCount} slots`);
     const indexAt = usedAt + 2 + 2 * usedCount;
     if (body.length !== indexAt + cells) {
       throw new GlyphError(`GLYPHS stream is ${body.length} bytes, its counts say ${indexAt + cells}`);
     }
-    const pending = new Map(defined.map((glyph) => [glyph.slot, glyph])); // the last definition of a slot wins
+    const pending = new Map(defined.map((glyph) => [glyph.slot, glyph]));
     const used = [];
     for (let i = 0; i < usedCount; i += 1) {
       const slot = u16(body, usedAt + 2 + 2 * i);
@@ -176,24 +179,33 @@ export class GlyphCache {
   }
 }
 
-/** The definitions at the start of an inflated stream: [{slot, w, h, pixels}], checked. */
+/**
+ * The definitions at the start of an inflated stream, checked: [{slot, w, h,
+ * pixels}], the last one of each slot only (what the cache will hold), so
+ * at most GLYPH_SLOTS glyphs are unpacked whatever new_count says.
+ */
 function readDefinitions(body, cellW, cellH, bitsBytes) {
   if (body.length < 2) throw new GlyphError('GLYPHS stream is shorter than its counts');
   const newCount = u16(body, 0);
-  if (body.length < 2 + newCount * (2 + bitsBytes) + 2) throw new GlyphError('GLYPHS stream is shorter than its definitions');
+  if (body.length < 2 + newCount * (2 + bitsBytes) + 2) {
+    throw new GlyphError('GLYPHS stream is shorter than its definitions');
+  }
   const size = cellW * cellH;
   const padMask = (1 << (bitsBytes * 8 - size)) - 1;
-  const defined = [];
+  const last = new Map(); // slot -> offset of its bits
   for (let i = 0, at = 2; i < newCount; i += 1, at += 2 + bitsBytes) {
     const slot = u16(body, at);
     if (slot >= GLYPH_SLOTS) throw new GlyphError(`GLYPHS defines slot ${slot}, past ${GLYPH_SLOTS}`);
-    const bits = body.subarray(at + 2, at + 2 + bitsBytes);
-    if (bits[bitsBytes - 1] & padMask) throw new GlyphError(`GLYPHS glyph for slot ${slot} has pad bits set`);
+    if (body[at + 1 + bitsBytes] & padMask) throw new GlyphError(`GLYPHS glyph for slot ${slot} has pad bits set`);
+    last.set(slot, at + 2);
+  }
+  const defined = [];
+  for (const [slot, at] of last) {
     const pixels = new Uint8Array(size);
-    for (let n = 0; n < size; n += 1) pixels[n] = (bits[n >> 3] >> (7 - (n & 7))) & 1;
+    for (let n = 0; n < size; n += 1) pixels[n] = (body[at + (n >> 3)] >> (7 - (n & 7))) & 1;
     defined.push({ slot, w: cellW, h: cellH, pixels });
   }
-  return defined;
+  return { newCount, defined };
 }
 
 /** Paint every cell's glyph (1: colour 1, 0: colour 0) into a new RGBA buffer. */

@@ -151,6 +151,18 @@ test('a region of MAX_REGION_RAW_BYTES is accepted', async () => {
   await assert.rejects(decode(new GlyphCache(), data, side, side + 1), /out of bounds/);
 });
 
+test('a slot defined twice in one region holds its last definition', async () => {
+  const cache = new GlyphCache();
+  const data = region({ defs: [[3, bitsOf(BAR)], [3, bitsOf(DOT)]], used: [3], indices: [0, 0] });
+  assert.deepEqual(picture(await decode(cache, data, 6, 2), 6), ['.#..#.', '......']);
+  // As many definitions as cells (10000, every slot twice and more): the last of each slot counts.
+  const defs = Array.from({ length: 10000 }, (_, i) => [i % GLYPH_SLOTS, [i >= 10000 - GLYPH_SLOTS ? 0x80 : 0]]);
+  const many = region({ cell: [1, 1], defs, used: [0, GLYPH_SLOTS - 1], indices: new Array(10000).fill(1) });
+  const rgba = await decode(cache, many, 100, 100);
+  assert.deepEqual([...rgba.subarray(0, 4)], [...INK, 255]);
+  assert.ok(cache.slots.every((glyph) => glyph.pixels[0] === 1), 'a slot kept an earlier definition');
+});
+
 test('the glyph limits: slot GLYPH_SLOTS - 1 and GLYPH_MAX_USED slots are accepted', async () => {
   const cache = new GlyphCache();
   const defs = Array.from({ length: GLYPH_MAX_USED }, (_, i) => [GLYPH_SLOTS - 1 - i, [i % 2 ? 0x80 : 0]]);
