@@ -167,7 +167,8 @@ export class Screen {
         ctx.putImageData(image, x, y);
       }, done);
     } else if (encoding === Encoding.GLYPHS) {
-      // Inflate at once; read and fill the glyph cache, and draw, in turn.
+      // Inflate at once; read and fill the glyph cache, and draw, in turn. The cache is
+      // filled even when the pixels are dropped (no target): later regions use it (§7c).
       const inflated = this.glyphs.inflate(data.slice(), w, h);
       inflated.catch(() => {}); // reported through the chain, in order
       this.then(async () => {

@@ -59,3 +59,14 @@ test('a bad GLYPHS region fails the screen with its reason', async () => {
   assert.equal(errors.length, 1);
   assert.match(errors[0], /GLYPHS uses slot 3, which holds no glyph/);
 });
+
+test('a GLYPHS region whose pixels are dropped (unknown window) still stores its glyphs', async () => {
+  const { screen, desktop, errors } = screenWith(null);
+  await run(screen, 'DESKTOP_SIZE', { width: 8, height: 4 });
+  await run(screen, 'WINDOW_TARGET', { window: 9, width: 2, height: 1 }); // no buffer: dropped
+  await run(screen, 'REGION', { x: 0, y: 0, w: 1, h: 1, encoding: Encoding.GLYPHS, data: glyphs([0, 1, 0, 4, 0x80, 0, 1, 0, 4, 0]) });
+  await run(screen, 'WINDOW_TARGET', { window: 0, width: 8, height: 4 });
+  await run(screen, 'REGION', { x: 0, y: 0, w: 1, h: 1, encoding: Encoding.GLYPHS, data: glyphs([0, 0, 0, 1, 0, 4, 0]) });
+  assert.deepEqual(errors, []);
+  assert.equal(desktop.pixels[0], 9);
+});
