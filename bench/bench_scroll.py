@@ -11,8 +11,12 @@
 # lives on). That is the upper bound of lines/s and the CPU of the session
 # alone; the ratios (with client / without) say what serving a client costs.
 # Each window follows a warm-up round. Nothing here gates anything.
+# With --glyphs-off, every pair is measured twice, on two sessiond
+# instances started in turn: `[display] glyphs = true` (GLYPHS regions,
+# docs/protocol.md 7c) and `= false`; the table has a column per client and
+# setting, and the last lines give the on/off ratios of the medians.
 # Run as root after `make install` (it creates a user):
-#   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_scroll.py
+#   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_scroll.py [--glyphs-off]
 """Scroll through xterm: frames/s, kB/s, lines/s, CPU-s, with vs without a client."""
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -204,21 +209,38 @@ def report(clients: list[tuple[str, list[ScrollRun]]], without: list[ScrollRun])
     return "\n".join(lines)
 
 
-def has_screen(client: SessionClient) -> bool:
-    """Attached again: any frame will do (the xterm is already scrolling text)."""
-    return client.framebuffer is not None
-
-
 def shows_xterm(client: SessionClient) -> bool:
     """The xterm just launched is on the client's screen."""
     return xterm_visible(client.framebuffer)
 
 
+def on_off(clients: list[tuple[str, list[ScrollRun]]]) -> str:
+    """Lines "<client>: glyphs on/off ..." from the medians of each client's
+    windows with glyphs on and off (names "<client> glyphs" / "<client> no glyphs")."""
+    runs = dict(clients)
+    out = []
+    for name in ("library", "viewer"):
+        on, off = runs.get(f"{name} glyphs"), runs.get(f"{name} no glyphs")
+        if not on or not off:
+            continue
+
+        def median(windows: list[ScrollRun], value: Callable[[ScrollRun], float]) -> float:
+            return statistics.median(value(run) for run in windows)
+
+        parts = []
+        for label, value in (("kB/s", lambda r: r.kb_down_per_s), ("frames/s", lambda r: r.fps),
+                             ("lines/s", lambda r: r.lines_per_s), ("CPU-s all", lambda r: sum(r.cpu.values()))):
+            a, b = median(on, value), median(off, value)
+            parts.append(f"{label} {a:.1f} vs {b:.1f} ({a / b:.2f}x)" if b else f"{label} {a:.1f} vs 0")
+        out.append(f"{name}, glyphs on vs off (medians of {len(on)}/{len(off)} windows): " + "; ".join(parts))
+    return "\n".join(out)
+
+
 async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: float, pairs: int,
-              with_viewer: bool) -> None:  # fmt: skip
-    """Start sessiond, launch the scroll xterm; PAIRS times: a window with the
-    library attached, one without a client, and (WITH_VIEWER) one with the
-    native viewer attached, then one more without."""
+              with_viewer: bool, glyphs_off: bool) -> None:  # fmt: skip
+    """PAIRS times (per [display] glyphs setting with GLYPHS_OFF, each on its
+    own sessiond): a window with the library attached, one without a client,
+    and (WITH_VIEWER) one with the native viewer attached, then one more without."""
     load = os.getloadavg()[0]
     python = os.path.join(spine_server.VENV_BIN, "python")
     go, result = (os.path.join(SHARED_APP_DIR, name) for name in (GO_FIFO, RESULT_FIFO))
@@ -227,52 +249,72 @@ async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: f
         "Bench scroll", " ".join(("xterm", *XTERM_ARGS, "-e", python, feeder, "--go", go, "--result", result)))})
     user = users.create(f"{USER_PREFIX}scroll")
     fifos = ScrollFifos(reactor, user.name)
-    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), apps])
-    proxy = CountingProxy(reactor, server.host, server.port)
-    port = proxy.listen()
-    known = KnownHosts(os.path.join(tmp, "known_hosts"))
     desktop = ClientDesktop(*CLIENT_SCREEN) if with_viewer else None
-    library: list[ScrollRun] = []
-    viewed: list[ScrollRun] = []
+    settings = (True, False) if glyphs_off else (None,)
+    clients: dict[str, list[ScrollRun]] = {}
     without: list[ScrollRun] = []
-
-    def step(pair: int, what: str) -> None:
-        print(f"pair {pair + 1}/{pairs}: scroll {seconds:.0f} s {what} ...", file=sys.stderr, flush=True)
-
     try:
         for pair in range(pairs):
-            # The first attach launches the xterm; later ones find it running.
-            app, ready = (None, has_screen) if pair else (SCROLL_APP_ID, shows_xterm)
-            client = await open_session(reactor, "127.0.0.1", port, known, user, app, ready)
-            watched = [os.getpid(), server.pid, *user_pids(user.name)]
-            step(pair, "with the client library")
-            library.append(await measure(fifos, seconds, proxy, watched, client=client))
-            client.disconnect()
-            step(pair, "without a client")
-            without.append(await measure(fifos, seconds, proxy, watched))
-            if desktop is None:
-                continue
-            viewer = await ViewerClient.start(reactor, desktop, port, user, tmp)
-            try:
-                step(pair, "with the native viewer")
-                # The bench process only relays bytes here: it is not the client.
-                viewed.append(await measure(fifos, seconds, proxy, watched[1:], viewer=viewer))
-            finally:
-                await viewer.stop(reactor)
-            step(pair, "without a client")
-            without.append(await measure(fifos, seconds, proxy, watched))
+            for glyphs in settings:
+                suffix = "" if glyphs is None else " glyphs" if glyphs else " no glyphs"
+                extra = None if glyphs is None else {"display": {"glyphs": "true" if glyphs else "false"}}
+                where = os.path.join(tmp, f"server-{pair}{suffix.replace(' ', '-')}")
+                os.makedirs(where)
+                server = await spine_server.start_sessiond(reactor, where, *SCREEN,
+                                                           [os.path.join(REPO, "conf", "apps"), apps], extra=extra)
+                try:
+                    await _pair(reactor, server, user, fifos, seconds, desktop, f"pair {pair + 1}/{pairs}{suffix}",
+                                suffix, clients, without)  # fmt: skip
+                except Exception:
+                    print("--- sessiond log (tail) ---\n" + server.log()[-4000:], file=sys.stderr)
+                    raise
+                finally:
+                    await within(reactor, server.stop(reactor), "sessiond to stop", 30)
         print(header(load, title="sessiond scroll benchmark")
               + f"; scroll windows of {seconds:.1f} s, each after {WARMUP_SECONDS:.1f} s warm-up")
-        print(report([("library", library), ("viewer", viewed)], without))
-    except Exception:
-        print("--- sessiond log (tail) ---\n" + server.log()[-4000:], file=sys.stderr)
-        raise
+        print(report(list(clients.items()), without))
+        if glyphs_off:
+            print(on_off(list(clients.items())))
     finally:
         fifos.close()
         if desktop is not None:
             desktop.stop()
+
+
+async def _pair(reactor: Any, server: spine_server.BenchServer, user: Any, fifos: ScrollFifos, seconds: float,
+                desktop: ClientDesktop | None, what: str, suffix: str, clients: dict[str, list[ScrollRun]],
+                without: list[ScrollRun]) -> None:  # fmt: skip
+    """On a fresh sessiond: launch the scroll xterm, then the windows of one pair."""
+    proxy = CountingProxy(reactor, server.host, server.port)
+    port = proxy.listen()
+    known = KnownHosts(os.path.join(server.tmp, "known_hosts"))
+
+    def step(how: str) -> None:
+        print(f"{what}: scroll {seconds:.0f} s {how} ...", file=sys.stderr, flush=True)
+
+    try:
+        client = await open_session(reactor, "127.0.0.1", port, known, user, SCROLL_APP_ID, shows_xterm)
+        watched = [os.getpid(), server.pid, *user_pids(user.name)]
+        step("with the client library")
+        clients.setdefault(f"library{suffix}", []).append(await measure(fifos, seconds, proxy, watched,
+                                                                         client=client))  # fmt: skip
+        client.disconnect()
+        step("without a client")
+        without.append(await measure(fifos, seconds, proxy, watched))
+        if desktop is None:
+            return
+        viewer = await ViewerClient.start(reactor, desktop, port, user, server.tmp)
+        try:
+            step("with the native viewer")
+            # The bench process only relays bytes here: it is not the client.
+            clients.setdefault(f"viewer{suffix}", []).append(await measure(fifos, seconds, proxy, watched[1:],
+                                                                            viewer=viewer))  # fmt: skip
+        finally:
+            await viewer.stop(reactor)
+        step("without a client")
+        without.append(await measure(fifos, seconds, proxy, watched))
+    finally:
         await proxy.close()
-        await within(reactor, server.stop(reactor), "sessiond to stop", 30)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured window (s)")
     parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="with/without windows, alternated")
     parser.add_argument("--no-viewer", action="store_true", help="measure the client library only")
+    parser.add_argument("--glyphs-off", action="store_true",
+                        help="also measure every pair with [display] glyphs = false (its own sessiond)")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 60 or not 1 <= args.pairs <= 10:
         parser.error("--seconds must be in (0, 60] and --pairs in [1, 10]")
@@ -288,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     code = spine_server.run_bench("bench_scroll", "svscroll-", lambda reactor, tmp, users: run(
-        reactor, tmp, users, args.seconds, args.pairs, not args.no_viewer), (SHARED_APP_DIR,))
+        reactor, tmp, users, args.seconds, args.pairs, not args.no_viewer, args.glyphs_off), (SHARED_APP_DIR,))
     print(f"bench_scroll: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return code
 

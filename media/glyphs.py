@@ -18,8 +18,9 @@
 # each contiguous.  Decoding a region is then one b"".join of cached cell
 # bytes, frombytes and one transpose per band of cells.
 #
-# Bounds for a decoder, all checked before allocating: the header, the cell
-# size (1..GLYPH_MAX_SIDE, dividing w and h), new_count <= the cell count,
+# Bounds for a decoder, all checked before allocating: the header, the
+# region (w*h*3 <= MAX_REGION_RAW_BYTES), the cell size (1..GLYPH_MAX_SIDE,
+# dividing w and h), new_count <= the cell count,
 # used_count 1..GLYPH_MAX_USED, each slot < GLYPH_SLOTS; the stream is
 # inflated in stages, each no longer than its counts allow, and must end
 # exactly after the last index.  The cache is touched only once the whole
@@ -35,6 +36,7 @@ from typing import Final
 
 from PIL import Image
 
+from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.media import GLYPH_HEADER_BYTES, GLYPH_MAX_SIDE, GLYPH_MAX_USED, GLYPH_SLOTS
 
 _HEAD: Final = struct.Struct(">BB6s")
@@ -161,6 +163,8 @@ def decode_cells(data: bytes, w: int, h: int, cache: GlyphCache) -> tuple[int, i
     cell_w, cell_h, colours = _HEAD.unpack_from(data)
     if not (1 <= cell_w <= GLYPH_MAX_SIDE and 1 <= cell_h <= GLYPH_MAX_SIDE):
         raise GlyphError(f"GLYPHS cell {cell_w}x{cell_h} is outside 1..{GLYPH_MAX_SIDE}")
+    if w * h * 3 > MAX_REGION_RAW_BYTES:
+        raise GlyphError(f"GLYPHS region {w}x{h} is over MAX_REGION_RAW_BYTES")
     if w < 1 or h < 1 or w % cell_w or h % cell_h:
         raise GlyphError(f"GLYPHS cell {cell_w}x{cell_h} does not divide the region {w}x{h}")
     cells = (w // cell_w) * (h // cell_h)

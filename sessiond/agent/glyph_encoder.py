@@ -40,8 +40,11 @@ from sessiond.agent.glyph_grid import Grid, Rect, cut, detect, margins
 # grid, than this many 6x13 cells) is left to PALETTE (and TILE).
 GLYPH_MIN_CELLS: Final = 24
 DETECT_MIN_PIXELS: Final = GLYPH_MIN_CELLS * 6 * 13
-# A surface where no grid was found is looked at again after this long.
-DETECT_RETRY_SECONDS: Final = 2.0
+# A surface where no grid was found is looked at again after this long, or
+# at once in a rectangle DETECT_RETRY_GROWTH times larger (a screen of text
+# after a prompt line); a detection costs ~10 ms on a 1084x654 xterm.
+DETECT_RETRY_SECONDS: Final = 0.5
+DETECT_RETRY_GROWTH: Final = 2
 # A grid whose stripes lost to PALETTE this many times in a row is dropped.
 MAX_MISSES: Final = 8
 # Grids remembered (the desktop, windows), least recently used dropped.
@@ -60,7 +63,10 @@ class GlyphEncoder:
         self.mirror = SlotMirror()
         self._clock = clock
         self._grids: OrderedDict[Hashable, Grid] = OrderedDict()
-        self._tried: dict[Hashable, float] = {}  # surface -> when detection last failed
+        # surface -> the text's background colour (R, G, B): colour 0 of its
+        # regions, so a glyph's bits do not flip with the stripe's majority.
+        self._background: dict[Hashable, bytes] = {}
+        self._tried: dict[Hashable, tuple[float, int]] = {}  # surface -> when detection last failed, on what area
         self._misses: dict[Hashable, int] = {}
         self.sent = 0  # GLYPHS regions made (tests, bench)
 
@@ -95,11 +101,15 @@ class GlyphEncoder:
         if inner is None:
             return None
         ix, iy, iw, ih = inner
-        cells_image = image.crop((ix - x, iy - y, ix - x + iw, iy - y + ih))
-        index = _index_image(cells_image, order)
+        box = (ix - x, iy - y, ix - x + iw, iy - y + ih)
+        background = self._background.get(surface)
+        # Usually the whole rectangle has the two colours: index it in place, crop the 1-byte result.
+        index = _index_image(image, order, background) or _index_image(image.crop(box), order, background)
         if index is None:
             return None
         bits, colours = index
+        if bits.size != (iw, ih):
+            bits = bits.crop(box)
         self._grids.move_to_end(surface)
         regions = self._stripes(bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
@@ -108,12 +118,23 @@ class GlyphEncoder:
         if rect[2] * rect[3] < DETECT_MIN_PIXELS:
             return None
         tried = self._tried.get(surface)
-        if tried is not None and self._clock() - tried < DETECT_RETRY_SECONDS:
+        area = rect[2] * rect[3]
+        recent = tried is not None and self._clock() - tried[0] < DETECT_RETRY_SECONDS
+        if recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1]:
             return None
+        grid = None
         index = _index_image(image, order)
-        grid = detect(index[0], (rect[0], rect[1])) if index is not None else None
+        # Where the minority colour is (a terminal on a root of the other
+        # colour), oriented again by the majority there: the text's background.
+        box = index[0].getbbox() if index is not None else None
+        if box is not None:
+            text = image.crop(box)
+            index = _index_image(text, order)
+            if index is not None:
+                grid = detect(index[0], (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
+                self._background[surface] = index[1][:3]
         if grid is None:
-            self._tried[surface] = self._clock()
+            self._tried[surface] = (self._clock(), area)
             if len(self._tried) > MAX_GRIDS:
                 self._tried.pop(next(iter(self._tried)))
             return None
@@ -123,6 +144,7 @@ class GlyphEncoder:
         while len(self._grids) > MAX_GRIDS:
             dropped, _grid = self._grids.popitem(last=False)
             self._misses.pop(dropped, None)
+            self._background.pop(dropped, None)
         return grid
 
     def _stripes(self, bits: Image.Image, colours: bytes, grid: Grid, inner: Rect, surface: Hashable,
@@ -138,7 +160,15 @@ class GlyphEncoder:
         start = 0
         rows = len(cells) // columns
         while start < rows:
-            end, distinct = start, dict.fromkeys(cells[start * columns : (start + 1) * columns])
+            end = min(rows, start + max_rows)
+            distinct = dict.fromkeys(cells[start * columns : end * columns])
+            if len(distinct) <= GLYPH_MAX_USED:  # the usual case: all rows that fit one region
+                stripe = (ix, iy + start * ch, iw, (end - start) * ch)
+                regions.append(self._region(cells[start * columns : end * columns], list(distinct), colours, grid,
+                                            stripe, surface, other))  # fmt: skip
+                start = end
+                continue
+            distinct = dict.fromkeys(cells[start * columns : (start + 1) * columns])
             if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
                 regions.append(other((ix, iy + start * ch, iw, ch)))
                 start += 1
@@ -180,12 +210,14 @@ class GlyphEncoder:
         if self._misses[surface] >= MAX_MISSES:
             self._grids.pop(surface, None)
             self._misses.pop(surface, None)
-            self._tried[surface] = self._clock()
+            self._tried[surface] = (self._clock(), 1 << 62)  # no retry before DETECT_RETRY_SECONDS
 
 
-def _index_image(image: Image.Image, order: tuple[int, int, int]) -> tuple[Image.Image, bytes] | None:
+def _index_image(image: Image.Image, order: tuple[int, int, int],
+                 background: bytes | None = None) -> tuple[Image.Image, bytes] | None:  # fmt: skip
     """(0/1 'L' image, colour 0 + colour 1 as R, G, B) of an image of
-    exactly two colours, colour 0 the commoner (the background); else None."""
+    exactly two colours, colour 0 `background` if it is one of them, else
+    the commoner; None if not two colours."""
     colours = image.getcolors(2)
     if colours is None or len(colours) != 2:
         return None
@@ -193,6 +225,8 @@ def _index_image(image: Image.Image, order: tuple[int, int, int]) -> tuple[Image
     if not isinstance(first, tuple) or not isinstance(second, tuple):
         return None  # a one-band image: not a capture
     back, ink = first, second
+    if background is not None and bytes(ink[band] for band in order) == background:
+        back, ink = second, first
     band = next((band for band in range(3) if back[order[band]] != ink[order[band]]), None)
     if band is None:  # the same R, G, B (the capture's padding byte differs)
         return None

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Final
 
@@ -30,13 +31,15 @@ Rect = tuple[int, int, int, int]
 
 # Smallest cell side looked for (a 4-pixel font is not text anyone reads).
 GRID_MIN_SIDE: Final = 4
-# The area must span this many cells of a candidate period each way.
-GRID_MIN_CELLS: Final = 3
+# A candidate period needs ink in this many of its spans each way (a line
+# or two of text says little about the row period: any long one fits).
+GRID_MIN_CELLS: Final = 4
 # A period counts as text if its emptiest phase has at most this share of
-# the mean ink per phase; periods within GRID_TIE of the best, the
-# shortest wins (multiples of the true period score the same).
+# the mean ink per phase; of the periods within GRID_TIE of the best, the
+# shortest wins (multiples of the true period score as well or, on sparse
+# text, by chance a little better).
 GRID_MAX_SCORE: Final = 0.35
-GRID_TIE: Final = 0.03
+GRID_TIE: Final = 0.1
 # Phases tried per axis (the emptiest ones) when choosing by distinct cells.
 GRID_PHASES_TRIED: Final = 3
 # Bands of cells sampled when comparing phases (bounds the detection's cost).
@@ -90,10 +93,12 @@ def cut(index: Image.Image, cell_w: int, cell_h: int) -> list[bytes]:
     row-major, each as its column-major bytes."""
     width, height = index.size
     size = cell_w * cell_h
+    # Transposed once: each band of cell_h rows is then a column strip.
+    transposed = index.transpose(Image.Transpose.TRANSPOSE)
+    pieces = [slice(at, at + size) for at in range(0, width * cell_h, size)]
     cells: list[bytes] = []
     for top in range(0, height, cell_h):
-        band = index.crop((0, top, width, top + cell_h)).transpose(Image.Transpose.TRANSPOSE).tobytes()
-        cells += [band[at : at + size] for at in range(0, len(band), size)]
+        cells += map(transposed.crop((top, 0, top + cell_h, width)).tobytes().__getitem__, pieces)
     return cells
 
 
@@ -102,7 +107,7 @@ def _profile(index: Image.Image, vertical: bool) -> list[float]:
     width, height = index.size
     floats = index.convert("F")
     size = (1, height) if vertical else (width, 1)
-    return list(floats.resize(size, Image.Resampling.BOX).getdata())
+    return list(array("f", floats.resize(size, Image.Resampling.BOX).tobytes()))
 
 
 def _periods(profile: list[float]) -> tuple[int, list[int]] | None:
@@ -113,6 +118,8 @@ def _periods(profile: list[float]) -> tuple[int, list[int]] | None:
     scored: list[tuple[float, int, list[float]]] = []
     for period in range(GRID_MIN_SIDE, min(GLYPH_MAX_SIDE, len(profile) // GRID_MIN_CELLS) + 1):
         usable = len(profile) // period * period
+        if sum(1 for start in range(0, usable, period) if any(profile[start : start + period])) < GRID_MIN_CELLS:
+            continue
         folded = [sum(profile[phase:usable:period]) for phase in range(period)]
         mean = sum(folded) / period
         if mean > 0:
@@ -122,20 +129,27 @@ def _periods(profile: list[float]) -> tuple[int, list[int]] | None:
     best = min(score for score, _p, _f in scored)
     if best > GRID_MAX_SCORE:
         return None
-    _score, period, folded = min((item for item in scored if item[0] <= best + GRID_TIE), key=lambda item: item[1])
+    _score, period, folded = min((item for item in scored if item[0] <= min(best + GRID_TIE, GRID_MAX_SCORE)),
+                                 key=lambda item: item[1])  # fmt: skip
     # A cell starts just after an empty column/row: the gap ends each cell.
     order = sorted(range(period), key=lambda phase: folded[phase])
     return period, [(phase + 1) % period for phase in order[:GRID_PHASES_TRIED]]
 
 
-def detect(index: Image.Image, origin: tuple[int, int]) -> Grid | None:
+def detect(index: Image.Image, origin: tuple[int, int], prefer: tuple[int, int] | None = None) -> Grid | None:
     """The grid of the text in a 0/1 'L' image (1: the minority colour)
-    lying at `origin` of its surface; None if it does not look like text."""
+    lying at `origin` of its surface; None if it does not look like text.
+    `prefer`: a corner (surface coordinates) the grid should go through if
+    that makes no more distinct cells (a blank row above the text may start
+    or end a cell alike; the damaged rectangle's corner is the text area's)."""
     columns = _periods(_profile(index, vertical=False))
     rows = _periods(_profile(index, vertical=True))
     if columns is None or rows is None:
         return None
     (cell_w, phases_x), (cell_h, phases_y) = columns, rows
+    if prefer is not None:  # tried first: it wins ties
+        phases_x = [(prefer[0] - origin[0]) % cell_w] + phases_x
+        phases_y = [(prefer[1] - origin[1]) % cell_h] + phases_y
     width, height = index.size
     best: tuple[float, int, int] | None = None
     for phase_y in phases_y:

@@ -76,12 +76,12 @@ async def frame_where(reactor: Any, client: SessionClient, predicate: Callable[[
     return float(await within(reactor, wait(), what, seconds))
 
 
-async def wait_quiet(reactor: Any, client: SessionClient) -> None:
-    """Return once no frame has arrived for QUIET_SECONDS."""
+async def wait_quiet(reactor: Any, client: SessionClient, quiet: float = QUIET_SECONDS) -> None:
+    """Return once no frame has arrived for `quiet` seconds."""
     deadline = time.monotonic() + STEP_SECONDS
     while time.monotonic() < deadline:
         d = client.next_frame()
-        d.addTimeout(QUIET_SECONDS, reactor)
+        d.addTimeout(quiet, reactor)
         try:
             await d
         except defer.TimeoutError:

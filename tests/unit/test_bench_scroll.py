@@ -87,3 +87,18 @@ def test_report_averages_the_windows_and_gives_ratios_against_no_client() -> Non
     assert "viewer" not in bench_scroll.report([("library", ours), ("viewer", [])], base).splitlines()[0]
     with pytest.raises(ValueError):
         bench_scroll.mean_run([])
+
+
+def test_on_off_gives_the_ratios_of_the_medians_with_glyphs_on_and_off() -> None:
+    import bench_scroll
+    from byte_proxy import ByteCount
+
+    def window(lines: int, frames: int, down: int, cpu: float) -> Any:
+        return bench_scroll.ScrollRun(lines, 5.0, frames, ByteCount(100, down), {"agent": cpu})
+
+    on = [window(100000, 300, 1_000_000, 2.0), window(100000, 300, 2_000_000, 9.0), window(1, 300, 3_000_000, 2.0)]
+    off = [window(100000, 250, 8_000_000, 4.0)]
+    text = bench_scroll.on_off([("library glyphs", on), ("library no glyphs", off), ("viewer glyphs", on)])
+    assert text.splitlines() == [  # the viewer has no "off" windows: no line
+        "library, glyphs on vs off (medians of 3/1 windows): kB/s 400.0 vs 1600.0 (0.25x); "
+        "frames/s 60.0 vs 50.0 (1.20x); lines/s 20000.0 vs 20000.0 (1.00x); CPU-s all 2.0 vs 4.0 (0.50x)"]

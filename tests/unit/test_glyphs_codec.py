@@ -140,11 +140,24 @@ def test_inflates_no_more_than_the_counts_allow(monkeypatch: pytest.MonkeyPatch)
     assert sum(asked) <= 2 + 2 + 2 + 1 + 1
 
 
-def test_full_screen_decodes() -> None:
-    cells = [_cell(v * 7919, 6, 13) for v in range(90)] * 100  # 180 x 50 cells
+def test_half_a_screen_decodes() -> None:
+    cells = [_cell(v * 7919, 6, 13) for v in range(90)] * 48  # 180 x 24 cells: a stripe under MAX_REGION_RAW_BYTES
     data, w, h, pixels = _region(6, 13, cells, 180)
-    assert (w, h) == (1080, 650)
+    assert (w, h) == (1080, 312)
     data = data[:2] + bytes((0, 0, 0, 255, 255, 255)) + data[8:]
     image = glyphs.decode(data, w, h, glyphs.GlyphCache())
     assert image.convert("L").tobytes() == bytes(255 * p for p in pixels)
-    assert len(data) < 2000 + 90 * 12
+    assert len(data) < 1500 + 90 * 12
+
+
+def test_a_region_past_max_region_raw_bytes_is_refused_before_inflating() -> None:
+    from protocol.limits import MAX_REGION_RAW_BYTES
+
+    side = 1024  # 1024 x 342 x 3 > 1 MiB; 1024 x 341 x 3 fits
+    assert side * 342 * 3 > MAX_REGION_RAW_BYTES >= side * 341 * 3
+    cells = bytes(side * 342)
+    data = glyphs.encode(1, 1, bytes(6), [(0, b"\x00")], [0], cells)
+    with pytest.raises(glyphs.GlyphError, match="MAX_REGION_RAW_BYTES"):
+        glyphs.decode(data, side, 342, glyphs.GlyphCache())
+    fits = glyphs.encode(1, 1, bytes(6), [(0, b"\x00")], [0], bytes(side * 341))
+    assert glyphs.decode(fits, side, 341, glyphs.GlyphCache()).size == (side, 341)

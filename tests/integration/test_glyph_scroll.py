@@ -1,0 +1,65 @@
+# GLYPHS end to end (issue 15), with real components (sessiond, TLS, PAM,
+# the sandboxed agent, Xvfb, xterm, the client library): xterm scrolls a
+# few thousand distinct log lines, in desktop mode and in seamless mode.
+# The client that announces GLYPHS (VIDEO_CAPS bit 2) receives GLYPHS
+# regions and far fewer bytes than one that does not, for the same
+# workload on the same session; both end with a screen byte-identical to
+# a capture taken inside the session.  A second GLYPHS connection to the
+# same session shows that the server starts each display channel with an
+# empty glyph cache (else the client would refuse a region naming a slot
+# it never got, and the run would end in an error).
+"""GLYPHS regions in a real session: fewer bytes, the client pixel-exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from svtest import VENV_BIN, Server
+from test_end_to_end import assert_png_is_the_session
+import test_typed_tiles
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "glyph_client.py")
+# Bytes with GLYPHS against without, for the same scroll: measured ~0.1-0.2;
+# bytes depend on how many frames the scroll took, hence the wide margin.
+MAX_BYTES_RATIO = 0.6
+# sessiond in desktop mode and in seamless mode, as the TILE test has it.
+mode_server = test_typed_tiles.mode_server
+
+
+def _scroll(server: Server, user: Any, tmp_path: Any, name: str, seamless: bool, glyphs: bool) -> dict[str, Any]:
+    shot = str(tmp_path / f"{name}.png")
+    argv = [os.path.join(VENV_BIN, "python"), DRIVER, "--server", f"{server.host}:{server.port}",
+            "--user", user.name, "--password-file", user.password_file, "--known-hosts",
+            str(tmp_path / "known_hosts"), "--save-screen", shot,
+            *(["--seamless"] if seamless else []), *([] if glyphs else ["--no-glyphs"])]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=400)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the client (rc {done.returncode}): {done.stderr[-3000:]}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    assert "error" not in result, f"{name}: {result['error']}\n{server.log()[-3000:]}"
+    assert_png_is_the_session(user.name, shot, f"after the scroll ({name})")
+    return result
+
+
+def test_scrolled_text_goes_as_glyphs_and_the_client_is_pixel_exact(
+    mode_server: tuple[Server, str], user_factory: Any, tmp_path: Any
+) -> None:
+    server, mode = mode_server
+    seamless = mode == "seamless"
+    user = user_factory("svt-glyph-s" if seamless else "svt-glyph-n")
+    first = _scroll(server, user, tmp_path, "glyphs", seamless, glyphs=True)
+    assert first["counts"].get("GLYPHS", 0) >= 3, f"too few GLYPHS regions: {first}"
+    again = _scroll(server, user, tmp_path, "glyphs-again", seamless, glyphs=True)
+    assert again["counts"].get("GLYPHS", 0) >= 3, f"too few GLYPHS regions on a new connection: {again}"
+    without = _scroll(server, user, tmp_path, "no-glyphs", seamless, glyphs=False)
+    assert "GLYPHS" not in without["counts"], f"GLYPHS sent to a client that did not ask: {without}"
+    for result in (first, again):
+        assert result["total"] < MAX_BYTES_RATIO * without["total"], \
+            f"GLYPHS {result['total']} bytes against {without['total']} without: {result} / {without}"
