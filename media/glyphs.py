@@ -210,8 +210,9 @@ def decode(data: bytes, w: int, h: int, cache: GlyphCache) -> Image.Image:
     # cells, each transposed, stacked; transposed back, the bands lie side
     # by side in one strip cell_h rows high (~2 ms for a 1080x650 screen).
     stacked = b"".join([glyphs[index] for index in indices])
-    strip = Image.frombytes("P", (cell_h, len(indices) * cell_w), stacked).transpose(Image.Transpose.TRANSPOSE)
-    image = Image.new("P", (w, h))
+    strip = Image.frombuffer("L", (cell_h, len(indices) * cell_w), stacked, "raw", "L", 0, 1)
+    strip = strip.transpose(Image.Transpose.TRANSPOSE)  # the transpose copies: stacked may go
+    image = Image.new("L", (w, h))
     for row in range(h // cell_h):  # paste clips the strip to this band's width
         image.paste(strip, (-row * band_len, row * cell_h))
     image.putpalette(colours)

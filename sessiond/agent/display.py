@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.connection import frame_cost
+from protocol.media import CAPS_GLYPHS
 from protocol.messages import (
     ChannelKind,
     FrameAck,
@@ -35,7 +36,6 @@ from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.tiles import CODEC_TILE, TileFolder, ack_from_low
 from sessiond.agent.video import VideoRegions
-from protocol.media import CAPS_GLYPHS
 
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 # Adaptive video: a new link-derived bitrate is applied only when it differs

@@ -190,14 +190,18 @@ class WindowSource:
     def _window(self, encoder: RegionEncoder, window: int, rects: list[Rect], ahead: bool) -> list[Message]:
         """WINDOW_TARGET (if another is in force) and one window's REGIONs; [] if it went away.
         `ahead`: small damage sent first, as stills (frame_window.send_ahead_by)."""
+        encoder.glyphs.mirror.begin()  # regions dropped below must not leave glyphs in the mirror
         try:
             width, height = self.pixels.size(window)
             if rects == [(0, 0, width, height)]:
                 encoder.forget(window)  # sent whole: maybe a new pixmap, a resize, a new client
             regions: list[Message] = list(self._window_frame(encoder, window, rects, width, height, ahead))
         except (DamageError, XShmError) as exc:  # the window went away meanwhile
+            encoder.glyphs.mirror.undo()
             self.log(f"window {window:#x} not captured: {exc}")
             return []
+        finally:
+            encoder.glyphs.mirror.end()
         if self.sent_target == (window, width, height):
             return regions
         self.sent_target = (window, width, height)

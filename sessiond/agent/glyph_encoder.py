@@ -18,22 +18,32 @@
 # the smaller is sent; a grid that keeps losing is dropped and found anew
 # later.  Small rectangles (a keystroke's echo) never become GLYPHS: they
 # stay one PALETTE region, which the TILE fold carries best.
-"""GlyphEncoder: GLYPHS regions of the whole text cells of a rectangle."""
+#
+# The client's glyph cache is mirrored here (SlotMirror): a GLYPHS region
+# may name a slot only if an earlier region on the same display channel (or
+# itself) defined it.  The agent decides every slot's content, so it knows
+# the client's cache exactly as long as regions reach the client in order
+# (they do: one ordered channel; encoder.forget() relies on the same).  Free
+# slots are used first, then the least recently used glyph is replaced --
+# never one the region being built uses.  Assigning is split from
+# committing, so a region the encoder then drops (PALETTE was smaller)
+# leaves no trace.
+"""GlyphEncoder: GLYPHS regions of the whole text cells of a rectangle; SlotMirror: the client's glyph slots."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from PIL import Image
 
 from media import glyphs
 from protocol.limits import MAX_REGION_RAW_BYTES
-from protocol.media import GLYPH_MAX_USED
+from protocol.media import GLYPH_MAX_USED, GLYPH_SLOTS
 from protocol.messages import Encoding, Region
-from sessiond.agent.glyph_cache import SlotMirror
 from sessiond.agent.glyph_grid import Grid, Rect, cut, detect, margins
 
 # A rectangle smaller than this many cells of its grid (or, to look for a
@@ -53,6 +63,100 @@ MAX_GRIDS: Final = 64
 # pixels is also encoded the old way, and the smaller sent.
 DEFS_SHARE_CHECKED: Final = 0.25
 _BYTES_PER_PIXEL: Final = 3
+
+
+# A glyph as the mirror knows it: cell_w, cell_h, column-major 0/1 cell bytes.
+GlyphKey = tuple[int, int, bytes]
+
+
+@dataclass
+class Assignment:
+    """Slots for one region's distinct glyphs, not yet committed."""
+
+    slots: list[int]  # per distinct glyph, in the order given
+    new: list[tuple[int, GlyphKey]] = field(default_factory=list)  # definitions the region must carry
+    evicted: list[GlyphKey] = field(default_factory=list)  # glyphs whose slots the definitions reuse
+    keys: list[GlyphKey] = field(default_factory=list)
+
+
+class SlotMirror:
+    """What the client's glyph cache holds, least recently used first."""
+
+    def __init__(self, slots: int = GLYPH_SLOTS) -> None:
+        if not GLYPH_MAX_USED <= slots <= GLYPH_SLOTS:
+            raise ValueError(f"{slots} slots: a region's {GLYPH_MAX_USED} glyphs must fit")
+        self._size = slots
+        self._slot_of: OrderedDict[GlyphKey, int] = OrderedDict()
+        self._free: list[int] = []
+        # Definitions committed since begin(), while one is open: undo() forgets them.
+        self._journal: list[tuple[int, GlyphKey]] | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """A new display channel: the client's cache is empty."""
+        self._slot_of.clear()
+        self._free = list(range(self._size - 1, -1, -1))  # slot 0 is used first
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def slot(self, key: GlyphKey) -> int | None:
+        """The slot holding this glyph at the client, if any."""
+        return self._slot_of.get(key)
+
+    def assign(self, cell_w: int, cell_h: int, cells: Sequence[bytes]) -> Assignment:
+        """Slots for the distinct glyphs `cells` (at most GLYPH_MAX_USED) of
+        one region: known ones keep theirs, new ones take free slots, then
+        the least recently used glyphs' slots (never one this region uses)."""
+        if len(cells) > GLYPH_MAX_USED:
+            raise ValueError(f"{len(cells)} glyphs in one region, past {GLYPH_MAX_USED}")
+        keys = [(cell_w, cell_h, cell) for cell in cells]
+        wanted = set(keys)
+        missing = sum(1 for key in keys if key not in self._slot_of)
+        from_free = self._free[len(self._free) - min(missing, len(self._free)) :][::-1]
+        evictable = (key for key in self._slot_of if key not in wanted)
+        evicted = [next(evictable) for _ in range(missing - len(from_free))]
+        fresh = iter(from_free + [self._slot_of[key] for key in evicted])
+        out = Assignment(slots=[], evicted=evicted, keys=keys)
+        for key in keys:
+            slot = self._slot_of.get(key)
+            if slot is None:
+                slot = next(fresh)
+                out.new.append((slot, key))
+            out.slots.append(slot)
+        return out
+
+    def commit(self, assignment: Assignment) -> None:
+        """The region of this assignment was sent: the client now holds its glyphs."""
+        for key in assignment.evicted:
+            del self._slot_of[key]
+        taken = len(assignment.new) - len(assignment.evicted)
+        if taken:
+            del self._free[-taken:]
+        for slot, key in assignment.new:
+            self._slot_of[key] = slot
+        for key in assignment.keys:
+            self._slot_of.move_to_end(key)
+        if self._journal is not None:
+            self._journal += assignment.new
+
+    def begin(self) -> None:
+        """Regions made from now on may be dropped unsent: keep their definitions (see undo)."""
+        self._journal = []
+
+    def end(self) -> None:
+        """Those regions were sent (or undone)."""
+        self._journal = None
+
+    def undo(self) -> None:
+        """The regions since begin() were not sent: forget the glyphs they
+        defined (their slots become free; whatever the client holds there is
+        unknown, which is safe: a slot is always defined before it is used)."""
+        for slot, key in reversed(self._journal or []):
+            if self._slot_of.get(key) == slot:
+                del self._slot_of[key]
+                self._free.append(slot)
+        self._journal = None
 
 
 class GlyphEncoder:
@@ -107,11 +211,11 @@ class GlyphEncoder:
         index = _index_image(image, order, background) or _index_image(image.crop(box), order, background)
         if index is None:
             return None
-        bits, colours = index
-        if bits.size != (iw, ih):
-            bits = bits.crop(box)
+        keys, colours, to_bits = index
+        if keys.size != (iw, ih):
+            keys = keys.crop(box)
         self._grids.move_to_end(surface)
-        regions = self._stripes(bits, colours, grid, inner, surface, other)
+        regions = self._stripes(keys, to_bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
 
     def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
@@ -122,17 +226,18 @@ class GlyphEncoder:
         recent = tried is not None and self._clock() - tried[0] < DETECT_RETRY_SECONDS
         if recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1]:
             return None
-        grid = None
+        grid, background = None, b""
         index = _index_image(image, order)
+        ink = _bits(index) if index is not None else None
         # Where the minority colour is (a terminal on a root of the other
         # colour), oriented again by the majority there: the text's background.
-        box = index[0].getbbox() if index is not None else None
+        box = ink.getbbox() if ink is not None else None
         if box is not None:
             text = image.crop(box)
             index = _index_image(text, order)
             if index is not None:
-                grid = detect(index[0], (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
-                self._background[surface] = index[1][:3]
+                grid = detect(_bits(index), (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
+                background = index[1][:3]
         if grid is None:
             self._tried[surface] = (self._clock(), area)
             if len(self._tried) > MAX_GRIDS:
@@ -140,6 +245,7 @@ class GlyphEncoder:
             return None
         self._tried.pop(surface, None)
         self._grids[surface] = grid
+        self._background[surface] = background
         self._misses[surface] = 0
         while len(self._grids) > MAX_GRIDS:
             dropped, _grid = self._grids.popitem(last=False)
@@ -147,49 +253,43 @@ class GlyphEncoder:
             self._background.pop(dropped, None)
         return grid
 
-    def _stripes(self, bits: Image.Image, colours: bytes, grid: Grid, inner: Rect, surface: Hashable,
-                 other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
+    def _stripes(self, keys: Image.Image, to_bits: bytes, colours: bytes, grid: Grid, inner: Rect,
+                 surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
         """Whole rows of cells gathered into regions under MAX_REGION_RAW_BYTES
         and GLYPH_MAX_USED distinct glyphs; each GLYPHS or, if that loses, `other`."""
         ix, iy, iw, _ih = inner
         cw, ch = grid.cell_w, grid.cell_h
         columns = iw // cw
-        cells = cut(bits, cw, ch)
+        cells = cut(keys, cw, ch)
+        rows = len(cells) // columns
         max_rows = max(1, MAX_REGION_RAW_BYTES // (iw * ch * _BYTES_PER_PIXEL))
         regions: list[Region] = []
         start = 0
-        rows = len(cells) // columns
         while start < rows:
             end = min(rows, start + max_rows)
-            distinct = dict.fromkeys(cells[start * columns : end * columns])
-            if len(distinct) <= GLYPH_MAX_USED:  # the usual case: all rows that fit one region
-                stripe = (ix, iy + start * ch, iw, (end - start) * ch)
-                regions.append(self._region(cells[start * columns : end * columns], list(distinct), colours, grid,
-                                            stripe, surface, other))  # fmt: skip
-                start = end
-                continue
-            distinct = dict.fromkeys(cells[start * columns : (start + 1) * columns])
-            if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
-                regions.append(other((ix, iy + start * ch, iw, ch)))
-                start += 1
-                continue
-            end = start + 1
-            while end < rows and end - start < max_rows:
-                more = dict.fromkeys(cells[end * columns : (end + 1) * columns])
-                if len(distinct.keys() | more.keys()) > GLYPH_MAX_USED:
-                    break
-                distinct.update(more)
-                end += 1
+            distinct = dict.fromkeys(cells[start * columns : end * columns])  # usually all rows that fit one region
+            if len(distinct) > GLYPH_MAX_USED:  # else as many rows as stay within GLYPH_MAX_USED glyphs
+                end, distinct = start + 1, dict.fromkeys(cells[start * columns : (start + 1) * columns])
+                while end < start + max_rows and end < rows and len(distinct) <= GLYPH_MAX_USED:
+                    more = dict.fromkeys(cells[end * columns : (end + 1) * columns])
+                    if len(distinct.keys() | more.keys()) > GLYPH_MAX_USED:
+                        break
+                    distinct.update(more)
+                    end += 1
             stripe = (ix, iy + start * ch, iw, (end - start) * ch)
-            regions.append(self._region(cells[start * columns : end * columns], list(distinct), colours, grid,
-                                        stripe, surface, other))  # fmt: skip
+            if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
+                regions.append(other(stripe))
+            else:
+                regions.append(self._region(cells[start * columns : end * columns], list(distinct), to_bits,
+                                            colours, grid, stripe, surface, other))  # fmt: skip
             start = end
         return regions
 
-    def _region(self, cells: list[bytes], distinct: list[bytes], colours: bytes, grid: Grid, stripe: Rect,
-                surface: Hashable, other: Callable[[Rect], Region]) -> Region:  # fmt: skip
+    def _region(self, cells: list[bytes], distinct: list[bytes], to_bits: bytes, colours: bytes, grid: Grid,
+                stripe: Rect, surface: Hashable, other: Callable[[Rect], Region]) -> Region:  # fmt: skip
+        """One stripe's region: `cells` in the key channel's values (`to_bits` maps them to 0/1)."""
         cw, ch = grid.cell_w, grid.cell_h
-        assignment = self.mirror.assign(cw, ch, distinct)
+        assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in distinct])
         position = {cell: number for number, cell in enumerate(distinct)}
         indices = bytes(map(position.__getitem__, cells))
         defs = [(slot, glyphs.pack_cell(key[2], cw, ch)) for slot, key in assignment.new]
@@ -210,14 +310,17 @@ class GlyphEncoder:
         if self._misses[surface] >= MAX_MISSES:
             self._grids.pop(surface, None)
             self._misses.pop(surface, None)
+            self._background.pop(surface, None)
             self._tried[surface] = (self._clock(), 1 << 62)  # no retry before DETECT_RETRY_SECONDS
 
 
 def _index_image(image: Image.Image, order: tuple[int, int, int],
-                 background: bytes | None = None) -> tuple[Image.Image, bytes] | None:  # fmt: skip
-    """(0/1 'L' image, colour 0 + colour 1 as R, G, B) of an image of
-    exactly two colours, colour 0 `background` if it is one of them, else
-    the commoner; None if not two colours."""
+                 background: bytes | None = None) -> tuple[Image.Image, bytes, bytes] | None:  # fmt: skip
+    """(key channel, colour 0 + colour 1 as R, G, B, the translation of the
+    channel's two values to 0/1) of an image of exactly two colours, colour
+    0 `background` if it is one of them, else the commoner; None if not two
+    colours.  Cells are cut from the channel as it is (no per-pixel mapping);
+    only each distinct cell is translated to its glyph bits."""
     colours = image.getcolors(2)
     if colours is None or len(colours) != 2:
         return None
@@ -230,8 +333,11 @@ def _index_image(image: Image.Image, order: tuple[int, int, int],
     band = next((band for band in range(3) if back[order[band]] != ink[order[band]]), None)
     if band is None:  # the same R, G, B (the capture's padding byte differs)
         return None
-    lut = [0] * 256
-    lut[ink[order[band]]] = 1
-    bits = image.getchannel(order[band]).point(lut)
+    keys = bytes((back[order[band]], ink[order[band]]))
     rgb = bytes((back[order[0]], back[order[1]], back[order[2]], ink[order[0]], ink[order[1]], ink[order[2]]))
-    return bits, rgb
+    return image.getchannel(order[band]), rgb, bytes.maketrans(keys, b"\x00\x01")
+
+
+def _bits(index: tuple[Image.Image, bytes, bytes]) -> Image.Image:
+    """The 0/1 image (1: colour 1) of an _index_image result."""
+    return index[0].point(list(index[2]))

@@ -14,12 +14,11 @@ import argparse
 import sys
 from typing import Any
 
-from client.known_hosts import KnownHosts
-from client.session import SessionClient, connect
-from netem_client import login_parser, react_json, type_text, wait_quiet, within
+from client.session import SessionClient
+from netem_client import logged_in, login_parser, react_json, type_text, wait_quiet, within
 from protocol.connection import MessageReceived, frame_cost
 from protocol.media import CAPS_GLYPHS
-from protocol.messages import ChannelKind, Encoding, Region
+from protocol.messages import Encoding, Region
 
 # The scroll is over once no frame came for this long (longer than
 # wait_quiet's: a loaded machine may pause xterm for half a second).
@@ -32,23 +31,9 @@ SCROLL = ('for b in $(seq 1 30); do for i in $(seq 1 25); do echo "log $b.$i: GE
           ' served in $(((b + i) % 97)) ms, status=ok"; done; sleep 0.1; done\n')
 
 
-async def logged_in(reactor: Any, args: argparse.Namespace) -> SessionClient:
-    """A client logged in with display (VIDEO_CAPS per --no-glyphs) and input open."""
-    host, _, port = args.server.rpartition(":")
-    with open(args.password_file, encoding="utf-8") as handle:
-        password = handle.read().strip()
-    client: SessionClient = await within(reactor, connect(reactor, host, int(port), KnownHosts(args.known_hosts)),
-                                         "the server")  # fmt: skip
-    if args.no_glyphs:
-        client.video_codecs &= ~CAPS_GLYPHS
-    try:
-        await within(reactor, client.login(args.user, password), "login")
-        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
-        await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
-    except BaseException:
-        client.disconnect()
-        raise
-    return client
+def no_glyphs(client: SessionClient) -> None:
+    """Do not announce GLYPHS (VIDEO_CAPS bit 2): the server sends PALETTE/PNG."""
+    client.video_codecs &= ~CAPS_GLYPHS
 
 
 def count_regions(client: SessionClient, counts: dict[str, int], sizes: dict[str, int]) -> None:
@@ -66,7 +51,7 @@ def count_regions(client: SessionClient, counts: dict[str, int], sizes: dict[str
 
 
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
-    client = await logged_in(reactor, args)
+    client = await logged_in(reactor, args, no_glyphs if args.no_glyphs else None)
     counts: dict[str, int] = {}
     sizes: dict[str, int] = {}
     try:

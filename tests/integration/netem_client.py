@@ -244,13 +244,17 @@ async def scroll_check(reactor: Any, client: SessionClient, png: str, link_rtt: 
     return {"scroll_copies": copies, "scroll_window_at_least": widest}
 
 
-async def logged_in(reactor: Any, args: argparse.Namespace) -> SessionClient:
-    """A client connected to --server, logged in, with display and input open."""
+async def logged_in(reactor: Any, args: argparse.Namespace,
+                    before: Callable[[SessionClient], None] | None = None) -> SessionClient:  # fmt: skip
+    """A client connected to --server, logged in, with display and input open
+    (`before` sees the client first: e.g. to change its VIDEO_CAPS)."""
     host, _, port = args.server.rpartition(":")
     with open(args.password_file, encoding="utf-8") as handle:
         password = handle.read().strip()
     client: SessionClient = await within(reactor, connect(reactor, host, int(port), KnownHosts(args.known_hosts)),
                                          "the server")  # fmt: skip
+    if before is not None:
+        before(client)
     try:
         await within(reactor, client.login(args.user, password), "login")
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from client.framebuffer import Framebuffer
 from protocol.limits import MAX_REGION_RAW_BYTES
@@ -18,8 +18,7 @@ from protocol.media import CAPS_GLYPHS, GLYPH_MAX_USED, VideoCaps
 from protocol.messages import Encoding, Region
 from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.encoder import RegionEncoder
-from sessiond.agent.glyph_cache import SlotMirror
-from sessiond.agent.glyph_encoder import GLYPH_MIN_CELLS, GlyphEncoder
+from sessiond.agent.glyph_encoder import GLYPH_MIN_CELLS, GlyphEncoder, SlotMirror
 from sessiond.agent.glyph_grid import Grid, cut, detect, margins
 from sessiond.agent.settings import AgentSettings
 from unit.test_seamless_wiring import EmptySource
@@ -235,3 +234,81 @@ def test_grow_only_for_large_rectangles_of_a_surface_with_a_grid() -> None:
     assert glyphs.grow("w", (5, 5, 12, 13), 500, 500) == (5, 5, 12, 13)  # an echo stays as it is
     glyphs.enabled = False
     assert glyphs.grow("w", (5, 5, 200, 200), 500, 500) == (5, 5, 200, 200)
+
+
+def test_a_row_of_more_than_glyph_max_used_glyphs_goes_the_old_way() -> None:
+    rng = random.Random(11)
+    columns = GLYPH_MAX_USED + 44
+    image = Image.new("1", (columns * 4, 8))
+    image.putdata([rng.getrandbits(1) for _ in range(columns * 4 * 8)])
+    rgb = image.convert("RGB")
+    encoder = _glyph_encoder()
+    encoder.glyphs._grids["desktop"] = Grid(4, 4, 0, 0)
+    regions = _encode(encoder, rgb)
+    assert Encoding.GLYPHS not in {r.encoding for r in regions} and len(encoder.glyphs.mirror) == 0
+    fb = Framebuffer(*rgb.size)
+    for region in regions:
+        fb.apply(region)
+    assert fb.image().tobytes() == rgb.tobytes()
+
+
+def test_what_the_encoder_keeps_per_surface_is_bounded() -> None:
+    from sessiond.agent import glyph_encoder
+
+    glyphs = GlyphEncoder(clock=lambda: 0.0)
+    text = terminal(80, 24)
+    noise = Image.effect_noise(text.size, 64).convert("1").convert("RGB")  # two colours, no grid
+    for surface in range(glyph_encoder.MAX_GRIDS * 2):
+        for image in (text, noise):
+            glyphs._detect(image, (0, 1, 2), (0, 0, *image.size), surface)
+    assert len(glyphs._grids) == glyph_encoder.MAX_GRIDS
+    assert len(glyphs._background) <= glyph_encoder.MAX_GRIDS and len(glyphs._misses) <= glyph_encoder.MAX_GRIDS
+    assert len(glyphs._tried) <= glyph_encoder.MAX_GRIDS + 1
+
+
+def test_the_mirror_forgets_definitions_of_regions_dropped_unsent() -> None:
+    mirror = SlotMirror()
+    mirror.commit(mirror.assign(6, 13, [b"kept"]))
+    mirror.begin()
+    mirror.commit(mirror.assign(6, 13, [b"kept", b"lost"]))
+    mirror.undo()
+    mirror.end()
+    assert mirror.slot((6, 13, b"kept")) == 0 and mirror.slot((6, 13, b"lost")) is None
+    assert mirror.assign(6, 13, [b"next"]).slots == [1]  # the undone slot is free again
+    mirror.begin()
+    mirror.commit(mirror.assign(6, 13, [b"sent"]))
+    mirror.end()
+    mirror.undo()  # nothing open: nothing undone
+    assert mirror.slot((6, 13, b"sent")) == 1
+
+
+def test_a_window_that_goes_away_mid_frame_leaves_no_glyphs_in_the_mirror() -> None:
+    from sessiond.agent.damage import DamageError
+    from sessiond.agent.frame_sources import WindowSource
+
+    text = terminal(80, 24)
+    raw = bgrx(text)
+
+    class Pixels:
+        fail = False
+
+        def size(self, window: int) -> tuple[int, int]:
+            return text.size
+
+        def capture(self, window: int, rect: tuple[int, int, int, int]) -> bytes:
+            if self.fail and rect[1] > 0:
+                raise DamageError("gone")
+            x, y, w, h = rect
+            return b"".join(raw[(y + row) * text.size[0] * 4 + x * 4:][: w * 4] for row in range(h))
+
+    pixels = Pixels()
+    source = WindowSource(pixels, lambda _line: None)  # type: ignore[arg-type]
+    encoder = _glyph_encoder()
+    whole = [(0, 0, *text.size)]
+    assert any(isinstance(m, Region) and m.encoding is Encoding.GLYPHS
+               for m in source._window(encoder, 7, whole, False))  # fmt: skip
+    known, made = len(encoder.glyphs.mirror), encoder.glyphs.sent
+    raw = bgrx(ImageOps.invert(text))  # inverted: every glyph new; the top half is encoded, then the capture fails
+    pixels.fail = True
+    assert source._window(encoder, 7, [(0, 0, text.size[0], 160), (0, 160, text.size[0], 160)], False) == []
+    assert encoder.glyphs.sent > made and len(encoder.glyphs.mirror) == known
