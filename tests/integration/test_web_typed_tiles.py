@@ -41,19 +41,23 @@ FRAMES_JS = "() => Number(document.getElementById('screen').dataset.frames || 0)
 MORE_FRAMES_JS = "(n) => Number(document.getElementById('screen').dataset.frames || 0) > n"
 
 
-class ReceivedTiles:
-    """TILE frames on the display channel among what the page's WebSocket received
-    (a frame may span WebSocket messages: one stream decoder)."""
+class ReceivedDisplay:
+    """(type, payload) of the display channel's frames among what the page's WebSocket
+    received (a frame may span WebSocket messages: one stream decoder)."""
 
     def __init__(self, page: Any) -> None:
         self.decoder = FrameDecoder()
-        self.tiles = 0
+        self.frames: list[tuple[int, bytes]] = []
         page.on("websocket", lambda ws: ws.on("framereceived", self._received))
 
     def _received(self, payload: Any) -> None:
         if isinstance(payload, bytes):
-            for item in self.decoder.feed(payload):
-                self.tiles += item.channel == DISPLAY_CHANNEL and item.type == TILE_TYPE
+            self.frames += [(item.type, bytes(item.payload)) for item in self.decoder.feed(payload)
+                            if item.channel == DISPLAY_CHANNEL]  # fmt: skip
+
+    def count(self, type_: int) -> int:
+        """Frames of this type received so far."""
+        return sum(1 for t, _ in self.frames if t == type_)
 
 
 def canvas(page: Any) -> Image.Image:
@@ -68,7 +72,7 @@ def test_typed_letters_arrive_as_tiles_and_the_canvas_is_pixel_exact(
 ) -> None:
     page = browser.new_page(viewport={"width": 1024, "height": 700})
     sent = SentFrames(page)
-    received = ReceivedTiles(page)
+    received = ReceivedDisplay(page)
     open_xterm(page, sessiond_server, web_user)
     page.wait_for_timeout(1500)  # xterm maps and draws its prompt
     page.locator("#screen").click(position={"x": 100, "y": 100})
@@ -80,7 +84,8 @@ def test_typed_letters_arrive_as_tiles_and_the_canvas_is_pixel_exact(
         page.wait_for_timeout(150)  # a typist's pause: the echo's ack is held for the next key
     page.wait_for_timeout(1000)  # nothing moves after the last echo (xterm's cursor does not blink)
 
-    assert received.tiles >= len(TEXT) - 1, f"only {received.tiles} TILE frames for {len(TEXT)} echoed letters"
+    tiles = received.count(TILE_TYPE)
+    assert tiles >= len(TEXT) - 1, f"only {tiles} TILE frames for {len(TEXT)} echoed letters"
     # Letters are Latin-1 keysyms: a 2-byte KEY_TAP_ACK (ack, keysym) each.
     assert sent.count(KEY_TAP_ACK_TYPE, 2) >= 1, "no keystroke carried the held frame ack"
     inside = str(tmp_path / "inside.png")

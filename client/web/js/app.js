@@ -22,6 +22,7 @@ import { KIND_MAX_PAYLOAD, Kind, Reason } from './protocol.js';
 import { TITLE_HEIGHT, WindowsView } from './windows.js';
 import { CODEC_H264, h264Supported } from './video.js';
 import { CODEC_TILE, withHeldAck } from './tile.js';
+import { CODEC_GLYPHS } from './glyphs.js';
 
 const DISPLAY = 1;
 const INPUT = 2;
@@ -324,9 +325,9 @@ class WebClient {
     else if (box.textContent === NO_APPS) [box.textContent, box.hidden] = ['', true];
   }
 
-  /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills); TILE frames always. */
+  /** VIDEO_CAPS: H264 regions only if this browser's WebCodecs decodes H.264 (else JPEG/PNG stills); TILE, GLYPHS always. */
   announceVideo() {
-    this.videoCodecs ??= h264Supported().then((ok) => (ok ? CODEC_H264 : 0) | CODEC_TILE);
+    this.videoCodecs ??= h264Supported().then((ok) => (ok ? CODEC_H264 : 0) | CODEC_TILE | CODEC_GLYPHS);
     this.videoCodecs.then((codecs) => {
       this.canvas.dataset.videoCodecs = String(codecs);
       if (this.conn?.isOpen(DISPLAY)) this.conn.send(DISPLAY, { name: 'VIDEO_CAPS', fields: { codecs } });
@@ -385,6 +386,7 @@ class WebClient {
     }
     this.canvas.dataset.frames = String(this.screen.frames);
     this.canvas.dataset.videoFrames = String(this.screen.video.frames);
+    this.canvas.dataset.glyphRegions = String(this.screen.glyphs.regions);
     if (!this.firstFrameSeen) {
       this.firstFrameSeen = true;
       this.canvas.dataset.firstFrameMs = String(Math.round(performance.now()));

@@ -1,6 +1,7 @@
 // The session's screen on a canvas: DESKTOP_SIZE, REGION (RAW_LZ4, PNG,
-// JPEG, FILL, COPY, PALETTE, H264 through video.js), FRAME_END and TILE (a
-// one-region frame, unfolded by tile.js), drawn strictly in arrival order
+// JPEG, FILL, COPY, PALETTE, H264 through video.js, GLYPHS through
+// glyphs.js), FRAME_END and TILE (a one-region frame, unfolded by tile.js),
+// drawn strictly in arrival order
 // (a COPY reads the canvas as every earlier region left it).
 //
 // Why a promise chain: PNG and JPEG decode asynchronously (createImageBitmap,
@@ -15,6 +16,7 @@ import { decompressSized } from './lz4.js';
 import { applyCopy, decodePalette } from './palette.js';
 import { VideoStreams } from './video.js';
 import { TileUnfolder } from './tile.js';
+import { GlyphCache } from './glyphs.js';
 
 const MIME = { [Encoding.PNG]: 'image/png', [Encoding.JPEG]: 'image/jpeg' };
 
@@ -39,6 +41,7 @@ export class Screen {
     this.current = null; // the window WINDOW_TARGET named, until the next one (null: the desktop canvas)
     this.video = hooks.video || new VideoStreams(); // H264 streams of this display channel
     this.tiles = new TileUnfolder(); // TILE frames: the last colours (a display channel each)
+    this.glyphs = new GlyphCache(); // GLYPHS regions: the glyph cache (a display channel each)
     this.lastSeq = 0; // seq of the last frame, known on arrival (a TILE's is this + 1)
   }
 
@@ -127,7 +130,13 @@ export class Screen {
         ctx.fillRect(x, y, w, h);
       }, done);
     } else if (encoding === Encoding.COPY) {
-      this.then(() => applyCopy(this.ctx, this.width, this.height, f), done);
+      this.then(() => {
+        // Within the surface the regions go to: the desktop, or WINDOW_TARGET's window buffer.
+        const ctx = this.target();
+        if (!ctx) return;
+        const [width, height] = this.current ? [this.current.width, this.current.height] : [this.width, this.height];
+        applyCopy(ctx, width, height, f);
+      }, done);
     } else if (encoding === Encoding.H264) {
       // Parsed and bounded now (a bad header fails the region in turn), decoded
       // at once; the frame is drawn when its turn comes.
@@ -156,6 +165,16 @@ export class Screen {
         const image = ctx.createImageData(w, h);
         image.data.set(pixels);
         ctx.putImageData(image, x, y);
+      }, done);
+    } else if (encoding === Encoding.GLYPHS) {
+      // Inflate at once; read and fill the glyph cache, and draw, in turn. The cache is
+      // filled even when the pixels are dropped (no target): later regions use it (§7c).
+      const inflated = this.glyphs.inflate(data.slice(), w, h);
+      inflated.catch(() => {}); // reported through the chain, in order
+      this.then(async () => {
+        const pixels = this.glyphs.draw(await inflated, w, h);
+        const ctx = this.target();
+        if (ctx) ctx.putImageData(new ImageData(pixels, w, h), x, y);
       }, done);
     } else if (encoding === Encoding.RAW_LZ4) {
       this.then(() => {

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { deflateSync as zlibSync } from 'node:zlib';
 import { PaletteError, applyCopy, decodePalette } from '../js/palette.js';
+import { fakeContext } from './fixtures/fake-context.js';
 
 const VECTORS = JSON.parse(readFileSync(fileURLToPath(new URL('../../../tests/vectors/frames.json', import.meta.url)), 'utf8'));
 const CASES = JSON.parse(readFileSync(fileURLToPath(new URL('./fixtures/palette.json', import.meta.url)), 'utf8'));
@@ -44,26 +45,6 @@ for (const [name, data] of [
   test(`PALETTE refuses ${name}`, async () => {
     await assert.rejects(decodePalette(Uint8Array.from(data), 2, 2), PaletteError);
   });
-}
-
-/** A 2D context stand-in over an RGBA array: getImageData copies, as a browser's does. */
-function fakeContext(width, height) {
-  const pixels = new Uint8ClampedArray(width * height * 4);
-  return {
-    pixels,
-    getImageData(x, y, w, h) {
-      const data = new Uint8ClampedArray(w * h * 4);
-      for (let row = 0; row < h; row += 1) {
-        data.set(pixels.subarray(((y + row) * width + x) * 4, ((y + row) * width + x + w) * 4), row * w * 4);
-      }
-      return { data, width: w, height: h };
-    },
-    putImageData(image, x, y) {
-      for (let row = 0; row < image.height; row += 1) {
-        pixels.set(image.data.subarray(row * image.width * 4, (row + 1) * image.width * 4), ((y + row) * width + x) * 4);
-      }
-    },
-  };
 }
 
 test('COPY moves overlapping rows as if the source were read first', () => {
