@@ -336,11 +336,12 @@ class WebClient {
 
   openSession() {
     if (!this.conn.isOpen(DISPLAY)) {
+      const conn = this.conn;
       this.firstFrameSeen = false;
       this.screen?.video.close();
-      this.screen = new Screen(this.canvas, {
+      this.screen = new Screen(this.canvas, { // an undrawable region ends the connection (protocol.md 7c)
         onFrame: (seq, ackNow) => this.onFrame(seq, ackNow),
-        onError: (text) => this.status(text, 'error'),
+        onError: (text) => { this.status(text, 'error'); if (conn === this.conn) conn.close(Reason.MALFORMED_MESSAGE, text); },
         targetFor: (id, width, height) => this.windows.target(id, width, height),
       });
       this.windows.reset(); // the windows channel replays every window
