@@ -9,15 +9,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 import ssl
+import subprocess
 import time
 
 import pytest
 
 from protocol.frames import FrameDecoder
 from protocol.messages import Auth
-from svtest import HELLO, Server, TestUser, frame, start_sessiond, stop_sessiond, tls_connect, wait_auth
+from svtest import HELLO, VENV_BIN, Server, TestUser, frame, start_sessiond, stop_sessiond, tls_connect, wait_auth
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -41,15 +44,31 @@ def extension_rss_kib(pid: int) -> int:
     return total
 
 
+def private_cryptography(into: str) -> str:
+    """A copy of the installed cryptography package under INTO, for PYTHONPATH.
+    The kernel releases only pages no other process maps, and this test run
+    itself has the installed extension mapped (test modules import it), so a
+    daemon loading that same file could keep pages whatever it does; with a
+    file of its own it stands as a production daemon does, alone."""
+    found = subprocess.run([os.path.join(VENV_BIN, "python"), "-c",
+                            "import importlib.util; print(importlib.util.find_spec('cryptography').origin)"],
+                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    shutil.copytree(os.path.dirname(found), os.path.join(into, "cryptography"))
+    return into
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> object:
-    running = start_sessiond(str(tmp_path_factory.mktemp("sessiond")))
+    copy = private_cryptography(str(tmp_path_factory.mktemp("private-cryptography")))
+    running = start_sessiond(str(tmp_path_factory.mktemp("sessiond")), wrap=("env", f"PYTHONPATH={copy}"))
     yield running
     stop_sessiond(running)
 
 
 def test_start_up_pages_are_released_and_logins_still_work(server: Server, user_factory: object) -> None:
     pid = server.process.pid
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as handle:
+        assert "private-cryptography" in handle.read(), "the daemon does not run the private copy"
     deadline = time.monotonic() + RELEASE_TIMEOUT
     while extension_rss_kib(pid) > RELEASED_KIB and time.monotonic() < deadline:
         time.sleep(0.2)
