@@ -31,9 +31,9 @@ client_display = test_xpra.client_display  # the client-side Xvfb fixture
 # the agent's activity poll (2 s) and the typing gaps below, so that typing
 # keeps the session even on a loaded machine, and long enough for the xpra
 # client to show the first window (the idle clock starts at the attach).
-IDLE_S = 40
+IDLE_S = 24
 # Typing through xpra for this long (past the idle limit), a key every TYPE_GAP_S.
-TYPE_FOR_S = IDLE_S + 15
+TYPE_FOR_S = IDLE_S + 12
 TYPE_GAP_S = 2.0
 
 
