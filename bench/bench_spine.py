@@ -39,7 +39,8 @@ import spine_server
 from byte_proxy import CountingProxy
 from keystroke_tally import MessageTally
 from client.known_hosts import KnownHosts
-from client.session import VIDEO_TILE, SessionClient
+from client.session import SessionClient
+from protocol.media import CAPS_TILE
 from protocol.messages import ChannelKind, VideoCaps
 from spine_server import BenchServer, BenchUsers
 from spine_workloads import (
@@ -84,7 +85,7 @@ def set_compact(client: SessionClient, on: bool) -> None:
     """TILE frames (VIDEO_CAPS bit, sent again now) and KEY_TAP_ACK on or off:
     off is the previous keystroke encoding, the baseline of issue 15."""
     client.compact_keys = on
-    client.video_codecs = client.video_codecs | VIDEO_TILE if on else client.video_codecs & ~VIDEO_TILE
+    client.video_codecs = client.video_codecs | CAPS_TILE if on else client.video_codecs & ~CAPS_TILE
     client.conn.send(int(ChannelKind.DISPLAY), VideoCaps(codecs=client.video_codecs))
     client.flush()
 

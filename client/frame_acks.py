@@ -22,8 +22,6 @@ from protocol.messages import ChannelKind, FrameAck, FrameEnd, KeyTap, KeyTapAck
 
 DISPLAY = int(ChannelKind.DISPLAY)
 INPUT = int(ChannelKind.INPUT)
-# VIDEO_CAPS bit: TILE frames welcome (unfolded here).
-VIDEO_TILE = 0x02
 # Largest keysym KEY_TAP_ACK carries (u16); others go as KEY_TAP + FRAME_ACK.
 KEY_TAP_ACK_MAX_KEYSYM = 0xFFFF
 

@@ -19,7 +19,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from client.frame_acks import VIDEO_TILE, FrameAcks
+from client.frame_acks import FrameAcks
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
 from client.session_requests import DISPLAY, INPUT, ConnectionEnded, RemoteError, SessionRequests
@@ -38,7 +38,7 @@ from protocol.connection import (
 from protocol.control_session import APPS_CHANGED_CAPABILITY
 from protocol.errors import ReasonCode
 from protocol.limits import ALPN
-from protocol.media import CAPS_GLYPHS
+from protocol.media import CAPS_GLYPHS, CAPS_H264, CAPS_TILE
 from protocol.messages import (
     ChannelKind,
     ClockReport,
@@ -56,8 +56,6 @@ from transport.twisted_wire import FrameProtocol
 SOFTWARE = "svclient 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
                 "input.keysym", "input.key-tap", "display.tile", APPS_CHANGED_CAPABILITY)
-# VIDEO_CAPS bit: this client decodes H264 regions (client/video.py).
-VIDEO_H264 = 0x01
 # CLOCK_REPORTs kept (one a second while audio-out is open).
 MAX_CLOCK_REPORTS = 3600
 WINDOWS = int(ChannelKind.WINDOWS)
@@ -97,7 +95,7 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         self.clock_reports: list[ClockReport] = []
         self._end: ConnectionEnded | None = None
         # VIDEO_CAPS bits sent when the display channel opens (0: no video, stills only).
-        self.video_codecs = VIDEO_H264 | VIDEO_TILE | CAPS_GLYPHS
+        self.video_codecs = CAPS_H264 | CAPS_TILE | CAPS_GLYPHS
 
     def display_opened(self) -> None:
         """A new display channel: its glyph cache starts empty (and no TILE colours are known)."""

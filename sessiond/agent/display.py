@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.connection import frame_cost
-from protocol.media import CAPS_GLYPHS
+from protocol.media import CAPS_GLYPHS, CAPS_H264, CAPS_TILE
 from protocol.messages import (
     ChannelKind,
     FrameAck,
@@ -35,7 +35,7 @@ from sessiond.agent.frame_window import FrameSource, FrameWindow, frame_delay, f
 from sessiond.agent.h264 import DEFAULT_BITRATE
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
-from sessiond.agent.tiles import CODEC_TILE, TileFolder, ack_from_low
+from sessiond.agent.tiles import TileFolder, ack_from_low
 from sessiond.agent.video import VideoRegions
 
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
@@ -59,8 +59,6 @@ FRAME_COALESCE_SECONDS = 0.0
 STREAM_GAPS = 2
 # How often a FrameTrace that is on writes its marks (frame_trace.py).
 TRACE_FLUSH_SECONDS = 1.0
-# VIDEO_CAPS bit: the client decodes H264 regions.
-CODEC_H264 = 0x01
 
 
 class DisplayPipeline:
@@ -159,10 +157,10 @@ class DisplayPipeline:
         elif isinstance(message, KeyTapAck) and (seq := ack_from_low(message.ack, self.acked_seq, self.frame_seq)):
             self.message(FrameAck(seq=seq))  # the ack a tap carried (the key is the input channel's)
         elif isinstance(message, VideoCaps):
-            self.tiles.enabled = bool(message.codecs & CODEC_TILE)
+            self.tiles.enabled = bool(message.codecs & CAPS_TILE)
             self.encoder.glyphs.enabled = self.args.display_glyphs and bool(message.codecs & CAPS_GLYPHS)
             if self.video is not None:
-                self.video.enabled = bool(message.codecs & CODEC_H264)
+                self.video.enabled = bool(message.codecs & CAPS_H264)
                 if not self.video.enabled and self.video.streams:
                     self.video.forget()
                     self.refresh()

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from typing import Final
 
 from media.tile import palette_to_tile
 from protocol.media import (
@@ -26,8 +25,6 @@ from protocol.media import (
 )
 from protocol.base import Encoding, Message
 
-# VIDEO_CAPS bit: the client unfolds TILE frames.
-CODEC_TILE: Final = 0x02
 
 
 def ack_from_low(low: int, acked: int, sent: int) -> int | None:

@@ -22,6 +22,7 @@ from protocol.connection import MessageReceived
 from protocol.errors import ProtocolError, ReasonCode
 from protocol.media import (
     ACK_LOW_MODULO,
+    CAPS_TILE,
     TILE_ACK_NOW,
     TILE_COLOURS,
     TILE_MAX_PIXELS,
@@ -43,7 +44,7 @@ from protocol.messages import (
 from protocol.windows import WindowTarget
 from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.settings import AgentSettings
-from sessiond.agent.tiles import CODEC_TILE, TileFolder, ack_from_low
+from sessiond.agent.tiles import TileFolder, ack_from_low
 from test_client_held_ack import paired_client, written
 from test_link_estimate import FakeLoop, Link
 
@@ -269,7 +270,7 @@ def test_pipeline_sends_tiles_after_video_caps_and_takes_the_ack_of_a_tap() -> N
     settings = AgentSettings(socket="/x", frames_in_flight=4, display_adaptive=False)
     pipeline = DisplayPipeline(loop, settings, EchoSource(), lambda: link, lambda: None)  # type: ignore[arg-type]
     pipeline.opened()
-    pipeline.message(VideoCaps(codecs=CODEC_TILE))
+    pipeline.message(VideoCaps(codecs=CAPS_TILE))
     for _ in range(3):
         loop.calls.pop(0)()
     first, *rest = link.conn.sent[1:]
