@@ -203,7 +203,7 @@ class RegionEncoder:
         of a named surface, its whole text cells as GLYPHS if the client takes them."""
         ox, oy = origin
         local = (rect[0] - ox, rect[1] - oy, rect[2], rect[3])
-        if surface is not None and self.glyphs.enabled:
+        if surface is not None and self.glyphs.candidate(rect, surface):
             image, order = self._bgrx_view(view, stride, local)
             split = self.glyphs.encode(image, order, rect, surface, lambda part: self._moved(
                 self._encode_piece(view, stride, (part[0] - ox, part[1] - oy, part[2], part[3])), origin))

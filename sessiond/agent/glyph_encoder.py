@@ -191,6 +191,13 @@ class GlyphEncoder:
             return rect
         return grid.grow(rect, width, height)
 
+    def candidate(self, rect: Rect, surface: Hashable) -> bool:
+        """False if rect is too small ever to become GLYPHS (encode() would
+        return None): the caller need not prepare its pixels (an echo)."""
+        grid = self._grids.get(surface)
+        least = DETECT_MIN_PIXELS if grid is None else GLYPH_MIN_CELLS * grid.cell_w * grid.cell_h
+        return self.enabled and rect[2] * rect[3] >= least
+
     def encode(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable,
                other: Callable[[Rect], Region]) -> tuple[list[Region], list[Rect]] | None:  # fmt: skip
         """(regions, rest): the GLYPHS regions of rect's whole cells and the
