@@ -54,9 +54,9 @@ def figures(seconds: float, row: dict[str, float]) -> dict[str, float]:
     lines = row["lines/s through the xterm"] * seconds
     return {
         "agent CPU ms per frame": 1000 * row["CPU-s agent"] / max(frames, 1),
-        "agent CPU-s per 1000 lines": 1000 * row["CPU-s agent"] / max(lines, 1),
-        "Xvfb CPU-s per 1000 lines": 1000 * row["CPU-s Xvfb"] / max(lines, 1),
-        "all CPU-s per 1000 lines": 1000 * row["CPU-s all"] / max(lines, 1),
+        "agent CPU ms per 1000 lines": 1e6 * row["CPU-s agent"] / max(lines, 1),
+        "Xvfb CPU ms per 1000 lines": 1e6 * row["CPU-s Xvfb"] / max(lines, 1),
+        "all CPU ms per 1000 lines": 1e6 * row["CPU-s all"] / max(lines, 1),
         "agent CPU-s per 10 s": 10 * row["CPU-s agent"] / seconds,
         "frames/s": row["frames/s at the client"],
         "lines/s": row["lines/s through the xterm"],

@@ -14,10 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from client.framebuffer import Framebuffer
+from protocol.messages import Encoding, Region
+from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.frame_sources import BOX_CAPTURE_MAX_SHARE, damage_box
 from sessiond.agent.glyph_encoder import DETECT_MIN_PIXELS, GLYPH_MIN_CELLS, GlyphEncoder
 from sessiond.agent.glyph_grid import Grid
 from sessiond.agent.scroll import Source, SurfaceHistory
+from unit.test_glyph_agent import bgrx, terminal
 
 WIDTH, HEIGHT = 40, 48
 COLOURS = [(0, 0, 0), (255, 255, 255), (200, 30, 30)]
@@ -102,3 +106,32 @@ def test_candidate_turns_down_exactly_what_encode_would() -> None:
     least = GLYPH_MIN_CELLS * 6 * 13
     assert not glyphs.candidate((0, 0, least - 1, 1), "s")
     assert glyphs.candidate((0, 0, least, 1), "s")
+
+
+@settings(max_examples=15, deadline=None)
+@given(seeds=st.lists(st.integers(0, 999), min_size=2, max_size=4), lines=st.integers(0, 6))
+def test_text_lines_whose_edge_rows_did_not_change_still_go_as_glyphs(seeds: list[int], lines: int) -> None:
+    """A new screen of text whose blank rows (above the first line, below
+    the last) are unchanged: the history sends only the rows that changed,
+    grown back to whole cells, so every text line goes as GLYPHS (no
+    PALETTE of text rows), and the client stays byte-identical; `lines` > 0
+    keeps lines scrolled up (a COPY) and sends fewer rows."""
+    encoder = RegionEncoder()
+    encoder.glyphs.enabled = True
+    first = terminal(60, 20, seed=seeds[0])
+    w, h = first.size
+    fb = Framebuffer(w, h)
+    previous = first
+    for number, seed in enumerate(seeds):
+        image = terminal(60, 20, seed=seed)
+        if number and lines:
+            image.paste(previous.crop((0, 2 + 13 * lines, w, h - 2)), (0, 2))
+        regions = encoder.encode(bgrx(image), w * 4, [(0, 0, w, h)], width=w, height=h, surface="s")
+        for region in regions:
+            fb.apply(Region.decode(region.encode()))
+        assert fb.image().tobytes() == image.tobytes()
+        if number:
+            # Outside GLYPHS only the 2-pixel border columns (or rows) remain.
+            assert all(min(r.w, r.h) <= 13 for r in regions if r.encoding not in (Encoding.GLYPHS, Encoding.COPY))
+            assert all(min(r.w, r.h) <= 3 for r in regions if r.encoding in (Encoding.PALETTE, Encoding.PNG))
+        previous = image
