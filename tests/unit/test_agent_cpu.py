@@ -19,7 +19,7 @@ from protocol.messages import Encoding, Region
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.frame_sources import BOX_CAPTURE_MAX_SHARE, damage_box
 from sessiond.agent.glyph_encoder import DETECT_MIN_PIXELS, GLYPH_MIN_CELLS, GlyphEncoder
-from sessiond.agent.glyph_grid import Grid
+from sessiond.agent.glyph_grid import Grid, cut, cut_band
 from sessiond.agent.scroll import Source, SurfaceHistory
 from unit.test_glyph_agent import bgrx, terminal
 
@@ -135,3 +135,25 @@ def test_text_lines_whose_edge_rows_did_not_change_still_go_as_glyphs(seeds: lis
             assert all(min(r.w, r.h) <= 13 for r in regions if r.encoding not in (Encoding.GLYPHS, Encoding.COPY))
             assert all(min(r.w, r.h) <= 3 for r in regions if r.encoding in (Encoding.PALETTE, Encoding.PNG))
         previous = image
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), cell=st.tuples(st.integers(1, 9), st.integers(1, 17)),
+       cells=st.tuples(st.integers(1, 7), st.integers(1, 5)), at=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+       extra=st.tuples(st.integers(0, 5), st.integers(0, 5)), band=st.integers(0, 3), mapped=st.booleans())
+def test_cut_band_equals_cut_of_the_cropped_band(seed: int, cell: tuple[int, int], cells: tuple[int, int],
+                                                 at: tuple[int, int], extra: tuple[int, int], band: int,
+                                                 mapped: bool) -> None:  # fmt: skip
+    """cut_band of a box of a capture-like view (or a copy) is exactly cut()
+    of that band cropped to the box, cell for cell."""
+    rng = random.Random(seed)
+    (cw, ch), (cols, rows) = cell, cells
+    width, height = at[0] + cols * cw + extra[0], at[1] + rows * ch + extra[1]
+    stride = (width + rng.randint(0, 3)) * 4  # a capture's rows may be wider than the rectangle
+    data = bytes(rng.choice((0, 255, 17)) for _ in range(stride * height))
+    if mapped:
+        image = Image.frombuffer("RGBX", (width, height), data, "raw", "RGBX", stride, 1)
+    else:
+        image = Image.frombytes("RGBX", (width, height), data, "raw", "RGBX", stride, 1).copy()
+    box = (at[0], at[1], at[0] + cols * cw, at[1] + rows * ch)
+    assert cut_band(image, band, box, cw, ch) == cut(image.getchannel(band).crop(box), cw, ch)
