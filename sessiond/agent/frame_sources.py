@@ -110,11 +110,12 @@ class DesktopSource:
         if not rects and not self.video.due(DESKTOP_SURFACE):
             return []
         area, started = self.video.covering(DESKTOP_SURFACE, rects, (width, height)), time.perf_counter()
-        if area is None and DESKTOP_SURFACE not in self.video.streams:  # a stream reads its whole area
-            area = damage_box(rects, width, height)
-        if area is None:
+        box = damage_box(rects, width, height) if DESKTOP_SURFACE not in self.video.streams else None
+        if area is None and box is None:  # (a stream reads its whole area)
             pixels, stride, origin = self.capture.capture(), self.capture.stride, (0, 0)
-        else:  # a video's area (1/9 of the screen for 640x360) or the damage's box: capture just that
+        elif area is None and box is not None:  # just the damage's box, into the whole screen's buffer
+            pixels, stride, origin = self.capture.capture_box(*box), box[2] * 4, (box[0], box[1])
+        else:  # only a video (not full screen) changed: capture just its area, 1/9 of the screen for 640x360
             self.area = self.area or ShmRegionCapture(self.cdisplay)
             pixels, stride, origin = self.area.capture(self.cdisplay.root, *area), area[2] * 4, (area[0], area[1])
             self.damage.drain()  # on the damage connection: its round trip may have read damage in

@@ -14,7 +14,9 @@
 # Cells are cut without numpy: a band of cell_h rows of the 0/1 index
 # image, transposed, is its cells one after another in tobytes() (column
 # major, cell_w * cell_h bytes each), so one slice per cell is all Python
-# does per cell.
+# does per cell.  The encoder's cut_band() puts every band side by side
+# first (one strided view per pixel row of a cell, straight from the
+# capture's key band), so a whole screen takes one transpose.
 """Grid detection (cell size and phase) and cell cutting of 0/1 index images."""
 
 from __future__ import annotations
