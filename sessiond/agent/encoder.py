@@ -191,10 +191,28 @@ class RegionEncoder:
             plan = history.plan(source, rect)
             for (cx, cy, cw, ch), src_x, src_y in plan.copies:
                 regions.append(Region(cx, cy, cw, ch, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
-            for piece in plan.rects:
+            for piece in self._whole_cells(plan.rects, rect, surface, history):
                 self._encode_rect(view, stride, piece, origin, regions, surface)
             history.remember(source, rect)
         return regions
+
+    def _whole_cells(self, pieces: list[Rect], rect: Rect, surface: Hashable, history: SurfaceHistory) -> list[Rect]:
+        """The rows to send of rect, grown (inside rect) to whole text cells
+        of the surface's grid where GLYPHS may take them: unchanged rows at
+        a text line's edges (its blank rows) would otherwise cut the line
+        off the cells and send it as PALETTE every frame.  Sending unchanged
+        or copied rows again is exact: they hold what the client has."""
+        x, y, w, h = rect
+        grown: list[Rect] = []
+        for piece in pieces:
+            top, bottom = piece[1], piece[1] + piece[3]
+            if self.glyphs.candidate(piece, surface):
+                _gx, gy, _gw, gh = self.glyphs.grow(surface, piece, history.width, history.height)
+                top, bottom = max(gy, y), min(gy + gh, y + h)
+            if grown and top <= grown[-1][1] + grown[-1][3]:  # met the previous run: one rectangle
+                top = grown.pop()[1]
+            grown.append((x, top, w, bottom - top))
+        return grown
 
     def _encode_rect(self, view: memoryview, stride: int, rect: Rect, origin: tuple[int, int],
                      regions: list[Region], surface: Hashable | None = None) -> None:  # fmt: skip
@@ -203,7 +221,7 @@ class RegionEncoder:
         of a named surface, its whole text cells as GLYPHS if the client takes them."""
         ox, oy = origin
         local = (rect[0] - ox, rect[1] - oy, rect[2], rect[3])
-        if surface is not None and self.glyphs.enabled:
+        if surface is not None and self.glyphs.candidate(rect, surface):
             image, order = self._bgrx_view(view, stride, local)
             split = self.glyphs.encode(image, order, rect, surface, lambda part: self._moved(
                 self._encode_piece(view, stride, (part[0] - ox, part[1] - oy, part[2], part[3])), origin))

@@ -30,6 +30,22 @@ from sessiond.agent.xshm import CDisplay, ShmCapture, ShmRegionCapture, XShmErro
 # The encoder's name for the root window's pixels (scroll history, COPY);
 # a window's surface is its id.
 DESKTOP_SURFACE = "desktop"
+# Damage whose bounding box covers at most this share of the screen is
+# captured alone (the box, not the root): a scrolling 180x50 xterm on a
+# 1080p screen is a third of it, and XShmGetImage's copy runs in the X
+# server, the busiest process of a scroll (it competes with the app there).
+BOX_CAPTURE_MAX_SHARE = 0.75
+
+
+def damage_box(rects: list[Rect], width: int, height: int) -> Rect | None:
+    """The bounding box of rects if it is worth capturing alone (at most
+    BOX_CAPTURE_MAX_SHARE of the width x height screen), else None."""
+    if not rects:
+        return None
+    left, top = min(x for x, _y, _w, _h in rects), min(y for _x, y, _w, _h in rects)
+    right, bottom = max(x + w for x, _y, w, _h in rects), max(y + h for _x, y, _w, h in rects)
+    box = (left, top, right - left, bottom - top)
+    return box if box[2] * box[3] <= BOX_CAPTURE_MAX_SHARE * width * height else None
 
 
 def encode_rects(encoder: RegionEncoder, lossless: bool, buf: memoryview | bytes, stride: int,
@@ -94,8 +110,11 @@ class DesktopSource:
         if not rects and not self.video.due(DESKTOP_SURFACE):
             return []
         area, started = self.video.covering(DESKTOP_SURFACE, rects, (width, height)), time.perf_counter()
-        if area is None:
+        box = damage_box(rects, width, height) if DESKTOP_SURFACE not in self.video.streams else None
+        if area is None and box is None:  # (a stream reads its whole area)
             pixels, stride, origin = self.capture.capture(), self.capture.stride, (0, 0)
+        elif area is None and box is not None:  # just the damage's box, into the whole screen's buffer
+            pixels, stride, origin = self.capture.capture_box(*box), box[2] * 4, (box[0], box[1])
         else:  # only a video (not full screen) changed: capture just its area, 1/9 of the screen for 640x360
             self.area = self.area or ShmRegionCapture(self.cdisplay)
             pixels, stride, origin = self.area.capture(self.cdisplay.root, *area), area[2] * 4, (area[0], area[1])

@@ -44,7 +44,7 @@ from media import glyphs
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.media import GLYPH_MAX_USED, GLYPH_SLOTS
 from protocol.messages import Encoding, Region
-from sessiond.agent.glyph_grid import Grid, Rect, cut, detect, margins
+from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins
 
 # A rectangle smaller than this many cells of its grid (or, to look for a
 # grid, than this many 6x13 cells) is left to PALETTE (and TILE).
@@ -191,6 +191,13 @@ class GlyphEncoder:
             return rect
         return grid.grow(rect, width, height)
 
+    def candidate(self, rect: Rect, surface: Hashable) -> bool:
+        """False if rect is too small ever to become GLYPHS (encode() would
+        return None): the caller need not prepare its pixels (an echo)."""
+        grid = self._grids.get(surface)
+        least = DETECT_MIN_PIXELS if grid is None else GLYPH_MIN_CELLS * grid.cell_w * grid.cell_h
+        return self.enabled and rect[2] * rect[3] >= least
+
     def encode(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable,
                other: Callable[[Rect], Region]) -> tuple[list[Region], list[Rect]] | None:  # fmt: skip
         """(regions, rest): the GLYPHS regions of rect's whole cells and the
@@ -207,15 +214,17 @@ class GlyphEncoder:
         ix, iy, iw, ih = inner
         box = (ix - x, iy - y, ix - x + iw, iy - y + ih)
         background = self._background.get(surface)
-        # Usually the whole rectangle has the two colours: index it in place, crop the 1-byte result.
-        index = _index_image(image, order, background) or _index_image(image.crop(box), order, background)
-        if index is None:
-            return None
-        keys, colours, to_bits = index
-        if keys.size != (iw, ih):
-            keys = keys.crop(box)
+        # Usually the whole rectangle has the two colours: its cells are cut in place.
+        two = _two_colours(image, order, background)
+        if two is None:
+            image, box = image.crop(box), (0, 0, iw, ih)
+            two = _two_colours(image, order, background)
+            if two is None:
+                return None
+        band, colours, to_bits = two
         self._grids.move_to_end(surface)
-        regions = self._stripes(keys, to_bits, colours, grid, inner, surface, other)
+        cells = cut_band(image, band, box, grid.cell_w, grid.cell_h)
+        regions = self._stripes(cells, to_bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
 
     def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
@@ -253,14 +262,13 @@ class GlyphEncoder:
             self._background.pop(dropped, None)
         return grid
 
-    def _stripes(self, keys: Image.Image, to_bits: bytes, colours: bytes, grid: Grid, inner: Rect,
+    def _stripes(self, cells: list[bytes], to_bits: bytes, colours: bytes, grid: Grid, inner: Rect,
                  surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
         """Whole rows of cells gathered into regions under MAX_REGION_RAW_BYTES
         and GLYPH_MAX_USED distinct glyphs; each GLYPHS or, if that loses, `other`."""
         ix, iy, iw, _ih = inner
         cw, ch = grid.cell_w, grid.cell_h
         columns = iw // cw
-        cells = cut(keys, cw, ch)
         rows = len(cells) // columns
         max_rows = max(1, MAX_REGION_RAW_BYTES // (iw * ch * _BYTES_PER_PIXEL))
         regions: list[Region] = []
@@ -316,10 +324,17 @@ class GlyphEncoder:
 
 def _index_image(image: Image.Image, order: tuple[int, int, int],
                  background: bytes | None = None) -> tuple[Image.Image, bytes, bytes] | None:  # fmt: skip
-    """(key channel, colour 0 + colour 1 as R, G, B, the translation of the
-    channel's two values to 0/1) of an image of exactly two colours, colour
+    """_two_colours() with the key band as an image."""
+    two = _two_colours(image, order, background)
+    return None if two is None else (image.getchannel(two[0]), two[1], two[2])
+
+
+def _two_colours(image: Image.Image, order: tuple[int, int, int],
+                 background: bytes | None = None) -> tuple[int, bytes, bytes] | None:  # fmt: skip
+    """(key band, colour 0 + colour 1 as R, G, B, the translation of the
+    band's two values to 0/1) of an image of exactly two colours, colour
     0 `background` if it is one of them, else the commoner; None if not two
-    colours.  Cells are cut from the channel as it is (no per-pixel mapping);
+    colours.  Cells are cut from the band as it is (no per-pixel mapping);
     only each distinct cell is translated to its glyph bits."""
     colours = image.getcolors(2)
     if colours is None or len(colours) != 2:
@@ -335,7 +350,7 @@ def _index_image(image: Image.Image, order: tuple[int, int, int],
         return None
     keys = bytes((back[order[band]], ink[order[band]]))
     rgb = bytes((back[order[0]], back[order[1]], back[order[2]], ink[order[0]], ink[order[1]], ink[order[2]]))
-    return image.getchannel(order[band]), rgb, bytes.maketrans(keys, b"\x00\x01")
+    return order[band], rgb, bytes.maketrans(keys, b"\x00\x01")
 
 
 def _bits(index: tuple[Image.Image, bytes, bytes]) -> Image.Image:

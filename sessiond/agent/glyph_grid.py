@@ -14,13 +14,16 @@
 # Cells are cut without numpy: a band of cell_h rows of the 0/1 index
 # image, transposed, is its cells one after another in tobytes() (column
 # major, cell_w * cell_h bytes each), so one slice per cell is all Python
-# does per cell.
+# does per cell.  The encoder's cut_band() puts every band side by side
+# first (one strided view per pixel row of a cell, straight from the
+# capture's key band), so a whole screen takes one transpose.
 """Grid detection (cell size and phase) and cell cutting of 0/1 index images."""
 
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from PIL import Image
@@ -44,6 +47,8 @@ GRID_TIE: Final = 0.1
 GRID_PHASES_TRIED: Final = 3
 # Bands of cells sampled when comparing phases (bounds the detection's cost).
 GRID_SAMPLE_BANDS: Final = 12
+# Geometries (bytes, cell size) whose cell slices are kept: a few surfaces' text areas.
+PIECES_CACHED: Final = 8
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,32 @@ def cut(index: Image.Image, cell_w: int, cell_h: int) -> list[bytes]:
     for top in range(0, height, cell_h):
         cells += map(transposed.crop((top, 0, top + cell_h, width)).tobytes().__getitem__, pieces)
     return cells
+
+
+def cut_band(image: Image.Image, band: int, box: tuple[int, int, int, int], cell_w: int, cell_h: int) -> list[bytes]:
+    """cut() of one band of image cropped to box (left, top, right, bottom;
+    sides multiples of the cell), without the crops: the band's bytes are
+    read once, row y of every row of cells is gathered by one strided view
+    per y, so that the rows of cells lie side by side, and one transpose
+    makes every cell contiguous (cut() crops and copies per row of cells)."""
+    left, top, right, bottom = box
+    width, height = image.size
+    inner_w, bands = right - left, (bottom - top) // cell_h
+    # Padded by one row of cells: a strided view must span whole strides.
+    keys = image.tobytes("raw", image.mode[band]) + bytes(cell_h * width)
+    stride, view = width * cell_h, memoryview(keys)
+    side_by_side = b"".join(
+        Image.frombuffer("L", (inner_w, bands), view[(top + y) * width + left :], "raw", "L", stride, 1).tobytes()
+        for y in range(cell_h))  # fmt: skip
+    stacked = Image.frombuffer("L", (inner_w * bands, cell_h), side_by_side, "raw", "L", 0, 1)
+    columns = stacked.transpose(Image.Transpose.TRANSPOSE).tobytes()
+    return list(map(columns.__getitem__, _pieces(len(columns), cell_w * cell_h)))
+
+
+@lru_cache(maxsize=PIECES_CACHED)
+def _pieces(length: int, size: int) -> list[slice]:
+    """The slices of the cells of `size` bytes in `length` bytes (a screen's geometry repeats)."""
+    return [slice(at, at + size) for at in range(0, length, size)]
 
 
 def _profile(index: Image.Image, vertical: bool) -> list[float]:

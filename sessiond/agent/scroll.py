@@ -95,11 +95,12 @@ class SurfaceHistory:
         self.height = height
         self.stride = width * BYTES_PER_PIXEL
         self.pixels = bytearray(self.stride * height)
-        # Rows whose pixels are not written yet: the whole-width span's cached
-        # row is the truth (a whole-width remember() keeps the rows plan()
-        # read instead of copying them again, ~2.5 ms per 1080p frame);
-        # written out before anything reads or partly writes `pixels`.
-        self._stale = bytearray(height)
+        # Rows whose pixels are not written yet: the named span's cached row
+        # is the truth of its columns (a remember() keeps the rows plan() read
+        # instead of copying them again: ~2.5 ms per 1080p frame whole-width,
+        # ~1 ms for a 1084x654 xterm); the other columns of the row are in
+        # `pixels`.  Written out before anything else reads or writes the row.
+        self._stale: list[tuple[int, int] | None] = [None] * height
         # (x, w) -> the sent rows of that column span (None: not cached).
         self._spans: OrderedDict[tuple[int, int], list[bytes | None]] = OrderedDict()
         self._planned: tuple[Rect, list[bytes]] | None = None  # the rows plan() just read
@@ -168,12 +169,13 @@ class SurfaceHistory:
         ox, oy = source.origin
         start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
         src_start = (x - ox) * BYTES_PER_PIXEL
+        if self._planned is not None and self._planned[0] == rect:
+            self._write_stale(y, h, keep=(x, w))  # rows stale from another span: written first
+            self._stale[y : y + h] = [(x, w)] * h  # the rows plan() read go to the span cache: the truth
+            self._remember_rows(rect)
+            return
         if length == self.stride:
-            if self._planned is not None and self._planned[0] == rect:
-                self._stale[y : y + h] = b"\x01" * h  # the rows plan() read go to the span cache: the truth
-                self._remember_rows(rect)
-                return
-            self._stale[y : y + h] = bytes(h)  # whole rows are written below
+            self._stale[y : y + h] = [None] * h  # whole rows are written below
         else:
             self._write_stale(y, h)  # a partial write must not be undone by a stale row written later
         if length == self.stride == source.stride:  # whole rows on both sides: one copy
@@ -187,15 +189,20 @@ class SurfaceHistory:
             self.pixels[offset : offset + length] = source.view[src : src + length]
         self._remember_rows(rect)
 
-    def _write_stale(self, y: int, h: int) -> None:
-        """Write rows y..y+h that are stale from the whole-width span cache into `pixels`."""
-        if not any(self._stale[y : y + h]):
+    def _write_stale(self, y: int, h: int, keep: tuple[int, int] | None = None,
+                     only: tuple[int, int] | None = None) -> None:  # fmt: skip
+        """Write rows y..y+h that are stale (from span `only`, if given; not
+        from span `keep`) from their span's cache into `pixels`."""
+        stale = self._stale
+        if not any(stale[y : y + h]):
             return
-        cached = self._spans[(0, self.width)]
         for row in range(y, y + h):
-            if self._stale[row]:
-                self.pixels[row * self.stride : (row + 1) * self.stride] = cached[row]  # type: ignore[assignment]
-                self._stale[row] = 0
+            span = stale[row]
+            if span is None or span == keep or (only is not None and span != only):
+                continue
+            offset = row * self.stride + span[0] * BYTES_PER_PIXEL
+            self.pixels[offset : offset + span[1] * BYTES_PER_PIXEL] = self._spans[span][row]  # type: ignore[index]
+            stale[row] = None
 
     def _remember_rows(self, rect: Rect) -> None:
         """Keep the rows plan() read for rect's span; forget cached rows of
@@ -214,8 +221,7 @@ class SurfaceHistory:
         if cached is None:
             cached = self._spans[(x, w)] = [None] * self.height
             while len(self._spans) > MAX_ROW_SPANS:
-                if next(iter(self._spans)) == (0, self.width):
-                    self._write_stale(0, self.height)  # the truth of stale rows leaves with it
+                self._write_stale(0, self.height, only=next(iter(self._spans)))  # the truth of its stale rows
                 self._spans.popitem(last=False)
         self._spans.move_to_end((x, w))
         cached[y : y + h] = planned[1]

@@ -56,24 +56,14 @@ class _XImage(ctypes.Structure):
 
 
 class _XShmSegmentInfo(ctypes.Structure):
-    _fields_ = [
-        ("shmseg", ctypes.c_ulong),
-        ("shmid", ctypes.c_int),
-        ("shmaddr", ctypes.c_void_p),
-        ("readOnly", ctypes.c_int),
-    ]
+    _fields_ = [("shmseg", ctypes.c_ulong), ("shmid", ctypes.c_int), ("shmaddr", ctypes.c_void_p),
+                ("readOnly", ctypes.c_int)]  # fmt: skip
 
 
 class _XErrorEvent(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("display", ctypes.c_void_p),
-        ("resourceid", ctypes.c_ulong),
-        ("serial", ctypes.c_ulong),
-        ("error_code", ctypes.c_ubyte),
-        ("request_code", ctypes.c_ubyte),
-        ("minor_code", ctypes.c_ubyte),
-    ]
+    _fields_ = [("type", ctypes.c_int), ("display", ctypes.c_void_p), ("resourceid", ctypes.c_ulong),
+                ("serial", ctypes.c_ulong), ("error_code", ctypes.c_ubyte), ("request_code", ctypes.c_ubyte),
+                ("minor_code", ctypes.c_ubyte)]  # fmt: skip
 
 
 _ERROR_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_XErrorEvent))
@@ -90,9 +80,7 @@ class _Libs:
         x11_name = library_path("X11")
         xext_name = library_path("Xext")
         if not x11_name or not xext_name:
-            raise XShmError(
-                "libX11/libXext not found; install libx11-6 and libxext6"
-            )
+            raise XShmError("libX11/libXext not found; install libx11-6 and libxext6")
         self.x11 = ctypes.CDLL(x11_name)
         self.xext = ctypes.CDLL(xext_name)
         self.libc = ctypes.CDLL(library_path("c"), use_errno=True)
@@ -119,16 +107,12 @@ class _Libs:
             c_ulong, c_int, c_int, c_uint, c_uint, c_uint, c_uint)]]  # fmt: skip
         x11.XGetGeometry.restype = c_int
         xext.XShmQueryExtension.argtypes, xext.XShmQueryExtension.restype = [vp], c_int
-        xext.XShmCreateImage.argtypes = [
-            vp, vp, c_uint, c_int, vp, ctypes.POINTER(_XShmSegmentInfo), c_uint, c_uint,
-        ]
-        xext.XShmCreateImage.restype = ctypes.POINTER(_XImage)
-        xext.XShmAttach.argtypes = [vp, ctypes.POINTER(_XShmSegmentInfo)]
-        xext.XShmAttach.restype = c_int
-        xext.XShmDetach.argtypes = [vp, ctypes.POINTER(_XShmSegmentInfo)]
-        xext.XShmDetach.restype = c_int
-        xext.XShmGetImage.argtypes = [vp, c_ulong, ctypes.POINTER(_XImage), c_int, c_int, c_ulong]
-        xext.XShmGetImage.restype = c_int
+        info, image = ctypes.POINTER(_XShmSegmentInfo), ctypes.POINTER(_XImage)
+        xext.XShmCreateImage.argtypes = [vp, vp, c_uint, c_int, vp, info, c_uint, c_uint]
+        xext.XShmCreateImage.restype = image
+        xext.XShmAttach.argtypes, xext.XShmAttach.restype = [vp, info], c_int
+        xext.XShmDetach.argtypes, xext.XShmDetach.restype = [vp, info], c_int
+        xext.XShmGetImage.argtypes, xext.XShmGetImage.restype = [vp, c_ulong, image, c_int, c_int, c_ulong], c_int
         libc.shmget.argtypes, libc.shmget.restype = [c_int, ctypes.c_size_t, c_int], c_int
         libc.shmat.argtypes, libc.shmat.restype = [c_int, vp, c_int], vp
         libc.shmdt.argtypes, libc.shmdt.restype = [vp], c_int
@@ -281,6 +265,22 @@ class ShmCapture:
             raise XShmError("capture on a closed ShmCapture")
         segment.get(self._root, 0, 0)
         return segment.view
+
+    def capture_box(self, x: int, y: int, width: int, height: int) -> memoryview:
+        """capture() of just a rectangle of the screen, into the same pages
+        (rows packed: stride width * 4); XShmError if it is off the screen."""
+        segment = self._segment
+        if segment is None or segment.view is None or segment.image is None or x < 0 or y < 0 or width <= 0 \
+                or height <= 0 or x + width > self.width or y + height > self.height:  # fmt: skip
+            raise XShmError(f"cannot capture {width}x{height} at {x},{y} (closed or off the screen)")
+        img = segment.image.contents
+        saved = img.width, img.height, img.bytes_per_line
+        img.width, img.height, img.bytes_per_line = width, height, width * 4
+        try:
+            segment.get(self._root, x, y)
+        finally:
+            img.width, img.height, img.bytes_per_line = saved
+        return segment.view[: width * height * 4]
 
     def close(self) -> None:
         """Detach the segment and close the X connection; idempotent."""

@@ -23,7 +23,7 @@ from sessiond.agent import xserver
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import MAX_SPARE_KEYCODES, InputInjector
 from sessiond.agent.xserver import XServer, XServerError, start_xvfb
-from sessiond.agent.xshm import ShmCapture
+from sessiond.agent.xshm import ShmCapture, XShmError
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +150,26 @@ def test_shm_capture_matches_get_image(xvfb: XServer, connect: Any) -> None:
     with open("/proc/sysvipc/shm", encoding="ascii") as handle:
         ids = [line.split()[1] for line in handle.readlines()[1:]]
     assert str(shmid) not in ids
+
+
+def test_shm_capture_of_a_box_is_that_part_of_the_screen(xvfb: XServer, connect: Any) -> None:
+    display = connect()
+    root = display.screen().root
+    fill(display, root, 0x12AB34, (50, 60, 100, 80))
+    fill(display, root, 0xFF0000, (0, 0, 10, 10))
+    with ShmCapture(xvfb.display) as capture:
+        whole = Image.frombuffer("RGB", (640, 480), bytes(capture.capture()), "raw", "BGRX", capture.stride, 1)
+        for x, y, w, h in ((40, 50, 120, 100), (0, 0, 640, 480), (639, 479, 1, 1), (3, 0, 7, 480)):
+            box = capture.capture_box(x, y, w, h)
+            assert len(box) == w * h * 4
+            assert Image.frombuffer("RGB", (w, h), box, "raw", "BGRX", w * 4, 1).tobytes() == \
+                whole.crop((x, y, x + w, y + h)).tobytes()  # fmt: skip
+        for x, y, w, h in ((-1, 0, 5, 5), (600, 0, 41, 5), (0, 0, 0, 5), (0, 470, 5, 11)):
+            with pytest.raises(XShmError):
+                capture.capture_box(x, y, w, h)
+        # The whole-screen capture is unchanged by box captures before it.
+        again = Image.frombuffer("RGB", (640, 480), capture.capture(), "raw", "BGRX", capture.stride, 1)
+        assert again.tobytes() == whole.tobytes()
 
 
 # -- xinput -------------------------------------------------------------
