@@ -85,6 +85,7 @@ class ViewerLink:
         # to take it, so that placement and maximize in the session match the local desktop.
         self.local_screen: tuple[int, int] | None = None
         self._screen_asked: tuple[int, int] | None = None
+        self._display_open = False  # the current connection's display channel is open
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
 
     # -- thread plumbing -----------------------------------------------------------
@@ -193,6 +194,16 @@ class ViewerLink:
         self._screen_asked = size
         client.resize(*size).addErrback(lambda _failure: None)  # DESKTOP_SIZE answers; a lost one is re-asked
 
+    def set_local_screen(self, width: int, height: int) -> None:
+        """The local screen's free area, known once Qt is up (from any thread): the session's
+        screen is asked to take it, now if the display is open, else when it opens."""
+        self.reactor.callFromThread(self._set_local_screen, (width, height))
+
+    def _set_local_screen(self, size: tuple[int, int]) -> None:
+        self.local_screen = size
+        if self._display_open:
+            self._fit_screen(self._screen_asked or size)
+
     def take_patches(self) -> list[Patch]:
         """Pixels waiting for the GUI (GUI thread)."""
         return self.collector.take() if self.collector is not None else []
@@ -251,6 +262,7 @@ class ViewerLink:
 
     async def _connect(self, first: bool) -> None:
         args, timeout = self.args, self.args.timeout
+        self._display_open = False
         client, _result, server = await open_session(self.reactor, args)
         if self._stopping:
             client.disconnect()
@@ -261,7 +273,16 @@ class ViewerLink:
                                     self.trace)  # fmt: skip
         self.collector = collector
         client.display_observers.append(collector)
-        self.seamless = not args.desktop and await open_windows(self.reactor, client, timeout)
+        # Every request of the start goes out at once (one flush, one round trip instead of one each): the
+        # windows channel first (its handler is wrapped as soon as it opens, before any window message),
+        # then input, display and the first connection's launches, which need no channel of ours.
+        windows = None if args.desktop else defer.ensureDeferred(open_windows(self.reactor, client, timeout))
+        channels = defer.gatherResults([
+            defer.ensureDeferred(with_timeout(self.reactor, client.open_channel(kind), timeout, what))
+            for kind, what in ((ChannelKind.INPUT, "the input channel"), (ChannelKind.DISPLAY, "the display"))
+        ], consumeErrors=True)  # fmt: skip
+        launches = [defer.ensureDeferred(self._launch(app)) for app in args.launch] if first else []
+        self.seamless = windows is not None and await windows
         if self.seamless:
             inner = client.channel_handlers[WINDOWS]
 
@@ -271,9 +292,12 @@ class ViewerLink:
 
             client.channel_handlers[WINDOWS] = on_window_message
             self._windows_changed(client, title)
-        await with_timeout(self.reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
-        await with_timeout(self.reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        try:
+            await channels
+        except defer.FirstError as exc:
+            raise exc.subFailure.value from None
         client.refresh()
+        self._display_open = True
         # A new connection: ask again (another client may have resized it), for the last size asked (a local
         # maximized window's) or else the local screen's.
         wanted, self._screen_asked = self._screen_asked or self.local_screen, None
@@ -281,8 +305,8 @@ class ViewerLink:
         if args.audio:
             await self._open_audio(client)
         if first:
-            for app in args.launch:
-                await self._launch(app)
+            for launched in launches:
+                await launched
             if not args.launch:
                 self.apps.start()  # armed before the first list: a notice during it is not lost
                 await self.apps.first()
