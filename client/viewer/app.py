@@ -80,13 +80,11 @@ class ViewerUi:
         must reach a running loop to end it)."""
         screen = self.app.primaryScreen()
         area = screen.availableGeometry() if screen is not None else None
+        # The session's screen takes the local free area (ViewerLink.fit_screen).
+        self.link.set_local_screen((area.width(), area.height()) if area is not None else None)
         if not isinstance(self.link.events, EarlyEvents):
-            if area is not None:  # the session's screen takes the local free area (ViewerLink.fit_screen)
-                self.link.local_screen = (area.width(), area.height())
             self.link.start()
             return
-        if area is not None:
-            self.link.set_local_screen(area.width(), area.height())
         early = self.link.events
         QTimer.singleShot(0, lambda: early.attach(self.bridge))
 

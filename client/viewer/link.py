@@ -86,6 +86,9 @@ class ViewerLink:
         self.local_screen: tuple[int, int] | None = None
         self._screen_asked: tuple[int, int] | None = None
         self._display_open = False  # the current connection's display channel is open
+        # Fired once the GUI knows the local screen (set_local_screen): in seamless mode the first
+        # launches wait for it, so an app's window is placed on the screen size the session will have.
+        self.gui_up: defer.Deferred[None] = defer.Deferred()
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
 
     # -- thread plumbing -----------------------------------------------------------
@@ -194,15 +197,21 @@ class ViewerLink:
         self._screen_asked = size
         client.resize(*size).addErrback(lambda _failure: None)  # DESKTOP_SIZE answers; a lost one is re-asked
 
-    def set_local_screen(self, width: int, height: int) -> None:
-        """The local screen's free area, known once Qt is up (from any thread): the session's
-        screen is asked to take it, now if the display is open, else when it opens."""
-        self.reactor.callFromThread(self._set_local_screen, (width, height))
+    def set_local_screen(self, size: tuple[int, int] | None) -> None:
+        """The local screen's free area (None: unknown), known once Qt is up (from any thread):
+        the session's screen is asked to take it, now if the display is open, else when it opens."""
+        if not self._thread.is_alive():  # not started yet: the reactor does not run
+            self.local_screen = size
+            self.gui_up.callback(None)
+            return
+        self.reactor.callFromThread(self._set_local_screen, size)
 
-    def _set_local_screen(self, size: tuple[int, int]) -> None:
+    def _set_local_screen(self, size: tuple[int, int] | None) -> None:
         self.local_screen = size
-        if self._display_open:
+        if self._display_open and size is not None:
             self._fit_screen(self._screen_asked or size)
+        if not self.gui_up.called:
+            self.gui_up.callback(None)
 
     def take_patches(self) -> list[Patch]:
         """Pixels waiting for the GUI (GUI thread)."""
@@ -273,15 +282,16 @@ class ViewerLink:
                                     self.trace)  # fmt: skip
         self.collector = collector
         client.display_observers.append(collector)
-        # Every request of the start goes out at once (one flush, one round trip instead of one each): the
-        # windows channel first (its handler is wrapped as soon as it opens, before any window message),
-        # then input, display and the first connection's launches, which need no channel of ours.
+        # The start's requests go out at once (one round trip instead of one each): the windows channel
+        # first (its handler is wrapped as soon as it opens, before any window message), then input and
+        # display; in desktop mode the first connection's launches too. In seamless mode they wait for the
+        # session's screen to be fitted to the local one (below), so the app's window is placed on it.
         windows = None if args.desktop else defer.ensureDeferred(open_windows(self.reactor, client, timeout))
         channels = defer.gatherResults([
             defer.ensureDeferred(with_timeout(self.reactor, client.open_channel(kind), timeout, what))
             for kind, what in ((ChannelKind.INPUT, "the input channel"), (ChannelKind.DISPLAY, "the display"))
         ], consumeErrors=True)  # fmt: skip
-        launches = [defer.ensureDeferred(self._launch(app)) for app in args.launch] if first else []
+        launches = defer.ensureDeferred(self._launch_all()) if first and args.desktop else None
         self.seamless = windows is not None and await windows
         if self.seamless:
             inner = client.channel_handlers[WINDOWS]
@@ -298,15 +308,19 @@ class ViewerLink:
             raise exc.subFailure.value from None
         client.refresh()
         self._display_open = True
+        if self.seamless and first and args.launch and not self.gui_up.called:
+            await self.gui_up  # the GUI is loading Qt (client/viewer/early.py): the local screen comes with it
         # A new connection: ask again (another client may have resized it), for the last size asked (a local
         # maximized window's) or else the local screen's.
         wanted, self._screen_asked = self._screen_asked or self.local_screen, None
         self._fit_screen(wanted)
+        if first and launches is None:  # seamless: right behind the resize, so the app starts on the fitted screen
+            launches = defer.ensureDeferred(self._launch_all())
         if args.audio:
             await self._open_audio(client)
+        if launches is not None:
+            await launches
         if first:
-            for launched in launches:
-                await launched
             if not args.launch:
                 self.apps.start()  # armed before the first list: a notice during it is not lost
                 await self.apps.first()
@@ -316,6 +330,11 @@ class ViewerLink:
     def _windows_changed(self, client: SessionClient, title: str) -> None:
         if client is self.client:
             self.events.windows_changed(snapshot_of(client, title))
+
+    async def _launch_all(self) -> None:
+        """The command line's apps, one after the other: each window maps (and is placed) in that order."""
+        for app in self.args.launch:
+            await self._launch(app)
 
     async def _launch(self, app: str) -> None:
         client = self.client
