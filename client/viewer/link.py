@@ -90,6 +90,9 @@ class ViewerLink:
         # launches wait for it, so an app's window is placed on the screen size the session will have.
         self.gui_up: defer.Deferred[None] = defer.Deferred()
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
+        # Set once the first AUTH went out (or the first connection failed): from then on the reactor
+        # thread waits for the server, and the GUI thread can load Qt without slowing the login down.
+        self.auth_sent = threading.Event()
 
     # -- thread plumbing -----------------------------------------------------------
     def start(self) -> None:
@@ -243,6 +246,7 @@ class ViewerLink:
             self._finish(*failure)
 
     def _finish(self, message: str, code: int) -> None:
+        self.auth_sent.set()  # no login to wait for
         if not self._stopping:
             self.events.finished(message, code)
 
@@ -272,7 +276,7 @@ class ViewerLink:
     async def _connect(self, first: bool) -> None:
         args, timeout = self.args, self.args.timeout
         self._display_open = False
-        client, _result, server = await open_session(self.reactor, args)
+        client, _result, server = await open_session(self.reactor, args, self.auth_sent.set)
         if self._stopping:
             client.disconnect()
             return

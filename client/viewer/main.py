@@ -23,6 +23,8 @@ from client.cli import EXIT_CONNECT, EXIT_USAGE
 
 # How often (ms) the Qt loop lets Python run its signal handlers (Ctrl+C).
 SIGNAL_POLL_MS = 200
+# Longest wait for the link's first AUTH before Qt is loaded anyway (a password prompt, a slow server).
+AUTH_SENT_WAIT_SECONDS = 2.0
 
 
 class NoDisplay(Exception):
@@ -86,6 +88,9 @@ def run_viewer(args: argparse.Namespace) -> int:
     trace = LatencyTrace(os.environ.get(TRACE_ENV) or None)
     link = ViewerLink(args, EarlyEvents(), trace)
     link.start()  # connects and logs in while Qt loads
+    # Qt's imports would compete with the connect, TLS and AUTH for the one interpreter lock; once AUTH is
+    # out the reactor thread waits for PAM and the session's start, and Qt loads meanwhile.
+    link.auth_sent.wait(AUTH_SENT_WAIT_SECONDS)
     try:
         from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
