@@ -32,8 +32,10 @@ DEFAULT_ROUNDS = 7
 def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
     """A private Xvfb (-displayfd) for the viewer's display checks and Qt."""
     read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stderr=subprocess.DEVNULL)  # fmt: skip
+    # No abstract socket (-nolisten local): sessions whose Xvfb has the same number in their private /tmp
+    # but shares this host's network namespace would collide with it.
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x1024x24", "-nolisten", "tcp",
+                             "-nolisten", "local"], pass_fds=(write_fd,), stderr=subprocess.DEVNULL)  # fmt: skip
     os.close(write_fd)
     number = b""
     while not number.endswith(b"\n"):
