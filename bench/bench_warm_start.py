@@ -17,7 +17,8 @@
 # is not sessiond's: one PAM authentication, Xvfb's start, xterm's own
 # exec -> first map + capture, measured alone in the same run. With
 # --baseline-prefix a warm pool of another installation runs first (the
-# ratios' baseline); --warm-only skips the cold rows. Run as root:
+# ratios' baseline); --warm-only skips the cold rows; --cold-only keeps only
+# the defaults (cold, zygote), the baseline's too. Run as root:
 #   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_warm_start.py
 """Start-up benchmark: login -> first frame, cold (exec / zygote) vs warm pool."""
 
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the warm pool from another installation (e.g. an earlier commit installed "
                              "with make install PREFIX=...), first, as the ratios' baseline")  # fmt: skip
     parser.add_argument("--warm-only", action="store_true", help="skip the two cold configurations")
+    parser.add_argument("--cold-only", action="store_true",
+                        help="only the defaults (cold, zygote), and the baseline installation with the defaults too")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_warm_start: run as root (it creates users and starts sessiond)", file=sys.stderr)
@@ -157,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
         apps = publish_bench_apps(tmp)
         configs = [(name, settings, spine_server.VENV_BIN) for name, settings in CONFIGS
-                   if not args.warm_only or "warm_pool" in settings]  # fmt: skip
+                   if (not args.warm_only or "warm_pool" in settings) and (not args.cold_only or not settings)]
         if args.baseline_prefix:
-            configs.insert(0, (f"warm pool, {args.baseline_prefix}", CONFIGS[-1][1],
+            base = CONFIGS[1] if args.cold_only else CONFIGS[-1]
+            configs.insert(0, (f"{base[0]}, {args.baseline_prefix}", base[1],
                                os.path.join(args.baseline_prefix, "venv", "bin")))  # fmt: skip
         measured = await measure(reactor, tmp, apps, users, known, configs, args.runs)
         rows = [(name, runs) for (name, _settings, _venv), runs in zip(configs, measured)]

@@ -154,6 +154,7 @@ STEPS = (
     ("Xvfb ready -> agent set up (X set-up, services)", "agent: Xvfb ready", "agent: set up"),
     ("agent set up -> link up at sessiond", "agent: set up", "agent ready"),
     ("= spawned -> agent link up", "spawned", "agent ready"),
+    ("= AUTH -> agent code runs (PAM and the sandbox entry)", "tls done", "agent: agent main"),
     ("agent up -> AUTH_RESULT at client", "agent ready", "auth result"),
     ("display channel open (round trip)", "auth result", "display open"),
     ("LAUNCH -> at sessiond", "display open", "launch asked"),

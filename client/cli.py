@@ -10,7 +10,7 @@ import getpass
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from client.audio_cli import AudioCommandError, add_audio_parser, run_audio
 from client.xpra_cli import XpraUsageError, add_xpra_parser, display_unless_beside, local_xpra, run_xpra
@@ -166,10 +166,21 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
         client.disconnect()
 
 
-async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionClient, Any, str]:
+async def open_session(reactor: Any, args: argparse.Namespace,
+                       on_auth_sent: Callable[[], None] | None = None) -> tuple[SessionClient, Any, str]:  # fmt: skip
     """Connect and log in as the command line says (resume token first, then
     the password; a farm redirect followed); the new resume token is stored.
-    Returns the client, its AUTH_RESULT and the HOST:PORT it is connected to."""
+    Returns the client, its AUTH_RESULT and the HOST:PORT it is connected to.
+    ON_AUTH_SENT is called each time an AUTH has gone out (the viewer loads Qt
+    while the server checks it: client/viewer/early.py)."""
+    from twisted.internet import defer
+
+    async def authenticated(request: Any) -> Any:
+        pending = defer.ensureDeferred(with_timeout(reactor, request, args.timeout, "login"))
+        if on_auth_sent is not None:
+            on_auth_sent()
+        return await pending
+
     host, port = parse_server(args.server)
     known = KnownHosts(args.known_hosts or default_path())
     tokens = TokenStore(args.token_dir or default_dir())
@@ -190,7 +201,7 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
     try:
         if token is not None:
             try:
-                result = await with_timeout(reactor, client.resume(args.user, token), args.timeout, "login")
+                result = await authenticated(client.resume(args.user, token))
             except Redirected:
                 raise
             except RemoteError:
@@ -199,7 +210,7 @@ async def open_session(reactor: Any, args: argparse.Namespace) -> tuple[SessionC
                 client = await connected()
         if result is None:
             password = read_password(args)
-            result = await with_timeout(reactor, client.login(args.user, password), args.timeout, "login")
+            result = await authenticated(client.login(args.user, password))
     except Redirected as redirect:
         # A farm host sent us to the host of our session (docs/farm.md): one hop, its certificate vouched for.
         client.disconnect()

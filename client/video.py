@@ -24,19 +24,27 @@
 # of rows that differ from the stream's previous picture are converted
 # (media/rgb_bands.py), and changed_rows says which, so the caller pastes
 # only those.
+#
+# PyAV (and media/swscale.py, media/rgb_bands.py, which load it) is imported
+# with the first H264 unit, not with this module: importing it costs the
+# native viewer about 0.2 s of start-up, before its first pixels, and most
+# sessions never send video.
 """VideoDecoders: H264 regions to RGB tiles, per stream id, within bounds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import av
 from PIL import Image
 
-from media import swscale
-from media.rgb_bands import BandRgbConverter
 from protocol.limits import MAX_VIDEO_STREAMS
 from protocol.video import VideoError, coded_size, parse
+
+if TYPE_CHECKING:
+    import av
+
+    from media.rgb_bands import BandRgbConverter
 
 # max_pixels slack over the coded size: FFmpeg checks the macroblock-aligned
 # picture (16 px) plus its edge, measured: up to 1.28x at 200 x 130.
@@ -74,12 +82,26 @@ class VideoDecoders:
     def __init__(self) -> None:
         self._streams: dict[int, _Stream] = {}
         self.frames = 0  # pictures decoded, all streams (tests, stats)
-        # Pictures to RGB in place (media/swscale.py), else PyAV's to_image (benches compare both).
-        self.in_place = swscale.available()
+        # Pictures to RGB in place (media/swscale.py), else PyAV's to_image (benches compare both);
+        # None: not known yet (found out with the first picture, when PyAV is loaded).
+        self._in_place: bool | None = None
         # Only the rows that changed are converted (media/rgb_bands.py); the benches turn it off to compare.
         self.banded = True
         # (first row, rows) of the last picture that may differ from the stream's previous one; None: all.
         self.changed_rows: list[tuple[int, int]] | None = None
+
+    @property
+    def in_place(self) -> bool:
+        """Whether pictures become RGB in place through libswscale."""
+        if self._in_place is None:
+            from media import swscale  # noqa: PLC0415 - lazy: see the header
+
+            self._in_place = swscale.available()
+        return self._in_place
+
+    @in_place.setter
+    def in_place(self, value: bool) -> None:
+        self._in_place = value
 
     @property
     def open_streams(self) -> int:
@@ -112,6 +134,8 @@ class VideoDecoders:
             raise VideoDecodeError(f"H264 unit continues stream {unit.stream}, which has no KEY")
         elif stream.size != (w, h):
             raise VideoDecodeError(f"H264 unit of {w}x{h} continues a stream of {stream.size[0]}x{stream.size[1]}")
+        import av  # noqa: PLC0415 - lazy: see the header (loaded by _open already)
+
         try:
             frames = stream.context.decode(av.Packet(unit.data))
         except (av.FFmpegError, ValueError) as exc:
@@ -126,6 +150,9 @@ class VideoDecoders:
         stream.frames += 1
         self.frames += 1
         self.changed_rows = None
+        from media import swscale  # noqa: PLC0415 - lazy: see the header
+        from media.rgb_bands import BandRgbConverter  # noqa: PLC0415
+
         if self.in_place and frame.format.name == swscale.YUV_FORMAT:
             if stream.rgb is None:
                 stream.rgb = BandRgbConverter(w, h)
@@ -138,6 +165,8 @@ class VideoDecoders:
 
     @staticmethod
     def _open(w: int, h: int) -> av.VideoCodecContext:
+        import av  # noqa: PLC0415 - lazy: see the header
+
         context = av.CodecContext.create("h264", "r")
         context.thread_count = DECODER_THREADS
         context.thread_type = "SLICE"

@@ -203,6 +203,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             return
         self._authenticating = True
         self._method = message.method
+        self.factory.supervisor.login_started(message.user)  # a sandbox entry may start now (warm_pool.py)
 
         def check() -> defer.Deferred[AuthOutcome]:
             if message.method == "resume":

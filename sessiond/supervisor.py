@@ -66,7 +66,8 @@ class SessionSupervisor:
         # Sandboxes started ahead of logins ([session] warm_pool; started by SupervisorService).
         # A warm slot is a zygote: no pool without [session] zygote.
         self.warm_pool = WarmPool(reactor, config.session.python,
-                                  config.session.warm_pool if config.session.zygote else 0)
+                                  config.session.warm_pool if config.session.zygote else 0,
+                                  early=config.session.zygote)  # fmt: skip
         self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
                                              config.usb.recheck_interval, reactor, load_usb_policy,
                                              self.usb_recheck)
@@ -143,6 +144,14 @@ class SessionSupervisor:
     def warm_slot(self) -> WarmSlot | None:
         """A warm sandbox for a new session, or None (pool off, empty, or still refilling)."""
         return self.warm_pool.claim()
+
+    def login_started(self, user: str) -> None:
+        """An AUTH for USER arrived: if its success would start a new session here, let the
+        warm pool spawn a slot now, so the sandbox entry starts while PAM checks the password
+        (sessiond.warm_pool, early slots). Nothing of USER's exists until the login claims it.
+        Not in a farm: the directory may place the session on another host."""
+        if not self.config.farm.enabled and user not in self.sessions and user not in self._starting:
+            self.warm_pool.spawn_early()
 
     def by_id(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions.values() if s.id == session_id), None)

@@ -18,6 +18,17 @@
 #    privilege and code as a cold start's entry before it reads its spec.
 # A slot that dies unclaimed is replaced after a delay that doubles up to
 # RESPAWN_MAX_SECONDS, so a broken interpreter cannot make sessiond spin.
+#
+# Early slots: with the pool empty (warm_pool = 0, the default, or drained),
+# an AUTH that would start a new session spawns one slot at once
+# (spawn_early), so the entry's interpreter start and imports run while PAM
+# checks the password instead of after it; the login then claims it like any
+# warm slot. It is the same root process with the same code as a warm slot
+# or a cold start's entry before its spec, so the rules above hold: nothing
+# runs as the user before PAM said yes and the spec is written. Bounded:
+# at most MAX_EARLY_SLOTS unclaimed at once (more AUTHs start cold), and one
+# still unclaimed EARLY_SLOT_SECONDS later (the password was wrong, the
+# client left) is killed, so a warm_pool = 0 server keeps no slot standing.
 """WarmSlot (one waiting zygote) and WarmPool (keeps N of them ready)."""
 
 from __future__ import annotations
@@ -37,6 +48,11 @@ RESPAWN_MIN_SECONDS = 1.0
 RESPAWN_MAX_SECONDS = 60.0
 # Output an unclaimed slot may produce that is kept for the log (it should produce none).
 MAX_UNCLAIMED_OUTPUT = 4096
+# Early slots (spawned by an AUTH, see the header) unclaimed at once: each is a root
+# interpreter of ~37 MiB, and failed logins must not pile them up.
+MAX_EARLY_SLOTS = 2
+# How long an early slot waits for its login (PAM, its failure delay, the session's start).
+EARLY_SLOT_SECONDS = 30.0
 
 
 class WarmSlot(protocol.ProcessProtocol):
@@ -97,11 +113,13 @@ class WarmSlot(protocol.ProcessProtocol):
 class WarmPool:
     """Keeps SIZE warm slots spawned; claim() hands one out and spawns its replacement."""
 
-    def __init__(self, reactor: Any, python: str, size: int) -> None:
+    def __init__(self, reactor: Any, python: str, size: int, early: bool = False) -> None:
         self.reactor = reactor
         self.python = python
         self.size = size
+        self.early = early  # an AUTH may spawn a slot when none waits (spawn_early)
         self.idle: list[WarmSlot] = []
+        self._early: dict[WarmSlot, Any] = {}  # unclaimed early slot -> its expiry (IDelayedCall)
         self.running = False
         self._delay = RESPAWN_MIN_SECONDS
         self._refill: Any = None  # IDelayedCall of a pending refill
@@ -115,20 +133,49 @@ class WarmPool:
         """Spawn slots until SIZE are waiting (nothing once stopped)."""
         self._refill = None
         while self.running and len(self.idle) < self.size:
-            slot = WarmSlot(self)
-            try:
-                self.reactor.spawnProcess(slot, self.python, enter_argv(self.python, zygote=True), env=enter_env(),
-                                          path="/", childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
-            except OSError as exc:
-                log.error("warm pool: cannot spawn a sandbox: {why}", why=str(exc))
+            if self._spawn() is None:
                 self._schedule_refill()
                 return
-            self.idle.append(slot)
+
+    def _spawn(self) -> WarmSlot | None:
+        slot = WarmSlot(self)
+        try:
+            self.reactor.spawnProcess(slot, self.python, enter_argv(self.python, zygote=True), env=enter_env(),
+                                      path="/", childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
+        except OSError as exc:
+            log.error("warm pool: cannot spawn a sandbox: {why}", why=str(exc))
+            return None
+        self.idle.append(slot)
+        return slot
+
+    def spawn_early(self) -> bool:
+        """A login may start a new session soon: spawn a slot now if none waits (see the header).
+        False if none was spawned (off, one waits already, MAX_EARLY_SLOTS unclaimed, spawn failed)."""
+        if not (self.running and self.early) or self.idle or len(self._early) >= MAX_EARLY_SLOTS:
+            return False
+        slot = self._spawn()
+        if slot is None:
+            return False
+        self._early[slot] = self.reactor.callLater(EARLY_SLOT_SECONDS, self._expire, slot)
+        return True
+
+    def _expire(self, slot: WarmSlot) -> None:
+        """An early slot nobody claimed in time: end it (a pool of SIZE keeps what it would have)."""
+        self._early.pop(slot, None)
+        if slot in self.idle and len(self.idle) > self.size:
+            self.idle.remove(slot)
+            slot.discard()
+
+    def _claimed(self, slot: WarmSlot) -> None:
+        expiry = self._early.pop(slot, None)
+        if expiry is not None and expiry.active():
+            expiry.cancel()
 
     def claim(self) -> WarmSlot | None:
         """A waiting slot (removed from the pool), or None if none is ready; the pool refills."""
         while self.idle:
             slot = self.idle.pop(0)
+            self._claimed(slot)
             if not slot.ended and slot.transport is not None:
                 self._delay = RESPAWN_MIN_SECONDS  # a slot lived until used: spawning works
                 if self.running and self._refill is None:
@@ -140,6 +187,7 @@ class WarmPool:
         """An unclaimed slot exited: log it and replace it after the back-off delay."""
         if slot in self.idle:
             self.idle.remove(slot)
+        self._claimed(slot)
         if not self.running:
             return
         log.warn("warm pool: a waiting sandbox exited ({why}){output}; replacing it in {delay:.0f} s",
@@ -157,6 +205,8 @@ class WarmPool:
         if self._refill is not None and self._refill.active():
             self._refill.cancel()
         self._refill = None
+        for slot in list(self._early):
+            self._claimed(slot)
         idle, self.idle = self.idle, []
         for slot in idle:
             if slot.transport is not None and not slot.ended:

@@ -12,10 +12,11 @@ import os
 import sys
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from client.viewer.damage import TRACE_ENV, LatencyTrace, Patch, Snapshot
+from client.viewer.early import EarlyEvents
 from client.viewer.launcher import Launcher
 from client.viewer.link import ViewerLink
 from client.viewer.window import SessionWindow
@@ -54,12 +55,15 @@ class Bridge(QObject):
 class ViewerUi:
     """The local windows of one viewer."""
 
-    def __init__(self, app: QApplication, args: Any) -> None:
+    def __init__(self, app: QApplication, args: Any, link: ViewerLink | None = None) -> None:
         self.app = app
         self.args = args
         self.bridge = Bridge()
-        self.trace = LatencyTrace(os.environ.get(TRACE_ENV) or None)
-        self.link = ViewerLink(args, self.bridge, self.trace)
+        if link is None:
+            self.trace = LatencyTrace(os.environ.get(TRACE_ENV) or None)
+            self.link = ViewerLink(args, self.bridge, self.trace)
+        else:  # started already (client/viewer/main.py): its events wait in an EarlyEvents
+            self.trace, self.link = link.trace, link
         self.windows: dict[int, SessionWindow] = {}
         self.launcher: Launcher | None = None
         self.had_windows = False
@@ -71,12 +75,18 @@ class ViewerUi:
         self.bridge.apps.connect(self.on_apps)
 
     def start(self) -> None:
-        """Connect (the reactor thread starts)."""
+        """Connect (the reactor thread starts), or take over a link that connects already:
+        its held events are handed over once the Qt loop runs (a CLOSE held meanwhile
+        must reach a running loop to end it)."""
         screen = self.app.primaryScreen()
-        if screen is not None:  # the session's screen takes the local free area (ViewerLink.fit_screen)
-            area = screen.availableGeometry()
-            self.link.local_screen = (area.width(), area.height())
-        self.link.start()
+        area = screen.availableGeometry() if screen is not None else None
+        # The session's screen takes the local free area (ViewerLink.fit_screen).
+        self.link.set_local_screen((area.width(), area.height()) if area is not None else None)
+        if not isinstance(self.link.events, EarlyEvents):
+            self.link.start()
+            return
+        early = self.link.events
+        QTimer.singleShot(0, lambda: early.attach(self.bridge))
 
     def stop(self) -> None:
         """Disconnect, leaving the session running."""

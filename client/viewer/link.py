@@ -85,7 +85,14 @@ class ViewerLink:
         # to take it, so that placement and maximize in the session match the local desktop.
         self.local_screen: tuple[int, int] | None = None
         self._screen_asked: tuple[int, int] | None = None
+        self._display_open = False  # the current connection's display channel is open
+        # Fired once the GUI knows the local screen (set_local_screen): in seamless mode the first
+        # launches wait for it, so an app's window is placed on the screen size the session will have.
+        self.gui_up: defer.Deferred[None] = defer.Deferred()
         self._thread = threading.Thread(target=self._run, name="svclient-reactor", daemon=True)
+        # Set once the first AUTH went out (or the first connection failed): from then on the reactor
+        # thread waits for the server, and the GUI thread can load Qt without slowing the login down.
+        self.auth_sent = threading.Event()
 
     # -- thread plumbing -----------------------------------------------------------
     def start(self) -> None:
@@ -193,6 +200,22 @@ class ViewerLink:
         self._screen_asked = size
         client.resize(*size).addErrback(lambda _failure: None)  # DESKTOP_SIZE answers; a lost one is re-asked
 
+    def set_local_screen(self, size: tuple[int, int] | None) -> None:
+        """The local screen's free area (None: unknown), known once Qt is up (from any thread):
+        the session's screen is asked to take it, now if the display is open, else when it opens."""
+        if not self._thread.is_alive():  # not started yet: the reactor does not run
+            self.local_screen = size
+            self.gui_up.callback(None)
+            return
+        self.reactor.callFromThread(self._set_local_screen, size)
+
+    def _set_local_screen(self, size: tuple[int, int] | None) -> None:
+        self.local_screen = size
+        if self._display_open and size is not None:
+            self._fit_screen(self._screen_asked or size)
+        if not self.gui_up.called:
+            self.gui_up.callback(None)
+
     def take_patches(self) -> list[Patch]:
         """Pixels waiting for the GUI (GUI thread)."""
         return self.collector.take() if self.collector is not None else []
@@ -223,6 +246,7 @@ class ViewerLink:
             self._finish(*failure)
 
     def _finish(self, message: str, code: int) -> None:
+        self.auth_sent.set()  # no login to wait for
         if not self._stopping:
             self.events.finished(message, code)
 
@@ -251,7 +275,8 @@ class ViewerLink:
 
     async def _connect(self, first: bool) -> None:
         args, timeout = self.args, self.args.timeout
-        client, _result, server = await open_session(self.reactor, args)
+        self._display_open = False
+        client, _result, server = await open_session(self.reactor, args, self.auth_sent.set)
         if self._stopping:
             client.disconnect()
             return
@@ -261,7 +286,17 @@ class ViewerLink:
                                     self.trace)  # fmt: skip
         self.collector = collector
         client.display_observers.append(collector)
-        self.seamless = not args.desktop and await open_windows(self.reactor, client, timeout)
+        # The start's requests go out at once (one round trip instead of one each): the windows channel
+        # first (its handler is wrapped as soon as it opens, before any window message), then input and
+        # display; in desktop mode the first connection's launches too. In seamless mode they wait for the
+        # session's screen to be fitted to the local one (below), so the app's window is placed on it.
+        windows = None if args.desktop else defer.ensureDeferred(open_windows(self.reactor, client, timeout))
+        channels = defer.gatherResults([
+            defer.ensureDeferred(with_timeout(self.reactor, client.open_channel(kind), timeout, what))
+            for kind, what in ((ChannelKind.INPUT, "the input channel"), (ChannelKind.DISPLAY, "the display"))
+        ], consumeErrors=True)  # fmt: skip
+        launches = defer.ensureDeferred(self._launch_all()) if first and args.desktop else None
+        self.seamless = windows is not None and await windows
         if self.seamless:
             inner = client.channel_handlers[WINDOWS]
 
@@ -271,18 +306,25 @@ class ViewerLink:
 
             client.channel_handlers[WINDOWS] = on_window_message
             self._windows_changed(client, title)
-        await with_timeout(self.reactor, client.open_channel(ChannelKind.INPUT), timeout, "the input channel")
-        await with_timeout(self.reactor, client.open_channel(ChannelKind.DISPLAY), timeout, "the display")
+        try:
+            await channels
+        except defer.FirstError as exc:
+            raise exc.subFailure.value from None
         client.refresh()
+        self._display_open = True
+        if self.seamless and first and args.launch and not self.gui_up.called:
+            await self.gui_up  # the GUI is loading Qt (client/viewer/early.py): the local screen comes with it
         # A new connection: ask again (another client may have resized it), for the last size asked (a local
         # maximized window's) or else the local screen's.
         wanted, self._screen_asked = self._screen_asked or self.local_screen, None
         self._fit_screen(wanted)
+        if first and launches is None:  # seamless: right behind the resize, so the app starts on the fitted screen
+            launches = defer.ensureDeferred(self._launch_all())
         if args.audio:
             await self._open_audio(client)
+        if launches is not None:
+            await launches
         if first:
-            for app in args.launch:
-                await self._launch(app)
             if not args.launch:
                 self.apps.start()  # armed before the first list: a notice during it is not lost
                 await self.apps.first()
@@ -292,6 +334,11 @@ class ViewerLink:
     def _windows_changed(self, client: SessionClient, title: str) -> None:
         if client is self.client:
             self.events.windows_changed(snapshot_of(client, title))
+
+    async def _launch_all(self) -> None:
+        """The command line's apps, one after the other: each window maps (and is placed) in that order."""
+        for app in self.args.launch:
+            await self._launch(app)
 
     async def _launch(self, app: str) -> None:
         client = self.client

@@ -3,14 +3,17 @@
 # a traceback and before any password prompt: PySide6 missing, no local
 # display (DISPLAY unset or not answering), a Qt platform plugin that is
 # absent or cannot load its libraries (Qt itself would abort the process).
-# Then Qt runs the main thread and the link its reactor thread; Ctrl+C and
-# closing the launcher disconnect, leaving the session running.
+# Then the link starts connecting and logging in on its reactor thread while
+# the main thread loads Qt and builds the QApplication (client/viewer/early.py
+# says why); Qt runs the main thread and the link its reactor thread; Ctrl+C
+# and closing the launcher disconnect, leaving the session running.
 """run_viewer: checks, then the Qt event loop with the link's reactor thread."""
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import os
 import signal
 import sys
@@ -20,6 +23,8 @@ from client.cli import EXIT_CONNECT, EXIT_USAGE
 
 # How often (ms) the Qt loop lets Python run its signal handlers (Ctrl+C).
 SIGNAL_POLL_MS = 200
+# Longest wait for the link's first AUTH before Qt is loaded anyway (a password prompt, a slow server).
+AUTH_SENT_WAIT_SECONDS = 2.0
 
 
 class NoDisplay(Exception):
@@ -27,9 +32,11 @@ class NoDisplay(Exception):
 
 
 def _plugin_dir() -> str:
-    import PySide6
-
-    return os.path.join(os.path.dirname(PySide6.__file__), "Qt", "plugins", "platforms")
+    """Qt's platform plugins, found without loading PySide6 (that happens while the link connects)."""
+    spec = importlib.util.find_spec("PySide6")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("No module named 'PySide6'")
+    return os.path.join(list(spec.submodule_search_locations)[0], "Qt", "plugins", "platforms")
 
 
 def check_display(environ: dict[str, str] | None = None, plugins: str | None = None) -> str:
@@ -67,22 +74,37 @@ def check_display(environ: dict[str, str] | None = None, plugins: str | None = N
 def run_viewer(args: argparse.Namespace) -> int:
     """Run the viewer until Ctrl+C, the launcher closes or the session ends."""
     try:
-        from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QApplication
+        check_display()
     except ImportError as exc:
         print(f"svclient: the viewer needs PySide6 (pip install 'sessiond[viewer]'): {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        check_display()
     except NoDisplay as exc:
         print(f"svclient: {exc}", file=sys.stderr)
         return EXIT_CONNECT
-    from client.viewer.app import ViewerUi
+    from client.viewer.damage import TRACE_ENV, LatencyTrace
+    from client.viewer.early import EarlyEvents
+    from client.viewer.link import ViewerLink
+
+    trace = LatencyTrace(os.environ.get(TRACE_ENV) or None)
+    link = ViewerLink(args, EarlyEvents(), trace)
+    link.start()  # connects and logs in while Qt loads
+    # Qt's imports would compete with the connect, TLS and AUTH for the one interpreter lock; once AUTH is
+    # out the reactor thread waits for PAM and the session's start, and Qt loads meanwhile.
+    link.auth_sent.wait(AUTH_SENT_WAIT_SECONDS)
+    try:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+
+        from client.viewer.app import ViewerUi
+    except ImportError as exc:
+        link.stop()
+        print(f"svclient: the viewer needs PySide6 (pip install 'sessiond[viewer]'): {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     app = cast(QApplication, QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "svclient"]))
     app.setApplicationName("svclient")
     app.setQuitOnLastWindowClosed(False)
-    ui = ViewerUi(app, args)
+    ui = ViewerUi(app, args, link)
     signal.signal(signal.SIGINT, lambda *_: app.exit(0))
     signal.signal(signal.SIGTERM, lambda *_: app.exit(0))
     poll = QTimer()
