@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from isolation.cgroup_tree import MAX_SESSIONS_READ, V1_SHARES_RANGE, V2_WEIGHT_RANGE, rebalance, session_weights_sum
-from isolation.cgroups import CgroupV1, CgroupV2
+from isolation.cgroups import CgroupError, CgroupV1, CgroupV2
 from isolation.limits import MAX_CPU_WEIGHT, SessionLimits
 from test_isolation_cgroups import FakeFS, v1_fs
 
@@ -87,34 +87,29 @@ def test_at_most_max_sessions_read_are_summed() -> None:
     assert rebalance(fs, "/p", "cpu.shares", 2, V1_SHARES_RANGE) == 2 * MAX_SESSIONS_READ
 
 
-def test_remove_succeeds_even_if_the_parent_cannot_be_rebalanced() -> None:
-    fs, backend = v1()
-    backend.create("s1", SessionLimits())
+def refuse_writes(fs: FakeFS, refused: str, error: OSError) -> None:
+    """Make every write to REFUSED fail with ERROR from now on."""
     real_write = fs.write
 
     def write(path: str, text: str) -> None:
-        if path == V1_PARENT:
-            raise PermissionError(13, "denied")
+        if path == refused:
+            raise error
         real_write(path, text)
 
     fs.write = write  # type: ignore[method-assign]
+
+
+def test_remove_succeeds_even_if_the_parent_cannot_be_rebalanced() -> None:
+    fs, backend = v1()
+    backend.create("s1", SessionLimits())
+    refuse_writes(fs, V1_PARENT, PermissionError(13, "denied"))
     backend.remove("s1")
     assert not any(d.endswith("/s1") for d in fs.dirs)
 
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_create_fails_loudly_if_the_parent_weight_cannot_be_written(version: int) -> None:
-    from isolation.cgroups import CgroupError
-
     fs, backend = v1() if version == 1 else v2()
-    parent = V1_PARENT if version == 1 else V2_PARENT
-    real_write = fs.write
-
-    def write(path: str, text: str) -> None:
-        if path == parent:
-            raise OSError(22, "Invalid argument")
-        real_write(path, text)
-
-    fs.write = write  # type: ignore[method-assign]
+    refuse_writes(fs, V1_PARENT if version == 1 else V2_PARENT, OSError(22, "Invalid argument"))
     with pytest.raises(CgroupError, match="cannot create"):
         backend.create("s1", SessionLimits())
