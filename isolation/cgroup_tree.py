@@ -5,21 +5,23 @@
 # join, kill, remove one session); this is what spans sessions. The file
 # layer is one Protocol so both backends and the parent's weight run on a
 # dict in unit tests.
-# Why the parent's weight: the CPU controller shares time level by level. All sessions live in
-# one parent (cgroups.PARENT) next to everything else at the root: the
-# daemon, ssh logins, system services (on v1 with autogroup, one group per
-# login session or daemon, 1024 each; on v2, systemd's slices, 100 each).
-# Left at the kernel's default the parent weighs ONE such group, so however
-# many sessions run, together they get what one root-level service gets,
-# and a busy session's xterm, Xvfb and agent queue behind root-level tasks
-# (issue 15: run-queue waits of seconds per 5 s window on a loaded host).
-# The fix follows the sessions: the parent weighs the sum of its live
-# sessions' own weights, so each session weighs at the root exactly what a
-# root-level group of the same weight would, sessions still share the
-# parent by their own weights, and an idle parent stays at one session's
-# worth. It is recomputed from the kernel's own files (not a count kept in
-# the daemon) whenever a session cgroup is created or removed, so it is
-# right after a daemon restart and with several daemons on one host.
+# Why the parent's weight: the CPU controller shares time level by level.
+# All sessions live in one parent (cgroups.PARENT) next to everything else
+# at the root: the daemon, ssh logins, system services (on v1 with
+# autogroup, one group per login session or daemon, 1024 each; on v2,
+# systemd's slices, 100 each). Left at the kernel's default the parent
+# weighs ONE such group, so however many sessions run, together they get
+# what one root-level service gets, and a busy session's xterm, Xvfb and
+# agent queue behind root-level tasks (issue 15: run-queue waits of seconds
+# per 5 s window on a loaded host). The fix follows the sessions: the parent
+# weighs the sum of its live sessions' own weights (a session cgroup without
+# processes does not count), sessions still share the parent by their own
+# weights, and an idle parent stays at one session's worth. The weight is a
+# class weight: when some sessions are idle, the busy ones share the whole
+# sum, so against root-level tasks they get what all sessions together may
+# get, never more. It is recomputed from the kernel's own files (not a count
+# kept in the daemon) whenever a session cgroup is created or removed, so it
+# is right after a daemon restart and with several daemons on one host.
 """CgroupFS / RealFS, and the sessions' parent weight: session_weights_sum(), rebalance()."""
 
 from __future__ import annotations
@@ -85,20 +87,26 @@ def session_weights_sum(weights: Iterable[int], floor: int, bounds: tuple[int, i
     return max(low, min(high, max(floor, sum(weights))))
 
 
-def _child_weights(fs: CgroupFS, parent: str, weight_file: str) -> list[int]:
-    """Weights of the session cgroups under PARENT (a child that vanished or
-    reads oddly, e.g. being removed right now, is skipped)."""
+def _child_weights(fs: CgroupFS, parent: str, weight_file: str, joining: str) -> list[int]:
+    """Weights of the session cgroups under PARENT that hold processes, plus
+    JOINING's (being created: its first process joins right after). An empty
+    cgroup competes for nothing (e.g. one left behind by a daemon that was
+    killed), and a child that vanished or reads oddly, e.g. being removed
+    right now, is skipped."""
     weights = []
     for name in fs.listdir(parent)[:MAX_SESSIONS_READ]:
         with contextlib.suppress(OSError, ValueError):
-            weights.append(int(fs.read(f"{parent}/{name}/{weight_file}").strip()))
+            if name == joining or fs.read(f"{parent}/{name}/cgroup.procs").strip():
+                weights.append(int(fs.read(f"{parent}/{name}/{weight_file}").strip()))
     return weights
 
 
-def rebalance(fs: CgroupFS, parent: str, weight_file: str, floor: int, bounds: tuple[int, int]) -> int:
-    """Set PARENT's WEIGHT_FILE (cpu.shares or cpu.weight) to the sum of its
-    sessions' values of that file; returns the value written. OSError if the
-    parent cannot be listed or written."""
-    weight = session_weights_sum(_child_weights(fs, parent, weight_file), floor, bounds)
+def rebalance(fs: CgroupFS, parent: str, weight_file: str, floor: int, bounds: tuple[int, int],
+              joining: str = "") -> int:
+    """Set PARENT's WEIGHT_FILE (cpu.shares or cpu.weight) to the sum of the
+    values of that file in its live sessions (and in JOINING, the session
+    being created); returns the value written. OSError if the parent cannot
+    be listed or written."""
+    weight = session_weights_sum(_child_weights(fs, parent, weight_file, joining), floor, bounds)
     fs.write(f"{parent}/{weight_file}", str(weight))
     return weight

@@ -134,8 +134,9 @@ class _Common(abc.ABC):
         """Freeze or thaw every process of the session."""
 
     @abc.abstractmethod
-    def rebalance_parent(self) -> int:
-        """Give the sessions' parent the summed weight of its sessions (isolation.parent_weight)."""
+    def rebalance_parent(self, joining: str = "") -> int:
+        """Give the sessions' parent the summed weight of its live sessions and of
+        JOINING, the one being created (isolation.cgroup_tree)."""
 
     @abc.abstractmethod
     def can_freeze(self, session_id: str) -> bool:
@@ -254,13 +255,13 @@ class CgroupV1(_Common):
             if limits.cpu_percent is not None:
                 self.fs.write(f"{cpu}/cpu.cfs_period_us", str(CPU_PERIOD_US))
                 self.fs.write(f"{cpu}/cpu.cfs_quota_us", str(CPU_PERIOD_US * limits.cpu_percent // 100))
-            self.rebalance_parent()
+            self.rebalance_parent(session_id)
         except OSError as exc:
             raise CgroupError(f"cannot create the cgroup of session {session_id}: {exc}") from None
 
-    def rebalance_parent(self) -> int:
+    def rebalance_parent(self, joining: str = "") -> int:
         floor = cpu_shares(DEFAULT_CPU_WEIGHT)
-        return rebalance(self.fs, f"{self.root}/cpu/{PARENT}", "cpu.shares", floor, V1_SHARES_RANGE)
+        return rebalance(self.fs, f"{self.root}/cpu/{PARENT}", "cpu.shares", floor, V1_SHARES_RANGE, joining)
 
     def can_freeze(self, session_id: str) -> bool:
         return "freezer" in self.controllers
@@ -331,12 +332,13 @@ class CgroupV2(_Common):
             if limits.cpu_percent is not None:
                 quota = CPU_PERIOD_US * limits.cpu_percent // 100
                 self.fs.write(f"{directory}/cpu.max", f"{quota} {CPU_PERIOD_US}")
-            self.rebalance_parent()
+            self.rebalance_parent(session_id)
         except OSError as exc:
             raise CgroupError(f"cannot create the cgroup of session {session_id}: {exc}") from None
 
-    def rebalance_parent(self) -> int:
-        return rebalance(self.fs, f"{self.root}/{PARENT}", "cpu.weight", DEFAULT_CPU_WEIGHT, V2_WEIGHT_RANGE)
+    def rebalance_parent(self, joining: str = "") -> int:
+        return rebalance(self.fs, f"{self.root}/{PARENT}", "cpu.weight", DEFAULT_CPU_WEIGHT, V2_WEIGHT_RANGE,
+                         joining)
 
     def can_freeze(self, session_id: str) -> bool:
         directory = self._dir(session_id)
