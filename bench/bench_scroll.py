@@ -15,6 +15,10 @@
 # instances started in turn: `[display] glyphs = true` (GLYPHS regions,
 # docs/protocol.md 7c) and `= false`; the table has a column per client and
 # setting, and the last lines give the on/off ratios of the medians.
+# Rows "run-queue wait-s" say how long xterm, Xvfb, the agent, sessiond and
+# the client were runnable but not running (schedstat): CPU contention, as
+# opposed to work. --parent-weight N pins the weight of the sessions' parent
+# cgroup during the windows (bench/sched_probe.py) to measure its effect.
 # Run as root after `make install` (it creates a user):
 #   SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_scroll.py [--glyphs-off]
 """Scroll through xterm: frames/s, kB/s, lines/s, CPU-s, with vs without a client."""
@@ -27,7 +31,7 @@ import pwd
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -41,6 +45,7 @@ from scroll_feed import MAX_RESULT_LINE, parse_result
 from scroll_viewer import CLIENT_SCREEN, ClientDesktop, ViewerClient
 from spine_workloads import XTERM_ARGS, FrameCounter, cpu_seconds, cpu_used, open_session, user_pids, within
 from spine_workloads import xterm_visible
+from sched_probe import parent_weight, pin_parent_weight, restore_parent_weight, run_delay, wait_used
 
 SCROLL_APP_ID = "sessiond-bench-scroll"
 # The peer table's window; and the warm-up round before each window.
@@ -52,6 +57,8 @@ ROUND_GRACE_SECONDS = 30.0
 DEFAULT_PAIRS = 2
 # A baseline CPU time below this (seconds) is idle: no ratio is printed against it.
 MIN_BASE_CPU = 0.05
+# Processes whose run-queue wait (schedstat) the table shows.
+WAIT_LABELS = ("xterm", "Xvfb", "agent", "sessiond", "client")
 # FIFO names in SHARED_APP_DIR (visible inside the session's sandbox).
 GO_FIFO, RESULT_FIFO = "scroll-go", "scroll-result"
 
@@ -65,6 +72,8 @@ class ScrollRun:
     frames: int
     bytes: ByteCount
     cpu: dict[str, float]
+    # Seconds each process spent runnable but waiting for a CPU (schedstat).
+    wait: dict[str, float] = field(default_factory=dict)
 
     @property
     def lines_per_s(self) -> float:
@@ -88,12 +97,15 @@ def mean_run(runs: list[ScrollRun]) -> ScrollRun:
     if n == 0:
         raise ValueError("no windows to average")
     cpu: dict[str, float] = {}
+    wait: dict[str, float] = {}
     for one in runs:
         for label, used in one.cpu.items():
             cpu[label] = cpu.get(label, 0.0) + used / n
+        for label, used in one.wait.items():
+            wait[label] = wait.get(label, 0.0) + used / n
     up, down = sum(one.bytes.up for one in runs), sum(one.bytes.down for one in runs)
     return ScrollRun(round(sum(one.lines for one in runs) / n), sum(one.seconds for one in runs) / n,
-                     round(sum(one.frames for one in runs) / n), ByteCount(up // n, down // n), cpu)
+                     round(sum(one.frames for one in runs) / n), ByteCount(up // n, down // n), cpu, wait)
 
 
 class _LineReader:
@@ -165,14 +177,17 @@ async def measure(fifos: ScrollFifos, seconds: float, proxy: CountingProxy, watc
     counter = FrameCounter(client) if client is not None else None
     extra = viewer.pids() if viewer is not None else {}
     before = {pid: cpu_seconds(pid) for pid in [*watched, *extra]}
+    queued = {pid: extra.get(pid, "") for pid in [*watched, *extra]}
+    waited = {pid: run_delay(pid) for pid in queued}
     start, begun = proxy.count(), time.monotonic()
     lines, took = await fifos.round(seconds)
     used, ended = proxy.count() - start, time.monotonic()
     cpu = cpu_used(watched, before)
     for pid, label in extra.items():
         cpu[label] = cpu.get(label, 0.0) + cpu_seconds(pid) - before[pid]
+    wait = wait_used(queued, waited)
     frames = counter.stop() if counter is not None else viewer.repaints(begun, ended) if viewer is not None else 0
-    return ScrollRun(lines, took, frames, used, cpu)
+    return ScrollRun(lines, took, frames, used, cpu, wait)
 
 
 def report(clients: list[tuple[str, list[ScrollRun]]], without: list[ScrollRun]) -> str:
@@ -199,6 +214,8 @@ def report(clients: list[tuple[str, list[ScrollRun]]], without: list[ScrollRun])
         rows.append(row(f"CPU-s {label}", lambda r, name=label: r.cpu.get(name, 0.0), ".2f", MIN_BASE_CPU))
     rows.append(row("CPU-s all", lambda r: sum(r.cpu.values()), ".2f"))
     rows.append(row("CPU-s all per 1000 lines", lambda r: 1000 * sum(r.cpu.values()) / max(r.lines, 1), ".3f"))
+    for label in WAIT_LABELS:
+        rows.append(row(f"run-queue wait-s {label}", lambda r, name=label: r.wait.get(name, 0.0), ".2f", MIN_BASE_CPU))
     head = ["scroll workload", *(cell for name, _run in ours for cell in (f"with {name}", "ratio")), "no client"]
     widths = [max(len(cells[i]) for cells in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip() for cells in [head, *rows]]
@@ -237,7 +254,7 @@ def on_off(clients: list[tuple[str, list[ScrollRun]]]) -> str:
 
 
 async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: float, pairs: int,
-              with_viewer: bool, glyphs_off: bool) -> None:  # fmt: skip
+              with_viewer: bool, glyphs_off: bool, pin: int | None = None) -> None:  # fmt: skip
     """PAIRS times (per [display] glyphs setting with GLYPHS_OFF, each on its
     own sessiond): a window with the library attached, one without a client,
     and (WITH_VIEWER) one with the native viewer attached, then one more without."""
@@ -253,6 +270,7 @@ async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: f
     settings = (True, False) if glyphs_off else (None,)
     clients: dict[str, list[ScrollRun]] = {}
     without: list[ScrollRun] = []
+    weight_seen = parent_weight()
     try:
         for pair in range(pairs):
             for glyphs in settings:
@@ -263,15 +281,16 @@ async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: f
                 server = await spine_server.start_sessiond(reactor, where, *SCREEN,
                                                            [os.path.join(REPO, "conf", "apps"), apps], extra=extra)
                 try:
-                    await _pair(reactor, server, user, fifos, seconds, desktop, f"pair {pair + 1}/{pairs}{suffix}",
-                                suffix, clients, without)  # fmt: skip
+                    weight_seen = await _pair(reactor, server, user, fifos, seconds, desktop,
+                                              f"pair {pair + 1}/{pairs}{suffix}", suffix, clients, without, pin)
                 except Exception:
                     print("--- sessiond log (tail) ---\n" + server.log()[-4000:], file=sys.stderr)
                     raise
                 finally:
                     await within(reactor, server.stop(reactor), "sessiond to stop", 30)
         print(header(load, title="sessiond scroll benchmark")
-              + f"; scroll windows of {seconds:.1f} s, each after {WARMUP_SECONDS:.1f} s warm-up")
+              + f"; scroll windows of {seconds:.1f} s, each after {WARMUP_SECONDS:.1f} s warm-up"
+              + f"; sessions' parent cgroup at the end: {weight_seen}")
         print(report(list(clients.items()), without))
         if glyphs_off:
             print(on_off(list(clients.items())))
@@ -283,8 +302,10 @@ async def run(reactor: Any, tmp: str, users: spine_server.BenchUsers, seconds: f
 
 async def _pair(reactor: Any, server: spine_server.BenchServer, user: Any, fifos: ScrollFifos, seconds: float,
                 desktop: ClientDesktop | None, what: str, suffix: str, clients: dict[str, list[ScrollRun]],
-                without: list[ScrollRun]) -> None:  # fmt: skip
-    """On a fresh sessiond: launch the scroll xterm, then the windows of one pair."""
+                without: list[ScrollRun], pin: int | None) -> str:  # fmt: skip
+    """On a fresh sessiond: launch the scroll xterm, then the windows of one pair
+    (the sessions' parent cgroup weight pinned to PIN meanwhile, if given);
+    returns the parent's weight as it was during the windows."""
     proxy = CountingProxy(reactor, server.host, server.port)
     port = proxy.listen()
     known = KnownHosts(os.path.join(server.tmp, "known_hosts"))
@@ -292,8 +313,12 @@ async def _pair(reactor: Any, server: spine_server.BenchServer, user: Any, fifos
     def step(how: str) -> None:
         print(f"{what}: scroll {seconds:.0f} s {how} ...", file=sys.stderr, flush=True)
 
+    previous: str | None = None
     try:
         client = await open_session(reactor, "127.0.0.1", port, known, user, SCROLL_APP_ID, shows_xterm)
+        if pin is not None:
+            previous = pin_parent_weight(pin)
+        seen = parent_weight()
         watched = [os.getpid(), server.pid, *user_pids(user.name)]
         step("with the client library")
         clients.setdefault(f"library{suffix}", []).append(await measure(fifos, seconds, proxy, watched,
@@ -302,7 +327,7 @@ async def _pair(reactor: Any, server: spine_server.BenchServer, user: Any, fifos
         step("without a client")
         without.append(await measure(fifos, seconds, proxy, watched))
         if desktop is None:
-            return
+            return seen
         viewer = await ViewerClient.start(reactor, desktop, port, user, server.tmp)
         try:
             step("with the native viewer")
@@ -313,7 +338,10 @@ async def _pair(reactor: Any, server: spine_server.BenchServer, user: Any, fifos
             await viewer.stop(reactor)
         step("without a client")
         without.append(await measure(fifos, seconds, proxy, watched))
+        return seen
     finally:
+        if previous is not None:
+            restore_parent_weight(previous)
         await proxy.close()
 
 
@@ -324,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-viewer", action="store_true", help="measure the client library only")
     parser.add_argument("--glyphs-off", action="store_true",
                         help="also measure every pair with [display] glyphs = false (its own sessiond)")
+    parser.add_argument("--parent-weight", type=int, default=None, metavar="N",
+                        help="pin the sessions' parent cgroup weight (v1 cpu.shares / v2 cpu.weight) to N "
+                             "during the windows, then restore it")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 60 or not 1 <= args.pairs <= 10:
         parser.error("--seconds must be in (0, 60] and --pairs in [1, 10]")
@@ -332,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     code = spine_server.run_bench("bench_scroll", "svscroll-", lambda reactor, tmp, users: run(
-        reactor, tmp, users, args.seconds, args.pairs, not args.no_viewer, args.glyphs_off), (SHARED_APP_DIR,))
+        reactor, tmp, users, args.seconds, args.pairs, not args.no_viewer, args.glyphs_off, args.parent_weight),
+        (SHARED_APP_DIR,))
     print(f"bench_scroll: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return code
 

@@ -8,7 +8,7 @@
 # matter how it double-forked. Hosts differ: this one has only v1 controllers
 # (memory, pids, cpu, cpuacct, freezer as separate hierarchies), newer ones are
 # v2-only (one tree, cgroup.kill). Both backends are written against a tiny
-# CgroupFS so the unit tests run them on a dict.
+# CgroupFS (isolation.cgroup_tree) so the unit tests run them on a dict.
 """CgroupV1 / CgroupV2 backends, detection, usage, kill-all and removal."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from isolation.limits import SessionLimits, cpu_shares
+from isolation.limits import DEFAULT_CPU_WEIGHT, SessionLimits, cpu_shares
+from isolation.cgroup_tree import V1_SHARES_RANGE, V2_WEIGHT_RANGE, CgroupFS, RealFS, rebalance
 from isolation.spec import check_session_id
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -44,7 +45,6 @@ MAX_KILL_SWEEPS = 50
 SWEEP_PAUSE_S = 0.01
 # How long remove() retries an rmdir that fails with EBUSY.
 REMOVE_TIMEOUT_S = 2.0
-# The sessions' parents should not accumulate memory charged by the daemon.
 MOUNTS_PATH = "/proc/self/mounts"
 
 
@@ -59,41 +59,6 @@ class Usage:
     memory_bytes: int
     cpu_seconds: float
     tasks: int
-
-
-class CgroupFS(Protocol):
-    """File operations the backends need; RealFS is the kernel's cgroupfs."""
-
-    def read(self, path: str) -> str: ...
-    def write(self, path: str, text: str) -> None: ...
-    def exists(self, path: str) -> bool: ...
-    def mkdir(self, path: str) -> None: ...
-    def rmdir(self, path: str) -> None: ...
-
-
-class RealFS:
-    """CgroupFS on the real filesystem (one write() per value, as the kernel wants)."""
-
-    def read(self, path: str) -> str:
-        with open(path, encoding="ascii") as handle:
-            return handle.read()
-
-    def write(self, path: str, text: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        try:
-            os.write(fd, text.encode("ascii"))
-        finally:
-            os.close(fd)
-
-    def exists(self, path: str) -> bool:
-        return os.path.exists(path)
-
-    def mkdir(self, path: str) -> None:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o755)
-
-    def rmdir(self, path: str) -> None:
-        os.rmdir(path)
 
 
 class CgroupBackend(Protocol):
@@ -169,6 +134,11 @@ class _Common(abc.ABC):
         """Freeze or thaw every process of the session."""
 
     @abc.abstractmethod
+    def rebalance_parent(self, joining: str = "") -> int:
+        """Give the sessions' parent the summed weight of its live sessions and of
+        JOINING, the one being created (isolation.cgroup_tree)."""
+
+    @abc.abstractmethod
     def can_freeze(self, session_id: str) -> bool:
         """True if _freeze really stops the session's processes (else kill by pidfd)."""
 
@@ -235,6 +205,8 @@ class _Common(abc.ABC):
                     if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise CgroupError(f"cannot remove {directory}: {exc.strerror}") from None
                     self.sleep(SWEEP_PAUSE_S)
+        with contextlib.suppress(OSError):  # the session is gone; a stale parent weight only errs generous
+            self.rebalance_parent()
 
 
 class CgroupV1(_Common):
@@ -283,8 +255,13 @@ class CgroupV1(_Common):
             if limits.cpu_percent is not None:
                 self.fs.write(f"{cpu}/cpu.cfs_period_us", str(CPU_PERIOD_US))
                 self.fs.write(f"{cpu}/cpu.cfs_quota_us", str(CPU_PERIOD_US * limits.cpu_percent // 100))
+            self.rebalance_parent(session_id)
         except OSError as exc:
             raise CgroupError(f"cannot create the cgroup of session {session_id}: {exc}") from None
+
+    def rebalance_parent(self, joining: str = "") -> int:
+        floor = cpu_shares(DEFAULT_CPU_WEIGHT)
+        return rebalance(self.fs, f"{self.root}/cpu/{PARENT}", "cpu.shares", floor, V1_SHARES_RANGE, joining)
 
     def can_freeze(self, session_id: str) -> bool:
         return "freezer" in self.controllers
@@ -355,8 +332,13 @@ class CgroupV2(_Common):
             if limits.cpu_percent is not None:
                 quota = CPU_PERIOD_US * limits.cpu_percent // 100
                 self.fs.write(f"{directory}/cpu.max", f"{quota} {CPU_PERIOD_US}")
+            self.rebalance_parent(session_id)
         except OSError as exc:
             raise CgroupError(f"cannot create the cgroup of session {session_id}: {exc}") from None
+
+    def rebalance_parent(self, joining: str = "") -> int:
+        return rebalance(self.fs, f"{self.root}/{PARENT}", "cpu.weight", DEFAULT_CPU_WEIGHT, V2_WEIGHT_RANGE,
+                         joining)
 
     def can_freeze(self, session_id: str) -> bool:
         directory = self._dir(session_id)

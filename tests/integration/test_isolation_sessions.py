@@ -272,6 +272,22 @@ def test_cpu_is_shared_by_weight_and_not_capped_by_default(two: tuple[Server, di
     assert read(a, "cpu.cfs_quota_us") == read(b, "cpu.cfs_quota_us") == "-1"
 
 
+def test_the_sessions_parent_weighs_at_least_its_live_sessions(two: tuple[Server, dict[str, str]]) -> None:
+    """Against root-level tasks all sessions together weigh the sum of their own
+    weights (isolation.cgroup_tree), not one task's worth: with A (200) and B (100)
+    live, the parent holds at least 2048 + 1024 shares. (Other sessions on the
+    host, e.g. of other test runs, may add to it, never take from it.)"""
+    _server, ids = two
+    with open(f"{CGROUP}/cpu/sessiond/cpu.shares") as handle:
+        parent = int(handle.read())
+    own = 0
+    for session in (ids[ids["a"]], ids[ids["b"]]):
+        with open(f"{cgroup_dir('cpu', session)}/cpu.shares") as handle:
+            own += int(handle.read())
+    assert own == A_CPU_WEIGHT * 1024 // 100 + 1024
+    assert parent >= own
+
+
 def test_logoff_of_a_leaves_nothing_and_b_lives_on(two: tuple[Server, dict[str, str]]) -> None:
     server, ids = two
     users = server.users  # type: ignore[attr-defined]

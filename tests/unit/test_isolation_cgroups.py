@@ -60,6 +60,11 @@ class FakeFS:
         for name in [f for f in self.files if f.startswith(path + "/")]:
             del self.files[name]
 
+    def listdir(self, path: str) -> list[str]:
+        if path not in self.dirs:
+            raise FileNotFoundError(path)
+        return sorted(d[len(path) + 1:] for d in self.dirs if d.rpartition("/")[0] == path)
+
 
 def v1_fs() -> FakeFS:
     return FakeFS({f"/cg/{c}/cgroup.procs": "" for c in V1_CONTROLLERS})
