@@ -20,7 +20,15 @@
 # With --baseline-prefix the baseline runs another installation instead (for
 # the daemon's own memory: e.g. main installed elsewhere, --baseline '' so
 # both run their defaults and only the code differs).
+# --rounds N measures each configuration N times (alternating, a fresh
+# sessiond each) and prints medians; --sessions N logs N users in at once, so
+# the figures show what sessions share with each other (libraries' pages are
+# split between them) rather than one session alone; --mode picks desktop (one
+# root capture buffer, the figures in docs/admin.md) or seamless (the default:
+# window captures only). Each process also shows its private clean/dirty
+# memory (what only it maps: file pages read, and heap/relocations).
 # Run as root:  SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_memory.py
+#   e.g. --baseline '' --baseline-prefix /opt/sv-main --rounds 3 --sessions 3
 """Per-process PSS of an idle session and of sessiond: baseline settings vs ours."""
 
 from __future__ import annotations
@@ -275,6 +283,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "with make install PREFIX=...), to compare code rather than settings")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1, help="measure each configuration this many times "
                         "(alternating, a fresh sessiond each) and print medians")  # fmt: skip
+    parser.add_argument("--mode", choices=("desktop", "seamless"), default="desktop",
+                        help="[session] mode of both (desktop: one root capture, as the figures in docs/admin.md; "
+                             "seamless: the default, captures windows only, so an idle session without apps "
+                             "has no capture buffer)")  # fmt: skip
     parser.add_argument("--sessions", type=int, default=1, help="idle sessions at once per sessiond (one user "
                         "each); per-session figures are their mean")  # fmt: skip
     return parser.parse_args(argv)
@@ -286,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_memory: run as root (it creates users and starts sessiond)", file=sys.stderr)
         return 2
     base_bin = os.path.join(args.baseline_prefix, "venv", "bin") if args.baseline_prefix else spine_server.VENV_BIN
-    configs = [(name, parse_settings(f"{COMMON},{text}"), venv) for name, text, venv in (
+    configs = [(name, parse_settings(f"{COMMON},session.mode={args.mode},{text}"), venv) for name, text, venv in (
         ("baseline", args.baseline, base_bin), ("ours", args.ours, spine_server.VENV_BIN))]
 
     async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
@@ -298,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds[slot].append(await measure_config(reactor, tmp, users, known, name, settings, venv,
                                                          args.sessions, f"{index}"))  # fmt: skip
         results = [median_of(each) for each in rounds]
-        print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]}, {args.sessions} session(s) idle "
+        print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]} {args.mode}, {args.sessions} session(s) idle "
               f"{SETTLE_SECONDS:.0f} s with a client attached each; medians of {args.rounds} round(s); "
               f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
