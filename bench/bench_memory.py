@@ -138,6 +138,7 @@ class Measurement:
     daemon_private: int = 0  # USS: what only the daemon maps (freed if it exits); sharing cannot lower it
     sessions: list[dict[str, list[int]]] = field(default_factory=list)
     warm_slots: list[int] = field(default_factory=list)
+    app: str = ""  # the launched app's processes are listed but not per-session memory
 
     @property
     def session(self) -> dict[str, int]:
@@ -153,8 +154,9 @@ class Measurement:
 
     @property
     def session_total(self) -> int:
-        """Every per-session process together (PSS, mean over the sessions)."""
-        return sum(self.session.values())
+        """Every per-session process together but the app (PSS, mean over the sessions)."""
+        return sum(value for label, value in self.session.items()
+                   if not self.app or label.split("/")[0] != self.app)  # fmt: skip
 
 
 def _add(into: dict[str, list[int]], label: str, pid: int) -> None:
@@ -181,24 +183,28 @@ def measure(daemon_pid: int, name: str) -> Measurement:
             _add(one, "sandbox init", init)
             for agent in tree.get(init, []):
                 _add(one, "agent", agent)
-                stack = list(tree.get(agent, []))
-                while stack:
-                    pid = stack.pop()
-                    _add(one, _comm(pid), pid)
-                    stack.extend(tree.get(pid, []))
+                stack = [(pid, "") for pid in tree.get(agent, [])]
+                while stack:  # an app's descendants (xterm's shell) are labelled "app/name"
+                    pid, under = stack.pop()
+                    label = f"{under}/{_comm(pid)}" if under else _comm(pid)
+                    _add(one, label, pid)
+                    stack.extend((child, under or label) for child in tree.get(pid, []))
         result.sessions.append(one)
     return result
 
 
 async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, users: BenchUsers, known: KnownHosts,
-                             user_name: str) -> Any:  # fmt: skip
-    """A new user USER_NAME logged in to SERVER with display and input open (an idle session's client)."""
+                             user_name: str, app: str = "") -> Any:  # fmt: skip
+    """A new user USER_NAME logged in to SERVER with display and input open (an idle session's client),
+    and APP launched (its first window shown) if given."""
     user = users.create(user_name)
     client = await within(reactor, connect(reactor, server.host, server.port, known), "the server")
     try:
         await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
         await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+        if app:
+            await within(reactor, client.launch(app), f"launch of {app}")
     except Exception:
         client.disconnect()
         raise
@@ -207,7 +213,7 @@ async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, use
 
 async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
                          settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN,
-                         sessions: int = 1, tag: str = "") -> Measurement:  # fmt: skip
+                         sessions: int = 1, tag: str = "", app: str = "") -> Measurement:  # fmt: skip
     """Start sessiond (of the installation at VENV_BIN) with SETTINGS, attach SESSIONS idle clients
     (one user each), measure, stop."""
     server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps")],
@@ -216,9 +222,11 @@ async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: Known
     try:
         for index in range(sessions):
             clients.append(await attach_idle_client(reactor, server, users, known,
-                                                    f"{USER_PREFIX}{name[:4]}{tag}{index}"))  # fmt: skip
+                                                    f"{USER_PREFIX}{name[:4]}{tag}{index}", app))  # fmt: skip
         await task.deferLater(reactor, SETTLE_SECONDS, lambda: None)
-        return measure(server.pid, name)
+        result = measure(server.pid, name)
+        result.app = app
+        return result
     except Exception:
         print(f"--- sessiond log of {name} (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
         raise
@@ -234,7 +242,7 @@ def _mib(value: float) -> str:
 
 def median_of(rounds: list[Measurement]) -> Measurement:
     """One Measurement holding, per label and field, the median over ROUNDS (one session each)."""
-    result = Measurement(rounds[0].name, daemon=int(statistics.median(m.daemon for m in rounds)),
+    result = Measurement(rounds[0].name, app=rounds[0].app, daemon=int(statistics.median(m.daemon for m in rounds)),
                          daemon_private=int(statistics.median(m.daemon_private for m in rounds)))  # fmt: skip
     per = [m.per_session() for m in rounds]
     labels = list(dict.fromkeys(label for one in per for label in one))
@@ -254,7 +262,8 @@ def report(base: Measurement, ours: Measurement) -> str:
     rows = [(label, _mib(bper.get(label, zero)[0]), _mib(oper.get(label, zero)[0]),
              "/".join(_mib(v) for v in bper.get(label, zero)[1:]),
              "/".join(_mib(v) for v in oper.get(label, zero)[1:])) for label in labels]  # fmt: skip
-    rows.append(("= per session", _mib(base.session_total), _mib(ours.session_total), "", ""))
+    app = f" (without {ours.app})" if ours.app else ""
+    rows.append((f"= per session{app}", _mib(base.session_total), _mib(ours.session_total), "", ""))
     rows.append(("sessiond (daemon)", _mib(base.daemon), _mib(ours.daemon), "", ""))
     rows.append(("sessiond (daemon), private (USS)", _mib(base.daemon_private), _mib(ours.daemon_private), "", ""))
     for config in (base, ours):
@@ -287,6 +296,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="[session] mode of both (desktop: one root capture, as the figures in docs/admin.md; "
                              "seamless: the default, captures windows only, so an idle session without apps "
                              "has no capture buffer)")  # fmt: skip
+    parser.add_argument("--app", default="", help="launch this published app in each session (e.g. xterm); "
+                        "its processes are listed but not counted as per-session memory")  # fmt: skip
     parser.add_argument("--sessions", type=int, default=1, help="idle sessions at once per sessiond (one user "
                         "each); per-session figures are their mean")  # fmt: skip
     return parser.parse_args(argv)
@@ -308,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             for slot, (name, settings, venv) in enumerate(configs):
                 rounds[slot].append(await measure_config(reactor, tmp, users, known, name, settings, venv,
-                                                         args.sessions, f"{index}"))  # fmt: skip
+                                                         args.sessions, f"{index}", args.app))  # fmt: skip
         results = [median_of(each) for each in rounds]
         print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]} {args.mode}, {args.sessions} session(s) idle "
               f"{SETTLE_SECONDS:.0f} s with a client attached each; medians of {args.rounds} round(s); "
