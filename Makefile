@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # GTK3 and GObject introspection for its client, lz4 and xxhash for its wire.
 XPRA_DEB_PACKAGES := libx11-dev libxtst-dev libxcomposite-dev libxdamage-dev libxfixes-dev libxkbfile-dev \
 	libxrandr-dev libxres-dev libxi-dev liblz4-dev libxxhash-dev libgtk-3-dev libgirepository1.0-dev libcairo2-dev
-# Debian packages: the X server and demo apps, fonts for xterm, the venv
+# Debian packages: gcc (isolation/wait.c, the sandbox's native waiter), the X server and demo apps, fonts for xterm, the venv
 # module, libXext for MIT-SHM capture, libXdamage/libXfixes/libXcomposite for
 # per-window capture (ctypes), PAM, and the tools tests use;
 # pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl);
@@ -26,7 +26,7 @@ XPRA_DEB_PACKAGES := libx11-dev libxtst-dev libxcomposite-dev libxdamage-dev lib
 # svclient view's Qt xcb platform (what libqxcb.so and Qt6Gui/XcbQpa link that
 # Debian does not install by default), and openbox + xdotool for its tests.
 # x11-xkb-utils: the viewer's keyboard tests set a German layout (setxkbmap).
-DEB_PACKAGES := xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
+DEB_PACKAGES := gcc xvfb xterm x11-apps x11-utils xfonts-base python3-venv \
 	libx11-6 libxext6 libxdamage1 libxfixes3 libxcomposite1 libpam0g libpam-modules passwd util-linux procps \
 	desktop-file-utils adwaita-icon-theme hicolor-icon-theme usbip \
 	pulseaudio pulseaudio-utils \
@@ -73,6 +73,9 @@ xpra: deps-debian
 # and the tests exercise exactly this layout.
 install: deps-debian venv xpra
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall --no-build-isolation .
+	install -d $(VENV)/libexec
+	cc -O2 -Wall -Wextra -Werror -o $(VENV)/libexec/sessiond-wait isolation/wait.c || \
+		echo "warning: isolation/wait.c did not build; sandboxes wait in Python (isolation/init.py)"
 	chmod -R a+rX $(PREFIX)
 	install -d $(BINDIR)
 	ln -sf $(VENV)/bin/sessiond $(BINDIR)/sessiond

@@ -20,13 +20,22 @@
 # With --baseline-prefix the baseline runs another installation instead (for
 # the daemon's own memory: e.g. main installed elsewhere, --baseline '' so
 # both run their defaults and only the code differs).
+# --rounds N measures each configuration N times (alternating, a fresh
+# sessiond each) and prints medians; --sessions N logs N users in at once, so
+# the figures show what sessions share with each other (libraries' pages are
+# split between them) rather than one session alone; --mode picks desktop (one
+# root capture buffer, the figures in docs/admin.md) or seamless (the default:
+# window captures only). Each process also shows its private clean/dirty
+# memory (what only it maps: file pages read, and heap/relocations).
 # Run as root:  SESSIOND_PREFIX=/opt/sessiond /opt/sessiond/venv/bin/python bench/bench_memory.py
+#   e.g. --baseline '' --baseline-prefix /opt/sv-main --rounds 3 --sessions 3
 """Per-process PSS of an idle session and of sessiond: baseline settings vs ours."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,20 +124,44 @@ def _comm(pid: int) -> str:
         return "?"
 
 
+# Fields of smaps_rollup shown per process: PSS and what only the process
+# maps (private clean: file pages read; private dirty: heap, stacks, COW).
+FIELDS = ("Pss:", "Private_Clean:", "Private_Dirty:")
+
+
 @dataclass
 class Measurement:
-    """PSS per labelled process of one configuration."""
+    """Per labelled process of each session of one configuration: FIELDS in bytes."""
 
     name: str
     daemon: int = 0
     daemon_private: int = 0  # USS: what only the daemon maps (freed if it exits); sharing cannot lower it
-    session: dict[str, int] = field(default_factory=dict)
+    sessions: list[dict[str, list[int]]] = field(default_factory=list)
     warm_slots: list[int] = field(default_factory=list)
+    app: str = ""  # the launched app's processes are listed but not per-session memory
+
+    @property
+    def session(self) -> dict[str, int]:
+        """PSS per label, the mean over the sessions measured."""
+        return {label: values[0] for label, values in self.per_session().items()}
+
+    def per_session(self) -> dict[str, list[int]]:
+        """FIELDS per label, each the mean over the sessions measured."""
+        count = max(1, len(self.sessions))
+        labels = list(dict.fromkeys(label for one in self.sessions for label in one))
+        return {label: [sum(one.get(label, [0] * len(FIELDS))[i] for one in self.sessions) // count
+                         for i in range(len(FIELDS))] for label in labels}  # fmt: skip
 
     @property
     def session_total(self) -> int:
-        """Every per-session process together."""
-        return sum(self.session.values())
+        """Every per-session process together but the app (PSS, mean over the sessions)."""
+        return sum(value for label, value in self.session.items()
+                   if not self.app or label.split("/")[0] != self.app)  # fmt: skip
+
+
+def _add(into: dict[str, list[int]], label: str, pid: int) -> None:
+    values = [rollup_bytes(pid, name) for name in FIELDS]
+    into[label] = [a + b for a, b in zip(into.get(label, [0] * len(FIELDS)), values, strict=True)]
 
 
 def measure(daemon_pid: int, name: str) -> Measurement:
@@ -138,35 +171,40 @@ def measure(daemon_pid: int, name: str) -> Measurement:
                          daemon_private=rollup_bytes(daemon_pid, "Private_Clean:", "Private_Dirty:"))  # fmt: skip
     for child in tree.get(daemon_pid, []):
         cmdline = _cmdline(child)
-        if "isolation.enter" not in cmdline and "isolation/init.py" not in cmdline:
+        if not any(mark in cmdline for mark in ("isolation.enter", "isolation/init.py", "sessiond-wait")):
             continue
         below = tree.get(child, [])
         if not below:  # a warm slot: spawned, waiting for its user
             result.warm_slots.append(pss_bytes(child))
             continue
-        result.session["sandbox supervisor (root)"] = pss_bytes(child)
+        one: dict[str, list[int]] = {}
+        _add(one, "sandbox supervisor (root)", child)
         for init in below:
-            result.session["sandbox init"] = result.session.get("sandbox init", 0) + pss_bytes(init)
+            _add(one, "sandbox init", init)
             for agent in tree.get(init, []):
-                result.session["agent"] = result.session.get("agent", 0) + pss_bytes(agent)
-                stack = list(tree.get(agent, []))
-                while stack:
-                    pid = stack.pop()
-                    label = _comm(pid)
-                    result.session[label] = result.session.get(label, 0) + pss_bytes(pid)
-                    stack.extend(tree.get(pid, []))
+                _add(one, "agent", agent)
+                stack = [(pid, "") for pid in tree.get(agent, [])]
+                while stack:  # an app's descendants (xterm's shell) are labelled "app/name"
+                    pid, under = stack.pop()
+                    label = f"{under}/{_comm(pid)}" if under else _comm(pid)
+                    _add(one, label, pid)
+                    stack.extend((child, under or label) for child in tree.get(pid, []))
+        result.sessions.append(one)
     return result
 
 
 async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, users: BenchUsers, known: KnownHosts,
-                             user_name: str) -> Any:  # fmt: skip
-    """A new user USER_NAME logged in to SERVER with display and input open (an idle session's client)."""
+                             user_name: str, app: str = "") -> Any:  # fmt: skip
+    """A new user USER_NAME logged in to SERVER with display and input open (an idle session's client),
+    and APP launched (its first window shown) if given."""
     user = users.create(user_name)
     client = await within(reactor, connect(reactor, server.host, server.port, known), "the server")
     try:
         await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
         await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
         await within(reactor, client.open_channel(ChannelKind.INPUT), "the input channel")
+        if app:
+            await within(reactor, client.launch(app), f"launch of {app}")
     except Exception:
         client.disconnect()
         raise
@@ -174,42 +212,68 @@ async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, use
 
 
 async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
-                         settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN
-                         ) -> Measurement:  # fmt: skip
-    """Start sessiond (of the installation at VENV_BIN) with SETTINGS, attach one idle client, measure, stop."""
+                         settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN,
+                         sessions: int = 1, tag: str = "", app: str = "") -> Measurement:  # fmt: skip
+    """Start sessiond (of the installation at VENV_BIN) with SETTINGS, attach SESSIONS idle clients
+    (one user each), measure, stop."""
     server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps")],
                                                extra=settings, venv_bin=venv_bin)  # fmt: skip
-    client = None
+    clients: list[Any] = []
     try:
-        client = await attach_idle_client(reactor, server, users, known, f"{USER_PREFIX}{name[:6]}")
+        for index in range(sessions):
+            clients.append(await attach_idle_client(reactor, server, users, known,
+                                                    f"{USER_PREFIX}{name[:4]}{tag}{index}", app))  # fmt: skip
         await task.deferLater(reactor, SETTLE_SECONDS, lambda: None)
-        return measure(server.pid, name)
+        result = measure(server.pid, name)
+        result.app = app
+        return result
     except Exception:
         print(f"--- sessiond log of {name} (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
         raise
     finally:
-        if client is not None:
+        for client in clients:
             client.disconnect()
         await within(reactor, server.stop(reactor), "sessiond to stop", 30)
 
 
-def _mib(value: int) -> str:
+def _mib(value: float) -> str:
     return f"{value / MIB:.1f}"
 
 
+def median_of(rounds: list[Measurement]) -> Measurement:
+    """One Measurement holding, per label and field, the median over ROUNDS (one session each)."""
+    result = Measurement(rounds[0].name, app=rounds[0].app, daemon=int(statistics.median(m.daemon for m in rounds)),
+                         daemon_private=int(statistics.median(m.daemon_private for m in rounds)))  # fmt: skip
+    per = [m.per_session() for m in rounds]
+    labels = list(dict.fromkeys(label for one in per for label in one))
+    zero = [0] * len(FIELDS)
+    result.sessions = [{label: [int(statistics.median(one.get(label, zero)[i] for one in per))
+                                for i in range(len(FIELDS))] for label in labels}]  # fmt: skip
+    slots = [max(m.warm_slots) for m in rounds if m.warm_slots]
+    result.warm_slots = [int(statistics.median(slots))] if slots else []
+    return result
+
+
 def report(base: Measurement, ours: Measurement) -> str:
-    """PSS per process (MiB), both configurations side by side."""
-    labels = list(dict.fromkeys([*base.session, *ours.session]))
-    rows = [(label, _mib(base.session.get(label, 0)), _mib(ours.session.get(label, 0))) for label in labels]
-    rows.append(("= per session", _mib(base.session_total), _mib(ours.session_total)))
-    rows.append(("sessiond (daemon)", _mib(base.daemon), _mib(ours.daemon)))
-    rows.append(("sessiond (daemon), private (USS)", _mib(base.daemon_private), _mib(ours.daemon_private)))
+    """PSS per process (MiB), both configurations side by side, with each one's private clean/dirty."""
+    bper, oper = base.per_session(), ours.per_session()
+    zero = [0] * len(FIELDS)
+    labels = list(dict.fromkeys([*bper, *oper]))
+    rows = [(label, _mib(bper.get(label, zero)[0]), _mib(oper.get(label, zero)[0]),
+             "/".join(_mib(v) for v in bper.get(label, zero)[1:]),
+             "/".join(_mib(v) for v in oper.get(label, zero)[1:])) for label in labels]  # fmt: skip
+    app = f" (without {ours.app})" if ours.app else ""
+    rows.append((f"= per session{app}", _mib(base.session_total), _mib(ours.session_total), "", ""))
+    rows.append(("sessiond (daemon)", _mib(base.daemon), _mib(ours.daemon), "", ""))
+    rows.append(("sessiond (daemon), private (USS)", _mib(base.daemon_private), _mib(ours.daemon_private), "", ""))
     for config in (base, ours):
         if config.warm_slots:
-            rows.append((f"idle warm slot ({config.name}, each)", *(
-                (_mib(max(config.warm_slots)), "") if config is base else ("", _mib(max(config.warm_slots))))))
-    head = ("process (PSS, MiB)", f"baseline: {base.name}", f"ours: {ours.name}")
-    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(3)]
+            slot = _mib(max(config.warm_slots))
+            rows.append((f"idle warm slot ({config.name}, each)", *((slot, "") if config is base else ("", slot)),
+                         "", ""))  # fmt: skip
+    head = ("process (PSS, MiB)", f"baseline: {base.name}", f"ours: {ours.name}",
+            "base priv clean/dirty", "ours priv clean/dirty")  # fmt: skip
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(head)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     ratio = ours.session_total / base.session_total if base.session_total else float("nan")
@@ -226,6 +290,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-prefix", default="",
                         help="run the baseline from another installation (e.g. main's checkout installed "
                              "with make install PREFIX=...), to compare code rather than settings")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="measure each configuration this many times "
+                        "(alternating, a fresh sessiond each) and print medians")  # fmt: skip
+    parser.add_argument("--mode", choices=("desktop", "seamless"), default="desktop",
+                        help="[session] mode of both (desktop: one root capture, as the figures in docs/admin.md; "
+                             "seamless: the default, captures windows only, so an idle session without apps "
+                             "has no capture buffer)")  # fmt: skip
+    parser.add_argument("--app", default="", help="launch this published app in each session (e.g. xterm); "
+                        "its processes are listed but not counted as per-session memory")  # fmt: skip
+    parser.add_argument("--sessions", type=int, default=1, help="idle sessions at once per sessiond (one user "
+                        "each); per-session figures are their mean")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -235,20 +309,27 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_memory: run as root (it creates users and starts sessiond)", file=sys.stderr)
         return 2
     base_bin = os.path.join(args.baseline_prefix, "venv", "bin") if args.baseline_prefix else spine_server.VENV_BIN
-    configs = [(name, parse_settings(f"{COMMON},{text}"), venv) for name, text, venv in (
+    configs = [(name, parse_settings(f"{COMMON},session.mode={args.mode},{text}"), venv) for name, text, venv in (
         ("baseline", args.baseline, base_bin), ("ours", args.ours, spine_server.VENV_BIN))]
 
     async def work(reactor: Any, tmp: str, users: BenchUsers) -> None:
         known = KnownHosts(os.path.join(tmp, "known_hosts"))
-        results = [await measure_config(reactor, tmp, users, known, name, settings, venv)
-                   for name, settings, venv in configs]  # fmt: skip
-        print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]}, idle {SETTLE_SECONDS:.0f} s with "
-              f"a client attached; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        load = os.getloadavg()[0]
+        rounds: list[list[Measurement]] = [[], []]
+        for index in range(args.rounds):
+            for slot, (name, settings, venv) in enumerate(configs):
+                rounds[slot].append(await measure_config(reactor, tmp, users, known, name, settings, venv,
+                                                         args.sessions, f"{index}", args.app))  # fmt: skip
+        results = [median_of(each) for each in rounds]
+        print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]} {args.mode}, {args.sessions} session(s) idle "
+              f"{SETTLE_SECONDS:.0f} s with a client attached each; medians of {args.rounds} round(s); "
+              f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
         print(f"baseline installation: {os.path.dirname(base_bin)}; ours: {os.path.dirname(spine_server.VENV_BIN)}")
         print(report(*results))
 
     return run_bench("bench_memory", "svmem-", work)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -123,7 +123,9 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
     EXTRA adds keys per section ([session] keys join the bench's own [session]).
     VENV_BIN: the installation whose python the sessions run."""
     extra = {name: dict(keys) for name, keys in (extra or {}).items()}
-    session_extra = "".join(f"{key} = {value}\n" for key, value in extra.pop("session", {}).items())
+    session_keys = extra.pop("session", {})
+    session_keys.setdefault("mode", "desktop")  # see below; a bench may ask for seamless
+    session_extra = "".join(f"{key} = {value}\n" for key, value in session_keys.items())
     runtime = f"/run/sessiond-bench-{secrets.token_hex(4)}"
     config = os.path.join(tmp, "sessiond.conf")
     # Sessions outlive a sessiond restart by default; the bench wants them gone.
@@ -136,7 +138,7 @@ def write_config(tmp: str, width: int, height: int, app_dirs: list[str],
             # the workloads read the client's desktop framebuffer (seamless mode,
             # the default since issue 13, has one surface per window instead)
             f"[session]\nwidth = {width}\nheight = {height}\npython = {venv_bin}/python\n"
-            f"mode = desktop\n{session_extra}"
+            f"{session_extra}"
             f"[apps]\ndirectories = {':'.join(app_dirs)}\n"
         )
         if display:

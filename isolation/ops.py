@@ -91,11 +91,12 @@ class LinuxOps:
         return self._become_waiter(init.INIT, agent, lambda: init.reap_until(agent))
 
     def _become_waiter(self, role: str, child: int, wait_here: Callable[[], int]) -> int:
-        """Exec init.py's loop in a minimal interpreter (see isolation/init.py: it keeps
-        none of this process's memory); if that exec fails, wait in this process."""
-        argv = init.waiter_argv(role, child)
-        with contextlib.suppress(OSError):
-            os.execv(argv[0], argv)
+        """Exec the native waiter, else init.py's loop in a minimal interpreter (see
+        isolation/init.py: either keeps none of this process's memory); if no exec
+        succeeds, wait in this process."""
+        for argv in init.waiter_argvs(role, child):
+            with contextlib.suppress(OSError):
+                os.execv(argv[0], argv)
         return wait_here()
 
     def set_parent_death_signal(self) -> None:

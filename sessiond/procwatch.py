@@ -55,8 +55,9 @@ def process_matches(pid: int, uid: int, session_id: str) -> bool:
         owner = os.stat(f"/proc/{pid}").st_uid
     except OSError:
         return False
-    # The supervisor has exec'd isolation/init.py's wait loop (isolation/init.py).
-    entry = "isolation.enter" in cmdline or "isolation/init.py supervise" in cmdline
+    # The supervisor has exec'd a wait loop: the native one or init.py's (isolation/init.py).
+    entry = any(mark in cmdline for mark in ("isolation.enter", "isolation/init.py supervise",
+                                             "/libexec/sessiond-wait supervise"))  # fmt: skip
     return owner in (uid, 0) and (session_id in cmdline or entry)
 
 

@@ -12,21 +12,26 @@
 # the capture buffer into one reused frame, only the bands of rows that
 # changed since the last frame (media/yuv_bands.py; PyAV's copying path only
 # as a fallback).
+# PyAV (and the media modules that load its bundled libraries) is imported
+# with the first encoder, not with this module: an idle session that never
+# shows a video does not pay its ~18 MiB of mapped libraries and ~4 MiB of
+# relocated data (docs/admin.md, "Memory per session").
 """H264Encoder: BGRX rectangles in, Annex B access units out."""
 
 from __future__ import annotations
 
 import time
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 from PIL import Image
 
-from media import swscale
-from media.swscale import check_inside
-from media.yuv_bands import BandYuvConverter
 from protocol.video import coded_size
+
+if TYPE_CHECKING:
+    import av
+
+    from media.yuv_bands import BandYuvConverter
 
 # libx264's fastest preset: ~8 ms a 1080p frame on one loaded core.
 PRESET = "ultrafast"
@@ -62,6 +67,8 @@ class H264Encoder:
         self.height = height
         self.coded = coded_size(width, height)
         self.bitrate = check_bitrate(bitrate)
+        from media import swscale  # PyAV with the first encoder (see the header)
+
         self._context: av.VideoCodecContext | None = None
         # Convert in place through the bundled libswscale (media/swscale.py), else PyAV's copying path.
         self.direct = swscale.available() if direct is None else direct
@@ -71,6 +78,8 @@ class H264Encoder:
         self.stages: dict[str, float] = {}
 
     def _open(self) -> av.VideoCodecContext:
+        import av  # see the header
+
         context = av.CodecContext.create("libx264", "w")
         context.width, context.height = self.coded
         context.pix_fmt = "yuv420p"
@@ -114,6 +123,8 @@ class H264Encoder:
         """One access unit for the width x height rectangle at pixel (x, y)
         of `buffer` (BGRX rows of `stride` bytes, e.g. the MIT-SHM capture,
         read in place); a keyframe if needs_key."""
+        import av  # see the header
+
         stage = self.stages
         try:
             if self._context is None:
@@ -135,6 +146,11 @@ class H264Encoder:
 
     def _convert(self, buffer: Any, stride: int, x: int, y: int) -> av.VideoFrame:
         """The rectangle as a yuv420p frame of the coded size."""
+        import av  # see the header
+
+        from media.swscale import check_inside
+        from media.yuv_bands import BandYuvConverter
+
         if self.direct:
             if self._converter is None:
                 self._converter = BandYuvConverter(self.width, self.height, self.coded)

@@ -63,7 +63,11 @@ class Agent(LinkEvents):
         # Started at the largest size a client may ask for; RandR sets the real size.
         max_width, max_height = max(args.width, args.max_width), max(args.height, args.max_height)
         resizable = (max_width, max_height) != (args.width, args.height)
-        self.xserver = start_xvfb(max_width, max_height, shared_framebuffer=resizable)
+        # Seamless: windows are redirected and the root is never shown, so Xvfb paints
+        # no background and no cursor on it and its framebuffer is released (_release_unshown).
+        seamless = args.mode == "seamless" and args.display != "xpra"  # with xpra, xpra is the window manager
+        self.xserver = start_xvfb(max_width, max_height, shared_framebuffer=resizable or seamless,
+                                  root_shown=not seamless)  # fmt: skip
         self.marks.mark("Xvfb ready")
         self.x = xdisplay_mod.Display(self.xserver.display)
         self.screen = ScreenResizer(self.x, max_width, max_height)
@@ -76,12 +80,13 @@ class Agent(LinkEvents):
         self.seamless: Seamless | None = None
         self.focus: FocusManager | None = None
         self.windows_channel: int | None = None  # the open windows channel (seamless)
-        if args.mode == "seamless" and args.display != "xpra":  # with xpra, xpra is the window manager
+        if seamless:
             self.seamless = Seamless(self.loop, self.x, self.xserver.display, Rect(0, 0, self.width, self.height),
                                      self.log, self._window_new)  # fmt: skip
             self.loop.add_reader(self.seamless.fileno(), self._pixels_readable)
             self.input = InputChannel(self.injector, self.seamless, self._reply_input, windows=self.seamless)
             self.display = DisplayPipeline(self.loop, args, self.seamless.source, lambda: self.link, self._drain_x)
+            self._release_unshown(self.width, self.height)
         else:
             self.desktop = DesktopSource(self.xserver.display)
             self.loop.add_reader(self.desktop.fileno(), self._desktop_damage)
@@ -176,6 +181,9 @@ class Agent(LinkEvents):
 
     def _window_new(self, info: WindowInfo) -> str:
         """Seamless: a window appeared; complete its launch, return its app id."""
+        # Composite filled the new window's pixmap from the root below it: those reads
+        # made root pages resident again, though the root is never shown.
+        self._release_unshown(self.width, self.height)
         if not info.managed:  # a menu or tooltip completes no launch
             return self.apps.app_of(info.pid)
         return self.apps.window_mapped(info.id, info.pid or None) or self.apps.app_of(info.pid)
@@ -205,7 +213,7 @@ class Agent(LinkEvents):
             self.log(f"cannot resize the screen to {width}x{height}: {exc}")
             size = self.screen.size()
         if size != (self.width, self.height):
-            self.xserver.release_outside(*size)  # pixels outside the screen are never shown
+            self._release_unshown(*size)
             self.width, self.height = size
             if self.desktop is not None:
                 # The shared segment is sized for the old root; XShmGetImage of a
@@ -222,6 +230,15 @@ class Agent(LinkEvents):
         link.conn.send(DISPLAY_CHANNEL, DesktopSize(width=self.width, height=self.height))
         link.flush()
         self.display.refresh()
+
+    def _release_unshown(self, width: int, height: int) -> None:
+        """Free the framebuffer pages nobody sees: outside the WIDTH x HEIGHT screen,
+        and in seamless mode all of them (manual redirection: the root shows nothing,
+        and without a background or cursor sprite Xvfb never paints it; ~8-11 MiB at 1080p)."""
+        if self.seamless is not None:
+            self.xserver.release_outside(0, 0)
+        else:
+            self.xserver.release_outside(width, height)
 
     # -- input -------------------------------------------------------------------
     def _reply_input(self, message: Message) -> None:

@@ -195,12 +195,20 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def xvfb_argv(width: int, height: int, depth: int, displayfd: int, shared_framebuffer: bool = False) -> list[str]:
-    """The Xvfb command line (argv list) for one session screen."""
+def xvfb_argv(width: int, height: int, depth: int, displayfd: int, shared_framebuffer: bool = False,
+              root_shown: bool = True) -> list[str]:  # fmt: skip
+    """The Xvfb command line (argv list) for one session screen. Without
+    root_shown the root window has no background and the server draws no
+    cursor sprite (-background none -nocursor): it never writes the root's
+    pixels, so framebuffer pages released once stay free (seamless mode, where
+    windows are redirected, the root is never shown and clients draw their
+    own cursor)."""
     shared = ["-shmem"] if shared_framebuffer else []
+    background = [] if root_shown else ["-background", "none", "-nocursor"]
     return [
         XVFB_BINARY,
         *shared,
+        *background,
         "-displayfd", str(displayfd),
         "-screen", "0", f"{width}x{height}x{depth}",
         "-nolisten", "tcp",
@@ -254,7 +262,8 @@ def _read_display_number(read_fd: int, timeout: float) -> int:
 
 
 def start_xvfb(
-    width: int, height: int, *, depth: int = 24, timeout: float = 5.0, shared_framebuffer: bool = False
+    width: int, height: int, *, depth: int = 24, timeout: float = 5.0, shared_framebuffer: bool = False,
+    root_shown: bool = True,
 ) -> XServer:
     """Start Xvfb with one screen of width x height x depth and wait until it
     accepts connections.
@@ -283,7 +292,7 @@ def start_xvfb(
     try:
         try:
             process = subprocess.Popen(
-                xvfb_argv(width, height, depth, write_fd, shared_framebuffer),
+                xvfb_argv(width, height, depth, write_fd, shared_framebuffer, root_shown),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

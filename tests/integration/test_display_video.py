@@ -58,6 +58,12 @@ def capture_window(user: str, window: int, path: str) -> None:
         handle.write(done.stdout)
 
 
+def agent_maps_libavcodec(user: str) -> bool:
+    """True if the user's agent has PyAV's codec library mapped (it imported av)."""
+    with open(f"/proc/{agent_pid(user)}/maps", encoding="utf-8", errors="replace") as handle:
+        return "libavcodec" in handle.read()
+
+
 @pytest.fixture(scope="module")
 def vera(user_factory: object) -> TestUser:
     return user_factory("svt-video-v")  # type: ignore[operator, no-any-return]
@@ -141,6 +147,8 @@ def test_video_goes_h264_then_the_still_is_exact(sessiond_server: Server, vera: 
     viewer = xterm_viewer(sessiond_server, vera)
     sock = viewer.sock
     assert not viewer.units, "H264 before any video played"
+    # PyAV is loaded with the first video stream, not by an idle session (docs/admin.md, memory).
+    assert not agent_maps_libavcodec(vera.name), "the agent loaded PyAV before any video played"
 
     sock.sendall(keys(PLAY_COMMAND))
     deadline = time.monotonic() + 60  # ffplay (SDL, lavfi) starts slowly on a loaded machine
@@ -151,6 +159,7 @@ def test_video_goes_h264_then_the_still_is_exact(sessiond_server: Server, vera: 
     keys_seen = [u for u in viewer.units if u[1]]
     plain = [u for u in viewer.units if not u[1] and not u[2]]
     assert keys_seen, f"no H264 stream started while the video played: {viewer.count_by_encoding}"
+    assert agent_maps_libavcodec(vera.name), "H264 units arrived but the agent has no libavcodec mapped"
     assert len(plain) >= 10, f"only {len(plain)} H264 inter frames: {viewer.count_by_encoding}"
     assert viewer.units[-1][2], "the stream did not end once the video stopped"
     assert viewer.after_end and Encoding.JPEG not in viewer.after_end, viewer.after_end

@@ -12,7 +12,7 @@ from twisted.internet import error, protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from isolation import enter, zygote
+from isolation import enter, init, zygote
 from isolation.launcher import enter_argv
 from sessiond.warm_pool import RESPAWN_MIN_SECONDS, WarmPool
 
@@ -187,22 +187,34 @@ if child == 0:
     print("ready", flush=True)
     time.sleep(60)
     os._exit(1)
-argv = init.waiter_argv(sys.argv[1], child)
+argvs = init.waiter_argvs(sys.argv[1], child)
+argv = argvs[0] if sys.argv[2] == "native" else argvs[-1]
 os.execv(argv[0], argv)
 """
+# The two waiters: the native one (isolation/wait.c, built by make install)
+# and init.py's loop in a minimal interpreter (the fallback).
+WAITERS = ("native", "python")
 
 
 def _catches_sigterm(pid: int) -> bool:
-    if b"init.py" not in open(f"/proc/{pid}/cmdline", "rb").read():
+    cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+    if b"init.py" not in cmdline and init.NATIVE_WAITER.encode() not in cmdline:
         return False
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         caught = int(next(line for line in handle if line.startswith("SigCgt:")).split()[1], 16)
     return bool(caught & (1 << (15 - 1)))
 
 
+def test_the_installed_waiter_is_the_native_one() -> None:
+    """make install built isolation/wait.c, so sandboxes wait in it, not in a ~3.9 MiB interpreter."""
+    assert os.access(init.native_waiter_path(), os.X_OK), init.native_waiter_path()
+    assert init.waiter_argv("init", 7) == [init.native_waiter_path(), "init", "7"]
+
+
+@pytest.mark.parametrize("waiter", WAITERS)
 @pytest.mark.parametrize("role", ["supervise", "init"])
-def test_the_exec_d_waiter_forwards_sigterm_and_exits_with_the_childs_status(role: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", WAITER_PARENT, role], stdout=subprocess.PIPE, text=True)
+def test_the_exec_d_waiter_forwards_sigterm_and_exits_with_the_childs_status(role: str, waiter: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", WAITER_PARENT, role, waiter], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         deadline = 400
@@ -210,7 +222,10 @@ def test_the_exec_d_waiter_forwards_sigterm_and_exits_with_the_childs_status(rol
             subprocess.run(["sleep", "0.05"], check=True)  # exec'd, but its handler is not in yet
             deadline -= 1
         cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")
-        assert cmdline[1:3] == [b"-I", b"-S"] and cmdline[4] == role.encode()
+        if waiter == "native":
+            assert cmdline[0] == init.native_waiter_path().encode() and cmdline[1] == role.encode()
+        else:
+            assert cmdline[1:3] == [b"-I", b"-S"] and cmdline[4] == role.encode()
         proc.send_signal(15)
         assert proc.wait(timeout=30) == 5
     finally:
@@ -218,10 +233,23 @@ def test_the_exec_d_waiter_forwards_sigterm_and_exits_with_the_childs_status(rol
         proc.wait()
 
 
-def test_the_waiter_refuses_other_arguments() -> None:
-    from isolation import init
+@pytest.mark.parametrize("waiter", WAITERS)
+def test_a_child_killed_by_a_signal_is_128_plus_n(waiter: str) -> None:
+    script = ("import os, sys, time\nfrom isolation import init\nchild = os.fork()\n"
+              "if child == 0:\n    time.sleep(60)\n    os._exit(1)\n"
+              "os.kill(child, 9)\nargvs = init.waiter_argvs('supervise', child)\n"
+              "argv = argvs[0] if sys.argv[1] == 'native' else argvs[-1]\nos.execv(argv[0], argv)\n")
+    done = subprocess.run([sys.executable, "-c", script, waiter], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + 9, done.stderr
 
-    done = subprocess.run(init.waiter_argv("supervise", 1)[:-2] + ["run", "x"], capture_output=True, text=True)
+
+@pytest.mark.parametrize("waiter", WAITERS)
+@pytest.mark.parametrize("args", [["run", "x"], ["supervise", "0"], ["init", "12a"], ["init", "99999999999"],
+                                  ["supervise"], []])
+def test_the_waiter_refuses_other_arguments(waiter: str, args: list[str]) -> None:
+    argvs = init.waiter_argvs("supervise", 1)
+    argv = (argvs[0] if waiter == "native" else argvs[-1])[:-2] + args
+    done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == init.EXIT_USAGE and "usage" in done.stderr
 
 

@@ -1,0 +1,46 @@
+# A session's memory is mostly what its agent imports (issue 15: <= 45 MiB
+# per session), and the zygote preloads exactly what sessiond.agent.main
+# imports, so a module on that path is paid by every session, idle or not.
+# PyAV (the H.264 encoder) maps ~18 MiB of codec libraries and dirties ~4 MiB
+# relocating them: it must load with the first video stream, not before.
+# This test imports the agent as the zygote does, in a fresh interpreter, and
+# fails if a lazy module is loaded; then it encodes one frame and checks that
+# the encoder does load it (so the lazy path is the one that works).
+"""The idle agent does not import PyAV; the first H.264 encoder does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+# Module name prefixes the idle agent (after the zygote's preload) must not have loaded.
+LAZY_MODULES = ("av", "media.swscale", "media.yuv_bands")
+# Seconds the child interpreter may take (imports and one encode; a loaded machine is slow).
+CHILD_TIMEOUT = 120
+
+PROBE = """
+import json, sys
+from isolation import zygote
+zygote.preload()
+idle = sorted(sys.modules)
+from PIL import Image
+from sessiond.agent.h264 import H264Encoder
+unit = H264Encoder(64, 48).encode(Image.new("RGBX", (64, 48), (200, 30, 90, 0)))
+print(json.dumps({"idle": idle, "after": sorted(sys.modules), "unit": len(unit)}))
+"""
+
+
+def _lazy(names: list[str]) -> list[str]:
+    return [name for name in names if name.startswith(LAZY_MODULES) and
+            any(name == lazy or name.startswith(lazy + ".") for lazy in LAZY_MODULES)]  # fmt: skip
+
+
+def test_the_idle_agent_does_not_import_pyav_and_the_first_encoder_does() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert _lazy(result["idle"]) == [], "the zygote's preload imports what only video needs"
+    assert "sessiond.agent.main" in result["idle"] and "sessiond.agent.h264" in result["idle"]
+    assert set(_lazy(result["after"])) >= {"av", "media.swscale"}
+    assert result["unit"] > 0, "the first encoder produced no access unit"
