@@ -13,8 +13,10 @@
 # Landlock's scoping (ABI 6, Linux 6.12) closes it: after
 # landlock_restrict_self() with LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, processes
 # of the domain may connect only to abstract sockets bound inside the same
-# domain; a connect to one bound outside fails with EPERM and the X client
-# falls back to the socket file.  The restriction is inherited and cannot be
+# domain; a connect to one bound outside fails with EPERM.  libxcb does not
+# fall back to the socket file after EPERM (only after ENOENT/ECONNREFUSED),
+# so the agent gives Xvfb a display number whose abstract name nobody has
+# bound (sessiond/agent/display_number.py).  The restriction is inherited and cannot be
 # lifted, and needs no privilege (no_new_privs is set first).  Signals get
 # the same scoping: a session's processes may signal only their own.
 #

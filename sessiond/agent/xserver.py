@@ -7,6 +7,8 @@
 # a server reset; see MACHINE-NOTES).  -nolisten tcp and -nolisten local keep
 # the server off the network and off the abstract socket namespace, so the
 # only way in is the Unix socket in the (session-private) /tmp/.X11-unix.
+# The display number is chosen by display_number.py (not the first free lock
+# file), so that X clients never meet a foreign abstract socket of that name.
 # MIT-SHM stays enabled for fast capture; GLX is disabled because it loads
 # libLLVM (tens of MiB per session) and slows start-up.
 #
@@ -29,16 +31,22 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
 from sessiond.agent.clibs import library_path
+from sessiond.agent.display_number import MAX_DISPLAY_PROBES, free_display_numbers
 
 XVFB_BINARY = "Xvfb"
 # Largest display number line we accept from the pipe ("65535\n" fits).
 MAX_DISPLAYFD_BYTES = 16
 # Xvfb's stderr kept for error messages; the tail is what explains a failure.
 MAX_STDERR_REPORT_BYTES = 4096
+# Xvfb runs tried when the display number chosen was taken meanwhile (another
+# server started in the same /tmp), and what Xvfb says then.
+MAX_START_ATTEMPTS = 3
+BUSY_MARK = "already active for display"
 # Grace period for Xvfb to exit on SIGTERM before it is killed.
 STOP_TIMEOUT_SECONDS = 2.0
 # Screen limits Xvfb itself enforces (X11 coordinates are 16-bit).
@@ -196,17 +204,20 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 
 
 def xvfb_argv(width: int, height: int, depth: int, displayfd: int, shared_framebuffer: bool = False,
-              root_shown: bool = True) -> list[str]:  # fmt: skip
+              root_shown: bool = True, number: int | None = None) -> list[str]:  # fmt: skip
     """The Xvfb command line (argv list) for one session screen. Without
     root_shown the root window has no background and the server draws no
     cursor sprite (-background none -nocursor): it never writes the root's
     pixels, so framebuffer pages released once stay free (seamless mode, where
     windows are redirected, the root is never shown and clients draw their
-    own cursor)."""
+    own cursor). With `number`, Xvfb takes display :number (display_number.py)
+    instead of the first one whose lock file is free."""
     shared = ["-shmem"] if shared_framebuffer else []
+    display = [] if number is None else [f":{number}"]
     background = [] if root_shown else ["-background", "none", "-nocursor"]
     return [
         XVFB_BINARY,
+        *display,
         *shared,
         *background,
         "-displayfd", str(displayfd),
@@ -287,12 +298,42 @@ def start_xvfb(
             f"{XVFB_BINARY} was not found on PATH; install it "
             "(Debian/Ubuntu: apt-get install xvfb)"
         )
+    attempts = 0
+    for candidate in free_display_numbers():
+        attempts += 1
+        try:
+            process, stderr, number = _run_xvfb(lambda fd, n=candidate: xvfb_argv(
+                width, height, depth, fd, shared_framebuffer, root_shown, n), timeout)  # fmt: skip
+            break
+        except _DisplayBusy as busy:  # taken since free_display_numbers() looked: try the next
+            if attempts >= MAX_START_ATTEMPTS:
+                raise XServerError(str(busy)) from None
+    else:
+        raise XServerError(f"no free X display number among the first {MAX_DISPLAY_PROBES}: their lock or "
+                           "socket files exist or their abstract socket names are bound on this host")
+    server = XServer(process=process, display=f":{number}", _stderr=stderr)
+    if shared_framebuffer:
+        try:
+            server.framebuffer = SharedFramebuffer(_framebuffer_shmid(stderr), width, height)
+        except XServerError:
+            server.stop()
+            raise
+    return server
+
+
+class _DisplayBusy(XServerError):
+    """Xvfb exited because its display number was taken after it was chosen."""
+
+
+def _run_xvfb(argv: Callable[[int], list[str]], timeout: float) -> tuple[subprocess.Popen[bytes], IO[bytes], int]:
+    """Run argv(fd) (an xvfb_argv whose -displayfd is fd, a pipe) and wait for
+    the display number on the pipe: (process, its stderr file, number)."""
     read_fd, write_fd = os.pipe()
     stderr = tempfile.TemporaryFile()
     try:
         try:
             process = subprocess.Popen(
-                xvfb_argv(width, height, depth, write_fd, shared_framebuffer, root_shown),
+                argv(write_fd),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -323,19 +364,13 @@ def start_xvfb(
             )
             detail = _stderr_tail(stderr)
             stderr.close()
-            raise XServerError(f"{XVFB_BINARY} {what}; its output: {detail}") from None
+            message = f"{XVFB_BINARY} {what}; its output: {detail}"
+            raise (_DisplayBusy if exited and BUSY_MARK in detail else XServerError)(message) from None
     finally:
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
-    server = XServer(process=process, display=f":{number}", _stderr=stderr)
-    if shared_framebuffer:
-        try:
-            server.framebuffer = SharedFramebuffer(_framebuffer_shmid(stderr), width, height)
-        except XServerError:
-            server.stop()
-            raise
-    return server
+    return process, stderr, number
 
 
 def _framebuffer_shmid(stderr: IO[bytes]) -> int:

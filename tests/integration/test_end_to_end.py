@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 
@@ -160,3 +161,38 @@ def test_click_focuses_and_raises_the_window_under_the_pointer(sessiond_server: 
     # Raised: xterm's red block now covers the corner where xclock was.
     with Image.open(shot) as image:
         assert image.convert("RGB").getpixel((60, 60)) == XTERM_RED
+
+
+def test_a_session_starts_while_host_sockets_hold_the_first_display_names(
+        sessiond_server: Server, user_factory: object, tmp_path: object) -> None:  # fmt: skip
+    """X clients (libxcb) try the abstract socket "\\0/tmp/.X11-unix/XN" before the file and do
+    not fall back when Landlock refuses a name bound outside the session (EPERM). With a host X
+    server (or anyone) on :0..:3, the session's Xvfb must take another number: the session starts,
+    the user sees xterm's pixels, and nothing reaches the host's sockets."""
+    user = user_factory("svt-e2e-x")  # type: ignore[operator]
+    holders = []
+    try:
+        for number in range(4):
+            holder = socket.socket(socket.AF_UNIX)
+            holder.bind(f"\0/tmp/.X11-unix/X{number}")
+            holder.listen(8)
+            holder.setblocking(False)
+            holders.append(holder)
+        launched = svclient(sessiond_server, user, "launch", "xterm")
+        assert launched.returncode == 0, launched.stderr + sessiond_server.log()
+        assert svclient(sessiond_server, user, "type", PAINT_COMMAND).returncode == 0
+        assert svclient(sessiond_server, user, "key", "Return").returncode == 0
+        shot = os.path.join(str(tmp_path), "client.png")
+        deadline, red = time.monotonic() + 15, 0
+        while time.monotonic() < deadline and red < MIN_RED_PIXELS:
+            taken = svclient(sessiond_server, user, "screenshot", shot)
+            assert taken.returncode == 0, taken.stderr
+            red = count_colour(shot, XTERM_RED)
+            time.sleep(0.2)
+        assert red >= MIN_RED_PIXELS, f"only {red} red pixels in the client's screenshot"
+        for holder in holders:
+            with pytest.raises(BlockingIOError):
+                holder.accept()
+    finally:
+        for holder in holders:
+            holder.close()
