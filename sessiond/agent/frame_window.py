@@ -83,9 +83,11 @@ AHEAD_FRAMES: Final = 2
 # lost the rest of its lateness for good.
 MAX_CATCH_UP_GAPS: Final = 1.0
 # A frame later than this many gaps ends a stream (the pipeline was idle or
-# stalled): the grid restarts at its start, so the next frame waits a whole
-# gap (no burst after an idle spell or a keystroke's lone echo).
+# stalled): the grid restarts half a gap before its start, as it always did
+# (IDLE_CATCH_UP_GAPS), so the next frame waits at least half a gap (no
+# burst after an idle spell; a keystroke's echo paces as before).
 IDLE_GAPS: Final = 2.0
+IDLE_CATCH_UP_GAPS: Final = 0.5
 # A frame that starts within this long of a key from the client skips the
 # max_fps slot (frame_delay): xterm's echo is damaged ~1 ms after the key,
 # more on a busy machine; the window and the max_kbps bucket still hold.
@@ -110,13 +112,13 @@ def frame_slot(previous: float, started: float, gap: float) -> float:
     """The max_fps slot a frame that started at `started` fills: the one
     after `previous` if it started at most MAX_CATCH_UP_GAPS late (the next
     frame may go at slot + gap), else `started` less that much (a stream
-    far behind does not burst to catch up), and `started` itself after more
-    than IDLE_GAPS (an idle pipeline: the next frame waits a whole gap)."""
+    far behind does not burst to catch up), and `started` less
+    IDLE_CATCH_UP_GAPS after more than IDLE_GAPS (an idle pipeline)."""
     nominal = previous + gap
     late = started - nominal
     if late <= MAX_CATCH_UP_GAPS * gap:
         return nominal
-    return started - MAX_CATCH_UP_GAPS * gap if late <= IDLE_GAPS * gap else started
+    return started - (MAX_CATCH_UP_GAPS if late <= IDLE_GAPS * gap else IDLE_CATCH_UP_GAPS) * gap
 
 
 def frame_delay(now: float, slot: float, gap: float, streaming: bool, typed_at: float, coalesce: float,

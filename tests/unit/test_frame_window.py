@@ -16,6 +16,7 @@ from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.frame_window import (
     AHEAD_MAX_PIXELS,
     AHEAD_MAX_RECTS,
+    IDLE_CATCH_UP_GAPS,
     MAX_CATCH_UP_GAPS,
     MAX_FRAME_WINDOW,
     FrameWindow,
@@ -145,8 +146,8 @@ def test_a_late_frame_lets_the_next_start_early_but_never_bursts() -> None:
     assert frame_slot(1.0, 1.0 + gap, gap) == pytest.approx(1.0 + gap)  # on time
     # 3 ms late: the slot stays nominal, so the next frame may start 3 ms early.
     assert frame_slot(1.0, 1.0 + gap + 0.003, gap) == pytest.approx(1.0 + gap)
-    # Idle for a second (later than IDLE_GAPS): the next frame waits a whole gap, no burst.
-    assert frame_slot(1.0, 2.0, gap) == pytest.approx(2.0)
+    # Idle for a second (later than IDLE_GAPS): the next frame waits IDLE_CATCH_UP_GAPS less a gap, no burst.
+    assert frame_slot(1.0, 2.0, gap) + gap - 2.0 == pytest.approx((1 - IDLE_CATCH_UP_GAPS) * gap)
     # Late by 1.5 gaps within a stream: the grid keeps MAX_CATCH_UP_GAPS of it, the next may go at once.
     late = 1.0 + gap + 1.5 * gap
     assert frame_slot(1.0, late, gap) + gap == pytest.approx(late - (MAX_CATCH_UP_GAPS - 1) * gap)
