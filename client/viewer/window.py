@@ -192,8 +192,7 @@ class SessionWindow(QWidget):
             self.image.bits()[offset : offset + patch.h * row] = patch.rgb
             return
         tile = QImage(patch.rgb, patch.w, patch.h, row, QImage.Format.Format_RGB888)
-        with QPainter(self.image) as painter:
-            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        with QPainter(self.image) as painter:  # opaque RGB888 over RGB888: a copy (faster than Source mode)
             painter.drawImage(patch.x, patch.y, tile)
 
     def set_stale(self, stale: bool) -> None:
