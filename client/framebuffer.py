@@ -59,6 +59,16 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
+def store_glyphs(data: bytes, w: int, h: int, cache: glyphs.GlyphCache) -> glyphs.Cells:
+    """Check a w x h GLYPHS region's data against CACHE and store its glyph
+    definitions there (also for a region whose pixels are dropped: later
+    regions may use its glyphs); RegionError, cache untouched, if malformed."""
+    try:
+        return glyphs.decode_cells(data, w, h, cache)
+    except glyphs.GlyphError as exc:
+        raise RegionError(str(exc)) from None
+
+
 def _touches(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """True if two rectangles overlap."""
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
@@ -135,10 +145,7 @@ class Framebuffer:
             except palette.PaletteError as exc:
                 raise RegionError(str(exc)) from None
         elif encoding is Encoding.GLYPHS:
-            try:
-                tile = glyphs.decode(data, w, h, self.glyph_cache)
-            except glyphs.GlyphError as exc:
-                raise RegionError(str(exc)) from None
+            tile = glyphs.render(store_glyphs(data, w, h, self.glyph_cache), w, h)
         else:
             tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])
         self._image.paste(tile, (x, y))
@@ -217,6 +224,14 @@ class Framebuffer:
     def crop(self, x: int, y: int, w: int, h: int) -> Image.Image:
         """A copy of the w x h rectangle at (x, y), clipped to the framebuffer."""
         return self._image.crop((x, y, min(x + w, self.width), min(y + h, self.height)))
+
+    def rgb(self, x: int, y: int, w: int, h: int) -> tuple[int, int, bytes]:
+        """(width, height, packed RGB bytes) of the w x h rectangle at (x, y),
+        clipped to the framebuffer; the whole screen without a crop's copy."""
+        if (x, y) == (0, 0) and w >= self.width and h >= self.height:
+            return self.width, self.height, self._image.tobytes()
+        tile = self.crop(x, y, w, h)
+        return tile.width, tile.height, tile.tobytes()
 
     def save_png(self, path: str | os.PathLike[str]) -> None:
         """Write the current screen to path as PNG."""

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from client.framebuffer import Framebuffer, RegionError
-from media import glyphs
+from client.framebuffer import Framebuffer, store_glyphs
 from media.glyphs import GlyphCache
 from protocol.base import Encoding
 from protocol.messages import Message, Region
@@ -140,10 +139,7 @@ class WindowTable:
         if win is not None and win.framebuffer is not None:
             win.framebuffer.apply(region)  # RegionError if it does not fit the announced buffer
         elif region.encoding == Encoding.GLYPHS:  # pixels dropped, but later regions may use its glyphs
-            try:
-                glyphs.decode_cells(bytes(region.data), region.w, region.h, self.glyph_cache)
-            except glyphs.GlyphError as exc:
-                raise RegionError(str(exc)) from None
+            store_glyphs(bytes(region.data), region.w, region.h, self.glyph_cache)
         return True
 
     def frame_end(self) -> None:

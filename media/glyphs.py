@@ -153,7 +153,12 @@ def _check_bits(bits: bytes, cell_w: int, cell_h: int) -> None:
         raise GlyphError("GLYPHS definition has pad bits set")
 
 
-def decode_cells(data: bytes, w: int, h: int, cache: GlyphCache) -> tuple[int, int, bytes, list[bytes], bytes]:
+# What decode_cells returns: cell_w, cell_h, colours, the used slots'
+# column-major cell bytes, one index per cell.
+Cells = tuple[int, int, bytes, list[bytes], bytes]
+
+
+def decode_cells(data: bytes, w: int, h: int, cache: GlyphCache) -> Cells:
     """Check GLYPHS data for a w x h region against the cache and store its
     definitions: (cell_w, cell_h, colours, the used slots' column-major
     cell bytes, one index per cell).  GlyphError (cache untouched) if
@@ -204,7 +209,12 @@ def decode_cells(data: bytes, w: int, h: int, cache: GlyphCache) -> tuple[int, i
 def decode(data: bytes, w: int, h: int, cache: GlyphCache) -> Image.Image:
     """The RGB image of GLYPHS data for a w x h region, the cache updated
     with its definitions; GlyphError if malformed (cache untouched)."""
-    cell_w, cell_h, colours, glyphs, indices = decode_cells(data, w, h, cache)
+    return render(decode_cells(data, w, h, cache), w, h)
+
+
+def render(cells: Cells, w: int, h: int) -> Image.Image:
+    """The RGB image of a w x h region of checked cells (decode_cells)."""
+    cell_w, cell_h, colours, glyphs, indices = cells
     band_len = (w // cell_w) * cell_w
     # Cells' column-major bytes one after another are the region's bands of
     # cells, each transposed, stacked; transposed back, the bands lie side

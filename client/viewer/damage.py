@@ -29,6 +29,15 @@ from protocol.windows import WindowTarget
 
 # Rectangles of one window in one frame sent separately; more go as their bounding box.
 MAX_PATCH_RECTS = 16
+# Rectangles that cover at least this share of their bounding box go as that
+# box, one patch: a scroll frame's GLYPHS bands and its PALETTE last row are
+# one crop, one copy and one repaint instead of four.
+MERGE_SHARE = 0.75
+# A patch this close to its window's width (or height) is widened to all of
+# it: xterm's text stops 2 pixels short of each side, and whole rows are one
+# slice to copy (a whole window needs no crop at all); the few extra pixels
+# are the window's current ones.
+WIDEN_SHARE = 0.9
 # Patches waiting for the GUI per window; more are replaced by one whole-window patch.
 MAX_PENDING_PATCHES = 64
 # The desktop (desktop mode) has window id 0, as on the wire.
@@ -126,6 +135,23 @@ def _bounding(rects: list[tuple[int, int, int, int]]) -> tuple[int, int, int, in
     return x0, y0, x1 - x0, y1 - y0
 
 
+def _merged(rects: list[tuple[int, int, int, int]], width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """RECTS of a WIDTH x HEIGHT window as their bounding box when there are
+    more than MAX_PATCH_RECTS or they cover MERGE_SHARE of it (overlaps
+    counted twice), else as they are; a box widened (WIDEN_SHARE) to whole
+    rows or columns."""
+    box = _bounding(rects)
+    covered = sum(r[2] * r[3] for r in rects)
+    if 1 < len(rects) <= MAX_PATCH_RECTS and covered < MERGE_SHARE * box[2] * box[3]:
+        return rects
+    x, y, w, h = box
+    if w >= WIDEN_SHARE * width:
+        x, w = 0, width
+    if h >= WIDEN_SHARE * height:
+        y, h = 0, height
+    return [(x, y, w, h)]
+
+
 class DamageCollector:
     """A display observer of SessionClient: rectangles changed per window,
     turned into Patches at FRAME_END; `notify` is called (reactor thread)
@@ -171,8 +197,7 @@ class DamageCollector:
             fb = self._framebuffer(window)
             if fb is None:
                 continue
-            if len(rects) > MAX_PATCH_RECTS:
-                rects = [_bounding(rects)]
+            rects = _merged(rects, fb.width, fb.height)
             ready[window] = [self._patch(window, fb, rect) for rect in rects]
         if not ready:
             return
@@ -191,8 +216,8 @@ class DamageCollector:
     @staticmethod
     def _patch(window: int, fb: Framebuffer, rect: tuple[int, int, int, int]) -> Patch:
         x, y, w, h = rect
-        tile = fb.crop(x, y, w, h)
-        return Patch(window, fb.width, fb.height, x, y, tile.width, tile.height, tile.tobytes())
+        width, height, rgb = fb.rgb(x, y, w, h)
+        return Patch(window, fb.width, fb.height, x, y, width, height, rgb)
 
     def take(self) -> list[Patch]:
         """Every waiting patch, oldest first (GUI thread)."""

@@ -98,7 +98,9 @@ class DisplayPipeline:
         # FRAME_END, so "wait for a frame" never hangs on an empty session).
         self._owed = False
         self.tiles = TileFolder()  # one-region frames as TILE (client's VIDEO_CAPS bit 1)
-        self.trace = FrameTrace()  # SESSIOND_FRAME_TRACE=1: key, notify, frame, encoded, out (frame_trace.py)
+        # SESSIOND_FRAME_TRACE=1: key, notify, frame, encoded, out; ack (FRAME_ACK in), full (the window
+        # held a frame back): where a stream loses its frames (frame_trace.py)
+        self.trace = FrameTrace()
         if self.trace.enabled:
             self.loop.call_later(TRACE_FLUSH_SECONDS, self._flush_trace)
 
@@ -150,6 +152,7 @@ class DisplayPipeline:
     def message(self, message: object) -> None:
         """FRAME_ACK and REFRESH_REQUEST (RESIZE_REQUEST is the agent's)."""
         if isinstance(message, FrameAck):
+            self.trace.mark("ack")
             if self.acked_seq < message.seq <= self.frame_seq:
                 self.acked_seq = message.seq
                 self.link_estimate.frame_acked(message.seq)
@@ -182,6 +185,7 @@ class DisplayPipeline:
                 self._wake_timer = self.loop.call_later(due + 0.001, self._wake)
             return
         if self.window.full(self.frame_seq - self.acked_seq):
+            self.trace.mark("full")
             self.link_estimate.waited()
             return  # client is behind: damage keeps coalescing meanwhile
         if self.window.link_full(self._last_ack_now):

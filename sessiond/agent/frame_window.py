@@ -73,10 +73,21 @@ AHEAD_MAX_PIXELS: Final = 64 * 64
 AHEAD_MAX_RECTS: Final = 4
 AHEAD_MIN_REST_PIXELS: Final = 128 * 128
 AHEAD_FRAMES: Final = 2
-# A frame that started late (timer, a busy machine) lets the next one start
-# this share of a max_fps gap early, so a stream keeps max_fps on average:
-# paced from each late start, a 60 frames/s scroll showed ~55.
-MAX_CATCH_UP_GAPS: Final = 0.5
+# A frame that started late (timer, a busy machine) lets the next ones start
+# early by up to this many max_fps gaps in all, so a stream keeps max_fps on
+# average: frames are paced by absolute deadlines (slots), and a frame late
+# by up to a whole gap keeps the grid (the next may go at once). Paced from
+# each late start a 60 frames/s scroll showed ~55; with half a gap of debt
+# it showed ~56 (peer sitting): every frame the X server held back more
+# than 8 ms (its capture waits behind xterm's flood of drawing requests)
+# lost the rest of its lateness for good.
+MAX_CATCH_UP_GAPS: Final = 1.0
+# A frame later than this many gaps ends a stream (the pipeline was idle or
+# stalled): the grid restarts half a gap before its start, as it always did
+# (IDLE_CATCH_UP_GAPS), so the next frame waits at least half a gap (no
+# burst after an idle spell; a keystroke's echo paces as before).
+IDLE_GAPS: Final = 2.0
+IDLE_CATCH_UP_GAPS: Final = 0.5
 # A frame that starts within this long of a key from the client skips the
 # max_fps slot (frame_delay): xterm's echo is damaged ~1 ms after the key,
 # more on a busy machine; the window and the max_kbps bucket still hold.
@@ -100,10 +111,14 @@ def widened_window(configured: int, rtt: float | None, rate: float | None, budge
 def frame_slot(previous: float, started: float, gap: float) -> float:
     """The max_fps slot a frame that started at `started` fills: the one
     after `previous` if it started at most MAX_CATCH_UP_GAPS late (the next
-    frame may go at slot + gap), else `started` less that much (an idle
-    pipeline, or one far behind, does not burst to catch up)."""
+    frame may go at slot + gap), else `started` less that much (a stream
+    far behind does not burst to catch up), and `started` less
+    IDLE_CATCH_UP_GAPS after more than IDLE_GAPS (an idle pipeline)."""
     nominal = previous + gap
-    return nominal if started - nominal <= MAX_CATCH_UP_GAPS * gap else started - MAX_CATCH_UP_GAPS * gap
+    late = started - nominal
+    if late <= MAX_CATCH_UP_GAPS * gap:
+        return nominal
+    return started - (MAX_CATCH_UP_GAPS if late <= IDLE_GAPS * gap else IDLE_CATCH_UP_GAPS) * gap
 
 
 def frame_delay(now: float, slot: float, gap: float, streaming: bool, typed_at: float, coalesce: float,

@@ -96,3 +96,17 @@ def test_window_framebuffers_use_the_tables_cache() -> None:
     table.region(region(0, 0, 4, 2, [(4, DIAGONAL)], [4], b"\x00\x00"))
     window = table.windows[7].framebuffer
     assert window is not None and window.glyph_cache is table.glyph_cache and 4 in table.glyph_cache.slots
+
+
+def test_store_glyphs_keeps_a_regions_definitions_or_refuses_it_whole() -> None:
+    from client.framebuffer import store_glyphs
+
+    cache = glyphs.GlyphCache()
+    data = glyphs.encode(2, 2, RED_WHITE, [(4, DIAGONAL)], [4], b"\x00\x00")
+    cell_w, cell_h, colours, used, indices = store_glyphs(data, 4, 2, cache)
+    assert (cell_w, cell_h, colours, indices) == (2, 2, RED_WHITE, b"\x00\x00")
+    assert used == [cache.slots[4][2]] and cache.slots[4][:2] == (2, 2)
+    bad = glyphs.encode(2, 2, RED_WHITE, [(5, DIAGONAL)], [5, 9], b"\x00\x01")  # slot 9 holds nothing
+    with pytest.raises(RegionError, match="slot 9"):
+        store_glyphs(bad, 4, 2, cache)
+    assert set(cache.slots) == {4}  # slot 5 of the refused region was not stored

@@ -16,6 +16,7 @@ from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.frame_window import (
     AHEAD_MAX_PIXELS,
     AHEAD_MAX_RECTS,
+    IDLE_CATCH_UP_GAPS,
     MAX_CATCH_UP_GAPS,
     MAX_FRAME_WINDOW,
     FrameWindow,
@@ -145,9 +146,11 @@ def test_a_late_frame_lets_the_next_start_early_but_never_bursts() -> None:
     assert frame_slot(1.0, 1.0 + gap, gap) == pytest.approx(1.0 + gap)  # on time
     # 3 ms late: the slot stays nominal, so the next frame may start 3 ms early.
     assert frame_slot(1.0, 1.0 + gap + 0.003, gap) == pytest.approx(1.0 + gap)
-    # Idle for a second: the next frame waits a whole gap less MAX_CATCH_UP_GAPS, no burst.
-    slot = frame_slot(1.0, 2.0, gap)
-    assert 2.0 - gap < slot + gap and slot + gap - 2.0 == pytest.approx((1 - MAX_CATCH_UP_GAPS) * gap)
+    # Idle for a second (later than IDLE_GAPS): the next frame waits IDLE_CATCH_UP_GAPS less a gap, no burst.
+    assert frame_slot(1.0, 2.0, gap) + gap - 2.0 == pytest.approx((1 - IDLE_CATCH_UP_GAPS) * gap)
+    # Late by 1.5 gaps within a stream: the grid keeps MAX_CATCH_UP_GAPS of it, the next may go at once.
+    late = 1.0 + gap + 1.5 * gap
+    assert frame_slot(1.0, late, gap) + gap == pytest.approx(late - (MAX_CATCH_UP_GAPS - 1) * gap)
     # Frames at a steady 16.7 ms + 2 ms of jitter each still fill 60 slots a second.
     slot, start, frames = 0.0, 0.0, 0
     while start < 1.0:
@@ -155,6 +158,21 @@ def test_a_late_frame_lets_the_next_start_early_but_never_bursts() -> None:
         slot = frame_slot(slot, start, gap)
         frames += 1
     assert frames >= 58
+
+
+def test_frames_the_x_server_held_back_do_not_cost_the_stream_its_rate() -> None:
+    # Every 6th frame's capture waits 24 ms behind the X server (the next starts more than half a gap late):
+    # paced by absolute deadlines, the frames after it start early and a second still holds 60.
+    gap = 1 / 60
+    slot, start, frames, ready = 0.0, 0.0, 0, 0.0
+    while True:
+        start = max(ready, slot + gap) + 0.001  # the timer fires 1 ms late
+        if start >= 1.0:
+            break
+        slot = frame_slot(slot, start, gap)
+        frames += 1
+        ready = start + (0.030 if frames % 6 == 0 else 0.006)  # the frame's capture and encode
+    assert frames >= 59
 
 
 # -- small damage ahead of a big frame -------------------------------------------------------

@@ -93,6 +93,30 @@ def test_many_rectangles_in_one_frame_go_as_their_bounding_box() -> None:
     assert (patch.x, patch.y, patch.w, patch.h) == (0, 0, MAX_PATCH_RECTS + 1, 10)
 
 
+def test_a_scroll_frame_is_one_patch_of_whole_rows() -> None:
+    # xterm's text bands stop short of the window's edges: one patch of the whole window, the
+    # unchanged edge pixels included as the framebuffer has them.
+    client, collector, _ = make()
+    drive(client, collector, WindowTarget(window=5, width=40, height=20))
+    for y, h in ((0, 9), (9, 9), (18, 1)):
+        drive(client, collector, fill(2, y, 36, h, (7, 8, 9)))
+    drive(client, collector, FrameEnd(seq=1))
+    (patch,) = collector.take()
+    assert (patch.x, patch.y, patch.w, patch.h) == (0, 0, 40, 20)
+    framebuffer = client.windows.windows[5].framebuffer
+    assert framebuffer is not None and patch.rgb == framebuffer.image().tobytes()
+
+
+def test_scattered_small_rectangles_stay_separate_patches() -> None:
+    client, collector, _ = make()
+    drive(client, collector, WindowTarget(window=5, width=40, height=20))
+    drive(client, collector, fill(0, 0, 2, 2, (1, 1, 1)))
+    drive(client, collector, fill(30, 15, 2, 2, (2, 2, 2)))
+    drive(client, collector, FrameEnd(seq=1))
+    assert [(p.x, p.y, p.w, p.h, p.rgb) for p in collector.take()] == [
+        (0, 0, 2, 2, bytes((1, 1, 1)) * 4), (30, 15, 2, 2, bytes((2, 2, 2)) * 4)]
+
+
 def test_pending_patches_past_the_bound_become_one_whole_window_patch() -> None:
     client, collector, _ = make()
     drive(client, collector, WindowTarget(window=5, width=40, height=20))

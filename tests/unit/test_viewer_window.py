@@ -92,6 +92,19 @@ def test_a_patch_past_the_image_is_not_written(qt: Any) -> None:
     assert window.image.pixelColor(63, 47).getRgb()[:3] == (9, 9, 9)
 
 
+@pytest.mark.parametrize("width", [64, 41])  # rows of 192 bytes, and of 123 bytes padded to 124
+def test_whole_row_and_narrow_patches_land_where_they_belong(qt: Any, width: int) -> None:
+    window, _link = make(qt, width=width)
+    window.apply_patches([Patch(7, width, 48, 0, 10, width, 3, bytes((1, 2, 3)) * width * 3),
+                          Patch(7, width, 48, 5, 20, 4, 2, bytes((4, 5, 6)) * 8)])  # fmt: skip
+    image = window.image
+    assert image.pixelColor(0, 10).getRgb()[:3] == image.pixelColor(width - 1, 12).getRgb()[:3] == (1, 2, 3)
+    assert image.pixelColor(0, 9).getRgb()[:3] == image.pixelColor(width - 1, 13).getRgb()[:3] == (48, 48, 48)
+    assert image.pixelColor(5, 20).getRgb()[:3] == image.pixelColor(8, 21).getRgb()[:3] == (4, 5, 6)
+    assert image.pixelColor(4, 20).getRgb()[:3] == image.pixelColor(9, 21).getRgb()[:3] == (48, 48, 48)
+    assert image.pixelColor(5, 22).getRgb()[:3] == (48, 48, 48)
+
+
 def test_stale_shade_darkens_the_window_until_it_is_current_again(qt: Any) -> None:
     window, _link = make(qt)
     window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((255, 255, 255)) * 64 * 48)])
