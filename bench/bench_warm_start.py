@@ -38,7 +38,8 @@ from bench_memory import parse_settings
 from bench_spine import REPO, SHARED_APP_DIR, XTERM_APP_ID, publish_bench_apps
 from client.known_hosts import KnownHosts
 from spine_server import BenchUsers, run_bench
-from startup_breakdown import breakdown_table, floors, pam_seconds, server_marks, timed_login
+from sessiond.agent.display import TRACE_FLUSH_SECONDS
+from startup_breakdown import breakdown_table, floors, pam_seconds, server_marks, session_logs, timed_login
 
 SCREEN = (1920, 1080)
 DEFAULT_RUNS = 5
@@ -95,6 +96,7 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
     (startup_breakdown.STEPS)."""
     servers = []
     results: list[list[dict[str, float]]] = [[] for _ in configs]
+    logins: list[list[tuple[str, dict[str, float]]]] = [[] for _ in configs]
     try:
         for index, (_name, settings, venv_bin) in enumerate(configs):
             home = os.path.join(tmp, f"config-{index}")  # its own state dir, certificate and config
@@ -113,7 +115,12 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
                 else:
                     await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
                 login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID)
-                results[index].append({**login.marks, **server_marks(server.log(), user.name)})
+                logins[index].append((user.name, login.marks))
+        # The server's marks are read at the end: an agent writes its frame trace once a second.
+        await task.deferLater(reactor, TRACE_FLUSH_SECONDS + 0.5, lambda: None)
+        for index, server in enumerate(servers):
+            log_text, agent_logs = server.log(), session_logs(server.runtime_dir)
+            results[index] = [{**marks, **server_marks(log_text, name, agent_logs)} for name, marks in logins[index]]
     except Exception:
         for server in servers:
             print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
