@@ -61,6 +61,9 @@ TRACE_LINE = re.compile(r"agent (\S+) stderr: frame-trace (\S+) (\d+\.\d+)$")
 # display pipeline's first "notify", "frame" and "out" after the map (its first frame).
 LAUNCH_TRACE = ("launch", "exec", "mapped")
 FRAME_TRACE = ("notify", "frame", "out")
+# When timed_login sends the LAUNCH: after the display channel opened, in its flight, or before it.
+AFTER_OPEN, WITH_OPEN, BEFORE_OPEN = "after-open", "with-open", "before-open"
+LAUNCH_ORDERS = (AFTER_OPEN, WITH_OPEN, BEFORE_OPEN)
 # A sessiond log line: its time stamp, then the text.
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d{4}) \[[^]]*\] (.*)$")
 # The PAM service sessiond authenticates with (conf/pam.d/sessiond).
@@ -74,8 +77,11 @@ class TimedLogin:
     marks: dict[str, float] = field(default_factory=dict)
 
 
-async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, user: TestUser, app: str) -> TimedLogin:
-    """One new session of USER launching APP (an xterm), time-stamping each client-side step."""
+async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, user: TestUser, app: str,
+                      order: str = AFTER_OPEN) -> TimedLogin:  # fmt: skip
+    """One new session of USER launching APP (an xterm), time-stamping each client-side step.
+    ORDER (LAUNCH_ORDERS): the LAUNCH once the display channel is open (as before), right
+    behind its open in the same flight (the viewer's desktop mode), or ahead of the open."""
     run = TimedLogin()
     run.marks["connect"] = time.time()
     client = await within(reactor, connect(reactor, host, port, known), "the server")
@@ -83,11 +89,15 @@ async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, use
         run.marks["tls done"] = time.time()
         await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
         run.marks["auth result"] = time.time()
-        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
+        launching = defer.ensureDeferred(client.launch(app)) if order == BEFORE_OPEN else None
+        opening = defer.ensureDeferred(client.open_channel(ChannelKind.DISPLAY))
+        if order == WITH_OPEN:
+            launching = defer.ensureDeferred(client.launch(app))
+        await within(reactor, opening, "the display channel")
         run.marks["display open"] = time.time()
         shown = defer.ensureDeferred(frame_where(reactor, client, lambda: xterm_visible(client.framebuffer),
                                                  "xterm's first frame"))  # fmt: skip
-        await within(reactor, client.launch(app), f"launch of {app}")
+        await within(reactor, launching or client.launch(app), f"launch of {app}")
         run.marks["launched"] = time.time()
         await shown
         run.marks["first frame"] = time.time()
