@@ -38,7 +38,9 @@ from bench_memory import parse_settings
 from bench_spine import REPO, SHARED_APP_DIR, XTERM_APP_ID, publish_bench_apps
 from client.known_hosts import KnownHosts
 from spine_server import BenchUsers, run_bench
-from startup_breakdown import breakdown_table, floors, pam_seconds, server_marks, timed_login
+from sessiond.agent.display import TRACE_FLUSH_SECONDS
+from startup_breakdown import (AFTER_OPEN, LAUNCH_ORDERS, breakdown_table, floors, pam_seconds, server_marks,
+                               session_logs, timed_login)
 
 SCREEN = (1920, 1080)
 DEFAULT_RUNS = 5
@@ -86,7 +88,8 @@ async def wait_for_slot(reactor: Any, daemon: int) -> None:
 
 
 async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts,
-                  configs: list[tuple[str, str, str]], runs: int) -> list[list[dict[str, float]]]:  # fmt: skip
+                  configs: list[tuple[str, str, str]], runs: int,
+                  order: str = AFTER_OPEN) -> list[list[dict[str, float]]]:  # fmt: skip
     """RUNS logins of new users on each of CONFIGS (name, settings, venv bin),
     one fresh sessiond each, all running at once and logged into in turn
     (run 1 on each, then run 2 on each, ...), so that a change of the host's
@@ -95,6 +98,7 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
     (startup_breakdown.STEPS)."""
     servers = []
     results: list[list[dict[str, float]]] = [[] for _ in configs]
+    logins: list[list[tuple[str, dict[str, float]]]] = [[] for _ in configs]
     try:
         for index, (_name, settings, venv_bin) in enumerate(configs):
             home = os.path.join(tmp, f"config-{index}")  # its own state dir, certificate and config
@@ -112,8 +116,13 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
                     await wait_for_slot(reactor, server.pid)
                 else:
                     await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
-                login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID)
-                results[index].append({**login.marks, **server_marks(server.log(), user.name)})
+                login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID, order)
+                logins[index].append((user.name, login.marks))
+        # The server's marks are read at the end: an agent writes its frame trace once a second.
+        await task.deferLater(reactor, TRACE_FLUSH_SECONDS + 0.5, lambda: None)
+        for index, server in enumerate(servers):
+            log_text, agent_logs = server.log(), session_logs(server.runtime_dir)
+            results[index] = [{**marks, **server_marks(log_text, name, agent_logs)} for name, marks in logins[index]]
     except Exception:
         for server in servers:
             print("--- sessiond log (tail) ---\n" + server.log()[-3000:], file=sys.stderr)
@@ -150,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-only", action="store_true", help="skip the two cold configurations")
     parser.add_argument("--cold-only", action="store_true",
                         help="only the defaults (cold, zygote), and the baseline installation with the defaults too")
+    parser.add_argument("--launch-order", choices=LAUNCH_ORDERS, default=AFTER_OPEN,
+                        help="send the LAUNCH after the display channel opened (default), in the same flight "
+                             "as its open (the viewer's desktop mode), or before it")  # fmt: skip
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_warm_start: run as root (it creates users and starts sessiond)", file=sys.stderr)
@@ -165,14 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             base = CONFIGS[1] if args.cold_only else CONFIGS[-1]
             configs.insert(0, (f"{base[0]}, {args.baseline_prefix}", base[1],
                                os.path.join(args.baseline_prefix, "venv", "bin")))  # fmt: skip
-        measured = await measure(reactor, tmp, apps, users, known, configs, args.runs)
+        measured = await measure(reactor, tmp, apps, users, known, configs, args.runs, args.launch_order)
         rows = [(name, runs) for (name, _settings, _venv), runs in zip(configs, measured)]
         floor_user = users.create(f"{USER_PREFIX}floor")
         pam = statistics.median(pam_seconds(floor_user) for _ in range(args.runs))
         parts = [floors(*SCREEN) for _ in range(args.runs)]
         xvfb, xterm = (statistics.median(part[i] for part in parts) for i in range(2))
         print(f"sessiond warm-start benchmark; login (after TLS connect) -> first frame with xterm, "
-              f"{SCREEN[0]}x{SCREEN[1]}; load average at start {load:.2f}")  # fmt: skip
+              f"{SCREEN[0]}x{SCREEN[1]}; LAUNCH {args.launch_order}; load average at start {load:.2f}")  # fmt: skip
         print(report(rows))
         print()
         print(breakdown_table(rows))

@@ -12,11 +12,16 @@
 # one clock orders them. What is not ours is measured on its own next to it:
 # one PAM authentication of the same user (pam_unix's password hash), and the
 # bare floor of Xvfb's start and of xterm from exec to its first map and one
-# capture, without sessiond (bench/baselines.py's method, split in two).
+# capture, without sessiond (bench/baselines.py's method, split in two). With
+# SESSIOND_FRAME_TRACE=1 in the bench's environment the agent's trace
+# (frame_trace.py) splits LAUNCH -> first frame further: the launch, the
+# exec, the map as the agent saw it, and the first frame's damage, start and
+# send after it (the "(trace)" rows; "-" without the trace).
 """timed_login(), server_marks(), floors() and the breakdown table."""
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import statistics
@@ -33,7 +38,8 @@ from Xlib import X
 
 from client.known_hosts import KnownHosts
 from protocol.messages import ChannelKind
-from sessiond.agent.startup import STARTUP_PREFIX
+from sessiond.agent.frame_trace import parse_trace_line
+from sessiond.agent.startup import AGENT_LOG, STARTUP_PREFIX
 from sessiond.agent.xserver import start_xvfb
 from sessiond.agent.xshm import ShmCapture
 from spine_server import TestUser
@@ -49,6 +55,15 @@ SERVER_MARKS = (
 # The agent's start-up line as sessiond logs it: session id, then "name TIME (+N ms)" items.
 AGENT_LINE = re.compile(r"agent (\S+) stderr: " + re.escape(STARTUP_PREFIX) + r" (.*)$")
 AGENT_ITEM = re.compile(r"([A-Za-z][A-Za-z ]*?) (\d+\.\d+) \(")
+# The agent's SESSIOND_FRAME_TRACE lines as sessiond logs them: session id, then name and time.monotonic().
+TRACE_LINE = re.compile(r"agent (\S+) stderr: frame-trace (\S+) (\d+\.\d+)$")
+# Trace marks kept per login: the launch's own ("launch", "exec", "mapped"), then the
+# display pipeline's first "notify", "frame" and "out" after the map (its first frame).
+LAUNCH_TRACE = ("launch", "exec", "mapped")
+FRAME_TRACE = ("notify", "frame", "out")
+# When timed_login sends the LAUNCH: after the display channel opened, in its flight, or before it.
+AFTER_OPEN, WITH_OPEN, BEFORE_OPEN = "after-open", "with-open", "before-open"
+LAUNCH_ORDERS = (AFTER_OPEN, WITH_OPEN, BEFORE_OPEN)
 # A sessiond log line: its time stamp, then the text.
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d{4}) \[[^]]*\] (.*)$")
 # The PAM service sessiond authenticates with (conf/pam.d/sessiond).
@@ -62,8 +77,11 @@ class TimedLogin:
     marks: dict[str, float] = field(default_factory=dict)
 
 
-async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, user: TestUser, app: str) -> TimedLogin:
-    """One new session of USER launching APP (an xterm), time-stamping each client-side step."""
+async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, user: TestUser, app: str,
+                      order: str = AFTER_OPEN) -> TimedLogin:  # fmt: skip
+    """One new session of USER launching APP (an xterm), time-stamping each client-side step.
+    ORDER (LAUNCH_ORDERS): the LAUNCH once the display channel is open (as before), right
+    behind its open in the same flight (the viewer's desktop mode), or ahead of the open."""
     run = TimedLogin()
     run.marks["connect"] = time.time()
     client = await within(reactor, connect(reactor, host, port, known), "the server")
@@ -71,11 +89,15 @@ async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, use
         run.marks["tls done"] = time.time()
         await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
         run.marks["auth result"] = time.time()
-        await within(reactor, client.open_channel(ChannelKind.DISPLAY), "the display channel")
+        launching = defer.ensureDeferred(client.launch(app)) if order == BEFORE_OPEN else None
+        opening = defer.ensureDeferred(client.open_channel(ChannelKind.DISPLAY))
+        if order == WITH_OPEN:
+            launching = defer.ensureDeferred(client.launch(app))
+        await within(reactor, opening, "the display channel")
         run.marks["display open"] = time.time()
         shown = defer.ensureDeferred(frame_where(reactor, client, lambda: xterm_visible(client.framebuffer),
                                                  "xterm's first frame"))  # fmt: skip
-        await within(reactor, client.launch(app), f"launch of {app}")
+        await within(reactor, launching or client.launch(app), f"launch of {app}")
         run.marks["launched"] = time.time()
         await shown
         run.marks["first frame"] = time.time()
@@ -84,12 +106,24 @@ async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, use
     return run
 
 
-def server_marks(log_text: str, user: str) -> dict[str, float]:
-    """The SERVER_MARKS of USER's login found in sessiond's log, as wall-clock times."""
+def session_logs(runtime_dir: str) -> dict[str, str]:
+    """The agents' own logs (runtime_dir/sessions/ID/agent.log, where the agent writes once
+    up: its frame trace) by session id; read before sessiond stops and removes them."""
+    logs = {}
+    for path in glob.glob(os.path.join(runtime_dir, "sessions", "*", AGENT_LOG)):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            logs[os.path.basename(os.path.dirname(path))] = handle.read()
+    return logs
+
+
+def server_marks(log_text: str, user: str, agent_logs: dict[str, str] | None = None) -> dict[str, float]:
+    """The SERVER_MARKS of USER's login found in sessiond's log, as wall-clock times; with
+    AGENT_LOGS (session_logs()) also the trace marks of its launch and first frame."""
     found: dict[str, float] = {}
     patterns = [(name, re.compile(pattern.format(user=re.escape(user)))) for name, pattern in SERVER_MARKS]
     session = re.compile(r"session (\S+) starting for " + re.escape(user) + " ")
     session_id = None
+    traced: list[tuple[str, float]] = []
     for line in log_text.splitlines():
         match = LOG_LINE.match(line)
         if match is None:
@@ -104,6 +138,25 @@ def server_marks(log_text: str, user: str) -> dict[str, float]:
         agent = AGENT_LINE.search(text)
         if agent and agent.group(1) == session_id:
             found.update({f"agent: {name}": float(at) for name, at in AGENT_ITEM.findall(agent.group(2))})
+        mark = TRACE_LINE.search(text)
+        if mark and mark.group(1) == session_id:
+            traced.append((mark.group(2), float(mark.group(3))))
+    if session_id is not None and agent_logs:
+        traced += [mark for line in agent_logs.get(session_id, "").splitlines() if (mark := parse_trace_line(line))]
+    found.update(_trace_marks(traced))
+    return found
+
+
+def _trace_marks(traced: list[tuple[str, float]]) -> dict[str, float]:
+    """The launch's trace marks and the first frame's after its map, as wall-clock times
+    (time.monotonic is one clock for the whole host; the offset is read here)."""
+    offset = time.time() - time.monotonic()
+    found: dict[str, float] = {}
+    for name, at in sorted(traced, key=lambda item: item[1]):
+        if name in LAUNCH_TRACE and f"trace: {name}" not in found:
+            found[f"trace: {name}"] = at + offset
+        elif name in FRAME_TRACE and "trace: mapped" in found and f"trace: {name}" not in found:
+            found[f"trace: {name}"] = at + offset
     return found
 
 
@@ -160,6 +213,13 @@ STEPS = (
     ("LAUNCH -> at sessiond", "display open", "launch asked"),
     ("at sessiond -> launch reply at client", "launch asked", "launched"),
     ("launch reply -> first frame with xterm", "launched", "first frame"),
+    ("  (trace) LAUNCH at sessiond -> agent runs it", "launch asked", "trace: launch"),
+    ("  (trace) agent launch -> xterm exec'd", "trace: launch", "trace: exec"),
+    ("  (trace) exec'd -> map seen by the agent", "trace: exec", "trace: mapped"),
+    ("  (trace) map seen -> damage notify", "trace: mapped", "trace: notify"),
+    ("  (trace) map seen -> frame starts", "trace: mapped", "trace: frame"),
+    ("  (trace) frame starts -> frame out", "trace: frame", "trace: out"),
+    ("  (trace) frame out -> first frame at client", "trace: out", "first frame"),
     ("= login (after TLS) -> first frame", "tls done", "first frame"),
     ("= connect -> first frame (TLS included)", "connect", "first frame"),
 )

@@ -34,6 +34,7 @@ from protocol.base import (
     check_str,
     check_str_tuple,
 )
+from protocol.frozen import frozen_dataclass
 from protocol.limits import MAX_CONTROL_PAYLOAD, MAX_JSON_INT
 
 __all__ = [
@@ -334,7 +335,7 @@ _C = TypeVar("_C", bound=type[Any])
 
 
 def _declare(cls: type[Any]) -> type[Any]:
-    cls = dataclasses.dataclass(frozen=True)(cls)
+    cls = frozen_dataclass(cls)
     specs = tuple(
         FieldSpec(f.name, f.metadata["wire"], f.metadata["omit_empty"], f.default is not dataclasses.MISSING)
         for f in dataclasses.fields(cls)

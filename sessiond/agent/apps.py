@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 from protocol.errors import ReasonCode
 from protocol.messages import AppExited, LaunchResult, SpawnApp
+from sessiond.agent.frame_trace import FrameTrace
 
 # Apps running at once in one session (more is refused, not queued).
 MAX_APPS = 64
@@ -41,6 +42,9 @@ class AppLauncher:
         self._waiting: list[_Pending] = []
         self._apps: dict[int, str] = {}  # pid -> app id of the launch (seamless windows carry it)
         self._tasks: set[asyncio.Task[None]] = set()
+        # SESSIOND_FRAME_TRACE=1: "launch", "exec" and "mapped" of each launch, written at the map
+        # (bench/startup_breakdown.py splits LAUNCH -> first frame with them).
+        self.trace = FrameTrace()
 
     def spawn(self, request: SpawnApp) -> None:
         task = self.loop.create_task(self._run(request))
@@ -48,6 +52,7 @@ class AppLauncher:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, request: SpawnApp) -> None:
+        self.trace.mark("launch")
         if len(self.processes) >= MAX_APPS:
             self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
                                      message=f"at most {MAX_APPS} apps per session"))  # fmt: skip
@@ -66,6 +71,7 @@ class AppLauncher:
             self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.UNKNOWN_APP,
                                      message=f"cannot start {request.argv[0]}: {exc.strerror}"))  # fmt: skip
             return
+        self.trace.mark("exec")
         self.processes[process.pid] = process
         self._apps[process.pid] = request.app
         pending = _Pending(process.pid, request.app, request.request)
@@ -99,8 +105,10 @@ class AppLauncher:
         match = next((p for p in self._waiting if p.pid == pid), None) or self._waiting[0]
         self._waiting.remove(match)
         if not match.mapped.done():
+            self.trace.mark("mapped")
             match.mapped.set_result(window)
             self.report(LaunchResult(request=match.request, ok=True, message="window mapped", pid=match.pid))
+            self.trace.flush()  # one write per launch, after its reply went out
         return match.app
 
     def app_of(self, pid: int) -> str:

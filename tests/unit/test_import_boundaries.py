@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROTOCOL_STDLIB = frozenset({
     "__future__", "abc", "base64", "binascii", "bisect", "codecs", "collections", "copy", "dataclasses",
     "enum", "functools", "hashlib", "heapq", "hmac", "io", "itertools", "json", "math", "numbers",
-    "operator", "re", "string", "struct", "textwrap", "types", "typing", "unicodedata", "zlib",
+    "operator", "re", "reprlib", "string", "struct", "textwrap", "types", "typing", "unicodedata", "zlib",
 })  # fmt: skip
 # transport/ may import protocol/, Twisted and the standard library. Twisted's
 # interfaces come from zope.interface, and its TLS from pyOpenSSL and

@@ -1,0 +1,109 @@
+# frozen_dataclass must be indistinguishable from dataclass(frozen=True) for
+# what the protocol's classes use: repr (with hidden fields and recursion),
+# equality, hashing, immutability, subclassing and methods a body writes.
+"""Tests of protocol.frozen against dataclasses.dataclass(frozen=True)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import pytest
+
+from protocol.frozen import frozen_dataclass
+from protocol.messages import Auth
+from protocol.windows import WindowGeometry
+
+
+def _pair(make: Callable[[Callable[[type[Any]], type[Any]]], type[Any]]) -> tuple[type[Any], type[Any]]:
+    return make(dataclasses.dataclass(frozen=True)), make(frozen_dataclass)
+
+
+def _plain(deco: Callable[[type[Any]], type[Any]]) -> type[Any]:
+    @deco
+    class Plain:
+        a: int
+        secret: str = dataclasses.field(default="pw", repr=False)
+        size: int = dataclasses.field(default=0, compare=False)
+        tag: object = dataclasses.field(default=None, hash=False)
+    return Plain
+
+
+def test_repr_eq_hash_and_params_match_the_stdlib() -> None:
+    std, ours = _pair(_plain)
+    for args in [(1,), (2, "x", 5), (3, "y", 7, "t")]:
+        s, o = std(*args), ours(*args)
+        assert repr(s) == repr(o) and "secret" not in repr(o)
+        assert hash(s) == hash(o)
+    assert ours(1, size=1) == ours(1, size=2) and ours(1) != ours(2)
+    assert ours(1, tag="a") != ours(1, tag="b") and hash(ours(1, tag="a")) == hash(ours(1, tag="b"))
+    assert ours(1).__eq__(std(1)) is NotImplemented
+    assert repr(std.__dataclass_params__) == repr(ours.__dataclass_params__)
+    assert [f.name for f in dataclasses.fields(ours)] == [f.name for f in dataclasses.fields(std)]
+
+
+def test_instances_stay_frozen() -> None:
+    _, ours = _pair(_plain)
+    value = ours(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.a = 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del value.a
+    assert dataclasses.replace(value, a=5).a == 5
+
+
+def test_a_recursive_repr_shows_dots() -> None:
+    def make(deco: Callable[[type[Any]], type[Any]]) -> type[Any]:
+        @deco
+        class Node:
+            items: list[Any]
+        return Node
+    std, ours = _pair(make)
+    s, o = std([]), ours([])
+    s.items.append(s)
+    o.items.append(o)
+    assert repr(s) == repr(o) and repr(o).endswith(".Node(items=[...])")
+
+
+def test_methods_the_body_writes_win() -> None:
+    def make(deco: Callable[[type[Any]], type[Any]]) -> type[Any]:
+        @deco
+        class Own:
+            a: int
+
+            def __repr__(self) -> str:
+                return "own"
+
+            def __eq__(self, other: object) -> bool:
+                return True
+        return Own
+    std, ours = _pair(make)
+    assert repr(ours(1)) == repr(std(1)) == "own"
+    assert ours(1) == ours(2)
+    assert hash(ours(1)) == hash(std(1))  # dataclass replaced the None __eq__ left
+
+
+def test_a_subclass_compares_its_own_fields() -> None:
+    def make(deco: Callable[[type[Any]], type[Any]]) -> tuple[type[Any], type[Any]]:
+        base = _plain(deco)
+
+        @deco
+        class Child(base):  # type: ignore[valid-type, misc]
+            b: int = 0
+        return base, Child
+    (_, sc), (ob, oc) = make(dataclasses.dataclass(frozen=True)), make(frozen_dataclass)
+    assert repr(oc(1, b=2)) == repr(sc(1, b=2))
+    assert oc(1, b=2) != oc(1, b=3) and hash(oc(1, b=2)) == hash(sc(1, b=2))
+    assert ob(1) != oc(1)
+
+
+def test_messages_keep_their_repr_equality_and_hash() -> None:
+    auth = Auth(method="password", user="ann", password="hunter2")
+    assert "hunter2" not in repr(auth) and repr(auth).startswith("Auth(")
+    assert auth == Auth(method="password", user="ann", password="hunter2")
+    assert auth != Auth(method="password", user="ann", password="other")
+    geometry = WindowGeometry(window=3, x=-4, y=5, width=60, height=70)
+    again = WindowGeometry.decode(geometry.encode())
+    assert again == geometry and hash(again) == hash(geometry) and again is not geometry
+    assert repr(again) == "WindowGeometry(window=3, x=-4, y=5, width=60, height=70)"
+    assert again != WindowGeometry(window=3, x=-4, y=5, width=60, height=71)
