@@ -3,7 +3,7 @@
 # the sandboxed agent, Xvfb, an xterm) is left without changes for longer
 # than IDLE_RELEASE_SECONDS; then, as an administrator sees it in
 # /proc/PID/smaps, the agent's whole-screen capture segment and its scroll
-# history (the anonymous mapping of one screen) are no longer resident. Then
+# history (one screen of the agent's anonymous memory) are no longer resident. Then
 # the user types and scrolls: the scroll still goes out as COPY regions
 # (the history was packed, not forgotten) and the client's framebuffer --
 # built only from this connection's regions, never refreshed -- is
@@ -20,11 +20,10 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from protocol.frames import FrameDecoder
-from protocol.messages import Auth, ChannelKind, ChannelOpen, Encoding, Launch
+from protocol.messages import Encoding
 from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS
-from svtest import HELLO, Server, TestUser, frame, start_sessiond, stop_sessiond, tls_connect, wait_auth
-from test_display_scroll import DISPLAY, DISPLAY_WINDOW, INPUT, SCROLL_COMMAND, Viewer, keys
+from svtest import Server, TestUser, start_sessiond, stop_sessiond
+from test_display_scroll import SCROLL_COMMAND, keys, xterm_viewer
 from test_end_to_end import capture_inside_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -73,24 +72,14 @@ def capture_rss_kib(pid: int) -> int:
 
 
 def anonymous_kib(pid: int) -> int:
-    """The agent's private anonymous memory (its heap, arenas and the history's mapping), KiB."""
+    """The agent's private anonymous memory (its heap and arenas, the history's buffer among them), KiB."""
     with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
         return next(int(line.split()[1]) for line in handle if line.startswith("Anonymous:"))
 
 
 def test_an_idle_desktop_releases_its_buffers_and_stays_exact(server: Server, ida: TestUser,
                                                               tmp_path: object) -> None:  # fmt: skip
-    sock = tls_connect(server)
-    sock.sendall(HELLO + frame(0, Auth(method="password", user=ida.name, password=ida.password)))
-    assert wait_auth(sock, FrameDecoder())
-    sock.sendall(frame(0, ChannelOpen(channel=DISPLAY, kind=int(ChannelKind.DISPLAY), window=DISPLAY_WINDOW))
-                 + frame(0, ChannelOpen(channel=INPUT, kind=int(ChannelKind.INPUT), window=1 << 16))
-                 + frame(0, Launch(request=7, app="xterm", args=())))  # fmt: skip
-    viewer = Viewer(sock)
-    deadline = time.monotonic() + 20
-    while not viewer.launched and time.monotonic() < deadline:
-        viewer.pump(0.5)
-    assert viewer.launched, "xterm did not start"
+    sock, viewer = xterm_viewer(server, ida)
     sock.sendall(keys("seq 1 30\n"))
     viewer.settle()
     agent = _agent(ida.name)
