@@ -213,9 +213,10 @@ async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, use
 
 async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
                          settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN,
-                         sessions: int = 1, tag: str = "", app: str = "") -> Measurement:  # fmt: skip
+                         sessions: int = 1, tag: str = "", app: str = "",
+                         settle: float = SETTLE_SECONDS) -> Measurement:  # fmt: skip
     """Start sessiond (of the installation at VENV_BIN) with SETTINGS, attach SESSIONS idle clients
-    (one user each), measure, stop."""
+    (one user each), let them idle SETTLE seconds, measure, stop."""
     server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps")],
                                                extra=settings, venv_bin=venv_bin)  # fmt: skip
     clients: list[Any] = []
@@ -223,7 +224,7 @@ async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: Known
         for index in range(sessions):
             clients.append(await attach_idle_client(reactor, server, users, known,
                                                     f"{USER_PREFIX}{name[:4]}{tag}{index}", app))  # fmt: skip
-        await task.deferLater(reactor, SETTLE_SECONDS, lambda: None)
+        await task.deferLater(reactor, settle, lambda: None)
         result = measure(server.pid, name)
         result.app = app
         return result
@@ -300,6 +301,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "its processes are listed but not counted as per-session memory")  # fmt: skip
     parser.add_argument("--sessions", type=int, default=1, help="idle sessions at once per sessiond (one user "
                         "each); per-session figures are their mean")  # fmt: skip
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS, help="seconds each session idles "
+                        f"before it is measured (default {SETTLE_SECONDS:.0f}; longer than the agent's "
+                        "IDLE_RELEASE_SECONDS to see what an idle desktop session gives back)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -319,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             for slot, (name, settings, venv) in enumerate(configs):
                 rounds[slot].append(await measure_config(reactor, tmp, users, known, name, settings, venv,
-                                                         args.sessions, f"{index}", args.app))  # fmt: skip
+                                                         args.sessions, f"{index}", args.app, args.settle))  # fmt: skip
         results = [median_of(each) for each in rounds]
         print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]} {args.mode}, {args.sessions} session(s) idle "
-              f"{SETTLE_SECONDS:.0f} s with a client attached each; medians of {args.rounds} round(s); "
+              f"{args.settle:.0f} s with a client attached each; medians of {args.rounds} round(s); "
               f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
         print(f"baseline installation: {os.path.dirname(base_bin)}; ours: {os.path.dirname(spine_server.VENV_BIN)}")

@@ -123,6 +123,11 @@ class RegionEncoder:
         else:
             self._surfaces.pop(surface, None)
 
+    def release_idle(self) -> int:
+        """Pack every surface's history to give its pages back (idle_release.py);
+        nothing is forgotten. Returns the bytes the packed histories keep."""
+        return sum(history.release() for history in self._surfaces.values())
+
     def _history(self, surface: Hashable, width: int, height: int) -> SurfaceHistory | None:
         """The history of surface (made afresh if new or resized), or None
         if a surface of this size would exceed MAX_HISTORY_BYTES alone."""

@@ -130,6 +130,13 @@ class DesktopSource:
                                 lambda rect: (pixels, stride, rect[0] - origin[0], rect[1] - origin[1]), rest,
                                 lambda: encoder.forget(DESKTOP_SURFACE)))  # fmt: skip
 
+    def release_idle(self) -> None:
+        """Idle (idle_release.py): the capture buffers' pages go back to the
+        system; each capture writes the pixels it reads, so none are lost."""
+        self.capture.release()
+        if self.area is not None:
+            self.area.release()
+
     def close(self) -> None:
         """Release the shared segment and the damage connection."""
         try:

@@ -27,6 +27,7 @@ from sessiond.agent.audio_server import SoundServer
 from sessiond.agent.boundary import LogLimiter
 from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.frame_sources import DesktopSource
+from sessiond.agent.idle_release import IdleRelease, release_display
 from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.link_events import CLOCK_REPORT_SECONDS, DISPLAY_CHANNEL, INPUT_CHANNEL, LinkEvents
@@ -95,6 +96,9 @@ class Agent(LinkEvents):
             self.input = InputChannel(self.injector, self.focus, self._reply_input)
             self.display = DisplayPipeline(self.loop, args, self.desktop, lambda: self.link, self._drain_x)
         self.x.flush()
+        display = self.display  # after an idle spell its rebuildable buffers go back (idle_release.py)
+        self.idle = IdleRelease(self.loop, lambda: display.last_frame_at,
+                                lambda: release_display(display.encoder.release_idle, display.source, self.log))
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         app_env["DISPLAY"] = self.xserver.display
         self.audio = AudioService(self.loop, SoundServer(), self.log, max_kbps=args.audio_max_kbps,

@@ -15,11 +15,17 @@ import ctypes
 import os
 
 from sessiond.agent.clibs import library_path
+from sessiond.agent.xshm_types import ERROR_HANDLER as _ERROR_HANDLER
+from sessiond.agent.xshm_types import XErrorEvent as _XErrorEvent
+from sessiond.agent.xshm_types import XImage as _XImage
+from sessiond.agent.xshm_types import XShmSegmentInfo as _XShmSegmentInfo
 
 # IPC constants from <sys/ipc.h> / <sys/shm.h> (Linux).
 IPC_PRIVATE = 0
 IPC_CREAT = 0o1000
 IPC_RMID = 0
+# madvise(2): free a shared memory range's pages (both processes' mappings read zeros after).
+MADV_REMOVE = 9
 # Only the session's own user may touch the segment.
 SHM_MODE = 0o600
 ZPIXMAP = 2
@@ -31,42 +37,6 @@ REQUIRED_DEPTH = 24
 
 class XShmError(RuntimeError):
     """MIT-SHM capture is unavailable or failed; the message says why."""
-
-
-class _XImage(ctypes.Structure):
-    _fields_ = [
-        ("width", ctypes.c_int),
-        ("height", ctypes.c_int),
-        ("xoffset", ctypes.c_int),
-        ("format", ctypes.c_int),
-        ("data", ctypes.c_void_p),
-        ("byte_order", ctypes.c_int),
-        ("bitmap_unit", ctypes.c_int),
-        ("bitmap_bit_order", ctypes.c_int),
-        ("bitmap_pad", ctypes.c_int),
-        ("depth", ctypes.c_int),
-        ("bytes_per_line", ctypes.c_int),
-        ("bits_per_pixel", ctypes.c_int),
-        ("red_mask", ctypes.c_ulong),
-        ("green_mask", ctypes.c_ulong),
-        ("blue_mask", ctypes.c_ulong),
-        ("obdata", ctypes.c_void_p),
-        ("funcs", ctypes.c_void_p * 6),
-    ]
-
-
-class _XShmSegmentInfo(ctypes.Structure):
-    _fields_ = [("shmseg", ctypes.c_ulong), ("shmid", ctypes.c_int), ("shmaddr", ctypes.c_void_p),
-                ("readOnly", ctypes.c_int)]  # fmt: skip
-
-
-class _XErrorEvent(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("display", ctypes.c_void_p), ("resourceid", ctypes.c_ulong),
-                ("serial", ctypes.c_ulong), ("error_code", ctypes.c_ubyte), ("request_code", ctypes.c_ubyte),
-                ("minor_code", ctypes.c_ubyte)]  # fmt: skip
-
-
-_ERROR_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_XErrorEvent))
 
 
 class _Libs:
@@ -117,6 +87,7 @@ class _Libs:
         libc.shmat.argtypes, libc.shmat.restype = [c_int, vp, c_int], vp
         libc.shmdt.argtypes, libc.shmdt.restype = [vp], c_int
         libc.shmctl.argtypes, libc.shmctl.restype = [c_int, c_int, vp], c_int
+        libc.madvise.argtypes, libc.madvise.restype = [vp, ctypes.c_size_t, c_int], c_int
         # Last X error code per Display* address; read and cleared by callers.
         self.errors: dict[int, int] = {}
         self._handler = _ERROR_HANDLER(self._on_error)
@@ -197,6 +168,12 @@ class _Segment:
         error = lib.take_error(self._dpy)
         if not ok or error is not None:
             raise XShmError(f"XShmGetImage failed (X error {error})")
+
+    def release(self) -> None:
+        """Give the segment's pages back (here and in the X server); the next
+        get() writes what it reads, so nothing is lost but the pages."""
+        if self.info.shmaddr and self._lib.libc.madvise(self.info.shmaddr, self.size, MADV_REMOVE) != 0:
+            raise XShmError(f"madvise(MADV_REMOVE) failed: {os.strerror(ctypes.get_errno())}")
 
     def close(self) -> None:
         """Detach and free everything; idempotent."""
@@ -281,6 +258,11 @@ class ShmCapture:
         finally:
             img.width, img.height, img.bytes_per_line = saved
         return segment.view[: width * height * 4]
+
+    def release(self) -> None:
+        """Idle: give the shared buffer's pages back (the next capture refills them)."""
+        if self._segment is not None:
+            self._segment.release()
 
     def close(self) -> None:
         """Detach the segment and close the X connection; idempotent."""
@@ -390,6 +372,11 @@ class ShmRegionCapture:
         img.width, img.height, img.bytes_per_line = width, height, width * 4
         segment.get(drawable, x, y)
         return segment.view[: width * height * 4]
+
+    def release(self) -> None:
+        """Idle: give the segment's touched pages back (the next capture refills them)."""
+        if self._segment is not None:
+            self._segment.release()
 
     def close(self) -> None:
         """Free the segment (the CDisplay stays open); idempotent."""

@@ -128,10 +128,11 @@ def keys(text: str) -> bytes:
     return out
 
 
-def test_scroll_is_copied_and_the_client_stays_exact(sessiond_server: Server, dora: TestUser,
-                                                     tmp_path: object) -> None:  # fmt: skip
-    sock = tls_connect(sessiond_server)
-    sock.sendall(HELLO + frame(0, Auth(method="password", user=dora.name, password=dora.password)))
+def xterm_viewer(server: Server, user: TestUser) -> tuple[ssl.SSLSocket, Viewer]:
+    """USER logged in on a raw connection with display and input open, an
+    xterm launched and the screen settled."""
+    sock = tls_connect(server)
+    sock.sendall(HELLO + frame(0, Auth(method="password", user=user.name, password=user.password)))
     assert wait_auth(sock, FrameDecoder())
     sock.sendall(frame(0, ChannelOpen(channel=DISPLAY, kind=int(ChannelKind.DISPLAY), window=DISPLAY_WINDOW))
                  + frame(0, ChannelOpen(channel=INPUT, kind=int(ChannelKind.INPUT), window=1 << 16))
@@ -142,6 +143,12 @@ def test_scroll_is_copied_and_the_client_stays_exact(sessiond_server: Server, do
         viewer.pump(0.5)
     assert viewer.launched, "xterm did not start"
     viewer.settle()
+    return sock, viewer
+
+
+def test_scroll_is_copied_and_the_client_stays_exact(sessiond_server: Server, dora: TestUser,
+                                                     tmp_path: object) -> None:  # fmt: skip
+    sock, viewer = xterm_viewer(sessiond_server, dora)
 
     # A keystroke's echo: a glyph and the moved cursor, as a small PALETTE.
     before = dict(viewer.bytes_by_encoding)

@@ -1,0 +1,111 @@
+# An idle desktop session gives back its pixel buffers and still sends exact
+# pixels afterwards (idle_release.py). A real session (sessiond, TLS, PAM,
+# the sandboxed agent, Xvfb, an xterm) is left without changes for longer
+# than IDLE_RELEASE_SECONDS; then, as an administrator sees it in
+# /proc/PID/smaps, the agent's whole-screen capture segment and its scroll
+# history (one screen of the agent's anonymous memory) are no longer resident. Then
+# the user types and scrolls: the scroll still goes out as COPY regions
+# (the history was packed, not forgotten) and the client's framebuffer --
+# built only from this connection's regions, never refreshed -- is
+# byte-identical to a capture taken inside the session.
+"""Idle release of the capture segment and the scroll history, and exact pixels after it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from protocol.messages import Encoding
+from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS
+from svtest import Server, TestUser, start_sessiond, stop_sessiond
+from test_display_scroll import SCROLL_COMMAND, keys, xterm_viewer
+from test_end_to_end import capture_inside_session
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+SCREEN = (1024, 768)
+SCREEN_KIB = SCREEN[0] * SCREEN[1] * 4 // 1024  # one BGRX screen: the capture segment, the history
+# What may stay resident of either buffer after the release (a few pages).
+RELEASED_LIMIT_KIB = 256
+# How long past IDLE_RELEASE_SECONDS the test waits for the release (a loaded machine).
+RELEASE_GRACE_SECONDS = 45.0
+# Share of the history's screen of pages that the agent's anonymous memory must drop by.
+HISTORY_SHARE_RELEASED = 0.75
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_sessiond(str(tmp_path_factory.mktemp("idle")), session="mode = desktop\n")
+    yield srv
+    stop_sessiond(srv)
+
+
+@pytest.fixture(scope="module")
+def ida(user_factory: object) -> TestUser:
+    return user_factory("svt-idle")  # type: ignore[operator, no-any-return]
+
+
+def _agent(user: str) -> int:
+    out = subprocess.run(["pgrep", "-u", user, "-f", "sessiond.agent"], capture_output=True, text=True)
+    pids = [int(pid) for pid in out.stdout.split()]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def capture_rss_kib(pid: int) -> int:
+    """Resident KiB of the agent's screen-sized MIT-SHM capture segment (-1: none)."""
+    with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as handle:
+        lines = handle.read().splitlines()
+    resident = -1
+    for index, line in enumerate(lines):
+        if "/SYSV" in line:
+            fields = {item.split(":")[0]: int(item.split()[1]) for item in lines[index + 1 : index + 6]
+                      if item.split(":")[0] in ("Size", "Rss")}  # fmt: skip
+            if SCREEN_KIB <= fields["Size"] <= SCREEN_KIB + 8:
+                resident = max(resident, fields["Rss"])
+    return resident
+
+
+def anonymous_kib(pid: int) -> int:
+    """The agent's private anonymous memory (its heap and arenas, the history's buffer among them), KiB."""
+    with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("Anonymous:"))
+
+
+def test_an_idle_desktop_releases_its_buffers_and_stays_exact(server: Server, ida: TestUser,
+                                                              tmp_path: object) -> None:  # fmt: skip
+    sock, viewer = xterm_viewer(server, ida)
+    sock.sendall(keys("seq 1 30\n"))
+    viewer.settle()
+    agent = _agent(ida.name)
+    busy_capture, busy_anonymous = capture_rss_kib(agent), anonymous_kib(agent)
+    assert busy_capture >= SCREEN_KIB // 2, f"the capture segment is not in use: {busy_capture} KiB resident"
+
+    deadline = time.monotonic() + IDLE_RELEASE_SECONDS + RELEASE_GRACE_SECONDS
+    released, idle_capture, idle_anonymous = False, -1, -1
+    while not released and time.monotonic() < deadline:
+        viewer.pump(1.0)  # the client stays attached, nothing changes on the screen
+        idle_capture, idle_anonymous = capture_rss_kib(agent), anonymous_kib(agent)
+        released = 0 <= idle_capture < RELEASED_LIMIT_KIB and \
+            idle_anonymous <= busy_anonymous - HISTORY_SHARE_RELEASED * SCREEN_KIB  # fmt: skip
+    assert released, f"an idle agent still holds its screen buffers: capture {idle_capture} KiB resident, " \
+        f"anonymous {busy_anonymous} -> {idle_anonymous} KiB (one screen is {SCREEN_KIB} KiB)\n" + server.log()
+
+    copies_before = viewer.count_by_encoding.get(Encoding.COPY, 0)
+    sock.sendall(keys("x\b") + keys(SCROLL_COMMAND))
+    viewer.settle()
+    copies = viewer.count_by_encoding.get(Encoding.COPY, 0) - copies_before
+    assert copies >= 5, f"only {copies} COPY regions while scrolling after the release: {viewer.count_by_encoding}"
+    inside = os.path.join(str(tmp_path), "inside.png")
+    capture_inside_session(ida.name, inside)
+    assert viewer.fb is not None
+    with Image.open(inside) as session_screen:
+        assert session_screen.size == (viewer.fb.width, viewer.fb.height) == SCREEN
+        assert viewer.fb.image().tobytes() == session_screen.convert("RGB").tobytes(), \
+            "after the idle release the client's framebuffer differs from the session"
+    sock.close()

@@ -1,0 +1,116 @@
+# An idle agent's release changes no output: a surface history released
+# (packed into zlib bands, pages dropped) between any two frames plans
+# exactly what a history never released plans, over random scrolls of
+# overlapping column spans, and holds the same pixels after; a band stays
+# packed until a frame touches its rows. IdleRelease releases once per idle
+# spell, only after IDLE_RELEASE_SECONDS without a frame.
+"""Unit tests for SurfaceHistory.release, RegionEncoder.release_idle and IdleRelease."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS, IdleRelease, malloc_trim
+from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
+from unit.test_agent_cpu import COLOURS, HEIGHT, WIDTH, frame_bytes
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**16), steps=st.lists(
+    st.tuples(st.integers(0, HEIGHT - 1), st.integers(1, HEIGHT), st.integers(-20, 20),
+              st.sampled_from(((0, WIDTH), (0, 24), (8, 32), (20, 20), (8, 12))), st.booleans()),
+    min_size=1, max_size=10))  # fmt: skip
+def test_a_released_history_plans_exactly_as_one_never_released(
+        seed: int, steps: list[tuple[int, int, int, tuple[int, int], bool]]) -> None:  # fmt: skip
+    rng = random.Random(seed)
+    rows = [bytes(b for _ in range(WIDTH) for b in (*rng.choice(COLOURS), 0)) for _ in range(4)]
+    released, kept = SurfaceHistory(WIDTH, HEIGHT), SurfaceHistory(WIDTH, HEIGHT)
+    frame = frame_bytes(rng, rows, None, (0, 0, WIDTH, HEIGHT), 0)
+    whole = (0, 0, WIDTH, HEIGHT)
+    for history in (released, kept):
+        source = Source(memoryview(frame), WIDTH * 4)
+        history.plan(source, whole)
+        history.remember(source, whole)
+    for top, height, shift, (x, w), release in steps:
+        if release:
+            released.release()
+        box = (x, top, w, min(height, HEIGHT - top))
+        frame = frame_bytes(rng, rows, frame, box, shift)
+        source = Source(memoryview(frame), WIDTH * 4)
+        assert released.plan(source, box) == kept.plan(source, box)
+        released.remember(source, box)
+        kept.remember(source, box)
+    released._unpack(0, HEIGHT)
+    released._write_stale(0, HEIGHT)
+    assert bytes(released.pixels) == frame
+
+
+def test_a_released_band_stays_packed_until_its_rows_are_touched() -> None:
+    width, height = 16, RELEASE_BAND_ROWS * 3
+    frame = bytes(random.Random(1).randrange(256) for _ in range(width * height * 4))
+    history = SurfaceHistory(width, height)
+    source = Source(memoryview(frame), width * 4)
+    history.remember(source, (0, 0, width, height))
+    packed = history.release()
+    assert 0 < packed
+    assert len(history.pixels) == 0, "the released history still holds its pixels"
+    last_band = (0, 2 * RELEASE_BAND_ROWS, width, 1)
+    assert history.plan(source, last_band).rects == [], "an unchanged row after release was not recognised"
+    stride = width * 4
+    band = slice(2 * RELEASE_BAND_ROWS * stride, height * stride)
+    assert bytes(history.pixels[band]) == frame[band]
+    assert bytes(history.pixels[: 2 * RELEASE_BAND_ROWS * stride]) == bytes(2 * RELEASE_BAND_ROWS * stride)
+
+
+def test_the_encoder_releases_every_surface_and_forgets_none() -> None:
+    encoder = RegionEncoder()
+    frame = bytes(64 * 32 * 4)
+    for surface in ("desktop", 7):
+        encoder.encode(frame, 64 * 4, [(0, 0, 64, 32)], width=64, height=32, surface=surface)
+    assert encoder.release_idle() > 0
+    # Unchanged after the release: the history still knows the client's copy, so nothing is sent.
+    assert encoder.encode(frame, 64 * 4, [(0, 0, 64, 32)], width=64, height=32, surface="desktop") == []
+
+
+class FakeLoop:
+    """call_later that records; the test fires the timers."""
+
+    def __init__(self) -> None:
+        self.timers: list[tuple[float, Any]] = []
+
+    def call_later(self, delay: float, callback: Any) -> Any:
+        self.timers.append((delay, callback))
+        return self
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_release_runs_once_per_idle_spell() -> None:
+    loop, now, last_frame, calls = FakeLoop(), [100.0], [95.0], []
+    idle = IdleRelease(loop, lambda: last_frame[0], lambda: calls.append(now[0]),  # type: ignore[arg-type]
+                       clock=lambda: now[0])  # fmt: skip
+    assert loop.timers[-1][0] == IDLE_RELEASE_SECONDS
+    idle.check()  # a frame 5 s ago: not yet
+    assert calls == [] and loop.timers[-1][0] == IDLE_RELEASE_SECONDS - 5.0
+    now[0] = 95.0 + IDLE_RELEASE_SECONDS
+    idle.check()
+    assert calls == [now[0]]
+    now[0] += 3 * IDLE_RELEASE_SECONDS
+    idle.check()  # still idle: released already
+    assert len(calls) == 1
+    last_frame[0] = now[0] - 1.0  # a frame: the next idle spell releases again
+    idle.check()
+    assert len(calls) == 1
+    now[0] += IDLE_RELEASE_SECONDS
+    idle.check()
+    assert len(calls) == 2 and idle.releases == 2
+
+
+def test_malloc_trim_is_available_on_glibc() -> None:
+    assert malloc_trim()
