@@ -160,17 +160,23 @@ def test_scroll_is_copied_and_the_client_stays_exact(sessiond_server: Server, do
     sock.sendall(keys("\b"))  # BackSpace is 0xff08, but ^H erases in xterm too
     viewer.settle(quiet=0.5)
 
+    scroll_copies_and_stays_exact(sock, viewer, dora, str(tmp_path), keys(SCROLL_COMMAND))
+    sock.close()
+
+
+def scroll_copies_and_stays_exact(sock: ssl.SSLSocket, viewer: Viewer, user: TestUser, tmp: str,
+                                  typed: bytes) -> None:  # fmt: skip
+    """Type `typed` (a command that scrolls the xterm): at least 5 COPY regions arrive, and the
+    client's framebuffer then equals a capture of the screen taken inside USER's session."""
     copies_before = viewer.count_by_encoding.get(Encoding.COPY, 0)
-    sock.sendall(keys(SCROLL_COMMAND))
+    sock.sendall(typed)
     viewer.settle()
     copies = viewer.count_by_encoding.get(Encoding.COPY, 0) - copies_before
     assert copies >= 5, f"only {copies} COPY regions while scrolling: {viewer.count_by_encoding}"
-
-    inside = os.path.join(str(tmp_path), "inside.png")
-    capture_inside_session(dora.name, inside)
+    inside = os.path.join(tmp, "inside.png")
+    capture_inside_session(user.name, inside)
     assert viewer.fb is not None
     with Image.open(inside) as session_screen:
         assert session_screen.size == (viewer.fb.width, viewer.fb.height)
         assert viewer.fb.image().tobytes() == session_screen.convert("RGB").tobytes(), \
             "the client's framebuffer differs from the session after scrolling"
-    sock.close()

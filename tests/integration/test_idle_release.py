@@ -12,19 +12,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
-from PIL import Image
 
-from protocol.messages import Encoding
 from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS
 from svtest import Server, TestUser, start_sessiond, stop_sessiond
-from test_display_scroll import SCROLL_COMMAND, keys, xterm_viewer
-from test_end_to_end import capture_inside_session
+from test_display_scroll import SCROLL_COMMAND, keys, scroll_copies_and_stays_exact, xterm_viewer
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -96,16 +92,6 @@ def test_an_idle_desktop_releases_its_buffers_and_stays_exact(server: Server, id
     assert released, f"an idle agent still holds its screen buffers: capture {idle_capture} KiB resident, " \
         f"anonymous {busy_anonymous} -> {idle_anonymous} KiB (one screen is {SCREEN_KIB} KiB)\n" + server.log()
 
-    copies_before = viewer.count_by_encoding.get(Encoding.COPY, 0)
-    sock.sendall(keys("x\b") + keys(SCROLL_COMMAND))
-    viewer.settle()
-    copies = viewer.count_by_encoding.get(Encoding.COPY, 0) - copies_before
-    assert copies >= 5, f"only {copies} COPY regions while scrolling after the release: {viewer.count_by_encoding}"
-    inside = os.path.join(str(tmp_path), "inside.png")
-    capture_inside_session(ida.name, inside)
-    assert viewer.fb is not None
-    with Image.open(inside) as session_screen:
-        assert session_screen.size == (viewer.fb.width, viewer.fb.height) == SCREEN
-        assert viewer.fb.image().tobytes() == session_screen.convert("RGB").tobytes(), \
-            "after the idle release the client's framebuffer differs from the session"
+    assert viewer.fb is not None and (viewer.fb.width, viewer.fb.height) == SCREEN
+    scroll_copies_and_stays_exact(sock, viewer, ida, str(tmp_path), keys("x\b") + keys(SCROLL_COMMAND))
     sock.close()

@@ -49,6 +49,19 @@ def frame_bytes(rng: random.Random, rows: list[bytes], previous: bytes | None, b
     return bytes(out)
 
 
+def start_histories(rng: random.Random, *histories: SurfaceHistory) -> tuple[list[bytes], bytes]:
+    """(rows, frame): random rows of COLOURS and a first whole frame of them,
+    planned and remembered by every one of histories."""
+    rows = [bytes(b for _ in range(WIDTH) for b in (*rng.choice(COLOURS), 0)) for _ in range(4)]
+    frame = frame_bytes(rng, rows, None, (0, 0, WIDTH, HEIGHT), 0)
+    whole = (0, 0, WIDTH, HEIGHT)
+    for history in histories:
+        source = Source(memoryview(frame), WIDTH * 4)
+        history.plan(source, whole)
+        history.remember(source, whole)
+    return rows, frame
+
+
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**16), steps=st.lists(
     st.tuples(st.integers(0, HEIGHT - 1), st.integers(1, HEIGHT), st.integers(-20, 20),
@@ -57,14 +70,8 @@ def frame_bytes(rng: random.Random, rows: list[bytes], previous: bytes | None, b
 def test_lazy_span_rows_plan_exactly_as_an_eager_copy(seed: int,
                                                       steps: list[tuple[int, int, int, tuple[int, int]]]) -> None:
     rng = random.Random(seed)
-    rows = [bytes(b for _ in range(WIDTH) for b in (*rng.choice(COLOURS), 0)) for _ in range(4)]
     lazy, eager = SurfaceHistory(WIDTH, HEIGHT), EagerHistory(WIDTH, HEIGHT)
-    frame = frame_bytes(rng, rows, None, (0, 0, WIDTH, HEIGHT), 0)
-    whole = (0, 0, WIDTH, HEIGHT)
-    for history in (lazy, eager):
-        source = Source(memoryview(frame), WIDTH * 4)
-        history.plan(source, whole)
-        history.remember(source, whole)
+    rows, frame = start_histories(rng, lazy, eager)
     for top, height, shift, (x, w) in steps:
         box = (x, top, w, min(height, HEIGHT - top))
         frame = frame_bytes(rng, rows, frame, box, shift)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS, IdleRelease, malloc_trim
 from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
-from unit.test_agent_cpu import COLOURS, HEIGHT, WIDTH, frame_bytes
+from unit.test_agent_cpu import HEIGHT, WIDTH, frame_bytes, start_histories
 
 
 @settings(max_examples=80, deadline=None)
@@ -28,14 +28,8 @@ from unit.test_agent_cpu import COLOURS, HEIGHT, WIDTH, frame_bytes
 def test_a_released_history_plans_exactly_as_one_never_released(
         seed: int, steps: list[tuple[int, int, int, tuple[int, int], bool]]) -> None:  # fmt: skip
     rng = random.Random(seed)
-    rows = [bytes(b for _ in range(WIDTH) for b in (*rng.choice(COLOURS), 0)) for _ in range(4)]
     released, kept = SurfaceHistory(WIDTH, HEIGHT), SurfaceHistory(WIDTH, HEIGHT)
-    frame = frame_bytes(rng, rows, None, (0, 0, WIDTH, HEIGHT), 0)
-    whole = (0, 0, WIDTH, HEIGHT)
-    for history in (released, kept):
-        source = Source(memoryview(frame), WIDTH * 4)
-        history.plan(source, whole)
-        history.remember(source, whole)
+    rows, frame = start_histories(rng, released, kept)
     for top, height, shift, (x, w), release in steps:
         if release:
             released.release()
