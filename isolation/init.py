@@ -27,10 +27,10 @@
 # ends the session instead. Only the start of a session is exposed to it.
 # Installed, the same loops exist as a native program, isolation/wait.c
 # (`make install` builds it into the venv's libexec/): ~0.2 MiB PSS instead
-# of a ~3.9 MiB interpreter, and an exec window of microseconds. waiter_argv
+# of a ~3.9 MiB interpreter, and an exec window of microseconds. waiter_argvs
 # prefers it; this file's loops are the fallback where it was not built.
 """SignalForwarder, supervisor wait and init reaper loop for PID-namespace sandboxes;
-run as a script, the same loops in a minimal interpreter (waiter_argv)."""
+run as a script, the same loops in a minimal interpreter (waiter_argvs)."""
 
 from __future__ import annotations
 
@@ -135,11 +135,6 @@ def waiter_argvs(role: str, child: int) -> list[list[str]]:
     native = native_waiter_path()
     argvs = [[native, role, str(child)]] if os.access(native, os.X_OK) else []
     return [*argvs, python_waiter_argv(role, child)]
-
-
-def waiter_argv(role: str, child: int) -> list[str]:
-    """The argv of the best waiter for ROLE on CHILD (waiter_argvs' first)."""
-    return waiter_argvs(role, child)[0]
 
 
 def main(argv: list[str]) -> int:

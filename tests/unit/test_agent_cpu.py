@@ -62,6 +62,17 @@ def start_histories(rng: random.Random, *histories: SurfaceHistory) -> tuple[lis
     return rows, frame
 
 
+def step_both(rng: random.Random, rows: list[bytes], frame: bytes, box: tuple[int, int, int, int], shift: int,
+              first: SurfaceHistory, second: SurfaceHistory) -> bytes:  # fmt: skip
+    """The next frame (box's rows moved by shift): both histories plan the same for it and remember it."""
+    frame = frame_bytes(rng, rows, frame, box, shift)
+    source = Source(memoryview(frame), WIDTH * 4)
+    assert first.plan(source, box) == second.plan(source, box)
+    first.remember(source, box)
+    second.remember(source, box)
+    return frame
+
+
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**16), steps=st.lists(
     st.tuples(st.integers(0, HEIGHT - 1), st.integers(1, HEIGHT), st.integers(-20, 20),
@@ -73,12 +84,7 @@ def test_lazy_span_rows_plan_exactly_as_an_eager_copy(seed: int,
     lazy, eager = SurfaceHistory(WIDTH, HEIGHT), EagerHistory(WIDTH, HEIGHT)
     rows, frame = start_histories(rng, lazy, eager)
     for top, height, shift, (x, w) in steps:
-        box = (x, top, w, min(height, HEIGHT - top))
-        frame = frame_bytes(rng, rows, frame, box, shift)
-        source = Source(memoryview(frame), WIDTH * 4)
-        assert lazy.plan(source, box) == eager.plan(source, box)
-        lazy.remember(source, box)
-        eager.remember(source, box)
+        frame = step_both(rng, rows, frame, (x, top, w, min(height, HEIGHT - top)), shift, lazy, eager)
     lazy._write_stale(0, HEIGHT)  # what the lazy history holds, written out, is the current frame
     assert bytes(lazy.pixels) == frame == bytes(eager.pixels)
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS, IdleRelease, malloc_trim
 from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
-from unit.test_agent_cpu import HEIGHT, WIDTH, frame_bytes, start_histories
+from unit.test_agent_cpu import HEIGHT, WIDTH, start_histories, step_both
 
 
 @settings(max_examples=80, deadline=None)
@@ -33,12 +33,7 @@ def test_a_released_history_plans_exactly_as_one_never_released(
     for top, height, shift, (x, w), release in steps:
         if release:
             released.release()
-        box = (x, top, w, min(height, HEIGHT - top))
-        frame = frame_bytes(rng, rows, frame, box, shift)
-        source = Source(memoryview(frame), WIDTH * 4)
-        assert released.plan(source, box) == kept.plan(source, box)
-        released.remember(source, box)
-        kept.remember(source, box)
+        frame = step_both(rng, rows, frame, (x, top, w, min(height, HEIGHT - top)), shift, released, kept)
     released._unpack(0, HEIGHT)
     released._write_stale(0, HEIGHT)
     assert bytes(released.pixels) == frame

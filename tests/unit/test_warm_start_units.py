@@ -208,7 +208,7 @@ def _catches_sigterm(pid: int) -> bool:
 def test_the_installed_waiter_is_the_native_one() -> None:
     """make install built isolation/wait.c, so sandboxes wait in it, not in a ~3.9 MiB interpreter."""
     assert os.access(init.native_waiter_path(), os.X_OK), init.native_waiter_path()
-    assert init.waiter_argv("init", 7) == [init.native_waiter_path(), "init", "7"]
+    assert init.waiter_argvs("init", 7)[0] == [init.native_waiter_path(), "init", "7"]
 
 
 @pytest.mark.parametrize("waiter", WAITERS)
