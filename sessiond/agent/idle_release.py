@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 from sessiond.agent.clibs import library_path
+from sessiond.agent.xshm import XShmError
 
 # Seconds without a frame before the buffers are released. Long enough that
 # a user reading or thinking between keystrokes rarely pays the (~1 ms per
@@ -93,7 +94,10 @@ def release_display(encoder_release: Callable[[], int], source: object, log: Cal
     started = time.perf_counter()
     source_release = getattr(source, "release_idle", None)
     if source_release is not None:
-        source_release()
+        try:
+            source_release()
+        except (OSError, XShmError) as exc:  # the pages stay; the history and heap still go back
+            log(f"display idle: the capture buffers stay resident: {exc}")
     packed = encoder_release()
     malloc_trim()
     log(f"display idle: buffers released ({packed // 1024} KiB of packed history kept, "

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessiond.agent.encoder import RegionEncoder
-from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS, IdleRelease, malloc_trim
+from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS, IdleRelease, malloc_trim, release_display
 from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
+from sessiond.agent.xshm import XShmError
 from unit.test_agent_cpu import HEIGHT, WIDTH, start_histories, step_both
 
 
@@ -103,3 +104,17 @@ def test_release_runs_once_per_idle_spell() -> None:
 
 def test_malloc_trim_is_available_on_glibc() -> None:
     assert malloc_trim()
+
+
+def test_a_capture_release_that_fails_is_logged_and_the_history_still_goes() -> None:
+    """madvise refused (XShmError): the agent logs it, and the encoder's histories and the heap are released."""
+
+    class Refusing:
+        def release_idle(self) -> None:
+            raise XShmError("madvise(MADV_REMOVE) failed: Invalid argument")
+
+    released: list[str] = []
+    lines: list[str] = []
+    release_display(lambda: released.append("history") or 0, Refusing(), lines.append)
+    assert released == ["history"]
+    assert any("stay resident" in line and "madvise" in line for line in lines), lines
