@@ -10,8 +10,6 @@ import os
 import sys
 from typing import Any, Callable
 
-from sessiond.config import ConfigError, load_config
-from sessiond.early_listen import LISTEN_BACKLOG, ListenError, bind_listener
 from sessiond.startup_pages import pause_collector
 
 EXIT_USAGE = 2
@@ -61,7 +59,10 @@ def _cannot_listen(where: object, error: object) -> int:
 
 def run(config_path: str | None, overrides: dict[str, dict[str, str]]) -> int:
     """Run sessiond until SIGINT/SIGTERM; returns the exit status."""
-    pause_collector()  # until it serves (sessiond/startup_pages.py)
+    pause_collector()  # until it serves (sessiond/startup_pages.py); the config's imports too
+    from sessiond.config import ConfigError, load_config
+    from sessiond.early_listen import LISTEN_BACKLOG, ListenError, bind_listener
+
     try:
         config = load_config(config_path, overrides)
     except ConfigError as exc:
