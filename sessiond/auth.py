@@ -4,6 +4,12 @@
 # PAM calls block (pam_unix reads /etc/shadow, other modules may hit the
 # network), so they run in Twisted's thread pool; the failure delay is a
 # reactor timer, never a sleeping thread.
+#
+# python-pam is not imported with this module: the daemon loads it after it
+# listens (load_pam(), in the thread pool, while no client has logged in
+# yet), together with libpam itself, which python-pam finds on first use by
+# running ldconfig twice (about 4 ms). So neither is on the path from the
+# daemon's start to serving, nor on the first login's.
 """PAM authentication and login rate limiting."""
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import pam
 from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -51,7 +56,17 @@ class AuthOutcome:
     limited: bool = False
 
 
+def load_pam() -> None:
+    """Import python-pam and load libpam (blocking: the daemon runs it in its thread pool once it
+    listens; a login that comes first just does it itself)."""
+    from pam.__internals import PamAuthenticator as Bindings
+
+    Bindings()  # loads libpam and its symbols once per process
+
+
 def _pam_check(service: str, user: str, password: str) -> AuthOutcome:
+    import pam
+
     handle = pam.pam()
     if handle.authenticate(user, password, service=service, resetcreds=False):
         return AuthOutcome(True, user)

@@ -128,7 +128,7 @@ def _advertise(value: str) -> str:
 
 
 def _lease_ttl(value: str) -> int:
-    from sessiond.farm.hosts import MIN_LEASE_TTL
+    from sessiond.farm.records import MIN_LEASE_TTL  # (not hosts.py: it imports Twisted)
 
     return _int(MIN_LEASE_TTL, 3600)(value)
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any, Callable
 
 from twisted.application import service
@@ -25,7 +26,8 @@ from sessiond.gateway import GatewayFactory
 from sessiond.metrics import Metrics
 from sessiond.policy import PolicyService
 from sessiond.portmux import MuxFactory
-from sessiond.preauth import LISTEN_BACKLOG, PreauthTracker, limits_from_config
+from sessiond.early_listen import LISTEN_BACKLOG, adopt_tls
+from sessiond.preauth import PreauthTracker, limits_from_config
 from sessiond.registry import Registry
 from sessiond.supervisor import SessionSupervisor
 from sessiond.tls import certificate_fingerprint, ensure_host_certificate_forked, server_context_factory
@@ -101,9 +103,10 @@ class SupervisorService(service.Service):
         return self.supervisor.stop_all()
 
 
-def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator | None = None
-                  ) -> tuple[service.MultiService, str]:  # fmt: skip
-    """Return (service tree, host certificate fingerprint)."""
+def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator | None = None,
+                  listening: socket.socket | None = None) -> tuple[service.MultiService, str]:  # fmt: skip
+    """Return (service tree, host certificate fingerprint). LISTENING: the TLS port's socket,
+    bound already (sessiond/early_listen.py); the listener adopts it when it first starts."""
     os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
     os.makedirs(config.runtime_dir, mode=0o755, exist_ok=True)
     key_path, cert_path = ensure_host_certificate_forked(config.state_dir)  # before any thread starts
@@ -137,7 +140,14 @@ def build_service(config: Config, reactor: Any, authenticator: PamAuthenticator 
     host, port = config.listen
     mux = MuxFactory(factory, site, PreauthTracker(reactor, limits_from_config(config)))
     context = server_context_factory(key_path, cert_path)
-    listener = ListenService(lambda: reactor.listenSSL(port, mux, context, backlog=LISTEN_BACKLOG, interface=host))
+    bound = [listening] if listening is not None else []
+
+    def listen_tls() -> Any:
+        if bound:  # the socket bound before the imports; a restarted listener binds anew
+            return adopt_tls(reactor, bound.pop(), mux, context)
+        return reactor.listenSSL(port, mux, context, backlog=LISTEN_BACKLOG, interface=host)
+
+    listener = ListenService(listen_tls)
     listener.setServiceParent(root)
     control_path = config.admin.socket
     ListenService(lambda: reactor.listenUNIX(control_path, ControlFactory(ops), mode=0o600, wantPID=True)

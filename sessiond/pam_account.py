@@ -17,8 +17,6 @@ from ctypes import byref, c_void_p
 from dataclasses import dataclass
 from typing import Any
 
-from pam.__internals import PAM_SUCCESS, PamAuthenticator, PamConv, PamHandle, conv_func, my_conv
-
 
 @dataclass(frozen=True)
 class AccountVerdict:
@@ -30,6 +28,9 @@ class AccountVerdict:
 
 def account_check(service: str, user: str) -> AccountVerdict:
     """Run pam_acct_mgmt for USER under SERVICE (blocking: call it off the reactor)."""
+    # Imported here: python-pam is loaded after the daemon listens (sessiond/auth.py, load_pam).
+    from pam.__internals import PAM_SUCCESS, PamAuthenticator, PamConv, PamHandle, conv_func, my_conv
+
     bindings = PamAuthenticator()  # loads libpam once per process; its functions are shared
     messages: list[str] = []
 

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-# Listen backlog of the TLS port: a burst of connects (a flood, or many users
-# at 9 am) waits in the kernel instead of being dropped while the reactor is
-# busy; Twisted's default of 50 made a real user's SYN wait behind a flood.
-LISTEN_BACKLOG = 1024
 # How far a connection got before logging in; lower is dropped first when full.
 ACCEPTED, TLS_DONE, SPOKE = 0, 1, 2
 

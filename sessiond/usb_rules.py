@@ -2,7 +2,9 @@
 # loader), the decision for one device and user, and the watcher that
 # reloads them while devices are shared. Nothing here imports sessiond.config
 # (the watcher is handed a loader), so config can import the parsers without
-# an import circle.
+# an import circle; and nothing of Twisted at import time (the watcher loads
+# it when it starts), so loading the config does not cost the daemon Twisted's
+# imports before its listening socket is bound (sessiond/early_listen.py).
 """UsbPolicy, the [usb] rule parsers and UsbPolicyWatcher."""
 
 from __future__ import annotations
@@ -10,14 +12,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-from twisted.internet import task
-from twisted.logger import Logger
+from typing import TYPE_CHECKING, Any, Callable
 
 from protocol.usb import UsbDevice
 
-log = Logger()
+if TYPE_CHECKING:
+    from twisted.internet import task
 
 _RULE_RE = re.compile(r"\*|class:[0-9a-fA-F]{2}|[0-9a-fA-F]{4}:(?:[0-9a-fA-F]{4}|\*)")
 
@@ -106,6 +106,8 @@ class UsbPolicyWatcher:
     def ensure_running(self) -> None:
         """Start polling (a device is shared somewhere); idempotent."""
         if self._loop is None and self.reactor is not None and os.path.isfile(self.path):
+            from twisted.internet import task
+
             self._loop = task.LoopingCall(self.check)
             self._loop.clock = self.reactor
             self._loop.start(self.interval, now=False)
@@ -116,6 +118,9 @@ class UsbPolicyWatcher:
         if stamp == self._stamp:
             return 0
         self._stamp = stamp
+        from twisted.logger import Logger
+
+        log = Logger(namespace=__name__)
         try:
             policy = self.load(self.path)
         except ValueError as exc:

@@ -29,6 +29,13 @@
 # at most MAX_EARLY_SLOTS unclaimed at once (more AUTHs start cold), and one
 # still unclaimed EARLY_SLOT_SECONDS later (the password was wrong, the
 # client left) is killed, so a warm_pool = 0 server keeps no slot standing.
+#
+# The refill after a claim waits REFILL_DELAY_SECONDS: a new slot is an
+# interpreter importing the agent (~0.2 s of CPU), and spawned at once it ran
+# exactly while the claimed session started (Xvfb, the agent's set-up, the
+# app, the first frame), taking one of this host's cores from that login.
+# A login that comes during the delay still overlaps its PAM with an early
+# slot, as on a server without a pool.
 """WarmSlot (one waiting zygote) and WarmPool (keeps N of them ready)."""
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ MAX_UNCLAIMED_OUTPUT = 4096
 MAX_EARLY_SLOTS = 2
 # How long an early slot waits for its login (PAM, its failure delay, the session's start).
 EARLY_SLOT_SECONDS = 30.0
+# Seconds from a claim to the spawn of its replacement: after the claimed session's first
+# frame (login -> first frame with a warm slot is ~0.3 s here), so the two do not compete.
+REFILL_DELAY_SECONDS = 1.0
 
 
 class WarmSlot(protocol.ProcessProtocol):
@@ -178,8 +188,8 @@ class WarmPool:
             self._claimed(slot)
             if not slot.ended and slot.transport is not None:
                 self._delay = RESPAWN_MIN_SECONDS  # a slot lived until used: spawning works
-                if self.running and self._refill is None:
-                    self._refill = self.reactor.callLater(0, self.fill)
+                if self.running and self._refill is None:  # (see the header)
+                    self._refill = self.reactor.callLater(REFILL_DELAY_SECONDS, self.fill)
                 return slot
         return None
 

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from sessiond.farm.directory import HostLoad
 from sessiond.farm.etcd_codec import EtcdError, EtcdLeaseNotFound
+from sessiond.farm.records import MIN_LEASE_TTL
 
 if TYPE_CHECKING:  # the client itself (an HTTP stack) loads only with [farm] etcd (service.py)
     from sessiond.farm.etcd_client import EtcdClient
@@ -28,8 +29,6 @@ if TYPE_CHECKING:  # the client itself (an HTTP stack) loads only with [farm] et
 # wait at most this long (plus the keepalive period) before their sessions
 # show as lost and they can get new ones.
 DEFAULT_LEASE_TTL = 10
-# etcd's own floor on a lease TTL (3.4 raises shorter ones to ~1.5 s).
-MIN_LEASE_TTL = 2
 # Keepalives per TTL: 3 means two may be lost before the lease is at risk.
 KEEPALIVES_PER_TTL = 3
 # Fraction of the TTL kept as a margin before the end of certain liveness.

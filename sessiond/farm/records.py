@@ -22,6 +22,8 @@ HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_USER_BYTES = 256
 # A record larger than this is ignored as corrupt (real ones are ~200 bytes).
 MAX_RECORD_BYTES = 4096
+# etcd's own floor on a host's lease TTL (3.4 raises shorter ones to ~1.5 s).
+MIN_LEASE_TTL = 2
 
 
 class BadRecord(ValueError):

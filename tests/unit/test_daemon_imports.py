@@ -4,7 +4,7 @@
 # [farm] etcd, Pillow until an icon is rendered, the WebSocket stack (wsproto,
 # h11) until a browser opens /ws, the HTTP site (twisted.web.server) until
 # someone speaks HTTP on the port, twisted.application.internet (its automat
-# reconnect machinery). This test builds the service tree of the default
+# reconnect machinery), python-pam before the daemon listens. This test builds the service tree of the default
 # configuration in a fresh interpreter and fails if any of them is loaded, so
 # a top-level import re-added anywhere on the daemon's path is caught.
 """The default daemon does not import what its configuration does not use."""
@@ -32,6 +32,7 @@ LAZY_MODULES = (
     "automat",
     "twisted.web.server",
     "sessiond.admin_site",
+    "pam",  # python-pam: loaded once the daemon listens (sessiond/auth.py, load_pam)
 )
 # Seconds the child interpreter may take (imports only; a loaded machine is slow).
 CHILD_TIMEOUT = 120

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sessiond.supervisor import SessionSupervisor
-from sessiond.warm_pool import EARLY_SLOT_SECONDS, MAX_EARLY_SLOTS, WarmPool
+from sessiond.warm_pool import EARLY_SLOT_SECONDS, MAX_EARLY_SLOTS, REFILL_DELAY_SECONDS, WarmPool
 from test_warm_start_units import PYTHON, FakeReactor
 
 
@@ -103,3 +103,13 @@ def test_the_supervisor_asks_for_a_slot_only_for_a_login_that_would_start_a_sess
     supervisor.warm_pool.idle.clear()
     supervisor.login_started("carol")
     assert len(reactor.spawned) == 1, "in a farm the session may be placed on another host"
+
+
+def test_the_refill_waits_until_the_claimed_login_has_started_and_a_login_meanwhile_gets_an_early_slot() -> None:
+    reactor, pool = early_pool(size=1)
+    assert pool.claim() is not None
+    reactor.advance(REFILL_DELAY_SECONDS / 2)
+    assert len(reactor.spawned) == 1, "no interpreter competes with the claimed session's start"
+    assert pool.spawn_early(), "a second login meanwhile overlaps its PAM with an early slot"
+    reactor.advance(REFILL_DELAY_SECONDS)
+    assert len(reactor.spawned) == 2 and len(pool.idle) == 1, "the early slot fills the pool: no third spawn"

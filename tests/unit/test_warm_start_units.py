@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from isolation import enter, init, zygote
 from isolation.launcher import enter_argv
-from sessiond.warm_pool import RESPAWN_MIN_SECONDS, WarmPool
+from sessiond.warm_pool import REFILL_DELAY_SECONDS, RESPAWN_MIN_SECONDS, WarmPool
 
 
 class FakeTransport:
@@ -72,7 +72,7 @@ def test_the_pool_spawns_zygotes_and_refills_after_each_claim() -> None:
     second = pool.claim()
     assert first is not None and second is not None and first is not second
     assert pool.claim() is None, "a slot is handed out once, never twice"
-    reactor.advance(0)
+    reactor.advance(REFILL_DELAY_SECONDS)
     assert len(reactor.spawned) == 4 and len(pool.idle) == 2
 
 
@@ -126,7 +126,7 @@ def test_a_discarded_slot_is_killed_without_a_respawn_warning() -> None:
     slot.discard()
     assert slot.transport.signals == ["KILL"]  # type: ignore[union-attr]
     slot.processEnded(Failure(error.ProcessTerminated(signal=9)))
-    reactor.advance(0)
+    reactor.advance(REFILL_DELAY_SECONDS)
     assert len(reactor.spawned) == 2, "only the claim's own refill"
 
 
