@@ -227,14 +227,30 @@ class GlyphEncoder:
         regions = self._stripes(cells, to_bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
 
-    def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
-        if rect[2] * rect[3] < DETECT_MIN_PIXELS:
-            return None
-        tried = self._tried.get(surface)
+    def solid(self, rect: Rect, surface: Hashable) -> None:
+        """rect (a candidate) is one colour and goes out as FILL without
+        encode(): note the failed detection encode() would have made."""
+        if surface not in self._grids and self._detect_due(rect, surface):
+            self._failed(surface, rect[2] * rect[3])
+
+    def _detect_due(self, rect: Rect, surface: Hashable) -> bool:
+        """True if a grid may be looked for in rect (see DETECT_RETRY_SECONDS)."""
         area = rect[2] * rect[3]
+        if area < DETECT_MIN_PIXELS:
+            return False
+        tried = self._tried.get(surface)
         recent = tried is not None and self._clock() - tried[0] < DETECT_RETRY_SECONDS
-        if recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1]:
+        return not (recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1])
+
+    def _failed(self, surface: Hashable, area: int) -> None:
+        self._tried[surface] = (self._clock(), area)
+        if len(self._tried) > MAX_GRIDS:
+            self._tried.pop(next(iter(self._tried)))
+
+    def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
+        if not self._detect_due(rect, surface):
             return None
+        area = rect[2] * rect[3]
         grid, background = None, b""
         index = _index_image(image, order)
         ink = _bits(index) if index is not None else None
@@ -248,9 +264,7 @@ class GlyphEncoder:
                 grid = detect(_bits(index), (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
                 background = index[1][:3]
         if grid is None:
-            self._tried[surface] = (self._clock(), area)
-            if len(self._tried) > MAX_GRIDS:
-                self._tried.pop(next(iter(self._tried)))
+            self._failed(surface, area)
             return None
         self._tried.pop(surface, None)
         self._grids[surface] = grid
