@@ -44,7 +44,7 @@ from media import glyphs
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.media import GLYPH_MAX_USED, GLYPH_SLOTS
 from protocol.messages import Encoding, Region
-from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins
+from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins, to_column_major
 
 # A rectangle smaller than this many cells of its grid (or, to look for a
 # grid, than this many 6x13 cells) is left to PALETTE (and TILE).
@@ -65,7 +65,7 @@ DEFS_SHARE_CHECKED: Final = 0.25
 _BYTES_PER_PIXEL: Final = 3
 
 
-# A glyph as the mirror knows it: cell_w, cell_h, column-major 0/1 cell bytes.
+# A glyph as the mirror knows it: cell_w, cell_h, 0/1 cell bytes in cut_band's order.
 GlyphKey = tuple[int, int, bytes]
 
 
@@ -314,7 +314,7 @@ class GlyphEncoder:
         assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in distinct])
         position = {cell: number for number, cell in enumerate(distinct)}
         indices = bytes(map(position.__getitem__, cells))
-        defs = [(slot, glyphs.pack_cell(key[2], cw, ch)) for slot, key in assignment.new]
+        defs = [(slot, glyphs.pack_cell(to_column_major(key[2], cw, ch), cw, ch)) for slot, key in assignment.new]
         data = glyphs.encode(cw, ch, colours, defs, assignment.slots, indices)
         region = Region(*stripe, Encoding.GLYPHS, data)
         if len(defs) * glyphs.bits_bytes(cw, ch) > DEFS_SHARE_CHECKED * stripe[2] * stripe[3] / 8:
