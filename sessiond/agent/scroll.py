@@ -33,9 +33,11 @@
 
 from __future__ import annotations
 
+import operator
 import zlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 Rect = tuple[int, int, int, int]
 
@@ -75,6 +77,8 @@ MIN_SAMPLED_VOTES = 2
 RELEASE_BAND_ROWS = 32
 # zlib level of the packed bands: the fastest (release runs on the loop).
 RELEASE_ZLIB_LEVEL = 1
+# Row geometries whose slices Source.rows keeps (a scroll's damage repeats frame after frame).
+ROW_SLICES_CACHED = 8
 # A band entry meaning "every pixel is the history's solid colour" (zlib output is never empty).
 SOLID = b""
 
@@ -102,9 +106,14 @@ class Source:
         """The rows of rect (surface coordinates) as bytes."""
         x, y, w, h = rect
         ox, oy = self.origin
-        start, length, stride = (x - ox) * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL, self.stride
-        view = self.view
-        return [bytes(view[row * stride + start : row * stride + start + length]) for row in range(y - oy, y - oy + h)]
+        first = (y - oy) * self.stride + (x - ox) * BYTES_PER_PIXEL
+        return list(map(bytes, map(self.view.__getitem__, _row_slices(first, w * BYTES_PER_PIXEL, self.stride, h))))
+
+
+@lru_cache(maxsize=ROW_SLICES_CACHED)
+def _row_slices(first: int, length: int, stride: int, rows: int) -> list[slice]:
+    """The slices of `rows` rows of `length` bytes, `stride` apart from `first` (a damaged area repeats)."""
+    return [slice(at, at + length) for at in range(first, first + rows * stride, stride)]
 
 
 class SurfaceHistory:
@@ -326,7 +335,9 @@ def _plan_tall(rect: Rect, current: list[bytes], previous: list[bytes]) -> Plan:
         for start, end in runs if shift > 0 else reversed(runs):  # see plan(): sources never overwritten
             copies.append(((x, y + start, w, end - start), x, y + start + shift))
             copied[start:end] = [True] * (end - start)
-    send = [not copied[i] and current[i] != previous[i] for i in range(h)]
+    send = list(map(operator.ne, current, previous))  # (a new screen: no copies, one C loop)
+    if copies:
+        send = [flag and not done for flag, done in zip(send, copied)]
     return Plan(copies=copies, rects=[(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)])
 
 
