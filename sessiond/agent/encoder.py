@@ -17,7 +17,8 @@
 # echoed glyph costs tens of bytes; large ones stay PNG, which browsers
 # decode off their main thread.  Given a surface name, the encoder also
 # remembers what it sent of that surface (sessiond/agent/scroll.py) and sends
-# unchanged rows not at all and scrolled rows as one COPY.  For a client
+# unchanged rows not at all and scrolled rows as one COPY (a frame that is
+# one FILL of the whole surface is remembered by its colour alone).  For a client
 # that decodes them, the whole text cells of a rectangle go out as GLYPHS
 # (glyph_encoder.py: cached glyphs, one byte a cell), the rest as above.
 
@@ -193,12 +194,12 @@ class RegionEncoder:
                 continue
             if y + h > history.height:
                 raise EncoderError(f"rectangle {rect} extends past the surface height {history.height}")
-            plan = history.plan(source, rect)
+            plan, before = history.plan(source, rect), len(regions)
             for (cx, cy, cw, ch), src_x, src_y in plan.copies:
                 regions.append(Region(cx, cy, cw, ch, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
             for piece in self._whole_cells(plan.rects, rect, surface, history):
                 self._encode_rect(view, stride, piece, origin, regions, surface)
-            last = regions[-1] if regions else None
+            last = regions[-1] if len(regions) > before else None
             if (last is not None and last.encoding is Encoding.FILL and rect == (0, 0, history.width, history.height)
                     and (last.x, last.y, last.w, last.h) == rect):  # fmt: skip
                 start = (y - oy) * stride + (x - ox) * BYTES_PER_PIXEL_IN  # one colour: no copy (scroll.py)
