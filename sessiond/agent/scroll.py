@@ -21,14 +21,11 @@
 # ~10-200x) and frees them; the next plan or remember allocates the buffer
 # again (zeros) and unpacks only the bands whose rows it touches, so the first
 # keystroke after an idle spell unpacks one band (~1 ms), never the screen.
-# (A bytearray, not an anonymous mmap whose pages could be dropped in place:
-# plan() was ~25% slower on an mmap, measured at 1080p.)
-#
-# Solid: a band may also stand for pixels all of one colour (SOLID), written
-# only when the band is touched.  A new history is all black that way, and a
-# frame that is one FILL of the whole surface (the black screen sent when the
-# display opens) is remembered by its colour alone (remember_solid), instead
-# of ~8 MiB of zeroing and copying on the login's path (10-16 ms at 1080p).
+# (A bytearray, not an anonymous mmap: plan() was ~25% slower on one at 1080p.)
+# Solid: a band may stand for pixels of one colour (SOLID), written when
+# touched: a new history is all black so, and a frame that is one FILL of the
+# whole surface (the black screen when the display opens) is remembered by its
+# colour (remember_solid), not by ~8 MiB of zeroing and copying at login.
 """SurfaceHistory: unchanged / scrolled / new rows of a rectangle against what was sent."""
 
 from __future__ import annotations
@@ -125,9 +122,8 @@ class SurfaceHistory:
         self.height = height
         self.stride = width * BYTES_PER_PIXEL
         self.pixels = bytearray()  # empty until touched (and after release())
-        # Each band's pixels, zlib-packed (release()) or SOLID (every pixel
-        # `_solid`); None: unpacked in `pixels`.  A packed band's bytes in
-        # `pixels` are zeros.  New: every band SOLID black.
+        # Each band: zlib-packed (release()), SOLID (all `_solid`; new: black) or None
+        # (unpacked in `pixels`).  A packed band's bytes in `pixels` are zeros.
         self._solid = bytes(BYTES_PER_PIXEL)
         self._packed: list[bytes | None] | None = [SOLID] * -(-height // RELEASE_BAND_ROWS)
         # Rows whose pixels are not written yet: the named span's cached row
@@ -166,9 +162,8 @@ class SurfaceHistory:
         return sum(len(band) or len(self._solid) for band in packed if band is not None)
 
     def remember_solid(self, pixel: bytes) -> None:
-        """Record that the client now holds the whole surface in one colour
-        (`pixel`: its BGRX bytes), without writing it: every band becomes
-        SOLID, written when touched.  The history is known."""
+        """Record that the client now holds the whole surface in one colour (`pixel`:
+        its BGRX bytes) without writing it: every band SOLID.  The history is known."""
         self._stale = [None] * self.height
         self._spans.clear()
         self._planned = None
@@ -203,6 +198,8 @@ class SurfaceHistory:
     def _previous(self, rect: Rect) -> list[bytes]:
         """The rows of rect as sent, from the span cache where it has them."""
         x, y, w, h = rect
+        if self._solid_rows(y, h):  # (the first frame after a solid one: nothing to unpack yet)
+            return [self._solid * w] * h
         self._unpack(y, h)
         cached = self._spans.get((x, w))
         if cached is None:
@@ -253,17 +250,18 @@ class SurfaceHistory:
         """Record that the client now holds `rect` as it is in `source`; the
         history is known once a rectangle covered the whole surface."""
         x, y, w, h = rect
-        self._unpack(y, h)  # a partial write keeps the rest of its bands
         if rect == (0, 0, self.width, self.height):
             self.known = True
         ox, oy = source.origin
         start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
         src_start = (x - ox) * BYTES_PER_PIXEL
         if self._planned is not None and self._planned[0] == rect:
+            # No unpack: rows in the span cache are unpacked when written out (_write_stale).
             self._write_stale(y, h, keep=(x, w))  # rows stale from another span: written first
             self._stale[y : y + h] = [(x, w)] * h  # the rows plan() read go to the span cache: the truth
             self._remember_rows(rect)
             return
+        self._unpack(y, h)  # a partial write keeps the rest of its bands
         if length == self.stride:
             self._stale[y : y + h] = [None] * h  # whole rows are written below
         else:
@@ -278,6 +276,14 @@ class SurfaceHistory:
             src = (row - oy) * source.stride + src_start
             self.pixels[offset : offset + length] = source.view[src : src + length]
         self._remember_rows(rect)
+
+    def _solid_rows(self, y: int, h: int) -> bool:
+        """True if rows y..y+h are all the solid colour: every band of them SOLID, none stale."""
+        packed = self._packed
+        if packed is None or h <= 0 or any(self._stale[y : y + h]):
+            return False
+        bands = range(y // RELEASE_BAND_ROWS, (y + h - 1) // RELEASE_BAND_ROWS + 1)
+        return all(packed[index] == SOLID for index in bands)
 
     def _write_stale(self, y: int, h: int, keep: tuple[int, int] | None = None,
                      only: tuple[int, int] | None = None) -> None:  # fmt: skip
