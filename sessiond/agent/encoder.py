@@ -17,7 +17,8 @@
 # echoed glyph costs tens of bytes; large ones stay PNG, which browsers
 # decode off their main thread.  Given a surface name, the encoder also
 # remembers what it sent of that surface (sessiond/agent/scroll.py) and sends
-# unchanged rows not at all and scrolled rows as one COPY.  For a client
+# unchanged rows not at all and scrolled rows as one COPY (a frame that is
+# one FILL of the whole surface is remembered by its colour alone).  For a client
 # that decodes them, the whole text cells of a rectangle go out as GLYPHS
 # (glyph_encoder.py: cached glyphs, one byte a cell), the rest as above.
 
@@ -193,12 +194,18 @@ class RegionEncoder:
                 continue
             if y + h > history.height:
                 raise EncoderError(f"rectangle {rect} extends past the surface height {history.height}")
-            plan = history.plan(source, rect)
+            plan, before = history.plan(source, rect), len(regions)
             for (cx, cy, cw, ch), src_x, src_y in plan.copies:
                 regions.append(Region(cx, cy, cw, ch, Encoding.COPY, palette_codec.COPY_SOURCE.pack(src_x, src_y)))
             for piece in self._whole_cells(plan.rects, rect, surface, history):
                 self._encode_rect(view, stride, piece, origin, regions, surface)
-            history.remember(source, rect)
+            last = regions[-1] if len(regions) > before else None
+            if (last is not None and last.encoding is Encoding.FILL and rect == (0, 0, history.width, history.height)
+                    and (last.x, last.y, last.w, last.h) == rect):  # fmt: skip
+                start = (y - oy) * stride + (x - ox) * BYTES_PER_PIXEL_IN  # one colour: no copy (scroll.py)
+                history.remember_solid(bytes(view[start : start + BYTES_PER_PIXEL_IN]))
+            else:
+                history.remember(source, rect)
         return regions
 
     def _whole_cells(self, pieces: list[Rect], rect: Rect, surface: Hashable, history: SurfaceHistory) -> list[Rect]:
@@ -226,7 +233,18 @@ class RegionEncoder:
         of a named surface, its whole text cells as GLYPHS if the client takes them."""
         ox, oy = origin
         local = (rect[0] - ox, rect[1] - oy, rect[2], rect[3])
-        if surface is not None and self.glyphs.candidate(rect, surface):
+        pieces = stripes(local)
+        glyphs = surface is not None and self.glyphs.candidate(rect, surface)
+        if len(pieces) > 1 and self._probes_match(view, stride, local):
+            # FILL has no decoded payload, so a solid area needs no striping;
+            # tested before GLYPHS, which a solid area never becomes.
+            fill = self._solid_colour(*self._bgrx_view(view, stride, local))
+            if fill is not None:
+                if glyphs:
+                    self.glyphs.solid(rect, surface)
+                regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
+                return
+        if glyphs:
             image, order = self._bgrx_view(view, stride, local)
             split = self.glyphs.encode(image, order, rect, surface, lambda part: self._moved(
                 self._encode_piece(view, stride, (part[0] - ox, part[1] - oy, part[2], part[3])), origin))
@@ -234,13 +252,6 @@ class RegionEncoder:
                 regions.extend(split[0])
                 for part in split[1]:
                     self._encode_rect(view, stride, part, origin, regions)
-                return
-        pieces = stripes(local)
-        if len(pieces) > 1 and self._probes_match(view, stride, local):
-            # FILL has no decoded payload, so a solid area needs no striping.
-            fill = self._solid_colour(*self._bgrx_view(view, stride, local))
-            if fill is not None:
-                regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
                 return
         for piece in pieces:
             regions.append(self._moved(self._encode_piece(view, stride, piece), origin))

@@ -44,7 +44,7 @@ from media import glyphs
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.media import GLYPH_MAX_USED, GLYPH_SLOTS
 from protocol.messages import Encoding, Region
-from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins
+from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins, to_column_major
 
 # A rectangle smaller than this many cells of its grid (or, to look for a
 # grid, than this many 6x13 cells) is left to PALETTE (and TILE).
@@ -65,7 +65,7 @@ DEFS_SHARE_CHECKED: Final = 0.25
 _BYTES_PER_PIXEL: Final = 3
 
 
-# A glyph as the mirror knows it: cell_w, cell_h, column-major 0/1 cell bytes.
+# A glyph as the mirror knows it: cell_w, cell_h, 0/1 cell bytes in cut_band's order.
 GlyphKey = tuple[int, int, bytes]
 
 
@@ -227,14 +227,30 @@ class GlyphEncoder:
         regions = self._stripes(cells, to_bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
 
-    def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
-        if rect[2] * rect[3] < DETECT_MIN_PIXELS:
-            return None
-        tried = self._tried.get(surface)
+    def solid(self, rect: Rect, surface: Hashable) -> None:
+        """rect (a candidate) is one colour and goes out as FILL without
+        encode(): note the failed detection encode() would have made."""
+        if surface not in self._grids and self._detect_due(rect, surface):
+            self._failed(surface, rect[2] * rect[3])
+
+    def _detect_due(self, rect: Rect, surface: Hashable) -> bool:
+        """True if a grid may be looked for in rect (see DETECT_RETRY_SECONDS)."""
         area = rect[2] * rect[3]
+        if area < DETECT_MIN_PIXELS:
+            return False
+        tried = self._tried.get(surface)
         recent = tried is not None and self._clock() - tried[0] < DETECT_RETRY_SECONDS
-        if recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1]:
+        return not (recent and tried is not None and area < DETECT_RETRY_GROWTH * tried[1])
+
+    def _failed(self, surface: Hashable, area: int) -> None:
+        self._tried[surface] = (self._clock(), area)
+        if len(self._tried) > MAX_GRIDS:
+            self._tried.pop(next(iter(self._tried)))
+
+    def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
+        if not self._detect_due(rect, surface):
             return None
+        area = rect[2] * rect[3]
         grid, background = None, b""
         index = _index_image(image, order)
         ink = _bits(index) if index is not None else None
@@ -248,9 +264,7 @@ class GlyphEncoder:
                 grid = detect(_bits(index), (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
                 background = index[1][:3]
         if grid is None:
-            self._tried[surface] = (self._clock(), area)
-            if len(self._tried) > MAX_GRIDS:
-                self._tried.pop(next(iter(self._tried)))
+            self._failed(surface, area)
             return None
         self._tried.pop(surface, None)
         self._grids[surface] = grid
@@ -300,7 +314,7 @@ class GlyphEncoder:
         assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in distinct])
         position = {cell: number for number, cell in enumerate(distinct)}
         indices = bytes(map(position.__getitem__, cells))
-        defs = [(slot, glyphs.pack_cell(key[2], cw, ch)) for slot, key in assignment.new]
+        defs = [(slot, glyphs.pack_cell(to_column_major(key[2], cw, ch), cw, ch)) for slot, key in assignment.new]
         data = glyphs.encode(cw, ch, colours, defs, assignment.slots, indices)
         region = Region(*stripe, Encoding.GLYPHS, data)
         if len(defs) * glyphs.bits_bytes(cw, ch) > DEFS_SHARE_CHECKED * stripe[2] * stripe[3] / 8:

@@ -21,15 +21,20 @@
 # ~10-200x) and frees them; the next plan or remember allocates the buffer
 # again (zeros) and unpacks only the bands whose rows it touches, so the first
 # keystroke after an idle spell unpacks one band (~1 ms), never the screen.
-# (A bytearray, not an anonymous mmap whose pages could be dropped in place:
-# plan() was ~25% slower on an mmap, measured at 1080p.)
+# (A bytearray, not an anonymous mmap: plan() was ~25% slower on one at 1080p.)
+# Solid: a band may stand for pixels of one colour (SOLID), written when
+# touched: a new history is all black so, and a frame that is one FILL of the
+# whole surface (the black screen when the display opens) is remembered by its
+# colour (remember_solid), not by ~8 MiB of zeroing and copying at login.
 """SurfaceHistory: unchanged / scrolled / new rows of a rectangle against what was sent."""
 
 from __future__ import annotations
 
+import operator
 import zlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 Rect = tuple[int, int, int, int]
 
@@ -69,6 +74,10 @@ MIN_SAMPLED_VOTES = 2
 RELEASE_BAND_ROWS = 32
 # zlib level of the packed bands: the fastest (release runs on the loop).
 RELEASE_ZLIB_LEVEL = 1
+# Row geometries whose slices Source.rows keeps (a scroll's damage repeats frame after frame).
+ROW_SLICES_CACHED = 8
+# A band entry meaning "every pixel is the history's solid colour" (zlib output is never empty).
+SOLID = b""
 
 
 @dataclass
@@ -94,9 +103,14 @@ class Source:
         """The rows of rect (surface coordinates) as bytes."""
         x, y, w, h = rect
         ox, oy = self.origin
-        start, length, stride = (x - ox) * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL, self.stride
-        view = self.view
-        return [bytes(view[row * stride + start : row * stride + start + length]) for row in range(y - oy, y - oy + h)]
+        first = (y - oy) * self.stride + (x - ox) * BYTES_PER_PIXEL
+        return list(map(bytes, map(self.view.__getitem__, _row_slices(first, w * BYTES_PER_PIXEL, self.stride, h))))
+
+
+@lru_cache(maxsize=ROW_SLICES_CACHED)
+def _row_slices(first: int, length: int, stride: int, rows: int) -> list[slice]:
+    """The slices of `rows` rows of `length` bytes, `stride` apart from `first` (a damaged area repeats)."""
+    return [slice(at, at + length) for at in range(first, first + rows * stride, stride)]
 
 
 class SurfaceHistory:
@@ -107,9 +121,11 @@ class SurfaceHistory:
         self.width = width
         self.height = height
         self.stride = width * BYTES_PER_PIXEL
-        self.pixels = bytearray(self.stride * height)  # empty after release(), until touched
-        # After release(): each band's pixels, zlib-packed (None: unpacked in `pixels`).
-        self._packed: list[bytes | None] | None = None
+        self.pixels = bytearray()  # empty until touched (and after release())
+        # Each band: zlib-packed (release()), SOLID (all `_solid`; new: black) or None
+        # (unpacked in `pixels`).  A packed band's bytes in `pixels` are zeros.
+        self._solid = bytes(BYTES_PER_PIXEL)
+        self._packed: list[bytes | None] | None = [SOLID] * -(-height // RELEASE_BAND_ROWS)
         # Rows whose pixels are not written yet: the named span's cached row
         # is the truth of its columns (a remember() keeps the rows plan() read
         # instead of copying them again: ~2.5 ms per 1080p frame whole-width,
@@ -143,7 +159,18 @@ class SurfaceHistory:
                           zlib.compress(self.pixels[start : start + band_bytes], RELEASE_ZLIB_LEVEL))  # fmt: skip
         self._packed = packed
         self.pixels = bytearray()  # (the heap gives it back: idle_release.malloc_trim)
-        return sum(len(band) for band in packed if band is not None)
+        return sum(len(band) or len(self._solid) for band in packed if band is not None)
+
+    def remember_solid(self, pixel: bytes) -> None:
+        """Record that the client now holds the whole surface in one colour (`pixel`:
+        its BGRX bytes) without writing it: every band SOLID.  The history is known."""
+        self._stale = [None] * self.height
+        self._spans.clear()
+        self._planned = None
+        self.pixels = bytearray()
+        self._solid = bytes(pixel)
+        self._packed = [SOLID] * -(-self.height // RELEASE_BAND_ROWS)
+        self.known = True
 
     def _unpack(self, y: int, h: int) -> None:
         """Unpack the released bands that rows y..y+h lie in."""
@@ -155,16 +182,24 @@ class SurfaceHistory:
             self.pixels = bytearray(self.stride * self.height)
         for index in range(y // RELEASE_BAND_ROWS, (y + h - 1) // RELEASE_BAND_ROWS + 1):
             band = packed[index]
-            if band is not None:
+            if band is None:
+                continue
+            start = index * band_bytes
+            if band != SOLID:
                 raw = zlib.decompress(band)
-                self.pixels[index * band_bytes : index * band_bytes + len(raw)] = raw
-                packed[index] = None
+                self.pixels[start : start + len(raw)] = raw
+            elif any(self._solid):  # (black: the zeros are there)
+                pixels = (min(start + band_bytes, len(self.pixels)) - start) // BYTES_PER_PIXEL
+                self.pixels[start : start + pixels * BYTES_PER_PIXEL] = self._solid * pixels
+            packed[index] = None
         if not any(band is not None for band in packed):
             self._packed = None
 
     def _previous(self, rect: Rect) -> list[bytes]:
         """The rows of rect as sent, from the span cache where it has them."""
         x, y, w, h = rect
+        if self._solid_rows(y, h):  # (the first frame after a solid one: nothing to unpack yet)
+            return [self._solid * w] * h
         self._unpack(y, h)
         cached = self._spans.get((x, w))
         if cached is None:
@@ -215,17 +250,18 @@ class SurfaceHistory:
         """Record that the client now holds `rect` as it is in `source`; the
         history is known once a rectangle covered the whole surface."""
         x, y, w, h = rect
-        self._unpack(y, h)  # a partial write keeps the rest of its bands
         if rect == (0, 0, self.width, self.height):
             self.known = True
         ox, oy = source.origin
         start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
         src_start = (x - ox) * BYTES_PER_PIXEL
         if self._planned is not None and self._planned[0] == rect:
+            # No unpack: rows in the span cache are unpacked when written out (_write_stale).
             self._write_stale(y, h, keep=(x, w))  # rows stale from another span: written first
             self._stale[y : y + h] = [(x, w)] * h  # the rows plan() read go to the span cache: the truth
             self._remember_rows(rect)
             return
+        self._unpack(y, h)  # a partial write keeps the rest of its bands
         if length == self.stride:
             self._stale[y : y + h] = [None] * h  # whole rows are written below
         else:
@@ -240,6 +276,14 @@ class SurfaceHistory:
             src = (row - oy) * source.stride + src_start
             self.pixels[offset : offset + length] = source.view[src : src + length]
         self._remember_rows(rect)
+
+    def _solid_rows(self, y: int, h: int) -> bool:
+        """True if rows y..y+h are all the solid colour: every band of them SOLID, none stale."""
+        packed = self._packed
+        if packed is None or h <= 0 or any(self._stale[y : y + h]):
+            return False
+        bands = range(y // RELEASE_BAND_ROWS, (y + h - 1) // RELEASE_BAND_ROWS + 1)
+        return all(packed[index] == SOLID for index in bands)
 
     def _write_stale(self, y: int, h: int, keep: tuple[int, int] | None = None,
                      only: tuple[int, int] | None = None) -> None:  # fmt: skip
@@ -297,7 +341,9 @@ def _plan_tall(rect: Rect, current: list[bytes], previous: list[bytes]) -> Plan:
         for start, end in runs if shift > 0 else reversed(runs):  # see plan(): sources never overwritten
             copies.append(((x, y + start, w, end - start), x, y + start + shift))
             copied[start:end] = [True] * (end - start)
-    send = [not copied[i] and current[i] != previous[i] for i in range(h)]
+    send = list(map(operator.ne, current, previous))  # (a new screen: no copies, one C loop)
+    if copies:
+        send = [flag and not done for flag, done in zip(send, copied)]
     return Plan(copies=copies, rects=[(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)])
 
 
