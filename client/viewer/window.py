@@ -94,7 +94,7 @@ class SessionWindow(QWidget):
         self._close_asked = False  # the user closed it and the app has not answered yet
         self._pending_state: tuple[str, float] | None = None  # a state we asked for, until answered
         self.not_responding: QMessageBox | None = None
-        self.image = QImage(max(1, state.width), max(1, state.height), QImage.Format.Format_RGB888)
+        self.image = QImage(max(1, state.width), max(1, state.height), QImage.Format.Format_RGBX8888)
         self.image.fill(UNDRAWN)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
@@ -168,7 +168,7 @@ class SessionWindow(QWidget):
         changed = QRegion()
         for patch in patches:
             if (patch.fb_width, patch.fb_height) != (self.image.width(), self.image.height()):
-                grown = QImage(patch.fb_width, patch.fb_height, QImage.Format.Format_RGB888)
+                grown = QImage(patch.fb_width, patch.fb_height, QImage.Format.Format_RGBX8888)
                 grown.fill(UNDRAWN)
                 with QPainter(grown) as painter:
                     painter.drawImage(0, 0, self.image)
@@ -183,16 +183,17 @@ class SessionWindow(QWidget):
     def _copy(self, patch: Patch) -> None:
         # Whole rows (a scroll's patch, widened by the collector) are one slice into the image's own
         # memory; a narrower patch is drawn from a QImage over its bytes (Qt copies the rows, same
-        # format: no conversion, no Python loop over rows).
-        stride, row = self.image.bytesPerLine(), patch.w * 3
+        # format: no conversion, no Python loop over rows). RGBX8888 is the framebuffer's own layout
+        # (client/fb_memory.py): nothing is unpacked on either side.
+        stride, row = self.image.bytesPerLine(), patch.w * 4
         if patch.x + patch.w > self.image.width() or patch.y + patch.h > self.image.height():
             return  # the collector crops to the buffer it announced; never write past the image
         if row == stride:
             offset = patch.y * stride
-            self.image.bits()[offset : offset + patch.h * row] = patch.rgb
+            self.image.bits()[offset : offset + patch.h * row] = patch.rgbx
             return
-        tile = QImage(patch.rgb, patch.w, patch.h, row, QImage.Format.Format_RGB888)
-        with QPainter(self.image) as painter:  # opaque RGB888 over RGB888: a copy (faster than Source mode)
+        tile = QImage(patch.rgbx, patch.w, patch.h, row, QImage.Format.Format_RGBX8888)
+        with QPainter(self.image) as painter:  # opaque RGBX8888 over RGBX8888: a copy (faster than Source mode)
             painter.drawImage(patch.x, patch.y, tile)
 
     def set_stale(self, stale: bool) -> None:
