@@ -30,6 +30,7 @@ import zlib
 import lz4.block
 from PIL import Image
 
+from client import glyph_paint
 from client.fb_memory import PixelMemory
 from media import glyphs, palette
 from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
@@ -149,7 +150,10 @@ class Framebuffer:
             except palette.PaletteError as exc:
                 raise RegionError(str(exc)) from None
         elif encoding is Encoding.GLYPHS:
-            tile = glyphs.render(store_glyphs(data, w, h, self.glyph_cache), w, h)
+            cells = store_glyphs(data, w, h, self.glyph_cache)
+            if glyph_paint.paint(cells, self._memory, x, y, w, h):  # numpy, once the viewer loaded it
+                return
+            tile = glyphs.render(cells, w, h)
         else:
             tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])
         self._image.paste(tile, (x, y))

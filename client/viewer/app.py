@@ -15,6 +15,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
+from client import glyph_paint
 from client.viewer.damage import TRACE_ENV, LatencyTrace, Patch, Snapshot
 from client.viewer.early import EarlyEvents
 from client.viewer.launcher import Launcher
@@ -137,6 +138,7 @@ class ViewerUi:
             window = self.windows.get(window_id)
             if window is not None:
                 window.apply_patches(patches)
+        glyph_paint.preload()  # once the first frame is up: numpy draws GLYPHS regions from then on
 
     def on_status(self, text: str, stale: bool) -> None:
         """Tell the user; shade or unshade the windows."""
