@@ -88,7 +88,7 @@ def test_patches_are_painted_before_apply_patches_returns(qt: Any) -> None:
 def test_a_patch_past_the_image_is_not_written(qt: Any) -> None:
     window, _link = make(qt)
     window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((9, 9, 9, 255)) * 64 * 48)])
-    window._copy(Patch(7, 64, 48, 62, 46, 4, 4, bytes((200, 0, 0, 255)) * 16))  # 2 px too wide and too tall
+    window.apply_patches([Patch(7, 64, 48, 62, 46, 4, 4, bytes((200, 0, 0, 255)) * 16)])  # 2 px too wide, too tall
     assert window.image.pixelColor(63, 47).getRgb()[:3] == (9, 9, 9)
 
 
@@ -103,6 +103,31 @@ def test_whole_row_and_narrow_patches_land_where_they_belong(qt: Any, width: int
     assert image.pixelColor(5, 20).getRgb()[:3] == image.pixelColor(8, 21).getRgb()[:3] == (4, 5, 6)
     assert image.pixelColor(4, 20).getRgb()[:3] == image.pixelColor(9, 21).getRgb()[:3] == (48, 48, 48)
     assert image.pixelColor(5, 22).getRgb()[:3] == (48, 48, 48)
+
+
+def test_a_scroll_paints_from_the_patches_and_copies_only_when_the_image_is_needed(qt: Any) -> None:
+    window, _link = make(qt)
+    for shade in range(1, 6):  # five frames over the same rows: each replaces the last one not yet copied
+        window.apply_patches([Patch(7, 64, 48, 0, 8, 64, 30, bytes((shade, 2 * shade, 3 * shade, 255)) * 64 * 30)])
+    assert len(window.canvas._unmerged) == 1  # each repaint was drawn from its patch: no copy, no image paint
+    window.apply_patches([Patch(7, 64, 48, 5, 1, 2, 2, bytes((7, 7, 7, 255)) * 4)])
+    assert len(window.canvas._unmerged) == 2  # does not cover the scroll's rows: both kept
+    window.update()  # an expose: painted from the image, every patch copied in first
+    settle(qt)
+    assert not window.canvas._unmerged
+    assert pixel(window, 10, 20) == (5, 10, 15) and pixel(window, 5, 1) == (7, 7, 7)
+    assert pixel(window, 10, 40) == (48, 48, 48)  # never drawn
+    assert window.image.pixelColor(63, 37).getRgb()[:3] == (5, 10, 15)
+
+
+def test_patches_not_yet_copied_are_bounded_by_one_image(qt: Any) -> None:
+    window, _link = make(qt)
+    window.hide()  # nothing is painted, so nothing asks for the image
+    for x in range(40):
+        window.apply_patches([Patch(7, 64, 48, x, 0, 1, 48, bytes((x, 0, 0, 255)) * 48)])
+    assert sum(len(p.rgbx) for p in window.canvas._unmerged) <= window.canvas._image.sizeInBytes()
+    assert window.image.pixelColor(39, 47).getRgb()[:3] == (39, 0, 0)
+    assert window.image.pixelColor(0, 0).getRgb()[:3] == (0, 0, 0)
 
 
 def test_pad_bytes_do_not_change_what_is_painted(qt: Any) -> None:
