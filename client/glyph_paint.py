@@ -14,8 +14,9 @@
 #
 # Why numpy is loaded late and only by the viewer: importing it costs about
 # 0.1 s of CPU, which must not sit on the login's path nor on svclient's
-# other subcommands. The viewer calls preload() once it painted its first
-# frame; until numpy is in, regions go the Pillow way (same pixels).
+# other subcommands. The viewer calls preload() 2 s after it painted its
+# first frame (not on the way of the app's first text); until numpy is in,
+# regions go the Pillow way (same pixels).
 # Nothing here reads wire data: decode_cells (media/glyphs.py) has checked
 # every bound and index before, and the write stays inside the rectangle
 # Framebuffer.apply checked against its size.
