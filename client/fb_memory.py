@@ -36,7 +36,7 @@ class PixelMemory:
     def __init__(self, width: int, height: int) -> None:
         self.width = width
         self.height = height
-        self.buffer: bytearray | None = bytearray(bytes((0, 0, 0, PAD)) * (width * height))
+        self.buffer: bytearray | None = bytearray(width * height * PIXEL_BYTES)  # black once filled below
         try:
             core = Image.core.map_buffer(self.buffer, (width, height), "raw", 0, ("RGB", 0, 1))
             image = Image.new("RGB", (0, 0))._new(core)
@@ -45,6 +45,7 @@ class PixelMemory:
         if image is None or image.mode != "RGB" or image.size != (width, height) or image.readonly:
             self.buffer = None
             image = Image.new("RGB", (width, height))
+        image.paste((0, 0, 0), (0, 0, width, height))  # opaque black: Pillow's fill sets the pad bytes too
         self.image = image
 
     def rgbx(self, x: int, y: int, w: int, h: int) -> bytes:
