@@ -16,7 +16,9 @@
 # bounded too: a DESKTOP_SIZE past MAX_FRAMEBUFFER_SIDE is refused before
 # the image is allocated.
 # The screen itself is a Pillow RGB image: pasting, screenshots and pixel
-# probes in tests all come for free.
+# probes in tests all come for free. Its pixels live in a bytearray of ours
+# (client/fb_memory.py), so the viewer reads a changed rectangle's rows
+# without a crop or a pack.
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ import zlib
 import lz4.block
 from PIL import Image
 
+from client import glyph_paint
+from client.fb_memory import PixelMemory
 from media import glyphs, palette
 from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
 from media.region import LZ4_SIZE_PREFIX as _LZ4_SIZE
@@ -79,7 +83,8 @@ class Framebuffer:
 
     def __init__(self, width: int, height: int, glyph_cache: glyphs.GlyphCache | None = None) -> None:
         _check_size(width, height)
-        self._image = Image.new("RGB", (width, height))
+        self._memory = PixelMemory(width, height)
+        self._image = self._memory.image
         self.video = VideoDecoders()
         # The display channel's glyph cache (GLYPHS regions), shared with its other framebuffers.
         self.glyph_cache = glyphs.GlyphCache() if glyph_cache is None else glyph_cache
@@ -102,9 +107,9 @@ class Framebuffer:
         """Change the size, keeping the overlapping top-left content (the
         rest is black until the server repaints it)."""
         _check_size(width, height)
-        new = Image.new("RGB", (width, height))
-        new.paste(self._image, (0, 0))
-        self._image = new
+        memory = PixelMemory(width, height)
+        memory.image.paste(self._image, (0, 0))
+        self._memory, self._image = memory, memory.image
         self._video_areas.clear()
 
     def apply(self, region: Region) -> None:
@@ -145,7 +150,10 @@ class Framebuffer:
             except palette.PaletteError as exc:
                 raise RegionError(str(exc)) from None
         elif encoding is Encoding.GLYPHS:
-            tile = glyphs.render(store_glyphs(data, w, h, self.glyph_cache), w, h)
+            cells = store_glyphs(data, w, h, self.glyph_cache)
+            if glyph_paint.paint(cells, self._memory, x, y, w, h):  # numpy, once the viewer loaded it
+                return
+            tile = glyphs.render(cells, w, h)
         else:
             tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])
         self._image.paste(tile, (x, y))
@@ -225,13 +233,13 @@ class Framebuffer:
         """A copy of the w x h rectangle at (x, y), clipped to the framebuffer."""
         return self._image.crop((x, y, min(x + w, self.width), min(y + h, self.height)))
 
-    def rgb(self, x: int, y: int, w: int, h: int) -> tuple[int, int, bytes]:
-        """(width, height, packed RGB bytes) of the w x h rectangle at (x, y),
-        clipped to the framebuffer; the whole screen without a crop's copy."""
-        if (x, y) == (0, 0) and w >= self.width and h >= self.height:
-            return self.width, self.height, self._image.tobytes()
-        tile = self.crop(x, y, w, h)
-        return tile.width, tile.height, tile.tobytes()
+    def rgbx(self, x: int, y: int, w: int, h: int) -> tuple[int, int, bytes]:
+        """(width, height, R G B pad bytes, 4 a pixel) of the w x h rectangle
+        at (x, y), clipped to the framebuffer: its rows read straight from
+        the pixels' memory (Qt's Format_RGBX8888)."""
+        x, y = min(max(x, 0), self.width), min(max(y, 0), self.height)
+        w, h = max(0, min(w, self.width - x)), max(0, min(h, self.height - y))
+        return w, h, self._memory.rgbx(x, y, w, h) if w and h else b""
 
     def save_png(self, path: str | os.PathLike[str]) -> None:
         """Write the current screen to path as PNG."""

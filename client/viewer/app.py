@@ -15,11 +15,16 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
+from client import glyph_paint
 from client.viewer.damage import TRACE_ENV, LatencyTrace, Patch, Snapshot
 from client.viewer.early import EarlyEvents
 from client.viewer.launcher import Launcher
 from client.viewer.link import ViewerLink
 from client.viewer.window import SessionWindow
+
+# Milliseconds after the first painted frame before numpy is loaded (client/glyph_paint.py): its
+# import takes the interpreter lock for 0.1 s or more, which must not delay the app's first text.
+NUMPY_PRELOAD_DELAY_MS = 2000
 
 
 class Bridge(QObject):
@@ -68,6 +73,7 @@ class ViewerUi:
         self.launcher: Launcher | None = None
         self.had_windows = False
         self.exit_code = 0
+        self._numpy_armed = False
         self.bridge.windows.connect(self.on_windows)
         self.bridge.pixels.connect(self.on_pixels)
         self.bridge.status_line.connect(self.on_status)
@@ -137,6 +143,9 @@ class ViewerUi:
             window = self.windows.get(window_id)
             if window is not None:
                 window.apply_patches(patches)
+        if not self._numpy_armed:  # after the first frames: numpy draws GLYPHS regions from then on
+            self._numpy_armed = True
+            QTimer.singleShot(NUMPY_PRELOAD_DELAY_MS, glyph_paint.preload)
 
     def on_status(self, text: str, stale: bool) -> None:
         """Tell the user; shade or unshade the windows."""

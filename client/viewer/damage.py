@@ -1,5 +1,6 @@
 # What the GUI thread gets from the reactor thread: plain, immutable records
-# (a window's state, a rectangle of pixels as RGB bytes). The client library
+# (a window's state, a rectangle of pixels as RGBX bytes: Qt's Format_RGBX8888,
+# read straight from the framebuffer's memory). The client library
 # decodes regions on the reactor thread; at each FRAME_END the collector here
 # crops the rectangles the frame changed out of the window's framebuffer and
 # queues them for the GUI, which only copies them into its QImage and repaints
@@ -70,7 +71,8 @@ class LatencyTrace:
 
 @dataclass(frozen=True)
 class Patch:
-    """RGB pixels of a rectangle of a window whose buffer is fb_width x fb_height."""
+    """Pixels of a rectangle of a window whose buffer is fb_width x fb_height:
+    R, G, B, pad (255) bytes, row after row (Qt's Format_RGBX8888)."""
 
     window: int
     fb_width: int
@@ -79,7 +81,7 @@ class Patch:
     y: int
     w: int
     h: int
-    rgb: bytes
+    rgbx: bytes
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,8 @@ class DamageCollector:
     @staticmethod
     def _patch(window: int, fb: Framebuffer, rect: tuple[int, int, int, int]) -> Patch:
         x, y, w, h = rect
-        width, height, rgb = fb.rgb(x, y, w, h)
-        return Patch(window, fb.width, fb.height, x, y, width, height, rgb)
+        width, height, rgbx = fb.rgbx(x, y, w, h)
+        return Patch(window, fb.width, fb.height, x, y, width, height, rgbx)
 
     def take(self) -> list[Patch]:
         """Every waiting patch, oldest first (GUI thread)."""

@@ -1,6 +1,6 @@
 # One session window as one local top-level window. It keeps a QImage of the
-# window's pixels at the session's size and paints only what changed
-# (update(rect) per patch); painting maps session pixels 1:1 to logical
+# window's pixels at the session's size (client/viewer/canvas.py) and paints
+# only what changed (one repaint per frame, from the patches' own bytes); painting maps session pixels 1:1 to logical
 # pixels, so with an integer QT_SCALE_FACTOR each session pixel becomes an
 # exact N x N block (nearest-neighbour, no blur); docs/viewer.md says why.
 #
@@ -31,12 +31,12 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPixmap,
-    QRegion,
     QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from client.viewer.canvas import UNDRAWN, Canvas
 from client.viewer.damage import DESKTOP, LatencyTrace, Patch, WindowState
 from client.viewer.keymap import KeyTranslator
 
@@ -47,9 +47,8 @@ BUTTONS = {Qt.MouseButton.LeftButton: 1, Qt.MouseButton.MiddleButton: 2, Qt.Mous
 WHEEL_NOTCH = 120
 # Milliseconds local geometry changes are gathered before one request goes out.
 GEOMETRY_SETTLE_MS = 40
-# Shade over a stale window (connection lost), and the colour of not-yet-drawn pixels.
+# Shade over a stale window (connection lost).
 STALE_SHADE = QColor(0, 0, 0, 110)
-UNDRAWN = QColor(48, 48, 48)
 # Seconds the session's window state is not applied locally after the local one changed, unless
 # the session answers with the state asked for first (older messages must not undo the change).
 STATE_ANSWER_SECONDS = 2.0
@@ -94,8 +93,8 @@ class SessionWindow(QWidget):
         self._close_asked = False  # the user closed it and the app has not answered yet
         self._pending_state: tuple[str, float] | None = None  # a state we asked for, until answered
         self.not_responding: QMessageBox | None = None
-        self.image = QImage(max(1, state.width), max(1, state.height), QImage.Format.Format_RGB888)
-        self.image.fill(UNDRAWN)
+        self.canvas = Canvas(state.width, state.height)
+        self._direct: list[Patch] = []  # the patches of the repaint under way (apply_patches)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
         self.setMouseTracking(True)
@@ -163,37 +162,21 @@ class SessionWindow(QWidget):
             self._applying = False
 
     def apply_patches(self, patches: list[Patch]) -> None:
-        """Copy PATCHES into the image and paint the rectangles they changed now
-        (repaint, not update: no wait for another turn of the event loop)."""
-        changed = QRegion()
-        for patch in patches:
-            if (patch.fb_width, patch.fb_height) != (self.image.width(), self.image.height()):
-                grown = QImage(patch.fb_width, patch.fb_height, QImage.Format.Format_RGB888)
-                grown.fill(UNDRAWN)
-                with QPainter(grown) as painter:
-                    painter.drawImage(0, 0, self.image)
-                self.image = grown
-                changed = QRegion(self.rect())
-            self._copy(patch)
-            changed += QRect(patch.x, patch.y, patch.w, patch.h)
+        """Take PATCHES and paint the rectangles they changed now (repaint, not
+        update: no wait for another turn of the event loop), from the patches'
+        own bytes when they cover what Qt asks for (client/viewer/canvas.py)."""
+        changed, self._direct = self.canvas.take(patches)
         self.link.trace.mark("copied")
-        if self.isVisible() and not self.isMinimized():
-            self.repaint(changed)
+        try:
+            if self.isVisible() and not self.isMinimized():
+                self.repaint(changed)
+        finally:
+            self._direct = []
 
-    def _copy(self, patch: Patch) -> None:
-        # Whole rows (a scroll's patch, widened by the collector) are one slice into the image's own
-        # memory; a narrower patch is drawn from a QImage over its bytes (Qt copies the rows, same
-        # format: no conversion, no Python loop over rows).
-        stride, row = self.image.bytesPerLine(), patch.w * 3
-        if patch.x + patch.w > self.image.width() or patch.y + patch.h > self.image.height():
-            return  # the collector crops to the buffer it announced; never write past the image
-        if row == stride:
-            offset = patch.y * stride
-            self.image.bits()[offset : offset + patch.h * row] = patch.rgb
-            return
-        tile = QImage(patch.rgb, patch.w, patch.h, row, QImage.Format.Format_RGB888)
-        with QPainter(self.image) as painter:  # opaque RGB888 over RGB888: a copy (faster than Source mode)
-            painter.drawImage(patch.x, patch.y, tile)
+    @property
+    def image(self) -> QImage:
+        """The window's session pixels (every patch taken so far)."""
+        return self.canvas.image
 
     def set_stale(self, stale: bool) -> None:
         """Shade the window while the connection is lost."""
@@ -207,9 +190,11 @@ class SessionWindow(QWidget):
         with QPainter(self) as painter:
             if self.devicePixelRatioF() % 1:  # a fractional scale: smooth rather than uneven pixels
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            if not self.image.rect().contains(rect):  # only where the session's pixels do not reach
-                painter.fillRect(rect, UNDRAWN)
-            painter.drawImage(QRectF(rect), self.image, QRectF(rect))
+            if not self.canvas.paint_direct(painter, event.region(), self._direct):
+                image = self.canvas.image
+                if not image.rect().contains(rect):  # only where the session's pixels do not reach
+                    painter.fillRect(rect, UNDRAWN)
+                painter.drawImage(QRectF(rect), image, QRectF(rect))
             if self.stale:
                 painter.fillRect(rect, STALE_SHADE)
         self.link.trace.mark("painted")

@@ -117,9 +117,9 @@ def test_region_raw_size_bound_is_crossed_exactly() -> None:
 
 def test_desktop_size_is_capped_before_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
     allocated: list[tuple[int, int]] = []
-    real_new = Image.new
-    monkeypatch.setattr(framebuffer_module.Image, "new",
-                        lambda mode, size, *a: allocated.append(size) or real_new(mode, size, *a))  # fmt: skip
+    real_memory = framebuffer_module.PixelMemory  # where the framebuffer's pixels are allocated
+    monkeypatch.setattr(framebuffer_module, "PixelMemory",
+                        lambda w, h: allocated.append((w, h)) or real_memory(w, h))  # fmt: skip
     Framebuffer(MAX_FRAMEBUFFER_SIDE, 1)
     fb = Framebuffer(1, MAX_FRAMEBUFFER_SIDE)
     for width, height in ((MAX_FRAMEBUFFER_SIDE + 1, 1), (1, MAX_FRAMEBUFFER_SIDE + 1), (0x7FFF, 0x7FFF)):

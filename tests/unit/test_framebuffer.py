@@ -196,9 +196,11 @@ def test_fuzz_mutated_valid_payloads(encoding: Encoding, position: int, value: i
     assert fb.image().size == (8, 8)
 
 
-def test_rgb_gives_a_rectangle_or_the_whole_screen_as_packed_rgb() -> None:
+def test_rgbx_gives_a_rectangle_or_the_whole_screen_as_rgbx_rows() -> None:
     fb = Framebuffer(6, 4)
     fb.apply(Region(x=1, y=1, w=2, h=2, encoding=Encoding.FILL, data=bytes((10, 20, 30))))
-    assert fb.rgb(0, 0, 6, 4) == (6, 4, fb.image().tobytes())
-    assert fb.rgb(1, 1, 2, 1) == (2, 1, bytes((10, 20, 30)) * 2)
-    assert fb.rgb(5, 3, 4, 4) == (1, 1, bytes(3))  # clipped to the framebuffer
+    assert fb.rgbx(0, 0, 6, 4) == (6, 4, fb.image().tobytes("raw", "RGBX"))
+    assert fb.rgbx(1, 1, 2, 1) == (2, 1, bytes((10, 20, 30, 255)) * 2)
+    black, colour = bytes((0, 0, 0, 255)), bytes((10, 20, 30, 255))
+    assert fb.rgbx(0, 1, 6, 1) == (6, 1, black + colour * 2 + black * 3)
+    assert fb.rgbx(5, 3, 4, 4) == (1, 1, bytes((0, 0, 0, 255)))  # clipped to the framebuffer

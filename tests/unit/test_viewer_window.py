@@ -78,7 +78,7 @@ def pixel(window: Any, x: int, y: int) -> tuple[int, int, int]:
 def test_patches_are_painted_before_apply_patches_returns(qt: Any) -> None:
     window, link = make(qt)
     link.trace.marks.clear()
-    window.apply_patches([Patch(7, 64, 48, 2, 1, 4, 3, bytes((250, 10, 20)) * 12)])
+    window.apply_patches([Patch(7, 64, 48, 2, 1, 4, 3, bytes((250, 10, 20, 255)) * 12)])
     assert [name for name, _ in link.trace.marks] == ["copied", "paint", "painted"]
     assert window.image.pixelColor(5, 3).getRgb()[:3] == (250, 10, 20)
     assert window.image.pixelColor(6, 3).getRgb()[:3] == (48, 48, 48)  # outside the patch: not drawn yet
@@ -87,16 +87,16 @@ def test_patches_are_painted_before_apply_patches_returns(qt: Any) -> None:
 
 def test_a_patch_past_the_image_is_not_written(qt: Any) -> None:
     window, _link = make(qt)
-    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((9, 9, 9)) * 64 * 48)])
-    window._copy(Patch(7, 64, 48, 62, 46, 4, 4, bytes((200, 0, 0)) * 16))  # 2 px too wide and too tall
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((9, 9, 9, 255)) * 64 * 48)])
+    window.apply_patches([Patch(7, 64, 48, 62, 46, 4, 4, bytes((200, 0, 0, 255)) * 16)])  # 2 px too wide, too tall
     assert window.image.pixelColor(63, 47).getRgb()[:3] == (9, 9, 9)
 
 
-@pytest.mark.parametrize("width", [64, 41])  # rows of 192 bytes, and of 123 bytes padded to 124
+@pytest.mark.parametrize("width", [64, 41])  # RGBX rows: 4-byte pixels, never padded
 def test_whole_row_and_narrow_patches_land_where_they_belong(qt: Any, width: int) -> None:
     window, _link = make(qt, width=width)
-    window.apply_patches([Patch(7, width, 48, 0, 10, width, 3, bytes((1, 2, 3)) * width * 3),
-                          Patch(7, width, 48, 5, 20, 4, 2, bytes((4, 5, 6)) * 8)])  # fmt: skip
+    window.apply_patches([Patch(7, width, 48, 0, 10, width, 3, bytes((1, 2, 3, 255)) * width * 3),
+                          Patch(7, width, 48, 5, 20, 4, 2, bytes((4, 5, 6, 255)) * 8)])  # fmt: skip
     image = window.image
     assert image.pixelColor(0, 10).getRgb()[:3] == image.pixelColor(width - 1, 12).getRgb()[:3] == (1, 2, 3)
     assert image.pixelColor(0, 9).getRgb()[:3] == image.pixelColor(width - 1, 13).getRgb()[:3] == (48, 48, 48)
@@ -105,9 +105,43 @@ def test_whole_row_and_narrow_patches_land_where_they_belong(qt: Any, width: int
     assert image.pixelColor(5, 22).getRgb()[:3] == (48, 48, 48)
 
 
+def test_a_scroll_paints_from_the_patches_and_copies_only_when_the_image_is_needed(qt: Any) -> None:
+    window, _link = make(qt)
+    for shade in range(1, 6):  # five frames over the same rows: each replaces the last one not yet copied
+        window.apply_patches([Patch(7, 64, 48, 0, 8, 64, 30, bytes((shade, 2 * shade, 3 * shade, 255)) * 64 * 30)])
+    assert len(window.canvas._unmerged) == 1  # each repaint was drawn from its patch: no copy, no image paint
+    window.apply_patches([Patch(7, 64, 48, 5, 1, 2, 2, bytes((7, 7, 7, 255)) * 4)])
+    assert len(window.canvas._unmerged) == 2  # does not cover the scroll's rows: both kept
+    window.update()  # an expose: painted from the image, every patch copied in first
+    settle(qt)
+    assert not window.canvas._unmerged
+    assert pixel(window, 10, 20) == (5, 10, 15) and pixel(window, 5, 1) == (7, 7, 7)
+    assert pixel(window, 10, 40) == (48, 48, 48)  # never drawn
+    assert window.image.pixelColor(63, 37).getRgb()[:3] == (5, 10, 15)
+
+
+def test_patches_not_yet_copied_are_bounded_by_one_image(qt: Any) -> None:
+    window, _link = make(qt)
+    window.hide()  # nothing is painted, so nothing asks for the image
+    for x in range(40):
+        window.apply_patches([Patch(7, 64, 48, x, 0, 1, 48, bytes((x, 0, 0, 255)) * 48)])
+    assert sum(len(p.rgbx) for p in window.canvas._unmerged) <= window.canvas._image.sizeInBytes()
+    assert window.image.pixelColor(39, 47).getRgb()[:3] == (39, 0, 0)
+    assert window.image.pixelColor(0, 0).getRgb()[:3] == (0, 0, 0)
+
+
+def test_pad_bytes_do_not_change_what_is_painted(qt: Any) -> None:
+    # RGBX8888 is opaque whatever the fourth byte holds: a pad of 0 paints the same colour.
+    window, _link = make(qt)
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((30, 60, 90, 0)) * 64 * 48)])
+    assert pixel(window, 10, 10) == (30, 60, 90)
+    window.apply_patches([Patch(7, 64, 48, 3, 3, 4, 4, bytes((90, 60, 30, 7)) * 16)])
+    assert pixel(window, 4, 4) == (90, 60, 30) and pixel(window, 10, 10) == (30, 60, 90)
+
+
 def test_stale_shade_darkens_the_window_until_it_is_current_again(qt: Any) -> None:
     window, _link = make(qt)
-    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((255, 255, 255)) * 64 * 48)])
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((255, 255, 255, 255)) * 64 * 48)])
     assert pixel(window, 10, 10) == (255, 255, 255)
     window.set_stale(True)
     shaded = pixel(window, 10, 10)
