@@ -114,7 +114,10 @@ class SharedFramebuffer:
             return 0
         freed = 0
         row_used = min(width, self.stride // FRAMEBUFFER_BYTES_PER_PIXEL) * FRAMEBUFFER_BYTES_PER_PIXEL
-        if self.stride - row_used >= 2 * PAGE_SIZE:  # else no whole page lies right of a row
+        # Right of each row, whatever whole pages lie between its last shown
+        # pixel and the next row: with a 3840-pixel maximum shown at 1920, one
+        # page of most rows (~3.7 MiB at 1080 rows; docs/admin.md).
+        if self.stride - row_used >= PAGE_SIZE:  # else no whole page lies right of a row
             for y in range(min(height, self.max_height)):
                 row = self.offset + y * self.stride
                 freed += self._punch(row + row_used, row + self.stride)

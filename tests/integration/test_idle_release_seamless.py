@@ -71,7 +71,8 @@ def test_an_idle_seamless_session_releases_its_window_captures_and_stays_exact(
     shot, go = str(tmp_path / "client.png"), str(tmp_path / "go")
     argv = [os.path.join(VENV_BIN, "python"), DRIVER, "--server", f"{server.host}:{server.port}",
             "--user", user.name, "--password-file", user.password_file, "--known-hosts",
-            str(tmp_path / "known_hosts"), "--text", "ok", "--save-screen", shot, "--seamless", "--wait-for", go]  # fmt: skip
+            str(tmp_path / "known_hosts"), "--text", "ok", "--save-screen", shot, "--seamless",
+            "--wait-for", go]  # fmt: skip
     client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert client.stdout is not None
