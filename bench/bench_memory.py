@@ -306,8 +306,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=1, help="idle sessions at once per sessiond (one user "
                         "each); per-session figures are their mean")  # fmt: skip
     parser.add_argument("--settle", type=float, default=SETTLE_SECONDS, help="seconds each session idles "
-                        f"before it is measured (default {SETTLE_SECONDS:.0f}; longer than the agent's "
-                        "IDLE_RELEASE_SECONDS to see what an idle desktop session gives back)")  # fmt: skip
+                        f"before it is measured (default {SETTLE_SECONDS:.0f}; longer than [session] "
+                        "idle_release_seconds (default 15) to see what an idle session gives back)")  # fmt: skip
     parser.add_argument("--detail", type=int, default=0, metavar="N", help="also print, per process of the "
                         "last round's session, its N largest mapped objects by PSS (/proc/PID/smaps)")  # fmt: skip
     return parser.parse_args(argv)

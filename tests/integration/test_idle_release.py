@@ -41,12 +41,17 @@ RELEASE_GRACE_SECONDS = 45.0
 HISTORY_SHARE_RELEASED = 0.75
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_sessiond(str(tmp_path_factory.mktemp("idle")),
-                         session=f"mode = desktop\nidle_release_seconds = {IDLE_SECONDS}\n")  # fmt: skip
+def idle_server(tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[Server]:
+    """sessiond in MODE with [session] idle_release_seconds = IDLE_SECONDS, stopped after the module."""
+    srv = start_sessiond(str(tmp_path_factory.mktemp(f"idle-{mode}")),
+                         session=f"mode = {mode}\nidle_release_seconds = {IDLE_SECONDS}\n")  # fmt: skip
     yield srv
     stop_sessiond(srv)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from idle_server(tmp_path_factory, "desktop")
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +75,26 @@ def agent_logs(server: Server) -> str:
     return text
 
 
-def capture_rss_kib(pid: int) -> int:
-    """Resident KiB of the agent's screen-sized MIT-SHM capture segment (-1: none)."""
-    with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as handle:
-        lines = handle.read().splitlines()
+def sysv_rss_kib(pid: int, size_kib: int) -> int:
+    """Resident KiB of the process's MIT-SHM (SysV) segment of SIZE_KIB (-1: none, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return -1
     resident = -1
     for index, line in enumerate(lines):
         if "/SYSV" in line:
             fields = {item.split(":")[0]: int(item.split()[1]) for item in lines[index + 1 : index + 6]
                       if item.split(":")[0] in ("Size", "Rss")}  # fmt: skip
-            if SCREEN_KIB <= fields["Size"] <= SCREEN_KIB + 8:
+            if size_kib <= fields["Size"] <= size_kib + 8:
                 resident = max(resident, fields["Rss"])
     return resident
+
+
+def capture_rss_kib(pid: int) -> int:
+    """Resident KiB of the agent's screen-sized MIT-SHM capture segment (-1: none)."""
+    return sysv_rss_kib(pid, SCREEN_KIB)
 
 
 def anonymous_kib(pid: int) -> int:

@@ -22,14 +22,13 @@ from typing import Any
 import pytest
 
 from sessiond.agent.xshm import MAX_CAPTURE_PIXELS
-from svtest import VENV_BIN, Server, start_sessiond, stop_sessiond
+from svtest import VENV_BIN, Server
 from test_end_to_end import assert_png_is_the_session
-from test_idle_release import RELEASE_GRACE_SECONDS, _agent, agent_logs
+from test_idle_release import IDLE_SECONDS, RELEASE_GRACE_SECONDS, _agent, agent_logs, idle_server, sysv_rss_kib
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keystroke_client.py")
-IDLE_SECONDS = 2
 # The window capture segment: one column of MAX_CAPTURE_PIXELS pixels (xshm.ShmRegionCapture).
 SEGMENT_KIB = MAX_CAPTURE_PIXELS * 4 // 1024
 # An xterm's first capture (the whole window, ~480x320) makes this much of it resident at least.
@@ -42,26 +41,7 @@ POLL_SECONDS = 0.05
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_sessiond(str(tmp_path_factory.mktemp("idle-seamless")),
-                         session=f"mode = seamless\nidle_release_seconds = {IDLE_SECONDS}\n")  # fmt: skip
-    yield srv
-    stop_sessiond(srv)
-
-
-def window_capture_rss_kib(pid: int) -> int:
-    """Resident KiB of the agent's window capture segment (-1: none, or the agent is gone)."""
-    try:
-        with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return -1
-    for index, line in enumerate(lines):
-        if "/SYSV" in line:
-            fields = {item.split(":")[0]: int(item.split()[1]) for item in lines[index + 1 : index + 6]
-                      if item.split(":")[0] in ("Size", "Rss")}  # fmt: skip
-            if SEGMENT_KIB <= fields["Size"] <= SEGMENT_KIB + 8:
-                return fields["Rss"]
-    return -1
+    yield from idle_server(tmp_path_factory, "seamless")
 
 
 def test_an_idle_seamless_session_releases_its_window_captures_and_stays_exact(
@@ -82,7 +62,7 @@ def test_an_idle_seamless_session_releases_its_window_captures_and_stays_exact(
         deadline = time.monotonic() + IDLE_SECONDS + RELEASE_GRACE_SECONDS
         most, now = -1, -1
         while time.monotonic() < deadline:
-            now = window_capture_rss_kib(agent)
+            now = sysv_rss_kib(agent, SEGMENT_KIB)
             most = max(most, now)
             if most >= SHOWN_MIN_KIB and 0 <= now < RELEASED_LIMIT_KIB:
                 break
