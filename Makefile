@@ -76,6 +76,12 @@ install: deps-debian venv xpra
 	install -d $(VENV)/libexec
 	cc -O2 -Wall -Wextra -Werror -o $(VENV)/libexec/sessiond-wait isolation/wait.c || \
 		echo "warning: isolation/wait.c did not build; sandboxes wait in Python (isolation/init.py)"
+	# The zygote's -OO bytecode (isolation/launcher.py AGENT_PYCACHE): stdlib and venv, ~15 s.
+	rm -rf $(VENV)/agent-pycache
+	$(PY) -OO -X pycache_prefix=$(VENV)/agent-pycache -m compileall -q -j 0 \
+		-x '/(test|tests|idlelib|tkinter|lib2to3|ensurepip|turtledemo|PySide6|shiboken6)/' \
+		$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("stdlib"))') \
+		$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
 	chmod -R a+rX $(PREFIX)
 	install -d $(BINDIR)
 	ln -sf $(VENV)/bin/sessiond $(BINDIR)/sessiond

@@ -42,6 +42,7 @@ from typing import Any
 
 from twisted.internet import task
 
+import smaps_detail
 import spine_server
 from client.known_hosts import KnownHosts
 from protocol.messages import ChannelKind
@@ -139,6 +140,7 @@ class Measurement:
     sessions: list[dict[str, list[int]]] = field(default_factory=list)
     warm_slots: list[int] = field(default_factory=list)
     app: str = ""  # the launched app's processes are listed but not per-session memory
+    objects: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # --detail: label -> smaps_detail
 
     @property
     def session(self) -> dict[str, int]:
@@ -159,16 +161,18 @@ class Measurement:
                    if not self.app or label.split("/")[0] != self.app)  # fmt: skip
 
 
-def _add(into: dict[str, list[int]], label: str, pid: int) -> None:
-    values = [rollup_bytes(pid, name) for name in FIELDS]
-    into[label] = [a + b for a, b in zip(into.get(label, [0] * len(FIELDS)), values, strict=True)]
-
-
-def measure(daemon_pid: int, name: str) -> Measurement:
-    """Label and measure sessiond's process tree."""
+def measure(daemon_pid: int, name: str, detail: bool = False) -> Measurement:
+    """Label and measure sessiond's process tree (DETAIL: also each label's mappings)."""
     tree = _children()
     result = Measurement(name, daemon=pss_bytes(daemon_pid),
                          daemon_private=rollup_bytes(daemon_pid, "Private_Clean:", "Private_Dirty:"))  # fmt: skip
+
+    def _add(into: dict[str, list[int]], label: str, pid: int) -> None:
+        values = [rollup_bytes(pid, name) for name in FIELDS]
+        into[label] = [a + b for a, b in zip(into.get(label, [0] * len(FIELDS)), values, strict=True)]
+        if detail and not result.sessions:  # the first session's mappings
+            smaps_detail.merge(result.objects.setdefault(label, {}), smaps_detail.pss_by_object(pid))
+
     for child in tree.get(daemon_pid, []):
         cmdline = _cmdline(child)
         if not any(mark in cmdline for mark in ("isolation.enter", "isolation/init.py", "sessiond-wait")):
@@ -214,7 +218,7 @@ async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, use
 async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
                          settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN,
                          sessions: int = 1, tag: str = "", app: str = "",
-                         settle: float = SETTLE_SECONDS) -> Measurement:  # fmt: skip
+                         settle: float = SETTLE_SECONDS, detail: bool = False) -> Measurement:  # fmt: skip
     """Start sessiond (of the installation at VENV_BIN) with SETTINGS, attach SESSIONS idle clients
     (one user each), let them idle SETTLE seconds, measure, stop."""
     server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps")],
@@ -225,7 +229,7 @@ async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: Known
             clients.append(await attach_idle_client(reactor, server, users, known,
                                                     f"{USER_PREFIX}{name[:4]}{tag}{index}", app))  # fmt: skip
         await task.deferLater(reactor, settle, lambda: None)
-        result = measure(server.pid, name)
+        result = measure(server.pid, name, detail)
         result.app = app
         return result
     except Exception:
@@ -302,8 +306,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=1, help="idle sessions at once per sessiond (one user "
                         "each); per-session figures are their mean")  # fmt: skip
     parser.add_argument("--settle", type=float, default=SETTLE_SECONDS, help="seconds each session idles "
-                        f"before it is measured (default {SETTLE_SECONDS:.0f}; longer than the agent's "
-                        "IDLE_RELEASE_SECONDS to see what an idle desktop session gives back)")  # fmt: skip
+                        f"before it is measured (default {SETTLE_SECONDS:.0f}; longer than [session] "
+                        "idle_release_seconds (default 15) to see what an idle session gives back)")  # fmt: skip
+    parser.add_argument("--detail", type=int, default=0, metavar="N", help="also print, per process of the "
+                        "last round's session, its N largest mapped objects by PSS (/proc/PID/smaps)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -323,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             for slot, (name, settings, venv) in enumerate(configs):
                 rounds[slot].append(await measure_config(reactor, tmp, users, known, name, settings, venv,
-                                                         args.sessions, f"{index}", args.app, args.settle))  # fmt: skip
+                                                         args.sessions, f"{index}", args.app, args.settle,
+                                                         args.detail > 0))  # fmt: skip
         results = [median_of(each) for each in rounds]
         print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]} {args.mode}, {args.sessions} session(s) idle "
               f"{args.settle:.0f} s with a client attached each; medians of {args.rounds} round(s); "
@@ -331,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline settings: {args.baseline or '(defaults)'}; ours: {args.ours or '(defaults)'}")
         print(f"baseline installation: {os.path.dirname(base_bin)}; ours: {os.path.dirname(spine_server.VENV_BIN)}")
         print(report(*results))
+        for slot, (name, _settings, _venv) in enumerate(configs):
+            if args.detail and rounds[slot][-1].objects:
+                print(f"largest mappings, {name} (last round; PSS MiB):")
+                for label, objects in rounds[slot][-1].objects.items():
+                    print("\n".join(smaps_detail.top_lines(label, objects, args.detail)))
 
     return run_bench("bench_memory", "svmem-", work)
 

@@ -35,6 +35,15 @@ SESSION_BASE_MODE = 0o755
 SESSION_DIR_MODE = 0o700
 
 
+# The zygote imports the agent's code without docstrings (-OO: ~0.9 MiB less
+# per session; nothing in the agent reads a docstring) from .opt-2.pyc files
+# that `make install` compiles into this directory of the venv, root-owned
+# like the code itself. Given as -X pycache_prefix, which the agent's apps do
+# not inherit (PYTHONPYCACHEPREFIX would be). Where the directory is missing
+# (an interpreter outside an installation), the zygote runs as before.
+AGENT_PYCACHE = "agent-pycache"
+
+
 class LauncherError(Exception):
     """The host-side layout for a session cannot be created safely."""
 
@@ -44,7 +53,14 @@ def enter_argv(python: str, zygote: bool = False) -> list[str]:
     (ZYGOTE: with the agent preloaded, see isolation.zygote)."""
     if not os.path.isabs(python):
         raise ValueError(f"python interpreter {python!r} must be an absolute path")
-    return [python, "-m", "isolation.enter", *((ZYGOTE_FLAG,) if zygote else ())]
+    cache = agent_pycache(python)
+    optimized = ["-OO", "-X", f"pycache_prefix={cache}"] if zygote and os.path.isdir(cache) else []
+    return [python, *optimized, "-m", "isolation.enter", *((ZYGOTE_FLAG,) if zygote else ())]
+
+
+def agent_pycache(python: str) -> str:
+    """The venv's AGENT_PYCACHE for the interpreter PYTHON (<venv>/bin/python)."""
+    return os.path.join(os.path.dirname(os.path.dirname(python)), AGENT_PYCACHE)
 
 
 def package_root() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, TypeVar
 
 from apps.entitlements import parse_default, parse_rules
 from isolation.limits import parse_cpu, parse_cpu_weight, parse_memory, parse_overrides, parse_pids
@@ -32,6 +32,7 @@ from sessiond.config_sections import (
     SessionSection,
     UsbSection,
 )
+from sessiond.agent.settings import IDLE_RELEASE_MAX_SECONDS, IDLE_RELEASE_MIN_SECONDS
 from sessiond.display_config import parse_display, parse_display_overrides
 from sessiond.transfer_config import CLIPBOARD_KEYS, FILES_KEYS, home_dir_name, overrides_of, parse_types
 from sessiond.usb_rules import parse_principal_rules as _usb_principals
@@ -41,30 +42,29 @@ DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
 # Warm sandboxes kept ready ([session] warm_pool): each idle one costs a few
 # MiB of root memory (docs/admin.md), so a typo cannot pin gigabytes.
 MAX_WARM_POOL = 64
+_Number = TypeVar("_Number", int, float)
 
 
 class ConfigError(Exception):
     """The configuration file is unreadable or contains an invalid entry."""
 
 
-def _int(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        number = int(value)
+def _ranged(kind: Callable[[str], _Number], lo: _Number, hi: _Number) -> Callable[[str], _Number]:
+    def parse(value: str) -> _Number:
+        number = kind(value)
         if not lo <= number <= hi:
             raise ValueError(f"must be between {lo} and {hi}")
         return number
 
     return parse
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    return _ranged(int, lo, hi)
 
 
 def _float(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        number = float(value)
-        if not lo <= number <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return number
-
-    return parse
+    return _ranged(float, lo, hi)
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -196,6 +196,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "xpra": (DEFAULT_INSTALL_PREFIX + "/xpra-venv/bin/xpra", str),
         "zygote": ("true", _bool),
         "warm_pool": ("0", _int(0, MAX_WARM_POOL)),
+        "idle_release_seconds": ("15", _float(IDLE_RELEASE_MIN_SECONDS, IDLE_RELEASE_MAX_SECONDS)),
     },
     "limits": {
         "users": ("", parse_overrides),

@@ -64,6 +64,7 @@ class SessionSection:
     xpra: str  # the xpra executable sessions run (its own venv under the prefix)
     zygote: bool  # the sandbox entry preloads the agent and runs it without exec (isolation.zygote)
     warm_pool: int  # sandboxes started ahead of logins (sessiond.warm_pool); 0 = none
+    idle_release_seconds: float  # an idle display gives back its rebuildable buffers (agent/idle_release.py)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ def agent_settings(config: Config, socket: str, width: int, height: int,
         clip_types=" ".join(sorted(clipboard.allowed_mimes)), files_to_client=files.to_client,
         files_from_client=files.from_client, files_max_bytes=files.max_file_bytes,
         files_downloads_dir=files.downloads_dir, files_outbox_dir=files.outbox_dir,
-        mode=config.session.mode, display=display, xpra=config.session.xpra if display == "xpra" else "",
+        mode=config.session.mode, idle_release_seconds=config.session.idle_release_seconds,
+        display=display, xpra=config.session.xpra if display == "xpra" else "",
     )  # fmt: skip
 
 

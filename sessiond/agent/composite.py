@@ -242,6 +242,11 @@ class WindowPixels:
         x, y, w, h = rect
         return self._shm.capture(state.pixmap, x, y, w, h)
 
+    def release_idle(self) -> None:
+        """Idle (idle_release.py): give the capture segment's pages back; the
+        next capture() writes every pixel it returns, so none are lost."""
+        self._shm.release()
+
     def _name_pixmap(self, window: int, state: _Window) -> bool:
         if state.pixmap:
             return True

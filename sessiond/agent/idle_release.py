@@ -4,8 +4,11 @@
 # Why: in desktop mode an idle session kept ~16 MiB of pixel buffers that
 # nobody reads until the screen changes again -- the whole-screen MIT-SHM
 # capture segment (shared with Xvfb: 8 MiB at 1080p) and the encoder's copy
-# of what the client holds, for scroll COPY (scroll.SurfaceHistory: 8 MiB).
-# After IDLE_RELEASE_SECONDS without a frame:
+# of what the client holds, for scroll COPY (scroll.SurfaceHistory: 8 MiB);
+# in seamless mode the windows' capture segment (composite.WindowPixels:
+# as large as the largest rectangle captured, ~0.6 MiB for an xterm) and the
+# windows' histories. After [session] idle_release_seconds (default
+# IDLE_RELEASE_SECONDS) without a frame:
 #  - the capture segments' pages are freed (madvise MADV_REMOVE, xshm.py);
 #    a capture writes every pixel it returns, so the next frame refills the
 #    pages it reads and nothing is lost;
@@ -15,8 +18,8 @@
 #    and the first keystroke after an idle spell unpacks one band;
 #  - malloc_trim(0) returns the freed heap (the span caches' rows) to the
 #    system: glibc keeps freed heap otherwise.
-# One check per IDLE_RELEASE_SECONDS while idle: a negligible wake-up, and
-# nothing at all runs per frame.
+# One check per idle period while idle: a negligible wake-up, and nothing at
+# all runs per frame.
 """IdleRelease: after an idle spell, release the display's rebuildable buffers."""
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from collections.abc import Callable
 from sessiond.agent.clibs import library_path
 from sessiond.agent.xshm import XShmError
 
-# Seconds without a frame before the buffers are released. Long enough that
+# Seconds without a frame before the buffers are released, by default (the
+# agent's settings carry [session] idle_release_seconds). Long enough that
 # a user reading or thinking between keystrokes rarely pays the (~1 ms per
 # touched band, a few ms for a whole-screen change) unpacking; short enough
 # that an idle session is small when the next session needs the memory.
@@ -88,9 +92,11 @@ class IdleRelease:
             self._timer = None
 
 
-def release_display(encoder_release: Callable[[], int], source: object, log: Callable[[str], None]) -> None:
+def release_display(encoder_release: Callable[[], int], source: object, log: Callable[[str], None],
+                    idle_seconds: float = IDLE_RELEASE_SECONDS) -> None:  # fmt: skip
     """The display's release: the source's capture buffers (if it has
-    release_idle, as DesktopSource), the encoder's histories, then the heap."""
+    release_idle, as DesktopSource and composite.WindowPixels), the encoder's
+    histories, then the heap; the log line names IDLE_SECONDS (the setting)."""
     started = time.perf_counter()
     source_release = getattr(source, "release_idle", None)
     if source_release is not None:
@@ -100,5 +106,5 @@ def release_display(encoder_release: Callable[[], int], source: object, log: Cal
             log(f"display idle: the capture buffers stay resident: {exc}")
     packed = encoder_release()
     malloc_trim()
-    log(f"display idle: buffers released ({packed // 1024} KiB of packed history kept, "
+    log(f"display idle {idle_seconds:g} s: buffers released ({packed // 1024} KiB of packed history kept, "
         f"{(time.perf_counter() - started) * 1000:.0f} ms)")

@@ -6,13 +6,17 @@
 # Why a mixin of its own: main.py holds what a session runs (Xvfb, capture,
 # input, apps, the X event loop) and its process entry; everything here exists
 # because sessiond talks to the agent over one link, on top of the same state.
+#
+# The link token is compared in constant time with the C function hmac uses
+# when OpenSSL is absent (_operator._compare_digest): importing hmac loads
+# OpenSSL's libcrypto (~0.5 MiB of relocated data per session) for one call.
 """LinkEvents: the Agent's link, channel dispatch and control messages."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
+from _operator import _compare_digest as compare_digest  # hmac's, without OpenSSL (header)
 from typing import TYPE_CHECKING, Callable
 
 from protocol.connection import ChannelClosed, ChannelOpened, MessageReceived, MessageRefused
@@ -182,7 +186,7 @@ class LinkEvents:
         if isinstance(message, Hello):
             link.conn.hello(capabilities=(), software=SOFTWARE)
         elif isinstance(message, Auth):
-            ok = message.method == "link" and hmac.compare_digest(message.token.encode(), self._token.encode())
+            ok = message.method == "link" and compare_digest(message.token.encode(), self._token.encode())
             if ok:
                 link.authenticated = True
                 self.link_authenticated(link)

@@ -97,8 +97,12 @@ class Agent(LinkEvents):
             self.display = DisplayPipeline(self.loop, args, self.desktop, lambda: self.link, self._drain_x)
         self.x.flush()
         display = self.display  # after an idle spell its rebuildable buffers go back (idle_release.py)
+        # The capture buffers: the desktop's, or the windows' (composite.WindowPixels).
+        buffers = self.seamless.source.pixels if self.seamless is not None else self.desktop
+        idle = args.idle_release_seconds
         self.idle = IdleRelease(self.loop, lambda: display.last_frame_at,
-                                lambda: release_display(display.encoder.release_idle, display.source, self.log))
+                                lambda: release_display(display.encoder.release_idle, buffers, self.log, idle),
+                                idle_seconds=idle)  # fmt: skip
         app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         app_env["DISPLAY"] = self.xserver.display
         self.audio = AudioService(self.loop, SoundServer(), self.log, max_kbps=args.audio_max_kbps,

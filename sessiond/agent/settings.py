@@ -27,6 +27,11 @@ SESSION_DISPLAYS: Final = ("native", "xpra")
 _MAX_CLIP_BYTES: Final = 64 * 1024 * 1024
 _MAX_FILE_BYTES: Final = 2**40
 _MAX_STR: Final = 255
+# [session] idle_release_seconds bounds: at least a second (below that a pause
+# between two keystrokes would drop the buffers the next one needs), at most a
+# day (longer is the same as never for a session that someone uses).
+IDLE_RELEASE_MIN_SECONDS: Final = 1.0
+IDLE_RELEASE_MAX_SECONDS: Final = 86400.0
 
 
 class SettingsError(ValueError):
@@ -94,6 +99,7 @@ class AgentSettings:
     audio_max_kbps: int = 0
     sound_server_on_demand: bool = True  # [audio] sound_server = on_demand (sessiond.agent.audio_server)
     mode: str = "seamless"  # [session] mode: "seamless" (the agent is the WM) or "desktop"
+    idle_release_seconds: float = 15.0  # [session] idle_release_seconds (agent/idle_release.py)
     # [clipboard] and [files] as sessiond resolved them for this user (sessiond
     # enforces them in the relay; the agent applies them again).
     clip_to_client: bool = True
@@ -149,6 +155,8 @@ class AgentSettings:
             audio_max_kbps=_int(data, "audio_max_kbps", 0, _MAX_KBPS),
             sound_server_on_demand=_bool(data, "sound_server_on_demand"),
             mode=_mode(data),
+            idle_release_seconds=_float(data, "idle_release_seconds", IDLE_RELEASE_MIN_SECONDS,
+                                        IDLE_RELEASE_MAX_SECONDS),  # fmt: skip
             clip_to_client=_bool(data, "clip_to_client"),
             clip_from_client=_bool(data, "clip_from_client"),
             clip_primary_to_client=_bool(data, "clip_primary_to_client"),

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO
 
@@ -59,6 +59,15 @@ PR_SET_PDEATHSIG = 1
 # shmctl(2) command that removes a segment once nobody has it attached.
 MADV_REMOVE = 9
 IPC_RMID = 0
+# glibc malloc tuning for Xvfb (its environment's GLIBC_TUNABLES): a fixed
+# mmap threshold instead of glibc's sliding one. By default the threshold
+# rises to the size of the largest mmap'd block freed, after which every
+# allocation below it (fonts, glyph caches, pixmaps) comes from the heap and
+# stays resident there once freed. Fixed at 1 MiB, blocks of 1 MiB and more
+# (large pixmaps) are mapped and unmapped on their own: Xvfb with an xterm
+# shown holds 0.6-1.2 MiB less (docs/admin.md). The cost: a pixmap of 1 MiB
+# or more allocated over and over takes fresh zero pages each time.
+XVFB_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=1048576"
 # Xvfb -shmem prints this on stderr before it is ready.
 SHMID_RE = re.compile(rb"screen 0 shmid (\d+)")
 # Where Linux lists SysV segments (we need the segment's size).
@@ -105,7 +114,10 @@ class SharedFramebuffer:
             return 0
         freed = 0
         row_used = min(width, self.stride // FRAMEBUFFER_BYTES_PER_PIXEL) * FRAMEBUFFER_BYTES_PER_PIXEL
-        if self.stride - row_used >= 2 * PAGE_SIZE:  # else no whole page lies right of a row
+        # Right of each row, whatever whole pages lie between its last shown
+        # pixel and the next row: with a 3840-pixel maximum shown at 1920, one
+        # page of most rows (~3.7 MiB at 1080 rows; docs/admin.md).
+        if self.stride - row_used >= PAGE_SIZE:  # else no whole page lies right of a row
             for y in range(min(height, self.max_height)):
                 row = self.offset + y * self.stride
                 freed += self._punch(row + row_used, row + self.stride)
@@ -233,6 +245,13 @@ def xvfb_argv(width: int, height: int, depth: int, displayfd: int, shared_frameb
     ]
 
 
+def xvfb_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Xvfb's environment: ENVIRON with XVFB_MALLOC_TUNABLES before any GLIBC_TUNABLES it has
+    (glibc applies them in order: an administrator's own setting wins)."""
+    tunables = ":".join(filter(None, (XVFB_MALLOC_TUNABLES, environ.get("GLIBC_TUNABLES", ""))))
+    return {**environ, "GLIBC_TUNABLES": tunables}
+
+
 def _stderr_tail(stderr: IO[bytes]) -> str:
     stderr.seek(0, os.SEEK_END)
     size = stderr.tell()
@@ -339,6 +358,7 @@ def _run_xvfb(argv: Callable[[int], list[str]], timeout: float) -> tuple[subproc
                 stderr=stderr,
                 pass_fds=(write_fd,),
                 close_fds=True,
+                env=xvfb_env(os.environ),
                 preexec_fn=_die_with_parent,
             )
         except OSError as exc:

@@ -5,12 +5,16 @@
 # TILE frames it received and the KEY_TAP_ACKs it sent (the compact
 # keystroke path of issue 15), saves its framebuffer -- built only from
 # what this connection received, never refreshed -- as a PNG and prints
-# one JSON object. Synchronisation is by frames only.
+# one JSON object. Synchronisation is by frames only, and with --wait-for
+# by a file the test creates: after the xterm is shown, the client stays
+# attached and idle until it exists (test_idle_release_seamless.py checks
+# the agent's idle release meanwhile).
 """Keystroke path client: type letters, count TILE / KEY_TAP_ACK, save the screen (prints JSON)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -31,6 +35,10 @@ from netem_client import (
 )
 from protocol.connection import MessageReceived
 from protocol.messages import KeyTapAck, Message, Tile
+
+# --wait-for: how long the client idles for the file at most, and how often it looks.
+WAIT_FOR_SECONDS = 180.0
+WAIT_FOR_POLL = 0.1
 
 
 def count_compact(client: SessionClient, counts: dict[str, int]) -> None:
@@ -59,6 +67,15 @@ def screen(client: SessionClient, seamless: bool) -> Image.Image | None:
     return client.windows.compose(fb.width, fb.height) if seamless else fb.image()
 
 
+async def wait_for_file(reactor: Any, path: str) -> None:
+    """Idle (the connection stays open) until PATH exists; RuntimeError after WAIT_FOR_SECONDS."""
+    for _ in range(int(WAIT_FOR_SECONDS / WAIT_FOR_POLL)):
+        if os.path.exists(path):
+            return
+        await task.deferLater(reactor, WAIT_FOR_POLL, lambda: None)
+    raise RuntimeError(f"{path} did not appear within {WAIT_FOR_SECONDS:.0f} s")
+
+
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     client = await logged_in(reactor, args)
     counts = {"tiles": 0, "key_tap_acks": 0}
@@ -67,6 +84,9 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
             await within(reactor, client.open_windows(), "the windows channel")
         await within(reactor, client.launch("xterm"), "the launch of xterm")
         await wait_quiet(reactor, client)
+        if args.wait_for:
+            print("shown", flush=True)
+            await wait_for_file(reactor, args.wait_for)
         count_compact(client, counts)
         echoed = 0
 
@@ -98,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", default="typed")
     parser.add_argument("--seamless", action="store_true", help="open the windows channel; the screen is the windows")
     parser.add_argument("--save-screen", required=True, metavar="PNG", help="the client's screen at the end")
+    parser.add_argument("--wait-for", metavar="FILE", default="", help="once xterm is shown, print 'shown' and "
+                        "idle until FILE exists, then type")  # fmt: skip
     return react_json(run, parser.parse_args(argv))
 
 

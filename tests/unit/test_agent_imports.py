@@ -44,3 +44,27 @@ def test_the_idle_agent_does_not_import_pyav_and_the_first_encoder_does() -> Non
     assert "sessiond.agent.main" in result["idle"] and "sessiond.agent.h264" in result["idle"]
     assert set(_lazy(result["after"])) >= {"av", "media.swscale"}
     assert result["unit"] > 0, "the first encoder produced no access unit"
+
+
+# Modules that load OpenSSL's libcrypto (~0.5 MiB of relocated data per
+# session); the agent speaks no TLS and compares its link token without hmac.
+OPENSSL_MODULES = ("ssl", "_ssl", "_hashlib", "hmac")
+
+OPENSSL_PROBE = """
+import json, sys
+from isolation import zygote
+zygote.preload()
+maps = open("/proc/self/maps").read()
+loaded = sorted(name for name, module in sys.modules.items() if module is not None)  # "ssl" is refused: None
+print(json.dumps({"modules": loaded, "libcrypto": "libcrypto" in maps}))
+"""
+
+
+def test_the_agent_does_not_load_openssl() -> None:
+    done = subprocess.run([sys.executable, "-c", OPENSSL_PROBE], capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    loaded = [name for name in OPENSSL_MODULES if name in result["modules"]]
+    assert loaded == [], f"the agent's preload imports {loaded}"
+    assert not result["libcrypto"], "libcrypto is mapped into the agent"

@@ -30,9 +30,15 @@ def test_settings_come_from_the_typed_config_and_survive_json() -> None:
     assert AgentSettings.from_json(settings.to_json()) == settings
 
 
+def test_the_idle_release_period_reaches_the_agent() -> None:
+    config = load_config(None, {"session": {"idle_release_seconds": "3"}})
+    settings = AgentSettings.from_json(agent_settings(config, "/run/s/agent.sock", 1024, 768).to_json())
+    assert settings.idle_release_seconds == 3.0
+
+
 @pytest.mark.parametrize("change", [
     {"width": 10}, {"width": True}, {"max_fps": 0}, {"launch_timeout": "20"}, {"socket": "relative"},
-    {"unknown": 1},
+    {"unknown": 1}, {"idle_release_seconds": 0}, {"idle_release_seconds": "15"},
 ])  # fmt: skip
 def test_bad_settings_are_refused_naming_the_field(change: dict[str, Any]) -> None:
     data = json.loads(AgentSettings(socket="/run/s/agent.sock").to_json())

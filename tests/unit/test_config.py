@@ -49,6 +49,8 @@ def test_unknown_section_is_an_error(tmp_path: object) -> None:
     "[session]\nwidth = 10\n",
     "[display]\nframes_in_flight = 0\n",
     "[auth]\nfailure_delay = -1\n",
+    "[session]\nidle_release_seconds = 0.5\n",
+    "[session]\nidle_release_seconds = never\n",
 ])  # fmt: skip
 def test_bad_values_name_the_setting(tmp_path: object, text: str) -> None:
     path = write(tmp_path, text)
@@ -125,3 +127,11 @@ def test_farm_errors_name_the_key(tmp_path: object, text: str, words: str) -> No
     path = write(tmp_path, "[farm]\n" + text)
     with pytest.raises(ConfigError, match=words):
         load_config(path)
+
+
+def test_idle_release_seconds_is_read_and_refused_out_of_range_with_the_bounds(tmp_path: object) -> None:
+    assert load_config(None).session.idle_release_seconds == 15.0
+    assert load_config(write(tmp_path, "[session]\nidle_release_seconds = 2.5\n")).session.idle_release_seconds == 2.5
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[session]\nidle_release_seconds = 0\n"))
+    assert "[session] idle_release_seconds = '0': must be between 1.0 and 86400.0" in str(info.value)

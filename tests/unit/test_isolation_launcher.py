@@ -36,6 +36,17 @@ def test_enter_argv() -> None:
         enter_argv("python3")
 
 
+def test_the_zygote_runs_optimized_from_the_venvs_compiled_cache(tmp_path: object) -> None:
+    venv = os.path.join(str(tmp_path), "venv")
+    python = os.path.join(venv, "bin", "python")
+    # No cache (an interpreter outside an installation): as before.
+    assert enter_argv(python, zygote=True) == [python, "-m", "isolation.enter", "--zygote"]
+    os.makedirs(os.path.join(venv, "agent-pycache"))
+    assert enter_argv(python, zygote=True) == [
+        python, "-OO", "-X", f"pycache_prefix={venv}/agent-pycache", "-m", "isolation.enter", "--zygote"]
+    assert enter_argv(python) == [python, "-m", "isolation.enter"]  # the exec'd agent: unchanged
+
+
 def test_enter_env_takes_nothing_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LD_PRELOAD", "/tmp/evil.so")
     monkeypatch.setenv("SESSIOND_LEAK", "1")

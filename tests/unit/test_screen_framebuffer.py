@@ -36,7 +36,8 @@ def shown_bytes(fb: SharedFramebuffer, width: int, height: int) -> list[tuple[in
     return [(fb.offset + y * fb.stride, fb.offset + y * fb.stride + width * 4) for y in range(height)]
 
 
-@pytest.mark.parametrize("size", [(1280, 800), (800, 600), (64, 64), (3000, 2000), (3840, 2160), (3839, 1)])
+@pytest.mark.parametrize("size", [(1280, 800), (800, 600), (64, 64), (3000, 2000), (3840, 2160), (3839, 1),
+                                  (1920, 1080), (2560, 1440), (2816, 1)])  # fmt: skip
 def test_releases_only_outside_the_shown_area(size: tuple[int, int]) -> None:
     fb, libc = framebuffer(3840, 2160)
     freed = fb.release_outside(*size)
@@ -57,6 +58,15 @@ def test_the_bulk_of_a_4k_maximum_is_released_at_1280x800() -> None:
     fb, _libc = framebuffer(3840, 2160)
     freed = fb.release_outside(1280, 800)
     assert freed > 0.8 * (fb.size - 1280 * 800 * 4)
+
+
+def test_a_4k_maximum_shown_at_1080p_gives_back_a_page_right_of_most_rows() -> None:
+    # 7680 bytes of each 15360-byte row are unseen: at least one whole page in
+    # seven of eight rows, whatever the header's offset.
+    fb, libc = framebuffer(3840, 2160)
+    fb.release_outside(1920, 1080)
+    row_tails = [length for _addr, length, _advice in libc.calls[:-1]]
+    assert len(row_tails) >= 0.85 * 1080 and all(length == PAGE_SIZE for length in row_tails)
 
 
 def test_nothing_after_close() -> None:

@@ -2,12 +2,15 @@
 # in seamless mode the root is never shown, so it gets no background and no
 # cursor sprite, and the framebuffer pages the agent releases stay free
 # (docs/admin.md, "Memory per session"). Desktop mode keeps both: its clients
-# see the root.
-"""xvfb_argv: the root's background and cursor only where the root is shown."""
+# see the root. Xvfb's environment fixes glibc's mmap threshold, so large
+# blocks (fonts, pixmaps) are given back when freed instead of staying in
+# the heap (xserver.XVFB_MALLOC_TUNABLES); an administrator's own
+# GLIBC_TUNABLES still apply, after ours, so theirs win.
+"""xvfb_argv: the root's background and cursor only where the root is shown; xvfb_env."""
 
 from __future__ import annotations
 
-from sessiond.agent.xserver import xvfb_argv
+from sessiond.agent.xserver import XVFB_MALLOC_TUNABLES, xvfb_argv, xvfb_env
 
 
 def test_a_shown_root_keeps_its_background_and_cursor() -> None:
@@ -20,3 +23,14 @@ def test_an_unshown_root_gets_no_background_and_no_cursor() -> None:
     argv = xvfb_argv(2560, 1440, 24, 5, shared_framebuffer=True, root_shown=False)
     assert argv[argv.index("-background") + 1] == "none" and "-nocursor" in argv
     assert argv[argv.index("-displayfd") + 1] == "5"
+
+
+def test_xvfb_gets_a_fixed_mmap_threshold_and_keeps_the_rest_of_the_environment() -> None:
+    env = xvfb_env({"PATH": "/usr/bin", "LANG": "C.UTF-8"})
+    assert env == {"PATH": "/usr/bin", "LANG": "C.UTF-8", "GLIBC_TUNABLES": XVFB_MALLOC_TUNABLES}
+    assert "glibc.malloc.mmap_threshold=" in XVFB_MALLOC_TUNABLES
+
+
+def test_an_administrators_tunables_follow_ours_so_they_win() -> None:
+    env = xvfb_env({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"})
+    assert env["GLIBC_TUNABLES"] == XVFB_MALLOC_TUNABLES + ":glibc.malloc.mmap_threshold=65536"
