@@ -25,6 +25,7 @@ import pytest
 from protocol.messages import Key
 from seamless_client import INPUT, SeamlessClient
 from svtest import VENV_BIN, Server, svclient
+from viewer_desktop import start_guarded_xvfb
 
 pytestmark = pytest.mark.integration
 
@@ -33,25 +34,6 @@ HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keymap_harne
 WAIT = 30
 SHIFT_L, CONTROL_L, F12 = 0xFFE1, 0xFFE3, 0xFFC9
 AT, EACUTE, EURO_SIGN = ord("@"), 0xE9, 0x20AC
-
-
-def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
-    """A client-side Xvfb on a display it picks itself (-displayfd); -noreset
-    keeps the layout set below when the last client disconnects.  -nolisten
-    local: a session's agent runs its own Xvfb with the same number in a
-    private /tmp, and libxcb tries the abstract socket first; ours must not
-    be the one it finds there."""
-    read_end, write_end = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-noreset", "-nolisten", "tcp",
-                             "-nolisten", "local", "-screen", "0", "640x480x24"], pass_fds=(write_end,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        number = pipe.readline().strip().decode()
-    if not number:
-        xvfb.kill()
-        raise RuntimeError("Xvfb did not report its display")
-    return xvfb, f":{number}"
 
 
 @dataclass
@@ -96,7 +78,8 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[Harness]:
-    xvfb, display = start_xvfb()
+    # -noreset (start_guarded_xvfb) keeps the layout set below when the last client disconnects.
+    xvfb, display, guard = start_guarded_xvfb(640, 480)
     env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
     process: subprocess.Popen[str] | None = None
     try:
@@ -126,6 +109,7 @@ def harness() -> Iterator[Harness]:
             process.wait()
         xvfb.kill()
         xvfb.wait()
+        guard.close()
 
 
 def test_altgr_q_types_at(harness: Harness) -> None:

@@ -30,45 +30,49 @@ MAX_ATTEMPTS = 20
 SCREEN = (1280, 1024)
 
 
+def start_guarded_xvfb(width: int, height: int) -> tuple[subprocess.Popen[bytes], str, socket.socket]:
+    """An Xvfb of width x height on a display number whose abstract name we hold
+    (see the header): the process, ":N", and the guard socket, to be closed
+    after the Xvfb is killed."""
+    for _attempt in range(MAX_ATTEMPTS):
+        number = secrets.randbelow(DISPLAY_RANGE[1] - DISPLAY_RANGE[0]) + DISPLAY_RANGE[0]
+        guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            guard.bind(f"\0/tmp/.X11-unix/X{number}")
+        except OSError:
+            guard.close()  # an X server (or another guard) holds that number
+            continue
+        if os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            guard.close()
+            continue
+        read_fd, write_fd = os.pipe()
+        xvfb = subprocess.Popen(["Xvfb", f":{number}", "-displayfd", str(write_fd), "-screen", "0",
+                                 f"{width}x{height}x24", "-nolisten", "tcp", "-nolisten", "local", "-noreset"],
+                                pass_fds=[write_fd], stderr=subprocess.DEVNULL)  # fmt: skip
+        os.close(write_fd)
+        raw = b""
+        while not raw.endswith(b"\n"):  # Xvfb writes the number, then "\n": close only after both
+            chunk = os.read(read_fd, 16)
+            if not chunk:
+                break
+            raw += chunk
+        os.close(read_fd)
+        if raw.strip() != str(number).encode():
+            xvfb.kill()
+            xvfb.wait()
+            guard.close()
+            continue
+        return xvfb, f":{number}", guard
+    raise RuntimeError("found no free X display number")
+
+
 class ClientDesktop:
     """A running Xvfb (-displayfd) with openbox; stop() ends both."""
 
     def __init__(self, width: int = SCREEN[0], height: int = SCREEN[1]) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.guard: socket.socket | None = None
-        for _attempt in range(MAX_ATTEMPTS):
-            number = secrets.randbelow(DISPLAY_RANGE[1] - DISPLAY_RANGE[0]) + DISPLAY_RANGE[0]
-            guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                guard.bind(f"\0/tmp/.X11-unix/X{number}")
-            except OSError:
-                guard.close()  # an X server (or another guard) holds that number
-                continue
-            if os.path.exists(f"/tmp/.X11-unix/X{number}"):
-                guard.close()
-                continue
-            read_fd, write_fd = os.pipe()
-            xvfb = subprocess.Popen(["Xvfb", f":{number}", "-displayfd", str(write_fd), "-screen", "0",
-                                     f"{width}x{height}x24", "-nolisten", "tcp", "-nolisten", "local", "-noreset"],
-                                    pass_fds=[write_fd], stderr=subprocess.DEVNULL)  # fmt: skip
-            os.close(write_fd)
-            raw = b""
-            while not raw.endswith(b"\n"):  # Xvfb writes the number, then "\n": close only after both
-                chunk = os.read(read_fd, 16)
-                if not chunk:
-                    break
-                raw += chunk
-            os.close(read_fd)
-            if raw.strip() != str(number).encode():
-                xvfb.kill()
-                xvfb.wait()
-                guard.close()
-                continue
-            self.guard, self.display, self.xvfb = guard, f":{number}", xvfb
-            self.processes.append(xvfb)
-            break
-        else:
-            raise RuntimeError("found no free X display number")
+        self.xvfb, self.display, guard = start_guarded_xvfb(width, height)
+        self.guard: socket.socket | None = guard
+        self.processes: list[subprocess.Popen[bytes]] = [self.xvfb]
         self.env = dict(os.environ, DISPLAY=self.display)
         self.env.pop("QT_QPA_PLATFORM", None)
         self.processes.append(subprocess.Popen(["openbox"], env=self.env, stdout=subprocess.DEVNULL,
