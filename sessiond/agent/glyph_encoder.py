@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, Union
 
 from PIL import Image
 
@@ -46,6 +46,9 @@ from protocol.media import GLYPH_MAX_USED, GLYPH_SLOTS
 from protocol.messages import Encoding, Region
 from sessiond.agent import glyph_native
 from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins, to_column_major, two_colours
+
+if TYPE_CHECKING:
+    from array import array
 
 # A rectangle smaller than this many cells of its grid (or, to look for a
 # grid, than this many 6x13 cells) is left to PALETTE (and TILE).
@@ -68,6 +71,8 @@ _BYTES_PER_PIXEL: Final = 3
 
 # A glyph as the mirror knows it: cell_w, cell_h, 0/1 cell bytes in cut_band's order.
 GlyphKey = tuple[int, int, bytes]
+# A rectangle's cells: each one's bytes (cut_band), or its pattern's number (glyph_native: bytes while < 256).
+Cells = Union[list[bytes], bytes, "array[int]"]
 
 
 @dataclass
@@ -221,10 +226,10 @@ class GlyphEncoder:
         background = self._background.get(surface)
         native = self.native if capture is not None and order == glyph_native.BGRX_ORDER else None
         if native is not None and capture is not None:
-            cells = glyph_native.native_cells(native, capture, image, order, rect, box, grid, background)
-            if cells is None:
+            numbered = glyph_native.native_cells(native, capture, image, order, rect, box, grid, background)
+            if numbered is None:
                 return None
-            cells, to_bits, colours = cells
+            cells, patterns, to_bits, colours = numbered
         else:
             # Usually the whole rectangle has the two colours: its cells are cut in place.
             two = two_colours(image, order, background)
@@ -234,9 +239,9 @@ class GlyphEncoder:
                 if two is None:
                     return None
             band, colours, to_bits = two
-            cells = cut_band(image, band, box, grid.cell_w, grid.cell_h)
+            cells, patterns = cut_band(image, band, box, grid.cell_w, grid.cell_h), None
         self._grids.move_to_end(surface)
-        regions = self._stripes(cells, to_bits, colours, grid, inner, surface, other)
+        regions = self._stripes(cells, patterns, to_bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
 
     def solid(self, rect: Rect, surface: Hashable) -> None:
@@ -288,10 +293,11 @@ class GlyphEncoder:
             self._background.pop(dropped, None)
         return grid
 
-    def _stripes(self, cells: list[bytes], to_bits: bytes, colours: bytes, grid: Grid, inner: Rect,
-                 surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
+    def _stripes(self, cells: Cells, patterns: list[bytes] | None, to_bits: bytes, colours: bytes, grid: Grid,
+                 inner: Rect, surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
         """Whole rows of cells gathered into regions under MAX_REGION_RAW_BYTES
-        and GLYPH_MAX_USED distinct glyphs; each GLYPHS or, if that loses, `other`."""
+        and GLYPH_MAX_USED distinct glyphs; each GLYPHS or, if that loses, `other`.
+        `cells`: each cell's bytes, or (the C passes) its pattern's number in `patterns`."""
         ix, iy, iw, _ih = inner
         cw, ch = grid.cell_w, grid.cell_h
         columns = iw // cw
@@ -314,18 +320,26 @@ class GlyphEncoder:
             if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
                 regions.append(other(stripe))
             else:
-                regions.append(self._region(cells[start * columns : end * columns], list(distinct), to_bits,
-                                            colours, grid, stripe, surface, other))  # fmt: skip
+                regions.append(self._region(cells[start * columns : end * columns], list(distinct), patterns,
+                                            to_bits, colours, grid, stripe, surface, other))  # fmt: skip
             start = end
         return regions
 
-    def _region(self, cells: list[bytes], distinct: list[bytes], to_bits: bytes, colours: bytes, grid: Grid,
-                stripe: Rect, surface: Hashable, other: Callable[[Rect], Region]) -> Region:  # fmt: skip
+    def _region(self, cells: Cells, distinct: list[Any], patterns: list[bytes] | None, to_bits: bytes,
+                colours: bytes, grid: Grid, stripe: Rect, surface: Hashable,
+                other: Callable[[Rect], Region]) -> Region:  # fmt: skip
         """One stripe's region: `cells` in the key channel's values (`to_bits` maps them to 0/1)."""
         cw, ch = grid.cell_w, grid.cell_h
-        assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in distinct])
-        position = {cell: number for number, cell in enumerate(distinct)}
-        indices = bytes(map(position.__getitem__, cells))
+        glyph_cells = distinct if patterns is None else [patterns[number] for number in distinct]
+        assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in glyph_cells])
+        if isinstance(cells, bytes):  # pattern numbers < 256: renumbered by one translate
+            table = bytearray(256)
+            for number, pattern in enumerate(distinct):
+                table[pattern] = number
+            indices = cells.translate(table)
+        else:
+            position = {cell: number for number, cell in enumerate(distinct)}
+            indices = bytes(map(position.__getitem__, cells))
         defs = [(slot, glyphs.pack_cell(to_column_major(key[2], cw, ch), cw, ch)) for slot, key in assignment.new]
         data = glyphs.encode(cw, ch, colours, defs, assignment.slots, indices)
         region = Region(*stripe, Encoding.GLYPHS, data)

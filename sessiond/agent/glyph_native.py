@@ -1,10 +1,13 @@
-# The GLYPHS encoder's two per-pixel passes in C (sessiond/agent/native/
-# glyph_cells.c), loaded with ctypes: the exact two-colour test and the cut
-# of the text cells straight from the BGRX capture.
+# The GLYPHS encoder's per-pixel and per-cell passes in C (sessiond/agent/
+# native/glyph_cells.c), loaded with ctypes: the exact two-colour test, the
+# cut of the text cells straight from the BGRX capture, and the numbering
+# of the cells' patterns (so Python touches each distinct glyph once, and
+# renumbers a stripe's cells with one bytes.translate).
 #
 # Why: on a scrolling terminal nearly every frame is a whole new screen of
-# GLYPHS, and these two passes were ~2.4 ms of the agent's ~5 ms per
-# 1920x1080 frame in Pillow (getcolors, strided views + transpose).  numpy
+# GLYPHS, and the first two passes alone were ~2.4 ms of the agent's ~5 ms
+# per 1920x1080 frame in Pillow (getcolors, strided views + transpose); the
+# numbering replaces ~9000 bytes slices and dict look-ups per screen.  numpy
 # would do them too, but costs every session's agent memory; a libc-only
 # shared object costs ~20 KiB.  `make install` builds it into the venv
 # (<venv>/lib/sessiond-glyph-cells.so, like isolation/wait.c's waiter);
@@ -15,18 +18,19 @@
 # The buffer's address is taken with the buffer protocol
 # (PyObject_GetBuffer), so a read-only capture (bytes) works as well as the
 # shared-memory one; the C side checks every bound again before reading.
-"""NativeCells: the C two-colour test and cell cut of BGRX captures, or None where it is not built."""
+"""NativeCells: the C two-colour test, cell cut and cell numbering of BGRX captures (load(): None if not built)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
+from array import array
 from typing import Final
 
 from PIL import Image
 
-from sessiond.agent.glyph_grid import Grid, band_unit, from_colours, pieces
+from sessiond.agent.glyph_grid import Grid, band_unit, from_colours
 
 # Where `make install` puts the library (Makefile).
 LIBRARY_NAME: Final = "sessiond-glyph-cells.so"
@@ -62,6 +66,8 @@ class NativeCells:
     """The C passes over one BGRX buffer at a time (see glyph_cells.c)."""
 
     def __init__(self, path: str) -> None:
+        if array("I").itemsize != 4:
+            raise OSError("array('I') is not 32 bits here: sv_index_cells' ids are")
         lib = ctypes.CDLL(path)
         size, ubyte_p = ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)
         self._two = lib.sv_two_colours
@@ -72,6 +78,10 @@ class NativeCells:
         self._cut.argtypes = [ctypes.c_void_p, size, size, size, size, size, size, size, size, size,
                               ctypes.c_void_p, size]  # fmt: skip
         self._cut.restype = ctypes.c_int
+        self._index = lib.sv_index_cells
+        self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+        self._index.restype = ctypes.c_long
         self._get = ctypes.pythonapi.PyObject_GetBuffer
         self._get.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
         self._get.restype = ctypes.c_int
@@ -115,6 +125,24 @@ class NativeCells:
         return bytes(out)
 
 
+    def index(self, cells: bytes, cell_bytes: int) -> tuple[bytes | array[int], list[bytes]]:
+        """(ids, patterns): cells (cut()'s output) numbered by first appearance
+        of their pattern, and each pattern's bytes.  ids is one byte per cell
+        while there are at most 256 patterns, else an array of ints."""
+        count = len(cells) // cell_bytes
+        table_len = 1 << max(1, (2 * count - 1).bit_length())
+        zero = array("I", [0])  # C's uint32_t (checked in __init__)
+        table, ids, firsts, ids8 = zero * table_len, zero * count, zero * count, bytearray(count)
+        with _Pinned(self, cells) as (address, length), _Pinned(self, table) as (table_at, _t), \
+                _Pinned(self, ids) as (ids_at, _i), _Pinned(self, ids8) as (ids8_at, _b), \
+                _Pinned(self, firsts) as (firsts_at, _f):  # fmt: skip
+            distinct = self._index(address, length, cell_bytes, count, table_at, table_len, ids_at, ids8_at, firsts_at)
+        if distinct < 0:
+            raise ValueError(f"{length} bytes are not whole cells of {cell_bytes} bytes")
+        patterns = [cells[first * cell_bytes : (first + 1) * cell_bytes] for first in firsts[:distinct]]
+        return (bytes(ids8) if distinct <= 256 else ids), patterns
+
+
 class _Pinned:
     """A buffer's address and length while the with-block runs (PyObject_GetBuffer/PyBuffer_Release)."""
 
@@ -132,9 +160,10 @@ class _Pinned:
 
 def native_cells(native: NativeCells, capture: Capture, image: Image.Image, order: tuple[int, int, int], rect: Rect,
                  box: tuple[int, int, int, int], grid: Grid,
-                 background: bytes | None) -> tuple[list[bytes], bytes, bytes] | None:  # fmt: skip
-    """encode()'s two-colour test and cut_band by the C passes: (cells,
-    to_bits, colours), or None where the Python path would give up."""
+                 background: bytes | None) -> tuple[bytes | array[int], list[bytes], bytes, bytes] | None:  # fmt: skip
+    """encode()'s two-colour test and cut_band by the C passes, the cells
+    numbered by pattern: (ids, patterns, to_bits, colours), or None where
+    the Python path would give up (see NativeCells.index)."""
     buf, stride, (cx, cy) = capture
     inner = (cx + box[0], cy + box[1], box[2] - box[0], box[3] - box[1])
     two = None
@@ -150,8 +179,9 @@ def native_cells(native: NativeCells, capture: Capture, image: Image.Image, orde
     if two is None:
         return None
     band, rgb, to_bits = two
-    cut = native.cut(buf, stride, inner, grid.cell_w, grid.cell_h, band)
-    return list(map(cut.__getitem__, pieces(len(cut), grid.cell_w * grid.cell_h))), to_bits, rgb
+    ids, patterns = native.index(native.cut(buf, stride, inner, grid.cell_w, grid.cell_h, band),
+                                 grid.cell_w * grid.cell_h)  # fmt: skip
+    return ids, patterns, to_bits, rgb
 
 
 def load(path: str | None = None) -> NativeCells | None:
@@ -161,5 +191,5 @@ def load(path: str | None = None) -> NativeCells | None:
         return None
     try:
         return NativeCells(path or library_path())
-    except OSError:
+    except (OSError, AttributeError):  # not built, or an older build without a function
         return None

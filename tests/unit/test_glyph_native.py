@@ -4,13 +4,15 @@
 # glyph_grid.cut_band over random screens and cells; whole encodes (regions'
 # bytes and the glyph mirror) are identical with and without them; every
 # bound (rectangle past the buffer or its stride, output length, cell size,
-# band) is refused before memory is touched; and the installed agent loads
+# band) is refused before memory is touched; the numbering of cell patterns
+# equals a dict's, past 256 patterns too; and the installed agent loads
 # the library `make install` built (as the sandbox waiter's test checks).
 """Unit tests for sessiond.agent.glyph_native against the Python path (glyph_grid, glyph_encoder)."""
 
 from __future__ import annotations
 
 import ctypes
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +22,7 @@ from PIL import Image
 from protocol.messages import Region
 from sessiond.agent import glyph_native
 from sessiond.agent.encoder import RegionEncoder
-from sessiond.agent.glyph_grid import band_unit, cut_band, pieces
+from sessiond.agent.glyph_grid import Grid, band_unit, cut_band, pieces
 from unit.test_glyph_agent import bgrx, terminal
 
 NATIVE = glyph_native.load()
@@ -148,3 +150,44 @@ def test_the_c_side_checks_lengths_itself() -> None:
     assert cut(pixels, len(pixels) - 1, 24, 0, 1, 1, 6, 13, 0, 2, out, 6 * 13) == -1  # buffer one byte short
     assert cut(pixels, len(pixels), 24, 0, 1, 1, 6, 13, 0, 4, out, 6 * 13) == -1  # unit
     assert cut(pixels, len(pixels), 24, 0, 1, 1, 5, 13, 0, 2, out, 5 * 13) == -1  # odd width in pairs
+
+
+@needs_native
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 300), st.integers(1, 600), st.integers(0, 2**32 - 1))
+def test_index_numbers_patterns_as_a_dict_does(cell_bytes: int, kinds: int, count: int, seed: int) -> None:
+    assert NATIVE is not None
+    rng = random.Random(seed)
+    pool = [bytes(rng.getrandbits(1) for _ in range(cell_bytes)) for _ in range(kinds)]
+    cells = [rng.choice(pool) for _ in range(count)]
+    numbers: dict[bytes, int] = {}
+    expected = [numbers.setdefault(cell, len(numbers)) for cell in cells]
+    ids, patterns = NATIVE.index(b"".join(cells), cell_bytes)
+    assert list(ids) == expected and patterns == list(numbers)
+    assert isinstance(ids, bytes) == (len(numbers) <= 256)
+
+
+@needs_native
+@pytest.mark.parametrize("kinds", [20, 400])
+def test_a_preset_grid_of_many_patterns_encodes_identically(kinds: int) -> None:
+    """Two-colour cells of up to 400 patterns on one screen (past 256: the
+    numbers are an array, each stripe still names at most GLYPH_MAX_USED)."""
+    rng = random.Random(kinds)
+    cell_w, cell_h, columns, rows = 8, 16, 40, 30
+    pool = [[rng.getrandbits(1) for _ in range(cell_w * cell_h)] for _ in range(kinds)]
+    image = Image.new("RGB", (columns * cell_w, rows * cell_h), (250, 250, 250))
+    for row in range(rows):
+        for column in range(columns):
+            bits = rng.choice(pool)
+            for at, bit in enumerate(bits):
+                if bit:
+                    image.putpixel((column * cell_w + at % cell_w, row * cell_h + at // cell_w), (10, 20, 30))
+    frame, width = bgrx(image), image.width
+    results = []
+    for native in (NATIVE, None):
+        encoder = RegionEncoder()
+        encoder.glyphs.enabled, encoder.glyphs.native = True, native
+        encoder.glyphs._grids["s"] = Grid(cell_w, cell_h, 0, 0)
+        out = encoder.encode(frame, width * 4, [(0, 0, width, image.height)], surface="s")
+        results.append((out, encoder.glyphs.sent, len(encoder.glyphs.mirror)))
+    assert results[0] == results[1] and results[0][1] > 0

@@ -17,7 +17,10 @@
  *                     the whole 4-byte pixels, as Pillow's "RGBX" view sees them);
  *   sv_cut_cells    = glyph_grid.cut_band: the cells' bytes of one band,
  *                     row of cells by row of cells, each cell unit by unit
- *                     (units of `unit` columns), each unit row by row.
+ *                     (units of `unit` columns), each unit row by row;
+ *   sv_index_cells  = numbering the cells' patterns by first appearance
+ *                     (the dict the encoder's stripes were built from), so
+ *                     Python handles each distinct glyph once, not every cell.
  *
  * Input is only the agent's own X server capture, never network data, but
  * every length, stride and bound is still checked before memory is read or
@@ -34,6 +37,8 @@
 /* The widest unit cut_band moves as one (band_unit: 2 for an even cell width). */
 #define MAX_UNIT 2
 
+/* Cells numbered in one call: a 32768 x 32768 screen of 4x4 cells, well within 32-bit ids. */
+#define MAX_INDEXED_CELLS (1UL << 26)
 /* X11 coordinates are 16-bit: no rectangle is wider or taller (keeps per-row counts in 32 bits). */
 #define MAX_RECT_SIDE 32768
 
@@ -165,4 +170,52 @@ int sv_cut_cells(const uint8_t *buf, size_t len, size_t stride, size_t start, si
         }
     }
     return 0;
+}
+
+/*
+ * Number the n cells of cell_bytes bytes each in `cells` (cells_len must be
+ * exactly n * cell_bytes) by first appearance: ids[k] (and ids8[k], its low
+ * byte) is the number of cell k's pattern, firsts[d] the first cell of
+ * pattern d.  `table` (table_len entries, a power of two >= 2 * n, zeroed
+ * here) is the scratch hash table.  Returns the number of patterns, or
+ * SV_BAD_ARGS.
+ */
+long sv_index_cells(const uint8_t *cells, size_t cells_len, size_t cell_bytes, size_t n, uint32_t *table,
+                    size_t table_len, uint32_t *ids, uint8_t *ids8, uint32_t *firsts)
+{
+    size_t k, total, mask;
+    uint32_t distinct = 0;
+
+    if (cells == NULL || table == NULL || ids == NULL || ids8 == NULL || firsts == NULL)
+        return SV_BAD_ARGS;
+    if (cell_bytes < 1 || cell_bytes > MAX_CELL_SIDE * MAX_CELL_SIDE || n > MAX_INDEXED_CELLS)
+        return SV_BAD_ARGS;
+    if (mul_overflows(n, cell_bytes, &total) || total != cells_len)
+        return SV_BAD_ARGS;
+    if (table_len < 2 * n || table_len == 0 || (table_len & (table_len - 1)) != 0)
+        return SV_BAD_ARGS;
+    memset(table, 0, table_len * sizeof *table);
+    mask = table_len - 1;
+    for (k = 0; k < n; k++) {
+        const uint8_t *cell = cells + k * cell_bytes;
+        uint64_t hash = 14695981039346656037ULL; /* FNV-1a */
+        size_t i, slot;
+        for (i = 0; i < cell_bytes; i++)
+            hash = (hash ^ cell[i]) * 1099511628211ULL;
+        for (slot = (size_t)(hash ^ (hash >> 32)) & mask;; slot = (slot + 1) & mask) {
+            uint32_t entry = table[slot]; /* a pattern's first cell + 1, 0 if free */
+            if (entry == 0) {
+                table[slot] = (uint32_t)k + 1;
+                firsts[distinct] = (uint32_t)k;
+                ids[k] = distinct++;
+                break;
+            }
+            if (memcmp(cells + (size_t)(entry - 1) * cell_bytes, cell, cell_bytes) == 0) {
+                ids[k] = ids[entry - 1];
+                break;
+            }
+        }
+        ids8[k] = (uint8_t)ids[k];
+    }
+    return (long)distinct;
 }
