@@ -179,7 +179,19 @@ class GlyphEncoder:
         self._tried: dict[Hashable, tuple[float, int]] = {}  # surface -> when detection last failed, on what area
         self._misses: dict[Hashable, int] = {}
         self.sent = 0  # GLYPHS regions made (tests, bench)
-        self.native = glyph_native.load()  # the C passes (None: Python's, the reference)
+        self._native: glyph_native.NativeCells | None | bool = True  # True: not loaded yet
+
+    @property
+    def native(self) -> glyph_native.NativeCells | None:
+        """The C passes (None: Python's, the reference), loaded with the first
+        GLYPHS frame: an agent that never sends one never maps the library."""
+        if self._native is True:
+            self._native = glyph_native.shared()
+        return self._native or None
+
+    @native.setter
+    def native(self, value: glyph_native.NativeCells | None) -> None:
+        self._native = value
 
     def reset(self) -> None:
         """A new display channel: the client's cache is empty (grids stay: they are the content's)."""
@@ -225,7 +237,7 @@ class GlyphEncoder:
         box = (ix - x, iy - y, ix - x + iw, iy - y + ih)
         background = self._background.get(surface)
         native = self.native if capture is not None and order == glyph_native.BGRX_ORDER else None
-        if native is not None and capture is not None:
+        if native is not None and capture is not None:  # (self.native loads the library on first use)
             numbered = glyph_native.native_cells(native, capture, image, order, rect, box, grid, background)
             if numbered is None:
                 return None

@@ -26,6 +26,7 @@ import ctypes
 import os
 import sys
 from array import array
+from functools import cache
 from typing import Final
 
 from PIL import Image
@@ -193,3 +194,9 @@ def load(path: str | None = None) -> NativeCells | None:
         return NativeCells(path or library_path())
     except (OSError, AttributeError):  # not built, or an older build without a function
         return None
+
+
+@cache
+def shared() -> NativeCells | None:
+    """load() once per process (every GlyphEncoder of the agent uses the same library)."""
+    return load()
