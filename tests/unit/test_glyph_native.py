@@ -39,6 +39,12 @@ def test_installed_agent_uses_it() -> None:
     assert RegionEncoder().glyphs.native is not None
 
 
+def test_without_the_library_or_switched_off_the_python_path_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert glyph_native.load("/nonexistent/sessiond-glyph-cells.so") is None
+    monkeypatch.setenv(glyph_native.ENV_SWITCH, "0")
+    assert glyph_native.load() is None
+
+
 def screen(pixels: list[tuple[int, int, int, int]], width: int, height: int, stride_pad: int) -> tuple[bytes, int]:
     """A BGRX buffer of width x height from `pixels` (repeated), rows padded by stride_pad pixels."""
     stride = (width + stride_pad) * 4
