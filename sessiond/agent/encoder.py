@@ -20,7 +20,8 @@
 # unchanged rows not at all and scrolled rows as one COPY (a frame that is
 # one FILL of the whole surface is remembered by its colour alone).  For a client
 # that decodes them, the whole text cells of a rectangle go out as GLYPHS
-# (glyph_encoder.py: cached glyphs, one byte a cell), the rest as above.
+# (glyph_encoder.py: cached glyphs, one byte a cell), the rest as above;
+# their two per-pixel passes read the capture in C (glyph_native.py).
 
 from __future__ import annotations
 
@@ -247,7 +248,8 @@ class RegionEncoder:
         if glyphs:
             image, order = self._bgrx_view(view, stride, local)
             split = self.glyphs.encode(image, order, rect, surface, lambda part: self._moved(
-                self._encode_piece(view, stride, (part[0] - ox, part[1] - oy, part[2], part[3])), origin))
+                self._encode_piece(view, stride, (part[0] - ox, part[1] - oy, part[2], part[3])), origin),
+                (view, stride, (local[0], local[1])))  # fmt: skip
             if split is not None:
                 regions.extend(split[0])
                 for part in split[1]:

@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, Union
 
 from PIL import Image
 
@@ -44,7 +44,11 @@ from media import glyphs
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.media import GLYPH_MAX_USED, GLYPH_SLOTS
 from protocol.messages import Encoding, Region
-from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins, to_column_major
+from sessiond.agent import glyph_native
+from sessiond.agent.glyph_grid import Grid, Rect, cut_band, detect, margins, to_column_major, two_colours
+
+if TYPE_CHECKING:
+    from array import array
 
 # A rectangle smaller than this many cells of its grid (or, to look for a
 # grid, than this many 6x13 cells) is left to PALETTE (and TILE).
@@ -67,6 +71,8 @@ _BYTES_PER_PIXEL: Final = 3
 
 # A glyph as the mirror knows it: cell_w, cell_h, 0/1 cell bytes in cut_band's order.
 GlyphKey = tuple[int, int, bytes]
+# A rectangle's cells: each one's bytes (cut_band), or its pattern's number (glyph_native: bytes while < 256).
+Cells = Union[list[bytes], bytes, "array[int]"]
 
 
 @dataclass
@@ -173,6 +179,19 @@ class GlyphEncoder:
         self._tried: dict[Hashable, tuple[float, int]] = {}  # surface -> when detection last failed, on what area
         self._misses: dict[Hashable, int] = {}
         self.sent = 0  # GLYPHS regions made (tests, bench)
+        self._native: glyph_native.NativeCells | None | bool = True  # True: not loaded yet
+
+    @property
+    def native(self) -> glyph_native.NativeCells | None:
+        """The C passes (None: Python's, the reference), loaded with the first
+        GLYPHS frame: an agent that never sends one never maps the library."""
+        if self._native is True:
+            self._native = glyph_native.shared()
+        return self._native or None
+
+    @native.setter
+    def native(self, value: glyph_native.NativeCells | None) -> None:
+        self._native = value
 
     def reset(self) -> None:
         """A new display channel: the client's cache is empty (grids stay: they are the content's)."""
@@ -199,11 +218,14 @@ class GlyphEncoder:
         return self.enabled and rect[2] * rect[3] >= least
 
     def encode(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable,
-               other: Callable[[Rect], Region]) -> tuple[list[Region], list[Rect]] | None:  # fmt: skip
+               other: Callable[[Rect], Region], capture: glyph_native.Capture | None = None,
+               ) -> tuple[list[Region], list[Rect]] | None:  # fmt: skip
         """(regions, rest): the GLYPHS regions of rect's whole cells and the
         parts left to the other encodings; None if rect gets no GLYPHS.
         `image` is rect's pixels (bands `order` hold R, G, B); `other`
-        encodes a sub-rectangle the old way (to compare sizes)."""
+        encodes a sub-rectangle the old way (to compare sizes); `capture`:
+        the BGRX buffer `image` maps, its stride and rect's corner in it
+        (the C passes read it; without it, Pillow's)."""
         x, y, w, h = rect
         grid = self._grids.get(surface) or self._detect(image, order, rect, surface)
         if grid is None or w * h < GLYPH_MIN_CELLS * grid.cell_w * grid.cell_h:
@@ -214,17 +236,24 @@ class GlyphEncoder:
         ix, iy, iw, ih = inner
         box = (ix - x, iy - y, ix - x + iw, iy - y + ih)
         background = self._background.get(surface)
-        # Usually the whole rectangle has the two colours: its cells are cut in place.
-        two = _two_colours(image, order, background)
-        if two is None:
-            image, box = image.crop(box), (0, 0, iw, ih)
-            two = _two_colours(image, order, background)
-            if two is None:
+        native = self.native if capture is not None and order == glyph_native.BGRX_ORDER else None
+        if native is not None and capture is not None:  # (self.native loads the library on first use)
+            numbered = glyph_native.native_cells(native, capture, image, order, rect, box, grid, background)
+            if numbered is None:
                 return None
-        band, colours, to_bits = two
+            cells, patterns, to_bits, colours = numbered
+        else:
+            # Usually the whole rectangle has the two colours: its cells are cut in place.
+            two = two_colours(image, order, background)
+            if two is None:
+                image, box = image.crop(box), (0, 0, iw, ih)
+                two = two_colours(image, order, background)
+                if two is None:
+                    return None
+            band, colours, to_bits = two
+            cells, patterns = cut_band(image, band, box, grid.cell_w, grid.cell_h), None
         self._grids.move_to_end(surface)
-        cells = cut_band(image, band, box, grid.cell_w, grid.cell_h)
-        regions = self._stripes(cells, to_bits, colours, grid, inner, surface, other)
+        regions = self._stripes(cells, patterns, to_bits, colours, grid, inner, surface, other)
         return regions, margins(rect, inner)
 
     def solid(self, rect: Rect, surface: Hashable) -> None:
@@ -276,10 +305,11 @@ class GlyphEncoder:
             self._background.pop(dropped, None)
         return grid
 
-    def _stripes(self, cells: list[bytes], to_bits: bytes, colours: bytes, grid: Grid, inner: Rect,
-                 surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
+    def _stripes(self, cells: Cells, patterns: list[bytes] | None, to_bits: bytes, colours: bytes, grid: Grid,
+                 inner: Rect, surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
         """Whole rows of cells gathered into regions under MAX_REGION_RAW_BYTES
-        and GLYPH_MAX_USED distinct glyphs; each GLYPHS or, if that loses, `other`."""
+        and GLYPH_MAX_USED distinct glyphs; each GLYPHS or, if that loses, `other`.
+        `cells`: each cell's bytes, or (the C passes) its pattern's number in `patterns`."""
         ix, iy, iw, _ih = inner
         cw, ch = grid.cell_w, grid.cell_h
         columns = iw // cw
@@ -302,18 +332,26 @@ class GlyphEncoder:
             if len(distinct) > GLYPH_MAX_USED:  # one row alone names too many glyphs: not text
                 regions.append(other(stripe))
             else:
-                regions.append(self._region(cells[start * columns : end * columns], list(distinct), to_bits,
-                                            colours, grid, stripe, surface, other))  # fmt: skip
+                regions.append(self._region(cells[start * columns : end * columns], list(distinct), patterns,
+                                            to_bits, colours, grid, stripe, surface, other))  # fmt: skip
             start = end
         return regions
 
-    def _region(self, cells: list[bytes], distinct: list[bytes], to_bits: bytes, colours: bytes, grid: Grid,
-                stripe: Rect, surface: Hashable, other: Callable[[Rect], Region]) -> Region:  # fmt: skip
+    def _region(self, cells: Cells, distinct: list[Any], patterns: list[bytes] | None, to_bits: bytes,
+                colours: bytes, grid: Grid, stripe: Rect, surface: Hashable,
+                other: Callable[[Rect], Region]) -> Region:  # fmt: skip
         """One stripe's region: `cells` in the key channel's values (`to_bits` maps them to 0/1)."""
         cw, ch = grid.cell_w, grid.cell_h
-        assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in distinct])
-        position = {cell: number for number, cell in enumerate(distinct)}
-        indices = bytes(map(position.__getitem__, cells))
+        glyph_cells = distinct if patterns is None else [patterns[number] for number in distinct]
+        assignment = self.mirror.assign(cw, ch, [cell.translate(to_bits) for cell in glyph_cells])
+        if isinstance(cells, bytes):  # pattern numbers < 256: renumbered by one translate
+            table = bytearray(256)
+            for number, pattern in enumerate(distinct):
+                table[pattern] = number
+            indices = cells.translate(table)
+        else:
+            position = {cell: number for number, cell in enumerate(distinct)}
+            indices = bytes(map(position.__getitem__, cells))
         defs = [(slot, glyphs.pack_cell(to_column_major(key[2], cw, ch), cw, ch)) for slot, key in assignment.new]
         data = glyphs.encode(cw, ch, colours, defs, assignment.slots, indices)
         region = Region(*stripe, Encoding.GLYPHS, data)
@@ -338,33 +376,9 @@ class GlyphEncoder:
 
 def _index_image(image: Image.Image, order: tuple[int, int, int],
                  background: bytes | None = None) -> tuple[Image.Image, bytes, bytes] | None:  # fmt: skip
-    """_two_colours() with the key band as an image."""
-    two = _two_colours(image, order, background)
+    """two_colours() with the key band as an image."""
+    two = two_colours(image, order, background)
     return None if two is None else (image.getchannel(two[0]), two[1], two[2])
-
-
-def _two_colours(image: Image.Image, order: tuple[int, int, int],
-                 background: bytes | None = None) -> tuple[int, bytes, bytes] | None:  # fmt: skip
-    """(key band, colour 0 + colour 1 as R, G, B, the translation of the
-    band's two values to 0/1) of an image of exactly two colours, colour
-    0 `background` if it is one of them, else the commoner; None if not two
-    colours.  Cells are cut from the band as it is (no per-pixel mapping);
-    only each distinct cell is translated to its glyph bits."""
-    colours = image.getcolors(2)
-    if colours is None or len(colours) != 2:
-        return None
-    (_n0, first), (_n1, second) = sorted(colours, key=lambda item: -item[0])
-    if not isinstance(first, tuple) or not isinstance(second, tuple):
-        return None  # a one-band image: not a capture
-    back, ink = first, second
-    if background is not None and bytes(ink[band] for band in order) == background:
-        back, ink = second, first
-    band = next((band for band in range(3) if back[order[band]] != ink[order[band]]), None)
-    if band is None:  # the same R, G, B (the capture's padding byte differs)
-        return None
-    keys = bytes((back[order[band]], ink[order[band]]))
-    rgb = bytes((back[order[0]], back[order[1]], back[order[2]], ink[order[0]], ink[order[1]], ink[order[2]]))
-    return order[band], rgb, bytes.maketrans(keys, b"\x00\x01")
 
 
 def _bits(index: tuple[Image.Image, bytes, bytes]) -> Image.Image:

@@ -20,7 +20,10 @@
 # cell width that transpose moves pairs of bytes ("I;16" pixels: a third of
 # its cost on 6x13 cells), so cut_band's cells hold their columns in pairs
 # (band_order); to_column_major() puts a cell back in cut()'s order, which
-# only the few new glyph definitions of a region need.
+# only the few new glyph definitions of a region need.  Where `make install`
+# built sessiond/agent/native/glyph_cells.c, the agent cuts (and tests for
+# two colours) with it instead (glyph_native.py); cut_band and two_colours
+# stay the reference and the fallback, with identical results.
 """Grid detection (cell size and phase) and cell cutting of 0/1 index images."""
 
 from __future__ import annotations
@@ -147,11 +150,11 @@ def cut_band(image: Image.Image, band: int, box: tuple[int, int, int, int], cell
     mode = "I;16" if unit == 2 else "L"  # (I;16: two bytes as they are, little-endian in and out)
     stacked = Image.frombuffer(mode, (inner_w * bands // unit, cell_h), side_by_side, "raw", mode, 0, 1)
     columns = stacked.transpose(Image.Transpose.TRANSPOSE).tobytes()
-    return list(map(columns.__getitem__, _pieces(len(columns), cell_w * cell_h)))
+    return list(map(columns.__getitem__, pieces(len(columns), cell_w * cell_h)))
 
 
 @lru_cache(maxsize=PIECES_CACHED)
-def _pieces(length: int, size: int) -> list[slice]:
+def pieces(length: int, size: int) -> list[slice]:
     """The slices of the cells of `size` bytes in `length` bytes (a screen's geometry repeats)."""
     return [slice(at, at + size) for at in range(0, length, size)]
 
@@ -220,3 +223,32 @@ def detect(index: Image.Image, origin: tuple[int, int], prefer: tuple[int, int] 
         return None
     _share, phase_x, phase_y = best
     return Grid(cell_w, cell_h, (origin[0] + phase_x) % cell_w, (origin[1] + phase_y) % cell_h)
+
+
+def two_colours(image: Image.Image, order: tuple[int, int, int],
+                background: bytes | None = None) -> tuple[int, bytes, bytes] | None:  # fmt: skip
+    """(key band, colour 0 + colour 1 as R, G, B, the translation of the
+    band's two values to 0/1) of an image of exactly two colours, colour
+    0 `background` if it is one of them, else the commoner; None if not two
+    colours.  Cells are cut from the band as it is (no per-pixel mapping);
+    only each distinct cell is translated to its glyph bits."""
+    return from_colours(image.getcolors(2), order, background)
+
+
+def from_colours(colours: list[tuple[int, tuple[int, ...]]] | list[tuple[int, int]] | None,
+                 order: tuple[int, int, int], background: bytes | None) -> tuple[int, bytes, bytes] | None:  # fmt: skip
+    """two_colours() from getcolors(2)'s answer."""
+    if colours is None or len(colours) != 2:
+        return None
+    (_n0, first), (_n1, second) = sorted(colours, key=lambda item: -item[0])
+    if not isinstance(first, tuple) or not isinstance(second, tuple):
+        return None  # a one-band image: not a capture
+    back, ink = first, second
+    if background is not None and bytes(ink[band] for band in order) == background:
+        back, ink = second, first
+    band = next((band for band in range(3) if back[order[band]] != ink[order[band]]), None)
+    if band is None:  # the same R, G, B (the capture's padding byte differs)
+        return None
+    keys = bytes((back[order[band]], ink[order[band]]))
+    rgb = bytes((back[order[0]], back[order[1]], back[order[2]], ink[order[0]], ink[order[1]], ink[order[2]]))
+    return order[band], rgb, bytes.maketrans(keys, b"\x00\x01")

@@ -7,7 +7,8 @@
 # a capture taken inside the session.  A second GLYPHS connection to the
 # same session shows that the server starts each display channel with an
 # empty glyph cache (else the client would refuse a region naming a slot
-# it never got, and the run would end in an error).
+# it never got, and the run would end in an error).  The agent made those
+# GLYPHS with the C passes `make install` built (glyph_cells.so is mapped).
 """GLYPHS regions in a real session: fewer bytes, the client pixel-exact."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from svtest import VENV_BIN, Server
-from test_end_to_end import assert_png_is_the_session
+from test_end_to_end import agent_pid, assert_png_is_the_session
 import test_typed_tiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -56,6 +57,8 @@ def test_scrolled_text_goes_as_glyphs_and_the_client_is_pixel_exact(
     user = user_factory("svt-glyph-s" if seamless else "svt-glyph-n")
     first = _scroll(server, user, tmp_path, "glyphs", seamless, glyphs=True)
     assert first["counts"].get("GLYPHS", 0) >= 3, f"too few GLYPHS regions: {first}"
+    with open(f"/proc/{agent_pid(user.name)}/maps", encoding="utf-8", errors="replace") as handle:
+        assert "sessiond-glyph-cells.so" in handle.read(), "the agent made GLYPHS without the C passes (make install?)"
     again = _scroll(server, user, tmp_path, "glyphs-again", seamless, glyphs=True)
     assert again["counts"].get("GLYPHS", 0) >= 3, f"too few GLYPHS regions on a new connection: {again}"
     without = _scroll(server, user, tmp_path, "no-glyphs", seamless, glyphs=False)

@@ -1,0 +1,202 @@
+# The GLYPHS encoder's per-pixel and per-cell passes in C (sessiond/agent/
+# native/glyph_cells.c), loaded with ctypes: the exact two-colour test, the
+# cut of the text cells straight from the BGRX capture, and the numbering
+# of the cells' patterns (so Python touches each distinct glyph once, and
+# renumbers a stripe's cells with one bytes.translate).
+#
+# Why: on a scrolling terminal nearly every frame is a whole new screen of
+# GLYPHS, and the first two passes alone were ~2.4 ms of the agent's ~5 ms
+# per 1920x1080 frame in Pillow (getcolors, strided views + transpose); the
+# numbering replaces ~9000 bytes slices and dict look-ups per screen.  numpy
+# would do them too, but costs every session's agent memory; a libc-only
+# shared object costs ~20 KiB.  `make install` builds it into the venv
+# (<venv>/lib/sessiond-glyph-cells.so, like isolation/wait.c's waiter);
+# where it did not build, the encoder keeps the Python path
+# (glyph_encoder._two_colours, glyph_grid.cut_band), which stays the
+# reference: tests/unit/test_glyph_native.py requires identical results.
+#
+# The buffer's address is taken with the buffer protocol
+# (PyObject_GetBuffer), so a read-only capture (bytes) works as well as the
+# shared-memory one; the C side checks every bound again before reading.
+"""NativeCells: the C two-colour test, cell cut and cell numbering of BGRX captures (load(): None if not built)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from array import array
+from functools import cache
+from typing import Final
+
+from PIL import Image
+
+from sessiond.agent.glyph_grid import Grid, band_unit, from_colours
+
+# Where `make install` puts the library (Makefile).
+LIBRARY_NAME: Final = "sessiond-glyph-cells.so"
+# Set to "0" to use the Python path (benchmarks, tests of the fallback).
+ENV_SWITCH: Final = "SESSIOND_NATIVE_GLYPHS"
+_BAD_ARGS: Final = -1
+_MORE_COLOURS: Final = 3
+_BYTES_PER_PIXEL: Final = 4
+_PyBUF_SIMPLE: Final = 0
+
+Rect = tuple[int, int, int, int]
+# The BGRX capture a rectangle's image maps, its stride, and the rectangle's corner in it.
+Capture = tuple[memoryview | bytes, int, tuple[int, int]]
+# The bands of a BGRX capture that hold R, G, B (palette_png.BGRX_ORDER): the only layout read here.
+BGRX_ORDER: Final = (2, 1, 0)
+
+
+class _PyBuffer(ctypes.Structure):
+    """CPython's Py_buffer (stable since 3.11's limited API)."""
+
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.py_object), ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]  # fmt: skip
+
+
+def library_path() -> str:
+    """Where `make install` builds the library: <venv>/lib/sessiond-glyph-cells.so."""
+    return os.path.join(sys.prefix, "lib", LIBRARY_NAME)
+
+
+class NativeCells:
+    """The C passes over one BGRX buffer at a time (see glyph_cells.c)."""
+
+    def __init__(self, path: str) -> None:
+        if array("I").itemsize != 4:
+            raise OSError("array('I') is not 32 bits here: sv_index_cells' ids are")
+        lib = ctypes.CDLL(path)
+        size, ubyte_p = ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)
+        self._two = lib.sv_two_colours
+        self._two.argtypes = [ctypes.c_void_p, size, size, size, size, size, ubyte_p,
+                              ctypes.POINTER(ctypes.c_uint64)]  # fmt: skip
+        self._two.restype = ctypes.c_int
+        self._cut = lib.sv_cut_cells
+        self._cut.argtypes = [ctypes.c_void_p, size, size, size, size, size, size, size, size, size,
+                              ctypes.c_void_p, size]  # fmt: skip
+        self._cut.restype = ctypes.c_int
+        self._index = lib.sv_index_cells
+        self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+        self._index.restype = ctypes.c_long
+        self._get = ctypes.pythonapi.PyObject_GetBuffer
+        self._get.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+        self._get.restype = ctypes.c_int
+        self._release = ctypes.pythonapi.PyBuffer_Release
+        self._release.argtypes = [ctypes.POINTER(_PyBuffer)]
+        self._release.restype = None
+        self._colours = (ctypes.c_ubyte * 8)()
+        self._counts = (ctypes.c_uint64 * 2)()
+
+    def two_colours(self, buf: memoryview | bytes, stride: int, rect: Rect) -> list[tuple[int, tuple[int, ...]]] | None:
+        """Image.getcolors(2) of rect of the BGRX buffer seen as an "RGBX"
+        image ((count, 4-tuple) per colour), None if more than two colours.
+        The order of the two is first appearance, not Pillow's: callers
+        sort by count, and ties must go to Pillow (see glyph_encoder)."""
+        x, y, w, h = rect
+        found = _BAD_ARGS
+        with _Pinned(self, buf) as (address, length):
+            if x >= 0 and y >= 0:
+                found = self._two(address, length, stride, y * stride + x * _BYTES_PER_PIXEL, w, h,
+                                  self._colours, self._counts)  # fmt: skip
+        if found == _BAD_ARGS:
+            raise ValueError(f"rectangle {rect} is outside the buffer (stride {stride}, {length} bytes)")
+        if found == _MORE_COLOURS:
+            return None
+        pixels = bytes(self._colours)
+        return [(self._counts[n], tuple(pixels[n * 4 : n * 4 + 4])) for n in range(found)]
+
+    def cut(self, buf: memoryview | bytes, stride: int, box: Rect, cell_w: int, cell_h: int, band: int) -> bytes:
+        """The cells of box (x, y, w, h of the buffer, sides multiples of the
+        cell) in byte `band` of each pixel, one after another in
+        glyph_grid.cut_band's order (slice them by cell_w * cell_h)."""
+        x, y, w, h = box
+        if x < 0 or y < 0 or w % cell_w or h % cell_h:
+            raise ValueError(f"box {box} is not whole {cell_w}x{cell_h} cells of the buffer")
+        out = bytearray(w * h)
+        with _Pinned(self, buf) as (address, length), _Pinned(self, out) as (target, size):
+            status = self._cut(address, length, stride, y * stride + x * _BYTES_PER_PIXEL, w // cell_w, h // cell_h,
+                               cell_w, cell_h, band, band_unit(cell_w), target, size)  # fmt: skip
+        if status != 0:
+            raise ValueError(f"box {box} is outside the buffer (stride {stride}, {length} bytes)")
+        return bytes(out)
+
+
+    def index(self, cells: bytes, cell_bytes: int) -> tuple[bytes | array[int], list[bytes]]:
+        """(ids, patterns): cells (cut()'s output) numbered by first appearance
+        of their pattern, and each pattern's bytes.  ids is one byte per cell
+        while there are at most 256 patterns, else an array of ints."""
+        count = len(cells) // cell_bytes
+        table_len = 1 << max(1, (2 * count - 1).bit_length())
+        zero = array("I", [0])  # C's uint32_t (checked in __init__)
+        table, ids, firsts, ids8 = zero * table_len, zero * count, zero * count, bytearray(count)
+        with _Pinned(self, cells) as (address, length), _Pinned(self, table) as (table_at, _t), \
+                _Pinned(self, ids) as (ids_at, _i), _Pinned(self, ids8) as (ids8_at, _b), \
+                _Pinned(self, firsts) as (firsts_at, _f):  # fmt: skip
+            distinct = self._index(address, length, cell_bytes, count, table_at, table_len, ids_at, ids8_at, firsts_at)
+        if distinct < 0:
+            raise ValueError(f"{length} bytes are not whole cells of {cell_bytes} bytes")
+        patterns = [cells[first * cell_bytes : (first + 1) * cell_bytes] for first in firsts[:distinct]]
+        return (bytes(ids8) if distinct <= 256 else ids), patterns
+
+
+class _Pinned:
+    """A buffer's address and length while the with-block runs (PyObject_GetBuffer/PyBuffer_Release)."""
+
+    def __init__(self, native: NativeCells, obj: object) -> None:
+        self._native, self._obj, self._view = native, obj, _PyBuffer()
+
+    def __enter__(self) -> tuple[int, int]:
+        if self._native._get(self._obj, ctypes.byref(self._view), _PyBUF_SIMPLE) != 0:
+            raise ValueError("not a contiguous buffer")
+        return self._view.buf or 0, self._view.len
+
+    def __exit__(self, *_exc: object) -> None:
+        self._native._release(ctypes.byref(self._view))
+
+
+def native_cells(native: NativeCells, capture: Capture, image: Image.Image, order: tuple[int, int, int], rect: Rect,
+                 box: tuple[int, int, int, int], grid: Grid,
+                 background: bytes | None) -> tuple[bytes | array[int], list[bytes], bytes, bytes] | None:  # fmt: skip
+    """encode()'s two-colour test and cut_band by the C passes, the cells
+    numbered by pattern: (ids, patterns, to_bits, colours), or None where
+    the Python path would give up (see NativeCells.index)."""
+    buf, stride, (cx, cy) = capture
+    inner = (cx + box[0], cy + box[1], box[2] - box[0], box[3] - box[1])
+    two = None
+    for area in ((cx, cy, rect[2], rect[3]), inner):  # usually the whole rectangle has the two colours
+        colours = native.two_colours(buf, stride, area)
+        if colours is not None and len(colours) == 2 and colours[0][0] == colours[1][0]:
+            # A tie: Pillow's order decides, as on the Python path (glyph_grid.from_colours sorts stably).
+            left, top = area[0] - cx, area[1] - cy
+            colours = image.crop((left, top, left + area[2], top + area[3])).getcolors(2)
+        two = from_colours(colours, order, background)
+        if two is not None:
+            break
+    if two is None:
+        return None
+    band, rgb, to_bits = two
+    ids, patterns = native.index(native.cut(buf, stride, inner, grid.cell_w, grid.cell_h, band),
+                                 grid.cell_w * grid.cell_h)  # fmt: skip
+    return ids, patterns, to_bits, rgb
+
+
+def load(path: str | None = None) -> NativeCells | None:
+    """The installed library, or None if it is absent or switched off
+    (SESSIOND_NATIVE_GLYPHS=0): the encoder then uses the Python path."""
+    if os.environ.get(ENV_SWITCH) == "0":
+        return None
+    try:
+        return NativeCells(path or library_path())
+    except (OSError, AttributeError):  # not built, or an older build without a function
+        return None
+
+
+@cache
+def shared() -> NativeCells | None:
+    """load() once per process (every GlyphEncoder of the agent uses the same library)."""
+    return load()

@@ -1,0 +1,199 @@
+# The C passes of the GLYPHS encoder (sessiond/agent/native/glyph_cells.c,
+# loaded by glyph_native.py) against the Python reference they replace:
+# the two-colour test equals Pillow's getcolors(2) and the cut equals
+# glyph_grid.cut_band over random screens and cells; whole encodes (regions'
+# bytes and the glyph mirror) are identical with and without them; every
+# bound (rectangle past the buffer or its stride, output length, cell size,
+# band) is refused before memory is touched; the numbering of cell patterns
+# equals a dict's, past 256 patterns too; and the installed agent loads
+# the library `make install` built (as the sandbox waiter's test checks).
+"""Unit tests for sessiond.agent.glyph_native against the Python path (glyph_grid, glyph_encoder)."""
+
+from __future__ import annotations
+
+import ctypes
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from protocol.messages import Region
+from sessiond.agent import glyph_native
+from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.glyph_grid import Grid, band_unit, cut_band, pieces
+from unit.test_glyph_agent import bgrx, terminal
+
+NATIVE = glyph_native.load()
+needs_native = pytest.mark.skipif(NATIVE is None, reason="not built (test_installed_agent_uses_it fails)")
+# Pixels with only two R, G, B values per byte and an X byte of 0 or 1: ties,
+# padding-only differences and third colours all turn up often.
+PIXEL = st.tuples(st.sampled_from([0, 255]), st.sampled_from([0, 7]), st.sampled_from([9, 9, 200]),
+                  st.sampled_from([0, 0, 0, 1]))  # fmt: skip
+
+
+def test_installed_agent_uses_it() -> None:
+    """`make install` built the library into the venv, and the encoder of every agent uses it."""
+    assert NATIVE is not None, f"{glyph_native.library_path()} did not load: make install did not build it"
+    assert RegionEncoder().glyphs.native is not None
+
+
+def test_without_the_library_or_switched_off_the_python_path_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert glyph_native.load("/nonexistent/sessiond-glyph-cells.so") is None
+    monkeypatch.setenv(glyph_native.ENV_SWITCH, "0")
+    assert glyph_native.load() is None
+
+
+def screen(pixels: list[tuple[int, int, int, int]], width: int, height: int, stride_pad: int) -> tuple[bytes, int]:
+    """A BGRX buffer of width x height from `pixels` (repeated), rows padded by stride_pad pixels."""
+    stride = (width + stride_pad) * 4
+    rows = [bytes(b for x in range(width + stride_pad) for b in pixels[(y * width + x) % len(pixels)])
+            for y in range(height)]  # fmt: skip
+    return b"".join(rows), stride
+
+
+def mapped(buf: bytes, stride: int, rect: tuple[int, int, int, int]) -> Image.Image:
+    """rect of the buffer as encoder._bgrx_view maps it ("RGBX" bands in memory order)."""
+    x, y, w, h = rect
+    padded = buf[y * stride + x * 4 :] + bytes(stride)  # Pillow wants whole strides
+    return Image.frombuffer("RGBX", (w, h), padded, "raw", "RGBX", stride, 1)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIXEL, min_size=1, max_size=5), st.integers(1, 23), st.integers(1, 9), st.integers(0, 3),
+       st.data())  # fmt: skip
+def test_two_colours_equal_pillows_getcolors(pixels: list[tuple[int, int, int, int]], width: int, height: int,
+                                             pad: int, data: st.DataObject) -> None:  # fmt: skip
+    assert NATIVE is not None
+    buf, stride = screen(pixels, width, height, pad)
+    x, y = data.draw(st.integers(0, width - 1)), data.draw(st.integers(0, height - 1))
+    rect = (x, y, data.draw(st.integers(1, width - x)), data.draw(st.integers(1, height - y)))
+    ours = NATIVE.two_colours(memoryview(buf), stride, rect)
+    theirs = mapped(buf, stride, rect).getcolors(2)
+    assert (None if ours is None else sorted(ours)) == (None if theirs is None else sorted(theirs))
+
+
+@needs_native
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 7), st.integers(1, 5), st.integers(1, 4), st.integers(0, 3),
+       st.integers(0, 3), st.integers(0, 5), st.integers(0, 2**32 - 1))  # fmt: skip
+def test_cut_equals_cut_band(cell_w: int, cell_h: int, cols: int, rows: int, band: int, left: int, top: int,
+                             seed: int) -> None:  # fmt: skip
+    assert NATIVE is not None
+    width, height = left + cols * cell_w + 2, top + rows * cell_h + 1
+    buf = seed.to_bytes(4, "little") * 3 + bytes((seed * 7919 + i * 31) % 251 for i in range(width * height * 4))
+    buf = buf[: width * height * 4]
+    stride = width * 4
+    box = (left, top, left + cols * cell_w, top + rows * cell_h)
+    expected = cut_band(mapped(buf, stride, (0, 0, width, height)), band, box, cell_w, cell_h)
+    cut = NATIVE.cut(buf, stride, (left, top, cols * cell_w, rows * cell_h), cell_w, cell_h, band)
+    assert list(map(cut.__getitem__, pieces(len(cut), cell_w * cell_h))) == expected
+
+
+def regions_of(native: glyph_native.NativeCells | None, frames: list[bytes], width: int, height: int,
+               rects: list[tuple[int, int, int, int]]) -> tuple[list[Region], int]:  # fmt: skip
+    """Every region of encoding frames (first whole, then rects) with glyphs on, and the mirror's size."""
+    encoder = RegionEncoder()
+    encoder.glyphs.enabled, encoder.glyphs.native = True, native
+    out = encoder.encode(frames[0], width * 4, [(0, 0, width, height)], surface="desktop")
+    for frame in frames[1:]:
+        out += encoder.encode(frame, width * 4, rects, surface="desktop")
+    return out, len(encoder.glyphs.mirror)
+
+
+@needs_native
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_whole_encodes_are_identical_with_and_without_it(seed: int) -> None:
+    """Screens of text (black on white, a root of another colour around it,
+    one with a third colour) give the same regions byte for byte."""
+    width, height = 400, 260
+    frames = []
+    for n in range(6):
+        desk = Image.new("RGB", (width, height), (40, 80, 120))
+        desk.paste(terminal(60, 16, seed=seed * 10 + n), (7, 5))
+        if n == 4:
+            desk.putpixel((100, 60), (200, 10, 10))  # a third colour: PALETTE, not GLYPHS
+        frames.append(bgrx(desk))
+    rects = [(7, 5, 60 * 6 + 4, 16 * 13 + 4), (0, 0, width, height)]
+    assert regions_of(NATIVE, frames, width, height, rects) == regions_of(None, frames, width, height, rects)
+
+
+@needs_native
+def test_every_bound_is_refused_before_memory_is_touched() -> None:
+    assert NATIVE is not None
+    width, height = 12, 26
+    buf, stride = screen([(0, 0, 0, 0), (255, 255, 255, 0)], width, height, 0)
+    assert NATIVE.two_colours(buf, stride, (0, 0, width, height)) is not None
+    for rect in [(0, 0, width + 1, height), (1, 0, width, height), (0, 0, width, height + 1), (0, 1, width, height),
+                 (-1, 0, 2, 2), (0, 0, 0, 1), (0, 0, 1, 0), (0, 0, 32769, 1)]:  # fmt: skip
+        with pytest.raises(ValueError):
+            NATIVE.two_colours(buf, stride, rect)
+    assert len(NATIVE.cut(buf, stride, (0, 0, width, height), 6, 13, 0)) == width * height
+    for box, cell in [((0, 0, width, height + 13), (6, 13)), ((6, 0, 12, height), (6, 13)),
+                      ((0, 13, width, height), (6, 13)), ((0, 0, 33 * 2, 33), (33, 33)),
+                      ((-6, 0, 6, 13), (6, 13)), ((0, 0, 5, 13), (6, 13))]:  # fmt: skip
+        with pytest.raises(ValueError):
+            NATIVE.cut(buf, stride, box, cell[0], cell[1], 0)
+    with pytest.raises(ValueError):
+        NATIVE.cut(buf, stride, (0, 0, 6, 13), 6, 13, 4)  # past the pixel's 4 bytes
+
+
+@needs_native
+def test_the_c_side_checks_lengths_itself() -> None:
+    """Called directly (not through NativeCells), the library refuses an
+    output buffer of the wrong size, a stride smaller than a row, a bad unit."""
+    lib = ctypes.CDLL(glyph_native.library_path())
+    cut = lib.sv_cut_cells
+    size = ctypes.c_size_t
+    cut.argtypes = [ctypes.c_char_p, size, size, size, size, size, size, size, size, size, ctypes.c_char_p, size]
+    pixels = bytes(6 * 13 * 4)
+    out = ctypes.create_string_buffer(6 * 13 + 1)
+    assert cut(pixels, len(pixels), 24, 0, 1, 1, 6, 13, 0, band_unit(6), out, 6 * 13) == 0
+    assert cut(pixels, len(pixels), 24, 0, 1, 1, 6, 13, 0, 2, out, 6 * 13 + 1) == -1  # output size
+    assert cut(pixels, len(pixels), 20, 0, 1, 1, 6, 13, 0, 2, out, 6 * 13) == -1  # stride < a row
+    assert cut(pixels, len(pixels) - 1, 24, 0, 1, 1, 6, 13, 0, 2, out, 6 * 13) == -1  # buffer one byte short
+    assert cut(pixels, len(pixels), 24, 0, 1, 1, 6, 13, 0, 4, out, 6 * 13) == -1  # unit
+    assert cut(pixels, len(pixels), 24, 0, 1, 1, 5, 13, 0, 2, out, 5 * 13) == -1  # odd width in pairs
+
+
+@needs_native
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 300), st.integers(1, 600), st.integers(0, 2**32 - 1))
+def test_index_numbers_patterns_as_a_dict_does(cell_bytes: int, kinds: int, count: int, seed: int) -> None:
+    assert NATIVE is not None
+    rng = random.Random(seed)
+    pool = [bytes(rng.getrandbits(1) for _ in range(cell_bytes)) for _ in range(kinds)]
+    cells = [rng.choice(pool) for _ in range(count)]
+    numbers: dict[bytes, int] = {}
+    expected = [numbers.setdefault(cell, len(numbers)) for cell in cells]
+    ids, patterns = NATIVE.index(b"".join(cells), cell_bytes)
+    assert list(ids) == expected and patterns == list(numbers)
+    assert isinstance(ids, bytes) == (len(numbers) <= 256)
+
+
+@needs_native
+@pytest.mark.parametrize("kinds", [20, 400])
+def test_a_preset_grid_of_many_patterns_encodes_identically(kinds: int) -> None:
+    """Two-colour cells of up to 400 patterns on one screen (past 256: the
+    numbers are an array, each stripe still names at most GLYPH_MAX_USED)."""
+    rng = random.Random(kinds)
+    cell_w, cell_h, columns, rows = 8, 16, 40, 30
+    pool = [[rng.getrandbits(1) for _ in range(cell_w * cell_h)] for _ in range(kinds)]
+    image = Image.new("RGB", (columns * cell_w, rows * cell_h), (250, 250, 250))
+    for row in range(rows):
+        for column in range(columns):
+            bits = rng.choice(pool)
+            for at, bit in enumerate(bits):
+                if bit:
+                    image.putpixel((column * cell_w + at % cell_w, row * cell_h + at // cell_w), (10, 20, 30))
+    frame, width = bgrx(image), image.width
+    results = []
+    for native in (NATIVE, None):
+        encoder = RegionEncoder()
+        encoder.glyphs.enabled, encoder.glyphs.native = True, native
+        encoder.glyphs._grids["s"] = Grid(cell_w, cell_h, 0, 0)
+        out = encoder.encode(frame, width * 4, [(0, 0, width, image.height)], surface="s")
+        results.append((out, encoder.glyphs.sent, len(encoder.glyphs.mirror)))
+    assert results[0] == results[1] and results[0][1] > 0
