@@ -17,6 +17,10 @@
 # other subcommands. The viewer calls preload() 2 s after it painted its
 # first frame (not on the way of the app's first text); until numpy is in,
 # regions go the Pillow way (same pixels).
+# numpy's bundled OpenBLAS starts a pool of worker threads at import that
+# spin for a while (~0.07 s of CPU on a 2-core machine) and then sleep, for
+# matrix work this module never does: the import asks for none (the
+# environment's own OPENBLAS_NUM_THREADS, if set, wins).
 # Nothing here reads wire data: decode_cells (media/glyphs.py) has checked
 # every bound and index before, and the write stays inside the rectangle
 # Framebuffer.apply checked against its size.
@@ -24,12 +28,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 from client.fb_memory import PAD, PixelMemory
 from media.glyphs import Cells
 
+# OpenBLAS worker threads asked for when numpy is imported here (none beside the caller's).
+BLAS_THREADS = "1"
 _numpy: Any = None  # the numpy module, once preload()'s thread imported it
 _lock = threading.Lock()
 _started = False
@@ -49,6 +56,7 @@ def preload() -> threading.Thread | None:
 
 def _load() -> None:
     global _numpy
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
     try:
         import numpy
     except ImportError:  # svclient without the viewer extra: Pillow draws every region

@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -96,3 +99,18 @@ def test_memory_pillow_did_not_map_is_left_to_the_reference() -> None:
 
 def test_preload_starts_one_thread_only() -> None:
     assert glyph_paint.preload() is None and glyph_paint.ready()
+
+
+def test_loading_numpy_starts_no_blas_worker_threads() -> None:
+    # A fresh interpreter (this one imported numpy already) with this copy of client/: once preload()'s
+    # thread has ended, the process has its main thread only -- no OpenBLAS pool spinning beside the viewer.
+    # (The ended thread may linger a moment in /proc: wait up to 5 s for it to go; a BLAS pool never goes.)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(glyph_paint.__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = root
+    code = ("import os, time; from client import glyph_paint; glyph_paint.preload().join(); "
+            "end = time.monotonic() + 5\n"
+            "while len(os.listdir('/proc/self/task')) > 1 and time.monotonic() < end: time.sleep(0.01)\n"
+            "print(glyph_paint.ready(), len(os.listdir('/proc/self/task')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "1"]
