@@ -26,7 +26,16 @@ from sessiond.agent.glyph_grid import Grid, band_unit, cut_band, pieces
 from unit.test_glyph_agent import bgrx, terminal
 
 NATIVE = glyph_native.load()
-needs_native = pytest.mark.skipif(NATIVE is None, reason="not built (test_installed_agent_uses_it fails)")
+needs_native = pytest.mark.usefixtures("native_built")
+
+
+@pytest.fixture
+def native_built() -> None:
+    """Fails (never skips) a test of the C code where `make install` did not build it."""
+    if NATIVE is None:
+        pytest.fail("sessiond-glyph-cells.so is not built in this venv (make install builds it)")
+
+
 # Pixels with only two R, G, B values per byte and an X byte of 0 or 1: ties,
 # padding-only differences and third colours all turn up often.
 PIXEL = st.tuples(st.sampled_from([0, 255]), st.sampled_from([0, 7]), st.sampled_from([9, 9, 200]),
