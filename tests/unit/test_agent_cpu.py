@@ -73,6 +73,20 @@ def step_both(rng: random.Random, rows: list[bytes], frame: bytes, box: tuple[in
     return frame
 
 
+
+def step_releasing(rng: random.Random, rows: list[bytes], frame: bytes, height: int,
+                   steps: list[tuple[int, int, int, tuple[int, int], bool]],
+                   released: SurfaceHistory, other: SurfaceHistory) -> bytes:  # fmt: skip
+    """STEPS (top, rows, shift, (x, width), release) through step_both, RELEASED released
+    first where a step says so; RELEASED's rows are unpacked and written at the end. The last frame."""
+    for top, rows_moved, shift, (x, w), release in steps:
+        if release:
+            released.release()
+        frame = step_both(rng, rows, frame, (x, top, w, min(rows_moved, height - top)), shift, released, other)
+    released._unpack(0, height)
+    released._write_stale(0, height)
+    return frame
+
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**16), steps=st.lists(
     st.tuples(st.integers(0, HEIGHT - 1), st.integers(1, HEIGHT), st.integers(-20, 20),

@@ -18,7 +18,7 @@ from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS, IdleRelease, malloc_trim, release_display
 from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
 from sessiond.agent.xshm import XShmError
-from unit.test_agent_cpu import HEIGHT, WIDTH, start_histories, step_both
+from unit.test_agent_cpu import HEIGHT, WIDTH, start_histories, step_releasing
 
 
 @settings(max_examples=80, deadline=None)
@@ -31,12 +31,7 @@ def test_a_released_history_plans_exactly_as_one_never_released(
     rng = random.Random(seed)
     released, kept = SurfaceHistory(WIDTH, HEIGHT), SurfaceHistory(WIDTH, HEIGHT)
     rows, frame = start_histories(rng, released, kept)
-    for top, height, shift, (x, w), release in steps:
-        if release:
-            released.release()
-        frame = step_both(rng, rows, frame, (x, top, w, min(height, HEIGHT - top)), shift, released, kept)
-    released._unpack(0, HEIGHT)
-    released._write_stale(0, HEIGHT)
+    frame = step_releasing(rng, rows, frame, HEIGHT, steps, released, kept)
     assert bytes(released.pixels) == frame
 
 

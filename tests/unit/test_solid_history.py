@@ -19,7 +19,7 @@ from protocol.messages import Encoding
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.glyph_encoder import DETECT_MIN_PIXELS, GlyphEncoder
 from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
-from unit.test_agent_cpu import COLOURS, EagerHistory, step_both
+from unit.test_agent_cpu import COLOURS, EagerHistory, step_releasing
 from unit.test_agent_cpu import HEIGHT as SPAN_HEIGHT
 from unit.test_agent_cpu import WIDTH as SPAN_WIDTH
 from unit.test_glyph_agent import bgrx, terminal
@@ -125,10 +125,5 @@ def test_a_solid_history_plans_exactly_as_an_eager_copy(
     solid.remember_solid(frame[:4])
     eager.plan(Source(memoryview(frame), SPAN_WIDTH * 4), (0, 0, SPAN_WIDTH, SPAN_HEIGHT))
     eager.remember(Source(memoryview(frame), SPAN_WIDTH * 4), (0, 0, SPAN_WIDTH, SPAN_HEIGHT))
-    for top, height, shift, (x, w), release in steps:
-        if release:
-            solid.release()
-        frame = step_both(rng, rows, frame, (x, top, w, min(height, SPAN_HEIGHT - top)), shift, solid, eager)
-    solid._unpack(0, SPAN_HEIGHT)
-    solid._write_stale(0, SPAN_HEIGHT)
+    frame = step_releasing(rng, rows, frame, SPAN_HEIGHT, steps, solid, eager)
     assert bytes(solid.pixels) == frame == bytes(eager.pixels)
