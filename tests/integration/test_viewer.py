@@ -297,13 +297,24 @@ def test_launcher_lists_the_apps_and_closing_it_disconnects(sessiond_server: Ser
     # --audio: the session's sound to the local sound server, or one "no sound: why" line; the windows regardless
     view = Viewer(desktop, viewer_argv(sessiond_server, vic, "--audio"), str(tmp_path / "launcher.log"))
     try:
-        launcher = desktop.window(f"sessiond apps - {vic.name}@{sessiond_server.address}", 60)
+        title = f"sessiond apps - {vic.name}@{sessiond_server.address}"
+        launcher = desktop.window(title, 60)
         desktop.window(xterm_title(vic), 60)  # the session's windows are shown too
         wm_delete(desktop, launcher)
-        try:
-            status = view.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the viewer still runs 30 s after its launcher closed:\n{view.log()}") from None
+        deadline = time.monotonic() + 30
+        while view.process.poll() is None and time.monotonic() < deadline:
+            try:
+                view.process.wait(timeout=CLOSE_RETRY_SECONDS)
+            except subprocess.TimeoutExpired:
+                # As with xcalc above: a close seen lost once under CI load. Closed again only while
+                # the launcher is still shown; a viewer that hangs after its window went still fails.
+                if desktop.windows_named(title):
+                    wm_delete(desktop, launcher)
+        if view.process.poll() is None:
+            shown = "still shown" if desktop.windows_named(title) else "gone"
+            raise AssertionError(f"the viewer still runs 30 s after its launcher closed (launcher {shown}):\n"
+                                 f"{view.log()}")  # fmt: skip
+        status = view.process.returncode
         assert status == 0, view.log()
         assert "Traceback" not in view.log()
     finally:
