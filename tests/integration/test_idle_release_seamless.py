@@ -24,7 +24,7 @@ import pytest
 from sessiond.agent.xshm import MAX_CAPTURE_PIXELS
 from svtest import VENV_BIN, Server
 from test_end_to_end import assert_png_is_the_session
-from test_idle_release import IDLE_SECONDS, RELEASE_GRACE_SECONDS, _agent, agent_logs, idle_server, sysv_rss_kib
+from test_idle_release import RELEASE_GRACE_SECONDS, _agent, agent_logs, idle_server, sysv_rss_kib
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -33,6 +33,8 @@ DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keystroke_cli
 SEGMENT_KIB = MAX_CAPTURE_PIXELS * 4 // 1024
 # An xterm's first capture (the whole window, ~480x320) makes this much of it resident at least.
 SHOWN_MIN_KIB = 256
+# The session's [session] idle_release_seconds: short, the test polls until the release.
+IDLE_SECONDS = 2
 # What may stay resident after the release.
 RELEASED_LIMIT_KIB = 32
 # Seconds between two looks at the agent's smaps.
@@ -41,7 +43,7 @@ POLL_SECONDS = 0.05
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from idle_server(tmp_path_factory, "seamless")
+    yield from idle_server(tmp_path_factory, "seamless", IDLE_SECONDS)
 
 
 def test_an_idle_seamless_session_releases_its_window_captures_and_stays_exact(
