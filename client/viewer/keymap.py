@@ -249,6 +249,10 @@ class KeyTranslator:
         # Nothing composes: type the accent, then the key (X compose drops
         # such pairs; showing both loses less of what was typed).
         accent = keysym_for_char(spacing)
+        if any(h.keysym == accent for h in self._held):
+            # Another key holds the accent down in the session (dead key, then
+            # a held space): press it again and leave its release to that key.
+            return keysym, [(accent, True)]
         taps: list[KeyEvent] = [(accent, True), (accent, False)]
         return keysym, taps
 
