@@ -80,8 +80,8 @@ class NativeCells:
                               ctypes.c_void_p, size]  # fmt: skip
         self._cut.restype = ctypes.c_int
         self._index = lib.sv_index_cells
-        self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p,
-                                ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+        self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p, size,
+                                ctypes.c_void_p, size, ctypes.c_void_p, size]  # fmt: skip
         self._index.restype = ctypes.c_long
         self._get = ctypes.pythonapi.PyObject_GetBuffer
         self._get.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
@@ -135,11 +135,12 @@ class NativeCells:
         zero = array("I", [0])  # C's uint32_t (checked in __init__)
         table, ids, firsts, ids8 = zero * table_len, zero * count, zero * count, bytearray(count)
         with _Pinned(self, cells) as (address, length), _Pinned(self, table) as (table_at, _t), \
-                _Pinned(self, ids) as (ids_at, _i), _Pinned(self, ids8) as (ids8_at, _b), \
-                _Pinned(self, firsts) as (firsts_at, _f):  # fmt: skip
-            distinct = self._index(address, length, cell_bytes, count, table_at, table_len, ids_at, ids8_at, firsts_at)
+                _Pinned(self, ids) as (ids_at, ids_size), _Pinned(self, ids8) as (ids8_at, ids8_size), \
+                _Pinned(self, firsts) as (firsts_at, firsts_size):  # fmt: skip
+            distinct = self._index(address, length, cell_bytes, count, table_at, table_len, ids_at, ids_size,
+                                   ids8_at, ids8_size, firsts_at, firsts_size)  # fmt: skip
         if distinct < 0:
-            raise ValueError(f"{length} bytes are not whole cells of {cell_bytes} bytes")
+            raise ValueError(f"{length} bytes are not whole cells of {cell_bytes} bytes (or an output array is short)")
         patterns = [cells[first * cell_bytes : (first + 1) * cell_bytes] for first in firsts[:distinct]]
         return (bytes(ids8) if distinct <= 256 else ids), patterns
 
