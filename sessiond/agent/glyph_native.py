@@ -125,7 +125,6 @@ class NativeCells:
             raise ValueError(f"box {box} is outside the buffer (stride {stride}, {length} bytes)")
         return bytes(out)
 
-
     def index(self, cells: bytes, cell_bytes: int) -> tuple[bytes | array[int], list[bytes]]:
         """(ids, patterns): cells (cut()'s output) numbered by first appearance
         of their pattern, and each pattern's bytes.  ids is one byte per cell
