@@ -193,10 +193,10 @@ def test_the_c_side_checks_the_numberings_outputs_itself(bound: dict[str, int]) 
     sizes = {"table_len": 8, "ids_size": ctypes.sizeof(ids), "ids8_size": n, "firsts_size": ctypes.sizeof(firsts)}
     arrays = (table, ids, ids8, firsts)
 
-    def call(**given: int) -> int:
+    def call(**changed: int) -> int:
         for target in arrays:
             ctypes.memset(target, 0xA5, ctypes.sizeof(target))
-        s = sizes | given
+        s = sizes | changed
         return int(index(cells, len(cells), cell_bytes, n, table, s["table_len"], ids, s["ids_size"], ids8,
                          s["ids8_size"], firsts, s["firsts_size"]))  # fmt: skip
 
@@ -238,9 +238,12 @@ def test_index_numbers_patterns_as_a_dict_does(cell_bytes: int, kinds: int, coun
     cells = [rng.choice(pool) for _ in range(count)]
     numbers: dict[bytes, int] = {}
     expected = [numbers.setdefault(cell, len(numbers)) for cell in cells]
-    ids, patterns = NATIVE.index(b"".join(cells), cell_bytes)
-    assert list(ids) == expected and patterns == list(numbers)
-    assert isinstance(ids, bytes) == (len(numbers) <= 256)
+    joined = b"".join(cells)
+    for handed in (joined, bytearray(joined), memoryview(joined)):  # cut() gives a bytearray
+        ids, patterns = NATIVE.index(handed, cell_bytes)
+        assert list(ids) == expected and patterns == list(numbers)
+        assert isinstance(ids, bytes) == (len(numbers) <= 256)
+        assert all(type(pattern) is bytes for pattern in patterns)  # hashable: the mirror's keys
 
 
 @needs_native
