@@ -80,8 +80,8 @@ class NativeCells:
                               ctypes.c_void_p, size]  # fmt: skip
         self._cut.restype = ctypes.c_int
         self._index = lib.sv_index_cells
-        self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p,
-                                ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+        self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p, size,
+                                ctypes.c_void_p, size, ctypes.c_void_p, size]  # fmt: skip
         self._index.restype = ctypes.c_long
         self._get = ctypes.pythonapi.PyObject_GetBuffer
         self._get.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
@@ -110,10 +110,11 @@ class NativeCells:
         pixels = bytes(self._colours)
         return [(self._counts[n], tuple(pixels[n * 4 : n * 4 + 4])) for n in range(found)]
 
-    def cut(self, buf: memoryview | bytes, stride: int, box: Rect, cell_w: int, cell_h: int, band: int) -> bytes:
+    def cut(self, buf: memoryview | bytes, stride: int, box: Rect, cell_w: int, cell_h: int, band: int) -> bytearray:
         """The cells of box (x, y, w, h of the buffer, sides multiples of the
         cell) in byte `band` of each pixel, one after another in
-        glyph_grid.cut_band's order (slice them by cell_w * cell_h)."""
+        glyph_grid.cut_band's order (slice them by cell_w * cell_h).  A
+        bytearray, not copied again into bytes: index() reads it as it is."""
         x, y, w, h = box
         if x < 0 or y < 0 or w % cell_w or h % cell_h:
             raise ValueError(f"box {box} is not whole {cell_w}x{cell_h} cells of the buffer")
@@ -123,24 +124,26 @@ class NativeCells:
                                cell_w, cell_h, band, band_unit(cell_w), target, size)  # fmt: skip
         if status != 0:
             raise ValueError(f"box {box} is outside the buffer (stride {stride}, {length} bytes)")
-        return bytes(out)
+        return out
 
-
-    def index(self, cells: bytes, cell_bytes: int) -> tuple[bytes | array[int], list[bytes]]:
+    def index(self, cells: bytes | bytearray | memoryview, cell_bytes: int) -> tuple[bytes | array[int], list[bytes]]:
         """(ids, patterns): cells (cut()'s output) numbered by first appearance
-        of their pattern, and each pattern's bytes.  ids is one byte per cell
-        while there are at most 256 patterns, else an array of ints."""
+        of their pattern, and each pattern's bytes (only the distinct
+        patterns are copied out of cells).  ids is one byte per cell while
+        there are at most 256 patterns, else an array of ints."""
         count = len(cells) // cell_bytes
         table_len = 1 << max(1, (2 * count - 1).bit_length())
         zero = array("I", [0])  # C's uint32_t (checked in __init__)
         table, ids, firsts, ids8 = zero * table_len, zero * count, zero * count, bytearray(count)
         with _Pinned(self, cells) as (address, length), _Pinned(self, table) as (table_at, _t), \
-                _Pinned(self, ids) as (ids_at, _i), _Pinned(self, ids8) as (ids8_at, _b), \
-                _Pinned(self, firsts) as (firsts_at, _f):  # fmt: skip
-            distinct = self._index(address, length, cell_bytes, count, table_at, table_len, ids_at, ids8_at, firsts_at)
+                _Pinned(self, ids) as (ids_at, ids_size), _Pinned(self, ids8) as (ids8_at, ids8_size), \
+                _Pinned(self, firsts) as (firsts_at, firsts_size):  # fmt: skip
+            distinct = self._index(address, length, cell_bytes, count, table_at, table_len, ids_at, ids_size,
+                                   ids8_at, ids8_size, firsts_at, firsts_size)  # fmt: skip
         if distinct < 0:
-            raise ValueError(f"{length} bytes are not whole cells of {cell_bytes} bytes")
-        patterns = [cells[first * cell_bytes : (first + 1) * cell_bytes] for first in firsts[:distinct]]
+            raise ValueError(f"{length} bytes are not whole cells of {cell_bytes} bytes (or an output array is short)")
+        with memoryview(cells) as view:
+            patterns = [view[first * cell_bytes : (first + 1) * cell_bytes].tobytes() for first in firsts[:distinct]]
         return (bytes(ids8) if distinct <= 256 else ids), patterns
 
 

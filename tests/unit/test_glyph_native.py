@@ -4,7 +4,8 @@
 # glyph_grid.cut_band over random screens and cells; whole encodes (regions'
 # bytes and the glyph mirror) are identical with and without them; every
 # bound (rectangle past the buffer or its stride, output length, cell size,
-# band) is refused before memory is touched; the numbering of cell patterns
+# band; each output array of the numbering) is refused before memory is
+# touched, through NativeCells and against the library itself; the numbering of cell patterns
 # equals a dict's, past 256 patterns too; and the installed agent loads
 # the library `make install` built (as the sandbox waiter's test checks).
 """Unit tests for sessiond.agent.glyph_native against the Python path (glyph_grid, glyph_encoder)."""
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -167,6 +169,65 @@ def test_the_c_side_checks_lengths_itself() -> None:
     assert cut(pixels, len(pixels), 24, 0, 1, 1, 5, 13, 0, 2, out, 5 * 13) == -1  # odd width in pairs
 
 
+def index_function() -> Any:
+    """The library's sv_index_cells, loaded apart from NativeCells."""
+    index = ctypes.CDLL(glyph_native.library_path()).sv_index_cells
+    size, pointer = ctypes.c_size_t, ctypes.c_void_p
+    index.argtypes = [ctypes.c_char_p, size, size, size, pointer, size, pointer, size, pointer, size, pointer, size]
+    index.restype = ctypes.c_long
+    return index
+
+
+@needs_native
+@pytest.mark.parametrize("bound", [{"ids_size": 3 * 4 - 1}, {"ids8_size": 3 - 1}, {"firsts_size": 3 * 4 - 1},
+                                   {"table_len": 1 << 63}, {"table_len": 4}])  # fmt: skip
+def test_the_c_side_checks_the_numberings_outputs_itself(bound: dict[str, int]) -> None:
+    """Called directly, sv_index_cells refuses an output array (sizes in
+    bytes) one byte short of n entries, and a table whose size in bytes
+    overflows or that is short of 2n entries, writing nothing; at the
+    exact sizes it numbers the cells."""
+    index = index_function()
+    cells, cell_bytes, n = b"abcdabcdwxyz", 4, 3
+    table, ids, firsts = (ctypes.c_uint32 * 8)(), (ctypes.c_uint32 * n)(), (ctypes.c_uint32 * n)()
+    ids8 = ctypes.create_string_buffer(n)
+    sizes = {"table_len": 8, "ids_size": ctypes.sizeof(ids), "ids8_size": n, "firsts_size": ctypes.sizeof(firsts)}
+    arrays = (table, ids, ids8, firsts)
+
+    def call(**changed: int) -> int:
+        for target in arrays:
+            ctypes.memset(target, 0xA5, ctypes.sizeof(target))
+        s = sizes | changed
+        return int(index(cells, len(cells), cell_bytes, n, table, s["table_len"], ids, s["ids_size"], ids8,
+                         s["ids8_size"], firsts, s["firsts_size"]))  # fmt: skip
+
+    assert call(**bound) == -1
+    assert all(bytes(target) == b"\xa5" * ctypes.sizeof(target) for target in arrays)  # nothing written
+    assert call() == 2 and list(ids) == [0, 0, 1] and ids8.raw == b"\0\0\1" and list(firsts[:2]) == [0, 2]
+
+
+@needs_native
+@pytest.mark.parametrize("argument", [7, 9, 11])  # sv_index_cells' ids_size, ids8_size, firsts_size
+def test_the_wrapper_passes_each_output_arrays_real_size(argument: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NativeCells.index gives the library each output array's real size:
+    one byte less and the library refuses before writing it, and index()
+    raises instead of reading the arrays."""
+    native = glyph_native.load()
+    assert native is not None
+    real, told = native._index, []
+
+    def shorter(*args: Any) -> int:
+        told.append(args[argument])
+        before = ctypes.string_at(args[argument - 1], args[argument])
+        status = int(real(*args[:argument], args[argument] - 1, *args[argument + 1 :]))
+        assert ctypes.string_at(args[argument - 1], args[argument]) == before
+        return status
+
+    monkeypatch.setattr(native, "_index", shorter)
+    with pytest.raises(ValueError):
+        native.index(b"abcdabcdwxyz", 4)
+    assert told == [3 if argument == 9 else 3 * 4]
+
+
 @needs_native
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 300), st.integers(1, 600), st.integers(0, 2**32 - 1))
@@ -177,9 +238,12 @@ def test_index_numbers_patterns_as_a_dict_does(cell_bytes: int, kinds: int, coun
     cells = [rng.choice(pool) for _ in range(count)]
     numbers: dict[bytes, int] = {}
     expected = [numbers.setdefault(cell, len(numbers)) for cell in cells]
-    ids, patterns = NATIVE.index(b"".join(cells), cell_bytes)
-    assert list(ids) == expected and patterns == list(numbers)
-    assert isinstance(ids, bytes) == (len(numbers) <= 256)
+    joined = b"".join(cells)
+    for handed in (joined, bytearray(joined), memoryview(joined)):  # cut() gives a bytearray
+        ids, patterns = NATIVE.index(handed, cell_bytes)
+        assert list(ids) == expected and patterns == list(numbers)
+        assert isinstance(ids, bytes) == (len(numbers) <= 256)
+        assert all(type(pattern) is bytes for pattern in patterns)  # hashable: the mirror's keys
 
 
 @needs_native

@@ -176,14 +176,16 @@ int sv_cut_cells(const uint8_t *buf, size_t len, size_t stride, size_t start, si
  * Number the n cells of cell_bytes bytes each in `cells` (cells_len must be
  * exactly n * cell_bytes) by first appearance: ids[k] (and ids8[k], its low
  * byte) is the number of cell k's pattern, firsts[d] the first cell of
- * pattern d.  `table` (table_len entries, a power of two >= 2 * n, zeroed
- * here) is the scratch hash table.  Returns the number of patterns, or
- * SV_BAD_ARGS.
+ * pattern d.  ids_size, ids8_size and firsts_size are those arrays' sizes in
+ * bytes: each must hold n entries.  `table` (table_len entries, a power of
+ * two >= 2 * n, zeroed here) is the scratch hash table.  Returns the number
+ * of patterns, or SV_BAD_ARGS.
  */
 long sv_index_cells(const uint8_t *cells, size_t cells_len, size_t cell_bytes, size_t n, uint32_t *table,
-                    size_t table_len, uint32_t *ids, uint8_t *ids8, uint32_t *firsts)
+                    size_t table_len, uint32_t *ids, size_t ids_size, uint8_t *ids8, size_t ids8_size,
+                    uint32_t *firsts, size_t firsts_size)
 {
-    size_t k, total, mask;
+    size_t k, total, mask, table_bytes, id_bytes;
     uint32_t distinct = 0;
 
     if (cells == NULL || table == NULL || ids == NULL || ids8 == NULL || firsts == NULL)
@@ -192,9 +194,13 @@ long sv_index_cells(const uint8_t *cells, size_t cells_len, size_t cell_bytes, s
         return SV_BAD_ARGS;
     if (mul_overflows(n, cell_bytes, &total) || total != cells_len)
         return SV_BAD_ARGS;
-    if (table_len < 2 * n || table_len == 0 || (table_len & (table_len - 1)) != 0)
+    if (table_len < 2 * n || table_len == 0 || (table_len & (table_len - 1)) != 0
+        || mul_overflows(table_len, sizeof *table, &table_bytes))
         return SV_BAD_ARGS;
-    memset(table, 0, table_len * sizeof *table);
+    /* Every output array holds n entries (firsts: n patterns at most). */
+    if (mul_overflows(n, sizeof *ids, &id_bytes) || ids_size < id_bytes || firsts_size < id_bytes || ids8_size < n)
+        return SV_BAD_ARGS;
+    memset(table, 0, table_bytes);
     mask = table_len - 1;
     for (k = 0; k < n; k++) {
         const uint8_t *cell = cells + k * cell_bytes;
