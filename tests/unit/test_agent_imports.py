@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 # Module name prefixes the idle agent (after the zygote's preload) must not have loaded.
 LAZY_MODULES = ("av", "media.swscale", "media.yuv_bands")
@@ -31,15 +32,21 @@ print(json.dumps({"idle": idle, "after": sorted(sys.modules), "unit": len(unit)}
 """
 
 
+def _probe(code: str) -> dict[str, Any]:
+    """Run CODE in a fresh interpreter (as the zygote starts) and return the JSON its last line prints."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _lazy(names: list[str]) -> list[str]:
     return [name for name in names if name.startswith(LAZY_MODULES) and
             any(name == lazy or name.startswith(lazy + ".") for lazy in LAZY_MODULES)]  # fmt: skip
 
 
 def test_the_idle_agent_does_not_import_pyav_and_the_first_encoder_does() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=CHILD_TIMEOUT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _probe(PROBE)
     assert _lazy(result["idle"]) == [], "the zygote's preload imports what only video needs"
     assert "sessiond.agent.main" in result["idle"] and "sessiond.agent.h264" in result["idle"]
     assert set(_lazy(result["after"])) >= {"av", "media.swscale"}
@@ -61,10 +68,7 @@ print(json.dumps({"modules": loaded, "libcrypto": "libcrypto" in maps}))
 
 
 def test_the_agent_does_not_load_openssl() -> None:
-    done = subprocess.run([sys.executable, "-c", OPENSSL_PROBE], capture_output=True, text=True,
-                          timeout=CHILD_TIMEOUT)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _probe(OPENSSL_PROBE)
     loaded = [name for name in OPENSSL_MODULES if name in result["modules"]]
     assert loaded == [], f"the agent's preload imports {loaded}"
     assert not result["libcrypto"], "libcrypto is mapped into the agent"
@@ -91,10 +95,7 @@ print(json.dumps({"idle": idle, "after": sorted(sys.modules), "missing": missing
 
 
 def test_the_agent_defers_what_only_later_steps_need() -> None:
-    done = subprocess.run([sys.executable, "-c", DEFERRED_PROBE], capture_output=True, text=True,
-                          timeout=CHILD_TIMEOUT)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _probe(DEFERRED_PROBE)
     loaded = [name for name in DEFERRED_MODULES if name in result["idle"]]
     assert loaded == [], f"the agent's preload imports {loaded}"
     assert "sessiond.agent.main" in result["idle"]
@@ -126,9 +127,7 @@ print(json.dumps({"modules": sorted(sys.modules), "used": used}))
 
 
 def test_the_agent_initialises_only_the_x_extensions_it_calls() -> None:
-    done = subprocess.run([sys.executable, "-c", XLIB_PROBE], capture_output=True, text=True, timeout=CHILD_TIMEOUT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _probe(XLIB_PROBE)
     loaded = [name for name in UNUSED_XLIB_EXTENSIONS if name in result["modules"]]
     assert loaded == [], f"the agent's X connection loads {loaded}"
     assert result["used"] == {"RANDR": True, "XTEST": True, "XFIXES": True, "MIT-SCREEN-SAVER": True}
