@@ -218,10 +218,12 @@ async def attach_idle_client(reactor: Any, server: spine_server.BenchServer, use
 async def measure_config(reactor: Any, tmp: str, users: BenchUsers, known: KnownHosts, name: str,
                          settings: dict[str, dict[str, str]], venv_bin: str = spine_server.VENV_BIN,
                          sessions: int = 1, tag: str = "", app: str = "",
-                         settle: float = SETTLE_SECONDS, detail: bool = False) -> Measurement:  # fmt: skip
-    """Start sessiond (of the installation at VENV_BIN) with SETTINGS, attach SESSIONS idle clients
-    (one user each), let them idle SETTLE seconds, measure, stop."""
-    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps")],
+                         settle: float = SETTLE_SECONDS, detail: bool = False,
+                         app_dirs: tuple[str, ...] = ()) -> Measurement:  # fmt: skip
+    """Start sessiond (of the installation at VENV_BIN) with SETTINGS and the published apps of
+    conf/apps and APP_DIRS, attach SESSIONS idle clients (one user each), let them idle SETTLE
+    seconds, measure, stop."""
+    server = await spine_server.start_sessiond(reactor, tmp, *SCREEN, [os.path.join(REPO, "conf", "apps"), *app_dirs],
                                                extra=settings, venv_bin=venv_bin)  # fmt: skip
     clients: list[Any] = []
     try:
@@ -303,6 +305,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "has no capture buffer)")  # fmt: skip
     parser.add_argument("--app", default="", help="launch this published app in each session (e.g. xterm); "
                         "its processes are listed but not counted as per-session memory")  # fmt: skip
+    parser.add_argument("--apps-dir", action="append", default=[], metavar="DIR",
+                        help="publish the .desktop apps of DIR too (e.g. an xterm of the peer harness's "
+                             "size, -geometry 180x50: bench/apps-peers)")  # fmt: skip
     parser.add_argument("--sessions", type=int, default=1, help="idle sessions at once per sessiond (one user "
                         "each); per-session figures are their mean")  # fmt: skip
     parser.add_argument("--settle", type=float, default=SETTLE_SECONDS, help="seconds each session idles "
@@ -330,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             for slot, (name, settings, venv) in enumerate(configs):
                 rounds[slot].append(await measure_config(reactor, tmp, users, known, name, settings, venv,
                                                          args.sessions, f"{index}", args.app, args.settle,
-                                                         args.detail > 0))  # fmt: skip
+                                                         args.detail > 0, tuple(args.apps_dir)))  # fmt: skip
         results = [median_of(each) for each in rounds]
         print(f"sessiond memory benchmark; screen {SCREEN[0]}x{SCREEN[1]} {args.mode}, {args.sessions} session(s) idle "
               f"{args.settle:.0f} s with a client attached each; medians of {args.rounds} round(s); "

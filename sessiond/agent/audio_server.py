@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -140,6 +139,8 @@ class SoundServer:
     def start(self, env: dict[str, str]) -> None:
         """Start the server without waiting for it (see wait_ready); with a
         listening socket (listen()), the server takes that socket over."""
+        import shutil  # noqa: PLC0415 - not at the agent's start (xserver.py's header)
+
         binary = shutil.which(PULSEAUDIO, path=env.get("PATH"))
         if binary is None:
             raise SoundServerError("pulseaudio is not installed (Debian package pulseaudio); audio is unavailable")

@@ -6,13 +6,14 @@
 # critical path: six process spawns from a ~40 MiB process, tens of ms on a
 # busy host. The sonames below are the ABI the code's prototypes are written
 # for; dlopen() finds them through the loader's own cache. find_library()
-# stays the fallback for a system that names them differently.
+# stays the fallback for a system that names them differently, and is
+# imported only then: ctypes.util imports shutil and tempfile (with them
+# bz2, lzma and random: ~0.4 MiB in every agent, xserver.py).
 """library_path(): a loadable name for a C library, soname first."""
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 # The library ABI versions the agent's ctypes prototypes are written for.
 SONAMES = {
@@ -35,4 +36,6 @@ def library_path(name: str) -> str | None:
             pass
         else:
             return soname
-    return ctypes.util.find_library(name)
+    from ctypes import util  # noqa: PLC0415 - only for a system without the sonames (header)
+
+    return util.find_library(name)

@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from Xlib import display as xdisplay_mod
 from Xlib import error as XError  # noqa: N812 - python-xlib's module name
@@ -27,7 +28,7 @@ from sessiond.agent.audio_server import SoundServer
 from sessiond.agent.boundary import LogLimiter
 from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.frame_sources import DesktopSource
-from sessiond.agent.idle_release import IdleRelease, release_display
+from sessiond.agent.idle_release import IdleRelease, malloc_trim, release_display
 from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.link_events import CLOCK_REPORT_SECONDS, DISPLAY_CHANNEL, INPUT_CHANNEL, LinkEvents
@@ -41,8 +42,10 @@ from sessiond.agent.window_model import Rect, WindowInfo
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
 from sessiond.agent.xpra_channel import XpraChannels
-from sessiond.agent.xpra_server import XPRA_DIR, XPRA_SOCKET, XpraServer, xpra_argv, xpra_env, xpra_version
 from sessiond.agent.xserver import start_xvfb
+
+if TYPE_CHECKING:
+    from sessiond.agent.xpra_server import XpraServer
 
 # Exit status when the agent finds itself privileged (fail closed).
 EXIT_PRIVILEGED = 70
@@ -115,7 +118,9 @@ class Agent(LinkEvents):
         self.transfers = TransferService(self.loop, self.xserver.display, args, self.log)  # clipboard, files
         self.xpra: XpraServer | None = None
         runtime = os.path.dirname(args.socket)  # the session's private runtime directory
-        if args.display == "xpra":
+        if args.display == "xpra":  # xpra's module only where it runs
+            from sessiond.agent.xpra_server import XpraServer, xpra_argv, xpra_env  # noqa: PLC0415
+
             argv = xpra_argv(args.xpra, self.xserver.display, runtime, to_client=args.clip_to_client,
                              from_client=args.clip_from_client)  # fmt: skip
             conf_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(args.xpra))), "etc", "xpra")
@@ -123,7 +128,7 @@ class Agent(LinkEvents):
                                    self.log, link=lambda: self.link)  # fmt: skip
         xpra = self.xpra
         self.xpra_channels = XpraChannels(
-            os.path.join(runtime, XPRA_DIR, XPRA_SOCKET) if xpra is not None else None,
+            xpra_socket(runtime) if xpra is not None else None,
             version=lambda: xpra_version(args.xpra), log=self.log,
             ready=(lambda: xpra.wait_ready()) if xpra is not None else None)  # fmt: skip
         self.stopped = asyncio.Event()
@@ -278,6 +283,20 @@ class Agent(LinkEvents):
             self.xserver.stop()
 
 
+def xpra_socket(runtime: str) -> str:
+    """The xpra server's socket in the session's runtime directory (xpra sessions only)."""
+    from sessiond.agent.xpra_server import XPRA_DIR, XPRA_SOCKET  # noqa: PLC0415 - as in Agent()
+
+    return os.path.join(runtime, XPRA_DIR, XPRA_SOCKET)
+
+
+def xpra_version(xpra: str) -> str:
+    """The version of the xpra at XPRA, for an XPRA channel's first message."""
+    from sessiond.agent.xpra_server import xpra_version as version  # noqa: PLC0415 - as in Agent()
+
+    return version(xpra)
+
+
 def load_settings() -> AgentSettings:
     """The settings sessiond serialized into our environment (sessiond.agent.settings)."""
     return AgentSettings.from_json(os.environ.pop(SETTINGS_ENV, ""))
@@ -298,6 +317,7 @@ async def run(args: AgentSettings, token: str, marks: StartupMarks | None = None
     agent.marks.mark("set up")
     agent.marks.report()
     print("READY", flush=True)
+    malloc_trim()  # the heap the imports and the set-up freed goes back (not on the start-up's path)
     agent.audio.start_server()  # after READY: not on the session's start-up path (on demand: only its socket)
     if agent.xpra is not None:
         agent.xpra.start()  # after READY too: the first XPRA channel waits for its socket

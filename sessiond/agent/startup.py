@@ -15,7 +15,16 @@
 # first Display(); Pillow its image plugins at the first encode): here they
 # happen when the agent's code is loaded, so in a zygote or a warm slot
 # before the fork, not on the login's critical path (isolation/zygote.py).
-"""StartupMarks (the start-up line) and log_to_file()."""
+#
+# Only the X extensions the agent calls through python-xlib: its Display()
+# imports and initialises a module for every extension the server offers
+# (Xlib.ext.__extensions__), XInput, RECORD, X-Resource, SHAPE, XINERAMA,
+# SECURITY, python-xlib's Composite and DAMAGE among them, which the agent
+# never calls (it captures and tracks damage through C Xlib): ~0.7 MiB of
+# request and event classes in every session, and a round trip each per
+# connection. The table is cut to XLIB_EXTENSIONS when this module loads,
+# before any Display() (tests/unit/test_agent_imports.py).
+"""StartupMarks (the start-up line), log_to_file(), and python-xlib's extensions."""
 
 from __future__ import annotations
 
@@ -23,12 +32,19 @@ import os
 import sys
 import time
 
+import Xlib.ext
 import Xlib.support.unix_connect  # noqa: F401 - see the header
 import Xlib.xauth  # noqa: F401
 from PIL import BmpImagePlugin, GifImagePlugin, ImageChops, JpegImagePlugin, PngImagePlugin  # noqa: F401
 from PIL import PpmImagePlugin  # noqa: F401
-from Xlib.ext import composite, damage, randr, record, res, screensaver, security, shape, xinerama  # noqa: F401
-from Xlib.ext import xinput  # noqa: F401
+from Xlib.ext import ge, randr, screensaver, xfixes, xtest  # noqa: F401
+
+# The X extensions the agent uses through python-xlib (see the header): RandR
+# (screen.py: resizes), XTEST (xinput.py: input), XFIXES (selections.py),
+# MIT-SCREEN-SAVER (x_activity.py: xpra's idle watch), and the Generic Event
+# extension python-xlib dispatches events of the others through.
+XLIB_EXTENSIONS = ("Generic Event Extension", "XTEST", "RANDR", "XFIXES", "MIT-SCREEN-SAVER")
+Xlib.ext.__extensions__ = [entry for entry in Xlib.ext.__extensions__ if entry[0] in XLIB_EXTENSIONS]
 
 # The agent's log in its session directory; truncated at start-up past this size.
 AGENT_LOG = "agent.log"

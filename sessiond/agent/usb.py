@@ -33,10 +33,10 @@ from protocol.usb import (
     ImportReply,
     UrbReturn,
 )
-from sessiond.agent.usb_server import UsbipPeer
 
 if TYPE_CHECKING:
     from sessiond.agent.link import LinkProtocol
+    from sessiond.agent.usb_server import UsbipPeer
 
 # Name of the endpoint in the session's runtime directory.
 SOCKET_NAME = "usbip.sock"
@@ -103,6 +103,8 @@ class UsbService:
     async def _listen(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
+        from sessiond.agent.usb_server import UsbipPeer  # noqa: PLC0415 - with the first usb channel only
+
         old = os.umask(0o177)
         try:
             self._server = await self.loop.create_unix_server(lambda: UsbipPeer(self), path=self.socket_path)

@@ -19,6 +19,11 @@
 # framebuffer in a SysV shared memory segment (-shmem), which the agent
 # attaches and punches holes into (madvise MADV_REMOVE) outside the shown
 # area after every resize; Xvfb repaints whatever becomes visible again.
+#
+# No shutil or tempfile here (nor in what the agent imports before its first
+# frame): they pull in bz2, lzma and random, ~0.4 MiB per session for a PATH
+# search and one scratch file. A missing Xvfb is told by exec's ENOENT, and
+# Xvfb's output goes to an anonymous memory file (memfd).
 
 from __future__ import annotations
 
@@ -27,9 +32,7 @@ import os
 import re
 import signal
 import select
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -312,11 +315,6 @@ def start_xvfb(
         )
     if depth not in SUPPORTED_DEPTHS:
         raise XServerError(f"screen depth {depth} is not one of {SUPPORTED_DEPTHS}")
-    if shutil.which(XVFB_BINARY) is None:
-        raise XServerError(
-            f"{XVFB_BINARY} was not found on PATH; install it "
-            "(Debian/Ubuntu: apt-get install xvfb)"
-        )
     attempts = 0
     for candidate in free_display_numbers():
         attempts += 1
@@ -348,7 +346,7 @@ def _run_xvfb(argv: Callable[[int], list[str]], timeout: float) -> tuple[subproc
     """Run argv(fd) (an xvfb_argv whose -displayfd is fd, a pipe) and wait for
     the display number on the pipe: (process, its stderr file, number)."""
     read_fd, write_fd = os.pipe()
-    stderr = tempfile.TemporaryFile()
+    stderr = open(os.memfd_create("xvfb-stderr", os.MFD_CLOEXEC), "w+b")  # noqa: SIM115 - returned open
     try:
         try:
             process = subprocess.Popen(
@@ -361,6 +359,10 @@ def _run_xvfb(argv: Callable[[int], list[str]], timeout: float) -> tuple[subproc
                 env=xvfb_env(os.environ),
                 preexec_fn=_die_with_parent,
             )
+        except FileNotFoundError:
+            stderr.close()
+            raise XServerError(f"{XVFB_BINARY} was not found on PATH; install it "
+                               "(Debian/Ubuntu: apt-get install xvfb)") from None
         except OSError as exc:
             stderr.close()
             raise XServerError(f"could not run {XVFB_BINARY}: {exc}") from exc

@@ -6,13 +6,14 @@
 # This test imports the agent as the zygote does, in a fresh interpreter, and
 # fails if a lazy module is loaded; then it encodes one frame and checks that
 # the encoder does load it (so the lazy path is the one that works).
-"""The idle agent does not import PyAV; the first H.264 encoder does."""
+"""The idle agent does not import PyAV (the first H.264 encoder does), OpenSSL, or what later steps need."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from typing import Any
 
 # Module name prefixes the idle agent (after the zygote's preload) must not have loaded.
 LAZY_MODULES = ("av", "media.swscale", "media.yuv_bands")
@@ -31,15 +32,21 @@ print(json.dumps({"idle": idle, "after": sorted(sys.modules), "unit": len(unit)}
 """
 
 
+def _probe(code: str) -> dict[str, Any]:
+    """Run CODE in a fresh interpreter (as the zygote starts) and return the JSON its last line prints."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _lazy(names: list[str]) -> list[str]:
     return [name for name in names if name.startswith(LAZY_MODULES) and
             any(name == lazy or name.startswith(lazy + ".") for lazy in LAZY_MODULES)]  # fmt: skip
 
 
 def test_the_idle_agent_does_not_import_pyav_and_the_first_encoder_does() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=CHILD_TIMEOUT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _probe(PROBE)
     assert _lazy(result["idle"]) == [], "the zygote's preload imports what only video needs"
     assert "sessiond.agent.main" in result["idle"] and "sessiond.agent.h264" in result["idle"]
     assert set(_lazy(result["after"])) >= {"av", "media.swscale"}
@@ -61,10 +68,66 @@ print(json.dumps({"modules": loaded, "libcrypto": "libcrypto" in maps}))
 
 
 def test_the_agent_does_not_load_openssl() -> None:
-    done = subprocess.run([sys.executable, "-c", OPENSSL_PROBE], capture_output=True, text=True,
-                          timeout=CHILD_TIMEOUT)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _probe(OPENSSL_PROBE)
     loaded = [name for name in OPENSSL_MODULES if name in result["modules"]]
     assert loaded == [], f"the agent's preload imports {loaded}"
     assert not result["libcrypto"], "libcrypto is mapped into the agent"
+
+
+# Modules only a later step needs: shutil/tempfile (and with them bz2, lzma,
+# random: ~0.4 MiB per session) for starting PulseAudio or finding a library
+# the loader does not know; the USB/IP peer with the first usb channel; the
+# xpra server in xpra sessions only. A module imported at start again fails here.
+DEFERRED_MODULES = ("shutil", "tempfile", "bz2", "lzma", "random", "ctypes.util",
+                    "sessiond.agent.usb_server", "sessiond.agent.xpra_server")  # fmt: skip
+
+DEFERRED_PROBE = """
+import json, sys
+from isolation import zygote
+zygote.preload()
+idle = sorted(name for name, module in sys.modules.items() if module is not None)
+from sessiond.agent.clibs import library_path
+missing = library_path("sessiond-no-such-library")  # the ctypes.util fallback
+from sessiond.agent.main import xpra_socket
+socket = xpra_socket("/run/user/1")
+print(json.dumps({"idle": idle, "after": sorted(sys.modules), "missing": missing, "socket": socket}))
+"""
+
+
+def test_the_agent_defers_what_only_later_steps_need() -> None:
+    result = _probe(DEFERRED_PROBE)
+    loaded = [name for name in DEFERRED_MODULES if name in result["idle"]]
+    assert loaded == [], f"the agent's preload imports {loaded}"
+    assert "sessiond.agent.main" in result["idle"]
+    assert result["missing"] is None
+    assert {"ctypes.util", "shutil", "sessiond.agent.xpra_server"} <= set(result["after"])
+    assert result["socket"].startswith("/run/user/1/")
+
+
+# python-xlib modules of X extensions the agent never calls (startup.XLIB_EXTENSIONS):
+# Display() would import and initialise them for every extension Xvfb offers.
+UNUSED_XLIB_EXTENSIONS = tuple(f"Xlib.ext.{name}" for name in (
+    "xinput", "record", "res", "shape", "xinerama", "security", "composite", "damage"))  # fmt: skip
+
+XLIB_PROBE = """
+import json, sys
+from isolation import zygote
+zygote.preload()
+from sessiond.agent.xserver import start_xvfb
+server = start_xvfb(320, 200)
+try:
+    from Xlib import display
+    x = display.Display(server.display)
+    used = {name: x.has_extension(name) for name in ("RANDR", "XTEST", "XFIXES", "MIT-SCREEN-SAVER")}
+    x.close()
+finally:
+    server.stop()
+print(json.dumps({"modules": sorted(sys.modules), "used": used}))
+"""
+
+
+def test_the_agent_initialises_only_the_x_extensions_it_calls() -> None:
+    result = _probe(XLIB_PROBE)
+    loaded = [name for name in UNUSED_XLIB_EXTENSIONS if name in result["modules"]]
+    assert loaded == [], f"the agent's X connection loads {loaded}"
+    assert result["used"] == {"RANDR": True, "XTEST": True, "XFIXES": True, "MIT-SCREEN-SAVER": True}
