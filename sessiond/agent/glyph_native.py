@@ -35,6 +35,10 @@ from sessiond.agent.glyph_grid import Grid, band_unit, from_colours
 
 # Where `make install` puts the library (Makefile).
 LIBRARY_NAME: Final = "sessiond-glyph-cells.so"
+# The library's calling convention (SV_GLYPH_CELLS_ABI in glyph_cells.c): a
+# library left by an older `make install` is refused, never called with
+# arguments it would misread (version 1 had no output sizes in sv_index_cells).
+ABI_VERSION: Final = 2
 # Set to "0" to use the Python path (benchmarks, tests of the fallback).
 ENV_SWITCH: Final = "SESSIOND_NATIVE_GLYPHS"
 _BAD_ARGS: Final = -1
@@ -70,6 +74,10 @@ class NativeCells:
         if array("I").itemsize != 4:
             raise OSError("array('I') is not 32 bits here: sv_index_cells' ids are")
         lib = ctypes.CDLL(path)
+        abi = getattr(lib, "sv_glyph_cells_abi", None)
+        if abi is None or abi() != ABI_VERSION:
+            raise OSError(f"{path} is an older build (calling convention {abi() if abi else 1}, "
+                          f"this agent needs {ABI_VERSION}): run make install")  # fmt: skip
         size, ubyte_p = ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)
         self._two = lib.sv_two_colours
         self._two.argtypes = [ctypes.c_void_p, size, size, size, size, size, ubyte_p,

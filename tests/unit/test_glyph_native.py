@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import random
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,6 +56,18 @@ def test_without_the_library_or_switched_off_the_python_path_is_used(monkeypatch
     assert glyph_native.load("/nonexistent/sessiond-glyph-cells.so") is None
     monkeypatch.setenv(glyph_native.ENV_SWITCH, "0")
     assert glyph_native.load() is None
+
+
+@pytest.mark.parametrize("source", ["int sv_glyph_cells_abi(void) { return 1; }", "int sv_two_colours;"])
+def test_a_library_of_another_calling_convention_is_refused(tmp_path: Path, source: str) -> None:
+    # A library left by an older install (no version, or another one) would
+    # misread the arguments (a crash, not an error): the Python path runs.
+    (tmp_path / "old.c").write_text(source + "\n")
+    built = tmp_path / "old.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(built), str(tmp_path / "old.c")], check=True)
+    with pytest.raises(OSError, match="older build"):
+        glyph_native.NativeCells(str(built))
+    assert glyph_native.load(str(built)) is None
 
 
 def screen(pixels: list[tuple[int, int, int, int]], width: int, height: int, stride_pad: int) -> tuple[bytes, int]:

@@ -43,6 +43,9 @@
 #define MAX_RECT_SIDE 32768
 
 #define SV_BAD_ARGS (-1)
+/* The calling convention below; glyph_native.ABI_VERSION must match.  2:
+ * sv_index_cells takes the byte sizes of its output arrays. */
+#define SV_GLYPH_CELLS_ABI 2
 #define SV_MORE_COLOURS 3
 
 /* 1 if a + b overflows (then *sum is not set), else 0 and *sum = a + b. */
@@ -229,4 +232,12 @@ long sv_index_cells(const uint8_t *cells, size_t cells_len, size_t cell_bytes, s
         ids8[k] = (uint8_t)ids[k];
     }
     return (long)distinct;
+}
+
+/* The calling convention this build has (SV_GLYPH_CELLS_ABI): the loader
+ * refuses any other, so a library left from an older install is not called
+ * with arguments it would misread. */
+int sv_glyph_cells_abi(void)
+{
+    return SV_GLYPH_CELLS_ABI;
 }
