@@ -18,7 +18,7 @@ from client.session import SessionClient
 from netem_client import logged_in, login_parser, react_json, type_text, wait_quiet, within
 from protocol.connection import MessageReceived, frame_cost
 from protocol.media import CAPS_GLYPHS
-from protocol.messages import Encoding, Region
+from protocol.messages import Encoding, FrameEnd, Region
 
 # The scroll is over once no frame came for this long (longer than
 # wait_quiet's: a loaded machine may pause xterm for half a second).
@@ -31,16 +31,23 @@ SCROLL = ('for b in $(seq 1 30); do for i in $(seq 1 25); do echo "log $b.$i: GE
           ' served in $(((b + i) % 97)) ms, status=ok"; done; sleep 0.1; done\n')
 
 
+# counts' key for the frames (FRAME_END) received while counting.
+FRAMES_KEY = "frames"
+
+
 def no_glyphs(client: SessionClient) -> None:
     """Do not announce GLYPHS (VIDEO_CAPS bit 2): the server sends PALETTE/PNG."""
     client.video_codecs &= ~CAPS_GLYPHS
 
 
 def count_regions(client: SessionClient, counts: dict[str, int], sizes: dict[str, int]) -> None:
-    """Count every REGION received from now on by encoding name (messages and frame bytes)."""
+    """Count every REGION received from now on by encoding name (messages and frame bytes),
+    and the frames (FRAME_END) under FRAMES_KEY."""
     event = client._event
 
     def on_event(ev: object) -> None:
+        if isinstance(ev, MessageReceived) and isinstance(ev.message, FrameEnd):
+            counts[FRAMES_KEY] = counts.get(FRAMES_KEY, 0) + 1
         if isinstance(ev, MessageReceived) and isinstance(ev.message, Region):
             name = Encoding(ev.message.encoding).name
             counts[name] = counts.get(name, 0) + 1
