@@ -52,9 +52,11 @@ GEOMETRY_SETTLE_MS = 40
 # echo paid that wait on its way to the screen. So once a small repaint (at most ECHO_SYNC_MAX_PIXELS)
 # is ECHO_SYNC_MS old with no repaint since, one pixel of it is painted again (its top-left corner,
 # which typing to the right does not paint next): the wait happens then, off the keystroke's path,
-# and leaves only that pixel pending. Larger repaints (a scroll) never trigger it.
+# and leaves only that pixel pending. Neither larger repaints nor small ones within ECHO_SYNC_QUIET_SECONDS
+# of a larger one (a scroll, whose frames may come 40 ms apart) trigger it: a scroll gets no extra paints.
 ECHO_SYNC_MS = 10
 ECHO_SYNC_MAX_PIXELS = 128 * 128
+ECHO_SYNC_QUIET_SECONDS = 0.5
 # Shade over a stale window (connection lost).
 STALE_SHADE = QColor(0, 0, 0, 110)
 # Seconds the session's window state is not applied locally after the local one changed, unless
@@ -118,6 +120,7 @@ class SessionWindow(QWidget):
         self._echo_sync.setInterval(ECHO_SYNC_MS)
         self._echo_sync.timeout.connect(self._sync_pixel)
         self._echo_sync_at = QRect()
+        self._large_painted_at = 0.0  # time.monotonic() of the last repaint larger than ECHO_SYNC_MAX_PIXELS
         self.apply_state(state, first=True)
 
     @staticmethod
@@ -183,12 +186,13 @@ class SessionWindow(QWidget):
         try:
             if self.isVisible() and not self.isMinimized():
                 self.repaint(changed)
-                box = changed.boundingRect()
-                if box.width() * box.height() <= ECHO_SYNC_MAX_PIXELS:
+                box, now = changed.boundingRect(), time.monotonic()
+                if box.width() * box.height() > ECHO_SYNC_MAX_PIXELS:
+                    self._large_painted_at = now
+                    self._echo_sync.stop()
+                elif now - self._large_painted_at >= ECHO_SYNC_QUIET_SECONDS:
                     self._echo_sync_at = QRect(box.x(), box.y(), 1, 1)
                     self._echo_sync.start()  # (re)started: only once the window is quiet
-                else:
-                    self._echo_sync.stop()
         finally:
             self._direct = []
 

@@ -142,7 +142,7 @@ def test_typing_keeps_few_patches_not_yet_copied(qt: Any) -> None:
     assert pixel(window, 0, 0) == (0, 1, 2) and pixel(window, 28, 16) == (39, 1, 2)
 
 
-def test_a_small_repaint_is_followed_by_one_pixel_once_the_window_is_quiet(qt: Any) -> None:
+def test_a_lone_small_repaint_is_followed_by_one_pixel_once_the_window_is_quiet(qt: Any) -> None:
     from client.viewer.window import ECHO_SYNC_MS
 
     window, link = make(qt, width=256, height=128)
@@ -156,6 +156,11 @@ def test_a_small_repaint_is_followed_by_one_pixel_once_the_window_is_quiet(qt: A
     settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
     assert link.trace.marks == []  # larger repaints are not followed
     assert pixel(window, 8, 4) == (5, 6, 7)
+    window.apply_patches([Patch(7, 256, 128, 8, 4, 6, 13, bytes((1, 2, 3, 255)) * 78)])  # small, right after
+    link.trace.marks.clear()
+    settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
+    assert link.trace.marks == []  # nor small ones soon after a larger one (a scroll)
+    assert pixel(window, 8, 4) == (1, 2, 3)
 
 
 def test_pad_bytes_do_not_change_what_is_painted(qt: Any) -> None:
