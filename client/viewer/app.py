@@ -139,10 +139,13 @@ class ViewerUi:
         by_window: dict[int, list[Patch]] = {}
         for patch in self.link.take_patches():
             by_window.setdefault(patch.window, []).append(patch)
-        for window_id, patches in by_window.items():
-            window = self.windows.get(window_id)
-            if window is not None:
-                window.apply_patches(patches)
+        try:
+            for window_id, patches in by_window.items():
+                window = self.windows.get(window_id)
+                if window is not None:
+                    window.apply_patches(patches)
+        finally:
+            self.link.patches_painted()
         if not self._numpy_armed:  # after the first frames: numpy draws GLYPHS regions from then on
             self._numpy_armed = True
             QTimer.singleShot(NUMPY_PRELOAD_DELAY_MS, glyph_paint.preload)

@@ -220,6 +220,11 @@ class ViewerLink:
         """Pixels waiting for the GUI (GUI thread)."""
         return self.collector.take() if self.collector is not None else []
 
+    def patches_painted(self) -> None:
+        """The GUI painted the patches it took (GUI thread; DamageCollector.painted)."""
+        if self.collector is not None:
+            self.collector.painted()
+
     def launch(self, app: str) -> None:
         """Launch APP in the session (from any thread)."""
         self.reactor.callFromThread(lambda: defer.ensureDeferred(self._launch(app)))

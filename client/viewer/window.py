@@ -47,6 +47,16 @@ BUTTONS = {Qt.MouseButton.LeftButton: 1, Qt.MouseButton.MiddleButton: 2, Qt.Mous
 WHEEL_NOTCH = 120
 # Milliseconds local geometry changes are gathered before one request goes out.
 GEOMETRY_SETTLE_MS = 40
+# Qt's shared-memory backing store waits for the X server (a round trip) before it paints over a
+# rectangle flushed since its last wait, and an echo covers the previous echo's cursor cell: every
+# echo paid that wait on its way to the screen. So once a small repaint (at most ECHO_SYNC_MAX_PIXELS)
+# is ECHO_SYNC_MS old with no repaint since, one pixel of it is painted again (its top-left corner,
+# which typing to the right does not paint next): the wait happens then, off the keystroke's path,
+# and leaves only that pixel pending. Neither larger repaints nor small ones within ECHO_SYNC_QUIET_SECONDS
+# of a larger one (a scroll, whose frames may come 40 ms apart) trigger it: a scroll gets no extra paints.
+ECHO_SYNC_MS = 10
+ECHO_SYNC_MAX_PIXELS = 128 * 128
+ECHO_SYNC_QUIET_SECONDS = 0.5
 # Shade over a stale window (connection lost).
 STALE_SHADE = QColor(0, 0, 0, 110)
 # Seconds the session's window state is not applied locally after the local one changed, unless
@@ -105,6 +115,12 @@ class SessionWindow(QWidget):
         self._settle.setSingleShot(True)
         self._settle.setInterval(GEOMETRY_SETTLE_MS)
         self._settle.timeout.connect(self._send_geometry)
+        self._echo_sync = QTimer(self)  # ECHO_SYNC_MS after a small repaint: one pixel of it again
+        self._echo_sync.setSingleShot(True)
+        self._echo_sync.setInterval(ECHO_SYNC_MS)
+        self._echo_sync.timeout.connect(self._sync_pixel)
+        self._echo_sync_at = QRect()
+        self._large_painted_at = 0.0  # time.monotonic() of the last repaint larger than ECHO_SYNC_MAX_PIXELS
         self.apply_state(state, first=True)
 
     @staticmethod
@@ -170,8 +186,20 @@ class SessionWindow(QWidget):
         try:
             if self.isVisible() and not self.isMinimized():
                 self.repaint(changed)
+                box, now = changed.boundingRect(), time.monotonic()
+                if box.width() * box.height() > ECHO_SYNC_MAX_PIXELS:
+                    self._large_painted_at = now
+                    self._echo_sync.stop()
+                elif now - self._large_painted_at >= ECHO_SYNC_QUIET_SECONDS:
+                    self._echo_sync_at = QRect(box.x(), box.y(), 1, 1)
+                    self._echo_sync.start()  # (re)started: only once the window is quiet
         finally:
             self._direct = []
+
+    def _sync_pixel(self) -> None:
+        """Paint one pixel of the last small repaint again (ECHO_SYNC_MS): Qt waits for the X server now."""
+        if self.isVisible() and not self.isMinimized() and not self._echo_sync_at.isEmpty():
+            self.repaint(self._echo_sync_at)
 
     @property
     def image(self) -> QImage:

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from client.framebuffer import Framebuffer
-from client.viewer.damage import MAX_PATCH_RECTS, MAX_PENDING_PATCHES, DamageCollector, snapshot_of
+from client.viewer.damage import (
+    HANDOFF_MAX_BYTES,
+    HANDOFF_WAIT_SECONDS,
+    MAX_PATCH_RECTS,
+    MAX_PENDING_PATCHES,
+    DamageCollector,
+    snapshot_of,
+)
 from client.viewer.main import NoDisplay, check_display
 from client.windows import WindowTable
 from protocol.base import Encoding
@@ -207,3 +214,51 @@ def test_bench_splits_a_keystroke_into_library_and_viewer_time(tmp_path: Any) ->
     assert figures["library_part_ms"] == pytest.approx(5.0, abs=1e-3)
     assert figures["viewer_own_ms"] == pytest.approx(0.5 + 1.0, abs=1e-3)  # key->sent + frame->damage
     assert figures["not_library_ms"] == pytest.approx(2.0, abs=1e-3)
+
+
+class RecordingEvent:
+    """DamageCollector's hand-off event, its waits recorded instead of waited."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.waits: list[float] = []
+
+    def is_set(self) -> bool:
+        return self.flag
+
+    def set(self) -> None:
+        self.flag = True
+
+    def clear(self) -> None:
+        self.flag = False
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return self.flag
+
+
+def test_a_small_frame_is_handed_to_an_idle_gui_before_the_reactor_goes_on() -> None:
+    client = FakeClient()
+    client.windows.message(window_new(5, width=200, height=100))
+    collector = DamageCollector(client, lambda: None, lambda: None)
+    event = collector._painted = RecordingEvent()  # type: ignore[assignment]
+    drive(client, collector, WindowTarget(window=5, width=200, height=100))
+
+    def frame(seq: int, w: int, h: int) -> None:
+        drive(client, collector, fill(0, 0, w, h, (1, 2, 3)))
+        drive(client, collector, FrameEnd(seq=seq))
+
+    frame(1, 6, 13)
+    assert event.waits == []  # the GUI has not painted yet (it may not run its loop)
+    collector.take()
+    collector.painted()
+    frame(2, 6, 13)  # an echo, the GUI idle: the reactor waits for its paint
+    assert event.waits == [HANDOFF_WAIT_SECONDS] and not event.is_set()
+    collector.take()
+    frame(3, 6, 13)  # the GUI took the last patches but has not painted them: no wait
+    assert event.waits == [HANDOFF_WAIT_SECONDS]
+    collector.take()
+    collector.painted()
+    frame(4, 200, 100)  # a whole window (80 kB): never waited for
+    assert event.waits == [HANDOFF_WAIT_SECONDS]
+    assert 6 * 13 * 4 <= HANDOFF_MAX_BYTES < 200 * 100 * 4

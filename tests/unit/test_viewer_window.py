@@ -130,6 +130,39 @@ def test_patches_not_yet_copied_are_bounded_by_one_image(qt: Any) -> None:
     assert window.image.pixelColor(0, 0).getRgb()[:3] == (0, 0, 0)
 
 
+def test_typing_keeps_few_patches_not_yet_copied(qt: Any) -> None:
+    from client.viewer.canvas import MAX_UNMERGED_PATCHES
+
+    window, _link = make(qt)
+    for cell in range(40):  # one small patch per keystroke, none covering another
+        window.apply_patches([Patch(7, 64, 48, cell % 16 * 4, cell // 16 * 8, 4, 8, bytes((cell, 1, 2, 255)) * 32)])
+        assert len(window.canvas._unmerged) <= MAX_UNMERGED_PATCHES
+    assert window.image.pixelColor(0, 0).getRgb()[:3] == (0, 1, 2)
+    assert window.image.pixelColor(28, 16).getRgb()[:3] == (39, 1, 2)
+    assert pixel(window, 0, 0) == (0, 1, 2) and pixel(window, 28, 16) == (39, 1, 2)
+
+
+def test_a_lone_small_repaint_is_followed_by_one_pixel_once_the_window_is_quiet(qt: Any) -> None:
+    from client.viewer.window import ECHO_SYNC_MS
+
+    window, link = make(qt, width=256, height=128)
+    window.apply_patches([Patch(7, 256, 128, 8, 4, 6, 13, bytes((90, 80, 70, 255)) * 78)])  # an echo's cell
+    link.trace.marks.clear()
+    settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
+    assert [name for name, _ in link.trace.marks] == ["paint", "painted"]  # the one pixel, once
+    assert pixel(window, 8, 4) == (90, 80, 70) and pixel(window, 13, 16) == (90, 80, 70)
+    window.apply_patches([Patch(7, 256, 128, 0, 0, 256, 128, bytes((5, 6, 7, 255)) * 256 * 128)])  # a whole window
+    link.trace.marks.clear()
+    settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
+    assert link.trace.marks == []  # larger repaints are not followed
+    assert pixel(window, 8, 4) == (5, 6, 7)
+    window.apply_patches([Patch(7, 256, 128, 8, 4, 6, 13, bytes((1, 2, 3, 255)) * 78)])  # small, right after
+    link.trace.marks.clear()
+    settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
+    assert link.trace.marks == []  # nor small ones soon after a larger one (a scroll)
+    assert pixel(window, 8, 4) == (1, 2, 3)
+
+
 def test_pad_bytes_do_not_change_what_is_painted(qt: Any) -> None:
     # RGBX8888 is opaque whatever the fourth byte holds: a pad of 0 paints the same colour.
     window, _link = make(qt)
