@@ -34,7 +34,7 @@ from sessiond.agent.link import LinkProtocol
 from sessiond.agent.link_events import CLOCK_REPORT_SECONDS, DISPLAY_CHANNEL, INPUT_CHANNEL, LinkEvents
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
 from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
-from sessiond.agent.startup import AGENT_LOG, StartupMarks, log_to_file
+from sessiond.agent.startup import AGENT_LOG, StartupMarks, keep_agent_extensions, log_to_file
 from sessiond.agent.transfers import TransferService
 from sessiond.agent.usb import UsbService
 from sessiond.agent.seamless import Seamless
@@ -336,6 +336,7 @@ async def run(args: AgentSettings, token: str, marks: StartupMarks | None = None
 
 def main(argv: list[str] | None = None) -> int:
     marks = StartupMarks()
+    keep_agent_extensions()  # before the first Display() (startup.py)
     if os.geteuid() == 0 or os.getuid() == 0:
         print("sessiond-agent: refusing to run as root", file=sys.stderr)
         return EXIT_PRIVILEGED

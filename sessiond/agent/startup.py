@@ -22,8 +22,8 @@
 # SECURITY, python-xlib's Composite and DAMAGE among them, which the agent
 # never calls (it captures and tracks damage through C Xlib): ~0.7 MiB of
 # request and event classes in every session, and a round trip each per
-# connection. The table is cut to XLIB_EXTENSIONS when this module loads,
-# before any Display() (tests/unit/test_agent_imports.py).
+# connection. The agent's main() cuts the table to XLIB_EXTENSIONS before
+# any Display() (keep_agent_extensions; tests/unit/test_agent_imports.py).
 """StartupMarks (the start-up line), log_to_file(), and python-xlib's extensions."""
 
 from __future__ import annotations
@@ -44,7 +44,14 @@ from Xlib.ext import ge, randr, screensaver, xfixes, xtest  # noqa: F401
 # MIT-SCREEN-SAVER (x_activity.py: xpra's idle watch), and the Generic Event
 # extension python-xlib dispatches events of the others through.
 XLIB_EXTENSIONS = ("Generic Event Extension", "XTEST", "RANDR", "XFIXES", "MIT-SCREEN-SAVER")
-Xlib.ext.__extensions__ = [entry for entry in Xlib.ext.__extensions__ if entry[0] in XLIB_EXTENSIONS]
+
+
+def keep_agent_extensions() -> None:
+    """Cut python-xlib's extension table to XLIB_EXTENSIONS for this process
+    (the agent's main(), before its first Display()): a process-wide change,
+    so only the agent's entry makes it, never an import of this module (a
+    test process that imports agent code keeps every extension)."""
+    Xlib.ext.__extensions__ = [entry for entry in Xlib.ext.__extensions__ if entry[0] in XLIB_EXTENSIONS]
 
 # The agent's log in its session directory; truncated at start-up past this size.
 AGENT_LOG = "agent.log"

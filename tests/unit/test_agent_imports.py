@@ -15,6 +15,8 @@ import subprocess
 import sys
 from typing import Any
 
+from sessiond.agent import startup
+
 # Module name prefixes the idle agent (after the zygote's preload) must not have loaded.
 LAZY_MODULES = ("av", "media.swscale", "media.yuv_bands")
 # Seconds the child interpreter may take (imports and one encode; a loaded machine is slow).
@@ -113,6 +115,10 @@ XLIB_PROBE = """
 import json, sys
 from isolation import zygote
 zygote.preload()
+import Xlib.ext
+after_preload = len(Xlib.ext.__extensions__)
+from sessiond.agent import main
+refused = main.main()  # the agent's entry: cuts the table first, then refuses (root, or no link token)
 from sessiond.agent.xserver import start_xvfb
 server = start_xvfb(320, 200)
 try:
@@ -122,7 +128,8 @@ try:
     x.close()
 finally:
     server.stop()
-print(json.dumps({"modules": sorted(sys.modules), "used": used}))
+print(json.dumps({"modules": sorted(sys.modules), "used": used, "after_preload": after_preload,
+                  "after_main": len(Xlib.ext.__extensions__), "refused": refused}))
 """
 
 
@@ -131,3 +138,7 @@ def test_the_agent_initialises_only_the_x_extensions_it_calls() -> None:
     loaded = [name for name in UNUSED_XLIB_EXTENSIONS if name in result["modules"]]
     assert loaded == [], f"the agent's X connection loads {loaded}"
     assert result["used"] == {"RANDR": True, "XTEST": True, "XFIXES": True, "MIT-SCREEN-SAVER": True}
+    assert result["refused"] != 0
+    # Loading the agent's code leaves the table whole (a test process that imports it still has
+    # every extension: one CI run lost python-xlib's DAMAGE that way); the agent's main() cuts it.
+    assert result["after_main"] == len(startup.XLIB_EXTENSIONS) < result["after_preload"]
