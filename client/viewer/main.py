@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import faulthandler
 import importlib.util
 import os
 import signal
@@ -81,6 +82,8 @@ def run_viewer(args: argparse.Namespace) -> int:
     except NoDisplay as exc:
         print(f"svclient: {exc}", file=sys.stderr)
         return EXIT_CONNECT
+    # `kill -USR1 <pid>` writes every thread's Python stack to stderr (a viewer that hangs).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from client.viewer.damage import TRACE_ENV, LatencyTrace
     from client.viewer.early import EarlyEvents
     from client.viewer.link import ViewerLink
@@ -115,10 +118,10 @@ def run_viewer(args: argparse.Namespace) -> int:
     ui.stop()
     ui.trace.close()
     code = ui.exit_code or code
-    if ui.link.alive():
-        # The reactor is stuck (a blocking call, a dead peer): its thread pool's non-daemon
-        # threads would keep the process alive after the user closed it. Leave now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    # Leave now, without the interpreter's finalization: nothing is left to write (the trace is
+    # closed, stdio is flushed below), and a stuck reactor's non-daemon pool threads, or Qt and
+    # PySide objects torn down in the wrong order, would keep a viewer the user closed running
+    # (a CI run saw a viewer still running 30 s after its launcher closed).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

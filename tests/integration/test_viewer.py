@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 # Seconds before the xcalc close test closes the local window again.
 CLOSE_RETRY_SECONDS = 10.0
+# Seconds a hung viewer is given to write its threads' stacks (SIGUSR1) before the test reads its log.
+STACKS_SECONDS = 2.0
 
 @pytest.fixture(scope="module")
 def vic(user_factory: Any) -> TestUser:
@@ -311,9 +314,13 @@ def test_launcher_lists_the_apps_and_closing_it_disconnects(sessiond_server: Ser
                 if desktop.windows_named(title):
                     wm_delete(desktop, launcher)
         if view.process.poll() is None:
+            # Qt's windows stay mapped until the process ends, so "shown" does not tell a lost close
+            # from a hang after it: the viewer's stacks do (SIGUSR1: faulthandler, client/viewer/main.py).
             shown = "still shown" if desktop.windows_named(title) else "gone"
-            raise AssertionError(f"the viewer still runs 30 s after its launcher closed (launcher {shown}):\n"
-                                 f"{view.log()}")  # fmt: skip
+            view.process.send_signal(signal.SIGUSR1)
+            time.sleep(STACKS_SECONDS)
+            raise AssertionError(f"the viewer still runs 30 s after its launcher closed (launcher {shown}); "
+                                 f"its threads' stacks are at the end:\n{view.log()}")  # fmt: skip
         status = view.process.returncode
         assert status == 0, view.log()
         assert "Traceback" not in view.log()
