@@ -112,6 +112,17 @@ class SeamlessClient:
             self.pump(0.05)
         raise AssertionError(f"timed out after {seconds}s")
 
+    def pump_until_quiet(self, quiet: float = 1.0, seconds: float = 20) -> None:
+        """Pump until no display bytes have arrived for `quiet` seconds (fail after `seconds`)."""
+        deadline = time.monotonic() + seconds
+        seen, since = self.display_bytes, time.monotonic()
+        while time.monotonic() - since < quiet:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"the display was still sending after {seconds}s")
+            self.pump(0.05)
+            if self.display_bytes != seen:
+                seen, since = self.display_bytes, time.monotonic()
+
     def wait(self, matches: Callable[[Message], bool], seconds: float = 15) -> Any:
         """The first message (since the start) that matches; waits for it."""
         return self.pump_until(lambda: next((m for m in self.messages if matches(m)), None), seconds)
