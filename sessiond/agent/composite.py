@@ -31,7 +31,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 from dataclasses import dataclass, field
 from typing import Final
@@ -39,19 +38,13 @@ from typing import Final
 from sessiond.agent.clibs import library_path
 from sessiond.agent.damage import DamageError, DamageEvents, Rect, RegionDamage, merge_rects
 from sessiond.agent.window_model import MAX_WINDOWS
-from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CDisplay, ShmRegionCapture, XShmError
+from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CDisplay, ShmRegionCapture
 
 COMPOSITE_REDIRECT_MANUAL: Final = 1
 # Map and resize of a tracked window replace its pixmap: we watch for both.
 STRUCTURE_NOTIFY_MASK: Final = 1 << 17
 # NameWindowPixmap arrived in Composite 0.2.
 MIN_COMPOSITE_VERSION: Final = (0, 2)
-# A window sent whole (new, mapped, resized, refreshed) whose capture took at
-# least this many bytes gives the capture segment's pages back once its frame
-# is done (drain()): the frames after it are usually its app's small updates
-# (an echoed key reads a few KiB), which would otherwise leave the whole
-# window's pages resident, in the agent and in Xvfb, until the idle release.
-WHOLE_CAPTURE_RELEASE_BYTES: Final = 256 * 1024
 
 
 class CompositeError(RuntimeError):
@@ -126,7 +119,6 @@ class WindowPixels:
         self._shm = ShmRegionCapture(self.display, max_pixels)
         self._windows: dict[int, _Window] = {}
         self._by_damage: dict[int, int] = {}
-        self._release_after_frame = False  # a large window went out whole (WHOLE_CAPTURE_RELEASE_BYTES)
 
     def fileno(self) -> int:
         """The pixel connection's socket."""
@@ -163,11 +155,9 @@ class WindowPixels:
 
     def drain(self) -> set[int]:
         """Read pending events; the tracked windows newly damaged since the last drain.
-        After a frame that sent a large window whole, the capture segment's pages go back first."""
-        if self._release_after_frame:
-            self._release_after_frame = False
-            with contextlib.suppress(XShmError):  # the pages stay until the idle release tries again
-                self._shm.release()
+        After a frame that sent a large window whole, the capture segment's pages go back first
+        (xshm.WHOLE_CAPTURE_RELEASE_BYTES)."""
+        self._shm.frame_done()
         fresh = set()
         for damage in self.events.drain():
             window = self._by_damage.get(damage)
@@ -234,7 +224,7 @@ class WindowPixels:
             state.carry = []
         if state.all_damaged:
             rects = [(0, 0, state.width, state.height)]
-            self._release_after_frame |= state.width * state.height * 4 >= WHOLE_CAPTURE_RELEASE_BYTES
+            self._shm.release_after_frame(state.width * state.height * 4)
         state.notified = state.all_damaged = False
         return rects
 

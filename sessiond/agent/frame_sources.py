@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,9 +74,6 @@ class DesktopSource:
         self.area: ShmRegionCapture | None = None  # for frames whose damage is all inside a video
         # Set by the pipeline per frame: sends small damage as a frame of its own, first (None: no room).
         self.ahead: Callable[[list[Region]], None] | None = None
-        # The next frame sends the whole screen (mark_all): its capture's pages go back after it,
-        # as a window's do (composite.WHOLE_CAPTURE_RELEASE_BYTES): later frames read their damage's box.
-        self._release_after_whole = False
 
     def fileno(self) -> int:
         """The damage connection's socket (readable: the root was damaged)."""
@@ -99,7 +95,8 @@ class DesktopSource:
     def mark_all(self) -> None:
         """The whole screen goes out next."""
         self.damage.mark_all()
-        self._release_after_whole = True
+        # Its capture's pages go back after it (xshm.WHOLE_CAPTURE_RELEASE_BYTES): later frames read a box.
+        self.capture.release_after_frame(self.capture.width * self.capture.height * 4)
 
     def recreate(self) -> None:
         """The root changed size: a new shared segment of the new size."""
@@ -134,10 +131,7 @@ class DesktopSource:
         messages = list(video_frame(self.video, DESKTOP_SURFACE, rects, (width, height),
                                     lambda rect: (pixels, stride, rect[0] - origin[0], rect[1] - origin[1]), rest,
                                     lambda: encoder.forget(DESKTOP_SURFACE)))  # fmt: skip
-        if self._release_after_whole:
-            self._release_after_whole = False
-            with contextlib.suppress(XShmError):  # the pages stay until the idle release
-                self.capture.release()
+        self.capture.frame_done()
         return messages
 
     def release_idle(self) -> None:

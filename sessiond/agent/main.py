@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -45,6 +46,8 @@ from sessiond.agent.xpra_channel import XpraChannels
 from sessiond.agent.xserver import start_xvfb
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sessiond.agent.xpra_server import XpraServer
 
 # Exit status when the agent finds itself privileged (fail closed).
@@ -118,18 +121,21 @@ class Agent(LinkEvents):
         self.transfers = TransferService(self.loop, self.xserver.display, args, self.log)  # clipboard, files
         self.xpra: XpraServer | None = None
         runtime = os.path.dirname(args.socket)  # the session's private runtime directory
+        xpra_socket: str | None = None  # None: xpra channels are refused
+        xpra_version: Callable[[], str] = lambda: ""  # noqa: E731 - never asked without a socket
         if args.display == "xpra":  # xpra's module only where it runs
-            from sessiond.agent.xpra_server import XpraServer, xpra_argv, xpra_env  # noqa: PLC0415
+            from sessiond.agent import xpra_server  # noqa: PLC0415
 
-            argv = xpra_argv(args.xpra, self.xserver.display, runtime, to_client=args.clip_to_client,
-                             from_client=args.clip_from_client)  # fmt: skip
+            argv = xpra_server.xpra_argv(args.xpra, self.xserver.display, runtime, to_client=args.clip_to_client,
+                                         from_client=args.clip_from_client)  # fmt: skip
             conf_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(args.xpra))), "etc", "xpra")
-            self.xpra = XpraServer(self.loop, argv, xpra_env(app_env, self.xserver.display, runtime, conf_dir),
-                                   self.log, link=lambda: self.link)  # fmt: skip
+            env = xpra_server.xpra_env(app_env, self.xserver.display, runtime, conf_dir)
+            self.xpra = xpra_server.XpraServer(self.loop, argv, env, self.log, link=lambda: self.link)
+            xpra_socket = os.path.join(runtime, xpra_server.XPRA_DIR, xpra_server.XPRA_SOCKET)
+            xpra_version = functools.partial(xpra_server.xpra_version, args.xpra)
         xpra = self.xpra
         self.xpra_channels = XpraChannels(
-            xpra_socket(runtime) if xpra is not None else None,
-            version=lambda: xpra_version(args.xpra), log=self.log,
+            xpra_socket, version=xpra_version, log=self.log,
             ready=(lambda: xpra.wait_ready()) if xpra is not None else None)  # fmt: skip
         self.stopped = asyncio.Event()
         self.loop.add_reader(self.x.fileno(), self._x_readable)
@@ -281,20 +287,6 @@ class Agent(LinkEvents):
                 self.desktop.close()
         finally:
             self.xserver.stop()
-
-
-def xpra_socket(runtime: str) -> str:
-    """The xpra server's socket in the session's runtime directory (xpra sessions only)."""
-    from sessiond.agent.xpra_server import XPRA_DIR, XPRA_SOCKET  # noqa: PLC0415 - as in Agent()
-
-    return os.path.join(runtime, XPRA_DIR, XPRA_SOCKET)
-
-
-def xpra_version(xpra: str) -> str:
-    """The version of the xpra at XPRA, for an XPRA channel's first message."""
-    from sessiond.agent.xpra_server import xpra_version as version  # noqa: PLC0415 - as in Agent()
-
-    return version(xpra)
 
 
 def load_settings() -> AgentSettings:

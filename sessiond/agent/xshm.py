@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 
@@ -33,6 +34,12 @@ ALL_PLANES = 0xFFFFFFFF
 # The capture format the encoder expects: BGRX, 32 bits per pixel, depth 24.
 REQUIRED_BITS_PER_PIXEL = 32
 REQUIRED_DEPTH = 24
+# A capture that read a surface whole (a window new, mapped, resized or
+# refreshed; the screen after a mark_all) of at least this many bytes gives
+# its pages back once its frame is done: the frames after it are usually small
+# updates (an echoed key reads a few KiB), which would otherwise leave the
+# whole surface's pages resident, here and in Xvfb, until the idle release.
+WHOLE_CAPTURE_RELEASE_BYTES = 256 * 1024
 
 
 class XShmError(RuntimeError):
@@ -195,7 +202,27 @@ class _Segment:
             self.image = None
 
 
-class ShmCapture:
+class _ReleaseAfterWhole:
+    """The WHOLE_CAPTURE_RELEASE_BYTES rule, for both capture classes."""
+
+    _release_due = False
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def release_after_frame(self, nbytes: int) -> None:
+        """This frame reads a surface of `nbytes` whole: frame_done() gives the pages back if it is large."""
+        self._release_due |= nbytes >= WHOLE_CAPTURE_RELEASE_BYTES
+
+    def frame_done(self) -> None:
+        """The frame's pixels are encoded: release the pages if release_after_frame() asked for it."""
+        if self._release_due:
+            self._release_due = False
+            with contextlib.suppress(XShmError):  # the pages stay until the idle release
+                self.release()
+
+
+class ShmCapture(_ReleaseAfterWhole):
     """Captures the whole root window of `display` into shared memory.
 
     The buffer is BGRX (32 bits per pixel, little-endian), `stride` bytes per
@@ -344,7 +371,7 @@ class CDisplay:
             self.ptr = 0
 
 
-class ShmRegionCapture:
+class ShmRegionCapture(_ReleaseAfterWhole):
     """Captures any rectangle of any drawable (a window pixmap, the root) of
     depth 24 or 32 into one shared segment of max_pixels * 4 bytes.
 

@@ -90,9 +90,8 @@ zygote.preload()
 idle = sorted(name for name, module in sys.modules.items() if module is not None)
 from sessiond.agent.clibs import library_path
 missing = library_path("sessiond-no-such-library")  # the ctypes.util fallback
-from sessiond.agent.main import xpra_socket
-socket = xpra_socket("/run/user/1")
-print(json.dumps({"idle": idle, "after": sorted(sys.modules), "missing": missing, "socket": socket}))
+from sessiond.agent import xpra_server  # what Agent() imports in an xpra session
+print(json.dumps({"idle": idle, "after": sorted(sys.modules), "missing": missing}))
 """
 
 
@@ -103,7 +102,6 @@ def test_the_agent_defers_what_only_later_steps_need() -> None:
     assert "sessiond.agent.main" in result["idle"]
     assert result["missing"] is None
     assert {"ctypes.util", "shutil", "sessiond.agent.xpra_server"} <= set(result["after"])
-    assert result["socket"].startswith("/run/user/1/")
 
 
 # python-xlib modules of X extensions the agent never calls (startup.XLIB_EXTENSIONS):
