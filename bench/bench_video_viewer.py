@@ -29,9 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
@@ -44,6 +44,7 @@ from video_cpu import AgentLogs, CpuSample, PlayerStatus, agent_stages  # noqa: 
 
 sys.path.insert(0, os.path.join(os.path.dirname(BENCH_DIR), "tests", "integration"))
 from viewer_desktop import ClientDesktop  # noqa: E402
+from viewer_session import GatedProxy  # noqa: E402
 
 CLIENT_SCREEN = (1920, 1080)
 START_TIMEOUT = 90.0
@@ -52,45 +53,32 @@ PLAYER_SETTLE_SECONDS = 3.0
 STOP_TIMEOUT = 30.0
 
 
-class CountingForwarder:
-    """127.0.0.1:port forwarded to sessiond (one thread per direction), counting the bytes sessiond sends."""
+class _Counted:
+    """A socket whose received bytes are added to its forwarder's `down`."""
+
+    def __init__(self, sock: socket.socket, forwarder: CountingForwarder) -> None:
+        self.sock, self.forwarder = sock, forwarder
+
+    def recv(self, size: int) -> bytes:
+        data = self.sock.recv(size)
+        self.forwarder.down += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+class CountingForwarder(GatedProxy):
+    """127.0.0.1:port forwarded to sessiond (viewer_session.GatedProxy, always open), counting
+    the bytes sessiond sends."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.down = 0  # bytes from sessiond to the client
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _peer = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            for sock in (client, server):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, down: bool) -> None:
-        try:
-            while data := source.recv(1 << 20):
-                if down:
-                    self.down += len(data)
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (sink, source):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """Stop accepting (open connections end with their peers)."""
-        self.listener.close()
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:  # type: ignore[override]
+        from_server = source.getpeername()[1] == self.target_port
+        GatedProxy._pump(_Counted(source, self) if from_server else source, sink)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -155,7 +143,7 @@ def measure(directory: str, server: svtest.Server, user: svtest.TestUser, prefix
             view.kill()
             view.wait()
         log.close()
-        forwarder.close()
+        forwarder.stop()
         desktop.stop()
     trace = read_trace(trace_path)
     run.painted, run.received = _in(trace.get("painted", []), t0, t1), _in(trace.get("frame", []), t0, t1)
