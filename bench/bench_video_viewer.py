@@ -92,6 +92,7 @@ class Run:
     cpu: dict[str, float] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
     shown: tuple[float, int] | None = None
+    agent_log: str = ""
 
 
 def _in(moments: list[float], start: float, end: float) -> int:
@@ -135,6 +136,7 @@ def measure(directory: str, server: svtest.Server, user: svtest.TestUser, prefix
         run = Run(down_bytes=forwarder.down - down0, viewer_cpu=cpu_seconds(view.pid) - vcpu0)
         run.cpu, run.shown = cpu.stop(), player.shown()
         run.stages = agent_stages(logs.since_mark())[0]
+        run.agent_log = logs.since_mark()  # with SESSIOND_FRAME_TRACE=1: where the agent's frames waited
     finally:
         view.send_signal(signal.SIGINT)
         try:
@@ -236,6 +238,11 @@ def main() -> int:
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(tmp, ignore_errors=True)
     report(rounds, args)
+    for name, runs in rounds.items():  # SESSIOND_FRAME_TRACE=1: the agent's marks (where its frames waited)
+        for index, run in enumerate(runs):
+            if "frame-trace" in run.agent_log or os.environ.get("SESSIOND_FRAME_TRACE") == "1":
+                with open(f"/tmp/bench-vview-agent-{name}-{index}.log", "w", encoding="utf-8") as handle:
+                    handle.write(run.agent_log)
     return 0
 
 
