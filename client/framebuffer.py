@@ -92,6 +92,10 @@ class Framebuffer:
         # the next picture pastes only its changed rows there; any other
         # region that touches one (or a resize) makes it paste whole again.
         self._video_areas: set[tuple[int, int, int, int]] = set()
+        # The rows the last H264 region pasted, as (first row, rows) in framebuffer
+        # coordinates ([] if it pasted nothing: END, no picture): a viewer repaints only
+        # those (client/viewer/damage.py), not the whole video area.
+        self.video_rows: list[tuple[int, int]] = []
 
     @property
     def width(self) -> int:
@@ -161,6 +165,7 @@ class Framebuffer:
     def _paste_video(self, data: bytes, x: int, y: int, w: int, h: int) -> None:
         """H264: decode, paste the rows that changed (all if the area was painted over)."""
         area = (x, y, w, h)
+        self.video_rows = []
         try:
             picture = self.video.decode(data, w, h)
         except VideoDecodeError as exc:
@@ -172,9 +177,11 @@ class Framebuffer:
         spans = self.video.changed_rows
         if spans is None or area not in self._video_areas or spans == [(0, h)]:
             self._image.paste(picture, (x, y))
+            self.video_rows = [(y, h)]
         else:
             for first, rows in spans:
                 self._image.paste(picture.crop((0, first, w, first + rows)), (x, y + first))
+            self.video_rows = [(y + first, rows) for first, rows in spans]
         self._video_areas = {a for a in self._video_areas if not _touches(a, area)} | {area}
 
     def _copy(self, data: bytes, x: int, y: int, w: int, h: int) -> None:

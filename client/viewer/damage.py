@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from client.framebuffer import Framebuffer
-from protocol.messages import DesktopSize, FrameEnd, Message, Region
+from protocol.messages import DesktopSize, Encoding, FrameEnd, Message, Region
 from protocol.windows import WindowTarget
 
 # Rectangles of one window in one frame sent separately; more go as their bounding box.
@@ -186,7 +186,7 @@ class DamageCollector:
         if isinstance(message, WindowTarget):
             self._target = message.window
         elif isinstance(message, Region):
-            self._damage.setdefault(self._target, []).append((message.x, message.y, message.w, message.h))
+            self._damage.setdefault(self._target, []).extend(self._changed(message))
         elif isinstance(message, DesktopSize):
             self._target = DESKTOP
             self._damage[DESKTOP] = [(0, 0, message.width, message.height)]
@@ -195,6 +195,16 @@ class DamageCollector:
             self.trace.mark("frame")
             self.frames += 1
             self._flush()
+
+    def _changed(self, region: Region) -> list[tuple[int, int, int, int]]:
+        """The rectangles REGION changed (it is applied already): all of it,
+        but of an H264 region only the rows its picture changed (Framebuffer.video_rows;
+        none for END): a 1080p test pattern changes ~40 % of its rows a frame, and the
+        rest would be cropped, copied and painted again for nothing."""
+        fb = self._framebuffer(self._target) if region.encoding == Encoding.H264 else None
+        if fb is None:
+            return [(region.x, region.y, region.w, region.h)]
+        return [(region.x, first, region.w, rows) for first, rows in fb.video_rows]
 
     def _framebuffer(self, window: int) -> Framebuffer | None:
         if window == DESKTOP:
@@ -207,7 +217,7 @@ class DamageCollector:
         ready: dict[int, list[Patch]] = {}
         for window, rects in damage.items():
             fb = self._framebuffer(window)
-            if fb is None:
+            if fb is None or not rects:
                 continue
             rects = _merged(rects, fb.width, fb.height)
             ready[window] = [self._patch(window, fb, rect) for rect in rects]

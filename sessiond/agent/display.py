@@ -37,6 +37,7 @@ from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.tiles import TileFolder, ack_from_low
 from sessiond.agent.video import VideoRegions
+from sessiond.agent.video_bitrate import BitrateProbe
 
 DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 # Adaptive video: a new link-derived bitrate is applied only when it differs
@@ -82,6 +83,7 @@ class DisplayPipeline:
         # RTT and drain rate of the client's link, from FRAME_END -> FRAME_ACK
         # (always measured; it paces and sets quality only with [display] adaptive).
         self.link_estimate = LinkEstimate()
+        self.bitrate_probe = BitrateProbe()  # a lower video bitrate stays only if it raised the frame rate
         self.adaptive = args.display_adaptive
         # The frame window (widened on long round trips with adaptive) and which frame asks for its ack.
         self.window = FrameWindow(self.link_estimate, args.frames_in_flight, args.max_fps, self.adaptive)
@@ -131,6 +133,7 @@ class DisplayPipeline:
         self.encoder.glyphs.enabled = False
         self.acked_seq = self.frame_seq
         self.link_estimate.reset()
+        self.bitrate_probe.reset()
         self._last_ack_now = True
         self.encoder.forget()  # a new client's copy is unknown: no COPY until a full frame
         self.source.mark_all()
@@ -154,6 +157,7 @@ class DisplayPipeline:
         if isinstance(message, FrameAck):
             self.trace.mark("ack")
             if self.acked_seq < message.seq <= self.frame_seq:
+                self.bitrate_probe.acked(message.seq - self.acked_seq)
                 self.acked_seq = message.seq
                 self.link_estimate.frame_acked(message.seq)
             self.schedule()
@@ -276,10 +280,12 @@ class DisplayPipeline:
     def _adapt_video_bitrate(self) -> None:
         """Video streams follow the link's measured rate, up to the encoder's
         default; only a change past VIDEO_BITRATE_STEP is applied (each one
-        restarts the streams with a keyframe)."""
+        restarts the streams with a keyframe), and a step down only while it
+        raises the frame rate (video_bitrate.py: a slow client is no slow link)."""
         video = self.video
         if video is None or self.link_estimate.bandwidth is None:
             return
         target = min(DEFAULT_BITRATE, self.link_estimate.target_bitrate())
-        if max(target, video.bitrate) > VIDEO_BITRATE_STEP * min(target, video.bitrate):
-            video.set_bitrate(target)
+        chosen = self.bitrate_probe.choose(video.bitrate, target, VIDEO_BITRATE_STEP)
+        if chosen is not None:
+            video.set_bitrate(chosen)

@@ -115,6 +115,9 @@ def test_video_bitrate_follows_the_link_in_steps_up_to_the_encoder_default() -> 
         pipeline = pipeline_with(source, FakeLink())
         seen = []
         for bandwidth, target in ((None, 500_000), (1e5, 1_000_000), (1e5, 1_100_000), (1e7, 40_000_000)):
+            pipeline.bitrate_probe.acked(1)  # frames delivered: a frame rate to judge a step down by
+            await asyncio.sleep(0.01)
+            pipeline.bitrate_probe.acked(1)
             pipeline.link_estimate = StubEstimate(bandwidth, target)  # type: ignore[assignment]
             pipeline._adapt_video_bitrate()
             seen.append(source.video.bitrate)
