@@ -85,7 +85,7 @@ class RowPasses(Protocol):
     def compare(self, cur: Rows, prev: Rows, row_bytes: int, h: int) -> tuple[bytes, int, bytes]:
         """See PythonRows.compare."""
 
-    def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int) -> None:
+    def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int, skip: bytes | None = None) -> None:
         """See PythonRows.copy."""
 
 
@@ -109,18 +109,21 @@ class PythonRows:
         moved = bytes(lo) + bytes(map(operator.eq, current[lo:hi], previous[lo + shift : hi + shift])) + bytes(h - hi)
         return same, shift, moved
 
-    def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int) -> None:
-        """Copy h rows of row_bytes bytes from src into dst (its buf a bytearray)."""
+    def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int, skip: bytes | None = None) -> None:
+        """Copy h rows of row_bytes bytes from src into dst (its buf a
+        bytearray), but rows i where skip[i] (compare()'s `same`: rows dst
+        already holds)."""
         target = dst.buf
         if not isinstance(target, bytearray):
             raise TypeError("copy() writes into a bytearray")
         with memoryview(src.buf) as view:
-            if dst.stride == src.stride == row_bytes:  # whole rows on both sides: one copy
+            if skip is None and dst.stride == src.stride == row_bytes:  # whole rows on both sides: one copy
                 target[dst.start : dst.start + h * row_bytes] = view[src.start : src.start + h * row_bytes]
                 return
             for row in range(h):
-                at, start = dst.start + row * dst.stride, src.start + row * src.stride
-                target[at : at + row_bytes] = view[start : start + row_bytes]
+                if skip is None or not skip[row]:
+                    at, start = dst.start + row * dst.stride, src.start + row * src.stride
+                    target[at : at + row_bytes] = view[start : start + row_bytes]
 
 
 def vote(current: list[bytes], previous: list[bytes], how: VoteRule, same: bytes | None) -> tuple[int, int]:

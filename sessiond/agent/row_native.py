@@ -48,7 +48,7 @@ class NativeRows:
         self._scratch_bytes.argtypes = [size, size]
         self._scratch_bytes.restype = size
         self._copy = lib.sv_copy_rows
-        self._copy.argtypes = [*rows, *rows, size, size]
+        self._copy.argtypes = [*rows, *rows, size, size, pointer, size]
         self._copy.restype = ctypes.c_int
 
     def compare(self, cur: Rows, prev: Rows, row_bytes: int, h: int) -> tuple[bytes, int, bytes]:
@@ -82,13 +82,13 @@ class NativeRows:
                 raise ValueError(f"rows outside their buffers: {here}")
         return bytes(out)
 
-    def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int) -> None:
+    def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int, skip: bytes | None = None) -> None:
         """row_compare.PythonRows.copy, in C."""
         if not isinstance(dst.buf, bytearray):
             raise TypeError("copy() writes into a bytearray")
         with glyph_native.Pinned(dst.buf) as (dst_at, dst_len), glyph_native.Pinned(src.buf) as (src_at, src_len):
             status = self._copy(dst_at, dst_len, dst.stride, dst.start, src_at, src_len, src.stride, src.start,
-                                row_bytes, h)  # fmt: skip
+                                row_bytes, h, skip, len(skip) if skip is not None else 0)  # fmt: skip
         if status == _BAD_ARGS:
             raise ValueError(f"rows outside their buffers: {dst}, {src}, {row_bytes} x {h}")
 

@@ -101,6 +101,9 @@ class SurfaceHistory:
         self._packed: list[bytes | None] | None = [SOLID] * -(-height // RELEASE_BAND_ROWS)
         # The row comparison, vote and copy: C where built (row_native), else the Python reference.
         self._passes = passes or row_native.passes()
+        # What plan() last found: (rect, source, rows of rect the history already holds); the
+        # remember() of the same rect and source copies only the others.  Any other change drops it.
+        self._planned: tuple[Rect, Source, bytes] | None = None
         # Until a whole frame of the surface was sent, the client's copy is
         # unknown and plan() sends every damaged rectangle whole.
         self.known = False
@@ -112,6 +115,7 @@ class SurfaceHistory:
     def release(self) -> int:
         """Pack the pixels into zlib bands and free them; the history stays
         exact (bands unpack when touched).  Returns the bytes of the packed bands."""
+        self._planned = None
         band_bytes = RELEASE_BAND_ROWS * self.stride
         old = self._packed
         packed: list[bytes | None] = []
@@ -126,6 +130,7 @@ class SurfaceHistory:
     def remember_solid(self, pixel: bytes) -> None:
         """Record that the client now holds the whole surface in one colour (`pixel`:
         its BGRX bytes) without writing it: every band SOLID.  The history is known."""
+        self._planned = None
         self.pixels = bytearray()
         self._solid = bytes(pixel)
         self._packed = [SOLID] * -(-self.height // RELEASE_BAND_ROWS)
@@ -163,11 +168,13 @@ class SurfaceHistory:
         are COPYs; the rest of the changed rows are sent, runs closer than
         MERGE_GAP_ROWS as one rectangle."""
         x, y, w, h = rect
+        self._planned = None
         if not self.known:
             return Plan(rects=[rect])
         self._unpack(y, h)
         previous = Rows(self.pixels, self.stride, y * self.stride + x * BYTES_PER_PIXEL)
         same, shift, moved = self._passes.compare(source.rows(rect), previous, w * BYTES_PER_PIXEL, h)
+        self._planned = (rect, source, same)
         if 0 not in same:
             return Plan()
         send = bytearray(same.translate(_FLIP))
@@ -188,9 +195,11 @@ class SurfaceHistory:
         x, y, w, h = rect
         if rect == (0, 0, self.width, self.height):
             self.known = True
+        planned, self._planned = self._planned, None
+        skip = planned[2] if planned is not None and planned[0] == rect and planned[1] is source else None
         self._unpack(y, h)  # a partial write keeps the rest of its bands
         target = Rows(self.pixels, self.stride, y * self.stride + x * BYTES_PER_PIXEL)
-        self._passes.copy(target, source.rows(rect), w * BYTES_PER_PIXEL, h)
+        self._passes.copy(target, source.rows(rect), w * BYTES_PER_PIXEL, h, skip)
 
 
 # 0 <-> 1 (row_compare's flags): rows that are not the same are the rows to send.

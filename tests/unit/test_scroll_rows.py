@@ -83,11 +83,16 @@ def test_c_compare_and_copy_equal_the_python_reference(native: row_native.Native
     cur = scrolled(rng, prev, stride, offset, row_bytes, h, shift, kinds)
     args = (Rows(cur, stride, offset), Rows(bytearray(prev), stride, offset), row_bytes, h)
     assert native.compare(*args) == PythonRows().compare(*args)
-    targets = [bytearray(prev), bytearray(prev)]
-    for passes, target in zip((native, PythonRows()), targets, strict=True):
-        passes.copy(Rows(target, stride, offset), Rows(cur, stride, offset), row_bytes, h)
-    assert targets[0] == targets[1]
-    assert rows_of(Rows(targets[0], stride, offset), row_bytes, h) == rows_of(Rows(cur, stride, offset), row_bytes, h)
+    same = native.compare(*args)[0]
+    for skip in (None, same, bytes(rng.randrange(2) for _ in range(h))):
+        targets = [bytearray(prev), bytearray(prev)]
+        for passes, target in zip((native, PythonRows()), targets, strict=True):
+            passes.copy(Rows(target, stride, offset), Rows(cur, stride, offset), row_bytes, h, skip)
+        assert targets[0] == targets[1]
+        if skip is not None and skip is not same:  # (skipping the rows found the same is a full copy)
+            continue
+        copied = rows_of(Rows(targets[0], stride, offset), row_bytes, h)
+        assert copied == rows_of(Rows(cur, stride, offset), row_bytes, h)
 
 
 def old_sampled_shift(current: list[bytes], previous: list[bytes]) -> int:
@@ -151,7 +156,7 @@ def library() -> Any:
     lib.sv_vote_shift.restype = ctypes.c_int
     lib.sv_vote_scratch_bytes.argtypes = [size, size]
     lib.sv_vote_scratch_bytes.restype = size
-    lib.sv_copy_rows.argtypes = [*rows, *rows, size, size]
+    lib.sv_copy_rows.argtypes = [*rows, *rows, size, size, pointer, size]
     lib.sv_copy_rows.restype = ctypes.c_int
     return lib
 
@@ -200,7 +205,7 @@ def test_every_c_entry_point_refuses_rows_outside_their_buffer(native: row_nativ
     assert set(scratch) == {FILL} and list(result) == [FILL, FILL]
     dst = buffer(bytes([FILL]) * len(prev))
     dst_set = [ctypes.addressof(dst), *(bad if which == "prev" else good)]
-    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H) == -1
+    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H, None, 0) == -1
     assert dst.raw == bytes([FILL]) * len(prev)
 
 
@@ -236,10 +241,15 @@ def test_each_c_output_one_byte_short_is_refused_and_untouched(native: row_nativ
         assert list(result) == [2, H - 2]
     dst = buffer(bytes([FILL]) * len(prev))
     dst_set = [ctypes.addressof(dst), STRIDE * (H - 1) + ROW - 1, STRIDE, 0]  # the last row one byte short
-    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H) == -1
-    assert dst.raw == bytes([FILL]) * len(prev)
+    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H, None, 0) == -1
     dst_set[1] = len(dst)
-    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H) == 0
+    skip = buffer(bytes([0, 1] * (H // 2)))  # every other row stays
+    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H, skip, H - 1) == -1  # skip one byte short
+    assert dst.raw == bytes([FILL]) * len(prev)
+    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H, skip, H) == 0
+    assert [dst.raw[i * STRIDE : i * STRIDE + ROW] for i in range(H)] == [
+        bytes([FILL] * ROW) if i % 2 else bytes([i + 2] * ROW) for i in range(H)]
+    assert lib.sv_copy_rows(*dst_set, *cur_set, ROW, H, None, 0) == 0
     assert [dst.raw[i * STRIDE : i * STRIDE + ROW] for i in range(H)] == [bytes([n] * ROW) for n in range(2, H + 2)]
 
 

@@ -20,7 +20,8 @@
  *   sv_vote_shift     = row_compare.vote: the shift the indexed previous
  *                       rows and the voting current rows agree on most,
  *                       ties to the shift voted for first (Counter.most_common);
- *   sv_copy_rows      = the history's slice assignment of each row.
+ *   sv_copy_rows      = the history's slice assignment of each row (but
+ *                       the rows the plan found unchanged).
  *
  * A set of rows is (buffer, its length, stride, start): h rows of row_bytes
  * bytes, each `stride` bytes after the last, from byte `start`.  Every
@@ -204,19 +205,25 @@ int sv_vote_shift(const uint8_t *cur, size_t cur_len, size_t cur_stride, size_t 
     return 0;
 }
 
-/* Copy the h rows of row_bytes bytes of src into dst (rows as described above).  Returns 0, or SV_BAD_ARGS. */
+/*
+ * Copy the h rows of row_bytes bytes of src into dst (rows as described above), except rows i where
+ * skip[i] != 0 (skip may be NULL: none; else skip_len >= h).  Returns 0, or SV_BAD_ARGS.
+ */
 int sv_copy_rows(uint8_t *dst, size_t dst_len, size_t dst_stride, size_t dst_start, const uint8_t *src,
-                 size_t src_len, size_t src_stride, size_t src_start, size_t row_bytes, size_t h)
+                 size_t src_len, size_t src_stride, size_t src_start, size_t row_bytes, size_t h,
+                 const uint8_t *skip, size_t skip_len)
 {
     size_t i;
-    if (dst == NULL || src == NULL || !rows_inside(dst_len, dst_stride, dst_start, row_bytes, h)
+    if (dst == NULL || src == NULL || (skip != NULL && skip_len < h)
+        || !rows_inside(dst_len, dst_stride, dst_start, row_bytes, h)
         || !rows_inside(src_len, src_stride, src_start, row_bytes, h))
         return SV_BAD_ARGS;
-    if (dst_stride == row_bytes && src_stride == row_bytes) { /* whole rows on both sides: one block */
+    if (skip == NULL && dst_stride == row_bytes && src_stride == row_bytes) { /* whole rows: one block */
         memmove(dst + dst_start, src + src_start, h * row_bytes);
         return 0;
     }
     for (i = 0; i < h; i++)
-        memmove(dst + dst_start + i * dst_stride, src + src_start + i * src_stride, row_bytes);
+        if (skip == NULL || skip[i] == 0)
+            memmove(dst + dst_start + i * dst_stride, src + src_start + i * src_stride, row_bytes);
     return 0;
 }
