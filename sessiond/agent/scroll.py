@@ -32,6 +32,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 import zlib
 from dataclasses import dataclass, field
 
@@ -103,7 +104,8 @@ class SurfaceHistory:
         self._passes = passes or row_native.passes()
         # What plan() last found: (rect, source, rows of rect the history already holds); the
         # remember() of the same rect and source copies only the others.  Any other change drops it.
-        self._planned: tuple[Rect, Source, bytes] | None = None
+        # (A weak reference: a plan not followed by its remember must not keep the capture exported.)
+        self._planned: tuple[Rect, weakref.ref[Source], bytes] | None = None
         # Until a whole frame of the surface was sent, the client's copy is
         # unknown and plan() sends every damaged rectangle whole.
         self.known = False
@@ -174,7 +176,7 @@ class SurfaceHistory:
         self._unpack(y, h)
         previous = Rows(self.pixels, self.stride, y * self.stride + x * BYTES_PER_PIXEL)
         same, shift, moved = self._passes.compare(source.rows(rect), previous, w * BYTES_PER_PIXEL, h)
-        self._planned = (rect, source, same)
+        self._planned = (rect, weakref.ref(source), same)
         if 0 not in same:
             return Plan()
         send = bytearray(same.translate(_FLIP))
@@ -196,7 +198,7 @@ class SurfaceHistory:
         if rect == (0, 0, self.width, self.height):
             self.known = True
         planned, self._planned = self._planned, None
-        skip = planned[2] if planned is not None and planned[0] == rect and planned[1] is source else None
+        skip = planned[2] if planned is not None and planned[0] == rect and planned[1]() is source else None
         self._unpack(y, h)  # a partial write keeps the rest of its bands
         target = Rows(self.pixels, self.stride, y * self.stride + x * BYTES_PER_PIXEL)
         self._passes.copy(target, source.rows(rect), w * BYTES_PER_PIXEL, h, skip)

@@ -290,3 +290,30 @@ def test_whole_encodes_are_identical_with_the_c_and_the_python_passes(
         return out
 
     assert regions(native) == regions(PythonRows())
+
+
+def test_remember_skips_only_rows_its_own_plan_found_unchanged() -> None:
+    """plan() then remember() of the same rectangle and source copies only
+    the changed rows; remember() of another source (or rectangle) copies all
+    of them; a plan without its remember keeps no view of the capture."""
+    width, height = 6, 10
+    rng = random.Random(5)
+    first = bytes(rng.randrange(256) for _ in range(width * height * 4))
+    history = scroll.SurfaceHistory(width, height)
+    whole = (0, 0, width, height)
+    history.remember(scroll.Source(memoryview(first), width * 4), whole)
+    second = bytearray(first)
+    second[0:4] = b"\x01\x02\x03\x04"  # row 0 changed, rows 1-9 the same
+    source = scroll.Source(memoryview(second), width * 4)
+    assert history.plan(source, whole).rects == [(0, 0, width, 1)]
+    other = bytes(rng.randrange(256) for _ in range(width * height * 4))
+    history.remember(scroll.Source(memoryview(other), width * 4), whole)  # not the planned source: every row
+    assert bytes(history.pixels) == other
+    history.plan(source, whole)
+    history.remember(source, whole)
+    assert bytes(history.pixels) == bytes(second)
+    capture = bytearray(first)
+    view = memoryview(capture)
+    history.plan(scroll.Source(view, width * 4), (0, 0, width, 3))
+    view.release()
+    capture.extend(b"more")  # BufferError if the history still held an export of it
