@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # GTK3 and GObject introspection for its client, lz4 and xxhash for its wire.
 XPRA_DEB_PACKAGES := libx11-dev libxtst-dev libxcomposite-dev libxdamage-dev libxfixes-dev libxkbfile-dev \
 	libxrandr-dev libxres-dev libxi-dev liblz4-dev libxxhash-dev libgtk-3-dev libgirepository1.0-dev libcairo2-dev
-# Debian packages: gcc (isolation/wait.c, the sandbox's native waiter; sessiond/agent/native/glyph_cells.c), the X server and demo apps, fonts for xterm, the venv
+# Debian packages: gcc (isolation/wait.c, the sandbox's native waiter; sessiond/agent/native/*.c), the X server and demo apps, fonts for xterm, the venv
 # module, libXext for MIT-SHM capture, libXdamage/libXfixes/libXcomposite for
 # per-window capture (ctypes), PAM, and the tools tests use;
 # pulseaudio (each session's sound server) and pulseaudio-utils (parec, pactl);
@@ -77,8 +77,9 @@ install: deps-debian venv xpra
 	cc -O2 -Wall -Wextra -Werror -o $(VENV)/libexec/sessiond-wait isolation/wait.c || \
 		echo "warning: isolation/wait.c did not build; sandboxes wait in Python (isolation/init.py)"
 	# -O3: the two-colour loop is written to be vectorized (2.5x faster than at -O2).
-	cc -O3 -Wall -Wextra -Werror -shared -fPIC -o $(VENV)/lib/sessiond-glyph-cells.so sessiond/agent/native/glyph_cells.c || \
-		echo "warning: sessiond/agent/native/glyph_cells.c did not build; GLYPHS cells are cut in Python (glyph_native.py)"
+	cc -O3 -Wall -Wextra -Werror -shared -fPIC -o $(VENV)/lib/sessiond-glyph-cells.so \
+		sessiond/agent/native/glyph_cells.c sessiond/agent/native/scroll_rows.c || \
+		echo "warning: sessiond/agent/native/*.c did not build; GLYPHS cells and scroll rows are done in Python (glyph_native.py, row_native.py)"
 	# The zygote's -OO bytecode (isolation/launcher.py AGENT_PYCACHE): stdlib and venv, ~15 s.
 	rm -rf $(VENV)/agent-pycache
 	$(PY) -OO -X pycache_prefix=$(VENV)/agent-pycache -m compileall -q -j 0 \

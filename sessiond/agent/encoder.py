@@ -45,7 +45,7 @@ from sessiond.agent.palette_png import (
     exact_palette_png,
 )
 from sessiond.agent.glyph_encoder import GlyphEncoder
-from sessiond.agent.scroll import MAX_ROW_SPANS, Source, SurfaceHistory
+from sessiond.agent.scroll import Source, SurfaceHistory
 
 Rect = tuple[int, int, int, int]
 
@@ -70,12 +70,13 @@ PNG_MAX_COLOURS = 64
 PALETTE_MAX_COLOURS = 256
 JPEG_QUALITY_RANGE = (1, 95)
 # Surfaces whose last content is remembered (the desktop, or one per
-# window): each costs its pixels (8 MiB at 1080p) and up to MAX_ROW_SPANS
-# more copies as cached rows; the least recently encoded is forgotten past
-# either bound, and simply gets no COPY next time.  A surface that alone
-# exceeds the byte budget (past a 4K screen) is never remembered.
+# window): each costs its pixels (8 MiB at 1080p); the least recently
+# encoded is forgotten past either bound, and simply gets no COPY next time.
+# A surface that alone exceeds the byte budget (past a 4K screen) is never
+# remembered.  (32 MiB: the same surfaces fit as when a history also kept
+# two cached copies of its rows against 96 MiB.)
 MAX_SURFACES = 32
-MAX_HISTORY_BYTES = 96 * 1024 * 1024
+MAX_HISTORY_BYTES = 32 * 1024 * 1024
 
 
 class EncoderError(ValueError):
@@ -83,9 +84,8 @@ class EncoderError(ValueError):
 
 
 def history_bytes(width: int, height: int) -> int:
-    """What remembering a width x height surface may cost at most: its
-    pixels and MAX_ROW_SPANS cached copies of them."""
-    return width * height * BYTES_PER_PIXEL_IN * (1 + MAX_ROW_SPANS)
+    """What remembering a width x height surface costs: its pixels (scroll.SurfaceHistory)."""
+    return width * height * BYTES_PER_PIXEL_IN
 
 
 def stripes(rect: Rect, max_bytes: int = MAX_REGION_RAW_BYTES) -> list[Rect]:

@@ -37,8 +37,9 @@ from sessiond.agent.glyph_grid import Grid, band_unit, from_colours
 LIBRARY_NAME: Final = "sessiond-glyph-cells.so"
 # The library's calling convention (SV_GLYPH_CELLS_ABI in glyph_cells.c): a
 # library left by an older `make install` is refused, never called with
-# arguments it would misread (version 1 had no output sizes in sv_index_cells).
-ABI_VERSION: Final = 2
+# arguments it would misread (version 1 had no output sizes in sv_index_cells,
+# version 2 no scroll_rows.c: see row_native.py).
+ABI_VERSION: Final = 3
 # Set to "0" to use the Python path (benchmarks, tests of the fallback).
 ENV_SWITCH: Final = "SESSIOND_NATIVE_GLYPHS"
 _BAD_ARGS: Final = -1
@@ -62,6 +63,14 @@ class _PyBuffer(ctypes.Structure):
                 ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]  # fmt: skip
 
 
+_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+_get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+_get_buffer.restype = ctypes.c_int
+_release_buffer = ctypes.pythonapi.PyBuffer_Release
+_release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
+_release_buffer.restype = None
+
+
 def library_path() -> str:
     """Where `make install` builds the library: <venv>/lib/sessiond-glyph-cells.so."""
     return os.path.join(sys.prefix, "lib", LIBRARY_NAME)
@@ -73,11 +82,7 @@ class NativeCells:
     def __init__(self, path: str) -> None:
         if array("I").itemsize != 4:
             raise OSError("array('I') is not 32 bits here: sv_index_cells' ids are")
-        lib = ctypes.CDLL(path)
-        abi = getattr(lib, "sv_glyph_cells_abi", None)
-        if abi is None or abi() != ABI_VERSION:
-            raise OSError(f"{path} is an older build (calling convention {abi() if abi else 1}, "
-                          f"this agent needs {ABI_VERSION}): run make install")  # fmt: skip
+        lib = open_library(path)
         size, ubyte_p = ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)
         self._two = lib.sv_two_colours
         self._two.argtypes = [ctypes.c_void_p, size, size, size, size, size, ubyte_p,
@@ -91,12 +96,6 @@ class NativeCells:
         self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p, size,
                                 ctypes.c_void_p, size, ctypes.c_void_p, size]  # fmt: skip
         self._index.restype = ctypes.c_long
-        self._get = ctypes.pythonapi.PyObject_GetBuffer
-        self._get.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
-        self._get.restype = ctypes.c_int
-        self._release = ctypes.pythonapi.PyBuffer_Release
-        self._release.argtypes = [ctypes.POINTER(_PyBuffer)]
-        self._release.restype = None
         self._colours = (ctypes.c_ubyte * 8)()
         self._counts = (ctypes.c_uint64 * 2)()
 
@@ -107,7 +106,7 @@ class NativeCells:
         sort by count, and ties must go to Pillow (see glyph_encoder)."""
         x, y, w, h = rect
         found = _BAD_ARGS
-        with _Pinned(self, buf) as (address, length):
+        with Pinned(buf) as (address, length):
             if x >= 0 and y >= 0:
                 found = self._two(address, length, stride, y * stride + x * _BYTES_PER_PIXEL, w, h,
                                   self._colours, self._counts)  # fmt: skip
@@ -127,7 +126,7 @@ class NativeCells:
         if x < 0 or y < 0 or w % cell_w or h % cell_h:
             raise ValueError(f"box {box} is not whole {cell_w}x{cell_h} cells of the buffer")
         out = bytearray(w * h)
-        with _Pinned(self, buf) as (address, length), _Pinned(self, out) as (target, size):
+        with Pinned(buf) as (address, length), Pinned(out) as (target, size):
             status = self._cut(address, length, stride, y * stride + x * _BYTES_PER_PIXEL, w // cell_w, h // cell_h,
                                cell_w, cell_h, band, band_unit(cell_w), target, size)  # fmt: skip
         if status != 0:
@@ -143,9 +142,9 @@ class NativeCells:
         table_len = 1 << max(1, (2 * count - 1).bit_length())
         zero = array("I", [0])  # C's uint32_t (checked in __init__)
         table, ids, firsts, ids8 = zero * table_len, zero * count, zero * count, bytearray(count)
-        with _Pinned(self, cells) as (address, length), _Pinned(self, table) as (table_at, _t), \
-                _Pinned(self, ids) as (ids_at, ids_size), _Pinned(self, ids8) as (ids8_at, ids8_size), \
-                _Pinned(self, firsts) as (firsts_at, firsts_size):  # fmt: skip
+        with Pinned(cells) as (address, length), Pinned(table) as (table_at, _t), \
+                Pinned(ids) as (ids_at, ids_size), Pinned(ids8) as (ids8_at, ids8_size), \
+                Pinned(firsts) as (firsts_at, firsts_size):  # fmt: skip
             distinct = self._index(address, length, cell_bytes, count, table_at, table_len, ids_at, ids_size,
                                    ids8_at, ids8_size, firsts_at, firsts_size)  # fmt: skip
         if distinct < 0:
@@ -155,19 +154,29 @@ class NativeCells:
         return (bytes(ids8) if distinct <= 256 else ids), patterns
 
 
-class _Pinned:
+class Pinned:
     """A buffer's address and length while the with-block runs (PyObject_GetBuffer/PyBuffer_Release)."""
 
-    def __init__(self, native: NativeCells, obj: object) -> None:
-        self._native, self._obj, self._view = native, obj, _PyBuffer()
+    def __init__(self, obj: object) -> None:
+        self._obj, self._view = obj, _PyBuffer()
 
     def __enter__(self) -> tuple[int, int]:
-        if self._native._get(self._obj, ctypes.byref(self._view), _PyBUF_SIMPLE) != 0:
+        if _get_buffer(self._obj, ctypes.byref(self._view), _PyBUF_SIMPLE) != 0:
             raise ValueError("not a contiguous buffer")
         return self._view.buf or 0, self._view.len
 
     def __exit__(self, *_exc: object) -> None:
-        self._native._release(ctypes.byref(self._view))
+        _release_buffer(ctypes.byref(self._view))
+
+
+def open_library(path: str) -> ctypes.CDLL:
+    """The library at path, if its calling convention is this agent's (OSError if not)."""
+    lib = ctypes.CDLL(path)
+    abi = getattr(lib, "sv_glyph_cells_abi", None)
+    if abi is None or abi() != ABI_VERSION:
+        raise OSError(f"{path} is an older build (calling convention {abi() if abi else 1}, "
+                      f"this agent needs {ABI_VERSION}): run make install")  # fmt: skip
+    return lib
 
 
 def native_cells(native: NativeCells, capture: Capture, image: Image.Image, order: tuple[int, int, int], rect: Rect,

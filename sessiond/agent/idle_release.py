@@ -16,7 +16,7 @@
 #    flat colour: ~10-200x smaller) and its pages dropped; a band unpacks
 #    when the next frame touches its rows, so COPY stays exact and available,
 #    and the first keystroke after an idle spell unpacks one band;
-#  - malloc_trim(0) returns the freed heap (the span caches' rows) to the
+#  - malloc_trim(0) returns the freed heap (encoder and GLYPHS buffers) to the
 #    system: glibc keeps freed heap otherwise.
 # One check per idle period while idle: a negligible wake-up, and nothing at
 # all runs per frame.

@@ -7,10 +7,11 @@
 # copy-rectangle (as VNC's CopyRect and xpra's scroll encoding do) and only
 # the new rows cuts a scroll frame from the whole area to a few rows.
 #
-# Exactness: SurfaceHistory keeps the bytes it last sent of every pixel, and
-# rows are compared as bytes (dict lookups hash them, equality confirms), so
-# a COPY is only ever emitted for rows that are byte-identical at the source
-# -- never a wrong frame from a hash collision.  The history equals the
+# Exactness: SurfaceHistory keeps the bytes it last sent of every pixel in
+# one contiguous buffer, and rows are compared whole (row_compare.py; in C,
+# row_native.py: hashes only pick candidates, equality confirms), so a COPY
+# is only ever emitted for rows that are byte-identical at the source --
+# never a wrong frame from a hash collision.  The history equals the
 # client's copy as long as every planned region reaches the client in order
 # and is lossless; a JPEG region is copied as the client holds it (the eye
 # does not mind, as it did not mind the JPEG).  The caller must forget a
@@ -30,54 +31,34 @@
 
 from __future__ import annotations
 
-import operator
+import re
+import weakref
 import zlib
-from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
+
+from sessiond.agent import row_native
+from sessiond.agent.row_compare import MIN_SCROLL_ROWS, SAMPLE_ALL_ROWS, RowPasses, Rows
 
 Rect = tuple[int, int, int, int]
 
 BYTES_PER_PIXEL = 4  # BGRX, as the capture buffer
-# A run of fewer rows moved by the same shift is re-sent instead of copied:
-# a COPY costs a region header, and a short match is often a coincidence of
-# blank or repeated rows.
-MIN_SCROLL_ROWS = 4
 # Rows to re-send closer than this are sent as one region: a region costs a
 # header and, in the browser, an asynchronous decode and a draw of its own,
 # while unchanged rows between two changed ones (the blank rows between text
 # lines: a terminal's new screenful would be one region per line otherwise)
 # deflate to almost nothing.
 MERGE_GAP_ROWS = 32
-# A row that occurs more often than this in the previous content (blank
-# lines, rules) votes for no shift: it would match any.
-MAX_ROW_REPEATS = 1
-# Column spans whose rows are kept as bytes objects between frames (the rows
-# sent last time are the rows compared against next time, and a bytes object
-# hashes once): this halves the work of a scroll frame.  Each costs one more
-# copy of the span's pixels, so only the most recently damaged are kept.
-MAX_ROW_SPANS = 2
-# Taller rectangles vote for their shift on a sample (plan cost, 1080p
-# scroll: every row hashed twice was ~3 ms of ~9): previous rows every
-# SAMPLE_STEP-th are indexed, and current rows are looked up in blocks of
-# SAMPLE_STEP consecutive rows (so every shift meets an indexed row once per
-# block), one block in SAMPLE_BLOCK_EVERY. The vote only picks a candidate:
-# every copied row is still compared whole, so a sample never makes a wrong
-# frame, at worst a missed copy of a small scrolled part of a tall rectangle.
-SAMPLE_ALL_ROWS = 96
-SAMPLE_STEP = 4
-SAMPLE_BLOCK_EVERY = 4
-# Votes a sampled shift needs (each stands for up to SAMPLE_STEP x SAMPLE_BLOCK_EVERY rows).
-MIN_SAMPLED_VOTES = 2
 # Rows per zlib band of a released history (a 1080p band is 240 KiB raw:
 # unpacked in well under a millisecond when a keystroke touches it).
 RELEASE_BAND_ROWS = 32
 # zlib level of the packed bands: the fastest (release runs on the loop).
 RELEASE_ZLIB_LEVEL = 1
-# Row geometries whose slices Source.rows keeps (a scroll's damage repeats frame after frame).
-ROW_SLICES_CACHED = 8
 # A band entry meaning "every pixel is the history's solid colour" (zlib output is never empty).
 SOLID = b""
+# A run of rows flagged 1 (row_compare's flags).
+_ONES = re.compile(b"\x01+")
+
+__all__ = ["MIN_SCROLL_ROWS", "SAMPLE_ALL_ROWS", "Plan", "Source", "SurfaceHistory"]
 
 
 @dataclass
@@ -99,25 +80,18 @@ class Source:
     stride: int
     origin: tuple[int, int] = (0, 0)
 
-    def rows(self, rect: Rect) -> list[bytes]:
-        """The rows of rect (surface coordinates) as bytes."""
-        x, y, w, h = rect
+    def rows(self, rect: Rect) -> Rows:
+        """Where the rows of rect (surface coordinates) lie in the buffer."""
+        x, y, _w, _h = rect
         ox, oy = self.origin
-        first = (y - oy) * self.stride + (x - ox) * BYTES_PER_PIXEL
-        return list(map(bytes, map(self.view.__getitem__, _row_slices(first, w * BYTES_PER_PIXEL, self.stride, h))))
-
-
-@lru_cache(maxsize=ROW_SLICES_CACHED)
-def _row_slices(first: int, length: int, stride: int, rows: int) -> list[slice]:
-    """The slices of `rows` rows of `length` bytes, `stride` apart from `first` (a damaged area repeats)."""
-    return [slice(at, at + length) for at in range(first, first + rows * stride, stride)]
+        return Rows(self.view, self.stride, (y - oy) * self.stride + (x - ox) * BYTES_PER_PIXEL)
 
 
 class SurfaceHistory:
     """The pixels last sent of one width x height surface (kept as BGRX
-    rows of width * 4 bytes)."""
+    rows of width * 4 bytes, one buffer)."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, passes: RowPasses | None = None) -> None:
         self.width = width
         self.height = height
         self.stride = width * BYTES_PER_PIXEL
@@ -126,15 +100,12 @@ class SurfaceHistory:
         # (unpacked in `pixels`).  A packed band's bytes in `pixels` are zeros.
         self._solid = bytes(BYTES_PER_PIXEL)
         self._packed: list[bytes | None] | None = [SOLID] * -(-height // RELEASE_BAND_ROWS)
-        # Rows whose pixels are not written yet: the named span's cached row
-        # is the truth of its columns (a remember() keeps the rows plan() read
-        # instead of copying them again: ~2.5 ms per 1080p frame whole-width,
-        # ~1 ms for a 1084x654 xterm); the other columns of the row are in
-        # `pixels`.  Written out before anything else reads or writes the row.
-        self._stale: list[tuple[int, int] | None] = [None] * height
-        # (x, w) -> the sent rows of that column span (None: not cached).
-        self._spans: OrderedDict[tuple[int, int], list[bytes | None]] = OrderedDict()
-        self._planned: tuple[Rect, list[bytes]] | None = None  # the rows plan() just read
+        # The row comparison, vote and copy: C where built (row_native), else the Python reference.
+        self._passes = passes or row_native.passes()
+        # What plan() last found: (rect, source, rows of rect the history already holds); the
+        # remember() of the same rect and source copies only the others.  Any other change drops it.
+        # (A weak reference: a plan not followed by its remember must not keep the capture exported.)
+        self._planned: tuple[Rect, weakref.ref[Source], bytes] | None = None
         # Until a whole frame of the surface was sent, the client's copy is
         # unknown and plan() sends every damaged rectangle whole.
         self.known = False
@@ -144,11 +115,8 @@ class SurfaceHistory:
         return (self.width, self.height) == (width, height)
 
     def release(self) -> int:
-        """Pack the pixels into zlib bands, drop the span caches and free the
-        pixels; the history stays exact (bands unpack when touched).
-        Returns the bytes of the packed bands."""
-        self._write_stale(0, self.height)  # the span caches' rows become the truth in `pixels`
-        self._spans.clear()
+        """Pack the pixels into zlib bands and free them; the history stays
+        exact (bands unpack when touched).  Returns the bytes of the packed bands."""
         self._planned = None
         band_bytes = RELEASE_BAND_ROWS * self.stride
         old = self._packed
@@ -164,8 +132,6 @@ class SurfaceHistory:
     def remember_solid(self, pixel: bytes) -> None:
         """Record that the client now holds the whole surface in one colour (`pixel`:
         its BGRX bytes) without writing it: every band SOLID.  The history is known."""
-        self._stale = [None] * self.height
-        self._spans.clear()
         self._planned = None
         self.pixels = bytearray()
         self._solid = bytes(pixel)
@@ -173,7 +139,7 @@ class SurfaceHistory:
         self.known = True
 
     def _unpack(self, y: int, h: int) -> None:
-        """Unpack the released bands that rows y..y+h lie in."""
+        """Unpack the released (or SOLID) bands that rows y..y+h lie in."""
         packed = self._packed
         if packed is None or h <= 0:
             return
@@ -195,54 +161,33 @@ class SurfaceHistory:
         if not any(band is not None for band in packed):
             self._packed = None
 
-    def _previous(self, rect: Rect) -> list[bytes]:
-        """The rows of rect as sent, from the span cache where it has them."""
-        x, y, w, h = rect
-        if self._solid_rows(y, h):  # (the first frame after a solid one: nothing to unpack yet)
-            return [self._solid * w] * h
-        self._unpack(y, h)
-        cached = self._spans.get((x, w))
-        if cached is None:
-            self._write_stale(y, h)
-            return Source(memoryview(self.pixels), self.stride).rows(rect)
-        rows = cached[y : y + h]
-        missing = [i for i, row in enumerate(rows) if row is None]
-        if missing:
-            self._write_stale(y, h)
-            start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
-            for i in missing:
-                offset = (y + i) * self.stride + start
-                rows[i] = bytes(self.pixels[offset : offset + length])
-        return rows  # type: ignore[return-value]  # every None was filled
-
     def plan(self, source: Source, rect: Rect) -> Plan:
         """What to send for `rect` (surface coordinates, inside the surface
         and inside `source`) so that the client's copy equals the source;
-        does not update the history."""
+        does not update the history.  Unchanged rows are not sent; if most
+        changed rows moved by one shift (row_compare's vote), runs of at
+        least MIN_SCROLL_ROWS rows equal to the previous rows at that shift
+        are COPYs; the rest of the changed rows are sent, runs closer than
+        MERGE_GAP_ROWS as one rectangle."""
         x, y, w, h = rect
         self._planned = None
         if not self.known:
             return Plan(rects=[rect])
-        current = source.rows(rect)
-        self._planned = (rect, current)
-        previous = self._previous(rect)
-        if h > SAMPLE_ALL_ROWS:
-            return _plan_tall(rect, current, previous)
-        changed = [cur != prev for cur, prev in zip(current, previous, strict=True)]
-        if not any(changed):
+        self._unpack(y, h)
+        previous = Rows(self.pixels, self.stride, y * self.stride + x * BYTES_PER_PIXEL)
+        same, shift, moved = self._passes.compare(source.rows(rect), previous, w * BYTES_PER_PIXEL, h)
+        self._planned = (rect, weakref.ref(source), same)
+        if 0 not in same:
             return Plan()
-        copied = [False] * h
+        send = bytearray(same.translate(_FLIP))
         copies: list[tuple[Rect, int, int]] = []
-        shift = _best_shift(current, previous, changed)
         if shift:
-            runs = _runs([0 <= i + shift < h and current[i] == previous[i + shift] for i in range(h)])
-            runs = [run for run in runs if run[1] - run[0] >= MIN_SCROLL_ROWS]
+            runs = [run for run in _runs(moved) if run[1] - run[0] >= MIN_SCROLL_ROWS]
             # Content moved up (shift > 0): copy top run first, so no run's
             # source has been overwritten by an earlier run's destination.
             for start, end in runs if shift > 0 else reversed(runs):
                 copies.append(((x, y + start, w, end - start), x, y + start + shift))
-                copied[start:end] = [True] * (end - start)
-        send = [changed[i] and not copied[i] for i in range(h)]
+                send[start:end] = bytes(end - start)
         rects = [(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)]
         return Plan(copies=copies, rects=rects)
 
@@ -252,149 +197,25 @@ class SurfaceHistory:
         x, y, w, h = rect
         if rect == (0, 0, self.width, self.height):
             self.known = True
-        ox, oy = source.origin
-        start, length = x * BYTES_PER_PIXEL, w * BYTES_PER_PIXEL
-        src_start = (x - ox) * BYTES_PER_PIXEL
-        if self._planned is not None and self._planned[0] == rect:
-            # No unpack: rows in the span cache are unpacked when written out (_write_stale).
-            self._write_stale(y, h, keep=(x, w))  # rows stale from another span: written first
-            self._stale[y : y + h] = [(x, w)] * h  # the rows plan() read go to the span cache: the truth
-            self._remember_rows(rect)
-            return
-        self._unpack(y, h)  # a partial write keeps the rest of its bands
-        if length == self.stride:
-            self._stale[y : y + h] = [None] * h  # whole rows are written below
-        else:
-            self._write_stale(y, h)  # a partial write must not be undone by a stale row written later
-        if length == self.stride == source.stride:  # whole rows on both sides: one copy
-            src = (y - oy) * source.stride
-            self.pixels[y * self.stride : (y + h) * self.stride] = source.view[src : src + h * self.stride]
-            self._remember_rows(rect)
-            return
-        for row in range(y, y + h):
-            offset = row * self.stride + start
-            src = (row - oy) * source.stride + src_start
-            self.pixels[offset : offset + length] = source.view[src : src + length]
-        self._remember_rows(rect)
-
-    def _solid_rows(self, y: int, h: int) -> bool:
-        """True if rows y..y+h are all the solid colour: every band of them SOLID, none stale."""
-        packed = self._packed
-        if packed is None or h <= 0 or any(self._stale[y : y + h]):
-            return False
-        bands = range(y // RELEASE_BAND_ROWS, (y + h - 1) // RELEASE_BAND_ROWS + 1)
-        return all(packed[index] == SOLID for index in bands)
-
-    def _write_stale(self, y: int, h: int, keep: tuple[int, int] | None = None,
-                     only: tuple[int, int] | None = None) -> None:  # fmt: skip
-        """Write rows y..y+h that are stale (from span `only`, if given; not
-        from span `keep`) from their span's cache into `pixels`."""
-        stale = self._stale
-        if not any(stale[y : y + h]):
-            return
-        for row in range(y, y + h):
-            span = stale[row]
-            if span is None or span == keep or (only is not None and span != only):
-                continue
-            self._unpack(row, 1)
-            offset = row * self.stride + span[0] * BYTES_PER_PIXEL
-            self.pixels[offset : offset + span[1] * BYTES_PER_PIXEL] = self._spans[span][row]  # type: ignore[index]
-            stale[row] = None
-
-    def _remember_rows(self, rect: Rect) -> None:
-        """Keep the rows plan() read for rect's span; forget cached rows of
-        other spans that rect overlaps (their pixels changed)."""
-        x, y, w, h = rect
-        for (span_x, span_w), rows in self._spans.items():
-            if (span_x, span_w) != (x, w) and span_x < x + w and x < span_x + span_w:
-                rows[y : y + h] = [None] * h
         planned, self._planned = self._planned, None
-        if planned is None or planned[0] != rect:
-            cached = self._spans.get((x, w))
-            if cached is not None:
-                cached[y : y + h] = [None] * h
-            return
-        cached = self._spans.get((x, w))
-        if cached is None:
-            cached = self._spans[(x, w)] = [None] * self.height
-            while len(self._spans) > MAX_ROW_SPANS:
-                self._write_stale(0, self.height, only=next(iter(self._spans)))  # the truth of its stale rows
-                self._spans.popitem(last=False)
-        self._spans.move_to_end((x, w))
-        cached[y : y + h] = planned[1]
+        skip = planned[2] if planned is not None and planned[0] == rect and planned[1]() is source else None
+        self._unpack(y, h)  # a partial write keeps the rest of its bands
+        target = Rows(self.pixels, self.stride, y * self.stride + x * BYTES_PER_PIXEL)
+        self._passes.copy(target, source.rows(rect), w * BYTES_PER_PIXEL, h, skip)
 
 
-def _plan_tall(rect: Rect, current: list[bytes], previous: list[bytes]) -> Plan:
-    """plan() of a tall rectangle: the shift from a sample, then each row
-    compared whole: copied if it equals the shifted previous row (in a run of
-    MIN_SCROLL_ROWS), else sent if it differs from the row it replaces."""
-    x, y, w, h = rect
-    if current == previous:
-        return Plan()
-    copies: list[tuple[Rect, int, int]] = []
-    copied = [False] * h
-    shift = _sampled_shift(current, previous)
-    if shift:
-        lo, hi = max(0, -shift), min(h, h - shift)
-        match = [False] * lo + [current[i] == previous[i + shift] for i in range(lo, hi)] + [False] * (h - hi)
-        runs = [run for run in _runs(match) if run[1] - run[0] >= MIN_SCROLL_ROWS]
-        for start, end in runs if shift > 0 else reversed(runs):  # see plan(): sources never overwritten
-            copies.append(((x, y + start, w, end - start), x, y + start + shift))
-            copied[start:end] = [True] * (end - start)
-    send = list(map(operator.ne, current, previous))  # (a new screen: no copies, one C loop)
-    if copies:
-        send = [flag and not done for flag, done in zip(send, copied)]
-    return Plan(copies=copies, rects=[(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)])
+# 0 <-> 1 (row_compare's flags): rows that are not the same are the rows to send.
+_FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")
 
 
-def _sampled_shift(current: list[bytes], previous: list[bytes]) -> int:
-    """The nonzero shift d (current row i == previous row i + d) most sampled
-    rows agree on (see SAMPLE_STEP), or 0 if none reaches MIN_SAMPLED_VOTES."""
-    h = len(current)
-    sampled = previous[::SAMPLE_STEP]
-    counts = Counter(sampled)
-    index = {row: j * SAMPLE_STEP for j, row in enumerate(sampled) if counts[row] <= MAX_ROW_REPEATS}
-    votes: Counter[int] = Counter()
-    for block in range(0, h, SAMPLE_STEP * SAMPLE_BLOCK_EVERY):
-        for i in range(block, min(block + SAMPLE_STEP, h)):
-            j = index.get(current[i])
-            if j is not None and j != i:
-                votes[j - i] += 1
-    if not votes:
-        return 0
-    shift, count = votes.most_common(1)[0]
-    return shift if count >= MIN_SAMPLED_VOTES else 0
-
-
-def _best_shift(current: list[bytes], previous: list[bytes], changed: list[bool]) -> int:
-    """The row shift d (current row i == previous row i + d) that most
-    changed rows agree on, or 0 if none reaches MIN_SCROLL_ROWS."""
-    counts = Counter(previous)
-    index = {row: i for i, row in enumerate(previous) if counts[row] <= MAX_ROW_REPEATS}
-    votes: Counter[int] = Counter()
-    for i, row in enumerate(current):
-        if changed[i]:
-            j = index.get(row)
-            if j is not None:
-                votes[j - i] += 1
-    if not votes:
-        return 0
-    shift, count = votes.most_common(1)[0]
-    return shift if count >= MIN_SCROLL_ROWS else 0
-
-
-def _runs(flags: list[bool], merge_gap: int = 0) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in flags; runs separated by at most
-    merge_gap False entries are joined."""
+def _runs(flags: bytes | bytearray, merge_gap: int = 0) -> list[tuple[int, int]]:
+    """[start, end) of each run of 1 in flags; runs separated by at most
+    merge_gap 0 entries are joined."""
     runs: list[tuple[int, int]] = []
-    start = None
-    for i, flag in enumerate([*flags, False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            if runs and start - runs[-1][1] <= merge_gap:
-                runs[-1] = (runs[-1][0], i)
-            else:
-                runs.append((start, i))
-            start = None
+    for match in _ONES.finditer(flags):
+        start, end = match.span()
+        if runs and start - runs[-1][1] <= merge_gap:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
     return runs

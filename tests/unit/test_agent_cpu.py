@@ -1,10 +1,10 @@
-# The agent's scroll-CPU cuts change no output: a history row kept only in
-# its column span's cache (not copied into the surface's pixels) plans
-# exactly what an eager copy plans, over random scrolls of overlapping
-# spans; a desktop frame captures just the damage's box only up to
+# The agent's scroll-CPU cuts change no output: a history whose row passes
+# run in C (row_native) plans exactly what one with the Python reference
+# passes (row_compare.PythonRows) plans, over random scrolls of overlapping
+# spans, and both hold the frame; a desktop frame captures just the damage's box only up to
 # BOX_CAPTURE_MAX_SHARE of the screen; GlyphEncoder.candidate() turns down
 # exactly the rectangles encode() would.
-"""Unit tests for the lazy span rows of scroll.SurfaceHistory, frame_sources.damage_box, GlyphEncoder.candidate."""
+"""Unit tests for scroll.SurfaceHistory's C and Python row passes, frame_sources.damage_box, GlyphEncoder.candidate."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.frame_sources import BOX_CAPTURE_MAX_SHARE, damage_box
 from sessiond.agent.glyph_encoder import DETECT_MIN_PIXELS, GLYPH_MIN_CELLS, GlyphEncoder
 from sessiond.agent.glyph_grid import Grid, cut, cut_band, to_column_major
+from sessiond.agent.row_compare import PythonRows
 from sessiond.agent.scroll import Source, SurfaceHistory
 from unit.test_glyph_agent import bgrx, terminal
 
@@ -27,12 +28,11 @@ WIDTH, HEIGHT = 40, 48
 COLOURS = [(0, 0, 0), (255, 255, 255), (200, 30, 30)]
 
 
-class EagerHistory(SurfaceHistory):
-    """The old behaviour: every remembered row is written into pixels at once."""
+class ReferenceHistory(SurfaceHistory):
+    """A history whose row passes are the Python reference's (the agent's run in C where built)."""
 
-    def remember(self, source: Source, rect: tuple[int, int, int, int]) -> None:
-        super().remember(source, rect)
-        self._write_stale(0, self.height)
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(width, height, PythonRows())
 
 
 def frame_bytes(rng: random.Random, rows: list[bytes], previous: bytes | None, box: tuple[int, int, int, int],
@@ -73,40 +73,38 @@ def step_both(rng: random.Random, rows: list[bytes], frame: bytes, box: tuple[in
     return frame
 
 
-
 def step_releasing(rng: random.Random, rows: list[bytes], frame: bytes, height: int,
                    steps: list[tuple[int, int, int, tuple[int, int], bool]],
                    released: SurfaceHistory, other: SurfaceHistory) -> bytes:  # fmt: skip
     """STEPS (top, rows, shift, (x, width), release) through step_both, RELEASED released
-    first where a step says so; RELEASED's rows are unpacked and written at the end. The last frame."""
+    first where a step says so; RELEASED's rows are unpacked at the end. The last frame."""
     for top, rows_moved, shift, (x, w), release in steps:
         if release:
             released.release()
         frame = step_both(rng, rows, frame, (x, top, w, min(rows_moved, height - top)), shift, released, other)
     released._unpack(0, height)
-    released._write_stale(0, height)
     return frame
+
 
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**16), steps=st.lists(
     st.tuples(st.integers(0, HEIGHT - 1), st.integers(1, HEIGHT), st.integers(-20, 20),
               st.sampled_from(((0, WIDTH), (0, 24), (8, 32), (20, 20), (8, 12), (0, 8)))),
     min_size=1, max_size=10))  # fmt: skip
-def test_lazy_span_rows_plan_exactly_as_an_eager_copy(seed: int,
-                                                      steps: list[tuple[int, int, int, tuple[int, int]]]) -> None:
+def test_native_row_passes_plan_exactly_as_the_python_reference(
+        seed: int, steps: list[tuple[int, int, int, tuple[int, int]]]) -> None:  # fmt: skip
     rng = random.Random(seed)
-    lazy, eager = SurfaceHistory(WIDTH, HEIGHT), EagerHistory(WIDTH, HEIGHT)
-    rows, frame = start_histories(rng, lazy, eager)
+    native, reference = SurfaceHistory(WIDTH, HEIGHT), ReferenceHistory(WIDTH, HEIGHT)
+    rows, frame = start_histories(rng, native, reference)
     for top, height, shift, (x, w) in steps:
-        frame = step_both(rng, rows, frame, (x, top, w, min(height, HEIGHT - top)), shift, lazy, eager)
-    lazy._write_stale(0, HEIGHT)  # what the lazy history holds, written out, is the current frame
-    assert bytes(lazy.pixels) == frame == bytes(eager.pixels)
+        frame = step_both(rng, rows, frame, (x, top, w, min(height, HEIGHT - top)), shift, native, reference)
+    assert bytes(native.pixels) == frame == bytes(reference.pixels)
 
 
 def test_disjoint_spans_on_the_same_rows_keep_each_other_s_rows() -> None:
     """Two column spans side by side, damaged in turn on the same rows (one
     row can be stale from one span only): nothing of either is lost."""
-    test_lazy_span_rows_plan_exactly_as_an_eager_copy.hypothesis.inner_test(  # type: ignore[attr-defined]
+    test_native_row_passes_plan_exactly_as_the_python_reference.hypothesis.inner_test(  # type: ignore[attr-defined]
         seed=7, steps=[(4, 30, 3, (8, 12)), (4, 30, -2, (20, 20)), (4, 30, 5, (8, 12)), (0, 48, 0, (0, 8))])
 
 

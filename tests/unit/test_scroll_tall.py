@@ -1,7 +1,6 @@
 """Tall rectangles in sessiond.agent.scroll: the shift voted on a sample of
-rows (SAMPLE_ALL_ROWS and up) is still found as one COPY, and whole-width
-rows kept only in the span cache (pixels written lazily) never make a wrong
-frame, whatever mix of whole-width and partial damage follows."""
+rows (SAMPLE_ALL_ROWS and up) is still found as one COPY, and no mix of
+whole-width and partial damage over repeated rows ever makes a wrong frame."""
 
 from __future__ import annotations
 
@@ -47,9 +46,8 @@ def test_a_tall_scroll_is_one_copy_and_exact(seed: int, shift: int, top: int, he
     st.tuples(st.integers(0, 150), st.integers(1, 200), st.integers(-60, 60), st.booleans(),
               st.sampled_from((0, 0, 8, 20))), min_size=1, max_size=8))  # fmt: skip
 def test_never_a_wrong_frame_on_a_tall_surface(seed: int, steps: list[tuple[int, int, int, bool, int]]) -> None:
-    """Repeated rows, whole-width damage (rows kept lazily) mixed with partial
-    spans (which write them out first) and span cache evictions: the client
-    always ends equal to the frame."""
+    """Repeated rows, whole-width damage mixed with partial spans: the
+    client always ends equal to the frame."""
     rng = random.Random(seed)
     width, height = 48, 200
     lines = [text_rows(rng, width, 1, 1) for _ in range(40)]  # some repeats among 200 rows

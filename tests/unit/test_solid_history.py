@@ -19,7 +19,7 @@ from protocol.messages import Encoding
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.glyph_encoder import DETECT_MIN_PIXELS, GlyphEncoder
 from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
-from unit.test_agent_cpu import COLOURS, EagerHistory, step_releasing
+from unit.test_agent_cpu import COLOURS, ReferenceHistory, step_releasing
 from unit.test_agent_cpu import HEIGHT as SPAN_HEIGHT
 from unit.test_agent_cpu import WIDTH as SPAN_WIDTH
 from unit.test_glyph_agent import bgrx, terminal
@@ -112,18 +112,18 @@ def test_a_solid_candidate_notes_the_detection_a_glyph_encode_would_have_failed(
        steps=st.lists(st.tuples(st.integers(0, SPAN_HEIGHT - 1), st.integers(1, SPAN_HEIGHT), st.integers(-20, 20),
                                 st.sampled_from(((0, SPAN_WIDTH), (0, 24), (8, 32), (20, 20), (8, 12))),
                                 st.booleans()), min_size=1, max_size=8))  # fmt: skip
-def test_a_solid_history_plans_exactly_as_an_eager_copy(
+def test_a_solid_history_plans_exactly_as_a_copied_one(
         seed: int, colour: tuple[int, int, int],
         steps: list[tuple[int, int, int, tuple[int, int], bool]]) -> None:  # fmt: skip
-    """Remembered by its colour (nothing written, rows read as the colour,
-    a span's rows kept in its cache over SOLID bands), a history plans every
-    later step as one that copied the solid frame, released or not."""
+    """Remembered by its colour (nothing written; SOLID bands written when
+    touched), a history plans every later step as one that copied the solid
+    frame (with the Python row passes), released or not."""
     rng = random.Random(seed)
     rows = [bytes(b for _ in range(SPAN_WIDTH) for b in (*rng.choice(COLOURS), 0)) for _ in range(4)]
     frame = bytes((colour[2], colour[1], colour[0], 0)) * (SPAN_WIDTH * SPAN_HEIGHT)
-    solid, eager = SurfaceHistory(SPAN_WIDTH, SPAN_HEIGHT), EagerHistory(SPAN_WIDTH, SPAN_HEIGHT)
+    solid, copied = SurfaceHistory(SPAN_WIDTH, SPAN_HEIGHT), ReferenceHistory(SPAN_WIDTH, SPAN_HEIGHT)
     solid.remember_solid(frame[:4])
-    eager.plan(Source(memoryview(frame), SPAN_WIDTH * 4), (0, 0, SPAN_WIDTH, SPAN_HEIGHT))
-    eager.remember(Source(memoryview(frame), SPAN_WIDTH * 4), (0, 0, SPAN_WIDTH, SPAN_HEIGHT))
-    frame = step_releasing(rng, rows, frame, SPAN_HEIGHT, steps, solid, eager)
-    assert bytes(solid.pixels) == frame == bytes(eager.pixels)
+    copied.plan(Source(memoryview(frame), SPAN_WIDTH * 4), (0, 0, SPAN_WIDTH, SPAN_HEIGHT))
+    copied.remember(Source(memoryview(frame), SPAN_WIDTH * 4), (0, 0, SPAN_WIDTH, SPAN_HEIGHT))
+    frame = step_releasing(rng, rows, frame, SPAN_HEIGHT, steps, solid, copied)
+    assert bytes(solid.pixels) == frame == bytes(copied.pixels)

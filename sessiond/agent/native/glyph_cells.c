@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bounds.h"
+
 #define BYTES_PER_PIXEL 4
 /* A cell is at most this many pixels a side (protocol/media.py GLYPH_MAX_SIDE). */
 #define MAX_CELL_SIDE 32
@@ -39,31 +41,13 @@
 
 /* Cells numbered in one call: a 32768 x 32768 screen of 4x4 cells, well within 32-bit ids. */
 #define MAX_INDEXED_CELLS (1UL << 26)
-/* X11 coordinates are 16-bit: no rectangle is wider or taller (keeps per-row counts in 32 bits). */
-#define MAX_RECT_SIDE 32768
 
-#define SV_BAD_ARGS (-1)
-/* The calling convention below; glyph_native.ABI_VERSION must match.  2:
- * sv_index_cells takes the byte sizes of its output arrays. */
-#define SV_GLYPH_CELLS_ABI 2
+/* The calling convention of the library (this file and scroll_rows.c);
+ * glyph_native.ABI_VERSION must match.  2: sv_index_cells takes the byte
+ * sizes of its output arrays; 3: scroll_rows.c's row comparison, shift
+ * vote and row copy. */
+#define SV_GLYPH_CELLS_ABI 3
 #define SV_MORE_COLOURS 3
-
-/* 1 if a + b overflows (then *sum is not set), else 0 and *sum = a + b. */
-static int add_overflows(size_t a, size_t b, size_t *sum)
-{
-    if (a > SIZE_MAX - b)
-        return 1;
-    *sum = a + b;
-    return 0;
-}
-
-static int mul_overflows(size_t a, size_t b, size_t *product)
-{
-    if (a != 0 && b > SIZE_MAX / a)
-        return 1;
-    *product = a * b;
-    return 0;
-}
 
 /*
  * 1 if the w x h pixels at byte `start` of a buffer of `len` bytes with
@@ -71,17 +55,10 @@ static int mul_overflows(size_t a, size_t b, size_t *product)
  */
 static int rect_inside(size_t len, size_t stride, size_t start, size_t w, size_t h)
 {
-    size_t row_bytes, last_row, end;
-    if (w == 0 || h == 0 || stride == 0 || w > MAX_RECT_SIDE || h > MAX_RECT_SIDE)
+    size_t row_bytes;
+    if (w == 0 || w > MAX_RECT_SIDE || mul_overflows(w, BYTES_PER_PIXEL, &row_bytes))
         return 0;
-    if (mul_overflows(w, BYTES_PER_PIXEL, &row_bytes) || row_bytes > stride)
-        return 0;
-    if (start % stride + row_bytes > stride) /* a row would run into the next one */
-        return 0;
-    if (mul_overflows(h - 1, stride, &last_row) || add_overflows(start, last_row, &end)
-        || add_overflows(end, row_bytes, &end))
-        return 0;
-    return end <= len;
+    return rows_inside(len, stride, start, row_bytes, h);
 }
 
 static uint32_t load_pixel(const uint8_t *at)
