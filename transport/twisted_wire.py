@@ -15,12 +15,16 @@
 # relay: an agent link's read forwards frames to the client) waits for the
 # end of that read, then leaves in one write per connection.
 #
-# Sent at once, not at the next reactor turn: at the end of a read, what it
-# made is pushed through to the socket (send_now): Twisted's TLS transport
+# Relayed, sent at once, not at the next reactor turn: at the end of a read,
+# what it made OTHER connections send is pushed through to their sockets
+# (send_now), a hop of a keystroke's echo (agent -> sessiond -> client) or of
+# its key; a connection's replies to its own reads are not (several TLS
+# records read in one reactor turn still get one record of replies, so
+# bytes per keystroke stay as they were). Twisted's TLS transport
 # otherwise holds small writes until its callLater(0) in the next reactor
 # iteration, and every Twisted socket transport holds a write until epoll
-# says writable in the iteration after that.  Each hop of a keystroke's echo
-# (agent -> sessiond -> client) paid both before its first byte left.
+# says writable in the iteration after that; the relayed echo paid both
+# before its first byte left sessiond.
 #
 # Error boundary: a failure while handling ONE event is caught here and handed
 # to event_failed(), whose default closes only this connection with
@@ -110,9 +114,14 @@ class FrameProtocol(protocol.Protocol):
         finally:
             self._receiving = False
             _scope.depth -= 1
-        _scope.owed[id(self)] = self  # after what the read made others send: the echo before our credit
-        if not _scope.depth:
-            _flush_owed()
+        if _scope.depth:  # a read handled inside another (in memory): flushed when that one ends
+            _scope.owed.setdefault(id(self), self)
+            return
+        _flush_owed()
+        # Our own replies leave as before: the TLS transport gathers what the
+        # reads of one reactor turn answer (a client's TLS records each come
+        # as a read of their own) into one record at the turn's end.
+        self._flush_now()
 
     def _event_failed(self, event: object, exc: Exception) -> None:
         if self.conn.closed and isinstance(exc, ProtocolStateError):

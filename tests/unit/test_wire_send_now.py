@@ -28,9 +28,14 @@ TLS_APPLICATION_DATA = 23
 
 
 class ClientEnd(FrameProtocol):
-    """sessiond's end of a client connection (nothing to answer here)."""
+    """sessiond's end of a client connection: answers each PING itself."""
 
     role = Role.SERVER
+
+    def event_received(self, event: object) -> None:
+        if isinstance(event, MessageReceived) and isinstance(event.message, Ping):
+            self.conn.send(0, Pong(token=event.message.token))
+            self.flush()
 
 
 class LinkEnd(FrameProtocol):
@@ -141,13 +146,13 @@ def tls_pair(tmp_path: Any) -> Any:
     clock.advance(0)
     server_tcp.doWrite()
     peer.feed(peer.recv_raw())
-    yield client_end, peer, clock
+    yield client_end, peer, clock, server_tcp
     ours.close()
     theirs.close()
 
 
 def test_frames_relayed_in_one_read_leave_in_one_tls_record_before_the_reactor_turns(tls_pair: Any) -> None:
-    client_end, peer, clock = tls_pair
+    client_end, peer, clock, _ = tls_pair
     link = LinkEnd(client_end)
     link.makeConnection(StringTransport())
     agent = Connection(Role.SERVER)
@@ -164,6 +169,21 @@ def test_frames_relayed_in_one_read_leave_in_one_tls_record_before_the_reactor_t
     assert pongs == [0, 1, 2]
     clock.advance(0)  # the TLS transport's own flush, when it comes, has nothing left to send
     assert peer.recv_raw() == b""
+
+
+def test_replies_to_the_records_of_one_reactor_turn_still_share_one_record(tls_pair: Any) -> None:
+    client_end, peer, clock, server_tcp = tls_pair
+    for token in range(2):  # two TLS records in one socket read: two reads for the protocol
+        peer.conn.send(0, Ping(token=token))
+        peer.tls.send(peer.conn.data_to_send())
+    peer.send_pending()
+    server_tcp.doRead()
+    clock.advance(0)  # the reactor's turn ends: the TLS transport writes what it gathered
+    server_tcp.doWrite()
+    raw = peer.recv_raw()
+    assert records(raw) == [TLS_APPLICATION_DATA]
+    pongs = [e.message.token for e in peer.feed(raw) if isinstance(getattr(e, "message", None), Pong)]
+    assert pongs == [0, 1]
 
 
 class StuckSocket(abstract.FileDescriptor):
