@@ -15,7 +15,7 @@
 # difference of the two paired medians. It also prints the CPU time per
 # keystroke of each install's sessiond and of its session's processes (by
 # name: the agent is "python"), from /proc's schedstat over the keystrokes
-# less what as long idle costs (measured just before): wall-clock latency
+# less what as long idle costs (measured just after): wall-clock latency
 # swings with the load, CPU per keystroke much less.
 # Run as root after `make install`:
 #   SESSIOND_PREFIX=/opt/sv-x /opt/sv-x/venv/bin/python bench/bench_echo_ab.py --baseline-prefix /opt/sv-main
@@ -47,7 +47,8 @@ from spine_workloads import XTERM_ARGS, open_session, wait_quiet, within, xterm_
 # Keystrokes per installation, and the pause after each (both sessions idle between keys).
 DEFAULT_KEYSTROKES = 100
 GAP_SECONDS = 0.05
-# Both sessions idle this long before the keystrokes: the CPU that costs is taken off the per-key figures.
+# Both sessions idle this long after the keystrokes: the CPU that costs is taken off the per-key figures
+# (after, not before: a session's start-up still costs CPU for a while after its first frame).
 IDLE_SECONDS = 3.0
 ECHO_TIMEOUT = 1.0
 
@@ -118,19 +119,20 @@ async def run(reactor: Any, args: argparse.Namespace, swapped: bool) -> dict[str
             procs[name] = processes(server, user.name)
         for client in clients.values():
             await wait_quiet(reactor, client)
-        idle_from, idle_at = time.perf_counter(), {name: cpu_by_name(p) for name, p in procs.items()}
-        await task.deferLater(reactor, IDLE_SECONDS, lambda: None)
-        idle_span, before = time.perf_counter() - idle_from, {name: cpu_by_name(p) for name, p in procs.items()}
-        typing_from = time.perf_counter()
+        typing_from, before = time.perf_counter(), {name: cpu_by_name(p) for name, p in procs.items()}
         for index in range(args.keystrokes):
             order = list(clients.items()) if index % 2 == 0 else list(reversed(clients.items()))
             for name, client in order:
                 out[name].append(await tap_latency(reactor, client, "abcdefghij"[index % 10]))
                 await task.deferLater(reactor, GAP_SECONDS, lambda: None)
-        typing_span = time.perf_counter() - typing_from
+        typing_span, typed = time.perf_counter() - typing_from, {name: cpu_by_name(p) for name, p in procs.items()}
+        await task.deferLater(reactor, ECHO_TIMEOUT, lambda: None)  # the last echo's frames
+        idle_from, idle_at = time.perf_counter(), {name: cpu_by_name(p) for name, p in procs.items()}
+        await task.deferLater(reactor, IDLE_SECONDS, lambda: None)
+        idle_span = time.perf_counter() - idle_from
         for name, p in procs.items():  # CPU over the keystrokes less what the same time idle costs
-            after = cpu_by_name(p)
-            idle = {k: (before[name].get(k, 0.0) - idle_at[name].get(k, 0.0)) * typing_span / idle_span for k in after}
+            after, idle_end = typed[name], cpu_by_name(p)
+            idle = {k: (idle_end.get(k, 0.0) - idle_at[name].get(k, 0.0)) * typing_span / idle_span for k in after}
             out[f"cpu {name}"] = [(after[k] - before[name].get(k, 0.0) - idle[k]) / args.keystrokes
                                   for k in sorted(after)]  # fmt: skip
             out[f"cpu names {name}"] = sorted(after)  # type: ignore[list-item]
