@@ -156,7 +156,8 @@ class FrameProtocol(protocol.Protocol):
     def flush(self) -> None:
         """Move queued frames to the transport while it accepts them (while
         the events of a read are handled, this connection's or another's:
-        once they all are, in one write, sent at once)."""
+        once they all are, in one write; pushed to the socket at once when
+        it was another connection's read)."""
         if self._receiving:
             return
         if _scope.depth:
