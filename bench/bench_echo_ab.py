@@ -12,14 +12,21 @@
 # so (an A/A run, one install against itself, showed the session started
 # second 0.2-0.4 ms faster), so by default the run is repeated with the roles
 # swapped (which install's sessiond starts first) and the change is half the
-# difference of the two paired medians. Run as root after `make install`:
+# difference of the two paired medians. It also prints the CPU time per
+# keystroke of each install's sessiond and of its session's processes (by
+# name: the agent is "python"), from /proc's schedstat over the keystrokes
+# less what as long idle costs (measured just after): wall-clock latency
+# swings with the load, CPU per keystroke much less.
+# Run as root after `make install`:
 #   SESSIOND_PREFIX=/opt/sv-x /opt/sv-x/venv/bin/python bench/bench_echo_ab.py --baseline-prefix /opt/sv-main
 """Echo latency A/B of two installs, keystrokes interleaved (medians, paired difference)."""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import subprocess
 import shutil
 import statistics
 import sys
@@ -40,7 +47,40 @@ from spine_workloads import XTERM_ARGS, open_session, wait_quiet, within, xterm_
 # Keystrokes per installation, and the pause after each (both sessions idle between keys).
 DEFAULT_KEYSTROKES = 100
 GAP_SECONDS = 0.05
+# Both sessions idle this long after the keystrokes: the CPU that costs is taken off the per-key figures
+# (after, not before: a session's start-up still costs CPU for a while after its first frame).
+IDLE_SECONDS = 3.0
 ECHO_TIMEOUT = 1.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of all threads of PID so far (schedstat, ns resolution); 0 if it is gone."""
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as handle:
+                total += int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+def processes(server: Any, user: str) -> dict[str, list[int]]:
+    """sessiond's pid, and the session user's pids by command name."""
+    found: dict[str, list[int]] = {"sessiond": [server.pid]}
+    pids = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True).stdout.split()
+    for pid in map(int, pids):
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                found.setdefault(handle.read().strip(), []).append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def cpu_by_name(procs: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far, summed per command name."""
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in procs.items()}
 
 
 async def tap_latency(reactor: Any, client: SessionClient, char: str) -> float | None:
@@ -65,6 +105,7 @@ async def run(reactor: Any, args: argparse.Namespace, swapped: bool) -> dict[str
     if swapped:
         installs = dict(reversed(installs.items()))
     servers, clients, out = [], {}, {name: [] for name in installs}
+    procs: dict[str, dict[str, list[int]]] = {}
     try:
         for name, venv_bin in installs.items():
             work = os.path.join(tmp, name)
@@ -75,13 +116,26 @@ async def run(reactor: Any, args: argparse.Namespace, swapped: bool) -> dict[str
             user = users.create(f"svb-ab{name[0]}")
             clients[name] = await open_session(reactor, server.host, server.port, known, user, XTERM_APP_ID,
                                                lambda c: xterm_visible(c.framebuffer))  # fmt: skip
+            procs[name] = processes(server, user.name)
         for client in clients.values():
             await wait_quiet(reactor, client)
+        typing_from, before = time.perf_counter(), {name: cpu_by_name(p) for name, p in procs.items()}
         for index in range(args.keystrokes):
             order = list(clients.items()) if index % 2 == 0 else list(reversed(clients.items()))
             for name, client in order:
                 out[name].append(await tap_latency(reactor, client, "abcdefghij"[index % 10]))
                 await task.deferLater(reactor, GAP_SECONDS, lambda: None)
+        typing_span, typed = time.perf_counter() - typing_from, {name: cpu_by_name(p) for name, p in procs.items()}
+        await task.deferLater(reactor, ECHO_TIMEOUT, lambda: None)  # the last echo's frames
+        idle_from, idle_at = time.perf_counter(), {name: cpu_by_name(p) for name, p in procs.items()}
+        await task.deferLater(reactor, IDLE_SECONDS, lambda: None)
+        idle_span = time.perf_counter() - idle_from
+        for name, p in procs.items():  # CPU over the keystrokes less what the same time idle costs
+            after, idle_end = typed[name], cpu_by_name(p)
+            idle = {k: (idle_end.get(k, 0.0) - idle_at[name].get(k, 0.0)) * typing_span / idle_span for k in after}
+            out[f"cpu {name}"] = [(after[k] - before[name].get(k, 0.0) - idle[k]) / args.keystrokes
+                                  for k in sorted(after)]  # fmt: skip
+            out[f"cpu names {name}"] = sorted(after)  # type: ignore[list-item]
     finally:
         for client in clients.values():
             client.disconnect()
@@ -106,6 +160,10 @@ def report(out: dict[str, list[float | None]], args: argparse.Namespace, first: 
     print(f"  tested   {spine_server.PREFIX}: median {med_t:.2f} ms   ratio {med_t / med_b:.2f}")
     print(f"  median of per-pair differences (tested - baseline): {diff:+.2f} ms")
     print(f"  missed echoes: baseline {base.count(None)}, tested {tested.count(None)}")
+    for role in ("baseline", "tested"):
+        names, cpu = out.get(f"cpu names {role}", []), out.get(f"cpu {role}", [])
+        per_key = ", ".join(f"{name} {seconds * 1000:.3f}" for name, seconds in zip(names, cpu))  # type: ignore[misc]
+        print(f"  CPU ms per keystroke, {role}: {per_key}")
     return diff
 
 

@@ -10,7 +10,21 @@
 # credit returns, input answers) leaves in one transport.write -- one TLS
 # record -- because a flush() asked for while those events are handled waits
 # for the flush that ends dataReceived.  A keystroke's echo frame and its
-# FRAME_ACK + WINDOW_UPDATE no longer cost a record each.
+# FRAME_ACK + WINDOW_UPDATE no longer cost a record each.  This holds across
+# connections too: what one read makes another connection send (sessiond's
+# relay: an agent link's read forwards frames to the client) waits for the
+# end of that read, then leaves in one write per connection.
+#
+# Relayed, sent at once, not at the next reactor turn: at the end of a read,
+# what it made OTHER connections send is pushed through to their sockets
+# (send_now), a hop of a keystroke's echo (agent -> sessiond -> client) or of
+# its key; a connection's replies to its own reads are not (several TLS
+# records read in one reactor turn still get one record of replies, so
+# bytes per keystroke stay as they were). Twisted's TLS transport
+# otherwise holds small writes until its callLater(0) in the next reactor
+# iteration, and every Twisted socket transport holds a write until epoll
+# says writable in the iteration after that; the relayed echo paid both
+# before its first byte left sessiond.
 #
 # Error boundary: a failure while handling ONE event is caught here and handed
 # to event_failed(), whose default closes only this connection with
@@ -20,10 +34,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from typing import Any
 
-from twisted.internet import interfaces, protocol
+from twisted.internet import abstract, interfaces, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -36,6 +52,19 @@ from protocol.errors import ProtocolStateError, ReasonCode
 WRITE_CHUNK = 256 * 1024
 # Transport wrappers (TLS, a port multiplexer) walked down to find the TCP socket.
 MAX_TRANSPORT_WRAPPERS = 4
+
+
+class _ReadScope(threading.local):
+    """The reads being handled on this thread (nested when one read feeds
+    another in memory) and the protocols whose flush waits for their end."""
+
+    depth = 0
+
+    def __init__(self) -> None:
+        self.owed: dict[int, FrameProtocol] = {}
+
+
+_scope = _ReadScope()
 
 
 @implementer(interfaces.IPushProducer)
@@ -69,6 +98,7 @@ class FrameProtocol(protocol.Protocol):
         # go out.
         heard_out = any(isinstance(e, ConnectionClosed) and e.by_peer for e in events)
         self._receiving = True
+        _scope.depth += 1
         try:
             for event in events:
                 if self._lost:
@@ -83,7 +113,15 @@ class FrameProtocol(protocol.Protocol):
                         self._event_failed(event, exc)
         finally:
             self._receiving = False
-        self.flush()
+            _scope.depth -= 1
+        if _scope.depth:  # a read handled inside another (in memory): flushed when that one ends
+            _scope.owed.setdefault(id(self), self)
+            return
+        _flush_owed()
+        # Our own replies leave as before: the TLS transport gathers what the
+        # reads of one reactor turn answer (a client's TLS records each come
+        # as a read of their own) into one record at the turn's end.
+        self._flush_now()
 
     def _event_failed(self, event: object, exc: Exception) -> None:
         if self.conn.closed and isinstance(exc, ProtocolStateError):
@@ -117,14 +155,20 @@ class FrameProtocol(protocol.Protocol):
     # -- API for subclasses ------------------------------------------------
     def flush(self) -> None:
         """Move queued frames to the transport while it accepts them (while
-        the events of a read are handled: once they all are, in one write)."""
+        the events of a read are handled, this connection's or another's:
+        once they all are, in one write; pushed to the socket at once when
+        it was another connection's read)."""
         if self._receiving:
+            return
+        if _scope.depth:
+            _scope.owed[id(self)] = self
             return
         self._flush_now()
 
-    def _flush_now(self) -> None:
+    def _flush_now(self, push: bool = False) -> None:
         if self._lost or self.transport is None:
             return
+        wrote = False
         while not self._paused:
             # Pieces, not one joined buffer: a relayed payload goes to the
             # transport as the object it arrived in (TLS joins once to encrypt).
@@ -132,6 +176,9 @@ class FrameProtocol(protocol.Protocol):
             if not pieces:
                 break
             self.transport.writeSequence(pieces)
+            wrote = True
+        if wrote and push:
+            send_now(self.transport)
         if self.conn.closed and not self._closing:
             self.drop()
 
@@ -194,6 +241,47 @@ class FrameProtocol(protocol.Protocol):
 
     def on_lost(self, reason: Failure) -> None:
         """The transport is gone."""
+
+
+def _flush_owed() -> None:
+    """The outermost read is handled: each connection it made send writes once and sends now."""
+    while _scope.owed:
+        owed = list(_scope.owed.values())
+        _scope.owed.clear()
+        for proto in owed:
+            try:
+                proto._flush_now(push=True)
+            except Exception:  # noqa: BLE001 - one connection's failed write costs that connection only
+                proto.log.failure("writing to the transport failed; dropping the connection")
+                with contextlib.suppress(Exception):
+                    proto.drop()
+
+
+def send_now(transport: Any) -> None:
+    """What was just written to TRANSPORT goes to its socket now, not in a
+    later reactor iteration: Twisted's TLS transport (BufferingTLSTransport)
+    holds small writes for a callLater(0), so that buffer is flushed into
+    one TLS record; the socket transport under it holds every write until
+    epoll says writable, so it writes now, as the reactor would then.
+
+    Only when that is exactly what the reactor would do: the socket's buffer
+    had nothing older (else the socket is full and the reactor waits for
+    it), no close is under way and no producer is paused (whose resume the
+    write would call from here). A failed send leaves the bytes buffered, so
+    the reactor meets the same error and loses the connection its own way."""
+    for _ in range(MAX_TRANSPORT_WRAPPERS):
+        if transport is None:
+            return
+        state = getattr(transport, "__dict__", {})
+        aggregator = state.get("_aggregator")  # Twisted's BufferingTLSTransport (twisted.protocols.tls)
+        if aggregator is not None:
+            aggregator.flush()
+        if isinstance(transport, abstract.FileDescriptor):
+            if (transport.connected and not transport.disconnecting and transport.offset == len(transport.dataBuffer)
+                    and (transport.producer is None or not transport.producerPaused)):  # fmt: skip
+                transport.doWrite()
+            return
+        transport = state.get("transport")  # the wrapped one, never a delegated lookup
 
 
 def _code_name(code: int) -> str:
