@@ -21,8 +21,10 @@
 # blue in the image's first channel and red in its third, so its memory is
 # B, G, R, pad: Qt's Format_RGB32, the format of the viewer's X backing
 # store. Qt then draws a patch as a plain copy of rows; from RGBX8888 it
-# converted every pixel, in its own thread pool (~0.35 ms of CPU per
-# 1084x654 repaint, against ~0.28 ms for the copy alone, issue 15). The
+# converted every pixel, mostly in its own thread pool: ~0.42 ms of CPU per
+# 1084x654 repaint (0.07 on the GUI thread, 0.35 in the pool), against
+# ~0.28 ms for the copy (offscreen; in the harness's scroll the pool used
+# 0.38-0.45 ms a repaint and the GUI thread 0.25 more without it: issue 15). The
 # framebuffer (client/framebuffer.py) swaps what it pastes and what it hands
 # out as images, so only the viewer's rows see the swapped order.
 """Framebuffer pixels on a bytearray: an RGB Pillow image and its rows in memory order."""
