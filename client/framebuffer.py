@@ -18,7 +18,13 @@
 # The screen itself is a Pillow RGB image: pasting, screenshots and pixel
 # probes in tests all come for free. Its pixels live in a bytearray of ours
 # (client/fb_memory.py), so the viewer reads a changed rectangle's rows
-# without a crop or a pack.
+# without a crop or a pack. Those pixels are in Qt's RGB32 order (B, G, R,
+# pad on a little-endian machine, fb_memory.SWAP_RB): every decoder's
+# output is pasted with red and blue exchanged (for PALETTE and GLYPHS only
+# their few colours; RAW_LZ4 and H264 unpack as BGR in the pass they make
+# anyway; PNG and JPEG pay one more pass, ~4 ms per 1084x654 tile), and
+# image(), crop(), pixel() and save_png() exchange them back, so only
+# pixels() hands out the memory's own order.
 
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ import lz4.block
 from PIL import Image
 
 from client import glyph_paint
-from client.fb_memory import PixelMemory
+from client.fb_memory import SWAP_RB, PixelMemory, swap_colour, swap_palette, swap_rb
 from media import glyphs, palette
 from media.region import FILL_BYTES, ImageHeaderError, header_size, raw_bytes
 from media.region import LZ4_SIZE_PREFIX as _LZ4_SIZE
@@ -133,7 +139,7 @@ class Framebuffer:
         if encoding is Encoding.FILL:
             if len(data) != FILL_BYTES:
                 raise RegionError(f"FILL data must be {FILL_BYTES} bytes, got {len(data)}")
-            self._image.paste((data[0], data[1], data[2]), (x, y, x + w, y + h))
+            self._image.paste(swap_colour((data[0], data[1], data[2])), (x, y, x + w, y + h))
             return
         if encoding is Encoding.COPY:
             self._copy(data, x, y, w, h)
@@ -150,16 +156,17 @@ class Framebuffer:
             tile = self._decode_lz4(data, w, h, raw_size)
         elif encoding is Encoding.PALETTE:
             try:
-                tile = palette.decode(data, w, h)
+                tile = palette.decode(data, w, h, swap_palette)
             except palette.PaletteError as exc:
                 raise RegionError(str(exc)) from None
         elif encoding is Encoding.GLYPHS:
-            cells = store_glyphs(data, w, h, self.glyph_cache)
+            cell_w, cell_h, colours, shapes, indices = store_glyphs(data, w, h, self.glyph_cache)
+            cells = (cell_w, cell_h, swap_palette(colours), shapes, indices)
             if glyph_paint.paint(cells, self._memory, x, y, w, h):  # numpy, once the viewer loaded it
                 return
             tile = glyphs.render(cells, w, h)
         else:
-            tile = self._decode_file(data, w, h, _FILE_FORMATS[encoding])
+            tile = swap_rb(self._decode_file(data, w, h, _FILE_FORMATS[encoding]))
         self._image.paste(tile, (x, y))
 
     def _paste_video(self, data: bytes, x: int, y: int, w: int, h: int) -> None:
@@ -167,7 +174,7 @@ class Framebuffer:
         area = (x, y, w, h)
         self.video_rows = []
         try:
-            picture = self.video.decode(data, w, h)
+            picture = self.video.decode(data, w, h, "BGR" if SWAP_RB else "RGB")  # the memory's order, no extra pass
         except VideoDecodeError as exc:
             self._video_areas.discard(area)
             raise RegionError(str(exc)) from None
@@ -207,7 +214,7 @@ class Framebuffer:
             raise RegionError(f"RAW_LZ4 data is corrupt: {exc}") from None
         if len(raw) != raw_size:
             raise RegionError(f"RAW_LZ4 decoded to {len(raw)} bytes, expected {raw_size}")
-        return Image.frombytes("RGB", (w, h), raw)
+        return Image.frombytes("RGB", (w, h), raw, "raw", "BGR" if SWAP_RB else "RGB")
 
     @staticmethod
     def _decode_file(data: bytes, w: int, h: int, fmt: str) -> Image.Image:
@@ -234,27 +241,28 @@ class Framebuffer:
 
     def image(self) -> Image.Image:
         """A copy of the current screen as an RGB image."""
-        return self._image.copy()
+        return swap_rb(self._image.copy())
 
     def crop(self, x: int, y: int, w: int, h: int) -> Image.Image:
         """A copy of the w x h rectangle at (x, y), clipped to the framebuffer."""
-        return self._image.crop((x, y, min(x + w, self.width), min(y + h, self.height)))
+        return swap_rb(self._image.crop((x, y, min(x + w, self.width), min(y + h, self.height))))
 
-    def rgbx(self, x: int, y: int, w: int, h: int) -> tuple[int, int, bytes]:
-        """(width, height, R G B pad bytes, 4 a pixel) of the w x h rectangle
-        at (x, y), clipped to the framebuffer: its rows read straight from
-        the pixels' memory (Qt's Format_RGBX8888)."""
+    def pixels(self, x: int, y: int, w: int, h: int) -> tuple[int, int, bytes]:
+        """(width, height, 4 bytes a pixel) of the w x h rectangle at (x, y),
+        clipped to the framebuffer: its rows read straight from the pixels'
+        memory, in its order (B G R pad if fb_memory.SWAP_RB, else R G B pad:
+        Qt's Format_RGB32 or Format_RGBX8888)."""
         x, y = min(max(x, 0), self.width), min(max(y, 0), self.height)
         w, h = max(0, min(w, self.width - x)), max(0, min(h, self.height - y))
         return w, h, self._memory.rgbx(x, y, w, h) if w and h else b""
 
     def save_png(self, path: str | os.PathLike[str]) -> None:
         """Write the current screen to path as PNG."""
-        self._image.save(path, "PNG")
+        swap_rb(self._image).save(path, "PNG")
 
     def pixel(self, x: int, y: int) -> tuple[int, int, int]:
         """The (R, G, B) colour at (x, y)."""
         if not (0 <= x < self.width and 0 <= y < self.height):
             raise IndexError(f"pixel ({x}, {y}) is outside {self.width}x{self.height}")
         r, g, b = self._image.getpixel((x, y))  # type: ignore[misc]
-        return (int(r), int(g), int(b))
+        return swap_colour((int(r), int(g), int(b)))

@@ -112,11 +112,12 @@ class VideoDecoders:
         """Free every decoder (new channel, new desktop size)."""
         self._streams.clear()
 
-    def decode(self, payload: bytes, w: int, h: int) -> Image.Image | None:
+    def decode(self, payload: bytes, w: int, h: int, order: str = "RGB") -> Image.Image | None:
         """The w x h RGB picture of an H264 region, or None for END (or a
         unit without a picture); VideoDecodeError if it is invalid.  The
         picture may share its pixels with the stream's next one: paste it
-        (or copy it) before the next decode."""
+        (or copy it) before the next decode. ORDER "BGR" gives it with red
+        and blue exchanged (the client framebuffer's order), in the same pass."""
         try:
             unit = parse(payload, w, h)
         except VideoError as exc:
@@ -159,8 +160,10 @@ class VideoDecoders:
                 stream.rgb.banded = stream.rgb.banded and self.banded
             rgb = stream.rgb.convert(frame)  # rewritten by the stream's next picture: the caller pastes it first
             self.changed_rows = stream.rgb.changed_rows()
-            return Image.frombuffer("RGB", (w, h), rgb, "raw", "RGB", stream.rgb.stride, 1)
+            return Image.frombuffer("RGB", (w, h), rgb, "raw", order, stream.rgb.stride, 1)
         image = frame.to_image(threads=CONVERT_THREADS)
+        if order != "RGB":
+            image = Image.frombytes("RGB", image.size, image.tobytes(), "raw", order)
         return image if image.size == (w, h) else image.crop((0, 0, w, h))
 
     @staticmethod

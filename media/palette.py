@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Final
+from typing import Callable, Final
 
 from PIL import Image
 
@@ -90,9 +90,11 @@ def split(data: bytes) -> tuple[int, bytes, int, bytes]:
     return bits, data[_HEAD.size : end], packing, data[end + 1 :]
 
 
-def decode(data: bytes, width: int, height: int) -> Image.Image:
+def decode(data: bytes, width: int, height: int, reorder: Callable[[bytes], bytes] | None = None) -> Image.Image:
     """The RGB image of PALETTE data for a width x height region;
-    PaletteError on any inconsistency, before allocating past the region."""
+    PaletteError on any inconsistency, before allocating past the region.
+    REORDER, if given, maps the palette's R, G, B triples before they are used
+    (the client's framebuffer keeps its channels in Qt's order)."""
     bits, palette, packing, rest = split(data)
     size = row_bytes(width, bits) * height
     if packing == PACK_ZLIB:
@@ -113,5 +115,5 @@ def decode(data: bytes, width: int, height: int) -> Image.Image:
     highest = image.getextrema()[1]
     if isinstance(highest, int) and highest >= count:
         raise PaletteError(f"PALETTE index {highest} is past its {count} colours")
-    image.putpalette(palette)
+    image.putpalette(palette if reorder is None else reorder(palette))
     return image.convert("RGB")

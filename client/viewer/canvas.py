@@ -1,6 +1,7 @@
 # One session window's pixels on the GUI side.
 #
-# A frame's patches are painted straight from their own bytes (RGBX rows,
+# A frame's patches are painted straight from their own bytes (rows in Qt's
+# Format_RGB32, the backing store's own format: a copy, no conversion;
 # client/viewer/damage.py) into Qt's backing store; they are copied into the
 # window's QImage only when something else needs that image: an expose, a
 # resize, the stale shade, a test reading the pixels. A newer patch that
@@ -18,6 +19,7 @@ from __future__ import annotations
 from PySide6.QtCore import QRect
 from PySide6.QtGui import QColor, QImage, QPainter, QRegion
 
+from client.fb_memory import SWAP_RB
 from client.viewer.damage import Patch
 
 # Colour of not-yet-drawn pixels.
@@ -27,7 +29,8 @@ MAX_UNMERGED_IMAGES = 1
 # Patches not yet copied, at most; more are copied at once. Each take() compares its patches with every
 # one kept, and typing keeps one small patch per keystroke: 82 us of CPU per key after 100 keys, 270 after 300.
 MAX_UNMERGED_PATCHES = 16
-FORMAT = QImage.Format.Format_RGBX8888  # the framebuffer's own layout (client/fb_memory.py)
+# The framebuffer's own layout (client/fb_memory.py): B, G, R, pad on a little-endian machine.
+FORMAT = QImage.Format.Format_RGB32 if SWAP_RB else QImage.Format.Format_RGBX8888
 
 
 def _rect(patch: Patch) -> QRect:
@@ -36,7 +39,7 @@ def _rect(patch: Patch) -> QRect:
 
 def _tile(patch: Patch) -> QImage:
     """A QImage over the patch's bytes (no copy; valid while the patch lives)."""
-    return QImage(patch.rgbx, patch.w, patch.h, patch.w * 4, FORMAT)
+    return QImage(patch.pixels, patch.w, patch.h, patch.w * 4, FORMAT)
 
 
 class Canvas:
@@ -71,7 +74,7 @@ class Canvas:
                 self._merge()
             kept = [old for old in self._unmerged if not rect.contains(_rect(old))]
             self._unmerged = [*kept, patch]
-            self._unmerged_bytes = sum(len(old.rgbx) for old in self._unmerged)
+            self._unmerged_bytes = sum(len(old.pixels) for old in self._unmerged)
             direct.append(patch)
         if self._unmerged_bytes > MAX_UNMERGED_IMAGES * self._image.sizeInBytes():
             self._merge()
@@ -86,7 +89,7 @@ class Canvas:
             covered += _rect(patch)
         if not patches or not region.subtracted(covered).isEmpty():
             return False
-        for patch in patches:  # opaque RGBX8888: the backing store's one conversion
+        for patch in patches:  # opaque, in the backing store's format: a copy
             painter.drawImage(patch.x, patch.y, _tile(patch))
         return True
 
@@ -110,7 +113,7 @@ class Canvas:
                     painter.end()
                     painter = None
                 offset = patch.y * stride
-                self._image.bits()[offset : offset + patch.h * stride] = patch.rgbx
+                self._image.bits()[offset : offset + patch.h * stride] = patch.pixels
                 continue
             if painter is None:
                 painter = QPainter(self._image)

@@ -1,5 +1,6 @@
 # What the GUI thread gets from the reactor thread: plain, immutable records
-# (a window's state, a rectangle of pixels as RGBX bytes: Qt's Format_RGBX8888,
+# (a window's state, a rectangle of pixels as 4-byte pixels in Qt's
+# Format_RGB32 (Format_RGBX8888 on a big-endian machine: canvas.FORMAT),
 # read straight from the framebuffer's memory). The client library
 # decodes regions on the reactor thread; at each FRAME_END the collector here
 # crops the rectangles the frame changed out of the window's framebuffer and
@@ -80,7 +81,8 @@ class LatencyTrace:
 @dataclass(frozen=True)
 class Patch:
     """Pixels of a rectangle of a window whose buffer is fb_width x fb_height:
-    R, G, B, pad (255) bytes, row after row (Qt's Format_RGBX8888)."""
+    4 bytes a pixel in the framebuffer's memory order (client/fb_memory.py: B, G, R, pad (255)
+    on a little-endian machine, Qt's Format_RGB32), row after row."""
 
     window: int
     fb_width: int
@@ -89,7 +91,7 @@ class Patch:
     y: int
     w: int
     h: int
-    rgbx: bytes
+    pixels: bytes
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ class DamageCollector:
             ready[window] = [self._patch(window, fb, rect) for rect in rects]
         if not ready:
             return
-        small = sum(len(patch.rgbx) for patches in ready.values() for patch in patches) <= HANDOFF_MAX_BYTES
+        small = sum(len(patch.pixels) for patches in ready.values() for patch in patches) <= HANDOFF_MAX_BYTES
         with self._lock:
             for window, patches in ready.items():
                 queue = self._pending.setdefault(window, [])
@@ -243,8 +245,8 @@ class DamageCollector:
     @staticmethod
     def _patch(window: int, fb: Framebuffer, rect: tuple[int, int, int, int]) -> Patch:
         x, y, w, h = rect
-        width, height, rgbx = fb.rgbx(x, y, w, h)
-        return Patch(window, fb.width, fb.height, x, y, width, height, rgbx)
+        width, height, pixels = fb.pixels(x, y, w, h)
+        return Patch(window, fb.width, fb.height, x, y, width, height, pixels)
 
     def take(self) -> list[Patch]:
         """Every waiting patch, oldest first (GUI thread)."""

@@ -155,6 +155,23 @@ def test_local_pixels_are_the_session_pixels(viewer: Viewer, desktop: ClientDesk
     _wait_same_pixels(desktop, vic, xterm_title(vic), tmp_path)
 
 
+def test_coloured_text_after_a_scroll_shows_the_session_pixels(viewer: Viewer, desktop: ClientDesktop,
+                                                               vic: TestUser, tmp_path: Any) -> None:  # fmt: skip
+    # The viewer keeps pixels in Qt's own channel order (blue first in memory): red painted as blue, or a
+    # scroll frame's rows left stale or half applied, would leave the local window unlike the session's.
+    title = xterm_title(vic)
+    term = desktop.window(title)
+    type_into(desktop, term, "clear; seq 1 3000; printf '\\033[41m RED \\033[44m BLUE \\033[0m\\n'")
+    path = str(tmp_path / "coloured.png")
+
+    def coloured() -> bool:  # xterm's red (205, 0, 0) and blue (0, 0, 238) backgrounds, each the right way round
+        colours = set(desktop.capture(term, path).get_flattened_data())
+        return any(r > 150 and b < 50 for r, _, b in colours) and any(b > 150 and r < 50 for r, _, b in colours)
+
+    desktop.wait_for(coloured, 60, "the red and blue text locally")
+    _wait_same_pixels(desktop, vic, title, tmp_path)
+
+
 def test_windowmove_moves_the_window_in_the_session(viewer: Viewer, desktop: ClientDesktop, vic: TestUser) -> None:
     local = desktop.window("Calculator")
     before = session_window(vic, "Calculator")

@@ -2,7 +2,7 @@
 # (client/fb_memory.py): these tests fail if Pillow stops writing into that
 # memory (a Pillow upgrade), if a decoder leaves a pad byte that is not 255,
 # or if rows are cut at the wrong offsets.
-"""Unit tests for client.fb_memory and Framebuffer.rgbx."""
+"""Unit tests for client.fb_memory and Framebuffer.pixels."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import io
 import lz4.block
 from PIL import Image
 
-from client.fb_memory import PAD, PIXEL_BYTES, PixelMemory
+from client.fb_memory import PAD, PIXEL_BYTES, PixelMemory, swap_colour
 from client.framebuffer import Framebuffer
 from media import glyphs, palette
 from protocol.messages import Encoding, Region
@@ -49,16 +49,17 @@ def test_every_decoder_leaves_opaque_pad_bytes() -> None:
         Region(4, 4, 8, 4, Encoding.COPY, palette.COPY_SOURCE.pack(0, 0)),
     ):
         fb.apply(region)
-    _, _, rows = fb.rgbx(0, 0, 16, 8)
+    _, _, rows = fb.pixels(0, 0, 16, 8)
     assert set(rows[3::4]) == {PAD}
-    assert rows[: 4 * PIXEL_BYTES] == bytes((1, 2, 3, PAD)) * 4
-    assert fb.rgbx(4, 4, 4, 1)[2] == bytes((1, 2, 3, PAD)) * 4  # the COPY moved the FILL
+    assert rows[: 4 * PIXEL_BYTES] == bytes((*swap_colour((1, 2, 3)), PAD)) * 4
+    assert fb.pixels(4, 4, 4, 1)[2] == bytes((*swap_colour((1, 2, 3)), PAD)) * 4  # the COPY moved the FILL
 
 
 def test_a_resized_framebuffer_keeps_its_pixels_in_new_memory() -> None:
     fb = Framebuffer(4, 4)
     fb.apply(Region(1, 1, 2, 2, Encoding.FILL, bytes((5, 6, 7))))
     fb.resize(6, 3)
-    assert fb.rgbx(0, 1, 6, 1)[2] == bytes((0, 0, 0, PAD)) + bytes((5, 6, 7, PAD)) * 2 + bytes((0, 0, 0, PAD)) * 3
+    black, colour = bytes((0, 0, 0, PAD)), bytes((*swap_colour((5, 6, 7)), PAD))
+    assert fb.pixels(0, 1, 6, 1)[2] == black + colour * 2 + black * 3
     fb.apply(Region(5, 2, 1, 1, Encoding.FILL, bytes((1, 1, 1))))
-    assert fb.pixel(5, 2) == (1, 1, 1) and fb.rgbx(5, 2, 1, 1)[2] == bytes((1, 1, 1, PAD))
+    assert fb.pixel(5, 2) == (1, 1, 1) and fb.pixels(5, 2, 1, 1)[2] == bytes((1, 1, 1, PAD))

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from client.fb_memory import SWAP_RB
 from client.framebuffer import MAX_FRAMEBUFFER_SIDE, Framebuffer, RegionError
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
@@ -196,11 +197,13 @@ def test_fuzz_mutated_valid_payloads(encoding: Encoding, position: int, value: i
     assert fb.image().size == (8, 8)
 
 
-def test_rgbx_gives_a_rectangle_or_the_whole_screen_as_rgbx_rows() -> None:
+def test_pixels_gives_a_rectangle_or_the_whole_screen_as_rows_in_qt_order() -> None:
     fb = Framebuffer(6, 4)
     fb.apply(Region(x=1, y=1, w=2, h=2, encoding=Encoding.FILL, data=bytes((10, 20, 30))))
-    assert fb.rgbx(0, 0, 6, 4) == (6, 4, fb.image().tobytes("raw", "RGBX"))
-    assert fb.rgbx(1, 1, 2, 1) == (2, 1, bytes((10, 20, 30, 255)) * 2)
-    black, colour = bytes((0, 0, 0, 255)), bytes((10, 20, 30, 255))
-    assert fb.rgbx(0, 1, 6, 1) == (6, 1, black + colour * 2 + black * 3)
-    assert fb.rgbx(5, 3, 4, 4) == (1, 1, bytes((0, 0, 0, 255)))  # clipped to the framebuffer
+    colour = bytes((30, 20, 10, 255)) if SWAP_RB else bytes((10, 20, 30, 255))  # Qt's RGB32 on little-endian
+    pixel = {(0, 0, 0): bytes((0, 0, 0, 255)), (10, 20, 30): colour}
+    assert fb.pixels(0, 0, 6, 4) == (6, 4, b"".join(pixel[rgb] for rgb in fb.image().get_flattened_data()))
+    assert fb.pixels(1, 1, 2, 1) == (2, 1, colour * 2)
+    black = bytes((0, 0, 0, 255))
+    assert fb.pixels(0, 1, 6, 1) == (6, 1, black + colour * 2 + black * 3)
+    assert fb.pixels(5, 3, 4, 4) == (1, 1, bytes((0, 0, 0, 255)))  # clipped to the framebuffer

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from client.fb_memory import swap_colour
 from client.framebuffer import Framebuffer
 from client.viewer.damage import (
     HANDOFF_MAX_BYTES,
@@ -27,6 +28,11 @@ from protocol.base import Encoding
 from protocol.messages import FrameEnd, Region
 from protocol.windows import WindowFocus, WindowNew, WindowTarget
 
+
+
+def rows(image: Any) -> bytes:
+    """IMAGE's pixels as a patch holds them: the framebuffer's memory order (Qt's RGB32 on little-endian), pad 255."""
+    return b"".join(bytes((*swap_colour(rgb), 255)) for rgb in image.get_flattened_data())
 
 @dataclass
 class FakeClient:
@@ -75,7 +81,7 @@ def test_frame_end_turns_changed_rectangles_into_rgb_patches() -> None:
     patch = patches[0]
     assert (patch.window, patch.fb_width, patch.fb_height) == (5, 40, 20)
     assert (patch.x, patch.y, patch.w, patch.h) == (2, 3, 4, 2)
-    assert patch.rgbx == bytes((255, 0, 0, 255)) * 8
+    assert patch.pixels == bytes((*swap_colour((255, 0, 0)), 255)) * 8  # Qt's RGB32: B, G, R, pad
 
 
 def test_the_gui_is_woken_once_until_it_takes_the_patches() -> None:
@@ -111,7 +117,7 @@ def test_a_scroll_frame_is_one_patch_of_whole_rows() -> None:
     (patch,) = collector.take()
     assert (patch.x, patch.y, patch.w, patch.h) == (0, 0, 40, 20)
     framebuffer = client.windows.windows[5].framebuffer
-    assert framebuffer is not None and patch.rgbx == framebuffer.image().tobytes("raw", "RGBX")
+    assert framebuffer is not None and patch.pixels == rows(framebuffer.image())
 
 
 def test_scattered_small_rectangles_stay_separate_patches() -> None:
@@ -120,7 +126,7 @@ def test_scattered_small_rectangles_stay_separate_patches() -> None:
     drive(client, collector, fill(0, 0, 2, 2, (1, 1, 1)))
     drive(client, collector, fill(30, 15, 2, 2, (2, 2, 2)))
     drive(client, collector, FrameEnd(seq=1))
-    assert [(p.x, p.y, p.w, p.h, p.rgbx) for p in collector.take()] == [
+    assert [(p.x, p.y, p.w, p.h, p.pixels) for p in collector.take()] == [
         (0, 0, 2, 2, bytes((1, 1, 1, 255)) * 4), (30, 15, 2, 2, bytes((2, 2, 2, 255)) * 4)]
 
 
@@ -132,7 +138,7 @@ def test_pending_patches_past_the_bound_become_one_whole_window_patch() -> None:
         drive(client, collector, FrameEnd(seq=seq))
     (patch,) = collector.take()  # the GUI fell behind: one patch of the whole, current window
     assert (patch.x, patch.y, patch.w, patch.h) == (0, 0, 40, 20)
-    assert len(patch.rgbx) == 40 * 20 * 4
+    assert len(patch.pixels) == 40 * 20 * 4
 
 
 def test_regions_of_an_unknown_window_make_no_patch() -> None:

@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
+from client.fb_memory import SWAP_RB
 from client.viewer.damage import LatencyTrace, Patch, WindowState
+
+
+def px(red: int, green: int, blue: int, pad: int) -> bytes:
+    """One pixel as a patch holds it: the framebuffer's memory order (Qt's RGB32: B, G, R, pad on little-endian)."""
+    return bytes((blue, green, red, pad) if SWAP_RB else (red, green, blue, pad))
 
 
 @dataclass
@@ -78,7 +84,7 @@ def pixel(window: Any, x: int, y: int) -> tuple[int, int, int]:
 def test_patches_are_painted_before_apply_patches_returns(qt: Any) -> None:
     window, link = make(qt)
     link.trace.marks.clear()
-    window.apply_patches([Patch(7, 64, 48, 2, 1, 4, 3, bytes((250, 10, 20, 255)) * 12)])
+    window.apply_patches([Patch(7, 64, 48, 2, 1, 4, 3, px(250, 10, 20, 255) * 12)])
     assert [name for name, _ in link.trace.marks] == ["copied", "paint", "painted"]
     assert window.image.pixelColor(5, 3).getRgb()[:3] == (250, 10, 20)
     assert window.image.pixelColor(6, 3).getRgb()[:3] == (48, 48, 48)  # outside the patch: not drawn yet
@@ -87,16 +93,16 @@ def test_patches_are_painted_before_apply_patches_returns(qt: Any) -> None:
 
 def test_a_patch_past_the_image_is_not_written(qt: Any) -> None:
     window, _link = make(qt)
-    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((9, 9, 9, 255)) * 64 * 48)])
-    window.apply_patches([Patch(7, 64, 48, 62, 46, 4, 4, bytes((200, 0, 0, 255)) * 16)])  # 2 px too wide, too tall
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, px(9, 9, 9, 255) * 64 * 48)])
+    window.apply_patches([Patch(7, 64, 48, 62, 46, 4, 4, px(200, 0, 0, 255) * 16)])  # 2 px too wide, too tall
     assert window.image.pixelColor(63, 47).getRgb()[:3] == (9, 9, 9)
 
 
-@pytest.mark.parametrize("width", [64, 41])  # RGBX rows: 4-byte pixels, never padded
+@pytest.mark.parametrize("width", [64, 41])  # 4-byte pixels, rows never padded
 def test_whole_row_and_narrow_patches_land_where_they_belong(qt: Any, width: int) -> None:
     window, _link = make(qt, width=width)
-    window.apply_patches([Patch(7, width, 48, 0, 10, width, 3, bytes((1, 2, 3, 255)) * width * 3),
-                          Patch(7, width, 48, 5, 20, 4, 2, bytes((4, 5, 6, 255)) * 8)])  # fmt: skip
+    window.apply_patches([Patch(7, width, 48, 0, 10, width, 3, px(1, 2, 3, 255) * width * 3),
+                          Patch(7, width, 48, 5, 20, 4, 2, px(4, 5, 6, 255) * 8)])  # fmt: skip
     image = window.image
     assert image.pixelColor(0, 10).getRgb()[:3] == image.pixelColor(width - 1, 12).getRgb()[:3] == (1, 2, 3)
     assert image.pixelColor(0, 9).getRgb()[:3] == image.pixelColor(width - 1, 13).getRgb()[:3] == (48, 48, 48)
@@ -108,9 +114,9 @@ def test_whole_row_and_narrow_patches_land_where_they_belong(qt: Any, width: int
 def test_a_scroll_paints_from_the_patches_and_copies_only_when_the_image_is_needed(qt: Any) -> None:
     window, _link = make(qt)
     for shade in range(1, 6):  # five frames over the same rows: each replaces the last one not yet copied
-        window.apply_patches([Patch(7, 64, 48, 0, 8, 64, 30, bytes((shade, 2 * shade, 3 * shade, 255)) * 64 * 30)])
+        window.apply_patches([Patch(7, 64, 48, 0, 8, 64, 30, px(shade, 2 * shade, 3 * shade, 255) * 64 * 30)])
     assert len(window.canvas._unmerged) == 1  # each repaint was drawn from its patch: no copy, no image paint
-    window.apply_patches([Patch(7, 64, 48, 5, 1, 2, 2, bytes((7, 7, 7, 255)) * 4)])
+    window.apply_patches([Patch(7, 64, 48, 5, 1, 2, 2, px(7, 7, 7, 255) * 4)])
     assert len(window.canvas._unmerged) == 2  # does not cover the scroll's rows: both kept
     window.update()  # an expose: painted from the image, every patch copied in first
     settle(qt)
@@ -124,8 +130,8 @@ def test_patches_not_yet_copied_are_bounded_by_one_image(qt: Any) -> None:
     window, _link = make(qt)
     window.hide()  # nothing is painted, so nothing asks for the image
     for x in range(40):
-        window.apply_patches([Patch(7, 64, 48, x, 0, 1, 48, bytes((x, 0, 0, 255)) * 48)])
-    assert sum(len(p.rgbx) for p in window.canvas._unmerged) <= window.canvas._image.sizeInBytes()
+        window.apply_patches([Patch(7, 64, 48, x, 0, 1, 48, px(x, 0, 0, 255) * 48)])
+    assert sum(len(p.pixels) for p in window.canvas._unmerged) <= window.canvas._image.sizeInBytes()
     assert window.image.pixelColor(39, 47).getRgb()[:3] == (39, 0, 0)
     assert window.image.pixelColor(0, 0).getRgb()[:3] == (0, 0, 0)
 
@@ -135,7 +141,7 @@ def test_typing_keeps_few_patches_not_yet_copied(qt: Any) -> None:
 
     window, _link = make(qt)
     for cell in range(40):  # one small patch per keystroke, none covering another
-        window.apply_patches([Patch(7, 64, 48, cell % 16 * 4, cell // 16 * 8, 4, 8, bytes((cell, 1, 2, 255)) * 32)])
+        window.apply_patches([Patch(7, 64, 48, cell % 16 * 4, cell // 16 * 8, 4, 8, px(cell, 1, 2, 255) * 32)])
         assert len(window.canvas._unmerged) <= MAX_UNMERGED_PATCHES
     assert window.image.pixelColor(0, 0).getRgb()[:3] == (0, 1, 2)
     assert window.image.pixelColor(28, 16).getRgb()[:3] == (39, 1, 2)
@@ -146,17 +152,17 @@ def test_a_lone_small_repaint_is_followed_by_one_pixel_once_the_window_is_quiet(
     from client.viewer.window import ECHO_SYNC_MS
 
     window, link = make(qt, width=256, height=128)
-    window.apply_patches([Patch(7, 256, 128, 8, 4, 6, 13, bytes((90, 80, 70, 255)) * 78)])  # an echo's cell
+    window.apply_patches([Patch(7, 256, 128, 8, 4, 6, 13, px(90, 80, 70, 255) * 78)])  # an echo's cell
     link.trace.marks.clear()
     settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
     assert [name for name, _ in link.trace.marks] == ["paint", "painted"]  # the one pixel, once
     assert pixel(window, 8, 4) == (90, 80, 70) and pixel(window, 13, 16) == (90, 80, 70)
-    window.apply_patches([Patch(7, 256, 128, 0, 0, 256, 128, bytes((5, 6, 7, 255)) * 256 * 128)])  # a whole window
+    window.apply_patches([Patch(7, 256, 128, 0, 0, 256, 128, px(5, 6, 7, 255) * 256 * 128)])  # a whole window
     link.trace.marks.clear()
     settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
     assert link.trace.marks == []  # larger repaints are not followed
     assert pixel(window, 8, 4) == (5, 6, 7)
-    window.apply_patches([Patch(7, 256, 128, 8, 4, 6, 13, bytes((1, 2, 3, 255)) * 78)])  # small, right after
+    window.apply_patches([Patch(7, 256, 128, 8, 4, 6, 13, px(1, 2, 3, 255) * 78)])  # small, right after
     link.trace.marks.clear()
     settle(qt, ECHO_SYNC_MS / 1000 + 0.1)
     assert link.trace.marks == []  # nor small ones soon after a larger one (a scroll)
@@ -164,17 +170,17 @@ def test_a_lone_small_repaint_is_followed_by_one_pixel_once_the_window_is_quiet(
 
 
 def test_pad_bytes_do_not_change_what_is_painted(qt: Any) -> None:
-    # RGBX8888 is opaque whatever the fourth byte holds: a pad of 0 paints the same colour.
+    # RGB32 (RGBX8888) is opaque whatever the fourth byte holds: a pad of 0 paints the same colour.
     window, _link = make(qt)
-    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((30, 60, 90, 0)) * 64 * 48)])
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, px(30, 60, 90, 0) * 64 * 48)])
     assert pixel(window, 10, 10) == (30, 60, 90)
-    window.apply_patches([Patch(7, 64, 48, 3, 3, 4, 4, bytes((90, 60, 30, 7)) * 16)])
+    window.apply_patches([Patch(7, 64, 48, 3, 3, 4, 4, px(90, 60, 30, 7) * 16)])
     assert pixel(window, 4, 4) == (90, 60, 30) and pixel(window, 10, 10) == (30, 60, 90)
 
 
 def test_stale_shade_darkens_the_window_until_it_is_current_again(qt: Any) -> None:
     window, _link = make(qt)
-    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, bytes((255, 255, 255, 255)) * 64 * 48)])
+    window.apply_patches([Patch(7, 64, 48, 0, 0, 64, 48, px(255, 255, 255, 255) * 64 * 48)])
     assert pixel(window, 10, 10) == (255, 255, 255)
     window.set_stale(True)
     shaded = pixel(window, 10, 10)
