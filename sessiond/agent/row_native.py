@@ -50,6 +50,8 @@ class NativeRows:
         self._copy = lib.sv_copy_rows
         self._copy.argtypes = [*rows, *rows, size, size, pointer, size]
         self._copy.restype = ctypes.c_int
+        # The vote's scratch (8-byte aligned), kept and grown across frames: the C side overwrites what it uses.
+        self._scratch = array("Q")
 
     def compare(self, cur: Rows, prev: Rows, row_bytes: int, h: int) -> tuple[bytes, int, bytes]:
         """row_compare.PythonRows.compare, in C."""
@@ -59,7 +61,10 @@ class NativeRows:
             same = self.equal(here, 0)
             if 0 not in same:
                 return same, 0, b""
-            scratch = array("Q", bytes(-(-self._scratch_bytes(h, how.step) // 8) * 8))  # (8-byte aligned)
+            words = -(-self._scratch_bytes(h, how.step) // 8)
+            if len(self._scratch) < words:
+                self._scratch = array("Q", bytes(words * 8))
+            scratch = self._scratch
             result = array("q", [0, 0])
             skip = same if how.changed_only else None  # (rows that are the same do not vote)
             with glyph_native.Pinned(scratch) as (scratch_at, scratch_len), \

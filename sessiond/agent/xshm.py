@@ -203,12 +203,9 @@ class _Segment:
 
 
 class _ReleaseAfterWhole:
-    """The WHOLE_CAPTURE_RELEASE_BYTES rule, for both capture classes."""
+    """The WHOLE_CAPTURE_RELEASE_BYTES rule, for both capture classes (each has its release())."""
 
     _release_due = False
-
-    def release(self) -> None:
-        raise NotImplementedError
 
     def release_after_frame(self, nbytes: int) -> None:
         """This frame reads a surface of `nbytes` whole: frame_done() gives the pages back if it is large."""
@@ -219,7 +216,7 @@ class _ReleaseAfterWhole:
         if self._release_due:
             self._release_due = False
             with contextlib.suppress(XShmError):  # the pages stay until the idle release
-                self.release()
+                self.release()  # ShmCapture's or ShmRegionCapture's
 
 
 class ShmCapture(_ReleaseAfterWhole):
