@@ -225,7 +225,6 @@ class DamageCollector:
             ready[window] = [self._patch(window, fb, rect) for rect in rects]
         if not ready:
             return
-        small = sum(len(patch.pixels) for patches in ready.values() for patch in patches) <= HANDOFF_MAX_BYTES
         with self._lock:
             for window, patches in ready.items():
                 queue = self._pending.setdefault(window, [])
@@ -236,10 +235,12 @@ class DamageCollector:
                         self._pending[window] = [self._patch(window, fb, (0, 0, fb.width, fb.height))]
             wake, self._notified = not self._notified, True
         if wake:
-            idle = self._painted.is_set()  # the GUI finished its last paint
+            # Hand over only when the GUI finished its last paint (it is idle) and the frame is small.
+            hand_over = self._painted.is_set() and \
+                sum(len(patch.pixels) for patches in ready.values() for patch in patches) <= HANDOFF_MAX_BYTES
             self._painted.clear()
             self.notify()
-            if small and idle:
+            if hand_over:
                 self._painted.wait(HANDOFF_WAIT_SECONDS)
 
     @staticmethod
