@@ -100,9 +100,11 @@ class EtcdClient:
         """POST BODY to PATH (e.g. /v3/kv/range) on the first endpoint that answers."""
         raw = codec.encode(body)
         reasons: list[str] = []
-        count = len(self.endpoints)
+        # Each endpoint once, from the one that answered last when this call began: concurrent
+        # calls move `current` while this one waits, and must not make it retry one endpoint.
+        count, first = len(self.endpoints), self.current
         for step in range(count):
-            index = (self.current + step) % count
+            index = (first + step) % count
             url = self.endpoints[index]
             try:
                 status, answer = await self.transport.post(url + path, raw, self.timeout)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from farm_fakes import FakeTransport, result_of
 from twisted.internet import defer
@@ -27,6 +29,26 @@ def test_requests_go_to_the_endpoint_that_answered_last() -> None:
     assert result_of(c.put(b"k", b"v")) == 7
     assert [url for url, _ in t.calls] == [A + "/v3/kv/put", B + "/v3/kv/put", B + "/v3/kv/put"]
     assert c.current == 1
+
+
+def test_a_call_tries_each_endpoint_once_while_other_calls_move_the_current_one() -> None:
+    # While this call waits for A, another call succeeds on C (current = 2): this one still goes on to B
+    # and C. A CI run's farm test once got "A refused" three times from a login while etcd elected a leader.
+    t = FakeTransport()
+    t.script(A, TxRefused())
+    t.script(B, TxRefused())
+    t.script(C, OK_PUT)
+    c = client(t)
+    post = t.post
+
+    def meanwhile(url: str, body: bytes, timeout: float) -> Any:
+        if url.startswith(A):
+            c.current = 2
+        return post(url, body, timeout)
+
+    t.post = meanwhile  # type: ignore[method-assign]
+    assert result_of(c.put(b"k", b"v")) == 7
+    assert [url.split("/v3/")[0] for url, _ in t.calls] == [A, B, C]
 
 
 def test_timeouts_and_no_leader_move_on_but_a_real_error_does_not() -> None:
