@@ -20,7 +20,7 @@
 # X displays and ports are given (--display, --port: two of each, from
 # those), as the shared machine's helpers each use their own range.
 # Run as root after `make install` of both:
-#   SESSIOND_PREFIX=/opt/sv-x /opt/sv-x/venv/bin/python bench/bench_viewer_ab.py \
+#   SESSIOND_PREFIX=/opt/sv-x /opt/sv-x/venv/bin/python bench/bench_keystroke_ab.py \
 #       --baseline-prefix /opt/sv-main --display 340 --port 15500
 """Keystroke (session X) -> viewer repaint A/B of two installs, interleaved, per stage."""
 
@@ -78,7 +78,7 @@ class Side:
         self.link: str | None = None
         self.user: Any = None
         self.trace = os.path.join(self.work, "viewer-trace")
-        self.runtime = f"/run/sessiond-vab-{secrets.token_hex(4)}"
+        self.runtime = f"/run/sessiond-kab-{secrets.token_hex(4)}"
         self.sessiond: subprocess.Popen[bytes] | None = None
         self.viewer: subprocess.Popen[bytes] | None = None
         self.watch: DamageWatch | None = None
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace, swapped: bool) -> float | None:
     """Both installs up (the baseline's first, unless SWAPPED), keystrokes interleaved, the report;
     the median per-pair difference (ms)."""
     tested = os.environ.get("SESSIOND_PREFIX", "/opt/sessiond")
-    tmp = tempfile.mkdtemp(prefix="bench-viewer-ab-")
+    tmp = tempfile.mkdtemp(prefix="bench-keystroke-ab-")
     os.chmod(tmp, 0o755)
     sides = {"baseline": Side("baseline", args.baseline_prefix, args.display, args.port, tmp),
              "tested": Side("tested", tested, args.display + 1, args.port + 1, tmp)}  # fmt: skip
