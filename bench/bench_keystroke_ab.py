@@ -276,7 +276,7 @@ def run(args: argparse.Namespace, swapped: bool) -> float | None:
     logs: dict[str, list[str]] = {}
     try:
         for name in reversed(list(sides)) if swapped else list(sides):
-            sides[name].start(f"svvab{name[0]}")
+            sides[name].start(f"svkab{name[0]}")
         time.sleep(2.0)
         order = list(sides.values())
         for index in range(args.keystrokes):
