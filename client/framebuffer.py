@@ -156,6 +156,12 @@ class Framebuffer:
             tile = self._decode_lz4(data, w, h, raw_size)
         elif encoding is Encoding.PALETTE:
             try:
+                two = palette.decode_two_colours(data, w, h, swap_palette)
+                if two is not None:  # text: two pastes, no palette image
+                    mask, first, second = two
+                    self._image.paste((first[0], first[1], first[2]), (x, y, x + w, y + h))
+                    self._image.paste((second[0], second[1], second[2]), (x, y, x + w, y + h), mask)
+                    return
                 tile = palette.decode(data, w, h, swap_palette)
             except palette.PaletteError as exc:
                 raise RegionError(str(exc)) from None

@@ -179,8 +179,18 @@ class DisplayPipeline:
             self._owed = True
             self.schedule()
 
-    def schedule(self) -> None:
-        """Arrange for a frame if there is damage and the client keeps up."""
+    def damaged(self, drained: bool) -> None:
+        """The damage connection said something changed (its events are read):
+        a frame that is due at once starts in this call, not one loop turn
+        later (call_later(0): an epoll_wait and, in _send_frame, another drain
+        of the X connection, ~0.1 ms of a keystroke's echo on a busy machine).
+        `drained`: the caller has just drained the session's X connection
+        (window events), so the frame need not do it again."""
+        self.schedule(now=True, drained=drained)
+
+    def schedule(self, now: bool = False, drained: bool = False) -> None:
+        """Arrange for a frame if there is damage and the client keeps up;
+        with `now` (damaged()), a frame due at once is sent in this call."""
         if (self._timer is not None and self._typed_at <= self._slot) or not self.open or self._link() is None:
             return
         if not self.source.pending() and not self._owed:
@@ -196,21 +206,25 @@ class DisplayPipeline:
             self.link_estimate.waited()
             return  # a round trip of bytes is in flight: more would only queue
         min_gap = 1.0 / self.args.max_fps
-        now = time.monotonic()
-        streaming = now - self.last_frame_at < STREAM_GAPS * min_gap
-        delay = frame_delay(now, self._slot, min_gap, streaming, self._typed_at, FRAME_COALESCE_SECONDS,
+        moment = time.monotonic()
+        streaming = moment - self.last_frame_at < STREAM_GAPS * min_gap
+        delay = frame_delay(moment, self._slot, min_gap, streaming, self._typed_at, FRAME_COALESCE_SECONDS,
                             self.cap.wait_seconds())  # fmt: skip
         if self._timer is not None:  # armed for a later slot before a key's echo came: re-arm sooner
-            if now + delay >= self._timer_due:
+            if moment + delay >= self._timer_due:
                 return
             self._timer.cancel()
-        self._timer, self._timer_due = self.loop.call_later(delay, self._send_frame), now + delay
+            self._timer = None
+        if now and delay <= 0:
+            self._send_frame(drained)
+            return
+        self._timer, self._timer_due = self.loop.call_later(delay, self._send_frame), moment + delay
 
     def _wake(self) -> None:
         self._wake_timer = None
         self.schedule()
 
-    def _send_frame(self) -> None:
+    def _send_frame(self, drained: bool = False) -> None:
         self._timer = None
         # max_fps paces frame starts: counting the gap from the end of the
         # previous frame added a whole gap after every encode (measured:
@@ -220,7 +234,8 @@ class DisplayPipeline:
         if link is None or not self.open:
             return
         self.trace.mark("frame")
-        self._before_frame()
+        if not drained:
+            self._before_frame()
         if self.adaptive:
             self.encoder.jpeg_quality = self.link_estimate.jpeg_quality(self.args.jpeg_quality)
             self._adapt_video_bitrate()

@@ -146,17 +146,20 @@ class Agent(LinkEvents):
         print(text, file=sys.stderr, flush=True)
 
     # -- X events ------------------------------------------------------------
-    def _x_readable(self) -> None:
+    def _x_readable(self) -> bool:
+        """Handle the X connection's events; True if none is left queued."""
         try:
-            self._drain_x()
+            drained = self._drain_x()
         except XError.ConnectionClosedError as exc:
             self.log(f"the session's X server went away ({exc}); ending the session")
             self.loop.remove_reader(self.x.fileno())
             self.stopped.set()
-            return
+            return False
         self.schedule_frame()
+        return drained
 
-    def _drain_x(self) -> None:
+    def _drain_x(self) -> bool:
+        """Handle queued X events (at most MAX_X_EVENTS_PER_DRAIN); True if none is left."""
         # python-xlib reads whatever the server sent into its own queue on
         # every request and flush, after which the socket is no longer
         # readable and add_reader stays silent: so drain until the queue is
@@ -168,7 +171,7 @@ class Agent(LinkEvents):
                 self.x.flush()
                 if not self.x.pending_events():
                     self._flush_link()
-                    return
+                    return True
                 continue
             event = self.x.next_event()
             if self.seamless is not None:
@@ -180,6 +183,7 @@ class Agent(LinkEvents):
         self.x.flush()
         self._flush_link()
         self.loop.call_soon(self._x_readable)
+        return False
 
     def _flush_link(self) -> None:
         """Send what the X events queued (window events: a menu that closed
@@ -193,7 +197,7 @@ class Agent(LinkEvents):
     def _desktop_damage(self) -> None:
         if self.desktop is not None and self.desktop.drain():
             self.display.trace.mark("notify")
-            self.schedule_frame()
+            self.display.damaged(drained=False)  # the frame drains the X connection first
 
     def _window_mapped(self, window: int, pid: int | None) -> None:
         self.apps.window_mapped(window, pid)
@@ -211,10 +215,10 @@ class Agent(LinkEvents):
         # A window's structure change reaches both connections; python-xlib
         # may already hold its copy in its queue, where the socket's
         # readability no longer announces it: drain that queue too.
-        self._x_readable()
+        drained = self._x_readable()
         if self.seamless is not None and self.seamless.pixels_readable():
             self.display.trace.mark("notify")
-            self.schedule_frame()
+            self.display.damaged(drained)  # just drained: the frame need not again
 
     def schedule_frame(self) -> None:
         """Arrange for a frame if there is damage and the client keeps up."""

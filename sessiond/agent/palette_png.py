@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 
@@ -36,6 +37,18 @@ PNG_INDEXED = 3
 # mapped without a copy as "RGBX" (its bytes are B, G, R, X).
 RGB_ORDER = (0, 1, 2)
 BGRX_ORDER = (2, 1, 0)
+# Index images of at most this many pixels are mapped with bytes.translate
+# rather than Image.point: point() rounds its 256-entry table in Python
+# (~20 us, the most of a keystroke echo's pack), translate costs two small
+# copies, which past this size cost more than the rounding saves.
+SMALL_PACK_PIXELS = 4096
+# Colour lists whose key channel is remembered (_key_channel): a typing
+# session repeats the same two colours every keystroke, and finding the keys
+# builds and converts a probe image (~20 us). Only lists of at most
+# MAX_KEY_MEMO_COLOURS (text: two) are remembered, MAX_KEY_MEMO of them, the
+# least recently used going first: a few tens of KiB whatever the screen shows.
+MAX_KEY_MEMO = 256
+MAX_KEY_MEMO_COLOURS = 4
 
 
 def _bit_depth(count: int) -> int:
@@ -58,21 +71,35 @@ def _grey_levels(rgbs: list[tuple[int, int, int]]) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=MAX_KEY_MEMO)
+def _channel_keys(mode: str, colours: tuple[tuple[int, ...], ...]) -> tuple[int, tuple[int, ...]] | None:
+    """Which channel tells `colours` of an image of `mode` apart (-1:
+    luminance, else a band) and each colour's value there; None if none."""
+    probe = Image.new(mode, (len(colours), 1))
+    probe.putdata(list(colours))
+    keys = tuple(probe.convert("L").tobytes())
+    if len(set(keys)) == len(keys):
+        return -1, keys
+    for band in range(3):
+        keys = tuple(colour[band] for colour in colours)
+        if len(set(keys)) == len(keys):
+            return band, keys
+    return None
+
+
 def _key_channel(image: Image.Image, colours: list[tuple[int, ...]]) -> tuple[Image.Image, list[int]] | None:
     """A one-channel image whose value identifies each colour (band tuples
     as getcolors gives them) one to one, with each colour's value, or None.
     Luminance goes first (black/white text and most UI tell apart there),
-    then each single band."""
-    probe = Image.new(image.mode, (len(colours), 1))
-    probe.putdata(colours)
-    keys = list(probe.convert("L").tobytes())
-    if len(set(keys)) == len(keys):
-        return image.convert("L"), keys
-    for band in range(3):
-        keys = [colour[band] for colour in colours]
-        if len(set(keys)) == len(keys):
-            return image.getchannel(band), keys
-    return None
+    then each single band. The choice per colour list is remembered
+    (MAX_KEY_MEMO)."""
+    listed = tuple(colours)
+    keys_of = _channel_keys if len(listed) <= MAX_KEY_MEMO_COLOURS else _channel_keys.__wrapped__
+    found = keys_of(image.mode, listed)
+    if found is None:
+        return None
+    band, keys = found
+    return (image.convert("L") if band < 0 else image.getchannel(band)), list(keys)
 
 
 def exact_palette_png(
@@ -128,9 +155,16 @@ def exact_palette(
 
 def _pack(channel: Image.Image, lut: list[int], bits: int) -> bytes:
     """The channel's values mapped through lut, packed `bits` a pixel, rows padded to a byte."""
-    if bits == 1:
+    w, h = channel.size
+    if w * h <= SMALL_PACK_PIXELS:  # the same pixels as point() below (SMALL_PACK_PIXELS)
+        mapped = channel.tobytes().translate(bytes(lut))
+        if bits == 1:  # raw "1;8": a byte a pixel, any non-zero is set
+            return Image.frombytes("1", (w, h), mapped, "raw", "1;8").tobytes()
+        indexed = Image.frombytes("L", (w, h), mapped)
+    elif bits == 1:
         return channel.point(lut, "1").tobytes()  # Pillow's mode "1" packs 8 pixels a byte
-    indexed = channel.point(lut) if lut != list(range(256)) else channel
+    else:
+        indexed = channel.point(lut) if lut != list(range(256)) else channel
     if bits < 8:
         indexed.putpalette(bytes(3 << bits))  # mode P, so Pillow packs P;2/P;4
         return indexed.tobytes("raw", f"P;{bits}")

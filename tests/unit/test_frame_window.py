@@ -264,3 +264,73 @@ def test_the_echo_is_a_frame_of_its_own_before_the_big_one_and_the_window_holds(
     later = [m for m in link.conn.sent[ends[1] + 1 :] if isinstance(m, (Region, FrameEnd))]
     assert [type(m).__name__ for m in later] == ["Region", "Region", "FrameEnd"]  # one frame: no room for two
     assert pipeline.frame_seq - pipeline.acked_seq <= 2
+
+
+def idle_pipeline(max_fps: int = 1) -> tuple[FakeLoop, Link, FloodSource, DisplayPipeline, list[int]]:
+    """An open pipeline whose first frame is out and acknowledged, then idle for
+    ten seconds (its max_fps slot long past), with no damage; and its drain calls."""
+    loop, link, drains = FakeLoop(), Link(), []
+    settings = AgentSettings(socket="/x", frames_in_flight=2, max_fps=max_fps)
+    source = FloodSource(100)
+    source.always = False
+    pipeline = DisplayPipeline(loop, settings, source, lambda: link, lambda: drains.append(1))  # type: ignore[arg-type]
+    pipeline.opened()
+    loop.calls.pop(0)()
+    pipeline.message(FrameAck(pipeline.frame_seq))
+    loop.calls.clear()
+    pipeline._slot -= 10.0  # an idle spell
+    pipeline.last_frame_at -= 10.0
+    drains.clear()
+    return loop, link, source, pipeline, drains
+
+
+def ends(link: Link) -> int:
+    return sum(isinstance(m, FrameEnd) for m in link.conn.sent)
+
+
+def test_damage_on_an_idle_pipeline_sends_the_frame_within_the_call() -> None:
+    loop, link, source, pipeline, drains = idle_pipeline()
+    before = ends(link)
+    source.damaged = True
+    pipeline.damaged(drained=True)
+    assert ends(link) == before + 1  # sent now, not after a loop turn
+    assert loop.calls == []
+    assert drains == []  # the caller had just drained the X connection
+    pipeline.message(FrameAck(pipeline.frame_seq))
+    pipeline._slot -= 10.0
+    pipeline.last_frame_at -= 10.0
+    source.damaged = True
+    pipeline.damaged(drained=False)
+    assert ends(link) == before + 2
+    assert drains == [1]  # not drained by the caller: the frame drains first
+
+
+def test_damage_right_after_a_frame_still_waits_for_its_max_fps_slot() -> None:
+    loop, link, source, pipeline, _drains = idle_pipeline(max_fps=1)  # a slot a second: no test is that slow
+    source.damaged = True
+    pipeline.damaged(drained=True)
+    sent = ends(link)
+    source.damaged = True  # more damage at once: the pacing holds it for the next slot
+    pipeline.damaged(drained=True)
+    assert ends(link) == sent
+    assert len(loop.calls) == 1
+    loop.calls.pop(0)()
+    assert ends(link) == sent + 1
+
+
+def test_damage_with_a_full_frame_window_sends_nothing() -> None:
+    loop, link, source, pipeline, _drains = idle_pipeline()
+    for _ in range(2):  # two frames unacknowledged: the window (2) is full
+        pipeline._slot -= 10.0
+        pipeline.last_frame_at -= 10.0
+        source.damaged = True
+        pipeline.damaged(drained=True)
+    sent = ends(link)
+    pipeline._slot -= 10.0
+    pipeline.last_frame_at -= 10.0
+    source.damaged = True
+    pipeline.damaged(drained=True)
+    assert ends(link) == sent and loop.calls == []
+    pipeline.message(FrameAck(pipeline.frame_seq))  # the ack lets it go (through the loop, as before)
+    loop.calls.pop(0)()
+    assert ends(link) == sent + 1

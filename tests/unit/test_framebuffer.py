@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import io
+import random
 import struct
+import zlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from client.fb_memory import SWAP_RB
-from client.framebuffer import MAX_FRAMEBUFFER_SIDE, Framebuffer, RegionError
+from client.framebuffer import MAX_FRAMEBUFFER_SIDE, Framebuffer, RegionError, swap_palette
+from media import palette as palette_codec
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.messages import Encoding, Region
 
@@ -207,3 +210,40 @@ def test_pixels_gives_a_rectangle_or_the_whole_screen_as_rows_in_qt_order() -> N
     black = bytes((0, 0, 0, 255))
     assert fb.pixels(0, 1, 6, 1) == (6, 1, black + colour * 2 + black * 3)
     assert fb.pixels(5, 3, 4, 4) == (1, 1, bytes((0, 0, 0, 255)))  # clipped to the framebuffer
+
+
+# -- two-colour PALETTE (text): pasted through a mask, the same pixels as decode() ----------
+def _reference_paste(fb: Framebuffer, region: Region) -> None:
+    """What apply() did for every PALETTE: decode() to RGB, one paste."""
+    tile = palette_codec.decode(bytes(region.data), region.w, region.h, swap_palette)
+    fb._image.paste(tile, (region.x, region.y))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 30), st.integers(0, 2**32), st.booleans())
+def test_a_two_colour_palette_paints_what_decode_paints(w: int, h: int, seed: int, deflate: bool) -> None:
+    rng = random.Random(seed)
+    stride = palette_codec.row_bytes(w, 1)
+    rows = bytes(rng.randrange(256) for _ in range(stride * h))
+    colours = bytes(rng.randrange(256) for _ in range(6))
+    data = bytes((1, 1)) + colours + (bytes((palette_codec.PACK_ZLIB,)) + zlib.compress(rows) if deflate
+                                      else bytes((palette_codec.PACK_RAW,)) + rows)  # fmt: skip
+    x, y = rng.randrange(50 - w + 1), rng.randrange(40 - h + 1)
+    region = Region(x, y, w, h, Encoding.PALETTE, data)
+    assert palette_codec.decode_two_colours(data, w, h) is not None  # the fast path is the one taken
+    fast, reference = Framebuffer(50, 40), Framebuffer(50, 40)
+    fast.apply(region)
+    _reference_paste(reference, region)
+    assert fast.pixels(0, 0, 50, 40) == reference.pixels(0, 0, 50, 40)
+
+
+def test_other_palettes_are_not_taken_by_the_two_colour_path() -> None:
+    one_colour = bytes((1, 0, 9, 9, 9, palette_codec.PACK_RAW, 0x00))
+    four_colours = bytes((2, 3)) + bytes(12) + bytes((palette_codec.PACK_RAW, 0x1B))
+    assert palette_codec.decode_two_colours(one_colour, 8, 1) is None
+    assert palette_codec.decode_two_colours(four_colours, 4, 1) is None
+    fb = Framebuffer(8, 1)
+    with pytest.raises(RegionError):  # an index past a one-colour palette is still refused
+        fb.apply(Region(0, 0, 8, 1, Encoding.PALETTE, bytes((1, 0, 9, 9, 9, palette_codec.PACK_RAW, 0x80))))
+    with pytest.raises(RegionError):  # and rows of the wrong length, on the two-colour path too
+        fb.apply(Region(0, 0, 8, 2, Encoding.PALETTE, bytes((1, 1)) + bytes(6) + bytes((palette_codec.PACK_RAW, 0))))
