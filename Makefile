@@ -80,6 +80,9 @@ install: deps-debian venv xpra
 	cc -O3 -Wall -Wextra -Werror -shared -fPIC -o $(VENV)/lib/sessiond-glyph-cells.so \
 		sessiond/agent/native/glyph_cells.c sessiond/agent/native/scroll_rows.c || \
 		echo "warning: sessiond/agent/native/*.c did not build; GLYPHS cells and scroll rows are done in Python (glyph_native.py, row_native.py)"
+	# The viewer's GLYPHS painter (client/glyph_paint.py; numpy draws where it did not build).
+	cc -O3 -Wall -Wextra -Werror -shared -fPIC -o $(VENV)/lib/svclient-paint-cells.so client/native/paint_cells.c || \
+		echo "warning: client/native/paint_cells.c did not build; the viewer draws GLYPHS regions with numpy (glyph_paint.py)"
 	# The zygote's -OO bytecode (isolation/launcher.py AGENT_PYCACHE): stdlib and venv, ~15 s.
 	rm -rf $(VENV)/agent-pycache
 	$(PY) -OO -X pycache_prefix=$(VENV)/agent-pycache -m compileall -q -j 0 \

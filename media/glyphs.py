@@ -41,6 +41,8 @@ from protocol.media import GLYPH_HEADER_BYTES, GLYPH_MAX_SIDE, GLYPH_MAX_USED, G
 
 _HEAD: Final = struct.Struct(">BB6s")
 _U16: Final = struct.Struct(">H")
+# Every index byte, in order: indices.translate(None, _INDEX_BYTES[:n]) keeps the ones >= n (GLYPH_MAX_USED <= 256).
+_INDEX_BYTES: Final = bytes(range(256))
 # Deflate level of the stream: a screen's indices (9000 bytes) take ~0.3 ms.
 ZLIB_LEVEL: Final = 6
 # 0/1 bytes <-> ASCII digits, for packing bits through int().
@@ -193,7 +195,7 @@ def decode_cells(data: bytes, w: int, h: int, cache: GlyphCache) -> Cells:
     used = stream.take(used_count * _U16.size)
     indices = stream.take(cells)
     stream.finish()
-    if max(indices) >= used_count:
+    if indices.translate(None, _INDEX_BYTES[:used_count]):  # one C pass (max() iterates ints: 7x slower)
         raise GlyphError(f"GLYPHS index {max(indices)} is past its {used_count} used slots")
     decoded = {slot: (cw, ch, unpack_bits(bits, cw, ch)) for slot, (cw, ch, bits) in pending.items()}
     glyphs = []

@@ -22,8 +22,9 @@ from client.viewer.launcher import Launcher
 from client.viewer.link import ViewerLink
 from client.viewer.window import SessionWindow
 
-# Milliseconds after the first painted frame before numpy is loaded (client/glyph_paint.py): its
-# import takes the interpreter lock for 0.1 s or more, which must not delay the app's first text.
+# Milliseconds after the first painted frame before the GLYPHS painter is loaded (client/glyph_paint.py:
+# the C library, or numpy where it is not built, whose import takes the interpreter lock for 0.1 s or
+# more): it must not delay the app's first text.
 NUMPY_PRELOAD_DELAY_MS = 2000
 
 
@@ -146,7 +147,7 @@ class ViewerUi:
                     window.apply_patches(patches)
         finally:
             self.link.patches_painted()
-        if not self._numpy_armed:  # after the first frames: numpy draws GLYPHS regions from then on
+        if not self._numpy_armed:  # after the first frames: C (or numpy) draws GLYPHS regions from then on
             self._numpy_armed = True
             QTimer.singleShot(NUMPY_PRELOAD_DELAY_MS, glyph_paint.preload)
 

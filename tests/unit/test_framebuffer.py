@@ -247,3 +247,30 @@ def test_other_palettes_are_not_taken_by_the_two_colour_path() -> None:
         fb.apply(Region(0, 0, 8, 1, Encoding.PALETTE, bytes((1, 0, 9, 9, 9, palette_codec.PACK_RAW, 0x80))))
     with pytest.raises(RegionError):  # and rows of the wrong length, on the two-colour path too
         fb.apply(Region(0, 0, 8, 2, Encoding.PALETTE, bytes((1, 1)) + bytes(6) + bytes((palette_codec.PACK_RAW, 0))))
+
+
+@pytest.mark.parametrize("kind", ["RGB", "P", "RGBA", "L", "I;16"])
+def test_png_regions_land_exactly_in_memory_order(kind: str) -> None:
+    # An 8-bit RGB PNG is unpacked as B, G, R by Pillow's own decoder pass (no swap_rb pass after it);
+    # every other kind is converted and swapped as before. The memory holds the reference's pixels in its order.
+    tile = gradient(23, 11)
+    source = {"RGB": tile, "P": tile.convert("P", palette=Image.Palette.ADAPTIVE), "RGBA": tile.convert("RGBA"),
+              "L": tile.convert("L"), "I;16": tile.convert("I;16")}[kind]  # fmt: skip
+    data = image_bytes(source, "PNG")
+    reference = Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+    fb = Framebuffer(30, 20)
+    fb.apply(Region(3, 4, 23, 11, Encoding.PNG, data))
+    assert fb.crop(3, 4, 23, 11).tobytes() == reference
+    _w, _h, memory = fb.pixels(3, 4, 23, 11)
+    pixels = [reference[i : i + 3] for i in range(0, len(reference), 3)]
+    assert memory == b"".join((p[::-1] if SWAP_RB else p) + b"\xff" for p in pixels)
+    assert fb.pixels(0, 0, 30, 4)[2] == bytes((0, 0, 0, 255)) * 30 * 4  # nothing above it touched
+
+
+def test_an_rgb_png_is_decoded_straight_into_the_memory_order() -> None:
+    tile = gradient(9, 7)
+    decoded, in_memory_order = Framebuffer._decode_file(image_bytes(tile, "PNG"), 9, 7, "PNG")
+    assert in_memory_order is SWAP_RB
+    assert decoded.tobytes() == (tile.tobytes("raw", "BGR") if SWAP_RB else tile.tobytes())
+    _jpeg, jpeg_in_order = Framebuffer._decode_file(image_bytes(tile, "JPEG"), 9, 7, "JPEG")
+    assert jpeg_in_order is False  # JPEG has no B, G, R raw mode in Pillow's decoder: swapped after

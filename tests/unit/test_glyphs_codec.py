@@ -161,3 +161,20 @@ def test_a_region_past_max_region_raw_bytes_is_refused_before_inflating() -> Non
         glyphs.decode(data, side, 342, glyphs.GlyphCache())
     fits = glyphs.encode(1, 1, bytes(6), [(0, b"\x00")], [0], bytes(side * 341))
     assert glyphs.decode(fits, side, 341, glyphs.GlyphCache()).size == (side, 341)
+
+
+@pytest.mark.parametrize("used_count", [1, 2, 97, 255, 256])
+def test_an_index_is_checked_against_its_used_slots_exactly(used_count: int) -> None:
+    # The last used slot may be indexed anywhere in the region (first, middle, last cell); one past it may not.
+    one = glyphs.pack_cell(bytes(4), 2, 2)
+    used = list(range(used_count))
+    for where in (0, 100, 255):
+        indices = bytearray(256)  # a 512x2 region: 256 cells, room for a definition of every used slot
+        indices[where] = used_count - 1
+        glyphs.decode(glyphs.encode(2, 2, bytes(6), [(s, one) for s in used], used, bytes(indices)), 512, 2,
+                      glyphs.GlyphCache())  # fmt: skip
+        if used_count < 256:
+            indices[where] = used_count
+            body = _body([(s, one) for s in used], used, bytes(indices))
+            with pytest.raises(glyphs.GlyphError, match=f"index {used_count} is past its {used_count} used"):
+                glyphs.decode(bytes((2, 2)) + bytes(6) + zlib.compress(body), 512, 2, glyphs.GlyphCache())

@@ -70,20 +70,24 @@ def shown(window: Any) -> bytes:
     return b"".join(bytes(image.constScanLine(row))[: WIDTH * 3] for row in range(HEIGHT))  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize("numpy", [False, True], ids=["pillow-glyphs", "numpy-glyphs"])
-def test_every_encoding_is_painted_with_the_session_colours(qt: Any, numpy: bool,
+@pytest.mark.parametrize("glyphs_by", ["pillow", "numpy", "native"], ids=lambda by: f"{by}-glyphs")
+def test_every_encoding_is_painted_with_the_session_colours(qt: Any, glyphs_by: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from client.viewer.window import SessionWindow
 
-    if numpy:
-        # numpy imported here first: an import in preload's thread while this one waits in join() and Qt is
-        # loaded does not finish (PySide's import hook); the viewer never joins that thread.
-        import numpy as _  # noqa: F401, PLC0415
+    # numpy and ctypes imported here first: an import in preload's thread while this one waits in join() and
+    # Qt is loaded does not finish (PySide's import hook); the viewer never joins that thread.
+    import ctypes as _ctypes  # noqa: F401, PLC0415
+    import numpy as _  # noqa: F401, PLC0415
 
-        thread = glyph_paint.preload()
-        if thread is not None:
-            thread.join()
-        assert glyph_paint.ready(), "numpy (requirements-viewer.txt) is not installed"
+    thread = glyph_paint.preload()
+    if thread is not None:
+        thread.join()
+    assert glyph_paint.native() is not None, "the C painter is not built (make install)"
+    if glyphs_by != "native":
+        monkeypatch.setattr(glyph_paint, "_native", None)
+    if glyphs_by == "numpy":
+        assert glyph_paint.load_numpy(), "numpy (requirements-viewer.txt) is not installed"
     else:
         monkeypatch.setattr(glyph_paint, "_numpy", None)
     client = FakeClient()
