@@ -31,21 +31,23 @@ from typing import Final
 
 from PIL import Image
 
-from sessiond.agent.glyph_grid import Grid, band_unit, from_colours
+from sessiond.agent.glyph_grid import Grid, band_unit, from_colours, margins
 
 # Where `make install` puts the library (Makefile).
 LIBRARY_NAME: Final = "sessiond-glyph-cells.so"
 # The library's calling convention (SV_GLYPH_CELLS_ABI in glyph_cells.c): a
 # library left by an older `make install` is refused, never called with
 # arguments it would misread (version 1 had no output sizes in sv_index_cells,
-# version 2 no scroll_rows.c: see row_native.py).
-ABI_VERSION: Final = 3
+# version 2 no scroll_rows.c: see row_native.py; version 3 no sv_cut_two_colours).
+ABI_VERSION: Final = 4
 # Set to "0" to use the Python path (benchmarks, tests of the fallback).
 ENV_SWITCH: Final = "SESSIOND_NATIVE_GLYPHS"
 _BAD_ARGS: Final = -1
 _MORE_COLOURS: Final = 3
 _BYTES_PER_PIXEL: Final = 4
 _PyBUF_SIMPLE: Final = 0
+# The widest box cut_two_colours takes (MAX_FLAG_ROW in glyph_cells.c: its row of flags is on the stack).
+MAX_FLAG_ROW: Final = 8192
 
 Rect = tuple[int, int, int, int]
 # The BGRX capture a rectangle's image maps, its stride, and the rectangle's corner in it.
@@ -96,6 +98,10 @@ class NativeCells:
         self._index.argtypes = [ctypes.c_void_p, size, size, size, ctypes.c_void_p, size, ctypes.c_void_p, size,
                                 ctypes.c_void_p, size, ctypes.c_void_p, size]  # fmt: skip
         self._index.restype = ctypes.c_long
+        self._cut_two = lib.sv_cut_two_colours
+        self._cut_two.argtypes = [ctypes.c_void_p, size, size, size, size, size, size, size, size, ctypes.c_void_p,
+                                  size, ubyte_p, ctypes.POINTER(ctypes.c_uint64)]  # fmt: skip
+        self._cut_two.restype = ctypes.c_int
         self._colours = (ctypes.c_ubyte * 8)()
         self._counts = (ctypes.c_uint64 * 2)()
 
@@ -132,6 +138,29 @@ class NativeCells:
         if status != 0:
             raise ValueError(f"box {box} is outside the buffer (stride {stride}, {length} bytes)")
         return out
+
+    def cut_two_colours(self, buf: memoryview | bytes, stride: int, box: Rect, cell_w: int,
+                        cell_h: int) -> tuple[list[tuple[int, tuple[int, ...]]], bytearray] | None:  # fmt: skip
+        """two_colours() and cut() of box in one pass: (colours, cells), the
+        cells in cut()'s order but each pixel 0 (the colour of the box's
+        first pixel) or 1 (the other), not a band's byte; None if the box
+        has more than two colours.  `colours` as two_colours() gives them
+        (first appearance first: the first is the one the cells call 0)."""
+        x, y, w, h = box
+        if x < 0 or y < 0 or w % cell_w or h % cell_h or w > MAX_FLAG_ROW:
+            raise ValueError(f"box {box} is not whole {cell_w}x{cell_h} cells of the buffer, at most {MAX_FLAG_ROW} "
+                             "pixels wide")
+        out = bytearray(w * h)
+        with Pinned(buf) as (address, length), Pinned(out) as (target, size):
+            found = self._cut_two(address, length, stride, y * stride + x * _BYTES_PER_PIXEL, w // cell_w,
+                                  h // cell_h, cell_w, cell_h, band_unit(cell_w), target, size, self._colours,
+                                  self._counts)  # fmt: skip
+        if found == _BAD_ARGS:
+            raise ValueError(f"box {box} is outside the buffer (stride {stride}, {length} bytes)")
+        if found == _MORE_COLOURS:
+            return None
+        pixels = bytes(self._colours)
+        return [(self._counts[n], tuple(pixels[n * 4 : n * 4 + 4])) for n in range(found)], out
 
     def index(self, cells: bytes | bytearray | memoryview, cell_bytes: int) -> tuple[bytes | array[int], list[bytes]]:
         """(ids, patterns): cells (cut()'s output) numbered by first appearance
@@ -184,12 +213,26 @@ def native_cells(native: NativeCells, capture: Capture, image: Image.Image, orde
                  background: bytes | None) -> tuple[bytes | array[int], list[bytes], bytes, bytes] | None:  # fmt: skip
     """encode()'s two-colour test and cut_band by the C passes, the cells
     numbered by pattern: (ids, patterns, to_bits, colours), or None where
-    the Python path would give up (see NativeCells.index)."""
+    the Python path would give up (see NativeCells.index).
+
+    The cells are cut in the same pass that finds the colours of the whole
+    cells (cut_two_colours); the rest of the rectangle (its margins, a few
+    pixels wide) is looked at apart, and the whole rectangle's colours are
+    those of both.  As on the Python path, the whole rectangle's two colours
+    are tried first, then the cells' alone.  The cells come as 0 (the cells'
+    first colour) / 1 (their other one), so the `to_bits` returned maps
+    those, not a band's bytes, to the glyph bits: the patterns and their
+    numbering are the same, as each colour has one value either way."""
     buf, stride, (cx, cy) = capture
     inner = (cx + box[0], cy + box[1], box[2] - box[0], box[3] - box[1])
+    cut = native.cut_two_colours(buf, stride, inner, grid.cell_w, grid.cell_h)
+    if cut is None:  # a third colour among the cells: in the whole rectangle too
+        return None
+    inner_colours, cells = cut
+    whole = (cx, cy, rect[2], rect[3])
     two = None
-    for area in ((cx, cy, rect[2], rect[3]), inner):  # usually the whole rectangle has the two colours
-        colours = native.two_colours(buf, stride, area)
+    for area, colours in ((whole, _whole_colours(native, buf, stride, whole, inner, inner_colours)),
+                          (inner, inner_colours)):  # fmt: skip
         if colours is not None and len(colours) == 2 and colours[0][0] == colours[1][0]:
             # A tie: Pillow's order decides, as on the Python path (glyph_grid.from_colours sorts stably).
             left, top = area[0] - cx, area[1] - cy
@@ -199,10 +242,30 @@ def native_cells(native: NativeCells, capture: Capture, image: Image.Image, orde
             break
     if two is None:
         return None
-    band, rgb, to_bits = two
-    ids, patterns = native.index(native.cut(buf, stride, inner, grid.cell_w, grid.cell_h, band),
-                                 grid.cell_w * grid.cell_h)  # fmt: skip
+    band, rgb, band_to_bits = two
+    values = [colour[band] for _count, colour in inner_colours]  # the band's byte of cells' 0 (and 1)
+    to_bits = bytes.maketrans(b"\0\1", bytes(band_to_bits[value] for value in (values + values)[:2]))
+    ids, patterns = native.index(cells, grid.cell_w * grid.cell_h)
     return ids, patterns, to_bits, rgb
+
+
+Colours = list[tuple[int, tuple[int, ...]]]  # getcolors(2)'s answer: (count, the pixel's 4 bytes) per colour
+
+
+def _whole_colours(native: NativeCells, buf: memoryview | bytes, stride: int, whole: Rect, inner: Rect,
+                   inner_colours: Colours) -> Colours | None:  # fmt: skip
+    """two_colours() of `whole` from its cells' colours (`inner_colours` of
+    `inner`, inside it) and those of its margins: None past two colours."""
+    counts = {colour: count for count, colour in inner_colours}
+    for part in margins(whole, inner):
+        colours = native.two_colours(buf, stride, part)
+        if colours is None:
+            return None
+        for count, colour in colours:
+            counts[colour] = counts.get(colour, 0) + count
+    if len(counts) > 2:
+        return None
+    return [(count, colour) for colour, count in counts.items()]
 
 
 def load(path: str | None = None) -> NativeCells | None:

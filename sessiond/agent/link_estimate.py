@@ -93,6 +93,41 @@ class _Sent:
     app_limited: bool  # the pipeline was idle before it: the link was not the limit
 
 
+class _WindowPick:
+    """min (or max) of the values of a deque of (time, value) samples no
+    older than `window` seconds at the clock's `now`, None if none, as a
+    scan of them gives it, but kept until a sample is added (changed())
+    or one of them leaves the window: the display pipeline asks for the RTT
+    and the drain rate ~10 times a frame (window size, budget, quality),
+    and each answer was a scan of up to MAX_SAMPLES samples (~5% of the
+    agent's CPU per frame on a scroll).  Exact for any clock: a kept answer
+    is used only at a `now` no earlier than the one it was found at, while
+    the oldest of its samples is still inside the window (so the samples
+    inside are the same ones)."""
+
+    def __init__(self, samples: deque[tuple[float, float]], window: float,
+                 pick: Callable[[list[float]], float]) -> None:  # fmt: skip
+        self._samples, self._window, self._pick = samples, window, pick
+        self._kept: tuple[float, float, float | None] | None = None  # (found at, oldest sample's time, answer)
+
+    def changed(self) -> None:
+        """A sample was added or dropped."""
+        self._kept = None
+
+    def value(self, now: float) -> float | None:
+        """The pick of the samples at most `window` seconds old at `now` (None: none is)."""
+        kept = self._kept
+        if kept is not None and kept[0] <= now and kept[1] >= now - self._window:
+            return kept[2]
+        recent = [(at, value) for at, value in self._samples if at >= now - self._window]
+        if not recent:
+            self._kept = None  # (one found later may be older than the window is now: scanned again)
+            return None
+        answer = self._pick([value for _at, value in recent])
+        self._kept = (now, min(at for at, _value in recent), answer)
+        return answer
+
+
 class LinkEstimate:
     """RTT and drain rate of one display client, and the pacing they imply."""
 
@@ -105,6 +140,8 @@ class LinkEstimate:
         self._sent: deque[_Sent] = deque()
         self._rtt: deque[tuple[float, float]] = deque()  # (time, seconds)
         self._rate: deque[tuple[float, float]] = deque()  # (time, bytes/s)
+        self._rtt_min = _WindowPick(self._rtt, RTT_WINDOW_SECONDS, min)
+        self._rate_max = _WindowPick(self._rate, RATE_WINDOW_SECONDS, max)
         self._last_rtt: float | None = None
         self._last_rate: float | None = None
         self._last_rtt_at = -RTT_SAMPLE_MAX_AGE - 1.0
@@ -141,12 +178,14 @@ class LinkEstimate:
         if not last.ack_now:
             return  # a held ack: the client chose when to send it
         self._add(self._rtt, now, now - last.sent_at, RTT_WINDOW_SECONDS)
+        self._rtt_min.changed()
         self._last_rtt_at = now
         elapsed = now - last.delivered_time_at_send
         if elapsed >= MIN_SAMPLE_SECONDS:
             if not last.app_limited:
                 rate = (self.delivered - last.delivered_at_send) / elapsed
                 self._add(self._rate, now, rate, RATE_WINDOW_SECONDS)
+                self._rate_max.changed()
         self._adjust_quality(now)
 
     @staticmethod
@@ -158,19 +197,17 @@ class LinkEstimate:
     @property
     def rtt(self) -> float | None:
         """Seconds from FRAME_END to FRAME_ACK, the recent minimum (None: no sample yet)."""
-        now = self.clock()
-        recent = [value for at, value in self._rtt if at >= now - RTT_WINDOW_SECONDS]
-        if recent:
-            self._last_rtt = min(recent)
+        recent = self._rtt_min.value(self.clock())
+        if recent is not None:
+            self._last_rtt = recent
         return self._last_rtt
 
     @property
     def bandwidth(self) -> float | None:
         """Bytes per second the client drains, the recent maximum (None: unknown)."""
-        now = self.clock()
-        recent = [value for at, value in self._rate if at >= now - RATE_WINDOW_SECONDS]
-        if recent:
-            self._last_rate = max(recent)
+        recent = self._rate_max.value(self.clock())
+        if recent is not None:
+            self._last_rate = recent
         return self._last_rate
 
     @property

@@ -284,3 +284,147 @@ def test_a_preset_grid_of_many_patterns_encodes_identically(kinds: int) -> None:
         out = encoder.encode(frame, width * 4, [(0, 0, width, image.height)], surface="s")
         results.append((out, encoder.glyphs.sent, len(encoder.glyphs.mirror)))
     assert results[0] == results[1] and results[0][1] > 0
+
+
+# -- cut_two_colours: the two-colour test and the cut in one pass ---------------------------
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIXEL, min_size=1, max_size=4), st.integers(1, 8), st.integers(1, 7), st.integers(1, 4),
+       st.integers(1, 3), st.integers(0, 3), st.integers(0, 4), st.integers(0, 3))  # fmt: skip
+def test_cut_two_colours_equals_getcolors_and_cut_band(pixels: list[tuple[int, int, int, int]], cell_w: int,
+                                                       cell_h: int, cols: int, rows: int, left: int, top: int,
+                                                       pad: int) -> None:  # fmt: skip
+    """The colours are Pillow's getcolors(2) of the box, and the cells are
+    cut_band's of any band with each value turned 0 (the first colour's) or 1."""
+    assert NATIVE is not None
+    width, height = left + cols * cell_w + 1, top + rows * cell_h + 2
+    buf, stride = screen(pixels, width, height, pad)
+    box = (left, top, cols * cell_w, rows * cell_h)
+    found = NATIVE.cut_two_colours(buf, stride, box, cell_w, cell_h)
+    theirs = mapped(buf, stride, box).getcolors(2)
+    assert (None if found is None else sorted(found[0])) == (None if theirs is None else sorted(theirs))
+    if found is None:
+        return
+    colours, cells = found
+    first = colours[0][1]
+    assert first == tuple(buf[top * stride + left * 4 : top * stride + left * 4 + 4])  # the box's first pixel: 0
+    whole = mapped(buf, stride, (0, 0, width, height))
+    edges = (left, top, left + cols * cell_w, top + rows * cell_h)
+    # Per pixel, 1 where any of its 4 bytes differs from the first colour's.
+    ones = [bytes(value != first[band] for value in b"".join(cut_band(whole, band, edges, cell_w, cell_h)))
+            for band in range(4)]  # fmt: skip
+    assert bytes(cells) == bytes(a | b | c | d for a, b, c, d in zip(*ones))
+
+
+@needs_native
+def test_cut_two_colours_stops_at_a_third_colour() -> None:
+    assert NATIVE is not None
+    buf, stride = screen([(0, 0, 0, 0), (255, 255, 255, 0)], 12, 26, 0)
+    assert NATIVE.cut_two_colours(buf, stride, (0, 0, 12, 26), 6, 13) is not None
+    third = bytearray(buf)
+    third[stride * 25 + 11 * 4] = 7  # the last pixel
+    assert NATIVE.cut_two_colours(bytes(third), stride, (0, 0, 12, 26), 6, 13) is None
+    assert NATIVE.cut_two_colours(bytes(third), stride, (0, 0, 6, 13), 6, 13) is not None  # not in this box
+
+
+@needs_native
+def test_cut_two_colours_refuses_every_bound() -> None:
+    assert NATIVE is not None
+    width, height = 12, 26
+    buf, stride = screen([(0, 0, 0, 0), (255, 255, 255, 0)], width, height, 0)
+    for box, cell in [((0, 0, width, height + 13), (6, 13)), ((6, 0, 12, height), (6, 13)),
+                      ((0, 13, width, height), (6, 13)), ((0, 0, 33 * 2, 33), (33, 33)),
+                      ((-6, 0, 6, 13), (6, 13)), ((0, -1, 6, 13), (6, 13)), ((0, 0, 5, 13), (6, 13)),
+                      ((0, 0, glyph_native.MAX_FLAG_ROW + 6, 13), (6, 13))]:  # fmt: skip
+        with pytest.raises(ValueError):
+            NATIVE.cut_two_colours(buf, stride, box, cell[0], cell[1])
+    assert NATIVE.cut_two_colours(buf, stride, (0, 0, width, height), 6, 13) is not None
+
+
+def cut_two_function() -> Any:
+    """The library's sv_cut_two_colours, loaded apart from NativeCells."""
+    cut = ctypes.CDLL(glyph_native.library_path()).sv_cut_two_colours
+    size, pointer = ctypes.c_size_t, ctypes.c_void_p
+    cut.argtypes = [ctypes.c_char_p, size, size, size, size, size, size, size, size, pointer, size, pointer, pointer]
+    cut.restype = ctypes.c_int
+    return cut
+
+
+@needs_native
+@pytest.mark.parametrize("bad", [{"out_len": 6 * 13 + 1}, {"out_len": 6 * 13 - 1}, {"stride": 20}, {"length": -1},
+                                 {"unit": 4}, {"unit": 0}, {"cell_w": 5, "out_len": 5 * 13}, {"cell_h": 33},
+                                 {"cols": 0}, {"start": 4}, {"cols": 2049, "rows": 1, "stride": 2049 * 24,
+                                                              "out_len": 2049 * 78}])  # fmt: skip
+def test_the_c_side_checks_cut_two_colours_bounds_itself(bad: dict[str, int]) -> None:
+    """Called directly, sv_cut_two_colours refuses an output one byte off,
+    a stride under a row, a buffer one byte short, a bad unit or cell, no
+    cells, a box past the buffer, a box wider than MAX_FLAG_ROW (8192
+    pixels, its row of flags), writing nothing; at the exact sizes it cuts."""
+    cut = cut_two_function()
+    pixels = bytes(range(256)) * (2049 * 24 * 13 // 256 + 1)
+    out = ctypes.create_string_buffer(2049 * 78)
+    colours, counts = ctypes.create_string_buffer(8), (ctypes.c_uint64 * 2)()
+    args = {"length": 24 * 13, "stride": 24, "start": 0, "cols": 1, "rows": 1, "cell_w": 6, "cell_h": 13, "unit": 2,
+            "out_len": 6 * 13}  # fmt: skip
+
+    def call(**changed: int) -> int:
+        ctypes.memset(out, 0xA5, ctypes.sizeof(out))
+        a = args | changed
+        length = a["length"] if a["length"] >= 0 else args["length"] - 1
+        return int(cut(pixels, length, a["stride"], a["start"], a["cols"], a["rows"], a["cell_w"], a["cell_h"],
+                       a["unit"], out, a["out_len"], colours, counts))  # fmt: skip
+
+    assert call(**bad) == -1
+    assert out.raw == b"\xa5" * ctypes.sizeof(out)  # nothing written
+    assert call() == 3  # (the test pattern has many colours: stopped at the third)
+    flat = bytes([9, 9, 9, 0]) * (6 * 13)
+    assert cut(flat, len(flat), 24, 0, 1, 1, 6, 13, 2, out, 6 * 13, colours, counts) == 1
+    assert out.raw[: 6 * 13] == bytes(6 * 13) and list(counts) == [78, 0]
+
+
+@needs_native
+@pytest.mark.parametrize("rect", [(7, 5, 60 * 6 + 4, 16 * 13 + 4), (4, 3, 60 * 6 + 9, 16 * 13 + 7),
+                                  (9, 7, 60 * 6, 16 * 13), (7, 5, 60 * 6 + 4, 13 * 3 + 2)])  # fmt: skip
+def test_margins_of_another_colour_encode_identically(rect: tuple[int, int, int, int]) -> None:
+    """A damaged rectangle that reaches past the text onto a root of
+    another colour (its margins have a third colour: the cells alone are
+    two), one inside the text, one of a few lines: the same regions with
+    and without the C passes."""
+    width, height = 400, 260
+    frames = []
+    for n in range(4):
+        desk = Image.new("RGB", (width, height), (40, 80, 120))
+        desk.paste(terminal(60, 16, seed=n), (7, 5))
+        frames.append(bgrx(desk))
+    results = []
+    for native in (NATIVE, None):
+        encoder = RegionEncoder()
+        encoder.glyphs.enabled, encoder.glyphs.native = True, native
+        encoder.glyphs._grids["desktop"] = Grid(6, 13, 9 % 6, 7 % 13)  # the text's cells (terminal at 7, 5)
+        out = [encoder.encode(frame, width * 4, [rect], surface="desktop") for frame in frames]
+        results.append((out, encoder.glyphs.sent, len(encoder.glyphs.mirror)))
+    assert results[0] == results[1] and results[0][1] > 0
+
+
+@needs_native
+def test_a_tie_of_the_two_colours_encodes_identically() -> None:
+    """As many pixels of each colour (the order Pillow gives decides which is 0): the same regions."""
+    cell_w, cell_h, columns, rows = 6, 13, 40, 6
+    image = Image.new("RGB", (columns * cell_w, rows * cell_h), (250, 250, 250))
+    rng = random.Random(5)
+    halves = [[bit for bit in bits] for bits in ([1] * 39 + [0] * 39, [0] * 39 + [1] * 39)]
+    for row in range(rows):
+        for column in range(columns):
+            bits = halves[rng.getrandbits(1)]
+            for at, bit in enumerate(bits):
+                if bit:
+                    image.putpixel((column * cell_w + at % cell_w, row * cell_h + at // cell_w), (10, 20, 30))
+    frame, width = bgrx(image), image.width
+    results = []
+    for native in (NATIVE, None):
+        encoder = RegionEncoder()
+        encoder.glyphs.enabled, encoder.glyphs.native = True, native
+        encoder.glyphs._grids["s"] = Grid(cell_w, cell_h, 0, 0)
+        out = encoder.encode(frame, width * 4, [(0, 0, width, image.height)], surface="s")
+        results.append((out, encoder.glyphs.sent))
+    assert results[0] == results[1] and results[0][1] > 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.media import FrameAck, FrameEnd, Region
 from protocol.base import Encoding
@@ -284,3 +286,56 @@ def test_damage_read_during_a_capture_gets_its_frame_without_any_ack(adaptive: b
         if ends and ends[-1].ack_now and pipeline.acked_seq < ends[-1].seq:
             pipeline.message(FrameAck(ends[-1].seq))
     assert len([m for m in link.conn.sent if isinstance(m, FrameEnd)]) >= 40
+
+
+def scanned(samples: Any, now: float, window: float, pick: Callable[[list[float]], float],
+            last: float | None) -> float | None:  # fmt: skip
+    """The RTT (min) or drain rate (max) as a scan of every sample gives it (the reference)."""
+    recent = [value for at, value in samples if at >= now - window]
+    return pick(recent) if recent else last
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["send", "ack", "ask", "tick"]), st.floats(-0.2, 12.0),
+                          st.integers(1, 200_000), st.booleans()), max_size=120))  # fmt: skip
+def test_rtt_and_rate_are_what_a_scan_of_the_samples_gives(steps: list[tuple[str, float, int, bool]]) -> None:
+    """However frames, acks, questions and the clock (back steps too) come,
+    the kept answers of rtt and bandwidth equal a scan of the samples in
+    their windows at every question, and the samples are those it keeps."""
+    clock = Clock()
+    est = LinkEstimate(clock)
+    seq = acked = 0
+    last_rtt: float | None = None
+    last_rate: float | None = None
+    for action, step, size, flag in steps:
+        clock.now += step
+        if action == "send":
+            seq += 1
+            est.frame_sent(seq, size, ack_now=flag or seq % 3 == 0, app_limited=not flag and seq % 5 == 0)
+        elif action == "ack" and acked < seq:
+            acked = min(seq, acked + 1 + size % 3)
+            est.frame_acked(acked)
+        elif action == "tick":
+            clock.now += 30.0 if flag else 0.0  # past both windows: only the last answers remain
+        for _ in range(2 if flag else 1):  # asked twice: the kept answer
+            last_rtt = scanned(est._rtt, clock.now, le.RTT_WINDOW_SECONDS, min, last_rtt)
+            last_rate = scanned(est._rate, clock.now, le.RATE_WINDOW_SECONDS, max, last_rate)
+            assert est.rtt == last_rtt
+            assert est.bandwidth == last_rate
+
+
+def test_a_kept_answer_ends_when_its_oldest_sample_leaves_the_window() -> None:
+    clock = Clock()
+    est = LinkEstimate(clock)
+    est.frame_sent(1, 1000, ack_now=True, app_limited=False)
+    clock.now += 0.010
+    est.frame_acked(1)  # an RTT sample of 10 ms
+    clock.now += 1.0
+    est.frame_sent(2, 1000, ack_now=True, app_limited=False)
+    clock.now += 0.050
+    est.frame_acked(2)  # 50 ms, a second later
+    assert est.rtt == pytest.approx(0.010)
+    clock.now += le.RTT_WINDOW_SECONDS - 1.0  # the 10 ms sample is past the window, the 50 ms one is not
+    assert est.rtt == pytest.approx(0.050)
+    clock.now -= 5.0  # a clock that went back: both are inside again
+    assert est.rtt == pytest.approx(0.010)

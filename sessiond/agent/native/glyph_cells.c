@@ -45,8 +45,10 @@
 /* The calling convention of the library (this file and scroll_rows.c);
  * glyph_native.ABI_VERSION must match.  2: sv_index_cells takes the byte
  * sizes of its output arrays; 3: scroll_rows.c's row comparison, shift
- * vote and row copy. */
-#define SV_GLYPH_CELLS_ABI 3
+ * vote and row copy; 4: sv_cut_two_colours. */
+#define SV_GLYPH_CELLS_ABI 4
+/* The widest box sv_cut_two_colours takes (one pixel row of 0/1 flags on the stack). */
+#define MAX_FLAG_ROW 8192
 #define SV_MORE_COLOURS 3
 
 /*
@@ -150,6 +152,80 @@ int sv_cut_cells(const uint8_t *buf, size_t len, size_t stride, size_t start, si
         }
     }
     return 0;
+}
+
+/*
+ * sv_two_colours and sv_cut_cells of the same box in one pass over its
+ * pixels (the capture is read once, row after row, instead of twice): the
+ * cells of cell_w x cell_h pixels of the (cols * cell_w) x (rows * cell_h)
+ * box at byte `start` of `buf` go into out (out_len must be exactly
+ * cols * rows * cell_w * cell_h) in sv_cut_cells' order, each pixel as 0
+ * if it has the colour of the box's first pixel, else 1 (not a band's
+ * byte: the caller maps 0/1 to the glyph bits once it knows which colour
+ * is the background).  Returns 1 or 2 with colours and counts as
+ * sv_two_colours gives them for the box, SV_MORE_COLOURS as soon as a
+ * third colour appears (out then holds part of the cells), or SV_BAD_ARGS
+ * (nothing written).  The box is at most MAX_FLAG_ROW pixels wide.
+ */
+int sv_cut_two_colours(const uint8_t *buf, size_t len, size_t stride, size_t start, size_t cols, size_t rows,
+                       size_t cell_w, size_t cell_h, size_t unit, uint8_t *out, size_t out_len, uint8_t colours[8],
+                       uint64_t counts[2])
+{
+    uint8_t flags[MAX_FLAG_ROW];
+    size_t w, h, cells, cell_bytes, row_bytes, total, row, y, col, u, x;
+    uint32_t first, second;
+    uint64_t n_first = 0;
+
+    if (buf == NULL || out == NULL || colours == NULL || counts == NULL)
+        return SV_BAD_ARGS;
+    if (cell_w < 1 || cell_w > MAX_CELL_SIDE || cell_h < 1 || cell_h > MAX_CELL_SIDE)
+        return SV_BAD_ARGS;
+    if (unit < 1 || unit > MAX_UNIT || cell_w % unit != 0)
+        return SV_BAD_ARGS;
+    if (mul_overflows(cols, cell_w, &w) || mul_overflows(rows, cell_h, &h) || mul_overflows(cols, rows, &cells)
+        || mul_overflows(cell_w, cell_h, &cell_bytes) || mul_overflows(cells, cell_bytes, &total)
+        || mul_overflows(cols, cell_bytes, &row_bytes))
+        return SV_BAD_ARGS;
+    if (w > MAX_FLAG_ROW || total != out_len || !rect_inside(len, stride, start, w, h))
+        return SV_BAD_ARGS;
+    first = load_pixel(buf + start);
+    second = first;
+    for (y = 0; y < h && second == first; y++) { /* the first pixel of another colour, if any */
+        const uint8_t *line = buf + start + y * stride;
+        for (x = 0; x < w && second == first; x++)
+            second = load_pixel(line + x * BYTES_PER_PIXEL);
+    }
+    for (row = 0; row < rows; row++) {
+        uint8_t *cell_row = out + row * row_bytes;
+        for (y = 0; y < cell_h; y++) {
+            /* Branch-free over the pixel row (vectorized), then the flags to their cells. */
+            const uint8_t *line = buf + start + (row * cell_h + y) * stride;
+            uint32_t third = 0, seen = 0;
+            for (x = 0; x < w; x++) {
+                uint32_t pixel = load_pixel(line + x * BYTES_PER_PIXEL);
+                seen += pixel == first;
+                third |= (pixel != first) & (pixel != second);
+                flags[x] = (uint8_t)(pixel != first);
+            }
+            if (third)
+                return SV_MORE_COLOURS;
+            n_first += seen;
+            if (unit == 2) {
+                for (col = 0; col < cols; col++)
+                    for (u = 0; u < cell_w; u += 2)
+                        memcpy(cell_row + col * cell_bytes + u * cell_h + y * 2, flags + col * cell_w + u, 2);
+            } else {
+                for (col = 0; col < cols; col++)
+                    for (u = 0; u < cell_w; u++)
+                        cell_row[col * cell_bytes + u * cell_h + y] = flags[col * cell_w + u];
+            }
+        }
+    }
+    memcpy(colours, &first, BYTES_PER_PIXEL);
+    memcpy(colours + BYTES_PER_PIXEL, &second, BYTES_PER_PIXEL);
+    counts[0] = n_first;
+    counts[1] = (uint64_t)w * h - n_first;
+    return second == first ? 1 : 2;
 }
 
 /*
