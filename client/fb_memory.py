@@ -74,6 +74,8 @@ class PixelMemory:
     def __init__(self, width: int, height: int) -> None:
         self.width = width
         self.height = height
+        # True once the framebuffer has moved to other memory (resize, detach): never written again.
+        self.frozen = False
         self.buffer: bytearray | None = bytearray(width * height * PIXEL_BYTES)  # black once filled below
         try:
             core = Image.core.map_buffer(self.buffer, (width, height), "raw", 0, ("RGB", 0, 1))

@@ -137,8 +137,22 @@ class Framebuffer:
         _check_size(width, height)
         memory = PixelMemory(width, height)
         memory.image.paste(self._image, (0, 0))
+        self._memory.frozen = True  # the viewer's GUI may still paint from it (client/viewer/gate.py)
         self._memory, self._image = memory, memory.image
         self._video_areas.clear()
+
+    def detach(self) -> None:
+        """Go on in a copy of the memory, leaving the current one frozen to
+        whoever still reads it (the viewer's GUI: client/viewer/gate.py)."""
+        memory = PixelMemory(self.width, self.height)
+        memory.image.paste(self._image, (0, 0))
+        self._memory.frozen = True
+        self._memory, self._image = memory, memory.image
+
+    @property
+    def memory(self) -> PixelMemory:
+        """The pixels' memory now (a new object after resize or detach)."""
+        return self._memory
 
     def apply(self, region: Region) -> None:
         """Decode region and paste it; RegionError if it is invalid."""

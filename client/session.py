@@ -90,6 +90,8 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         self.credit_handlers: dict[int, Callable[[], None]] = {}
         # Called with every display-channel message once it is applied (the viewer's damage tracking).
         self.display_observers: list[Callable[[Message], None]] = []
+        # Called before a display message that may write pixels is applied (the viewer's FrameGate turn).
+        self.display_gate: Callable[[], None] | None = None
         self._sync_seq = 0
         # The session's latest CLOCK_REPORTs (audio/video clocks), newest last.
         self.clock_reports: list[ClockReport] = []
@@ -163,6 +165,8 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
                 for message in self._unfold(event.message):
+                    if self.display_gate is not None and isinstance(message, (Region, DesktopSize, WindowTarget)):
+                        self.display_gate()
                     self._display(message)
                     for observer in self.display_observers:  # after the message is applied (client/viewer)
                         observer(message)

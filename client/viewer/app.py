@@ -20,7 +20,7 @@ from client.viewer.damage import TRACE_ENV, LatencyTrace, Patch, Snapshot
 from client.viewer.early import EarlyEvents
 from client.viewer.launcher import Launcher
 from client.viewer.link import ViewerLink
-from client.viewer.window import SessionWindow
+from client.viewer.window import UNREAD_RETRY_MS, SessionWindow
 
 # Milliseconds after the first painted frame before the GLYPHS painter is loaded (client/glyph_paint.py:
 # the C library, or numpy where it is not built, whose import takes the interpreter lock for 0.1 s or
@@ -137,15 +137,20 @@ class ViewerUi:
     def on_pixels(self) -> None:
         """Paint the waiting patches."""
         self.trace.mark("woke")
-        by_window: dict[int, list[Patch]] = {}
-        for patch in self.link.take_patches():
-            by_window.setdefault(patch.window, []).append(patch)
-        try:
+        gate = self.link.gate
+        if not gate.begin_read():  # a frame is half received: its FRAME_END queues it all
+            QTimer.singleShot(UNREAD_RETRY_MS, self.on_pixels)
+            return
+        try:  # the patches are painted from the framebuffer memory while the reactor waits
+            by_window: dict[int, list[Patch]] = {}
+            for patch in self.link.take_patches():
+                by_window.setdefault(patch.window, []).append(patch)
             for window_id, patches in by_window.items():
                 window = self.windows.get(window_id)
                 if window is not None:
                     window.apply_patches(patches)
         finally:
+            gate.end_read(True)
             self.link.patches_painted()
         if not self._numpy_armed:  # after the first frames: C (or numpy) draws GLYPHS regions from then on
             self._numpy_armed = True

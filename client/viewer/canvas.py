@@ -1,5 +1,12 @@
 # One session window's pixels on the GUI side.
 #
+# Patches over the framebuffer's memory (the viewer's own: DamageCollector)
+# are not copied at all: the canvas's image is then a QImage over that memory,
+# painted from while the reactor waits its turn (client/viewer/gate.py), and
+# a new memory (a resize, a detach) makes the whole window repaint from it.
+# The rest of this header is about patches that carry their own bytes (the
+# fallback where Pillow would not map the memory, and tests):
+#
 # A frame's patches are painted straight from their own bytes (rows in Qt's
 # Format_RGB32, the backing store's own format: a copy, no conversion;
 # client/viewer/damage.py) into Qt's backing store; they are copied into the
@@ -19,8 +26,9 @@ from __future__ import annotations
 from PySide6.QtCore import QRect
 from PySide6.QtGui import QColor, QImage, QPainter, QRegion
 
-from client.fb_memory import SWAP_RB
+from client.fb_memory import SWAP_RB, PixelMemory
 from client.viewer.damage import Patch
+from client.viewer.gate import FrameGate
 
 # Colour of not-yet-drawn pixels.
 UNDRAWN = QColor(48, 48, 48)
@@ -50,12 +58,59 @@ class Canvas:
         self._image.fill(UNDRAWN)
         self._unmerged: list[Patch] = []
         self._unmerged_bytes = 0
+        # The framebuffer memory self._image is over, and the gate to read it under (None: an own image).
+        self._memory: PixelMemory | None = None
+        self._gate: FrameGate | None = None
 
     @property
     def image(self) -> QImage:
-        """The window's pixels, every patch taken so far copied in."""
+        """The window's pixels, every patch taken so far copied in (a copy where the image is over memory)."""
+        if self._memory is not None:
+            _granted, gate = self._begin_read()
+            try:
+                return self._image.copy()
+            finally:
+                if gate is not None:
+                    gate.end_read(False)
         self._merge()
         return self._image
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The buffer's width and height."""
+        return self._image.width(), self._image.height()
+
+    @property
+    def over_memory(self) -> bool:
+        """True while the image is the framebuffer's memory (paint it with paint_memory)."""
+        return self._memory is not None
+
+    def _begin_read(self) -> tuple[bool, FrameGate | None]:
+        """May the image be read now (GUI thread)? (True, None) if it is our own or frozen
+        memory; (True, gate) if the gate granted a read (end it there); (False, None) if not."""
+        if self._memory is None or self._memory.frozen or self._gate is None:
+            return True, None
+        gate = self._gate
+        return (True, gate) if gate.begin_read() else (False, None)
+
+    def paint_memory(self, painter: QPainter, region: QRegion) -> bool:
+        """Paint REGION from the memory (its rectangles, a copy each); False (nothing painted)
+        if the memory may not be read now (a frame is being written)."""
+        if self._memory is None:
+            return False
+        granted, gate = self._begin_read()
+        if not granted:
+            return False
+        try:
+            bounds = self._image.rect()
+            for rect in region:
+                part = rect.intersected(bounds)
+                if not part.isEmpty():
+                    painter.drawImage(part.topLeft(), self._image, part)
+        finally:
+            if gate is not None:
+                gate.end_read(False)
+        return True
 
     def take(self, patches: list[Patch]) -> tuple[QRegion, list[Patch]]:
         """Take a frame's patches: (the region they change, the ones to paint
@@ -63,6 +118,14 @@ class Canvas:
         shrinks the image first (the whole window changes)."""
         changed, direct = QRegion(), []
         for patch in patches:
+            if patch.memory is not None:
+                if patch.memory is not self._memory:  # the first, a resized or a detached memory: all of it
+                    self._over(patch.memory, patch.gate)
+                    changed = QRegion(self._image.rect())
+                changed += _rect(patch)
+                continue
+            if self._memory is not None:  # a patch with its own bytes: back to an image of our own
+                self._own()
             if (patch.fb_width, patch.fb_height) != (self._image.width(), self._image.height()):
                 self._resize(patch.fb_width, patch.fb_height)
                 changed = QRegion(self._image.rect())
@@ -92,6 +155,20 @@ class Canvas:
         for patch in patches:  # opaque, in the backing store's format: a copy
             painter.drawImage(patch.x, patch.y, _tile(patch))
         return True
+
+    def _over(self, memory: PixelMemory, gate: FrameGate | None) -> None:
+        """Make the image the one over MEMORY (a QImage on its bytes: no copy)."""
+        if memory.buffer is None:  # (DamageCollector sends such memory's rows as bytes)
+            raise ValueError("framebuffer memory not mapped")
+        self._unmerged, self._unmerged_bytes = [], 0
+        self._memory, self._gate = memory, gate
+        self._image = QImage(memory.buffer, memory.width, memory.height, memory.width * 4, FORMAT)
+
+    def _own(self) -> None:
+        """Make the image an own copy of the memory's (GUI thread, reading)."""
+        image = self.image
+        self._memory, self._gate = None, None
+        self._image = image
 
     def _resize(self, width: int, height: int) -> None:
         grown = QImage(width, height, FORMAT)

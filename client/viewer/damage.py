@@ -1,11 +1,12 @@
 # What the GUI thread gets from the reactor thread: plain, immutable records
-# (a window's state, a rectangle of pixels as 4-byte pixels in Qt's
-# Format_RGB32 (Format_RGBX8888 on a big-endian machine: canvas.FORMAT),
-# read straight from the framebuffer's memory). The client library
+# (a window's state; a rectangle the frame changed, with the framebuffer
+# memory it is to be painted from: 4-byte pixels in Qt's Format_RGB32
+# (Format_RGBX8888 on a big-endian machine: canvas.FORMAT)). The client library
 # decodes regions on the reactor thread; at each FRAME_END the collector here
-# crops the rectangles the frame changed out of the window's framebuffer and
-# queues them for the GUI, which only copies them into its QImage and repaints
-# those rectangles. Nothing from the PIL images crosses the thread boundary.
+# queues the rectangles the frame changed for the GUI, which repaints them
+# straight from that memory: no copy of the rows. The two threads take turns
+# on the memory (client/viewer/gate.py): the collector opens a frame before the
+# library writes (SessionClient.display_gate) and closes it at FRAME_END.
 #
 # Why coalescing: the GUI can fall behind a flooding app. Patches for a window
 # pile up at most MAX_PENDING_PATCHES deep; past that they are replaced by
@@ -25,7 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from client.fb_memory import PIXEL_BYTES, PixelMemory
 from client.framebuffer import Framebuffer
+from client.viewer.gate import FrameGate
 from protocol.messages import DesktopSize, Encoding, FrameEnd, Message, Region
 from protocol.windows import WindowTarget
 
@@ -80,9 +83,10 @@ class LatencyTrace:
 
 @dataclass(frozen=True)
 class Patch:
-    """Pixels of a rectangle of a window whose buffer is fb_width x fb_height:
-    4 bytes a pixel in the framebuffer's memory order (client/fb_memory.py: B, G, R, pad (255)
-    on a little-endian machine, Qt's Format_RGB32), row after row."""
+    """A changed rectangle of a window whose buffer is fb_width x fb_height, and
+    its pixels: in `memory` (the framebuffer's, read under `gate`) or else in
+    `data`: 4 bytes a pixel in the framebuffer's memory order (client/fb_memory.py:
+    B, G, R, pad (255) on a little-endian machine, Qt's Format_RGB32), row after row."""
 
     window: int
     fb_width: int
@@ -91,7 +95,21 @@ class Patch:
     y: int
     w: int
     h: int
-    pixels: bytes
+    data: bytes = b""
+    memory: PixelMemory | None = None
+    gate: FrameGate | None = None
+
+    @property
+    def pixels(self) -> bytes:
+        """Its pixels as bytes (read from the memory, a copy, where it has no data: tests)."""
+        if self.memory is None:
+            return self.data
+        return self.memory.rgbx(self.x, self.y, self.w, self.h) if self.w and self.h else b""
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of its pixels."""
+        return self.w * self.h * PIXEL_BYTES
 
 
 @dataclass(frozen=True)
@@ -170,8 +188,10 @@ class DamageCollector:
     when patches become available after the GUI took the previous ones."""
 
     def __init__(self, client: Any, notify: Callable[[], None], on_desktop_size: Callable[[], None],
-                 trace: LatencyTrace | None = None) -> None:  # fmt: skip
+                 trace: LatencyTrace | None = None, gate: FrameGate | None = None) -> None:  # fmt: skip
         self.client = client
+        self.gate = gate if gate is not None else FrameGate()
+        self.gate.close_frame(False)  # a new connection: no frame of the last one is being written any more
         self.trace = trace if trace is not None else LatencyTrace(None)
         self.notify = notify
         self.on_desktop_size = on_desktop_size
@@ -208,6 +228,15 @@ class DamageCollector:
             return [(region.x, region.y, region.w, region.h)]
         return [(region.x, first, region.w, rows) for first, rows in fb.video_rows]
 
+    def before_write(self) -> None:
+        """The library is about to write pixels (reactor thread; SessionClient.display_gate):
+        wait for the GUI's turn to end, or detach every framebuffer's memory from it."""
+        if not self.gate.open_frame():
+            framebuffers = [self.client.framebuffer] + [w.framebuffer for w in self.client.windows.windows.values()]
+            for fb in framebuffers:
+                if fb is not None:
+                    fb.detach()
+
     def _framebuffer(self, window: int) -> Framebuffer | None:
         if window == DESKTOP:
             return self.client.framebuffer  # type: ignore[no-any-return]
@@ -215,6 +244,12 @@ class DamageCollector:
         return win.framebuffer if win is not None else None
 
     def _flush(self) -> None:
+        try:
+            self._queue()
+        finally:
+            self.gate.close_frame(False)  # (lent was set by _queue if it queued)
+
+    def _queue(self) -> None:
         damage, self._damage = self._damage, {}
         ready: dict[int, list[Patch]] = {}
         for window, rects in damage.items():
@@ -234,23 +269,27 @@ class DamageCollector:
                     if fb is not None:
                         self._pending[window] = [self._patch(window, fb, (0, 0, fb.width, fb.height))]
             wake, self._notified = not self._notified, True
+        self.gate.close_frame(True)
         if wake:
             # Hand over only when the GUI finished its last paint (it is idle) and the frame is small.
             hand_over = self._painted.is_set() and \
-                sum(len(patch.pixels) for patches in ready.values() for patch in patches) <= HANDOFF_MAX_BYTES
+                sum(patch.size_bytes for patches in ready.values() for patch in patches) <= HANDOFF_MAX_BYTES
             self._painted.clear()
             self.notify()
             if hand_over:
                 self._painted.wait(HANDOFF_WAIT_SECONDS)
 
-    @staticmethod
-    def _patch(window: int, fb: Framebuffer, rect: tuple[int, int, int, int]) -> Patch:
+    def _patch(self, window: int, fb: Framebuffer, rect: tuple[int, int, int, int]) -> Patch:
         x, y, w, h = rect
-        width, height, pixels = fb.pixels(x, y, w, h)
-        return Patch(window, fb.width, fb.height, x, y, width, height, pixels)
+        x, y = min(max(x, 0), fb.width), min(max(y, 0), fb.height)  # clipped to the buffer
+        w, h = max(0, min(w, fb.width - x)), max(0, min(h, fb.height - y))
+        if fb.memory.buffer is None:  # Pillow would not map it (client/fb_memory.py): the rows copied
+            width, height, pixels = fb.pixels(x, y, w, h)
+            return Patch(window, fb.width, fb.height, x, y, width, height, pixels)
+        return Patch(window, fb.width, fb.height, x, y, w, h, memory=fb.memory, gate=self.gate)
 
     def take(self) -> list[Patch]:
-        """Every waiting patch, oldest first (GUI thread)."""
+        """Every waiting patch, oldest first (GUI thread, inside gate.begin_read .. end_read)."""
         with self._lock:
             pending, self._pending, self._notified = self._pending, {}, False
         return [patch for patches in pending.values() for patch in patches]
@@ -266,4 +305,5 @@ class DamageCollector:
             fb = self._framebuffer(window)
             if fb is not None:
                 self._damage[window] = [(0, 0, fb.width, fb.height)]
-        self._flush()
+        if not self.gate.open:  # else at the FRAME_END of the frame being written
+            self._flush()

@@ -27,6 +27,7 @@ from client.cli import EXIT_REFUSED, UsageError, describe_failure, open_session,
 from client.session import ConnectionEnded, RemoteError, SessionClient, with_timeout
 from client.viewer.apps import AppRow, AppsWatch
 from client.viewer.damage import DamageCollector, LatencyTrace, Patch, Snapshot, snapshot_of
+from client.viewer.gate import FrameGate
 from protocol.messages import ChannelKind, Message
 from protocol.windows import WindowFocus
 
@@ -73,6 +74,7 @@ class ViewerLink:
         self.client: SessionClient | None = None
         self.seamless = False
         self.collector: DamageCollector | None = None
+        self.gate = FrameGate()  # the framebuffer memory's turns: reactor writes, GUI paints (client/viewer/gate.py)
         self.player: Player | None = None
         self._stopping = False
         self._request = 0
@@ -256,6 +258,7 @@ class ViewerLink:
             self.events.finished(message, code)
 
     async def _reconnect(self, end: ConnectionEnded) -> None:
+        self.gate.close_frame(False)  # a frame cut off: the GUI may paint (the stale shade) from what came of it
         self.events.status(f"connection lost ({end}); reconnecting", True)
         deadline = time.monotonic() + RECONNECT_GIVE_UP_SECONDS
         delay = RECONNECT_FIRST_DELAY
@@ -288,9 +291,10 @@ class ViewerLink:
         self.client = client
         title = f"{args.user}@{server}"
         collector = DamageCollector(client, self.events.pixels_ready, lambda: self._windows_changed(client, title),
-                                    self.trace)  # fmt: skip
+                                    self.trace, self.gate)  # fmt: skip
         self.collector = collector
         client.display_observers.append(collector)
+        client.display_gate = collector.before_write
         # The start's requests go out at once (one round trip instead of one each): the windows channel
         # first (its handler is wrapped as soon as it opens, before any window message), then input and
         # display; in desktop mode the first connection's launches too. In seamless mode they wait for the

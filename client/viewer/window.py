@@ -31,6 +31,7 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPixmap,
+    QRegion,
     QResizeEvent,
     QWheelEvent,
 )
@@ -57,6 +58,8 @@ GEOMETRY_SETTLE_MS = 40
 ECHO_SYNC_MS = 10
 ECHO_SYNC_MAX_PIXELS = 128 * 128
 ECHO_SYNC_QUIET_SECONDS = 0.5
+# Milliseconds before a paint that could not read the framebuffer memory (a frame half received) is tried again.
+UNREAD_RETRY_MS = 20
 # Shade over a stale window (connection lost).
 STALE_SHADE = QColor(0, 0, 0, 110)
 # Seconds the session's window state is not applied locally after the local one changed, unless
@@ -218,7 +221,9 @@ class SessionWindow(QWidget):
         with QPainter(self) as painter:
             if self.devicePixelRatioF() % 1:  # a fractional scale: smooth rather than uneven pixels
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            if not self.canvas.paint_direct(painter, event.region(), self._direct):
+            if self.canvas.over_memory:
+                self._paint_memory(painter, event.region())
+            elif not self.canvas.paint_direct(painter, event.region(), self._direct):
                 image = self.canvas.image
                 if not image.rect().contains(rect):  # only where the session's pixels do not reach
                     painter.fillRect(rect, UNDRAWN)
@@ -226,6 +231,21 @@ class SessionWindow(QWidget):
             if self.stale:
                 painter.fillRect(rect, STALE_SHADE)
         self.link.trace.mark("painted")
+
+    def _paint_memory(self, painter: QPainter, region: QRegion) -> None:
+        """REGION from the framebuffer memory; where the memory cannot be read now
+        (a frame half received), UNDRAWN and another try in UNREAD_RETRY_MS."""
+        size = self.canvas.size
+        inside = region.intersected(QRect(0, 0, size[0], size[1]))
+        outside = region.subtracted(inside)
+        for rect in outside:  # only where the session's pixels do not reach
+            painter.fillRect(rect, UNDRAWN)
+        if inside.isEmpty() or self.canvas.paint_memory(painter, inside):
+            return
+        for rect in inside:
+            painter.fillRect(rect, UNDRAWN)
+        box = inside.boundingRect()
+        QTimer.singleShot(UNREAD_RETRY_MS, lambda: self.update(box))
 
     # -- local -> session ------------------------------------------------------------
     def moveEvent(self, event: QMoveEvent) -> None:  # noqa: N802 - Qt name
