@@ -12,7 +12,11 @@
 #   new:   a whole new screen every frame (bench_scroll's flood at ~700
 #          lines a frame: what the agent meets in issue 15's workload);
 #   mixed: 70% new screens, 20% scrolls of 1-30 lines, 10% of 1-5 lines,
-#          some frames unchanged or scrolled back.
+#          some frames unchanged or scrolled back;
+#   prompt: as `new`, but the xterm first shows PROMPT_LINES lines of text
+#          (a prompt and a command) and the first box is those lines: the
+#          GLYPHS grid is found on them (session 10 found a wrong cell
+#          height there, ~4x the bytes until dropped).
 # Every frame's regions are applied to the client's Framebuffer (not
 # timed) and the xterm's pixels checked.  Nothing gates.
 #   PYTHONPATH=. /opt/sv-NAME/venv/bin/python bench/bench_scroll_replay.py [--frames N] [--rounds R]
@@ -41,6 +45,8 @@ TERM_X, TERM_Y = 10, 30
 TERM_W, TERM_H = 2 * BORDER + COLUMNS * CELL_W, 2 * BORDER + ROWS * CELL_H
 # Distinct lines rendered (a prime: the line at a screen position repeats only after this many).
 POOL_LINES = 1009
+# Lines on the xterm before the prompt mode's scroll.
+PROMPT_LINES = 4
 WORDS = ("GET", "POST", "/api/v1/items", "200", "404", "served", "in", "ms", "status=ok", "user=alice", "took")
 
 
@@ -57,6 +63,13 @@ def line_blocks() -> list[bytes]:
     return blocks
 
 
+def prompt_frame(blocks: list[bytes]) -> bytes:
+    """The xterm showing only PROMPT_LINES lines of text (the rest of its rows blank)."""
+    blank = b"\xff\xff\xff\x00" * (TERM_W * CELL_H)
+    border = b"\xff\xff\xff\x00" * (TERM_W * BORDER)
+    return b"".join([border, *blocks[:PROMPT_LINES], *[blank] * (ROWS - PROMPT_LINES), border])
+
+
 def term_frame(blocks: list[bytes], top: int) -> bytes:
     """The xterm's pixels (TERM_W x TERM_H BGRX) showing lines top..top+ROWS of the pool."""
     border = b"\xff\xff\xff\x00" * (TERM_W * BORDER)  # white, X 0 as Pillow's RGBX gives it
@@ -68,7 +81,7 @@ def schedule(mode: str, frames: int) -> list[int]:
     rng, top, tops = random.Random(11), 0, []
     for _ in range(frames):
         pick = rng.random()
-        if mode == "new" or pick < 0.7:
+        if mode in ("new", "prompt") or pick < 0.7:
             top += rng.randint(ROWS + 1, 700)
         elif pick < 0.9:
             top += rng.randint(1, 30)
@@ -96,6 +109,9 @@ def run(blocks: list[bytes], mode: str, frames: int, profile: cProfile.Profile |
     first = desktop.convert("RGBX").tobytes("raw", "BGRX")
     box = (TERM_X, TERM_Y, TERM_W, TERM_H)
     steps = [(first, SCREEN_W * 4, (0, 0, SCREEN_W, SCREEN_H), (0, 0))]
+    if mode == "prompt":  # the box of the lines typed so far: BORDER + PROMPT_LINES lines and the next
+        steps = [(prompt_frame(blocks), TERM_W * 4, (TERM_X, TERM_Y, TERM_W, BORDER + (PROMPT_LINES + 1) * CELL_H),
+                  (TERM_X, TERM_Y))]  # fmt: skip
     steps += [(term_frame(blocks, top), TERM_W * 4, box, (TERM_X, TERM_Y)) for top in schedule(mode, frames)]
     for index, (buf, stride, rect, origin) in enumerate(steps):
         if profile is not None and index:
@@ -112,6 +128,8 @@ def run(blocks: list[bytes], mode: str, frames: int, profile: cProfile.Profile |
             digest.update(region_bytes(region))
             sent += len(region.data)
             fb.apply(region)
+        if index == 0 and mode == "prompt":  # only the box was sent
+            continue
         shown = fb.image().crop((TERM_X, TERM_Y, TERM_X + TERM_W, TERM_Y + TERM_H)).tobytes()
         if shown != Image.frombytes("RGB", (TERM_W, TERM_H), buf if index else term_frame(blocks, 0),
                                     "raw", "BGRX").tobytes():  # fmt: skip

@@ -16,7 +16,12 @@
 # that are not whole cells go out as before.  A stripe that defines many
 # new glyphs (not text, or a wrong grid) is also encoded the old way and
 # the smaller is sent; a grid that keeps losing is dropped and found anew
-# later.  Small rectangles (a keystroke's echo) never become GLYPHS: they
+# later.  A grid found on a few lines of text may be a pixel off the font
+# (a 12-pixel row fits 4 lines of 13 as well): it still wins over PALETTE
+# once the cache holds its half-glyphs, so losing never drops it.  It is
+# looked for again on the first rectangle twice its text's area where it
+# makes many distinct cells (GRID_SUSPECT_SHARE), and replaced if the new
+# grid makes fewer.  Small rectangles (a keystroke's echo) never become GLYPHS: they
 # stay one PALETTE region, which the TILE fold carries best.
 #
 # The client's glyph cache is mirrored here (SlotMirror): a GLYPHS region
@@ -59,6 +64,13 @@ DETECT_MIN_PIXELS: Final = GLYPH_MIN_CELLS * 6 * 13
 # after a prompt line); a detection costs ~10 ms on a 1084x654 xterm.
 DETECT_RETRY_SECONDS: Final = 0.5
 DETECT_RETRY_GROWTH: Final = 2
+# A grid found on less text than a rectangle's half that makes more than
+# this share of its cells distinct is looked for again on that rectangle
+# (and replaced if the new one makes fewer): a few lines of text (a
+# prompt, a command) let a period one pixel off the font's fit as well,
+# and that grid cuts every glyph in two (~20% of a screen's cells
+# distinct, against ~1% on the right grid).  Once per doubling of area.
+GRID_SUSPECT_SHARE: Final = 1 / 16
 # A grid whose stripes lost to PALETTE this many times in a row is dropped.
 MAX_MISSES: Final = 8
 # Grids remembered (the desktop, windows), least recently used dropped.
@@ -73,6 +85,8 @@ _BYTES_PER_PIXEL: Final = 3
 GlyphKey = tuple[int, int, bytes]
 # A rectangle's cells: each one's bytes (cut_band), or its pattern's number (glyph_native: bytes while < 256).
 Cells = Union[list[bytes], bytes, "array[int]"]
+# A rectangle cut along a grid: (grid, its whole cells' rectangle, cells, patterns or None, to_bits, colours).
+_Cut = tuple[Grid, Rect, Cells, Union[list[bytes], None], bytes, bytes]
 
 
 @dataclass
@@ -178,6 +192,8 @@ class GlyphEncoder:
         self._background: dict[Hashable, bytes] = {}
         self._tried: dict[Hashable, tuple[float, int]] = {}  # surface -> when detection last failed, on what area
         self._misses: dict[Hashable, int] = {}
+        # surface -> the area of text its grid was found (or last checked) on (see _suspect).
+        self._found_on: dict[Hashable, int] = {}
         self.sent = 0  # GLYPHS regions made (tests, bench)
         self._native: glyph_native.NativeCells | None | bool = True  # True: not loaded yet
 
@@ -226,35 +242,70 @@ class GlyphEncoder:
         encodes a sub-rectangle the old way (to compare sizes); `capture`:
         the BGRX buffer `image` maps, its stride and rect's corner in it
         (the C passes read it; without it, Pillow's)."""
-        x, y, w, h = rect
         grid = self._grids.get(surface) or self._detect(image, order, rect, surface)
-        if grid is None or w * h < GLYPH_MIN_CELLS * grid.cell_w * grid.cell_h:
+        if grid is None:
+            return None
+        cut = self._cut(image, order, rect, grid, self._background.get(surface), capture)
+        if cut is not None and self._suspect(surface, rect, cut):
+            cut = self._check(image, order, rect, surface, capture, cut)
+        if cut is None:
+            return None
+        grid, inner, cells, patterns, to_bits, colours = cut
+        self._grids.move_to_end(surface)
+        regions = self._stripes(cells, patterns, to_bits, colours, grid, inner, surface, other)
+        return regions, margins(rect, inner)
+
+    def _cut(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, grid: Grid,
+             background: bytes | None, capture: glyph_native.Capture | None) -> _Cut | None:  # fmt: skip
+        """rect's whole cells along grid, if there are enough and they are two colours."""
+        x, y, w, h = rect
+        if w * h < GLYPH_MIN_CELLS * grid.cell_w * grid.cell_h:
             return None
         inner = grid.snap(rect)
         if inner is None:
             return None
         ix, iy, iw, ih = inner
         box = (ix - x, iy - y, ix - x + iw, iy - y + ih)
-        background = self._background.get(surface)
         native = self.native if capture is not None and order == glyph_native.BGRX_ORDER else None
         if native is not None and capture is not None:  # (self.native loads the library on first use)
             numbered = glyph_native.native_cells(native, capture, image, order, rect, box, grid, background)
             if numbered is None:
                 return None
             cells, patterns, to_bits, colours = numbered
-        else:
-            # Usually the whole rectangle has the two colours: its cells are cut in place.
+            return grid, inner, cells, patterns, to_bits, colours
+        # Usually the whole rectangle has the two colours: its cells are cut in place.
+        two = two_colours(image, order, background)
+        if two is None:
+            image, box = image.crop(box), (0, 0, iw, ih)
             two = two_colours(image, order, background)
             if two is None:
-                image, box = image.crop(box), (0, 0, iw, ih)
-                two = two_colours(image, order, background)
-                if two is None:
-                    return None
-            band, colours, to_bits = two
-            cells, patterns = cut_band(image, band, box, grid.cell_w, grid.cell_h), None
-        self._grids.move_to_end(surface)
-        regions = self._stripes(cells, patterns, to_bits, colours, grid, inner, surface, other)
-        return regions, margins(rect, inner)
+                return None
+        band, colours, to_bits = two
+        return grid, inner, cut_band(image, band, box, grid.cell_w, grid.cell_h), None, to_bits, colours
+
+    def _suspect(self, surface: Hashable, rect: Rect, cut: _Cut) -> bool:
+        """True if the surface's grid, found on a smaller area, makes so many
+        distinct cells of rect that it may be the wrong one (see _check)."""
+        if rect[2] * rect[3] < DETECT_RETRY_GROWTH * self._found_on.get(surface, 0):
+            return False
+        return _distinct_share(cut) > GRID_SUSPECT_SHARE
+
+    def _check(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable,
+               capture: glyph_native.Capture | None, cut: _Cut) -> _Cut | None:  # fmt: skip
+        """The grid looked for again on rect (more text than it was found on):
+        kept unless the new one makes fewer distinct cells of rect."""
+        self._found_on[surface] = rect[2] * rect[3]  # not again before a larger rectangle
+        found = self._find(image, order, rect)
+        if found is None or found[0] == cut[0]:
+            return cut
+        grid, background, _area = found
+        other = self._cut(image, order, rect, grid, background, capture)
+        if other is None or _distinct_share(other) >= _distinct_share(cut):
+            return cut
+        self._grids[surface] = grid
+        self._background[surface] = background
+        self._misses[surface] = 0
+        return other
 
     def solid(self, rect: Rect, surface: Hashable) -> None:
         """rect (a candidate) is one colour and goes out as FILL without
@@ -279,31 +330,41 @@ class GlyphEncoder:
     def _detect(self, image: Image.Image, order: tuple[int, int, int], rect: Rect, surface: Hashable) -> Grid | None:
         if not self._detect_due(rect, surface):
             return None
-        area = rect[2] * rect[3]
-        grid, background = None, b""
-        index = _index_image(image, order)
-        ink = _bits(index) if index is not None else None
-        # Where the minority colour is (a terminal on a root of the other
-        # colour), oriented again by the majority there: the text's background.
-        box = ink.getbbox() if ink is not None else None
-        if box is not None:
-            text = image.crop(box)
-            index = _index_image(text, order)
-            if index is not None:
-                grid = detect(_bits(index), (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
-                background = index[1][:3]
-        if grid is None:
-            self._failed(surface, area)
+        found = self._find(image, order, rect)
+        if found is None:
+            self._failed(surface, rect[2] * rect[3])
             return None
+        grid, background, area = found
         self._tried.pop(surface, None)
         self._grids[surface] = grid
         self._background[surface] = background
+        self._found_on[surface] = area
         self._misses[surface] = 0
         while len(self._grids) > MAX_GRIDS:
             dropped, _grid = self._grids.popitem(last=False)
             self._misses.pop(dropped, None)
             self._background.pop(dropped, None)
+            self._found_on.pop(dropped, None)
         return grid
+
+    def _find(self, image: Image.Image, order: tuple[int, int, int],
+              rect: Rect) -> tuple[Grid, bytes, int] | None:  # fmt: skip
+        """(grid, the text's background colour, the area of the text it was found on) in rect, or None."""
+        index = _index_image(image, order)
+        ink = _bits(index) if index is not None else None
+        # Where the minority colour is (a terminal on a root of the other
+        # colour), oriented again by the majority there: the text's background.
+        box = ink.getbbox() if ink is not None else None
+        if box is None:
+            return None
+        text = image.crop(box)
+        index = _index_image(text, order)
+        if index is None:
+            return None
+        grid = detect(_bits(index), (rect[0] + box[0], rect[1] + box[1]), (rect[0], rect[1]))
+        if grid is None:
+            return None
+        return grid, index[1][:3], (box[2] - box[0]) * (box[3] - box[1])
 
     def _stripes(self, cells: Cells, patterns: list[bytes] | None, to_bits: bytes, colours: bytes, grid: Grid,
                  inner: Rect, surface: Hashable, other: Callable[[Rect], Region]) -> list[Region]:  # fmt: skip
@@ -371,7 +432,15 @@ class GlyphEncoder:
             self._grids.pop(surface, None)
             self._misses.pop(surface, None)
             self._background.pop(surface, None)
+            self._found_on.pop(surface, None)
             self._tried[surface] = (self._clock(), 1 << 62)  # no retry before DETECT_RETRY_SECONDS
+
+
+def _distinct_share(cut: _Cut) -> float:
+    """Distinct cells per cell of a _cut() result."""
+    _grid, _inner, cells, patterns, _to_bits, _colours = cut
+    distinct = len(patterns) if patterns is not None else len(set(cells))
+    return distinct / max(1, len(cells))
 
 
 def _index_image(image: Image.Image, order: tuple[int, int, int],

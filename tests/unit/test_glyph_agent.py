@@ -252,6 +252,69 @@ def test_a_row_of_more_than_glyph_max_used_glyphs_goes_the_old_way() -> None:
     assert fb.image().tobytes() == rgb.tobytes()
 
 
+def _few_lines_then_screens(native: bool) -> tuple[RegionEncoder, list[Image.Image], list[list[Region]]]:
+    """An xterm-like surface that first shows 4 lines (a prompt and a command), then screens of text."""
+    encoder = _glyph_encoder()
+    if not native:
+        encoder.glyphs.native = None
+    few = Image.new("RGB", (1086, 660), WHITE)
+    few.paste(terminal(180, 4, at=(3, 5)).crop((0, 0, 1086, 5 + 4 * 13)), (0, 0))
+    frames = [few, terminal(180, 50, at=(3, 5), seed=8), terminal(180, 50, at=(3, 5), seed=9)]
+    fb = Framebuffer(*few.size)
+    sent = []
+    for number, image in enumerate(frames):
+        box = (0, 0, 1086, 5 + 4 * 13 + 3) if number == 0 else (0, 0, *image.size)
+        regions = _encode(encoder, image, [box])
+        for region in regions:
+            fb.apply(region)
+        assert fb.image().crop(box).tobytes() == image.crop(box).tobytes()
+        sent.append(regions)
+        if number == 0:  # the case this is about: 4 lines fit a 12-pixel row as well as a 13-pixel one
+            wrong = encoder.glyphs.grid("desktop")
+            assert wrong is not None and (wrong.cell_w, wrong.cell_h) == (6, 12), wrong
+    return encoder, frames, sent
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_grid_found_on_a_few_lines_is_checked_on_the_first_screen_of_text(native: bool) -> None:
+    encoder, frames, sent = _few_lines_then_screens(native)
+    grid = encoder.glyphs.grid("desktop")
+    assert grid is not None and (grid.cell_w, grid.cell_h) == (6, 13)
+    assert (grid.phase_x - 3) % 6 in (0, 5) and (grid.phase_y - 5) % 13 in (0, 12, 1)  # as detect's own test
+    # From the first screen on, as small as on an encoder that saw that screen first (the wrong
+    # grid cut every glyph in two: ~4x the bytes, ~40x the distinct glyphs).
+    reference = _glyph_encoder()
+    if not native:
+        reference.glyphs.native = None
+    expected = [_encode(reference, image) for image in frames[1:]]
+    for got, want in zip(sent[1:], expected):
+        assert sum(len(r.data) for r in got) <= 1.1 * sum(len(r.data) for r in want)
+        assert Counter(r.encoding for r in got)[Encoding.GLYPHS] == Counter(r.encoding for r in want)[Encoding.GLYPHS]
+
+
+def test_a_grid_is_checked_once_per_doubling_of_area_and_kept_if_none_is_better() -> None:
+    screen = terminal(180, 50, at=(3, 5), seed=8)
+    encoder = _glyph_encoder()
+    glyphs = encoder.glyphs
+    right, wrong = Grid(6, 13, 3, 4), Grid(6, 12, 3, 5)  # (detect puts the blank row above a line in its cell)
+    half = (0, 0, screen.width, screen.height // 2)
+    # A wrong grid already checked on this much: not looked for again on as much ...
+    glyphs._grids["desktop"], glyphs._found_on["desktop"] = wrong, half[2] * half[3]
+    glyphs._background["desktop"], glyphs._misses["desktop"] = bytes(WHITE), 0
+    _encode(encoder, screen, [half])
+    assert glyphs.grid("desktop") == wrong
+    # ... but on twice as much, and replaced.
+    _encode(encoder, screen)
+    assert glyphs.grid("desktop") == right and glyphs._found_on["desktop"] == screen.width * screen.height
+    # A right grid found on a little text, on two lines of 60 cells (~25% distinct): looked for
+    # again, nothing is found on two lines, and the grid is kept.
+    glyphs._found_on["desktop"] = 100
+    two_lines = (3, 5, 60 * 6, 2 * 13)
+    regions = _encode(encoder, screen, [two_lines])
+    assert glyphs.grid("desktop") == right and glyphs._found_on["desktop"] == 60 * 6 * 2 * 13
+    assert Encoding.GLYPHS in {r.encoding for r in regions}
+
+
 def test_what_the_encoder_keeps_per_surface_is_bounded() -> None:
     from sessiond.agent import glyph_encoder
 
@@ -263,6 +326,7 @@ def test_what_the_encoder_keeps_per_surface_is_bounded() -> None:
             glyphs._detect(image, (0, 1, 2), (0, 0, *image.size), surface)
     assert len(glyphs._grids) == glyph_encoder.MAX_GRIDS
     assert len(glyphs._background) <= glyph_encoder.MAX_GRIDS and len(glyphs._misses) <= glyph_encoder.MAX_GRIDS
+    assert len(glyphs._found_on) <= glyph_encoder.MAX_GRIDS
     assert len(glyphs._tried) <= glyph_encoder.MAX_GRIDS + 1
 
 
