@@ -242,7 +242,7 @@ class ChannelRelay:
             self._credit_agent(channel, wire_size)
             return
         client = self.client
-        if client is None or kind is None or channel not in client.conn.open_channels():
+        if client is None or kind is None or not client.conn.is_open(channel):
             self._credit_agent(channel, wire_size)  # nobody to deliver to: hand the credit straight back
             return
         try:
@@ -275,7 +275,7 @@ class ChannelRelay:
         client = self.client
         if increment and client is not None and channel in self._client_channels:
             increment = min(increment, client.conn.grantable(channel))
-            if increment > 0 and channel in client.conn.open_channels():
+            if increment > 0 and client.conn.is_open(channel):
                 client.conn.grant(channel, increment)
                 client.flush()
 
@@ -284,7 +284,7 @@ class ChannelRelay:
         """Send a message of sessiond's own to the client; the credit it returns is kept back.
         If it cannot be queued, the channel is closed with a reason."""
         client = self.client
-        if client is not None and channel in client.conn.open_channels():
+        if client is not None and client.conn.is_open(channel):
             self._inject(client, channel, message, self._owed_by_client, "the client")
 
     def inject_to_agent(self, channel: int, message: Message) -> None:
@@ -345,13 +345,13 @@ class ChannelRelay:
 
     def _close_client_channel(self, channel: int, code: int, message: str) -> None:
         client = self.client
-        if client is not None and not client.conn.closed and channel in client.conn.open_channels():
+        if client is not None and not client.conn.closed and client.conn.is_open(channel):
             client.conn.close_channel(channel, code, message)
             client.flush()
 
     def _credit_client(self, channel: int, wire_size: int) -> None:
         client = self.client
-        if client is not None and channel in client.conn.open_channels():
+        if client is not None and client.conn.is_open(channel):
             amount = min(wire_size, client.conn.grantable(channel))
             if amount > 0:
                 client.conn.grant(channel, amount)

@@ -138,6 +138,10 @@ class _NullLink:
             return 0
 
         @staticmethod
+        def is_open(channel: int) -> bool:
+            return channel == 8
+
+        @staticmethod
         def open_channels() -> dict[int, Any]:
             return {8: None}
 

@@ -165,6 +165,9 @@ class RecorderConn:
     def consumed(self, channel: int, nbytes: int) -> None:
         self.consumed_calls.append((channel, nbytes))
 
+    def is_open(self, channel: int) -> bool:
+        return channel in self.open_channels()
+
     def open_channels(self) -> dict[int, object]:
         return {0: ChannelKind.CONTROL, DISPLAY: ChannelKind.DISPLAY, INPUT: ChannelKind.INPUT, 5: ChannelKind.AUDIO_IN}
 

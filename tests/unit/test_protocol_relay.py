@@ -353,3 +353,28 @@ def test_channel_errors_keep_framing_and_direction_violations_fatal() -> None:
     # A REGION is the server's to send: the agent's peer sending one breaks the protocol, not a payload rule.
     agent.receive_data(encode_frame(1, Region.TYPE, FILL.encode()))
     assert agent.closed
+
+
+def test_is_open_agrees_with_open_channels_through_a_channels_life() -> None:
+    client, server = relay_pair()
+
+    def agree() -> None:
+        for conn in (client, server):
+            open_now = conn.open_channels()
+            assert [conn.is_open(ch) for ch in range(6)] == [ch in open_now for ch in range(6)]
+
+    agree()
+    client.open_channel(1, ChannelKind.DISPLAY)  # opening: not open on either side yet
+    agree()
+    assert not client.is_open(1) and client.is_open(0)
+    pump(client, server)
+    agree()
+    pump(server, client)
+    agree()
+    assert client.is_open(1) and server.is_open(1)
+    client.close_channel(1)  # closing: no longer open
+    agree()
+    assert not client.is_open(1)
+    pump(client, server)
+    pump(server, client)
+    agree()

@@ -33,6 +33,9 @@ class RecorderConn:
         self.fail_send: Exception | None = None
         self.queued = 0
 
+    def is_open(self, channel: int) -> bool:
+        return channel in self.open_channels()
+
     def open_channels(self) -> dict[int, ChannelKind]:
         return {0: ChannelKind.CONTROL, **self.channels}
 

@@ -54,6 +54,9 @@ class Conn:
     def queued_bytes(self, channel: int) -> int:
         return self.queued
 
+    def is_open(self, channel: int) -> bool:
+        return channel in self.open_channels()
+
     def open_channels(self) -> dict[int, Any]:
         return {self.channel: None}
 

@@ -44,6 +44,9 @@ class FakeConn:
     def queued_bytes(self, channel: int) -> int:
         return 0
 
+    def is_open(self, channel: int) -> bool:
+        return channel in self.open_channels()
+
     def open_channels(self) -> dict[int, ChannelKind]:
         return {USB: ChannelKind.USB}
 
