@@ -204,10 +204,16 @@ MESSAGE_NAMES: Final[dict[type[Message], str]] = {
 }
 
 
+# max_payload() of each kind, from the table above (asked for every frame received).
+_MAX_PAYLOAD: Final[dict[ChannelKind, int]] = {
+    kind: max(cls.MAX_PAYLOAD for cls in table.values()) for kind, table in MESSAGE_TYPES.items()
+}
+
+
 def max_payload(kind: ChannelKind) -> int:
     """Largest payload any message of `kind` encodes to: frames announcing more
     are refused from their header once the channel's kind is known."""
-    return max(cls.MAX_PAYLOAD for cls in MESSAGE_TYPES[kind].values())
+    return _MAX_PAYLOAD[kind]
 
 
 def min_window(kind: ChannelKind, sender: Sender) -> int:

@@ -20,7 +20,7 @@ from protocol.connection import (
     WindowUpdated,
     frame_cost,
 )
-from protocol.errors import ReasonCode
+from protocol.errors import ProtocolError, ReasonCode
 from protocol.frames import FrameDecoder, encode_frame, frame_header
 from protocol.limits import (
     DEFAULT_WINDOW,
@@ -52,6 +52,7 @@ from protocol.messages import (
     Sender,
     SyncDone,
     WindowUpdate,
+    decode_message,
     min_window,
 )
 from protocol.testing import handshaken_pair, open_pair_channel, pump
@@ -454,3 +455,40 @@ def test_has_data_to_send_tracks_credit() -> None:
     assert server.has_data_to_send()
     pump(server, client)
     assert server.queued_bytes(1) == 12 and not server.has_data_to_send()
+
+
+@pytest.mark.parametrize("relay", [False, True])
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"\x00", b"\x00\x00\x01", b"\x00\x00\x00\x00", b"\x00\x00\x00\x01", b"\x00\x01\x00\x00",
+     b"\xff\xff\xff\xff", b"\x00\x00\x00\x01\x00", b"\x00\x00\x00\x00\x00\x00\x00\x07"],
+)  # fmt: skip
+def test_window_update_read_without_a_message_object_refuses_and_accepts_as_decoding_does(
+    payload: bytes, relay: bool
+) -> None:
+    client, server = handshaken_pair()
+    if relay:  # a relay's Connection (sessiond's), which reads credit the same way
+        server = Connection(Role.SERVER, relay=lambda kind, type_: True)
+        client = Connection(Role.CLIENT)
+        client.hello(["t"], "c")
+        pump(client, server)
+        server.hello(["t"], "s")
+        pump(server, client)
+        client.send(0, Auth("password", user="alice", password="pw"))
+        pump(client, server)
+        server.send(0, AuthResult(True, user="alice", session="s-1"))
+        pump(server, client)
+    open_pair_channel(client, server, 2, ChannelKind.INPUT)
+    before = server.send_window(2)
+    events = server.receive_data(encode_frame(2, WindowUpdate.TYPE, payload))
+    try:  # the reference: the message table's decoder and the MAX_WINDOW bound
+        increment = decode_message(ChannelKind.INPUT, WindowUpdate.TYPE, payload).increment  # type: ignore[attr-defined]
+    except ProtocolError as exc:
+        assert server.closed and [(type(e), e.code) for e in events] == [(ConnectionClosed, exc.code)]
+        return
+    if before + increment > MAX_WINDOW:
+        assert server.closed and [(type(e), e.code) for e in events] == [
+            (ConnectionClosed, ReasonCode.FLOW_CONTROL_ERROR)]
+        return
+    assert not server.closed and events == [WindowUpdated(2, increment)]
+    assert server.send_window(2) == before + increment
