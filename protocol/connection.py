@@ -154,8 +154,9 @@ class Connection:
         """Queue our HELLO (client: first; server: after the client's HELLO)."""
         self.send(0, Hello(PROTOCOL_VERSION, tuple(capabilities), software))
 
-    def send(self, channel: int, message: Message) -> None:
-        """Encode `message` and queue it on `channel`.
+    def send(self, channel: int, message: Message) -> int:
+        """Encode `message` and queue it on `channel`; returns the frame's
+        wire size (its frame_cost(), without encoding it a second time).
 
         Raises ChannelNotOpenError, SendBufferFull, ProtocolStateError (wrong
         state, direction or kind) or ValueError (payload too large, or the frame
@@ -165,12 +166,12 @@ class Connection:
             raise ProtocolStateError("connection is closed")
         if isinstance(message, Close):
             self.close(message.code, message.message)
-            return
+            return HEADER_SIZE + len(message.encode())
         self._check_may_send(channel, type(message))
         payload = message.encode()
         if channel != 0:
             self._enqueue(channel, message.TYPE, payload)
-            return
+            return HEADER_SIZE + len(payload)
         frame = encode_frame(channel, message.TYPE, payload)
         if self._out.control_queued + len(frame) > MAX_QUEUED_PER_CHANNEL:
             raise SendBufferFull("control channel send queue is full")
@@ -179,6 +180,7 @@ class Connection:
             self._hello_sent = True
         elif isinstance(message, AuthResult) and message.ok:
             self._authenticated = True
+        return len(frame)
 
     def send_raw(self, channel: int, type_: int, payload: bytes) -> None:
         """Queue an already-encoded payload of type `type_` on `channel` (a relay

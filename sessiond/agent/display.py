@@ -270,8 +270,7 @@ class DisplayPipeline:
                                       sum(frame_cost(message) for message in messages), busy)  # fmt: skip
         size = 0
         for message in self.tiles.frame(messages, FrameEnd(seq=self.frame_seq, ack_now=ack_now)):
-            link.conn.send(DISPLAY_CHANNEL, message)
-            cost = frame_cost(message)
+            cost = link.conn.send(DISPLAY_CHANNEL, message)  # its frame_cost(), from the one encode
             self.cap.charge(cost)
             size += cost
         self.link_estimate.frame_sent(self.frame_seq, size, ack_now, app_limited=not streaming)

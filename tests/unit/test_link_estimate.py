@@ -17,6 +17,7 @@ from sessiond.agent import link_estimate as le
 from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.link_estimate import LinkEstimate
 from sessiond.agent.settings import AgentSettings
+from protocol.connection import frame_cost
 
 
 class Clock:
@@ -176,8 +177,9 @@ class Conn:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    def send(self, _channel: int, message: Any) -> None:
+    def send(self, _channel: int, message: Any) -> int:
         self.sent.append(message)
+        return frame_cost(message)
 
 
 class Link:

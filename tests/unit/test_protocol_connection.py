@@ -492,3 +492,15 @@ def test_window_update_read_without_a_message_object_refuses_and_accepts_as_deco
         return
     assert not server.closed and events == [WindowUpdated(2, increment)]
     assert server.send_window(2) == before + increment
+
+
+def test_send_returns_the_frames_wire_size_as_frame_cost_counts_it() -> None:
+    client, server = handshaken_pair()
+    open_pair_channel(client, server, 1, ChannelKind.DISPLAY)
+    for message in (FILL, FrameEnd(seq=3, ack_now=True)):
+        before = len(server.data_to_send())
+        assert before == 0
+        cost = server.send(1, message)
+        assert cost == frame_cost(message) == len(server.data_to_send())
+    ping = Ping(token=9)
+    assert server.send(0, ping) == frame_cost(ping) == len(server.data_to_send())

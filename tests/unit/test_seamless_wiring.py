@@ -41,6 +41,7 @@ from sessiond.agent.window_model import (
     WindowModel,
 )
 from sessiond.agent.window_wire import apply_request, icon_png, replay_messages, to_messages
+from protocol.connection import frame_cost
 
 
 def model_with_two() -> tuple[WindowModel, list[Any]]:
@@ -267,8 +268,9 @@ class FakeConn:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    def send(self, channel: int, message: Any) -> None:
+    def send(self, channel: int, message: Any) -> int:
         self.sent.append(message)
+        return frame_cost(message)
 
 
 class FakeLink:

@@ -13,14 +13,16 @@ from sessiond.agent.display import DisplayPipeline
 from sessiond.agent.h264 import DEFAULT_BITRATE, H264Encoder
 from sessiond.agent.settings import AgentSettings
 from sessiond.agent.video import VideoRegions, VideoStream
+from protocol.connection import frame_cost
 
 
 class FakeConn:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    def send(self, channel: int, message: Any) -> None:
+    def send(self, channel: int, message: Any) -> int:
         self.sent.append(message)
+        return frame_cost(message)
 
 
 class FakeLink:
