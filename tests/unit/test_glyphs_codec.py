@@ -178,3 +178,13 @@ def test_an_index_is_checked_against_its_used_slots_exactly(used_count: int) -> 
             body = _body([(s, one) for s in used], used, bytes(indices))
             with pytest.raises(glyphs.GlyphError, match=f"index {used_count} is past its {used_count} used"):
                 glyphs.decode(bytes((2, 2)) + bytes(6) + zlib.compress(body), 512, 2, glyphs.GlyphCache())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, GLYPH_SLOTS - 1), min_size=1, max_size=GLYPH_MAX_USED))
+def test_used_slots_are_packed_big_endian_in_order(used: list[int]) -> None:
+    # encode() packs the used slots in one call; the bytes are those of one ">H" per slot.
+    data = glyphs.encode(1, 1, bytes(6), [], used, bytes(len(used)))
+    payload = zlib.decompress(data[8:])
+    reference = b"\x00\x00" + len(used).to_bytes(2, "big") + b"".join(s.to_bytes(2, "big") for s in used)
+    assert payload == reference + bytes(len(used))
