@@ -44,6 +44,7 @@ REPO = os.path.dirname(BENCH_DIR)
 sys.path[:0] = [os.path.join(REPO, "tests"), BENCH_DIR]
 from svtest import create_user, remove_user  # noqa: E402
 from bench_viewer import DamageWatch, KeyInjector  # noqa: E402
+from keystroke_timeline import read_marks  # noqa: E402
 
 DEFAULT_KEYSTROKES = 120
 GAP_SECONDS = 0.05  # after each keystroke (both sessions idle between keys)
@@ -186,20 +187,12 @@ def wait_for(check: Any, seconds: float, what: str) -> Any:
 
 
 def marks_of(paths: list[str], prefix: str | None) -> dict[str, list[float]]:
+    """keystroke_timeline.read_marks over several traces (one per session log), merged and sorted."""
     marks: dict[str, list[float]] = {}
     for path in paths:
-        for line in read(path).splitlines():
-            parts = line.split()
-            if prefix is not None:
-                if len(parts) != 3 or parts[0] != prefix:
-                    continue
-                parts = parts[1:]
-            if len(parts) == 2:
-                try:
-                    marks.setdefault(parts[0], []).append(float(parts[1]))
-                except ValueError:
-                    continue
-    return {k: sorted(v) for k, v in marks.items()}
+        for name, moments in read_marks(path, prefix).items():
+            marks.setdefault(name, []).extend(moments)
+    return {name: sorted(moments) for name, moments in marks.items()}
 
 
 def _next(moments: list[float], after: float) -> float | None:
