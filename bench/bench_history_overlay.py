@@ -34,8 +34,7 @@ import weakref
 
 from sessiond.agent import encoder as encoder_module
 from sessiond.agent.row_compare import Rows
-from sessiond.agent.scroll import BYTES_PER_PIXEL, MERGE_GAP_ROWS, MIN_SCROLL_ROWS, Plan, Source, SurfaceHistory
-from sessiond.agent.scroll import _FLIP, _runs
+from sessiond.agent.scroll import BYTES_PER_PIXEL, Plan, Source, SurfaceHistory, plan_of
 
 Rect = tuple[int, int, int, int]
 VARIANTS = ("copy", "overlay")
@@ -77,16 +76,7 @@ class OverlayHistory(SurfaceHistory):
         self._planned = None
         same, shift, moved = self._passes.compare(source.rows(rect), self._over[0].rows(rect), w * BYTES_PER_PIXEL, h)
         self._compared = (rect, source, same)
-        if 0 not in same:
-            return Plan()
-        send = bytearray(same.translate(_FLIP))
-        copies: list[tuple[Rect, int, int]] = []
-        if shift:
-            runs = [run for run in _runs(moved) if run[1] - run[0] >= MIN_SCROLL_ROWS]
-            for start, end in runs if shift > 0 else reversed(runs):
-                copies.append(((x, y + start, w, end - start), x, y + start + shift))
-                send[start:end] = bytes(end - start)
-        return Plan(copies=copies, rects=[(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)])
+        return plan_of(rect, same, shift, moved)
 
     def remember(self, source: Source, rect: Rect) -> None:
         compared, self._compared = self._compared, None

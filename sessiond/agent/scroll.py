@@ -177,19 +177,7 @@ class SurfaceHistory:
         previous = Rows(self.pixels, self.stride, y * self.stride + x * BYTES_PER_PIXEL)
         same, shift, moved = self._passes.compare(source.rows(rect), previous, w * BYTES_PER_PIXEL, h)
         self._planned = (rect, weakref.ref(source), same)
-        if 0 not in same:
-            return Plan()
-        send = bytearray(same.translate(_FLIP))
-        copies: list[tuple[Rect, int, int]] = []
-        if shift:
-            runs = [run for run in _runs(moved) if run[1] - run[0] >= MIN_SCROLL_ROWS]
-            # Content moved up (shift > 0): copy top run first, so no run's
-            # source has been overwritten by an earlier run's destination.
-            for start, end in runs if shift > 0 else reversed(runs):
-                copies.append(((x, y + start, w, end - start), x, y + start + shift))
-                send[start:end] = bytes(end - start)
-        rects = [(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)]
-        return Plan(copies=copies, rects=rects)
+        return plan_of(rect, same, shift, moved)
 
     def remember(self, source: Source, rect: Rect) -> None:
         """Record that the client now holds `rect` as it is in `source`; the
@@ -219,3 +207,24 @@ def _runs(flags: bytes | bytearray, merge_gap: int = 0) -> list[tuple[int, int]]
         else:
             runs.append((start, end))
     return runs
+
+
+def plan_of(rect: Rect, same: bytes, shift: int, moved: bytes) -> Plan:
+    """The Plan for RECT from a comparison of its rows with the previous ones
+    (row_compare: `same` and `moved` a byte per row, `shift` the vote): runs
+    of at least MIN_SCROLL_ROWS moved rows are COPYs, the other changed rows
+    are sent, runs closer than MERGE_GAP_ROWS as one rectangle."""
+    x, y, w, _h = rect
+    if 0 not in same:
+        return Plan()
+    send = bytearray(same.translate(_FLIP))
+    copies: list[tuple[Rect, int, int]] = []
+    if shift:
+        runs = [run for run in _runs(moved) if run[1] - run[0] >= MIN_SCROLL_ROWS]
+        # Content moved up (shift > 0): copy top run first, so no run's
+        # source has been overwritten by an earlier run's destination.
+        for start, end in runs if shift > 0 else reversed(runs):
+            copies.append(((x, y + start, w, end - start), x, y + start + shift))
+            send[start:end] = bytes(end - start)
+    rects = [(x, y + start, w, end - start) for start, end in _runs(send, MERGE_GAP_ROWS)]
+    return Plan(copies=copies, rects=rects)
