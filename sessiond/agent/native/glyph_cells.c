@@ -70,6 +70,21 @@ static uint32_t load_pixel(const uint8_t *at)
     return pixel;
 }
 
+/* The first pixel (row after row) of the w x h box at START that is not FIRST; FIRST if there is none.
+ * The caller has checked the box with rect_inside. */
+static uint32_t other_colour(const uint8_t *buf, size_t stride, size_t start, size_t w, size_t h, uint32_t first)
+{
+    for (size_t y = 0; y < h; y++) {
+        const uint8_t *row = buf + start + y * stride;
+        for (size_t x = 0; x < w; x++) {
+            uint32_t pixel = load_pixel(row + x * BYTES_PER_PIXEL);
+            if (pixel != first)
+                return pixel;
+        }
+    }
+    return first;
+}
+
 /*
  * The distinct pixels of the w x h rectangle at byte `start` of `buf`:
  * returns how many (1 or 2, with each pixel's 4 bytes in colours[i*4..]
@@ -86,12 +101,7 @@ int sv_two_colours(const uint8_t *buf, size_t len, size_t stride, size_t start, 
     if (buf == NULL || colours == NULL || counts == NULL || !rect_inside(len, stride, start, w, h))
         return SV_BAD_ARGS;
     first = load_pixel(buf + start);
-    second = first;
-    for (y = 0; y < h && second == first; y++) { /* the first pixel of another colour, if any */
-        const uint8_t *row = buf + start + y * stride;
-        for (x = 0; x < w && second == first; x++)
-            second = load_pixel(row + x * BYTES_PER_PIXEL);
-    }
+    second = other_colour(buf, stride, start, w, h, first);
     for (y = 0; y < h; y++) {
         /* Branch-free, so the compiler can vectorize: count `first`, flag a third colour. */
         const uint8_t *row = buf + start + y * stride;
@@ -189,12 +199,7 @@ int sv_cut_two_colours(const uint8_t *buf, size_t len, size_t stride, size_t sta
     if (w > MAX_FLAG_ROW || total != out_len || !rect_inside(len, stride, start, w, h))
         return SV_BAD_ARGS;
     first = load_pixel(buf + start);
-    second = first;
-    for (y = 0; y < h && second == first; y++) { /* the first pixel of another colour, if any */
-        const uint8_t *line = buf + start + y * stride;
-        for (x = 0; x < w && second == first; x++)
-            second = load_pixel(line + x * BYTES_PER_PIXEL);
-    }
+    second = other_colour(buf, stride, start, w, h, first);
     for (row = 0; row < rows; row++) {
         uint8_t *cell_row = out + row * row_bytes;
         for (y = 0; y < cell_h; y++) {
