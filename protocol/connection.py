@@ -35,9 +35,6 @@ from protocol.messages import MESSAGE_TYPES, decode_message, max_payload, min_wi
 from protocol.outbound import Outbound
 from protocol.rules import Role, check_may_send, check_received_type, frame_cost
 
-# A WINDOW_UPDATE payload: its u32 increment (docs/protocol.md section 4).
-_INCREMENT_SIZE = 4
-
 __all__ = [
     "ChannelClosed",
     "ChannelNotOpenError",
@@ -353,15 +350,6 @@ class Connection:
             state.charge_received(wire_size)
             events.append(FrameReceived(frame.channel, state.kind, frame.type, frame.payload, wire_size))
             return
-        if cls is WindowUpdate and len(frame.payload) == _INCREMENT_SIZE:
-            # Credit, the commonest frame a relay reads: the increment is taken
-            # from its 4 bytes without building a message; a zero increment
-            # (the one other invalid value) goes to decode_message's refusal.
-            increment = int.from_bytes(frame.payload, "big")
-            if increment:
-                state.add_send_credit(increment)
-                events.append(WindowUpdated(frame.channel, increment))
-                return
         try:
             message = decode_message(state.kind, frame.type, frame.payload)
         except ProtocolError as exc:

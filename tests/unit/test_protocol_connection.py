@@ -463,7 +463,7 @@ def test_has_data_to_send_tracks_credit() -> None:
     [b"", b"\x00", b"\x00\x00\x01", b"\x00\x00\x00\x00", b"\x00\x00\x00\x01", b"\x00\x01\x00\x00",
      b"\xff\xff\xff\xff", b"\x00\x00\x00\x01\x00", b"\x00\x00\x00\x00\x00\x00\x00\x07"],
 )  # fmt: skip
-def test_window_update_read_without_a_message_object_refuses_and_accepts_as_decoding_does(
+def test_window_update_refuses_and_accepts_as_decoding_does(
     payload: bytes, relay: bool
 ) -> None:
     client, server = handshaken_pair()
