@@ -23,24 +23,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import statistics
-import subprocess
 import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The peer harness beside the checkout (shared/ next to the repository), as in ../shared/peers/README.md.
-HARNESS = os.path.join(HERE, "..", "..", "shared", "peers", "xpra_baseline.py")
-BACKEND = os.path.join(HERE, "peers_viewer_backend.py")
-# The harness's scroll window (its --scroll-secs default) and the sampler's period.
-SCROLL_SECONDS = 5.0
-SAMPLE_SECONDS = 0.1
-# A run gives up after this long.
-RUN_TIMEOUT_SECONDS = 300
+from harness_ab import SAMPLE_SECONDS, SCROLL_SECONDS, ab_parser, harness_run, print_medians, rounds
+
 # The agent's FrameTrace line of a frame handed to the link (sessiond/agent/frame_trace.py).
 OUT_MARK = re.compile(rb"^frame-trace out (\d+\.\d+)$", re.MULTILINE)
 
@@ -151,16 +141,9 @@ def run_once(prefix: str, args: argparse.Namespace, label: str) -> dict[str, flo
     """One harness run of PREFIX's install: the daemon's CPU-s in the scroll, frames relayed, per frame."""
     workdir = os.path.join(args.workdir, label)
     os.makedirs(workdir, exist_ok=True)
-    out = os.path.join(workdir, "run.json")
     sampler = DaemonSampler(workdir)
-    env = dict(os.environ, SESSIOND_PREFIX=prefix, SESSIOND_FRAME_TRACE="1")
-    subprocess.run([sys.executable, args.harness, "--runs", "1", "--warmup", "0", "--backend-file", BACKEND,
-                    "--display", str(args.display), "--port", str(args.port), "--workdir", workdir, "--json", out],
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=RUN_TIMEOUT_SECONDS,
-                   check=True)  # fmt: skip
+    run = harness_run(prefix, args, workdir, SESSIOND_FRAME_TRACE="1")
     main, others, frames = sampler.scroll()
-    with open(out) as handle:
-        run = json.load(handle)["runs"][0]
     cpu = main + others
     return {"frames": frames, "cpu": cpu, "ms": 1000 * cpu / max(frames, 1), "main_ms": 1000 * main / max(frames, 1),
             "other_ms": 1000 * others / max(frames, 1), "kBps": run["scroll_s2c_Bps"] / 1000,
@@ -168,34 +151,20 @@ def run_once(prefix: str, args: argparse.Namespace, label: str) -> dict[str, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--base", required=True, help="the baseline install's prefix")
-    parser.add_argument("--new", required=True, help="the new install's prefix")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--display", type=int, default=340, help="server display N (the client's is N+1)")
-    parser.add_argument("--port", type=int, default=15500, help="server port (the harness's proxy is port+1)")
-    parser.add_argument("--workdir", default="/tmp/bench-relay-ab")
-    parser.add_argument("--harness", default=HARNESS, help="the peer harness's xpra_baseline.py")
-    args = parser.parse_args(argv)
+    args = ab_parser(__doc__, 340, 15500, "/tmp/bench-relay-ab").parse_args(argv)
     results: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
     print(f"daemon CPU per relayed scroll frame, {args.rounds} rounds alternating; "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    for round_ in range(args.rounds):
-        order = (("base", args.base), ("new", args.new))
-        for label, prefix in order if round_ % 2 == 0 else order[::-1]:
-            one = run_once(prefix, args, f"{label}-{round_}")
-            results[label].append(one)
-            print(f"round {round_ + 1} {label:4s}: {one['frames']:5.0f} frames, daemon {one['cpu']:.3f} CPU-s "
-                  f"(harness {one['harness_cpu']:.2f}), {one['ms']:.3f} ms/frame (main thread {one['main_ms']:.3f}, "
-                  f"others {one['other_ms']:.3f}), {one['kBps']:.0f} kB/s; load {os.getloadavg()[0]:.1f}",
-                  flush=True)  # fmt: skip
+    for round_, label, prefix in rounds(args, swap=True):
+        one = run_once(prefix, args, f"{label}-{round_}")
+        results[label].append(one)
+        print(f"round {round_ + 1} {label:4s}: {one['frames']:5.0f} frames, daemon {one['cpu']:.3f} CPU-s "
+              f"(harness {one['harness_cpu']:.2f}), {one['ms']:.3f} ms/frame (main thread {one['main_ms']:.3f}, "
+              f"others {one['other_ms']:.3f}), {one['kBps']:.0f} kB/s; load {os.getloadavg()[0]:.1f}",
+              flush=True)  # fmt: skip
     rows = (("ms", "ms/frame"), ("main_ms", "main thread ms/frame"), ("other_ms", "other threads ms/frame"),
             ("frames", "frames in the 5 s"), ("cpu", "daemon CPU-s"))  # fmt: skip
-    for key, what in rows:
-        base = statistics.median(r[key] for r in results["base"])
-        new = statistics.median(r[key] for r in results["new"])
-        ratio = f"{new / base:.2f}x" if base else "-"
-        print(f"median {what:24s} base {base:8.3f}  new {new:8.3f}  new/base {ratio}")
+    print_medians(results, rows, 24, 3)
     return 0
 
 

@@ -22,25 +22,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The peer harness beside the checkout (shared/ next to the repository), as in ../shared/peers/README.md.
-HARNESS = os.path.join(HERE, "..", "..", "shared", "peers", "xpra_baseline.py")
-BACKEND = os.path.join(HERE, "peers_viewer_backend.py")
-# The harness's scroll window (its --scroll-secs default) and the sampler's period.
-SCROLL_SECONDS = 5.0
-SAMPLE_SECONDS = 0.1
+from harness_ab import SAMPLE_SECONDS, SCROLL_SECONDS, ab_parser, harness_run, print_medians, rounds
+
 # Seconds after the viewer appears that are never the scroll (its start: imports, login, first frame).
 START_SECONDS = 4.0
-# A run gives up after this long.
-RUN_TIMEOUT_SECONDS = 300
 
 
 class ThreadSampler:
@@ -108,16 +98,9 @@ def run_once(prefix: str, args: argparse.Namespace, label: str) -> dict[str, flo
     """One harness run of PREFIX's install: repaints, viewer CPU-s, its thread split."""
     workdir = os.path.join(args.workdir, label)
     os.makedirs(workdir, exist_ok=True)
-    out = os.path.join(workdir, "run.json")
     sampler = ThreadSampler(workdir)
-    env = dict(os.environ, SESSIOND_PREFIX=prefix)
-    subprocess.run([sys.executable, args.harness, "--runs", "1", "--warmup", "0", "--backend-file", BACKEND,
-                    "--display", str(args.display), "--port", str(args.port), "--workdir", workdir, "--json", out],
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=RUN_TIMEOUT_SECONDS,
-                   check=True)  # fmt: skip
+    run = harness_run(prefix, args, workdir)
     gui, others = sampler.scroll_split()
-    with open(out) as handle:
-        run = json.load(handle)["runs"][0]
     repaints = run["scroll_client_damage_events_per_s"] * run["scroll_secs"]  # XDamage on the viewer's window
     cpu = run["scroll_cpu_s"]["client"]
     return {"repaints": repaints, "cpu": cpu, "ms": 1000 * cpu / max(repaints, 1),
@@ -125,30 +108,18 @@ def run_once(prefix: str, args: argparse.Namespace, label: str) -> dict[str, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--base", required=True, help="the baseline install's prefix")
-    parser.add_argument("--new", required=True, help="the new install's prefix")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--display", type=int, default=322, help="server display N (the client's is N+1)")
-    parser.add_argument("--port", type=int, default=15410, help="server port (the harness's proxy is port+1)")
-    parser.add_argument("--workdir", default="/tmp/bench-viewer-ab")
-    parser.add_argument("--harness", default=HARNESS, help="the peer harness's xpra_baseline.py")
-    args = parser.parse_args(argv)
+    args = ab_parser(__doc__, 322, 15410, "/tmp/bench-viewer-ab").parse_args(argv)
     results: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
     print(f"viewer CPU per scroll repaint, {args.rounds} rounds alternating; load average {os.getloadavg()[0]:.1f}")
-    for round_ in range(args.rounds):
-        for label, prefix in (("base", args.base), ("new", args.new)):
-            one = run_once(prefix, args, f"{label}-{round_}")
-            results[label].append(one)
-            print(f"round {round_ + 1} {label:4s}: {one['repaints']:5.0f} repaints, viewer {one['cpu']:.2f} CPU-s, "
-                  f"{one['ms']:.2f} ms/repaint (GUI thread {one['gui_ms']:.2f}, others {one['other_ms']:.2f}); "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    for round_, label, prefix in rounds(args, swap=False):
+        one = run_once(prefix, args, f"{label}-{round_}")
+        results[label].append(one)
+        print(f"round {round_ + 1} {label:4s}: {one['repaints']:5.0f} repaints, viewer {one['cpu']:.2f} CPU-s, "
+              f"{one['ms']:.2f} ms/repaint (GUI thread {one['gui_ms']:.2f}, others {one['other_ms']:.2f}); "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     rows = (("ms", "ms/repaint"), ("gui_ms", "GUI thread ms/repaint"), ("other_ms", "other threads ms/repaint"),
             ("repaints", "repaints in 5 s"))  # fmt: skip
-    for key, what in rows:
-        base = statistics.median(r[key] for r in results["base"])
-        new = statistics.median(r[key] for r in results["new"])
-        print(f"median {what:26s} base {base:7.2f}  new {new:7.2f}  new/base {new / base:.2f}x")
+    print_medians(results, rows, 26, 2)
     return 0
 
 
