@@ -47,15 +47,14 @@ class FrameHold:
         self.max_bytes = max_bytes
         self.messages: list[Message] = []
         self.held_bytes = 0
-        self.largest = 0  # bytes of the largest frame held so far (tests, benches)
 
     def reserve(self, cost: int) -> None:
         """Count COST more bytes for the frame being held (before its messages are kept);
         FrameTooLarge (nothing counted) if that takes it past max_bytes."""
         if self.held_bytes + cost > self.max_bytes:
-            raise FrameTooLarge(f"a frame held more than {self.max_bytes} bytes before its FRAME_END")
+            raise FrameTooLarge(f"the server sent more than {self.max_bytes} bytes of one frame before its FRAME_END "
+                                "(a server that breaks the protocol's bound: report it to its administrator)")
         self.held_bytes += cost
-        self.largest = max(self.largest, self.held_bytes)
 
     def hold(self, message: Message) -> None:
         """Keep MESSAGE (its bytes reserved already) until the frame ends."""
