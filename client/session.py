@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from client.frame_acks import FrameAcks
+from client.frame_hold import FrameHold, FrameTooLarge
 from client.framebuffer import Framebuffer, RegionError
 from client.known_hosts import KnownHosts
 from client.session_requests import DISPLAY, INPUT, ConnectionEnded, RemoteError, SessionRequests
@@ -92,6 +93,10 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         self.display_observers: list[Callable[[Message], None]] = []
         # Called before a display message that may write pixels is applied (the viewer's FrameGate turn).
         self.display_gate: Callable[[], None] | None = None
+        # True: a frame's display messages are held until its FRAME_END and applied then, all at
+        # once (client/frame_hold.py: the viewer paints from the memory meanwhile); bounded in bytes.
+        self.hold_frames = False
+        self.frame_hold = FrameHold()
         self._sync_seq = 0
         # The session's latest CLOCK_REPORTs (audio/video clocks), newest last.
         self.clock_reports: list[ClockReport] = []
@@ -103,6 +108,7 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         """A new display channel: its glyph cache starts empty (and no TILE colours are known)."""
         super().display_opened()
         self.windows.glyph_cache.reset()
+        self.frame_hold.clear()  # the last channel's frame will never end
 
     # -- TLS ---------------------------------------------------------------------
     def handshakeCompleted(self) -> None:  # noqa: N802 - Twisted name
@@ -164,13 +170,7 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
     def _event(self, event: object) -> None:
         if isinstance(event, MessageReceived):
             if event.channel == DISPLAY:
-                for message in self._unfold(event.message):
-                    if self.display_gate is not None and isinstance(message, (Region, DesktopSize, WindowTarget)):
-                        self.display_gate()
-                    self._display(message)
-                    for observer in self.display_observers:  # after the message is applied (client/viewer)
-                        observer(message)
-                self.conn.consumed(DISPLAY, frame_cost(event.message))
+                self._display_received(event.message)
             elif event.channel == INPUT:
                 self.conn.consumed(INPUT, frame_cost(event.message))
                 self._deliver(event.message)
@@ -202,6 +202,44 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
             waiter = self._channel_waiters.pop(event.channel, None)
             if waiter is not None:
                 waiter.errback(RemoteError(event.code, event.message or "channel refused"))
+
+    def _display_received(self, wire_message: Message) -> None:
+        """One display-channel message: drawn now, or (hold_frames) kept until its frame's
+        FRAME_END, which draws every message kept and then itself."""
+        cost = frame_cost(wire_message)
+        if self.hold_frames and not self._hold_display(wire_message, cost):
+            return
+        for message in self._unfold(wire_message):
+            if self.hold_frames and not isinstance(message, FrameEnd):
+                self.frame_hold.hold(message)
+                continue
+            for held in self.frame_hold.release():
+                self._apply_display(held)
+                if self._end is not None:  # a held message was refused: the connection is closed
+                    return
+            self._apply_display(message)
+        self.conn.consumed(DISPLAY, cost)
+
+    def _hold_display(self, message: Message, cost: int) -> bool:
+        """Reserve COST bytes of the frame being held for MESSAGE (hold_frames); False
+        if that crossed MAX_HELD_FRAME_BYTES: the connection is closed (LIMIT_EXCEEDED)."""
+        if isinstance(message, FrameEnd):
+            return True
+        try:
+            self.frame_hold.reserve(cost)
+        except FrameTooLarge as exc:
+            self.frame_hold.clear()
+            self.refuse(ReasonCode.LIMIT_EXCEEDED, str(exc))
+            return False
+        return True
+
+    def _apply_display(self, message: Message) -> None:
+        """Draw one display message: the viewer's gate turn first, its observers after."""
+        if self.display_gate is not None and isinstance(message, (Region, DesktopSize, WindowTarget)):
+            self.display_gate()
+        self._display(message)
+        for observer in self.display_observers:  # after the message is applied (client/viewer)
+            observer(message)
 
     def _deliver(self, message: Message) -> None:
         for index, (matches, d) in enumerate(self._waiters):

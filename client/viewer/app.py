@@ -138,7 +138,7 @@ class ViewerUi:
         """Paint the waiting patches."""
         self.trace.mark("woke")
         gate = self.link.gate
-        if not gate.begin_read():  # a frame is half received: its FRAME_END queues it all
+        if not gate.begin_read():  # a frame is being applied (held until its FRAME_END, then applied whole)
             QTimer.singleShot(UNREAD_RETRY_MS, self.on_pixels)
             return
         try:  # the patches are painted from the framebuffer memory while the reactor waits

@@ -61,14 +61,26 @@ class Canvas:
         # The framebuffer memory self._image is over, and the gate to read it under (None: an own image).
         self._memory: PixelMemory | None = None
         self._gate: FrameGate | None = None
+        # The last copy of that memory `image` read under the gate (returned while a read is refused).
+        self._last_read: QImage | None = None
 
     @property
     def image(self) -> QImage:
-        """The window's pixels, every patch taken so far copied in (a copy where the image is over memory)."""
+        """The window's pixels, every patch taken so far copied in. Over memory: a copy
+        read under the gate; if the gate refuses the read (a frame is being applied), the
+        last such copy (an earlier whole frame), else UNDRAWN: never a frame half applied."""
         if self._memory is not None:
-            _granted, gate = self._begin_read()
+            granted, gate = self._begin_read()
+            if not granted:
+                last = self._last_read
+                if last is not None and last.size() == self._image.size():
+                    return QImage(last)  # (implicitly shared: a caller's change copies it)
+                undrawn = QImage(self._image.size(), FORMAT)
+                undrawn.fill(UNDRAWN)
+                return undrawn
             try:
-                return self._image.copy()
+                self._last_read = self._image.copy()
+                return QImage(self._last_read)
             finally:
                 if gate is not None:
                     gate.end_read(False)

@@ -13,11 +13,17 @@
 # - the reactor opens the next frame only once the GUI has painted what was
 #   queued ("lent") and is not reading: the two threads alternate during a
 #   scroll instead of the reactor copying the rows out for the GUI.
+# A frame is open only while it is applied whole: the client library holds a
+# frame's messages until its FRAME_END (client/frame_hold.py, hold_frames) and
+# then decodes them all at once, so the GUI is kept out for as long as the CPU
+# needs to apply one frame, never for as long as a slow link needs to carry it
+# (nor for ever, for a server that sends no FRAME_END).
 # Both waits are bounded. A reactor that waited WRITER_WAIT_SECONDS (the GUI is
 # stuck) detaches: its framebuffers get fresh copies of their memory
 # (Framebuffer.detach) and the old ones are frozen for the GUI to read at
-# leisure. A GUI paint that waited READER_WAIT_SECONDS (a frame half received)
-# paints nothing from memory and tries again (client/viewer/window.py).
+# leisure. A GUI paint that waited READER_WAIT_SECONDS (a frame being applied
+# still) paints nothing from memory, leaves what is on screen, and tries again
+# (client/viewer/window.py).
 """FrameGate: the reactor's frame writes and the GUI's reads of the framebuffer memory, in turn."""
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import threading
 # detaches the memory instead; a repaint takes ~1-2 ms, a wake-up of the GUI a few more.
 WRITER_WAIT_SECONDS = 0.1
 # Seconds a GUI paint outside a frame's repaint (an expose, a resize, the
-# stale shade) waits for the frame being received to end.
+# stale shade) waits for the frame being applied to end.
 READER_WAIT_SECONDS = 0.05
 
 
@@ -43,6 +49,8 @@ class FrameGate:
         self._lent = False  # patches over the memory wait for the GUI, or are being painted
         self._readers = 0  # nested reads of the GUI thread
         self.detaches = 0  # writer waits that timed out (tests, benches)
+        self.reader_waits = 0  # reads that found a frame open and had to wait (tests, benches)
+        self.refused_reads = 0  # reads not granted: the frame stayed open reader_wait (tests, benches)
 
     def open_frame(self) -> bool:
         """Before the reactor writes pixels: wait until the GUI has painted what
@@ -69,8 +77,11 @@ class FrameGate:
         """Before the GUI reads the memory: wait (reader_wait at most) until no
         frame is being written. False: not granted (do not read; no end_read)."""
         with self._cond:
-            if self._readers == 0 and not self._cond.wait_for(lambda: not self.open, self.reader_wait):
-                return False
+            if self._readers == 0 and self.open:
+                self.reader_waits += 1
+                if not self._cond.wait_for(lambda: not self.open, self.reader_wait):
+                    self.refused_reads += 1
+                    return False
             self._readers += 1
             return True
 

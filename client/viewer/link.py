@@ -258,7 +258,7 @@ class ViewerLink:
             self.events.finished(message, code)
 
     async def _reconnect(self, end: ConnectionEnded) -> None:
-        self.gate.close_frame(False)  # a frame cut off: the GUI may paint (the stale shade) from what came of it
+        self.gate.close_frame(False)  # (a frame is held whole until its FRAME_END: a cut-off one was never applied)
         self.events.status(f"connection lost ({end}); reconnecting", True)
         deadline = time.monotonic() + RECONNECT_GIVE_UP_SECONDS
         delay = RECONNECT_FIRST_DELAY
@@ -295,6 +295,7 @@ class ViewerLink:
         self.collector = collector
         client.display_observers.append(collector)
         client.display_gate = collector.before_write
+        client.hold_frames = True  # a frame is applied whole at its FRAME_END: the gate is open only then
         # The start's requests go out at once (one round trip instead of one each): the windows channel
         # first (its handler is wrapped as soon as it opens, before any window message), then input and
         # display; in desktop mode the first connection's launches too. In seamless mode they wait for the

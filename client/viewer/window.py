@@ -58,7 +58,7 @@ GEOMETRY_SETTLE_MS = 40
 ECHO_SYNC_MS = 10
 ECHO_SYNC_MAX_PIXELS = 128 * 128
 ECHO_SYNC_QUIET_SECONDS = 0.5
-# Milliseconds before a paint that could not read the framebuffer memory (a frame half received) is tried again.
+# Milliseconds before a paint that could not read the framebuffer memory (a frame being applied) is tried again.
 UNREAD_RETRY_MS = 20
 # Shade over a stale window (connection lost).
 STALE_SHADE = QColor(0, 0, 0, 110)
@@ -108,6 +108,9 @@ class SessionWindow(QWidget):
         self.not_responding: QMessageBox | None = None
         self.canvas = Canvas(state.width, state.height)
         self._direct: list[Patch] = []  # the patches of the repaint under way (apply_patches)
+        # What the window shows of session pixels painted from the memory since its last resize
+        # (Qt's backing store keeps it): a paint refused by the gate leaves that, not UNDRAWN.
+        self._shown = QRegion()
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
         self.setMouseTracking(True)
@@ -234,15 +237,19 @@ class SessionWindow(QWidget):
 
     def _paint_memory(self, painter: QPainter, region: QRegion) -> None:
         """REGION from the framebuffer memory; where the memory cannot be read now
-        (a frame half received), UNDRAWN and another try in UNREAD_RETRY_MS."""
+        (a frame still being applied after READER_WAIT_SECONDS), nothing: the window
+        keeps what it showed (an earlier whole frame), and another try in UNREAD_RETRY_MS."""
         size = self.canvas.size
         inside = region.intersected(QRect(0, 0, size[0], size[1]))
         outside = region.subtracted(inside)
         for rect in outside:  # only where the session's pixels do not reach
             painter.fillRect(rect, UNDRAWN)
-        if inside.isEmpty() or self.canvas.paint_memory(painter, inside):
+        if inside.isEmpty():
             return
-        for rect in inside:
+        if self.canvas.paint_memory(painter, inside):
+            self._shown += inside
+            return
+        for rect in inside.subtracted(self._shown):  # never painted (a new window, a resize): nothing to keep
             painter.fillRect(rect, UNDRAWN)
         box = inside.boundingRect()
         QTimer.singleShot(UNREAD_RETRY_MS, lambda: self.update(box))
@@ -252,6 +259,7 @@ class SessionWindow(QWidget):
         self._geometry_changed()
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt name
+        self._shown = QRegion()  # a new backing store: nothing of it painted yet
         self._geometry_changed()
 
     def _geometry_changed(self) -> None:

@@ -160,22 +160,6 @@ def test_a_detached_memory_repaints_the_whole_window_from_the_new_one(qt: Any) -
     gate.end_read(True)
 
 
-def test_an_expose_during_a_frame_paints_no_half_frame_and_is_painted_again(qt: Any) -> None:  # noqa: F811
-    window, _link = make(qt, id=0, width=W, height=H)
-    gate = FrameGate(writer_wait=1.0, reader_wait=0.01)
-    client, collector = desktop(gate)
-    write(client, collector, fill(0, 0, W, H, (9, 8, 7)))
-    collector(FrameEnd(seq=1))
-    assert gate.begin_read()
-    window.apply_patches(collector.take())
-    gate.end_read(True)
-    write(client, collector, fill(0, 0, W, H // 2, (200, 100, 50)))  # half a frame
-    assert colours(window) == ((48, 48, 48), (48, 48, 48))  # an expose now: UNDRAWN, not the half frame
-    write(client, collector, fill(0, H // 2, W, H - H // 2, (200, 100, 50)))
-    collector(FrameEnd(seq=2))
-    assert colours(window) == ((200, 100, 50), (200, 100, 50))
-
-
 def test_a_refresh_during_a_frame_waits_for_its_frame_end() -> None:
     gate = FrameGate(writer_wait=1.0, reader_wait=0.01)
     client, collector = desktop(gate)
