@@ -38,7 +38,7 @@ from typing import Final
 from sessiond.agent.clibs import library_path
 from sessiond.agent.damage import DamageError, DamageEvents, Rect, RegionDamage, merge_rects
 from sessiond.agent.window_model import MAX_WINDOWS
-from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CDisplay, ShmRegionCapture
+from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CallLater, CDisplay, ShmRegionCapture
 
 COMPOSITE_REDIRECT_MANUAL: Final = 1
 # Map and resize of a tracked window replace its pixmap: we watch for both.
@@ -93,16 +93,18 @@ class WindowPixels:
     frame's take()/capture() calls (their round trips may queue events).
     """
 
-    def __init__(self, display: str, max_pixels: int = MAX_CAPTURE_PIXELS) -> None:
+    def __init__(self, display: str, max_pixels: int = MAX_CAPTURE_PIXELS, call_later: CallLater | None = None) -> None:
+        """call_later: the agent loop's, for the capture pages of windows their
+        apps redraw whole (xshm.QUIET_RELEASE_SECONDS); None: those wait for the idle release."""
         self._c = _CompositeLib.get().lib
         self.display = CDisplay(display)
         try:
-            self._start(max_pixels)
+            self._start(max_pixels, call_later)
         except BaseException:
             self.display.close()
             raise
 
-    def _start(self, max_pixels: int) -> None:
+    def _start(self, max_pixels: int, call_later: CallLater | None) -> None:
         dpy = self.display.ptr
         base, error, major, minor = (ctypes.c_int() for _ in range(4))
         if not self._c.XCompositeQueryExtension(dpy, ctypes.byref(base), ctypes.byref(error)):
@@ -116,7 +118,7 @@ class WindowPixels:
             raise CompositeError("the X server refused to redirect the root's children "
                                  "(another compositing manager runs on this display)")
         self.events = DamageEvents(self.display)
-        self._shm = ShmRegionCapture(self.display, max_pixels)
+        self._shm = ShmRegionCapture(self.display, max_pixels, call_later)
         self._windows: dict[int, _Window] = {}
         self._by_damage: dict[int, int] = {}
 
@@ -156,7 +158,8 @@ class WindowPixels:
     def drain(self) -> set[int]:
         """Read pending events; the tracked windows newly damaged since the last drain.
         After a frame that sent a large window whole, the capture segment's pages go back first
-        (xshm.WHOLE_CAPTURE_RELEASE_BYTES)."""
+        (xshm.WHOLE_CAPTURE_RELEASE_BYTES); after one that read a large area otherwise (an app
+        redrew its window), once no frame did for xshm.QUIET_RELEASE_SECONDS."""
         self._shm.frame_done()
         fresh = set()
         for damage in self.events.drain():

@@ -49,7 +49,7 @@ class Seamless:
         self._on_window = on_window
         self._send: Callable[[Message], None] | None = None  # the open windows channel
         # Redirect first, so no window is ever drawn only onto the root.
-        self.source = WindowSource(WindowPixels(display), log)
+        self.source = WindowSource(WindowPixels(display, call_later=loop.call_later), log)
         self.x = x
         self.wm_x = XlibWmBackend(x)
         self.wm = WindowManager(self.wm_x, screen, self._event, loop.call_later)

@@ -14,6 +14,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 from sessiond.agent.clibs import library_path
 from sessiond.agent.xshm_types import ERROR_HANDLER as _ERROR_HANDLER
@@ -40,6 +43,18 @@ REQUIRED_DEPTH = 24
 # updates (an echoed key reads a few KiB), which would otherwise leave the
 # whole surface's pages resident, here and in Xvfb, until the idle release.
 WHOLE_CAPTURE_RELEASE_BYTES = 256 * 1024
+# A capture at least that large that its frame does not release (an app that
+# redrew its window whole: an xterm's first paint, landing in the frame after
+# the one that read the new window blank; a clear; a video) gives its pages
+# back once no capture that large came for this long. A surface redrawn whole
+# again and again keeps its pages while it is: releasing after each such frame
+# costs 3-6x the capture, every page faulting in again (bench_capture_release.py).
+# One redrawn once does not keep them until the idle release, which never
+# comes while small frames go on (a clock, a progress bar). Short against the
+# 3 s after first pixels at which the peer harness counts memory; long against
+# the gap between a stream's frames. Only where the owner passes its loop's
+# call_later (seamless windows: composite.WindowPixels).
+QUIET_RELEASE_SECONDS = 1.0
 
 
 class XShmError(RuntimeError):
@@ -202,21 +217,61 @@ class _Segment:
             self.image = None
 
 
+class _Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+# asyncio's loop.call_later(delay, callback), as the capture uses it.
+CallLater = Callable[[float, Callable[[], None]], _Timer]
+
+
 class _ReleaseAfterWhole:
-    """The WHOLE_CAPTURE_RELEASE_BYTES rule, for both capture classes (each has its release())."""
+    """The WHOLE_CAPTURE_RELEASE_BYTES rule, for both capture classes (each has
+    its release()); with a `call_later` (the agent's loop), QUIET_RELEASE_SECONDS too."""
 
     _release_due = False
+    call_later: CallLater | None = None  # None: large reads the frame keeps stay until the idle release
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+    _large_read_at: float | None = None  # the last large read whose pages frame_done() kept
+    _quiet_timer: _Timer | None = None
 
     def release_after_frame(self, nbytes: int) -> None:
         """This frame reads a surface of `nbytes` whole: frame_done() gives the pages back if it is large."""
         self._release_due |= nbytes >= WHOLE_CAPTURE_RELEASE_BYTES
 
+    def _read(self, nbytes: int) -> None:
+        """A capture wrote `nbytes` of the segment (from its start)."""
+        if nbytes >= WHOLE_CAPTURE_RELEASE_BYTES:
+            self._large_read_at = self.clock()
+
     def frame_done(self) -> None:
-        """The frame's pixels are encoded: release the pages if release_after_frame() asked for it."""
+        """The frame's pixels are encoded: release the pages if release_after_frame() asked for it;
+        else, if the frame read a large area, once no large read came for QUIET_RELEASE_SECONDS."""
         if self._release_due:
             self._release_due = False
-            with contextlib.suppress(XShmError):  # the pages stay until the idle release
-                self.release()  # ShmCapture's or ShmRegionCapture's
+            self._release_now()
+        elif self._large_read_at is not None and self._quiet_timer is None and self.call_later is not None:
+            self._quiet_timer = self.call_later(QUIET_RELEASE_SECONDS, self._quiet_check)
+
+    def _quiet_check(self) -> None:
+        self._quiet_timer = None
+        if self._large_read_at is None:
+            return
+        left = self._large_read_at + QUIET_RELEASE_SECONDS - self.clock()
+        if left > 0 and self.call_later is not None:  # large reads went on: still in use
+            self._quiet_timer = self.call_later(left, self._quiet_check)
+        else:
+            self._release_now()
+
+    def _release_now(self) -> None:
+        self._large_read_at = None
+        with contextlib.suppress(XShmError):  # the pages stay until the idle release
+            self.release()  # ShmCapture's or ShmRegionCapture's
+
+    def _stop_quiet(self) -> None:
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
 
 
 class ShmCapture(_ReleaseAfterWhole):
@@ -376,7 +431,11 @@ class ShmRegionCapture(_ReleaseAfterWhole):
     until the next capture() or close().
     """
 
-    def __init__(self, display: CDisplay, max_pixels: int = MAX_CAPTURE_PIXELS) -> None:
+    def __init__(self, display: CDisplay, max_pixels: int = MAX_CAPTURE_PIXELS,
+                 call_later: CallLater | None = None) -> None:  # fmt: skip
+        """call_later (the agent loop's): large reads that their frame keeps go
+        back after QUIET_RELEASE_SECONDS without one (_ReleaseAfterWhole)."""
+        self.call_later = call_later
         if not display.lib.xext.XShmQueryExtension(display.ptr):
             raise XShmError(f"X display {display.name} does not offer the MIT-SHM extension")
         self._display = display
@@ -395,6 +454,7 @@ class ShmRegionCapture(_ReleaseAfterWhole):
         img = segment.image.contents
         img.width, img.height, img.bytes_per_line = width, height, width * 4
         segment.get(drawable, x, y)
+        self._read(width * height * 4)
         return segment.view[: width * height * 4]
 
     def release(self) -> None:
@@ -404,6 +464,7 @@ class ShmRegionCapture(_ReleaseAfterWhole):
 
     def close(self) -> None:
         """Free the segment (the CDisplay stays open); idempotent."""
+        self._stop_quiet()
         if self._segment is not None:
             self._segment.close()
             self._segment = None

@@ -2,12 +2,15 @@
 # captures what its app drew and is not re-sent when another window moves
 # over it; a flooding xterm costs Python damage events per frame taken, not
 # per X drawing call; a typed glyph damages a small rectangle; the root
-# variant (desktop mode) works the same way.  Counts, not timings, are
+# variant (desktop mode) works the same way; a window sent whole, or redrawn
+# whole by its app, gives its capture pages back (at once, or once no large
+# redraw came for a while).  Counts, not timings, are
 # asserted: a loaded machine draws less, never more per frame.
 """Integration tests for sessiond.agent.{composite,damage (region),xshm (regions)}."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -23,13 +26,17 @@ from Xlib.ext import damage as xdamage
 from sessiond.agent.composite import CompositeError, WindowPixels
 from sessiond.agent.damage import RootRegionDamage
 from sessiond.agent.xserver import XServer
-from sessiond.agent.xshm import CDisplay
+from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CDisplay
+from test_idle_release import sysv_rss_kib
 
 pytestmark = pytest.mark.integration
 
 RED = (0, 0, 255)  # BGRX bytes of pure red
 FRAME_SECONDS = 1 / 30
 FLOOD_SECONDS = 1.0
+# The window capture segment (xshm.ShmRegionCapture), and what may stay resident of it after a release.
+SEGMENT_KIB = MAX_CAPTURE_PIXELS * 4 // 1024
+RELEASED_LIMIT_KIB = 32
 # The xterm floods its terminal: thousands of drawing calls per second.
 FLOOD = ["sh", "-c", "while :; do seq 1 100000; done"]
 
@@ -259,3 +266,66 @@ def test_minimized_window_is_quiet_and_restored_whole(xvfb: XServer, seamless: A
         assert all_colour(pixels.capture(win.id, (0, 0, g.width, g.height)), (255, 0, 0))
     finally:
         app.close()
+
+
+class Timers:
+    """call_later that records; the test fires the timers, as the agent's loop would."""
+
+    def __init__(self) -> None:
+        self.armed: list[tuple[float, Any]] = []
+
+    def __call__(self, delay: float, callback: Any) -> Timers:
+        self.armed.append((delay, callback))
+        return self
+
+    def cancel(self) -> None:
+        pass
+
+    def fire(self) -> None:
+        """The first timer, once its delay is over (the release reads the real clock)."""
+        delay, callback = self.armed.pop(0)
+        time.sleep(delay)
+        callback()
+
+
+def test_a_window_its_app_redraws_whole_gives_its_capture_pages_back(xvfb: XServer) -> None:
+    """The new window, sent whole, is released at its frame's end; its app's own whole redraw (an
+    xterm's first paint landing in the next frame, a clear) once no large read came for a while."""
+    wm, timers = RunningWm(xvfb.display), Timers()
+    pixels = WindowPixels(xvfb.display, call_later=timers)
+    app = Display(xvfb.display)
+
+    def resident() -> int:  # what this process (the agent) holds of the capture segment
+        return sysv_rss_kib(os.getpid(), SEGMENT_KIB)
+
+    try:
+        screen = app.screen()
+        win = screen.root.create_window(0, 0, 400, 300, 0, screen.root_depth, background_pixel=0x0000FF)
+        win.map()
+        app.sync()
+        wm.wait_for(lambda: win.id in wm.wm.model, "the window to be managed")
+        pixels.track(win.id)
+        g = wm.wm.model.get(win.id).geometry
+        whole, size_kib = (0, 0, g.width, g.height), g.width * g.height * 4 // 1024
+        assert size_kib >= 2 * RELEASED_LIMIT_KIB
+        pixels.drain()
+        assert pixels.take(win.id) == [whole]
+        assert all_colour(pixels.capture(win.id, whole), (255, 0, 0))  # read, as the encoder does
+        pixels.drain()  # the frame is done
+        assert 0 <= resident() < RELEASED_LIMIT_KIB and timers.armed == []
+        gc = win.create_gc(foreground=0x00FF00)
+        win.fill_rectangle(gc, 0, 0, g.width, g.height)  # the app redraws it whole
+        app.sync()
+        wm.wait_for(lambda: win.id in pixels.drain() or pixels.pending(win.id), "the app's redraw")
+        assert pixels.take(win.id) == [whole]
+        assert all_colour(pixels.capture(win.id, whole), (0, 255, 0))
+        pixels.drain()
+        assert resident() >= size_kib, "released at once: a window redrawn whole again and again faults in each time"
+        assert len(timers.armed) == 1
+        timers.fire()
+        assert 0 <= resident() < RELEASED_LIMIT_KIB, f"the redrawn window's capture stays resident: {resident()} KiB"
+        assert all_colour(pixels.capture(win.id, whole), (0, 255, 0))  # the pages come back with the pixels
+    finally:
+        app.close()
+        pixels.close()
+        wm.close()

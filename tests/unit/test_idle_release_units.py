@@ -3,8 +3,11 @@
 # exactly what a history never released plans, over random scrolls of
 # overlapping column spans, and holds the same pixels after; a band stays
 # packed until a frame touches its rows. IdleRelease releases once per idle
-# spell, only after IDLE_RELEASE_SECONDS without a frame.
-"""Unit tests for SurfaceHistory.release, RegionEncoder.release_idle and IdleRelease."""
+# spell, only after IDLE_RELEASE_SECONDS without a frame. A capture's pages go
+# back at the end of a frame that sent a surface whole, and after any other
+# large read once QUIET_RELEASE_SECONDS passed without one (never while large
+# reads go on, never without the loop's call_later).
+"""Unit tests for SurfaceHistory.release, RegionEncoder.release_idle, IdleRelease and the capture's release rule."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from hypothesis import strategies as st
 from sessiond.agent.encoder import RegionEncoder
 from sessiond.agent.idle_release import IDLE_RELEASE_SECONDS, IdleRelease, malloc_trim, release_display
 from sessiond.agent.scroll import RELEASE_BAND_ROWS, Source, SurfaceHistory
-from sessiond.agent.xshm import XShmError
+from sessiond.agent.xshm import QUIET_RELEASE_SECONDS, WHOLE_CAPTURE_RELEASE_BYTES, XShmError, _ReleaseAfterWhole
 from unit.test_agent_cpu import HEIGHT, WIDTH, start_histories, step_releasing
 
 
@@ -95,6 +98,77 @@ def test_release_runs_once_per_idle_spell() -> None:
     now[0] += IDLE_RELEASE_SECONDS
     idle.check()
     assert len(calls) == 2 and idle.releases == 2
+
+
+class RecordedCapture(_ReleaseAfterWhole):
+    """The release rule of xshm's capture classes over a recorded release() and a fake clock."""
+
+    def __init__(self, loop: FakeLoop | None, now: list[float]) -> None:
+        self.call_later = loop.call_later if loop is not None else None  # type: ignore[assignment]
+        self.clock = lambda: now[0]  # type: ignore[method-assign]
+        self.released: list[float] = []
+        self.now = now
+
+    def release(self) -> None:
+        self.released.append(self.now[0])
+
+    def frame(self, nbytes: int, whole: bool = False) -> None:
+        """One frame that reads `nbytes` (a surface whole if `whole`), then frame_done()."""
+        if whole:
+            self.release_after_frame(nbytes)
+        self._read(nbytes)
+        self.frame_done()
+
+
+LARGE = WHOLE_CAPTURE_RELEASE_BYTES
+
+
+def test_a_surface_sent_whole_is_released_at_its_frames_end_and_arms_nothing() -> None:
+    loop, now = FakeLoop(), [10.0]
+    capture = RecordedCapture(loop, now)
+    capture.frame(LARGE, whole=True)
+    assert capture.released == [10.0] and loop.timers == []
+    capture.frame(LARGE - 4, whole=True)  # small: the pages it reads are few
+    capture.frame(LARGE - 4)
+    assert capture.released == [10.0] and loop.timers == []
+
+
+def test_a_large_read_its_frame_keeps_is_released_once_quiet_and_kept_while_large_reads_go_on() -> None:
+    loop, now = FakeLoop(), [10.0]
+    capture = RecordedCapture(loop, now)
+    capture.frame(LARGE)  # an app redrew its window whole
+    assert capture.released == [] and [delay for delay, _ in loop.timers] == [QUIET_RELEASE_SECONDS]
+    for _ in range(3):  # ... and goes on redrawing it whole: no release, no second timer
+        now[0] += QUIET_RELEASE_SECONDS / 2
+        capture.frame(LARGE)
+    assert capture.released == [] and len(loop.timers) == 1
+    now[0] += QUIET_RELEASE_SECONDS / 2
+    _, check = loop.timers.pop()
+    check()  # the last read is half a period old: re-armed for the rest
+    assert capture.released == [] and [delay for delay, _ in loop.timers] == [QUIET_RELEASE_SECONDS / 2]
+    now[0] += QUIET_RELEASE_SECONDS / 2
+    capture.frame(LARGE - 4)  # small frames (typing) do not hold the pages
+    loop.timers.pop()[1]()
+    assert capture.released == [now[0]] and loop.timers == []
+    capture.frame(LARGE - 4)  # nothing large since: nothing armed, nothing released
+    assert capture.released == [now[0]] and loop.timers == []
+
+
+def test_a_whole_frame_releases_what_a_pending_quiet_release_held() -> None:
+    loop, now = FakeLoop(), [10.0]
+    capture = RecordedCapture(loop, now)
+    capture.frame(LARGE)
+    capture.frame(LARGE, whole=True)  # a refresh: released at once, the timer finds nothing left
+    assert capture.released == [10.0]
+    now[0] += QUIET_RELEASE_SECONDS
+    loop.timers.pop()[1]()
+    assert capture.released == [10.0] and loop.timers == []
+
+
+def test_without_a_loop_a_large_read_waits_for_the_idle_release() -> None:
+    capture = RecordedCapture(None, [10.0])
+    capture.frame(LARGE)
+    assert capture.released == []
 
 
 def test_malloc_trim_is_available_on_glibc() -> None:
