@@ -33,7 +33,7 @@ from isolation.ops import LinuxOps, SandboxOps
 from isolation.privcheck import DEFAULT_CHECKS, X_SERVER_CHECKS, DropCheck, first_failure
 from isolation.slot import MAX_SLOT_LINE_BYTES, X_SCREEN_ENV, SlotLineError, SlotParams, parse_slot_line
 from isolation.spec import MAX_SPEC_BYTES, SandboxSpec, SpecError, from_json
-from isolation.xslot import EXIT_X_FAILED, XSlotError, XSlotOps, XvfbCommand, start_x_server
+from isolation.xslot import EXIT_X_FAILED, XSlotError, XSlotOps, XvfbCommand, await_x_server, launch_x_server
 
 EXIT_DROP_FAILED = 70
 EXIT_BAD_SPEC = 71
@@ -325,10 +325,11 @@ def run_slot(stdin: BinaryIO, stderr: TextIO, ops: SlotOps, params: SlotParams, 
         _die_with_supervisor(ops)
         private_mounts(ops, params.namespaces, True, "")
         try:
-            x_server = start_x_server(ops, params, command, x_checks)
+            starting = launch_x_server(ops, params, command, x_checks)
+            preload()  # the agent's imports while Xvfb starts (an early slot's critical path)
+            x_server = await_x_server(ops, starting)
         except XSlotError as exc:
             raise EnterFailure(EXIT_X_FAILED, str(exc)) from None
-        preload()  # while Xvfb starts (it is ready already when preload ran first)
         spec = read_spec(stdin)
         check_slot_spec(spec, params)
         check_account(spec, lookup)

@@ -19,7 +19,7 @@
 # The Xvfb command line comes from the agent's own builder (xserver.py,
 # imported by name through isolation/zygote.py like the rest of the agent's
 # code), from the slot line's numbers only: no argv or path from the daemon.
-"""XSlotOps, RunningX and start_x_server(): fork the launcher, drop to the X uid, exec Xvfb."""
+"""XSlotOps, launch_x_server() (fork the launcher: drop to the X uid, exec Xvfb) and await_x_server()."""
 
 from __future__ import annotations
 
@@ -130,9 +130,18 @@ def launch(ops: XSlotOps, params: SlotParams, command: XvfbCommand, displayfd: i
     ops.exit_now(EXIT_X_FAILED)
 
 
-def start_x_server(ops: XSlotOps, params: SlotParams, command: XvfbCommand,
-                   checks: Sequence[DropCheck]) -> RunningX:  # fmt: skip
-    """Fork the launcher and wait (bounded) for Xvfb's display number and framebuffer segment."""
+@dataclass(frozen=True)
+class StartingX:
+    """A launched Xvfb not yet known to be ready: its pid, the -displayfd pipe's read end, its output."""
+
+    pid: int
+    ready_fd: int
+    output: int
+
+
+def launch_x_server(ops: XSlotOps, params: SlotParams, command: XvfbCommand,
+                    checks: Sequence[DropCheck]) -> StartingX:  # fmt: skip
+    """Fork the launcher (which becomes Xvfb); returns at once, so the slot's imports overlap Xvfb's start."""
     try:
         read_fd, write_fd = ops.xvfb_pipe()
         output = ops.xvfb_output()
@@ -143,19 +152,24 @@ def start_x_server(ops: XSlotOps, params: SlotParams, command: XvfbCommand,
         ops.close(read_fd)
         launch(ops, params, command, write_fd, output, checks)
     ops.close(write_fd)
+    return StartingX(pid=pid, ready_fd=read_fd, output=output)
+
+
+def await_x_server(ops: XSlotOps, starting: StartingX) -> RunningX:
+    """Wait (bounded) for Xvfb's display number and framebuffer segment."""
     try:
-        number = ops.read_display_number(read_fd, X_START_TIMEOUT_SECONDS)
-        text = ops.read_output(output, MAX_XVFB_OUTPUT_BYTES)
+        number = ops.read_display_number(starting.ready_fd, X_START_TIMEOUT_SECONDS)
+        text = ops.read_output(starting.output, MAX_XVFB_OUTPUT_BYTES)
     finally:
-        ops.close(read_fd)
-        ops.close(output)
+        ops.close(starting.ready_fd)
+        ops.close(starting.output)
     if number is None:
         tail = text.decode("utf-8", "replace").strip().replace("\n", " | ")[-MAX_REPORTED_BYTES:]
         raise XSlotError(f"the X server did not start within {X_START_TIMEOUT_SECONDS:g} s: {tail or '(no output)'}")
     shmid = framebuffer_shmid(text)
     if shmid is None:
         raise XSlotError("the X server did not name its framebuffer segment (-shmem)")
-    return RunningX(pid=pid, number=number, shmid=shmid)
+    return RunningX(pid=starting.pid, number=number, shmid=shmid)
 
 
 def parse_display_number(data: bytes) -> int | None:
