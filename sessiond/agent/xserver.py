@@ -40,7 +40,7 @@ from typing import IO
 
 from isolation.slot import X_DISPLAY_ENV, X_PID_ENV, X_SCREEN_ENV, X_SHMID_ENV, screen_text
 from sessiond.agent.clibs import library_path
-from sessiond.agent.display_number import MAX_DISPLAY_PROBES, free_display_numbers
+from sessiond.agent.display_number import MAX_DISPLAY_PROBES, bound_abstract_displays, files_taken, free_display_numbers
 
 XVFB_BINARY = "Xvfb"
 # Largest display number line we accept from the pipe ("65535\n" fits).
@@ -290,8 +290,10 @@ def slot_xvfb_command(width: int, height: int, depth: int, root_shown: bool, dis
                       path: str) -> tuple[list[str], dict[str, str]]:  # fmt: skip
     """A warm slot's Xvfb (isolation/xslot.py): argv and environment, always with a shared
     framebuffer (-shmem), on the first display number free here (display_number.py; the
-    slot's /tmp is fresh), in an environment of PATH only."""
-    number = next(iter(free_display_numbers()), None)
+    slot's /tmp is fresh; abstract names read from /proc/net/unix, never probed by a connect
+    as root), in an environment of PATH only."""
+    bound = bound_abstract_displays()
+    number = next(iter(free_display_numbers(taken=lambda n: files_taken(n) or n in bound)), None)
     if number is None:
         raise XServerError(f"no free X display number among the first {MAX_DISPLAY_PROBES}")
     argv = xvfb_argv(width, height, depth, displayfd, shared_framebuffer=True, root_shown=root_shown, number=number)

@@ -34,3 +34,18 @@ def test_the_screen_a_session_needs_is_its_settings() -> None:
     assert tuple(AgentSettings(socket="/s", width=3000, height=768, max_width=2560, max_height=1440,
                                mode="desktop").x_screen()) == (3000, 1440, 24, True)  # fmt: skip
     assert AgentSettings(socket="/s", display="xpra").x_screen().root_shown is True
+
+
+def test_a_slot_reads_bound_abstract_x_names_without_connecting(tmp_path: object) -> None:
+    from sessiond.agent.display_number import bound_abstract_displays
+
+    table = f"{tmp_path}/unix"
+    with open(table, "w", encoding="ascii") as handle:
+        handle.write("Num       RefCount Protocol Flags    Type St Inode Path\n"
+                     "0000: 00000002 00000000 00010000 0001 01 101 @/tmp/.X11-unix/X0\n"
+                     "0000: 00000002 00000000 00010000 0001 01 102 @/tmp/.X11-unix/X12\n"
+                     "0000: 00000002 00000000 00010000 0001 01 103 /tmp/.X11-unix/X3\n"
+                     "0000: 00000002 00000000 00010000 0001 01 104 @/tmp/.X11-unix/Xfoo\n"
+                     "0000: 00000002 00000000 00010000 0001 01 105 @/tmp/.X11-unix/X1234567\n"
+                     "0000: 00000003 00000000 00000000 0001 03 106\n")  # fmt: skip
+    assert bound_abstract_displays(table) == {0, 12}
