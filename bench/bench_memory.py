@@ -14,7 +14,9 @@
 # and after SETTLE_SECONDS every process of the session is measured: the
 # root supervisor sessiond spawned, the session's init, the agent, Xvfb,
 # PulseAudio if running, and the daemon itself. Idle warm-pool slots (a
-# spawned sandbox entry with no session yet) are listed on their own.
+# spawned sandbox entry with no session yet; with [session] warm_x, its
+# supervisor, its root init and its pre-started Xvfb together) are listed on
+# their own.
 # The baseline is the settings before issue 15 (3840x2160 maximum screen,
 # sound server at session start, no zygote); "ours" is the installed defaults.
 # With --baseline-prefix the baseline runs another installation instead (for
@@ -181,11 +183,18 @@ def measure(daemon_pid: int, name: str, detail: bool = False) -> Measurement:
         if not below:  # a warm slot: spawned, waiting for its user
             result.warm_slots.append(pss_bytes(child))
             continue
+        if len(below) == 1 and "--x-slot" in _cmdline(below[0]):  # a warm slot with its pre-started Xvfb
+            slot_tree = [child, *below, *(pid for init in below for pid in tree.get(init, []))]
+            result.warm_slots.append(sum(pss_bytes(pid) for pid in slot_tree))
+            continue
         one: dict[str, list[int]] = {}
         _add(one, "sandbox supervisor (root)", child)
         for init in below:
             _add(one, "sandbox init", init)
             for agent in tree.get(init, []):
+                if _comm(agent) == "Xvfb":  # a warm slot's Xvfb: the init's child, beside the agent
+                    _add(one, "Xvfb", agent)
+                    continue
                 _add(one, "agent", agent)
                 stack = [(pid, "") for pid in tree.get(agent, [])]
                 while stack:  # an app's descendants (xterm's shell) are labelled "app/name"

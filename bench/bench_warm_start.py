@@ -60,6 +60,7 @@ CONFIGS = (
 def waiting_slots(daemon: int) -> int:
     """How many of DAEMON's children are zygotes that no session claimed yet."""
     parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
     zygotes = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -72,10 +73,14 @@ def waiting_slots(daemon: int) -> int:
         except (OSError, ValueError, IndexError):
             continue
         parents[int(name)] = ppid
-        if ppid == daemon and b"--zygote" in cmdline:
+        commands[int(name)] = cmdline
+        if ppid == daemon:
             zygotes.append(int(name))
-    busy = set(parents.values())
-    return sum(1 for pid in zygotes if pid not in busy)
+    # A zygote with no child yet, or (a slot with a pre-started X server) a supervisor whose child
+    # is still the slot's entry (it becomes the session's init once a login claims it).
+    waiting = [pid for pid in zygotes if b"--zygote" in commands[pid] and pid not in set(parents.values())]
+    waiting += [ppid for pid, ppid in parents.items() if ppid in zygotes and b"--x-slot" in commands[pid]]
+    return len(waiting)
 
 
 async def wait_for_slot(reactor: Any, daemon: int) -> None:

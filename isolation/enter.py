@@ -24,14 +24,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import BinaryIO, TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import BinaryIO, Protocol, TextIO
 
 from isolation import linux, zygote
 from isolation.accounts import Account, AccountError, lookup_account
 from isolation.ops import LinuxOps, SandboxOps
-from isolation.privcheck import DEFAULT_CHECKS, DropCheck, first_failure
+from isolation.privcheck import DEFAULT_CHECKS, X_SERVER_CHECKS, DropCheck, first_failure
+from isolation.slot import MAX_SLOT_LINE_BYTES, X_SCREEN_ENV, SlotLineError, SlotParams, parse_slot_line
 from isolation.spec import MAX_SPEC_BYTES, SandboxSpec, SpecError, from_json
+from isolation.xslot import EXIT_X_FAILED, XSlotError, XSlotOps, XvfbCommand, await_x_server, launch_x_server
 
 EXIT_DROP_FAILED = 70
 EXIT_BAD_SPEC = 71
@@ -103,10 +105,10 @@ def runtime_dir(account: Account) -> str:
     return f"{RUNTIME_BASE}/{account.uid}"
 
 
-def unshare_namespaces(ops: SandboxOps, spec: SandboxSpec) -> None:
-    """Create the spec's namespaces (pid applies to the next child)."""
+def unshare_namespaces(ops: SandboxOps, namespaces: Sequence[str]) -> None:
+    """Create NAMESPACES (pid applies to the next child)."""
     flags = 0
-    for name in spec.namespaces:
+    for name in namespaces:
         flags |= linux.NAMESPACE_FLAGS[name]
     try:
         ops.unshare(flags)
@@ -116,31 +118,48 @@ def unshare_namespaces(ops: SandboxOps, spec: SandboxSpec) -> None:
 
 def build_mounts(ops: SandboxOps, spec: SandboxSpec) -> None:
     """Join the cgroup, lay out the private mounts, name the host, raise lo (still root)."""
-    acc = spec.account
+    if spec.cgroup:
+        _setup(lambda: ops.join_cgroup(spec.session_id))
+    private_mounts(ops, spec.namespaces, spec.private_tmp, spec.hostname)
+    runtime_mount(ops, spec.account)
+
+
+def _setup(step: Callable[[], None]) -> None:
     try:
-        if spec.cgroup:
-            ops.join_cgroup(spec.session_id)
+        step()
+    except OSError as exc:
+        raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: {exc}") from None
+
+
+def private_mounts(ops: SandboxOps, namespaces: Sequence[str], private_tmp: bool, hostname: str) -> None:
+    """rprivate, the namespace's /proc, the hostname, lo up and the private /tmp, /dev/shm, /var/tmp."""
+    def steps() -> None:
         ops.make_rprivate()
-        if "pid" in spec.namespaces:
+        if "pid" in namespaces:
             ops.mount_proc()
-        if spec.hostname:
-            ops.set_hostname(spec.hostname)
-        if "net" in spec.namespaces:
+        if hostname:
+            ops.set_hostname(hostname)
+        if "net" in namespaces:
             ops.loopback_up()
-        if spec.private_tmp:
+        if private_tmp:
             ops.mount_tmpfs("/tmp", f"mode=1777,size={TMP_TMPFS_SIZE}")
             ops.make_root_dir(X11_SOCKET_DIR, 0o1777)
             ops.mount_tmpfs("/dev/shm", f"mode=1777,size={SHM_TMPFS_SIZE}")
             ops.make_root_dir(VAR_TMP_DIR, 0o1777)
             ops.mount_tmpfs(VAR_TMP_DIR, f"mode=1777,size={TMP_TMPFS_SIZE}")
+    _setup(steps)
+
+
+def runtime_mount(ops: SandboxOps, acc: Account) -> None:
+    """/run/user/UID: a tmpfs of the user's own (XDG_RUNTIME_DIR)."""
+    def steps() -> None:
         ops.make_root_dir(RUNTIME_BASE, 0o755)
         ops.make_root_dir(runtime_dir(acc), 0o700)
         ops.mount_tmpfs(
             runtime_dir(acc),
             f"mode=0700,uid={acc.uid},gid={acc.gid},size={RUNTIME_TMPFS_SIZE}",
         )
-    except OSError as exc:
-        raise EnterFailure(EXIT_SETUP_FAILED, f"sandbox setup failed: {exc}") from None
+    _setup(steps)
 
 
 def drop_privileges(ops: SandboxOps, account: Account, checks: Sequence[DropCheck]) -> bool:
@@ -209,7 +228,7 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
         if ops.geteuid() != 0:
             raise EnterFailure(EXIT_SETUP_FAILED, "must run as root (euid 0)")
         check_account(spec, lookup)
-        unshare_namespaces(ops, spec)
+        unshare_namespaces(ops, spec.namespaces)
         pid_ns = "pid" in spec.namespaces
         if pid_ns:
             child = _fork(ops)
@@ -226,6 +245,13 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
         stderr.write(f"{PROG}: {failure}\n")
         stderr.flush()
         return failure.status
+    return start_program(ops, stderr, spec, session_env(spec), pid_ns)
+
+
+def start_program(ops: SandboxOps, stderr: TextIO, spec: SandboxSpec, env: Mapping[str, str],
+                  pid_ns: bool) -> int:  # fmt: skip
+    """After the verified drop: the working directory, umask and fds, then (with a PID
+    namespace, behind this process as init) exec spec.argv with ENV."""
     workdir = spec.working_dir()
     try:
         ops.chdir(workdir)
@@ -245,7 +271,7 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
         if agent != 0:
             return ops.run_init(agent)  # PID 1: reap, forward signals
     try:
-        ops.execve(spec.argv[0], spec.argv, session_env(spec))
+        ops.execve(spec.argv[0], spec.argv, env)
     except OSError as exc:
         stderr.write(f"{PROG}: cannot execute {spec.argv[0]}: {exc.strerror}\n")
         stderr.flush()
@@ -253,13 +279,93 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
     return 0  # only reachable with a fake execve
 
 
+class SlotOps(SandboxOps, XSlotOps, Protocol):
+    """What a slot with an X server needs: the sandbox's operations, the X launcher's and one more."""
+
+    def attach_to_cgroup(self, session_id: str, pid: int) -> None: ...
+
+
+def read_slot_line(stdin: BinaryIO) -> SlotParams:
+    """The slot line (isolation/slot.py): one line of at most MAX_SLOT_LINE_BYTES, before the spec."""
+    line = stdin.readline(MAX_SLOT_LINE_BYTES + 1)
+    if not line.endswith(b"\n"):
+        what = f"more than {MAX_SLOT_LINE_BYTES} bytes" if len(line) > MAX_SLOT_LINE_BYTES else "no complete line"
+        raise EnterFailure(EXIT_BAD_SPEC, f"bad slot line: {what}")
+    try:
+        return parse_slot_line(line)
+    except SlotLineError as exc:
+        raise EnterFailure(EXIT_BAD_SPEC, f"bad slot line: {exc}") from None
+
+
+def check_slot_spec(spec: SandboxSpec, params: SlotParams) -> None:
+    """Refuse a spec that does not fit the slot: other namespaces, no private /tmp, another screen."""
+    if sorted(spec.namespaces) != sorted(params.namespaces):
+        raise EnterFailure(EXIT_BAD_SPEC, f"bad spec: namespaces {sorted(spec.namespaces)} are not the slot's "
+                                          f"{sorted(params.namespaces)}")  # fmt: skip
+    if not spec.private_tmp:
+        raise EnterFailure(EXIT_BAD_SPEC, "bad spec: a slot's X server lives in a private /tmp")
+    asked = spec.env.get(X_SCREEN_ENV)
+    if asked != params.screen:
+        raise EnterFailure(EXIT_BAD_SPEC, f"bad spec: {X_SCREEN_ENV} {asked!r} is not the slot's {params.screen!r}")
+
+
+def run_slot(stdin: BinaryIO, stderr: TextIO, ops: SlotOps, params: SlotParams, command: XvfbCommand,
+             preload: Callable[[], None] = lambda: None, checks: Sequence[DropCheck] = DEFAULT_CHECKS,
+             x_checks: Sequence[DropCheck] = X_SERVER_CHECKS,
+             lookup: Callable[..., Account] = lookup_account) -> int:  # fmt: skip
+    """A slot with its slot line: namespaces, private mounts and the X server before the spec
+    (isolation/xslot.py), then the session as run() starts it, with the server's SESSIOND_X_*."""
+    try:
+        if ops.geteuid() != 0:
+            raise EnterFailure(EXIT_SETUP_FAILED, "must run as root (euid 0)")
+        unshare_namespaces(ops, params.namespaces)
+        child = _fork(ops)
+        if child != 0:
+            return ops.supervise(child)  # outside: wait, forward signals
+        _die_with_supervisor(ops)
+        private_mounts(ops, params.namespaces, True, "")
+        try:
+            starting = launch_x_server(ops, params, command, x_checks)
+            preload()  # the agent's imports while Xvfb starts (an early slot's critical path)
+            x_server = await_x_server(ops, starting)
+        except XSlotError as exc:
+            raise EnterFailure(EXIT_X_FAILED, str(exc)) from None
+        spec = read_spec(stdin)
+        check_slot_spec(spec, params)
+        check_account(spec, lookup)
+        if spec.cgroup:
+            _setup(lambda: ops.join_cgroup(spec.session_id))
+            _setup(lambda: ops.attach_to_cgroup(spec.session_id, x_server.pid))
+        if spec.hostname:
+            _setup(lambda: ops.set_hostname(spec.hostname))
+        runtime_mount(ops, spec.account)
+        if not drop_privileges(ops, spec.account, checks) and "net" not in spec.namespaces:
+            stderr.write(f"{PROG}: warning: no Landlock scoping (Linux < 6.12): the session shares the "
+                         "host's abstract Unix sockets (docs/security.md)\n")  # fmt: skip
+        _die_with_supervisor(ops)  # the credential change cleared it
+    except EnterFailure as failure:
+        stderr.write(f"{PROG}: {failure}\n")
+        stderr.flush()
+        return failure.status
+    return start_program(ops, stderr, spec, {**session_env(spec), **x_server.env()}, True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point for `python -m isolation.enter [--zygote]`."""
+    """Entry point for `python -m isolation.enter [--zygote [--x-slot]]`."""
     options = list(sys.argv[1:] if argv is None else argv)
-    if options not in ([], [zygote.ZYGOTE_FLAG]):
-        sys.stderr.write(f"{PROG}: usage: python -m isolation.enter [{zygote.ZYGOTE_FLAG}] < spec.json\n")
+    if options not in ([], [zygote.ZYGOTE_FLAG], [zygote.ZYGOTE_FLAG, zygote.X_SLOT_FLAG]):
+        sys.stderr.write(f"{PROG}: usage: python -m isolation.enter [{zygote.ZYGOTE_FLAG} "
+                         f"[{zygote.X_SLOT_FLAG}]] < [slot line] spec.json\n")  # fmt: skip
         sys.exit(EXIT_BAD_SPEC)
     in_process_agent = bool(options)
+    if zygote.X_SLOT_FLAG in options:
+        try:
+            params = read_slot_line(sys.stdin.buffer)
+        except EnterFailure as failure:
+            sys.stderr.write(f"{PROG}: {failure}\n")
+            sys.exit(failure.status)
+        sys.exit(run_slot(sys.stdin.buffer, sys.stderr, LinuxOps(in_process_agent), params,
+                          zygote.xvfb_command(params), zygote.preload))  # fmt: skip
     if in_process_agent:
         zygote.preload()  # before the spec: a warm slot waits here with the agent's code loaded
     sys.exit(run(sys.stdin.buffer, sys.stderr, LinuxOps(in_process_agent)))

@@ -23,7 +23,7 @@ from typing import IO
 import isolation
 from isolation.accounts import Account
 from isolation.spec import SandboxSpec, check_session_id, to_json
-from isolation.zygote import ZYGOTE_FLAG
+from isolation.zygote import X_SLOT_FLAG, ZYGOTE_FLAG
 
 # PATH for the root child; it only needs to find nothing (argv[0] and the
 # session program are absolute), so keep it to root-owned system dirs.
@@ -48,14 +48,16 @@ class LauncherError(Exception):
     """The host-side layout for a session cannot be created safely."""
 
 
-def enter_argv(python: str, zygote: bool = False) -> list[str]:
+def enter_argv(python: str, zygote: bool = False, x_slot: bool = False) -> list[str]:
     """argv that runs the privileged sandbox entry with interpreter `python`
-    (ZYGOTE: with the agent preloaded, see isolation.zygote)."""
+    (ZYGOTE: with the agent preloaded, see isolation.zygote; X_SLOT: a slot line
+    comes before the spec, isolation/slot.py)."""
     if not os.path.isabs(python):
         raise ValueError(f"python interpreter {python!r} must be an absolute path")
     cache = agent_pycache(python)
     optimized = ["-OO", "-X", f"pycache_prefix={cache}"] if zygote and os.path.isdir(cache) else []
-    return [python, *optimized, "-m", "isolation.enter", *((ZYGOTE_FLAG,) if zygote else ())]
+    flags = (ZYGOTE_FLAG, *((X_SLOT_FLAG,) if x_slot else ())) if zygote else ()
+    return [python, *optimized, "-m", "isolation.enter", *flags]
 
 
 def agent_pycache(python: str) -> str:

@@ -42,11 +42,17 @@ MS_PRIVATE = 0x40000
 
 # prctl(2) options (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# The one capability a slot's X server keeps (linux/capability.h): shmat() of
+# SysV segments its clients own (isolation/xslot.py).
+CAP_IPC_OWNER = 15
 
 # Network interface ioctls (linux/sockios.h) and flags (linux/if.h).
 SIOCGIFFLAGS = 0x8913
@@ -150,6 +156,29 @@ def drop_bounding_set() -> None:
     """Drop every capability from the bounding set (needs CAP_SETPCAP)."""
     for cap in range(cap_last_cap() + 1):
         prctl(PR_CAPBSET_DROP, cap)
+
+
+def drop_bounding_set_except(keep: int) -> None:
+    """Drop every capability but KEEP from the bounding set (needs CAP_SETPCAP)."""
+    for cap in range(cap_last_cap() + 1):
+        if cap != keep:
+            prctl(PR_CAPBSET_DROP, cap)
+
+
+def set_keep_caps(keep: bool) -> None:
+    """PR_SET_KEEPCAPS: keep the permitted set across the next switch away from uid 0."""
+    prctl(PR_SET_KEEPCAPS, int(keep))
+
+
+def set_only_cap(cap: int) -> None:
+    """capset(2): effective, permitted and inheritable = {CAP}, then raise CAP in the ambient
+    set, so an execve of an unprivileged program keeps exactly CAP."""
+    header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * CAPABILITY_U32S_3)()
+    word, bit = divmod(cap, 32)
+    data[word].effective = data[word].permitted = data[word].inheritable = 1 << bit
+    _check(_capset(ctypes.byref(header), data), f"capset({cap})")
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 
 
 def clear_ambient_caps() -> None:

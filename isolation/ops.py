@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import stat
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import NoReturn, Protocol
 
-from isolation import init, landlock, linux, zygote
+from isolation import init, landlock, linux, xslot, zygote
 from isolation.cgroups import CgroupError, detect_backend
 
 
@@ -182,6 +184,66 @@ class LinuxOps:
                     os.close(fd)
         for fd in keep:
             os.set_inheritable(fd, True)
+
+    # The slot's X server (isolation/xslot.py: XSlotOps).
+
+    def xvfb_pipe(self) -> tuple[int, int]:
+        return os.pipe()
+
+    def xvfb_output(self) -> int:
+        return os.memfd_create("xvfb-output", os.MFD_CLOEXEC)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def bound_to_ipc_owner(self) -> None:
+        linux.drop_bounding_set_except(linux.CAP_IPC_OWNER)
+
+    def set_keep_caps(self) -> None:
+        linux.set_keep_caps(True)
+
+    def keep_only_ipc_owner(self) -> None:
+        linux.set_only_cap(linux.CAP_IPC_OWNER)
+
+    def exec_xvfb(self, argv: Sequence[str], env: Mapping[str, str], displayfd: int, output: int) -> None:
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(output, 2)
+        os.set_inheritable(displayfd, True)
+        self.close_fds((displayfd,))
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ, *init.FORWARDED_SIGNALS):
+            signal.signal(signum, signal.SIG_DFL)
+        os.execvpe(argv[0], list(argv), dict(env))
+
+    def report(self, output: int, line: str) -> None:
+        with contextlib.suppress(OSError):
+            os.write(output, line.encode("utf-8", "replace") + b"\n")
+
+    def exit_now(self, status: int) -> NoReturn:
+        os._exit(status)
+
+    def read_display_number(self, fd: int, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        data = b""
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, xslot.MAX_DISPLAYFD_BYTES)
+            data += chunk
+            if not chunk or len(data) > xslot.MAX_DISPLAYFD_BYTES:
+                return None
+        return xslot.parse_display_number(data)
+
+    def read_output(self, fd: int, limit: int) -> bytes:
+        return os.pread(fd, limit, 0)
+
+    def attach_to_cgroup(self, session_id: str, pid: int) -> None:
+        try:
+            detect_backend().attach(session_id, pid)
+        except CgroupError as exc:
+            raise OSError(0, str(exc)) from None
 
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
         # A session of its own: the sandbox leaves sessiond's process group

@@ -110,6 +110,32 @@ DEFAULT_CHECKS: tuple[DropCheck, ...] = (
 )
 
 
+# A slot's X server (isolation/xslot.py) keeps CAP_IPC_OWNER (bit 15) and
+# nothing else, in every set: ambient, so that it survives the exec of Xvfb.
+IPC_OWNER_MASK = 1 << 15
+
+
+def _cap_is_exactly(name: str, mask: int) -> DropCheck:
+    def verify(_account: Account) -> bool:
+        value = read_status().get(name)
+        try:
+            return value is not None and int(value, 16) == mask
+        except ValueError:
+            return False
+    return DropCheck(f"{name} is exactly CAP_IPC_OWNER", verify)
+
+
+X_SERVER_CHECKS: tuple[DropCheck, ...] = (
+    DropCheck("real/effective/saved uids are the X uid", _uids_are_user),
+    DropCheck("real/effective/saved gids are the X gid", _gids_are_user),
+    DropCheck("no supplementary groups", _groups_are_user),
+    DropCheck("setuid(0) fails", _cannot_become_uid_root),
+    DropCheck("setgid(0) fails", _cannot_become_gid_root),
+    *(_cap_is_exactly(name, IPC_OWNER_MASK) for name in CAP_FIELDS),
+    DropCheck("NoNewPrivs is 1", _no_new_privs),
+)
+
+
 def first_failure(checks: tuple[DropCheck, ...] | list[DropCheck],
                   account: Account) -> str | None:
     """Run `checks` in order; return the name of the first that fails, else None.

@@ -34,12 +34,20 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from isolation.init import FORWARDED_SIGNALS
+from isolation.slot import SlotParams
+from isolation.xslot import XvfbCommand
 
-# The one option `python -m isolation.enter` accepts.
+# The one option `python -m isolation.enter` accepts, and the one a zygote
+# may add: a slot line (isolation/slot.py) comes before the spec.
 ZYGOTE_FLAG = "--zygote"
+X_SLOT_FLAG = "--x-slot"
 # What a zygote imports before reading its spec, and the module it runs.
 PRELOAD_MODULE = "sessiond.agent.main"
 RUN_MODULE = "sessiond.agent"
+# Where the agent builds Xvfb's command line (one place builds it), and the
+# PATH it is looked up on: the entry's own (isolation/launcher.py ENTER_PATH).
+XSERVER_MODULE = "sessiond.agent.xserver"
+XVFB_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # Modules the agent must not load: it speaks no TLS, and asyncio would
 # initialise OpenSSL (1-2 MiB per session) if it could import ssl.
 REFUSED_MODULES = ("ssl",)
@@ -56,6 +64,18 @@ def preload() -> None:
     importlib.import_module(PRELOAD_MODULE)
     gc.collect()
     gc.freeze()
+
+
+def xvfb_command(params: SlotParams) -> XvfbCommand:
+    """The slot's Xvfb (argv, env) for a -displayfd, from the agent's own builder
+    (sessiond.agent.xserver.slot_xvfb_command, root-owned code like the rest of the preload)."""
+    xserver = importlib.import_module(XSERVER_MODULE)
+
+    def command(displayfd: int) -> tuple[list[str], dict[str, str]]:
+        argv, env = xserver.slot_xvfb_command(params.width, params.height, params.depth, params.root_shown,
+                                              displayfd, XVFB_PATH)  # fmt: skip
+        return list(argv), dict(env)
+    return command
 
 
 def runs_in_process(argv: Sequence[str]) -> bool:

@@ -37,6 +37,7 @@ from sessiond.display_config import parse_display, parse_display_overrides
 from sessiond.transfer_config import CLIPBOARD_KEYS, FILES_KEYS, home_dir_name, overrides_of, parse_types
 from sessiond.usb_rules import parse_principal_rules as _usb_principals
 from sessiond.usb_rules import parse_rules as _usb_rules
+from sessiond.x_uids import parse_x_uids
 
 DEFAULT_INSTALL_PREFIX = "/opt/sessiond"
 # Warm sandboxes kept ready ([session] warm_pool): each idle one costs a few
@@ -196,6 +197,10 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         "xpra": (DEFAULT_INSTALL_PREFIX + "/xpra-venv/bin/xpra", str),
         "zygote": ("true", _bool),
         "warm_pool": ("0", _int(0, MAX_WARM_POOL)),
+        # sessiond/x_uids.py, docs/admin.md: warm and early slots start their X server
+        # before the login, as a uid of their own from x_uids.
+        "warm_x": ("true", _bool),
+        "x_uids": ("1900000000-1900009999", parse_x_uids),
         "idle_release_seconds": ("15", _float(IDLE_RELEASE_MIN_SECONDS, IDLE_RELEASE_MAX_SECONDS)),
     },
     "limits": {

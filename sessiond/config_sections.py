@@ -64,6 +64,8 @@ class SessionSection:
     xpra: str  # the xpra executable sessions run (its own venv under the prefix)
     zygote: bool  # the sandbox entry preloads the agent and runs it without exec (isolation.zygote)
     warm_pool: int  # sandboxes started ahead of logins (sessiond.warm_pool); 0 = none
+    warm_x: bool  # warm and early slots start the session's X server before the login (isolation/xslot.py)
+    x_uids: tuple[int, int]  # the uids those X servers run as, one per slot (sessiond/x_uids.py)
     idle_release_seconds: float  # an idle display gives back its rebuildable buffers (agent/idle_release.py)
 
 

@@ -41,6 +41,7 @@ from sessiond.usb_rules import UsbPolicy
 if TYPE_CHECKING:
     from sessiond.config import Config
     from sessiond.warm_pool import WarmSlot
+    from sessiond.agent.settings import XScreen
 
 log = Logger()
 
@@ -66,7 +67,7 @@ class SessionHost(Protocol):
 
     def session_ended(self, session: Session) -> None: ...
 
-    def warm_slot(self) -> WarmSlot | None: ...
+    def warm_slot(self, screen: XScreen) -> WarmSlot | None: ...
 
 
 class ClientPeer(Endpoint, Protocol):
@@ -150,7 +151,7 @@ class Session(SessionApps):
         settings = agent_settings(self.config, self.socket_path, self.width, self.height, self.clipboard_policy,
                                   self.file_policy, self.display)  # fmt: skip
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
-        slot = self.supervisor.warm_slot()
+        slot = self.supervisor.warm_slot(settings.x_screen())
         try:
             self.agent.spawn(reactor, self.config, settings, session_env(self.config, self.link_token, self.id),
                              AgentProcess(self), slot)  # fmt: skip
@@ -159,7 +160,8 @@ class Session(SessionApps):
             self._fail_start("the session sandbox could not be created; see the server log")
             return self._started
         log.info("session {session} starting for {user} (pid {pid}{warm})", session=self.id, user=self.account.name,
-                 pid=self.agent.pid, warm=", warm sandbox" if slot is not None else "")  # fmt: skip
+                 pid=self.agent.pid, warm=("" if slot is None else ", warm sandbox" if slot.x is None else
+                       ", warm sandbox with its X server"))  # fmt: skip
         return self._started
 
     def adopt(self, reactor: Any, record: SessionRecord) -> defer.Deferred[Session]:

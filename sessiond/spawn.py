@@ -21,6 +21,7 @@ from isolation.accounts import Account
 from isolation.launcher import enter_argv, enter_env
 from isolation.limits import limits_from_settings, resolve_limits
 from isolation.sandbox import CgroupError, Sandbox, create_sandbox, open_sandbox
+from isolation.slot import X_SCREEN_ENV
 from isolation.spec import to_json
 from sessiond.agent.clipboard_policy import ClipboardPolicy, FilePolicy
 from sessiond.agent.frame_trace import TRACE_ENV as FRAME_TRACE_ENV
@@ -89,6 +90,8 @@ class AgentHandle:
         python = config.session.python
         argv = (python, "-m", "sessiond.agent")
         env = {**env, SETTINGS_ENV: settings.to_json()}
+        if slot is not None and slot.x is not None:  # the slot's X server (isolation/slot.py): ask for its screen
+            env[X_SCREEN_ENV] = slot.x.screen
         spec = self.sandbox.spec(self.account, argv, env, network=config.session.network,
                                  hostname=config.session.hostname)  # fmt: skip
         if slot is not None:

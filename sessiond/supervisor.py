@@ -18,12 +18,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from isolation.accounts import Account
+from isolation.sandbox import session_namespaces
+from sessiond.agent.settings import XScreen
 from sessiond.farm.directory import FarmConflict, FarmDirectory
 from sessiond.registry import Registry
 from sessiond.sessions import Session, SessionState
+from sessiond.spawn import agent_settings
 from sessiond.usb_policy import policy_from_config
 from sessiond.usb_rules import UsbPolicy, UsbPolicyWatcher
-from sessiond.warm_pool import WarmPool, WarmSlot
+from sessiond.warm_pool import SlotX, WarmPool, WarmSlot
+from sessiond.x_uids import XUidPool, XUidRange
 
 if TYPE_CHECKING:
     from sessiond.config import Config
@@ -52,6 +56,23 @@ class Redirect:
     notice: str = ""  # what happened, for the user (a lost session replaced by this placement)
 
 
+def slot_x(config: Config) -> SlotX | None:
+    """How warm and early slots pre-start their X server, or None: [session] warm_x off, no
+    zygote, or x_uids overlapping an account or a subordinate id range (logged: slots then
+    start without X, as before)."""
+    if not (config.session.warm_x and config.session.zygote):
+        return None
+    uids = XUidRange(*config.session.x_uids)
+    overlap = uids.overlaps()
+    if overlap is not None:
+        log.error("[session] x_uids = {first}-{last} is not free: {what}; warm slots start without an X server "
+                  "(docs/admin.md, warm_x)", first=uids.first, last=uids.last, what=overlap)  # fmt: skip
+        return None
+    screen = agent_settings(config, "", config.session.max_width, config.session.max_height,
+                            display=config.session.display).x_screen()  # fmt: skip
+    return SlotX(uids=XUidPool(uids), namespaces=session_namespaces(config.session.network), screen=screen)
+
+
 class SessionSupervisor:
     """Owns every session; one per user (a second login resumes it)."""
 
@@ -67,7 +88,7 @@ class SessionSupervisor:
         # A warm slot is a zygote: no pool without [session] zygote.
         self.warm_pool = WarmPool(reactor, config.session.python,
                                   config.session.warm_pool if config.session.zygote else 0,
-                                  early=config.session.zygote)  # fmt: skip
+                                  early=config.session.zygote, x=slot_x(config))  # fmt: skip
         self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
                                              config.usb.recheck_interval, reactor, load_usb_policy,
                                              self.usb_recheck)
@@ -141,9 +162,10 @@ class SessionSupervisor:
         """Users with a session on this host, running or starting."""
         return set(self.sessions) | set(self._starting)
 
-    def warm_slot(self) -> WarmSlot | None:
-        """A warm sandbox for a new session, or None (pool off, empty, or still refilling)."""
-        return self.warm_pool.claim()
+    def warm_slot(self, screen: XScreen) -> WarmSlot | None:
+        """A warm sandbox for a new session whose X server needs SCREEN, or None (pool off, empty,
+        still refilling, or no slot's pre-started X server fits)."""
+        return self.warm_pool.claim(screen)
 
     def login_started(self, user: str) -> None:
         """An AUTH for USER arrived: if its success would start a new session here, let the

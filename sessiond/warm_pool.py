@@ -36,10 +36,20 @@
 # app, the first frame), taking one of this host's cores from that login.
 # A login that comes during the delay still overlaps its PAM with an early
 # slot, as on a server without a pool.
+#
+# Pre-started X (`[session] warm_x`, on by default): each slot also gets a
+# uid of its own from [session] x_uids (sessiond/x_uids.py) and a slot line
+# (isolation/slot.py) right after its spawn, and starts the session's Xvfb in
+# its fresh namespaces before any login (isolation/xslot.py). A login claims
+# only a slot whose screen is the one its settings ask for (another stays for
+# the next login, this one starts cold); the uid goes with the slot into the
+# session and comes back when the slot's process (the sandbox supervisor)
+# ends. With the range exhausted, a slot is spawned without X, as before.
 """WarmSlot (one waiting zygote) and WarmPool (keeps N of them ready)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import error, protocol
@@ -47,6 +57,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from isolation.launcher import enter_argv, enter_env
+from isolation.slot import SlotParams, slot_line
+from sessiond.agent.settings import XScreen
+from sessiond.x_uids import XUidPool
 
 log = Logger()
 
@@ -65,15 +78,31 @@ EARLY_SLOT_SECONDS = 30.0
 REFILL_DELAY_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class SlotX:
+    """What the pool's slots start their X servers with: the uids, namespaces and screen."""
+
+    uids: XUidPool
+    namespaces: tuple[str, ...]
+    screen: XScreen
+
+
 class WarmSlot(protocol.ProcessProtocol):
     """One spawned zygote waiting for its spec; once claimed, its output and
-    exit go to the claiming session's process protocol."""
+    exit go to the claiming session's process protocol. X: its pre-started X server's
+    parameters (None: a slot without one)."""
 
-    def __init__(self, pool: WarmPool) -> None:
+    def __init__(self, pool: WarmPool, x: SlotParams | None = None) -> None:
         self.pool = pool
+        self.x = x
         self.owner: protocol.ProcessProtocol | None = None
         self.ended = False
         self._unclaimed_output = b""
+
+    def fits(self, screen: XScreen | None) -> bool:
+        """True if a session that needs SCREEN may take this slot (any, if it has no X server)."""
+        return self.x is None or (screen is not None and (self.x.width, self.x.height, self.x.depth,
+                                                          self.x.root_shown) == tuple(screen))  # fmt: skip
 
     @property
     def pid(self) -> int | None:
@@ -114,6 +143,7 @@ class WarmSlot(protocol.ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802 - Twisted name
         self.ended = True
+        self.pool.release_x(self)  # the supervisor ended: its PID namespace, X server included, is gone
         if self.owner is not None:
             self.owner.processEnded(reason)
         else:
@@ -123,11 +153,12 @@ class WarmSlot(protocol.ProcessProtocol):
 class WarmPool:
     """Keeps SIZE warm slots spawned; claim() hands one out and spawns its replacement."""
 
-    def __init__(self, reactor: Any, python: str, size: int, early: bool = False) -> None:
+    def __init__(self, reactor: Any, python: str, size: int, early: bool = False, x: SlotX | None = None) -> None:
         self.reactor = reactor
         self.python = python
         self.size = size
         self.early = early  # an AUTH may spawn a slot when none waits (spawn_early)
+        self.x = x  # slots pre-start their X server (see the header)
         self.idle: list[WarmSlot] = []
         self._early: dict[WarmSlot, Any] = {}  # unclaimed early slot -> its expiry (IDelayedCall)
         self.running = False
@@ -148,15 +179,36 @@ class WarmPool:
                 return
 
     def _spawn(self) -> WarmSlot | None:
-        slot = WarmSlot(self)
+        params = self._slot_params()
+        slot = WarmSlot(self, params)
         try:
-            self.reactor.spawnProcess(slot, self.python, enter_argv(self.python, zygote=True), env=enter_env(),
-                                      path="/", childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
+            argv = enter_argv(self.python, zygote=True, x_slot=params is not None)
+            self.reactor.spawnProcess(slot, self.python, argv, env=enter_env(), path="/",
+                                      childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
         except OSError as exc:
             log.error("warm pool: cannot spawn a sandbox: {why}", why=str(exc))
+            self.release_x(slot)
             return None
+        if params is not None:
+            slot.transport.write(slot_line(params))  # type: ignore[union-attr]
         self.idle.append(slot)
         return slot
+
+    def _slot_params(self) -> SlotParams | None:
+        if self.x is None:
+            return None
+        uid = self.x.uids.allocate()
+        if uid is None:
+            log.warn("warm pool: every uid of [session] x_uids is in use; this slot starts without an X server")
+            return None
+        screen = self.x.screen
+        return SlotParams(x_uid=uid, namespaces=self.x.namespaces, width=screen.width, height=screen.height,
+                          depth=screen.depth, root_shown=screen.root_shown)  # fmt: skip
+
+    def release_x(self, slot: WarmSlot) -> None:
+        """SLOT's process ended (or never started): its X uid is free again."""
+        if slot.x is not None and self.x is not None:
+            self.x.uids.release(slot.x.x_uid)
 
     def spawn_early(self) -> bool:
         """A login may start a new session soon: spawn a slot now if none waits (see the header).
@@ -181,10 +233,11 @@ class WarmPool:
         if expiry is not None and expiry.active():
             expiry.cancel()
 
-    def claim(self) -> WarmSlot | None:
-        """A waiting slot (removed from the pool), or None if none is ready; the pool refills."""
-        while self.idle:
-            slot = self.idle.pop(0)
+    def claim(self, screen: XScreen | None = None) -> WarmSlot | None:
+        """A waiting slot (removed from the pool) that fits a session needing SCREEN, or None if none
+        is ready; the pool refills. A slot whose X server does not fit stays for the next login."""
+        for slot in [slot for slot in self.idle if slot.ended or slot.transport is None or slot.fits(screen)]:
+            self.idle.remove(slot)
             self._claimed(slot)
             if not slot.ended and slot.transport is not None:
                 self._delay = RESPAWN_MIN_SECONDS  # a slot lived until used: spawning works

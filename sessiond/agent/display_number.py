@@ -48,6 +48,28 @@ def abstract_name_taken(number: int) -> bool:
         probe.close()
 
 
+# Where Linux lists the Unix sockets of the reader's network namespace (abstract names with "@").
+PROC_NET_UNIX: Final = "/proc/net/unix"
+# Bytes of it read at most (~100 bytes a socket: far more sockets than a host has).
+MAX_PROC_NET_UNIX_BYTES: Final = 32 * 1024 * 1024
+
+
+def bound_abstract_displays(table: str = PROC_NET_UNIX) -> set[int]:
+    """Display numbers whose abstract X socket name is bound in this network namespace, from
+    /proc/net/unix: without connecting to anyone (a warm slot checks as root, before the
+    session's Landlock scoping, and must not reach a host process's socket; isolation/xslot.py)."""
+    prefix = f"@{X11_SOCKET_DIR}/X"
+    found: set[int] = set()
+    with open(table, "rb") as handle:
+        text = handle.read(MAX_PROC_NET_UNIX_BYTES).decode("utf-8", "replace")
+    for line in text.splitlines()[1:]:
+        path = line.split()[-1] if len(line.split()) >= 8 else ""
+        digits = path[len(prefix):] if path.startswith(prefix) else ""
+        if digits.isascii() and digits.isdigit() and len(digits) <= 5:
+            found.add(int(digits))
+    return found
+
+
 def files_taken(number: int, tmp: str = "/tmp") -> bool:
     """True if display `number`'s lock file or socket file exists in `tmp`."""
     return os.path.lexists(f"{tmp}/.X{number}-lock") or os.path.lexists(f"{tmp}/.X11-unix/X{number}")

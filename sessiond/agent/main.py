@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from Xlib import display as xdisplay_mod
 from Xlib import error as XError  # noqa: N812 - python-xlib's module name
 
+from isolation.slot import X_SLOT_ENVS
 from protocol.messages import DesktopSize, Message
 from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
@@ -43,7 +44,7 @@ from sessiond.agent.window_model import Rect, WindowInfo
 from sessiond.agent.windows import FocusManager
 from sessiond.agent.xinput import InputInjector
 from sessiond.agent.xpra_channel import XpraChannels
-from sessiond.agent.xserver import start_xvfb
+from sessiond.agent.xserver import adopt_xvfb, start_xvfb
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,13 +69,17 @@ class Agent(LinkEvents):
         self.link: LinkProtocol | None = None
         self.session_id = os.environ.get("SESSIOND_SESSION_ID", "")
         # Started at the largest size a client may ask for; RandR sets the real size.
-        max_width, max_height = max(args.width, args.max_width), max(args.height, args.max_height)
+        screen = args.x_screen()
+        max_width, max_height = screen.width, screen.height
         resizable = (max_width, max_height) != (args.width, args.height)
         # Seamless: windows are redirected and the root is never shown, so Xvfb paints
         # no background and no cursor on it and its framebuffer is released (_release_unshown).
-        seamless = args.mode == "seamless" and args.display != "xpra"  # with xpra, xpra is the window manager
-        self.xserver = start_xvfb(max_width, max_height, shared_framebuffer=resizable or seamless,
-                                  root_shown=not seamless)  # fmt: skip
+        seamless = not screen.root_shown and args.display != "xpra"
+        # A warm slot's server, started before the login (isolation/xslot.py), else our own.
+        adopted = adopt_xvfb({name: os.environ.pop(name) for name in X_SLOT_ENVS if name in os.environ}, *screen)
+        self.xserver = adopted or start_xvfb(max_width, max_height, depth=screen.depth,
+                                             shared_framebuffer=resizable or seamless,
+                                             root_shown=screen.root_shown)  # fmt: skip
         self.marks.mark("Xvfb ready")
         self.x = xdisplay_mod.Display(self.xserver.display)
         self.screen = ScreenResizer(self.x, max_width, max_height)

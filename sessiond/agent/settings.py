@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 # The environment variable that carries the settings to the agent.
 SETTINGS_ENV: Final = "SESSIOND_AGENT_SETTINGS"
@@ -80,6 +80,19 @@ def _display(data: dict[str, Any]) -> str:
     return str(value)
 
 
+class XScreen(NamedTuple):
+    """A session's X screen as Xvfb starts it (and as a warm slot's X server must have it)."""
+
+    width: int
+    height: int
+    depth: int
+    root_shown: bool
+
+
+# The depth every session's screen has.
+X_DEPTH: Final = 24
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """What one session agent runs with (from [session], [display], [audio], [apps])."""
@@ -116,6 +129,13 @@ class AgentSettings:
     files_outbox_dir: str = "Outbox"
     display: str = "native"  # [session] display as resolved for this user: "native" or "xpra"
     xpra: str = ""  # the xpra executable (display = xpra)
+
+    def x_screen(self) -> XScreen:
+        """The X server this session runs: started at the largest size a client may ask for (RandR
+        sets the real size); in seamless mode the root is never shown (windows are redirected), so
+        Xvfb paints no background and no cursor. With xpra, xpra is the window manager."""
+        seamless = self.mode == "seamless" and self.display != "xpra"
+        return XScreen(max(self.width, self.max_width), max(self.height, self.max_height), X_DEPTH, not seamless)
 
     def to_json(self) -> str:
         """The compact JSON form sessiond puts in the agent's environment."""

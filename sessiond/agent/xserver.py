@@ -38,8 +38,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO
 
+from isolation.slot import X_DISPLAY_ENV, X_PID_ENV, X_SCREEN_ENV, X_SHMID_ENV, screen_text
 from sessiond.agent.clibs import library_path
-from sessiond.agent.display_number import MAX_DISPLAY_PROBES, free_display_numbers
+from sessiond.agent.display_number import MAX_DISPLAY_PROBES, bound_abstract_displays, files_taken, free_display_numbers
 
 XVFB_BINARY = "Xvfb"
 # Largest display number line we accept from the pipe ("65535\n" fits).
@@ -158,13 +159,16 @@ def _segment_size(shmid: int) -> int:
 
 @dataclass
 class XServer:
-    """A running Xvfb: its process and the display name (":N") it serves."""
+    """A running Xvfb: its process and the display name (":N") it serves. An adopted server
+    (a warm slot's, adopt_xvfb) has no process object: it runs as another uid, so the agent
+    cannot signal it; it ends with the session's PID namespace when the agent exits."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     display: str
     _stderr: IO[bytes] | None = None
     # Set when started with shared_framebuffer=True.
     framebuffer: SharedFramebuffer | None = None
+    adopted_pid: int = 0
 
     def release_outside(self, width: int, height: int) -> int:
         """Free framebuffer memory outside the shown width x height (0 without a shared framebuffer)."""
@@ -182,20 +186,54 @@ class XServer:
 
     def running(self) -> bool:
         """True while the Xvfb process has not exited."""
+        if self.process is None:
+            return os.path.exists(f"/proc/{self.adopted_pid}")
         return self.process.poll() is None
 
     def stop(self) -> None:
-        """Terminate Xvfb (SIGTERM, then SIGKILL after a grace period).
-
-        Idempotent: stopping an exited server only releases resources.
+        """Terminate Xvfb (SIGTERM, then SIGKILL after a grace period); an adopted server is only
+        let go of (the PID namespace ends it). Idempotent: stopping an exited server only releases resources.
         """
-        _terminate(self.process)
+        if self.process is not None:
+            _terminate(self.process)
         if self.framebuffer is not None:
             self.framebuffer.close()
             self.framebuffer = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+
+
+# What a warm slot's entry (isolation/xslot.py) hands the agent, bounded here again.
+MAX_ADOPTED_PID = 4_194_304  # PID_MAX_LIMIT
+MAX_SHMID = 2**31 - 1
+MAX_DISPLAY_NUMBER = 65535
+
+
+def _bounded_int(environ: Mapping[str, str], name: str, low: int, high: int) -> int:
+    text = environ.get(name, "")
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))) or not low <= int(text) <= high:
+        raise XServerError(f"{name}={text!r} is not a number in {low}..{high}")
+    return int(text)
+
+
+def adopt_xvfb(environ: Mapping[str, str], width: int, height: int, depth: int, root_shown: bool) -> XServer | None:
+    """The X server a warm slot started for this session (SESSIOND_X_* in ENVIRON), or None if there
+    is none (start one). XServerError if the variables are malformed or ask for another screen."""
+    if X_DISPLAY_ENV not in environ:
+        return None
+    wanted = screen_text(width, height, depth, root_shown)
+    if environ.get(X_SCREEN_ENV) != wanted:
+        raise XServerError(f"the slot's X server is {environ.get(X_SCREEN_ENV)!r}, this session needs {wanted!r}")
+    display = environ[X_DISPLAY_ENV]
+    if not display.startswith(":"):
+        raise XServerError(f"{X_DISPLAY_ENV}={display!r} is not a display name :N")
+    number = _bounded_int({X_DISPLAY_ENV: display[1:]}, X_DISPLAY_ENV, 0, MAX_DISPLAY_NUMBER)
+    pid = _bounded_int(environ, X_PID_ENV, 2, MAX_ADOPTED_PID)
+    shmid = _bounded_int(environ, X_SHMID_ENV, 0, MAX_SHMID)
+    server = XServer(process=None, display=f":{number}", adopted_pid=pid)
+    server.framebuffer = SharedFramebuffer(shmid, width, height)
+    return server
 
 
 def _die_with_parent() -> None:
@@ -246,6 +284,20 @@ def xvfb_argv(width: int, height: int, depth: int, displayfd: int, shared_frameb
         "-extension", "GLX",
         "-dpi", "96",
     ]
+
+
+def slot_xvfb_command(width: int, height: int, depth: int, root_shown: bool, displayfd: int,
+                      path: str) -> tuple[list[str], dict[str, str]]:  # fmt: skip
+    """A warm slot's Xvfb (isolation/xslot.py): argv and environment, always with a shared
+    framebuffer (-shmem), on the first display number free here (display_number.py; the
+    slot's /tmp is fresh; abstract names read from /proc/net/unix, never probed by a connect
+    as root), in an environment of PATH only."""
+    bound = bound_abstract_displays()
+    number = next(iter(free_display_numbers(taken=lambda n: files_taken(n) or n in bound)), None)
+    if number is None:
+        raise XServerError(f"no free X display number among the first {MAX_DISPLAY_PROBES}")
+    argv = xvfb_argv(width, height, depth, displayfd, shared_framebuffer=True, root_shown=root_shown, number=number)
+    return argv, xvfb_env({"PATH": path})
 
 
 def xvfb_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -53,6 +53,15 @@ def _pids(user: str, *pattern: str) -> list[int]:
     return [int(pid) for pid in out.stdout.split()]
 
 
+def _session_xvfbs(user: str) -> list[int]:
+    """The Xvfb of USER's session: in the agent's PID namespace, as the user or (a warm or early
+    slot's pre-started server, isolation/xslot.py) as an X uid."""
+    agent = _pids(user, "-f", "sessiond.agent")[0]
+    out = subprocess.run(["pgrep", "-x", "Xvfb"], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()
+            if os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{agent}/ns/pid")]  # fmt: skip
+
+
 def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
         return int(handle.read().rsplit(")", 1)[1].split()[1])
@@ -100,7 +109,7 @@ def test_the_sandbox_waits_in_two_native_waiters(server: Server, session: TestUs
 
 def test_the_root_framebuffer_is_released_in_seamless_mode_only(server: Server, session: TestUser,
                                                                  tmp_path: object) -> None:
-    xvfbs = _pids(session.name, "-x", "Xvfb")
+    xvfbs = _session_xvfbs(session.name)
     assert len(xvfbs) == 1, xvfbs
     size, resident = _framebuffer_rss_kib(xvfbs[0])
     shown = SCREEN[0] * SCREEN[1] * 4 // 1024

@@ -23,7 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 # Seconds a slot may take to appear (spawn + preload on a loaded 2-core VM).
 SLOT_TIMEOUT = 30.0
-STARTING_RE = re.compile(r"session (\w+) starting for (\S+) \(pid (\d+)(, warm sandbox)?\)")
+STARTING_RE = re.compile(r"session (\w+) starting for (\S+) \(pid (\d+)(, warm sandbox[^)]*)?\)")
+# [session] x_uids by default: the uids slots' pre-started X servers run as (sessiond/x_uids.py).
+X_UIDS = range(1900000000, 1900009999 + 1)
+# The programs of a session that run as its X uid: Xvfb and the keymap compiler it may run.
+X_PROGRAMS = ("Xvfb", "xkbcomp", "/bin/sh")
 
 
 def _stat(pid: int) -> tuple[int, list[str]]:
@@ -42,21 +46,52 @@ def uids(pid: int) -> set[int]:
     return {int(value) for value in line.split()[1:]}
 
 
-def waiting_slots(server: Server) -> list[int]:
-    """sessiond's children that are zygotes with no child yet (no session claimed them)."""
+def children() -> dict[int, list[int]]:
+    """Every process's children, from /proc now."""
     found: dict[int, list[int]] = {}
-    slots = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            ppid, words = _stat(int(name))
-        except (OSError, ValueError, IndexError):
-            continue
-        found.setdefault(ppid, []).append(int(name))
-        if ppid == server.process.pid and "isolation.enter" in words and "--zygote" in words:
-            slots.append(int(name))
-    return [pid for pid in slots if not found.get(pid)]
+        if name.isdigit():
+            try:
+                found.setdefault(_stat(int(name))[0], []).append(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def descendants(pid: int, tree: dict[int, list[int]] | None = None) -> list[int]:
+    tree = children() if tree is None else tree
+    below = list(tree.get(pid, []))
+    for child in list(below):
+        below += descendants(child, tree)
+    return below
+
+
+def _as_root_or_x(pid: int) -> bool:
+    try:
+        return all(uid == 0 or uid in X_UIDS for uid in uids(pid))
+    except (OSError, StopIteration):
+        return True  # ended meanwhile
+
+
+def _is_slot(pid: int, tree: dict[int, list[int]]) -> bool:
+    """A zygote entry, or (a slot with a pre-started X server, isolation/xslot.py) the supervisor
+    waiter of one, which it exec'd as soon as it forked the slot's init."""
+    try:
+        words = _stat(pid)[1]
+        if "isolation.enter" in words and "--zygote" in words:
+            return True
+        below = tree.get(pid, [])
+        return "supervise" in words and len(below) == 1 and "--x-slot" in _stat(below[0])[1]
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def waiting_slots(server: Server) -> list[int]:
+    """sessiond's children that are zygotes no session claimed: nothing below them runs as a user
+    (a slot with a pre-started X server has its root init and its Xvfb, as an X uid, below it)."""
+    tree = children()
+    return [pid for pid in tree.get(server.process.pid, [])
+            if _is_slot(pid, tree) and all(map(_as_root_or_x, descendants(pid, tree)))]  # fmt: skip
 
 
 def wait_for_slot(server: Server, not_pid: int = 0) -> int:
@@ -94,7 +129,10 @@ def check_session_is_users(slot: int, user: TestUser) -> int:
     seen = in_session(user, "ps", "-eo", "uid=,args=")
     assert seen.returncode == 0, seen.stderr  # type: ignore[union-attr]
     rows = [line.split(None, 1) for line in seen.stdout.decode().splitlines() if line.strip()]  # type: ignore[union-attr]
-    assert rows and {int(row[0]) for row in rows} == {uid}, f"processes of other users in the session: {rows}"
+    users = {int(row[0]) for row in rows if not row[1].startswith(X_PROGRAMS)}
+    x_server = {int(row[0]) for row in rows if row[1].startswith(X_PROGRAMS)}
+    assert rows and users == {uid}, f"processes of other users in the session: {rows}"
+    assert all(x_uid in X_UIDS or x_uid == uid for x_uid in x_server), f"the X server runs as another's uid: {rows}"
     return agent
 
 

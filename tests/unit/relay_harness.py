@@ -48,7 +48,7 @@ class Host:
     def session_ended(self, session: Session) -> None:
         self.ended.append(session)
 
-    def warm_slot(self) -> None:
+    def warm_slot(self, screen: object) -> None:
         return None
 
 
