@@ -13,6 +13,15 @@
 # daemon holds and that is not the real, effective or saved uid of any
 # process in /proc; the /proc scan also covers sessions a previous sessiond
 # started (adopted after a restart) and an X server still being torn down.
+# Two daemons on one host (a test run, an operator's second instance) would
+# each see the other's uid as free in the instant between allocation and its
+# Xvfb's start, so a held uid is also locked host-wide: an flock on
+# LOCK_DIR/UID, taken without waiting and held (by an open descriptor) for
+# as long as the uid is; a daemon that dies lets go of its locks with it,
+# and the /proc scan still covers the sessions it left running. The lock
+# files stay (unlinking one another daemon may have open would let two
+# daemons lock two different files of one name).
+#
 # The range is checked once at start against the account databases and
 # /etc/subuid, /etc/subgid: if it overlaps any of them, there is no
 # pre-started X at all (one error in the log), slots work as without it.
@@ -20,6 +29,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import grp
 import os
 import pwd
@@ -35,6 +46,8 @@ SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 # Lines read from one subid file at most (a file of this many ranges is already absurd).
 MAX_SUBID_LINES = 100_000
 PROC = "/proc"
+# Host-wide locks of held uids (see the header): root's, under /run.
+LOCK_DIR = "/run/sessiond-x-uids"
 
 
 def parse_x_uids(value: str) -> tuple[int, int]:
@@ -113,21 +126,50 @@ def uids_in_use(proc: str = PROC) -> set[int]:
 
 @dataclass
 class XUidPool:
-    """Hands out the lowest free uid of RANGE (see the header); release() gives one back."""
+    """Hands out the lowest free uid of RANGE (see the header); release() gives one back.
+    lock_dir: where the host-wide locks live (None: none, for tests of one pool alone)."""
 
     range: XUidRange
     in_use: Callable[[], set[int]] = uids_in_use
-    held: set[int] = field(default_factory=set)
+    lock_dir: str | None = LOCK_DIR
+    _locks: dict[int, int | None] = field(default_factory=dict)  # held uid -> its lock's descriptor
+
+    @property
+    def held(self) -> set[int]:
+        """The uids this pool holds now."""
+        return set(self._locks)
 
     def allocate(self) -> int | None:
-        """The lowest uid of the range nobody holds or runs as, now held; None if the range is exhausted."""
+        """The lowest uid of the range nobody holds or runs as, now held (and locked host-wide);
+        None if the range is exhausted."""
         busy = self.in_use()
         for uid in range(self.range.first, self.range.last + 1):
-            if uid not in self.held and uid not in busy:
-                self.held.add(uid)
+            if uid in self._locks or uid in busy:
+                continue
+            locked, fd = self._lock(uid)
+            if locked:
+                self._locks[uid] = fd
                 return uid
         return None
 
+    def _lock(self, uid: int) -> tuple[bool, int | None]:
+        """(True, its descriptor) if UID's host-wide lock is ours now, (True, None) without a lock
+        directory, (False, None) if another daemon holds it."""
+        if self.lock_dir is None:
+            return True, None
+        os.makedirs(self.lock_dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.lock_dir, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)  # fmt: skip
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False, None
+        return True, fd
+
     def release(self, uid: int) -> None:
-        """UID's slot or session ended; idempotent."""
-        self.held.discard(uid)
+        """UID's slot or session ended: it and its lock are free again; idempotent."""
+        fd = self._locks.pop(uid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)

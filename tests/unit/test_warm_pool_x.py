@@ -22,7 +22,7 @@ NAMESPACES = ("mount", "ipc", "uts", "pid")
 
 def x_pool(size: int, uids: tuple[int, int] = (5000, 5001)) -> tuple[FakeReactor, WarmPool, XUidPool]:
     reactor = FakeReactor()
-    held = XUidPool(XUidRange(*uids), in_use=set)
+    held = XUidPool(XUidRange(*uids), in_use=set, lock_dir=None)
     pool = WarmPool(reactor, PYTHON, size, early=True, x=SlotX(held, NAMESPACES, SCREEN))
     pool.start()
     return reactor, pool, held

@@ -35,7 +35,7 @@ def test_an_overlap_with_an_account_a_group_or_a_subid_range_is_named(tmp_path: 
 
 def test_the_allocator_takes_the_lowest_uid_no_slot_holds_and_no_process_runs_as() -> None:
     running = {11}
-    pool = XUidPool(XUidRange(10, 13), in_use=lambda: set(running))
+    pool = XUidPool(XUidRange(10, 13), in_use=lambda: set(running), lock_dir=None)
     assert pool.allocate() == 10
     assert pool.allocate() == 12, "11 is a process's uid (a session adopted after a restart)"
     running.clear()
@@ -48,6 +48,21 @@ def test_the_allocator_takes_the_lowest_uid_no_slot_holds_and_no_process_runs_as
     running.add(12)
     pool.release(12)
     assert pool.allocate() is None, "released, but a process still runs as 12"
+
+
+def test_two_daemons_on_one_host_never_hold_the_same_uid(tmp_path: Path) -> None:
+    # No process runs as any of them yet (their Xvfbs have not started): only the host-wide lock tells.
+    first = XUidPool(XUidRange(10, 12), in_use=set, lock_dir=str(tmp_path / "locks"))
+    second = XUidPool(XUidRange(10, 12), in_use=set, lock_dir=str(tmp_path / "locks"))
+    assert [first.allocate(), second.allocate(), first.allocate()] == [10, 11, 12]
+    assert second.allocate() is None, "every uid is locked by the other daemon or held"
+    first.release(10)
+    assert second.allocate() == 10, "released: its lock is free"
+    assert first.held == {12} and second.held == {10, 11}
+    for uid in (10, 11):
+        second.release(uid)
+    first.release(12)
+    assert first.allocate() == 10 and not second.held
 
 
 def test_uids_in_use_reads_real_effective_and_saved_uids(tmp_path: Path) -> None:
