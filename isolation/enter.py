@@ -283,6 +283,7 @@ class SlotOps(SandboxOps, XSlotOps, Protocol):
     """What a slot with an X server needs: the sandbox's operations, the X launcher's and one more."""
 
     def attach_to_cgroup(self, session_id: str, pid: int) -> None: ...
+    def spec_before_x_exit(self, pid: int) -> bool: ...
 
 
 def read_slot_line(stdin: BinaryIO) -> SlotParams:
@@ -330,6 +331,8 @@ def run_slot(stdin: BinaryIO, stderr: TextIO, ops: SlotOps, params: SlotParams, 
             x_server = await_x_server(ops, starting)
         except XSlotError as exc:
             raise EnterFailure(EXIT_X_FAILED, str(exc)) from None
+        if not ops.spec_before_x_exit(x_server.pid):  # it died waiting: the pool replaces this slot
+            raise EnterFailure(EXIT_X_FAILED, "the slot's X server exited before the login")
         spec = read_spec(stdin)
         check_slot_spec(spec, params)
         check_account(spec, lookup)

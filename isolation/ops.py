@@ -239,6 +239,20 @@ class LinuxOps:
     def read_output(self, fd: int, limit: int) -> bytes:
         return os.pread(fd, limit, 0)
 
+    def spec_before_x_exit(self, pid: int) -> bool:
+        # Wait for the spec (stdin readable: data or the end) or PID's exit, whichever is
+        # first; a zombie counts as exited. Both ends come from the same select, so an X
+        # server that dies while the slot waits ends the slot instead of its login.
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return False
+        try:
+            readable, _, _ = select.select([sys.stdin.fileno(), pidfd], [], [])
+            return sys.stdin.fileno() in readable
+        finally:
+            os.close(pidfd)
+
     def attach_to_cgroup(self, session_id: str, pid: int) -> None:
         try:
             detect_backend().attach(session_id, pid)

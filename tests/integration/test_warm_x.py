@@ -5,13 +5,15 @@
 # it runs as a uid of the reserved range with CAP_IPC_OWNER only, inside the
 # session's cgroup and PID namespace; every other process is the user's; an
 # X client's 0600 MIT-SHM segment works; two sessions get two uids, and an
-# ended session's uid is taken again; an x_uids range that overlaps an
-# account gives slots without X (one log line); an exhausted range too.
+# ended session's uid is taken again; a slot whose X server dies while it
+# waits is replaced; an x_uids range that overlaps an account gives slots
+# without X (one log line); an exhausted range too.
 """Integration: warm and early slots start the session's X server before the login, as an X uid."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -148,6 +150,24 @@ def test_a_warm_slots_x_server_runs_before_the_login_and_serves_the_session(
     assert served_by(warm, carol) == (third, True)
     fourth = wait_for_slot(warm, not_pid=third)
     assert int(status(wait_x_server(fourth))["Uid"].split()[0]) == alice_x, "an ended session's X uid is not reused"
+
+
+def test_a_slot_whose_x_server_dies_while_it_waits_is_replaced_and_the_login_still_works(
+        warm: Server, user_factory: object, tmp_path: object) -> None:  # fmt: skip
+    gina: TestUser = user_factory("svt-wx-g")  # type: ignore[operator]
+    slot = wait_for_slot(warm)
+    os.kill(wait_x_server(slot), signal.SIGKILL)  # the OOM killer, an admin's kill
+    deadline = time.monotonic() + SLOT_TIMEOUT
+    while os.path.exists(f"/proc/{slot}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{slot}"), "a slot without its X server still waits for a login"
+    assert "the slot's X server exited before the login" in warm.log()
+    refill = wait_for_slot(warm, not_pid=slot)
+    wait_x_server(refill)
+    launched = svclient(warm, gina, "launch", "xterm")
+    assert launched.returncode == 0, launched.stderr + warm.log()
+    assert served_by(warm, gina) == (refill, True)
+    check_user_sees_the_app(warm, gina, f"{tmp_path}/gina.png")
 
 
 @pytest.fixture(scope="module")

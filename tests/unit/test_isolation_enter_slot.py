@@ -33,10 +33,11 @@ class SlotOps(ForkingOps):
     """ForkingOps plus the X launcher's operations (isolation/xslot.py XSlotOps)."""
 
     def __init__(self, forks: list[int], number: int | None = 3,
-                 output: bytes = b"screen 0 shmid 32769\n", **kwargs: Any) -> None:  # fmt: skip
+                 output: bytes = b"screen 0 shmid 32769\n", x_lives: bool = True, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(forks, **kwargs)
         self.number = number
         self.output = output
+        self.x_lives = x_lives  # False: the X server exits while the slot waits for its spec
         self.reported: list[str] = []
 
     def xvfb_pipe(self) -> tuple[int, int]:
@@ -81,6 +82,10 @@ class SlotOps(ForkingOps):
     def attach_to_cgroup(self, session_id: str, pid: int) -> None:
         self._rec("attach_to_cgroup", session_id, pid)
 
+    def spec_before_x_exit(self, pid: int) -> bool:
+        self._rec("spec_before_x_exit", pid)
+        return self.x_lives
+
 
 def spec_data(**changes: Any) -> bytes:
     env = {"PATH": "/usr/bin:/bin", X_SCREEN_ENV: PARAMS.screen}
@@ -105,7 +110,7 @@ def test_the_x_server_starts_before_the_spec_and_the_agent_gets_it() -> None:
     status, err = slot(ops)
     assert (status, err) == (0, "")
     flags = linux.CLONE_NEWNS | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS | linux.CLONE_NEWPID
-    assert ops.calls[:20] == [
+    assert ops.calls[:21] == [
         ("unshare", flags), ("fork",), ("set_parent_death_signal",),
         ("make_rprivate",), ("mount_proc",),
         ("mount_tmpfs", "/tmp", "mode=1777,size=1024m"), ("make_root_dir", "/tmp/.X11-unix", 0o1777),
@@ -113,10 +118,10 @@ def test_the_x_server_starts_before_the_spec_and_the_agent_gets_it() -> None:
         ("mount_tmpfs", "/var/tmp", "mode=1777,size=1024m"),
         ("xvfb_pipe",), ("xvfb_output",), ("fork",), ("close", 4),
         ("read_display_number", 3), ("read_output", 6), ("close", 3), ("close", 6),
-        ("join_cgroup", "s1"), ("attach_to_cgroup", "s1", 17),
+        ("spec_before_x_exit", 17), ("join_cgroup", "s1"), ("attach_to_cgroup", "s1", 17),
     ]  # fmt: skip
     names = ops.names()
-    assert names[20:23] == ["set_hostname", "make_root_dir", "make_root_dir"]
+    assert names[21:24] == ["set_hostname", "make_root_dir", "make_root_dir"]
     assert names.index("setresuid") < names.index("execve")
     assert ("setresuid", ACCOUNT.uid) in ops.calls
     execve = ops.calls[-1]
@@ -177,6 +182,13 @@ def test_an_x_server_that_fails_ends_the_slot_with_74_before_the_spec(number: in
     assert status == EXIT_X_FAILED and why in err and err.count("\n") == 1, err
     assert preloads == ["preload"], "the imports overlap Xvfb's start"
     assert "join_cgroup" not in ops.names() and "setresuid" not in ops.names()
+
+
+def test_an_x_server_that_dies_while_the_slot_waits_ends_the_slot_not_its_login() -> None:
+    ops = SlotOps(forks=[0, 17], x_lives=False)
+    status, err = slot(ops)
+    assert status == EXIT_X_FAILED and "exited before the login" in err and err.count("\n") == 1, err
+    assert not {"join_cgroup", "attach_to_cgroup", "setresuid", "execve"} & set(ops.names())
 
 
 @pytest.mark.parametrize(("changes", "why"), [
