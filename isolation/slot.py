@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+
+from isolation.spec import strict_json
 
 # One line of a few dozen bytes; anything longer is not a slot line.
 MAX_SLOT_LINE_BYTES = 512
@@ -113,19 +114,6 @@ def slot_line(params: SlotParams) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("ascii") + b"\n"
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise SlotLineError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise SlotLineError(f"non-standard JSON constant {name}")
-
-
 def parse_slot_line(data: bytes) -> SlotParams:
     """Decode one slot line (with or without its newline); SlotLineError on any deviation."""
     if len(data) > MAX_SLOT_LINE_BYTES:
@@ -135,9 +123,10 @@ def parse_slot_line(data: bytes) -> SlotParams:
     if b"\n" in data:
         raise SlotLineError("slot line has more than one line")
     try:
-        raw = json.loads(data.decode("ascii"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
         raise SlotLineError(f"slot line is not valid JSON: {exc}") from None
+    raw = strict_json(text, SlotLineError, "slot line")
     if not isinstance(raw, dict):
         raise SlotLineError("slot line must be a JSON object")
     unknown, missing = raw.keys() - _KEYS, _KEYS - raw.keys()

@@ -252,17 +252,24 @@ def to_json(spec: SandboxSpec) -> bytes:
     return data
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise SpecError(f"duplicate key {key!r} in spec")
-        result[key] = value
-    return result
+def strict_json(text: str, error: type[ValueError], what: str) -> Any:
+    """json.loads that also refuses duplicate keys and NaN/Infinity; every deviation raises
+    ERROR naming WHAT (the spec here, the slot line in isolation/slot.py)."""
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise error(f"duplicate key {key!r} in {what}")
+            result[key] = value
+        return result
 
+    def reject_constant(name: str) -> Any:
+        raise error(f"non-standard JSON constant {name} in {what}")
 
-def _reject_constant(name: str) -> Any:
-    raise SpecError(f"non-standard JSON constant {name} in spec")
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=reject_constant)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise error(f"{what} is not valid JSON: {exc}") from None
 
 
 def _object(what: str, value: object, keys: frozenset[str]) -> dict[str, Any]:
@@ -290,10 +297,9 @@ def from_json(data: bytes) -> SandboxSpec:
         raise SpecError(f"spec is more than {MAX_SPEC_BYTES} bytes")
     try:
         text = data.decode("utf-8")
-        raw = json.loads(text, object_pairs_hook=_no_duplicates,
-                         parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except UnicodeDecodeError as exc:
         raise SpecError(f"spec is not valid JSON: {exc}") from None
+    raw = strict_json(text, SpecError, "spec")
     doc = _object("spec", raw, _SPEC_KEYS)
     if not _is_int(doc["version"]) or doc["version"] != SPEC_VERSION:
         raise SpecError(f"unsupported spec version {doc['version']!r} (want {SPEC_VERSION})")
