@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import subprocess
 import shutil
 import statistics
 import sys
@@ -42,6 +41,7 @@ from bench_spine import REPO, SCREEN, XTERM_APP_ID, publish_apps  # noqa: E402
 from client.keysyms import keysym_for_char  # noqa: E402
 from client.known_hosts import KnownHosts  # noqa: E402
 from client.session import SessionClient  # noqa: E402
+from session_pids import session_pids  # noqa: E402
 from spine_workloads import XTERM_ARGS, open_session, wait_quiet, within, xterm_visible  # noqa: E402
 
 # Keystrokes per installation, and the pause after each (both sessions idle between keys).
@@ -66,10 +66,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def processes(server: Any, user: str) -> dict[str, list[int]]:
-    """sessiond's pid, and the session user's pids by command name."""
+    """sessiond's pid, and the user's session's pids by command name."""
     found: dict[str, list[int]] = {"sessiond": [server.pid]}
-    pids = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True).stdout.split()
-    for pid in map(int, pids):
+    for pid in session_pids(user):
         try:
             with open(f"/proc/{pid}/comm") as handle:
                 found.setdefault(handle.read().strip(), []).append(pid)

@@ -42,6 +42,7 @@ from typing import Any
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 sys.path[:0] = [os.path.join(REPO, "tests"), BENCH_DIR]
+from session_pids import session_pids  # noqa: E402
 from svtest import create_user, remove_user  # noqa: E402
 from bench_viewer import DamageWatch, KeyInjector  # noqa: E402
 from keystroke_timeline import read_marks  # noqa: E402
@@ -132,10 +133,14 @@ class Side:
         subprocess.run(["xdotool", "windowfocus", focus[0]], env=dict(env, DISPLAY=f":{self.display + 10}"))
 
     def _session_x(self) -> str | None:
-        out = subprocess.run(["pgrep", "-u", self.user.name, "-x", "Xvfb"], capture_output=True, text=True).stdout
-        for pid in out.split():
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                args = handle.read().split(b"\0")
+        for pid in session_pids(self.user.name):  # the Xvfb may run as a slot's X uid
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    args = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if os.path.basename(args[0]) != b"Xvfb":
+                continue
             number = next((a[1:].decode() for a in args if a.startswith(b":")), None)
             path = f"/proc/{pid}/root/tmp/.X11-unix/X{number}"
             if number is not None and os.path.exists(path):

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -29,6 +28,7 @@ from client.keysyms import keysym_for_char
 from client.known_hosts import KnownHosts
 from client.session import SessionClient, connect
 from protocol.messages import ChannelKind
+from session_pids import session_pids
 from spine_server import TestUser
 
 # Longest wait for any single server answer before the bench gives up.
@@ -286,9 +286,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def user_pids(user: str) -> list[int]:
-    """Pids of the processes USER runs (the session: agent, Xvfb, apps)."""
-    out = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+    """Pids of USER's session (agent, Xvfb, apps; session_pids.py)."""
+    return session_pids(user)
 
 
 def cpu_used(pids: list[int], before: dict[int, float]) -> dict[str, float]:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import glob
 import os
-import pwd
 import re
 import resource
 from dataclasses import dataclass
 from typing import Any
 
+from session_pids import session_pids
 from sessiond.agent.video_stats import CPU, STAGES, parse_report
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -41,20 +41,16 @@ def _ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5), after pid and (comm)
 
 
-def _processes(uid: int) -> dict[int, str]:
-    """pid -> name of every process of uid."""
+def _processes(user: str) -> dict[int, str]:
+    """pid -> name of every process of USER's session (session_pids.py: its Xvfb may run as an X uid)."""
     found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in session_pids(user):
         try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/comm", encoding="utf-8") as handle:
+            with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
                 name = handle.read().strip()
         except OSError:
             continue
-        found[int(entry)] = "agent" if name.startswith(AGENT_COMM_PREFIX) else name
+        found[pid] = "agent" if name.startswith(AGENT_COMM_PREFIX) else name
     return found
 
 
@@ -80,7 +76,7 @@ class CpuSample:
 
     def start(self) -> None:
         """Take the first snapshot."""
-        self._names = _processes(pwd.getpwnam(self.user).pw_uid)
+        self._names = _processes(self.user)
         self._first = {pid: _ticks(pid) for pid in [*self._names, self.daemon_pid]}
         self._self = _self_seconds()
         self._machine = _machine()
@@ -164,7 +160,7 @@ class PlayerStatus:
         self._first: tuple[float, int] | None = None
 
     def _status(self) -> tuple[float, int] | None:
-        pids = [pid for pid, name in _processes(pwd.getpwnam(self.user).pw_uid).items() if name == "ffplay"]
+        pids = [pid for pid, name in _processes(self.user).items() if name == "ffplay"]
         for pid in pids:
             try:
                 with open(f"/proc/{pid}/root{self.path}", "rb") as handle:
