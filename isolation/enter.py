@@ -205,6 +205,14 @@ def session_env(spec: SandboxSpec) -> dict[str, str]:
     return env
 
 
+def drop_to_user(ops: SandboxOps, spec: SandboxSpec, checks: Sequence[DropCheck], stderr: TextIO) -> None:
+    """drop_privileges to the spec's account; warn when abstract sockets stay the host's
+    (no Landlock scoping and no network namespace of the session's own)."""
+    if not drop_privileges(ops, spec.account, checks) and "net" not in spec.namespaces:
+        stderr.write(f"{PROG}: warning: no Landlock scoping (Linux < 6.12): the session shares the "
+                     "host's abstract Unix sockets (docs/security.md)\n")  # fmt: skip
+
+
 def _fork(ops: SandboxOps) -> int:
     try:
         return ops.fork()
@@ -236,9 +244,7 @@ def run(stdin: BinaryIO, stderr: TextIO, ops: SandboxOps,
                 return ops.supervise(child)  # outside: wait, forward signals
             _die_with_supervisor(ops)
         build_mounts(ops, spec)
-        if not drop_privileges(ops, spec.account, checks) and "net" not in spec.namespaces:
-            stderr.write(f"{PROG}: warning: no Landlock scoping (Linux < 6.12): the session shares the "
-                         "host's abstract Unix sockets (docs/security.md)\n")  # fmt: skip
+        drop_to_user(ops, spec, checks, stderr)
         if pid_ns:
             _die_with_supervisor(ops)  # the credential change cleared it
     except EnterFailure as failure:
@@ -342,9 +348,7 @@ def run_slot(stdin: BinaryIO, stderr: TextIO, ops: SlotOps, params: SlotParams, 
         if spec.hostname:
             _setup(lambda: ops.set_hostname(spec.hostname))
         runtime_mount(ops, spec.account)
-        if not drop_privileges(ops, spec.account, checks) and "net" not in spec.namespaces:
-            stderr.write(f"{PROG}: warning: no Landlock scoping (Linux < 6.12): the session shares the "
-                         "host's abstract Unix sockets (docs/security.md)\n")  # fmt: skip
+        drop_to_user(ops, spec, checks, stderr)
         _die_with_supervisor(ops)  # the credential change cleared it
     except EnterFailure as failure:
         stderr.write(f"{PROG}: {failure}\n")
