@@ -47,6 +47,7 @@ class CgroupFS(Protocol):
     def exists(self, path: str) -> bool: ...
     def mkdir(self, path: str) -> None: ...
     def rmdir(self, path: str) -> None: ...
+    def rename(self, source: str, target: str) -> None: ...
     def listdir(self, path: str) -> list[str]: ...
 
 
@@ -73,6 +74,9 @@ class RealFS:
 
     def rmdir(self, path: str) -> None:
         os.rmdir(path)
+
+    def rename(self, source: str, target: str) -> None:
+        os.rename(source, target)
 
     def listdir(self, path: str) -> list[str]:
         """Names of the subdirectories (child cgroups) of `path`."""

@@ -289,6 +289,7 @@ class SlotOps(SandboxOps, XSlotOps, Protocol):
     """What a slot with an X server needs: the sandbox's operations, the X launcher's and one more."""
 
     def attach_to_cgroup(self, session_id: str, pid: int) -> None: ...
+    def in_cgroup(self, session_id: str, pid: int) -> bool: ...
     def spec_before_x_exit(self, pid: int) -> bool: ...
 
 
@@ -316,6 +317,17 @@ def check_slot_spec(spec: SandboxSpec, params: SlotParams) -> None:
         raise EnterFailure(EXIT_BAD_SPEC, f"bad spec: {X_SCREEN_ENV} {asked!r} is not the slot's {params.screen!r}")
 
 
+def join_slot_cgroup(ops: SlotOps, name: str, stderr: TextIO) -> None:
+    """Wait in the slot's own cgroup (isolation/slot_cgroup.py). A failure costs only the
+    claim's speed, not the session: the claim then joins the session's cgroup itself."""
+    try:
+        ops.join_cgroup(name)
+    except OSError as exc:
+        stderr.write(f"{PROG}: warning: cannot join the slot's cgroup {name}: {exc}; the login will join "
+                     "its session's\n")  # fmt: skip
+        stderr.flush()
+
+
 def run_slot(stdin: BinaryIO, stderr: TextIO, ops: SlotOps, params: SlotParams, command: XvfbCommand,
              preload: Callable[[], None] = lambda: None, checks: Sequence[DropCheck] = DEFAULT_CHECKS,
              x_checks: Sequence[DropCheck] = X_SERVER_CHECKS,
@@ -330,6 +342,8 @@ def run_slot(stdin: BinaryIO, stderr: TextIO, ops: SlotOps, params: SlotParams, 
         if child != 0:
             return ops.supervise(child)  # outside: wait, forward signals
         _die_with_supervisor(ops)
+        if params.cgroup:  # before the X server starts: it is born in the slot's cgroup
+            join_slot_cgroup(ops, params.cgroup, stderr)
         private_mounts(ops, params.namespaces, True, "")
         try:
             starting = launch_x_server(ops, params, command, x_checks)
@@ -342,9 +356,11 @@ def run_slot(stdin: BinaryIO, stderr: TextIO, ops: SlotOps, params: SlotParams, 
         spec = read_spec(stdin)
         check_slot_spec(spec, params)
         check_account(spec, lookup)
-        if spec.cgroup:
-            _setup(lambda: ops.join_cgroup(spec.session_id))
-            _setup(lambda: ops.attach_to_cgroup(spec.session_id, x_server.pid))
+        if spec.cgroup:  # in it already if sessiond renamed the slot's cgroup to the session's
+            if not ops.in_cgroup(spec.session_id, 0):
+                _setup(lambda: ops.join_cgroup(spec.session_id))
+            if not ops.in_cgroup(spec.session_id, x_server.pid):
+                _setup(lambda: ops.attach_to_cgroup(spec.session_id, x_server.pid))
         if spec.hostname:
             _setup(lambda: ops.set_hostname(spec.hostname))
         runtime_mount(ops, spec.account)

@@ -259,6 +259,15 @@ class LinuxOps:
         except CgroupError as exc:
             raise OSError(0, str(exc)) from None
 
+    def in_cgroup(self, session_id: str, pid: int) -> bool:
+        # /proc is this PID namespace's (private_mounts), as PID is this namespace's pid.
+        try:
+            with open(f"/proc/{pid or 'self'}/cgroup", encoding="ascii") as handle:
+                text = handle.read()
+            return detect_backend().member(session_id, text)
+        except (OSError, CgroupError, UnicodeDecodeError):
+            return False
+
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
         # A session of its own: the sandbox leaves sessiond's process group
         # and controlling terminal, so a Ctrl-C aimed at sessiond (or a

@@ -3,7 +3,9 @@
 # Why: a warm or early slot (sessiond/warm_pool.py) may start the session's
 # X server before anyone logged in, so that login -> first frame is PAM +
 # attach + launch. To do that it must know, before the spec, which
-# namespaces to create, which uid owns its X server and the screen to start.
+# namespaces to create, which uid owns its X server and the screen to start,
+# and which cgroup to wait in (isolation/slot_cgroup.py: the login renames it
+# to the session's, so the claim moves no process).
 # The daemon writes exactly one JSON line with those typed fields on the
 # slot's stdin right after spawning it (`isolation.enter --zygote
 # --x-slot`); the spec follows later, as for any slot. Like the spec
@@ -21,7 +23,9 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from typing import Final
 
 from isolation.spec import strict_json
 
@@ -40,6 +44,11 @@ DEPTHS = (16, 24, 32)
 REQUIRED_NAMESPACES = ("mount", "ipc", "uts", "pid")
 OPTIONAL_NAMESPACES = ("net",)
 
+# The cgroup a slot waits in (isolation/slot_cgroup.py): beside the sessions' (a v1 rename
+# stays within one parent); session ids are hex, so this prefix never names a session.
+SLOT_CGROUP_PREFIX: Final = "slot-"
+SLOT_CGROUP_RE: Final = re.compile(r"slot-[0-9a-f]{16}")
+
 # The spec's env variable that asks for the slot's screen (screen_text()).
 X_SCREEN_ENV = "SESSIOND_X_SCREEN"
 # What enter adds to the agent's env: the adopted server's ":N", pid and framebuffer segment.
@@ -49,7 +58,7 @@ X_SHMID_ENV = "SESSIOND_X_SHMID"
 # All four: the agent takes them out of its environment (its apps do not see them).
 X_SLOT_ENVS = (X_SCREEN_ENV, X_DISPLAY_ENV, X_PID_ENV, X_SHMID_ENV)
 
-_KEYS = frozenset({"x_uid", "namespaces", "width", "height", "depth", "root_shown"})
+_KEYS = frozenset({"x_uid", "namespaces", "width", "height", "depth", "root_shown", "cgroup"})
 
 
 class SlotLineError(ValueError):
@@ -64,7 +73,9 @@ def screen_text(width: int, height: int, depth: int, root_shown: bool) -> str:
 
 @dataclass(frozen=True)
 class SlotParams:
-    """A slot's X server: its owner uid (gid the same), namespaces and screen."""
+    """A slot's X server: its owner uid (gid the same), namespaces and screen; and the slot
+    cgroup the slot waits in (isolation/slot_cgroup.py; "": none, it joins the session's at
+    the claim)."""
 
     x_uid: int
     namespaces: tuple[str, ...]
@@ -72,6 +83,7 @@ class SlotParams:
     height: int
     depth: int
     root_shown: bool
+    cgroup: str = ""
 
     def __post_init__(self) -> None:
         for name in ("x_uid", "width", "height", "depth"):
@@ -96,6 +108,8 @@ class SlotParams:
         missing = set(REQUIRED_NAMESPACES) - set(self.namespaces)
         if missing:
             raise SlotLineError(f"a slot with an X server needs the namespace(s) {sorted(missing)}")
+        if not isinstance(self.cgroup, str) or (self.cgroup and not SLOT_CGROUP_RE.fullmatch(self.cgroup)):
+            raise SlotLineError(f"cgroup {self.cgroup!r} is not a slot cgroup's name")
 
     @property
     def screen(self) -> str:
@@ -110,7 +124,8 @@ def _is_int(value: object) -> bool:
 def slot_line(params: SlotParams) -> bytes:
     """The line the daemon writes (JSON, newline-terminated)."""
     doc = {"x_uid": params.x_uid, "namespaces": list(params.namespaces), "width": params.width,
-           "height": params.height, "depth": params.depth, "root_shown": params.root_shown}  # fmt: skip
+           "height": params.height, "depth": params.depth, "root_shown": params.root_shown,
+           "cgroup": params.cgroup}  # fmt: skip
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("ascii") + b"\n"
 
 
@@ -137,4 +152,5 @@ def parse_slot_line(data: bytes) -> SlotParams:
     if not isinstance(raw["namespaces"], list):
         raise SlotLineError("namespaces must be a list of names")
     return SlotParams(x_uid=raw["x_uid"], namespaces=tuple(raw["namespaces"]), width=raw["width"],
-                      height=raw["height"], depth=raw["depth"], root_shown=raw["root_shown"])  # fmt: skip
+                      height=raw["height"], depth=raw["depth"], root_shown=raw["root_shown"],
+                      cgroup=raw["cgroup"])  # fmt: skip

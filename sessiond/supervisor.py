@@ -26,7 +26,7 @@ from sessiond.sessions import Session, SessionState
 from sessiond.spawn import agent_settings
 from sessiond.usb_policy import policy_from_config
 from sessiond.usb_rules import UsbPolicy, UsbPolicyWatcher
-from sessiond.warm_pool import SlotX, WarmPool, WarmSlot
+from sessiond.warm_pool import KernelSlotCgroups, SlotX, WarmPool, WarmSlot
 from sessiond.x_uids import XUidPool, XUidRange
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ def slot_x(config: Config) -> SlotX | None:
         return None
     screen = agent_settings(config, "", config.session.max_width, config.session.max_height,
                             display=config.session.display).x_screen()  # fmt: skip
-    return SlotX(uids=XUidPool(uids), namespaces=session_namespaces(config.session.network), screen=screen)
+    return SlotX(uids=XUidPool(uids), namespaces=session_namespaces(config.session.network), screen=screen,
+                 cgroups=KernelSlotCgroups())
 
 
 class SessionSupervisor:

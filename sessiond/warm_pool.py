@@ -50,14 +50,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import error, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from isolation.cgroups import CgroupError
 from isolation.launcher import enter_argv, enter_env
 from isolation.slot import SlotParams, slot_line
+from isolation.slot_cgroup import create_slot_cgroup, remove_slot_cgroup, remove_stale_slot_cgroups
 from sessiond.agent.settings import XScreen
 from sessiond.x_uids import XUidPool
 
@@ -78,13 +80,37 @@ EARLY_SLOT_SECONDS = 30.0
 REFILL_DELAY_SECONDS = 1.0
 
 
+class SlotCgroups(Protocol):
+    """The cgroups slots wait in (isolation/slot_cgroup.py): made per slot, removed with an
+    unclaimed one, and the empty ones a killed daemon left removed at the pool's start."""
+
+    def create(self) -> str | None: ...
+    def remove(self, name: str) -> None: ...
+    def remove_stale(self) -> int: ...
+
+
+class KernelSlotCgroups:
+    """SlotCgroups on this host's cgroups."""
+
+    def create(self) -> str | None:
+        return create_slot_cgroup()
+
+    def remove(self, name: str) -> None:
+        remove_slot_cgroup(name)
+
+    def remove_stale(self) -> int:
+        return remove_stale_slot_cgroups()
+
+
 @dataclass(frozen=True)
 class SlotX:
-    """What the pool's slots start their X servers with: the uids, namespaces and screen."""
+    """What the pool's slots start their X servers with: the uids, namespaces and screen;
+    and the cgroups they wait in (None: they join their session's at the claim)."""
 
     uids: XUidPool
     namespaces: tuple[str, ...]
     screen: XScreen
+    cgroups: SlotCgroups | None = None
 
 
 class WarmSlot(protocol.ProcessProtocol):
@@ -95,6 +121,8 @@ class WarmSlot(protocol.ProcessProtocol):
     def __init__(self, pool: WarmPool, x: SlotParams | None = None) -> None:
         self.pool = pool
         self.x = x
+        # The slot cgroup it waits in while the pool must remove it ("" once a session took it over).
+        self.cgroup = x.cgroup if x is not None else ""
         self.owner: protocol.ProcessProtocol | None = None
         self.ended = False
         self._unclaimed_output = b""
@@ -168,6 +196,10 @@ class WarmPool:
     def start(self) -> None:
         """Spawn slots up to the pool's size."""
         self.running = True
+        if self.x is not None and self.x.cgroups is not None:
+            removed = self.x.cgroups.remove_stale()
+            if removed:
+                log.info("warm pool: removed {count} empty slot cgroup(s) left by an earlier sessiond", count=removed)
         self.fill()
 
     def fill(self) -> None:
@@ -203,12 +235,30 @@ class WarmPool:
             return None
         screen = self.x.screen
         return SlotParams(x_uid=uid, namespaces=self.x.namespaces, width=screen.width, height=screen.height,
-                          depth=screen.depth, root_shown=screen.root_shown)  # fmt: skip
+                          depth=screen.depth, root_shown=screen.root_shown, cgroup=self._slot_cgroup())  # fmt: skip
+
+    def _slot_cgroup(self) -> str:
+        """A new slot cgroup's name, or "" (none on this host, or it could not be made)."""
+        if self.x is None or self.x.cgroups is None:
+            return ""
+        try:
+            return self.x.cgroups.create() or ""
+        except CgroupError as exc:
+            log.warn("warm pool: cannot make a cgroup for a slot ({why}); its login joins the session's cgroup",
+                     why=str(exc))  # fmt: skip
+            return ""
 
     def release_x(self, slot: WarmSlot) -> None:
-        """SLOT's process ended (or never started): its X uid is free again."""
+        """SLOT's process ended (or never started): its X uid is free again, and the slot
+        cgroup no session took over is removed with what is left in it."""
         if slot.x is not None and self.x is not None:
             self.x.uids.release(slot.x.x_uid)
+        if slot.cgroup and self.x is not None and self.x.cgroups is not None:
+            name, slot.cgroup = slot.cgroup, ""
+            try:
+                self.x.cgroups.remove(name)
+            except CgroupError as exc:
+                log.warn("warm pool: cannot remove the slot cgroup {name}: {why}", name=name, why=str(exc))
 
     def spawn_early(self) -> bool:
         """A login may start a new session soon: spawn a slot now if none waits (see the header).

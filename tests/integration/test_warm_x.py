@@ -7,11 +7,14 @@
 # X client's 0600 MIT-SHM segment works; two sessions get two uids, and an
 # ended session's uid is taken again; a slot whose X server dies while it
 # waits is replaced; an x_uids range that overlaps an account gives slots
-# without X (one log line); an exhausted range too.
+# without X (one log line); an exhausted range too. On cgroup v1 a slot waits
+# in a cgroup of its own that its login renames to the session's (with the
+# session's limits written), and a dead slot's cgroup is removed.
 """Integration: warm and early slots start the session's X server before the login, as an X uid."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,10 +24,13 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
+from isolation.cgroups import PARENT, CgroupV1, detect_backend
+
 from session_shell import agent_pid, in_session
 from svtest import VENV_BIN, Server, TestUser, start_sessiond, stop_sessiond, svclient
 from test_warm_pool import (
     SLOT_TIMEOUT,
+    STARTING_RE,
     X_UIDS,
     _stat,
     check_session_is_users,
@@ -49,9 +55,20 @@ def status(pid: int) -> dict[str, str]:
         return {key: value.strip() for key, _, value in (line.partition(":") for line in handle)}
 
 
+def x_servers(slot: int) -> list[int]:
+    """The Xvfb processes below SLOT, not counting an Xvfb's own child (the fork that runs
+    xkbcomp while the server starts has Xvfb's name until it execs)."""
+    stats = {}
+    for pid in descendants(slot):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            stats[pid] = _stat(pid)
+    found = [pid for pid, (_ppid, words) in stats.items() if words[0] == "Xvfb"]
+    return [pid for pid in found if stats[pid][0] not in found]
+
+
 def x_server_of(slot: int) -> int:
     """The Xvfb below SLOT (a waiting slot or a session's supervisor)."""
-    found = [pid for pid in descendants(slot) if _stat(pid)[1][0] == "Xvfb"]
+    found = x_servers(slot)
     assert len(found) == 1, f"Xvfb processes below {slot}: {found}"
     return found[0]
 
@@ -59,9 +76,25 @@ def x_server_of(slot: int) -> int:
 def wait_x_server(slot: int) -> int:
     """The Xvfb below SLOT once it runs (a slot starts it right after its spawn)."""
     deadline = time.monotonic() + SLOT_TIMEOUT
-    while not [pid for pid in descendants(slot) if _stat(pid)[1][0] == "Xvfb"] and time.monotonic() < deadline:
+    while not x_servers(slot) and time.monotonic() < deadline:
         time.sleep(0.1)
     return x_server_of(slot)
+
+
+def wait_slot_ready(slot: int) -> int:
+    """SLOT's Xvfb once the slot waits for its spec with the server up (the slot holds a pidfd
+    on it only then, isolation/ops.py spec_before_x_exit): killing the server earlier is a failed
+    start, not a death while waiting."""
+    xvfb = wait_x_server(slot)
+    deadline = time.monotonic() + SLOT_TIMEOUT
+    while time.monotonic() < deadline:
+        for pid in descendants(slot):
+            with contextlib.suppress(OSError):
+                links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+                if "anon_inode:[pidfd]" in links:
+                    return xvfb
+        time.sleep(0.05)
+    raise AssertionError(f"slot {slot} does not wait for a login with its X server up")
 
 
 def check_x_server(xvfb: int, user: TestUser) -> int:
@@ -98,6 +131,30 @@ def check_mit_shm(user: TestUser) -> None:
     probe = in_session(user, f"{VENV_BIN}/python", "-c", SHM_PROBE)
     assert probe.returncode == 0, probe.stderr  # type: ignore[union-attr]
     assert probe.stdout.split()[0] == b"0o600", probe.stdout  # type: ignore[union-attr]
+
+
+def cgroup_paths(pid: int) -> dict[str, str]:
+    """PID's cgroup per hierarchy (controller -> path), from /proc/PID/cgroup."""
+    paths = {}
+    with open(f"/proc/{pid}/cgroup", encoding="ascii") as handle:
+        for line in handle:
+            _number, _sep, rest = line.strip().partition(":")
+            controllers, _sep, path = rest.partition(":")
+            for controller in controllers.split(","):
+                paths[controller] = path
+    return paths
+
+
+def session_id_of(server: Server, user: TestUser) -> str:
+    for match in STARTING_RE.finditer(server.log()):
+        if match.group(2) == user.name:
+            return match.group(1)
+    raise AssertionError(f"no session started for {user.name}\n" + server.log())
+
+
+def read_cgroup(controller: str, name: str, knob: str) -> str:
+    with open(f"/sys/fs/cgroup/{controller}/{PARENT}/{name}/{knob}", encoding="ascii") as handle:
+        return handle.read().strip()
 
 
 @pytest.fixture(scope="module")
@@ -152,16 +209,59 @@ def test_a_warm_slots_x_server_runs_before_the_login_and_serves_the_session(
     assert int(status(wait_x_server(fourth))["Uid"].split()[0]) == alice_x, "an ended session's X uid is not reused"
 
 
+def test_a_slot_waits_in_a_cgroup_of_its_own_that_its_login_renames_to_the_sessions(
+        warm: Server, user_factory: object) -> None:  # fmt: skip
+    # What an admin sees in /sys/fs/cgroup: a waiting slot's X server (and the slot) in a cgroup
+    # sessiond/slot-*, without limits and billed its memory; after the login the very same
+    # cgroup is the session's, with the session's limits, and no slot cgroup is left. The login
+    # moved no process (a join waits for an RCU grace period; isolation/slot_cgroup.py). On a
+    # v2 host the kernel renames no cgroup: slots wait where sessiond runs and join at the login.
+    hana: TestUser = user_factory("svt-wx-h")  # type: ignore[operator]
+    slot = wait_for_slot(warm)
+    xvfb = wait_x_server(slot)
+    v1 = isinstance(detect_backend(), CgroupV1)
+    before = cgroup_paths(xvfb)
+    if v1:
+        name = before["memory"].rpartition("/")[2]
+        assert before["memory"] == f"/{PARENT}/{name}" and name.startswith("slot-"), before
+        assert {before[c] for c in ("memory", "pids", "cpu")} == {f"/{PARENT}/{name}"}, before
+        assert cgroup_paths(slot)["memory"] != before["memory"], "the slot's supervisor stays outside"
+        assert read_cgroup("pids", name, "pids.max") == "max", "a slot cgroup has no limits before its user is known"
+        assert int(read_cgroup("memory", name, "memory.usage_in_bytes")) > 1 << 20, "the slot's memory is not billed"
+    else:
+        assert f"/{PARENT}/" not in before.get("", ""), before
+    launched = svclient(warm, hana, "launch", "xterm")
+    assert launched.returncode == 0, launched.stderr + warm.log()
+    assert served_by(warm, hana) == (slot, True)
+    session = session_id_of(warm, hana)
+    after = cgroup_paths(xvfb)
+    assert {after[c] for c in ("memory", "pids")} == {f"/{PARENT}/{session}"}, after
+    assert cgroup_paths(agent_pid(hana.name)) == after, "the agent and the X server are in one cgroup"
+    assert read_cgroup("pids", session, "pids.max") == "1024", "the session's limit (pids_max) is not written"
+    assert int(read_cgroup("memory", session, "memory.limit_in_bytes")) == 2 << 30
+    if v1:
+        assert not os.path.exists(f"/sys/fs/cgroup/memory/{PARENT}/{name}"), "the slot cgroup is left behind"
+    ended = svclient(warm, hana, "logoff")
+    assert ended.returncode == 0, ended.stderr
+
+
 def test_a_slot_whose_x_server_dies_while_it_waits_is_replaced_and_the_login_still_works(
         warm: Server, user_factory: object, tmp_path: object) -> None:  # fmt: skip
     gina: TestUser = user_factory("svt-wx-g")  # type: ignore[operator]
     slot = wait_for_slot(warm)
-    os.kill(wait_x_server(slot), signal.SIGKILL)  # the OOM killer, an admin's kill
+    xvfb = wait_slot_ready(slot)
+    waiting_in = cgroup_paths(xvfb)["pids"]
+    os.kill(xvfb, signal.SIGKILL)  # the OOM killer, an admin's kill
     deadline = time.monotonic() + SLOT_TIMEOUT
     while os.path.exists(f"/proc/{slot}") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{slot}"), "a slot without its X server still waits for a login"
     assert "the slot's X server exited before the login" in warm.log()
+    if waiting_in.rpartition("/")[2].startswith("slot-"):  # removed once sessiond has reaped the slot
+        deadline = time.monotonic() + SLOT_TIMEOUT
+        while os.path.exists(f"/sys/fs/cgroup/pids{waiting_in}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/sys/fs/cgroup/pids{waiting_in}"), "a dead slot's cgroup is left behind"
     refill = wait_for_slot(warm, not_pid=slot)
     wait_x_server(refill)
     launched = svclient(warm, gina, "launch", "xterm")

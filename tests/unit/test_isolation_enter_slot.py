@@ -33,8 +33,10 @@ class SlotOps(ForkingOps):
     """ForkingOps plus the X launcher's operations (isolation/xslot.py XSlotOps)."""
 
     def __init__(self, forks: list[int], number: int | None = 3,
-                 output: bytes = b"screen 0 shmid 32769\n", x_lives: bool = True, **kwargs: Any) -> None:  # fmt: skip
+                 output: bytes = b"screen 0 shmid 32769\n", x_lives: bool = True,
+                 members: tuple[tuple[str, int], ...] = (), **kwargs: Any) -> None:  # fmt: skip
         super().__init__(forks, **kwargs)
+        self.members = set(members)  # (cgroup, pid) pairs in_cgroup() says yes to; joins add theirs
         self.number = number
         self.output = output
         self.x_lives = x_lives  # False: the X server exits while the slot waits for its spec
@@ -82,6 +84,10 @@ class SlotOps(ForkingOps):
     def attach_to_cgroup(self, session_id: str, pid: int) -> None:
         self._rec("attach_to_cgroup", session_id, pid)
 
+    def in_cgroup(self, session_id: str, pid: int) -> bool:
+        self._rec("in_cgroup", session_id, pid)
+        return (session_id, pid) in self.members
+
     def spec_before_x_exit(self, pid: int) -> bool:
         self._rec("spec_before_x_exit", pid)
         return self.x_lives
@@ -110,7 +116,7 @@ def test_the_x_server_starts_before_the_spec_and_the_agent_gets_it() -> None:
     status, err = slot(ops)
     assert (status, err) == (0, "")
     flags = linux.CLONE_NEWNS | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS | linux.CLONE_NEWPID
-    assert ops.calls[:21] == [
+    assert ops.calls[:23] == [
         ("unshare", flags), ("fork",), ("set_parent_death_signal",),
         ("make_rprivate",), ("mount_proc",),
         ("mount_tmpfs", "/tmp", "mode=1777,size=1024m"), ("make_root_dir", "/tmp/.X11-unix", 0o1777),
@@ -118,10 +124,11 @@ def test_the_x_server_starts_before_the_spec_and_the_agent_gets_it() -> None:
         ("mount_tmpfs", "/var/tmp", "mode=1777,size=1024m"),
         ("xvfb_pipe",), ("xvfb_output",), ("fork",), ("close", 4),
         ("read_display_number", 3), ("read_output", 6), ("close", 3), ("close", 6),
-        ("spec_before_x_exit", 17), ("join_cgroup", "s1"), ("attach_to_cgroup", "s1", 17),
+        ("spec_before_x_exit", 17), ("in_cgroup", "s1", 0), ("join_cgroup", "s1"),
+        ("in_cgroup", "s1", 17), ("attach_to_cgroup", "s1", 17),
     ]  # fmt: skip
     names = ops.names()
-    assert names[21:24] == ["set_hostname", "make_root_dir", "make_root_dir"]
+    assert names[23:26] == ["set_hostname", "make_root_dir", "make_root_dir"]
     assert names.index("setresuid") < names.index("execve")
     assert ("setresuid", ACCOUNT.uid) in ops.calls
     execve = ops.calls[-1]
@@ -129,6 +136,47 @@ def test_the_x_server_starts_before_the_spec_and_the_agent_gets_it() -> None:
     env = execve[3]
     assert env["SESSIOND_X_DISPLAY"] == ":3" and env["SESSIOND_X_PID"] == "17" and env["SESSIOND_X_SHMID"] == "32769"
     assert env[X_SCREEN_ENV] == "2560x1440x24-root" and env["USER"] == "alice"
+
+
+SLOT_CGROUP = "slot-00112233445566aa"
+
+
+def test_a_slot_with_a_cgroup_waits_in_it_from_before_its_x_server_and_moves_nothing_at_the_claim() -> None:
+    # sessiond renamed the slot's cgroup to the session's before it wrote the spec: the slot
+    # and its X server are in the session's cgroup already, and no process migrates.
+    ops = SlotOps(forks=[0, 17, 0], members=(("s1", 0), ("s1", 17)))
+    status, err = run_slot_with(ops, SlotParams(**{**PARAMS.__dict__, "cgroup": SLOT_CGROUP}))
+    assert (status, err) == (0, "")
+    names = ops.names()
+    assert ops.calls[3] == ("join_cgroup", SLOT_CGROUP), "joined right after the fork, before any mount"
+    assert names.index("join_cgroup") < names.index("xvfb_pipe")
+    assert [call for call in ops.calls if call[0] in ("join_cgroup", "attach_to_cgroup", "in_cgroup")] == [
+        ("join_cgroup", SLOT_CGROUP), ("in_cgroup", "s1", 0), ("in_cgroup", "s1", 17)]
+    assert names.index("in_cgroup") < names.index("setresuid") < names.index("execve")
+
+
+def test_a_slot_whose_cgroup_was_not_renamed_joins_the_sessions_at_the_claim() -> None:
+    ops = SlotOps(forks=[0, 17, 0])
+    status, err = run_slot_with(ops, SlotParams(**{**PARAMS.__dict__, "cgroup": SLOT_CGROUP}))
+    assert (status, err) == (0, "")
+    assert [call for call in ops.calls if call[0] in ("join_cgroup", "attach_to_cgroup")] == [
+        ("join_cgroup", SLOT_CGROUP), ("join_cgroup", "s1"), ("attach_to_cgroup", "s1", 17)]
+    assert ops.names().index("attach_to_cgroup") < ops.names().index("setresuid")
+
+
+def test_a_slot_that_cannot_join_its_cgroup_warns_once_and_still_serves_its_login() -> None:
+    ops = SlotOps(forks=[0, 17, 0], fail="join_cgroup", fail_path=SLOT_CGROUP)
+    status, err = run_slot_with(ops, SlotParams(**{**PARAMS.__dict__, "cgroup": SLOT_CGROUP}))
+    assert status == 0 and err.count("\n") == 1 and "cannot join the slot's cgroup" in err, err
+    assert ("join_cgroup", "s1") in ops.calls and ("attach_to_cgroup", "s1", 17) in ops.calls
+    assert "execve" in ops.names()
+
+
+def run_slot_with(ops: SlotOps, params: SlotParams) -> tuple[int, str]:
+    err = io.StringIO()
+    status = run_slot(io.BytesIO(spec_data()), err, ops, params, lambda fd: (XVFB[0], XVFB[1]),
+                      checks=PASSING, x_checks=PASSING, lookup=lookup_same)  # fmt: skip
+    return status, err.getvalue()
 
 
 def test_the_supervisor_stays_outside_and_supervises() -> None:

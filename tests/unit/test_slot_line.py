@@ -20,7 +20,7 @@ from isolation.slot import (
 )
 
 GOOD: dict[str, Any] = {"x_uid": 1900000000, "namespaces": ["mount", "ipc", "uts", "pid"], "width": 2560,
-                        "height": 1440, "depth": 24, "root_shown": False}  # fmt: skip
+                        "height": 1440, "depth": 24, "root_shown": False, "cgroup": ""}  # fmt: skip
 
 
 def line(**changes: Any) -> bytes:
@@ -34,6 +34,15 @@ def test_a_line_round_trips_and_names_its_screen() -> None:
     assert params.screen == screen_text(2560, 1440, 24, False) == "2560x1440x24-root"
     assert parse_slot_line(line(namespaces=["mount", "ipc", "uts", "pid", "net"], root_shown=True)).screen.endswith(
         "+root")
+
+
+def test_the_slot_cgroup_is_none_or_a_slot_cgroups_name() -> None:
+    params = parse_slot_line(line(cgroup="slot-0123456789abcdef"))
+    assert params.cgroup == "slot-0123456789abcdef" and parse_slot_line(slot_line(params)) == params
+    for bad in ("s1", "slot-0123456789ABCDEF", "slot-0123456789abcde", "slot-0123456789abcdef0", "../slot",
+                "slot-0123456789abcde/", 7, None, True):  # a session's id, a path, not a name at all
+        with pytest.raises(SlotLineError, match="cgroup"):
+            parse_slot_line(line(cgroup=bad))
 
 
 @pytest.mark.parametrize(("field", "good", "bad"), [
