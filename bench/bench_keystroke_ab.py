@@ -11,8 +11,9 @@
 # in the client library (the way up through sessiond, not the viewer's
 # decode, paint and Qt flush); the peer figure is "key in the session ->
 # client window repainted", which this measures, for both installs under
-# the same load. With SESSIOND_FRAME_TRACE=1 (the agents' FrameTrace) and
-# the viewers' LatencyTrace it also splits each keystroke by stage:
+# the same load. With the agents' FrameTrace (SESSIOND_FRAME_TRACE=1, set
+# here for both sessionds) and the viewers' LatencyTrace it also splits each
+# keystroke by stage:
 # inject -> agent notify -> frame -> encoded -> out -> viewer FRAME_END ->
 # GUI woken -> copied -> paint -> painted -> client X damage, medians and
 # p90 per stage for each install and their ratios.
@@ -97,8 +98,10 @@ class Side:
                          f"[session]\nwidth = 1280\nheight = 1024\npython = {bin_dir}/python\n"
                          f"[apps]\ndirectories = {REPO}/conf/apps\n")  # fmt: skip
         log = open(os.path.join(self.work, "sessiond.log"), "wb")
+        # The agents' FrameTrace on both sides (the split by stage needs it; its cost is the same on both).
         self.sessiond = subprocess.Popen([os.path.join(bin_dir, "sessiond"), "run", "--config", conf],
-                                         stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, SESSIOND_FRAME_TRACE="1"))  # fmt: skip
         self.procs.append(self.sessiond)
         wait_for(lambda: LISTEN_RE.search(read(log.name)), 30, f"{self.name} sessiond to listen")
         xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", "%dx%dx24" % CLIENT_SCREEN,
