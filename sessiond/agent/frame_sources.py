@@ -25,7 +25,7 @@ from sessiond.agent.damage import DamageError, RootRegionDamage
 from sessiond.agent.encoder import Rect, RegionEncoder
 from sessiond.agent.frame_window import send_ahead, send_ahead_by
 from sessiond.agent.video import VideoRegions, video_frame
-from sessiond.agent.xshm import CDisplay, ShmCapture, ShmRegionCapture, XShmError
+from sessiond.agent.xshm import CallLater, CDisplay, ShmCapture, ShmRegionCapture, XShmError
 
 # The encoder's name for the root window's pixels (scroll history, COPY);
 # a window's surface is its id.
@@ -65,8 +65,13 @@ class DesktopSource:
     own: a flooding app costs one event per frame, not one per rectangle),
     one MIT-SHM capture of the damaged rectangles."""
 
-    def __init__(self, display: str) -> None:
+    def __init__(self, display: str, call_later: CallLater | None = None) -> None:
+        """call_later: the agent loop's, so a large read the frame keeps (an app redrawing much
+        of the screen) gives its pages back once quiet (xshm.QUIET_RELEASE_SECONDS); None: those
+        wait for the idle release."""
+        self._call_later = call_later
         self.capture = ShmCapture(display)
+        self.capture.call_later = call_later
         self.cdisplay = CDisplay(display)
         self.damage = RootRegionDamage(self.cdisplay)
         self._display = display
@@ -103,6 +108,7 @@ class DesktopSource:
         self.video.forget()
         self.capture.close()
         self.capture = ShmCapture(self._display)
+        self.capture.call_later = self._call_later
 
     def frame(self, encoder: RegionEncoder) -> list[Message]:
         """The damaged rectangles of the screen, encoded."""

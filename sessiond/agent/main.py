@@ -100,7 +100,7 @@ class Agent(LinkEvents):
             self.display = DisplayPipeline(self.loop, args, self.seamless.source, lambda: self.link, self._drain_x)
             self._release_unshown(self.width, self.height)
         else:
-            self.desktop = DesktopSource(self.xserver.display)
+            self.desktop = DesktopSource(self.xserver.display, self.loop.call_later)
             self.loop.add_reader(self.desktop.fileno(), self._desktop_damage)
             self.width, self.height = self.desktop.size
             self.focus = FocusManager(self.x, on_map=self._window_mapped)

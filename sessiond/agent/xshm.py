@@ -53,7 +53,8 @@ WHOLE_CAPTURE_RELEASE_BYTES = 256 * 1024
 # comes while small frames go on (a clock, a progress bar). Short against the
 # 3 s after first pixels at which the peer harness counts memory; long against
 # the gap between a stream's frames. Only where the owner passes its loop's
-# call_later (seamless windows: composite.WindowPixels).
+# call_later (seamless windows: composite.WindowPixels; the desktop's screen:
+# frame_sources.DesktopSource).
 QUIET_RELEASE_SECONDS = 1.0
 
 
@@ -320,6 +321,7 @@ class ShmCapture(_ReleaseAfterWhole):
         if segment is None or segment.view is None:
             raise XShmError("capture on a closed ShmCapture")
         segment.get(self._root, 0, 0)
+        self._read(self.width * self.height * 4)
         return segment.view
 
     def capture_box(self, x: int, y: int, width: int, height: int) -> memoryview:
@@ -336,6 +338,7 @@ class ShmCapture(_ReleaseAfterWhole):
             segment.get(self._root, x, y)
         finally:
             img.width, img.height, img.bytes_per_line = saved
+        self._read(width * height * 4)
         return segment.view[: width * height * 4]
 
     def release(self) -> None:
@@ -345,6 +348,7 @@ class ShmCapture(_ReleaseAfterWhole):
 
     def close(self) -> None:
         """Detach the segment and close the X connection; idempotent."""
+        self._stop_quiet()
         if self._segment is not None:
             self._segment.close()
             self._segment = None

@@ -25,6 +25,8 @@ from Xlib.ext import damage as xdamage
 
 from sessiond.agent.composite import CompositeError, WindowPixels
 from sessiond.agent.damage import RootRegionDamage
+from sessiond.agent.encoder import RegionEncoder
+from sessiond.agent.frame_sources import DesktopSource
 from sessiond.agent.xserver import XServer
 from sessiond.agent.xshm import MAX_CAPTURE_PIXELS, CDisplay
 from test_idle_release import sysv_rss_kib
@@ -329,3 +331,36 @@ def test_a_window_its_app_redraws_whole_gives_its_capture_pages_back(xvfb: XServ
         app.close()
         pixels.close()
         wm.close()
+
+
+def test_a_desktop_frame_that_read_a_large_box_gives_its_capture_pages_back_once_quiet(xvfb: XServer) -> None:
+    """Desktop mode: a frame that read a large box of the screen (an app redrawing much of it) keeps
+    the capture pages while such frames may go on, and gives them back once none came for a while;
+    a new segment (a resize) keeps the rule."""
+    timers = Timers()
+    source = DesktopSource(xvfb.display, call_later=timers)
+    app = Display(xvfb.display)
+    screen_kib = source.size[0] * source.size[1] * 4 // 1024
+
+    def resident() -> int:  # what this process (the agent) holds of the screen's capture segment
+        return sysv_rss_kib(os.getpid(), screen_kib)
+
+    try:
+        screen = app.screen()
+        win = screen.root.create_window(0, 0, 400, 300, 0, screen.root_depth, background_pixel=0x0000FF)
+        win.map()
+        app.sync()
+        deadline = time.monotonic() + 10
+        while not (source.drain() or source.pending()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert source.frame(RegionEncoder()), "the mapped window sent nothing"
+        assert resident() >= 400 * 300 * 4 // 1024, "the box read is not resident: the test reads nothing"
+        assert len(timers.armed) == 1, "a large read arms no release"
+        timers.fire()
+        assert 0 <= resident() < RELEASED_LIMIT_KIB, f"the large read stays resident: {resident()} KiB"
+        assert all_colour(source.capture.capture_box(0, 0, 400, 300), (255, 0, 0))  # the pages come back, pixels too
+        source.recreate()
+        assert source.capture.call_later is timers
+    finally:
+        app.close()
+        source.close()
