@@ -290,6 +290,15 @@ class Timers:
         callback()
 
 
+def blue_window(app: Display) -> Any:
+    """A 400x300 window of pure blue at 0,0, mapped (its pixels: BGRX (255, 0, 0))."""
+    screen = app.screen()
+    win = screen.root.create_window(0, 0, 400, 300, 0, screen.root_depth, background_pixel=0x0000FF)
+    win.map()
+    app.sync()
+    return win
+
+
 def test_a_window_its_app_redraws_whole_gives_its_capture_pages_back(xvfb: XServer) -> None:
     """The new window, sent whole, is released at its frame's end; its app's own whole redraw (an
     xterm's first paint landing in the next frame, a clear) once no large read came for a while."""
@@ -301,10 +310,7 @@ def test_a_window_its_app_redraws_whole_gives_its_capture_pages_back(xvfb: XServ
         return sysv_rss_kib(os.getpid(), SEGMENT_KIB)
 
     try:
-        screen = app.screen()
-        win = screen.root.create_window(0, 0, 400, 300, 0, screen.root_depth, background_pixel=0x0000FF)
-        win.map()
-        app.sync()
+        win = blue_window(app)
         wm.wait_for(lambda: win.id in wm.wm.model, "the window to be managed")
         pixels.track(win.id)
         g = wm.wm.model.get(win.id).geometry
@@ -346,10 +352,7 @@ def test_a_desktop_frame_that_read_a_large_box_gives_its_capture_pages_back_once
         return sysv_rss_kib(os.getpid(), screen_kib)
 
     try:
-        screen = app.screen()
-        win = screen.root.create_window(0, 0, 400, 300, 0, screen.root_depth, background_pixel=0x0000FF)
-        win.map()
-        app.sync()
+        blue_window(app)
         deadline = time.monotonic() + 10
         while not (source.drain() or source.pending()) and time.monotonic() < deadline:
             time.sleep(0.01)
