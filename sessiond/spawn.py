@@ -22,7 +22,6 @@ from isolation.launcher import enter_argv, enter_env
 from isolation.limits import limits_from_settings, resolve_limits
 from isolation.sandbox import CgroupError, Sandbox, create_sandbox, open_sandbox
 from isolation.slot import X_SCREEN_ENV
-from isolation.slot_cgroup import adopt_slot_cgroup
 from isolation.spec import to_json
 from sessiond.agent.clipboard_policy import ClipboardPolicy, FilePolicy
 from sessiond.agent.frame_trace import TRACE_ENV as FRAME_TRACE_ENV
@@ -62,17 +61,6 @@ def agent_settings(config: Config, socket: str, width: int, height: int,
     )  # fmt: skip
 
 
-def open_sandbox_and_destroy(session_id: str) -> None:
-    """Kill and remove SESSION_ID's cgroup if it exists (a claimed slot's, renamed, whose
-    limits could not be written): nothing of a session that never started stays."""
-    sandbox = open_sandbox(session_id)
-    if sandbox is not None:
-        try:
-            sandbox.destroy()
-        except CgroupError as exc:
-            log.warn("session {session}: cannot remove its cgroup: {why}", session=session_id, why=str(exc))
-
-
 class AgentHandle:
     """One session's agent process: spawned here, or adopted by pidfd after a restart."""
 
@@ -93,19 +81,14 @@ class AgentHandle:
                                                       "cpu_max": config.session.cpu_max,
                                                       "cpu_weight": config.session.cpu_weight}), self.account,
                                 users=config.limits.users, groups=config.limits.groups)  # fmt: skip
-        adopted = slot is not None and bool(slot.cgroup) and adopt_slot_cgroup(slot.cgroup, self.session_id)
-        if adopted and slot is not None:
-            slot.cgroup = ""  # the session's cgroup now, with the slot and its X server in it
-        elif slot is not None and slot.cgroup:
-            log.warn("session {session}: cannot rename the slot's cgroup {name}; the slot joins a new one",
-                     session=self.session_id, name=slot.cgroup)  # fmt: skip
+        adopted = slot is not None and slot.give_cgroup(self.session_id)  # the slot's own, renamed
         try:
             self.sandbox = create_sandbox(self.session_id, limits)  # on the renamed one: its limits
         except CgroupError:
             if slot is not None:
                 slot.discard()
             if adopted:
-                open_sandbox_and_destroy(self.session_id)
+                self.destroy_sandbox()  # nothing of a session that never started stays
             raise
         python = config.session.python
         argv = (python, "-m", "sessiond.agent")

@@ -59,7 +59,7 @@ from twisted.python.failure import Failure
 from isolation.cgroups import CgroupError
 from isolation.launcher import enter_argv, enter_env
 from isolation.slot import SlotParams, slot_line
-from isolation.slot_cgroup import create_slot_cgroup, remove_slot_cgroup, remove_stale_slot_cgroups
+from isolation.slot_cgroup import adopt_slot_cgroup, create_slot_cgroup, remove_slot_cgroup, remove_stale_slot_cgroups
 from sessiond.agent.settings import XScreen
 from sessiond.x_uids import XUidPool
 
@@ -142,6 +142,19 @@ class WarmSlot(protocol.ProcessProtocol):
         self.owner = owner
         owner.makeConnection(self.transport)
         return self.transport
+
+    def give_cgroup(self, session_id: str) -> bool:
+        """Rename the cgroup this slot waits in to SESSION_ID's (isolation/slot_cgroup.py): the
+        session's now, with the slot and its X server in it (its limits still to be written).
+        False if the slot has none or the rename fails (logged): the slot joins a new one."""
+        if not self.cgroup:
+            return False
+        if not adopt_slot_cgroup(self.cgroup, session_id):
+            log.warn("session {session}: cannot rename the slot's cgroup {name}; the slot joins a new one",
+                     session=session_id, name=self.cgroup)  # fmt: skip
+            return False
+        self.cgroup = ""  # no longer the pool's to remove
+        return True
 
     def discard(self) -> None:
         """A claimed slot that will not be used (its sandbox could not be made): kill it quietly."""
@@ -243,7 +256,7 @@ class WarmPool:
             return ""
         try:
             return self.x.cgroups.create() or ""
-        except CgroupError as exc:
+        except (CgroupError, OSError) as exc:
             log.warn("warm pool: cannot make a cgroup for a slot ({why}); its login joins the session's cgroup",
                      why=str(exc))  # fmt: skip
             return ""
@@ -257,7 +270,7 @@ class WarmPool:
             name, slot.cgroup = slot.cgroup, ""
             try:
                 self.x.cgroups.remove(name)
-            except CgroupError as exc:
+            except (CgroupError, OSError) as exc:  # (e.g. gone meanwhile): never keep the pool from refilling
                 log.warn("warm pool: cannot remove the slot cgroup {name}: {why}", name=name, why=str(exc))
 
     def spawn_early(self) -> bool:

@@ -28,16 +28,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_sessiond(started)
 
 
+def refuse_login(server: Server, user: TestUser, tmp: str) -> None:
+    """USER logs in with a wrong password (a file under TMP) and is refused."""
+    wrong = f"{tmp}/wrong-password"
+    with open(wrong, "w", encoding="utf-8") as handle:
+        handle.write(user.password + "-not\n")
+    refused = svclient(server, user, "login", password_file=wrong)
+    assert refused.returncode != 0 and "refused" in refused.stderr, refused.stderr
+
+
 def test_a_failed_login_starts_nothing_as_the_user_and_its_slot_serves_the_next_login(
         server: Server, user_factory: object, tmp_path: object) -> None:  # fmt: skip
     mallory: TestUser = user_factory("svt-early-m")  # type: ignore[operator]
     bob: TestUser = user_factory("svt-early-b")  # type: ignore[operator]
     assert waiting_slots(server) == [], "warm_pool = 0: nothing waits before a login"
-    wrong = f"{tmp_path}/wrong-password"
-    with open(wrong, "w", encoding="utf-8") as handle:
-        handle.write(mallory.password + "-not\n")
-    refused = svclient(server, mallory, "login", password_file=wrong)
-    assert refused.returncode != 0 and "refused" in refused.stderr, refused.stderr
+    refuse_login(server, mallory, str(tmp_path))
     deadline = time.monotonic() + SLOT_TIMEOUT
     while not waiting_slots(server) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -27,6 +27,7 @@ from PIL import Image
 from isolation.cgroups import PARENT, CgroupV1, detect_backend
 
 from session_shell import agent_pid, in_session
+from test_early_slot import refuse_login
 from svtest import VENV_BIN, Server, TestUser, start_sessiond, stop_sessiond, svclient
 from test_warm_pool import (
     SLOT_TIMEOUT,
@@ -281,11 +282,7 @@ def test_an_early_slot_refused_once_serves_the_next_user_with_its_x_server(
         early: Server, user_factory: object, tmp_path: object) -> None:  # fmt: skip
     mallory: TestUser = user_factory("svt-ex-m")  # type: ignore[operator]
     carol: TestUser = user_factory("svt-ex-c")  # type: ignore[operator]
-    wrong = f"{tmp_path}/wrong-password"
-    with open(wrong, "w", encoding="utf-8") as handle:
-        handle.write(mallory.password + "-not\n")
-    refused = svclient(early, mallory, "login", password_file=wrong)
-    assert refused.returncode != 0
+    refuse_login(early, mallory, str(tmp_path))
     slot = wait_for_slot(early)
     assert uids(slot) == {0}
     xvfb = wait_x_server(slot)

@@ -179,9 +179,34 @@ def test_an_unclaimed_slots_cgroup_is_removed_when_it_ends_and_a_taken_over_one_
     reactor.advance(1.0)
     claimed = slots.claim(SCREEN)
     assert claimed is not None
-    claimed.cgroup = ""  # the session renamed it (sessiond/spawn.py)
+    claimed.cgroup = ""  # the session renamed it (WarmSlot.give_cgroup, from sessiond/spawn.py)
     claimed.processEnded(Failure(Exception("session over")))
     assert cgroups.removed == [cgroups.made[0]], "the session's cgroup is the session's to remove"
+
+
+def test_a_slot_whose_cgroup_cannot_be_renamed_keeps_it_and_the_pool_removes_it_at_its_end() -> None:
+    cgroups = FakeSlotCgroups()
+    _reactor, slots = pool(cgroups, size=1)
+    claimed = slots.claim(SCREEN)
+    assert claimed is not None
+    assert not claimed.give_cgroup("s1"), "a cgroup that does not exist on this host was renamed"
+    assert claimed.cgroup == cgroups.made[0]
+    claimed.processEnded(Failure(Exception("session over")))
+    assert cgroups.removed == [cgroups.made[0]]
+
+
+def test_an_unclaimed_slots_cgroup_that_cannot_be_removed_does_not_stop_the_refill() -> None:
+    cgroups = FakeSlotCgroups()
+    reactor, slots = pool(cgroups, size=1)
+
+    def gone(name: str) -> None:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    cgroups.remove = gone  # type: ignore[method-assign]
+    first = slots.idle[0]
+    first.processEnded(Failure(Exception("died waiting")))
+    reactor.advance(1.0)
+    assert len(slots.idle) == 1 and slots.idle[0] is not first, "the dead slot was not replaced"
 
 
 def test_a_slot_whose_cgroup_cannot_be_made_starts_without_one() -> None:
