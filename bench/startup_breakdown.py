@@ -58,9 +58,10 @@ AGENT_ITEM = re.compile(r"([A-Za-z][A-Za-z ]*?) (\d+\.\d+) \(")
 # The agent's SESSIOND_FRAME_TRACE lines as sessiond logs them: session id, then name and time.monotonic().
 TRACE_LINE = re.compile(r"agent (\S+) stderr: frame-trace (\S+) (\d+\.\d+)$")
 # Trace marks kept per login: the launch's own ("launch", "exec", "mapped"), then the
-# display pipeline's first "notify", "frame" and "out" after the map (its first frame).
+# display pipeline's first "notify", "frame", "encoded" and "out" after the map (its first
+# frame); and the frame the display channel's open asks for (the first of all, "open ...").
 LAUNCH_TRACE = ("launch", "exec", "mapped")
-FRAME_TRACE = ("notify", "frame", "out")
+FRAME_TRACE = ("notify", "frame", "encoded", "out")
 # When timed_login sends the LAUNCH: after the display channel opened, in its flight, or before it.
 AFTER_OPEN, WITH_OPEN, BEFORE_OPEN = "after-open", "with-open", "before-open"
 LAUNCH_ORDERS = (AFTER_OPEN, WITH_OPEN, BEFORE_OPEN)
@@ -157,6 +158,8 @@ def _trace_marks(traced: list[tuple[str, float]]) -> dict[str, float]:
             found[f"trace: {name}"] = at + offset
         elif name in FRAME_TRACE and "trace: mapped" in found and f"trace: {name}" not in found:
             found[f"trace: {name}"] = at + offset
+        elif name in FRAME_TRACE and "trace: mapped" not in found and f"trace: open {name}" not in found:
+            found[f"trace: open {name}"] = at + offset  # the first frame: the display channel's open
     return found
 
 
@@ -213,12 +216,14 @@ STEPS = (
     ("LAUNCH -> at sessiond", "display open", "launch asked"),
     ("at sessiond -> launch reply at client", "launch asked", "launched"),
     ("launch reply -> first frame with xterm", "launched", "first frame"),
+    ("  (trace) the display open's frame: start -> encoded", "trace: open frame", "trace: open encoded"),
     ("  (trace) LAUNCH at sessiond -> agent runs it", "launch asked", "trace: launch"),
     ("  (trace) agent launch -> xterm exec'd", "trace: launch", "trace: exec"),
     ("  (trace) exec'd -> map seen by the agent", "trace: exec", "trace: mapped"),
     ("  (trace) map seen -> damage notify", "trace: mapped", "trace: notify"),
     ("  (trace) map seen -> frame starts", "trace: mapped", "trace: frame"),
-    ("  (trace) frame starts -> frame out", "trace: frame", "trace: out"),
+    ("  (trace) frame starts -> encoded", "trace: frame", "trace: encoded"),
+    ("  (trace) encoded -> frame out", "trace: encoded", "trace: out"),
     ("  (trace) frame out -> first frame at client", "trace: out", "first frame"),
     ("= login (after TLS) -> first frame", "tls done", "first frame"),
     ("= connect -> first frame (TLS included)", "connect", "first frame"),

@@ -63,7 +63,11 @@ def test_the_breakdown_takes_the_launch_and_the_first_frame_after_the_map() -> N
                          ("frame", -0.1), ("out", -0.09)])  # fmt: skip
     marks = startup_breakdown.server_marks(log, "ann", {"abc": agent_log, "other": "frame-trace out 1.0\n"})
     offset = time.time() - time.monotonic()
-    expected = {"launch": -0.30, "exec": -0.29, "mapped": -0.25, "notify": -0.249, "frame": -0.248, "out": -0.229}
+    expected = {"launch": -0.30, "exec": -0.29, "mapped": -0.25, "notify": -0.249, "frame": -0.248,
+                "encoded": -0.23, "out": -0.229, "open frame": -0.5, "open out": -0.40}  # fmt: skip
     for name, at in expected.items():
         assert abs(marks[f"trace: {name}"] - (now + at + offset)) < 0.01, name
-    assert not [name for name in startup_breakdown.server_marks(log, "ann") if name.startswith("trace:")]
+    assert sorted(name for name in marks if name.startswith("trace:")) == sorted(f"trace: {n}" for n in expected)
+    # Without the agent's own log only sessiond's line is there: the display open's frame start.
+    assert [name for name in startup_breakdown.server_marks(log, "ann") if name.startswith("trace:")] == [
+        "trace: open frame"]
