@@ -201,6 +201,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
         # before the login, as a uid of their own from x_uids.
         "warm_x": ("true", _bool),
         "x_uids": ("1900000000-1900009999", parse_x_uids),
+        # sessiond/compose_cache.py: libX11's global compose cache for lang, made at start.
+        "compose_cache": ("true", _bool),
         "idle_release_seconds": ("15", _float(IDLE_RELEASE_MIN_SECONDS, IDLE_RELEASE_MAX_SECONDS)),
     },
     "limits": {

@@ -66,6 +66,7 @@ class SessionSection:
     warm_pool: int  # sandboxes started ahead of logins (sessiond.warm_pool); 0 = none
     warm_x: bool  # warm and early slots start the session's X server before the login (isolation/xslot.py)
     x_uids: tuple[int, int]  # the uids those X servers run as, one per slot (sessiond/x_uids.py)
+    compose_cache: bool  # libX11's compose cache for lang made at start if missing (sessiond/compose_cache.py)
     idle_release_seconds: float  # an idle display gives back its rebuildable buffers (agent/idle_release.py)
 
 

@@ -82,6 +82,7 @@ class SupervisorService(service.Service):
         super().startService()
         self._adopted = self.supervisor.adopt_all()
         self.supervisor.warm_pool.start()
+        self.supervisor.refresh_compose_cache()
 
     def adopted(self) -> defer.Deferred[None]:
         """Fires (never fails) once the sessions a previous sessiond left are re-adopted."""

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from isolation.accounts import Account
 from isolation.sandbox import session_namespaces
+from sessiond import compose_cache
 from sessiond.agent.settings import XScreen
 from sessiond.farm.directory import FarmConflict, FarmDirectory
 from sessiond.registry import Registry
@@ -93,6 +94,14 @@ class SessionSupervisor:
         self._usb_watcher = UsbPolicyWatcher(config.source, policy_from_config(config.usb),
                                              config.usb.recheck_interval, reactor, load_usb_policy,
                                              self.usb_recheck)
+
+    def refresh_compose_cache(self) -> None:
+        """libX11's compose cache for the sessions' locale, made in the background if it is missing or
+        stale ([session] compose_cache; sessiond/compose_cache.py), as a uid of the slots' x_uids."""
+        if self.config.session.compose_cache:
+            x = self.warm_pool.x
+            compose_cache.refresh(self.reactor, self.config.session.python, x.uids if x is not None else None,
+                                  self.config.session.lang)  # fmt: skip
 
     def adopt_all(self) -> defer.Deferred[Any]:
         """Re-adopt the live sessions a previous sessiond left (restart/crash)."""
