@@ -71,6 +71,13 @@ DETECT_RETRY_GROWTH: Final = 2
 # and that grid cuts every glyph in two (~20% of a screen's cells
 # distinct, against ~1% on the right grid).  Once per doubling of area.
 GRID_SUSPECT_SHARE: Final = 1 / 16
+# Ink this close to a rectangle's edges is not counted as text: the X border
+# around a window in desktop mode. A grid is looked for only where the rest
+# of the ink spans at least DETECT_MIN_PIXELS: a new xterm at its map (white
+# inside its border, the only ink its cursor's block) has none to find, and
+# looking cost ~12 ms of the session's first frame, always failed, and then
+# kept detection off the first screen of text for DETECT_RETRY_SECONDS.
+FRAME_PIXELS: Final = 2
 # A grid whose stripes lost to PALETTE this many times in a row is dropped.
 MAX_MISSES: Final = 8
 # Grids remembered (the desktop, windows), least recently used dropped.
@@ -296,7 +303,7 @@ class GlyphEncoder:
         kept unless the new one makes fewer distinct cells of rect."""
         self._found_on[surface] = rect[2] * rect[3]  # not again before a larger rectangle
         found = self._find(image, order, rect)
-        if found is None or found[0] == cut[0]:
+        if not isinstance(found, tuple) or found[0] == cut[0]:
             return cut
         grid, background, _area = found
         other = self._cut(image, order, rect, grid, background, capture)
@@ -331,7 +338,9 @@ class GlyphEncoder:
         if not self._detect_due(rect, surface):
             return None
         found = self._find(image, order, rect)
-        if found is None:
+        if found is NO_TEXT:
+            return None  # nothing to learn from: not a failed detection, the text is looked at when it comes
+        if not isinstance(found, tuple):
             self._failed(surface, rect[2] * rect[3])
             return None
         grid, background, area = found
@@ -348,8 +357,9 @@ class GlyphEncoder:
         return grid
 
     def _find(self, image: Image.Image, order: tuple[int, int, int],
-              rect: Rect) -> tuple[Grid, bytes, int] | None:  # fmt: skip
-        """(grid, the text's background colour, the area of the text it was found on) in rect, or None."""
+              rect: Rect) -> tuple[Grid, bytes, int] | _NoText | None:  # fmt: skip
+        """(grid, the text's background colour, the area of the text it was found on) in rect;
+        NO_TEXT if too little of it is ink to hold text (_little_ink); else None."""
         index = _index_image(image, order)
         ink = _bits(index) if index is not None else None
         # Where the minority colour is (a terminal on a root of the other
@@ -357,6 +367,8 @@ class GlyphEncoder:
         box = ink.getbbox() if ink is not None else None
         if box is None:
             return None
+        if ink is not None and _little_ink(ink):
+            return NO_TEXT
         text = image.crop(box)
         index = _index_image(text, order)
         if index is None:
@@ -441,6 +453,23 @@ def _distinct_share(cut: _Cut) -> float:
     _grid, _inner, cells, patterns, _to_bits, _colours = cut
     distinct = len(patterns) if patterns is not None else len(set(cells))
     return distinct / max(1, len(cells))
+
+
+class _NoText:
+    """_find's answer for a rectangle with too little ink to hold text (_little_ink)."""
+
+
+NO_TEXT: Final = _NoText()
+
+
+def _little_ink(ink: Image.Image) -> bool:
+    """True if the 1-bits of INK (its ink) farther than FRAME_PIXELS from its edges have a
+    bounding box under DETECT_MIN_PIXELS (none at all, a cursor's block, a prompt)."""
+    w, h = ink.size
+    if w <= 2 * FRAME_PIXELS or h <= 2 * FRAME_PIXELS:
+        return False
+    box = ink.crop((FRAME_PIXELS, FRAME_PIXELS, w - FRAME_PIXELS, h - FRAME_PIXELS)).getbbox()
+    return box is None or (box[2] - box[0]) * (box[3] - box[1]) < DETECT_MIN_PIXELS
 
 
 def _index_image(image: Image.Image, order: tuple[int, int, int],

@@ -145,6 +145,29 @@ def test_a_screen_of_text_goes_as_glyphs_and_decodes_byte_identical() -> None:
     assert sizes[1] < sizes[0] and sizes[1] < palette / 4, (sizes, palette)
 
 
+def test_an_empty_window_in_its_border_is_no_failed_detection_and_its_first_text_goes_as_glyphs() -> None:
+    # A new xterm at its map in desktop mode: white inside its 1-pixel black X border, its
+    # cursor's block the only ink; then its prompt. No grid is looked for in either (that cost
+    # ~12 ms of the session's first frame and failed), and nothing holds the look back when
+    # the first screen of text comes right after.
+    text = terminal(180, 50, seed=5)
+    empty = Image.new("RGB", text.size, WHITE)
+    ImageDraw.Draw(empty).rectangle((0, 0, text.width - 1, text.height - 1), outline=BLACK)
+    ImageDraw.Draw(empty).rectangle((2, 2, 7, 14), fill=BLACK)  # the cursor, 6x13
+    prompt = empty.copy()
+    ImageDraw.Draw(prompt).text((2, 2), "$ ", font=ImageFont.load_default_imagefont(), fill=BLACK)
+    ImageDraw.Draw(prompt).rectangle((14, 2, 19, 14), fill=BLACK)
+    encoder = _glyph_encoder()
+    fb = Framebuffer(*text.size)
+    for image in (empty, prompt, text):
+        regions = _encode(encoder, image)
+        for region in regions:
+            fb.apply(region)
+        assert fb.image().tobytes() == image.tobytes()
+    assert encoder.glyphs.grid("desktop") is not None
+    assert Counter(r.encoding for r in regions)[Encoding.GLYPHS] >= 3, "the first text did not go as GLYPHS"
+
+
 def test_glyphs_follow_the_text_on_a_root_of_the_other_colour_and_in_another_colour() -> None:
     screen = Image.new("RGB", (800, 500), BLACK)
     screen.paste(terminal(80, 24, seed=4), (10, 20))
