@@ -2,12 +2,14 @@
 # unprivileged half of the build (the root half and the why are in
 # isolation/compose_cache.py).
 #
-# At its start sessiond checks (a stat and a few reads, no X) whether the
-# global cache libX11 would use for [session] lang is there and current; if
-# not, it holds a uid of [session] x_uids and runs the root half once in the
-# background: the start and the first logins do not wait for it (an app
-# started meanwhile parses its Compose file, as without a cache). The result
-# is one log line. [session] compose_cache = false turns it off.
+# Two seconds after its start (sessiond/daemon.py: this module's import and
+# the check, ~10 ms of CPU, stay off the start and its first logins) sessiond
+# checks (a stat and a few reads, no X) whether the global cache libX11
+# would use for [session] lang is there and current; if not, it holds a uid
+# of [session] x_uids and runs the root half once in the background: no
+# login waits for it (an app started meanwhile parses its Compose file, as
+# without a cache). The result is one log line. [session] compose_cache =
+# false turns it off.
 #
 # The unprivileged half (`python -m sessiond.compose_cache DIR`, run as that
 # uid with XCOMPOSECACHE=DIR): its own Xvfb on a tiny screen, then libX11's

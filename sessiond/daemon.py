@@ -35,6 +35,10 @@ from sessiond.web import install_web_client
 
 log = Logger()
 
+# Seconds from the start to the check of libX11's compose cache (sessiond/compose_cache.py): its
+# import and check (~10 ms of CPU) and a build stay off the start and its first logins.
+COMPOSE_CACHE_DELAY_SECONDS = 2.0
+
 
 class ListenService(service.Service):
     """Listens while running: LISTEN() returns the port at start; stopping stops listening."""
@@ -77,12 +81,15 @@ class SupervisorService(service.Service):
     def __init__(self, supervisor: SessionSupervisor) -> None:
         self.supervisor = supervisor
         self._adopted: defer.Deferred[Any] | None = None
+        self._compose: Any = None  # IDelayedCall of the compose cache's check
 
     def startService(self) -> None:  # noqa: N802 - Twisted name
         super().startService()
         self._adopted = self.supervisor.adopt_all()
         self.supervisor.warm_pool.start()
-        self.supervisor.refresh_compose_cache()
+        # Off the start's path (its CPU and the first logins'): libX11's compose cache, made if missing.
+        self._compose = self.supervisor.reactor.callLater(COMPOSE_CACHE_DELAY_SECONDS,
+                                                          self.supervisor.refresh_compose_cache)  # fmt: skip
 
     def adopted(self) -> defer.Deferred[None]:
         """Fires (never fails) once the sessions a previous sessiond left are re-adopted."""
@@ -100,6 +107,8 @@ class SupervisorService(service.Service):
 
     def stopService(self) -> Any:  # noqa: N802 - Twisted name
         super().stopService()
+        if self._compose is not None and self._compose.active():
+            self._compose.cancel()
         self.supervisor.warm_pool.stop()
         return self.supervisor.stop_all()
 

@@ -19,7 +19,6 @@ from twisted.python.failure import Failure
 
 from isolation.accounts import Account
 from isolation.sandbox import session_namespaces
-from sessiond import compose_cache
 from sessiond.agent.settings import XScreen
 from sessiond.farm.directory import FarmConflict, FarmDirectory
 from sessiond.registry import Registry
@@ -99,6 +98,8 @@ class SessionSupervisor:
         """libX11's compose cache for the sessions' locale, made in the background if it is missing or
         stale ([session] compose_cache; sessiond/compose_cache.py), as a uid of the slots' x_uids."""
         if self.config.session.compose_cache:
+            from sessiond import compose_cache  # noqa: PLC0415 - once, seconds after the start (sessiond/daemon.py)
+
             x = self.warm_pool.x
             compose_cache.refresh(self.reactor, self.config.session.python, x.uids if x is not None else None,
                                   self.config.session.lang)  # fmt: skip
