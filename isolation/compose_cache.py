@@ -56,6 +56,9 @@ BUILD_TIMEOUT_SECONDS: Final = 30.0
 EXIT_DROP_FAILED: Final = 75
 # Largest uid accepted (sessiond passes one of [session] x_uids).
 MAX_UID: Final = 2**31 - 2
+# Where the unprivileged half's Xvfb puts its socket (the host's /tmp): made root's and 1777 here
+# first, as X expects, where missing; made by that uid, it would own every X socket dir entry.
+X11_SOCKET_DIR: Final = "/tmp/.X11-unix"
 
 
 class CacheError(Exception):
@@ -221,6 +224,15 @@ def _drop_and_exec(uid: int, folder: str, lang: str, python: str) -> NoReturn:
     os._exit(EXIT_DROP_FAILED)
 
 
+def _x11_socket_dir() -> None:
+    """X11_SOCKET_DIR, made root's with mode 1777 if missing (an existing one is left as it is)."""
+    try:
+        os.mkdir(X11_SOCKET_DIR, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(X11_SOCKET_DIR, 0o1777)
+
+
 def _wait(pid: int, seconds: float) -> int:
     """PID's exit status; killed (and CacheError) past SECONDS."""
     deadline = time.monotonic() + seconds
@@ -246,6 +258,7 @@ def build_cache(uid: int, lang: str, python: str = sys.executable, cache_dir: st
     compose, charset = compose_file(lang, locale_dir), codeset(lang)
     if compose is None or charset is None:
         raise CacheError(f"libX11 has no Compose file for {lang!r} (or its codeset is not UTF-8)")
+    _x11_socket_dir()
     folder = tempfile.mkdtemp(prefix="sessiond-compose-")
     try:
         os.chown(folder, uid, uid)

@@ -207,3 +207,16 @@ def test_the_daemon_builds_only_a_missing_cache_and_gives_the_uid_back(monkeypat
     assert len(build.output) == daemon_side.MAX_OUTPUT_BYTES  # type: ignore[attr-defined]
     build.processEnded(Ended(1))  # type: ignore[attr-defined]
     assert pool.released == [1900000007]
+
+
+def test_the_x_socket_directory_is_made_as_x_expects_and_an_existing_one_left(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # The unprivileged half's Xvfb would make it as its own uid where it is missing.
+    where = tmp_path / ".X11-unix"
+    monkeypatch.setattr(compose_cache, "X11_SOCKET_DIR", str(where))
+    compose_cache._x11_socket_dir()
+    info = os.stat(where)
+    assert (info.st_uid, info.st_mode & 0o7777) == (os.geteuid(), 0o1777)
+    where.chmod(0o755)
+    compose_cache._x11_socket_dir()
+    assert os.stat(where).st_mode & 0o7777 == 0o755
