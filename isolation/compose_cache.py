@@ -36,6 +36,7 @@ import time
 from typing import Final, NoReturn
 
 from isolation import linux
+from isolation.enter import X11_SOCKET_DIR
 from isolation.launcher import enter_env
 
 # libX11's XIM_GLOBAL_CACHE_DIR (compiled in; Debian's libX11 1.8).
@@ -56,9 +57,6 @@ BUILD_TIMEOUT_SECONDS: Final = 30.0
 EXIT_DROP_FAILED: Final = 75
 # Largest uid accepted (sessiond passes one of [session] x_uids).
 MAX_UID: Final = 2**31 - 2
-# Where the unprivileged half's Xvfb puts its socket (the host's /tmp): made root's and 1777 here
-# first, as X expects, where missing; made by that uid, it would own every X socket dir entry.
-X11_SOCKET_DIR: Final = "/tmp/.X11-unix"
 
 
 class CacheError(Exception):
@@ -102,6 +100,12 @@ def header_names(compose: str, charset: str) -> bytes:
     return compose.encode() + b"\0" + charset.encode() + b"\0"
 
 
+def _open_file(path: str) -> int:
+    """A read-only descriptor of PATH, never through a symbolic link nor blocking on a FIFO
+    (the caller fstat()s it: a regular file of the expected owner); OSError otherwise."""
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
 def is_current(lang: str, cache_dir: str = GLOBAL_DIR, locale_dir: str = X_LOCALE_DIR, owner: int = 0) -> bool:
     """True if CACHE_DIR holds a cache libX11 would use for LANG's Compose file (see the header):
     the directory and the file OWNER's (libX11: root's) and writable by nobody else."""
@@ -121,7 +125,7 @@ def is_current(lang: str, cache_dir: str = GLOBAL_DIR, locale_dir: str = X_LOCAL
         if CACHE_NAME_RE.fullmatch(name) is None:
             continue
         try:
-            fd = os.open(os.path.join(cache_dir, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = _open_file(os.path.join(cache_dir, name))
         except OSError:
             continue
         try:
@@ -142,7 +146,7 @@ def read_built(folder: str, uid: int, compose: str, charset: str) -> tuple[str, 
     if len(names) != 1 or CACHE_NAME_RE.fullmatch(names[0]) is None:
         raise CacheError(f"libX11 left {names!r} instead of one cache file")
     try:
-        fd = os.open(os.path.join(folder, names[0]), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = _open_file(os.path.join(folder, names[0]))
     except OSError as exc:  # (a symbolic link: ELOOP)
         raise CacheError(f"{names[0]} cannot be opened as a file: {exc}") from exc
     try:
@@ -225,7 +229,9 @@ def _drop_and_exec(uid: int, folder: str, lang: str, python: str) -> NoReturn:
 
 
 def _x11_socket_dir() -> None:
-    """X11_SOCKET_DIR, made root's with mode 1777 if missing (an existing one is left as it is)."""
+    """X11_SOCKET_DIR (the host's: the unprivileged half's Xvfb puts its socket there), made
+    root's with mode 1777 if missing, as X expects; made by the build uid, that uid would own
+    the host's X socket directory. An existing one is left as it is."""
     try:
         os.mkdir(X11_SOCKET_DIR, 0o700)
     except FileExistsError:

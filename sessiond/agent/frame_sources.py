@@ -70,11 +70,10 @@ class DesktopSource:
         of the screen) gives its pages back once quiet (xshm.QUIET_RELEASE_SECONDS); None: those
         wait for the idle release."""
         self._call_later = call_later
-        self.capture = ShmCapture(display)
-        self.capture.call_later = call_later
+        self._display = display
+        self.capture = self._new_capture()
         self.cdisplay = CDisplay(display)
         self.damage = RootRegionDamage(self.cdisplay)
-        self._display = display
         self.video = VideoRegions(time.monotonic)
         self.area: ShmRegionCapture | None = None  # for frames whose damage is all inside a video
         # Set by the pipeline per frame: sends small damage as a frame of its own, first (None: no room).
@@ -107,8 +106,13 @@ class DesktopSource:
         """The root changed size: a new shared segment of the new size."""
         self.video.forget()
         self.capture.close()
-        self.capture = ShmCapture(self._display)
-        self.capture.call_later = self._call_later
+        self.capture = self._new_capture()
+
+    def _new_capture(self) -> ShmCapture:
+        """A shared segment of the screen's size, its large reads given back once quiet."""
+        capture = ShmCapture(self._display)
+        capture.call_later = self._call_later
+        return capture
 
     def frame(self, encoder: RegionEncoder) -> list[Message]:
         """The damaged rectangles of the screen, encoded."""
