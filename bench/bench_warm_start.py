@@ -83,13 +83,15 @@ def waiting_slots(daemon: int) -> int:
     return len(waiting)
 
 
-async def wait_for_slot(reactor: Any, daemon: int) -> None:
+async def wait_for_slot(reactor: Any, daemon: int, settle: bool = True) -> None:
+    """Until DAEMON's pool has a slot waiting, then (SETTLE) a second for its imports."""
     deadline = time.monotonic() + REFILL_TIMEOUT
     while waiting_slots(daemon) == 0:
         if time.monotonic() > deadline:
             raise RuntimeError("the warm pool did not refill")
         await task.deferLater(reactor, 0.1, lambda: None)
-    await task.deferLater(reactor, 1.0, lambda: None)  # its imports done, as between real logins
+    if settle:
+        await task.deferLater(reactor, 1.0, lambda: None)  # its imports done, as between real logins
 
 
 async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts,
@@ -113,14 +115,17 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
                                                              [os.path.join(REPO, "conf", "apps"), apps],
                                                              extra=extra, venv_bin=venv_bin))  # fmt: skip
         for run in range(runs):
-            for index, (name, settings, _venv) in enumerate(configs):
+            for index, (name, _settings, _venv) in enumerate(configs):
                 server = servers[index]
                 print(f"{name}: login {run + 1} of {runs}", file=sys.stderr, flush=True)
                 user = users.create(f"{USER_PREFIX}{index}-{run}")
-                if "warm_pool" in settings:
-                    await wait_for_slot(reactor, server.pid)
-                else:
-                    await task.deferLater(reactor, 1.0, lambda: None)  # the same pause as the warm rows
+                # Every warm server's pool refilled first, not only this one's: the last login's
+                # server refills REFILL_DELAY_SECONDS after its claim, the time of the pause below, and
+                # that refill (an interpreter's imports, an Xvfb) ran during this login's PAM and start.
+                for other, (_n, other_settings, _v) in zip(servers, configs):
+                    if "warm_pool" in other_settings:
+                        await wait_for_slot(reactor, other.pid, settle=False)
+                await task.deferLater(reactor, 1.0, lambda: None)  # its imports done, as between real logins
                 login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID, order)
                 logins[index].append((user.name, login.marks))
         # The server's marks are read at the end: an agent writes its frame trace once a second.
