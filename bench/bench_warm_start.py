@@ -95,8 +95,8 @@ async def wait_for_slot(reactor: Any, daemon: int, settle: bool = True) -> None:
 
 
 async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: KnownHosts,
-                  configs: list[tuple[str, str, str]], runs: int,
-                  order: str = AFTER_OPEN) -> list[list[dict[str, float]]]:  # fmt: skip
+                  configs: list[tuple[str, str, str]], runs: int, order: str = AFTER_OPEN,
+                  seamless: bool = False) -> list[list[dict[str, float]]]:  # fmt: skip
     """RUNS logins of new users on each of CONFIGS (name, settings, venv bin),
     one fresh sessiond each, all running at once and logged into in turn
     (run 1 on each, then run 2 on each, ...), so that a change of the host's
@@ -110,7 +110,7 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
         for index, (_name, settings, venv_bin) in enumerate(configs):
             home = os.path.join(tmp, f"config-{index}")  # its own state dir, certificate and config
             os.makedirs(home)
-            extra = parse_settings(f"{COMMON},{settings}")
+            extra = parse_settings(f"{COMMON},{settings}" + (",session.mode=seamless" if seamless else ""))
             servers.append(await spine_server.start_sessiond(reactor, home, *SCREEN,
                                                              [os.path.join(REPO, "conf", "apps"), apps],
                                                              extra=extra, venv_bin=venv_bin))  # fmt: skip
@@ -126,7 +126,8 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
                     if "warm_pool" in other_settings:
                         await wait_for_slot(reactor, other.pid, settle=False)
                 await task.deferLater(reactor, 1.0, lambda: None)  # its imports done, as between real logins
-                login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID, order)
+                login = await timed_login(reactor, server.host, server.port, known, user, XTERM_APP_ID, order,
+                                          seamless)  # fmt: skip
                 logins[index].append((user.name, login.marks))
         # The server's marks are read at the end: an agent writes its frame trace once a second.
         await task.deferLater(reactor, TRACE_FLUSH_SECONDS + 0.5, lambda: None)
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launch-order", choices=LAUNCH_ORDERS, default=AFTER_OPEN,
                         help="send the LAUNCH after the display channel opened (default), in the same flight "
                              "as its open (the viewer's desktop mode), or before it")  # fmt: skip
+    parser.add_argument("--seamless", action="store_true",
+                        help="run the sessions in seamless mode (the viewer's default) instead of desktop mode")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_warm_start: run as root (it creates users and starts sessiond)", file=sys.stderr)
@@ -187,14 +190,16 @@ def main(argv: list[str] | None = None) -> int:
             base = CONFIGS[1] if args.cold_only else CONFIGS[-1]
             configs.insert(0, (f"{base[0]}, {args.baseline_prefix}", base[1],
                                os.path.join(args.baseline_prefix, "venv", "bin")))  # fmt: skip
-        measured = await measure(reactor, tmp, apps, users, known, configs, args.runs, args.launch_order)
+        measured = await measure(reactor, tmp, apps, users, known, configs, args.runs, args.launch_order,
+                                 args.seamless)  # fmt: skip
         rows = [(name, runs) for (name, _settings, _venv), runs in zip(configs, measured)]
         floor_user = users.create(f"{USER_PREFIX}floor")
         pam = statistics.median(pam_seconds(floor_user) for _ in range(args.runs))
         parts = [floors(*SCREEN) for _ in range(args.runs)]
         xvfb, xterm = (statistics.median(part[i] for part in parts) for i in range(2))
         print(f"sessiond warm-start benchmark; login (after TLS connect) -> first frame with xterm, "
-              f"{SCREEN[0]}x{SCREEN[1]}; LAUNCH {args.launch_order}; load average at start {load:.2f}")  # fmt: skip
+              f"{SCREEN[0]}x{SCREEN[1]}, {'seamless' if args.seamless else 'desktop'} mode; "
+              f"LAUNCH {args.launch_order}; load average at start {load:.2f}")  # fmt: skip
         print(report(rows))
         print()
         print(breakdown_table(rows))

@@ -37,7 +37,7 @@ from twisted.internet import defer
 from Xlib import X
 
 from client.known_hosts import KnownHosts
-from protocol.messages import ChannelKind
+from protocol.messages import ChannelKind, Launch
 from sessiond.agent.frame_trace import parse_trace_line
 from sessiond.agent.startup import AGENT_LOG, STARTUP_PREFIX
 from sessiond.agent.xserver import start_xvfb
@@ -62,9 +62,10 @@ TRACE_LINE = re.compile(r"agent (\S+) stderr: frame-trace (\S+) (\d+\.\d+)$")
 # frame); and the frame the display channel's open asks for (the first of all, "open ...").
 LAUNCH_TRACE = ("launch", "exec", "mapped")
 FRAME_TRACE = ("notify", "frame", "encoded", "out")
-# When timed_login sends the LAUNCH: after the display channel opened, in its flight, or before it.
-AFTER_OPEN, WITH_OPEN, BEFORE_OPEN = "after-open", "with-open", "before-open"
-LAUNCH_ORDERS = (AFTER_OPEN, WITH_OPEN, BEFORE_OPEN)
+# When timed_login sends the LAUNCH: after the display channel opened, in its flight, before it,
+# or in the AUTH itself (the session starts the app as soon as its X server is up).
+AFTER_OPEN, WITH_OPEN, BEFORE_OPEN, WITH_AUTH = "after-open", "with-open", "before-open", "with-auth"
+LAUNCH_ORDERS = (AFTER_OPEN, WITH_OPEN, BEFORE_OPEN, WITH_AUTH)
 # A sessiond log line: its time stamp, then the text.
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d{4}) \[[^]]*\] (.*)$")
 # The PAM service sessiond authenticates with (conf/pam.d/sessiond).
@@ -79,25 +80,38 @@ class TimedLogin:
 
 
 async def timed_login(reactor: Any, host: str, port: int, known: KnownHosts, user: TestUser, app: str,
-                      order: str = AFTER_OPEN) -> TimedLogin:  # fmt: skip
+                      order: str = AFTER_OPEN, seamless: bool = False) -> TimedLogin:  # fmt: skip
     """One new session of USER launching APP (an xterm), time-stamping each client-side step.
     ORDER (LAUNCH_ORDERS): the LAUNCH once the display channel is open (as before), right
-    behind its open in the same flight (the viewer's desktop mode), or ahead of the open."""
+    behind its open in the same flight, ahead of the open, or in the AUTH (the viewer's desktop mode).
+    SEAMLESS: the session runs seamless mode; the windows channel opens first (as the viewer's)
+    and the first frame is the first that shows xterm's window."""
     run = TimedLogin()
     run.marks["connect"] = time.time()
     client = await within(reactor, connect(reactor, host, port, known), "the server")
     try:
         run.marks["tls done"] = time.time()
-        await within(reactor, client.login(user.name, user.password), f"login of {user.name}")
+        with_auth = Launch(request=1, app=app) if order == WITH_AUTH else None
+        await within(reactor, client.login(user.name, user.password, with_auth), f"login of {user.name}")
         run.marks["auth result"] = time.time()
         launching = defer.ensureDeferred(client.launch(app)) if order == BEFORE_OPEN else None
+        if with_auth is not None:
+            launching = defer.ensureDeferred(client.login_launched())
+        windows = defer.ensureDeferred(client.open_windows()) if seamless else None
         opening = defer.ensureDeferred(client.open_channel(ChannelKind.DISPLAY))
         if order == WITH_OPEN:
             launching = defer.ensureDeferred(client.launch(app))
         await within(reactor, opening, "the display channel")
+        if windows is not None:
+            await within(reactor, windows, "the windows channel")
         run.marks["display open"] = time.time()
-        shown = defer.ensureDeferred(frame_where(reactor, client, lambda: xterm_visible(client.framebuffer),
-                                                 "xterm's first frame"))  # fmt: skip
+        if seamless:
+            def visible() -> bool:
+                return any(xterm_visible(window.framebuffer) for window in client.windows.stacked())
+        else:
+            def visible() -> bool:
+                return xterm_visible(client.framebuffer)
+        shown = defer.ensureDeferred(frame_where(reactor, client, visible, "xterm's first frame"))
         await within(reactor, launching or client.launch(app), f"launch of {app}")
         run.marks["launched"] = time.time()
         await shown
@@ -217,6 +231,7 @@ STEPS = (
     ("at sessiond -> launch reply at client", "launch asked", "launched"),
     ("launch reply -> first frame with xterm", "launched", "first frame"),
     ("  (trace) the display open's frame: start -> encoded", "trace: open frame", "trace: open encoded"),
+    ("  (AUTH's launch) Xvfb ready -> the agent starts it", "agent: Xvfb ready", "agent: first launch"),
     ("  (trace) LAUNCH at sessiond -> agent runs it", "launch asked", "trace: launch"),
     ("  (trace) agent launch -> xterm exec'd", "trace: launch", "trace: exec"),
     ("  (trace) exec'd -> map seen by the agent", "trace: exec", "trace: mapped"),

@@ -22,7 +22,7 @@ from client.tokens import TokenStore, default_dir
 from client.transfer_cli import TransferFailed, add_transfer_parsers, run_transfer
 from protocol.base import U16_MAX
 from protocol.errors import ReasonCode
-from protocol.messages import ChannelKind
+from protocol.messages import ChannelKind, Launch
 from protocol.xpra import LAUNCH_BESIDE
 
 EXIT_REFUSED = 1
@@ -159,20 +159,23 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
             args.local_xpra = local_xpra(args)
         except XpraUsageError as exc:
             raise UsageError(str(exc)) from exc
-    client, result, server = await open_session(reactor, args)
+    # A launch goes with the login: a session that starts for it runs the app as soon as its X server is up.
+    launch = Launch(request=1, app=args.app, args=tuple(args.args)) if args.command == "launch" else None
+    client, result, server = await open_session(reactor, args, launch=launch)
     try:
         return await dispatch(reactor, client, args, result.session, result.display)
     finally:
         client.disconnect()
 
 
-async def open_session(reactor: Any, args: argparse.Namespace,
-                       on_auth_sent: Callable[[], None] | None = None) -> tuple[SessionClient, Any, str]:  # fmt: skip
+async def open_session(reactor: Any, args: argparse.Namespace, on_auth_sent: Callable[[], None] | None = None,
+                       launch: Launch | None = None) -> tuple[SessionClient, Any, str]:  # fmt: skip
     """Connect and log in as the command line says (resume token first, then
     the password; a farm redirect followed); the new resume token is stored.
     Returns the client, its AUTH_RESULT and the HOST:PORT it is connected to.
     ON_AUTH_SENT is called each time an AUTH has gone out (the viewer loads Qt
-    while the server checks it: client/viewer/early.py)."""
+    while the server checks it: client/viewer/early.py). LAUNCH goes with the
+    login that succeeds (client.login_launched() answers it)."""
     from twisted.internet import defer
 
     async def authenticated(request: Any) -> Any:
@@ -201,7 +204,7 @@ async def open_session(reactor: Any, args: argparse.Namespace,
     try:
         if token is not None:
             try:
-                result = await authenticated(client.resume(args.user, token))
+                result = await authenticated(client.resume(args.user, token, launch))
             except Redirected:
                 raise
             except RemoteError:
@@ -210,12 +213,12 @@ async def open_session(reactor: Any, args: argparse.Namespace,
                 client = await connected()
         if result is None:
             password = read_password(args)
-            result = await authenticated(client.login(args.user, password))
+            result = await authenticated(client.login(args.user, password, launch))
     except Redirected as redirect:
         # A farm host sent us to the host of our session (docs/farm.md): one hop, its certificate vouched for.
         client.disconnect()
         print(f"svclient: {redirect}", file=sys.stderr)  # the host the session is on (and any notice)
-        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout, said)
+        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout, said, launch)
     if result.message:
         print(f"svclient: {result.message}", file=sys.stderr)
     if result.resume_token:
@@ -241,10 +244,11 @@ async def dispatch(reactor: Any, client: SessionClient, args: argparse.Namespace
         else:
             for app in listing.apps:
                 print(f"{app.id}\t{app.name}\t{app.comment}")
-    elif args.command == "launch":
+    elif args.command == "launch":  # sent with the login (run_command)
         shown = await display_unless_beside(reactor, client, timeout)
-        result = await with_timeout(reactor, client.launch(args.app, tuple(args.args)), timeout, "the launch")
-        if shown:
+        result = await with_timeout(reactor, client.login_launched(), timeout, "the launch")
+        if shown:  # the window may have mapped before the display opened: ask for a frame after its answer
+            client.refresh()
             await first_frame_after_launch(reactor, client, timeout)
         where = ("your xpra client, now or once one attaches" if display == "xpra"
                  else "the client the session is open in")  # fmt: skip

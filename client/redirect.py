@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from client.session import CAPABILITIES, Redirected, RemoteError, connect, with_timeout
-from protocol.control_session import AuthResult
+from protocol.control_session import AuthResult, Launch
 
 if TYPE_CHECKING:
     from client.known_hosts import KnownHosts
@@ -38,9 +38,11 @@ def parse_redirect(result: AuthResult) -> tuple[str, int, str]:
 
 
 async def follow(reactor: Any, redirect: Redirected, user: str, known: KnownHosts, timeout: float = 10.0,
-                 capabilities: tuple[str, ...] = CAPABILITIES) -> tuple[SessionClient, AuthResult, str]:  # fmt: skip
+                 capabilities: tuple[str, ...] = CAPABILITIES,
+                 launch: Launch | None = None) -> tuple[SessionClient, AuthResult, str]:  # fmt: skip
     """Connect to the redirect's host (its vouched fingerprint pinned) and log in with the ticket,
-    saying the same HELLO CAPABILITIES as to the first host (svclient launch: LAUNCH_BESIDE).
+    saying the same HELLO CAPABILITIES as to the first host (svclient launch: LAUNCH_BESIDE),
+    with the same LAUNCH as the first login (the redirect started nothing).
 
     Returns (client, AUTH_RESULT, "HOST:PORT"). A second redirect raises RemoteError.
     """
@@ -54,8 +56,8 @@ async def follow(reactor: Any, redirect: Redirected, user: str, known: KnownHost
                                                                 capabilities=capabilities),
                                                timeout, "the redirected server")  # fmt: skip
     try:
-        result: AuthResult = await with_timeout(reactor, client.ticket(user, redirect.result.ticket), timeout,
-                                                "login")  # fmt: skip
+        result: AuthResult = await with_timeout(reactor, client.ticket(user, redirect.result.ticket, launch),
+                                                timeout, "login")  # fmt: skip
     except Redirected as again:
         client.disconnect()
         raise RemoteError(again.code, f"the farm redirected twice ({again.result.redirect}); not following") from again

@@ -101,6 +101,7 @@ class SessionClient(SessionRequests, WindowsMixin, FrameAcks, FrameProtocol):
         # The session's latest CLOCK_REPORTs (audio/video clocks), newest last.
         self.clock_reports: list[ClockReport] = []
         self._end: ConnectionEnded | None = None
+        self._login_launch: defer.Deferred[Any] | None = None  # the last login's launch's answer
         # VIDEO_CAPS bits sent when the display channel opens (0: no video, stills only).
         self.video_codecs = CAPS_H264 | CAPS_TILE | CAPS_GLYPHS
 

@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import defer
 
 from protocol.connection import frame_cost
+from protocol.control_session import AUTH_LAUNCH_CAPABILITY
 from protocol.errors import ReasonCode
 from protocol.messages import (
     AppExited,
@@ -81,6 +83,11 @@ class Redirected(RemoteError):
         self.result = result
 
 
+def _launch_answer(request: int) -> Callable[[Message], bool]:
+    """Matches the answer to LAUNCH number REQUEST (or the ERROR a refused message gets)."""
+    return lambda m: isinstance(m, LaunchResult) and m.request == request or isinstance(m, Error)
+
+
 class SessionRequests:
     """Request methods of SessionClient (which provides the attributes below)."""
 
@@ -94,6 +101,7 @@ class SessionRequests:
     _channel_waiters: dict[int, defer.Deferred[None]]
     _sync_seq: int
     _end: ConnectionEnded | None
+    _login_launch: defer.Deferred[Any] | None  # the answer to the last login's launch
 
     if TYPE_CHECKING:  # provided by SessionClient and its bases (never defined here: MRO)
 
@@ -115,26 +123,61 @@ class SessionRequests:
         self.flush()
         return d
 
-    async def login(self, user: str, password: str) -> AuthResult:
-        """Log in with a password; starts or resumes the user's session."""
-        return await self._authenticate(Auth(method="password", user=user, password=password))
+    async def login(self, user: str, password: str, launch: Launch | None = None) -> AuthResult:
+        """Log in with a password; starts or resumes the user's session. LAUNCH: an app to start
+        with the login (login_launched() answers it)."""
+        return await self._authenticate(Auth(method="password", user=user, password=password), launch)
 
-    async def resume(self, user: str, token: str) -> AuthResult:
-        """Log in with a resume token from an earlier login (single use)."""
-        return await self._authenticate(Auth(method="resume", user=user, token=token))
+    async def resume(self, user: str, token: str, launch: Launch | None = None) -> AuthResult:
+        """Log in with a resume token from an earlier login (single use); LAUNCH as for login()."""
+        return await self._authenticate(Auth(method="resume", user=user, token=token), launch)
 
-    async def ticket(self, user: str, ticket: str) -> AuthResult:
-        """Log in with a farm redirect's ticket (client/redirect.py; single use)."""
-        return await self._authenticate(Auth(method="ticket", user=user, token=ticket))
+    async def ticket(self, user: str, ticket: str, launch: Launch | None = None) -> AuthResult:
+        """Log in with a farm redirect's ticket (client/redirect.py; single use); LAUNCH as for login()."""
+        return await self._authenticate(Auth(method="ticket", user=user, token=ticket), launch)
 
-    async def _authenticate(self, auth: Auth) -> AuthResult:
-        """AUTH_RESULT on success; RemoteError on refusal, Redirected when a farm sends us on."""
-        result: AuthResult = await self._request(auth, lambda m: isinstance(m, AuthResult))
+    async def _authenticate(self, auth: Auth, launch: Launch | None = None) -> AuthResult:
+        """AUTH_RESULT on success; RemoteError on refusal, Redirected when a farm sends us on.
+        LAUNCH goes in the AUTH where the server starts it with the login (AUTH_LAUNCH_CAPABILITY:
+        a new session runs it before the client hears of its login), else as a LAUNCH right
+        behind a successful AUTH_RESULT."""
+        hello = self.conn.peer_hello
+        with_auth = launch is not None and hello is not None and AUTH_LAUNCH_CAPABILITY in hello.capabilities
+        self._login_launch = None
+        if launch is not None:  # its waiter before the AUTH: the answer may follow AUTH_RESULT at once
+            self._login_launch = self._launch_waiter(launch.request)
+            self._login_launch.addErrback(lambda failure: failure.value)  # kept for login_launched(), never unhandled
+        result: AuthResult = await self._request(dataclasses.replace(auth, launch=launch) if with_auth else auth,
+                                                 lambda m: isinstance(m, AuthResult))  # fmt: skip
+        if not result.ok and self._login_launch is not None:  # no login, no launch: nothing will answer
+            self._waiters = [(matches, d) for matches, d in self._waiters if d is not self._login_launch]
+            self._login_launch = None
         if not result.ok and result.redirect:
             raise Redirected(result)
         if not result.ok:
             raise RemoteError(result.code, result.message)
+        if launch is not None and not with_auth:
+            self.conn.send(0, launch)
+            self.flush()
         return result
+
+    async def login_launched(self) -> LaunchResult:
+        """The LAUNCH_RESULT of the last login's launch; RemoteError if it was refused."""
+        if self._login_launch is None:
+            raise RuntimeError("the login carried no launch")
+        result = await self._login_launch
+        if isinstance(result, Exception):  # the connection ended first
+            raise result
+        if not result.ok:
+            raise RemoteError(result.code, result.message)
+        return result
+
+    def _launch_waiter(self, request: int) -> defer.Deferred[Any]:
+        if self._end is not None:
+            return defer.fail(self._end)
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._waiters.append((_launch_answer(request), d))
+        return d
 
     async def logoff(self) -> None:
         """End the session; returns once the server has closed the connection."""
@@ -171,10 +214,8 @@ class SessionRequests:
         return d
 
     async def launch(self, app: str, args: tuple[str, ...] = (), request: int = 1) -> LaunchResult:
-        result: LaunchResult = await self._request(
-            Launch(request=request, app=app, args=args),
-            lambda m: isinstance(m, LaunchResult) and m.request == request or isinstance(m, Error),
-        )
+        result: LaunchResult = await self._request(Launch(request=request, app=app, args=args),
+                                                   _launch_answer(request))  # fmt: skip
         if not result.ok:
             raise RemoteError(result.code, result.message)
         return result

@@ -14,7 +14,21 @@ from typing import Final, Self
 
 from protocol.base import U16_MAX, Sender, check_str
 from protocol.control import ControlMessage, JsonObject, get
-from protocol.schema import BOOL, CUSTOM, JSON, JSON_INT, JSON_SINT, LIST, STR, STRS, Record, message, record, wire
+from protocol.schema import (
+    BOOL,
+    CUSTOM,
+    JSON,
+    JSON_INT,
+    JSON_SINT,
+    LIST,
+    NESTED,
+    STR,
+    STRS,
+    Record,
+    message,
+    record,
+    wire,
+)
 
 # AUTH methods and the fields each one requires on the wire.
 AUTH_METHOD_FIELDS: dict[str, tuple[str, ...]] = {
@@ -28,6 +42,15 @@ AUTH_METHOD_FIELDS: dict[str, tuple[str, ...]] = {
 SCREEN: Final = JSON_INT.within(0, U16_MAX)  # SESSION_INFO width and height
 # HELLO capability: this side sends (server) or understands (client) APPS_CHANGED.
 APPS_CHANGED_CAPABILITY: Final = "apps.changed"
+# HELLO capability of a server that starts AUTH's `launch` with the login (answered by
+# LAUNCH_RESULT after AUTH_RESULT); a client sends that field only to a server that says it.
+AUTH_LAUNCH_CAPABILITY: Final = "auth.launch"
+
+
+def _as_launch(value: object) -> Launch | None:
+    if value is None or isinstance(value, Launch):
+        return value
+    raise ValueError("launch must be a LAUNCH (request, app, args) or absent")
 
 
 @message(0x02, "AUTH", sender=Sender.CLIENT, codec=CUSTOM)
@@ -38,20 +61,24 @@ class Auth(ControlMessage):
     user: str = wire(STR, default="")
     password: str = wire(STR, default="", repr=False)
     token: str = wire(STR, default="", repr=False)
+    # The app to start with the login, as a LAUNCH's fields (AUTH_LAUNCH_CAPABILITY); None: none.
+    launch: Launch | None = wire(NESTED(_as_launch, "launch?"), default=None)
 
     def to_json(self) -> JsonObject:
-        """The method's fields, empty ones included (unknown methods: the non-empty ones)."""
+        """The method's fields, empty ones included (unknown methods: the non-empty ones); `launch` if set."""
         obj: JsonObject = {"method": self.method}
         names = AUTH_METHOD_FIELDS.get(self.method)
         for name in names if names is not None else ("user", "password", "token"):
             value = getattr(self, name)
             if names is not None or value:
                 obj[name] = value
+        if self.launch is not None:
+            obj["launch"] = self.launch.to_json()
         return obj
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> Self:
-        """The method's fields are required; other string fields are kept."""
+        """The method's fields are required; other string fields are kept; `launch` is checked as a LAUNCH."""
         method = check_str("method", get(obj, "method"))
         required = AUTH_METHOD_FIELDS.get(method, ())
         values: dict[str, str] = {}
@@ -60,7 +87,11 @@ class Auth(ControlMessage):
                 values[name] = check_str(name, get(obj, name))
             elif isinstance(obj.get(name), str):
                 values[name] = check_str(name, obj[name])
-        return cls(method=method, **values)
+        launch_obj = obj.get("launch")
+        if launch_obj is not None and not isinstance(launch_obj, dict):
+            raise ValueError("launch must be a JSON object")
+        launch = Launch.from_json(launch_obj) if launch_obj is not None else None
+        return cls(method=method, launch=launch, **values)
 
 
 @message(0x03, "AUTH_RESULT", sender=Sender.SERVER, codec=JSON)

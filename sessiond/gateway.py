@@ -33,7 +33,7 @@ from protocol.connection import (
 )
 from protocol.events import FrameReceived
 from protocol.errors import ReasonCode
-from protocol.control_session import APPS_CHANGED_CAPABILITY
+from protocol.control_session import APPS_CHANGED_CAPABILITY, AUTH_LAUNCH_CAPABILITY
 from protocol.messages import (
     ChannelKind,
     AppListRequest,
@@ -53,7 +53,16 @@ from protocol.messages import (
 )
 from sessiond.app_notices import AppNotices
 from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
-from sessiond.launching import LaunchersFull, beside_login, launch_app
+from sessiond.launching import (
+    FirstLaunch,
+    LaunchersFull,
+    LaunchRefused,
+    beside_login,
+    check_launch,
+    launch_app,
+    launched,
+    refuse_launch,
+)
 from sessiond.metrics import Metrics
 from protocol.media import FrameEnd
 from sessiond.preauth import authenticated as preauth_authenticated
@@ -72,7 +81,7 @@ log = Logger()
 
 SOFTWARE = "sessiond 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
-                "input.keysym", "input.key-tap", APPS_CHANGED_CAPABILITY)
+                "input.keysym", "input.key-tap", APPS_CHANGED_CAPABILITY, AUTH_LAUNCH_CAPABILITY)
 
 
 class ClientHandler(FrameProtocol, ClientPeer):
@@ -92,6 +101,8 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self.apps_notices = False  # the client understands APPS_CHANGED
         self.capabilities: tuple[str, ...] = ()  # said in the client's HELLO
         self.beside = False  # launches beside the session's connection, never holds it (sessiond.launching)
+        self._auth_launch: Launch | None = None  # AUTH's launch, until the login answers it
+        self._first: FirstLaunch | None = None  # that launch, checked once PAM said yes
 
     def make_connection(self) -> Connection:  # no channels for a launcher beside the session's connection
         return Connection(self.role, relay=relayed, accept_kind=lambda kind: default_accept_kind(kind) and (
@@ -203,6 +214,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             return
         self._authenticating = True
         self._method = message.method
+        self._auth_launch = message.launch  # started with the session, answered after AUTH_RESULT
         self.factory.supervisor.login_started(message.user)  # a sandbox entry may start now (warm_pool.py)
 
         def check() -> defer.Deferred[AuthOutcome]:
@@ -259,7 +271,10 @@ class ClientHandler(FrameProtocol, ClientPeer):
         log.info("login ok for {user} from {address}", user=account.name, address=self.address)
         self.factory.registry.audit("login", user=account.name, address=self.address, detail=f"method={self._method}")
         self.factory.metrics.logins_ok += 1
-        d2 = self.factory.supervisor.get_or_start(account)
+        if self._auth_launch is not None:  # checked now, so that a session starting for this login can run it
+            checked = check_launch(self.factory.publisher, account.name, self._auth_launch)
+            self._first = FirstLaunch(self._auth_launch, checked)
+        d2 = self.factory.supervisor.get_or_start(account, self._first)
         d2.addCallbacks(self._session_ready, self._session_failed)
         return d2
 
@@ -283,6 +298,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             return d
         self._authenticating = False
         if self._lost or self.conn.closed:
+            self._first_launch(session, answer=False)
             return None
         resumed = session.last_connect is not None
         self.beside = beside_login(self.capabilities, session.display, session.client is not None)
@@ -290,6 +306,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
             session.attach(self, self.address)
         except (SessionError, LaunchersFull) as exc:
             code = ReasonCode.LIMIT_EXCEEDED if isinstance(exc, LaunchersFull) else ReasonCode.SESSION_UNAVAILABLE
+            self._first_launch(session, answer=False)
             self._refuse(code, str(exc))
             return
         self.session = session
@@ -307,6 +324,24 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._send(SessionInfo(session=session.id, user=self.user, width=session.width, height=session.height))
         if self.beside:
             self._send(SessionAttached(attached=session.client is not None))
+        self._first_launch(session, answer=True)
+
+    def _first_launch(self, session: Session, answer: bool) -> None:
+        """AUTH's launch, after AUTH_RESULT: refused, or taken by the session that started for this
+        login (audited now, its LAUNCH_RESULT once the app's window maps), or launched now in the
+        running session. Unanswered (the login went no further): audited only if it runs."""
+        launch, first, self._auth_launch, self._first = self._auth_launch, self._first, None, None
+        registry, send = self.factory.registry, self._send if answer else (lambda _message: None)
+        if launch is None:
+            return
+        if first is not None and first.result is not None:
+            launched(registry, session, self.user, self.address, launch, send, first.result)
+        elif not answer:
+            return
+        elif first is not None and isinstance(first.checked, LaunchRefused):
+            refuse_launch(registry, session.id, self.user, self.address, launch, first.checked, send)
+        else:
+            launch_app(self.factory.publisher, registry, session, self.user, self.address, launch, send)
 
     def _redirect(self, result: AuthResult) -> None:
         self._authenticating = False

@@ -27,10 +27,12 @@ from twisted.logger import Logger
 
 from apps.catalog import UnknownApp
 from apps.exec_line import ExecError
-from apps.publisher import AppPublisher, NotEntitled
+from apps.publisher import AppPublisher, LaunchPlan, NotEntitled
+from isolation.spec import MAX_ENV_VALUE_BYTES
 from protocol.errors import ReasonCode
 from protocol.messages import AppExited, Launch, LaunchResult, Message, SessionAttached, SpawnApp
 from protocol.xpra import LAUNCH_BESIDE, LAUNCH_BESIDE_XPRA
+from sessiond.agent.settings import FIRST_LAUNCH_ENV
 
 if TYPE_CHECKING:
     from sessiond.agent_link import AgentLink
@@ -104,38 +106,74 @@ class Launchers:
             peer.take_over(reason)
 
 
+@dataclasses.dataclass
+class LaunchRefused:
+    """A launch the catalog or the user's entitlements refuse: what the log, the audit and the client get."""
+
+    code: int
+    message: str  # for the client
+    detail: str  # for the audit
+
+
+def check_launch(publisher: AppPublisher, user: str, message: Launch) -> LaunchPlan | LaunchRefused:
+    """USER's LAUNCH checked against the catalog and the user's entitlements, before anything runs."""
+    if len(message.args) > MAX_LAUNCH_ARGS:
+        return LaunchRefused(ReasonCode.LIMIT_EXCEEDED, f"at most {MAX_LAUNCH_ARGS} arguments", "too many arguments")
+    try:
+        return publisher.plan_launch(user, message.app, message.args)
+    except NotEntitled as exc:
+        return LaunchRefused(ReasonCode.NOT_ENTITLED, str(exc), f"not entitled to {message.app}")
+    except UnknownApp:
+        return LaunchRefused(ReasonCode.UNKNOWN_APP, f"no published application {message.app!r}",
+                             f"unknown app {message.app}")  # fmt: skip
+    except ExecError as exc:
+        return LaunchRefused(ReasonCode.MALFORMED_MESSAGE, str(exc), f"bad arguments for {message.app}")
+
+
+def refuse_launch(registry: Registry, session_id: str, user: str, address: str, message: Launch,
+                  refused: LaunchRefused, send: Callable[[Message], None]) -> None:  # fmt: skip
+    """Log, audit and answer a refused launch."""
+    if refused.code == ReasonCode.NOT_ENTITLED:
+        log.warn("{user} from {address} asked to launch {app}, which is not published to them",
+                 user=user, address=address, app=message.app)  # fmt: skip
+    elif refused.code == ReasonCode.UNKNOWN_APP:
+        log.info("{user} asked for unknown app {app}", user=user, app=message.app)
+    if refused.code in (ReasonCode.NOT_ENTITLED, ReasonCode.UNKNOWN_APP):
+        registry.audit("launch_refused", user=user, session=session_id, address=address, detail=refused.detail)
+    send(LaunchResult(request=message.request, ok=False, code=refused.code, message=refused.message))
+
+
 def launch_app(publisher: AppPublisher, registry: Registry, session: Session, user: str, address: str,
                message: Launch, send: Callable[[Message], None]) -> None:  # fmt: skip
     """One LAUNCH of USER's connection from ADDRESS: checked against the catalog and the user's
     entitlements, audited, run in SESSION; the LAUNCH_RESULT goes to SEND."""
-    if len(message.args) > MAX_LAUNCH_ARGS:
-        send(LaunchResult(request=message.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
-                          message=f"at most {MAX_LAUNCH_ARGS} arguments"))  # fmt: skip
+    checked = check_launch(publisher, user, message)
+    if isinstance(checked, LaunchRefused):
+        refuse_launch(registry, session.id, user, address, message, checked, send)
         return
-    try:
-        plan = publisher.plan_launch(user, message.app, message.args)
-    except NotEntitled as exc:
-        log.warn("{user} from {address} asked to launch {app}, which is not published to them",
-                 user=user, address=address, app=message.app)  # fmt: skip
-        registry.audit("launch_refused", user=user, session=session.id, address=address,
-                       detail=f"not entitled to {message.app}")  # fmt: skip
-        send(LaunchResult(request=message.request, ok=False, code=ReasonCode.NOT_ENTITLED, message=str(exc)))
-        return
-    except UnknownApp:
-        log.info("{user} asked for unknown app {app}", user=user, app=message.app)
-        registry.audit("launch_refused", user=user, session=session.id, address=address,
-                       detail=f"unknown app {message.app}")  # fmt: skip
-        send(LaunchResult(request=message.request, ok=False, code=ReasonCode.UNKNOWN_APP,
-                          message=f"no published application {message.app!r}"))  # fmt: skip
-        return
-    except ExecError as exc:
-        send(LaunchResult(request=message.request, ok=False, code=ReasonCode.MALFORMED_MESSAGE, message=str(exc)))
-        return
+    launched(registry, session, user, address, message, send, session.launch(message.app, list(checked.argv),
+                                                                             checked.cwd))  # fmt: skip
+
+
+def launched(registry: Registry, session: Session, user: str, address: str, message: Launch,
+             send: Callable[[Message], None], result: defer.Deferred[LaunchResult]) -> None:  # fmt: skip
+    """A checked launch is running in SESSION (RESULT: the agent's answer): logged, audited,
+    and answered to SEND under the client's request number."""
     log.info("{user} launches {app} in session {session}", user=user, app=message.app, session=session.id)
     registry.audit("launch", user=user, session=session.id, address=address, detail=message.app)
     session.touch()  # starting an app is the user's doing, whichever connection it came from
-    d = session.launch(message.app, list(plan.argv), plan.cwd)
-    d.addCallback(lambda result: send(dataclasses.replace(result, request=message.request)))
+    result.addCallback(lambda answer: send(dataclasses.replace(answer, request=message.request)))
+
+
+class FirstLaunch:
+    """AUTH's launch, checked after PAM said yes: a session that starts for this login runs it
+    as soon as its X server is up (SessionApps.take_first_launch), before the link and the
+    client's AUTH_RESULT; otherwise the login launches it as a LAUNCH once attached."""
+
+    def __init__(self, message: Launch, checked: LaunchPlan | LaunchRefused) -> None:
+        self.message = message
+        self.checked = checked
+        self.result: defer.Deferred[LaunchResult] | None = None  # set by the session that took it
 
 
 class SessionApps:
@@ -168,6 +206,22 @@ class SessionApps:
         self.link.conn.send(0, SpawnApp(request=request, app=app, argv=tuple(argv), cwd=cwd))
         self.link.flush()
         return d
+
+    def take_first_launch(self, first: FirstLaunch | None, env: dict[str, str]) -> None:
+        """The login's checked launch goes into the agent's environment ENV (FIRST_LAUNCH_ENV), so
+        the agent starts it before its link is up; FIRST.result is its answer. Left to the login
+        (a LAUNCH once attached) if refused, or too long for the sandbox's environment."""
+        if first is None or isinstance(first.checked, LaunchRefused):
+            return
+        plan = first.checked
+        spawn = SpawnApp(request=self._next_request, app=first.message.app, argv=tuple(plan.argv), cwd=plan.cwd)
+        encoded = spawn.encode().decode("utf-8")
+        if len(encoded.encode("utf-8")) > MAX_ENV_VALUE_BYTES:
+            return
+        self._next_request += 1
+        env[FIRST_LAUNCH_ENV] = encoded
+        first.result = defer.Deferred()
+        self._launches[spawn.request] = (first.result, spawn.app)
 
     def launch_finished(self, result: LaunchResult) -> None:
         """The agent's answer to one SPAWN_APP."""

@@ -27,7 +27,7 @@ from protocol.errors import ReasonCode
 from protocol.messages import ChannelKind, LaunchResult, Message
 from sessiond.session_windows import WindowLister
 from sessiond.agent_link import AgentLink, AgentProcess
-from sessiond.launching import Launchers, SessionApps
+from sessiond.launching import FirstLaunch, Launchers, SessionApps
 from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
 from sessiond.relay import ChannelRelay, Endpoint
@@ -140,8 +140,9 @@ class Session(SessionApps):
         return os.path.join(self.session_dir, "agent.sock")
 
     # -- start-up ------------------------------------------------------------
-    def start(self, reactor: Any) -> defer.Deferred[Session]:
-        """Spawn the agent; fires once its link is authenticated."""
+    def start(self, reactor: Any, first: FirstLaunch | None = None) -> defer.Deferred[Session]:
+        """Spawn the agent (with the login's FIRST launch, if it can take it: take_first_launch);
+        fires once its link is authenticated."""
         self.reactor = reactor
         runtime = os.path.join(self.config.runtime_dir, "sessions")
         self.session_dir = prepare_session_dir(runtime, self.id, self.account)
@@ -152,9 +153,10 @@ class Session(SessionApps):
                                   self.file_policy, self.display)  # fmt: skip
         self.lifecycle.start_timer(reactor, self.config.session.start_timeout, self._start_timed_out)
         slot = self.supervisor.warm_slot(settings.x_screen())
+        env = session_env(self.config, self.link_token, self.id)
+        self.take_first_launch(first, env)
         try:
-            self.agent.spawn(reactor, self.config, settings, session_env(self.config, self.link_token, self.id),
-                             AgentProcess(self), slot)  # fmt: skip
+            self.agent.spawn(reactor, self.config, settings, env, AgentProcess(self), slot)
         except CgroupError as exc:
             log.error("session {session}: cannot create its sandbox: {why}", session=self.id, why=str(exc))
             self._fail_start("the session sandbox could not be created; see the server log")

@@ -31,6 +31,7 @@ from sessiond.x_uids import XUidPool, XUidRange
 
 if TYPE_CHECKING:
     from sessiond.config import Config
+    from sessiond.launching import FirstLaunch
 
 log = Logger()
 
@@ -189,9 +190,10 @@ class SessionSupervisor:
     def by_id(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions.values() if s.id == session_id), None)
 
-    def get_or_start(self, account: Account) -> defer.Deferred[Session | Redirect]:
-        """The user's running session, or a new one once its agent is up; in a farm, a Redirect
-        when the directory places (or finds) the user's session on another host.
+    def get_or_start(self, account: Account, first: FirstLaunch | None = None) -> defer.Deferred[Session | Redirect]:
+        """The user's running session, or a new one once its agent is up (started with the
+        login's FIRST launch: Session.start); in a farm, a Redirect when the directory places
+        (or finds) the user's session on another host.
 
         Errors: FarmUnavailable (this host is cut off from etcd: no new placements),
         FarmFull, FarmConflict, and whatever stops a session from starting.
@@ -206,9 +208,9 @@ class SessionSupervisor:
             waiting.addBoth(_chain_to(d))
             return d
         if self.directory is None:
-            started = self._start(account, Session(self, account))
+            started = self._start(account, Session(self, account), first)
         else:
-            started = defer.Deferred.fromCoroutine(self._place_and_start(account, self.directory))
+            started = defer.Deferred.fromCoroutine(self._place_and_start(account, self.directory, first))
         self._starting[account.name] = started
 
         def done(result: Any) -> Any:
@@ -221,11 +223,12 @@ class SessionSupervisor:
         started.addBoth(_chain_to(out))
         return out
 
-    def _start(self, account: Account, session: Session) -> defer.Deferred[Any]:
+    def _start(self, account: Account, session: Session, first: FirstLaunch | None) -> defer.Deferred[Any]:
         self.sessions[account.name] = session
-        return session.start(self.reactor)
+        return session.start(self.reactor, first)
 
-    async def _place_and_start(self, account: Account, directory: FarmDirectory) -> Session | Redirect:
+    async def _place_and_start(self, account: Account, directory: FarmDirectory,
+                               first: FirstLaunch | None) -> Session | Redirect:  # fmt: skip
         claim = await directory.place(account.name, secrets.token_hex(8))
         placement = claim.placement
         notice = ""
@@ -246,7 +249,7 @@ class SessionSupervisor:
         session = Session(self, account, placement.session_id)
         session.notice = notice
         try:
-            return await self._start(account, session)  # type: ignore[no-any-return]
+            return await self._start(account, session, first)  # type: ignore[no-any-return]
         except BaseException:
             await self._release(account.name, session.id)
             raise

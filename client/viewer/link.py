@@ -28,7 +28,7 @@ from client.session import ConnectionEnded, RemoteError, SessionClient, with_tim
 from client.viewer.apps import AppRow, AppsWatch
 from client.viewer.damage import DamageCollector, LatencyTrace, Patch, Snapshot, snapshot_of
 from client.viewer.gate import FrameGate
-from protocol.messages import ChannelKind, Message
+from protocol.messages import ChannelKind, Launch, Message
 from protocol.windows import WindowFocus
 
 WINDOWS = int(ChannelKind.WINDOWS)
@@ -284,7 +284,13 @@ class ViewerLink:
     async def _connect(self, first: bool) -> None:
         args, timeout = self.args, self.args.timeout
         self._display_open = False
-        client, _result, server = await open_session(self.reactor, args, self.auth_sent.set)
+        # Desktop mode: the first app goes with the first login, so a new session starts it as soon as its X
+        # server is up (protocol.md section 5); in seamless mode launches wait for the screen's fit (below).
+        with_auth = None
+        if first and args.desktop and args.launch:
+            self._request += 1
+            with_auth = Launch(request=self._request, app=args.launch[0])
+        client, _result, server = await open_session(self.reactor, args, self.auth_sent.set, with_auth)
         if self._stopping:
             client.disconnect()
             return
@@ -305,7 +311,7 @@ class ViewerLink:
             defer.ensureDeferred(with_timeout(self.reactor, client.open_channel(kind), timeout, what))
             for kind, what in ((ChannelKind.INPUT, "the input channel"), (ChannelKind.DISPLAY, "the display"))
         ], consumeErrors=True)  # fmt: skip
-        launches = defer.ensureDeferred(self._launch_all()) if first and args.desktop else None
+        launches = defer.ensureDeferred(self._launch_all(with_auth is not None)) if first and args.desktop else None
         self.seamless = windows is not None and await windows
         if self.seamless:
             inner = client.channel_handlers[WINDOWS]
@@ -345,19 +351,21 @@ class ViewerLink:
         if client is self.client:
             self.events.windows_changed(snapshot_of(client, title))
 
-    async def _launch_all(self) -> None:
-        """The command line's apps, one after the other: each window maps (and is placed) in that order."""
-        for app in self.args.launch:
-            await self._launch(app)
+    async def _launch_all(self, first_with_login: bool = False) -> None:
+        """The command line's apps, one after the other: each window maps (and is placed) in that order.
+        FIRST_WITH_LOGIN: the first went with the login; its answer is awaited here."""
+        for index, app in enumerate(self.args.launch):
+            await self._launch(app, with_login=first_with_login and index == 0)
 
-    async def _launch(self, app: str) -> None:
+    async def _launch(self, app: str, with_login: bool = False) -> None:
         client = self.client
         if client is None:
             return
-        self._request += 1
+        if not with_login:
+            self._request += 1
         try:
-            result = await with_timeout(self.reactor, client.launch(app, (), self._request), self.args.timeout,
-                                        "the launch")  # fmt: skip
+            answer = client.login_launched() if with_login else client.launch(app, (), self._request)
+            result = await with_timeout(self.reactor, answer, self.args.timeout, "the launch")
         except (RemoteError, ConnectionEnded) as exc:
             self.events.status(f"cannot launch {app}: {exc}", False)
             return

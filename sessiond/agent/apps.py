@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from typing import Awaitable, Callable
+import subprocess
+from collections.abc import Coroutine
+from typing import Any, Awaitable, Callable
 
 from protocol.errors import ReasonCode
 from protocol.messages import AppExited, LaunchResult, SpawnApp
@@ -27,56 +29,123 @@ class _Pending:
         self.mapped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
 
+async def _exit_status(loop: asyncio.AbstractEventLoop, process: subprocess.Popen[bytes]) -> int:
+    """PROCESS's exit status once it ended (negative: the signal that killed it), as asyncio's
+    Process.wait() gives it; waited for through a pidfd, so the loop is never blocked."""
+    fd = os.pidfd_open(process.pid)
+    ended = loop.create_future()
+    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
+    try:
+        await ended
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return process.wait()
+
+
 class AppLauncher:
     """Spawns apps with the session environment and reports on them."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, env: dict[str, str], *, launch_timeout: float,
                  report: Callable[[LaunchResult | AppExited], None],
-                 before_spawn: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+                 before_spawn: Callable[[], Awaitable[None]] | None = None,
+                 log_path: str | None = None) -> None:  # fmt: skip
+        """LOG_PATH: the file the apps' stderr goes to (None: the agent's own stderr)."""
         self.loop = loop
         self.env = env
         self.launch_timeout = launch_timeout
         self.report = report
         self.before_spawn = before_spawn
-        self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self.log_path = log_path
+        self.processes: dict[int, str] = {}  # pid -> app id of the launch (seamless windows carry it)
         self._waiting: list[_Pending] = []
-        self._apps: dict[int, str] = {}  # pid -> app id of the launch (seamless windows carry it)
         self._tasks: set[asyncio.Task[None]] = set()
         # SESSIOND_FRAME_TRACE=1: "launch", "exec" and "mapped" of each launch, written at the map
         # (bench/startup_breakdown.py splits LAUNCH -> first frame with them).
         self.trace = FrameTrace()
 
     def spawn(self, request: SpawnApp) -> None:
-        task = self.loop.create_task(self._run(request))
+        """Start REQUEST once the loop runs (after before_spawn); its answers go to report."""
+        self._track(self._run(request))
+
+    def spawn_now(self, request: SpawnApp) -> None:
+        """Exec REQUEST in this call, without before_spawn: the login's launch, while the agent is
+        still setting up and its loop does not run yet (an asyncio spawn would wait for that)."""
+        self.trace.mark("launch")
+        if len(self.processes) >= MAX_APPS:  # refused once the loop runs (see below)
+            self.loop.call_soon(self._room, request)
+            return
+        cwd, stderr = self._cwd(request), self._stderr()
+        try:
+            process = subprocess.Popen(request.argv, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)  # fmt: skip
+        except OSError as exc:  # answered once the loop runs, as from spawn(): the caller is mid set-up
+            self.loop.call_soon(self._cannot_start, request, exc)
+            return
+        finally:
+            if stderr is not None:
+                os.close(stderr)
+        self.trace.mark("exec")
+        self._track(self._watch(request, process.pid, _exit_status(self.loop, process)))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _room(self, request: SpawnApp) -> bool:
+        if len(self.processes) < MAX_APPS:
+            return True
+        self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
+                                 message=f"at most {MAX_APPS} apps per session"))  # fmt: skip
+        return False
+
+    def _cwd(self, request: SpawnApp) -> str:
+        cwd = request.cwd or self.env.get("HOME") or "/"
+        return cwd if os.path.isdir(cwd) else self.env.get("HOME") or "/"
+
+    def _stderr(self) -> int | None:
+        """The apps' stderr: the session's log (log_path), whatever the agent's own is at the
+        time (before READY its stderr is a pipe to sessiond, which an app must not hold)."""
+        if self.log_path is None:
+            return None
+        try:
+            return os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+    def _cannot_start(self, request: SpawnApp, exc: OSError) -> None:
+        self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.UNKNOWN_APP,
+                                 message=f"cannot start {request.argv[0]}: {exc.strerror}"))  # fmt: skip
+
     async def _run(self, request: SpawnApp) -> None:
         self.trace.mark("launch")
-        if len(self.processes) >= MAX_APPS:
-            self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.LIMIT_EXCEEDED,
-                                     message=f"at most {MAX_APPS} apps per session"))  # fmt: skip
+        if not self._room(request):
             return
         if self.before_spawn is not None:
             await self.before_spawn()  # e.g. the session's sound server is up
-        cwd = request.cwd or self.env.get("HOME") or "/"
-        if not os.path.isdir(cwd):
-            cwd = self.env.get("HOME") or "/"
+        stderr = self._stderr()
         try:
             process = await asyncio.create_subprocess_exec(
-                *request.argv, cwd=cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, start_new_session=True,
+                *request.argv, cwd=self._cwd(request), env=self.env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=stderr, start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
-            self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.UNKNOWN_APP,
-                                     message=f"cannot start {request.argv[0]}: {exc.strerror}"))  # fmt: skip
+            self._cannot_start(request, exc)
             return
+        finally:
+            if stderr is not None:
+                os.close(stderr)
         self.trace.mark("exec")
-        self.processes[process.pid] = process
-        self._apps[process.pid] = request.app
-        pending = _Pending(process.pid, request.app, request.request)
+        await self._watch(request, process.pid, process.wait())
+
+    async def _watch(self, request: SpawnApp, pid: int, exit_status: Awaitable[int]) -> None:
+        """The launch's answer (its first window mapped, it exited first, or launch_timeout
+        passed), then APP_EXITED with EXIT_STATUS."""
+        self.processes[pid] = request.app
+        pending = _Pending(pid, request.app, request.request)
         self._waiting.append(pending)
-        exited = self.loop.create_task(process.wait())
+        exited = asyncio.ensure_future(exit_status)
         done, _ = await asyncio.wait({pending.mapped, exited}, timeout=self.launch_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
         if pending in self._waiting:
@@ -85,15 +154,14 @@ class AppLauncher:
             pass  # window_mapped reported it, ahead of the window's first frame
         elif exited in done:
             self.report(LaunchResult(request=request.request, ok=False, code=ReasonCode.UNKNOWN_APP,
-                                     message=f"{request.app} exited with status {process.returncode} "
-                                             "before showing a window", pid=process.pid))  # fmt: skip
+                                     message=f"{request.app} exited with status {exited.result()} "
+                                             "before showing a window", pid=pid))  # fmt: skip
         else:
             self.report(LaunchResult(request=request.request, ok=True, message="started; no window yet",
-                                     pid=process.pid))  # fmt: skip
+                                     pid=pid))  # fmt: skip
         status = await exited
-        self.processes.pop(process.pid, None)
-        self._apps.pop(process.pid, None)
-        self.report(AppExited(app=request.app, pid=process.pid, status=status))
+        self.processes.pop(pid, None)
+        self.report(AppExited(app=request.app, pid=pid, status=status))
 
     def window_mapped(self, window: int, pid: int | None) -> str:
         """A top-level window appeared: complete the matching launch; the app
@@ -113,7 +181,7 @@ class AppLauncher:
 
     def app_of(self, pid: int) -> str:
         """The app id launched as process `pid` ("" if unknown)."""
-        return self._apps.get(pid, "")
+        return self.processes.get(pid, "")
 
     def terminate_all(self) -> None:
         for pid in list(self.processes):

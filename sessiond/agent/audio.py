@@ -190,6 +190,7 @@ class AudioService:
         self._capture: asyncio.subprocess.Process | None = None
         self._mic_channel = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._server_begun = False  # start_server ran (early for the login's launch, else after READY)
         self.env: dict[str, str] = {}
         self.mic_switch = MicSwitch(lambda argv: run_quietly(argv, self.env), self._spawn, log)
 
@@ -208,7 +209,11 @@ class AudioService:
     def start_server(self) -> None:
         """Start the sound server in the background (the agent does this right
         after READY, so PulseAudio's start-up is off the session's critical path);
-        on demand, only listen on its socket and start it on the first connection."""
+        on demand, only listen on its socket and start it on the first connection.
+        Once: a second call does nothing."""
+        if self._server_begun:
+            return
+        self._server_begun = True
         if self.on_demand and self.server.listener is None and not self.server.started:
             try:
                 listener = self.server.listen()

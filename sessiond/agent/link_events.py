@@ -56,6 +56,10 @@ DISPLAY_CHANNEL = int(ChannelKind.DISPLAY)
 INPUT_CHANNEL = int(ChannelKind.INPUT)
 # Seconds between CLOCK_REPORTs while a client listens to the session's sound.
 CLOCK_REPORT_SECONDS = 1.0
+# App answers (LAUNCH_RESULT, APP_EXITED) held while no link is up, sent once one is: the
+# login's launch answers before its link exists; an app may end while sessiond restarts.
+# Beyond this the oldest are dropped (sessiond forgets such an app when its session ends).
+MAX_APP_BACKLOG = 16
 
 
 class LinkEvents:
@@ -79,6 +83,7 @@ class LinkEvents:
     usb: UsbService
     transfers: TransferService
     xpra_channels: XpraChannels
+    app_backlog: list[LaunchResult | AppExited]  # held for the next link (MAX_APP_BACKLOG)
     log: Callable[[str], None]
 
     if TYPE_CHECKING:  # provided by Agent (never defined here: MRO)
@@ -191,6 +196,9 @@ class LinkEvents:
                 link.authenticated = True
                 self.link_authenticated(link)
                 link.conn.send(0, AuthResult(ok=True, session=self.session_id))
+                backlog, self.app_backlog = self.app_backlog, []
+                for held in backlog:
+                    link.conn.send(0, held)
             else:
                 link.conn.send(0, AuthResult(ok=False, code=ReasonCode.AUTH_FAILED, message="bad link token"))
                 link.conn.close(ReasonCode.AUTH_FAILED, "bad link token")
@@ -226,6 +234,11 @@ class LinkEvents:
         if self.link is not None and self.link.authenticated:
             self.link.conn.send(0, message)
             self.link.flush()
+        else:
+            self.app_backlog.append(message)
+            if len(self.app_backlog) > MAX_APP_BACKLOG:
+                dropped = self.app_backlog.pop(0)
+                self.drop_log(f"no link to sessiond: dropped {type(dropped).__name__} of pid {dropped.pid}")
 
     # -- display ---------------------------------------------------------------
     def _display_opened(self, link: LinkProtocol) -> None:

@@ -23,7 +23,7 @@ from Xlib import display as xdisplay_mod
 from Xlib import error as XError  # noqa: N812 - python-xlib's module name
 
 from isolation.slot import X_SLOT_ENVS
-from protocol.messages import DesktopSize, Message
+from protocol.messages import AppExited, DesktopSize, LaunchResult, Message, SpawnApp
 from sessiond.agent.apps import AppLauncher
 from sessiond.agent.audio import AudioService
 from sessiond.agent.audio_server import SoundServer
@@ -35,7 +35,7 @@ from sessiond.agent.input_channel import InputChannel
 from sessiond.agent.link import LinkProtocol
 from sessiond.agent.link_events import CLOCK_REPORT_SECONDS, DISPLAY_CHANNEL, INPUT_CHANNEL, LinkEvents
 from sessiond.agent.screen import ResizeCoalescer, ScreenError, ScreenResizer
-from sessiond.agent.settings import SETTINGS_ENV, AgentSettings, SettingsError
+from sessiond.agent.settings import FIRST_LAUNCH_ENV, SETTINGS_ENV, AgentSettings, SettingsError
 from sessiond.agent.startup import AGENT_LOG, StartupMarks, keep_agent_extensions, log_to_file
 from sessiond.agent.transfers import TransferService
 from sessiond.agent.usb import UsbService
@@ -61,12 +61,15 @@ MAX_X_EVENTS_PER_DRAIN = 512
 class Agent(LinkEvents):
     """Everything one session runs: X server, capture, input, apps, link."""
 
-    def __init__(self, args: AgentSettings, token: str, marks: StartupMarks | None = None) -> None:
+    def __init__(self, args: AgentSettings, token: str, marks: StartupMarks | None = None,
+                 first_launch: str = "") -> None:  # fmt: skip
+        """FIRST_LAUNCH: the login's launch (FIRST_LAUNCH_ENV's SPAWN_APP JSON), "" for none."""
         self.args = args
         self.marks = marks or StartupMarks()
         self._token = token
         self.loop = asyncio.get_running_loop()
         self.link: LinkProtocol | None = None
+        self.app_backlog: list[LaunchResult | AppExited] = []  # app answers until a link is up (link_events)
         self.session_id = os.environ.get("SESSIOND_SESSION_ID", "")
         # Started at the largest size a client may ask for; RandR sets the real size.
         screen = args.x_screen()
@@ -87,6 +90,18 @@ class Agent(LinkEvents):
         self.resizes = ResizeCoalescer(self._resize, self.loop.call_later)
         self.width, self.height = self.screen.size()
         self.drop_log = LogLimiter(self.log)  # dropped messages: bounded lines per second
+        app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
+        app_env["DISPLAY"] = self.xserver.display
+        self.audio = AudioService(self.loop, SoundServer(), self.log, max_kbps=args.audio_max_kbps,
+                                  on_demand=args.sound_server_on_demand)  # fmt: skip
+        app_env.update(self.audio.prepare(app_env))  # PULSE_SERVER: the session's own sound server
+        self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event,
+                                before_spawn=self.audio.ready_for_apps,
+                                log_path=os.path.join(os.path.dirname(args.socket), AGENT_LOG))  # fmt: skip
+        # The login's launch starts now, on the screen's final size: the rest of the set-up, the
+        # link and the client's AUTH_RESULT take place while it starts (the window manager adopts
+        # a window mapped before it is up; the focus watch reports it).
+        self._first_launch(first_launch)
         self.injector = InputInjector(self.x, log=self.drop_log)
         self.desktop: DesktopSource | None = None
         self.seamless: Seamless | None = None
@@ -114,13 +129,6 @@ class Agent(LinkEvents):
         self.idle = IdleRelease(self.loop, lambda: display.last_frame_at,
                                 lambda: release_display(display.encoder.release_idle, buffers, self.log, idle),
                                 idle_seconds=idle)  # fmt: skip
-        app_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
-        app_env["DISPLAY"] = self.xserver.display
-        self.audio = AudioService(self.loop, SoundServer(), self.log, max_kbps=args.audio_max_kbps,
-                                  on_demand=args.sound_server_on_demand)  # fmt: skip
-        app_env.update(self.audio.prepare(app_env))  # PULSE_SERVER: the session's own sound server
-        self.apps = AppLauncher(self.loop, app_env, launch_timeout=args.launch_timeout, report=self._app_event,
-                                before_spawn=self.audio.ready_for_apps)  # fmt: skip
         # USB/IP endpoint; listens only once the client opens a usb channel.
         self.usb = UsbService(self.loop, self.log, os.environ.get("XDG_RUNTIME_DIR") or os.path.dirname(args.socket))
         self.transfers = TransferService(self.loop, self.xserver.display, args, self.log)  # clipboard, files
@@ -149,6 +157,25 @@ class Agent(LinkEvents):
 
     def log(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
+
+    def _first_launch(self, encoded: str) -> None:
+        """Start the login's launch (ENCODED: a SPAWN_APP's JSON, "" for none).
+        Its answers wait for the link (LinkEvents._app_event). With the sound server on demand
+        its socket listens first and the app is exec'd in this call; an eager sound server is
+        waited for as by any launch, once the loop runs."""
+        if not encoded:
+            return None
+        try:
+            request = SpawnApp.decode(encoded.encode("utf-8"))
+        except ValueError as exc:  # sessiond wrote it: a bug, never the user's input
+            self.log(f"the login's launch is malformed ({exc}); not started")
+            return
+        if self.audio.on_demand:
+            self.audio.start_server()  # only its socket: an app that connects starts it
+            self.apps.spawn_now(request)
+        else:
+            self.apps.spawn(request)
+        self.marks.mark("first launch")
 
     # -- X events ------------------------------------------------------------
     def _x_readable(self) -> bool:
@@ -303,8 +330,8 @@ def load_settings() -> AgentSettings:
     return AgentSettings.from_json(os.environ.pop(SETTINGS_ENV, ""))
 
 
-async def run(args: AgentSettings, token: str, marks: StartupMarks | None = None) -> int:
-    agent = Agent(args, token, marks)
+async def run(args: AgentSettings, token: str, marks: StartupMarks | None = None, first_launch: str = "") -> int:
+    agent = Agent(args, token, marks, first_launch)
     stop = agent.stopped
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         agent.loop.add_signal_handler(signum, stop.set)
@@ -351,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sessiond-agent: {exc}", file=sys.stderr)
         return EXIT_START_FAILED
     try:
-        return asyncio.run(run(args, token, marks))
+        return asyncio.run(run(args, token, marks, os.environ.pop(FIRST_LAUNCH_ENV, "")))
     except Exception as exc:  # noqa: BLE001 - report start failures in one line
         print(f"sessiond-agent: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_START_FAILED

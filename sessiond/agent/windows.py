@@ -36,6 +36,11 @@ class FocusManager:
         self._root.change_attributes(event_mask=mask | X.SubstructureNotifyMask)
         # Round trip: windows mapped by others after this returns are seen.
         display.sync()
+        # Those mapped before (the login's launch starts before this watch) count as mapped now.
+        for window_id in self.top_level_windows():
+            self._focus(window_id)
+            if on_map is not None:
+                on_map(window_id, self._window_pid(window_id))
 
     @property
     def focused(self) -> int | None:

@@ -316,6 +316,21 @@ def test_typing_into_xterm(xvfb: XServer, connect: Any, tmp_path: Any) -> None:
 # -- windows ------------------------------------------------------------
 
 
+def test_focus_reports_a_window_mapped_before_it_started(connect: Any) -> None:
+    """The login's launch starts before the agent's focus watch: its window may map first."""
+    agent, app = connect(), connect()
+    early = make_window(app, 0, 0, 200, 200, pid=4343)
+    make_window(app, 300, 300, 50, 50, override=True)  # a menu is not reported
+    app.sync()
+    mapped: list[tuple[int, int | None]] = []
+    focus = FocusManager(agent, on_map=lambda wid, pid: mapped.append((wid, pid)))
+    assert mapped == [(early.id, 4343)]
+    assert agent.get_input_focus().focus.id == early.id and focus.focused == early.id
+    for ev in drain(agent):
+        focus.handle_event(ev)
+    assert mapped == [(early.id, 4343)]  # once
+
+
 def test_focus_follows_map_and_click(connect: Any) -> None:
     agent, app = connect(), connect()
     mapped: list[tuple[int, int | None]] = []

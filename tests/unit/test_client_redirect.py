@@ -60,7 +60,7 @@ def test_the_redirected_login_says_the_same_capabilities(tmp_path: object, monke
     said: list[tuple[str, ...]] = []
 
     class Client:
-        async def ticket(self, user: str, ticket: str) -> AuthResult:
+        async def ticket(self, user: str, ticket: str, launch: object = None) -> AuthResult:
             return AuthResult(ok=True, user=user, session="s-1")
 
     async def connect(*_args: object, capabilities: tuple[str, ...] = (), **_kwargs: object) -> Client:

@@ -55,7 +55,7 @@ def make(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, start_fails: bool = Fal
     supervisor.directory = directory  # type: ignore[assignment]
     started: list[Session] = []
 
-    def start(account: Account, session: Session) -> defer.Deferred[Any]:
+    def start(account: Account, session: Session, first: Any = None) -> defer.Deferred[Any]:
         supervisor.sessions[account.name] = session
         started.append(session)
         return defer.fail(RuntimeError("no agent")) if start_fails else defer.succeed(session)

@@ -91,6 +91,18 @@ def test_control_json_is_canonical() -> None:
     assert Auth("password", user="u", password="p").encode() == b'{"method":"password","password":"p","user":"u"}'
 
 
+def test_auth_carries_an_optional_launch_as_a_launchs_fields() -> None:
+    launch = Launch(request=7, app="xterm", args=("-e", "top"))
+    auth = Auth("password", user="u", password="p", launch=launch)
+    assert auth.encode() == (b'{"launch":{"app":"xterm","args":["-e","top"],"request":7},"method":"password",'
+                             b'"password":"p","user":"u"}')  # fmt: skip
+    assert decode_message(ChannelKind.CONTROL, Auth.TYPE, auth.encode()) == auth
+    plain = decode_message(ChannelKind.CONTROL, Auth.TYPE, b'{"method":"password","password":"p","user":"u"}')
+    assert plain == Auth("password", user="u", password="p") and plain.launch is None
+    with pytest.raises(ValueError, match="launch"):
+        Auth("password", user="u", password="p", launch="xterm")  # type: ignore[arg-type]
+
+
 def test_auth_repr_hides_secrets() -> None:
     text = repr(Auth("password", user="u", password="hunter2")) + repr(Auth("link", token="tok123"))
     assert "hunter2" not in text and "tok123" not in text
@@ -131,6 +143,10 @@ def test_unknown_auth_method_decodes_for_the_application_to_refuse() -> None:
         (Hello.TYPE, b'{"version":1,"capabilities":[],"software":"\\ud800"}'),
         (Auth.TYPE, b'{"method":"password","user":"u"}'),
         (Auth.TYPE, b'{"method":"link"}'),
+        (Auth.TYPE, b'{"method":"link","token":"t","launch":"xterm"}'),  # a launch is an object
+        (Auth.TYPE, b'{"method":"link","token":"t","launch":{"app":"xterm"}}'),  # its request is required
+        (Auth.TYPE, b'{"method":"link","token":"t","launch":{"request":-1,"app":"xterm"}}'),
+        (Auth.TYPE, b'{"method":"link","token":"t","launch":{"request":1,"app":"x","args":[1]}}'),
         (AuthResult.TYPE, b'{"ok":1,"user":"","session":"","code":0,"message":""}'),
         (AppList.TYPE, b'{"apps":[{"id":"a"}]}'),
         (AppList.TYPE, b'{"apps":[1]}'),

@@ -161,7 +161,7 @@ function pick(obj, req, opt, fill = false) {
   }
   for (const [name, field] of Object.entries(opt)) {
     if (Object.hasOwn(obj, name)) out[name] = checkField(name, field, obj[name]);
-    else if (fill) out[name] = '';
+    else if (fill && field.wire === 'str') out[name] = ''; // (AUTH's launch, an object, stays absent)
   }
   return out;
 }
