@@ -186,6 +186,7 @@ class SessionApps:
     client: ClientPeer | None
     launchers: Launchers
     apps: dict[int, str]
+    display: str  # the session's display (sessiond.display_config)
     _launches: dict[int, tuple[defer.Deferred[LaunchResult], str]]
     _next_request: int
 
@@ -210,8 +211,9 @@ class SessionApps:
     def take_first_launch(self, first: FirstLaunch | None, env: dict[str, str]) -> None:
         """The login's checked launch goes into the agent's environment ENV (FIRST_LAUNCH_ENV), so
         the agent starts it before its link is up; FIRST.result is its answer. Left to the login
-        (a LAUNCH once attached) if refused, or too long for the sandbox's environment."""
-        if first is None or isinstance(first.checked, LaunchRefused):
+        (a LAUNCH once attached) if refused, too long for the sandbox's environment, or for an
+        xpra display (its apps start once xpra's server runs, after the agent's READY)."""
+        if first is None or isinstance(first.checked, LaunchRefused) or self.display == XPRA_DISPLAY:
             return
         plan = first.checked
         spawn = SpawnApp(request=self._next_request, app=first.message.app, argv=tuple(plan.argv), cwd=plan.cwd)

@@ -25,6 +25,7 @@ class Apps(SessionApps):
         self.apps = {}
         self.registry = type("R", (), {"update_session": lambda *a, **k: None})()  # type: ignore[assignment]
         self.id = "s-1"
+        self.display = "native"
 
 
 class Publisher:
@@ -47,6 +48,14 @@ def test_a_checked_launch_goes_into_the_agents_environment_and_is_answered_as_a_
     first.result.addCallback(answers.append)
     apps.launch_finished(LaunchResult(request=1, ok=True, message="window mapped", pid=7))
     assert answers == [LaunchResult(request=1, ok=True, message="window mapped", pid=7)] and apps.apps == {7: "xterm"}
+
+
+def test_an_xpra_sessions_launch_is_left_to_the_login() -> None:
+    apps, env = Apps(), {}
+    apps.display = "xpra"
+    first = FirstLaunch(Launch(request=5, app="xterm"), check_launch(Publisher(), "u", Launch(request=5, app="xterm")))  # type: ignore[arg-type]
+    apps.take_first_launch(first, env)
+    assert env == {} and first.result is None and apps._launches == {}
 
 
 def test_a_refused_launch_is_not_taken() -> None:
