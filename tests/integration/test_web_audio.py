@@ -185,9 +185,11 @@ def test_the_browser_microphone_reaches_an_app_in_the_session(page: Any, user: T
     log = sessiond_server.log()[-2000:]
     assert peak > MIC_LOUD, f"the session heard silence (peak {peak}); page: {stats(page)}\n{log}"
     beeps = bursts([i for i, v in enumerate(samples) if abs(v) > MIC_LOUD], gap=RATE // 10)
-    assert len(beeps) >= 3, f"expected the fake device's periodic beeps, got loud stretches {beeps}"
+    assert len(beeps) >= 4, f"expected the fake device's periodic beeps, got loud stretches {beeps}"
     # They arrive as regularly as the device beeps (every 0.5 s in chromium 156): no gaps, no bunching.
-    spacings = [(b[0] - a[0]) / RATE for a, b in zip(beeps, beeps[1:])]
+    # The first is left out: parec may start in the middle of it, which moves its start (a CI run saw
+    # 0.452 s, then 0.505, 0.509, 0.491, ...).
+    spacings = [(b[0] - a[0]) / RATE for a, b in zip(beeps[1:], beeps[2:])]
     assert max(spacings) - min(spacings) < 0.05, spacings
     # A loaded machine may drop a packet now and then (each is 20 ms, not audible as a gap
     # on its own); the beeps above arrived regularly, so what is asserted here is only that
