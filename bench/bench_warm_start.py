@@ -99,7 +99,7 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
                   seamless: bool = False) -> list[list[dict[str, float]]]:  # fmt: skip
     """RUNS logins of new users on each of CONFIGS (name, settings, venv bin),
     one fresh sessiond each, all running at once and logged into in turn
-    (run 1 on each, then run 2 on each, ...), so that a change of the host's
+    (run 1 on each, then run 2 on each in reverse order, ...), so that a change of the host's
     load during the bench falls on every configuration alike. Per
     configuration: each login's time stamps, client's and server's
     (startup_breakdown.STEPS)."""
@@ -115,8 +115,10 @@ async def measure(reactor: Any, tmp: str, apps: str, users: BenchUsers, known: K
                                                              [os.path.join(REPO, "conf", "apps"), apps],
                                                              extra=extra, venv_bin=venv_bin))  # fmt: skip
         for run in range(runs):
-            for index, (name, _settings, _venv) in enumerate(configs):
-                server = servers[index]
+            # Every other round in reverse order: no configuration always logs in right after another's.
+            order_of_run = range(len(configs)) if run % 2 == 0 else range(len(configs) - 1, -1, -1)
+            for index in order_of_run:
+                name, server = configs[index][0], servers[index]
                 print(f"{name}: login {run + 1} of {runs}", file=sys.stderr, flush=True)
                 user = users.create(f"{USER_PREFIX}{index}-{run}")
                 # Every warm server's pool refilled first, not only this one's: the last login's

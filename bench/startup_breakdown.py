@@ -240,6 +240,7 @@ STEPS = (
     ("  (trace) frame starts -> encoded", "trace: frame", "trace: encoded"),
     ("  (trace) encoded -> frame out", "trace: encoded", "trace: out"),
     ("  (trace) frame out -> first frame at client", "trace: out", "first frame"),
+    ("= PAM ok -> first frame (PAM's noise left out)", "pam ok", "first frame"),
     ("= login (after TLS) -> first frame", "tls done", "first frame"),
     ("= connect -> first frame (TLS included)", "connect", "first frame"),
 )
