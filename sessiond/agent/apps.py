@@ -86,7 +86,8 @@ class AppLauncher:
             if stderr is not None:
                 os.close(stderr)
         self.trace.mark("exec")
-        self._track(self._watch(request, process.pid, _exit_status(self.loop, process)))
+        pending = self._pending(request, process.pid)  # now: its window may map before the watch runs
+        self._track(self._watch(request, pending, _exit_status(self.loop, process)))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(work)
@@ -137,14 +138,19 @@ class AppLauncher:
             if stderr is not None:
                 os.close(stderr)
         self.trace.mark("exec")
-        await self._watch(request, process.pid, process.wait())
+        await self._watch(request, self._pending(request, process.pid), process.wait())
 
-    async def _watch(self, request: SpawnApp, pid: int, exit_status: Awaitable[int]) -> None:
-        """The launch's answer (its first window mapped, it exited first, or launch_timeout
-        passed), then APP_EXITED with EXIT_STATUS."""
+    def _pending(self, request: SpawnApp, pid: int) -> _Pending:
+        """REQUEST runs as PID: its launch waits for its first window (window_mapped)."""
         self.processes[pid] = request.app
         pending = _Pending(pid, request.app, request.request)
         self._waiting.append(pending)
+        return pending
+
+    async def _watch(self, request: SpawnApp, pending: _Pending, exit_status: Awaitable[int]) -> None:
+        """The launch's answer (its first window mapped, it exited first, or launch_timeout
+        passed), then APP_EXITED with EXIT_STATUS."""
+        pid = pending.pid
         exited = asyncio.ensure_future(exit_status)
         done, _ = await asyncio.wait({pending.mapped, exited}, timeout=self.launch_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)  # fmt: skip

@@ -164,7 +164,7 @@ class Agent(LinkEvents):
         its socket listens first and the app is exec'd in this call; an eager sound server is
         waited for as by any launch, once the loop runs."""
         if not encoded:
-            return None
+            return
         try:
             request = SpawnApp.decode(encoded.encode("utf-8"))
         except ValueError as exc:  # sessiond wrote it: a bug, never the user's input

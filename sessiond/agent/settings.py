@@ -17,7 +17,8 @@ from typing import Any, Final, NamedTuple
 # The environment variable that carries the settings to the agent.
 SETTINGS_ENV: Final = "SESSIOND_AGENT_SETTINGS"
 # The login's first launch, a SPAWN_APP's JSON (sessiond.launching.FirstLaunch): the agent
-# runs it as soon as its window manager is up, before the link (absent: none).
+# runs it as soon as its X server has the session's size, before the rest of its set-up and
+# its link (absent: none).
 FIRST_LAUNCH_ENV: Final = "SESSIOND_FIRST_LAUNCH"
 # Largest serialized settings accepted (the spec bounds env values at 4 KiB).
 MAX_SETTINGS_BYTES: Final = 4096

@@ -95,3 +95,21 @@ def test_a_launch_through_the_loop_sends_its_stderr_to_the_log_too(tmp_path: Any
     asyncio.run(run())
     assert log.read_text() == "hello\n"
     assert isinstance(reports[-1], AppExited) and reports[-1].status == 0
+
+
+def test_a_window_that_maps_before_the_loop_runs_completes_the_launch() -> None:
+    """The desktop focus watch reports windows already mapped when the agent sets it up."""
+    reports: list[Any] = []
+
+    async def run() -> None:
+        launcher = launcher_with(reports)
+        launcher.spawn_now(SpawnApp(request=4, app="sleeper", argv=("sleep", "30")))
+        (pid,) = launcher.processes  # known in the call, before any loop turn
+        assert launcher.window_mapped(0x400002, pid) == "sleeper"
+        await asyncio.sleep(0.05)
+        launcher.terminate_all()
+        await until(lambda: len(reports) == 2)
+
+    asyncio.run(run())
+    assert reports[0] == LaunchResult(request=4, ok=True, message="window mapped", pid=reports[0].pid)
+    assert isinstance(reports[1], AppExited) and reports[1].status == -signal.SIGTERM
