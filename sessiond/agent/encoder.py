@@ -240,9 +240,7 @@ class RegionEncoder:
             # FILL has no decoded payload, so a solid area needs no striping;
             # tested before GLYPHS, which a solid area never becomes.
             fill = self._solid_colour(*self._bgrx_view(view, stride, local))
-            if fill is not None:
-                if glyphs:
-                    self.glyphs.solid(rect, surface)
+            if fill is not None:  # (no text to look for: nothing for the glyph encoder to note)
                 regions.append(Region(rect[0], rect[1], rect[2], rect[3], Encoding.FILL, fill))
                 return
         if glyphs:

@@ -314,12 +314,6 @@ class GlyphEncoder:
         self._misses[surface] = 0
         return other
 
-    def solid(self, rect: Rect, surface: Hashable) -> None:
-        """rect (a candidate) is one colour and goes out as FILL without
-        encode(): note the failed detection encode() would have made."""
-        if surface not in self._grids and self._detect_due(rect, surface):
-            self._failed(surface, rect[2] * rect[3])
-
     def _detect_due(self, rect: Rect, surface: Hashable) -> bool:
         """True if a grid may be looked for in rect (see DETECT_RETRY_SECONDS)."""
         area = rect[2] * rect[3]
@@ -359,15 +353,15 @@ class GlyphEncoder:
     def _find(self, image: Image.Image, order: tuple[int, int, int],
               rect: Rect) -> tuple[Grid, bytes, int] | _NoText | None:  # fmt: skip
         """(grid, the text's background colour, the area of the text it was found on) in rect;
-        NO_TEXT if too little of it is ink to hold text (_little_ink); else None."""
+        NO_TEXT if it is one colour or too little of it is ink to hold text (_little_ink); else None."""
         index = _index_image(image, order)
-        ink = _bits(index) if index is not None else None
+        if index is None:  # not two colours: one (a cleared screen) holds no text, more fail
+            return NO_TEXT if image.getcolors(1) is not None else None
+        ink = _bits(index)
         # Where the minority colour is (a terminal on a root of the other
         # colour), oriented again by the majority there: the text's background.
-        box = ink.getbbox() if ink is not None else None
-        if box is None:
-            return None
-        if ink is not None and _little_ink(ink):
+        box = ink.getbbox()
+        if box is None or _little_ink(ink):  # too little ink to hold text (a cursor, a prompt)
             return NO_TEXT
         text = image.crop(box)
         index = _index_image(text, order)

@@ -168,6 +168,31 @@ def test_an_empty_window_in_its_border_is_no_failed_detection_and_its_first_text
     assert Counter(r.encoding for r in regions)[Encoding.GLYPHS] >= 3, "the first text did not go as GLYPHS"
 
 
+def test_a_cleared_screen_is_no_failed_detection_and_the_text_after_it_goes_as_glyphs() -> None:
+    # `clear` in a new terminal, then its first screen of text: one colour holds no text, so it
+    # must not keep detection off that text for DETECT_RETRY_SECONDS (it did: the first screen
+    # after a cleared one went out as palette PNGs).
+    text = terminal(180, 50, seed=7)
+    blank = Image.new("RGB", text.size, WHITE)
+    encoder = _glyph_encoder()
+    fb = Framebuffer(*text.size)
+    for region in _encode(encoder, blank):  # FILL stripes, never encode()d
+        fb.apply(region)
+    regions = _encode(encoder, text)
+    for region in regions:
+        fb.apply(region)
+    assert fb.image().tobytes() == text.tobytes()
+    assert Counter(r.encoding for r in regions)[Encoding.GLYPHS] >= 3, "the text after a cleared screen"
+    # A one-colour rectangle that does reach the glyph encoder is no failed detection either;
+    # three colours that hold no grid are.
+    glyphs = GlyphEncoder(clock=lambda: 0.0)
+    assert glyphs._detect(blank, (0, 1, 2), (0, 0, *blank.size), "one") is None and "one" not in glyphs._tried
+    three = blank.copy()
+    ImageDraw.Draw(three).rectangle((10, 10, 500, 300), fill=BLACK)
+    ImageDraw.Draw(three).rectangle((600, 10, 900, 300), fill=(255, 0, 0))
+    assert glyphs._detect(three, (0, 1, 2), (0, 0, *three.size), "three") is None and "three" in glyphs._tried
+
+
 def test_glyphs_follow_the_text_on_a_root_of_the_other_colour_and_in_another_colour() -> None:
     screen = Image.new("RGB", (800, 500), BLACK)
     screen.paste(terminal(80, 24, seed=4), (10, 20))
