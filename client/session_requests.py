@@ -115,12 +115,10 @@ class SessionRequests:
 
     # -- requests --------------------------------------------------------------------
     def _request(self, message: Message, matches: Callable[[Message], bool]) -> defer.Deferred[Any]:
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[Any] = defer.Deferred()
-        self._waiters.append((matches, d))
-        self.conn.send(0, message)
-        self.flush()
+        d = self.window_event(matches)  # (a waiter for any delivered message, not only the windows channel's)
+        if self._end is None:
+            self.conn.send(0, message)
+            self.flush()
         return d
 
     async def login(self, user: str, password: str, launch: Launch | None = None) -> AuthResult:
@@ -145,7 +143,7 @@ class SessionRequests:
         with_auth = launch is not None and hello is not None and AUTH_LAUNCH_CAPABILITY in hello.capabilities
         self._login_launch = None
         if launch is not None:  # its waiter before the AUTH: the answer may follow AUTH_RESULT at once
-            self._login_launch = self._launch_waiter(launch.request)
+            self._login_launch = self.window_event(_launch_answer(launch.request))
             self._login_launch.addErrback(lambda failure: failure.value)  # kept for login_launched(), never unhandled
         result: AuthResult = await self._request(dataclasses.replace(auth, launch=launch) if with_auth else auth,
                                                  lambda m: isinstance(m, AuthResult))  # fmt: skip
@@ -171,13 +169,6 @@ class SessionRequests:
         if not result.ok:
             raise RemoteError(result.code, result.message)
         return result
-
-    def _launch_waiter(self, request: int) -> defer.Deferred[Any]:
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[Any] = defer.Deferred()
-        self._waiters.append((_launch_answer(request), d))
-        return d
 
     async def logoff(self) -> None:
         """End the session; returns once the server has closed the connection."""
@@ -207,11 +198,7 @@ class SessionRequests:
 
     def app_exited(self, pid: int) -> defer.Deferred[AppExited]:
         """Fires with APP_EXITED once the app with ``pid`` (from its LAUNCH_RESULT) ends."""
-        if self._end is not None:
-            return defer.fail(self._end)
-        d: defer.Deferred[AppExited] = defer.Deferred()
-        self._waiters.append((lambda m: isinstance(m, AppExited) and m.pid == pid, d))
-        return d
+        return self.window_event(lambda m: isinstance(m, AppExited) and m.pid == pid)
 
     async def launch(self, app: str, args: tuple[str, ...] = (), request: int = 1) -> LaunchResult:
         result: LaunchResult = await self._request(Launch(request=request, app=app, args=args),

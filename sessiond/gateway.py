@@ -56,12 +56,11 @@ from sessiond.auth import AuthOutcome, FailureLimiter, PamAuthenticator, delayed
 from sessiond.launching import (
     FirstLaunch,
     LaunchersFull,
-    LaunchRefused,
     beside_login,
     check_launch,
     launch_app,
     launched,
-    refuse_launch,
+    run_checked,
 )
 from sessiond.metrics import Metrics
 from protocol.media import FrameEnd
@@ -330,18 +329,14 @@ class ClientHandler(FrameProtocol, ClientPeer):
         """AUTH's launch, after AUTH_RESULT: refused, or taken by the session that started for this
         login (audited now, its LAUNCH_RESULT once the app's window maps), or launched now in the
         running session. Unanswered (the login went no further): audited only if it runs."""
-        launch, first, self._auth_launch, self._first = self._auth_launch, self._first, None, None
+        first, self._auth_launch, self._first = self._first, None, None  # (set together in _auth_checked)
         registry, send = self.factory.registry, self._send if answer else (lambda _message: None)
-        if launch is None:
+        if first is None:
             return
-        if first is not None and first.result is not None:
-            launched(registry, session, self.user, self.address, launch, send, first.result)
-        elif not answer:
-            return
-        elif first is not None and isinstance(first.checked, LaunchRefused):
-            refuse_launch(registry, session.id, self.user, self.address, launch, first.checked, send)
-        else:
-            launch_app(self.factory.publisher, registry, session, self.user, self.address, launch, send)
+        if first.result is not None:
+            launched(registry, session, self.user, self.address, first.message, send, first.result)
+        elif answer:
+            run_checked(registry, session, self.user, self.address, first.message, first.checked, send)
 
     def _redirect(self, result: AuthResult) -> None:
         self._authenticating = False

@@ -147,7 +147,12 @@ def launch_app(publisher: AppPublisher, registry: Registry, session: Session, us
                message: Launch, send: Callable[[Message], None]) -> None:  # fmt: skip
     """One LAUNCH of USER's connection from ADDRESS: checked against the catalog and the user's
     entitlements, audited, run in SESSION; the LAUNCH_RESULT goes to SEND."""
-    checked = check_launch(publisher, user, message)
+    run_checked(registry, session, user, address, message, check_launch(publisher, user, message), send)
+
+
+def run_checked(registry: Registry, session: Session, user: str, address: str, message: Launch,
+                checked: LaunchPlan | LaunchRefused, send: Callable[[Message], None]) -> None:  # fmt: skip
+    """A checked launch (check_launch) refused, or run in SESSION; the LAUNCH_RESULT goes to SEND."""
     if isinstance(checked, LaunchRefused):
         refuse_launch(registry, session.id, user, address, message, checked, send)
         return
@@ -217,11 +222,11 @@ class SessionApps:
             return
         plan = first.checked
         spawn = SpawnApp(request=self._next_request, app=first.message.app, argv=tuple(plan.argv), cwd=plan.cwd)
-        encoded = spawn.encode().decode("utf-8")
-        if len(encoded.encode("utf-8")) > MAX_ENV_VALUE_BYTES:
+        encoded = spawn.encode()
+        if len(encoded) > MAX_ENV_VALUE_BYTES:
             return
         self._next_request += 1
-        env[FIRST_LAUNCH_ENV] = encoded
+        env[FIRST_LAUNCH_ENV] = encoded.decode("utf-8")
         first.result = defer.Deferred()
         self._launches[spawn.request] = (first.result, spawn.app)
 
