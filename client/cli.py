@@ -169,13 +169,15 @@ async def run_command(reactor: Any, args: argparse.Namespace) -> int:
 
 
 async def open_session(reactor: Any, args: argparse.Namespace, on_auth_sent: Callable[[], None] | None = None,
-                       launch: Launch | None = None) -> tuple[SessionClient, Any, str]:  # fmt: skip
+                       launch: Launch | None = None,
+                       screen: tuple[int, int] | None = None) -> tuple[SessionClient, Any, str]:  # fmt: skip
     """Connect and log in as the command line says (resume token first, then
     the password; a farm redirect followed); the new resume token is stored.
     Returns the client, its AUTH_RESULT and the HOST:PORT it is connected to.
     ON_AUTH_SENT is called each time an AUTH has gone out (the viewer loads Qt
-    while the server checks it: client/viewer/early.py). LAUNCH goes with the
-    login that succeeds (client.login_launched() answers it)."""
+    while the server checks it: client/viewer/early.py). LAUNCH and SCREEN go
+    with the login that succeeds (SessionClient.login: client.login_launched()
+    answers the launch if client.login_carries_launch())."""
     from twisted.internet import defer
 
     async def authenticated(request: Any) -> Any:
@@ -204,7 +206,7 @@ async def open_session(reactor: Any, args: argparse.Namespace, on_auth_sent: Cal
     try:
         if token is not None:
             try:
-                result = await authenticated(client.resume(args.user, token, launch))
+                result = await authenticated(client.resume(args.user, token, launch, screen))
             except Redirected:
                 raise
             except RemoteError:
@@ -213,12 +215,12 @@ async def open_session(reactor: Any, args: argparse.Namespace, on_auth_sent: Cal
                 client = await connected()
         if result is None:
             password = read_password(args)
-            result = await authenticated(client.login(args.user, password, launch))
+            result = await authenticated(client.login(args.user, password, launch, screen))
     except Redirected as redirect:
         # A farm host sent us to the host of our session (docs/farm.md): one hop, its certificate vouched for.
         client.disconnect()
         print(f"svclient: {redirect}", file=sys.stderr)  # the host the session is on (and any notice)
-        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout, said, launch)
+        client, result, server = await follow(reactor, redirect, args.user, known, args.timeout, said, launch, screen)
     if result.message:
         print(f"svclient: {result.message}", file=sys.stderr)
     if result.resume_token:

@@ -39,10 +39,11 @@ def parse_redirect(result: AuthResult) -> tuple[str, int, str]:
 
 async def follow(reactor: Any, redirect: Redirected, user: str, known: KnownHosts, timeout: float = 10.0,
                  capabilities: tuple[str, ...] = CAPABILITIES,
-                 launch: Launch | None = None) -> tuple[SessionClient, AuthResult, str]:  # fmt: skip
+                 launch: Launch | None = None,
+                 screen: tuple[int, int] | None = None) -> tuple[SessionClient, AuthResult, str]:  # fmt: skip
     """Connect to the redirect's host (its vouched fingerprint pinned) and log in with the ticket,
     saying the same HELLO CAPABILITIES as to the first host (svclient launch: LAUNCH_BESIDE),
-    with the same LAUNCH as the first login (the redirect started nothing).
+    with the same LAUNCH and SCREEN as the first login (the redirect started nothing).
 
     Returns (client, AUTH_RESULT, "HOST:PORT"). A second redirect raises RemoteError.
     """
@@ -56,7 +57,7 @@ async def follow(reactor: Any, redirect: Redirected, user: str, known: KnownHost
                                                                 capabilities=capabilities),
                                                timeout, "the redirected server")  # fmt: skip
     try:
-        result: AuthResult = await with_timeout(reactor, client.ticket(user, redirect.result.ticket, launch),
+        result: AuthResult = await with_timeout(reactor, client.ticket(user, redirect.result.ticket, launch, screen),
                                                 timeout, "login")  # fmt: skip
     except Redirected as again:
         client.disconnect()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.internet import defer
 
 from protocol.connection import frame_cost
-from protocol.control_session import AUTH_LAUNCH_CAPABILITY
+from protocol.control_session import AUTH_LAUNCH_CAPABILITY, AUTH_SCREEN_CAPABILITY
 from protocol.errors import ReasonCode
 from protocol.messages import (
     AppExited,
@@ -121,26 +121,41 @@ class SessionRequests:
             self.flush()
         return d
 
-    async def login(self, user: str, password: str, launch: Launch | None = None) -> AuthResult:
+    async def login(self, user: str, password: str, launch: Launch | None = None,
+                    screen: tuple[int, int] | None = None) -> AuthResult:  # fmt: skip
         """Log in with a password; starts or resumes the user's session. LAUNCH: an app to start
-        with the login (login_launched() answers it)."""
-        return await self._authenticate(Auth(method="password", user=user, password=password), launch)
+        with the login (login_launched() answers it). SCREEN: the size a session this login
+        starts is to have (a running session keeps its own; resize() changes it)."""
+        return await self._authenticate(Auth(method="password", user=user, password=password), launch, screen)
 
-    async def resume(self, user: str, token: str, launch: Launch | None = None) -> AuthResult:
-        """Log in with a resume token from an earlier login (single use); LAUNCH as for login()."""
-        return await self._authenticate(Auth(method="resume", user=user, token=token), launch)
+    async def resume(self, user: str, token: str, launch: Launch | None = None,
+                     screen: tuple[int, int] | None = None) -> AuthResult:  # fmt: skip
+        """Log in with a resume token from an earlier login (single use); LAUNCH, SCREEN as for login()."""
+        return await self._authenticate(Auth(method="resume", user=user, token=token), launch, screen)
 
-    async def ticket(self, user: str, ticket: str, launch: Launch | None = None) -> AuthResult:
-        """Log in with a farm redirect's ticket (client/redirect.py; single use); LAUNCH as for login()."""
-        return await self._authenticate(Auth(method="ticket", user=user, token=ticket), launch)
+    async def ticket(self, user: str, ticket: str, launch: Launch | None = None,
+                     screen: tuple[int, int] | None = None) -> AuthResult:  # fmt: skip
+        """Log in with a farm redirect's ticket (client/redirect.py; single use); LAUNCH, SCREEN as for login()."""
+        return await self._authenticate(Auth(method="ticket", user=user, token=ticket), launch, screen)
 
-    async def _authenticate(self, auth: Auth, launch: Launch | None = None) -> AuthResult:
+    async def _authenticate(self, auth: Auth, launch: Launch | None = None,
+                            screen: tuple[int, int] | None = None) -> AuthResult:  # fmt: skip
         """AUTH_RESULT on success; RemoteError on refusal, Redirected when a farm sends us on.
         LAUNCH goes in the AUTH where the server starts it with the login (AUTH_LAUNCH_CAPABILITY:
         a new session runs it before the client hears of its login), else as a LAUNCH right
-        behind a successful AUTH_RESULT."""
+        behind a successful AUTH_RESULT. SCREEN goes in the AUTH where the server starts a new
+        session at that size (AUTH_SCREEN_CAPABILITY). A LAUNCH that comes with a SCREEN is meant
+        for a screen of that size: a server that cannot take the screen gets no LAUNCH from the
+        login (login_carries_launch() is false), and the caller launches once it has fitted the
+        session's screen."""
         hello = self.conn.peer_hello
-        with_auth = launch is not None and hello is not None and AUTH_LAUNCH_CAPABILITY in hello.capabilities
+        said = hello.capabilities if hello is not None else ()
+        with_screen = screen is not None and AUTH_SCREEN_CAPABILITY in said
+        if screen is not None and not with_screen:
+            launch = None
+        with_auth = launch is not None and AUTH_LAUNCH_CAPABILITY in said
+        if with_screen:
+            auth = dataclasses.replace(auth, screen=screen)
         self._login_launch = None
         if launch is not None:  # its waiter before the AUTH: the answer may follow AUTH_RESULT at once
             self._login_launch = self.window_event(_launch_answer(launch.request))
@@ -158,6 +173,10 @@ class SessionRequests:
             self.conn.send(0, launch)
             self.flush()
         return result
+
+    def login_carries_launch(self) -> bool:
+        """The last login took a launch (in its AUTH or behind it): login_launched() answers it."""
+        return self._login_launch is not None
 
     async def login_launched(self) -> LaunchResult:
         """The LAUNCH_RESULT of the last login's launch; RemoteError if it was refused."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final, Self
 
-from protocol.base import U16_MAX, Sender, check_str
+from protocol.base import U16_MAX, Sender, check_int, check_str
 from protocol.control import ControlMessage, JsonObject, get
 from protocol.schema import (
     BOOL,
@@ -45,12 +45,27 @@ APPS_CHANGED_CAPABILITY: Final = "apps.changed"
 # HELLO capability of a server that starts AUTH's `launch` with the login (answered by
 # LAUNCH_RESULT after AUTH_RESULT); a client sends that field only to a server that says it.
 AUTH_LAUNCH_CAPABILITY: Final = "auth.launch"
+# HELLO capability of a server that starts a new seamless session at AUTH's `screen` size.
+AUTH_SCREEN_CAPABILITY: Final = "auth.screen"
 
 
 def _as_launch(value: object) -> Launch | None:
     if value is None or isinstance(value, Launch):
         return value
     raise ValueError("launch must be a LAUNCH (request, app, args) or absent")
+
+
+def _screen_side(name: str, value: object) -> int:
+    """One side of AUTH's `screen`: a RESIZE_REQUEST's bounds (1..65535); the server clamps it as it does those."""
+    return check_int(f"screen {name}", value, 1, U16_MAX)
+
+
+def _as_screen(value: object) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, tuple) and len(value) == 2:
+        return (_screen_side("width", value[0]), _screen_side("height", value[1]))
+    raise ValueError("screen must be a (width, height) pair or absent")
 
 
 @message(0x02, "AUTH", sender=Sender.CLIENT, codec=CUSTOM)
@@ -63,9 +78,14 @@ class Auth(ControlMessage):
     token: str = wire(STR, default="", repr=False)
     # The app to start with the login, as a LAUNCH's fields (AUTH_LAUNCH_CAPABILITY); None: none.
     launch: Launch | None = wire(NESTED(_as_launch, "launch?"), default=None)
+    # The client's screen (its free area), (width, height) (AUTH_SCREEN_CAPABILITY): a seamless session
+    # this login starts gets a screen of that size. A desktop session, or one already running, keeps its
+    # size (a client resizes it with RESIZE_REQUEST). None: not said.
+    screen: tuple[int, int] | None = wire(NESTED(_as_screen, "screen?"), default=None)
 
     def to_json(self) -> JsonObject:
-        """The method's fields, empty ones included (unknown methods: the non-empty ones); `launch` if set."""
+        """The method's fields, empty ones included (unknown methods: the non-empty ones); `launch` and
+        `screen` if set."""
         obj: JsonObject = {"method": self.method}
         names = AUTH_METHOD_FIELDS.get(self.method)
         for name in names if names is not None else ("user", "password", "token"):
@@ -74,11 +94,14 @@ class Auth(ControlMessage):
                 obj[name] = value
         if self.launch is not None:
             obj["launch"] = self.launch.to_json()
+        if self.screen is not None:
+            obj["screen"] = {"width": self.screen[0], "height": self.screen[1]}
         return obj
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> Self:
-        """The method's fields are required; other string fields are kept; `launch` is checked as a LAUNCH."""
+        """The method's fields are required; other string fields are kept; `launch` is checked as a LAUNCH,
+        `screen` as {"width", "height"}, each 1..65535."""
         method = check_str("method", get(obj, "method"))
         required = AUTH_METHOD_FIELDS.get(method, ())
         values: dict[str, str] = {}
@@ -91,7 +114,14 @@ class Auth(ControlMessage):
         if launch_obj is not None and not isinstance(launch_obj, dict):
             raise ValueError("launch must be a JSON object")
         launch = Launch.from_json(launch_obj) if launch_obj is not None else None
-        return cls(method=method, launch=launch, **values)
+        screen_obj = obj.get("screen")
+        screen = None
+        if screen_obj is not None:
+            if not isinstance(screen_obj, dict):
+                raise ValueError("screen must be a JSON object")
+            width, height = get(screen_obj, "width"), get(screen_obj, "height")
+            screen = (_screen_side("width", width), _screen_side("height", height))
+        return cls(method=method, launch=launch, screen=screen, **values)
 
 
 @message(0x03, "AUTH_RESULT", sender=Sender.SERVER, codec=JSON)

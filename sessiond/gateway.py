@@ -33,7 +33,7 @@ from protocol.connection import (
 )
 from protocol.events import FrameReceived
 from protocol.errors import ReasonCode
-from protocol.control_session import APPS_CHANGED_CAPABILITY, AUTH_LAUNCH_CAPABILITY
+from protocol.control_session import APPS_CHANGED_CAPABILITY, AUTH_LAUNCH_CAPABILITY, AUTH_SCREEN_CAPABILITY
 from protocol.messages import (
     ChannelKind,
     AppListRequest,
@@ -80,7 +80,8 @@ log = Logger()
 
 SOFTWARE = "sessiond 0.1.0"
 CAPABILITIES = ("display.raw-lz4", "display.png", "display.jpeg", "display.fill", "display.copy", "display.palette",
-                "input.keysym", "input.key-tap", APPS_CHANGED_CAPABILITY, AUTH_LAUNCH_CAPABILITY)
+                "input.keysym", "input.key-tap", APPS_CHANGED_CAPABILITY, AUTH_LAUNCH_CAPABILITY,
+                AUTH_SCREEN_CAPABILITY)
 
 
 class ClientHandler(FrameProtocol, ClientPeer):
@@ -102,6 +103,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self.beside = False  # launches beside the session's connection, never holds it (sessiond.launching)
         self._auth_launch: Launch | None = None  # AUTH's launch, until the login answers it
         self._first: FirstLaunch | None = None  # that launch, checked once PAM said yes
+        self._auth_screen: tuple[int, int] | None = None  # AUTH's screen: the size of a session it starts
 
     def make_connection(self) -> Connection:  # no channels for a launcher beside the session's connection
         return Connection(self.role, relay=relayed, accept_kind=lambda kind: default_accept_kind(kind) and (
@@ -214,6 +216,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         self._authenticating = True
         self._method = message.method
         self._auth_launch = message.launch  # started with the session, answered after AUTH_RESULT
+        self._auth_screen = message.screen
         self.factory.supervisor.login_started(message.user)  # a sandbox entry may start now (warm_pool.py)
 
         def check() -> defer.Deferred[AuthOutcome]:
@@ -273,7 +276,7 @@ class ClientHandler(FrameProtocol, ClientPeer):
         if self._auth_launch is not None:  # checked now, so that a session starting for this login can run it
             checked = check_launch(self.factory.publisher, account.name, self._auth_launch)
             self._first = FirstLaunch(self._auth_launch, checked)
-        d2 = self.factory.supervisor.get_or_start(account, self._first)
+        d2 = self.factory.supervisor.get_or_start(account, self._first, self._auth_screen)
         d2.addCallbacks(self._session_ready, self._session_failed)
         return d2
 

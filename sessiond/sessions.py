@@ -31,6 +31,7 @@ from sessiond.launching import FirstLaunch, Launchers, SessionApps
 from sessiond.lifecycle import Lifecycle, LifecycleEvent, SessionState
 from sessiond.registry import Registry, SessionRecord
 from sessiond.relay import ChannelRelay, Endpoint
+from sessiond.agent.settings import clamp_size
 from sessiond.spawn import AgentHandle, CgroupError, agent_settings, session_env
 from sessiond.display_config import resolve_display
 from sessiond.transfer_config import files_under_clipboard, resolve_clipboard, resolve_files
@@ -83,7 +84,11 @@ class ClientPeer(Endpoint, Protocol):
 class Session(SessionApps):
     """One user's session: lifecycle, agent, link, attached client and relay."""
 
-    def __init__(self, supervisor: SessionHost, account: Account, session_id: str | None = None) -> None:
+    def __init__(self, supervisor: SessionHost, account: Account, session_id: str | None = None,
+                 screen: tuple[int, int] | None = None) -> None:  # fmt: skip
+        """SCREEN: the client's screen, as the login that starts it said (AUTH's screen): a seamless
+        session's screen takes its size, clamped to the X server's; a desktop session's screen,
+        shown in one client window, has [session] width x height."""
         self.supervisor = supervisor
         self.config = supervisor.config
         self.registry: Registry = supervisor.registry
@@ -108,6 +113,9 @@ class Session(SessionApps):
         self.relay.filters[ChannelKind.FILES] = FilesFilter(self.relay, lambda: self.file_policy, account.name,
                                                             self._audit)  # fmt: skip
         self.width, self.height = self.config.session.width, self.config.session.height
+        largest = agent_settings(self.config, "", self.width, self.height, display=self.display).x_screen()
+        if screen is not None and not largest.root_shown:  # seamless; clamped as the agent clamps a RESIZE_REQUEST
+            self.width, self.height = clamp_size(*screen, largest.width, largest.height)
         self.session_dir = ""
         self.reactor: Any = None
         self.link: AgentLink | None = None

@@ -190,10 +190,12 @@ class SessionSupervisor:
     def by_id(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions.values() if s.id == session_id), None)
 
-    def get_or_start(self, account: Account, first: FirstLaunch | None = None) -> defer.Deferred[Session | Redirect]:
+    def get_or_start(self, account: Account, first: FirstLaunch | None = None,
+                     screen: tuple[int, int] | None = None) -> defer.Deferred[Session | Redirect]:  # fmt: skip
         """The user's running session, or a new one once its agent is up (started with the
-        login's FIRST launch: Session.start); in a farm, a Redirect when the directory places
-        (or finds) the user's session on another host.
+        login's FIRST launch: Session.start, at the SCREEN size the login asked for: Session);
+        in a farm, a Redirect when the directory places (or finds) the user's session on
+        another host.
 
         Errors: FarmUnavailable (this host is cut off from etcd: no new placements),
         FarmFull, FarmConflict, and whatever stops a session from starting.
@@ -208,9 +210,9 @@ class SessionSupervisor:
             waiting.addBoth(_chain_to(d))
             return d
         if self.directory is None:
-            started = self._start(account, Session(self, account), first)
+            started = self._start(account, Session(self, account, screen=screen), first)
         else:
-            started = defer.Deferred.fromCoroutine(self._place_and_start(account, self.directory, first))
+            started = defer.Deferred.fromCoroutine(self._place_and_start(account, self.directory, first, screen))
         self._starting[account.name] = started
 
         def done(result: Any) -> Any:
@@ -227,8 +229,8 @@ class SessionSupervisor:
         self.sessions[account.name] = session
         return session.start(self.reactor, first)
 
-    async def _place_and_start(self, account: Account, directory: FarmDirectory,
-                               first: FirstLaunch | None) -> Session | Redirect:  # fmt: skip
+    async def _place_and_start(self, account: Account, directory: FarmDirectory, first: FirstLaunch | None,
+                               screen: tuple[int, int] | None) -> Session | Redirect:  # fmt: skip
         claim = await directory.place(account.name, secrets.token_hex(8))
         placement = claim.placement
         notice = ""
@@ -246,7 +248,7 @@ class SessionSupervisor:
         if claim.existing and held is not None and held.id == placement.session_id:
             # Still ours but not usable (ending, or its agent is gone): never a second Session under its id.
             raise FarmConflict("your previous session is still ending; log in again in a moment")
-        session = Session(self, account, placement.session_id)
+        session = Session(self, account, placement.session_id, screen)
         session.notice = notice
         try:
             return await self._start(account, session, first)  # type: ignore[no-any-return]

@@ -87,6 +87,7 @@ class ViewerUi:
         must reach a running loop to end it)."""
         screen = self.app.primaryScreen()
         area = screen.availableGeometry() if screen is not None else None
+        self.trace.mark("ui up")
         # The session's screen takes the local free area (ViewerLink.fit_screen).
         self.link.set_local_screen((area.width(), area.height()) if area is not None else None)
         if not isinstance(self.link.events, EarlyEvents):

@@ -276,6 +276,10 @@ class ViewerLink:
             self.events.status("reconnected", False)
             return
 
+    def _auth_sent(self) -> None:
+        self.trace.mark("auth sent")
+        self.auth_sent.set()
+
     def _sleep(self, seconds: float) -> defer.Deferred[None]:
         d: defer.Deferred[None] = defer.Deferred()
         self.reactor.callLater(seconds, d.callback, None)
@@ -284,13 +288,18 @@ class ViewerLink:
     async def _connect(self, first: bool) -> None:
         args, timeout = self.args, self.args.timeout
         self._display_open = False
-        # Desktop mode: the first app goes with the first login, so a new session starts it as soon as its X
-        # server is up (protocol.md section 5); in seamless mode launches wait for the screen's fit (below).
+        # The first app goes with the first login, so a new session starts it as soon as its X server is up
+        # (protocol.md section 5). Seamless: the login says the local screen too, which a new session's screen
+        # takes, so the app's window is placed on the screen it will have; if the local screen is not known
+        # yet, or the server cannot take it, the launches wait for the screen's fit (below).
+        seamless_screen = None if args.desktop else (self._screen_asked or self.local_screen)
         with_auth = None
-        if first and args.desktop and args.launch:
+        if first and args.launch and (args.desktop or seamless_screen is not None):
             self._request += 1
             with_auth = Launch(request=self._request, app=args.launch[0])
-        client, _result, server = await open_session(self.reactor, args, self.auth_sent.set, with_auth)
+        client, _result, server = await open_session(self.reactor, args, self._auth_sent, with_auth, seamless_screen)
+        self.trace.mark("logged in")
+        with_login = with_auth is not None and client.login_carries_launch()
         if self._stopping:
             client.disconnect()
             return
@@ -304,14 +313,17 @@ class ViewerLink:
         client.hold_frames = True  # a frame is applied whole at its FRAME_END: the gate is open only then
         # The start's requests go out at once (one round trip instead of one each): the windows channel
         # first (its handler is wrapped as soon as it opens, before any window message), then input and
-        # display; in desktop mode the first connection's launches too. In seamless mode they wait for the
-        # session's screen to be fitted to the local one (below), so the app's window is placed on it.
+        # display; the first connection's launches too where the login carried the first one. Otherwise (in
+        # seamless mode) they wait for the session's screen to be fitted to the local one (below), so the
+        # app's window is placed on it.
         windows = None if args.desktop else defer.ensureDeferred(open_windows(self.reactor, client, timeout))
         channels = defer.gatherResults([
             defer.ensureDeferred(with_timeout(self.reactor, client.open_channel(kind), timeout, what))
             for kind, what in ((ChannelKind.INPUT, "the input channel"), (ChannelKind.DISPLAY, "the display"))
         ], consumeErrors=True)  # fmt: skip
-        launches = defer.ensureDeferred(self._launch_all(with_auth is not None)) if first and args.desktop else None
+        launches = None
+        if first and (args.desktop or with_login):
+            launches = defer.ensureDeferred(self._launch_all(with_login))
         self.seamless = windows is not None and await windows
         if self.seamless:
             inner = client.channel_handlers[WINDOWS]
@@ -328,7 +340,8 @@ class ViewerLink:
             raise exc.subFailure.value from None
         client.refresh()
         self._display_open = True
-        if self.seamless and first and args.launch and not self.gui_up.called:
+        if self.seamless and first and launches is None and args.launch and self.local_screen is None \
+                and not self.gui_up.called:
             await self.gui_up  # the GUI is loading Qt (client/viewer/early.py): the local screen comes with it
         # A new connection: ask again (another client may have resized it), for the last size asked (a local
         # maximized window's) or else the local screen's.
@@ -364,6 +377,8 @@ class ViewerLink:
         if not with_login:
             self._request += 1
         try:
+            if not with_login:
+                self.trace.mark("launch sent")
             answer = client.login_launched() if with_login else client.launch(app, (), self._request)
             result = await with_timeout(self.reactor, answer, self.args.timeout, "the launch")
         except (RemoteError, ConnectionEnded) as exc:

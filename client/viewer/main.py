@@ -18,7 +18,7 @@ import importlib.util
 import os
 import signal
 import sys
-from typing import cast
+from typing import Any, NamedTuple, cast
 
 from client.cli import EXIT_CONNECT, EXIT_USAGE
 
@@ -40,8 +40,64 @@ def _plugin_dir() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "Qt", "plugins", "platforms")
 
 
-def check_display(environ: dict[str, str] | None = None, plugins: str | None = None) -> str:
-    """The Qt platform to use; NoDisplay if it cannot work here."""
+class LocalDisplay(NamedTuple):
+    """What check_display found: the Qt platform, and the primary screen's free area (width,
+    height) where X says it (None: not known before Qt is up)."""
+
+    platform: str
+    free_area: tuple[int, int] | None
+
+
+# Environment variables with which Qt's screen sizes are no longer X's pixels (a scale factor, a DPI).
+QT_SCALING_ENVS = ("QT_SCALE_FACTOR", "QT_SCREEN_SCALE_FACTORS", "QT_AUTO_SCREEN_SCALE_FACTOR", "QT_FONT_DPI",
+                   "QT_USE_PHYSICAL_DPI", "QT_ENABLE_HIGHDPI_SCALING")  # fmt: skip
+# X's default resolution: an Xft.dpi other than this makes Qt 6 scale (device pixel ratio Xft.dpi / 96).
+X_DEFAULT_DPI = 96
+
+
+def free_area(display: Any, environ: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """The primary screen's free area as Qt's xcb platform computes it (QScreen.availableGeometry):
+    the RandR primary output's CRTC (else the first output showing something, else the whole X
+    screen), within the window manager's _NET_WORKAREA (its first desktop's). Read before Qt loads,
+    so that a seamless login can carry it (ViewerLink); Qt's own figure follows once it is up.
+    None where Qt would scale it (QT_SCALING_ENVS, an Xft.dpi other than 96): Qt then says it."""
+    from Xlib import Xatom, error  # type: ignore[import-untyped]
+
+    env = os.environ if environ is None else environ
+    if any(env.get(name) for name in QT_SCALING_ENVS):
+        return None
+    screen = display.screen()
+    root = screen.root
+    area = (0, 0, screen.width_in_pixels, screen.height_in_pixels)
+    try:
+        resources_db = root.get_full_property(Xatom.RESOURCE_MANAGER, Xatom.STRING)
+        for line in (resources_db.value if resources_db is not None else b"").splitlines():
+            name, _, value = (line.decode() if isinstance(line, bytes) else line).partition(":")
+            if name.strip() == "Xft.dpi" and value.strip() not in ("", str(X_DEFAULT_DPI)):
+                return None
+        if display.has_extension("RANDR"):
+            resources = root.xrandr_get_screen_resources()
+            primary = root.xrandr_get_output_primary().output
+            for output in [primary] * bool(primary) + [o for o in resources.outputs if o != primary]:
+                crtc = display.xrandr_get_output_info(output, resources.config_timestamp).crtc
+                if crtc:
+                    info = display.xrandr_get_crtc_info(crtc, resources.config_timestamp)
+                    if info.width and info.height:
+                        area = (info.x, info.y, info.width, info.height)
+                        break
+        work = root.get_full_property(display.intern_atom("_NET_WORKAREA"), Xatom.CARDINAL)
+    except error.XError:
+        return None
+    x, y, width, height = area
+    if work is not None and len(work.value) >= 4:
+        wx, wy, ww, wh = (int(v) for v in work.value[:4])
+        left, top = max(x, wx), max(y, wy)
+        width, height = min(x + width, wx + ww) - left, min(y + height, wy + wh) - top
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def check_display(environ: dict[str, str] | None = None, plugins: str | None = None) -> LocalDisplay:
+    """The Qt platform to use and what the local screen offers; NoDisplay if it cannot work here."""
     env = os.environ if environ is None else environ
     platform = (env.get("QT_QPA_PLATFORM") or "").split(";")[0].split(":")[0]
     if not platform:
@@ -66,16 +122,20 @@ def check_display(environ: dict[str, str] | None = None, plugins: str | None = N
         from Xlib import display, error  # type: ignore[import-untyped]
 
         try:
-            display.Display(env["DISPLAY"]).close()
+            local = display.Display(env["DISPLAY"])
         except (error.DisplayError, error.ConnectionClosedError, OSError, ValueError, OverflowError) as exc:
             raise NoDisplay(f"cannot open the local display {env['DISPLAY']}: {exc}") from None
-    return platform
+        try:
+            return LocalDisplay(platform, free_area(local, env))
+        finally:
+            local.close()
+    return LocalDisplay(platform, None)
 
 
 def run_viewer(args: argparse.Namespace) -> int:
     """Run the viewer until Ctrl+C, the launcher closes or the session ends."""
     try:
-        check_display()
+        local = check_display()
     except ImportError as exc:
         print(f"svclient: the viewer needs PySide6 (pip install 'sessiond[viewer]'): {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -90,6 +150,9 @@ def run_viewer(args: argparse.Namespace) -> int:
 
     trace = LatencyTrace(os.environ.get(TRACE_ENV) or None)
     link = ViewerLink(args, EarlyEvents(), trace)
+    # Seamless: the session's screen takes the local free area, so the login carries it (and the first
+    # launch with it) instead of waiting for Qt to say it; Qt's figure corrects it if it differs.
+    link.local_screen = local.free_area
     link.start()  # connects and logs in while Qt loads
     # Qt's imports would compete with the connect, TLS and AUTH for the one interpreter lock; once AUTH is
     # out the reactor thread waits for PAM and the session's start, and Qt loads meanwhile.
@@ -104,6 +167,7 @@ def run_viewer(args: argparse.Namespace) -> int:
         print(f"svclient: the viewer needs PySide6 (pip install 'sessiond[viewer]'): {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    trace.mark("qt loaded")
     app = cast(QApplication, QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "svclient"]))
     app.setApplicationName("svclient")
     app.setQuitOnLastWindowClosed(False)

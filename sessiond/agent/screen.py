@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 from Xlib import X
 
-# Smallest side we set: below this, apps cannot show anything useful, and a
-# client minimised to nothing must not shrink the session's apps to nothing.
-MIN_SIDE = 64
+from sessiond.agent.settings import clamp_size
+
 # At most one resize per this many seconds; requests in between coalesce.
 RESIZE_COALESCE_SECONDS = 0.1
 # Our modes are named with this prefix, so we only ever delete our own.
@@ -40,11 +39,6 @@ RR_SET_CONFIG_SUCCESS = 0
 
 class ScreenError(RuntimeError):
     """The X server cannot be resized; the message says why."""
-
-
-def clamp_size(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
-    """Clamp a requested size to [MIN_SIDE, max] on each side."""
-    return (max(MIN_SIDE, min(width, max_width)), max(MIN_SIDE, min(height, max_height)))
 
 
 def _mm(pixels: int) -> int:

@@ -95,6 +95,15 @@ class XScreen(NamedTuple):
 
 # The depth every session's screen has.
 X_DEPTH: Final = 24
+# Smallest screen side a session gets: below this, apps cannot show anything useful, and a
+# client minimised to nothing must not shrink the session's apps to nothing.
+MIN_SIDE: Final = 64
+
+
+def clamp_size(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
+    """Clamp a requested screen size to [MIN_SIDE, max] on each side (a client's RESIZE_REQUEST,
+    AUTH's screen)."""
+    return (max(MIN_SIDE, min(width, max_width)), max(MIN_SIDE, min(height, max_height)))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from client.known_hosts import HostKeyMismatch, KnownHosts
 from client.redirect import parse_redirect
 from client.session import Redirected, RemoteError
-from protocol.control_session import AuthResult
+from protocol.control_session import AuthResult, Launch
 
 FP = "ab" * 32
 
@@ -51,16 +51,18 @@ def test_vouched_fingerprint_is_pinned_and_never_replaces_a_pin(tmp_path: object
 
 def test_the_redirected_login_says_the_same_capabilities(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """svclient launch keeps launch.beside on the host the farm sends it to (else it would take the
-    session over from the xpra client attached there)."""
+    session over from the xpra client attached there); the login there carries the same launch and screen."""
     from twisted.internet import defer, task  # noqa: PLC0415
 
     import client.redirect  # noqa: PLC0415
     from protocol.xpra import LAUNCH_BESIDE  # noqa: PLC0415
 
     said: list[tuple[str, ...]] = []
+    carried: list[tuple[object, object]] = []
 
     class Client:
-        async def ticket(self, user: str, ticket: str, launch: object = None) -> AuthResult:
+        async def ticket(self, user: str, ticket: str, launch: object = None, screen: object = None) -> AuthResult:
+            carried.append((launch, screen))
             return AuthResult(ok=True, user=user, session="s-1")
 
     async def connect(*_args: object, capabilities: tuple[str, ...] = (), **_kwargs: object) -> Client:
@@ -70,8 +72,11 @@ def test_the_redirected_login_says_the_same_capabilities(tmp_path: object, monke
     monkeypatch.setattr(client.redirect, "connect", connect)
     known = KnownHosts(os.path.join(str(tmp_path), "known_hosts"))
     caps = ("display.png", LAUNCH_BESIDE)
-    d = defer.ensureDeferred(client.redirect.follow(task.Clock(), Redirected(redirect()), "alice", known, 5.0, caps))
+    xterm = Launch(request=1, app="xterm")
+    d = defer.ensureDeferred(client.redirect.follow(task.Clock(), Redirected(redirect()), "alice", known, 5.0, caps,
+                                                    xterm, (1280, 924)))  # fmt: skip
     result = []
     d.addCallback(result.append)
     assert result and result[0][1].ok and result[0][2] == "10.0.0.2:4443"
     assert said == [caps]
+    assert carried == [(xterm, (1280, 924))]  # the first login's launch and screen: the redirect started nothing

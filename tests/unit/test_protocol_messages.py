@@ -103,6 +103,18 @@ def test_auth_carries_an_optional_launch_as_a_launchs_fields() -> None:
         Auth("password", user="u", password="p", launch="xterm")  # type: ignore[arg-type]
 
 
+def test_auth_carries_an_optional_screen() -> None:
+    auth = Auth("password", user="u", password="p", screen=(1920, 1050))
+    assert auth.encode() == b'{"method":"password","password":"p","screen":{"height":1050,"width":1920},"user":"u"}'
+    assert decode_message(ChannelKind.CONTROL, Auth.TYPE, auth.encode()) == auth
+    both = Auth("resume", user="u", token="t", launch=Launch(request=1, app="xterm"), screen=(1, 65535))
+    assert decode_message(ChannelKind.CONTROL, Auth.TYPE, both.encode()) == both
+    assert decode_message(ChannelKind.CONTROL, Auth.TYPE, b'{"method":"link","token":"t"}').screen is None
+    for bad in ((0, 800), (800, 65536), (True, 800), ("800", 600), (800,), [800, 600]):
+        with pytest.raises(ValueError, match="screen"):
+            Auth("password", user="u", password="p", screen=bad)  # type: ignore[arg-type]
+
+
 def test_auth_repr_hides_secrets() -> None:
     text = repr(Auth("password", user="u", password="hunter2")) + repr(Auth("link", token="tok123"))
     assert "hunter2" not in text and "tok123" not in text
@@ -147,6 +159,11 @@ def test_unknown_auth_method_decodes_for_the_application_to_refuse() -> None:
         (Auth.TYPE, b'{"method":"link","token":"t","launch":{"app":"xterm"}}'),  # its request is required
         (Auth.TYPE, b'{"method":"link","token":"t","launch":{"request":-1,"app":"xterm"}}'),
         (Auth.TYPE, b'{"method":"link","token":"t","launch":{"request":1,"app":"x","args":[1]}}'),
+        (Auth.TYPE, b'{"method":"link","token":"t","screen":[800,600]}'),  # a screen is an object
+        (Auth.TYPE, b'{"method":"link","token":"t","screen":{"width":800}}'),  # both sides are required
+        (Auth.TYPE, b'{"method":"link","token":"t","screen":{"width":0,"height":600}}'),  # at least one pixel
+        (Auth.TYPE, b'{"method":"link","token":"t","screen":{"width":800,"height":65536}}'),  # u16
+        (Auth.TYPE, b'{"method":"link","token":"t","screen":{"width":800.0,"height":600}}'),
         (AuthResult.TYPE, b'{"ok":1,"user":"","session":"","code":0,"message":""}'),
         (AppList.TYPE, b'{"apps":[{"id":"a"}]}'),
         (AppList.TYPE, b'{"apps":[1]}'),

@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 from sessiond.agent.screen import (
-    MIN_SIDE,
     MODE_PREFIX,
     RESIZE_COALESCE_SECONDS,
     ResizeCoalescer,
     ScreenError,
     ScreenResizer,
-    clamp_size,
 )
+from sessiond.agent.settings import MIN_SIDE, clamp_size
 
 MAX = (3840, 2160)
 

@@ -104,3 +104,30 @@ def test_the_registry_follows_every_transition(tmp_path: Any) -> None:
     assert record.last_disconnect == session.last_disconnect
     session.terminate()
     assert session.state is S.ENDED and registry.live_sessions() == []
+
+
+# -- the screen a login asks for (AUTH's screen) ------------------------------------------
+def test_a_new_seamless_session_takes_the_logins_screen_clamped_and_a_desktop_one_does_not(tmp_path: Any) -> None:
+    from relay_harness import Host
+
+    from isolation.accounts import Account
+    from sessiond.agent.settings import MIN_SIDE
+    from sessiond.config import load_config
+    from sessiond.sessions import Session
+
+    alice = Account("alice", 1000, 1000, (1000,), "/home/alice", "/bin/sh")
+    host = Host(str(tmp_path))
+    host.config = load_config(None, {"server": {"state_dir": str(tmp_path)},
+                                     "session": {"mode": "seamless", "width": "1280", "height": "800",
+                                                 "max_width": "2560", "max_height": "1600"}})  # fmt: skip
+    assert (Session(host, alice).width, Session(host, alice).height) == (1280, 800)
+    assert (Session(host, alice, screen=(1920, 1050)).width, Session(host, alice, screen=(1920, 1050)).height) \
+        == (1920, 1050)
+    huge = Session(host, alice, screen=(65535, 65535))
+    assert (huge.width, huge.height) == (2560, 1600)  # the X server's largest, as a RESIZE_REQUEST is clamped
+    tiny = Session(host, alice, screen=(1, 1))
+    assert (tiny.width, tiny.height) == (MIN_SIDE, MIN_SIDE)
+    host.config = load_config(None, {"server": {"state_dir": str(tmp_path)},
+                                     "session": {"mode": "desktop", "width": "1280", "height": "800"}})  # fmt: skip
+    desktop = Session(host, alice, screen=(1920, 1050))
+    assert (desktop.width, desktop.height) == (1280, 800)  # shown in one client window: the configured size

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,3 +269,58 @@ def test_a_small_frame_is_handed_to_an_idle_gui_before_the_reactor_goes_on() -> 
     frame(4, 200, 100)  # a whole window (80 kB): never waited for
     assert event.waits == [HANDOFF_WAIT_SECONDS]
     assert 6 * 13 * 4 <= HANDOFF_MAX_BYTES < 200 * 100 * 4
+
+
+class _FakeX:
+    """The parts of a python-xlib Display free_area reads: one screen, RandR outputs and CRTCs, _NET_WORKAREA."""
+
+    def __init__(self, size: tuple[int, int], crtcs: dict[int, tuple[int, int, int, int]] | None,
+                 primary: int = 0, workarea: list[int] | None = None, xresources: bytes = b"") -> None:  # fmt: skip
+        self.crtcs = crtcs
+        outputs = sorted(crtcs or {})
+        resources = SimpleNamespace(outputs=outputs, config_timestamp=1)
+        work = None if workarea is None else SimpleNamespace(value=workarea)
+        root = SimpleNamespace(xrandr_get_screen_resources=lambda: resources,
+                               xrandr_get_output_primary=lambda: SimpleNamespace(output=primary),
+                               get_full_property=lambda atom, kind: work if atom == 1 else SimpleNamespace(
+                                   value=xresources))  # fmt: skip
+        self._screen = SimpleNamespace(root=root, width_in_pixels=size[0], height_in_pixels=size[1])
+
+    def screen(self) -> Any:
+        return self._screen
+
+    def has_extension(self, name: str) -> bool:
+        return self.crtcs is not None
+
+    def intern_atom(self, name: str) -> int:
+        return 1
+
+    def xrandr_get_output_info(self, output: int, stamp: int) -> Any:
+        return SimpleNamespace(crtc=output if output in (self.crtcs or {}) and self.crtcs[output][2] else 0)  # type: ignore[index]
+
+    def xrandr_get_crtc_info(self, crtc: int, stamp: int) -> Any:
+        x, y, w, h = self.crtcs[crtc]  # type: ignore[index]
+        return SimpleNamespace(x=x, y=y, width=w, height=h)
+
+
+def test_free_area_is_the_primary_outputs_area_within_the_work_area() -> None:
+    from client.viewer.main import free_area
+
+    # No RandR, no window manager: the whole X screen.
+    assert free_area(_FakeX((1280, 1024), None)) == (1280, 1024)
+    # Two monitors side by side; the second is primary; a panel takes 40 rows at the top of the whole desktop.
+    two = {1: (0, 0, 1920, 1080), 2: (1920, 0, 1280, 1024)}
+    assert free_area(_FakeX((3200, 1080), two, primary=2, workarea=[0, 40, 3200, 1040])) == (1280, 984)
+    # No primary output: the first that shows something (an output without a CRTC is skipped).
+    assert free_area(_FakeX((3200, 1080), {1: (0, 0, 0, 0), 2: (0, 0, 1600, 900)})) == (1600, 900)
+    # A work area that misses the screen altogether says nothing usable.
+    assert free_area(_FakeX((1280, 1024), None, workarea=[2000, 0, 100, 100])) is None
+
+
+def test_free_area_is_left_to_qt_where_qt_scales() -> None:
+    from client.viewer.main import free_area
+
+    plain = _FakeX((1280, 1024), None, xresources=b"Xft.antialias:\t1\nXft.dpi:\t96\n")
+    assert free_area(plain, {}) == (1280, 1024)
+    assert free_area(plain, {"QT_SCALE_FACTOR": "2"}) is None  # Qt's sizes are then half X's pixels
+    assert free_area(_FakeX((1280, 1024), None, xresources=b"Xft.dpi:\t144\n"), {}) is None  # Qt 6: ratio 1.5
