@@ -1,12 +1,15 @@
 # frozen_dataclass must be indistinguishable from dataclass(frozen=True) for
-# what the protocol's classes use: repr (with hidden fields and recursion),
-# equality, hashing, immutability, subclassing and methods a body writes.
+# what the protocol's classes use: construction (by position or name, with
+# defaults, __post_init__, and the same refusals), repr (with hidden fields
+# and recursion), equality, hashing, immutability, subclassing, methods a
+# body writes, and dataclasses' own functions (fields, replace, asdict).
+# Only the params' `frozen` differs (protocol/frozen.py says why).
 """Tests of protocol.frozen against dataclasses.dataclass(frozen=True)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import pytest
 
@@ -38,7 +41,8 @@ def test_repr_eq_hash_and_params_match_the_stdlib() -> None:
     assert ours(1, size=1) == ours(1, size=2) and ours(1) != ours(2)
     assert ours(1, tag="a") != ours(1, tag="b") and hash(ours(1, tag="a")) == hash(ours(1, tag="b"))
     assert ours(1).__eq__(std(1)) is NotImplemented
-    assert repr(std.__dataclass_params__) == repr(ours.__dataclass_params__)
+    assert repr(std.__dataclass_params__) == repr(ours.__dataclass_params__).replace("frozen=False", "frozen=True")
+    assert std.__match_args__ == ours.__match_args__
     assert [f.name for f in dataclasses.fields(ours)] == [f.name for f in dataclasses.fields(std)]
 
 
@@ -107,3 +111,48 @@ def test_messages_keep_their_repr_equality_and_hash() -> None:
     assert again == geometry and hash(again) == hash(geometry) and again is not geometry
     assert repr(again) == "WindowGeometry(window=3, x=-4, y=5, width=60, height=70)"
     assert again != WindowGeometry(window=3, x=-4, y=5, width=60, height=71)
+
+
+def test_construction_matches_the_stdlib() -> None:
+    def make(deco: Callable[[type[Any]], type[Any]]) -> type[Any]:
+        @deco
+        class Made:
+            a: int
+            b: str = "b"
+            items: list[int] = dataclasses.field(default_factory=list)
+            fixed: int = dataclasses.field(default=9, init=False)
+            seen: ClassVar[list[Any]] = []
+
+            def __post_init__(self) -> None:
+                type(self).seen.append((self.a, self.b, self.fixed))
+        return Made
+    std, ours = _pair(make)
+    for cls in (std, ours):
+        assert [cls(1), cls(2, "x"), cls(a=3, b="y"), cls(4, b="z")] == [
+            cls(1, "b"), cls(2, "x"), cls(3, "y"), cls(4, "z")]
+        assert cls.seen[:4] == [(1, "b", 9), (2, "x", 9), (3, "y", 9), (4, "z", 9)]
+        assert cls(1).items == [] and cls(1).items is not cls(1).items  # a fresh default each time
+        assert dataclasses.asdict(cls(5, "q")) == {"a": 5, "b": "q", "items": [], "fixed": 9}
+        assert dataclasses.replace(cls(5), b="r") == cls(5, "r")
+        for args, kwargs in [((), {}), ((1, "b", [], 4), {}), ((1,), {"a": 2}), ((1,), {"nope": 2}),
+                             ((1,), {"fixed": 2})]:  # fmt: skip
+            with pytest.raises(TypeError):
+                cls(*args, **kwargs)
+
+
+def test_a_class_made_here_compiles_no_code() -> None:
+    import sys
+
+    compiled: list[str] = []
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if event == "compile" and active:
+            compiled.append(str(args[1]))
+
+    active = True
+    sys.addaudithook(audit)
+    try:
+        _plain(frozen_dataclass)
+    finally:
+        active = False
+    assert compiled == []
