@@ -124,8 +124,9 @@ class SessionRequests:
     async def login(self, user: str, password: str, launch: Launch | None = None,
                     screen: tuple[int, int] | None = None) -> AuthResult:  # fmt: skip
         """Log in with a password; starts or resumes the user's session. LAUNCH: an app to start
-        with the login (login_launched() answers it). SCREEN: the size a session this login
-        starts is to have (a running session keeps its own; resize() changes it)."""
+        with the login (login_launched() answers it). SCREEN: the client's screen, whose size a
+        seamless session this login starts takes (a running session keeps its own; resize()
+        changes it)."""
         return await self._authenticate(Auth(method="password", user=user, password=password), launch, screen)
 
     async def resume(self, user: str, token: str, launch: Launch | None = None,
@@ -144,7 +145,7 @@ class SessionRequests:
         LAUNCH goes in the AUTH where the server starts it with the login (AUTH_LAUNCH_CAPABILITY:
         a new session runs it before the client hears of its login), else as a LAUNCH right
         behind a successful AUTH_RESULT. SCREEN goes in the AUTH where the server starts a new
-        session at that size (AUTH_SCREEN_CAPABILITY). A LAUNCH that comes with a SCREEN is meant
+        seamless session at that size (AUTH_SCREEN_CAPABILITY). A LAUNCH that comes with a SCREEN is meant
         for a screen of that size: a server that cannot take the screen gets no LAUNCH from the
         login (login_carries_launch() is false), and the caller launches once it has fitted the
         session's screen."""
