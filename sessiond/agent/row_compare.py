@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import mmap
 import operator
 from collections import Counter
 from dataclasses import dataclass
@@ -44,7 +45,9 @@ MIN_SAMPLED_VOTES = 2
 # Row geometries whose slices rows_of keeps (a scroll's damage repeats frame after frame).
 ROW_SLICES_CACHED = 8
 
-Buffer = memoryview | bytes | bytearray
+Buffer = memoryview | bytes | bytearray | mmap.mmap
+# What copy() writes into: a history's buffer (scroll.SurfaceHistory: anonymous memory, see zeroed()).
+WRITABLE = (bytearray, mmap.mmap)
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,11 @@ class PythonRows:
 
     def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int, skip: bytes | None = None) -> None:
         """Copy h rows of row_bytes bytes from src into dst (its buf a
-        bytearray), but rows i where skip[i] (compare()'s `same`: rows dst
-        already holds)."""
+        bytearray or an mmap: WRITABLE), but rows i where skip[i] (compare()'s
+        `same`: rows dst already holds)."""
         target = dst.buf
-        if not isinstance(target, bytearray):
-            raise TypeError("copy() writes into a bytearray")
+        if not isinstance(target, WRITABLE):
+            raise TypeError("copy() writes into a bytearray or an mmap")
         with memoryview(src.buf) as view:
             if skip is None and dst.stride == src.stride == row_bytes:  # whole rows on both sides: one copy
                 target[dst.start : dst.start + h * row_bytes] = view[src.start : src.start + h * row_bytes]

@@ -25,7 +25,7 @@ from functools import cache
 from typing import Any, Final
 
 from sessiond.agent import glyph_native
-from sessiond.agent.row_compare import MAX_ROW_REPEATS, PythonRows, RowPasses, Rows, rule
+from sessiond.agent.row_compare import MAX_ROW_REPEATS, WRITABLE, PythonRows, RowPasses, Rows, rule
 
 _BAD_ARGS: Final = -1
 
@@ -89,8 +89,8 @@ class NativeRows:
 
     def copy(self, dst: Rows, src: Rows, row_bytes: int, h: int, skip: bytes | None = None) -> None:
         """row_compare.PythonRows.copy, in C."""
-        if not isinstance(dst.buf, bytearray):
-            raise TypeError("copy() writes into a bytearray")
+        if not isinstance(dst.buf, WRITABLE):
+            raise TypeError("copy() writes into a bytearray or an mmap")
         with glyph_native.Pinned(dst.buf) as (dst_at, dst_len), glyph_native.Pinned(src.buf) as (src_at, src_len):
             status = self._copy(dst_at, dst_len, dst.stride, dst.start, src_at, src_len, src.stride, src.start,
                                 row_bytes, h, skip, len(skip) if skip is not None else 0)  # fmt: skip
