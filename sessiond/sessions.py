@@ -113,9 +113,10 @@ class Session(SessionApps):
         self.relay.filters[ChannelKind.FILES] = FilesFilter(self.relay, lambda: self.file_policy, account.name,
                                                             self._audit)  # fmt: skip
         self.width, self.height = self.config.session.width, self.config.session.height
-        largest = agent_settings(self.config, "", self.width, self.height, display=self.display).x_screen()
-        if screen is not None and not largest.root_shown:  # seamless; clamped as the agent clamps a RESIZE_REQUEST
-            self.width, self.height = clamp_size(*screen, largest.width, largest.height)
+        if screen is not None:  # a seamless session's; clamped as the agent clamps a RESIZE_REQUEST
+            largest = agent_settings(self.config, "", self.width, self.height, display=self.display).x_screen()
+            if not largest.root_shown:
+                self.width, self.height = clamp_size(*screen, largest.width, largest.height)
         self.session_dir = ""
         self.reactor: Any = None
         self.link: AgentLink | None = None

@@ -72,7 +72,7 @@ def free_area(display: Any, environ: dict[str, str] | None = None) -> tuple[int,
     try:
         resources_db = root.get_full_property(Xatom.RESOURCE_MANAGER, Xatom.STRING)
         for line in (resources_db.value if resources_db is not None else b"").splitlines():
-            name, _, value = (line.decode() if isinstance(line, bytes) else line).partition(":")
+            name, _, value = (line.decode(errors="replace") if isinstance(line, bytes) else line).partition(":")
             if name.strip() == "Xft.dpi" and value.strip() not in ("", str(X_DEFAULT_DPI)):
                 return None
         if display.has_extension("RANDR"):

@@ -322,5 +322,7 @@ def test_free_area_is_left_to_qt_where_qt_scales() -> None:
 
     plain = _FakeX((1280, 1024), None, xresources=b"Xft.antialias:\t1\nXft.dpi:\t96\n")
     assert free_area(plain, {}) == (1280, 1024)
+    not_utf8 = _FakeX((1280, 1024), None, xresources=b"*name:\t\xff\xfe\nXft.dpi:\t96\n")
+    assert free_area(not_utf8, {}) == (1280, 1024)  # a resource database that is not UTF-8 is no crash
     assert free_area(plain, {"QT_SCALE_FACTOR": "2"}) is None  # Qt's sizes are then half X's pixels
     assert free_area(_FakeX((1280, 1024), None, xresources=b"Xft.dpi:\t144\n"), {}) is None  # Qt 6: ratio 1.5
