@@ -10,7 +10,11 @@
 #
 # Ends: the local client exiting (Ctrl+C detaches it; the session keeps
 # running) closes the channel; the channel closing (logoff, the server's
-# xpra ending) closes the local socket, and the local client exits.
+# xpra ending) closes the local socket, and the local client exits. The
+# connection ending (the server went away, the network broke) does the
+# same at once, and svclient fails with "connection ended" (the local
+# client would otherwise sit on a frozen window until its own ping timeout,
+# about a minute).
 """run_xpra(): the xpra channel bridged to a local xpra client; display_unless_beside() for svclient launch."""
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from twisted.internet import defer, protocol
 
-from client.session import RemoteError, SessionClient, with_timeout
+from client.session import ConnectionEnded, RemoteError, SessionClient, with_timeout
 from protocol.connection import frame_cost
 from protocol.errors import ReasonCode
 from protocol.messages import ChannelKind, Message
@@ -225,11 +229,20 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
     child = reactor.spawnProcess(process, path, argv, env=dict(os.environ), childFDs={0: 0, 1: 1, 2: 2})
     print(f"svclient: xpra {local_version} attached to the session's xpra {server_version}; "
           "Ctrl+C detaches (the session keeps running)", flush=True)
+    lost: list[ConnectionEnded] = []
+
+    def connection_ended(end: Any) -> Any:
+        if not bridge.done.called:
+            lost.append(end if isinstance(end, ConnectionEnded) else ConnectionEnded(ReasonCode.NORMAL, str(end)))
+            bridge.end(f"connection ended: {lost[0]}")
+        return end  # (others may wait on `ended` too)
+
+    client.ended.addBoth(connection_ended)
     try:
         ended = defer.DeferredList([process.ended, bridge.done], fireOnOneCallback=True, consumeErrors=True)
         await ended
         # The client ended on its own (not because the session closed the channel): its status is its verdict.
-        by_itself = process.ended.called or bridge.done.result == LOCAL_GONE
+        by_itself = not lost and (process.ended.called or bridge.done.result == LOCAL_GONE)
         bridge.end("detached")
         if not process.ended.called:
             child.signalProcess(signal.SIGTERM)
@@ -237,6 +250,8 @@ async def run_xpra(reactor: Any, client: SessionClient, args: argparse.Namespace
     finally:
         await defer.maybeDeferred(port.stopListening)
         shutil.rmtree(private, ignore_errors=True)
+    if lost:  # the local client is gone too: fail as any command whose connection ends
+        raise lost[0]
     print(f"svclient: detached ({bridge.done.result if bridge.done.called else 'ended'}; xpra exited with "
           f"status {code}); the session keeps running", flush=True)
     if by_itself and (note := exit_note(code, local_version, server_version)):

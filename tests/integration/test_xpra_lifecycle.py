@@ -121,10 +121,13 @@ def test_kill_9_of_sessiond_then_the_readopted_xpra_session_shows_the_same_windo
         session_id = row_of(first, user)["id"]
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
-        # The client loses its connection; the session (agent, xpra, xterm) lives on.
+        # The client loses its connection and says so, and takes the local xpra client with it
+        # (which would otherwise sit on a frozen window until its own ping timeout, a minute);
+        # the session (agent, xpra, xterm) lives on.
         process.wait(timeout=WAIT_S)
     finally:
-        finish(process)
+        out = finish(process)
+    assert process.returncode == 1 and "connection ended" in out, out
     wait_for(lambda: not windows_of_class(display, "xterm"), "the window to go with the client")
     # Restarted with a config that no longer says xpra: the session still runs xpra and says so.
     second = start_sessiond(tmp, port=port, runtime=runtime)
