@@ -15,9 +15,10 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from client.usb_virtual import VIRTUAL_DEVICES, VirtualDevice
 from protocol.errors import ReasonCode
+from protocol.frozen import frozen_dataclass
 from protocol.messages import Message
 from protocol.usb import (
     MAX_CONNECTIONS,
@@ -37,7 +38,6 @@ from protocol.usb import (
     UrbCommand,
     UrbReturn,
 )
-from client.usb_virtual import VIRTUAL_DEVICES, VirtualDevice
 
 # Where Linux lists USB devices (no libusb needed to list them).
 SYSFS_USB = "/sys/bus/usb/devices"
@@ -47,7 +47,7 @@ class UsbUsageError(Exception):
     """The user named a device that cannot be shared; printed without a traceback."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LocalDevice:
     """A USB device on this machine (sysfs) or one of the built-in virtual devices."""
 

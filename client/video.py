@@ -33,11 +33,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from protocol.frozen import plain_dataclass
 from protocol.limits import MAX_VIDEO_STREAMS
 from protocol.video import VideoError, coded_size, parse
 
@@ -68,7 +68,7 @@ def max_pixels(w: int, h: int) -> int:
     return (cw + ALIGN_SLACK_W) * (ch + ALIGN_SLACK_H)
 
 
-@dataclass
+@plain_dataclass
 class _Stream:
     size: tuple[int, int]
     context: av.VideoCodecContext

@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from PIL import Image
 
 from client.framebuffer import Framebuffer, store_glyphs
 from media.glyphs import GlyphCache
 from protocol.base import Encoding
+from protocol.frozen import plain_dataclass
 from protocol.messages import Message, Region
 from protocol.windows import (
     MAX_WINDOWS,
@@ -39,7 +40,7 @@ class WindowLimitError(ValueError):
     """The server announced more than MAX_WINDOWS windows."""
 
 
-@dataclass
+@plain_dataclass
 class ClientWindow:
     """One window as the client knows it."""
 
@@ -63,7 +64,7 @@ class ClientWindow:
         return self.info.state == "minimized"
 
 
-@dataclass
+@plain_dataclass
 class WindowTable:
     """Every window of the session, bottom to top, and their pixels."""
 

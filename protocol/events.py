@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypeAlias
 
 from protocol.base import ChannelKind, Message
+from protocol.frozen import frozen_dataclass
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MessageReceived:
     """The peer sent `message` on `channel` (of `kind`).
 
@@ -27,7 +28,7 @@ class MessageReceived:
     wire_size: int = field(default=0, compare=False)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FrameReceived:
     """A frame of a relayed (kind, type) on `channel`, handed over undecoded.
 
@@ -43,7 +44,7 @@ class FrameReceived:
     wire_size: int
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ChannelOpened:
     """`channel` is now usable: opened by the peer (auto-accepted) or our open was accepted."""
 
@@ -52,7 +53,7 @@ class ChannelOpened:
     by_peer: bool
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ChannelClosed:
     """`channel` is gone and its id free: the peer closed or refused it (by_peer),
     or the peer confirmed our close_channel()."""
@@ -63,7 +64,7 @@ class ChannelClosed:
     by_peer: bool
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowUpdated:
     """The peer granted `increment` more bytes of send credit on `channel`."""
 
@@ -71,7 +72,7 @@ class WindowUpdated:
     increment: int
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MessageRefused:
     """A message on `channel` could not be decoded (`code`, `message` say why);
     the Connection refused that channel: its CHANNEL_CLOSE carrying the same
@@ -84,7 +85,7 @@ class MessageRefused:
     message: str
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ConnectionClosed:
     """The connection is over: the peer sent CLOSE (by_peer), or it broke the
     protocol and our CLOSE frame now waits in data_to_send()."""

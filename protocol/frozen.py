@@ -20,18 +20,30 @@
 # __setattr__ and __delattr__ again, and it refuses a frozen base under a
 # class it makes without frozen. So a class made here cannot be the base
 # of a plain dataclass(frozen=True), which no protocol class needs.
-"""frozen_dataclass: dataclass(frozen=True) made of shared methods, with no exec()."""
+#
+# The agent's, the viewer's and the connection's own frozen records (window
+# events, settings, frames) use it too: in the agent, which a cold login
+# waits for to import, dataclass(frozen=True) cost ~0.35 ms a class here.
+# Equality and hashing read the fields through one operator.attrgetter per
+# class (C), so they cost a few tenths of a microsecond more than the
+# compiled ones, not several. plain_dataclass does the same for a mutable
+# dataclass() (its params are then exactly the stdlib's).
+"""frozen_dataclass / plain_dataclass: dataclass(frozen=True) / dataclass() of shared methods, no exec()."""
 
 from __future__ import annotations
 
 import dataclasses
 import reprlib
-from typing import Any, Final
+from operator import attrgetter
+from typing import Any, Callable, Final, TypeVar, dataclass_transform
 
-# Per-class tuples of field names the shared methods read.
+# Per-class tuple of the field names repr shows, and per-class functions (staticmethods) that
+# give the tuple of the values equality and hashing compare.
 _REPR_NAMES: Final = "__protocol_repr_fields__"
-_EQ_NAMES: Final = "__protocol_eq_fields__"
-_HASH_NAMES: Final = "__protocol_hash_fields__"
+_EQ_VALUES: Final = "__protocol_eq_values__"
+_HASH_VALUES: Final = "__protocol_hash_values__"
+
+_T = TypeVar("_T")
 
 
 @reprlib.recursive_repr()
@@ -41,16 +53,25 @@ def _repr(self: Any) -> str:
     return text
 
 
+def _values(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving the tuple of an object's NAMES attributes (one attrgetter for two or more)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    if names:
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return lambda _obj: ()
+
+
 def _eq(self: Any, other: object) -> Any:
     if other.__class__ is self.__class__:
-        names: tuple[str, ...] = getattr(self, _EQ_NAMES)
-        return tuple([getattr(self, n) for n in names]) == tuple([getattr(other, n) for n in names])
+        values = getattr(self, _EQ_VALUES)
+        return values(self) == values(other)
     return NotImplemented
 
 
 def _hash(self: Any) -> int:
-    names: tuple[str, ...] = getattr(self, _HASH_NAMES)
-    return hash(tuple([getattr(self, n) for n in names]))
+    return hash(getattr(self, _HASH_VALUES)(self))
 
 
 _repr.__name__ = _repr.__qualname__ = "__repr__"
@@ -112,38 +133,55 @@ def _init_for(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> Any
     return __init__
 
 
-def frozen_dataclass(cls: type[Any]) -> type[Any]:
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, dataclasses.Field))
+def frozen_dataclass(cls: type[_T]) -> type[_T]:
     """cls as dataclasses.dataclass(frozen=True) makes it, with every method shared instead of
     compiled for this class."""
+    return _shared(cls, frozen=True)
+
+
+@dataclass_transform(field_specifiers=(dataclasses.field, dataclasses.Field))
+def plain_dataclass(cls: type[_T]) -> type[_T]:
+    """cls as dataclasses.dataclass() makes it (mutable, compared by its fields, unhashable
+    unless its body says __hash__), with every method shared instead of compiled for this class.
+    Its __init__ sets the fields as object.__setattr__ does (a __setattr__ of the body is not called)."""
+    if "__setattr__" in cls.__dict__:
+        raise TypeError(f"{cls.__name__} writes __setattr__: use dataclasses.dataclass")
+    return _shared(cls, frozen=False)
+
+
+def _shared(cls: type[_T], frozen: bool) -> type[_T]:
     body = cls.__dict__
     keep_repr, keep_eq, keep_init = "__repr__" in body, "__eq__" in body, "__init__" in body
     # dataclass keeps a __hash__ written in the body, but replaces the None
     # Python puts there when the body writes __eq__ and no __hash__.
     keep_hash = "__hash__" in body and not (body["__hash__"] is None and keep_eq)
     for name in ("__setattr__", "__delattr__"):
-        if name in body:  # as dataclass(frozen=True) says
+        if frozen and name in body:  # as dataclass(frozen=True) says
             raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")
     if not cls.__doc__:  # what dataclass would write, but without inspect.signature() (which compiles)
         annotations = cls.__dict__.get("__annotations__", {})
         names = [name for name, kind in annotations.items()
                  if not str(kind).startswith(("ClassVar", "typing.ClassVar"))]  # fmt: skip
         cls.__doc__ = f"{cls.__name__}({', '.join(names)})"
-    cls = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
-    fields = dataclasses.fields(cls)
+    made: Any = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
+    fields = dataclasses.fields(made)
     setattr(cls, _REPR_NAMES, tuple(f.name for f in fields if f.repr))
-    setattr(cls, _EQ_NAMES, tuple(f.name for f in fields if f.compare))
-    setattr(cls, _HASH_NAMES, tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
+    setattr(cls, _EQ_VALUES, staticmethod(_values(tuple(f.name for f in fields if f.compare))))
+    setattr(cls, _HASH_VALUES, staticmethod(_values(tuple(f.name for f in fields
+                                                          if (f.compare if f.hash is None else f.hash)))))
     if not keep_init:
         setattr(cls, "__init__", _init_for(cls, fields))  # noqa: B010 - a class attribute, not an instance's
     if not keep_repr:
         setattr(cls, "__repr__", _repr)  # noqa: B010
     if not keep_eq:
         setattr(cls, "__eq__", _eq)  # noqa: B010
-    if not keep_hash:
-        setattr(cls, "__hash__", _hash)  # noqa: B010
-    setattr(cls, "__setattr__", _frozen_setattr)  # noqa: B010
-    setattr(cls, "__delattr__", _frozen_delattr)  # noqa: B010
-    params = cls.__dataclass_params__
+    if not keep_hash:  # frozen: by the fields, as dataclass(frozen=True); mutable: none, as dataclass()
+        setattr(cls, "__hash__", _hash if frozen else None)  # noqa: B010
+    if frozen:
+        setattr(cls, "__setattr__", _frozen_setattr)  # noqa: B010
+        setattr(cls, "__delattr__", _frozen_delattr)  # noqa: B010
+    params = made.__dataclass_params__
     params.init = True
     params.repr = True
     params.eq = True

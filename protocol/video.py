@@ -20,9 +20,9 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Final
 
+from protocol.frozen import frozen_dataclass
 from protocol.limits import MAX_VIDEO_PAYLOAD, MAX_VIDEO_PIXELS, MAX_VIDEO_SIDE, MAX_VIDEO_STREAMS
 
 HEADER: Final = struct.Struct(">BB")
@@ -35,7 +35,7 @@ class VideoError(ValueError):
     """An H264 region is malformed or out of bounds."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class VideoUnit:
     """One parsed H264 region payload."""
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from client.fb_memory import PIXEL_BYTES, PixelMemory
 from client.framebuffer import Framebuffer
 from client.viewer.gate import FrameGate
+from protocol.frozen import frozen_dataclass
 from protocol.messages import DesktopSize, Encoding, FrameEnd, Message, Region
 from protocol.windows import WindowTarget
 
@@ -81,7 +81,7 @@ class LatencyTrace:
                 handle.writelines(f"{what} {moment:.6f}\n" for what, moment in self.marks)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Patch:
     """A changed rectangle of a window whose buffer is fb_width x fb_height, and
     its pixels: in `memory` (the framebuffer's, read under `gate`) or else in
@@ -112,7 +112,7 @@ class Patch:
         return self.w * self.h * PIXEL_BYTES
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowState:
     """One session window as the GUI shows it (a copy of client.windows' record)."""
 
@@ -132,7 +132,7 @@ class WindowState:
     close_unanswered: bool = False
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Snapshot:
     """Every window bottom to top, and which has the session's focus."""
 

@@ -29,9 +29,9 @@
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 
 from client.keysyms import FIRST_PRINTABLE, char_for_keysym, keysym_for_char
+from protocol.frozen import plain_dataclass
 
 # Qt::KeyboardModifier bits (QKeyEvent.modifiers() as int).
 QT_SHIFT = 0x02000000
@@ -99,7 +99,7 @@ MAX_HELD_KEYS = 64
 KeyEvent = tuple[int, bool]
 
 
-@dataclass
+@plain_dataclass
 class _Held:
     """One local key held down, and the keysym its press sent."""
 

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from protocol.frozen import frozen_dataclass
 
 TEXT_MIME = "text/plain;charset=utf-8"
 PNG_MIME = "image/png"
@@ -31,7 +33,7 @@ DEFAULT_MAX_IMAGE_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ClipboardPolicy:
     """Which clipboard directions and types are allowed, and how big.
 
@@ -70,7 +72,7 @@ class ClipboardPolicy:
         return selection == "CLIPBOARD" or (selection == "PRIMARY" and self.primary_from_client)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FilePolicy:
     """Which file-transfer directions are allowed, how big, and where files go.
 

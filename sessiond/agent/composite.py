@@ -32,9 +32,10 @@
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
 
+from protocol.frozen import plain_dataclass
 from sessiond.agent.clibs import library_path
 from sessiond.agent.damage import DamageError, DamageEvents, Rect, RegionDamage, merge_rects
 from sessiond.agent.window_model import MAX_WINDOWS
@@ -73,7 +74,7 @@ class _CompositeLib:
         return cls.loaded
 
 
-@dataclass
+@plain_dataclass
 class _Window:
     damage: RegionDamage
     pixmap: int = 0  # named lazily; 0 while unknown or stale

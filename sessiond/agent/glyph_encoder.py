@@ -40,12 +40,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Final, Union
 
 from PIL import Image
 
 from media import glyphs
+from protocol.frozen import plain_dataclass
 from protocol.limits import MAX_REGION_RAW_BYTES
 from protocol.media import GLYPH_MAX_USED, GLYPH_SLOTS
 from protocol.messages import Encoding, Region
@@ -96,7 +97,7 @@ Cells = Union[list[bytes], bytes, "array[int]"]
 _Cut = tuple[Grid, Rect, Cells, Union[list[bytes], None], bytes, bytes]
 
 
-@dataclass
+@plain_dataclass
 class Assignment:
     """Slots for one region's distinct glyphs, not yet committed."""
 

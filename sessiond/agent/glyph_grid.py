@@ -29,12 +29,12 @@
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
 from PIL import Image
 
+from protocol.frozen import frozen_dataclass
 from protocol.media import GLYPH_MAX_SIDE
 
 Rect = tuple[int, int, int, int]
@@ -58,7 +58,7 @@ GRID_SAMPLE_BANDS: Final = 12
 PIECES_CACHED: Final = 8
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Grid:
     """Cells of cell_w x cell_h whose corners lie at (phase_x + i*cell_w,
     phase_y + j*cell_h) of the surface (0 <= phase < cell side)."""

@@ -28,7 +28,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from protocol.frozen import plain_dataclass
 
 # Frames remembered until acknowledged. The frame window is at most 16
 # ([display] frames_in_flight), so this is never reached by a correct
@@ -80,7 +81,7 @@ MAX_REFINE_DELAY = 5.0
 REFINE_LINK_SHARE = 0.5
 
 
-@dataclass
+@plain_dataclass
 class _Sent:
     """One frame awaiting its ack."""
 

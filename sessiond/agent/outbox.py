@@ -22,8 +22,8 @@ import asyncio
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from protocol.frozen import frozen_dataclass
 from sessiond.agent.clipboard_policy import FilePolicy
 
 # Seconds between looks at the directory.
@@ -40,7 +40,7 @@ PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", "~"
 MAX_PROC_FDS_SCANNED = 65536
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class OutgoingFile:
     """A file to offer to the client: its name, size, an open read-only fd, and where it came from."""
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import mmap
 import operator
 from collections import Counter
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
+
+from protocol.frozen import frozen_dataclass
 
 # A run of fewer rows moved by the same shift is re-sent instead of copied
 # (scroll.py); a short rectangle's vote needs as many rows agreeing.
@@ -50,7 +51,7 @@ Buffer = memoryview | bytes | bytearray | mmap.mmap
 WRITABLE = (bytearray, mmap.mmap)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Rows:
     """Rows of a buffer: each `stride` bytes after the last, the first at byte `start`."""
 
@@ -59,7 +60,7 @@ class Rows:
     start: int
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class VoteRule:
     """How a rectangle of h rows votes (see SAMPLE_STEP): previous rows every
     `step`-th indexed; current rows `take` in every `period`; the winner

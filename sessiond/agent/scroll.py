@@ -44,8 +44,9 @@ import mmap
 import re
 import weakref
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from protocol.frozen import frozen_dataclass, plain_dataclass
 from sessiond.agent import row_native
 from sessiond.agent.row_compare import MIN_SCROLL_ROWS, SAMPLE_ALL_ROWS, RowPasses, Rows
 
@@ -79,7 +80,7 @@ def zeroed(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size, flags=ZEROED_FLAGS)
 
 
-@dataclass
+@plain_dataclass
 class Plan:
     """How to bring the client's copy of a rectangle up to date: apply
     `copies` (dest rect, source x, source y) in order, then send `rects`."""
@@ -88,7 +89,7 @@ class Plan:
     rects: list[Rect] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Source:
     """Where the caller's BGRX buffer lies on the surface: row `stride` bytes,
     its first pixel at surface point `origin` (a capture of one damaged

@@ -20,7 +20,6 @@ import asyncio
 import select
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from Xlib import X, Xatom
@@ -28,6 +27,7 @@ from Xlib import display as xdisplay
 from Xlib import error as xerror
 from Xlib.ext import xfixes
 
+from protocol.frozen import frozen_dataclass
 from sessiond.agent.clipboard_policy import TEXT_MIME, ClipboardPolicy
 from sessiond.agent.selection_targets import fetched_to_mime, is_utf8, offered_mimes, target_to_fetch
 from sessiond.agent.x_selection import AtomCache, SelectionServer
@@ -57,7 +57,7 @@ class ClipboardRefused(Exception):
     """The policy does not allow this transfer; the message says which rule."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ClipboardChanged:
     """An app in the session took a selection; mimes are the types it offers (policy-filtered)."""
 

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any, Final, NamedTuple
+
+from protocol.frozen import frozen_dataclass
 
 # The environment variable that carries the settings to the agent.
 SETTINGS_ENV: Final = "SESSIOND_AGENT_SETTINGS"
@@ -106,7 +108,7 @@ def clamp_size(width: int, height: int, max_width: int, max_height: int) -> tupl
     return (max(MIN_SIDE, min(width, max_width)), max(MIN_SIDE, min(height, max_height)))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AgentSettings:
     """What one session agent runs with (from [session], [display], [audio], [apps])."""
 

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from PIL import Image
 
+from protocol.frozen import plain_dataclass
 from protocol.limits import MAX_VIDEO_PAYLOAD, MAX_VIDEO_STREAMS
 from protocol.messages import Encoding, Region
 from protocol.video import VideoError, check_rect, pack
@@ -107,7 +108,7 @@ def _similar(a: Rect, b: Rect) -> bool:
     return _area(common) >= OVERLAP * (_area(a) + _area(b) - _area(common))
 
 
-@dataclass
+@plain_dataclass
 class _Watch:
     """Detection state of one surface."""
 
@@ -117,7 +118,7 @@ class _Watch:
     hold: int = 0  # frames left before a failed candidate is tested again
 
 
-@dataclass
+@plain_dataclass
 class VideoStream:
     """One H.264 stream on a surface rectangle."""
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from protocol.frozen import plain_dataclass
 
 # Frame rate before a step down: acknowledged frames over this many seconds.
 BEFORE_SECONDS = 2.0
@@ -48,7 +49,7 @@ HOLD_SECONDS = 20.0
 MAX_ACK_RECORDS = 512
 
 
-@dataclass
+@plain_dataclass
 class _Probe:
     started: float
     previous: int  # the bitrate before the step down

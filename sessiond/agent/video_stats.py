@@ -17,7 +17,9 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from protocol.frozen import frozen_dataclass, plain_dataclass
 
 # Seconds between two report lines of a running stream.
 REPORT_SECONDS = 5.0
@@ -40,7 +42,7 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-@dataclass
+@plain_dataclass
 class StreamStats:
     """Per-stage seconds, frames and bytes of one stream since the last report."""
 
@@ -92,7 +94,7 @@ def format_report(stream_id: int, size: tuple[int, int], counts: tuple[int, int]
         f"{sent} bytes, target {bitrate // 1000} kbit/s; ms/frame {per_frame}"  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Report:
     """One parsed report line."""
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Final, Protocol
+
+from protocol.frozen import frozen_dataclass
 
 # Windows per session (managed and override-redirect together): bounds the
 # model, the per-window damage/capture state and the client's window table.
@@ -63,7 +64,7 @@ class UnknownWindowError(KeyError):
     """A request or update named a window the model does not hold."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Rect:
     """A rectangle in screen pixels: top-left corner and size."""
 
@@ -78,7 +79,7 @@ class Rect:
                 and self.y < other.y + other.height and other.y < self.y + self.height)  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SizeHints:
     """Size constraints an app asked for (0 means "none" for max and increments)."""
 
@@ -95,7 +96,7 @@ class SizeHints:
     max_aspect: tuple[int, int] | None = None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Icon:
     """A window icon: width x height pixels, ARGB as little-endian u32 each."""
 
@@ -104,7 +105,7 @@ class Icon:
     argb: bytes
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowInfo:
     """Everything a client is told about one window, as one immutable record."""
 
@@ -128,21 +129,21 @@ class WindowInfo:
 
 
 # -- events out ------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowNew:
     """A window appeared (window.geometry and metadata are complete)."""
 
     window: WindowInfo
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowMetadataChanged:
     """Title, class, app id, hints, kind, modality, decoration or state changed."""
 
     window: WindowInfo
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowGeometryChanged:
     """A window moved or was resized."""
 
@@ -150,21 +151,21 @@ class WindowGeometryChanged:
     geometry: Rect
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowRestacked:
     """The stacking order changed; ids bottom to top, every window once."""
 
     order: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowDestroyed:
     """A window went away (closed, withdrawn or its app exited)."""
 
     id: int
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WindowIconChanged:
     """A window's icon changed (icon None: it has none any more)."""
 
@@ -172,14 +173,14 @@ class WindowIconChanged:
     icon: Icon | None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FocusChanged:
     """The keyboard focus moved to a window (0: to no window)."""
 
     id: int
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class CloseUnanswered:
     """A polite close was asked and the window is still there after the grace
     period: the client may offer to force it."""

@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from protocol.frozen import frozen_dataclass
 from sessiond.agent.window_model import Rect
 
 
@@ -24,7 +24,7 @@ class WmSelectionError(RuntimeError):
     SubstructureRedirect); the message names it where it can."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TopLevel:
     """A child of the root as the X server sees it."""
 
@@ -36,14 +36,14 @@ class TopLevel:
 
 
 # -- X events, translated --------------------------------------------------------
-@dataclass(frozen=True)
+@frozen_dataclass
 class MapRequest:
     """A client asked to map a top-level window (SubstructureRedirect)."""
 
     window: int
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ConfigureRequest:
     """A client asked to move/resize/restack a top-level window; None for
     fields it did not ask to change."""
@@ -58,7 +58,7 @@ class ConfigureRequest:
     stack_mode: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MapNotify:
     """A root child was mapped (managed windows: by us; override-redirect: by the app)."""
 
@@ -66,7 +66,7 @@ class MapNotify:
     override_redirect: bool
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class UnmapNotify:
     """A root child was unmapped (synthetic: an ICCCM withdraw message)."""
 
@@ -74,14 +74,14 @@ class UnmapNotify:
     synthetic: bool = False
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class DestroyNotify:
     """A root child was destroyed."""
 
     window: int
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ConfigureNotify:
     """A root child's geometry changed (we track override-redirect ones from this)."""
 
@@ -91,7 +91,7 @@ class ConfigureNotify:
     override_redirect: bool
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class PropertyNotify:
     """A property of a watched window changed (atom name)."""
 
@@ -99,7 +99,7 @@ class PropertyNotify:
     name: str
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ClientMessage:
     """A ClientMessage sent to the root or a client window (format 32 data)."""
 

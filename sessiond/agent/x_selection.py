@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from Xlib import X, Xatom
 from Xlib import error as xerror
 from Xlib.protocol import event as xevent
 
+from protocol.frozen import plain_dataclass
 from sessiond.agent.selection_targets import convert_for_target, served_targets
 
 # Bytes of a ChangeProperty request before its data.
@@ -74,7 +74,7 @@ class AtomCache:
         return name
 
 
-@dataclass
+@plain_dataclass
 class _IncrSend:
     requestor: Any
     property: int

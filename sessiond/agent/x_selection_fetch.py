@@ -17,12 +17,13 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from Xlib import X
 from Xlib import error as xerror
 
+from protocol.frozen import frozen_dataclass, plain_dataclass
 from sessiond.agent.x_selection import AtomCache
 
 # An app silent for this long (no SelectionNotify, no INCR step) is given up on.
@@ -52,7 +53,7 @@ class SelectionUnavailable(SelectionError):
     """No owner, or the owner refused the conversion."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Fetched:
     """What an owner gave: the property type's atom, the format (8/16/32) and the value."""
 
@@ -62,7 +63,7 @@ class Fetched:
     items: tuple[int, ...] = ()  # format 32 values (atoms, integers)
 
 
-@dataclass
+@plain_dataclass
 class _Conversation:
     selection: int
     target: int

@@ -30,15 +30,15 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import signal
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import IO
 
 from isolation.slot import X_DISPLAY_ENV, X_PID_ENV, X_SCREEN_ENV, X_SHMID_ENV, screen_text
+from protocol.frozen import plain_dataclass
 from sessiond.agent.clibs import library_path
 from sessiond.agent.display_number import MAX_DISPLAY_PROBES, bound_abstract_displays, files_taken, free_display_numbers
 
@@ -157,7 +157,7 @@ def _segment_size(shmid: int) -> int:
     raise XServerError(f"Xvfb's framebuffer segment {shmid} is not in {SYSV_SHM_TABLE}")
 
 
-@dataclass
+@plain_dataclass
 class XServer:
     """A running Xvfb: its process and the display name (":N") it serves. An adopted server
     (a warm slot's, adopt_xvfb) has no process object: it runs as another uid, so the agent

@@ -4,6 +4,8 @@
 # and recursion), equality, hashing, immutability, subclassing, methods a
 # body writes, and dataclasses' own functions (fields, replace, asdict).
 # Only the params' `frozen` differs (protocol/frozen.py says why).
+# plain_dataclass must be indistinguishable from dataclasses.dataclass()
+# in the same ways, params included, and stay mutable and unhashable.
 """Tests of protocol.frozen against dataclasses.dataclass(frozen=True)."""
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Callable, ClassVar
 
 import pytest
 
-from protocol.frozen import frozen_dataclass
+from protocol.frozen import frozen_dataclass, plain_dataclass
 from protocol.messages import Auth
 from protocol.windows import WindowGeometry
 
@@ -153,6 +155,71 @@ def test_a_class_made_here_compiles_no_code() -> None:
     sys.addaudithook(audit)
     try:
         _plain(frozen_dataclass)
+    finally:
+        active = False
+    assert compiled == []
+
+
+def test_plain_dataclass_matches_the_stdlib_dataclass() -> None:
+    std, ours = _plain(dataclasses.dataclass), _plain(plain_dataclass)
+    for args in [(1,), (2, "x", 5), (3, "y", 7, "t")]:
+        assert repr(std(*args)) == repr(ours(*args)) and "secret" not in repr(ours(*args))
+    assert ours(1, size=1) == ours(1, size=2) and ours(1) != ours(2) and ours(1).__eq__(std(1)) is NotImplemented
+    assert ours.__hash__ is None and std.__hash__ is None
+    with pytest.raises(TypeError):
+        hash(ours(1))
+    assert repr(std.__dataclass_params__) == repr(ours.__dataclass_params__)
+    value = ours(1)
+    value.a = 2
+    assert value == ours(2) and dataclasses.replace(value, a=5).a == 5 and dataclasses.astuple(value)[0] == 2
+
+
+def test_plain_dataclass_keeps_a_hash_the_body_writes_and_refuses_a_setattr() -> None:
+    @plain_dataclass
+    class Keyed:
+        key: int
+
+        def __hash__(self) -> int:
+            return self.key
+
+    assert hash(Keyed(7)) == 7 and Keyed(7) == Keyed(7)
+    with pytest.raises(TypeError):
+        @plain_dataclass
+        class Guarded:
+            a: int
+
+            def __setattr__(self, name: str, value: Any) -> None:
+                object.__setattr__(self, name, value)
+
+
+def test_plain_dataclass_construction_matches_the_stdlib() -> None:
+    def make(deco: Callable[[type[Any]], type[Any]]) -> type[Any]:
+        @deco
+        class Made:
+            a: int
+            items: list[int] = dataclasses.field(default_factory=list)
+            fixed: int = dataclasses.field(default=9, init=False)
+        return Made
+    for cls in (make(dataclasses.dataclass), make(plain_dataclass)):
+        assert cls(1) == cls(a=1, items=[]) and cls(1).items is not cls(1).items and cls(1).fixed == 9
+        for args, kwargs in [((), {}), ((1, [], 4), {}), ((1,), {"a": 2}), ((1,), {"fixed": 2})]:
+            with pytest.raises(TypeError):
+                cls(*args, **kwargs)
+
+
+def test_a_plain_class_made_here_compiles_no_code() -> None:
+    import sys
+
+    compiled: list[str] = []
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if event == "compile" and active:
+            compiled.append(str(args[1]))
+
+    active = True
+    sys.addaudithook(audit)
+    try:
+        _plain(plain_dataclass)
     finally:
         active = False
     assert compiled == []
