@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field  # compiled, not protocol.frozen: one object per message (protocol/frozen.py)
 from typing import TypeAlias
 
 from protocol.base import ChannelKind, Message
-from protocol.frozen import frozen_dataclass
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class MessageReceived:
     """The peer sent `message` on `channel` (of `kind`).
 
@@ -28,7 +27,7 @@ class MessageReceived:
     wire_size: int = field(default=0, compare=False)
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class FrameReceived:
     """A frame of a relayed (kind, type) on `channel`, handed over undecoded.
 
@@ -44,7 +43,7 @@ class FrameReceived:
     wire_size: int
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class ChannelOpened:
     """`channel` is now usable: opened by the peer (auto-accepted) or our open was accepted."""
 
@@ -53,7 +52,7 @@ class ChannelOpened:
     by_peer: bool
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class ChannelClosed:
     """`channel` is gone and its id free: the peer closed or refused it (by_peer),
     or the peer confirmed our close_channel()."""
@@ -64,7 +63,7 @@ class ChannelClosed:
     by_peer: bool
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class WindowUpdated:
     """The peer granted `increment` more bytes of send credit on `channel`."""
 
@@ -72,7 +71,7 @@ class WindowUpdated:
     increment: int
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class MessageRefused:
     """A message on `channel` could not be decoded (`code`, `message` say why);
     the Connection refused that channel: its CHANNEL_CLOSE carrying the same
@@ -85,7 +84,7 @@ class MessageRefused:
     message: str
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class ConnectionClosed:
     """The connection is over: the peer sent CLOSE (by_peer), or it broke the
     protocol and our CLOSE frame now waits in data_to_send()."""

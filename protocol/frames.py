@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass  # compiled, not protocol.frozen: one object per message (protocol/frozen.py)
 from typing import Final
 
 from protocol.errors import ProtocolError, ReasonCode
-from protocol.frozen import frozen_dataclass
 from protocol.limits import (
     HEADER_SIZE,
     MAX_CHANNEL_ID,
@@ -58,7 +58,7 @@ def encode_frame(channel: int, type_: int, payload: bytes | bytearray | memoryvi
     return b"".join((frame_header(channel, type_, len(payload), flags), payload))
 
 
-@frozen_dataclass
+@dataclass(frozen=True)
 class Frame:
     """One decoded frame: header fields and its raw payload."""
 
