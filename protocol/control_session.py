@@ -115,12 +115,9 @@ class Auth(ControlMessage):
             raise ValueError("launch must be a JSON object")
         launch = Launch.from_json(launch_obj) if launch_obj is not None else None
         screen_obj = obj.get("screen")
-        screen = None
-        if screen_obj is not None:
-            if not isinstance(screen_obj, dict):
-                raise ValueError("screen must be a JSON object")
-            width, height = get(screen_obj, "width"), get(screen_obj, "height")
-            screen = (_screen_side("width", width), _screen_side("height", height))
+        if screen_obj is not None and not isinstance(screen_obj, dict):
+            raise ValueError("screen must be a JSON object")
+        screen = _as_screen((get(screen_obj, "width"), get(screen_obj, "height"))) if screen_obj is not None else None
         return cls(method=method, launch=launch, screen=screen, **values)
 
 
